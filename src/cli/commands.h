@@ -1,0 +1,5 @@
+/* The subcommand table: GQ_COMMAND(name, function, summary). Each function lives in
+ * src/cli/cmd_<name>.c (or the file named in src/cli/meson.build) and has the signature
+ * int fn(int argc, char **argv), where argv[0] is the subcommand name.
+ * Included twice by main.c (declarations, then the table). */
+GQ_COMMAND(version, cmd_version, "print the version, build options and BLAS in use")

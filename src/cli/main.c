@@ -1,0 +1,65 @@
+/* gq-bench: entry point and subcommand dispatch. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/gq_log.h"
+#include "core/gq_threads.h"
+#include "gq_version.h"
+
+#define GQ_COMMAND(name, fn, summary) int fn(int argc, char **argv);
+#include "cli/commands.h"
+#undef GQ_COMMAND
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+#define GQ_COMMAND(name, fn, summary) {#name, fn, summary},
+#include "cli/commands.h"
+#undef GQ_COMMAND
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "gq-bench %s: weight-quantization benchmarks for Llama-family models\n\n"
+               "usage: gq-bench COMMAND [options]   (gq-bench COMMAND --help for details)\n\n"
+               "commands:\n", GQ_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nenvironment:\n"
+               "  GQ_ASSETS          assets directory (default: assets)\n"
+               "  GQ_ASSETS_MIRROR   local mirror used by scripts/fetch-assets.sh\n"
+               "  OMP_NUM_THREADS    default thread count when --threads is not given\n");
+}
+
+int cmd_version(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    printf("gq-bench %s (revision %s)\n", GQ_VERSION, GQ_VCS_REVISION);
+    printf("compiler: %s\n", __VERSION__);
+    printf("blas: %s\n", gq_blas_description());
+    printf("threads: %d\n", gq_threads_get());
+    return GQ_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? GQ_EXIT_USAGE : GQ_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0)
+        return cmd_version(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "gq-bench: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return GQ_EXIT_USAGE;
+}

@@ -1,0 +1,90 @@
+#include "test_support.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/gq_fileio.h"
+
+const char *test_data_path(const char *rel)
+{
+    static char buf[4096];
+    const char *d = getenv("GQ_TESTDATA");
+    snprintf(buf, sizeof buf, "%s/%s", d ? d : "tests/data", rel);
+    return buf;
+}
+
+bool test_asset(const char *rel, char *out, size_t n)
+{
+    const char *dir = getenv("GQ_ASSETS");
+    const char *root = getenv("GQ_SOURCE_ROOT");
+    if (dir && dir[0])
+        snprintf(out, n, "%s/%s", dir, rel);
+    else
+        snprintf(out, n, "%s/assets/%s", root ? root : ".", rel);
+    if (gq_file_exists(out))
+        return true;
+    const char *req = getenv("GQ_REQUIRE_ASSETS");
+    if (req && strcmp(req, "1") == 0)
+        fail_msg("required asset missing: %s (run `make assets`)", out);
+    fprintf(stderr, "skipping: asset %s not found (run `make assets`)\n", out);
+    return false;
+}
+
+char *test_tmpdir(const char *tag)
+{
+    const char *base = getenv("TMPDIR");
+    char tmpl[4096];
+    snprintf(tmpl, sizeof tmpl, "%s/gq-test-%s-XXXXXX", base && base[0] ? base : "/tmp", tag);
+    char *d = mkdtemp(tmpl);
+    assert_non_null(d);
+    return strdup(d);
+}
+
+void *test_read_file(const char *path, size_t *len)
+{
+    char *data = NULL;
+    gq_error err = {{0}};
+    if (gq_read_file(path, &data, len, &err) != 0)
+        fail_msg("%s", err.msg);
+    return data;
+}
+
+static void slurp(const char *path, char *buf, size_t n)
+{
+    if (!buf || n == 0)
+        return;
+    buf[0] = '\0';
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return;
+    size_t got = fread(buf, 1, n - 1, f);
+    buf[got] = '\0';
+    fclose(f);
+}
+
+int test_run_cli(const char *args, char *out, size_t out_n, char *err, size_t err_n)
+{
+    const char *bin = getenv("GQ_BENCH");
+    if (!bin)
+        fail_msg("GQ_BENCH is not set (run the tests through meson test)");
+    char *dir = test_tmpdir("cli");
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "%s %s >%s/out 2>%s/err </dev/null", bin, args, dir, dir);
+    int st = system(cmd);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/out", dir);
+    slurp(path, out, out_n);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/err", dir);
+    slurp(path, err, err_n);
+    unlink(path);
+    rmdir(dir);
+    free(dir);
+    if (st == -1 || !WIFEXITED(st))
+        return -1;
+    return WEXITSTATUS(st);
+}

@@ -1,0 +1,38 @@
+#ifndef GQ_TEST_SUPPORT_H
+#define GQ_TEST_SUPPORT_H
+/* Helpers shared by the cmocka tests. Include after <cmocka.h>'s prerequisites. */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+/* Path of a file under tests/data (GQ_TESTDATA). Static buffer, valid until the next call. */
+const char *test_data_path(const char *rel);
+
+/* Resolves a real asset (for example "models/stories260K/stories260K.bin") under $GQ_ASSETS or
+ * <source root>/assets. Returns true when present. When missing: fails the test if
+ * GQ_REQUIRE_ASSETS=1, otherwise returns false so the caller can skip(). */
+bool test_asset(const char *rel, char *out, size_t n);
+
+/* Convenience: resolves or skips (or fails when assets are required). */
+#define TEST_ASSET_OR_SKIP(rel, buf)              \
+    do {                                          \
+        if (!test_asset((rel), (buf), sizeof(buf))) { \
+            skip();                               \
+            return;                               \
+        }                                         \
+    } while (0)
+
+/* A fresh empty directory under the build's temporary area; caller frees the string. */
+char *test_tmpdir(const char *tag);
+
+/* Reads a whole binary file; caller frees. Fails the test if missing. */
+void *test_read_file(const char *path, size_t *len);
+
+/* Runs the gq-bench binary ($GQ_BENCH) with a shell argument string; captures stdout and
+ * stderr (each truncated to its buffer) and returns the exit status (-1 if it did not exit). */
+int test_run_cli(const char *args, char *out, size_t out_n, char *err, size_t err_n);
+
+#endif
