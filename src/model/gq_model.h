@@ -1,0 +1,94 @@
+#ifndef GQ_MODEL_H
+#define GQ_MODEL_H
+/* A Llama-architecture model in fp32: configuration, weights, loading and saving.
+ *
+ * Shapes follow llama2.c and PyTorch nn.Linear: every matrix is row-major (out, in), so
+ * y = W x quantizes along rows (the input dimension). Files are llama2.c checkpoints: the
+ * legacy header (7 int32) or the versioned format (magic "ak42", version 1, fp32). */
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/gq_error.h"
+
+typedef struct gq_config {
+    int dim;         /* residual stream width */
+    int hidden_dim;  /* SwiGLU hidden width */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;  /* < n_heads: grouped-query attention */
+    int vocab_size;  /* always positive here; shared_classifier says whether wcls is tied */
+    int seq_len;     /* maximum context */
+    bool shared_classifier;
+} gq_config;
+
+static inline int gq_head_size(const gq_config *c) { return c->dim / c->n_heads; }
+static inline int gq_kv_dim(const gq_config *c) { return c->dim / c->n_heads * c->n_kv_heads; }
+
+/* The seven linear layers of a block, in the order GPTQ's true-sequential mode groups them. */
+typedef enum {
+    GQ_LIN_Q,     /* wq   (dim, dim)          attn.q_proj */
+    GQ_LIN_K,     /* wk   (kv_dim, dim)       attn.k_proj */
+    GQ_LIN_V,     /* wv   (kv_dim, dim)       attn.v_proj */
+    GQ_LIN_O,     /* wo   (dim, dim)          attn.o_proj */
+    GQ_LIN_GATE,  /* w1   (hidden, dim)       mlp.gate_proj */
+    GQ_LIN_UP,    /* w3   (hidden, dim)       mlp.up_proj */
+    GQ_LIN_DOWN,  /* w2   (dim, hidden)       mlp.down_proj */
+    GQ_N_LINEAR
+} gq_linear_kind;
+
+typedef struct gq_layer {
+    float *rms_att;  /* (dim) */
+    float *wq;       /* (dim, dim) */
+    float *wk;       /* (kv_dim, dim) */
+    float *wv;       /* (kv_dim, dim) */
+    float *wo;       /* (dim, dim) */
+    float *rms_ffn;  /* (dim) */
+    float *w1;       /* gate (hidden, dim) */
+    float *w2;       /* down (dim, hidden) */
+    float *w3;       /* up   (hidden, dim) */
+    /* Optional explicit transforms of the normalised block inputs (NULL = identity), used by
+     * methods whose transform cannot be folded into RMSNorm (AffineQuant): the normalised
+     * activations xn (T, dim) become xn · M, M (dim, dim) row-major, before q/k/v (att) or
+     * before gate/up (ffn). They cost a dim x dim product per token and count in model size. */
+    float *att_in_transform;
+    float *ffn_in_transform;
+} gq_layer;
+
+typedef struct gq_model {
+    gq_config cfg;
+    float *tok_embeddings; /* (vocab, dim) */
+    gq_layer *layers;      /* n_layers entries */
+    float *rms_final;      /* (dim) */
+    float *wcls;           /* (vocab, dim); equals tok_embeddings when shared_classifier */
+    char path[1024];       /* file the model came from ("" for generated or cloned models) */
+    /* storage: either a private copy-on-write mapping of the file or one heap block */
+    void *map;
+    size_t map_size;
+    float *heap;
+    size_t heap_floats;
+} gq_model;
+
+/* Name of a linear kind ("attn.q_proj") and of a tensor ("layers.3.attn.q_proj"). Other
+ * tensors are named "tok_embeddings", "classifier", "layers.L.attn_norm", "layers.L.ffn_norm",
+ * "final_norm". */
+const char *gq_linear_name(gq_linear_kind k);
+void gq_tensor_name(int layer, gq_linear_kind k, char *buf, size_t n);
+/* Weight pointer and (rows, cols) = (out, in) of a block's linear. */
+float *gq_linear_weight(const gq_layer *L, gq_linear_kind k);
+void gq_linear_shape(const gq_config *c, gq_linear_kind k, int *rows, int *cols);
+
+/* Loads a llama2.c checkpoint. The header is checked for sane values and the file size against
+ * the size the header implies; errors name the file and the expected and actual sizes.
+ * The weights are mapped copy-on-write: writing to them never changes the file. */
+int gq_model_load(const char *path, gq_model *m, gq_error *err);
+/* Deep copy into one writable heap block (explicit transforms included). */
+int gq_model_clone(const gq_model *src, gq_model *dst, gq_error *err);
+/* Writes a llama2.c legacy checkpoint atomically. Fails if the model has explicit transforms
+ * (the format cannot hold them). */
+int gq_model_save(const gq_model *m, const char *path, gq_error *err);
+void gq_model_free(gq_model *m);
+
+/* Parameter count of the stored tensors (embeddings, norms, linears, separate classifier). */
+size_t gq_model_param_count(const gq_config *c);
+
+#endif
