@@ -1,0 +1,59 @@
+#ifndef GQ_FORWARD_H
+#define GQ_FORWARD_H
+/* The Llama forward pass over whole windows (prefill), block by block, plus single-token decode.
+ *
+ * Shapes: a batch is B windows of T tokens each, every window at positions 0..T-1 (a fresh
+ * context). Activations are row-major (B*T, width). Matrix products go through cblas_sgemm
+ * over all B*T rows at once; causal attention runs per (window, head) under OpenMP.
+ * RMSNorm eps 1e-5; RoPE as llama2.c (pairs (2i, 2i+1), theta 10000); SwiGLU MLP. */
+#include "core/gq_error.h"
+#include "model/gq_model.h"
+
+typedef struct gq_forward_ws gq_forward_ws;
+
+/* Scratch for batches of up to max_tokens = B*T tokens with T <= cfg->seq_len. */
+gq_forward_ws *gq_forward_ws_new(const gq_config *c, int max_tokens, gq_error *err);
+void gq_forward_ws_free(gq_forward_ws *ws);
+
+/* logits (B*T, vocab) for tokens (B, T). */
+int gq_forward_prefill(const gq_model *m, const int *tokens, int B, int T, gq_forward_ws *ws,
+                       float *logits, gq_error *err);
+
+/* x (B*T, dim) = token embeddings of tokens (B, T). */
+void gq_embed(const gq_model *m, const int *tokens, int n, float *x);
+
+/* Intermediate activations of one block, written when a pointer is non-NULL (caller-owned). */
+typedef struct gq_block_trace {
+    float *attn_in;  /* (B*T, dim)    input of q/k/v: RMSNorm(x) (times att_in_transform) */
+    float *attn_ctx; /* (B*T, dim)    attention output before o_proj = input of o_proj */
+    float *mlp_in;   /* (B*T, dim)    input of gate/up: RMSNorm(x + attn) (times ffn_in_transform) */
+    float *mlp_act;  /* (B*T, hidden) SiLU(gate) * up = input of down_proj */
+} gq_block_trace;
+
+/* Applies block l in place: x += attn(norm(x)); x += mlp(norm(x)). x is (B*T, dim). */
+void gq_block_forward(const gq_model *m, int l, float *x, int B, int T, gq_forward_ws *ws,
+                      gq_block_trace *trace);
+
+/* Sub-modules of a block on given inputs, without residuals (AWQ inspects them):
+ *   attention: xin (B*T, dim) input of q/k/v -> out (B*T, dim) = o_proj(attention(q, k, v));
+ *              ctx_out (optional, (B*T, dim)) receives the input of o_proj.
+ *   mlp:       xin (n, dim) input of gate/up -> out (n, dim) = down(SiLU(gate) * up);
+ *              act_out (optional, (n, hidden)) receives the input of down_proj. */
+void gq_attention_forward(const gq_config *c, const gq_layer *L, const float *xin, int B, int T,
+                          float *out, gq_forward_ws *ws, float *ctx_out);
+void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int n, float *out,
+                    gq_forward_ws *ws, float *act_out);
+
+/* out (n, width) = x / sqrt(mean(x^2) + 1e-5) * w, row by row (out may equal x). */
+void gq_rmsnorm(float *out, const float *x, const float *w, int n, int width);
+/* y (n, out) = x (n, in) · W^T with W (out, in) row-major (cblas_sgemm). */
+void gq_linear(float *y, const float *x, const float *W, int n, int in, int out);
+
+/* Single-token decode with a KV cache, for generation. */
+typedef struct gq_decode gq_decode;
+gq_decode *gq_decode_new(const gq_model *m, gq_error *err);
+void gq_decode_free(gq_decode *d);
+/* logits (vocab) for `token` at position pos (0 <= pos < seq_len; positions in order). */
+int gq_decode_step(gq_decode *d, int token, int pos, float *logits, gq_error *err);
+
+#endif
