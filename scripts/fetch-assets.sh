@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Puts the real models, tokenizers and texts into the assets directory, verified by sha256.
+#
+#   scripts/fetch-assets.sh              the default set (stories260K, tokenizers, texts)
+#   scripts/fetch-assets.sh stories15M   also an optional model (stories15M, stories42M,
+#                                        stories110M)
+#
+# GQ_ASSETS         destination (default: <project>/assets)
+# GQ_ASSETS_MIRROR  a local directory laid out like the destination (for example a copy of
+#                   shared/data): files are copied from it instead of downloaded, and files that
+#                   exist only there (tinystories-3M) are copied too.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+dest=${GQ_ASSETS:-$root/assets}
+mirror=${GQ_ASSETS_MIRROR:-}
+if [ -n "$mirror" ]; then
+  [ -d "$mirror" ] || { echo "fetch-assets: GQ_ASSETS_MIRROR=$mirror is not a directory" >&2; exit 1; }
+  mirror=$(cd "$mirror" && pwd)
+fi
+
+TL=https://huggingface.co/karpathy/tinyllamas/resolve/main
+# path | sha256 ("-" when no hash is pinned) | download URL ("-": mirror only) | set
+manifest=(
+"models/stories260K/stories260K.bin|b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696|$TL/stories260K/stories260K.bin|default"
+"models/stories260K/tok512.bin|037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312|$TL/stories260K/tok512.bin|default"
+"tokenizers/llama2/tokenizer.bin|50a52ef822ee9e83de5ce9d0be0a025a773d019437f58b5ff9dcafb063ece361|https://raw.githubusercontent.com/karpathy/llama2.c/350e04fe35433e6d2941dce5a1f53308f87058eb/tokenizer.bin|default"
+"text/tinystories/tinystories_val.txt|5fc1fb0113df62b567fb271806cd645ce8d75f59c58ca0b764c03d3b6ff34ca6|https://raw.githubusercontent.com/yuninxia/moe-routing-bench/bb9bb0bd461aa77cf6ab89423b758f586a6f75d1/data/tinystories_val.txt|default"
+"text/wikitext-2-raw/wiki.test.raw|173c87a53759e0201f33e0ccf978e510c2042d7f2cb78229d9a50d79b9e7dd08|zip:https://huggingface.co/datasets/ggml-org/ci/resolve/main/wikitext-2-raw-v1.zip:wikitext-2-raw/wiki.test.raw|default"
+"models/tinystories-3M/tinystories-3M.bin|ee8bdd5795a372d6e01035c4b81e0d8c9a1110dc42819244d0420d076cfb09ae|-|mirror"
+"models/tinystories-3M/tok512.bin|037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312|-|mirror"
+"text/tinystories-train/train.txt|91b08b0b016c33c09cf4f67c8f05381a651646e0828176c7afdae407c7cff30d|-|mirror"
+"models/stories15M/stories15M.bin|-|$TL/stories15M.bin|stories15M"
+"models/stories42M/stories42M.bin|-|$TL/stories42M.bin|stories42M"
+"models/stories110M/stories110M.bin|-|$TL/stories110M.bin|stories110M"
+)
+# stories15M's git blob id is known (a84ed9f6...); its sha256 is not pinned here, so it is
+# checked with git hash-object instead.
+declare -A gitblob=([models/stories15M/stories15M.bin]=a84ed9f6c29346c958a09bfecf9b468750842b72)
+
+wanted=(default mirror "$@")
+want() { local s; for s in "${wanted[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+
+check() { # path sha -> 0 if the file exists and matches
+  local f=$1 sha=$2 rel=$3
+  [ -f "$f" ] || return 1
+  if [ "$sha" != "-" ]; then
+    [ "$(sha256sum "$f" | cut -d' ' -f1)" = "$sha" ]
+  elif [ -n "${gitblob[$rel]:-}" ]; then
+    [ "$(git hash-object "$f")" = "${gitblob[$rel]}" ]
+  else
+    [ -s "$f" ]
+  fi
+}
+
+download() { # url target
+  local url=$1 out=$2 tmp
+  tmp=$(mktemp "$out.part.XXXXXX")
+  if [[ $url == zip:* ]]; then
+    local rest=${url#zip:} zipurl member
+    member=${rest##*:}
+    zipurl=${rest%:*}
+    curl -fsSL --retry 3 -o "$tmp.zip" "$zipurl" && unzip -p "$tmp.zip" "$member" >"$tmp"
+    local rc=$?
+    rm -f "$tmp.zip"
+    [ $rc -eq 0 ] || { rm -f "$tmp"; return 1; }
+  else
+    curl -fsSL --retry 3 -o "$tmp" "$url" || { rm -f "$tmp"; return 1; }
+  fi
+  mv "$tmp" "$out"
+}
+
+failed=0
+for entry in "${manifest[@]}"; do
+  IFS='|' read -r rel sha url set <<<"$entry"
+  want "$set" || continue
+  target=$dest/$rel
+  check "$target" "$sha" "$rel" && continue
+  mkdir -p "$(dirname "$target")"
+  if [ -n "$mirror" ] && [ -f "$mirror/$rel" ]; then
+    cp "$mirror/$rel" "$target.part" && mv "$target.part" "$target"
+    how="copied from $mirror"
+  elif [ "$set" = mirror ]; then
+    continue # mirror-only files are optional
+  elif [ "$url" != "-" ] && download "$url" "$target"; then
+    how="downloaded"
+  else
+    echo "fetch-assets: cannot get $rel: no mirror copy (GQ_ASSETS_MIRROR) and the download failed;" \
+         "place the file at $target by hand (sha256 $sha)" >&2
+    failed=1
+    continue
+  fi
+  if ! check "$target" "$sha" "$rel"; then
+    echo "fetch-assets: $rel ($how) does not match its sha256 $sha; removed" >&2
+    rm -f "$target"
+    failed=1
+    continue
+  fi
+  echo "fetch-assets: $rel ($how)" >&2
+done
+exit $failed
