@@ -1,0 +1,33 @@
+/* Instantiates the gradient operations (grad_*.inc) for float and for double. */
+#include "grad/gq_grad.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#define GQ_T float
+#define GQ_S(name) name##_f
+#define GQ_GEMM cblas_sgemm
+#include "grad/grad_linear.inc"
+#include "grad/grad_pointwise.inc"
+#include "grad/grad_attention.inc"
+#include "grad/grad_quant.inc"
+#include "grad/grad_block.inc"
+#undef GQ_T
+#undef GQ_S
+#undef GQ_GEMM
+#undef GQ_RMS_EPS
+#undef GQ_LWC_SMIN
+#undef GQ_LWC_SMAX
+#undef GQ_LWC_ZMAX
+
+#define GQ_T double
+#define GQ_S(name) name##_d
+#define GQ_GEMM cblas_dgemm
+#include "grad/grad_linear.inc"
+#include "grad/grad_pointwise.inc"
+#include "grad/grad_attention.inc"
+#include "grad/grad_quant.inc"
+#include "grad/grad_block.inc"
