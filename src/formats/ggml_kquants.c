@@ -1,0 +1,165 @@
+/* Shared K-quant machinery (see ggml_kquants.h): re-quantization, dequantization, bit packing,
+ * the group interface, and the five registered formats. */
+#include "formats/ggml_kquants.h"
+
+#include <string.h>
+
+/* Largest K-quant block (Q5_K, 176 bytes), rounded up; keeps a scratch block on the stack. */
+#define KQ_BLOCK_MAX 256
+
+void gq_kq_quantize_block(const gq_kquant *kq, const float *x, const float *qw, void *blk)
+{
+    uint8_t L[GQ_QK_K];
+    float D[GQ_KQ_MAX_SUB], M[GQ_KQ_MAX_SUB];
+    kq->fit(x, qw, blk, L);
+    /* ggml re-quantizes every element against the fp16-rounded scales it just stored;
+     * a sub-block whose scale decodes to 0 keeps the levels of the search. */
+    kq->scales(blk, D, M);
+    for (int j = 0; j < GQ_QK_K / kq->sub_len; j++) {
+        if (D[j] == 0)
+            continue;
+        for (int i = j * kq->sub_len; i < (j + 1) * kq->sub_len; i++)
+            L[i] = (uint8_t)gq_kq_level(x[i], D[j], M[j], kq->qmin, kq->qmax);
+    }
+    kq->pack(L, blk);
+}
+
+void gq_kq_dequantize_block(const gq_kquant *kq, const void *blk, float *y)
+{
+    uint8_t L[GQ_QK_K];
+    float D[GQ_KQ_MAX_SUB], M[GQ_KQ_MAX_SUB];
+    kq->scales(blk, D, M);
+    kq->unpack(blk, L);
+    for (int j = 0; j < GQ_QK_K / kq->sub_len; j++) {
+        const float d = D[j], m = M[j];
+        const uint8_t *l = L + j * kq->sub_len;
+        float *o = y + j * kq->sub_len;
+        for (int i = 0; i < kq->sub_len; i++) /* vectorizes; same float ops as ggml */
+            o[i] = d * (float)(l[i] + kq->qmin) - m;
+    }
+}
+
+/* ---- bit packing ---- */
+
+void gq_kq_pack_scale_min6(const uint8_t ls[8], const uint8_t lm[8], uint8_t out[12])
+{
+    for (int j = 0; j < 8; j++) {
+        if (j < 4) {
+            out[j] = ls[j];
+            out[j + 4] = lm[j];
+        } else {
+            out[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+            out[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
+            out[j] |= (uint8_t)((lm[j] >> 4) << 6);
+        }
+    }
+}
+
+void gq_kq_unpack_scale_min6(const uint8_t in[12], uint8_t ls[8], uint8_t lm[8])
+{
+    for (int j = 0; j < 8; j++) {
+        if (j < 4) {
+            ls[j] = in[j] & 63;
+            lm[j] = in[j + 4] & 63;
+        } else {
+            ls[j] = (uint8_t)((in[j + 4] & 0xF) | ((in[j - 4] >> 6) << 4));
+            lm[j] = (uint8_t)((in[j + 4] >> 4) | ((in[j] >> 6) << 4));
+        }
+    }
+}
+
+void gq_kq_pack_2bit(const uint8_t L[GQ_QK_K], uint8_t qs[GQ_QK_K / 4])
+{
+    for (int h = 0; h < GQ_QK_K; h += 128)
+        for (int l = 0; l < 32; l++)
+            qs[h / 4 + l] = (uint8_t)((L[h + l] & 3) | (L[h + l + 32] & 3) << 2 |
+                                      (L[h + l + 64] & 3) << 4 | (L[h + l + 96] & 3) << 6);
+}
+
+void gq_kq_unpack_2bit(const uint8_t qs[GQ_QK_K / 4], uint8_t L[GQ_QK_K])
+{
+    for (int h = 0; h < GQ_QK_K; h += 128)
+        for (int l = 0; l < 32; l++)
+            for (int s = 0; s < 4; s++)
+                L[h + l + 32 * s] = (qs[h / 4 + l] >> (2 * s)) & 3;
+}
+
+/* ---- group interface ---- */
+
+void gq_kq_fit_group(const gq_kquant *kq, const float *x, int n, const float *imp,
+                     gq_kq_group *g)
+{
+    /* the same zero padding (value 0, importance 0) as the row driver */
+    float xb[GQ_QK_K] = {0}, qw[GQ_QK_K] = {0};
+    uint8_t L[GQ_QK_K];
+    _Alignas(16) uint8_t blk[KQ_BLOCK_MAX];
+    memcpy(xb, x, (size_t)n * sizeof *xb);
+    if (imp)
+        memcpy(qw, imp, (size_t)n * sizeof *qw);
+    kq->fit(xb, imp ? qw : NULL, blk, L);
+    kq->scales(blk, g->D, g->M);
+    g->sub_len = kq->sub_len;
+    g->qmin = kq->qmin;
+    g->qmax = kq->qmax;
+}
+
+float gq_kq_quant_elem(const gq_kq_group *g, int k, float x)
+{
+    const int j = k / g->sub_len;
+    const float D = g->D[j], M = g->M[j];
+    if (D == 0) /* any level reconstructs to 0*q - M */
+        return -M;
+    return D * (float)(gq_kq_level(x, D, M, g->qmin, g->qmax) + g->qmin) - M;
+}
+
+/* ---- the formats ---- */
+
+static int kq_group_cols(const void *params, int cols)
+{
+    (void)params;
+    (void)cols;
+    return GQ_QK_K;
+}
+
+static float kq_quant_elem(const void *params, const void *state, int k, float x)
+{
+    (void)params;
+    return gq_kq_quant_elem(state, k, x);
+}
+
+/* Row callbacks of the ggml row driver and the group fit, for one K-quant `t`. */
+#define KQ_FORMAT(t, name_text, summary)                                                     \
+    static void t##_qrow(const float *x, const float *qw, int n, void *blocks)               \
+    {                                                                                        \
+        for (int b = 0; b < n / GQ_QK_K; b++)                                                \
+            gq_kq_quantize_block(&gq_kq_##t, x + (size_t)b * GQ_QK_K,                        \
+                                 qw ? qw + (size_t)b * GQ_QK_K : NULL,                       \
+                                 (uint8_t *)blocks + (size_t)b * sizeof(gq_block_##t));      \
+    }                                                                                        \
+    static void t##_drow(const void *blocks, int n, float *y)                                \
+    {                                                                                        \
+        for (int b = 0; b < n / GQ_QK_K; b++)                                                \
+            gq_kq_dequantize_block(&gq_kq_##t,                                               \
+                                   (const uint8_t *)blocks + (size_t)b * sizeof(gq_block_##t), \
+                                   y + (size_t)b * GQ_QK_K);                                 \
+    }                                                                                        \
+    static void t##_fit_group(const void *p, const float *x, int n, const float *imp,        \
+                              void *state)                                                   \
+    {                                                                                        \
+        (void)p;                                                                             \
+        gq_kq_fit_group(&gq_kq_##t, x, n, imp, state);                                       \
+    }                                                                                        \
+    const gq_ggml_type gq_ggml_##t = {name_text, GQ_QK_K, sizeof(gq_block_##t), t##_qrow,    \
+                                      t##_drow};                                             \
+    GQ_GGML_FORMAT(gq_format_##t, gq_ggml_##t, name_text, summary,                           \
+                   .group_cols = kq_group_cols, .group_state_bytes = sizeof(gq_kq_group),     \
+                   .fit_group = t##_fit_group, .quant_elem = kq_quant_elem)
+
+KQ_FORMAT(q2_K, "q2_K",
+          "llama.cpp Q2_K: 256-blocks, 2-bit codes, 16x(4-bit scale, 4-bit min), 2.625 bpw");
+KQ_FORMAT(q3_K, "q3_K", "llama.cpp Q3_K: 256-blocks, 3-bit codes, 16 x 6-bit scales, 3.4375 bpw");
+KQ_FORMAT(q4_K, "q4_K",
+          "llama.cpp Q4_K: 256-blocks, 4-bit codes, 8x(6-bit scale, 6-bit min), 4.5 bpw");
+KQ_FORMAT(q5_K, "q5_K",
+          "llama.cpp Q5_K: 256-blocks, 5-bit codes, 8x(6-bit scale, 6-bit min), 5.5 bpw");
+KQ_FORMAT(q6_K, "q6_K", "llama.cpp Q6_K: 256-blocks, 6-bit codes, 16 x int8 scales, 6.5625 bpw");

@@ -1,0 +1,319 @@
+/* llama.cpp K-quants (q2_K .. q6_K): byte-exact quantization and bit-exact dequantization
+ * against the reference vectors of tests/data/ggml (both the _ref path and the imatrix path),
+ * zero padding of short rows, and the group interface used by GPTQ. */
+#include "test_support.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/gq_rng.h"
+#include "formats/gq_format.h"
+
+#define QK_K 256
+
+/* Byte ranges of each block field, to say where a mismatch is. */
+typedef struct {
+    const char *name;
+    int start, end;
+} field;
+
+typedef struct {
+    const char *type;
+    int block_bytes;
+    field fields[6];
+} layout;
+
+static const layout layouts[] = {
+    {"q2_K", 84, {{"scales", 0, 16}, {"qs", 16, 80}, {"d", 80, 82}, {"dmin", 82, 84}}},
+    {"q3_K", 110, {{"hmask", 0, 32}, {"qs", 32, 96}, {"scales", 96, 108}, {"d", 108, 110}}},
+    {"q4_K", 144, {{"d", 0, 2}, {"dmin", 2, 4}, {"scales", 4, 16}, {"qs", 16, 144}}},
+    {"q5_K", 176,
+     {{"d", 0, 2}, {"dmin", 2, 4}, {"scales", 4, 16}, {"qh", 16, 48}, {"qs", 48, 176}}},
+    {"q6_K", 210, {{"ql", 0, 128}, {"qh", 128, 192}, {"scales", 192, 208}, {"d", 208, 210}}},
+};
+
+static const layout *find_layout(const char *type)
+{
+    for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++)
+        if (strcmp(layouts[i].type, type) == 0)
+            return &layouts[i];
+    return NULL;
+}
+
+static void *load(const char *name, size_t want)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "ggml/%s", name);
+    size_t len = 0;
+    void *p = test_read_file(test_data_path(rel), &len);
+    if (len != want)
+        fail_msg("%s: %zu bytes, expected %zu", rel, len, want);
+    return p;
+}
+
+static const gq_format *format(const char *name)
+{
+    const gq_format *f = gq_format_find(name);
+    if (!f)
+        fail_msg("format %s is not registered", name);
+    return f;
+}
+
+/* Fails with the row, block, field and sub-block of the first differing byte. */
+static void expect_bytes(const char *what, const layout *lay, int row_bytes, const uint8_t *got,
+                         const uint8_t *want, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (got[i] == want[i])
+            continue;
+        int row = (int)(i / (size_t)row_bytes), in_row = (int)(i % (size_t)row_bytes);
+        int blk = in_row / lay->block_bytes, off = in_row % lay->block_bytes;
+        const char *fname = "?";
+        for (int f = 0; f < 6 && lay->fields[f].name; f++)
+            if (off >= lay->fields[f].start && off < lay->fields[f].end)
+                fname = lay->fields[f].name;
+        fail_msg("%s: first difference at byte %zu (row %d, super-block %d, byte %d = %s): "
+                 "got 0x%02x, ggml 0x%02x",
+                 what, i, row, blk, off, fname, got[i], want[i]);
+    }
+}
+
+/* Bit patterns, so that -0.0 vs 0.0 and NaN payloads count too. */
+static void expect_floats(const char *what, const float *got, const float *want, size_t n,
+                          int cols)
+{
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&got[i], &want[i], sizeof(float)) != 0)
+            fail_msg("%s: first difference at element %zu (row %zu, col %zu): got %.9g, "
+                     "ggml %.9g",
+                     what, i, i / (size_t)cols, i % (size_t)cols, (double)got[i],
+                     (double)want[i]);
+}
+
+static void test_reference_vectors(void **state)
+{
+    (void)state;
+    size_t len;
+    char *tsv = test_read_file(test_data_path("ggml/cases.tsv"), &len);
+    tsv = realloc(tsv, len + 1);
+    tsv[len] = '\0';
+    int checked = 0, checked_imatrix = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(tsv, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char name[64], type[16];
+        int rows, cols, bpr, imat;
+        if (sscanf(line, "%63s %d %d %15s %d %d", name, &rows, &cols, type, &bpr, &imat) != 6)
+            continue; /* header */
+        const layout *lay = find_layout(type);
+        if (!lay)
+            continue; /* not a K-quant */
+        const gq_format *f = format(type);
+        const size_t n = (size_t)rows * cols, nbytes = (size_t)rows * bpr;
+        assert_int_equal(f->storage_bytes(NULL, rows, cols), nbytes);
+
+        char fn[128], what[160];
+        snprintf(fn, sizeof fn, "%s.input.f32", name);
+        float *x = load(fn, n * sizeof(float));
+        float *imatrix = NULL;
+        if (imat) {
+            snprintf(fn, sizeof fn, "%s.imatrix.f32", name);
+            imatrix = load(fn, (size_t)cols * sizeof(float));
+        }
+        const char *tag = imat ? ".imatrix" : "";
+        snprintf(fn, sizeof fn, "%s.%s%s.q", name, type, tag);
+        uint8_t *want_q = load(fn, nbytes);
+        snprintf(fn, sizeof fn, "%s.%s%s.deq.f32", name, type, tag);
+        float *want_deq = load(fn, n * sizeof(float));
+
+        uint8_t *q = malloc(nbytes);
+        float *deq = malloc(n * sizeof(float)), *deq2 = malloc(n * sizeof(float));
+        gq_error err = {0};
+        if (f->quantize(NULL, x, rows, cols, imatrix, q, deq, &err))
+            fail_msg("%s %s: %s", name, type, err.msg);
+        snprintf(what, sizeof what, "%s %s%s quantize bytes", name, type, tag);
+        expect_bytes(what, lay, bpr, q, want_q, nbytes);
+        snprintf(what, sizeof what, "%s %s%s quantize reconstruction", name, type, tag);
+        expect_floats(what, deq, want_deq, n, cols);
+        /* dequantize ggml's own bytes */
+        assert_int_equal(f->dequantize(NULL, want_q, rows, cols, deq2, &err), 0);
+        snprintf(what, sizeof what, "%s %s%s dequantize", name, type, tag);
+        expect_floats(what, deq2, want_deq, n, cols);
+
+        checked++;
+        checked_imatrix += imat;
+        free(q);
+        free(deq);
+        free(deq2);
+        free(x);
+        free(imatrix);
+        free(want_q);
+        free(want_deq);
+    }
+    free(tsv);
+    /* 5 cases x 5 types, each with and without importance weights */
+    assert_int_equal(checked, 50);
+    assert_int_equal(checked_imatrix, 25);
+}
+
+static float *random_matrix(uint64_t seed, size_t n, float scale)
+{
+    gq_rng r;
+    gq_rng_seed(&r, seed);
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++) /* heavy tails, so that sub-block scales differ a lot */
+        x[i] = scale * (float)gq_rng_student_t(&r, 4.0);
+    return x;
+}
+
+static float *random_importance(uint64_t seed, int n)
+{
+    gq_rng r;
+    gq_rng_seed(&r, seed);
+    float *w = malloc((size_t)n * sizeof *w);
+    for (int i = 0; i < n; i++)
+        w[i] = (float)(gq_rng_uniform(&r) * gq_rng_uniform(&r) * 10.0);
+    return w;
+}
+
+static const char *const ktypes[] = {"q2_K", "q3_K", "q4_K", "q5_K", "q6_K"};
+
+/* A row that is not a multiple of 256 is quantized as if zero-padded (importance 0), and the
+ * padding is stored. */
+static void test_zero_padding(void **state)
+{
+    (void)state;
+    const int rows = 3, cols = 300, pad = 512;
+    float *x = random_matrix(7, (size_t)rows * cols, 0.05f);
+    float *xp = calloc((size_t)rows * pad, sizeof *xp);
+    for (int r = 0; r < rows; r++)
+        memcpy(xp + (size_t)r * pad, x + (size_t)r * cols, (size_t)cols * sizeof *x);
+    float *imp = random_importance(8, cols);
+    float *impp = calloc(pad, sizeof *impp);
+    memcpy(impp, imp, (size_t)cols * sizeof *imp);
+    for (size_t t = 0; t < sizeof ktypes / sizeof ktypes[0]; t++) {
+        const gq_format *f = format(ktypes[t]);
+        const layout *lay = find_layout(ktypes[t]);
+        size_t nbytes = f->storage_bytes(NULL, rows, cols);
+        assert_int_equal(nbytes, (size_t)rows * 2 * lay->block_bytes);
+        for (int with_imp = 0; with_imp < 2; with_imp++) {
+            uint8_t *q = malloc(nbytes), *qp = malloc(nbytes);
+            float *deq = malloc((size_t)rows * cols * sizeof *deq);
+            float *deqp = malloc((size_t)rows * pad * sizeof *deqp);
+            gq_error err = {0};
+            assert_int_equal(f->quantize(NULL, x, rows, cols, with_imp ? imp : NULL, q, deq,
+                                         &err), 0);
+            assert_int_equal(f->quantize(NULL, xp, rows, pad, with_imp ? impp : NULL, qp,
+                                         deqp, &err), 0);
+            expect_bytes(ktypes[t], lay, 2 * lay->block_bytes, q, qp, nbytes);
+            for (int r = 0; r < rows; r++)
+                expect_floats(ktypes[t], deq + (size_t)r * cols, deqp + (size_t)r * pad,
+                              (size_t)cols, cols);
+            free(q);
+            free(qp);
+            free(deq);
+            free(deqp);
+        }
+    }
+    free(x);
+    free(xp);
+    free(imp);
+    free(impp);
+}
+
+/* fit_group + quant_elem on each 256-column span reproduces quantize()'s reconstruction
+ * exactly, including the short last span of a row, with and without importance weights. */
+static void test_group_interface_matches_quantize(void **state)
+{
+    (void)state;
+    const int rows = 4, cols = 1000; /* 3 full spans and one of 232 */
+    float *x = random_matrix(11, (size_t)rows * cols, 0.02f);
+    /* a sub-block of exact zeros and one constant sub-block exercise the degenerate paths */
+    memset(x + 32, 0, 32 * sizeof *x);
+    for (int i = 0; i < 32; i++)
+        x[cols + 64 + i] = 0.25f;
+    float *imp = random_importance(12, cols);
+    for (size_t t = 0; t < sizeof ktypes / sizeof ktypes[0]; t++) {
+        const gq_format *f = format(ktypes[t]);
+        assert_non_null(f->fit_group);
+        assert_non_null(f->quant_elem);
+        assert_int_equal(f->group_cols(NULL, cols), QK_K);
+        void *st = malloc(f->group_state_bytes);
+        float *deq = malloc((size_t)rows * cols * sizeof *deq);
+        for (int with_imp = 0; with_imp < 2; with_imp++) {
+            const float *im = with_imp ? imp : NULL;
+            gq_error err = {0};
+            assert_int_equal(f->quantize(NULL, x, rows, cols, im, NULL, deq, &err), 0);
+            for (int r = 0; r < rows; r++)
+                for (int g = 0; g < cols; g += QK_K) {
+                    int n = cols - g < QK_K ? cols - g : QK_K;
+                    const float *xs = x + (size_t)r * cols + g;
+                    f->fit_group(NULL, xs, n, im ? im + g : NULL, st);
+                    for (int k = 0; k < n; k++) {
+                        float got = f->quant_elem(NULL, st, k, xs[k]);
+                        float want = deq[(size_t)r * cols + g + k];
+                        if (got != want)
+                            fail_msg("%s%s row %d col %d: group interface %.9g, quantize %.9g",
+                                     ktypes[t], with_imp ? " imatrix" : "", r, g + k,
+                                     (double)got, (double)want);
+                    }
+                    /* values far outside the span saturate to an end of the code range */
+                    float hi = f->quant_elem(NULL, st, 0, 1e30f);
+                    float lo = f->quant_elem(NULL, st, 0, -1e30f);
+                    assert_true(isfinite(hi) && isfinite(lo) && hi >= lo);
+                }
+        }
+        free(st);
+        free(deq);
+    }
+    free(x);
+    free(imp);
+}
+
+/* Labels, bits per weight of a whole super-block, and bad inputs. */
+static void test_labels_sizes_errors(void **state)
+{
+    (void)state;
+    static const double bpw[] = {2.625, 3.4375, 4.5, 5.5, 6.5625};
+    for (size_t t = 0; t < sizeof ktypes / sizeof ktypes[0]; t++) {
+        gq_quantizer q;
+        gq_error err = {0};
+        assert_int_equal(gq_quantizer_init(&q, ktypes[t], NULL, "$", &err), 0);
+        char label[64];
+        gq_quantizer_label(&q, label, sizeof label);
+        assert_string_equal(label, ktypes[t]);
+        assert_true(gq_quantizer_bpw(&q, 16, 4096) == bpw[t]);
+        assert_int_equal(gq_quantizer_bytes(&q, 1, 1), (size_t)(bpw[t] * 32)); /* one block */
+
+        float w[512];
+        for (int i = 0; i < 512; i++)
+            w[i] = (float)i / 512;
+        uint8_t codes[2 * 210];
+        w[300] = NAN;
+        assert_int_equal(gq_quantizer_run(&q, w, 1, 512, NULL, codes, NULL, &err), -1);
+        assert_non_null(strstr(err.msg, "column 300"));
+        w[300] = 0;
+        float imp[512] = {0};
+        imp[5] = -1;
+        assert_int_equal(gq_quantizer_run(&q, w, 1, 512, imp, codes, NULL, &err), -1);
+        assert_non_null(strstr(err.msg, "imatrix[5]"));
+
+        json_t *bad = json_pack("{s:i}", "bits", 4); /* K-quants take no parameters */
+        gq_quantizer q2;
+        assert_int_equal(gq_quantizer_init(&q2, ktypes[t], bad, "$.format", &err), -1);
+        json_decref(bad);
+        gq_quantizer_free(&q);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reference_vectors),
+        cmocka_unit_test(test_zero_padding),
+        cmocka_unit_test(test_group_interface_matches_quantize),
+        cmocka_unit_test(test_labels_sizes_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
