@@ -49,11 +49,17 @@ void gq_rmsnorm(float *out, const float *x, const float *w, int n, int width);
 /* y (n, out) = x (n, in) · W^T with W (out, in) row-major (cblas_sgemm). */
 void gq_linear(float *y, const float *x, const float *W, int n, int in, int out);
 
-/* Single-token decode with a KV cache, for generation. */
+/* Single-token decode with a KV cache, for generation. It is also the per-token reference the
+ * batched path is tested against: written for clarity in llama2.c run.c's order of operations
+ * (sequential float sums per output, rows of a matrix-vector product in parallel), so greedy
+ * generation reproduces run.c's output. */
 typedef struct gq_decode gq_decode;
 gq_decode *gq_decode_new(const gq_model *m, gq_error *err);
 void gq_decode_free(gq_decode *d);
 /* logits (vocab) for `token` at position pos (0 <= pos < seq_len; positions in order). */
 int gq_decode_step(gq_decode *d, int token, int pos, float *logits, gq_error *err);
+
+/* Reference logits (T, vocab) of one window of T tokens at positions 0..T-1, by decode steps. */
+int gq_forward_ref(const gq_model *m, const int *tokens, int T, float *logits, gq_error *err);
 
 #endif

@@ -66,6 +66,9 @@ typedef struct gq_model {
     size_t map_size;
     float *heap;
     size_t heap_floats;
+    /* storage of explicit transforms set with gq_model_set_in_transform (n_layers * 2 slots of
+     * dim*dim, allocated on first use) */
+    float *transforms;
 } gq_model;
 
 /* Name of a linear kind ("attn.q_proj") and of a tensor ("layers.3.attn.q_proj"). Other
@@ -81,12 +84,24 @@ void gq_linear_shape(const gq_config *c, gq_linear_kind k, int *rows, int *cols)
  * the size the header implies; errors name the file and the expected and actual sizes.
  * The weights are mapped copy-on-write: writing to them never changes the file. */
 int gq_model_load(const char *path, gq_model *m, gq_error *err);
-/* Deep copy into one writable heap block (explicit transforms included). */
+/* Deep copy into one writable heap block; explicit transforms are copied into model-owned
+ * storage (see gq_model_set_in_transform). */
 int gq_model_clone(const gq_model *src, gq_model *dst, gq_error *err);
 /* Writes a llama2.c legacy checkpoint atomically. Fails if the model has explicit transforms
  * (the format cannot hold them). */
 int gq_model_save(const gq_model *m, const char *path, gq_error *err);
 void gq_model_free(gq_model *m);
+
+/* Sets layer l's explicit input transform (ffn=false: before q/k/v, true: before gate/up) to a
+ * copy of M (dim, dim) owned by the model; M NULL restores the identity (pointer NULL). */
+int gq_model_set_in_transform(gq_model *m, int l, bool ffn, const float *M, gq_error *err);
+bool gq_model_has_transforms(const gq_model *m);
+
+/* Checks a configuration for sane values (positive sizes, dim % n_heads == 0,
+ * n_heads % n_kv_heads == 0, even head size, limits); `what` names the source in messages. */
+int gq_config_check(const gq_config *c, const char *what, gq_error *err);
+/* Number of floats of each stored tensor group, for sizes and layouts. */
+size_t gq_layer_floats(const gq_config *c);
 
 /* Parameter count of the stored tensors (embeddings, norms, linears, separate classifier). */
 size_t gq_model_param_count(const gq_config *c);

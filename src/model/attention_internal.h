@@ -1,0 +1,24 @@
+#ifndef GQ_ATTENTION_INTERNAL_H
+#define GQ_ATTENTION_INTERNAL_H
+/* Kernels of the batched attention (attention.c), used by forward.c. */
+#include "model/gq_model.h"
+
+/* RoPE tables as llama2.c run.c computes them: for position p and pair i of a head
+ * (head_dim = 2i), freq = 1 / 10000^(head_dim / head_size), angle = p * freq (float);
+ * cos_t/sin_t are (seq_len, head_size/2). */
+void gq_rope_tables(const gq_config *c, float *cos_t, float *sin_t);
+
+/* Rotates the pairs (2i, 2i+1) of every head of x (n_rows, width) in place, row r being at
+ * position r % T (each window starts at 0). */
+void gq_rope_rows(float *x, int n_rows, int T, int width, int head_size, const float *cos_t,
+                  const float *sin_t);
+
+/* Causal grouped-query attention for B windows of T tokens:
+ * q (B*T, n_heads*hs), k, v (B*T, n_kv_heads*hs) -> ctx (B*T, n_heads*hs).
+ * Query head h reads kv head h / (n_heads / n_kv_heads). scores is per-thread scratch,
+ * n_threads * T floats. Each (window, head) is computed by one thread in a fixed order, so the
+ * result does not depend on the thread count. */
+void gq_causal_attention(const gq_config *c, const float *q, const float *k, const float *v,
+                         float *ctx, int B, int T, float *scores, int n_threads);
+
+#endif

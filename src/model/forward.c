@@ -1,0 +1,196 @@
+/* Batched forward pass (prefill): every matrix product is one cblas_sgemm over all B*T rows;
+ * attention runs per (window, head) under OpenMP (attention.c). */
+#include "model/gq_forward.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/gq_fileio.h"
+#include "model/attention_internal.h"
+
+struct gq_forward_ws {
+    gq_config cfg;
+    int max_tokens;
+    int n_threads;
+    float *x;      /* (N, dim)    residual stream of gq_forward_prefill */
+    float *xn;     /* (N, dim)    normalised block input */
+    float *xt;     /* (N, dim)    xn · M when the block has an explicit transform */
+    float *delta;  /* (N, dim)    sub-module output added to the residual */
+    float *q;      /* (N, dim) */
+    float *k;      /* (N, kv_dim) */
+    float *v;      /* (N, kv_dim) */
+    float *ctx;    /* (N, dim)    attention output before o_proj */
+    float *hb;     /* (N, hidden) gate, then SiLU(gate) * up */
+    float *hb2;    /* (N, hidden) up */
+    float *rope_cos, *rope_sin; /* (seq_len, head_size/2) */
+    float *scores; /* (n_threads, seq_len) */
+};
+
+gq_forward_ws *gq_forward_ws_new(const gq_config *c, int max_tokens, gq_error *err)
+{
+    if (max_tokens <= 0)
+        return gq_fail(err, "forward: max_tokens %d must be positive", max_tokens), NULL;
+    gq_forward_ws *ws = calloc(1, sizeof *ws);
+    if (!ws)
+        return gq_fail(err, "forward: out of memory"), NULL;
+    ws->cfg = *c;
+    ws->max_tokens = max_tokens;
+    ws->n_threads = omp_get_max_threads();
+    size_t N = (size_t)max_tokens, d = (size_t)c->dim, kv = (size_t)gq_kv_dim(c);
+    size_t h = (size_t)c->hidden_dim, half = (size_t)gq_head_size(c) / 2;
+    struct { float **p; size_t n; } bufs[] = {
+        {&ws->x, N * d},   {&ws->xn, N * d}, {&ws->xt, N * d}, {&ws->delta, N * d},
+        {&ws->q, N * d},   {&ws->k, N * kv}, {&ws->v, N * kv}, {&ws->ctx, N * d},
+        {&ws->hb, N * h},  {&ws->hb2, N * h},
+        {&ws->rope_cos, (size_t)c->seq_len * half}, {&ws->rope_sin, (size_t)c->seq_len * half},
+        {&ws->scores, (size_t)ws->n_threads * (size_t)c->seq_len},
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (!(*bufs[i].p = gq_alloc_zero(bufs[i].n * sizeof(float), "forward workspace", err))) {
+            gq_forward_ws_free(ws);
+            return NULL;
+        }
+    gq_rope_tables(c, ws->rope_cos, ws->rope_sin);
+    return ws;
+}
+
+void gq_forward_ws_free(gq_forward_ws *ws)
+{
+    if (!ws)
+        return;
+    float *bufs[] = {ws->x, ws->xn, ws->xt, ws->delta, ws->q, ws->k, ws->v, ws->ctx,
+                     ws->hb, ws->hb2, ws->rope_cos, ws->rope_sin, ws->scores};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
+    free(ws);
+}
+
+void gq_linear(float *y, const float *x, const float *W, int n, int in, int out)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, W, in, 0.0f,
+                y, out);
+}
+
+void gq_rmsnorm(float *out, const float *x, const float *w, int n, int width)
+{
+#pragma omp parallel for schedule(static) if ((long)n * width >= 65536)
+    for (int r = 0; r < n; r++) {
+        const float *xr = x + (size_t)r * width;
+        float *o = out + (size_t)r * width;
+        float ss = 0.0f;
+        for (int j = 0; j < width; j++)
+            ss += xr[j] * xr[j];
+        ss = 1.0f / sqrtf(ss / (float)width + 1e-5f);
+        for (int j = 0; j < width; j++)
+            o[j] = w[j] * (ss * xr[j]);
+    }
+}
+
+void gq_embed(const gq_model *m, const int *tokens, int n, float *x)
+{
+    size_t d = (size_t)m->cfg.dim;
+    for (int i = 0; i < n; i++)
+        memcpy(x + (size_t)i * d, m->tok_embeddings + (size_t)tokens[i] * d, d * sizeof(float));
+}
+
+void gq_attention_forward(const gq_config *c, const gq_layer *L, const float *xin, int B, int T,
+                          float *out, gq_forward_ws *ws, float *ctx_out)
+{
+    int N = B * T, dim = c->dim, kv_dim = gq_kv_dim(c), hs = gq_head_size(c);
+    assert(N <= ws->max_tokens && T <= c->seq_len);
+    float *ctx = ctx_out ? ctx_out : ws->ctx;
+    gq_linear(ws->q, xin, L->wq, N, dim, dim);       /* (N, dim) -> q (N, dim) */
+    gq_linear(ws->k, xin, L->wk, N, dim, kv_dim);    /* -> k (N, kv_dim) */
+    gq_linear(ws->v, xin, L->wv, N, dim, kv_dim);    /* -> v (N, kv_dim) */
+    gq_rope_rows(ws->q, N, T, dim, hs, ws->rope_cos, ws->rope_sin);
+    gq_rope_rows(ws->k, N, T, kv_dim, hs, ws->rope_cos, ws->rope_sin);
+    gq_causal_attention(c, ws->q, ws->k, ws->v, ctx, B, T, ws->scores, ws->n_threads);
+    gq_linear(out, ctx, L->wo, N, dim, dim);         /* ctx (N, dim) -> out (N, dim) */
+}
+
+void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int n, float *out,
+                    gq_forward_ws *ws, float *act_out)
+{
+    int dim = c->dim, hid = c->hidden_dim;
+    assert(n <= ws->max_tokens);
+    float *act = act_out ? act_out : ws->hb;
+    gq_linear(ws->hb, xin, L->w1, n, dim, hid);  /* gate (n, hidden) */
+    gq_linear(ws->hb2, xin, L->w3, n, dim, hid); /* up   (n, hidden) */
+    size_t total = (size_t)n * hid;
+    const float *g = ws->hb, *u = ws->hb2;
+#pragma omp parallel for schedule(static) if (total >= 65536)
+    for (size_t i = 0; i < total; i++)
+        act[i] = g[i] * (1.0f / (1.0f + expf(-g[i]))) * u[i];
+    gq_linear(out, act, L->w2, n, hid, dim);     /* act (n, hidden) -> out (n, dim) */
+}
+
+/* RMSNorm(x) with weight w, then times the explicit transform M (dim, dim) when present.
+ * Returns the buffer holding the result (ws->xn or ws->xt). */
+static const float *block_input(gq_forward_ws *ws, const float *x, const float *w,
+                                const float *M, int N)
+{
+    int dim = ws->cfg.dim;
+    gq_rmsnorm(ws->xn, x, w, N, dim);
+    if (!M)
+        return ws->xn;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, dim, dim, 1.0f, ws->xn, dim, M,
+                dim, 0.0f, ws->xt, dim);
+    return ws->xt;
+}
+
+static void add_into(float *x, const float *delta, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= 65536)
+    for (size_t i = 0; i < n; i++)
+        x[i] += delta[i];
+}
+
+void gq_block_forward(const gq_model *m, int l, float *x, int B, int T, gq_forward_ws *ws,
+                      gq_block_trace *trace)
+{
+    const gq_config *c = &m->cfg;
+    const gq_layer *L = &m->layers[l];
+    int N = B * T;
+    size_t nd = (size_t)N * c->dim;
+    const float *ain = block_input(ws, x, L->rms_att, L->att_in_transform, N);
+    if (trace && trace->attn_in)
+        memcpy(trace->attn_in, ain, nd * sizeof(float));
+    gq_attention_forward(c, L, ain, B, T, ws->delta, ws, trace ? trace->attn_ctx : NULL);
+    add_into(x, ws->delta, nd);
+    const float *fin = block_input(ws, x, L->rms_ffn, L->ffn_in_transform, N);
+    if (trace && trace->mlp_in)
+        memcpy(trace->mlp_in, fin, nd * sizeof(float));
+    gq_mlp_forward(c, L, fin, N, ws->delta, ws, trace ? trace->mlp_act : NULL);
+    add_into(x, ws->delta, nd);
+}
+
+int gq_forward_prefill(const gq_model *m, const int *tokens, int B, int T, gq_forward_ws *ws,
+                       float *logits, gq_error *err)
+{
+    const gq_config *c = &m->cfg;
+    if (B < 1 || T < 1 || T > c->seq_len)
+        return gq_fail(err, "forward: %d windows of %d tokens: need B >= 1 and 1 <= T <= "
+                            "seq_len %d", B, T, c->seq_len);
+    if ((long)B * T > ws->max_tokens)
+        return gq_fail(err, "forward: %d x %d tokens exceed the workspace's %d", B, T,
+                       ws->max_tokens);
+    if (ws->cfg.dim != c->dim || ws->cfg.hidden_dim != c->hidden_dim ||
+        ws->cfg.n_heads != c->n_heads || ws->cfg.n_kv_heads != c->n_kv_heads ||
+        ws->cfg.seq_len < T)
+        return gq_fail(err, "forward: the workspace was made for another model shape");
+    int N = B * T;
+    for (int i = 0; i < N; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
+            return gq_fail(err, "forward: token %d at index %d is outside 0..%d", tokens[i], i,
+                           c->vocab_size - 1);
+    gq_embed(m, tokens, N, ws->x);                       /* x (N, dim) */
+    for (int l = 0; l < c->n_layers; l++)
+        gq_block_forward(m, l, ws->x, B, T, ws, NULL);
+    gq_rmsnorm(ws->xn, ws->x, m->rms_final, N, c->dim);
+    gq_linear(logits, ws->xn, m->wcls, N, c->dim, c->vocab_size); /* (N, vocab) */
+    return 0;
+}

@@ -1,0 +1,221 @@
+/* Per-token forward pass with a KV cache: the reference for the batched path and the decode
+ * step of generation. One function per step, in llama2.c run.c's order of operations. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/gq_fileio.h"
+#include "model/gq_forward.h"
+
+struct gq_decode {
+    const gq_model *m;
+    int next_pos;   /* positions 0..next_pos-1 are in the cache */
+    float *x;       /* (dim) residual */
+    float *xb;      /* (dim) normalised input / attention output */
+    float *xt;      /* (dim) xb · M for explicit transforms */
+    float *xb2;     /* (dim) */
+    float *hb;      /* (hidden) */
+    float *hb2;     /* (hidden) */
+    float *q;       /* (dim) */
+    float *att;     /* (n_heads, seq_len) */
+    float *key_cache;   /* (n_layers, seq_len, kv_dim) */
+    float *value_cache; /* (n_layers, seq_len, kv_dim) */
+};
+
+gq_decode *gq_decode_new(const gq_model *m, gq_error *err)
+{
+    const gq_config *c = &m->cfg;
+    gq_decode *d = calloc(1, sizeof *d);
+    if (!d)
+        return gq_fail(err, "decode: out of memory"), NULL;
+    d->m = m;
+    size_t dim = (size_t)c->dim, h = (size_t)c->hidden_dim;
+    size_t cache = (size_t)c->n_layers * c->seq_len * gq_kv_dim(c);
+    struct { float **p; size_t n; } bufs[] = {
+        {&d->x, dim}, {&d->xb, dim}, {&d->xt, dim}, {&d->xb2, dim}, {&d->hb, h}, {&d->hb2, h},
+        {&d->q, dim}, {&d->att, (size_t)c->n_heads * c->seq_len},
+        {&d->key_cache, cache}, {&d->value_cache, cache},
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (!(*bufs[i].p = gq_alloc_zero(bufs[i].n * sizeof(float), "decode state", err))) {
+            gq_decode_free(d);
+            return NULL;
+        }
+    return d;
+}
+
+void gq_decode_free(gq_decode *d)
+{
+    if (!d)
+        return;
+    float *bufs[] = {d->x, d->xb, d->xt, d->xb2, d->hb, d->hb2, d->q, d->att,
+                     d->key_cache, d->value_cache};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
+    free(d);
+}
+
+/* o (size) = x / rms(x) * w, sequential sum of squares. */
+static void rmsnorm_vec(float *o, const float *x, const float *w, int size)
+{
+    float ss = 0.0f;
+    for (int j = 0; j < size; j++)
+        ss += x[j] * x[j];
+    ss /= size;
+    ss += 1e-5f;
+    ss = 1.0f / sqrtf(ss);
+    for (int j = 0; j < size; j++)
+        o[j] = w[j] * (ss * x[j]);
+}
+
+/* xout (d) = W (d, n) · x (n), one sequential sum per row; rows in parallel. */
+static void matvec(float *xout, const float *x, const float *w, int n, int d)
+{
+#pragma omp parallel for schedule(static) if ((long)n * d >= 262144)
+    for (int i = 0; i < d; i++) {
+        const float *wr = w + (size_t)i * n;
+        float val = 0.0f;
+        for (int j = 0; j < n; j++)
+            val += wr[j] * x[j];
+        xout[i] = val;
+    }
+}
+
+/* out (dim) = x (dim) · M (dim, dim), column sums in order over the rows of M. */
+static void vec_times_matrix(float *out, const float *x, const float *M, int dim)
+{
+    for (int j = 0; j < dim; j++) {
+        float val = 0.0f;
+        for (int k = 0; k < dim; k++)
+            val += x[k] * M[(size_t)k * dim + j];
+        out[j] = val;
+    }
+}
+
+/* RoPE on q (dim) and k (kv_dim) at position pos, pairs (i, i+1) within each head. */
+static void rope_vec(float *q, float *k, int pos, int dim, int kv_dim, int head_size)
+{
+    for (int i = 0; i < dim; i += 2) {
+        int head_dim = i % head_size;
+        float freq = 1.0f / powf(10000.0f, head_dim / (float)head_size);
+        float val = pos * freq;
+        float fcr = cosf(val), fci = sinf(val);
+        int rotn = i < kv_dim ? 2 : 1; /* q and k, or q only */
+        for (int v = 0; v < rotn; v++) {
+            float *vec = v == 0 ? q : k;
+            float v0 = vec[i], v1 = vec[i + 1];
+            vec[i] = v0 * fcr - v1 * fci;
+            vec[i + 1] = v0 * fci + v1 * fcr;
+        }
+    }
+}
+
+static void softmax(float *x, int size)
+{
+    float mx = x[0];
+    for (int i = 1; i < size; i++)
+        if (x[i] > mx)
+            mx = x[i];
+    float sum = 0.0f;
+    for (int i = 0; i < size; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    for (int i = 0; i < size; i++)
+        x[i] /= sum;
+}
+
+/* Attention of q against cached positions 0..pos of layer l -> xb (dim). */
+static void attend(gq_decode *d, int l, int pos)
+{
+    const gq_config *c = &d->m->cfg;
+    int hs = gq_head_size(c), kv_dim = gq_kv_dim(c), kv_mul = c->n_heads / c->n_kv_heads;
+    size_t loff = (size_t)l * c->seq_len * kv_dim;
+    for (int h = 0; h < c->n_heads; h++) {
+        const float *q = d->q + (size_t)h * hs;
+        float *att = d->att + (size_t)h * c->seq_len;
+        for (int t = 0; t <= pos; t++) {
+            const float *k = d->key_cache + loff + (size_t)t * kv_dim + (size_t)(h / kv_mul) * hs;
+            float score = 0.0f;
+            for (int i = 0; i < hs; i++)
+                score += q[i] * k[i];
+            att[t] = score / sqrtf((float)hs);
+        }
+        softmax(att, pos + 1);
+        float *xb = d->xb + (size_t)h * hs;
+        memset(xb, 0, (size_t)hs * sizeof(float));
+        for (int t = 0; t <= pos; t++) {
+            const float *v = d->value_cache + loff + (size_t)t * kv_dim + (size_t)(h / kv_mul) * hs;
+            for (int i = 0; i < hs; i++)
+                xb[i] += att[t] * v[i];
+        }
+    }
+}
+
+int gq_decode_step(gq_decode *d, int token, int pos, float *logits, gq_error *err)
+{
+    const gq_model *m = d->m;
+    const gq_config *c = &m->cfg;
+    if (token < 0 || token >= c->vocab_size)
+        return gq_fail(err, "decode: token %d is outside 0..%d", token, c->vocab_size - 1);
+    if (pos < 0 || pos >= c->seq_len || pos > d->next_pos)
+        return gq_fail(err, "decode: position %d is outside 0..%d (next expected %d)", pos,
+                       c->seq_len - 1, d->next_pos);
+    int dim = c->dim, kv_dim = gq_kv_dim(c), hid = c->hidden_dim;
+    memcpy(d->x, m->tok_embeddings + (size_t)token * dim, (size_t)dim * sizeof(float));
+    for (int l = 0; l < c->n_layers; l++) {
+        const gq_layer *L = &m->layers[l];
+        size_t cache_off = ((size_t)l * c->seq_len + pos) * kv_dim;
+        float *k = d->key_cache + cache_off, *v = d->value_cache + cache_off;
+        /* attention: xb = norm(x) [· M]; q, k, v; RoPE; attend; x += wo · ctx */
+        rmsnorm_vec(d->xb, d->x, L->rms_att, dim);
+        const float *ain = d->xb;
+        if (L->att_in_transform) {
+            vec_times_matrix(d->xt, d->xb, L->att_in_transform, dim);
+            ain = d->xt;
+        }
+        matvec(d->q, ain, L->wq, dim, dim);
+        matvec(k, ain, L->wk, dim, kv_dim);
+        matvec(v, ain, L->wv, dim, kv_dim);
+        rope_vec(d->q, k, pos, dim, kv_dim, gq_head_size(c));
+        attend(d, l, pos);
+        matvec(d->xb2, d->xb, L->wo, dim, dim);
+        for (int i = 0; i < dim; i++)
+            d->x[i] += d->xb2[i];
+        /* mlp: xb = norm(x) [· M]; x += w2 · (SiLU(w1 xb) * (w3 xb)) */
+        rmsnorm_vec(d->xb, d->x, L->rms_ffn, dim);
+        const float *fin = d->xb;
+        if (L->ffn_in_transform) {
+            vec_times_matrix(d->xt, d->xb, L->ffn_in_transform, dim);
+            fin = d->xt;
+        }
+        matvec(d->hb, fin, L->w1, dim, hid);
+        matvec(d->hb2, fin, L->w3, dim, hid);
+        for (int i = 0; i < hid; i++) {
+            float val = d->hb[i];
+            val *= (1.0f / (1.0f + expf(-val)));
+            d->hb[i] = val * d->hb2[i];
+        }
+        matvec(d->xb, d->hb, L->w2, hid, dim);
+        for (int i = 0; i < dim; i++)
+            d->x[i] += d->xb[i];
+    }
+    rmsnorm_vec(d->x, d->x, m->rms_final, dim);
+    matvec(logits, d->x, m->wcls, dim, c->vocab_size);
+    d->next_pos = pos + 1;
+    return 0;
+}
+
+int gq_forward_ref(const gq_model *m, const int *tokens, int T, float *logits, gq_error *err)
+{
+    if (T < 1 || T > m->cfg.seq_len)
+        return gq_fail(err, "reference forward: T %d is outside 1..%d", T, m->cfg.seq_len);
+    gq_decode *d = gq_decode_new(m, err);
+    if (!d)
+        return -1;
+    int rc = 0;
+    for (int t = 0; t < T && rc == 0; t++)
+        rc = gq_decode_step(d, tokens[t], t, logits + (size_t)t * m->cfg.vocab_size, err);
+    gq_decode_free(d);
+    return rc;
+}

@@ -1,0 +1,24 @@
+#ifndef GQ_SYNTH_H
+#define GQ_SYNTH_H
+/* Synthetic Llama checkpoints of real shapes, for tests and benchmarks.
+ *
+ * Weights look like trained LLM weights where it matters to quantizers: every linear is
+ * Student-t (nu = 4, heavy-tailed) scaled to 1/sqrt(fan_in), with a few outlier input
+ * channels (whole columns scaled 4..8x); norm weights are near 1 except a few residual
+ * channels at ~4 (giving activation outliers, the same channels in every layer);
+ * embeddings are Student-t scaled to 1/sqrt(dim). Deterministic for (preset, seed) on any
+ * machine and thread count: each row is drawn from its own seeded stream. */
+#include <stdint.h>
+
+#include "model/gq_model.h"
+
+/* Configuration of a named preset: tiny, stories15M, stories110M, llama2-7b-2layers. */
+int gq_synth_preset(const char *name, gq_config *c, gq_error *err);
+/* Comma-separated preset names for help texts. */
+const char *gq_synth_preset_names(void);
+/* Generates a model of configuration c into one heap block. */
+int gq_model_synth_config(const gq_config *c, uint64_t seed, gq_model *m, gq_error *err);
+/* gq_synth_preset + gq_model_synth_config. */
+int gq_model_synth(const char *preset, uint64_t seed, gq_model *m, gq_error *err);
+
+#endif

@@ -1,0 +1,220 @@
+/* Model bookkeeping: tensor names and shapes, parameter counts, configuration checks,
+ * heap storage, clone, explicit transforms and free. */
+#include "model/gq_model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "core/gq_fileio.h"
+#include "model/model_internal.h"
+
+static const char *const linear_names[GQ_N_LINEAR] = {
+    "attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.o_proj",
+    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+};
+
+const char *gq_linear_name(gq_linear_kind k)
+{
+    return (unsigned)k < GQ_N_LINEAR ? linear_names[k] : "?";
+}
+
+void gq_tensor_name(int layer, gq_linear_kind k, char *buf, size_t n)
+{
+    snprintf(buf, n, "layers.%d.%s", layer, gq_linear_name(k));
+}
+
+float *gq_linear_weight(const gq_layer *L, gq_linear_kind k)
+{
+    switch (k) {
+    case GQ_LIN_Q: return L->wq;
+    case GQ_LIN_K: return L->wk;
+    case GQ_LIN_V: return L->wv;
+    case GQ_LIN_O: return L->wo;
+    case GQ_LIN_GATE: return L->w1;
+    case GQ_LIN_UP: return L->w3;
+    case GQ_LIN_DOWN: return L->w2;
+    default: return NULL;
+    }
+}
+
+void gq_linear_shape(const gq_config *c, gq_linear_kind k, int *rows, int *cols)
+{
+    int r = c->dim, in = c->dim;
+    switch (k) {
+    case GQ_LIN_K:
+    case GQ_LIN_V: r = gq_kv_dim(c); break;
+    case GQ_LIN_GATE:
+    case GQ_LIN_UP: r = c->hidden_dim; break;
+    case GQ_LIN_DOWN: in = c->hidden_dim; break;
+    default: break;
+    }
+    *rows = r;
+    *cols = in;
+}
+
+size_t gq_layer_floats(const gq_config *c)
+{
+    size_t d = (size_t)c->dim, kv = (size_t)gq_kv_dim(c), h = (size_t)c->hidden_dim;
+    return 2 * d + 2 * d * d + 2 * kv * d + 3 * d * h;
+}
+
+size_t gq_model_param_count(const gq_config *c)
+{
+    size_t emb = (size_t)c->vocab_size * (size_t)c->dim;
+    return emb + (size_t)c->n_layers * gq_layer_floats(c) + (size_t)c->dim +
+           (c->shared_classifier ? 0 : emb);
+}
+
+int gq_config_check(const gq_config *c, const char *what, gq_error *err)
+{
+    struct { const char *name; int v, max; } f[] = {
+        {"dim", c->dim, 1 << 16},           {"hidden_dim", c->hidden_dim, 1 << 18},
+        {"n_layers", c->n_layers, 1 << 10}, {"n_heads", c->n_heads, 1 << 12},
+        {"n_kv_heads", c->n_kv_heads, 1 << 12}, {"vocab_size", c->vocab_size, 1 << 22},
+        {"seq_len", c->seq_len, 1 << 20},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (f[i].v <= 0 || f[i].v > f[i].max)
+            return gq_fail(err, "%s: header field %s = %d is outside 1..%d (not a model file?)",
+                           what, f[i].name, f[i].v, f[i].max);
+    if (c->dim % c->n_heads != 0)
+        return gq_fail(err, "%s: dim %d is not a multiple of n_heads %d", what, c->dim,
+                       c->n_heads);
+    if (c->n_heads % c->n_kv_heads != 0)
+        return gq_fail(err, "%s: n_heads %d is not a multiple of n_kv_heads %d", what,
+                       c->n_heads, c->n_kv_heads);
+    if (gq_head_size(c) % 2 != 0)
+        return gq_fail(err, "%s: head size %d (dim / n_heads) is odd; RoPE needs pairs", what,
+                       gq_head_size(c));
+    return 0;
+}
+
+int gq_model_heap_alloc(gq_model *m, const gq_config *c, gq_error *err)
+{
+    memset(m, 0, sizeof *m);
+    m->cfg = *c;
+    size_t n = gq_model_param_count(c);
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    m->heap = gq_alloc_zero(n * sizeof(float), "model weights", err);
+    if (!m->layers || !m->heap) {
+        free(m->layers);
+        free(m->heap);
+        memset(m, 0, sizeof *m);
+        return err && err->msg[0] ? -1 : gq_fail(err, "out of memory for the model");
+    }
+    m->heap_floats = n;
+    size_t d = (size_t)c->dim, kv = (size_t)gq_kv_dim(c), h = (size_t)c->hidden_dim;
+    float *p = m->heap;
+    m->tok_embeddings = p;
+    p += (size_t)c->vocab_size * d;
+    for (int l = 0; l < c->n_layers; l++) {
+        gq_layer *L = &m->layers[l];
+        L->rms_att = p, p += d;
+        L->rms_ffn = p, p += d;
+        L->wq = p, p += d * d;
+        L->wk = p, p += kv * d;
+        L->wv = p, p += kv * d;
+        L->wo = p, p += d * d;
+        L->w1 = p, p += h * d;
+        L->w2 = p, p += d * h;
+        L->w3 = p, p += h * d;
+    }
+    m->rms_final = p, p += d;
+    if (c->shared_classifier) {
+        m->wcls = m->tok_embeddings;
+    } else {
+        m->wcls = p;
+        p += (size_t)c->vocab_size * d;
+    }
+    return 0;
+}
+
+static void copy_floats(float *dst, const float *src, size_t n)
+{
+    memcpy(dst, src, n * sizeof(float));
+}
+
+int gq_model_clone(const gq_model *src, gq_model *dst, gq_error *err)
+{
+    const gq_config *c = &src->cfg;
+    gq_model m;
+    if (gq_model_heap_alloc(&m, c, err) != 0)
+        return gq_fail_prefix(err, "clone");
+    size_t d = (size_t)c->dim, kv = (size_t)gq_kv_dim(c), h = (size_t)c->hidden_dim;
+    copy_floats(m.tok_embeddings, src->tok_embeddings, (size_t)c->vocab_size * d);
+    for (int l = 0; l < c->n_layers; l++) {
+        const gq_layer *S = &src->layers[l];
+        gq_layer *L = &m.layers[l];
+        copy_floats(L->rms_att, S->rms_att, d);
+        copy_floats(L->rms_ffn, S->rms_ffn, d);
+        copy_floats(L->wq, S->wq, d * d);
+        copy_floats(L->wk, S->wk, kv * d);
+        copy_floats(L->wv, S->wv, kv * d);
+        copy_floats(L->wo, S->wo, d * d);
+        copy_floats(L->w1, S->w1, h * d);
+        copy_floats(L->w2, S->w2, d * h);
+        copy_floats(L->w3, S->w3, h * d);
+    }
+    copy_floats(m.rms_final, src->rms_final, d);
+    if (!c->shared_classifier)
+        copy_floats(m.wcls, src->wcls, (size_t)c->vocab_size * d);
+    for (int l = 0; l < c->n_layers; l++) {
+        const gq_layer *S = &src->layers[l];
+        if ((S->att_in_transform &&
+             gq_model_set_in_transform(&m, l, false, S->att_in_transform, err) != 0) ||
+            (S->ffn_in_transform &&
+             gq_model_set_in_transform(&m, l, true, S->ffn_in_transform, err) != 0)) {
+            gq_model_free(&m);
+            return gq_fail_prefix(err, "clone");
+        }
+    }
+    *dst = m;
+    return 0;
+}
+
+int gq_model_set_in_transform(gq_model *m, int l, bool ffn, const float *M, gq_error *err)
+{
+    const gq_config *c = &m->cfg;
+    if (l < 0 || l >= c->n_layers)
+        return gq_fail(err, "transform: layer %d is outside 0..%d", l, c->n_layers - 1);
+    gq_layer *L = &m->layers[l];
+    float **slot = ffn ? &L->ffn_in_transform : &L->att_in_transform;
+    if (!M) {
+        *slot = NULL;
+        return 0;
+    }
+    size_t dd = (size_t)c->dim * (size_t)c->dim;
+    if (!m->transforms) {
+        m->transforms = gq_alloc_zero(2 * (size_t)c->n_layers * dd * sizeof(float),
+                                      "explicit transforms", err);
+        if (!m->transforms)
+            return -1;
+    }
+    float *dst = m->transforms + (2 * (size_t)l + (ffn ? 1 : 0)) * dd;
+    if (dst != M)
+        memmove(dst, M, dd * sizeof(float));
+    *slot = dst;
+    return 0;
+}
+
+bool gq_model_has_transforms(const gq_model *m)
+{
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        if (m->layers[l].att_in_transform || m->layers[l].ffn_in_transform)
+            return true;
+    return false;
+}
+
+void gq_model_free(gq_model *m)
+{
+    if (!m)
+        return;
+    if (m->map)
+        munmap(m->map, m->map_size);
+    free(m->heap);
+    free(m->transforms);
+    free(m->layers);
+    memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,104 @@
+/* Saving a model as a llama2.c legacy checkpoint: 7 int32 header (negative vocab_size when the
+ * classifier is separate), then token_embedding, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3,
+ * rms_final, freq_cis_real, freq_cis_imag, [wcls]. Written to a temporary file beside the target
+ * and renamed into place, so readers never see a partial checkpoint. */
+#include "model/gq_model.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model/model_internal.h"
+
+typedef struct {
+    FILE *f;
+    int failed;
+} writer;
+
+static void put(writer *w, const void *p, size_t bytes)
+{
+    if (!w->failed && fwrite(p, 1, bytes, w->f) != bytes)
+        w->failed = errno ? errno : EIO;
+}
+
+/* One tensor for all layers; `field` is the byte offset of the pointer in gq_layer. */
+static void put_layers(writer *w, const gq_model *m, size_t field, size_t floats)
+{
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const float *t = *(float *const *)((const char *)&m->layers[l] + field);
+        put(w, t, floats * sizeof(float));
+    }
+}
+
+/* The RoPE tables llama2.c's exporter stores: (seq_len, head_size/2) cos then sin of
+ * pos * 10000^(-2i/head_size), computed in float as PyTorch does. */
+static void put_freq_cis(writer *w, const gq_config *c)
+{
+    int half = gq_head_size(c) / 2;
+    float *row = malloc((size_t)half * sizeof(float));
+    if (!row) {
+        w->failed = ENOMEM;
+        return;
+    }
+    for (int part = 0; part < 2; part++)
+        for (int t = 0; t < c->seq_len; t++) {
+            for (int i = 0; i < half; i++) {
+                float freq = 1.0f / powf(10000.0f, (float)(2 * i) / (float)(2 * half));
+                float v = (float)t * freq;
+                row[i] = part == 0 ? cosf(v) : sinf(v);
+            }
+            put(w, row, (size_t)half * sizeof(float));
+        }
+    free(row);
+}
+
+int gq_model_save(const gq_model *m, const char *path, gq_error *err)
+{
+    const gq_config *c = &m->cfg;
+    if (gq_model_has_transforms(m))
+        return gq_fail(err, "%s: the model has explicit input transforms, which a llama2.c "
+                            "checkpoint cannot hold", path);
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    writer w = {fopen(tmp, "wb"), 0};
+    if (!w.f)
+        return gq_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+    size_t d = (size_t)c->dim, kv = (size_t)gq_kv_dim(c), h = (size_t)c->hidden_dim;
+    int32_t hdr[7] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+                      c->shared_classifier ? c->vocab_size : -c->vocab_size, c->seq_len};
+    errno = 0;
+    put(&w, hdr, sizeof hdr);
+    put(&w, m->tok_embeddings, (size_t)c->vocab_size * d * sizeof(float));
+    put_layers(&w, m, offsetof(gq_layer, rms_att), d);
+    put_layers(&w, m, offsetof(gq_layer, wq), d * d);
+    put_layers(&w, m, offsetof(gq_layer, wk), kv * d);
+    put_layers(&w, m, offsetof(gq_layer, wv), kv * d);
+    put_layers(&w, m, offsetof(gq_layer, wo), d * d);
+    put_layers(&w, m, offsetof(gq_layer, rms_ffn), d);
+    put_layers(&w, m, offsetof(gq_layer, w1), h * d);
+    put_layers(&w, m, offsetof(gq_layer, w2), d * h);
+    put_layers(&w, m, offsetof(gq_layer, w3), h * d);
+    put(&w, m->rms_final, d * sizeof(float));
+    put_freq_cis(&w, c);
+    if (!c->shared_classifier)
+        put(&w, m->wcls, (size_t)c->vocab_size * d * sizeof(float));
+    if (!w.failed && (fflush(w.f) != 0 || fsync(fileno(w.f)) != 0))
+        w.failed = errno ? errno : EIO;
+    if (fclose(w.f) != 0 && !w.failed)
+        w.failed = errno ? errno : EIO;
+    if (w.failed) {
+        unlink(tmp);
+        return gq_fail(err, "%s: write failed: %s", path, strerror(w.failed));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return gq_fail(err, "%s: cannot rename into place: %s", path, strerror(e));
+    }
+    return 0;
+}

@@ -1,0 +1,136 @@
+/* Synthetic model generator (see gq_synth.h for the weight distributions). */
+#include "model/gq_synth.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/gq_rng.h"
+#include "model/model_internal.h"
+
+typedef struct {
+    const char *name;
+    gq_config cfg;
+} preset;
+
+static const preset presets[] = {
+    /*                 dim   hidden layers heads kv  vocab  seq   shared */
+    {"tiny",              {64,   172,   2,    8,  4,   512,  128,  false}},
+    {"stories15M",        {288,  768,   6,    6,  6, 32000,  256,  true}},
+    {"stories110M",       {768,  2048, 12,   12, 12, 32000, 1024,  true}},
+    {"llama2-7b-2layers", {4096, 11008, 2,   32, 32, 32000, 2048,  false}},
+};
+
+const char *gq_synth_preset_names(void)
+{
+    return "tiny, stories15M, stories110M, llama2-7b-2layers";
+}
+
+int gq_synth_preset(const char *name, gq_config *c, gq_error *err)
+{
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+        if (strcmp(name, presets[i].name) == 0) {
+            *c = presets[i].cfg;
+            return 0;
+        }
+    return gq_fail(err, "unknown synthetic preset '%s' (known: %s)", name,
+                   gq_synth_preset_names());
+}
+
+/* Independent stream for (seed, tensor, row): splitmix64 seeding decorrelates the inputs. */
+static void stream(gq_rng *r, uint64_t seed, uint64_t tensor, uint64_t row)
+{
+    gq_rng_seed(r, seed * 0x9E3779B97F4A7C15ull ^ (tensor << 40) ^ row);
+}
+
+/* Student-t with 4 degrees of freedom, unit variance: Z / sqrt(chi2_4 / 4) with
+ * chi2_4 = -2 ln(U1 U2), times sqrt(1/2). */
+static float student_t4(gq_rng *r)
+{
+    double u1 = 1.0 - gq_rng_uniform(r), u2 = 1.0 - gq_rng_uniform(r);
+    double chi2 = -2.0 * log(u1 * u2);
+    return (float)(gq_rng_normal(r) / sqrt(chi2 / 4.0) * sqrt(0.5));
+}
+
+/* W (rows, cols) ~ t4 / sqrt(cols), with a few outlier columns scaled 4..8x. */
+static int fill_linear(float *W, int rows, int cols, uint64_t seed, uint64_t tensor)
+{
+    float *colscale = malloc((size_t)cols * sizeof(float));
+    if (!colscale)
+        return -1;
+    float base = 1.0f / sqrtf((float)cols);
+    for (int j = 0; j < cols; j++)
+        colscale[j] = base;
+    gq_rng r;
+    stream(&r, seed, tensor, UINT64_MAX);
+    int n_out = cols / 256 > 1 ? cols / 256 : 1;
+    for (int i = 0; i < n_out; i++)
+        colscale[gq_rng_below(&r, (uint64_t)cols)] = base * (float)(4.0 + 4.0 * gq_rng_uniform(&r));
+#pragma omp parallel for schedule(static) if ((long)rows * cols >= 65536)
+    for (int i = 0; i < rows; i++) {
+        gq_rng rr;
+        stream(&rr, seed, tensor, (uint64_t)i);
+        float *w = W + (size_t)i * cols;
+        for (int j = 0; j < cols; j++)
+            w[j] = student_t4(&rr) * colscale[j];
+    }
+    free(colscale);
+    return 0;
+}
+
+/* Norm weights 1 + 0.05 N(0,1), the outlier residual channels near 4. */
+static void fill_norm(float *w, int dim, const unsigned char *outlier, uint64_t seed,
+                      uint64_t tensor)
+{
+    gq_rng r;
+    stream(&r, seed, tensor, 0);
+    for (int j = 0; j < dim; j++)
+        w[j] = (float)((outlier[j] ? 4.0 : 1.0) * (1.0 + 0.05 * gq_rng_normal(&r)));
+}
+
+int gq_model_synth_config(const gq_config *c, uint64_t seed, gq_model *m, gq_error *err)
+{
+    if (gq_config_check(c, "synthetic model", err) != 0)
+        return -1;
+    if (gq_model_heap_alloc(m, c, err) != 0)
+        return gq_fail_prefix(err, "synthetic model");
+    unsigned char *outlier = calloc((size_t)c->dim, 1);
+    if (!outlier) {
+        gq_model_free(m);
+        return gq_fail(err, "synthetic model: out of memory");
+    }
+    gq_rng r;
+    stream(&r, seed, 0, UINT64_MAX - 1);
+    int n_res_out = c->dim / 256 > 1 ? c->dim / 256 : 1;
+    for (int i = 0; i < n_res_out; i++)
+        outlier[gq_rng_below(&r, (uint64_t)c->dim)] = 1;
+    uint64_t tensor = 1; /* tensor ids in a fixed order, independent of the storage layout */
+    int rc = fill_linear(m->tok_embeddings, c->vocab_size, c->dim, seed, tensor++);
+    for (int l = 0; l < c->n_layers; l++) {
+        gq_layer *L = &m->layers[l];
+        fill_norm(L->rms_att, c->dim, outlier, seed, tensor++);
+        fill_norm(L->rms_ffn, c->dim, outlier, seed, tensor++);
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            int rows, cols;
+            gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+            rc |= fill_linear(gq_linear_weight(L, (gq_linear_kind)k), rows, cols, seed, tensor++);
+        }
+    }
+    fill_norm(m->rms_final, c->dim, outlier, seed, tensor++);
+    if (!c->shared_classifier)
+        rc |= fill_linear(m->wcls, c->vocab_size, c->dim, seed, tensor++);
+    free(outlier);
+    if (rc != 0) {
+        gq_model_free(m);
+        return gq_fail(err, "synthetic model: out of memory");
+    }
+    return 0;
+}
+
+int gq_model_synth(const char *name, uint64_t seed, gq_model *m, gq_error *err)
+{
+    gq_config c;
+    if (gq_synth_preset(name, &c, err) != 0)
+        return -1;
+    return gq_model_synth_config(&c, seed, m, err);
+}
