@@ -3,3 +3,6 @@
  * int fn(int argc, char **argv), where argv[0] is the subcommand name.
  * Included twice by main.c (declarations, then the table). */
 GQ_COMMAND(version, cmd_version, "print the version, build options and BLAS in use")
+GQ_COMMAND(list, cmd_list, "list the registered formats and methods with their parameters")
+GQ_COMMAND(quantize-tensor, cmd_quantize_tensor, "quantize a raw float32 matrix with one format and report its error")
+GQ_COMMAND(bench, cmd_bench, "performance tables (bench formats, ...)")

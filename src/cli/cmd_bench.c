@@ -1,0 +1,41 @@
+/* gq-bench bench WHAT [options]: performance tables. Each benchmark is one entry of the table
+ * below, implemented in its own src/cli/bench_<what>.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+int bench_formats(int argc, char **argv);
+
+typedef struct bench_entry {
+    const char *name;
+    int (*run)(int argc, char **argv); /* argv[0] is the benchmark name */
+    const char *summary;
+} bench_entry;
+
+static const bench_entry benches[] = {
+    {"formats", bench_formats, "quantize/dequantize throughput, SQNR and bpw of every format"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: gq-bench bench WHAT [options]   (gq-bench bench WHAT --help)\n\n");
+    for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++)
+        fprintf(f, "  %-12s %s\n", benches[i].name, benches[i].summary);
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return GQ_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return GQ_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++)
+        if (strcmp(argv[1], benches[i].name) == 0)
+            return benches[i].run(argc - 1, argv + 1);
+    return cli_usage_error("bench", "unknown benchmark '%s'", argv[1]);
+}

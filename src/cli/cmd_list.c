@@ -1,0 +1,73 @@
+/* gq-bench list [formats|methods]: the registered plugins with their parameters and defaults. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "formats/gq_format.h"
+#ifdef GQ_HAVE_METHODS
+#include "methods/gq_method.h"
+#endif
+
+static void list_formats(void)
+{
+    int n;
+    const gq_format *const *all = gq_format_all(&n);
+    printf("formats (%d):\n", n);
+    for (int i = 0; i < n; i++) {
+        printf("\n  %s: %s\n", all[i]->name, all[i]->summary);
+        if (gq_params_count(all[i]->params) == 0)
+            printf("    (no parameters)\n");
+        else
+            gq_params_print(stdout, all[i]->params, "    ");
+    }
+}
+
+#ifdef GQ_HAVE_METHODS
+static void list_methods(void)
+{
+    int n;
+    const gq_method *const *all = gq_method_all(&n);
+    printf("methods (%d):\n", n);
+    for (int i = 0; i < n; i++) {
+        printf("\n  %s: %s%s\n", gq_method_name(all[i]), gq_method_summary(all[i]),
+               gq_method_needs_calibration(all[i]) ? " (needs calibration)" : "");
+        const gq_param_spec *ps = gq_method_params(all[i]);
+        if (gq_params_count(ps) == 0)
+            printf("    (no parameters)\n");
+        else
+            gq_params_print(stdout, ps, "    ");
+    }
+}
+#endif
+
+int cmd_list(int argc, char **argv)
+{
+    if (argc > 2)
+        return cli_usage_error("list", "expected at most one argument, got %d", argc - 1);
+    const char *what = argc == 2 ? argv[1] : "all";
+    if (strcmp(what, "--help") == 0 || strcmp(what, "-h") == 0) {
+        printf("usage: gq-bench list [formats|methods]\n\n"
+               "Prints the registered plugins with a summary, their parameters, types, defaults\n"
+               "and ranges. Parameters are given in JSON ({\"name\": \"int\", \"bits\": 3}) or\n"
+               "on the command line with --set key=value.\n");
+        return GQ_EXIT_OK;
+    }
+    bool formats = strcmp(what, "formats") == 0, methods = strcmp(what, "methods") == 0;
+    if (!formats && !methods && strcmp(what, "all") != 0)
+        return cli_usage_error("list", "unknown list '%s' (expected formats or methods)", what);
+    if (!methods)
+        list_formats();
+#ifdef GQ_HAVE_METHODS
+    if (!formats) {
+        if (!methods)
+            printf("\n");
+        list_methods();
+    }
+#else
+    if (methods) {
+        fprintf(stderr, "gq-bench list: this build has no methods library\n");
+        return GQ_EXIT_FAIL;
+    }
+#endif
+    return GQ_EXIT_OK;
+}

@@ -1,0 +1,304 @@
+/* "int": uniform integer grid of b bits with a scale per tensor, channel or group.
+ *
+ * Zero-point conventions ("zero"), with qs = 2^(b-1) - 1 and maxq = 2^b - 1:
+ *   sym       AWQ's symmetric grid: s = amax / qs, q = clamp(round(x/s), -qs, qs), x^ = s*q
+ *             (2^b - 1 levels, symmetric around 0).
+ *   sym_gptq  GPTQ's "sym": range [lo, hi] forced to contain 0, amax = max(-lo, hi),
+ *             s = 2*amax / maxq, z = 2^(b-1), q = clamp(round(x/s) + z, 0, maxq),
+ *             x^ = s*(q - z) (levels -2^(b-1)..2^(b-1)-1; +amax lands on z + maxq/2 + 1/2,
+ *             which rounds and clamps to maxq).
+ *   asym      min-max with an integer zero point (GPTQ/AWQ): lo = min(min x, 0),
+ *             hi = max(max x, 0), s = (hi - lo)/maxq, z = clamp(round(-lo/s), 0, maxq),
+ *             q = clamp(round(x/s) + z, 0, maxq), x^ = s*(q - z).
+ * A group of zeros uses the range [-1, 1] (GPTQ), so the scale is never 0 by construction; it
+ * reconstructs to exact zeros. The scale is stored in fp16 (default) or fp32 and the stored
+ * value is the one used: z is computed from the fp16-rounded scale. "round" is half to even
+ * (torch.round, default) or half away from zero (C roundf); it applies to q and z.
+ *
+ * Clip search ("clip_search": "mse", GPTQ's Quantizer with mse=True): for i in
+ * [0, floor(maxshrink*grid)), shrink the range to [p*lo, p*hi] with p = 1 - i/grid, and keep
+ * the first candidate with the smallest sum of imp_k * |x^_k - x_k|^norm (imp = 1 without an
+ * importance vector).
+ *
+ * Storage (layout of grid.h): meta record per group = scale (16 bits of fp16 or 32 bits of
+ * fp32) followed, for asym only, by the zero point z (b bits); code = q + qs for sym, q for
+ * sym_gptq and asym (b bits). Per tensor: one record. INT4 g128 asym fp16 = 4 + 20/128 =
+ * 4.15625 bits per weight; sym g128 = 4.125. */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/gq_half.h"
+#include "formats/gq_format.h"
+#include "formats/grid.h"
+
+enum { ZERO_SYM = 0, ZERO_SYM_GPTQ = 1, ZERO_ASYM = 2 };
+enum { CLIP_NONE = 0, CLIP_MSE = 1 };
+
+typedef struct int_params {
+    int bits;
+    int granularity;
+    int group_size;
+    int zero;
+    int rounding;
+    int clip_search;
+    int grid;
+    double maxshrink;
+    double norm;
+    int scale_dtype;
+} int_params;
+
+typedef struct int_state {
+    float scale;
+    int zero;
+} int_state;
+
+static const char *const zero_names[] = {"sym", "sym_gptq", "asym", NULL};
+static const char *const clip_names[] = {"none", "mse", NULL};
+
+static const gq_param_spec int_specs[] = {
+    {"bits", GQ_PARAM_INT, offsetof(int_params, bits), "4", 2, 8, NULL, "bits per weight"},
+    {"granularity", GQ_PARAM_CHOICE, offsetof(int_params, granularity), "group", 0, 0,
+     grid_granularity_names, "one scale per tensor, per row (channel) or per group of columns"},
+    {"group_size", GQ_PARAM_INT, offsetof(int_params, group_size), "128", 1, 1 << 20, NULL,
+     "columns per group (granularity group); a shorter last group is allowed"},
+    {"zero", GQ_PARAM_CHOICE, offsetof(int_params, zero), "asym", 0, 0, zero_names,
+     "sym: s=amax/(2^(b-1)-1); sym_gptq: GPTQ z=2^(b-1), s=2amax/(2^b-1); asym: min-max, integer z"},
+    {"rounding", GQ_PARAM_CHOICE, offsetof(int_params, rounding), "even", 0, 0,
+     grid_rounding_names, "ties: half to even (torch.round) or half away from zero (roundf)"},
+    {"clip_search", GQ_PARAM_CHOICE, offsetof(int_params, clip_search), "none", 0, 0, clip_names,
+     "mse: GPTQ's range-shrink grid search minimizing sum |q-x|^norm"},
+    {"grid", GQ_PARAM_INT, offsetof(int_params, grid), "100", 1, 10000, NULL,
+     "clip search: shrink step 1/grid"},
+    {"maxshrink", GQ_PARAM_FLOAT, offsetof(int_params, maxshrink), "0.8", 0, 1, NULL,
+     "clip search: candidates p = 1 - i/grid for i < maxshrink*grid"},
+    {"norm", GQ_PARAM_FLOAT, offsetof(int_params, norm), "2.4", 0.1, 16, NULL,
+     "clip search: error exponent"},
+    {"scale_dtype", GQ_PARAM_CHOICE, offsetof(int_params, scale_dtype), "fp16", 0, 0,
+     grid_scale_dtype_names, "storage of the scales (the stored value is the one used)"},
+    {0}};
+
+static inline float rnd(const int_params *p, float v)
+{
+    return p->rounding == GRID_ROUND_EVEN ? rintf(v) : roundf(v);
+}
+
+static int maxq(const int_params *p) { return (1 << p->bits) - 1; }
+static int qsym(const int_params *p) { return (1 << (p->bits - 1)) - 1; }
+static int qmin(const int_params *p) { return p->zero == ZERO_SYM ? -qsym(p) : 0; }
+static int qmax(const int_params *p) { return p->zero == ZERO_SYM ? qsym(p) : maxq(p); }
+
+/* State for the range [lo, hi] (lo <= 0 <= hi). */
+static int_state state_from_range(const int_params *p, float lo, float hi)
+{
+    int_state s = {0.0f, 0};
+    if (lo == 0.0f && hi == 0.0f) {
+        lo = -1.0f;
+        hi = 1.0f;
+    }
+    float amax = -lo > hi ? -lo : hi;
+    switch (p->zero) {
+    case ZERO_SYM:
+        s.scale = grid_scale_store(p->scale_dtype, amax / (float)qsym(p));
+        break;
+    case ZERO_SYM_GPTQ:
+        s.scale = grid_scale_store(p->scale_dtype, 2.0f * amax / (float)maxq(p));
+        s.zero = 1 << (p->bits - 1);
+        break;
+    default: {
+        s.scale = grid_scale_store(p->scale_dtype, (hi - lo) / (float)maxq(p));
+        float z = s.scale > 0.0f ? rnd(p, -lo / s.scale) : 0.0f;
+        s.zero = (int)fminf(fmaxf(z, 0.0f), (float)maxq(p));
+        break;
+    }
+    }
+    return s;
+}
+
+static void int_encode(const void *pv, const void *sv, const float *x, int n, uint32_t *codes,
+                       float *y)
+{
+    const int_params *p = pv;
+    const int_state *s = sv;
+    const float lo = (float)qmin(p), hi = (float)qmax(p), z = (float)s->zero, sc = s->scale;
+    for (int i = 0; i < n; i++) {
+        float t = sc > 0.0f ? x[i] / sc : 0.0f;
+        float q = fminf(fmaxf(rnd(p, t) + z, lo), hi);
+        if (codes)
+            codes[i] = (uint32_t)(int)(q - lo);
+        if (y)
+            y[i] = sc * (q - z);
+    }
+}
+
+static void int_decode(const void *pv, const void *sv, const uint32_t *codes, int n, float *y)
+{
+    const int_params *p = pv;
+    const int_state *s = sv;
+    const float off = (float)qmin(p) - (float)s->zero;
+    for (int i = 0; i < n; i++)
+        y[i] = s->scale * ((float)codes[i] + off);
+}
+
+/* Weighted error sum imp_k * |x^_k - x_k|^norm of a candidate state. */
+static double clip_error(const int_params *p, const int_state *s, const float *x, int n,
+                         const float *imp)
+{
+    double e = 0.0;
+    const float norm = (float)p->norm;
+    for (int i0 = 0; i0 < n; i0 += 256) {
+        float y[256];
+        int m = n - i0 < 256 ? n - i0 : 256;
+        int_encode(p, s, x + i0, m, NULL, y);
+        for (int i = 0; i < m; i++) {
+            float d = powf(fabsf(y[i] - x[i0 + i]), norm);
+            e += imp ? (double)imp[i0 + i] * d : (double)d;
+        }
+    }
+    return e;
+}
+
+static void int_fit(const void *pv, const float *x, int n, const float *imp, void *sv)
+{
+    const int_params *p = pv;
+    float lo = 0.0f, hi = 0.0f;
+    for (int i = 0; i < n; i++) {
+        lo = fminf(lo, x[i]);
+        hi = fmaxf(hi, x[i]);
+    }
+    int_state best = state_from_range(p, lo, hi);
+    if (p->clip_search == CLIP_MSE && (lo != 0.0f || hi != 0.0f)) {
+        double best_err = INFINITY;
+        int steps = (int)(p->maxshrink * p->grid);
+        for (int i = 0; i < steps; i++) {
+            float sh = 1.0f - (float)i / (float)p->grid;
+            int_state c = state_from_range(p, sh * lo, sh * hi);
+            double e = clip_error(p, &c, x, n, imp);
+            if (e < best_err) {
+                best_err = e;
+                best = c;
+            }
+        }
+    }
+    *(int_state *)sv = best;
+}
+
+static int int_meta_bits(const void *pv)
+{
+    const int_params *p = pv;
+    return grid_scale_bits(p->scale_dtype) + (p->zero == ZERO_ASYM ? p->bits : 0);
+}
+
+static void int_meta_write(const void *pv, const void *sv, uint8_t *buf, size_t pos)
+{
+    const int_params *p = pv;
+    const int_state *s = sv;
+    int sb = grid_scale_bits(p->scale_dtype);
+    uint32_t v = sb == 16 ? gq_fp32_to_fp16(s->scale) : gq_f32_bits(s->scale);
+    grid_put_bits(buf, pos, v, sb);
+    if (p->zero == ZERO_ASYM)
+        grid_put_bits(buf, pos + (size_t)sb, (uint32_t)s->zero, p->bits);
+}
+
+static void int_meta_read(const void *pv, const uint8_t *buf, size_t pos, void *sv)
+{
+    const int_params *p = pv;
+    int_state *s = sv;
+    int sb = grid_scale_bits(p->scale_dtype);
+    uint32_t v = grid_get_bits(buf, pos, sb);
+    s->scale = sb == 16 ? gq_fp16_to_fp32((uint16_t)v) : gq_f32_from_bits(v);
+    s->zero = p->zero == ZERO_ASYM    ? (int)grid_get_bits(buf, pos + (size_t)sb, p->bits)
+              : p->zero == ZERO_SYM_GPTQ ? 1 << (p->bits - 1)
+                                       : 0;
+}
+
+static int int_check_amax(const void *pv, float amax, gq_error *err)
+{
+    const int_params *p = pv;
+    double a = amax > 0.0f ? amax : 1.0;
+    double smax = p->zero == ZERO_SYM ? a / qsym(p) : 2.0 * a / maxq(p);
+    return grid_scale_check(p->scale_dtype, smax, "int", err);
+}
+
+static int int_group_cols(const void *pv, int cols)
+{
+    const int_params *p = pv;
+    return grid_group_cols(p->granularity, p->group_size, cols);
+}
+
+static int int_elem_bits(const void *pv) { return ((const int_params *)pv)->bits; }
+
+static const grid_ops int_ops = {
+    .name = "int",
+    .group_cols = int_group_cols,
+    .elem_bits = int_elem_bits,
+    .meta_bits = int_meta_bits,
+    .pad_groups = false,
+    .state_bytes = sizeof(int_state),
+    .check_amax = int_check_amax,
+    .fit = int_fit,
+    .encode = int_encode,
+    .decode = int_decode,
+    .meta_write = int_meta_write,
+    .meta_read = int_meta_read,
+};
+
+static int int_validate(const void *pv, const char *path, gq_error *err)
+{
+    const int_params *p = pv;
+    if (p->clip_search == CLIP_MSE && (int)(p->maxshrink * p->grid) < 1)
+        return gq_fail(err, "%s.maxshrink: maxshrink * grid = %g leaves no clipping candidate "
+                       "(needs >= 1)", path, p->maxshrink * p->grid);
+    return 0;
+}
+
+static void int_label(const void *pv, char *buf, size_t n)
+{
+    const int_params *p = pv;
+    char gran[32];
+    grid_granularity_label(p->granularity, p->group_size, gran, sizeof gran);
+    snprintf(buf, n, "int%d %s %s%s%s%s", p->bits, gran, zero_names[p->zero],
+             p->clip_search == CLIP_MSE ? " mse" : "",
+             p->scale_dtype == GRID_SCALE_FP32 ? " fp32scale" : "",
+             p->rounding == GRID_ROUND_AWAY ? " away" : "");
+}
+
+static size_t int_storage_bytes(const void *p, int rows, int cols)
+{
+    return grid_storage_bytes(&int_ops, p, rows, cols);
+}
+
+static int int_quantize(const void *p, const float *w, int rows, int cols, const float *imatrix,
+                        uint8_t *codes, float *deq, gq_error *err)
+{
+    return grid_quantize(&int_ops, p, w, rows, cols, imatrix, codes, deq, err);
+}
+
+static int int_dequantize(const void *p, const uint8_t *codes, int rows, int cols, float *out,
+                          gq_error *err)
+{
+    return grid_dequantize(&int_ops, p, codes, rows, cols, out, err);
+}
+
+static float int_quant_elem(const void *p, const void *state, int k, float x)
+{
+    (void)k;
+    return grid_quant_elem(&int_ops, p, state, x);
+}
+
+const gq_format gq_format_int = {
+    .name = "int",
+    .summary = "uniform INT2..8 grid, per tensor/channel/group, sym/sym_gptq/asym zero point",
+    .params = int_specs,
+    .params_size = sizeof(int_params),
+    .validate = int_validate,
+    .label = int_label,
+    .storage_bytes = int_storage_bytes,
+    .quantize = int_quantize,
+    .dequantize = int_dequantize,
+    .group_cols = int_group_cols,
+    .group_state_bytes = sizeof(int_state),
+    .fit_group = int_fit,
+    .quant_elem = int_quant_elem,
+};

@@ -1,0 +1,313 @@
+/* Driver of the scaled-grid formats: groups, parallel rows, storage layout (see grid.h). */
+#include "formats/grid.h"
+
+#include <math.h>
+#include <stdalign.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/gq_half.h"
+
+const char *const grid_granularity_names[] = {"tensor", "channel", "group", NULL};
+const char *const grid_scale_dtype_names[] = {"fp16", "fp32", NULL};
+const char *const grid_rounding_names[] = {"even", "away", NULL};
+
+int grid_group_cols(int granularity, int group_size, int cols)
+{
+    switch (granularity) {
+    case GRID_TENSOR:
+        return 0;
+    case GRID_CHANNEL:
+        return cols;
+    default:
+        return group_size < cols ? group_size : cols;
+    }
+}
+
+void grid_granularity_label(int granularity, int group_size, char *buf, size_t n)
+{
+    if (granularity == GRID_GROUP)
+        snprintf(buf, n, "g%d", group_size);
+    else
+        snprintf(buf, n, "%s", grid_granularity_names[granularity]);
+}
+
+float grid_scale_store(int dtype, float s)
+{
+    return dtype == GRID_SCALE_FP16 ? gq_round_fp16(s) : s;
+}
+
+int grid_scale_bits(int dtype)
+{
+    return dtype == GRID_SCALE_FP16 ? 16 : 32;
+}
+
+int grid_scale_check(int dtype, double max_scale, const char *what, gq_error *err)
+{
+    if (dtype == GRID_SCALE_FP16 && !isfinite(gq_round_fp16((float)max_scale)))
+        return gq_fail(err, "%s: weights this large need a scale of %g, beyond fp16 (65504); "
+                       "use scale_dtype fp32", what, max_scale);
+    return 0;
+}
+
+/* ---- bit streams ---------------------------------------------------------------------- */
+
+void grid_pack(uint8_t *buf, size_t pos, const uint32_t *codes, size_t n, int w)
+{
+    uint8_t *b = buf + pos / 8;
+    if (w == 8 && pos % 8 == 0) {
+        for (size_t i = 0; i < n; i++)
+            b[i] = (uint8_t)codes[i];
+        return;
+    }
+    const uint64_t mask = (w == 32) ? 0xffffffffu : ((1u << w) - 1u);
+    uint64_t acc = 0;
+    unsigned nacc = (unsigned)(pos % 8); /* bits already in the first byte (kept by |=) */
+    for (size_t i = 0; i < n; i++) {
+        acc |= ((uint64_t)codes[i] & mask) << nacc;
+        nacc += (unsigned)w;
+        while (nacc >= 8) {
+            *b++ |= (uint8_t)acc;
+            acc >>= 8;
+            nacc -= 8;
+        }
+    }
+    if (nacc)
+        *b |= (uint8_t)acc;
+}
+
+void grid_unpack(const uint8_t *buf, size_t pos, uint32_t *codes, size_t n, int w)
+{
+    if (n == 0)
+        return;
+    const uint8_t *b = buf + pos / 8;
+    if (w == 8 && pos % 8 == 0) {
+        for (size_t i = 0; i < n; i++)
+            codes[i] = b[i];
+        return;
+    }
+    const uint64_t mask = (w == 32) ? 0xffffffffu : ((1u << w) - 1u);
+    unsigned sh = (unsigned)(pos % 8);
+    uint64_t acc = (uint64_t)(*b++ >> sh);
+    unsigned nacc = 8 - sh;
+    for (size_t i = 0; i < n; i++) {
+        while (nacc < (unsigned)w) {
+            acc |= (uint64_t)(*b++) << nacc;
+            nacc += 8;
+        }
+        codes[i] = (uint32_t)(acc & mask);
+        acc >>= w;
+        nacc -= (unsigned)w;
+    }
+}
+
+void grid_put_bits(uint8_t *buf, size_t pos, uint32_t v, int w)
+{
+    grid_pack(buf, pos, &v, 1, w);
+}
+
+uint32_t grid_get_bits(const uint8_t *buf, size_t pos, int w)
+{
+    uint32_t v;
+    grid_unpack(buf, pos, &v, 1, w);
+    return v;
+}
+
+/* ---- layout --------------------------------------------------------------------------- */
+
+typedef struct layout {
+    int gc;           /* columns per group, 0 = per tensor */
+    int ngr;          /* groups per row (0 for per tensor) */
+    int eb, mb;       /* element and meta bits */
+    size_t row_elems; /* stored codes per row (padded for MX) */
+    size_t meta_bytes;
+    size_t code_bytes;
+    int chunk;        /* rows per parallel work item: byte-aligned meta and codes */
+} layout;
+
+static layout make_layout(const grid_ops *ops, const void *p, int rows, int cols)
+{
+    layout L;
+    L.gc = ops->group_cols(p, cols);
+    L.ngr = L.gc ? (cols + L.gc - 1) / L.gc : 0;
+    L.eb = ops->elem_bits(p);
+    L.mb = ops->meta_bits(p);
+    L.row_elems = (L.gc && ops->pad_groups) ? (size_t)L.ngr * (size_t)L.gc : (size_t)cols;
+    size_t n_meta = L.gc ? (size_t)rows * (size_t)L.ngr : 1;
+    L.meta_bytes = (n_meta * (size_t)L.mb + 7) / 8;
+    L.code_bytes = ((size_t)rows * L.row_elems * (size_t)L.eb + 7) / 8;
+    /* Threads own whole rows; a work item of `chunk` rows starts and ends on byte boundaries
+     * of both streams, so no byte is written by two threads. */
+    L.chunk = 1;
+    while (L.chunk < 8 && ((L.chunk * L.row_elems * (size_t)L.eb) % 8 != 0 ||
+                           (L.gc && ((size_t)L.chunk * (size_t)L.ngr * (size_t)L.mb) % 8 != 0)))
+        L.chunk *= 2;
+    return L;
+}
+
+size_t grid_storage_bytes(const grid_ops *ops, const void *p, int rows, int cols)
+{
+    layout L = make_layout(ops, p, rows, cols);
+    return L.meta_bytes + L.code_bytes;
+}
+
+/* Largest magnitude; fails on the first non-finite value (by position, whatever the thread
+ * count). */
+static int scan_amax(const char *name, const float *w, int rows, int cols, float *amax_out,
+                     gq_error *err)
+{
+    size_t n = (size_t)rows * (size_t)cols;
+    float amax = 0.0f;
+    int bad = 0;
+#pragma omp parallel for reduction(max : amax) reduction(| : bad) schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float a = fabsf(w[i]);
+        bad |= !isfinite(a);
+        amax = a > amax ? a : amax;
+    }
+    if (bad) {
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(w[i]))
+                return gq_fail(err, "%s: non-finite weight %g at row %zu, column %zu", name,
+                               (double)w[i], i / (size_t)cols, i % (size_t)cols);
+    }
+    *amax_out = amax;
+    return 0;
+}
+
+/* Per-tensor fit: one state from every weight (importance expanded per element). */
+static int fit_tensor(const grid_ops *ops, const void *p, const float *w, int rows, int cols,
+                      const float *imatrix, void *state, gq_error *err)
+{
+    size_t n = (size_t)rows * (size_t)cols;
+    if (n > (size_t)2147483647)
+        return gq_fail(err, "%s: per-tensor fit of %zu weights exceeds 2^31", ops->name, n);
+    float *imp = NULL;
+    if (imatrix) {
+        imp = malloc(n * sizeof *imp);
+        if (!imp)
+            return gq_fail(err, "%s: out of memory for the importance of %zu weights",
+                           ops->name, n);
+        for (size_t i = 0; i < n; i++)
+            imp[i] = imatrix[i % (size_t)cols];
+    }
+    ops->fit(p, w, (int)n, imp, state);
+    free(imp);
+    return 0;
+}
+
+int grid_quantize(const grid_ops *ops, const void *p, const float *w, int rows, int cols,
+                  const float *imatrix, uint8_t *codes, float *deq, gq_error *err)
+{
+    float amax = 0.0f;
+    if (scan_amax(ops->name, w, rows, cols, &amax, err))
+        return -1;
+    if (ops->check_amax && ops->check_amax(p, amax, err))
+        return -1;
+    layout L = make_layout(ops, p, rows, cols);
+    if (codes)
+        memset(codes, 0, L.meta_bytes + L.code_bytes);
+    uint8_t *cstream = codes ? codes + L.meta_bytes : NULL;
+
+    alignas(16) unsigned char tstate[GRID_STATE_MAX];
+    if (L.gc == 0) {
+        if (fit_tensor(ops, p, w, rows, cols, imatrix, tstate, err))
+            return -1;
+        if (codes)
+            ops->meta_write(p, tstate, codes, 0);
+    }
+    int nchunks = (rows + L.chunk - 1) / L.chunk;
+    int oom = 0;
+#pragma omp parallel reduction(| : oom)
+    {
+        uint32_t *tmp = codes ? calloc(L.row_elems, sizeof *tmp) : NULL;
+        alignas(16) unsigned char st[GRID_STATE_MAX];
+        oom |= codes && !tmp;
+#pragma omp for schedule(static)
+        for (int ch = 0; ch < nchunks; ch++) {
+            if (codes && !tmp)
+                continue;
+            int r1 = (ch + 1) * L.chunk < rows ? (ch + 1) * L.chunk : rows;
+            for (int r = ch * L.chunk; r < r1; r++) {
+                const float *x = w + (size_t)r * (size_t)cols;
+                float *y = deq ? deq + (size_t)r * (size_t)cols : NULL;
+                if (L.gc == 0) {
+                    ops->encode(p, tstate, x, cols, tmp, y);
+                } else {
+                    for (int g = 0; g < L.ngr; g++) {
+                        int c0 = g * L.gc;
+                        int n = cols - c0 < L.gc ? cols - c0 : L.gc;
+                        ops->fit(p, x + c0, n, imatrix ? imatrix + c0 : NULL, st);
+                        ops->encode(p, st, x + c0, n, tmp ? tmp + c0 : NULL, y ? y + c0 : NULL);
+                        if (codes)
+                            ops->meta_write(p, st, codes,
+                                            ((size_t)r * (size_t)L.ngr + (size_t)g) *
+                                                (size_t)L.mb);
+                    }
+                }
+                /* Padding codes (MX) stay 0, the code of +0. */
+                if (codes)
+                    grid_pack(cstream, (size_t)r * L.row_elems * (size_t)L.eb, tmp, L.row_elems,
+                              L.eb);
+            }
+        }
+        free(tmp);
+    }
+    if (oom)
+        return gq_fail(err, "%s: out of memory for a row of %zu codes", ops->name, L.row_elems);
+    return 0;
+}
+
+int grid_dequantize(const grid_ops *ops, const void *p, const uint8_t *codes, int rows, int cols,
+                    float *out, gq_error *err)
+{
+    if (rows <= 0 || cols <= 0)
+        return gq_fail(err, "%s: empty matrix (%d x %d)", ops->name, rows, cols);
+    layout L = make_layout(ops, p, rows, cols);
+    const uint8_t *cstream = codes + L.meta_bytes;
+    alignas(16) unsigned char tstate[GRID_STATE_MAX];
+    if (L.gc == 0)
+        ops->meta_read(p, codes, 0, tstate);
+    int nchunks = (rows + L.chunk - 1) / L.chunk;
+    int oom = 0;
+#pragma omp parallel reduction(| : oom)
+    {
+        uint32_t *tmp = malloc(L.row_elems * sizeof *tmp);
+        alignas(16) unsigned char st[GRID_STATE_MAX];
+        oom |= !tmp;
+#pragma omp for schedule(static)
+        for (int ch = 0; ch < nchunks; ch++) {
+            if (!tmp)
+                continue;
+            int r1 = (ch + 1) * L.chunk < rows ? (ch + 1) * L.chunk : rows;
+            for (int r = ch * L.chunk; r < r1; r++) {
+                float *y = out + (size_t)r * (size_t)cols;
+                grid_unpack(cstream, (size_t)r * L.row_elems * (size_t)L.eb, tmp, L.row_elems,
+                            L.eb);
+                if (L.gc == 0) {
+                    ops->decode(p, tstate, tmp, cols, y);
+                    continue;
+                }
+                for (int g = 0; g < L.ngr; g++) {
+                    int c0 = g * L.gc;
+                    int n = cols - c0 < L.gc ? cols - c0 : L.gc;
+                    ops->meta_read(p, codes,
+                                   ((size_t)r * (size_t)L.ngr + (size_t)g) * (size_t)L.mb, st);
+                    ops->decode(p, st, tmp + c0, n, y + c0);
+                }
+            }
+        }
+        free(tmp);
+    }
+    if (oom)
+        return gq_fail(err, "%s: out of memory for a row of %zu codes", ops->name, L.row_elems);
+    return 0;
+}
+
+float grid_quant_elem(const grid_ops *ops, const void *p, const void *state, float x)
+{
+    float y;
+    ops->encode(p, state, &x, 1, NULL, &y);
+    return y;
+}

@@ -1,0 +1,89 @@
+#ifndef GQ_GRID_H
+#define GQ_GRID_H
+/* Shared machinery of the scaled-grid formats (int, fp, mx): groups of consecutive columns
+ * share fitted parameters (a "state": scale, zero point, shared exponent), each element
+ * becomes a fixed-width code.
+ *
+ * Storage layout, common to every grid format (all bit streams are LSB-first: bit i of the
+ * stream is bit (i % 8) of byte i / 8, and a field of w bits occupies stream bits
+ * [pos, pos + w) with its least significant bit first):
+ *
+ *   [meta stream]  one record of meta_bits per group, in row-major group order
+ *                  (row 0 group 0, row 0 group 1, ..., row 1 group 0, ...); a per-tensor
+ *                  format has exactly one record. Padded with zero bits to a whole byte.
+ *   [code stream]  one elem_bits code per element, row-major. Formats with padded groups
+ *                  (MX blocks) store every row as whole groups: a partial last group is
+ *                  zero-padded, and the padding codes are stored (and counted).
+ *
+ * bytes = ceil(n_groups * meta_bits / 8) + ceil(rows * row_elems * elem_bits / 8).
+ * What a record and a code mean is documented in each format's file. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/gq_error.h"
+#include "core/gq_params.h"
+
+/* Granularity shared by int and fp: the choice order of grid_granularity_names. */
+typedef enum { GRID_TENSOR = 0, GRID_CHANNEL = 1, GRID_GROUP = 2 } grid_granularity;
+extern const char *const grid_granularity_names[];
+/* Columns per group for a granularity: 0 (tensor), cols (channel), min(group_size, cols). */
+int grid_group_cols(int granularity, int group_size, int cols);
+/* "tensor", "channel" or "g128" for labels. */
+void grid_granularity_label(int granularity, int group_size, char *buf, size_t n);
+
+/* Scale storage shared by int and fp. */
+typedef enum { GRID_SCALE_FP16 = 0, GRID_SCALE_FP32 = 1 } grid_scale_dtype;
+extern const char *const grid_scale_dtype_names[];
+/* The scale as it is stored and used: fp16-rounded for fp16, unchanged for fp32. */
+float grid_scale_store(int dtype, float s);
+int grid_scale_bits(int dtype);
+/* Fails when a scale as large as max_scale does not fit the scale dtype (fp16 overflows
+ * above 65504); `what` names the format in the message. */
+int grid_scale_check(int dtype, double max_scale, const char *what, gq_error *err);
+
+/* The operations a grid format supplies to the driver. `p` is the format's parameters. */
+typedef struct grid_ops {
+    const char *name;
+    int (*group_cols)(const void *p, int cols); /* 0 = one state for the whole tensor */
+    int (*elem_bits)(const void *p);
+    int (*meta_bits)(const void *p);
+    bool pad_groups;    /* codes of a partial last group are padded to group_cols */
+    size_t state_bytes; /* at most GRID_STATE_MAX */
+    /* Optional: rejects a tensor whose largest magnitude the format cannot represent. */
+    int (*check_amax)(const void *p, float amax, gq_error *err);
+    /* Fits the state of x[0..n) with optional importance imp[0..n). */
+    void (*fit)(const void *p, const float *x, int n, const float *imp, void *state);
+    /* Quantizes x[0..n) with a fitted state: codes[i] (may be NULL), reconstruction y[i]
+     * (may be NULL). */
+    void (*encode)(const void *p, const void *state, const float *x, int n, uint32_t *codes,
+                   float *y);
+    /* Reconstructs n values from codes. */
+    void (*decode)(const void *p, const void *state, const uint32_t *codes, int n, float *y);
+    /* State <-> meta_bits record at stream bit `pos`. */
+    void (*meta_write)(const void *p, const void *state, uint8_t *buf, size_t pos);
+    void (*meta_read)(const void *p, const uint8_t *buf, size_t pos, void *state);
+} grid_ops;
+
+#define GRID_STATE_MAX 32
+
+size_t grid_storage_bytes(const grid_ops *ops, const void *p, int rows, int cols);
+int grid_quantize(const grid_ops *ops, const void *p, const float *w, int rows, int cols,
+                  const float *imatrix, uint8_t *codes, float *deq, gq_error *err);
+int grid_dequantize(const grid_ops *ops, const void *p, const uint8_t *codes, int rows, int cols,
+                    float *out, gq_error *err);
+/* quant_elem of the group interface: one value through encode. */
+float grid_quant_elem(const grid_ops *ops, const void *p, const void *state, float x);
+
+/* Bit streams (LSB-first; the buffer must be zeroed before writing). w <= 32. */
+void grid_put_bits(uint8_t *buf, size_t pos, uint32_t v, int w);
+uint32_t grid_get_bits(const uint8_t *buf, size_t pos, int w);
+void grid_pack(uint8_t *buf, size_t pos, const uint32_t *codes, size_t n, int w);
+void grid_unpack(const uint8_t *buf, size_t pos, uint32_t *codes, size_t n, int w);
+
+/* Rounding to an integer: half to even (rintf in the default mode) or half away from zero
+ * (roundf). */
+typedef enum { GRID_ROUND_EVEN = 0, GRID_ROUND_AWAY = 1 } grid_rounding;
+extern const char *const grid_rounding_names[];
+
+#endif
