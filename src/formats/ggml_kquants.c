@@ -2,6 +2,7 @@
  * the group interface, and the five registered formats. */
 #include "formats/ggml_kquants.h"
 
+#include <assert.h>
 #include <string.h>
 
 /* Largest K-quant block (Q5_K, 176 bytes), rounded up; keeps a scratch block on the stack. */
@@ -93,6 +94,7 @@ void gq_kq_fit_group(const gq_kquant *kq, const float *x, int n, const float *im
     float xb[GQ_QK_K] = {0}, qw[GQ_QK_K] = {0};
     uint8_t L[GQ_QK_K];
     _Alignas(16) uint8_t blk[KQ_BLOCK_MAX];
+    assert(n > 0 && n <= GQ_QK_K); /* a span of at most group_cols() columns */
     memcpy(xb, x, (size_t)n * sizeof *xb);
     if (imp)
         memcpy(qw, imp, (size_t)n * sizeof *qw);
