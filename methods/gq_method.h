@@ -20,9 +20,11 @@
 #include "core/gq_error.h"
 #include "core/gq_params.h"
 #include "formats/gq_format.h"
+#include "model/gq_forward.h"
 #include "model/gq_model.h"
 
 typedef struct gq_method gq_method;
+typedef struct gq_block_ctx gq_block_ctx;
 
 /* Registry */
 const gq_method *gq_method_find(const char *name);
@@ -91,6 +93,80 @@ typedef struct gq_quant_report {
 } gq_quant_report;
 
 void gq_quant_report_free(gq_quant_report *r);
+
+/* ---- The plugin side: what a method sees of one block ------------------------------------
+ *
+ * For block l the pipeline hands the method a gq_block_ctx: a private copy of the block's FP
+ * weights (`w`), the block inputs of every calibration window (`x`, B windows x T tokens, the
+ * residual stream entering block l), the quantizer of each linear after tensor-rule
+ * resolution (`quant[k]`, NULL for linears that stay FP) and a buffer per linear for its
+ * quantized reconstruction (`q[k]`). The method
+ *   - may apply function-preserving transforms to `w` (AWQ folds its scales into the norms and
+ *     linears; the FP block computed from `w` must stay the FP block's function),
+ *   - must fill q[k] and set done[k] for every linear with a quantizer (gq_block_quantize_rtn
+ *     does both for plain rounding),
+ *   - adds metrics to the report through gq_block_extra() and notes through gq_block_note(),
+ *     and its stage times to t_stats / t_search / t_quant.
+ * After the method returns, the pipeline measures each linear's reconstruction error on the
+ * inputs that the transformed FP block `w` gives it, writes the block into the output model and
+ * computes the next block's inputs from the FP (`w`) or quantized (`q`) block. */
+struct gq_block_ctx {
+    const gq_config *cfg;
+    int layer;
+    const gq_quant_plan *plan;
+    gq_layer w;                               /* working FP weights (pipeline-owned buffers) */
+    const gq_layer *orig;                     /* the block in the FP model (read-only) */
+    const gq_quantizer *quant[GQ_N_LINEAR];   /* format of each linear, NULL = stays FP */
+    float *q[GQ_N_LINEAR];                    /* (rows, cols) reconstructions, filled by the method */
+    bool done[GQ_N_LINEAR];
+    const float *x;                           /* (B*T, dim) block inputs; NULL without calibration */
+    int B, T;
+    gq_forward_ws *ws;                        /* scratch for B*T tokens; NULL without calibration */
+    json_t *extra[GQ_N_LINEAR];               /* per-linear metric objects (created on demand) */
+    json_t *notes;                            /* the report's notes array */
+    double t_stats, t_search, t_quant;        /* seconds spent by the method in each stage */
+};
+
+struct gq_method {
+    const char *name;
+    const char *summary;
+    const gq_param_spec *params;   /* parameter table ({0} when there are none) */
+    size_t params_size;
+    /* Optional cross-field checks after parsing. */
+    int (*validate)(const void *params, const char *path, gq_error *err);
+    /* Whether calibration activations are needed (NULL: never). */
+    bool (*needs_calibration)(const void *params);
+    gq_propagate propagate;        /* the reference's choice: GQ_PROPAGATE_FP or _QUANTIZED */
+    int (*quantize_block)(const void *params, gq_block_ctx *ctx, gq_error *err);
+};
+
+bool gq_method_cfg_needs_calibration(const gq_method_cfg *cfg);
+
+/* Runs the block on ctx->x (copied, not modified) with the working weights `w`, or, when
+ * `quantized`, with q[k] substituted for every linear whose done[k] is set. Writes the trace
+ * pointers that are non-NULL and, when x_out is non-NULL, the block outputs (B*T, dim). */
+int gq_block_run(gq_block_ctx *ctx, bool quantized, gq_block_trace *trace, float *x_out,
+                 gq_error *err);
+/* The pointer field of linear k in a layer (to substitute trial weights in a view). */
+float **gq_layer_slot(gq_layer *L, gq_linear_kind k);
+/* A view of the block with q[k] substituted for the linears in done[] when `quantized`. */
+gq_layer gq_block_view(const gq_block_ctx *ctx, bool quantized);
+/* Rounds `w` (rows, cols of linear k; NULL = the working weight) with quant[k] into q[k],
+ * with an optional per-column importance (imatrix), and marks it done. Adds to t_quant. */
+int gq_block_quantize_rtn(gq_block_ctx *ctx, gq_linear_kind k, const float *w,
+                          const float *imatrix, gq_error *err);
+/* Allocates all four trace buffers for B*T tokens in one block (free with
+ * gq_block_trace_free). */
+int gq_block_trace_alloc(const gq_block_ctx *ctx, gq_block_trace *trace, gq_error *err);
+void gq_block_trace_free(gq_block_trace *trace);
+/* The input of linear k in a trace: attn_in (q, k, v), attn_ctx (o), mlp_in (gate, up),
+ * mlp_act (down). */
+float *gq_trace_input(const gq_block_trace *trace, gq_linear_kind k);
+
+/* The metric object of linear k in the report (created on first use, owned by the ctx). */
+json_t *gq_block_extra(gq_block_ctx *ctx, gq_linear_kind k);
+/* Adds "layers.L: <message>" to the report's notes and the log (warning level). */
+void gq_block_note(gq_block_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Quantizes `fp` into `out` (a new writable model holding the fake-quantized weights, i.e.
  * the reconstructions in fp32) and fills the report. `fp` is not modified. */

@@ -1,0 +1,390 @@
+/* AWQ's search (auto_scale), folding (apply_scale) and clipping (auto_clip), format-agnostic.
+ *
+ * Per block, as llm-awq's run_awq: the four groups' scales are all searched on the FP block
+ * (FP weights, FP inputs), then folded; the clipping search then runs on the folded weights
+ * with the folded block's inputs (= the inputs divided by s); finally every linear is rounded
+ * by its format (clipped copies for all linears but q and k).
+ *
+ * Search of a group with input X (n, c_in), salience s_x (c_in) and inspected module M:
+ *   for alpha = i / n_grid: s = max(s_x^alpha, 1e-4) (duo: s_x^a / (w_mean^(1-a) + 1e-4)),
+ *   s /= sqrt(max(s) min(s)); each scaled linear W <- Q(W diag(s)) diag(s)^-1 (the others FP);
+ *   loss = mean((M(X) - M_fp(X))^2); keep the alpha of least loss. */
+#include "methods/gq_awq.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "calib/gq_calib.h"
+#include "core/gq_time.h"
+
+static const gq_linear_kind group_linears[GQ_AWQ_N_GROUPS][3] = {
+    {GQ_LIN_Q, GQ_LIN_K, GQ_LIN_V}, {GQ_LIN_O}, {GQ_LIN_GATE, GQ_LIN_UP}, {GQ_LIN_DOWN}};
+static const int group_n[GQ_AWQ_N_GROUPS] = {3, 1, 2, 1};
+static const char *const group_names[GQ_AWQ_N_GROUPS] = {"qkv", "v_o", "gate_up", "down"};
+
+/* Output of the inspected module of group g on its input x: (n, dim). */
+static void inspect(const gq_block_ctx *ctx, const gq_layer *L, gq_awq_group g, const float *x,
+                    float *out)
+{
+    const gq_config *c = ctx->cfg;
+    int n = ctx->B * ctx->T;
+    switch (g) {
+    case GQ_AWQ_QKV: gq_attention_forward(c, L, x, ctx->B, ctx->T, out, ctx->ws, NULL); break;
+    case GQ_AWQ_VO: gq_linear(out, x, L->wo, n, c->dim, c->dim); break;
+    case GQ_AWQ_GATEUP: gq_mlp_forward(c, L, x, n, out, ctx->ws, NULL); break;
+    default: gq_linear(out, x, L->w2, n, c->hidden_dim, c->dim); break;
+    }
+}
+
+static int group_cols_of(const gq_quantizer *q, int cols)
+{
+    int g = q && q->fmt->group_cols ? q->fmt->group_cols(q->params, cols) : cols;
+    return g > 0 && g < cols ? g : cols;
+}
+
+/* AutoAWQ's w_mean: column mean over the group's stacked weights of |w| / max|w| taken per
+ * quantization group of each row. */
+static void weight_mean(const gq_block_ctx *ctx, gq_awq_group g, int cin, float *wm)
+{
+    double *acc = calloc((size_t)cin, sizeof *acc);
+    size_t rows_total = 0;
+    for (int i = 0; i < group_n[g]; i++) {
+        gq_linear_kind k = group_linears[g][i];
+        int rows, cols;
+        gq_linear_shape(ctx->cfg, k, &rows, &cols);
+        const float *W = gq_linear_weight(&ctx->w, k);
+        int gs = group_cols_of(ctx->quant[k], cols);
+        for (int r = 0; r < rows; r++)
+            for (int c0 = 0; c0 < cols; c0 += gs) {
+                int c1 = c0 + gs < cols ? c0 + gs : cols;
+                float m = 0.0f;
+                for (int j = c0; j < c1; j++)
+                    m = fmaxf(m, fabsf(W[(size_t)r * cols + j]));
+                for (int j = c0; j < c1; j++)
+                    acc[j] += fabsf(W[(size_t)r * cols + j]) / (m + 1e-6f);
+            }
+        rows_total += (size_t)rows;
+    }
+    for (int j = 0; j < cin; j++)
+        wm[j] = (float)(acc[j] / (double)rows_total);
+    free(acc);
+}
+
+static void make_scales(const float *sx, const float *wm, double alpha, int n, float *s)
+{
+    float mx = 0.0f, mn = FLT_MAX;
+    for (int j = 0; j < n; j++) {
+        double v = pow(sx[j], alpha);
+        if (wm)
+            v /= pow(wm[j], 1.0 - alpha) + 1e-4;
+        float f = (float)(v < 1e-4 ? 1e-4 : v);
+        s[j] = f;
+        mx = fmaxf(mx, f);
+        mn = fminf(mn, f);
+    }
+    float norm = sqrtf(mx * mn);
+    for (int j = 0; j < n; j++)
+        s[j] /= norm;
+}
+
+/* Scale search for group g; best scales into s_best. */
+static int search_group(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_group g,
+                        const float *x, const float *sx, float *s_best, gq_error *err)
+{
+    const gq_config *c = ctx->cfg;
+    const size_t n = (size_t)ctx->B * ctx->T;
+    int cin = g == GQ_AWQ_DOWN ? c->hidden_dim : c->dim;
+    float *org = malloc(n * c->dim * sizeof *org);
+    float *out = malloc(n * c->dim * sizeof *out);
+    float *s = malloc((size_t)cin * sizeof *s);
+    float *wm = p->duo_scaling ? malloc((size_t)cin * sizeof *wm) : NULL;
+    float *tmp[3] = {NULL, NULL, NULL};
+    int rc = -1;
+    if (!org || !out || !s || (p->duo_scaling && !wm)) {
+        gq_fail(err, "layers.%d: out of memory in the AWQ search", ctx->layer);
+        goto done;
+    }
+    for (int i = 0; i < group_n[g]; i++) {
+        int rows, cols;
+        gq_linear_shape(c, group_linears[g][i], &rows, &cols);
+        if (!(tmp[i] = malloc((size_t)rows * cols * sizeof(float)))) {
+            gq_fail(err, "layers.%d: out of memory in the AWQ search", ctx->layer);
+            goto done;
+        }
+    }
+    if (wm)
+        weight_mean(ctx, g, cin, wm);
+    inspect(ctx, &ctx->w, g, x, org);
+    double best = INFINITY, loss0 = NAN;
+    int best_i = -1;
+    for (int gi = 0; gi < p->n_grid; gi++) {
+        double alpha = (double)gi / p->n_grid;
+        make_scales(sx, wm, alpha, cin, s);
+        gq_layer v = ctx->w;
+        for (int i = 0; i < group_n[g]; i++) {
+            gq_linear_kind k = group_linears[g][i];
+            if (!ctx->quant[k])
+                continue; /* stays FP: not rounded in the trial either */
+            int rows, cols;
+            gq_linear_shape(c, k, &rows, &cols);
+            const float *W = gq_linear_weight(&ctx->w, k);
+            float *T = tmp[i];
+            for (int r = 0; r < rows; r++)
+                for (int j = 0; j < cols; j++)
+                    T[(size_t)r * cols + j] = W[(size_t)r * cols + j] * s[j];
+            if (gq_quantizer_run(ctx->quant[k], T, rows, cols, NULL, NULL, T, err)) {
+                gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
+                goto done;
+            }
+            for (int r = 0; r < rows; r++)
+                for (int j = 0; j < cols; j++)
+                    T[(size_t)r * cols + j] /= s[j];
+            *gq_layer_slot(&v, k) = T;
+        }
+        inspect(ctx, &v, g, x, out);
+        double se = 0.0;
+        for (size_t i = 0; i < n * c->dim; i++) {
+            double d = (double)out[i] - org[i];
+            se += d * d;
+        }
+        double loss = se / (double)(n * c->dim);
+        if (gi == 0)
+            loss0 = loss;
+        if (loss < best) {
+            best = loss;
+            best_i = gi;
+            memcpy(s_best, s, (size_t)cin * sizeof *s);
+        }
+    }
+    if (best_i < 0) {
+        gq_fail(err, "layers.%d: AWQ scale search for %s found no finite loss", ctx->layer,
+                group_names[g]);
+        goto done;
+    }
+    for (int i = 0; i < group_n[g]; i++) {
+        json_t *e = gq_block_extra(ctx, group_linears[g][i]);
+        json_object_set_new(e, "awq_alpha", json_real((double)best_i / p->n_grid));
+        json_object_set_new(e, "awq_loss", json_real(best));
+        json_object_set_new(e, "awq_loss_alpha0", json_real(loss0));
+    }
+    rc = 0;
+done:
+    free(org);
+    free(out);
+    free(s);
+    free(wm);
+    for (int i = 0; i < 3; i++)
+        free(tmp[i]);
+    return rc;
+}
+
+void gq_awq_fold(gq_block_ctx *ctx, gq_awq_group g, const float *s)
+{
+    const gq_config *c = ctx->cfg;
+    int cin = g == GQ_AWQ_DOWN ? c->hidden_dim : c->dim;
+    /* previous op */
+    if (g == GQ_AWQ_QKV || g == GQ_AWQ_GATEUP) {
+        float *norm = g == GQ_AWQ_QKV ? ctx->w.rms_att : ctx->w.rms_ffn;
+        for (int j = 0; j < cin; j++)
+            norm[j] /= s[j];
+    } else {
+        gq_linear_kind prev = g == GQ_AWQ_VO ? GQ_LIN_V : GQ_LIN_UP;
+        int rows, cols;
+        gq_linear_shape(c, prev, &rows, &cols);
+        float *W = gq_linear_weight(&ctx->w, prev);
+        for (int r = rows - cin; r < rows; r++) /* the last len(s) rows */
+            for (int j = 0; j < cols; j++)
+                W[(size_t)r * cols + j] /= s[r - (rows - cin)];
+    }
+    for (int i = 0; i < group_n[g]; i++) {
+        int rows, cols;
+        gq_linear_shape(c, group_linears[g][i], &rows, &cols);
+        float *W = gq_linear_weight(&ctx->w, group_linears[g][i]);
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < cols; j++)
+                W[(size_t)r * cols + j] *= s[j];
+    }
+}
+
+/* auto_clip for linear k on inputs X (n, cols): the clipped weights into Wc. */
+static int clip_search(const gq_awq_params *p, gq_block_ctx *ctx, gq_linear_kind k,
+                       const float *X, size_t n, float *Wc, gq_error *err)
+{
+    int rows, cols;
+    gq_linear_shape(ctx->cfg, k, &rows, &cols);
+    const float *W = gq_linear_weight(&ctx->w, k);
+    const int gs = group_cols_of(ctx->quant[k], cols), ng = (cols + gs - 1) / gs;
+    size_t step = n / (size_t)p->clip_tokens;
+    if (step < 1)
+        step = 1;
+    size_t m = (n + step - 1) / step;
+    float *Xs = malloc(m * cols * sizeof *Xs);
+    float *amax = malloc((size_t)rows * ng * sizeof *amax);
+    float *best_f = malloc((size_t)rows * ng * sizeof *best_f);
+    double *best_e = malloc((size_t)rows * ng * sizeof *best_e);
+    float *D = malloc((size_t)rows * cols * sizeof *D);
+    float *E = malloc(m * rows * sizeof *E);
+    int rc = -1;
+    if (!Xs || !amax || !best_f || !best_e || !D || !E) {
+        gq_fail(err, "layers.%d.%s: out of memory in the clip search", ctx->layer,
+                gq_linear_name(k));
+        goto done;
+    }
+    for (size_t t = 0; t < m; t++)
+        memcpy(Xs + t * cols, X + t * step * cols, (size_t)cols * sizeof *Xs);
+    for (int r = 0; r < rows; r++)
+        for (int gi = 0; gi < ng; gi++) {
+            int c0 = gi * gs, c1 = c0 + gs < cols ? c0 + gs : cols;
+            float a = 0.0f;
+            for (int j = c0; j < c1; j++)
+                a = fmaxf(a, fabsf(W[(size_t)r * cols + j]));
+            amax[(size_t)r * ng + gi] = a;
+            best_e[(size_t)r * ng + gi] = INFINITY;
+            best_f[(size_t)r * ng + gi] = 1.0f;
+        }
+    int n_cand = (int)(p->max_shrink * p->clip_grid);
+    if (n_cand < 1)
+        n_cand = 1;
+    for (int ci = 0; ci < n_cand; ci++) {
+        float f = 1.0f - (float)ci / p->clip_grid;
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < cols; j++) {
+                float mv = amax[(size_t)r * ng + j / gs] * f;
+                float w = W[(size_t)r * cols + j];
+                Wc[(size_t)r * cols + j] = w > mv ? mv : (w < -mv ? -mv : w);
+            }
+        if (gq_quantizer_run(ctx->quant[k], Wc, rows, cols, NULL, NULL, D, err)) {
+            gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
+            goto done;
+        }
+        for (size_t i = 0; i < (size_t)rows * cols; i++)
+            D[i] -= W[i];
+        for (int gi = 0; gi < ng; gi++) {
+            int c0 = gi * gs, len = (c0 + gs < cols ? gs : cols - c0);
+            /* E (m, rows) = Xs[:, group] · D[:, group]^T: per-group partial dot products */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, rows, len, 1.0f, Xs + c0,
+                        cols, D + c0, cols, 0.0f, E, rows);
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < rows; r++) {
+                double e = 0.0;
+                for (size_t t = 0; t < m; t++)
+                    e += (double)E[t * rows + r] * E[t * rows + r];
+                e /= (double)m;
+                size_t idx = (size_t)r * ng + gi;
+                if (e < best_e[idx]) {
+                    best_e[idx] = e;
+                    best_f[idx] = f;
+                }
+            }
+        }
+    }
+    double mean_f = 0.0;
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++) {
+            float mv = amax[(size_t)r * ng + j / gs] * best_f[(size_t)r * ng + j / gs];
+            float w = W[(size_t)r * cols + j];
+            Wc[(size_t)r * cols + j] = w > mv ? mv : (w < -mv ? -mv : w);
+        }
+    for (size_t i = 0; i < (size_t)rows * ng; i++)
+        mean_f += best_f[i];
+    json_object_set_new(gq_block_extra(ctx, k), "clip_mean_ratio",
+                        json_real(mean_f / ((double)rows * ng)));
+    rc = 0;
+done:
+    free(Xs);
+    free(amax);
+    free(best_f);
+    free(best_e);
+    free(D);
+    free(E);
+    return rc;
+}
+
+int gq_awq_quantize_block(const gq_awq_params *p, gq_awq_salience_fn salience, const void *user,
+                          gq_block_ctx *ctx, gq_error *err)
+{
+    const gq_config *c = ctx->cfg;
+    const size_t n = (size_t)ctx->B * ctx->T;
+    gq_block_trace tr = {0};
+    float *scales[GQ_AWQ_N_GROUPS] = {0};
+    float *Wc = NULL;
+    int rc = -1;
+    if (gq_block_trace_alloc(ctx, &tr, err))
+        return -1;
+    double t0 = gq_now();
+    if (gq_block_run(ctx, false, &tr, NULL, err))
+        goto done;
+    ctx->t_stats += gq_now() - t0;
+
+    for (int g = 0; g < GQ_AWQ_N_GROUPS; g++) {
+        bool any = false;
+        for (int i = 0; i < group_n[g]; i++)
+            any |= ctx->quant[group_linears[g][i]] != NULL;
+        if (!any)
+            continue;
+        if (g == GQ_AWQ_VO && (!p->scale_v_o || gq_kv_dim(c) != c->dim))
+            continue; /* GQA: v_proj's outputs are not o_proj's inputs one to one */
+        int cin = g == GQ_AWQ_DOWN ? c->hidden_dim : c->dim;
+        float *sx = malloc((size_t)cin * sizeof *sx);
+        scales[g] = malloc((size_t)cin * sizeof(float));
+        if (!sx || !scales[g]) {
+            free(sx);
+            gq_fail(err, "layers.%d: out of memory", ctx->layer);
+            goto done;
+        }
+        const float *x = gq_trace_input(&tr, group_linears[g][0]);
+        t0 = gq_now();
+        int src = salience ? salience(user, ctx, &tr, (gq_awq_group)g, sx, err)
+                           : (gq_calib_abs_mean(x, n, cin, sx), 0);
+        ctx->t_stats += gq_now() - t0;
+        t0 = gq_now();
+        if (src == 0)
+            src = search_group(p, ctx, (gq_awq_group)g, x, sx, scales[g], err);
+        ctx->t_search += gq_now() - t0;
+        free(sx);
+        if (src)
+            goto done;
+    }
+    for (int g = 0; g < GQ_AWQ_N_GROUPS; g++)
+        if (scales[g])
+            gq_awq_fold(ctx, (gq_awq_group)g, scales[g]);
+
+    if (p->clip) { /* inputs of the folded block = the FP inputs divided by the scales */
+        t0 = gq_now();
+        if (gq_block_run(ctx, false, &tr, NULL, err))
+            goto done;
+        ctx->t_stats += gq_now() - t0;
+        Wc = malloc((size_t)c->hidden_dim * c->dim * sizeof *Wc); /* the largest linear */
+        if (!Wc) {
+            gq_fail(err, "layers.%d: out of memory", ctx->layer);
+            goto done;
+        }
+    }
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        if (!ctx->quant[k])
+            continue;
+        const float *w = NULL;
+        if (p->clip && k != GQ_LIN_Q && k != GQ_LIN_K) { /* "due to qk bmm" */
+            t0 = gq_now();
+            int crc = clip_search(p, ctx, (gq_linear_kind)k, gq_trace_input(&tr, (gq_linear_kind)k),
+                                  n, Wc, err);
+            ctx->t_search += gq_now() - t0;
+            if (crc)
+                goto done;
+            w = Wc;
+        }
+        if (gq_block_quantize_rtn(ctx, (gq_linear_kind)k, w, NULL, err))
+            goto done;
+    }
+    rc = 0;
+done:
+    gq_block_trace_free(&tr);
+    for (int g = 0; g < GQ_AWQ_N_GROUPS; g++)
+        free(scales[g]);
+    free(Wc);
+    return rc;
+}

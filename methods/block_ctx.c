@@ -1,0 +1,133 @@
+/* Helpers a method uses on its block: running the block (FP or partially quantized), plain
+ * rounding of a linear, report metrics and notes. */
+#include "methods/gq_method.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/gq_log.h"
+#include "core/gq_time.h"
+
+float **gq_layer_slot(gq_layer *L, gq_linear_kind k)
+{
+    switch (k) {
+    case GQ_LIN_Q: return &L->wq;
+    case GQ_LIN_K: return &L->wk;
+    case GQ_LIN_V: return &L->wv;
+    case GQ_LIN_O: return &L->wo;
+    case GQ_LIN_GATE: return &L->w1;
+    case GQ_LIN_UP: return &L->w3;
+    case GQ_LIN_DOWN: return &L->w2;
+    default: return NULL;
+    }
+}
+
+gq_layer gq_block_view(const gq_block_ctx *ctx, bool quantized)
+{
+    gq_layer v = ctx->w;
+    if (quantized)
+        for (int k = 0; k < GQ_N_LINEAR; k++)
+            if (ctx->done[k])
+                *gq_layer_slot(&v, (gq_linear_kind)k) = ctx->q[k];
+    return v;
+}
+
+/* The block API takes a model and a layer index: wrap one layer in a model shell. */
+static void run_layer(const gq_config *c, const gq_layer *L, float *x, int B, int T,
+                      gq_forward_ws *ws, gq_block_trace *trace)
+{
+    gq_model shell;
+    memset(&shell, 0, sizeof shell);
+    shell.cfg = *c;
+    shell.layers = (gq_layer *)L;
+    gq_block_forward(&shell, 0, x, B, T, ws, trace);
+}
+
+int gq_block_run(gq_block_ctx *ctx, bool quantized, gq_block_trace *trace, float *x_out,
+                 gq_error *err)
+{
+    if (!ctx->x)
+        return gq_fail(err, "layers.%d: the method needs calibration inputs", ctx->layer);
+    size_t n = (size_t)ctx->B * ctx->T * ctx->cfg->dim;
+    float *x = x_out ? x_out : malloc(n * sizeof *x);
+    if (!x)
+        return gq_fail(err, "layers.%d: out of memory for block activations", ctx->layer);
+    if (x != ctx->x) /* the pipeline may run the block in place on its own inputs */
+        memcpy(x, ctx->x, n * sizeof *x);
+    gq_layer v = gq_block_view(ctx, quantized);
+    run_layer(ctx->cfg, &v, x, ctx->B, ctx->T, ctx->ws, trace);
+    if (!x_out)
+        free(x);
+    return 0;
+}
+
+int gq_block_quantize_rtn(gq_block_ctx *ctx, gq_linear_kind k, const float *w,
+                          const float *imatrix, gq_error *err)
+{
+    if (!ctx->quant[k])
+        return gq_fail(err, "layers.%d.%s: no format (the tensor stays FP)", ctx->layer,
+                       gq_linear_name(k));
+    int rows, cols;
+    gq_linear_shape(ctx->cfg, k, &rows, &cols);
+    if (!w)
+        w = gq_linear_weight(&ctx->w, k);
+    double t0 = gq_now();
+    if (gq_quantizer_run(ctx->quant[k], w, rows, cols, imatrix, NULL, ctx->q[k], err))
+        return gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
+    ctx->t_quant += gq_now() - t0;
+    ctx->done[k] = true;
+    return 0;
+}
+
+int gq_block_trace_alloc(const gq_block_ctx *ctx, gq_block_trace *tr, gq_error *err)
+{
+    const gq_config *c = ctx->cfg;
+    size_t n = (size_t)ctx->B * ctx->T;
+    float *buf = malloc(n * (3 * (size_t)c->dim + c->hidden_dim) * sizeof *buf);
+    if (!buf)
+        return gq_fail(err, "layers.%d: out of memory for the activations of %zu tokens",
+                       ctx->layer, n);
+    tr->attn_in = buf;
+    tr->attn_ctx = buf + n * c->dim;
+    tr->mlp_in = buf + 2 * n * c->dim;
+    tr->mlp_act = buf + 3 * n * c->dim;
+    return 0;
+}
+
+void gq_block_trace_free(gq_block_trace *tr)
+{
+    free(tr->attn_in);
+    tr->attn_in = tr->attn_ctx = tr->mlp_in = tr->mlp_act = NULL;
+}
+
+float *gq_trace_input(const gq_block_trace *t, gq_linear_kind k)
+{
+    switch (k) {
+    case GQ_LIN_Q: case GQ_LIN_K: case GQ_LIN_V: return t->attn_in;
+    case GQ_LIN_O: return t->attn_ctx;
+    case GQ_LIN_GATE: case GQ_LIN_UP: return t->mlp_in;
+    default: return t->mlp_act;
+    }
+}
+
+json_t *gq_block_extra(gq_block_ctx *ctx, gq_linear_kind k)
+{
+    if (!ctx->extra[k])
+        ctx->extra[k] = json_object();
+    return ctx->extra[k];
+}
+
+void gq_block_note(gq_block_ctx *ctx, const char *fmt, ...)
+{
+    char msg[512];
+    int off = snprintf(msg, sizeof msg, "layers.%d: ", ctx->layer);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg + off, sizeof msg - (size_t)off, fmt, ap);
+    va_end(ap);
+    gq_log_warn("%s", msg);
+    if (ctx->notes)
+        json_array_append_new(ctx->notes, json_string(msg));
+}

@@ -1,0 +1,31 @@
+#ifndef GQ_GPTQ_H
+#define GQ_GPTQ_H
+/* GPTQ's solver for one matrix (IST-DASLab/gptq, gptq.py fasterquant), format-agnostic: the
+ * format's group interface (fit_group / quant_elem) does the rounding of each column. */
+#include <stdbool.h>
+
+#include "core/gq_error.h"
+#include "formats/gq_format.h"
+
+typedef struct gq_gptq_opts {
+    double percdamp;      /* damping as a fraction of mean(diag H) (reference 0.01) */
+    double damp_step;     /* added to percdamp on each retry when the Cholesky fails */
+    int max_retries;
+    int block_size;       /* lazy-update block (reference 128) */
+    bool act_order;       /* columns in order of decreasing H_ii */
+    bool static_groups;   /* group parameters fitted on the original W before any update */
+} gq_gptq_opts;
+
+typedef struct gq_gptq_result {
+    double loss;          /* sum (w - q)^2 / U_ii^2 / 2 (the reference's reported error) */
+    double percdamp;      /* damping actually used */
+    int retries;          /* Cholesky retries with more damping */
+    int dead;             /* columns with H_ii == 0 (zeroed) */
+} gq_gptq_result;
+
+/* W (rows, cols) -> Q (rows, cols) reconstructions. H (cols, cols), row-major, symmetric, is
+ * consumed (overwritten). Fails when the format has no group interface. */
+int gq_gptq_quantize(const gq_quantizer *qz, const float *W, int rows, int cols, double *H,
+                     const gq_gptq_opts *o, float *Q, gq_gptq_result *res, gq_error *err);
+
+#endif

@@ -1,0 +1,384 @@
+/* The layer-wise quantization pipeline (gq_quantize_model).
+ *
+ *   x (B*T, dim) = embed(calibration windows)
+ *   for each block l:
+ *     ctx.w = copy of block l; the method quantizes it (ctx.q) from ctx.x = x
+ *     trace the FP block ctx.w on x -> inputs X_k of each linear -> reconstruction errors
+ *     x = block_l(x) with ctx.w (propagate fp) or with ctx.q (propagate quantized)
+ *     write ctx.q (or ctx.w for linears kept FP) and the norms of ctx.w into the output model
+ * Memory: one block's weights and reconstructions, x, and one trace. Without calibration
+ * (RTN and no windows given) no forward pass runs and errors are not measured.
+ * Rules apply to the block linears, "tok_embeddings" and "classifier"; norms stay FP always. */
+#include "methods/gq_method.h"
+
+#include <fnmatch.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/gq_log.h"
+#include "core/gq_time.h"
+
+void gq_quant_report_free(gq_quant_report *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; i < r->n_tensors; i++)
+        json_decref(r->tensors[i].extra);
+    free(r->tensors);
+    json_decref(r->notes);
+    memset(r, 0, sizeof *r);
+}
+
+/* The rule matching `name`, or NULL. */
+static const gq_tensor_rule *match_rule(const gq_quant_plan *p, const char *name)
+{
+    for (int i = 0; i < p->n_rules; i++)
+        if (fnmatch(p->rules[i].pattern, name, 0) == 0)
+            return &p->rules[i];
+    return NULL;
+}
+
+static const gq_quantizer *block_quantizer(const gq_quant_plan *p, const char *name)
+{
+    const gq_tensor_rule *r = match_rule(p, name);
+    if (!r)
+        return &p->quantizer;
+    return r->keep_fp ? NULL : &r->quantizer;
+}
+
+static gq_tensor_report *add_tensor(gq_quant_report *r, const char *name, const gq_quantizer *q,
+                                    int rows, int cols)
+{
+    gq_tensor_report *t = &r->tensors[r->n_tensors++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->rows = rows;
+    t->cols = cols;
+    t->quantized = q != NULL;
+    t->recon_err = NAN;
+    if (q) {
+        gq_quantizer_label(q, t->format, sizeof t->format);
+        t->bytes = gq_quantizer_bytes(q, rows, cols);
+    } else {
+        snprintf(t->format, sizeof t->format, "fp32");
+        t->bytes = (size_t)rows * cols * sizeof(float);
+    }
+    return t;
+}
+
+/* ||W X - Q X||^2 / ||W X||^2 over the n rows of X (n, cols), in chunks of tokens. */
+static double recon_error(const float *W, const float *Q, const float *X, size_t n, int rows,
+                          int cols, gq_error *err)
+{
+    const size_t chunk = 2048;
+    float *D = malloc((size_t)rows * cols * sizeof *D);
+    float *y = malloc(chunk * rows * sizeof *y);
+    float *e = malloc(chunk * rows * sizeof *e);
+    double num = 0.0, den = 0.0;
+    if (!D || !y || !e) {
+        free(D), free(y), free(e);
+        gq_fail(err, "out of memory measuring a reconstruction error");
+        return NAN;
+    }
+    for (size_t i = 0; i < (size_t)rows * cols; i++)
+        D[i] = W[i] - Q[i];
+    for (size_t t0 = 0; t0 < n; t0 += chunk) {
+        int m = (int)(n - t0 < chunk ? n - t0 : chunk);
+        gq_linear(y, X + t0 * cols, W, m, cols, rows);
+        gq_linear(e, X + t0 * cols, D, m, cols, rows);
+        for (size_t i = 0; i < (size_t)m * rows; i++) {
+            num += (double)e[i] * e[i];
+            den += (double)y[i] * y[i];
+        }
+    }
+    free(D), free(y), free(e);
+    return den > 0.0 ? num / den : 0.0;
+}
+
+/* A block's working copy: the FP weights in one buffer plus a reconstruction buffer per
+ * linear. */
+typedef struct {
+    float *buf;
+} block_store;
+
+static int block_alloc(const gq_config *c, const gq_layer *src, gq_block_ctx *ctx,
+                       block_store *s, gq_error *err)
+{
+    size_t total = 2 * (size_t)c->dim;
+    int rows, cols;
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+        total += 2 * (size_t)rows * cols; /* weight + reconstruction */
+    }
+    size_t dd = (size_t)c->dim * c->dim;
+    total += (src->att_in_transform ? dd : 0) + (src->ffn_in_transform ? dd : 0);
+    s->buf = malloc(total * sizeof(float));
+    if (!s->buf)
+        return gq_fail(err, "layers.%d: out of memory for the block's weights", ctx->layer);
+    float *p = s->buf;
+    memset(&ctx->w, 0, sizeof ctx->w);
+#define TAKE(dst, srcp, count)                                 \
+    do {                                                       \
+        (dst) = p;                                             \
+        memcpy(p, (srcp), (size_t)(count) * sizeof(float));    \
+        p += (count);                                          \
+    } while (0)
+    TAKE(ctx->w.rms_att, src->rms_att, c->dim);
+    TAKE(ctx->w.rms_ffn, src->rms_ffn, c->dim);
+    if (src->att_in_transform)
+        TAKE(ctx->w.att_in_transform, src->att_in_transform, dd);
+    if (src->ffn_in_transform)
+        TAKE(ctx->w.ffn_in_transform, src->ffn_in_transform, dd);
+#undef TAKE
+    gq_layer *w = &ctx->w;
+    float **slots[GQ_N_LINEAR] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w1, &w->w3, &w->w2};
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+        size_t n = (size_t)rows * cols;
+        *slots[k] = p;
+        memcpy(p, gq_linear_weight(src, (gq_linear_kind)k), n * sizeof(float));
+        p += n;
+        ctx->q[k] = p;
+        p += n;
+    }
+    return 0;
+}
+
+/* Writes the finished block into the output model's layer. */
+static int block_write(const gq_config *c, const gq_block_ctx *ctx, gq_layer *dst, gq_error *err)
+{
+    memcpy(dst->rms_att, ctx->w.rms_att, (size_t)c->dim * sizeof(float));
+    memcpy(dst->rms_ffn, ctx->w.rms_ffn, (size_t)c->dim * sizeof(float));
+    size_t dd = (size_t)c->dim * c->dim;
+    const float *tr[2] = {ctx->w.att_in_transform, ctx->w.ffn_in_transform};
+    float *out_tr[2] = {dst->att_in_transform, dst->ffn_in_transform};
+    for (int i = 0; i < 2; i++) {
+        if (tr[i] && !out_tr[i])
+            return gq_fail(err, "layers.%d: the method added an explicit %s transform, which the "
+                                "output model has no storage for", ctx->layer, i ? "ffn" : "att");
+        if (tr[i])
+            memcpy(out_tr[i], tr[i], dd * sizeof(float));
+    }
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        int rows, cols;
+        gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+        const float *srcw = ctx->quant[k] ? ctx->q[k] : gq_linear_weight(&ctx->w, (gq_linear_kind)k);
+        memcpy(gq_linear_weight(dst, (gq_linear_kind)k), srcw, (size_t)rows * cols * sizeof(float));
+    }
+    return 0;
+}
+
+/* Embeddings and classifier: plain rounding when a rule names them; norms never. */
+static int quantize_outer(const gq_model *fp, const gq_quant_plan *plan, gq_model *out,
+                          gq_quant_report *rep, gq_error *err)
+{
+    const gq_config *c = &fp->cfg;
+    const char *names[2] = {"tok_embeddings", "classifier"};
+    for (int i = 0; i < 2; i++) {
+        if (i == 1 && c->shared_classifier)
+            continue; /* the tied classifier is the embedding table */
+        const gq_tensor_rule *r = match_rule(plan, names[i]);
+        const gq_quantizer *q = r && !r->keep_fp ? &r->quantizer : NULL;
+        if (i == 0 && !q && c->shared_classifier) {
+            r = match_rule(plan, names[1]);
+            q = r && !r->keep_fp ? &r->quantizer : NULL;
+        }
+        char label[96];
+        snprintf(label, sizeof label, "%s%s", names[i],
+                 i == 0 && c->shared_classifier ? " (= classifier)" : "");
+        gq_tensor_report *t = add_tensor(rep, label, q, c->vocab_size, c->dim);
+        if (!q)
+            continue;
+        float *w = i == 0 ? out->tok_embeddings : out->wcls;
+        const float *src = i == 0 ? fp->tok_embeddings : fp->wcls;
+        double t0 = gq_now();
+        if (gq_quantizer_run(q, src, c->vocab_size, c->dim, NULL, NULL, w, err))
+            return gq_fail_prefix(err, "%s", names[i]);
+        rep->t_quant += gq_now() - t0;
+        (void)t;
+    }
+    return 0;
+}
+
+static int check_tokens(const gq_model *fp, const gq_quant_plan *p, gq_error *err)
+{
+    if (p->n_calib <= 0 || p->calib_ctx <= 0)
+        return gq_fail(err, "calibration: n_calib and calib_ctx must be positive (got %d, %d)",
+                       p->n_calib, p->calib_ctx);
+    if (p->calib_ctx > fp->cfg.seq_len)
+        return gq_fail(err, "calibration: calib_ctx %d exceeds the model's seq_len %d",
+                       p->calib_ctx, fp->cfg.seq_len);
+    size_t n = (size_t)p->n_calib * p->calib_ctx;
+    for (size_t i = 0; i < n; i++)
+        if (p->calib_tokens[i] < 0 || p->calib_tokens[i] >= fp->cfg.vocab_size)
+            return gq_fail(err, "calibration: token %d at position %zu is outside the vocabulary "
+                                "(%d)", p->calib_tokens[i], i, fp->cfg.vocab_size);
+    return 0;
+}
+
+int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *out,
+                      gq_quant_report *rep, gq_error *err)
+{
+    const gq_config *c = &fp->cfg;
+    const gq_method *m = plan->method.method;
+    memset(rep, 0, sizeof *rep);
+    memset(out, 0, sizeof *out);
+    if (!m)
+        return gq_fail(err, "quantize: no method configured");
+    if (!plan->quantizer.fmt)
+        return gq_fail(err, "quantize: no format configured");
+    bool calib = gq_method_cfg_needs_calibration(&plan->method) || plan->calib_tokens;
+    if (gq_method_cfg_needs_calibration(&plan->method) && !plan->calib_tokens)
+        return gq_fail(err, "method \"%s\" needs calibration windows (n_calib x calib_ctx tokens)",
+                       m->name);
+    if (calib && check_tokens(fp, plan, err))
+        return -1;
+    gq_propagate prop = plan->propagate == GQ_PROPAGATE_METHOD_DEFAULT ? m->propagate : plan->propagate;
+
+    rep->notes = json_array();
+    rep->tensors = calloc((size_t)c->n_layers * GQ_N_LINEAR + 2, sizeof *rep->tensors);
+    if (!rep->tensors || !rep->notes) {
+        gq_quant_report_free(rep);
+        return gq_fail(err, "quantize: out of memory");
+    }
+    if (gq_model_clone(fp, out, err))
+        goto fail;
+    if (quantize_outer(fp, plan, out, rep, err))
+        goto fail;
+
+    const int B = calib ? plan->n_calib : 0, T = calib ? plan->calib_ctx : 0;
+    const size_t ntok = (size_t)B * T;
+    float *x = NULL, *xf = NULL;
+    gq_forward_ws *ws = NULL;
+    gq_block_trace tr = {0};
+    block_store store = {0};
+    gq_block_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.cfg = c;
+    ctx.B = B;
+    ctx.T = T;
+    int rc = -1;
+    if (calib) {
+        ws = gq_forward_ws_new(c, (int)ntok, err);
+        x = malloc(ntok * c->dim * sizeof *x);
+        xf = malloc(ntok * c->dim * sizeof *xf);
+        if (!ws)
+            goto cleanup;
+        if (!x || !xf) {
+            gq_fail(err, "quantize: out of memory for %zu calibration tokens", ntok);
+            goto cleanup;
+        }
+        if (gq_block_trace_alloc(&ctx, &tr, err))
+            goto cleanup;
+        double t0 = gq_now();
+        gq_embed(prop == GQ_PROPAGATE_QUANTIZED ? out : fp, plan->calib_tokens, (int)ntok, x);
+        rep->t_stats += gq_now() - t0;
+    }
+
+    gq_log_info("quantize: method %s, %d blocks, %d calibration windows x %d tokens, propagate %s",
+                m->name, c->n_layers, B, T, prop == GQ_PROPAGATE_FP ? "fp" : "quantized");
+    gq_progress prog;
+    gq_progress_start(&prog, "quantize", c->n_layers);
+    for (int l = 0; l < c->n_layers; l++) {
+        memset(&ctx, 0, sizeof ctx);
+        ctx.cfg = c;
+        ctx.layer = l;
+        ctx.plan = plan;
+        ctx.orig = &fp->layers[l];
+        ctx.x = x;
+        ctx.B = B;
+        ctx.T = T;
+        ctx.ws = ws;
+        ctx.notes = rep->notes;
+        char name[96];
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
+            ctx.quant[k] = block_quantizer(plan, name);
+        }
+        if (block_alloc(c, &fp->layers[l], &ctx, &store, err))
+            goto cleanup;
+        if (m->quantize_block(plan->method.params, &ctx, err))
+            goto cleanup;
+        for (int k = 0; k < GQ_N_LINEAR; k++)
+            if (ctx.quant[k] && !ctx.done[k]) {
+                gq_fail(err, "layers.%d.%s: method \"%s\" left the linear unquantized", l,
+                        gq_linear_name((gq_linear_kind)k), m->name);
+                goto cleanup;
+            }
+        rep->t_stats += ctx.t_stats;
+        rep->t_search += ctx.t_search;
+        rep->t_quant += ctx.t_quant;
+
+        /* FP trace: the inputs each linear sees in the (transformed) FP block */
+        if (calib) {
+            double t0 = gq_now();
+            if (gq_block_run(&ctx, false, &tr, xf, err))
+                goto cleanup;
+            rep->t_stats += gq_now() - t0;
+        }
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            int rows, cols;
+            gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+            gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
+            gq_tensor_report *t = add_tensor(rep, name, ctx.quant[k], rows, cols);
+            t->extra = ctx.extra[k];
+            ctx.extra[k] = NULL;
+            if (ctx.quant[k]) {
+                rep->linear_weights += (size_t)rows * cols;
+                rep->linear_bytes += t->bytes;
+                if (calib) {
+                    t->recon_err = recon_error(gq_linear_weight(&ctx.w, (gq_linear_kind)k), ctx.q[k],
+                                               gq_trace_input(&tr, (gq_linear_kind)k), ntok, rows,
+                                               cols, err);
+                    if (isnan(t->recon_err))
+                        goto cleanup;
+                }
+            }
+        }
+        if (block_write(c, &ctx, &out->layers[l], err))
+            goto cleanup;
+        /* the next block's inputs */
+        if (calib) {
+            double t0 = gq_now();
+            if (prop == GQ_PROPAGATE_FP) { /* xf already holds the FP block's outputs */
+                float *tmp = x;
+                x = xf;
+                xf = tmp;
+            } else if (gq_block_run(&ctx, true, NULL, x, err)) {
+                goto cleanup;
+            }
+            rep->t_stats += gq_now() - t0;
+        }
+        free(store.buf);
+        store.buf = NULL;
+        gq_progress_add(&prog, 1);
+    }
+    gq_progress_finish(&prog);
+
+    /* sizes: every stored tensor in fp32 except the quantized ones */
+    size_t params = gq_model_param_count(c);
+    size_t qweights = 0, qbytes = 0;
+    for (int i = 0; i < rep->n_tensors; i++)
+        if (rep->tensors[i].quantized) {
+            qweights += (size_t)rep->tensors[i].rows * rep->tensors[i].cols;
+            qbytes += rep->tensors[i].bytes;
+        }
+    rep->model_bytes = (params - qweights) * sizeof(float) + qbytes;
+    rc = 0;
+cleanup:
+    for (int k = 0; k < GQ_N_LINEAR; k++)
+        json_decref(ctx.extra[k]);
+    free(store.buf);
+    free(x);
+    free(xf);
+    gq_block_trace_free(&tr);
+    gq_forward_ws_free(ws);
+    if (rc == 0)
+        return 0;
+fail:
+    gq_model_free(out);
+    gq_quant_report_free(rep);
+    return -1;
+}

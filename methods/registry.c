@@ -1,0 +1,117 @@
+/* The method registry (methods.def) and configured methods (plugin + parsed parameters). */
+#include "methods/gq_method.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GQ_METHOD(sym) extern const gq_method sym;
+#include "methods/methods.def"
+#undef GQ_METHOD
+
+static const gq_method *const registry[] = {
+#define GQ_METHOD(sym) &sym,
+#include "methods/methods.def"
+#undef GQ_METHOD
+    NULL,
+};
+
+const gq_method *const *gq_method_all(int *n)
+{
+    *n = (int)(sizeof registry / sizeof registry[0]) - 1;
+    return registry;
+}
+
+const gq_method *gq_method_find(const char *name)
+{
+    for (int i = 0; registry[i]; i++)
+        if (strcmp(registry[i]->name, name) == 0)
+            return registry[i];
+    return NULL;
+}
+
+const char *gq_method_name(const gq_method *m) { return m->name; }
+const char *gq_method_summary(const gq_method *m) { return m->summary; }
+const gq_param_spec *gq_method_params(const gq_method *m) { return m->params; }
+
+bool gq_method_needs_calibration(const gq_method *m)
+{
+    /* With default parameters. */
+    if (!m->needs_calibration)
+        return false;
+    char buf[512] = {0};
+    if (m->params_size > sizeof buf)
+        return true;
+    gq_params_defaults(m->params, buf);
+    return m->needs_calibration(buf);
+}
+
+bool gq_method_cfg_needs_calibration(const gq_method_cfg *cfg)
+{
+    return cfg->method->needs_calibration && cfg->method->needs_calibration(cfg->params);
+}
+
+int gq_method_cfg_init(gq_method_cfg *cfg, const char *name, const json_t *params, const char *path,
+                       gq_error *err)
+{
+    memset(cfg, 0, sizeof *cfg);
+    if (!path)
+        path = "$";
+    const gq_method *m = gq_method_find(name);
+    if (!m) {
+        char known[512] = "";
+        for (int i = 0; registry[i]; i++) {
+            size_t len = strlen(known);
+            snprintf(known + len, sizeof known - len, "%s%s", i ? ", " : "", registry[i]->name);
+        }
+        return gq_fail(err, "%s.name: unknown method \"%s\" (known: %s)", path, name, known);
+    }
+    void *p = calloc(1, m->params_size ? m->params_size : 1);
+    if (!p)
+        return gq_fail(err, "%s: out of memory", path);
+    if (gq_params_parse(m->params, params, path, p, err) ||
+        (m->validate && m->validate(p, path, err))) {
+        free(p);
+        return -1;
+    }
+    cfg->method = m;
+    cfg->params = p;
+    return 0;
+}
+
+int gq_method_cfg_from_json(const json_t *spec, const char *path, gq_method_cfg *cfg, gq_error *err)
+{
+    if (!path)
+        path = "$";
+    if (json_is_string(spec))
+        return gq_method_cfg_init(cfg, json_string_value(spec), NULL, path, err);
+    if (!json_is_object(spec))
+        return gq_fail(err, "%s: expected a method object {\"name\": ..., parameters}", path);
+    json_t *name = json_object_get(spec, "name");
+    if (!name)
+        return gq_fail(err, "%s: missing \"name\" of the method", path);
+    if (!json_is_string(name))
+        return gq_fail(err, "%s.name: expected a string", path);
+    json_t *params = json_deep_copy(spec);
+    json_object_del(params, "name");
+    int rc = gq_method_cfg_init(cfg, json_string_value(name), params, path, err);
+    json_decref(params);
+    return rc;
+}
+
+void gq_method_cfg_free(gq_method_cfg *cfg)
+{
+    free(cfg->params);
+    cfg->params = NULL;
+    cfg->method = NULL;
+}
+
+json_t *gq_method_cfg_to_json(const gq_method_cfg *cfg)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(cfg->method->name));
+    json_t *params = gq_params_to_json(cfg->method->params, cfg->params);
+    json_object_update(o, params); /* "name" first, then the parameters in table order */
+    json_decref(params);
+    return o;
+}

@@ -1,0 +1,72 @@
+/* RTN: the format applied directly to every weight matrix (the baseline). With
+ * imatrix=true the format receives mean x^2 of each input channel over the calibration
+ * tokens as its per-column importance (llama.cpp's imatrix; formats without importance
+ * ignore it). */
+#include "methods/gq_method.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+
+#include "calib/gq_calib.h"
+#include "core/gq_time.h"
+
+typedef struct {
+    bool imatrix;
+} rtn_params;
+
+static const gq_param_spec rtn_specs[] = {
+    {"imatrix", GQ_PARAM_BOOL, offsetof(rtn_params, imatrix), "false", 0, 0, NULL,
+     "pass mean x^2 per input channel (calibration) to the format as importance"},
+    {0}};
+
+static bool rtn_needs_calibration(const void *params) { return ((const rtn_params *)params)->imatrix; }
+
+static int rtn_block(const void *params, gq_block_ctx *ctx, gq_error *err)
+{
+    const rtn_params *p = params;
+    if (!p->imatrix) {
+        for (int k = 0; k < GQ_N_LINEAR; k++)
+            if (ctx->quant[k] && gq_block_quantize_rtn(ctx, (gq_linear_kind)k, NULL, NULL, err))
+                return -1;
+        return 0;
+    }
+    const gq_config *c = ctx->cfg;
+    size_t n = (size_t)ctx->B * ctx->T;
+    gq_block_trace tr = {0};
+    float *imat = malloc(((size_t)c->dim * 3 + c->hidden_dim) * sizeof *imat);
+    int rc = -1;
+    if (!imat) {
+        gq_fail(err, "layers.%d: out of memory", ctx->layer);
+        goto done;
+    }
+    double t0 = gq_now();
+    if (gq_block_trace_alloc(ctx, &tr, err) || gq_block_run(ctx, false, &tr, NULL, err))
+        goto done;
+    float *im_att = imat, *im_ctx = imat + c->dim, *im_mlp = imat + 2 * c->dim,
+          *im_act = imat + 3 * c->dim;
+    gq_calib_sq_mean(tr.attn_in, n, c->dim, im_att);
+    gq_calib_sq_mean(tr.attn_ctx, n, c->dim, im_ctx);
+    gq_calib_sq_mean(tr.mlp_in, n, c->dim, im_mlp);
+    gq_calib_sq_mean(tr.mlp_act, n, c->hidden_dim, im_act);
+    ctx->t_stats += gq_now() - t0;
+    const float *per_kind[GQ_N_LINEAR] = {im_att, im_att, im_att, im_ctx, im_mlp, im_mlp, im_act};
+    for (int k = 0; k < GQ_N_LINEAR; k++)
+        if (ctx->quant[k] &&
+            gq_block_quantize_rtn(ctx, (gq_linear_kind)k, NULL, per_kind[k], err))
+            goto done;
+    rc = 0;
+done:
+    gq_block_trace_free(&tr);
+    free(imat);
+    return rc;
+}
+
+const gq_method gq_method_rtn = {
+    .name = "rtn",
+    .summary = "round-to-nearest: the format applied directly (baseline), optional imatrix",
+    .params = rtn_specs,
+    .params_size = sizeof(rtn_params),
+    .needs_calibration = rtn_needs_calibration,
+    .propagate = GQ_PROPAGATE_FP,
+    .quantize_block = rtn_block,
+};
