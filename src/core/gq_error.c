@@ -19,14 +19,23 @@ int gq_fail_prefix(gq_error *err, const char *fmt, ...)
 {
     if (!err)
         return -1;
-    char prefix[GQ_ERROR_LEN];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(prefix, sizeof prefix, fmt, ap);
-    va_end(ap);
     char old[GQ_ERROR_LEN];
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof err->msg - 2)
+        return -1; /* the prefix alone fills the message */
+    size_t used = (size_t)n;
+    memcpy(err->msg + used, ": ", 2);
+    used += 2;
+    size_t left = sizeof err->msg - used - 1;
+    size_t len = strnlen(old, sizeof old);
+    if (len > left)
+        len = left;
+    memcpy(err->msg + used, old, len);
+    err->msg[used + len] = '\0';
     return -1;
 }
 
