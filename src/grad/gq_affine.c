@@ -1,0 +1,466 @@
+/* AffineQuant block optimisation: transforms, gradual mask, training loop (see gq_affine.h). */
+#include "grad/gq_affine.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+enum { NL = 7, L_Q = 0, L_K, L_V, L_O, L_GATE, L_UP, L_DOWN };
+
+/* Shapes and buffers of one training step. */
+typedef struct {
+    gq_grad_shape s;
+    int D, hs, KV, H, grp;
+    int rows[NL], cols[NL];
+    float *Ah_att, *Ah_ffn, *Ah_vo;    /* masked transforms Â */
+    float *Bi_att, *Bi_ffn, *Bi_vo;    /* their inverses */
+    float *Wt[NL], *Wq[NL], *dWt[NL], *dWq[NL];
+    float *tv, *dtv;                   /* (KV, D) v weights after the att transform */
+    float *dm_att, *dm_ffn, *dA_att, *dA_ffn, *dA_vo, *dB_vo;
+    float *M_att, *M_ffn, *M_vo;       /* gradual masks */
+} work;
+
+static size_t wsize(const work *w, int k) { return (size_t)w->rows[k] * w->cols[k]; }
+
+static void work_free(work *w)
+{
+    float **all[] = {&w->Ah_att, &w->Ah_ffn, &w->Ah_vo, &w->Bi_att, &w->Bi_ffn, &w->Bi_vo,
+                     &w->tv, &w->dtv, &w->dm_att, &w->dm_ffn, &w->dA_att, &w->dA_ffn,
+                     &w->dA_vo, &w->dB_vo, &w->M_att, &w->M_ffn, &w->M_vo};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(*all[i]), *all[i] = NULL;
+    for (int k = 0; k < NL; k++) free(w->Wt[k]), free(w->Wq[k]), free(w->dWt[k]), free(w->dWq[k]);
+}
+
+static int work_init(work *w, const gq_grad_shape *s, gq_error *err)
+{
+    memset(w, 0, sizeof *w);
+    w->s = *s;
+    w->D = s->dim, w->hs = s->dim / s->n_heads, w->KV = w->hs * s->n_kv_heads, w->H = s->hidden;
+    w->grp = s->n_heads / s->n_kv_heads;
+    const int r[NL] = {w->D, w->KV, w->KV, w->D, w->H, w->H, w->D};
+    const int c[NL] = {w->D, w->D, w->D, w->D, w->D, w->D, w->H};
+    memcpy(w->rows, r, sizeof r), memcpy(w->cols, c, sizeof c);
+    const size_t dd = (size_t)w->D * w->D, vo = (size_t)s->n_kv_heads * w->hs * w->hs;
+    const size_t kvd = (size_t)w->KV * w->D;
+    struct { float **p; size_t n; } a[] = {
+        {&w->Ah_att, dd}, {&w->Ah_ffn, dd}, {&w->Ah_vo, vo}, {&w->Bi_att, dd}, {&w->Bi_ffn, dd},
+        {&w->Bi_vo, vo}, {&w->tv, kvd}, {&w->dtv, kvd}, {&w->dm_att, dd}, {&w->dm_ffn, dd},
+        {&w->dA_att, dd}, {&w->dA_ffn, dd}, {&w->dA_vo, vo}, {&w->dB_vo, vo}, {&w->M_att, dd},
+        {&w->M_ffn, dd}, {&w->M_vo, vo}};
+    bool ok = true;
+    for (size_t i = 0; i < sizeof a / sizeof *a; i++) ok &= (*a[i].p = calloc(a[i].n, sizeof(float))) != NULL;
+    for (int k = 0; k < NL; k++) {
+        size_t n = wsize(w, k);
+        ok &= (w->Wt[k] = malloc(n * sizeof(float))) && (w->Wq[k] = malloc(n * sizeof(float))) &&
+              (w->dWt[k] = malloc(n * sizeof(float))) && (w->dWq[k] = malloc(n * sizeof(float)));
+    }
+    if (!ok) {
+        work_free(w);
+        return gq_fail(err, "affinequant: out of memory for a block of dim %d", s->dim);
+    }
+    return 0;
+}
+
+/* Gradual mask of an n x n transform (see gq_affine.h). */
+static void gradual_mask(float *M, int n, int epoch, int epochs, double sf)
+{
+    int band = epochs > 1 ? (int)floor((double)(n - 1) * epoch / (epochs - 1)) + 1 : 1;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            int d = abs(i - j);
+            M[(size_t)i * n + j] = d == 0 ? 1.0f : d < band ? (float)sf : 0.0f;
+        }
+}
+
+static void set_masks(work *w, int epoch, int epochs, double sf)
+{
+    gradual_mask(w->M_att, w->D, epoch, epochs, sf);
+    gradual_mask(w->M_ffn, w->D, epoch, epochs, sf);
+    for (int h = 0; h < w->s.n_kv_heads; h++)
+        gradual_mask(w->M_vo + (size_t)h * w->hs * w->hs, w->hs, epoch, epochs, sf);
+}
+
+static int invert_f(float *inv, const float *A, int n, const char *what, gq_error *err)
+{
+    size_t nn = (size_t)n * n;
+    double *a = calloc(2 * nn, sizeof *a);
+    if (!a) return gq_fail(err, "%s: out of memory", what);
+    for (size_t i = 0; i < nn; i++) a[i] = A[i];
+    int rc = gq_mat_inverse(a + nn, a, n, what, err);
+    for (size_t i = 0; rc == 0 && i < nn; i++) inv[i] = (float)a[nn + i];
+    free(a);
+    return rc;
+}
+
+static void hadamard(float *out, const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) out[i] = a[i] * b[i];
+}
+
+/* Â = A ∘ GM and the inverses. */
+static int masked_inverses(work *w, const gq_affine_state *st, gq_error *err)
+{
+    const int D = w->D, hs = w->hs;
+    hadamard(w->Ah_att, st->A_att, w->M_att, (size_t)D * D);
+    hadamard(w->Ah_ffn, st->A_ffn, w->M_ffn, (size_t)D * D);
+    hadamard(w->Ah_vo, st->A_vo, w->M_vo, (size_t)w->s.n_kv_heads * hs * hs);
+    if (invert_f(w->Bi_att, w->Ah_att, D, "affinequant att transform", err) ||
+        invert_f(w->Bi_ffn, w->Ah_ffn, D, "affinequant ffn transform", err))
+        return -1;
+    for (int h = 0; h < w->s.n_kv_heads; h++) {
+        size_t o = (size_t)h * hs * hs;
+        if (invert_f(w->Bi_vo + o, w->Ah_vo + o, hs, "affinequant v->o transform", err)) return -1;
+    }
+    return 0;
+}
+
+/* Wt = transformed FP weights (before rounding) from Â (see gq_affine.h). */
+static void transform_fwd(work *w, const float *W[NL])
+{
+    const int D = w->D, hs = w->hs;
+    for (int k = L_Q; k <= L_K; k++) gq_linear_fwd_f(w->Wt[k], W[k], w->Ah_att, w->rows[k], D, D);
+    gq_linear_fwd_f(w->tv, W[L_V], w->Ah_att, w->KV, D, D);
+    for (int h = 0; h < w->s.n_kv_heads; h++) /* Wv_h (hs, D) -> B_h^T tv_h */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hs, D, hs, 1,
+                    w->Bi_vo + (size_t)h * hs * hs, hs, w->tv + (size_t)h * hs * D, D, 0,
+                    w->Wt[L_V] + (size_t)h * hs * D, D);
+    for (int qh = 0; qh < w->s.n_heads; qh++) /* Wo[:, head] (D, hs) -> Wo[:, head] Â^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, D, hs, hs, 1, W[L_O] + qh * hs, D,
+                    w->Ah_vo + (size_t)(qh / w->grp) * hs * hs, hs, 0, w->Wt[L_O] + qh * hs, D);
+    for (int k = L_GATE; k <= L_UP; k++)
+        gq_linear_fwd_f(w->Wt[k], W[k], w->Ah_ffn, w->rows[k], D, D);
+    memcpy(w->Wt[L_DOWN], W[L_DOWN], wsize(w, L_DOWN) * sizeof(float));
+}
+
+/* dÂ from dWt and the gradients of the explicit inverses (dm_att, dm_ffn). */
+static void transform_bwd(work *w, const float *W[NL])
+{
+    const int D = w->D, hs = w->hs;
+    const size_t dd = (size_t)D * D;
+    memset(w->dA_att, 0, dd * sizeof(float));
+    memset(w->dA_ffn, 0, dd * sizeof(float));
+    memset(w->dA_vo, 0, (size_t)w->s.n_kv_heads * hs * hs * sizeof(float));
+    memset(w->dB_vo, 0, (size_t)w->s.n_kv_heads * hs * hs * sizeof(float));
+    /* Wt = W Â^T  =>  dÂ += dWt^T W */
+    for (int k = L_Q; k <= L_K; k++)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, w->rows[k], 1, w->dWt[k], D,
+                    W[k], D, 1, w->dA_att, D);
+    for (int h = 0; h < w->s.n_kv_heads; h++) {
+        size_t ob = (size_t)h * hs * hs, ov = (size_t)h * hs * D;
+        /* Wt_v = B^T tv  =>  dtv = B dWt_v, dB = tv dWt_v^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hs, D, hs, 1, w->Bi_vo + ob, hs,
+                    w->dWt[L_V] + ov, D, 0, w->dtv + ov, D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hs, hs, D, 1, w->tv + ov, D,
+                    w->dWt[L_V] + ov, D, 1, w->dB_vo + ob, hs);
+        gq_inverse_bwd_f(w->dA_vo + ob, w->dB_vo + ob, w->Bi_vo + ob, hs);
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, w->KV, 1, w->dtv, D, W[L_V], D, 1,
+                w->dA_att, D);
+    for (int qh = 0; qh < w->s.n_heads; qh++) /* Wt_o[:, c] = Wo[:, c] Â^T => dÂ += dWt^T Wo */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hs, hs, D, 1, w->dWt[L_O] + qh * hs,
+                    D, W[L_O] + qh * hs, D, 1, w->dA_vo + (size_t)(qh / w->grp) * hs * hs, hs);
+    for (int k = L_GATE; k <= L_UP; k++)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, w->rows[k], 1, w->dWt[k], D,
+                    W[k], D, 1, w->dA_ffn, D);
+    gq_inverse_bwd_f(w->dA_att, w->dm_att, w->Bi_att, D);
+    gq_inverse_bwd_f(w->dA_ffn, w->dm_ffn, w->Bi_ffn, D);
+    /* Â = A ∘ GM  =>  dA = dÂ ∘ GM */
+    hadamard(w->dA_att, w->dA_att, w->M_att, dd);
+    hadamard(w->dA_ffn, w->dA_ffn, w->M_ffn, dd);
+    hadamard(w->dA_vo, w->dA_vo, w->M_vo, (size_t)w->s.n_kv_heads * hs * hs);
+}
+
+/* Fake-quantized effective block from the current state (forward of one step). */
+static int quantized_block(work *w, const gq_affine_state *st, const gq_grad_block_f *fp,
+                           const gq_lwc_spec *q, bool let, bool lwc, gq_grad_block_f *eff,
+                           gq_error *err)
+{
+    const float *W[NL] = GQ_AFF_LIN(fp);
+    if (let) {
+        if (masked_inverses(w, st, err)) return -1;
+        transform_fwd(w, W);
+    } else {
+        for (int k = 0; k < NL; k++) memcpy(w->Wt[k], W[k], wsize(w, k) * sizeof(float));
+    }
+    for (int k = 0; k < NL; k++)
+        gq_lwc_quant_fwd_f(w->Wq[k], w->Wt[k], lwc ? st->gamma[k] : NULL,
+                           lwc ? st->beta[k] : NULL, w->rows[k], w->cols[k], q);
+    *eff = (gq_grad_block_f){.rms_att = fp->rms_att, .rms_ffn = fp->rms_ffn,
+                             .wq = w->Wq[L_Q], .wk = w->Wq[L_K], .wv = w->Wq[L_V],
+                             .wo = w->Wq[L_O], .w1 = w->Wq[L_GATE], .w3 = w->Wq[L_UP],
+                             .w2 = w->Wq[L_DOWN], .m_att = let ? w->Bi_att : NULL,
+                             .m_ffn = let ? w->Bi_ffn : NULL};
+    return 0;
+}
+
+/* s_j = max|act_j|^alpha / max|W[:, j]|^(1 - alpha) over the linears reading channel j,
+ * clamped below at 1e-5 as in the reference; written on the diagonal of A (n, n). */
+static void smooth_diag(float *A, int n, const float *act, const float *wmax, double alpha)
+{
+    for (int j = 0; j < n; j++) {
+        double s = pow(fmax(act[j], 1e-5), alpha) / pow(fmax(wmax[j], 1e-5), 1 - alpha);
+        A[(size_t)j * n + j] = (float)fmax(s, 1e-5);
+    }
+}
+
+static void col_absmax(float *m, const float *W, int rows, int cols, int ld)
+{
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++) m[j] = fmaxf(m[j], fabsf(W[(size_t)r * ld + j]));
+}
+
+/* SmoothQuant initial diagonals from the FP activations of every window. */
+static int smooth_init(gq_affine_state *st, const work *w, const gq_grad_block_f *fp,
+                       const float *x_fp, int B, int T, double alpha, gq_error *err)
+{
+    const int D = w->D, hs = w->hs;
+    gq_grad_tape_f tp;
+    if (gq_grad_tape_init_f(&tp, &w->s, 1, T, err)) return -1;
+    float *out = malloc((size_t)T * D * sizeof *out), *mx = calloc(6 * (size_t)D, sizeof *mx);
+    if (!out || !mx) {
+        free(out), free(mx), gq_grad_tape_free_f(&tp);
+        return gq_fail(err, "affinequant: out of memory");
+    }
+    float *a_att = mx, *a_ffn = mx + D, *a_ctx = mx + 2 * D, *w_att = mx + 3 * D,
+          *w_ffn = mx + 4 * D, *w_o = mx + 5 * D;
+    for (int b = 0; b < B; b++) {
+        gq_block_fwd_f(out, x_fp + (size_t)b * T * D, fp, &tp);
+        col_absmax(a_att, tp.xn, T, D, D);
+        col_absmax(a_ffn, tp.hn, T, D, D);
+        col_absmax(a_ctx, tp.ctx, T, D, D);
+    }
+    col_absmax(w_att, fp->wq, D, D, D), col_absmax(w_att, fp->wk, w->KV, D, D);
+    col_absmax(w_att, fp->wv, w->KV, D, D);
+    col_absmax(w_ffn, fp->w1, w->H, D, D), col_absmax(w_ffn, fp->w3, w->H, D, D);
+    col_absmax(w_o, fp->wo, D, D, D);
+    smooth_diag(st->A_att, D, a_att, w_att, alpha);
+    smooth_diag(st->A_ffn, D, a_ffn, w_ffn, alpha);
+    /* v->o: channel e of kv head h feeds the columns h'*hs + e of every query head h' of its
+     * group; the maxima are taken over the group */
+    for (int h = 0; h < w->s.n_kv_heads; h++) {
+        float act[hs], wm[hs];
+        for (int e = 0; e < hs; e++) {
+            act[e] = wm[e] = 0;
+            for (int qh = h * w->grp; qh < (h + 1) * w->grp; qh++) {
+                act[e] = fmaxf(act[e], a_ctx[qh * hs + e]);
+                wm[e] = fmaxf(wm[e], w_o[qh * hs + e]);
+            }
+        }
+        smooth_diag(st->A_vo + (size_t)h * hs * hs, hs, act, wm, alpha);
+    }
+    free(out), free(mx), gq_grad_tape_free_f(&tp);
+    return 0;
+}
+
+/* Strict diagonal dominance of Â = A ∘ GM; halves A's off-diagonal part until it holds.
+ * Returns 1 when a repair was needed. */
+static int repair(float *A, const float *M, float *Ah, int n)
+{
+    int repaired = 0;
+    for (int it = 0; it < 64; it++) {
+        hadamard(Ah, A, M, (size_t)n * n);
+        if (gq_diag_dominant_f(Ah, n)) break;
+        repaired = 1;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+                if (i != j) A[(size_t)i * n + j] *= 0.5f;
+    }
+    return repaired;
+}
+
+void gq_affine_state_free(gq_affine_state *st)
+{
+    free(st->A_att), free(st->A_ffn), free(st->A_vo), free(st->epoch_loss);
+    for (int k = 0; k < NL; k++) free(st->gamma[k]), free(st->beta[k]);
+    memset(st, 0, sizeof *st);
+}
+
+void gq_affine_block_free(gq_grad_block_f *b)
+{
+    float *all[] = {b->wq, b->wk, b->wv, b->wo, b->w1, b->w2, b->w3, b->m_att, b->m_ffn};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
+    memset(b, 0, sizeof *b);
+}
+
+/* Block output MSE over windows; eff is recomputed from st each call. */
+static int eval_mse(work *w, const gq_affine_state *st, const gq_grad_block_f *fp,
+                    const float *x_fp, const float *x_q, int B, int T, const gq_lwc_spec *q,
+                    bool let, bool lwc, double *mse, gq_error *err)
+{
+    const size_t nt = (size_t)T * w->D;
+    gq_grad_tape_f tp;
+    if (gq_grad_tape_init_f(&tp, &w->s, 1, T, err)) return -1;
+    float *y = malloc(2 * nt * sizeof *y);
+    gq_grad_block_f eff;
+    int rc = -1;
+    if (!y) {
+        gq_fail(err, "affinequant: out of memory");
+        goto done;
+    }
+    if (quantized_block(w, st, fp, q, let, lwc, &eff, err)) goto done;
+    double s = 0;
+    for (int b = 0; b < B; b++) {
+        gq_block_fwd_f(y, x_fp + b * nt, fp, &tp);
+        gq_block_fwd_f(y + nt, x_q + b * nt, &eff, &tp);
+        for (size_t i = 0; i < nt; i++) s += (double)(y[nt + i] - y[i]) * (y[nt + i] - y[i]);
+    }
+    *mse = s / ((double)B * nt);
+    rc = 0;
+done:
+    free(y);
+    gq_grad_tape_free_f(&tp);
+    return rc;
+}
+
+/* Trainable tensors with their AdamW moments. */
+typedef struct {
+    float *p, *g, *m, *v;
+    size_t n;
+    bool lwc;
+} tensor_slot;
+
+int gq_affine_train(const gq_grad_shape *s, const gq_grad_block_f *fp, const float *x_fp,
+                    const float *x_q, int B, int T, const gq_affine_opts *o,
+                    gq_affine_state *st, gq_error *err)
+{
+    if (fp->m_att || fp->m_ffn)
+        return gq_fail(err, "affinequant: the block already has an explicit transform");
+    work w;
+    if (work_init(&w, s, err)) return -1;
+    gq_lwc_spec q = o->quant;
+    q.round = GQ_ROUND_NEAREST;
+    for (int k = 0; k < NL; k++)
+        if (w.cols[k] % q.group)
+            return work_free(&w), gq_fail(err, "affinequant: group %d does not divide %d columns",
+                                          q.group, w.cols[k]);
+    memset(st, 0, sizeof *st);
+    st->shape = *s;
+    st->let = o->let;
+    st->lwc = o->lwc;
+    const int D = w.D, hs = w.hs;
+    const size_t dd = (size_t)D * D, vo = (size_t)s->n_kv_heads * hs * hs;
+    tensor_slot sl[3 + 2 * NL];
+    int ns = 0;
+    size_t sizes[3] = {dd, dd, vo};
+    float **A[3] = {&st->A_att, &st->A_ffn, &st->A_vo};
+    for (int i = 0; i < 3; i++) sl[ns++] = (tensor_slot){.n = sizes[i]};
+    for (int k = 0; k < NL; k++)
+        for (int t = 0; t < 2; t++) sl[ns++] = (tensor_slot){.n = wsize(&w, k) / q.group, .lwc = true};
+    bool ok = (st->epoch_loss = calloc(o->epochs > 0 ? o->epochs : 1, sizeof(double))) != NULL;
+    for (int i = 0; i < ns; i++)
+        ok &= (sl[i].p = calloc(sl[i].n, sizeof(float))) && (sl[i].g = calloc(sl[i].n, sizeof(float))) &&
+              (sl[i].m = calloc(sl[i].n, sizeof(float))) && (sl[i].v = calloc(sl[i].n, sizeof(float)));
+    for (int i = 0; i < 3; i++) *A[i] = sl[i].p;
+    for (int k = 0; k < NL; k++) st->gamma[k] = sl[3 + 2 * k].p, st->beta[k] = sl[4 + 2 * k].p;
+    gq_grad_tape_f tp;
+    bool tape = false;
+    float *y = NULL;
+    int rc = -1;
+    const size_t nt = (size_t)T * D;
+    if (!ok || !(y = malloc(2 * nt * sizeof *y))) {
+        gq_fail(err, "affinequant: out of memory");
+        goto done;
+    }
+    if (gq_grad_tape_init_f(&tp, s, 1, T, err)) goto done;
+    tape = true;
+    for (int i = 3; i < ns; i++)
+        for (size_t j = 0; j < sl[i].n; j++) sl[i].p[j] = (float)GQ_LWC_INIT;
+    /* identity, then the SmoothQuant diagonal */
+    for (int j = 0; j < D; j++) st->A_att[(size_t)j * D + j] = st->A_ffn[(size_t)j * D + j] = 1;
+    for (int h = 0; h < s->n_kv_heads; h++)
+        for (int j = 0; j < hs; j++) st->A_vo[(size_t)h * hs * hs + (size_t)j * hs + j] = 1;
+    if (o->let && smooth_init(st, &w, fp, x_fp, B, T, o->alpha, err)) goto done;
+    set_masks(&w, 0, o->epochs, o->sf);
+    if (eval_mse(&w, st, fp, x_fp, x_q, B, T, &q, o->let, o->lwc, &st->init_loss, err)) goto done;
+
+    gq_adamw opt;
+    gq_adamw_init(&opt, o->lr, o->weight_decay);
+    for (int e = 0; e < o->epochs; e++) {
+        set_masks(&w, e, o->epochs, o->sf);
+        double eloss = 0;
+        for (int b = 0; b < B; b++) {
+            gq_grad_block_f eff, grad;
+            if (quantized_block(&w, st, fp, &q, o->let, o->lwc, &eff, err)) goto done;
+            gq_block_fwd_f(y, x_fp + b * nt, fp, &tp); /* target */
+            gq_block_fwd_f(y + nt, x_q + b * nt, &eff, &tp);
+            double loss = 0;
+            for (size_t i = 0; i < nt; i++) {
+                float d = y[nt + i] - y[i];
+                loss += (double)d * d;
+                y[i] = (float)(2.0 * d / nt); /* dL/dout of the mean */
+            }
+            eloss += loss / nt;
+            for (int k = 0; k < NL; k++) memset(w.dWq[k], 0, wsize(&w, k) * sizeof(float));
+            memset(w.dm_att, 0, dd * sizeof(float)), memset(w.dm_ffn, 0, dd * sizeof(float));
+            grad = (gq_grad_block_f){.wq = w.dWq[L_Q], .wk = w.dWq[L_K], .wv = w.dWq[L_V],
+                                     .wo = w.dWq[L_O], .w1 = w.dWq[L_GATE], .w3 = w.dWq[L_UP],
+                                     .w2 = w.dWq[L_DOWN], .m_att = o->let ? w.dm_att : NULL,
+                                     .m_ffn = o->let ? w.dm_ffn : NULL};
+            gq_block_bwd_f(NULL, &grad, y, x_q + b * nt, &eff, &tp);
+            for (int i = 3; i < ns; i++) memset(sl[i].g, 0, sl[i].n * sizeof(float));
+            for (int k = 0; k < NL; k++) {
+                memset(w.dWt[k], 0, wsize(&w, k) * sizeof(float));
+                gq_lwc_quant_bwd_f(w.dWt[k], o->lwc ? sl[3 + 2 * k].g : NULL,
+                                   o->lwc ? sl[4 + 2 * k].g : NULL, w.dWq[k], w.Wt[k],
+                                   o->lwc ? st->gamma[k] : NULL, o->lwc ? st->beta[k] : NULL,
+                                   w.rows[k], w.cols[k], &q);
+            }
+            gq_adamw_begin_step(&opt);
+            if (o->let) {
+                const float *W[NL] = GQ_AFF_LIN(fp);
+                transform_bwd(&w, W);
+                float *dA[3] = {w.dA_att, w.dA_ffn, w.dA_vo};
+                for (int i = 0; i < 3; i++) gq_adamw_update(&opt, sl[i].p, dA[i], sl[i].m, sl[i].v, sl[i].n);
+                st->repairs += repair(st->A_att, w.M_att, w.Ah_att, D);
+                st->repairs += repair(st->A_ffn, w.M_ffn, w.Ah_ffn, D);
+                for (int h = 0; h < s->n_kv_heads; h++) {
+                    size_t ob = (size_t)h * hs * hs;
+                    st->repairs += repair(st->A_vo + ob, w.M_vo + ob, w.Ah_vo + ob, hs);
+                }
+            }
+            if (o->lwc) {
+                gq_adamw lopt = opt;
+                lopt.lr = o->lwc_lr;
+                for (int i = 3; i < ns; i++) gq_adamw_update(&lopt, sl[i].p, sl[i].g, sl[i].m, sl[i].v, sl[i].n);
+            }
+        }
+        st->epoch_loss[e] = eloss / B;
+    }
+    /* return the masked transforms of the last epoch */
+    hadamard(st->A_att, st->A_att, w.M_att, dd);
+    hadamard(st->A_ffn, st->A_ffn, w.M_ffn, dd);
+    hadamard(st->A_vo, st->A_vo, w.M_vo, vo);
+    rc = 0;
+done:
+    for (int i = 0; i < ns; i++) {
+        free(sl[i].g), free(sl[i].m), free(sl[i].v);
+        if (rc) free(sl[i].p);
+    }
+    if (rc) {
+        for (int i = 0; i < 3; i++) *A[i] = NULL;
+        for (int k = 0; k < NL; k++) st->gamma[k] = st->beta[k] = NULL;
+        gq_affine_state_free(st);
+    }
+    free(y);
+    if (tape) gq_grad_tape_free_f(&tp);
+    work_free(&w);
+    return rc;
+}
+
+int gq_affine_eval(const gq_affine_state *st, const gq_grad_block_f *fp, const float *x_fp,
+                   const float *x_q, int B, int T, const gq_lwc_spec *q, double *mse,
+                   gq_error *err)
+{
+    work w;
+    if (work_init(&w, &st->shape, err)) return -1;
+    /* st holds masked transforms: a mask of ones keeps them */
+    for (size_t i = 0; i < (size_t)w.D * w.D; i++) w.M_att[i] = w.M_ffn[i] = 1;
+    for (size_t i = 0; i < (size_t)st->shape.n_kv_heads * w.hs * w.hs; i++) w.M_vo[i] = 1;
+    gq_lwc_spec qq = *q;
+    qq.round = GQ_ROUND_NEAREST;
+    int rc = eval_mse(&w, st, fp, x_fp, x_q, B, T, &qq, st->let, st->lwc, mse, err);
+    work_free(&w);
+    return rc;
+}

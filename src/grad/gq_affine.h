@@ -1,0 +1,66 @@
+#ifndef GQ_AFFINE_H
+#define GQ_AFFINE_H
+/* AffineQuant's block optimisation (arXiv:2403.12544), on plain arrays: learns the invertible
+ * transforms A and the clipping logits of one transformer block by AdamW through the STE fake
+ * quantizer, minimising the mean squared error between the quantized block on quantized
+ * inputs and the full-precision block on full-precision inputs, one window per step.
+ *
+ * Transforms, as the reference places them (x·W^T convention, W (out, in)):
+ *   att: xn -> xn · Â⁻¹, q/k/v weights W -> W Âᵀ      (Â = A ∘ GM, dim x dim)
+ *   ffn: hn -> hn · Â⁻¹, gate/up weights W -> W Âᵀ    (dim x dim)
+ *   vo:  per kv head h, v rows Wv_h -> Â_h⁻ᵀ Wv_h, o columns of every query head reading kv
+ *        head h: Wo_h -> Wo_h Â_hᵀ                    (n_kv_heads blocks of head_size²)
+ * The gradual mask GM of epoch e (of E) is 1 on the diagonal, sf on the off-diagonals with
+ * |i - j| < band(e) = floor((n - 1) e / (E - 1)) + 1 and 0 elsewhere: diagonal only at epoch 0,
+ * the full matrix at the last epoch. A starts as the SmoothQuant diagonal (alpha 0.5). After
+ * every step each masked transform is checked for strict diagonal dominance; when it fails,
+ * its off-diagonal part is halved until it holds (each halving run counts as one repair). */
+#include <stdbool.h>
+
+#include "core/gq_error.h"
+#include "grad/gq_grad.h"
+
+typedef struct gq_affine_opts {
+    int epochs;          /* passes over the calibration windows (one AdamW step per window) */
+    double lr;           /* learning rate of the transforms */
+    double lwc_lr;       /* learning rate of the clipping logits */
+    double weight_decay; /* AdamW decoupled weight decay */
+    double sf;           /* stability factor of the off-diagonal mask entries */
+    double alpha;        /* SmoothQuant migration strength of the initial diagonal */
+    bool lwc;            /* learn the clipping logits (else plain min/max) */
+    bool let;            /* learn the transforms (else identity, never trained) */
+    gq_lwc_spec quant;   /* training fake quantizer (bits, group; round is set to nearest) */
+} gq_affine_opts;
+
+/* Learned state of one block. Transforms are returned masked (Â = A ∘ GM of the last epoch). */
+typedef struct gq_affine_state {
+    gq_grad_shape shape;
+    float *A_att, *A_ffn; /* (dim, dim) */
+    float *A_vo;          /* (n_kv_heads, hs, hs) */
+    float *gamma[7], *beta[7]; /* per linear in gq_linear_kind order, (rows * cols / group) */
+    double *epoch_loss;   /* (epochs) mean training loss of each epoch */
+    double init_loss;     /* loss of the initial state over all windows, before training */
+    int repairs;          /* diagonal-dominance repairs */
+    bool let, lwc;        /* which parts were learned (eval applies the same) */
+} gq_affine_state;
+
+/* The seven linears of a block in gq_linear_kind order (q, k, v, o, gate, up, down). */
+#define GQ_AFF_LIN(b) {(b)->wq, (b)->wk, (b)->wv, (b)->wo, (b)->w1, (b)->w3, (b)->w2}
+
+/* Trains on B windows of T tokens: x_fp (B*T, dim) are the inputs of the FP block (targets),
+ * x_q the inputs the quantized block sees (the output of the already quantized blocks before
+ * it; may equal x_fp). fp: the block's FP weights (m_att, m_ffn must be NULL). */
+int gq_affine_train(const gq_grad_shape *s, const gq_grad_block_f *fp, const float *x_fp,
+                    const float *x_q, int B, int T, const gq_affine_opts *o,
+                    gq_affine_state *st, gq_error *err);
+
+/* Block output MSE of the quantized (fake-quantized with the learned state) block on x_q
+ * against the FP block on x_fp, over all windows. */
+int gq_affine_eval(const gq_affine_state *st, const gq_grad_block_f *fp, const float *x_fp,
+                   const float *x_q, int B, int T, const gq_lwc_spec *q, double *mse,
+                   gq_error *err);
+
+void gq_affine_block_free(gq_grad_block_f *b);
+void gq_affine_state_free(gq_affine_state *st);
+
+#endif
