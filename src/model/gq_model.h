@@ -90,6 +90,8 @@ int gq_model_clone(const gq_model *src, gq_model *dst, gq_error *err);
 /* Writes a llama2.c legacy checkpoint atomically. Fails if the model has explicit transforms
  * (the format cannot hold them). */
 int gq_model_save(const gq_model *m, const char *path, gq_error *err);
+/* The same in the versioned fp32 format ("ak42", version 1). */
+int gq_model_save_v1(const gq_model *m, const char *path, gq_error *err);
 void gq_model_free(gq_model *m);
 
 /* Sets layer l's explicit input transform (ffn=false: before q/k/v, true: before gate/up) to a

@@ -1,7 +1,11 @@
-/* Saving a model as a llama2.c legacy checkpoint: 7 int32 header (negative vocab_size when the
- * classifier is separate), then token_embedding, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3,
- * rms_final, freq_cis_real, freq_cis_imag, [wcls]. Written to a temporary file beside the target
- * and renamed into place, so readers never see a partial checkpoint. */
+/* Saving a model as a llama2.c checkpoint, written to a temporary file beside the target and
+ * renamed into place, so readers never see a partial checkpoint.
+ *   legacy: 7 int32 header (negative vocab_size when the classifier is separate), then
+ *           token_embedding, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final,
+ *           freq_cis_real, freq_cis_imag, [wcls];
+ *   v1:     256-byte header (magic "ak42", version 1, 7 int32, uint8 shared_classifier, zero
+ *           padding), then rms_att, rms_ffn, rms_final, tok_embeddings, wq, wk, wv, wo, w1, w2,
+ *           w3, [wcls]. */
 #include "model/gq_model.h"
 
 #include <errno.h>
@@ -57,9 +61,59 @@ static void put_freq_cis(writer *w, const gq_config *c)
     free(row);
 }
 
-int gq_model_save(const gq_model *m, const char *path, gq_error *err)
+static void put_body_legacy(writer *w, const gq_model *m)
 {
     const gq_config *c = &m->cfg;
+    size_t d = (size_t)c->dim, kv = (size_t)gq_kv_dim(c), h = (size_t)c->hidden_dim;
+    int32_t hdr[7] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+                      c->shared_classifier ? c->vocab_size : -c->vocab_size, c->seq_len};
+    put(w, hdr, sizeof hdr);
+    put(w, m->tok_embeddings, (size_t)c->vocab_size * d * sizeof(float));
+    put_layers(w, m, offsetof(gq_layer, rms_att), d);
+    put_layers(w, m, offsetof(gq_layer, wq), d * d);
+    put_layers(w, m, offsetof(gq_layer, wk), kv * d);
+    put_layers(w, m, offsetof(gq_layer, wv), kv * d);
+    put_layers(w, m, offsetof(gq_layer, wo), d * d);
+    put_layers(w, m, offsetof(gq_layer, rms_ffn), d);
+    put_layers(w, m, offsetof(gq_layer, w1), h * d);
+    put_layers(w, m, offsetof(gq_layer, w2), d * h);
+    put_layers(w, m, offsetof(gq_layer, w3), h * d);
+    put(w, m->rms_final, d * sizeof(float));
+    put_freq_cis(w, c);
+    if (!c->shared_classifier)
+        put(w, m->wcls, (size_t)c->vocab_size * d * sizeof(float));
+}
+
+static void put_body_v1(writer *w, const gq_model *m)
+{
+    const gq_config *c = &m->cfg;
+    size_t d = (size_t)c->dim, kv = (size_t)gq_kv_dim(c), h = (size_t)c->hidden_dim;
+    unsigned char hdr[256] = {0};
+    uint32_t magic = 0x616b3432u;
+    int32_t version = 1, p[7] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads,
+                                 c->n_kv_heads, c->vocab_size, c->seq_len};
+    memcpy(hdr, &magic, 4);
+    memcpy(hdr + 4, &version, 4);
+    memcpy(hdr + 8, p, sizeof p);
+    hdr[8 + sizeof p] = c->shared_classifier ? 1 : 0;
+    put(w, hdr, sizeof hdr);
+    put_layers(w, m, offsetof(gq_layer, rms_att), d);
+    put_layers(w, m, offsetof(gq_layer, rms_ffn), d);
+    put(w, m->rms_final, d * sizeof(float));
+    put(w, m->tok_embeddings, (size_t)c->vocab_size * d * sizeof(float));
+    put_layers(w, m, offsetof(gq_layer, wq), d * d);
+    put_layers(w, m, offsetof(gq_layer, wk), kv * d);
+    put_layers(w, m, offsetof(gq_layer, wv), kv * d);
+    put_layers(w, m, offsetof(gq_layer, wo), d * d);
+    put_layers(w, m, offsetof(gq_layer, w1), h * d);
+    put_layers(w, m, offsetof(gq_layer, w2), d * h);
+    put_layers(w, m, offsetof(gq_layer, w3), h * d);
+    if (!c->shared_classifier)
+        put(w, m->wcls, (size_t)c->vocab_size * d * sizeof(float));
+}
+
+static int save(const gq_model *m, const char *path, int version, gq_error *err)
+{
     if (gq_model_has_transforms(m))
         return gq_fail(err, "%s: the model has explicit input transforms, which a llama2.c "
                             "checkpoint cannot hold", path);
@@ -68,25 +122,11 @@ int gq_model_save(const gq_model *m, const char *path, gq_error *err)
     writer w = {fopen(tmp, "wb"), 0};
     if (!w.f)
         return gq_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    size_t d = (size_t)c->dim, kv = (size_t)gq_kv_dim(c), h = (size_t)c->hidden_dim;
-    int32_t hdr[7] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
-                      c->shared_classifier ? c->vocab_size : -c->vocab_size, c->seq_len};
     errno = 0;
-    put(&w, hdr, sizeof hdr);
-    put(&w, m->tok_embeddings, (size_t)c->vocab_size * d * sizeof(float));
-    put_layers(&w, m, offsetof(gq_layer, rms_att), d);
-    put_layers(&w, m, offsetof(gq_layer, wq), d * d);
-    put_layers(&w, m, offsetof(gq_layer, wk), kv * d);
-    put_layers(&w, m, offsetof(gq_layer, wv), kv * d);
-    put_layers(&w, m, offsetof(gq_layer, wo), d * d);
-    put_layers(&w, m, offsetof(gq_layer, rms_ffn), d);
-    put_layers(&w, m, offsetof(gq_layer, w1), h * d);
-    put_layers(&w, m, offsetof(gq_layer, w2), d * h);
-    put_layers(&w, m, offsetof(gq_layer, w3), h * d);
-    put(&w, m->rms_final, d * sizeof(float));
-    put_freq_cis(&w, c);
-    if (!c->shared_classifier)
-        put(&w, m->wcls, (size_t)c->vocab_size * d * sizeof(float));
+    if (version == 1)
+        put_body_v1(&w, m);
+    else
+        put_body_legacy(&w, m);
     if (!w.failed && (fflush(w.f) != 0 || fsync(fileno(w.f)) != 0))
         w.failed = errno ? errno : EIO;
     if (fclose(w.f) != 0 && !w.failed)
@@ -101,4 +141,14 @@ int gq_model_save(const gq_model *m, const char *path, gq_error *err)
         return gq_fail(err, "%s: cannot rename into place: %s", path, strerror(e));
     }
     return 0;
+}
+
+int gq_model_save(const gq_model *m, const char *path, gq_error *err)
+{
+    return save(m, path, 0, err);
+}
+
+int gq_model_save_v1(const gq_model *m, const char *path, gq_error *err)
+{
+    return save(m, path, 1, err);
 }

@@ -1,0 +1,186 @@
+/* gq-bench bench forward: prefill and decode throughput of the forward pass.
+ *
+ * Protocol: a synthetic model of the preset's shape (fixed seed), B windows of --ctx random
+ * tokens. prefill = gq_forward_prefill over all B*ctx tokens (embedding to logits), best wall
+ * time of --reps runs after one warm-up. FLOPs counted: 2 * (B*ctx) * (linear weights of all
+ * blocks + classifier) plus causal attention 2 * 2 * head_size * n_heads * ctx(ctx+1)/2 per
+ * window and layer (q k^T and p v). sgemm = the same matrix products (every linear of every
+ * block and the classifier, on the model's weights with M = B*ctx rows) issued back to back
+ * with cblas_sgemm, best of --reps: the BLAS ceiling for this shape. ratio = prefill GFLOP/s /
+ * sgemm GFLOP/s. decode = gq_decode_step one token at a time (llama2.c order of operations,
+ * KV cache) over --decode-steps positions from 0, wall time. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli/cli.h"
+#include "core/gq_rng.h"
+#include "core/gq_threads.h"
+#include "core/gq_time.h"
+#include "model/gq_forward.h"
+#include "model/gq_model.h"
+#include "model/gq_synth.h"
+
+#define CMD "bench forward"
+
+typedef struct {
+    const char *preset;
+    long ctx, batch, threads, reps, decode_steps, seed;
+} fwd_opts;
+
+static int parse(int argc, char **argv, fwd_opts *o)
+{
+    static const struct option longopts[] = {
+        {"preset", required_argument, 0, 'p'}, {"ctx", required_argument, 0, 'c'},
+        {"batch", required_argument, 0, 'b'},  {"threads", required_argument, 0, 'j'},
+        {"reps", required_argument, 0, 'r'},   {"decode-steps", required_argument, 0, 'd'},
+        {"seed", required_argument, 0, 's'},   {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    *o = (fwd_opts){"stories110M", 512, 1, 0, 3, 64, 1};
+    opterr = 0;
+    optind = 1;
+    int ch, bad = 0;
+    while (!bad && (ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'p': o->preset = optarg; break;
+        case 'c': bad = cli_int(CMD, "--ctx", optarg, 1, 1 << 20, &o->ctx); break;
+        case 'b': bad = cli_int(CMD, "--batch", optarg, 1, 1024, &o->batch); break;
+        case 'j': bad = cli_int(CMD, "--threads", optarg, 1, 4096, &o->threads); break;
+        case 'r': bad = cli_int(CMD, "--reps", optarg, 1, 1000, &o->reps); break;
+        case 'd': bad = cli_int(CMD, "--decode-steps", optarg, 0, 1 << 20, &o->decode_steps); break;
+        case 's': bad = cli_int(CMD, "--seed", optarg, 0, 1L << 62, &o->seed); break;
+        case 'h':
+            printf("usage: gq-bench bench forward [--preset NAME] [--ctx T] [--batch B] "
+                   "[--threads N]\n         [--reps R] [--decode-steps S] [--seed S]\n\n"
+                   "defaults: stories110M, ctx 512, batch 1, all cores, 3 reps, 64 decode steps\n"
+                   "presets: %s\n", gq_synth_preset_names());
+            return 1;
+        default:
+            return cli_usage_error(CMD, "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (bad)
+        return GQ_EXIT_USAGE;
+    if (optind < argc)
+        return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+    return 0;
+}
+
+/* All matrix products of one prefill of n tokens, back to back; returns the best time. */
+static double time_sgemm(const gq_model *m, int n, int reps, float *x, float *y)
+{
+    const gq_config *c = &m->cfg;
+    double best = 1e30;
+    for (int r = 0; r <= reps; r++) { /* r == 0 is the warm-up */
+        double t0 = gq_now();
+        for (int l = 0; l < c->n_layers; l++)
+            for (int k = 0; k < GQ_N_LINEAR; k++) {
+                int rows, cols;
+                gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+                gq_linear(y, x, gq_linear_weight(&m->layers[l], (gq_linear_kind)k), n, cols, rows);
+            }
+        gq_linear(y, x, m->wcls, n, c->dim, c->vocab_size);
+        double t = gq_now() - t0;
+        if (r > 0 && t < best)
+            best = t;
+    }
+    return best;
+}
+
+int bench_forward(int argc, char **argv)
+{
+    fwd_opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc)
+        return rc == 1 ? GQ_EXIT_OK : rc;
+    int threads = gq_threads_set((int)o.threads);
+    gq_error err = {{0}};
+    gq_config c;
+    if (gq_synth_preset(o.preset, &c, &err) != 0)
+        return cli_report(CMD, &err, GQ_EXIT_USAGE);
+    if (o.ctx > c.seq_len)
+        return cli_usage_error(CMD, "--ctx %ld exceeds the preset's seq_len %d", o.ctx, c.seq_len);
+    if (o.decode_steps > c.seq_len)
+        return cli_usage_error(CMD, "--decode-steps %ld exceeds seq_len %d", o.decode_steps,
+                               c.seq_len);
+    gq_model m;
+    if (gq_model_synth_config(&c, (uint64_t)o.seed, &m, &err) != 0)
+        return cli_report(CMD, &err, GQ_EXIT_FAIL);
+    int B = (int)o.batch, T = (int)o.ctx, N = B * T, reps = (int)o.reps;
+    size_t width = (size_t)(c.hidden_dim > c.vocab_size ? c.hidden_dim : c.vocab_size);
+    width = width > (size_t)c.dim ? width : (size_t)c.dim;
+    int *tok = malloc((size_t)N * sizeof *tok);
+    float *logits = malloc((size_t)N * c.vocab_size * sizeof(float));
+    float *x = calloc((size_t)N * width, sizeof(float)), *y = malloc((size_t)N * width * 4);
+    gq_forward_ws *ws = gq_forward_ws_new(&c, N, &err);
+    gq_decode *dec = gq_decode_new(&m, &err);
+    rc = GQ_EXIT_FAIL;
+    if (!tok || !logits || !x || !y || !ws || !dec) {
+        if (!err.msg[0])
+            gq_fail(&err, "out of memory for %d tokens", N);
+        goto done;
+    }
+    gq_rng rng;
+    gq_rng_seed(&rng, (uint64_t)o.seed);
+    for (int i = 0; i < N; i++)
+        tok[i] = (int)gq_rng_below(&rng, (uint64_t)c.vocab_size);
+    for (size_t i = 0; i < (size_t)N * width; i++)
+        x[i] = (float)gq_rng_normal(&rng);
+
+    double best = 1e30;
+    for (int r = 0; r <= reps; r++) {
+        double t0 = gq_now();
+        if (gq_forward_prefill(&m, tok, B, T, ws, logits, &err) != 0)
+            goto done;
+        double t = gq_now() - t0;
+        if (r > 0 && t < best)
+            best = t;
+    }
+    double lin_params = (double)c.n_layers * (gq_layer_floats(&c) - 2.0 * c.dim) +
+                        (double)c.vocab_size * c.dim;
+    double lin_flops = 2.0 * N * lin_params;
+    double att_flops = 4.0 * gq_head_size(&c) * c.n_heads * c.n_layers * B *
+                       ((double)T * (T + 1) / 2);
+    double t_gemm = time_sgemm(&m, N, reps, x, y);
+    double gf_prefill = (lin_flops + att_flops) / best * 1e-9;
+    double gf_gemm = lin_flops / t_gemm * 1e-9;
+
+    double t_dec = 0;
+    int steps = (int)o.decode_steps;
+    if (steps > 0) {
+        double t0 = gq_now();
+        for (int p = 0; p < steps; p++)
+            if (gq_decode_step(dec, tok[p % N], p, logits, &err) != 0)
+                goto done;
+        t_dec = gq_now() - t0;
+    }
+    double dec_flops = 2.0 * lin_params; /* per token, attention excluded */
+
+    printf("bench forward: preset %s (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d), "
+           "seed %ld\n", o.preset, c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads,
+           c.vocab_size, o.seed);
+    printf("batch %d x ctx %d = %d tokens, %d threads, best of %d, BLAS: %s\n", B, T, N, threads,
+           reps, gq_blas_description());
+    printf("%-8s %12s %12s %14s %8s %10s\n", "stage", "tokens/s", "GFLOP/s", "sgemm GFLOP/s",
+           "ratio", "time (s)");
+    printf("%-8s %12.1f %12.2f %14.2f %7.0f%% %10.4f\n", "prefill", N / best, gf_prefill,
+           gf_gemm, 100.0 * gf_prefill / gf_gemm, best);
+    if (steps > 0)
+        printf("%-8s %12.2f %12.2f %14s %8s %10.4f\n", "decode", steps / t_dec,
+               dec_flops * steps / t_dec * 1e-9, "-", "-", t_dec);
+    printf("prefill FLOPs: %.3g linear + %.3g attention; sgemm: the same linear products "
+           "alone (%.4f s); decode: %d positions from 0, linear FLOPs only\n", lin_flops,
+           att_flops, t_gemm, steps);
+    rc = GQ_EXIT_OK;
+done:
+    if (rc != GQ_EXIT_OK)
+        cli_report(CMD, &err, rc);
+    gq_decode_free(dec);
+    gq_forward_ws_free(ws);
+    free(tok);
+    free(logits);
+    free(x);
+    free(y);
+    gq_model_free(&m);
+    return rc;
+}
