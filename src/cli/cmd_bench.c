@@ -6,6 +6,7 @@
 #include "cli/cli.h"
 
 int bench_formats(int argc, char **argv);
+int bench_forward(int argc, char **argv);
 
 typedef struct bench_entry {
     const char *name;
@@ -15,6 +16,7 @@ typedef struct bench_entry {
 
 static const bench_entry benches[] = {
     {"formats", bench_formats, "quantize/dequantize throughput, SQNR and bpw of every format"},
+    {"forward", bench_forward, "prefill tokens/s and GFLOP/s vs sgemm, decode tokens/s"},
 };
 
 static void usage(FILE *f)

@@ -6,3 +6,5 @@ GQ_COMMAND(version, cmd_version, "print the version, build options and BLAS in u
 GQ_COMMAND(list, cmd_list, "list the registered formats and methods with their parameters")
 GQ_COMMAND(quantize-tensor, cmd_quantize_tensor, "quantize a raw float32 matrix with one format and report its error")
 GQ_COMMAND(bench, cmd_bench, "performance tables (bench formats, ...)")
+GQ_COMMAND(generate, cmd_generate, "generate text from a model (llama2.c run.c semantics, greedy by default)")
+GQ_COMMAND(synth, cmd_synth, "write a synthetic checkpoint of a real model shape (tiny, stories15M, ...)")
