@@ -1,0 +1,377 @@
+#include "report/gq_plot.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/gq_fileio.h"
+
+const char *gq_gnuplot_path(void)
+{
+    static char found[4096];
+    const char *env = getenv("GQ_GNUPLOT");
+    if (env && env[0])
+        return access(env, X_OK) == 0 ? env : NULL;
+    const char *path = getenv("PATH");
+    if (!path)
+        return NULL;
+    char *dirs = strdup(path), *save = NULL;
+    const char *res = NULL;
+    for (char *d = strtok_r(dirs, ":", &save); d && !res; d = strtok_r(NULL, ":", &save)) {
+        snprintf(found, sizeof found, "%s/gnuplot", d);
+        if (access(found, X_OK) == 0)
+            res = found;
+    }
+    free(dirs);
+    return res;
+}
+
+/* ---- chart data: points (x, y, dy) grouped into named series ---- */
+typedef struct {
+    char name[160];
+    double *x, *y, *dy;
+    int n;
+} series;
+
+typedef struct {
+    series *s;
+    int n;
+    double ymin, ymax;
+} chart;
+
+static series *chart_series(chart *c, const char *name)
+{
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->s[i].name, name) == 0)
+            return &c->s[i];
+    c->s = realloc(c->s, (size_t)(c->n + 1) * sizeof *c->s);
+    series *s = &c->s[c->n++];
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    return s;
+}
+
+static void chart_add(chart *c, const char *name, double x, double y, double dy)
+{
+    if (!isfinite(x) || !isfinite(y))
+        return;
+    series *s = chart_series(c, name);
+    s->x = realloc(s->x, (size_t)(s->n + 1) * sizeof *s->x);
+    s->y = realloc(s->y, (size_t)(s->n + 1) * sizeof *s->y);
+    s->dy = realloc(s->dy, (size_t)(s->n + 1) * sizeof *s->dy);
+    s->x[s->n] = x;
+    s->y[s->n] = y;
+    s->dy[s->n] = isfinite(dy) ? dy : 0;
+    s->n++;
+    if (c->n == 1 && s->n == 1)
+        c->ymin = c->ymax = y;
+    c->ymin = fmin(c->ymin, y);
+    c->ymax = fmax(c->ymax, y);
+}
+
+static void chart_free(chart *c)
+{
+    for (int i = 0; i < c->n; i++) {
+        free(c->s[i].x);
+        free(c->s[i].y);
+        free(c->s[i].dy);
+    }
+    free(c->s);
+    memset(c, 0, sizeof *c);
+}
+
+/* Sorts each series by x (insertion sort: a handful of points). */
+static void chart_sort(chart *c)
+{
+    for (int k = 0; k < c->n; k++) {
+        series *s = &c->s[k];
+        for (int i = 1; i < s->n; i++)
+            for (int j = i; j > 0 && s->x[j - 1] > s->x[j]; j--) {
+                double t;
+                t = s->x[j], s->x[j] = s->x[j - 1], s->x[j - 1] = t;
+                t = s->y[j], s->y[j] = s->y[j - 1], s->y[j - 1] = t;
+                t = s->dy[j], s->dy[j] = s->dy[j - 1], s->dy[j - 1] = t;
+            }
+    }
+}
+
+/* ---- table helpers ---- */
+static bool is_baseline(const gq_table *t, size_t r)
+{
+    const char *m = gq_table_str(t, r, "method");
+    return m && strcmp(m, "none") == 0;
+}
+
+static int n_distinct(const gq_table *t, const char *col)
+{
+    json_t *d = gq_table_distinct(t, col);
+    int n = (int)json_array_size(d);
+    json_decref(d);
+    return n;
+}
+
+/* Series name of row r in a chart over axis `x`: the method label plus every other swept axis
+ * of the row (from the "sweep" column "k=v k=v"), except those listed in `skip`. */
+static void series_name(const gq_table *t, size_t r, const char *x, const char *skip,
+                        char *buf, size_t n)
+{
+    const char *label = gq_table_str(t, r, "series");
+    snprintf(buf, n, "%s", label ? label : "?");
+    const char *sw = gq_table_str(t, r, "sweep");
+    if (!sw)
+        return;
+    char *copy = strdup(sw), *save = NULL;
+    for (char *kv = strtok_r(copy, " ", &save); kv; kv = strtok_r(NULL, " ", &save)) {
+        size_t klen = strcspn(kv, "=");
+        if ((strlen(x) == klen && strncmp(kv, x, klen) == 0) ||
+            (skip && strlen(skip) == klen && strncmp(kv, skip, klen) == 0))
+            continue;
+        size_t len = strlen(buf);
+        snprintf(buf + len, n - len, " %s", kv);
+    }
+    free(copy);
+}
+
+static void protocol_title(const gq_table *t, char *buf, size_t n)
+{
+    size_t r = 0;
+    const char *proto = gq_table_str(t, r, "protocol");
+    const char *text = gq_table_str(t, r, "eval_text");
+    const char *sha = gq_table_str(t, r, "eval_sha256");
+    const char *tok = gq_table_str(t, r, "tokenizer");
+    const char *model = gq_table_str(t, r, "model");
+    snprintf(buf, n,
+             "%s | PPL protocol %s, ctx %.0f, %.0f windows of %s (sha256 %.8s), tokenizer %s | "
+             "seed %.0f, %.0f threads",
+             model ? model : "?", proto ? proto : "?", gq_table_num(t, r, "ctx"),
+             gq_table_num(t, r, "eval_windows"), text ? text : "?", sha ? sha : "?",
+             tok ? tok : "?", gq_table_num(t, r, "seed"), gq_table_num(t, r, "threads"));
+}
+
+/* gnuplot string literal: single quotes, with ' doubled. */
+static void gp_quote(FILE *f, const char *s)
+{
+    fputc('\'', f);
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputc('\'', f);
+        fputc(*s, f);
+    }
+    fputc('\'', f);
+}
+
+/* Runs one gnuplot script writing `png` atomically. The script body is produced by `body`. */
+typedef void (*script_fn)(FILE *f, const void *ctx);
+
+static int run_gnuplot(const char *gnuplot, const char *png, const char *title, script_fn body,
+                       const void *ctx, gq_error *err)
+{
+    char tmp[4200], cmd[8600];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", png, (int)getpid());
+    snprintf(cmd, sizeof cmd, "'%s' 2>&1", gnuplot);
+    char *logp = NULL;
+    size_t logn = 0;
+    FILE *script = open_memstream(&logp, &logn);
+    fprintf(script, "set terminal pngcairo size 1100,680 font ',10' noenhanced\nset output ");
+    gp_quote(script, tmp);
+    fprintf(script, "\nset title ");
+    gp_quote(script, title);
+    fprintf(script, "\nset grid\nset key outside right top\n");
+    body(script, ctx);
+    fprintf(script, "set output\n");
+    fclose(script);
+
+    FILE *p = popen(cmd, "w");
+    if (!p) {
+        free(logp);
+        return gq_fail(err, "%s: cannot start gnuplot", png);
+    }
+    fwrite(logp, 1, logn, p);
+    free(logp);
+    int st = pclose(p);
+    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0 || !gq_file_exists(tmp)) {
+        unlink(tmp);
+        return gq_fail(err, "%s: gnuplot failed (exit status %d)", png,
+                       WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    }
+    if (rename(tmp, png) != 0) {
+        unlink(tmp);
+        return gq_fail(err, "%s: cannot rename into place", png);
+    }
+    return 0;
+}
+
+/* ---- perplexity line charts ---- */
+typedef struct {
+    const chart *c;
+    const char *xlabel;
+    const char *ylabel;
+    bool logx2;
+    double baseline; /* NaN when absent */
+} line_ctx;
+
+static void line_body(FILE *f, const void *vctx)
+{
+    const line_ctx *L = vctx;
+    fprintf(f, "set xlabel ");
+    gp_quote(f, L->xlabel);
+    fprintf(f, "\nset ylabel ");
+    gp_quote(f, L->ylabel);
+    fprintf(f, "\n");
+    if (L->logx2)
+        fprintf(f, "set logscale x 2\n");
+    double lo = L->c->ymin, hi = L->c->ymax;
+    if (isfinite(L->baseline)) {
+        lo = fmin(lo, L->baseline);
+        hi = fmax(hi, L->baseline);
+    }
+    if (lo > 0 && hi / lo > 10)
+        fprintf(f, "set logscale y\n");
+    for (int i = 0; i < L->c->n; i++) {
+        const series *s = &L->c->s[i];
+        fprintf(f, "$d%d << EOD\n", i);
+        for (int k = 0; k < s->n; k++)
+            fprintf(f, "%.17g %.17g %.17g\n", s->x[k], s->y[k], s->dy[k]);
+        fprintf(f, "EOD\n");
+    }
+    fprintf(f, "plot ");
+    for (int i = 0; i < L->c->n; i++) {
+        fprintf(f, "%s$d%d using 1:2:3 with yerrorlines title ", i ? ", " : "", i);
+        gp_quote(f, L->c->s[i].name);
+    }
+    if (isfinite(L->baseline))
+        fprintf(f, "%s%.17g with lines dashtype 2 lc rgb 'black' title 'unquantized baseline'",
+                L->c->n ? ", " : "", L->baseline);
+    fprintf(f, "\n");
+}
+
+static double baseline_ppl(const gq_table *t)
+{
+    for (size_t r = 0; r < gq_table_n_rows(t); r++)
+        if (is_baseline(t, r))
+            return gq_table_num(t, r, "ppl");
+    return NAN;
+}
+
+/* One chart of ppl against column `x` over the quantized rows whose `filter_col` equals
+ * `filter_val` (no filter when filter_col is NULL). */
+static int ppl_chart(const gq_table *t, const char *gnuplot, const char *dir, const char *file,
+                     const char *x, const char *xlabel, bool logx2, const char *filter_col,
+                     double filter_val, const char *extra_title, int *n_charts, gq_error *err)
+{
+    chart c = {0};
+    char name[256];
+    for (size_t r = 0; r < gq_table_n_rows(t); r++) {
+        if (is_baseline(t, r))
+            continue;
+        if (filter_col && gq_table_num(t, r, filter_col) != filter_val)
+            continue;
+        series_name(t, r, x, filter_col, name, sizeof name);
+        chart_add(&c, name, gq_table_num(t, r, x), gq_table_num(t, r, "ppl"),
+                  gq_table_num(t, r, "ppl_stderr"));
+    }
+    int rc = 0;
+    if (c.n > 0) {
+        chart_sort(&c);
+        char title[2048], proto[1600], png[4096], ylabel[256];
+        protocol_title(t, proto, sizeof proto);
+        snprintf(title, sizeof title, "Perplexity vs %s%s\\n%s", xlabel, extra_title, proto);
+        const char *pr = gq_table_str(t, 0, "protocol");
+        snprintf(ylabel, sizeof ylabel, "perplexity (%s protocol, ctx %.0f; error bars: 1 s.e.)",
+                 pr ? pr : "?", gq_table_num(t, 0, "ctx"));
+        snprintf(png, sizeof png, "%s/%s", dir, file);
+        line_ctx L = {&c, xlabel, ylabel, logx2, baseline_ppl(t)};
+        rc = run_gnuplot(gnuplot, png, title, line_body, &L, err);
+        if (rc == 0)
+            (*n_charts)++;
+    }
+    chart_free(&c);
+    return rc;
+}
+
+/* ---- stage times ---- */
+static void times_body(FILE *f, const void *vctx)
+{
+    const gq_table *t = vctx;
+    static const char *const cols[] = {"t_stats", "t_search", "t_quant", "t_eval"};
+    static const char *const names[] = {"calibration statistics", "search", "quantization",
+                                        "evaluation"};
+    fprintf(f, "set ylabel 'wall-clock seconds'\nset xlabel 'cell'\n"
+               "set style data histograms\nset style histogram rowstacked\n"
+               "set style fill solid 0.8 border -1\nset boxwidth 0.75\nset yrange [0:*]\n"
+               "set xtics rotate by -45\n$t << EOD\n");
+    for (size_t r = 0; r < gq_table_n_rows(t); r++) {
+        const char *cell = gq_table_str(t, r, "cell");
+        fprintf(f, "\"%s\"", cell ? cell : "?");
+        for (int k = 0; k < 4; k++) {
+            double v = gq_table_num(t, r, cols[k]);
+            fprintf(f, " %.9g", isfinite(v) ? v : 0.0);
+        }
+        fprintf(f, "\n");
+    }
+    fprintf(f, "EOD\nplot ");
+    for (int k = 0; k < 4; k++)
+        fprintf(f, "%s$t using %d%s title '%s'", k ? ", " : "", k + 2, k ? "" : ":xtic(1)",
+                names[k]);
+    fprintf(f, "\n");
+}
+
+int gq_plot_results(const gq_table *t, const char *dir, int *n_charts, gq_error *err)
+{
+    *n_charts = 0;
+    const char *gnuplot = gq_gnuplot_path();
+    if (!gnuplot)
+        return gq_fail(err, "gnuplot not found in PATH (install gnuplot to draw charts)");
+    if (gq_mkdir_p(dir, err))
+        return -1;
+    if (gq_table_n_rows(t) == 0)
+        return gq_fail(err, "no results to plot");
+
+    if (n_distinct(t, "group_size") >= 2) {
+        json_t *bits = gq_table_distinct(t, "bits");
+        size_t nb = json_array_size(bits);
+        for (size_t i = 0; i < nb || (nb == 0 && i == 0); i++) {
+            char file[128], extra[64] = "";
+            double b = nb ? json_number_value(json_array_get(bits, i)) : NAN;
+            if (nb) {
+                snprintf(file, sizeof file, "ppl_vs_group_size_%.0fbit.png", b);
+                snprintf(extra, sizeof extra, " (%.0f-bit)", b);
+            } else
+                snprintf(file, sizeof file, "ppl_vs_group_size.png");
+            if (ppl_chart(t, gnuplot, dir, file, "group_size", "group size (weights per scale)",
+                          true, nb ? "bits" : NULL, b, extra, n_charts, err)) {
+                json_decref(bits);
+                return -1;
+            }
+        }
+        json_decref(bits);
+    }
+    if (n_distinct(t, "bits") >= 2 &&
+        ppl_chart(t, gnuplot, dir, "ppl_vs_bits.png", "bits", "weight bits (code width)", false,
+                  NULL, 0, "", n_charts, err))
+        return -1;
+    size_t quantized = 0;
+    for (size_t r = 0; r < gq_table_n_rows(t); r++)
+        quantized += !is_baseline(t, r) && isfinite(gq_table_num(t, r, "bpw"));
+    if (quantized >= 2 &&
+        ppl_chart(t, gnuplot, dir, "ppl_vs_bpw.png", "bpw",
+                  "bits per weight of the quantized linears (scales and zeros included)", false,
+                  NULL, 0, " (size/quality frontier)", n_charts, err))
+        return -1;
+    if (n_distinct(t, "n_calib") >= 2 &&
+        ppl_chart(t, gnuplot, dir, "ppl_vs_n_calib.png", "n_calib",
+                  "calibration windows (count)", true, NULL, 0, "", n_charts, err))
+        return -1;
+
+    char title[2048], proto[1600], png[4096];
+    protocol_title(t, proto, sizeof proto);
+    snprintf(title, sizeof title, "Time per stage and cell\\n%s", proto);
+    snprintf(png, sizeof png, "%s/stage_times.png", dir);
+    if (run_gnuplot(gnuplot, png, title, times_body, t, err))
+        return -1;
+    (*n_charts)++;
+    return 0;
+}

@@ -1,0 +1,54 @@
+#ifndef GQ_RESULTS_H
+#define GQ_RESULTS_H
+/* The results of an experiment: one record per cell (kept in the journal) and the table, HDF5
+ * file, charts and summary made from them.
+ *
+ * results.csv / the /results dataset have one row per cell with these columns:
+ *   experiment, cell, series (method entry label), model, method, format (label), sweep
+ *   ("k=v ..." of the swept values of the cell), bits, group_size (effective group width:
+ *   the swept value, else the format's own; empty for per-channel/per-tensor formats), one
+ *   column per other sweep axis, method_params, format_params (canonical JSON), propagate,
+ *   ppl, ppl_stderr, delta_ppl (ppl - baseline ppl), kl_div, kl_stderr (mean KL(baseline ||
+ *   cell) in nats per scored token), top1_pct (% of scored positions whose argmax equals the
+ *   baseline's), bpw (bits per weight of the quantized block linears), linear_bytes,
+ *   model_bytes, quantized_tensors, fp_tensors, t_stats, t_search, t_quant, t_eval (seconds),
+ *   eval_tok_s (tokens through the model per second of evaluation), peak_rss_mb (process peak
+ *   RSS at the end of the cell, MB = 1e6 bytes), threads, decode_tok_s, prefill_tok_s,
+ *   packed_bytes (empty: see the HDF5 attribute empty_columns), protocol, ctx, eval_windows,
+ *   eval_tokens, scored, tokenizer, eval_text, eval_sha256, calib_text, calib_sha256, n_calib,
+ *   calib_ctx, seed, config_sha256, model_sha256, tokenizer_sha256, version, revision. */
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "eval/gq_eval.h"
+#include "methods/gq_method.h"
+#include "report/gq_table.h"
+#include "runner/gq_experiment.h"
+#include "runner/gq_journal.h"
+
+/* Timing and environment of one finished cell. */
+typedef struct gq_cell_run {
+    const gq_eval_result *eval;
+    const gq_quant_report *report; /* NULL for the baseline */
+    int threads;
+    double peak_rss_mb;
+} gq_cell_run;
+
+/* The journal record of a finished cell: {"row": {...}, "tensors": [...], "notes": [...]}. */
+json_t *gq_results_record(const gq_experiment *e, const gq_cell *c, const gq_cell_run *r);
+
+/* Builds the main table from the records of every cell (in cell order) and one per-tensor
+ * table per cell (cell_tables[i], caller frees each and the array). */
+int gq_results_tables(const gq_experiment *e, json_t *const *records, gq_table *main,
+                      gq_table **cell_tables, gq_error *err);
+
+/* Writes results.csv and results.h5 under results_dir and, unless plots_dir is NULL, the charts
+ * (a missing gnuplot is reported on stderr and skipped); prints the summary to `summary`. */
+int gq_results_write(const gq_experiment *e, const gq_journal *j, const char *results_dir,
+                     const char *plots_dir, FILE *summary, gq_error *err);
+
+/* Redraws the charts of a stored results.csv (gq-bench plot). */
+int gq_results_plot(const char *results_dir, const char *plots_dir, int *n_charts, gq_error *err);
+
+#endif

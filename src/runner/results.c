@@ -1,0 +1,412 @@
+/* Cell records, the results table and its files (columns documented in gq_results.h). */
+#include "runner/gq_results.h"
+
+#include <libgen.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/gq_fileio.h"
+#include "core/gq_log.h"
+#include "core/gq_threads.h"
+#include "gq_version.h"
+#include "report/gq_h5.h"
+#include "report/gq_plot.h"
+
+typedef struct {
+    const char *name;
+    gq_col_type type;
+} coldef;
+
+/* Columns before the sweep-axis columns, then after them. */
+static const coldef head_cols[] = {
+    {"experiment", GQ_COL_TEXT}, {"cell", GQ_COL_TEXT},  {"series", GQ_COL_TEXT},
+    {"model", GQ_COL_TEXT},      {"method", GQ_COL_TEXT}, {"format", GQ_COL_TEXT},
+    {"sweep", GQ_COL_TEXT},      {"bits", GQ_COL_INT},   {"group_size", GQ_COL_INT},
+};
+static const coldef tail_cols[] = {
+    {"method_params", GQ_COL_TEXT}, {"format_params", GQ_COL_TEXT}, {"propagate", GQ_COL_TEXT},
+    {"ppl", GQ_COL_REAL},          {"ppl_stderr", GQ_COL_REAL},    {"delta_ppl", GQ_COL_REAL},
+    {"kl_div", GQ_COL_REAL},       {"kl_stderr", GQ_COL_REAL},     {"top1_pct", GQ_COL_REAL},
+    {"bpw", GQ_COL_REAL},          {"linear_bytes", GQ_COL_INT},   {"model_bytes", GQ_COL_INT},
+    {"quantized_tensors", GQ_COL_INT}, {"fp_tensors", GQ_COL_INT}, {"t_stats", GQ_COL_REAL},
+    {"t_search", GQ_COL_REAL},     {"t_quant", GQ_COL_REAL},       {"t_eval", GQ_COL_REAL},
+    {"eval_tok_s", GQ_COL_REAL},   {"peak_rss_mb", GQ_COL_REAL},   {"threads", GQ_COL_INT},
+    {"decode_tok_s", GQ_COL_REAL}, {"prefill_tok_s", GQ_COL_REAL}, {"packed_bytes", GQ_COL_INT},
+    {"protocol", GQ_COL_TEXT},     {"ctx", GQ_COL_INT},            {"eval_windows", GQ_COL_INT},
+    {"eval_tokens", GQ_COL_INT},   {"scored", GQ_COL_INT},         {"tokenizer", GQ_COL_TEXT},
+    {"eval_text", GQ_COL_TEXT},    {"eval_sha256", GQ_COL_TEXT},   {"calib_text", GQ_COL_TEXT},
+    {"calib_sha256", GQ_COL_TEXT}, {"n_calib", GQ_COL_INT},        {"calib_ctx", GQ_COL_INT},
+    {"seed", GQ_COL_INT},          {"config_sha256", GQ_COL_TEXT}, {"model_sha256", GQ_COL_TEXT},
+    {"tokenizer_sha256", GQ_COL_TEXT}, {"version", GQ_COL_TEXT},   {"revision", GQ_COL_TEXT},
+};
+
+#define EMPTY_REASON                                                                          \
+    "not measured by the experiment runner: decode/prefill throughput and packed storage "    \
+    "come from packed kernels, which are not run in a sweep; the cells are left empty rather " \
+    "than estimated"
+
+static const char *base_name(const char *path, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s", path);
+    char *b = basename(buf);
+    memmove(buf, b, strlen(b) + 1);
+    return buf;
+}
+
+static void set_real(json_t *row, const char *k, double v)
+{
+    if (isfinite(v))
+        json_object_set_new(row, k, json_real(v));
+}
+
+static void set_int(json_t *row, const char *k, long long v) { json_object_set_new(row, k, json_integer(v)); }
+static void set_str(json_t *row, const char *k, const char *v)
+{
+    if (v && v[0])
+        json_object_set_new(row, k, json_string(v));
+}
+
+/* bits and effective group size of a cell's format. */
+static void format_columns(const gq_cell *c, json_t *row)
+{
+    json_t *bits = json_object_get(c->axes, "bits");
+    if (!bits)
+        bits = json_object_get(c->format, "bits");
+    if (json_is_integer(bits))
+        json_object_set(row, "bits", bits);
+    gq_quantizer q;
+    gq_error err;
+    if (gq_quantizer_from_json(c->format, "$", &q, &err) == 0) {
+        const int wide = 1 << 16;
+        int g = q.fmt->group_cols ? q.fmt->group_cols(q.params, wide) : 0;
+        if (g > 0 && g < wide)
+            set_int(row, "group_size", g);
+        gq_quantizer_free(&q);
+    }
+}
+
+json_t *gq_results_record(const gq_experiment *e, const gq_cell *c, const gq_cell_run *r)
+{
+    json_t *row = json_object();
+    char buf[1024];
+    set_str(row, "experiment", e->name);
+    set_str(row, "cell", c->id);
+    set_str(row, "series", c->entry < 0 ? "fp32 baseline" : e->methods[c->entry].label);
+    set_str(row, "model", e->model_label);
+    set_str(row, "method", c->method_name);
+    set_str(row, "format", c->format_label);
+    set_str(row, "sweep", c->sweep);
+    const char *key;
+    json_t *v;
+    json_object_foreach(c->axes, key, v)
+        json_object_set(row, key, v);
+    if (c->entry >= 0) {
+        format_columns(c, row);
+        char *s = json_dumps(c->method, JSON_COMPACT);
+        set_str(row, "method_params", s);
+        free(s);
+        s = json_dumps(c->format, JSON_COMPACT);
+        set_str(row, "format_params", s);
+        free(s);
+        static const char *const props[] = {"default", "fp", "quantized"};
+        set_str(row, "propagate", props[e->methods[c->entry].propagate]);
+    }
+    const gq_eval_result *ev = r->eval;
+    set_real(row, "ppl", ev->ppl);
+    set_real(row, "ppl_stderr", ev->ppl_se);
+    if (ev->has_baseline) {
+        set_real(row, "delta_ppl", ev->delta_ppl);
+        set_real(row, "kl_div", ev->kl_mean);
+        set_real(row, "kl_stderr", ev->kl_se);
+        set_real(row, "top1_pct", ev->top1_pct);
+    } else { /* the baseline against itself, by definition */
+        set_real(row, "delta_ppl", 0.0);
+        set_real(row, "kl_div", 0.0);
+        set_real(row, "kl_stderr", 0.0);
+        set_real(row, "top1_pct", 100.0);
+    }
+    json_t *tensors = json_array();
+    if (r->report) {
+        const gq_quant_report *q = r->report;
+        set_real(row, "bpw", q->linear_weights ? 8.0 * (double)q->linear_bytes / (double)q->linear_weights : NAN);
+        set_int(row, "linear_bytes", (long long)q->linear_bytes);
+        set_int(row, "model_bytes", (long long)q->model_bytes);
+        int nq = 0;
+        for (int i = 0; i < q->n_tensors; i++) {
+            const gq_tensor_report *t = &q->tensors[i];
+            nq += t->quantized;
+            json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:b, s:I}", "name", t->name, "format",
+                                  t->format, "rows", t->rows, "cols", t->cols, "quantized",
+                                  t->quantized, "bytes", (json_int_t)t->bytes);
+            if (isfinite(t->recon_err))
+                json_object_set_new(o, "recon_err", json_real(t->recon_err));
+            if (t->extra)
+                json_object_set(o, "extra", t->extra);
+            json_array_append_new(tensors, o);
+        }
+        set_int(row, "quantized_tensors", nq);
+        set_int(row, "fp_tensors", q->n_tensors - nq);
+        set_real(row, "t_stats", q->t_stats);
+        set_real(row, "t_search", q->t_search);
+        set_real(row, "t_quant", q->t_quant);
+    } else {
+        size_t lw = 0;
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            int rows, cols;
+            gq_linear_shape(&e->cfg, (gq_linear_kind)k, &rows, &cols);
+            lw += (size_t)rows * cols * (size_t)e->cfg.n_layers;
+        }
+        set_real(row, "bpw", 32.0);
+        set_int(row, "linear_bytes", (long long)(lw * 4));
+        set_int(row, "model_bytes", (long long)(gq_model_param_count(&e->cfg) * 4));
+        set_int(row, "quantized_tensors", 0);
+        set_int(row, "fp_tensors", GQ_N_LINEAR * e->cfg.n_layers);
+        set_real(row, "t_stats", 0.0);
+        set_real(row, "t_search", 0.0);
+        set_real(row, "t_quant", 0.0);
+    }
+    set_real(row, "t_eval", ev->seconds);
+    set_real(row, "eval_tok_s", ev->tokens_per_s);
+    set_real(row, "peak_rss_mb", r->peak_rss_mb);
+    set_int(row, "threads", r->threads);
+    set_str(row, "protocol", gq_ppl_protocol_name(e->protocol));
+    set_int(row, "ctx", e->ctx);
+    set_int(row, "eval_windows", (long long)ev->windows);
+    set_int(row, "eval_tokens", (long long)ev->tokens);
+    set_int(row, "scored", (long long)ev->scored);
+    set_str(row, "tokenizer", base_name(e->tokenizer_path, buf, sizeof buf));
+    set_str(row, "eval_text", base_name(e->eval_path, buf, sizeof buf));
+    set_str(row, "eval_sha256", e->eval_sha256);
+    if (c->needs_calib) {
+        set_str(row, "calib_text", base_name(e->calib_path, buf, sizeof buf));
+        set_str(row, "calib_sha256", e->calib_sha256);
+        set_int(row, "n_calib", c->n_calib);
+        set_int(row, "calib_ctx", c->calib_ctx);
+    }
+    set_int(row, "seed", (long long)e->seed);
+    set_str(row, "config_sha256", e->config_sha256);
+    set_str(row, "model_sha256", e->model_sha256[0] ? e->model_sha256 : "synthetic");
+    set_str(row, "tokenizer_sha256", e->tokenizer_sha256);
+    set_str(row, "version", GQ_VERSION);
+    set_str(row, "revision", GQ_VCS_REVISION);
+    json_t *notes = r->report && r->report->notes ? json_incref(r->report->notes) : json_array();
+    return json_pack("{s:o, s:o, s:o}", "row", row, "tensors", tensors, "notes", notes);
+}
+
+static void add_cols(gq_table *t, const coldef *defs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        gq_table_add_col(t, defs[i].name, defs[i].type);
+}
+
+/* Per-tensor table of one cell: fixed columns plus one REAL column per numeric scalar key of
+ * the method's extra metrics ("extra.alpha", "extra.gptq_loss", ...). */
+static gq_table *cell_table(const gq_experiment *e, const gq_cell *c, json_t *rec)
+{
+    gq_table *t = malloc(sizeof *t);
+    gq_table_init(t);
+    static const coldef cols[] = {{"name", GQ_COL_TEXT},     {"format", GQ_COL_TEXT},
+                                  {"rows", GQ_COL_INT},      {"cols", GQ_COL_INT},
+                                  {"quantized", GQ_COL_INT}, {"bytes", GQ_COL_INT},
+                                  {"bpw", GQ_COL_REAL},      {"recon_err", GQ_COL_REAL},
+                                  {"extra", GQ_COL_TEXT}};
+    add_cols(t, cols, sizeof cols / sizeof cols[0]);
+    json_t *tensors = json_object_get(rec, "tensors");
+    size_t i;
+    json_t *tj;
+    json_array_foreach(tensors, i, tj) {
+        json_t *row = json_object();
+        const char *k;
+        json_t *v;
+        json_object_foreach(tj, k, v) {
+            if (strcmp(k, "extra") == 0) {
+                char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+                json_object_set_new(row, "extra", json_string(s));
+                free(s);
+                const char *ek;
+                json_t *ev;
+                json_object_foreach(v, ek, ev) {
+                    if (!json_is_number(ev))
+                        continue;
+                    char name[64];
+                    snprintf(name, sizeof name, "extra.%s", ek);
+                    gq_table_add_col(t, name, GQ_COL_REAL);
+                    json_object_set_new(row, name, json_real(json_number_value(ev)));
+                }
+            } else if (strcmp(k, "quantized") == 0)
+                set_int(row, k, json_is_true(v));
+            else
+                json_object_set(row, k, v);
+        }
+        double w = json_number_value(json_object_get(tj, "rows")) *
+                   json_number_value(json_object_get(tj, "cols"));
+        if (w > 0)
+            set_real(row, "bpw", 8.0 * json_number_value(json_object_get(tj, "bytes")) / w);
+        gq_table_add_row(t, row);
+    }
+    json_object_set_new(t->attrs, "cell", json_string(c->id));
+    json_object_set_new(t->attrs, "series",
+                        json_string(c->entry < 0 ? "fp32 baseline" : e->methods[c->entry].label));
+    json_object_set_new(t->attrs, "sweep", json_string(c->sweep));
+    if (c->method)
+        json_object_set(t->attrs, "method", c->method);
+    if (c->format)
+        json_object_set(t->attrs, "format", c->format);
+    json_object_set(t->attrs, "notes", json_object_get(rec, "notes"));
+    return t;
+}
+
+static void environment_attrs(const gq_experiment *e, gq_table *t)
+{
+    json_t *a = t->attrs;
+    char cpu[256] = "unknown";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "model name", 10) == 0) {
+            char *p = strchr(line, ':');
+            if (p) {
+                p += strspn(p + 1, " ") + 1;
+                p[strcspn(p, "\n")] = '\0';
+                snprintf(cpu, sizeof cpu, "%s", p);
+            }
+            break;
+        }
+    if (f)
+        fclose(f);
+    char *exp = json_dumps(e->resolved, JSON_INDENT(2) | JSON_SORT_KEYS);
+    char proto[4200];
+    snprintf(proto, sizeof proto,
+             "perplexity protocol %s, ctx %d, %s windows of %s (sha256 %s), tokenizer %s; "
+             "calibration %s; seed %llu",
+             gq_ppl_protocol_name(e->protocol), e->ctx,
+             e->max_windows ? "the first max_windows" : "all", e->eval_path, e->eval_sha256,
+             e->tokenizer_path, e->has_calib ? e->calib_path : "none",
+             (unsigned long long)e->seed);
+    json_object_set_new(a, "experiment_name", json_string(e->name));
+    json_object_set_new(a, "experiment_file", json_string(e->file));
+    json_object_set_new(a, "experiment_json", json_string(exp));
+    json_object_set_new(a, "config_sha256", json_string(e->config_sha256));
+    json_object_set_new(a, "protocol", json_string(proto));
+    json_object_set_new(a, "version", json_string(GQ_VERSION));
+    json_object_set_new(a, "revision", json_string(GQ_VCS_REVISION));
+    json_object_set_new(a, "compiler", json_string(__VERSION__));
+    json_object_set_new(a, "blas", json_string(gq_blas_description()));
+    json_object_set_new(a, "cpu", json_string(cpu));
+    json_object_set_new(a, "empty_columns", json_string("decode_tok_s, prefill_tok_s, packed_bytes"));
+    json_object_set_new(a, "empty_columns_reason", json_string(EMPTY_REASON));
+    free(exp);
+}
+
+int gq_results_tables(const gq_experiment *e, json_t *const *records, gq_table *main,
+                      gq_table **cell_tables, gq_error *err)
+{
+    gq_table_init(main);
+    add_cols(main, head_cols, sizeof head_cols / sizeof head_cols[0]);
+    for (int a = 0; a < e->n_axes; a++)
+        gq_table_add_col(main, e->axes[a].name,
+                         json_is_integer(json_array_get(e->axes[a].values, 0)) ? GQ_COL_INT
+                         : json_is_number(json_array_get(e->axes[a].values, 0)) ? GQ_COL_REAL
+                                                                                : GQ_COL_TEXT);
+    add_cols(main, tail_cols, sizeof tail_cols / sizeof tail_cols[0]);
+    environment_attrs(e, main);
+    for (int i = 0; i < e->n_cells; i++) {
+        json_t *row = json_object_get(records[i], "row");
+        if (!json_is_object(row)) {
+            gq_table_free(main);
+            return gq_fail(err, "journal record of cell %s has no row; rerun with --fresh",
+                           e->cells[i].id);
+        }
+        gq_table_add_row(main, json_incref(row));
+        cell_tables[i] = cell_table(e, &e->cells[i], records[i]);
+    }
+    return 0;
+}
+
+static void print_summary(const gq_experiment *e, const gq_table *t, FILE *f)
+{
+    static const char *const cols[] = {"cell", "series", "format", "sweep", "ppl", "ppl_stderr",
+                                       "delta_ppl", "kl_div", "top1_pct", "bpw", "t_quant",
+                                       "t_eval"};
+    fprintf(f, "\n%s: %s on %s, perplexity protocol %s, ctx %d, %.0f windows (%.0f scored "
+               "tokens), eval text %s (sha256 %.12s), seed %llu, %.0f threads\n",
+            e->name, e->model_label, e->eval_path, gq_ppl_protocol_name(e->protocol), e->ctx,
+            gq_table_num(t, 0, "eval_windows"), gq_table_num(t, 0, "scored"), e->eval_path,
+            e->eval_sha256, (unsigned long long)e->seed, gq_table_num(t, 0, "threads"));
+    if (e->has_calib)
+        fprintf(f, "calibration: %s (sha256 %.12s), n_calib %d x calib_ctx %d unless swept\n",
+                e->calib_path, e->calib_sha256, e->n_calib, e->calib_ctx);
+    fprintf(f, "kl_div: nats/token vs the fp32 baseline on the same windows; top1_pct: %% argmax "
+               "agreement; bpw: bits per weight of the quantized linears; times in seconds\n\n");
+    char *s = gq_table_format(t, cols, (int)(sizeof cols / sizeof cols[0]));
+    fputs(s, f);
+    free(s);
+}
+
+int gq_results_write(const gq_experiment *e, const gq_journal *j, const char *results_dir,
+                     const char *plots_dir, FILE *summary, gq_error *err)
+{
+    json_t **records = calloc((size_t)e->n_cells, sizeof *records);
+    gq_table **cells = calloc((size_t)e->n_cells, sizeof *cells);
+    gq_table main = {0};
+    int rc = -1;
+    for (int i = 0; i < e->n_cells; i++)
+        if (!(records[i] = gq_journal_get(j, e->cells[i].id, err)))
+            goto done;
+    if (gq_results_tables(e, records, &main, cells, err))
+        goto done;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/results.csv", results_dir);
+    if (gq_table_write_csv(&main, path, err))
+        goto done;
+    gq_h5_group *groups = calloc((size_t)e->n_cells, sizeof *groups);
+    for (int i = 0; i < e->n_cells; i++)
+        groups[i] = (gq_h5_group){e->cells[i].id, cells[i]};
+    snprintf(path, sizeof path, "%s/results.h5", results_dir);
+    rc = gq_h5_write(path, &main, groups, e->n_cells, err);
+    free(groups);
+    if (rc)
+        goto done;
+    gq_log_info("wrote %s/results.csv and results.h5", results_dir);
+    if (plots_dir) {
+        int n = 0;
+        gq_error perr = {{0}};
+        if (!gq_gnuplot_path())
+            gq_log_warn("charts skipped: gnuplot not found in PATH (results.csv and results.h5 "
+                        "are complete; install gnuplot and run `gq-bench plot %s`)", results_dir);
+        else if (gq_plot_results(&main, plots_dir, &n, &perr)) {
+            rc = gq_fail(err, "%s", perr.msg);
+            goto done;
+        } else
+            gq_log_info("wrote %d charts to %s", n, plots_dir);
+    }
+    if (summary)
+        print_summary(e, &main, summary);
+    rc = 0;
+done:
+    for (int i = 0; i < e->n_cells; i++) {
+        json_decref(records[i]);
+        if (cells[i]) {
+            gq_table_free(cells[i]);
+            free(cells[i]);
+        }
+    }
+    free(records);
+    free(cells);
+    if (main.cols)
+        gq_table_free(&main);
+    return rc;
+}
+
+int gq_results_plot(const char *results_dir, const char *plots_dir, int *n_charts, gq_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/results.csv", results_dir);
+    gq_table t;
+    if (gq_table_read_csv(path, &t, err))
+        return -1;
+    int rc = gq_plot_results(&t, plots_dir, n_charts, err);
+    gq_table_free(&t);
+    return rc;
+}

@@ -1,0 +1,293 @@
+/* Experiment execution: inputs, baseline, cells (optionally several at once), outputs. */
+#include "runner/gq_run.h"
+
+#include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/gq_fileio.h"
+#include "core/gq_log.h"
+#include "core/gq_threads.h"
+#include "core/gq_time.h"
+#include "eval/gq_eval.h"
+#include "runner/gq_journal.h"
+#include "runner/gq_results.h"
+#include "runner/runner_internal.h"
+#include "text/gq_dataset.h"
+#include "text/gq_tokenizer.h"
+
+/* Everything the cells share, read-only while they run (except the work queue). */
+typedef struct run_ctx {
+    const gq_experiment *e;
+    const gq_run_opts *o;
+    gq_journal journal;
+    gq_model fp;
+    gq_tokenizer *tok;
+    gq_dataset eval_ds, calib_ds;
+    gq_eval_baseline *baseline;
+    int threads_per_job;
+
+    pthread_mutex_t lock; /* guards the fields below */
+    int *todo;            /* cell indices still to run */
+    int n_todo, next, done;
+    int failed;
+    gq_error err;         /* first failure */
+    gq_progress progress;
+} run_ctx;
+
+void gq_run_dirs(const gq_experiment *e, const char *out_dir, char *results, char *plots, size_t n)
+{
+    const char *d = out_dir && out_dir[0] ? out_dir : ".";
+    snprintf(results, n, "%s/results/%s", d, e->name);
+    snprintf(plots, n, "%s/plots/%s", d, e->name);
+}
+
+int gq_run_check(const gq_experiment *e, const gq_run_opts *o, gq_error *err)
+{
+    char results[4096], plots[4096];
+    gq_run_dirs(e, o->out_dir, results, plots, sizeof results);
+    return gq_journal_check(results, e, o->fresh, err);
+}
+
+static gq_eval_opts eval_opts(const gq_experiment *e, bool progress)
+{
+    gq_eval_opts eo = gq_eval_opts_default(e->ctx);
+    eo.protocol = e->protocol;
+    eo.max_windows = e->max_windows;
+    eo.progress = progress;
+    return eo;
+}
+
+static int open_inputs(run_ctx *r, gq_error *err)
+{
+    const gq_experiment *e = r->e;
+    if (gq_runner_model_open(e, &r->fp, err))
+        return -1;
+    if (gq_tokenizer_load(e->tokenizer_path, r->fp.cfg.vocab_size, &r->tok, err) ||
+        gq_dataset_load(e->eval_path, r->tok, &r->eval_ds, err))
+        return -1;
+    if (gq_dataset_n_windows(&r->eval_ds, e->ctx) == 0)
+        return gq_fail(err, "%s: fewer than ctx = %d tokens, no evaluation window", e->eval_path,
+                       e->ctx);
+    if (e->has_calib && gq_dataset_load(e->calib_path, r->tok, &r->calib_ds, err))
+        return -1;
+    return 0;
+}
+
+static void cell_done_log(const gq_experiment *e, const gq_cell *c, json_t *rec, double secs)
+{
+    json_t *row = json_object_get(rec, "row");
+    gq_log_info("cell %s (%s %s%s%s): ppl %.4f, kl %.5f, top1 %.2f%%, %.3f bpw, %.1fs", c->id,
+                c->entry < 0 ? "fp32 baseline" : e->methods[c->entry].label, c->format_label,
+                c->sweep[0] ? ", " : "", c->sweep,
+                json_number_value(json_object_get(row, "ppl")),
+                json_number_value(json_object_get(row, "kl_div")),
+                json_number_value(json_object_get(row, "top1_pct")),
+                json_number_value(json_object_get(row, "bpw")), secs);
+}
+
+/* Evaluates the unquantized model, keeping its log-probabilities for KL and top-1. */
+static int run_baseline(run_ctx *r, gq_error *err)
+{
+    char bpath[4200];
+    gq_journal_baseline_path(&r->journal, bpath, sizeof bpath);
+    if (gq_journal_has(&r->journal, "baseline") && gq_file_exists(bpath)) {
+        gq_log_info("baseline: resumed from %s", bpath);
+        return gq_eval_baseline_load(bpath, &r->baseline, err);
+    }
+    gq_log_info("baseline: evaluating the unquantized model");
+    double t0 = gq_now();
+    gq_eval_opts eo = eval_opts(r->e, true);
+    gq_eval_result res;
+    if (gq_eval_perplexity(&r->fp, &r->eval_ds, &eo, NULL, &r->baseline, &res, err))
+        return gq_fail_prefix(err, "baseline");
+    /* log-probs first: a journaled baseline record implies its log-probs exist */
+    if (gq_eval_baseline_save(r->baseline, bpath, err))
+        return -1;
+    gq_cell_run cr = {&res, NULL, gq_threads_get(), (double)gq_peak_rss_bytes() / 1e6};
+    json_t *rec = gq_results_record(r->e, &r->e->cells[0], &cr);
+    int rc = gq_journal_put(&r->journal, "baseline", rec, err);
+    if (rc == 0)
+        cell_done_log(r->e, &r->e->cells[0], rec, gq_now() - t0);
+    json_decref(rec);
+    return rc;
+}
+
+/* (n_calib, calib_ctx) token windows of the calibration text at seeded offsets. */
+static int calib_tokens(const run_ctx *r, const gq_cell *c, int **out, gq_error *err)
+{
+    size_t *off;
+    if (gq_dataset_calib_offsets(&r->calib_ds, c->n_calib, c->calib_ctx, r->e->seed, &off, err))
+        return gq_fail_prefix(err, "$.calib");
+    int *t = malloc((size_t)c->n_calib * (size_t)c->calib_ctx * sizeof *t);
+    if (!t) {
+        free(off);
+        return gq_fail(err, "out of memory for %d calibration windows", c->n_calib);
+    }
+    for (int i = 0; i < c->n_calib; i++)
+        memcpy(t + (size_t)i * c->calib_ctx, r->calib_ds.tokens + off[i],
+               (size_t)c->calib_ctx * sizeof *t);
+    free(off);
+    *out = t;
+    return 0;
+}
+
+static void stage(run_ctx *r, const gq_cell *c, const char *what)
+{
+    char label[96];
+    snprintf(label, sizeof label, "cells (%s: %s)", c->id, what);
+    pthread_mutex_lock(&r->lock);
+    gq_progress_stage(&r->progress, label);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
+{
+    const gq_experiment *e = r->e;
+    double t0 = gq_now();
+    gq_quant_plan plan = {0};
+    gq_model q = {0};
+    gq_quant_report rep = {0};
+    int *tokens = NULL, rc = -1;
+    bool have_q = false;
+    if (gq_method_cfg_from_json(c->method, e->methods[c->entry].path, &plan.method, err) ||
+        gq_quantizer_from_json(c->format, e->methods[c->entry].path, &plan.quantizer, err))
+        goto done;
+    plan.rules = e->rules;
+    plan.n_rules = e->n_rules;
+    plan.propagate = e->methods[c->entry].propagate;
+    plan.seed = e->seed;
+    if (c->needs_calib) {
+        if (calib_tokens(r, c, &tokens, err))
+            goto done;
+        plan.calib_tokens = tokens;
+        plan.n_calib = c->n_calib;
+        plan.calib_ctx = c->calib_ctx;
+    }
+    stage(r, c, "quantize");
+    if (gq_quantize_model(&r->fp, &plan, &q, &rep, err))
+        goto done;
+    have_q = true;
+    stage(r, c, "evaluate");
+    gq_eval_opts eo = eval_opts(e, false);
+    gq_eval_result res;
+    if (gq_eval_perplexity(&q, &r->eval_ds, &eo, r->baseline, NULL, &res, err))
+        goto done;
+    gq_cell_run cr = {&res, &rep, r->threads_per_job, (double)gq_peak_rss_bytes() / 1e6};
+    json_t *rec = gq_results_record(e, c, &cr);
+    rc = gq_journal_put(&r->journal, c->id, rec, err);
+    if (rc == 0)
+        cell_done_log(e, c, rec, gq_now() - t0);
+    json_decref(rec);
+done:
+    if (rc)
+        gq_fail_prefix(err, "cell %s (%s %s%s%s)", c->id, e->methods[c->entry].label,
+                       c->format_label, c->sweep[0] ? ", " : "", c->sweep);
+    if (have_q)
+        gq_model_free(&q);
+    gq_quant_report_free(&rep);
+    if (plan.method.method)
+        gq_method_cfg_free(&plan.method);
+    if (plan.quantizer.fmt)
+        gq_quantizer_free(&plan.quantizer);
+    free(tokens);
+    return rc;
+}
+
+/* A worker takes cells from the queue until it is empty or a cell failed. */
+static void *worker(void *arg)
+{
+    run_ctx *r = arg;
+    omp_set_num_threads(r->threads_per_job);
+    for (;;) {
+        pthread_mutex_lock(&r->lock);
+        int k = r->failed || r->next >= r->n_todo ? -1 : r->todo[r->next++];
+        pthread_mutex_unlock(&r->lock);
+        if (k < 0)
+            return NULL;
+        gq_error err = {{0}};
+        int rc = run_cell(r, &r->e->cells[k], &err);
+        pthread_mutex_lock(&r->lock);
+        if (rc && !r->failed) {
+            r->failed = 1;
+            r->err = err;
+        }
+        if (rc == 0)
+            gq_progress_add(&r->progress, 1);
+        pthread_mutex_unlock(&r->lock);
+    }
+}
+
+static int run_cells(run_ctx *r, gq_error *err)
+{
+    const gq_experiment *e = r->e;
+    r->todo = calloc((size_t)e->n_cells, sizeof *r->todo);
+    for (int i = 1; i < e->n_cells; i++)
+        if (!gq_journal_has(&r->journal, e->cells[i].id))
+            r->todo[r->n_todo++] = i;
+    if (r->n_todo < e->n_cells - 1)
+        gq_log_info("resuming: %d of %d cells already in the journal", e->n_cells - 1 - r->n_todo,
+                    e->n_cells - 1);
+    int jobs = r->o->jobs < 1 ? 1 : r->o->jobs;
+    if (jobs > r->n_todo)
+        jobs = r->n_todo > 0 ? r->n_todo : 1;
+    r->threads_per_job = r->o->threads / jobs > 0 ? r->o->threads / jobs : 1;
+    gq_progress_start(&r->progress, "cells", r->n_todo);
+    if (jobs == 1) {
+        gq_threads_set(r->threads_per_job);
+        worker(r);
+    } else {
+        gq_log_info("running %d cells at a time with %d threads each", jobs, r->threads_per_job);
+        gq_threads_set(r->threads_per_job);
+        pthread_t *th = calloc((size_t)jobs, sizeof *th);
+        for (int i = 0; i < jobs; i++)
+            pthread_create(&th[i], NULL, worker, r);
+        for (int i = 0; i < jobs; i++)
+            pthread_join(th[i], NULL);
+        free(th);
+    }
+    gq_progress_finish(&r->progress);
+    if (r->failed) {
+        *err = r->err;
+        return -1;
+    }
+    return 0;
+}
+
+int gq_run_experiment(const gq_experiment *e, const gq_run_opts *o, gq_error *err)
+{
+    run_ctx r;
+    memset(&r, 0, sizeof r);
+    r.e = e;
+    r.o = o;
+    pthread_mutex_init(&r.lock, NULL);
+    char results[4096], plots[4096];
+    gq_run_dirs(e, o->out_dir, results, plots, sizeof results);
+    int rc = -1;
+    bool have_model = false;
+    gq_threads_set(o->threads);
+    if (gq_journal_open(results, e, o->fresh, &r.journal, err))
+        goto done;
+    if (open_inputs(&r, err))
+        goto done;
+    have_model = true;
+    gq_log_info("%s: %d cells (baseline + %d), results in %s", e->name, e->n_cells,
+                e->n_cells - 1, results);
+    if (run_baseline(&r, err) || run_cells(&r, err))
+        goto done;
+    gq_threads_set(o->threads);
+    rc = gq_results_write(e, &r.journal, results, o->plots ? plots : NULL, o->summary, err);
+done:
+    if (have_model || r.fp.map || r.fp.heap)
+        gq_model_free(&r.fp);
+    if (r.tok)
+        gq_tokenizer_free(r.tok);
+    gq_dataset_free(&r.eval_ds);
+    gq_dataset_free(&r.calib_ds);
+    if (r.baseline)
+        gq_eval_baseline_free(r.baseline);
+    free(r.todo);
+    pthread_mutex_destroy(&r.lock);
+    return rc;
+}

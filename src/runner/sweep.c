@@ -1,0 +1,388 @@
+/* Sweep axes and their expansion into cells.
+ *
+ * Every axis is a list of values for one parameter: "bits", "group_size" or any other format or
+ * method parameter by its name ("format.X" / "method.X" when a name is ambiguous), "n_calib" and
+ * "calib_ctx". Axes named together in $.zip advance together; the rest form a cartesian
+ * product, in the order written in $.sweep (the first axis varies slowest). For each method
+ * entry only the axes that apply to it are swept: the parameter must exist in its format or
+ * method, calibration axes need a method that calibrates, group_size must change the format's
+ * group width, and the entry must not exclude it. Identical cells of an entry are merged. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runner/runner_internal.h"
+
+static gq_axis_target axis_target(const gq_axis *a, const gq_exp_method *em)
+{
+    if (strcmp(a->name, "n_calib") == 0)
+        return GQ_AXIS_N_CALIB;
+    if (strcmp(a->name, "calib_ctx") == 0)
+        return GQ_AXIS_CALIB_CTX;
+    if (strncmp(a->name, "method.", 7) == 0)
+        return GQ_AXIS_METHOD;
+    if (strncmp(a->name, "format.", 7) == 0)
+        return GQ_AXIS_FORMAT;
+    const gq_format *f = gq_format_find(json_string_value(json_object_get(em->format, "name")));
+    return f && gq_params_find(f->params, a->param) ? GQ_AXIS_FORMAT : GQ_AXIS_METHOD;
+}
+
+static bool has_param(const gq_axis *a, const gq_exp_method *em, gq_axis_target t)
+{
+    if (t == GQ_AXIS_FORMAT) {
+        const gq_format *f = gq_format_find(json_string_value(json_object_get(em->format, "name")));
+        return f && gq_params_find(f->params, a->param);
+    }
+    const gq_method *m = gq_method_find(json_string_value(json_object_get(em->method, "name")));
+    return m && gq_params_find(gq_method_params(m), a->param);
+}
+
+static bool needs_calib(const gq_exp_method *em)
+{
+    const gq_method *m = gq_method_find(json_string_value(json_object_get(em->method, "name")));
+    return m && gq_method_needs_calibration(m);
+}
+
+/* group_size applies when it changes the format's group width on a wide matrix. */
+static bool group_size_matters(const gq_axis *a, const gq_exp_method *em)
+{
+    const gq_format *f = gq_format_find(json_string_value(json_object_get(em->format, "name")));
+    if (!f || !f->group_cols)
+        return true;
+    int first = -1;
+    bool varies = false;
+    for (size_t k = 0; k < json_array_size(a->values); k++) {
+        json_t *fj = json_deep_copy(em->format);
+        json_object_set(fj, a->param, json_array_get(a->values, k));
+        gq_quantizer q;
+        gq_error e2;
+        if (gq_quantizer_from_json(fj, "$", &q, &e2) == 0) {
+            int g = f->group_cols(q.params, 1 << 16);
+            varies |= first >= 0 && g != first;
+            first = g;
+            gq_quantizer_free(&q);
+        } else
+            varies = true; /* let cell validation report the bad value */
+        json_decref(fj);
+    }
+    return varies;
+}
+
+static bool applies(const gq_axis *a, const gq_exp_method *em)
+{
+    for (size_t k = 0; k < json_array_size(em->exclude); k++)
+        if (strcmp(json_string_value(json_array_get(em->exclude, k)), a->name) == 0)
+            return false;
+    gq_axis_target t = axis_target(a, em);
+    if (t == GQ_AXIS_N_CALIB || t == GQ_AXIS_CALIB_CTX)
+        return needs_calib(em);
+    if (!has_param(a, em, t))
+        return false;
+    if (strcmp(a->param, "group_size") == 0 && t == GQ_AXIS_FORMAT)
+        return group_size_matters(a, em);
+    return true;
+}
+
+static int parse_axes(gq_experiment *e, gq_error *err)
+{
+    json_t *sw = json_object_get(e->resolved, "sweep");
+    if (!sw)
+        sw = json_object();
+    else
+        json_incref(sw);
+    int rc = -1;
+    if (!json_is_object(sw)) {
+        gq_fail(err, "$.sweep: expected an object {axis: [values, ...]}");
+        goto done;
+    }
+    e->n_axes = (int)json_object_size(sw);
+    e->axes = calloc((size_t)e->n_axes + 1, sizeof *e->axes);
+    int i = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(sw, key, v) {
+        gq_axis *a = &e->axes[i];
+        snprintf(a->name, sizeof a->name, "%s", key);
+        const char *dot = strchr(key, '.');
+        snprintf(a->param, sizeof a->param, "%s", dot ? dot + 1 : key);
+        a->values = json_incref(v);
+        a->zip_group = i++;
+        if (dot && strncmp(key, "method.", 7) && strncmp(key, "format.", 7)) {
+            gq_fail(err, "$.sweep.%s: a prefixed axis must start with \"method.\" or \"format.\"",
+                    key);
+            goto done;
+        }
+        if (!json_is_array(v) || json_array_size(v) == 0) {
+            gq_fail(err, "$.sweep.%s: expected a non-empty array of values", key);
+            goto done;
+        }
+        for (size_t k = 0; k < json_array_size(v); k++) {
+            json_t *x = json_array_get(v, k);
+            if (json_is_array(x) || json_is_object(x) || json_is_null(x)) {
+                gq_fail(err, "$.sweep.%s[%zu]: expected a number, string or boolean", key, k);
+                goto done;
+            }
+            if ((!strcmp(key, "n_calib") || !strcmp(key, "calib_ctx")) && !json_is_integer(x)) {
+                gq_fail(err, "$.sweep.%s[%zu]: expected an integer", key, k);
+                goto done;
+            }
+            for (size_t j = 0; j < k; j++)
+                if (json_equal(x, json_array_get(v, j))) {
+                    gq_fail(err, "$.sweep.%s[%zu]: repeats $.sweep.%s[%zu]", key, k, key, j);
+                    goto done;
+                }
+        }
+        bool used = false;
+        for (int m = 0; m < e->n_methods; m++) {
+            gq_axis_target t = axis_target(a, &e->methods[m]);
+            used |= (t == GQ_AXIS_N_CALIB || t == GQ_AXIS_CALIB_CTX)
+                        ? needs_calib(&e->methods[m])
+                        : has_param(a, &e->methods[m], t);
+        }
+        if (!used) {
+            gq_fail(err, "$.sweep.%s: no method in $.methods has this parameter%s", key,
+                    strcmp(key, "n_calib") && strcmp(key, "calib_ctx")
+                        ? " (see `gq-bench list` for method and format parameters)"
+                        : " (none of them uses calibration)");
+            goto done;
+        }
+        if ((!strcmp(key, "n_calib") || !strcmp(key, "calib_ctx")) && !e->has_calib) {
+            gq_fail(err, "$.sweep.%s: sweeps calibration but $.calib is missing", key);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    json_decref(sw);
+    return rc;
+}
+
+static int find_axis(const gq_experiment *e, const char *name)
+{
+    for (int i = 0; i < e->n_axes; i++)
+        if (strcmp(e->axes[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+static int parse_zip(gq_experiment *e, gq_error *err)
+{
+    json_t *z = json_object_get(e->resolved, "zip");
+    if (!z)
+        return 0;
+    if (!json_is_array(z))
+        return gq_fail(err, "$.zip: expected an array of arrays of axis names");
+    for (size_t g = 0; g < json_array_size(z); g++) {
+        json_t *grp = json_array_get(z, g);
+        if (!json_is_array(grp) || json_array_size(grp) < 2)
+            return gq_fail(err, "$.zip[%zu]: expected an array of at least two axis names", g);
+        int first = -1;
+        for (size_t k = 0; k < json_array_size(grp); k++) {
+            json_t *n = json_array_get(grp, k);
+            if (!json_is_string(n))
+                return gq_fail(err, "$.zip[%zu][%zu]: expected an axis name", g, k);
+            int a = find_axis(e, json_string_value(n));
+            if (a < 0)
+                return gq_fail(err, "$.zip[%zu][%zu]: \"%s\" is not an axis of $.sweep", g, k,
+                               json_string_value(n));
+            if (e->axes[a].zip_group != a)
+                return gq_fail(err, "$.zip[%zu][%zu]: \"%s\" is already zipped", g, k,
+                               json_string_value(n));
+            if (first < 0)
+                first = a;
+            else {
+                if (json_array_size(e->axes[a].values) != json_array_size(e->axes[first].values))
+                    return gq_fail(err, "$.zip[%zu]: zipped axes need as many values: %s has %zu, "
+                                        "%s has %zu", g, e->axes[first].name,
+                                   json_array_size(e->axes[first].values), e->axes[a].name,
+                                   json_array_size(e->axes[a].values));
+                e->axes[a].zip_group = first;
+            }
+        }
+    }
+    return 0;
+}
+
+static void value_text(json_t *v, char *buf, size_t n)
+{
+    if (json_is_string(v))
+        snprintf(buf, n, "%s", json_string_value(v));
+    else {
+        char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        snprintf(buf, n, "%s", s ? s : "?");
+        free(s);
+    }
+}
+
+/* Builds, parses and checks one cell of entry `m` with axis values idx[] (-1 = not swept). */
+static int make_cell(gq_experiment *e, int m, const int *idx, gq_cell *c, gq_error *err)
+{
+    const gq_exp_method *em = &e->methods[m];
+    memset(c, 0, sizeof *c);
+    c->entry = m;
+    json_t *mj = json_deep_copy(em->method), *fj = json_deep_copy(em->format);
+    c->axes = json_object();
+    c->needs_calib = needs_calib(em);
+    c->n_calib = c->needs_calib ? e->n_calib : 0;
+    c->calib_ctx = c->needs_calib ? e->calib_ctx : 0;
+    for (int a = 0; a < e->n_axes; a++) {
+        if (idx[a] < 0)
+            continue;
+        const gq_axis *ax = &e->axes[a];
+        json_t *v = json_array_get(ax->values, (size_t)idx[a]);
+        json_object_set(c->axes, ax->name, v);
+        char vt[64];
+        value_text(v, vt, sizeof vt);
+        size_t len = strlen(c->sweep);
+        snprintf(c->sweep + len, sizeof c->sweep - len, "%s%s=%s", len ? " " : "", ax->name, vt);
+        switch (axis_target(ax, em)) {
+        case GQ_AXIS_FORMAT: json_object_set(fj, ax->param, v); break;
+        case GQ_AXIS_METHOD: json_object_set(mj, ax->param, v); break;
+        case GQ_AXIS_N_CALIB: c->n_calib = (int)json_integer_value(v); break;
+        case GQ_AXIS_CALIB_CTX: c->calib_ctx = (int)json_integer_value(v); break;
+        }
+    }
+    gq_method_cfg mc = {0};
+    gq_quantizer q = {0};
+    char path[96];
+    int rc = -1;
+    if (c->needs_calib && !e->has_calib) {
+        gq_fail(err, "%s.method: %s needs calibration data but $.calib is missing", em->path,
+                json_string_value(json_object_get(mj, "name")));
+        goto done;
+    }
+    if (c->needs_calib && (c->n_calib < 1 || c->calib_ctx < 2 || c->calib_ctx > e->cfg.seq_len)) {
+        gq_fail(err, "$.sweep: n_calib %d / calib_ctx %d: need n_calib >= 1 and 2 <= calib_ctx <= "
+                     "%d (the model's context)", c->n_calib, c->calib_ctx, e->cfg.seq_len);
+        goto done;
+    }
+    snprintf(path, sizeof path, "%s.method", em->path);
+    if (gq_method_cfg_from_json(mj, path, &mc, err))
+        goto done;
+    snprintf(path, sizeof path, "%s.format", em->path);
+    if (gq_quantizer_from_json(fj, path, &q, err))
+        goto done;
+    /* every block linear that no override claims must fit the format */
+    for (int l = 0; l < e->cfg.n_layers; l++)
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            char name[96];
+            gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
+            bool claimed = false;
+            for (int r = 0; r < e->n_rules && !claimed; r++)
+                claimed = gq_runner_rule_matches(e->rules[r].pattern, name);
+            if (claimed)
+                continue;
+            int rows, cols;
+            gq_linear_shape(&e->cfg, (gq_linear_kind)k, &rows, &cols);
+            if (q.fmt->check_shape && q.fmt->check_shape(q.params, rows, cols, err)) {
+                gq_fail_prefix(err, "%s.format: cannot quantize %s (%d x %d)", em->path, name,
+                               rows, cols);
+                goto done;
+            }
+        }
+    c->method = gq_method_cfg_to_json(&mc);
+    c->format = gq_quantizer_to_json(&q);
+    snprintf(c->method_name, sizeof c->method_name, "%s", gq_method_name(mc.method));
+    gq_quantizer_label(&q, c->format_label, sizeof c->format_label);
+    rc = 0;
+done:
+    if (rc && c->sweep[0]) {
+        char msg[GQ_ERROR_LEN];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        gq_fail(err, "%s (in the sweep cell %s)", msg, c->sweep);
+    }
+    if (mc.method)
+        gq_method_cfg_free(&mc);
+    if (q.fmt)
+        gq_quantizer_free(&q);
+    json_decref(mj);
+    json_decref(fj);
+    if (rc) {
+        json_decref(c->axes);
+        json_decref(c->method);
+        json_decref(c->format);
+        memset(c, 0, sizeof *c);
+    }
+    return rc;
+}
+
+static bool same_cell(const gq_cell *a, const gq_cell *b)
+{
+    return a->entry == b->entry && json_equal(a->method, b->method) &&
+           json_equal(a->format, b->format) && a->n_calib == b->n_calib &&
+           a->calib_ctx == b->calib_ctx;
+}
+
+static void push_cell(gq_experiment *e, gq_cell *c)
+{
+    e->cells = realloc(e->cells, (size_t)(e->n_cells + 1) * sizeof *e->cells);
+    e->cells[e->n_cells++] = *c;
+}
+
+/* Odometer over the zip groups that apply to entry m. */
+static int expand_entry(gq_experiment *e, int m, gq_error *err)
+{
+    int na = e->n_axes;
+    int *groups = calloc((size_t)na + 1, sizeof *groups), ng = 0;
+    for (int a = 0; a < na; a++) {
+        if (e->axes[a].zip_group != a)
+            continue;
+        bool any = false;
+        for (int b = 0; b < na; b++)
+            any |= e->axes[b].zip_group == a && applies(&e->axes[b], &e->methods[m]);
+        if (any)
+            groups[ng++] = a;
+    }
+    int *pos = calloc((size_t)ng + 1, sizeof *pos), *idx = calloc((size_t)na + 1, sizeof *idx);
+    int rc = 0;
+    for (;;) {
+        for (int a = 0; a < na; a++)
+            idx[a] = -1;
+        for (int g = 0; g < ng; g++)
+            for (int b = 0; b < na; b++)
+                if (e->axes[b].zip_group == groups[g] && applies(&e->axes[b], &e->methods[m]))
+                    idx[b] = pos[g];
+        gq_cell c;
+        if (make_cell(e, m, idx, &c, err)) {
+            rc = -1;
+            break;
+        }
+        bool dup = false;
+        for (int i = 0; i < e->n_cells && !dup; i++)
+            dup = same_cell(&e->cells[i], &c);
+        if (dup) {
+            json_decref(c.axes);
+            json_decref(c.method);
+            json_decref(c.format);
+        } else {
+            snprintf(c.id, sizeof c.id, "c%03d", e->n_cells);
+            push_cell(e, &c);
+        }
+        int g = ng - 1;
+        while (g >= 0 && ++pos[g] == (int)json_array_size(e->axes[groups[g]].values))
+            pos[g--] = 0;
+        if (g < 0)
+            break;
+    }
+    free(groups);
+    free(pos);
+    free(idx);
+    return rc;
+}
+
+int gq_sweep_expand(gq_experiment *e, gq_error *err)
+{
+    if (parse_axes(e, err) || parse_zip(e, err))
+        return -1;
+    gq_cell base = {0};
+    snprintf(base.id, sizeof base.id, "baseline");
+    base.entry = -1;
+    base.axes = json_object();
+    snprintf(base.method_name, sizeof base.method_name, "none");
+    snprintf(base.format_label, sizeof base.format_label, "fp32");
+    push_cell(e, &base);
+    for (int m = 0; m < e->n_methods; m++)
+        if (expand_entry(e, m, err))
+            return -1;
+    return 0;
+}
