@@ -8,3 +8,5 @@ GQ_COMMAND(quantize-tensor, cmd_quantize_tensor, "quantize a raw float32 matrix 
 GQ_COMMAND(bench, cmd_bench, "performance tables (bench formats, ...)")
 GQ_COMMAND(generate, cmd_generate, "generate text from a model (llama2.c run.c semantics, greedy by default)")
 GQ_COMMAND(synth, cmd_synth, "write a synthetic checkpoint of a real model shape (tiny, stories15M, ...)")
+GQ_COMMAND(run, cmd_run, "run an experiment file: sweep, results.csv/.h5, charts, resume")
+GQ_COMMAND(plot, cmd_plot, "redraw the charts of results/<experiment> from its results.csv")
