@@ -75,6 +75,16 @@ void gq_linear(float *y, const float *x, const float *W, int n, int in, int out)
                 y, out);
 }
 
+void gq_block_linear(const gq_layer *L, gq_linear_kind k, float *y, const float *x, int n, int in,
+                     int out)
+{
+    const gq_linear_op *op = L->op[k];
+    if (op)
+        op->apply(op, y, x, n);
+    else
+        gq_linear(y, x, gq_linear_weight(L, k), n, in, out);
+}
+
 void gq_rmsnorm(float *out, const float *x, const float *w, int n, int width)
 {
 #pragma omp parallel for schedule(static) if ((long)n * width >= 65536)
@@ -103,13 +113,13 @@ void gq_attention_forward(const gq_config *c, const gq_layer *L, const float *xi
     int N = B * T, dim = c->dim, kv_dim = gq_kv_dim(c), hs = gq_head_size(c);
     assert(N <= ws->max_tokens && T <= c->seq_len);
     float *ctx = ctx_out ? ctx_out : ws->ctx;
-    gq_linear(ws->q, xin, L->wq, N, dim, dim);       /* (N, dim) -> q (N, dim) */
-    gq_linear(ws->k, xin, L->wk, N, dim, kv_dim);    /* -> k (N, kv_dim) */
-    gq_linear(ws->v, xin, L->wv, N, dim, kv_dim);    /* -> v (N, kv_dim) */
+    gq_block_linear(L, GQ_LIN_Q, ws->q, xin, N, dim, dim);    /* (N, dim) -> q (N, dim) */
+    gq_block_linear(L, GQ_LIN_K, ws->k, xin, N, dim, kv_dim); /* -> k (N, kv_dim) */
+    gq_block_linear(L, GQ_LIN_V, ws->v, xin, N, dim, kv_dim); /* -> v (N, kv_dim) */
     gq_rope_rows(ws->q, N, T, dim, hs, ws->rope_cos, ws->rope_sin);
     gq_rope_rows(ws->k, N, T, kv_dim, hs, ws->rope_cos, ws->rope_sin);
     gq_causal_attention(c, ws->q, ws->k, ws->v, ctx, B, T, ws->scores, ws->n_threads);
-    gq_linear(out, ctx, L->wo, N, dim, dim);         /* ctx (N, dim) -> out (N, dim) */
+    gq_block_linear(L, GQ_LIN_O, out, ctx, N, dim, dim);      /* ctx (N, dim) -> out (N, dim) */
 }
 
 void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int n, float *out,
@@ -118,14 +128,14 @@ void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int
     int dim = c->dim, hid = c->hidden_dim;
     assert(n <= ws->max_tokens);
     float *act = act_out ? act_out : ws->hb;
-    gq_linear(ws->hb, xin, L->w1, n, dim, hid);  /* gate (n, hidden) */
-    gq_linear(ws->hb2, xin, L->w3, n, dim, hid); /* up   (n, hidden) */
+    gq_block_linear(L, GQ_LIN_GATE, ws->hb, xin, n, dim, hid); /* gate (n, hidden) */
+    gq_block_linear(L, GQ_LIN_UP, ws->hb2, xin, n, dim, hid);  /* up   (n, hidden) */
     size_t total = (size_t)n * hid;
     const float *g = ws->hb, *u = ws->hb2;
 #pragma omp parallel for schedule(static) if (total >= 65536)
     for (size_t i = 0; i < total; i++)
         act[i] = g[i] * (1.0f / (1.0f + expf(-g[i]))) * u[i];
-    gq_linear(out, act, L->w2, n, hid, dim);     /* act (n, hidden) -> out (n, dim) */
+    gq_block_linear(L, GQ_LIN_DOWN, out, act, n, hid, dim);    /* act (n, hidden) -> out (n, dim) */
 }
 
 /* RMSNorm(x) with weight w, then times the explicit transform M (dim, dim) when present.
@@ -191,6 +201,9 @@ int gq_forward_prefill(const gq_model *m, const int *tokens, int B, int T, gq_fo
     for (int l = 0; l < c->n_layers; l++)
         gq_block_forward(m, l, ws->x, B, T, ws, NULL);
     gq_rmsnorm(ws->xn, ws->x, m->rms_final, N, c->dim);
-    gq_linear(logits, ws->xn, m->wcls, N, c->dim, c->vocab_size); /* (N, vocab) */
+    if (m->cls_op)                                       /* (N, vocab) */
+        m->cls_op->apply(m->cls_op, logits, ws->xn, N);
+    else
+        gq_linear(logits, ws->xn, m->wcls, N, c->dim, c->vocab_size);
     return 0;
 }

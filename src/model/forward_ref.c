@@ -81,6 +81,17 @@ static void matvec(float *xout, const float *x, const float *w, int n, int d)
     }
 }
 
+/* xout (d) = linear k of block L applied to x (n): its operator when set (packed weights),
+ * else matvec on the fp32 weight. */
+static void layer_matvec(const gq_layer *L, gq_linear_kind k, float *xout, const float *x, int n,
+                         int d)
+{
+    if (L->op[k])
+        L->op[k]->apply(L->op[k], xout, x, 1);
+    else
+        matvec(xout, x, gq_linear_weight(L, k), n, d);
+}
+
 /* out (dim) = x (dim) · M (dim, dim), column sums in order over the rows of M. */
 static void vec_times_matrix(float *out, const float *x, const float *M, int dim)
 {
@@ -174,12 +185,12 @@ int gq_decode_step(gq_decode *d, int token, int pos, float *logits, gq_error *er
             vec_times_matrix(d->xt, d->xb, L->att_in_transform, dim);
             ain = d->xt;
         }
-        matvec(d->q, ain, L->wq, dim, dim);
-        matvec(k, ain, L->wk, dim, kv_dim);
-        matvec(v, ain, L->wv, dim, kv_dim);
+        layer_matvec(L, GQ_LIN_Q, d->q, ain, dim, dim);
+        layer_matvec(L, GQ_LIN_K, k, ain, dim, kv_dim);
+        layer_matvec(L, GQ_LIN_V, v, ain, dim, kv_dim);
         rope_vec(d->q, k, pos, dim, kv_dim, gq_head_size(c));
         attend(d, l, pos);
-        matvec(d->xb2, d->xb, L->wo, dim, dim);
+        layer_matvec(L, GQ_LIN_O, d->xb2, d->xb, dim, dim);
         for (int i = 0; i < dim; i++)
             d->x[i] += d->xb2[i];
         /* mlp: xb = norm(x) [· M]; x += w2 · (SiLU(w1 xb) * (w3 xb)) */
@@ -189,19 +200,22 @@ int gq_decode_step(gq_decode *d, int token, int pos, float *logits, gq_error *er
             vec_times_matrix(d->xt, d->xb, L->ffn_in_transform, dim);
             fin = d->xt;
         }
-        matvec(d->hb, fin, L->w1, dim, hid);
-        matvec(d->hb2, fin, L->w3, dim, hid);
+        layer_matvec(L, GQ_LIN_GATE, d->hb, fin, dim, hid);
+        layer_matvec(L, GQ_LIN_UP, d->hb2, fin, dim, hid);
         for (int i = 0; i < hid; i++) {
             float val = d->hb[i];
             val *= (1.0f / (1.0f + expf(-val)));
             d->hb[i] = val * d->hb2[i];
         }
-        matvec(d->xb, d->hb, L->w2, hid, dim);
+        layer_matvec(L, GQ_LIN_DOWN, d->xb, d->hb, hid, dim);
         for (int i = 0; i < dim; i++)
             d->x[i] += d->xb[i];
     }
     rmsnorm_vec(d->x, d->x, m->rms_final, dim);
-    matvec(logits, d->x, m->wcls, dim, c->vocab_size);
+    if (m->cls_op)
+        m->cls_op->apply(m->cls_op, logits, d->x, 1);
+    else
+        matvec(logits, d->x, m->wcls, dim, c->vocab_size);
     d->next_pos = pos + 1;
     return 0;
 }

@@ -48,6 +48,10 @@ void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int
 void gq_rmsnorm(float *out, const float *x, const float *w, int n, int width);
 /* y (n, out) = x (n, in) · W^T with W (out, in) row-major (cblas_sgemm). */
 void gq_linear(float *y, const float *x, const float *W, int n, int in, int out);
+/* The same for linear k of a block: through L->op[k] when set (packed weights), else
+ * gq_linear on the fp32 weight. */
+void gq_block_linear(const gq_layer *L, gq_linear_kind k, float *y, const float *x, int n, int in,
+                     int out);
 
 /* Single-token decode with a KV cache, for generation. It is also the per-token reference the
  * batched path is tested against: written for clarity in llama2.c run.c's order of operations

@@ -36,6 +36,14 @@ typedef enum {
     GQ_N_LINEAR
 } gq_linear_kind;
 
+/* A linear operator standing in for an fp32 weight in the forward pass (packed quantized
+ * weights, src/packed/gq_packed.h): apply writes y (n, out) = x (n, in) · W^T for the shape of
+ * the weight it replaces. Prefill calls it with n = B*T, decode with n = 1. */
+typedef struct gq_linear_op gq_linear_op;
+struct gq_linear_op {
+    void (*apply)(const gq_linear_op *op, float *y, const float *x, int n);
+};
+
 typedef struct gq_layer {
     float *rms_att;  /* (dim) */
     float *wq;       /* (dim, dim) */
@@ -52,6 +60,9 @@ typedef struct gq_layer {
      * before gate/up (ffn). They cost a dim x dim product per token and count in model size. */
     float *att_in_transform;
     float *ffn_in_transform;
+    /* Optional operators replacing the fp32 weights (indexed by gq_linear_kind; NULL = use the
+     * weight). Not owned; the loader, synthesizer and clone leave them NULL. */
+    const gq_linear_op *op[GQ_N_LINEAR];
 } gq_layer;
 
 typedef struct gq_model {
@@ -60,6 +71,7 @@ typedef struct gq_model {
     gq_layer *layers;      /* n_layers entries */
     float *rms_final;      /* (dim) */
     float *wcls;           /* (vocab, dim); equals tok_embeddings when shared_classifier */
+    const gq_linear_op *cls_op; /* optional operator replacing wcls (NULL = use wcls) */
     char path[1024];       /* file the model came from ("" for generated or cloned models) */
     /* storage: either a private copy-on-write mapping of the file or one heap block */
     void *map;
