@@ -121,7 +121,7 @@ static void series_name(const gq_table *t, size_t r, const char *x, const char *
     const char *label = gq_table_str(t, r, "series");
     snprintf(buf, n, "%s", label ? label : "?");
     const char *sw = gq_table_str(t, r, "sweep");
-    if (!sw)
+    if (!sw || strcmp(x, "bpw") == 0) /* on the size axis every setting is a point of the series */
         return;
     char *copy = strdup(sw), *save = NULL;
     for (char *kv = strtok_r(copy, " ", &save); kv; kv = strtok_r(NULL, " ", &save)) {
@@ -144,8 +144,8 @@ static void protocol_title(const gq_table *t, char *buf, size_t n)
     const char *tok = gq_table_str(t, r, "tokenizer");
     const char *model = gq_table_str(t, r, "model");
     snprintf(buf, n,
-             "%s | PPL protocol %s, ctx %.0f, %.0f windows of %s (sha256 %.8s), tokenizer %s | "
-             "seed %.0f, %.0f threads",
+             "%s | perplexity protocol %s, ctx %.0f, %.0f windows of %s (sha256 %.8s)\n"
+             "tokenizer %s | seed %.0f | %.0f threads",
              model ? model : "?", proto ? proto : "?", gq_table_num(t, r, "ctx"),
              gq_table_num(t, r, "eval_windows"), text ? text : "?", sha ? sha : "?",
              tok ? tok : "?", gq_table_num(t, r, "seed"), gq_table_num(t, r, "threads"));
@@ -163,6 +163,22 @@ static void gp_quote(FILE *f, const char *s)
     fputc('\'', f);
 }
 
+/* gnuplot double-quoted string: newlines become \n, quotes and backslashes are escaped. */
+static void gp_dquote(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '\n')
+            fputs("\\n", f);
+        else {
+            if (*s == '"' || *s == '\\')
+                fputc('\\', f);
+            fputc(*s, f);
+        }
+    }
+    fputc('"', f);
+}
+
 /* Runs one gnuplot script writing `png` atomically. The script body is produced by `body`. */
 typedef void (*script_fn)(FILE *f, const void *ctx);
 
@@ -178,8 +194,9 @@ static int run_gnuplot(const char *gnuplot, const char *png, const char *title, 
     fprintf(script, "set terminal pngcairo size 1100,680 font ',10' noenhanced\nset output ");
     gp_quote(script, tmp);
     fprintf(script, "\nset title ");
-    gp_quote(script, title);
-    fprintf(script, "\nset grid\nset key outside right top\n");
+    gp_dquote(script, title);
+    fprintf(script, "\nset grid\nset key outside right top\nset offsets graph 0.04, graph 0.04, "
+                    "graph 0.04, graph 0.04\n");
     body(script, ctx);
     fprintf(script, "set output\n");
     fclose(script);
@@ -278,7 +295,7 @@ static int ppl_chart(const gq_table *t, const char *gnuplot, const char *dir, co
         chart_sort(&c);
         char title[2048], proto[1600], png[4096], ylabel[256];
         protocol_title(t, proto, sizeof proto);
-        snprintf(title, sizeof title, "Perplexity vs %s%s\\n%s", xlabel, extra_title, proto);
+        snprintf(title, sizeof title, "Perplexity vs %s%s\n%s", xlabel, extra_title, proto);
         const char *pr = gq_table_str(t, 0, "protocol");
         snprintf(ylabel, sizeof ylabel, "perplexity (%s protocol, ctx %.0f; error bars: 1 s.e.)",
                  pr ? pr : "?", gq_table_num(t, 0, "ctx"));
@@ -368,7 +385,7 @@ int gq_plot_results(const gq_table *t, const char *dir, int *n_charts, gq_error 
 
     char title[2048], proto[1600], png[4096];
     protocol_title(t, proto, sizeof proto);
-    snprintf(title, sizeof title, "Time per stage and cell\\n%s", proto);
+    snprintf(title, sizeof title, "Time per stage and cell\n%s", proto);
     snprintf(png, sizeof png, "%s/stage_times.png", dir);
     if (run_gnuplot(gnuplot, png, title, times_body, t, err))
         return -1;
