@@ -1,0 +1,107 @@
+/* gq-bench bench tokenizer: encode speed on a large text (a file repeated in memory up to a
+ * target size), one row per tokenizer. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/gq_assets.h"
+#include "core/gq_fileio.h"
+#include "core/gq_time.h"
+#include "text/gq_tokenizer.h"
+
+static const char *CMD = "bench tokenizer";
+
+static void help(void)
+{
+    printf("usage: gq-bench bench tokenizer [--data D] [--mb N] [--tokenizer T]...\n\n"
+           "Builds a text of N MB (default 10) by repeating file D (default\n"
+           "text/tinystories-train/train.txt) in memory, then times one encode (with BOS)\n"
+           "of the whole text per tokenizer (default: models/stories260K/tok512.bin and\n"
+           "tokenizers/llama2/tokenizer.bin). Single-threaded.\n");
+}
+
+int bench_tokenizer(int argc, char **argv)
+{
+    const char *data_arg = "text/tinystories-train/train.txt";
+    const char *toks[8];
+    int n_toks = 0;
+    long mb = 10;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has_val = i + 1 < argc;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            help();
+            return GQ_EXIT_OK;
+        } else if (strcmp(a, "--data") == 0 && has_val) {
+            data_arg = argv[++i];
+        } else if (strcmp(a, "--mb") == 0 && has_val) {
+            if (cli_int(CMD, a, argv[++i], 1, 1024, &mb) != 0)
+                return GQ_EXIT_USAGE;
+        } else if (strcmp(a, "--tokenizer") == 0 && has_val) {
+            if (n_toks == 8)
+                return cli_usage_error(CMD, "at most 8 --tokenizer options");
+            toks[n_toks++] = argv[++i];
+        } else {
+            return cli_usage_error(CMD, "unknown option or missing value: '%s'", a);
+        }
+    }
+    if (n_toks == 0) {
+        toks[n_toks++] = "models/stories260K/tok512.bin";
+        toks[n_toks++] = "tokenizers/llama2/tokenizer.bin";
+    }
+    gq_error err = {{0}};
+    char path[4096];
+    if (gq_asset_resolve(data_arg, path, sizeof path, &err) != 0)
+        return cli_report(CMD, &err, GQ_EXIT_USAGE);
+    char *src = NULL;
+    size_t src_len = 0;
+    if (gq_read_file(path, &src, &src_len, &err) != 0)
+        return cli_report(CMD, &err, GQ_EXIT_USAGE);
+    if (src_len == 0) {
+        free(src);
+        gq_fail(&err, "%s: empty file", path);
+        return cli_report(CMD, &err, GQ_EXIT_USAGE);
+    }
+    size_t len = (size_t)mb * 1000000;
+    char *text = malloc(len);
+    if (!text) {
+        free(src);
+        gq_fail(&err, "out of memory for %ld MB of text", mb);
+        return cli_report(CMD, &err, GQ_EXIT_FAIL);
+    }
+    for (size_t off = 0; off < len; off += src_len)
+        memcpy(text + off, src, len - off < src_len ? len - off : src_len);
+    free(src);
+
+    printf("tokenizer encode speed: %s repeated to %zu bytes, one encode with BOS, 1 thread\n\n",
+           path, len);
+    printf("%-40s %7s %12s %9s %9s %12s\n", "tokenizer", "vocab", "tokens", "seconds", "MB/s",
+           "tokens/s");
+    int status = GQ_EXIT_OK;
+    for (int k = 0; k < n_toks; k++) {
+        char tp[4096];
+        gq_tokenizer *t = NULL;
+        if (gq_asset_resolve(toks[k], tp, sizeof tp, &err) != 0 ||
+            gq_tokenizer_load(tp, 0, &t, &err) != 0) {
+            status = cli_report(CMD, &err, GQ_EXIT_USAGE);
+            break;
+        }
+        int *ids = NULL;
+        size_t n = 0;
+        double t0 = gq_now();
+        int rc = gq_tokenizer_encode(t, text, len, true, false, &ids, &n, &err);
+        double s = gq_now() - t0;
+        free(ids);
+        if (rc != 0) {
+            gq_tokenizer_free(t);
+            status = cli_report(CMD, &err, GQ_EXIT_FAIL);
+            break;
+        }
+        printf("%-40s %7d %12zu %9.3f %9.2f %12.0f\n", toks[k], gq_tokenizer_vocab_size(t), n, s,
+               len / s / 1e6, n / s);
+        gq_tokenizer_free(t);
+    }
+    free(text);
+    return status;
+}

@@ -1,0 +1,227 @@
+/* gq-bench eval: perplexity of a model on a text under a named protocol, optionally with KL
+ * divergence and top-1 agreement against a saved baseline. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/gq_assets.h"
+#include "core/gq_sha256.h"
+#include "core/gq_threads.h"
+#include "eval/gq_eval.h"
+#include "model/gq_model.h"
+#include "text/gq_dataset.h"
+#include "text/gq_tokenizer.h"
+
+static const char *CMD = "eval";
+
+static void help(void)
+{
+    printf("usage: gq-bench eval --model M --tokenizer T --data D [--ctx N]\n"
+           "                     [--protocol full|llamacpp] [--max-windows K] [--batch B]\n"
+           "                     [--threads N] [--save-baseline F] [--baseline F] [--json]\n\n"
+           "Perplexity of model M on text D. The text is tokenized once with one BOS at the\n"
+           "start and cut into non-overlapping windows of N tokens (default: the model's\n"
+           "seq_len; the tail is dropped).\n"
+           "  full      every position after the first of each window is scored (N-1 per window)\n"
+           "  llamacpp  first token of each window replaced by BOS, only positions N/2..N-2\n"
+           "            scored (llama.cpp perplexity)\n"
+           "PPL = exp(mean NLL); its error is sqrt(var(NLL)/(n-1)) * PPL.\n\n"
+           "  --max-windows K     only the first K windows\n"
+           "  --batch B           windows per forward pass (default: automatic)\n"
+           "  --save-baseline F   save this model's log-probabilities at the scored positions\n"
+           "  --baseline F        compare with a saved baseline: KL(base||model), top-1\n"
+           "                      agreement, delta-PPL (same data, protocol, ctx, windows)\n");
+}
+
+typedef struct {
+    const char *model, *tokenizer, *data, *save_baseline, *baseline;
+    long ctx, max_windows, batch, threads;
+    gq_ppl_protocol protocol;
+    bool json;
+} eval_args;
+
+/* Returns -1 after printing a usage error, 1 for --help, 0 otherwise. */
+static int parse(int argc, char **argv, eval_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        bool v = i + 1 < argc;
+        if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
+            help();
+            return 1;
+        } else if (strcmp(o, "--json") == 0) {
+            a->json = true;
+        } else if (strcmp(o, "--model") == 0 && v) {
+            a->model = argv[++i];
+        } else if (strcmp(o, "--tokenizer") == 0 && v) {
+            a->tokenizer = argv[++i];
+        } else if (strcmp(o, "--data") == 0 && v) {
+            a->data = argv[++i];
+        } else if (strcmp(o, "--save-baseline") == 0 && v) {
+            a->save_baseline = argv[++i];
+        } else if (strcmp(o, "--baseline") == 0 && v) {
+            a->baseline = argv[++i];
+        } else if (strcmp(o, "--protocol") == 0 && v) {
+            gq_error err = {{0}};
+            if (gq_ppl_protocol_parse(argv[++i], &a->protocol, &err) != 0) {
+                cli_usage_error(CMD, "--protocol: %s", err.msg);
+                return -1;
+            }
+        } else if (strcmp(o, "--ctx") == 0 && v) {
+            if (cli_int(CMD, o, argv[++i], 2, 1 << 20, &a->ctx) != 0)
+                return -1;
+        } else if (strcmp(o, "--max-windows") == 0 && v) {
+            if (cli_int(CMD, o, argv[++i], 1, 1L << 40, &a->max_windows) != 0)
+                return -1;
+        } else if (strcmp(o, "--batch") == 0 && v) {
+            if (cli_int(CMD, o, argv[++i], 1, 4096, &a->batch) != 0)
+                return -1;
+        } else if (strcmp(o, "--threads") == 0 && v) {
+            if (cli_int(CMD, o, argv[++i], 1, 4096, &a->threads) != 0)
+                return -1;
+        } else {
+            cli_usage_error(CMD, "unknown option or missing value: '%s'", o);
+            return -1;
+        }
+    }
+    if (!a->model || !a->tokenizer || !a->data) {
+        cli_usage_error(CMD, "--model, --tokenizer and --data are required");
+        return -1;
+    }
+    return 0;
+}
+
+static void print_json(const eval_args *a, const char *model_path, const char *tok_path,
+                       const gq_dataset *ds, const gq_eval_result *r)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "model", json_string(model_path));
+    json_object_set_new(o, "tokenizer", json_string(tok_path));
+    json_object_set_new(o, "data", json_string(ds->path));
+    json_object_set_new(o, "data_sha256", json_string(ds->sha256));
+    json_object_set_new(o, "data_bytes", json_integer((json_int_t)ds->text_bytes));
+    json_object_set_new(o, "data_tokens", json_integer((json_int_t)ds->n_tokens));
+    json_object_set_new(o, "protocol", json_string(gq_ppl_protocol_name(r->protocol)));
+    json_object_set_new(o, "ctx", json_integer(r->ctx));
+    json_object_set_new(o, "windows", json_integer((json_int_t)r->windows));
+    json_object_set_new(o, "windows_available",
+                        json_integer((json_int_t)gq_dataset_n_windows(ds, r->ctx)));
+    json_object_set_new(o, "batch", json_integer(r->batch));
+    json_object_set_new(o, "threads", json_integer(r->threads));
+    json_object_set_new(o, "tokens", json_integer((json_int_t)r->tokens));
+    json_object_set_new(o, "scored", json_integer((json_int_t)r->scored));
+    json_object_set_new(o, "mean_nll", json_real(r->mean_nll));
+    json_object_set_new(o, "nll_se", json_real(r->nll_se));
+    json_object_set_new(o, "ppl", json_real(r->ppl));
+    json_object_set_new(o, "ppl_se", json_real(r->ppl_se));
+    json_object_set_new(o, "seconds", json_real(r->seconds));
+    json_object_set_new(o, "tokens_per_s", json_real(r->tokens_per_s));
+    if (r->has_baseline) {
+        json_object_set_new(o, "baseline", json_string(a->baseline));
+        json_object_set_new(o, "base_ppl", json_real(r->base_ppl));
+        json_object_set_new(o, "delta_ppl", json_real(r->delta_ppl));
+        json_object_set_new(o, "kl_mean", json_real(r->kl_mean));
+        json_object_set_new(o, "kl_se", json_real(r->kl_se));
+        json_object_set_new(o, "top1_pct", json_real(r->top1_pct));
+        json_object_set_new(o, "top1_se_pct", json_real(r->top1_se_pct));
+    }
+    char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    printf("%s\n", s);
+    free(s);
+    json_decref(o);
+}
+
+static void print_text(const eval_args *a, const char *model_path, const char *tok_path,
+                       const gq_dataset *ds, const gq_eval_result *r)
+{
+    int first = r->protocol == GQ_PPL_LLAMACPP ? r->ctx / 2 : 0;
+    printf("model       %s\n", model_path);
+    printf("tokenizer   %s\n", tok_path);
+    printf("data        %s (%zu bytes, %zu tokens with one BOS)\n", ds->path, ds->text_bytes,
+           ds->n_tokens);
+    printf("sha256      %s\n", ds->sha256);
+    printf("protocol    %s: windows of %d tokens%s, positions %d..%d scored\n",
+           gq_ppl_protocol_name(r->protocol), r->ctx,
+           r->protocol == GQ_PPL_LLAMACPP ? ", first token set to BOS" : "", first, r->ctx - 2);
+    printf("windows     %zu of %zu (batch %d, %d threads)\n", r->windows,
+           gq_dataset_n_windows(ds, r->ctx), r->batch, r->threads);
+    printf("scored      %zu predictions over %zu tokens\n", r->scored, r->tokens);
+    printf("mean NLL    %.6f +/- %.6f nats/token\n", r->mean_nll, r->nll_se);
+    printf("PPL         %.4f +/- %.4f\n", r->ppl, r->ppl_se);
+    if (r->has_baseline) {
+        printf("baseline    %s (PPL %.4f)\n", a->baseline, r->base_ppl);
+        printf("delta PPL   %+.4f\n", r->delta_ppl);
+        printf("KL          %.6f +/- %.6f nats (base || model)\n", r->kl_mean, r->kl_se);
+        printf("top-1       %.3f +/- %.3f %% agreement with the baseline\n", r->top1_pct,
+               r->top1_se_pct);
+    }
+    printf("speed       %.0f tokens/s (%.3f s)\n", r->tokens_per_s, r->seconds);
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    eval_args a;
+    int p = parse(argc, argv, &a);
+    if (p != 0)
+        return p > 0 ? GQ_EXIT_OK : GQ_EXIT_USAGE;
+    if (a.threads > 0)
+        gq_threads_set((int)a.threads);
+
+    gq_error err = {{0}};
+    char model_path[4096], tok_path[4096], data_path[4096];
+    if (gq_asset_resolve(a.model, model_path, sizeof model_path, &err) != 0 ||
+        gq_asset_resolve(a.tokenizer, tok_path, sizeof tok_path, &err) != 0 ||
+        gq_asset_resolve(a.data, data_path, sizeof data_path, &err) != 0)
+        return cli_report(CMD, &err, GQ_EXIT_USAGE);
+
+    int status = GQ_EXIT_USAGE;
+    gq_model m;
+    memset(&m, 0, sizeof m);
+    gq_tokenizer *tok = NULL;
+    gq_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    gq_eval_baseline *base_in = NULL, *base_out = NULL;
+    if (gq_model_load(model_path, &m, &err) != 0)
+        goto fail;
+    if (a.ctx > m.cfg.seq_len) {
+        gq_fail(&err, "--ctx %ld exceeds the model's seq_len %d (%s)", a.ctx, m.cfg.seq_len,
+                model_path);
+        goto fail;
+    }
+    if (gq_tokenizer_load(tok_path, m.cfg.vocab_size, &tok, &err) != 0 ||
+        gq_dataset_load(data_path, tok, &ds, &err) != 0)
+        goto fail;
+    if (a.baseline && gq_eval_baseline_load(a.baseline, &base_in, &err) != 0)
+        goto fail;
+    gq_eval_opts o = gq_eval_opts_default(a.ctx ? (int)a.ctx : m.cfg.seq_len);
+    o.protocol = a.protocol;
+    o.max_windows = a.max_windows;
+    o.batch = (int)a.batch;
+    o.progress = !a.json;
+    gq_eval_result r;
+    status = GQ_EXIT_FAIL;
+    if (gq_eval_perplexity(&m, &ds, &o, base_in, a.save_baseline ? &base_out : NULL, &r,
+                           &err) != 0)
+        goto fail;
+    if (base_out && gq_eval_baseline_save(base_out, a.save_baseline, &err) != 0)
+        goto fail;
+    if (a.json)
+        print_json(&a, model_path, tok_path, &ds, &r);
+    else
+        print_text(&a, model_path, tok_path, &ds, &r);
+    status = GQ_EXIT_OK;
+    goto done;
+fail:
+    cli_report(CMD, &err, status);
+done:
+    gq_eval_baseline_free(base_in);
+    gq_eval_baseline_free(base_out);
+    gq_dataset_free(&ds);
+    gq_tokenizer_free(tok);
+    gq_model_free(&m);
+    return status;
+}

@@ -1,0 +1,86 @@
+#ifndef GQ_EVAL_H
+#define GQ_EVAL_H
+/* Perplexity, and KL divergence / top-1 agreement against a baseline model, over the
+ * evaluation windows of a dataset.
+ *
+ * Protocols (windows are non-overlapping runs of ctx tokens of the dataset, whose token 0 is
+ * the single BOS; the tail that does not fill a window is dropped; window w is tokens
+ * [w*ctx, (w+1)*ctx)):
+ *   GQ_PPL_FULL      (GPTQ/AWQ papers): the window as is; positions 0..ctx-2 predict tokens
+ *                    1..ctx-1, so ctx-1 predictions per window.
+ *   GQ_PPL_LLAMACPP  (llama.cpp perplexity tool): the window's first token replaced by BOS;
+ *                    positions ctx/2..ctx-2 predict tokens ctx/2+1..ctx-1 (the second half),
+ *                    so ctx-1-ctx/2 predictions per window.
+ * PPL = exp(mean NLL) over all scored predictions (natural log). Its standard error is
+ * llama.cpp's: sigma = sqrt(var(NLL) / (n-1)) * PPL with var the population variance.
+ *
+ * Baseline comparison: a first call with baseline_out != NULL keeps the baseline model's
+ * log-probabilities (all vocab entries) at every scored position; a later call on another
+ * model with that baseline_in (same dataset, protocol, ctx and windows, checked) adds mean
+ * KL(base || model) with its standard error, top-1 agreement (% of positions whose argmax
+ * matches the baseline's argmax) and delta-PPL = PPL(model) - PPL(base). Memory and file size
+ * of a baseline: scored * (vocab * 4 + 12) bytes.
+ *
+ * Every per-position number is computed in double by one thread and summed in position order,
+ * so results do not depend on the thread count (beyond what the forward pass itself does). */
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/gq_error.h"
+#include "model/gq_model.h"
+#include "text/gq_dataset.h"
+
+typedef enum { GQ_PPL_FULL = 0, GQ_PPL_LLAMACPP = 1 } gq_ppl_protocol;
+
+/* "full" / "llamacpp". */
+const char *gq_ppl_protocol_name(gq_ppl_protocol p);
+int gq_ppl_protocol_parse(const char *s, gq_ppl_protocol *p, gq_error *err);
+
+typedef struct gq_eval_opts {
+    int ctx;                  /* window length in tokens, 2..seq_len (4.. for llamacpp) */
+    gq_ppl_protocol protocol;
+    long max_windows;         /* evaluate only the first max_windows windows; 0 = all */
+    int batch;                /* windows per prefill; 0 = automatic (logits buffer <= 256 MiB) */
+    bool progress;            /* show a progress line on stderr */
+} gq_eval_opts;
+
+/* Defaults: ctx = the model's seq_len (set by the caller), full protocol, all windows,
+ * automatic batch, progress on. */
+gq_eval_opts gq_eval_opts_default(int ctx);
+
+typedef struct gq_eval_baseline gq_eval_baseline;
+
+typedef struct gq_eval_result {
+    gq_ppl_protocol protocol;
+    int ctx;
+    int batch;           /* windows per prefill actually used */
+    int threads;
+    size_t windows;      /* windows evaluated */
+    size_t tokens;       /* tokens run through the model: windows * ctx */
+    size_t scored;       /* predictions scored */
+    double mean_nll;     /* nats per scored token */
+    double nll_se;       /* standard error of mean_nll */
+    double ppl, ppl_se;
+    double seconds;      /* wall time of forward passes and scoring */
+    double tokens_per_s; /* tokens / seconds */
+    bool has_baseline;   /* the fields below are set */
+    double base_ppl, delta_ppl;
+    double kl_mean, kl_se; /* nats */
+    double top1_pct, top1_se_pct;
+} gq_eval_result;
+
+/* Evaluates `m` on `ds`. baseline_in: compare against it (NULL: no comparison). baseline_out:
+ * when non-NULL, receives a new baseline of this model (caller frees). */
+int gq_eval_perplexity(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *opts,
+                       const gq_eval_baseline *baseline_in, gq_eval_baseline **baseline_out,
+                       gq_eval_result *result, gq_error *err);
+
+void gq_eval_baseline_free(gq_eval_baseline *b);
+/* Binary file with a header (magic, protocol, ctx, vocab, windows, dataset SHA-256), written
+ * atomically; loading checks the header and the size. */
+int gq_eval_baseline_save(const gq_eval_baseline *b, const char *path, gq_error *err);
+int gq_eval_baseline_load(const char *path, gq_eval_baseline **b, gq_error *err);
+/* PPL of the baseline model on its positions. */
+double gq_eval_baseline_ppl(const gq_eval_baseline *b);
+
+#endif

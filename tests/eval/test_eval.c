@@ -1,0 +1,307 @@
+/* Perplexity / KL evaluation on the real stories260K model and TinyStories text. */
+#include "test_support.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/gq_threads.h"
+#include "eval/gq_eval.h"
+#include "model/gq_forward.h"
+#include "text/gq_dataset.h"
+
+typedef struct {
+    gq_model m;
+    gq_tokenizer *tok;
+    gq_dataset ds;
+} env;
+
+static env E;
+static bool have_assets;
+static char model_path[4096], tok_path[4096], text_path[4096];
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!test_asset("models/stories260K/stories260K.bin", model_path, sizeof model_path) ||
+        !test_asset("models/stories260K/tok512.bin", tok_path, sizeof tok_path) ||
+        !test_asset("text/tinystories/tinystories_val.txt", text_path, sizeof text_path))
+        return 0;
+    gq_error err = {{0}};
+    if (gq_model_load(model_path, &E.m, &err) != 0 ||
+        gq_tokenizer_load(tok_path, E.m.cfg.vocab_size, &E.tok, &err) != 0 ||
+        gq_dataset_load(text_path, E.tok, &E.ds, &err) != 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    have_assets = true;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (have_assets) {
+        gq_dataset_free(&E.ds);
+        gq_tokenizer_free(E.tok);
+        gq_model_free(&E.m);
+    }
+    return 0;
+}
+
+#define NEED_ASSETS()                                                              \
+    do {                                                                           \
+        if (!have_assets) {                                                        \
+            char b_[4096];                                                         \
+            TEST_ASSET_OR_SKIP("models/stories260K/stories260K.bin", b_);          \
+            skip();                                                                \
+        }                                                                          \
+    } while (0)
+
+static gq_eval_opts opts(int ctx, gq_ppl_protocol p, long windows)
+{
+    gq_eval_opts o = gq_eval_opts_default(ctx);
+    o.protocol = p;
+    o.max_windows = windows;
+    o.progress = false;
+    return o;
+}
+
+static gq_eval_result eval_ok(const gq_model *m, const gq_eval_opts *o,
+                              const gq_eval_baseline *in, gq_eval_baseline **out)
+{
+    gq_eval_result r;
+    gq_error err = {{0}};
+    if (gq_eval_perplexity(m, &E.ds, o, in, out, &r, &err) != 0)
+        fail_msg("%s", err.msg);
+    return r;
+}
+
+/* Mean NLL of windows 0..nw-1 computed independently: the per-token reference forward pass
+ * and a direct log-softmax, with the protocol's first-token and scored-range rules. */
+static double reference_nll(int ctx, gq_ppl_protocol p, int nw, size_t *count)
+{
+    int V = E.m.cfg.vocab_size;
+    float *logits = malloc((size_t)ctx * V * sizeof *logits);
+    int *win = malloc((size_t)ctx * sizeof *win);
+    double sum = 0.0;
+    *count = 0;
+    gq_error err = {{0}};
+    for (int w = 0; w < nw; w++) {
+        memcpy(win, E.ds.tokens + (size_t)w * ctx, (size_t)ctx * sizeof *win);
+        if (p == GQ_PPL_LLAMACPP)
+            win[0] = 1;
+        if (gq_forward_ref(&E.m, win, ctx, logits, &err) != 0)
+            fail_msg("%s", err.msg);
+        for (int t = (p == GQ_PPL_LLAMACPP ? ctx / 2 : 0); t < ctx - 1; t++) {
+            const float *x = logits + (size_t)t * V;
+            double mx = x[0], s = 0.0;
+            for (int v = 1; v < V; v++)
+                mx = fmax(mx, x[v]);
+            for (int v = 0; v < V; v++)
+                s += exp(x[v] - mx);
+            sum += mx + log(s) - x[win[t + 1]];
+            (*count)++;
+        }
+    }
+    free(logits);
+    free(win);
+    return sum / (double)*count;
+}
+
+static void test_protocols_match_reference(void **state)
+{
+    (void)state;
+    NEED_ASSETS();
+    const int ctx = 128, nw = 3;
+    for (int p = GQ_PPL_FULL; p <= GQ_PPL_LLAMACPP; p++) {
+        gq_eval_opts o = opts(ctx, (gq_ppl_protocol)p, nw);
+        o.batch = 2; /* a full batch and a partial one */
+        gq_eval_result r = eval_ok(&E.m, &o, NULL, NULL);
+        size_t n;
+        double ref = reference_nll(ctx, (gq_ppl_protocol)p, nw, &n);
+        assert_int_equal(r.windows, nw);
+        assert_int_equal(r.tokens, nw * ctx);
+        assert_int_equal(r.scored, n);
+        assert_int_equal(r.scored, p == GQ_PPL_FULL ? nw * (ctx - 1) : nw * (ctx - 1 - ctx / 2));
+        if (fabs(r.mean_nll - ref) > 1e-4 * ref)
+            fail_msg("%s: mean NLL %.8f, reference %.8f", gq_ppl_protocol_name(r.protocol),
+                     r.mean_nll, ref);
+        assert_true(fabs(r.ppl - exp(r.mean_nll)) < 1e-12 * r.ppl);
+        assert_true(r.ppl_se > 0 && r.ppl_se < r.ppl);
+    }
+}
+
+static void test_plausible_and_thread_stable(void **state)
+{
+    (void)state;
+    NEED_ASSETS();
+    int saved = gq_threads_get();
+    for (int p = GQ_PPL_FULL; p <= GQ_PPL_LLAMACPP; p++) {
+        gq_eval_opts o = opts(512, (gq_ppl_protocol)p, 8);
+        gq_threads_set(1);
+        gq_eval_result r1 = eval_ok(&E.m, &o, NULL, NULL);
+        gq_threads_set(2);
+        gq_eval_result r2 = eval_ok(&E.m, &o, NULL, NULL);
+        fprintf(stderr, "stories260K %s ctx 512, 8 windows: PPL %.4f +/- %.4f (1 thread), "
+                "%.4f (2 threads)\n", gq_ppl_protocol_name(r1.protocol), r1.ppl, r1.ppl_se,
+                r2.ppl);
+        assert_true(isfinite(r1.ppl));
+        assert_true(r1.ppl > 3.0 && r1.ppl < 8.0);
+        assert_int_equal(r1.threads, 1);
+        assert_int_equal(r2.threads, 2);
+        if (fabs(r1.ppl - r2.ppl) > 1e-6 * r1.ppl || fabs(r1.ppl_se - r2.ppl_se) > 1e-6 * r1.ppl_se)
+            fail_msg("PPL depends on threads: %.10f vs %.10f", r1.ppl, r2.ppl);
+    }
+    gq_threads_set(saved);
+}
+
+static void test_kl_self_and_perturbed(void **state)
+{
+    (void)state;
+    NEED_ASSETS();
+    gq_eval_opts o = opts(256, GQ_PPL_FULL, 4);
+    gq_eval_baseline *base = NULL;
+    gq_eval_result r0 = eval_ok(&E.m, &o, NULL, &base);
+    assert_non_null(base);
+    assert_false(r0.has_baseline);
+    assert_true(fabs(gq_eval_baseline_ppl(base) - r0.ppl) < 1e-12 * r0.ppl);
+
+    gq_eval_result self = eval_ok(&E.m, &o, base, NULL);
+    assert_true(self.has_baseline);
+    assert_true(self.kl_mean == 0.0);
+    assert_true(self.top1_pct == 100.0);
+    assert_true(self.delta_ppl == 0.0);
+
+    /* Save and load the baseline: the same numbers. */
+    char *dir = test_tmpdir("eval");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/base.bin", dir);
+    gq_error err = {{0}};
+    assert_int_equal(gq_eval_baseline_save(base, path, &err), 0);
+    gq_eval_baseline *loaded = NULL;
+    if (gq_eval_baseline_load(path, &loaded, &err) != 0)
+        fail_msg("%s", err.msg);
+
+    /* A perturbed model: noise on one layer's wq and w2. */
+    gq_model q;
+    assert_int_equal(gq_model_clone(&E.m, &q, &err), 0);
+    unsigned s = 12345;
+    const gq_config *c = &q.cfg;
+    for (int i = 0; i < c->dim * c->dim; i++) {
+        s = s * 1103515245u + 12345u;
+        q.layers[1].wq[i] += 0.05f * ((float)(s >> 16 & 0x7fff) / 32768.0f - 0.5f);
+    }
+    for (int i = 0; i < c->dim * c->hidden_dim; i++) {
+        s = s * 1103515245u + 12345u;
+        q.layers[2].w2[i] *= 1.0f + 0.3f * ((float)(s >> 16 & 0x7fff) / 32768.0f - 0.5f);
+    }
+    gq_eval_result rq = eval_ok(&q, &o, loaded, NULL);
+    fprintf(stderr, "perturbed: PPL %.4f (base %.4f), KL %.6f +/- %.6f, top-1 %.2f%%\n", rq.ppl,
+            rq.base_ppl, rq.kl_mean, rq.kl_se, rq.top1_pct);
+    assert_true(rq.kl_mean > 0.0 && rq.kl_se > 0.0 && rq.kl_se < rq.kl_mean);
+    assert_true(rq.top1_pct < 100.0 && rq.top1_pct > 10.0);
+    assert_true(fabs(rq.delta_ppl - (rq.ppl - r0.ppl)) < 1e-9);
+    assert_true(rq.ppl != r0.ppl);
+
+    /* A baseline of other windows is refused with a message naming the mismatch. */
+    gq_eval_opts o2 = opts(128, GQ_PPL_FULL, 4);
+    gq_eval_result bad;
+    assert_int_equal(gq_eval_perplexity(&q, &E.ds, &o2, loaded, NULL, &bad, &err), -1);
+    assert_non_null(strstr(err.msg, "baseline does not match"));
+
+    /* Truncated baseline files are refused. */
+    size_t len;
+    char *bytes = test_read_file(path, &len);
+    FILE *f = fopen(path, "wb");
+    fwrite(bytes, 1, len - 4, f);
+    fclose(f);
+    gq_eval_baseline *trunc = NULL;
+    assert_int_equal(gq_eval_baseline_load(path, &trunc, &err), -1);
+    assert_non_null(strstr(err.msg, path));
+    free(bytes);
+    remove(path);
+    remove(dir);
+    free(dir);
+
+    gq_model_free(&q);
+    gq_eval_baseline_free(loaded);
+    gq_eval_baseline_free(base);
+}
+
+static void test_bad_options(void **state)
+{
+    (void)state;
+    NEED_ASSETS();
+    gq_eval_result r;
+    gq_error err = {{0}};
+    gq_eval_opts o = opts(E.m.cfg.seq_len + 1, GQ_PPL_FULL, 1);
+    assert_int_equal(gq_eval_perplexity(&E.m, &E.ds, &o, NULL, NULL, &r, &err), -1);
+    assert_non_null(strstr(err.msg, "seq_len"));
+    o = opts(3, GQ_PPL_LLAMACPP, 1);
+    assert_int_equal(gq_eval_perplexity(&E.m, &E.ds, &o, NULL, NULL, &r, &err), -1);
+    gq_ppl_protocol p;
+    assert_int_equal(gq_ppl_protocol_parse("wiki", &p, &err), -1);
+    assert_non_null(strstr(err.msg, "wiki"));
+}
+
+static void expect_cli_error(const char *args, const char *needle)
+{
+    char out[4096], errb[4096];
+    int st = test_run_cli(args, out, sizeof out, errb, sizeof errb);
+    if (st == 0 || !strstr(errb, needle))
+        fail_msg("'gq-bench %s' exited %d with stderr '%s' (expected '%s')", args, st, errb,
+                 needle);
+}
+
+static void test_cli(void **state)
+{
+    (void)state;
+    NEED_ASSETS();
+    char args[16384], out[8192], errb[8192];
+    snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --ctx 64 "
+             "--max-windows 4 --protocol llamacpp --threads 1 --json", model_path, tok_path,
+             text_path);
+    int st = test_run_cli(args, out, sizeof out, errb, sizeof errb);
+    if (st != 0)
+        fail_msg("eval failed: %s", errb);
+    assert_non_null(strstr(out, "\"protocol\":\"llamacpp\""));
+    assert_non_null(strstr(out, "\"ctx\":64"));
+    assert_non_null(strstr(out, "\"windows\":4"));
+    assert_non_null(strstr(out, "\"scored\":124"));
+    assert_non_null(strstr(out, E.ds.sha256));
+
+    snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data /nonexistent/x.txt",
+             model_path, tok_path);
+    expect_cli_error(args, "/nonexistent/x.txt");
+    snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --protocol wiki",
+             model_path, tok_path, text_path);
+    expect_cli_error(args, "unknown perplexity protocol 'wiki'");
+    snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --ctx 1024",
+             model_path, tok_path, text_path);
+    expect_cli_error(args, "exceeds the model's seq_len 512");
+    snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --max-windows 0",
+             model_path, tok_path, text_path);
+    expect_cli_error(args, "--max-windows");
+    snprintf(args, sizeof args, "tokenize --tokenizer %s --data %s --head 3", tok_path, text_path);
+    st = test_run_cli(args, out, sizeof out, errb, sizeof errb);
+    assert_int_equal(st, 0);
+    char want[64];
+    snprintf(want, sizeof want, "%zu (BOS", E.ds.n_tokens);
+    assert_non_null(strstr(out, want));
+    snprintf(args, sizeof args, "tokenize --tokenizer %s --data %s", text_path, text_path);
+    expect_cli_error(args, text_path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_protocols_match_reference),
+        cmocka_unit_test(test_plausible_and_thread_stable),
+        cmocka_unit_test(test_kl_self_and_perturbed),
+        cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_cli),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
