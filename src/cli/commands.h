@@ -8,6 +8,7 @@ GQ_COMMAND(quantize-tensor, cmd_quantize_tensor, "quantize a raw float32 matrix 
 GQ_COMMAND(bench, cmd_bench, "performance tables (bench formats, ...)")
 GQ_COMMAND(tokenize, cmd_tokenize, "tokenize a text file: token count, speed, first ids, int32 dump")
 GQ_COMMAND(eval, cmd_eval, "perplexity (full / llamacpp protocol), KL and top-1 against a baseline")
+GQ_COMMAND(quantize, cmd_quantize, "quantize a model with a method and a format (layer-wise pipeline), write it, report")
 GQ_COMMAND(generate, cmd_generate, "generate text from a model (llama2.c run.c semantics, greedy by default)")
 GQ_COMMAND(synth, cmd_synth, "write a synthetic checkpoint of a real model shape (tiny, stories15M, ...)")
 GQ_COMMAND(run, cmd_run, "run an experiment file: sweep, results.csv/.h5, charts, resume")

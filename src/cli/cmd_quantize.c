@@ -1,0 +1,337 @@
+/* gq-bench quantize: one method + format applied to a whole model through the layer-wise
+ * pipeline (methods/gq_method.h); writes the fake-quantized model (reconstructions in fp32)
+ * as a llama2.c checkpoint that `eval` reads, and prints the per-tensor report. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "calib/gq_calib.h"
+#include "cli/cli.h"
+#include "core/gq_assets.h"
+#include "core/gq_log.h"
+#include "core/gq_threads.h"
+#include "core/gq_time.h"
+#include "methods/gq_method.h"
+#include "model/gq_model.h"
+#include "text/gq_dataset.h"
+#include "text/gq_tokenizer.h"
+
+static const char *CMD = "quantize";
+
+#define MAX_RULES 64
+
+static void help(void)
+{
+    printf("usage: gq-bench quantize --model M --tokenizer T --method NAME --format NAME\n"
+           "         [--set key=value ...] [--method-set key=value ...]\n"
+           "         [--rule 'PATTERN=FORMATJSON|fp' ...] [--calib-data D] [--n-calib N]\n"
+           "         [--calib-ctx L] [--seed S] [--propagate fp|quantized] [--threads N]\n"
+           "         --out Q.bin [--json]\n\n"
+           "Quantizes every linear layer of every block with the method and format (the\n"
+           "format's parameters by --set, the method's by --method-set; see gq-bench list).\n"
+           "Embeddings, norms and the classifier stay fp32 unless a rule names them.\n"
+           "  --rule P=F       tensors matching the glob P (\"layers.*.attn.*\", \"classifier\")\n"
+           "                   use format F, a JSON object {\"name\": ..., params} or \"fp\";\n"
+           "                   the first matching rule wins\n"
+           "  --calib-data D   calibration text (default: TinyStories validation text for\n"
+           "                   models whose path names \"stories\", WikiText-2 test otherwise)\n"
+           "                   (loaded for every method: RTN reports errors on it too)\n"
+           "  --n-calib N      calibration windows (default 16), drawn with --seed (default 0)\n"
+           "  --calib-ctx L    tokens per window (default: min(256, the model's seq_len))\n"
+           "  --propagate      next block's inputs from the fp or the quantized block\n"
+           "                   (default: the method's reference choice)\n"
+           "Output: Q.bin holds the reconstructions in fp32 (fake quantization). The report\n"
+           "gives per tensor: format, bits per weight, the relative reconstruction error\n"
+           "||WX - QX||^2 / ||WX||^2 on the calibration inputs of that layer (X from the\n"
+           "method's FP block, W the weights handed to the format), and method metrics.\n");
+}
+
+typedef struct {
+    const char *model, *tokenizer, *method, *format, *calib, *out, *propagate;
+    json_t *fmt_params, *method_params;
+    const char *rules[MAX_RULES];
+    int n_rules;
+    long n_calib, calib_ctx, seed, threads;
+    bool json;
+} q_args;
+
+static int parse(int argc, char **argv, q_args *a)
+{
+    a->n_calib = 16;
+    a->calib_ctx = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        bool v = i + 1 < argc;
+        gq_error err = {{0}};
+        if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
+            help();
+            return 1;
+        } else if (strcmp(o, "--json") == 0) {
+            a->json = true;
+        } else if (strcmp(o, "--model") == 0 && v) {
+            a->model = argv[++i];
+        } else if (strcmp(o, "--tokenizer") == 0 && v) {
+            a->tokenizer = argv[++i];
+        } else if (strcmp(o, "--method") == 0 && v) {
+            a->method = argv[++i];
+        } else if (strcmp(o, "--format") == 0 && v) {
+            a->format = argv[++i];
+        } else if (strcmp(o, "--calib-data") == 0 && v) {
+            a->calib = argv[++i];
+        } else if (strcmp(o, "--out") == 0 && v) {
+            a->out = argv[++i];
+        } else if (strcmp(o, "--propagate") == 0 && v) {
+            a->propagate = argv[++i];
+            if (strcmp(a->propagate, "fp") != 0 && strcmp(a->propagate, "quantized") != 0) {
+                cli_usage_error(CMD, "--propagate: expected fp or quantized, got '%s'", a->propagate);
+                return -1;
+            }
+        } else if ((strcmp(o, "--set") == 0 || strcmp(o, "--method-set") == 0) && v) {
+            json_t **obj = o[2] == 's' ? &a->fmt_params : &a->method_params;
+            if (gq_params_apply_set(obj, argv[++i], &err) != 0) {
+                cli_usage_error(CMD, "%s: %s", o, err.msg);
+                return -1;
+            }
+        } else if (strcmp(o, "--rule") == 0 && v) {
+            if (a->n_rules == MAX_RULES) {
+                cli_usage_error(CMD, "--rule: at most %d rules", MAX_RULES);
+                return -1;
+            }
+            a->rules[a->n_rules++] = argv[++i];
+        } else if (strcmp(o, "--n-calib") == 0 && v) {
+            if (cli_int(CMD, o, argv[++i], 1, 1 << 20, &a->n_calib) != 0)
+                return -1;
+        } else if (strcmp(o, "--calib-ctx") == 0 && v) {
+            if (cli_int(CMD, o, argv[++i], 2, 1 << 20, &a->calib_ctx) != 0)
+                return -1;
+        } else if (strcmp(o, "--seed") == 0 && v) {
+            if (cli_int(CMD, o, argv[++i], 0, 1L << 62, &a->seed) != 0)
+                return -1;
+        } else if (strcmp(o, "--threads") == 0 && v) {
+            if (cli_int(CMD, o, argv[++i], 1, 4096, &a->threads) != 0)
+                return -1;
+        } else {
+            cli_usage_error(CMD, "unknown option or missing value: '%s'", o);
+            return -1;
+        }
+    }
+    if (!a->model || !a->tokenizer || !a->method || !a->format || !a->out) {
+        cli_usage_error(CMD, "--model, --tokenizer, --method, --format and --out are required");
+        return -1;
+    }
+    return 0;
+}
+
+/* "PATTERN=FORMATJSON|fp" */
+static int parse_rule(const char *text, int idx, gq_tensor_rule *r, gq_error *err)
+{
+    memset(r, 0, sizeof *r);
+    const char *eq = strchr(text, '=');
+    if (!eq || eq == text)
+        return gq_fail(err, "--rule '%s': expected PATTERN=FORMATJSON or PATTERN=fp", text);
+    if ((size_t)(eq - text) >= sizeof r->pattern)
+        return gq_fail(err, "--rule '%s': pattern longer than %zu characters", text,
+                       sizeof r->pattern - 1);
+    memcpy(r->pattern, text, (size_t)(eq - text));
+    const char *spec = eq + 1;
+    if (strcmp(spec, "fp") == 0 || strcmp(spec, "\"fp\"") == 0) {
+        r->keep_fp = true;
+        return 0;
+    }
+    json_error_t je;
+    json_t *j = json_loads(spec, JSON_DECODE_ANY, &je);
+    if (!j)
+        return gq_fail(err, "--rule '%s': format is not JSON (%s) nor \"fp\"", text, je.text);
+    char path[64];
+    snprintf(path, sizeof path, "--rule[%d]", idx);
+    int rc = gq_quantizer_from_json(j, path, &r->quantizer, err);
+    json_decref(j);
+    return rc;
+}
+
+static void print_report(const gq_quant_report *r, const char *label)
+{
+    printf("%-26s %-22s %7s %12s  %s\n", "tensor", "format", "bpw", "recon_err", "method metrics");
+    for (int i = 0; i < r->n_tensors; i++) {
+        const gq_tensor_report *t = &r->tensors[i];
+        char *extra = t->extra ? json_dumps(t->extra, JSON_COMPACT | JSON_REAL_PRECISION(4)) : NULL;
+        double bpw = 8.0 * (double)t->bytes / ((double)t->rows * t->cols);
+        if (isnan(t->recon_err))
+            printf("%-26s %-22s %7.3f %12s  %s\n", t->name, t->format, bpw, "-", extra ? extra : "");
+        else
+            printf("%-26s %-22s %7.3f %12.4e  %s\n", t->name, t->format, bpw, t->recon_err,
+                   extra ? extra : "");
+        free(extra);
+    }
+    printf("\nquantized linears: %zu weights, %zu bytes, %.4f bpw (%s)\n", r->linear_weights,
+           r->linear_bytes, r->linear_weights ? 8.0 * (double)r->linear_bytes / r->linear_weights : 0.0,
+           label);
+    printf("model size: %zu bytes (quantized tensors as stored, the rest fp32)\n", r->model_bytes);
+    printf("stage times: statistics %.3f s, search %.3f s, quantization %.3f s\n", r->t_stats,
+           r->t_search, r->t_quant);
+    size_t nn = json_array_size(r->notes);
+    for (size_t i = 0; i < nn; i++)
+        printf("note: %s\n", json_string_value(json_array_get(r->notes, i)));
+}
+
+static json_t *report_json(const gq_quant_report *r, const gq_quant_plan *p, const char *calib,
+                           const char *out)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "method", gq_method_cfg_to_json(&p->method));
+    json_object_set_new(o, "format", gq_quantizer_to_json(&p->quantizer));
+    json_object_set_new(o, "calib_data", calib ? json_string(calib) : json_null());
+    json_object_set_new(o, "n_calib", json_integer(calib ? p->n_calib : 0));
+    json_object_set_new(o, "calib_ctx", json_integer(calib ? p->calib_ctx : 0));
+    json_object_set_new(o, "seed", json_integer((json_int_t)p->seed));
+    json_object_set_new(o, "out", json_string(out));
+    json_t *ts = json_array();
+    for (int i = 0; i < r->n_tensors; i++) {
+        const gq_tensor_report *t = &r->tensors[i];
+        json_t *e = json_object();
+        json_object_set_new(e, "name", json_string(t->name));
+        json_object_set_new(e, "format", json_string(t->format));
+        json_object_set_new(e, "rows", json_integer(t->rows));
+        json_object_set_new(e, "cols", json_integer(t->cols));
+        json_object_set_new(e, "quantized", json_boolean(t->quantized));
+        json_object_set_new(e, "bytes", json_integer((json_int_t)t->bytes));
+        json_object_set_new(e, "recon_err", isnan(t->recon_err) ? json_null() : json_real(t->recon_err));
+        if (t->extra)
+            json_object_set(e, "metrics", t->extra);
+        json_array_append_new(ts, e);
+    }
+    json_object_set_new(o, "tensors", ts);
+    json_object_set_new(o, "linear_weights", json_integer((json_int_t)r->linear_weights));
+    json_object_set_new(o, "linear_bytes", json_integer((json_int_t)r->linear_bytes));
+    json_object_set_new(o, "model_bytes", json_integer((json_int_t)r->model_bytes));
+    json_object_set_new(o, "t_stats", json_real(r->t_stats));
+    json_object_set_new(o, "t_search", json_real(r->t_search));
+    json_object_set_new(o, "t_quant", json_real(r->t_quant));
+    json_object_set(o, "notes", r->notes);
+    return o;
+}
+
+int cmd_quantize(int argc, char **argv)
+{
+    q_args a;
+    memset(&a, 0, sizeof a);
+    int prc = parse(argc, argv, &a);
+    if (prc != 0) {
+        json_decref(a.fmt_params);
+        json_decref(a.method_params);
+        return prc > 0 ? GQ_EXIT_OK : GQ_EXIT_USAGE;
+    }
+    if (a.threads)
+        gq_threads_set((int)a.threads);
+    gq_error err = {{0}};
+    int status = GQ_EXIT_USAGE;
+    gq_quant_plan plan;
+    memset(&plan, 0, sizeof plan);
+    gq_tensor_rule rules[MAX_RULES];
+    int n_rules = 0;
+    gq_model m = {0}, out = {0};
+    gq_tokenizer *tok = NULL;
+    gq_dataset ds = {0};
+    int *calib_tokens = NULL;
+    gq_quant_report rep = {0};
+    bool have_report = false;
+    char model_path[1024], tok_path[1024], calib_path[1024] = "";
+
+    if (gq_method_cfg_init(&plan.method, a.method, a.method_params, "--method-set", &err) ||
+        gq_quantizer_init(&plan.quantizer, a.format, a.fmt_params, "--set", &err))
+        goto done;
+    for (; n_rules < a.n_rules; n_rules++)
+        if (parse_rule(a.rules[n_rules], n_rules, &rules[n_rules], &err))
+            goto done;
+    plan.rules = rules;
+    plan.n_rules = n_rules;
+    plan.seed = (uint64_t)a.seed;
+    plan.propagate = !a.propagate ? GQ_PROPAGATE_METHOD_DEFAULT
+                     : strcmp(a.propagate, "fp") == 0 ? GQ_PROPAGATE_FP : GQ_PROPAGATE_QUANTIZED;
+
+    if (gq_asset_resolve(a.model, model_path, sizeof model_path, &err) ||
+        gq_asset_resolve(a.tokenizer, tok_path, sizeof tok_path, &err))
+        goto done;
+    if (gq_model_load(model_path, &m, &err) ||
+        gq_tokenizer_load(tok_path, m.cfg.vocab_size, &tok, &err))
+        goto done;
+    status = GQ_EXIT_FAIL;
+    /* Calibration windows are loaded for every method (RTN too) so that every report measures
+     * reconstruction errors on the same inputs. */
+    {
+        const char *calib = a.calib ? a.calib
+                            : strstr(model_path, "stories") ? "text/tinystories/tinystories_val.txt"
+                                                            : "text/wikitext-2-raw/wiki.test.raw";
+        int ctx = (int)(a.calib_ctx ? a.calib_ctx : (m.cfg.seq_len < 256 ? m.cfg.seq_len : 256));
+        if (ctx > m.cfg.seq_len) {
+            status = cli_usage_error(CMD, "--calib-ctx %d exceeds the model's seq_len %d", ctx,
+                                     m.cfg.seq_len);
+            goto done_printed;
+        }
+        if (gq_asset_resolve(calib, calib_path, sizeof calib_path, &err) ||
+            gq_dataset_load(calib_path, tok, &ds, &err) ||
+            gq_calib_windows(&ds, (int)a.n_calib, ctx, plan.seed, &calib_tokens, &err))
+            goto done;
+        plan.calib_tokens = calib_tokens;
+        plan.n_calib = (int)a.n_calib;
+        plan.calib_ctx = ctx;
+        gq_log_info("calibration: %ld windows x %d tokens from %s (seed %ld)", a.n_calib, ctx,
+                    calib_path, a.seed);
+    }
+    double t0 = gq_now();
+    if (gq_quantize_model(&m, &plan, &out, &rep, &err))
+        goto done;
+    have_report = true;
+    double secs = gq_now() - t0;
+    if (gq_model_save(&out, a.out, &err))
+        goto done;
+    char label[96];
+    gq_quantizer_label(&plan.quantizer, label, sizeof label);
+    if (a.json) {
+        json_t *o = report_json(&rep, &plan, calib_tokens ? calib_path : NULL, a.out);
+        json_object_set_new(o, "seconds", json_real(secs));
+        char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        printf("%s\n", s);
+        free(s);
+        json_decref(o);
+    } else {
+        printf("model       %s\n", model_path);
+        printf("method      %s", a.method);
+        json_t *mj = gq_method_cfg_to_json(&plan.method);
+        char *ms = json_dumps(mj, JSON_COMPACT);
+        printf("  %s\n", ms);
+        free(ms);
+        json_decref(mj);
+        printf("format      %s\n", label);
+        if (calib_tokens)
+            printf("calibration %d windows x %d tokens from %s (seed %ld)\n", plan.n_calib,
+                   plan.calib_ctx, calib_path, a.seed);
+        else
+            printf("calibration none\n");
+        printf("output      %s (fake-quantized fp32 llama2.c checkpoint), %.2f s\n\n", a.out, secs);
+        print_report(&rep, label);
+    }
+    status = GQ_EXIT_OK;
+    goto cleanup;
+done:
+    cli_report(CMD, &err, status);
+done_printed:
+cleanup:
+    if (have_report)
+        gq_quant_report_free(&rep);
+    gq_model_free(&out);
+    gq_model_free(&m);
+    gq_dataset_free(&ds);
+    gq_tokenizer_free(tok);
+    free(calib_tokens);
+    for (int i = 0; i < n_rules; i++)
+        gq_quantizer_free(&rules[i].quantizer);
+    gq_quantizer_free(&plan.quantizer);
+    if (plan.method.method)
+        gq_method_cfg_free(&plan.method);
+    json_decref(a.fmt_params);
+    json_decref(a.method_params);
+    return status;
+}
