@@ -284,6 +284,63 @@ void gq_affine_block_free(gq_grad_block_f *b)
     memset(b, 0, sizeof *b);
 }
 
+/* A work area whose masks are all ones: st holds the masked transforms of the last epoch. */
+static int work_init_trained(work *w, const gq_affine_state *st, gq_error *err)
+{
+    if (work_init(w, &st->shape, err)) return -1;
+    for (size_t i = 0; i < (size_t)w->D * w->D; i++) w->M_att[i] = w->M_ffn[i] = 1;
+    for (size_t i = 0; i < (size_t)st->shape.n_kv_heads * w->hs * w->hs; i++) w->M_vo[i] = 1;
+    return 0;
+}
+
+int gq_affine_fold(const gq_affine_state *st, const gq_grad_block_f *fp, gq_grad_block_f *out,
+                   gq_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!st->let) return gq_fail(err, "affinequant: no transforms were learned to fold");
+    work w;
+    if (work_init_trained(&w, st, err)) return -1;
+    const float *W[NL] = GQ_AFF_LIN(fp);
+    int rc = -1;
+    if (masked_inverses(&w, st, err)) goto done;
+    transform_fwd(&w, W);
+    const size_t dd = (size_t)w.D * w.D;
+    float **dst[NL] = {&out->wq, &out->wk, &out->wv, &out->wo, &out->w1, &out->w3, &out->w2};
+    bool ok = (out->m_att = malloc(dd * sizeof(float))) && (out->m_ffn = malloc(dd * sizeof(float)));
+    for (int k = 0; k < NL; k++) ok = ok && (*dst[k] = malloc(wsize(&w, k) * sizeof(float)));
+    if (!ok) {
+        gq_affine_block_free(out);
+        gq_fail(err, "affinequant: out of memory folding a block");
+        goto done;
+    }
+    for (int k = 0; k < NL; k++) memcpy(*dst[k], w.Wt[k], wsize(&w, k) * sizeof(float));
+    memcpy(out->m_att, w.Bi_att, dd * sizeof(float));
+    memcpy(out->m_ffn, w.Bi_ffn, dd * sizeof(float));
+    out->rms_att = fp->rms_att, out->rms_ffn = fp->rms_ffn;
+    rc = 0;
+done:
+    work_free(&w);
+    return rc;
+}
+
+void gq_affine_clip(float *W, const float *gamma, const float *beta, int rows, int cols,
+                    const gq_lwc_spec *spec)
+{
+    const int gs = gq_lwc_group_width(spec, cols), ng = gq_lwc_groups_per_row(spec, cols);
+    for (int r = 0; r < rows; r++)
+        for (int kg = 0; kg < ng; kg++) {
+            float *g = W + (size_t)r * cols + (size_t)kg * gs;
+            const int n = cols - kg * gs < gs ? cols - kg * gs : gs;
+            const size_t gi = (size_t)r * ng + kg;
+            float mx = g[0], mn = g[0];
+            for (int e = 1; e < n; e++) mx = fmaxf(mx, g[e]), mn = fminf(mn, g[e]);
+            /* the same float expressions as the training quantizer's bounds */
+            const float hi = (float)(1.0 / (1.0 + exp(-(double)gamma[gi])) * mx);
+            const float lo = (float)(1.0 / (1.0 + exp(-(double)beta[gi])) * mn);
+            for (int e = 0; e < n; e++) g[e] = g[e] > hi ? hi : g[e] < lo ? lo : g[e];
+        }
+}
+
 /* Block output MSE over windows; eff is recomputed from st each call. */
 static int eval_mse(work *w, const gq_affine_state *st, const gq_grad_block_f *fp,
                     const float *x_fp, const float *x_q, int B, int T, const gq_lwc_spec *q,
@@ -331,10 +388,6 @@ int gq_affine_train(const gq_grad_shape *s, const gq_grad_block_f *fp, const flo
     if (work_init(&w, s, err)) return -1;
     gq_lwc_spec q = o->quant;
     q.round = GQ_ROUND_NEAREST;
-    for (int k = 0; k < NL; k++)
-        if (w.cols[k] % q.group)
-            return work_free(&w), gq_fail(err, "affinequant: group %d does not divide %d columns",
-                                          q.group, w.cols[k]);
     memset(st, 0, sizeof *st);
     st->shape = *s;
     st->let = o->let;
@@ -347,7 +400,7 @@ int gq_affine_train(const gq_grad_shape *s, const gq_grad_block_f *fp, const flo
     float **A[3] = {&st->A_att, &st->A_ffn, &st->A_vo};
     for (int i = 0; i < 3; i++) sl[ns++] = (tensor_slot){.n = sizes[i]};
     for (int k = 0; k < NL; k++)
-        for (int t = 0; t < 2; t++) sl[ns++] = (tensor_slot){.n = wsize(&w, k) / q.group, .lwc = true};
+        for (int t = 0; t < 2; t++) sl[ns++] = (tensor_slot){.n = (size_t)w.rows[k] * gq_lwc_groups_per_row(&q, w.cols[k]), .lwc = true};
     bool ok = (st->epoch_loss = calloc(o->epochs > 0 ? o->epochs : 1, sizeof(double))) != NULL;
     for (int i = 0; i < ns; i++)
         ok &= (sl[i].p = calloc(sl[i].n, sizeof(float))) && (sl[i].g = calloc(sl[i].n, sizeof(float))) &&
@@ -454,10 +507,7 @@ int gq_affine_eval(const gq_affine_state *st, const gq_grad_block_f *fp, const f
                    gq_error *err)
 {
     work w;
-    if (work_init(&w, &st->shape, err)) return -1;
-    /* st holds masked transforms: a mask of ones keeps them */
-    for (size_t i = 0; i < (size_t)w.D * w.D; i++) w.M_att[i] = w.M_ffn[i] = 1;
-    for (size_t i = 0; i < (size_t)st->shape.n_kv_heads * w.hs * w.hs; i++) w.M_vo[i] = 1;
+    if (work_init_trained(&w, st, err)) return -1;
     gq_lwc_spec qq = *q;
     qq.round = GQ_ROUND_NEAREST;
     int rc = eval_mse(&w, st, fp, x_fp, x_q, B, T, &qq, st->let, st->lwc, mse, err);

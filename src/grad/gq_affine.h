@@ -37,7 +37,7 @@ typedef struct gq_affine_state {
     gq_grad_shape shape;
     float *A_att, *A_ffn; /* (dim, dim) */
     float *A_vo;          /* (n_kv_heads, hs, hs) */
-    float *gamma[7], *beta[7]; /* per linear in gq_linear_kind order, (rows * cols / group) */
+    float *gamma[7], *beta[7]; /* per linear in gq_linear_kind order, (rows, groups per row) */
     double *epoch_loss;   /* (epochs) mean training loss of each epoch */
     double init_loss;     /* loss of the initial state over all windows, before training */
     int repairs;          /* diagonal-dominance repairs */
@@ -59,6 +59,21 @@ int gq_affine_train(const gq_grad_shape *s, const gq_grad_block_f *fp, const flo
 int gq_affine_eval(const gq_affine_state *st, const gq_grad_block_f *fp, const float *x_fp,
                    const float *x_q, int B, int T, const gq_lwc_spec *q, double *mse,
                    gq_error *err);
+
+/* The FP block with the learned transforms folded in (no rounding), for the final quantization:
+ * q/k/v weights W Â_attᵀ, gate/up W Â_ffnᵀ, v rows and o columns by the per-head v->o
+ * transform (fully folded), down unchanged; m_att = Â_att⁻¹ and m_ffn = Â_ffn⁻¹, inverted in
+ * double, are the explicit transforms the forward pass applies as xn · M. The block computes
+ * the FP block's function up to rounding. out's weights and m_* are allocated (free with
+ * gq_affine_block_free); its norms point to fp's. Requires a state trained with let. */
+int gq_affine_fold(const gq_affine_state *st, const gq_grad_block_f *fp, gq_grad_block_f *out,
+                   gq_error *err);
+
+/* Clamps every group of W (rows, cols) in place to its learned clipping range
+ * [sigmoid(beta) min, sigmoid(gamma) max] (the range the training quantizer maps to its grid),
+ * so that a min/max format applied afterwards sees the learned bounds. */
+void gq_affine_clip(float *W, const float *gamma, const float *beta, int rows, int cols,
+                    const gq_lwc_spec *spec);
 
 void gq_affine_block_free(gq_grad_block_f *b);
 void gq_affine_state_free(gq_affine_state *st);

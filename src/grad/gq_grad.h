@@ -35,17 +35,30 @@ typedef struct gq_grad_shape {
 typedef enum { GQ_ROUND_NEAREST, GQ_ROUND_IDENTITY } gq_round_mode;
 
 /* Asymmetric INT-b group fake quantizer with learnable weight clipping (OmniQuant's LWC), for a
- * row-major (rows, cols) weight W, groups of `group` consecutive columns (group divides cols):
+ * row-major (rows, cols) weight W, groups of `group` consecutive columns; as in the formats'
+ * group interface the last group of a row may be shorter, and group >= cols (or 0) is one
+ * group per row (per channel):
  *   xmax = sigmoid(gamma[g]) * max(W_g), xmin = sigmoid(beta[g]) * min(W_g)   (lwc)
  *   xmax = max(W_g),                     xmin = min(W_g)                      (gamma == NULL)
  *   s = clamp((xmax - xmin) / (2^b - 1), 1e-5, 1e4), z = round(-xmin / s),
  *   Q(w) = (clamp(round(w / s) + z, 0, 2^b - 1) - z) * s.
- * gamma, beta: (rows * cols / group) per-group logits, group index g = row * (cols/group) + k. */
+ * gamma, beta: (rows * groups_per_row) per-group logits, group index g = row * groups_per_row + k. */
 typedef struct gq_lwc_spec {
     int bits;          /* 2..8 */
-    int group;         /* columns per group, divides cols */
+    int group;         /* columns per group (0 = per channel) */
     gq_round_mode round;
 } gq_lwc_spec;
+
+/* Width of the groups of a row of `cols` columns, and their number (the last may be shorter). */
+static inline int gq_lwc_group_width(const gq_lwc_spec *s, int cols)
+{
+    return s->group <= 0 || s->group > cols ? cols : s->group;
+}
+static inline int gq_lwc_groups_per_row(const gq_lwc_spec *s, int cols)
+{
+    int g = gq_lwc_group_width(s, cols);
+    return (cols + g - 1) / g;
+}
 
 #define GQ_LWC_INIT 4.0 /* initial gamma and beta: sigmoid(4) = 0.982 */
 
