@@ -55,7 +55,7 @@ static void fp_fit(const void *pv, const float *x, int n, const float *imp, void
     const fp_params *p = pv;
     float amax = 0.0f;
     for (int i = 0; i < n; i++)
-        amax = fmaxf(amax, fabsf(x[i]));
+        amax = grid_maxf(amax, fabsf(x[i]));
     ((fp_state *)sv)->scale = grid_scale_store(p->scale_dtype, amax / elem(pv)->max);
 }
 

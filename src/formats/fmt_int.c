@@ -109,7 +109,7 @@ static int_state state_from_range(const int_params *p, float lo, float hi)
     default: {
         s.scale = grid_scale_store(p->scale_dtype, (hi - lo) / (float)maxq(p));
         float z = s.scale > 0.0f ? rnd(p, -lo / s.scale) : 0.0f;
-        s.zero = (int)fminf(fmaxf(z, 0.0f), (float)maxq(p));
+        s.zero = (int)grid_clampf(z, 0.0f, (float)maxq(p));
         break;
     }
     }
@@ -124,7 +124,7 @@ static void int_encode(const void *pv, const void *sv, const float *x, int n, ui
     const float lo = (float)qmin(p), hi = (float)qmax(p), z = (float)s->zero, sc = s->scale;
     for (int i = 0; i < n; i++) {
         float t = sc > 0.0f ? x[i] / sc : 0.0f;
-        float q = fminf(fmaxf(rnd(p, t) + z, lo), hi);
+        float q = grid_clampf(rnd(p, t) + z, lo, hi);
         if (codes)
             codes[i] = (uint32_t)(int)(q - lo);
         if (y)
@@ -164,8 +164,8 @@ static void int_fit(const void *pv, const float *x, int n, const float *imp, voi
     const int_params *p = pv;
     float lo = 0.0f, hi = 0.0f;
     for (int i = 0; i < n; i++) {
-        lo = fminf(lo, x[i]);
-        hi = fmaxf(hi, x[i]);
+        lo = grid_minf(lo, x[i]);
+        hi = grid_maxf(hi, x[i]);
     }
     int_state best = state_from_range(p, lo, hi);
     if (p->clip_search == CLIP_MSE && (lo != 0.0f || hi != 0.0f)) {

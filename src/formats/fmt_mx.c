@@ -99,7 +99,7 @@ static void mx_fit(const void *pv, const float *x, int n, const float *imp, void
     (void)imp;
     float amax = 0.0f;
     for (int i = 0; i < n; i++)
-        amax = fmaxf(amax, fabsf(x[i]));
+        amax = grid_maxf(amax, fabsf(x[i]));
     ((mx_state *)sv)->exp = shared_exp(pv, amax);
 }
 
@@ -112,7 +112,7 @@ static void mx_encode(const void *pv, const void *sv, const float *x, int n, uin
     if (p->element == EL_INT8) {
         for (int i = 0; i < n; i++) {
             /* + 0.0f: -0 becomes +0, the value code 0 decodes to */
-            float q = fminf(fmaxf(rintf(x[i] * inv * 64.0f), -127.0f), 127.0f) + 0.0f;
+            float q = grid_clampf(rintf(x[i] * inv * 64.0f), -127.0f, 127.0f) + 0.0f;
             if (codes)
                 codes[i] = (uint32_t)(uint8_t)(int8_t)q;
             if (y)

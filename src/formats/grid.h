@@ -67,6 +67,11 @@ typedef struct grid_ops {
 
 #define GRID_STATE_MAX 32
 
+/* min/max/clamp of non-NaN floats as compare-and-select (fminf/fmaxf are libm calls here). */
+static inline float grid_minf(float a, float b) { return a < b ? a : b; }
+static inline float grid_maxf(float a, float b) { return a > b ? a : b; }
+static inline float grid_clampf(float v, float lo, float hi) { return grid_minf(grid_maxf(v, lo), hi); }
+
 size_t grid_storage_bytes(const grid_ops *ops, const void *p, int rows, int cols);
 int grid_quantize(const grid_ops *ops, const void *p, const float *w, int rows, int cols,
                   const float *imatrix, uint8_t *codes, float *deq, gq_error *err);
