@@ -7,6 +7,7 @@
 
 int bench_formats(int argc, char **argv);
 int bench_forward(int argc, char **argv);
+int bench_tokenizer(int argc, char **argv);
 
 typedef struct bench_entry {
     const char *name;
@@ -17,6 +18,7 @@ typedef struct bench_entry {
 static const bench_entry benches[] = {
     {"formats", bench_formats, "quantize/dequantize throughput, SQNR and bpw of every format"},
     {"forward", bench_forward, "prefill tokens/s and GFLOP/s vs sgemm, decode tokens/s"},
+    {"tokenizer", bench_tokenizer, "encode speed on a 10 MB text, one row per tokenizer"},
 };
 
 static void usage(FILE *f)
