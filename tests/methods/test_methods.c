@@ -1,0 +1,361 @@
+/* Methods and the pipeline on the real stories260K model with a small calibration set
+ * (4 windows x 64 tokens of the TinyStories validation text), plus the linear algebra and the
+ * GPTQ solver on synthetic matrices. */
+#include "test_support.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "calib/gq_calib.h"
+#include "core/gq_rng.h"
+#include "methods/gq_awq.h"
+#include "methods/gq_gptq.h"
+#include "methods/gq_linalg.h"
+#include "methods/gq_method.h"
+#include "model/gq_forward.h"
+#include "model/gq_model.h"
+#include "text/gq_dataset.h"
+#include "text/gq_tokenizer.h"
+
+#define N_CALIB 4
+#define CALIB_CTX 64
+
+static void int_quantizer(gq_quantizer *q, int bits, int group)
+{
+    char js[160];
+    snprintf(js, sizeof js, "{\"name\": \"int\", \"bits\": %d, \"granularity\": \"group\", "
+                            "\"group_size\": %d, \"zero\": \"asym\"}", bits, group);
+    json_t *j = json_loads(js, 0, NULL);
+    gq_error err;
+    assert_int_equal(gq_quantizer_from_json(j, NULL, q, &err), 0);
+    json_decref(j);
+}
+
+/* ---- linear algebra and the GPTQ solver --------------------------------------------------- */
+
+static void test_inverse_cholesky(void **state)
+{
+    (void)state;
+    const int n = 37;
+    gq_rng r;
+    gq_rng_seed(&r, 3);
+    double *a = malloc(n * n * sizeof *a), *h = malloc(n * n * sizeof *h);
+    for (int i = 0; i < n * n; i++)
+        a[i] = gq_rng_normal(&r);
+    for (int i = 0; i < n; i++) /* h = a a^T + n I: SPD */
+        for (int j = 0; j < n; j++) {
+            double s = i == j ? n : 0.0;
+            for (int k = 0; k < n; k++)
+                s += a[i * n + k] * a[j * n + k];
+            h[i * n + j] = s;
+        }
+    double *u = malloc(n * n * sizeof *u);
+    memcpy(u, h, n * n * sizeof *u);
+    gq_error err;
+    assert_int_equal(gq_inverse_cholesky_upper(u, n, &err), 0);
+    for (int i = 0; i < n; i++) /* upper triangular */
+        for (int j = 0; j < i; j++)
+            assert_true(u[i * n + j] == 0.0);
+    /* (U^T U) h = I */
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0;
+            for (int k = 0; k < n; k++) {
+                double hinv_ik = 0;
+                for (int m = 0; m < n; m++)
+                    hinv_ik += u[m * n + i] * u[m * n + k];
+                s += hinv_ik * h[k * n + j];
+            }
+            assert_true(fabs(s - (i == j)) < 1e-9);
+        }
+    /* not SPD: a clear failure */
+    for (int i = 0; i < n * n; i++)
+        u[i] = 0.0;
+    u[0] = -1.0;
+    assert_int_equal(gq_inverse_cholesky_upper(u, n, &err), -1);
+    assert_non_null(strstr(err.msg, "column 0"));
+    free(a), free(h), free(u);
+}
+
+/* GPTQ with H = I has nothing to compensate: it must equal plain rounding, bit for bit. */
+static void test_gptq_identity_equals_rtn(void **state)
+{
+    (void)state;
+    const int rows = 24, cols = 96;
+    gq_rng r;
+    gq_rng_seed(&r, 5);
+    float *w = malloc(rows * cols * sizeof *w), *q1 = malloc(rows * cols * sizeof *q1),
+          *q2 = malloc(rows * cols * sizeof *q2);
+    for (int i = 0; i < rows * cols; i++)
+        w[i] = (float)gq_rng_normal(&r);
+    double *h = calloc((size_t)cols * cols, sizeof *h);
+    const int groups[3] = {32, 96, 20}; /* group, per-channel (= cols), a shorter last group */
+    for (int gi = 0; gi < 3; gi++) {
+        gq_quantizer q;
+        int_quantizer(&q, 3, groups[gi]);
+        for (int bs = 16; bs <= 128; bs *= 8) { /* groups inside and across lazy blocks */
+            for (int i = 0; i < cols; i++)
+                h[(size_t)i * cols + i] = 1.0;
+            gq_gptq_opts o = {0.01, 0.01, 0, bs, false, false};
+            gq_gptq_result res;
+            gq_error err;
+            assert_int_equal(gq_gptq_quantize(&q, w, rows, cols, h, &o, q1, &res, &err), 0);
+            assert_int_equal(gq_quantizer_run(&q, w, rows, cols, NULL, NULL, q2, &err), 0);
+            assert_memory_equal(q1, q2, rows * cols * sizeof *q1);
+            memset(h, 0, (size_t)cols * cols * sizeof *h);
+        }
+        gq_quantizer_free(&q);
+    }
+    free(w), free(q1), free(q2), free(h);
+}
+
+/* ---- the pipeline on stories260K ---------------------------------------------------------- */
+
+typedef struct {
+    gq_model fp;
+    int *calib;
+} fixture;
+
+static int setup(void **state)
+{
+    char model[1024], tok[1024], text[1024];
+    if (!test_asset("models/stories260K/stories260K.bin", model, sizeof model) ||
+        !test_asset("models/stories260K/tok512.bin", tok, sizeof tok) ||
+        !test_asset("text/tinystories/tinystories_val.txt", text, sizeof text)) {
+        *state = NULL;
+        return 0;
+    }
+    fixture *f = calloc(1, sizeof *f);
+    gq_error err;
+    gq_tokenizer *t = NULL;
+    gq_dataset ds = {0};
+    if (gq_model_load(model, &f->fp, &err) || gq_tokenizer_load(tok, f->fp.cfg.vocab_size, &t, &err) ||
+        gq_dataset_load(text, t, &ds, &err) ||
+        gq_calib_windows(&ds, N_CALIB, CALIB_CTX, 7, &f->calib, &err)) {
+        fprintf(stderr, "setup: %s\n", err.msg);
+        return -1;
+    }
+    gq_dataset_free(&ds);
+    gq_tokenizer_free(t);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    if (f) {
+        gq_model_free(&f->fp);
+        free(f->calib);
+        free(f);
+    }
+    return 0;
+}
+
+#define FIXTURE_OR_SKIP(f)  \
+    fixture *f = *state;    \
+    if (!f) {               \
+        skip();             \
+        return;             \
+    }
+
+/* Quantizes with method `name` and the given "key=value" method settings. */
+static void run(const fixture *f, const char *name, const char *const *sets, int bits, int group,
+                gq_propagate prop, gq_model *out, gq_quant_report *rep)
+{
+    json_t *params = NULL;
+    gq_error err;
+    for (int i = 0; sets && sets[i]; i++)
+        assert_int_equal(gq_params_apply_set(&params, sets[i], &err), 0);
+    gq_quant_plan plan;
+    memset(&plan, 0, sizeof plan);
+    assert_int_equal(gq_method_cfg_init(&plan.method, name, params, NULL, &err), 0);
+    json_decref(params);
+    int_quantizer(&plan.quantizer, bits, group);
+    plan.calib_tokens = f->calib;
+    plan.n_calib = N_CALIB;
+    plan.calib_ctx = CALIB_CTX;
+    plan.propagate = prop;
+    int rc = gq_quantize_model(&f->fp, &plan, out, rep, &err);
+    if (rc)
+        fprintf(stderr, "%s: %s\n", name, err.msg);
+    assert_int_equal(rc, 0);
+    gq_quantizer_free(&plan.quantizer);
+    gq_method_cfg_free(&plan.method);
+}
+
+static void assert_linears_equal(const gq_model *a, const gq_model *b)
+{
+    for (int l = 0; l < a->cfg.n_layers; l++)
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            int rows, cols;
+            gq_linear_shape(&a->cfg, (gq_linear_kind)k, &rows, &cols);
+            assert_memory_equal(gq_linear_weight(&a->layers[l], (gq_linear_kind)k),
+                                gq_linear_weight(&b->layers[l], (gq_linear_kind)k),
+                                (size_t)rows * cols * sizeof(float));
+        }
+}
+
+/* AWQ whose grid is only alpha = 0 and without clipping is RTN, bit for bit. */
+static void test_awq_alpha0_equals_rtn(void **state)
+{
+    FIXTURE_OR_SKIP(f);
+    static const char *const awq_sets[] = {"n_grid=1", "clip=false", NULL};
+    gq_model a, r;
+    gq_quant_report ra, rr;
+    run(f, "awq", awq_sets, 4, 32, GQ_PROPAGATE_METHOD_DEFAULT, &a, &ra);
+    run(f, "rtn", NULL, 4, 32, GQ_PROPAGATE_METHOD_DEFAULT, &r, &rr);
+    assert_linears_equal(&a, &r);
+    /* and the search did report its alpha */
+    assert_non_null(json_object_get(ra.tensors[1].extra, "awq_alpha"));
+    gq_model_free(&a), gq_model_free(&r);
+    gq_quant_report_free(&ra), gq_quant_report_free(&rr);
+}
+
+/* Folding scales into the norms and linears leaves the FP function unchanged. */
+static void test_awq_fold_preserves_logits(void **state)
+{
+    FIXTURE_OR_SKIP(f);
+    const gq_config *c = &f->fp.cfg;
+    gq_model m;
+    gq_error err;
+    assert_int_equal(gq_model_clone(&f->fp, &m, &err), 0);
+    gq_rng r;
+    gq_rng_seed(&r, 11);
+    float *s = malloc((size_t)c->hidden_dim * sizeof *s);
+    for (int l = 0; l < c->n_layers; l++) {
+        gq_block_ctx ctx;
+        memset(&ctx, 0, sizeof ctx);
+        ctx.cfg = c;
+        ctx.layer = l;
+        ctx.w = m.layers[l]; /* fold straight into the clone */
+        for (int g = 0; g < GQ_AWQ_N_GROUPS; g++) {
+            if (g == GQ_AWQ_VO && gq_kv_dim(c) != c->dim)
+                continue;
+            int n = g == GQ_AWQ_DOWN ? c->hidden_dim : c->dim;
+            for (int j = 0; j < n; j++)
+                s[j] = (float)exp2(2.0 * gq_rng_uniform(&r) - 1.0); /* 0.5 .. 2 */
+            gq_awq_fold(&ctx, (gq_awq_group)g, s);
+        }
+    }
+    const int T = 32;
+    int *tokens = f->calib;
+    float *l0 = malloc((size_t)T * c->vocab_size * sizeof *l0);
+    float *l1 = malloc((size_t)T * c->vocab_size * sizeof *l1);
+    gq_forward_ws *ws = gq_forward_ws_new(c, T, &err);
+    assert_int_equal(gq_forward_prefill(&f->fp, tokens, 1, T, ws, l0, &err), 0);
+    assert_int_equal(gq_forward_prefill(&m, tokens, 1, T, ws, l1, &err), 0);
+    double maxd = 0.0;
+    for (int i = 0; i < T * c->vocab_size; i++)
+        maxd = fmax(maxd, fabs((double)l0[i] - l1[i]));
+    assert_true(maxd < 1e-5 * 10); /* logits are O(10): 1e-5 relative */
+    /* the weights did change */
+    assert_true(memcmp(m.layers[0].wq, f->fp.layers[0].wq, (size_t)c->dim * c->dim * 4) != 0);
+    gq_forward_ws_free(ws);
+    free(l0), free(l1), free(s);
+    gq_model_free(&m);
+}
+
+/* GPTQ's reconstruction error is below RTN's for every linear (same inputs: FP propagation). */
+static void test_gptq_beats_rtn_per_layer(void **state)
+{
+    FIXTURE_OR_SKIP(f);
+    gq_model g, r;
+    gq_quant_report rg, rr;
+    run(f, "gptq", NULL, 3, 32, GQ_PROPAGATE_FP, &g, &rg);
+    run(f, "rtn", NULL, 3, 32, GQ_PROPAGATE_FP, &r, &rr);
+    assert_int_equal(rg.n_tensors, rr.n_tensors);
+    int compared = 0;
+    for (int i = 0; i < rg.n_tensors; i++) {
+        if (!rg.tensors[i].quantized)
+            continue;
+        assert_string_equal(rg.tensors[i].name, rr.tensors[i].name);
+        if (!(rg.tensors[i].recon_err < rr.tensors[i].recon_err))
+            fprintf(stderr, "%s: gptq %g rtn %g\n", rg.tensors[i].name, rg.tensors[i].recon_err,
+                    rr.tensors[i].recon_err);
+        assert_true(rg.tensors[i].recon_err < rr.tensors[i].recon_err);
+        assert_non_null(json_object_get(rg.tensors[i].extra, "gptq_loss"));
+        compared++;
+    }
+    assert_int_equal(compared, f->fp.cfg.n_layers * GQ_N_LINEAR);
+    gq_model_free(&g), gq_model_free(&r);
+    gq_quant_report_free(&rg), gq_quant_report_free(&rr);
+}
+
+/* Every method's options run end to end; rules keep tensors FP; stage times are measured. */
+static void test_methods_and_rules(void **state)
+{
+    FIXTURE_OR_SKIP(f);
+    static const char *const gptq_sets[] = {"act_order=true", "true_sequential=true",
+                                            "static_groups=true", NULL};
+    static const char *const awq_sets[] = {"duo_scaling=true", NULL};
+    static const char *const rtn_sets[] = {"imatrix=true", NULL};
+    struct {
+        const char *name;
+        const char *const *sets;
+    } cases[] = {{"gptq", gptq_sets}, {"awq", awq_sets}, {"praq", NULL}, {"rtn", rtn_sets}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        gq_model m;
+        gq_quant_report rep;
+        run(f, cases[i].name, cases[i].sets, 4, 16, GQ_PROPAGATE_METHOD_DEFAULT, &m, &rep);
+        int q = 0;
+        for (int t = 0; t < rep.n_tensors; t++) {
+            q += rep.tensors[t].quantized;
+            if (rep.tensors[t].quantized)
+                assert_true(rep.tensors[t].recon_err > 0 && rep.tensors[t].recon_err < 0.5);
+        }
+        assert_int_equal(q, f->fp.cfg.n_layers * GQ_N_LINEAR);
+        assert_true(rep.t_stats > 0.0);
+        if (strcmp(cases[i].name, "rtn") != 0)
+            assert_true(rep.t_quant > 0.0);
+        if (strcmp(cases[i].name, "awq") == 0 || strcmp(cases[i].name, "praq") == 0)
+            assert_true(rep.t_search > 0.0);
+        gq_model_free(&m);
+        gq_quant_report_free(&rep);
+    }
+    /* a rule keeps the attention FP: those weights are untouched */
+    gq_quant_plan plan;
+    memset(&plan, 0, sizeof plan);
+    gq_error err;
+    assert_int_equal(gq_method_cfg_init(&plan.method, "rtn", NULL, NULL, &err), 0);
+    int_quantizer(&plan.quantizer, 4, 32);
+    gq_tensor_rule rule;
+    memset(&rule, 0, sizeof rule);
+    snprintf(rule.pattern, sizeof rule.pattern, "layers.*.attn.*");
+    rule.keep_fp = true;
+    plan.rules = &rule;
+    plan.n_rules = 1;
+    gq_model m;
+    gq_quant_report rep;
+    assert_int_equal(gq_quantize_model(&f->fp, &plan, &m, &rep, &err), 0);
+    const gq_config *c = &f->fp.cfg;
+    assert_memory_equal(m.layers[1].wq, f->fp.layers[1].wq, (size_t)c->dim * c->dim * 4);
+    assert_true(memcmp(m.layers[1].w1, f->fp.layers[1].w1, (size_t)c->dim * c->hidden_dim * 4) != 0);
+    assert_true(rep.linear_weights == (size_t)c->n_layers * 3 * c->dim * c->hidden_dim);
+    gq_model_free(&m);
+    gq_quant_report_free(&rep);
+    /* a method that needs calibration fails clearly without it */
+    gq_method_cfg_free(&plan.method);
+    assert_int_equal(gq_method_cfg_init(&plan.method, "gptq", NULL, NULL, &err), 0);
+    assert_int_equal(gq_quantize_model(&f->fp, &plan, &m, &rep, &err), -1);
+    assert_non_null(strstr(err.msg, "calibration"));
+    gq_method_cfg_free(&plan.method);
+    gq_quantizer_free(&plan.quantizer);
+    /* unknown method and parameter names are rejected with their path */
+    assert_int_equal(gq_method_cfg_init(&plan.method, "nope", NULL, "$.m", &err), -1);
+    assert_non_null(strstr(err.msg, "$.m.name"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_inverse_cholesky),
+        cmocka_unit_test(test_gptq_identity_equals_rtn),
+        cmocka_unit_test(test_awq_alpha0_equals_rtn),
+        cmocka_unit_test(test_awq_fold_preserves_logits),
+        cmocka_unit_test(test_gptq_beats_rtn_per_layer),
+        cmocka_unit_test(test_methods_and_rules),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
