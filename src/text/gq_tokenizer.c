@@ -6,7 +6,14 @@
  * left symbol), with lazy invalidation: an entry is checked when it is popped and dropped if
  * either symbol has changed since it was pushed. Because symbols are only ever removed, the
  * position order of the initial symbols is the left-to-right order the reference scans in,
- * so "highest score, leftmost on ties" is the heap order. */
+ * so "highest score, leftmost on ties" is the heap order.
+ *
+ * Locality: a merged piece that spans the boundary between two adjacent symbols contains the
+ * byte pair (last byte of the left piece, first byte of the right piece). When no vocabulary
+ * piece contains that byte pair, nothing can ever merge across the boundary, and merges on
+ * either side commute. The symbol list is cut at such boundaries (in practice at most word
+ * starts) and each segment is merged on its own with a small heap that stays in cache; the
+ * result is the same as merging the whole text at once. */
 #include "text/gq_tokenizer.h"
 
 #include <math.h>
@@ -31,7 +38,14 @@ struct gq_tokenizer {
     int *table;         /* open-addressing hash: piece -> id, -1 empty; size table_mask+1 */
     uint32_t table_mask;
     int space_id;       /* id of " " (dummy prefix), or -1 */
+    uint8_t bigram[256 * 256 / 8]; /* bit (a << 8 | b): some piece contains bytes a, b */
 };
+
+static bool has_bigram(const gq_tokenizer *t, unsigned char a, unsigned char b)
+{
+    unsigned k = (unsigned)a << 8 | b;
+    return t->bigram[k >> 3] >> (k & 7) & 1;
+}
 
 /* ---- hashing: FNV-1a, continuable so that a pair's concatenation is hashed in place ---- */
 
@@ -186,8 +200,14 @@ int gq_tokenizer_load(const char *path, int expected_vocab, gq_tokenizer **out, 
                     "byte + 3)", path, b + 3, b);
             goto fail;
         }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         table_insert(t, (int)i);
+        const unsigned char *p = (const unsigned char *)t->pieces[i];
+        for (int k = 0; k + 1 < t->lens[i]; k++) {
+            unsigned bg = (unsigned)p[k] << 8 | p[k + 1];
+            t->bigram[bg >> 3] |= (uint8_t)(1u << (bg & 7));
+        }
+    }
     t->space_id = lookup2(t, " ", 1, "", 0);
     free(data);
     *out = t;
@@ -320,6 +340,40 @@ static candidate make_candidate(const gq_tokenizer *t, const symbol *s, int l, i
     return c;
 }
 
+/* Runs the reference merge loop on symbols [a, b) (linked in order; no pair with a symbol
+ * outside the range can merge). h is an empty heap, left empty. */
+static int merge_segment(const gq_tokenizer *t, symbol *s, int a, int b, heap *h)
+{
+    for (int i = a; i + 1 < b; i++) {
+        int id = pair_merge(t, s, i, i + 1);
+        if (id >= 0 && heap_push(h, make_candidate(t, s, i, i + 1, id)) != 0)
+            return -1;
+    }
+    while (h->n) {
+        candidate c = heap_pop(h);
+        int l = (int)~(uint32_t)c.key, r = c.right;
+        /* Stale when r is no longer l's right neighbour (l or r merged away) or r absorbed its
+         * own right neighbour since the push (l's id cannot change while r stays its next). */
+        if (s[l].next != r || s[r].id != c.right_id || s[l].id < 0)
+            continue;
+        int id = pair_merge(t, s, l, r);
+        s[l].id = id;
+        s[r].id = -1;
+        s[l].next = s[r].next;
+        if (s[r].next >= 0)
+            s[s[r].next].prev = l;
+        s[r].next = s[r].prev = -1;
+        int p = s[l].prev, q = s[l].next;
+        if (p >= 0 && (id = pair_merge(t, s, p, l)) >= 0 &&
+            heap_push(h, make_candidate(t, s, p, l, id)) != 0)
+            return -1;
+        if (q >= 0 && (id = pair_merge(t, s, l, q)) >= 0 &&
+            heap_push(h, make_candidate(t, s, l, q, id)) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 int gq_tokenizer_encode(const gq_tokenizer *t, const char *text, size_t len, bool bos, bool eos,
                         int **tokens, size_t *n_tokens, gq_error *err)
 {
@@ -362,32 +416,18 @@ int gq_tokenizer_encode(const gq_tokenizer *t, const char *text, size_t len, boo
         s[i].prev = i - 1;
         s[i].next = i + 1 < n ? i + 1 : -1;
     }
-    for (int i = 0; i + 1 < n; i++) {
-        int id = pair_merge(t, s, i, i + 1);
-        if (id >= 0 && heap_push(&h, make_candidate(t, s, i, i + 1, id)) != 0)
+    for (int a = 0; a < n;) {
+        /* Segment [a, b): up to the next boundary no merge can cross. */
+        int b = a + 1;
+        while (b < n) {
+            const char *l = t->pieces[s[b - 1].id], *r = t->pieces[s[b].id];
+            if (!has_bigram(t, (unsigned char)l[t->lens[s[b - 1].id] - 1], (unsigned char)r[0]))
+                break;
+            b++;
+        }
+        if (merge_segment(t, s, a, b, &h) != 0)
             goto oom;
-    }
-    while (h.n) {
-        candidate c = heap_pop(&h);
-        int l = (int)~(uint32_t)c.key, r = c.right;
-        /* Stale when r is no longer l's right neighbour (l or r merged away) or r absorbed its
-         * own right neighbour since the push (l's id cannot change while r stays its next). */
-        if (s[l].next != r || s[r].id != c.right_id || s[l].id < 0)
-            continue;
-        int id = pair_merge(t, s, l, r);
-        s[l].id = id;
-        s[r].id = -1;
-        s[l].next = s[r].next;
-        if (s[r].next >= 0)
-            s[s[r].next].prev = l;
-        s[r].next = s[r].prev = -1;
-        int p = s[l].prev, q = s[l].next;
-        if (p >= 0 && (id = pair_merge(t, s, p, l)) >= 0 &&
-            heap_push(&h, make_candidate(t, s, p, l, id)) != 0)
-            goto oom;
-        if (q >= 0 && (id = pair_merge(t, s, l, q)) >= 0 &&
-            heap_push(&h, make_candidate(t, s, l, q, id)) != 0)
-            goto oom;
+        a = b;
     }
     size_t m = 0;
     for (int i = n ? 0 : -1; i >= 0; i = s[i].next)
