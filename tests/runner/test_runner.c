@@ -1,0 +1,375 @@
+/* The experiment runner end to end through the gq-bench binary: smoke.json outputs, validation
+ * messages for bad experiment files, resume after kill -9, a changed experiment, missing
+ * gnuplot. */
+#include "test_support.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+
+#include "core/gq_fileio.h"
+#include "report/gq_h5.h"
+#include "report/gq_plot.h"
+#include "report/gq_table.h"
+
+static char g_smoke[4096];    /* experiments/smoke.json */
+static char *g_ref_dir;       /* out-dir of the uninterrupted smoke run */
+static char g_out[1 << 16], g_err[1 << 16];
+
+/* Points GQ_ASSETS at the directory that holds the real assets; false when they are missing. */
+static bool setup_assets(void)
+{
+    char p[4096];
+    const char *rel = "models/stories260K/tok512.bin";
+    if (!test_asset(rel, p, sizeof p))
+        return false;
+    p[strlen(p) - strlen(rel)] = '\0';
+    setenv("GQ_ASSETS", p, 1);
+    const char *root = getenv("GQ_SOURCE_ROOT");
+    snprintf(g_smoke, sizeof g_smoke, "%s/experiments/smoke.json", root ? root : ".");
+    return true;
+}
+
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...)
+{
+    char args[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    return test_run_cli(args, g_out, sizeof g_out, g_err, sizeof g_err);
+}
+
+static bool is_png(const char *path)
+{
+    if (!gq_file_exists(path))
+        return false;
+    size_t len;
+    unsigned char *d = test_read_file(path, &len);
+    bool ok = len > 8 && memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0;
+    free(d);
+    return ok;
+}
+
+static void test_smoke_end_to_end(void **state)
+{
+    (void)state;
+    if (!setup_assets())
+        skip();
+    g_ref_dir = test_tmpdir("run-ref");
+    int rc = run("run %s --out-dir %s --threads 1", g_smoke, g_ref_dir);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, g_err);
+    /* the summary states its protocol */
+    assert_non_null(strstr(g_out, "perplexity protocol full, ctx 64"));
+    assert_non_null(strstr(g_out, "c009"));
+
+    char p[4200];
+    snprintf(p, sizeof p, "%s/results/smoke/results.csv", g_ref_dir);
+    gq_table t;
+    gq_error err = {{0}};
+    assert_int_equal(gq_table_read_csv(p, &t, &err), 0);
+    static const char *const cols[] = {
+        "experiment", "cell", "series", "model", "method", "format", "sweep", "bits", "group_size",
+        "ppl", "ppl_stderr", "delta_ppl", "kl_div", "top1_pct", "bpw", "model_bytes", "t_stats",
+        "t_search", "t_quant", "t_eval", "eval_tok_s", "peak_rss_mb", "threads", "decode_tok_s",
+        "prefill_tok_s", "packed_bytes", "protocol", "ctx", "tokenizer", "eval_text",
+        "eval_sha256", "calib_text", "n_calib", "calib_ctx", "seed", "config_sha256",
+        "model_sha256", "version"};
+    for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
+        if (gq_table_col(&t, cols[i]) < 0)
+            fail_msg("results.csv has no column %s", cols[i]);
+    /* baseline + rtn x 4 + gptq x 4 + q4_0 (not swept: no bits or group_size parameter) */
+    assert_int_equal(gq_table_n_rows(&t), 10);
+    assert_string_equal(gq_table_str(&t, 0, "cell"), "baseline");
+    assert_true(gq_table_num(&t, 0, "kl_div") == 0.0);
+    double base = gq_table_num(&t, 0, "ppl");
+    for (size_t r = 1; r < 10; r++) {
+        double ppl = gq_table_num(&t, r, "ppl"), kl = gq_table_num(&t, r, "kl_div");
+        assert_true(isfinite(ppl) && ppl > 1.0);
+        assert_true(kl > 0.0 && isfinite(kl));
+        assert_true(fabs(gq_table_num(&t, r, "delta_ppl") - (ppl - base)) < 1e-6 * ppl);
+        double bpw = gq_table_num(&t, r, "bpw");
+        assert_true(bpw > 3.0 && bpw < 5.0);
+        /* packed-kernel columns are empty, never estimated */
+        assert_true(isnan(gq_table_num(&t, r, "decode_tok_s")));
+        assert_string_equal(gq_table_str(&t, r, "protocol"), "full");
+    }
+    assert_string_equal(gq_table_str(&t, 9, "format"), "q4_0");
+    assert_true(isnan(gq_table_num(&t, 9, "bits")));
+    assert_true(gq_table_num(&t, 5, "n_calib") == 4);     /* gptq uses calibration */
+    assert_true(isnan(gq_table_num(&t, 1, "n_calib")));   /* rtn does not */
+
+    /* HDF5: the same numbers, per-cell groups with per-tensor metrics, protocol attribute */
+    snprintf(p, sizeof p, "%s/results/smoke/results.h5", g_ref_dir);
+    double *v;
+    size_t n;
+    assert_int_equal(gq_h5_read_column(p, "ppl", &v, &n, &err), 0);
+    assert_int_equal(n, 10);
+    for (size_t r = 0; r < n; r++)
+        assert_true(v[r] == gq_table_num(&t, r, "ppl"));
+    free(v);
+    hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    assert_true(H5Aexists(f, "protocol") > 0);
+    assert_true(H5Aexists(f, "experiment_json") > 0);
+    assert_true(H5Aexists(f, "empty_columns_reason") > 0);
+    assert_true(H5Lexists(f, "/cells/c005", H5P_DEFAULT) > 0);
+    hid_t ds = H5Dopen2(f, "/cells/c005/tensors", H5P_DEFAULT);
+    assert_true(ds >= 0);
+    hid_t ty = H5Dget_type(ds);
+    assert_true(H5Tget_member_index(ty, "recon_err") >= 0);
+    H5Tclose(ty);
+    H5Dclose(ds);
+    H5Fclose(f);
+    gq_table_free(&t);
+
+    /* charts the sweep supports, and only those */
+    const char *pngs[] = {"ppl_vs_group_size_3bit", "ppl_vs_group_size_4bit", "ppl_vs_bits",
+                          "ppl_vs_bpw", "stage_times"};
+    for (int i = 0; i < 5 && gq_gnuplot_path(); i++) {
+        snprintf(p, sizeof p, "%s/plots/smoke/%s.png", g_ref_dir, pngs[i]);
+        if (!is_png(p))
+            fail_msg("%s is missing or not a PNG", p);
+    }
+    snprintf(p, sizeof p, "%s/plots/smoke/ppl_vs_n_calib.png", g_ref_dir);
+    assert_false(gq_file_exists(p));
+}
+
+/* Writes smoke.json with one Python-free edit: `from` replaced by `to` (must occur). */
+static void write_variant(const char *dir, const char *name, const char *from, const char *to,
+                          char *out, size_t n)
+{
+    size_t len;
+    char *src = test_read_file(g_smoke, &len);
+    char *at = strstr(src, from);
+    if (!at)
+        fail_msg("smoke.json no longer contains %s", from);
+    snprintf(out, n, "%s/%s", dir, name);
+    FILE *f = fopen(out, "w");
+    assert_non_null(f);
+    fprintf(f, "%.*s%s%s", (int)(at - src), src, to, at + strlen(from));
+    fclose(f);
+    free(src);
+}
+
+static void test_validation_messages(void **state)
+{
+    (void)state;
+    if (!setup_assets())
+        skip();
+    char *dir = test_tmpdir("run-bad");
+    static const struct {
+        const char *from, *to, *expect;
+    } cases[] = {
+        {"\"description\"", "\"descripton\"", "$.descripton: unknown key (known: name, description"},
+        {"\"bits\": [3, 4]", "\"bits\": [3, 9]",
+         "$.methods[0].format.bits: 9 is outside 2..8 (in the sweep cell bits=9 group_size=32)"},
+        {"\"bits\": 4, \"group_size\": 32}}", "\"bits\": 1, \"group_size\": 32}}",
+         "$.methods[0].format.bits: 1 is outside 2..8"},
+        {"\"group_size\": [32, 64]", "\"group_size\": []", "$.sweep.group_size: expected a non-empty array"},
+        {"\"method\": \"rtn\"", "\"method\": \"rnt\"", "$.methods[0].method.name: unknown method \"rnt\""},
+        {"\"format\": \"q4_0\"", "\"format\": \"q4_9\"", "$.methods[2].format.name: unknown format \"q4_9\""},
+        {"tinystories_val.txt\", \"protocol\"", "missing.txt\", \"protocol\"", "$.eval.text: text/tinystories/missing.txt: not found"},
+        {"\"ctx\": 64", "\"ctx\": \"64\"", "$.eval.ctx: expected an integer"},
+        {"\"ctx\": 64", "\"ctx\": 4096", "$.eval.ctx: 4096 is longer than the model's context (128)"},
+        {"\"protocol\": \"full\"", "\"protocol\": \"wiki\"", "$.eval.protocol"},
+        {"\"sweep\": {", "\"zip\": [[\"bits\", \"n_calib\"]], \"sweep\": {", "$.zip[0][1]: \"n_calib\" is not an axis of $.sweep"},
+        {"\"sweep\": {", "\"sweep\": {\"damp\": [0.1], ", "$.sweep.damp: no method in $.methods has this parameter"},
+        {"\"label\": \"gptq\"", "\"label\": \"rtn\"", "$.methods[1].label: \"rtn\" is already the label of $.methods[0]"},
+        {"\"seed\": 1,", "\"seed\": -1,", "$.model.seed: -1 is outside 0.."},
+        {"\"methods\": [", "\"overrides\": [{\"pattern\": \"layers.*\", \"keep_fp\": true, \"format\": \"q4_0\"}], \"methods\": [",
+         "$.overrides[0]: give either \"keep_fp\": true or a \"format\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char file[4200], name[32], out[4200];
+        snprintf(name, sizeof name, "bad%zu.json", i);
+        write_variant(dir, name, cases[i].from, cases[i].to, file, sizeof file);
+        snprintf(out, sizeof out, "%s/out%zu", dir, i);
+        int rc = run("run %s --out-dir %s", file, out);
+        if (rc != 2 || !strstr(g_err, cases[i].expect) || strncmp(g_err, "gq-bench run: ", 14) ||
+            strncmp(g_err + 14, file, strlen(file)))
+            fail_msg("case %zu: exit %d, stderr: %s(expected \"%s: ... %s\")", i, rc, g_err, file,
+                     cases[i].expect);
+        /* one line, nothing created */
+        assert_int_equal(strchr(g_err, '\n') - g_err + 1, (long)strlen(g_err));
+        assert_false(gq_file_exists(out));
+    }
+    /* a syntax error names the line */
+    char file[4200];
+    snprintf(file, sizeof file, "%s/syntax.json", dir);
+    FILE *f = fopen(file, "w");
+    fputs("{\"name\": \"x\",\n \"model\": }\n", f);
+    fclose(f);
+    assert_int_equal(run("run %s", file), 2);
+    assert_non_null(strstr(g_err, "line 2"));
+    /* --dry-run lists the cells and writes nothing */
+    char out[4200];
+    snprintf(out, sizeof out, "%s/dry", dir);
+    assert_int_equal(run("run %s --dry-run --out-dir %s", g_smoke, out), 0);
+    assert_non_null(strstr(g_out, "10 cells"));
+    assert_non_null(strstr(g_out, "bits=4 group_size=64"));
+    assert_false(gq_file_exists(out));
+    free(dir);
+}
+
+static int count_cells(const char *journal)
+{
+    DIR *d = opendir(journal);
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        n += strncmp(de->d_name, "cell-", 5) == 0 && !strstr(de->d_name, ".tmp.");
+    closedir(d);
+    return n;
+}
+
+/* results.csv without the columns that measure time or memory (and, with `threads`, the
+ * thread-count column: the baseline runs alone with every thread, cells with their share). */
+static char *csv_without(const char *path, bool threads)
+{
+    gq_table t;
+    gq_error err = {{0}};
+    if (gq_table_read_csv(path, &t, &err))
+        fail_msg("%s", err.msg);
+    static const char *const timing[] = {"t_stats", "t_search", "t_quant", "t_eval",
+                                         "eval_tok_s", "peak_rss_mb"};
+    for (size_t r = 0; r < gq_table_n_rows(&t); r++)
+        for (size_t k = 0; k < sizeof timing / sizeof timing[0]; k++)
+            json_object_del(gq_table_row(&t, r), timing[k]);
+    for (size_t r = 0; r < gq_table_n_rows(&t) && threads; r++)
+        json_object_del(gq_table_row(&t, r), "threads");
+    char *s = gq_table_csv(&t);
+    gq_table_free(&t);
+    return s;
+}
+
+static void test_resume_after_kill(void **state)
+{
+    (void)state;
+    if (!setup_assets() || !g_ref_dir)
+        skip();
+    char *dir = test_tmpdir("run-resume"), journal[4200];
+    snprintf(journal, sizeof journal, "%s/results/smoke/.journal", dir);
+    /* start the run, kill -9 it once the journal holds the baseline and one cell */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        freopen("/dev/null", "w", stdout);
+        freopen("/dev/null", "w", stderr);
+        execl(getenv("GQ_BENCH"), "gq-bench", "run", g_smoke, "--out-dir", dir, "--threads",
+              "1", "--no-plots", (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    bool exited = false;
+    for (int i = 0; i < 60000 && !exited; i++) {
+        if (count_cells(journal) >= 2)
+            break;
+        exited = waitpid(pid, &status, WNOHANG) == pid;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    if (!exited) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    int done_before = count_cells(journal);
+    if (exited)
+        fail_msg("the run finished (status %d) before it could be killed", status);
+    assert_true(done_before >= 2 && done_before < 10);
+    char csv[4200];
+    snprintf(csv, sizeof csv, "%s/results/smoke/results.csv", dir);
+    assert_false(gq_file_exists(csv)); /* final files only come from a complete journal */
+
+    /* the same command finishes the remaining cells */
+    int rc = run("run %s --out-dir %s --threads 1 --no-plots", g_smoke, dir);
+    if (rc != 0)
+        fail_msg("resume: exit %d: %s", rc, g_err);
+    assert_non_null(strstr(g_err, "resuming"));
+    char ref[4200];
+    snprintf(ref, sizeof ref, "%s/results/smoke/results.csv", g_ref_dir);
+    char *a = csv_without(ref, false), *b = csv_without(csv, false);
+    assert_string_equal(a, b); /* same cells, same numbers */
+    free(a);
+    free(b);
+
+    /* a changed experiment does not resume into these results */
+    char file[4200];
+    write_variant(dir, "smoke.json", "\"max_windows\": 4", "\"max_windows\": 3", file, sizeof file);
+    rc = run("run %s --out-dir %s --threads 1 --no-plots", file, dir);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(g_err, "--fresh"));
+    free(dir);
+}
+
+/* Two cells side by side with one thread each give the numbers of a sequential 1-thread run. */
+static void test_jobs_same_numbers(void **state)
+{
+    (void)state;
+    if (!setup_assets() || !g_ref_dir)
+        skip();
+    char *dir = test_tmpdir("run-jobs");
+    int rc = run("run %s --out-dir %s --threads 2 --jobs 2 --no-plots", g_smoke, dir);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, g_err);
+    char ref[4200], csv[4200];
+    snprintf(ref, sizeof ref, "%s/results/smoke/results.csv", g_ref_dir);
+    snprintf(csv, sizeof csv, "%s/results/smoke/results.csv", dir);
+    char *a = csv_without(ref, true), *b = csv_without(csv, true);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    free(dir);
+}
+
+static void test_without_gnuplot(void **state)
+{
+    (void)state;
+    if (!setup_assets())
+        skip();
+    char *dir = test_tmpdir("run-nognuplot"), file[4200];
+    /* gptq not swept over bits: baseline + rtn x 4 + gptq x 2 + q4_0 */
+    write_variant(dir, "smoke.json", "{\"label\": \"gptq\"", "{\"label\": \"gptq\", \"exclude\": [\"bits\"]",
+                  file, sizeof file);
+    setenv("GQ_GNUPLOT", "/nonexistent/gnuplot", 1);
+    int rc = run("run %s --out-dir %s --threads 1", file, dir);
+    unsetenv("GQ_GNUPLOT");
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, g_err);
+    assert_non_null(strstr(g_err, "charts skipped: gnuplot not found"));
+    char p[4200];
+    snprintf(p, sizeof p, "%s/results/smoke/results.csv", dir);
+    assert_true(gq_file_exists(p));
+    snprintf(p, sizeof p, "%s/results/smoke/results.h5", dir);
+    assert_true(gq_file_exists(p));
+    snprintf(p, sizeof p, "%s/plots/smoke/stage_times.png", dir);
+    assert_false(gq_file_exists(p));
+    /* gptq excluded from the bits axis: 2 group sizes only */
+    assert_non_null(strstr(g_out, "c007"));
+    assert_null(strstr(g_out, "c008"));
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_smoke_end_to_end),
+        cmocka_unit_test(test_validation_messages),
+        cmocka_unit_test(test_resume_after_kill),
+        cmocka_unit_test(test_jobs_same_numbers),
+        cmocka_unit_test(test_without_gnuplot),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
