@@ -1,0 +1,128 @@
+#ifndef GQ_PACKED_H
+#define GQ_PACKED_H
+/* Real quantized inference: linears stored in their format's packed layout and products that
+ * read that layout directly (no fp32 copy of the weights).
+ *
+ * Packed formats (gq_packed_supported says which quantizers qualify, and why not):
+ *   q4_0, q4_1, q8_0, mxfp4_ggml, q4_K, q6_K: ggml's block bytes, exactly the codes the format's
+ *       quantize() writes;
+ *   int with bits 4 or 8, fp16 scales, zero sym / sym_gptq / asym, per tensor, per channel or
+ *       groups of a multiple of 32 columns: per row, 32-column blocks of codes (4-bit: 16 bytes,
+ *       byte j = element j low nibble, element j+16 high nibble; 8-bit: 32 bytes) plus one fp16
+ *       scale and (asym) one uint8 zero point per group, w = s * (code - z); the codes are read
+ *       back from the int format's own storage, so the values are its reconstruction.
+ *
+ * Products, with fp32 activations throughout (no activation quantization: the packed forward
+ * pass differs from the fake-quant one only by float summation order):
+ *   decode (n = 1): one fused dot per output row that decodes the codes in registers (AVX2/FMA;
+ *       a scalar reference beside it), rows in parallel under OpenMP;
+ *   prefill (n > GQ_PACKED_MATVEC_MAX_N): tiles of 64 rows are dequantized (bit-exactly) into a
+ *       per-thread buffer and multiplied with cblas_sgemm, tiles in parallel under OpenMP (the
+ *       BLAS call then runs single-threaded inside each thread). Chosen over integer dot
+ *       products on quantized activations because it keeps fp32 accuracy; `gq-bench bench
+ *       prefill` shows it within a small factor of fp32 sgemm.
+ *
+ * A packed model is a view of an fp32 model whose block linears (and optionally the classifier)
+ * carry gq_linear_op operators, so gq_forward_prefill and gq_decode_step run on packed weights
+ * unchanged. */
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/gq_error.h"
+#include "formats/gq_format.h"
+#include "model/gq_model.h"
+
+/* Up to this many tokens a product is done as repeated fused dots, above by tiles + sgemm. */
+#define GQ_PACKED_MATVEC_MAX_N 4
+
+typedef struct gq_packed_linear gq_packed_linear;
+
+/* True when q has a packed kernel for (rows, cols) matrices (cols <= 0: any shape); otherwise
+ * writes the reason to why (one line). */
+bool gq_packed_supported(const gq_quantizer *q, int rows, int cols, char *why, size_t n);
+
+/* Quantizes W (rows, cols) with q and keeps its codes packed. deq (optional, rows*cols) receives
+ * the format's reconstruction, i.e. the fake-quant weights the packed kernels compute with. */
+gq_packed_linear *gq_packed_linear_new(const gq_quantizer *q, const float *W, int rows, int cols,
+                                       float *deq, gq_error *err);
+void gq_packed_linear_free(gq_packed_linear *P);
+
+/* Bytes of the packed weights (codes, scales, zero points). */
+size_t gq_packed_linear_bytes(const gq_packed_linear *P);
+const char *gq_packed_linear_label(const gq_packed_linear *P);
+/* The operator for gq_layer.op / gq_model.cls_op. */
+const gq_linear_op *gq_packed_linear_op(const gq_packed_linear *P);
+
+/* y (n, rows) = x (n, cols) · W^T (the operator's product). */
+void gq_packed_linear_apply(const gq_packed_linear *P, float *y, const float *x, int n);
+/* out (rows, cols) = the packed weights, dequantized (bit-identical to the format's
+ * dequantize()). ref: use the scalar reference kernels instead of the SIMD ones. */
+void gq_packed_linear_dequantize(const gq_packed_linear *P, float *out, bool ref);
+/* y (rows) = W · x (cols) by the scalar reference kernels (tests). */
+void gq_packed_linear_matvec_ref(const gq_packed_linear *P, float *y, const float *x);
+
+/* A packed model: `model` is a view of the source model (sharing its fp32 embeddings, norms and,
+ * for reference, its fp32 linears) whose layers carry packed operators. The source must outlive
+ * it. The view's fp32 linears are the source's; fake-quant comparisons quantize a clone. */
+typedef struct gq_packed_model {
+    gq_model model;
+    gq_packed_linear **lin;    /* n_layers * GQ_N_LINEAR */
+    gq_packed_linear *cls;     /* NULL when the classifier stays fp32 */
+    size_t packed_bytes;       /* bytes of all packed linears */
+    size_t decode_bytes;       /* weight bytes one decode step reads: packed linears, norms,
+                                  fp32 classifier if not packed, one embedding row */
+    char label[64];
+} gq_packed_model;
+
+/* Packs every block linear of src with q (and the classifier too when pack_classifier).
+ * deq_model (optional): a clone of src whose packed linears are overwritten with the format's
+ * reconstruction (the fake-quant model that matches the packed one). */
+int gq_packed_model_build(const gq_model *src, const gq_quantizer *q, bool pack_classifier,
+                          gq_model *deq_model, gq_packed_model *pm, gq_error *err);
+void gq_packed_model_free(gq_packed_model *pm);
+
+/* ---- throughput, for the runner and `gq-bench bench decode|prefill` ----
+ * Protocols (wall clock, the process's thread count):
+ *   decode:  gq_decode_step for positions 0..decode_tokens-1 after warmup steps, fresh KV
+ *            cache; tokens/s = decode_tokens / time. bytes/token = decode_bytes.
+ *   prefill: gq_forward_prefill of one window of prefill_tokens tokens (after one warm-up),
+ *            best of `reps`; tokens/s = prefill_tokens / time. */
+typedef struct gq_packed_bench_opts {
+    int decode_tokens;   /* default 16 */
+    int warmup;          /* default 2 */
+    int prefill_tokens;  /* default 128 (capped at seq_len) */
+    int reps;            /* default 3 */
+    bool pack_classifier; /* default false: the classifier stays fp32 as the fake-quant path */
+} gq_packed_bench_opts;
+gq_packed_bench_opts gq_packed_bench_defaults(void);
+
+typedef struct gq_packed_throughput {
+    bool packed;           /* false when the format has no packed kernel: see reason */
+    char reason[256];
+    double decode_tok_s;
+    double prefill_tok_s;
+    size_t packed_bytes;   /* packed linears */
+    size_t decode_bytes;   /* weight bytes read per decode token */
+} gq_packed_throughput;
+
+/* Decode and prefill tokens/s of model m in fp32 (q NULL) or packed with q (the model's current
+ * weights are quantized with q; throughput does not depend on the code values, so a model that
+ * a method already quantized is simply re-encoded). A format without a packed kernel is not an
+ * error: out->packed = false with the reason, tokens/s 0. Errors: out of memory, bad shapes. */
+int gq_packed_measure(const gq_model *m, const gq_quantizer *q, const gq_packed_bench_opts *o,
+                      gq_packed_throughput *out, gq_error *err);
+
+/* Timed runs of an already built model (fp32 or a packed view). */
+int gq_packed_time_decode(const gq_model *m, const gq_packed_bench_opts *o, double *tok_s,
+                          gq_error *err);
+int gq_packed_time_prefill(const gq_model *m, const gq_packed_bench_opts *o, double *tok_s,
+                           gq_error *err);
+/* Weight bytes one fp32 decode step reads (linears, norms, classifier, one embedding row). */
+size_t gq_packed_fp32_decode_bytes(const gq_config *c);
+
+/* Memory bandwidth ceiling measured now: best of `reps` STREAM-triad passes a[i] = b[i] + s*c[i]
+ * over three arrays of `mib` MiB each, all threads; GB/s counts 3 arrays x bytes per pass
+ * (the write-allocate read is not counted, as in STREAM). */
+int gq_packed_bandwidth(size_t mib, int reps, double *gbps, gq_error *err);
+
+#endif

@@ -1,0 +1,129 @@
+/* Packed kernels of the "int" format, 4 and 8 bits (layout in gq_packed.h): per row, blocks of
+ * 32 codes (int4: 16 bytes, byte j = element j low nibble, element j+16 high nibble; int8: 32
+ * bytes), and per group of P->group columns an fp16 scale s and a zero point z (stored per group
+ * for asym, the constant P->zconst otherwise). w = s * (code - z), the int format's
+ * reconstruction: (code - z) is an exact small integer, so one rounding as there. */
+#include "core/gq_half.h"
+#include "packed/packed_internal.h"
+#include "packed/pk_simd.h"
+
+static inline float grp_scale(const gq_packed_linear *P, int r, int g)
+{
+    return gq_fp16_to_fp32(P->scales[(size_t)r * P->n_groups + g]);
+}
+
+static inline int grp_zero(const gq_packed_linear *P, int r, int g)
+{
+    return P->zeros ? P->zeros[(size_t)r * P->n_groups + g] : P->zconst;
+}
+
+static void ref_int4(const gq_packed_linear *P, int r, float *y)
+{
+    const uint8_t *q = pk_row(P, r);
+    for (int j = 0; j < P->cols_pad; j++) {
+        int g = j / P->group, blk = j / 32, e = j % 32;
+        uint8_t byte = q[16 * blk + (e & 15)];
+        int code = e < 16 ? byte & 0xF : byte >> 4;
+        y[j] = grp_scale(P, r, g) * (float)(code - grp_zero(P, r, g));
+    }
+}
+
+static void ref_int8(const gq_packed_linear *P, int r, float *y)
+{
+    const uint8_t *q = pk_row(P, r);
+    for (int j = 0; j < P->cols_pad; j++) {
+        int g = j / P->group;
+        y[j] = grp_scale(P, r, g) * (float)(q[j] - grp_zero(P, r, g));
+    }
+}
+
+#if PK_AVX2
+/* Signed codes (code - z) of int4 block b, elements 0..15 and 16..31. */
+static inline void int4_codes(const uint8_t *q, int b, int z, __m128i *lo, __m128i *hi)
+{
+    const __m128i zv = _mm_set1_epi8((char)z);
+    pk_nibbles16(q + 16 * b, lo, hi);
+    *lo = _mm_sub_epi8(*lo, zv);
+    *hi = _mm_sub_epi8(*hi, zv);
+}
+
+static void fast_int4(const gq_packed_linear *P, int r, float *y)
+{
+    const uint8_t *q = pk_row(P, r);
+    const int bpg = P->group / 32;
+    for (int b = 0; b < P->cols_pad / 32; b++, y += 32) {
+        int g = b / bpg;
+        __m128i lo, hi;
+        int4_codes(q, b, grp_zero(P, r, g), &lo, &hi);
+        __m256 s = _mm256_set1_ps(grp_scale(P, r, g));
+        pk_store16_i8(lo, s, y);
+        pk_store16_i8(hi, s, y + 16);
+    }
+}
+
+static float dot_int4(const gq_packed_linear *P, int r, const float *x, const float *xs)
+{
+    (void)xs;
+    const uint8_t *q = pk_row(P, r);
+    const int bpg = P->group / 32, nb = P->cols_pad / 32;
+    __m256 acc = _mm256_setzero_ps();
+    for (int g = 0; g < P->n_groups; g++) {
+        int z = grp_zero(P, r, g), b1 = (g + 1) * bpg < nb ? (g + 1) * bpg : nb;
+        __m256 gs = _mm256_setzero_ps();
+        for (int b = g * bpg; b < b1; b++) {
+            __m128i lo, hi;
+            int4_codes(q, b, z, &lo, &hi);
+            gs = _mm256_add_ps(gs, _mm256_add_ps(pk_dot16_i8(lo, x + 32 * b),
+                                                 pk_dot16_i8(hi, x + 32 * b + 16)));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(grp_scale(P, r, g)), gs, acc);
+    }
+    return pk_hsum(acc);
+}
+
+static void fast_int8(const gq_packed_linear *P, int r, float *y)
+{
+    const uint8_t *q = pk_row(P, r);
+    const int bpg = P->group / 32;
+    for (int b = 0; b < P->cols_pad / 32; b++) {
+        int g = b / bpg;
+        __m256 s = _mm256_set1_ps(grp_scale(P, r, g)), z = _mm256_set1_ps((float)grp_zero(P, r, g));
+        for (int k = 0; k < 4; k++) {
+            __m128i v = _mm_loadl_epi64((const __m128i *)(q + 32 * b + 8 * k));
+            __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
+            _mm256_storeu_ps(y + 32 * b + 8 * k, _mm256_mul_ps(_mm256_sub_ps(c, z), s));
+        }
+    }
+}
+
+/* sum s_g * (sum code*x - z_g * sum x) over groups. */
+static float dot_int8(const gq_packed_linear *P, int r, const float *x, const float *xs)
+{
+    const uint8_t *q = pk_row(P, r);
+    const int bpg = P->group / 32, nb = P->cols_pad / 32;
+    __m256 acc = _mm256_setzero_ps();
+    float offs = 0.0f;
+    for (int g = 0; g < P->n_groups; g++) {
+        int b1 = (g + 1) * bpg < nb ? (g + 1) * bpg : nb;
+        __m256 gs = _mm256_setzero_ps();
+        float xsum = 0.0f;
+        for (int b = g * bpg; b < b1; b++) {
+            const uint8_t *qb = q + 32 * b;
+            gs = _mm256_add_ps(gs, _mm256_add_ps(
+                pk_dot16_u8(_mm_loadu_si128((const __m128i *)qb), x + 32 * b),
+                pk_dot16_u8(_mm_loadu_si128((const __m128i *)(qb + 16)), x + 32 * b + 16)));
+            xsum += xs[b];
+        }
+        float s = grp_scale(P, r, g);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(s), gs, acc);
+        offs += s * (float)grp_zero(P, r, g) * xsum;
+    }
+    return pk_hsum(acc) - offs;
+}
+
+const pk_type pk_int4 = {"int4", 32, ref_int4, fast_int4, dot_int4};
+const pk_type pk_int8 = {"int8", 32, ref_int8, fast_int8, dot_int8};
+#else
+const pk_type pk_int4 = {"int4", 32, ref_int4, ref_int4, pk_dot_generic};
+const pk_type pk_int8 = {"int8", 32, ref_int8, ref_int8, pk_dot_generic};
+#endif

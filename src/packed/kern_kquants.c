@@ -1,0 +1,159 @@
+/* Packed kernels of the K-quants Q4_K and Q6_K (ggml super-blocks of 256). The reference
+ * dequantization is the format's own (gq_kq_dequantize_block). AVX2:
+ *   Q4_K: 8 sub-blocks of 32, w = D_j * q - M_j with q in 0..15; in the dot the offsets M_j go
+ *         through the block sums of x: D_j * sum(q x) - M_j * sum(x).
+ *   Q6_K: 16 sub-blocks of 16, w = D_j * (q - 32) with 6-bit q split into low nibbles (ql) and
+ *         2 high bits (qh); per half of 128 elements, 32 bytes of ql/qh give 4 runs of 32. */
+#include "formats/ggml_kquants.h"
+#include "packed/packed_internal.h"
+#include "packed/pk_simd.h"
+
+static void ref_q4_K(const gq_packed_linear *P, int r, float *y)
+{
+    const gq_block_q4_K *b = (const gq_block_q4_K *)pk_row(P, r);
+    for (int i = 0; i < P->cols_pad / GQ_QK_K; i++)
+        gq_kq_dequantize_block(&gq_kq_q4_K, &b[i], y + (size_t)i * GQ_QK_K);
+}
+
+static void ref_q6_K(const gq_packed_linear *P, int r, float *y)
+{
+    const gq_block_q6_K *b = (const gq_block_q6_K *)pk_row(P, r);
+    for (int i = 0; i < P->cols_pad / GQ_QK_K; i++)
+        gq_kq_dequantize_block(&gq_kq_q6_K, &b[i], y + (size_t)i * GQ_QK_K);
+}
+
+#if PK_AVX2
+/* D_j = d * ls_j and M_j = dmin * lm_j of a Q4_K block (the format's float operations). */
+static inline void q4_K_scales(const gq_block_q4_K *b, float D[8], float M[8])
+{
+    uint8_t ls[8], lm[8];
+    gq_kq_unpack_scale_min6(b->scales, ls, lm);
+    const float d = gq_fp16(b->d), dmin = gq_fp16(b->dmin);
+    for (int j = 0; j < 8; j++) {
+        D[j] = d * ls[j];
+        M[j] = dmin * lm[j];
+    }
+}
+
+/* Codes of sub-blocks 2c (low nibbles of qs[32c..32c+32)) and 2c+1 (high nibbles), as two
+ * runs of 16 bytes each. */
+static inline void q4_K_chunk(const gq_block_q4_K *b, int c, __m128i lo[2], __m128i hi[2])
+{
+    pk_nibbles16(b->qs + 32 * c, &lo[0], &hi[0]);
+    pk_nibbles16(b->qs + 32 * c + 16, &lo[1], &hi[1]);
+}
+
+static void fast_q4_K(const gq_packed_linear *P, int r, float *y)
+{
+    const gq_block_q4_K *b = (const gq_block_q4_K *)pk_row(P, r);
+    for (int i = 0; i < P->cols_pad / GQ_QK_K; i++) {
+        float D[8], M[8];
+        q4_K_scales(&b[i], D, M);
+        for (int c = 0; c < 4; c++) {
+            __m128i q[2][2]; /* [sub-block parity][half] */
+            q4_K_chunk(&b[i], c, q[0], q[1]);
+            for (int p = 0; p < 2; p++) {
+                __m256 d = _mm256_set1_ps(D[2 * c + p]), m = _mm256_set1_ps(M[2 * c + p]);
+                float *o = y + 64 * c + 32 * p;
+                for (int h = 0; h < 2; h++) {
+                    __m256 a, e;
+                    pk_i8x16_to_f32(q[p][h], &a, &e);
+                    _mm256_storeu_ps(o + 16 * h, _mm256_sub_ps(_mm256_mul_ps(a, d), m));
+                    _mm256_storeu_ps(o + 16 * h + 8, _mm256_sub_ps(_mm256_mul_ps(e, d), m));
+                }
+            }
+        }
+        y += GQ_QK_K;
+    }
+}
+
+static float dot_q4_K(const gq_packed_linear *P, int r, const float *x, const float *xs)
+{
+    const gq_block_q4_K *b = (const gq_block_q4_K *)pk_row(P, r);
+    __m256 acc = _mm256_setzero_ps();
+    float offs = 0.0f;
+    for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, x += GQ_QK_K, xs += 8) {
+        float D[8], M[8];
+        q4_K_scales(&b[i], D, M);
+        for (int c = 0; c < 4; c++) {
+            __m128i q[2][2];
+            q4_K_chunk(&b[i], c, q[0], q[1]);
+            for (int p = 0; p < 2; p++) {
+                const float *xp = x + 64 * c + 32 * p;
+                __m256 s = _mm256_add_ps(pk_dot16_i8(q[p][0], xp), pk_dot16_i8(q[p][1], xp + 16));
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(D[2 * c + p]), s, acc);
+            }
+        }
+        for (int j = 0; j < 8; j++)
+            offs += M[j] * xs[j];
+    }
+    return pk_hsum(acc) - offs;
+}
+
+/* Signed codes q - 32 of half h of a Q6_K block: v[k] holds elements 128h + 32k + 0..31. */
+static inline void q6_K_half(const gq_block_q6_K *b, int h, __m256i v[4])
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+    const __m256i off = _mm256_set1_epi8(32);
+    __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+    __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+    __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+    __m256i lows[4] = {_mm256_and_si256(ql0, m4), _mm256_and_si256(ql1, m4),
+                       _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                       _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4)};
+    for (int k = 0; k < 4; k++) {
+        __m256i hb = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), m2);
+        v[k] = _mm256_sub_epi8(_mm256_or_si256(lows[k], _mm256_slli_epi16(hb, 4)), off);
+    }
+}
+
+static void fast_q6_K(const gq_packed_linear *P, int r, float *y)
+{
+    const gq_block_q6_K *b = (const gq_block_q6_K *)pk_row(P, r);
+    for (int i = 0; i < P->cols_pad / GQ_QK_K; i++) {
+        const float d = gq_fp16(b[i].d);
+        for (int h = 0; h < 2; h++) {
+            __m256i v[4];
+            q6_K_half(&b[i], h, v);
+            for (int k = 0; k < 4; k++) {
+                float *o = y + 128 * h + 32 * k;
+                const int8_t *sc = b[i].scales + 8 * h + 2 * k; /* sub-blocks of 16 */
+                pk_store16_i8(_mm256_castsi256_si128(v[k]), _mm256_set1_ps(d * sc[0]), o);
+                pk_store16_i8(_mm256_extracti128_si256(v[k], 1), _mm256_set1_ps(d * sc[1]),
+                              o + 16);
+            }
+        }
+        y += GQ_QK_K;
+    }
+}
+
+static float dot_q6_K(const gq_packed_linear *P, int r, const float *x, const float *xs)
+{
+    (void)xs;
+    const gq_block_q6_K *b = (const gq_block_q6_K *)pk_row(P, r);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, x += GQ_QK_K) {
+        const float d = gq_fp16(b[i].d);
+        for (int h = 0; h < 2; h++) {
+            __m256i v[4];
+            q6_K_half(&b[i], h, v);
+            for (int k = 0; k < 4; k++) {
+                const float *xp = x + 128 * h + 32 * k;
+                const int8_t *sc = b[i].scales + 8 * h + 2 * k;
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[0]),
+                                      pk_dot16_i8(_mm256_castsi256_si128(v[k]), xp), acc);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[1]),
+                                      pk_dot16_i8(_mm256_extracti128_si256(v[k], 1), xp + 16),
+                                      acc);
+            }
+        }
+    }
+    return pk_hsum(acc);
+}
+
+const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K};
+const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K};
+#else
+const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, ref_q4_K, pk_dot_generic};
+const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, ref_q6_K, pk_dot_generic};
+#endif

@@ -1,0 +1,163 @@
+/* Packed kernels of the llama.cpp 32-element blocks: Q4_0, Q4_1, Q8_0 and ggml's MXFP4.
+ * The reference dequantization is the format's own (ggml's to_float); the AVX2 versions decode
+ * 16 codes at a time to floats: Q4_0 w = d*(q-8), Q4_1 w = d*q + m (the offset folded through the
+ * block sum of x in the dot), Q8_0 w = d*q, MXFP4 w = kvalue[q] * e8m0/2 (pshufb lookup). */
+#include "formats/ggml_legacy.h"
+#include "packed/packed_internal.h"
+#include "packed/pk_simd.h"
+
+static void ref_q4_0(const gq_packed_linear *P, int r, float *y)
+{
+    gq_ggml_q4_0.dequantize_row(pk_row(P, r), P->cols_pad, y);
+}
+static void ref_q4_1(const gq_packed_linear *P, int r, float *y)
+{
+    gq_ggml_q4_1.dequantize_row(pk_row(P, r), P->cols_pad, y);
+}
+static void ref_q8_0(const gq_packed_linear *P, int r, float *y)
+{
+    gq_ggml_q8_0.dequantize_row(pk_row(P, r), P->cols_pad, y);
+}
+static void ref_mxfp4(const gq_packed_linear *P, int r, float *y)
+{
+    gq_ggml_mxfp4.dequantize_row(pk_row(P, r), P->cols_pad, y);
+}
+
+#if PK_AVX2
+/* Q4_0: signed codes q - 8 of one block, elements 0..15 and 16..31. */
+static inline void q4_0_codes(const gq_block_q4_0 *b, __m128i *lo, __m128i *hi)
+{
+    const __m128i eight = _mm_set1_epi8(8);
+    pk_nibbles16(b->qs, lo, hi);
+    *lo = _mm_sub_epi8(*lo, eight);
+    *hi = _mm_sub_epi8(*hi, eight);
+}
+
+static void fast_q4_0(const gq_packed_linear *P, int r, float *y)
+{
+    const gq_block_q4_0 *b = (const gq_block_q4_0 *)pk_row(P, r);
+    for (int i = 0; i < P->cols_pad / 32; i++, y += 32) {
+        __m128i lo, hi;
+        q4_0_codes(&b[i], &lo, &hi);
+        __m256 d = _mm256_set1_ps(gq_fp16(b[i].d));
+        pk_store16_i8(lo, d, y);
+        pk_store16_i8(hi, d, y + 16);
+    }
+}
+
+static float dot_q4_0(const gq_packed_linear *P, int r, const float *x, const float *xs)
+{
+    (void)xs;
+    const gq_block_q4_0 *b = (const gq_block_q4_0 *)pk_row(P, r);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < P->cols_pad / 32; i++, x += 32) {
+        __m128i lo, hi;
+        q4_0_codes(&b[i], &lo, &hi);
+        __m256 s = _mm256_add_ps(pk_dot16_i8(lo, x), pk_dot16_i8(hi, x + 16));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(gq_fp16(b[i].d)), s, acc);
+    }
+    return pk_hsum(acc);
+}
+
+static void fast_q4_1(const gq_packed_linear *P, int r, float *y)
+{
+    const gq_block_q4_1 *b = (const gq_block_q4_1 *)pk_row(P, r);
+    for (int i = 0; i < P->cols_pad / 32; i++, y += 32) {
+        __m128i q[2];
+        pk_nibbles16(b[i].qs, &q[0], &q[1]);
+        __m256 d = _mm256_set1_ps(gq_fp16(b[i].d)), m = _mm256_set1_ps(gq_fp16(b[i].m));
+        for (int h = 0; h < 2; h++) { /* ggml: x0*d + m, rounded product then sum */
+            __m256 a, c;
+            pk_i8x16_to_f32(q[h], &a, &c);
+            _mm256_storeu_ps(y + 16 * h, _mm256_add_ps(_mm256_mul_ps(a, d), m));
+            _mm256_storeu_ps(y + 16 * h + 8, _mm256_add_ps(_mm256_mul_ps(c, d), m));
+        }
+    }
+}
+
+static float dot_q4_1(const gq_packed_linear *P, int r, const float *x, const float *xs)
+{
+    const gq_block_q4_1 *b = (const gq_block_q4_1 *)pk_row(P, r);
+    __m256 acc = _mm256_setzero_ps();
+    float offs = 0.0f; /* sum of m * (block sum of x) */
+    for (int i = 0; i < P->cols_pad / 32; i++, x += 32) {
+        __m128i lo, hi;
+        pk_nibbles16(b[i].qs, &lo, &hi);
+        __m256 s = _mm256_add_ps(pk_dot16_i8(lo, x), pk_dot16_i8(hi, x + 16));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(gq_fp16(b[i].d)), s, acc);
+        offs += gq_fp16(b[i].m) * xs[i];
+    }
+    return pk_hsum(acc) + offs;
+}
+
+static void fast_q8_0(const gq_packed_linear *P, int r, float *y)
+{
+    const gq_block_q8_0 *b = (const gq_block_q8_0 *)pk_row(P, r);
+    for (int i = 0; i < P->cols_pad / 32; i++, y += 32) {
+        __m256 d = _mm256_set1_ps(gq_fp16(b[i].d));
+        pk_store16_i8(_mm_loadu_si128((const __m128i *)b[i].qs), d, y);
+        pk_store16_i8(_mm_loadu_si128((const __m128i *)(b[i].qs + 16)), d, y + 16);
+    }
+}
+
+static float dot_q8_0(const gq_packed_linear *P, int r, const float *x, const float *xs)
+{
+    (void)xs;
+    const gq_block_q8_0 *b = (const gq_block_q8_0 *)pk_row(P, r);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < P->cols_pad / 32; i++, x += 32) {
+        __m256 s = _mm256_add_ps(pk_dot16_i8(_mm_loadu_si128((const __m128i *)b[i].qs), x),
+                                 pk_dot16_i8(_mm_loadu_si128((const __m128i *)(b[i].qs + 16)),
+                                             x + 16));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(gq_fp16(b[i].d)), s, acc);
+    }
+    return pk_hsum(acc);
+}
+
+/* MXFP4: element values (doubled E2M1, signed) by table lookup of the nibbles. */
+static inline void mxfp4_values(const gq_block_mxfp4 *b, __m128i lut, __m128i *lo, __m128i *hi)
+{
+    pk_nibbles16(b->qs, lo, hi);
+    *lo = _mm_shuffle_epi8(lut, *lo);
+    *hi = _mm_shuffle_epi8(lut, *hi);
+}
+
+static void fast_mxfp4(const gq_packed_linear *P, int r, float *y)
+{
+    const gq_block_mxfp4 *b = (const gq_block_mxfp4 *)pk_row(P, r);
+    const __m128i lut = _mm_loadu_si128((const __m128i *)gq_kvalues_mxfp4);
+    for (int i = 0; i < P->cols_pad / 32; i++, y += 32) {
+        __m128i lo, hi;
+        mxfp4_values(&b[i], lut, &lo, &hi);
+        __m256 d = _mm256_set1_ps(gq_e8m0_to_fp32_half(b[i].e));
+        pk_store16_i8(lo, d, y);
+        pk_store16_i8(hi, d, y + 16);
+    }
+}
+
+static float dot_mxfp4(const gq_packed_linear *P, int r, const float *x, const float *xs)
+{
+    (void)xs;
+    const gq_block_mxfp4 *b = (const gq_block_mxfp4 *)pk_row(P, r);
+    const __m128i lut = _mm_loadu_si128((const __m128i *)gq_kvalues_mxfp4);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < P->cols_pad / 32; i++, x += 32) {
+        __m128i lo, hi;
+        mxfp4_values(&b[i], lut, &lo, &hi);
+        __m256 s = _mm256_add_ps(pk_dot16_i8(lo, x), pk_dot16_i8(hi, x + 16));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(gq_e8m0_to_fp32_half(b[i].e)), s, acc);
+    }
+    return pk_hsum(acc);
+}
+
+const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, fast_q4_0, dot_q4_0};
+const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, fast_q4_1, dot_q4_1};
+const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, fast_q8_0, dot_q8_0};
+const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, fast_mxfp4, dot_mxfp4};
+#else
+/* Without AVX2 the reference kernels are the fast ones. */
+const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, ref_q4_0, pk_dot_generic};
+const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, ref_q4_1, pk_dot_generic};
+const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, ref_q8_0, pk_dot_generic};
+const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, ref_mxfp4, pk_dot_generic};
+#endif

@@ -1,0 +1,66 @@
+#ifndef GQ_PACKED_INTERNAL_H
+#define GQ_PACKED_INTERNAL_H
+/* Inside of a packed linear: the storage and the per-format kernels (see gq_packed.h).
+ *
+ * Every packed format stores each row as whole blocks of `block` columns (32, or 256 for the
+ * K-quants); cols_pad = cols rounded up to the block, and the padding codes are the ones the
+ * format's quantizer wrote for zero-padded input. Kernels read rows of cols_pad values and are
+ * always given activations zero-padded to cols_pad, so the padding contributes exactly 0. */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "packed/gq_packed.h"
+
+typedef struct pk_type pk_type;
+
+struct gq_packed_linear {
+    gq_linear_op op;        /* first member: the forward pass calls op.apply */
+    const pk_type *type;
+    int rows, cols, cols_pad;
+    size_t row_bytes;       /* code bytes per row */
+    uint8_t *codes;         /* rows * row_bytes: ggml blocks, or int codes (see kern_int.c) */
+    /* int formats only: groups of `group` columns (a multiple of 32, or the whole padded row),
+     * n_groups per row; scale s and zero point z per group: w = s * (code - z). */
+    int group, n_groups;
+    uint16_t *scales;       /* rows * n_groups fp16 */
+    uint8_t *zeros;         /* rows * n_groups, or NULL when every group uses zconst */
+    int zconst;
+    size_t bytes;           /* codes + scales + zeros: the weight bytes one product reads */
+    char label[64];
+};
+
+/* The kernels of one packed format. Row r of P:
+ *   dequant_ref:  y[0..cols_pad) exactly as the format's dequantize() reconstructs it
+ *                 (scalar, the reference);
+ *   dequant_fast: the same values, bit-identical (AVX2 where available, else the reference);
+ *   dot_fast:     sum_j w[r][j] * x[j] over cols_pad values (AVX2 where available), with
+ *                 xs[b] = sum of x[32b .. 32b+32) precomputed by the caller (the asymmetric
+ *                 formats fold their offsets through it). Order of summation is the kernel's. */
+struct pk_type {
+    const char *name;
+    int block;
+    void (*dequant_ref)(const gq_packed_linear *P, int r, float *y);
+    void (*dequant_fast)(const gq_packed_linear *P, int r, float *y);
+    float (*dot_fast)(const gq_packed_linear *P, int r, const float *x, const float *xs);
+};
+
+extern const pk_type pk_q4_0, pk_q4_1, pk_q8_0, pk_mxfp4, pk_q4_K, pk_q6_K, pk_int4, pk_int8;
+
+/* Scalar reference dot: dequant_ref of the row, then one sequential float sum. scratch holds
+ * cols_pad floats. */
+float pk_dot_ref(const gq_packed_linear *P, int r, const float *x, float *scratch);
+/* dot_fast of machines without AVX2: pk_dot_ref with a stack scratch row. */
+float pk_dot_generic(const gq_packed_linear *P, int r, const float *x, const float *xs);
+
+/* Widest row a packed linear accepts (kernels keep a padded activation row on the stack). */
+#define PK_MAX_COLS 65536
+
+/* Sets P->op to the packed product (packed_linear.c). */
+void pk_linear_init_op(gq_packed_linear *P);
+
+static inline const uint8_t *pk_row(const gq_packed_linear *P, int r)
+{
+    return P->codes + (size_t)r * P->row_bytes;
+}
+
+#endif

@@ -1,0 +1,95 @@
+/* Packed models: a view of an fp32 model whose block linears (and optionally the classifier)
+ * run on packed weights through the forward pass's linear operators. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "packed/packed_internal.h"
+
+void gq_packed_model_free(gq_packed_model *pm)
+{
+    if (!pm)
+        return;
+    if (pm->lin)
+        for (int i = 0; i < pm->model.cfg.n_layers * GQ_N_LINEAR; i++)
+            gq_packed_linear_free(pm->lin[i]);
+    free(pm->lin);
+    gq_packed_linear_free(pm->cls);
+    free(pm->model.layers);
+    memset(pm, 0, sizeof *pm);
+}
+
+size_t gq_packed_fp32_decode_bytes(const gq_config *c)
+{
+    size_t d = (size_t)c->dim;
+    size_t lin = (size_t)c->n_layers * (gq_layer_floats(c) - 2 * d);
+    return 4 * (lin + (size_t)c->n_layers * 2 * d + d + (size_t)c->vocab_size * d + d);
+}
+
+int gq_packed_model_build(const gq_model *src, const gq_quantizer *q, bool pack_classifier,
+                          gq_model *deq_model, gq_packed_model *pm, gq_error *err)
+{
+    const gq_config *c = &src->cfg;
+    memset(pm, 0, sizeof *pm);
+    if (deq_model && deq_model->cfg.dim != c->dim)
+        return gq_fail(err, "packed: the fake-quant model has another shape");
+    /* the view: same tensors, private layer array (so operators can be set), no storage */
+    pm->model = *src;
+    pm->model.map = NULL;
+    pm->model.map_size = 0;
+    pm->model.heap = NULL;
+    pm->model.heap_floats = 0;
+    pm->model.transforms = NULL;
+    pm->model.cls_op = NULL;
+    pm->model.layers = malloc((size_t)c->n_layers * sizeof *pm->model.layers);
+    pm->lin = calloc((size_t)c->n_layers * GQ_N_LINEAR, sizeof *pm->lin);
+    if (!pm->model.layers || !pm->lin) {
+        gq_packed_model_free(pm);
+        return gq_fail(err, "packed: out of memory");
+    }
+    memcpy(pm->model.layers, src->layers, (size_t)c->n_layers * sizeof *pm->model.layers);
+    gq_quantizer_label(q, pm->label, sizeof pm->label);
+    size_t d = (size_t)c->dim;
+    pm->decode_bytes = 4 * ((size_t)c->n_layers * 2 * d + 2 * d); /* norms, embedding row */
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            int rows, cols;
+            gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+            float *deq = deq_model ? gq_linear_weight(&deq_model->layers[l], (gq_linear_kind)k)
+                                   : NULL;
+            gq_packed_linear *P = gq_packed_linear_new(
+                q, gq_linear_weight(&src->layers[l], (gq_linear_kind)k), rows, cols, deq, err);
+            if (!P) {
+                char name[64];
+                gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
+                gq_packed_model_free(pm);
+                return gq_fail_prefix(err, name);
+            }
+            pm->lin[l * GQ_N_LINEAR + k] = P;
+            pm->model.layers[l].op[k] = gq_packed_linear_op(P);
+            pm->packed_bytes += P->bytes;
+        }
+    size_t cls_floats = (size_t)c->vocab_size * d;
+    if (pack_classifier) {
+        float *deq = NULL;
+        if (deq_model) {
+            if (deq_model->wcls == deq_model->tok_embeddings) {
+                gq_packed_model_free(pm);
+                return gq_fail(err, "packed: a tied classifier cannot be fake-quantized "
+                                    "without changing the embeddings");
+            }
+            deq = deq_model->wcls;
+        }
+        pm->cls = gq_packed_linear_new(q, src->wcls, c->vocab_size, c->dim, deq, err);
+        if (!pm->cls) {
+            gq_packed_model_free(pm);
+            return gq_fail_prefix(err, "classifier");
+        }
+        pm->model.cls_op = gq_packed_linear_op(pm->cls);
+        pm->packed_bytes += pm->cls->bytes;
+    } else {
+        pm->decode_bytes += 4 * cls_floats;
+    }
+    pm->decode_bytes += pm->packed_bytes;
+    return 0;
+}
