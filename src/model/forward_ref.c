@@ -68,16 +68,33 @@ static void rmsnorm_vec(float *o, const float *x, const float *w, int size)
         o[j] = w[j] * (ss * x[j]);
 }
 
-/* xout (d) = W (d, n) · x (n), one sequential sum per row; rows in parallel. */
+/* xout (d) = W (d, n) · x (n), one sequential float sum per row (the rounding of run.c's
+ * matmul). Eight rows advance together so that their eight independent sums overlap in the
+ * pipeline instead of waiting on one add chain; blocks of rows run in parallel. */
+#define MV_ROWS 8
 static void matvec(float *xout, const float *x, const float *w, int n, int d)
 {
+    int blocks = (d + MV_ROWS - 1) / MV_ROWS;
 #pragma omp parallel for schedule(static) if ((long)n * d >= 262144)
-    for (int i = 0; i < d; i++) {
-        const float *wr = w + (size_t)i * n;
-        float val = 0.0f;
-        for (int j = 0; j < n; j++)
-            val += wr[j] * x[j];
-        xout[i] = val;
+    for (int b = 0; b < blocks; b++) {
+        int i0 = b * MV_ROWS;
+        if (i0 + MV_ROWS <= d) {
+            const float *wr = w + (size_t)i0 * n;
+            float acc[MV_ROWS] = {0};
+            for (int j = 0; j < n; j++)
+                for (int r = 0; r < MV_ROWS; r++)
+                    acc[r] += wr[(size_t)r * n + j] * x[j];
+            for (int r = 0; r < MV_ROWS; r++)
+                xout[i0 + r] = acc[r];
+        } else {
+            for (int i = i0; i < d; i++) {
+                const float *wr = w + (size_t)i * n;
+                float val = 0.0f;
+                for (int j = 0; j < n; j++)
+                    val += wr[j] * x[j];
+                xout[i] = val;
+            }
+        }
     }
 }
 
