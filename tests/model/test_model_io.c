@@ -86,28 +86,6 @@ static void test_loader_rejects_bad_files(void **state)
     gq_model_free(&m);
 }
 
-/* Every tensor of a equals b's bit for bit. */
-static void assert_same_weights(const gq_model *a, const gq_model *b)
-{
-    const gq_config *c = &a->cfg;
-    assert_memory_equal(&a->cfg, &b->cfg, sizeof a->cfg);
-    size_t d = (size_t)c->dim, emb = (size_t)c->vocab_size * d;
-    assert_memory_equal(a->tok_embeddings, b->tok_embeddings, emb * 4);
-    assert_memory_equal(a->wcls, b->wcls, emb * 4);
-    assert_memory_equal(a->rms_final, b->rms_final, d * 4);
-    for (int l = 0; l < c->n_layers; l++) {
-        assert_memory_equal(a->layers[l].rms_att, b->layers[l].rms_att, d * 4);
-        assert_memory_equal(a->layers[l].rms_ffn, b->layers[l].rms_ffn, d * 4);
-        for (int k = 0; k < GQ_N_LINEAR; k++) {
-            int r, co;
-            gq_linear_shape(c, (gq_linear_kind)k, &r, &co);
-            assert_memory_equal(gq_linear_weight(&a->layers[l], (gq_linear_kind)k),
-                                gq_linear_weight(&b->layers[l], (gq_linear_kind)k),
-                                (size_t)r * co * 4);
-        }
-    }
-}
-
 static void test_save_load_round_trip(void **state)
 {
     (void)state;
