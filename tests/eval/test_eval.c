@@ -139,12 +139,12 @@ static void test_plausible_and_thread_stable(void **state)
     NEED_ASSETS();
     int saved = gq_threads_get();
     for (int p = GQ_PPL_FULL; p <= GQ_PPL_LLAMACPP; p++) {
-        gq_eval_opts o = opts(512, (gq_ppl_protocol)p, 8);
+        gq_eval_opts o = opts(256, (gq_ppl_protocol)p, 8);
         gq_threads_set(1);
         gq_eval_result r1 = eval_ok(&E.m, &o, NULL, NULL);
         gq_threads_set(2);
         gq_eval_result r2 = eval_ok(&E.m, &o, NULL, NULL);
-        fprintf(stderr, "stories260K %s ctx 512, 8 windows: PPL %.4f +/- %.4f (1 thread), "
+        fprintf(stderr, "stories260K %s ctx 256, 8 windows: PPL %.4f +/- %.4f (1 thread), "
                 "%.4f (2 threads)\n", gq_ppl_protocol_name(r1.protocol), r1.ppl, r1.ppl_se,
                 r2.ppl);
         assert_true(isfinite(r1.ppl));

@@ -237,7 +237,7 @@ static void run_random(const char *rel)
     gq_rng r;
     gq_rng_seed(&r, 1234);
     char buf[512];
-    for (int i = 0; i < 300; i++) {
+    for (int i = 0; i < 200; i++) {
         size_t n = random_text(&r, buf, 20 + gq_rng_below(&r, sizeof buf - 20));
         check_same(&f, buf, n);
     }
@@ -262,7 +262,7 @@ static void run_slices(const char *tok_rel, const char *text_rel)
     char *text = test_read_file(tpath, &len);
     gq_rng r;
     gq_rng_seed(&r, 99);
-    for (int i = 0; i < 30; i++) {
+    for (int i = 0; i < 20; i++) {
         size_t n = 1 + gq_rng_below(&r, 1024);
         size_t off = gq_rng_below(&r, len - n);
         check_same(&f, text + off, n);
