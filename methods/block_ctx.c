@@ -112,6 +112,20 @@ float *gq_trace_input(const gq_block_trace *t, gq_linear_kind k)
     }
 }
 
+float *gq_block_in_transform(gq_block_ctx *ctx, bool ffn)
+{
+    float **slot = ffn ? &ctx->w.ffn_in_transform : &ctx->w.att_in_transform;
+    float *store = ctx->transform_store[ffn];
+    const int d = ctx->cfg->dim;
+    if (*slot != store) { /* first use: the identity */
+        memset(store, 0, (size_t)d * d * sizeof *store);
+        for (int i = 0; i < d; i++)
+            store[(size_t)i * d + i] = 1.0f;
+        *slot = store;
+    }
+    return store;
+}
+
 json_t *gq_block_extra(gq_block_ctx *ctx, gq_linear_kind k)
 {
     if (!ctx->extra[k])

@@ -120,6 +120,12 @@ struct gq_block_ctx {
     float *q[GQ_N_LINEAR];                    /* (rows, cols) reconstructions, filled by the method */
     bool done[GQ_N_LINEAR];
     const float *x;                           /* (B*T, dim) block inputs; NULL without calibration */
+    const float *x_fp;                        /* (B*T, dim) inputs of block l in the FP model:
+                                                 its own stream when the method sets
+                                                 needs_fp_inputs and propagation is quantized,
+                                                 else equal to x */
+    float *transform_store[2];                /* storage of the att / ffn explicit transforms
+                                                 (use gq_block_in_transform) */
     int B, T;
     gq_forward_ws *ws;                        /* scratch for B*T tokens; NULL without calibration */
     json_t *extra[GQ_N_LINEAR];               /* per-linear metric objects (created on demand) */
@@ -137,6 +143,7 @@ struct gq_method {
     /* Whether calibration activations are needed (NULL: never). */
     bool (*needs_calibration)(const void *params);
     gq_propagate propagate;        /* the reference's choice: GQ_PROPAGATE_FP or _QUANTIZED */
+    bool needs_fp_inputs;          /* keep the FP model's block inputs (ctx->x_fp) as well */
     int (*quantize_block)(const void *params, gq_block_ctx *ctx, gq_error *err);
 };
 
@@ -162,6 +169,11 @@ void gq_block_trace_free(gq_block_trace *trace);
 /* The input of linear k in a trace: attn_in (q, k, v), attn_ctx (o), mlp_in (gate, up),
  * mlp_act (down). */
 float *gq_trace_input(const gq_block_trace *trace, gq_linear_kind k);
+
+/* Gives block ctx an explicit input transform (ffn=false: before q/k/v, true: before gate/up)
+ * and returns its (dim, dim) storage, holding the current transform (identity if it had none).
+ * The pipeline stores it in the output model and counts it in model_bytes. */
+float *gq_block_in_transform(gq_block_ctx *ctx, bool ffn);
 
 /* The metric object of linear k in the report (created on first use, owned by the ctx). */
 json_t *gq_block_extra(gq_block_ctx *ctx, gq_linear_kind k);

@@ -113,7 +113,7 @@ static int block_alloc(const gq_config *c, const gq_layer *src, gq_block_ctx *ct
         total += 2 * (size_t)rows * cols; /* weight + reconstruction */
     }
     size_t dd = (size_t)c->dim * c->dim;
-    total += (src->att_in_transform ? dd : 0) + (src->ffn_in_transform ? dd : 0);
+    total += 2 * dd; /* explicit transforms: the source's, or room for the method's */
     s->buf = malloc(total * sizeof(float));
     if (!s->buf)
         return gq_fail(err, "layers.%d: out of memory for the block's weights", ctx->layer);
@@ -127,11 +127,16 @@ static int block_alloc(const gq_config *c, const gq_layer *src, gq_block_ctx *ct
     } while (0)
     TAKE(ctx->w.rms_att, src->rms_att, c->dim);
     TAKE(ctx->w.rms_ffn, src->rms_ffn, c->dim);
-    if (src->att_in_transform)
-        TAKE(ctx->w.att_in_transform, src->att_in_transform, dd);
-    if (src->ffn_in_transform)
-        TAKE(ctx->w.ffn_in_transform, src->ffn_in_transform, dd);
 #undef TAKE
+    const float *src_tr[2] = {src->att_in_transform, src->ffn_in_transform};
+    for (int i = 0; i < 2; i++) {
+        ctx->transform_store[i] = p;
+        if (src_tr[i])
+            memcpy(p, src_tr[i], dd * sizeof(float));
+        p += dd;
+    }
+    ctx->w.att_in_transform = src->att_in_transform ? ctx->transform_store[0] : NULL;
+    ctx->w.ffn_in_transform = src->ffn_in_transform ? ctx->transform_store[1] : NULL;
     gq_layer *w = &ctx->w;
     float **slots[GQ_N_LINEAR] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w1, &w->w3, &w->w2};
     for (int k = 0; k < GQ_N_LINEAR; k++) {
@@ -146,20 +151,23 @@ static int block_alloc(const gq_config *c, const gq_layer *src, gq_block_ctx *ct
     return 0;
 }
 
-/* Writes the finished block into the output model's layer. */
-static int block_write(const gq_config *c, const gq_block_ctx *ctx, gq_layer *dst, gq_error *err)
+/* Writes the finished block into the output model's layer; explicit transforms the source
+ * block did not have get model-owned storage. */
+static int block_write(const gq_config *c, const gq_block_ctx *ctx, gq_model *out, gq_error *err)
 {
+    gq_layer *dst = &out->layers[ctx->layer];
     memcpy(dst->rms_att, ctx->w.rms_att, (size_t)c->dim * sizeof(float));
     memcpy(dst->rms_ffn, ctx->w.rms_ffn, (size_t)c->dim * sizeof(float));
     size_t dd = (size_t)c->dim * c->dim;
     const float *tr[2] = {ctx->w.att_in_transform, ctx->w.ffn_in_transform};
     float *out_tr[2] = {dst->att_in_transform, dst->ffn_in_transform};
     for (int i = 0; i < 2; i++) {
-        if (tr[i] && !out_tr[i])
-            return gq_fail(err, "layers.%d: the method added an explicit %s transform, which the "
-                                "output model has no storage for", ctx->layer, i ? "ffn" : "att");
-        if (tr[i])
+        if (!tr[i])
+            continue;
+        if (out_tr[i])
             memcpy(out_tr[i], tr[i], dd * sizeof(float));
+        else if (gq_model_set_in_transform(out, ctx->layer, i == 1, tr[i], err)) /* copies */
+            return gq_fail_prefix(err, "layers.%d", ctx->layer);
     }
     for (int k = 0; k < GQ_N_LINEAR; k++) {
         int rows, cols;
@@ -250,7 +258,7 @@ int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
 
     const int B = calib ? plan->n_calib : 0, T = calib ? plan->calib_ctx : 0;
     const size_t ntok = (size_t)B * T;
-    float *x = NULL, *xf = NULL;
+    float *x = NULL, *xf = NULL, *xfp = NULL; /* xfp: the FP model's stream, when separate */
     gq_forward_ws *ws = NULL;
     gq_block_trace tr = {0};
     block_store store = {0};
@@ -272,8 +280,15 @@ int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
         }
         if (gq_block_trace_alloc(&ctx, &tr, err))
             goto cleanup;
+        if (m->needs_fp_inputs && prop == GQ_PROPAGATE_QUANTIZED &&
+            !(xfp = malloc(ntok * c->dim * sizeof *xfp))) {
+            gq_fail(err, "quantize: out of memory for %zu calibration tokens", ntok);
+            goto cleanup;
+        }
         double t0 = gq_now();
         gq_embed(prop == GQ_PROPAGATE_QUANTIZED ? out : fp, plan->calib_tokens, (int)ntok, x);
+        if (xfp)
+            gq_embed(fp, plan->calib_tokens, (int)ntok, xfp);
         rep->t_stats += gq_now() - t0;
     }
 
@@ -288,6 +303,7 @@ int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
         ctx.plan = plan;
         ctx.orig = &fp->layers[l];
         ctx.x = x;
+        ctx.x_fp = xfp ? xfp : x;
         ctx.B = B;
         ctx.T = T;
         ctx.ws = ws;
@@ -337,7 +353,7 @@ int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
                 }
             }
         }
-        if (block_write(c, &ctx, &out->layers[l], err))
+        if (block_write(c, &ctx, out, err))
             goto cleanup;
         /* the next block's inputs */
         if (calib) {
@@ -349,6 +365,8 @@ int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
             } else if (gq_block_run(&ctx, true, NULL, x, err)) {
                 goto cleanup;
             }
+            if (xfp) /* the FP model's own stream, through the untouched FP block */
+                gq_block_forward(fp, l, xfp, B, T, ws, NULL);
             rep->t_stats += gq_now() - t0;
         }
         free(store.buf);
@@ -366,6 +384,26 @@ int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
             qbytes += rep->tensors[i].bytes;
         }
     rep->model_bytes = (params - qweights) * sizeof(float) + qbytes;
+    /* explicit input transforms are stored (and applied) in fp32, dim x dim each */
+    char explicit_list[256] = "";
+    int n_explicit = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int i = 0; i < 2; i++) {
+            if (!(i ? out->layers[l].ffn_in_transform : out->layers[l].att_in_transform))
+                continue;
+            size_t len = strlen(explicit_list);
+            if (n_explicit++ < 8)
+                snprintf(explicit_list + len, sizeof explicit_list - len, "%slayers.%d.%s",
+                         n_explicit > 1 ? ", " : "", l, i ? "ffn_in" : "att_in");
+        }
+    if (n_explicit) {
+        rep->model_bytes += (size_t)n_explicit * c->dim * c->dim * sizeof(float);
+        char note[400];
+        snprintf(note, sizeof note, "%d explicit input transforms stay fp32 (%d x %d each, "
+                 "counted in model_bytes): %s%s", n_explicit, c->dim, c->dim, explicit_list,
+                 n_explicit > 8 ? ", ..." : "");
+        json_array_append_new(rep->notes, json_string(note));
+    }
     rc = 0;
 cleanup:
     for (int k = 0; k < GQ_N_LINEAR; k++)
@@ -373,6 +411,7 @@ cleanup:
     free(store.buf);
     free(x);
     free(xf);
+    free(xfp);
     gq_block_trace_free(&tr);
     gq_forward_ws_free(ws);
     if (rc == 0)

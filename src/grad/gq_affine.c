@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <cblas.h>
+#include <omp.h>
 
 enum { NL = 7, L_Q = 0, L_K, L_V, L_O, L_GATE, L_UP, L_DOWN };
 
@@ -378,9 +379,9 @@ typedef struct {
     bool lwc;
 } tensor_slot;
 
-int gq_affine_train(const gq_grad_shape *s, const gq_grad_block_f *fp, const float *x_fp,
-                    const float *x_q, int B, int T, const gq_affine_opts *o,
-                    gq_affine_state *st, gq_error *err)
+static int train_block(const gq_grad_shape *s, const gq_grad_block_f *fp, const float *x_fp,
+                       const float *x_q, int B, int T, const gq_affine_opts *o,
+                       gq_affine_state *st, gq_error *err)
 {
     if (fp->m_att || fp->m_ffn)
         return gq_fail(err, "affinequant: the block already has an explicit transform");
@@ -512,5 +513,20 @@ int gq_affine_eval(const gq_affine_state *st, const gq_grad_block_f *fp, const f
     qq.round = GQ_ROUND_NEAREST;
     int rc = eval_mse(&w, st, fp, x_fp, x_q, B, T, &qq, st->let, st->lwc, mse, err);
     work_free(&w);
+    return rc;
+}
+
+/* A step works on one window: for small blocks (dim^2 T under ~4M multiply-adds per product)
+ * the fork/join of OpenBLAS's and our OpenMP threads costs more than the work (tens of times
+ * more on a loaded machine), so the whole training then runs on one thread. */
+int gq_affine_train(const gq_grad_shape *s, const gq_grad_block_f *fp, const float *x_fp,
+                    const float *x_q, int B, int T, const gq_affine_opts *o,
+                    gq_affine_state *st, gq_error *err)
+{
+    const bool serial = (double)s->dim * s->dim * T < 4e6;
+    const int threads = omp_get_max_threads();
+    if (serial) omp_set_num_threads(1);
+    int rc = train_block(s, fp, x_fp, x_q, B, T, o, st, err);
+    if (serial) omp_set_num_threads(threads);
     return rc;
 }
