@@ -85,6 +85,20 @@ static void test_prefill_matches_reference_260k(void **state)
     gq_model_free(&m);
 }
 
+static void test_prefill_matches_reference_3m(void **state)
+{
+    (void)state;
+    char path[4096];
+    TEST_ASSET_OR_SKIP("models/tinystories-3M/tinystories-3M.bin", path);
+    gq_model m;
+    gq_error err = {{0}};
+    assert_int_equal(gq_model_load(path, &m, &err), 0);
+    double d = prefill_vs_ref(&m, 2, 80, 6);
+    printf("tinystories-3M: max rel diff %.3g\n", d);
+    assert_true(d < 1e-4);
+    gq_model_free(&m);
+}
+
 /* Prefill logits of 2 windows of 24 tokens. */
 static float *prefill_logits(const gq_model *m, const int *tok)
 {
@@ -327,6 +341,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prefill_matches_reference_tiny),
         cmocka_unit_test(test_prefill_matches_reference_260k),
+        cmocka_unit_test(test_prefill_matches_reference_3m),
         cmocka_unit_test(test_explicit_transforms),
         cmocka_unit_test(test_block_trace_consistent),
         cmocka_unit_test(test_prefill_rejects_bad_input),
