@@ -101,7 +101,7 @@ const char *gq_packed_linear_label(const gq_packed_linear *P) { return P->label;
 
 void gq_packed_linear_dequantize(const gq_packed_linear *P, float *out, bool ref)
 {
-#pragma omp parallel
+#pragma omp parallel if ((long)P->rows * P->cols >= 65536)
     {
         float row[P->cols_pad];
 #pragma omp for schedule(static)
