@@ -268,7 +268,7 @@ static int clip_search(const gq_awq_params *p, gq_block_ctx *ctx, gq_linear_kind
             /* E (m, rows) = Xs[:, group] · D[:, group]^T: per-group partial dot products */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, rows, len, 1.0f, Xs + c0,
                         cols, D + c0, cols, 0.0f, E, rows);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)rows * m > 65536)
             for (int r = 0; r < rows; r++) {
                 double e = 0.0;
                 for (size_t t = 0; t < m; t++)

@@ -153,7 +153,7 @@ int gq_gptq_quantize(const gq_quantizer *qz, const float *W0, int rows, int cols
     double loss = 0.0;
     for (int i1 = 0; i1 < cols; i1 += bs) {
         int i2 = i1 + bs < cols ? i1 + bs : cols, cnt = i2 - i1;
-#pragma omp parallel for schedule(static) reduction(+ : loss)
+#pragma omp parallel for schedule(static) reduction(+ : loss) if ((size_t)rows * cnt * cnt > 65536)
         for (int r = 0; r < rows; r++) {
             float *wg = W + (size_t)r * cols;            /* global row (block-start state) */
             float w1[cnt];

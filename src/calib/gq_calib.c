@@ -31,7 +31,7 @@ int gq_calib_windows(const gq_dataset *ds, int n, int ctx, uint64_t seed, int **
  * order (and the result) does not depend on the thread count. */
 static void column_mean(const float *x, size_t n, int d, float *out, int square)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * (size_t)d > 65536)
     for (int j0 = 0; j0 < d; j0 += 64) {
         int j1 = j0 + 64 < d ? j0 + 64 : d;
         double acc[64] = {0};

@@ -1,5 +1,5 @@
 /* Methods and the pipeline on the real stories260K model with a small calibration set
- * (4 windows x 64 tokens of the TinyStories validation text), plus the linear algebra and the
+ * (2 windows x 32 tokens of the TinyStories validation text), plus the linear algebra and the
  * GPTQ solver on synthetic matrices. */
 #include "test_support.h"
 
@@ -18,8 +18,8 @@
 #include "text/gq_dataset.h"
 #include "text/gq_tokenizer.h"
 
-#define N_CALIB 4
-#define CALIB_CTX 64
+#define N_CALIB 2
+#define CALIB_CTX 32
 
 static void int_quantizer(gq_quantizer *q, int bits, int group)
 {
