@@ -21,7 +21,7 @@ void gq_rope_rows(float *x, int n_rows, int T, int width, int head_size, const f
                   const float *sin_t)
 {
     int half = head_size / 2;
-#pragma omp parallel for schedule(static) if (n_rows >= 64)
+#pragma omp parallel for schedule(static) if ((long)n_rows * width >= 65536)
     for (int r = 0; r < n_rows; r++) {
         const float *cr = cos_t + (size_t)(r % T) * half, *sr = sin_t + (size_t)(r % T) * half;
         float *row = x + (size_t)r * width;
@@ -80,7 +80,9 @@ void gq_causal_attention(const gq_config *c, const float *q, const float *k, con
     int n_tasks = B * c->n_heads;
     float scale = 1.0f / sqrtf((float)hs);
     int nt = omp_get_max_threads() < n_threads ? omp_get_max_threads() : n_threads;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (n_tasks > 1 && T >= 16)
+    /* multiply-adds of q k^T and p v over all tasks: below ~1M a fork/join costs more */
+    double work = 2.0 * n_tasks * hs * ((double)T * (T + 1) / 2);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (n_tasks > 1 && work >= 1e6)
     for (int task = 0; task < n_tasks; task++) {
         int b = task / c->n_heads, h = task % c->n_heads;
         float *sc = scores + (size_t)omp_get_thread_num() * T;
