@@ -67,31 +67,35 @@ static int parse_model(gq_experiment *e, json_t *root, gq_error *err)
     if (inline_config(v, e->file, "$.model", "model", &m, src, sizeof src, err))
         return -1;
     json_object_set(root, "model", m); /* resolved form, for provenance */
+    /* inside an included file, paths start at its root */
+    const char *P = strcmp(src, e->file) ? "$" : "$.model";
+    char pseed[32];
+    snprintf(pseed, sizeof pseed, "%s.seed", P);
     static const char *const keys[] = {"path", "synthetic", "seed", "tokenizer", "name", NULL};
     int rc = -1;
     long long seed = 0;
-    if (ju_check_keys(m, "$.model", keys, err) ||
-        ju_file(m, "tokenizer", "$.model", e->tokenizer_path, sizeof e->tokenizer_path, err))
+    if (ju_check_keys(m, P, keys, err) ||
+        ju_file(m, "tokenizer", P, e->tokenizer_path, sizeof e->tokenizer_path, err))
         goto done;
     bool has_path = json_object_get(m, "path"), has_syn = json_object_get(m, "synthetic");
     if (has_path == has_syn) {
-        gq_fail(err, "$.model: give exactly one of \"path\" (a llama2.c checkpoint) or "
-                     "\"synthetic\" (a generator preset)");
+        gq_fail(err, "%s: give exactly one of \"path\" (a llama2.c checkpoint) or "
+                     "\"synthetic\" (a generator preset)", P);
         goto done;
     }
     if (has_path) {
         if (json_object_get(m, "seed")) {
-            gq_fail(err, "$.model.seed: only a synthetic model takes a seed");
+            gq_fail(err, "%s: only a synthetic model takes a seed", pseed);
             goto done;
         }
-        if (ju_file(m, "path", "$.model", e->model_path, sizeof e->model_path, err))
+        if (ju_file(m, "path", P, e->model_path, sizeof e->model_path, err))
             goto done;
         char tmp[1024];
         snprintf(tmp, sizeof tmp, "%s", e->model_path);
         snprintf(e->model_label, sizeof e->model_label, "%s", basename(tmp));
     } else {
-        if (ju_string(m, "synthetic", "$.model", NULL, e->synthetic, sizeof e->synthetic, err) ||
-            ju_int(m, "seed", "$.model", false, 1, 0, INT64_MAX, &seed, err))
+        if (ju_string(m, "synthetic", P, NULL, e->synthetic, sizeof e->synthetic, err) ||
+            ju_int(m, "seed", P, false, 1, 0, INT64_MAX, &seed, err))
             goto done;
         e->synthetic_seed = (uint64_t)seed;
         snprintf(e->model_label, sizeof e->model_label, "synthetic:%s:seed%llu", e->synthetic,
@@ -99,7 +103,7 @@ static int parse_model(gq_experiment *e, json_t *root, gq_error *err)
     }
     char def[sizeof e->model_label];
     snprintf(def, sizeof def, "%s", e->model_label);
-    if (ju_string(m, "name", "$.model", def, e->model_label, sizeof e->model_label, err))
+    if (ju_string(m, "name", P, def, e->model_label, sizeof e->model_label, err))
         goto done;
     rc = 0;
 done:
