@@ -103,10 +103,10 @@ json_t *gq_results_record(const gq_experiment *e, const gq_cell *c, const gq_cel
         json_object_set(row, key, v);
     if (c->entry >= 0) {
         format_columns(c, row);
-        char *s = json_dumps(c->method, JSON_COMPACT);
+        char *s = json_dumps(c->method, JSON_COMPACT | JSON_REAL_PRECISION(15));
         set_str(row, "method_params", s);
         free(s);
-        s = json_dumps(c->format, JSON_COMPACT);
+        s = json_dumps(c->format, JSON_COMPACT | JSON_REAL_PRECISION(15));
         set_str(row, "format_params", s);
         free(s);
         static const char *const props[] = {"default", "fp", "quantized"};

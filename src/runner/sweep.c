@@ -172,6 +172,9 @@ static int parse_zip(gq_experiment *e, gq_error *err)
         return 0;
     if (!json_is_array(z))
         return gq_fail(err, "$.zip: expected an array of arrays of axis names");
+    bool zipped[64] = {false};
+    if (e->n_axes > 64)
+        return gq_fail(err, "$.sweep: more than 64 axes");
     for (size_t g = 0; g < json_array_size(z); g++) {
         json_t *grp = json_array_get(z, g);
         if (!json_is_array(grp) || json_array_size(grp) < 2)
@@ -185,9 +188,10 @@ static int parse_zip(gq_experiment *e, gq_error *err)
             if (a < 0)
                 return gq_fail(err, "$.zip[%zu][%zu]: \"%s\" is not an axis of $.sweep", g, k,
                                json_string_value(n));
-            if (e->axes[a].zip_group != a)
+            if (zipped[a])
                 return gq_fail(err, "$.zip[%zu][%zu]: \"%s\" is already zipped", g, k,
                                json_string_value(n));
+            zipped[a] = true;
             if (first < 0)
                 first = a;
             else {
