@@ -143,12 +143,21 @@ static void protocol_title(const gq_table *t, char *buf, size_t n)
     const char *sha = gq_table_str(t, r, "eval_sha256");
     const char *tok = gq_table_str(t, r, "tokenizer");
     const char *model = gq_table_str(t, r, "model");
+    char calib[256] = "no calibration";
+    for (size_t k = 0; k < gq_table_n_rows(t); k++) {
+        const char *c = gq_table_str(t, k, "calib_text");
+        if (c) {
+            snprintf(calib, sizeof calib, "calibration %s, %.0f x %.0f tokens unless swept", c,
+                     gq_table_num(t, k, "n_calib"), gq_table_num(t, k, "calib_ctx"));
+            break;
+        }
+    }
     snprintf(buf, n,
              "%s | perplexity protocol %s, ctx %.0f, %.0f windows of %s (sha256 %.8s)\n"
-             "tokenizer %s | seed %.0f | %.0f threads",
+             "tokenizer %s | %s | seed %.0f | %.0f threads",
              model ? model : "?", proto ? proto : "?", gq_table_num(t, r, "ctx"),
              gq_table_num(t, r, "eval_windows"), text ? text : "?", sha ? sha : "?",
-             tok ? tok : "?", gq_table_num(t, r, "seed"), gq_table_num(t, r, "threads"));
+             tok ? tok : "?", calib, gq_table_num(t, r, "seed"), gq_table_num(t, r, "threads"));
 }
 
 /* gnuplot string literal: single quotes, with ' doubled. */

@@ -1,10 +1,12 @@
 /* Cell records, the results table and its files (columns documented in gq_results.h). */
 #include "runner/gq_results.h"
 
+#include <dirent.h>
 #include <libgen.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/gq_fileio.h"
 #include "core/gq_log.h"
@@ -329,9 +331,9 @@ static void print_summary(const gq_experiment *e, const gq_table *t, FILE *f)
     static const char *const cols[] = {"cell", "series", "format", "sweep", "ppl", "ppl_stderr",
                                        "delta_ppl", "kl_div", "top1_pct", "bpw", "t_quant",
                                        "t_eval"};
-    fprintf(f, "\n%s: %s on %s, perplexity protocol %s, ctx %d, %.0f windows (%.0f scored "
-               "tokens), eval text %s (sha256 %.12s), seed %llu, %.0f threads\n",
-            e->name, e->model_label, e->eval_path, gq_ppl_protocol_name(e->protocol), e->ctx,
+    fprintf(f, "\n%s: %s, perplexity protocol %s, ctx %d, %.0f windows (%.0f scored "
+               "tokens) of %s (sha256 %.12s), seed %llu, %.0f threads\n",
+            e->name, e->model_label, gq_ppl_protocol_name(e->protocol), e->ctx,
             gq_table_num(t, 0, "eval_windows"), gq_table_num(t, 0, "scored"), e->eval_path,
             e->eval_sha256, (unsigned long long)e->seed, gq_table_num(t, 0, "threads"));
     if (e->has_calib)
@@ -344,9 +346,28 @@ static void print_summary(const gq_experiment *e, const gq_table *t, FILE *f)
     free(s);
 }
 
+/* Removes temporaries ("<file>.tmp.<pid>") left in dir by a killed run. */
+static void remove_stale_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    char p[8400];
+    while ((de = readdir(d)))
+        if (strstr(de->d_name, ".tmp.") && de->d_type == DT_REG) {
+            snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+            unlink(p);
+        }
+    closedir(d);
+}
+
 int gq_results_write(const gq_experiment *e, const gq_journal *j, const char *results_dir,
                      const char *plots_dir, FILE *summary, gq_error *err)
 {
+    remove_stale_tmp(results_dir);
+    if (plots_dir)
+        remove_stale_tmp(plots_dir);
     json_t **records = calloc((size_t)e->n_cells, sizeof *records);
     gq_table **cells = calloc((size_t)e->n_cells, sizeof *cells);
     gq_table main = {0};
