@@ -1,7 +1,7 @@
 /* Batched causal attention: RoPE and softmax(q k^T / sqrt(hs)) v per (window, head). */
+#include <cblas.h>
 #include <math.h>
 #include <omp.h>
-#include <string.h>
 
 #include "model/attention_internal.h"
 
@@ -35,41 +35,39 @@ void gq_rope_rows(float *x, int n_rows, int T, int width, int head_size, const f
     }
 }
 
-/* Dot product with 8 partial sums combined in a fixed order (vectorizes without -ffast-math). */
-static float dot(const float *a, const float *b, int n)
+/* One (window, head) task: queries q0, keys k0, values v0 of T positions (row strides dim and
+ * kv_dim), in blocks of GQ_ATT_QBLOCK query rows. Block [t0, t0+nq) needs keys [0, t0+nq):
+ *   S (nq, nk) = q_blk k^T / sqrt(hs)                      (sgemm)
+ *   row t: softmax over s <= t (s > t set to 0)             (fixed order)
+ *   ctx_blk (nq, hs) = S v                                  (sgemm)
+ * Only the diagonal block computes masked scores, so the work stays close to causal. */
+static void attend_task(const float *q0, const float *k0, const float *v0, float *ctx0, int T,
+                        int hs, int dim, int kv_dim, float *S)
 {
-    float acc[8] = {0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++)
-            acc[j] += a[i + j] * b[i + j];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < n; i++)
-        s += a[i] * b[i];
-    return s;
-}
-
-/* One query row against keys 0..t of its window: ctx_row (hs) = sum_s p_s v_s. */
-static void attend_row(const float *qrow, const float *k0, const float *v0, int t, int hs,
-                       int kv_stride, float scale, float *scores, float *ctx_row)
-{
-    float mx = -INFINITY;
-    for (int s = 0; s <= t; s++) {
-        scores[s] = dot(qrow, k0 + (size_t)s * kv_stride, hs) * scale;
-        mx = scores[s] > mx ? scores[s] : mx;
-    }
-    float sum = 0.0f;
-    for (int s = 0; s <= t; s++) {
-        scores[s] = expf(scores[s] - mx);
-        sum += scores[s];
-    }
-    float inv = 1.0f / sum;
-    memset(ctx_row, 0, (size_t)hs * sizeof(float));
-    for (int s = 0; s <= t; s++) {
-        const float *vs = v0 + (size_t)s * kv_stride;
-        float p = scores[s] * inv;
-        for (int d = 0; d < hs; d++)
-            ctx_row[d] += p * vs[d];
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int t0 = 0; t0 < T; t0 += GQ_ATT_QBLOCK) {
+        int nq = T - t0 < GQ_ATT_QBLOCK ? T - t0 : GQ_ATT_QBLOCK, nk = t0 + nq;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale,
+                    q0 + (size_t)t0 * dim, dim, k0, kv_dim, 0.0f, S, nk);
+        for (int i = 0; i < nq; i++) {
+            float *row = S + (size_t)i * nk;
+            int n = t0 + i + 1; /* keys 0 .. t0+i */
+            float mx = row[0];
+            for (int s = 1; s < n; s++)
+                mx = row[s] > mx ? row[s] : mx;
+            float sum = 0.0f;
+            for (int s = 0; s < n; s++) {
+                row[s] = expf(row[s] - mx);
+                sum += row[s];
+            }
+            float inv = 1.0f / sum;
+            for (int s = 0; s < n; s++)
+                row[s] *= inv;
+            for (int s = n; s < nk; s++)
+                row[s] = 0.0f;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, S, nk, v0,
+                    kv_dim, 0.0f, ctx0 + (size_t)t0 * dim, dim);
     }
 }
 
@@ -78,19 +76,16 @@ void gq_causal_attention(const gq_config *c, const float *q, const float *k, con
 {
     int hs = gq_head_size(c), kv_dim = gq_kv_dim(c), kv_mul = c->n_heads / c->n_kv_heads;
     int n_tasks = B * c->n_heads;
-    float scale = 1.0f / sqrtf((float)hs);
     int nt = omp_get_max_threads() < n_threads ? omp_get_max_threads() : n_threads;
     /* multiply-adds of q k^T and p v over all tasks: below ~1M a fork/join costs more */
     double work = 2.0 * n_tasks * hs * ((double)T * (T + 1) / 2);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (n_tasks > 1 && work >= 1e6)
     for (int task = 0; task < n_tasks; task++) {
         int b = task / c->n_heads, h = task % c->n_heads;
-        float *sc = scores + (size_t)omp_get_thread_num() * T;
+        float *S = scores + (size_t)omp_get_thread_num() * GQ_ATT_QBLOCK * T;
         size_t row0 = (size_t)b * T;
-        const float *k0 = k + row0 * kv_dim + (size_t)(h / kv_mul) * hs;
-        const float *v0 = v + row0 * kv_dim + (size_t)(h / kv_mul) * hs;
-        for (int t = 0; t < T; t++)
-            attend_row(q + (row0 + t) * c->dim + (size_t)h * hs, k0, v0, t, hs, kv_dim, scale,
-                       sc, ctx + (row0 + t) * c->dim + (size_t)h * hs);
+        size_t qoff = row0 * c->dim + (size_t)h * hs;
+        size_t kvoff = row0 * kv_dim + (size_t)(h / kv_mul) * hs;
+        attend_task(q + qoff, k + kvoff, v + kvoff, ctx + qoff, T, hs, c->dim, kv_dim, S);
     }
 }

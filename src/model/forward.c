@@ -27,7 +27,7 @@ struct gq_forward_ws {
     float *hb;     /* (N, hidden) gate, then SiLU(gate) * up */
     float *hb2;    /* (N, hidden) up */
     float *rope_cos, *rope_sin; /* (seq_len, head_size/2) */
-    float *scores; /* (n_threads, seq_len) */
+    float *scores; /* (n_threads, GQ_ATT_QBLOCK, seq_len) attention score blocks */
 };
 
 gq_forward_ws *gq_forward_ws_new(const gq_config *c, int max_tokens, gq_error *err)
@@ -47,7 +47,7 @@ gq_forward_ws *gq_forward_ws_new(const gq_config *c, int max_tokens, gq_error *e
         {&ws->q, N * d},   {&ws->k, N * kv}, {&ws->v, N * kv}, {&ws->ctx, N * d},
         {&ws->hb, N * h},  {&ws->hb2, N * h},
         {&ws->rope_cos, (size_t)c->seq_len * half}, {&ws->rope_sin, (size_t)c->seq_len * half},
-        {&ws->scores, (size_t)ws->n_threads * (size_t)c->seq_len},
+        {&ws->scores, (size_t)ws->n_threads * GQ_ATT_QBLOCK * (size_t)c->seq_len},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (!(*bufs[i].p = gq_alloc_zero(bufs[i].n * sizeof(float), "forward workspace", err))) {
