@@ -72,6 +72,7 @@ typedef struct gq_packed_model {
     size_t decode_bytes;       /* weight bytes one decode step reads: packed linears, norms,
                                   fp32 classifier if not packed, one embedding row */
     char label[64];
+    struct pk_f32_op *f32_ops; /* fp32 views only (gq_packed_model_fp32) */
 } gq_packed_model;
 
 /* Packs every block linear of src with q (and the classifier too when pack_classifier).
@@ -79,12 +80,18 @@ typedef struct gq_packed_model {
  * reconstruction (the fake-quant model that matches the packed one). */
 int gq_packed_model_build(const gq_model *src, const gq_quantizer *q, bool pack_classifier,
                           gq_model *deq_model, gq_packed_model *pm, gq_error *err);
+/* The fp32 baseline for throughput: a view of src whose linears (and classifier) run through
+ * BLAS (cblas_sgemv for one token, cblas_sgemm otherwise) instead of the per-token reference
+ * loops of gq_decode_step, so packed and fp32 decode are compared on equally tuned products. */
+int gq_packed_model_fp32(const gq_model *src, gq_packed_model *pm, gq_error *err);
 void gq_packed_model_free(gq_packed_model *pm);
 
 /* ---- throughput, for the runner and `gq-bench bench decode|prefill` ----
  * Protocols (wall clock, the process's thread count):
- *   decode:  gq_decode_step for positions 0..decode_tokens-1 after warmup steps, fresh KV
- *            cache; tokens/s = decode_tokens / time. bytes/token = decode_bytes.
+ *   decode:  gq_decode_step for positions warmup..warmup+decode_tokens-1 after `warmup` steps
+ *            (fresh KV cache); tokens/s = 1 / the fastest of those steps (robust to other
+ *            load on the machine); bytes/token = decode_bytes.
+ *            fp32 (q NULL) runs on the BLAS view of gq_packed_model_fp32.
  *   prefill: gq_forward_prefill of one window of prefill_tokens tokens (after one warm-up),
  *            best of `reps`; tokens/s = prefill_tokens / time. */
 typedef struct gq_packed_bench_opts {

@@ -55,7 +55,7 @@ static void fast_int4(const gq_packed_linear *P, int r, float *y)
         int g = b / bpg;
         __m128i lo, hi;
         int4_codes(q, b, grp_zero(P, r, g), &lo, &hi);
-        __m256 s = _mm256_set1_ps(grp_scale(P, r, g));
+        __m256 s = _mm256_set1_ps(pk_fp16(P->scales[(size_t)r * P->n_groups + g]));
         pk_store16_i8(lo, s, y);
         pk_store16_i8(hi, s, y + 16);
     }
@@ -76,7 +76,7 @@ static float dot_int4(const gq_packed_linear *P, int r, const float *x, const fl
             gs = _mm256_add_ps(gs, _mm256_add_ps(pk_dot16_i8(lo, x + 32 * b),
                                                  pk_dot16_i8(hi, x + 32 * b + 16)));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(grp_scale(P, r, g)), gs, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(P->scales[(size_t)r * P->n_groups + g])), gs, acc);
     }
     return pk_hsum(acc);
 }
@@ -87,7 +87,7 @@ static void fast_int8(const gq_packed_linear *P, int r, float *y)
     const int bpg = P->group / 32;
     for (int b = 0; b < P->cols_pad / 32; b++) {
         int g = b / bpg;
-        __m256 s = _mm256_set1_ps(grp_scale(P, r, g)), z = _mm256_set1_ps((float)grp_zero(P, r, g));
+        __m256 s = _mm256_set1_ps(pk_fp16(P->scales[(size_t)r * P->n_groups + g])), z = _mm256_set1_ps((float)grp_zero(P, r, g));
         for (int k = 0; k < 4; k++) {
             __m128i v = _mm_loadl_epi64((const __m128i *)(q + 32 * b + 8 * k));
             __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
@@ -114,7 +114,7 @@ static float dot_int8(const gq_packed_linear *P, int r, const float *x, const fl
                 pk_dot16_u8(_mm_loadu_si128((const __m128i *)(qb + 16)), x + 32 * b + 16)));
             xsum += xs[b];
         }
-        float s = grp_scale(P, r, g);
+        float s = pk_fp16(P->scales[(size_t)r * P->n_groups + g]);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(s), gs, acc);
         offs += s * (float)grp_zero(P, r, g) * xsum;
     }

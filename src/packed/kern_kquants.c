@@ -28,7 +28,7 @@ static inline void q4_K_scales(const gq_block_q4_K *b, float D[8], float M[8])
 {
     uint8_t ls[8], lm[8];
     gq_kq_unpack_scale_min6(b->scales, ls, lm);
-    const float d = gq_fp16(b->d), dmin = gq_fp16(b->dmin);
+    const float d = pk_fp16(b->d), dmin = pk_fp16(b->dmin);
     for (int j = 0; j < 8; j++) {
         D[j] = d * ls[j];
         M[j] = dmin * lm[j];
@@ -111,7 +111,7 @@ static void fast_q6_K(const gq_packed_linear *P, int r, float *y)
 {
     const gq_block_q6_K *b = (const gq_block_q6_K *)pk_row(P, r);
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++) {
-        const float d = gq_fp16(b[i].d);
+        const float d = pk_fp16(b[i].d);
         for (int h = 0; h < 2; h++) {
             __m256i v[4];
             q6_K_half(&b[i], h, v);
@@ -133,7 +133,7 @@ static float dot_q6_K(const gq_packed_linear *P, int r, const float *x, const fl
     const gq_block_q6_K *b = (const gq_block_q6_K *)pk_row(P, r);
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, x += GQ_QK_K) {
-        const float d = gq_fp16(b[i].d);
+        const float d = pk_fp16(b[i].d);
         for (int h = 0; h < 2; h++) {
             __m256i v[4];
             q6_K_half(&b[i], h, v);

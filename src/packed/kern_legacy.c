@@ -39,7 +39,7 @@ static void fast_q4_0(const gq_packed_linear *P, int r, float *y)
     for (int i = 0; i < P->cols_pad / 32; i++, y += 32) {
         __m128i lo, hi;
         q4_0_codes(&b[i], &lo, &hi);
-        __m256 d = _mm256_set1_ps(gq_fp16(b[i].d));
+        __m256 d = _mm256_set1_ps(pk_fp16(b[i].d));
         pk_store16_i8(lo, d, y);
         pk_store16_i8(hi, d, y + 16);
     }
@@ -54,7 +54,7 @@ static float dot_q4_0(const gq_packed_linear *P, int r, const float *x, const fl
         __m128i lo, hi;
         q4_0_codes(&b[i], &lo, &hi);
         __m256 s = _mm256_add_ps(pk_dot16_i8(lo, x), pk_dot16_i8(hi, x + 16));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(gq_fp16(b[i].d)), s, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[i].d)), s, acc);
     }
     return pk_hsum(acc);
 }
@@ -65,7 +65,7 @@ static void fast_q4_1(const gq_packed_linear *P, int r, float *y)
     for (int i = 0; i < P->cols_pad / 32; i++, y += 32) {
         __m128i q[2];
         pk_nibbles16(b[i].qs, &q[0], &q[1]);
-        __m256 d = _mm256_set1_ps(gq_fp16(b[i].d)), m = _mm256_set1_ps(gq_fp16(b[i].m));
+        __m256 d = _mm256_set1_ps(pk_fp16(b[i].d)), m = _mm256_set1_ps(pk_fp16(b[i].m));
         for (int h = 0; h < 2; h++) { /* ggml: x0*d + m, rounded product then sum */
             __m256 a, c;
             pk_i8x16_to_f32(q[h], &a, &c);
@@ -84,8 +84,8 @@ static float dot_q4_1(const gq_packed_linear *P, int r, const float *x, const fl
         __m128i lo, hi;
         pk_nibbles16(b[i].qs, &lo, &hi);
         __m256 s = _mm256_add_ps(pk_dot16_i8(lo, x), pk_dot16_i8(hi, x + 16));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(gq_fp16(b[i].d)), s, acc);
-        offs += gq_fp16(b[i].m) * xs[i];
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[i].d)), s, acc);
+        offs += pk_fp16(b[i].m) * xs[i];
     }
     return pk_hsum(acc) + offs;
 }
@@ -94,7 +94,7 @@ static void fast_q8_0(const gq_packed_linear *P, int r, float *y)
 {
     const gq_block_q8_0 *b = (const gq_block_q8_0 *)pk_row(P, r);
     for (int i = 0; i < P->cols_pad / 32; i++, y += 32) {
-        __m256 d = _mm256_set1_ps(gq_fp16(b[i].d));
+        __m256 d = _mm256_set1_ps(pk_fp16(b[i].d));
         pk_store16_i8(_mm_loadu_si128((const __m128i *)b[i].qs), d, y);
         pk_store16_i8(_mm_loadu_si128((const __m128i *)(b[i].qs + 16)), d, y + 16);
     }
@@ -109,7 +109,7 @@ static float dot_q8_0(const gq_packed_linear *P, int r, const float *x, const fl
         __m256 s = _mm256_add_ps(pk_dot16_i8(_mm_loadu_si128((const __m128i *)b[i].qs), x),
                                  pk_dot16_i8(_mm_loadu_si128((const __m128i *)(b[i].qs + 16)),
                                              x + 16));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(gq_fp16(b[i].d)), s, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[i].d)), s, acc);
     }
     return pk_hsum(acc);
 }
@@ -129,7 +129,7 @@ static void fast_mxfp4(const gq_packed_linear *P, int r, float *y)
     for (int i = 0; i < P->cols_pad / 32; i++, y += 32) {
         __m128i lo, hi;
         mxfp4_values(&b[i], lut, &lo, &hi);
-        __m256 d = _mm256_set1_ps(gq_e8m0_to_fp32_half(b[i].e));
+        __m256 d = _mm256_set1_ps(pk_e8m0_half(b[i].e));
         pk_store16_i8(lo, d, y);
         pk_store16_i8(hi, d, y + 16);
     }
@@ -145,7 +145,7 @@ static float dot_mxfp4(const gq_packed_linear *P, int r, const float *x, const f
         __m128i lo, hi;
         mxfp4_values(&b[i], lut, &lo, &hi);
         __m256 s = _mm256_add_ps(pk_dot16_i8(lo, x), pk_dot16_i8(hi, x + 16));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(gq_e8m0_to_fp32_half(b[i].e)), s, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_e8m0_half(b[i].e)), s, acc);
     }
     return pk_hsum(acc);
 }

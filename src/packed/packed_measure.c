@@ -32,14 +32,16 @@ int gq_packed_time_decode(const gq_model *m, const gq_packed_bench_opts *o, doub
     float *logits = gq_alloc_zero((size_t)c->vocab_size * sizeof(float), "logits", err);
     gq_decode *d = logits ? gq_decode_new(m, err) : NULL;
     int rc = d ? 0 : -1;
-    double t0 = 0.0;
+    double best = DBL_MAX;
     for (int p = 0; p < steps && rc == 0; p++) {
-        if (p == o->warmup)
-            t0 = gq_now();
+        double t0 = gq_now();
         rc = gq_decode_step(d, bench_token(c, p), p, logits, err);
+        double t = gq_now() - t0;
+        if (p >= o->warmup && t < best)
+            best = t;
     }
     if (rc == 0)
-        *tok_s = o->decode_tokens / (gq_now() - t0);
+        *tok_s = 1.0 / best;
     gq_decode_free(d);
     free(logits);
     return rc;
@@ -83,22 +85,15 @@ int gq_packed_measure(const gq_model *m, const gq_quantizer *q, const gq_packed_
     gq_packed_bench_opts def = gq_packed_bench_defaults();
     if (!o)
         o = &def;
-    if (!q) {
-        out->packed = true;
-        out->decode_bytes = gq_packed_fp32_decode_bytes(&m->cfg);
-        if (gq_packed_time_decode(m, o, &out->decode_tok_s, err) != 0 ||
-            gq_packed_time_prefill(m, o, &out->prefill_tok_s, err) != 0)
-            return -1;
-        return 0;
-    }
     int rows, cols;
-    for (int k = 0; k < GQ_N_LINEAR; k++) {
+    for (int k = 0; q && k < GQ_N_LINEAR; k++) {
         gq_linear_shape(&m->cfg, (gq_linear_kind)k, &rows, &cols);
         if (!gq_packed_supported(q, rows, cols, out->reason, sizeof out->reason))
             return 0;
     }
     gq_packed_model pm;
-    if (gq_packed_model_build(m, q, o->pack_classifier, NULL, &pm, err) != 0)
+    if ((q ? gq_packed_model_build(m, q, o->pack_classifier, NULL, &pm, err)
+           : gq_packed_model_fp32(m, &pm, err)) != 0)
         return -1;
     out->packed = true;
     out->packed_bytes = pm.packed_bytes;

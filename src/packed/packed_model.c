@@ -4,7 +4,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "packed/packed_internal.h"
+
+/* An fp32 weight as a linear operator through BLAS. */
+struct pk_f32_op {
+    gq_linear_op op;
+    const float *W; /* (rows, cols) */
+    int rows, cols;
+};
+
+static void f32_apply(const gq_linear_op *op, float *y, const float *x, int n)
+{
+    const struct pk_f32_op *f = (const struct pk_f32_op *)op;
+    if (n == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, f->rows, f->cols, 1.0f, f->W, f->cols, x, 1,
+                    0.0f, y, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, f->rows, f->cols, 1.0f, x,
+                    f->cols, f->W, f->cols, 0.0f, y, f->rows);
+}
 
 void gq_packed_model_free(gq_packed_model *pm)
 {
@@ -16,6 +36,7 @@ void gq_packed_model_free(gq_packed_model *pm)
     free(pm->lin);
     gq_packed_linear_free(pm->cls);
     free(pm->model.layers);
+    free(pm->f32_ops);
     memset(pm, 0, sizeof *pm);
 }
 
@@ -26,14 +47,11 @@ size_t gq_packed_fp32_decode_bytes(const gq_config *c)
     return 4 * (lin + (size_t)c->n_layers * 2 * d + d + (size_t)c->vocab_size * d + d);
 }
 
-int gq_packed_model_build(const gq_model *src, const gq_quantizer *q, bool pack_classifier,
-                          gq_model *deq_model, gq_packed_model *pm, gq_error *err)
+/* pm->model = a view of src with its own layer array and no storage of its own. */
+static int make_view(const gq_model *src, gq_packed_model *pm, gq_error *err)
 {
     const gq_config *c = &src->cfg;
     memset(pm, 0, sizeof *pm);
-    if (deq_model && deq_model->cfg.dim != c->dim)
-        return gq_fail(err, "packed: the fake-quant model has another shape");
-    /* the view: same tensors, private layer array (so operators can be set), no storage */
     pm->model = *src;
     pm->model.map = NULL;
     pm->model.map_size = 0;
@@ -42,12 +60,52 @@ int gq_packed_model_build(const gq_model *src, const gq_quantizer *q, bool pack_
     pm->model.transforms = NULL;
     pm->model.cls_op = NULL;
     pm->model.layers = malloc((size_t)c->n_layers * sizeof *pm->model.layers);
-    pm->lin = calloc((size_t)c->n_layers * GQ_N_LINEAR, sizeof *pm->lin);
-    if (!pm->model.layers || !pm->lin) {
+    if (!pm->model.layers)
+        return gq_fail(err, "packed: out of memory");
+    memcpy(pm->model.layers, src->layers, (size_t)c->n_layers * sizeof *pm->model.layers);
+    return 0;
+}
+
+int gq_packed_model_fp32(const gq_model *src, gq_packed_model *pm, gq_error *err)
+{
+    const gq_config *c = &src->cfg;
+    if (make_view(src, pm, err) != 0)
+        return -1;
+    int n = c->n_layers * GQ_N_LINEAR;
+    pm->f32_ops = calloc((size_t)n + 1, sizeof *pm->f32_ops);
+    if (!pm->f32_ops) {
         gq_packed_model_free(pm);
         return gq_fail(err, "packed: out of memory");
     }
-    memcpy(pm->model.layers, src->layers, (size_t)c->n_layers * sizeof *pm->model.layers);
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            struct pk_f32_op *f = &pm->f32_ops[l * GQ_N_LINEAR + k];
+            f->op.apply = f32_apply;
+            f->W = gq_linear_weight(&src->layers[l], (gq_linear_kind)k);
+            gq_linear_shape(c, (gq_linear_kind)k, &f->rows, &f->cols);
+            pm->model.layers[l].op[k] = &f->op;
+        }
+    struct pk_f32_op *cls = &pm->f32_ops[n];
+    *cls = (struct pk_f32_op){{f32_apply}, src->wcls, c->vocab_size, c->dim};
+    pm->model.cls_op = &cls->op;
+    snprintf(pm->label, sizeof pm->label, "fp32");
+    pm->decode_bytes = gq_packed_fp32_decode_bytes(c);
+    return 0;
+}
+
+int gq_packed_model_build(const gq_model *src, const gq_quantizer *q, bool pack_classifier,
+                          gq_model *deq_model, gq_packed_model *pm, gq_error *err)
+{
+    const gq_config *c = &src->cfg;
+    if (deq_model && deq_model->cfg.dim != c->dim)
+        return gq_fail(err, "packed: the fake-quant model has another shape");
+    if (make_view(src, pm, err) != 0)
+        return -1;
+    pm->lin = calloc((size_t)c->n_layers * GQ_N_LINEAR, sizeof *pm->lin);
+    if (!pm->lin) {
+        gq_packed_model_free(pm);
+        return gq_fail(err, "packed: out of memory");
+    }
     gq_quantizer_label(q, pm->label, sizeof pm->label);
     size_t d = (size_t)c->dim;
     pm->decode_bytes = 4 * ((size_t)c->n_layers * 2 * d + 2 * d); /* norms, embedding row */

@@ -8,6 +8,16 @@
 #include <immintrin.h>
 #include <stdint.h>
 
+/* fp16 -> fp32 by the F16C instruction (exact, like gq_fp16_to_fp32, without the call). */
+static inline float pk_fp16(uint16_t h) { return _cvtsh_ss(h); }
+
+/* ggml's E8M0 scale halved, 2^(e-128) (subnormal for e < 2), as gq_e8m0_to_fp32_half. */
+static inline float pk_e8m0_half(uint8_t e)
+{
+    union { uint32_t u; float f; } v = {e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23};
+    return v.f;
+}
+
 /* 16 signed bytes -> two vectors of 8 floats. */
 static inline void pk_i8x16_to_f32(__m128i v, __m256 *lo, __m256 *hi)
 {

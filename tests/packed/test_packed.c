@@ -259,17 +259,68 @@ static void test_classifier(void **state)
     gq_model_free(&m);
 }
 
+/* The fp32 BLAS view computes what the fp32 model computes. */
+static void test_fp32_view(void **state)
+{
+    (void)state;
+    gq_error err = {{0}};
+    gq_model m;
+    gq_packed_model pm;
+    assert_int_equal(gq_model_synth("tiny", 5, &m, &err), 0);
+    assert_int_equal(gq_packed_model_fp32(&m, &pm, &err), 0);
+    int tok[24], V = m.cfg.vocab_size;
+    for (int i = 0; i < 24; i++)
+        tok[i] = (i * 53 + 2) % V;
+    double a = mean_nll(&m, tok, 2, 12), b = mean_nll(&pm.model, tok, 2, 12);
+    assert_true(fabs(a - b) < 1e-5 * fabs(a));
+    float *la = malloc((size_t)24 * V * sizeof(float)), *lb = malloc((size_t)24 * V * sizeof(float));
+    assert_int_equal(gq_forward_ref(&m, tok, 24, la, &err), 0);
+    assert_int_equal(gq_forward_ref(&pm.model, tok, 24, lb, &err), 0);
+    for (int i = 0; i < 24 * V; i++)
+        assert_true(fabsf(la[i] - lb[i]) <= 1e-4f * (1.0f + fabsf(la[i])));
+    assert_int_equal(pm.decode_bytes, gq_packed_fp32_decode_bytes(&m.cfg));
+    free(la), free(lb);
+    gq_packed_model_free(&pm);
+    gq_model_free(&m);
+}
+
+/* The bench subcommands print their tables and reject bad options with one line. */
+static void test_cli(void **state)
+{
+    (void)state;
+    char out[8192], err[2048];
+    int rc = test_run_cli("bench decode --preset tiny --tokens 4 --stream-mib 4 --format q4_K",
+                          out, sizeof out, err, sizeof err);
+    if (rc != 0)
+        fail_msg("bench decode: %d: %s", rc, err);
+    assert_non_null(strstr(out, "fp32"));
+    assert_non_null(strstr(out, "q4_K"));
+    assert_non_null(strstr(out, "GB/s"));
+    rc = test_run_cli("bench prefill --preset tiny --tokens 16 --reps 1 --format "
+                      "'{\"name\": \"int\", \"bits\": 3}'", out, sizeof out, err, sizeof err);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "4 and 8 bits")); /* the row says why it is empty */
+    rc = test_run_cli("bench decode --preset tiny --format nosuch", out, sizeof out, err,
+                      sizeof err);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "nosuch"));
+    rc = test_run_cli("bench prefill --classifier maybe", out, sizeof out, err, sizeof err);
+    assert_int_equal(rc, 2);
+}
+
 static void test_measure(void **state)
 {
     (void)state;
     gq_error err = {{0}};
     gq_model m;
     assert_int_equal(gq_model_synth("tiny", 3, &m, &err), 0);
+    gq_packed_throughput t;
     gq_packed_bench_opts o = gq_packed_bench_defaults();
     o.decode_tokens = 4;
     o.prefill_tokens = 16;
     o.reps = 1;
-    gq_packed_throughput t;
+    assert_int_equal(gq_packed_measure(&m, NULL, &o, &t, &err), 0); /* fp32 */
+    assert_true(t.packed && t.decode_tok_s > 0 && t.prefill_tok_s > 0 && t.packed_bytes == 0);
     gq_quantizer q;
     make_quantizer("{\"name\": \"q4_K\"}", &q);
     assert_int_equal(gq_packed_measure(&m, &q, &o, &t, &err), 0);
@@ -301,7 +352,9 @@ int main(void)
         cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_stories260K_perplexity),
         cmocka_unit_test(test_classifier),
+        cmocka_unit_test(test_fp32_view),
         cmocka_unit_test(test_measure),
+        cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
