@@ -7,6 +7,8 @@
 
 int bench_formats(int argc, char **argv);
 int bench_forward(int argc, char **argv);
+int bench_decode(int argc, char **argv);
+int bench_prefill(int argc, char **argv);
 int bench_tokenizer(int argc, char **argv);
 
 typedef struct bench_entry {
@@ -18,6 +20,8 @@ typedef struct bench_entry {
 static const bench_entry benches[] = {
     {"formats", bench_formats, "quantize/dequantize throughput, SQNR and bpw of every format"},
     {"forward", bench_forward, "prefill tokens/s and GFLOP/s vs sgemm, decode tokens/s"},
+    {"decode", bench_decode, "decode tokens/s of packed formats vs fp32, bytes/token, GB/s vs bandwidth"},
+    {"prefill", bench_prefill, "prefill tokens/s of packed formats vs fp32"},
     {"tokenizer", bench_tokenizer, "encode speed on a 10 MB text, one row per tokenizer"},
 };
 
