@@ -68,15 +68,17 @@ static float dot_int4(const gq_packed_linear *P, int r, const float *x, const fl
     const int bpg = P->group / 32, nb = P->cols_pad / 32;
     __m256 acc = _mm256_setzero_ps();
     for (int g = 0; g < P->n_groups; g++) {
-        int z = grp_zero(P, r, g), b1 = (g + 1) * bpg < nb ? (g + 1) * bpg : nb;
+        const __m128i z = _mm_set1_epi8((char)grp_zero(P, r, g));
+        int b1 = (g + 1) * bpg < nb ? (g + 1) * bpg : nb;
         __m256 gs = _mm256_setzero_ps();
         for (int b = g * bpg; b < b1; b++) {
-            __m128i lo, hi;
-            int4_codes(q, b, z, &lo, &hi);
-            gs = _mm256_add_ps(gs, _mm256_add_ps(pk_dot16_i8(lo, x + 32 * b),
-                                                 pk_dot16_i8(hi, x + 32 * b + 16)));
+            __m128i v[4];
+            pk_nibbles4x8(q + 16 * b, v);
+            pk_sub4x8(v, z);
+            gs = _mm256_add_ps(gs, pk_dot4x8_i8(v, x + 32 * b));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(P->scales[(size_t)r * P->n_groups + g])), gs, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(P->scales[(size_t)r * P->n_groups + g])),
+                              gs, acc);
     }
     return pk_hsum(acc);
 }
@@ -109,9 +111,12 @@ static float dot_int8(const gq_packed_linear *P, int r, const float *x, const fl
         float xsum = 0.0f;
         for (int b = g * bpg; b < b1; b++) {
             const uint8_t *qb = q + 32 * b;
-            gs = _mm256_add_ps(gs, _mm256_add_ps(
-                pk_dot16_u8(_mm_loadu_si128((const __m128i *)qb), x + 32 * b),
-                pk_dot16_u8(_mm_loadu_si128((const __m128i *)(qb + 16)), x + 32 * b + 16)));
+            const float *xb = x + 32 * b;
+            for (int k = 0; k < 4; k++) {
+                __m128i v = _mm_loadl_epi64((const __m128i *)(qb + 8 * k));
+                gs = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)),
+                                     _mm256_loadu_ps(xb + 8 * k), gs);
+            }
             xsum += xs[b];
         }
         float s = pk_fp16(P->scales[(size_t)r * P->n_groups + g]);

@@ -75,14 +75,17 @@ static float dot_q4_K(const gq_packed_linear *P, int r, const float *x, const fl
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, x += GQ_QK_K, xs += 8) {
         float D[8], M[8];
         q4_K_scales(&b[i], D, M);
-        for (int c = 0; c < 4; c++) {
-            __m128i q[2][2];
-            q4_K_chunk(&b[i], c, q[0], q[1]);
-            for (int p = 0; p < 2; p++) {
-                const float *xp = x + 64 * c + 32 * p;
-                __m256 s = _mm256_add_ps(pk_dot16_i8(q[p][0], xp), pk_dot16_i8(q[p][1], xp + 16));
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(D[2 * c + p]), s, acc);
+        const __m128i m = _mm_set1_epi8(0x0F);
+        for (int c = 0; c < 4; c++) { /* sub-blocks 2c (low nibbles) and 2c+1 (high) */
+            __m128i lo[4], hi[4];
+            for (int k = 0; k < 4; k++) {
+                __m128i a = _mm_loadl_epi64((const __m128i *)(b[i].qs + 32 * c + 8 * k));
+                lo[k] = _mm_and_si128(a, m);
+                hi[k] = _mm_and_si128(_mm_srli_epi16(a, 4), m);
             }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(D[2 * c]), pk_dot4x8_i8(lo, x + 64 * c), acc);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(D[2 * c + 1]), pk_dot4x8_i8(hi, x + 64 * c + 32),
+                                  acc);
         }
         for (int j = 0; j < 8; j++)
             offs += M[j] * xs[j];

@@ -49,12 +49,13 @@ static float dot_q4_0(const gq_packed_linear *P, int r, const float *x, const fl
 {
     (void)xs;
     const gq_block_q4_0 *b = (const gq_block_q4_0 *)pk_row(P, r);
+    const __m128i eight = _mm_set1_epi8(8);
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < P->cols_pad / 32; i++, x += 32) {
-        __m128i lo, hi;
-        q4_0_codes(&b[i], &lo, &hi);
-        __m256 s = _mm256_add_ps(pk_dot16_i8(lo, x), pk_dot16_i8(hi, x + 16));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[i].d)), s, acc);
+        __m128i v[4];
+        pk_nibbles4x8(b[i].qs, v);
+        pk_sub4x8(v, eight);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[i].d)), pk_dot4x8_i8(v, x), acc);
     }
     return pk_hsum(acc);
 }
@@ -81,10 +82,9 @@ static float dot_q4_1(const gq_packed_linear *P, int r, const float *x, const fl
     __m256 acc = _mm256_setzero_ps();
     float offs = 0.0f; /* sum of m * (block sum of x) */
     for (int i = 0; i < P->cols_pad / 32; i++, x += 32) {
-        __m128i lo, hi;
-        pk_nibbles16(b[i].qs, &lo, &hi);
-        __m256 s = _mm256_add_ps(pk_dot16_i8(lo, x), pk_dot16_i8(hi, x + 16));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[i].d)), s, acc);
+        __m128i v[4];
+        pk_nibbles4x8(b[i].qs, v);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[i].d)), pk_dot4x8_i8(v, x), acc);
         offs += pk_fp16(b[i].m) * xs[i];
     }
     return pk_hsum(acc) + offs;
@@ -105,12 +105,8 @@ static float dot_q8_0(const gq_packed_linear *P, int r, const float *x, const fl
     (void)xs;
     const gq_block_q8_0 *b = (const gq_block_q8_0 *)pk_row(P, r);
     __m256 acc = _mm256_setzero_ps();
-    for (int i = 0; i < P->cols_pad / 32; i++, x += 32) {
-        __m256 s = _mm256_add_ps(pk_dot16_i8(_mm_loadu_si128((const __m128i *)b[i].qs), x),
-                                 pk_dot16_i8(_mm_loadu_si128((const __m128i *)(b[i].qs + 16)),
-                                             x + 16));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[i].d)), s, acc);
-    }
+    for (int i = 0; i < P->cols_pad / 32; i++, x += 32)
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[i].d)), pk_dot32_i8_mem(b[i].qs, x), acc);
     return pk_hsum(acc);
 }
 
@@ -142,10 +138,11 @@ static float dot_mxfp4(const gq_packed_linear *P, int r, const float *x, const f
     const __m128i lut = _mm_loadu_si128((const __m128i *)gq_kvalues_mxfp4);
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < P->cols_pad / 32; i++, x += 32) {
-        __m128i lo, hi;
-        mxfp4_values(&b[i], lut, &lo, &hi);
-        __m256 s = _mm256_add_ps(pk_dot16_i8(lo, x), pk_dot16_i8(hi, x + 16));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_e8m0_half(b[i].e)), s, acc);
+        __m128i v[4];
+        pk_nibbles4x8(b[i].qs, v);
+        for (int k = 0; k < 4; k++)
+            v[k] = _mm_shuffle_epi8(lut, v[k]);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_e8m0_half(b[i].e)), pk_dot4x8_i8(v, x), acc);
     }
     return pk_hsum(acc);
 }

@@ -59,6 +59,48 @@ static inline void pk_nibbles16(const uint8_t *qs, __m128i *lo, __m128i *hi)
     *hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
 }
 
+/* Decode-side helpers that keep the shuffle port light: 8 codes per 64-bit lane, widened by one
+ * vpmovsxbd each (no byte shifts across the register). */
+static inline __m256 pk_cvt8_i8(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
+
+/* 16 bytes of nibbles in ggml order (byte j: element j low, j+16 high) -> 4 runs of 8 codes in
+ * the low 8 bytes of v[0..3]: elements 0-7, 8-15, 16-23, 24-31. */
+static inline void pk_nibbles4x8(const uint8_t *qs, __m128i v[4])
+{
+    const __m128i m = _mm_set1_epi8(0x0F);
+    __m128i a = _mm_loadl_epi64((const __m128i *)qs);
+    __m128i b = _mm_loadl_epi64((const __m128i *)(qs + 8));
+    v[0] = _mm_and_si128(a, m);
+    v[1] = _mm_and_si128(b, m);
+    v[2] = _mm_and_si128(_mm_srli_epi16(a, 4), m);
+    v[3] = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+}
+
+/* 8-lane partial sums of v[k][i] * x[8k + i] over 4 runs of 8 signed codes. */
+static inline __m256 pk_dot4x8_i8(const __m128i v[4], const float *x)
+{
+    __m256 s0 = _mm256_mul_ps(pk_cvt8_i8(v[0]), _mm256_loadu_ps(x));
+    __m256 s1 = _mm256_mul_ps(pk_cvt8_i8(v[1]), _mm256_loadu_ps(x + 8));
+    s0 = _mm256_fmadd_ps(pk_cvt8_i8(v[2]), _mm256_loadu_ps(x + 16), s0);
+    s1 = _mm256_fmadd_ps(pk_cvt8_i8(v[3]), _mm256_loadu_ps(x + 24), s1);
+    return _mm256_add_ps(s0, s1);
+}
+
+/* The same for 32 consecutive bytes in memory (signed: 8-bit codes). */
+static inline __m256 pk_dot32_i8_mem(const int8_t *q, const float *x)
+{
+    __m128i v[4];
+    for (int k = 0; k < 4; k++)
+        v[k] = _mm_loadl_epi64((const __m128i *)(q + 8 * k));
+    return pk_dot4x8_i8(v, x);
+}
+
+static inline void pk_sub4x8(__m128i v[4], __m128i z)
+{
+    for (int k = 0; k < 4; k++)
+        v[k] = _mm_sub_epi8(v[k], z);
+}
+
 static inline float pk_hsum(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
