@@ -300,17 +300,18 @@ static void test_synth_deterministic(void **state)
 
 static void check_golden(const char *model_rel, const char *golden_rel)
 {
-    char model[4096], tok[4096], golden[4096];
+    /* The expected outputs are test data (tests/data/golden); the model and tokenizer are
+     * assets. */
+    char model[4096], tok[4096];
     char tok_rel[512];
     snprintf(tok_rel, sizeof tok_rel, "%.*s/tok512.bin",
              (int)(strrchr(model_rel, '/') - model_rel), model_rel);
-    if (!test_asset(model_rel, model, sizeof model) || !test_asset(tok_rel, tok, sizeof tok) ||
-        !test_asset(golden_rel, golden, sizeof golden)) {
+    if (!test_asset(model_rel, model, sizeof model) || !test_asset(tok_rel, tok, sizeof tok)) {
         skip();
         return;
     }
     size_t glen;
-    char *want = test_read_file(golden, &glen);
+    char *want = test_read_file(test_data_path(golden_rel), &glen);
     char args[12288], out[8192], errb[4096];
     snprintf(args, sizeof args,
              "generate --model '%s' --tokenizer '%s' --prompt 'Once upon a time' --steps 256",
@@ -326,14 +327,14 @@ static void test_golden_greedy_260k(void **state)
 {
     (void)state;
     check_golden("models/stories260K/stories260K.bin",
-                 "models/stories260K/golden_run_c_greedy_once_upon_a_time_n256.txt");
+                 "golden/stories260K_greedy_once_upon_a_time_n256.txt");
 }
 
 static void test_golden_greedy_3m(void **state)
 {
     (void)state;
     check_golden("models/tinystories-3M/tinystories-3M.bin",
-                 "models/tinystories-3M/golden_greedy_once_upon_a_time_n256.txt");
+                 "golden/tinystories-3M_greedy_once_upon_a_time_n256.txt");
 }
 
 int main(void)
