@@ -222,6 +222,46 @@ static void test_validation_messages(void **state)
     free(dir);
 }
 
+/* Zipped axes, per-entry applicability (channel granularity has no groups, RTN does not
+ * calibrate), exclusions and the cell order, through --dry-run. */
+static void test_sweep_expansion(void **state)
+{
+    (void)state;
+    if (!setup_assets())
+        skip();
+    char *dir = test_tmpdir("run-sweep"), file[4200];
+    snprintf(file, sizeof file, "%s/sweep.json", dir);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fputs("{\"name\": \"sweep\",\n"
+          " \"model\": {\"synthetic\": \"tiny\", \"tokenizer\": \"models/stories260K/tok512.bin\"},\n"
+          " \"eval\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"ctx\": 32},\n"
+          " \"calib\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"n_calib\": 2, \"calib_ctx\": 32},\n"
+          " \"methods\": [\n"
+          "  {\"label\": \"g\", \"method\": \"rtn\", \"format\": {\"name\": \"int\"}},\n"
+          "  {\"label\": \"ch\", \"method\": \"rtn\", \"format\": {\"name\": \"int\", \"granularity\": \"channel\"}},\n"
+          "  {\"label\": \"gq\", \"method\": \"gptq\", \"format\": {\"name\": \"int\"}},\n"
+          "  {\"label\": \"gx\", \"method\": \"gptq\", \"format\": {\"name\": \"int\"}, \"exclude\": [\"n_calib\", \"bits\"]}],\n"
+          " \"sweep\": {\"bits\": [3, 4], \"group_size\": [32, 64], \"n_calib\": [2, 4], \"method.percdamp\": [0.01]},\n"
+          " \"zip\": [[\"bits\", \"group_size\"]]}\n", f);
+    fclose(f);
+    int rc = run("run %s --dry-run", file);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, g_err);
+    /* baseline; g: 2 (zipped); ch: 2 (bits only); gq: 2 x 2 n_calib; gx: 2 group sizes */
+    assert_non_null(strstr(g_out, "11 cells"));
+    static const char *const lines[] = {
+        "c001      g ", "bits=3 group_size=32\n", "c003      ch", "int4 channel", "bits=4\n",
+        "c005      gq", "bits=3 group_size=32 n_calib=2 method.percdamp=0.01\n",
+        "bits=4 group_size=64 n_calib=4 method.percdamp=0.01\n", "c010      gx",
+        "group_size=64 method.percdamp=0.01\n"};
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+        if (!strstr(g_out, lines[i]))
+            fail_msg("dry run lacks \"%s\":\n%s", lines[i], g_out);
+    assert_null(strstr(g_out, "c011"));
+    free(dir);
+}
+
 static int count_cells(const char *journal)
 {
     DIR *d = opendir(journal);
@@ -367,6 +407,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_smoke_end_to_end),
         cmocka_unit_test(test_validation_messages),
+        cmocka_unit_test(test_sweep_expansion),
         cmocka_unit_test(test_resume_after_kill),
         cmocka_unit_test(test_jobs_same_numbers),
         cmocka_unit_test(test_without_gnuplot),
