@@ -4,13 +4,16 @@
  * fp32 (every linear and the classifier through BLAS: sgemv for one token, sgemm otherwise) or
  * one packed format (block linears, and the classifier unless --classifier fp32, quantized with
  * the format and kept in its packed layout; fp32 activations). Embeddings and norms stay fp32.
+ * All models are built first; then --rounds rounds (default 3) each time every model in table
+ * order (and, for decode, the bandwidth ceiling), keeping each one's best: rows share the same
+ * machine load even when other processes come and go.
  *   decode:  gq_decode_step at positions warm-up..warm-up+N-1 (N = --tokens, default 32) after 2
  *            warm-up steps, fresh KV cache; tokens/s = 1 / the fastest step; bytes/token = weight bytes one step
  *            reads (packed or fp32 linears + classifier + norms + one embedding row); GB/s =
  *            bytes/token * tokens/s; ceiling = STREAM triad (a = b + s*c over 3 x --stream-mib
- *            MiB, all threads, best of 5) measured before and after the table, the larger kept.
+ *            MiB, all threads, best of 3 passes per round), the best over the rounds.
  *   prefill: gq_forward_prefill of one window of --tokens tokens (default 128), best of --reps
- *            after a warm-up.
+ *            after a warm-up, per round.
  * "x fp32" is tokens/s over the fp32 row's tokens/s in the same run. */
 #include <getopt.h>
 #include <stdio.h>
@@ -36,7 +39,7 @@ static const char *const all_formats[] = {
 typedef struct {
     bool decode;
     const char *cmd, *preset, *format;
-    long tokens, reps, threads, seed, stream_mib;
+    long tokens, reps, threads, seed, stream_mib, rounds;
     bool pack_classifier;
 } bp_opts;
 
@@ -47,6 +50,7 @@ static int parse(int argc, char **argv, bp_opts *o)
         {"tokens", required_argument, 0, 't'}, {"reps", required_argument, 0, 'r'},
         {"threads", required_argument, 0, 'j'}, {"seed", required_argument, 0, 's'},
         {"classifier", required_argument, 0, 'c'}, {"stream-mib", required_argument, 0, 'm'},
+        {"rounds", required_argument, 0, 'R'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     opterr = 0;
     optind = 1;
@@ -60,6 +64,7 @@ static int parse(int argc, char **argv, bp_opts *o)
         case 'j': bad = cli_int(o->cmd, "--threads", optarg, 1, 4096, &o->threads); break;
         case 's': bad = cli_int(o->cmd, "--seed", optarg, 0, 1L << 62, &o->seed); break;
         case 'm': bad = cli_int(o->cmd, "--stream-mib", optarg, 1, 1 << 16, &o->stream_mib); break;
+        case 'R': bad = cli_int(o->cmd, "--rounds", optarg, 1, 100, &o->rounds); break;
         case 'c':
             if (strcmp(optarg, "packed") != 0 && strcmp(optarg, "fp32") != 0)
                 return cli_usage_error(o->cmd, "--classifier must be packed or fp32, not '%s'",
@@ -68,9 +73,9 @@ static int parse(int argc, char **argv, bp_opts *o)
             break;
         case 'h':
             printf("usage: gq-bench %s [--preset NAME] [--format NAME|JSON|all] [--tokens N]\n"
-                   "         [--reps R] [--threads N] [--seed S] [--classifier packed|fp32]"
-                   " [--stream-mib M]\n\n"
-                   "defaults: stories110M, all packed formats, %ld tokens, 3 reps, all cores, "
+                   "         [--reps R] [--rounds R] [--threads N] [--seed S]"
+                   " [--classifier packed|fp32] [--stream-mib M]\n\n"
+                   "defaults: stories110M, all packed formats, %ld tokens, 3 reps, 3 rounds, all cores, "
                    "classifier packed, 256 MiB stream arrays\npresets: %s\n",
                    o->cmd, o->tokens, gq_synth_preset_names());
             return 1;
@@ -99,12 +104,11 @@ static int make_quantizer(const char *spec, gq_quantizer *q, gq_error *err)
     return rc;
 }
 
-/* One table row: builds the model (q NULL: fp32), times it; *tok_s = 0 with `why` when the
- * format has no packed kernel. */
-static int run_row(const gq_model *m, const gq_quantizer *q, const bp_opts *o,
-                   gq_packed_model *pm, double *tok_s, char *why, size_t n, gq_error *err)
+/* Builds one row's model (q NULL: fp32). Returns 0 with why set (and nothing built) when the
+ * format has no packed kernel for these shapes. */
+static int build_row(const gq_model *m, const gq_quantizer *q, const bp_opts *o,
+                     gq_packed_model *pm, char *why, size_t n, gq_error *err)
 {
-    *tok_s = 0;
     if (q)
         for (int k = 0; k < GQ_N_LINEAR; k++) {
             int rows, cols;
@@ -112,21 +116,23 @@ static int run_row(const gq_model *m, const gq_quantizer *q, const bp_opts *o,
             if (!gq_packed_supported(q, rows, cols, why, n))
                 return 0;
         }
-    if ((q ? gq_packed_model_build(m, q, o->pack_classifier, NULL, pm, err)
-           : gq_packed_model_fp32(m, pm, err)) != 0)
-        return -1;
+    return q ? gq_packed_model_build(m, q, o->pack_classifier, NULL, pm, err)
+             : gq_packed_model_fp32(m, pm, err);
+}
+
+static int time_row(const gq_packed_model *pm, const bp_opts *o, double *tok_s, gq_error *err)
+{
     gq_packed_bench_opts bo = gq_packed_bench_defaults();
     bo.decode_tokens = bo.prefill_tokens = (int)o->tokens;
     bo.reps = (int)o->reps;
-    int rc = o->decode ? gq_packed_time_decode(&pm->model, &bo, tok_s, err)
-                       : gq_packed_time_prefill(&pm->model, &bo, tok_s, err);
-    return rc;
+    return o->decode ? gq_packed_time_decode(&pm->model, &bo, tok_s, err)
+                     : gq_packed_time_prefill(&pm->model, &bo, tok_s, err);
 }
 
 static int bench_packed(int argc, char **argv, bool decode)
 {
     bp_opts o = {decode, decode ? "bench decode" : "bench prefill", "stories110M", "all",
-                 decode ? 32 : 128, 3, 0, 1, 256, true};
+                 decode ? 32 : 128, 3, 0, 1, 256, 3, true};
     int rc = parse(argc, argv, &o);
     if (rc)
         return rc == 1 ? GQ_EXIT_OK : rc;
@@ -153,18 +159,53 @@ static int bench_packed(int argc, char **argv, bool decode)
             return cli_report(o.cmd, &err, GQ_EXIT_USAGE);
         }
     gq_model m;
-    double bw0 = 0, bw1 = 0;
+    double bw0 = 0;
+    gq_packed_model *pms = NULL;
+    double *best = NULL;
+    char (*why)[256] = NULL;
+    bool *built = NULL;
     if (!qs || gq_model_synth_config(&c, (uint64_t)o.seed, &m, &err) != 0) {
         free(qs);
         return cli_report(o.cmd, &err, GQ_EXIT_FAIL);
     }
     rc = GQ_EXIT_FAIL;
-    if (decode && gq_packed_bandwidth((size_t)o.stream_mib, 5, &bw0, &err) != 0)
+    int n_rows = n_specs + 1; /* row 0: fp32 */
+    pms = calloc((size_t)n_rows, sizeof *pms);
+    best = calloc((size_t)n_rows, sizeof *best);
+    why = calloc((size_t)n_rows, sizeof *why);
+    built = calloc((size_t)n_rows, sizeof *built);
+    if (!pms || !best || !why || !built) {
+        gq_fail(&err, "out of memory");
         goto done;
+    }
+    for (int i = 0; i < n_rows; i++) {
+        const gq_quantizer *q = i == 0 ? NULL : &qs[i - 1];
+        if (build_row(&m, q, &o, &pms[i], why[i], sizeof why[i], &err) != 0) {
+            char label[64] = "fp32";
+            if (q)
+                gq_quantizer_label(q, label, sizeof label);
+            gq_fail_prefix(&err, "%s", label);
+            goto done;
+        }
+        built[i] = !why[i][0];
+    }
+    for (int r = 0; r < o.rounds; r++) {
+        double bw;
+        if (decode && gq_packed_bandwidth((size_t)o.stream_mib, 3, &bw, &err) != 0)
+            goto done;
+        bw0 = bw > bw0 ? bw : bw0;
+        for (int i = 0; i < n_rows; i++) {
+            double t;
+            if (built[i] && time_row(&pms[i], &o, &t, &err) != 0)
+                goto done;
+            if (built[i] && t > best[i])
+                best[i] = t;
+        }
+    }
     printf("%s: preset %s (dim %d, hidden %d, %d layers, vocab %d), seed %ld, %d threads, "
-           "%ld %s tokens, classifier %s\n", o.cmd, o.preset, c.dim, c.hidden_dim, c.n_layers,
-           c.vocab_size, o.seed, threads, o.tokens, decode ? "decode" : "prefill",
-           o.pack_classifier ? "packed" : "fp32");
+           "%ld %s tokens, classifier %s, best of %ld rounds\n", o.cmd, o.preset, c.dim,
+           c.hidden_dim, c.n_layers, c.vocab_size, o.seed, threads, o.tokens,
+           decode ? "decode" : "prefill", o.pack_classifier ? "packed" : "fp32", o.rounds);
     printf("activations fp32; fp32 row = BLAS sgemv/sgemm on fp32 weights; BLAS: %s\n",
            gq_blas_description());
     if (decode)
@@ -172,48 +213,36 @@ static int bench_packed(int argc, char **argv, bool decode)
                "x fp32", "GB/s", "% ceiling");
     else
         printf("%-24s %8s %10s %8s %10s\n", "format", "bpw", "tokens/s", "x fp32", "s/window");
-    double base = 0;
-    for (int i = -1; i < n_specs; i++) {
-        const gq_quantizer *q = i < 0 ? NULL : &qs[i];
-        gq_packed_model pm = {0};
-        char label[64] = "fp32", why[256] = "";
-        if (q)
-            gq_quantizer_label(q, label, sizeof label);
-        double tok_s;
-        if (run_row(&m, q, &o, &pm, &tok_s, why, sizeof why, &err) != 0) {
-            gq_fail_prefix(&err, "%s", label);
-            goto done;
-        }
-        if (tok_s == 0) {
-            printf("%-24s %s\n", label, why);
+    size_t lin_params = (size_t)c.n_layers * (gq_layer_floats(&c) - 2 * (size_t)c.dim) +
+                        (o.pack_classifier ? (size_t)c.vocab_size * c.dim : 0);
+    for (int i = 0; i < n_rows; i++) {
+        char label[64] = "fp32";
+        if (i > 0)
+            gq_quantizer_label(&qs[i - 1], label, sizeof label);
+        if (!built[i]) {
+            printf("%-24s %s\n", label, why[i]);
             continue;
         }
-        size_t lin_params = (size_t)c.n_layers * (gq_layer_floats(&c) - 2 * (size_t)c.dim) +
-                            (o.pack_classifier ? (size_t)c.vocab_size * c.dim : 0);
-        double bpw = q ? 8.0 * (double)pm.packed_bytes / (double)lin_params : 32.0;
-        if (i < 0)
-            base = tok_s;
+        double bpw = i > 0 ? 8.0 * (double)pms[i].packed_bytes / (double)lin_params : 32.0;
         if (decode) {
-            double mb = (double)pm.decode_bytes / 1e6, gbs = mb * tok_s / 1e3;
-            printf("%-24s %8.3f %10.1f %10.2f %8.2f %8.2f %8.0f%%\n", label, bpw, mb, tok_s,
-                   tok_s / base, gbs, 100.0 * gbs / bw0);
+            double mb = (double)pms[i].decode_bytes / 1e6, gbs = mb * best[i] / 1e3;
+            printf("%-24s %8.3f %10.1f %10.2f %8.2f %8.2f %8.0f%%\n", label, bpw, mb, best[i],
+                   best[i] / best[0], gbs, 100.0 * gbs / bw0);
         } else {
-            printf("%-24s %8.3f %10.1f %8.2f %10.4f\n", label, bpw, tok_s, tok_s / base,
-                   (double)o.tokens / tok_s);
+            printf("%-24s %8.3f %10.1f %8.2f %10.4f\n", label, bpw, best[i], best[i] / best[0],
+                   (double)o.tokens / best[i]);
         }
-        fflush(stdout);
-        gq_packed_model_free(&pm);
     }
-    if (decode) {
-        if (gq_packed_bandwidth((size_t)o.stream_mib, 5, &bw1, &err) != 0)
-            goto done;
-        printf("bandwidth ceiling (STREAM triad, 3 x %ld MiB): %.2f GB/s before, %.2f GB/s "
-               "after; %% ceiling uses the first\n", o.stream_mib, bw0, bw1);
-    }
+    if (decode)
+        printf("bandwidth ceiling (STREAM triad a = b + s*c, 3 x %ld MiB, all threads): %.2f GB/s\n",
+               o.stream_mib, bw0);
     rc = GQ_EXIT_OK;
 done:
     if (rc != GQ_EXIT_OK)
         cli_report(o.cmd, &err, rc);
+    for (int i = 0; pms && i <= n_specs; i++)
+        gq_packed_model_free(&pms[i]);
+    free(pms), free(best), free(why), free(built);
     for (int i = 0; i < n_specs; i++)
         gq_quantizer_free(&qs[i]);
     free(qs);
