@@ -3,10 +3,11 @@
 /* Experiment files: parsing, validation and sweep expansion (schema in README.md,
  * "Experiment files").
  *
- * gq_experiment_load reads the JSON, inlines the reusable pieces it names (a JSON file under configs/models/,
- * or configs/methods/), checks every key and type, resolves every file, expands the sweep
- * into cells and validates each cell by parsing its method and format with the registries and
- * checking the format against the model's tensor shapes. Any problem gives one message
+ * gq_experiment_load reads the JSON, inlines the reusable pieces it names (JSON files under
+ * configs/models/ or configs/methods/), checks every key and type, resolves every file, expands
+ * the sweep into cells and validates each cell by parsing its method and format with the
+ * registries and checking the format against the model's tensor shapes (formats with a
+ * check_shape). Any problem gives one message
  * "<file>: <JSON path>: <what is wrong>" and nothing else happens. */
 #include <stdbool.h>
 #include <stdio.h>

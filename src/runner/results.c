@@ -293,7 +293,13 @@ static void environment_attrs(const gq_experiment *e, gq_table *t)
     json_object_set_new(a, "protocol", json_string(proto));
     json_object_set_new(a, "version", json_string(GQ_VERSION));
     json_object_set_new(a, "revision", json_string(GQ_VCS_REVISION));
+#if defined(__clang__)
+    json_object_set_new(a, "compiler", json_string("clang " __VERSION__));
+#elif defined(__GNUC__)
+    json_object_set_new(a, "compiler", json_string("gcc " __VERSION__));
+#else
     json_object_set_new(a, "compiler", json_string(__VERSION__));
+#endif
     json_object_set_new(a, "blas", json_string(gq_blas_description()));
     json_object_set_new(a, "cpu", json_string(cpu));
     json_object_set_new(a, "empty_columns", json_string("decode_tok_s, prefill_tok_s, packed_bytes"));
