@@ -14,37 +14,48 @@ int gq_read_file(const char *path, char **data, size_t *len, gq_error *err)
     FILE *f = fopen(path, "rb");
     if (!f)
         return gq_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) {
+    /* fopen succeeds on a directory; its "size" from fseek/ftell is meaningless. */
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        int e = errno;
         fclose(f);
-        return gq_fail(err, "%s: cannot seek", path);
+        return gq_fail(err, "%s: cannot stat: %s", path, strerror(e));
     }
-    long size = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)size + 1);
+    if (!S_ISREG(st.st_mode)) {
+        fclose(f);
+        return gq_fail(err, "%s: not a regular file%s", path,
+                       S_ISDIR(st.st_mode) ? " (it is a directory)" : "");
+    }
+    size_t size = (size_t)st.st_size;
+    char *buf = malloc(size + 1);
     if (!buf) {
         fclose(f);
-        return gq_fail(err, "%s: out of memory reading %ld bytes", path, size);
+        return gq_fail(err, "%s: out of memory reading %zu bytes", path, size);
     }
-    size_t got = fread(buf, 1, (size_t)size, f);
+    size_t got = fread(buf, 1, size, f);
     fclose(f);
-    if (got != (size_t)size) {
+    if (got != size) {
         free(buf);
-        return gq_fail(err, "%s: short read (%zu of %ld bytes)", path, got, size);
+        return gq_fail(err, "%s: short read (%zu of %zu bytes)", path, got, size);
     }
     buf[size] = '\0';
     *data = buf;
     if (len)
-        *len = (size_t)size;
+        *len = size;
     return 0;
 }
 
 int gq_write_file_atomic(const char *path, const void *data, size_t len, gq_error *err)
 {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return gq_fail(err, "%s: cannot write: it is a directory", path);
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
+        return gq_fail(err, "%s: path too long", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0)
-        return gq_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+        return gq_fail(err, "%s: cannot create (temporary %s): %s", path, tmp, strerror(errno));
     const char *p = data;
     size_t left = len;
     while (left > 0) {
@@ -77,6 +88,27 @@ int gq_write_file_atomic(const char *path, const void *data, size_t len, gq_erro
         fsync(dfd);
         close(dfd);
     }
+    return 0;
+}
+
+int gq_check_writable(const char *opt, const char *path, gq_error *err)
+{
+    struct stat st;
+    if (!path[0])
+        return gq_fail(err, "%s: empty path", opt);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return gq_fail(err, "%s %s: is a directory (expected a file name)", opt, path);
+    char dir[4096];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+        return gq_fail(err, "%s %s: path too long", opt, path);
+    const char *d = dirname(dir);
+    if (stat(d, &st) != 0)
+        return gq_fail(err, "%s %s: directory %s: %s", opt, path, d, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return gq_fail(err, "%s %s: %s is not a directory", opt, path, d);
+    if (access(d, W_OK) != 0)
+        return gq_fail(err, "%s %s: directory %s is not writable: %s", opt, path, d,
+                       strerror(errno));
     return 0;
 }
 

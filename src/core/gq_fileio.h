@@ -13,6 +13,11 @@ int gq_read_file(const char *path, char **data, size_t *len, gq_error *err);
  * partial one, even if the process is killed mid-write. */
 int gq_write_file_atomic(const char *path, const void *data, size_t len, gq_error *err);
 
+/* Checks before any work that an output file can be written later with gq_write_file_atomic:
+ * `path` is not a directory and its directory exists and is writable. `opt` names the option
+ * in the message ("--out"). */
+int gq_check_writable(const char *opt, const char *path, gq_error *err);
+
 /* mkdir -p. */
 int gq_mkdir_p(const char *path, gq_error *err);
 
