@@ -111,6 +111,10 @@ void gq_model_free(gq_model *m);
 int gq_model_set_in_transform(gq_model *m, int l, bool ffn, const float *M, gq_error *err);
 bool gq_model_has_transforms(const gq_model *m);
 
+/* Fails on the first NaN or infinity in a stored tensor, naming the tensor and the index
+ * (a corrupt checkpoint would otherwise give a NaN perplexity). `what` names the source. */
+int gq_model_check_finite(const gq_model *m, const char *what, gq_error *err);
+
 /* Checks a configuration for sane values (positive sizes, dim % n_heads == 0,
  * n_heads % n_kv_heads == 0, even head size, limits); `what` names the source in messages. */
 int gq_config_check(const gq_config *c, const char *what, gq_error *err);

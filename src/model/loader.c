@@ -176,5 +176,9 @@ int gq_model_load(const char *path, gq_model *m, gq_error *err)
     m->map_size = actual;
     snprintf(m->path, sizeof m->path, "%s", path);
     map_tensors(m, &fl, (float *)((char *)map + fl.header_bytes));
+    if (gq_model_check_finite(m, path, err) != 0) {
+        gq_model_free(m);
+        return -1;
+    }
     return 0;
 }

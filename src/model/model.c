@@ -2,6 +2,7 @@
  * heap storage, clone, explicit transforms and free. */
 #include "model/gq_model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,56 @@ int gq_config_check(const gq_config *c, const char *what, gq_error *err)
     if (gq_head_size(c) % 2 != 0)
         return gq_fail(err, "%s: head size %d (dim / n_heads) is odd; RoPE needs pairs", what,
                        gq_head_size(c));
+    return 0;
+}
+
+/* Index of the first non-finite value of x (n), or n. Reduced over threads for big tensors. */
+static size_t first_non_finite(const float *x, size_t n)
+{
+    size_t first = n;
+#pragma omp parallel for reduction(min : first) schedule(static) if (n > (1u << 22))
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]) && i < first)
+            first = i;
+    return first;
+}
+
+static int check_tensor(const float *x, size_t n, const char *what, const char *name,
+                        gq_error *err)
+{
+    size_t i = first_non_finite(x, n);
+    if (i < n)
+        return gq_fail(err, "%s: tensor %s has a non-finite value (%g) at index %zu", what, name,
+                       (double)x[i], i);
+    return 0;
+}
+
+int gq_model_check_finite(const gq_model *m, const char *what, gq_error *err)
+{
+    const gq_config *c = &m->cfg;
+    size_t d = (size_t)c->dim, emb = (size_t)c->vocab_size * d;
+    char name[64];
+    if (check_tensor(m->tok_embeddings, emb, what, "tok_embeddings", err) ||
+        check_tensor(m->rms_final, d, what, "final_norm", err) ||
+        (!c->shared_classifier && check_tensor(m->wcls, emb, what, "classifier", err)))
+        return -1;
+    for (int l = 0; l < c->n_layers; l++) {
+        const gq_layer *L = &m->layers[l];
+        snprintf(name, sizeof name, "layers.%d.attn_norm", l);
+        if (check_tensor(L->rms_att, d, what, name, err))
+            return -1;
+        snprintf(name, sizeof name, "layers.%d.ffn_norm", l);
+        if (check_tensor(L->rms_ffn, d, what, name, err))
+            return -1;
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            int rows, cols;
+            gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+            gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
+            if (check_tensor(gq_linear_weight(L, (gq_linear_kind)k), (size_t)rows * cols, what,
+                             name, err))
+                return -1;
+        }
+    }
     return 0;
 }
 
