@@ -1,12 +1,14 @@
 /* gq-bench eval: perplexity of a model on a text under a named protocol, optionally with KL
  * divergence and top-1 agreement against a saved baseline. */
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "core/gq_assets.h"
+#include "core/gq_fileio.h"
 #include "core/gq_sha256.h"
 #include "core/gq_threads.h"
 #include "eval/gq_eval.h"
@@ -28,8 +30,15 @@ static void help(void)
            "  llamacpp  first token of each window replaced by BOS, only positions N/2..N-2\n"
            "            scored (llama.cpp perplexity)\n"
            "PPL = exp(mean NLL); its error is sqrt(var(NLL)/(n-1)) * PPL.\n\n"
-           "  --max-windows K     only the first K windows\n"
+           "  --model M           llama2.c checkpoint (legacy or version 1); assets: paths work\n"
+           "  --tokenizer T       llama2.c tokenizer.bin matching the model's vocabulary\n"
+           "  --data D            UTF-8 text file\n"
+           "  --ctx N             window length, 2..seq_len (4.. for llamacpp; default seq_len)\n"
+           "  --protocol P        full or llamacpp (default full)\n"
+           "  --max-windows K     only the first K windows (default: all)\n"
            "  --batch B           windows per forward pass (default: automatic)\n"
+           "  --threads N         threads (default: OMP_NUM_THREADS or all cores)\n"
+           "  --json              print one JSON object instead of text\n"
            "  --save-baseline F   save this model's log-probabilities at the scored positions\n"
            "  --baseline F        compare with a saved baseline: KL(base||model), top-1\n"
            "                      agreement, delta-PPL (same data, protocol, ctx, windows)\n");
@@ -185,6 +194,8 @@ int cmd_eval(int argc, char **argv)
     gq_dataset ds;
     memset(&ds, 0, sizeof ds);
     gq_eval_baseline *base_in = NULL, *base_out = NULL;
+    if (a.save_baseline && gq_check_writable("--save-baseline", a.save_baseline, &err) != 0)
+        goto fail;
     if (gq_model_load(model_path, &m, &err) != 0)
         goto fail;
     if (a.ctx > m.cfg.seq_len) {
@@ -202,11 +213,18 @@ int cmd_eval(int argc, char **argv)
     o.max_windows = a.max_windows;
     o.batch = (int)a.batch;
     o.progress = !a.json;
+    if (gq_eval_check(&m, &ds, &o, base_in, &err) != 0)
+        goto fail;
     gq_eval_result r;
     status = GQ_EXIT_FAIL;
     if (gq_eval_perplexity(&m, &ds, &o, base_in, a.save_baseline ? &base_out : NULL, &r,
                            &err) != 0)
         goto fail;
+    if (!isfinite(r.mean_nll)) {
+        gq_fail(&err, "%s: the mean NLL is not finite (%g): the model produced NaN or infinite "
+                      "logits", model_path, r.mean_nll);
+        goto fail;
+    }
     if (base_out && gq_eval_baseline_save(base_out, a.save_baseline, &err) != 0)
         goto fail;
     if (a.json)

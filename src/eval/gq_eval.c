@@ -127,6 +127,13 @@ static int check_inputs(const gq_model *m, const gq_dataset *ds, const gq_eval_o
     return 0;
 }
 
+int gq_eval_check(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
+                  const gq_eval_baseline *base, gq_error *err)
+{
+    size_t n;
+    return check_inputs(m, ds, o, base, &n, err);
+}
+
 static int auto_batch(const gq_eval_opts *o, int vocab, size_t n_windows)
 {
     size_t per = (size_t)o->ctx * (size_t)vocab * sizeof(float);

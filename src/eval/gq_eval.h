@@ -69,6 +69,12 @@ typedef struct gq_eval_result {
     double top1_pct, top1_se_pct;
 } gq_eval_result;
 
+/* The checks gq_eval_perplexity starts with (ctx range for the protocol, counts, at least one
+ * window, token ids inside the vocabulary, a baseline matching the evaluation), without
+ * running anything: callers use it to reject invalid input before any work. */
+int gq_eval_check(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *opts,
+                  const gq_eval_baseline *baseline_in, gq_error *err);
+
 /* Evaluates `m` on `ds`. baseline_in: compare against it (NULL: no comparison). baseline_out:
  * when non-NULL, receives a new baseline of this model (caller frees). */
 int gq_eval_perplexity(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *opts,
