@@ -71,6 +71,11 @@ static bool aq_needs_calibration(const void *params)
     return true;
 }
 
+static bool aq_adds_transforms(const void *params)
+{
+    return ((const aq_params *)params)->let;
+}
+
 static int aq_validate(const void *params, const char *path, gq_error *err)
 {
     const aq_params *p = params;
@@ -224,6 +229,7 @@ const gq_method gq_method_affinequant = {
     .params_size = sizeof(aq_params),
     .validate = aq_validate,
     .needs_calibration = aq_needs_calibration,
+    .adds_transforms = aq_adds_transforms,
     .propagate = GQ_PROPAGATE_QUANTIZED,
     .needs_fp_inputs = true,
     .quantize_block = aq_block,

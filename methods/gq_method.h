@@ -145,9 +145,13 @@ struct gq_method {
     gq_propagate propagate;        /* the reference's choice: GQ_PROPAGATE_FP or _QUANTIZED */
     bool needs_fp_inputs;          /* keep the FP model's block inputs (ctx->x_fp) as well */
     int (*quantize_block)(const void *params, gq_block_ctx *ctx, gq_error *err);
+    /* Whether the method leaves explicit input transforms in the model (NULL: never); a
+     * llama2.c checkpoint cannot hold them, so `quantize --out` refuses such a plan up front. */
+    bool (*adds_transforms)(const void *params);
 };
 
 bool gq_method_cfg_needs_calibration(const gq_method_cfg *cfg);
+bool gq_method_cfg_adds_transforms(const gq_method_cfg *cfg);
 
 /* Runs the block on ctx->x (copied, not modified) with the working weights `w`, or, when
  * `quantized`, with q[k] substituted for every linear whose done[k] is set. Writes the trace

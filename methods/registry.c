@@ -51,6 +51,11 @@ bool gq_method_cfg_needs_calibration(const gq_method_cfg *cfg)
     return cfg->method->needs_calibration && cfg->method->needs_calibration(cfg->params);
 }
 
+bool gq_method_cfg_adds_transforms(const gq_method_cfg *cfg)
+{
+    return cfg->method->adds_transforms && cfg->method->adds_transforms(cfg->params);
+}
+
 int gq_method_cfg_init(gq_method_cfg *cfg, const char *name, const json_t *params, const char *path,
                        gq_error *err)
 {
