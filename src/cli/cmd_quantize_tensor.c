@@ -109,7 +109,7 @@ static int parse_args(int argc, char **argv, opts *o)
             break;
         case 's':
             if (gq_params_apply_set(&o->params, optarg, &err))
-                return cli_report(CMD, &err, GQ_EXIT_USAGE);
+                return cli_usage_error(CMD, "--set: %s", err.msg);
             break;
         case ':':
             return cli_usage_error(CMD, "%s needs a value", argv[optind - 1]);

@@ -214,11 +214,11 @@ int gq_params_apply_set(json_t **obj, const char *assignment, gq_error *err)
 {
     const char *eq = strchr(assignment, '=');
     if (!eq || eq == assignment)
-        return gq_fail(err, "--set %s: expected key=value", assignment);
+        return gq_fail(err, "'%s': expected key=value", assignment);
     char key[128];
     size_t klen = (size_t)(eq - assignment);
     if (klen >= sizeof key)
-        return gq_fail(err, "--set %s: key too long", assignment);
+        return gq_fail(err, "'%s': key too long", assignment);
     memcpy(key, assignment, klen);
     key[klen] = '\0';
     json_t *v = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
