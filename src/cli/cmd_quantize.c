@@ -10,6 +10,7 @@
 #include "calib/gq_calib.h"
 #include "cli/cli.h"
 #include "core/gq_assets.h"
+#include "core/gq_fileio.h"
 #include "core/gq_log.h"
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
@@ -32,6 +33,12 @@ static void help(void)
            "Quantizes every linear layer of every block with the method and format (the\n"
            "format's parameters by --set, the method's by --method-set; see gq-bench list).\n"
            "Embeddings, norms and the classifier stay fp32 unless a rule names them.\n"
+           "  --model M        llama2.c checkpoint (legacy or version 1); assets: paths work\n"
+           "  --tokenizer T    llama2.c tokenizer.bin matching the model's vocabulary\n"
+           "  --method NAME    rtn, gptq, awq, praq, affinequant (gq-bench list methods)\n"
+           "  --format NAME    a registered format (gq-bench list formats)\n"
+           "  --set k=v        a format parameter (repeatable), e.g. --set bits=3\n"
+           "  --method-set k=v a method parameter (repeatable), e.g. --method-set act_order=true\n"
            "  --rule P=F       tensors matching the glob P (\"layers.*.attn.*\", \"classifier\")\n"
            "                   use format F, a JSON object {\"name\": ..., params} or \"fp\";\n"
            "                   the first matching rule wins\n"
@@ -42,6 +49,10 @@ static void help(void)
            "  --calib-ctx L    tokens per window (default: min(256, the model's seq_len))\n"
            "  --propagate      next block's inputs from the fp or the quantized block\n"
            "                   (default: the method's reference choice)\n"
+           "  --threads N      threads (default: OMP_NUM_THREADS or all cores)\n"
+           "  --out Q.bin      output checkpoint, written atomically (checked writable first;\n"
+           "                   methods that leave explicit transforms are refused)\n"
+           "  --json           print the report as one JSON object\n"
            "Output: Q.bin holds the reconstructions in fp32 (fake quantization). The report\n"
            "gives per tensor: format, bits per weight, the relative reconstruction error\n"
            "||WX - QX||^2 / ||WX||^2 on the calibration inputs of that layer (X from the\n"
@@ -153,15 +164,15 @@ static int parse_rule(const char *text, int idx, gq_tensor_rule *r, gq_error *er
 
 static void print_report(const gq_quant_report *r, const char *label)
 {
-    printf("%-26s %-22s %7s %12s  %s\n", "tensor", "format", "bpw", "recon_err", "method metrics");
+    printf("%-29s %-22s %7s %12s  %s\n", "tensor", "format", "bpw", "recon_err", "method metrics");
     for (int i = 0; i < r->n_tensors; i++) {
         const gq_tensor_report *t = &r->tensors[i];
         char *extra = t->extra ? json_dumps(t->extra, JSON_COMPACT | JSON_REAL_PRECISION(4)) : NULL;
         double bpw = 8.0 * (double)t->bytes / ((double)t->rows * t->cols);
         if (isnan(t->recon_err))
-            printf("%-26s %-22s %7.3f %12s  %s\n", t->name, t->format, bpw, "-", extra ? extra : "");
+            printf("%-29s %-22s %7.3f %12s  %s\n", t->name, t->format, bpw, "-", extra ? extra : "");
         else
-            printf("%-26s %-22s %7.3f %12.4e  %s\n", t->name, t->format, bpw, t->recon_err,
+            printf("%-29s %-22s %7.3f %12.4e  %s\n", t->name, t->format, bpw, t->recon_err,
                    extra ? extra : "");
         free(extra);
     }
@@ -176,13 +187,26 @@ static void print_report(const gq_quant_report *r, const char *label)
         printf("note: %s\n", json_string_value(json_array_get(r->notes, i)));
 }
 
-static json_t *report_json(const gq_quant_report *r, const gq_quant_plan *p, const char *calib,
-                           const char *out)
+/* Which block outputs feed the next block under plan p ("fp" / "quantized"). */
+static const char *propagate_name(const gq_quant_plan *p)
+{
+    gq_propagate g = p->propagate == GQ_PROPAGATE_METHOD_DEFAULT ? p->method.method->propagate
+                                                                 : p->propagate;
+    return g == GQ_PROPAGATE_FP ? "fp" : "quantized";
+}
+
+static json_t *report_json(const gq_quant_report *r, const gq_quant_plan *p, const char *model,
+                           const char *tokenizer, const gq_dataset *calib, const char *out)
 {
     json_t *o = json_object();
+    json_object_set_new(o, "model", json_string(model));
+    json_object_set_new(o, "tokenizer", json_string(tokenizer));
     json_object_set_new(o, "method", gq_method_cfg_to_json(&p->method));
     json_object_set_new(o, "format", gq_quantizer_to_json(&p->quantizer));
-    json_object_set_new(o, "calib_data", calib ? json_string(calib) : json_null());
+    json_object_set_new(o, "propagate", json_string(propagate_name(p)));
+    json_object_set_new(o, "threads", json_integer(gq_threads_get()));
+    json_object_set_new(o, "calib_data", calib ? json_string(calib->path) : json_null());
+    json_object_set_new(o, "calib_sha256", calib ? json_string(calib->sha256) : json_null());
     json_object_set_new(o, "n_calib", json_integer(calib ? p->n_calib : 0));
     json_object_set_new(o, "calib_ctx", json_integer(calib ? p->calib_ctx : 0));
     json_object_set_new(o, "seed", json_integer((json_int_t)p->seed));
@@ -239,8 +263,19 @@ int cmd_quantize(int argc, char **argv)
     bool have_report = false;
     char model_path[1024], tok_path[1024], calib_path[1024] = "";
 
-    if (gq_method_cfg_init(&plan.method, a.method, a.method_params, "--method-set", &err) ||
-        gq_quantizer_init(&plan.quantizer, a.format, a.fmt_params, "--set", &err))
+    /* An unknown name is the --method/--format value's fault, an unknown key --set's. */
+    if (gq_method_cfg_init(&plan.method, a.method, a.method_params,
+                           gq_method_find(a.method) ? "--method-set" : "--method", &err) ||
+        gq_quantizer_init(&plan.quantizer, a.format, a.fmt_params,
+                          gq_format_find(a.format) ? "--set" : "--format", &err))
+        goto done;
+    if (gq_method_cfg_adds_transforms(&plan.method)) {
+        gq_fail(&err, "--method %s: leaves explicit input transforms in the model, which a "
+                      "llama2.c checkpoint (--out) cannot hold; evaluate it with gq-bench run "
+                      "(in memory)", a.method);
+        goto done;
+    }
+    if (gq_check_writable("--out", a.out, &err))
         goto done;
     for (; n_rules < a.n_rules; n_rules++)
         if (parse_rule(a.rules[n_rules], n_rules, &rules[n_rules], &err))
@@ -257,7 +292,6 @@ int cmd_quantize(int argc, char **argv)
     if (gq_model_load(model_path, &m, &err) ||
         gq_tokenizer_load(tok_path, m.cfg.vocab_size, &tok, &err))
         goto done;
-    status = GQ_EXIT_FAIL;
     /* Calibration windows are loaded for every method (RTN too) so that every report measures
      * reconstruction errors on the same inputs. */
     {
@@ -274,6 +308,7 @@ int cmd_quantize(int argc, char **argv)
             gq_dataset_load(calib_path, tok, &ds, &err) ||
             gq_calib_windows(&ds, (int)a.n_calib, ctx, plan.seed, &calib_tokens, &err))
             goto done;
+        status = GQ_EXIT_FAIL;
         plan.calib_tokens = calib_tokens;
         plan.n_calib = (int)a.n_calib;
         plan.calib_ctx = ctx;
@@ -290,7 +325,8 @@ int cmd_quantize(int argc, char **argv)
     char label[96];
     gq_quantizer_label(&plan.quantizer, label, sizeof label);
     if (a.json) {
-        json_t *o = report_json(&rep, &plan, calib_tokens ? calib_path : NULL, a.out);
+        json_t *o = report_json(&rep, &plan, model_path, tok_path, calib_tokens ? &ds : NULL,
+                                a.out);
         json_object_set_new(o, "seconds", json_real(secs));
         char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
         printf("%s\n", s);
@@ -305,11 +341,15 @@ int cmd_quantize(int argc, char **argv)
         free(ms);
         json_decref(mj);
         printf("format      %s\n", label);
+        printf("tokenizer   %s\n", tok_path);
         if (calib_tokens)
-            printf("calibration %d windows x %d tokens from %s (seed %ld)\n", plan.n_calib,
-                   plan.calib_ctx, calib_path, a.seed);
+            printf("calibration %d windows x %d tokens at seeded offsets (seed %ld) from %s\n"
+                   "            (sha256 %s)\n", plan.n_calib, plan.calib_ctx, a.seed,
+                   calib_path, ds.sha256);
         else
             printf("calibration none\n");
+        printf("propagate   %s block outputs feed the next block; %d threads\n",
+               propagate_name(&plan), gq_threads_get());
         printf("output      %s (fake-quantized fp32 llama2.c checkpoint), %.2f s\n\n", a.out, secs);
         print_report(&rep, label);
     }
