@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/gq_fileio.h"
 #include "core/gq_time.h"
 #include "model/gq_model.h"
 #include "model/gq_synth.h"
@@ -31,11 +32,15 @@ int cmd_synth(int argc, char **argv)
                 return GQ_EXIT_USAGE;
             break;
         case 'h':
-            printf("usage: gq-bench synth --preset NAME --seed N --out PATH [--format legacy|v1]\n\n"
+            printf("usage: gq-bench synth --preset NAME --out PATH [--seed N] [--format legacy|v1]\n\n"
                    "Writes a synthetic llama2.c checkpoint: Student-t (nu=4) linear weights scaled\n"
                    "1/sqrt(fan_in) with a few outlier input columns, norms near 1 with a few\n"
-                   "outlier residual channels; the same file for the same preset and seed.\n"
-                   "presets: %s\n", gq_synth_preset_names());
+                   "outlier residual channels; the same file for the same preset and seed.\n\n"
+                   "  --preset NAME   %s\n"
+                   "  --out PATH      output checkpoint, written atomically\n"
+                   "  --seed N        generator seed (default 0)\n"
+                   "  --format F      legacy (llama2.c header) or v1 (\"ak42\" version 1); default legacy\n",
+                   gq_synth_preset_names());
             return GQ_EXIT_OK;
         default:
             return cli_usage_error(CMD, "unknown or incomplete option '%s'", argv[optind - 1]);
@@ -49,7 +54,7 @@ int cmd_synth(int argc, char **argv)
         return cli_usage_error(CMD, "--format: '%s' is not legacy or v1", format);
     gq_error err = {{0}};
     gq_config c;
-    if (gq_synth_preset(preset, &c, &err) != 0)
+    if (gq_synth_preset(preset, &c, &err) != 0 || gq_check_writable("--out", out, &err) != 0)
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
     gq_model m;
     double t0 = gq_now();

@@ -8,6 +8,8 @@
  *           w3, [wcls]. */
 #include "model/gq_model.h"
 
+#include "core/gq_fileio.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
@@ -117,11 +119,14 @@ static int save(const gq_model *m, const char *path, int version, gq_error *err)
     if (gq_model_has_transforms(m))
         return gq_fail(err, "%s: the model has explicit input transforms, which a llama2.c "
                             "checkpoint cannot hold", path);
+    if (gq_check_writable("output", path, err) != 0)
+        return -1;
     char tmp[1200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
+        return gq_fail(err, "%s: path too long", path);
     writer w = {fopen(tmp, "wb"), 0};
     if (!w.f)
-        return gq_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+        return gq_fail(err, "%s: cannot create (temporary %s): %s", path, tmp, strerror(errno));
     errno = 0;
     if (version == 1)
         put_body_v1(&w, m);
