@@ -1,6 +1,7 @@
 /* gq-bench generate: text generation with llama2.c run.c semantics (greedy by default).
  *
- * steps counts positions including the prompt tokens (0 or more than seq_len means seq_len);
+ * steps counts positions including the prompt tokens (0 means seq_len; an explicit value above
+ * seq_len is refused, the default 256 is cut to seq_len for shorter models);
  * the prompt is encoded with BOS first; generation stops at a BOS token; pieces are printed
  * with the tokenizer's decode rules, skipping unprintable single bytes; a final newline. */
 #include <ctype.h>
@@ -27,7 +28,8 @@ static void help(void)
            "  --model M        llama2.c checkpoint (legacy or version 1); assets: paths work\n"
            "  --tokenizer T    llama2.c tokenizer.bin matching the model's vocabulary\n"
            "  --prompt P       prompt text (default: empty, BOS only)\n"
-           "  --steps N        positions to run, prompt included (default 256; 0 = seq_len)\n"
+           "  --steps N        positions to run, prompt included, at most seq_len\n"
+           "                   (default 256, or seq_len if smaller; 0 = seq_len)\n"
            "  --temperature X  0 = greedy argmax (default 0)\n"
            "  --topp P         nucleus sampling cut when temperature > 0 (default 0.9)\n"
            "  --seed S         sampling seed (default 1)\n"
@@ -61,7 +63,7 @@ static int parse(int argc, char **argv, gen_opts *o)
         {"temperature", required_argument, 0, 't'}, {"topp", required_argument, 0, 'p'},
         {"seed", required_argument, 0, 's'},      {"threads", required_argument, 0, 'j'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
-    *o = (gen_opts){NULL, NULL, "", 256, 1, 0, 0.0, 0.9};
+    *o = (gen_opts){NULL, NULL, "", -1, 1, 0, 0.0, 0.9}; /* steps -1: default */
     opterr = 0;
     optind = 1;
     int ch;
@@ -110,7 +112,15 @@ int cmd_generate(int argc, char **argv)
         gq_model_free(&m);
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
     }
-    int steps = (o.steps == 0 || o.steps > m.cfg.seq_len) ? m.cfg.seq_len : (int)o.steps;
+    if (o.steps > m.cfg.seq_len) {
+        cli_usage_error(CMD, "--steps %ld exceeds the model's seq_len %d (%s)", o.steps,
+                        m.cfg.seq_len, mpath);
+        gq_model_free(&m);
+        gq_tokenizer_free(tok);
+        return GQ_EXIT_USAGE;
+    }
+    int steps = o.steps < 0 ? (m.cfg.seq_len < 256 ? m.cfg.seq_len : 256)
+                : o.steps == 0 ? m.cfg.seq_len : (int)o.steps;
     int *prompt = NULL;
     size_t n_prompt = 0;
     float *logits = malloc((size_t)m.cfg.vocab_size * sizeof(float));
