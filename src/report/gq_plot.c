@@ -154,10 +154,11 @@ static void protocol_title(const gq_table *t, char *buf, size_t n)
     }
     snprintf(buf, n,
              "%s | perplexity protocol %s, ctx %.0f, %.0f windows of %s (sha256 %.8s)\n"
-             "tokenizer %s | %s | seed %.0f | %.0f threads",
+             "tokenizer %s | %s | seed %.0f | %.0f threads per cell",
              model ? model : "?", proto ? proto : "?", gq_table_num(t, r, "ctx"),
              gq_table_num(t, r, "eval_windows"), text ? text : "?", sha ? sha : "?",
-             tok ? tok : "?", calib, gq_table_num(t, r, "seed"), gq_table_num(t, r, "threads"));
+             tok ? tok : "?", calib, gq_table_num(t, r, "seed"),
+             gq_table_num(t, gq_table_n_rows(t) > 1 ? 1 : 0, "threads"));
 }
 
 /* gnuplot string literal: single quotes, with ' doubled. */
