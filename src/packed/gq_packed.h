@@ -9,18 +9,21 @@
  *   int with bits 4 or 8, fp16 scales, zero sym / sym_gptq / asym, per tensor, per channel or
  *       groups of a multiple of 32 columns: per row, 32-column blocks of codes (4-bit: 16 bytes,
  *       byte j = element j low nibble, element j+16 high nibble; 8-bit: 32 bytes) plus one fp16
- *       scale and (asym) one uint8 zero point per group, w = s * (code - z); the codes are read
- *       back from the int format's own storage, so the values are its reconstruction.
+ *       scale and (asym) one uint8 zero point per group and row (per channel and per tensor:
+ *       one group spanning the row), w = s * (code - z); the codes are read back from the int
+ *       format's own storage, so the values are its reconstruction.
  *
  * Products, with fp32 activations throughout (no activation quantization: the packed forward
  * pass differs from the fake-quant one only by float summation order):
  *   decode (n = 1): one fused dot per output row that decodes the codes in registers (AVX2/FMA;
  *       a scalar reference beside it), rows in parallel under OpenMP;
- *   prefill (n > GQ_PACKED_MATVEC_MAX_N): tiles of 64 rows are dequantized (bit-exactly) into a
- *       per-thread buffer and multiplied with cblas_sgemm, tiles in parallel under OpenMP (the
- *       BLAS call then runs single-threaded inside each thread). Chosen over integer dot
- *       products on quantized activations because it keeps fp32 accuracy; `gq-bench bench
- *       prefill` shows it within a small factor of fp32 sgemm.
+ *   prefill (n > GQ_PACKED_MATVEC_MAX_N): tiles of rows (about 1 MiB of floats, at least 64
+ *       rows) are dequantized (bit-exactly) into a per-thread buffer and multiplied with
+ *       cblas_sgemm, tiles in parallel under OpenMP (the BLAS call then runs single-threaded
+ *       inside each thread). Chosen over integer dot products on quantized activations because
+ *       it keeps fp32 accuracy and runs at sgemm speed once a window has a few dozen tokens
+ *       (the dequantization is O(weights), the product O(tokens x weights)); `gq-bench bench
+ *       prefill` compares it with fp32.
  *
  * A packed model is a view of an fp32 model whose block linears (and optionally the classifier)
  * carry gq_linear_op operators, so gq_forward_prefill and gq_decode_step run on packed weights
