@@ -161,8 +161,16 @@ static int run(opts *o)
 {
     gq_error err = {{0}};
     gq_quantizer q;
-    if (gq_quantizer_init(&q, o->format, o->params, "--set", &err))
+    const char *where = gq_format_find(o->format) ? "--set" : "--format";
+    if (gq_quantizer_init(&q, o->format, o->params, where, &err))
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
+    /* Both outputs are checked first so that a bad second path cannot leave the first one
+     * written alone. */
+    if ((o->out && gq_check_writable("--out", o->out, &err)) ||
+        (o->dequant && gq_check_writable("--dequant", o->dequant, &err))) {
+        gq_quantizer_free(&q);
+        return cli_report(CMD, &err, GQ_EXIT_USAGE);
+    }
     int rows = (int)o->rows, cols = (int)o->cols;
     size_t n = (size_t)rows * (size_t)cols;
     char shape[64];
