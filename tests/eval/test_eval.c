@@ -246,13 +246,18 @@ static void test_bad_options(void **state)
     assert_non_null(strstr(err.msg, "wiki"));
 }
 
-static void expect_cli_error(const char *args, const char *needle)
+static void expect_cli_status(const char *args, int status, const char *needle)
 {
     char out[4096], errb[4096];
     int st = test_run_cli(args, out, sizeof out, errb, sizeof errb);
-    if (st == 0 || !strstr(errb, needle))
+    if ((status >= 0 ? st != status : st == 0) || !strstr(errb, needle))
         fail_msg("'gq-bench %s' exited %d with stderr '%s' (expected '%s')", args, st, errb,
                  needle);
+}
+
+static void expect_cli_error(const char *args, const char *needle)
+{
+    expect_cli_status(args, -1, needle);
 }
 
 static void test_cli(void **state)
@@ -284,6 +289,15 @@ static void test_cli(void **state)
     snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --max-windows 0",
              model_path, tok_path, text_path);
     expect_cli_error(args, "--max-windows");
+    /* invalid input is refused (status 2) before any evaluation */
+    snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --ctx 3 "
+             "--protocol llamacpp", model_path, tok_path, text_path);
+    expect_cli_status(args, 2, "ctx 3 is outside 4..512");
+    snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --ctx 64 "
+             "--save-baseline /nonexistent/b.bin", model_path, tok_path, text_path);
+    expect_cli_status(args, 2, "--save-baseline /nonexistent/b.bin: directory /nonexistent");
+    snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data /", model_path, tok_path);
+    expect_cli_status(args, 2, "/: not a regular file (it is a directory)");
     snprintf(args, sizeof args, "tokenize --tokenizer %s --data %s --head 3", tok_path, text_path);
     st = test_run_cli(args, out, sizeof out, errb, sizeof errb);
     assert_int_equal(st, 0);

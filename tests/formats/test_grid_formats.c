@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/gq_half.h"
 #include "core/gq_rng.h"
@@ -628,6 +629,22 @@ static void test_quantize_tensor_cli(void **state)
     expect_cli(args, 2, "unknown format \"int8\"");
     snprintf(args, sizeof args, "quantize-tensor --format int --rows 4 --cols 256 --in %s/none", dir);
     expect_cli(args, 2, "/none");
+    /* a bad second output is found before the first one is written */
+    char fresh[4300];
+    snprintf(fresh, sizeof fresh, "%s/fresh.bin", dir);
+    snprintf(args, sizeof args, "quantize-tensor --format int --rows 4 --cols 256 --in %s "
+             "--out %s --dequant %s/none/y.f32", x, fresh, dir);
+    expect_cli(args, 2, "--dequant");
+    assert_int_equal(access(fresh, F_OK), -1);
+    snprintf(args, sizeof args, "quantize-tensor --format int --rows 4 --cols 256 --in %s "
+             "--out %s", x, dir);
+    expect_cli(args, 2, "is a directory");
+    snprintf(args, sizeof args, "quantize-tensor --format int --rows 4 --cols 256 --in %s", dir);
+    expect_cli(args, 2, "not a regular file");
+    expect_cli("quantize-tensor --format nope --rows 4 --cols 256 --in x", 2,
+               "--format.name: unknown format");
+    expect_cli("quantize-tensor --format int --rows 4 --cols 256 --in x --set bits", 2,
+               "--set: 'bits': expected key=value");
     expect_cli("quantize-tensor --format int --rows 4 --cols 256", 2, "--in is required");
     expect_cli("quantize-tensor --format int --bogus 1", 2, "unknown option");
     expect_cli("list formats", 0, "mx: OCP MX");

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "calib/gq_calib.h"
 #include "core/gq_rng.h"
@@ -347,6 +348,75 @@ static void test_methods_and_rules(void **state)
     assert_non_null(strstr(err.msg, "$.m.name"));
 }
 
+/* ---- the quantize command -------------------------------------------------------------- */
+
+static int quantize_cli(const char *model, const char *tok, const char *extra, char *out,
+                        size_t out_n, char *errb, size_t err_n)
+{
+    char args[20480];
+    snprintf(args, sizeof args, "quantize --model '%s' --tokenizer '%s' --n-calib 2 "
+             "--calib-ctx 32 --threads 1 %s", model, tok, extra);
+    return test_run_cli(args, out, out_n, errb, err_n);
+}
+
+static void expect_quantize_error(const char *model, const char *tok, const char *extra,
+                                  const char *needle)
+{
+    char out[4096], errb[4096];
+    int st = quantize_cli(model, tok, extra, out, sizeof out, errb, sizeof errb);
+    if (st != 2 || !strstr(errb, needle))
+        fail_msg("quantize %s: exit %d, stderr '%s' (expected 2 and '%s')", extra, st, errb,
+                 needle);
+    if (strstr(errb, "quantize ") && strstr(errb, "ETA"))
+        fail_msg("quantize %s: refused only after the work: '%s'", extra, errb);
+}
+
+static void test_quantize_cli(void **state)
+{
+    (void)state;
+    char model[4096], tok[4096], extra[8192];
+    TEST_ASSET_OR_SKIP("models/stories260K/stories260K.bin", model);
+    TEST_ASSET_OR_SKIP("models/stories260K/tok512.bin", tok);
+    char *dir = test_tmpdir("quantize_cli");
+    char q[4200], out[65536], errb[8192];
+    snprintf(q, sizeof q, "%s/q.bin", dir);
+    snprintf(extra, sizeof extra, "--method rtn --format int --set bits=3 --set group_size=32 "
+             "--out '%s' --json", q);
+    int st = quantize_cli(model, tok, extra, out, sizeof out, errb, sizeof errb);
+    if (st != 0)
+        fail_msg("quantize failed: %s", errb);
+    /* the report states its protocol */
+    assert_non_null(strstr(out, "\"calib_sha256\":\""));
+    assert_non_null(strstr(out, "\"n_calib\":2"));
+    assert_non_null(strstr(out, "\"calib_ctx\":32"));
+    assert_non_null(strstr(out, "\"propagate\":\"fp\""));
+    assert_non_null(strstr(out, "\"tokenizer\":"));
+    gq_model back;
+    gq_error err;
+    assert_int_equal(gq_model_load(q, &back, &err), 0);
+    gq_model_free(&back);
+
+    /* invalid input exits 2 before any work, naming the culprit */
+    expect_quantize_error(model, tok, "--method rtn --format int --out /nonexistent/q.bin",
+                          "--out /nonexistent/q.bin");
+    snprintf(extra, sizeof extra, "--method rtn --format int --out '%s'", dir);
+    expect_quantize_error(model, tok, extra, "is a directory");
+    snprintf(extra, sizeof extra, "--method affinequant --format int --out '%s/a.bin'", dir);
+    expect_quantize_error(model, tok, extra, "explicit input transforms");
+    snprintf(extra, sizeof extra, "--method rtn --format int --rule 'layers.*={bad' --out '%s'", q);
+    expect_quantize_error(model, tok, extra, "--rule 'layers.*={bad': format is not JSON");
+    snprintf(extra, sizeof extra, "--method nope --format int --out '%s'", q);
+    expect_quantize_error(model, tok, extra, "--method.name: unknown method");
+    snprintf(extra, sizeof extra, "--method rtn --format int --set bits --out '%s'", q);
+    expect_quantize_error(model, tok, extra, "--set: 'bits': expected key=value");
+    snprintf(extra, sizeof extra, "--method rtn --format int --calib-data '%s' --out '%s'", dir,
+             q);
+    expect_quantize_error(model, tok, extra, "not a regular file");
+    unlink(q);
+    rmdir(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -356,6 +426,7 @@ int main(void)
         cmocka_unit_test(test_awq_fold_preserves_logits),
         cmocka_unit_test(test_gptq_beats_rtn_per_layer),
         cmocka_unit_test(test_methods_and_rules),
+        cmocka_unit_test(test_quantize_cli),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -3,6 +3,7 @@
  * valid llama2.c checkpoint. */
 #include "test_model_util.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,19 @@ static void test_loader_rejects_bad_files(void **state)
     expect_reject(bad, "odd", NULL, NULL);
     snprintf(bad, sizeof bad, "%s/missing.bin", dir);
     expect_reject(bad, "cannot open", NULL, NULL);
+    expect_reject(dir, "not a regular file", NULL, NULL); /* a directory */
+    assert_int_equal(gq_model_save(&m, dir, &err), -1);
+    assert_non_null(strstr(err.msg, "is a directory"));
+    /* a NaN or infinity in the weights: the tensor and index are named */
+    snprintf(bad, sizeof bad, "%s/bad.bin", dir);
+    float keep = m.layers[1].wq[7];
+    m.layers[1].wq[7] = NAN;
+    assert_int_equal(gq_model_save(&m, bad, &err), 0);
+    expect_reject(bad, "layers.1.attn.q_proj", "non-finite", "index 7");
+    m.layers[1].wq[7] = keep;
+    m.rms_final[2] = INFINITY;
+    assert_int_equal(gq_model_save(&m, bad, &err), 0);
+    expect_reject(bad, "final_norm", "inf", "index 2");
 
     free(padded);
     free(bytes);
