@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_model.h"
 #include "core/gq_assets.h"
 #include "core/gq_fileio.h"
 #include "core/gq_sha256.h"
@@ -182,9 +183,7 @@ int cmd_eval(int argc, char **argv)
 
     gq_error err = {{0}};
     char model_path[4096], tok_path[4096], data_path[4096];
-    if (gq_asset_resolve(a.model, model_path, sizeof model_path, &err) != 0 ||
-        gq_asset_resolve(a.tokenizer, tok_path, sizeof tok_path, &err) != 0 ||
-        gq_asset_resolve(a.data, data_path, sizeof data_path, &err) != 0)
+    if (gq_asset_resolve(a.data, data_path, sizeof data_path, &err) != 0)
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
 
     int status = GQ_EXIT_USAGE;
@@ -196,15 +195,15 @@ int cmd_eval(int argc, char **argv)
     gq_eval_baseline *base_in = NULL, *base_out = NULL;
     if (a.save_baseline && gq_check_writable("--save-baseline", a.save_baseline, &err) != 0)
         goto fail;
-    if (gq_model_load(model_path, &m, &err) != 0)
+    if (cli_load_model(a.model, a.tokenizer, &m, &tok, model_path, tok_path, sizeof model_path,
+                       &err) != 0)
         goto fail;
     if (a.ctx > m.cfg.seq_len) {
         gq_fail(&err, "--ctx %ld exceeds the model's seq_len %d (%s)", a.ctx, m.cfg.seq_len,
                 model_path);
         goto fail;
     }
-    if (gq_tokenizer_load(tok_path, m.cfg.vocab_size, &tok, &err) != 0 ||
-        gq_dataset_load(data_path, tok, &ds, &err) != 0)
+    if (gq_dataset_load(data_path, tok, &ds, &err) != 0)
         goto fail;
     if (a.baseline && gq_eval_baseline_load(a.baseline, &base_in, &err) != 0)
         goto fail;

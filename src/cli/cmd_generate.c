@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "core/gq_assets.h"
+#include "cli/cli_model.h"
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
 #include "model/gq_forward.h"
@@ -104,14 +104,8 @@ int cmd_generate(int argc, char **argv)
     char mpath[4096], tpath[4096];
     gq_model m;
     gq_tokenizer *tok = NULL;
-    if (gq_asset_resolve(o.model, mpath, sizeof mpath, &err) != 0 ||
-        gq_model_load(mpath, &m, &err) != 0)
+    if (cli_load_model(o.model, o.tokenizer, &m, &tok, mpath, tpath, sizeof mpath, &err) != 0)
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
-    if (gq_asset_resolve(o.tokenizer, tpath, sizeof tpath, &err) != 0 ||
-        gq_tokenizer_load(tpath, m.cfg.vocab_size, &tok, &err) != 0) {
-        gq_model_free(&m);
-        return cli_report(CMD, &err, GQ_EXIT_USAGE);
-    }
     if (o.steps > m.cfg.seq_len) {
         cli_usage_error(CMD, "--steps %ld exceeds the model's seq_len %d (%s)", o.steps,
                         m.cfg.seq_len, mpath);

@@ -9,6 +9,7 @@
 
 #include "calib/gq_calib.h"
 #include "cli/cli.h"
+#include "cli/cli_model.h"
 #include "core/gq_assets.h"
 #include "core/gq_fileio.h"
 #include "core/gq_log.h"
@@ -286,11 +287,8 @@ int cmd_quantize(int argc, char **argv)
     plan.propagate = !a.propagate ? GQ_PROPAGATE_METHOD_DEFAULT
                      : strcmp(a.propagate, "fp") == 0 ? GQ_PROPAGATE_FP : GQ_PROPAGATE_QUANTIZED;
 
-    if (gq_asset_resolve(a.model, model_path, sizeof model_path, &err) ||
-        gq_asset_resolve(a.tokenizer, tok_path, sizeof tok_path, &err))
-        goto done;
-    if (gq_model_load(model_path, &m, &err) ||
-        gq_tokenizer_load(tok_path, m.cfg.vocab_size, &tok, &err))
+    if (cli_load_model(a.model, a.tokenizer, &m, &tok, model_path, tok_path, sizeof model_path,
+                       &err))
         goto done;
     /* Calibration windows are loaded for every method (RTN too) so that every report measures
      * reconstruction errors on the same inputs. */
