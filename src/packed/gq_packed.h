@@ -56,12 +56,21 @@ const char *gq_packed_linear_label(const gq_packed_linear *P);
 /* The operator for gq_layer.op / gq_model.cls_op. */
 const gq_linear_op *gq_packed_linear_op(const gq_packed_linear *P);
 
+/* Decode on int8 activations (off by default): products with n <= GQ_PACKED_MATVEC_MAX_N
+ * quantize x per block of 32 (d = amax/127, round half to even) and use integer dot products
+ * (AVX2 maddubs) for q4_0, q4_1, q8_0, mxfp4_ggml, int4 and q4_K; other formats keep fp32
+ * activations. Prefill (tiles + sgemm) always keeps fp32 activations. act_q8 reports whether
+ * the linear's decode actually runs on int8 activations. */
+void gq_packed_linear_set_act_q8(gq_packed_linear *P, bool on);
+bool gq_packed_linear_act_q8(const gq_packed_linear *P);
+
 /* y (n, rows) = x (n, cols) · W^T (the operator's product). */
 void gq_packed_linear_apply(const gq_packed_linear *P, float *y, const float *x, int n);
 /* out (rows, cols) = the packed weights, dequantized (bit-identical to the format's
  * dequantize()). ref: use the scalar reference kernels instead of the SIMD ones. */
 void gq_packed_linear_dequantize(const gq_packed_linear *P, float *out, bool ref);
-/* y (rows) = W · x (cols) by the scalar reference kernels (tests). */
+/* y (rows) = W · x (cols) by the scalar reference kernels (tests); with act_q8 on, on the
+ * same int8-quantized activations. */
 void gq_packed_linear_matvec_ref(const gq_packed_linear *P, float *y, const float *x);
 
 /* A packed model: `model` is a view of the source model (sharing its fp32 embeddings, norms and,
@@ -88,6 +97,8 @@ int gq_packed_model_build(const gq_model *src, const gq_quantizer *q, bool pack_
  * loops of gq_decode_step, so packed and fp32 decode are compared on equally tuned products. */
 int gq_packed_model_fp32(const gq_model *src, gq_packed_model *pm, gq_error *err);
 void gq_packed_model_free(gq_packed_model *pm);
+/* gq_packed_linear_set_act_q8 on every packed linear of the model. */
+void gq_packed_model_set_act_q8(gq_packed_model *pm, bool on);
 
 /* ---- throughput, for the runner and `gq-bench bench decode|prefill` ----
  * Protocols (wall clock, the process's thread count):

@@ -126,9 +126,31 @@ static float dot_int8(const gq_packed_linear *P, int r, const float *x, const fl
     return pk_hsum(acc) - offs;
 }
 
-const pk_type pk_int4 = {"int4", 32, ref_int4, fast_int4, dot_int4};
-const pk_type pk_int8 = {"int8", 32, ref_int8, fast_int8, dot_int8};
+/* int8 activations: per block sum (code - z) * xq as integers, times s_g * xd_b. */
+static float q8_int4(const gq_packed_linear *P, int r, const int8_t *xq, const float *xd,
+                     const float *xs)
+{
+    (void)xs;
+    const uint8_t *q = pk_row(P, r);
+    const int bpg = P->group / 32, nb = P->cols_pad / 32;
+    __m256 acc = _mm256_setzero_ps();
+    for (int g = 0; g < P->n_groups; g++) {
+        const __m256i z = _mm256_set1_epi8((char)grp_zero(P, r, g));
+        const float s = pk_fp16(P->scales[(size_t)r * P->n_groups + g]);
+        int b1 = (g + 1) * bpg < nb ? (g + 1) * bpg : nb;
+        for (int b = g * bpg; b < b1; b++) {
+            __m256i w = _mm256_sub_epi8(pk_nibbles32(q + 16 * b), z);
+            __m256i x = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(s * xd[b]),
+                                  _mm256_cvtepi32_ps(pk_dot32_i8i8(w, x)), acc);
+        }
+    }
+    return pk_hsum(acc);
+}
+
+const pk_type pk_int4 = {"int4", 32, ref_int4, fast_int4, dot_int4, q8_int4};
+const pk_type pk_int8 = {"int8", 32, ref_int8, fast_int8, dot_int8, NULL};
 #else
-const pk_type pk_int4 = {"int4", 32, ref_int4, ref_int4, pk_dot_generic};
-const pk_type pk_int8 = {"int8", 32, ref_int8, ref_int8, pk_dot_generic};
+const pk_type pk_int4 = {"int4", 32, ref_int4, ref_int4, pk_dot_generic, NULL};
+const pk_type pk_int8 = {"int8", 32, ref_int8, ref_int8, pk_dot_generic, NULL};
 #endif

@@ -154,9 +154,38 @@ static float dot_q6_K(const gq_packed_linear *P, int r, const float *x, const fl
     return pk_hsum(acc);
 }
 
-const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K};
-const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K};
+/* int8 activations: sub-block j of 32 gives D_j * xd * sum(q xq) (unsigned codes, maddubs as
+ * is) - M_j * (fp32 block sum of x). */
+static float q8_q4_K(const gq_packed_linear *P, int r, const int8_t *xq, const float *xd,
+                     const float *xs)
+{
+    const gq_block_q4_K *b = (const gq_block_q4_K *)pk_row(P, r);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    float offs = 0.0f;
+    for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, xq += GQ_QK_K, xd += 8, xs += 8) {
+        float D[8], M[8];
+        q4_K_scales(&b[i], D, M);
+        for (int c = 0; c < 4; c++) {
+            __m256i qs = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));
+            __m256i w[2] = {_mm256_and_si256(qs, m4),
+                            _mm256_and_si256(_mm256_srli_epi16(qs, 4), m4)};
+            for (int p = 0; p < 2; p++) {
+                int j = 2 * c + p;
+                __m256i x = _mm256_loadu_si256((const __m256i *)(xq + 32 * j));
+                __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(w[p], x), one);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(D[j] * xd[j]), _mm256_cvtepi32_ps(d), acc);
+            }
+        }
+        for (int j = 0; j < 8; j++)
+            offs += M[j] * xs[j];
+    }
+    return pk_hsum(acc) - offs;
+}
+
+const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K, q8_q4_K};
+const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K, NULL};
 #else
-const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, ref_q4_K, pk_dot_generic};
-const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, ref_q6_K, pk_dot_generic};
+const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, ref_q4_K, pk_dot_generic, NULL};
+const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, ref_q6_K, pk_dot_generic, NULL};
 #endif

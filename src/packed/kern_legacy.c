@@ -147,14 +147,83 @@ static float dot_mxfp4(const gq_packed_linear *P, int r, const float *x, const f
     return pk_hsum(acc);
 }
 
-const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, fast_q4_0, dot_q4_0};
-const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, fast_q4_1, dot_q4_1};
-const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, fast_q8_0, dot_q8_0};
-const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, fast_mxfp4, dot_mxfp4};
+/* ---- int8 activations: integer dots per block, one float scale product per block ---- */
+
+static inline __m256i xq_block(const int8_t *xq, int b)
+{
+    return _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
+}
+
+static float q8_q4_0(const gq_packed_linear *P, int r, const int8_t *xq, const float *xd,
+                     const float *xs)
+{
+    (void)xs;
+    const gq_block_q4_0 *b = (const gq_block_q4_0 *)pk_row(P, r);
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < P->cols_pad / 32; i++) {
+        __m256i w = _mm256_sub_epi8(pk_nibbles32(b[i].qs), eight);
+        __m256 p = _mm256_cvtepi32_ps(pk_dot32_i8i8(w, xq_block(xq, i)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[i].d) * xd[i]), p, acc);
+    }
+    return pk_hsum(acc);
+}
+
+static float q8_q4_1(const gq_packed_linear *P, int r, const int8_t *xq, const float *xd,
+                     const float *xs)
+{
+    const gq_block_q4_1 *b = (const gq_block_q4_1 *)pk_row(P, r);
+    const __m256i one = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    float offs = 0.0f;
+    for (int i = 0; i < P->cols_pad / 32; i++) { /* codes 0..15 are unsigned: maddubs as is */
+        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(pk_nibbles32(b[i].qs),
+                                                           xq_block(xq, i)), one);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[i].d) * xd[i]), _mm256_cvtepi32_ps(p),
+                              acc);
+        offs += pk_fp16(b[i].m) * xs[i];
+    }
+    return pk_hsum(acc) + offs;
+}
+
+static float q8_q8_0(const gq_packed_linear *P, int r, const int8_t *xq, const float *xd,
+                     const float *xs)
+{
+    (void)xs;
+    const gq_block_q8_0 *b = (const gq_block_q8_0 *)pk_row(P, r);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < P->cols_pad / 32; i++) {
+        __m256i w = _mm256_loadu_si256((const __m256i *)b[i].qs);
+        __m256 p = _mm256_cvtepi32_ps(pk_dot32_i8i8(w, xq_block(xq, i)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[i].d) * xd[i]), p, acc);
+    }
+    return pk_hsum(acc);
+}
+
+static float q8_mxfp4(const gq_packed_linear *P, int r, const int8_t *xq, const float *xd,
+                      const float *xs)
+{
+    (void)xs;
+    const gq_block_mxfp4 *b = (const gq_block_mxfp4 *)pk_row(P, r);
+    const __m256i lut = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128((const __m128i *)gq_kvalues_mxfp4));
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < P->cols_pad / 32; i++) {
+        __m256i w = _mm256_shuffle_epi8(lut, pk_nibbles32(b[i].qs));
+        __m256 p = _mm256_cvtepi32_ps(pk_dot32_i8i8(w, xq_block(xq, i)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_e8m0_half(b[i].e) * xd[i]), p, acc);
+    }
+    return pk_hsum(acc);
+}
+
+const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, fast_q4_0, dot_q4_0, q8_q4_0};
+const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, fast_q4_1, dot_q4_1, q8_q4_1};
+const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, fast_q8_0, dot_q8_0, q8_q8_0};
+const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, fast_mxfp4, dot_mxfp4, q8_mxfp4};
 #else
 /* Without AVX2 the reference kernels are the fast ones. */
-const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, ref_q4_0, pk_dot_generic};
-const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, ref_q4_1, pk_dot_generic};
-const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, ref_q8_0, pk_dot_generic};
-const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, ref_mxfp4, pk_dot_generic};
+const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, ref_q4_0, pk_dot_generic, NULL};
+const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, ref_q4_1, pk_dot_generic, NULL};
+const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, ref_q8_0, pk_dot_generic, NULL};
+const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, ref_mxfp4, pk_dot_generic, NULL};
 #endif

@@ -6,6 +6,7 @@
  * K-quants); cols_pad = cols rounded up to the block, and the padding codes are the ones the
  * format's quantizer wrote for zero-padded input. Kernels read rows of cols_pad values and are
  * always given activations zero-padded to cols_pad, so the padding contributes exactly 0. */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,7 @@ struct gq_packed_linear {
     uint8_t *zeros;         /* rows * n_groups, or NULL when every group uses zconst */
     int zconst;
     size_t bytes;           /* codes + scales + zeros: the weight bytes one product reads */
+    bool act_q8;            /* decode dots on int8-quantized activations (where available) */
     char label[64];
 };
 
@@ -42,7 +44,15 @@ struct pk_type {
     void (*dequant_ref)(const gq_packed_linear *P, int r, float *y);
     void (*dequant_fast)(const gq_packed_linear *P, int r, float *y);
     float (*dot_fast)(const gq_packed_linear *P, int r, const float *x, const float *xs);
+    /* Optional (NULL: none): the dot against activations quantized per 32-block,
+     * x[j] ~ xd[j/32] * xq[j] (pk_quantize_act), with xs[b] = xd[b] * sum of xq over block b. */
+    float (*dot_q8)(const gq_packed_linear *P, int r, const int8_t *xq, const float *xd,
+                    const float *xs);
 };
+
+/* Activations for dot_q8: per block of 32, d = amax / 127, q = round-half-even(x / d)
+ * (d = 0 and q = 0 for an all-zero block). n a multiple of 32. */
+void pk_quantize_act(const float *x, int n, int8_t *xq, float *xd);
 
 extern const pk_type pk_q4_0, pk_q4_1, pk_q8_0, pk_mxfp4, pk_q4_K, pk_q6_K, pk_int4, pk_int8;
 

@@ -1,6 +1,7 @@
 /* Packed linears: products (fused dots for decode, dequantized tiles + sgemm for prefill),
  * dequantization and the linear-operator glue. Building them is packed_build.c. */
 #include <cblas.h>
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,15 +37,41 @@ static void pad_activations(const gq_packed_linear *P, const float *x, float *xp
     }
 }
 
-/* y (rows) = W · x: one fused dot per row, rows in parallel. */
+void pk_quantize_act(const float *x, int n, int8_t *xq, float *xd)
+{
+    for (int b = 0; b < n / 32; b++) {
+        const float *xb = x + 32 * b;
+        float amax = 0.0f;
+        for (int k = 0; k < 32; k++)
+            amax = fmaxf(amax, fabsf(xb[k]));
+        float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+        xd[b] = d;
+        for (int k = 0; k < 32; k++)
+            xq[32 * b + k] = (int8_t)rintf(xb[k] * id);
+    }
+}
+
+/* y (rows) = W · x: one fused dot per row, rows in parallel; on int8 activations when the
+ * linear asks for it and its format has that kernel. */
 static void matvec(const gq_packed_linear *P, float *y, const float *x)
 {
-    float xp[P->cols_pad], xs[P->cols_pad / 32];
+    float xp[P->cols_pad], xs[P->cols_pad / 32], xd[P->cols_pad / 32];
+    int8_t xq[P->cols_pad];
     pad_activations(P, x, xp, xs);
+    const bool q8 = P->act_q8 && P->type->dot_q8;
+    if (q8) { /* block sums of the quantized activations, so offsets see the same x */
+        pk_quantize_act(xp, P->cols_pad, xq, xd);
+        for (int b = 0; b < P->cols_pad / 32; b++) {
+            int sum = 0;
+            for (int k = 0; k < 32; k++)
+                sum += xq[32 * b + k];
+            xs[b] = xd[b] * (float)sum;
+        }
+    }
     const int rows = P->rows;
 #pragma omp parallel for schedule(static) if ((long)rows * P->cols >= 32768)
     for (int r = 0; r < rows; r++)
-        y[r] = P->type->dot_fast(P, r, xp, xs);
+        y[r] = q8 ? P->type->dot_q8(P, r, xq, xd, xs) : P->type->dot_fast(P, r, xp, xs);
 }
 
 /* Rows per dequantized tile: about 1 MiB of floats, at least 64 rows. */
@@ -95,6 +122,9 @@ static void op_apply(const gq_linear_op *op, float *y, const float *x, int n)
 
 void pk_linear_init_op(gq_packed_linear *P) { P->op.apply = op_apply; }
 
+void gq_packed_linear_set_act_q8(gq_packed_linear *P, bool on) { P->act_q8 = on; }
+bool gq_packed_linear_act_q8(const gq_packed_linear *P) { return P->act_q8 && P->type->dot_q8; }
+
 const gq_linear_op *gq_packed_linear_op(const gq_packed_linear *P) { return &P->op; }
 size_t gq_packed_linear_bytes(const gq_packed_linear *P) { return P->bytes; }
 const char *gq_packed_linear_label(const gq_packed_linear *P) { return P->label; }
@@ -116,6 +146,13 @@ void gq_packed_linear_matvec_ref(const gq_packed_linear *P, float *y, const floa
 {
     float xp[P->cols_pad], xs[P->cols_pad / 32], scratch[P->cols_pad];
     pad_activations(P, x, xp, xs);
+    if (P->act_q8 && P->type->dot_q8) { /* the reference sees the same quantized activations */
+        int8_t xq[P->cols_pad];
+        float xd[P->cols_pad / 32];
+        pk_quantize_act(xp, P->cols_pad, xq, xd);
+        for (int j = 0; j < P->cols_pad; j++)
+            xp[j] = xd[j / 32] * (float)xq[j];
+    }
     for (int r = 0; r < P->rows; r++)
         y[r] = pk_dot_ref(P, r, xp, scratch);
 }

@@ -151,3 +151,11 @@ int gq_packed_model_build(const gq_model *src, const gq_quantizer *q, bool pack_
     pm->decode_bytes += pm->packed_bytes;
     return 0;
 }
+
+void gq_packed_model_set_act_q8(gq_packed_model *pm, bool on)
+{
+    for (int i = 0; pm->lin && i < pm->model.cfg.n_layers * GQ_N_LINEAR; i++)
+        gq_packed_linear_set_act_q8(pm->lin[i], on);
+    if (pm->cls)
+        gq_packed_linear_set_act_q8(pm->cls, on);
+}

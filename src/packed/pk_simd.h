@@ -101,6 +101,22 @@ static inline void pk_sub4x8(__m128i v[4], __m128i z)
         v[k] = _mm_sub_epi8(v[k], z);
 }
 
+/* int8 activations: 8 int32 lanes of sum w[i] * x[i] over 32 signed byte pairs (|w| <= 128,
+ * |x| <= 127, so the pairwise int16 sums of maddubs cannot saturate). */
+static inline __m256i pk_dot32_i8i8(__m256i w, __m256i x)
+{
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+/* 32 4-bit codes of a ggml-order block as 32 bytes in element order. */
+static inline __m256i pk_nibbles32(const uint8_t *qs)
+{
+    __m128i lo, hi;
+    pk_nibbles16(qs, &lo, &hi);
+    return _mm256_set_m128i(hi, lo);
+}
+
 static inline float pk_hsum(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -105,6 +105,15 @@ static void check_shape(int rows, int cols, uint64_t seed)
             gq_packed_linear_matvec_ref(P, y_ref, x);
             gq_packed_linear_apply(P, y1, x, 1);
             assert_close_rows(y1, y_ref, scale, rows, 2e-6, "fused dot vs reference");
+            /* int8 activations: the kernel against the reference on the same quantized x */
+            gq_packed_linear_set_act_q8(P, true);
+            if (gq_packed_linear_act_q8(P)) {
+                gq_packed_linear_matvec_ref(P, y_ref, x);
+                gq_packed_linear_apply(P, y1, x, 1);
+                assert_close_rows(y1, y_ref, scale, rows, 2e-6, "int8-activation dot vs reference");
+            }
+            gq_packed_linear_set_act_q8(P, false);
+            gq_packed_linear_matvec_ref(P, y_ref, x);
             if (t == 0)
                 gq_packed_linear_apply(P, Y, X, n);
             assert_close_rows(Y + (size_t)t * rows, y_ref, scale, rows, 2e-6,
@@ -181,6 +190,22 @@ static double mean_nll(const gq_model *m, const int *tok, int B, int T)
     return nll / ((double)B * (T - 1));
 }
 
+/* Mean NLL of one window's logits (T, V): positions 0..T-2 predict tokens 1..T-1. */
+static double window_nll(const float *logits, const int *tok, int T, int V)
+{
+    double nll = 0;
+    for (int t = 0; t + 1 < T; t++) {
+        const float *l = logits + (size_t)t * V;
+        double mx = l[0], s = 0;
+        for (int v = 1; v < V; v++)
+            mx = l[v] > mx ? l[v] : mx;
+        for (int v = 0; v < V; v++)
+            s += exp(l[v] - mx);
+        nll += mx + log(s) - l[tok[t + 1]];
+    }
+    return nll / (T - 1);
+}
+
 static void test_stories260K_perplexity(void **state)
 {
     (void)state;
@@ -222,6 +247,23 @@ static void test_stories260K_perplexity(void **state)
         for (size_t i = 0; i < (size_t)16 * m.cfg.vocab_size; i++)
             if (fabsf(lf[i] - lp[i]) > 1e-3f * (1.0f + fabsf(lf[i])))
                 fail_msg("%s: decode logit %zu: %g vs %g", packed_specs[s], i, lp[i], lf[i]);
+        /* decode on int8 activations: the perplexity moves by the activation rounding only;
+         * the difference is printed and bounded */
+        gq_packed_model_set_act_q8(&pm, true);
+        if (gq_packed_linear_act_q8(pm.lin[0])) {
+            const int Td = 96;
+            float *ld = malloc((size_t)Td * m.cfg.vocab_size * sizeof(float));
+            double n_f = 0, n_q = 0;
+            assert_int_equal(gq_forward_ref(&fake, tok, Td, ld, &err), 0);
+            n_f = window_nll(ld, tok, Td, m.cfg.vocab_size);
+            assert_int_equal(gq_forward_ref(&pm.model, tok, Td, ld, &err), 0);
+            n_q = window_nll(ld, tok, Td, m.cfg.vocab_size);
+            double d = exp(n_q) / exp(n_f) - 1;
+            printf("#   decode, %d tokens: fake-quant ppl %.5f, int8 activations %.5f (%+.3f%%)\n",
+                   Td, exp(n_f), exp(n_q), 100 * d);
+            assert_true(fabs(d) < 0.01);
+            free(ld);
+        }
         free(lf), free(lp);
         gq_packed_model_free(&pm);
         gq_model_free(&fake);
