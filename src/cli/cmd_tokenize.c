@@ -20,8 +20,11 @@ static void help(void)
            "Tokenizes the whole file D with tokenizer T (llama2.c tokenizer.bin), with one BOS\n"
            "at the start (as the perplexity protocols do), and prints bytes, tokens, time,\n"
            "tokens/s and the first N ids (default 16).\n\n"
-           "  --out FILE   write all ids as little-endian int32\n"
-           "  --json       print one JSON object instead of text\n");
+           "  --tokenizer T  llama2.c tokenizer.bin; assets: paths work\n"
+           "  --data D       text file (UTF-8)\n"
+           "  --head N       how many leading ids to print (default 16)\n"
+           "  --out FILE     write all ids as little-endian int32 (atomically)\n"
+           "  --json         print one JSON object instead of text\n");
 }
 
 int cmd_tokenize(int argc, char **argv)
@@ -56,7 +59,8 @@ int cmd_tokenize(int argc, char **argv)
     gq_error err = {{0}};
     char tok_path[4096], data_path[4096];
     if (gq_asset_resolve(tok_arg, tok_path, sizeof tok_path, &err) != 0 ||
-        gq_asset_resolve(data_arg, data_path, sizeof data_path, &err) != 0)
+        gq_asset_resolve(data_arg, data_path, sizeof data_path, &err) != 0 ||
+        (out_path && gq_check_writable("--out", out_path, &err) != 0))
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
     gq_tokenizer *tok = NULL;
     if (gq_tokenizer_load(tok_path, 0, &tok, &err) != 0)
