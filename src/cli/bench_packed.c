@@ -6,7 +6,9 @@
  * the format and kept in its packed layout; fp32 activations). Embeddings and norms stay fp32.
  * All models are built first; then --rounds rounds (default 3) each time every model in table
  * order (and, for decode, the bandwidth ceiling), keeping each one's best: rows share the same
- * machine load even when other processes come and go.
+ * machine load even when other processes come and go. Decode activations (--act): q8 (default)
+ * quantizes them to int8 per block of 32 inside the decode dots of the formats that have such a
+ * kernel (column "act"; stories260K perplexity moves by < 1%, tests/packed), fp32 keeps them.
  *   decode:  gq_decode_step at positions warm-up..warm-up+N-1 (N = --tokens, default 32) after 2
  *            warm-up steps, fresh KV cache; tokens/s = 1 / the fastest step; bytes/token = weight bytes one step
  *            reads (packed or fp32 linears + classifier + norms + one embedding row); GB/s =
@@ -40,7 +42,7 @@ typedef struct {
     bool decode;
     const char *cmd, *preset, *format;
     long tokens, reps, threads, seed, stream_mib, rounds;
-    bool pack_classifier;
+    bool pack_classifier, act_q8;
 } bp_opts;
 
 static int parse(int argc, char **argv, bp_opts *o)
@@ -50,7 +52,7 @@ static int parse(int argc, char **argv, bp_opts *o)
         {"tokens", required_argument, 0, 't'}, {"reps", required_argument, 0, 'r'},
         {"threads", required_argument, 0, 'j'}, {"seed", required_argument, 0, 's'},
         {"classifier", required_argument, 0, 'c'}, {"stream-mib", required_argument, 0, 'm'},
-        {"rounds", required_argument, 0, 'R'},
+        {"rounds", required_argument, 0, 'R'}, {"act", required_argument, 0, 'a'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     opterr = 0;
     optind = 1;
@@ -65,6 +67,11 @@ static int parse(int argc, char **argv, bp_opts *o)
         case 's': bad = cli_int(o->cmd, "--seed", optarg, 0, 1L << 62, &o->seed); break;
         case 'm': bad = cli_int(o->cmd, "--stream-mib", optarg, 1, 1 << 16, &o->stream_mib); break;
         case 'R': bad = cli_int(o->cmd, "--rounds", optarg, 1, 100, &o->rounds); break;
+        case 'a':
+            if (strcmp(optarg, "q8") != 0 && strcmp(optarg, "fp32") != 0)
+                return cli_usage_error(o->cmd, "--act must be q8 or fp32, not '%s'", optarg);
+            o->act_q8 = strcmp(optarg, "q8") == 0;
+            break;
         case 'c':
             if (strcmp(optarg, "packed") != 0 && strcmp(optarg, "fp32") != 0)
                 return cli_usage_error(o->cmd, "--classifier must be packed or fp32, not '%s'",
@@ -74,9 +81,11 @@ static int parse(int argc, char **argv, bp_opts *o)
         case 'h':
             printf("usage: gq-bench %s [--preset NAME] [--format NAME|JSON|all] [--tokens N]\n"
                    "         [--reps R] [--rounds R] [--threads N] [--seed S]"
-                   " [--classifier packed|fp32] [--stream-mib M]\n\n"
+                   " [--classifier packed|fp32] [--stream-mib M] [--act q8|fp32]\n\n"
                    "defaults: stories110M, all packed formats, %ld tokens, 3 reps, 3 rounds, all cores, "
-                   "classifier packed, 256 MiB stream arrays\npresets: %s\n",
+                   "classifier packed, 256 MiB stream arrays,\n"
+                   "decode activations q8 (int8 per block of 32 where the format has that kernel)"
+                   "\npresets: %s\n",
                    o->cmd, o->tokens, gq_synth_preset_names());
             return 1;
         default:
@@ -132,7 +141,7 @@ static int time_row(const gq_packed_model *pm, const bp_opts *o, double *tok_s, 
 static int bench_packed(int argc, char **argv, bool decode)
 {
     bp_opts o = {decode, decode ? "bench decode" : "bench prefill", "stories110M", "all",
-                 decode ? 32 : 128, 3, 0, 1, 256, 3, true};
+                 decode ? 32 : 128, 3, 0, 1, 256, 3, true, decode};
     int rc = parse(argc, argv, &o);
     if (rc)
         return rc == 1 ? GQ_EXIT_OK : rc;
@@ -188,6 +197,8 @@ static int bench_packed(int argc, char **argv, bool decode)
             goto done;
         }
         built[i] = !why[i][0];
+        if (built[i] && i > 0)
+            gq_packed_model_set_act_q8(&pms[i], o.act_q8);
     }
     for (int r = 0; r < o.rounds; r++) {
         double bw;
@@ -206,11 +217,14 @@ static int bench_packed(int argc, char **argv, bool decode)
            "%ld %s tokens, classifier %s, best of %ld rounds\n", o.cmd, o.preset, c.dim,
            c.hidden_dim, c.n_layers, c.vocab_size, o.seed, threads, o.tokens,
            decode ? "decode" : "prefill", o.pack_classifier ? "packed" : "fp32", o.rounds);
-    printf("activations fp32; fp32 row = BLAS sgemv/sgemm on fp32 weights; BLAS: %s\n",
+    printf("activations: %s; fp32 row = BLAS sgemv/sgemm on fp32 weights; BLAS: %s\n",
+           o.act_q8 ? "act q8 = int8 per block of 32 (d = amax/127) in the decode dots, "
+                      "act fp32 = fp32"
+                    : "fp32",
            gq_blas_description());
     if (decode)
-        printf("%-24s %8s %10s %10s %8s %8s %9s\n", "format", "bpw", "MB/token", "tokens/s",
-               "x fp32", "GB/s", "% ceiling");
+        printf("%-24s %5s %8s %10s %10s %8s %8s %9s\n", "format", "act", "bpw", "MB/token",
+               "tokens/s", "x fp32", "GB/s", "% ceiling");
     else
         printf("%-24s %8s %10s %8s %10s\n", "format", "bpw", "tokens/s", "x fp32", "s/window");
     size_t lin_params = (size_t)c.n_layers * (gq_layer_floats(&c) - 2 * (size_t)c.dim) +
@@ -226,8 +240,10 @@ static int bench_packed(int argc, char **argv, bool decode)
         double bpw = i > 0 ? 8.0 * (double)pms[i].packed_bytes / (double)lin_params : 32.0;
         if (decode) {
             double mb = (double)pms[i].decode_bytes / 1e6, gbs = mb * best[i] / 1e3;
-            printf("%-24s %8.3f %10.1f %10.2f %8.2f %8.2f %8.0f%%\n", label, bpw, mb, best[i],
-                   best[i] / best[0], gbs, 100.0 * gbs / bw0);
+            bool q8 = i > 0 && gq_packed_linear_act_q8(pms[i].lin[0]);
+            printf("%-24s %5s %8.3f %10.1f %10.2f %8.2f %8.2f %8.0f%%\n", label,
+                   q8 ? "q8" : "fp32", bpw, mb, best[i], best[i] / best[0], gbs,
+                   100.0 * gbs / bw0);
         } else {
             printf("%-24s %8.3f %10.1f %8.2f %10.4f\n", label, bpw, best[i], best[i] / best[0],
                    (double)o.tokens / best[i]);
