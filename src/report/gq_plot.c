@@ -147,8 +147,12 @@ static void protocol_title(const gq_table *t, char *buf, size_t n)
     for (size_t k = 0; k < gq_table_n_rows(t); k++) {
         const char *c = gq_table_str(t, k, "calib_text");
         if (c) {
-            snprintf(calib, sizeof calib, "calibration %s, %.0f x %.0f tokens unless swept", c,
-                     gq_table_num(t, k, "n_calib"), gq_table_num(t, k, "calib_ctx"));
+            char nc[32] = "n_calib swept", cc[32] = "calib_ctx swept";
+            if (n_distinct(t, "n_calib") == 1)
+                snprintf(nc, sizeof nc, "%.0f windows", gq_table_num(t, k, "n_calib"));
+            if (n_distinct(t, "calib_ctx") == 1)
+                snprintf(cc, sizeof cc, "%.0f tokens", gq_table_num(t, k, "calib_ctx"));
+            snprintf(calib, sizeof calib, "calibration %s, %s x %s", c, nc, cc);
             break;
         }
     }
@@ -197,7 +201,7 @@ static int run_gnuplot(const char *gnuplot, const char *png, const char *title, 
 {
     char tmp[4200], cmd[8600];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", png, (int)getpid());
-    snprintf(cmd, sizeof cmd, "'%s' 2>&1", gnuplot);
+    snprintf(cmd, sizeof cmd, "'%s' >/dev/null", gnuplot); /* its warnings go to stderr */
     char *logp = NULL;
     size_t logn = 0;
     FILE *script = open_memstream(&logp, &logn);
@@ -380,10 +384,17 @@ int gq_plot_results(const gq_table *t, const char *dir, int *n_charts, gq_error 
         ppl_chart(t, gnuplot, dir, "ppl_vs_bits.png", "bits", "weight bits (code width)", false,
                   NULL, 0, "", n_charts, err))
         return -1;
-    size_t quantized = 0;
-    for (size_t r = 0; r < gq_table_n_rows(t); r++)
-        quantized += !is_baseline(t, r) && isfinite(gq_table_num(t, r, "bpw"));
-    if (quantized >= 2 &&
+    /* the frontier needs quantized cells of at least two sizes */
+    double bpw0 = NAN;
+    bool sizes = false;
+    for (size_t r = 0; r < gq_table_n_rows(t); r++) {
+        double b = gq_table_num(t, r, "bpw");
+        if (is_baseline(t, r) || !isfinite(b))
+            continue;
+        sizes |= isfinite(bpw0) && b != bpw0;
+        bpw0 = b;
+    }
+    if (sizes &&
         ppl_chart(t, gnuplot, dir, "ppl_vs_bpw.png", "bpw",
                   "bits per weight of the quantized linears (scales and zeros included)", false,
                   NULL, 0, " (size/quality frontier)", n_charts, err))

@@ -8,7 +8,7 @@
  * and the protocol columns for the titles. Only the charts the sweep supports are drawn:
  *   ppl_vs_group_size[_<b>bit].png  when group_size takes >= 2 values (one file per bit width)
  *   ppl_vs_bits.png                 when bits takes >= 2 values
- *   ppl_vs_bpw.png                  when >= 2 quantized cells report bits per weight
+ *   ppl_vs_bpw.png                  when quantized cells have at least two sizes (bpw)
  *   ppl_vs_n_calib.png              when n_calib takes >= 2 values
  *   stage_times.png                 always (stacked seconds per stage and cell)
  * Perplexity axes switch to a log scale when the plotted values span more than 10x. Each PNG is
