@@ -259,8 +259,9 @@ static void line_body(FILE *f, const void *vctx)
         lo = fmin(lo, L->baseline);
         hi = fmax(hi, L->baseline);
     }
-    if (lo > 0 && hi / lo > 10)
-        fprintf(f, "set logscale y\n");
+    if (lo > 0 && hi / lo > 10) /* perplexity explodes: log scale, range fitted to the data */
+        fprintf(f, "set logscale y\nset offsets graph 0.04, graph 0.04, 0, 0\nset yrange [%g:%g]\n",
+                lo / 1.25, hi * 1.25);
     for (int i = 0; i < L->c->n; i++) {
         const series *s = &L->c->s[i];
         fprintf(f, "$d%d << EOD\n", i);
