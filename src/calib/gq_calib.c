@@ -6,14 +6,14 @@
 
 #include <cblas.h>
 
-int gq_calib_windows(const gq_dataset *ds, int n, int ctx, uint64_t seed, int **tokens,
-                     gq_error *err)
+int gq_calib_windows(const gq_dataset *ds, size_t first, int n, int ctx, uint64_t seed,
+                     int **tokens, gq_error *err)
 {
     *tokens = NULL;
     if (n <= 0 || ctx <= 0)
         return gq_fail(err, "calibration: need n_calib > 0 and calib_ctx > 0 (got %d, %d)", n, ctx);
     size_t *off = NULL;
-    if (gq_dataset_calib_offsets(ds, n, ctx, seed, &off, err))
+    if (gq_dataset_calib_offsets(ds, first, n, ctx, seed, &off, err))
         return -1;
     int *t = malloc((size_t)n * ctx * sizeof *t);
     if (!t) {

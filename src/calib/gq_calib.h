@@ -13,9 +13,10 @@
 #include "core/gq_error.h"
 #include "text/gq_dataset.h"
 
-/* tokens (n, ctx) row-major, malloc'd: the windows at gq_dataset_calib_offsets(ds, n, ctx, seed). */
-int gq_calib_windows(const gq_dataset *ds, int n, int ctx, uint64_t seed, int **tokens,
-                     gq_error *err);
+/* tokens (n, ctx) row-major, malloc'd: the windows at
+ * gq_dataset_calib_offsets(ds, first, n, ctx, seed) (tokens before `first` are held out). */
+int gq_calib_windows(const gq_dataset *ds, size_t first, int n, int ctx, uint64_t seed,
+                     int **tokens, gq_error *err);
 
 /* out[j] = mean_t |x[t, j]| (AWQ's activation salience). x (n, d). */
 void gq_calib_abs_mean(const float *x, size_t n, int d, float *out);

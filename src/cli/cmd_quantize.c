@@ -304,7 +304,7 @@ int cmd_quantize(int argc, char **argv)
         }
         if (gq_asset_resolve(calib, calib_path, sizeof calib_path, &err) ||
             gq_dataset_load(calib_path, tok, &ds, &err) ||
-            gq_calib_windows(&ds, (int)a.n_calib, ctx, plan.seed, &calib_tokens, &err))
+            gq_calib_windows(&ds, 0, (int)a.n_calib, ctx, plan.seed, &calib_tokens, &err))
             goto done;
         status = GQ_EXIT_FAIL;
         plan.calib_tokens = calib_tokens;

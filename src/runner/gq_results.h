@@ -33,6 +33,7 @@ typedef struct gq_cell_run {
     const gq_quant_report *report; /* NULL for the baseline */
     int threads;
     double peak_rss_mb;
+    size_t calib_first; /* first token calibration windows may start at */
 } gq_cell_run;
 
 /* The journal record of a finished cell: {"row": {...}, "tensors": [...], "notes": [...]}. */

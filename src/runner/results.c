@@ -39,6 +39,7 @@ static const coldef tail_cols[] = {
     {"eval_tokens", GQ_COL_INT},   {"scored", GQ_COL_INT},         {"tokenizer", GQ_COL_TEXT},
     {"eval_text", GQ_COL_TEXT},    {"eval_sha256", GQ_COL_TEXT},   {"calib_text", GQ_COL_TEXT},
     {"calib_sha256", GQ_COL_TEXT}, {"n_calib", GQ_COL_INT},        {"calib_ctx", GQ_COL_INT},
+    {"calib_first_token", GQ_COL_INT},
     {"seed", GQ_COL_INT},          {"config_sha256", GQ_COL_TEXT}, {"model_sha256", GQ_COL_TEXT},
     {"tokenizer_sha256", GQ_COL_TEXT}, {"version", GQ_COL_TEXT},   {"revision", GQ_COL_TEXT},
 };
@@ -185,6 +186,7 @@ json_t *gq_results_record(const gq_experiment *e, const gq_cell *c, const gq_cel
         set_str(row, "calib_sha256", e->calib_sha256);
         set_int(row, "n_calib", c->n_calib);
         set_int(row, "calib_ctx", c->calib_ctx);
+        set_int(row, "calib_first_token", (long long)r->calib_first);
     }
     set_int(row, "seed", (long long)e->seed);
     set_str(row, "config_sha256", e->config_sha256);

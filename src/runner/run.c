@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "calib/gq_calib.h"
 #include "core/gq_fileio.h"
 #include "core/gq_log.h"
 #include "core/gq_threads.h"
@@ -25,6 +26,8 @@ typedef struct run_ctx {
     gq_model fp;
     gq_tokenizer *tok;
     gq_dataset eval_ds, calib_ds;
+    size_t calib_first;    /* calibration windows start here (after the evaluated tokens when
+                              both read the same text) */
     gq_eval_baseline *baseline;
     int threads_per_job;
 
@@ -72,6 +75,16 @@ static int open_inputs(run_ctx *r, gq_error *err)
                        e->ctx);
     if (e->has_calib && gq_dataset_load(e->calib_path, r->tok, &r->calib_ds, err))
         return -1;
+    if (e->has_calib && strcmp(r->calib_ds.sha256, r->eval_ds.sha256) == 0) {
+        /* Same text: hold out the evaluated windows so no cell calibrates on what it is
+         * scored on. */
+        size_t windows = gq_dataset_n_windows(&r->eval_ds, e->ctx);
+        if (e->max_windows > 0 && (size_t)e->max_windows < windows)
+            windows = (size_t)e->max_windows;
+        r->calib_first = windows * (size_t)e->ctx;
+        gq_log_info("calibration and evaluation read the same text: calibration windows are "
+                    "drawn after the %zu evaluated tokens", r->calib_first);
+    }
     return 0;
 }
 
@@ -105,7 +118,7 @@ static int run_baseline(run_ctx *r, gq_error *err)
     /* log-probs first: a journaled baseline record implies its log-probs exist */
     if (gq_eval_baseline_save(r->baseline, bpath, err))
         return -1;
-    gq_cell_run cr = {&res, NULL, gq_threads_get(), (double)gq_peak_rss_bytes() / 1e6};
+    gq_cell_run cr = {&res, NULL, gq_threads_get(), (double)gq_peak_rss_bytes() / 1e6, 0};
     json_t *rec = gq_results_record(r->e, &r->e->cells[0], &cr);
     int rc = gq_journal_put(&r->journal, "baseline", rec, err);
     if (rc == 0)
@@ -117,19 +130,9 @@ static int run_baseline(run_ctx *r, gq_error *err)
 /* (n_calib, calib_ctx) token windows of the calibration text at seeded offsets. */
 static int calib_tokens(const run_ctx *r, const gq_cell *c, int **out, gq_error *err)
 {
-    size_t *off;
-    if (gq_dataset_calib_offsets(&r->calib_ds, c->n_calib, c->calib_ctx, r->e->seed, &off, err))
+    if (gq_calib_windows(&r->calib_ds, r->calib_first, c->n_calib, c->calib_ctx, r->e->seed,
+                         out, err))
         return gq_fail_prefix(err, "$.calib");
-    int *t = malloc((size_t)c->n_calib * (size_t)c->calib_ctx * sizeof *t);
-    if (!t) {
-        free(off);
-        return gq_fail(err, "out of memory for %d calibration windows", c->n_calib);
-    }
-    for (int i = 0; i < c->n_calib; i++)
-        memcpy(t + (size_t)i * c->calib_ctx, r->calib_ds.tokens + off[i],
-               (size_t)c->calib_ctx * sizeof *t);
-    free(off);
-    *out = t;
     return 0;
 }
 
@@ -174,7 +177,8 @@ static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
     gq_eval_result res;
     if (gq_eval_perplexity(&q, &r->eval_ds, &eo, r->baseline, NULL, &res, err))
         goto done;
-    gq_cell_run cr = {&res, &rep, r->threads_per_job, (double)gq_peak_rss_bytes() / 1e6};
+    gq_cell_run cr = {&res, &rep, r->threads_per_job, (double)gq_peak_rss_bytes() / 1e6,
+                      r->calib_first};
     json_t *rec = gq_results_record(e, c, &cr);
     rc = gq_journal_put(&r->journal, c->id, rec, err);
     if (rc == 0)

@@ -49,24 +49,31 @@ static int cmp_size(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int gq_dataset_calib_offsets(const gq_dataset *ds, int n, int ctx, uint64_t seed,
+int gq_dataset_calib_offsets(const gq_dataset *ds, size_t first, int n, int ctx, uint64_t seed,
                              size_t **offsets, gq_error *err)
 {
     *offsets = NULL;
     if (n <= 0 || ctx <= 0)
         return gq_fail(err, "%s: calibration needs n > 0 and ctx > 0 (got n=%d, ctx=%d)",
                        ds->path, n, ctx);
-    if (ds->n_tokens < (size_t)ctx)
-        return gq_fail(err, "%s: %zu tokens, fewer than one calibration window of %d",
-                       ds->path, ds->n_tokens, ctx);
+    if (first > ds->n_tokens || ds->n_tokens - first < (size_t)ctx) {
+        if (first == 0)
+            return gq_fail(err, "%s: %zu tokens, fewer than one calibration window of %d",
+                           ds->path, ds->n_tokens, ctx);
+        return gq_fail(err,
+                       "%s: %zu tokens after the %zu held out for evaluation, fewer than one "
+                       "calibration window of %d (use another calibration text or fewer "
+                       "evaluation windows)",
+                       ds->path, first < ds->n_tokens ? ds->n_tokens - first : 0, first, ctx);
+    }
     size_t *o = malloc((size_t)n * sizeof *o);
     if (!o)
         return gq_fail(err, "%s: out of memory for %d calibration offsets", ds->path, n);
     gq_rng r;
     gq_rng_seed(&r, seed);
-    uint64_t range = (uint64_t)(ds->n_tokens - (size_t)ctx) + 1; /* offsets 0..n_tokens-ctx */
+    uint64_t range = (uint64_t)(ds->n_tokens - first - (size_t)ctx) + 1; /* first..n_tokens-ctx */
     for (int i = 0; i < n; i++)
-        o[i] = (size_t)gq_rng_below(&r, range);
+        o[i] = first + (size_t)gq_rng_below(&r, range);
     qsort(o, (size_t)n, sizeof *o, cmp_size);
     *offsets = o;
     return 0;

@@ -27,9 +27,11 @@ void gq_dataset_free(gq_dataset *ds);
 size_t gq_dataset_n_windows(const gq_dataset *ds, int ctx);
 
 /* Calibration windows: n offsets of windows of ctx tokens, drawn uniformly with the seeded RNG
- * from [0, n_tokens - ctx], sorted, the same for every method given (dataset, n, ctx, seed).
- * Returns malloc'd offsets in *offsets. Fails when the text has fewer than ctx tokens. */
-int gq_dataset_calib_offsets(const gq_dataset *ds, int n, int ctx, uint64_t seed,
+ * from [first, n_tokens - ctx], sorted, the same for every method given (dataset, first, n,
+ * ctx, seed). `first` holds out a prefix: when calibration and evaluation read the same text,
+ * the evaluated windows are the prefix and calibration never sees them. Returns malloc'd
+ * offsets in *offsets. Fails when fewer than ctx tokens follow `first`. */
+int gq_dataset_calib_offsets(const gq_dataset *ds, size_t first, int n, int ctx, uint64_t seed,
                              size_t **offsets, gq_error *err);
 
 #endif

@@ -43,7 +43,7 @@ static int setup(void **state)
     if (gq_model_load(model, &f->fp, &err) ||
         gq_tokenizer_load(tok, f->fp.cfg.vocab_size, &t, &err) ||
         gq_dataset_load(text, t, &f->ds, &err) ||
-        gq_calib_windows(&f->ds, N_CALIB, CALIB_CTX, 11, &f->calib, &err)) {
+        gq_calib_windows(&f->ds, 0, N_CALIB, CALIB_CTX, 11, &f->calib, &err)) {
         fprintf(stderr, "setup: %s\n", err.msg);
         return -1;
     }

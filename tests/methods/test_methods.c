@@ -133,7 +133,7 @@ static int setup(void **state)
     gq_dataset ds = {0};
     if (gq_model_load(model, &f->fp, &err) || gq_tokenizer_load(tok, f->fp.cfg.vocab_size, &t, &err) ||
         gq_dataset_load(text, t, &ds, &err) ||
-        gq_calib_windows(&ds, N_CALIB, CALIB_CTX, 7, &f->calib, &err)) {
+        gq_calib_windows(&ds, 0, N_CALIB, CALIB_CTX, 7, &f->calib, &err)) {
         fprintf(stderr, "setup: %s\n", err.msg);
         return -1;
     }

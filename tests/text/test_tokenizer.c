@@ -366,8 +366,8 @@ static void test_whole_text_roundtrip(void **state)
     /* windows and calibration offsets */
     assert_int_equal(gq_dataset_n_windows(&ds, 512), ds.n_tokens / 512);
     size_t *o1, *o2;
-    assert_int_equal(gq_dataset_calib_offsets(&ds, 16, 256, 7, &o1, &err), 0);
-    assert_int_equal(gq_dataset_calib_offsets(&ds, 16, 256, 7, &o2, &err), 0);
+    assert_int_equal(gq_dataset_calib_offsets(&ds, 0, 16, 256, 7, &o1, &err), 0);
+    assert_int_equal(gq_dataset_calib_offsets(&ds, 0, 16, 256, 7, &o2, &err), 0);
     assert_memory_equal(o1, o2, 16 * sizeof *o1);
     for (int i = 0; i < 16; i++) {
         assert_true(o1[i] + 256 <= ds.n_tokens);
@@ -375,11 +375,19 @@ static void test_whole_text_roundtrip(void **state)
             assert_true(o1[i - 1] <= o1[i]);
     }
     free(o2);
-    assert_int_equal(gq_dataset_calib_offsets(&ds, 16, 256, 8, &o2, &err), 0);
+    assert_int_equal(gq_dataset_calib_offsets(&ds, 0, 16, 256, 8, &o2, &err), 0);
     assert_memory_not_equal(o1, o2, 16 * sizeof *o1);
     free(o2);
-    assert_int_equal(gq_dataset_calib_offsets(&ds, 4, (int)ds.n_tokens + 1, 7, &o2, &err), -1);
+    assert_int_equal(gq_dataset_calib_offsets(&ds, 0, 4, (int)ds.n_tokens + 1, 7, &o2, &err), -1);
     assert_non_null(strstr(err.msg, "fewer than one calibration window"));
+    /* A held-out prefix (the evaluated windows) is never drawn from. */
+    size_t held = ds.n_tokens / 2;
+    assert_int_equal(gq_dataset_calib_offsets(&ds, held, 64, 256, 7, &o2, &err), 0);
+    for (int i = 0; i < 64; i++)
+        assert_true(o2[i] >= held && o2[i] + 256 <= ds.n_tokens);
+    free(o2);
+    assert_int_equal(gq_dataset_calib_offsets(&ds, ds.n_tokens - 100, 4, 256, 7, &o2, &err), -1);
+    assert_non_null(strstr(err.msg, "held out for evaluation"));
     free(o1);
     free(o2);
     free(dec);
