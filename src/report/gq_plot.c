@@ -241,6 +241,7 @@ typedef struct {
     const char *xlabel;
     const char *ylabel;
     bool logx2;
+    bool frontier;   /* points only, joined along each series' Pareto frontier */
     double baseline; /* NaN when absent */
 } line_ctx;
 
@@ -269,8 +270,30 @@ static void line_body(FILE *f, const void *vctx)
             fprintf(f, "%.17g %.17g %.17g\n", s->x[k], s->y[k], s->dy[k]);
         fprintf(f, "EOD\n");
     }
+    if (L->frontier) {
+        /* The Pareto frontier of a series: walking up in size (x sorted), the points that beat
+         * every smaller configuration. Lines through all points would zig-zag between
+         * settings that are not comparable (3-bit g8 is larger than 4-bit g64). */
+        for (int i = 0; i < L->c->n; i++) {
+            const series *s = &L->c->s[i];
+            fprintf(f, "$f%d << EOD\n", i);
+            double best = INFINITY;
+            for (int k = 0; k < s->n; k++)
+                if (s->y[k] < best) {
+                    best = s->y[k];
+                    fprintf(f, "%.17g %.17g\n", s->x[k], s->y[k]);
+                }
+            fprintf(f, "EOD\n");
+        }
+    }
     fprintf(f, "plot ");
     for (int i = 0; i < L->c->n; i++) {
+        if (L->frontier) {
+            fprintf(f, "%s$d%d using 1:2:3 with yerrorbars lt %d title ", i ? ", " : "", i, i + 1);
+            gp_quote(f, L->c->s[i].name);
+            fprintf(f, ", $f%d using 1:2 with lines lt %d notitle", i, i + 1);
+            continue;
+        }
         fprintf(f, "%s$d%d using 1:2:3 with yerrorlines title ", i ? ", " : "", i);
         gp_quote(f, L->c->s[i].name);
     }
@@ -315,7 +338,7 @@ static int ppl_chart(const gq_table *t, const char *gnuplot, const char *dir, co
         snprintf(ylabel, sizeof ylabel, "perplexity (%s protocol, ctx %.0f; error bars: 1 s.e.)",
                  pr ? pr : "?", gq_table_num(t, 0, "ctx"));
         snprintf(png, sizeof png, "%s/%s", dir, file);
-        line_ctx L = {&c, xlabel, ylabel, logx2, baseline_ppl(t)};
+        line_ctx L = {&c, xlabel, ylabel, logx2, strcmp(x, "bpw") == 0, baseline_ppl(t)};
         rc = run_gnuplot(gnuplot, png, title, line_body, &L, err);
         if (rc == 0)
             (*n_charts)++;
@@ -398,7 +421,8 @@ int gq_plot_results(const gq_table *t, const char *dir, int *n_charts, gq_error 
     if (sizes &&
         ppl_chart(t, gnuplot, dir, "ppl_vs_bpw.png", "bpw",
                   "bits per weight of the quantized linears (scales and zeros included)", false,
-                  NULL, 0, " (size/quality frontier)", n_charts, err))
+                  NULL, 0, " (frontier; lines: Pareto-optimal cells)",
+                  n_charts, err))
         return -1;
     if (n_distinct(t, "n_calib") >= 2 &&
         ppl_chart(t, gnuplot, dir, "ppl_vs_n_calib.png", "n_calib",
