@@ -114,6 +114,8 @@ typedef struct gq_packed_bench_opts {
     int prefill_tokens;  /* default 128 (capped at seq_len) */
     int reps;            /* default 3 */
     bool pack_classifier; /* default false: the classifier stays fp32 as the fake-quant path */
+    bool act_q8;          /* default true: decode on int8 activations where the format can
+                             (gq_packed_linear_set_act_q8); prefill always fp32 */
 } gq_packed_bench_opts;
 gq_packed_bench_opts gq_packed_bench_defaults(void);
 

@@ -12,7 +12,7 @@
 gq_packed_bench_opts gq_packed_bench_defaults(void)
 {
     return (gq_packed_bench_opts){.decode_tokens = 16, .warmup = 2, .prefill_tokens = 128,
-                                  .reps = 3, .pack_classifier = false};
+                                  .reps = 3, .pack_classifier = false, .act_q8 = true};
 }
 
 /* Deterministic token ids spread over the vocabulary. */
@@ -95,6 +95,7 @@ int gq_packed_measure(const gq_model *m, const gq_quantizer *q, const gq_packed_
     if ((q ? gq_packed_model_build(m, q, o->pack_classifier, NULL, &pm, err)
            : gq_packed_model_fp32(m, &pm, err)) != 0)
         return -1;
+    gq_packed_model_set_act_q8(&pm, o->act_q8);
     out->packed = true;
     out->packed_bytes = pm.packed_bytes;
     out->decode_bytes = pm.decode_bytes;
