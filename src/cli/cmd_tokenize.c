@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "core/gq_assets.h"
+#include "cli/cli_opts.h"
 #include "core/gq_fileio.h"
 #include "core/gq_sha256.h"
 #include "core/gq_time.h"
@@ -14,54 +14,31 @@
 
 static const char *CMD = "tokenize";
 
-static void help(void)
-{
-    printf("usage: gq-bench tokenize --tokenizer T --data D [--json] [--out ids.bin] [--head N]\n\n"
-           "Tokenizes the whole file D with tokenizer T (llama2.c tokenizer.bin), with one BOS\n"
-           "at the start (as the perplexity protocols do), and prints bytes, tokens, time,\n"
-           "tokens/s and the first N ids (default 16).\n\n"
-           "  --tokenizer T  llama2.c tokenizer.bin; assets: paths work\n"
-           "  --data D       text file (UTF-8)\n"
-           "  --head N       how many leading ids to print (default 16)\n"
-           "  --out FILE     write all ids as little-endian int32 (atomically)\n"
-           "  --json         print one JSON object instead of text\n");
-}
-
 int cmd_tokenize(int argc, char **argv)
 {
-    const char *tok_arg = NULL, *data_arg = NULL, *out_path = NULL;
+    char tok_path[CLI_PATH_MAX] = "", data_path[CLI_PATH_MAX] = "";
+    const char *out_path = NULL;
     bool json = false;
-    long head = 16;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has_val = i + 1 < argc;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            help();
-            return GQ_EXIT_OK;
-        } else if (strcmp(a, "--json") == 0) {
-            json = true;
-        } else if (strcmp(a, "--tokenizer") == 0 && has_val) {
-            tok_arg = argv[++i];
-        } else if (strcmp(a, "--data") == 0 && has_val) {
-            data_arg = argv[++i];
-        } else if (strcmp(a, "--out") == 0 && has_val) {
-            out_path = argv[++i];
-        } else if (strcmp(a, "--head") == 0 && has_val) {
-            if (cli_int(CMD, a, argv[++i], 0, 1000000, &head) != 0)
-                return GQ_EXIT_USAGE;
-        } else {
-            return cli_usage_error(CMD, "unknown option or missing value: '%s'", a);
-        }
-    }
-    if (!tok_arg || !data_arg)
-        return cli_usage_error(CMD, "--tokenizer and --data are required");
+    long head = 0;
+    const cli_opt opts[] = {
+        CLI_OPT("tokenizer", "T", CLI_ASSET, tok_path, "llama2.c tokenizer.bin; assets: paths work",
+                .required = true),
+        CLI_OPT("data", "D", CLI_ASSET, data_path, "text file (UTF-8)", .required = true),
+        CLI_OPT("head", "N", CLI_INT, &head, "how many leading ids to print", .def = "16",
+                .max = 1000000),
+        CLI_OPT("out", "FILE", CLI_OUT, &out_path,
+                "write all ids as little-endian int32 (atomically)"),
+        CLI_OPT("json", NULL, CLI_FLAG, &json, "print one JSON object instead of text"),
+    };
+    const cli_spec spec = {
+        .cmd = CMD,
+        .about = "Tokenizes the whole file D with tokenizer T (llama2.c tokenizer.bin), with one BOS\n"
+        "at the start (as the perplexity protocols do), and prints bytes, tokens, time,\n"
+                 "tokens/s and the first N ids.\n",
+        CLI_OPTS(opts)};
+    CLI_PARSE_OR_RETURN(&spec, argc, argv);
 
     gq_error err = {{0}};
-    char tok_path[4096], data_path[4096];
-    if (gq_asset_resolve(tok_arg, tok_path, sizeof tok_path, &err) != 0 ||
-        gq_asset_resolve(data_arg, data_path, sizeof data_path, &err) != 0 ||
-        (out_path && gq_check_writable("--out", out_path, &err) != 0))
-        return cli_report(CMD, &err, GQ_EXIT_USAGE);
     gq_tokenizer *tok = NULL;
     if (gq_tokenizer_load(tok_path, 0, &tok, &err) != 0)
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
