@@ -14,12 +14,22 @@
  * PPL = exp(mean NLL) over all scored predictions (natural log). Its standard error is
  * llama.cpp's: sigma = sqrt(var(NLL) / (n-1)) * PPL with var the population variance.
  *
- * Baseline comparison: a first call with baseline_out != NULL keeps the baseline model's
- * log-probabilities (all vocab entries) at every scored position; a later call on another
- * model with that baseline_in (same dataset, protocol, ctx and windows, checked) adds mean
- * KL(base || model) with its standard error, top-1 agreement (% of positions whose argmax
- * matches the baseline's argmax) and delta-PPL = PPL(model) - PPL(base). Memory and file size
- * of a baseline: scored * (vocab * 4 + 12) bytes.
+ * Baseline comparison against a reference (gq_eval_reference), in one of two modes:
+ *   stored  a first call with baseline_out != NULL keeps the baseline model's
+ *           log-probabilities (all vocab entries, fp32) at every scored position; a later call
+ *           on another model with that stored baseline (same dataset, protocol, ctx and
+ *           windows, checked) compares against them. Memory and file size of a baseline:
+ *           136 + scored * (vocab * 4 + 12) bytes (gq_eval_stored_bytes).
+ *   paired  the baseline MODEL is given instead: for every batch of windows its forward pass
+ *           runs right before the evaluated model's, on the same tokens, and its logits are
+ *           turned into the same fp32 log-probabilities in place. Nothing outlives the batch
+ *           except 8 bytes per scored position (its NLL), so memory is two logits buffers
+ *           (batch * ctx * vocab * 4 bytes each) instead of the whole baseline; the price is
+ *           one extra forward pass per evaluation.
+ * Both modes add mean KL(base || model) with its standard error, top-1 agreement (% of
+ * positions whose argmax matches the baseline's argmax) and delta-PPL = PPL(model) -
+ * PPL(base), and give the same numbers bit for bit: the same per-position arithmetic on the
+ * same fp32 log-probabilities, summed in the same order.
  *
  * Every per-position number is computed in double by one thread and summed in position order,
  * so results do not depend on the thread count (beyond what the forward pass itself does). */
@@ -50,6 +60,36 @@ gq_eval_opts gq_eval_opts_default(int ctx);
 
 typedef struct gq_eval_baseline gq_eval_baseline;
 
+/* What KL / top-1 / delta-PPL are measured against. */
+typedef enum {
+    GQ_EVAL_REF_NONE = 0, /* perplexity only */
+    GQ_EVAL_REF_STORED,   /* a baseline's saved log-probabilities */
+    GQ_EVAL_REF_MODEL,    /* the baseline model, run on each batch beside the evaluated one */
+} gq_eval_ref_kind;
+
+typedef struct gq_eval_reference {
+    gq_eval_ref_kind kind;
+    union {
+        const gq_eval_baseline *stored; /* GQ_EVAL_REF_STORED */
+        const gq_model *model;          /* GQ_EVAL_REF_MODEL: same vocabulary, seq_len >= ctx */
+    };
+} gq_eval_reference;
+
+static inline gq_eval_reference gq_eval_ref_none(void)
+{
+    return (gq_eval_reference){.kind = GQ_EVAL_REF_NONE};
+}
+static inline gq_eval_reference gq_eval_ref_stored(const gq_eval_baseline *b)
+{
+    return b ? (gq_eval_reference){.kind = GQ_EVAL_REF_STORED, .stored = b} : gq_eval_ref_none();
+}
+static inline gq_eval_reference gq_eval_ref_model(const gq_model *m)
+{
+    return (gq_eval_reference){.kind = GQ_EVAL_REF_MODEL, .model = m};
+}
+/* "none" / "stored" / "paired" (the names used in result tables). */
+const char *gq_eval_ref_kind_name(gq_eval_ref_kind k);
+
 typedef struct gq_eval_result {
     gq_ppl_protocol protocol;
     int ctx;
@@ -61,9 +101,12 @@ typedef struct gq_eval_result {
     double mean_nll;     /* nats per scored token */
     double nll_se;       /* standard error of mean_nll */
     double ppl, ppl_se;
-    double seconds;      /* wall time of forward passes and scoring */
+    double seconds;      /* wall time of this model's forward passes and scoring */
     double tokens_per_s; /* tokens / seconds */
-    bool has_baseline;   /* the fields below are set */
+    double ref_seconds;  /* paired mode: wall time of the reference model's passes (not in
+                            seconds, so tokens_per_s compares across modes) */
+    gq_eval_ref_kind reference;
+    bool has_baseline;   /* the fields below are set (reference != GQ_EVAL_REF_NONE) */
     double base_ppl, delta_ppl;
     double kl_mean, kl_se; /* nats */
     double top1_pct, top1_se_pct;
@@ -72,14 +115,28 @@ typedef struct gq_eval_result {
 /* The checks gq_eval_perplexity starts with (ctx range for the protocol, counts, at least one
  * window, token ids inside the vocabulary, a baseline matching the evaluation), without
  * running anything: callers use it to reject invalid input before any work. */
+int gq_eval_check_ref(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *opts,
+                      const gq_eval_reference *ref, gq_error *err);
+/* The same with a stored baseline or none (NULL). */
 int gq_eval_check(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *opts,
                   const gq_eval_baseline *baseline_in, gq_error *err);
 
-/* Evaluates `m` on `ds`. baseline_in: compare against it (NULL: no comparison). baseline_out:
- * when non-NULL, receives a new baseline of this model (caller frees). */
+/* Evaluates `m` on `ds`, compared with `ref` (NULL = none). baseline_out: when non-NULL,
+ * receives a new stored baseline of this model (caller frees). */
+int gq_eval_run(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *opts,
+                const gq_eval_reference *ref, gq_eval_baseline **baseline_out,
+                gq_eval_result *result, gq_error *err);
+/* gq_eval_run with a stored baseline (baseline_in) or none (NULL). */
 int gq_eval_perplexity(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *opts,
                        const gq_eval_baseline *baseline_in, gq_eval_baseline **baseline_out,
                        gq_eval_result *result, gq_error *err);
+
+/* Bytes a stored baseline of this evaluation takes in memory and on disk:
+ * 136 + scored * (vocab * 4 + 12) with scored = windows * (ctx - 1 - first scored position),
+ * windows as gq_eval_run would evaluate them. 0 when the inputs are invalid (err set) or the
+ * size overflows (err says so). */
+size_t gq_eval_stored_bytes(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *opts,
+                            gq_error *err);
 
 void gq_eval_baseline_free(gq_eval_baseline *b);
 /* Binary file with a header (magic, protocol, ctx, vocab, windows, dataset SHA-256), written

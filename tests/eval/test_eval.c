@@ -157,6 +157,99 @@ static void test_plausible_and_thread_stable(void **state)
     gq_threads_set(saved);
 }
 
+/* A perturbed copy of the model: noise on one layer's wq and w2. */
+static void perturbed_clone(gq_model *q)
+{
+    gq_error err = {{0}};
+    assert_int_equal(gq_model_clone(&E.m, q, &err), 0);
+    unsigned s = 12345;
+    const gq_config *c = &q->cfg;
+    for (int i = 0; i < c->dim * c->dim; i++) {
+        s = s * 1103515245u + 12345u;
+        q->layers[1].wq[i] += 0.05f * ((float)(s >> 16 & 0x7fff) / 32768.0f - 0.5f);
+    }
+    for (int i = 0; i < c->dim * c->hidden_dim; i++) {
+        s = s * 1103515245u + 12345u;
+        q->layers[2].w2[i] *= 1.0f + 0.3f * ((float)(s >> 16 & 0x7fff) / 32768.0f - 0.5f);
+    }
+}
+
+static gq_eval_result eval_ref_ok(const gq_model *m, const gq_eval_opts *o,
+                                  gq_eval_reference ref)
+{
+    gq_eval_result r;
+    gq_error err = {{0}};
+    if (gq_eval_run(m, &E.ds, o, &ref, NULL, &r, &err) != 0)
+        fail_msg("%s", err.msg);
+    return r;
+}
+
+/* Paired mode (the baseline model run beside the evaluated one, batch by batch) gives the
+ * stored mode's numbers bit for bit, for both protocols and a partial last batch; a model
+ * paired with itself has KL exactly 0 and 100% top-1; the numbers do not depend on threads. */
+static void test_paired_matches_stored(void **state)
+{
+    (void)state;
+    NEED_ASSETS();
+    gq_model q;
+    perturbed_clone(&q);
+    int saved = gq_threads_get();
+    for (int p = GQ_PPL_FULL; p <= GQ_PPL_LLAMACPP; p++) {
+        gq_eval_opts o = opts(128, (gq_ppl_protocol)p, 3);
+        o.batch = 2;
+        gq_eval_baseline *base = NULL;
+        gq_eval_result r0 = eval_ok(&E.m, &o, NULL, &base);
+        gq_eval_result st = eval_ref_ok(&q, &o, gq_eval_ref_stored(base));
+        gq_eval_result pa = eval_ref_ok(&q, &o, gq_eval_ref_model(&E.m));
+        fprintf(stderr, "%s: stored KL %.17g top-1 %.17g base PPL %.17g; paired KL %.17g "
+                "top-1 %.17g base PPL %.17g\n", gq_ppl_protocol_name(o.protocol), st.kl_mean,
+                st.top1_pct, st.base_ppl, pa.kl_mean, pa.top1_pct, pa.base_ppl);
+        assert_int_equal(st.reference, GQ_EVAL_REF_STORED);
+        assert_int_equal(pa.reference, GQ_EVAL_REF_MODEL);
+        assert_string_equal(gq_eval_ref_kind_name(pa.reference), "paired");
+        assert_true(pa.has_baseline && pa.kl_mean > 0.0 && pa.top1_pct < 100.0);
+        assert_true(pa.ref_seconds > 0.0);
+        assert_true(st.mean_nll == pa.mean_nll && st.nll_se == pa.nll_se);
+        assert_true(st.kl_mean == pa.kl_mean && st.kl_se == pa.kl_se);
+        assert_true(st.top1_pct == pa.top1_pct && st.top1_se_pct == pa.top1_se_pct);
+        assert_true(st.base_ppl == pa.base_ppl && pa.base_ppl == r0.ppl);
+        assert_true(st.delta_ppl == pa.delta_ppl);
+
+        gq_eval_result self = eval_ref_ok(&E.m, &o, gq_eval_ref_model(&E.m));
+        assert_true(self.kl_mean == 0.0 && self.kl_se == 0.0);
+        assert_true(self.top1_pct == 100.0 && self.delta_ppl == 0.0);
+
+        gq_threads_set(1);
+        gq_eval_result t1 = eval_ref_ok(&q, &o, gq_eval_ref_model(&E.m));
+        gq_threads_set(2);
+        gq_eval_result t2 = eval_ref_ok(&q, &o, gq_eval_ref_model(&E.m));
+        gq_threads_set(saved);
+        if (fabs(t1.kl_mean - t2.kl_mean) > 1e-6 * t1.kl_mean || t1.top1_pct != t2.top1_pct)
+            fail_msg("paired KL depends on threads: %.10g vs %.10g", t1.kl_mean, t2.kl_mean);
+        gq_eval_baseline_free(base);
+    }
+    /* a reference model of another vocabulary or a shorter context is refused */
+    gq_eval_opts o = opts(128, GQ_PPL_FULL, 1);
+    gq_error err = {{0}};
+    gq_eval_result bad;
+    gq_eval_reference ref = gq_eval_ref_model(&E.m);
+    q.cfg.seq_len = 64;
+    assert_int_equal(gq_eval_check_ref(&E.m, &E.ds, &o, &ref, &err), 0);
+    ref.model = &q;
+    assert_int_equal(gq_eval_run(&E.m, &E.ds, &o, &ref, NULL, &bad, &err), -1);
+    assert_non_null(strstr(err.msg, "baseline model's seq_len 64"));
+    q.cfg.seq_len = E.m.cfg.seq_len;
+    q.cfg.vocab_size--;
+    assert_int_equal(gq_eval_check_ref(&E.m, &E.ds, &o, &ref, &err), -1);
+    assert_non_null(strstr(err.msg, "vocabulary"));
+    q.cfg.vocab_size++;
+    /* the stored size the runner budgets: 136 + scored * (vocab * 4 + 12) */
+    o = opts(128, GQ_PPL_LLAMACPP, 3);
+    assert_int_equal(gq_eval_stored_bytes(&E.m, &E.ds, &o, &err),
+                     136 + 3 * (127 - 64) * ((size_t)E.m.cfg.vocab_size * 4 + 12));
+    gq_model_free(&q);
+}
+
 static void test_kl_self_and_perturbed(void **state)
 {
     (void)state;
@@ -184,19 +277,8 @@ static void test_kl_self_and_perturbed(void **state)
     if (gq_eval_baseline_load(path, &loaded, &err) != 0)
         fail_msg("%s", err.msg);
 
-    /* A perturbed model: noise on one layer's wq and w2. */
     gq_model q;
-    assert_int_equal(gq_model_clone(&E.m, &q, &err), 0);
-    unsigned s = 12345;
-    const gq_config *c = &q.cfg;
-    for (int i = 0; i < c->dim * c->dim; i++) {
-        s = s * 1103515245u + 12345u;
-        q.layers[1].wq[i] += 0.05f * ((float)(s >> 16 & 0x7fff) / 32768.0f - 0.5f);
-    }
-    for (int i = 0; i < c->dim * c->hidden_dim; i++) {
-        s = s * 1103515245u + 12345u;
-        q.layers[2].w2[i] *= 1.0f + 0.3f * ((float)(s >> 16 & 0x7fff) / 32768.0f - 0.5f);
-    }
+    perturbed_clone(&q);
     gq_eval_result rq = eval_ok(&q, &o, loaded, NULL);
     fprintf(stderr, "perturbed: PPL %.4f (base %.4f), KL %.6f +/- %.6f, top-1 %.2f%%\n", rq.ppl,
             rq.base_ppl, rq.kl_mean, rq.kl_se, rq.top1_pct);
@@ -314,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_protocols_match_reference),
         cmocka_unit_test(test_plausible_and_thread_stable),
         cmocka_unit_test(test_kl_self_and_perturbed),
+        cmocka_unit_test(test_paired_matches_stored),
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_cli),
     };
