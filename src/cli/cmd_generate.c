@@ -5,13 +5,13 @@
  * the prompt is encoded with BOS first; generation stops at a BOS token; pieces are printed
  * with the tokenizer's decode rules, skipping unprintable single bytes; a final newline. */
 #include <ctype.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cli/cli_model.h"
+#include "cli/cli_opts.h"
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
 #include "model/gq_forward.h"
@@ -20,21 +20,6 @@
 #include "text/gq_tokenizer.h"
 
 static const char *const CMD = "generate";
-
-static void help(void)
-{
-    printf("usage: gq-bench generate --model M --tokenizer T [--prompt P] [--steps N]\n"
-           "                         [--temperature X] [--topp P] [--seed S] [--threads N]\n\n"
-           "  --model M        llama2.c checkpoint (legacy or version 1); assets: paths work\n"
-           "  --tokenizer T    llama2.c tokenizer.bin matching the model's vocabulary\n"
-           "  --prompt P       prompt text (default: empty, BOS only)\n"
-           "  --steps N        positions to run, prompt included, at most seq_len\n"
-           "                   (default 256, or seq_len if smaller; 0 = seq_len)\n"
-           "  --temperature X  0 = greedy argmax (default 0)\n"
-           "  --topp P         nucleus sampling cut when temperature > 0 (default 0.9)\n"
-           "  --seed S         sampling seed (default 1)\n"
-           "  --threads N      threads (default: OMP_NUM_THREADS or all cores)\n");
-}
 
 /* Prints a piece unless it is a single unprintable byte (as llama2.c's safe_printf). */
 static void print_piece(const char *piece)
@@ -49,59 +34,37 @@ static void print_piece(const char *piece)
     fputs(piece, stdout);
 }
 
-typedef struct {
-    const char *model, *tokenizer, *prompt;
-    long steps, seed, threads;
-    double temperature, topp;
-} gen_opts;
-
-static int parse(int argc, char **argv, gen_opts *o)
-{
-    static const struct option longopts[] = {
-        {"model", required_argument, 0, 'm'},     {"tokenizer", required_argument, 0, 'z'},
-        {"prompt", required_argument, 0, 'i'},    {"steps", required_argument, 0, 'n'},
-        {"temperature", required_argument, 0, 't'}, {"topp", required_argument, 0, 'p'},
-        {"seed", required_argument, 0, 's'},      {"threads", required_argument, 0, 'j'},
-        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
-    *o = (gen_opts){NULL, NULL, "", -1, 1, 0, 0.0, 0.9}; /* steps -1: default */
-    opterr = 0;
-    optind = 1;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        int bad = 0;
-        switch (ch) {
-        case 'm': o->model = optarg; break;
-        case 'z': o->tokenizer = optarg; break;
-        case 'i': o->prompt = optarg; break;
-        case 'n': bad = cli_int(CMD, "--steps", optarg, 0, 1L << 30, &o->steps); break;
-        case 't': bad = cli_double(CMD, "--temperature", optarg, 0, 100, &o->temperature); break;
-        case 'p': bad = cli_double(CMD, "--topp", optarg, 0, 1, &o->topp); break;
-        case 's': bad = cli_int(CMD, "--seed", optarg, 0, 1L << 62, &o->seed); break;
-        case 'j': bad = cli_int(CMD, "--threads", optarg, 1, 4096, &o->threads); break;
-        case 'h': help(); return 1;
-        default:
-            return cli_usage_error(CMD, "unknown or incomplete option '%s'", argv[optind - 1]);
-        }
-        if (bad)
-            return GQ_EXIT_USAGE;
-    }
-    if (optind < argc)
-        return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
-    if (!o->model || !o->tokenizer)
-        return cli_usage_error(CMD, "--model and --tokenizer are required");
-    return 0;
-}
-
 int cmd_generate(int argc, char **argv)
 {
-    gen_opts o;
-    int rc = parse(argc, argv, &o);
-    if (rc)
-        return rc == 1 ? GQ_EXIT_OK : rc;
+    struct {
+        char model[CLI_PATH_MAX], tokenizer[CLI_PATH_MAX];
+        const char *prompt;
+        long steps, seed, threads;
+        double temperature, topp;
+    } o = {.prompt = "", .steps = -1}; /* steps -1: the default, 256 or seq_len if smaller */
+    const cli_opt opts[] = {
+        CLI_OPT("model", "M", CLI_ASSET, o.model,
+                "llama2.c checkpoint (legacy or version 1); assets: paths work", .required = true),
+        CLI_OPT("tokenizer", "T", CLI_ASSET, o.tokenizer,
+                "llama2.c tokenizer.bin matching the model's vocabulary", .required = true),
+        CLI_OPT("prompt", "P", CLI_STR, &o.prompt, "prompt text (default: empty, BOS only)"),
+        CLI_OPT("steps", "N", CLI_INT, &o.steps,
+                "positions to run, prompt included, at most seq_len\n"
+                "(default 256, or seq_len if smaller; 0 = seq_len)", .max = 0x1p30),
+        CLI_OPT("temperature", "X", CLI_NUM, &o.temperature, "0 = greedy argmax", .def = "0",
+                .max = 100),
+        CLI_OPT("topp", "P", CLI_NUM, &o.topp, "nucleus sampling cut when temperature > 0",
+                .def = "0.9", .max = 1),
+        CLI_OPT("seed", "S", CLI_INT, &o.seed, "sampling seed", .def = "1", .max = 0x1p62),
+        CLI_OPT("threads", "N", CLI_INT, &o.threads,
+                "threads (default: OMP_NUM_THREADS or all cores)", .min = 1, .max = 4096),
+    };
+    const cli_spec spec = {.cmd = CMD, CLI_OPTS(opts)};
+    CLI_PARSE_OR_RETURN(&spec, argc, argv);
     if (o.threads > 0)
         gq_threads_set((int)o.threads);
     gq_error err = {{0}};
-    char mpath[4096], tpath[4096];
+    char mpath[CLI_PATH_MAX], tpath[CLI_PATH_MAX];
     gq_model m;
     gq_tokenizer *tok = NULL;
     if (cli_load_model(o.model, o.tokenizer, &m, &tok, mpath, tpath, sizeof mpath, &err) != 0)
@@ -120,7 +83,7 @@ int cmd_generate(int argc, char **argv)
     float *logits = malloc((size_t)m.cfg.vocab_size * sizeof(float));
     gq_sample_pair *scratch = malloc((size_t)m.cfg.vocab_size * sizeof *scratch);
     gq_decode *dec = gq_decode_new(&m, &err);
-    rc = GQ_EXIT_FAIL;
+    int rc = GQ_EXIT_FAIL;
     if (!logits || !scratch || !dec) {
         if (!err.msg[0])
             gq_fail(&err, "out of memory");
