@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/gq_params.h"
+
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
@@ -56,4 +58,9 @@ int cli_double(const char *cmd, const char *opt, const char *val, double min, do
     }
     *out = v;
     return 0;
+}
+
+int cli_set_param(void *field, const char *assignment, gq_error *err)
+{
+    return gq_params_apply_set((json_t **)field, assignment, err);
 }

@@ -19,4 +19,8 @@ int cli_int(const char *cmd, const char *opt, const char *val, long min, long ma
 int cli_double(const char *cmd, const char *opt, const char *val, double min, double max,
                double *out);
 
+/* A cli_opts CLI_CALL parser for --set key=value: adds the assignment to the json_t * object
+ * that `field` points to (gq_params_apply_set). */
+int cli_set_param(void *field, const char *assignment, gq_error *err);
+
 #endif

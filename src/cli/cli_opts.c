@@ -235,7 +235,7 @@ static void print_usage(const cli_spec *s)
             const cli_opt *o = &s->opts[i];
             opt_label(o, label, sizeof label);
             snprintf(word, sizeof word, o->required ? "%s%s" : "[%s%s]", label,
-                     o->kind == CLI_LIST ? " ..." : "");
+                     o->kind == CLI_LIST || o->repeat ? " ..." : "");
         }
         int len = (int)strlen(word);
         if (col + 1 + len > 92) {
@@ -273,7 +273,7 @@ void cli_help(const cli_spec *s)
         }
         if (o->def)
             printf(" (default %s)", o->def);
-        if (o->kind == CLI_LIST)
+        if (o->kind == CLI_LIST || o->repeat)
             printf(" (repeatable)");
         printf("\n");
     }

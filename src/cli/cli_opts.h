@@ -43,6 +43,7 @@ typedef struct cli_opt {
     double min, max;  /* CLI_INT/CLI_NUM range; CLI_LIST count limit (max) */
     const char *choices;
     bool required;
+    bool repeat; /* CLI_CALL: may be given more than once (shown as such in the help) */
     int (*parse)(void *field, const char *value, gq_error *err);
 } cli_opt;
 

@@ -5,7 +5,6 @@
  * RMSE, max |error|, SQNR = 10 log10(sum x^2 / sum (x^ - x)^2) in dB, bits per weight
  * (8 * storage bytes / (rows * cols)), and whether dequantize(storage) reproduces the
  * reconstruction bit for bit. */
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,26 +13,12 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "cli/cli_opts.h"
 #include "core/gq_fileio.h"
 #include "formats/gq_format.h"
 #include "formats/quant_error.h"
 
 #define CMD "quantize-tensor"
-
-static void usage(void)
-{
-    printf("usage: gq-bench quantize-tensor --format NAME [--set key=value ...] --rows R --cols C\n"
-           "                                --in X.f32 [--imatrix W.f32] [--out Q.bin]\n"
-           "                                [--dequant Y.f32] [--json]\n\n"
-           "  --format NAME      a registered format (gq-bench list formats)\n"
-           "  --set key=value    a format parameter (repeatable), e.g. --set bits=3\n"
-           "  --rows, --cols     shape of X, row-major; groups run along a row\n"
-           "  --in X.f32         rows*cols little-endian float32 values, all finite\n"
-           "  --imatrix W.f32    cols float32 importance values (>= 0), for formats that use it\n"
-           "  --out Q.bin        the storage layout (llama.cpp formats: ggml's block bytes)\n"
-           "  --dequant Y.f32    the reconstruction, rows*cols float32\n"
-           "  --json             print the result as one JSON object\n");
-}
 
 /* Reads exactly n finite float32 values from path; `nonneg` also rejects negatives. */
 static float *read_f32(const char *opt, const char *path, size_t n, const char *shape, bool nonneg,
@@ -71,60 +56,39 @@ static float *read_f32(const char *opt, const char *path, size_t n, const char *
 }
 
 typedef struct opts {
-    const char *format, *in, *imatrix, *out, *dequant;
+    const char *format, *out, *dequant;
+    char in[CLI_PATH_MAX], imatrix[CLI_PATH_MAX];
     long rows, cols;
     bool json;
     json_t *params;
 } opts;
 
+/* Returns 0, 1 after --help, or GQ_EXIT_USAGE after printing the error. */
 static int parse_args(int argc, char **argv, opts *o)
 {
-    static const struct option lopts[] = {
-        {"format", required_argument, NULL, 'f'}, {"set", required_argument, NULL, 's'},
-        {"rows", required_argument, NULL, 'r'},   {"cols", required_argument, NULL, 'c'},
-        {"in", required_argument, NULL, 'i'},     {"imatrix", required_argument, NULL, 'm'},
-        {"out", required_argument, NULL, 'o'},    {"dequant", required_argument, NULL, 'd'},
-        {"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
-        {0, 0, 0, 0}};
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
-        gq_error err = {{0}};
-        switch (c) {
-        case 'f': o->format = optarg; break;
-        case 'i': o->in = optarg; break;
-        case 'm': o->imatrix = optarg; break;
-        case 'o': o->out = optarg; break;
-        case 'd': o->dequant = optarg; break;
-        case 'j': o->json = true; break;
-        case 'h': usage(); return 1;
-        case 'r':
-            if (cli_int(CMD, "--rows", optarg, 1, 1L << 30, &o->rows))
-                return GQ_EXIT_USAGE;
-            break;
-        case 'c':
-            if (cli_int(CMD, "--cols", optarg, 1, 1L << 30, &o->cols))
-                return GQ_EXIT_USAGE;
-            break;
-        case 's':
-            if (gq_params_apply_set(&o->params, optarg, &err))
-                return cli_usage_error(CMD, "--set: %s", err.msg);
-            break;
-        case ':':
-            return cli_usage_error(CMD, "%s needs a value", argv[optind - 1]);
-        default:
-            return cli_usage_error(CMD, "unknown option '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
-    if (!o->format)
-        return cli_usage_error(CMD, "--format is required");
-    if (!o->in)
-        return cli_usage_error(CMD, "--in is required");
-    if (!o->rows || !o->cols)
-        return cli_usage_error(CMD, "--rows and --cols are required");
+    const cli_opt table[] = {
+        CLI_OPT("format", "NAME", CLI_STR, &o->format, "a registered format (gq-bench list formats)",
+                .required = true),
+        CLI_OPT("set", "key=value", CLI_CALL, &o->params,
+                "a format parameter, e.g. --set bits=3",
+                .parse = cli_set_param, .repeat = true),
+        CLI_OPT("rows", "R", CLI_INT, &o->rows, "rows of X (row-major)", .required = true,
+                .min = 1, .max = 0x1p30),
+        CLI_OPT("cols", "C", CLI_INT, &o->cols, "columns of X; groups run along a row",
+                .required = true, .min = 1, .max = 0x1p30),
+        CLI_OPT("in", "X.f32", CLI_IN, o->in, "rows*cols little-endian float32 values, all finite",
+                .required = true),
+        CLI_OPT("imatrix", "W.f32", CLI_IN, o->imatrix,
+                "cols float32 importance values (>= 0), for formats that use it"),
+        CLI_OPT("out", "Q.bin", CLI_OUT, &o->out,
+                "the storage layout (llama.cpp formats: ggml's block bytes)"),
+        CLI_OPT("dequant", "Y.f32", CLI_OUT, &o->dequant, "the reconstruction, rows*cols float32"),
+        CLI_OPT("json", NULL, CLI_FLAG, &o->json, "print the result as one JSON object"),
+    };
+    const cli_spec spec = {.cmd = CMD, CLI_OPTS(table)};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc)
+        return rc;
     if ((double)o->rows * (double)o->cols > 4e9)
         return cli_usage_error(CMD, "%ld x %ld is too large", o->rows, o->cols);
     return 0;
@@ -164,13 +128,8 @@ static int run(opts *o)
     const char *where = gq_format_find(o->format) ? "--set" : "--format";
     if (gq_quantizer_init(&q, o->format, o->params, where, &err))
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
-    /* Both outputs are checked first so that a bad second path cannot leave the first one
-     * written alone. */
-    if ((o->out && gq_check_writable("--out", o->out, &err)) ||
-        (o->dequant && gq_check_writable("--dequant", o->dequant, &err))) {
-        gq_quantizer_free(&q);
-        return cli_report(CMD, &err, GQ_EXIT_USAGE);
-    }
+    /* Both outputs were checked writable by the parser, so that a bad second path cannot
+     * leave the first one written alone. */
     int rows = (int)o->rows, cols = (int)o->cols;
     size_t n = (size_t)rows * (size_t)cols;
     char shape[64];
@@ -181,7 +140,7 @@ static int run(opts *o)
     if (!x)
         goto done;
     snprintf(shape, sizeof shape, "%d", cols);
-    if (o->imatrix && !(imp = read_f32("--imatrix", o->imatrix, (size_t)cols, shape, true, &err)))
+    if (o->imatrix[0] && !(imp = read_f32("--imatrix", o->imatrix, (size_t)cols, shape, true, &err)))
         goto done;
     status = GQ_EXIT_FAIL;
     size_t bytes = gq_quantizer_bytes(&q, rows, cols);

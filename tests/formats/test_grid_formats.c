@@ -641,10 +641,13 @@ static void test_quantize_tensor_cli(void **state)
     expect_cli(args, 2, "is a directory");
     snprintf(args, sizeof args, "quantize-tensor --format int --rows 4 --cols 256 --in %s", dir);
     expect_cli(args, 2, "not a regular file");
-    expect_cli("quantize-tensor --format nope --rows 4 --cols 256 --in x", 2,
-               "--format.name: unknown format");
-    expect_cli("quantize-tensor --format int --rows 4 --cols 256 --in x --set bits", 2,
-               "--set: 'bits': expected key=value");
+    snprintf(args, sizeof args, "quantize-tensor --format nope --rows 4 --cols 256 --in %s", x);
+    expect_cli(args, 2, "--format.name: unknown format");
+    snprintf(args, sizeof args, "quantize-tensor --format int --rows 4 --cols 256 --in %s "
+             "--set bits", x);
+    expect_cli(args, 2, "--set: 'bits': expected key=value");
+    expect_cli("quantize-tensor --format int --rows 4 --cols 256 --in /nonexistent/x.f32", 2,
+               "--in /nonexistent/x.f32: cannot open");
     expect_cli("quantize-tensor --format int --rows 4 --cols 256", 2, "--in is required");
     expect_cli("quantize-tensor --format int --bogus 1", 2, "unknown option");
     expect_cli("list formats", 0, "mx: OCP MX");
