@@ -26,8 +26,15 @@ static void ref_q6_K(const gq_packed_linear *P, int r, float *y)
 /* D_j = d * ls_j and M_j = dmin * lm_j of a Q4_K block (the format's float operations). */
 static inline void q4_K_scales(const gq_block_q4_K *b, float D[8], float M[8])
 {
+    /* the 6-bit scales and mins (layout in formats/ggml_kquants.h), unpacked inline */
+    const uint8_t *q = b->scales;
     uint8_t ls[8], lm[8];
-    gq_kq_unpack_scale_min6(b->scales, ls, lm);
+    for (int j = 0; j < 4; j++) {
+        ls[j] = q[j] & 63;
+        lm[j] = q[j + 4] & 63;
+        ls[j + 4] = (uint8_t)((q[j + 8] & 0xF) | ((q[j] >> 6) << 4));
+        lm[j + 4] = (uint8_t)((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
+    }
     const float d = pk_fp16(b->d), dmin = pk_fp16(b->dmin);
     for (int j = 0; j < 8; j++) {
         D[j] = d * ls[j];
@@ -70,8 +77,7 @@ static void fast_q4_K(const gq_packed_linear *P, int r, float *y)
 static float dot_q4_K(const gq_packed_linear *P, int r, const float *x, const float *xs)
 {
     const gq_block_q4_K *b = (const gq_block_q4_K *)pk_row(P, r);
-    __m256 acc = _mm256_setzero_ps();
-    float offs = 0.0f;
+    __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, x += GQ_QK_K, xs += 8) {
         float D[8], M[8];
         q4_K_scales(&b[i], D, M);
@@ -87,10 +93,9 @@ static float dot_q4_K(const gq_packed_linear *P, int r, const float *x, const fl
             acc = _mm256_fmadd_ps(_mm256_set1_ps(D[2 * c + 1]), pk_dot4x8_i8(hi, x + 64 * c + 32),
                                   acc);
         }
-        for (int j = 0; j < 8; j++)
-            offs += M[j] * xs[j];
+        offs = _mm256_fmadd_ps(_mm256_loadu_ps(M), _mm256_loadu_ps(xs), offs);
     }
-    return pk_hsum(acc) - offs;
+    return pk_hsum(acc) - pk_hsum(offs);
 }
 
 /* Signed codes q - 32 of half h of a Q6_K block: v[k] holds elements 128h + 32k + 0..31. */
@@ -161,11 +166,13 @@ static float q8_q4_K(const gq_packed_linear *P, int r, const int8_t *xq, const f
 {
     const gq_block_q4_K *b = (const gq_block_q4_K *)pk_row(P, r);
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi16(1);
-    __m256 acc = _mm256_setzero_ps();
-    float offs = 0.0f;
+    __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, xq += GQ_QK_K, xd += 8, xs += 8) {
         float D[8], M[8];
         q4_K_scales(&b[i], D, M);
+        /* D_j * xd_j for the 8 sub-blocks at once; the offsets as one vector FMA */
+        _mm256_storeu_ps(D, _mm256_mul_ps(_mm256_loadu_ps(D), _mm256_loadu_ps(xd)));
+        offs = _mm256_fmadd_ps(_mm256_loadu_ps(M), _mm256_loadu_ps(xs), offs);
         for (int c = 0; c < 4; c++) {
             __m256i qs = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));
             __m256i w[2] = {_mm256_and_si256(qs, m4),
@@ -174,13 +181,11 @@ static float q8_q4_K(const gq_packed_linear *P, int r, const int8_t *xq, const f
                 int j = 2 * c + p;
                 __m256i x = _mm256_loadu_si256((const __m256i *)(xq + 32 * j));
                 __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(w[p], x), one);
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(D[j] * xd[j]), _mm256_cvtepi32_ps(d), acc);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(D[j]), _mm256_cvtepi32_ps(d), acc);
             }
         }
-        for (int j = 0; j < 8; j++)
-            offs += M[j] * xs[j];
     }
-    return pk_hsum(acc) - offs;
+    return pk_hsum(acc) - pk_hsum(offs);
 }
 
 const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K, q8_q4_K};
