@@ -7,7 +7,6 @@
  * best of --reps runs, reported as million weights per second with 1 thread and with N
  * threads. SQNR = 10 log10(sum w^2 / sum (w^ - w)^2) of the dequantized storage; bpw =
  * 8 * storage bytes / (rows * cols). */
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "cli/cli_opts.h"
 #include "core/gq_fileio.h"
 #include "core/gq_rng.h"
 #include "core/gq_threads.h"
@@ -102,35 +102,23 @@ static bool is_grid_format(const char *name)
 
 int bench_formats(int argc, char **argv)
 {
-    static const struct option lopts[] = {
-        {"rows", required_argument, NULL, 'r'}, {"cols", required_argument, NULL, 'c'},
-        {"threads", required_argument, NULL, 't'}, {"reps", required_argument, NULL, 'n'},
-        {"seed", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
-        {0, 0, 0, 0}};
-    long rows = 4096, cols = 11008, threads = 0, reps = 2, seed = 1;
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
-        switch (c) {
-        case 'r': if (cli_int(CMD, "--rows", optarg, 1, 1 << 20, &rows)) return GQ_EXIT_USAGE; break;
-        case 'c': if (cli_int(CMD, "--cols", optarg, 1, 1 << 24, &cols)) return GQ_EXIT_USAGE; break;
-        case 't': if (cli_int(CMD, "--threads", optarg, 0, 4096, &threads)) return GQ_EXIT_USAGE; break;
-        case 'n': if (cli_int(CMD, "--reps", optarg, 1, 1000, &reps)) return GQ_EXIT_USAGE; break;
-        case 's': if (cli_int(CMD, "--seed", optarg, 0, 1L << 30, &seed)) return GQ_EXIT_USAGE; break;
-        case 'h':
-            printf("usage: gq-bench bench formats [--rows 4096] [--cols 11008] [--threads N]\n"
-                   "                              [--reps 2] [--seed 1]\n\n"
-                   "Quantize/dequantize throughput (million weights/s, 1 thread and N threads),\n"
-                   "SQNR and bits per weight of each format on a synthetic heavy-tailed matrix.\n"
-                   "--threads 0 (default) uses every core.\n");
-            return GQ_EXIT_OK;
-        case ':': return cli_usage_error(CMD, "%s needs a value", argv[optind - 1]);
-        default: return cli_usage_error(CMD, "unknown option '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+    long rows, cols, threads, reps, seed;
+    const cli_opt opts[] = {
+        CLI_OPT("rows", "R", CLI_INT, &rows, "rows of W", .def = "4096", .min = 1, .max = 1 << 20),
+        CLI_OPT("cols", "C", CLI_INT, &cols, "columns of W", .def = "11008", .min = 1,
+                .max = 1 << 24),
+        CLI_OPT("threads", "N", CLI_INT, &threads, "threads of the N-thread columns, 0 = every core",
+                .def = "0", .max = 4096),
+        CLI_OPT("reps", "R", CLI_INT, &reps, "runs per timing, the best is kept", .def = "2",
+                .min = 1, .max = 1000),
+        CLI_OPT("seed", "S", CLI_INT, &seed, "seed of W", .def = "1", .max = 0x1p30),
+    };
+    const cli_spec spec = {
+        .cmd = CMD,
+        .about = "Quantize/dequantize throughput (million weights/s, 1 thread and N threads),\n"
+                 "SQNR and bits per weight of each format on a synthetic heavy-tailed matrix.\n",
+        CLI_OPTS(opts)};
+    CLI_PARSE_OR_RETURN(&spec, argc, argv);
     if ((double)rows * (double)cols > 2e9)
         return cli_usage_error(CMD, "%ld x %ld is too large", rows, cols);
 

@@ -9,11 +9,11 @@
  * with cblas_sgemm, alternating with the prefill runs, best of --reps: the BLAS ceiling for this shape. ratio = prefill GFLOP/s /
  * sgemm GFLOP/s. decode = gq_decode_step one token at a time (llama2.c order of operations,
  * KV cache) over --decode-steps positions from 0, wall time. */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "cli/cli.h"
+#include "cli/cli_opts.h"
 #include "core/gq_rng.h"
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
@@ -22,49 +22,6 @@
 #include "model/gq_synth.h"
 
 #define CMD "bench forward"
-
-typedef struct {
-    const char *preset;
-    long ctx, batch, threads, reps, decode_steps, seed;
-} fwd_opts;
-
-static int parse(int argc, char **argv, fwd_opts *o)
-{
-    static const struct option longopts[] = {
-        {"preset", required_argument, 0, 'p'}, {"ctx", required_argument, 0, 'c'},
-        {"batch", required_argument, 0, 'b'},  {"threads", required_argument, 0, 'j'},
-        {"reps", required_argument, 0, 'r'},   {"decode-steps", required_argument, 0, 'd'},
-        {"seed", required_argument, 0, 's'},   {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    *o = (fwd_opts){"stories110M", 512, 1, 0, 3, 64, 1};
-    opterr = 0;
-    optind = 1;
-    int ch, bad = 0;
-    while (!bad && (ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'p': o->preset = optarg; break;
-        case 'c': bad = cli_int(CMD, "--ctx", optarg, 1, 1 << 20, &o->ctx); break;
-        case 'b': bad = cli_int(CMD, "--batch", optarg, 1, 1024, &o->batch); break;
-        case 'j': bad = cli_int(CMD, "--threads", optarg, 1, 4096, &o->threads); break;
-        case 'r': bad = cli_int(CMD, "--reps", optarg, 1, 1000, &o->reps); break;
-        case 'd': bad = cli_int(CMD, "--decode-steps", optarg, 0, 1 << 20, &o->decode_steps); break;
-        case 's': bad = cli_int(CMD, "--seed", optarg, 0, 1L << 62, &o->seed); break;
-        case 'h':
-            printf("usage: gq-bench bench forward [--preset NAME] [--ctx T] [--batch B] "
-                   "[--threads N]\n         [--reps R] [--decode-steps S] [--seed S]\n\n"
-                   "defaults: stories110M, ctx 512, batch 1, all cores, 3 reps, 64 decode steps\n"
-                   "presets: %s\n", gq_synth_preset_names());
-            return 1;
-        default:
-            return cli_usage_error(CMD, "unknown or incomplete option '%s'", argv[optind - 1]);
-        }
-    }
-    if (bad)
-        return GQ_EXIT_USAGE;
-    if (optind < argc)
-        return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
-    return 0;
-}
 
 /* All matrix products of one prefill of n tokens, back to back; returns the wall time. */
 static double sgemm_pass(const gq_model *m, int n, float *x, float *y)
@@ -83,10 +40,30 @@ static double sgemm_pass(const gq_model *m, int n, float *x, float *y)
 
 int bench_forward(int argc, char **argv)
 {
-    fwd_opts o;
-    int rc = parse(argc, argv, &o);
-    if (rc)
-        return rc == 1 ? GQ_EXIT_OK : rc;
+    struct {
+        const char *preset;
+        long ctx, batch, threads, reps, decode_steps, seed;
+    } o = {0};
+    char presets[256];
+    snprintf(presets, sizeof presets, "presets: %s\n", gq_synth_preset_names());
+    const cli_opt opts[] = {
+        CLI_OPT("preset", "NAME", CLI_STR, &o.preset, "model shape (see presets below)",
+                .def = "stories110M"),
+        CLI_OPT("ctx", "T", CLI_INT, &o.ctx, "tokens per window, at most the preset's seq_len",
+                .def = "512", .min = 1, .max = 1 << 20),
+        CLI_OPT("batch", "B", CLI_INT, &o.batch, "windows per prefill", .def = "1", .min = 1,
+                .max = 1024),
+        CLI_OPT("threads", "N", CLI_INT, &o.threads,
+                "threads (default: OMP_NUM_THREADS or all cores)", .min = 1, .max = 4096),
+        CLI_OPT("reps", "R", CLI_INT, &o.reps, "timed runs after one warm-up, the best is kept",
+                .def = "3", .min = 1, .max = 1000),
+        CLI_OPT("decode-steps", "S", CLI_INT, &o.decode_steps, "decode positions from 0",
+                .def = "64", .max = 1 << 20),
+        CLI_OPT("seed", "S", CLI_INT, &o.seed, "seed of the weights and tokens", .def = "1",
+                .max = 0x1p62),
+    };
+    const cli_spec spec = {.cmd = CMD, CLI_OPTS(opts), .epilog = presets};
+    CLI_PARSE_OR_RETURN(&spec, argc, argv);
     int threads = gq_threads_set((int)o.threads);
     gq_error err = {{0}};
     gq_config c;
@@ -108,7 +85,7 @@ int bench_forward(int argc, char **argv)
     float *x = calloc((size_t)N * width, sizeof(float)), *y = malloc((size_t)N * width * 4);
     gq_forward_ws *ws = gq_forward_ws_new(&c, N, &err);
     gq_decode *dec = gq_decode_new(&m, &err);
-    rc = GQ_EXIT_FAIL;
+    int rc = GQ_EXIT_FAIL;
     if (!tok || !logits || !x || !y || !ws || !dec) {
         if (!err.msg[0])
             gq_fail(&err, "out of memory for %d tokens", N);

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "cli/cli_opts.h"
 #include "core/gq_assets.h"
 #include "core/gq_fileio.h"
 #include "core/gq_time.h"
@@ -22,48 +23,31 @@ static double cpu_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void help(void)
-{
-    printf("usage: gq-bench bench tokenizer [--data D] [--mb N] [--tokenizer T]...\n\n"
-           "Builds a text of N MB (default 10) by repeating file D (default\n"
-           "text/tinystories-train/train.txt) in memory, then times one encode (with BOS)\n"
-           "of the whole text per tokenizer (default: models/stories260K/tok512.bin and\n"
-           "tokenizers/llama2/tokenizer.bin). Single-threaded.\n");
-}
-
 int bench_tokenizer(int argc, char **argv)
 {
-    const char *data_arg = "text/tinystories-train/train.txt";
-    const char *toks[8];
-    int n_toks = 0;
-    long mb = 10;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has_val = i + 1 < argc;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            help();
-            return GQ_EXIT_OK;
-        } else if (strcmp(a, "--data") == 0 && has_val) {
-            data_arg = argv[++i];
-        } else if (strcmp(a, "--mb") == 0 && has_val) {
-            if (cli_int(CMD, a, argv[++i], 1, 1024, &mb) != 0)
-                return GQ_EXIT_USAGE;
-        } else if (strcmp(a, "--tokenizer") == 0 && has_val) {
-            if (n_toks == 8)
-                return cli_usage_error(CMD, "at most 8 --tokenizer options");
-            toks[n_toks++] = argv[++i];
-        } else {
-            return cli_usage_error(CMD, "unknown option or missing value: '%s'", a);
-        }
-    }
-    if (n_toks == 0) {
-        toks[n_toks++] = "models/stories260K/tok512.bin";
-        toks[n_toks++] = "tokenizers/llama2/tokenizer.bin";
+    char path[CLI_PATH_MAX] = "";
+    cli_list toks = {0};
+    long mb;
+    const cli_opt opts[] = {
+        CLI_OPT("data", "D", CLI_ASSET, path, "text repeated in memory to N MB",
+                .def = "text/tinystories-train/train.txt"),
+        CLI_OPT("mb", "N", CLI_INT, &mb, "size of the text in MB", .def = "10", .min = 1,
+                .max = 1024),
+        CLI_OPT("tokenizer", "T", CLI_LIST, &toks,
+                "llama2.c tokenizer.bin, one row each (default: models/stories260K/tok512.bin\n"
+                "and tokenizers/llama2/tokenizer.bin)", .max = 8),
+    };
+    const cli_spec spec = {
+        .cmd = CMD,
+        .about = "Times one encode (with BOS) of a text of N MB, built by repeating file D in\n"
+                 "memory, per tokenizer. Single-threaded.\n",
+        CLI_OPTS(opts)};
+    CLI_PARSE_OR_RETURN(&spec, argc, argv);
+    if (toks.n == 0) {
+        toks.v[toks.n++] = "models/stories260K/tok512.bin";
+        toks.v[toks.n++] = "tokenizers/llama2/tokenizer.bin";
     }
     gq_error err = {{0}};
-    char path[4096];
-    if (gq_asset_resolve(data_arg, path, sizeof path, &err) != 0)
-        return cli_report(CMD, &err, GQ_EXIT_USAGE);
     char *src = NULL;
     size_t src_len = 0;
     if (gq_read_file(path, &src, &src_len, &err) != 0)
@@ -87,9 +71,9 @@ int bench_tokenizer(int argc, char **argv)
     /* Every tokenizer is loaded before the table starts, so a bad one prints no half table. */
     gq_tokenizer *tk[8] = {0};
     int status = GQ_EXIT_OK;
-    for (int k = 0; k < n_toks && status == GQ_EXIT_OK; k++) {
+    for (int k = 0; k < toks.n && status == GQ_EXIT_OK; k++) {
         char tp[4096];
-        if (gq_asset_resolve(toks[k], tp, sizeof tp, &err) != 0 ||
+        if (gq_asset_resolve(toks.v[k], tp, sizeof tp, &err) != 0 ||
             gq_tokenizer_load(tp, 0, &tk[k], &err) != 0)
             status = cli_report(CMD, &err, GQ_EXIT_USAGE);
     }
@@ -99,7 +83,7 @@ int bench_tokenizer(int argc, char **argv)
         printf("%-36s %6s %10s %8s %8s %8s %11s\n", "tokenizer", "vocab", "tokens", "wall s",
                "cpu s", "MB/s", "tokens/s");
     }
-    for (int k = 0; k < n_toks && status == GQ_EXIT_OK; k++) {
+    for (int k = 0; k < toks.n && status == GQ_EXIT_OK; k++) {
         int *ids = NULL;
         size_t n = 0;
         double t0 = gq_now(), c0 = cpu_seconds();
@@ -110,10 +94,10 @@ int bench_tokenizer(int argc, char **argv)
             status = cli_report(CMD, &err, GQ_EXIT_FAIL);
             break;
         }
-        printf("%-36s %6d %10zu %8.3f %8.3f %8.2f %11.0f\n", toks[k],
+        printf("%-36s %6d %10zu %8.3f %8.3f %8.2f %11.0f\n", toks.v[k],
                gq_tokenizer_vocab_size(tk[k]), n, s, cs, len / s / 1e6, n / s);
     }
-    for (int k = 0; k < n_toks; k++)
+    for (int k = 0; k < toks.n; k++)
         gq_tokenizer_free(tk[k]);
     free(text);
     return status;

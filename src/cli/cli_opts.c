@@ -130,6 +130,11 @@ static bool is_given(const cli_opt *o)
     return false;
 }
 
+static bool is_file(const cli_opt *o)
+{
+    return o->kind == CLI_IN || o->kind == CLI_ASSET || o->kind == CLI_OUT;
+}
+
 /* ---- parsing --------------------------------------------------------------------------- */
 
 static const cli_opt *find(const cli_spec *s, const char *name, size_t len)
@@ -160,9 +165,11 @@ static int report_missing(const cli_spec *s)
 
 int cli_parse(const cli_spec *s, int argc, char **argv)
 {
+    /* Defaults first, except files: a default file is checked only when it is used (after
+     * the arguments), so that --help or another choice never depends on it. */
     for (int i = 0; i < s->n_opts; i++) {
         const cli_opt *o = &s->opts[i];
-        if (o->def) {
+        if (o->def && !is_file(o)) {
             int rc = set_value(s, o, o->def);
             if (rc)
                 return rc; /* a bad table: the message names the option */
@@ -202,6 +209,14 @@ int cli_parse(const cli_spec *s, int argc, char **argv)
         int rc = set_value(s, o, v);
         if (rc)
             return rc;
+    }
+    for (int i = 0; i < s->n_opts; i++) {
+        const cli_opt *o = &s->opts[i];
+        if (o->def && is_file(o) && !is_given(o)) {
+            int rc = set_value(s, o, o->def);
+            if (rc)
+                return rc;
+        }
     }
     if (s->pos && s->pos_required && !*s->pos)
         return cli_usage_error(s->cmd, "missing the %s", s->pos_what);
