@@ -275,7 +275,8 @@ void cli_help(const cli_spec *s)
         int len = (int)strlen(label);
         width = len > width ? len : width;
     }
-    printf("\n");
+    if (s->n_opts > 0)
+        printf("\n");
     for (int i = 0; i < s->n_opts; i++) {
         const cli_opt *o = &s->opts[i];
         char label[160];

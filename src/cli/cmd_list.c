@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_opts.h"
 #include "formats/gq_format.h"
 #ifdef GQ_HAVE_METHODS
 #include "methods/gq_method.h"
@@ -42,16 +43,18 @@ static void list_methods(void)
 
 int cmd_list(int argc, char **argv)
 {
-    if (argc > 2)
-        return cli_usage_error("list", "expected at most one argument, got %d", argc - 1);
-    const char *what = argc == 2 ? argv[1] : "all";
-    if (strcmp(what, "--help") == 0 || strcmp(what, "-h") == 0) {
-        printf("usage: gq-bench list [formats|methods]\n\n"
-               "Prints the registered plugins with a summary, their parameters, types, defaults\n"
-               "and ranges. Parameters are given in JSON ({\"name\": \"int\", \"bits\": 3}) or\n"
-               "on the command line with --set key=value.\n");
-        return GQ_EXIT_OK;
-    }
+    const char *what = NULL;
+    const cli_spec spec = {
+        .cmd = "list",
+        .about = "Prints the registered plugins with a summary, their parameters, types, defaults\n"
+                 "and ranges. Parameters are given in JSON ({\"name\": \"int\", \"bits\": 3}) or\n"
+                 "on the command line with --set key=value.\n",
+        .pos_meta = "formats|methods",
+        .pos_what = "list",
+        .pos = &what};
+    CLI_PARSE_OR_RETURN(&spec, argc, argv);
+    if (!what)
+        what = "all";
     bool formats = strcmp(what, "formats") == 0, methods = strcmp(what, "methods") == 0;
     if (!formats && !methods && strcmp(what, "all") != 0)
         return cli_usage_error("list", "unknown list '%s' (expected formats or methods)", what);

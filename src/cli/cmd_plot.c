@@ -4,35 +4,26 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_opts.h"
 #include "runner/gq_results.h"
-
-static void help(void)
-{
-    printf("usage: gq-bench plot RESULTS_DIR [--out DIR]\n\n"
-           "Redraws the charts of results/<experiment>/results.csv (gnuplot, pngcairo) into\n"
-           "plots/<experiment>/ next to the results directory, or into --out DIR.\n");
-}
 
 int cmd_plot(int argc, char **argv)
 {
     const char *dir = NULL, *out = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            help();
-            return GQ_EXIT_OK;
-        } else if (!strcmp(argv[i], "--out")) {
-            if (i + 1 >= argc)
-                return cli_usage_error("plot", "--out needs a directory");
-            out = argv[++i];
-        } else if (argv[i][0] == '-')
-            return cli_usage_error("plot", "unknown option '%s'", argv[i]);
-        else if (dir)
-            return cli_usage_error("plot", "more than one results directory");
-        else
-            dir = argv[i];
-    }
-    if (!dir)
-        return cli_usage_error("plot", "missing the results directory (results/<experiment>)");
+    const cli_opt opts[] = {
+        CLI_OPT("out", "DIR", CLI_STR, &out,
+                "chart directory (default: plots/<experiment> beside results/)"),
+    };
+    const cli_spec spec = {
+        .cmd = "plot",
+        .about = "Redraws the charts of results/<experiment>/results.csv (gnuplot, pngcairo) into\n"
+                 "plots/<experiment>/ next to the results directory, or into --out DIR.\n",
+        CLI_OPTS(opts),
+        .pos_meta = "RESULTS_DIR",
+        .pos_what = "results directory (results/<experiment>)",
+        .pos = &dir,
+        .pos_required = true};
+    CLI_PARSE_OR_RETURN(&spec, argc, argv);
     /* results/<name> -> plots/<name> beside it */
     char trimmed[4096], a[4096], b[4096], plots[8400];
     snprintf(trimmed, sizeof trimmed, "%s", dir);

@@ -1,74 +1,55 @@
 /* gq-bench run: run an experiment file (sweep of methods x formats x parameters). */
 #include <stdio.h>
-#include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_opts.h"
 #include "core/gq_log.h"
 #include "core/gq_threads.h"
 #include "runner/gq_experiment.h"
 #include "runner/gq_run.h"
 
-static void help(void)
-{
-    printf("usage: gq-bench run EXPERIMENT.json [options]\n\n"
-           "Quantizes the model once per sweep cell, evaluates perplexity, KL divergence and top-1\n"
-           "agreement against the unquantized baseline on the same windows, and writes\n"
-           "results/<name>/results.csv, results/<name>/results.h5 and plots/<name>/*.png.\n"
-           "Finished cells are journaled: running the same command again after an interruption\n"
-           "finishes the remaining cells. The file format is described in README.md\n"
-           "(\"Experiment files\").\n\n"
-           "options:\n"
-           "  --dry-run        validate and print the cells, do nothing else\n"
-           "  --out-dir DIR    write results/ and plots/ under DIR (default: .)\n"
-           "  --threads N      threads in total (default: OMP_NUM_THREADS or all cores)\n"
-           "  --jobs N         run N cells side by side, threads split between them (default 1)\n"
-           "  --fresh          discard results of a different definition of this experiment\n"
-           "  --no-plots       do not draw charts\n"
-           "  --quiet          only warnings and the summary table\n\n"
-           "exit status: 0 done, 1 a cell failed (finished cells are kept), 2 invalid experiment\n"
-           "or options (nothing was written)\n");
-}
-
 int cmd_run(int argc, char **argv)
 {
     const char *file = NULL;
     gq_run_opts o = {.out_dir = ".", .threads = 0, .jobs = 1, .plots = true, .summary = stdout};
-    bool dry = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        long v;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            help();
-            return GQ_EXIT_OK;
-        } else if (!strcmp(a, "--dry-run"))
-            dry = true;
-        else if (!strcmp(a, "--fresh"))
-            o.fresh = true;
-        else if (!strcmp(a, "--no-plots"))
-            o.plots = false;
-        else if (!strcmp(a, "--quiet"))
-            gq_log_set_level(GQ_LOG_WARN);
-        else if (!strcmp(a, "--out-dir") || !strcmp(a, "--threads") || !strcmp(a, "--jobs")) {
-            if (i + 1 >= argc)
-                return cli_usage_error("run", "%s needs a value", a);
-            const char *val = argv[++i];
-            if (!strcmp(a, "--out-dir"))
-                o.out_dir = val;
-            else if (cli_int("run", a, val, 1, 4096, &v))
-                return GQ_EXIT_USAGE;
-            else if (!strcmp(a, "--threads"))
-                o.threads = (int)v;
-            else
-                o.jobs = (int)v;
-        } else if (a[0] == '-')
-            return cli_usage_error("run", "unknown option '%s'", a);
-        else if (file)
-            return cli_usage_error("run", "more than one experiment file ('%s', '%s')", file, a);
-        else
-            file = a;
-    }
-    if (!file)
-        return cli_usage_error("run", "missing the experiment file");
+    bool dry = false, no_plots = false, quiet = false;
+    long threads = 0, jobs = 1;
+    const cli_opt opts[] = {
+        CLI_OPT("dry-run", NULL, CLI_FLAG, &dry, "validate and print the cells, do nothing else"),
+        CLI_OPT("out-dir", "DIR", CLI_STR, &o.out_dir, "write results/ and plots/ under DIR",
+                .def = "."),
+        CLI_OPT("threads", "N", CLI_INT, &threads,
+                "threads in total (default: OMP_NUM_THREADS or all cores)", .min = 1,
+                .max = 4096),
+        CLI_OPT("jobs", "N", CLI_INT, &jobs, "run N cells side by side, threads split between them",
+                .def = "1", .min = 1, .max = 4096),
+        CLI_OPT("fresh", NULL, CLI_FLAG, &o.fresh,
+                "discard results of a different definition of this experiment"),
+        CLI_OPT("no-plots", NULL, CLI_FLAG, &no_plots, "do not draw charts"),
+        CLI_OPT("quiet", NULL, CLI_FLAG, &quiet, "only warnings and the summary table"),
+    };
+    const cli_spec spec = {
+        .cmd = "run",
+        .about =
+            "Quantizes the model once per sweep cell, evaluates perplexity, KL divergence and\n"
+            "top-1 agreement against the unquantized baseline on the same windows, and writes\n"
+            "results/<name>/results.csv, results/<name>/results.h5 and plots/<name>/*.png.\n"
+            "Finished cells are journaled: running the same command again after an interruption\n"
+            "finishes the remaining cells. The file format is described in README.md\n"
+            "(\"Experiment files\").\n",
+        CLI_OPTS(opts),
+        .pos_meta = "EXPERIMENT.json",
+        .pos_what = "experiment file",
+        .pos = &file,
+        .pos_required = true,
+        .epilog = "exit status: 0 done, 1 a cell failed (finished cells are kept), 2 invalid\n"
+                  "experiment or options (nothing was written)\n"};
+    CLI_PARSE_OR_RETURN(&spec, argc, argv);
+    o.plots = !no_plots;
+    o.threads = (int)threads;
+    o.jobs = (int)jobs;
+    if (quiet)
+        gq_log_set_level(GQ_LOG_WARN);
     o.threads = gq_threads_set(o.threads);
     if (o.jobs > o.threads)
         return cli_usage_error("run", "--jobs %d is more than the %d threads", o.jobs, o.threads);
