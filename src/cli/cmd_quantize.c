@@ -10,6 +10,7 @@
 #include "calib/gq_calib.h"
 #include "cli/cli.h"
 #include "cli/cli_model.h"
+#include "cli/cli_opts.h"
 #include "core/gq_assets.h"
 #include "core/gq_fileio.h"
 #include "core/gq_log.h"
@@ -22,118 +23,67 @@
 
 static const char *CMD = "quantize";
 
-#define MAX_RULES 64
-
-static void help(void)
-{
-    printf("usage: gq-bench quantize --model M --tokenizer T --method NAME --format NAME\n"
-           "         [--set key=value ...] [--method-set key=value ...]\n"
-           "         [--rule 'PATTERN=FORMATJSON|fp' ...] [--calib-data D] [--n-calib N]\n"
-           "         [--calib-ctx L] [--seed S] [--propagate fp|quantized] [--threads N]\n"
-           "         --out Q.bin [--json]\n\n"
-           "Quantizes every linear layer of every block with the method and format (the\n"
-           "format's parameters by --set, the method's by --method-set; see gq-bench list).\n"
-           "Embeddings, norms and the classifier stay fp32 unless a rule names them.\n"
-           "  --model M        llama2.c checkpoint (legacy or version 1); assets: paths work\n"
-           "  --tokenizer T    llama2.c tokenizer.bin matching the model's vocabulary\n"
-           "  --method NAME    rtn, gptq, awq, praq, affinequant (gq-bench list methods)\n"
-           "  --format NAME    a registered format (gq-bench list formats)\n"
-           "  --set k=v        a format parameter (repeatable), e.g. --set bits=3\n"
-           "  --method-set k=v a method parameter (repeatable), e.g. --method-set act_order=true\n"
-           "  --rule P=F       tensors matching the glob P (\"layers.*.attn.*\", \"classifier\")\n"
-           "                   use format F, a JSON object {\"name\": ..., params} or \"fp\";\n"
-           "                   the first matching rule wins\n"
-           "  --calib-data D   calibration text (default: TinyStories validation text for\n"
-           "                   models whose path names \"stories\", WikiText-2 test otherwise)\n"
-           "                   (loaded for every method: RTN reports errors on it too)\n"
-           "  --n-calib N      calibration windows (default 16), drawn with --seed (default 0)\n"
-           "  --calib-ctx L    tokens per window (default: min(256, the model's seq_len))\n"
-           "  --propagate      next block's inputs from the fp or the quantized block\n"
-           "                   (default: the method's reference choice)\n"
-           "  --threads N      threads (default: OMP_NUM_THREADS or all cores)\n"
-           "  --out Q.bin      output checkpoint, written atomically (checked writable first;\n"
-           "                   methods that leave explicit transforms are refused)\n"
-           "  --json           print the report as one JSON object\n"
-           "Output: Q.bin holds the reconstructions in fp32 (fake quantization). The report\n"
-           "gives per tensor: format, bits per weight, the relative reconstruction error\n"
-           "||WX - QX||^2 / ||WX||^2 on the calibration inputs of that layer (X from the\n"
-           "method's FP block, W the weights handed to the format), and method metrics.\n");
-}
-
 typedef struct {
-    const char *model, *tokenizer, *method, *format, *calib, *out, *propagate;
+    char model[CLI_PATH_MAX], tokenizer[CLI_PATH_MAX], calib[CLI_PATH_MAX];
+    const char *method, *format, *out, *propagate;
     json_t *fmt_params, *method_params;
-    const char *rules[MAX_RULES];
-    int n_rules;
+    cli_list rules;
     long n_calib, calib_ctx, seed, threads;
     bool json;
 } q_args;
 
 static int parse(int argc, char **argv, q_args *a)
 {
-    a->n_calib = 16;
-    a->calib_ctx = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        bool v = i + 1 < argc;
-        gq_error err = {{0}};
-        if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
-            help();
-            return 1;
-        } else if (strcmp(o, "--json") == 0) {
-            a->json = true;
-        } else if (strcmp(o, "--model") == 0 && v) {
-            a->model = argv[++i];
-        } else if (strcmp(o, "--tokenizer") == 0 && v) {
-            a->tokenizer = argv[++i];
-        } else if (strcmp(o, "--method") == 0 && v) {
-            a->method = argv[++i];
-        } else if (strcmp(o, "--format") == 0 && v) {
-            a->format = argv[++i];
-        } else if (strcmp(o, "--calib-data") == 0 && v) {
-            a->calib = argv[++i];
-        } else if (strcmp(o, "--out") == 0 && v) {
-            a->out = argv[++i];
-        } else if (strcmp(o, "--propagate") == 0 && v) {
-            a->propagate = argv[++i];
-            if (strcmp(a->propagate, "fp") != 0 && strcmp(a->propagate, "quantized") != 0) {
-                cli_usage_error(CMD, "--propagate: expected fp or quantized, got '%s'", a->propagate);
-                return -1;
-            }
-        } else if ((strcmp(o, "--set") == 0 || strcmp(o, "--method-set") == 0) && v) {
-            json_t **obj = o[2] == 's' ? &a->fmt_params : &a->method_params;
-            if (gq_params_apply_set(obj, argv[++i], &err) != 0) {
-                cli_usage_error(CMD, "%s: %s", o, err.msg);
-                return -1;
-            }
-        } else if (strcmp(o, "--rule") == 0 && v) {
-            if (a->n_rules == MAX_RULES) {
-                cli_usage_error(CMD, "--rule: at most %d rules", MAX_RULES);
-                return -1;
-            }
-            a->rules[a->n_rules++] = argv[++i];
-        } else if (strcmp(o, "--n-calib") == 0 && v) {
-            if (cli_int(CMD, o, argv[++i], 1, 1 << 20, &a->n_calib) != 0)
-                return -1;
-        } else if (strcmp(o, "--calib-ctx") == 0 && v) {
-            if (cli_int(CMD, o, argv[++i], 2, 1 << 20, &a->calib_ctx) != 0)
-                return -1;
-        } else if (strcmp(o, "--seed") == 0 && v) {
-            if (cli_int(CMD, o, argv[++i], 0, 1L << 62, &a->seed) != 0)
-                return -1;
-        } else if (strcmp(o, "--threads") == 0 && v) {
-            if (cli_int(CMD, o, argv[++i], 1, 4096, &a->threads) != 0)
-                return -1;
-        } else {
-            cli_usage_error(CMD, "unknown option or missing value: '%s'", o);
-            return -1;
-        }
-    }
-    if (!a->model || !a->tokenizer || !a->method || !a->format || !a->out) {
-        cli_usage_error(CMD, "--model, --tokenizer, --method, --format and --out are required");
-        return -1;
-    }
-    return 0;
+    const cli_opt opts[] = {
+        CLI_OPT("model", "M", CLI_ASSET, a->model,
+                "llama2.c checkpoint (legacy or version 1); assets: paths work", .required = true),
+        CLI_OPT("tokenizer", "T", CLI_ASSET, a->tokenizer,
+                "llama2.c tokenizer.bin matching the model's vocabulary", .required = true),
+        CLI_OPT("method", "NAME", CLI_STR, &a->method,
+                "rtn, gptq, awq, praq, affinequant (gq-bench list methods)", .required = true),
+        CLI_OPT("format", "NAME", CLI_STR, &a->format,
+                "a registered format (gq-bench list formats)", .required = true),
+        CLI_OPT("set", "k=v", CLI_CALL, &a->fmt_params, "a format parameter, e.g. --set bits=3",
+                .parse = cli_set_param, .repeat = true),
+        CLI_OPT("method-set", "k=v", CLI_CALL, &a->method_params,
+                "a method parameter, e.g. --method-set act_order=true", .parse = cli_set_param,
+                .repeat = true),
+        CLI_OPT("rule", "P=F", CLI_LIST, &a->rules,
+                "tensors matching the glob P (\"layers.*.attn.*\", \"classifier\")\n"
+                "use format F, a JSON object {\"name\": ..., params} or \"fp\";\n"
+                "the first matching rule wins", .max = CLI_LIST_MAX),
+        CLI_OPT("calib-data", "D", CLI_ASSET, a->calib,
+                "calibration text (default: TinyStories validation text for\n"
+                "models whose path names \"stories\", WikiText-2 test otherwise)\n"
+                "(loaded for every method: RTN reports errors on it too)"),
+        CLI_OPT("n-calib", "N", CLI_INT, &a->n_calib, "calibration windows, drawn with --seed",
+                .def = "16", .min = 1, .max = 1 << 20),
+        CLI_OPT("calib-ctx", "L", CLI_INT, &a->calib_ctx,
+                "tokens per window (default: min(256, the model's seq_len))", .min = 2,
+                .max = 1 << 20),
+        CLI_OPT("seed", "S", CLI_INT, &a->seed, "seed of the calibration window offsets",
+                .def = "0", .max = 0x1p62),
+        CLI_OPT("propagate", "P", CLI_CHOICE, &a->propagate,
+                "fp or quantized: which block's outputs feed the next block\n"
+                "(default: the method's reference choice)", .choices = "fp|quantized"),
+        CLI_OPT("threads", "N", CLI_INT, &a->threads,
+                "threads (default: OMP_NUM_THREADS or all cores)", .min = 1, .max = 4096),
+        CLI_OPT("out", "Q.bin", CLI_OUT, &a->out,
+                "output checkpoint, written atomically (checked writable first;\n"
+                "methods that leave explicit transforms are refused)", .required = true),
+        CLI_OPT("json", NULL, CLI_FLAG, &a->json, "print the report as one JSON object"),
+    };
+    const cli_spec spec = {
+        .cmd = CMD,
+        .about = "Quantizes every linear layer of every block with the method and format (the\n"
+                 "format's parameters by --set, the method's by --method-set; see gq-bench list).\n"
+                 "Embeddings, norms and the classifier stay fp32 unless a rule names them.\n",
+        CLI_OPTS(opts),
+        .epilog = "Output: Q.bin holds the reconstructions in fp32 (fake quantization). The report\n"
+                  "gives per tensor: format, bits per weight, the relative reconstruction error\n"
+                  "||WX - QX||^2 / ||WX||^2 on the calibration inputs of that layer (X from the\n"
+                  "method's FP block, W the weights handed to the format), and method metrics.\n"};
+    return cli_parse(&spec, argc, argv);
 }
 
 /* "PATTERN=FORMATJSON|fp" */
@@ -246,7 +196,7 @@ int cmd_quantize(int argc, char **argv)
     if (prc != 0) {
         json_decref(a.fmt_params);
         json_decref(a.method_params);
-        return prc > 0 ? GQ_EXIT_OK : GQ_EXIT_USAGE;
+        return prc == 1 ? GQ_EXIT_OK : prc;
     }
     if (a.threads)
         gq_threads_set((int)a.threads);
@@ -254,7 +204,7 @@ int cmd_quantize(int argc, char **argv)
     int status = GQ_EXIT_USAGE;
     gq_quant_plan plan;
     memset(&plan, 0, sizeof plan);
-    gq_tensor_rule rules[MAX_RULES];
+    gq_tensor_rule rules[CLI_LIST_MAX];
     int n_rules = 0;
     gq_model m = {0}, out = {0};
     gq_tokenizer *tok = NULL;
@@ -262,7 +212,7 @@ int cmd_quantize(int argc, char **argv)
     int *calib_tokens = NULL;
     gq_quant_report rep = {0};
     bool have_report = false;
-    char model_path[1024], tok_path[1024], calib_path[1024] = "";
+    char model_path[CLI_PATH_MAX], tok_path[CLI_PATH_MAX], calib_path[CLI_PATH_MAX] = "";
 
     /* An unknown name is the --method/--format value's fault, an unknown key --set's. */
     if (gq_method_cfg_init(&plan.method, a.method, a.method_params,
@@ -276,10 +226,8 @@ int cmd_quantize(int argc, char **argv)
                       "(in memory)", a.method);
         goto done;
     }
-    if (gq_check_writable("--out", a.out, &err))
-        goto done;
-    for (; n_rules < a.n_rules; n_rules++)
-        if (parse_rule(a.rules[n_rules], n_rules, &rules[n_rules], &err))
+    for (; n_rules < a.rules.n; n_rules++)
+        if (parse_rule(a.rules.v[n_rules], n_rules, &rules[n_rules], &err))
             goto done;
     plan.rules = rules;
     plan.n_rules = n_rules;
@@ -293,7 +241,7 @@ int cmd_quantize(int argc, char **argv)
     /* Calibration windows are loaded for every method (RTN too) so that every report measures
      * reconstruction errors on the same inputs. */
     {
-        const char *calib = a.calib ? a.calib
+        const char *calib = a.calib[0] ? a.calib
                             : strstr(model_path, "stories") ? "text/tinystories/tinystories_val.txt"
                                                             : "text/wikitext-2-raw/wiki.test.raw";
         int ctx = (int)(a.calib_ctx ? a.calib_ctx : (m.cfg.seq_len < 256 ? m.cfg.seq_len : 256));
