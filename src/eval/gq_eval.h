@@ -133,8 +133,8 @@ int gq_eval_perplexity(const gq_model *m, const gq_dataset *ds, const gq_eval_op
 
 /* Bytes a stored baseline of this evaluation takes in memory and on disk:
  * 136 + scored * (vocab * 4 + 12) with scored = windows * (ctx - 1 - first scored position),
- * windows as gq_eval_run would evaluate them. 0 when the inputs are invalid (err set) or the
- * size overflows (err says so). */
+ * windows as gq_eval_run would evaluate them. SIZE_MAX when that overflows size_t; 0 when the
+ * inputs are invalid (err set). */
 size_t gq_eval_stored_bytes(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *opts,
                             gq_error *err);
 

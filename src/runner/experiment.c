@@ -116,17 +116,28 @@ static int parse_eval(gq_experiment *e, json_t *root, gq_error *err)
     json_t *ev = json_object_get(root, "eval");
     if (!json_is_object(ev))
         return gq_fail(err, ev ? "$.eval: expected an object" : "$: missing \"eval\"");
-    static const char *const keys[] = {"text", "protocol", "ctx", "max_windows", NULL};
-    char proto[32];
+    static const char *const keys[] = {"text", "protocol", "ctx", "max_windows", "kl_baseline",
+                                       NULL};
+    char proto[32], klb[32];
     long long ctx, maxw;
     if (ju_check_keys(ev, "$.eval", keys, err) ||
         ju_file(ev, "text", "$.eval", e->eval_path, sizeof e->eval_path, err) ||
         ju_string(ev, "protocol", "$.eval", "full", proto, sizeof proto, err) ||
         ju_int(ev, "ctx", "$.eval", false, 256, 4, 1 << 20, &ctx, err) ||
-        ju_int(ev, "max_windows", "$.eval", false, 0, 0, 1 << 30, &maxw, err))
+        ju_int(ev, "max_windows", "$.eval", false, 0, 0, 1 << 30, &maxw, err) ||
+        ju_string(ev, "kl_baseline", "$.eval", "auto", klb, sizeof klb, err))
         return -1;
     if (gq_ppl_protocol_parse(proto, &e->protocol, err))
         return gq_fail_prefix(err, "$.eval.protocol");
+    if (strcmp(klb, "auto") == 0)
+        e->kl_baseline = GQ_KL_AUTO;
+    else if (strcmp(klb, "stored") == 0)
+        e->kl_baseline = GQ_KL_STORED;
+    else if (strcmp(klb, "paired") == 0)
+        e->kl_baseline = GQ_KL_PAIRED;
+    else
+        return gq_fail(err, "$.eval.kl_baseline: \"%s\" is not one of \"auto\", \"stored\", "
+                            "\"paired\"", klb);
     e->ctx = (int)ctx;
     e->max_windows = (int)maxw;
     return 0;

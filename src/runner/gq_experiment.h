@@ -21,6 +21,11 @@
 #include "methods/gq_method.h"
 #include "model/gq_model.h"
 
+/* How cells measure KL / top-1 against the baseline ($.eval.kl_baseline): keep the baseline's
+ * log-probabilities (stored), rerun the baseline model beside each cell (paired), or stored
+ * when that fits the budget (auto; see gq_run.h). */
+typedef enum { GQ_KL_AUTO = 0, GQ_KL_STORED, GQ_KL_PAIRED } gq_kl_baseline;
+
 /* A swept parameter. target says what it changes. */
 typedef enum { GQ_AXIS_FORMAT, GQ_AXIS_METHOD, GQ_AXIS_N_CALIB, GQ_AXIS_CALIB_CTX } gq_axis_target;
 
@@ -79,6 +84,7 @@ typedef struct gq_experiment {
     gq_ppl_protocol protocol;
     int ctx;
     int max_windows;        /* 0 = every window */
+    gq_kl_baseline kl_baseline;
 
     /* calibration (used by methods that need it) */
     bool has_calib;

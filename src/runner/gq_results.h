@@ -15,7 +15,9 @@
  *   eval_tok_s (tokens through the model per second of evaluation), peak_rss_mb (process peak
  *   RSS at the end of the cell, MB = 1e6 bytes), threads, decode_tok_s, prefill_tok_s,
  *   packed_bytes (empty: see the HDF5 attribute empty_columns), protocol, ctx, eval_windows,
- *   eval_tokens, scored, tokenizer, eval_text, eval_sha256, calib_text, calib_sha256, n_calib,
+ *   eval_tokens, scored, kl_reference (how kl_div and top1_pct were measured: "stored"
+ *   baseline log-probabilities, "paired" baseline model rerun on the same batches, "self" for
+ *   the baseline row), tokenizer, eval_text, eval_sha256, calib_text, calib_sha256, n_calib,
  *   calib_ctx, seed, config_sha256, model_sha256, tokenizer_sha256, version, revision. */
 #include <stdio.h>
 
@@ -34,6 +36,7 @@ typedef struct gq_cell_run {
     int threads;
     double peak_rss_mb;
     size_t calib_first; /* first token calibration windows may start at */
+    const char *kl_reference; /* "stored", "paired", or "self" for the baseline */
 } gq_cell_run;
 
 /* The journal record of a finished cell: {"row": {...}, "tensors": [...], "notes": [...]}. */

@@ -6,12 +6,22 @@
  * Outputs go to <out_dir>/results/<name>/ (results.csv, results.h5, .journal/) and
  * <out_dir>/plots/<name>/ (PNG charts). Cells run in order, or `jobs` at a time on threads
  * with `threads / jobs` OpenMP/BLAS threads each; a cell's numbers depend only on the
- * experiment and that per-cell thread count. */
+ * experiment and that per-cell thread count.
+ *
+ * KL / top-1 reference ($.eval.kl_baseline, see eval/gq_eval.h): "stored" keeps the baseline's
+ * fp32 log-probabilities in memory and in the journal (.journal/baseline.logp) for every cell;
+ * "paired" keeps nothing and reruns the unquantized model on each batch beside every cell;
+ * "auto" (default) stores when 136 + scored * (vocab * 4 + 12) bytes is at most the budget,
+ * GQ_KL_BUDGET_DEFAULT (1 GiB) or GQ_KL_BUDGET_BYTES from the environment when set, and
+ * pairs otherwise. Both give the same numbers; the column kl_reference says which one each
+ * cell used. */
 #include <stdbool.h>
 #include <stdio.h>
 
 #include "core/gq_error.h"
 #include "runner/gq_experiment.h"
+
+#define GQ_KL_BUDGET_DEFAULT (1ull << 30)
 
 typedef struct gq_run_opts {
     const char *out_dir; /* "." by default */

@@ -36,7 +36,8 @@ static const coldef tail_cols[] = {
     {"eval_tok_s", GQ_COL_REAL},   {"peak_rss_mb", GQ_COL_REAL},   {"threads", GQ_COL_INT},
     {"decode_tok_s", GQ_COL_REAL}, {"prefill_tok_s", GQ_COL_REAL}, {"packed_bytes", GQ_COL_INT},
     {"protocol", GQ_COL_TEXT},     {"ctx", GQ_COL_INT},            {"eval_windows", GQ_COL_INT},
-    {"eval_tokens", GQ_COL_INT},   {"scored", GQ_COL_INT},         {"tokenizer", GQ_COL_TEXT},
+    {"eval_tokens", GQ_COL_INT},   {"scored", GQ_COL_INT},         {"kl_reference", GQ_COL_TEXT},
+    {"tokenizer", GQ_COL_TEXT},
     {"eval_text", GQ_COL_TEXT},    {"eval_sha256", GQ_COL_TEXT},   {"calib_text", GQ_COL_TEXT},
     {"calib_sha256", GQ_COL_TEXT}, {"n_calib", GQ_COL_INT},        {"calib_ctx", GQ_COL_INT},
     {"calib_first_token", GQ_COL_INT},
@@ -178,6 +179,7 @@ json_t *gq_results_record(const gq_experiment *e, const gq_cell *c, const gq_cel
     set_int(row, "eval_windows", (long long)ev->windows);
     set_int(row, "eval_tokens", (long long)ev->tokens);
     set_int(row, "scored", (long long)ev->scored);
+    set_str(row, "kl_reference", r->kl_reference);
     set_str(row, "tokenizer", base_name(e->tokenizer_path, buf, sizeof buf));
     set_str(row, "eval_text", base_name(e->eval_path, buf, sizeof buf));
     set_str(row, "eval_sha256", e->eval_sha256);
@@ -261,6 +263,24 @@ static gq_table *cell_table(const gq_experiment *e, const gq_cell *c, json_t *re
     return t;
 }
 
+/* How the cells' KL / top-1 were measured, from their kl_reference column (a resumed run may
+ * mix modes; both give the same numbers). */
+static void kl_reference_text(const gq_table *t, char *out, size_t n)
+{
+    bool stored = false, paired = false;
+    for (size_t r = 0; r < gq_table_n_rows(t); r++) {
+        const char *k = gq_table_str(t, r, "kl_reference");
+        stored |= k && strcmp(k, "stored") == 0;
+        paired |= k && strcmp(k, "paired") == 0;
+    }
+    snprintf(out, n, "KL and top-1 against %s",
+             stored && paired ? "the baseline's stored fp32 log-probabilities in some cells and "
+                                "the baseline model rerun on the same batches (paired) in others"
+             : paired ? "the baseline model rerun on the same batches of windows (paired)"
+             : stored ? "the baseline's stored fp32 log-probabilities"
+                      : "the baseline (no quantized cells)");
+}
+
 static void environment_attrs(const gq_experiment *e, gq_table *t)
 {
     json_t *a = t->attrs;
@@ -281,12 +301,14 @@ static void environment_attrs(const gq_experiment *e, gq_table *t)
         fclose(f);
     char *exp = json_dumps(e->resolved, JSON_INDENT(2) | JSON_SORT_KEYS);
     char proto[4200];
+    char klref[256];
+    kl_reference_text(t, klref, sizeof klref);
     snprintf(proto, sizeof proto,
-             "perplexity protocol %s, ctx %d, %s windows of %s (sha256 %s), tokenizer %s; "
+             "perplexity protocol %s, ctx %d, %s windows of %s (sha256 %s), tokenizer %s; %s; "
              "calibration %s; seed %llu",
              gq_ppl_protocol_name(e->protocol), e->ctx,
              e->max_windows ? "the first max_windows" : "all", e->eval_path, e->eval_sha256,
-             e->tokenizer_path, e->has_calib ? e->calib_path : "none",
+             e->tokenizer_path, klref, e->has_calib ? e->calib_path : "none",
              (unsigned long long)e->seed);
     json_object_set_new(a, "experiment_name", json_string(e->name));
     json_object_set_new(a, "experiment_file", json_string(e->file));
@@ -320,7 +342,6 @@ int gq_results_tables(const gq_experiment *e, json_t *const *records, gq_table *
                          : json_is_number(json_array_get(e->axes[a].values, 0)) ? GQ_COL_REAL
                                                                                 : GQ_COL_TEXT);
     add_cols(main, tail_cols, sizeof tail_cols / sizeof tail_cols[0]);
-    environment_attrs(e, main);
     for (int i = 0; i < e->n_cells; i++) {
         json_t *row = json_object_get(records[i], "row");
         if (!json_is_object(row)) {
@@ -331,6 +352,7 @@ int gq_results_tables(const gq_experiment *e, json_t *const *records, gq_table *
         gq_table_add_row(main, json_incref(row));
         cell_tables[i] = cell_table(e, &e->cells[i], records[i]);
     }
+    environment_attrs(e, main); /* after the rows: states their KL reference */
     return 0;
 }
 
@@ -347,8 +369,11 @@ static void print_summary(const gq_experiment *e, const gq_table *t, FILE *f)
     if (e->has_calib)
         fprintf(f, "calibration: %s (sha256 %.12s), n_calib %d x calib_ctx %d unless swept\n",
                 e->calib_path, e->calib_sha256, e->n_calib, e->calib_ctx);
+    char klref[256];
+    kl_reference_text(t, klref, sizeof klref);
     fprintf(f, "kl_div: nats/token vs the fp32 baseline on the same windows; top1_pct: %% argmax "
-               "agreement; bpw: bits per weight of the quantized linears; times in seconds\n\n");
+               "agreement; %s; bpw: bits per weight of the quantized linears; times in "
+               "seconds\n\n", klref);
     char *s = gq_table_format(t, cols, (int)(sizeof cols / sizeof cols[0]));
     fputs(s, f);
     free(s);

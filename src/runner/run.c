@@ -1,8 +1,11 @@
 /* Experiment execution: inputs, baseline, cells (optionally several at once), outputs. */
 #include "runner/gq_run.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <omp.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +31,8 @@ typedef struct run_ctx {
     gq_dataset eval_ds, calib_ds;
     size_t calib_first;    /* calibration windows start here (after the evaluated tokens when
                               both read the same text) */
-    gq_eval_baseline *baseline;
+    gq_eval_baseline *baseline; /* stored mode */
+    bool paired;                /* paired mode: cells rerun `fp` as their KL reference */
     int threads_per_job;
 
     pthread_mutex_t lock; /* guards the fields below */
@@ -46,11 +50,29 @@ void gq_run_dirs(const gq_experiment *e, const char *out_dir, char *results, cha
     snprintf(plots, n, "%s/plots/%s", d, e->name);
 }
 
+/* The KL budget: GQ_KL_BUDGET_BYTES when set (a plain non-negative integer), else 1 GiB. */
+static int kl_budget(unsigned long long *out, gq_error *err)
+{
+    const char *s = getenv("GQ_KL_BUDGET_BYTES");
+    *out = GQ_KL_BUDGET_DEFAULT;
+    if (!s)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!isdigit((unsigned char)s[0]) || *end || errno)
+        return gq_fail(err, "GQ_KL_BUDGET_BYTES: '%s' is not a byte count (a non-negative "
+                            "integer)", s);
+    *out = v;
+    return 0;
+}
+
 int gq_run_check(const gq_experiment *e, const gq_run_opts *o, gq_error *err)
 {
     char results[4096], plots[4096];
     gq_run_dirs(e, o->out_dir, results, plots, sizeof results);
-    return gq_journal_check(results, e, o->fresh, err);
+    unsigned long long budget;
+    return kl_budget(&budget, err) || gq_journal_check(results, e, o->fresh, err) ? -1 : 0;
 }
 
 static gq_eval_opts eval_opts(const gq_experiment *e, bool progress)
@@ -100,12 +122,58 @@ static void cell_done_log(const gq_experiment *e, const gq_cell *c, json_t *rec,
                 json_number_value(json_object_get(row, "bpw")), secs);
 }
 
-/* Evaluates the unquantized model, keeping its log-probabilities for KL and top-1. */
+/* Stored or paired KL reference ($.eval.kl_baseline), logged with the sizes it was chosen by. */
+static int choose_kl_reference(run_ctx *r, gq_error *err)
+{
+    gq_eval_opts eo = eval_opts(r->e, false);
+    size_t bytes = gq_eval_stored_bytes(&r->fp, &r->eval_ds, &eo, err);
+    unsigned long long budget;
+    if (kl_budget(&budget, err))
+        return -1;
+    if (bytes == 0)
+        return -1;
+    if (bytes == SIZE_MAX && r->e->kl_baseline == GQ_KL_STORED)
+        return gq_fail(err, "$.eval.kl_baseline: \"stored\" log-probabilities of this evaluation "
+                            "would not fit in memory (size overflows); use \"paired\" or \"auto\"");
+    char sz[64], bud[64];
+    snprintf(sz, sizeof sz, "%zu bytes (%.1f MiB)", bytes, bytes / 1048576.0);
+    snprintf(bud, sizeof bud, "%llu bytes (%.1f MiB)", budget, budget / 1048576.0);
+    switch (r->e->kl_baseline) {
+    case GQ_KL_STORED:
+        r->paired = false;
+        gq_log_info("KL reference: stored baseline log-probabilities, %s ($.eval.kl_baseline "
+                    "\"stored\")", sz);
+        break;
+    case GQ_KL_PAIRED:
+        r->paired = true;
+        gq_log_info("KL reference: paired, the baseline model reruns beside every cell "
+                    "($.eval.kl_baseline \"paired\")");
+        break;
+    case GQ_KL_AUTO:
+        r->paired = bytes > budget;
+        if (r->paired)
+            gq_log_info("KL reference: paired, the baseline model reruns beside every cell (stored "
+                        "log-probabilities would take %s, over the budget of %s)", sz, bud);
+        else
+            gq_log_info("KL reference: stored baseline log-probabilities, %s (budget %s)", sz,
+                        bud);
+        break;
+    }
+    return 0;
+}
+
+/* Evaluates the unquantized model; in stored mode keeps its log-probabilities for KL and top-1
+ * (also in the journal, so a resumed run reuses them). Paired mode needs only its record. */
 static int run_baseline(run_ctx *r, gq_error *err)
 {
     char bpath[4200];
     gq_journal_baseline_path(&r->journal, bpath, sizeof bpath);
-    if (gq_journal_has(&r->journal, "baseline") && gq_file_exists(bpath)) {
+    bool journaled = gq_journal_has(&r->journal, "baseline");
+    if (journaled && r->paired) {
+        gq_log_info("baseline: resumed from the journal");
+        return 0;
+    }
+    if (journaled && gq_file_exists(bpath)) {
         gq_log_info("baseline: resumed from %s", bpath);
         return gq_eval_baseline_load(bpath, &r->baseline, err);
     }
@@ -113,12 +181,13 @@ static int run_baseline(run_ctx *r, gq_error *err)
     double t0 = gq_now();
     gq_eval_opts eo = eval_opts(r->e, true);
     gq_eval_result res;
-    if (gq_eval_perplexity(&r->fp, &r->eval_ds, &eo, NULL, &r->baseline, &res, err))
+    if (gq_eval_run(&r->fp, &r->eval_ds, &eo, NULL, r->paired ? NULL : &r->baseline, &res, err))
         return gq_fail_prefix(err, "baseline");
     /* log-probs first: a journaled baseline record implies its log-probs exist */
-    if (gq_eval_baseline_save(r->baseline, bpath, err))
+    if (!r->paired && gq_eval_baseline_save(r->baseline, bpath, err))
         return -1;
-    gq_cell_run cr = {&res, NULL, gq_threads_get(), (double)gq_peak_rss_bytes() / 1e6, 0};
+    gq_cell_run cr = {&res, NULL, gq_threads_get(), (double)gq_peak_rss_bytes() / 1e6, 0,
+                      "self"};
     json_t *rec = gq_results_record(r->e, &r->e->cells[0], &cr);
     int rc = gq_journal_put(&r->journal, "baseline", rec, err);
     if (rc == 0)
@@ -175,10 +244,12 @@ static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
     stage(r, c, "evaluate");
     gq_eval_opts eo = eval_opts(e, false);
     gq_eval_result res;
-    if (gq_eval_perplexity(&q, &r->eval_ds, &eo, r->baseline, NULL, &res, err))
+    gq_eval_reference ref =
+        r->paired ? gq_eval_ref_model(&r->fp) : gq_eval_ref_stored(r->baseline);
+    if (gq_eval_run(&q, &r->eval_ds, &eo, &ref, NULL, &res, err))
         goto done;
     gq_cell_run cr = {&res, &rep, r->threads_per_job, (double)gq_peak_rss_bytes() / 1e6,
-                      r->calib_first};
+                      r->calib_first, gq_eval_ref_kind_name(res.reference)};
     json_t *rec = gq_results_record(e, c, &cr);
     rc = gq_journal_put(&r->journal, c->id, rec, err);
     if (rc == 0)
@@ -278,7 +349,7 @@ int gq_run_experiment(const gq_experiment *e, const gq_run_opts *o, gq_error *er
     have_model = true;
     gq_log_info("%s: %d cells (baseline + %d), results in %s", e->name, e->n_cells,
                 e->n_cells - 1, results);
-    if (run_baseline(&r, err) || run_cells(&r, err))
+    if (choose_kl_reference(&r, err) || run_baseline(&r, err) || run_cells(&r, err))
         goto done;
     gq_threads_set(o->threads);
     rc = gq_results_write(e, &r.journal, results, o->plots ? plots : NULL, o->summary, err);

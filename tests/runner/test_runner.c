@@ -181,6 +181,8 @@ static void test_validation_messages(void **state)
         {"\"format\": \"q4_0\"", "\"format\": \"q4_9\"", "$.methods[2].format.name: unknown format \"q4_9\""},
         {"tinystories_val.txt\", \"protocol\"", "missing.txt\", \"protocol\"", "$.eval.text: text/tinystories/missing.txt: not found"},
         {"\"ctx\": 64", "\"ctx\": \"64\"", "$.eval.ctx: expected an integer"},
+        {"\"max_windows\": 4", "\"max_windows\": 4, \"kl_baseline\": \"pair\"",
+         "$.eval.kl_baseline: \"pair\" is not one of \"auto\", \"stored\", \"paired\""},
         {"\"ctx\": 64", "\"ctx\": 4096", "$.eval.ctx: 4096 is longer than the model's context (128)"},
         {"\"protocol\": \"full\"", "\"protocol\": \"wiki\"", "$.eval.protocol"},
         {"\"sweep\": {", "\"zip\": [[\"bits\", \"n_calib\"]], \"sweep\": {", "$.zip[0][1]: \"n_calib\" is not an axis of $.sweep"},
@@ -276,8 +278,9 @@ static int count_cells(const char *journal)
 }
 
 /* results.csv without the columns that measure time or memory (and, with `threads`, the
- * thread-count column: the baseline runs alone with every thread, cells with their share). */
-static char *csv_without(const char *path, bool threads)
+ * thread-count column: the baseline runs alone with every thread, cells with their share;
+ * with `kl_reference`, the column naming how KL was measured). */
+static char *csv_without2(const char *path, bool threads, bool kl_reference)
 {
     gq_table t;
     gq_error err = {{0}};
@@ -288,19 +291,45 @@ static char *csv_without(const char *path, bool threads)
     for (size_t r = 0; r < gq_table_n_rows(&t); r++)
         for (size_t k = 0; k < sizeof timing / sizeof timing[0]; k++)
             json_object_del(gq_table_row(&t, r), timing[k]);
-    for (size_t r = 0; r < gq_table_n_rows(&t) && threads; r++)
-        json_object_del(gq_table_row(&t, r), "threads");
+    for (size_t r = 0; r < gq_table_n_rows(&t); r++) {
+        if (threads)
+            json_object_del(gq_table_row(&t, r), "threads");
+        if (kl_reference)
+            json_object_del(gq_table_row(&t, r), "kl_reference");
+    }
     char *s = gq_table_csv(&t);
     gq_table_free(&t);
     return s;
 }
 
-static void test_resume_after_kill(void **state)
+static char *csv_without(const char *path, bool threads)
 {
-    (void)state;
-    if (!setup_assets() || !g_ref_dir)
-        skip();
-    char *dir = test_tmpdir("run-resume"), journal[4200];
+    return csv_without2(path, threads, false);
+}
+
+/* Every row's kl_reference: "self" for the baseline, `want` for the cells. */
+static void expect_kl_reference(const char *csv, const char *want)
+{
+    gq_table t;
+    gq_error err = {{0}};
+    if (gq_table_read_csv(csv, &t, &err))
+        fail_msg("%s", err.msg);
+    for (size_t r = 0; r < gq_table_n_rows(&t); r++) {
+        const char *k = gq_table_str(&t, r, "kl_reference");
+        if (!k || strcmp(k, r == 0 ? "self" : want) != 0)
+            fail_msg("%s row %zu: kl_reference %s, expected %s", csv, r, k ? k : "(empty)",
+                     r == 0 ? "self" : want);
+    }
+    gq_table_free(&t);
+}
+
+/* Starts smoke.json in a new out-dir, kills it with SIGKILL once the journal holds the baseline
+ * and one cell, reruns the same command and checks the results equal the uninterrupted run's
+ * (apart from kl_reference when `paired`: the reference run stored its baseline). Returns the
+ * out-dir (caller frees). */
+static char *kill_and_resume(const char *tag, bool paired)
+{
+    char *dir = test_tmpdir(tag), journal[4096];
     snprintf(journal, sizeof journal, "%s/results/smoke/.journal", dir);
     /* start the run, kill -9 it once the journal holds the baseline and one cell */
     pid_t pid = fork();
@@ -329,7 +358,7 @@ static void test_resume_after_kill(void **state)
     if (exited)
         fail_msg("the run finished (status %d) before it could be killed", status);
     assert_true(done_before >= 2 && done_before < 10);
-    char csv[4200];
+    char csv[8400];
     snprintf(csv, sizeof csv, "%s/results/smoke/results.csv", dir);
     assert_false(gq_file_exists(csv)); /* final files only come from a complete journal */
 
@@ -340,10 +369,23 @@ static void test_resume_after_kill(void **state)
     assert_non_null(strstr(g_err, "resuming"));
     char ref[4200];
     snprintf(ref, sizeof ref, "%s/results/smoke/results.csv", g_ref_dir);
-    char *a = csv_without(ref, false), *b = csv_without(csv, false);
+    char *a = csv_without2(ref, false, paired), *b = csv_without2(csv, false, paired);
     assert_string_equal(a, b); /* same cells, same numbers */
     free(a);
     free(b);
+    expect_kl_reference(csv, paired ? "paired" : "stored");
+    snprintf(csv, sizeof csv, "%s/baseline.logp", journal);
+    assert_true(gq_file_exists(csv) == !paired); /* paired mode journals no log-probs */
+    return dir;
+}
+
+static void test_resume_after_kill(void **state)
+{
+    (void)state;
+    if (!setup_assets() || !g_ref_dir)
+        skip();
+    char *dir = kill_and_resume("run-resume", false);
+    int rc;
 
     /* a changed experiment does not resume into these results */
     char file[4200];
@@ -351,6 +393,65 @@ static void test_resume_after_kill(void **state)
     rc = run("run %s --out-dir %s --threads 1 --no-plots", file, dir);
     assert_int_equal(rc, 2);
     assert_non_null(strstr(g_err, "--fresh"));
+    free(dir);
+}
+
+/* Later tests run with the default budget even when test_kl_paired fails midway. */
+static int unset_kl_budget(void **state)
+{
+    (void)state;
+    unsetenv("GQ_KL_BUDGET_BYTES");
+    return 0;
+}
+
+/* The KL reference modes: with a budget below the stored baseline's size, auto pairs (the
+ * same numbers as the stored reference run, no log-probs in the journal) and resume after
+ * kill -9 works; an explicit "stored" ignores the budget; a bad budget is refused up front. */
+static void test_kl_paired(void **state)
+{
+    (void)state;
+    if (!setup_assets() || !g_ref_dir)
+        skip();
+    char ref[4200];
+    snprintf(ref, sizeof ref, "%s/results/smoke/results.csv", g_ref_dir);
+    expect_kl_reference(ref, "stored"); /* 4 windows x 63 x 512 vocab: far below 1 GiB */
+    setenv("GQ_KL_BUDGET_BYTES", "1000", 1);
+    char *dir = test_tmpdir("run-paired"), csv[4200];
+    int rc = run("run %s --out-dir %s --threads 1 --no-plots", g_smoke, dir);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, g_err);
+    assert_non_null(strstr(g_err, "KL reference: paired"));
+    assert_non_null(strstr(g_err, "would take 519256 bytes")); /* 136 + 252 x (512 x 4 + 12) */
+    assert_non_null(strstr(g_out, "the baseline model rerun on the same batches"));
+    snprintf(csv, sizeof csv, "%s/results/smoke/results.csv", dir);
+    char *a = csv_without2(ref, false, true), *b = csv_without2(csv, false, true);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    expect_kl_reference(csv, "paired");
+    free(dir);
+
+    dir = kill_and_resume("run-paired-resume", true);
+    free(dir);
+
+    /* "stored" is obeyed whatever the budget */
+    dir = test_tmpdir("run-stored");
+    char file[4200];
+    write_variant(dir, "smoke.json", "\"max_windows\": 4", "\"max_windows\": 4, \"kl_baseline\": \"stored\"",
+                  file, sizeof file);
+    rc = run("run %s --out-dir %s --threads 1 --no-plots", file, dir);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, g_err);
+    snprintf(csv, sizeof csv, "%s/results/smoke/results.csv", dir);
+    expect_kl_reference(csv, "stored");
+
+    setenv("GQ_KL_BUDGET_BYTES", "1GiB", 1);
+    rc = run("run %s --out-dir %s/bad --threads 1 --no-plots", g_smoke, dir);
+    unsetenv("GQ_KL_BUDGET_BYTES");
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(g_err, "GQ_KL_BUDGET_BYTES: '1GiB' is not a byte count"));
+    snprintf(csv, sizeof csv, "%s/bad", dir);
+    assert_false(gq_file_exists(csv));
     free(dir);
 }
 
@@ -409,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_validation_messages),
         cmocka_unit_test(test_sweep_expansion),
         cmocka_unit_test(test_resume_after_kill),
+        cmocka_unit_test_teardown(test_kl_paired, unset_kl_budget),
         cmocka_unit_test(test_jobs_same_numbers),
         cmocka_unit_test(test_without_gnuplot),
     };
