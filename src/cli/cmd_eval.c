@@ -8,8 +8,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_model.h"
-#include "core/gq_assets.h"
-#include "core/gq_fileio.h"
+#include "cli/cli_opts.h"
 #include "core/gq_sha256.h"
 #include "core/gq_threads.h"
 #include "eval/gq_eval.h"
@@ -19,90 +18,60 @@
 
 static const char *CMD = "eval";
 
-static void help(void)
-{
-    printf("usage: gq-bench eval --model M --tokenizer T --data D [--ctx N]\n"
-           "                     [--protocol full|llamacpp] [--max-windows K] [--batch B]\n"
-           "                     [--threads N] [--save-baseline F] [--baseline F] [--json]\n\n"
-           "Perplexity of model M on text D. The text is tokenized once with one BOS at the\n"
-           "start and cut into non-overlapping windows of N tokens (default: the model's\n"
-           "seq_len; the tail is dropped).\n"
-           "  full      every position after the first of each window is scored (N-1 per window)\n"
-           "  llamacpp  first token of each window replaced by BOS, only positions N/2..N-2\n"
-           "            scored (llama.cpp perplexity)\n"
-           "PPL = exp(mean NLL); its error is sqrt(var(NLL)/(n-1)) * PPL.\n\n"
-           "  --model M           llama2.c checkpoint (legacy or version 1); assets: paths work\n"
-           "  --tokenizer T       llama2.c tokenizer.bin matching the model's vocabulary\n"
-           "  --data D            UTF-8 text file\n"
-           "  --ctx N             window length, 2..seq_len (4.. for llamacpp; default seq_len)\n"
-           "  --protocol P        full or llamacpp (default full)\n"
-           "  --max-windows K     only the first K windows (default: all)\n"
-           "  --batch B           windows per forward pass (default: automatic)\n"
-           "  --threads N         threads (default: OMP_NUM_THREADS or all cores)\n"
-           "  --json              print one JSON object instead of text\n"
-           "  --save-baseline F   save this model's log-probabilities at the scored positions\n"
-           "  --baseline F        compare with a saved baseline: KL(base||model), top-1\n"
-           "                      agreement, delta-PPL (same data, protocol, ctx, windows)\n");
-}
-
 typedef struct {
-    const char *model, *tokenizer, *data, *save_baseline, *baseline;
+    char model[CLI_PATH_MAX], tokenizer[CLI_PATH_MAX], data[CLI_PATH_MAX];
+    char baseline[CLI_PATH_MAX];
+    const char *save_baseline;
     long ctx, max_windows, batch, threads;
     gq_ppl_protocol protocol;
     bool json;
 } eval_args;
 
-/* Returns -1 after printing a usage error, 1 for --help, 0 otherwise. */
+static int parse_protocol(void *field, const char *value, gq_error *err)
+{
+    return gq_ppl_protocol_parse(value, (gq_ppl_protocol *)field, err);
+}
+
+/* Returns 0, 1 after --help, or GQ_EXIT_USAGE after printing the error. */
 static int parse(int argc, char **argv, eval_args *a)
 {
     memset(a, 0, sizeof *a);
-    a->threads = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        bool v = i + 1 < argc;
-        if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
-            help();
-            return 1;
-        } else if (strcmp(o, "--json") == 0) {
-            a->json = true;
-        } else if (strcmp(o, "--model") == 0 && v) {
-            a->model = argv[++i];
-        } else if (strcmp(o, "--tokenizer") == 0 && v) {
-            a->tokenizer = argv[++i];
-        } else if (strcmp(o, "--data") == 0 && v) {
-            a->data = argv[++i];
-        } else if (strcmp(o, "--save-baseline") == 0 && v) {
-            a->save_baseline = argv[++i];
-        } else if (strcmp(o, "--baseline") == 0 && v) {
-            a->baseline = argv[++i];
-        } else if (strcmp(o, "--protocol") == 0 && v) {
-            gq_error err = {{0}};
-            if (gq_ppl_protocol_parse(argv[++i], &a->protocol, &err) != 0) {
-                cli_usage_error(CMD, "--protocol: %s", err.msg);
-                return -1;
-            }
-        } else if (strcmp(o, "--ctx") == 0 && v) {
-            if (cli_int(CMD, o, argv[++i], 2, 1 << 20, &a->ctx) != 0)
-                return -1;
-        } else if (strcmp(o, "--max-windows") == 0 && v) {
-            if (cli_int(CMD, o, argv[++i], 1, 1L << 40, &a->max_windows) != 0)
-                return -1;
-        } else if (strcmp(o, "--batch") == 0 && v) {
-            if (cli_int(CMD, o, argv[++i], 1, 4096, &a->batch) != 0)
-                return -1;
-        } else if (strcmp(o, "--threads") == 0 && v) {
-            if (cli_int(CMD, o, argv[++i], 1, 4096, &a->threads) != 0)
-                return -1;
-        } else {
-            cli_usage_error(CMD, "unknown option or missing value: '%s'", o);
-            return -1;
-        }
-    }
-    if (!a->model || !a->tokenizer || !a->data) {
-        cli_usage_error(CMD, "--model, --tokenizer and --data are required");
-        return -1;
-    }
-    return 0;
+    const cli_opt opts[] = {
+        CLI_OPT("model", "M", CLI_ASSET, a->model,
+                "llama2.c checkpoint (legacy or version 1); assets: paths work", .required = true),
+        CLI_OPT("tokenizer", "T", CLI_ASSET, a->tokenizer,
+                "llama2.c tokenizer.bin matching the model's vocabulary", .required = true),
+        CLI_OPT("data", "D", CLI_ASSET, a->data, "UTF-8 text file", .required = true),
+        CLI_OPT("ctx", "N", CLI_INT, &a->ctx,
+                "window length, 2..seq_len (4.. for llamacpp; default seq_len)", .min = 2,
+                .max = 1 << 20),
+        CLI_OPT("protocol", "P", CLI_CALL, &a->protocol, "full or llamacpp", .def = "full",
+                .parse = parse_protocol),
+        CLI_OPT("max-windows", "K", CLI_INT, &a->max_windows,
+                "only the first K windows (default: all)", .min = 1, .max = 0x1p40),
+        CLI_OPT("batch", "B", CLI_INT, &a->batch,
+                "windows per forward pass (default: automatic)", .min = 1, .max = 4096),
+        CLI_OPT("threads", "N", CLI_INT, &a->threads,
+                "threads (default: OMP_NUM_THREADS or all cores)", .min = 1, .max = 4096),
+        CLI_OPT("json", NULL, CLI_FLAG, &a->json, "print one JSON object instead of text"),
+        CLI_OPT("save-baseline", "F", CLI_OUT, &a->save_baseline,
+                "save this model's log-probabilities at the scored positions"),
+        CLI_OPT("baseline", "F", CLI_IN, a->baseline,
+                "compare with a saved baseline: KL(base||model), top-1\n"
+                "agreement, delta-PPL (same data, protocol, ctx, windows)"),
+    };
+    const cli_spec spec = {
+        .cmd = CMD,
+        .about =
+            "Perplexity of model M on text D. The text is tokenized once with one BOS at the\n"
+            "start and cut into non-overlapping windows of N tokens (default: the model's\n"
+            "seq_len; the tail is dropped).\n"
+            "  full      every position after the first of each window is scored (N-1 per window)\n"
+            "  llamacpp  first token of each window replaced by BOS, only positions N/2..N-2\n"
+            "            scored (llama.cpp perplexity)\n"
+            "PPL = exp(mean NLL); its error is sqrt(var(NLL)/(n-1)) * PPL.\n",
+        CLI_OPTS(opts)};
+    return cli_parse(&spec, argc, argv);
 }
 
 static void print_json(const eval_args *a, const char *model_path, const char *tok_path,
@@ -177,14 +146,12 @@ int cmd_eval(int argc, char **argv)
     eval_args a;
     int p = parse(argc, argv, &a);
     if (p != 0)
-        return p > 0 ? GQ_EXIT_OK : GQ_EXIT_USAGE;
+        return p == 1 ? GQ_EXIT_OK : p;
     if (a.threads > 0)
         gq_threads_set((int)a.threads);
 
     gq_error err = {{0}};
-    char model_path[4096], tok_path[4096], data_path[4096];
-    if (gq_asset_resolve(a.data, data_path, sizeof data_path, &err) != 0)
-        return cli_report(CMD, &err, GQ_EXIT_USAGE);
+    char model_path[CLI_PATH_MAX], tok_path[CLI_PATH_MAX];
 
     int status = GQ_EXIT_USAGE;
     gq_model m;
@@ -193,8 +160,6 @@ int cmd_eval(int argc, char **argv)
     gq_dataset ds;
     memset(&ds, 0, sizeof ds);
     gq_eval_baseline *base_in = NULL, *base_out = NULL;
-    if (a.save_baseline && gq_check_writable("--save-baseline", a.save_baseline, &err) != 0)
-        goto fail;
     if (cli_load_model(a.model, a.tokenizer, &m, &tok, model_path, tok_path, sizeof model_path,
                        &err) != 0)
         goto fail;
@@ -203,9 +168,9 @@ int cmd_eval(int argc, char **argv)
                 model_path);
         goto fail;
     }
-    if (gq_dataset_load(data_path, tok, &ds, &err) != 0)
+    if (gq_dataset_load(a.data, tok, &ds, &err) != 0)
         goto fail;
-    if (a.baseline && gq_eval_baseline_load(a.baseline, &base_in, &err) != 0)
+    if (a.baseline[0] && gq_eval_baseline_load(a.baseline, &base_in, &err) != 0)
         goto fail;
     gq_eval_opts o = gq_eval_opts_default(a.ctx ? (int)a.ctx : m.cfg.seq_len);
     o.protocol = a.protocol;
