@@ -42,7 +42,8 @@ typedef struct cli_opt {
                          "(default DEF)"; NULL: the field keeps its value, the help says why */
     double min, max;  /* CLI_INT/CLI_NUM range; CLI_LIST count limit (max) */
     const char *choices;
-    bool required;
+    bool required; /* given means "not zero/empty": a required number needs min > 0, and
+                      required options take no default */
     bool repeat; /* CLI_CALL: may be given more than once (shown as such in the help) */
     int (*parse)(void *field, const char *value, gq_error *err);
 } cli_opt;
