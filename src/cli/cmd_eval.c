@@ -20,7 +20,7 @@ static const char *CMD = "eval";
 
 typedef struct {
     char model[CLI_PATH_MAX], tokenizer[CLI_PATH_MAX], data[CLI_PATH_MAX];
-    char baseline[CLI_PATH_MAX];
+    char baseline[CLI_PATH_MAX], baseline_model[CLI_PATH_MAX];
     const char *save_baseline;
     long ctx, max_windows, batch, threads;
     gq_ppl_protocol protocol;
@@ -59,6 +59,9 @@ static int parse(int argc, char **argv, eval_args *a)
         CLI_OPT("baseline", "F", CLI_IN, a->baseline,
                 "compare with a saved baseline: KL(base||model), top-1\n"
                 "agreement, delta-PPL (same data, protocol, ctx, windows)"),
+        CLI_OPT("baseline-model", "B", CLI_ASSET, a->baseline_model,
+                "compare with checkpoint B instead, run on each batch right\n"
+                "before M (paired: the numbers of a saved baseline of B, no storage)"),
     };
     const cli_spec spec = {
         .cmd = CMD,
@@ -72,6 +75,11 @@ static int parse(int argc, char **argv, eval_args *a)
             "PPL = exp(mean NLL); its error is sqrt(var(NLL)/(n-1)) * PPL.\n",
         CLI_OPTS(opts)};
     return cli_parse(&spec, argc, argv);
+}
+
+static const char *baseline_name(const eval_args *a)
+{
+    return a->baseline_model[0] ? a->baseline_model : a->baseline;
 }
 
 static void print_json(const eval_args *a, const char *model_path, const char *tok_path,
@@ -100,7 +108,8 @@ static void print_json(const eval_args *a, const char *model_path, const char *t
     json_object_set_new(o, "seconds", json_real(r->seconds));
     json_object_set_new(o, "tokens_per_s", json_real(r->tokens_per_s));
     if (r->has_baseline) {
-        json_object_set_new(o, "baseline", json_string(a->baseline));
+        json_object_set_new(o, "baseline", json_string(baseline_name(a)));
+        json_object_set_new(o, "kl_reference", json_string(gq_eval_ref_kind_name(r->reference)));
         json_object_set_new(o, "base_ppl", json_real(r->base_ppl));
         json_object_set_new(o, "delta_ppl", json_real(r->delta_ppl));
         json_object_set_new(o, "kl_mean", json_real(r->kl_mean));
@@ -132,7 +141,9 @@ static void print_text(const eval_args *a, const char *model_path, const char *t
     printf("mean NLL    %.6f +/- %.6f nats/token\n", r->mean_nll, r->nll_se);
     printf("PPL         %.4f +/- %.4f\n", r->ppl, r->ppl_se);
     if (r->has_baseline) {
-        printf("baseline    %s (PPL %.4f)\n", a->baseline, r->base_ppl);
+        printf("baseline    %s (PPL %.4f, %s)\n", baseline_name(a), r->base_ppl,
+               r->reference == GQ_EVAL_REF_MODEL ? "model run on the same batches"
+                                                 : "stored log-probabilities");
         printf("delta PPL   %+.4f\n", r->delta_ppl);
         printf("KL          %.6f +/- %.6f nats (base || model)\n", r->kl_mean, r->kl_se);
         printf("top-1       %.3f +/- %.3f %% agreement with the baseline\n", r->top1_pct,
@@ -160,6 +171,12 @@ int cmd_eval(int argc, char **argv)
     gq_dataset ds;
     memset(&ds, 0, sizeof ds);
     gq_eval_baseline *base_in = NULL, *base_out = NULL;
+    gq_model base_model;
+    memset(&base_model, 0, sizeof base_model);
+    if (a.baseline[0] && a.baseline_model[0]) {
+        gq_fail(&err, "--baseline and --baseline-model are alternatives: give one");
+        goto fail;
+    }
     if (cli_load_model(a.model, a.tokenizer, &m, &tok, model_path, tok_path, sizeof model_path,
                        &err) != 0)
         goto fail;
@@ -172,17 +189,23 @@ int cmd_eval(int argc, char **argv)
         goto fail;
     if (a.baseline[0] && gq_eval_baseline_load(a.baseline, &base_in, &err) != 0)
         goto fail;
+    if (a.baseline_model[0] && gq_model_load(a.baseline_model, &base_model, &err) != 0)
+        goto fail;
+    gq_eval_reference ref = a.baseline_model[0] ? gq_eval_ref_model(&base_model)
+                                                : gq_eval_ref_stored(base_in);
     gq_eval_opts o = gq_eval_opts_default(a.ctx ? (int)a.ctx : m.cfg.seq_len);
     o.protocol = a.protocol;
     o.max_windows = a.max_windows;
     o.batch = (int)a.batch;
     o.progress = !a.json;
-    if (gq_eval_check(&m, &ds, &o, base_in, &err) != 0)
+    if (gq_eval_check_ref(&m, &ds, &o, &ref, &err) != 0) {
+        if (a.baseline_model[0])
+            gq_fail_prefix(&err, "--baseline-model %s", a.baseline_model);
         goto fail;
+    }
     gq_eval_result r;
     status = GQ_EXIT_FAIL;
-    if (gq_eval_perplexity(&m, &ds, &o, base_in, a.save_baseline ? &base_out : NULL, &r,
-                           &err) != 0)
+    if (gq_eval_run(&m, &ds, &o, &ref, a.save_baseline ? &base_out : NULL, &r, &err) != 0)
         goto fail;
     if (!isfinite(r.mean_nll)) {
         gq_fail(&err, "%s: the mean NLL is not finite (%g): the model produced NaN or infinite "
@@ -205,5 +228,6 @@ done:
     gq_dataset_free(&ds);
     gq_tokenizer_free(tok);
     gq_model_free(&m);
+    gq_model_free(&base_model);
     return status;
 }

@@ -346,7 +346,7 @@ static void test_cli(void **state)
 {
     (void)state;
     NEED_ASSETS();
-    char args[16384], out[8192], errb[8192];
+    char args[32768], out[8192], errb[8192];
     snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --ctx 64 "
              "--max-windows 4 --protocol llamacpp --threads 1 --json", model_path, tok_path,
              text_path);
@@ -358,6 +358,33 @@ static void test_cli(void **state)
     assert_non_null(strstr(out, "\"windows\":4"));
     assert_non_null(strstr(out, "\"scored\":124"));
     assert_non_null(strstr(out, E.ds.sha256));
+
+    /* --baseline-model (paired) prints the numbers of --baseline (stored) */
+    char *dir = test_tmpdir("eval-cli"), base[512], kl[2][256];
+    snprintf(base, sizeof base, "%s/base.bin", dir);
+    snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --ctx 64 "
+             "--max-windows 4 --threads 1 --json --save-baseline %s", model_path, tok_path,
+             text_path, base);
+    assert_int_equal(test_run_cli(args, out, sizeof out, errb, sizeof errb), 0);
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --ctx 64 "
+                 "--max-windows 4 --threads 1 --json --%s %s", model_path, tok_path, text_path,
+                 k ? "baseline-model" : "baseline", k ? model_path : base);
+        if (test_run_cli(args, out, sizeof out, errb, sizeof errb) != 0)
+            fail_msg("%s: %s", args, errb);
+        assert_non_null(strstr(out, k ? "\"kl_reference\":\"paired\"" : "\"kl_reference\":\"stored\""));
+        const char *at = strstr(out, "\"base_ppl\"");
+        assert_non_null(at);
+        snprintf(kl[k], sizeof kl[k], "%.*s", (int)strcspn(at, "}"), at);
+    }
+    assert_string_equal(kl[0], kl[1]);
+    assert_non_null(strstr(kl[1], "\"delta_ppl\":0.0,\"kl_mean\":0.0,\"kl_se\":0.0,\"top1_pct\":100.0,"));
+    snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --baseline %s "
+             "--baseline-model %s", model_path, tok_path, text_path, base, model_path);
+    expect_cli_status(args, 2, "--baseline and --baseline-model are alternatives");
+    remove(base);
+    remove(dir);
+    free(dir);
 
     snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data /nonexistent/x.txt",
              model_path, tok_path);
