@@ -192,6 +192,7 @@ int main(void)
 {
     char *dir = test_tmpdir("cli_opts");
     snprintf(g_dir, sizeof g_dir, "%s", dir);
+    free(dir);
     char f[4200];
     snprintf(f, sizeof f, "%s/f.txt", g_dir);
     FILE *fp = fopen(f, "w");
