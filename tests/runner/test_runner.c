@@ -1,6 +1,6 @@
 /* The experiment runner end to end through the gq-bench binary: smoke.json outputs, validation
- * messages for bad experiment files, resume after kill -9, a changed experiment, missing
- * gnuplot. */
+ * messages for bad experiment files, resume after kill -9, a changed experiment, the stored and
+ * paired KL references, missing gnuplot. */
 #include "test_support.h"
 
 #include <dirent.h>
