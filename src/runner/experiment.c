@@ -143,6 +143,50 @@ static int parse_eval(gq_experiment *e, json_t *root, gq_error *err)
     return 0;
 }
 
+/* $.throughput; the limits that depend on the model's context are checked by
+ * check_throughput once the configuration is known. */
+static int parse_throughput(gq_experiment *e, json_t *root, gq_error *err)
+{
+    gq_exp_throughput *t = &e->throughput;
+    *t = (gq_exp_throughput){.enabled = true, .decode_tokens = 16, .prefill_tokens = 0,
+                             .reps = 3};
+    json_t *o = json_object_get(root, "throughput");
+    if (!o)
+        return 0;
+    if (!json_is_object(o))
+        return gq_fail(err, "$.throughput: expected an object");
+    static const char *const keys[] = {"enabled", "decode_tokens", "prefill_tokens", "reps", NULL};
+    long long dec, pre, reps;
+    if (ju_check_keys(o, "$.throughput", keys, err) ||
+        ju_int(o, "decode_tokens", "$.throughput", false, 16, 1, 1 << 20, &dec, err) ||
+        ju_int(o, "prefill_tokens", "$.throughput", false, 0, 1, 1 << 20, &pre, err) ||
+        ju_int(o, "reps", "$.throughput", false, 3, 1, 1000, &reps, err))
+        return -1;
+    json_t *en = json_object_get(o, "enabled");
+    if (en && !json_is_boolean(en))
+        return gq_fail(err, "$.throughput.enabled: expected true or false");
+    t->enabled = !en || json_is_true(en);
+    t->decode_tokens = (int)dec;
+    t->prefill_tokens = (int)pre;
+    t->reps = (int)reps;
+    return 0;
+}
+
+static int check_throughput(gq_experiment *e, gq_error *err)
+{
+    gq_exp_throughput *t = &e->throughput;
+    int seq = e->cfg.seq_len;
+    if (t->decode_tokens + GQ_TP_WARMUP > seq)
+        return gq_fail(err, "$.throughput.decode_tokens: %d + %d warm-up steps exceed the model's "
+                            "context (%d)", t->decode_tokens, GQ_TP_WARMUP, seq);
+    if (t->prefill_tokens > seq)
+        return gq_fail(err, "$.throughput.prefill_tokens: %d is longer than the model's context "
+                            "(%d)", t->prefill_tokens, seq);
+    if (t->prefill_tokens == 0)
+        t->prefill_tokens = seq < 64 ? seq : 64;
+    return 0;
+}
+
 static int parse_calib(gq_experiment *e, json_t *root, gq_error *err)
 {
     json_t *c = json_object_get(root, "calib");
@@ -334,13 +378,15 @@ static int load_inner(gq_experiment *e, gq_error *err)
     json_t *root = e->resolved;
     if (!json_is_object(root))
         return gq_fail(err, "$: expected an object");
-    static const char *const keys[] = {"name", "description", "model", "eval", "calib",
-                                       "methods", "overrides", "sweep", "zip", NULL};
+    static const char *const keys[] = {"name",    "description", "model", "eval",
+                                       "calib",   "methods",     "overrides", "sweep",
+                                       "zip",     "throughput",  NULL};
     if (ju_check_keys(root, "$", keys, err) || set_name(e, root, err) ||
         parse_model(e, root, err) || parse_eval(e, root, err) || parse_calib(e, root, err) ||
-        parse_methods(e, root, err) || parse_overrides(e, root, err))
+        parse_methods(e, root, err) || parse_overrides(e, root, err) ||
+        parse_throughput(e, root, err))
         return -1;
-    if (gq_runner_model_config(e, &e->cfg, err))
+    if (gq_runner_model_config(e, &e->cfg, err) || check_throughput(e, err))
         return -1;
     if (e->ctx > e->cfg.seq_len)
         return gq_fail(err, "$.eval.ctx: %d is longer than the model's context (%d)", e->ctx,

@@ -26,6 +26,17 @@
  * when that fits the budget (auto; see gq_run.h). */
 typedef enum { GQ_KL_AUTO = 0, GQ_KL_STORED, GQ_KL_PAIRED } gq_kl_baseline;
 
+/* $.throughput: decode/prefill tokens/s of every cell on the packed kernels (gq_packed_measure:
+ * protocols in packed/gq_packed.h; warm-up 2 decode steps, int8 decode activations where the
+ * format has them, classifier fp32). */
+#define GQ_TP_WARMUP 2
+typedef struct gq_exp_throughput {
+    bool enabled;        /* default true */
+    int decode_tokens;   /* timed decode steps (default 16; + GQ_TP_WARMUP <= seq_len) */
+    int prefill_tokens;  /* tokens of the timed prefill window (default min(64, seq_len)) */
+    int reps;            /* prefill repetitions, the best is kept (default 3) */
+} gq_exp_throughput;
+
 /* A swept parameter. target says what it changes. */
 typedef enum { GQ_AXIS_FORMAT, GQ_AXIS_METHOD, GQ_AXIS_N_CALIB, GQ_AXIS_CALIB_CTX } gq_axis_target;
 
@@ -85,6 +96,8 @@ typedef struct gq_experiment {
     int ctx;
     int max_windows;        /* 0 = every window */
     gq_kl_baseline kl_baseline;
+
+    gq_exp_throughput throughput;
 
     /* calibration (used by methods that need it) */
     bool has_calib;

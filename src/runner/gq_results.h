@@ -13,12 +13,16 @@
  *   baseline's), bpw (bits per weight of the quantized block linears), linear_bytes,
  *   model_bytes, quantized_tensors, fp_tensors, t_stats, t_search, t_quant, t_eval (seconds),
  *   eval_tok_s (tokens through the model per second of evaluation), peak_rss_mb (process peak
- *   RSS at the end of the cell, MB = 1e6 bytes), threads, decode_tok_s, prefill_tok_s,
- *   packed_bytes (empty: see the HDF5 attribute empty_columns), protocol, ctx, eval_windows,
- *   eval_tokens, scored, kl_reference (how kl_div and top1_pct were measured: "stored"
+ *   RSS at the end of the cell, MB = 1e6 bytes), threads, decode_tok_s, prefill_tok_s
+ *   (tokens/s of the packed kernels, protocol in the HDF5 attribute "throughput"), packed_bytes
+ *   (bytes of the packed linears; the baseline: its block linears in fp32), throughput_note
+ *   (empty when measured, else why those three are empty: never estimated), protocol, ctx,
+ *   eval_windows, eval_tokens, scored, kl_reference (how kl_div and top1_pct were measured: "stored"
  *   baseline log-probabilities, "paired" baseline model rerun on the same batches, "self" for
  *   the baseline row), tokenizer, eval_text, eval_sha256, calib_text, calib_sha256, n_calib,
  *   calib_ctx, seed, config_sha256, model_sha256, tokenizer_sha256, version, revision. */
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -29,6 +33,15 @@
 #include "runner/gq_experiment.h"
 #include "runner/gq_journal.h"
 
+/* Throughput of one cell (gq_runner_throughput): measured, or a one-line note why not. */
+typedef struct gq_cell_throughput {
+    bool measured;
+    double decode_tok_s, prefill_tok_s;
+    size_t packed_bytes; /* packed linears; the baseline: its block linears in fp32 */
+    char note[512];      /* empty when measured */
+    double seconds;      /* wall time of the measurement (packing included), for the log */
+} gq_cell_throughput;
+
 /* Timing and environment of one finished cell. */
 typedef struct gq_cell_run {
     const gq_eval_result *eval;
@@ -37,6 +50,7 @@ typedef struct gq_cell_run {
     double peak_rss_mb;
     size_t calib_first; /* first token calibration windows may start at */
     const char *kl_reference; /* "stored", "paired", or "self" for the baseline */
+    const gq_cell_throughput *tp;
 } gq_cell_run;
 
 /* The journal record of a finished cell: {"row": {...}, "tensors": [...], "notes": [...]}. */

@@ -14,6 +14,7 @@
 #include "gq_version.h"
 #include "report/gq_h5.h"
 #include "report/gq_plot.h"
+#include "runner/runner_internal.h"
 
 typedef struct {
     const char *name;
@@ -35,6 +36,7 @@ static const coldef tail_cols[] = {
     {"t_search", GQ_COL_REAL},     {"t_quant", GQ_COL_REAL},       {"t_eval", GQ_COL_REAL},
     {"eval_tok_s", GQ_COL_REAL},   {"peak_rss_mb", GQ_COL_REAL},   {"threads", GQ_COL_INT},
     {"decode_tok_s", GQ_COL_REAL}, {"prefill_tok_s", GQ_COL_REAL}, {"packed_bytes", GQ_COL_INT},
+    {"throughput_note", GQ_COL_TEXT},
     {"protocol", GQ_COL_TEXT},     {"ctx", GQ_COL_INT},            {"eval_windows", GQ_COL_INT},
     {"eval_tokens", GQ_COL_INT},   {"scored", GQ_COL_INT},         {"kl_reference", GQ_COL_TEXT},
     {"tokenizer", GQ_COL_TEXT},
@@ -44,11 +46,6 @@ static const coldef tail_cols[] = {
     {"seed", GQ_COL_INT},          {"config_sha256", GQ_COL_TEXT}, {"model_sha256", GQ_COL_TEXT},
     {"tokenizer_sha256", GQ_COL_TEXT}, {"version", GQ_COL_TEXT},   {"revision", GQ_COL_TEXT},
 };
-
-#define EMPTY_REASON                                                                          \
-    "not measured by the experiment runner: decode/prefill throughput and packed storage "    \
-    "come from packed kernels, which are not run in a sweep; the cells are left empty rather " \
-    "than estimated"
 
 static const char *base_name(const char *path, char *buf, size_t n)
 {
@@ -155,14 +152,8 @@ json_t *gq_results_record(const gq_experiment *e, const gq_cell *c, const gq_cel
         set_real(row, "t_search", q->t_search);
         set_real(row, "t_quant", q->t_quant);
     } else {
-        size_t lw = 0;
-        for (int k = 0; k < GQ_N_LINEAR; k++) {
-            int rows, cols;
-            gq_linear_shape(&e->cfg, (gq_linear_kind)k, &rows, &cols);
-            lw += (size_t)rows * cols * (size_t)e->cfg.n_layers;
-        }
         set_real(row, "bpw", 32.0);
-        set_int(row, "linear_bytes", (long long)(lw * 4));
+        set_int(row, "linear_bytes", (long long)gq_runner_fp32_linear_bytes(&e->cfg));
         set_int(row, "model_bytes", (long long)(gq_model_param_count(&e->cfg) * 4));
         set_int(row, "quantized_tensors", 0);
         set_int(row, "fp_tensors", GQ_N_LINEAR * e->cfg.n_layers);
@@ -174,6 +165,12 @@ json_t *gq_results_record(const gq_experiment *e, const gq_cell *c, const gq_cel
     set_real(row, "eval_tok_s", ev->tokens_per_s);
     set_real(row, "peak_rss_mb", r->peak_rss_mb);
     set_int(row, "threads", r->threads);
+    if (r->tp && r->tp->measured) {
+        set_real(row, "decode_tok_s", r->tp->decode_tok_s);
+        set_real(row, "prefill_tok_s", r->tp->prefill_tok_s);
+        set_int(row, "packed_bytes", (long long)r->tp->packed_bytes);
+    } else
+        set_str(row, "throughput_note", r->tp ? r->tp->note : "not measured");
     set_str(row, "protocol", gq_ppl_protocol_name(e->protocol));
     set_int(row, "ctx", e->ctx);
     set_int(row, "eval_windows", (long long)ev->windows);
@@ -281,6 +278,28 @@ static void kl_reference_text(const gq_table *t, char *out, size_t n)
                       : "the baseline (no quantized cells)");
 }
 
+/* The throughput protocol (gq_packed_measure, packed/gq_packed.h). */
+static void throughput_text(const gq_experiment *e, char *out, size_t n)
+{
+    const gq_exp_throughput *t = &e->throughput;
+    if (!t->enabled) {
+        snprintf(out, n, "throughput not measured ($.throughput.enabled false)");
+        return;
+    }
+    snprintf(out, n,
+             "decode_tok_s: 1 / the fastest of %d decode steps (positions %d..%d after %d "
+             "warm-up steps, fresh KV cache); prefill_tok_s: %d tokens / the fastest of %d "
+             "prefill passes of one window (after one warm-up); wall clock with the row's thread "
+             "count, measured while no other cell runs (--jobs: the other cells wait); the "
+             "quantized model's block linears packed in the cell's format (decode on int8 "
+             "activations where the format has an int8 kernel, prefill dequantized tiles + "
+             "sgemm), embeddings and classifier fp32; the baseline: fp32 products through BLAS; "
+             "packed_bytes: packed linears (codes, scales, zero points), the baseline's fp32 "
+             "block linears",
+             t->decode_tokens, GQ_TP_WARMUP, GQ_TP_WARMUP + t->decode_tokens - 1, GQ_TP_WARMUP,
+             t->prefill_tokens, t->reps);
+}
+
 static void environment_attrs(const gq_experiment *e, gq_table *t)
 {
     json_t *a = t->attrs;
@@ -326,8 +345,14 @@ static void environment_attrs(const gq_experiment *e, gq_table *t)
 #endif
     json_object_set_new(a, "blas", json_string(gq_blas_description()));
     json_object_set_new(a, "cpu", json_string(cpu));
+    char tp[1024];
+    throughput_text(e, tp, sizeof tp);
+    json_object_set_new(a, "throughput", json_string(tp));
     json_object_set_new(a, "empty_columns", json_string("decode_tok_s, prefill_tok_s, packed_bytes"));
-    json_object_set_new(a, "empty_columns_reason", json_string(EMPTY_REASON));
+    json_object_set_new(a, "empty_columns_reason",
+                        json_string("empty in a row whose throughput_note says why (the packed "
+                                    "kernels could not run that cell, or $.throughput.enabled is "
+                                    "false); never estimated"));
     free(exp);
 }
 
@@ -360,7 +385,7 @@ static void print_summary(const gq_experiment *e, const gq_table *t, FILE *f)
 {
     static const char *const cols[] = {"cell", "series", "format", "sweep", "ppl", "ppl_stderr",
                                        "delta_ppl", "kl_div", "top1_pct", "bpw", "t_quant",
-                                       "t_eval"};
+                                       "t_eval", "decode_tok_s", "prefill_tok_s"};
     fprintf(f, "\n%s: %s, perplexity protocol %s, ctx %d, %.0f windows (%.0f scored "
                "tokens) of %s (sha256 %.12s), seed %llu, %.0f threads\n",
             e->name, e->model_label, gq_ppl_protocol_name(e->protocol), e->ctx,
@@ -373,7 +398,11 @@ static void print_summary(const gq_experiment *e, const gq_table *t, FILE *f)
     kl_reference_text(t, klref, sizeof klref);
     fprintf(f, "kl_div: nats/token vs the fp32 baseline on the same windows; top1_pct: %% argmax "
                "agreement; %s; bpw: bits per weight of the quantized linears; times in "
-               "seconds\n\n", klref);
+               "seconds\n", klref);
+    char tp[1024];
+    throughput_text(e, tp, sizeof tp);
+    fprintf(f, "throughput: %s; an empty value: see the row's throughput_note in results.csv\n\n",
+            tp);
     char *s = gq_table_format(t, cols, (int)(sizeof cols / sizeof cols[0]));
     fputs(s, f);
     free(s);

@@ -34,6 +34,7 @@ typedef struct run_ctx {
     gq_eval_baseline *baseline; /* stored mode */
     bool paired;                /* paired mode: cells rerun `fp` as their KL reference */
     int threads_per_job;
+    gq_tp_gate gate;      /* throughput measurements run while no other cell computes */
 
     pthread_mutex_t lock; /* guards the fields below */
     int *todo;            /* cell indices still to run */
@@ -110,16 +111,22 @@ static int open_inputs(run_ctx *r, gq_error *err)
     return 0;
 }
 
-static void cell_done_log(const gq_experiment *e, const gq_cell *c, json_t *rec, double secs)
+/* secs: the whole cell; tp: its throughput measurement. */
+static void cell_done_log(const gq_experiment *e, const gq_cell *c, json_t *rec, double secs,
+                          const gq_cell_throughput *tp)
 {
     json_t *row = json_object_get(rec, "row");
-    gq_log_info("cell %s (%s %s%s%s): ppl %.4f, kl %.5f, top1 %.2f%%, %.3f bpw, %.1fs", c->id,
+    char tps[96] = "";
+    if (tp->measured)
+        snprintf(tps, sizeof tps, ", decode %.0f tok/s, prefill %.0f tok/s (measured in %.2fs)",
+                 tp->decode_tok_s, tp->prefill_tok_s, tp->seconds);
+    gq_log_info("cell %s (%s %s%s%s): ppl %.4f, kl %.5f, top1 %.2f%%, %.3f bpw%s, %.1fs", c->id,
                 c->entry < 0 ? "fp32 baseline" : e->methods[c->entry].label, c->format_label,
                 c->sweep[0] ? ", " : "", c->sweep,
                 json_number_value(json_object_get(row, "ppl")),
                 json_number_value(json_object_get(row, "kl_div")),
                 json_number_value(json_object_get(row, "top1_pct")),
-                json_number_value(json_object_get(row, "bpw")), secs);
+                json_number_value(json_object_get(row, "bpw")), tps, secs);
 }
 
 /* Stored or paired KL reference ($.eval.kl_baseline), logged with the sizes it was chosen by. */
@@ -186,12 +193,15 @@ static int run_baseline(run_ctx *r, gq_error *err)
     /* log-probs first: a journaled baseline record implies its log-probs exist */
     if (!r->paired && gq_eval_baseline_save(r->baseline, bpath, err))
         return -1;
+    gq_cell_throughput tp;
+    if (gq_runner_throughput(r->e, &r->fp, NULL, NULL, &tp, err))
+        return gq_fail_prefix(err, "baseline");
     gq_cell_run cr = {&res, NULL, gq_threads_get(), (double)gq_peak_rss_bytes() / 1e6, 0,
-                      "self"};
+                      "self", &tp};
     json_t *rec = gq_results_record(r->e, &r->e->cells[0], &cr);
     int rc = gq_journal_put(&r->journal, "baseline", rec, err);
     if (rc == 0)
-        cell_done_log(r->e, &r->e->cells[0], rec, gq_now() - t0);
+        cell_done_log(r->e, &r->e->cells[0], rec, gq_now() - t0, &tp);
     json_decref(rec);
     return rc;
 }
@@ -214,10 +224,13 @@ static void stage(run_ctx *r, const gq_cell *c, const char *what)
     pthread_mutex_unlock(&r->lock);
 }
 
+/* Quantizes and evaluates one cell, then measures its throughput alone (see gq_tp_gate). */
 static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
 {
     const gq_experiment *e = r->e;
     double t0 = gq_now();
+    gq_tp_gate_enter_shared(&r->gate);
+    bool shared = true;
     gq_quant_plan plan = {0};
     gq_model q = {0};
     gq_quant_report rep = {0};
@@ -248,14 +261,25 @@ static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
         r->paired ? gq_eval_ref_model(&r->fp) : gq_eval_ref_stored(r->baseline);
     if (gq_eval_run(&q, &r->eval_ds, &eo, &ref, NULL, &res, err))
         goto done;
+    gq_tp_gate_leave_shared(&r->gate);
+    shared = false;
+    stage(r, c, "throughput");
+    gq_cell_throughput tp;
+    gq_tp_gate_enter_exclusive(&r->gate);
+    int trc = gq_runner_throughput(e, &q, &plan.quantizer, &rep, &tp, err);
+    gq_tp_gate_leave_exclusive(&r->gate);
+    if (trc)
+        goto done;
     gq_cell_run cr = {&res, &rep, r->threads_per_job, (double)gq_peak_rss_bytes() / 1e6,
-                      r->calib_first, gq_eval_ref_kind_name(res.reference)};
+                      r->calib_first, gq_eval_ref_kind_name(res.reference), &tp};
     json_t *rec = gq_results_record(e, c, &cr);
     rc = gq_journal_put(&r->journal, c->id, rec, err);
     if (rc == 0)
-        cell_done_log(e, c, rec, gq_now() - t0);
+        cell_done_log(e, c, rec, gq_now() - t0, &tp);
     json_decref(rec);
 done:
+    if (shared)
+        gq_tp_gate_leave_shared(&r->gate);
     if (rc)
         gq_fail_prefix(err, "cell %s (%s %s%s%s)", c->id, e->methods[c->entry].label,
                        c->format_label, c->sweep[0] ? ", " : "", c->sweep);
@@ -313,7 +337,8 @@ static int run_cells(run_ctx *r, gq_error *err)
         gq_threads_set(r->threads_per_job);
         worker(r);
     } else {
-        gq_log_info("running %d cells at a time with %d threads each", jobs, r->threads_per_job);
+        gq_log_info("running %d cells at a time with %d threads each (throughput is measured "
+                    "while the other cells wait)", jobs, r->threads_per_job);
         gq_threads_set(r->threads_per_job);
         pthread_t *th = calloc((size_t)jobs, sizeof *th);
         for (int i = 0; i < jobs; i++)
@@ -337,6 +362,7 @@ int gq_run_experiment(const gq_experiment *e, const gq_run_opts *o, gq_error *er
     r.e = e;
     r.o = o;
     pthread_mutex_init(&r.lock, NULL);
+    gq_tp_gate_init(&r.gate);
     char results[4096], plots[4096];
     gq_run_dirs(e, o->out_dir, results, plots, sizeof results);
     int rc = -1;
@@ -364,5 +390,6 @@ done:
         gq_eval_baseline_free(r.baseline);
     free(r.todo);
     pthread_mutex_destroy(&r.lock);
+    gq_tp_gate_destroy(&r.gate);
     return rc;
 }

@@ -1,11 +1,14 @@
 #ifndef GQ_RUNNER_INTERNAL_H
 #define GQ_RUNNER_INTERNAL_H
 /* Functions shared between the runner's files (not part of its public interface). */
+#include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "core/gq_error.h"
 #include "model/gq_model.h"
 #include "runner/gq_experiment.h"
+#include "runner/gq_results.h"
 
 /* Parses $.sweep and $.zip and fills e->axes and e->cells (baseline first). Needs e->cfg. */
 int gq_sweep_expand(gq_experiment *e, gq_error *err);
@@ -17,5 +20,32 @@ int gq_runner_model_config(const gq_experiment *e, gq_config *cfg, gq_error *err
 
 /* fnmatch glob over a tensor name, as gq_quantize_model applies override rules. */
 bool gq_runner_rule_matches(const char *pattern, const char *tensor);
+
+/* Bytes of the block linears in fp32 (the baseline's packed_bytes). */
+size_t gq_runner_fp32_linear_bytes(const gq_config *c);
+
+/* Throughput of m (a cell's quantized model with its quantizer q and report rep, or the fp32
+ * baseline with q = rep = NULL) per $.throughput. Not measured (out->measured false, out->note
+ * says why) when disabled, when the overrides make the model differ from one packed quantizer
+ * on every block linear, or when q has no packed kernel. Errors: out of memory. */
+int gq_runner_throughput(const gq_experiment *e, const gq_model *m, const gq_quantizer *q,
+                         const gq_quant_report *rep, gq_cell_throughput *out, gq_error *err);
+
+/* Lets a throughput measurement run alone: cells compute inside shared sections; a
+ * measurement waits until no shared section is open and keeps new ones from opening until it
+ * is done (waiting measurements go before new cells, so none starves). */
+typedef struct gq_tp_gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int busy;    /* open shared sections */
+    int waiting; /* measurements waiting */
+    bool active; /* a measurement running */
+} gq_tp_gate;
+void gq_tp_gate_init(gq_tp_gate *g);
+void gq_tp_gate_destroy(gq_tp_gate *g);
+void gq_tp_gate_enter_shared(gq_tp_gate *g);
+void gq_tp_gate_leave_shared(gq_tp_gate *g);
+void gq_tp_gate_enter_exclusive(gq_tp_gate *g);
+void gq_tp_gate_leave_exclusive(gq_tp_gate *g);
 
 #endif

@@ -1,6 +1,6 @@
-/* The experiment runner end to end through the gq-bench binary: smoke.json outputs, validation
- * messages for bad experiment files, resume after kill -9, a changed experiment, the stored and
- * paired KL references, missing gnuplot. */
+/* The experiment runner end to end through the gq-bench binary: smoke.json outputs (throughput
+ * columns included), validation messages for bad experiment files, resume after kill -9, a
+ * changed experiment, the stored and paired KL references, missing gnuplot, throughput notes. */
 #include "test_support.h"
 
 #include <dirent.h>
@@ -60,6 +60,29 @@ static bool is_png(const char *path)
     return ok;
 }
 
+/* Throughput columns of row r: the fp32 baseline and the formats with packed kernels (int4
+ * g32/g64, q4_0) are measured, int3 has none and says so; never an estimate. */
+static void check_throughput(const gq_table *t, size_t r)
+{
+    const char *fmt = gq_table_str(t, r, "format"), *note = gq_table_str(t, r, "throughput_note");
+    double dec = gq_table_num(t, r, "decode_tok_s"), pre = gq_table_num(t, r, "prefill_tok_s");
+    double pb = gq_table_num(t, r, "packed_bytes");
+    if (strncmp(fmt, "int3", 4) == 0) {
+        assert_true(isnan(dec) && isnan(pre) && isnan(pb));
+        if (!note || !strstr(note, "not measured: int3: packed kernels exist for 4 and 8 bits"))
+            fail_msg("row %zu (%s): throughput_note %s", r, fmt, note ? note : "(empty)");
+        return;
+    }
+    if (note)
+        fail_msg("row %zu (%s): not measured: %s", r, fmt, note);
+    assert_true(dec > 0.0 && isfinite(dec) && pre > 0.0 && isfinite(pre));
+    double lb = gq_table_num(t, r, "linear_bytes");
+    if (r == 0)
+        assert_true(pb == lb); /* the baseline's fp32 block linears */
+    else /* 4 bits + an fp16 scale (+ a zero point) per group, columns padded to 32 */
+        assert_true(pb > 0.9 * lb && pb < 1.3 * lb);
+}
+
 static void test_smoke_end_to_end(void **state)
 {
     (void)state;
@@ -82,7 +105,7 @@ static void test_smoke_end_to_end(void **state)
         "experiment", "cell", "series", "model", "method", "format", "sweep", "bits", "group_size",
         "ppl", "ppl_stderr", "delta_ppl", "kl_div", "top1_pct", "bpw", "model_bytes", "t_stats",
         "t_search", "t_quant", "t_eval", "eval_tok_s", "peak_rss_mb", "threads", "decode_tok_s",
-        "prefill_tok_s", "packed_bytes", "protocol", "ctx", "tokenizer", "eval_text",
+        "prefill_tok_s", "packed_bytes", "throughput_note", "protocol", "ctx", "tokenizer", "eval_text",
         "eval_sha256", "calib_text", "n_calib", "calib_ctx", "seed", "config_sha256",
         "model_sha256", "version"};
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
@@ -100,10 +123,10 @@ static void test_smoke_end_to_end(void **state)
         assert_true(fabs(gq_table_num(&t, r, "delta_ppl") - (ppl - base)) < 1e-6 * ppl);
         double bpw = gq_table_num(&t, r, "bpw");
         assert_true(bpw > 3.0 && bpw < 5.0);
-        /* packed-kernel columns are empty, never estimated */
-        assert_true(isnan(gq_table_num(&t, r, "decode_tok_s")));
+        check_throughput(&t, r);
         assert_string_equal(gq_table_str(&t, r, "protocol"), "full");
     }
+    check_throughput(&t, 0);
     assert_string_equal(gq_table_str(&t, 9, "format"), "q4_0");
     assert_true(isnan(gq_table_num(&t, 9, "bits")));
     assert_true(gq_table_num(&t, 5, "n_calib") == 4);     /* gptq uses calibration */
@@ -123,6 +146,7 @@ static void test_smoke_end_to_end(void **state)
     assert_true(H5Aexists(f, "protocol") > 0);
     assert_true(H5Aexists(f, "experiment_json") > 0);
     assert_true(H5Aexists(f, "empty_columns_reason") > 0);
+    assert_true(H5Aexists(f, "throughput") > 0);
     assert_true(H5Lexists(f, "/cells/c005", H5P_DEFAULT) > 0);
     hid_t ds = H5Dopen2(f, "/cells/c005/tensors", H5P_DEFAULT);
     assert_true(ds >= 0);
@@ -189,6 +213,17 @@ static void test_validation_messages(void **state)
         {"\"sweep\": {", "\"sweep\": {\"damp\": [0.1], ", "$.sweep.damp: no method in $.methods has this parameter"},
         {"\"label\": \"gptq\"", "\"label\": \"rtn\"", "$.methods[1].label: \"rtn\" is already the label of $.methods[0]"},
         {"\"seed\": 1,", "\"seed\": -1,", "$.model.seed: -1 is outside 0.."},
+        {"\"sweep\": {", "\"throughput\": {\"tokens\": 4}, \"sweep\": {",
+         "$.throughput.tokens: unknown key (known: enabled, decode_tokens, prefill_tokens, reps)"},
+        {"\"sweep\": {", "\"throughput\": {\"enabled\": 1}, \"sweep\": {",
+         "$.throughput.enabled: expected true or false"},
+        {"\"sweep\": {", "\"throughput\": {\"reps\": 0}, \"sweep\": {",
+         "$.throughput.reps: 0 is outside 1..1000"},
+        {"\"sweep\": {", "\"throughput\": {\"decode_tokens\": 127}, \"sweep\": {",
+         "$.throughput.decode_tokens: 127 + 2 warm-up steps exceed the model's context (128)"},
+        {"\"sweep\": {", "\"throughput\": {\"prefill_tokens\": 129}, \"sweep\": {",
+         "$.throughput.prefill_tokens: 129 is longer than the model's context (128)"},
+        {"\"sweep\": {", "\"throughput\": [], \"sweep\": {", "$.throughput: expected an object"},
         {"\"methods\": [", "\"overrides\": [{\"pattern\": \"layers.*\", \"keep_fp\": true, \"format\": \"q4_0\"}], \"methods\": [",
          "$.overrides[0]: give either \"keep_fp\": true or a \"format\""},
     };
@@ -286,8 +321,9 @@ static char *csv_without2(const char *path, bool threads, bool kl_reference)
     gq_error err = {{0}};
     if (gq_table_read_csv(path, &t, &err))
         fail_msg("%s", err.msg);
-    static const char *const timing[] = {"t_stats", "t_search", "t_quant", "t_eval",
-                                         "eval_tok_s", "peak_rss_mb"};
+    static const char *const timing[] = {"t_stats",     "t_search",    "t_quant",
+                                         "t_eval",      "eval_tok_s",  "peak_rss_mb",
+                                         "decode_tok_s", "prefill_tok_s"};
     for (size_t r = 0; r < gq_table_n_rows(&t); r++)
         for (size_t k = 0; k < sizeof timing / sizeof timing[0]; k++)
             json_object_del(gq_table_row(&t, r), timing[k]);
@@ -503,6 +539,65 @@ static void test_without_gnuplot(void **state)
     free(dir);
 }
 
+/* A baseline + one q4_0 cell experiment on the synthetic tiny model with `extra` keys added. */
+static void run_tiny(const char *dir, const char *name, const char *extra, gq_table *t)
+{
+    char file[4200], csv[4300];
+    snprintf(file, sizeof file, "%s/%s.json", dir, name);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"name\": \"%s\", %s\n"
+               " \"model\": {\"synthetic\": \"tiny\", \"tokenizer\": \"models/stories260K/tok512.bin\"},\n"
+               " \"eval\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"ctx\": 32, \"max_windows\": 1},\n"
+               " \"methods\": [{\"label\": \"q\", \"method\": \"rtn\", \"format\": \"q4_0\"}]}\n",
+            name, extra);
+    fclose(f);
+    int rc = run("run %s --out-dir %s --threads 1 --no-plots", file, dir);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, g_err);
+    snprintf(csv, sizeof csv, "%s/results/%s/results.csv", dir, name);
+    gq_error err = {{0}};
+    if (gq_table_read_csv(csv, t, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(gq_table_n_rows(t), 2);
+}
+
+/* Rows the packed kernels cannot represent keep their throughput columns empty with the reason:
+ * an override keeping one linear fp32; $.throughput.enabled false. Options reach the protocol. */
+static void test_throughput_notes(void **state)
+{
+    (void)state;
+    if (!setup_assets())
+        skip();
+    char *dir = test_tmpdir("run-tp");
+    gq_table t;
+    run_tiny(dir, "keepfp",
+             "\"overrides\": [{\"pattern\": \"layers.0.mlp.down_proj\", \"keep_fp\": true}],"
+             " \"throughput\": {\"decode_tokens\": 4, \"prefill_tokens\": 16, \"reps\": 1},",
+             &t);
+    assert_true(gq_table_num(&t, 0, "decode_tok_s") > 0.0); /* the baseline is one format */
+    const char *note = gq_table_str(&t, 1, "throughput_note");
+    if (!note || !strstr(note, "not measured: the overrides make 1 tensor(s) differ from one "
+                               "packed quantizer (q4_0 on every block linear") ||
+        !strstr(note, "layers.0.mlp.down_proj is fp32"))
+        fail_msg("throughput_note: %s", note ? note : "(empty)");
+    assert_true(isnan(gq_table_num(&t, 1, "decode_tok_s")));
+    assert_true(isnan(gq_table_num(&t, 1, "packed_bytes")));
+    assert_non_null(strstr(g_out, "the fastest of 4 decode steps (positions 2..5"));
+    assert_non_null(strstr(g_out, "16 tokens / the fastest of 1 prefill passes"));
+    gq_table_free(&t);
+
+    run_tiny(dir, "off", "\"throughput\": {\"enabled\": false},", &t);
+    for (size_t r = 0; r < 2; r++) {
+        assert_string_equal(gq_table_str(&t, r, "throughput_note"),
+                            "not measured: $.throughput.enabled is false");
+        assert_true(isnan(gq_table_num(&t, r, "prefill_tok_s")));
+    }
+    assert_non_null(strstr(g_out, "throughput not measured ($.throughput.enabled false)"));
+    gq_table_free(&t);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -513,6 +608,7 @@ int main(void)
         cmocka_unit_test_teardown(test_kl_paired, unset_kl_budget),
         cmocka_unit_test(test_jobs_same_numbers),
         cmocka_unit_test(test_without_gnuplot),
+        cmocka_unit_test(test_throughput_notes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

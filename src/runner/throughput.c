@@ -1,0 +1,127 @@
+/* The runner's throughput columns: a cell's quantized model on the packed kernels (the baseline
+ * in fp32 on BLAS), never an estimate; and the gate that lets a measurement run alone while
+ * other cells run side by side (--jobs). */
+#include <string.h>
+
+#include "core/gq_time.h"
+#include "packed/gq_packed.h"
+#include "runner/runner_internal.h"
+
+size_t gq_runner_fp32_linear_bytes(const gq_config *c)
+{
+    size_t w = 0;
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        int rows, cols;
+        gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+        w += (size_t)rows * (size_t)cols;
+    }
+    return w * (size_t)c->n_layers * sizeof(float);
+}
+
+/* Whether the quantized model is what a packed model with q builds: q on every block linear,
+ * embeddings and classifier fp32. Otherwise writes the first difference to why. */
+static bool one_quantizer(const gq_quantizer *q, const gq_quant_report *rep, char *why, size_t n)
+{
+    char label[96];
+    gq_quantizer_label(q, label, sizeof label);
+    int differ = 0;
+    const gq_tensor_report *first = NULL;
+    for (int i = 0; i < rep->n_tensors; i++) {
+        const gq_tensor_report *t = &rep->tensors[i];
+        bool block = strncmp(t->name, "layers.", 7) == 0;
+        if (block ? t->quantized && strcmp(t->format, label) == 0 : !t->quantized)
+            continue;
+        differ++;
+        if (!first)
+            first = t;
+    }
+    if (!first)
+        return true;
+    snprintf(why, n, "not measured: the overrides make %d tensor(s) differ from one packed "
+                     "quantizer (%s on every block linear, embeddings and classifier fp32), e.g. "
+                     "%s is %s", differ, label, first->name, first->format);
+    return false;
+}
+
+int gq_runner_throughput(const gq_experiment *e, const gq_model *m, const gq_quantizer *q,
+                         const gq_quant_report *rep, gq_cell_throughput *out, gq_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const gq_exp_throughput *t = &e->throughput;
+    if (!t->enabled) {
+        snprintf(out->note, sizeof out->note, "not measured: $.throughput.enabled is false");
+        return 0;
+    }
+    if (q && rep && !one_quantizer(q, rep, out->note, sizeof out->note))
+        return 0;
+    gq_packed_bench_opts o = gq_packed_bench_defaults();
+    o.decode_tokens = t->decode_tokens;
+    o.warmup = GQ_TP_WARMUP;
+    o.prefill_tokens = t->prefill_tokens;
+    o.reps = t->reps;
+    gq_packed_throughput pt;
+    double t0 = gq_now();
+    if (gq_packed_measure(m, q, &o, &pt, err))
+        return gq_fail_prefix(err, "throughput");
+    out->seconds = gq_now() - t0;
+    if (!pt.packed) {
+        snprintf(out->note, sizeof out->note, "not measured: %s", pt.reason);
+        return 0;
+    }
+    out->measured = true;
+    out->decode_tok_s = pt.decode_tok_s;
+    out->prefill_tok_s = pt.prefill_tok_s;
+    out->packed_bytes = q ? pt.packed_bytes : gq_runner_fp32_linear_bytes(&m->cfg);
+    return 0;
+}
+
+/* ---- gate: shared sections (cells computing) and exclusive ones (a measurement) ---------- */
+
+void gq_tp_gate_init(gq_tp_gate *g)
+{
+    memset(g, 0, sizeof *g);
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+}
+
+void gq_tp_gate_destroy(gq_tp_gate *g)
+{
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
+}
+
+void gq_tp_gate_enter_shared(gq_tp_gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    while (g->waiting > 0 || g->active) /* a waiting measurement goes first */
+        pthread_cond_wait(&g->cv, &g->mu);
+    g->busy++;
+    pthread_mutex_unlock(&g->mu);
+}
+
+void gq_tp_gate_leave_shared(gq_tp_gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->busy--;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+void gq_tp_gate_enter_exclusive(gq_tp_gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->waiting++;
+    while (g->busy > 0 || g->active)
+        pthread_cond_wait(&g->cv, &g->mu);
+    g->waiting--;
+    g->active = true;
+    pthread_mutex_unlock(&g->mu);
+}
+
+void gq_tp_gate_leave_exclusive(gq_tp_gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->active = false;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
