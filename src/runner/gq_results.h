@@ -17,9 +17,9 @@
  *   (tokens/s of the packed kernels, protocol in the HDF5 attribute "throughput"), packed_bytes
  *   (bytes of the packed linears; the baseline: its block linears in fp32), throughput_note
  *   (empty when measured, else why those three are empty: never estimated), protocol, ctx,
- *   eval_windows, eval_tokens, scored, kl_reference (how kl_div and top1_pct were measured: "stored"
- *   baseline log-probabilities, "paired" baseline model rerun on the same batches, "self" for
- *   the baseline row), tokenizer, eval_text, eval_sha256, calib_text, calib_sha256, n_calib,
+ *   eval_windows, eval_tokens, scored, kl_reference (how kl_div and top1_pct were measured:
+ *   "stored" baseline log-probabilities, "paired" baseline model rerun on the same batches,
+ *   "self" for the baseline row), tokenizer, eval_text, eval_sha256, calib_text, calib_sha256, n_calib,
  *   calib_ctx, seed, config_sha256, model_sha256, tokenizer_sha256, version, revision. */
 #include <stdbool.h>
 #include <stddef.h>

@@ -105,7 +105,8 @@ static void test_smoke_end_to_end(void **state)
         "experiment", "cell", "series", "model", "method", "format", "sweep", "bits", "group_size",
         "ppl", "ppl_stderr", "delta_ppl", "kl_div", "top1_pct", "bpw", "model_bytes", "t_stats",
         "t_search", "t_quant", "t_eval", "eval_tok_s", "peak_rss_mb", "threads", "decode_tok_s",
-        "prefill_tok_s", "packed_bytes", "throughput_note", "protocol", "ctx", "tokenizer", "eval_text",
+        "prefill_tok_s", "packed_bytes", "throughput_note", "protocol", "ctx", "tokenizer",
+        "eval_text",
         "eval_sha256", "calib_text", "n_calib", "calib_ctx", "seed", "config_sha256",
         "model_sha256", "version"};
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
@@ -547,8 +548,10 @@ static void run_tiny(const char *dir, const char *name, const char *extra, gq_ta
     FILE *f = fopen(file, "w");
     assert_non_null(f);
     fprintf(f, "{\"name\": \"%s\", %s\n"
-               " \"model\": {\"synthetic\": \"tiny\", \"tokenizer\": \"models/stories260K/tok512.bin\"},\n"
-               " \"eval\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"ctx\": 32, \"max_windows\": 1},\n"
+               " \"model\": {\"synthetic\": \"tiny\",\n"
+               "            \"tokenizer\": \"models/stories260K/tok512.bin\"},\n"
+               " \"eval\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"ctx\": 32,\n"
+               "          \"max_windows\": 1},\n"
                " \"methods\": [{\"label\": \"q\", \"method\": \"rtn\", \"format\": \"q4_0\"}]}\n",
             name, extra);
     fclose(f);
