@@ -126,30 +126,68 @@ static float dot_int8(const gq_packed_linear *P, int r, const float *x, const fl
     return pk_hsum(acc) - offs;
 }
 
-/* int8 activations: per block sum (code - z) * xq as integers, times s_g * xd_b. */
-static float q8_int4(const gq_packed_linear *P, int r, const int8_t *xq, const float *xd,
-                     const float *xs)
+/* int8 activations, both widths: per group g, s_g * sum_b xd_b * I_b with the exact integer
+ * block dot I_b = sum (code - z) xq = U_b - c * X_b: U_b the dot of byte weights u, X_b the sum
+ * of xq (per int32 lane, shared by the rows), c the offset that makes u - c = code - z:
+ * int4 u = the code (unsigned, 0..15), c = z; int8 u = code - 128 (signed: the code with its
+ * top bit flipped), c = z - 128. |I_b| < 2^21. NR rows per pass share the activation loads. */
+PK_ALWAYS_INLINE void q8_int_rows(const gq_packed_linear *P, int r, const int NR, const int bits,
+                                  const int8_t *xq, const float *xd, const float *xs, float *y)
 {
     (void)xs;
-    const uint8_t *q = pk_row(P, r);
     const int bpg = P->group / 32, nb = P->cols_pad / 32;
-    __m256 acc = _mm256_setzero_ps();
+    const __m256i flip = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi8(1);
+    const uint8_t *q[PK_ROWS];
+    __m256 acc[PK_ROWS];
+    for (int k = 0; k < NR; k++) {
+        q[k] = pk_row(P, r + k);
+        acc[k] = _mm256_setzero_ps();
+    }
     for (int g = 0; g < P->n_groups; g++) {
-        const __m256i z = _mm256_set1_epi8((char)grp_zero(P, r, g));
-        const float s = pk_fp16(P->scales[(size_t)r * P->n_groups + g]);
-        int b1 = (g + 1) * bpg < nb ? (g + 1) * bpg : nb;
-        for (int b = g * bpg; b < b1; b++) {
-            __m256i w = _mm256_sub_epi8(pk_nibbles32(q + 16 * b), z);
-            __m256i x = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(s * xd[b]),
-                                  _mm256_cvtepi32_ps(pk_dot32_i8i8(w, x)), acc);
+        int b0 = g * bpg, b1 = b0 + bpg < nb ? b0 + bpg : nb;
+        __m256i c[PK_ROWS];
+        __m256 gacc[PK_ROWS];
+        for (int k = 0; k < NR; k++) {
+            c[k] = _mm256_set1_epi32(grp_zero(P, r + k, g) - (bits == 4 ? 0 : 128));
+            gacc[k] = _mm256_setzero_ps();
+        }
+        for (int b = b0; b < b1; b++) {
+            const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
+            const __m256i xsum = pk_dot32_u8i8(ones, x);
+            const __m256 dx = _mm256_set1_ps(xd[b]);
+            for (int k = 0; k < NR; k++) {
+                __m256i u = bits == 4
+                    ? pk_dot32_u8i8(pk_nibbles32(q[k] + 16 * b), x)
+                    : pk_dot32_i8i8(_mm256_xor_si256(
+                          _mm256_loadu_si256((const __m256i *)(q[k] + 32 * b)), flip), x);
+                __m256i i = _mm256_sub_epi32(u, _mm256_mullo_epi32(c[k], xsum));
+                gacc[k] = _mm256_fmadd_ps(dx, _mm256_cvtepi32_ps(i), gacc[k]);
+            }
+        }
+        for (int k = 0; k < NR; k++) {
+            const float s = pk_fp16(P->scales[(size_t)(r + k) * P->n_groups + g]);
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(s), gacc[k], acc[k]);
         }
     }
-    return pk_hsum(acc);
+    pk_store_rows(acc, NULL, NR, y);
 }
 
+PK_ALWAYS_INLINE void q8_int4_rows(const gq_packed_linear *P, int r, const int NR,
+                                   const int8_t *xq, const float *xd, const float *xs, float *y)
+{
+    q8_int_rows(P, r, NR, 4, xq, xd, xs, y);
+}
+PK_Q8_ENTRY(q8_int4)
+
+PK_ALWAYS_INLINE void q8_int8_rows(const gq_packed_linear *P, int r, const int NR,
+                                   const int8_t *xq, const float *xd, const float *xs, float *y)
+{
+    q8_int_rows(P, r, NR, 8, xq, xd, xs, y);
+}
+PK_Q8_ENTRY(q8_int8)
+
 const pk_type pk_int4 = {"int4", 32, ref_int4, fast_int4, dot_int4, q8_int4};
-const pk_type pk_int8 = {"int8", 32, ref_int8, fast_int8, dot_int8, NULL};
+const pk_type pk_int8 = {"int8", 32, ref_int8, fast_int8, dot_int8, q8_int8};
 #else
 const pk_type pk_int4 = {"int4", 32, ref_int4, ref_int4, pk_dot_generic, NULL};
 const pk_type pk_int8 = {"int8", 32, ref_int8, ref_int8, pk_dot_generic, NULL};

@@ -160,36 +160,93 @@ static float dot_q6_K(const gq_packed_linear *P, int r, const float *x, const fl
 }
 
 /* int8 activations: sub-block j of 32 gives D_j * xd * sum(q xq) (unsigned codes, maddubs as
- * is) - M_j * (fp32 block sum of x). */
-static float q8_q4_K(const gq_packed_linear *P, int r, const int8_t *xq, const float *xd,
-                     const float *xs)
+ * is) - M_j * (block sum of x); NR rows per pass share the activation loads. */
+PK_ALWAYS_INLINE void q8_q4_K_rows(const gq_packed_linear *P, int r, const int NR,
+                                   const int8_t *xq, const float *xd, const float *xs, float *y)
 {
-    const gq_block_q4_K *b = (const gq_block_q4_K *)pk_row(P, r);
-    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi16(1);
-    __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const gq_block_q4_K *b[PK_ROWS];
+    __m256 acc[PK_ROWS], offs[PK_ROWS];
+    for (int k = 0; k < NR; k++) {
+        b[k] = (const gq_block_q4_K *)pk_row(P, r + k);
+        acc[k] = offs[k] = _mm256_setzero_ps();
+    }
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, xq += GQ_QK_K, xd += 8, xs += 8) {
-        float D[8], M[8];
-        q4_K_scales(&b[i], D, M);
-        /* D_j * xd_j for the 8 sub-blocks at once; the offsets as one vector FMA */
-        _mm256_storeu_ps(D, _mm256_mul_ps(_mm256_loadu_ps(D), _mm256_loadu_ps(xd)));
-        offs = _mm256_fmadd_ps(_mm256_loadu_ps(M), _mm256_loadu_ps(xs), offs);
-        for (int c = 0; c < 4; c++) {
-            __m256i qs = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));
-            __m256i w[2] = {_mm256_and_si256(qs, m4),
-                            _mm256_and_si256(_mm256_srli_epi16(qs, 4), m4)};
-            for (int p = 0; p < 2; p++) {
-                int j = 2 * c + p;
-                __m256i x = _mm256_loadu_si256((const __m256i *)(xq + 32 * j));
-                __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(w[p], x), one);
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(D[j]), _mm256_cvtepi32_ps(d), acc);
+        const __m256 xdv = _mm256_loadu_ps(xd), xsv = _mm256_loadu_ps(xs);
+        for (int k = 0; k < NR; k++) {
+            float D[8], M[8];
+            q4_K_scales(&b[k][i], D, M);
+            /* D_j * xd_j for the 8 sub-blocks at once; the offsets as one vector FMA */
+            _mm256_storeu_ps(D, _mm256_mul_ps(_mm256_loadu_ps(D), xdv));
+            offs[k] = _mm256_fmadd_ps(_mm256_loadu_ps(M), xsv, offs[k]);
+            for (int c = 0; c < 4; c++) {
+                __m256i qs = _mm256_loadu_si256((const __m256i *)(b[k][i].qs + 32 * c));
+                __m256i w[2] = {_mm256_and_si256(qs, m4),
+                                _mm256_and_si256(_mm256_srli_epi16(qs, 4), m4)};
+                for (int p = 0; p < 2; p++) {
+                    int j = 2 * c + p;
+                    __m256i x = _mm256_loadu_si256((const __m256i *)(xq + 32 * j));
+                    acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(D[j]),
+                                             _mm256_cvtepi32_ps(pk_dot32_u8i8(w[p], x)), acc[k]);
+                }
             }
         }
     }
-    return pk_hsum(acc) - pk_hsum(offs);
+    for (int k = 0; k < NR; k++)
+        acc[k] = _mm256_sub_ps(acc[k], offs[k]);
+    pk_store_rows(acc, NULL, NR, y);
 }
+PK_Q8_ENTRY(q8_q4_K)
+
+/* Q6_K on int8 activations: per run of 32 (one activation block, two sub-blocks of 16), the
+ * signed codes q - 32 times xq by maddubs (|q - 32| <= 32: pairs <= 8128), the pairs weighted
+ * by the sub-blocks' int8 scales in the same madd (low lane: sub-block 2k, high: 2k+1; sums
+ * < 2^21), then one float product d * xd per run. */
+PK_ALWAYS_INLINE void q8_q6_K_rows(const gq_packed_linear *P, int r, const int NR,
+                                   const int8_t *xq, const float *xd, const float *xs, float *y)
+{
+    (void)xs;
+    /* pshufb masks replicating int16 word 2k in the low lane and 2k+1 in the high lane */
+    __m256i pick[4];
+    for (int k = 0; k < 4; k++)
+        pick[k] = _mm256_setr_m128i(_mm_set1_epi16((short)(0x0100 * (4 * k + 1) + 4 * k)),
+                                    _mm_set1_epi16((short)(0x0100 * (4 * k + 3) + 4 * k + 2)));
+    const gq_block_q6_K *b[PK_ROWS];
+    __m256 acc[PK_ROWS];
+    for (int k = 0; k < NR; k++) {
+        b[k] = (const gq_block_q6_K *)pk_row(P, r + k);
+        acc[k] = _mm256_setzero_ps();
+    }
+    for (int i = 0; i < P->cols_pad / GQ_QK_K; i++) {
+        for (int h = 0; h < 2; h++) {
+            const int8_t *xh = xq + GQ_QK_K * i + 128 * h;
+            const float *dh = xd + 8 * i + 4 * h;
+            __m256i x[4];
+            for (int c = 0; c < 4; c++)
+                x[c] = _mm256_loadu_si256((const __m256i *)(xh + 32 * c));
+            for (int k = 0; k < NR; k++) {
+                const gq_block_q6_K *bk = &b[k][i];
+                const float d = pk_fp16(bk->d);
+                __m256i v[4];
+                q6_K_half(bk, h, v);
+                __m256i sc = _mm256_broadcastsi128_si256(
+                    _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(bk->scales + 8 * h))));
+                for (int c = 0; c < 4; c++) {
+                    __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(v[c], v[c]),
+                                                       _mm256_sign_epi8(x[c], v[c]));
+                    __m256i p = _mm256_madd_epi16(p16, _mm256_shuffle_epi8(sc, pick[c]));
+                    acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * dh[c]), _mm256_cvtepi32_ps(p),
+                                             acc[k]);
+                }
+            }
+        }
+    }
+    pk_store_rows(acc, NULL, NR, y);
+}
+PK_Q8_ENTRY(q8_q6_K)
 
 const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K, q8_q4_K};
-const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K, NULL};
+const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K, q8_q6_K};
 #else
 const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, ref_q4_K, pk_dot_generic, NULL};
 const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, ref_q6_K, pk_dot_generic, NULL};

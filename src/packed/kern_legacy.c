@@ -147,74 +147,111 @@ static float dot_mxfp4(const gq_packed_linear *P, int r, const float *x, const f
     return pk_hsum(acc);
 }
 
-/* ---- int8 activations: integer dots per block, one float scale product per block ---- */
+/* ---- int8 activations: integer dots per block, one float scale product per block; NR rows
+ * per pass share each activation block's load (PK_Q8_ENTRY) ---- */
 
 static inline __m256i xq_block(const int8_t *xq, int b)
 {
     return _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
 }
 
-static float q8_q4_0(const gq_packed_linear *P, int r, const int8_t *xq, const float *xd,
-                     const float *xs)
+/* Q4_0 with the unsigned codes q: sum (q - 8) x = sum q x - 8 * (block sum of x). */
+PK_ALWAYS_INLINE void q8_q4_0_rows(const gq_packed_linear *P, int r, const int NR,
+                                   const int8_t *xq, const float *xd, const float *xs, float *y)
 {
-    (void)xs;
-    const gq_block_q4_0 *b = (const gq_block_q4_0 *)pk_row(P, r);
-    const __m256i eight = _mm256_set1_epi8(8);
-    __m256 acc = _mm256_setzero_ps();
+    const gq_block_q4_0 *b[PK_ROWS];
+    __m256 acc[PK_ROWS];
+    float offs[PK_ROWS];
+    for (int k = 0; k < NR; k++) {
+        b[k] = (const gq_block_q4_0 *)pk_row(P, r + k);
+        acc[k] = _mm256_setzero_ps();
+        offs[k] = 0.0f;
+    }
     for (int i = 0; i < P->cols_pad / 32; i++) {
-        __m256i w = _mm256_sub_epi8(pk_nibbles32(b[i].qs), eight);
-        __m256 p = _mm256_cvtepi32_ps(pk_dot32_i8i8(w, xq_block(xq, i)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[i].d) * xd[i]), p, acc);
+        const __m256i x = xq_block(xq, i);
+        for (int k = 0; k < NR; k++) {
+            const float d = pk_fp16(b[k][i].d);
+            __m256 p = _mm256_cvtepi32_ps(pk_dot32_u8i8(pk_nibbles32(b[k][i].qs), x));
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd[i]), p, acc[k]);
+            offs[k] += d * xs[i];
+        }
     }
-    return pk_hsum(acc);
+    for (int k = 0; k < NR; k++)
+        offs[k] *= 8.0f;
+    pk_store_rows(acc, offs, NR, y);
 }
+PK_Q8_ENTRY(q8_q4_0)
 
-static float q8_q4_1(const gq_packed_linear *P, int r, const int8_t *xq, const float *xd,
-                     const float *xs)
+/* Q4_1: w = d q + m, codes unsigned; the offsets m through the block sums of x. */
+PK_ALWAYS_INLINE void q8_q4_1_rows(const gq_packed_linear *P, int r, const int NR,
+                                   const int8_t *xq, const float *xd, const float *xs, float *y)
 {
-    const gq_block_q4_1 *b = (const gq_block_q4_1 *)pk_row(P, r);
-    const __m256i one = _mm256_set1_epi16(1);
-    __m256 acc = _mm256_setzero_ps();
-    float offs = 0.0f;
-    for (int i = 0; i < P->cols_pad / 32; i++) { /* codes 0..15 are unsigned: maddubs as is */
-        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(pk_nibbles32(b[i].qs),
-                                                           xq_block(xq, i)), one);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[i].d) * xd[i]), _mm256_cvtepi32_ps(p),
-                              acc);
-        offs += pk_fp16(b[i].m) * xs[i];
+    const gq_block_q4_1 *b[PK_ROWS];
+    __m256 acc[PK_ROWS];
+    float offs[PK_ROWS];
+    for (int k = 0; k < NR; k++) {
+        b[k] = (const gq_block_q4_1 *)pk_row(P, r + k);
+        acc[k] = _mm256_setzero_ps();
+        offs[k] = 0.0f;
     }
-    return pk_hsum(acc) + offs;
-}
-
-static float q8_q8_0(const gq_packed_linear *P, int r, const int8_t *xq, const float *xd,
-                     const float *xs)
-{
-    (void)xs;
-    const gq_block_q8_0 *b = (const gq_block_q8_0 *)pk_row(P, r);
-    __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < P->cols_pad / 32; i++) {
-        __m256i w = _mm256_loadu_si256((const __m256i *)b[i].qs);
-        __m256 p = _mm256_cvtepi32_ps(pk_dot32_i8i8(w, xq_block(xq, i)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[i].d) * xd[i]), p, acc);
+        const __m256i x = xq_block(xq, i);
+        for (int k = 0; k < NR; k++) {
+            __m256 p = _mm256_cvtepi32_ps(pk_dot32_u8i8(pk_nibbles32(b[k][i].qs), x));
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[k][i].d) * xd[i]), p, acc[k]);
+            offs[k] -= pk_fp16(b[k][i].m) * xs[i];
+        }
     }
-    return pk_hsum(acc);
+    pk_store_rows(acc, offs, NR, y);
 }
+PK_Q8_ENTRY(q8_q4_1)
 
-static float q8_mxfp4(const gq_packed_linear *P, int r, const int8_t *xq, const float *xd,
-                      const float *xs)
+PK_ALWAYS_INLINE void q8_q8_0_rows(const gq_packed_linear *P, int r, const int NR,
+                                   const int8_t *xq, const float *xd, const float *xs, float *y)
 {
     (void)xs;
-    const gq_block_mxfp4 *b = (const gq_block_mxfp4 *)pk_row(P, r);
+    const gq_block_q8_0 *b[PK_ROWS];
+    __m256 acc[PK_ROWS];
+    for (int k = 0; k < NR; k++) {
+        b[k] = (const gq_block_q8_0 *)pk_row(P, r + k);
+        acc[k] = _mm256_setzero_ps();
+    }
+    for (int i = 0; i < P->cols_pad / 32; i++) {
+        const __m256i x = xq_block(xq, i);
+        for (int k = 0; k < NR; k++) {
+            __m256i w = _mm256_loadu_si256((const __m256i *)b[k][i].qs);
+            __m256 p = _mm256_cvtepi32_ps(pk_dot32_i8i8(w, x));
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[k][i].d) * xd[i]), p, acc[k]);
+        }
+    }
+    pk_store_rows(acc, NULL, NR, y);
+}
+PK_Q8_ENTRY(q8_q8_0)
+
+PK_ALWAYS_INLINE void q8_mxfp4_rows(const gq_packed_linear *P, int r, const int NR,
+                                    const int8_t *xq, const float *xd, const float *xs, float *y)
+{
+    (void)xs;
     const __m256i lut = _mm256_broadcastsi128_si256(
         _mm_loadu_si128((const __m128i *)gq_kvalues_mxfp4));
-    __m256 acc = _mm256_setzero_ps();
-    for (int i = 0; i < P->cols_pad / 32; i++) {
-        __m256i w = _mm256_shuffle_epi8(lut, pk_nibbles32(b[i].qs));
-        __m256 p = _mm256_cvtepi32_ps(pk_dot32_i8i8(w, xq_block(xq, i)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_e8m0_half(b[i].e) * xd[i]), p, acc);
+    const gq_block_mxfp4 *b[PK_ROWS];
+    __m256 acc[PK_ROWS];
+    for (int k = 0; k < NR; k++) {
+        b[k] = (const gq_block_mxfp4 *)pk_row(P, r + k);
+        acc[k] = _mm256_setzero_ps();
     }
-    return pk_hsum(acc);
+    for (int i = 0; i < P->cols_pad / 32; i++) {
+        const __m256i x = xq_block(xq, i);
+        for (int k = 0; k < NR; k++) {
+            __m256i w = _mm256_shuffle_epi8(lut, pk_nibbles32(b[k][i].qs));
+            __m256 p = _mm256_cvtepi32_ps(pk_dot32_i8i8(w, x));
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(pk_e8m0_half(b[k][i].e) * xd[i]), p,
+                                     acc[k]);
+        }
+    }
+    pk_store_rows(acc, NULL, NR, y);
 }
+PK_Q8_ENTRY(q8_mxfp4)
 
 const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, fast_q4_0, dot_q4_0, q8_q4_0};
 const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, fast_q4_1, dot_q4_1, q8_q4_1};

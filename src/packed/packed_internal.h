@@ -44,11 +44,16 @@ struct pk_type {
     void (*dequant_ref)(const gq_packed_linear *P, int r, float *y);
     void (*dequant_fast)(const gq_packed_linear *P, int r, float *y);
     float (*dot_fast)(const gq_packed_linear *P, int r, const float *x, const float *xs);
-    /* Optional (NULL: none): the dot against activations quantized per 32-block,
-     * x[j] ~ xd[j/32] * xq[j] (pk_quantize_act), with xs[b] = xd[b] * sum of xq over block b. */
-    float (*dot_q8)(const gq_packed_linear *P, int r, const int8_t *xq, const float *xd,
-                    const float *xs);
+    /* Optional (NULL: none): y[i] = the dots of rows r + i, i < nr (1..PK_ROWS), against
+     * activations quantized per 32-block, x[j] ~ xd[j/32] * xq[j] (pk_quantize_act), with
+     * xs[b] = xd[b] * sum of xq over block b. A pass over PK_ROWS rows loads each activation
+     * block once for all of them; a row's arithmetic does not depend on nr. */
+    void (*dot_q8)(const gq_packed_linear *P, int r, int nr, const int8_t *xq, const float *xd,
+                   const float *xs, float *y);
 };
+
+/* Rows per pass of the int8-activation dots. */
+#define PK_ROWS 4
 
 /* Activations for dot_q8: per block of 32, d = amax / 127, q = round-half-even(x / d)
  * (d = 0 and q = 0 for an all-zero block). n a multiple of 32. */

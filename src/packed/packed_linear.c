@@ -52,7 +52,8 @@ void pk_quantize_act(const float *x, int n, int8_t *xq, float *xd)
 }
 
 /* y (rows) = W · x: one fused dot per row, rows in parallel; on int8 activations when the
- * linear asks for it and its format has that kernel. */
+ * linear asks for it and its format has that kernel, PK_ROWS rows per pass (the groups of rows
+ * are fixed by row index, so the result does not depend on the thread count). */
 static void matvec(const gq_packed_linear *P, float *y, const float *x)
 {
     float xp[P->cols_pad], xs[P->cols_pad / 32], xd[P->cols_pad / 32];
@@ -68,10 +69,16 @@ static void matvec(const gq_packed_linear *P, float *y, const float *x)
             xs[b] = xd[b] * (float)sum;
         }
     }
-    const int rows = P->rows;
+    const int rows = P->rows, groups = (rows + PK_ROWS - 1) / PK_ROWS;
 #pragma omp parallel for schedule(static) if ((long)rows * P->cols >= 32768)
-    for (int r = 0; r < rows; r++)
-        y[r] = q8 ? P->type->dot_q8(P, r, xq, xd, xs) : P->type->dot_fast(P, r, xp, xs);
+    for (int g = 0; g < groups; g++) {
+        const int r = g * PK_ROWS, nr = rows - r < PK_ROWS ? rows - r : PK_ROWS;
+        if (q8)
+            P->type->dot_q8(P, r, nr, xq, xd, xs, y + r);
+        else
+            for (int i = r; i < r + nr; i++)
+                y[i] = P->type->dot_fast(P, i, xp, xs);
+    }
 }
 
 /* Rows per dequantized tile: about 1 MiB of floats, at least 64 rows. */

@@ -109,13 +109,57 @@ static inline __m256i pk_dot32_i8i8(__m256i w, __m256i x)
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
-/* 32 4-bit codes of a ggml-order block as 32 bytes in element order. */
+/* int8 activations against unsigned codes 0..63 (the offsets of the formats that store codes
+ * with a bias go through the block sums of x instead): 8 int32 lanes of sum w[i] * x[i]
+ * (maddubs pairs stay below 2 * 63 * 127, no saturation). */
+static inline __m256i pk_dot32_u8i8(__m256i w, __m256i x)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1));
+}
+
+/* 32 4-bit codes of a ggml-order block as 32 bytes in element order: the 16 bytes in both
+ * lanes, the upper lane shifted by 4 bits, then masked (3 operations, one load). */
 static inline __m256i pk_nibbles32(const uint8_t *qs)
 {
-    __m128i lo, hi;
-    pk_nibbles16(qs, &lo, &hi);
-    return _mm256_set_m128i(hi, lo);
+    __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    return _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_set_epi64x(4, 4, 0, 0)),
+                            _mm256_set1_epi8(0x0F));
 }
+
+/* Horizontal sums of 4 vectors: {hsum(a), hsum(b), hsum(c), hsum(d)}. */
+static inline __m128 pk_hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
+{
+    __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
+    __m256 s = _mm256_hadd_ps(ab, cd); /* lanes: a b c d per 128-bit half */
+    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+/* y[k] = hsum(acc[k]) - off[k] for k < nr (off NULL: none), by pk_hsum4 whatever nr is, so a
+ * row's sum is the same in a pass of PK_ROWS rows and alone. */
+static inline void pk_store_rows(const __m256 *acc, const float *off, int nr, float *y)
+{
+    const __m256 z = _mm256_setzero_ps();
+    float s[4];
+    _mm_storeu_ps(s, pk_hsum4(acc[0], nr > 1 ? acc[1] : z, nr > 2 ? acc[2] : z,
+                              nr > 3 ? acc[3] : z));
+    for (int k = 0; k < nr; k++)
+        y[k] = off ? s[k] - off[k] : s[k];
+}
+
+/* Kernels for int8 activations are written once as NAME_rows(P, r, NR, xq, xd, xs, y) for a
+ * compile-time row count NR (always inlined, so the NR accumulators live in registers); this
+ * makes the dot_q8 entry NAME: PK_ROWS rows per pass, or one at a time for the last rows. */
+#define PK_ALWAYS_INLINE static inline __attribute__((always_inline))
+#define PK_Q8_ENTRY(name)                                                                     \
+    static void name(const gq_packed_linear *P, int r, int nr, const int8_t *xq,              \
+                     const float *xd, const float *xs, float *y)                              \
+    {                                                                                         \
+        if (nr == PK_ROWS)                                                                    \
+            name##_rows(P, r, PK_ROWS, xq, xd, xs, y);                                        \
+        else                                                                                  \
+            for (int i_ = 0; i_ < nr; i_++)                                                   \
+                name##_rows(P, r + i_, 1, xq, xd, xs, y + i_);                                \
+    }
 
 static inline float pk_hsum(__m256 v)
 {

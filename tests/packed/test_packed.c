@@ -110,7 +110,10 @@ static void check_shape(int rows, int cols, uint64_t seed)
             if (gq_packed_linear_act_q8(P)) {
                 gq_packed_linear_matvec_ref(P, y_ref, x);
                 gq_packed_linear_apply(P, y1, x, 1);
-                assert_close_rows(y1, y_ref, scale, rows, 2e-6, "int8-activation dot vs reference");
+                char what[256];
+                snprintf(what, sizeof what, "%s %dx%d: int8-activation dots vs reference",
+                         packed_specs[s], rows, cols);
+                assert_close_rows(y1, y_ref, scale, rows, 2e-6, what);
             }
             gq_packed_linear_set_act_q8(P, false);
             gq_packed_linear_matvec_ref(P, y_ref, x);
