@@ -60,8 +60,8 @@ const gq_linear_op *gq_packed_linear_op(const gq_packed_linear *P);
 
 /* Decode on int8 activations (off by default): products with n <= GQ_PACKED_MATVEC_MAX_N
  * quantize x per block of 32 (d = amax/127, round half to even) and use integer dot products
- * (AVX2 maddubs) for q4_0, q4_1, q8_0, mxfp4_ggml, int4 and q4_K; other formats keep fp32
- * activations. Prefill (tiles + sgemm) always keeps fp32 activations. act_q8 reports whether
+ * (AVX2 maddubs) for every packed format (q4_0, q4_1, q8_0, mxfp4_ggml, q4_K, q6_K, int4,
+ * int8; without AVX2 none). Prefill (tiles + sgemm) always keeps fp32 activations. act_q8 reports whether
  * the linear's decode actually runs on int8 activations. */
 void gq_packed_linear_set_act_q8(gq_packed_linear *P, bool on);
 bool gq_packed_linear_act_q8(const gq_packed_linear *P);

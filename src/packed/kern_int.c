@@ -156,6 +156,8 @@ PK_ALWAYS_INLINE void q8_int_rows(const gq_packed_linear *P, int r, const int NR
             const __m256i xsum = pk_dot32_u8i8(ones, x);
             const __m256 dx = _mm256_set1_ps(xd[b]);
             for (int k = 0; k < NR; k++) {
+                if (NR == PK_ROWS)
+                    pk_prefetch_ahead(q[k] + (bits / 2) * b, PK_ROWS * P->row_bytes, 1);
                 __m256i u = bits == 4
                     ? pk_dot32_u8i8(pk_nibbles32(q[k] + 16 * b), x)
                     : pk_dot32_i8i8(_mm256_xor_si256(
@@ -186,9 +188,9 @@ PK_ALWAYS_INLINE void q8_int8_rows(const gq_packed_linear *P, int r, const int N
 }
 PK_Q8_ENTRY(q8_int8)
 
-const pk_type pk_int4 = {"int4", 32, ref_int4, fast_int4, dot_int4, q8_int4};
-const pk_type pk_int8 = {"int8", 32, ref_int8, fast_int8, dot_int8, q8_int8};
+const pk_type pk_int4 = {"int4", 32, ref_int4, fast_int4, dot_int4, q8_int4, 1};
+const pk_type pk_int8 = {"int8", 32, ref_int8, fast_int8, dot_int8, q8_int8, 1};
 #else
-const pk_type pk_int4 = {"int4", 32, ref_int4, ref_int4, pk_dot_generic, NULL};
-const pk_type pk_int8 = {"int8", 32, ref_int8, ref_int8, pk_dot_generic, NULL};
+const pk_type pk_int4 = {"int4", 32, ref_int4, ref_int4, pk_dot_generic, NULL, 1};
+const pk_type pk_int8 = {"int8", 32, ref_int8, ref_int8, pk_dot_generic, NULL, 1};
 #endif

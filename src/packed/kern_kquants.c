@@ -174,6 +174,8 @@ PK_ALWAYS_INLINE void q8_q4_K_rows(const gq_packed_linear *P, int r, const int N
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, xq += GQ_QK_K, xd += 8, xs += 8) {
         const __m256 xdv = _mm256_loadu_ps(xd), xsv = _mm256_loadu_ps(xs);
         for (int k = 0; k < NR; k++) {
+            if (NR == PK_ROWS)
+                pk_prefetch_ahead(&b[k][i], PK_ROWS * P->row_bytes, sizeof b[k][i]);
             float D[8], M[8];
             q4_K_scales(&b[k][i], D, M);
             /* D_j * xd_j for the 8 sub-blocks at once; the offsets as one vector FMA */
@@ -226,6 +228,8 @@ PK_ALWAYS_INLINE void q8_q6_K_rows(const gq_packed_linear *P, int r, const int N
                 x[c] = _mm256_loadu_si256((const __m256i *)(xh + 32 * c));
             for (int k = 0; k < NR; k++) {
                 const gq_block_q6_K *bk = &b[k][i];
+                if (NR == PK_ROWS && h == 0)
+                    pk_prefetch_ahead(bk, PK_ROWS * P->row_bytes, sizeof *bk);
                 const float d = pk_fp16(bk->d);
                 __m256i v[4];
                 q6_K_half(bk, h, v);
@@ -245,9 +249,9 @@ PK_ALWAYS_INLINE void q8_q6_K_rows(const gq_packed_linear *P, int r, const int N
 }
 PK_Q8_ENTRY(q8_q6_K)
 
-const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K, q8_q4_K};
-const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K, q8_q6_K};
+const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K, q8_q4_K, PK_ROWS};
+const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K, q8_q6_K, PK_ROWS};
 #else
-const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, ref_q4_K, pk_dot_generic, NULL};
-const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, ref_q6_K, pk_dot_generic, NULL};
+const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, ref_q4_K, pk_dot_generic, NULL, 1};
+const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, ref_q6_K, pk_dot_generic, NULL, 1};
 #endif

@@ -170,6 +170,8 @@ PK_ALWAYS_INLINE void q8_q4_0_rows(const gq_packed_linear *P, int r, const int N
     for (int i = 0; i < P->cols_pad / 32; i++) {
         const __m256i x = xq_block(xq, i);
         for (int k = 0; k < NR; k++) {
+            if (NR == PK_ROWS)
+                pk_prefetch_ahead(&b[k][i], PK_ROWS * P->row_bytes, 1);
             const float d = pk_fp16(b[k][i].d);
             __m256 p = _mm256_cvtepi32_ps(pk_dot32_u8i8(pk_nibbles32(b[k][i].qs), x));
             acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd[i]), p, acc[k]);
@@ -197,6 +199,8 @@ PK_ALWAYS_INLINE void q8_q4_1_rows(const gq_packed_linear *P, int r, const int N
     for (int i = 0; i < P->cols_pad / 32; i++) {
         const __m256i x = xq_block(xq, i);
         for (int k = 0; k < NR; k++) {
+            if (NR == PK_ROWS)
+                pk_prefetch_ahead(&b[k][i], PK_ROWS * P->row_bytes, 1);
             __m256 p = _mm256_cvtepi32_ps(pk_dot32_u8i8(pk_nibbles32(b[k][i].qs), x));
             acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[k][i].d) * xd[i]), p, acc[k]);
             offs[k] -= pk_fp16(b[k][i].m) * xs[i];
@@ -219,6 +223,8 @@ PK_ALWAYS_INLINE void q8_q8_0_rows(const gq_packed_linear *P, int r, const int N
     for (int i = 0; i < P->cols_pad / 32; i++) {
         const __m256i x = xq_block(xq, i);
         for (int k = 0; k < NR; k++) {
+            if (NR == PK_ROWS)
+                pk_prefetch_ahead(&b[k][i], PK_ROWS * P->row_bytes, 1);
             __m256i w = _mm256_loadu_si256((const __m256i *)b[k][i].qs);
             __m256 p = _mm256_cvtepi32_ps(pk_dot32_i8i8(w, x));
             acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[k][i].d) * xd[i]), p, acc[k]);
@@ -243,6 +249,8 @@ PK_ALWAYS_INLINE void q8_mxfp4_rows(const gq_packed_linear *P, int r, const int 
     for (int i = 0; i < P->cols_pad / 32; i++) {
         const __m256i x = xq_block(xq, i);
         for (int k = 0; k < NR; k++) {
+            if (NR == PK_ROWS)
+                pk_prefetch_ahead(&b[k][i], PK_ROWS * P->row_bytes, 1);
             __m256i w = _mm256_shuffle_epi8(lut, pk_nibbles32(b[k][i].qs));
             __m256 p = _mm256_cvtepi32_ps(pk_dot32_i8i8(w, x));
             acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(pk_e8m0_half(b[k][i].e) * xd[i]), p,
@@ -253,14 +261,14 @@ PK_ALWAYS_INLINE void q8_mxfp4_rows(const gq_packed_linear *P, int r, const int 
 }
 PK_Q8_ENTRY(q8_mxfp4)
 
-const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, fast_q4_0, dot_q4_0, q8_q4_0};
-const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, fast_q4_1, dot_q4_1, q8_q4_1};
-const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, fast_q8_0, dot_q8_0, q8_q8_0};
-const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, fast_mxfp4, dot_mxfp4, q8_mxfp4};
+const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, fast_q4_0, dot_q4_0, q8_q4_0, PK_ROWS};
+const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, fast_q4_1, dot_q4_1, q8_q4_1, PK_ROWS};
+const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, fast_q8_0, dot_q8_0, q8_q8_0, 1};
+const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, fast_mxfp4, dot_mxfp4, q8_mxfp4, PK_ROWS};
 #else
 /* Without AVX2 the reference kernels are the fast ones. */
-const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, ref_q4_0, pk_dot_generic, NULL};
-const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, ref_q4_1, pk_dot_generic, NULL};
-const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, ref_q8_0, pk_dot_generic, NULL};
-const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, ref_mxfp4, pk_dot_generic, NULL};
+const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, ref_q4_0, pk_dot_generic, NULL, 1};
+const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, ref_q4_1, pk_dot_generic, NULL, 1};
+const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, ref_q8_0, pk_dot_generic, NULL, 1};
+const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, ref_mxfp4, pk_dot_generic, NULL, 1};
 #endif

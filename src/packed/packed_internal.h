@@ -50,6 +50,10 @@ struct pk_type {
      * block once for all of them; a row's arithmetic does not depend on nr. */
     void (*dot_q8)(const gq_packed_linear *P, int r, int nr, const int8_t *xq, const float *xd,
                    const float *xs, float *y);
+    /* Rows per pass of dot_q8 in the decode product (1 or PK_ROWS): passes over several rows
+     * read that many interleaved address streams, which DRAM streaming of the wider formats
+     * pays for more than the shared activation loads save (`gq-bench bench decode`). */
+    int q8_rows;
 };
 
 /* Rows per pass of the int8-activation dots. */

@@ -52,7 +52,7 @@ void pk_quantize_act(const float *x, int n, int8_t *xq, float *xd)
 }
 
 /* y (rows) = W · x: one fused dot per row, rows in parallel; on int8 activations when the
- * linear asks for it and its format has that kernel, PK_ROWS rows per pass (the groups of rows
+ * linear asks for it and its format has that kernel, q8_rows rows per pass (the groups of rows
  * are fixed by row index, so the result does not depend on the thread count). */
 static void matvec(const gq_packed_linear *P, float *y, const float *x)
 {
@@ -69,10 +69,10 @@ static void matvec(const gq_packed_linear *P, float *y, const float *x)
             xs[b] = xd[b] * (float)sum;
         }
     }
-    const int rows = P->rows, groups = (rows + PK_ROWS - 1) / PK_ROWS;
+    const int rows = P->rows, per = q8 ? P->type->q8_rows : 1, groups = (rows + per - 1) / per;
 #pragma omp parallel for schedule(static) if ((long)rows * P->cols >= 32768)
     for (int g = 0; g < groups; g++) {
-        const int r = g * PK_ROWS, nr = rows - r < PK_ROWS ? rows - r : PK_ROWS;
+        const int r = g * per, nr = rows - r < per ? rows - r : per;
         if (q8)
             P->type->dot_q8(P, r, nr, xq, xd, xs, y + r);
         else

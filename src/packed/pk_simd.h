@@ -134,6 +134,16 @@ static inline __m128 pk_hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
     return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
 }
 
+/* A pass over PK_ROWS rows walks PK_ROWS interleaved address streams, which the hardware
+ * prefetchers follow poorly: the kernels prefetch the same bytes of the next pass (ahead =
+ * PK_ROWS * row bytes), every 64-byte line of [p, p + bytes) (blocks of <= 64 bytes: bytes 1,
+ * since every line then holds the start of a block). Prefetches past the end do not fault. */
+static inline void pk_prefetch_ahead(const void *p, size_t ahead, int bytes)
+{
+    for (int o = 0; o < bytes; o += 64)
+        __builtin_prefetch((const char *)p + ahead + o, 0, 3);
+}
+
 /* y[k] = hsum(acc[k]) - off[k] for k < nr (off NULL: none), by pk_hsum4 whatever nr is, so a
  * row's sum is the same in a pass of PK_ROWS rows and alone. */
 static inline void pk_store_rows(const __m256 *acc, const float *off, int nr, float *y)
