@@ -56,8 +56,10 @@ struct pk_type {
     int q8_rows;
 };
 
-/* Rows per pass of the int8-activation dots. */
+/* Rows per pass of the int8-activation dots, and the most bytes such a pass may span (wider
+ * rows are read one at a time: interleaved streams across pages lose DRAM bandwidth). */
 #define PK_ROWS 4
+#define PK_PASS_BYTES 2048
 
 /* Activations for dot_q8: per block of 32, d = amax / 127, q = round-half-even(x / d)
  * (d = 0 and q = 0 for an all-zero block). n a multiple of 32. */

@@ -69,7 +69,9 @@ static void matvec(const gq_packed_linear *P, float *y, const float *x)
             xs[b] = xd[b] * (float)sum;
         }
     }
-    const int rows = P->rows, per = q8 ? P->type->q8_rows : 1, groups = (rows + per - 1) / per;
+    const int per = q8 && (size_t)P->type->q8_rows * P->row_bytes <= PK_PASS_BYTES
+                        ? P->type->q8_rows : 1;
+    const int rows = P->rows, groups = (rows + per - 1) / per;
 #pragma omp parallel for schedule(static) if ((long)rows * P->cols >= 32768)
     for (int g = 0; g < groups; g++) {
         const int r = g * per, nr = rows - r < per ? rows - r : per;
