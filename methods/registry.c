@@ -1,6 +1,7 @@
 /* The method registry (methods.def) and configured methods (plugin + parsed parameters). */
 #include "methods/gq_method.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,16 +10,26 @@
 #include "methods/methods.def"
 #undef GQ_METHOD
 
-static const gq_method *const registry[] = {
+/* Built-ins first (methods.def order), then plugins in registration order; NULL-terminated. */
+#define MAX_METHODS 64
+static const gq_method *registry[MAX_METHODS + 1] = {
 #define GQ_METHOD(sym) &sym,
 #include "methods/methods.def"
 #undef GQ_METHOD
     NULL,
 };
 
+static int count(void)
+{
+    int n = 0;
+    while (registry[n])
+        n++;
+    return n;
+}
+
 const gq_method *const *gq_method_all(int *n)
 {
-    *n = (int)(sizeof registry / sizeof registry[0]) - 1;
+    *n = count();
     return registry;
 }
 
@@ -28,6 +39,44 @@ const gq_method *gq_method_find(const char *name)
         if (strcmp(registry[i]->name, name) == 0)
             return registry[i];
     return NULL;
+}
+
+/* Registry keys appear in JSON, tables and file names: lower-case letters, digits, '_'. */
+static bool valid_name(const char *s)
+{
+    if (!s || !*s || strlen(s) > 31)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    return true;
+}
+
+int gq_method_register(const gq_method *m, gq_error *err)
+{
+    if (!m)
+        return gq_fail(err, "method registration: NULL method");
+    if (!valid_name(m->name))
+        return gq_fail(err, "method registration: invalid name \"%s\" (1-31 characters of "
+                            "a-z, 0-9, _)", m->name ? m->name : "(null)");
+    const char *missing = !m->summary          ? "summary"
+                          : !m->params         ? "params (use an empty table {0})"
+                          : !m->quantize_block ? "quantize_block"
+                                               : NULL;
+    if (missing)
+        return gq_fail(err, "method \"%s\": missing %s", m->name, missing);
+    if (m->propagate != GQ_PROPAGATE_FP && m->propagate != GQ_PROPAGATE_QUANTIZED)
+        return gq_fail(err, "method \"%s\": propagate must be GQ_PROPAGATE_FP or "
+                            "GQ_PROPAGATE_QUANTIZED", m->name);
+    if (gq_method_find(m->name))
+        return gq_fail(err, "method \"%s\" is already registered", m->name);
+    int n = count();
+    if (n == MAX_METHODS)
+        return gq_fail(err, "method \"%s\": the registry is full (%d methods)", m->name,
+                       MAX_METHODS);
+    registry[n] = m;
+    registry[n + 1] = NULL;
+    return 0;
 }
 
 const char *gq_method_name(const gq_method *m) { return m->name; }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_plugins.h"
 #include "core/gq_log.h"
 #include "core/gq_threads.h"
 #include "gq_version.h"
@@ -26,13 +27,14 @@ static const command commands[] = {
 static void usage(FILE *f)
 {
     fprintf(f, "gq-bench %s: weight-quantization benchmarks for Llama-family models\n\n"
-               "usage: gq-bench COMMAND [options]   (gq-bench COMMAND --help for details)\n\n"
+               "usage: gq-bench [--plugin FILE.so]... COMMAND [options]   (COMMAND --help for details)\n\n"
                "commands:\n", GQ_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nenvironment:\n"
                "  GQ_ASSETS          assets directory (default: assets)\n"
                "  GQ_ASSETS_MIRROR   local mirror used by scripts/fetch-assets.sh\n"
+               "  GQ_PLUGINS         plugins to load first, ':'-separated (like --plugin)\n"
                "  OMP_NUM_THREADS    default thread count when --threads is not given\n");
 }
 
@@ -49,6 +51,9 @@ int cmd_version(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    int rc = cli_load_plugins(&argc, &argv);
+    if (rc != GQ_EXIT_OK)
+        return rc;
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(argc < 2 ? stderr : stdout);

@@ -69,6 +69,10 @@ typedef struct gq_format {
 const gq_format *gq_format_find(const char *name);
 /* The registered formats in listing order; *n receives the count. */
 const gq_format *const *gq_format_all(int *n);
+/* Adds a format at run time (plugins, plugin/gq_plugin.h): fails on NULL, an invalid name
+ * (a-z, 0-9, _), a missing summary/params/storage_bytes/quantize/dequantize, an incomplete
+ * group interface, or a name already taken. Not thread-safe: register before running work. */
+int gq_format_register(const gq_format *fmt, gq_error *err);
 
 /* A configured format. */
 typedef struct gq_quantizer {

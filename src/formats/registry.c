@@ -1,5 +1,7 @@
 #include "formats/gq_format.h"
 
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,16 +9,26 @@
 #include "formats/formats.def"
 #undef GQ_FORMAT
 
-static const gq_format *const registry[] = {
+/* Built-ins first (formats.def order), then plugins in registration order; NULL-terminated. */
+#define MAX_FORMATS 128
+static const gq_format *registry[MAX_FORMATS + 1] = {
 #define GQ_FORMAT(sym) &sym,
 #include "formats/formats.def"
 #undef GQ_FORMAT
     NULL,
 };
 
+static int count(void)
+{
+    int n = 0;
+    while (registry[n])
+        n++;
+    return n;
+}
+
 const gq_format *const *gq_format_all(int *n)
 {
-    *n = (int)(sizeof registry / sizeof registry[0]) - 1;
+    *n = count();
     return registry;
 }
 
@@ -26,6 +38,45 @@ const gq_format *gq_format_find(const char *name)
         if (strcmp(registry[i]->name, name) == 0)
             return registry[i];
     return NULL;
+}
+
+/* Registry keys appear in JSON, labels and file names: lower-case letters, digits, '_'. */
+static bool valid_name(const char *s)
+{
+    if (!s || !*s || strlen(s) > 31)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    return true;
+}
+
+int gq_format_register(const gq_format *f, gq_error *err)
+{
+    if (!f)
+        return gq_fail(err, "format registration: NULL format");
+    if (!valid_name(f->name))
+        return gq_fail(err, "format registration: invalid name \"%s\" (1-31 characters of "
+                            "a-z, 0-9, _)", f->name ? f->name : "(null)");
+    const char *missing = !f->summary        ? "summary"
+                          : !f->params       ? "params (use an empty table {0})"
+                          : !f->storage_bytes ? "storage_bytes"
+                          : !f->quantize      ? "quantize"
+                          : !f->dequantize    ? "dequantize"
+                                              : NULL;
+    if (!missing && f->group_cols && (!f->fit_group || !f->quant_elem || !f->group_state_bytes))
+        missing = "fit_group, quant_elem or group_state_bytes (group_cols is set)";
+    if (missing)
+        return gq_fail(err, "format \"%s\": missing %s", f->name, missing);
+    if (gq_format_find(f->name))
+        return gq_fail(err, "format \"%s\" is already registered", f->name);
+    int n = count();
+    if (n == MAX_FORMATS)
+        return gq_fail(err, "format \"%s\": the registry is full (%d formats)", f->name,
+                       MAX_FORMATS);
+    registry[n] = f;
+    registry[n + 1] = NULL;
+    return 0;
 }
 
 static void known_names(char *buf, size_t n)
