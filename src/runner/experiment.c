@@ -367,6 +367,8 @@ static void compute_key(gq_experiment *e)
     json_t *k = json_pack("{s:O, s:s, s:s, s:s, s:s}", "experiment", e->resolved, "model",
                           e->model_sha256, "tokenizer", e->tokenizer_sha256, "eval",
                           e->eval_sha256, "calib", e->calib_sha256);
+    if (e->plugins) /* only then, so keys of experiments without plugins stay as they were */
+        json_object_set(k, "plugins", e->plugins);
     char *s = json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS);
     gq_sha256_hex(s, strlen(s), e->key);
     free(s);
@@ -380,8 +382,9 @@ static int load_inner(gq_experiment *e, gq_error *err)
         return gq_fail(err, "$: expected an object");
     static const char *const keys[] = {"name",    "description", "model", "eval",
                                        "calib",   "methods",     "overrides", "sweep",
-                                       "zip",     "throughput",  NULL};
-    if (ju_check_keys(root, "$", keys, err) || set_name(e, root, err) ||
+                                       "zip",     "throughput",  "plugins", NULL};
+    if (ju_check_keys(root, "$", keys, err) || gq_exp_load_plugins(e, root, err) ||
+        set_name(e, root, err) ||
         parse_model(e, root, err) || parse_eval(e, root, err) || parse_calib(e, root, err) ||
         parse_methods(e, root, err) || parse_overrides(e, root, err) ||
         parse_throughput(e, root, err))
@@ -447,6 +450,7 @@ void gq_experiment_free(gq_experiment *e)
     }
     free(e->cells);
     json_decref(e->resolved);
+    json_decref(e->plugins);
     memset(e, 0, sizeof *e);
 }
 

@@ -114,6 +114,7 @@ typedef struct gq_experiment {
     int n_axes;
     gq_cell *cells;         /* cells[0] is the baseline */
     int n_cells;
+    json_t *plugins;        /* [{"path", "sha256"}] loaded for $.plugins; NULL without */
 } gq_experiment;
 
 /* Loads the model's header to validate shapes, hashes every input file and expands the sweep.

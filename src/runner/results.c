@@ -333,6 +333,11 @@ static void environment_attrs(const gq_experiment *e, gq_table *t)
     json_object_set_new(a, "experiment_file", json_string(e->file));
     json_object_set_new(a, "experiment_json", json_string(exp));
     json_object_set_new(a, "config_sha256", json_string(e->config_sha256));
+    if (e->plugins) { /* [{"path", "sha256"}] of the loaded $.plugins */
+        char *pl = json_dumps(e->plugins, JSON_COMPACT);
+        json_object_set_new(a, "plugins", json_string(pl));
+        free(pl);
+    }
     json_object_set_new(a, "protocol", json_string(proto));
     json_object_set_new(a, "version", json_string(GQ_VERSION));
     json_object_set_new(a, "revision", json_string(GQ_VCS_REVISION));

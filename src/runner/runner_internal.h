@@ -17,6 +17,8 @@ int gq_sweep_expand(gq_experiment *e, gq_error *err);
 int gq_runner_model_open(const gq_experiment *e, gq_model *m, gq_error *err);
 /* Only its configuration (cheap: maps the file or generates the model once). */
 int gq_runner_model_config(const gq_experiment *e, gq_config *cfg, gq_error *err);
+/* Loads the shared objects of $.plugins (exp_plugins.c) into e->plugins. */
+int gq_exp_load_plugins(gq_experiment *e, json_t *root, gq_error *err);
 
 /* fnmatch glob over a tensor name, as gq_quantize_model applies override rules. */
 bool gq_runner_rule_matches(const char *pattern, const char *tensor);
