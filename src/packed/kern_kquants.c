@@ -4,6 +4,8 @@
  *         through the block sums of x: D_j * sum(q x) - M_j * sum(x).
  *   Q6_K: 16 sub-blocks of 16, w = D_j * (q - 32) with 6-bit q split into low nibbles (ql) and
  *         2 high bits (qh); per half of 128 elements, 32 bytes of ql/qh give 4 runs of 32. */
+#include <string.h>
+
 #include "formats/ggml_kquants.h"
 #include "packed/packed_internal.h"
 #include "packed/pk_simd.h"
@@ -23,23 +25,30 @@ static void ref_q6_K(const gq_packed_linear *P, int r, float *y)
 }
 
 #if PK_AVX2
-/* D_j = d * ls_j and M_j = dmin * lm_j of a Q4_K block (the format's float operations). */
+/* D_j = d * ls_j and M_j = dmin * lm_j of a Q4_K block (the format's float operations), lane
+ * j of D and M. The 6-bit scales and mins (layout in formats/ggml_kquants.h) are unpacked as
+ * 32-bit words of 4 bytes (sub-blocks 0-3 whole in bytes 0-3 and 4-7; 4-7 from the nibbles of
+ * bytes 8-11 and the top 2 bits of bytes 0-7) then widened to floats: no per-byte scalar work. */
+static inline void q4_K_scales_v(const gq_block_q4_K *b, __m256 *D, __m256 *M)
+{
+    uint32_t u[3];
+    memcpy(u, b->scales, sizeof u);
+    const uint32_t m6 = 0x3F3F3F3Fu, m4 = 0x0F0F0F0Fu, top = 0x30303030u;
+    const uint64_t ls = (u[0] & m6) | (uint64_t)((u[2] & m4) | ((u[0] >> 2) & top)) << 32;
+    const uint64_t lm = (u[1] & m6) | (uint64_t)(((u[2] >> 4) & m4) | ((u[1] >> 2) & top)) << 32;
+    const __m256 fs = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)ls)));
+    const __m256 fm = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)lm)));
+    *D = _mm256_mul_ps(_mm256_set1_ps(pk_fp16(b->d)), fs);
+    *M = _mm256_mul_ps(_mm256_set1_ps(pk_fp16(b->dmin)), fm);
+}
+
+/* The same as arrays D[8], M[8]. */
 static inline void q4_K_scales(const gq_block_q4_K *b, float D[8], float M[8])
 {
-    /* the 6-bit scales and mins (layout in formats/ggml_kquants.h), unpacked inline */
-    const uint8_t *q = b->scales;
-    uint8_t ls[8], lm[8];
-    for (int j = 0; j < 4; j++) {
-        ls[j] = q[j] & 63;
-        lm[j] = q[j + 4] & 63;
-        ls[j + 4] = (uint8_t)((q[j + 8] & 0xF) | ((q[j] >> 6) << 4));
-        lm[j + 4] = (uint8_t)((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
-    }
-    const float d = pk_fp16(b->d), dmin = pk_fp16(b->dmin);
-    for (int j = 0; j < 8; j++) {
-        D[j] = d * ls[j];
-        M[j] = dmin * lm[j];
-    }
+    __m256 d, m;
+    q4_K_scales_v(b, &d, &m);
+    _mm256_storeu_ps(D, d);
+    _mm256_storeu_ps(M, m);
 }
 
 /* Codes of sub-blocks 2c (low nibbles of qs[32c..32c+32)) and 2c+1 (high nibbles), as two
@@ -160,27 +169,29 @@ static float dot_q6_K(const gq_packed_linear *P, int r, const float *x, const fl
 }
 
 /* int8 activations: sub-block j of 32 gives D_j * xd * sum(q xq) (unsigned codes, maddubs as
- * is) - M_j * (block sum of x); NR rows per pass share the activation loads. */
+ * is) - M_j * (block sum of x); NR rows per pass share the activation loads. Two accumulators
+ * per row (even and odd sub-blocks) halve the dependent FMA chain. */
 PK_ALWAYS_INLINE void q8_q4_K_rows(const gq_packed_linear *P, int r, const int NR,
                                    const int8_t *xq, const float *xd, const float *xs, float *y)
 {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const gq_block_q4_K *b[PK_ROWS];
-    __m256 acc[PK_ROWS], offs[PK_ROWS];
+    __m256 acc[2][PK_ROWS], offs[PK_ROWS];
     for (int k = 0; k < NR; k++) {
         b[k] = (const gq_block_q4_K *)pk_row(P, r + k);
-        acc[k] = offs[k] = _mm256_setzero_ps();
+        acc[0][k] = acc[1][k] = offs[k] = _mm256_setzero_ps();
     }
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, xq += GQ_QK_K, xd += 8, xs += 8) {
         const __m256 xdv = _mm256_loadu_ps(xd), xsv = _mm256_loadu_ps(xs);
         for (int k = 0; k < NR; k++) {
             if (NR == PK_ROWS)
                 pk_prefetch_ahead(&b[k][i], PK_ROWS * P->row_bytes, sizeof b[k][i]);
-            float D[8], M[8];
-            q4_K_scales(&b[k][i], D, M);
+            __m256 Dv, Mv;
+            q4_K_scales_v(&b[k][i], &Dv, &Mv);
             /* D_j * xd_j for the 8 sub-blocks at once; the offsets as one vector FMA */
-            _mm256_storeu_ps(D, _mm256_mul_ps(_mm256_loadu_ps(D), xdv));
-            offs[k] = _mm256_fmadd_ps(_mm256_loadu_ps(M), xsv, offs[k]);
+            float D[8];
+            _mm256_storeu_ps(D, _mm256_mul_ps(Dv, xdv));
+            offs[k] = _mm256_fmadd_ps(Mv, xsv, offs[k]);
             for (int c = 0; c < 4; c++) {
                 __m256i qs = _mm256_loadu_si256((const __m256i *)(b[k][i].qs + 32 * c));
                 __m256i w[2] = {_mm256_and_si256(qs, m4),
@@ -188,15 +199,16 @@ PK_ALWAYS_INLINE void q8_q4_K_rows(const gq_packed_linear *P, int r, const int N
                 for (int p = 0; p < 2; p++) {
                     int j = 2 * c + p;
                     __m256i x = _mm256_loadu_si256((const __m256i *)(xq + 32 * j));
-                    acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(D[j]),
-                                             _mm256_cvtepi32_ps(pk_dot32_u8i8(w[p], x)), acc[k]);
+                    acc[p][k] = _mm256_fmadd_ps(_mm256_set1_ps(D[j]),
+                                                _mm256_cvtepi32_ps(pk_dot32_u8i8(w[p], x)),
+                                                acc[p][k]);
                 }
             }
         }
     }
     for (int k = 0; k < NR; k++)
-        acc[k] = _mm256_sub_ps(acc[k], offs[k]);
-    pk_store_rows(acc, NULL, NR, y);
+        acc[0][k] = _mm256_sub_ps(_mm256_add_ps(acc[0][k], acc[1][k]), offs[k]);
+    pk_store_rows(acc[0], NULL, NR, y);
 }
 PK_Q8_ENTRY(q8_q4_K)
 
