@@ -120,16 +120,9 @@ int gq_method_cfg_init(gq_method_cfg *cfg, const char *name, const json_t *param
         }
         return gq_fail(err, "%s.name: unknown method \"%s\" (known: %s)", path, name, known);
     }
-    void *p = calloc(1, m->params_size ? m->params_size : 1);
-    if (!p)
-        return gq_fail(err, "%s: out of memory", path);
-    if (gq_params_parse(m->params, params, path, p, err) ||
-        (m->validate && m->validate(p, path, err))) {
-        free(p);
+    if (gq_params_new(m->params, m->params_size, m->validate, params, path, &cfg->params, err))
         return -1;
-    }
     cfg->method = m;
-    cfg->params = p;
     return 0;
 }
 
@@ -137,18 +130,11 @@ int gq_method_cfg_from_json(const json_t *spec, const char *path, gq_method_cfg 
 {
     if (!path)
         path = "$";
-    if (json_is_string(spec))
-        return gq_method_cfg_init(cfg, json_string_value(spec), NULL, path, err);
-    if (!json_is_object(spec))
-        return gq_fail(err, "%s: expected a method object {\"name\": ..., parameters}", path);
-    json_t *name = json_object_get(spec, "name");
-    if (!name)
-        return gq_fail(err, "%s: missing \"name\" of the method", path);
-    if (!json_is_string(name))
-        return gq_fail(err, "%s.name: expected a string", path);
-    json_t *params = json_deep_copy(spec);
-    json_object_del(params, "name");
-    int rc = gq_method_cfg_init(cfg, json_string_value(name), params, path, err);
+    const char *name;
+    json_t *params;
+    if (gq_params_split_named(spec, path, "method", &name, &params, err))
+        return -1;
+    int rc = gq_method_cfg_init(cfg, name, params, path, err);
     json_decref(params);
     return rc;
 }

@@ -210,6 +210,44 @@ void gq_params_print(FILE *f, const gq_param_spec *specs, const char *indent)
     }
 }
 
+int gq_params_new(const gq_param_spec *specs, size_t size,
+                  int (*validate)(const void *params, const char *path, gq_error *err),
+                  const json_t *obj, const char *path, void **out, gq_error *err)
+{
+    *out = NULL;
+    void *p = calloc(1, size ? size : 1);
+    if (!p)
+        return gq_fail(err, "%s: out of memory", path ? path : "$");
+    if (gq_params_parse(specs, obj, path, p, err) || (validate && validate(p, path, err))) {
+        free(p);
+        return -1;
+    }
+    *out = p;
+    return 0;
+}
+
+int gq_params_split_named(const json_t *spec, const char *path, const char *kind,
+                          const char **name, json_t **params, gq_error *err)
+{
+    *name = NULL;
+    *params = NULL;
+    if (json_is_string(spec)) {
+        *name = json_string_value(spec);
+        return 0;
+    }
+    if (!json_is_object(spec))
+        return gq_fail(err, "%s: expected a %s object {\"name\": ..., parameters}", path, kind);
+    json_t *n = json_object_get(spec, "name");
+    if (!n)
+        return gq_fail(err, "%s: missing \"name\" of the %s", path, kind);
+    if (!json_is_string(n))
+        return gq_fail(err, "%s.name: expected a string", path);
+    *name = json_string_value(n);
+    *params = json_deep_copy(spec);
+    json_object_del(*params, "name");
+    return 0;
+}
+
 int gq_params_apply_set(json_t **obj, const char *assignment, gq_error *err)
 {
     const char *eq = strchr(assignment, '=');

@@ -62,6 +62,19 @@ const gq_param_spec *gq_params_find(const gq_param_spec *specs, const char *key)
 /* Prints "  key  type  default  [range|choices]  doc" lines for the help text. */
 void gq_params_print(FILE *f, const gq_param_spec *specs, const char *indent);
 
+/* A plugin's parameter struct: allocates `size` bytes, fills defaults and the values of `obj`
+ * (gq_params_parse), then runs the plugin's optional cross-field `validate`. *out is freed and
+ * NULL on failure. */
+int gq_params_new(const gq_param_spec *specs, size_t size,
+                  int (*validate)(const void *params, const char *path, gq_error *err),
+                  const json_t *obj, const char *path, void **out, gq_error *err);
+
+/* Splits a plugin reference into its name and parameters: "name" alone, or an object
+ * {"name": ..., params...}. *params is a new object without "name" (NULL for a bare string).
+ * `kind` ("format", "method") names the plugin kind in messages. */
+int gq_params_split_named(const json_t *spec, const char *path, const char *kind,
+                          const char **name, json_t **params, gq_error *err);
+
 /* Applies command-line overrides "key=value" to a JSON object (created if *obj is NULL).
  * The value is read as JSON when it parses (3, 0.5, true, "x") and as a string otherwise. */
 int gq_params_apply_set(json_t **obj, const char *assignment, gq_error *err);

@@ -100,16 +100,9 @@ int gq_quantizer_init(gq_quantizer *q, const char *name, const json_t *params, c
         known_names(known, sizeof known);
         return gq_fail(err, "%s.name: unknown format \"%s\" (known: %s)", path, name, known);
     }
-    void *p = calloc(1, f->params_size ? f->params_size : 1);
-    if (!p)
-        return gq_fail(err, "%s: out of memory", path);
-    if (gq_params_parse(f->params, params, path, p, err) ||
-        (f->validate && f->validate(p, path, err))) {
-        free(p);
+    if (gq_params_new(f->params, f->params_size, f->validate, params, path, &q->params, err))
         return -1;
-    }
     q->fmt = f;
-    q->params = p;
     return 0;
 }
 
@@ -117,18 +110,11 @@ int gq_quantizer_from_json(const json_t *spec, const char *path, gq_quantizer *q
 {
     if (!path)
         path = "$";
-    if (json_is_string(spec))
-        return gq_quantizer_init(q, json_string_value(spec), NULL, path, err);
-    if (!json_is_object(spec))
-        return gq_fail(err, "%s: expected a format object {\"name\": ..., parameters}", path);
-    json_t *name = json_object_get(spec, "name");
-    if (!name)
-        return gq_fail(err, "%s: missing \"name\" of the format", path);
-    if (!json_is_string(name))
-        return gq_fail(err, "%s.name: expected a string", path);
-    json_t *params = json_deep_copy(spec);
-    json_object_del(params, "name");
-    int rc = gq_quantizer_init(q, json_string_value(name), params, path, err);
+    const char *name;
+    json_t *params;
+    if (gq_params_split_named(spec, path, "format", &name, &params, err))
+        return -1;
+    int rc = gq_quantizer_init(q, name, params, path, err);
     json_decref(params);
     return rc;
 }
