@@ -155,58 +155,75 @@ static inline __m256i xq_block(const int8_t *xq, int b)
     return _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
 }
 
-/* Q4_0 with the unsigned codes q: sum (q - 8) x = sum q x - 8 * (block sum of x). */
+/* The fp16 fields at byte offset `off` of block i of the NR rows as 4 floats (lanes >= NR: 0),
+ * one conversion for the pass. */
+#define PK_HALVES4(b, NR, i, field)                                                          \
+    _mm_cvtph_ps(_mm_set_epi16(0, 0, 0, 0, NR > 3 ? (short)b[3][i].field : 0,                 \
+                               NR > 2 ? (short)b[2][i].field : 0,                             \
+                               NR > 1 ? (short)b[1][i].field : 0, (short)b[0][i].field))
+
+/* Lane k of v in all 8 lanes. */
+static inline __m256 pk_lane(__m128 v, int k)
+{
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(k));
+}
+
+/* Q4_0 with the unsigned codes q: sum (q - 8) x = sum q x - 8 * (block sum of x). Per pass and
+ * block: the NR scales converted together, the offsets d * xs summed in one 4-lane fmadd (lane
+ * k: row k, the same arithmetic whatever NR), every other block prefetched (blocks < 32 bytes,
+ * so every line is still touched). */
 PK_ALWAYS_INLINE void q8_q4_0_rows(const gq_packed_linear *P, int r, const int NR,
                                    const int8_t *xq, const float *xd, const float *xs, float *y)
 {
     const gq_block_q4_0 *b[PK_ROWS];
     __m256 acc[PK_ROWS];
-    float offs[PK_ROWS];
+    __m128 offs = _mm_setzero_ps();
     for (int k = 0; k < NR; k++) {
         b[k] = (const gq_block_q4_0 *)pk_row(P, r + k);
         acc[k] = _mm256_setzero_ps();
-        offs[k] = 0.0f;
     }
     for (int i = 0; i < P->cols_pad / 32; i++) {
         const __m256i x = xq_block(xq, i);
+        const __m128 d = PK_HALVES4(b, NR, i, d), dx = _mm_mul_ps(d, _mm_set1_ps(xd[i]));
+        offs = _mm_fmadd_ps(d, _mm_set1_ps(xs[i]), offs);
         for (int k = 0; k < NR; k++) {
-            if (NR == PK_ROWS)
+            if (NR == PK_ROWS && !(i & 1))
                 pk_prefetch_ahead(&b[k][i], PK_ROWS * P->row_bytes, 1);
-            const float d = pk_fp16(b[k][i].d);
             __m256 p = _mm256_cvtepi32_ps(pk_dot32_u8i8(pk_nibbles32(b[k][i].qs), x));
-            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd[i]), p, acc[k]);
-            offs[k] += d * xs[i];
+            acc[k] = _mm256_fmadd_ps(pk_lane(dx, k), p, acc[k]);
         }
     }
-    for (int k = 0; k < NR; k++)
-        offs[k] *= 8.0f;
-    pk_store_rows(acc, offs, NR, y);
+    float o[4];
+    _mm_storeu_ps(o, _mm_mul_ps(offs, _mm_set1_ps(8.0f)));
+    pk_store_rows(acc, o, NR, y);
 }
 PK_Q8_ENTRY(q8_q4_0)
 
-/* Q4_1: w = d q + m, codes unsigned; the offsets m through the block sums of x. */
+/* Q4_1: w = d q + m, codes unsigned; the offsets m through the block sums of x (as Q4_0). */
 PK_ALWAYS_INLINE void q8_q4_1_rows(const gq_packed_linear *P, int r, const int NR,
                                    const int8_t *xq, const float *xd, const float *xs, float *y)
 {
     const gq_block_q4_1 *b[PK_ROWS];
     __m256 acc[PK_ROWS];
-    float offs[PK_ROWS];
+    __m128 offs = _mm_setzero_ps();
     for (int k = 0; k < NR; k++) {
         b[k] = (const gq_block_q4_1 *)pk_row(P, r + k);
         acc[k] = _mm256_setzero_ps();
-        offs[k] = 0.0f;
     }
     for (int i = 0; i < P->cols_pad / 32; i++) {
         const __m256i x = xq_block(xq, i);
+        const __m128 dx = _mm_mul_ps(PK_HALVES4(b, NR, i, d), _mm_set1_ps(xd[i]));
+        offs = _mm_fnmadd_ps(PK_HALVES4(b, NR, i, m), _mm_set1_ps(xs[i]), offs);
         for (int k = 0; k < NR; k++) {
-            if (NR == PK_ROWS)
+            if (NR == PK_ROWS && !(i & 1))
                 pk_prefetch_ahead(&b[k][i], PK_ROWS * P->row_bytes, 1);
             __m256 p = _mm256_cvtepi32_ps(pk_dot32_u8i8(pk_nibbles32(b[k][i].qs), x));
-            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[k][i].d) * xd[i]), p, acc[k]);
-            offs[k] -= pk_fp16(b[k][i].m) * xs[i];
+            acc[k] = _mm256_fmadd_ps(pk_lane(dx, k), p, acc[k]);
         }
     }
-    pk_store_rows(acc, offs, NR, y);
+    float o[4];
+    _mm_storeu_ps(o, offs);
+    pk_store_rows(acc, o, NR, y);
 }
 PK_Q8_ENTRY(q8_q4_1)
 
