@@ -41,22 +41,11 @@ const gq_method *gq_method_find(const char *name)
     return NULL;
 }
 
-/* Registry keys appear in JSON, tables and file names: lower-case letters, digits, '_'. */
-static bool valid_name(const char *s)
-{
-    if (!s || !*s || strlen(s) > 31)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
-            return false;
-    return true;
-}
-
 int gq_method_register(const gq_method *m, gq_error *err)
 {
     if (!m)
         return gq_fail(err, "method registration: NULL method");
-    if (!valid_name(m->name))
+    if (!gq_params_name_valid(m->name))
         return gq_fail(err, "method registration: invalid name \"%s\" (1-31 characters of "
                             "a-z, 0-9, _)", m->name ? m->name : "(null)");
     const char *missing = !m->summary          ? "summary"

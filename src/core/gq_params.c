@@ -210,6 +210,16 @@ void gq_params_print(FILE *f, const gq_param_spec *specs, const char *indent)
     }
 }
 
+bool gq_params_name_valid(const char *s)
+{
+    if (!s || !*s || strlen(s) > 31)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    return true;
+}
+
 int gq_params_new(const gq_param_spec *specs, size_t size,
                   int (*validate)(const void *params, const char *path, gq_error *err),
                   const json_t *obj, const char *path, void **out, gq_error *err)

@@ -62,6 +62,10 @@ const gq_param_spec *gq_params_find(const gq_param_spec *specs, const char *key)
 /* Prints "  key  type  default  [range|choices]  doc" lines for the help text. */
 void gq_params_print(FILE *f, const gq_param_spec *specs, const char *indent);
 
+/* Whether `name` can be a registry key (a format, method or parameter name that appears in
+ * JSON, tables and file names): 1 to 31 characters of a-z, 0-9 and '_'. */
+bool gq_params_name_valid(const char *name);
+
 /* A plugin's parameter struct: allocates `size` bytes, fills defaults and the values of `obj`
  * (gq_params_parse), then runs the plugin's optional cross-field `validate`. *out is freed and
  * NULL on failure. */

@@ -40,22 +40,11 @@ const gq_format *gq_format_find(const char *name)
     return NULL;
 }
 
-/* Registry keys appear in JSON, labels and file names: lower-case letters, digits, '_'. */
-static bool valid_name(const char *s)
-{
-    if (!s || !*s || strlen(s) > 31)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
-            return false;
-    return true;
-}
-
 int gq_format_register(const gq_format *f, gq_error *err)
 {
     if (!f)
         return gq_fail(err, "format registration: NULL format");
-    if (!valid_name(f->name))
+    if (!gq_params_name_valid(f->name))
         return gq_fail(err, "format registration: invalid name \"%s\" (1-31 characters of "
                             "a-z, 0-9, _)", f->name ? f->name : "(null)");
     const char *missing = !f->summary        ? "summary"
