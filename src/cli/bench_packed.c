@@ -22,21 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "cli/cli.h"
+#include "cli/cli_formats.h"
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
 #include "model/gq_synth.h"
 #include "packed/gq_packed.h"
 
-/* The formats of `--format all`. */
-static const char *const all_formats[] = {
-    "{\"name\": \"int\", \"bits\": 4, \"group_size\": 128, \"zero\": \"asym\"}",
-    "{\"name\": \"int\", \"bits\": 4, \"group_size\": 128, \"zero\": \"sym\"}",
-    "{\"name\": \"int\", \"bits\": 8, \"granularity\": \"channel\", \"zero\": \"sym\"}",
-    "q4_0", "q4_1", "q8_0", "mxfp4_ggml", "q4_K", "q6_K",
-};
 
 typedef struct {
     bool decode;
@@ -99,19 +91,6 @@ static int parse(int argc, char **argv, bp_opts *o)
     return 0;
 }
 
-/* A format from a registry name or a JSON object. */
-static int make_quantizer(const char *spec, gq_quantizer *q, gq_error *err)
-{
-    if (spec[0] != '{')
-        return gq_quantizer_init(q, spec, NULL, "--format", err);
-    json_error_t je;
-    json_t *j = json_loads(spec, 0, &je);
-    if (!j)
-        return gq_fail(err, "--format: invalid JSON: %s", je.text);
-    int rc = gq_quantizer_from_json(j, "--format", q, err);
-    json_decref(j);
-    return rc;
-}
 
 /* Builds one row's model (q NULL: fp32). Returns 0 with why set (and nothing built) when the
  * format has no packed kernel for these shapes. */
@@ -153,15 +132,15 @@ static int bench_packed(int argc, char **argv, bool decode)
     if (o.tokens + 2 > c.seq_len)
         return cli_usage_error(o.cmd, "--tokens %ld exceeds the preset's seq_len %d", o.tokens,
                                c.seq_len);
-    const char *const *specs = all_formats;
-    int n_specs = (int)(sizeof all_formats / sizeof all_formats[0]);
+    const char *const *specs = cli_packed_specs;
+    int n_specs = cli_n_packed_specs;
     if (strcmp(o.format, "all") != 0) {
         specs = &o.format;
         n_specs = 1;
     }
     gq_quantizer *qs = calloc((size_t)n_specs, sizeof *qs);
     for (int i = 0; qs && i < n_specs; i++)
-        if (make_quantizer(specs[i], &qs[i], &err) != 0) {
+        if (cli_quantizer_from_spec(specs[i], "--format", &qs[i], &err) != 0) {
             for (int k = 0; k < i; k++)
                 gq_quantizer_free(&qs[k]);
             free(qs);

@@ -9,6 +9,7 @@ int bench_formats(int argc, char **argv);
 int bench_forward(int argc, char **argv);
 int bench_decode(int argc, char **argv);
 int bench_prefill(int argc, char **argv);
+int bench_matvec(int argc, char **argv);
 int bench_tokenizer(int argc, char **argv);
 
 typedef struct bench_entry {
@@ -21,6 +22,7 @@ static const bench_entry benches[] = {
     {"formats", bench_formats, "quantize/dequantize throughput, SQNR and bpw of every format"},
     {"forward", bench_forward, "prefill tokens/s and GFLOP/s vs sgemm, decode tokens/s"},
     {"decode", bench_decode, "decode tokens/s of packed formats vs fp32, bytes/token, GB/s vs bandwidth"},
+    {"matvec", bench_matvec, "decode kernels on one matrix: GB/s per format, 1 and all threads"},
     {"prefill", bench_prefill, "prefill tokens/s of packed formats vs fp32"},
     {"tokenizer", bench_tokenizer, "encode speed on a 10 MB text, one row per tokenizer"},
 };

@@ -7,8 +7,9 @@
  *   q4_0, q4_1, q8_0, mxfp4_ggml, q4_K, q6_K: ggml's block bytes, exactly the codes the format's
  *       quantize() writes;
  *   int with bits 4 or 8, fp16 scales, zero sym / sym_gptq / asym, per tensor, per channel or
- *       groups of a multiple of 32 columns: per row, 32-column blocks of codes (4-bit: 16 bytes,
- *       byte j = element j low nibble, element j+16 high nibble; 8-bit: 32 bytes) plus one fp16
+ *       groups of a multiple of 32 columns: per row, the codes (4-bit: 64-column units of 32
+ *       bytes, byte j = element j low nibble, element 32+j high nibble, rows padded to 64
+ *       columns; 8-bit: one byte per column, rows padded to 32) plus one fp16
  *       scale and (asym) one uint8 zero point per group and row (per channel and per tensor:
  *       one group spanning the row), w = s * (code - z); the codes are read back from the int
  *       format's own storage, so the values are its reconstruction.

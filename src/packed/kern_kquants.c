@@ -172,8 +172,10 @@ static float dot_q6_K(const gq_packed_linear *P, int r, const float *x, const fl
  * is) - M_j * (block sum of x); NR rows per pass share the activation loads. Two accumulators
  * per row (even and odd sub-blocks) halve the dependent FMA chain. */
 PK_ALWAYS_INLINE void q8_q4_K_rows(const gq_packed_linear *P, int r, const int NR,
-                                   const int8_t *xq, const float *xd, const float *xs, float *y)
+                                   const pk_act *a, float *y)
 {
+    const int8_t *xq = a->q;
+    const float *xd = a->d, *xs = a->s;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const gq_block_q4_K *b[PK_ROWS];
     __m256 acc[2][PK_ROWS], offs[PK_ROWS];
@@ -217,8 +219,10 @@ PK_Q8_ENTRY(q8_q4_K)
  * by the sub-blocks' int8 scales in the same madd (low lane: sub-block 2k, high: 2k+1; sums
  * < 2^21), then one float product d * xd per run. */
 PK_ALWAYS_INLINE void q8_q6_K_rows(const gq_packed_linear *P, int r, const int NR,
-                                   const int8_t *xq, const float *xd, const float *xs, float *y)
+                                   const pk_act *a, float *y)
 {
+    const int8_t *xq = a->q;
+    const float *xd = a->d, *xs = a->s;
     (void)xs;
     /* pshufb masks replicating int16 word 2k in the low lane and 2k+1 in the high lane */
     __m256i pick[4];

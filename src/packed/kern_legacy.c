@@ -173,8 +173,10 @@ static inline __m256 pk_lane(__m128 v, int k)
  * k: row k, the same arithmetic whatever NR), every other block prefetched (blocks < 32 bytes,
  * so every line is still touched). */
 PK_ALWAYS_INLINE void q8_q4_0_rows(const gq_packed_linear *P, int r, const int NR,
-                                   const int8_t *xq, const float *xd, const float *xs, float *y)
+                                   const pk_act *a, float *y)
 {
+    const int8_t *xq = a->q;
+    const float *xd = a->d, *xs = a->s;
     const gq_block_q4_0 *b[PK_ROWS];
     __m256 acc[PK_ROWS];
     __m128 offs = _mm_setzero_ps();
@@ -201,8 +203,10 @@ PK_Q8_ENTRY(q8_q4_0)
 
 /* Q4_1: w = d q + m, codes unsigned; the offsets m through the block sums of x (as Q4_0). */
 PK_ALWAYS_INLINE void q8_q4_1_rows(const gq_packed_linear *P, int r, const int NR,
-                                   const int8_t *xq, const float *xd, const float *xs, float *y)
+                                   const pk_act *a, float *y)
 {
+    const int8_t *xq = a->q;
+    const float *xd = a->d, *xs = a->s;
     const gq_block_q4_1 *b[PK_ROWS];
     __m256 acc[PK_ROWS];
     __m128 offs = _mm_setzero_ps();
@@ -228,8 +232,10 @@ PK_ALWAYS_INLINE void q8_q4_1_rows(const gq_packed_linear *P, int r, const int N
 PK_Q8_ENTRY(q8_q4_1)
 
 PK_ALWAYS_INLINE void q8_q8_0_rows(const gq_packed_linear *P, int r, const int NR,
-                                   const int8_t *xq, const float *xd, const float *xs, float *y)
+                                   const pk_act *a, float *y)
 {
+    const int8_t *xq = a->q;
+    const float *xd = a->d, *xs = a->s;
     (void)xs;
     const gq_block_q8_0 *b[PK_ROWS];
     __m256 acc[PK_ROWS];
@@ -252,8 +258,10 @@ PK_ALWAYS_INLINE void q8_q8_0_rows(const gq_packed_linear *P, int r, const int N
 PK_Q8_ENTRY(q8_q8_0)
 
 PK_ALWAYS_INLINE void q8_mxfp4_rows(const gq_packed_linear *P, int r, const int NR,
-                                    const int8_t *xq, const float *xd, const float *xs, float *y)
+                                    const pk_act *a, float *y)
 {
+    const int8_t *xq = a->q;
+    const float *xd = a->d, *xs = a->s;
     (void)xs;
     const __m256i lut = _mm256_broadcastsi128_si256(
         _mm_loadu_si128((const __m128i *)gq_kvalues_mxfp4));

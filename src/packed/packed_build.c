@@ -1,7 +1,7 @@
 /* Building packed linears from a quantizer: which formats have kernels, and the packing.
  * The llama.cpp formats keep the bytes quantize() writes; the int format's grid storage (meta
  * stream of per-group records, then the code stream, see formats/grid.h and fmt_int.c) is
- * re-laid out into 32-code blocks with separate fp16 scale and zero-point arrays. */
+ * re-laid out into blocks of codes (kern_int.c) with separate fp16 scale and zero-point arrays. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +128,12 @@ static int pack_int(gq_packed_linear *P, const int_layout *L, const uint8_t *st,
         return gq_fail(err, "packed: out of memory for int scales");
     for (int r = 0; r < rows; r++)
         for (int g = 0; g < P->n_groups; g++) {
+            if (!tensor && g >= sg) { /* a group of padding columns only (int4 pads to 64) */
+                P->scales[(size_t)r * P->n_groups + g] = 0;
+                if (asym)
+                    P->zeros[(size_t)r * P->n_groups + g] = 0;
+                continue;
+            }
             size_t rec = tensor ? 0 : (size_t)r * sg + (size_t)g;
             size_t pos = rec * (size_t)meta_bits;
             P->scales[(size_t)r * P->n_groups + g] = (uint16_t)grid_get_bits(st, pos, 16);
@@ -141,7 +147,7 @@ static int pack_int(gq_packed_linear *P, const int_layout *L, const uint8_t *st,
             if (bits == 8)
                 dst[j] = (uint8_t)c;
             else
-                dst[16 * (j / 32) + (j % 16)] |= (uint8_t)(c << (j % 32 < 16 ? 0 : 4));
+                dst[32 * (j / 64) + (j % 32)] |= (uint8_t)(c << (j % 64 < 32 ? 0 : 4));
         }
     }
     P->bytes = (size_t)rows * P->row_bytes + (size_t)rows * P->n_groups * (asym ? 3 : 2);
@@ -181,7 +187,7 @@ gq_packed_linear *gq_packed_linear_new(const gq_quantizer *q, const float *W, in
         int_layout L;
         read_int_layout(q, j, &L);
         const pk_type *t = L.bits == 4 ? &pk_int4 : &pk_int8;
-        int cp = (cols + 31) / 32 * 32;
+        int cp = (cols + t->block - 1) / t->block * t->block;
         P = alloc_linear(t, rows, cols, (size_t)cp * (size_t)L.bits / 8, err);
         if (P && pack_int(P, &L, st, err) != 0) {
             gq_packed_linear_free(P);

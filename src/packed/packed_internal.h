@@ -14,6 +14,16 @@
 
 typedef struct pk_type pk_type;
 
+/* Activations of one decode product quantized per block of 32 (pk_quantize_act), cols_pad
+ * values: x[j] ~ d[j/32] * q[j]; s[b] = d[b] * (sum of q over block b); lanes[8b + i] = the
+ * sum of q[32b + 4i .. 32b + 4i + 4) as a float (exact), i.e. what lane i of a maddubs + madd
+ * dot of block b against all-ones codes holds: the kernels subtract integer zero points with
+ * it exactly. */
+typedef struct pk_act {
+    const int8_t *q;
+    const float *d, *s, *lanes;
+} pk_act;
+
 struct gq_packed_linear {
     gq_linear_op op;        /* first member: the forward pass calls op.apply */
     const pk_type *type;
@@ -45,11 +55,9 @@ struct pk_type {
     void (*dequant_fast)(const gq_packed_linear *P, int r, float *y);
     float (*dot_fast)(const gq_packed_linear *P, int r, const float *x, const float *xs);
     /* Optional (NULL: none): y[i] = the dots of rows r + i, i < nr (1..PK_ROWS), against
-     * activations quantized per 32-block, x[j] ~ xd[j/32] * xq[j] (pk_quantize_act), with
-     * xs[b] = xd[b] * sum of xq over block b. A pass over PK_ROWS rows loads each activation
-     * block once for all of them; a row's arithmetic does not depend on nr. */
-    void (*dot_q8)(const gq_packed_linear *P, int r, int nr, const int8_t *xq, const float *xd,
-                   const float *xs, float *y);
+     * the int8-quantized activations a. A pass over PK_ROWS rows loads each activation block
+     * once for all of them; a row's arithmetic does not depend on nr. */
+    void (*dot_q8)(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y);
     /* Rows per pass of dot_q8 in the decode product (1 or PK_ROWS): passes over several rows
      * read that many interleaved address streams, which DRAM streaming of the wider formats
      * pays for more than the shared activation loads save (`gq-bench bench decode`). */

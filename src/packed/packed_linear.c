@@ -56,19 +56,25 @@ void pk_quantize_act(const float *x, int n, int8_t *xq, float *xd)
  * are fixed by row index, so the result does not depend on the thread count). */
 static void matvec(const gq_packed_linear *P, float *y, const float *x)
 {
-    float xp[P->cols_pad], xs[P->cols_pad / 32], xd[P->cols_pad / 32];
+    const int nb = P->cols_pad / 32;
+    float xp[P->cols_pad], xs[nb], xd[nb], xl[8 * nb];
     int8_t xq[P->cols_pad];
     pad_activations(P, x, xp, xs);
     const bool q8 = P->act_q8 && P->type->dot_q8;
-    if (q8) { /* block sums of the quantized activations, so offsets see the same x */
+    if (q8) { /* block and lane sums of the quantized activations, so offsets see the same x */
         pk_quantize_act(xp, P->cols_pad, xq, xd);
-        for (int b = 0; b < P->cols_pad / 32; b++) {
+        for (int b = 0; b < nb; b++) {
             int sum = 0;
-            for (int k = 0; k < 32; k++)
-                sum += xq[32 * b + k];
+            for (int i = 0; i < 8; i++) {
+                const int8_t *q4 = xq + 32 * b + 4 * i;
+                int lane = q4[0] + q4[1] + q4[2] + q4[3];
+                xl[8 * b + i] = (float)lane;
+                sum += lane;
+            }
             xs[b] = xd[b] * (float)sum;
         }
     }
+    const pk_act act = {xq, xd, xs, xl};
     const int per = q8 && (size_t)P->type->q8_rows * P->row_bytes <= PK_PASS_BYTES
                         ? P->type->q8_rows : 1;
     const int rows = P->rows, groups = (rows + per - 1) / per;
@@ -76,7 +82,7 @@ static void matvec(const gq_packed_linear *P, float *y, const float *x)
     for (int g = 0; g < groups; g++) {
         const int r = g * per, nr = rows - r < per ? rows - r : per;
         if (q8)
-            P->type->dot_q8(P, r, nr, xq, xd, xs, y + r);
+            P->type->dot_q8(P, r, nr, &act, y + r);
         else
             for (int i = r; i < r + nr; i++)
                 y[i] = P->type->dot_fast(P, i, xp, xs);

@@ -156,19 +156,18 @@ static inline void pk_store_rows(const __m256 *acc, const float *off, int nr, fl
         y[k] = off ? s[k] - off[k] : s[k];
 }
 
-/* Kernels for int8 activations are written once as NAME_rows(P, r, NR, xq, xd, xs, y) for a
+/* Kernels for int8 activations are written once as NAME_rows(P, r, NR, a, y) for a
  * compile-time row count NR (always inlined, so the NR accumulators live in registers); this
  * makes the dot_q8 entry NAME: PK_ROWS rows per pass, or one at a time for the last rows. */
 #define PK_ALWAYS_INLINE static inline __attribute__((always_inline))
 #define PK_Q8_ENTRY(name)                                                                     \
-    static void name(const gq_packed_linear *P, int r, int nr, const int8_t *xq,              \
-                     const float *xd, const float *xs, float *y)                              \
+    static void name(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y)    \
     {                                                                                         \
         if (nr == PK_ROWS)                                                                    \
-            name##_rows(P, r, PK_ROWS, xq, xd, xs, y);                                        \
+            name##_rows(P, r, PK_ROWS, a, y);                                                 \
         else                                                                                  \
             for (int i_ = 0; i_ < nr; i_++)                                                   \
-                name##_rows(P, r + i_, 1, xq, xd, xs, y + i_);                                \
+                name##_rows(P, r + i_, 1, a, y + i_);                                         \
     }
 
 static inline float pk_hsum(__m256 v)

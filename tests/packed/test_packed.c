@@ -20,6 +20,8 @@
 static const char *const packed_specs[] = {
     "{\"name\": \"int\", \"bits\": 4, \"group_size\": 128, \"zero\": \"asym\"}",
     "{\"name\": \"int\", \"bits\": 4, \"group_size\": 32, \"zero\": \"sym\"}",
+    /* groups of 3 blocks: groups that start and end inside a 64-column unit of int4 */
+    "{\"name\": \"int\", \"bits\": 4, \"group_size\": 96, \"zero\": \"asym\"}",
     "{\"name\": \"int\", \"bits\": 4, \"granularity\": \"channel\", \"zero\": \"sym_gptq\"}",
     "{\"name\": \"int\", \"bits\": 4, \"granularity\": \"tensor\", \"zero\": \"asym\"}",
     "{\"name\": \"int\", \"bits\": 8, \"group_size\": 64, \"zero\": \"asym\"}",
