@@ -1,6 +1,7 @@
 /* Per-token forward pass with a KV cache: the reference for the batched path and the decode
  * step of generation. One function per step, in llama2.c run.c's order of operations. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@ struct gq_decode {
     float *hb;      /* (hidden) */
     float *hb2;     /* (hidden) */
     float *q;       /* (dim) */
+    float *rope;    /* (head_size) cos, sin pairs of the current position */
     float *att;     /* (n_heads, seq_len) */
     float *key_cache;   /* (n_layers, seq_len, kv_dim) */
     float *value_cache; /* (n_layers, seq_len, kv_dim) */
@@ -33,7 +35,8 @@ gq_decode *gq_decode_new(const gq_model *m, gq_error *err)
     size_t cache = (size_t)c->n_layers * c->seq_len * gq_kv_dim(c);
     struct { float **p; size_t n; } bufs[] = {
         {&d->x, dim}, {&d->xb, dim}, {&d->xt, dim}, {&d->xb2, dim}, {&d->hb, h}, {&d->hb2, h},
-        {&d->q, dim}, {&d->att, (size_t)c->n_heads * c->seq_len},
+        {&d->q, dim}, {&d->rope, (size_t)gq_head_size(c)},
+        {&d->att, (size_t)c->n_heads * c->seq_len},
         {&d->key_cache, cache}, {&d->value_cache, cache},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -48,7 +51,7 @@ void gq_decode_free(gq_decode *d)
 {
     if (!d)
         return;
-    float *bufs[] = {d->x, d->xb, d->xt, d->xb2, d->hb, d->hb2, d->q, d->att,
+    float *bufs[] = {d->x, d->xb, d->xt, d->xb2, d->hb, d->hb2, d->q, d->rope, d->att,
                      d->key_cache, d->value_cache};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
@@ -130,10 +133,22 @@ static void matvec(float *xout, const float *x, const float *w, int n, int d)
 }
 
 /* outs[i] (rows of kinds[i]) = linear kinds[i] of block L applied to x (n), for up to 3
- * linears sharing x: their operators when set (packed weights), else one fused fp32 pass. */
+ * linears sharing x: one apply_shared call when all their operators have the same one,
+ * else each operator (packed weights) or one fused fp32 pass. */
 static void layer_matvecs(const gq_config *c, const gq_layer *L, const gq_linear_kind *kinds,
                           float *const *outs, int count, const float *x)
 {
+    const gq_linear_op *ops[3];
+    bool shared = true;
+    for (int i = 0; i < count; i++) {
+        ops[i] = L->op[kinds[i]];
+        shared = shared && ops[i] && ops[i]->apply_shared &&
+                 ops[i]->apply_shared == ops[0]->apply_shared;
+    }
+    if (shared) {
+        ops[0]->apply_shared(ops, outs, count, x);
+        return;
+    }
     mv_job jobs[3];
     int n_jobs = 0, n = 0;
     for (int i = 0; i < count; i++) {
@@ -159,14 +174,24 @@ static void vec_times_matrix(float *out, const float *x, const float *M, int dim
     }
 }
 
-/* RoPE on q (dim) and k (kv_dim) at position pos, pairs (i, i+1) within each head. */
-static void rope_vec(float *q, float *k, int pos, int dim, int kv_dim, int head_size)
+/* The RoPE rotations of position pos: cs[2f], cs[2f+1] = cos, sin of pos * 10000^(-2f/head_size)
+ * for the head_size/2 frequencies (the same for every head and layer, so computed once a step). */
+static void rope_angles(float *cs, int pos, int head_size)
+{
+    for (int head_dim = 0; head_dim < head_size; head_dim += 2) {
+        float freq = 1.0f / powf(10000.0f, head_dim / (float)head_size);
+        float val = pos * freq;
+        cs[head_dim] = cosf(val);
+        cs[head_dim + 1] = sinf(val);
+    }
+}
+
+/* RoPE on q (dim) and k (kv_dim), pairs (i, i+1) within each head, angles from rope_angles. */
+static void rope_vec(float *q, float *k, const float *cs, int dim, int kv_dim, int head_size)
 {
     for (int i = 0; i < dim; i += 2) {
         int head_dim = i % head_size;
-        float freq = 1.0f / powf(10000.0f, head_dim / (float)head_size);
-        float val = pos * freq;
-        float fcr = cosf(val), fci = sinf(val);
+        float fcr = cs[head_dim], fci = cs[head_dim + 1];
         int rotn = i < kv_dim ? 2 : 1; /* q and k, or q only */
         for (int v = 0; v < rotn; v++) {
             float *vec = v == 0 ? q : k;
@@ -230,6 +255,7 @@ int gq_decode_step(gq_decode *d, int token, int pos, float *logits, gq_error *er
                        c->seq_len - 1, d->next_pos);
     int dim = c->dim, kv_dim = gq_kv_dim(c), hid = c->hidden_dim;
     memcpy(d->x, m->tok_embeddings + (size_t)token * dim, (size_t)dim * sizeof(float));
+    rope_angles(d->rope, pos, gq_head_size(c));
     for (int l = 0; l < c->n_layers; l++) {
         const gq_layer *L = &m->layers[l];
         size_t cache_off = ((size_t)l * c->seq_len + pos) * kv_dim;
@@ -243,7 +269,7 @@ int gq_decode_step(gq_decode *d, int token, int pos, float *logits, gq_error *er
         }
         layer_matvecs(c, L, (gq_linear_kind[]){GQ_LIN_Q, GQ_LIN_K, GQ_LIN_V},
                       (float *[]){d->q, k, v}, 3, ain);
-        rope_vec(d->q, k, pos, dim, kv_dim, gq_head_size(c));
+        rope_vec(d->q, k, d->rope, dim, kv_dim, gq_head_size(c));
         attend(d, l, pos);
         layer_matvecs(c, L, (gq_linear_kind[]){GQ_LIN_O}, (float *[]){d->xb2}, 1, d->xb);
         for (int i = 0; i < dim; i++)

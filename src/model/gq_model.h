@@ -42,6 +42,11 @@ typedef enum {
 typedef struct gq_linear_op gq_linear_op;
 struct gq_linear_op {
     void (*apply)(const gq_linear_op *op, float *y, const float *x, int n);
+    /* Optional (NULL: none): ys[i] (one token) = ops[i] · x for `count` operators that all
+     * have this same function and read the same x (q, k, v; gate, up), so an implementation
+     * can prepare x once and run all their rows in one parallel loop. */
+    void (*apply_shared)(const gq_linear_op *const *ops, float *const *ys, int count,
+                         const float *x);
 };
 
 typedef struct gq_layer {

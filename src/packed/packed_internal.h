@@ -60,8 +60,10 @@ struct pk_type {
     void (*dot_q8)(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y);
     /* Rows per pass of dot_q8 in the decode product (1 or PK_ROWS): passes over several rows
      * read that many interleaved address streams, which DRAM streaming of the wider formats
-     * pays for more than the shared activation loads save (`gq-bench bench decode`). */
-    int q8_rows;
+     * pays for more than the shared activation loads save (`gq-bench bench decode`); and the
+     * rows per pass when q8_rows rows would span more than PK_PASS_BYTES (kernels that put two
+     * rows in one vector need 2). */
+    int q8_rows, q8_rows_wide;
 };
 
 /* Rows per pass of the int8-activation dots, and the most bytes such a pass may span (wider
@@ -69,9 +71,13 @@ struct pk_type {
 #define PK_ROWS 4
 #define PK_PASS_BYTES 2048
 
-/* Activations for dot_q8: per block of 32, d = amax / 127, q = round-half-even(x / d)
- * (d = 0 and q = 0 for an all-zero block). n a multiple of 32. */
+/* Activations for dot_q8 (act_q8.c): per block of 32, d = amax / 127, q = round-half-even(x *
+ * (1/d)) (d = 0 and q = 0 for an all-zero block); n a multiple of 32. pk_prepare_act also
+ * writes the sums of pk_act (s: n/32, lanes: n/4) and is AVX2 where available, with values
+ * identical to pk_prepare_act_ref (tests/packed). */
 void pk_quantize_act(const float *x, int n, int8_t *xq, float *xd);
+void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl);
+void pk_prepare_act_ref(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl);
 
 extern const pk_type pk_q4_0, pk_q4_1, pk_q8_0, pk_mxfp4, pk_q4_K, pk_q6_K, pk_int4, pk_int8;
 

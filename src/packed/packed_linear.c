@@ -24,12 +24,12 @@ float pk_dot_generic(const gq_packed_linear *P, int r, const float *x, const flo
     return pk_dot_ref(P, r, x, scratch);
 }
 
-/* xp (cols_pad) = x zero-padded; xs (cols_pad/32) = sums of its 32-runs. */
+/* xp (cols_pad) = x zero-padded; xs (cols_pad/32, optional) = sums of its 32-runs. */
 static void pad_activations(const gq_packed_linear *P, const float *x, float *xp, float *xs)
 {
     memcpy(xp, x, (size_t)P->cols * sizeof(float));
     memset(xp + P->cols, 0, (size_t)(P->cols_pad - P->cols) * sizeof(float));
-    for (int b = 0; b < P->cols_pad / 32; b++) {
+    for (int b = 0; xs && b < P->cols_pad / 32; b++) {
         float s = 0.0f;
         for (int k = 0; k < 32; k++)
             s += xp[32 * b + k];
@@ -37,56 +37,57 @@ static void pad_activations(const gq_packed_linear *P, const float *x, float *xp
     }
 }
 
-void pk_quantize_act(const float *x, int n, int8_t *xq, float *xd)
+/* Rows per pass of P's decode product. */
+static int rows_per_pass(const gq_packed_linear *P, bool q8)
 {
-    for (int b = 0; b < n / 32; b++) {
-        const float *xb = x + 32 * b;
-        float amax = 0.0f;
-        for (int k = 0; k < 32; k++)
-            amax = fmaxf(amax, fabsf(xb[k]));
-        float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
-        xd[b] = d;
-        for (int k = 0; k < 32; k++)
-            xq[32 * b + k] = (int8_t)rintf(xb[k] * id);
+    if (!q8)
+        return 1;
+    return (size_t)P->type->q8_rows * P->row_bytes <= PK_PASS_BYTES ? P->type->q8_rows
+                                                                     : P->type->q8_rows_wide;
+}
+
+/* ys[i] (rows of Ps[i]) = Ps[i] · x for `count` (<= 3) linears of one format and width: x is
+ * padded (and, on int8 activations, quantized) once, and one parallel loop runs the passes of
+ * all of them (one fork/join). A pass is q8_rows rows on int8 activations (else one), fixed by
+ * row index, so the results do not depend on the thread count. */
+static void matvec_shared(const gq_packed_linear *const *Ps, float *const *ys, int count,
+                          const float *x)
+{
+    const gq_packed_linear *P0 = Ps[0];
+    const int nb = P0->cols_pad / 32;
+    float xp[P0->cols_pad], xs[nb], xd[nb], xl[8 * nb];
+    int8_t xq[P0->cols_pad];
+    const bool q8 = P0->act_q8 && P0->type->dot_q8;
+    pad_activations(P0, x, xp, q8 ? NULL : xs);
+    if (q8)
+        pk_prepare_act(xp, P0->cols_pad, xq, xd, xs, xl);
+    const pk_act act = {xq, xd, xs, xl};
+    int per[3], first[3], total = 0;
+    long work = 0;
+    for (int i = 0; i < count; i++) {
+        per[i] = rows_per_pass(Ps[i], q8);
+        first[i] = total;
+        total += (Ps[i]->rows + per[i] - 1) / per[i];
+        work += (long)Ps[i]->rows * Ps[i]->cols;
+    }
+#pragma omp parallel for schedule(static) if (work >= 32768)
+    for (int g = 0; g < total; g++) {
+        int i = count - 1;
+        while (first[i] > g)
+            i--;
+        const gq_packed_linear *P = Ps[i];
+        const int r = (g - first[i]) * per[i], nr = P->rows - r < per[i] ? P->rows - r : per[i];
+        if (q8)
+            P->type->dot_q8(P, r, nr, &act, ys[i] + r);
+        else
+            for (int k = r; k < r + nr; k++)
+                ys[i][k] = P->type->dot_fast(P, k, xp, xs);
     }
 }
 
-/* y (rows) = W · x: one fused dot per row, rows in parallel; on int8 activations when the
- * linear asks for it and its format has that kernel, q8_rows rows per pass (the groups of rows
- * are fixed by row index, so the result does not depend on the thread count). */
 static void matvec(const gq_packed_linear *P, float *y, const float *x)
 {
-    const int nb = P->cols_pad / 32;
-    float xp[P->cols_pad], xs[nb], xd[nb], xl[8 * nb];
-    int8_t xq[P->cols_pad];
-    pad_activations(P, x, xp, xs);
-    const bool q8 = P->act_q8 && P->type->dot_q8;
-    if (q8) { /* block and lane sums of the quantized activations, so offsets see the same x */
-        pk_quantize_act(xp, P->cols_pad, xq, xd);
-        for (int b = 0; b < nb; b++) {
-            int sum = 0;
-            for (int i = 0; i < 8; i++) {
-                const int8_t *q4 = xq + 32 * b + 4 * i;
-                int lane = q4[0] + q4[1] + q4[2] + q4[3];
-                xl[8 * b + i] = (float)lane;
-                sum += lane;
-            }
-            xs[b] = xd[b] * (float)sum;
-        }
-    }
-    const pk_act act = {xq, xd, xs, xl};
-    const int per = q8 && (size_t)P->type->q8_rows * P->row_bytes <= PK_PASS_BYTES
-                        ? P->type->q8_rows : 1;
-    const int rows = P->rows, groups = (rows + per - 1) / per;
-#pragma omp parallel for schedule(static) if ((long)rows * P->cols >= 32768)
-    for (int g = 0; g < groups; g++) {
-        const int r = g * per, nr = rows - r < per ? rows - r : per;
-        if (q8)
-            P->type->dot_q8(P, r, nr, &act, y + r);
-        else
-            for (int i = r; i < r + nr; i++)
-                y[i] = P->type->dot_fast(P, i, xp, xs);
-    }
+    matvec_shared(&P, &y, 1, x);
 }
 
 /* Rows per dequantized tile: about 1 MiB of floats, at least 64 rows. */
@@ -135,7 +136,29 @@ static void op_apply(const gq_linear_op *op, float *y, const float *x, int n)
     gq_packed_linear_apply((const gq_packed_linear *)op, y, x, n);
 }
 
-void pk_linear_init_op(gq_packed_linear *P) { P->op.apply = op_apply; }
+/* One shared pass when the linears agree on everything the prepared input depends on. */
+static void op_apply_shared(const gq_linear_op *const *ops, float *const *ys, int count,
+                            const float *x)
+{
+    const gq_packed_linear *Ps[3];
+    bool same = count <= 3;
+    for (int i = 0; same && i < count; i++) {
+        Ps[i] = (const gq_packed_linear *)ops[i];
+        same = Ps[i]->type == Ps[0]->type && Ps[i]->cols == Ps[0]->cols &&
+               Ps[i]->act_q8 == Ps[0]->act_q8;
+    }
+    if (same)
+        matvec_shared(Ps, ys, count, x);
+    else
+        for (int i = 0; i < count; i++)
+            ops[i]->apply(ops[i], ys[i], x, 1);
+}
+
+void pk_linear_init_op(gq_packed_linear *P)
+{
+    P->op.apply = op_apply;
+    P->op.apply_shared = op_apply_shared;
+}
 
 void gq_packed_linear_set_act_q8(gq_packed_linear *P, bool on) { P->act_q8 = on; }
 bool gq_packed_linear_act_q8(const gq_packed_linear *P) { return P->act_q8 && P->type->dot_q8; }

@@ -86,7 +86,7 @@ int gq_packed_model_fp32(const gq_model *src, gq_packed_model *pm, gq_error *err
             pm->model.layers[l].op[k] = &f->op;
         }
     struct pk_f32_op *cls = &pm->f32_ops[n];
-    *cls = (struct pk_f32_op){{f32_apply}, src->wcls, c->vocab_size, c->dim};
+    *cls = (struct pk_f32_op){{f32_apply, NULL}, src->wcls, c->vocab_size, c->dim};
     pm->model.cls_op = &cls->op;
     snprintf(pm->label, sizeof pm->label, "fp32");
     pm->decode_bytes = gq_packed_fp32_decode_bytes(c);

@@ -14,6 +14,7 @@
 #include "model/gq_forward.h"
 #include "model/gq_synth.h"
 #include "packed/gq_packed.h"
+#include "packed/packed_internal.h"
 #include "text/gq_tokenizer.h"
 
 /* Every packed configuration: name and parameters. */
@@ -137,6 +138,43 @@ static void test_linear_shapes(void **state)
     check_shape(70, 300, 12);  /* padded last block (and K-quant super-block) */
     check_shape(5, 64, 13);    /* one short row */
     check_shape(300, 96, 14);  /* several prefill tiles */
+    check_shape(9, 1088, 15);  /* rows too wide for 4-row decode passes */
+}
+
+/* The decode activations: the SIMD preparation equals the scalar reference bit for bit
+ * (values on exact halves, all-zero and single-spike blocks included), and the lane and block
+ * sums are those of the quantized values. */
+static void test_prepare_act(void **state)
+{
+    (void)state;
+    enum { N = 32 * 12 };
+    float x[N];
+    gq_rng r;
+    gq_rng_seed(&r, 5);
+    for (int i = 0; i < N; i++)
+        x[i] = (float)gq_rng_normal(&r) * (i < 64 ? 1.0f : 3.0f);
+    for (int i = 64; i < 96; i++) /* amax 127: every value lands on an exact x.5 */
+        x[i] = i == 64 ? 127.0f : (float)(i - 80) + 0.5f;
+    for (int i = 96; i < 128; i++)
+        x[i] = 0.0f;
+    for (int i = 128; i < 160; i++)
+        x[i] = i == 140 ? -1e-3f : 0.0f;
+    int8_t q[N], qr[N];
+    float d[N / 32], dr[N / 32], s[N / 32], sr[N / 32], l[N / 4], lr[N / 4];
+    pk_prepare_act(x, N, q, d, s, l);
+    pk_prepare_act_ref(x, N, qr, dr, sr, lr);
+    assert_memory_equal(q, qr, sizeof q);
+    assert_memory_equal(d, dr, sizeof d);
+    assert_memory_equal(s, sr, sizeof s);
+    assert_memory_equal(l, lr, sizeof l);
+    assert_int_equal(q[64], 127);
+    assert_int_equal(q[65], -14); /* -14.5 rounds half to even */
+    for (int b = 0; b < N / 32; b++) {
+        int sum = 0;
+        for (int k = 0; k < 32; k++)
+            sum += q[32 * b + k];
+        assert_true(s[b] == d[b] * (float)sum);
+    }
 }
 
 static void test_unsupported(void **state)
@@ -396,6 +434,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear_shapes),
+        cmocka_unit_test(test_prepare_act),
         cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_stories260K_perplexity),
         cmocka_unit_test(test_classifier),

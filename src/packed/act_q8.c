@@ -1,0 +1,85 @@
+/* Decode activations quantized to int8 per block of 32 (pk_act, packed_internal.h): the scalar
+ * reference and an AVX2 version with the same values (the same float operations; cvtps2dq rounds
+ * half to even under the default MXCSR, as rintf does), which also produces the block and lane
+ * sums the kernels need in the same pass. */
+#include <math.h>
+
+#include "packed/packed_internal.h"
+#include "packed/pk_simd.h"
+
+void pk_quantize_act(const float *x, int n, int8_t *xq, float *xd)
+{
+    for (int b = 0; b < n / 32; b++) {
+        const float *xb = x + 32 * b;
+        float amax = 0.0f;
+        for (int k = 0; k < 32; k++)
+            amax = fmaxf(amax, fabsf(xb[k]));
+        float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+        xd[b] = d;
+        for (int k = 0; k < 32; k++)
+            xq[32 * b + k] = (int8_t)rintf(xb[k] * id);
+    }
+}
+
+static void sums_ref(int n, const int8_t *xq, const float *xd, float *xs, float *xl)
+{
+    for (int b = 0; b < n / 32; b++) {
+        int sum = 0;
+        for (int i = 0; i < 8; i++) {
+            const int8_t *q4 = xq + 32 * b + 4 * i;
+            int lane = q4[0] + q4[1] + q4[2] + q4[3];
+            xl[8 * b + i] = (float)lane;
+            sum += lane;
+        }
+        xs[b] = xd[b] * (float)sum;
+    }
+}
+
+void pk_prepare_act_ref(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl)
+{
+    pk_quantize_act(x, n, xq, xd);
+    sums_ref(n, xq, xd, xs, xl);
+}
+
+#if PK_AVX2
+void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    /* packs_epi32 / packs_epi16 interleave the 128-bit lanes; this restores element order */
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int b = 0; b < n / 32; b++) {
+        const float *xb = x + 32 * b;
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float amax = _mm_cvtss_f32(h);
+        const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+        const __m256 idv = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++)
+            q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], idv));
+        __m256i q8 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]),
+                                        _mm256_packs_epi32(q[2], q[3]));
+        q8 = _mm256_permutevar8x32_epi32(q8, order);
+        _mm256_storeu_si256((__m256i *)(xq + 32 * b), q8);
+        xd[b] = d;
+        const __m256i lanes = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q8), ones16);
+        _mm256_storeu_ps(xl + 8 * b, _mm256_cvtepi32_ps(lanes));
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256(lanes, 1));
+        s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+        xs[b] = d * (float)_mm_cvtsi128_si32(s);
+    }
+}
+#else
+void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl)
+{
+    pk_prepare_act_ref(x, n, xq, xd, xs, xl);
+}
+#endif
