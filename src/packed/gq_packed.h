@@ -5,7 +5,9 @@
  *
  * Packed formats (gq_packed_supported says which quantizers qualify, and why not):
  *   q4_0, q4_1, q8_0, mxfp4_ggml, q4_K, q6_K: ggml's block bytes, exactly the codes the format's
- *       quantize() writes;
+ *       quantize() writes; q4_0, q4_1 and mxfp4_ggml reorder them into sets of 4 rows (per
+ *       block, the 4 headers then the 4 rows' codes, as llama.cpp's CPU backend repacks Q4_0),
+ *       so a decode pass over a set is one sequential stream with one load per scale run;
  *   int with bits 4 or 8, fp16 scales, zero sym / sym_gptq / asym, per tensor, per channel or
  *       groups of a multiple of 32 columns: per row, the codes (4-bit: 64-column units of 32
  *       bytes, byte j = element j low nibble, element 32+j high nibble, rows padded to 64

@@ -11,11 +11,19 @@
 
 static void ref_q4_0(const gq_packed_linear *P, int r, float *y)
 {
-    gq_ggml_q4_0.dequantize_row(pk_row(P, r), P->cols_pad, y);
+    for (int i = 0; i < P->cols_pad / 32; i++) {
+        gq_block_q4_0 b;
+        pk_blk_copy(P, r, i, &b);
+        gq_ggml_q4_0.dequantize_row(&b, 32, y + 32 * i);
+    }
 }
 static void ref_q4_1(const gq_packed_linear *P, int r, float *y)
 {
-    gq_ggml_q4_1.dequantize_row(pk_row(P, r), P->cols_pad, y);
+    for (int i = 0; i < P->cols_pad / 32; i++) {
+        gq_block_q4_1 b;
+        pk_blk_copy(P, r, i, &b);
+        gq_ggml_q4_1.dequantize_row(&b, 32, y + 32 * i);
+    }
 }
 static void ref_q8_0(const gq_packed_linear *P, int r, float *y)
 {
@@ -23,7 +31,11 @@ static void ref_q8_0(const gq_packed_linear *P, int r, float *y)
 }
 static void ref_mxfp4(const gq_packed_linear *P, int r, float *y)
 {
-    gq_ggml_mxfp4.dequantize_row(pk_row(P, r), P->cols_pad, y);
+    for (int i = 0; i < P->cols_pad / 32; i++) {
+        gq_block_mxfp4 b;
+        pk_blk_copy(P, r, i, &b);
+        gq_ggml_mxfp4.dequantize_row(&b, 32, y + 32 * i);
+    }
 }
 
 #if PK_AVX2
@@ -38,11 +50,12 @@ static inline void q4_0_codes(const gq_block_q4_0 *b, __m128i *lo, __m128i *hi)
 
 static void fast_q4_0(const gq_packed_linear *P, int r, float *y)
 {
-    const gq_block_q4_0 *b = (const gq_block_q4_0 *)pk_row(P, r);
     for (int i = 0; i < P->cols_pad / 32; i++, y += 32) {
+        gq_block_q4_0 bi;
+        pk_blk_copy(P, r, i, &bi);
         __m128i lo, hi;
-        q4_0_codes(&b[i], &lo, &hi);
-        __m256 d = _mm256_set1_ps(pk_fp16(b[i].d));
+        q4_0_codes(&bi, &lo, &hi);
+        __m256 d = _mm256_set1_ps(pk_fp16(bi.d));
         pk_store16_i8(lo, d, y);
         pk_store16_i8(hi, d, y + 16);
     }
@@ -51,25 +64,27 @@ static void fast_q4_0(const gq_packed_linear *P, int r, float *y)
 static float dot_q4_0(const gq_packed_linear *P, int r, const float *x, const float *xs)
 {
     (void)xs;
-    const gq_block_q4_0 *b = (const gq_block_q4_0 *)pk_row(P, r);
     const __m128i eight = _mm_set1_epi8(8);
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < P->cols_pad / 32; i++, x += 32) {
+        gq_block_q4_0 bi;
+        pk_blk_copy(P, r, i, &bi);
         __m128i v[4];
-        pk_nibbles4x8(b[i].qs, v);
+        pk_nibbles4x8(bi.qs, v);
         pk_sub4x8(v, eight);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[i].d)), pk_dot4x8_i8(v, x), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(bi.d)), pk_dot4x8_i8(v, x), acc);
     }
     return pk_hsum(acc);
 }
 
 static void fast_q4_1(const gq_packed_linear *P, int r, float *y)
 {
-    const gq_block_q4_1 *b = (const gq_block_q4_1 *)pk_row(P, r);
     for (int i = 0; i < P->cols_pad / 32; i++, y += 32) {
+        gq_block_q4_1 bi;
+        pk_blk_copy(P, r, i, &bi);
         __m128i q[2];
-        pk_nibbles16(b[i].qs, &q[0], &q[1]);
-        __m256 d = _mm256_set1_ps(pk_fp16(b[i].d)), m = _mm256_set1_ps(pk_fp16(b[i].m));
+        pk_nibbles16(bi.qs, &q[0], &q[1]);
+        __m256 d = _mm256_set1_ps(pk_fp16(bi.d)), m = _mm256_set1_ps(pk_fp16(bi.m));
         for (int h = 0; h < 2; h++) { /* ggml: x0*d + m, rounded product then sum */
             __m256 a, c;
             pk_i8x16_to_f32(q[h], &a, &c);
@@ -81,14 +96,15 @@ static void fast_q4_1(const gq_packed_linear *P, int r, float *y)
 
 static float dot_q4_1(const gq_packed_linear *P, int r, const float *x, const float *xs)
 {
-    const gq_block_q4_1 *b = (const gq_block_q4_1 *)pk_row(P, r);
     __m256 acc = _mm256_setzero_ps();
     float offs = 0.0f; /* sum of m * (block sum of x) */
     for (int i = 0; i < P->cols_pad / 32; i++, x += 32) {
+        gq_block_q4_1 bi;
+        pk_blk_copy(P, r, i, &bi);
         __m128i v[4];
-        pk_nibbles4x8(b[i].qs, v);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[i].d)), pk_dot4x8_i8(v, x), acc);
-        offs += pk_fp16(b[i].m) * xs[i];
+        pk_nibbles4x8(bi.qs, v);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(bi.d)), pk_dot4x8_i8(v, x), acc);
+        offs += pk_fp16(bi.m) * xs[i];
     }
     return pk_hsum(acc) + offs;
 }
@@ -123,12 +139,13 @@ static inline void mxfp4_values(const gq_block_mxfp4 *b, __m128i lut, __m128i *l
 
 static void fast_mxfp4(const gq_packed_linear *P, int r, float *y)
 {
-    const gq_block_mxfp4 *b = (const gq_block_mxfp4 *)pk_row(P, r);
     const __m128i lut = _mm_loadu_si128((const __m128i *)gq_kvalues_mxfp4);
     for (int i = 0; i < P->cols_pad / 32; i++, y += 32) {
+        gq_block_mxfp4 bi;
+        pk_blk_copy(P, r, i, &bi);
         __m128i lo, hi;
-        mxfp4_values(&b[i], lut, &lo, &hi);
-        __m256 d = _mm256_set1_ps(pk_e8m0_half(b[i].e));
+        mxfp4_values(&bi, lut, &lo, &hi);
+        __m256 d = _mm256_set1_ps(pk_e8m0_half(bi.e));
         pk_store16_i8(lo, d, y);
         pk_store16_i8(hi, d, y + 16);
     }
@@ -137,15 +154,16 @@ static void fast_mxfp4(const gq_packed_linear *P, int r, float *y)
 static float dot_mxfp4(const gq_packed_linear *P, int r, const float *x, const float *xs)
 {
     (void)xs;
-    const gq_block_mxfp4 *b = (const gq_block_mxfp4 *)pk_row(P, r);
     const __m128i lut = _mm_loadu_si128((const __m128i *)gq_kvalues_mxfp4);
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < P->cols_pad / 32; i++, x += 32) {
+        gq_block_mxfp4 bi;
+        pk_blk_copy(P, r, i, &bi);
         __m128i v[4];
-        pk_nibbles4x8(b[i].qs, v);
+        pk_nibbles4x8(bi.qs, v);
         for (int k = 0; k < 4; k++)
             v[k] = _mm_shuffle_epi8(lut, v[k]);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_e8m0_half(b[i].e)), pk_dot4x8_i8(v, x), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_e8m0_half(bi.e)), pk_dot4x8_i8(v, x), acc);
     }
     return pk_hsum(acc);
 }
@@ -168,41 +186,60 @@ static inline __m256i xq_block(const int8_t *xq, int b)
  * high halves' int16 sums before madd cannot saturate. ---- */
 enum { LEG_Q4_0, LEG_Q4_1, LEG_MXFP4 };
 
-/* Block i's scale (q4_1: and offset m) of the 4 rows as 4 lanes, lane k row k. */
-PK_ALWAYS_INLINE __m128 leg4_scales(const uint8_t *const row[4], size_t off, const int kind,
-                                    __m128 *m)
+/* The headers of NR <= 4 rows as the low 32-bit lanes of a vector (bytes per header: hb <= 4,
+ * zero-extended; lanes >= NR: 0). IL: the headers are consecutive, so one load of exactly their
+ * bytes (no store-to-load round trip through memory). */
+PK_ALWAYS_INLINE __m128i leg4_headers(const uint8_t *const hdr[4], const int NR, const int IL,
+                                      const int hb)
+{
+    if (IL && NR * hb == 16)
+        return _mm_loadu_si128((const __m128i *)hdr[0]);
+    if (IL && NR * hb == 8)
+        return _mm_loadl_epi64((const __m128i *)hdr[0]);
+    if (IL && NR * hb == 4)
+        return _mm_loadu_si32(hdr[0]);
+    uint32_t w[4] = {0, 0, 0, 0};
+    for (int k = 0; k < NR; k++)
+        for (int j = 0; j < hb; j++)
+            w[k] |= (uint32_t)hdr[k][j] << (8 * j);
+    if (hb == 4)
+        return _mm_setr_epi32((int)w[0], (int)w[1], (int)w[2], (int)w[3]);
+    if (hb == 2) /* packed halves: lane k's 16 bits at word k */
+        return _mm_setr_epi16((short)w[0], (short)w[1], (short)w[2], (short)w[3], 0, 0, 0, 0);
+    return _mm_cvtsi32_si128((int)(w[0] | w[1] << 8 | w[2] << 16 | w[3] << 24));
+}
+
+/* Block i's scale (q4_1: and offset m) of the NR rows as lanes 0..NR-1 (the rest 0), from
+ * their headers hdr[k]. */
+PK_ALWAYS_INLINE __m128 leg4_scales(const uint8_t *const hdr[4], const int NR, const int IL,
+                                    const int kind, __m128 *m)
 {
     if (kind == LEG_MXFP4) { /* E8M0 halved: 2^(e-128), subnormal below e = 2 (pk_e8m0_half) */
-        const __m128i e = _mm_setr_epi32(row[0][off], row[1][off], row[2][off], row[3][off]);
+        const __m128i e = _mm_cvtepu8_epi32(leg4_headers(hdr, NR, IL, 1));
         const __m128i normal = _mm_slli_epi32(_mm_sub_epi32(e, _mm_set1_epi32(1)), 23);
         const __m128i sub = _mm_sllv_epi32(_mm_set1_epi32(0x00200000), e);
-        return _mm_castsi128_ps(_mm_blendv_epi8(normal, sub, _mm_cmpgt_epi32(_mm_set1_epi32(2), e)));
+        const __m128 s = _mm_castsi128_ps(
+            _mm_blendv_epi8(normal, sub, _mm_cmpgt_epi32(_mm_set1_epi32(2), e)));
+        if (NR == 4) /* else lanes >= NR (e = 0, a subnormal) are zeroed */
+            return s;
+        return _mm_and_ps(s, _mm_castsi128_ps(_mm_cmpgt_epi32(_mm_set1_epi32(NR),
+                                                              _mm_setr_epi32(0, 1, 2, 3))));
     }
-    if (kind == LEG_Q4_1) { /* d and m adjacent: one 32-bit word per row, then deinterleaved */
-        uint32_t w[4];
-        for (int k = 0; k < 4; k++)
-            memcpy(&w[k], row[k] + off, 4);
-        const __m256 dm = _mm256_permutevar8x32_ps(
-            _mm256_cvtph_ps(_mm_setr_epi32((int)w[0], (int)w[1], (int)w[2], (int)w[3])),
-            _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+    if (kind == LEG_Q4_1) { /* d and m adjacent: 32 bits per row, then deinterleaved */
+        const __m256 dm = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(leg4_headers(hdr, NR, IL, 4)),
+                                                   _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
         *m = _mm256_extractf128_ps(dm, 1);
         return _mm256_castps256_ps128(dm);
     }
-    uint16_t h[4];
-    for (int k = 0; k < 4; k++)
-        memcpy(&h[k], row[k] + off, 2);
-    return _mm_cvtph_ps(_mm_setr_epi16((short)h[0], (short)h[1], (short)h[2], (short)h[3], 0, 0, 0, 0));
+    return _mm_cvtph_ps(leg4_headers(hdr, NR, IL, 2));
 }
 
-/* Rows r..r+NR-1 (NR <= 4; an odd last row is paired with itself and its copy dropped).
- * PK_ROWS must be 4. */
+/* Rows r..r+NR-1 (NR <= 4; an odd last row is paired with itself and its copy dropped). IL:
+ * the rows are one whole interleaved set (NR = 4), so a block's headers are one run and each
+ * pair's code bytes are 32 consecutive bytes. */
 PK_ALWAYS_INLINE void q8_leg4_rows(const gq_packed_linear *P, int r, const int NR,
-                                   const int kind, const pk_act *a, float *y)
+                                   const int IL, const int kind, const pk_act *a, float *y)
 {
-    const size_t bb = kind == LEG_Q4_0 ? sizeof(gq_block_q4_0)
-                    : kind == LEG_Q4_1 ? sizeof(gq_block_q4_1) : sizeof(gq_block_mxfp4);
-    const size_t qo = kind == LEG_Q4_0 ? offsetof(gq_block_q4_0, qs)
-                    : kind == LEG_Q4_1 ? offsetof(gq_block_q4_1, qs) : offsetof(gq_block_mxfp4, qs);
     const float off_factor = kind == LEG_Q4_0 ? 8.0f : kind == LEG_MXFP4 ? 12.0f : -1.0f;
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     const __m256i lut = _mm256_add_epi8(
@@ -211,26 +248,26 @@ PK_ALWAYS_INLINE void q8_leg4_rows(const gq_packed_linear *P, int r, const int N
     const __m256i pick[2] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1),
                              _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3)};
     const int np = (NR + 1) / 2;
-    const uint8_t *row[4];
-    for (int k = 0; k < 4; k++)
-        row[k] = pk_row(P, r + (k < NR ? k : NR - 1));
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     __m128 offs = _mm_setzero_ps();
     for (int i = 0; i < P->cols_pad / 32; i++) {
         const __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(a->q + 32 * i)));
         const __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(a->q + 32 * i + 16)));
+        const uint8_t *hdr[4], *codes[4];
+        for (int k = 0; k < 4; k++) {
+            const int rk = r + (k < NR ? k : NR - 1);
+            hdr[k] = pk_blk_hdr(P, rk, i);
+            codes[k] = pk_blk_codes(P, rk, i);
+        }
         __m128 m = _mm_setzero_ps();
-        const __m128 d = leg4_scales(row, (size_t)i * bb, kind, &m);
+        const __m128 d = leg4_scales(hdr, NR, IL, kind, &m);
         offs = _mm_fmadd_ps(kind == LEG_Q4_1 ? m : d, _mm_set1_ps(a->s[i]), offs);
         const __m256 dx = _mm256_castps128_ps256(_mm_mul_ps(d, _mm_set1_ps(a->d[i])));
         for (int p = 0; p < np; p++) {
-            const uint8_t *qa = row[2 * p] + (size_t)i * bb, *qb = row[2 * p + 1] + (size_t)i * bb;
-            if (NR == PK_ROWS && !(i & 1)) {
-                pk_prefetch_ahead(qa, PK_ROWS * P->row_bytes, 1);
-                pk_prefetch_ahead(qb, PK_ROWS * P->row_bytes, 1);
-            }
-            const __m256i v = _mm256_loadu2_m128i((const __m128i *)(qb + qo),
-                                                  (const __m128i *)(qa + qo));
+            const __m256i v = IL && 2 * p + 1 < NR
+                ? _mm256_loadu_si256((const __m256i *)codes[2 * p])
+                : _mm256_loadu2_m128i((const __m128i *)codes[2 * p + 1],
+                                      (const __m128i *)codes[2 * p]);
             __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
             if (kind == LEG_MXFP4) {
                 lo = _mm256_shuffle_epi8(lut, lo);
@@ -251,19 +288,25 @@ PK_ALWAYS_INLINE void q8_leg4_rows(const gq_packed_linear *P, int r, const int N
         y[k] = sum[k];
 }
 
-PK_ALWAYS_INLINE void q8_q4_0_rows(const gq_packed_linear *P, int r, const int NR,
-                                   const pk_act *a, float *y)
-{
-    q8_leg4_rows(P, r, NR, LEG_Q4_0, a, y);
-}
-PK_Q8_ENTRY_ANY(q8_q4_0)
-
-PK_ALWAYS_INLINE void q8_q4_1_rows(const gq_packed_linear *P, int r, const int NR,
-                                   const pk_act *a, float *y)
-{
-    q8_leg4_rows(P, r, NR, LEG_Q4_1, a, y);
-}
-PK_Q8_ENTRY_ANY(q8_q4_1)
+/* dot_q8 of the 4-bit formats: passes over one interleaved set (whatever the row width: a set
+ * is one sequential stream, so no software prefetch either), then the plain rows after the
+ * last full set. */
+#define LEG4_ENTRY(name, kind)                                                                \
+    static void name(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y)    \
+    {                                                                                         \
+        if (r < P->il_rows && nr == 4)                                                        \
+            q8_leg4_rows(P, r, 4, 1, kind, a, y);                                             \
+        else if (nr == 3)                                                                     \
+            q8_leg4_rows(P, r, 3, 0, kind, a, y);                                             \
+        else if (nr == 2)                                                                     \
+            q8_leg4_rows(P, r, 2, 0, kind, a, y);                                             \
+        else                                                                                  \
+            for (int k_ = 0; k_ < nr; k_++)                                                   \
+                q8_leg4_rows(P, r + k_, 1, 0, kind, a, y + k_);                               \
+    }
+LEG4_ENTRY(q8_q4_0, LEG_Q4_0)
+LEG4_ENTRY(q8_q4_1, LEG_Q4_1)
+LEG4_ENTRY(q8_mxfp4, LEG_MXFP4)
 
 PK_ALWAYS_INLINE void q8_q8_0_rows(const gq_packed_linear *P, int r, const int NR,
                                    const pk_act *a, float *y)
@@ -291,17 +334,11 @@ PK_ALWAYS_INLINE void q8_q8_0_rows(const gq_packed_linear *P, int r, const int N
 }
 PK_Q8_ENTRY(q8_q8_0)
 
-PK_ALWAYS_INLINE void q8_mxfp4_rows(const gq_packed_linear *P, int r, const int NR,
-                                    const pk_act *a, float *y)
-{
-    q8_leg4_rows(P, r, NR, LEG_MXFP4, a, y);
-}
-PK_Q8_ENTRY_ANY(q8_mxfp4)
 
-const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, fast_q4_0, dot_q4_0, q8_q4_0, PK_ROWS, 2};
-const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, fast_q4_1, dot_q4_1, q8_q4_1, PK_ROWS, 2};
+const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, fast_q4_0, dot_q4_0, q8_q4_0, PK_ROWS, PK_ROWS};
+const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, fast_q4_1, dot_q4_1, q8_q4_1, PK_ROWS, PK_ROWS};
 const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, fast_q8_0, dot_q8_0, q8_q8_0, 1, 1};
-const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, fast_mxfp4, dot_mxfp4, q8_mxfp4, PK_ROWS, 2};
+const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, fast_mxfp4, dot_mxfp4, q8_mxfp4, PK_ROWS, PK_ROWS};
 #else
 /* Without AVX2 the reference kernels are the fast ones. */
 const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, ref_q4_0, pk_dot_generic, NULL, 1, 1};

@@ -1,5 +1,6 @@
 /* Building packed linears from a quantizer: which formats have kernels, and the packing.
- * The llama.cpp formats keep the bytes quantize() writes; the int format's grid storage (meta
+ * The llama.cpp formats keep the bytes quantize() writes (the 4-bit ones reordered into sets
+ * of rows, packed_internal.h); the int format's grid storage (meta
  * stream of per-group records, then the code stream, see formats/grid.h and fmt_int.c) is
  * re-laid out into blocks of codes (kern_int.c) with separate fp16 scale and zero-point arrays. */
 #include <stdio.h>
@@ -13,13 +14,29 @@
 typedef struct ggml_entry {
     const char *format;
     const pk_type *type;
-    size_t block_bytes;
+    size_t block_bytes, header_bytes;
+    bool interleave; /* rows stored in sets of PK_IL (packed_internal.h) */
 } ggml_entry;
 
 static const ggml_entry ggml_types[] = {
-    {"q4_0", &pk_q4_0, 18}, {"q4_1", &pk_q4_1, 20},       {"q8_0", &pk_q8_0, 34},
-    {"mxfp4_ggml", &pk_mxfp4, 17}, {"q4_K", &pk_q4_K, 144}, {"q6_K", &pk_q6_K, 210},
+    {"q4_0", &pk_q4_0, 18, 2, true},        {"q4_1", &pk_q4_1, 20, 4, true},
+    {"q8_0", &pk_q8_0, 34, 2, false},       {"mxfp4_ggml", &pk_mxfp4, 17, 1, true},
+    {"q4_K", &pk_q4_K, 144, 0, false},      {"q6_K", &pk_q6_K, 210, 0, false},
 };
+
+/* Reorders the plain rows src into P's row-interleaved layout (sets of PK_IL rows). */
+static void interleave_rows(gq_packed_linear *P, const uint8_t *src)
+{
+    const size_t hb = P->hdr_bytes, cb = P->blk_bytes - hb;
+    const int nb = (int)(P->row_bytes / P->blk_bytes);
+    P->il_rows = P->rows / PK_IL * PK_IL;
+    for (int r = 0; r < P->rows; r++)
+        for (int i = 0; i < nb; i++) {
+            const uint8_t *b = src + (size_t)r * P->row_bytes + (size_t)i * P->blk_bytes;
+            memcpy((uint8_t *)pk_blk_hdr(P, r, i), b, hb);
+            memcpy((uint8_t *)pk_blk_codes(P, r, i), b + hb, cb);
+        }
+}
 
 static const ggml_entry *find_ggml(const char *name)
 {
@@ -180,7 +197,12 @@ gq_packed_linear *gq_packed_linear_new(const gq_quantizer *q, const float *W, in
         }
         if (!(P = alloc_linear(ge->type, rows, cols, rb, err)))
             goto done;
-        memcpy(P->codes, st, st_bytes);
+        P->blk_bytes = ge->block_bytes;
+        P->hdr_bytes = ge->header_bytes;
+        if (ge->interleave)
+            interleave_rows(P, st);
+        else
+            memcpy(P->codes, st, st_bytes);
         P->bytes = st_bytes;
     } else {
         json_t *j = gq_quantizer_to_json(q);

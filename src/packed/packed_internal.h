@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "packed/gq_packed.h"
 
@@ -36,6 +37,10 @@ struct gq_packed_linear {
     uint16_t *scales;       /* rows * n_groups fp16 */
     uint8_t *zeros;         /* rows * n_groups, or NULL when every group uses zconst */
     int zconst;
+    /* ggml formats: bytes of a block and of its header (the scale fields before the codes);
+     * rows 0..il_rows-1 are stored row-interleaved (see pk_blk_hdr), the rest plainly. */
+    size_t blk_bytes, hdr_bytes;
+    int il_rows;
     size_t bytes;           /* codes + scales + zeros: the weight bytes one product reads */
     bool act_q8;            /* decode dots on int8-quantized activations (where available) */
     char label[64];
@@ -61,8 +66,8 @@ struct pk_type {
     /* Rows per pass of dot_q8 in the decode product (1 or PK_ROWS): passes over several rows
      * read that many interleaved address streams, which DRAM streaming of the wider formats
      * pays for more than the shared activation loads save (`gq-bench bench decode`); and the
-     * rows per pass when q8_rows rows would span more than PK_PASS_BYTES (kernels that put two
-     * rows in one vector need 2). */
+     * rows per pass when q8_rows rows would span more than PK_PASS_BYTES (row-interleaved
+     * formats read a pass as one stream: PK_ROWS whatever the width). */
     int q8_rows, q8_rows_wide;
 };
 
@@ -96,6 +101,40 @@ void pk_linear_init_op(gq_packed_linear *P);
 static inline const uint8_t *pk_row(const gq_packed_linear *P, int r)
 {
     return P->codes + (size_t)r * P->row_bytes;
+}
+
+/* Row-interleaved storage (the 4-bit ggml formats, as llama.cpp's CPU backend repacks them):
+ * rows in sets of PK_IL; per block i of a set, the PK_IL rows' headers, then their code
+ * bytes, so the kernels load a set's scales and two rows' codes with one load each. The bytes
+ * are the format's own, reordered. Rows from il_rows on (fewer than PK_IL) stay plain. */
+#define PK_IL 4
+
+static inline const uint8_t *pk_il_base(const gq_packed_linear *P, int r, int i)
+{
+    return P->codes + (size_t)(r & ~(PK_IL - 1)) * P->row_bytes + (size_t)i * PK_IL * P->blk_bytes;
+}
+
+/* Header (scale fields) and code bytes of block i of row r. */
+static inline const uint8_t *pk_blk_hdr(const gq_packed_linear *P, int r, int i)
+{
+    if (r < P->il_rows)
+        return pk_il_base(P, r, i) + (size_t)(r & (PK_IL - 1)) * P->hdr_bytes;
+    return pk_row(P, r) + (size_t)i * P->blk_bytes;
+}
+
+static inline const uint8_t *pk_blk_codes(const gq_packed_linear *P, int r, int i)
+{
+    if (r < P->il_rows)
+        return pk_il_base(P, r, i) + PK_IL * P->hdr_bytes +
+               (size_t)(r & (PK_IL - 1)) * (P->blk_bytes - P->hdr_bytes);
+    return pk_row(P, r) + (size_t)i * P->blk_bytes + P->hdr_bytes;
+}
+
+/* Block i of row r as the format's contiguous block (blk: blk_bytes). */
+static inline void pk_blk_copy(const gq_packed_linear *P, int r, int i, void *blk)
+{
+    memcpy(blk, pk_blk_hdr(P, r, i), P->hdr_bytes);
+    memcpy((uint8_t *)blk + P->hdr_bytes, pk_blk_codes(P, r, i), P->blk_bytes - P->hdr_bytes);
 }
 
 #endif

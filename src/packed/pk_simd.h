@@ -170,18 +170,6 @@ static inline void pk_store_rows(const __m256 *acc, const float *off, int nr, fl
                 name##_rows(P, r + i_, 1, a, y + i_);                                         \
     }
 
-/* The same for kernels that handle any NR <= PK_ROWS in one pass (rows paired in vectors). */
-#define PK_Q8_ENTRY_ANY(name)                                                                 \
-    static void name(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y)    \
-    {                                                                                         \
-        switch (nr) {                                                                         \
-        case 4: name##_rows(P, r, 4, a, y); break;                                            \
-        case 3: name##_rows(P, r, 3, a, y); break;                                            \
-        case 2: name##_rows(P, r, 2, a, y); break;                                            \
-        default: name##_rows(P, r, 1, a, y); break;                                           \
-        }                                                                                     \
-    }
-
 static inline float pk_hsum(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
