@@ -21,7 +21,7 @@ void pk_quantize_act(const float *x, int n, int8_t *xq, float *xd)
     }
 }
 
-static void sums_ref(int n, const int8_t *xq, const float *xd, float *xs, float *xl)
+static void sums_ref(int n, const int8_t *xq, const float *xd, float *xs, float *xl, float *xp)
 {
     for (int b = 0; b < n / 32; b++) {
         int sum = 0;
@@ -32,17 +32,21 @@ static void sums_ref(int n, const int8_t *xq, const float *xd, float *xs, float 
             sum += lane;
         }
         xs[b] = xd[b] * (float)sum;
+        for (int i = 0; i < 4; i++)
+            xp[4 * b + i] = xl[8 * b + i] + xl[8 * b + 4 + i];
     }
 }
 
-void pk_prepare_act_ref(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl)
+void pk_prepare_act_ref(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl,
+                        float *xp)
 {
     pk_quantize_act(x, n, xq, xd);
-    sums_ref(n, xq, xd, xs, xl);
+    sums_ref(n, xq, xd, xs, xl, xp);
 }
 
 #if PK_AVX2
-void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl)
+void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl,
+                    float *xp)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
@@ -70,7 +74,9 @@ void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, flo
         _mm256_storeu_si256((__m256i *)(xq + 32 * b), q8);
         xd[b] = d;
         const __m256i lanes = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q8), ones16);
-        _mm256_storeu_ps(xl + 8 * b, _mm256_cvtepi32_ps(lanes));
+        const __m256 fl = _mm256_cvtepi32_ps(lanes);
+        _mm256_storeu_ps(xl + 8 * b, fl);
+        _mm_storeu_ps(xp + 4 * b, _mm_add_ps(_mm256_castps256_ps128(fl), _mm256_extractf128_ps(fl, 1)));
         __m128i s = _mm_add_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256(lanes, 1));
         s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
         s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
@@ -78,8 +84,9 @@ void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, flo
     }
 }
 #else
-void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl)
+void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl,
+                    float *xp)
 {
-    pk_prepare_act_ref(x, n, xq, xd, xs, xl);
+    pk_prepare_act_ref(x, n, xq, xd, xs, xl, xp);
 }
 #endif

@@ -9,12 +9,12 @@
  *       block, the 4 headers then the 4 rows' codes, as llama.cpp's CPU backend repacks Q4_0),
  *       so a decode pass over a set is one sequential stream with one load per scale run;
  *   int with bits 4 or 8, fp16 scales, zero sym / sym_gptq / asym, per tensor, per channel or
- *       groups of a multiple of 32 columns: per row, the codes (4-bit: 64-column units of 32
- *       bytes, byte j = element j low nibble, element 32+j high nibble, rows padded to 64
- *       columns; 8-bit: one byte per column, rows padded to 32) plus one fp16
- *       scale and (asym) one uint8 zero point per group and row (per channel and per tensor:
- *       one group spanning the row), w = s * (code - z); the codes are read back from the int
- *       format's own storage, so the values are its reconstruction.
+ *       groups of a multiple of 32 columns (per channel and per tensor: one group spanning the
+ *       row), w = s * (code - z), the codes read back from the int format's own storage, so the
+ *       values are its reconstruction. int4: rows in sets of 4 (padded to whole sets); per set
+ *       and group, the 4 rows' fp16 scales and (asym) uint8 zero points, then the group's
+ *       32-column blocks of 4 x 16 bytes (byte j: element j low nibble, element j+16 high);
+ *       int8: one byte per column, fp16 scales and zero points in arrays per row and group.
  *
  * Products (fp32 activations unless act_q8 is set; with fp32 activations the packed forward
  * pass differs from the fake-quant one only by float summation order):

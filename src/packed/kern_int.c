@@ -1,10 +1,8 @@
-/* Packed kernels of the "int" format, 4 and 8 bits (layout in gq_packed.h): per row, the codes
- * (int4: units of 64 columns in 32 bytes, byte j = element j in the low nibble and element
- * 32 + j in the high nibble, so one 32-byte load and two masks give two 32-column blocks in
- * element order; int8: one byte per column), and per group of P->group columns an fp16 scale s
- * and a zero point z (stored per group for asym, the constant P->zconst otherwise).
- * w = s * (code - z), the int format's reconstruction: (code - z) is an exact small integer,
- * so one rounding as there. */
+/* Packed kernels of the "int" format, 4 and 8 bits: w = s * (code - z) per group of P->group
+ * columns, the int format's reconstruction ((code - z) is an exact small integer, so one
+ * rounding as there). int4: the set layout of packed_internal.h (scales and zero points inline,
+ * rows in sets of 4); int8: one byte per column per row, fp16 scales and zero points in their
+ * own arrays (z = P->zconst when not stored). */
 #include "core/gq_half.h"
 #include "packed/packed_internal.h"
 #include "packed/pk_simd.h"
@@ -19,18 +17,17 @@ static inline int grp_zero(const gq_packed_linear *P, int r, int g)
     return P->zeros ? P->zeros[(size_t)r * P->n_groups + g] : P->zconst;
 }
 
-/* Code of column j of an int4 row (layout above). */
-static inline int int4_code(const uint8_t *q, int j)
+/* Code of column j of int4 row r. */
+static inline int int4_code(const gq_packed_linear *P, int r, int j)
 {
-    return (q[32 * (j / 64) + j % 32] >> (j % 64 < 32 ? 0 : 4)) & 0xF;
+    return (pk_i4_block(P, r, j / 32)[j % 16] >> (j % 32 < 16 ? 0 : 4)) & 0xF;
 }
 
 static void ref_int4(const gq_packed_linear *P, int r, float *y)
 {
-    const uint8_t *q = pk_row(P, r);
     for (int j = 0; j < P->cols_pad; j++) {
         int g = j / P->group;
-        y[j] = grp_scale(P, r, g) * (float)(int4_code(q, j) - grp_zero(P, r, g));
+        y[j] = gq_fp16_to_fp32(pk_i4_scale(P, r, g)) * (float)(int4_code(P, r, j) - pk_i4_zero(P, r, g));
     }
 }
 
@@ -44,34 +41,21 @@ static void ref_int8(const gq_packed_linear *P, int r, float *y)
 }
 
 #if PK_AVX2
-/* The 32 codes of int4 block b (columns 32b..32b+32) as bytes in element order. */
-static inline __m256i int4_block(const uint8_t *q, int b)
+/* Signed codes (code - z) of int4 block b of row r as 4 runs of 8 (pk_dot4x8_i8 order). */
+static inline void int4_runs(const gq_packed_linear *P, int r, int b, int z, __m128i v[4])
 {
-    __m256i v = _mm256_loadu_si256((const __m256i *)(q + 16 * (b & ~1)));
-    if (b & 1)
-        v = _mm256_srli_epi16(v, 4);
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
-}
-
-/* Signed codes (code - z) of int4 block b as 4 runs of 8 bytes (pk_dot4x8_i8 order). */
-static inline void int4_runs(const uint8_t *q, int b, int z, __m128i v[4])
-{
-    __m256i c = _mm256_sub_epi8(int4_block(q, b), _mm256_set1_epi8((char)z));
-    v[0] = _mm256_castsi256_si128(c);
-    v[1] = _mm_srli_si128(v[0], 8);
-    v[2] = _mm256_extracti128_si256(c, 1);
-    v[3] = _mm_srli_si128(v[2], 8);
+    pk_nibbles4x8(pk_i4_block(P, r, b), v);
+    pk_sub4x8(v, _mm_set1_epi8((char)z));
 }
 
 static void fast_int4(const gq_packed_linear *P, int r, float *y)
 {
-    const uint8_t *q = pk_row(P, r);
     const int bpg = P->group / 32;
     for (int b = 0; b < P->cols_pad / 32; b++, y += 32) {
         int g = b / bpg;
         __m128i v[4];
-        int4_runs(q, b, grp_zero(P, r, g), v);
-        __m256 s = _mm256_set1_ps(pk_fp16(P->scales[(size_t)r * P->n_groups + g]));
+        int4_runs(P, r, b, pk_i4_zero(P, r, g), v);
+        __m256 s = _mm256_set1_ps(pk_fp16(pk_i4_scale(P, r, g)));
         for (int k = 0; k < 4; k++)
             _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(pk_cvt8_i8(v[k]), s));
     }
@@ -80,20 +64,18 @@ static void fast_int4(const gq_packed_linear *P, int r, float *y)
 static float dot_int4(const gq_packed_linear *P, int r, const float *x, const float *xs)
 {
     (void)xs;
-    const uint8_t *q = pk_row(P, r);
     const int bpg = P->group / 32, nb = P->cols_pad / 32;
     __m256 acc = _mm256_setzero_ps();
     for (int g = 0; g < P->n_groups; g++) {
-        const int z = grp_zero(P, r, g);
+        const int z = pk_i4_zero(P, r, g);
         int b1 = (g + 1) * bpg < nb ? (g + 1) * bpg : nb;
         __m256 gs = _mm256_setzero_ps();
         for (int b = g * bpg; b < b1; b++) {
             __m128i v[4];
-            int4_runs(q, b, z, v);
+            int4_runs(P, r, b, z, v);
             gs = _mm256_add_ps(gs, pk_dot4x8_i8(v, x + 32 * b));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(P->scales[(size_t)r * P->n_groups + g])),
-                              gs, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(pk_i4_scale(P, r, g))), gs, acc);
     }
     return pk_hsum(acc);
 }
@@ -141,83 +123,74 @@ static float dot_int8(const gq_packed_linear *P, int r, const float *x, const fl
     return pk_hsum(acc) - offs;
 }
 
-/* int8 activations, both widths: per group g, s_g * sum_b xd_b * I_b with the exact block dot
- * I_b = sum (code - z) xq = U_b - c * X_b per int32 lane: U_b the maddubs + madd dot of byte
- * weights u, X_b the activation lane sums (pk_act.lanes), c the offset that makes u - c =
- * code - z: int4 u = the code (unsigned, 0..15), c = z; int8 u = code - 128 (signed: the code
- * with its top bit flipped), c = z - 128. Lanes stay below 2^17, so converting U_b and
- * subtracting c * X_b in float is exact. */
+/* int4 on a whole set of 4 rows, two rows per 256-bit vector (as the 4-bit ggml kernels): per
+ * block, rows 2p and 2p+1's 32 code bytes are one load, low nibbles (elements 0..15) meet
+ * activations 0..15 broadcast to both lanes and high nibbles 16..31; lanes 0-3 are row 2p's
+ * partial sums U, lanes 4-7 row 2p+1's, and U - z * pairs (pk_act.pairs, the matching sums of
+ * xq) is the exact integer dot of (code - z) (lanes below 2^14, exact in float). Per group the
+ * set's 4 scales and zero points are one load each. */
+PK_ALWAYS_INLINE void q8_int4_rows(const gq_packed_linear *P, int r, const int NR,
+                                   const pk_act *a, float *y)
+{
+    (void)NR; /* always a whole set: rows are padded to sets */
+    const int bpg = P->group / 32, nb = P->cols_pad / 32;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    const __m256i pick[2] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1),
+                             _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3)};
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int g = 0; g < P->n_groups; g++) {
+        const uint8_t *h = pk_i4_group(P, r, g);
+        const __m256 s4 = _mm256_castps128_ps256(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)h)));
+        const __m256 z4 = _mm256_castps128_ps256(
+            P->hdr_bytes == 12 ? _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_loadu_si32(h + 8)))
+                               : _mm_set1_ps((float)P->zconst));
+        const __m256 z[2] = {_mm256_permutevar8x32_ps(z4, pick[0]),
+                             _mm256_permutevar8x32_ps(z4, pick[1])};
+        __m256 gacc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        const int b0 = g * bpg, b1 = b0 + bpg < nb ? b0 + bpg : nb;
+        const uint8_t *codes = h + P->hdr_bytes;
+        for (int b = b0; b < b1; b++, codes += PK_IL * 16) {
+            const __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(a->q + 32 * b)));
+            const __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(a->q + 32 * b + 16)));
+            const __m256 pairs = _mm256_broadcast_ps((const __m128 *)(a->pairs + 4 * b));
+            const __m256 dx = _mm256_set1_ps(a->d[b]);
+            for (int p = 0; p < 2; p++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(codes + 32 * p));
+                const __m256i lo = _mm256_and_si256(v, m4);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo),
+                                                     _mm256_maddubs_epi16(hi, xhi));
+                const __m256 u = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+                gacc[p] = _mm256_fmadd_ps(dx, _mm256_fnmadd_ps(z[p], pairs, u), gacc[p]);
+            }
+        }
+        for (int p = 0; p < 2; p++)
+            acc[p] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(s4, pick[p]), gacc[p], acc[p]);
+    }
+    const __m128 h01 = _mm_hadd_ps(_mm256_castps256_ps128(acc[0]), _mm256_extractf128_ps(acc[0], 1));
+    const __m128 h23 = _mm_hadd_ps(_mm256_castps256_ps128(acc[1]), _mm256_extractf128_ps(acc[1], 1));
+    float sum[4];
+    _mm_storeu_ps(sum, _mm_hadd_ps(h01, h23));
+    for (int k = 0; k < 4 && r + k < P->rows; k++)
+        y[k] = sum[k];
+}
+
+/* Every pass is the whole set holding rows r..r+nr-1 (the last set may have fewer real rows). */
+static void q8_int4(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y)
+{
+    (void)nr;
+    q8_int4_rows(P, r, PK_ROWS, a, y);
+}
+
+/* int8 on int8 activations: per group g, s_g * sum_b xd_b * I_b with the exact block dot
+ * I_b = sum (code - z) xq = U_b - c * X_b per int32 lane: U_b the maddubs + madd dot of the
+ * signed bytes u = code - 128 (the code with its top bit flipped), X_b the activation lane sums
+ * (pk_act.lanes), c = z - 128. Lanes stay below 2^17, so converting U_b and subtracting
+ * c * X_b in float is exact. */
 PK_ALWAYS_INLINE __m256 int_block_q8(__m256i u_dot, __m256 c, const float *lanes)
 {
     return _mm256_fnmadd_ps(c, _mm256_loadu_ps(lanes), _mm256_cvtepi32_ps(u_dot));
 }
-
-/* int4: the blocks of a group two at a time where they share a 32-byte unit (one load, two
- * masks), each with its own accumulator (two independent FMA chains per row); NR rows per
- * pass share the activation loads. */
-PK_ALWAYS_INLINE void q8_int4_rows(const gq_packed_linear *P, int r, const int NR,
-                                   const pk_act *a, float *y)
-{
-    const int bpg = P->group / 32, nb = P->cols_pad / 32;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const uint8_t *q[PK_ROWS];
-    __m256 acc[PK_ROWS];
-    for (int k = 0; k < NR; k++) {
-        q[k] = pk_row(P, r + k);
-        acc[k] = _mm256_setzero_ps();
-    }
-    for (int g = 0; g < P->n_groups; g++) {
-        const int b0 = g * bpg, b1 = b0 + bpg < nb ? b0 + bpg : nb;
-        __m256 z[PK_ROWS], ga[PK_ROWS], gb[PK_ROWS];
-        for (int k = 0; k < NR; k++) {
-            z[k] = _mm256_set1_ps((float)grp_zero(P, r + k, g));
-            ga[k] = gb[k] = _mm256_setzero_ps();
-        }
-        int b = b0;
-        for (; b < b1; b++) { /* a block without its unit partner in this group */
-            if (!(b & 1) && b + 1 < b1)
-                break;
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + 32 * b));
-            const __m256 dx = _mm256_set1_ps(a->d[b]);
-            for (int k = 0; k < NR; k++) {
-                __m256 i = int_block_q8(pk_dot32_u8i8(int4_block(q[k], b), x), z[k],
-                                        a->lanes + 8 * b);
-                ga[k] = _mm256_fmadd_ps(dx, i, ga[k]);
-            }
-        }
-        for (; b + 1 < b1; b += 2) {
-            const __m256i x0 = _mm256_loadu_si256((const __m256i *)(a->q + 32 * b));
-            const __m256i x1 = _mm256_loadu_si256((const __m256i *)(a->q + 32 * b + 32));
-            const __m256 d0 = _mm256_set1_ps(a->d[b]), d1 = _mm256_set1_ps(a->d[b + 1]);
-            for (int k = 0; k < NR; k++) {
-                if (NR == PK_ROWS)
-                    pk_prefetch_ahead(q[k] + 16 * b, PK_ROWS * P->row_bytes, 1);
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(q[k] + 16 * b));
-                const __m256i lo = _mm256_and_si256(v, m4);
-                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-                ga[k] = _mm256_fmadd_ps(
-                    d0, int_block_q8(pk_dot32_u8i8(lo, x0), z[k], a->lanes + 8 * b), ga[k]);
-                gb[k] = _mm256_fmadd_ps(
-                    d1, int_block_q8(pk_dot32_u8i8(hi, x1), z[k], a->lanes + 8 * b + 8), gb[k]);
-            }
-        }
-        if (b < b1) { /* an even last block whose partner is in the next group */
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + 32 * b));
-            const __m256 dx = _mm256_set1_ps(a->d[b]);
-            for (int k = 0; k < NR; k++) {
-                __m256 i = int_block_q8(pk_dot32_u8i8(int4_block(q[k], b), x), z[k],
-                                        a->lanes + 8 * b);
-                ga[k] = _mm256_fmadd_ps(dx, i, ga[k]);
-            }
-        }
-        for (int k = 0; k < NR; k++) {
-            const float s = pk_fp16(P->scales[(size_t)(r + k) * P->n_groups + g]);
-            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(s), _mm256_add_ps(ga[k], gb[k]), acc[k]);
-        }
-    }
-    pk_store_rows(acc, NULL, NR, y);
-}
-PK_Q8_ENTRY(q8_int4)
 
 PK_ALWAYS_INLINE void q8_int8_rows(const gq_packed_linear *P, int r, const int NR,
                                    const pk_act *a, float *y)
@@ -258,9 +231,9 @@ PK_ALWAYS_INLINE void q8_int8_rows(const gq_packed_linear *P, int r, const int N
 }
 PK_Q8_ENTRY(q8_int8)
 
-const pk_type pk_int4 = {"int4", 64, ref_int4, fast_int4, dot_int4, q8_int4, PK_ROWS, 1};
+const pk_type pk_int4 = {"int4", 32, ref_int4, fast_int4, dot_int4, q8_int4, PK_ROWS, PK_ROWS};
 const pk_type pk_int8 = {"int8", 32, ref_int8, fast_int8, dot_int8, q8_int8, 1, 1};
 #else
-const pk_type pk_int4 = {"int4", 64, ref_int4, ref_int4, pk_dot_generic, NULL, 1, 1};
+const pk_type pk_int4 = {"int4", 32, ref_int4, ref_int4, pk_dot_generic, NULL, 1, 1};
 const pk_type pk_int8 = {"int8", 32, ref_int8, ref_int8, pk_dot_generic, NULL, 1, 1};
 #endif

@@ -100,6 +100,7 @@ bool gq_packed_supported(const gq_quantizer *q, int rows, int cols, char *why, s
     return false;
 }
 
+/* row_bytes 0: the codes are allocated by the caller (int4, whose layout depends on groups). */
 static gq_packed_linear *alloc_linear(const pk_type *t, int rows, int cols, size_t row_bytes,
                                       gq_error *err)
 {
@@ -113,13 +114,44 @@ static gq_packed_linear *alloc_linear(const pk_type *t, int rows, int cols, size
     P->row_bytes = row_bytes;
     P->group = P->cols_pad;
     P->n_groups = 1;
-    P->codes = gq_alloc_zero((size_t)rows * row_bytes, "packed codes", err);
-    if (!P->codes) {
+    P->codes = row_bytes ? gq_alloc_zero((size_t)rows * row_bytes, "packed codes", err) : NULL;
+    if (row_bytes && !P->codes) {
         free(P);
         return NULL;
     }
     pk_linear_init_op(P);
     return P;
+}
+
+/* int4: moves the scales and zero points (P->scales, P->zeros, then freed) and the codes (the
+ * int storage st from bit code_pos) into the set layout of packed_internal.h. */
+static int pack_int4_sets(gq_packed_linear *P, bool asym, const uint8_t *st, size_t code_pos,
+                          gq_error *err)
+{
+    const int rows_pad = (P->rows + PK_IL - 1) / PK_IL * PK_IL, nb = P->cols_pad / 32;
+    P->hdr_bytes = asym ? 12 : 8;
+    P->row_bytes = ((size_t)P->n_groups * P->hdr_bytes + (size_t)nb * PK_IL * 16) / PK_IL;
+    P->codes = gq_alloc_zero((size_t)rows_pad * P->row_bytes, "packed codes", err);
+    if (!P->codes)
+        return -1;
+    for (int r = 0; r < P->rows; r++) {
+        for (int g = 0; g < P->n_groups; g++) {
+            uint8_t *h = (uint8_t *)pk_i4_group(P, r, g);
+            memcpy(h + 2 * (r % PK_IL), &P->scales[(size_t)r * P->n_groups + g], 2);
+            if (asym)
+                h[8 + r % PK_IL] = P->zeros[(size_t)r * P->n_groups + g];
+        }
+        for (int j = 0; j < P->cols; j++) {
+            uint32_t c = grid_get_bits(st, code_pos + ((size_t)r * P->cols + j) * 4, 4);
+            ((uint8_t *)pk_i4_block(P, r, j / 32))[j % 16] |= (uint8_t)(c << (j % 32 < 16 ? 0 : 4));
+        }
+    }
+    free(P->scales);
+    free(P->zeros);
+    P->scales = NULL;
+    P->zeros = NULL;
+    P->bytes = (size_t)rows_pad * P->row_bytes;
+    return 0;
 }
 
 /* Re-lays out the int format's storage `st` into P (codes, scales, zero points). */
@@ -145,7 +177,7 @@ static int pack_int(gq_packed_linear *P, const int_layout *L, const uint8_t *st,
         return gq_fail(err, "packed: out of memory for int scales");
     for (int r = 0; r < rows; r++)
         for (int g = 0; g < P->n_groups; g++) {
-            if (!tensor && g >= sg) { /* a group of padding columns only (int4 pads to 64) */
+            if (!tensor && g >= sg) { /* a group of padding columns only */
                 P->scales[(size_t)r * P->n_groups + g] = 0;
                 if (asym)
                     P->zeros[(size_t)r * P->n_groups + g] = 0;
@@ -157,15 +189,12 @@ static int pack_int(gq_packed_linear *P, const int_layout *L, const uint8_t *st,
             if (asym)
                 P->zeros[(size_t)r * P->n_groups + g] = (uint8_t)grid_get_bits(st, pos + 16, bits);
         }
+    if (bits == 4)
+        return pack_int4_sets(P, asym, st, code_pos, err);
     for (int r = 0; r < rows; r++) {
         uint8_t *dst = P->codes + (size_t)r * P->row_bytes;
-        for (int j = 0; j < cols; j++) {
-            uint32_t c = grid_get_bits(st, code_pos + ((size_t)r * cols + j) * bits, bits);
-            if (bits == 8)
-                dst[j] = (uint8_t)c;
-            else
-                dst[32 * (j / 64) + (j % 32)] |= (uint8_t)(c << (j % 64 < 32 ? 0 : 4));
-        }
+        for (int j = 0; j < cols; j++)
+            dst[j] = (uint8_t)grid_get_bits(st, code_pos + ((size_t)r * cols + j) * 8, 8);
     }
     P->bytes = (size_t)rows * P->row_bytes + (size_t)rows * P->n_groups * (asym ? 3 : 2);
     return 0;
@@ -210,7 +239,7 @@ gq_packed_linear *gq_packed_linear_new(const gq_quantizer *q, const float *W, in
         read_int_layout(q, j, &L);
         const pk_type *t = L.bits == 4 ? &pk_int4 : &pk_int8;
         int cp = (cols + t->block - 1) / t->block * t->block;
-        P = alloc_linear(t, rows, cols, (size_t)cp * (size_t)L.bits / 8, err);
+        P = alloc_linear(t, rows, cols, L.bits == 4 ? 0 : (size_t)cp, err);
         if (P && pack_int(P, &L, st, err) != 0) {
             gq_packed_linear_free(P);
             P = NULL;

@@ -23,6 +23,10 @@ typedef struct pk_type pk_type;
 typedef struct pk_act {
     const int8_t *q;
     const float *d, *s, *lanes;
+    /* pairs[4b + i] = lanes[8b + i] + lanes[8b + 4 + i]: elements 4i..4i+3 and 16+4i..16+4i+3,
+     * what lane i of a dot holds when low nibbles (elements 0..15) and high nibbles (16..31)
+     * of a block share one 128-bit lane (the two-rows-per-vector kernels) */
+    const float *pairs;
 } pk_act;
 
 struct gq_packed_linear {
@@ -78,11 +82,13 @@ struct pk_type {
 
 /* Activations for dot_q8 (act_q8.c): per block of 32, d = amax / 127, q = round-half-even(x *
  * (1/d)) (d = 0 and q = 0 for an all-zero block); n a multiple of 32. pk_prepare_act also
- * writes the sums of pk_act (s: n/32, lanes: n/4) and is AVX2 where available, with values
+ * writes the sums of pk_act (s: n/32, lanes: n/4, pairs: n/8) and is AVX2 where available, with values
  * identical to pk_prepare_act_ref (tests/packed). */
 void pk_quantize_act(const float *x, int n, int8_t *xq, float *xd);
-void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl);
-void pk_prepare_act_ref(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl);
+void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl,
+                    float *xp);
+void pk_prepare_act_ref(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl,
+                        float *xp);
 
 extern const pk_type pk_q4_0, pk_q4_1, pk_q8_0, pk_mxfp4, pk_q4_K, pk_q6_K, pk_int4, pk_int8;
 
@@ -128,6 +134,37 @@ static inline const uint8_t *pk_blk_codes(const gq_packed_linear *P, int r, int 
         return pk_il_base(P, r, i) + PK_IL * P->hdr_bytes +
                (size_t)(r & (PK_IL - 1)) * (P->blk_bytes - P->hdr_bytes);
     return pk_row(P, r) + (size_t)i * P->blk_bytes + P->hdr_bytes;
+}
+
+/* int4 storage (kern_int.c): rows in sets of PK_IL (rows padded to whole sets, row_bytes = a
+ * set's bytes / PK_IL); per set and group g of P->group columns, a header of hdr_bytes: the
+ * PK_IL rows' fp16 scales, then (asym, hdr_bytes 12) their uint8 zero points; then the group's
+ * 32-column blocks, each PK_IL x 16 bytes (row k at 16k; byte j: element j in the low nibble,
+ * element j+16 in the high one). A decode pass over a set is one sequential stream. */
+static inline const uint8_t *pk_i4_group(const gq_packed_linear *P, int r, int g)
+{
+    const size_t group_bytes = P->hdr_bytes + (size_t)(P->group / 32) * PK_IL * 16;
+    return P->codes + (size_t)(r & ~(PK_IL - 1)) * P->row_bytes + (size_t)g * group_bytes;
+}
+
+/* The 16 code bytes of block b of row r. */
+static inline const uint8_t *pk_i4_block(const gq_packed_linear *P, int r, int b)
+{
+    const int bpg = P->group / 32;
+    return pk_i4_group(P, r, b / bpg) + P->hdr_bytes + (size_t)(b % bpg) * PK_IL * 16 +
+           (size_t)(r & (PK_IL - 1)) * 16;
+}
+
+static inline uint16_t pk_i4_scale(const gq_packed_linear *P, int r, int g)
+{
+    uint16_t h;
+    memcpy(&h, pk_i4_group(P, r, g) + 2 * (r & (PK_IL - 1)), 2);
+    return h;
+}
+
+static inline int pk_i4_zero(const gq_packed_linear *P, int r, int g)
+{
+    return P->hdr_bytes == 12 ? pk_i4_group(P, r, g)[8 + (r & (PK_IL - 1))] : P->zconst;
 }
 
 /* Block i of row r as the format's contiguous block (blk: blk_bytes). */

@@ -55,13 +55,13 @@ static void matvec_shared(const gq_packed_linear *const *Ps, float *const *ys, i
 {
     const gq_packed_linear *P0 = Ps[0];
     const int nb = P0->cols_pad / 32;
-    float xp[P0->cols_pad], xs[nb], xd[nb], xl[8 * nb];
+    float xp[P0->cols_pad], xs[nb], xd[nb], xl[8 * nb], x2[4 * nb];
     int8_t xq[P0->cols_pad];
     const bool q8 = P0->act_q8 && P0->type->dot_q8;
     pad_activations(P0, x, xp, q8 ? NULL : xs);
     if (q8)
-        pk_prepare_act(xp, P0->cols_pad, xq, xd, xs, xl);
-    const pk_act act = {xq, xd, xs, xl};
+        pk_prepare_act(xp, P0->cols_pad, xq, xd, xs, xl, x2);
+    const pk_act act = {xq, xd, xs, xl, x2};
     int per[3], first[3], total = 0;
     long work = 0;
     for (int i = 0; i < count; i++) {

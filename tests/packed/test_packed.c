@@ -160,13 +160,15 @@ static void test_prepare_act(void **state)
     for (int i = 128; i < 160; i++)
         x[i] = i == 140 ? -1e-3f : 0.0f;
     int8_t q[N], qr[N];
-    float d[N / 32], dr[N / 32], s[N / 32], sr[N / 32], l[N / 4], lr[N / 4];
-    pk_prepare_act(x, N, q, d, s, l);
-    pk_prepare_act_ref(x, N, qr, dr, sr, lr);
+    float d[N / 32], dr[N / 32], s[N / 32], sr[N / 32], l[N / 4], lr[N / 4], p[N / 8],
+        pr[N / 8];
+    pk_prepare_act(x, N, q, d, s, l, p);
+    pk_prepare_act_ref(x, N, qr, dr, sr, lr, pr);
     assert_memory_equal(q, qr, sizeof q);
     assert_memory_equal(d, dr, sizeof d);
     assert_memory_equal(s, sr, sizeof s);
     assert_memory_equal(l, lr, sizeof l);
+    assert_memory_equal(p, pr, sizeof p);
     assert_int_equal(q[64], 127);
     assert_int_equal(q[65], -14); /* -14.5 rounds half to even */
     for (int b = 0; b < N / 32; b++) {
