@@ -10,18 +10,26 @@
 #include "packed/packed_internal.h"
 #include "packed/pk_simd.h"
 
+/* Super-block i of row r (rows stored interleaved in sets, packed_internal.h). */
+static inline const gq_block_q4_K *q4_K_at(const gq_packed_linear *P, int r, int i)
+{
+    return (const gq_block_q4_K *)pk_blk_hdr(P, r, i);
+}
+static inline const gq_block_q6_K *q6_K_at(const gq_packed_linear *P, int r, int i)
+{
+    return (const gq_block_q6_K *)pk_blk_hdr(P, r, i);
+}
+
 static void ref_q4_K(const gq_packed_linear *P, int r, float *y)
 {
-    const gq_block_q4_K *b = (const gq_block_q4_K *)pk_row(P, r);
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++)
-        gq_kq_dequantize_block(&gq_kq_q4_K, &b[i], y + (size_t)i * GQ_QK_K);
+        gq_kq_dequantize_block(&gq_kq_q4_K, q4_K_at(P, r, i), y + (size_t)i * GQ_QK_K);
 }
 
 static void ref_q6_K(const gq_packed_linear *P, int r, float *y)
 {
-    const gq_block_q6_K *b = (const gq_block_q6_K *)pk_row(P, r);
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++)
-        gq_kq_dequantize_block(&gq_kq_q6_K, &b[i], y + (size_t)i * GQ_QK_K);
+        gq_kq_dequantize_block(&gq_kq_q6_K, q6_K_at(P, r, i), y + (size_t)i * GQ_QK_K);
 }
 
 #if PK_AVX2
@@ -61,13 +69,13 @@ static inline void q4_K_chunk(const gq_block_q4_K *b, int c, __m128i lo[2], __m1
 
 static void fast_q4_K(const gq_packed_linear *P, int r, float *y)
 {
-    const gq_block_q4_K *b = (const gq_block_q4_K *)pk_row(P, r);
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++) {
+        const gq_block_q4_K *bi = q4_K_at(P, r, i);
         float D[8], M[8];
-        q4_K_scales(&b[i], D, M);
+        q4_K_scales(bi, D, M);
         for (int c = 0; c < 4; c++) {
             __m128i q[2][2]; /* [sub-block parity][half] */
-            q4_K_chunk(&b[i], c, q[0], q[1]);
+            q4_K_chunk(bi, c, q[0], q[1]);
             for (int p = 0; p < 2; p++) {
                 __m256 d = _mm256_set1_ps(D[2 * c + p]), m = _mm256_set1_ps(M[2 * c + p]);
                 float *o = y + 64 * c + 32 * p;
@@ -85,16 +93,16 @@ static void fast_q4_K(const gq_packed_linear *P, int r, float *y)
 
 static float dot_q4_K(const gq_packed_linear *P, int r, const float *x, const float *xs)
 {
-    const gq_block_q4_K *b = (const gq_block_q4_K *)pk_row(P, r);
     __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, x += GQ_QK_K, xs += 8) {
+        const gq_block_q4_K *bi = q4_K_at(P, r, i);
         float D[8], M[8];
-        q4_K_scales(&b[i], D, M);
+        q4_K_scales(bi, D, M);
         const __m128i m = _mm_set1_epi8(0x0F);
         for (int c = 0; c < 4; c++) { /* sub-blocks 2c (low nibbles) and 2c+1 (high) */
             __m128i lo[4], hi[4];
             for (int k = 0; k < 4; k++) {
-                __m128i a = _mm_loadl_epi64((const __m128i *)(b[i].qs + 32 * c + 8 * k));
+                __m128i a = _mm_loadl_epi64((const __m128i *)(bi->qs + 32 * c + 8 * k));
                 lo[k] = _mm_and_si128(a, m);
                 hi[k] = _mm_and_si128(_mm_srli_epi16(a, 4), m);
             }
@@ -126,15 +134,15 @@ static inline void q6_K_half(const gq_block_q6_K *b, int h, __m256i v[4])
 
 static void fast_q6_K(const gq_packed_linear *P, int r, float *y)
 {
-    const gq_block_q6_K *b = (const gq_block_q6_K *)pk_row(P, r);
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++) {
-        const float d = pk_fp16(b[i].d);
+        const gq_block_q6_K *bi = q6_K_at(P, r, i);
+        const float d = pk_fp16(bi->d);
         for (int h = 0; h < 2; h++) {
             __m256i v[4];
-            q6_K_half(&b[i], h, v);
+            q6_K_half(bi, h, v);
             for (int k = 0; k < 4; k++) {
                 float *o = y + 128 * h + 32 * k;
-                const int8_t *sc = b[i].scales + 8 * h + 2 * k; /* sub-blocks of 16 */
+                const int8_t *sc = bi->scales + 8 * h + 2 * k; /* sub-blocks of 16 */
                 pk_store16_i8(_mm256_castsi256_si128(v[k]), _mm256_set1_ps(d * sc[0]), o);
                 pk_store16_i8(_mm256_extracti128_si256(v[k], 1), _mm256_set1_ps(d * sc[1]),
                               o + 16);
@@ -147,16 +155,16 @@ static void fast_q6_K(const gq_packed_linear *P, int r, float *y)
 static float dot_q6_K(const gq_packed_linear *P, int r, const float *x, const float *xs)
 {
     (void)xs;
-    const gq_block_q6_K *b = (const gq_block_q6_K *)pk_row(P, r);
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, x += GQ_QK_K) {
-        const float d = pk_fp16(b[i].d);
+        const gq_block_q6_K *bi = q6_K_at(P, r, i);
+        const float d = pk_fp16(bi->d);
         for (int h = 0; h < 2; h++) {
             __m256i v[4];
-            q6_K_half(&b[i], h, v);
+            q6_K_half(bi, h, v);
             for (int k = 0; k < 4; k++) {
                 const float *xp = x + 128 * h + 32 * k;
-                const int8_t *sc = b[i].scales + 8 * h + 2 * k;
+                const int8_t *sc = bi->scales + 8 * h + 2 * k;
                 acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[0]),
                                       pk_dot16_i8(_mm256_castsi256_si128(v[k]), xp), acc);
                 acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[1]),
@@ -177,31 +185,27 @@ PK_ALWAYS_INLINE void q8_q4_K_rows(const gq_packed_linear *P, int r, const int N
     const int8_t *xq = a->q;
     const float *xd = a->d, *xs = a->s;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const gq_block_q4_K *b[PK_ROWS];
     __m256 acc[2][PK_ROWS], offs[PK_ROWS];
     for (int k = 0; k < NR; k++) {
-        b[k] = (const gq_block_q4_K *)pk_row(P, r + k);
         acc[0][k] = acc[1][k] = offs[k] = _mm256_setzero_ps();
     }
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, xq += GQ_QK_K, xd += 8, xs += 8) {
         const __m256 xdv = _mm256_loadu_ps(xd), xsv = _mm256_loadu_ps(xs);
         for (int k = 0; k < NR; k++) {
-            if (NR == PK_ROWS)
-                pk_prefetch_ahead(&b[k][i], PK_ROWS * P->row_bytes, sizeof b[k][i]);
+            const gq_block_q4_K *bk = q4_K_at(P, r + k, i);
             __m256 Dv, Mv;
-            q4_K_scales_v(&b[k][i], &Dv, &Mv);
+            q4_K_scales_v(bk, &Dv, &Mv);
             /* D_j * xd_j for the 8 sub-blocks at once; the offsets as one vector FMA */
-            float D[8];
-            _mm256_storeu_ps(D, _mm256_mul_ps(Dv, xdv));
+            const __m256 D = _mm256_mul_ps(Dv, xdv); /* lane j broadcast by vpermps, in registers */
             offs[k] = _mm256_fmadd_ps(Mv, xsv, offs[k]);
             for (int c = 0; c < 4; c++) {
-                __m256i qs = _mm256_loadu_si256((const __m256i *)(b[k][i].qs + 32 * c));
+                __m256i qs = _mm256_loadu_si256((const __m256i *)(bk->qs + 32 * c));
                 __m256i w[2] = {_mm256_and_si256(qs, m4),
                                 _mm256_and_si256(_mm256_srli_epi16(qs, 4), m4)};
                 for (int p = 0; p < 2; p++) {
                     int j = 2 * c + p;
                     __m256i x = _mm256_loadu_si256((const __m256i *)(xq + 32 * j));
-                    acc[p][k] = _mm256_fmadd_ps(_mm256_set1_ps(D[j]),
+                    acc[p][k] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(D, _mm256_set1_epi32(j)),
                                                 _mm256_cvtepi32_ps(pk_dot32_u8i8(w[p], x)),
                                                 acc[p][k]);
                 }
@@ -229,10 +233,8 @@ PK_ALWAYS_INLINE void q8_q6_K_rows(const gq_packed_linear *P, int r, const int N
     for (int k = 0; k < 4; k++)
         pick[k] = _mm256_setr_m128i(_mm_set1_epi16((short)(0x0100 * (4 * k + 1) + 4 * k)),
                                     _mm_set1_epi16((short)(0x0100 * (4 * k + 3) + 4 * k + 2)));
-    const gq_block_q6_K *b[PK_ROWS];
     __m256 acc[PK_ROWS];
     for (int k = 0; k < NR; k++) {
-        b[k] = (const gq_block_q6_K *)pk_row(P, r + k);
         acc[k] = _mm256_setzero_ps();
     }
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++) {
@@ -243,9 +245,7 @@ PK_ALWAYS_INLINE void q8_q6_K_rows(const gq_packed_linear *P, int r, const int N
             for (int c = 0; c < 4; c++)
                 x[c] = _mm256_loadu_si256((const __m256i *)(xh + 32 * c));
             for (int k = 0; k < NR; k++) {
-                const gq_block_q6_K *bk = &b[k][i];
-                if (NR == PK_ROWS && h == 0)
-                    pk_prefetch_ahead(bk, PK_ROWS * P->row_bytes, sizeof *bk);
+                const gq_block_q6_K *bk = q6_K_at(P, r + k, i);
                 const float d = pk_fp16(bk->d);
                 __m256i v[4];
                 q6_K_half(bk, h, v);
@@ -265,8 +265,8 @@ PK_ALWAYS_INLINE void q8_q6_K_rows(const gq_packed_linear *P, int r, const int N
 }
 PK_Q8_ENTRY(q8_q6_K)
 
-const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K, q8_q4_K, PK_ROWS, 1};
-const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K, q8_q6_K, PK_ROWS, 1};
+const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K, q8_q4_K, PK_ROWS, PK_ROWS};
+const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K, q8_q6_K, PK_ROWS, PK_ROWS};
 #else
 const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, ref_q4_K, pk_dot_generic, NULL, 1, 1};
 const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, ref_q6_K, pk_dot_generic, NULL, 1, 1};

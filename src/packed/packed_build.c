@@ -15,13 +15,14 @@ typedef struct ggml_entry {
     const char *format;
     const pk_type *type;
     size_t block_bytes, header_bytes;
-    bool interleave; /* rows stored in sets of PK_IL (packed_internal.h) */
+    bool interleave; /* rows stored in sets of PK_IL (packed_internal.h); the K-quants take
+                        their whole super-blocks as headers, i.e. interleave block by block */
 } ggml_entry;
 
 static const ggml_entry ggml_types[] = {
     {"q4_0", &pk_q4_0, 18, 2, true},        {"q4_1", &pk_q4_1, 20, 4, true},
     {"q8_0", &pk_q8_0, 34, 2, false},       {"mxfp4_ggml", &pk_mxfp4, 17, 1, true},
-    {"q4_K", &pk_q4_K, 144, 0, false},      {"q6_K", &pk_q6_K, 210, 0, false},
+    {"q4_K", &pk_q4_K, 144, 144, true},     {"q6_K", &pk_q6_K, 210, 210, true},
 };
 
 /* Reorders the plain rows src into P's row-interleaved layout (sets of PK_IL rows). */
