@@ -217,7 +217,11 @@ static void softmax(float *x, int size)
         x[i] /= sum;
 }
 
-/* Attention of q against cached positions 0..pos of layer l -> xb (dim). */
+/* Attention of q against cached positions 0..pos of layer l -> xb (dim). Each score is one
+ * sequential sum over the head (run.c's rounding); ATT_POS positions advance together so their
+ * sums overlap in the pipeline instead of waiting on one add chain. */
+#define ATT_POS 8
+
 static void attend(gq_decode *d, int l, int pos)
 {
     const gq_config *c = &d->m->cfg;
@@ -226,11 +230,20 @@ static void attend(gq_decode *d, int l, int pos)
     for (int h = 0; h < c->n_heads; h++) {
         const float *q = d->q + (size_t)h * hs;
         float *att = d->att + (size_t)h * c->seq_len;
-        for (int t = 0; t <= pos; t++) {
-            const float *k = d->key_cache + loff + (size_t)t * kv_dim + (size_t)(h / kv_mul) * hs;
+        const float *kh = d->key_cache + loff + (size_t)(h / kv_mul) * hs;
+        int t = 0;
+        for (; t + ATT_POS <= pos + 1; t += ATT_POS) { /* ATT_POS independent sequential sums */
+            float score[ATT_POS] = {0};
+            for (int i = 0; i < hs; i++)
+                for (int u = 0; u < ATT_POS; u++)
+                    score[u] += q[i] * kh[(size_t)(t + u) * kv_dim + i];
+            for (int u = 0; u < ATT_POS; u++)
+                att[t + u] = score[u] / sqrtf((float)hs);
+        }
+        for (; t <= pos; t++) {
             float score = 0.0f;
             for (int i = 0; i < hs; i++)
-                score += q[i] * k[i];
+                score += q[i] * kh[(size_t)t * kv_dim + i];
             att[t] = score / sqrtf((float)hs);
         }
         softmax(att, pos + 1);

@@ -1,5 +1,6 @@
-/* Decode activations quantized to int8 per block of 32 (pk_act, packed_internal.h): the scalar
- * reference and an AVX2 version with the same values (the same float operations; cvtps2dq rounds
+/* Decode activations quantized to int8 per block of 32, or of 256 for the formats that pair
+ * with llama.cpp's Q8_K (pk_act, packed_internal.h): the scalar reference and an AVX2 version
+ * (per 32) with the same values (the same float operations; cvtps2dq rounds
  * half to even under the default MXCSR, as rintf does), which also produces the block and lane
  * sums the kernels need in the same pass. */
 #include <math.h>
@@ -7,18 +8,35 @@
 #include "packed/packed_internal.h"
 #include "packed/pk_simd.h"
 
-void pk_quantize_act(const float *x, int n, int8_t *xq, float *xd)
+/* Per block of `block` values: d = amax / 127, q = round-half-even(x * (1/d)). */
+static void quantize_blocks(const float *x, int n, int block, int8_t *xq, float *xd)
 {
-    for (int b = 0; b < n / 32; b++) {
-        const float *xb = x + 32 * b;
+    for (int b = 0; b < n / block; b++) {
+        const float *xb = x + (size_t)block * b;
         float amax = 0.0f;
-        for (int k = 0; k < 32; k++)
+        for (int k = 0; k < block; k++)
             amax = fmaxf(amax, fabsf(xb[k]));
         float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
         xd[b] = d;
-        for (int k = 0; k < 32; k++)
-            xq[32 * b + k] = (int8_t)rintf(xb[k] * id);
+        for (int k = 0; k < block; k++)
+            xq[(size_t)block * b + k] = (int8_t)rintf(xb[k] * id);
     }
+}
+
+void pk_prepare_act_k(const float *x, int n, int8_t *qk, float *dk, int16_t *bsk)
+{
+    quantize_blocks(x, n, 256, qk, dk);
+    for (int b = 0; b < n / 32; b++) {
+        int sum = 0;
+        for (int k = 0; k < 32; k++)
+            sum += qk[32 * b + k];
+        bsk[b] = (int16_t)sum;
+    }
+}
+
+void pk_quantize_act(const float *x, int n, int8_t *xq, float *xd)
+{
+    quantize_blocks(x, n, 32, xq, xd);
 }
 
 static void sums_ref(int n, const int8_t *xq, const float *xd, float *xs, float *xl, float *xp)

@@ -231,9 +231,9 @@ PK_ALWAYS_INLINE void q8_int8_rows(const gq_packed_linear *P, int r, const int N
 }
 PK_Q8_ENTRY(q8_int8)
 
-const pk_type pk_int4 = {"int4", 32, ref_int4, fast_int4, dot_int4, q8_int4, PK_ROWS, PK_ROWS};
-const pk_type pk_int8 = {"int8", 32, ref_int8, fast_int8, dot_int8, q8_int8, 1, 1};
+const pk_type pk_int4 = {"int4", 32, ref_int4, fast_int4, dot_int4, q8_int4, PK_ROWS, PK_ROWS, false};
+const pk_type pk_int8 = {"int8", 32, ref_int8, fast_int8, dot_int8, q8_int8, 1, 1, false};
 #else
-const pk_type pk_int4 = {"int4", 32, ref_int4, ref_int4, pk_dot_generic, NULL, 1, 1};
-const pk_type pk_int8 = {"int8", 32, ref_int8, ref_int8, pk_dot_generic, NULL, 1, 1};
+const pk_type pk_int4 = {"int4", 32, ref_int4, ref_int4, pk_dot_generic, NULL, 1, 1, false};
+const pk_type pk_int8 = {"int8", 32, ref_int8, ref_int8, pk_dot_generic, NULL, 1, 1, false};
 #endif

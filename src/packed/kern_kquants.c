@@ -4,16 +4,22 @@
  *         through the block sums of x: D_j * sum(q x) - M_j * sum(x).
  *   Q6_K: 16 sub-blocks of 16, w = D_j * (q - 32) with 6-bit q split into low nibbles (ql) and
  *         2 high bits (qh); per half of 128 elements, 32 bytes of ql/qh give 4 runs of 32. */
+#include <stdbool.h>
 #include <string.h>
 
 #include "formats/ggml_kquants.h"
 #include "packed/packed_internal.h"
 #include "packed/pk_simd.h"
 
-/* Super-block i of row r (rows stored interleaved in sets, packed_internal.h). */
-static inline const gq_block_q4_K *q4_K_at(const gq_packed_linear *P, int r, int i)
+/* Super-block i of row r as a contiguous block: in place for plain rows, else assembled in
+ * tmp from the interleaved set (packed_internal.h). */
+static inline const gq_block_q4_K *q4_K_at(const gq_packed_linear *P, int r, int i,
+                                           gq_block_q4_K *tmp)
 {
-    return (const gq_block_q4_K *)pk_blk_hdr(P, r, i);
+    if (r >= P->il_rows)
+        return (const gq_block_q4_K *)pk_blk_hdr(P, r, i);
+    pk_blk_copy(P, r, i, tmp);
+    return tmp;
 }
 static inline const gq_block_q6_K *q6_K_at(const gq_packed_linear *P, int r, int i)
 {
@@ -22,8 +28,10 @@ static inline const gq_block_q6_K *q6_K_at(const gq_packed_linear *P, int r, int
 
 static void ref_q4_K(const gq_packed_linear *P, int r, float *y)
 {
-    for (int i = 0; i < P->cols_pad / GQ_QK_K; i++)
-        gq_kq_dequantize_block(&gq_kq_q4_K, q4_K_at(P, r, i), y + (size_t)i * GQ_QK_K);
+    for (int i = 0; i < P->cols_pad / GQ_QK_K; i++) {
+        gq_block_q4_K tmp;
+        gq_kq_dequantize_block(&gq_kq_q4_K, q4_K_at(P, r, i, &tmp), y + (size_t)i * GQ_QK_K);
+    }
 }
 
 static void ref_q6_K(const gq_packed_linear *P, int r, float *y)
@@ -70,7 +78,8 @@ static inline void q4_K_chunk(const gq_block_q4_K *b, int c, __m128i lo[2], __m1
 static void fast_q4_K(const gq_packed_linear *P, int r, float *y)
 {
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++) {
-        const gq_block_q4_K *bi = q4_K_at(P, r, i);
+        gq_block_q4_K tmp;
+        const gq_block_q4_K *bi = q4_K_at(P, r, i, &tmp);
         float D[8], M[8];
         q4_K_scales(bi, D, M);
         for (int c = 0; c < 4; c++) {
@@ -95,7 +104,8 @@ static float dot_q4_K(const gq_packed_linear *P, int r, const float *x, const fl
 {
     __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, x += GQ_QK_K, xs += 8) {
-        const gq_block_q4_K *bi = q4_K_at(P, r, i);
+        gq_block_q4_K tmp;
+        const gq_block_q4_K *bi = q4_K_at(P, r, i, &tmp);
         float D[8], M[8];
         q4_K_scales(bi, D, M);
         const __m128i m = _mm_set1_epi8(0x0F);
@@ -176,47 +186,97 @@ static float dot_q6_K(const gq_packed_linear *P, int r, const float *x, const fl
     return pk_hsum(acc);
 }
 
-/* int8 activations: sub-block j of 32 gives D_j * xd * sum(q xq) (unsigned codes, maddubs as
- * is) - M_j * (block sum of x); NR rows per pass share the activation loads. Two accumulators
- * per row (even and odd sub-blocks) halve the dependent FMA chain. */
-PK_ALWAYS_INLINE void q8_q4_K_rows(const gq_packed_linear *P, int r, const int NR,
-                                   const pk_act *a, float *y)
+/* Q4_K on Q8_K activations (one scale dk per 256, as llama.cpp's Q4_K x Q8_K dot), so a
+ * super-block is all integer. One interleaved set of 4 rows (576 bytes: 4 headers d, dmin,
+ * scales[12], then code pieces of 16 bytes, piece n of the 4 rows together), two rows per
+ * 256-bit vector: piece 2c+h of rows A and B is one load; its low nibbles are elements
+ * 16h..16h+15 of sub-block 2c, its high nibbles those of sub-block 2c+1. The two halves' maddubs
+ * sums (int16, below 2 * 2 * 15 * 127) are added, and madd with the sub-block's 6-bit scale
+ * (int16, per row's 128-bit lane) gives int32 lanes 0-3 for row A and 4-7 for row B (ISUM <
+ * 2^23, exact in float). y += d dk ISUM - dmin dk MSUM, MSUM = sum_j m_j * (sum of the codes
+ * of x over sub-block j) by one madd of the mins with bsk. acc[p]: rows 2p, 2p+1. */
+PK_ALWAYS_INLINE void q4_K_set_q8k(const uint8_t *set, const pk_act *a, int i, __m256 acc[2])
 {
-    const int8_t *xq = a->q;
-    const float *xd = a->d, *xs = a->s;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256 acc[2][PK_ROWS], offs[PK_ROWS];
-    for (int k = 0; k < NR; k++) {
-        acc[0][k] = acc[1][k] = offs[k] = _mm256_setzero_ps();
+    const __m256i m6 = _mm256_set1_epi32(0x3F3F3F3F), lo4 = _mm256_set1_epi32(0x0F0F0F0F);
+    const __m256i top = _mm256_set1_epi32(0x30303030);
+    const __m256i H[2] = {_mm256_loadu_si256((const __m256i *)set),
+                          _mm256_loadu_si256((const __m256i *)(set + 32))};
+    /* d, dmin of the 4 rows (dword 0 of each header) as floats [dA mA dB mB dC mC dD mD] * dk */
+    const __m128i d01 = _mm_unpacklo_epi32(_mm256_castsi256_si128(H[0]), _mm256_extracti128_si256(H[0], 1));
+    const __m128i d23 = _mm_unpacklo_epi32(_mm256_castsi256_si128(H[1]), _mm256_extracti128_si256(H[1], 1));
+    const __m256 dm = _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpacklo_epi64(d01, d23)),
+                                    _mm256_set1_ps(a->dk[i]));
+    const __m256i bs = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(a->bsk + 8 * i)));
+    __m256i sc[2], isum[2];
+    for (int p = 0; p < 2; p++) {
+        /* per header lane, dwords [dd, u0, u1, u2] -> bytes 0-7 scales, 8-15 mins (ggml's
+         * get_scale_min_k4 on 32-bit words, as q4_K_scales_v) */
+        const __m256i P_ = _mm256_shuffle_epi32(H[p], _MM_SHUFFLE(3, 2, 3, 1)); /* u0 u2 u1 u2 */
+        const __m256i Q_ = _mm256_shuffle_epi32(H[p], _MM_SHUFFLE(2, 2, 1, 1)); /* u0 u0 u1 u1 */
+        const __m256i S_ = _mm256_srlv_epi32(P_, _mm256_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4));
+        const __m256i hi = _mm256_or_si256(_mm256_and_si256(S_, lo4),
+                                           _mm256_and_si256(_mm256_srli_epi32(Q_, 2), top));
+        const __m256i U = _mm256_permute4x64_epi64(
+            _mm256_blend_epi32(_mm256_and_si256(S_, m6), hi, 0xAA), _MM_SHUFFLE(3, 1, 2, 0));
+        sc[p] = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(U));        /* [A sc | B sc] */
+        const __m256i mn = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(U, 1)); /* mins */
+        const __m256 mx = _mm256_permutevar8x32_ps(dm, _mm256_setr_epi32(4 * p + 1, 4 * p + 1, 4 * p + 1, 4 * p + 1, 4 * p + 3, 4 * p + 3, 4 * p + 3, 4 * p + 3));
+        acc[p] = _mm256_fnmadd_ps(mx, _mm256_cvtepi32_ps(_mm256_madd_epi16(mn, bs)), acc[p]);
+        isum[p] = _mm256_setzero_si256();
     }
-    for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, xq += GQ_QK_K, xd += 8, xs += 8) {
-        const __m256 xdv = _mm256_loadu_ps(xd), xsv = _mm256_loadu_ps(xs);
-        for (int k = 0; k < NR; k++) {
-            const gq_block_q4_K *bk = q4_K_at(P, r + k, i);
-            __m256 Dv, Mv;
-            q4_K_scales_v(bk, &Dv, &Mv);
-            /* D_j * xd_j for the 8 sub-blocks at once; the offsets as one vector FMA */
-            const __m256 D = _mm256_mul_ps(Dv, xdv); /* lane j broadcast by vpermps, in registers */
-            offs[k] = _mm256_fmadd_ps(Mv, xsv, offs[k]);
-            for (int c = 0; c < 4; c++) {
-                __m256i qs = _mm256_loadu_si256((const __m256i *)(bk->qs + 32 * c));
-                __m256i w[2] = {_mm256_and_si256(qs, m4),
-                                _mm256_and_si256(_mm256_srli_epi16(qs, 4), m4)};
-                for (int p = 0; p < 2; p++) {
-                    int j = 2 * c + p;
-                    __m256i x = _mm256_loadu_si256((const __m256i *)(xq + 32 * j));
-                    acc[p][k] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(D, _mm256_set1_epi32(j)),
-                                                _mm256_cvtepi32_ps(pk_dot32_u8i8(w[p], x)),
-                                                acc[p][k]);
-                }
-            }
+    const int8_t *x = a->qk + 256 * i;
+    const uint8_t *pieces = set + 4 * 16;
+    for (int c = 0; c < 4; c++) {
+        const __m256i x0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(x + 64 * c)));
+        const __m256i x1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(x + 64 * c + 16)));
+        const __m256i x2 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(x + 64 * c + 32)));
+        const __m256i x3 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(x + 64 * c + 48)));
+        const __m256i pick_lo = _mm256_set1_epi16((short)(0x0100 * (4 * c + 1) + 4 * c));
+        const __m256i pick_hi = _mm256_set1_epi16((short)(0x0100 * (4 * c + 3) + 4 * c + 2));
+        for (int p = 0; p < 2; p++) {
+            const __m256i v0 = _mm256_loadu_si256((const __m256i *)(pieces + 64 * (2 * c) + 32 * p));
+            const __m256i v1 = _mm256_loadu_si256((const __m256i *)(pieces + 64 * (2 * c + 1) + 32 * p));
+            const __m256i tl = _mm256_add_epi16(
+                _mm256_maddubs_epi16(_mm256_and_si256(v0, m4), x0),
+                _mm256_maddubs_epi16(_mm256_and_si256(v1, m4), x1));
+            const __m256i th = _mm256_add_epi16(
+                _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m4), x2),
+                _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 4), m4), x3));
+            isum[p] = _mm256_add_epi32(isum[p], _mm256_madd_epi16(tl, _mm256_shuffle_epi8(sc[p], pick_lo)));
+            isum[p] = _mm256_add_epi32(isum[p], _mm256_madd_epi16(th, _mm256_shuffle_epi8(sc[p], pick_hi)));
         }
     }
-    for (int k = 0; k < NR; k++)
-        acc[0][k] = _mm256_sub_ps(_mm256_add_ps(acc[0][k], acc[1][k]), offs[k]);
-    pk_store_rows(acc[0], NULL, NR, y);
+    for (int p = 0; p < 2; p++) {
+        const __m256 dx = _mm256_permutevar8x32_ps(dm, _mm256_setr_epi32(4 * p, 4 * p, 4 * p, 4 * p, 4 * p + 2, 4 * p + 2, 4 * p + 2, 4 * p + 2));
+        acc[p] = _mm256_fmadd_ps(dx, _mm256_cvtepi32_ps(isum[p]), acc[p]);
+    }
 }
-PK_Q8_ENTRY(q8_q4_K)
+
+/* Rows r..r+nr-1: one interleaved set, or (the plain rows after the last set) the same kernel
+ * on a set assembled per super-block, the last row repeated. */
+static void q8_q4_K(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y)
+{
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    const bool il = r < P->il_rows;
+    uint8_t set[PK_IL * sizeof(gq_block_q4_K)];
+    for (int i = 0; i < P->cols_pad / GQ_QK_K; i++) {
+        if (!il)
+            for (int k = 0; k < PK_IL; k++) {
+                const int rk = r + (k < nr ? k : nr - 1);
+                memcpy(set + 16 * k, pk_blk_hdr(P, rk, i), 16);
+                for (int n = 0; n < 8; n++)
+                    memcpy(set + 64 + 64 * n + 16 * k, pk_blk_piece(P, rk, i, n), 16);
+            }
+        q4_K_set_q8k(il ? pk_il_base(P, r, i) : set, a, i, acc);
+    }
+    const __m128 h01 = _mm_hadd_ps(_mm256_castps256_ps128(acc[0]), _mm256_extractf128_ps(acc[0], 1));
+    const __m128 h23 = _mm_hadd_ps(_mm256_castps256_ps128(acc[1]), _mm256_extractf128_ps(acc[1], 1));
+    float sum[4];
+    _mm_storeu_ps(sum, _mm_hadd_ps(h01, h23));
+    for (int k = 0; k < nr; k++)
+        y[k] = sum[k];
+}
 
 /* Q6_K on int8 activations: per run of 32 (one activation block, two sub-blocks of 16), the
  * signed codes q - 32 times xq by maddubs (|q - 32| <= 32: pairs <= 8128), the pairs weighted
@@ -265,9 +325,9 @@ PK_ALWAYS_INLINE void q8_q6_K_rows(const gq_packed_linear *P, int r, const int N
 }
 PK_Q8_ENTRY(q8_q6_K)
 
-const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K, q8_q4_K, PK_ROWS, PK_ROWS};
-const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K, q8_q6_K, PK_ROWS, PK_ROWS};
+const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K, q8_q4_K, PK_ROWS, PK_ROWS, true};
+const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K, q8_q6_K, PK_ROWS, PK_ROWS, false};
 #else
-const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, ref_q4_K, pk_dot_generic, NULL, 1, 1};
-const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, ref_q6_K, pk_dot_generic, NULL, 1, 1};
+const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, ref_q4_K, pk_dot_generic, NULL, 1, 1, false};
+const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, ref_q6_K, pk_dot_generic, NULL, 1, 1, false};
 #endif

@@ -257,7 +257,7 @@ PK_ALWAYS_INLINE void q8_leg4_rows(const gq_packed_linear *P, int r, const int N
         for (int k = 0; k < 4; k++) {
             const int rk = r + (k < NR ? k : NR - 1);
             hdr[k] = pk_blk_hdr(P, rk, i);
-            codes[k] = pk_blk_codes(P, rk, i);
+            codes[k] = pk_blk_piece(P, rk, i, 0);
         }
         __m128 m = _mm_setzero_ps();
         const __m128 d = leg4_scales(hdr, NR, IL, kind, &m);
@@ -335,14 +335,14 @@ PK_ALWAYS_INLINE void q8_q8_0_rows(const gq_packed_linear *P, int r, const int N
 PK_Q8_ENTRY(q8_q8_0)
 
 
-const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, fast_q4_0, dot_q4_0, q8_q4_0, PK_ROWS, PK_ROWS};
-const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, fast_q4_1, dot_q4_1, q8_q4_1, PK_ROWS, PK_ROWS};
-const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, fast_q8_0, dot_q8_0, q8_q8_0, 1, 1};
-const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, fast_mxfp4, dot_mxfp4, q8_mxfp4, PK_ROWS, PK_ROWS};
+const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, fast_q4_0, dot_q4_0, q8_q4_0, PK_ROWS, PK_ROWS, false};
+const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, fast_q4_1, dot_q4_1, q8_q4_1, PK_ROWS, PK_ROWS, false};
+const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, fast_q8_0, dot_q8_0, q8_q8_0, 1, 1, false};
+const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, fast_mxfp4, dot_mxfp4, q8_mxfp4, PK_ROWS, PK_ROWS, false};
 #else
 /* Without AVX2 the reference kernels are the fast ones. */
-const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, ref_q4_0, pk_dot_generic, NULL, 1, 1};
-const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, ref_q4_1, pk_dot_generic, NULL, 1, 1};
-const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, ref_q8_0, pk_dot_generic, NULL, 1, 1};
-const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, ref_mxfp4, pk_dot_generic, NULL, 1, 1};
+const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, ref_q4_0, pk_dot_generic, NULL, 1, 1, false};
+const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, ref_q4_1, pk_dot_generic, NULL, 1, 1, false};
+const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, ref_q8_0, pk_dot_generic, NULL, 1, 1, false};
+const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, ref_mxfp4, pk_dot_generic, NULL, 1, 1, false};
 #endif

@@ -15,27 +15,28 @@ typedef struct ggml_entry {
     const char *format;
     const pk_type *type;
     size_t block_bytes, header_bytes;
-    bool interleave; /* rows stored in sets of PK_IL (packed_internal.h); the K-quants take
-                        their whole super-blocks as headers, i.e. interleave block by block */
+    bool interleave; /* rows stored in sets of PK_IL (packed_internal.h) */
 } ggml_entry;
 
 static const ggml_entry ggml_types[] = {
     {"q4_0", &pk_q4_0, 18, 2, true},        {"q4_1", &pk_q4_1, 20, 4, true},
     {"q8_0", &pk_q8_0, 34, 2, false},       {"mxfp4_ggml", &pk_mxfp4, 17, 1, true},
-    {"q4_K", &pk_q4_K, 144, 144, true},     {"q6_K", &pk_q6_K, 210, 210, true},
+    {"q4_K", &pk_q4_K, 144, 16, true},      {"q6_K", &pk_q6_K, 210, 210, true},
 };
 
 /* Reorders the plain rows src into P's row-interleaved layout (sets of PK_IL rows). */
 static void interleave_rows(gq_packed_linear *P, const uint8_t *src)
 {
-    const size_t hb = P->hdr_bytes, cb = P->blk_bytes - hb;
+    const size_t hb = P->hdr_bytes;
     const int nb = (int)(P->row_bytes / P->blk_bytes);
+    const int pieces = (int)((P->blk_bytes - hb) / PK_PIECE);
     P->il_rows = P->rows / PK_IL * PK_IL;
     for (int r = 0; r < P->rows; r++)
         for (int i = 0; i < nb; i++) {
             const uint8_t *b = src + (size_t)r * P->row_bytes + (size_t)i * P->blk_bytes;
             memcpy((uint8_t *)pk_blk_hdr(P, r, i), b, hb);
-            memcpy((uint8_t *)pk_blk_codes(P, r, i), b + hb, cb);
+            for (int n = 0; n < pieces; n++)
+                memcpy((uint8_t *)pk_blk_piece(P, r, i, n), b + hb + PK_PIECE * n, PK_PIECE);
         }
 }
 

@@ -27,6 +27,12 @@ typedef struct pk_act {
      * what lane i of a dot holds when low nibbles (elements 0..15) and high nibbles (16..31)
      * of a block share one 128-bit lane (the two-rows-per-vector kernels) */
     const float *pairs;
+    /* Formats with act_k (Q4_K, as llama.cpp pairs it with Q8_K): the same x quantized per block
+     * of 256 instead (pk_prepare_act_k): x[j] ~ dk[j/256] * qk[j]; bsk[b] = the sum of qk over
+     * block b of 32. The per-32 fields above are then not filled. */
+    const int8_t *qk;
+    const float *dk;
+    const int16_t *bsk;
 } pk_act;
 
 struct gq_packed_linear {
@@ -73,6 +79,7 @@ struct pk_type {
      * rows per pass when q8_rows rows would span more than PK_PASS_BYTES (row-interleaved
      * formats read a pass as one stream: PK_ROWS whatever the width). */
     int q8_rows, q8_rows_wide;
+    bool act_k; /* dot_q8 reads the per-256 activations of pk_act (qk, dk, bsk) */
 };
 
 /* Rows per pass of the int8-activation dots, and the most bytes such a pass may span (wider
@@ -89,6 +96,9 @@ void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, flo
                     float *xp);
 void pk_prepare_act_ref(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl,
                         float *xp);
+/* The per-256 activations of pk_act (n a multiple of 256): the same rule as pk_quantize_act
+ * over blocks of 256, and the sums of the codes per 32. */
+void pk_prepare_act_k(const float *x, int n, int8_t *qk, float *dk, int16_t *bsk);
 
 extern const pk_type pk_q4_0, pk_q4_1, pk_q8_0, pk_mxfp4, pk_q4_K, pk_q6_K, pk_int4, pk_int8;
 
@@ -110,17 +120,20 @@ static inline const uint8_t *pk_row(const gq_packed_linear *P, int r)
 }
 
 /* Row-interleaved storage (the 4-bit ggml formats, as llama.cpp's CPU backend repacks them):
- * rows in sets of PK_IL; per block i of a set, the PK_IL rows' headers, then their code
- * bytes, so the kernels load a set's scales and two rows' codes with one load each. The bytes
- * are the format's own, reordered. Rows from il_rows on (fewer than PK_IL) stay plain. */
+ * rows in sets of PK_IL; per block i of a set, the PK_IL rows' headers (the fields before the
+ * codes), then the code bytes in pieces of PK_PIECE: piece n of the PK_IL rows, for n = 0, 1,
+ * ...; so a set's scales are one load and piece n of two rows 32 consecutive bytes. The bytes
+ * are the format's own, reordered. Rows from il_rows on (fewer than PK_IL) stay plain. Q6_K
+ * takes its whole super-block as the header (interleaved block by block). */
 #define PK_IL 4
+#define PK_PIECE 16
 
 static inline const uint8_t *pk_il_base(const gq_packed_linear *P, int r, int i)
 {
     return P->codes + (size_t)(r & ~(PK_IL - 1)) * P->row_bytes + (size_t)i * PK_IL * P->blk_bytes;
 }
 
-/* Header (scale fields) and code bytes of block i of row r. */
+/* Header (scale fields) of block i of row r. */
 static inline const uint8_t *pk_blk_hdr(const gq_packed_linear *P, int r, int i)
 {
     if (r < P->il_rows)
@@ -128,12 +141,13 @@ static inline const uint8_t *pk_blk_hdr(const gq_packed_linear *P, int r, int i)
     return pk_row(P, r) + (size_t)i * P->blk_bytes;
 }
 
-static inline const uint8_t *pk_blk_codes(const gq_packed_linear *P, int r, int i)
+/* Code bytes [PK_PIECE n, PK_PIECE (n + 1)) of block i of row r. */
+static inline const uint8_t *pk_blk_piece(const gq_packed_linear *P, int r, int i, int n)
 {
     if (r < P->il_rows)
-        return pk_il_base(P, r, i) + PK_IL * P->hdr_bytes +
-               (size_t)(r & (PK_IL - 1)) * (P->blk_bytes - P->hdr_bytes);
-    return pk_row(P, r) + (size_t)i * P->blk_bytes + P->hdr_bytes;
+        return pk_il_base(P, r, i) + PK_IL * P->hdr_bytes + (size_t)n * PK_IL * PK_PIECE +
+               (size_t)(r & (PK_IL - 1)) * PK_PIECE;
+    return pk_row(P, r) + (size_t)i * P->blk_bytes + P->hdr_bytes + (size_t)n * PK_PIECE;
 }
 
 /* int4 storage (kern_int.c): rows in sets of PK_IL (rows padded to whole sets, row_bytes = a
@@ -171,7 +185,8 @@ static inline int pk_i4_zero(const gq_packed_linear *P, int r, int g)
 static inline void pk_blk_copy(const gq_packed_linear *P, int r, int i, void *blk)
 {
     memcpy(blk, pk_blk_hdr(P, r, i), P->hdr_bytes);
-    memcpy((uint8_t *)blk + P->hdr_bytes, pk_blk_codes(P, r, i), P->blk_bytes - P->hdr_bytes);
+    for (int n = 0; n < (int)((P->blk_bytes - P->hdr_bytes) / PK_PIECE); n++)
+        memcpy((uint8_t *)blk + P->hdr_bytes + PK_PIECE * n, pk_blk_piece(P, r, i, n), PK_PIECE);
 }
 
 #endif

@@ -55,13 +55,16 @@ static void matvec_shared(const gq_packed_linear *const *Ps, float *const *ys, i
 {
     const gq_packed_linear *P0 = Ps[0];
     const int nb = P0->cols_pad / 32;
-    float xp[P0->cols_pad], xs[nb], xd[nb], xl[8 * nb], x2[4 * nb];
+    float xp[P0->cols_pad], xs[nb], xd[nb], xl[8 * nb], x2[4 * nb], dk[nb / 8 + 1];
     int8_t xq[P0->cols_pad];
-    const bool q8 = P0->act_q8 && P0->type->dot_q8;
+    int16_t bsk[nb];
+    const bool q8 = P0->act_q8 && P0->type->dot_q8, k = q8 && P0->type->act_k;
     pad_activations(P0, x, xp, q8 ? NULL : xs);
-    if (q8)
+    if (k)
+        pk_prepare_act_k(xp, P0->cols_pad, xq, dk, bsk);
+    else if (q8)
         pk_prepare_act(xp, P0->cols_pad, xq, xd, xs, xl, x2);
-    const pk_act act = {xq, xd, xs, xl, x2};
+    const pk_act act = {xq, xd, xs, xl, x2, xq, dk, bsk};
     int per[3], first[3], total = 0;
     long work = 0;
     for (int i = 0; i < count; i++) {
@@ -185,11 +188,16 @@ void gq_packed_linear_matvec_ref(const gq_packed_linear *P, float *y, const floa
     float xp[P->cols_pad], xs[P->cols_pad / 32], scratch[P->cols_pad];
     pad_activations(P, x, xp, xs);
     if (P->act_q8 && P->type->dot_q8) { /* the reference sees the same quantized activations */
+        const int block = P->type->act_k ? 256 : 32;
         int8_t xq[P->cols_pad];
         float xd[P->cols_pad / 32];
-        pk_quantize_act(xp, P->cols_pad, xq, xd);
+        int16_t bsk[P->cols_pad / 32];
+        if (P->type->act_k)
+            pk_prepare_act_k(xp, P->cols_pad, xq, xd, bsk);
+        else
+            pk_quantize_act(xp, P->cols_pad, xq, xd);
         for (int j = 0; j < P->cols_pad; j++)
-            xp[j] = xd[j / 32] * (float)xq[j];
+            xp[j] = xd[j / block] * (float)xq[j];
     }
     for (int r = 0; r < P->rows; r++)
         y[r] = pk_dot_ref(P, r, xp, scratch);
