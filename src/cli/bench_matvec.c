@@ -67,7 +67,7 @@ int bench_matvec(int argc, char **argv)
                 .max = 65536),
         CLI_OPT("format", "NAME|JSON|all", CLI_STR, &o.format, "packed format(s)", .def = "all"),
         CLI_OPT("act", "A", CLI_CHOICE, &o.act,
-                "decode activations: q8 = int8 per block of 32, fp32", .def = "q8",
+                "decode activations: q8 = int8 per block of 32 (Q4_K: 256), fp32", .def = "q8",
                 .choices = "q8|fp32"),
         CLI_OPT("threads", "N", CLI_INT, &o.threads,
                 "threads of the last column (default: OMP_NUM_THREADS or all cores)", .min = 1,
@@ -143,8 +143,8 @@ int bench_matvec(int argc, char **argv)
     for (int i = 0; i < n_rows; i++) {
         size_t bytes = tab[i].P ? gq_packed_linear_bytes(tab[i].P)
                                 : (size_t)rows * cols * sizeof(float);
-        bool q8 = tab[i].P && gq_packed_linear_act_q8(tab[i].P);
-        printf("%-24s %5s %10zu %9.1f %9.2f %9.2f %9.2f %9.2f\n", label[i], q8 ? "q8" : "fp32",
+        printf("%-24s %5s %10zu %9.1f %9.2f %9.2f %9.2f %9.2f\n", label[i],
+               tab[i].P ? gq_packed_linear_act(tab[i].P) : "fp32",
                bytes, best[i][0] * 1e6, (double)bytes / best[i][0] / 1e9,
                best[0][0] / best[i][0], (double)bytes / best[i][1] / 1e9,
                best[0][1] / best[i][1]);

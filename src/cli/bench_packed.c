@@ -7,8 +7,9 @@
  * All models are built first; then --rounds rounds (default 3) each time every model in table
  * order (and, for decode, the bandwidth ceiling), keeping each one's best: rows share the same
  * machine load even when other processes come and go. Decode activations (--act): q8 (default)
- * quantizes them to int8 per block of 32 inside the decode dots of the formats that have such a
- * kernel (column "act"; stories260K perplexity moves by < 1%, tests/packed), fp32 keeps them.
+ * quantizes them to int8 per block of 32 (Q4_K: per block of 256, llama.cpp's Q8_K) inside the
+ * decode dots of the formats that have such a kernel (column "act"; stories260K perplexity moves
+ * by < 1%, tests/packed), fp32 keeps them.
  *   decode:  gq_decode_step at positions warm-up..warm-up+N-1 (N = --tokens, default 32) after 2
  *            warm-up steps, fresh KV cache; tokens/s = 1 / the fastest step; bytes/token = weight bytes one step
  *            reads (packed or fp32 linears + classifier + norms + one embedding row); GB/s =
@@ -17,80 +18,76 @@
  *   prefill: gq_forward_prefill of one window of --tokens tokens (default 128), best of --reps
  *            after a warm-up, per round.
  * "x fp32" is tokens/s over the fp32 row's tokens/s in the same run. */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cli/cli_formats.h"
+#include "cli/cli_opts.h"
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
 #include "model/gq_synth.h"
 #include "packed/gq_packed.h"
 
-
 typedef struct {
     bool decode;
-    const char *cmd, *preset, *format;
+    const char *cmd, *preset, *format, *classifier, *act;
     long tokens, reps, threads, seed, stream_mib, rounds;
     bool pack_classifier, act_q8;
 } bp_opts;
 
+/* Returns 0 when o is filled, 1 after --help, GQ_EXIT_USAGE on a bad command line. */
 static int parse(int argc, char **argv, bp_opts *o)
 {
-    static const struct option longopts[] = {
-        {"preset", required_argument, 0, 'p'}, {"format", required_argument, 0, 'f'},
-        {"tokens", required_argument, 0, 't'}, {"reps", required_argument, 0, 'r'},
-        {"threads", required_argument, 0, 'j'}, {"seed", required_argument, 0, 's'},
-        {"classifier", required_argument, 0, 'c'}, {"stream-mib", required_argument, 0, 'm'},
-        {"rounds", required_argument, 0, 'R'}, {"act", required_argument, 0, 'a'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    opterr = 0;
-    optind = 1;
-    int ch, bad = 0;
-    while (!bad && (ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'p': o->preset = optarg; break;
-        case 'f': o->format = optarg; break;
-        case 't': bad = cli_int(o->cmd, "--tokens", optarg, 1, 1 << 20, &o->tokens); break;
-        case 'r': bad = cli_int(o->cmd, "--reps", optarg, 1, 1000, &o->reps); break;
-        case 'j': bad = cli_int(o->cmd, "--threads", optarg, 1, 4096, &o->threads); break;
-        case 's': bad = cli_int(o->cmd, "--seed", optarg, 0, 1L << 62, &o->seed); break;
-        case 'm': bad = cli_int(o->cmd, "--stream-mib", optarg, 1, 1 << 16, &o->stream_mib); break;
-        case 'R': bad = cli_int(o->cmd, "--rounds", optarg, 1, 100, &o->rounds); break;
-        case 'a':
-            if (strcmp(optarg, "q8") != 0 && strcmp(optarg, "fp32") != 0)
-                return cli_usage_error(o->cmd, "--act must be q8 or fp32, not '%s'", optarg);
-            o->act_q8 = strcmp(optarg, "q8") == 0;
-            break;
-        case 'c':
-            if (strcmp(optarg, "packed") != 0 && strcmp(optarg, "fp32") != 0)
-                return cli_usage_error(o->cmd, "--classifier must be packed or fp32, not '%s'",
-                                       optarg);
-            o->pack_classifier = strcmp(optarg, "packed") == 0;
-            break;
-        case 'h':
-            printf("usage: gq-bench %s [--preset NAME] [--format NAME|JSON|all] [--tokens N]\n"
-                   "         [--reps R] [--rounds R] [--threads N] [--seed S]"
-                   " [--classifier packed|fp32] [--stream-mib M] [--act q8|fp32]\n\n"
-                   "defaults: stories110M, all packed formats, %ld tokens, 3 reps, 3 rounds, all cores, "
-                   "classifier packed, 256 MiB stream arrays,\n"
-                   "decode activations q8 (int8 per block of 32 where the format has that kernel)"
-                   "\npresets: %s\n",
-                   o->cmd, o->tokens, gq_synth_preset_names());
-            return 1;
-        default:
-            return cli_usage_error(o->cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
-        }
+    char epilog[256];
+    snprintf(epilog, sizeof epilog, "presets: %s\n", gq_synth_preset_names());
+    const cli_opt opts[] = {
+        CLI_OPT("preset", "NAME", CLI_STR, &o->preset, "model shape (see presets below)",
+                .def = "stories110M"),
+        CLI_OPT("format", "NAME|JSON|all", CLI_STR, &o->format,
+                "packed format(s); all: int4 g128 asym/sym, int8 channel, q4_0, q4_1, q8_0,\n"
+                "mxfp4_ggml, q4_K, q6_K", .def = "all"),
+        CLI_OPT("tokens", "N", CLI_INT, &o->tokens,
+                o->decode ? "timed decode steps (after 2 warm-up steps)" : "tokens per window",
+                .def = o->decode ? "32" : "128", .min = 1, .max = 1 << 20),
+        CLI_OPT("rounds", "R", CLI_INT, &o->rounds,
+                "rounds over all rows (decode: and the ceiling), each row's best kept", .def = "3",
+                .min = 1, .max = 100),
+        CLI_OPT("threads", "N", CLI_INT, &o->threads,
+                "threads (default: OMP_NUM_THREADS or all cores)", .min = 1, .max = 4096),
+        CLI_OPT("seed", "S", CLI_INT, &o->seed, "seed of the synthetic weights", .def = "1",
+                .max = 0x1p62),
+        CLI_OPT("classifier", "C", CLI_CHOICE, &o->classifier,
+                "packed: the classifier in the row's format too; fp32: kept in fp32",
+                .def = "packed", .choices = "packed|fp32"),
+        CLI_OPT("stream-mib", "M", CLI_INT, &o->stream_mib,
+                "MiB per STREAM-triad array of the bandwidth ceiling", .def = "256", .min = 1,
+                .max = 1 << 16),
+        CLI_OPT("act", "A", CLI_CHOICE, &o->act,
+                "decode activations: q8 = int8 per block of 32 (Q4_K: per 256, llama.cpp's\n"
+                "Q8_K) where the format has such a kernel; fp32 = kept in fp32",
+                .def = "q8", .choices = "q8|fp32"),
+    };
+    const cli_opt prefill_opts[] = {
+        opts[0], opts[1], opts[2],
+        CLI_OPT("reps", "R", CLI_INT, &o->reps, "prefill runs per round, the best kept",
+                .def = "3", .min = 1, .max = 1000),
+        opts[3], opts[4], opts[5], opts[6],
+    };
+    /* decode: no --reps (the fastest step counts); prefill: no bandwidth ceiling, and its
+     * activations are always fp32 */
+    const cli_spec spec = {.cmd = o->cmd, .opts = o->decode ? opts : prefill_opts,
+                           .n_opts = o->decode ? (int)(sizeof opts / sizeof opts[0])
+                                               : (int)(sizeof prefill_opts / sizeof prefill_opts[0]),
+                           .epilog = epilog};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc == 0) {
+        o->pack_classifier = strcmp(o->classifier, "packed") == 0;
+        o->act_q8 = o->decode && strcmp(o->act, "q8") == 0;
     }
-    if (bad)
-        return GQ_EXIT_USAGE;
-    if (optind < argc)
-        return cli_usage_error(o->cmd, "unexpected argument '%s'", argv[optind]);
-    return 0;
+    return rc;
 }
-
 
 /* Builds one row's model (q NULL: fp32). Returns 0 with why set (and nothing built) when the
  * format has no packed kernel for these shapes. */
@@ -119,8 +116,7 @@ static int time_row(const gq_packed_model *pm, const bp_opts *o, double *tok_s, 
 
 static int bench_packed(int argc, char **argv, bool decode)
 {
-    bp_opts o = {decode, decode ? "bench decode" : "bench prefill", "stories110M", "all",
-                 decode ? 32 : 128, 3, 0, 1, 256, 3, true, decode};
+    bp_opts o = {.decode = decode, .cmd = decode ? "bench decode" : "bench prefill"};
     int rc = parse(argc, argv, &o);
     if (rc)
         return rc == 1 ? GQ_EXIT_OK : rc;
@@ -197,8 +193,9 @@ static int bench_packed(int argc, char **argv, bool decode)
            c.hidden_dim, c.n_layers, c.vocab_size, o.seed, threads, o.tokens,
            decode ? "decode" : "prefill", o.pack_classifier ? "packed" : "fp32", o.rounds);
     printf("activations: %s; fp32 row = BLAS sgemv/sgemm on fp32 weights; BLAS: %s\n",
-           o.act_q8 ? "act q8 = int8 per block of 32 (d = amax/127) in the decode dots, "
-                      "act fp32 = fp32"
+           o.act_q8 ? "act q8 = int8 per block of 32 (d = amax/127, round half to even) in the "
+                      "decode dots, q8_K = the same per block of 256 (Q4_K, as llama.cpp), "
+                      "fp32 = fp32"
                     : "fp32",
            gq_blas_description());
     if (decode)
@@ -219,9 +216,8 @@ static int bench_packed(int argc, char **argv, bool decode)
         double bpw = i > 0 ? 8.0 * (double)pms[i].packed_bytes / (double)lin_params : 32.0;
         if (decode) {
             double mb = (double)pms[i].decode_bytes / 1e6, gbs = mb * best[i] / 1e3;
-            bool q8 = i > 0 && gq_packed_linear_act_q8(pms[i].lin[0]);
             printf("%-24s %5s %8.3f %10.1f %10.2f %8.2f %8.2f %8.0f%%\n", label,
-                   q8 ? "q8" : "fp32", bpw, mb, best[i], best[i] / best[0], gbs,
+                   i > 0 ? gq_packed_linear_act(pms[i].lin[0]) : "fp32", bpw, mb, best[i], best[i] / best[0], gbs,
                    100.0 * gbs / bw0);
         } else {
             printf("%-24s %8.3f %10.1f %8.2f %10.4f\n", label, bpw, best[i], best[i] / best[0],

@@ -62,12 +62,15 @@ const char *gq_packed_linear_label(const gq_packed_linear *P);
 const gq_linear_op *gq_packed_linear_op(const gq_packed_linear *P);
 
 /* Decode on int8 activations (off by default): products with n <= GQ_PACKED_MATVEC_MAX_N
- * quantize x per block of 32 (d = amax/127, round half to even) and use integer dot products
- * (AVX2 maddubs) for every packed format (q4_0, q4_1, q8_0, mxfp4_ggml, q4_K, q6_K, int4,
- * int8; without AVX2 none). Prefill (tiles + sgemm) always keeps fp32 activations. act_q8 reports whether
+ * quantize x per block of 32 (d = amax/127, round half to even; q4_K per block of 256 as
+ * llama.cpp's Q8_K, so its super-blocks are all integer) and use integer dot products (AVX2
+ * maddubs) for every packed format (q4_0, q4_1, q8_0, mxfp4_ggml, q4_K, q6_K, int4, int8;
+ * without AVX2 none). Prefill (tiles + sgemm) always keeps fp32 activations. act_q8 reports whether
  * the linear's decode actually runs on int8 activations. */
 void gq_packed_linear_set_act_q8(gq_packed_linear *P, bool on);
 bool gq_packed_linear_act_q8(const gq_packed_linear *P);
+/* The decode activations in effect: "q8" (int8 per 32), "q8_K" (int8 per 256) or "fp32". */
+const char *gq_packed_linear_act(const gq_packed_linear *P);
 
 /* y (n, rows) = x (n, cols) · W^T (the operator's product). */
 void gq_packed_linear_apply(const gq_packed_linear *P, float *y, const float *x, int n);

@@ -165,6 +165,10 @@ void pk_linear_init_op(gq_packed_linear *P)
 
 void gq_packed_linear_set_act_q8(gq_packed_linear *P, bool on) { P->act_q8 = on; }
 bool gq_packed_linear_act_q8(const gq_packed_linear *P) { return P->act_q8 && P->type->dot_q8; }
+const char *gq_packed_linear_act(const gq_packed_linear *P)
+{
+    return !gq_packed_linear_act_q8(P) ? "fp32" : P->type->act_k ? "q8_K" : "q8";
+}
 
 const gq_linear_op *gq_packed_linear_op(const gq_packed_linear *P) { return &P->op; }
 size_t gq_packed_linear_bytes(const gq_packed_linear *P) { return P->bytes; }
