@@ -167,12 +167,7 @@ PK_ALWAYS_INLINE void q8_int4_rows(const gq_packed_linear *P, int r, const int N
         for (int p = 0; p < 2; p++)
             acc[p] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(s4, pick[p]), gacc[p], acc[p]);
     }
-    const __m128 h01 = _mm_hadd_ps(_mm256_castps256_ps128(acc[0]), _mm256_extractf128_ps(acc[0], 1));
-    const __m128 h23 = _mm_hadd_ps(_mm256_castps256_ps128(acc[1]), _mm256_extractf128_ps(acc[1], 1));
-    float sum[4];
-    _mm_storeu_ps(sum, _mm_hadd_ps(h01, h23));
-    for (int k = 0; k < 4 && r + k < P->rows; k++)
-        y[k] = sum[k];
+    pk_store_pairs(acc, _mm_setzero_ps(), P->rows - r < 4 ? P->rows - r : 4, y);
 }
 
 /* Every pass is the whole set holding rows r..r+nr-1 (the last set may have fewer real rows). */

@@ -270,12 +270,7 @@ static void q8_q4_K(const gq_packed_linear *P, int r, int nr, const pk_act *a, f
             }
         q4_K_set_q8k(il ? pk_il_base(P, r, i) : set, a, i, acc);
     }
-    const __m128 h01 = _mm_hadd_ps(_mm256_castps256_ps128(acc[0]), _mm256_extractf128_ps(acc[0], 1));
-    const __m128 h23 = _mm_hadd_ps(_mm256_castps256_ps128(acc[1]), _mm256_extractf128_ps(acc[1], 1));
-    float sum[4];
-    _mm_storeu_ps(sum, _mm_hadd_ps(h01, h23));
-    for (int k = 0; k < nr; k++)
-        y[k] = sum[k];
+    pk_store_pairs(acc, _mm_setzero_ps(), nr, y);
 }
 
 /* Q6_K on int8 activations: per run of 32 (one activation block, two sub-blocks of 16), the

@@ -279,13 +279,7 @@ PK_ALWAYS_INLINE void q8_leg4_rows(const gq_packed_linear *P, int r, const int N
                                      _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones)), acc[p]);
         }
     }
-    /* row 2p: lanes 0-3 of acc[p], row 2p+1: lanes 4-7 */
-    const __m128 h01 = _mm_hadd_ps(_mm256_castps256_ps128(acc[0]), _mm256_extractf128_ps(acc[0], 1));
-    const __m128 h23 = _mm_hadd_ps(_mm256_castps256_ps128(acc[1]), _mm256_extractf128_ps(acc[1], 1));
-    float sum[4];
-    _mm_storeu_ps(sum, _mm_fnmadd_ps(_mm_set1_ps(off_factor), offs, _mm_hadd_ps(h01, h23)));
-    for (int k = 0; k < NR; k++)
-        y[k] = sum[k];
+    pk_store_pairs(acc, _mm_mul_ps(_mm_set1_ps(off_factor), offs), NR, y);
 }
 
 /* dot_q8 of the 4-bit formats: passes over one interleaved set (whatever the row width: a set
