@@ -5,9 +5,10 @@
  *
  * Packed formats (gq_packed_supported says which quantizers qualify, and why not):
  *   q4_0, q4_1, q8_0, mxfp4_ggml, q4_K, q6_K: ggml's block bytes, exactly the codes the format's
- *       quantize() writes; q4_0, q4_1 and mxfp4_ggml reorder them into sets of 4 rows (per
- *       block, the 4 headers then the 4 rows' codes, as llama.cpp's CPU backend repacks Q4_0),
- *       so a decode pass over a set is one sequential stream with one load per scale run;
+ *       quantize() writes; all but q8_0 reorder them into sets of 4 rows (per block, the 4
+ *       rows' headers then their codes in 16-byte pieces; q6_K whole blocks), as llama.cpp's
+ *       CPU backend repacks Q4_0 and Q4_K, so a decode pass over a set is one sequential stream
+ *       with one load per scale run (packed_internal.h);
  *   int with bits 4 or 8, fp16 scales, zero sym / sym_gptq / asym, per tensor, per channel or
  *       groups of a multiple of 32 columns (per channel and per tensor: one group spanning the
  *       row), w = s * (code - z), the codes read back from the int format's own storage, so the
