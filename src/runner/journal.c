@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "core/gq_fileio.h"
+#include "core/gq_log.h"
+#include "gq_version.h"
 
 static void key_path(const char *dir, char *out, size_t n) { snprintf(out, n, "%s/key", dir); }
 
@@ -31,9 +33,25 @@ static void clean_dir(const char *dir, bool all)
     closedir(d);
 }
 
+/* The key file also names the revision of the binary that started the journal: a resume by
+ * another build is allowed (the key covers the experiment and its inputs, and every row records
+ * its own revision) but warned about. */
 static json_t *key_json(const gq_experiment *e)
 {
-    return json_pack("{s:s, s:s, s:O}", "key", e->key, "file", e->file, "experiment", e->resolved);
+    return json_pack("{s:s, s:s, s:s, s:O}", "key", e->key, "file", e->file, "revision",
+                     GQ_VCS_REVISION, "experiment", e->resolved);
+}
+
+static void warn_other_revision(const char *kp)
+{
+    json_error_t je;
+    json_t *k = json_load_file(kp, 0, &je);
+    const char *rev = json_string_value(json_object_get(k, "revision"));
+    if (rev && strcmp(rev, GQ_VCS_REVISION) != 0)
+        gq_log_warn("resuming a sweep started by revision %s with revision %s: the finished "
+                    "cells keep their results (column revision says which build made each row); "
+                    "--fresh recomputes them all", rev, GQ_VCS_REVISION);
+    json_decref(k);
 }
 
 int gq_journal_check(const char *results_dir, const gq_experiment *e, bool fresh, gq_error *err)
@@ -67,8 +85,10 @@ int gq_journal_open(const char *results_dir, const gq_experiment *e, bool fresh,
     clean_dir(j->dir, fresh);
     char kp[4300];
     key_path(j->dir, kp, sizeof kp);
-    if (gq_file_exists(kp))
+    if (gq_file_exists(kp)) {
+        warn_other_revision(kp);
         return 0;
+    }
     json_t *k = key_json(e);
     char *s = json_dumps(k, JSON_INDENT(1) | JSON_SORT_KEYS);
     int rc = gq_write_file_atomic(kp, s, strlen(s), err);

@@ -424,6 +424,20 @@ static void test_resume_after_kill(void **state)
     char *dir = kill_and_resume("run-resume", false);
     int rc;
 
+    /* a journal started by another build resumes, with a warning naming both revisions */
+    char key[4200];
+    snprintf(key, sizeof key, "%s/results/smoke/.journal/key", dir);
+    json_t *k = json_load_file(key, 0, NULL);
+    assert_non_null(k);
+    assert_non_null(json_string_value(json_object_get(k, "revision")));
+    json_object_set_new(k, "revision", json_string("r-other"));
+    assert_int_equal(json_dump_file(k, key, JSON_INDENT(1)), 0);
+    json_decref(k);
+    rc = run("run %s --out-dir %s --threads 1 --no-plots", g_smoke, dir);
+    if (rc != 0)
+        fail_msg("resume by another revision: exit %d: %s", rc, g_err);
+    assert_non_null(strstr(g_err, "started by revision r-other"));
+
     /* a changed experiment does not resume into these results */
     char file[4200];
     write_variant(dir, "smoke.json", "\"max_windows\": 4", "\"max_windows\": 3", file, sizeof file);
