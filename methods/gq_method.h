@@ -32,6 +32,9 @@ const gq_method *const *gq_method_all(int *n);
 /* Adds a method at run time (plugins, plugin/gq_plugin.h): fails on NULL, an invalid name,
  * a missing summary/params/quantize_block, a bad propagate, or a name already taken. */
 int gq_method_register(const gq_method *method, gq_error *err);
+/* Removes the methods registered after the first n (n from gq_method_all before): the plugin
+ * loader's undo when a plugin's init fails part-way. */
+void gq_method_truncate(int n);
 const char *gq_method_name(const gq_method *m);
 const char *gq_method_summary(const gq_method *m);
 const gq_param_spec *gq_method_params(const gq_method *m);

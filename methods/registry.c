@@ -1,6 +1,8 @@
 /* The method registry (methods.def) and configured methods (plugin + parsed parameters). */
 #include "methods/gq_method.h"
 
+#include "core/gq_registry.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,44 +12,20 @@
 #include "methods/methods.def"
 #undef GQ_METHOD
 
-/* Built-ins first (methods.def order), then plugins in registration order; NULL-terminated. */
+/* Built-ins first (methods.def order), then plugins in registration order. */
 #define MAX_METHODS 64
-static const gq_method *registry[MAX_METHODS + 1] = {
+static const void *slots[MAX_METHODS + 1] = {
 #define GQ_METHOD(sym) &sym,
 #include "methods/methods.def"
 #undef GQ_METHOD
-    NULL,
 };
 
-static int count(void)
-{
-    int n = 0;
-    while (registry[n])
-        n++;
-    return n;
-}
+static const char *method_name(const void *e) { return ((const gq_method *)e)->name; }
 
-const gq_method *const *gq_method_all(int *n)
+/* What a method must provide beyond its name (gq_method.h). */
+static int method_check(const void *e, gq_error *err)
 {
-    *n = count();
-    return registry;
-}
-
-const gq_method *gq_method_find(const char *name)
-{
-    for (int i = 0; registry[i]; i++)
-        if (strcmp(registry[i]->name, name) == 0)
-            return registry[i];
-    return NULL;
-}
-
-int gq_method_register(const gq_method *m, gq_error *err)
-{
-    if (!m)
-        return gq_fail(err, "method registration: NULL method");
-    if (!gq_params_name_valid(m->name))
-        return gq_fail(err, "method registration: invalid name \"%s\" (1-31 characters of "
-                            "a-z, 0-9, _)", m->name ? m->name : "(null)");
+    const gq_method *m = e;
     const char *missing = !m->summary          ? "summary"
                           : !m->params         ? "params (use an empty table {0})"
                           : !m->quantize_block ? "quantize_block"
@@ -57,16 +35,29 @@ int gq_method_register(const gq_method *m, gq_error *err)
     if (m->propagate != GQ_PROPAGATE_FP && m->propagate != GQ_PROPAGATE_QUANTIZED)
         return gq_fail(err, "method \"%s\": propagate must be GQ_PROPAGATE_FP or "
                             "GQ_PROPAGATE_QUANTIZED", m->name);
-    if (gq_method_find(m->name))
-        return gq_fail(err, "method \"%s\" is already registered", m->name);
-    int n = count();
-    if (n == MAX_METHODS)
-        return gq_fail(err, "method \"%s\": the registry is full (%d methods)", m->name,
-                       MAX_METHODS);
-    registry[n] = m;
-    registry[n + 1] = NULL;
     return 0;
 }
+
+static gq_registry registry = {"method", method_name, method_check, slots, MAX_METHODS};
+
+const gq_method *const *gq_method_all(int *n)
+{
+    /* A typed copy of the table (which holds const void *), NULL-terminated like it. */
+    static const gq_method *all[MAX_METHODS + 1];
+    *n = gq_registry_count(&registry);
+    for (int i = 0; i <= *n; i++)
+        all[i] = gq_registry_at(&registry, i);
+    return all;
+}
+
+const gq_method *gq_method_find(const char *name) { return gq_registry_find(&registry, name); }
+
+int gq_method_register(const gq_method *m, gq_error *err)
+{
+    return gq_registry_add(&registry, m, err);
+}
+
+void gq_method_truncate(int n) { gq_registry_truncate(&registry, n); }
 
 const char *gq_method_name(const gq_method *m) { return m->name; }
 const char *gq_method_summary(const gq_method *m) { return m->summary; }
@@ -102,11 +93,8 @@ int gq_method_cfg_init(gq_method_cfg *cfg, const char *name, const json_t *param
         path = "$";
     const gq_method *m = gq_method_find(name);
     if (!m) {
-        char known[512] = "";
-        for (int i = 0; registry[i]; i++) {
-            size_t len = strlen(known);
-            snprintf(known + len, sizeof known - len, "%s%s", i ? ", " : "", registry[i]->name);
-        }
+        char known[512];
+        gq_registry_names(&registry, known, sizeof known);
         return gq_fail(err, "%s.name: unknown method \"%s\" (known: %s)", path, name, known);
     }
     if (gq_params_new(m->params, m->params_size, m->validate, params, path, &cfg->params, err))

@@ -73,6 +73,9 @@ const gq_format *const *gq_format_all(int *n);
  * (a-z, 0-9, _), a missing summary/params/storage_bytes/quantize/dequantize, an incomplete
  * group interface, or a name already taken. Not thread-safe: register before running work. */
 int gq_format_register(const gq_format *fmt, gq_error *err);
+/* Removes the formats registered after the first n (n from gq_format_all before): the plugin
+ * loader's undo when a plugin's init fails part-way. */
+void gq_format_truncate(int n);
 
 /* A configured format. */
 typedef struct gq_quantizer {

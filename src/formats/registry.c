@@ -1,5 +1,7 @@
 #include "formats/gq_format.h"
 
+#include "core/gq_registry.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,44 +11,20 @@
 #include "formats/formats.def"
 #undef GQ_FORMAT
 
-/* Built-ins first (formats.def order), then plugins in registration order; NULL-terminated. */
+/* Built-ins first (formats.def order), then plugins in registration order. */
 #define MAX_FORMATS 128
-static const gq_format *registry[MAX_FORMATS + 1] = {
+static const void *slots[MAX_FORMATS + 1] = {
 #define GQ_FORMAT(sym) &sym,
 #include "formats/formats.def"
 #undef GQ_FORMAT
-    NULL,
 };
 
-static int count(void)
-{
-    int n = 0;
-    while (registry[n])
-        n++;
-    return n;
-}
+static const char *format_name(const void *e) { return ((const gq_format *)e)->name; }
 
-const gq_format *const *gq_format_all(int *n)
+/* What a format must provide beyond its name (gq_format.h). */
+static int format_check(const void *e, gq_error *err)
 {
-    *n = count();
-    return registry;
-}
-
-const gq_format *gq_format_find(const char *name)
-{
-    for (int i = 0; registry[i]; i++)
-        if (strcmp(registry[i]->name, name) == 0)
-            return registry[i];
-    return NULL;
-}
-
-int gq_format_register(const gq_format *f, gq_error *err)
-{
-    if (!f)
-        return gq_fail(err, "format registration: NULL format");
-    if (!gq_params_name_valid(f->name))
-        return gq_fail(err, "format registration: invalid name \"%s\" (1-31 characters of "
-                            "a-z, 0-9, _)", f->name ? f->name : "(null)");
+    const gq_format *f = e;
     const char *missing = !f->summary        ? "summary"
                           : !f->params       ? "params (use an empty table {0})"
                           : !f->storage_bytes ? "storage_bytes"
@@ -55,27 +33,29 @@ int gq_format_register(const gq_format *f, gq_error *err)
                                               : NULL;
     if (!missing && f->group_cols && (!f->fit_group || !f->quant_elem || !f->group_state_bytes))
         missing = "fit_group, quant_elem or group_state_bytes (group_cols is set)";
-    if (missing)
-        return gq_fail(err, "format \"%s\": missing %s", f->name, missing);
-    if (gq_format_find(f->name))
-        return gq_fail(err, "format \"%s\" is already registered", f->name);
-    int n = count();
-    if (n == MAX_FORMATS)
-        return gq_fail(err, "format \"%s\": the registry is full (%d formats)", f->name,
-                       MAX_FORMATS);
-    registry[n] = f;
-    registry[n + 1] = NULL;
-    return 0;
+    return missing ? gq_fail(err, "format \"%s\": missing %s", f->name, missing) : 0;
 }
 
-static void known_names(char *buf, size_t n)
+static gq_registry registry = {"format", format_name, format_check, slots, MAX_FORMATS};
+
+const gq_format *const *gq_format_all(int *n)
 {
-    buf[0] = '\0';
-    for (int i = 0; registry[i]; i++) {
-        size_t len = strlen(buf);
-        snprintf(buf + len, n - len, "%s%s", i ? ", " : "", registry[i]->name);
-    }
+    /* A typed copy of the table (which holds const void *), NULL-terminated like it. */
+    static const gq_format *all[MAX_FORMATS + 1];
+    *n = gq_registry_count(&registry);
+    for (int i = 0; i <= *n; i++)
+        all[i] = gq_registry_at(&registry, i);
+    return all;
 }
+
+const gq_format *gq_format_find(const char *name) { return gq_registry_find(&registry, name); }
+
+int gq_format_register(const gq_format *f, gq_error *err)
+{
+    return gq_registry_add(&registry, f, err);
+}
+
+void gq_format_truncate(int n) { gq_registry_truncate(&registry, n); }
 
 int gq_quantizer_init(gq_quantizer *q, const char *name, const json_t *params, const char *path,
                       gq_error *err)
@@ -86,7 +66,7 @@ int gq_quantizer_init(gq_quantizer *q, const char *name, const json_t *params, c
     const gq_format *f = gq_format_find(name);
     if (!f) {
         char known[1024];
-        known_names(known, sizeof known);
+        gq_registry_names(&registry, known, sizeof known);
         return gq_fail(err, "%s.name: unknown format \"%s\" (known: %s)", path, name, known);
     }
     if (gq_params_new(f->params, f->params_size, f->validate, params, path, &q->params, err))

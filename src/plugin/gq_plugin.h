@@ -14,8 +14,9 @@
  *     }
  *
  * The loader reads gq_plugin_abi before calling anything and refuses a plugin built for
- * another ABI. Registered structs must live as long as the process (plugins are never
- * unloaded). Example: examples/plugins/nf4.c. */
+ * another ABI. Registered structs must live as long as the process (a plugin whose init
+ * succeeded is never unloaded; one whose init fails is unregistered and unloaded, so init
+ * must not leave anything else behind). Example: examples/plugins/nf4.c. */
 #include "core/gq_error.h"
 #include "formats/gq_format.h"
 #include "methods/gq_method.h"
@@ -38,7 +39,8 @@ typedef int (*gq_plugin_init_fn)(const gq_plugin_host *host, gq_error *err);
  * Loads the shared object at `path` and runs its gq_plugin_init. Loading a file that is
  * already loaded does nothing. Errors name the file: missing file, not a shared object,
  * missing gq_plugin_abi or gq_plugin_init, ABI mismatch, and whatever registration rejects
- * (duplicate names, incomplete entries). */
+ * (duplicate names, incomplete entries). A failed load leaves the registries as they were:
+ * entries registered by an init that then fails are removed and the plugin unloaded. */
 int gq_plugin_load(const char *path, gq_error *err);
 
 /* Loads every path of a ':'-separated list (GQ_PLUGINS); empty items are skipped. */

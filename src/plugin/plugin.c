@@ -59,9 +59,16 @@ int gq_plugin_load(const char *path, gq_error *err)
         .register_format = gq_format_register,
         .register_method = gq_method_register,
     };
+    /* Transactional: when init fails, the entries it registered before failing are removed
+     * and the handle closed (nothing refers into it any more), so the process is as before. */
+    int n_formats, n_methods;
+    gq_format_all(&n_formats);
+    gq_method_all(&n_methods);
     gq_error_clear(err);
     if (init(&host, err)) {
-        /* Entries registered before the failure stay (they point into the open handle). */
+        gq_format_truncate(n_formats);
+        gq_method_truncate(n_methods);
+        dlclose(h);
         if (err && !err->msg[0])
             gq_fail(err, "gq_plugin_init failed without a message");
         return gq_fail_prefix(err, "plugin %s", path);

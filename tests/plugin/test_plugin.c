@@ -1,7 +1,8 @@
 /* Plugins: loader errors, run-time registration, the example nf4 format (exact round trip on
  * its own levels, nearest-level rounding, bits per weight, group interface) and the CLI with
- * --plugin / GQ_PLUGINS / experiment "plugins". argv: nf4.so bad_abi.so no_init.so
- * dup_name.so (tests/plugin/meson.build). */
+ * --plugin / GQ_PLUGINS / experiment "plugins", the generic registry behind both registries,
+ * and the undo of a failed init. argv: nf4.so bad_abi.so no_init.so dup_name.so late_fail.so
+ * (tests/plugin/meson.build). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,10 +11,11 @@
 #include "test_support.h"
 
 #include "core/gq_half.h"
+#include "core/gq_registry.h"
 #include "formats/gq_format.h"
 #include "plugin/gq_plugin.h"
 
-static const char *g_nf4, *g_bad_abi, *g_no_init, *g_dup;
+static const char *g_nf4, *g_bad_abi, *g_no_init, *g_dup, *g_late;
 
 /* The published NF4 levels (QLoRA), independent of the plugin's copy. */
 static const float nf4_levels[16] = {
@@ -48,6 +50,89 @@ static void test_load_errors(void **state)
     expect_fail(gq_plugin_load(g_dup, &e), &e, g_dup, "format \"int\" is already registered");
     assert_int_equal(gq_plugin_count(), 0);
     free(dir);
+}
+
+/* A plugin whose init registers a format and a method and then fails: the load fails with the
+ * plugin's message, both entries are gone (so a second attempt fails the same way, not on a
+ * taken name) and the registries and plugin count are as before. */
+static void test_failed_init_rolls_back(void **state)
+{
+    (void)state;
+    int nf0, nm0, nf, nm;
+    gq_format_all(&nf0);
+    gq_method_all(&nm0);
+    int plugins0 = gq_plugin_count();
+    gq_error e;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        expect_fail(gq_plugin_load(g_late, &e), &e, g_late, "late_fail: the device is not ready");
+        assert_null(gq_format_find("late_fail"));
+        assert_null(gq_method_find("late_fail"));
+        const gq_format *const *fmts = gq_format_all(&nf);
+        const gq_method *const *meths = gq_method_all(&nm);
+        assert_int_equal(nf, nf0);
+        assert_int_equal(nm, nm0);
+        assert_null(fmts[nf]);
+        assert_null(meths[nm]);
+        assert_int_equal(gq_plugin_count(), plugins0);
+    }
+}
+
+typedef struct {
+    const char *name;
+    int ok;
+} entry;
+
+static const char *entry_name(const void *p) { return ((const entry *)p)->name; }
+
+static int entry_check(const void *p, gq_error *err)
+{
+    const entry *x = p;
+    return x->ok ? 0 : gq_fail(err, "thing \"%s\": not ok", x->name);
+}
+
+/* The generic table on its own, with room for 2 entries: order, lookup, every rejection with
+ * its message, a full table, truncation and the names list (cut to the buffer). */
+static void test_generic_registry(void **state)
+{
+    (void)state;
+    const void *slots[3] = {0};
+    gq_registry r = {"thing", entry_name, entry_check, slots, 2};
+    static const entry a = {"alpha", 1}, b = {"beta_2", 1}, c = {"gamma", 1}, bad = {"Bad", 1},
+                       nok = {"delta", 0}, a2 = {"alpha", 1};
+    gq_error e;
+    assert_int_equal(gq_registry_count(&r), 0);
+    assert_null(gq_registry_find(&r, "alpha"));
+    assert_int_equal(gq_registry_add(&r, &a, &e), 0);
+    expect_fail(gq_registry_add(&r, NULL, &e), &e, "thing registration: NULL thing", NULL);
+    expect_fail(gq_registry_add(&r, &bad, &e), &e, "thing registration: invalid name \"Bad\"",
+                NULL);
+    expect_fail(gq_registry_add(&r, &nok, &e), &e, "thing \"delta\": not ok", NULL);
+    expect_fail(gq_registry_add(&r, &a2, &e), &e, "thing \"alpha\" is already registered", NULL);
+    assert_int_equal(gq_registry_add(&r, &b, &e), 0);
+    expect_fail(gq_registry_add(&r, &c, &e), &e, "thing \"gamma\": the registry is full (2 things)",
+                NULL);
+    assert_int_equal(gq_registry_count(&r), 2);
+    assert_ptr_equal(gq_registry_at(&r, 0), &a);
+    assert_ptr_equal(gq_registry_at(&r, 1), &b);
+    assert_null(gq_registry_at(&r, 2));
+    assert_null(gq_registry_at(&r, -1));
+    assert_ptr_equal(gq_registry_find(&r, "beta_2"), &b);
+    char names[16];
+    gq_registry_names(&r, names, sizeof names);
+    assert_string_equal(names, "alpha, beta_2");
+    gq_registry_names(&r, names, 9);
+    assert_string_equal(names, "alpha, b");
+    gq_registry_truncate(&r, 5); /* beyond the count: nothing */
+    assert_int_equal(gq_registry_count(&r), 2);
+    gq_registry_truncate(&r, 1);
+    assert_int_equal(gq_registry_count(&r), 1);
+    assert_null(gq_registry_find(&r, "beta_2"));
+    assert_int_equal(gq_registry_add(&r, &c, &e), 0); /* the freed slot is reused */
+    assert_ptr_equal(gq_registry_at(&r, 1), &c);
+    gq_registry_truncate(&r, 0);
+    assert_int_equal(gq_registry_count(&r), 0);
+    gq_registry_names(&r, names, sizeof names);
+    assert_string_equal(names, "");
 }
 
 static int noop_block(const void *p, gq_block_ctx *ctx, gq_error *err)
@@ -246,13 +331,16 @@ static void test_cli(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: test_plugin nf4.so bad_abi.so no_init.so dup_name.so\n");
+    if (argc != 6) {
+        fprintf(stderr, "usage: test_plugin nf4.so bad_abi.so no_init.so dup_name.so "
+                        "late_fail.so\n");
         return 2;
     }
-    g_nf4 = argv[1], g_bad_abi = argv[2], g_no_init = argv[3], g_dup = argv[4];
+    g_nf4 = argv[1], g_bad_abi = argv[2], g_no_init = argv[3], g_dup = argv[4], g_late = argv[5];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_failed_init_rolls_back),
+        cmocka_unit_test(test_generic_registry),
         cmocka_unit_test(test_register_rejects),
         cmocka_unit_test(test_nf4_registered),
         cmocka_unit_test(test_nf4_roundtrip_exact),
