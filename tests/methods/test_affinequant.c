@@ -5,107 +5,33 @@
  *     the llama2.c saver refuses them, the first block's output error is below AWQ's on the
  *     same windows, and perplexity (full protocol, a few windows) is below RTN's;
  *   - clear errors for formats without bits and for rules that keep a linear FP. */
-#include "test_support.h"
+#include "test_quant.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "calib/gq_calib.h"
-#include "eval/gq_eval.h"
-#include "methods/gq_method.h"
 #include "model/gq_forward.h"
-#include "model/gq_model.h"
-#include "text/gq_dataset.h"
-#include "text/gq_tokenizer.h"
 
 #define N_CALIB 8
 #define CALIB_CTX 64
 #define EPOCHS "6"
 
-typedef struct {
-    gq_model fp;
-    gq_dataset ds;
-    int *calib;
-} fixture;
-
 static int setup(void **state)
 {
-    char model[1024], tok[1024], text[1024];
-    *state = NULL;
-    if (!test_asset("models/stories260K/stories260K.bin", model, sizeof model) ||
-        !test_asset("models/stories260K/tok512.bin", tok, sizeof tok) ||
-        !test_asset("text/tinystories/tinystories_val.txt", text, sizeof text))
-        return 0;
-    fixture *f = calloc(1, sizeof *f);
-    gq_error err;
-    gq_tokenizer *t = NULL;
-    if (gq_model_load(model, &f->fp, &err) ||
-        gq_tokenizer_load(tok, f->fp.cfg.vocab_size, &t, &err) ||
-        gq_dataset_load(text, t, &f->ds, &err) ||
-        gq_calib_windows(&f->ds, 0, N_CALIB, CALIB_CTX, 11, &f->calib, &err)) {
-        fprintf(stderr, "setup: %s\n", err.msg);
-        return -1;
-    }
-    gq_tokenizer_free(t);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    if (f) {
-        gq_model_free(&f->fp);
-        gq_dataset_free(&f->ds);
-        free(f->calib);
-        free(f);
-    }
-    return 0;
-}
-
-#define FIXTURE_OR_SKIP(f)  \
-    fixture *f = *state;    \
-    if (!f) {               \
-        skip();             \
-        return;             \
-    }
-
-/* Plan: method `name` with "key=value" settings, format `fmt` (JSON), optional rule. */
-static int quantize(const fixture *f, const char *name, const char *const *sets, const char *fmt,
-                    const gq_tensor_rule *rule, gq_model *out, gq_quant_report *rep,
-                    gq_error *err)
-{
-    json_t *params = NULL;
-    for (int i = 0; sets && sets[i]; i++)
-        assert_int_equal(gq_params_apply_set(&params, sets[i], err), 0);
-    gq_quant_plan plan;
-    memset(&plan, 0, sizeof plan);
-    assert_int_equal(gq_method_cfg_init(&plan.method, name, params, NULL, err), 0);
-    json_decref(params);
-    json_t *j = json_loads(fmt, 0, NULL);
-    assert_non_null(j);
-    assert_int_equal(gq_quantizer_from_json(j, NULL, &plan.quantizer, err), 0);
-    json_decref(j);
-    plan.rules = rule;
-    plan.n_rules = rule ? 1 : 0;
-    plan.calib_tokens = f->calib;
-    plan.n_calib = N_CALIB;
-    plan.calib_ctx = CALIB_CTX;
-    int rc = gq_quantize_model(&f->fp, &plan, out, rep, err);
-    gq_quantizer_free(&plan.quantizer);
-    gq_method_cfg_free(&plan.method);
-    return rc;
+    const test_stories_opts o = {.n_calib = N_CALIB, .calib_ctx = CALIB_CTX, .calib_seed = 11};
+    return test_stories_setup(state, &o);
 }
 
 static const char INT3_G32[] =
     "{\"name\": \"int\", \"bits\": 3, \"granularity\": \"group\", \"group_size\": 32}";
 
-static void run_ok(const fixture *f, const char *name, const char *const *sets, gq_model *out,
-                   gq_quant_report *rep)
+static void run_ok(const test_stories *f, const char *name, const char *const *sets,
+                   gq_model *out, gq_quant_report *rep)
 {
     gq_error err;
-    int rc = quantize(f, name, sets, INT3_G32, NULL, out, rep, &err);
+    int rc = test_quantize(f, name, sets, INT3_G32, NULL, GQ_PROPAGATE_METHOD_DEFAULT, out, rep,
+                           &err);
     if (rc)
         fprintf(stderr, "%s: %s\n", name, err.msg);
     assert_int_equal(rc, 0);
@@ -113,21 +39,14 @@ static void run_ok(const fixture *f, const char *name, const char *const *sets, 
 
 static void test_degenerate_equals_rtn(void **state)
 {
-    FIXTURE_OR_SKIP(f);
+    TEST_STORIES_OR_SKIP(f);
     const char *const sets[] = {"let=false", "lwc=false", "epochs=0", NULL};
     gq_model aq, rtn;
     gq_quant_report ra, rr;
     run_ok(f, "affinequant", sets, &aq, &ra);
     run_ok(f, "rtn", NULL, &rtn, &rr);
     assert_false(gq_model_has_transforms(&aq));
-    for (int l = 0; l < aq.cfg.n_layers; l++)
-        for (int k = 0; k < GQ_N_LINEAR; k++) {
-            int rows, cols;
-            gq_linear_shape(&aq.cfg, (gq_linear_kind)k, &rows, &cols);
-            assert_memory_equal(gq_linear_weight(&aq.layers[l], (gq_linear_kind)k),
-                                gq_linear_weight(&rtn.layers[l], (gq_linear_kind)k),
-                                (size_t)rows * cols * sizeof(float));
-        }
+    test_assert_linears_equal(&aq, &rtn);
     assert_int_equal(ra.model_bytes, rr.model_bytes);
     gq_model_free(&aq), gq_model_free(&rtn);
     gq_quant_report_free(&ra), gq_quant_report_free(&rr);
@@ -135,7 +54,7 @@ static void test_degenerate_equals_rtn(void **state)
 
 /* Mean squared error of block 0 of `q` against block 0 of `fp` on the embedded calibration
  * windows (the same inputs for every method: the embeddings stay FP). */
-static double block0_mse(const fixture *f, const gq_model *q)
+static double block0_mse(const test_stories *f, const gq_model *q)
 {
     const gq_config *c = &f->fp.cfg;
     const int n = N_CALIB * CALIB_CTX;
@@ -154,20 +73,15 @@ static double block0_mse(const fixture *f, const gq_model *q)
     return s / ((double)n * c->dim);
 }
 
-static double ppl(const fixture *f, const gq_model *m)
+/* Full protocol, ctx 256, the first 6 windows. */
+static double ppl(const test_stories *f, const gq_model *m)
 {
-    gq_eval_opts o = gq_eval_opts_default(256);
-    o.max_windows = 6;
-    o.progress = false;
-    gq_eval_result r;
-    gq_error err;
-    assert_int_equal(gq_eval_perplexity(m, &f->ds, &o, NULL, NULL, &r, &err), 0);
-    return r.ppl;
+    return test_stories_ppl(f, m, 256, 6);
 }
 
 static void test_training(void **state)
 {
-    FIXTURE_OR_SKIP(f);
+    TEST_STORIES_OR_SKIP(f);
     const gq_config *c = &f->fp.cfg;
     const char *const sets[] = {"epochs=" EPOCHS, "lr=0.01", "lwc_lr=0.05", NULL};
     gq_model aq, awq, rtn;
@@ -222,18 +136,19 @@ static void test_training(void **state)
 
 static void test_errors(void **state)
 {
-    FIXTURE_OR_SKIP(f);
+    TEST_STORIES_OR_SKIP(f);
     gq_model m;
     gq_quant_report r;
     gq_error err;
     const char *const sets[] = {"epochs=0", NULL};
     /* a format without an integer bit width needs train_bits */
-    assert_int_equal(quantize(f, "affinequant", sets, "{\"name\": \"q4_0\"}", NULL, &m, &r, &err),
-                     -1);
+    assert_int_equal(test_quantize(f, "affinequant", sets, "{\"name\": \"q4_0\"}", NULL,
+                                   GQ_PROPAGATE_METHOD_DEFAULT, &m, &r, &err), -1);
     assert_non_null(strstr(err.msg, "train_bits"));
     /* every linear must be quantized */
     gq_tensor_rule keep = {.pattern = "layers.*.mlp.down_proj", .keep_fp = true};
-    assert_int_equal(quantize(f, "affinequant", sets, INT3_G32, &keep, &m, &r, &err), -1);
+    assert_int_equal(test_quantize(f, "affinequant", sets, INT3_G32, &keep,
+                                   GQ_PROPAGATE_METHOD_DEFAULT, &m, &r, &err), -1);
     assert_non_null(strstr(err.msg, "layers.0.mlp.down_proj"));
     /* unknown parameters are rejected by the table */
     gq_method_cfg cfg;
@@ -250,5 +165,5 @@ int main(void)
         cmocka_unit_test(test_training),
         cmocka_unit_test(test_errors),
     };
-    return cmocka_run_group_tests_name("affinequant", tests, setup, teardown);
+    return cmocka_run_group_tests_name("affinequant", tests, setup, test_stories_teardown);
 }

@@ -1,33 +1,35 @@
 /* Methods and the pipeline on the real stories260K model with a small calibration set
  * (2 windows x 32 tokens of the TinyStories validation text), plus the linear algebra and the
  * GPTQ solver on synthetic matrices. */
-#include "test_support.h"
+#include "test_quant.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "calib/gq_calib.h"
 #include "core/gq_rng.h"
 #include "methods/gq_awq.h"
 #include "methods/gq_gptq.h"
 #include "methods/gq_linalg.h"
 #include "methods/gq_method.h"
 #include "model/gq_forward.h"
-#include "model/gq_model.h"
-#include "text/gq_dataset.h"
-#include "text/gq_tokenizer.h"
 
 #define N_CALIB 2
 #define CALIB_CTX 32
 
+/* The JSON of INT`bits`, asymmetric, groups of `group`. */
+static const char *int_format(char *js, size_t n, int bits, int group)
+{
+    snprintf(js, n, "{\"name\": \"int\", \"bits\": %d, \"granularity\": \"group\", "
+                    "\"group_size\": %d, \"zero\": \"asym\"}", bits, group);
+    return js;
+}
+
 static void int_quantizer(gq_quantizer *q, int bits, int group)
 {
     char js[160];
-    snprintf(js, sizeof js, "{\"name\": \"int\", \"bits\": %d, \"granularity\": \"group\", "
-                            "\"group_size\": %d, \"zero\": \"asym\"}", bits, group);
-    json_t *j = json_loads(js, 0, NULL);
+    json_t *j = json_loads(int_format(js, sizeof js, bits, group), 0, NULL);
     gq_error err;
     assert_int_equal(gq_quantizer_from_json(j, NULL, q, &err), 0);
     json_decref(j);
@@ -113,101 +115,35 @@ static void test_gptq_identity_equals_rtn(void **state)
 
 /* ---- the pipeline on stories260K ---------------------------------------------------------- */
 
-typedef struct {
-    gq_model fp;
-    int *calib;
-} fixture;
-
 static int setup(void **state)
 {
-    char model[1024], tok[1024], text[1024];
-    if (!test_asset("models/stories260K/stories260K.bin", model, sizeof model) ||
-        !test_asset("models/stories260K/tok512.bin", tok, sizeof tok) ||
-        !test_asset("text/tinystories/tinystories_val.txt", text, sizeof text)) {
-        *state = NULL;
-        return 0;
-    }
-    fixture *f = calloc(1, sizeof *f);
-    gq_error err;
-    gq_tokenizer *t = NULL;
-    gq_dataset ds = {0};
-    if (gq_model_load(model, &f->fp, &err) || gq_tokenizer_load(tok, f->fp.cfg.vocab_size, &t, &err) ||
-        gq_dataset_load(text, t, &ds, &err) ||
-        gq_calib_windows(&ds, 0, N_CALIB, CALIB_CTX, 7, &f->calib, &err)) {
-        fprintf(stderr, "setup: %s\n", err.msg);
-        return -1;
-    }
-    gq_dataset_free(&ds);
-    gq_tokenizer_free(t);
-    *state = f;
-    return 0;
+    const test_stories_opts o = {.n_calib = N_CALIB, .calib_ctx = CALIB_CTX, .calib_seed = 7};
+    return test_stories_setup(state, &o);
 }
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    if (f) {
-        gq_model_free(&f->fp);
-        free(f->calib);
-        free(f);
-    }
-    return 0;
-}
-
-#define FIXTURE_OR_SKIP(f)  \
-    fixture *f = *state;    \
-    if (!f) {               \
-        skip();             \
-        return;             \
-    }
 
 /* Quantizes with method `name` and the given "key=value" method settings. */
-static void run(const fixture *f, const char *name, const char *const *sets, int bits, int group,
-                gq_propagate prop, gq_model *out, gq_quant_report *rep)
+static void run(const test_stories *f, const char *name, const char *const *sets, int bits,
+                int group, gq_propagate prop, gq_model *out, gq_quant_report *rep)
 {
-    json_t *params = NULL;
+    char js[160];
     gq_error err;
-    for (int i = 0; sets && sets[i]; i++)
-        assert_int_equal(gq_params_apply_set(&params, sets[i], &err), 0);
-    gq_quant_plan plan;
-    memset(&plan, 0, sizeof plan);
-    assert_int_equal(gq_method_cfg_init(&plan.method, name, params, NULL, &err), 0);
-    json_decref(params);
-    int_quantizer(&plan.quantizer, bits, group);
-    plan.calib_tokens = f->calib;
-    plan.n_calib = N_CALIB;
-    plan.calib_ctx = CALIB_CTX;
-    plan.propagate = prop;
-    int rc = gq_quantize_model(&f->fp, &plan, out, rep, &err);
+    int rc = test_quantize(f, name, sets, int_format(js, sizeof js, bits, group), NULL, prop, out,
+                           rep, &err);
     if (rc)
         fprintf(stderr, "%s: %s\n", name, err.msg);
     assert_int_equal(rc, 0);
-    gq_quantizer_free(&plan.quantizer);
-    gq_method_cfg_free(&plan.method);
-}
-
-static void assert_linears_equal(const gq_model *a, const gq_model *b)
-{
-    for (int l = 0; l < a->cfg.n_layers; l++)
-        for (int k = 0; k < GQ_N_LINEAR; k++) {
-            int rows, cols;
-            gq_linear_shape(&a->cfg, (gq_linear_kind)k, &rows, &cols);
-            assert_memory_equal(gq_linear_weight(&a->layers[l], (gq_linear_kind)k),
-                                gq_linear_weight(&b->layers[l], (gq_linear_kind)k),
-                                (size_t)rows * cols * sizeof(float));
-        }
 }
 
 /* AWQ whose grid is only alpha = 0 and without clipping is RTN, bit for bit. */
 static void test_awq_alpha0_equals_rtn(void **state)
 {
-    FIXTURE_OR_SKIP(f);
+    TEST_STORIES_OR_SKIP(f);
     static const char *const awq_sets[] = {"n_grid=1", "clip=false", NULL};
     gq_model a, r;
     gq_quant_report ra, rr;
     run(f, "awq", awq_sets, 4, 32, GQ_PROPAGATE_METHOD_DEFAULT, &a, &ra);
     run(f, "rtn", NULL, 4, 32, GQ_PROPAGATE_METHOD_DEFAULT, &r, &rr);
-    assert_linears_equal(&a, &r);
+    test_assert_linears_equal(&a, &r);
     /* and the search did report its alpha */
     assert_non_null(json_object_get(ra.tensors[1].extra, "awq_alpha"));
     gq_model_free(&a), gq_model_free(&r);
@@ -217,7 +153,7 @@ static void test_awq_alpha0_equals_rtn(void **state)
 /* Folding scales into the norms and linears leaves the FP function unchanged. */
 static void test_awq_fold_preserves_logits(void **state)
 {
-    FIXTURE_OR_SKIP(f);
+    TEST_STORIES_OR_SKIP(f);
     const gq_config *c = &f->fp.cfg;
     gq_model m;
     gq_error err;
@@ -261,7 +197,7 @@ static void test_awq_fold_preserves_logits(void **state)
 /* GPTQ's reconstruction error is below RTN's for every linear (same inputs: FP propagation). */
 static void test_gptq_beats_rtn_per_layer(void **state)
 {
-    FIXTURE_OR_SKIP(f);
+    TEST_STORIES_OR_SKIP(f);
     gq_model g, r;
     gq_quant_report rg, rr;
     run(f, "gptq", NULL, 3, 32, GQ_PROPAGATE_FP, &g, &rg);
@@ -287,7 +223,7 @@ static void test_gptq_beats_rtn_per_layer(void **state)
 /* Every method's options run end to end; rules keep tensors FP; stage times are measured. */
 static void test_methods_and_rules(void **state)
 {
-    FIXTURE_OR_SKIP(f);
+    TEST_STORIES_OR_SKIP(f);
     static const char *const gptq_sets[] = {"act_order=true", "true_sequential=true",
                                             "static_groups=true", NULL};
     static const char *const awq_sets[] = {"duo_scaling=true", NULL};
@@ -428,5 +364,5 @@ int main(void)
         cmocka_unit_test(test_methods_and_rules),
         cmocka_unit_test(test_quantize_cli),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, test_stories_teardown);
 }

@@ -1,0 +1,44 @@
+#include "test_quant.h"
+
+#include <string.h>
+
+#include "core/gq_params.h"
+
+int test_quantize(const test_stories *f, const char *method, const char *const *sets,
+                  const char *format_json, const gq_tensor_rule *rule, gq_propagate prop,
+                  gq_model *out, gq_quant_report *rep, gq_error *err)
+{
+    json_t *params = NULL;
+    for (int i = 0; sets && sets[i]; i++)
+        assert_int_equal(gq_params_apply_set(&params, sets[i], err), 0);
+    gq_quant_plan plan;
+    memset(&plan, 0, sizeof plan);
+    assert_int_equal(gq_method_cfg_init(&plan.method, method, params, NULL, err), 0);
+    json_decref(params);
+    json_t *fmt = json_loads(format_json, 0, NULL);
+    assert_non_null(fmt);
+    assert_int_equal(gq_quantizer_from_json(fmt, NULL, &plan.quantizer, err), 0);
+    json_decref(fmt);
+    plan.rules = rule;
+    plan.n_rules = rule ? 1 : 0;
+    plan.calib_tokens = f->calib;
+    plan.n_calib = f->n_calib;
+    plan.calib_ctx = f->calib_ctx;
+    plan.propagate = prop;
+    int rc = gq_quantize_model(&f->fp, &plan, out, rep, err);
+    gq_quantizer_free(&plan.quantizer);
+    gq_method_cfg_free(&plan.method);
+    return rc;
+}
+
+void test_assert_linears_equal(const gq_model *a, const gq_model *b)
+{
+    for (int l = 0; l < a->cfg.n_layers; l++)
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            int rows, cols;
+            gq_linear_shape(&a->cfg, (gq_linear_kind)k, &rows, &cols);
+            assert_memory_equal(gq_linear_weight(&a->layers[l], (gq_linear_kind)k),
+                                gq_linear_weight(&b->layers[l], (gq_linear_kind)k),
+                                (size_t)rows * cols * sizeof(float));
+        }
+}

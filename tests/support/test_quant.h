@@ -1,0 +1,20 @@
+#ifndef GQ_TEST_QUANT_H
+#define GQ_TEST_QUANT_H
+/* Quantizing the stories260K fixture through the methods pipeline, and comparing the result. */
+#include "test_stories.h"
+
+#include "methods/gq_method.h"
+
+/* Quantizes f->fp with method `method` configured by the "key=value" strings of `sets`
+ * (NULL-terminated, or NULL for the method's defaults), block linears in the format given as
+ * JSON text, an optional tensor rule, the fixture's calibration windows and propagation `prop`.
+ * A bad setting, method name or format JSON fails the test; returns the pipeline's 0 / -1
+ * (with err) so callers can also check its refusals. */
+int test_quantize(const test_stories *f, const char *method, const char *const *sets,
+                  const char *format_json, const gq_tensor_rule *rule, gq_propagate prop,
+                  gq_model *out, gq_quant_report *rep, gq_error *err);
+
+/* Asserts that the block linears of two models of one shape are equal bit for bit. */
+void test_assert_linears_equal(const gq_model *a, const gq_model *b);
+
+#endif
