@@ -1,5 +1,5 @@
 /* Perplexity / KL evaluation on the real stories260K model and TinyStories text. */
-#include "test_support.h"
+#include "test_stories.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -11,48 +11,19 @@
 #include "model/gq_forward.h"
 #include "text/gq_dataset.h"
 
-typedef struct {
-    gq_model m;
-    gq_tokenizer *tok;
-    gq_dataset ds;
-} env;
-
-static env E;
-static bool have_assets;
-static char model_path[4096], tok_path[4096], text_path[4096];
+static const test_stories *S; /* the group's fixture; NULL when the assets are missing */
 
 static int setup(void **state)
 {
-    (void)state;
-    if (!test_asset("models/stories260K/stories260K.bin", model_path, sizeof model_path) ||
-        !test_asset("models/stories260K/tok512.bin", tok_path, sizeof tok_path) ||
-        !test_asset("text/tinystories/tinystories_val.txt", text_path, sizeof text_path))
-        return 0;
-    gq_error err = {{0}};
-    if (gq_model_load(model_path, &E.m, &err) != 0 ||
-        gq_tokenizer_load(tok_path, E.m.cfg.vocab_size, &E.tok, &err) != 0 ||
-        gq_dataset_load(text_path, E.tok, &E.ds, &err) != 0) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    have_assets = true;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    if (have_assets) {
-        gq_dataset_free(&E.ds);
-        gq_tokenizer_free(E.tok);
-        gq_model_free(&E.m);
-    }
-    return 0;
+    const test_stories_opts no_calib = {0};
+    int rc = test_stories_setup(state, &no_calib);
+    S = *state;
+    return rc;
 }
 
 #define NEED_ASSETS()                                                              \
     do {                                                                           \
-        if (!have_assets) {                                                        \
+        if (!S) {                                                                  \
             char b_[4096];                                                         \
             TEST_ASSET_OR_SKIP("models/stories260K/stories260K.bin", b_);          \
             skip();                                                                \
@@ -73,7 +44,7 @@ static gq_eval_result eval_ok(const gq_model *m, const gq_eval_opts *o,
 {
     gq_eval_result r;
     gq_error err = {{0}};
-    if (gq_eval_perplexity(m, &E.ds, o, in, out, &r, &err) != 0)
+    if (gq_eval_perplexity(m, &S->ds, o, in, out, &r, &err) != 0)
         fail_msg("%s", err.msg);
     return r;
 }
@@ -82,17 +53,17 @@ static gq_eval_result eval_ok(const gq_model *m, const gq_eval_opts *o,
  * and a direct log-softmax, with the protocol's first-token and scored-range rules. */
 static double reference_nll(int ctx, gq_ppl_protocol p, int nw, size_t *count)
 {
-    int V = E.m.cfg.vocab_size;
+    int V = S->fp.cfg.vocab_size;
     float *logits = malloc((size_t)ctx * V * sizeof *logits);
     int *win = malloc((size_t)ctx * sizeof *win);
     double sum = 0.0;
     *count = 0;
     gq_error err = {{0}};
     for (int w = 0; w < nw; w++) {
-        memcpy(win, E.ds.tokens + (size_t)w * ctx, (size_t)ctx * sizeof *win);
+        memcpy(win, S->ds.tokens + (size_t)w * ctx, (size_t)ctx * sizeof *win);
         if (p == GQ_PPL_LLAMACPP)
             win[0] = 1;
-        if (gq_forward_ref(&E.m, win, ctx, logits, &err) != 0)
+        if (gq_forward_ref(&S->fp, win, ctx, logits, &err) != 0)
             fail_msg("%s", err.msg);
         for (int t = (p == GQ_PPL_LLAMACPP ? ctx / 2 : 0); t < ctx - 1; t++) {
             const float *x = logits + (size_t)t * V;
@@ -118,7 +89,7 @@ static void test_protocols_match_reference(void **state)
     for (int p = GQ_PPL_FULL; p <= GQ_PPL_LLAMACPP; p++) {
         gq_eval_opts o = opts(ctx, (gq_ppl_protocol)p, nw);
         o.batch = 2; /* a full batch and a partial one */
-        gq_eval_result r = eval_ok(&E.m, &o, NULL, NULL);
+        gq_eval_result r = eval_ok(&S->fp, &o, NULL, NULL);
         size_t n;
         double ref = reference_nll(ctx, (gq_ppl_protocol)p, nw, &n);
         assert_int_equal(r.windows, nw);
@@ -141,9 +112,9 @@ static void test_plausible_and_thread_stable(void **state)
     for (int p = GQ_PPL_FULL; p <= GQ_PPL_LLAMACPP; p++) {
         gq_eval_opts o = opts(256, (gq_ppl_protocol)p, 8);
         gq_threads_set(1);
-        gq_eval_result r1 = eval_ok(&E.m, &o, NULL, NULL);
+        gq_eval_result r1 = eval_ok(&S->fp, &o, NULL, NULL);
         gq_threads_set(2);
-        gq_eval_result r2 = eval_ok(&E.m, &o, NULL, NULL);
+        gq_eval_result r2 = eval_ok(&S->fp, &o, NULL, NULL);
         fprintf(stderr, "stories260K %s ctx 256, 8 windows: PPL %.4f +/- %.4f (1 thread), "
                 "%.4f (2 threads)\n", gq_ppl_protocol_name(r1.protocol), r1.ppl, r1.ppl_se,
                 r2.ppl);
@@ -161,7 +132,7 @@ static void test_plausible_and_thread_stable(void **state)
 static void perturbed_clone(gq_model *q)
 {
     gq_error err = {{0}};
-    assert_int_equal(gq_model_clone(&E.m, q, &err), 0);
+    assert_int_equal(gq_model_clone(&S->fp, q, &err), 0);
     unsigned s = 12345;
     const gq_config *c = &q->cfg;
     for (int i = 0; i < c->dim * c->dim; i++) {
@@ -179,7 +150,7 @@ static gq_eval_result eval_ref_ok(const gq_model *m, const gq_eval_opts *o,
 {
     gq_eval_result r;
     gq_error err = {{0}};
-    if (gq_eval_run(m, &E.ds, o, &ref, NULL, &r, &err) != 0)
+    if (gq_eval_run(m, &S->ds, o, &ref, NULL, &r, &err) != 0)
         fail_msg("%s", err.msg);
     return r;
 }
@@ -198,9 +169,9 @@ static void test_paired_matches_stored(void **state)
         gq_eval_opts o = opts(128, (gq_ppl_protocol)p, 3);
         o.batch = 2;
         gq_eval_baseline *base = NULL;
-        gq_eval_result r0 = eval_ok(&E.m, &o, NULL, &base);
+        gq_eval_result r0 = eval_ok(&S->fp, &o, NULL, &base);
         gq_eval_result st = eval_ref_ok(&q, &o, gq_eval_ref_stored(base));
-        gq_eval_result pa = eval_ref_ok(&q, &o, gq_eval_ref_model(&E.m));
+        gq_eval_result pa = eval_ref_ok(&q, &o, gq_eval_ref_model(&S->fp));
         fprintf(stderr, "%s: stored KL %.17g top-1 %.17g base PPL %.17g; paired KL %.17g "
                 "top-1 %.17g base PPL %.17g\n", gq_ppl_protocol_name(o.protocol), st.kl_mean,
                 st.top1_pct, st.base_ppl, pa.kl_mean, pa.top1_pct, pa.base_ppl);
@@ -215,14 +186,14 @@ static void test_paired_matches_stored(void **state)
         assert_true(st.base_ppl == pa.base_ppl && pa.base_ppl == r0.ppl);
         assert_true(st.delta_ppl == pa.delta_ppl);
 
-        gq_eval_result self = eval_ref_ok(&E.m, &o, gq_eval_ref_model(&E.m));
+        gq_eval_result self = eval_ref_ok(&S->fp, &o, gq_eval_ref_model(&S->fp));
         assert_true(self.kl_mean == 0.0 && self.kl_se == 0.0);
         assert_true(self.top1_pct == 100.0 && self.delta_ppl == 0.0);
 
         gq_threads_set(1);
-        gq_eval_result t1 = eval_ref_ok(&q, &o, gq_eval_ref_model(&E.m));
+        gq_eval_result t1 = eval_ref_ok(&q, &o, gq_eval_ref_model(&S->fp));
         gq_threads_set(2);
-        gq_eval_result t2 = eval_ref_ok(&q, &o, gq_eval_ref_model(&E.m));
+        gq_eval_result t2 = eval_ref_ok(&q, &o, gq_eval_ref_model(&S->fp));
         gq_threads_set(saved);
         if (fabs(t1.kl_mean - t2.kl_mean) > 1e-6 * t1.kl_mean || t1.top1_pct != t2.top1_pct)
             fail_msg("paired KL depends on threads: %.10g vs %.10g", t1.kl_mean, t2.kl_mean);
@@ -232,21 +203,21 @@ static void test_paired_matches_stored(void **state)
     gq_eval_opts o = opts(128, GQ_PPL_FULL, 1);
     gq_error err = {{0}};
     gq_eval_result bad;
-    gq_eval_reference ref = gq_eval_ref_model(&E.m);
+    gq_eval_reference ref = gq_eval_ref_model(&S->fp);
     q.cfg.seq_len = 64;
-    assert_int_equal(gq_eval_check_ref(&E.m, &E.ds, &o, &ref, &err), 0);
+    assert_int_equal(gq_eval_check_ref(&S->fp, &S->ds, &o, &ref, &err), 0);
     ref.model = &q;
-    assert_int_equal(gq_eval_run(&E.m, &E.ds, &o, &ref, NULL, &bad, &err), -1);
+    assert_int_equal(gq_eval_run(&S->fp, &S->ds, &o, &ref, NULL, &bad, &err), -1);
     assert_non_null(strstr(err.msg, "baseline model's seq_len 64"));
-    q.cfg.seq_len = E.m.cfg.seq_len;
+    q.cfg.seq_len = S->fp.cfg.seq_len;
     q.cfg.vocab_size--;
-    assert_int_equal(gq_eval_check_ref(&E.m, &E.ds, &o, &ref, &err), -1);
+    assert_int_equal(gq_eval_check_ref(&S->fp, &S->ds, &o, &ref, &err), -1);
     assert_non_null(strstr(err.msg, "vocabulary"));
     q.cfg.vocab_size++;
     /* the stored size the runner budgets: 136 + scored * (vocab * 4 + 12) */
     o = opts(128, GQ_PPL_LLAMACPP, 3);
-    assert_int_equal(gq_eval_stored_bytes(&E.m, &E.ds, &o, &err),
-                     136 + 3 * (127 - 64) * ((size_t)E.m.cfg.vocab_size * 4 + 12));
+    assert_int_equal(gq_eval_stored_bytes(&S->fp, &S->ds, &o, &err),
+                     136 + 3 * (127 - 64) * ((size_t)S->fp.cfg.vocab_size * 4 + 12));
     gq_model_free(&q);
 }
 
@@ -256,12 +227,12 @@ static void test_kl_self_and_perturbed(void **state)
     NEED_ASSETS();
     gq_eval_opts o = opts(256, GQ_PPL_FULL, 4);
     gq_eval_baseline *base = NULL;
-    gq_eval_result r0 = eval_ok(&E.m, &o, NULL, &base);
+    gq_eval_result r0 = eval_ok(&S->fp, &o, NULL, &base);
     assert_non_null(base);
     assert_false(r0.has_baseline);
     assert_true(fabs(gq_eval_baseline_ppl(base) - r0.ppl) < 1e-12 * r0.ppl);
 
-    gq_eval_result self = eval_ok(&E.m, &o, base, NULL);
+    gq_eval_result self = eval_ok(&S->fp, &o, base, NULL);
     assert_true(self.has_baseline);
     assert_true(self.kl_mean == 0.0);
     assert_true(self.top1_pct == 100.0);
@@ -290,7 +261,7 @@ static void test_kl_self_and_perturbed(void **state)
     /* A baseline of other windows is refused with a message naming the mismatch. */
     gq_eval_opts o2 = opts(128, GQ_PPL_FULL, 4);
     gq_eval_result bad;
-    assert_int_equal(gq_eval_perplexity(&q, &E.ds, &o2, loaded, NULL, &bad, &err), -1);
+    assert_int_equal(gq_eval_perplexity(&q, &S->ds, &o2, loaded, NULL, &bad, &err), -1);
     assert_non_null(strstr(err.msg, "baseline does not match"));
 
     /* Truncated baseline files are refused. */
@@ -318,11 +289,11 @@ static void test_bad_options(void **state)
     NEED_ASSETS();
     gq_eval_result r;
     gq_error err = {{0}};
-    gq_eval_opts o = opts(E.m.cfg.seq_len + 1, GQ_PPL_FULL, 1);
-    assert_int_equal(gq_eval_perplexity(&E.m, &E.ds, &o, NULL, NULL, &r, &err), -1);
+    gq_eval_opts o = opts(S->fp.cfg.seq_len + 1, GQ_PPL_FULL, 1);
+    assert_int_equal(gq_eval_perplexity(&S->fp, &S->ds, &o, NULL, NULL, &r, &err), -1);
     assert_non_null(strstr(err.msg, "seq_len"));
     o = opts(3, GQ_PPL_LLAMACPP, 1);
-    assert_int_equal(gq_eval_perplexity(&E.m, &E.ds, &o, NULL, NULL, &r, &err), -1);
+    assert_int_equal(gq_eval_perplexity(&S->fp, &S->ds, &o, NULL, NULL, &r, &err), -1);
     gq_ppl_protocol p;
     assert_int_equal(gq_ppl_protocol_parse("wiki", &p, &err), -1);
     assert_non_null(strstr(err.msg, "wiki"));
@@ -348,8 +319,8 @@ static void test_cli(void **state)
     NEED_ASSETS();
     char args[32768], out[8192], errb[8192];
     snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --ctx 64 "
-             "--max-windows 4 --protocol llamacpp --threads 1 --json", model_path, tok_path,
-             text_path);
+             "--max-windows 4 --protocol llamacpp --threads 1 --json", S->model_path, S->tok_path,
+             S->text_path);
     int st = test_run_cli(args, out, sizeof out, errb, sizeof errb);
     if (st != 0)
         fail_msg("eval failed: %s", errb);
@@ -357,19 +328,19 @@ static void test_cli(void **state)
     assert_non_null(strstr(out, "\"ctx\":64"));
     assert_non_null(strstr(out, "\"windows\":4"));
     assert_non_null(strstr(out, "\"scored\":124"));
-    assert_non_null(strstr(out, E.ds.sha256));
+    assert_non_null(strstr(out, S->ds.sha256));
 
     /* --baseline-model (paired) prints the numbers of --baseline (stored) */
     char *dir = test_tmpdir("eval-cli"), base[512], kl[2][256];
     snprintf(base, sizeof base, "%s/base.bin", dir);
     snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --ctx 64 "
-             "--max-windows 4 --threads 1 --json --save-baseline %s", model_path, tok_path,
-             text_path, base);
+             "--max-windows 4 --threads 1 --json --save-baseline %s", S->model_path, S->tok_path,
+             S->text_path, base);
     assert_int_equal(test_run_cli(args, out, sizeof out, errb, sizeof errb), 0);
     for (int k = 0; k < 2; k++) {
         snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --ctx 64 "
-                 "--max-windows 4 --threads 1 --json --%s %s", model_path, tok_path, text_path,
-                 k ? "baseline-model" : "baseline", k ? model_path : base);
+                 "--max-windows 4 --threads 1 --json --%s %s", S->model_path, S->tok_path, S->text_path,
+                 k ? "baseline-model" : "baseline", k ? S->model_path : base);
         if (test_run_cli(args, out, sizeof out, errb, sizeof errb) != 0)
             fail_msg("%s: %s", args, errb);
         assert_non_null(strstr(out, k ? "\"kl_reference\":\"paired\"" : "\"kl_reference\":\"stored\""));
@@ -382,41 +353,41 @@ static void test_cli(void **state)
     assert_string_equal(kl[0], kl[1]);
     assert_non_null(strstr(kl[1], "\"delta_ppl\":0.0,\"kl_mean\":0.0,\"kl_se\":0.0,\"top1_pct\":100.0,"));
     snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --baseline %s "
-             "--baseline-model %s", model_path, tok_path, text_path, base, model_path);
+             "--baseline-model %s", S->model_path, S->tok_path, S->text_path, base, S->model_path);
     expect_cli_status(args, 2, "--baseline and --baseline-model are alternatives");
     remove(base);
     remove(dir);
     free(dir);
 
     snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data /nonexistent/x.txt",
-             model_path, tok_path);
+             S->model_path, S->tok_path);
     expect_cli_error(args, "/nonexistent/x.txt");
     snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --protocol wiki",
-             model_path, tok_path, text_path);
+             S->model_path, S->tok_path, S->text_path);
     expect_cli_error(args, "unknown perplexity protocol 'wiki'");
     snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --ctx 1024",
-             model_path, tok_path, text_path);
+             S->model_path, S->tok_path, S->text_path);
     expect_cli_error(args, "exceeds the model's seq_len 512");
     snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --max-windows 0",
-             model_path, tok_path, text_path);
+             S->model_path, S->tok_path, S->text_path);
     expect_cli_error(args, "--max-windows");
     /* invalid input is refused (status 2) before any evaluation */
     snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --ctx 3 "
-             "--protocol llamacpp", model_path, tok_path, text_path);
+             "--protocol llamacpp", S->model_path, S->tok_path, S->text_path);
     expect_cli_status(args, 2, "ctx 3 is outside 4..512");
     snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --ctx 64 "
-             "--save-baseline /nonexistent/b.bin", model_path, tok_path, text_path);
+             "--save-baseline /nonexistent/b.bin", S->model_path, S->tok_path, S->text_path);
     expect_cli_status(args, 2, "--save-baseline /nonexistent/b.bin: directory /nonexistent");
-    snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data /", model_path, tok_path);
+    snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data /", S->model_path, S->tok_path);
     expect_cli_status(args, 2, "/: not a regular file (it is a directory)");
-    snprintf(args, sizeof args, "tokenize --tokenizer %s --data %s --head 3", tok_path, text_path);
+    snprintf(args, sizeof args, "tokenize --tokenizer %s --data %s --head 3", S->tok_path, S->text_path);
     st = test_run_cli(args, out, sizeof out, errb, sizeof errb);
     assert_int_equal(st, 0);
     char want[64];
-    snprintf(want, sizeof want, "%zu (BOS", E.ds.n_tokens);
+    snprintf(want, sizeof want, "%zu (BOS", S->ds.n_tokens);
     assert_non_null(strstr(out, want));
-    snprintf(args, sizeof args, "tokenize --tokenizer %s --data %s", text_path, text_path);
-    expect_cli_error(args, text_path);
+    snprintf(args, sizeof args, "tokenize --tokenizer %s --data %s", S->text_path, S->text_path);
+    expect_cli_error(args, S->text_path);
 }
 
 int main(void)
@@ -429,5 +400,5 @@ int main(void)
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_cli),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, test_stories_teardown);
 }

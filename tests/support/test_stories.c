@@ -21,22 +21,24 @@ static void stories_free(test_stories *f)
 
 int test_stories_setup(void **state, const test_stories_opts *o)
 {
-    char model[1024], tok[1024], text[1024];
     *state = NULL;
-    if (!test_asset(MODEL, model, sizeof model) || !test_asset(TOKENIZER, tok, sizeof tok) ||
-        !test_asset(TEXT, text, sizeof text))
-        return 0;
     test_stories *f = calloc(1, sizeof *f);
     if (!f)
         return -1;
+    if (!test_asset(MODEL, f->model_path, sizeof f->model_path) ||
+        !test_asset(TOKENIZER, f->tok_path, sizeof f->tok_path) ||
+        !test_asset(TEXT, f->text_path, sizeof f->text_path)) {
+        free(f);
+        return 0;
+    }
     f->n_calib = o->n_calib;
     f->calib_ctx = o->calib_ctx;
     gq_error err;
     gq_tokenizer *t = NULL;
     /* each step allocates only on success, so the frees below see zeroed or complete parts */
-    int rc = gq_model_load(model, &f->fp, &err) ||
-             gq_tokenizer_load(tok, f->fp.cfg.vocab_size, &t, &err) ||
-             gq_dataset_load(text, t, &f->ds, &err) ||
+    int rc = gq_model_load(f->model_path, &f->fp, &err) ||
+             gq_tokenizer_load(f->tok_path, f->fp.cfg.vocab_size, &t, &err) ||
+             gq_dataset_load(f->text_path, t, &f->ds, &err) ||
              (o->n_calib > 0 && gq_calib_windows(&f->ds, o->calib_first, o->n_calib, o->calib_ctx,
                                                  o->calib_seed, &f->calib, &err));
     if (t)

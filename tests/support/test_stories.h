@@ -19,6 +19,7 @@ typedef struct {
 } test_stories_opts;
 
 typedef struct {
+    char model_path[4096], tok_path[4096], text_path[4096]; /* the resolved assets */
     gq_model fp;
     gq_dataset ds;   /* the whole validation text */
     int *calib;      /* (n_calib, calib_ctx) token ids, row-major; NULL when n_calib = 0 */
