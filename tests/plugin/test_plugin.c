@@ -277,16 +277,8 @@ static void test_nf4_nearest_and_group_interface(void **state)
 
 static char g_out[16384], g_err[4096];
 
-static int cli(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int cli(const char *fmt, ...)
-{
-    char args[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    return test_run_cli(args, g_out, sizeof g_out, g_err, sizeof g_err);
-}
+/* Runs gq-bench with printf-formatted arguments; output in g_out / g_err. */
+#define cli(...) test_run_clif(g_out, sizeof g_out, g_err, sizeof g_err, __VA_ARGS__)
 
 static void test_cli(void **state)
 {

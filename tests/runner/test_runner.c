@@ -38,16 +38,8 @@ static bool setup_assets(void)
     return true;
 }
 
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-    char args[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    return test_run_cli(args, g_out, sizeof g_out, g_err, sizeof g_err);
-}
+/* Runs gq-bench with printf-formatted arguments; output in g_out / g_err. */
+#define run(...) test_run_clif(g_out, sizeof g_out, g_err, sizeof g_err, __VA_ARGS__)
 
 static bool is_png(const char *path)
 {

@@ -1,5 +1,6 @@
 #include "test_support.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,4 +88,16 @@ int test_run_cli(const char *args, char *out, size_t out_n, char *err, size_t er
     if (st == -1 || !WIFEXITED(st))
         return -1;
     return WEXITSTATUS(st);
+}
+
+int test_run_clif(char *out, size_t out_n, char *err, size_t err_n, const char *fmt, ...)
+{
+    char args[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof args)
+        fail_msg("test_run_clif: arguments longer than %zu bytes", sizeof args - 1);
+    return test_run_cli(args, out, out_n, err, err_n);
 }

@@ -35,4 +35,8 @@ void *test_read_file(const char *path, size_t *len);
  * stderr (each truncated to its buffer) and returns the exit status (-1 if it did not exit). */
 int test_run_cli(const char *args, char *out, size_t out_n, char *err, size_t err_n);
 
+/* The same with the argument string built from a printf format. */
+int test_run_clif(char *out, size_t out_n, char *err, size_t err_n, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 #endif
