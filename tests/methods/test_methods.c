@@ -313,6 +313,7 @@ static void test_quantize_cli(void **state)
     char model[4096], tok[4096], extra[8192];
     TEST_ASSET_OR_SKIP("models/stories260K/stories260K.bin", model);
     TEST_ASSET_OR_SKIP("models/stories260K/tok512.bin", tok);
+    TEST_ASSET_OR_SKIP("text/tinystories/tinystories_val.txt", extra); /* the default calibration text */
     char *dir = test_tmpdir("quantize_cli");
     char q[4200], out[65536], errb[8192];
     snprintf(q, sizeof q, "%s/q.bin", dir);
