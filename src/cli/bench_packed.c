@@ -14,7 +14,8 @@
  *            warm-up steps, fresh KV cache; tokens/s = 1 / the fastest step; bytes/token = weight bytes one step
  *            reads (packed or fp32 linears + classifier + norms + one embedding row); GB/s =
  *            bytes/token * tokens/s; ceiling = STREAM triad (a = b + s*c over 3 x --stream-mib
- *            MiB, all threads, best of 3 passes per round), the best over the rounds.
+ *            MiB, all threads, best of 3 passes per round), the best over the rounds; the read
+ *            bandwidth (one --stream-mib MiB array read, the same way) is printed beside it.
  *   prefill: gq_forward_prefill of one window of --tokens tokens (default 128), best of --reps
  *            after a warm-up, per round.
  * "x fp32" is tokens/s over the fp32 row's tokens/s in the same run. */
@@ -143,7 +144,7 @@ static int bench_packed(int argc, char **argv, bool decode)
             return cli_report(o.cmd, &err, GQ_EXIT_USAGE);
         }
     gq_model m;
-    double bw0 = 0;
+    double bw0 = 0, read0 = 0;
     gq_packed_model *pms = NULL;
     double *best = NULL;
     char (*why)[256] = NULL;
@@ -176,10 +177,12 @@ static int bench_packed(int argc, char **argv, bool decode)
             gq_packed_model_set_act_q8(&pms[i], o.act_q8);
     }
     for (int r = 0; r < o.rounds; r++) {
-        double bw;
-        if (decode && gq_packed_bandwidth((size_t)o.stream_mib, 3, &bw, &err) != 0)
+        double bw = 0, rbw = 0;
+        if (decode && (gq_packed_bandwidth((size_t)o.stream_mib, 3, &bw, &err) != 0 ||
+                       gq_packed_read_bandwidth((size_t)o.stream_mib, 3, &rbw, &err) != 0))
             goto done;
         bw0 = bw > bw0 ? bw : bw0;
+        read0 = rbw > read0 ? rbw : read0;
         for (int i = 0; i < n_rows; i++) {
             double t;
             if (built[i] && time_row(&pms[i], &o, &t, &err) != 0)
@@ -224,9 +227,12 @@ static int bench_packed(int argc, char **argv, bool decode)
                    (double)o.tokens / best[i]);
         }
     }
-    if (decode)
+    if (decode) {
         printf("bandwidth ceiling (STREAM triad a = b + s*c, 3 x %ld MiB, all threads): %.2f GB/s\n",
                o.stream_mib, bw0);
+        printf("read bandwidth (one %ld MiB array read, all threads; a decode step only reads): "
+               "%.2f GB/s\n", o.stream_mib, read0);
+    }
     rc = GQ_EXIT_OK;
 done:
     if (rc != GQ_EXIT_OK)

@@ -156,5 +156,9 @@ size_t gq_packed_fp32_decode_bytes(const gq_config *c);
  * over three arrays of `mib` MiB each, all threads; GB/s counts 3 arrays x bytes per pass
  * (the write-allocate read is not counted, as in STREAM). */
 int gq_packed_bandwidth(size_t mib, int reps, double *gbps, gq_error *err);
+/* Read bandwidth measured now: best of `reps` passes reading one array of `mib` MiB (an XOR
+ * reduction), all threads; GB/s = bytes read per pass. A decode step only reads, so this is the
+ * ceiling of its access pattern; the triad (which also writes) is the conventional one. */
+int gq_packed_read_bandwidth(size_t mib, int reps, double *gbps, gq_error *err);
 
 #endif
