@@ -33,14 +33,6 @@ static inline __m256 pk_dot16_i8(__m128i v, const float *x)
     return _mm256_fmadd_ps(b, _mm256_loadu_ps(x + 8), _mm256_mul_ps(a, _mm256_loadu_ps(x)));
 }
 
-/* The same for unsigned bytes (8-bit codes 0..255). */
-static inline __m256 pk_dot16_u8(__m128i v, const float *x)
-{
-    __m256 a = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
-    __m256 b = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)));
-    return _mm256_fmadd_ps(b, _mm256_loadu_ps(x + 8), _mm256_mul_ps(a, _mm256_loadu_ps(x)));
-}
-
 /* y[i] = (float)v[i] * s for 16 signed bytes (exact float products). */
 static inline void pk_store16_i8(__m128i v, __m256 s, float *y)
 {
@@ -107,23 +99,6 @@ static inline __m256i pk_dot32_i8i8(__m256i w, __m256i x)
 {
     __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-}
-
-/* int8 activations against unsigned codes 0..63 (the offsets of the formats that store codes
- * with a bias go through the block sums of x instead): 8 int32 lanes of sum w[i] * x[i]
- * (maddubs pairs stay below 2 * 63 * 127, no saturation). */
-static inline __m256i pk_dot32_u8i8(__m256i w, __m256i x)
-{
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1));
-}
-
-/* 32 4-bit codes of a ggml-order block as 32 bytes in element order: the 16 bytes in both
- * lanes, the upper lane shifted by 4 bits, then masked (3 operations, one load). */
-static inline __m256i pk_nibbles32(const uint8_t *qs)
-{
-    __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
-    return _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_set_epi64x(4, 4, 0, 0)),
-                            _mm256_set1_epi8(0x0F));
 }
 
 /* Horizontal sums of 4 vectors: {hsum(a), hsum(b), hsum(c), hsum(d)}. */
