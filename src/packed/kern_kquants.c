@@ -1,7 +1,9 @@
-/* Packed kernels of the K-quants Q4_K and Q6_K (ggml super-blocks of 256). The reference
- * dequantization is the format's own (gq_kq_dequantize_block). AVX2:
- *   Q4_K: 8 sub-blocks of 32, w = D_j * q - M_j with q in 0..15; in the dot the offsets M_j go
- *         through the block sums of x: D_j * sum(q x) - M_j * sum(x).
+/* Packed kernels of the K-quants Q4_K and Q6_K (ggml super-blocks of 256, stored in sets of 4
+ * rows: Q4_K with its code pieces interleaved, Q6_K block by block; packed_internal.h). The
+ * reference dequantization is the format's own (gq_kq_dequantize_block). AVX2:
+ *   Q4_K: 8 sub-blocks of 32, w = D_j * q - M_j with q in 0..15; in the fp32 dot the offsets M_j
+ *         go through the block sums of x: D_j * sum(q x) - M_j * sum(x); on int8 activations it
+ *         pairs with Q8_K (q4_K_set_q8k below).
  *   Q6_K: 16 sub-blocks of 16, w = D_j * (q - 32) with 6-bit q split into low nibbles (ql) and
  *         2 high bits (qh); per half of 128 elements, 32 bytes of ql/qh give 4 runs of 32. */
 #include <stdbool.h>

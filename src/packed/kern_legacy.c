@@ -1,7 +1,9 @@
-/* Packed kernels of the llama.cpp 32-element blocks: Q4_0, Q4_1, Q8_0 and ggml's MXFP4.
- * The reference dequantization is the format's own (ggml's to_float); the AVX2 versions decode
- * 16 codes at a time to floats: Q4_0 w = d*(q-8), Q4_1 w = d*q + m (the offset folded through the
- * block sum of x in the dot), Q8_0 w = d*q, MXFP4 w = kvalue[q] * e8m0/2 (pshufb lookup). */
+/* Packed kernels of the llama.cpp 32-element blocks: Q4_0, Q4_1, Q8_0 and ggml's MXFP4 (the
+ * 4-bit ones stored in sets of 4 rows, packed_internal.h). The reference dequantization is the
+ * format's own (ggml's to_float) on the reassembled block; the AVX2 fp32 paths decode 16 codes
+ * at a time to floats: Q4_0 w = d*(q-8), Q4_1 w = d*q + m (the offset folded through the block
+ * sum of x in the dot), Q8_0 w = d*q, MXFP4 w = kvalue[q] * e8m0/2 (pshufb lookup); the int8-
+ * activation dots are below. */
 #include <stddef.h>
 #include <string.h>
 
@@ -168,14 +170,6 @@ static float dot_mxfp4(const gq_packed_linear *P, int r, const float *x, const f
     return pk_hsum(acc);
 }
 
-/* ---- int8 activations: integer dots per block, one float scale product per block; NR rows
- * per pass share each activation block's load (PK_Q8_ENTRY) ---- */
-
-static inline __m256i xq_block(const int8_t *xq, int b)
-{
-    return _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
-}
-
 /* ---- the 4-bit blocks (q4_0, q4_1, mxfp4) on int8 activations: two rows per 256-bit vector.
  * The 16 code bytes of block i of rows A and B fill the two 128-bit lanes; their low nibbles
  * (elements 0..15) meet activations 0..15 broadcast to both lanes, the high nibbles (16..31)
@@ -301,6 +295,13 @@ PK_ALWAYS_INLINE void q8_leg4_rows(const gq_packed_linear *P, int r, const int N
 LEG4_ENTRY(q8_q4_0, LEG_Q4_0)
 LEG4_ENTRY(q8_q4_1, LEG_Q4_1)
 LEG4_ENTRY(q8_mxfp4, LEG_MXFP4)
+
+/* ---- Q8_0 on int8 activations: one integer dot per block, one float scale product per block
+ * (rows one at a time: its wide rows stream best alone, pk_type.q8_rows) ---- */
+static inline __m256i xq_block(const int8_t *xq, int b)
+{
+    return _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
+}
 
 PK_ALWAYS_INLINE void q8_q8_0_rows(const gq_packed_linear *P, int r, const int NR,
                                    const pk_act *a, float *y)
