@@ -15,7 +15,7 @@
 
 typedef struct pk_type pk_type;
 
-/* Activations of one decode product quantized per block of 32 (pk_quantize_act), cols_pad
+/* Activations of one decode product quantized per block of 32 (pk_prepare_act), cols_pad
  * values: x[j] ~ d[j/32] * q[j]; s[b] = d[b] * (sum of q over block b); lanes[8b + i] = the
  * sum of q[32b + 4i .. 32b + 4i + 4) as a float (exact), i.e. what lane i of a maddubs + madd
  * dot of block b against all-ones codes holds: the kernels subtract integer zero points with
@@ -39,16 +39,18 @@ struct gq_packed_linear {
     gq_linear_op op;        /* first member: the forward pass calls op.apply */
     const pk_type *type;
     int rows, cols, cols_pad;
-    size_t row_bytes;       /* code bytes per row */
-    uint8_t *codes;         /* rows * row_bytes: ggml blocks, or int codes (see kern_int.c) */
+    size_t row_bytes;       /* bytes per row (int4: a set's bytes / PK_IL, scales inline) */
+    uint8_t *codes;         /* rows * row_bytes (int4: rows padded to whole sets): ggml blocks
+                               (sets of rows for most, pk_blk_hdr), or int codes (kern_int.c) */
     /* int formats only: groups of `group` columns (a multiple of 32, or the whole padded row),
      * n_groups per row; scale s and zero point z per group: w = s * (code - z). */
     int group, n_groups;
-    uint16_t *scales;       /* rows * n_groups fp16 */
-    uint8_t *zeros;         /* rows * n_groups, or NULL when every group uses zconst */
+    uint16_t *scales;       /* int8: rows * n_groups fp16 (int4: NULL, inline in codes) */
+    uint8_t *zeros;         /* int8: rows * n_groups, or NULL when every group uses zconst */
     int zconst;
     /* ggml formats: bytes of a block and of its header (the scale fields before the codes);
-     * rows 0..il_rows-1 are stored row-interleaved (see pk_blk_hdr), the rest plainly. */
+     * rows 0..il_rows-1 are stored row-interleaved (see pk_blk_hdr), the rest plainly. int4:
+     * hdr_bytes = a set's per-group header (pk_i4_group). */
     size_t blk_bytes, hdr_bytes;
     int il_rows;
     size_t bytes;           /* codes + scales + zeros: the weight bytes one product reads */
