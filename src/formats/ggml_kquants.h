@@ -52,6 +52,19 @@ static inline int gq_kq_level(float x, float D, float M, int qmin, int qmax)
     return gq_nearest_int(v) - qmin;
 }
 
+/* ---- batched scale searches: 8 sub-blocks of n <= 32 at once (ggml_kquants_search.c) ----
+ * Sub-block j is x + n*j (weights + n*j, L + n*j). Each returns, bit for bit, what the scalar
+ * search of ggml_common.h returns for each sub-block on its own; AVX2 builds run the 8
+ * sub-blocks in the 8 float lanes, other builds call the scalar search 8 times.
+ * gq_make_qkx2_quants (v3 false) or gq_make_qkx3_quants (v3 true); weights NULL means x^2
+ * (qkx3's default; gq_make_qkx2_quants treats NULL the same way). */
+void gq_kq_qkx_quants8(int n, int nmax, const float *x, const float *weights, uint8_t *L,
+                       float scale[8], float the_min[8], float rmin, float rdelta, int nstep,
+                       bool use_mad, bool v3);
+/* gq_make_qx_quants(n, nmax, x + n*j, L + n*j, rmse_type 1, qw ? qw + n*j : NULL). */
+void gq_kq_qx_quants8(int n, int nmax, const float *x, const float *qw, int8_t *L,
+                      float scale[8]);
+
 /* ---- shared bit packing ---- */
 /* Q4_K / Q5_K: 8 six-bit scales ls[] and mins lm[] into 12 bytes (ggml's get_scale_min_k4
  * order): j < 4 in the low 6 bits of bytes j and j+4, j >= 4 as nibbles of byte j+4 with the

@@ -21,16 +21,17 @@
 static void fit_q2_K(const float *x, const float *qw, void *blk, uint8_t L[GQ_QK_K])
 {
     gq_block_q2_K *b = blk;
-    float scales[16], mins[16], weights[16];
-    uint8_t Laux[16];
+    float scales[16], mins[16], weights[GQ_QK_K];
 
     if (!qw) {
+        for (int l = 0; l < GQ_QK_K; l++)
+            weights[l] = fabsf(x[l]);
+        /* make_qkx2_quants(16, 3, ..., -0.5, 0.1, 15, use_mad) on 8 sub-blocks at a time */
+        for (int j = 0; j < 16; j += 8)
+            gq_kq_qkx_quants8(16, 3, x + 16 * j, weights + 16 * j, L + 16 * j, scales + j,
+                              mins + j, -0.5f, 0.1f, 15, true, false);
         float max_scale = 0, max_min = 0;
         for (int j = 0; j < 16; j++) {
-            for (int l = 0; l < 16; l++)
-                weights[l] = fabsf(x[16 * j + l]);
-            scales[j] = gq_make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j],
-                                            Laux, -0.5f, 0.1f, 15, true);
             if (scales[j] > max_scale)
                 max_scale = scales[j];
             if (mins[j] > max_min)
@@ -59,14 +60,16 @@ static void fit_q2_K(const float *x, const float *qw, void *blk, uint8_t L[GQ_QK
         sumx2 += x[l] * x[l];
     float sigma2 = sumx2 / GQ_QK_K;
     for (int j = 0; j < 16; j++) {
-        gq_ggml_imatrix_weights(16, x + 16 * j, qw + 16 * j, sigma2, weights);
+        gq_ggml_imatrix_weights(16, x + 16 * j, qw + 16 * j, sigma2, weights + 16 * j);
         float sumw = 0;
         for (int l = 0; l < 16; l++)
-            sumw += weights[l];
+            sumw += weights[16 * j + l];
         sw[j] = sumw;
-        scales[j] = gq_make_qkx3_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux,
-                                        -0.9f, 0.05f, 36, false);
     }
+    /* make_qkx3_quants(16, 3, ..., -0.9, 0.05, 36) */
+    for (int j = 0; j < 16; j += 8)
+        gq_kq_qkx_quants8(16, 3, x + 16 * j, weights + 16 * j, L + 16 * j, scales + j, mins + j,
+                          -0.9f, 0.05f, 36, false, true);
     b->d = gq_fp32_to_fp16(gq_make_qp_quants(16, 15, scales, Ls, sw));
     b->dmin = gq_fp32_to_fp16(gq_make_qp_quants(16, 15, mins, Lm, sw));
     for (int j = 0; j < 16; j++)
@@ -142,19 +145,21 @@ static void fit_q3_K(const float *x, const float *qw, void *blk, uint8_t L[GQ_QK
         b->d = gq_fp32_to_fp16(1 / iscale);
         return;
     }
-    float weights[16], sw[16];
+    float weights[GQ_QK_K], sw[16];
     float sumx2 = 0;
     for (int l = 0; l < GQ_QK_K; l++)
         sumx2 += x[l] * x[l];
     float sigma2 = 2 * sumx2 / GQ_QK_K;
     for (int j = 0; j < 16; j++) {
-        gq_ggml_imatrix_weights(16, x + 16 * j, qw + 16 * j, sigma2, weights);
+        gq_ggml_imatrix_weights(16, x + 16 * j, qw + 16 * j, sigma2, weights + 16 * j);
         float sumw = 0;
         for (int l = 0; l < 16; l++)
-            sumw += weights[l];
+            sumw += weights[16 * j + l];
         sw[j] = sumw;
-        scales[j] = gq_make_qx_quants(16, 4, x + 16 * j, Ls + 16 * j, 1, weights);
     }
+    /* make_qx_quants(16, 4, ..., rmse 1, weights) */
+    for (int j = 0; j < 16; j += 8)
+        gq_kq_qx_quants8(16, 4, x + 16 * j, weights + 16 * j, Ls + 16 * j, scales + j);
     int8_t ls[16];
     float d_block = gq_make_qx_quants(16, 32, scales, ls, 1, sw);
     for (int j = 0; j < 16; j++)

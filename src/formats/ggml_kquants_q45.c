@@ -25,11 +25,10 @@ static inline uint8_t min63(uint8_t v) { return v < 63 ? v : 63; }
 static void fit_k45(const float *x, const float *qw, int nmax, float rmin, float rdelta,
                     int nstep, k45_head *h, uint8_t L[GQ_QK_K])
 {
-    float scales[8], mins[8], weights[32];
-    uint8_t Laux[32], ls[8], lm[8];
+    float scales[8], mins[8], weights[GQ_QK_K];
+    uint8_t ls[8], lm[8];
 
     if (!qw) {
-        float max_scale = 0, max_min = 0; /* scales and mins are >= 0 */
         for (int j = 0; j < 8; j++) {
             const float *xs = x + 32 * j;
             float sum_x2 = 0;
@@ -37,9 +36,13 @@ static void fit_k45(const float *x, const float *qw, int nmax, float rmin, float
                 sum_x2 += xs[l] * xs[l];
             float av_x = sqrtf(sum_x2 / 32);
             for (int l = 0; l < 32; l++)
-                weights[l] = av_x + fabsf(xs[l]);
-            scales[j] = gq_make_qkx2_quants(32, nmax, xs, weights, L + 32 * j, &mins[j], Laux,
-                                            rmin, rdelta, nstep, false);
+                weights[32 * j + l] = av_x + fabsf(xs[l]);
+        }
+        /* make_qkx2_quants(32, nmax, ..., rmin, rdelta, nstep) on the 8 sub-blocks at once */
+        gq_kq_qkx_quants8(32, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, false,
+                          false);
+        float max_scale = 0, max_min = 0; /* scales and mins are >= 0 */
+        for (int j = 0; j < 8; j++) {
             if (scales[j] > max_scale)
                 max_scale = scales[j];
             if (mins[j] > max_min)
@@ -60,14 +63,14 @@ static void fit_k45(const float *x, const float *qw, int nmax, float rmin, float
             sum_x2 += x[l] * x[l];
         float sigma2 = 2 * sum_x2 / GQ_QK_K;
         for (int j = 0; j < 8; j++) {
-            gq_ggml_imatrix_weights(32, x + 32 * j, qw + 32 * j, sigma2, weights);
+            gq_ggml_imatrix_weights(32, x + 32 * j, qw + 32 * j, sigma2, weights + 32 * j);
             float sumw = 0;
             for (int l = 0; l < 32; l++)
-                sumw += weights[l];
+                sumw += weights[32 * j + l];
             sw[j] = sumw;
-            scales[j] = gq_make_qkx3_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j],
-                                            Laux, -0.9f, 0.05f, 36, false);
         }
+        /* make_qkx3_quants(32, nmax, ..., -0.9, 0.05, 36) */
+        gq_kq_qkx_quants8(32, nmax, x, weights, L, scales, mins, -0.9f, 0.05f, 36, false, true);
         float d_block = gq_make_qp_quants(8, 63, scales, ls, sw);
         float m_block = gq_make_qp_quants(8, 63, mins, lm, sw);
         for (int j = 0; j < 8; j++) {
