@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/gq_rng.h"
+#include "formats/ggml_kquants.h"
 #include "formats/gq_format.h"
 
 #define QK_K 256
@@ -271,6 +272,120 @@ static void test_group_interface_matches_quantize(void **state)
     free(imp);
 }
 
+/* One sub-block of n values of a randomly chosen kind: heavy-tailed noise at a magnitude from
+ * 1e-30 to 1e15, values on a coarse grid (rounding ties), zeros, a constant, alternating
+ * +-tiny, a single non-zero, all-positive or all-negative values, a few values repeated. */
+static void adversarial_subblock(gq_rng *r, int n, float *x)
+{
+    const int kind = (int)gq_rng_below(r, 9);
+    const float mag = powf(10.f, (float)gq_rng_below(r, 46) - 30.f);
+    const float c = (float)(gq_rng_uniform(r) - 0.5) * mag;
+    for (int i = 0; i < n; i++) {
+        float t = (float)gq_rng_student_t(r, 3.0) * mag;
+        switch (kind) {
+        case 0: x[i] = t; break;
+        case 1: x[i] = 0.25f * (float)((int)gq_rng_below(r, 17) - 8); break; /* ties */
+        case 2: x[i] = gq_rng_below(r, 4) ? 0.f : t; break;
+        case 3: x[i] = c; break;
+        case 4: x[i] = i % 2 ? 1e-8f : -1e-8f; break;
+        case 5: x[i] = i == n / 3 ? c : 0.f; break;
+        case 6: x[i] = fabsf(t); break;
+        case 7: x[i] = -fabsf(t); break;
+        default: x[i] = i > 0 && gq_rng_below(r, 2) ? x[i - 1] : t; break;
+        }
+    }
+}
+
+/* n weights: none (NULL), random with some exact zeros, all equal, or all zero. */
+static const float *adversarial_weights(gq_rng *r, int n, float *w)
+{
+    const int kind = (int)gq_rng_below(r, 4);
+    if (kind == 0)
+        return NULL;
+    for (int i = 0; i < n; i++)
+        w[i] = kind == 1 ? (gq_rng_below(r, 5) ? (float)(gq_rng_uniform(r) * 4.0) : 0.f)
+                         : kind == 2 ? 0.5f
+                                     : 0.f;
+    return w;
+}
+
+static void expect_same_float(const char *what, int seed, int lane, float got, float want)
+{
+    if (memcmp(&got, &want, sizeof got) != 0)
+        fail_msg("%s, batch %d, sub-block %d: batched %.9g, scalar %.9g", what, seed, lane,
+                 (double)got, (double)want);
+}
+
+static void expect_same_levels(const char *what, int seed, int lane, const uint8_t *got,
+                               const uint8_t *want, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (got[i] != want[i])
+            fail_msg("%s, batch %d, sub-block %d, element %d: batched level %d, scalar %d",
+                     what, seed, lane, i, got[i], want[i]);
+}
+
+/* The batched searches (8 sub-blocks in the 8 AVX2 lanes) against the scalar ggml searches, one
+ * sub-block at a time, bit for bit, with the parameters of every K-quant path. */
+static void test_batched_searches_match_scalar(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        int n, nmax;
+        float rmin, rdelta;
+        int nstep;
+        bool use_mad, v3;
+    } qkx[] = {
+        {"qkx2 q2_K", 16, 3, -0.5f, 0.1f, 15, true, false},
+        {"qkx2 q4_K", 32, 15, -1.f, 0.1f, 20, false, false},
+        {"qkx2 q5_K", 32, 31, -0.5f, 0.1f, 15, false, false},
+        {"qkx3 q2_K", 16, 3, -0.9f, 0.05f, 36, false, true},
+        {"qkx3 q4_K", 32, 15, -0.9f, 0.05f, 36, false, true},
+        {"qkx3 q5_K", 32, 31, -0.9f, 0.05f, 36, false, true},
+    };
+    static const struct {
+        const char *what;
+        int n, nmax;
+    } qx[] = {{"qx q6_K", 16, 32}, {"qx q3_K", 16, 4}};
+    float x[8 * 32], wbuf[8 * 32], sb[8], mb[8];
+    uint8_t Lb[8 * 32], Ls[32], Laux[32];
+    gq_rng r;
+    gq_rng_seed(&r, 2024);
+    for (int seed = 0; seed < 600; seed++) {
+        for (size_t c = 0; c < sizeof qkx / sizeof qkx[0]; c++) {
+            const int n = qkx[c].n;
+            for (int j = 0; j < 8; j++)
+                adversarial_subblock(&r, n, x + n * j);
+            const float *w = adversarial_weights(&r, 8 * n, wbuf);
+            gq_kq_qkx_quants8(n, qkx[c].nmax, x, w, Lb, sb, mb, qkx[c].rmin, qkx[c].rdelta,
+                              qkx[c].nstep, qkx[c].use_mad, qkx[c].v3);
+            for (int j = 0; j < 8; j++) {
+                float m;
+                float sc = (qkx[c].v3 ? gq_make_qkx3_quants : gq_make_qkx2_quants)(
+                    n, qkx[c].nmax, x + n * j, w ? w + n * j : NULL, Ls, &m, Laux, qkx[c].rmin,
+                    qkx[c].rdelta, qkx[c].nstep, qkx[c].use_mad);
+                expect_same_float(qkx[c].what, seed, j, sb[j], sc);
+                expect_same_float(qkx[c].what, seed, j, mb[j], m);
+                expect_same_levels(qkx[c].what, seed, j, Lb + n * j, Ls, n);
+            }
+        }
+        for (size_t c = 0; c < sizeof qx / sizeof qx[0]; c++) {
+            const int n = qx[c].n;
+            for (int j = 0; j < 8; j++)
+                adversarial_subblock(&r, n, x + n * j);
+            const float *w = adversarial_weights(&r, 8 * n, wbuf);
+            gq_kq_qx_quants8(n, qx[c].nmax, x, w, (int8_t *)Lb, sb);
+            for (int j = 0; j < 8; j++) {
+                float sc = gq_make_qx_quants(n, qx[c].nmax, x + n * j, (int8_t *)Ls, 1,
+                                             w ? w + n * j : NULL);
+                expect_same_float(qx[c].what, seed, j, sb[j], sc);
+                expect_same_levels(qx[c].what, seed, j, Lb + n * j, Ls, n);
+            }
+        }
+    }
+}
+
 /* Labels, bits per weight of a whole super-block, and bad inputs. */
 static void test_labels_sizes_errors(void **state)
 {
@@ -311,6 +426,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reference_vectors),
+        cmocka_unit_test(test_batched_searches_match_scalar),
         cmocka_unit_test(test_zero_padding),
         cmocka_unit_test(test_group_interface_matches_quantize),
         cmocka_unit_test(test_labels_sizes_errors),
