@@ -5,6 +5,44 @@
 #include <assert.h>
 #include <string.h>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+
+/* gq_kq_level of 8 values: v = (x + M) / D as floats; nearest_int by the same add-1.5*2^23
+ * trick; then qmax - qmin where v >= qmax and 0 where !(v > qmin) (also nan). */
+static inline __m256i levels8(const float *x, __m256 D, __m256 M, int qmin, int qmax)
+{
+    const __m256 v = _mm256_div_ps(_mm256_add_ps(_mm256_loadu_ps(x), M), D);
+    const __m256i bits = _mm256_castps_si256(_mm256_add_ps(v, _mm256_set1_ps(12582912.f)));
+    __m256i l = _mm256_sub_epi32(_mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)),
+                                 _mm256_set1_epi32(0x00400000 + qmin));
+    const __m256 hi = _mm256_cmp_ps(v, _mm256_set1_ps((float)qmax), _CMP_GE_OQ);
+    const __m256 in = _mm256_cmp_ps(v, _mm256_set1_ps((float)qmin), _CMP_GT_OQ);
+    l = _mm256_blendv_epi8(l, _mm256_set1_epi32(qmax - qmin), _mm256_castps_si256(hi));
+    return _mm256_and_si256(l, _mm256_castps_si256(in));
+}
+#endif
+
+void gq_kq_levels(const float *x, int n, float D, float M, int qmin, int qmax, uint8_t *L)
+{
+    assert(n % 16 == 0);
+#if defined(__AVX2__)
+    const __m256 Dv = _mm256_set1_ps(D), Mv = _mm256_set1_ps(M);
+    for (int i = 0; i < n; i += 16) {
+        /* 16 levels in [0, 63] -> bytes in order: packs interleaves the 128-bit halves */
+        const __m256i w = _mm256_permute4x64_epi64(
+            _mm256_packs_epi32(levels8(x + i, Dv, Mv, qmin, qmax),
+                               levels8(x + i + 8, Dv, Mv, qmin, qmax)),
+            0xD8);
+        _mm_storeu_si128((__m128i *)(L + i), _mm_packus_epi16(_mm256_castsi256_si128(w),
+                                                              _mm256_extracti128_si256(w, 1)));
+    }
+#else
+    for (int i = 0; i < n; i++)
+        L[i] = (uint8_t)gq_kq_level(x[i], D, M, qmin, qmax);
+#endif
+}
+
 /* Largest K-quant block (Q5_K, 176 bytes), rounded up; keeps a scratch block on the stack. */
 #define KQ_BLOCK_MAX 256
 
@@ -17,10 +55,9 @@ void gq_kq_quantize_block(const gq_kquant *kq, const float *x, const float *qw, 
      * a sub-block whose scale decodes to 0 keeps the levels of the search. */
     kq->scales(blk, D, M);
     for (int j = 0; j < GQ_QK_K / kq->sub_len; j++) {
-        if (D[j] == 0)
-            continue;
-        for (int i = j * kq->sub_len; i < (j + 1) * kq->sub_len; i++)
-            L[i] = (uint8_t)gq_kq_level(x[i], D[j], M[j], kq->qmin, kq->qmax);
+        if (D[j] != 0)
+            gq_kq_levels(x + j * kq->sub_len, kq->sub_len, D[j], M[j], kq->qmin, kq->qmax,
+                         L + j * kq->sub_len);
     }
     kq->pack(L, blk);
 }

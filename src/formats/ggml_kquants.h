@@ -65,6 +65,10 @@ void gq_kq_qkx_quants8(int n, int nmax, const float *x, const float *weights, ui
 void gq_kq_qx_quants8(int n, int nmax, const float *x, const float *qw, int8_t *L,
                       float scale[8]);
 
+/* L[i] = gq_kq_level(x[i], D, M, qmin, qmax) for i < n, n a multiple of 16 (AVX2: 8 at a time,
+ * the same division and rounding; the range tests become selects). */
+void gq_kq_levels(const float *x, int n, float D, float M, int qmin, int qmax, uint8_t *L);
+
 /* ---- shared bit packing ---- */
 /* Q4_K / Q5_K: 8 six-bit scales ls[] and mins lm[] into 12 bytes (ggml's get_scale_min_k4
  * order): j < 4 in the low 6 bits of bytes j and j+4, j >= 4 as nibbles of byte j+4 with the

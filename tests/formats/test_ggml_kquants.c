@@ -386,6 +386,44 @@ static void test_batched_searches_match_scalar(void **state)
     }
 }
 
+/* The re-quantization of a sub-block (gq_kq_levels, 8 values per AVX2 vector) gives
+ * gq_kq_level's levels for each K-quant code range: scales of either sign and any magnitude,
+ * values at and beyond the range ends, exact rounding ties, inf and nan. */
+static void test_levels_match_scalar(void **state)
+{
+    (void)state;
+    static const int range[][2] = {{0, 3}, {-4, 3}, {0, 15}, {0, 31}, {-32, 31}};
+    const float specials[] = {INFINITY, -INFINITY, NAN, 0.f, -0.f, 1e30f, -1e30f, 4194304.5f};
+    float x[32];
+    uint8_t got[32];
+    gq_rng r;
+    gq_rng_seed(&r, 77);
+    for (int t = 0; t < 4000; t++) {
+        const int qmin = range[t % 5][0], qmax = range[t % 5][1];
+        const int n = t % 2 ? 32 : 16;
+        const float D =
+            (float)(gq_rng_uniform(&r) - 0.3) * powf(10.f, (float)gq_rng_below(&r, 12) - 8.f);
+        const float M = gq_rng_below(&r, 3) ? 0.f : (float)gq_rng_uniform(&r) * 8.f * fabsf(D);
+        if (D == 0)
+            continue;
+        for (int i = 0; i < n; i++) {
+            const int kind = (int)gq_rng_below(&r, 4);
+            const float q = (float)((int)gq_rng_below(&r, 2 * (qmax - qmin) + 8) - 4) * 0.5f;
+            x[i] = kind == 0   ? (q + (float)qmin) * D - M /* on or near a tie */
+                   : kind == 1 ? (float)gq_rng_student_t(&r, 3.0) * (qmax - qmin) * D
+                   : kind == 2 ? specials[gq_rng_below(&r, 8)]
+                               : (float)gq_rng_uniform(&r) * (qmax - qmin) * D - M;
+        }
+        gq_kq_levels(x, n, D, M, qmin, qmax, got);
+        for (int i = 0; i < n; i++) {
+            int want = gq_kq_level(x[i], D, M, qmin, qmax);
+            if (got[i] != want)
+                fail_msg("codes [%d, %d], D %.9g, M %.9g, x %.9g: level %d, scalar %d", qmin,
+                         qmax, (double)D, (double)M, (double)x[i], got[i], want);
+        }
+    }
+}
+
 /* Labels, bits per weight of a whole super-block, and bad inputs. */
 static void test_labels_sizes_errors(void **state)
 {
@@ -427,6 +465,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reference_vectors),
         cmocka_unit_test(test_batched_searches_match_scalar),
+        cmocka_unit_test(test_levels_match_scalar),
         cmocka_unit_test(test_zero_padding),
         cmocka_unit_test(test_group_interface_matches_quantize),
         cmocka_unit_test(test_labels_sizes_errors),
