@@ -52,18 +52,18 @@ static inline int gq_kq_level(float x, float D, float M, int qmin, int qmax)
     return gq_nearest_int(v) - qmin;
 }
 
-/* ---- batched scale searches: 8 sub-blocks of n <= 32 at once (ggml_kquants_search.c) ----
+/* ---- batched scale searches: nsub (a multiple of 8) sub-blocks of n <= 32 at once
+ * (ggml_kquants_search.c) ----
  * Sub-block j is x + n*j (weights + n*j, L + n*j). Each returns, bit for bit, what the scalar
- * search of ggml_common.h returns for each sub-block on its own; AVX2 builds run the 8
- * sub-blocks in the 8 float lanes, other builds call the scalar search 8 times.
- * gq_make_qkx2_quants (v3 false) or gq_make_qkx3_quants (v3 true); weights NULL means x^2
- * (qkx3's default; gq_make_qkx2_quants treats NULL the same way). */
-void gq_kq_qkx_quants8(int n, int nmax, const float *x, const float *weights, uint8_t *L,
-                       float scale[8], float the_min[8], float rmin, float rdelta, int nstep,
-                       bool use_mad, bool v3);
+ * search of ggml_common.h returns for each sub-block on its own; AVX2 builds run 8 or 16
+ * sub-blocks in the float lanes of one or two vectors, other builds call the scalar search.
+ * gq_make_qkx2_quants (v3 false) or gq_make_qkx3_quants (v3 true); weights NULL means x^2. */
+void gq_kq_qkx_quants_batch(int nsub, int n, int nmax, const float *x, const float *weights,
+                            uint8_t *L, float *scale, float *the_min, float rmin, float rdelta,
+                            int nstep, bool use_mad, bool v3);
 /* gq_make_qx_quants(n, nmax, x + n*j, L + n*j, rmse_type 1, qw ? qw + n*j : NULL). */
-void gq_kq_qx_quants8(int n, int nmax, const float *x, const float *qw, int8_t *L,
-                      float scale[8]);
+void gq_kq_qx_quants_batch(int nsub, int n, int nmax, const float *x, const float *qw, int8_t *L,
+                           float *scale);
 
 /* L[i] = gq_kq_level(x[i], D, M, qmin, qmax) for i < n, n a multiple of 16 (AVX2: 8 at a time,
  * the same division and rounding; the range tests become selects). */

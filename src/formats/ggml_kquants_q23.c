@@ -26,10 +26,9 @@ static void fit_q2_K(const float *x, const float *qw, void *blk, uint8_t L[GQ_QK
     if (!qw) {
         for (int l = 0; l < GQ_QK_K; l++)
             weights[l] = fabsf(x[l]);
-        /* make_qkx2_quants(16, 3, ..., -0.5, 0.1, 15, use_mad) on 8 sub-blocks at a time */
-        for (int j = 0; j < 16; j += 8)
-            gq_kq_qkx_quants8(16, 3, x + 16 * j, weights + 16 * j, L + 16 * j, scales + j,
-                              mins + j, -0.5f, 0.1f, 15, true, false);
+        /* make_qkx2_quants(16, 3, ..., -0.5, 0.1, 15, use_mad) on the 16 sub-blocks */
+        gq_kq_qkx_quants_batch(16, 16, 3, x, weights, L, scales, mins, -0.5f, 0.1f, 15, true,
+                               false);
         float max_scale = 0, max_min = 0;
         for (int j = 0; j < 16; j++) {
             if (scales[j] > max_scale)
@@ -67,9 +66,8 @@ static void fit_q2_K(const float *x, const float *qw, void *blk, uint8_t L[GQ_QK
         sw[j] = sumw;
     }
     /* make_qkx3_quants(16, 3, ..., -0.9, 0.05, 36) */
-    for (int j = 0; j < 16; j += 8)
-        gq_kq_qkx_quants8(16, 3, x + 16 * j, weights + 16 * j, L + 16 * j, scales + j, mins + j,
-                          -0.9f, 0.05f, 36, false, true);
+    gq_kq_qkx_quants_batch(16, 16, 3, x, weights, L, scales, mins, -0.9f, 0.05f, 36, false,
+                           true);
     b->d = gq_fp32_to_fp16(gq_make_qp_quants(16, 15, scales, Ls, sw));
     b->dmin = gq_fp32_to_fp16(gq_make_qp_quants(16, 15, mins, Lm, sw));
     for (int j = 0; j < 16; j++)
@@ -158,8 +156,7 @@ static void fit_q3_K(const float *x, const float *qw, void *blk, uint8_t L[GQ_QK
         sw[j] = sumw;
     }
     /* make_qx_quants(16, 4, ..., rmse 1, weights) */
-    for (int j = 0; j < 16; j += 8)
-        gq_kq_qx_quants8(16, 4, x + 16 * j, weights + 16 * j, Ls + 16 * j, scales + j);
+    gq_kq_qx_quants_batch(16, 16, 4, x, weights, Ls, scales);
     int8_t ls[16];
     float d_block = gq_make_qx_quants(16, 32, scales, ls, 1, sw);
     for (int j = 0; j < 16; j++)

@@ -39,8 +39,8 @@ static void fit_k45(const float *x, const float *qw, int nmax, float rmin, float
                 weights[32 * j + l] = av_x + fabsf(xs[l]);
         }
         /* make_qkx2_quants(32, nmax, ..., rmin, rdelta, nstep) on the 8 sub-blocks at once */
-        gq_kq_qkx_quants8(32, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, false,
-                          false);
+        gq_kq_qkx_quants_batch(8, 32, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep,
+                               false, false);
         float max_scale = 0, max_min = 0; /* scales and mins are >= 0 */
         for (int j = 0; j < 8; j++) {
             if (scales[j] > max_scale)
@@ -70,7 +70,8 @@ static void fit_k45(const float *x, const float *qw, int nmax, float rmin, float
             sw[j] = sumw;
         }
         /* make_qkx3_quants(32, nmax, ..., -0.9, 0.05, 36) */
-        gq_kq_qkx_quants8(32, nmax, x, weights, L, scales, mins, -0.9f, 0.05f, 36, false, true);
+        gq_kq_qkx_quants_batch(8, 32, nmax, x, weights, L, scales, mins, -0.9f, 0.05f, 36,
+                               false, true);
         float d_block = gq_make_qp_quants(8, 63, scales, ls, sw);
         float m_block = gq_make_qp_quants(8, 63, mins, lm, sw);
         for (int j = 0; j < 8; j++) {

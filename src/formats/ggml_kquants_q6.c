@@ -14,11 +14,9 @@ static void fit_q6_K(const float *x, const float *qw, void *blk, uint8_t L[GQ_QK
 {
     gq_block_q6_K *b = blk;
     float scales[16];
-    /* make_qx_quants(16, 32, ..., rmse 1, qw) on 8 sub-blocks at a time; levels 0..63 fit
-     * int8_t and uint8_t alike */
-    for (int j = 0; j < 16; j += 8)
-        gq_kq_qx_quants8(16, 32, x + 16 * j, qw ? qw + 16 * j : NULL, (int8_t *)(L + 16 * j),
-                         scales + j);
+    /* make_qx_quants(16, 32, ..., rmse 1, qw) on the 16 sub-blocks; levels 0..63 fit int8_t
+     * and uint8_t alike */
+    gq_kq_qx_quants_batch(16, 16, 32, x, qw, (int8_t *)L, scales);
     float max_scale = 0, max_abs_scale = 0;
     for (int j = 0; j < 16; j++) {
         float abs_scale = fabsf(scales[j]);

@@ -325,7 +325,7 @@ static void expect_same_levels(const char *what, int seed, int lane, const uint8
                      what, seed, lane, i, got[i], want[i]);
 }
 
-/* The batched searches (8 sub-blocks in the 8 AVX2 lanes) against the scalar ggml searches, one
+/* The batched searches (sub-blocks in the AVX2 float lanes) against the scalar ggml searches, one
  * sub-block at a time, bit for bit, with the parameters of every K-quant path. */
 static void test_batched_searches_match_scalar(void **state)
 {
@@ -348,19 +348,21 @@ static void test_batched_searches_match_scalar(void **state)
         const char *what;
         int n, nmax;
     } qx[] = {{"qx q6_K", 16, 32}, {"qx q3_K", 16, 4}};
-    float x[8 * 32], wbuf[8 * 32], sb[8], mb[8];
-    uint8_t Lb[8 * 32], Ls[32], Laux[32];
+    /* 8, 16 and 24 sub-blocks per call: one vector, two vectors, and two then one */
+    float x[24 * 32], wbuf[24 * 32], sb[24], mb[24];
+    uint8_t Lb[24 * 32], Ls[32], Laux[32];
     gq_rng r;
     gq_rng_seed(&r, 2024);
-    for (int seed = 0; seed < 600; seed++) {
+    for (int seed = 0; seed < 300; seed++) {
+        const int nsub = 8 * (1 + seed % 3);
         for (size_t c = 0; c < sizeof qkx / sizeof qkx[0]; c++) {
             const int n = qkx[c].n;
-            for (int j = 0; j < 8; j++)
+            for (int j = 0; j < nsub; j++)
                 adversarial_subblock(&r, n, x + n * j);
-            const float *w = adversarial_weights(&r, 8 * n, wbuf);
-            gq_kq_qkx_quants8(n, qkx[c].nmax, x, w, Lb, sb, mb, qkx[c].rmin, qkx[c].rdelta,
-                              qkx[c].nstep, qkx[c].use_mad, qkx[c].v3);
-            for (int j = 0; j < 8; j++) {
+            const float *w = adversarial_weights(&r, nsub * n, wbuf);
+            gq_kq_qkx_quants_batch(nsub, n, qkx[c].nmax, x, w, Lb, sb, mb, qkx[c].rmin,
+                                   qkx[c].rdelta, qkx[c].nstep, qkx[c].use_mad, qkx[c].v3);
+            for (int j = 0; j < nsub; j++) {
                 float m;
                 float sc = (qkx[c].v3 ? gq_make_qkx3_quants : gq_make_qkx2_quants)(
                     n, qkx[c].nmax, x + n * j, w ? w + n * j : NULL, Ls, &m, Laux, qkx[c].rmin,
@@ -372,11 +374,11 @@ static void test_batched_searches_match_scalar(void **state)
         }
         for (size_t c = 0; c < sizeof qx / sizeof qx[0]; c++) {
             const int n = qx[c].n;
-            for (int j = 0; j < 8; j++)
+            for (int j = 0; j < nsub; j++)
                 adversarial_subblock(&r, n, x + n * j);
-            const float *w = adversarial_weights(&r, 8 * n, wbuf);
-            gq_kq_qx_quants8(n, qx[c].nmax, x, w, (int8_t *)Lb, sb);
-            for (int j = 0; j < 8; j++) {
+            const float *w = adversarial_weights(&r, nsub * n, wbuf);
+            gq_kq_qx_quants_batch(nsub, n, qx[c].nmax, x, w, (int8_t *)Lb, sb);
+            for (int j = 0; j < nsub; j++) {
                 float sc = gq_make_qx_quants(n, qx[c].nmax, x + n * j, (int8_t *)Ls, 1,
                                              w ? w + n * j : NULL);
                 expect_same_float(qx[c].what, seed, j, sb[j], sc);
