@@ -129,31 +129,36 @@ static float dot_int8(const gq_packed_linear *P, int r, const float *x, const fl
  * partial sums U, lanes 4-7 row 2p+1's, and U - z * pairs (pk_act.pairs, the matching sums of
  * xq) is the exact integer dot of (code - z) (lanes below 2^14, exact in float). Per group the
  * set's 4 scales and zero points are one load each. */
-PK_ALWAYS_INLINE void q8_int4_rows(const gq_packed_linear *P, int r, const int NR,
+PK_ALWAYS_INLINE void q8_int4_rows(const gq_packed_linear *P, int r, const int ASYM,
                                    const pk_act *a, float *y)
 {
-    (void)NR; /* always a whole set: rows are padded to sets */
     const int bpg = P->group / 32, nb = P->cols_pad / 32;
+    const size_t hb = P->hdr_bytes, group_bytes = hb + (size_t)bpg * PK_IL * 16;
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     const __m256i pick[2] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1),
                              _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3)};
+    const __m256 zc = _mm256_set1_ps((float)P->zconst);
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int g = 0; g < P->n_groups; g++) {
-        const uint8_t *h = pk_i4_group(P, r, g);
+    const uint8_t *h = pk_i4_group(P, r, 0);
+    for (int b0 = 0; b0 < nb; b0 += bpg, h += group_bytes) {
         const __m256 s4 = _mm256_castps128_ps256(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)h)));
-        const __m256 z4 = _mm256_castps128_ps256(
-            P->hdr_bytes == 12 ? _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_loadu_si32(h + 8)))
-                               : _mm_set1_ps((float)P->zconst));
-        const __m256 z[2] = {_mm256_permutevar8x32_ps(z4, pick[0]),
-                             _mm256_permutevar8x32_ps(z4, pick[1])};
+        __m256 z[2] = {zc, zc};
+        if (ASYM) {
+            const __m256 z4 = _mm256_castps128_ps256(
+                _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_loadu_si32(h + 8))));
+            z[0] = _mm256_permutevar8x32_ps(z4, pick[0]);
+            z[1] = _mm256_permutevar8x32_ps(z4, pick[1]);
+        }
         __m256 gacc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-        const int b0 = g * bpg, b1 = b0 + bpg < nb ? b0 + bpg : nb;
-        const uint8_t *codes = h + P->hdr_bytes;
-        for (int b = b0; b < b1; b++, codes += PK_IL * 16) {
-            const __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(a->q + 32 * b)));
-            const __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(a->q + 32 * b + 16)));
-            const __m256 pairs = _mm256_broadcast_ps((const __m128 *)(a->pairs + 4 * b));
-            const __m256 dx = _mm256_set1_ps(a->d[b]);
+        const int b1 = b0 + bpg < nb ? b0 + bpg : nb;
+        const uint8_t *codes = h + hb;
+        const int8_t *xq = a->q + 32 * b0;
+        const float *pairs = a->pairs + 4 * b0, *d = a->d + b0;
+        for (int b = b0; b < b1; b++, codes += PK_IL * 16, xq += 32, pairs += 4, d++) {
+            const __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)xq));
+            const __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xq + 16)));
+            const __m256 pl = _mm256_broadcast_ps((const __m128 *)pairs);
+            const __m256 dx = _mm256_broadcast_ss(d);
             for (int p = 0; p < 2; p++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(codes + 32 * p));
                 const __m256i lo = _mm256_and_si256(v, m4);
@@ -161,7 +166,7 @@ PK_ALWAYS_INLINE void q8_int4_rows(const gq_packed_linear *P, int r, const int N
                 const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo),
                                                      _mm256_maddubs_epi16(hi, xhi));
                 const __m256 u = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
-                gacc[p] = _mm256_fmadd_ps(dx, _mm256_fnmadd_ps(z[p], pairs, u), gacc[p]);
+                gacc[p] = _mm256_fmadd_ps(dx, _mm256_fnmadd_ps(z[p], pl, u), gacc[p]);
             }
         }
         for (int p = 0; p < 2; p++)
@@ -170,11 +175,15 @@ PK_ALWAYS_INLINE void q8_int4_rows(const gq_packed_linear *P, int r, const int N
     pk_store_pairs(acc, _mm_setzero_ps(), P->rows - r < 4 ? P->rows - r : 4, y);
 }
 
-/* Every pass is the whole set holding rows r..r+nr-1 (the last set may have fewer real rows). */
+/* Every pass is the whole set holding rows r..r+nr-1 (the last set may have fewer real rows);
+ * asymmetric (zero points in the headers) and symmetric (P->zconst) compiled apart. */
 static void q8_int4(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y)
 {
     (void)nr;
-    q8_int4_rows(P, r, PK_ROWS, a, y);
+    if (P->hdr_bytes == 12)
+        q8_int4_rows(P, r, 1, a, y);
+    else
+        q8_int4_rows(P, r, 0, a, y);
 }
 
 /* int8 on int8 activations: per group g, s_g * sum_b xd_b * I_b with the exact block dot
