@@ -4,6 +4,7 @@
  * at a time to floats: Q4_0 w = d*(q-8), Q4_1 w = d*q + m (the offset folded through the block
  * sum of x in the dot), Q8_0 w = d*q, MXFP4 w = kvalue[q] * e8m0/2 (pshufb lookup); the int8-
  * activation dots are below. */
+#include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -178,7 +179,9 @@ static float dot_mxfp4(const gq_packed_linear *P, int r, const float *x, const f
  * q4_0 q (its -8 through 8 d * block sum of x), mxfp4 table value + 12 (the -12 likewise), q4_1
  * q (its m through m * block sum). maddubs pairs stay below 2 * 24 * 127, so adding the low and
  * high halves' int16 sums before madd cannot saturate. ---- */
-enum { LEG_Q4_0, LEG_Q4_1, LEG_MXFP4 };
+/* LEG_MXFP4N: MXFP4 whose exponents are all >= 2 (P->e8m0_normal), so every scale is a normal
+ * float and the subnormal case drops out of the conversion. */
+enum { LEG_Q4_0, LEG_Q4_1, LEG_MXFP4, LEG_MXFP4N };
 
 /* The headers of NR <= 4 rows as the low 32-bit lanes of a vector (bytes per header: hb <= 4,
  * zero-extended; lanes >= NR: 0). IL: the headers are consecutive, so one load of exactly their
@@ -208,7 +211,11 @@ PK_ALWAYS_INLINE __m128i leg4_headers(const uint8_t *const hdr[4], const int NR,
 PK_ALWAYS_INLINE __m128 leg4_scales(const uint8_t *const hdr[4], const int NR, const int IL,
                                     const int kind, __m128 *m)
 {
-    if (kind == LEG_MXFP4) { /* E8M0 halved: 2^(e-128), subnormal below e = 2 (pk_e8m0_half) */
+    if (kind == LEG_MXFP4N && NR == 4) /* 2^(e-128) as float bits (e - 1) << 23 */
+        return _mm_castsi128_ps(_mm_slli_epi32(
+            _mm_sub_epi32(_mm_cvtepu8_epi32(leg4_headers(hdr, NR, IL, 1)), _mm_set1_epi32(1)), 23));
+    if (kind == LEG_MXFP4 || kind == LEG_MXFP4N) { /* E8M0 halved: 2^(e-128), subnormal below
+                                                     e = 2 (pk_e8m0_half) */
         const __m128i e = _mm_cvtepu8_epi32(leg4_headers(hdr, NR, IL, 1));
         const __m128i normal = _mm_slli_epi32(_mm_sub_epi32(e, _mm_set1_epi32(1)), 23);
         const __m128i sub = _mm_sllv_epi32(_mm_set1_epi32(0x00200000), e);
@@ -234,7 +241,8 @@ PK_ALWAYS_INLINE __m128 leg4_scales(const uint8_t *const hdr[4], const int NR, c
 PK_ALWAYS_INLINE void q8_leg4_rows(const gq_packed_linear *P, int r, const int NR,
                                    const int IL, const int kind, const pk_act *a, float *y)
 {
-    const float off_factor = kind == LEG_Q4_0 ? 8.0f : kind == LEG_MXFP4 ? 12.0f : -1.0f;
+    const bool mx = kind == LEG_MXFP4 || kind == LEG_MXFP4N;
+    const float off_factor = kind == LEG_Q4_0 ? 8.0f : mx ? 12.0f : -1.0f;
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     const __m256i lut = _mm256_add_epi8(
         _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)gq_kvalues_mxfp4)),
@@ -263,7 +271,7 @@ PK_ALWAYS_INLINE void q8_leg4_rows(const gq_packed_linear *P, int r, const int N
                 : _mm256_loadu2_m128i((const __m128i *)codes[2 * p + 1],
                                       (const __m128i *)codes[2 * p]);
             __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            if (kind == LEG_MXFP4) {
+            if (mx) {
                 lo = _mm256_shuffle_epi8(lut, lo);
                 hi = _mm256_shuffle_epi8(lut, hi);
             }
@@ -294,7 +302,13 @@ PK_ALWAYS_INLINE void q8_leg4_rows(const gq_packed_linear *P, int r, const int N
     }
 LEG4_ENTRY(q8_q4_0, LEG_Q4_0)
 LEG4_ENTRY(q8_q4_1, LEG_Q4_1)
-LEG4_ENTRY(q8_mxfp4, LEG_MXFP4)
+LEG4_ENTRY(q8_mxfp4_any, LEG_MXFP4)
+LEG4_ENTRY(q8_mxfp4_normal, LEG_MXFP4N)
+
+static void q8_mxfp4(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y)
+{
+    (P->e8m0_normal ? q8_mxfp4_normal : q8_mxfp4_any)(P, r, nr, a, y);
+}
 
 /* ---- Q8_0 on int8 activations: one integer dot per block, one float scale product per block
  * (rows one at a time: its wide rows stream best alone, pk_type.q8_rows) ---- */

@@ -234,6 +234,11 @@ gq_packed_linear *gq_packed_linear_new(const gq_quantizer *q, const float *W, in
             interleave_rows(P, st);
         else
             memcpy(P->codes, st, st_bytes);
+        if (ge->type == &pk_mxfp4) { /* the kernels skip the subnormal scale case when absent */
+            P->e8m0_normal = true;
+            for (size_t b = 0; b < st_bytes; b += ge->block_bytes)
+                P->e8m0_normal = P->e8m0_normal && st[b] >= 2; /* byte 0: the exponent */
+        }
         P->bytes = st_bytes;
     } else {
         json_t *j = gq_quantizer_to_json(q);

@@ -53,6 +53,7 @@ struct gq_packed_linear {
      * hdr_bytes = a set's per-group header (pk_i4_group). */
     size_t blk_bytes, hdr_bytes;
     int il_rows;
+    bool e8m0_normal;       /* mxfp4_ggml: every block exponent >= 2 (all scales normal floats) */
     size_t bytes;           /* codes + scales + zeros: the weight bytes one product reads */
     bool act_q8;            /* decode dots on int8-quantized activations (where available) */
     char label[64];

@@ -131,6 +131,45 @@ static void check_shape(int rows, int cols, uint64_t seed)
     free(W), free(X), free(deq), free(out), free(y_ref), free(y1), free(Y), free(scale);
 }
 
+/* MXFP4 blocks whose E8M0 exponent is 0 or 1 (scales below the normal floats) next to normal
+ * ones: the int8-activation kernel's general scale path against the reference. */
+static void test_mxfp4_tiny_scales(void **state)
+{
+    (void)state;
+    enum { ROWS = 8, COLS = 128 };
+    gq_error err = {{0}};
+    float *W = random_matrix(ROWS, COLS, 21), deq[ROWS * COLS], x[COLS], y[ROWS], yr[ROWS],
+          sc[ROWS];
+    for (int i = 0; i < ROWS * COLS; i++)
+        if ((i / 32) % 3 == 1)
+            W[i] *= 1e-38f; /* these blocks' exponents fall to 0 or 1 */
+    gq_rng rng;
+    gq_rng_seed(&rng, 22);
+    for (int j = 0; j < COLS; j++)
+        x[j] = (float)gq_rng_normal(&rng);
+    gq_quantizer q;
+    make_quantizer("{\"name\": \"mxfp4_ggml\"}", &q);
+    gq_packed_linear *P = gq_packed_linear_new(&q, W, ROWS, COLS, deq, &err);
+    assert_non_null(P);
+    gq_packed_linear_set_act_q8(P, true);
+    gq_packed_linear_matvec_ref(P, yr, x);
+    gq_packed_linear_apply(P, y, x, 1);
+    int tiny = 0;
+    for (int r = 0; r < ROWS; r++) {
+        double s = 0;
+        for (int j = 0; j < COLS; j++) {
+            s += fabs((double)deq[r * COLS + j] * x[j]);
+            tiny += deq[r * COLS + j] != 0 && fabsf(deq[r * COLS + j]) < 1e-37f;
+        }
+        sc[r] = (float)(s + 1e-30);
+    }
+    assert_true(tiny > 0); /* the subnormal scales really occur */
+    assert_close_rows(y, yr, sc, ROWS, 2e-6, "mxfp4 with subnormal block scales");
+    gq_packed_linear_free(P);
+    gq_quantizer_free(&q);
+    free(W);
+}
+
 static void test_linear_shapes(void **state)
 {
     (void)state;
@@ -438,6 +477,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear_shapes),
         cmocka_unit_test(test_prepare_act),
+        cmocka_unit_test(test_mxfp4_tiny_scales),
         cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_stories260K_perplexity),
         cmocka_unit_test(test_classifier),
