@@ -134,7 +134,7 @@ PK_ALWAYS_INLINE void q8_int4_rows(const gq_packed_linear *P, int r, const int A
 {
     const int bpg = P->group / 32, nb = P->cols_pad / 32;
     const size_t hb = P->hdr_bytes, group_bytes = hb + (size_t)bpg * PK_IL * 16;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i pick[2] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1),
                              _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3)};
     const __m256 zc = _mm256_set1_ps((float)P->zconst);
@@ -163,9 +163,7 @@ PK_ALWAYS_INLINE void q8_int4_rows(const gq_packed_linear *P, int r, const int A
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(codes + 32 * p));
                 const __m256i lo = _mm256_and_si256(v, m4);
                 const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-                const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo),
-                                                     _mm256_maddubs_epi16(hi, xhi));
-                const __m256 u = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+                const __m256 u = _mm256_cvtepi32_ps(pk_dot_halves(lo, hi, xlo, xhi));
                 gacc[p] = _mm256_fmadd_ps(dx, _mm256_fnmadd_ps(z[p], pl, u), gacc[p]);
             }
         }

@@ -243,7 +243,7 @@ PK_ALWAYS_INLINE void q8_leg4_rows(const gq_packed_linear *P, int r, const int N
 {
     const bool mx = kind == LEG_MXFP4 || kind == LEG_MXFP4N;
     const float off_factor = kind == LEG_Q4_0 ? 8.0f : mx ? 12.0f : -1.0f;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i lut = _mm256_add_epi8(
         _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)gq_kvalues_mxfp4)),
         _mm256_set1_epi8(12));
@@ -275,10 +275,8 @@ PK_ALWAYS_INLINE void q8_leg4_rows(const gq_packed_linear *P, int r, const int N
                 lo = _mm256_shuffle_epi8(lut, lo);
                 hi = _mm256_shuffle_epi8(lut, hi);
             }
-            const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo),
-                                                 _mm256_maddubs_epi16(hi, xhi));
             acc[p] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(dx, pick[p]),
-                                     _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones)), acc[p]);
+                                     _mm256_cvtepi32_ps(pk_dot_halves(lo, hi, xlo, xhi)), acc[p]);
         }
     }
     pk_store_pairs(acc, _mm_mul_ps(_mm_set1_ps(off_factor), offs), NR, y);
