@@ -5,8 +5,8 @@
  * one packed format (block linears, and the classifier unless --classifier fp32, quantized with
  * the format and kept in its packed layout; fp32 activations). Embeddings and norms stay fp32.
  * All models are built first; then --rounds rounds (default 3) each time every model in table
- * order (and, for decode, the bandwidth ceiling), keeping each one's best: rows share the same
- * machine load even when other processes come and go. Decode activations (--act): q8 (default)
+ * order (for decode each preceded by a sample of the bandwidth ceiling), keeping each one's
+ * best: rows and ceiling share the same machine load even when other processes come and go. Decode activations (--act): q8 (default)
  * quantizes them to int8 per block of 32 (Q4_K: per block of 256, llama.cpp's Q8_K) inside the
  * decode dots of the formats that have such a kernel (column "act"; stories260K perplexity moves
  * by < 1%, tests/packed), fp32 keeps them.
@@ -14,8 +14,8 @@
  *            warm-up steps, fresh KV cache; tokens/s = 1 / the fastest step; bytes/token = weight bytes one step
  *            reads (packed or fp32 linears + classifier + norms + one embedding row); GB/s =
  *            bytes/token * tokens/s; ceiling = STREAM triad (a = b + s*c over 3 x --stream-mib
- *            MiB, all threads, best of 3 passes per round), the best over the rounds; the read
- *            bandwidth (one --stream-mib MiB array read, the same way) is printed beside it.
+ *            MiB, all threads, best of 2 passes per sample), the best of the samples; the read
+ *            bandwidth (one --stream-mib MiB array read, the same samples) is printed beside it.
  *   prefill: gq_forward_prefill of one window of --tokens tokens (default 128), best of --reps
  *            after a warm-up, per round.
  * "x fp32" is tokens/s over the fp32 row's tokens/s in the same run. */
@@ -145,6 +145,7 @@ static int bench_packed(int argc, char **argv, bool decode)
         }
     gq_model m;
     double bw0 = 0, read0 = 0;
+    gq_bandwidth_probe *probe = NULL;
     gq_packed_model *pms = NULL;
     double *best = NULL;
     char (*why)[256] = NULL;
@@ -176,15 +177,17 @@ static int bench_packed(int argc, char **argv, bool decode)
         if (built[i] && i > 0)
             gq_packed_model_set_act_q8(&pms[i], o.act_q8);
     }
+    if (decode && !(probe = gq_bandwidth_probe_new((size_t)o.stream_mib, &err)))
+        goto done;
     for (int r = 0; r < o.rounds; r++) {
-        double bw = 0, rbw = 0;
-        if (decode && (gq_packed_bandwidth((size_t)o.stream_mib, 3, &bw, &err) != 0 ||
-                       gq_packed_read_bandwidth((size_t)o.stream_mib, 3, &rbw, &err) != 0))
-            goto done;
-        bw0 = bw > bw0 ? bw : bw0;
-        read0 = rbw > read0 ? rbw : read0;
         for (int i = 0; i < n_rows; i++) {
             double t;
+            if (decode) { /* the ceiling sampled beside every row: the best of all samples */
+                double bw, rbw;
+                gq_bandwidth_probe_run(probe, 2, &bw, &rbw);
+                bw0 = bw > bw0 ? bw : bw0;
+                read0 = rbw > read0 ? rbw : read0;
+            }
             if (built[i] && time_row(&pms[i], &o, &t, &err) != 0)
                 goto done;
             if (built[i] && t > best[i])
@@ -228,15 +231,16 @@ static int bench_packed(int argc, char **argv, bool decode)
         }
     }
     if (decode) {
-        printf("bandwidth ceiling (STREAM triad a = b + s*c, 3 x %ld MiB, all threads): %.2f GB/s\n",
-               o.stream_mib, bw0);
-        printf("read bandwidth (one %ld MiB array read, all threads; a decode step only reads): "
-               "%.2f GB/s\n", o.stream_mib, read0);
+        printf("bandwidth ceiling (STREAM triad a = b + s*c, 3 x %ld MiB, all threads, best of "
+               "%ld samples): %.2f GB/s\n", o.stream_mib, o.rounds * n_rows, bw0);
+        printf("read bandwidth (one %ld MiB array read, all threads, same samples; a decode "
+               "step only reads): %.2f GB/s\n", o.stream_mib, read0);
     }
     rc = GQ_EXIT_OK;
 done:
     if (rc != GQ_EXIT_OK)
         cli_report(o.cmd, &err, rc);
+    gq_bandwidth_probe_free(probe);
     for (int i = 0; pms && i <= n_specs; i++)
         gq_packed_model_free(&pms[i]);
     free(pms), free(best), free(why), free(built);

@@ -152,13 +152,18 @@ int gq_packed_time_prefill(const gq_model *m, const gq_packed_bench_opts *o, dou
 /* Weight bytes one fp32 decode step reads (linears, norms, classifier, one embedding row). */
 size_t gq_packed_fp32_decode_bytes(const gq_config *c);
 
-/* Memory bandwidth ceiling measured now: best of `reps` STREAM-triad passes a[i] = b[i] + s*c[i]
- * over three arrays of `mib` MiB each, all threads; GB/s counts 3 arrays x bytes per pass
- * (the write-allocate read is not counted, as in STREAM). */
-int gq_packed_bandwidth(size_t mib, int reps, double *gbps, gq_error *err);
-/* Read bandwidth measured now: best of `reps` passes reading one array of `mib` MiB (an XOR
- * reduction), all threads; GB/s = bytes read per pass. A decode step only reads, so this is the
- * ceiling of its access pattern; the triad (which also writes) is the conventional one. */
-int gq_packed_read_bandwidth(size_t mib, int reps, double *gbps, gq_error *err);
+/* Memory bandwidth measured now, on arrays allocated (and first touched by all threads) once:
+ * gq_bandwidth_probe_run gives the best of `reps` passes of
+ *   triad: a[i] = b[i] + s*c[i] over three arrays of `mib` MiB, GB/s counting 3 arrays x bytes
+ *          per pass (the write-allocate read is not counted, as in STREAM): the conventional
+ *          ceiling;
+ *   read:  one `mib` MiB array read (an XOR reduction): the ceiling of a decode step's access
+ *          pattern, which only reads.
+ * All threads. Bandwidth on a shared machine moves from second to second, so callers sample it
+ * often and keep the best. */
+typedef struct gq_bandwidth_probe gq_bandwidth_probe;
+gq_bandwidth_probe *gq_bandwidth_probe_new(size_t mib, gq_error *err);
+void gq_bandwidth_probe_run(gq_bandwidth_probe *p, int reps, double *triad, double *read);
+void gq_bandwidth_probe_free(gq_bandwidth_probe *p);
 
 #endif

@@ -1,6 +1,7 @@
 /* Throughput of fp32 and packed models (protocols in gq_packed.h) and the memory-bandwidth
  * ceiling they are compared with. */
 #include <float.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,65 +107,68 @@ int gq_packed_measure(const gq_model *m, const gq_quantizer *q, const gq_packed_
     return rc;
 }
 
-int gq_packed_bandwidth(size_t mib, int reps, double *gbps, gq_error *err)
+struct gq_bandwidth_probe {
+    size_t n;          /* floats per triad array */
+    float *a, *b, *c;  /* the triad's arrays; b doubles as the read stream */
+};
+
+gq_bandwidth_probe *gq_bandwidth_probe_new(size_t mib, gq_error *err)
 {
-    size_t n = mib * (1u << 20) / sizeof(float);
-    float *a = gq_alloc_zero(n * sizeof(float), "bandwidth arrays", err);
-    float *b = a ? gq_alloc_zero(n * sizeof(float), "bandwidth arrays", err) : NULL;
-    float *c = b ? gq_alloc_zero(n * sizeof(float), "bandwidth arrays", err) : NULL;
-    if (!c) {
-        free(a);
-        free(b);
-        return -1;
+    gq_bandwidth_probe *p = calloc(1, sizeof *p);
+    if (!p)
+        return gq_fail(err, "bandwidth probe: out of memory"), NULL;
+    p->n = mib * (1u << 20) / sizeof(float);
+    p->a = gq_alloc_zero(p->n * sizeof(float), "bandwidth arrays", err);
+    p->b = p->a ? gq_alloc_zero(p->n * sizeof(float), "bandwidth arrays", err) : NULL;
+    p->c = p->b ? gq_alloc_zero(p->n * sizeof(float), "bandwidth arrays", err) : NULL;
+    if (!p->c) {
+        gq_bandwidth_probe_free(p);
+        return NULL;
     }
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) { /* first touch by the threads that stream them */
-        a[i] = 0.0f;
-        b[i] = 1.0f;
-        c[i] = 2.0f;
+    for (size_t i = 0; i < p->n; i++) { /* first touch by the threads that stream them */
+        p->a[i] = 0.0f;
+        p->b[i] = 1.0f;
+        p->c[i] = 2.0f;
     }
-    double best = DBL_MAX;
+    return p;
+}
+
+void gq_bandwidth_probe_free(gq_bandwidth_probe *p)
+{
+    if (!p)
+        return;
+    free(p->a);
+    free(p->b);
+    free(p->c);
+    free(p);
+}
+
+void gq_bandwidth_probe_run(gq_bandwidth_probe *p, int reps, double *triad, double *read)
+{
+    const size_t n = p->n, words = n * sizeof(float) / sizeof(uint64_t);
+    const uint64_t *w = (const uint64_t *)p->b;
+    float *a = p->a;
+    const float *b = p->b, *c = p->c;
+    double best_t = DBL_MAX, best_r = DBL_MAX;
+    uint64_t x = 0;
     for (int r = 0; r < reps; r++) {
         double t0 = gq_now();
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++)
             a[i] = b[i] + 0.5f * c[i];
-        double t = gq_now() - t0;
-        if (t < best)
-            best = t;
-    }
-    *gbps = 3.0 * (double)n * sizeof(float) / best / 1e9;
-    volatile float sink = a[n / 2]; /* keep the stores observable */
-    (void)sink;
-    free(a);
-    free(b);
-    free(c);
-    return 0;
-}
-
-int gq_packed_read_bandwidth(size_t mib, int reps, double *gbps, gq_error *err)
-{
-    size_t n = mib * (1u << 20) / sizeof(uint64_t);
-    uint64_t *a = gq_alloc_zero(n * sizeof(uint64_t), "bandwidth array", err);
-    if (!a)
-        return -1;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) /* first touch by the threads that read them */
-        a[i] = i;
-    double best = DBL_MAX;
-    uint64_t x = 0;
-    for (int r = 0; r < reps; r++) {
-        double t0 = gq_now();
+        double t1 = gq_now();
 #pragma omp parallel for schedule(static) reduction(^ : x)
-        for (size_t i = 0; i < n; i++) /* an integer reduction: vectorised, never compute-bound */
-            x ^= a[i];
-        double t = gq_now() - t0;
-        if (t < best)
-            best = t;
+        for (size_t i = 0; i < words; i++) /* an integer reduction: vectorised, never compute-bound */
+            x ^= w[i];
+        double t2 = gq_now();
+        best_t = t1 - t0 < best_t ? t1 - t0 : best_t;
+        best_r = t2 - t1 < best_r ? t2 - t1 : best_r;
     }
-    *gbps = (double)n * sizeof(uint64_t) / best / 1e9;
-    volatile uint64_t sink = x; /* keep the reads observable */
-    (void)sink;
-    free(a);
-    return 0;
+    volatile float sink_a = a[n / 2]; /* keep the stores and reads observable */
+    volatile uint64_t sink_x = x;
+    (void)sink_a;
+    (void)sink_x;
+    *triad = 3.0 * (double)n * sizeof(float) / best_t / 1e9;
+    *read = (double)n * sizeof(float) / best_r / 1e9;
 }

@@ -466,9 +466,12 @@ static void test_measure(void **state)
     assert_non_null(strstr(t.reason, "no packed kernel"));
     assert_true(t.decode_tok_s == 0 && t.prefill_tok_s == 0);
     gq_quantizer_free(&q);
-    double gbps = 0;
-    assert_int_equal(gq_packed_bandwidth(8, 2, &gbps, &err), 0);
-    assert_true(gbps > 0.1);
+    double triad = 0, read = 0;
+    gq_bandwidth_probe *probe = gq_bandwidth_probe_new(8, &err);
+    assert_non_null(probe);
+    gq_bandwidth_probe_run(probe, 2, &triad, &read);
+    assert_true(triad > 0.1 && read > 0.1);
+    gq_bandwidth_probe_free(probe);
     gq_model_free(&m);
 }
 
