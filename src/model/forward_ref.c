@@ -227,6 +227,8 @@ static void attend(gq_decode *d, int l, int pos)
     const gq_config *c = &d->m->cfg;
     int hs = gq_head_size(c), kv_dim = gq_kv_dim(c), kv_mul = c->n_heads / c->n_kv_heads;
     size_t loff = (size_t)l * c->seq_len * kv_dim;
+    /* heads in parallel (each head's arithmetic is the same whichever thread runs it) */
+#pragma omp parallel for schedule(static) if ((long)c->n_heads * (pos + 1) * hs >= 8192)
     for (int h = 0; h < c->n_heads; h++) {
         const float *q = d->q + (size_t)h * hs;
         float *att = d->att + (size_t)h * c->seq_len;
@@ -296,6 +298,7 @@ int gq_decode_step(gq_decode *d, int token, int pos, float *logits, gq_error *er
         }
         layer_matvecs(c, L, (gq_linear_kind[]){GQ_LIN_GATE, GQ_LIN_UP},
                       (float *[]){d->hb, d->hb2}, 2, fin);
+#pragma omp parallel for schedule(static) if (hid >= 1024) /* expf: worth two threads */
         for (int i = 0; i < hid; i++) {
             float val = d->hb[i];
             val *= (1.0f / (1.0f + expf(-val)));
