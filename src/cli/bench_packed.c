@@ -115,6 +115,12 @@ static int time_row(const gq_packed_model *pm, const bp_opts *o, double *tok_s, 
                      : gq_packed_time_prefill(&pm->model, &bo, tok_s, err);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static int bench_packed(int argc, char **argv, bool decode)
 {
     bp_opts o = {.decode = decode, .cmd = decode ? "bench decode" : "bench prefill"};
@@ -144,7 +150,8 @@ static int bench_packed(int argc, char **argv, bool decode)
             return cli_report(o.cmd, &err, GQ_EXIT_USAGE);
         }
     gq_model m;
-    double bw0 = 0, read0 = 0;
+    double bw0 = 0, read0 = 0, *triads = NULL; /* the ceiling's samples, for their spread */
+    int n_triads = 0;
     gq_bandwidth_probe *probe = NULL;
     gq_packed_model *pms = NULL;
     double *best = NULL;
@@ -177,14 +184,18 @@ static int bench_packed(int argc, char **argv, bool decode)
         if (built[i] && i > 0)
             gq_packed_model_set_act_q8(&pms[i], o.act_q8);
     }
-    if (decode && !(probe = gq_bandwidth_probe_new((size_t)o.stream_mib, &err)))
+    if (decode && (!(probe = gq_bandwidth_probe_new((size_t)o.stream_mib, &err)) ||
+                   !(triads = malloc((size_t)o.rounds * n_rows * sizeof *triads)))) {
+        gq_fail(&err, "bench: out of memory for the bandwidth probe");
         goto done;
+    }
     for (int r = 0; r < o.rounds; r++) {
         for (int i = 0; i < n_rows; i++) {
             double t;
             if (decode) { /* the ceiling sampled beside every row: the best of all samples */
                 double bw, rbw;
                 gq_bandwidth_probe_run(probe, 2, &bw, &rbw);
+                triads[n_triads++] = bw;
                 bw0 = bw > bw0 ? bw : bw0;
                 read0 = rbw > read0 ? rbw : read0;
             }
@@ -231,8 +242,11 @@ static int bench_packed(int argc, char **argv, bool decode)
         }
     }
     if (decode) {
+        qsort(triads, (size_t)n_triads, sizeof *triads, cmp_double);
         printf("bandwidth ceiling (STREAM triad a = b + s*c, 3 x %ld MiB, all threads, best of "
-               "%ld samples): %.2f GB/s\n", o.stream_mib, o.rounds * n_rows, bw0);
+               "%d samples): %.2f GB/s (the samples: min %.2f, median %.2f; this machine's "
+               "bandwidth moves with its other load)\n", o.stream_mib, n_triads, bw0, triads[0],
+               triads[n_triads / 2]);
         printf("read bandwidth (one %ld MiB array read, all threads, same samples; a decode "
                "step only reads): %.2f GB/s\n", o.stream_mib, read0);
     }
@@ -241,6 +255,7 @@ done:
     if (rc != GQ_EXIT_OK)
         cli_report(o.cmd, &err, rc);
     gq_bandwidth_probe_free(probe);
+    free(triads);
     for (int i = 0; pms && i <= n_specs; i++)
         gq_packed_model_free(&pms[i]);
     free(pms), free(best), free(why), free(built);
