@@ -11,6 +11,7 @@
 #include "core/gq_rng.h"
 #include "formats/ggml_kquants.h"
 #include "formats/gq_format.h"
+#include "ggml_cases.h"
 
 #define QK_K 256
 
@@ -43,17 +44,6 @@ static const layout *find_layout(const char *type)
     return NULL;
 }
 
-static void *load(const char *name, size_t want)
-{
-    char rel[256];
-    snprintf(rel, sizeof rel, "ggml/%s", name);
-    size_t len = 0;
-    void *p = test_read_file(test_data_path(rel), &len);
-    if (len != want)
-        fail_msg("%s: %zu bytes, expected %zu", rel, len, want);
-    return p;
-}
-
 static const gq_format *format(const char *name)
 {
     const gq_format *f = gq_format_find(name);
@@ -62,7 +52,7 @@ static const gq_format *format(const char *name)
     return f;
 }
 
-/* Fails with the row, block, field and sub-block of the first differing byte. */
+/* Fails with the row, super-block and field of the first differing byte. */
 static void expect_bytes(const char *what, const layout *lay, int row_bytes, const uint8_t *got,
                          const uint8_t *want, size_t n)
 {
@@ -81,81 +71,31 @@ static void expect_bytes(const char *what, const layout *lay, int row_bytes, con
     }
 }
 
-/* Bit patterns, so that -0.0 vs 0.0 and NaN payloads count too. */
-static void expect_floats(const char *what, const float *got, const float *want, size_t n,
-                          int cols)
+/* expect_bytes as the reference-vector loop's byte check. */
+static void expect_case_bytes(const char *what, const ggml_case *c, const uint8_t *got,
+                              const uint8_t *want, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (memcmp(&got[i], &want[i], sizeof(float)) != 0)
-            fail_msg("%s: first difference at element %zu (row %zu, col %zu): got %.9g, "
-                     "ggml %.9g",
-                     what, i, i / (size_t)cols, i % (size_t)cols, (double)got[i],
-                     (double)want[i]);
+    expect_bytes(what, find_layout(c->type), c->row_bytes, got, want, n);
+}
+
+/* The K-quant types of cases.tsv, by their registered names. */
+static const char *kquant_format(const char *type) { return find_layout(type) ? type : NULL; }
+
+static void count_case(const ggml_case *c, void *ctx)
+{
+    int *n = ctx; /* [0]: cases, [1]: with importance weights */
+    n[0]++;
+    n[1] += c->imatrix;
 }
 
 static void test_reference_vectors(void **state)
 {
     (void)state;
-    size_t len;
-    char *tsv = test_read_file(test_data_path("ggml/cases.tsv"), &len);
-    tsv = realloc(tsv, len + 1);
-    tsv[len] = '\0';
-    int checked = 0, checked_imatrix = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(tsv, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        char name[64], type[16];
-        int rows, cols, bpr, imat;
-        if (sscanf(line, "%63s %d %d %15s %d %d", name, &rows, &cols, type, &bpr, &imat) != 6)
-            continue; /* header */
-        const layout *lay = find_layout(type);
-        if (!lay)
-            continue; /* not a K-quant */
-        const gq_format *f = format(type);
-        const size_t n = (size_t)rows * cols, nbytes = (size_t)rows * bpr;
-        assert_int_equal(f->storage_bytes(NULL, rows, cols), nbytes);
-
-        char fn[128], what[160];
-        snprintf(fn, sizeof fn, "%s.input.f32", name);
-        float *x = load(fn, n * sizeof(float));
-        float *imatrix = NULL;
-        if (imat) {
-            snprintf(fn, sizeof fn, "%s.imatrix.f32", name);
-            imatrix = load(fn, (size_t)cols * sizeof(float));
-        }
-        const char *tag = imat ? ".imatrix" : "";
-        snprintf(fn, sizeof fn, "%s.%s%s.q", name, type, tag);
-        uint8_t *want_q = load(fn, nbytes);
-        snprintf(fn, sizeof fn, "%s.%s%s.deq.f32", name, type, tag);
-        float *want_deq = load(fn, n * sizeof(float));
-
-        uint8_t *q = malloc(nbytes);
-        float *deq = malloc(n * sizeof(float)), *deq2 = malloc(n * sizeof(float));
-        gq_error err = {0};
-        if (f->quantize(NULL, x, rows, cols, imatrix, q, deq, &err))
-            fail_msg("%s %s: %s", name, type, err.msg);
-        snprintf(what, sizeof what, "%s %s%s quantize bytes", name, type, tag);
-        expect_bytes(what, lay, bpr, q, want_q, nbytes);
-        snprintf(what, sizeof what, "%s %s%s quantize reconstruction", name, type, tag);
-        expect_floats(what, deq, want_deq, n, cols);
-        /* dequantize ggml's own bytes */
-        assert_int_equal(f->dequantize(NULL, want_q, rows, cols, deq2, &err), 0);
-        snprintf(what, sizeof what, "%s %s%s dequantize", name, type, tag);
-        expect_floats(what, deq2, want_deq, n, cols);
-
-        checked++;
-        checked_imatrix += imat;
-        free(q);
-        free(deq);
-        free(deq2);
-        free(x);
-        free(imatrix);
-        free(want_q);
-        free(want_deq);
-    }
-    free(tsv);
+    int checked[2] = {0, 0};
+    ggml_check_cases(kquant_format, expect_case_bytes, count_case, checked);
     /* 5 cases x 5 types, each with and without importance weights */
-    assert_int_equal(checked, 50);
-    assert_int_equal(checked_imatrix, 25);
+    assert_int_equal(checked[0], 50);
+    assert_int_equal(checked[1], 25);
 }
 
 static float *random_matrix(uint64_t seed, size_t n, float scale)
@@ -209,7 +149,7 @@ static void test_zero_padding(void **state)
                                          deqp, &err), 0);
             expect_bytes(ktypes[t], lay, 2 * lay->block_bytes, q, qp, nbytes);
             for (int r = 0; r < rows; r++)
-                expect_floats(ktypes[t], deq + (size_t)r * cols, deqp + (size_t)r * pad,
+                ggml_expect_floats(ktypes[t], deq + (size_t)r * cols, deqp + (size_t)r * pad,
                               (size_t)cols, cols);
             free(q);
             free(qp);

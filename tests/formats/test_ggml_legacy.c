@@ -12,6 +12,7 @@
 #include "core/gq_rng.h"
 #include "formats/ggml_legacy.h"
 #include "formats/gq_format.h"
+#include "ggml_cases.h"
 
 /* Vector file type name -> registered format name (NULL: not one of ours). */
 static const char *format_for_type(const char *type)
@@ -36,19 +37,12 @@ static int type_index(const char *type)
     return 0;
 }
 
-static void *read_data(const char *rel, size_t expect_len)
+/* Fails with the first differing byte, located by row, block and byte within the block
+ * (ggml_bytes_check; 32 values per block). */
+static void expect_same_codes(const char *what, const ggml_case *c, const uint8_t *got,
+                              const uint8_t *want, size_t n)
 {
-    size_t len = 0;
-    void *p = test_read_file(test_data_path(rel), &len);
-    if (len != expect_len)
-        fail_msg("%s: %zu bytes, expected %zu", rel, len, expect_len);
-    return p;
-}
-
-/* Fails with the first differing byte, located by row, block and byte within the block. */
-static void expect_same_codes(const char *what, const uint8_t *got, const uint8_t *want,
-                              size_t n, size_t row_bytes, size_t block_bytes)
-{
+    const size_t row_bytes = (size_t)c->row_bytes, block_bytes = row_bytes * 32 / (size_t)c->cols;
     for (size_t i = 0; i < n; i++)
         if (got[i] != want[i])
             fail_msg("%s: first differing byte %zu (row %zu, block %zu, byte %zu): got 0x%02x, "
@@ -57,84 +51,17 @@ static void expect_same_codes(const char *what, const uint8_t *got, const uint8_
                      (i % row_bytes) % block_bytes, got[i], want[i]);
 }
 
-static void expect_same_floats(const char *what, const float *got, const float *want, size_t n,
-                               int cols)
+static void count_case(const ggml_case *c, void *ctx)
 {
-    for (size_t i = 0; i < n; i++)
-        if (memcmp(&got[i], &want[i], sizeof(float)) != 0)
-            fail_msg("%s: first differing value at row %zu col %zu: got %.9g, ggml %.9g", what,
-                     i / (size_t)cols, i % (size_t)cols, (double)got[i], (double)want[i]);
+    int (*checked)[2] = ctx; /* per type, per path (ref, imatrix) */
+    checked[type_index(c->type)][c->imatrix ? 1 : 0]++;
 }
 
 static void test_reference_vectors(void **state)
 {
     (void)state;
-    size_t len;
-    char *tsv = test_read_file(test_data_path("ggml/cases.tsv"), &len);
-    char *text = realloc(tsv, len + 1);
-    assert_non_null(text);
-    text[len] = '\0';
-
-    int checked[6][2] = {{0}}; /* per format, per path (ref, imatrix) */
-    int n_lines = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        char name[64], type[32];
-        int rows, cols, bpr, imat;
-        if (n_lines++ == 0)
-            continue; /* header */
-        assert_int_equal(sscanf(line, "%63s %d %d %31s %d %d", name, &rows, &cols, type, &bpr,
-                                &imat),
-                         6);
-        const char *fname = format_for_type(type);
-        if (!fname)
-            continue;
-        const gq_format *f = gq_format_find(fname);
-        assert_non_null(f);
-        const size_t n = (size_t)rows * (size_t)cols, nbytes = (size_t)rows * (size_t)bpr;
-        assert_int_equal(f->storage_bytes(NULL, rows, cols), nbytes);
-
-        char rel[256], what[160];
-        snprintf(rel, sizeof rel, "ggml/%s.input.f32", name);
-        float *in = read_data(rel, n * sizeof(float));
-        float *imatrix = NULL;
-        if (imat) {
-            snprintf(rel, sizeof rel, "ggml/%s.imatrix.f32", name);
-            imatrix = read_data(rel, (size_t)cols * sizeof(float));
-        }
-        const char *suffix = imat ? ".imatrix" : "";
-        snprintf(rel, sizeof rel, "ggml/%s.%s%s.q", name, type, suffix);
-        uint8_t *want_q = read_data(rel, nbytes);
-        snprintf(rel, sizeof rel, "ggml/%s.%s%s.deq.f32", name, type, suffix);
-        float *want_deq = read_data(rel, n * sizeof(float));
-
-        uint8_t *codes = malloc(nbytes);
-        float *deq = malloc(n * sizeof(float)), *deq2 = malloc(n * sizeof(float));
-        assert_true(codes && deq && deq2);
-        gq_error err = {{0}};
-        if (f->quantize(NULL, in, rows, cols, imatrix, codes, deq, &err))
-            fail_msg("%s: %s", rel, err.msg);
-        snprintf(what, sizeof what, "%s %s%s codes", name, type, suffix);
-        expect_same_codes(what, codes, want_q, nbytes, (size_t)bpr, (size_t)bpr * 32 / cols);
-        snprintf(what, sizeof what, "%s %s%s quantize deq", name, type, suffix);
-        expect_same_floats(what, deq, want_deq, n, cols);
-        /* the dequantizer on ggml's own bytes */
-        if (f->dequantize(NULL, want_q, rows, cols, deq2, &err))
-            fail_msg("%s: %s", rel, err.msg);
-        snprintf(what, sizeof what, "%s %s%s dequantize", name, type, suffix);
-        expect_same_floats(what, deq2, want_deq, n, cols);
-
-        checked[type_index(type)][imat ? 1 : 0]++;
-
-        free(in);
-        free(imatrix);
-        free(want_q);
-        free(want_deq);
-        free(codes);
-        free(deq);
-        free(deq2);
-    }
-    free(text);
+    int checked[6][2] = {{0}};
+    ggml_check_cases(format_for_type, expect_same_codes, count_case, checked);
     /* every case shape (gauss, outlier, skewed, degenerate, wide) for every type; with importance
      * weights for Q4_0, Q4_1 and Q8_0 */
     for (int k = 0; k < 6; k++)
