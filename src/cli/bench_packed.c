@@ -52,6 +52,8 @@ static int parse(int argc, char **argv, bp_opts *o)
         CLI_OPT("tokens", "N", CLI_INT, &o->tokens,
                 o->decode ? "timed decode steps (after 2 warm-up steps)" : "tokens per window",
                 .def = o->decode ? "32" : "128", .min = 1, .max = 1 << 20),
+        CLI_OPT("reps", "R", CLI_INT, &o->reps, "prefill runs per round, the best kept",
+                .def = "3", .min = 1, .max = 1000),
         CLI_OPT("rounds", "R", CLI_INT, &o->rounds,
                 "rounds over all rows (decode: and the ceiling), each row's best kept", .def = "3",
                 .min = 1, .max = 100),
@@ -70,18 +72,21 @@ static int parse(int argc, char **argv, bp_opts *o)
                 "Q8_K) where the format has such a kernel; fp32 = kept in fp32",
                 .def = "q8", .choices = "q8|fp32"),
     };
-    const cli_opt prefill_opts[] = {
-        opts[0], opts[1], opts[2],
-        CLI_OPT("reps", "R", CLI_INT, &o->reps, "prefill runs per round, the best kept",
-                .def = "3", .min = 1, .max = 1000),
-        opts[3], opts[4], opts[5], opts[6],
-    };
-    /* decode: no --reps (the fastest step counts); prefill: no bandwidth ceiling, and its
+    /* decode takes no --reps (the fastest step counts); prefill no bandwidth ceiling, and its
      * activations are always fp32 */
-    const cli_spec spec = {.cmd = o->cmd, .opts = o->decode ? opts : prefill_opts,
-                           .n_opts = o->decode ? (int)(sizeof opts / sizeof opts[0])
-                                               : (int)(sizeof prefill_opts / sizeof prefill_opts[0]),
-                           .epilog = epilog};
+    static const char *const decode_only[] = {"stream-mib", "act"}, *const prefill_only[] = {"reps"};
+    const char *const *skip = o->decode ? prefill_only : decode_only;
+    const int n_skip = o->decode ? 1 : 2, n_all = (int)(sizeof opts / sizeof opts[0]);
+    cli_opt taken[sizeof opts / sizeof opts[0]];
+    int n = 0;
+    for (int i = 0; i < n_all; i++) {
+        bool skipped = false;
+        for (int k = 0; k < n_skip; k++)
+            skipped = skipped || strcmp(opts[i].name, skip[k]) == 0;
+        if (!skipped)
+            taken[n++] = opts[i];
+    }
+    const cli_spec spec = {.cmd = o->cmd, .opts = taken, .n_opts = n, .epilog = epilog};
     int rc = cli_parse(&spec, argc, argv);
     if (rc == 0) {
         o->pack_classifier = strcmp(o->classifier, "packed") == 0;

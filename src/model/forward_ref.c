@@ -233,20 +233,14 @@ static void attend(gq_decode *d, int l, int pos)
         const float *q = d->q + (size_t)h * hs;
         float *att = d->att + (size_t)h * c->seq_len;
         const float *kh = d->key_cache + loff + (size_t)(h / kv_mul) * hs;
-        int t = 0;
-        for (; t + ATT_POS <= pos + 1; t += ATT_POS) { /* ATT_POS independent sequential sums */
+        for (int t = 0; t <= pos; t += ATT_POS) { /* up to ATT_POS independent sums */
+            const int w = pos + 1 - t < ATT_POS ? pos + 1 - t : ATT_POS;
             float score[ATT_POS] = {0};
             for (int i = 0; i < hs; i++)
-                for (int u = 0; u < ATT_POS; u++)
+                for (int u = 0; u < w; u++)
                     score[u] += q[i] * kh[(size_t)(t + u) * kv_dim + i];
-            for (int u = 0; u < ATT_POS; u++)
+            for (int u = 0; u < w; u++)
                 att[t + u] = score[u] / sqrtf((float)hs);
-        }
-        for (; t <= pos; t++) {
-            float score = 0.0f;
-            for (int i = 0; i < hs; i++)
-                score += q[i] * kh[(size_t)t * kv_dim + i];
-            att[t] = score / sqrtf((float)hs);
         }
         softmax(att, pos + 1);
         float *xb = d->xb + (size_t)h * hs;

@@ -216,8 +216,6 @@ PK_ALWAYS_INLINE void q8_int8_rows(const gq_packed_linear *P, int r, const int N
             const __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + 32 * b));
             const __m256 dx = _mm256_set1_ps(a->d[b]);
             for (int k = 0; k < NR; k++) {
-                if (NR == PK_ROWS)
-                    pk_prefetch_ahead(q[k] + 32 * b, PK_ROWS * P->row_bytes, 1);
                 __m256i u = _mm256_xor_si256(
                     _mm256_loadu_si256((const __m256i *)(q[k] + 32 * b)), flip);
                 gacc[k] = _mm256_fmadd_ps(
@@ -231,11 +229,11 @@ PK_ALWAYS_INLINE void q8_int8_rows(const gq_packed_linear *P, int r, const int N
     }
     pk_store_rows(acc, NULL, NR, y);
 }
-PK_Q8_ENTRY(q8_int8)
+PK_Q8_ENTRY(q8_int8, 1)
 
-const pk_type pk_int4 = {"int4", 32, ref_int4, fast_int4, dot_int4, q8_int4, PK_ROWS, PK_ROWS, false};
-const pk_type pk_int8 = {"int8", 32, ref_int8, fast_int8, dot_int8, q8_int8, 1, 1, false};
+const pk_type pk_int4 = {"int4", 32, ref_int4, fast_int4, dot_int4, q8_int4, PK_ROWS, false};
+const pk_type pk_int8 = {"int8", 32, ref_int8, fast_int8, dot_int8, q8_int8, 1, false};
 #else
-const pk_type pk_int4 = {"int4", 32, ref_int4, ref_int4, pk_dot_generic, NULL, 1, 1, false};
-const pk_type pk_int8 = {"int8", 32, ref_int8, ref_int8, pk_dot_generic, NULL, 1, 1, false};
+const pk_type pk_int4 = {"int4", 32, ref_int4, ref_int4, pk_dot_generic, NULL, 1, false};
+const pk_type pk_int8 = {"int8", 32, ref_int8, ref_int8, pk_dot_generic, NULL, 1, false};
 #endif

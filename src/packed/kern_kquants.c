@@ -227,7 +227,7 @@ PK_ALWAYS_INLINE void q4_K_set_q8k(const uint8_t *set, const pk_act *a, int i, _
         acc[p] = _mm256_fnmadd_ps(mx, _mm256_cvtepi32_ps(_mm256_madd_epi16(mn, bs)), acc[p]);
         isum[p] = _mm256_setzero_si256();
     }
-    const int8_t *x = a->qk + 256 * i;
+    const int8_t *x = a->q + 256 * i;
     const uint8_t *pieces = set + 4 * 16;
     for (int c = 0; c < 4; c++) {
         const __m256i x0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(x + 64 * c)));
@@ -266,9 +266,10 @@ static void q8_q4_K(const gq_packed_linear *P, int r, int nr, const pk_act *a, f
         if (!il)
             for (int k = 0; k < PK_IL; k++) {
                 const int rk = r + (k < nr ? k : nr - 1);
-                memcpy(set + 16 * k, pk_blk_hdr(P, rk, i), 16);
-                for (int n = 0; n < 8; n++)
-                    memcpy(set + 64 + 64 * n + 16 * k, pk_blk_piece(P, rk, i, n), 16);
+                memcpy(set + k * P->hdr_bytes, pk_blk_hdr(P, rk, i), P->hdr_bytes);
+                for (int n = 0; n < (int)(GQ_QK_K / 2 / PK_PIECE); n++)
+                    memcpy(set + PK_IL * P->hdr_bytes + (size_t)n * PK_IL * PK_PIECE +
+                               k * PK_PIECE, pk_blk_piece(P, rk, i, n), PK_PIECE);
             }
         q4_K_set_q8k(il ? pk_il_base(P, r, i) : set, a, i, acc);
     }
@@ -320,11 +321,11 @@ PK_ALWAYS_INLINE void q8_q6_K_rows(const gq_packed_linear *P, int r, const int N
     }
     pk_store_rows(acc, NULL, NR, y);
 }
-PK_Q8_ENTRY(q8_q6_K)
+PK_Q8_ENTRY(q8_q6_K, PK_ROWS)
 
-const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K, q8_q4_K, PK_ROWS, PK_ROWS, true};
-const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K, q8_q6_K, PK_ROWS, PK_ROWS, false};
+const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K, q8_q4_K, PK_ROWS, true};
+const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K, q8_q6_K, PK_ROWS, false};
 #else
-const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, ref_q4_K, pk_dot_generic, NULL, 1, 1, false};
-const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, ref_q6_K, pk_dot_generic, NULL, 1, 1, false};
+const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, ref_q4_K, pk_dot_generic, NULL, 1, false};
+const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, ref_q6_K, pk_dot_generic, NULL, 1, false};
 #endif

@@ -256,10 +256,18 @@ PK_ALWAYS_INLINE void q8_leg4_rows(const gq_packed_linear *P, int r, const int N
         const __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(a->q + 32 * i)));
         const __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(a->q + 32 * i + 16)));
         const uint8_t *hdr[4], *codes[4];
-        for (int k = 0; k < 4; k++) {
-            const int rk = r + (k < NR ? k : NR - 1);
-            hdr[k] = pk_blk_hdr(P, rk, i);
-            codes[k] = pk_blk_piece(P, rk, i, 0);
+        if (IL) { /* one set: its headers, then its 4 x 16 code bytes (packed_internal.h) */
+            const uint8_t *set = pk_il_base(P, r, i);
+            for (int k = 0; k < 4; k++) {
+                hdr[k] = set + k * P->hdr_bytes;
+                codes[k] = set + PK_IL * P->hdr_bytes + k * PK_PIECE;
+            }
+        } else {
+            for (int k = 0; k < 4; k++) {
+                const int rk = r + (k < NR ? k : NR - 1);
+                hdr[k] = pk_blk_hdr(P, rk, i);
+                codes[k] = pk_blk_piece(P, rk, i, 0);
+            }
         }
         __m128 m = _mm_setzero_ps();
         const __m128 d = leg4_scales(hdr, NR, IL, kind, &m);
@@ -330,8 +338,6 @@ PK_ALWAYS_INLINE void q8_q8_0_rows(const gq_packed_linear *P, int r, const int N
     for (int i = 0; i < P->cols_pad / 32; i++) {
         const __m256i x = xq_block(xq, i);
         for (int k = 0; k < NR; k++) {
-            if (NR == PK_ROWS)
-                pk_prefetch_ahead(&b[k][i], PK_ROWS * P->row_bytes, 1);
             __m256i w = _mm256_loadu_si256((const __m256i *)b[k][i].qs);
             __m256 p = _mm256_cvtepi32_ps(pk_dot32_i8i8(w, x));
             acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(b[k][i].d) * xd[i]), p, acc[k]);
@@ -339,17 +345,17 @@ PK_ALWAYS_INLINE void q8_q8_0_rows(const gq_packed_linear *P, int r, const int N
     }
     pk_store_rows(acc, NULL, NR, y);
 }
-PK_Q8_ENTRY(q8_q8_0)
+PK_Q8_ENTRY(q8_q8_0, 1)
 
 
-const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, fast_q4_0, dot_q4_0, q8_q4_0, PK_ROWS, PK_ROWS, false};
-const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, fast_q4_1, dot_q4_1, q8_q4_1, PK_ROWS, PK_ROWS, false};
-const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, fast_q8_0, dot_q8_0, q8_q8_0, 1, 1, false};
-const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, fast_mxfp4, dot_mxfp4, q8_mxfp4, PK_ROWS, PK_ROWS, false};
+const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, fast_q4_0, dot_q4_0, q8_q4_0, PK_ROWS, false};
+const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, fast_q4_1, dot_q4_1, q8_q4_1, PK_ROWS, false};
+const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, fast_q8_0, dot_q8_0, q8_q8_0, 1, false};
+const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, fast_mxfp4, dot_mxfp4, q8_mxfp4, PK_ROWS, false};
 #else
 /* Without AVX2 the reference kernels are the fast ones. */
-const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, ref_q4_0, pk_dot_generic, NULL, 1, 1, false};
-const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, ref_q4_1, pk_dot_generic, NULL, 1, 1, false};
-const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, ref_q8_0, pk_dot_generic, NULL, 1, 1, false};
-const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, ref_mxfp4, pk_dot_generic, NULL, 1, 1, false};
+const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, ref_q4_0, pk_dot_generic, NULL, 1, false};
+const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, ref_q4_1, pk_dot_generic, NULL, 1, false};
+const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, ref_q8_0, pk_dot_generic, NULL, 1, false};
+const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, ref_mxfp4, pk_dot_generic, NULL, 1, false};
 #endif

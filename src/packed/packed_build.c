@@ -1,8 +1,8 @@
 /* Building packed linears from a quantizer: which formats have kernels, and the packing.
  * The llama.cpp formats keep the bytes quantize() writes (the 4-bit ones reordered into sets
- * of rows, packed_internal.h); the int format's grid storage (meta
- * stream of per-group records, then the code stream, see formats/grid.h and fmt_int.c) is
- * re-laid out into blocks of codes (kern_int.c) with separate fp16 scale and zero-point arrays. */
+ * of rows, packed_internal.h); the int format's grid storage (meta stream of per-group
+ * records, then the code stream, see formats/grid.h and fmt_int.c) is re-laid out: int8 as
+ * code rows with fp16 scale and zero-point arrays, int4 in sets of rows with them inline. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,12 +179,6 @@ static int pack_int(gq_packed_linear *P, const int_layout *L, const uint8_t *st,
         return gq_fail(err, "packed: out of memory for int scales");
     for (int r = 0; r < rows; r++)
         for (int g = 0; g < P->n_groups; g++) {
-            if (!tensor && g >= sg) { /* a group of padding columns only */
-                P->scales[(size_t)r * P->n_groups + g] = 0;
-                if (asym)
-                    P->zeros[(size_t)r * P->n_groups + g] = 0;
-                continue;
-            }
             size_t rec = tensor ? 0 : (size_t)r * sg + (size_t)g;
             size_t pos = rec * (size_t)meta_bits;
             P->scales[(size_t)r * P->n_groups + g] = (uint16_t)grid_get_bits(st, pos, 16);

@@ -27,10 +27,9 @@ typedef struct pk_act {
      * what lane i of a dot holds when low nibbles (elements 0..15) and high nibbles (16..31)
      * of a block share one 128-bit lane (the two-rows-per-vector kernels) */
     const float *pairs;
-    /* Formats with act_k (Q4_K, as llama.cpp pairs it with Q8_K): the same x quantized per block
-     * of 256 instead (pk_prepare_act_k): x[j] ~ dk[j/256] * qk[j]; bsk[b] = the sum of qk over
-     * block b of 32. The per-32 fields above are then not filled. */
-    const int8_t *qk;
+    /* Formats with act_k (Q4_K, as llama.cpp pairs it with Q8_K): q holds x quantized per
+     * block of 256 instead (pk_prepare_act_k): x[j] ~ dk[j/256] * q[j]; bsk[b] = the sum of q
+     * over block b of 32. d, s, lanes and pairs are then not filled. */
     const float *dk;
     const int16_t *bsk;
 } pk_act;
@@ -76,19 +75,15 @@ struct pk_type {
      * the int8-quantized activations a. A pass over PK_ROWS rows loads each activation block
      * once for all of them; a row's arithmetic does not depend on nr. */
     void (*dot_q8)(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y);
-    /* Rows per pass of dot_q8 in the decode product (1 or PK_ROWS): passes over several rows
-     * read that many interleaved address streams, which DRAM streaming of the wider formats
-     * pays for more than the shared activation loads save (`gq-bench bench decode`); and the
-     * rows per pass when q8_rows rows would span more than PK_PASS_BYTES (row-interleaved
-     * formats read a pass as one stream: PK_ROWS whatever the width). */
-    int q8_rows, q8_rows_wide;
-    bool act_k; /* dot_q8 reads the per-256 activations of pk_act (qk, dk, bsk) */
+    /* Rows per pass of dot_q8 in the decode product: PK_ROWS for the formats stored in sets
+     * of rows (a pass is one sequential stream), 1 for the plain ones (q8_0, int8), whose
+     * wide rows stream best alone (`gq-bench bench decode`). */
+    int q8_rows;
+    bool act_k; /* dot_q8 reads the per-256 activations of pk_act (q, dk, bsk) */
 };
 
-/* Rows per pass of the int8-activation dots, and the most bytes such a pass may span (wider
- * rows are read one at a time: interleaved streams across pages lose DRAM bandwidth). */
+/* Rows per pass of the int8-activation dots of the formats stored in sets of rows. */
 #define PK_ROWS 4
-#define PK_PASS_BYTES 2048
 
 /* Activations for dot_q8 (act_q8.c): per block of 32, d = amax / 127, q = round-half-even(x *
  * (1/d)) (d = 0 and q = 0 for an all-zero block); n a multiple of 32. pk_prepare_act also

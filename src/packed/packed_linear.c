@@ -37,15 +37,6 @@ static void pad_activations(const gq_packed_linear *P, const float *x, float *xp
     }
 }
 
-/* Rows per pass of P's decode product. */
-static int rows_per_pass(const gq_packed_linear *P, bool q8)
-{
-    if (!q8)
-        return 1;
-    return (size_t)P->type->q8_rows * P->row_bytes <= PK_PASS_BYTES ? P->type->q8_rows
-                                                                     : P->type->q8_rows_wide;
-}
-
 /* ys[i] (rows of Ps[i]) = Ps[i] · x for `count` (<= 3) linears of one format and width: x is
  * padded (and, on int8 activations, quantized) once, and one parallel loop runs the passes of
  * all of them (one fork/join). A pass is q8_rows rows on int8 activations (else one), fixed by
@@ -58,17 +49,17 @@ static void matvec_shared(const gq_packed_linear *const *Ps, float *const *ys, i
     float xp[P0->cols_pad], xs[nb], xd[nb], xl[8 * nb], x2[4 * nb], dk[nb / 8 + 1];
     int8_t xq[P0->cols_pad];
     int16_t bsk[nb];
-    const bool q8 = P0->act_q8 && P0->type->dot_q8, k = q8 && P0->type->act_k;
+    const bool q8 = P0->act_q8 && P0->type->dot_q8, act_k = q8 && P0->type->act_k;
     pad_activations(P0, x, xp, q8 ? NULL : xs);
-    if (k)
+    if (act_k)
         pk_prepare_act_k(xp, P0->cols_pad, xq, dk, bsk);
     else if (q8)
         pk_prepare_act(xp, P0->cols_pad, xq, xd, xs, xl, x2);
-    const pk_act act = {xq, xd, xs, xl, x2, xq, dk, bsk};
+    const pk_act act = {xq, xd, xs, xl, x2, dk, bsk};
     int per[3], first[3], total = 0;
     long work = 0;
     for (int i = 0; i < count; i++) {
-        per[i] = rows_per_pass(Ps[i], q8);
+        per[i] = q8 ? Ps[i]->type->q8_rows : 1;
         first[i] = total;
         total += (Ps[i]->rows + per[i] - 1) / per[i];
         work += (long)Ps[i]->rows * Ps[i]->cols;

@@ -120,16 +120,6 @@ static inline __m128 pk_hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
     return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
 }
 
-/* A pass over PK_ROWS rows walks PK_ROWS interleaved address streams, which the hardware
- * prefetchers follow poorly: the kernels prefetch the same bytes of the next pass (ahead =
- * PK_ROWS * row bytes), every 64-byte line of [p, p + bytes) (blocks of <= 64 bytes: bytes 1,
- * since every line then holds the start of a block). Prefetches past the end do not fault. */
-static inline void pk_prefetch_ahead(const void *p, size_t ahead, int bytes)
-{
-    for (int o = 0; o < bytes; o += 64)
-        __builtin_prefetch((const char *)p + ahead + o, 0, 3);
-}
-
 /* y[k] = hsum(acc[k]) - off[k] for k < nr (off NULL: none), by pk_hsum4 whatever nr is, so a
  * row's sum is the same in a pass of PK_ROWS rows and alone. */
 static inline void pk_store_rows(const __m256 *acc, const float *off, int nr, float *y)
@@ -157,12 +147,13 @@ static inline void pk_store_pairs(const __m256 acc[2], __m128 off, int nr, float
 
 /* Kernels for int8 activations are written once as NAME_rows(P, r, NR, a, y) for a
  * compile-time row count NR (always inlined, so the NR accumulators live in registers); this
- * makes the dot_q8 entry NAME: PK_ROWS rows per pass, or one at a time for the last rows. */
+ * makes the dot_q8 entry NAME for a format whose passes are ROWS rows (its pk_type.q8_rows, 1
+ * or PK_ROWS): whole passes of PK_ROWS, else one row at a time. */
 #define PK_ALWAYS_INLINE static inline __attribute__((always_inline))
-#define PK_Q8_ENTRY(name)                                                                     \
+#define PK_Q8_ENTRY(name, ROWS)                                                               \
     static void name(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y)    \
     {                                                                                         \
-        if (nr == PK_ROWS)                                                                    \
+        if ((ROWS) == PK_ROWS && nr == PK_ROWS)                                               \
             name##_rows(P, r, PK_ROWS, a, y);                                                 \
         else                                                                                  \
             for (int i_ = 0; i_ < nr; i_++)                                                   \
