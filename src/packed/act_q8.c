@@ -39,7 +39,7 @@ void pk_quantize_act(const float *x, int n, int8_t *xq, float *xd)
     quantize_blocks(x, n, 32, xq, xd);
 }
 
-static void sums_ref(int n, const int8_t *xq, const float *xd, float *xs, float *xl, float *xp)
+static void sums_ref(int n, const int8_t *xq, const float *xd, float *xs, float *xl, float *xqs)
 {
     for (int b = 0; b < n / 32; b++) {
         int sum = 0;
@@ -49,22 +49,21 @@ static void sums_ref(int n, const int8_t *xq, const float *xd, float *xs, float 
             xl[8 * b + i] = (float)lane;
             sum += lane;
         }
-        xs[b] = xd[b] * (float)sum;
-        for (int i = 0; i < 4; i++)
-            xp[4 * b + i] = xl[8 * b + i] + xl[8 * b + 4 + i];
+        xqs[b] = (float)sum;
+        xs[b] = xd[b] * xqs[b];
     }
 }
 
 void pk_prepare_act_ref(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl,
-                        float *xp)
+                        float *xqs)
 {
     pk_quantize_act(x, n, xq, xd);
-    sums_ref(n, xq, xd, xs, xl, xp);
+    sums_ref(n, xq, xd, xs, xl, xqs);
 }
 
 #if PK_AVX2
 void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl,
-                    float *xp)
+                    float *xqs)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
@@ -94,17 +93,17 @@ void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, flo
         const __m256i lanes = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q8), ones16);
         const __m256 fl = _mm256_cvtepi32_ps(lanes);
         _mm256_storeu_ps(xl + 8 * b, fl);
-        _mm_storeu_ps(xp + 4 * b, _mm_add_ps(_mm256_castps256_ps128(fl), _mm256_extractf128_ps(fl, 1)));
         __m128i s = _mm_add_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256(lanes, 1));
         s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
         s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
-        xs[b] = d * (float)_mm_cvtsi128_si32(s);
+        xqs[b] = (float)_mm_cvtsi128_si32(s);
+        xs[b] = d * xqs[b];
     }
 }
 #else
 void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl,
-                    float *xp)
+                    float *xqs)
 {
-    pk_prepare_act_ref(x, n, xq, xd, xs, xl, xp);
+    pk_prepare_act_ref(x, n, xq, xd, xs, xl, xqs);
 }
 #endif

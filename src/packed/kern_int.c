@@ -1,11 +1,15 @@
 /* Packed kernels of the "int" format, 4 and 8 bits: w = s * (code - z) per group of P->group
  * columns, the int format's reconstruction ((code - z) is an exact small integer, so one
  * rounding as there). int4: the set layout of packed_internal.h (scales and zero points inline,
- * rows in sets of 4); int8: one byte per column per row, fp16 scales and zero points in their
+ * rows in sets of 8, code pieces of 4 bytes); int8: one byte per column per row, fp16 scales and zero points in their
  * own arrays (z = P->zconst when not stored). */
 #include "core/gq_half.h"
 #include "packed/packed_internal.h"
 #include "packed/pk_simd.h"
+
+/* int4 storage: sets of 8 rows (one per 32-bit lane of the decode kernel), pieces of 4 bytes. */
+#define I4_SET 8
+#define I4_PIECE 4
 
 static inline float grp_scale(const gq_packed_linear *P, int r, int g)
 {
@@ -20,7 +24,7 @@ static inline int grp_zero(const gq_packed_linear *P, int r, int g)
 /* Code of column j of int4 row r. */
 static inline int int4_code(const gq_packed_linear *P, int r, int j)
 {
-    return (pk_i4_block(P, r, j / 32)[j % 16] >> (j % 32 < 16 ? 0 : 4)) & 0xF;
+    return (*pk_i4_byte(P, r, j / 32, j % 16) >> (j % 32 < 16 ? 0 : 4)) & 0xF;
 }
 
 static void ref_int4(const gq_packed_linear *P, int r, float *y)
@@ -44,7 +48,11 @@ static void ref_int8(const gq_packed_linear *P, int r, float *y)
 /* Signed codes (code - z) of int4 block b of row r as 4 runs of 8 (pk_dot4x8_i8 order). */
 static inline void int4_runs(const gq_packed_linear *P, int r, int b, int z, __m128i v[4])
 {
-    pk_nibbles4x8(pk_i4_block(P, r, b), v);
+    uint8_t qs[16]; /* the row's 16 code bytes of the block, from its pieces */
+    const uint8_t *piece0 = pk_i4_byte(P, r, b, 0);
+    for (int n = 0; n < 16 / I4_PIECE; n++)
+        memcpy(qs + I4_PIECE * n, piece0 + n * I4_SET * I4_PIECE, I4_PIECE);
+    pk_nibbles4x8(qs, v);
     pk_sub4x8(v, _mm_set1_epi8((char)z));
 }
 
@@ -123,54 +131,54 @@ static float dot_int8(const gq_packed_linear *P, int r, const float *x, const fl
     return pk_hsum(acc) - offs;
 }
 
-/* int4 on a whole set of 4 rows, two rows per 256-bit vector (as the 4-bit ggml kernels): per
- * block, rows 2p and 2p+1's 32 code bytes are one load, low nibbles (elements 0..15) meet
- * activations 0..15 broadcast to both lanes and high nibbles 16..31; lanes 0-3 are row 2p's
- * partial sums U, lanes 4-7 row 2p+1's, and U - z * pairs (pk_act.pairs, the matching sums of
- * xq) is the exact integer dot of (code - z) (lanes below 2^14, exact in float). Per group the
- * set's 4 scales and zero points are one load each. */
-PK_ALWAYS_INLINE void q8_int4_rows(const gq_packed_linear *P, int r, const int ASYM,
-                                   const pk_act *a, float *y)
+/* int4 on one set of 8 rows, one row per 32-bit lane (as the 4-bit ggml kernels, kern_legacy.c):
+ * per block, the low nibbles of code piece n are the rows' elements 4n..4n+3 and the high ones
+ * 16+4n..16+4n+3, against those activations broadcast; the int16 pair sums of the block's 4
+ * pieces (below 2^15) go through one madd, giving each row's integer dot U of the codes. U - z *
+ * qsum (pk_act) is the exact dot of (code - z) (|U|, |z qsum| <= 32 * 15 * 127, exact in
+ * float); per group it is summed times the activation scales, then times the rows' scales (one
+ * load each per group, as the zero points). */
+PK_ALWAYS_INLINE void q8_int4_set(const gq_packed_linear *P, int r, const int ASYM,
+                                  const pk_act *a, float *y)
 {
     const int bpg = P->group / 32, nb = P->cols_pad / 32;
-    const size_t hb = P->hdr_bytes, group_bytes = hb + (size_t)bpg * PK_IL * 16;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i pick[2] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1),
-                             _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3)};
+    const size_t hb = P->hdr_bytes, group_bytes = hb + (size_t)bpg * I4_SET * 16;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     const __m256 zc = _mm256_set1_ps((float)P->zconst);
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 acc = _mm256_setzero_ps();
     const uint8_t *h = pk_i4_group(P, r, 0);
     for (int b0 = 0; b0 < nb; b0 += bpg, h += group_bytes) {
-        const __m256 s4 = _mm256_castps128_ps256(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)h)));
-        __m256 z[2] = {zc, zc};
-        if (ASYM) {
-            const __m256 z4 = _mm256_castps128_ps256(
-                _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_loadu_si32(h + 8))));
-            z[0] = _mm256_permutevar8x32_ps(z4, pick[0]);
-            z[1] = _mm256_permutevar8x32_ps(z4, pick[1]);
-        }
-        __m256 gacc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        const __m256 s8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+        const __m256 z = ASYM ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                    _mm_loadl_epi64((const __m128i *)(h + 2 * I4_SET))))
+                              : zc;
+        __m256 gacc = _mm256_setzero_ps();
         const int b1 = b0 + bpg < nb ? b0 + bpg : nb;
         const uint8_t *codes = h + hb;
-        const int8_t *xq = a->q + 32 * b0;
-        const float *pairs = a->pairs + 4 * b0, *d = a->d + b0;
-        for (int b = b0; b < b1; b++, codes += PK_IL * 16, xq += 32, pairs += 4, d++) {
-            const __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)xq));
-            const __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xq + 16)));
-            const __m256 pl = _mm256_broadcast_ps((const __m128 *)pairs);
-            const __m256 dx = _mm256_broadcast_ss(d);
-            for (int p = 0; p < 2; p++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(codes + 32 * p));
-                const __m256i lo = _mm256_and_si256(v, m4);
-                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-                const __m256 u = _mm256_cvtepi32_ps(pk_dot_halves(lo, hi, xlo, xhi));
-                gacc[p] = _mm256_fmadd_ps(dx, _mm256_fnmadd_ps(z[p], pl, u), gacc[p]);
+        for (int b = b0; b < b1; b++, codes += I4_SET * 16) {
+            const int8_t *xq = a->q + 32 * b;
+            __m256i s16 = _mm256_setzero_si256();
+            for (int n = 0; n < 4; n++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(codes + 32 * n));
+                int32_t xlo, xhi; /* activations 4n..4n+3 and 16+4n..16+4n+3 */
+                memcpy(&xlo, xq + 4 * n, 4);
+                memcpy(&xhi, xq + 16 + 4 * n, 4);
+                s16 = _mm256_add_epi16(
+                    s16, _mm256_add_epi16(
+                             _mm256_maddubs_epi16(_mm256_and_si256(v, m4), _mm256_set1_epi32(xlo)),
+                             _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                                                  _mm256_set1_epi32(xhi))));
             }
+            const __m256 u = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+            gacc = _mm256_fmadd_ps(_mm256_broadcast_ss(a->d + b),
+                                   _mm256_fnmadd_ps(z, _mm256_broadcast_ss(a->qsum + b), u), gacc);
         }
-        for (int p = 0; p < 2; p++)
-            acc[p] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(s4, pick[p]), gacc[p], acc[p]);
+        acc = _mm256_fmadd_ps(s8, gacc, acc);
     }
-    pk_store_pairs(acc, _mm_setzero_ps(), P->rows - r < 4 ? P->rows - r : 4, y);
+    float out[I4_SET];
+    _mm256_storeu_ps(out, acc);
+    const int nr = P->rows - r < I4_SET ? P->rows - r : I4_SET;
+    memcpy(y, out, (size_t)nr * sizeof(float));
 }
 
 /* Every pass is the whole set holding rows r..r+nr-1 (the last set may have fewer real rows);
@@ -178,10 +186,10 @@ PK_ALWAYS_INLINE void q8_int4_rows(const gq_packed_linear *P, int r, const int A
 static void q8_int4(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y)
 {
     (void)nr;
-    if (P->hdr_bytes == 12)
-        q8_int4_rows(P, r, 1, a, y);
+    if (P->hdr_bytes == 3 * I4_SET)
+        q8_int4_set(P, r, 1, a, y);
     else
-        q8_int4_rows(P, r, 0, a, y);
+        q8_int4_set(P, r, 0, a, y);
 }
 
 /* int8 on int8 activations: per group g, s_g * sum_b xd_b * I_b with the exact block dot
@@ -231,9 +239,9 @@ PK_ALWAYS_INLINE void q8_int8_rows(const gq_packed_linear *P, int r, const int N
 }
 PK_Q8_ENTRY(q8_int8, 1)
 
-const pk_type pk_int4 = {"int4", 32, ref_int4, fast_int4, dot_int4, q8_int4, PK_ROWS, false};
-const pk_type pk_int8 = {"int8", 32, ref_int8, fast_int8, dot_int8, q8_int8, 1, false};
+const pk_type pk_int4 = {"int4", 32, ref_int4, fast_int4, dot_int4, q8_int4, I4_SET, false, I4_SET, I4_PIECE};
+const pk_type pk_int8 = {"int8", 32, ref_int8, fast_int8, dot_int8, q8_int8, 1, false, 1, 32};
 #else
-const pk_type pk_int4 = {"int4", 32, ref_int4, ref_int4, pk_dot_generic, NULL, 1, false};
-const pk_type pk_int8 = {"int8", 32, ref_int8, ref_int8, pk_dot_generic, NULL, 1, false};
+const pk_type pk_int4 = {"int4", 32, ref_int4, ref_int4, pk_dot_generic, NULL, 1, false, I4_SET, I4_PIECE};
+const pk_type pk_int8 = {"int8", 32, ref_int8, ref_int8, pk_dot_generic, NULL, 1, false, 1, 32};
 #endif

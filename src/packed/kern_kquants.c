@@ -261,16 +261,10 @@ static void q8_q4_K(const gq_packed_linear *P, int r, int nr, const pk_act *a, f
 {
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     const bool il = r < P->il_rows;
-    uint8_t set[PK_IL * sizeof(gq_block_q4_K)];
+    uint8_t set[PK_ROWS * sizeof(gq_block_q4_K)];
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++) {
         if (!il)
-            for (int k = 0; k < PK_IL; k++) {
-                const int rk = r + (k < nr ? k : nr - 1);
-                memcpy(set + k * P->hdr_bytes, pk_blk_hdr(P, rk, i), P->hdr_bytes);
-                for (int n = 0; n < (int)(GQ_QK_K / 2 / PK_PIECE); n++)
-                    memcpy(set + PK_IL * P->hdr_bytes + (size_t)n * PK_IL * PK_PIECE +
-                               k * PK_PIECE, pk_blk_piece(P, rk, i, n), PK_PIECE);
-            }
+            pk_set_gather(P, r, nr, i, set);
         q4_K_set_q8k(il ? pk_il_base(P, r, i) : set, a, i, acc);
     }
     pk_store_pairs(acc, _mm_setzero_ps(), nr, y);
@@ -323,9 +317,9 @@ PK_ALWAYS_INLINE void q8_q6_K_rows(const gq_packed_linear *P, int r, const int N
 }
 PK_Q8_ENTRY(q8_q6_K, PK_ROWS)
 
-const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K, q8_q4_K, PK_ROWS, true};
-const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K, q8_q6_K, PK_ROWS, false};
+const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K, q8_q4_K, PK_ROWS, true, PK_ROWS, 16};
+const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K, q8_q6_K, PK_ROWS, false, PK_ROWS, 16};
 #else
-const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, ref_q4_K, pk_dot_generic, NULL, 1, false};
-const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, ref_q6_K, pk_dot_generic, NULL, 1, false};
+const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, ref_q4_K, pk_dot_generic, NULL, 1, false, PK_ROWS, 16};
+const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, ref_q6_K, pk_dot_generic, NULL, 1, false, PK_ROWS, 16};
 #endif

@@ -12,19 +12,32 @@
 #include "packed/packed_internal.h"
 #include "packed/pk_simd.h"
 
+/* The 4-bit formats' storage: sets of 8 rows, code pieces of 4 bytes (packed_internal.h). */
+#define LEG_SET 8
+#define LEG_PIECE 4
+
+/* Block i of a row (rb) as the format's block b of `size` bytes: a header, then 16 code bytes. */
+static inline __attribute__((always_inline)) void leg_block(const pk_rowblocks *rb, int i,
+                                                            void *b, size_t size)
+{
+    pk_rb_copy(rb, i, b, size - 16, LEG_PIECE, 16 / LEG_PIECE);
+}
+
 static void ref_q4_0(const gq_packed_linear *P, int r, float *y)
 {
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
     for (int i = 0; i < P->cols_pad / 32; i++) {
         gq_block_q4_0 b;
-        pk_blk_copy(P, r, i, &b);
+        leg_block(&rb, i, &b, sizeof b);
         gq_ggml_q4_0.dequantize_row(&b, 32, y + 32 * i);
     }
 }
 static void ref_q4_1(const gq_packed_linear *P, int r, float *y)
 {
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
     for (int i = 0; i < P->cols_pad / 32; i++) {
         gq_block_q4_1 b;
-        pk_blk_copy(P, r, i, &b);
+        leg_block(&rb, i, &b, sizeof b);
         gq_ggml_q4_1.dequantize_row(&b, 32, y + 32 * i);
     }
 }
@@ -34,9 +47,10 @@ static void ref_q8_0(const gq_packed_linear *P, int r, float *y)
 }
 static void ref_mxfp4(const gq_packed_linear *P, int r, float *y)
 {
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
     for (int i = 0; i < P->cols_pad / 32; i++) {
         gq_block_mxfp4 b;
-        pk_blk_copy(P, r, i, &b);
+        leg_block(&rb, i, &b, sizeof b);
         gq_ggml_mxfp4.dequantize_row(&b, 32, y + 32 * i);
     }
 }
@@ -53,9 +67,10 @@ static inline void q4_0_codes(const gq_block_q4_0 *b, __m128i *lo, __m128i *hi)
 
 static void fast_q4_0(const gq_packed_linear *P, int r, float *y)
 {
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
     for (int i = 0; i < P->cols_pad / 32; i++, y += 32) {
         gq_block_q4_0 bi;
-        pk_blk_copy(P, r, i, &bi);
+        leg_block(&rb, i, &bi, sizeof bi);
         __m128i lo, hi;
         q4_0_codes(&bi, &lo, &hi);
         __m256 d = _mm256_set1_ps(pk_fp16(bi.d));
@@ -66,12 +81,13 @@ static void fast_q4_0(const gq_packed_linear *P, int r, float *y)
 
 static float dot_q4_0(const gq_packed_linear *P, int r, const float *x, const float *xs)
 {
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
     (void)xs;
     const __m128i eight = _mm_set1_epi8(8);
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < P->cols_pad / 32; i++, x += 32) {
         gq_block_q4_0 bi;
-        pk_blk_copy(P, r, i, &bi);
+        leg_block(&rb, i, &bi, sizeof bi);
         __m128i v[4];
         pk_nibbles4x8(bi.qs, v);
         pk_sub4x8(v, eight);
@@ -82,9 +98,10 @@ static float dot_q4_0(const gq_packed_linear *P, int r, const float *x, const fl
 
 static void fast_q4_1(const gq_packed_linear *P, int r, float *y)
 {
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
     for (int i = 0; i < P->cols_pad / 32; i++, y += 32) {
         gq_block_q4_1 bi;
-        pk_blk_copy(P, r, i, &bi);
+        leg_block(&rb, i, &bi, sizeof bi);
         __m128i q[2];
         pk_nibbles16(bi.qs, &q[0], &q[1]);
         __m256 d = _mm256_set1_ps(pk_fp16(bi.d)), m = _mm256_set1_ps(pk_fp16(bi.m));
@@ -99,11 +116,12 @@ static void fast_q4_1(const gq_packed_linear *P, int r, float *y)
 
 static float dot_q4_1(const gq_packed_linear *P, int r, const float *x, const float *xs)
 {
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
     __m256 acc = _mm256_setzero_ps();
     float offs = 0.0f; /* sum of m * (block sum of x) */
     for (int i = 0; i < P->cols_pad / 32; i++, x += 32) {
         gq_block_q4_1 bi;
-        pk_blk_copy(P, r, i, &bi);
+        leg_block(&rb, i, &bi, sizeof bi);
         __m128i v[4];
         pk_nibbles4x8(bi.qs, v);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(pk_fp16(bi.d)), pk_dot4x8_i8(v, x), acc);
@@ -142,10 +160,11 @@ static inline void mxfp4_values(const gq_block_mxfp4 *b, __m128i lut, __m128i *l
 
 static void fast_mxfp4(const gq_packed_linear *P, int r, float *y)
 {
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
     const __m128i lut = _mm_loadu_si128((const __m128i *)gq_kvalues_mxfp4);
     for (int i = 0; i < P->cols_pad / 32; i++, y += 32) {
         gq_block_mxfp4 bi;
-        pk_blk_copy(P, r, i, &bi);
+        leg_block(&rb, i, &bi, sizeof bi);
         __m128i lo, hi;
         mxfp4_values(&bi, lut, &lo, &hi);
         __m256 d = _mm256_set1_ps(pk_e8m0_half(bi.e));
@@ -156,12 +175,13 @@ static void fast_mxfp4(const gq_packed_linear *P, int r, float *y)
 
 static float dot_mxfp4(const gq_packed_linear *P, int r, const float *x, const float *xs)
 {
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
     (void)xs;
     const __m128i lut = _mm_loadu_si128((const __m128i *)gq_kvalues_mxfp4);
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < P->cols_pad / 32; i++, x += 32) {
         gq_block_mxfp4 bi;
-        pk_blk_copy(P, r, i, &bi);
+        leg_block(&rb, i, &bi, sizeof bi);
         __m128i v[4];
         pk_nibbles4x8(bi.qs, v);
         for (int k = 0; k < 4; k++)
@@ -171,149 +191,124 @@ static float dot_mxfp4(const gq_packed_linear *P, int r, const float *x, const f
     return pk_hsum(acc);
 }
 
-/* ---- the 4-bit blocks (q4_0, q4_1, mxfp4) on int8 activations: two rows per 256-bit vector.
- * The 16 code bytes of block i of rows A and B fill the two 128-bit lanes; their low nibbles
- * (elements 0..15) meet activations 0..15 broadcast to both lanes, the high nibbles (16..31)
- * activations 16..31, so lanes 0-3 of the maddubs + madd dot are row A's partial sums and lanes
- * 4-7 row B's, scaled by the one vector [dA xd (x4), dB xd (x4)]. The codes are unsigned:
- * q4_0 q (its -8 through 8 d * block sum of x), mxfp4 table value + 12 (the -12 likewise), q4_1
- * q (its m through m * block sum). maddubs pairs stay below 2 * 24 * 127, so adding the low and
- * high halves' int16 sums before madd cannot saturate. ---- */
-/* LEG_MXFP4N: MXFP4 whose exponents are all >= 2 (P->e8m0_normal), so every scale is a normal
- * float and the subnormal case drops out of the conversion. */
+/* ---- the 4-bit blocks (q4_0, q4_1, mxfp4) on int8 activations: one set of 8 rows, one row
+ * per 32-bit lane of a 256-bit vector. A block's code bytes are 4 pieces of 8 rows x 4 bytes
+ * (packed_internal.h): the low nibbles of piece n are the rows' elements 4n..4n+3, the high
+ * ones 16+4n..16+4n+3, so a maddubs against those 4 activations broadcast to every lane leaves
+ * each row's products in its own lane, and the block's 8 scales are one vector. The codes are
+ * unsigned: q4_0 q (its -8 through 8 d * block sum of x), mxfp4 table value + 12 (the -12
+ * likewise), q4_1 q (its m through m * block sum). The int16 pair sums of several pieces are
+ * added before one madd: all 4 for q4_0 and q4_1 (below 4 * 2 * 2 * 15 * 127 < 2^15), 2 for
+ * mxfp4 (codes up to 24); then one float product per block and row. (AVX512-VNNI's dpbusd
+ * would fuse maddubs and madd but measured no faster on Zen 4, `bench matvec`.) ---- */
 enum { LEG_Q4_0, LEG_Q4_1, LEG_MXFP4, LEG_MXFP4N };
 
-/* The headers of NR <= 4 rows as the low 32-bit lanes of a vector (bytes per header: hb <= 4,
- * zero-extended; lanes >= NR: 0). IL: the headers are consecutive, so one load of exactly their
- * bytes (no store-to-load round trip through memory). */
-PK_ALWAYS_INLINE __m128i leg4_headers(const uint8_t *const hdr[4], const int NR, const int IL,
-                                      const int hb)
+/* Block scales of a set's 8 rows from its headers (q4_1: *m = the offsets). */
+PK_ALWAYS_INLINE __m256 leg8_scales(const uint8_t *hdr, const int kind, __m256 *m)
 {
-    if (IL && NR * hb == 16)
-        return _mm_loadu_si128((const __m128i *)hdr[0]);
-    if (IL && NR * hb == 8)
-        return _mm_loadl_epi64((const __m128i *)hdr[0]);
-    if (IL && NR * hb == 4)
-        return _mm_loadu_si32(hdr[0]);
-    uint32_t w[4] = {0, 0, 0, 0};
-    for (int k = 0; k < NR; k++)
-        for (int j = 0; j < hb; j++)
-            w[k] |= (uint32_t)hdr[k][j] << (8 * j);
-    if (hb == 4)
-        return _mm_setr_epi32((int)w[0], (int)w[1], (int)w[2], (int)w[3]);
-    if (hb == 2) /* packed halves: lane k's 16 bits at word k */
-        return _mm_setr_epi16((short)w[0], (short)w[1], (short)w[2], (short)w[3], 0, 0, 0, 0);
-    return _mm_cvtsi32_si128((int)(w[0] | w[1] << 8 | w[2] << 16 | w[3] << 24));
+    if (kind == LEG_Q4_1) { /* 8 x (d, m): the d halves to bytes 0-7 of each 128-bit lane, the
+                               m halves to bytes 8-15, then the quads reordered d, d, m, m */
+        const __m128i split = _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+        const __m256i dm = _mm256_permute4x64_epi64(
+            _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)hdr),
+                                _mm256_broadcastsi128_si256(split)),
+            _MM_SHUFFLE(3, 1, 2, 0));
+        *m = _mm256_cvtph_ps(_mm256_extracti128_si256(dm, 1));
+        return _mm256_cvtph_ps(_mm256_castsi256_si128(dm));
+    }
+    if (kind == LEG_MXFP4 || kind == LEG_MXFP4N) { /* E8M0 halved: 2^(e-128) as float bits
+                                                     (e - 1) << 23, subnormal below e = 2 */
+        const __m256i e = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)hdr));
+        const __m256i normal = _mm256_slli_epi32(_mm256_sub_epi32(e, _mm256_set1_epi32(1)), 23);
+        if (kind == LEG_MXFP4N)
+            return _mm256_castsi256_ps(normal);
+        const __m256i sub = _mm256_sllv_epi32(_mm256_set1_epi32(0x00200000), e);
+        return _mm256_castsi256_ps(
+            _mm256_blendv_epi8(normal, sub, _mm256_cmpgt_epi32(_mm256_set1_epi32(2), e)));
+    }
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)hdr));
 }
 
-/* Block i's scale (q4_1: and offset m) of the NR rows as lanes 0..NR-1 (the rest 0), from
- * their headers hdr[k]. */
-PK_ALWAYS_INLINE __m128 leg4_scales(const uint8_t *const hdr[4], const int NR, const int IL,
-                                    const int kind, __m128 *m)
-{
-    if (kind == LEG_MXFP4N && NR == 4) /* 2^(e-128) as float bits (e - 1) << 23 */
-        return _mm_castsi128_ps(_mm_slli_epi32(
-            _mm_sub_epi32(_mm_cvtepu8_epi32(leg4_headers(hdr, NR, IL, 1)), _mm_set1_epi32(1)), 23));
-    if (kind == LEG_MXFP4 || kind == LEG_MXFP4N) { /* E8M0 halved: 2^(e-128), subnormal below
-                                                     e = 2 (pk_e8m0_half) */
-        const __m128i e = _mm_cvtepu8_epi32(leg4_headers(hdr, NR, IL, 1));
-        const __m128i normal = _mm_slli_epi32(_mm_sub_epi32(e, _mm_set1_epi32(1)), 23);
-        const __m128i sub = _mm_sllv_epi32(_mm_set1_epi32(0x00200000), e);
-        const __m128 s = _mm_castsi128_ps(
-            _mm_blendv_epi8(normal, sub, _mm_cmpgt_epi32(_mm_set1_epi32(2), e)));
-        if (NR == 4) /* else lanes >= NR (e = 0, a subnormal) are zeroed */
-            return s;
-        return _mm_and_ps(s, _mm_castsi128_ps(_mm_cmpgt_epi32(_mm_set1_epi32(NR),
-                                                              _mm_setr_epi32(0, 1, 2, 3))));
-    }
-    if (kind == LEG_Q4_1) { /* d and m adjacent: 32 bits per row, then deinterleaved */
-        const __m256 dm = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(leg4_headers(hdr, NR, IL, 4)),
-                                                   _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
-        *m = _mm256_extractf128_ps(dm, 1);
-        return _mm256_castps256_ps128(dm);
-    }
-    return _mm_cvtph_ps(leg4_headers(hdr, NR, IL, 2));
-}
-
-/* Rows r..r+NR-1 (NR <= 4; an odd last row is paired with itself and its copy dropped). IL:
- * the rows are one whole interleaved set (NR = 4), so a block's headers are one run and each
- * pair's code bytes are 32 consecutive bytes. */
-PK_ALWAYS_INLINE void q8_leg4_rows(const gq_packed_linear *P, int r, const int NR,
-                                   const int IL, const int kind, const pk_act *a, float *y)
+/* Block i of one set (blk: its 8 headers of hb bytes, then its code pieces): acc += d * xd *
+ * (integer dot of the unsigned codes), offs += (d, or q4_1's m) * s (pk_act). */
+PK_ALWAYS_INLINE void leg8_block(const uint8_t *blk, const int kind, const int hb,
+                                 const pk_act *a, int i, __m256 *acc, __m256 *offs)
 {
     const bool mx = kind == LEG_MXFP4 || kind == LEG_MXFP4N;
-    const float off_factor = kind == LEG_Q4_0 ? 8.0f : mx ? 12.0f : -1.0f;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const int depth = mx ? 2 : 4; /* pieces summed in int16 before a madd */
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     const __m256i lut = _mm256_add_epi8(
         _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)gq_kvalues_mxfp4)),
         _mm256_set1_epi8(12));
-    const __m256i pick[2] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1),
-                             _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3)};
-    const int np = (NR + 1) / 2;
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    __m128 offs = _mm_setzero_ps();
-    for (int i = 0; i < P->cols_pad / 32; i++) {
-        const __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(a->q + 32 * i)));
-        const __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(a->q + 32 * i + 16)));
-        const uint8_t *hdr[4], *codes[4];
-        if (IL) { /* one set: its headers, then its 4 x 16 code bytes (packed_internal.h) */
-            const uint8_t *set = pk_il_base(P, r, i);
-            for (int k = 0; k < 4; k++) {
-                hdr[k] = set + k * P->hdr_bytes;
-                codes[k] = set + PK_IL * P->hdr_bytes + k * PK_PIECE;
-            }
-        } else {
-            for (int k = 0; k < 4; k++) {
-                const int rk = r + (k < NR ? k : NR - 1);
-                hdr[k] = pk_blk_hdr(P, rk, i);
-                codes[k] = pk_blk_piece(P, rk, i, 0);
-            }
+    __m256 m = _mm256_setzero_ps();
+    const __m256 d = leg8_scales(blk, kind, &m);
+    *offs = _mm256_fmadd_ps(kind == LEG_Q4_1 ? m : d, _mm256_broadcast_ss(a->s + i), *offs);
+    const uint8_t *codes = blk + LEG_SET * hb;
+    const int8_t *xq = a->q + 32 * i;
+    __m256i isum = _mm256_setzero_si256(), s16 = _mm256_setzero_si256();
+    for (int n = 0; n < 4; n++) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(codes + 32 * n));
+        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        if (mx) {
+            lo = _mm256_shuffle_epi8(lut, lo);
+            hi = _mm256_shuffle_epi8(lut, hi);
         }
-        __m128 m = _mm_setzero_ps();
-        const __m128 d = leg4_scales(hdr, NR, IL, kind, &m);
-        offs = _mm_fmadd_ps(kind == LEG_Q4_1 ? m : d, _mm_set1_ps(a->s[i]), offs);
-        const __m256 dx = _mm256_castps128_ps256(_mm_mul_ps(d, _mm_set1_ps(a->d[i])));
-        for (int p = 0; p < np; p++) {
-            const __m256i v = IL && 2 * p + 1 < NR
-                ? _mm256_loadu_si256((const __m256i *)codes[2 * p])
-                : _mm256_loadu2_m128i((const __m128i *)codes[2 * p + 1],
-                                      (const __m128i *)codes[2 * p]);
-            __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            if (mx) {
-                lo = _mm256_shuffle_epi8(lut, lo);
-                hi = _mm256_shuffle_epi8(lut, hi);
-            }
-            acc[p] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(dx, pick[p]),
-                                     _mm256_cvtepi32_ps(pk_dot_halves(lo, hi, xlo, xhi)), acc[p]);
+        int32_t xlo, xhi; /* activations 4n..4n+3 and 16+4n..16+4n+3 */
+        memcpy(&xlo, xq + 4 * n, 4);
+        memcpy(&xhi, xq + 16 + 4 * n, 4);
+        s16 = _mm256_add_epi16(s16, _mm256_add_epi16(
+                                        _mm256_maddubs_epi16(lo, _mm256_set1_epi32(xlo)),
+                                        _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xhi))));
+        if ((n + 1) % depth == 0) {
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(s16, ones));
+            s16 = _mm256_setzero_si256();
         }
     }
-    pk_store_pairs(acc, _mm_mul_ps(_mm_set1_ps(off_factor), offs), NR, y);
+    *acc = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_broadcast_ss(a->d + i)),
+                           _mm256_cvtepi32_ps(isum), *acc);
 }
 
-/* dot_q8 of the 4-bit formats: passes over one interleaved set (whatever the row width: a set
- * is one sequential stream, so no software prefetch either), then the plain rows after the
- * last full set. */
-#define LEG4_ENTRY(name, kind)                                                                \
-    static void name(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y)    \
-    {                                                                                         \
-        if (r < P->il_rows && nr == 4)                                                        \
-            q8_leg4_rows(P, r, 4, 1, kind, a, y);                                             \
-        else if (nr == 3)                                                                     \
-            q8_leg4_rows(P, r, 3, 0, kind, a, y);                                             \
-        else if (nr == 2)                                                                     \
-            q8_leg4_rows(P, r, 2, 0, kind, a, y);                                             \
-        else                                                                                  \
-            for (int k_ = 0; k_ < nr; k_++)                                                   \
-                q8_leg4_rows(P, r + k_, 1, 0, kind, a, y + k_);                               \
+/* Rows r..r+nr-1: one whole set, or (the plain rows after the last set, nr < 8) the same
+ * arithmetic on a set gathered block by block; every row's sum is its own lane's. */
+PK_ALWAYS_INLINE void q8_leg8(const gq_packed_linear *P, int r, int nr, const int kind,
+                              const int hb, const int blk_bytes, const pk_act *a, float *y)
+{
+    const float off_factor = kind == LEG_Q4_0 ? 8.0f : kind == LEG_Q4_1 ? -1.0f : 12.0f;
+    const int nb = P->cols_pad / 32;
+    __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
+    if (r < P->il_rows) { /* the two loops apart: no call inside this one */
+        const uint8_t *set = pk_il_base(P, r, 0);
+        for (int i = 0; i < nb; i++, set += LEG_SET * blk_bytes)
+            leg8_block(set, kind, hb, a, i, &acc, &offs);
+    } else {
+        uint8_t gathered[LEG_SET * 20];
+        for (int i = 0; i < nb; i++) {
+            pk_set_gather(P, r, nr, i, gathered);
+            leg8_block(gathered, kind, hb, a, i, &acc, &offs);
+        }
     }
-LEG4_ENTRY(q8_q4_0, LEG_Q4_0)
-LEG4_ENTRY(q8_q4_1, LEG_Q4_1)
-LEG4_ENTRY(q8_mxfp4_any, LEG_MXFP4)
-LEG4_ENTRY(q8_mxfp4_normal, LEG_MXFP4N)
+    float out[LEG_SET];
+    _mm256_storeu_ps(out, _mm256_fnmadd_ps(_mm256_set1_ps(off_factor), offs, acc));
+    memcpy(y, out, (size_t)nr * sizeof(float));
+}
 
+static void q8_q4_0(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y)
+{
+    q8_leg8(P, r, nr, LEG_Q4_0, 2, sizeof(gq_block_q4_0), a, y);
+}
+
+static void q8_q4_1(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y)
+{
+    q8_leg8(P, r, nr, LEG_Q4_1, 4, sizeof(gq_block_q4_1), a, y);
+}
+
+/* MXFP4: the exponent-only scale conversion when every block exponent is >= 2. */
 static void q8_mxfp4(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y)
 {
-    (P->e8m0_normal ? q8_mxfp4_normal : q8_mxfp4_any)(P, r, nr, a, y);
+    if (P->e8m0_normal)
+        q8_leg8(P, r, nr, LEG_MXFP4N, 1, sizeof(gq_block_mxfp4), a, y);
+    else
+        q8_leg8(P, r, nr, LEG_MXFP4, 1, sizeof(gq_block_mxfp4), a, y);
 }
 
 /* ---- Q8_0 on int8 activations: one integer dot per block, one float scale product per block
@@ -348,14 +343,14 @@ PK_ALWAYS_INLINE void q8_q8_0_rows(const gq_packed_linear *P, int r, const int N
 PK_Q8_ENTRY(q8_q8_0, 1)
 
 
-const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, fast_q4_0, dot_q4_0, q8_q4_0, PK_ROWS, false};
-const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, fast_q4_1, dot_q4_1, q8_q4_1, PK_ROWS, false};
-const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, fast_q8_0, dot_q8_0, q8_q8_0, 1, false};
-const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, fast_mxfp4, dot_mxfp4, q8_mxfp4, PK_ROWS, false};
+const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, fast_q4_0, dot_q4_0, q8_q4_0, LEG_SET, false, LEG_SET, LEG_PIECE};
+const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, fast_q4_1, dot_q4_1, q8_q4_1, LEG_SET, false, LEG_SET, LEG_PIECE};
+const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, fast_q8_0, dot_q8_0, q8_q8_0, 1, false, 1, 32};
+const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, fast_mxfp4, dot_mxfp4, q8_mxfp4, LEG_SET, false, LEG_SET, LEG_PIECE};
 #else
 /* Without AVX2 the reference kernels are the fast ones. */
-const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, ref_q4_0, pk_dot_generic, NULL, 1, false};
-const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, ref_q4_1, pk_dot_generic, NULL, 1, false};
-const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, ref_q8_0, pk_dot_generic, NULL, 1, false};
-const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, ref_mxfp4, pk_dot_generic, NULL, 1, false};
+const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, ref_q4_0, pk_dot_generic, NULL, 1, false, LEG_SET, LEG_PIECE};
+const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, ref_q4_1, pk_dot_generic, NULL, 1, false, LEG_SET, LEG_PIECE};
+const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, ref_q8_0, pk_dot_generic, NULL, 1, false, 1, 32};
+const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, ref_mxfp4, pk_dot_generic, NULL, 1, false, LEG_SET, LEG_PIECE};
 #endif

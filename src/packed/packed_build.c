@@ -15,28 +15,27 @@ typedef struct ggml_entry {
     const char *format;
     const pk_type *type;
     size_t block_bytes, header_bytes;
-    bool interleave; /* rows stored in sets of PK_IL (packed_internal.h) */
 } ggml_entry;
 
 static const ggml_entry ggml_types[] = {
-    {"q4_0", &pk_q4_0, 18, 2, true},        {"q4_1", &pk_q4_1, 20, 4, true},
-    {"q8_0", &pk_q8_0, 34, 2, false},       {"mxfp4_ggml", &pk_mxfp4, 17, 1, true},
-    {"q4_K", &pk_q4_K, 144, 16, true},      {"q6_K", &pk_q6_K, 210, 210, true},
+    {"q4_0", &pk_q4_0, 18, 2},        {"q4_1", &pk_q4_1, 20, 4},
+    {"q8_0", &pk_q8_0, 34, 2},        {"mxfp4_ggml", &pk_mxfp4, 17, 1},
+    {"q4_K", &pk_q4_K, 144, 16},      {"q6_K", &pk_q6_K, 210, 210},
 };
 
-/* Reorders the plain rows src into P's row-interleaved layout (sets of PK_IL rows). */
+/* Reorders the plain rows src into P's row-interleaved layout (sets of P->il rows). */
 static void interleave_rows(gq_packed_linear *P, const uint8_t *src)
 {
     const size_t hb = P->hdr_bytes;
     const int nb = (int)(P->row_bytes / P->blk_bytes);
-    const int pieces = (int)((P->blk_bytes - hb) / PK_PIECE);
-    P->il_rows = P->rows / PK_IL * PK_IL;
+    const int pieces = (int)((P->blk_bytes - hb) / P->piece);
+    P->il_rows = P->rows / P->il * P->il;
     for (int r = 0; r < P->rows; r++)
         for (int i = 0; i < nb; i++) {
             const uint8_t *b = src + (size_t)r * P->row_bytes + (size_t)i * P->blk_bytes;
             memcpy((uint8_t *)pk_blk_hdr(P, r, i), b, hb);
             for (int n = 0; n < pieces; n++)
-                memcpy((uint8_t *)pk_blk_piece(P, r, i, n), b + hb + PK_PIECE * n, PK_PIECE);
+                memcpy((uint8_t *)pk_blk_piece(P, r, i, n), b + hb + P->piece * n, P->piece);
         }
 }
 
@@ -114,6 +113,8 @@ static gq_packed_linear *alloc_linear(const pk_type *t, int rows, int cols, size
     P->cols = cols;
     P->cols_pad = (cols + t->block - 1) / t->block * t->block;
     P->row_bytes = row_bytes;
+    P->il = t->set_rows;
+    P->piece = t->piece;
     P->group = P->cols_pad;
     P->n_groups = 1;
     P->codes = row_bytes ? gq_alloc_zero((size_t)rows * row_bytes, "packed codes", err) : NULL;
@@ -130,22 +131,22 @@ static gq_packed_linear *alloc_linear(const pk_type *t, int rows, int cols, size
 static int pack_int4_sets(gq_packed_linear *P, bool asym, const uint8_t *st, size_t code_pos,
                           gq_error *err)
 {
-    const int rows_pad = (P->rows + PK_IL - 1) / PK_IL * PK_IL, nb = P->cols_pad / 32;
-    P->hdr_bytes = asym ? 12 : 8;
-    P->row_bytes = ((size_t)P->n_groups * P->hdr_bytes + (size_t)nb * PK_IL * 16) / PK_IL;
+    const int il = P->il, rows_pad = (P->rows + il - 1) / il * il, nb = P->cols_pad / 32;
+    P->hdr_bytes = (size_t)(asym ? 3 : 2) * il;
+    P->row_bytes = ((size_t)P->n_groups * P->hdr_bytes + (size_t)nb * il * 16) / il;
     P->codes = gq_alloc_zero((size_t)rows_pad * P->row_bytes, "packed codes", err);
     if (!P->codes)
         return -1;
     for (int r = 0; r < P->rows; r++) {
         for (int g = 0; g < P->n_groups; g++) {
             uint8_t *h = (uint8_t *)pk_i4_group(P, r, g);
-            memcpy(h + 2 * (r % PK_IL), &P->scales[(size_t)r * P->n_groups + g], 2);
+            memcpy(h + 2 * (r % il), &P->scales[(size_t)r * P->n_groups + g], 2);
             if (asym)
-                h[8 + r % PK_IL] = P->zeros[(size_t)r * P->n_groups + g];
+                h[2 * il + r % il] = P->zeros[(size_t)r * P->n_groups + g];
         }
         for (int j = 0; j < P->cols; j++) {
             uint32_t c = grid_get_bits(st, code_pos + ((size_t)r * P->cols + j) * 4, 4);
-            ((uint8_t *)pk_i4_block(P, r, j / 32))[j % 16] |= (uint8_t)(c << (j % 32 < 16 ? 0 : 4));
+            *pk_i4_byte(P, r, j / 32, j % 16) |= (uint8_t)(c << (j % 32 < 16 ? 0 : 4));
         }
     }
     free(P->scales);
@@ -224,7 +225,7 @@ gq_packed_linear *gq_packed_linear_new(const gq_quantizer *q, const float *W, in
             goto done;
         P->blk_bytes = ge->block_bytes;
         P->hdr_bytes = ge->header_bytes;
-        if (ge->interleave)
+        if (P->il > 1)
             interleave_rows(P, st);
         else
             memcpy(P->codes, st, st_bytes);

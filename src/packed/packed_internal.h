@@ -16,20 +16,16 @@
 typedef struct pk_type pk_type;
 
 /* Activations of one decode product quantized per block of 32 (pk_prepare_act), cols_pad
- * values: x[j] ~ d[j/32] * q[j]; s[b] = d[b] * (sum of q over block b); lanes[8b + i] = the
- * sum of q[32b + 4i .. 32b + 4i + 4) as a float (exact), i.e. what lane i of a maddubs + madd
- * dot of block b against all-ones codes holds: the kernels subtract integer zero points with
- * it exactly. */
+ * values: x[j] ~ d[j/32] * q[j]; qsum[b] = the sum of q over block b (an exact integer, as a
+ * float) and s[b] = d[b] * qsum[b]: the kernels fold integer zero points and code offsets
+ * through them; lanes[8b + i] = the sum of q[32b + 4i .. 32b + 4i + 4) as a float (exact), what
+ * lane i of a maddubs + madd dot of block b against all-ones codes holds (int8 rows). */
 typedef struct pk_act {
     const int8_t *q;
-    const float *d, *s, *lanes;
-    /* pairs[4b + i] = lanes[8b + i] + lanes[8b + 4 + i]: elements 4i..4i+3 and 16+4i..16+4i+3,
-     * what lane i of a dot holds when low nibbles (elements 0..15) and high nibbles (16..31)
-     * of a block share one 128-bit lane (the two-rows-per-vector kernels) */
-    const float *pairs;
+    const float *d, *s, *lanes, *qsum;
     /* Formats with act_k (Q4_K, as llama.cpp pairs it with Q8_K): q holds x quantized per
      * block of 256 instead (pk_prepare_act_k): x[j] ~ dk[j/256] * q[j]; bsk[b] = the sum of q
-     * over block b of 32. d, s, lanes and pairs are then not filled. */
+     * over block b of 32. d, s, lanes and qsum are then not filled. */
     const float *dk;
     const int16_t *bsk;
 } pk_act;
@@ -38,7 +34,7 @@ struct gq_packed_linear {
     gq_linear_op op;        /* first member: the forward pass calls op.apply */
     const pk_type *type;
     int rows, cols, cols_pad;
-    size_t row_bytes;       /* bytes per row (int4: a set's bytes / PK_IL, scales inline) */
+    size_t row_bytes;       /* bytes per row (int4: a set's bytes / il, scales inline) */
     uint8_t *codes;         /* rows * row_bytes (int4: rows padded to whole sets): ggml blocks
                                (sets of rows for most, pk_blk_hdr), or int codes (kern_int.c) */
     /* int formats only: groups of `group` columns (a multiple of 32, or the whole padded row),
@@ -52,6 +48,7 @@ struct gq_packed_linear {
      * hdr_bytes = a set's per-group header (pk_i4_group). */
     size_t blk_bytes, hdr_bytes;
     int il_rows;
+    int il, piece;          /* the type's set_rows and piece (pk_blk_hdr, pk_i4_group) */
     bool e8m0_normal;       /* mxfp4_ggml: every block exponent >= 2 (all scales normal floats) */
     size_t bytes;           /* codes + scales + zeros: the weight bytes one product reads */
     bool act_q8;            /* decode dots on int8-quantized activations (where available) */
@@ -80,20 +77,26 @@ struct pk_type {
      * wide rows stream best alone (`gq-bench bench decode`). */
     int q8_rows;
     bool act_k; /* dot_q8 reads the per-256 activations of pk_act (q, dk, bsk) */
+    /* Storage: rows in interleaved sets of set_rows (1: plain rows), code bytes in pieces of
+     * `piece` bytes (pk_blk_hdr, pk_i4_group). */
+    int set_rows, piece;
 };
 
-/* Rows per pass of the int8-activation dots of the formats stored in sets of rows. */
+/* Rows per pass of the int8-activation dots of the K-quants (stored in sets of 4 rows), and
+ * the most rows a set of any format holds (the 4-bit ggml formats and int4: 8, one row per
+ * 32-bit lane of a 256-bit vector). */
 #define PK_ROWS 4
+#define PK_SET_MAX 8
 
 /* Activations for dot_q8 (act_q8.c): per block of 32, d = amax / 127, q = round-half-even(x *
  * (1/d)) (d = 0 and q = 0 for an all-zero block); n a multiple of 32. pk_prepare_act also
- * writes the sums of pk_act (s: n/32, lanes: n/4, pairs: n/8) and is AVX2 where available, with values
- * identical to pk_prepare_act_ref (tests/packed). */
+ * writes the sums of pk_act (s and qsum: n/32, lanes: n/4) and is AVX2 where available, with
+ * values identical to pk_prepare_act_ref (tests/packed). */
 void pk_quantize_act(const float *x, int n, int8_t *xq, float *xd);
 void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl,
-                    float *xp);
+                    float *xqs);
 void pk_prepare_act_ref(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl,
-                        float *xp);
+                        float *xqs);
 /* The per-256 activations of pk_act (n a multiple of 256): the same rule as pk_quantize_act
  * over blocks of 256, and the sums of the codes per 32. */
 void pk_prepare_act_k(const float *x, int n, int8_t *qk, float *dk, int16_t *bsk);
@@ -118,73 +121,122 @@ static inline const uint8_t *pk_row(const gq_packed_linear *P, int r)
 }
 
 /* Row-interleaved storage (the 4-bit ggml formats, as llama.cpp's CPU backend repacks them):
- * rows in sets of PK_IL; per block i of a set, the PK_IL rows' headers (the fields before the
- * codes), then the code bytes in pieces of PK_PIECE: piece n of the PK_IL rows, for n = 0, 1,
- * ...; so a set's scales are one load and piece n of two rows 32 consecutive bytes. The bytes
- * are the format's own, reordered. Rows from il_rows on (fewer than PK_IL) stay plain. Q6_K
- * takes its whole super-block as the header (interleaved block by block). */
-#define PK_IL 4
-#define PK_PIECE 16
-
+ * rows in sets of P->il; per block i of a set, the il rows' headers (the fields before the
+ * codes), then the code bytes in pieces of P->piece: piece n of the il rows, for n = 0, 1, ...;
+ * so a set's scales are one load and piece n of the set one run of il * piece bytes. The bytes
+ * are the format's own, reordered. Rows from il_rows on (fewer than il) stay plain. Q6_K takes
+ * its whole super-block as the header (interleaved block by block). */
 static inline const uint8_t *pk_il_base(const gq_packed_linear *P, int r, int i)
 {
-    return P->codes + (size_t)(r & ~(PK_IL - 1)) * P->row_bytes + (size_t)i * PK_IL * P->blk_bytes;
+    return P->codes + (size_t)(r / P->il * P->il) * P->row_bytes + (size_t)i * P->il * P->blk_bytes;
+}
+
+/* Where row r's blocks lie: block i's header at hdr + i * step, its code piece n at code +
+ * i * step + n * piece_step (one division for the row, none per block). */
+typedef struct pk_rowblocks {
+    const uint8_t *hdr, *code;
+    size_t step, piece_step;
+} pk_rowblocks;
+
+static inline pk_rowblocks pk_rowblocks_of(const gq_packed_linear *P, int r)
+{
+    pk_rowblocks rb;
+    if (r < P->il_rows) {
+        const int k = r % P->il;
+        rb.hdr = pk_il_base(P, r, 0) + (size_t)k * P->hdr_bytes;
+        rb.code = pk_il_base(P, r, 0) + P->il * P->hdr_bytes + (size_t)k * P->piece;
+        rb.step = P->il * P->blk_bytes;
+        rb.piece_step = (size_t)P->il * P->piece;
+    } else {
+        rb.hdr = pk_row(P, r);
+        rb.code = rb.hdr + P->hdr_bytes;
+        rb.step = P->blk_bytes;
+        rb.piece_step = (size_t)P->piece;
+    }
+    return rb;
+}
+
+/* Block i of a row as the format's contiguous block (blk: hb + pieces * piece bytes, the
+ * row's header and piece sizes; constants from the caller make the copies plain moves). */
+static inline __attribute__((always_inline)) void pk_rb_copy(const pk_rowblocks *rb, int i,
+                                                             void *blk, size_t hb, size_t piece,
+                                                             int pieces)
+{
+    memcpy(blk, rb->hdr + (size_t)i * rb->step, hb);
+    for (int n = 0; n < pieces; n++)
+        memcpy((uint8_t *)blk + hb + n * piece, rb->code + (size_t)i * rb->step + n * rb->piece_step,
+               piece);
 }
 
 /* Header (scale fields) of block i of row r. */
 static inline const uint8_t *pk_blk_hdr(const gq_packed_linear *P, int r, int i)
 {
-    if (r < P->il_rows)
-        return pk_il_base(P, r, i) + (size_t)(r & (PK_IL - 1)) * P->hdr_bytes;
-    return pk_row(P, r) + (size_t)i * P->blk_bytes;
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
+    return rb.hdr + (size_t)i * rb.step;
 }
 
-/* Code bytes [PK_PIECE n, PK_PIECE (n + 1)) of block i of row r. */
+/* Code bytes [piece n, piece (n + 1)) of block i of row r. */
 static inline const uint8_t *pk_blk_piece(const gq_packed_linear *P, int r, int i, int n)
 {
-    if (r < P->il_rows)
-        return pk_il_base(P, r, i) + PK_IL * P->hdr_bytes + (size_t)n * PK_IL * PK_PIECE +
-               (size_t)(r & (PK_IL - 1)) * PK_PIECE;
-    return pk_row(P, r) + (size_t)i * P->blk_bytes + P->hdr_bytes + (size_t)n * PK_PIECE;
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
+    return rb.code + (size_t)i * rb.step + n * rb.piece_step;
 }
 
-/* int4 storage (kern_int.c): rows in sets of PK_IL (rows padded to whole sets, row_bytes = a
- * set's bytes / PK_IL); per set and group g of P->group columns, a header of hdr_bytes: the
- * PK_IL rows' fp16 scales, then (asym, hdr_bytes 12) their uint8 zero points; then the group's
- * 32-column blocks, each PK_IL x 16 bytes (row k at 16k; byte j: element j in the low nibble,
- * element j+16 in the high one). A decode pass over a set is one sequential stream. */
+/* int4 storage (kern_int.c): rows in sets of P->il (rows padded to whole sets, row_bytes = a
+ * set's bytes / il); per set and group g of P->group columns, a header of hdr_bytes: the il
+ * rows' fp16 scales, then (asym) their uint8 zero points; then the group's 32-column blocks,
+ * each il x 16 code bytes in pieces as above (a row's 16 bytes in ggml order: byte j holds
+ * element j in the low nibble, element j+16 in the high one). A decode pass over a set is one
+ * sequential stream. */
 static inline const uint8_t *pk_i4_group(const gq_packed_linear *P, int r, int g)
 {
-    const size_t group_bytes = P->hdr_bytes + (size_t)(P->group / 32) * PK_IL * 16;
-    return P->codes + (size_t)(r & ~(PK_IL - 1)) * P->row_bytes + (size_t)g * group_bytes;
+    const size_t group_bytes = P->hdr_bytes + (size_t)(P->group / 32) * P->il * 16;
+    return P->codes + (size_t)(r / P->il * P->il) * P->row_bytes + (size_t)g * group_bytes;
 }
 
-/* The 16 code bytes of block b of row r. */
-static inline const uint8_t *pk_i4_block(const gq_packed_linear *P, int r, int b)
+/* Code byte j (0..15) of block b of row r. */
+static inline uint8_t *pk_i4_byte(const gq_packed_linear *P, int r, int b, int j)
 {
     const int bpg = P->group / 32;
-    return pk_i4_group(P, r, b / bpg) + P->hdr_bytes + (size_t)(b % bpg) * PK_IL * 16 +
-           (size_t)(r & (PK_IL - 1)) * 16;
+    return (uint8_t *)pk_i4_group(P, r, b / bpg) + P->hdr_bytes +
+           (size_t)(b % bpg) * P->il * 16 + (size_t)(j / P->piece * P->il + r % P->il) * P->piece +
+           j % P->piece;
 }
 
 static inline uint16_t pk_i4_scale(const gq_packed_linear *P, int r, int g)
 {
     uint16_t h;
-    memcpy(&h, pk_i4_group(P, r, g) + 2 * (r & (PK_IL - 1)), 2);
+    memcpy(&h, pk_i4_group(P, r, g) + 2 * (r % P->il), 2);
     return h;
 }
 
 static inline int pk_i4_zero(const gq_packed_linear *P, int r, int g)
 {
-    return P->hdr_bytes == 12 ? pk_i4_group(P, r, g)[8 + (r & (PK_IL - 1))] : P->zconst;
+    return P->hdr_bytes == 3 * (size_t)P->il ? pk_i4_group(P, r, g)[2 * P->il + r % P->il]
+                                             : P->zconst;
 }
 
 /* Block i of row r as the format's contiguous block (blk: blk_bytes). */
 static inline void pk_blk_copy(const gq_packed_linear *P, int r, int i, void *blk)
 {
-    memcpy(blk, pk_blk_hdr(P, r, i), P->hdr_bytes);
-    for (int n = 0; n < (int)((P->blk_bytes - P->hdr_bytes) / PK_PIECE); n++)
-        memcpy((uint8_t *)blk + P->hdr_bytes + PK_PIECE * n, pk_blk_piece(P, r, i, n), PK_PIECE);
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
+    pk_rb_copy(&rb, i, blk, P->hdr_bytes, (size_t)P->piece,
+               (int)((P->blk_bytes - P->hdr_bytes) / P->piece));
+}
+
+/* Block i of rows r..r+nr-1 (nr <= il) as one interleaved set block (set: il * blk_bytes, the
+ * layout above), the last row repeated in the missing places: the set kernels run on it for
+ * the plain rows after the last whole set. */
+static inline void pk_set_gather(const gq_packed_linear *P, int r, int nr, int i, uint8_t *set)
+{
+    const int pieces = (int)((P->blk_bytes - P->hdr_bytes) / P->piece);
+    for (int k = 0; k < P->il; k++) {
+        const int rk = r + (k < nr ? k : nr - 1);
+        memcpy(set + k * P->hdr_bytes, pk_blk_hdr(P, rk, i), P->hdr_bytes);
+        for (int n = 0; n < pieces; n++)
+            memcpy(set + P->il * P->hdr_bytes + (size_t)(n * P->il + k) * P->piece,
+                   pk_blk_piece(P, rk, i, n), P->piece);
+    }
 }
 
 #endif

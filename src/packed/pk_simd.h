@@ -101,17 +101,6 @@ static inline __m256i pk_dot32_i8i8(__m256i w, __m256i x)
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
-/* int32 lanes of sum lo[i] * xlo[i] + hi[i] * xhi[i] over each lane's 4 + 4 byte pairs (lo, hi
- * unsigned codes below 32, x signed): maddubs pairs (< 2 * 31 * 127 < 2^13) added as int16, then
- * one madd. (AVX512-VNNI's dpbusd does the same in two instructions but measured no faster on
- * Zen 4, `bench matvec`.) */
-static inline __m256i pk_dot_halves(__m256i lo, __m256i hi, __m256i xlo, __m256i xhi)
-{
-    return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo),
-                                              _mm256_maddubs_epi16(hi, xhi)),
-                             _mm256_set1_epi16(1));
-}
-
 /* Horizontal sums of 4 vectors: {hsum(a), hsum(b), hsum(c), hsum(d)}. */
 static inline __m128 pk_hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
 {

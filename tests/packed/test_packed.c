@@ -199,8 +199,8 @@ static void test_prepare_act(void **state)
     for (int i = 128; i < 160; i++)
         x[i] = i == 140 ? -1e-3f : 0.0f;
     int8_t q[N], qr[N];
-    float d[N / 32], dr[N / 32], s[N / 32], sr[N / 32], l[N / 4], lr[N / 4], p[N / 8],
-        pr[N / 8];
+    float d[N / 32], dr[N / 32], s[N / 32], sr[N / 32], l[N / 4], lr[N / 4], p[N / 32],
+        pr[N / 32];
     pk_prepare_act(x, N, q, d, s, l, p);
     pk_prepare_act_ref(x, N, qr, dr, sr, lr, pr);
     assert_memory_equal(q, qr, sizeof q);
@@ -214,6 +214,7 @@ static void test_prepare_act(void **state)
         int sum = 0;
         for (int k = 0; k < 32; k++)
             sum += q[32 * b + k];
+        assert_true(p[b] == (float)sum);
         assert_true(s[b] == d[b] * (float)sum);
     }
 }
