@@ -1,5 +1,5 @@
-/* Packed kernels of the K-quants Q4_K and Q6_K (ggml super-blocks of 256, stored in sets of 4
- * rows: Q4_K with its code pieces interleaved, Q6_K block by block; packed_internal.h). The
+/* Packed kernels of the K-quants Q4_K and Q6_K (ggml super-blocks of 256, stored in sets of
+ * rows, packed_internal.h: Q4_K 8 rows with code pieces of 4 bytes, Q6_K 4 rows block by block). The
  * reference dequantization is the format's own (gq_kq_dequantize_block). AVX2:
  *   Q4_K: 8 sub-blocks of 32, w = D_j * q - M_j with q in 0..15; in the fp32 dot the offsets M_j
  *         go through the block sums of x: D_j * sum(q x) - M_j * sum(x); on int8 activations it
@@ -13,6 +13,12 @@
 #include "packed/packed_internal.h"
 #include "packed/pk_simd.h"
 
+/* Q4_K storage: sets of 8 rows (one per 32-bit lane of the decode kernel), pieces of 4 bytes;
+ * Q6_K: sets of 4 rows, whole super-blocks. */
+#define Q4K_SET 8
+#define Q4K_PIECE 4
+#define Q6K_SET 4
+
 /* Super-block i of row r as a contiguous block: in place for plain rows, else assembled in
  * tmp from the interleaved set (packed_internal.h). */
 static inline const gq_block_q4_K *q4_K_at(const gq_packed_linear *P, int r, int i,
@@ -20,7 +26,8 @@ static inline const gq_block_q4_K *q4_K_at(const gq_packed_linear *P, int r, int
 {
     if (r >= P->il_rows)
         return (const gq_block_q4_K *)pk_blk_hdr(P, r, i);
-    pk_blk_copy(P, r, i, tmp);
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
+    pk_rb_copy(&rb, i, tmp, 16, Q4K_PIECE, GQ_QK_K / 2 / Q4K_PIECE);
     return tmp;
 }
 static inline const gq_block_q6_K *q6_K_at(const gq_packed_linear *P, int r, int i)
@@ -189,85 +196,105 @@ static float dot_q6_K(const gq_packed_linear *P, int r, const float *x, const fl
 }
 
 /* Q4_K on Q8_K activations (one scale dk per 256, as llama.cpp's Q4_K x Q8_K dot), so a
- * super-block is all integer. One interleaved set of 4 rows (576 bytes: 4 headers d, dmin,
- * scales[12], then code pieces of 16 bytes, piece n of the 4 rows together), two rows per
- * 256-bit vector: piece 2c+h of rows A and B is one load; its low nibbles are elements
- * 16h..16h+15 of sub-block 2c, its high nibbles those of sub-block 2c+1. The two halves' maddubs
- * sums (int16, below 2 * 2 * 15 * 127) are added, and madd with the sub-block's 6-bit scale
- * (int16, per row's 128-bit lane) gives int32 lanes 0-3 for row A and 4-7 for row B (ISUM <
- * 2^23, exact in float). y += d dk ISUM - dmin dk MSUM, MSUM = sum_j m_j * (sum of the codes
- * of x over sub-block j) by one madd of the mins with bsk. acc[p]: rows 2p, 2p+1. */
-PK_ALWAYS_INLINE void q4_K_set_q8k(const uint8_t *set, const pk_act *a, int i, __m256 acc[2])
+ * super-block is all integer. One set of 8 rows, one row per 32-bit lane: 8 headers (d, dmin,
+ * scales[12]; 128 bytes), then 32 code pieces of 8 rows x 4 bytes. Piece 8c + m holds bytes
+ * 4m..4m+3 of the row's 64-element chunk c: low nibbles elements 64c+4m.. of sub-block 2c, high
+ * nibbles 64c+32+4m.. of sub-block 2c+1, each against those 4 activations broadcast. A chunk's 8
+ * pieces' maddubs sums per sub-block stay in int16 (below 8 * 2 * 15 * 127 < 2^15), and one
+ * madd weights them by the rows' 6-bit scales; ISUM, the super-block's integer dot, is below
+ * 2^25 (converted to float with at most one rounding, 2^-24 relative). y += d dk ISUM - dmin dk
+ * MSUM, MSUM = sum_j m_j * (sum of the codes of x over sub-block j). */
+/* pshufb control giving each 32-bit lane its own bytes b0 and b1, zero-extended to int16. */
+static inline __m256i lane_bytes16(int b0, int b1)
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i m6 = _mm256_set1_epi32(0x3F3F3F3F), lo4 = _mm256_set1_epi32(0x0F0F0F0F);
-    const __m256i top = _mm256_set1_epi32(0x30303030);
-    const __m256i H[2] = {_mm256_loadu_si256((const __m256i *)set),
-                          _mm256_loadu_si256((const __m256i *)(set + 32))};
-    /* d, dmin of the 4 rows (dword 0 of each header) as floats [dA mA dB mB dC mC dD mD] * dk */
-    const __m128i d01 = _mm_unpacklo_epi32(_mm256_castsi256_si128(H[0]), _mm256_extracti128_si256(H[0], 1));
-    const __m128i d23 = _mm_unpacklo_epi32(_mm256_castsi256_si128(H[1]), _mm256_extracti128_si256(H[1], 1));
-    const __m256 dm = _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpacklo_epi64(d01, d23)),
-                                    _mm256_set1_ps(a->dk[i]));
-    const __m256i bs = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(a->bsk + 8 * i)));
-    __m256i sc[2], isum[2];
-    for (int p = 0; p < 2; p++) {
-        /* per header lane, dwords [dd, u0, u1, u2] -> bytes 0-7 scales, 8-15 mins (ggml's
-         * get_scale_min_k4 on 32-bit words, as q4_K_scales_v) */
-        const __m256i P_ = _mm256_shuffle_epi32(H[p], _MM_SHUFFLE(3, 2, 3, 1)); /* u0 u2 u1 u2 */
-        const __m256i Q_ = _mm256_shuffle_epi32(H[p], _MM_SHUFFLE(2, 2, 1, 1)); /* u0 u0 u1 u1 */
-        const __m256i S_ = _mm256_srlv_epi32(P_, _mm256_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4));
-        const __m256i hi = _mm256_or_si256(_mm256_and_si256(S_, lo4),
-                                           _mm256_and_si256(_mm256_srli_epi32(Q_, 2), top));
-        const __m256i U = _mm256_permute4x64_epi64(
-            _mm256_blend_epi32(_mm256_and_si256(S_, m6), hi, 0xAA), _MM_SHUFFLE(3, 1, 2, 0));
-        sc[p] = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(U));        /* [A sc | B sc] */
-        const __m256i mn = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(U, 1)); /* mins */
-        const __m256 mx = _mm256_permutevar8x32_ps(dm, _mm256_setr_epi32(4 * p + 1, 4 * p + 1, 4 * p + 1, 4 * p + 1, 4 * p + 3, 4 * p + 3, 4 * p + 3, 4 * p + 3));
-        acc[p] = _mm256_fnmadd_ps(mx, _mm256_cvtepi32_ps(_mm256_madd_epi16(mn, bs)), acc[p]);
-        isum[p] = _mm256_setzero_si256();
-    }
-    const int8_t *x = a->q + 256 * i;
-    const uint8_t *pieces = set + 4 * 16;
-    for (int c = 0; c < 4; c++) {
-        const __m256i x0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(x + 64 * c)));
-        const __m256i x1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(x + 64 * c + 16)));
-        const __m256i x2 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(x + 64 * c + 32)));
-        const __m256i x3 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(x + 64 * c + 48)));
-        const __m256i pick_lo = _mm256_set1_epi16((short)(0x0100 * (4 * c + 1) + 4 * c));
-        const __m256i pick_hi = _mm256_set1_epi16((short)(0x0100 * (4 * c + 3) + 4 * c + 2));
-        for (int p = 0; p < 2; p++) {
-            const __m256i v0 = _mm256_loadu_si256((const __m256i *)(pieces + 64 * (2 * c) + 32 * p));
-            const __m256i v1 = _mm256_loadu_si256((const __m256i *)(pieces + 64 * (2 * c + 1) + 32 * p));
-            const __m256i tl = _mm256_add_epi16(
-                _mm256_maddubs_epi16(_mm256_and_si256(v0, m4), x0),
-                _mm256_maddubs_epi16(_mm256_and_si256(v1, m4), x1));
-            const __m256i th = _mm256_add_epi16(
-                _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m4), x2),
-                _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 4), m4), x3));
-            isum[p] = _mm256_add_epi32(isum[p], _mm256_madd_epi16(tl, _mm256_shuffle_epi8(sc[p], pick_lo)));
-            isum[p] = _mm256_add_epi32(isum[p], _mm256_madd_epi16(th, _mm256_shuffle_epi8(sc[p], pick_hi)));
-        }
-    }
-    for (int p = 0; p < 2; p++) {
-        const __m256 dx = _mm256_permutevar8x32_ps(dm, _mm256_setr_epi32(4 * p, 4 * p, 4 * p, 4 * p, 4 * p + 2, 4 * p + 2, 4 * p + 2, 4 * p + 2));
-        acc[p] = _mm256_fmadd_ps(dx, _mm256_cvtepi32_ps(isum[p]), acc[p]);
-    }
+    const __m256i base = _mm256_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12,
+                                          0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
+    return _mm256_add_epi8(base, _mm256_set1_epi32((int)(0x80008000u | (unsigned)b1 << 16 |
+                                                         (unsigned)b0)));
 }
 
-/* Rows r..r+nr-1: one interleaved set, or (the plain rows after the last set) the same kernel
- * on a set assembled per super-block, the last row repeated. */
+PK_ALWAYS_INLINE void q4_K_set8(const uint8_t *set, const pk_act *a, int i, __m256 *acc)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    /* header dword t of row k in lane k: 4 x 4 transposes of rows (p, p + 4) */
+    __m256i H[4];
+    for (int p = 0; p < 4; p++)
+        H[p] = _mm256_loadu2_m128i((const __m128i *)(set + 16 * (p + 4)),
+                                   (const __m128i *)(set + 16 * p));
+    const __m256i lo01 = _mm256_unpacklo_epi32(H[0], H[1]), hi01 = _mm256_unpackhi_epi32(H[0], H[1]);
+    const __m256i lo23 = _mm256_unpacklo_epi32(H[2], H[3]), hi23 = _mm256_unpackhi_epi32(H[2], H[3]);
+    const __m256i T0 = _mm256_unpacklo_epi64(lo01, lo23), T1 = _mm256_unpackhi_epi64(lo01, lo23);
+    const __m256i T2 = _mm256_unpacklo_epi64(hi01, hi23), T3 = _mm256_unpackhi_epi64(hi01, hi23);
+    /* T0: d | dmin; T1..T3: scales[0..11] as words u0, u1, u2 -> the 6-bit fields, 4 per lane
+     * (ggml's get_scale_min_k4: sub-blocks 0-3 whole in u0 and u1; 4-7 from the nibbles of u2
+     * and the top 2 bits of u0, u1) */
+    const __m256i m6 = _mm256_set1_epi32(0x3F3F3F3F), lo4 = _mm256_set1_epi32(0x0F0F0F0F);
+    const __m256i top = _mm256_set1_epi32(0x30303030);
+    const __m256i sc[2] = {_mm256_and_si256(T1, m6),
+                           _mm256_or_si256(_mm256_and_si256(T3, lo4),
+                                           _mm256_and_si256(_mm256_srli_epi32(T1, 2), top))};
+    const __m256i mn[2] = {_mm256_and_si256(T2, m6),
+                           _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(T3, 4), lo4),
+                                           _mm256_and_si256(_mm256_srli_epi32(T2, 2), top))};
+    __m256 dmin;
+    const __m256 dk = _mm256_broadcast_ss(a->dk + i);
+    const __m256 d = _mm256_mul_ps(pk_fp16_pairs(T0, &dmin), dk);
+    dmin = _mm256_mul_ps(dmin, dk);
+    /* MSUM: mins of sub-blocks 2t, 2t+1 as an int16 pair per lane, times bsk[2t], bsk[2t+1] */
+    __m256i msum = _mm256_setzero_si256();
+    for (int t = 0; t < 4; t++) {
+        const __m256i pair = _mm256_shuffle_epi8(mn[t / 2], lane_bytes16(2 * (t % 2), 2 * (t % 2) + 1));
+        int32_t bs;
+        memcpy(&bs, a->bsk + 8 * i + 2 * t, 4);
+        msum = _mm256_add_epi32(msum, _mm256_madd_epi16(pair, _mm256_set1_epi32(bs)));
+    }
+    const int8_t *x = a->q + 256 * i;
+    const uint8_t *pc = set + Q4K_SET * 16;
+    __m256i isum = _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++, pc += 8 * 32, x += 64) {
+        __m256i slo = _mm256_setzero_si256(), shi = _mm256_setzero_si256();
+        for (int m = 0; m < 8; m++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(pc + 32 * m));
+            int32_t xlo, xhi;
+            memcpy(&xlo, x + 4 * m, 4);
+            memcpy(&xhi, x + 32 + 4 * m, 4);
+            slo = _mm256_add_epi16(slo, _mm256_maddubs_epi16(_mm256_and_si256(v, m4),
+                                                             _mm256_set1_epi32(xlo)));
+            shi = _mm256_add_epi16(shi, _mm256_maddubs_epi16(
+                                            _mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                                            _mm256_set1_epi32(xhi)));
+        }
+        /* the scale of sub-block j (byte j % 4 of sc[j / 4]) as an int16 pair per lane */
+        for (int h = 0; h < 2; h++) {
+            const int j = 2 * c + h;
+            const __m256i s16 = _mm256_shuffle_epi8(sc[j / 4], lane_bytes16(j % 4, j % 4));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(h ? shi : slo, s16));
+        }
+    }
+    *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), *acc);
+    *acc = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(msum), *acc);
+}
+
+/* Rows r..r+nr-1: one whole set, or (the plain rows after the last set, nr < 8) the same
+ * kernel on a set gathered per super-block, the last row repeated. */
 static void q8_q4_K(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y)
 {
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    const bool il = r < P->il_rows;
-    uint8_t set[PK_ROWS * sizeof(gq_block_q4_K)];
-    for (int i = 0; i < P->cols_pad / GQ_QK_K; i++) {
-        if (!il)
-            pk_set_gather(P, r, nr, i, set);
-        q4_K_set_q8k(il ? pk_il_base(P, r, i) : set, a, i, acc);
+    __m256 acc = _mm256_setzero_ps();
+    const int nb = P->cols_pad / GQ_QK_K;
+    if (r < P->il_rows) {
+        const uint8_t *set = pk_il_base(P, r, 0);
+        for (int i = 0; i < nb; i++, set += Q4K_SET * sizeof(gq_block_q4_K))
+            q4_K_set8(set, a, i, &acc);
+    } else {
+        uint8_t gathered[Q4K_SET * sizeof(gq_block_q4_K)];
+        for (int i = 0; i < nb; i++) {
+            pk_set_gather(P, r, nr, i, gathered);
+            q4_K_set8(gathered, a, i, &acc);
+        }
     }
-    pk_store_pairs(acc, _mm_setzero_ps(), nr, y);
+    float out[Q4K_SET];
+    _mm256_storeu_ps(out, acc);
+    memcpy(y, out, (size_t)nr * sizeof(float));
 }
 
 /* Q6_K on int8 activations: per run of 32 (one activation block, two sub-blocks of 16), the
@@ -317,9 +344,9 @@ PK_ALWAYS_INLINE void q8_q6_K_rows(const gq_packed_linear *P, int r, const int N
 }
 PK_Q8_ENTRY(q8_q6_K, PK_ROWS)
 
-const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K, q8_q4_K, PK_ROWS, true, PK_ROWS, 16};
-const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K, q8_q6_K, PK_ROWS, false, PK_ROWS, 16};
+const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K, q8_q4_K, Q4K_SET, true, Q4K_SET, Q4K_PIECE};
+const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K, q8_q6_K, PK_ROWS, false, Q6K_SET, 16};
 #else
-const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, ref_q4_K, pk_dot_generic, NULL, 1, false, PK_ROWS, 16};
-const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, ref_q6_K, pk_dot_generic, NULL, 1, false, PK_ROWS, 16};
+const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, ref_q4_K, pk_dot_generic, NULL, 1, false, Q4K_SET, Q4K_PIECE};
+const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, ref_q6_K, pk_dot_generic, NULL, 1, false, Q6K_SET, 16};
 #endif

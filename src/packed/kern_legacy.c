@@ -206,16 +206,8 @@ enum { LEG_Q4_0, LEG_Q4_1, LEG_MXFP4, LEG_MXFP4N };
 /* Block scales of a set's 8 rows from its headers (q4_1: *m = the offsets). */
 PK_ALWAYS_INLINE __m256 leg8_scales(const uint8_t *hdr, const int kind, __m256 *m)
 {
-    if (kind == LEG_Q4_1) { /* 8 x (d, m): the d halves to bytes 0-7 of each 128-bit lane, the
-                               m halves to bytes 8-15, then the quads reordered d, d, m, m */
-        const __m128i split = _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-        const __m256i dm = _mm256_permute4x64_epi64(
-            _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)hdr),
-                                _mm256_broadcastsi128_si256(split)),
-            _MM_SHUFFLE(3, 1, 2, 0));
-        *m = _mm256_cvtph_ps(_mm256_extracti128_si256(dm, 1));
-        return _mm256_cvtph_ps(_mm256_castsi256_si128(dm));
-    }
+    if (kind == LEG_Q4_1) /* 8 x (d, m) */
+        return pk_fp16_pairs(_mm256_loadu_si256((const __m256i *)hdr), m);
     if (kind == LEG_MXFP4 || kind == LEG_MXFP4N) { /* E8M0 halved: 2^(e-128) as float bits
                                                      (e - 1) << 23, subnormal below e = 2 */
         const __m256i e = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)hdr));

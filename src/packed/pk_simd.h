@@ -101,6 +101,18 @@ static inline __m256i pk_dot32_i8i8(__m256i w, __m256i x)
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
+/* 8 pairs of fp16 values (a, b), one pair per 32-bit lane (a in the low half) -> the 8 a's
+ * as floats (returned) and the 8 b's (*b): bytes regrouped a, b per 128-bit lane, then the
+ * 64-bit quads reordered a, a, b, b. */
+static inline __m256 pk_fp16_pairs(__m256i v, __m256 *b)
+{
+    const __m128i split = _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    const __m256i ab = _mm256_permute4x64_epi64(
+        _mm256_shuffle_epi8(v, _mm256_broadcastsi128_si256(split)), _MM_SHUFFLE(3, 1, 2, 0));
+    *b = _mm256_cvtph_ps(_mm256_extracti128_si256(ab, 1));
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(ab));
+}
+
 /* Horizontal sums of 4 vectors: {hsum(a), hsum(b), hsum(c), hsum(d)}. */
 static inline __m128 pk_hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
 {
