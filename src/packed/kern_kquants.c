@@ -204,13 +204,17 @@ static float dot_q6_K(const gq_packed_linear *P, int r, const float *x, const fl
  * madd weights them by the rows' 6-bit scales; ISUM, the super-block's integer dot, is below
  * 2^25 (converted to float with at most one rounding, 2^-24 relative). y += d dk ISUM - dmin dk
  * MSUM, MSUM = sum_j m_j * (sum of the codes of x over sub-block j). */
-/* pshufb control giving each 32-bit lane its own bytes b0 and b1, zero-extended to int16. */
-static inline __m256i lane_bytes16(int b0, int b1)
+/* pshufb controls giving each 32-bit lane its own bytes b0 and b1 zero-extended to int16:
+ * LANE_BYTES16[j] = (j, j) for j < 4 (a scale as an int16 pair), [4 + t] = (2t, 2t + 1). */
+#define LB16_HALF(b0, b1)                                                                    \
+    b0, -1, b1, -1, 4 + b0, -1, 4 + b1, -1, 8 + b0, -1, 8 + b1, -1, 12 + b0, -1, 12 + b1, -1
+#define LB16(b0, b1) {LB16_HALF(b0, b1), LB16_HALF(b0, b1)}
+static const int8_t LANE_BYTES16[6][32] __attribute__((aligned(32))) = {
+    LB16(0, 0), LB16(1, 1), LB16(2, 2), LB16(3, 3), LB16(0, 1), LB16(2, 3)};
+
+static inline __m256i lane_bytes16(int k)
 {
-    const __m256i base = _mm256_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12,
-                                          0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
-    return _mm256_add_epi8(base, _mm256_set1_epi32((int)(0x80008000u | (unsigned)b1 << 16 |
-                                                         (unsigned)b0)));
+    return _mm256_load_si256((const __m256i *)LANE_BYTES16[k]);
 }
 
 PK_ALWAYS_INLINE void q4_K_set8(const uint8_t *set, const pk_act *a, int i, __m256 *acc)
@@ -239,18 +243,20 @@ PK_ALWAYS_INLINE void q4_K_set8(const uint8_t *set, const pk_act *a, int i, __m2
     __m256 dmin;
     const __m256 dk = _mm256_broadcast_ss(a->dk + i);
     const __m256 d = _mm256_mul_ps(pk_fp16_pairs(T0, &dmin), dk);
-    dmin = _mm256_mul_ps(dmin, dk);
-    /* MSUM: mins of sub-blocks 2t, 2t+1 as an int16 pair per lane, times bsk[2t], bsk[2t+1] */
+    /* MSUM first (fewer live registers in the code loop): mins of sub-blocks 2t, 2t+1 as an
+     * int16 pair per lane, times bsk[2t], bsk[2t+1] */
     __m256i msum = _mm256_setzero_si256();
     for (int t = 0; t < 4; t++) {
-        const __m256i pair = _mm256_shuffle_epi8(mn[t / 2], lane_bytes16(2 * (t % 2), 2 * (t % 2) + 1));
+        const __m256i pair = _mm256_shuffle_epi8(mn[t / 2], lane_bytes16(4 + t % 2));
         int32_t bs;
         memcpy(&bs, a->bsk + 8 * i + 2 * t, 4);
         msum = _mm256_add_epi32(msum, _mm256_madd_epi16(pair, _mm256_set1_epi32(bs)));
     }
+    *acc = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dk), _mm256_cvtepi32_ps(msum), *acc);
     const int8_t *x = a->q + 256 * i;
     const uint8_t *pc = set + Q4K_SET * 16;
     __m256i isum = _mm256_setzero_si256();
+#pragma GCC unroll 4 /* whole: sc[j / 4] and the shuffle controls then stay in registers */
     for (int c = 0; c < 4; c++, pc += 8 * 32, x += 64) {
         __m256i slo = _mm256_setzero_si256(), shi = _mm256_setzero_si256();
         for (int m = 0; m < 8; m++) {
@@ -267,12 +273,11 @@ PK_ALWAYS_INLINE void q4_K_set8(const uint8_t *set, const pk_act *a, int i, __m2
         /* the scale of sub-block j (byte j % 4 of sc[j / 4]) as an int16 pair per lane */
         for (int h = 0; h < 2; h++) {
             const int j = 2 * c + h;
-            const __m256i s16 = _mm256_shuffle_epi8(sc[j / 4], lane_bytes16(j % 4, j % 4));
+            const __m256i s16 = _mm256_shuffle_epi8(sc[j / 4], lane_bytes16(j % 4));
             isum = _mm256_add_epi32(isum, _mm256_madd_epi16(h ? shi : slo, s16));
         }
     }
     *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), *acc);
-    *acc = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(msum), *acc);
 }
 
 /* Rows r..r+nr-1: one whole set, or (the plain rows after the last set, nr < 8) the same
