@@ -14,8 +14,11 @@
  *            warm-up steps, fresh KV cache; tokens/s = 1 / the fastest step; bytes/token = weight bytes one step
  *            reads (packed or fp32 linears + classifier + norms + one embedding row); GB/s =
  *            bytes/token * tokens/s; ceiling = STREAM triad (a = b + s*c over 3 x --stream-mib
- *            MiB, all threads, best of 2 passes per sample), the best of the samples; the read
- *            bandwidth (one --stream-mib MiB array read, the same samples) is printed beside it.
+ *            MiB, all threads, best of 2 passes per sample), sampled before every row of every
+ *            round and once at the end; "% ceiling" is of the best of all samples, "% beside"
+ *            of the better of the two samples just before and after the row's fastest round
+ *            (the bandwidth the machine gave at that moment: on a shared host it swings); the
+ *            read bandwidth (one --stream-mib MiB array read, the same samples) is printed too.
  *   prefill: gq_forward_prefill of one window of --tokens tokens (default 128), best of --reps
  *            after a warm-up, per round.
  * "x fp32" is tokens/s over the fp32 row's tokens/s in the same run. */
@@ -111,6 +114,17 @@ static int build_row(const gq_model *m, const gq_quantizer *q, const bp_opts *o,
              : gq_packed_model_fp32(m, pm, err);
 }
 
+/* One sample of the bandwidth ceiling: its triad rate appended to triads, the bests kept. */
+static void sample_ceiling(gq_bandwidth_probe *probe, double *triads, int *n, double *best,
+                           double *best_read)
+{
+    double bw, rbw;
+    gq_bandwidth_probe_run(probe, 2, &bw, &rbw);
+    triads[(*n)++] = bw;
+    *best = bw > *best ? bw : *best;
+    *best_read = rbw > *best_read ? rbw : *best_read;
+}
+
 static int time_row(const gq_packed_model *pm, const bp_opts *o, double *tok_s, gq_error *err)
 {
     gq_packed_bench_opts bo = gq_packed_bench_defaults();
@@ -160,6 +174,7 @@ static int bench_packed(int argc, char **argv, bool decode)
     gq_bandwidth_probe *probe = NULL;
     gq_packed_model *pms = NULL;
     double *best = NULL;
+    int *best_at = NULL; /* decode: the ceiling sample taken just before the row's fastest round */
     char (*why)[256] = NULL;
     bool *built = NULL;
     if (!qs || gq_model_synth_config(&c, (uint64_t)o.seed, &m, &err) != 0) {
@@ -170,9 +185,10 @@ static int bench_packed(int argc, char **argv, bool decode)
     int n_rows = n_specs + 1; /* row 0: fp32 */
     pms = calloc((size_t)n_rows, sizeof *pms);
     best = calloc((size_t)n_rows, sizeof *best);
+    best_at = calloc((size_t)n_rows, sizeof *best_at);
     why = calloc((size_t)n_rows, sizeof *why);
     built = calloc((size_t)n_rows, sizeof *built);
-    if (!pms || !best || !why || !built) {
+    if (!pms || !best || !best_at || !why || !built) {
         gq_fail(&err, "out of memory");
         goto done;
     }
@@ -190,26 +206,26 @@ static int bench_packed(int argc, char **argv, bool decode)
             gq_packed_model_set_act_q8(&pms[i], o.act_q8);
     }
     if (decode && (!(probe = gq_bandwidth_probe_new((size_t)o.stream_mib, &err)) ||
-                   !(triads = malloc((size_t)o.rounds * n_rows * sizeof *triads)))) {
+                   !(triads = malloc(((size_t)o.rounds * n_rows + 1) * sizeof *triads)))) {
         gq_fail(&err, "bench: out of memory for the bandwidth probe");
         goto done;
     }
     for (int r = 0; r < o.rounds; r++) {
         for (int i = 0; i < n_rows; i++) {
             double t;
-            if (decode) { /* the ceiling sampled beside every row: the best of all samples */
-                double bw, rbw;
-                gq_bandwidth_probe_run(probe, 2, &bw, &rbw);
-                triads[n_triads++] = bw;
-                bw0 = bw > bw0 ? bw : bw0;
-                read0 = rbw > read0 ? rbw : read0;
-            }
+            const int sample = n_triads;
+            if (decode) /* the ceiling sampled beside every row */
+                sample_ceiling(probe, triads, &n_triads, &bw0, &read0);
             if (built[i] && time_row(&pms[i], &o, &t, &err) != 0)
                 goto done;
-            if (built[i] && t > best[i])
+            if (built[i] && t > best[i]) {
                 best[i] = t;
+                best_at[i] = sample;
+            }
         }
     }
+    if (decode) /* the sample after the last row */
+        sample_ceiling(probe, triads, &n_triads, &bw0, &read0);
     printf("%s: preset %s (dim %d, hidden %d, %d layers, vocab %d), seed %ld, %d threads, "
            "%ld %s tokens, classifier %s, best of %ld rounds\n", o.cmd, o.preset, c.dim,
            c.hidden_dim, c.n_layers, c.vocab_size, o.seed, threads, o.tokens,
@@ -221,8 +237,8 @@ static int bench_packed(int argc, char **argv, bool decode)
                     : "fp32",
            gq_blas_description());
     if (decode)
-        printf("%-24s %5s %8s %10s %10s %8s %8s %9s\n", "format", "act", "bpw", "MB/token",
-               "tokens/s", "x fp32", "GB/s", "% ceiling");
+        printf("%-24s %5s %8s %10s %10s %8s %8s %9s %8s\n", "format", "act", "bpw", "MB/token",
+               "tokens/s", "x fp32", "GB/s", "% ceiling", "% beside");
     else
         printf("%-24s %8s %10s %8s %10s\n", "format", "bpw", "tokens/s", "x fp32", "s/window");
     size_t lin_params = (size_t)c.n_layers * (gq_layer_floats(&c) - 2 * (size_t)c.dim) +
@@ -238,9 +254,11 @@ static int bench_packed(int argc, char **argv, bool decode)
         double bpw = i > 0 ? 8.0 * (double)pms[i].packed_bytes / (double)lin_params : 32.0;
         if (decode) {
             double mb = (double)pms[i].decode_bytes / 1e6, gbs = mb * best[i] / 1e3;
-            printf("%-24s %5s %8.3f %10.1f %10.2f %8.2f %8.2f %8.0f%%\n", label,
-                   i > 0 ? gq_packed_linear_act(pms[i].lin[0]) : "fp32", bpw, mb, best[i], best[i] / best[0], gbs,
-                   100.0 * gbs / bw0);
+            const double *next = triads + best_at[i];
+            double beside = next[0] > next[1] ? next[0] : next[1];
+            printf("%-24s %5s %8.3f %10.1f %10.2f %8.2f %8.2f %8.0f%% %7.0f%%\n", label,
+                   i > 0 ? gq_packed_linear_act(pms[i].lin[0]) : "fp32", bpw, mb, best[i],
+                   best[i] / best[0], gbs, 100.0 * gbs / bw0, 100.0 * gbs / beside);
         } else {
             printf("%-24s %8.3f %10.1f %8.2f %10.4f\n", label, bpw, best[i], best[i] / best[0],
                    (double)o.tokens / best[i]);
@@ -263,7 +281,7 @@ done:
     free(triads);
     for (int i = 0; pms && i <= n_specs; i++)
         gq_packed_model_free(&pms[i]);
-    free(pms), free(best), free(why), free(built);
+    free(pms), free(best), free(best_at), free(why), free(built);
     for (int i = 0; i < n_specs; i++)
         gq_quantizer_free(&qs[i]);
     free(qs);

@@ -424,6 +424,10 @@ static void test_cli(void **state)
     assert_non_null(strstr(out, "q8_K")); /* q4_K's activation protocol is named */
     assert_non_null(strstr(out, "STREAM triad"));
     assert_non_null(strstr(out, "read bandwidth"));
+    /* the ceiling sampled before each of 2 rows in 3 rounds and once after: 7 samples, and
+     * every row also compared with the samples beside its fastest round */
+    assert_non_null(strstr(out, "best of 7 samples"));
+    assert_non_null(strstr(out, "% beside"));
     rc = test_run_cli("bench prefill --preset tiny --tokens 16 --reps 1 --format "
                       "'{\"name\": \"int\", \"bits\": 3}'", out, sizeof out, err, sizeof err);
     assert_int_equal(rc, 0);
