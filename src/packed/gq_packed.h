@@ -5,16 +5,18 @@
  *
  * Packed formats (gq_packed_supported says which quantizers qualify, and why not):
  *   q4_0, q4_1, q8_0, mxfp4_ggml, q4_K, q6_K: ggml's block bytes, exactly the codes the format's
- *       quantize() writes; all but q8_0 reorder them into sets of 4 rows (per block, the 4
- *       rows' headers then their codes in 16-byte pieces; q6_K whole blocks), as llama.cpp's
- *       CPU backend repacks Q4_0 and Q4_K, so a decode pass over a set is one sequential stream
- *       with one load per scale run (packed_internal.h);
+ *       quantize() writes; all but q8_0 reorder them into sets of rows, as llama.cpp's CPU
+ *       backend repacks Q4_0 and Q4_K: the 4-bit ones in sets of 8 (per block, the 8 rows'
+ *       headers, then their codes in 4-byte pieces: piece n of the 8 rows together), q6_K in
+ *       sets of 4 whole blocks; a decode pass over a set is one sequential stream, and the
+ *       4-bit kernels hold one row per 32-bit lane (packed_internal.h);
  *   int with bits 4 or 8, fp16 scales, zero sym / sym_gptq / asym, per tensor, per channel or
  *       groups of a multiple of 32 columns (per channel and per tensor: one group spanning the
  *       row), w = s * (code - z), the codes read back from the int format's own storage, so the
- *       values are its reconstruction. int4: rows in sets of 4 (padded to whole sets); per set
- *       and group, the 4 rows' fp16 scales and (asym) uint8 zero points, then the group's
- *       32-column blocks of 4 x 16 bytes (byte j: element j low nibble, element j+16 high);
+ *       values are its reconstruction. int4: rows in sets of 8 (padded to whole sets); per set
+ *       and group, the 8 rows' fp16 scales and (asym) uint8 zero points, then the group's
+ *       32-column blocks of 8 x 16 bytes in 4-byte pieces as above (a row's 16 bytes: byte j
+ *       holds element j in the low nibble, element j+16 in the high one);
  *       int8: one byte per column, fp16 scales and zero points in arrays per row and group.
  *
  * Products (fp32 activations unless act_q8 is set; with fp32 activations the packed forward

@@ -1,5 +1,5 @@
 /* Packed kernels of the llama.cpp 32-element blocks: Q4_0, Q4_1, Q8_0 and ggml's MXFP4 (the
- * 4-bit ones stored in sets of 4 rows, packed_internal.h). The reference dequantization is the
+ * 4-bit ones stored in sets of 8 rows, packed_internal.h). The reference dequantization is the
  * format's own (ggml's to_float) on the reassembled block; the AVX2 fp32 paths decode 16 codes
  * at a time to floats: Q4_0 w = d*(q-8), Q4_1 w = d*q + m (the offset folded through the block
  * sum of x in the dot), Q8_0 w = d*q, MXFP4 w = kvalue[q] * e8m0/2 (pshufb lookup); the int8-

@@ -68,13 +68,13 @@ struct pk_type {
     void (*dequant_ref)(const gq_packed_linear *P, int r, float *y);
     void (*dequant_fast)(const gq_packed_linear *P, int r, float *y);
     float (*dot_fast)(const gq_packed_linear *P, int r, const float *x, const float *xs);
-    /* Optional (NULL: none): y[i] = the dots of rows r + i, i < nr (1..PK_ROWS), against
-     * the int8-quantized activations a. A pass over PK_ROWS rows loads each activation block
+    /* Optional (NULL: none): y[i] = the dots of rows r + i, i < nr (1..q8_rows), against
+     * the int8-quantized activations a. A pass over several rows loads each activation block
      * once for all of them; a row's arithmetic does not depend on nr. */
     void (*dot_q8)(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y);
-    /* Rows per pass of dot_q8 in the decode product: PK_ROWS for the formats stored in sets
-     * of rows (a pass is one sequential stream), 1 for the plain ones (q8_0, int8), whose
-     * wide rows stream best alone (`gq-bench bench decode`). */
+    /* Rows per pass of dot_q8 in the decode product: a set (set_rows) for the formats stored
+     * in sets of rows (a pass is one sequential stream), 1 for the plain ones (q8_0, int8),
+     * whose wide rows stream best alone (`gq-bench bench decode`). */
     int q8_rows;
     bool act_k; /* dot_q8 reads the per-256 activations of pk_act (q, dk, bsk) */
     /* Storage: rows in interleaved sets of set_rows (1: plain rows), code bytes in pieces of
@@ -82,11 +82,10 @@ struct pk_type {
     int set_rows, piece;
 };
 
-/* Rows per pass of the int8-activation dots of the K-quants (stored in sets of 4 rows), and
- * the most rows a set of any format holds (the 4-bit ggml formats and int4: 8, one row per
- * 32-bit lane of a 256-bit vector). */
+/* Most rows of the row-by-row kernels' passes (PK_Q8_ENTRY: q6_K in its sets of 4). The
+ * 4-bit formats' sets are 8 rows, one per 32-bit lane of a 256-bit vector (kern_legacy.c,
+ * kern_int.c, kern_kquants.c). */
 #define PK_ROWS 4
-#define PK_SET_MAX 8
 
 /* Activations for dot_q8 (act_q8.c): per block of 32, d = amax / 127, q = round-half-even(x *
  * (1/d)) (d = 0 and q = 0 for an all-zero block); n a multiple of 32. pk_prepare_act also

@@ -133,19 +133,6 @@ static inline void pk_store_rows(const __m256 *acc, const float *off, int nr, fl
         y[k] = off ? s[k] - off[k] : s[k];
 }
 
-/* The row sums of the two-rows-per-vector kernels: acc[p] lanes 0-3 hold partial sums of row
- * 2p, lanes 4-7 of row 2p+1; y[k] = (sum of row k's lanes) - off[k] for k < nr (the same
- * arithmetic for every row whatever nr is). */
-static inline void pk_store_pairs(const __m256 acc[2], __m128 off, int nr, float *y)
-{
-    const __m128 h01 = _mm_hadd_ps(_mm256_castps256_ps128(acc[0]), _mm256_extractf128_ps(acc[0], 1));
-    const __m128 h23 = _mm_hadd_ps(_mm256_castps256_ps128(acc[1]), _mm256_extractf128_ps(acc[1], 1));
-    float sum[4];
-    _mm_storeu_ps(sum, _mm_sub_ps(_mm_hadd_ps(h01, h23), off));
-    for (int k = 0; k < nr; k++)
-        y[k] = sum[k];
-}
-
 /* Kernels for int8 activations are written once as NAME_rows(P, r, NR, a, y) for a
  * compile-time row count NR (always inlined, so the NR accumulators live in registers); this
  * makes the dot_q8 entry NAME for a format whose passes are ROWS rows (its pk_type.q8_rows, 1
