@@ -97,8 +97,10 @@ void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, flo
 void pk_prepare_act_ref(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl,
                         float *xqs);
 /* The per-256 activations of pk_act (n a multiple of 256): the same rule as pk_quantize_act
- * over blocks of 256, and the sums of the codes per 32. */
+ * over blocks of 256, and the sums of the codes per 32; AVX2 where available, with values
+ * identical to pk_prepare_act_k_ref (tests/packed). */
 void pk_prepare_act_k(const float *x, int n, int8_t *qk, float *dk, int16_t *bsk);
+void pk_prepare_act_k_ref(const float *x, int n, int8_t *qk, float *dk, int16_t *bsk);
 
 extern const pk_type pk_q4_0, pk_q4_1, pk_q8_0, pk_mxfp4, pk_q4_K, pk_q6_K, pk_int4, pk_int8;
 

@@ -219,6 +219,38 @@ static void test_prepare_act(void **state)
     }
 }
 
+/* The per-256 activations (Q8_K): the SIMD preparation equals the scalar reference bit for
+ * bit (a super-block on exact halves, a random one, an all-zero one), and bsk holds the sums
+ * of the codes per 32. */
+static void test_prepare_act_k(void **state)
+{
+    (void)state;
+    enum { N = 256 * 3 };
+    float x[N];
+    gq_rng r;
+    gq_rng_seed(&r, 6);
+    for (int i = 0; i < N; i++)
+        x[i] = i < 512 ? (float)gq_rng_normal(&r) * (i < 256 ? 1.0f : 3.0f) : 0.0f;
+    for (int i = 64; i < 96; i++) /* amax 127: these values land on exact x.5 */
+        x[i] = i == 64 ? 127.0f : (float)(i - 80) + 0.5f;
+    int8_t q[N], qr[N];
+    float d[N / 256], dr[N / 256];
+    int16_t bs[N / 32], bsr[N / 32];
+    pk_prepare_act_k(x, N, q, d, bs);
+    pk_prepare_act_k_ref(x, N, qr, dr, bsr);
+    assert_memory_equal(q, qr, sizeof q);
+    assert_memory_equal(d, dr, sizeof d);
+    assert_memory_equal(bs, bsr, sizeof bs);
+    assert_int_equal(q[65], -14); /* -14.5 rounds half to even */
+    assert_true(d[2] == 0.0f);
+    for (int b = 0; b < N / 32; b++) {
+        int sum = 0;
+        for (int k = 0; k < 32; k++)
+            sum += q[32 * b + k];
+        assert_int_equal(bs[b], sum);
+    }
+}
+
 static void test_unsupported(void **state)
 {
     (void)state;
@@ -485,6 +517,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear_shapes),
         cmocka_unit_test(test_prepare_act),
+        cmocka_unit_test(test_prepare_act_k),
         cmocka_unit_test(test_mxfp4_tiny_scales),
         cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_stories260K_perplexity),
