@@ -19,34 +19,35 @@
 #define Q4K_PIECE 4
 #define Q6K_SET 4
 
-/* Super-block i of row r as a contiguous block: in place for plain rows, else assembled in
- * tmp from the interleaved set (packed_internal.h). */
-static inline const gq_block_q4_K *q4_K_at(const gq_packed_linear *P, int r, int i,
-                                           gq_block_q4_K *tmp)
+/* Super-block i of a row (rb = pk_rowblocks_of, once per row) as a contiguous block: in place
+ * for plain rows, else assembled in tmp from the interleaved set (packed_internal.h). Q6_K's
+ * blocks are always whole (its header is the block). */
+static inline const gq_block_q4_K *q4_K_at(const pk_rowblocks *rb, int i, gq_block_q4_K *tmp)
 {
-    if (r >= P->il_rows)
-        return (const gq_block_q4_K *)pk_blk_hdr(P, r, i);
-    const pk_rowblocks rb = pk_rowblocks_of(P, r);
-    pk_rb_copy(&rb, i, tmp, 16, Q4K_PIECE, GQ_QK_K / 2 / Q4K_PIECE);
+    if (rb->plain)
+        return (const gq_block_q4_K *)(rb->hdr + (size_t)i * rb->step);
+    pk_rb_copy(rb, i, tmp, 16, Q4K_PIECE, GQ_QK_K / 2 / Q4K_PIECE);
     return tmp;
 }
-static inline const gq_block_q6_K *q6_K_at(const gq_packed_linear *P, int r, int i)
+static inline const gq_block_q6_K *q6_K_at(const pk_rowblocks *rb, int i)
 {
-    return (const gq_block_q6_K *)pk_blk_hdr(P, r, i);
+    return (const gq_block_q6_K *)(rb->hdr + (size_t)i * rb->step);
 }
 
 static void ref_q4_K(const gq_packed_linear *P, int r, float *y)
 {
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++) {
         gq_block_q4_K tmp;
-        gq_kq_dequantize_block(&gq_kq_q4_K, q4_K_at(P, r, i, &tmp), y + (size_t)i * GQ_QK_K);
+        gq_kq_dequantize_block(&gq_kq_q4_K, q4_K_at(&rb, i, &tmp), y + (size_t)i * GQ_QK_K);
     }
 }
 
 static void ref_q6_K(const gq_packed_linear *P, int r, float *y)
 {
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++)
-        gq_kq_dequantize_block(&gq_kq_q6_K, q6_K_at(P, r, i), y + (size_t)i * GQ_QK_K);
+        gq_kq_dequantize_block(&gq_kq_q6_K, q6_K_at(&rb, i), y + (size_t)i * GQ_QK_K);
 }
 
 #if PK_AVX2
@@ -86,9 +87,10 @@ static inline void q4_K_chunk(const gq_block_q4_K *b, int c, __m128i lo[2], __m1
 
 static void fast_q4_K(const gq_packed_linear *P, int r, float *y)
 {
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++) {
         gq_block_q4_K tmp;
-        const gq_block_q4_K *bi = q4_K_at(P, r, i, &tmp);
+        const gq_block_q4_K *bi = q4_K_at(&rb, i, &tmp);
         float D[8], M[8];
         q4_K_scales(bi, D, M);
         for (int c = 0; c < 4; c++) {
@@ -111,10 +113,11 @@ static void fast_q4_K(const gq_packed_linear *P, int r, float *y)
 
 static float dot_q4_K(const gq_packed_linear *P, int r, const float *x, const float *xs)
 {
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
     __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, x += GQ_QK_K, xs += 8) {
         gq_block_q4_K tmp;
-        const gq_block_q4_K *bi = q4_K_at(P, r, i, &tmp);
+        const gq_block_q4_K *bi = q4_K_at(&rb, i, &tmp);
         float D[8], M[8];
         q4_K_scales(bi, D, M);
         const __m128i m = _mm_set1_epi8(0x0F);
@@ -153,8 +156,9 @@ static inline void q6_K_half(const gq_block_q6_K *b, int h, __m256i v[4])
 
 static void fast_q6_K(const gq_packed_linear *P, int r, float *y)
 {
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++) {
-        const gq_block_q6_K *bi = q6_K_at(P, r, i);
+        const gq_block_q6_K *bi = q6_K_at(&rb, i);
         const float d = pk_fp16(bi->d);
         for (int h = 0; h < 2; h++) {
             __m256i v[4];
@@ -173,10 +177,11 @@ static void fast_q6_K(const gq_packed_linear *P, int r, float *y)
 
 static float dot_q6_K(const gq_packed_linear *P, int r, const float *x, const float *xs)
 {
+    const pk_rowblocks rb = pk_rowblocks_of(P, r);
     (void)xs;
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, x += GQ_QK_K) {
-        const gq_block_q6_K *bi = q6_K_at(P, r, i);
+        const gq_block_q6_K *bi = q6_K_at(&rb, i);
         const float d = pk_fp16(bi->d);
         for (int h = 0; h < 2; h++) {
             __m256i v[4];
@@ -317,8 +322,10 @@ PK_ALWAYS_INLINE void q8_q6_K_rows(const gq_packed_linear *P, int r, const int N
     for (int k = 0; k < 4; k++)
         pick[k] = _mm256_setr_m128i(_mm_set1_epi16((short)(0x0100 * (4 * k + 1) + 4 * k)),
                                     _mm_set1_epi16((short)(0x0100 * (4 * k + 3) + 4 * k + 2)));
+    pk_rowblocks rb[PK_ROWS];
     __m256 acc[PK_ROWS];
     for (int k = 0; k < NR; k++) {
+        rb[k] = pk_rowblocks_of(P, r + k);
         acc[k] = _mm256_setzero_ps();
     }
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++) {
@@ -329,7 +336,7 @@ PK_ALWAYS_INLINE void q8_q6_K_rows(const gq_packed_linear *P, int r, const int N
             for (int c = 0; c < 4; c++)
                 x[c] = _mm256_loadu_si256((const __m256i *)(xh + 32 * c));
             for (int k = 0; k < NR; k++) {
-                const gq_block_q6_K *bk = q6_K_at(P, r + k, i);
+                const gq_block_q6_K *bk = q6_K_at(&rb[k], i);
                 const float d = pk_fp16(bk->d);
                 __m256i v[4];
                 q6_K_half(bk, h, v);

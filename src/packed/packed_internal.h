@@ -137,6 +137,7 @@ static inline const uint8_t *pk_il_base(const gq_packed_linear *P, int r, int i)
 typedef struct pk_rowblocks {
     const uint8_t *hdr, *code;
     size_t step, piece_step;
+    bool plain; /* a plain row: block i is one run of blk_bytes at hdr + i * step */
 } pk_rowblocks;
 
 static inline pk_rowblocks pk_rowblocks_of(const gq_packed_linear *P, int r)
@@ -148,11 +149,13 @@ static inline pk_rowblocks pk_rowblocks_of(const gq_packed_linear *P, int r)
         rb.code = pk_il_base(P, r, 0) + P->il * P->hdr_bytes + (size_t)k * P->piece;
         rb.step = P->il * P->blk_bytes;
         rb.piece_step = (size_t)P->il * P->piece;
+        rb.plain = false;
     } else {
         rb.hdr = pk_row(P, r);
         rb.code = rb.hdr + P->hdr_bytes;
         rb.step = P->blk_bytes;
         rb.piece_step = (size_t)P->piece;
+        rb.plain = true;
     }
     return rb;
 }
