@@ -219,8 +219,11 @@ static void softmax(float *x, int size)
 
 /* Attention of q against cached positions 0..pos of layer l -> xb (dim). Each score is one
  * sequential sum over the head (run.c's rounding); ATT_POS positions advance together so their
- * sums overlap in the pipeline instead of waiting on one add chain. */
+ * sums overlap in the pipeline instead of waiting on one add chain. Each output element is the
+ * sum over positions in order, as run.c, accumulated ATT_VAL elements at a time in a local
+ * array (registers) rather than through xb in memory at every position. */
 #define ATT_POS 8
+#define ATT_VAL 64
 
 static void attend(gq_decode *d, int l, int pos)
 {
@@ -244,11 +247,18 @@ static void attend(gq_decode *d, int l, int pos)
         }
         softmax(att, pos + 1);
         float *xb = d->xb + (size_t)h * hs;
-        memset(xb, 0, (size_t)hs * sizeof(float));
-        for (int t = 0; t <= pos; t++) {
-            const float *v = d->value_cache + loff + (size_t)t * kv_dim + (size_t)(h / kv_mul) * hs;
-            for (int i = 0; i < hs; i++)
-                xb[i] += att[t] * v[i];
+        const float *vh = d->value_cache + loff + (size_t)(h / kv_mul) * hs;
+        for (int i0 = 0; i0 < hs; i0 += ATT_VAL) {
+            float acc[ATT_VAL] = {0};
+            if (hs - i0 >= ATT_VAL) /* a whole run: a fixed trip count the compiler unrolls */
+                for (int t = 0; t <= pos; t++)
+                    for (int i = 0; i < ATT_VAL; i++)
+                        acc[i] += att[t] * vh[(size_t)t * kv_dim + i0 + i];
+            else
+                for (int t = 0; t <= pos; t++)
+                    for (int i = 0; i < hs - i0; i++)
+                        acc[i] += att[t] * vh[(size_t)t * kv_dim + i0 + i];
+            memcpy(xb + i0, acc, (size_t)(hs - i0 < ATT_VAL ? hs - i0 : ATT_VAL) * sizeof(float));
         }
     }
 }
