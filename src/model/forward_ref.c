@@ -220,10 +220,66 @@ static void softmax(float *x, int size)
 /* Attention of q against cached positions 0..pos of layer l -> xb (dim). Each score is one
  * sequential sum over the head (run.c's rounding); ATT_POS positions advance together so their
  * sums overlap in the pipeline instead of waiting on one add chain. Each output element is the
- * sum over positions in order, as run.c, accumulated ATT_VAL elements at a time in a local
- * array (registers) rather than through xb in memory at every position. */
+ * sum over positions in order, as run.c, accumulated ATT_VAL elements at a time in vector
+ * registers (GCC vector extension: per lane the same rounded product and sum) rather than
+ * through xb in memory at every position. */
 #define ATT_POS 8
 #define ATT_VAL 64
+typedef float att_v8 __attribute__((vector_size(32))); /* 8 lanes: mul and add per lane */
+typedef int att_i8 __attribute__((vector_size(32)));
+
+static inline att_v8 load8(const float *p)
+{
+    att_v8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* c[j] lane u = r[u] lane j (an 8 x 8 transpose in registers). */
+static inline void transpose8(const att_v8 r[8], att_v8 c[8])
+{
+    const att_i8 lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+    const att_i8 even = {0, 1, 8, 9, 4, 5, 12, 13}, odd = {2, 3, 10, 11, 6, 7, 14, 15};
+    const att_i8 low = {0, 1, 2, 3, 8, 9, 10, 11}, high = {4, 5, 6, 7, 12, 13, 14, 15};
+    att_v8 t[8], u[8];
+    for (int p = 0; p < 4; p++) {
+        t[2 * p] = __builtin_shuffle(r[2 * p], r[2 * p + 1], lo);
+        t[2 * p + 1] = __builtin_shuffle(r[2 * p], r[2 * p + 1], hi);
+    }
+    for (int h = 0; h < 2; h++) /* rows 4h..4h+3 */
+        for (int p = 0; p < 2; p++) {
+            u[4 * h + 2 * p] = __builtin_shuffle(t[4 * h + p], t[4 * h + 2 + p], even);
+            u[4 * h + 2 * p + 1] = __builtin_shuffle(t[4 * h + p], t[4 * h + 2 + p], odd);
+        }
+    for (int j = 0; j < 4; j++) {
+        c[j] = __builtin_shuffle(u[j], u[4 + j], low);
+        c[4 + j] = __builtin_shuffle(u[j], u[4 + j], high);
+    }
+}
+
+/* Scores of the 8 positions whose keys start at k (stride floats apart): lane u is the
+ * sequential sum over i of q[i] * k[u * stride + i], each product rounded, then the sum, as
+ * the scalar loop (8 dimensions of 8 keys per step, transposed in registers). */
+static att_v8 scores8(const float *q, const float *k, size_t stride, int hs)
+{
+    att_v8 sc = {0};
+    int i = 0;
+    for (; i + 8 <= hs; i += 8) {
+        att_v8 r[8], c[8];
+        for (int u = 0; u < 8; u++)
+            r[u] = load8(k + u * stride + i);
+        transpose8(r, c);
+        for (int j = 0; j < 8; j++)
+            sc += q[i + j] * c[j];
+    }
+    for (; i < hs; i++) {
+        const att_v8 kv = {k[i], k[stride + i], k[2 * stride + i], k[3 * stride + i],
+                           k[4 * stride + i], k[5 * stride + i], k[6 * stride + i],
+                           k[7 * stride + i]};
+        sc += q[i] * kv;
+    }
+    return sc;
+}
 
 static void attend(gq_decode *d, int l, int pos)
 {
@@ -236,7 +292,12 @@ static void attend(gq_decode *d, int l, int pos)
         const float *q = d->q + (size_t)h * hs;
         float *att = d->att + (size_t)h * c->seq_len;
         const float *kh = d->key_cache + loff + (size_t)(h / kv_mul) * hs;
-        for (int t = 0; t <= pos; t += ATT_POS) { /* up to ATT_POS independent sums */
+        int t = 0;
+        for (; t + 8 <= pos + 1; t += 8) {
+            const att_v8 sc = scores8(q, kh + (size_t)t * kv_dim, (size_t)kv_dim, hs) / sqrtf((float)hs);
+            memcpy(att + t, &sc, sizeof sc);
+        }
+        for (; t <= pos; t += ATT_POS) { /* up to ATT_POS independent sums */
             const int w = pos + 1 - t < ATT_POS ? pos + 1 - t : ATT_POS;
             float score[ATT_POS] = {0};
             for (int i = 0; i < hs; i++)
@@ -248,17 +309,24 @@ static void attend(gq_decode *d, int l, int pos)
         softmax(att, pos + 1);
         float *xb = d->xb + (size_t)h * hs;
         const float *vh = d->value_cache + loff + (size_t)(h / kv_mul) * hs;
-        for (int i0 = 0; i0 < hs; i0 += ATT_VAL) {
+        int i0 = 0;
+        for (; i0 + ATT_VAL <= hs; i0 += ATT_VAL) { /* whole runs: 8 vectors of 8 in registers */
+            att_v8 acc[ATT_VAL / 8] = {{0}};
+            for (int t = 0; t <= pos; t++) {
+                const float *v = vh + (size_t)t * kv_dim + i0;
+#pragma GCC unroll 8
+                for (int k = 0; k < ATT_VAL / 8; k++) {
+                    acc[k] += att[t] * load8(v + 8 * k);
+                }
+            }
+            memcpy(xb + i0, acc, sizeof acc);
+        }
+        if (i0 < hs) { /* the rest of the head */
             float acc[ATT_VAL] = {0};
-            if (hs - i0 >= ATT_VAL) /* a whole run: a fixed trip count the compiler unrolls */
-                for (int t = 0; t <= pos; t++)
-                    for (int i = 0; i < ATT_VAL; i++)
-                        acc[i] += att[t] * vh[(size_t)t * kv_dim + i0 + i];
-            else
-                for (int t = 0; t <= pos; t++)
-                    for (int i = 0; i < hs - i0; i++)
-                        acc[i] += att[t] * vh[(size_t)t * kv_dim + i0 + i];
-            memcpy(xb + i0, acc, (size_t)(hs - i0 < ATT_VAL ? hs - i0 : ATT_VAL) * sizeof(float));
+            for (int t = 0; t <= pos; t++)
+                for (int i = 0; i < hs - i0; i++)
+                    acc[i] += att[t] * vh[(size_t)t * kv_dim + i0 + i];
+            memcpy(xb + i0, acc, (size_t)(hs - i0) * sizeof(float));
         }
     }
 }

@@ -67,6 +67,24 @@ static void test_prefill_matches_reference_tiny(void **state)
     gq_model_free(&m);
 }
 
+/* Heads of 72 (a whole 64-element run of the decode's value accumulation and the rest; nine
+ * 8-dimension steps of its 8-position scores), GQA, and windows long enough for several
+ * 8-position score blocks and a partial one. */
+static void test_prefill_matches_reference_wide_heads(void **state)
+{
+    (void)state;
+    gq_model m;
+    gq_error err = {{0}};
+    const gq_config c = {.dim = 144, .hidden_dim = 256, .n_layers = 2, .n_heads = 2,
+                         .n_kv_heads = 1, .vocab_size = 96, .seq_len = 64,
+                         .shared_classifier = true};
+    assert_int_equal(gq_model_synth_config(&c, 9, &m, &err), 0);
+    double d = prefill_vs_ref(&m, 2, 29, 2);
+    printf("heads of 72: max rel diff %.3g\n", d);
+    assert_true(d < 1e-4);
+    gq_model_free(&m);
+}
+
 static void test_prefill_matches_reference_260k(void **state)
 {
     (void)state;
@@ -341,6 +359,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prefill_matches_reference_tiny),
+        cmocka_unit_test(test_prefill_matches_reference_wide_heads),
         cmocka_unit_test(test_prefill_matches_reference_260k),
         cmocka_unit_test(test_prefill_matches_reference_3m),
         cmocka_unit_test(test_explicit_transforms),
