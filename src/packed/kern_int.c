@@ -134,10 +134,10 @@ static float dot_int8(const gq_packed_linear *P, int r, const float *x, const fl
 /* int4 on one set of 8 rows, one row per 32-bit lane (as the 4-bit ggml kernels, kern_legacy.c):
  * per block, the low nibbles of code piece n are the rows' elements 4n..4n+3 and the high ones
  * 16+4n..16+4n+3, against those activations broadcast; the int16 pair sums of the block's 4
- * pieces (below 2^15) go through one madd, giving each row's integer dot U of the codes. U - z *
- * qsum (pk_act) is the exact dot of (code - z) (|U|, |z qsum| <= 32 * 15 * 127, exact in
- * float); per group it is summed times the activation scales, then times the rows' scales (one
- * load each per group, as the zero points). */
+ * pieces (below 2^15) go through one madd, giving each row's integer dot U of the codes. Per
+ * group the U are summed times the activation scales and the zero points come off once, z *
+ * (sum of pk_act.s over the group's blocks), as the ggml kernels fold their offsets; then the
+ * rows' scales (one load each per group, as the zero points). */
 PK_ALWAYS_INLINE void q8_int4_set(const gq_packed_linear *P, int r, const int ASYM,
                                   const pk_act *a, float *y)
 {
@@ -154,6 +154,9 @@ PK_ALWAYS_INLINE void q8_int4_set(const gq_packed_linear *P, int r, const int AS
                               : zc;
         __m256 gacc = _mm256_setzero_ps();
         const int b1 = b0 + bpg < nb ? b0 + bpg : nb;
+        float xs = 0.0f; /* sum of the group's x, as the quantized activations give it */
+        for (int b = b0; b < b1; b++)
+            xs += a->s[b];
         const uint8_t *codes = h + hb;
         for (int b = b0; b < b1; b++, codes += I4_SET * 16) {
             const int8_t *xq = a->q + 32 * b;
@@ -169,11 +172,10 @@ PK_ALWAYS_INLINE void q8_int4_set(const gq_packed_linear *P, int r, const int AS
                              _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
                                                   _mm256_set1_epi32(xhi))));
             }
-            const __m256 u = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
             gacc = _mm256_fmadd_ps(_mm256_broadcast_ss(a->d + b),
-                                   _mm256_fnmadd_ps(z, _mm256_broadcast_ss(a->qsum + b), u), gacc);
+                                   _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones)), gacc);
         }
-        acc = _mm256_fmadd_ps(s8, gacc, acc);
+        acc = _mm256_fmadd_ps(s8, _mm256_fnmadd_ps(z, _mm256_set1_ps(xs), gacc), acc);
     }
     float out[I4_SET];
     _mm256_storeu_ps(out, acc);
