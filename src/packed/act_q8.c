@@ -39,7 +39,7 @@ void pk_quantize_act(const float *x, int n, int8_t *xq, float *xd)
     quantize_blocks(x, n, 32, xq, xd);
 }
 
-static void sums_ref(int n, const int8_t *xq, const float *xd, float *xs, float *xl, float *xqs)
+static void sums_ref(int n, const int8_t *xq, const float *xd, float *xs, float *xl)
 {
     for (int b = 0; b < n / 32; b++) {
         int sum = 0;
@@ -49,16 +49,14 @@ static void sums_ref(int n, const int8_t *xq, const float *xd, float *xs, float 
             xl[8 * b + i] = (float)lane;
             sum += lane;
         }
-        xqs[b] = (float)sum;
-        xs[b] = xd[b] * xqs[b];
+        xs[b] = xd[b] * (float)sum;
     }
 }
 
-void pk_prepare_act_ref(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl,
-                        float *xqs)
+void pk_prepare_act_ref(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl)
 {
     pk_quantize_act(x, n, xq, xd);
-    sums_ref(n, xq, xd, xs, xl, xqs);
+    sums_ref(n, xq, xd, xs, xl);
 }
 
 #if PK_AVX2
@@ -103,8 +101,7 @@ static inline __m256i lane_sums(__m256i q8, int *total)
     return lanes;
 }
 
-void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl,
-                    float *xqs)
+void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl)
 {
     for (int b = 0; b < n / 32; b++) {
         const float amax = amax_v(x + 32 * b, 4);
@@ -113,8 +110,7 @@ void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, flo
         const __m256i lanes = lane_sums(quantize32(x + 32 * b, id, xq + 32 * b), &sum);
         _mm256_storeu_ps(xl + 8 * b, _mm256_cvtepi32_ps(lanes));
         xd[b] = d;
-        xqs[b] = (float)sum;
-        xs[b] = d * xqs[b];
+        xs[b] = d * (float)sum;
     }
 }
 
@@ -132,10 +128,9 @@ void pk_prepare_act_k(const float *x, int n, int8_t *qk, float *dk, int16_t *bsk
     }
 }
 #else
-void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl,
-                    float *xqs)
+void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl)
 {
-    pk_prepare_act_ref(x, n, xq, xd, xs, xl, xqs);
+    pk_prepare_act_ref(x, n, xq, xd, xs, xl);
 }
 
 void pk_prepare_act_k(const float *x, int n, int8_t *qk, float *dk, int16_t *bsk)

@@ -16,16 +16,16 @@
 typedef struct pk_type pk_type;
 
 /* Activations of one decode product quantized per block of 32 (pk_prepare_act), cols_pad
- * values: x[j] ~ d[j/32] * q[j]; qsum[b] = the sum of q over block b (an exact integer, as a
- * float) and s[b] = d[b] * qsum[b]: the kernels fold integer zero points and code offsets
- * through them; lanes[8b + i] = the sum of q[32b + 4i .. 32b + 4i + 4) as a float (exact), what
- * lane i of a maddubs + madd dot of block b against all-ones codes holds (int8 rows). */
+ * values: x[j] ~ d[j/32] * q[j]; s[b] = d[b] * (the sum of q over block b): the kernels fold
+ * code offsets and zero points through it; lanes[8b + i] = the sum of q[32b + 4i .. 32b + 4i +
+ * 4) as a float (exact), what lane i of a maddubs + madd dot of block b against all-ones codes
+ * holds (int8 rows). */
 typedef struct pk_act {
     const int8_t *q;
-    const float *d, *s, *lanes, *qsum;
+    const float *d, *s, *lanes;
     /* Formats with act_k (Q4_K, as llama.cpp pairs it with Q8_K): q holds x quantized per
      * block of 256 instead (pk_prepare_act_k): x[j] ~ dk[j/256] * q[j]; bsk[b] = the sum of q
-     * over block b of 32. d, s, lanes and qsum are then not filled. */
+     * over block b of 32. d, s and lanes are then not filled. */
     const float *dk;
     const int16_t *bsk;
 } pk_act;
@@ -89,13 +89,11 @@ struct pk_type {
 
 /* Activations for dot_q8 (act_q8.c): per block of 32, d = amax / 127, q = round-half-even(x *
  * (1/d)) (d = 0 and q = 0 for an all-zero block); n a multiple of 32. pk_prepare_act also
- * writes the sums of pk_act (s and qsum: n/32, lanes: n/4) and is AVX2 where available, with
+ * writes the sums of pk_act (s: n/32, lanes: n/4) and is AVX2 where available, with
  * values identical to pk_prepare_act_ref (tests/packed). */
 void pk_quantize_act(const float *x, int n, int8_t *xq, float *xd);
-void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl,
-                    float *xqs);
-void pk_prepare_act_ref(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl,
-                        float *xqs);
+void pk_prepare_act(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl);
+void pk_prepare_act_ref(const float *x, int n, int8_t *xq, float *xd, float *xs, float *xl);
 /* The per-256 activations of pk_act (n a multiple of 256): the same rule as pk_quantize_act
  * over blocks of 256, and the sums of the codes per 32; AVX2 where available, with values
  * identical to pk_prepare_act_k_ref (tests/packed). */

@@ -46,7 +46,7 @@ static void matvec_shared(const gq_packed_linear *const *Ps, float *const *ys, i
 {
     const gq_packed_linear *P0 = Ps[0];
     const int nb = P0->cols_pad / 32;
-    float xp[P0->cols_pad], xs[nb], xd[nb], xl[8 * nb], xqs[nb], dk[nb / 8 + 1];
+    float xp[P0->cols_pad], xs[nb], xd[nb], xl[8 * nb], dk[nb / 8 + 1];
     int8_t xq[P0->cols_pad];
     int16_t bsk[nb];
     const bool q8 = P0->act_q8 && P0->type->dot_q8, act_k = q8 && P0->type->act_k;
@@ -54,8 +54,8 @@ static void matvec_shared(const gq_packed_linear *const *Ps, float *const *ys, i
     if (act_k)
         pk_prepare_act_k(xp, P0->cols_pad, xq, dk, bsk);
     else if (q8)
-        pk_prepare_act(xp, P0->cols_pad, xq, xd, xs, xl, xqs);
-    const pk_act act = {xq, xd, xs, xl, xqs, dk, bsk};
+        pk_prepare_act(xp, P0->cols_pad, xq, xd, xs, xl);
+    const pk_act act = {xq, xd, xs, xl, dk, bsk};
     int per[3], first[3], total = 0;
     long work = 0;
     for (int i = 0; i < count; i++) {
