@@ -228,12 +228,10 @@ static void softmax(float *x, int size)
 typedef float att_v8 __attribute__((vector_size(32))); /* 8 lanes: mul and add per lane */
 typedef int att_i8 __attribute__((vector_size(32)));
 
-static inline att_v8 load8(const float *p)
-{
-    att_v8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+/* 8 floats at any float-aligned address, as one vector (the unaligned, may-alias view GCC's
+ * own intrinsics headers use) */
+typedef float att_v8u __attribute__((vector_size(32), aligned(4), may_alias));
+#define LOAD8(p) (*(const att_v8u *)(p))
 
 /* c[j] lane u = r[u] lane j (an 8 x 8 transpose in registers). */
 static inline void transpose8(const att_v8 r[8], att_v8 c[8])
@@ -257,17 +255,17 @@ static inline void transpose8(const att_v8 r[8], att_v8 c[8])
     }
 }
 
-/* Scores of the 8 positions whose keys start at k (stride floats apart): lane u is the
- * sequential sum over i of q[i] * k[u * stride + i], each product rounded, then the sum, as
- * the scalar loop (8 dimensions of 8 keys per step, transposed in registers). */
-static att_v8 scores8(const float *q, const float *k, size_t stride, int hs)
+/* att[u] = the score of the position whose key starts at k + u * stride, u < 8, over
+ * sqrtf(hs): the sequential sum over i of q[i] * k[u * stride + i], each product rounded, then
+ * the sum, as the scalar loop (8 dimensions of 8 keys per step, transposed in registers). */
+static void scores8(const float *q, const float *k, size_t stride, int hs, float *att)
 {
     att_v8 sc = {0};
     int i = 0;
     for (; i + 8 <= hs; i += 8) {
         att_v8 r[8], c[8];
         for (int u = 0; u < 8; u++)
-            r[u] = load8(k + u * stride + i);
+            r[u] = LOAD8(k + u * stride + i);
         transpose8(r, c);
         for (int j = 0; j < 8; j++)
             sc += q[i + j] * c[j];
@@ -278,7 +276,8 @@ static att_v8 scores8(const float *q, const float *k, size_t stride, int hs)
                            k[7 * stride + i]};
         sc += q[i] * kv;
     }
-    return sc;
+    sc /= sqrtf((float)hs);
+    memcpy(att, &sc, sizeof sc);
 }
 
 static void attend(gq_decode *d, int l, int pos)
@@ -293,10 +292,8 @@ static void attend(gq_decode *d, int l, int pos)
         float *att = d->att + (size_t)h * c->seq_len;
         const float *kh = d->key_cache + loff + (size_t)(h / kv_mul) * hs;
         int t = 0;
-        for (; t + 8 <= pos + 1; t += 8) {
-            const att_v8 sc = scores8(q, kh + (size_t)t * kv_dim, (size_t)kv_dim, hs) / sqrtf((float)hs);
-            memcpy(att + t, &sc, sizeof sc);
-        }
+        for (; t + 8 <= pos + 1; t += 8)
+            scores8(q, kh + (size_t)t * kv_dim, (size_t)kv_dim, hs, att + t);
         for (; t <= pos; t += ATT_POS) { /* up to ATT_POS independent sums */
             const int w = pos + 1 - t < ATT_POS ? pos + 1 - t : ATT_POS;
             float score[ATT_POS] = {0};
@@ -316,7 +313,7 @@ static void attend(gq_decode *d, int l, int pos)
                 const float *v = vh + (size_t)t * kv_dim + i0;
 #pragma GCC unroll 8
                 for (int k = 0; k < ATT_VAL / 8; k++) {
-                    acc[k] += att[t] * load8(v + 8 * k);
+                    acc[k] += att[t] * LOAD8(v + 8 * k);
                 }
             }
             memcpy(xb + i0, acc, sizeof acc);

@@ -177,10 +177,7 @@ PK_ALWAYS_INLINE void q8_int4_set(const gq_packed_linear *P, int r, const int AS
         }
         acc = _mm256_fmadd_ps(s8, _mm256_fnmadd_ps(z, _mm256_set1_ps(xs), gacc), acc);
     }
-    float out[I4_SET];
-    _mm256_storeu_ps(out, acc);
-    const int nr = P->rows - r < I4_SET ? P->rows - r : I4_SET;
-    memcpy(y, out, (size_t)nr * sizeof(float));
+    pk_store_lanes(acc, P->rows - r < I4_SET ? P->rows - r : I4_SET, y);
 }
 
 /* Every pass is the whole set holding rows r..r+nr-1 (the last set may have fewer real rows);
@@ -241,9 +238,9 @@ PK_ALWAYS_INLINE void q8_int8_rows(const gq_packed_linear *P, int r, const int N
 }
 PK_Q8_ENTRY(q8_int8, 1)
 
-const pk_type pk_int4 = {"int4", 32, ref_int4, fast_int4, dot_int4, q8_int4, I4_SET, false, I4_SET, I4_PIECE};
-const pk_type pk_int8 = {"int8", 32, ref_int8, fast_int8, dot_int8, q8_int8, 1, false, 1, 32};
+const pk_type pk_int4 = {"int4", 32, ref_int4, fast_int4, dot_int4, q8_int4, false, I4_SET, I4_PIECE};
+const pk_type pk_int8 = {"int8", 32, ref_int8, fast_int8, dot_int8, q8_int8, false, 1, 32};
 #else
-const pk_type pk_int4 = {"int4", 32, ref_int4, ref_int4, pk_dot_generic, NULL, 1, false, I4_SET, I4_PIECE};
-const pk_type pk_int8 = {"int8", 32, ref_int8, ref_int8, pk_dot_generic, NULL, 1, false, 1, 32};
+const pk_type pk_int4 = {"int4", 32, ref_int4, ref_int4, pk_dot_generic, NULL, false, I4_SET, I4_PIECE};
+const pk_type pk_int8 = {"int8", 32, ref_int8, ref_int8, pk_dot_generic, NULL, false, 1, 32};
 #endif

@@ -302,9 +302,7 @@ static void q8_q4_K(const gq_packed_linear *P, int r, int nr, const pk_act *a, f
             q4_K_set8(gathered, a, i, &acc);
         }
     }
-    float out[Q4K_SET];
-    _mm256_storeu_ps(out, acc);
-    memcpy(y, out, (size_t)nr * sizeof(float));
+    pk_store_lanes(acc, nr, y);
 }
 
 /* Q6_K on int8 activations: per run of 32 (one activation block, two sub-blocks of 16), the
@@ -356,9 +354,9 @@ PK_ALWAYS_INLINE void q8_q6_K_rows(const gq_packed_linear *P, int r, const int N
 }
 PK_Q8_ENTRY(q8_q6_K, PK_ROWS)
 
-const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K, q8_q4_K, Q4K_SET, true, Q4K_SET, Q4K_PIECE};
-const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K, q8_q6_K, PK_ROWS, false, Q6K_SET, 16};
+const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, fast_q4_K, dot_q4_K, q8_q4_K, true, Q4K_SET, Q4K_PIECE};
+const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, fast_q6_K, dot_q6_K, q8_q6_K, false, Q6K_SET, 16};
 #else
-const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, ref_q4_K, pk_dot_generic, NULL, 1, false, Q4K_SET, Q4K_PIECE};
-const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, ref_q6_K, pk_dot_generic, NULL, 1, false, Q6K_SET, 16};
+const pk_type pk_q4_K = {"q4_K", GQ_QK_K, ref_q4_K, ref_q4_K, pk_dot_generic, NULL, false, Q4K_SET, Q4K_PIECE};
+const pk_type pk_q6_K = {"q6_K", GQ_QK_K, ref_q6_K, ref_q6_K, pk_dot_generic, NULL, false, Q6K_SET, 16};
 #endif

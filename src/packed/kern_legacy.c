@@ -279,9 +279,7 @@ PK_ALWAYS_INLINE void q8_leg8(const gq_packed_linear *P, int r, int nr, const in
             leg8_block(gathered, kind, hb, a, i, &acc, &offs);
         }
     }
-    float out[LEG_SET];
-    _mm256_storeu_ps(out, _mm256_fnmadd_ps(_mm256_set1_ps(off_factor), offs, acc));
-    memcpy(y, out, (size_t)nr * sizeof(float));
+    pk_store_lanes(_mm256_fnmadd_ps(_mm256_set1_ps(off_factor), offs, acc), nr, y);
 }
 
 static void q8_q4_0(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y)
@@ -304,7 +302,7 @@ static void q8_mxfp4(const gq_packed_linear *P, int r, int nr, const pk_act *a, 
 }
 
 /* ---- Q8_0 on int8 activations: one integer dot per block, one float scale product per block
- * (rows one at a time: its wide rows stream best alone, pk_type.q8_rows) ---- */
+ * (rows one at a time: its wide rows stream best alone, pk_type.set_rows 1) ---- */
 static inline __m256i xq_block(const int8_t *xq, int b)
 {
     return _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
@@ -335,14 +333,14 @@ PK_ALWAYS_INLINE void q8_q8_0_rows(const gq_packed_linear *P, int r, const int N
 PK_Q8_ENTRY(q8_q8_0, 1)
 
 
-const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, fast_q4_0, dot_q4_0, q8_q4_0, LEG_SET, false, LEG_SET, LEG_PIECE};
-const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, fast_q4_1, dot_q4_1, q8_q4_1, LEG_SET, false, LEG_SET, LEG_PIECE};
-const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, fast_q8_0, dot_q8_0, q8_q8_0, 1, false, 1, 32};
-const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, fast_mxfp4, dot_mxfp4, q8_mxfp4, LEG_SET, false, LEG_SET, LEG_PIECE};
+const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, fast_q4_0, dot_q4_0, q8_q4_0, false, LEG_SET, LEG_PIECE};
+const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, fast_q4_1, dot_q4_1, q8_q4_1, false, LEG_SET, LEG_PIECE};
+const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, fast_q8_0, dot_q8_0, q8_q8_0, false, 1, 32};
+const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, fast_mxfp4, dot_mxfp4, q8_mxfp4, false, LEG_SET, LEG_PIECE};
 #else
 /* Without AVX2 the reference kernels are the fast ones. */
-const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, ref_q4_0, pk_dot_generic, NULL, 1, false, LEG_SET, LEG_PIECE};
-const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, ref_q4_1, pk_dot_generic, NULL, 1, false, LEG_SET, LEG_PIECE};
-const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, ref_q8_0, pk_dot_generic, NULL, 1, false, 1, 32};
-const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, ref_mxfp4, pk_dot_generic, NULL, 1, false, LEG_SET, LEG_PIECE};
+const pk_type pk_q4_0 = {"q4_0", 32, ref_q4_0, ref_q4_0, pk_dot_generic, NULL, false, LEG_SET, LEG_PIECE};
+const pk_type pk_q4_1 = {"q4_1", 32, ref_q4_1, ref_q4_1, pk_dot_generic, NULL, false, LEG_SET, LEG_PIECE};
+const pk_type pk_q8_0 = {"q8_0", 32, ref_q8_0, ref_q8_0, pk_dot_generic, NULL, false, 1, 32};
+const pk_type pk_mxfp4 = {"mxfp4_ggml", 32, ref_mxfp4, ref_mxfp4, pk_dot_generic, NULL, false, LEG_SET, LEG_PIECE};
 #endif

@@ -23,19 +23,19 @@ static const ggml_entry ggml_types[] = {
     {"q4_K", &pk_q4_K, 144, 16},      {"q6_K", &pk_q6_K, 210, 210},
 };
 
-/* Reorders the plain rows src into P's row-interleaved layout (sets of P->il rows). */
+/* Reorders the plain rows src into P's row-interleaved layout (sets of set_rows rows). */
 static void interleave_rows(gq_packed_linear *P, const uint8_t *src)
 {
-    const size_t hb = P->hdr_bytes;
+    const size_t hb = P->hdr_bytes, pc = (size_t)P->type->piece;
     const int nb = (int)(P->row_bytes / P->blk_bytes);
-    const int pieces = (int)((P->blk_bytes - hb) / P->piece);
-    P->il_rows = P->rows / P->il * P->il;
+    const int pieces = (int)((P->blk_bytes - hb) / pc);
+    P->il_rows = P->rows / P->type->set_rows * P->type->set_rows;
     for (int r = 0; r < P->rows; r++)
         for (int i = 0; i < nb; i++) {
             const uint8_t *b = src + (size_t)r * P->row_bytes + (size_t)i * P->blk_bytes;
             memcpy((uint8_t *)pk_blk_hdr(P, r, i), b, hb);
             for (int n = 0; n < pieces; n++)
-                memcpy((uint8_t *)pk_blk_piece(P, r, i, n), b + hb + P->piece * n, P->piece);
+                memcpy((uint8_t *)pk_blk_piece(P, r, i, n), b + hb + pc * n, pc);
         }
 }
 
@@ -113,8 +113,6 @@ static gq_packed_linear *alloc_linear(const pk_type *t, int rows, int cols, size
     P->cols = cols;
     P->cols_pad = (cols + t->block - 1) / t->block * t->block;
     P->row_bytes = row_bytes;
-    P->il = t->set_rows;
-    P->piece = t->piece;
     P->group = P->cols_pad;
     P->n_groups = 1;
     P->codes = row_bytes ? gq_alloc_zero((size_t)rows * row_bytes, "packed codes", err) : NULL;
@@ -131,7 +129,7 @@ static gq_packed_linear *alloc_linear(const pk_type *t, int rows, int cols, size
 static int pack_int4_sets(gq_packed_linear *P, bool asym, const uint8_t *st, size_t code_pos,
                           gq_error *err)
 {
-    const int il = P->il, rows_pad = (P->rows + il - 1) / il * il, nb = P->cols_pad / 32;
+    const int il = P->type->set_rows, rows_pad = (P->rows + il - 1) / il * il, nb = P->cols_pad / 32;
     P->hdr_bytes = (size_t)(asym ? 3 : 2) * il;
     P->row_bytes = ((size_t)P->n_groups * P->hdr_bytes + (size_t)nb * il * 16) / il;
     P->codes = gq_alloc_zero((size_t)rows_pad * P->row_bytes, "packed codes", err);
@@ -225,7 +223,7 @@ gq_packed_linear *gq_packed_linear_new(const gq_quantizer *q, const float *W, in
             goto done;
         P->blk_bytes = ge->block_bytes;
         P->hdr_bytes = ge->header_bytes;
-        if (P->il > 1)
+        if (P->type->set_rows > 1)
             interleave_rows(P, st);
         else
             memcpy(P->codes, st, st_bytes);

@@ -48,7 +48,6 @@ struct gq_packed_linear {
      * hdr_bytes = a set's per-group header (pk_i4_group). */
     size_t blk_bytes, hdr_bytes;
     int il_rows;
-    int il, piece;          /* the type's set_rows and piece (pk_blk_hdr, pk_i4_group) */
     bool e8m0_normal;       /* mxfp4_ggml: every block exponent >= 2 (all scales normal floats) */
     size_t bytes;           /* codes + scales + zeros: the weight bytes one product reads */
     bool act_q8;            /* decode dots on int8-quantized activations (where available) */
@@ -68,14 +67,12 @@ struct pk_type {
     void (*dequant_ref)(const gq_packed_linear *P, int r, float *y);
     void (*dequant_fast)(const gq_packed_linear *P, int r, float *y);
     float (*dot_fast)(const gq_packed_linear *P, int r, const float *x, const float *xs);
-    /* Optional (NULL: none): y[i] = the dots of rows r + i, i < nr (1..q8_rows), against
-     * the int8-quantized activations a. A pass over several rows loads each activation block
-     * once for all of them; a row's arithmetic does not depend on nr. */
+    /* Optional (NULL: none): y[i] = the dots of rows r + i, i < nr (1..set_rows), against
+     * the int8-quantized activations a. A decode pass is one set (a sequential stream; the
+     * plain formats q8_0 and int8, set_rows 1, stream their wide rows best alone: `gq-bench
+     * bench decode`), loading each activation block once for all its rows; a row's
+     * arithmetic does not depend on nr. */
     void (*dot_q8)(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y);
-    /* Rows per pass of dot_q8 in the decode product: a set (set_rows) for the formats stored
-     * in sets of rows (a pass is one sequential stream), 1 for the plain ones (q8_0, int8),
-     * whose wide rows stream best alone (`gq-bench bench decode`). */
-    int q8_rows;
     bool act_k; /* dot_q8 reads the per-256 activations of pk_act (q, dk, bsk) */
     /* Storage: rows in interleaved sets of set_rows (1: plain rows), code bytes in pieces of
      * `piece` bytes (pk_blk_hdr, pk_i4_group). */
@@ -120,14 +117,16 @@ static inline const uint8_t *pk_row(const gq_packed_linear *P, int r)
 }
 
 /* Row-interleaved storage (the 4-bit ggml formats, as llama.cpp's CPU backend repacks them):
- * rows in sets of P->il; per block i of a set, the il rows' headers (the fields before the
- * codes), then the code bytes in pieces of P->piece: piece n of the il rows, for n = 0, 1, ...;
- * so a set's scales are one load and piece n of the set one run of il * piece bytes. The bytes
- * are the format's own, reordered. Rows from il_rows on (fewer than il) stay plain. Q6_K takes
- * its whole super-block as the header (interleaved block by block). */
+ * rows in sets of il = P->type->set_rows; per block i of a set, the il rows' headers (the
+ * fields before the codes), then the code bytes in pieces of P->type->piece: piece n of the il
+ * rows, for n = 0, 1, ...; so a set's scales are one load and piece n of the set one run of
+ * il * piece bytes. The bytes are the format's own, reordered. Rows from il_rows on (fewer
+ * than il) stay plain. Q6_K takes its whole super-block as the header (interleaved block by
+ * block). */
 static inline const uint8_t *pk_il_base(const gq_packed_linear *P, int r, int i)
 {
-    return P->codes + (size_t)(r / P->il * P->il) * P->row_bytes + (size_t)i * P->il * P->blk_bytes;
+    const int il = P->type->set_rows;
+    return P->codes + (size_t)(r / il * il) * P->row_bytes + (size_t)i * il * P->blk_bytes;
 }
 
 /* Where row r's blocks lie: block i's header at hdr + i * step, its code piece n at code +
@@ -140,19 +139,21 @@ typedef struct pk_rowblocks {
 
 static inline pk_rowblocks pk_rowblocks_of(const gq_packed_linear *P, int r)
 {
+    const int il = P->type->set_rows;
+    const size_t pc = (size_t)P->type->piece;
     pk_rowblocks rb;
     if (r < P->il_rows) {
-        const int k = r % P->il;
-        rb.hdr = pk_il_base(P, r, 0) + (size_t)k * P->hdr_bytes;
-        rb.code = pk_il_base(P, r, 0) + P->il * P->hdr_bytes + (size_t)k * P->piece;
-        rb.step = P->il * P->blk_bytes;
-        rb.piece_step = (size_t)P->il * P->piece;
+        const uint8_t *set = pk_il_base(P, r, 0);
+        rb.hdr = set + (size_t)(r % il) * P->hdr_bytes;
+        rb.code = set + il * P->hdr_bytes + (size_t)(r % il) * pc;
+        rb.step = il * P->blk_bytes;
+        rb.piece_step = il * pc;
         rb.plain = false;
     } else {
         rb.hdr = pk_row(P, r);
         rb.code = rb.hdr + P->hdr_bytes;
         rb.step = P->blk_bytes;
-        rb.piece_step = (size_t)P->piece;
+        rb.piece_step = pc;
         rb.plain = true;
     }
     return rb;
@@ -184,46 +185,46 @@ static inline const uint8_t *pk_blk_piece(const gq_packed_linear *P, int r, int 
     return rb.code + (size_t)i * rb.step + n * rb.piece_step;
 }
 
-/* int4 storage (kern_int.c): rows in sets of P->il (rows padded to whole sets, row_bytes = a
- * set's bytes / il); per set and group g of P->group columns, a header of hdr_bytes: the il
- * rows' fp16 scales, then (asym) their uint8 zero points; then the group's 32-column blocks,
- * each il x 16 code bytes in pieces as above (a row's 16 bytes in ggml order: byte j holds
- * element j in the low nibble, element j+16 in the high one). A decode pass over a set is one
- * sequential stream. */
+/* int4 storage (kern_int.c): rows in sets of il = P->type->set_rows (rows padded to whole
+ * sets, row_bytes = a set's bytes / il); per set and group g of P->group columns, a header of
+ * hdr_bytes: the il rows' fp16 scales, then (asym) their uint8 zero points; then the group's
+ * 32-column blocks, each il x 16 code bytes in pieces as above (a row's 16 bytes in ggml
+ * order: byte j holds element j in the low nibble, element j+16 in the high one). A decode
+ * pass over a set is one sequential stream. */
 static inline const uint8_t *pk_i4_group(const gq_packed_linear *P, int r, int g)
 {
-    const size_t group_bytes = P->hdr_bytes + (size_t)(P->group / 32) * P->il * 16;
-    return P->codes + (size_t)(r / P->il * P->il) * P->row_bytes + (size_t)g * group_bytes;
+    const int il = P->type->set_rows;
+    const size_t group_bytes = P->hdr_bytes + (size_t)(P->group / 32) * il * 16;
+    return P->codes + (size_t)(r / il * il) * P->row_bytes + (size_t)g * group_bytes;
 }
 
 /* Code byte j (0..15) of block b of row r. */
 static inline uint8_t *pk_i4_byte(const gq_packed_linear *P, int r, int b, int j)
 {
-    const int bpg = P->group / 32;
-    return (uint8_t *)pk_i4_group(P, r, b / bpg) + P->hdr_bytes +
-           (size_t)(b % bpg) * P->il * 16 + (size_t)(j / P->piece * P->il + r % P->il) * P->piece +
-           j % P->piece;
+    const int bpg = P->group / 32, il = P->type->set_rows, pc = P->type->piece;
+    return (uint8_t *)pk_i4_group(P, r, b / bpg) + P->hdr_bytes + (size_t)(b % bpg) * il * 16 +
+           (size_t)(j / pc * il + r % il) * pc + j % pc;
 }
 
 static inline uint16_t pk_i4_scale(const gq_packed_linear *P, int r, int g)
 {
     uint16_t h;
-    memcpy(&h, pk_i4_group(P, r, g) + 2 * (r % P->il), 2);
+    memcpy(&h, pk_i4_group(P, r, g) + 2 * (r % P->type->set_rows), 2);
     return h;
 }
 
 static inline int pk_i4_zero(const gq_packed_linear *P, int r, int g)
 {
-    return P->hdr_bytes == 3 * (size_t)P->il ? pk_i4_group(P, r, g)[2 * P->il + r % P->il]
-                                             : P->zconst;
+    const int il = P->type->set_rows;
+    return P->hdr_bytes == 3 * (size_t)il ? pk_i4_group(P, r, g)[2 * il + r % il] : P->zconst;
 }
 
 /* Block i of row r as the format's contiguous block (blk: blk_bytes). */
 static inline void pk_blk_copy(const gq_packed_linear *P, int r, int i, void *blk)
 {
     const pk_rowblocks rb = pk_rowblocks_of(P, r);
-    pk_rb_copy(&rb, i, blk, P->hdr_bytes, (size_t)P->piece,
-               (int)((P->blk_bytes - P->hdr_bytes) / P->piece));
+    pk_rb_copy(&rb, i, blk, P->hdr_bytes, (size_t)P->type->piece,
+               (int)((P->blk_bytes - P->hdr_bytes) / P->type->piece));
 }
 
 /* Block i of rows r..r+nr-1 (nr <= il) as one interleaved set block (set: il * blk_bytes, the
@@ -231,13 +232,14 @@ static inline void pk_blk_copy(const gq_packed_linear *P, int r, int i, void *bl
  * the plain rows after the last whole set. */
 static inline void pk_set_gather(const gq_packed_linear *P, int r, int nr, int i, uint8_t *set)
 {
-    const int pieces = (int)((P->blk_bytes - P->hdr_bytes) / P->piece);
-    for (int k = 0; k < P->il; k++) {
+    const int il = P->type->set_rows, pc = P->type->piece;
+    const int pieces = (int)((P->blk_bytes - P->hdr_bytes) / pc);
+    for (int k = 0; k < il; k++) {
         const int rk = r + (k < nr ? k : nr - 1);
         memcpy(set + k * P->hdr_bytes, pk_blk_hdr(P, rk, i), P->hdr_bytes);
         for (int n = 0; n < pieces; n++)
-            memcpy(set + P->il * P->hdr_bytes + (size_t)(n * P->il + k) * P->piece,
-                   pk_blk_piece(P, rk, i, n), P->piece);
+            memcpy(set + il * P->hdr_bytes + (size_t)(n * il + k) * pc, pk_blk_piece(P, rk, i, n),
+                   pc);
     }
 }
 

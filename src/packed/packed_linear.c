@@ -39,8 +39,8 @@ static void pad_activations(const gq_packed_linear *P, const float *x, float *xp
 
 /* ys[i] (rows of Ps[i]) = Ps[i] · x for `count` (<= 3) linears of one format and width: x is
  * padded (and, on int8 activations, quantized) once, and one parallel loop runs the passes of
- * all of them (one fork/join). A pass is q8_rows rows on int8 activations (else one), fixed by
- * row index, so the results do not depend on the thread count. */
+ * all of them (one fork/join). A pass is one set of rows on int8 activations (else one row),
+ * fixed by row index, so the results do not depend on the thread count. */
 static void matvec_shared(const gq_packed_linear *const *Ps, float *const *ys, int count,
                           const float *x)
 {
@@ -59,7 +59,7 @@ static void matvec_shared(const gq_packed_linear *const *Ps, float *const *ys, i
     int per[3], first[3], total = 0;
     long work = 0;
     for (int i = 0; i < count; i++) {
-        per[i] = q8 ? Ps[i]->type->q8_rows : 1;
+        per[i] = q8 ? Ps[i]->type->set_rows : 1;
         first[i] = total;
         total += (Ps[i]->rows + per[i] - 1) / per[i];
         work += (long)Ps[i]->rows * Ps[i]->cols;

@@ -7,6 +7,7 @@
 #define PK_AVX2 1
 #include <immintrin.h>
 #include <stdint.h>
+#include <string.h>
 
 /* fp16 -> fp32 by the F16C instruction (exact, like gq_fp16_to_fp32, without the call). */
 static inline float pk_fp16(uint16_t h) { return _cvtsh_ss(h); }
@@ -113,6 +114,14 @@ static inline __m256 pk_fp16_pairs(__m256i v, __m256 *b)
     return _mm256_cvtph_ps(_mm256_castsi256_si128(ab));
 }
 
+/* y[k] = lane k of v for k < nr (the set kernels: one row per lane). */
+static inline void pk_store_lanes(__m256 v, int nr, float *y)
+{
+    float out[8];
+    _mm256_storeu_ps(out, v);
+    memcpy(y, out, (size_t)nr * sizeof(float));
+}
+
 /* Horizontal sums of 4 vectors: {hsum(a), hsum(b), hsum(c), hsum(d)}. */
 static inline __m128 pk_hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
 {
@@ -135,8 +144,8 @@ static inline void pk_store_rows(const __m256 *acc, const float *off, int nr, fl
 
 /* Kernels for int8 activations are written once as NAME_rows(P, r, NR, a, y) for a
  * compile-time row count NR (always inlined, so the NR accumulators live in registers); this
- * makes the dot_q8 entry NAME for a format whose passes are ROWS rows (its pk_type.q8_rows, 1
- * or PK_ROWS): whole passes of PK_ROWS, else one row at a time. */
+ * makes the dot_q8 entry NAME for a format whose passes are ROWS rows (its pk_type.set_rows,
+ * 1 or PK_ROWS): whole passes of PK_ROWS, else one row at a time. */
 #define PK_ALWAYS_INLINE static inline __attribute__((always_inline))
 #define PK_Q8_ENTRY(name, ROWS)                                                               \
     static void name(const gq_packed_linear *P, int r, int nr, const pk_act *a, float *y)    \
