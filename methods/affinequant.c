@@ -140,7 +140,7 @@ static int install_folded(gq_block_ctx *ctx, const gq_affine_state *st,
     for (int k = 0; k < GQ_N_LINEAR; k++) {
         int rows, cols;
         gq_linear_shape(ctx->cfg, (gq_linear_kind)k, &rows, &cols);
-        memcpy(*gq_layer_slot(&ctx->w, (gq_linear_kind)k), W[k], (size_t)rows * cols * sizeof(float));
+        memcpy(ctx->w.w[k], W[k], (size_t)rows * cols * sizeof(float));
     }
     const size_t dd = (size_t)ctx->cfg->dim * ctx->cfg->dim;
     memcpy(gq_block_in_transform(ctx, false), f.m_att, dd * sizeof(float));
@@ -162,7 +162,7 @@ static int round_block(gq_block_ctx *ctx, const gq_affine_state *st, const gq_lw
     for (int k = 0; k < GQ_N_LINEAR && rc == 0; k++) {
         int rows, cols;
         gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
-        memcpy(buf, gq_linear_weight(&ctx->w, (gq_linear_kind)k), (size_t)rows * cols * sizeof *buf);
+        memcpy(buf, ctx->w.w[k], (size_t)rows * cols * sizeof *buf);
         if (st->lwc)
             gq_affine_clip(buf, st->gamma[k], st->beta[k], rows, cols, spec);
         rc = gq_block_quantize_rtn(ctx, (gq_linear_kind)k, buf, NULL, err);
@@ -205,9 +205,10 @@ static int aq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
     const gq_grad_shape s = {.dim = c->dim, .hidden = c->hidden_dim, .n_heads = c->n_heads,
                              .n_kv_heads = c->n_kv_heads};
     const gq_layer *w = &ctx->w;
-    const gq_grad_block_f fp = {.rms_att = w->rms_att, .wq = w->wq, .wk = w->wk, .wv = w->wv,
-                                .wo = w->wo, .rms_ffn = w->rms_ffn, .w1 = w->w1, .w2 = w->w2,
-                                .w3 = w->w3};
+    const gq_grad_block_f fp = {
+        .rms_att = w->rms_att, .wq = w->w[GQ_LIN_Q], .wk = w->w[GQ_LIN_K],
+        .wv = w->w[GQ_LIN_V], .wo = w->w[GQ_LIN_O], .rms_ffn = w->rms_ffn,
+        .w1 = w->w[GQ_LIN_GATE], .w2 = w->w[GQ_LIN_DOWN], .w3 = w->w[GQ_LIN_UP]};
     gq_affine_state st;
     double t0 = gq_now();
     if (gq_affine_train(&s, &fp, ctx->x_fp, ctx->x, ctx->B, ctx->T, &o, &st, err))

@@ -164,8 +164,6 @@ bool gq_method_cfg_adds_transforms(const gq_method_cfg *cfg);
  * pointers that are non-NULL and, when x_out is non-NULL, the block outputs (B*T, dim). */
 int gq_block_run(gq_block_ctx *ctx, bool quantized, gq_block_trace *trace, float *x_out,
                  gq_error *err);
-/* The pointer field of linear k in a layer (to substitute trial weights in a view). */
-float **gq_layer_slot(gq_layer *L, gq_linear_kind k);
 /* A view of the block with q[k] substituted for the linears in done[] when `quantized`. */
 gq_layer gq_block_view(const gq_block_ctx *ctx, bool quantized);
 /* Rounds `w` (rows, cols of linear k; NULL = the working weight) with quant[k] into q[k],

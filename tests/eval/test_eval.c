@@ -137,11 +137,12 @@ static void perturbed_clone(gq_model *q)
     const gq_config *c = &q->cfg;
     for (int i = 0; i < c->dim * c->dim; i++) {
         s = s * 1103515245u + 12345u;
-        q->layers[1].wq[i] += 0.05f * ((float)(s >> 16 & 0x7fff) / 32768.0f - 0.5f);
+        q->layers[1].w[GQ_LIN_Q][i] += 0.05f * ((float)(s >> 16 & 0x7fff) / 32768.0f - 0.5f);
     }
     for (int i = 0; i < c->dim * c->hidden_dim; i++) {
         s = s * 1103515245u + 12345u;
-        q->layers[2].w2[i] *= 1.0f + 0.3f * ((float)(s >> 16 & 0x7fff) / 32768.0f - 0.5f);
+        q->layers[2].w[GQ_LIN_DOWN][i] *=
+            1.0f + 0.3f * ((float)(s >> 16 & 0x7fff) / 32768.0f - 0.5f);
     }
 }
 

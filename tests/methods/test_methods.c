@@ -188,7 +188,8 @@ static void test_awq_fold_preserves_logits(void **state)
         maxd = fmax(maxd, fabs((double)l0[i] - l1[i]));
     assert_true(maxd < 1e-5 * 10); /* logits are O(10): 1e-5 relative */
     /* the weights did change */
-    assert_true(memcmp(m.layers[0].wq, f->fp.layers[0].wq, (size_t)c->dim * c->dim * 4) != 0);
+    assert_true(memcmp(m.layers[0].w[GQ_LIN_Q], f->fp.layers[0].w[GQ_LIN_Q],
+                       (size_t)c->dim * c->dim * 4) != 0);
     gq_forward_ws_free(ws);
     free(l0), free(l1), free(s);
     gq_model_free(&m);
@@ -267,8 +268,10 @@ static void test_methods_and_rules(void **state)
     gq_quant_report rep;
     assert_int_equal(gq_quantize_model(&f->fp, &plan, &m, &rep, &err), 0);
     const gq_config *c = &f->fp.cfg;
-    assert_memory_equal(m.layers[1].wq, f->fp.layers[1].wq, (size_t)c->dim * c->dim * 4);
-    assert_true(memcmp(m.layers[1].w1, f->fp.layers[1].w1, (size_t)c->dim * c->hidden_dim * 4) != 0);
+    assert_memory_equal(m.layers[1].w[GQ_LIN_Q], f->fp.layers[1].w[GQ_LIN_Q],
+                        (size_t)c->dim * c->dim * 4);
+    assert_true(memcmp(m.layers[1].w[GQ_LIN_GATE], f->fp.layers[1].w[GQ_LIN_GATE],
+                       (size_t)c->dim * c->hidden_dim * 4) != 0);
     assert_true(rep.linear_weights == (size_t)c->n_layers * 3 * c->dim * c->hidden_dim);
     gq_model_free(&m);
     gq_quant_report_free(&rep);
