@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_model.h"
 #include "cli/cli_opts.h"

@@ -2,12 +2,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
 #include "formats/gq_format.h"
-#ifdef GQ_HAVE_METHODS
 #include "methods/gq_method.h"
-#endif
 
 static void list_formats(void)
 {
@@ -23,7 +22,6 @@ static void list_formats(void)
     }
 }
 
-#ifdef GQ_HAVE_METHODS
 static void list_methods(void)
 {
     int n;
@@ -39,7 +37,6 @@ static void list_methods(void)
             gq_params_print(stdout, ps, "    ");
     }
 }
-#endif
 
 int cmd_list(int argc, char **argv)
 {
@@ -60,17 +57,10 @@ int cmd_list(int argc, char **argv)
         return cli_usage_error("list", "unknown list '%s' (expected formats or methods)", what);
     if (!methods)
         list_formats();
-#ifdef GQ_HAVE_METHODS
     if (!formats) {
         if (!methods)
             printf("\n");
         list_methods();
     }
-#else
-    if (methods) {
-        fprintf(stderr, "gq-bench list: this build has no methods library\n");
-        return GQ_EXIT_FAIL;
-    }
-#endif
     return GQ_EXIT_OK;
 }

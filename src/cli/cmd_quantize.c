@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "calib/gq_calib.h"
+#include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_model.h"
 #include "cli/cli_opts.h"
