@@ -56,15 +56,18 @@ typedef struct gq_cell_run {
 /* The journal record of a finished cell: {"row": {...}, "tensors": [...], "notes": [...]}. */
 json_t *gq_results_record(const gq_experiment *e, const gq_cell *c, const gq_cell_run *r);
 
-/* Builds the main table from the records of every cell (in cell order) and one per-tensor
- * table per cell (cell_tables[i], caller frees each and the array). */
+/* Builds the main table from the records of every cell (in cell order; a NULL record: a cell
+ * that failed, no row) and one per-tensor table per cell with a record (cell_tables[i], caller
+ * frees each and the array). */
 int gq_results_tables(const gq_experiment *e, json_t *const *records, gq_table *main,
                       gq_table **cell_tables, gq_error *err);
 
 /* Writes results.csv and results.h5 under results_dir and, unless plots_dir is NULL, the charts
- * (a missing gnuplot is reported on stderr and skipped); prints the summary to `summary`. */
-int gq_results_write(const gq_experiment *e, const gq_journal *j, const char *results_dir,
-                     const char *plots_dir, FILE *summary, gq_error *err);
+ * (a missing gnuplot is reported on stderr and skipped); prints the summary to `summary`.
+ * Cells with failed[i] set (NULL: none) failed at run time and have no row. */
+int gq_results_write(const gq_experiment *e, const gq_journal *j, const bool *failed,
+                     const char *results_dir, const char *plots_dir, FILE *summary,
+                     gq_error *err);
 
 /* Redraws the charts of a stored results.csv (gq-bench plot). */
 int gq_results_plot(const char *results_dir, const char *plots_dir, int *n_charts, gq_error *err);

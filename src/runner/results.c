@@ -76,21 +76,16 @@ static void format_columns(const gq_cell *c, json_t *row)
         bits = json_object_get(c->format, "bits");
     if (json_is_integer(bits))
         json_object_set(row, "bits", bits);
-    gq_quantizer q;
-    gq_error err;
-    if (gq_quantizer_from_json(c->format, "$", &q, &err) == 0) {
-        const int wide = 1 << 16;
-        int g = q.fmt->group_cols ? q.fmt->group_cols(q.params, wide) : 0;
-        if (g > 0 && g < wide)
-            set_int(row, "group_size", g);
-        gq_quantizer_free(&q);
-    }
+    const int wide = 1 << 16;
+    int g = c->q.fmt->group_cols ? c->q.fmt->group_cols(c->q.params, wide) : 0;
+    if (g > 0 && g < wide)
+        set_int(row, "group_size", g);
 }
 
 json_t *gq_results_record(const gq_experiment *e, const gq_cell *c, const gq_cell_run *r)
 {
     json_t *row = json_object();
-    char buf[1024];
+    char buf[GQ_EXP_PATH];
     set_str(row, "experiment", e->name);
     set_str(row, "cell", c->id);
     set_str(row, "series", c->entry < 0 ? "fp32 baseline" : e->methods[c->entry].label);
@@ -171,8 +166,8 @@ json_t *gq_results_record(const gq_experiment *e, const gq_cell *c, const gq_cel
         set_int(row, "packed_bytes", (long long)r->tp->packed_bytes);
     } else
         set_str(row, "throughput_note", r->tp ? r->tp->note : "not measured");
-    set_str(row, "protocol", gq_ppl_protocol_name(e->protocol));
-    set_int(row, "ctx", e->ctx);
+    set_str(row, "protocol", gq_ppl_protocol_name((gq_ppl_protocol)e->eval.protocol));
+    set_int(row, "ctx", e->eval.ctx);
     set_int(row, "eval_windows", (long long)ev->windows);
     set_int(row, "eval_tokens", (long long)ev->tokens);
     set_int(row, "scored", (long long)ev->scored);
@@ -187,7 +182,7 @@ json_t *gq_results_record(const gq_experiment *e, const gq_cell *c, const gq_cel
         set_int(row, "calib_ctx", c->calib_ctx);
         set_int(row, "calib_first_token", (long long)r->calib_first);
     }
-    set_int(row, "seed", (long long)e->seed);
+    set_int(row, "seed", (long long)e->calib.seed);
     set_str(row, "config_sha256", e->config_sha256);
     set_str(row, "model_sha256", e->model_sha256[0] ? e->model_sha256 : "synthetic");
     set_str(row, "tokenizer_sha256", e->tokenizer_sha256);
@@ -319,16 +314,16 @@ static void environment_attrs(const gq_experiment *e, gq_table *t)
     if (f)
         fclose(f);
     char *exp = json_dumps(e->resolved, JSON_INDENT(2) | JSON_SORT_KEYS);
-    char proto[4200];
     char klref[256];
     kl_reference_text(t, klref, sizeof klref);
+    char proto[3 * GQ_EXP_PATH + 1024];
     snprintf(proto, sizeof proto,
              "perplexity protocol %s, ctx %d, %s windows of %s (sha256 %s), tokenizer %s; %s; "
              "calibration %s; seed %llu",
-             gq_ppl_protocol_name(e->protocol), e->ctx,
-             e->max_windows ? "the first max_windows" : "all", e->eval_path, e->eval_sha256,
+             gq_ppl_protocol_name((gq_ppl_protocol)e->eval.protocol), e->eval.ctx,
+             e->eval.max_windows ? "the first max_windows" : "all", e->eval_path, e->eval_sha256,
              e->tokenizer_path, klref, e->has_calib ? e->calib_path : "none",
-             (unsigned long long)e->seed);
+             (unsigned long long)e->calib.seed);
     json_object_set_new(a, "experiment_name", json_string(e->name));
     json_object_set_new(a, "experiment_file", json_string(e->file));
     json_object_set_new(a, "experiment_json", json_string(exp));
@@ -373,6 +368,8 @@ int gq_results_tables(const gq_experiment *e, json_t *const *records, gq_table *
                                                                                 : GQ_COL_TEXT);
     add_cols(main, tail_cols, sizeof tail_cols / sizeof tail_cols[0]);
     for (int i = 0; i < e->n_cells; i++) {
+        if (!records[i]) /* a cell that failed at run time */
+            continue;
         json_t *row = json_object_get(records[i], "row");
         if (!json_is_object(row)) {
             gq_table_free(main);
@@ -393,12 +390,13 @@ static void print_summary(const gq_experiment *e, const gq_table *t, FILE *f)
                                        "t_eval", "decode_tok_s", "prefill_tok_s"};
     fprintf(f, "\n%s: %s, perplexity protocol %s, ctx %d, %.0f windows (%.0f scored "
                "tokens) of %s (sha256 %.12s), seed %llu, %.0f threads\n",
-            e->name, e->model_label, gq_ppl_protocol_name(e->protocol), e->ctx,
-            gq_table_num(t, 0, "eval_windows"), gq_table_num(t, 0, "scored"), e->eval_path,
-            e->eval_sha256, (unsigned long long)e->seed, gq_table_num(t, 0, "threads"));
+            e->name, e->model_label, gq_ppl_protocol_name((gq_ppl_protocol)e->eval.protocol),
+            e->eval.ctx, gq_table_num(t, 0, "eval_windows"), gq_table_num(t, 0, "scored"),
+            e->eval_path, e->eval_sha256, (unsigned long long)e->calib.seed,
+            gq_table_num(t, 0, "threads"));
     if (e->has_calib)
         fprintf(f, "calibration: %s (sha256 %.12s), n_calib %d x calib_ctx %d unless swept\n",
-                e->calib_path, e->calib_sha256, e->n_calib, e->calib_ctx);
+                e->calib_path, e->calib_sha256, e->calib.n_calib, e->calib.calib_ctx);
     char klref[256];
     kl_reference_text(t, klref, sizeof klref);
     fprintf(f, "kl_div: nats/token vs the fp32 baseline on the same windows; top1_pct: %% argmax "
@@ -429,8 +427,9 @@ static void remove_stale_tmp(const char *dir)
     closedir(d);
 }
 
-int gq_results_write(const gq_experiment *e, const gq_journal *j, const char *results_dir,
-                     const char *plots_dir, FILE *summary, gq_error *err)
+int gq_results_write(const gq_experiment *e, const gq_journal *j, const bool *failed,
+                     const char *results_dir, const char *plots_dir, FILE *summary,
+                     gq_error *err)
 {
     remove_stale_tmp(results_dir);
     if (plots_dir)
@@ -440,7 +439,7 @@ int gq_results_write(const gq_experiment *e, const gq_journal *j, const char *re
     gq_table main = {0};
     int rc = -1;
     for (int i = 0; i < e->n_cells; i++)
-        if (!(records[i] = gq_journal_get(j, e->cells[i].id, err)))
+        if (!(failed && failed[i]) && !(records[i] = gq_journal_get(j, e->cells[i].id, err)))
             goto done;
     if (gq_results_tables(e, records, &main, cells, err))
         goto done;
@@ -449,10 +448,12 @@ int gq_results_write(const gq_experiment *e, const gq_journal *j, const char *re
     if (gq_table_write_csv(&main, path, err))
         goto done;
     gq_h5_group *groups = calloc((size_t)e->n_cells, sizeof *groups);
+    int n_groups = 0;
     for (int i = 0; i < e->n_cells; i++)
-        groups[i] = (gq_h5_group){e->cells[i].id, cells[i]};
+        if (cells[i])
+            groups[n_groups++] = (gq_h5_group){e->cells[i].id, cells[i]};
     snprintf(path, sizeof path, "%s/results.h5", results_dir);
-    rc = gq_h5_write(path, &main, groups, e->n_cells, err);
+    rc = gq_h5_write(path, &main, groups, n_groups, err);
     free(groups);
     if (rc)
         goto done;

@@ -265,7 +265,7 @@ static void test_sweep_expansion(void **state)
     assert_non_null(f);
     fputs("{\"name\": \"sweep\",\n"
           " \"model\": {\"synthetic\": \"tiny\", \"tokenizer\": \"models/stories260K/tok512.bin\"},\n"
-          " \"eval\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"ctx\": 32},\n"
+          " \"eval\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"ctx\": 32, \"max_windows\": 8},\n"
           " \"calib\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"n_calib\": 2, \"calib_ctx\": 32},\n"
           " \"methods\": [\n"
           "  {\"label\": \"g\", \"method\": \"rtn\", \"format\": {\"name\": \"int\"}},\n"
