@@ -214,6 +214,15 @@ static void test_failed_cell_goes_on(void **state)
     rc = run("run %s --out-dir %s --threads 1 --no-plots", file, dir);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(g_err, "resuming: 2 of 3 cells already in the journal"));
+    /* a damaged key is called damaged, not "a different experiment definition" */
+    char key[4300];
+    snprintf(key, sizeof key, "%s/results/flaky/.journal/key", dir);
+    f = fopen(key, "w");
+    fputs("{\"key\": \"0123", f);
+    fclose(f);
+    assert_int_equal(run("run %s --out-dir %s --threads 1 --no-plots", file, dir), 2);
+    if (!strstr(g_err, ".journal/key: damaged"))
+        fail_msg("damaged key: %s", g_err);
     free(dir);
 }
 
