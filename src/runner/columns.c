@@ -233,11 +233,6 @@ const gq_result_col gq_result_cols[] = {
     {"model_sha256", T, 0, v_model_sha256},   {"tokenizer_sha256", T, 0, v_tokenizer_sha256},
     {"version", T, E, v_version},             {"revision", T, E, v_revision},
     {NULL, T, 0, NULL}};
-#undef T
-#undef I
-#undef R
-#undef E
-#undef A
 
 void gq_result_cols_fill(const gq_col_src *s, unsigned scope, json_t *row)
 {

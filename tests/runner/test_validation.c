@@ -24,18 +24,6 @@ static char g_out[1 << 16], g_err[1 << 16];
 
 #define run(...) test_run_clif(g_out, sizeof g_out, g_err, sizeof g_err, __VA_ARGS__)
 
-/* GQ_ASSETS at the directory holding the real assets; false when they are missing. */
-static bool setup_assets(void)
-{
-    char p[4096];
-    const char *rel = "models/stories260K/tok512.bin";
-    if (!test_asset(rel, p, sizeof p))
-        return false;
-    p[strlen(p) - strlen(rel)] = '\0';
-    setenv("GQ_ASSETS", p, 1);
-    return true;
-}
-
 static const char *source_root(void)
 {
     const char *root = getenv("GQ_SOURCE_ROOT");
@@ -104,7 +92,7 @@ static void check_corpus_file(const char *name, const char *out_root)
 static void test_corpus(void **state)
 {
     (void)state;
-    if (!setup_assets())
+    if (!test_setup_assets())
         skip();
     char corpus[4096], cwd[4096];
     snprintf(corpus, sizeof corpus, "%s/experiments", getenv("GQ_TESTDATA"));
@@ -140,7 +128,7 @@ static void write_including(const char *file, const char *model, const char *met
 static void test_shipped_files_validate(void **state)
 {
     (void)state;
-    if (!setup_assets())
+    if (!test_setup_assets())
         skip();
     char dir[4200], file[4400], inc[4400];
     int n;
@@ -182,7 +170,7 @@ static void test_shipped_files_validate(void **state)
 static void test_failed_cell_goes_on(void **state)
 {
     (void)state;
-    if (!setup_assets() || !g_flaky)
+    if (!test_setup_assets() || !g_flaky)
         skip();
     char *dir = test_tmpdir("flaky"), file[4200], csv[4300];
     snprintf(file, sizeof file, "%s/flaky.json", dir);
@@ -229,7 +217,7 @@ static void test_failed_cell_goes_on(void **state)
 static void test_messages(void **state)
 {
     (void)state;
-    if (!setup_assets())
+    if (!test_setup_assets())
         skip();
     char *dir = test_tmpdir("messages"), file[4200], link[4200], inc[4200];
     /* a symlink loop is named as such, not "no such file" */
