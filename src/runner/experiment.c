@@ -312,6 +312,7 @@ static int parse_method(gq_experiment *e, json_t *arr, size_t i, gq_error *err)
     snprintf(sub, sizeof sub, "%s.method", base);
     if (gq_method_cfg_from_json(em->method, sub, &mc, err))
         goto done;
+    em->calibrates = gq_method_cfg_needs_calibration(&mc);
     gq_method_cfg_free(&mc);
     snprintf(sub, sizeof sub, "%s.format", base);
     if (gq_quantizer_from_json(em->format, sub, &q, err))

@@ -83,6 +83,7 @@ typedef struct gq_exp_method {
     json_t *format;  /* {"name": ..., params} */
     gq_propagate propagate;
     json_t *exclude; /* array of axis names not swept for this entry */
+    bool calibrates; /* the method with the entry's own parameters needs calibration */
 } gq_exp_method;
 
 /* One unit of work: a configured method + format + calibration, or the unquantized baseline.

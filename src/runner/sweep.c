@@ -40,13 +40,7 @@ static bool has_param(const gq_axis *a, const gq_exp_method *em, gq_axis_target 
 /* Whether the entry's method calibrates with the entry's own parameters (rtn with imatrix). */
 static bool needs_calib(const gq_exp_method *em)
 {
-    gq_method_cfg mc;
-    gq_error e2;
-    if (gq_method_cfg_from_json(em->method, em->path, &mc, &e2))
-        return false;
-    bool calib = gq_method_cfg_needs_calibration(&mc);
-    gq_method_cfg_free(&mc);
-    return calib;
+    return em->calibrates;
 }
 
 /* group_size applies when it changes the format's group width on a wide matrix. */
