@@ -51,6 +51,9 @@ int ju_resolve(const char *name, const char *path, char *out, size_t n, gq_error
 {
     if (gq_asset_resolve(name, out, n, err))
         return gq_fail_prefix(err, "%s", path);
+    struct stat st; /* validation reads inputs whole: a device or FIFO would never end */
+    if (stat(out, &st) != 0 || !S_ISREG(st.st_mode))
+        return gq_fail(err, "%s: %s: not a regular file", path, out);
     return 0;
 }
 

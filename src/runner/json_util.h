@@ -16,7 +16,8 @@ int ju_check_keys(const json_t *obj, const char *path, const char *const *allowe
  * `def` (NULL def = required). */
 int ju_strdup(const json_t *obj, const char *key, const char *path, const char *def, char **out,
               gq_error *err);
-/* The file `name` (given at JSON path `path`) resolved through the assets directory. */
+/* The file `name` (given at JSON path `path`) resolved through the assets directory; it must
+ * be a regular file. */
 int ju_resolve(const char *name, const char *path, char *out, size_t n, gq_error *err);
 /* A configs/ file named relative to the working directory, the experiment's directory or its
  * parent; fails naming `path`. */

@@ -233,6 +233,16 @@ static void test_messages(void **state)
     assert_int_equal(run("run %s --dry-run", file), 2);
     if (!strstr(g_err, "$.eval.text") || !strstr(g_err, "symbolic links"))
         fail_msg("symlink loop: %s", g_err);
+    /* a device is not a text: refused at once, not read for ever */
+    f = fopen(file, "w");
+    fprintf(f, "{\"model\": {\"synthetic\": \"tiny\", \"tokenizer\": "
+               "\"models/stories260K/tok512.bin\"},\n"
+               " \"eval\": {\"text\": \"/dev/zero\"}, \"methods\": [{\"method\": \"rtn\", "
+               "\"format\": \"q4_0\"}]}\n");
+    fclose(f);
+    assert_int_equal(run("run %s --dry-run", file), 2);
+    if (!strstr(g_err, "$.eval.text: /dev/zero: not a regular file"))
+        fail_msg("/dev/zero: %s", g_err);
     /* an included file that is not JSON: line and column, not its content */
     snprintf(inc, sizeof inc, "%s/passwd", dir);
     f = fopen(inc, "w");
