@@ -3,6 +3,7 @@
  * as a llama2.c checkpoint that `eval` reads, and prints the per-tensor report. */
 #include <jansson.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,7 +176,13 @@ static json_t *report_json(const gq_quant_report *r, const gq_quant_plan *p, con
     for (int i = 0; calib && i < p->n_calib; i++)
         json_array_append_new(offs, json_integer((json_int_t)offsets[i]));
     json_object_set_new(o, "calib_offsets", offs);
-    json_object_set_new(o, "seed", json_integer((json_int_t)p->seed));
+    if (p->seed <= (uint64_t)INT64_MAX)
+        json_object_set_new(o, "seed", json_integer((json_int_t)p->seed));
+    else { /* beyond JSON integers (int64): the exact decimal as a string */
+        char seed[24];
+        snprintf(seed, sizeof seed, "%llu", (unsigned long long)p->seed);
+        json_object_set_new(o, "seed", json_string(seed));
+    }
     json_object_set_new(o, "out", json_string(out));
     json_t *ts = json_array();
     for (int i = 0; i < r->n_tensors; i++) {

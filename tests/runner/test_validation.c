@@ -255,6 +255,10 @@ static void test_messages(void **state)
     assert_int_equal(run("run %s --dry-run", file), 2);
     if (!strstr(g_err, "line 1, column") || strstr(g_err, "root"))
         fail_msg("included non-JSON file: %s", g_err);
+    /* the experiment's sections are listed like plugin parameters */
+    assert_int_equal(run("list experiment"), 0);
+    assert_non_null(strstr(g_out, "$.calib"));
+    assert_non_null(strstr(g_out, "n_calib          int    default 32"));
     /* seeds are 64-bit unsigned */
     char model[4300];
     snprintf(model, sizeof model, "%s/s.bin", dir);
