@@ -1,4 +1,5 @@
-/* gq-bench list [formats|methods]: the registered plugins with their parameters and defaults. */
+/* gq-bench list [formats|methods|experiment]: the registered plugins with their parameters and
+ * defaults, and the parameters of an experiment file's sections. */
 #include <stdio.h>
 #include <string.h>
 
@@ -6,6 +7,7 @@
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
 #include "formats/gq_format.h"
+#include "runner/gq_experiment.h"
 #include "methods/gq_method.h"
 
 static void list_formats(void)
@@ -46,15 +48,20 @@ int cmd_list(int argc, char **argv)
         .about = "Prints the registered plugins with a summary, their parameters, types, defaults\n"
                  "and ranges. Parameters are given in JSON ({\"name\": \"int\", \"bits\": 3}) or\n"
                  "on the command line with --set key=value.\n",
-        .pos_meta = "formats|methods",
+        .pos_meta = "formats|methods|experiment",
         .pos_what = "list",
         .pos = &what};
     CLI_PARSE_OR_RETURN(&spec, argc, argv);
     if (!what)
         what = "all";
     bool formats = strcmp(what, "formats") == 0, methods = strcmp(what, "methods") == 0;
+    if (strcmp(what, "experiment") == 0) {
+        gq_experiment_print_params(stdout);
+        return GQ_EXIT_OK;
+    }
     if (!formats && !methods && strcmp(what, "all") != 0)
-        return cli_usage_error("list", "unknown list '%s' (expected formats or methods)", what);
+        return cli_usage_error("list", "unknown list '%s' (expected formats, methods or "
+                                       "experiment)", what);
     if (!methods)
         list_formats();
     if (!formats) {
