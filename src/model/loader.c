@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/gq_fileio.h"
 #include "model/model_internal.h"
 
 #define V1_MAGIC 0x616b3432u
@@ -130,13 +131,13 @@ static void map_tensors(gq_model *m, const file_layout *fl, float *body)
 int gq_model_load(const char *path, gq_model *m, gq_error *err)
 {
     memset(m, 0, sizeof *m);
-    int fd = open(path, O_RDONLY);
+    int fd = gq_open_input(path, err);
     if (fd < 0)
-        return gq_fail(err, "%s: cannot open model: %s", path, strerror(errno));
+        return gq_fail_prefix(err, "model");
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
         close(fd);
-        return gq_fail(err, "%s: not a regular file", path);
+        return gq_fail(err, "%s: cannot stat: %s", path, strerror(errno));
     }
     size_t actual = (size_t)st.st_size;
     unsigned char head[V1_HEADER_BYTES];

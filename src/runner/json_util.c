@@ -1,6 +1,7 @@
 #include "runner/json_util.h"
 
 #include <libgen.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -104,7 +105,12 @@ json_t *ju_load(const char *file, gq_error *err)
         gq_fail(err, "%s: file not found", file);
         return NULL;
     }
-    json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &je);
+    char *text;
+    size_t len;
+    if (gq_read_file(file, &text, &len, err))
+        return NULL;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
     if (!root)
         gq_fail(err, "%s: line %d, column %d: %s", file, je.line, je.column, je.text);
     return root;

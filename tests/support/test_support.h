@@ -28,6 +28,12 @@ bool test_asset(const char *rel, char *out, size_t n);
 /* A fresh empty directory under the build's temporary area; caller frees the string. */
 char *test_tmpdir(const char *tag);
 
+/* Mounts a fresh tmpfs of `kib` KiB (read-only when `ro`) on a new temporary directory, for
+ * disk-full and read-only tests. Returns the directory (caller passes it to test_tmpfs_free), or
+ * NULL when this process may not mount (not root, no CAP_SYS_ADMIN): the caller then skips. */
+char *test_tmpfs(const char *tag, int kib, bool ro);
+void test_tmpfs_free(char *dir);
+
 /* Reads a whole binary file; caller frees. Fails the test if missing. */
 void *test_read_file(const char *path, size_t *len);
 
