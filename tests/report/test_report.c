@@ -220,7 +220,7 @@ static void test_plot_labels_cannot_run_commands(void **state)
         fprintf(stderr, "skipping: gnuplot not installed\n");
         skip();
     }
-    char *dir = test_tmpdir("plot_inject"), mark[8][4400], line[20000], out[4400];
+    char *dir = test_tmpdir("plot_inject"), mark[8][4400], line[20000], out[9000];
     for (int i = 0; i < 8; i++)
         snprintf(mark[i], sizeof mark[i], "%s/pwned%d", dir, i);
     gq_table t;
