@@ -113,6 +113,14 @@ static int check_stored(const gq_model *m, const gq_dataset *ds, const gq_eval_o
                         const gq_eval_baseline *base, size_t n, gq_error *err)
 {
     const gq_baseline_header *h = base->hdr;
+    /* KL reads one row of log-probabilities per scored position: fewer rows than this
+     * evaluation scores would be read past the end */
+    uint64_t scored = (uint64_t)n * (uint64_t)(o->ctx - 1 - first_scored(o->protocol, o->ctx));
+    if (h->protocol == (int32_t)o->protocol && h->ctx == o->ctx && h->windows == n &&
+        h->scored != scored)
+        return gq_fail(err, "baseline does not match this evaluation: it holds %llu scored "
+                            "positions, %zu windows of ctx %d score %llu",
+                       (unsigned long long)h->scored, n, o->ctx, (unsigned long long)scored);
     if (h->protocol != (int32_t)o->protocol || h->ctx != o->ctx || h->windows != n ||
         h->vocab != m->cfg.vocab_size || strcmp(h->dataset_sha256, ds->sha256) != 0)
         return gq_fail(err, "baseline does not match this evaluation: baseline %s ctx %d, "
