@@ -94,6 +94,11 @@ static double recon_error(const float *W, const float *Q, const float *X, size_t
         }
     }
     free(D), free(y), free(e);
+    if (!isfinite(num) || !isfinite(den)) {
+        gq_fail(err, "the reconstruction error is not finite (the calibration activations "
+                     "overflow fp32: a weight too large?)");
+        return NAN;
+    }
     return den > 0.0 ? num / den : 0.0;
 }
 
@@ -348,8 +353,10 @@ int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
                     t->recon_err = recon_error(gq_linear_weight(&ctx.w, (gq_linear_kind)k), ctx.q[k],
                                                gq_trace_input(&tr, (gq_linear_kind)k), ntok, rows,
                                                cols, err);
-                    if (isnan(t->recon_err))
+                    if (isnan(t->recon_err)) {
+                        gq_fail_prefix(err, "%s", name);
                         goto cleanup;
+                    }
                 }
             }
         }
