@@ -1,7 +1,6 @@
 /* Experiment execution: inputs, baseline, cells (optionally several at once), outputs. */
 #include "runner/gq_run.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <omp.h>
 #include <pthread.h>
@@ -12,6 +11,7 @@
 #include "calib/gq_calib.h"
 #include "core/gq_fileio.h"
 #include "core/gq_log.h"
+#include "core/gq_params.h"
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
 #include "eval/gq_eval.h"
@@ -54,18 +54,8 @@ void gq_run_dirs(const gq_experiment *e, const char *out_dir, char *results, cha
 /* The KL budget: GQ_KL_BUDGET_BYTES when set (a plain non-negative integer), else 1 GiB. */
 static int kl_budget(unsigned long long *out, gq_error *err)
 {
-    const char *s = getenv("GQ_KL_BUDGET_BYTES");
-    *out = GQ_KL_BUDGET_DEFAULT;
-    if (!s)
-        return 0;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (!isdigit((unsigned char)s[0]) || *end || errno)
-        return gq_fail(err, "GQ_KL_BUDGET_BYTES: '%s' is not a byte count (a non-negative "
-                            "integer)", s);
-    *out = v;
-    return 0;
+    return gq_params_env_count("GQ_KL_BUDGET_BYTES", "a byte count (a non-negative integer)",
+                               GQ_KL_BUDGET_DEFAULT, 0, out, err);
 }
 
 int gq_run_check(const gq_experiment *e, const gq_run_opts *o, gq_error *err)

@@ -10,12 +10,11 @@
  * Expansion is linear in the number of cells (hash sets of canonical JSON, no pairwise
  * comparisons); a sweep of more than GQ_SWEEP_MAX_CELLS_DEFAULT cells (GQ_SWEEP_MAX_CELLS
  * overrides it) is refused before any cell is built. */
-#include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_params.h"
 #include "runner/runner_internal.h"
 
 static gq_axis_target axis_target(const gq_axis *a, const gq_exp_method *em)
@@ -428,28 +427,13 @@ static int expand_entry(gq_experiment *e, int m, json_t *seen, int *cap, gq_erro
     return rc;
 }
 
-/* The cells a sweep may expand to: GQ_SWEEP_MAX_CELLS when set (a positive integer), else
- * GQ_SWEEP_MAX_CELLS_DEFAULT. */
-static int max_cells(double *out, gq_error *err)
-{
-    const char *s = getenv("GQ_SWEEP_MAX_CELLS");
-    *out = GQ_SWEEP_MAX_CELLS_DEFAULT;
-    if (!s)
-        return 0;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (!isdigit((unsigned char)s[0]) || *end || errno || v == 0)
-        return gq_fail(err, "GQ_SWEEP_MAX_CELLS: '%s' is not a positive integer", s);
-    *out = (double)v;
-    return 0;
-}
-
 /* Refuses up front a sweep whose cells (before identical ones are merged) exceed the limit. */
 static int check_size(const gq_experiment *e, gq_error *err)
 {
-    double limit, total = 1; /* the baseline */
-    if (max_cells(&limit, err))
+    unsigned long long limit;
+    double total = 1; /* the baseline */
+    if (gq_params_env_count("GQ_SWEEP_MAX_CELLS", "a positive integer",
+                            GQ_SWEEP_MAX_CELLS_DEFAULT, 1, &limit, err))
         return -1;
     int na = e->n_axes;
     int *groups = calloc((size_t)na + 1, sizeof *groups);
@@ -463,8 +447,8 @@ static int check_size(const gq_experiment *e, gq_error *err)
     }
     free(groups);
     free(app);
-    if (total > limit)
-        return gq_fail(err, "$.sweep: %.0f cells, more than the limit of %.0f (split the "
+    if (total > (double)limit)
+        return gq_fail(err, "$.sweep: %.0f cells, more than the limit of %llu (split the "
                             "experiment, or raise the limit with GQ_SWEEP_MAX_CELLS=N)",
                        total, limit);
     return 0;

@@ -27,12 +27,8 @@ static char g_out[1 << 16], g_err[1 << 16];
 /* Points GQ_ASSETS at the directory that holds the real assets; false when they are missing. */
 static bool setup_assets(void)
 {
-    char p[4096];
-    const char *rel = "models/stories260K/tok512.bin";
-    if (!test_asset(rel, p, sizeof p))
+    if (!test_assets_env())
         return false;
-    p[strlen(p) - strlen(rel)] = '\0';
-    setenv("GQ_ASSETS", p, 1);
     const char *root = getenv("GQ_SOURCE_ROOT");
     snprintf(g_smoke, sizeof g_smoke, "%s/experiments/smoke.json", root ? root : ".");
     return true;

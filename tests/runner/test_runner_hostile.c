@@ -18,18 +18,6 @@
 static char g_out[1 << 16], g_err[1 << 16];
 #define run(...) test_run_clif(g_out, sizeof g_out, g_err, sizeof g_err, __VA_ARGS__)
 
-/* Points GQ_ASSETS at the real assets (tokenizer and texts); false when they are missing. */
-static bool setup_assets(void)
-{
-    char p[4096];
-    const char *rel = "models/stories260K/tok512.bin";
-    if (!test_asset(rel, p, sizeof p))
-        return false;
-    p[strlen(p) - strlen(rel)] = '\0';
-    setenv("GQ_ASSETS", p, 1);
-    return true;
-}
-
 static void write_text(const char *path, const char *text)
 {
     gq_error err = {{0}};
@@ -98,7 +86,7 @@ static int check_outputs(const char *dir)
 static void test_labels_never_reach_gnuplot_as_code(void **state)
 {
     (void)state;
-    if (!setup_assets() || !gq_gnuplot_path()) {
+    if (!test_assets_env() || !gq_gnuplot_path()) {
         skip();
         return;
     }
@@ -157,7 +145,7 @@ static void test_non_finite_result_is_an_error(void **state)
 {
     (void)state;
     char model[4096];
-    if (!setup_assets()) {
+    if (!test_assets_env()) {
         skip();
         return;
     }
@@ -198,7 +186,7 @@ static void test_non_finite_result_is_an_error(void **state)
 static void test_unusable_outputs_refused_up_front(void **state)
 {
     (void)state;
-    if (!setup_assets()) {
+    if (!test_assets_env()) {
         skip();
         return;
     }
@@ -244,7 +232,7 @@ static void test_unusable_outputs_refused_up_front(void **state)
 static void test_symlinked_journal_untouched(void **state)
 {
     (void)state;
-    if (!setup_assets()) {
+    if (!test_assets_env()) {
         skip();
         return;
     }
@@ -279,7 +267,7 @@ static void test_symlinked_journal_untouched(void **state)
 static void test_inputs_not_regular_files(void **state)
 {
     (void)state;
-    if (!setup_assets()) {
+    if (!test_assets_env()) {
         skip();
         return;
     }
@@ -304,7 +292,7 @@ static void test_inputs_not_regular_files(void **state)
 static void test_sweep_size(void **state)
 {
     (void)state;
-    if (!setup_assets()) {
+    if (!test_assets_env()) {
         skip();
         return;
     }
@@ -338,7 +326,7 @@ static void test_sweep_size(void **state)
 static void test_disk_full_during_run(void **state)
 {
     (void)state;
-    if (!setup_assets()) {
+    if (!test_assets_env()) {
         skip();
         return;
     }

@@ -37,6 +37,17 @@ bool test_asset(const char *rel, char *out, size_t n)
     return false;
 }
 
+bool test_assets_env(void)
+{
+    char p[4096];
+    const char *rel = "models/stories260K/tok512.bin";
+    if (!test_asset(rel, p, sizeof p))
+        return false;
+    p[strlen(p) - strlen(rel)] = '\0';
+    setenv("GQ_ASSETS", p, 1);
+    return true;
+}
+
 char *test_tmpdir(const char *tag)
 {
     const char *base = getenv("TMPDIR");

@@ -16,6 +16,10 @@ const char *test_data_path(const char *rel);
  * GQ_REQUIRE_ASSETS=1, otherwise returns false so the caller can skip(). */
 bool test_asset(const char *rel, char *out, size_t n);
 
+/* Points GQ_ASSETS at the directory that holds the real assets (for the gq-bench binary run by
+ * the test); false when they are missing (the caller skips; a failure when required). */
+bool test_assets_env(void);
+
 /* Convenience: resolves or skips (or fails when assets are required). */
 #define TEST_ASSET_OR_SKIP(rel, buf)              \
     do {                                          \
