@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,16 @@ int gq_check_output(const char *path, gq_error *err)
                                                                 : "a special file");
 }
 
+/* The process umask, read once (reading it means setting it, which must not race with
+ * files created by other threads later on). */
+static mode_t process_umask;
+static pthread_once_t umask_once = PTHREAD_ONCE_INIT;
+static void read_umask(void)
+{
+    process_umask = umask(0);
+    umask(process_umask);
+}
+
 int gq_tmp_create(const char *path, char *tmp, size_t n, gq_error *err)
 {
     if (snprintf(tmp, n, "%s.tmp.XXXXXX", path) >= (int)n)
@@ -112,9 +123,8 @@ int gq_tmp_create(const char *path, char *tmp, size_t n, gq_error *err)
         errno = e;
         return -1;
     }
-    mode_t mask = umask(0);
-    umask(mask);
-    if (fchmod(fd, 0666 & ~mask) != 0) {
+    pthread_once(&umask_once, read_umask);
+    if (fchmod(fd, 0666 & ~process_umask) != 0) {
         int e = errno;
         close(fd);
         unlink(tmp);
