@@ -260,6 +260,19 @@ int gq_check_dir_writable(const char *opt, const char *dir, gq_error *err)
         return gq_fail(err, "%s %s: %s is not a directory", opt, dir, buf);
     return probe_dir(opt, dir, buf, err);
 }
+int gq_check_real_dir(const char *path, gq_error *err)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : gq_fail(err, "%s: %s", path, strerror(errno));
+    if (S_ISLNK(st.st_mode))
+        return gq_fail(err, "%s is a symbolic link: it must be a directory of its own (remove "
+                            "the link, or give another --out-dir)", path);
+    if (!S_ISDIR(st.st_mode))
+        return gq_fail(err, "%s is not a directory", path);
+    return 0;
+}
+
 int gq_mkdir_p(const char *path, gq_error *err)
 {
     char buf[4096];

@@ -45,6 +45,11 @@ int gq_check_writable(const char *opt, const char *path, gq_error *err);
  * path must be a directory in which a file can be created. */
 int gq_check_dir_writable(const char *opt, const char *dir, gq_error *err);
 
+/* A directory that files are written into and deleted from (the journal) must be absent or a
+ * directory of its own: one that is a symbolic link is refused (lstat), so --fresh cannot
+ * delete or overwrite files wherever a planted link points. */
+int gq_check_real_dir(const char *path, gq_error *err);
+
 /* mkdir -p. */
 int gq_mkdir_p(const char *path, gq_error *err);
 

@@ -269,13 +269,13 @@ int gq_table_read_csv(const char *path, gq_table *t, gq_error *err)
             if (!parse_real(s, &d))
                 all_num = false;
         }
-        /* one column per header field: a repeated (or, cut to the name buffer, colliding)
-         * name would leave fewer columns than fields */
-        if (gq_table_add_col(t, name, all_int  ? GQ_COL_INT
+        /* rows index columns by header position: a repeated name would leave fewer columns
+         * than fields */
+        if (gq_table_add_col(t, name, all_int   ? GQ_COL_INT
                                       : all_num ? GQ_COL_REAL
                                                 : GQ_COL_TEXT) != (int)c) {
-            gq_fail(err, "%s: header column %zu \"%.60s\" repeats an earlier column name", path,
-                    c + 1, name);
+            gq_fail(err, "%s: header column %zu (\"%.63s\") repeats an earlier column's name",
+                    path, c + 1, name);
             json_decref(header);
             json_decref(records);
             free(text);

@@ -1,12 +1,9 @@
 #include "runner/gq_journal.h"
 
 #include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/gq_fileio.h"
@@ -15,44 +12,25 @@
 
 static void key_path(const char *dir, char *out, size_t n) { snprintf(out, n, "%s/key", dir); }
 
-/* Removes the journal's own files: key, cell-*.json, baseline.logp and temporaries. The
- * directory is opened without following a link and only regular files are removed. */
+/* Removes the journal's own files: key, cell-*.json, baseline.logp and temporaries. */
 static void clean_dir(const char *dir, bool all)
 {
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-    if (!d) {
-        if (dfd >= 0)
-            close(dfd);
+    DIR *d = opendir(dir);
+    if (!d)
         return;
-    }
     struct dirent *de;
-    struct stat st;
+    char p[8192];
     while ((de = readdir(d))) {
         const char *n = de->d_name;
         bool tmp = strstr(n, ".tmp.") != NULL;
         bool ours = strcmp(n, "key") == 0 || strcmp(n, "baseline.logp") == 0 ||
                     (strncmp(n, "cell-", 5) == 0 && strstr(n, ".json"));
-        if ((tmp || (all && ours)) && fstatat(dfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-            S_ISREG(st.st_mode))
-            unlinkat(dfd, n, 0);
+        if (tmp || (all && ours)) {
+            snprintf(p, sizeof p, "%s/%s", dir, n);
+            unlink(p);
+        }
     }
     closedir(d);
-}
-
-/* The journal directory must be a real directory (or absent): one reached through a link
- * would have --fresh delete and overwrite files wherever the link points. */
-static int check_journal_dir(const char *dir, gq_error *err)
-{
-    struct stat st;
-    if (lstat(dir, &st) != 0)
-        return errno == ENOENT ? 0 : gq_fail(err, "%s: %s", dir, strerror(errno));
-    if (S_ISLNK(st.st_mode))
-        return gq_fail(err, "%s is a symbolic link: the journal must be a directory of its own "
-                            "(remove the link, or give another --out-dir)", dir);
-    if (!S_ISDIR(st.st_mode))
-        return gq_fail(err, "%s is not a directory", dir);
-    return 0;
 }
 
 /* The key file also names the revision of the binary that started the journal: a resume by
@@ -80,8 +58,6 @@ int gq_journal_check(const char *results_dir, const gq_experiment *e, bool fresh
 {
     char dir[4200], kp[4300];
     snprintf(dir, sizeof dir, "%s/.journal", results_dir);
-    if (check_journal_dir(dir, err))
-        return -1;
     key_path(dir, kp, sizeof kp);
     if (fresh || !gq_file_exists(kp))
         return 0;

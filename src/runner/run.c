@@ -68,12 +68,15 @@ int gq_run_check(const gq_experiment *e, const gq_run_opts *o, gq_error *err)
         (o->plots && gq_check_dir_writable("--out-dir", plots, err)))
         return -1;
     static const char *const outputs[] = {"results.csv", "results.h5"};
+    char path[4200];
     for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++) {
-        char path[4200];
         snprintf(path, sizeof path, "%s/%s", results, outputs[i]);
         if (gq_check_output(path, err))
             return -1;
     }
+    snprintf(path, sizeof path, "%s/.journal", results);
+    if (gq_check_real_dir(path, err))
+        return -1;
     return kl_budget(&budget, err) || gq_journal_check(results, e, o->fresh, err) ? -1 : 0;
 }
 

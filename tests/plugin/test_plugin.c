@@ -2,7 +2,7 @@
  * its own levels, nearest-level rounding, bits per weight, group interface) and the CLI with
  * --plugin / GQ_PLUGINS / experiment "plugins", the generic registry behind both registries,
  * and the undo of a failed init. argv: nf4.so bad_abi.so no_init.so dup_name.so late_fail.so
- * abi_func.so (tests/plugin/meson.build). */
+ * (tests/plugin/meson.build). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +15,8 @@
 #include "formats/gq_format.h"
 #include "plugin/gq_plugin.h"
 
-static const char *g_nf4, *g_bad_abi, *g_no_init, *g_dup, *g_late, *g_abi_func;
+static const char *g_nf4, *g_bad_abi, *g_no_init, *g_dup, *g_late;
+static const char *g_abi_func; /* argv[6]: abi_func.so, gq_plugin_abi a function */
 
 /* The published NF4 levels (QLoRA), independent of the plugin's copy. */
 static const float nf4_levels[16] = {

@@ -180,7 +180,7 @@ static void test_csv_repeated_header_refused(void **state)
     assert_int_equal(gq_write_file_atomic(path, csv, strlen(csv), &err), 0);
     gq_table t;
     assert_int_equal(gq_table_read_csv(path, &t, &err), -1);
-    assert_non_null(strstr(err.msg, "column 3 \"cell\" repeats"));
+    assert_non_null(strstr(err.msg, "header column 3 (\"cell\") repeats"));
     assert_non_null(strstr(err.msg, path));
     unlink(path);
     rmdir(dir);

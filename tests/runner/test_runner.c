@@ -24,10 +24,10 @@ static char g_smoke[4096];    /* experiments/smoke.json */
 static char *g_ref_dir;       /* out-dir of the uninterrupted smoke run */
 static char g_out[1 << 16], g_err[1 << 16];
 
-/* Points GQ_ASSETS at the directory that holds the real assets; false when they are missing. */
+/* GQ_ASSETS at the real assets (test_setup_assets) and the path of smoke.json. */
 static bool setup_assets(void)
 {
-    if (!test_assets_env())
+    if (!test_setup_assets())
         return false;
     const char *root = getenv("GQ_SOURCE_ROOT");
     snprintf(g_smoke, sizeof g_smoke, "%s/experiments/smoke.json", root ? root : ".");

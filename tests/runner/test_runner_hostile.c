@@ -86,7 +86,7 @@ static int check_outputs(const char *dir)
 static void test_labels_never_reach_gnuplot_as_code(void **state)
 {
     (void)state;
-    if (!test_assets_env() || !gq_gnuplot_path()) {
+    if (!test_setup_assets() || !gq_gnuplot_path()) {
         skip();
         return;
     }
@@ -135,7 +135,7 @@ static void test_plot_repeated_column(void **state)
     assert_int_equal(gq_mkdir_p(sub, &err), 0);
     write_text(csv, "cell,ppl,ppl,series\nbaseline,1,2,a\nc001,3,4,b\n");
     assert_int_equal(run("plot %s --out %s/p", sub, dir), 1);
-    assert_non_null(strstr(g_err, "header column 3 \"ppl\" repeats"));
+    assert_non_null(strstr(g_err, "header column 3 (\"ppl\") repeats"));
     free(dir);
 }
 
@@ -145,7 +145,7 @@ static void test_non_finite_result_is_an_error(void **state)
 {
     (void)state;
     char model[4096];
-    if (!test_assets_env()) {
+    if (!test_setup_assets()) {
         skip();
         return;
     }
@@ -186,7 +186,7 @@ static void test_non_finite_result_is_an_error(void **state)
 static void test_unusable_outputs_refused_up_front(void **state)
 {
     (void)state;
-    if (!test_assets_env()) {
+    if (!test_setup_assets()) {
         skip();
         return;
     }
@@ -232,7 +232,7 @@ static void test_unusable_outputs_refused_up_front(void **state)
 static void test_symlinked_journal_untouched(void **state)
 {
     (void)state;
-    if (!test_assets_env()) {
+    if (!test_setup_assets()) {
         skip();
         return;
     }
@@ -267,7 +267,7 @@ static void test_symlinked_journal_untouched(void **state)
 static void test_inputs_not_regular_files(void **state)
 {
     (void)state;
-    if (!test_assets_env()) {
+    if (!test_setup_assets()) {
         skip();
         return;
     }
@@ -292,7 +292,7 @@ static void test_inputs_not_regular_files(void **state)
 static void test_sweep_size(void **state)
 {
     (void)state;
-    if (!test_assets_env()) {
+    if (!test_setup_assets()) {
         skip();
         return;
     }
@@ -326,7 +326,7 @@ static void test_sweep_size(void **state)
 static void test_disk_full_during_run(void **state)
 {
     (void)state;
-    if (!test_assets_env()) {
+    if (!test_setup_assets()) {
         skip();
         return;
     }

@@ -37,17 +37,6 @@ bool test_asset(const char *rel, char *out, size_t n)
     return false;
 }
 
-bool test_assets_env(void)
-{
-    char p[4096];
-    const char *rel = "models/stories260K/tok512.bin";
-    if (!test_asset(rel, p, sizeof p))
-        return false;
-    p[strlen(p) - strlen(rel)] = '\0';
-    setenv("GQ_ASSETS", p, 1);
-    return true;
-}
-
 char *test_tmpdir(const char *tag)
 {
     const char *base = getenv("TMPDIR");
@@ -136,4 +125,15 @@ int test_run_clif(char *out, size_t out_n, char *err, size_t err_n, const char *
     if (n < 0 || (size_t)n >= sizeof args)
         fail_msg("test_run_clif: arguments longer than %zu bytes", sizeof args - 1);
     return test_run_cli(args, out, out_n, err, err_n);
+}
+
+bool test_setup_assets(void)
+{
+    char p[4096];
+    const char *rel = "models/stories260K/tok512.bin";
+    if (!test_asset(rel, p, sizeof p))
+        return false;
+    p[strlen(p) - strlen(rel)] = '\0';
+    setenv("GQ_ASSETS", p, 1);
+    return true;
 }

@@ -16,10 +16,6 @@ const char *test_data_path(const char *rel);
  * GQ_REQUIRE_ASSETS=1, otherwise returns false so the caller can skip(). */
 bool test_asset(const char *rel, char *out, size_t n);
 
-/* Points GQ_ASSETS at the directory that holds the real assets (for the gq-bench binary run by
- * the test); false when they are missing (the caller skips; a failure when required). */
-bool test_assets_env(void);
-
 /* Convenience: resolves or skips (or fails when assets are required). */
 #define TEST_ASSET_OR_SKIP(rel, buf)              \
     do {                                          \
@@ -32,11 +28,9 @@ bool test_assets_env(void);
 /* A fresh empty directory under the build's temporary area; caller frees the string. */
 char *test_tmpdir(const char *tag);
 
-/* Mounts a fresh tmpfs of `kib` KiB (read-only when `ro`) on a new temporary directory, for
- * disk-full and read-only tests. Returns the directory (caller passes it to test_tmpfs_free), or
- * NULL when this process may not mount (not root, no CAP_SYS_ADMIN): the caller then skips. */
-char *test_tmpfs(const char *tag, int kib, bool ro);
-void test_tmpfs_free(char *dir);
+/* Points GQ_ASSETS at the directory that holds the real assets (for gq-bench runs); false when
+ * they are missing. */
+bool test_setup_assets(void);
 
 /* Reads a whole binary file; caller frees. Fails the test if missing. */
 void *test_read_file(const char *path, size_t *len);
@@ -48,5 +42,11 @@ int test_run_cli(const char *args, char *out, size_t out_n, char *err, size_t er
 /* The same with the argument string built from a printf format. */
 int test_run_clif(char *out, size_t out_n, char *err, size_t err_n, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+
+/* Mounts a fresh tmpfs of `kib` KiB (read-only when `ro`) on a new temporary directory, for
+ * disk-full and read-only tests. Returns the directory (caller passes it to test_tmpfs_free), or
+ * NULL when this process may not mount (not root, no CAP_SYS_ADMIN): the caller then skips. */
+char *test_tmpfs(const char *tag, int kib, bool ro);
+void test_tmpfs_free(char *dir);
 
 #endif
