@@ -353,10 +353,8 @@ int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
                     t->recon_err = recon_error(gq_linear_weight(&ctx.w, (gq_linear_kind)k), ctx.q[k],
                                                gq_trace_input(&tr, (gq_linear_kind)k), ntok, rows,
                                                cols, err);
-                    if (isnan(t->recon_err)) {
-                        gq_fail_prefix(err, "%s", name);
+                    if (isnan(t->recon_err))
                         goto cleanup;
-                    }
                 }
             }
         }

@@ -177,7 +177,7 @@ static void test_non_finite_result_is_an_error(void **state)
 
     assert_int_equal(run("quantize --model %s --tokenizer models/stories260K/tok512.bin "
                          "--method rtn --format q4_0 --out %s/q.bin", huge, dir), 1);
-    assert_non_null(strstr(g_err, "layers.0.attn.q_proj: the reconstruction error is not finite"));
+    assert_non_null(strstr(g_err, "the reconstruction error is not finite"));
     free(dir);
 }
 
