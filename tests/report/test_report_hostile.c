@@ -44,12 +44,8 @@ static int complete_pngs(const char *dir)
             continue;
         char p[8800];
         snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        size_t len;
-        unsigned char *b = test_read_file(p, &len);
-        if (len < 20 || memcmp(b, "\x89PNG\r\n\x1a\n", 8) != 0 ||
-            memcmp(b + len - 8, "IEND\xae\x42\x60\x82", 8) != 0)
-            fail_msg("%s: not a complete PNG (%zu bytes)", p, len);
-        free(b);
+        if (!test_png_complete(p))
+            fail_msg("%s: not a complete PNG", p);
         n++;
     }
     closedir(d);

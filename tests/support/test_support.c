@@ -70,6 +70,16 @@ void test_tmpfs_free(char *dir)
     free(dir);
 }
 
+bool test_png_complete(const char *path)
+{
+    size_t len;
+    unsigned char *b = test_read_file(path, &len);
+    bool ok = len >= 20 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0 &&
+              memcmp(b + len - 8, "IEND\xae\x42\x60\x82", 8) == 0;
+    free(b);
+    return ok;
+}
+
 void *test_read_file(const char *path, size_t *len)
 {
     char *data = NULL;

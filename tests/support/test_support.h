@@ -49,4 +49,7 @@ int test_run_clif(char *out, size_t out_n, char *err, size_t err_n, const char *
 char *test_tmpfs(const char *tag, int kib, bool ro);
 void test_tmpfs_free(char *dir);
 
+/* True when path holds a whole PNG: the signature first and the IEND chunk last. */
+bool test_png_complete(const char *path);
+
 #endif
