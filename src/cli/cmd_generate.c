@@ -81,11 +81,19 @@ int cmd_generate(int argc, char **argv)
     }
     int steps = o.steps < 0 ? (m.cfg.seq_len < 256 ? m.cfg.seq_len : 256)
                 : o.steps == 0 ? m.cfg.seq_len : (int)o.steps;
+    /* the KV cache holds the positions asked for, not the header's seq_len; refused up front
+     * when even that does not fit the machine */
+    if (gq_decode_check(&m.cfg, steps, &err)) {
+        gq_fail_prefix(&err, "%s (%d layers, seq_len %d)", mpath, m.cfg.n_layers, m.cfg.seq_len);
+        gq_model_free(&m);
+        gq_tokenizer_free(tok);
+        return cli_report(CMD, &err, GQ_EXIT_USAGE);
+    }
     int *prompt = NULL;
     size_t n_prompt = 0;
     float *logits = malloc((size_t)m.cfg.vocab_size * sizeof(float));
     gq_sample_pair *scratch = malloc((size_t)m.cfg.vocab_size * sizeof *scratch);
-    gq_decode *dec = gq_decode_new(&m, &err);
+    gq_decode *dec = gq_decode_new_n(&m, steps, &err);
     int rc = GQ_EXIT_FAIL;
     if (!logits || !scratch || !dec) {
         if (!err.msg[0])

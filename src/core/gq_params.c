@@ -1,5 +1,7 @@
 #include "core/gq_params.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -350,5 +352,21 @@ int gq_params_apply_set(json_t **obj, const char *assignment, gq_error *err)
     if (!*obj)
         *obj = json_object();
     json_object_set_new(*obj, key, v);
+    return 0;
+}
+
+int gq_params_env_count(const char *name, const char *what, unsigned long long dflt,
+                        unsigned long long min, unsigned long long *out, gq_error *err)
+{
+    const char *s = getenv(name);
+    *out = dflt;
+    if (!s)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!isdigit((unsigned char)s[0]) || *end || errno || v < min)
+        return gq_fail(err, "%s: '%s' is not %s", name, s, what);
+    *out = v;
     return 0;
 }

@@ -93,4 +93,10 @@ int gq_params_split_named(const json_t *spec, const char *path, const char *kind
  * The value is read as JSON when it parses (3, 0.5, true, "x") and as a string otherwise. */
 int gq_params_apply_set(json_t **obj, const char *assignment, gq_error *err);
 
+/* A count from the environment variable `name`: *out = dflt when it is unset, else its value,
+ * which must be a plain decimal integer >= min; otherwise an error naming the variable and
+ * saying what it must be (`what`, e.g. "a byte count (a non-negative integer)"). */
+int gq_params_env_count(const char *name, const char *what, unsigned long long dflt,
+                        unsigned long long min, unsigned long long *out, gq_error *err);
+
 #endif

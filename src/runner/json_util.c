@@ -99,14 +99,19 @@ json_t *ju_load(const char *file, bool quote, gq_error *err)
         gq_fail(err, "%s: %s", file, strerror(errno));
         return NULL;
     }
-    json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &je);
+    char *text;
+    size_t len;
+    if (gq_read_file(file, &text, &len, err))
+        return NULL;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
     if (!root) {
-        char text[sizeof je.text];
+        char msg[sizeof je.text];
         if (quote)
-            snprintf(text, sizeof text, "%s", je.text);
+            snprintf(msg, sizeof msg, "%s", je.text);
         else
-            unquoted(je.text, text, sizeof text);
-        gq_fail(err, "%s: line %d, column %d: %s", file, je.line, je.column, text);
+            unquoted(je.text, msg, sizeof msg);
+        gq_fail(err, "%s: line %d, column %d: %s", file, je.line, je.column, msg);
     }
     return root;
 }

@@ -1,7 +1,6 @@
 /* Experiment execution: inputs, baseline, cells (optionally several at once), outputs. */
 #include "runner/gq_run.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <omp.h>
 #include <pthread.h>
@@ -12,6 +11,7 @@
 #include "calib/gq_calib.h"
 #include "core/gq_fileio.h"
 #include "core/gq_log.h"
+#include "core/gq_params.h"
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
 #include "eval/gq_eval.h"
@@ -52,18 +52,8 @@ void gq_run_dirs(const gq_experiment *e, const char *out_dir, char *results, cha
 /* The KL budget: GQ_KL_BUDGET_BYTES when set (a plain non-negative integer), else 1 GiB. */
 static int kl_budget(unsigned long long *out, gq_error *err)
 {
-    const char *s = getenv("GQ_KL_BUDGET_BYTES");
-    *out = GQ_KL_BUDGET_DEFAULT;
-    if (!s)
-        return 0;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (!isdigit((unsigned char)s[0]) || *end || errno)
-        return gq_fail(err, "GQ_KL_BUDGET_BYTES: '%s' is not a byte count (a non-negative "
-                            "integer)", s);
-    *out = v;
-    return 0;
+    return gq_params_env_count("GQ_KL_BUDGET_BYTES", "a byte count (a non-negative integer)",
+                               GQ_KL_BUDGET_DEFAULT, 0, out, err);
 }
 
 int gq_run_check(const gq_experiment *e, const gq_run_opts *o, gq_error *err)
@@ -71,6 +61,20 @@ int gq_run_check(const gq_experiment *e, const gq_run_opts *o, gq_error *err)
     char results[4096], plots[4096];
     gq_run_dirs(e, o->out_dir, results, plots, sizeof results);
     unsigned long long budget;
+    /* unusable output directories are found before any work (exit 2) */
+    if (gq_check_dir_writable("--out-dir", results, err) ||
+        (o->plots && gq_check_dir_writable("--out-dir", plots, err)))
+        return -1;
+    static const char *const outputs[] = {"results.csv", "results.h5"};
+    char path[4200];
+    for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", results, outputs[i]);
+        if (gq_check_output(path, err))
+            return -1;
+    }
+    snprintf(path, sizeof path, "%s/.journal", results);
+    if (gq_check_real_dir(path, err))
+        return -1;
     return kl_budget(&budget, err) || gq_journal_check(results, e, o->fresh, err) ? -1 : 0;
 }
 

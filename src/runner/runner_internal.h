@@ -11,6 +11,8 @@
 #include "runner/gq_results.h"
 
 /* Parses $.sweep and $.zip and fills e->axes and e->cells (baseline first). Needs e->cfg. */
+/* Cells a sweep may have unless GQ_SWEEP_MAX_CELLS says otherwise. */
+#define GQ_SWEEP_MAX_CELLS_DEFAULT 10000
 int gq_sweep_expand(gq_experiment *e, gq_error *err);
 
 /* Frees what a cell owns (parsed method and format, JSON, sweep text). */

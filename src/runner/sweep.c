@@ -6,11 +6,15 @@
  * product, in the order written in $.sweep (the first axis varies slowest). For each method
  * entry only the axes that apply to it are swept: the parameter must exist in its format or
  * method, calibration axes need a method that calibrates, group_size must change the format's
- * group width, and the entry must not exclude it. Identical cells of an entry are merged. */
+ * group width, and the entry must not exclude it. Identical cells of an entry are merged.
+ * Expansion is linear in the number of cells (hash sets of canonical JSON, no pairwise
+ * comparisons); a sweep of more than GQ_SWEEP_MAX_CELLS_DEFAULT cells (GQ_SWEEP_MAX_CELLS
+ * overrides it) is refused before any cell is built. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_params.h"
 #include "runner/runner_internal.h"
 
 static gq_axis_target axis_target(const gq_axis *a, const gq_exp_method *em)
@@ -83,6 +87,26 @@ static bool applies(const gq_axis *a, const gq_exp_method *em)
     return true;
 }
 
+/* Hash sets keyed by canonical JSON text (a jansson object is a hash table): expansion stays
+ * linear in the number of values and cells instead of comparing each with every earlier one. */
+static char *canonical(json_t *v)
+{
+    return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+}
+
+/* True when x was seen before (its first index in *first); otherwise records it at index k. */
+static bool value_seen(json_t *seen, json_t *x, size_t k, size_t *first)
+{
+    char *t = canonical(x);
+    json_t *prev = json_object_get(seen, t);
+    if (prev)
+        *first = (size_t)json_integer_value(prev);
+    else
+        json_object_set_new(seen, t, json_integer((json_int_t)k));
+    free(t);
+    return prev != NULL;
+}
+
 static int parse_axes(gq_experiment *e, gq_error *err)
 {
     json_t *sw = json_object_get(e->resolved, "sweep");
@@ -119,22 +143,27 @@ static int parse_axes(gq_experiment *e, gq_error *err)
             gq_fail(err, "$.sweep.%s: expected a non-empty array of values", key);
             goto done;
         }
+        json_t *seen = json_object(); /* value text -> first index */
+        size_t j;
         for (size_t k = 0; k < json_array_size(v); k++) {
             json_t *x = json_array_get(v, k);
             if (json_is_array(x) || json_is_object(x) || json_is_null(x)) {
+                json_decref(seen);
                 gq_fail(err, "$.sweep.%s[%zu]: expected a number, string or boolean", key, k);
                 goto done;
             }
             if ((!strcmp(key, "n_calib") || !strcmp(key, "calib_ctx")) && !json_is_integer(x)) {
                 gq_fail(err, "$.sweep.%s[%zu]: expected an integer", key, k);
+                json_decref(seen);
                 goto done;
             }
-            for (size_t j = 0; j < k; j++)
-                if (json_equal(x, json_array_get(v, j))) {
-                    gq_fail(err, "$.sweep.%s[%zu]: repeats $.sweep.%s[%zu]", key, k, key, j);
-                    goto done;
-                }
+            if (value_seen(seen, x, k, &j)) {
+                gq_fail(err, "$.sweep.%s[%zu]: repeats $.sweep.%s[%zu]", key, k, key, j);
+                json_decref(seen);
+                goto done;
+            }
         }
+        json_decref(seen);
         bool used = false;
         for (int m = 0; m < e->n_methods; m++) {
             gq_axis_target t = axis_target(a, &e->methods[m]);
@@ -356,33 +385,52 @@ done:
     return rc;
 }
 
-static bool same_cell(const gq_cell *a, const gq_cell *b)
+/* Canonical text of what makes a cell distinct: its entry, method, format and calibration. */
+static char *cell_key(const gq_cell *c)
 {
-    return a->entry == b->entry && json_equal(a->method, b->method) &&
-           json_equal(a->format, b->format) && a->n_calib == b->n_calib &&
-           a->calib_ctx == b->calib_ctx;
+    char *m = canonical(c->method), *f = canonical(c->format), *k = NULL;
+    if (m && f && asprintf(&k, "%d|%s|%s|%d|%d", c->entry, m, f, c->n_calib, c->calib_ctx) < 0)
+        k = NULL;
+    free(m);
+    free(f);
+    return k;
 }
 
-static void push_cell(gq_experiment *e, gq_cell *c)
+static void push_cell(gq_experiment *e, gq_cell *c, int *cap)
 {
-    e->cells = realloc(e->cells, (size_t)(e->n_cells + 1) * sizeof *e->cells);
+    if (e->n_cells == *cap) {
+        *cap = *cap ? 2 * *cap : 16;
+        e->cells = realloc(e->cells, (size_t)*cap * sizeof *e->cells);
+    }
     e->cells[e->n_cells++] = *c;
 }
 
-/* Odometer over the zip groups that apply to entry m. */
-static int expand_entry(gq_experiment *e, int m, gq_error *err)
+/* The zip groups (first axis of each) that apply to entry m, and which axes apply. */
+static int entry_groups(const gq_experiment *e, int m, bool *app, int *groups)
 {
-    int na = e->n_axes;
-    int *groups = calloc((size_t)na + 1, sizeof *groups), ng = 0;
+    int na = e->n_axes, ng = 0;
+    for (int a = 0; a < na; a++)
+        app[a] = applies(&e->axes[a], &e->methods[m]);
     for (int a = 0; a < na; a++) {
         if (e->axes[a].zip_group != a)
             continue;
         bool any = false;
         for (int b = 0; b < na; b++)
-            any |= e->axes[b].zip_group == a && applies(&e->axes[b], &e->methods[m]);
+            any |= e->axes[b].zip_group == a && app[b];
         if (any)
             groups[ng++] = a;
     }
+    return ng;
+}
+
+/* Odometer over the zip groups that apply to entry m; `seen` holds the keys of the cells so
+ * far (identical cells are merged). */
+static int expand_entry(gq_experiment *e, int m, json_t *seen, int *cap, gq_error *err)
+{
+    int na = e->n_axes;
+    int *groups = calloc((size_t)na + 1, sizeof *groups);
+    bool *app = calloc((size_t)na + 1, sizeof *app);
+    int ng = entry_groups(e, m, app, groups);
     int *pos = calloc((size_t)ng + 1, sizeof *pos), *idx = calloc((size_t)na + 1, sizeof *idx);
     int rc = 0;
     for (;;) {
@@ -390,22 +438,26 @@ static int expand_entry(gq_experiment *e, int m, gq_error *err)
             idx[a] = -1;
         for (int g = 0; g < ng; g++)
             for (int b = 0; b < na; b++)
-                if (e->axes[b].zip_group == groups[g] && applies(&e->axes[b], &e->methods[m]))
+                if (e->axes[b].zip_group == groups[g] && app[b])
                     idx[b] = pos[g];
         gq_cell c;
         if (make_cell(e, m, idx, &c, err)) {
             rc = -1;
             break;
         }
-        bool dup = false;
-        for (int i = 0; i < e->n_cells && !dup; i++)
-            dup = same_cell(&e->cells[i], &c);
-        if (dup) {
+        char *key = cell_key(&c);
+        if (!key || json_object_get(seen, key)) {
             gq_cell_release(&c);
+            if (!key) {
+                rc = gq_fail(err, "$.sweep: out of memory expanding the cells");
+                break;
+            }
         } else {
+            json_object_set_new(seen, key, json_true());
             snprintf(c.id, sizeof c.id, "c%03d", e->n_cells);
-            push_cell(e, &c);
+            push_cell(e, &c, cap);
         }
+        free(key);
         int g = ng - 1;
         while (g >= 0 && ++pos[g] == (int)json_array_size(e->axes[groups[g]].values))
             pos[g--] = 0;
@@ -413,14 +465,42 @@ static int expand_entry(gq_experiment *e, int m, gq_error *err)
             break;
     }
     free(groups);
+    free(app);
     free(pos);
     free(idx);
     return rc;
 }
 
+/* Refuses up front a sweep whose cells (before identical ones are merged) exceed the limit. */
+static int check_size(const gq_experiment *e, gq_error *err)
+{
+    unsigned long long limit;
+    double total = 1; /* the baseline */
+    if (gq_params_env_count("GQ_SWEEP_MAX_CELLS", "a positive integer",
+                            GQ_SWEEP_MAX_CELLS_DEFAULT, 1, &limit, err))
+        return -1;
+    int na = e->n_axes;
+    int *groups = calloc((size_t)na + 1, sizeof *groups);
+    bool *app = calloc((size_t)na + 1, sizeof *app);
+    for (int m = 0; m < e->n_methods; m++) {
+        double n = 1;
+        int ng = entry_groups(e, m, app, groups);
+        for (int g = 0; g < ng; g++)
+            n *= (double)json_array_size(e->axes[groups[g]].values);
+        total += n;
+    }
+    free(groups);
+    free(app);
+    if (total > (double)limit)
+        return gq_fail(err, "$.sweep: %.0f cells, more than the limit of %llu (split the "
+                            "experiment, or raise the limit with GQ_SWEEP_MAX_CELLS=N)",
+                       total, limit);
+    return 0;
+}
+
 int gq_sweep_expand(gq_experiment *e, gq_error *err)
 {
-    if (parse_axes(e, err) || parse_zip(e, err))
+    if (parse_axes(e, err) || parse_zip(e, err) || check_size(e, err))
         return -1;
     gq_cell base = {0};
     snprintf(base.id, sizeof base.id, "baseline");
@@ -429,9 +509,12 @@ int gq_sweep_expand(gq_experiment *e, gq_error *err)
     base.sweep = strdup("");
     base.method_name = "none";
     snprintf(base.format_label, sizeof base.format_label, "fp32");
-    push_cell(e, &base);
-    for (int m = 0; m < e->n_methods; m++)
-        if (expand_entry(e, m, err))
-            return -1;
-    return 0;
+    int cap = 0;
+    push_cell(e, &base, &cap);
+    json_t *seen = json_object();
+    int rc = 0;
+    for (int m = 0; m < e->n_methods && rc == 0; m++)
+        rc = expand_entry(e, m, seen, &cap, err);
+    json_decref(seen);
+    return rc;
 }

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "core/gq_threads.h"
+#include "eval/eval_baseline.h"
 #include "eval/gq_eval.h"
 #include "model/gq_forward.h"
 #include "text/gq_dataset.h"
@@ -266,6 +267,19 @@ static void test_kl_self_and_perturbed(void **state)
     gq_eval_result bad;
     assert_int_equal(gq_eval_perplexity(&q, &S->ds, &o2, loaded, NULL, &bad, &err), -1);
     assert_non_null(strstr(err.msg, "baseline does not match"));
+
+    /* A baseline whose header matches in everything but its number of scored positions (and
+     * whose size fits that number): refused, KL never reads past its rows. */
+    gq_eval_baseline *few = NULL;
+    assert_int_equal(gq_baseline_new(GQ_PPL_FULL, 256, S->fp.cfg.vocab_size, 4, 3 * 255,
+                                     S->ds.sha256, &few, &err), 0);
+    assert_int_equal(gq_eval_baseline_save(few, path, &err), 0);
+    gq_eval_baseline_free(few);
+    assert_int_equal(gq_eval_baseline_load(path, &few, &err), 0);
+    assert_int_equal(gq_eval_perplexity(&q, &S->ds, &o, few, NULL, &bad, &err), -1);
+    assert_non_null(strstr(err.msg, "765 scored positions"));
+    gq_eval_baseline_free(few);
+    assert_int_equal(gq_eval_baseline_save(loaded, path, &err), 0);
 
     /* Truncated baseline files are refused. */
     size_t len;

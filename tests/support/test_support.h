@@ -43,4 +43,13 @@ int test_run_cli(const char *args, char *out, size_t out_n, char *err, size_t er
 int test_run_clif(char *out, size_t out_n, char *err, size_t err_n, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
+/* Mounts a fresh tmpfs of `kib` KiB (read-only when `ro`) on a new temporary directory, for
+ * disk-full and read-only tests. Returns the directory (caller passes it to test_tmpfs_free), or
+ * NULL when this process may not mount (not root, no CAP_SYS_ADMIN): the caller then skips. */
+char *test_tmpfs(const char *tag, int kib, bool ro);
+void test_tmpfs_free(char *dir);
+
+/* True when path holds a whole PNG: the signature first and the IEND chunk last. */
+bool test_png_complete(const char *path);
+
 #endif
