@@ -99,6 +99,8 @@ static void print_json(const eval_args *a, const char *model_path, const char *t
                         json_integer((json_int_t)gq_dataset_n_windows(ds, r->ctx)));
     json_object_set_new(o, "batch", json_integer(r->batch));
     json_object_set_new(o, "threads", json_integer(r->threads));
+    json_object_set_new(o, "blas", json_string(gq_blas_description()));
+    json_object_set_new(o, "blas_kernel", json_string(gq_blas_kernel()));
     json_object_set_new(o, "tokens", json_integer((json_int_t)r->tokens));
     json_object_set_new(o, "scored", json_integer((json_int_t)r->scored));
     json_object_set_new(o, "mean_nll", json_real(r->mean_nll));
@@ -117,7 +119,7 @@ static void print_json(const eval_args *a, const char *model_path, const char *t
         json_object_set_new(o, "top1_pct", json_real(r->top1_pct));
         json_object_set_new(o, "top1_se_pct", json_real(r->top1_se_pct));
     }
-    char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17)); /* doubles exactly */
     printf("%s\n", s);
     free(s);
     json_decref(o);
@@ -137,6 +139,7 @@ static void print_text(const eval_args *a, const char *model_path, const char *t
            r->protocol == GQ_PPL_LLAMACPP ? ", first token set to BOS" : "", first, r->ctx - 2);
     printf("windows     %zu of %zu (batch %d, %d threads)\n", r->windows,
            gq_dataset_n_windows(ds, r->ctx), r->batch, r->threads);
+    printf("blas        %s\n", gq_blas_description());
     printf("scored      %zu predictions over %zu tokens\n", r->scored, r->tokens);
     printf("mean NLL    %.6f +/- %.6f nats/token\n", r->mean_nll, r->nll_se);
     printf("PPL         %.4f +/- %.4f\n", r->ppl, r->ppl_se);
