@@ -35,7 +35,11 @@ static const coldef tail_cols[] = {
     {"quantized_tensors", GQ_COL_INT}, {"fp_tensors", GQ_COL_INT}, {"t_stats", GQ_COL_REAL},
     {"t_search", GQ_COL_REAL},     {"t_quant", GQ_COL_REAL},       {"t_eval", GQ_COL_REAL},
     {"eval_tok_s", GQ_COL_REAL},   {"peak_rss_mb", GQ_COL_REAL},   {"threads", GQ_COL_INT},
-    {"decode_tok_s", GQ_COL_REAL}, {"prefill_tok_s", GQ_COL_REAL}, {"packed_bytes", GQ_COL_INT},
+    {"decode_tok_s", GQ_COL_REAL}, {"prefill_tok_s", GQ_COL_REAL},
+    {"decode_tok_s_median", GQ_COL_REAL}, {"decode_tok_s_min", GQ_COL_REAL},
+    {"decode_rounds", GQ_COL_INT}, {"prefill_tok_s_median", GQ_COL_REAL},
+    {"prefill_tok_s_min", GQ_COL_REAL}, {"prefill_rounds", GQ_COL_INT},
+    {"throughput_steady", GQ_COL_INT}, {"load_avg", GQ_COL_REAL}, {"packed_bytes", GQ_COL_INT},
     {"throughput_note", GQ_COL_TEXT},
     {"protocol", GQ_COL_TEXT},     {"ctx", GQ_COL_INT},            {"eval_windows", GQ_COL_INT},
     {"eval_tokens", GQ_COL_INT},   {"scored", GQ_COL_INT},         {"kl_reference", GQ_COL_TEXT},
@@ -45,6 +49,7 @@ static const coldef tail_cols[] = {
     {"calib_first_token", GQ_COL_INT},
     {"seed", GQ_COL_INT},          {"config_sha256", GQ_COL_TEXT}, {"model_sha256", GQ_COL_TEXT},
     {"tokenizer_sha256", GQ_COL_TEXT}, {"version", GQ_COL_TEXT},   {"revision", GQ_COL_TEXT},
+    {"blas_kernel", GQ_COL_TEXT},  {"blas", GQ_COL_TEXT},
 };
 
 static const char *base_name(const char *path, char *buf, size_t n)
@@ -66,6 +71,22 @@ static void set_str(json_t *row, const char *k, const char *v)
 {
     if (v && v[0])
         json_object_set_new(row, k, json_string(v));
+}
+
+/* The measured throughput: the best rounds, their spread and the load beside them. */
+static void throughput_columns(const gq_cell_throughput *tp, json_t *row)
+{
+    set_real(row, "decode_tok_s", tp->decode_tok_s);
+    set_real(row, "prefill_tok_s", tp->prefill_tok_s);
+    set_real(row, "decode_tok_s_median", tp->decode.median);
+    set_real(row, "decode_tok_s_min", tp->decode.min);
+    set_int(row, "decode_rounds", tp->decode.rounds);
+    set_real(row, "prefill_tok_s_median", tp->prefill.median);
+    set_real(row, "prefill_tok_s_min", tp->prefill.min);
+    set_int(row, "prefill_rounds", tp->prefill.rounds);
+    set_int(row, "throughput_steady", tp->decode.steady && tp->prefill.steady);
+    if (tp->load_avg >= 0)
+        set_real(row, "load_avg", tp->load_avg);
 }
 
 /* bits and effective group size of a cell's format. */
@@ -166,8 +187,7 @@ json_t *gq_results_record(const gq_experiment *e, const gq_cell *c, const gq_cel
     set_real(row, "peak_rss_mb", r->peak_rss_mb);
     set_int(row, "threads", r->threads);
     if (r->tp && r->tp->measured) {
-        set_real(row, "decode_tok_s", r->tp->decode_tok_s);
-        set_real(row, "prefill_tok_s", r->tp->prefill_tok_s);
+        throughput_columns(r->tp, row);
         set_int(row, "packed_bytes", (long long)r->tp->packed_bytes);
     } else
         set_str(row, "throughput_note", r->tp ? r->tp->note : "not measured");
@@ -193,6 +213,8 @@ json_t *gq_results_record(const gq_experiment *e, const gq_cell *c, const gq_cel
     set_str(row, "tokenizer_sha256", e->tokenizer_sha256);
     set_str(row, "version", GQ_VERSION);
     set_str(row, "revision", GQ_VCS_REVISION);
+    set_str(row, "blas_kernel", gq_blas_kernel());
+    set_str(row, "blas", gq_blas_description());
     json_t *notes = r->report && r->report->notes ? json_incref(r->report->notes) : json_array();
     return json_pack("{s:o, s:o, s:o}", "row", row, "tensors", tensors, "notes", notes);
 }
@@ -295,9 +317,14 @@ static void throughput_text(const gq_experiment *e, char *out, size_t n)
              "activations where the format has an int8 kernel, prefill dequantized tiles + "
              "sgemm), embeddings and classifier fp32; the baseline: fp32 products through BLAS; "
              "packed_bytes: packed linears (codes, scales, zero points), the baseline's fp32 "
-             "block linears",
+             "block linears; each of decode and prefill repeated in rounds until at least %d "
+             "rounds were done and their median came within %.0f%% of the best "
+             "(throughput_steady 1) or %d rounds were done (throughput_steady 0: disturbed), "
+             "the best round reported, *_median and *_min the spread, load_avg the 1-minute "
+             "load average after the measurement",
              t->decode_tokens, GQ_TP_WARMUP, GQ_TP_WARMUP + t->decode_tokens - 1, GQ_TP_WARMUP,
-             t->prefill_tokens, t->reps);
+             t->prefill_tokens, t->reps, GQ_STEADY_MIN_ROUNDS, 100.0 * GQ_STEADY_TOL,
+             GQ_STEADY_MAX_ROUNDS);
 }
 
 static void environment_attrs(const gq_experiment *e, gq_table *t)
@@ -349,8 +376,9 @@ static void environment_attrs(const gq_experiment *e, gq_table *t)
     json_object_set_new(a, "compiler", json_string(__VERSION__));
 #endif
     json_object_set_new(a, "blas", json_string(gq_blas_description()));
+    json_object_set_new(a, "blas_kernel", json_string(gq_blas_kernel()));
     json_object_set_new(a, "cpu", json_string(cpu));
-    char tp[1024];
+    char tp[2048];
     throughput_text(e, tp, sizeof tp);
     json_object_set_new(a, "throughput", json_string(tp));
     json_object_set_new(a, "empty_columns", json_string("decode_tok_s, prefill_tok_s, packed_bytes"));
@@ -404,7 +432,7 @@ static void print_summary(const gq_experiment *e, const gq_table *t, FILE *f)
     fprintf(f, "kl_div: nats/token vs the fp32 baseline on the same windows; top1_pct: %% argmax "
                "agreement; %s; bpw: bits per weight of the quantized linears; times in "
                "seconds\n", klref);
-    char tp[1024];
+    char tp[2048];
     throughput_text(e, tp, sizeof tp);
     fprintf(f, "throughput: %s; an empty value: see the row's throughput_note in results.csv\n\n",
             tp);
