@@ -381,7 +381,8 @@ static void environment_attrs(const gq_experiment *e, gq_table *t)
     char tp[2048];
     throughput_text(e, tp, sizeof tp);
     json_object_set_new(a, "throughput", json_string(tp));
-    json_object_set_new(a, "empty_columns", json_string("decode_tok_s, prefill_tok_s, packed_bytes"));
+    json_object_set_new(a, "empty_columns", json_string("decode_tok_s, prefill_tok_s, their spread "
+                                    "(decode_tok_s_median ... load_avg), packed_bytes"));
     json_object_set_new(a, "empty_columns_reason",
                         json_string("empty in a row whose throughput_note says why (the packed "
                                     "kernels could not run that cell, or $.throughput.enabled is "
