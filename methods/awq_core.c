@@ -16,9 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "calib/gq_calib.h"
+#include "core/gq_gemm.h"
 #include "core/gq_time.h"
 
 static const gq_linear_kind group_linears[GQ_AWQ_N_GROUPS][3] = {
@@ -266,8 +265,8 @@ static int clip_search(const gq_awq_params *p, gq_block_ctx *ctx, gq_linear_kind
         for (int gi = 0; gi < ng; gi++) {
             int c0 = gi * gs, len = (c0 + gs < cols ? gs : cols - c0);
             /* E (m, rows) = Xs[:, group] · D[:, group]^T: per-group partial dot products */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, rows, len, 1.0f, Xs + c0,
-                        cols, D + c0, cols, 0.0f, E, rows);
+            gq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, rows, len, 1.0f, Xs + c0,
+                     cols, D + c0, cols, 0.0f, E, rows);
 #pragma omp parallel for schedule(static) if ((size_t)rows * m > 65536)
             for (int r = 0; r < rows; r++) {
                 double e = 0.0;

@@ -21,8 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
+#include "core/gq_gemm.h"
 #include "methods/gq_linalg.h"
 
 static int by_diag_desc(const void *a, const void *b, void *diag)
@@ -63,8 +62,9 @@ int gq_gptq_quantize(const gq_quantizer *qz, const float *W0, int rows, int cols
     size_t n_states = g == 0 ? 1 : (size_t)rows * (dynamic ? 1 : n_groups);
     uint8_t *st = calloc(n_states, sb);
     float *Qp = malloc(n * sizeof *Qp);
+    double *row_loss = calloc((size_t)rows, sizeof *row_loss); /* summed in row order at the end */
     int rc = -1;
-    if (!W || !U || !Err || !perm || !Hd || !st || !Qp) {
+    if (!W || !U || !Err || !perm || !Hd || !st || !Qp || !row_loss) {
         gq_fail(err, "GPTQ: out of memory for a %d x %d layer", rows, cols);
         goto done;
     }
@@ -150,10 +150,9 @@ int gq_gptq_quantize(const gq_quantizer *qz, const float *W0, int rows, int cols
         U[i] = (float)H[i];
 
     /* 6. the column loop */
-    double loss = 0.0;
     for (int i1 = 0; i1 < cols; i1 += bs) {
         int i2 = i1 + bs < cols ? i1 + bs : cols, cnt = i2 - i1;
-#pragma omp parallel for schedule(static) reduction(+ : loss) if ((size_t)rows * cnt * cnt > 65536)
+#pragma omp parallel for schedule(static) if ((size_t)rows * cnt * cnt > 65536)
         for (int r = 0; r < rows; r++) {
             float *wg = W + (size_t)r * cols;            /* global row (block-start state) */
             float w1[cnt];
@@ -191,7 +190,7 @@ int gq_gptq_quantize(const gq_quantizer *qz, const float *W0, int rows, int cols
                 Qp[(size_t)r * cols + col] = q;
                 float d = U[(size_t)col * cols + col];
                 float e = (w - q) / d;
-                loss += (double)(w - q) * (w - q) / ((double)d * d) / 2.0;
+                row_loss[r] += (double)(w - q) * (w - q) / ((double)d * d) / 2.0;
                 const float *urow = U + (size_t)col * cols + i1;
                 for (int j = i; j < cnt; j++)
                     w1[j] -= e * urow[j];
@@ -200,10 +199,12 @@ int gq_gptq_quantize(const gq_quantizer *qz, const float *W0, int rows, int cols
         }
         /* W[:, i2:] -= Err (rows, cnt) · U[i1:i2, i2:] (cnt, cols - i2) */
         if (i2 < cols)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols - i2, cnt, -1.0f,
-                        Err, bs, U + (size_t)i1 * cols + i2, cols, 1.0f, W + i2, cols);
+            gq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols - i2, cnt, -1.0f, Err,
+                     bs, U + (size_t)i1 * cols + i2, cols, 1.0f, W + i2, cols);
     }
-    res->loss = loss;
+    res->loss = 0.0;
+    for (int r = 0; r < rows; r++)
+        res->loss += row_loss[r];
 
     /* un-permute */
     for (int r = 0; r < rows; r++)
@@ -218,5 +219,6 @@ done:
     free(Hd);
     free(st);
     free(Qp);
+    free(row_loss);
     return rc;
 }

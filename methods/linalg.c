@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
+#include "core/gq_gemm.h"
 
 /* Row-oriented (Cholesky-Crout) factorisation: row i of L needs rows 0..i-1, and every entry
  * is a dot product of two contiguous row prefixes, so the inner loop vectorises; the rows
@@ -49,10 +49,9 @@ int gq_inverse_cholesky_upper(double *h, int n, gq_error *err)
         return gq_fail(err, "out of memory for a %d x %d inverse", n, n);
     for (int i = 0; i < n; i++)
         x[(size_t)i * n + i] = 1.0;
-    cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, n, n, 1.0, h, n,
-                x, n);
+    gq_dtrsm_lower(n, n, h, n, x, n);
     /* h^-1 = L^-T L^-1 = X^T X (upper triangle, then mirrored). */
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, n, 1.0, x, n, 0.0, h, n);
+    gq_dsyrk_upper_t(n, n, 1.0, x, n, 0.0, h, n);
     free(x);
     for (int i = 0; i < n; i++)
         for (int j = i + 1; j < n; j++)

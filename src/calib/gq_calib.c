@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
+#include "core/gq_gemm.h"
 
 int gq_calib_windows(const gq_dataset *ds, size_t first, int n, int ctx, uint64_t seed,
                      int **tokens, gq_error *err)
@@ -73,7 +73,7 @@ int gq_hessian_add(gq_hessian *H, const float *x, size_t n, gq_error *err)
         for (size_t i = 0; i < m * (size_t)d; i++)
             xd[i] = x[t0 * (size_t)d + i];
         /* h (d, d) += xd^T (d, m) xd (m, d) */
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, d, (int)m, 1.0, xd, d, 1.0, H->h, d);
+        gq_dsyrk_upper_t(d, (int)m, 1.0, xd, d, 1.0, H->h, d);
     }
     H->n += n;
     free(xd);

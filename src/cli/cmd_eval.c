@@ -103,7 +103,7 @@ static void print_json(const eval_args *a, const char *model_path, const char *t
     gq_cell_run run = {.eval = r, .threads = r->threads};
     const gq_col_src src = {NULL, NULL, &run};
     gq_result_cols_fill(&src, GQ_RCOL_EVAL, o);
-    char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17)); /* doubles exactly */
     printf("%s\n", s);
     free(s);
     json_decref(o);
@@ -123,6 +123,7 @@ static void print_text(const eval_args *a, const char *model_path, const char *t
            r->protocol == GQ_PPL_LLAMACPP ? ", first token set to BOS" : "", first, r->ctx - 2);
     printf("windows     %zu of %zu (batch %d, %d threads)\n", r->windows,
            gq_dataset_n_windows(ds, r->ctx), r->batch, r->threads);
+    printf("blas        %s\n", gq_blas_description());
     printf("scored      %zu predictions over %zu tokens\n", r->scored, r->tokens);
     printf("mean NLL    %.6f +/- %.6f nats/token\n", r->mean_nll, r->nll_se);
     printf("PPL         %.4f +/- %.4f\n", r->ppl, r->ppl_se);

@@ -168,6 +168,8 @@ static json_t *report_json(const gq_quant_report *r, const gq_quant_plan *p, con
     json_object_set_new(o, "format", gq_quantizer_to_json(&p->quantizer));
     json_object_set_new(o, "propagate", json_string(propagate_name(p)));
     json_object_set_new(o, "threads", json_integer(gq_threads_get()));
+    json_object_set_new(o, "blas", json_string(gq_blas_description()));
+    json_object_set_new(o, "blas_kernel", json_string(gq_blas_kernel()));
     json_object_set_new(o, "calib_data", calib ? json_string(calib->path) : json_null());
     json_object_set_new(o, "calib_sha256", calib ? json_string(calib->sha256) : json_null());
     json_object_set_new(o, "n_calib", json_integer(calib ? p->n_calib : 0));
@@ -370,6 +372,7 @@ int cmd_quantize(int argc, char **argv)
             printf("calibration none\n");
         printf("propagate   %s block outputs feed the next block; %d threads\n",
                propagate_name(&plan), gq_threads_get());
+        printf("blas        %s\n", gq_blas_description());
         printf("output      %s (fake-quantized fp32 llama2.c checkpoint), %.2f s\n\n", a.out, secs);
         print_report(&rep, label);
     }

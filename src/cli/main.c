@@ -49,6 +49,7 @@ int cmd_version(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    gq_threads_set(gq_threads_get()); /* BLAS on one thread whatever its build: gq_gemm.h */
     int rc = cli_load_plugins(&argc, &argv);
     if (rc != GQ_EXIT_OK)
         return rc;

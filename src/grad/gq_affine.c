@@ -5,8 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
 #include <omp.h>
+
+#include "core/gq_gemm.h"
 
 enum { NL = 7, L_Q = 0, L_K, L_V, L_O, L_GATE, L_UP, L_DOWN };
 
@@ -124,11 +125,11 @@ static void transform_fwd(work *w, const float *W[NL])
     for (int k = L_Q; k <= L_K; k++) gq_linear_fwd_f(w->Wt[k], W[k], w->Ah_att, w->rows[k], D, D);
     gq_linear_fwd_f(w->tv, W[L_V], w->Ah_att, w->KV, D, D);
     for (int h = 0; h < w->s.n_kv_heads; h++) /* Wv_h (hs, D) -> B_h^T tv_h */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hs, D, hs, 1,
+        gq_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hs, D, hs, 1,
                     w->Bi_vo + (size_t)h * hs * hs, hs, w->tv + (size_t)h * hs * D, D, 0,
                     w->Wt[L_V] + (size_t)h * hs * D, D);
     for (int qh = 0; qh < w->s.n_heads; qh++) /* Wo[:, head] (D, hs) -> Wo[:, head] Â^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, D, hs, hs, 1, W[L_O] + qh * hs, D,
+        gq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, D, hs, hs, 1, W[L_O] + qh * hs, D,
                     w->Ah_vo + (size_t)(qh / w->grp) * hs * hs, hs, 0, w->Wt[L_O] + qh * hs, D);
     for (int k = L_GATE; k <= L_UP; k++)
         gq_linear_fwd_f(w->Wt[k], W[k], w->Ah_ffn, w->rows[k], D, D);
@@ -146,24 +147,24 @@ static void transform_bwd(work *w, const float *W[NL])
     memset(w->dB_vo, 0, (size_t)w->s.n_kv_heads * hs * hs * sizeof(float));
     /* Wt = W Â^T  =>  dÂ += dWt^T W */
     for (int k = L_Q; k <= L_K; k++)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, w->rows[k], 1, w->dWt[k], D,
+        gq_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, w->rows[k], 1, w->dWt[k], D,
                     W[k], D, 1, w->dA_att, D);
     for (int h = 0; h < w->s.n_kv_heads; h++) {
         size_t ob = (size_t)h * hs * hs, ov = (size_t)h * hs * D;
         /* Wt_v = B^T tv  =>  dtv = B dWt_v, dB = tv dWt_v^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hs, D, hs, 1, w->Bi_vo + ob, hs,
+        gq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hs, D, hs, 1, w->Bi_vo + ob, hs,
                     w->dWt[L_V] + ov, D, 0, w->dtv + ov, D);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hs, hs, D, 1, w->tv + ov, D,
+        gq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hs, hs, D, 1, w->tv + ov, D,
                     w->dWt[L_V] + ov, D, 1, w->dB_vo + ob, hs);
         gq_inverse_bwd_f(w->dA_vo + ob, w->dB_vo + ob, w->Bi_vo + ob, hs);
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, w->KV, 1, w->dtv, D, W[L_V], D, 1,
+    gq_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, w->KV, 1, w->dtv, D, W[L_V], D, 1,
                 w->dA_att, D);
     for (int qh = 0; qh < w->s.n_heads; qh++) /* Wt_o[:, c] = Wo[:, c] Â^T => dÂ += dWt^T Wo */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hs, hs, D, 1, w->dWt[L_O] + qh * hs,
+        gq_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hs, hs, D, 1, w->dWt[L_O] + qh * hs,
                     D, W[L_O] + qh * hs, D, 1, w->dA_vo + (size_t)(qh / w->grp) * hs * hs, hs);
     for (int k = L_GATE; k <= L_UP; k++)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, w->rows[k], 1, w->dWt[k], D,
+        gq_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, w->rows[k], 1, w->dWt[k], D,
                     W[k], D, 1, w->dA_ffn, D);
     gq_inverse_bwd_f(w->dA_att, w->dm_att, w->Bi_att, D);
     gq_inverse_bwd_f(w->dA_ffn, w->dm_ffn, w->Bi_ffn, D);

@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
+#include "core/gq_gemm.h"
 
 #define GQ_T float
 #define GQ_S(name) name##_f
-#define GQ_GEMM cblas_sgemm
+#define GQ_GEMM gq_sgemm
 #include "grad/grad_linear.inc"
 #include "grad/grad_pointwise.inc"
 #include "grad/grad_attention.inc"
@@ -25,7 +25,7 @@
 
 #define GQ_T double
 #define GQ_S(name) name##_d
-#define GQ_GEMM cblas_dgemm
+#define GQ_GEMM gq_dgemm
 #include "grad/grad_linear.inc"
 #include "grad/grad_pointwise.inc"
 #include "grad/grad_attention.inc"

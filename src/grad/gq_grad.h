@@ -4,8 +4,9 @@
  * quantization parameters by backpropagation (AffineQuant).
  *
  * Every operation exists twice, with the same code (a template included twice):
- *   suffix _f: float, used for training; matrix products through cblas_sgemm;
- *   suffix _d: double, used by the finite-difference gradient checks (cblas_dgemm).
+ *   suffix _f: float, used for training; matrix products through gq_sgemm (fixed tiles,
+ *   the same bits for any thread count); suffix _d: double, used by the finite-difference
+ *   gradient checks (gq_dgemm).
  *
  * Conventions shared by all functions:
  *   - matrices are row-major; activations are (n, width) with n = B*T tokens, windows of T

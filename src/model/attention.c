@@ -3,6 +3,7 @@
 #include <math.h>
 #include <omp.h>
 
+#include "core/gq_gemm.h"
 #include "model/attention_internal.h"
 
 void gq_rope_tables(const gq_config *c, float *cos_t, float *sin_t)
@@ -79,13 +80,17 @@ void gq_causal_attention(const gq_config *c, const float *q, const float *k, con
     int nt = omp_get_max_threads() < n_threads ? omp_get_max_threads() : n_threads;
     /* multiply-adds of q k^T and p v over all tasks: below ~1M a fork/join costs more */
     double work = 2.0 * n_tasks * hs * ((double)T * (T + 1) / 2);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (n_tasks > 1 && work >= 1e6)
-    for (int task = 0; task < n_tasks; task++) {
-        int b = task / c->n_heads, h = task % c->n_heads;
-        float *S = scores + (size_t)omp_get_thread_num() * GQ_ATT_QBLOCK * T;
-        size_t row0 = (size_t)b * T;
-        size_t qoff = row0 * c->dim + (size_t)h * hs;
-        size_t kvoff = row0 * kv_dim + (size_t)(h / kv_mul) * hs;
-        attend_task(q + qoff, k + kvoff, v + kvoff, ctx + qoff, T, hs, c->dim, kv_dim, S);
+#pragma omp parallel num_threads(nt) if (n_tasks > 1 && work >= 1e6)
+    {
+        gq_blas_single_threaded(); /* also when the region runs on one thread */
+#pragma omp for schedule(dynamic, 1)
+        for (int task = 0; task < n_tasks; task++) {
+            int b = task / c->n_heads, h = task % c->n_heads;
+            float *S = scores + (size_t)omp_get_thread_num() * GQ_ATT_QBLOCK * T;
+            size_t row0 = (size_t)b * T;
+            size_t qoff = row0 * c->dim + (size_t)h * hs;
+            size_t kvoff = row0 * kv_dim + (size_t)(h / kv_mul) * hs;
+            attend_task(q + qoff, k + kvoff, v + kvoff, ctx + qoff, T, hs, c->dim, kv_dim, S);
+        }
     }
 }

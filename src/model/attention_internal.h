@@ -17,8 +17,8 @@ void gq_rope_rows(float *x, int n_rows, int T, int width, int head_size, const f
  * q (B*T, n_heads*hs), k, v (B*T, n_kv_heads*hs) -> ctx (B*T, n_heads*hs).
  * Query head h reads kv head h / (n_heads / n_kv_heads). scores is per-thread scratch,
  * n_threads * GQ_ATT_QBLOCK * T floats. Each (window, head) is computed by one thread in a
- * fixed order (its sgemm calls run single-threaded inside the parallel loop), so the result does
- * not depend on the thread count beyond BLAS's own blocking. */
+ * fixed order (its sgemm calls run single-threaded, gq_blas_single_threaded), so the result
+ * does not depend on the thread count. */
 #define GQ_ATT_QBLOCK 64
 void gq_causal_attention(const gq_config *c, const float *q, const float *k, const float *v,
                          float *ctx, int B, int T, float *scores, int n_threads);

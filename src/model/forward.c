@@ -1,15 +1,16 @@
-/* Batched forward pass (prefill): every matrix product is one cblas_sgemm over all B*T rows;
- * attention runs per (window, head) under OpenMP (attention.c). */
+/* Batched forward pass (prefill): every matrix product is one gq_sgemm over all B*T rows (fixed
+ * output tiles, so the result does not depend on the thread count); attention runs per
+ * (window, head) under OpenMP (attention.c). */
 #include "model/gq_forward.h"
 
 #include <assert.h>
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/gq_fileio.h"
+#include "core/gq_gemm.h"
 #include "model/attention_internal.h"
 
 struct gq_forward_ws {
@@ -71,8 +72,8 @@ void gq_forward_ws_free(gq_forward_ws *ws)
 
 void gq_linear(float *y, const float *x, const float *W, int n, int in, int out)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, W, in, 0.0f,
-                y, out);
+    gq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, W, in, 0.0f, y,
+             out);
 }
 
 void gq_block_linear(const gq_layer *L, gq_linear_kind k, float *y, const float *x, int n, int in,
@@ -147,8 +148,8 @@ static const float *block_input(gq_forward_ws *ws, const float *x, const float *
     gq_rmsnorm(ws->xn, x, w, N, dim);
     if (!M)
         return ws->xn;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, dim, dim, 1.0f, ws->xn, dim, M,
-                dim, 0.0f, ws->xt, dim);
+    gq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, dim, dim, 1.0f, ws->xn, dim, M, dim,
+             0.0f, ws->xt, dim);
     return ws->xt;
 }
 

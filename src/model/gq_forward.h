@@ -3,8 +3,9 @@
 /* The Llama forward pass over whole windows (prefill), block by block, plus single-token decode.
  *
  * Shapes: a batch is B windows of T tokens each, every window at positions 0..T-1 (a fresh
- * context). Activations are row-major (B*T, width). Matrix products go through cblas_sgemm
- * over all B*T rows at once; causal attention runs per (window, head) under OpenMP.
+ * context). Activations are row-major (B*T, width). Matrix products go through gq_sgemm
+ * (fixed output tiles, the same bits for any thread count) over all B*T rows at once; causal
+ * attention runs per (window, head) under OpenMP.
  * RMSNorm eps 1e-5; RoPE as llama2.c (pairs (2i, 2i+1), theta 10000); SwiGLU MLP. */
 #include "core/gq_error.h"
 #include "model/gq_model.h"
@@ -46,7 +47,7 @@ void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int
 
 /* out (n, width) = x / sqrt(mean(x^2) + 1e-5) * w, row by row (out may equal x). */
 void gq_rmsnorm(float *out, const float *x, const float *w, int n, int width);
-/* y (n, out) = x (n, in) · W^T with W (out, in) row-major (cblas_sgemm). */
+/* y (n, out) = x (n, in) · W^T with W (out, in) row-major (gq_sgemm). */
 void gq_linear(float *y, const float *x, const float *W, int n, int in, int out);
 /* The same for linear k of a block: through L->op[k] when set (packed weights), else
  * gq_linear on the fp32 weight. */

@@ -40,6 +40,7 @@
 #include <stddef.h>
 
 #include "core/gq_error.h"
+#include "core/gq_steady.h"
 #include "formats/gq_format.h"
 #include "model/gq_model.h"
 
@@ -133,16 +134,21 @@ gq_packed_bench_opts gq_packed_bench_defaults(void);
 typedef struct gq_packed_throughput {
     bool packed;           /* false when the format has no packed kernel: see reason */
     char reason[256];
-    double decode_tok_s;
-    double prefill_tok_s;
+    double decode_tok_s;   /* = decode.best */
+    double prefill_tok_s;  /* = prefill.best */
+    gq_rate_spread decode, prefill; /* rounds of gq_packed_time_* until steady (core/gq_steady.h) */
+    double load_avg;       /* 1-minute load average right after the measurement, -1 unknown */
     size_t packed_bytes;   /* packed linears */
     size_t decode_bytes;   /* weight bytes read per decode token */
 } gq_packed_throughput;
 
 /* Decode and prefill tokens/s of model m in fp32 (q NULL) or packed with q (the model's current
  * weights are quantized with q; throughput does not depend on the code values, so a model that
- * a method already quantized is simply re-encoded). A format without a packed kernel is not an
- * error: out->packed = false with the reason, tokens/s 0. Errors: out of memory, bad shapes. */
+ * a method already quantized is simply re-encoded). Each of decode and prefill is timed in
+ * rounds (one gq_packed_time_* call each) until the rounds agree (gq_measure_steady); the figure
+ * is the best round, the spread and the load average are kept beside it. A format without a
+ * packed kernel is not an error: out->packed = false with the reason, tokens/s 0. Errors: out
+ * of memory, bad shapes. */
 int gq_packed_measure(const gq_model *m, const gq_quantizer *q, const gq_packed_bench_opts *o,
                       gq_packed_throughput *out, gq_error *err);
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_gemm.h"
 #include "packed/packed_internal.h"
 
 float pk_dot_ref(const gq_packed_linear *P, int r, const float *x, float *scratch)
@@ -104,14 +105,18 @@ static bool matmul_tiles(const gq_packed_linear *P, float *y, const float *x, in
     float *buf = malloc((size_t)nth * tile_floats * sizeof(float));
     if (!buf)
         return false;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
-    for (int t = 0; t < ntiles; t++) {
-        float *tile = buf + (size_t)omp_get_thread_num() * tile_floats;
-        int r0 = t * tr, r1 = r0 + tr < P->rows ? r0 + tr : P->rows;
-        for (int r = r0; r < r1; r++)
-            P->type->dequant_fast(P, r, tile + (size_t)(r - r0) * P->cols_pad);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r1 - r0, P->cols, 1.0f, x,
-                    P->cols, tile, P->cols_pad, 0.0f, y + r0, P->rows);
+#pragma omp parallel num_threads(nth)
+    {
+        gq_blas_single_threaded(); /* also when the region runs on one thread */
+#pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < ntiles; t++) {
+            float *tile = buf + (size_t)omp_get_thread_num() * tile_floats;
+            int r0 = t * tr, r1 = r0 + tr < P->rows ? r0 + tr : P->rows;
+            for (int r = r0; r < r1; r++)
+                P->type->dequant_fast(P, r, tile + (size_t)(r - r0) * P->cols_pad);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r1 - r0, P->cols, 1.0f, x,
+                        P->cols, tile, P->cols_pad, 0.0f, y + r0, P->rows);
+        }
     }
     free(buf);
     return true;

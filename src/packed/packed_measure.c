@@ -79,6 +79,24 @@ int gq_packed_time_prefill(const gq_model *m, const gq_packed_bench_opts *o, dou
     return rc;
 }
 
+/* One timed round of gq_measure_steady: the model and options of a measurement. */
+typedef struct timed_round {
+    const gq_model *m;
+    const gq_packed_bench_opts *o;
+} timed_round;
+
+static int decode_round(void *ctx, double *rate, gq_error *err)
+{
+    const timed_round *t = ctx;
+    return gq_packed_time_decode(t->m, t->o, rate, err);
+}
+
+static int prefill_round(void *ctx, double *rate, gq_error *err)
+{
+    const timed_round *t = ctx;
+    return gq_packed_time_prefill(t->m, t->o, rate, err);
+}
+
 int gq_packed_measure(const gq_model *m, const gq_quantizer *q, const gq_packed_bench_opts *o,
                       gq_packed_throughput *out, gq_error *err)
 {
@@ -100,9 +118,13 @@ int gq_packed_measure(const gq_model *m, const gq_quantizer *q, const gq_packed_
     out->packed = true;
     out->packed_bytes = pm.packed_bytes;
     out->decode_bytes = pm.decode_bytes;
-    int rc = gq_packed_time_decode(&pm.model, o, &out->decode_tok_s, err);
+    timed_round t = {&pm.model, o};
+    int rc = gq_measure_steady(decode_round, &t, &out->decode, err);
     if (rc == 0)
-        rc = gq_packed_time_prefill(&pm.model, o, &out->prefill_tok_s, err);
+        rc = gq_measure_steady(prefill_round, &t, &out->prefill, err);
+    out->load_avg = gq_load_average();
+    out->decode_tok_s = out->decode.best;
+    out->prefill_tok_s = out->prefill.best;
     gq_packed_model_free(&pm);
     return rc;
 }

@@ -6,6 +6,7 @@
 
 #include <cblas.h>
 
+#include "core/gq_gemm.h"
 #include "packed/packed_internal.h"
 
 /* An fp32 weight as a linear operator through BLAS. */
@@ -22,8 +23,8 @@ static void f32_apply(const gq_linear_op *op, float *y, const float *x, int n)
         cblas_sgemv(CblasRowMajor, CblasNoTrans, f->rows, f->cols, 1.0f, f->W, f->cols, x, 1,
                     0.0f, y, 1);
     else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, f->rows, f->cols, 1.0f, x,
-                    f->cols, f->W, f->cols, 0.0f, y, f->rows);
+        gq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, f->rows, f->cols, 1.0f, x, f->cols,
+                 f->W, f->cols, 0.0f, y, f->rows);
 }
 
 void gq_packed_model_free(gq_packed_model *pm)

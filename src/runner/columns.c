@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gq_version.h"
+#include "core/gq_threads.h"
 #include "runner/gq_results.h"
 #include "runner/runner_internal.h"
 
@@ -156,6 +157,21 @@ static json_t *v_peak_rss(const gq_col_src *s) { return CELL(s) ? real(s->r->pea
 #define TP(s) ((s)->r->tp)
 static json_t *v_decode(const gq_col_src *s) { return TP(s) && TP(s)->measured ? real(TP(s)->decode_tok_s) : NULL; }
 static json_t *v_prefill(const gq_col_src *s) { return TP(s) && TP(s)->measured ? real(TP(s)->prefill_tok_s) : NULL; }
+#define MEASURED(s) (TP(s) && TP(s)->measured)
+static json_t *v_decode_median(const gq_col_src *s) { return MEASURED(s) ? real(TP(s)->decode.median) : NULL; }
+static json_t *v_decode_min(const gq_col_src *s) { return MEASURED(s) ? real(TP(s)->decode.min) : NULL; }
+static json_t *v_decode_rounds(const gq_col_src *s) { return MEASURED(s) ? integer(TP(s)->decode.rounds) : NULL; }
+static json_t *v_prefill_median(const gq_col_src *s) { return MEASURED(s) ? real(TP(s)->prefill.median) : NULL; }
+static json_t *v_prefill_min(const gq_col_src *s) { return MEASURED(s) ? real(TP(s)->prefill.min) : NULL; }
+static json_t *v_prefill_rounds(const gq_col_src *s) { return MEASURED(s) ? integer(TP(s)->prefill.rounds) : NULL; }
+static json_t *v_steady(const gq_col_src *s)
+{
+    return MEASURED(s) ? integer(TP(s)->decode.steady && TP(s)->prefill.steady) : NULL;
+}
+static json_t *v_load_avg(const gq_col_src *s)
+{
+    return MEASURED(s) && TP(s)->load_avg >= 0 ? real(TP(s)->load_avg) : NULL;
+}
 static json_t *v_packed_bytes(const gq_col_src *s)
 {
     return TP(s) && TP(s)->measured ? integer((long long)TP(s)->packed_bytes) : NULL;
@@ -196,6 +212,8 @@ static json_t *v_model_sha256(const gq_col_src *s)
 static json_t *v_tokenizer_sha256(const gq_col_src *s) { return CELL(s) ? text(s->e->tokenizer_sha256) : NULL; }
 static json_t *v_version(const gq_col_src *s) { (void)s; return text(GQ_VERSION); }
 static json_t *v_revision(const gq_col_src *s) { (void)s; return text(GQ_VCS_REVISION); }
+static json_t *v_blas_kernel(const gq_col_src *s) { (void)s; return text(gq_blas_kernel()); }
+static json_t *v_blas(const gq_col_src *s) { (void)s; return text(gq_blas_description()); }
 
 #define T GQ_COL_TEXT
 #define I GQ_COL_INT
@@ -221,6 +239,10 @@ const gq_result_col gq_result_cols[] = {
     {"t_eval", R, E, v_t_eval},               {"eval_tok_s", R, E, v_eval_tok_s},
     {"peak_rss_mb", R, 0, v_peak_rss},        {"threads", I, E, v_threads},
     {"decode_tok_s", R, 0, v_decode},         {"prefill_tok_s", R, 0, v_prefill},
+    {"decode_tok_s_median", R, 0, v_decode_median}, {"decode_tok_s_min", R, 0, v_decode_min},
+    {"decode_rounds", I, 0, v_decode_rounds}, {"prefill_tok_s_median", R, 0, v_prefill_median},
+    {"prefill_tok_s_min", R, 0, v_prefill_min}, {"prefill_rounds", I, 0, v_prefill_rounds},
+    {"throughput_steady", I, 0, v_steady},    {"load_avg", R, 0, v_load_avg},
     {"packed_bytes", I, 0, v_packed_bytes},   {"throughput_note", T, 0, v_throughput_note},
     {"protocol", T, E, v_protocol},           {"ctx", I, E, v_ctx},
     {"eval_windows", I, E, v_eval_windows},   {"eval_tokens", I, E, v_eval_tokens},
@@ -232,6 +254,7 @@ const gq_result_col gq_result_cols[] = {
     {"seed", I, 0, v_seed},                   {"config_sha256", T, 0, v_config_sha256},
     {"model_sha256", T, 0, v_model_sha256},   {"tokenizer_sha256", T, 0, v_tokenizer_sha256},
     {"version", T, E, v_version},             {"revision", T, E, v_revision},
+    {"blas_kernel", T, E, v_blas_kernel},     {"blas", T, E, v_blas},
     {NULL, T, 0, NULL}};
 
 void gq_result_cols_fill(const gq_col_src *s, unsigned scope, json_t *row)

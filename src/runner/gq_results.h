@@ -15,19 +15,28 @@
  *   model_bytes, quantized_tensors, fp_tensors, t_stats, t_search, t_quant, t_eval (seconds),
  *   eval_tok_s (tokens through the model per second of evaluation), peak_rss_mb (process peak
  *   RSS at the end of the cell, MB = 1e6 bytes), threads, decode_tok_s, prefill_tok_s
- *   (tokens/s of the packed kernels, protocol in the HDF5 attribute "throughput"), packed_bytes
+ *   (tokens/s of the packed kernels, the best of rounds repeated until they agree, protocol in
+ *   the HDF5 attribute "throughput"), decode_tok_s_median, decode_tok_s_min, decode_rounds,
+ *   prefill_tok_s_median, prefill_tok_s_min, prefill_rounds (the spread of those rounds),
+ *   throughput_steady (1 when both medians came within GQ_STEADY_TOL of the best, 0 when the
+ *   round limit was reached first: a disturbed measurement), load_avg (1-minute load average
+ *   right after the measurement), packed_bytes
  *   (bytes of the packed linears; the baseline: its block linears in fp32), throughput_note
  *   (empty when measured, else why those three are empty: never estimated), protocol, ctx,
  *   eval_windows, eval_tokens, scored, kl_reference (how kl_div and top1_pct were measured:
  *   "stored" baseline log-probabilities, "paired" baseline model rerun on the same batches,
  *   "self" for the baseline row), tokenizer, eval_text, eval_sha256, calib_text, calib_sha256, n_calib,
- *   calib_ctx, seed, config_sha256, model_sha256, tokenizer_sha256, version, revision. */
+ *   calib_ctx, seed, config_sha256, model_sha256, tokenizer_sha256, version, revision,
+ *   blas_kernel (the OpenBLAS kernel set that computed the row: numbers are bit-identical across
+ *   thread counts and --jobs for one kernel and build, not across kernels), blas (the BLAS
+ *   build, threading and kernel). */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
 #include <jansson.h>
 
+#include "core/gq_steady.h"
 #include "eval/gq_eval.h"
 #include "methods/gq_method.h"
 #include "report/gq_table.h"
@@ -37,7 +46,9 @@
 /* Throughput of one cell (gq_runner_throughput): measured, or a one-line note why not. */
 typedef struct gq_cell_throughput {
     bool measured;
-    double decode_tok_s, prefill_tok_s;
+    double decode_tok_s, prefill_tok_s; /* the best rounds */
+    gq_rate_spread decode, prefill;     /* all rounds (core/gq_steady.h) */
+    double load_avg;                    /* 1-minute load average after it, -1 unknown */
     size_t packed_bytes; /* packed linears; the baseline: its block linears in fp32 */
     char note[512];      /* empty when measured */
     double seconds;      /* wall time of the measurement (packing included), for the log */

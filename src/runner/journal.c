@@ -8,6 +8,7 @@
 
 #include "core/gq_fileio.h"
 #include "core/gq_log.h"
+#include "core/gq_threads.h"
 #include "gq_version.h"
 
 static void key_path(const char *dir, char *out, size_t n) { snprintf(out, n, "%s/key", dir); }
@@ -33,16 +34,18 @@ static void clean_dir(const char *dir, bool all)
     closedir(d);
 }
 
-/* The key file also names the revision of the binary that started the journal: a resume by
- * another build is allowed (the key covers the experiment and its inputs, and every row records
- * its own revision) but warned about. */
+/* The key file also names the revision of the binary that started the journal and the BLAS
+ * build and kernel it ran on (numbers differ in their last digits between kernels): a resume by
+ * another build or under another kernel is allowed (the key covers the experiment and its
+ * inputs, and every row records its own revision and kernel) but warned about. */
 static json_t *key_json(const gq_experiment *e)
 {
-    return json_pack("{s:s, s:s, s:s, s:O}", "key", e->key, "file", e->file, "revision",
-                     GQ_VCS_REVISION, "experiment", e->resolved);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:O}", "key", e->key, "file", e->file,
+                     "revision", GQ_VCS_REVISION, "blas", gq_blas_description(), "blas_kernel",
+                     gq_blas_kernel(), "experiment", e->resolved);
 }
 
-static void warn_other_revision(const char *kp)
+static void warn_other_build(const char *kp)
 {
     json_error_t je;
     json_t *k = json_load_file(kp, 0, &je);
@@ -51,6 +54,14 @@ static void warn_other_revision(const char *kp)
         gq_log_warn("resuming a sweep started by revision %s with revision %s: the finished "
                     "cells keep their results (column revision says which build made each row); "
                     "--fresh recomputes them all", rev, GQ_VCS_REVISION);
+    const char *blas = json_string_value(json_object_get(k, "blas"));
+    if (!blas)
+        blas = "an unrecorded BLAS";
+    if (strcmp(blas, gq_blas_description()) != 0)
+        gq_log_warn("resuming a sweep started under %s with %s: numbers may differ in their last "
+                    "digits between BLAS builds and kernels; the finished cells keep their results "
+                    "(column blas_kernel says which kernel made each row); --fresh recomputes "
+                    "them all", blas, gq_blas_description());
     json_decref(k);
 }
 
@@ -90,7 +101,7 @@ int gq_journal_open(const char *results_dir, const gq_experiment *e, bool fresh,
     char kp[4300];
     key_path(j->dir, kp, sizeof kp);
     if (gq_file_exists(kp)) {
-        warn_other_revision(kp);
+        warn_other_build(kp);
         return 0;
     }
     json_t *k = key_json(e);

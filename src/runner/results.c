@@ -152,9 +152,14 @@ static void throughput_text(const gq_experiment *e, char *out, size_t n)
              "activations where the format has an int8 kernel, prefill dequantized tiles + "
              "sgemm), embeddings and classifier fp32; the baseline: fp32 products through BLAS; "
              "packed_bytes: packed linears (codes, scales, zero points), the baseline's fp32 "
-             "block linears",
+             "block linears; each of decode and prefill repeated in rounds until at least %d "
+             "rounds were done and their median came within %.0f%% of the best "
+             "(throughput_steady 1) or %d rounds were done (throughput_steady 0: disturbed), "
+             "the best round reported, *_median and *_min the spread, load_avg the 1-minute "
+             "load average after the measurement",
              t->decode_tokens, GQ_TP_WARMUP, GQ_TP_WARMUP + t->decode_tokens - 1, GQ_TP_WARMUP,
-             t->prefill_tokens, t->reps);
+             t->prefill_tokens, t->reps, GQ_STEADY_MIN_ROUNDS, 100.0 * GQ_STEADY_TOL,
+             GQ_STEADY_MAX_ROUNDS);
 }
 
 static void environment_attrs(const gq_experiment *e, gq_table *t)
@@ -206,11 +211,13 @@ static void environment_attrs(const gq_experiment *e, gq_table *t)
     json_object_set_new(a, "compiler", json_string(__VERSION__));
 #endif
     json_object_set_new(a, "blas", json_string(gq_blas_description()));
+    json_object_set_new(a, "blas_kernel", json_string(gq_blas_kernel()));
     json_object_set_new(a, "cpu", json_string(cpu));
-    char tp[1024];
+    char tp[2048];
     throughput_text(e, tp, sizeof tp);
     json_object_set_new(a, "throughput", json_string(tp));
-    json_object_set_new(a, "empty_columns", json_string("decode_tok_s, prefill_tok_s, packed_bytes"));
+    json_object_set_new(a, "empty_columns", json_string("decode_tok_s, prefill_tok_s, their spread "
+                                    "(decode_tok_s_median ... load_avg), packed_bytes"));
     json_object_set_new(a, "empty_columns_reason",
                         json_string("empty in a row whose throughput_note says why (the packed "
                                     "kernels could not run that cell, or $.throughput.enabled is "
@@ -269,7 +276,7 @@ static void print_summary(const gq_experiment *e, const gq_table *t, FILE *f)
     fprintf(f, "kl_div: nats/token vs the fp32 baseline on the same windows; top1_pct: %% argmax "
                "agreement; %s; bpw: bits per weight of the quantized linears; times in "
                "seconds\n", klref);
-    char tp[1024];
+    char tp[2048];
     throughput_text(e, tp, sizeof tp);
     fprintf(f, "throughput: %s; an empty value: see the row's throughput_note in results.csv\n\n",
             tp);

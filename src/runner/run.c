@@ -113,10 +113,13 @@ static void cell_done_log(const gq_experiment *e, const gq_cell *c, json_t *rec,
                           const gq_cell_throughput *tp)
 {
     json_t *row = json_object_get(rec, "row");
-    char tps[96] = "";
+    char tps[256] = "";
     if (tp->measured)
-        snprintf(tps, sizeof tps, ", decode %.0f tok/s, prefill %.0f tok/s (measured in %.2fs)",
-                 tp->decode_tok_s, tp->prefill_tok_s, tp->seconds);
+        snprintf(tps, sizeof tps, ", decode %.0f tok/s, prefill %.0f tok/s (medians %.0f, %.0f; "
+                 "%d + %d rounds%s; load %.2f; measured in %.2fs)", tp->decode_tok_s,
+                 tp->prefill_tok_s, tp->decode.median, tp->prefill.median, tp->decode.rounds,
+                 tp->prefill.rounds, tp->decode.steady && tp->prefill.steady ? "" : ", unsteady",
+                 tp->load_avg, tp->seconds);
     gq_log_info("cell %s (%s %s%s%s): ppl %.4f, kl %.5f, top1 %.2f%%, %.3f bpw%s, %.1fs", c->id,
                 c->entry < 0 ? "fp32 baseline" : e->methods[c->entry].label, c->format_label,
                 c->sweep[0] ? ", " : "", c->sweep,

@@ -71,6 +71,9 @@ int gq_runner_throughput(const gq_experiment *e, const gq_model *m, const gq_qua
     out->measured = true;
     out->decode_tok_s = pt.decode_tok_s;
     out->prefill_tok_s = pt.prefill_tok_s;
+    out->decode = pt.decode;
+    out->prefill = pt.prefill;
+    out->load_avg = pt.load_avg;
     out->packed_bytes = q ? pt.packed_bytes : gq_runner_fp32_linear_bytes(&m->cfg);
     return 0;
 }

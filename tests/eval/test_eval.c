@@ -107,6 +107,23 @@ static void test_protocols_match_reference(void **state)
     }
 }
 
+/* The numbers of two runs are the same bit for bit (NaN-safe: compared as bytes). */
+static bool same_bits(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+static void assert_same_numbers(const gq_eval_result *a, const gq_eval_result *b,
+                                const char *what)
+{
+    const double x[] = {a->mean_nll, a->nll_se, a->ppl, a->ppl_se, a->kl_mean,
+                        a->kl_se,    a->top1_pct, a->top1_se_pct, a->base_ppl, a->delta_ppl};
+    const double y[] = {b->mean_nll, b->nll_se, b->ppl, b->ppl_se, b->kl_mean,
+                        b->kl_se,    b->top1_pct, b->top1_se_pct, b->base_ppl, b->delta_ppl};
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        if (!same_bits(x[i], y[i]))
+            fail_msg("%s: number %zu differs between %d and %d threads: %.17g vs %.17g", what, i,
+                     a->threads, b->threads, x[i], y[i]);
+}
+
+/* Batches of 5 windows of 256 tokens: 1280 rows, five row tiles of the products. */
 static void test_plausible_and_thread_stable(void **state)
 {
     (void)state;
@@ -114,19 +131,20 @@ static void test_plausible_and_thread_stable(void **state)
     int saved = gq_threads_get();
     for (int p = GQ_PPL_FULL; p <= GQ_PPL_LLAMACPP; p++) {
         gq_eval_opts o = opts(256, (gq_ppl_protocol)p, 8);
+        o.batch = 5;
         gq_threads_set(1);
         gq_eval_result r1 = eval_ok(&S->fp, &o, NULL, NULL);
-        gq_threads_set(2);
-        gq_eval_result r2 = eval_ok(&S->fp, &o, NULL, NULL);
-        fprintf(stderr, "stories260K %s ctx 256, 8 windows: PPL %.4f +/- %.4f (1 thread), "
-                "%.4f (2 threads)\n", gq_ppl_protocol_name(r1.protocol), r1.ppl, r1.ppl_se,
-                r2.ppl);
+        fprintf(stderr, "stories260K %s ctx 256, 8 windows: PPL %.4f +/- %.4f\n",
+                gq_ppl_protocol_name(r1.protocol), r1.ppl, r1.ppl_se);
         assert_true(isfinite(r1.ppl));
         assert_true(r1.ppl > 3.0 && r1.ppl < 8.0);
         assert_int_equal(r1.threads, 1);
-        assert_int_equal(r2.threads, 2);
-        if (fabs(r1.ppl - r2.ppl) > 1e-6 * r1.ppl || fabs(r1.ppl_se - r2.ppl_se) > 1e-6 * r1.ppl_se)
-            fail_msg("PPL depends on threads: %.10f vs %.10f", r1.ppl, r2.ppl);
+        for (int t = 2; t <= 3; t++) {
+            gq_threads_set(t);
+            gq_eval_result rt = eval_ok(&S->fp, &o, NULL, NULL);
+            assert_int_equal(rt.threads, t);
+            assert_same_numbers(&r1, &rt, gq_ppl_protocol_name(r1.protocol));
+        }
     }
     gq_threads_set(saved);
 }
@@ -196,11 +214,12 @@ static void test_paired_matches_stored(void **state)
 
         gq_threads_set(1);
         gq_eval_result t1 = eval_ref_ok(&q, &o, gq_eval_ref_model(&S->fp));
-        gq_threads_set(2);
-        gq_eval_result t2 = eval_ref_ok(&q, &o, gq_eval_ref_model(&S->fp));
+        for (int t = 2; t <= 3; t++) {
+            gq_threads_set(t);
+            gq_eval_result tt = eval_ref_ok(&q, &o, gq_eval_ref_model(&S->fp));
+            assert_same_numbers(&t1, &tt, "paired");
+        }
         gq_threads_set(saved);
-        if (fabs(t1.kl_mean - t2.kl_mean) > 1e-6 * t1.kl_mean || t1.top1_pct != t2.top1_pct)
-            fail_msg("paired KL depends on threads: %.10g vs %.10g", t1.kl_mean, t2.kl_mean);
         gq_eval_baseline_free(base);
     }
     /* a reference model of another vocabulary or a shorter context is refused */
@@ -330,6 +349,36 @@ static void expect_cli_error(const char *args, const char *needle)
     expect_cli_status(args, -1, needle);
 }
 
+/* `eval --json` prints the same numbers (17 digits: exact doubles) with 1, 2 and 3 threads, and
+ * names the BLAS kernel; batches of 3 windows of 256 tokens span several product tiles. */
+static void test_cli_threads(void **state)
+{
+    (void)state;
+    NEED_ASSETS();
+    char args[16384], out[3][8192], errb[8192];
+    for (int t = 1; t <= 3; t++) {
+        snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --ctx 256 "
+                 "--max-windows 6 --batch 3 --threads %d --json", S->model_path, S->tok_path,
+                 S->text_path, t);
+        if (test_run_cli(args, out[t - 1], sizeof out[0], errb, sizeof errb) != 0)
+            fail_msg("%s: %s", args, errb);
+        json_t *j = json_loads(out[t - 1], 0, NULL);
+        assert_non_null(j);
+        assert_int_equal(json_integer_value(json_object_get(j, "threads")), t);
+        assert_string_equal(json_string_value(json_object_get(j, "blas_kernel")),
+                            gq_blas_kernel());
+        const char *timing[] = {"threads", "t_eval", "eval_tok_s", "revision"};
+        for (size_t k = 0; k < sizeof timing / sizeof timing[0]; k++)
+            json_object_del(j, timing[k]);
+        char *s = json_dumps(j, JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+        snprintf(out[t - 1], sizeof out[0], "%s", s);
+        free(s);
+        json_decref(j);
+    }
+    assert_string_equal(out[0], out[1]);
+    assert_string_equal(out[0], out[2]);
+}
+
 static void test_cli(void **state)
 {
     (void)state;
@@ -423,6 +472,7 @@ int main(void)
         cmocka_unit_test(test_plausible_and_thread_stable),
         cmocka_unit_test(test_kl_self_and_perturbed),
         cmocka_unit_test(test_paired_matches_stored),
+        cmocka_unit_test(test_cli_threads),
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_cli),
     };

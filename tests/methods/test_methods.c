@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/gq_rng.h"
+#include "core/gq_threads.h"
 #include "methods/gq_awq.h"
 #include "methods/gq_gptq.h"
 #include "methods/gq_linalg.h"
@@ -310,6 +311,59 @@ static void expect_quantize_error(const char *model, const char *tok, const char
         fail_msg("quantize %s: refused only after the work: '%s'", extra, errb);
 }
 
+/* `quantize` writes the same checkpoint bytes and report numbers with 1, 2 and 3 threads (GPTQ
+ * and AWQ: calibration forward passes, Hessians, searches), and names the BLAS kernel. */
+static void test_quantize_cli_threads(void **state)
+{
+    (void)state;
+    char model[4096], tok[4096], text[4096];
+    TEST_ASSET_OR_SKIP("models/stories260K/stories260K.bin", model);
+    TEST_ASSET_OR_SKIP("models/stories260K/tok512.bin", tok);
+    TEST_ASSET_OR_SKIP("text/tinystories/tinystories_val.txt", text);
+    char *dir = test_tmpdir("quantize_threads");
+    static const char *const methods[] = {"gptq", "awq"};
+    for (int m = 0; m < 2; m++) {
+        char *ref = NULL, *ref_report = NULL;
+        size_t ref_len = 0;
+        for (int t = 1; t <= 3; t++) {
+            char q[4200], args[16384], out[65536], errb[8192];
+            snprintf(q, sizeof q, "%s/%s-%d.bin", dir, methods[m], t);
+            snprintf(args, sizeof args, "quantize --model '%s' --tokenizer '%s' --n-calib 8 "
+                     "--calib-ctx 64 --eval-windows 4 --eval-ctx 64 --threads %d --method %s "
+                     "--format int --set bits=3 "
+                     "--set group_size=32 --out '%s' --json", model, tok, t, methods[m], q);
+            if (test_run_cli(args, out, sizeof out, errb, sizeof errb) != 0)
+                fail_msg("%s: %s", args, errb);
+            json_t *j = json_loads(out, 0, NULL);
+            assert_non_null(j);
+            assert_string_equal(json_string_value(json_object_get(j, "blas_kernel")),
+                                gq_blas_kernel());
+            const char *timing[] = {"threads", "t_stats", "t_search", "t_quant", "seconds", "out"};
+            for (size_t k = 0; k < sizeof timing / sizeof timing[0]; k++)
+                json_object_del(j, timing[k]);
+            char *report = json_dumps(j, JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+            json_decref(j);
+            size_t len;
+            char *bytes = test_read_file(q, &len);
+            unlink(q);
+            if (t == 1) {
+                ref = bytes, ref_len = len, ref_report = report;
+                continue;
+            }
+            assert_int_equal(len, ref_len);
+            if (memcmp(bytes, ref, len) != 0)
+                fail_msg("%s: the checkpoint of %d threads differs from 1 thread's", methods[m], t);
+            assert_string_equal(report, ref_report);
+            free(bytes);
+            free(report);
+        }
+        free(ref);
+        free(ref_report);
+    }
+    rmdir(dir);
+    free(dir);
+}
+
 static void test_quantize_cli(void **state)
 {
     (void)state;
@@ -379,6 +433,7 @@ int main(void)
         cmocka_unit_test(test_gptq_beats_rtn_per_layer),
         cmocka_unit_test(test_methods_and_rules),
         cmocka_unit_test(test_quantize_cli),
+        cmocka_unit_test(test_quantize_cli_threads),
     };
     return cmocka_run_group_tests(tests, setup, test_stories_teardown);
 }

@@ -16,6 +16,8 @@
 #include <hdf5.h>
 
 #include "core/gq_fileio.h"
+#include "core/gq_steady.h"
+#include "core/gq_threads.h"
 #include "report/gq_h5.h"
 #include "report/gq_plot.h"
 #include "report/gq_table.h"
@@ -64,6 +66,22 @@ static void check_throughput(const gq_table *t, size_t r)
     if (note)
         fail_msg("row %zu (%s): not measured: %s", r, fmt, note);
     assert_true(dec > 0.0 && isfinite(dec) && pre > 0.0 && isfinite(pre));
+    /* the best of steady rounds, their spread and the load beside them */
+    const char *rate[] = {"decode", "prefill"};
+    for (int i = 0; i < 2; i++) {
+        char c[64];
+        snprintf(c, sizeof c, "%s_tok_s_median", rate[i]);
+        double med = gq_table_num(t, r, c);
+        snprintf(c, sizeof c, "%s_tok_s_min", rate[i]);
+        double lo = gq_table_num(t, r, c);
+        snprintf(c, sizeof c, "%s_rounds", rate[i]);
+        double rounds = gq_table_num(t, r, c);
+        assert_true(lo > 0.0 && lo <= med && med <= (i ? pre : dec));
+        assert_true(rounds >= GQ_STEADY_MIN_ROUNDS && rounds <= GQ_STEADY_MAX_ROUNDS);
+    }
+    double steady = gq_table_num(t, r, "throughput_steady");
+    assert_true(steady == 0.0 || steady == 1.0);
+    assert_true(gq_table_num(t, r, "load_avg") >= 0.0);
     double lb = gq_table_num(t, r, "linear_bytes");
     if (r == 0)
         assert_true(pb == lb); /* the baseline's fp32 block linears */
@@ -96,10 +114,14 @@ static void test_smoke_end_to_end(void **state)
         "prefill_tok_s", "packed_bytes", "throughput_note", "protocol", "ctx", "tokenizer",
         "eval_text",
         "eval_sha256", "calib_text", "n_calib", "calib_ctx", "seed", "config_sha256",
-        "model_sha256", "version"};
+        "model_sha256", "version", "blas_kernel", "blas"};
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
         if (gq_table_col(&t, cols[i]) < 0)
             fail_msg("results.csv has no column %s", cols[i]);
+    for (size_t r = 0; r < gq_table_n_rows(&t); r++) { /* the kernel that computed each row */
+        assert_string_equal(gq_table_str(&t, r, "blas_kernel"), gq_blas_kernel());
+        assert_string_equal(gq_table_str(&t, r, "blas"), gq_blas_description());
+    }
     /* baseline + rtn x 4 + gptq x 4 + q4_0 (not swept: no bits or group_size parameter) */
     assert_int_equal(gq_table_n_rows(&t), 10);
     assert_string_equal(gq_table_str(&t, 0, "cell"), "baseline");
@@ -136,6 +158,8 @@ static void test_smoke_end_to_end(void **state)
     assert_true(H5Aexists(f, "experiment_json") > 0);
     assert_true(H5Aexists(f, "empty_columns_reason") > 0);
     assert_true(H5Aexists(f, "throughput") > 0);
+    assert_true(H5Aexists(f, "blas") > 0);
+    assert_true(H5Aexists(f, "blas_kernel") > 0);
     assert_true(H5Lexists(f, "/cells/c005", H5P_DEFAULT) > 0);
     hid_t ds = H5Dopen2(f, "/cells/c005/tensors", H5P_DEFAULT);
     assert_true(ds >= 0);
@@ -312,7 +336,11 @@ static char *csv_without2(const char *path, bool threads, bool kl_reference)
         fail_msg("%s", err.msg);
     static const char *const timing[] = {"t_stats",     "t_search",    "t_quant",
                                          "t_eval",      "eval_tok_s",  "peak_rss_mb",
-                                         "decode_tok_s", "prefill_tok_s"};
+                                         "decode_tok_s", "prefill_tok_s",
+                                         "decode_tok_s_median", "decode_tok_s_min",
+                                         "decode_rounds", "prefill_tok_s_median",
+                                         "prefill_tok_s_min", "prefill_rounds",
+                                         "throughput_steady", "load_avg"};
     for (size_t r = 0; r < gq_table_n_rows(&t); r++)
         for (size_t k = 0; k < sizeof timing / sizeof timing[0]; k++)
             json_object_del(gq_table_row(&t, r), timing[k]);
@@ -404,6 +432,26 @@ static char *kill_and_resume(const char *tag, bool paired)
     return dir;
 }
 
+/* Sets `field` of the journal key under dir to `value`, resumes smoke.json there and expects
+ * success with `warning` in the log. */
+static void resume_with_key_field(const char *dir, const char *field, const char *value,
+                                  const char *warning)
+{
+    char key[4200];
+    snprintf(key, sizeof key, "%s/results/smoke/.journal/key", dir);
+    json_t *k = json_load_file(key, 0, NULL);
+    assert_non_null(k);
+    assert_non_null(json_string_value(json_object_get(k, field)));
+    json_object_set_new(k, field, json_string(value));
+    assert_int_equal(json_dump_file(k, key, JSON_INDENT(1)), 0);
+    json_decref(k);
+    int rc = run("run %s --out-dir %s --threads 1 --no-plots", g_smoke, dir);
+    if (rc != 0)
+        fail_msg("resume with %s %s in the key: exit %d: %s", field, value, rc, g_err);
+    if (!strstr(g_err, warning))
+        fail_msg("resume with %s %s in the key: no '%s' in: %s", field, value, warning, g_err);
+}
+
 static void test_resume_after_kill(void **state)
 {
     (void)state;
@@ -412,19 +460,17 @@ static void test_resume_after_kill(void **state)
     char *dir = kill_and_resume("run-resume", false);
     int rc;
 
-    /* a journal started by another build resumes, with a warning naming both revisions */
+    /* a journal started by another build, or under another BLAS kernel, resumes with a warning
+     * naming both */
     char key[4200];
     snprintf(key, sizeof key, "%s/results/smoke/.journal/key", dir);
     json_t *k = json_load_file(key, 0, NULL);
     assert_non_null(k);
-    assert_non_null(json_string_value(json_object_get(k, "revision")));
-    json_object_set_new(k, "revision", json_string("r-other"));
-    assert_int_equal(json_dump_file(k, key, JSON_INDENT(1)), 0);
+    assert_string_equal(json_string_value(json_object_get(k, "blas_kernel")), gq_blas_kernel());
     json_decref(k);
-    rc = run("run %s --out-dir %s --threads 1 --no-plots", g_smoke, dir);
-    if (rc != 0)
-        fail_msg("resume by another revision: exit %d: %s", rc, g_err);
-    assert_non_null(strstr(g_err, "started by revision r-other"));
+    resume_with_key_field(dir, "revision", "r-other", "started by revision r-other");
+    resume_with_key_field(dir, "blas", "OpenBLAS 0.3.21 (OpenMP; kernel Other)",
+                          "started under OpenBLAS 0.3.21 (OpenMP; kernel Other) with ");
 
     /* a changed experiment does not resume into these results */
     char file[4200];
@@ -495,23 +541,31 @@ static void test_kl_paired(void **state)
 }
 
 /* Two cells side by side with one thread each give the numbers of a sequential 1-thread run. */
+/* The smoke results of --threads 1 (the reference run), of two jobs of one thread and of one job
+ * of 2 and of 3 threads are the same bit for bit, apart from timings and the thread count. */
 static void test_jobs_same_numbers(void **state)
 {
     (void)state;
     if (!setup_assets() || !g_ref_dir)
         skip();
-    char *dir = test_tmpdir("run-jobs");
-    int rc = run("run %s --out-dir %s --threads 2 --jobs 2 --no-plots", g_smoke, dir);
-    if (rc != 0)
-        fail_msg("exit %d: %s", rc, g_err);
+    static const char *const splits[] = {"--threads 2 --jobs 2", "--threads 2 --jobs 1",
+                                         "--threads 3 --jobs 1"};
     char ref[4200], csv[4200];
     snprintf(ref, sizeof ref, "%s/results/smoke/results.csv", g_ref_dir);
-    snprintf(csv, sizeof csv, "%s/results/smoke/results.csv", dir);
-    char *a = csv_without(ref, true), *b = csv_without(csv, true);
-    assert_string_equal(a, b);
+    char *a = csv_without(ref, true);
+    for (size_t i = 0; i < sizeof splits / sizeof splits[0]; i++) {
+        char *dir = test_tmpdir("run-jobs");
+        int rc = run("run %s --out-dir %s %s --no-plots", g_smoke, dir, splits[i]);
+        if (rc != 0)
+            fail_msg("%s: exit %d: %s", splits[i], rc, g_err);
+        snprintf(csv, sizeof csv, "%s/results/smoke/results.csv", dir);
+        char *b = csv_without(csv, true);
+        if (strcmp(a, b) != 0)
+            fail_msg("%s gives other numbers than --threads 1:\n%s\nvs\n%s", splits[i], b, a);
+        free(b);
+        free(dir);
+    }
     free(a);
-    free(b);
-    free(dir);
 }
 
 static void test_without_gnuplot(void **state)

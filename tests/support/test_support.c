@@ -107,6 +107,8 @@ int test_run_cli(const char *args, char *out, size_t out_n, char *err, size_t er
     const char *bin = getenv("GQ_BENCH");
     if (!bin)
         fail_msg("GQ_BENCH is not set (run the tests through meson test)");
+    if (!getenv("GQ_ASSETS")) /* asset names in args resolve as the test's own lookups do */
+        test_setup_assets();
     char *dir = test_tmpdir("cli");
     char cmd[16384];
     snprintf(cmd, sizeof cmd, "%s %s >%s/out 2>%s/err </dev/null", bin, args, dir, dir);

@@ -1,0 +1,120 @@
+#include "core/gq_gemm.h"
+
+#include <assert.h>
+#include <omp.h>
+
+/* Below this many multiply-adds a product runs on the calling thread: a fork/join would cost
+ * more than the work. The choice depends on the shape only, and the tiles are the same. */
+#define SERIAL_MACS (1L << 18)
+
+void gq_blas_single_threaded(void) { omp_set_num_threads(1); }
+
+static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+/* Threads for `tiles` independent tiles of `macs` multiply-adds in all. */
+static int team_size(long tiles, double macs)
+{
+    int nt = omp_get_max_threads();
+    if (macs < (double)SERIAL_MACS || tiles < 2)
+        return 1;
+    return tiles < nt ? (int)tiles : nt;
+}
+
+/* The tile loop of gq_sgemm and gq_dgemm (T the element type, BLAS its gemm): tile t covers
+ * rows [i0, i0 + TILE_M) and columns [j0, j0 + TILE_N) of C; op(A)'s rows i0.. start at
+ * A + i0 * lda (NoTrans) or A + i0 (Trans), op(B)'s columns j0.. at B + j0 (NoTrans) or
+ * B + j0 * ldb (Trans). */
+#define TILED_GEMM(T, BLAS)                                                                    \
+    do {                                                                                       \
+        assert(layout == CblasRowMajor);                                                       \
+        if (m <= 0 || n <= 0)                                                                  \
+            return;                                                                            \
+        const int tn = ceil_div(n, GQ_GEMM_TILE_N);                                            \
+        const long tiles = (long)ceil_div(m, GQ_GEMM_TILE_M) * tn;                             \
+        _Pragma("omp parallel num_threads(team_size(tiles, (double)m * n * k))")               \
+        {                                                                                      \
+            gq_blas_single_threaded();                                                         \
+            _Pragma("omp for schedule(dynamic, 1)")                                            \
+            for (long t = 0; t < tiles; t++) {                                                 \
+                const int i0 = (int)(t / tn) * GQ_GEMM_TILE_M;                                 \
+                const int j0 = (int)(t % tn) * GQ_GEMM_TILE_N;                                 \
+                const int mi = m - i0 < GQ_GEMM_TILE_M ? m - i0 : GQ_GEMM_TILE_M;              \
+                const int nj = n - j0 < GQ_GEMM_TILE_N ? n - j0 : GQ_GEMM_TILE_N;              \
+                const T *a = ta == CblasNoTrans ? A + (size_t)i0 * lda : A + i0;               \
+                const T *b = tb == CblasNoTrans ? B + j0 : B + (size_t)j0 * ldb;               \
+                BLAS(CblasRowMajor, ta, tb, mi, nj, k, alpha, a, lda, b, ldb, beta,            \
+                     C + (size_t)i0 * ldc + j0, ldc);                                          \
+            }                                                                                  \
+        }                                                                                      \
+    } while (0)
+
+void gq_sgemm(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k,
+              float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+              int ldc)
+{
+    TILED_GEMM(float, cblas_sgemm);
+}
+
+void gq_dgemm(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k,
+              double alpha, const double *A, int lda, const double *B, int ldb, double beta,
+              double *C, int ldc)
+{
+    TILED_GEMM(double, cblas_dgemm);
+}
+
+/* Tiles (bi, bj) with bj >= bi of an nb x nb grid, in row order: tile t's coordinates. */
+static void upper_tile(long t, int nb, int *bi, int *bj)
+{
+    int i = 0;
+    while (t >= nb - i) {
+        t -= nb - i;
+        i++;
+    }
+    *bi = i;
+    *bj = i + (int)t;
+}
+
+void gq_dsyrk_upper_t(int n, int k, double alpha, const double *A, int lda, double beta,
+                      double *C, int ldc)
+{
+    const int ts = GQ_GEMM_TILE_M, nb = ceil_div(n, ts);
+    const long tiles = (long)nb * (nb + 1) / 2;
+    if (n <= 0)
+        return;
+#pragma omp parallel num_threads(team_size(tiles, (double)n * n * k / 2))
+    {
+        gq_blas_single_threaded();
+#pragma omp for schedule(dynamic, 1)
+        for (long t = 0; t < tiles; t++) {
+            int bi, bj;
+            upper_tile(t, nb, &bi, &bj);
+            const int i0 = bi * ts, j0 = bj * ts;
+            const int ni = n - i0 < ts ? n - i0 : ts, nj = n - j0 < ts ? n - j0 : ts;
+            double *c = C + (size_t)i0 * ldc + j0;
+            if (bi == bj) /* C_ii (upper) = alpha A_i^T A_i + beta C_ii */
+                cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, ni, k, alpha, A + i0, lda,
+                            beta, c, ldc);
+            else /* C_ij = alpha A_i^T A_j + beta C_ij */
+                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ni, nj, k, alpha, A + i0,
+                            lda, A + j0, lda, beta, c, ldc);
+        }
+    }
+}
+
+void gq_dtrsm_lower(int n, int nrhs, const double *L, int ldl, double *X, int ldx)
+{
+    const int tiles = ceil_div(nrhs, GQ_GEMM_TILE_N);
+    if (n <= 0 || nrhs <= 0)
+        return;
+#pragma omp parallel num_threads(team_size(tiles, (double)n * n * nrhs / 2))
+    {
+        gq_blas_single_threaded();
+#pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < tiles; t++) {
+            const int j0 = t * GQ_GEMM_TILE_N;
+            const int nj = nrhs - j0 < GQ_GEMM_TILE_N ? nrhs - j0 : GQ_GEMM_TILE_N;
+            cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, n, nj,
+                        1.0, L, ldl, X + j0, ldx);
+        }
+    }
+}

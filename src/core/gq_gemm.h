@@ -1,0 +1,43 @@
+#ifndef GQ_GEMM_H
+#define GQ_GEMM_H
+/* Matrix products whose every output element is rounded the same way for any thread count.
+ *
+ * A multi-threaded BLAS call splits its output among its threads, and how it splits (and so
+ * which kernel edge case or blocking computes a given element) depends on the thread count,
+ * the CPU and the kernel OpenBLAS selects: the low bits of a result then follow --threads.
+ * Here the output is cut into fixed tiles whose shapes depend only on the problem's shape;
+ * each tile is one single-threaded BLAS call over the whole inner dimension, and the tiles are
+ * spread over OpenMP threads. An element's value is thus a function of the operands, the shape
+ * and the BLAS build, never of the thread count.
+ *
+ * Same arguments as the CBLAS routines; only CblasRowMajor is accepted. */
+#include <cblas.h>
+
+/* Output tile (rows x columns) of gq_sgemm / gq_dgemm and the square tile of gq_dsyrk_upper. */
+#define GQ_GEMM_TILE_M 256
+#define GQ_GEMM_TILE_N 256
+
+void gq_sgemm(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k,
+              float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+              int ldc);
+void gq_dgemm(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k,
+              double alpha, const double *A, int lda, const double *B, int ldb, double beta,
+              double *C, int ldc);
+
+/* Upper triangle of C (n, n) = alpha A^T A + beta C, A (k, n) row-major (cblas_dsyrk with
+ * CblasUpper, CblasTrans); the lower triangle is not touched. */
+void gq_dsyrk_upper_t(int n, int k, double alpha, const double *A, int lda, double beta,
+                      double *C, int ldc);
+
+/* X (n, nrhs) := L^-1 X with L (n, n) lower triangular, non-unit diagonal (cblas_dtrsm Left,
+ * Lower, NoTrans, NonUnit, alpha 1); the columns of X are solved in fixed independent blocks. */
+void gq_dtrsm_lower(int n, int nrhs, const double *L, int ldl, double *X, int ldx);
+
+/* Makes the BLAS calls of the calling OpenMP task (thread) single-threaded: its nthreads ICV
+ * becomes 1, which an OpenMP OpenBLAS reads before every call (other builds run BLAS on one
+ * thread throughout, see gq_threads_set). Call it first thing inside a parallel region that
+ * calls BLAS: a region of one thread (an `if` or num_threads clause) is not "in parallel" for
+ * OpenBLAS, which would otherwise thread the call over the outer thread count. */
+void gq_blas_single_threaded(void);
+
+#endif

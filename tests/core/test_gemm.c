@@ -1,0 +1,191 @@
+/* The tiled products (core/gq_gemm.h) against plain loops, their bits across 1, 2 and 3
+ * threads on shapes spanning several tiles, and the repeated timed rounds (core/gq_steady.h). */
+#include "test_support.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "core/gq_gemm.h"
+#include "core/gq_rng.h"
+#include "core/gq_steady.h"
+#include "core/gq_threads.h"
+
+static float *random_floats(size_t n, uint64_t seed)
+{
+    gq_rng r;
+    gq_rng_seed(&r, seed);
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)gq_rng_normal(&r);
+    return x;
+}
+
+/* op(X)[i][j] of a row-major matrix with leading dimension ld. */
+static double at(const float *X, int ld, bool trans, int i, int j)
+{
+    return trans ? X[(size_t)j * ld + i] : X[(size_t)i * ld + j];
+}
+
+/* C (m, n) = op(A) op(B) + 0.5 C for every transpose pair, against a double loop, and the same
+ * bits with 1, 2 and 3 threads. m, n span 2 x 3 tiles with ragged edges. */
+static void test_sgemm(void **state)
+{
+    (void)state;
+    const int m = GQ_GEMM_TILE_M + 37, n = 2 * GQ_GEMM_TILE_N + 5, k = 70;
+    const int saved = gq_threads_get();
+    float *A = random_floats((size_t)m * k, 1), *B = random_floats((size_t)k * n, 2);
+    float *C0 = random_floats((size_t)m * n, 3);
+    float *C = malloc((size_t)m * n * sizeof *C), *ref = malloc((size_t)m * n * sizeof *ref);
+    for (int t = 0; t < 4; t++) {
+        const bool ta = t & 1, tb = t & 2;
+        const int lda = ta ? m : k, ldb = tb ? k : n;
+        for (int threads = 1; threads <= 3; threads++) {
+            gq_threads_set(threads);
+            memcpy(C, C0, (size_t)m * n * sizeof *C);
+            gq_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                     m, n, k, 1.0f, A, lda, B, ldb, 0.5f, C, n);
+            if (threads == 1)
+                memcpy(ref, C, (size_t)m * n * sizeof *C);
+            else
+                assert_memory_equal(C, ref, (size_t)m * n * sizeof *C);
+        }
+        for (int i = 0; i < m; i += 7)
+            for (int j = 0; j < n; j += 5) {
+                double s = 0.5 * C0[(size_t)i * n + j];
+                for (int p = 0; p < k; p++)
+                    s += at(A, lda, ta, i, p) * at(B, ldb, tb, p, j);
+                assert_true(fabs(C[(size_t)i * n + j] - s) < 1e-4 * (1.0 + fabs(s)));
+            }
+    }
+    gq_threads_set(saved);
+    free(A), free(B), free(C0), free(C), free(ref);
+}
+
+/* The upper triangle of A^T A (lower untouched) and L^-1 X, against loops; same bits across
+ * 1, 2 and 3 threads. */
+static void test_dsyrk_dtrsm(void **state)
+{
+    (void)state;
+    const int n = GQ_GEMM_TILE_M + 45, k = 60, saved = gq_threads_get();
+    gq_rng r;
+    gq_rng_seed(&r, 9);
+    double *A = malloc((size_t)k * n * sizeof *A), *L = calloc((size_t)n * n, sizeof *L);
+    double *H = malloc((size_t)n * n * sizeof *H), *X = malloc((size_t)n * n * sizeof *X);
+    double *ref_h = malloc((size_t)n * n * sizeof *H), *ref_x = malloc((size_t)n * n * sizeof *X);
+    for (size_t i = 0; i < (size_t)k * n; i++)
+        A[i] = gq_rng_normal(&r);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j <= i; j++)
+            L[(size_t)i * n + j] = i == j ? 2.0 + gq_rng_uniform(&r) : 0.1 * gq_rng_normal(&r);
+    for (int threads = 1; threads <= 3; threads++) {
+        gq_threads_set(threads);
+        for (size_t i = 0; i < (size_t)n * n; i++)
+            H[i] = -1.0, X[i] = (double)(i % 7) - 3.0;
+        gq_dsyrk_upper_t(n, k, 1.0, A, n, 0.0, H, n);
+        gq_dtrsm_lower(n, n, L, n, X, n);
+        if (threads == 1) {
+            memcpy(ref_h, H, (size_t)n * n * sizeof *H);
+            memcpy(ref_x, X, (size_t)n * n * sizeof *X);
+        } else {
+            assert_memory_equal(H, ref_h, (size_t)n * n * sizeof *H);
+            assert_memory_equal(X, ref_x, (size_t)n * n * sizeof *X);
+        }
+    }
+    gq_threads_set(saved);
+    for (int i = 0; i < n; i += 3)
+        for (int j = 0; j < n; j += 5) {
+            if (j < i) {
+                assert_true(H[(size_t)i * n + j] == -1.0);
+                continue;
+            }
+            double s = 0.0;
+            for (int p = 0; p < k; p++)
+                s += A[(size_t)p * n + i] * A[(size_t)p * n + j];
+            assert_true(fabs(H[(size_t)i * n + j] - s) < 1e-9 * (1.0 + fabs(s)));
+        }
+    for (int i = 0; i < n; i += 3) /* L X = the right-hand side */
+        for (int j = 0; j < n; j += 5) {
+            double s = 0.0;
+            for (int p = 0; p <= i; p++)
+                s += L[(size_t)i * n + p] * X[(size_t)p * n + j];
+            assert_true(fabs(s - ((double)(((size_t)i * n + j) % 7) - 3.0)) < 1e-9);
+        }
+    free(A), free(L), free(H), free(X), free(ref_h), free(ref_x);
+}
+
+/* A BLAS call inside gq_blas_single_threaded's scope sees one OpenMP thread; outside, the
+ * caller's count is untouched. */
+static void test_single_threaded_scope(void **state)
+{
+    (void)state;
+    const int saved = gq_threads_get();
+    gq_threads_set(2);
+    int inner = -1;
+#pragma omp parallel num_threads(1)
+    {
+        gq_blas_single_threaded();
+        inner = omp_get_max_threads();
+    }
+    assert_int_equal(inner, 1);
+    assert_int_equal(omp_get_max_threads(), 2);
+    gq_threads_set(saved);
+}
+
+typedef struct {
+    const double *rates;
+    int n, calls;
+} fake_rounds;
+
+static int fake_round(void *ctx, double *rate, gq_error *err)
+{
+    fake_rounds *f = ctx;
+    if (f->calls >= f->n)
+        return gq_fail(err, "round %d failed", f->calls + 1);
+    *rate = f->rates[f->calls++];
+    return 0;
+}
+
+static void test_steady_rounds(void **state)
+{
+    (void)state;
+    gq_rate_spread s;
+    gq_error err;
+    /* a disturbed first round: three rounds, the median agrees with the best */
+    const double calm[] = {10.0, 100.0, 98.0, 1.0};
+    fake_rounds f = {calm, 4, 0};
+    assert_int_equal(gq_measure_steady(fake_round, &f, &s, &err), 0);
+    assert_int_equal(f.calls, 3);
+    assert_true(s.best == 100.0 && s.median == 98.0 && s.min == 10.0 && s.steady);
+    assert_int_equal(s.rounds, 3);
+    /* a machine slowing down: the rounds never agree, the limit is reported as unsteady */
+    double slowing[GQ_STEADY_MAX_ROUNDS];
+    for (int i = 0; i < GQ_STEADY_MAX_ROUNDS; i++)
+        slowing[i] = 100.0 - 8.0 * i;
+    f = (fake_rounds){slowing, GQ_STEADY_MAX_ROUNDS, 0};
+    assert_int_equal(gq_measure_steady(fake_round, &f, &s, &err), 0);
+    assert_int_equal(s.rounds, GQ_STEADY_MAX_ROUNDS);
+    assert_true(!s.steady && s.best == 100.0 && s.min == 28.0 && s.median == 64.0);
+    /* a failing round or a rate that is not a rate is an error */
+    f = (fake_rounds){calm, 1, 0};
+    assert_int_equal(gq_measure_steady(fake_round, &f, &s, &err), -1);
+    assert_non_null(strstr(err.msg, "round 2 failed"));
+    const double zero[] = {5.0, 0.0};
+    f = (fake_rounds){zero, 2, 0};
+    assert_int_equal(gq_measure_steady(fake_round, &f, &s, &err), -1);
+    assert_non_null(strstr(err.msg, "timed round 2 gave the rate 0"));
+    assert_true(gq_load_average() >= 0.0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sgemm),
+        cmocka_unit_test(test_dsyrk_dtrsm),
+        cmocka_unit_test(test_single_threaded_scope),
+        cmocka_unit_test(test_steady_rounds),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
