@@ -412,12 +412,16 @@ static float q8_0_elem(const void *p, const void *st, int k, float x)
     .group_cols = group_cols_32, .group_state_bytes = sizeof(group_state),                   \
     .fit_group = name##_fit, .quant_elem = name##_elem
 
+GQ_GGML_PACKING(q4_0_packing, GQ_PACK_Q4_0, gq_block_q4_0, GQ_QK, offsetof(gq_block_q4_0, qs));
+GQ_GGML_PACKING(q4_1_packing, GQ_PACK_Q4_1, gq_block_q4_1, GQ_QK, offsetof(gq_block_q4_1, qs));
+GQ_GGML_PACKING(q8_0_packing, GQ_PACK_Q8_0, gq_block_q8_0, GQ_QK, offsetof(gq_block_q8_0, qs));
+
 GQ_GGML_FORMAT(gq_format_q4_0, gq_ggml_q4_0, "q4_0",
                "llama.cpp Q4_0: 32-weight blocks, fp16 scale, 4-bit codes (4.5 bpw)",
-               GROUP_IFACE(q4_0));
+               GROUP_IFACE(q4_0), .packing = &q4_0_packing);
 GQ_GGML_FORMAT(gq_format_q4_1, gq_ggml_q4_1, "q4_1",
                "llama.cpp Q4_1: 32-weight blocks, fp16 scale and min, 4-bit codes (5.0 bpw)",
-               GROUP_IFACE(q4_1));
+               GROUP_IFACE(q4_1), .packing = &q4_1_packing);
 GQ_GGML_FORMAT(gq_format_q5_0, gq_ggml_q5_0, "q5_0",
                "llama.cpp Q5_0: 32-weight blocks, fp16 scale, 5-bit codes (5.5 bpw)",
                GROUP_IFACE(q5_0));
@@ -426,4 +430,4 @@ GQ_GGML_FORMAT(gq_format_q5_1, gq_ggml_q5_1, "q5_1",
                GROUP_IFACE(q5_1));
 GQ_GGML_FORMAT(gq_format_q8_0, gq_ggml_q8_0, "q8_0",
                "llama.cpp Q8_0: 32-weight blocks, fp16 scale, int8 codes (8.5 bpw)",
-               GROUP_IFACE(q8_0));
+               GROUP_IFACE(q8_0), .packing = &q8_0_packing);

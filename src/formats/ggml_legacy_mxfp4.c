@@ -106,8 +106,10 @@ static float mxfp4_elem(const void *params, const void *state, int k, float x)
     return gq_kvalues_mxfp4[mxfp4_best_index(x, d)] * d;
 }
 
+GQ_GGML_PACKING(mxfp4_packing, GQ_PACK_MXFP4, gq_block_mxfp4, GQ_QK, offsetof(gq_block_mxfp4, qs));
+
 GQ_GGML_FORMAT(gq_format_mxfp4_ggml, gq_ggml_mxfp4, "mxfp4_ggml",
                "llama.cpp MXFP4 block: 32 weights, E8M0 exponent, E2M1 codes, first-index ties "
                "(4.25 bpw)",
                .group_cols = mxfp4_group_cols, .group_state_bytes = sizeof(float),
-               .fit_group = mxfp4_fit, .quant_elem = mxfp4_elem);
+               .fit_group = mxfp4_fit, .quant_elem = mxfp4_elem, .packing = &mxfp4_packing);

@@ -18,6 +18,7 @@
 
 #include "core/gq_error.h"
 #include "core/gq_params.h"
+#include "formats/gq_packing.h"
 
 typedef struct gq_format {
     const char *name;            /* registry key: "int", "fp", "mx", "q4_0", "q4_K", ... */
@@ -50,6 +51,10 @@ typedef struct gq_format {
     /* Reconstructs rows*cols floats from the storage layout written by quantize. */
     int (*dequantize)(const void *params, const uint8_t *codes, int rows, int cols, float *out,
                       gq_error *err);
+
+    /* Optional (NULL: no packed kernel): how src/packed runs products on this format's codes
+     * (formats/gq_packing.h). */
+    const gq_packing *packing;
 
     /* Group interface for methods that quantize one column at a time with parameters fitted on
      * a span of columns (GPTQ). All NULL/0 when unsupported.

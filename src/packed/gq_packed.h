@@ -17,7 +17,10 @@
  *       and group, the 8 rows' fp16 scales and (asym) uint8 zero points, then the group's
  *       32-column blocks of 8 x 16 bytes in 4-byte pieces as above (a row's 16 bytes: byte j
  *       holds element j in the low nibble, element j+16 in the high one);
- *       int8: one byte per column, fp16 scales and zero points in arrays per row and group.
+ *       int8: one byte per column, fp16 scales and zero points in arrays per row and group;
+ *   any other format that declares gq_format.packing with its own rows (e.g. the nf4 plugin):
+ *       the storage as is, each row decoded by the format's dequant_row (scalar).
+ * Which kernel a format gets is its own declaration (formats/gq_packing.h).
  *
  * Products (fp32 activations unless act_q8 is set; with fp32 activations the packed forward
  * pass differs from the fake-quant one only by float summation order):
@@ -56,6 +59,10 @@ bool gq_packed_supported(const gq_quantizer *q, int rows, int cols, char *why, s
  * the format's reconstruction, i.e. the fake-quant weights the packed kernels compute with. */
 gq_packed_linear *gq_packed_linear_new(const gq_quantizer *q, const float *W, int rows, int cols,
                                        float *deq, gq_error *err);
+/* Packs codes the format's quantize() already wrote (gq_quantizer_bytes(q, rows, cols) bytes,
+ * e.g. a method's), so the packed weights are exactly those codes. */
+gq_packed_linear *gq_packed_linear_from_codes(const gq_quantizer *q, const uint8_t *codes,
+                                              int rows, int cols, gq_error *err);
 void gq_packed_linear_free(gq_packed_linear *P);
 
 /* Bytes of the packed weights (codes, scales, zero points). */
