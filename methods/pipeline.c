@@ -9,7 +9,7 @@
  * Memory: one block's weights and reconstructions, x, and one trace. Without calibration
  * (RTN and no windows given) no forward pass runs and errors are not measured.
  * Rules apply to the block linears, "tok_embeddings" and "classifier"; norms stay FP always. */
-#include "methods/gq_method.h"
+#include "methods/gq_pipeline.h"
 
 #include <fnmatch.h>
 #include <math.h>
@@ -298,7 +298,6 @@ int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
         memset(&ctx, 0, sizeof ctx);
         ctx.cfg = c;
         ctx.layer = l;
-        ctx.plan = plan;
         ctx.orig = &fp->layers[l];
         ctx.x = x;
         ctx.x_fp = xfp ? xfp : x;

@@ -6,7 +6,7 @@
 #include "cli/cli_opts.h"
 #include "formats/gq_format.h"
 #ifdef GQ_HAVE_METHODS
-#include "methods/gq_method.h"
+#include "methods/gq_pipeline.h"
 #endif
 
 static void list_formats(void)

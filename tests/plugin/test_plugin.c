@@ -15,6 +15,7 @@
 #include "formats/gq_format.h"
 #include "model/gq_synth.h"
 #include "packed/gq_packed.h"
+#include "methods/gq_pipeline.h"
 #include "plugin/gq_plugin.h"
 
 static const char *g_nf4, *g_bad_abi, *g_no_init, *g_dup, *g_late;
