@@ -54,6 +54,16 @@ typedef struct gq_tensor_rule {
     gq_quantizer quantizer; /* otherwise their format */
 } gq_tensor_rule;
 
+/* The one answer to "which format does tensor `name` get?", for the pipeline, validation and
+ * throughput: the quantizer of the first rule matching `name` (NULL when that rule keeps it
+ * full precision); without a match, block_default for block linears ("layers.L.attn.q_proj",
+ * ...) and NULL (full precision) for "tok_embeddings" and "classifier". With a tied classifier
+ * (shared_classifier) the two names are one tensor: "tok_embeddings" takes its own rule's
+ * quantizer, else the "classifier" rule's, and "classifier" answers the same. */
+const gq_quantizer *gq_tensor_quantizer(const gq_quantizer *block_default,
+                                        const gq_tensor_rule *rules, int n_rules,
+                                        bool shared_classifier, const char *name);
+
 typedef struct gq_quant_plan {
     gq_method_cfg method;
     gq_quantizer quantizer;      /* default format of block linears */

@@ -32,20 +32,39 @@ void gq_quant_report_free(gq_quant_report *r)
 }
 
 /* The rule matching `name`, or NULL. */
-static const gq_tensor_rule *match_rule(const gq_quant_plan *p, const char *name)
+static const gq_tensor_rule *match_rule(const gq_tensor_rule *rules, int n_rules,
+                                        const char *name)
 {
-    for (int i = 0; i < p->n_rules; i++)
-        if (fnmatch(p->rules[i].pattern, name, 0) == 0)
-            return &p->rules[i];
+    for (int i = 0; i < n_rules; i++)
+        if (fnmatch(rules[i].pattern, name, 0) == 0)
+            return &rules[i];
     return NULL;
 }
 
-static const gq_quantizer *block_quantizer(const gq_quant_plan *p, const char *name)
+static const gq_quantizer *rule_quantizer(const gq_tensor_rule *r)
 {
-    const gq_tensor_rule *r = match_rule(p, name);
-    if (!r)
-        return &p->quantizer;
-    return r->keep_fp ? NULL : &r->quantizer;
+    return r && !r->keep_fp ? &r->quantizer : NULL;
+}
+
+const gq_quantizer *gq_tensor_quantizer(const gq_quantizer *block_default,
+                                        const gq_tensor_rule *rules, int n_rules,
+                                        bool shared_classifier, const char *name)
+{
+    const bool emb = strcmp(name, "tok_embeddings") == 0, cls = strcmp(name, "classifier") == 0;
+    if (shared_classifier && (emb || cls)) {
+        const gq_quantizer *q = rule_quantizer(match_rule(rules, n_rules, "tok_embeddings"));
+        return q ? q : rule_quantizer(match_rule(rules, n_rules, "classifier"));
+    }
+    const gq_tensor_rule *r = match_rule(rules, n_rules, name);
+    if (r)
+        return rule_quantizer(r);
+    return emb || cls ? NULL : block_default;
+}
+
+static const gq_quantizer *plan_quantizer(const gq_quant_plan *p, const gq_config *c,
+                                          const char *name)
+{
+    return gq_tensor_quantizer(&p->quantizer, p->rules, p->n_rules, c->shared_classifier, name);
 }
 
 static gq_tensor_report *add_tensor(gq_quant_report *r, const char *name, const gq_quantizer *q,
@@ -185,12 +204,7 @@ static int quantize_outer(const gq_model *fp, const gq_quant_plan *plan, gq_mode
     for (int i = 0; i < 2; i++) {
         if (i == 1 && c->shared_classifier)
             continue; /* the tied classifier is the embedding table */
-        const gq_tensor_rule *r = match_rule(plan, names[i]);
-        const gq_quantizer *q = r && !r->keep_fp ? &r->quantizer : NULL;
-        if (i == 0 && !q && c->shared_classifier) {
-            r = match_rule(plan, names[1]);
-            q = r && !r->keep_fp ? &r->quantizer : NULL;
-        }
+        const gq_quantizer *q = plan_quantizer(plan, c, names[i]);
         char label[96];
         snprintf(label, sizeof label, "%s%s", names[i],
                  i == 0 && c->shared_classifier ? " (= classifier)" : "");
@@ -308,7 +322,7 @@ int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
         char name[96];
         for (int k = 0; k < GQ_N_LINEAR; k++) {
             gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
-            ctx.quant[k] = block_quantizer(plan, name);
+            ctx.quant[k] = plan_quantizer(plan, c, name);
         }
         if (block_alloc(c, &fp->layers[l], &ctx, &store, err))
             goto cleanup;

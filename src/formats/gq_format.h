@@ -11,6 +11,7 @@
  * object with a "name" and the format's parameters:
  *     {"name": "int", "bits": 4, "granularity": "group", "group_size": 128, "zero": "asym"}
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -97,6 +98,8 @@ void gq_quantizer_free(gq_quantizer *q);
 /* Canonical JSON {"name": ..., every parameter} (new reference). */
 json_t *gq_quantizer_to_json(const gq_quantizer *q);
 void gq_quantizer_label(const gq_quantizer *q, char *buf, size_t n);
+/* Same format and the same value of every parameter. */
+bool gq_quantizer_equal(const gq_quantizer *a, const gq_quantizer *b);
 
 /* Convenience wrappers: check_shape, then quantize (or dequantize). */
 int gq_quantizer_run(const gq_quantizer *q, const float *w, int rows, int cols,

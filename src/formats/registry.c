@@ -106,6 +106,19 @@ json_t *gq_quantizer_to_json(const gq_quantizer *q)
     return o;
 }
 
+bool gq_quantizer_equal(const gq_quantizer *a, const gq_quantizer *b)
+{
+    if (a == b)
+        return true;
+    if (a->fmt != b->fmt)
+        return false;
+    json_t *ja = gq_quantizer_to_json(a), *jb = gq_quantizer_to_json(b);
+    bool eq = ja && jb && json_equal(ja, jb);
+    json_decref(ja);
+    json_decref(jb);
+    return eq;
+}
+
 void gq_quantizer_label(const gq_quantizer *q, char *buf, size_t n)
 {
     if (q->fmt->label)

@@ -271,11 +271,8 @@ static int make_cell(gq_experiment *e, int m, const int *idx, gq_cell *c, gq_err
         for (int k = 0; k < GQ_N_LINEAR; k++) {
             char name[96];
             gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
-            bool claimed = false;
-            for (int r = 0; r < e->n_rules && !claimed; r++)
-                claimed = gq_runner_rule_matches(e->rules[r].pattern, name);
-            if (claimed)
-                continue;
+            if (gq_tensor_quantizer(&q, e->rules, e->n_rules, false, name) != &q)
+                continue; /* an override claims it */
             int rows, cols;
             gq_linear_shape(&e->cfg, (gq_linear_kind)k, &rows, &cols);
             if (q.fmt->check_shape && q.fmt->check_shape(q.params, rows, cols, err)) {
