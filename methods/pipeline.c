@@ -238,155 +238,176 @@ static int check_tokens(const gq_model *fp, const gq_quant_plan *p, gq_error *er
     return 0;
 }
 
-int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *out,
-                      gq_quant_report *rep, gq_error *err)
+/* The calibration stream through the blocks: x (ntok, dim) the inputs of the current block
+ * (per `prop`), xf the FP block's outputs, xfp the FP model's own stream when the method needs
+ * it separately; one trace and one forward workspace. Empty without calibration. */
+typedef struct {
+    bool calib;
+    int B, T;
+    size_t ntok;
+    gq_propagate prop;
+    float *x, *xf, *xfp;
+    gq_forward_ws *ws;
+    gq_block_trace tr;
+} calib_stream;
+
+static void stream_free(calib_stream *s)
+{
+    free(s->x);
+    free(s->xf);
+    free(s->xfp);
+    gq_block_trace_free(&s->tr);
+    gq_forward_ws_free(s->ws);
+}
+
+/* Allocates the stream and embeds the calibration windows (from `out` when propagation is
+ * quantized, so that a quantized embedding table is seen). */
+static int stream_init(calib_stream *s, const gq_model *fp, const gq_model *out,
+                       const gq_quant_plan *plan, const gq_method *m, gq_quant_report *rep,
+                       gq_error *err)
+{
+    const gq_config *c = &fp->cfg;
+    if (!s->calib)
+        return 0;
+    s->B = plan->n_calib;
+    s->T = plan->calib_ctx;
+    s->ntok = (size_t)s->B * s->T;
+    s->ws = gq_forward_ws_new(c, (int)s->ntok, err);
+    s->x = malloc(s->ntok * c->dim * sizeof *s->x);
+    s->xf = malloc(s->ntok * c->dim * sizeof *s->xf);
+    if (!s->ws)
+        return -1;
+    if (!s->x || !s->xf)
+        return gq_fail(err, "quantize: out of memory for %zu calibration tokens", s->ntok);
+    gq_block_ctx shape = {.cfg = c, .B = s->B, .T = s->T};
+    if (gq_block_trace_alloc(&shape, &s->tr, err))
+        return -1;
+    if (m->needs_fp_inputs && s->prop == GQ_PROPAGATE_QUANTIZED &&
+        !(s->xfp = malloc(s->ntok * c->dim * sizeof *s->xfp)))
+        return gq_fail(err, "quantize: out of memory for %zu calibration tokens", s->ntok);
+    double t0 = gq_now();
+    gq_embed(s->prop == GQ_PROPAGATE_QUANTIZED ? out : fp, plan->calib_tokens, (int)s->ntok, s->x);
+    if (s->xfp)
+        gq_embed(fp, plan->calib_tokens, (int)s->ntok, s->xfp);
+    rep->t_stats += gq_now() - t0;
+    return 0;
+}
+
+/* The method on block l: the context (working copy, resolved formats, inputs), the method's
+ * quantize_block, and the check that it quantized every linear with a format. */
+static int run_method(const gq_model *fp, const gq_quant_plan *plan, int l,
+                      const calib_stream *s, gq_quant_report *rep, gq_block_ctx *ctx,
+                      block_store *store, gq_error *err)
 {
     const gq_config *c = &fp->cfg;
     const gq_method *m = plan->method.method;
-    memset(rep, 0, sizeof *rep);
-    memset(out, 0, sizeof *out);
-    if (!m)
-        return gq_fail(err, "quantize: no method configured");
-    if (!plan->quantizer.fmt)
-        return gq_fail(err, "quantize: no format configured");
-    bool calib = gq_method_cfg_needs_calibration(&plan->method) || plan->calib_tokens;
-    if (gq_method_cfg_needs_calibration(&plan->method) && !plan->calib_tokens)
-        return gq_fail(err, "method \"%s\" needs calibration windows (n_calib x calib_ctx tokens)",
-                       m->name);
-    if (calib && check_tokens(fp, plan, err))
-        return -1;
-    gq_propagate prop = plan->propagate == GQ_PROPAGATE_METHOD_DEFAULT ? m->propagate : plan->propagate;
-
-    rep->notes = json_array();
-    rep->tensors = calloc((size_t)c->n_layers * GQ_N_LINEAR + 2, sizeof *rep->tensors);
-    if (!rep->tensors || !rep->notes) {
-        gq_quant_report_free(rep);
-        return gq_fail(err, "quantize: out of memory");
+    memset(ctx, 0, sizeof *ctx);
+    ctx->cfg = c;
+    ctx->layer = l;
+    ctx->orig = &fp->layers[l];
+    ctx->x = s->x;
+    ctx->x_fp = s->xfp ? s->xfp : s->x;
+    ctx->B = s->B;
+    ctx->T = s->T;
+    ctx->ws = s->ws;
+    ctx->notes = rep->notes;
+    char name[96];
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
+        ctx->quant[k] = plan_quantizer(plan, c, name);
     }
-    if (gq_model_clone(fp, out, err))
-        goto fail;
-    if (quantize_outer(fp, plan, out, rep, err))
-        goto fail;
+    if (block_alloc(c, &fp->layers[l], ctx, store, err))
+        return -1;
+    if (m->quantize_block(plan->method.params, ctx, err))
+        return -1;
+    for (int k = 0; k < GQ_N_LINEAR; k++)
+        if (ctx->quant[k] && !ctx->done[k])
+            return gq_fail(err, "layers.%d.%s: method \"%s\" left the linear unquantized", l,
+                           gq_linear_name((gq_linear_kind)k), m->name);
+    rep->t_stats += ctx->t_stats;
+    rep->t_search += ctx->t_search;
+    rep->t_quant += ctx->t_quant;
+    return 0;
+}
 
-    const int B = calib ? plan->n_calib : 0, T = calib ? plan->calib_ctx : 0;
-    const size_t ntok = (size_t)B * T;
-    float *x = NULL, *xf = NULL, *xfp = NULL; /* xfp: the FP model's stream, when separate */
-    gq_forward_ws *ws = NULL;
-    gq_block_trace tr = {0};
-    block_store store = {0};
-    gq_block_ctx ctx;
-    memset(&ctx, 0, sizeof ctx);
-    ctx.cfg = c;
-    ctx.B = B;
-    ctx.T = T;
-    int rc = -1;
-    if (calib) {
-        ws = gq_forward_ws_new(c, (int)ntok, err);
-        x = malloc(ntok * c->dim * sizeof *x);
-        xf = malloc(ntok * c->dim * sizeof *xf);
-        if (!ws)
-            goto cleanup;
-        if (!x || !xf) {
-            gq_fail(err, "quantize: out of memory for %zu calibration tokens", ntok);
-            goto cleanup;
-        }
-        if (gq_block_trace_alloc(&ctx, &tr, err))
-            goto cleanup;
-        if (m->needs_fp_inputs && prop == GQ_PROPAGATE_QUANTIZED &&
-            !(xfp = malloc(ntok * c->dim * sizeof *xfp))) {
-            gq_fail(err, "quantize: out of memory for %zu calibration tokens", ntok);
-            goto cleanup;
-        }
+/* The FP trace of the (transformed) block and one report entry per linear, with its
+ * reconstruction error on the inputs that linear sees in the FP block. */
+static int report_block(const gq_config *c, gq_block_ctx *ctx, calib_stream *s,
+                        gq_quant_report *rep, gq_error *err)
+{
+    if (s->calib) {
         double t0 = gq_now();
-        gq_embed(prop == GQ_PROPAGATE_QUANTIZED ? out : fp, plan->calib_tokens, (int)ntok, x);
-        if (xfp)
-            gq_embed(fp, plan->calib_tokens, (int)ntok, xfp);
+        if (gq_block_run(ctx, false, &s->tr, s->xf, err))
+            return -1;
         rep->t_stats += gq_now() - t0;
     }
-
-    gq_log_info("quantize: method %s, %d blocks, %d calibration windows x %d tokens, propagate %s",
-                m->name, c->n_layers, B, T, prop == GQ_PROPAGATE_FP ? "fp" : "quantized");
-    gq_progress prog;
-    gq_progress_start(&prog, "quantize", c->n_layers);
-    for (int l = 0; l < c->n_layers; l++) {
-        memset(&ctx, 0, sizeof ctx);
-        ctx.cfg = c;
-        ctx.layer = l;
-        ctx.orig = &fp->layers[l];
-        ctx.x = x;
-        ctx.x_fp = xfp ? xfp : x;
-        ctx.B = B;
-        ctx.T = T;
-        ctx.ws = ws;
-        ctx.notes = rep->notes;
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        int rows, cols;
         char name[96];
-        for (int k = 0; k < GQ_N_LINEAR; k++) {
-            gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
-            ctx.quant[k] = plan_quantizer(plan, c, name);
+        gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+        gq_tensor_name(ctx->layer, (gq_linear_kind)k, name, sizeof name);
+        gq_tensor_report *t = add_tensor(rep, name, ctx->quant[k], rows, cols);
+        t->extra = ctx->extra[k];
+        ctx->extra[k] = NULL;
+        if (!ctx->quant[k])
+            continue;
+        rep->linear_weights += (size_t)rows * cols;
+        rep->linear_bytes += t->bytes;
+        if (s->calib) {
+            t->recon_err = recon_error(ctx->w.w[k], ctx->q[k],
+                                       gq_trace_input(&s->tr, (gq_linear_kind)k), s->ntok, rows,
+                                       cols, err);
+            if (isnan(t->recon_err))
+                return -1;
         }
-        if (block_alloc(c, &fp->layers[l], &ctx, &store, err))
-            goto cleanup;
-        if (m->quantize_block(plan->method.params, &ctx, err))
-            goto cleanup;
-        for (int k = 0; k < GQ_N_LINEAR; k++)
-            if (ctx.quant[k] && !ctx.done[k]) {
-                gq_fail(err, "layers.%d.%s: method \"%s\" left the linear unquantized", l,
-                        gq_linear_name((gq_linear_kind)k), m->name);
-                goto cleanup;
-            }
-        rep->t_stats += ctx.t_stats;
-        rep->t_search += ctx.t_search;
-        rep->t_quant += ctx.t_quant;
-
-        /* FP trace: the inputs each linear sees in the (transformed) FP block */
-        if (calib) {
-            double t0 = gq_now();
-            if (gq_block_run(&ctx, false, &tr, xf, err))
-                goto cleanup;
-            rep->t_stats += gq_now() - t0;
-        }
-        for (int k = 0; k < GQ_N_LINEAR; k++) {
-            int rows, cols;
-            gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
-            gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
-            gq_tensor_report *t = add_tensor(rep, name, ctx.quant[k], rows, cols);
-            t->extra = ctx.extra[k];
-            ctx.extra[k] = NULL;
-            if (ctx.quant[k]) {
-                rep->linear_weights += (size_t)rows * cols;
-                rep->linear_bytes += t->bytes;
-                if (calib) {
-                    t->recon_err = recon_error(ctx.w.w[k], ctx.q[k],
-                                               gq_trace_input(&tr, (gq_linear_kind)k), ntok, rows,
-                                               cols, err);
-                    if (isnan(t->recon_err))
-                        goto cleanup;
-                }
-            }
-        }
-        if (block_write(c, &ctx, out, err))
-            goto cleanup;
-        /* the next block's inputs */
-        if (calib) {
-            double t0 = gq_now();
-            if (prop == GQ_PROPAGATE_FP) { /* xf already holds the FP block's outputs */
-                float *tmp = x;
-                x = xf;
-                xf = tmp;
-            } else if (gq_block_run(&ctx, true, NULL, x, err)) {
-                goto cleanup;
-            }
-            if (xfp) /* the FP model's own stream, through the untouched FP block */
-                gq_block_forward(fp, l, xfp, B, T, ws, NULL);
-            rep->t_stats += gq_now() - t0;
-        }
-        free(store.buf);
-        store.buf = NULL;
-        gq_progress_add(&prog, 1);
     }
-    gq_progress_finish(&prog);
+    return 0;
+}
 
-    /* sizes: every stored tensor in fp32 except the quantized ones */
+/* The next block's inputs: the FP block's outputs (already in xf) or the quantized block's;
+ * the FP model's own stream through the untouched FP block. */
+static int advance_stream(const gq_model *fp, gq_block_ctx *ctx, calib_stream *s,
+                          gq_quant_report *rep, gq_error *err)
+{
+    if (!s->calib)
+        return 0;
+    double t0 = gq_now();
+    if (s->prop == GQ_PROPAGATE_FP) {
+        float *tmp = s->x;
+        s->x = s->xf;
+        s->xf = tmp;
+    } else if (gq_block_run(ctx, true, NULL, s->x, err)) {
+        return -1;
+    }
+    if (s->xfp)
+        gq_block_forward(fp, ctx->layer, s->xfp, s->B, s->T, s->ws, NULL);
+    rep->t_stats += gq_now() - t0;
+    return 0;
+}
+
+/* One block: the method, the report entries, the output model's layer, the next inputs. */
+static int quantize_block_l(const gq_model *fp, const gq_quant_plan *plan, int l,
+                            calib_stream *s, gq_model *out, gq_quant_report *rep, gq_error *err)
+{
+    gq_block_ctx ctx;
+    block_store store = {0};
+    int rc = -1;
+    if (run_method(fp, plan, l, s, rep, &ctx, &store, err) ||
+        report_block(&fp->cfg, &ctx, s, rep, err) || block_write(&fp->cfg, &ctx, out, err) ||
+        advance_stream(fp, &ctx, s, rep, err))
+        goto done;
+    rc = 0;
+done:
+    for (int k = 0; k < GQ_N_LINEAR; k++)
+        json_decref(ctx.extra[k]);
+    free(store.buf);
+    return rc;
+}
+
+/* Sizes: every stored tensor in fp32 except the quantized ones, plus the explicit input
+ * transforms (fp32, dim x dim each), which a note lists. */
+static void finish_sizes(const gq_config *c, const gq_model *out, gq_quant_report *rep)
+{
     size_t params = gq_model_param_count(c);
     size_t qweights = 0, qbytes = 0;
     for (int i = 0; i < rep->n_tensors; i++)
@@ -395,7 +416,6 @@ int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
             qbytes += rep->tensors[i].bytes;
         }
     rep->model_bytes = (params - qweights) * sizeof(float) + qbytes;
-    /* explicit input transforms are stored (and applied) in fp32, dim x dim each */
     char explicit_list[256] = "";
     int n_explicit = 0;
     for (int l = 0; l < c->n_layers; l++)
@@ -415,16 +435,64 @@ int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
                  n_explicit > 8 ? ", ..." : "");
         json_array_append_new(rep->notes, json_string(note));
     }
+}
+
+/* Whether the plan can run: a method and a format, calibration windows when the method needs
+ * them (*calib: whether a calibration stream runs at all). */
+static int check_plan(const gq_model *fp, const gq_quant_plan *plan, bool *calib, gq_error *err)
+{
+    const gq_method *m = plan->method.method;
+    if (!m)
+        return gq_fail(err, "quantize: no method configured");
+    if (!plan->quantizer.fmt)
+        return gq_fail(err, "quantize: no format configured");
+    *calib = gq_method_cfg_needs_calibration(&plan->method) || plan->calib_tokens;
+    if (gq_method_cfg_needs_calibration(&plan->method) && !plan->calib_tokens)
+        return gq_fail(err, "method \"%s\" needs calibration windows (n_calib x calib_ctx tokens)",
+                       m->name);
+    return *calib ? check_tokens(fp, plan, err) : 0;
+}
+
+int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *out,
+                      gq_quant_report *rep, gq_error *err)
+{
+    const gq_config *c = &fp->cfg;
+    const gq_method *m = plan->method.method;
+    memset(rep, 0, sizeof *rep);
+    memset(out, 0, sizeof *out);
+    calib_stream s;
+    memset(&s, 0, sizeof s);
+    if (check_plan(fp, plan, &s.calib, err))
+        return -1;
+    s.prop = plan->propagate == GQ_PROPAGATE_METHOD_DEFAULT ? m->propagate : plan->propagate;
+
+    rep->notes = json_array();
+    rep->tensors = calloc((size_t)c->n_layers * GQ_N_LINEAR + 2, sizeof *rep->tensors);
+    if (!rep->tensors || !rep->notes) {
+        gq_quant_report_free(rep);
+        return gq_fail(err, "quantize: out of memory");
+    }
+    if (gq_model_clone(fp, out, err))
+        goto fail;
+    if (quantize_outer(fp, plan, out, rep, err))
+        goto fail;
+    int rc = -1;
+    if (stream_init(&s, fp, out, plan, m, rep, err))
+        goto cleanup;
+    gq_log_info("quantize: method %s, %d blocks, %d calibration windows x %d tokens, propagate %s",
+                m->name, c->n_layers, s.B, s.T, s.prop == GQ_PROPAGATE_FP ? "fp" : "quantized");
+    gq_progress prog;
+    gq_progress_start(&prog, "quantize", c->n_layers);
+    for (int l = 0; l < c->n_layers; l++) {
+        if (quantize_block_l(fp, plan, l, &s, out, rep, err))
+            goto cleanup;
+        gq_progress_add(&prog, 1);
+    }
+    gq_progress_finish(&prog);
+    finish_sizes(c, out, rep);
     rc = 0;
 cleanup:
-    for (int k = 0; k < GQ_N_LINEAR; k++)
-        json_decref(ctx.extra[k]);
-    free(store.buf);
-    free(x);
-    free(xf);
-    free(xfp);
-    gq_block_trace_free(&tr);
-    gq_forward_ws_free(ws);
+    stream_free(&s);
     if (rc == 0)
         return 0;
 fail:
