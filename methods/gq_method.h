@@ -11,6 +11,7 @@
  * through plugin/gq_plugin.h. */
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -34,7 +35,7 @@ typedef enum { GQ_PROPAGATE_METHOD_DEFAULT, GQ_PROPAGATE_FP, GQ_PROPAGATE_QUANTI
  *   - may apply function-preserving transforms to `w` (AWQ folds its scales into the norms and
  *     linears; the FP block computed from `w` must stay the FP block's function),
  *   - must fill q[k] and set done[k] for every linear with a quantizer (gq_block_quantize_rtn
- *     does both for plain rounding),
+ *     does both for plain rounding, and keeps the format's codes of q[k] in codes[k]),
  *   - adds metrics to the report through gq_block_extra() and notes through gq_block_note(),
  *     and its stage times to t_stats / t_search / t_quant.
  * After the method returns, the pipeline measures each linear's reconstruction error on the
@@ -48,6 +49,11 @@ struct gq_block_ctx {
     const gq_quantizer *quant[GQ_N_LINEAR];   /* format of each linear, NULL = stays FP */
     float *q[GQ_N_LINEAR];                    /* (rows, cols) reconstructions, filled by the method */
     bool done[GQ_N_LINEAR];
+    /* The format's storage of q[k] (gq_quantizer_bytes(quant[k], rows, cols) bytes, zeroed):
+     * has_codes[k] says q[k] is exactly quant[k]'s dequantize() of them. The pipeline hands
+     * them on (packed weights, exports); gq_block_quantize_rtn fills both. */
+    uint8_t *codes[GQ_N_LINEAR];
+    bool has_codes[GQ_N_LINEAR];
     const float *x;                           /* (B*T, dim) block inputs; NULL without calibration */
     const float *x_fp;                        /* (B*T, dim) inputs of block l in the FP model:
                                                  its own stream when the method sets

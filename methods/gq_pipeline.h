@@ -97,6 +97,12 @@ typedef struct gq_quant_report {
     size_t linear_bytes;    /* their storage */
     size_t model_bytes;     /* whole model: quantized tensors as stored + the rest in fp32 */
     json_t *notes;          /* array of strings: retries, explicit transforms, warnings */
+    /* n_layers * GQ_N_LINEAR (index l * GQ_N_LINEAR + k): the storage of each quantized block
+     * linear in its format, exactly the codes whose dequantize() is the linear's weights in
+     * the output model, as the method chose them; NULL for linears kept FP and where the
+     * method gave only reconstructions (GPTQ). Owned. */
+    uint8_t **linear_codes;
+    size_t n_linear_codes;
 } gq_quant_report;
 
 void gq_quant_report_free(gq_quant_report *r);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_fileio.h"
 #include "core/gq_log.h"
 #include "core/gq_time.h"
 
@@ -28,6 +29,9 @@ void gq_quant_report_free(gq_quant_report *r)
         json_decref(r->tensors[i].extra);
     free(r->tensors);
     json_decref(r->notes);
+    for (size_t i = 0; r->linear_codes && i < r->n_linear_codes; i++)
+        free(r->linear_codes[i]);
+    free(r->linear_codes);
     memset(r, 0, sizeof *r);
 }
 
@@ -318,6 +322,14 @@ static int run_method(const gq_model *fp, const gq_quant_plan *plan, int l,
     }
     if (block_alloc(c, &fp->layers[l], ctx, store, err))
         return -1;
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        int rows, cols;
+        gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+        if (ctx->quant[k] && !(ctx->codes[k] = gq_alloc_zero(
+                                   gq_quantizer_bytes(ctx->quant[k], rows, cols),
+                                   "the codes of a linear", err)))
+            return gq_fail_prefix(err, "layers.%d", l);
+    }
     if (m->quantize_block(plan->method.params, ctx, err))
         return -1;
     for (int k = 0; k < GQ_N_LINEAR; k++)
@@ -385,7 +397,8 @@ static int advance_stream(const gq_model *fp, gq_block_ctx *ctx, calib_stream *s
     return 0;
 }
 
-/* One block: the method, the report entries, the output model's layer, the next inputs. */
+/* One block: the method, the report entries, the output model's layer, the next inputs; the
+ * codes the method gave go to the report. */
 static int quantize_block_l(const gq_model *fp, const gq_quant_plan *plan, int l,
                             calib_stream *s, gq_model *out, gq_quant_report *rep, gq_error *err)
 {
@@ -396,10 +409,17 @@ static int quantize_block_l(const gq_model *fp, const gq_quant_plan *plan, int l
         report_block(&fp->cfg, &ctx, s, rep, err) || block_write(&fp->cfg, &ctx, out, err) ||
         advance_stream(fp, &ctx, s, rep, err))
         goto done;
+    for (int k = 0; k < GQ_N_LINEAR; k++)
+        if (ctx.has_codes[k]) {
+            rep->linear_codes[(size_t)l * GQ_N_LINEAR + k] = ctx.codes[k];
+            ctx.codes[k] = NULL;
+        }
     rc = 0;
 done:
-    for (int k = 0; k < GQ_N_LINEAR; k++)
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
         json_decref(ctx.extra[k]);
+        free(ctx.codes[k]);
+    }
     free(store.buf);
     return rc;
 }
@@ -468,7 +488,9 @@ int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
 
     rep->notes = json_array();
     rep->tensors = calloc((size_t)c->n_layers * GQ_N_LINEAR + 2, sizeof *rep->tensors);
-    if (!rep->tensors || !rep->notes) {
+    rep->n_linear_codes = (size_t)c->n_layers * GQ_N_LINEAR;
+    rep->linear_codes = calloc(rep->n_linear_codes, sizeof *rep->linear_codes);
+    if (!rep->tensors || !rep->notes || !rep->linear_codes) {
         gq_quant_report_free(rep);
         return gq_fail(err, "quantize: out of memory");
     }

@@ -106,9 +106,13 @@ typedef struct gq_packed_model {
 } gq_packed_model;
 
 /* Packs every block linear of src with q (and the classifier too when pack_classifier).
+ * codes (optional, n_layers * GQ_N_LINEAR entries, index l * GQ_N_LINEAR + k): the storage q's
+ * quantize() wrote for a linear (a method's choice, gq_quant_report.linear_codes), packed as
+ * is; linears without (NULL array or entry) are quantized from src's weights.
  * deq_model (optional): a clone of src whose packed linears are overwritten with the format's
  * reconstruction (the fake-quant model that matches the packed one). */
-int gq_packed_model_build(const gq_model *src, const gq_quantizer *q, bool pack_classifier,
+int gq_packed_model_build(const gq_model *src, const gq_quantizer *q,
+                          const uint8_t *const *codes, bool pack_classifier,
                           gq_model *deq_model, gq_packed_model *pm, gq_error *err);
 /* The fp32 baseline for throughput: a view of src whose linears (and classifier) run through
  * BLAS (cblas_sgemv for one token, cblas_sgemm otherwise) instead of the per-token reference
@@ -146,12 +150,13 @@ typedef struct gq_packed_throughput {
     size_t decode_bytes;   /* weight bytes read per decode token */
 } gq_packed_throughput;
 
-/* Decode and prefill tokens/s of model m in fp32 (q NULL) or packed with q (the model's current
- * weights are quantized with q; throughput does not depend on the code values, so a model that
- * a method already quantized is simply re-encoded). A format without a packed kernel is not an
- * error: out->packed = false with the reason, tokens/s 0. Errors: out of memory, bad shapes. */
-int gq_packed_measure(const gq_model *m, const gq_quantizer *q, const gq_packed_bench_opts *o,
-                      gq_packed_throughput *out, gq_error *err);
+/* Decode and prefill tokens/s of model m in fp32 (q NULL) or packed with q: from codes (as in
+ * gq_packed_model_build: a method's own codes, so the packed weights are the evaluated ones)
+ * where given, else the model's current weights quantized with q. A format without a packed
+ * kernel is not an error: out->packed = false with the reason, tokens/s 0. Errors: out of
+ * memory, bad shapes. */
+int gq_packed_measure(const gq_model *m, const gq_quantizer *q, const uint8_t *const *codes,
+                      const gq_packed_bench_opts *o, gq_packed_throughput *out, gq_error *err);
 
 /* Timed runs of an already built model (fp32 or a packed view). */
 int gq_packed_time_decode(const gq_model *m, const gq_packed_bench_opts *o, double *tok_s,

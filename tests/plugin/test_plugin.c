@@ -331,7 +331,7 @@ static void test_nf4_packed(void **state)
     o.prefill_tokens = 8;
     o.reps = 1;
     gq_packed_throughput t;
-    if (gq_packed_measure(&m, &q, &o, &t, &e))
+    if (gq_packed_measure(&m, &q, NULL, &o, &t, &e))
         fail_msg("%s", e.msg);
     assert_true(t.packed && t.decode_tok_s > 0 && t.prefill_tok_s > 0 && t.packed_bytes > 0);
     gq_model_free(&m);
