@@ -51,6 +51,8 @@ typedef struct {
     int *perm;      /* processing order: column i of W is column perm[i] of the input */
     double *Hd;     /* (cols, cols) H in processing order */
     uint8_t *st;    /* group states: one (per-tensor), per row (dynamic), or per (row, group) */
+    uint8_t *kept;  /* dynamic groups in column order: each fitted state, per (row, group),
+                       for the format's store_groups; NULL when not kept */
     float *Qp;      /* (rows, cols) reconstructions in processing order */
 } gptq_run;
 
@@ -63,6 +65,7 @@ static void run_free(gptq_run *R)
     free(R->Hd);
     free(R->st);
     free(R->Qp);
+    free(R->kept);
 }
 
 static int run_init(gptq_run *R, const gq_quantizer *qz, const float *W0, int rows, int cols,
@@ -222,6 +225,8 @@ static void quantize_row_block(const gptq_run *R, int r, int i1, int cnt, double
                 int len = cols - col < g ? cols - col : g;
                 f->fit_group(R->qz->params, wg + col, len, NULL, rst);
                 gstart = col;
+                if (R->kept) /* without act_order, col / g is the group in column order */
+                    memcpy(R->kept + ((size_t)r * R->n_groups + col / g) * R->sb, rst, R->sb);
             } else if (i == 0) {
                 gstart = col - col % g;
             }
@@ -264,14 +269,40 @@ static double column_loop(gptq_run *R)
     return loss;
 }
 
+/* The codes of Q (column order) from the group states, when the format can store them and the
+ * groups are runs of consecutive columns (not so for dynamic groups under act_order). */
+static int store_codes(const gptq_run *R, const float *Q, bool act_order, uint8_t *codes,
+                       gq_gptq_result *res, gq_error *err)
+{
+    if (!codes || !R->f->store_groups || (R->dynamic && act_order))
+        return 0;
+    const uint8_t *states = R->dynamic ? R->kept : R->st;
+    if (R->f->store_groups(R->qz->params, states, Q, R->rows, R->cols, codes, err))
+        return -1;
+    res->has_codes = true;
+    return 0;
+}
+
 int gq_gptq_quantize(const gq_quantizer *qz, const float *W0, int rows, int cols, double *H,
                      const gq_gptq_opts *o, float *Q, gq_gptq_result *res, gq_error *err)
+{
+    return gq_gptq_quantize_codes(qz, W0, rows, cols, H, o, Q, NULL, res, err);
+}
+
+int gq_gptq_quantize_codes(const gq_quantizer *qz, const float *W0, int rows, int cols,
+                           double *H, const gq_gptq_opts *o, float *Q, uint8_t *codes,
+                           gq_gptq_result *res, gq_error *err)
 {
     memset(res, 0, sizeof *res);
     gptq_run R;
     if (run_init(&R, qz, W0, rows, cols, o, err))
         return -1;
     int rc = -1;
+    if (codes && R.dynamic && !o->act_order &&
+        !(R.kept = calloc((size_t)rows * R.n_groups, R.sb))) {
+        gq_fail(err, "GPTQ: out of memory for the group states of a %d x %d layer", rows, cols);
+        goto done;
+    }
     fit_before_updates(&R, H, o, res);
     if (order_columns(&R, H, o->act_order, err) || damp_and_factor(&R, H, o, res, err))
         goto done;
@@ -279,7 +310,7 @@ int gq_gptq_quantize(const gq_quantizer *qz, const float *W0, int rows, int cols
     for (int r = 0; r < rows; r++) /* back to column order */
         for (int i = 0; i < cols; i++)
             Q[(size_t)r * cols + R.perm[i]] = R.Qp[(size_t)r * cols + i];
-    rc = 0;
+    rc = store_codes(&R, Q, o->act_order, codes, res, err);
 done:
     run_free(&R);
     return rc;

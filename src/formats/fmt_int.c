@@ -352,6 +352,12 @@ static const gq_packing int_packing = {
     .describe = int_pack_describe,
 };
 
+static int int_store_groups(const void *p, const void *states, const float *q, int rows,
+                          int cols, uint8_t *codes, gq_error *err)
+{
+    return grid_store_groups(&int_ops, p, states, q, rows, cols, codes, err);
+}
+
 const gq_format gq_format_int = {
     .name = "int",
     .summary = "uniform INT2..8 grid, per tensor/channel/group, sym/sym_gptq/asym zero point",
@@ -367,4 +373,5 @@ const gq_format gq_format_int = {
     .group_state_bytes = sizeof(int_state),
     .fit_group = int_fit,
     .quant_elem = int_quant_elem,
+    .store_groups = int_store_groups,
 };

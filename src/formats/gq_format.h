@@ -69,6 +69,13 @@ typedef struct gq_format {
     size_t group_state_bytes;
     void (*fit_group)(const void *params, const float *x, int n, const float *imp, void *state);
     float (*quant_elem)(const void *params, const void *state, int k, float x);
+    /* Optional (NULL: a GPTQ-style method hands over reconstructions only): codes (zeroed,
+     * storage_bytes) = the storage of a (rows, cols) matrix q whose values quant_elem made
+     * from `states`: rows * ceil(cols / group_cols) states of group_state_bytes, row-major
+     * (one state per row when group_cols >= cols, one in all for per-tensor), each fitted on
+     * its run of consecutive columns. dequantize(codes) then gives q bit for bit. */
+    int (*store_groups)(const void *params, const void *states, const float *q, int rows,
+                        int cols, uint8_t *codes, gq_error *err);
 } gq_format;
 
 /* Registry */

@@ -33,6 +33,8 @@ static int format_check(const void *e, gq_error *err)
                                               : NULL;
     if (!missing && f->group_cols && (!f->fit_group || !f->quant_elem || !f->group_state_bytes))
         missing = "fit_group, quant_elem or group_state_bytes (group_cols is set)";
+    if (!missing && f->store_groups && !f->group_cols)
+        missing = "group_cols (store_groups is set)";
     if (!missing && f->packing && !f->packing->describe)
         missing = "packing.describe (packing is set)";
     return missing ? gq_fail(err, "format \"%s\": missing %s", f->name, missing) : 0;

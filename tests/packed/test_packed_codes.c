@@ -91,6 +91,47 @@ static void test_rtn(void **state) { run_method(state, "rtn", NULL, N_FORMATS); 
 static void test_awq(void **state) { run_method(state, "awq", NULL, N_FORMATS); }
 static void test_praq(void **state) { run_method(state, "praq", NULL, N_FORMATS); }
 
+/* GPTQ stores its group states through the format's store_groups (the grid formats: the int
+ * formats at the head of the list): groups without act_order, static groups under act_order,
+ * per channel under act_order. */
+static void test_gptq(void **state)
+{
+    static const char *const act_static[] = {"act_order=true", "static_groups=true", NULL};
+    static const char *const act[] = {"act_order=true", NULL};
+    run_method(state, "gptq", NULL, 3);
+    run_method(state, "gptq", act_static, 3);
+    TEST_STORIES_OR_SKIP(f);
+    gq_model out;
+    gq_quant_report rep;
+    gq_error err;
+    assert_int_equal(test_quantize(f, "gptq", act, packed_formats[1], NULL,
+                                   GQ_PROPAGATE_METHOD_DEFAULT, &out, &rep, &err), 0);
+    check_codes(f, packed_formats[1], &out, &rep);
+    gq_model_free(&out);
+    gq_quant_report_free(&rep);
+}
+
+/* Dynamic groups under act_order are runs of the permuted columns, which no storage here
+ * expresses: no codes, and formats without store_groups give none either. */
+static void test_gptq_without_codes(void **state)
+{
+    TEST_STORIES_OR_SKIP(f);
+    static const char *const act[] = {"act_order=true", NULL};
+    const char *const *sets[2] = {act, NULL};
+    const char *fmts[2] = {packed_formats[0], packed_formats[3]};
+    for (int i = 0; i < 2; i++) {
+        gq_model out;
+        gq_quant_report rep;
+        gq_error err;
+        assert_int_equal(test_quantize(f, "gptq", sets[i], fmts[i], NULL,
+                                       GQ_PROPAGATE_METHOD_DEFAULT, &out, &rep, &err), 0);
+        for (size_t j = 0; j < rep.n_linear_codes; j++)
+            assert_null(rep.linear_codes[j]);
+        gq_model_free(&out);
+        gq_quant_report_free(&rep);
+    }
+}
+
 static void test_affinequant(void **state)
 {
     static const char *const sets[] = {"epochs=1", "train_bits=4", NULL};
@@ -126,6 +167,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rtn),  cmocka_unit_test(test_awq),
         cmocka_unit_test(test_praq), cmocka_unit_test(test_affinequant),
+        cmocka_unit_test(test_gptq), cmocka_unit_test(test_gptq_without_codes),
         cmocka_unit_test(test_rule_keeps_fp),
     };
     return cmocka_run_group_tests(tests, setup, test_stories_teardown);
