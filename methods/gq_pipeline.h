@@ -100,8 +100,8 @@ typedef struct gq_quant_report {
     /* n_layers * GQ_N_LINEAR (index l * GQ_N_LINEAR + k): the storage of each quantized block
      * linear in its format, exactly the codes whose dequantize() is the linear's weights in
      * the output model, as the method chose them; NULL for linears kept FP and where the
-     * method gave only reconstructions (GPTQ without the format's store_groups or with dynamic
-     * groups under act_order). Owned. */
+     * method gave only reconstructions (GPTQ on a format without store_groups, the K-quants,
+     * or with dynamic groups under act_order). Owned. */
     uint8_t **linear_codes;
     size_t n_linear_codes;
 } gq_quant_report;

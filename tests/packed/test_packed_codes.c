@@ -91,15 +91,15 @@ static void test_rtn(void **state) { run_method(state, "rtn", NULL, N_FORMATS); 
 static void test_awq(void **state) { run_method(state, "awq", NULL, N_FORMATS); }
 static void test_praq(void **state) { run_method(state, "praq", NULL, N_FORMATS); }
 
-/* GPTQ stores its group states through the format's store_groups (the grid formats: the int
- * formats at the head of the list): groups without act_order, static groups under act_order,
- * per channel under act_order. */
+/* GPTQ stores its group states through the format's store_groups (the grid and the legacy
+ * llama.cpp formats: all but the K-quants at the end of the list): groups without act_order,
+ * static groups under act_order, per channel under act_order. */
 static void test_gptq(void **state)
 {
     static const char *const act_static[] = {"act_order=true", "static_groups=true", NULL};
     static const char *const act[] = {"act_order=true", NULL};
-    run_method(state, "gptq", NULL, 3);
-    run_method(state, "gptq", act_static, 3);
+    run_method(state, "gptq", NULL, N_FORMATS - 2);
+    run_method(state, "gptq", act_static, N_FORMATS - 2);
     TEST_STORIES_OR_SKIP(f);
     gq_model out;
     gq_quant_report rep;
@@ -112,13 +112,13 @@ static void test_gptq(void **state)
 }
 
 /* Dynamic groups under act_order are runs of the permuted columns, which no storage here
- * expresses: no codes, and formats without store_groups give none either. */
+ * expresses: no codes; and the K-quants (no store_groups) give none either. */
 static void test_gptq_without_codes(void **state)
 {
     TEST_STORIES_OR_SKIP(f);
     static const char *const act[] = {"act_order=true", NULL};
     const char *const *sets[2] = {act, NULL};
-    const char *fmts[2] = {packed_formats[0], packed_formats[3]};
+    const char *fmts[2] = {packed_formats[0], packed_formats[N_FORMATS - 2]};
     for (int i = 0; i < 2; i++) {
         gq_model out;
         gq_quant_report rep;
