@@ -91,6 +91,33 @@ static void make_scales(const float *sx, const float *wm, double alpha, int n, f
         s[j] /= norm;
 }
 
+/* The block with the group's linears rounded at scales s: Q(W diag(s)) diag(s)^-1 in tmp[i]
+ * (one buffer per linear of the group), linears that stay FP as they are. */
+static int trial_layer(const gq_block_ctx *ctx, gq_awq_group g, const float *s, float *tmp[3],
+                       gq_layer *v, gq_error *err)
+{
+    *v = ctx->w;
+    for (int i = 0; i < group_n[g]; i++) {
+        gq_linear_kind k = group_linears[g][i];
+        if (!ctx->quant[k])
+            continue; /* stays FP: not rounded in the trial either */
+        int rows, cols;
+        gq_linear_shape(ctx->cfg, k, &rows, &cols);
+        const float *W = ctx->w.w[k];
+        float *T = tmp[i];
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < cols; j++)
+                T[(size_t)r * cols + j] = W[(size_t)r * cols + j] * s[j];
+        if (gq_quantizer_run(ctx->quant[k], T, rows, cols, NULL, NULL, T, err))
+            return gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < cols; j++)
+                T[(size_t)r * cols + j] /= s[j];
+        v->w[k] = T;
+    }
+    return 0;
+}
+
 /* Scale search for group g; best scales into s_best. */
 static int search_group(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_group g,
                         const float *x, const float *sx, float *s_best, gq_error *err)
@@ -124,27 +151,9 @@ static int search_group(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_group 
     for (int gi = 0; gi < p->n_grid; gi++) {
         double alpha = (double)gi / p->n_grid;
         make_scales(sx, wm, alpha, cin, s);
-        gq_layer v = ctx->w;
-        for (int i = 0; i < group_n[g]; i++) {
-            gq_linear_kind k = group_linears[g][i];
-            if (!ctx->quant[k])
-                continue; /* stays FP: not rounded in the trial either */
-            int rows, cols;
-            gq_linear_shape(c, k, &rows, &cols);
-            const float *W = ctx->w.w[k];
-            float *T = tmp[i];
-            for (int r = 0; r < rows; r++)
-                for (int j = 0; j < cols; j++)
-                    T[(size_t)r * cols + j] = W[(size_t)r * cols + j] * s[j];
-            if (gq_quantizer_run(ctx->quant[k], T, rows, cols, NULL, NULL, T, err)) {
-                gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
-                goto done;
-            }
-            for (int r = 0; r < rows; r++)
-                for (int j = 0; j < cols; j++)
-                    T[(size_t)r * cols + j] /= s[j];
-            v.w[k] = T;
-        }
+        gq_layer v;
+        if (trial_layer(ctx, g, s, tmp, &v, err))
+            goto done;
         inspect(ctx, &v, g, x, out);
         double se = 0.0;
         for (size_t i = 0; i < n * c->dim; i++) {
