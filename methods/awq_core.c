@@ -90,6 +90,33 @@ static void make_scales(const float *sx, const float *wm, double alpha, int n, f
         s[j] /= norm;
 }
 
+/* The block with the group's linears rounded at scales s: Q(W diag(s)) diag(s)^-1 in tmp[i]
+ * (one buffer per linear of the group), linears that stay FP as they are. */
+static int trial_layer(const gq_block_ctx *ctx, gq_awq_group g, const float *s, float *tmp[3],
+                       gq_layer *v, gq_error *err)
+{
+    *v = ctx->w;
+    for (int i = 0; i < group_n[g]; i++) {
+        gq_linear_kind k = group_linears[g][i];
+        if (!ctx->quant[k])
+            continue; /* stays FP: not rounded in the trial either */
+        int rows, cols;
+        gq_linear_shape(ctx->cfg, k, &rows, &cols);
+        const float *W = ctx->w.w[k];
+        float *T = tmp[i];
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < cols; j++)
+                T[(size_t)r * cols + j] = W[(size_t)r * cols + j] * s[j];
+        if (gq_quantizer_run(ctx->quant[k], T, rows, cols, NULL, NULL, T, err))
+            return gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < cols; j++)
+                T[(size_t)r * cols + j] /= s[j];
+        v->w[k] = T;
+    }
+    return 0;
+}
+
 /* Scale search for group g; best scales into s_best. */
 static int search_group(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_group g,
                         const float *x, const float *sx, float *s_best, gq_error *err)
@@ -123,27 +150,9 @@ static int search_group(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_group 
     for (int gi = 0; gi < p->n_grid; gi++) {
         double alpha = (double)gi / p->n_grid;
         make_scales(sx, wm, alpha, cin, s);
-        gq_layer v = ctx->w;
-        for (int i = 0; i < group_n[g]; i++) {
-            gq_linear_kind k = group_linears[g][i];
-            if (!ctx->quant[k])
-                continue; /* stays FP: not rounded in the trial either */
-            int rows, cols;
-            gq_linear_shape(c, k, &rows, &cols);
-            const float *W = ctx->w.w[k];
-            float *T = tmp[i];
-            for (int r = 0; r < rows; r++)
-                for (int j = 0; j < cols; j++)
-                    T[(size_t)r * cols + j] = W[(size_t)r * cols + j] * s[j];
-            if (gq_quantizer_run(ctx->quant[k], T, rows, cols, NULL, NULL, T, err)) {
-                gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
-                goto done;
-            }
-            for (int r = 0; r < rows; r++)
-                for (int j = 0; j < cols; j++)
-                    T[(size_t)r * cols + j] /= s[j];
-            v.w[k] = T;
-        }
+        gq_layer v;
+        if (trial_layer(ctx, g, s, tmp, &v, err))
+            goto done;
         inspect(ctx, &v, g, x, out);
         double se = 0.0;
         for (size_t i = 0; i < n * c->dim; i++) {
@@ -209,6 +218,48 @@ void gq_awq_fold(gq_block_ctx *ctx, gq_awq_group g, const float *s)
     }
 }
 
+/* Wc = W (rows, cols) clipped per group of gs columns to +-amax * factor (factor NULL: f for
+ * every group). */
+static void clip_to(float *Wc, const float *W, const float *amax, const float *factor, float f,
+                    int rows, int cols, int gs)
+{
+    const int ng = (cols + gs - 1) / gs;
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++) {
+            const size_t g = (size_t)r * ng + j / gs;
+            float mv = amax[g] * (factor ? factor[g] : f);
+            float w = W[(size_t)r * cols + j];
+            Wc[(size_t)r * cols + j] = w > mv ? mv : (w < -mv ? -mv : w);
+        }
+}
+
+/* Per group: the mean over the m sampled tokens Xs (m, cols) of the squared output error of
+ * D (rows, cols) = the candidate's reconstruction - W; keeps f where it beats best_e. E: m *
+ * rows scratch. */
+static void score_candidate(const float *Xs, const float *D, float *E, size_t m, int rows,
+                            int cols, int gs, float f, double *best_e, float *best_f)
+{
+    const int ng = (cols + gs - 1) / gs;
+    for (int gi = 0; gi < ng; gi++) {
+        int c0 = gi * gs, len = (c0 + gs < cols ? gs : cols - c0);
+        /* E (m, rows) = Xs[:, group] · D[:, group]^T: per-group partial dot products */
+        gq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, rows, len, 1.0f, Xs + c0,
+                 cols, D + c0, cols, 0.0f, E, rows);
+#pragma omp parallel for schedule(static) if ((size_t)rows * m > 65536)
+        for (int r = 0; r < rows; r++) {
+            double e = 0.0;
+            for (size_t t = 0; t < m; t++)
+                e += (double)E[t * rows + r] * E[t * rows + r];
+            e /= (double)m;
+            size_t idx = (size_t)r * ng + gi;
+            if (e < best_e[idx]) {
+                best_e[idx] = e;
+                best_f[idx] = f;
+            }
+        }
+    }
+}
+
 /* auto_clip for linear k on inputs X (n, cols): the clipped weights into Wc. */
 static int clip_search(const gq_awq_params *p, gq_block_ctx *ctx, gq_linear_kind k,
                        const float *X, size_t n, float *Wc, gq_error *err)
@@ -250,44 +301,17 @@ static int clip_search(const gq_awq_params *p, gq_block_ctx *ctx, gq_linear_kind
         n_cand = 1;
     for (int ci = 0; ci < n_cand; ci++) {
         float f = 1.0f - (float)ci / p->clip_grid;
-        for (int r = 0; r < rows; r++)
-            for (int j = 0; j < cols; j++) {
-                float mv = amax[(size_t)r * ng + j / gs] * f;
-                float w = W[(size_t)r * cols + j];
-                Wc[(size_t)r * cols + j] = w > mv ? mv : (w < -mv ? -mv : w);
-            }
+        clip_to(Wc, W, amax, NULL, f, rows, cols, gs);
         if (gq_quantizer_run(ctx->quant[k], Wc, rows, cols, NULL, NULL, D, err)) {
             gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
             goto done;
         }
         for (size_t i = 0; i < (size_t)rows * cols; i++)
             D[i] -= W[i];
-        for (int gi = 0; gi < ng; gi++) {
-            int c0 = gi * gs, len = (c0 + gs < cols ? gs : cols - c0);
-            /* E (m, rows) = Xs[:, group] · D[:, group]^T: per-group partial dot products */
-            gq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, rows, len, 1.0f, Xs + c0,
-                     cols, D + c0, cols, 0.0f, E, rows);
-#pragma omp parallel for schedule(static) if ((size_t)rows * m > 65536)
-            for (int r = 0; r < rows; r++) {
-                double e = 0.0;
-                for (size_t t = 0; t < m; t++)
-                    e += (double)E[t * rows + r] * E[t * rows + r];
-                e /= (double)m;
-                size_t idx = (size_t)r * ng + gi;
-                if (e < best_e[idx]) {
-                    best_e[idx] = e;
-                    best_f[idx] = f;
-                }
-            }
-        }
+        score_candidate(Xs, D, E, m, rows, cols, gs, f, best_e, best_f);
     }
     double mean_f = 0.0;
-    for (int r = 0; r < rows; r++)
-        for (int j = 0; j < cols; j++) {
-            float mv = amax[(size_t)r * ng + j / gs] * best_f[(size_t)r * ng + j / gs];
-            float w = W[(size_t)r * cols + j];
-            Wc[(size_t)r * cols + j] = w > mv ? mv : (w < -mv ? -mv : w);
-        }
+    clip_to(Wc, W, amax, best_f, 0.0f, rows, cols, gs);
     for (size_t i = 0; i < (size_t)rows * ng; i++)
         mean_f += best_f[i];
     json_object_set_new(gq_block_extra(ctx, k), "clip_mean_ratio",

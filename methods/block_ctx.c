@@ -60,10 +60,13 @@ int gq_block_quantize_rtn(gq_block_ctx *ctx, gq_linear_kind k, const float *w,
     if (!w)
         w = ctx->w.w[k];
     double t0 = gq_now();
-    if (gq_quantizer_run(ctx->quant[k], w, rows, cols, imatrix, NULL, ctx->q[k], err))
+    if (ctx->codes[k]) /* the storage of an earlier rounding of this linear is replaced */
+        memset(ctx->codes[k], 0, gq_quantizer_bytes(ctx->quant[k], rows, cols));
+    if (gq_quantizer_run(ctx->quant[k], w, rows, cols, imatrix, ctx->codes[k], ctx->q[k], err))
         return gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
     ctx->t_quant += gq_now() - t0;
     ctx->done[k] = true;
+    ctx->has_codes[k] = ctx->codes[k] != NULL;
     return 0;
 }
 

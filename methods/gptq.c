@@ -87,14 +87,15 @@ static int quantize_group(const gptq_params *p, gq_block_ctx *ctx, const gq_bloc
         memcpy(Hw, H.h, (size_t)cols * cols * sizeof *Hw); /* the solver consumes its H */
         gq_gptq_result res;
         t0 = gq_now();
-        rc = gq_gptq_quantize(ctx->quant[k], ctx->w.w[k], rows, cols, Hw, &o,
-                              ctx->q[k], &res, err);
+        rc = gq_gptq_quantize_codes(ctx->quant[k], ctx->w.w[k], rows, cols, Hw, &o, ctx->q[k],
+                                    ctx->codes[k], &res, err);
         ctx->t_quant += gq_now() - t0;
         if (rc) {
             gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
             break;
         }
         ctx->done[k] = true;
+        ctx->has_codes[k] = res.has_codes;
         json_t *x = gq_block_extra(ctx, k);
         json_object_set_new(x, "gptq_loss", json_real(res.loss));
         json_object_set_new(x, "percdamp", json_real(res.percdamp));

@@ -35,49 +35,90 @@ static int by_diag_desc(const void *a, const void *b, void *diag)
     return (i > j) - (i < j); /* stable: ties keep column order */
 }
 
-int gq_gptq_quantize(const gq_quantizer *qz, const float *W0, int rows, int cols, double *H,
-                     const gq_gptq_opts *o, float *Q, gq_gptq_result *res, gq_error *err)
+/* One matrix in flight: the format, the group layout and the working buffers. */
+typedef struct {
+    const gq_quantizer *qz;
+    const gq_format *f;
+    int rows, cols, bs;
+    int g;          /* columns per group: 0 per-tensor, cols per-channel */
+    size_t sb;      /* bytes of one group state */
+    int n_groups;   /* groups per row */
+    bool dynamic;   /* groups fitted during the column loop */
+    float *W;       /* (rows, cols) working weights, in processing order after step 4 */
+    float *U;       /* (cols, cols) upper Cholesky factor of H^-1 */
+    float *Err;     /* (rows, bs) scaled errors of the current block */
+    int *perm;      /* processing order: column i of W is column perm[i] of the input */
+    double *Hd;     /* (cols, cols) H in processing order */
+    uint8_t *st;    /* group states: one (per-tensor), per row (dynamic), or per (row, group) */
+    uint8_t *kept;  /* dynamic groups in column order: each fitted state, per (row, group),
+                       for the format's store_groups; NULL when not kept */
+    float *Qp;      /* (rows, cols) reconstructions in processing order */
+    double *row_loss; /* (rows) loss terms per row, summed in row order at the end */
+} gptq_run;
+
+static void run_free(gptq_run *R)
+{
+    free(R->W);
+    free(R->U);
+    free(R->Err);
+    free(R->perm);
+    free(R->Hd);
+    free(R->st);
+    free(R->Qp);
+    free(R->row_loss);
+    free(R->kept);
+}
+
+static int run_init(gptq_run *R, const gq_quantizer *qz, const float *W0, int rows, int cols,
+                    const gq_gptq_opts *o, gq_error *err)
 {
     const gq_format *f = qz->fmt;
-    memset(res, 0, sizeof *res);
+    memset(R, 0, sizeof *R);
     if (!f->group_cols || !f->fit_group || !f->quant_elem)
         return gq_fail(err, "format \"%s\" has no group interface (fit_group/quant_elem), which "
                             "GPTQ needs", f->name);
     if (f->check_shape && f->check_shape(qz->params, rows, cols, err))
         return -1;
-    const int g = f->group_cols(qz->params, cols); /* 0 per-tensor, cols per-channel */
-    const size_t sb = f->group_state_bytes ? f->group_state_bytes : 1;
-    const int n_groups = g > 0 ? (cols + g - 1) / g : 1;
-    const bool dynamic = g > 0 && g < cols && !o->static_groups;
+    R->qz = qz;
+    R->f = f;
+    R->rows = rows;
+    R->cols = cols;
+    R->bs = o->block_size;
+    R->g = f->group_cols(qz->params, cols);
+    R->sb = f->group_state_bytes ? f->group_state_bytes : 1;
+    R->n_groups = R->g > 0 ? (cols + R->g - 1) / R->g : 1;
+    R->dynamic = R->g > 0 && R->g < cols && !o->static_groups;
     const size_t n = (size_t)rows * cols;
-    const int bs = o->block_size;
-
-    float *W = malloc(n * sizeof *W);
-    float *U = malloc((size_t)cols * cols * sizeof *U);
-    float *Err = malloc((size_t)rows * bs * sizeof *Err);
-    int *perm = malloc((size_t)cols * sizeof *perm);
-    double *Hd = malloc((size_t)cols * cols * sizeof *Hd);
-    /* states: dynamic -> one per row (refitted); static/per-channel -> per (row, group);
-     * per-tensor -> one. */
-    size_t n_states = g == 0 ? 1 : (size_t)rows * (dynamic ? 1 : n_groups);
-    uint8_t *st = calloc(n_states, sb);
-    float *Qp = malloc(n * sizeof *Qp);
-    double *row_loss = calloc((size_t)rows, sizeof *row_loss); /* summed in row order at the end */
-    int rc = -1;
-    if (!W || !U || !Err || !perm || !Hd || !st || !Qp || !row_loss) {
-        gq_fail(err, "GPTQ: out of memory for a %d x %d layer", rows, cols);
-        goto done;
+    R->W = malloc(n * sizeof *R->W);
+    R->U = malloc((size_t)cols * cols * sizeof *R->U);
+    R->Err = malloc((size_t)rows * R->bs * sizeof *R->Err);
+    R->perm = malloc((size_t)cols * sizeof *R->perm);
+    R->Hd = malloc((size_t)cols * cols * sizeof *R->Hd);
+    size_t n_states = R->g == 0 ? 1 : (size_t)rows * (R->dynamic ? 1 : R->n_groups);
+    R->st = calloc(n_states, R->sb);
+    R->Qp = malloc(n * sizeof *R->Qp);
+    R->row_loss = calloc((size_t)rows, sizeof *R->row_loss);
+    if (!R->W || !R->U || !R->Err || !R->perm || !R->Hd || !R->st || !R->Qp || !R->row_loss) {
+        run_free(R);
+        return gq_fail(err, "GPTQ: out of memory for a %d x %d layer", rows, cols);
     }
-    memcpy(W, W0, n * sizeof *W);
+    memcpy(R->W, W0, n * sizeof *R->W);
+    return 0;
+}
 
-    /* 1. per-tensor / per-channel parameters on W as given */
+/* Steps 1-3: per-tensor / per-channel parameters on W as given, dead inputs, static groups on
+ * the column-contiguous W. */
+static void fit_before_updates(gptq_run *R, double *H, const gq_gptq_opts *o,
+                               gq_gptq_result *res)
+{
+    const gq_format *f = R->f;
+    const int rows = R->rows, cols = R->cols, g = R->g;
+    float *W = R->W;
     if (g == 0)
-        f->fit_group(qz->params, W, (int)n, NULL, st);
+        f->fit_group(R->qz->params, W, rows * cols, NULL, R->st);
     else if (g >= cols)
         for (int r = 0; r < rows; r++)
-            f->fit_group(qz->params, W + (size_t)r * cols, cols, NULL, st + (size_t)r * sb);
-
-    /* 2. dead inputs */
+            f->fit_group(R->qz->params, W + (size_t)r * cols, cols, NULL, R->st + (size_t)r * R->sb);
     for (int i = 0; i < cols; i++)
         if (H[(size_t)i * cols + i] == 0.0) {
             H[(size_t)i * cols + i] = 1.0;
@@ -85,47 +126,54 @@ int gq_gptq_quantize(const gq_quantizer *qz, const float *W0, int rows, int cols
                 W[(size_t)r * cols + i] = 0.0f;
             res->dead++;
         }
-
-    /* 3. static groups on the column-contiguous W */
     if (g > 0 && g < cols && o->static_groups)
         for (int r = 0; r < rows; r++)
-            for (int k = 0; k < n_groups; k++) {
+            for (int k = 0; k < R->n_groups; k++) {
                 int c0 = k * g, len = cols - c0 < g ? cols - c0 : g;
-                f->fit_group(qz->params, W + (size_t)r * cols + c0, len, NULL,
-                             st + ((size_t)r * n_groups + k) * sb);
+                f->fit_group(R->qz->params, W + (size_t)r * cols + c0, len, NULL,
+                             R->st + ((size_t)r * R->n_groups + k) * R->sb);
             }
+}
 
-    /* 4. act_order permutation */
+/* Step 4: the processing order (act_order: decreasing H_ii), W's columns and H in it. */
+static int order_columns(gptq_run *R, const double *H, bool act_order, gq_error *err)
+{
+    const int rows = R->rows, cols = R->cols;
+    int *perm = R->perm;
     for (int i = 0; i < cols; i++)
         perm[i] = i;
-    if (o->act_order) {
+    if (act_order) {
         double *diag = malloc((size_t)cols * sizeof *diag);
-        if (!diag) {
-            gq_fail(err, "GPTQ: out of memory");
-            goto done;
+        float *tmp = malloc((size_t)cols * sizeof *tmp);
+        if (!diag || !tmp) {
+            free(diag);
+            free(tmp);
+            return gq_fail(err, "GPTQ: out of memory");
         }
         for (int i = 0; i < cols; i++)
             diag[i] = H[(size_t)i * cols + i];
         qsort_r(perm, (size_t)cols, sizeof *perm, by_diag_desc, diag);
-        free(diag);
-        float *tmp = malloc((size_t)cols * sizeof *tmp);
-        if (!tmp) {
-            gq_fail(err, "GPTQ: out of memory");
-            goto done;
-        }
         for (int r = 0; r < rows; r++) {
-            float *wr = W + (size_t)r * cols;
+            float *wr = R->W + (size_t)r * cols;
             for (int i = 0; i < cols; i++)
                 tmp[i] = wr[perm[i]];
             memcpy(wr, tmp, (size_t)cols * sizeof *tmp);
         }
+        free(diag);
         free(tmp);
     }
     for (int i = 0; i < cols; i++)
         for (int j = 0; j < cols; j++)
-            Hd[(size_t)i * cols + j] = H[(size_t)perm[i] * cols + perm[j]];
+            R->Hd[(size_t)i * cols + j] = H[(size_t)perm[i] * cols + perm[j]];
+    return 0;
+}
 
-    /* 5. damping and the upper Cholesky factor of H^-1 */
+/* Step 5: damping and the upper Cholesky factor of H^-1 into U (H is the scratch). */
+static int damp_and_factor(gptq_run *R, double *H, const gq_gptq_opts *o, gq_gptq_result *res,
+                           gq_error *err)
+{
+    const int cols = R->cols;
+    const double *Hd = R->Hd;
     double mean_diag = 0.0;
     for (int i = 0; i < cols; i++)
         mean_diag += Hd[(size_t)i * cols + i];
@@ -138,87 +186,136 @@ int gq_gptq_quantize(const gq_quantizer *qz, const float *W0, int rows, int cols
         gq_error e2;
         if (gq_inverse_cholesky_upper(H, cols, &e2) == 0)
             break;
-        if (res->retries >= o->max_retries) {
-            gq_fail(err, "GPTQ: %s, still after %d retries (percdamp %g)", e2.msg, res->retries, pd);
-            goto done;
-        }
+        if (res->retries >= o->max_retries)
+            return gq_fail(err, "GPTQ: %s, still after %d retries (percdamp %g)", e2.msg,
+                           res->retries, pd);
         res->retries++;
         pd += o->damp_step;
     }
     res->percdamp = pd;
     for (size_t i = 0; i < (size_t)cols * cols; i++)
-        U[i] = (float)H[i];
+        R->U[i] = (float)H[i];
+    return 0;
+}
 
-    /* 6. the column loop */
+/* Step 6, one row of the block [i1, i1 + cnt): quantize each column with its group state
+ * (dynamic groups refitted on the global row at group starts), feed the error forward inside
+ * the block, keep the scaled errors for the update after it. Adds the row's loss terms to
+ * *loss one by one. */
+static void quantize_row_block(const gptq_run *R, int r, int i1, int cnt, double *loss)
+{
+    const gq_format *f = R->f;
+    const int cols = R->cols, g = R->g;
+    float *wg = R->W + (size_t)r * cols; /* global row (block-start state) */
+    float w1[cnt];
+    memcpy(w1, wg + i1, (size_t)cnt * sizeof *w1);
+    float *er = R->Err + (size_t)r * R->bs;
+    uint8_t *rst = g == 0 ? R->st : R->st + (size_t)r * (R->dynamic ? 1 : R->n_groups) * R->sb;
+    int gstart = 0;
+    for (int i = 0; i < cnt; i++) {
+        int col = i1 + i; /* position in processing order */
+        const void *state;
+        int k;
+        if (g == 0) {
+            state = R->st;
+            k = r * cols + R->perm[col];
+        } else if (g >= cols) {
+            state = rst;
+            k = R->perm[col];
+        } else if (R->dynamic) {
+            if (col % g == 0) {
+                int len = cols - col < g ? cols - col : g;
+                f->fit_group(R->qz->params, wg + col, len, NULL, rst);
+                gstart = col;
+                if (R->kept) /* without act_order, col / g is the group in column order */
+                    memcpy(R->kept + ((size_t)r * R->n_groups + col / g) * R->sb, rst, R->sb);
+            } else if (i == 0) {
+                gstart = col - col % g;
+            }
+            state = rst;
+            k = col - gstart;
+        } else {
+            int oc = R->perm[col];
+            state = rst + (size_t)(oc / g) * R->sb;
+            k = oc % g;
+        }
+        float w = w1[i];
+        float q = f->quant_elem(R->qz->params, state, k, w);
+        R->Qp[(size_t)r * cols + col] = q;
+        float d = R->U[(size_t)col * cols + col];
+        float e = (w - q) / d;
+        *loss += (double)(w - q) * (w - q) / ((double)d * d) / 2.0;
+        const float *urow = R->U + (size_t)col * cols + i1;
+        for (int j = i; j < cnt; j++)
+            w1[j] -= e * urow[j];
+        er[i] = e;
+    }
+}
+
+/* Step 6: blocks of bs columns, rows in parallel inside a block, then the lazy update of the
+ * columns after it. */
+static double column_loop(gptq_run *R)
+{
+    const int rows = R->rows, cols = R->cols, bs = R->bs;
+    double loss = 0.0;
     for (int i1 = 0; i1 < cols; i1 += bs) {
         int i2 = i1 + bs < cols ? i1 + bs : cols, cnt = i2 - i1;
 #pragma omp parallel for schedule(static) if ((size_t)rows * cnt * cnt > 65536)
-        for (int r = 0; r < rows; r++) {
-            float *wg = W + (size_t)r * cols;            /* global row (block-start state) */
-            float w1[cnt];
-            memcpy(w1, wg + i1, (size_t)cnt * sizeof *w1);
-            float *er = Err + (size_t)r * bs;
-            uint8_t *rst = g == 0 ? st : st + (size_t)r * (dynamic ? 1 : n_groups) * sb;
-            int gstart = 0;
-            for (int i = 0; i < cnt; i++) {
-                int col = i1 + i; /* position in processing order */
-                const void *state;
-                int k;
-                if (g == 0) {
-                    state = st;
-                    k = r * cols + perm[col];
-                } else if (g >= cols) {
-                    state = rst;
-                    k = perm[col];
-                } else if (dynamic) {
-                    if (col % g == 0) {
-                        int len = cols - col < g ? cols - col : g;
-                        f->fit_group(qz->params, wg + col, len, NULL, rst);
-                        gstart = col;
-                    } else if (i == 0) {
-                        gstart = col - col % g;
-                    }
-                    state = rst;
-                    k = col - gstart;
-                } else {
-                    int oc = perm[col];
-                    state = rst + (size_t)(oc / g) * sb;
-                    k = oc % g;
-                }
-                float w = w1[i];
-                float q = f->quant_elem(qz->params, state, k, w);
-                Qp[(size_t)r * cols + col] = q;
-                float d = U[(size_t)col * cols + col];
-                float e = (w - q) / d;
-                row_loss[r] += (double)(w - q) * (w - q) / ((double)d * d) / 2.0;
-                const float *urow = U + (size_t)col * cols + i1;
-                for (int j = i; j < cnt; j++)
-                    w1[j] -= e * urow[j];
-                er[i] = e;
-            }
-        }
+        for (int r = 0; r < rows; r++)
+            quantize_row_block(R, r, i1, cnt, &R->row_loss[r]);
         /* W[:, i2:] -= Err (rows, cnt) · U[i1:i2, i2:] (cnt, cols - i2) */
         if (i2 < cols)
-            gq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols - i2, cnt, -1.0f, Err,
-                     bs, U + (size_t)i1 * cols + i2, cols, 1.0f, W + i2, cols);
+            gq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols - i2, cnt, -1.0f,
+                     R->Err, bs, R->U + (size_t)i1 * cols + i2, cols, 1.0f, R->W + i2, cols);
     }
-    res->loss = 0.0;
-    for (int r = 0; r < rows; r++)
-        res->loss += row_loss[r];
+    for (int r = 0; r < rows; r++) /* per-row sums added in row order: any thread count */
+        loss += R->row_loss[r];
+    return loss;
+}
 
-    /* un-permute */
-    for (int r = 0; r < rows; r++)
+/* The codes of Q (column order) from the group states, when the format can store them and the
+ * groups are runs of consecutive columns (not so for dynamic groups under act_order). */
+static int store_codes(const gptq_run *R, const float *Q, bool act_order, uint8_t *codes,
+                       gq_gptq_result *res, gq_error *err)
+{
+    if (!codes || !R->f->store_groups || (R->dynamic && act_order))
+        return 0;
+    const uint8_t *states = R->dynamic ? R->kept : R->st;
+    if (R->f->store_groups(R->qz->params, states, Q, R->rows, R->cols, codes, err))
+        return -1;
+    res->has_codes = true;
+    return 0;
+}
+
+int gq_gptq_quantize(const gq_quantizer *qz, const float *W0, int rows, int cols, double *H,
+                     const gq_gptq_opts *o, float *Q, gq_gptq_result *res, gq_error *err)
+{
+    return gq_gptq_quantize_codes(qz, W0, rows, cols, H, o, Q, NULL, res, err);
+}
+
+int gq_gptq_quantize_codes(const gq_quantizer *qz, const float *W0, int rows, int cols,
+                           double *H, const gq_gptq_opts *o, float *Q, uint8_t *codes,
+                           gq_gptq_result *res, gq_error *err)
+{
+    memset(res, 0, sizeof *res);
+    gptq_run R;
+    if (run_init(&R, qz, W0, rows, cols, o, err))
+        return -1;
+    int rc = -1;
+    if (codes && R.dynamic && !o->act_order &&
+        !(R.kept = calloc((size_t)rows * R.n_groups, R.sb))) {
+        gq_fail(err, "GPTQ: out of memory for the group states of a %d x %d layer", rows, cols);
+        goto done;
+    }
+    fit_before_updates(&R, H, o, res);
+    if (order_columns(&R, H, o->act_order, err) || damp_and_factor(&R, H, o, res, err))
+        goto done;
+    res->loss = column_loop(&R);
+    for (int r = 0; r < rows; r++) /* back to column order */
         for (int i = 0; i < cols; i++)
-            Q[(size_t)r * cols + perm[i]] = Qp[(size_t)r * cols + i];
-    rc = 0;
+            Q[(size_t)r * cols + R.perm[i]] = R.Qp[(size_t)r * cols + i];
+    rc = store_codes(&R, Q, o->act_order, codes, res, err);
 done:
-    free(W);
-    free(U);
-    free(Err);
-    free(perm);
-    free(Hd);
-    free(st);
-    free(Qp);
-    free(row_loss);
+    run_free(&R);
     return rc;
 }

@@ -3,6 +3,7 @@
 /* GPTQ's solver for one matrix (IST-DASLab/gptq, gptq.py fasterquant), format-agnostic: the
  * format's group interface (fit_group / quant_elem) does the rounding of each column. */
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "core/gq_error.h"
 #include "formats/gq_format.h"
@@ -21,11 +22,19 @@ typedef struct gq_gptq_result {
     double percdamp;      /* damping actually used */
     int retries;          /* Cholesky retries with more damping */
     int dead;             /* columns with H_ii == 0 (zeroed) */
+    bool has_codes;       /* gq_gptq_quantize_codes wrote the format's storage of Q */
 } gq_gptq_result;
 
 /* W (rows, cols) -> Q (rows, cols) reconstructions. H (cols, cols), row-major, symmetric, is
  * consumed (overwritten). Fails when the format has no group interface. */
 int gq_gptq_quantize(const gq_quantizer *qz, const float *W, int rows, int cols, double *H,
                      const gq_gptq_opts *o, float *Q, gq_gptq_result *res, gq_error *err);
+/* The same, and codes (storage_bytes of the format, or NULL) = the format's storage of Q when
+ * the format has store_groups and every group is a run of consecutive columns (per tensor,
+ * per channel, static groups, or groups without act_order): then res->has_codes. Dynamic
+ * groups under act_order are runs of the permuted order, which the storage cannot express. */
+int gq_gptq_quantize_codes(const gq_quantizer *qz, const float *W, int rows, int cols,
+                           double *H, const gq_gptq_opts *o, float *Q, uint8_t *codes,
+                           gq_gptq_result *res, gq_error *err);
 
 #endif

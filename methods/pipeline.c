@@ -9,7 +9,7 @@
  * Memory: one block's weights and reconstructions, x, and one trace. Without calibration
  * (RTN and no windows given) no forward pass runs and errors are not measured.
  * Rules apply to the block linears, "tok_embeddings" and "classifier"; norms stay FP always. */
-#include "methods/gq_method.h"
+#include "methods/gq_pipeline.h"
 
 #include <fnmatch.h>
 #include <math.h>
@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_fileio.h"
 #include "core/gq_log.h"
 #include "core/gq_time.h"
 
@@ -28,24 +29,46 @@ void gq_quant_report_free(gq_quant_report *r)
         json_decref(r->tensors[i].extra);
     free(r->tensors);
     json_decref(r->notes);
+    for (size_t i = 0; r->linear_codes && i < r->n_linear_codes; i++)
+        free(r->linear_codes[i]);
+    free(r->linear_codes);
     memset(r, 0, sizeof *r);
 }
 
 /* The rule matching `name`, or NULL. */
-static const gq_tensor_rule *match_rule(const gq_quant_plan *p, const char *name)
+static const gq_tensor_rule *match_rule(const gq_tensor_rule *rules, int n_rules,
+                                        const char *name)
 {
-    for (int i = 0; i < p->n_rules; i++)
-        if (fnmatch(p->rules[i].pattern, name, 0) == 0)
-            return &p->rules[i];
+    for (int i = 0; i < n_rules; i++)
+        if (fnmatch(rules[i].pattern, name, 0) == 0)
+            return &rules[i];
     return NULL;
 }
 
-static const gq_quantizer *block_quantizer(const gq_quant_plan *p, const char *name)
+static const gq_quantizer *rule_quantizer(const gq_tensor_rule *r)
 {
-    const gq_tensor_rule *r = match_rule(p, name);
-    if (!r)
-        return &p->quantizer;
-    return r->keep_fp ? NULL : &r->quantizer;
+    return r && !r->keep_fp ? &r->quantizer : NULL;
+}
+
+const gq_quantizer *gq_tensor_quantizer(const gq_quantizer *block_default,
+                                        const gq_tensor_rule *rules, int n_rules,
+                                        bool shared_classifier, const char *name)
+{
+    const bool emb = strcmp(name, "tok_embeddings") == 0, cls = strcmp(name, "classifier") == 0;
+    if (shared_classifier && (emb || cls)) {
+        const gq_quantizer *q = rule_quantizer(match_rule(rules, n_rules, "tok_embeddings"));
+        return q ? q : rule_quantizer(match_rule(rules, n_rules, "classifier"));
+    }
+    const gq_tensor_rule *r = match_rule(rules, n_rules, name);
+    if (r)
+        return rule_quantizer(r);
+    return emb || cls ? NULL : block_default;
+}
+
+static const gq_quantizer *plan_quantizer(const gq_quant_plan *p, const gq_config *c,
+                                          const char *name)
+{
+    return gq_tensor_quantizer(&p->quantizer, p->rules, p->n_rules, c->shared_classifier, name);
 }
 
 static gq_tensor_report *add_tensor(gq_quant_report *r, const char *name, const gq_quantizer *q,
@@ -190,12 +213,7 @@ static int quantize_outer(const gq_model *fp, const gq_quant_plan *plan, gq_mode
     for (int i = 0; i < 2; i++) {
         if (i == 1 && c->shared_classifier)
             continue; /* the tied classifier is the embedding table */
-        const gq_tensor_rule *r = match_rule(plan, names[i]);
-        const gq_quantizer *q = r && !r->keep_fp ? &r->quantizer : NULL;
-        if (i == 0 && !q && c->shared_classifier) {
-            r = match_rule(plan, names[1]);
-            q = r && !r->keep_fp ? &r->quantizer : NULL;
-        }
+        const gq_quantizer *q = plan_quantizer(plan, c, names[i]);
         char label[96];
         snprintf(label, sizeof label, "%s%s", names[i],
                  i == 0 && c->shared_classifier ? " (= classifier)" : "");
@@ -229,156 +247,192 @@ static int check_tokens(const gq_model *fp, const gq_quant_plan *p, gq_error *er
     return 0;
 }
 
-int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *out,
-                      gq_quant_report *rep, gq_error *err)
+/* The calibration stream through the blocks: x (ntok, dim) the inputs of the current block
+ * (per `prop`), xf the FP block's outputs, xfp the FP model's own stream when the method needs
+ * it separately; one trace and one forward workspace. Empty without calibration. */
+typedef struct {
+    bool calib;
+    int B, T;
+    size_t ntok;
+    gq_propagate prop;
+    float *x, *xf, *xfp;
+    gq_forward_ws *ws;
+    gq_block_trace tr;
+} calib_stream;
+
+static void stream_free(calib_stream *s)
+{
+    free(s->x);
+    free(s->xf);
+    free(s->xfp);
+    gq_block_trace_free(&s->tr);
+    gq_forward_ws_free(s->ws);
+}
+
+/* Allocates the stream and embeds the calibration windows (from `out` when propagation is
+ * quantized, so that a quantized embedding table is seen). */
+static int stream_init(calib_stream *s, const gq_model *fp, const gq_model *out,
+                       const gq_quant_plan *plan, const gq_method *m, gq_quant_report *rep,
+                       gq_error *err)
+{
+    const gq_config *c = &fp->cfg;
+    if (!s->calib)
+        return 0;
+    s->B = plan->n_calib;
+    s->T = plan->calib_ctx;
+    s->ntok = (size_t)s->B * s->T;
+    s->ws = gq_forward_ws_new(c, (int)s->ntok, err);
+    s->x = malloc(s->ntok * c->dim * sizeof *s->x);
+    s->xf = malloc(s->ntok * c->dim * sizeof *s->xf);
+    if (!s->ws)
+        return -1;
+    if (!s->x || !s->xf)
+        return gq_fail(err, "quantize: out of memory for %zu calibration tokens", s->ntok);
+    gq_block_ctx shape = {.cfg = c, .B = s->B, .T = s->T};
+    if (gq_block_trace_alloc(&shape, &s->tr, err))
+        return -1;
+    if (m->needs_fp_inputs && s->prop == GQ_PROPAGATE_QUANTIZED &&
+        !(s->xfp = malloc(s->ntok * c->dim * sizeof *s->xfp)))
+        return gq_fail(err, "quantize: out of memory for %zu calibration tokens", s->ntok);
+    double t0 = gq_now();
+    gq_embed(s->prop == GQ_PROPAGATE_QUANTIZED ? out : fp, plan->calib_tokens, (int)s->ntok, s->x);
+    if (s->xfp)
+        gq_embed(fp, plan->calib_tokens, (int)s->ntok, s->xfp);
+    rep->t_stats += gq_now() - t0;
+    return 0;
+}
+
+/* The method on block l: the context (working copy, resolved formats, inputs), the method's
+ * quantize_block, and the check that it quantized every linear with a format. */
+static int run_method(const gq_model *fp, const gq_quant_plan *plan, int l,
+                      const calib_stream *s, gq_quant_report *rep, gq_block_ctx *ctx,
+                      block_store *store, gq_error *err)
 {
     const gq_config *c = &fp->cfg;
     const gq_method *m = plan->method.method;
-    memset(rep, 0, sizeof *rep);
-    memset(out, 0, sizeof *out);
-    if (!m)
-        return gq_fail(err, "quantize: no method configured");
-    if (!plan->quantizer.fmt)
-        return gq_fail(err, "quantize: no format configured");
-    bool calib = gq_method_cfg_needs_calibration(&plan->method) || plan->calib_tokens;
-    if (gq_method_cfg_needs_calibration(&plan->method) && !plan->calib_tokens)
-        return gq_fail(err, "method \"%s\" needs calibration windows (n_calib x calib_ctx tokens)",
-                       m->name);
-    if (calib && check_tokens(fp, plan, err))
-        return -1;
-    gq_propagate prop = plan->propagate == GQ_PROPAGATE_METHOD_DEFAULT ? m->propagate : plan->propagate;
-
-    rep->notes = json_array();
-    rep->tensors = calloc((size_t)c->n_layers * GQ_N_LINEAR + 2, sizeof *rep->tensors);
-    if (!rep->tensors || !rep->notes) {
-        gq_quant_report_free(rep);
-        return gq_fail(err, "quantize: out of memory");
+    memset(ctx, 0, sizeof *ctx);
+    ctx->cfg = c;
+    ctx->layer = l;
+    ctx->orig = &fp->layers[l];
+    ctx->x = s->x;
+    ctx->x_fp = s->xfp ? s->xfp : s->x;
+    ctx->B = s->B;
+    ctx->T = s->T;
+    ctx->ws = s->ws;
+    ctx->notes = rep->notes;
+    char name[96];
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
+        ctx->quant[k] = plan_quantizer(plan, c, name);
     }
-    if (gq_model_clone(fp, out, err))
-        goto fail;
-    if (quantize_outer(fp, plan, out, rep, err))
-        goto fail;
+    if (block_alloc(c, &fp->layers[l], ctx, store, err))
+        return -1;
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        int rows, cols;
+        gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+        if (ctx->quant[k] && !(ctx->codes[k] = gq_alloc_zero(
+                                   gq_quantizer_bytes(ctx->quant[k], rows, cols),
+                                   "the codes of a linear", err)))
+            return gq_fail_prefix(err, "layers.%d", l);
+    }
+    if (m->quantize_block(plan->method.params, ctx, err))
+        return -1;
+    for (int k = 0; k < GQ_N_LINEAR; k++)
+        if (ctx->quant[k] && !ctx->done[k])
+            return gq_fail(err, "layers.%d.%s: method \"%s\" left the linear unquantized", l,
+                           gq_linear_name((gq_linear_kind)k), m->name);
+    rep->t_stats += ctx->t_stats;
+    rep->t_search += ctx->t_search;
+    rep->t_quant += ctx->t_quant;
+    return 0;
+}
 
-    const int B = calib ? plan->n_calib : 0, T = calib ? plan->calib_ctx : 0;
-    const size_t ntok = (size_t)B * T;
-    float *x = NULL, *xf = NULL, *xfp = NULL; /* xfp: the FP model's stream, when separate */
-    gq_forward_ws *ws = NULL;
-    gq_block_trace tr = {0};
-    block_store store = {0};
-    gq_block_ctx ctx;
-    memset(&ctx, 0, sizeof ctx);
-    ctx.cfg = c;
-    ctx.B = B;
-    ctx.T = T;
-    int rc = -1;
-    if (calib) {
-        ws = gq_forward_ws_new(c, (int)ntok, err);
-        x = malloc(ntok * c->dim * sizeof *x);
-        xf = malloc(ntok * c->dim * sizeof *xf);
-        if (!ws)
-            goto cleanup;
-        if (!x || !xf) {
-            gq_fail(err, "quantize: out of memory for %zu calibration tokens", ntok);
-            goto cleanup;
-        }
-        if (gq_block_trace_alloc(&ctx, &tr, err))
-            goto cleanup;
-        if (m->needs_fp_inputs && prop == GQ_PROPAGATE_QUANTIZED &&
-            !(xfp = malloc(ntok * c->dim * sizeof *xfp))) {
-            gq_fail(err, "quantize: out of memory for %zu calibration tokens", ntok);
-            goto cleanup;
-        }
+/* The FP trace of the (transformed) block and one report entry per linear, with its
+ * reconstruction error on the inputs that linear sees in the FP block. */
+static int report_block(const gq_config *c, gq_block_ctx *ctx, calib_stream *s,
+                        gq_quant_report *rep, gq_error *err)
+{
+    if (s->calib) {
         double t0 = gq_now();
-        gq_embed(prop == GQ_PROPAGATE_QUANTIZED ? out : fp, plan->calib_tokens, (int)ntok, x);
-        if (xfp)
-            gq_embed(fp, plan->calib_tokens, (int)ntok, xfp);
+        if (gq_block_run(ctx, false, &s->tr, s->xf, err))
+            return -1;
         rep->t_stats += gq_now() - t0;
     }
-
-    gq_log_info("quantize: method %s, %d blocks, %d calibration windows x %d tokens, propagate %s",
-                m->name, c->n_layers, B, T, prop == GQ_PROPAGATE_FP ? "fp" : "quantized");
-    gq_progress prog;
-    gq_progress_start(&prog, "quantize", c->n_layers);
-    for (int l = 0; l < c->n_layers; l++) {
-        memset(&ctx, 0, sizeof ctx);
-        ctx.cfg = c;
-        ctx.layer = l;
-        ctx.plan = plan;
-        ctx.orig = &fp->layers[l];
-        ctx.x = x;
-        ctx.x_fp = xfp ? xfp : x;
-        ctx.B = B;
-        ctx.T = T;
-        ctx.ws = ws;
-        ctx.notes = rep->notes;
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        int rows, cols;
         char name[96];
-        for (int k = 0; k < GQ_N_LINEAR; k++) {
-            gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
-            ctx.quant[k] = block_quantizer(plan, name);
+        gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+        gq_tensor_name(ctx->layer, (gq_linear_kind)k, name, sizeof name);
+        gq_tensor_report *t = add_tensor(rep, name, ctx->quant[k], rows, cols);
+        t->extra = ctx->extra[k];
+        ctx->extra[k] = NULL;
+        if (!ctx->quant[k])
+            continue;
+        rep->linear_weights += (size_t)rows * cols;
+        rep->linear_bytes += t->bytes;
+        if (s->calib) {
+            t->recon_err = recon_error(ctx->w.w[k], ctx->q[k],
+                                       gq_trace_input(&s->tr, (gq_linear_kind)k), s->ntok, rows,
+                                       cols, err);
+            if (isnan(t->recon_err))
+                return -1;
         }
-        if (block_alloc(c, &fp->layers[l], &ctx, &store, err))
-            goto cleanup;
-        if (m->quantize_block(plan->method.params, &ctx, err))
-            goto cleanup;
-        for (int k = 0; k < GQ_N_LINEAR; k++)
-            if (ctx.quant[k] && !ctx.done[k]) {
-                gq_fail(err, "layers.%d.%s: method \"%s\" left the linear unquantized", l,
-                        gq_linear_name((gq_linear_kind)k), m->name);
-                goto cleanup;
-            }
-        rep->t_stats += ctx.t_stats;
-        rep->t_search += ctx.t_search;
-        rep->t_quant += ctx.t_quant;
-
-        /* FP trace: the inputs each linear sees in the (transformed) FP block */
-        if (calib) {
-            double t0 = gq_now();
-            if (gq_block_run(&ctx, false, &tr, xf, err))
-                goto cleanup;
-            rep->t_stats += gq_now() - t0;
-        }
-        for (int k = 0; k < GQ_N_LINEAR; k++) {
-            int rows, cols;
-            gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
-            gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
-            gq_tensor_report *t = add_tensor(rep, name, ctx.quant[k], rows, cols);
-            t->extra = ctx.extra[k];
-            ctx.extra[k] = NULL;
-            if (ctx.quant[k]) {
-                rep->linear_weights += (size_t)rows * cols;
-                rep->linear_bytes += t->bytes;
-                if (calib) {
-                    t->recon_err = recon_error(ctx.w.w[k], ctx.q[k],
-                                               gq_trace_input(&tr, (gq_linear_kind)k), ntok, rows,
-                                               cols, err);
-                    if (isnan(t->recon_err))
-                        goto cleanup;
-                }
-            }
-        }
-        if (block_write(c, &ctx, out, err))
-            goto cleanup;
-        /* the next block's inputs */
-        if (calib) {
-            double t0 = gq_now();
-            if (prop == GQ_PROPAGATE_FP) { /* xf already holds the FP block's outputs */
-                float *tmp = x;
-                x = xf;
-                xf = tmp;
-            } else if (gq_block_run(&ctx, true, NULL, x, err)) {
-                goto cleanup;
-            }
-            if (xfp) /* the FP model's own stream, through the untouched FP block */
-                gq_block_forward(fp, l, xfp, B, T, ws, NULL);
-            rep->t_stats += gq_now() - t0;
-        }
-        free(store.buf);
-        store.buf = NULL;
-        gq_progress_add(&prog, 1);
     }
-    gq_progress_finish(&prog);
+    return 0;
+}
 
-    /* sizes: every stored tensor in fp32 except the quantized ones */
+/* The next block's inputs: the FP block's outputs (already in xf) or the quantized block's;
+ * the FP model's own stream through the untouched FP block. */
+static int advance_stream(const gq_model *fp, gq_block_ctx *ctx, calib_stream *s,
+                          gq_quant_report *rep, gq_error *err)
+{
+    if (!s->calib)
+        return 0;
+    double t0 = gq_now();
+    if (s->prop == GQ_PROPAGATE_FP) {
+        float *tmp = s->x;
+        s->x = s->xf;
+        s->xf = tmp;
+    } else if (gq_block_run(ctx, true, NULL, s->x, err)) {
+        return -1;
+    }
+    if (s->xfp)
+        gq_block_forward(fp, ctx->layer, s->xfp, s->B, s->T, s->ws, NULL);
+    rep->t_stats += gq_now() - t0;
+    return 0;
+}
+
+/* One block: the method, the report entries, the output model's layer, the next inputs; the
+ * codes the method gave go to the report. */
+static int quantize_block_l(const gq_model *fp, const gq_quant_plan *plan, int l,
+                            calib_stream *s, gq_model *out, gq_quant_report *rep, gq_error *err)
+{
+    gq_block_ctx ctx;
+    block_store store = {0};
+    int rc = -1;
+    if (run_method(fp, plan, l, s, rep, &ctx, &store, err) ||
+        report_block(&fp->cfg, &ctx, s, rep, err) || block_write(&fp->cfg, &ctx, out, err) ||
+        advance_stream(fp, &ctx, s, rep, err))
+        goto done;
+    for (int k = 0; k < GQ_N_LINEAR; k++)
+        if (ctx.has_codes[k]) {
+            rep->linear_codes[(size_t)l * GQ_N_LINEAR + k] = ctx.codes[k];
+            ctx.codes[k] = NULL;
+        }
+    rc = 0;
+done:
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        json_decref(ctx.extra[k]);
+        free(ctx.codes[k]);
+    }
+    free(store.buf);
+    return rc;
+}
+
+/* Sizes: every stored tensor in fp32 except the quantized ones, plus the explicit input
+ * transforms (fp32, dim x dim each), which a note lists. */
+static void finish_sizes(const gq_config *c, const gq_model *out, gq_quant_report *rep)
+{
     size_t params = gq_model_param_count(c);
     size_t qweights = 0, qbytes = 0;
     for (int i = 0; i < rep->n_tensors; i++)
@@ -387,7 +441,6 @@ int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
             qbytes += rep->tensors[i].bytes;
         }
     rep->model_bytes = (params - qweights) * sizeof(float) + qbytes;
-    /* explicit input transforms are stored (and applied) in fp32, dim x dim each */
     char explicit_list[256] = "";
     int n_explicit = 0;
     for (int l = 0; l < c->n_layers; l++)
@@ -407,16 +460,66 @@ int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
                  n_explicit > 8 ? ", ..." : "");
         json_array_append_new(rep->notes, json_string(note));
     }
+}
+
+/* Whether the plan can run: a method and a format, calibration windows when the method needs
+ * them (*calib: whether a calibration stream runs at all). */
+static int check_plan(const gq_model *fp, const gq_quant_plan *plan, bool *calib, gq_error *err)
+{
+    const gq_method *m = plan->method.method;
+    if (!m)
+        return gq_fail(err, "quantize: no method configured");
+    if (!plan->quantizer.fmt)
+        return gq_fail(err, "quantize: no format configured");
+    *calib = gq_method_cfg_needs_calibration(&plan->method) || plan->calib_tokens;
+    if (gq_method_cfg_needs_calibration(&plan->method) && !plan->calib_tokens)
+        return gq_fail(err, "method \"%s\" needs calibration windows (n_calib x calib_ctx tokens)",
+                       m->name);
+    return *calib ? check_tokens(fp, plan, err) : 0;
+}
+
+int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *out,
+                      gq_quant_report *rep, gq_error *err)
+{
+    const gq_config *c = &fp->cfg;
+    const gq_method *m = plan->method.method;
+    memset(rep, 0, sizeof *rep);
+    memset(out, 0, sizeof *out);
+    calib_stream s;
+    memset(&s, 0, sizeof s);
+    if (check_plan(fp, plan, &s.calib, err))
+        return -1;
+    s.prop = plan->propagate == GQ_PROPAGATE_METHOD_DEFAULT ? m->propagate : plan->propagate;
+
+    rep->notes = json_array();
+    rep->tensors = calloc((size_t)c->n_layers * GQ_N_LINEAR + 2, sizeof *rep->tensors);
+    rep->n_linear_codes = (size_t)c->n_layers * GQ_N_LINEAR;
+    rep->linear_codes = calloc(rep->n_linear_codes, sizeof *rep->linear_codes);
+    if (!rep->tensors || !rep->notes || !rep->linear_codes) {
+        gq_quant_report_free(rep);
+        return gq_fail(err, "quantize: out of memory");
+    }
+    if (gq_model_clone(fp, out, err))
+        goto fail;
+    if (quantize_outer(fp, plan, out, rep, err))
+        goto fail;
+    int rc = -1;
+    if (stream_init(&s, fp, out, plan, m, rep, err))
+        goto cleanup;
+    gq_log_info("quantize: method %s, %d blocks, %d calibration windows x %d tokens, propagate %s",
+                m->name, c->n_layers, s.B, s.T, s.prop == GQ_PROPAGATE_FP ? "fp" : "quantized");
+    gq_progress prog;
+    gq_progress_start(&prog, "quantize", c->n_layers);
+    for (int l = 0; l < c->n_layers; l++) {
+        if (quantize_block_l(fp, plan, l, &s, out, rep, err))
+            goto cleanup;
+        gq_progress_add(&prog, 1);
+    }
+    gq_progress_finish(&prog);
+    finish_sizes(c, out, rep);
     rc = 0;
 cleanup:
-    for (int k = 0; k < GQ_N_LINEAR; k++)
-        json_decref(ctx.extra[k]);
-    free(store.buf);
-    free(x);
-    free(xf);
-    free(xfp);
-    gq_block_trace_free(&tr);
-    gq_forward_ws_free(ws);
+    stream_free(&s);
     if (rc == 0)
         return 0;
 fail:

@@ -1,5 +1,5 @@
 /* The method registry (methods.def) and configured methods (plugin + parsed parameters). */
-#include "methods/gq_method.h"
+#include "methods/gq_pipeline.h"
 
 #include "core/gq_registry.h"
 

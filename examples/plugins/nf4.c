@@ -152,23 +152,43 @@ static int nf4_quantize(const void *params, const float *w, int rows, int cols,
     return 0;
 }
 
+/* Packed kernel (src/packed): the storage as is, one row decoded at a time. */
+static void nf4_dequant_row(const void *params, const uint8_t *in, int cols, float *y)
+{
+    const nf4_params *p = params;
+    const int g = p->group_size, ng = ngroups(p, cols);
+    for (int c = 0; c < cols; c++) {
+        int gi = c / g;
+        float s = gq_fp16_to_fp32((uint16_t)(in[2 * gi] | in[2 * gi + 1] << 8));
+        y[c] = s * nf4_levels[(in[2 * ng + c / 2] >> (4 * (c & 1))) & 15];
+    }
+}
+
+static int nf4_describe(const void *params, const uint8_t *storage, int rows, int cols,
+                        gq_pack_codes *out, gq_error *err)
+{
+    (void)rows;
+    (void)err;
+    memset(out, 0, sizeof *out);
+    out->kernel = GQ_PACK_ROWS;
+    out->storage = storage;
+    out->row_bytes = row_bytes(params, cols);
+    return 0;
+}
+
+static const gq_packing nf4_packing = {
+    .describe = nf4_describe,
+    .dequant_row = nf4_dequant_row,
+};
+
 static int nf4_dequantize(const void *params, const uint8_t *codes, int rows, int cols,
                           float *out, gq_error *err)
 {
     (void)err;
-    const nf4_params *p = params;
-    const int g = p->group_size, ng = ngroups(p, cols);
-    const size_t rb = row_bytes(p, cols);
+    const size_t rb = row_bytes(params, cols);
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; r++) {
-        const uint8_t *in = codes + (size_t)r * rb;
-        float *y = out + (size_t)r * cols;
-        for (int c = 0; c < cols; c++) {
-            int gi = c / g;
-            float s = gq_fp16_to_fp32((uint16_t)(in[2 * gi] | in[2 * gi + 1] << 8));
-            y[c] = s * nf4_levels[(in[2 * ng + c / 2] >> (4 * (c & 1))) & 15];
-        }
-    }
+    for (int r = 0; r < rows; r++)
+        nf4_dequant_row(params, codes + (size_t)r * rb, cols, out + (size_t)r * cols);
     return 0;
 }
 
@@ -209,6 +229,7 @@ static const gq_format nf4_format = {
     .storage_bytes = nf4_storage_bytes,
     .quantize = nf4_quantize,
     .dequantize = nf4_dequantize,
+    .packing = &nf4_packing,
     .group_cols = nf4_group_cols,
     .group_state_bytes = sizeof(float),
     .fit_group = nf4_fit_group,

@@ -111,7 +111,7 @@ static int build_row(const gq_model *m, const gq_quantizer *q, const bp_opts *o,
             if (!gq_packed_supported(q, rows, cols, why, n))
                 return 0;
         }
-    return q ? gq_packed_model_build(m, q, o->pack_classifier, NULL, pm, err)
+    return q ? gq_packed_model_build(m, q, NULL, o->pack_classifier, NULL, pm, err)
              : gq_packed_model_fp32(m, pm, err);
 }
 

@@ -8,7 +8,7 @@
 #include "cli/cli_opts.h"
 #include "formats/gq_format.h"
 #include "runner/gq_experiment.h"
-#include "methods/gq_method.h"
+#include "methods/gq_pipeline.h"
 
 static void list_formats(void)
 {

@@ -18,7 +18,7 @@
 #include "core/gq_log.h"
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
-#include "methods/gq_method.h"
+#include "methods/gq_pipeline.h"
 #include "model/gq_model.h"
 #include "text/gq_dataset.h"
 #include "text/gq_tokenizer.h"

@@ -1,6 +1,7 @@
 #include "core/gq_threads.h"
 
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 
 /* From OpenBLAS's cblas.h; declared here so core does not need the BLAS headers' path. */
@@ -31,12 +32,22 @@ int gq_threads_get(void) { return g_threads > 0 ? g_threads : omp_get_max_thread
 
 const char *gq_blas_kernel(void) { return openblas_get_corename(); }
 
-const char *gq_blas_description(void)
+/* openblas_get_config appends to a static buffer on every call (not thread-safe, and the text
+ * grows), so the description is composed once and shared. */
+static char g_blas_description[320];
+
+static void describe_blas(void)
 {
-    static char buf[320];
     static const char *modes[] = {"sequential", "pthreads", "OpenMP"};
     int par = openblas_get_parallel();
-    snprintf(buf, sizeof buf, "%s (%s; kernel %s)", openblas_get_config(),
-             par >= 0 && par <= 2 ? modes[par] : "unknown threading", gq_blas_kernel());
-    return buf;
+    snprintf(g_blas_description, sizeof g_blas_description, "%s (%s; kernel %s)",
+             openblas_get_config(), par >= 0 && par <= 2 ? modes[par] : "unknown threading",
+             gq_blas_kernel());
+}
+
+const char *gq_blas_description(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, describe_blas);
+    return g_blas_description;
 }

@@ -164,6 +164,12 @@ static float fp_quant_elem(const void *p, const void *state, int k, float x)
     return grid_quant_elem(&fp_ops, p, state, x);
 }
 
+static int fp_store_groups(const void *p, const void *states, const float *q, int rows,
+                          int cols, uint8_t *codes, gq_error *err)
+{
+    return grid_store_groups(&fp_ops, p, states, q, rows, cols, codes, err);
+}
+
 const gq_format gq_format_fp = {
     .name = "fp",
     .summary = "FP4 E2M1 / FP8 E4M3 / FP8 E5M2 elements, scale amax/max_normal per tensor/channel/group",
@@ -177,4 +183,5 @@ const gq_format gq_format_fp = {
     .group_state_bytes = sizeof(fp_state),
     .fit_group = fp_fit,
     .quant_elem = fp_quant_elem,
+    .store_groups = fp_store_groups,
 };

@@ -27,10 +27,12 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/gq_half.h"
 #include "formats/gq_format.h"
+#include "formats/gq_packing.h"
 #include "formats/grid.h"
 
 enum { ZERO_SYM = 0, ZERO_SYM_GPTQ = 1, ZERO_ASYM = 2 };
@@ -287,6 +289,75 @@ static float int_quant_elem(const void *p, const void *state, int k, float x)
     return grid_quant_elem(&int_ops, p, state, x);
 }
 
+/* ---- packed kernels: int4 and int8 with fp16 scales (GQ_PACK_INT) ---------------------- */
+
+static bool int_pack_supported(const void *pv, int rows, int cols, char *why, size_t n)
+{
+    (void)rows;
+    const int_params *p = pv;
+    if (p->bits != 4 && p->bits != 8)
+        return snprintf(why, n, "int%d: packed kernels exist for 4 and 8 bits only", p->bits),
+               false;
+    if (p->scale_dtype != GRID_SCALE_FP16)
+        return snprintf(why, n, "int%d: the packed layout stores fp16 scales (scale_dtype %s)",
+                        p->bits, grid_scale_dtype_names[p->scale_dtype]), false;
+    if (p->granularity == GRID_GROUP && p->group_size % 32 != 0 &&
+        (cols <= 0 || p->group_size < cols))
+        return snprintf(why, n, "int%d g%d: packed groups must be a multiple of 32 columns",
+                        p->bits, p->group_size), false;
+    return true;
+}
+
+/* The grid storage (meta records of fp16 scale [+ zero point], then the codes) as codes,
+ * scales and zero points per (row, group); one group per row when the storage group spans
+ * the row (per channel) or the tensor (one record, repeated on every row). */
+static int int_pack_describe(const void *pv, const uint8_t *st, int rows, int cols,
+                             gq_pack_codes *out, gq_error *err)
+{
+    const int_params *p = pv;
+    const bool asym = p->zero == ZERO_ASYM, tensor = p->granularity == GRID_TENSOR;
+    const int gc = int_group_cols(pv, cols), sg = tensor ? 1 : (cols + gc - 1) / gc;
+    const int meta_bits = int_meta_bits(pv);
+    const size_t n_records = tensor ? 1 : (size_t)rows * sg;
+    const size_t code_pos = (n_records * meta_bits + 7) / 8 * 8;
+    memset(out, 0, sizeof *out);
+    out->kernel = GQ_PACK_INT;
+    out->bits = p->bits;
+    out->group = !tensor && gc < cols ? gc : 0;
+    out->zconst = p->zero == ZERO_SYM ? qsym(p) : 1 << (p->bits - 1);
+    const int ng = out->group ? sg : 1;
+    out->codes = malloc((size_t)rows * cols);
+    out->scales = malloc((size_t)rows * ng * sizeof *out->scales);
+    out->zeros = asym ? malloc((size_t)rows * ng) : NULL;
+    if (!out->codes || !out->scales || (asym && !out->zeros)) {
+        gq_pack_codes_free(out);
+        return gq_fail(err, "int: out of memory for the packed codes of %d x %d", rows, cols);
+    }
+    for (int r = 0; r < rows; r++) {
+        for (int g = 0; g < ng; g++) {
+            size_t pos = (tensor ? 0 : (size_t)r * sg + (size_t)g) * (size_t)meta_bits;
+            out->scales[(size_t)r * ng + g] = (uint16_t)grid_get_bits(st, pos, 16);
+            if (asym)
+                out->zeros[(size_t)r * ng + g] = (uint8_t)grid_get_bits(st, pos + 16, p->bits);
+        }
+        for (int j = 0; j < cols; j++)
+            out->codes[(size_t)r * cols + j] =
+                (uint8_t)grid_get_bits(st, code_pos + ((size_t)r * cols + j) * p->bits, p->bits);
+    }
+    return 0;
+}
+
+static const gq_packing int_packing = {
+    .supported = int_pack_supported,
+    .describe = int_pack_describe,
+};
+
+static int int_store_groups(const void *p, const void *states, const float *q, int rows,
+                          int cols, uint8_t *codes, gq_error *err)
+{
+    return grid_store_groups(&int_ops, p, states, q, rows, cols, codes, err);
+}
+
 const gq_format gq_format_int = {
     .name = "int",
     .summary = "uniform INT2..8 grid, per tensor/channel/group, sym/sym_gptq/asym zero point",
@@ -297,8 +368,10 @@ const gq_format gq_format_int = {
     .storage_bytes = int_storage_bytes,
     .quantize = int_quantize,
     .dequantize = int_dequantize,
+    .packing = &int_packing,
     .group_cols = int_group_cols,
     .group_state_bytes = sizeof(int_state),
     .fit_group = int_fit,
     .quant_elem = int_quant_elem,
+    .store_groups = int_store_groups,
 };

@@ -220,6 +220,12 @@ static float mx_quant_elem(const void *p, const void *state, int k, float x)
     return grid_quant_elem(&mx_ops, p, state, x);
 }
 
+static int mx_store_groups(const void *p, const void *states, const float *q, int rows,
+                          int cols, uint8_t *codes, gq_error *err)
+{
+    return grid_store_groups(&mx_ops, p, states, q, rows, cols, codes, err);
+}
+
 const gq_format gq_format_mx = {
     .name = "mx",
     .summary = "OCP MX v1.0: 32-element blocks with an E8M0 scale; FP4/FP6/FP8/INT8 elements",
@@ -233,4 +239,5 @@ const gq_format gq_format_mx = {
     .group_state_bytes = sizeof(mx_state),
     .fit_group = mx_fit,
     .quant_elem = mx_quant_elem,
+    .store_groups = mx_store_groups,
 };

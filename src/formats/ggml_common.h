@@ -185,4 +185,20 @@ int gq_ggml_dequantize(const gq_ggml_type *t, const uint8_t *codes, int rows, in
         .name = name_text,                                                                    \
         .summary = __VA_ARGS__}
 
+
+/* Defines the gq_packing `sym` of a ggml format whose storage the packed kernel `kernel` reads
+ * as is: blocks of block_type (block_cols columns), header = the bytes before the codes that
+ * the packed layout interleaves (gq_packing.h). Use as `.packing = &sym` in GQ_GGML_FORMAT. */
+#define GQ_GGML_PACKING(sym, kernel, block_type, block_cols, header)                         \
+    static int sym##_describe(const void *p, const uint8_t *st, int rows, int cols,          \
+                              gq_pack_codes *out, gq_error *err)                             \
+    {                                                                                        \
+        (void)p;                                                                             \
+        (void)rows;                                                                          \
+        (void)err;                                                                           \
+        gq_pack_ggml(out, kernel, st, cols, block_cols, sizeof(block_type), header);         \
+        return 0;                                                                            \
+    }                                                                                        \
+    static const gq_packing sym = {.describe = sym##_describe}
+
 #endif

@@ -167,7 +167,7 @@ static float kq_quant_elem(const void *params, const void *state, int k, float x
 }
 
 /* Row callbacks of the ggml row driver and the group fit, for one K-quant `t`. */
-#define KQ_FORMAT(t, name_text, summary)                                                     \
+#define KQ_FORMAT(t, name_text, summary, packing_ptr)                                                     \
     static void t##_qrow(const float *x, const float *qw, int n, void *blocks)               \
     {                                                                                        \
         for (int b = 0; b < n / GQ_QK_K; b++)                                                \
@@ -192,13 +192,21 @@ static float kq_quant_elem(const void *params, const void *state, int k, float x
                                       t##_drow};                                             \
     GQ_GGML_FORMAT(gq_format_##t, gq_ggml_##t, name_text, summary,                           \
                    .group_cols = kq_group_cols, .group_state_bytes = sizeof(gq_kq_group),     \
-                   .fit_group = t##_fit_group, .quant_elem = kq_quant_elem)
+                   .fit_group = t##_fit_group, .quant_elem = kq_quant_elem,                   \
+                   .packing = packing_ptr)
+
+GQ_GGML_PACKING(q4_K_packing, GQ_PACK_Q4_K, gq_block_q4_K, GQ_QK_K, offsetof(gq_block_q4_K, qs));
+/* Q6_K's scales follow its codes: the packed layout moves each super-block as one piece. */
+GQ_GGML_PACKING(q6_K_packing, GQ_PACK_Q6_K, gq_block_q6_K, GQ_QK_K, sizeof(gq_block_q6_K));
 
 KQ_FORMAT(q2_K, "q2_K",
-          "llama.cpp Q2_K: 256-blocks, 2-bit codes, 16x(4-bit scale, 4-bit min), 2.625 bpw");
-KQ_FORMAT(q3_K, "q3_K", "llama.cpp Q3_K: 256-blocks, 3-bit codes, 16 x 6-bit scales, 3.4375 bpw");
+          "llama.cpp Q2_K: 256-blocks, 2-bit codes, 16x(4-bit scale, 4-bit min), 2.625 bpw", NULL);
+KQ_FORMAT(q3_K, "q3_K", "llama.cpp Q3_K: 256-blocks, 3-bit codes, 16 x 6-bit scales, 3.4375 bpw",
+          NULL);
 KQ_FORMAT(q4_K, "q4_K",
-          "llama.cpp Q4_K: 256-blocks, 4-bit codes, 8x(6-bit scale, 6-bit min), 4.5 bpw");
+          "llama.cpp Q4_K: 256-blocks, 4-bit codes, 8x(6-bit scale, 6-bit min), 4.5 bpw",
+          &q4_K_packing);
 KQ_FORMAT(q5_K, "q5_K",
-          "llama.cpp Q5_K: 256-blocks, 5-bit codes, 8x(6-bit scale, 6-bit min), 5.5 bpw");
-KQ_FORMAT(q6_K, "q6_K", "llama.cpp Q6_K: 256-blocks, 6-bit codes, 16 x int8 scales, 6.5625 bpw");
+          "llama.cpp Q5_K: 256-blocks, 5-bit codes, 8x(6-bit scale, 6-bit min), 5.5 bpw", NULL);
+KQ_FORMAT(q6_K, "q6_K", "llama.cpp Q6_K: 256-blocks, 6-bit codes, 16 x int8 scales, 6.5625 bpw",
+          &q6_K_packing);

@@ -408,16 +408,90 @@ static float q8_0_elem(const void *p, const void *st, int k, float x)
     return code_q8(&s->f, x) * s->d16;
 }
 
+/* store_groups (gq_format.h): states per (row, 32-column block), row-major; each code is
+ * recovered from its reconstruction through the stored (fp16) scale and minimum: q = (c -
+ * nmax) d16 (sym), c d16 + m16 (asym), c d16 (q8_0), so the codes dequantize to q. Padding
+ * columns are stored as zeros. */
+static uint8_t code_of(float x, const group_state *s, bool asym, int lo, int hi, int off)
+{
+    float c = s->d16 != 0.0f ? rintf((asym ? x - s->m16 : x) / s->d16) + (float)off
+                             : (float)off;
+    return (uint8_t)(int)(c < (float)lo ? (float)lo : c > (float)hi ? (float)hi : c);
+}
+
+static int store_legacy(const void *states, const float *q, int rows, int cols, uint8_t *codes,
+                        int bits, bool asym)
+{
+    const int nb = (cols + GQ_QK - 1) / GQ_QK, nmax = 1 << (bits - 1);
+    const size_t bsize = asym ? (bits == 4 ? sizeof(gq_block_q4_1) : sizeof(gq_block_q5_1))
+                              : (bits == 4 ? sizeof(gq_block_q4_0) : sizeof(gq_block_q5_0));
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < nb; b++) {
+            const group_state *s = (const group_state *)states + (size_t)r * nb + b;
+            uint8_t L[GQ_QK];
+            for (int j = 0; j < GQ_QK; j++) {
+                const int col = b * GQ_QK + j;
+                const float x = col < cols ? q[(size_t)r * cols + col] : 0.0f;
+                L[j] = asym ? code_of(x, s, true, 0, (1 << bits) - 1, 0)
+                            : code_of(x, s, false, 0, 2 * nmax - 1, nmax);
+            }
+            uint8_t *blk = codes + ((size_t)r * nb + b) * bsize;
+            if (asym)
+                store_asym(blk, bits, s->d16, s->m16, L);
+            else
+                store_sym(blk, bits, s->d16, L);
+        }
+    return 0;
+}
+
+#define LEGACY_STORE(name, bits, asym)                                                        \
+    static int name##_store(const void *p, const void *states, const float *q, int rows,      \
+                            int cols, uint8_t *codes, gq_error *err)                          \
+    {                                                                                         \
+        (void)p;                                                                              \
+        (void)err;                                                                            \
+        return store_legacy(states, q, rows, cols, codes, bits, asym);                        \
+    }
+
+LEGACY_STORE(q4_0, 4, false)
+LEGACY_STORE(q5_0, 5, false)
+LEGACY_STORE(q4_1, 4, true)
+LEGACY_STORE(q5_1, 5, true)
+
+static int q8_0_store(const void *p, const void *states, const float *q, int rows, int cols,
+                      uint8_t *codes, gq_error *err)
+{
+    (void)p;
+    (void)err;
+    const int nb = (cols + GQ_QK - 1) / GQ_QK;
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < nb; b++) {
+            const group_state *s = (const group_state *)states + (size_t)r * nb + b;
+            gq_block_q8_0 *o = (gq_block_q8_0 *)codes + (size_t)r * nb + b;
+            o->d = gq_fp32_to_fp16(s->d16);
+            for (int j = 0; j < GQ_QK; j++) {
+                const int col = b * GQ_QK + j;
+                const float x = col < cols ? q[(size_t)r * cols + col] : 0.0f;
+                o->qs[j] = (int8_t)((int)code_of(x, s, false, 0, 254, 127) - 127);
+            }
+        }
+    return 0;
+}
+
 #define GROUP_IFACE(name)                                                                     \
     .group_cols = group_cols_32, .group_state_bytes = sizeof(group_state),                   \
-    .fit_group = name##_fit, .quant_elem = name##_elem
+    .fit_group = name##_fit, .quant_elem = name##_elem, .store_groups = name##_store
+
+GQ_GGML_PACKING(q4_0_packing, GQ_PACK_Q4_0, gq_block_q4_0, GQ_QK, offsetof(gq_block_q4_0, qs));
+GQ_GGML_PACKING(q4_1_packing, GQ_PACK_Q4_1, gq_block_q4_1, GQ_QK, offsetof(gq_block_q4_1, qs));
+GQ_GGML_PACKING(q8_0_packing, GQ_PACK_Q8_0, gq_block_q8_0, GQ_QK, offsetof(gq_block_q8_0, qs));
 
 GQ_GGML_FORMAT(gq_format_q4_0, gq_ggml_q4_0, "q4_0",
                "llama.cpp Q4_0: 32-weight blocks, fp16 scale, 4-bit codes (4.5 bpw)",
-               GROUP_IFACE(q4_0));
+               GROUP_IFACE(q4_0), .packing = &q4_0_packing);
 GQ_GGML_FORMAT(gq_format_q4_1, gq_ggml_q4_1, "q4_1",
                "llama.cpp Q4_1: 32-weight blocks, fp16 scale and min, 4-bit codes (5.0 bpw)",
-               GROUP_IFACE(q4_1));
+               GROUP_IFACE(q4_1), .packing = &q4_1_packing);
 GQ_GGML_FORMAT(gq_format_q5_0, gq_ggml_q5_0, "q5_0",
                "llama.cpp Q5_0: 32-weight blocks, fp16 scale, 5-bit codes (5.5 bpw)",
                GROUP_IFACE(q5_0));
@@ -426,4 +500,4 @@ GQ_GGML_FORMAT(gq_format_q5_1, gq_ggml_q5_1, "q5_1",
                GROUP_IFACE(q5_1));
 GQ_GGML_FORMAT(gq_format_q8_0, gq_ggml_q8_0, "q8_0",
                "llama.cpp Q8_0: 32-weight blocks, fp16 scale, int8 codes (8.5 bpw)",
-               GROUP_IFACE(q8_0));
+               GROUP_IFACE(q8_0), .packing = &q8_0_packing);

@@ -106,8 +106,41 @@ static float mxfp4_elem(const void *params, const void *state, int k, float x)
     return gq_kvalues_mxfp4[mxfp4_best_index(x, d)] * d;
 }
 
+/* store_groups (gq_format.h): states (d = 2^(e-127)/2) per (row, 32-column block); the
+ * exponent byte whose d it is, and each element's index of its reconstruction q = value * d
+ * (exact: d is a power of two). Padding columns are stored as zeros. */
+static int mxfp4_store(const void *params, const void *states, const float *q, int rows,
+                       int cols, uint8_t *codes, gq_error *err)
+{
+    (void)params;
+    const int nb = (cols + GQ_QK - 1) / GQ_QK;
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < nb; b++) {
+            float d;
+            memcpy(&d, (const float *)states + (size_t)r * nb + b, sizeof d);
+            int e = 0;
+            while (e < 256 && gq_e8m0_to_fp32_half((uint8_t)e) != d)
+                e++;
+            if (e == 256)
+                return gq_fail(err, "mxfp4_ggml: group scale %g is no E8M0 value", (double)d);
+            gq_block_mxfp4 *o = (gq_block_mxfp4 *)codes + (size_t)r * nb + b;
+            o->e = (uint8_t)e;
+            uint8_t idx[GQ_QK];
+            for (int j = 0; j < GQ_QK; j++) {
+                const int col = b * GQ_QK + j;
+                idx[j] = mxfp4_best_index(col < cols ? q[(size_t)r * cols + col] : 0.0f, d);
+            }
+            for (int j = 0; j < GQ_QK / 2; j++)
+                o->qs[j] = (uint8_t)(idx[j] | idx[j + GQ_QK / 2] << 4);
+        }
+    return 0;
+}
+
+GQ_GGML_PACKING(mxfp4_packing, GQ_PACK_MXFP4, gq_block_mxfp4, GQ_QK, offsetof(gq_block_mxfp4, qs));
+
 GQ_GGML_FORMAT(gq_format_mxfp4_ggml, gq_ggml_mxfp4, "mxfp4_ggml",
                "llama.cpp MXFP4 block: 32 weights, E8M0 exponent, E2M1 codes, first-index ties "
                "(4.25 bpw)",
                .group_cols = mxfp4_group_cols, .group_state_bytes = sizeof(float),
-               .fit_group = mxfp4_fit, .quant_elem = mxfp4_elem);
+               .fit_group = mxfp4_fit, .quant_elem = mxfp4_elem, .store_groups = mxfp4_store,
+               .packing = &mxfp4_packing);

@@ -11,6 +11,7 @@
  * object with a "name" and the format's parameters:
  *     {"name": "int", "bits": 4, "granularity": "group", "group_size": 128, "zero": "asym"}
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,7 @@
 
 #include "core/gq_error.h"
 #include "core/gq_params.h"
+#include "formats/gq_packing.h"
 
 typedef struct gq_format {
     const char *name;            /* registry key: "int", "fp", "mx", "q4_0", "q4_K", ... */
@@ -51,6 +53,10 @@ typedef struct gq_format {
     int (*dequantize)(const void *params, const uint8_t *codes, int rows, int cols, float *out,
                       gq_error *err);
 
+    /* Optional (NULL: no packed kernel): how src/packed runs products on this format's codes
+     * (formats/gq_packing.h). */
+    const gq_packing *packing;
+
     /* Group interface for methods that quantize one column at a time with parameters fitted on
      * a span of columns (GPTQ). All NULL/0 when unsupported.
      *   group_cols: columns sharing parameters within a row: group size, cols for per-channel,
@@ -63,6 +69,13 @@ typedef struct gq_format {
     size_t group_state_bytes;
     void (*fit_group)(const void *params, const float *x, int n, const float *imp, void *state);
     float (*quant_elem)(const void *params, const void *state, int k, float x);
+    /* Optional (NULL: a GPTQ-style method hands over reconstructions only): codes (zeroed,
+     * storage_bytes) = the storage of a (rows, cols) matrix q whose values quant_elem made
+     * from `states`: rows * ceil(cols / group_cols) states of group_state_bytes, row-major
+     * (one state per row when group_cols >= cols, one in all for per-tensor), each fitted on
+     * its run of consecutive columns. dequantize(codes) then gives q bit for bit. */
+    int (*store_groups)(const void *params, const void *states, const float *q, int rows,
+                        int cols, uint8_t *codes, gq_error *err);
 } gq_format;
 
 /* Registry */
@@ -92,6 +105,8 @@ void gq_quantizer_free(gq_quantizer *q);
 /* Canonical JSON {"name": ..., every parameter} (new reference). */
 json_t *gq_quantizer_to_json(const gq_quantizer *q);
 void gq_quantizer_label(const gq_quantizer *q, char *buf, size_t n);
+/* Same format and the same value of every parameter. */
+bool gq_quantizer_equal(const gq_quantizer *a, const gq_quantizer *b);
 
 /* Convenience wrappers: check_shape, then quantize (or dequantize). */
 int gq_quantizer_run(const gq_quantizer *q, const float *w, int rows, int cols,

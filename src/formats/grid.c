@@ -259,6 +259,34 @@ int grid_quantize(const grid_ops *ops, const void *p, const float *w, int rows, 
     return 0;
 }
 
+int grid_store_groups(const grid_ops *ops, const void *p, const void *states, const float *q,
+                      int rows, int cols, uint8_t *codes, gq_error *err)
+{
+    layout L = make_layout(ops, p, rows, cols);
+    uint32_t *tmp = calloc(L.row_elems, sizeof *tmp); /* padding codes (MX) stay 0 */
+    if (!tmp)
+        return gq_fail(err, "%s: out of memory for a row of %zu codes", ops->name, L.row_elems);
+    memset(codes, 0, L.meta_bytes + L.code_bytes);
+    const unsigned char *st = states;
+    if (L.gc == 0)
+        ops->meta_write(p, st, codes, 0);
+    for (int r = 0; r < rows; r++) {
+        const float *x = q + (size_t)r * (size_t)cols;
+        if (L.gc == 0)
+            ops->encode(p, st, x, cols, tmp, NULL);
+        for (int g = 0; L.gc && g < L.ngr; g++) {
+            const size_t rec = (size_t)r * (size_t)L.ngr + (size_t)g;
+            const int c0 = g * L.gc, n = cols - c0 < L.gc ? cols - c0 : L.gc;
+            ops->encode(p, st + rec * ops->state_bytes, x + c0, n, tmp + c0, NULL);
+            ops->meta_write(p, st + rec * ops->state_bytes, codes, rec * (size_t)L.mb);
+        }
+        grid_pack(codes + L.meta_bytes, (size_t)r * L.row_elems * (size_t)L.eb, tmp,
+                  L.row_elems, L.eb);
+    }
+    free(tmp);
+    return 0;
+}
+
 int grid_dequantize(const grid_ops *ops, const void *p, const uint8_t *codes, int rows, int cols,
                     float *out, gq_error *err)
 {

@@ -77,6 +77,10 @@ int grid_quantize(const grid_ops *ops, const void *p, const float *w, int rows, 
                   const float *imatrix, uint8_t *codes, float *deq, gq_error *err);
 int grid_dequantize(const grid_ops *ops, const void *p, const uint8_t *codes, int rows, int cols,
                     float *out, gq_error *err);
+/* store_groups of the group interface (gq_format.h): meta records from the states, codes by
+ * encoding the reconstructions with them. */
+int grid_store_groups(const grid_ops *ops, const void *p, const void *states, const float *q,
+                      int rows, int cols, uint8_t *codes, gq_error *err);
 /* quant_elem of the group interface: one value through encode. */
 float grid_quant_elem(const grid_ops *ops, const void *p, const void *state, float x);
 

@@ -33,6 +33,10 @@ static int format_check(const void *e, gq_error *err)
                                               : NULL;
     if (!missing && f->group_cols && (!f->fit_group || !f->quant_elem || !f->group_state_bytes))
         missing = "fit_group, quant_elem or group_state_bytes (group_cols is set)";
+    if (!missing && f->store_groups && !f->group_cols)
+        missing = "group_cols (store_groups is set)";
+    if (!missing && f->packing && !f->packing->describe)
+        missing = "packing.describe (packing is set)";
     return missing ? gq_fail(err, "format \"%s\": missing %s", f->name, missing) : 0;
 }
 
@@ -102,6 +106,19 @@ json_t *gq_quantizer_to_json(const gq_quantizer *q)
     json_object_update(o, p);
     json_decref(p);
     return o;
+}
+
+bool gq_quantizer_equal(const gq_quantizer *a, const gq_quantizer *b)
+{
+    if (a == b)
+        return true;
+    if (a->fmt != b->fmt)
+        return false;
+    json_t *ja = gq_quantizer_to_json(a), *jb = gq_quantizer_to_json(b);
+    bool eq = ja && jb && json_equal(ja, jb);
+    json_decref(ja);
+    json_decref(jb);
+    return eq;
 }
 
 void gq_quantizer_label(const gq_quantizer *q, char *buf, size_t n)

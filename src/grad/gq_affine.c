@@ -380,127 +380,190 @@ typedef struct {
     bool lwc;
 } tensor_slot;
 
+/* The training of one block: the work buffers, the trainable tensors (slots 0..2: A_att,
+ * A_ffn, A_vo; then gamma, beta of each linear), one window's tape and outputs y (2, T, D):
+ * the FP target, then the quantized block's output (overwritten with dL/dout). */
+typedef struct {
+    work w;
+    gq_lwc_spec q;
+    tensor_slot sl[3 + 2 * NL];
+    int ns;
+    gq_grad_tape_f tp;
+    bool tape;
+    float *y;
+    size_t nt; /* T * D */
+} trainer;
+
+/* Step 1: buffers and zero-initialised trainable tensors, wired into st. */
+static int trainer_init(trainer *tr, const gq_grad_shape *s, int T, const gq_affine_opts *o,
+                        gq_affine_state *st, gq_error *err)
+{
+    memset(tr, 0, sizeof *tr);
+    memset(st, 0, sizeof *st);
+    if (work_init(&tr->w, s, err)) { /* it freed its buffers: nothing left for work_free */
+        memset(&tr->w, 0, sizeof tr->w);
+        return -1;
+    }
+    tr->q = o->quant;
+    tr->q.round = GQ_ROUND_NEAREST;
+    st->shape = *s;
+    st->let = o->let;
+    st->lwc = o->lwc;
+    const work *w = &tr->w;
+    const size_t dd = (size_t)w->D * w->D, vo = (size_t)s->n_kv_heads * w->hs * w->hs;
+    tensor_slot *sl = tr->sl;
+    size_t sizes[3] = {dd, dd, vo};
+    for (int i = 0; i < 3; i++) sl[tr->ns++] = (tensor_slot){.n = sizes[i]};
+    for (int k = 0; k < NL; k++)
+        for (int t = 0; t < 2; t++) sl[tr->ns++] = (tensor_slot){.n = (size_t)w->rows[k] * gq_lwc_groups_per_row(&tr->q, w->cols[k]), .lwc = true};
+    bool ok = (st->epoch_loss = calloc(o->epochs > 0 ? o->epochs : 1, sizeof(double))) != NULL;
+    for (int i = 0; i < tr->ns; i++)
+        ok &= (sl[i].p = calloc(sl[i].n, sizeof(float))) && (sl[i].g = calloc(sl[i].n, sizeof(float))) &&
+              (sl[i].m = calloc(sl[i].n, sizeof(float))) && (sl[i].v = calloc(sl[i].n, sizeof(float)));
+    st->A_att = sl[0].p, st->A_ffn = sl[1].p, st->A_vo = sl[2].p;
+    for (int k = 0; k < NL; k++) st->gamma[k] = sl[3 + 2 * k].p, st->beta[k] = sl[4 + 2 * k].p;
+    tr->nt = (size_t)T * w->D;
+    if (!ok || !(tr->y = malloc(2 * tr->nt * sizeof *tr->y)))
+        return gq_fail(err, "affinequant: out of memory");
+    if (gq_grad_tape_init_f(&tr->tp, s, 1, T, err)) return -1;
+    tr->tape = true;
+    return 0;
+}
+
+/* Frees the trainer; on failure (rc != 0) also the tensors it gave st. */
+static void trainer_free(trainer *tr, int rc, gq_affine_state *st)
+{
+    for (int i = 0; i < tr->ns; i++) {
+        free(tr->sl[i].g), free(tr->sl[i].m), free(tr->sl[i].v);
+        if (rc) free(tr->sl[i].p);
+    }
+    if (rc) {
+        st->A_att = st->A_ffn = st->A_vo = NULL;
+        for (int k = 0; k < NL; k++) st->gamma[k] = st->beta[k] = NULL;
+        gq_affine_state_free(st);
+    }
+    free(tr->y);
+    if (tr->tape) gq_grad_tape_free_f(&tr->tp);
+    work_free(&tr->w);
+}
+
+/* Step 2: clipping at GQ_LWC_INIT, transforms at the identity, then the SmoothQuant diagonal;
+ * the masks of epoch 0 and the initial loss. */
+static int trainer_start(trainer *tr, const gq_grad_block_f *fp, const float *x_fp,
+                         const float *x_q, int B, int T, const gq_affine_opts *o,
+                         gq_affine_state *st, gq_error *err)
+{
+    const int D = tr->w.D, hs = tr->w.hs;
+    for (int i = 3; i < tr->ns; i++)
+        for (size_t j = 0; j < tr->sl[i].n; j++) tr->sl[i].p[j] = (float)GQ_LWC_INIT;
+    for (int j = 0; j < D; j++) st->A_att[(size_t)j * D + j] = st->A_ffn[(size_t)j * D + j] = 1;
+    for (int h = 0; h < st->shape.n_kv_heads; h++)
+        for (int j = 0; j < hs; j++) st->A_vo[(size_t)h * hs * hs + (size_t)j * hs + j] = 1;
+    if (o->let && smooth_init(st, &tr->w, fp, x_fp, B, T, o->alpha, err)) return -1;
+    set_masks(&tr->w, 0, o->epochs, o->sf);
+    return eval_mse(&tr->w, st, fp, x_fp, x_q, B, T, &tr->q, o->let, o->lwc, &st->init_loss, err);
+}
+
+/* Step 3a: one window's forward passes (FP target, quantized block) and the gradients of the
+ * mean squared difference: dWq (quantized weights), dm_att / dm_ffn, then through the
+ * learnable clipping into dWt and the gamma / beta slots. *loss = the window's mean. */
+static int window_grads(trainer *tr, const gq_grad_block_f *fp, const float *x_fp,
+                        const float *x_q, const gq_affine_opts *o, const gq_affine_state *st,
+                        double *loss, gq_error *err)
+{
+    work *w = &tr->w;
+    const size_t nt = tr->nt, dd = (size_t)w->D * w->D;
+    float *y = tr->y;
+    gq_grad_block_f eff, grad;
+    if (quantized_block(w, st, fp, &tr->q, o->let, o->lwc, &eff, err)) return -1;
+    gq_block_fwd_f(y, x_fp, fp, &tr->tp); /* target */
+    gq_block_fwd_f(y + nt, x_q, &eff, &tr->tp);
+    double l = 0;
+    for (size_t i = 0; i < nt; i++) {
+        float d = y[nt + i] - y[i];
+        l += (double)d * d;
+        y[i] = (float)(2.0 * d / nt); /* dL/dout of the mean */
+    }
+    *loss = l / nt;
+    for (int k = 0; k < NL; k++) memset(w->dWq[k], 0, wsize(w, k) * sizeof(float));
+    memset(w->dm_att, 0, dd * sizeof(float)), memset(w->dm_ffn, 0, dd * sizeof(float));
+    grad = (gq_grad_block_f){.wq = w->dWq[L_Q], .wk = w->dWq[L_K], .wv = w->dWq[L_V],
+                             .wo = w->dWq[L_O], .w1 = w->dWq[L_GATE], .w3 = w->dWq[L_UP],
+                             .w2 = w->dWq[L_DOWN], .m_att = o->let ? w->dm_att : NULL,
+                             .m_ffn = o->let ? w->dm_ffn : NULL};
+    gq_block_bwd_f(NULL, &grad, y, x_q, &eff, &tr->tp);
+    for (int i = 3; i < tr->ns; i++) memset(tr->sl[i].g, 0, tr->sl[i].n * sizeof(float));
+    for (int k = 0; k < NL; k++) {
+        memset(w->dWt[k], 0, wsize(w, k) * sizeof(float));
+        gq_lwc_quant_bwd_f(w->dWt[k], o->lwc ? tr->sl[3 + 2 * k].g : NULL,
+                           o->lwc ? tr->sl[4 + 2 * k].g : NULL, w->dWq[k], w->Wt[k],
+                           o->lwc ? st->gamma[k] : NULL, o->lwc ? st->beta[k] : NULL,
+                           w->rows[k], w->cols[k], &tr->q);
+    }
+    return 0;
+}
+
+/* Step 3b: AdamW on the transforms (through transform_bwd, then repaired to stay invertible)
+ * and, at lwc_lr, on the clipping parameters. */
+static void window_update(trainer *tr, gq_adamw *opt, const gq_grad_block_f *fp,
+                          const gq_affine_opts *o, gq_affine_state *st)
+{
+    work *w = &tr->w;
+    const int D = w->D, hs = w->hs;
+    gq_adamw_begin_step(opt);
+    if (o->let) {
+        const float *W[NL] = GQ_AFF_LIN(fp);
+        transform_bwd(w, W);
+        float *dA[3] = {w->dA_att, w->dA_ffn, w->dA_vo};
+        for (int i = 0; i < 3; i++) gq_adamw_update(opt, tr->sl[i].p, dA[i], tr->sl[i].m, tr->sl[i].v, tr->sl[i].n);
+        st->repairs += repair(st->A_att, w->M_att, w->Ah_att, D);
+        st->repairs += repair(st->A_ffn, w->M_ffn, w->Ah_ffn, D);
+        for (int h = 0; h < st->shape.n_kv_heads; h++) {
+            size_t ob = (size_t)h * hs * hs;
+            st->repairs += repair(st->A_vo + ob, w->M_vo + ob, w->Ah_vo + ob, hs);
+        }
+    }
+    if (o->lwc) {
+        gq_adamw lopt = *opt;
+        lopt.lr = o->lwc_lr;
+        for (int i = 3; i < tr->ns; i++) gq_adamw_update(&lopt, tr->sl[i].p, tr->sl[i].g, tr->sl[i].m, tr->sl[i].v, tr->sl[i].n);
+    }
+}
+
+/* Steps: 1. buffers and trainable tensors; 2. initial transforms and loss; 3. per epoch, per
+ * window: gradients (3a), AdamW (3b); 4. the masked transforms of the last epoch. */
 static int train_block(const gq_grad_shape *s, const gq_grad_block_f *fp, const float *x_fp,
                        const float *x_q, int B, int T, const gq_affine_opts *o,
                        gq_affine_state *st, gq_error *err)
 {
     if (fp->m_att || fp->m_ffn)
         return gq_fail(err, "affinequant: the block already has an explicit transform");
-    work w;
-    if (work_init(&w, s, err)) return -1;
-    gq_lwc_spec q = o->quant;
-    q.round = GQ_ROUND_NEAREST;
-    memset(st, 0, sizeof *st);
-    st->shape = *s;
-    st->let = o->let;
-    st->lwc = o->lwc;
-    const int D = w.D, hs = w.hs;
-    const size_t dd = (size_t)D * D, vo = (size_t)s->n_kv_heads * hs * hs;
-    tensor_slot sl[3 + 2 * NL];
-    int ns = 0;
-    size_t sizes[3] = {dd, dd, vo};
-    float **A[3] = {&st->A_att, &st->A_ffn, &st->A_vo};
-    for (int i = 0; i < 3; i++) sl[ns++] = (tensor_slot){.n = sizes[i]};
-    for (int k = 0; k < NL; k++)
-        for (int t = 0; t < 2; t++) sl[ns++] = (tensor_slot){.n = (size_t)w.rows[k] * gq_lwc_groups_per_row(&q, w.cols[k]), .lwc = true};
-    bool ok = (st->epoch_loss = calloc(o->epochs > 0 ? o->epochs : 1, sizeof(double))) != NULL;
-    for (int i = 0; i < ns; i++)
-        ok &= (sl[i].p = calloc(sl[i].n, sizeof(float))) && (sl[i].g = calloc(sl[i].n, sizeof(float))) &&
-              (sl[i].m = calloc(sl[i].n, sizeof(float))) && (sl[i].v = calloc(sl[i].n, sizeof(float)));
-    for (int i = 0; i < 3; i++) *A[i] = sl[i].p;
-    for (int k = 0; k < NL; k++) st->gamma[k] = sl[3 + 2 * k].p, st->beta[k] = sl[4 + 2 * k].p;
-    gq_grad_tape_f tp;
-    bool tape = false;
-    float *y = NULL;
+    trainer tr;
     int rc = -1;
-    const size_t nt = (size_t)T * D;
-    if (!ok || !(y = malloc(2 * nt * sizeof *y))) {
-        gq_fail(err, "affinequant: out of memory");
+    if (trainer_init(&tr, s, T, o, st, err) ||
+        trainer_start(&tr, fp, x_fp, x_q, B, T, o, st, err))
         goto done;
-    }
-    if (gq_grad_tape_init_f(&tp, s, 1, T, err)) goto done;
-    tape = true;
-    for (int i = 3; i < ns; i++)
-        for (size_t j = 0; j < sl[i].n; j++) sl[i].p[j] = (float)GQ_LWC_INIT;
-    /* identity, then the SmoothQuant diagonal */
-    for (int j = 0; j < D; j++) st->A_att[(size_t)j * D + j] = st->A_ffn[(size_t)j * D + j] = 1;
-    for (int h = 0; h < s->n_kv_heads; h++)
-        for (int j = 0; j < hs; j++) st->A_vo[(size_t)h * hs * hs + (size_t)j * hs + j] = 1;
-    if (o->let && smooth_init(st, &w, fp, x_fp, B, T, o->alpha, err)) goto done;
-    set_masks(&w, 0, o->epochs, o->sf);
-    if (eval_mse(&w, st, fp, x_fp, x_q, B, T, &q, o->let, o->lwc, &st->init_loss, err)) goto done;
-
     gq_adamw opt;
     gq_adamw_init(&opt, o->lr, o->weight_decay);
     for (int e = 0; e < o->epochs; e++) {
-        set_masks(&w, e, o->epochs, o->sf);
+        set_masks(&tr.w, e, o->epochs, o->sf);
         double eloss = 0;
         for (int b = 0; b < B; b++) {
-            gq_grad_block_f eff, grad;
-            if (quantized_block(&w, st, fp, &q, o->let, o->lwc, &eff, err)) goto done;
-            gq_block_fwd_f(y, x_fp + b * nt, fp, &tp); /* target */
-            gq_block_fwd_f(y + nt, x_q + b * nt, &eff, &tp);
-            double loss = 0;
-            for (size_t i = 0; i < nt; i++) {
-                float d = y[nt + i] - y[i];
-                loss += (double)d * d;
-                y[i] = (float)(2.0 * d / nt); /* dL/dout of the mean */
-            }
-            eloss += loss / nt;
-            for (int k = 0; k < NL; k++) memset(w.dWq[k], 0, wsize(&w, k) * sizeof(float));
-            memset(w.dm_att, 0, dd * sizeof(float)), memset(w.dm_ffn, 0, dd * sizeof(float));
-            grad = (gq_grad_block_f){.wq = w.dWq[L_Q], .wk = w.dWq[L_K], .wv = w.dWq[L_V],
-                                     .wo = w.dWq[L_O], .w1 = w.dWq[L_GATE], .w3 = w.dWq[L_UP],
-                                     .w2 = w.dWq[L_DOWN], .m_att = o->let ? w.dm_att : NULL,
-                                     .m_ffn = o->let ? w.dm_ffn : NULL};
-            gq_block_bwd_f(NULL, &grad, y, x_q + b * nt, &eff, &tp);
-            for (int i = 3; i < ns; i++) memset(sl[i].g, 0, sl[i].n * sizeof(float));
-            for (int k = 0; k < NL; k++) {
-                memset(w.dWt[k], 0, wsize(&w, k) * sizeof(float));
-                gq_lwc_quant_bwd_f(w.dWt[k], o->lwc ? sl[3 + 2 * k].g : NULL,
-                                   o->lwc ? sl[4 + 2 * k].g : NULL, w.dWq[k], w.Wt[k],
-                                   o->lwc ? st->gamma[k] : NULL, o->lwc ? st->beta[k] : NULL,
-                                   w.rows[k], w.cols[k], &q);
-            }
-            gq_adamw_begin_step(&opt);
-            if (o->let) {
-                const float *W[NL] = GQ_AFF_LIN(fp);
-                transform_bwd(&w, W);
-                float *dA[3] = {w.dA_att, w.dA_ffn, w.dA_vo};
-                for (int i = 0; i < 3; i++) gq_adamw_update(&opt, sl[i].p, dA[i], sl[i].m, sl[i].v, sl[i].n);
-                st->repairs += repair(st->A_att, w.M_att, w.Ah_att, D);
-                st->repairs += repair(st->A_ffn, w.M_ffn, w.Ah_ffn, D);
-                for (int h = 0; h < s->n_kv_heads; h++) {
-                    size_t ob = (size_t)h * hs * hs;
-                    st->repairs += repair(st->A_vo + ob, w.M_vo + ob, w.Ah_vo + ob, hs);
-                }
-            }
-            if (o->lwc) {
-                gq_adamw lopt = opt;
-                lopt.lr = o->lwc_lr;
-                for (int i = 3; i < ns; i++) gq_adamw_update(&lopt, sl[i].p, sl[i].g, sl[i].m, sl[i].v, sl[i].n);
-            }
+            double loss;
+            if (window_grads(&tr, fp, x_fp + b * tr.nt, x_q + b * tr.nt, o, st, &loss, err))
+                goto done;
+            eloss += loss;
+            window_update(&tr, &opt, fp, o, st);
         }
         st->epoch_loss[e] = eloss / B;
     }
-    /* return the masked transforms of the last epoch */
-    hadamard(st->A_att, st->A_att, w.M_att, dd);
-    hadamard(st->A_ffn, st->A_ffn, w.M_ffn, dd);
-    hadamard(st->A_vo, st->A_vo, w.M_vo, vo);
+    const size_t dd = (size_t)tr.w.D * tr.w.D, vo = (size_t)s->n_kv_heads * tr.w.hs * tr.w.hs;
+    hadamard(st->A_att, st->A_att, tr.w.M_att, dd);
+    hadamard(st->A_ffn, st->A_ffn, tr.w.M_ffn, dd);
+    hadamard(st->A_vo, st->A_vo, tr.w.M_vo, vo);
     rc = 0;
 done:
-    for (int i = 0; i < ns; i++) {
-        free(sl[i].g), free(sl[i].m), free(sl[i].v);
-        if (rc) free(sl[i].p);
-    }
-    if (rc) {
-        for (int i = 0; i < 3; i++) *A[i] = NULL;
-        for (int k = 0; k < NL; k++) st->gamma[k] = st->beta[k] = NULL;
-        gq_affine_state_free(st);
-    }
-    free(y);
-    if (tape) gq_grad_tape_free_f(&tp);
-    work_free(&w);
+    trainer_free(&tr, rc, st);
     return rc;
 }
 

@@ -17,7 +17,10 @@
  *       and group, the 8 rows' fp16 scales and (asym) uint8 zero points, then the group's
  *       32-column blocks of 8 x 16 bytes in 4-byte pieces as above (a row's 16 bytes: byte j
  *       holds element j in the low nibble, element j+16 in the high one);
- *       int8: one byte per column, fp16 scales and zero points in arrays per row and group.
+ *       int8: one byte per column, fp16 scales and zero points in arrays per row and group;
+ *   any other format that declares gq_format.packing with its own rows (e.g. the nf4 plugin):
+ *       the storage as is, each row decoded by the format's dequant_row (scalar).
+ * Which kernel a format gets is its own declaration (formats/gq_packing.h).
  *
  * Products (fp32 activations unless act_q8 is set; with fp32 activations the packed forward
  * pass differs from the fake-quant one only by float summation order):
@@ -57,6 +60,10 @@ bool gq_packed_supported(const gq_quantizer *q, int rows, int cols, char *why, s
  * the format's reconstruction, i.e. the fake-quant weights the packed kernels compute with. */
 gq_packed_linear *gq_packed_linear_new(const gq_quantizer *q, const float *W, int rows, int cols,
                                        float *deq, gq_error *err);
+/* Packs codes the format's quantize() already wrote (gq_quantizer_bytes(q, rows, cols) bytes,
+ * e.g. a method's), so the packed weights are exactly those codes. */
+gq_packed_linear *gq_packed_linear_from_codes(const gq_quantizer *q, const uint8_t *codes,
+                                              int rows, int cols, gq_error *err);
 void gq_packed_linear_free(gq_packed_linear *P);
 
 /* Bytes of the packed weights (codes, scales, zero points). */
@@ -100,9 +107,13 @@ typedef struct gq_packed_model {
 } gq_packed_model;
 
 /* Packs every block linear of src with q (and the classifier too when pack_classifier).
+ * codes (optional, n_layers * GQ_N_LINEAR entries, index l * GQ_N_LINEAR + k): the storage q's
+ * quantize() wrote for a linear (a method's choice, gq_quant_report.linear_codes), packed as
+ * is; linears without (NULL array or entry) are quantized from src's weights.
  * deq_model (optional): a clone of src whose packed linears are overwritten with the format's
  * reconstruction (the fake-quant model that matches the packed one). */
-int gq_packed_model_build(const gq_model *src, const gq_quantizer *q, bool pack_classifier,
+int gq_packed_model_build(const gq_model *src, const gq_quantizer *q,
+                          const uint8_t *const *codes, bool pack_classifier,
                           gq_model *deq_model, gq_packed_model *pm, gq_error *err);
 /* The fp32 baseline for throughput: a view of src whose linears (and classifier) run through
  * BLAS (cblas_sgemv for one token, cblas_sgemm otherwise) instead of the per-token reference
@@ -142,15 +153,15 @@ typedef struct gq_packed_throughput {
     size_t decode_bytes;   /* weight bytes read per decode token */
 } gq_packed_throughput;
 
-/* Decode and prefill tokens/s of model m in fp32 (q NULL) or packed with q (the model's current
- * weights are quantized with q; throughput does not depend on the code values, so a model that
- * a method already quantized is simply re-encoded). Each of decode and prefill is timed in
- * rounds (one gq_packed_time_* call each) until the rounds agree (gq_measure_steady); the figure
- * is the best round, the spread and the load average are kept beside it. A format without a
- * packed kernel is not an error: out->packed = false with the reason, tokens/s 0. Errors: out
- * of memory, bad shapes. */
-int gq_packed_measure(const gq_model *m, const gq_quantizer *q, const gq_packed_bench_opts *o,
-                      gq_packed_throughput *out, gq_error *err);
+/* Decode and prefill tokens/s of model m in fp32 (q NULL) or packed with q: from codes (as in
+ * gq_packed_model_build: a method's own codes, so the packed weights are the evaluated ones)
+ * where given, else the model's current weights quantized with q. Each of decode and prefill
+ * is timed in rounds (one gq_packed_time_* call each) until the rounds agree
+ * (gq_measure_steady); the figure is the best round, the spread and the load average are kept
+ * beside it. A format without a packed kernel is not an error: out->packed = false with the
+ * reason, tokens/s 0. Errors: out of memory, bad shapes. */
+int gq_packed_measure(const gq_model *m, const gq_quantizer *q, const uint8_t *const *codes,
+                      const gq_packed_bench_opts *o, gq_packed_throughput *out, gq_error *err);
 
 /* Timed runs of an already built model (fp32 or a packed view). */
 int gq_packed_time_decode(const gq_model *m, const gq_packed_bench_opts *o, double *tok_s,

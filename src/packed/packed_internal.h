@@ -51,6 +51,9 @@ struct gq_packed_linear {
     bool e8m0_normal;       /* mxfp4_ggml: every block exponent >= 2 (all scales normal floats) */
     size_t bytes;           /* codes + scales + zeros: the weight bytes one product reads */
     bool act_q8;            /* decode dots on int8-quantized activations (where available) */
+    /* format-decoded rows only (kern_rows.c): the format's entry and a copy of its parameters */
+    const gq_packing *fmt_packing;
+    void *fmt_params;
     char label[64];
 };
 
@@ -97,7 +100,8 @@ void pk_prepare_act_ref(const float *x, int n, int8_t *xq, float *xd, float *xs,
 void pk_prepare_act_k(const float *x, int n, int8_t *qk, float *dk, int16_t *bsk);
 void pk_prepare_act_k_ref(const float *x, int n, int8_t *qk, float *dk, int16_t *bsk);
 
-extern const pk_type pk_q4_0, pk_q4_1, pk_q8_0, pk_mxfp4, pk_q4_K, pk_q6_K, pk_int4, pk_int8;
+extern const pk_type pk_q4_0, pk_q4_1, pk_q8_0, pk_mxfp4, pk_q4_K, pk_q6_K, pk_int4, pk_int8,
+    pk_rows;
 
 /* Scalar reference dot: dequant_ref of the row, then one sequential float sum. scratch holds
  * cols_pad floats. */

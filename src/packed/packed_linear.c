@@ -210,5 +210,6 @@ void gq_packed_linear_free(gq_packed_linear *P)
     free(P->codes);
     free(P->scales);
     free(P->zeros);
+    free(P->fmt_params);
     free(P);
 }

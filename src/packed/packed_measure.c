@@ -97,8 +97,8 @@ static int prefill_round(void *ctx, double *rate, gq_error *err)
     return gq_packed_time_prefill(t->m, t->o, rate, err);
 }
 
-int gq_packed_measure(const gq_model *m, const gq_quantizer *q, const gq_packed_bench_opts *o,
-                      gq_packed_throughput *out, gq_error *err)
+int gq_packed_measure(const gq_model *m, const gq_quantizer *q, const uint8_t *const *codes,
+                      const gq_packed_bench_opts *o, gq_packed_throughput *out, gq_error *err)
 {
     memset(out, 0, sizeof *out);
     gq_packed_bench_opts def = gq_packed_bench_defaults();
@@ -111,7 +111,7 @@ int gq_packed_measure(const gq_model *m, const gq_quantizer *q, const gq_packed_
             return 0;
     }
     gq_packed_model pm;
-    if ((q ? gq_packed_model_build(m, q, o->pack_classifier, NULL, &pm, err)
+    if ((q ? gq_packed_model_build(m, q, codes, o->pack_classifier, NULL, &pm, err)
            : gq_packed_model_fp32(m, &pm, err)) != 0)
         return -1;
     gq_packed_model_set_act_q8(&pm, o->act_q8);

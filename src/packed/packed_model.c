@@ -94,7 +94,26 @@ int gq_packed_model_fp32(const gq_model *src, gq_packed_model *pm, gq_error *err
     return 0;
 }
 
-int gq_packed_model_build(const gq_model *src, const gq_quantizer *q, bool pack_classifier,
+/* Block linear k of layer l: from the given codes (deq, when wanted, is their dequantize()),
+ * else quantized from the weights. */
+static gq_packed_linear *pack_block_linear(const gq_model *src, const gq_quantizer *q,
+                                           const uint8_t *codes, int l, int k, float *deq,
+                                           gq_error *err)
+{
+    int rows, cols;
+    gq_linear_shape(&src->cfg, (gq_linear_kind)k, &rows, &cols);
+    if (!codes)
+        return gq_packed_linear_new(q, src->layers[l].w[k], rows, cols, deq, err);
+    gq_packed_linear *P = gq_packed_linear_from_codes(q, codes, rows, cols, err);
+    if (P && deq && q->fmt->dequantize(q->params, codes, rows, cols, deq, err)) {
+        gq_packed_linear_free(P);
+        return NULL;
+    }
+    return P;
+}
+
+int gq_packed_model_build(const gq_model *src, const gq_quantizer *q,
+                          const uint8_t *const *codes, bool pack_classifier,
                           gq_model *deq_model, gq_packed_model *pm, gq_error *err)
 {
     const gq_config *c = &src->cfg;
@@ -112,12 +131,9 @@ int gq_packed_model_build(const gq_model *src, const gq_quantizer *q, bool pack_
     pm->decode_bytes = 4 * ((size_t)c->n_layers * 2 * d + 2 * d); /* norms, embedding row */
     for (int l = 0; l < c->n_layers; l++)
         for (int k = 0; k < GQ_N_LINEAR; k++) {
-            int rows, cols;
-            gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
-            float *deq = deq_model ? deq_model->layers[l].w[k]
-                                   : NULL;
-            gq_packed_linear *P = gq_packed_linear_new(
-                q, src->layers[l].w[k], rows, cols, deq, err);
+            float *deq = deq_model ? deq_model->layers[l].w[k] : NULL;
+            gq_packed_linear *P = pack_block_linear(
+                src, q, codes ? codes[(size_t)l * GQ_N_LINEAR + k] : NULL, l, k, deq, err);
             if (!P) {
                 char name[64];
                 gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);

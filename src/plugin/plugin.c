@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "methods/gq_pipeline.h"
+
 #define MAX_PLUGINS 64
 
 /* Canonical paths of the loaded plugins (their handles stay open for the whole process:

@@ -21,7 +21,7 @@
 #include "core/gq_params.h"
 #include "eval/gq_eval.h"
 #include "formats/gq_format.h"
-#include "methods/gq_method.h"
+#include "methods/gq_pipeline.h"
 #include "model/gq_model.h"
 
 /* How cells measure KL / top-1 against the baseline ($.eval.kl_baseline): keep the baseline's

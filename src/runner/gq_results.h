@@ -38,7 +38,7 @@
 
 #include "core/gq_steady.h"
 #include "eval/gq_eval.h"
-#include "methods/gq_method.h"
+#include "methods/gq_pipeline.h"
 #include "report/gq_table.h"
 #include "runner/gq_experiment.h"
 #include "runner/gq_journal.h"

@@ -258,15 +258,6 @@ static int append_sweep(char **sweep, const char *name, json_t *v)
 
 /* The quantizer a block linear gets: the first override rule that names it, else the cell's
  * format; NULL when kept in full precision. */
-static const gq_quantizer *linear_quantizer(const gq_experiment *e, const gq_quantizer *q,
-                                            const char *tensor)
-{
-    for (int r = 0; r < e->n_rules; r++)
-        if (gq_runner_rule_matches(e->rules[r].pattern, tensor))
-            return e->rules[r].keep_fp ? NULL : &e->rules[r].quantizer;
-    return q;
-}
-
 /* Every block linear fits the format it gets, and the method accepts every layer's plan. */
 static int check_layers(const gq_experiment *e, const gq_cell *c, const char *path,
                         gq_error *err)
@@ -276,7 +267,8 @@ static int check_layers(const gq_experiment *e, const gq_cell *c, const char *pa
         for (int k = 0; k < GQ_N_LINEAR; k++) {
             char name[96];
             gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
-            const gq_quantizer *q = quant[k] = linear_quantizer(e, &c->q, name);
+            const gq_quantizer *q = quant[k] =
+                gq_tensor_quantizer(&c->q, e->rules, e->n_rules, false, name);
             int rows, cols;
             gq_linear_shape(&e->cfg, (gq_linear_kind)k, &rows, &cols);
             if (q && q->fmt->check_shape && q->fmt->check_shape(q->params, rows, cols, err))

@@ -1,6 +1,7 @@
 /* The runner's throughput columns: a cell's quantized model on the packed kernels (the baseline
  * in fp32 on BLAS), never an estimate; and the gate that lets a measurement run alone while
  * other cells run side by side (--jobs). */
+#include <stdio.h>
 #include <string.h>
 
 #include "core/gq_time.h"
@@ -18,28 +19,39 @@ size_t gq_runner_fp32_linear_bytes(const gq_config *c)
     return w * (size_t)c->n_layers * sizeof(float);
 }
 
-/* Whether the quantized model is what a packed model with q builds: q on every block linear,
- * embeddings and classifier fp32. Otherwise writes the first difference to why. */
-static bool one_quantizer(const gq_quantizer *q, const gq_quant_report *rep, char *why, size_t n)
+/* Whether the experiment's rules make the quantized model what a packed model with q builds:
+ * q on every block linear, embeddings and classifier fp32. Otherwise writes the first
+ * difference to why. */
+static bool one_quantizer(const gq_experiment *e, const gq_config *c, const gq_quantizer *q,
+                          char *why, size_t n)
 {
-    char label[96];
-    gq_quantizer_label(q, label, sizeof label);
+    char label[96], first_name[96] = "", first_label[96] = "fp32";
     int differ = 0;
-    const gq_tensor_report *first = NULL;
-    for (int i = 0; i < rep->n_tensors; i++) {
-        const gq_tensor_report *t = &rep->tensors[i];
-        bool block = strncmp(t->name, "layers.", 7) == 0;
-        if (block ? t->quantized && strcmp(t->format, label) == 0 : !t->quantized)
+    for (int i = 0; i < c->n_layers * GQ_N_LINEAR + 2; i++) {
+        char name[96];
+        const bool block = i < c->n_layers * GQ_N_LINEAR;
+        if (block)
+            gq_tensor_name(i / GQ_N_LINEAR, (gq_linear_kind)(i % GQ_N_LINEAR), name, sizeof name);
+        else if (i % 2 && c->shared_classifier)
+            continue; /* the tied classifier is the embedding table */
+        else
+            snprintf(name, sizeof name, "%s", i % 2 ? "classifier" : "tok_embeddings");
+        const gq_quantizer *got =
+            gq_tensor_quantizer(q, e->rules, e->n_rules, c->shared_classifier, name);
+        if (block ? got && gq_quantizer_equal(got, q) : !got)
             continue;
-        differ++;
-        if (!first)
-            first = t;
+        if (!differ++) {
+            snprintf(first_name, sizeof first_name, "%s", name);
+            if (got)
+                gq_quantizer_label(got, first_label, sizeof first_label);
+        }
     }
-    if (!first)
+    if (!differ)
         return true;
+    gq_quantizer_label(q, label, sizeof label);
     snprintf(why, n, "not measured: the overrides make %d tensor(s) differ from one packed "
                      "quantizer (%s on every block linear, embeddings and classifier fp32), e.g. "
-                     "%s is %s", differ, label, first->name, first->format);
+                     "%s is %s", differ, label, first_name, first_label);
     return false;
 }
 
@@ -52,7 +64,7 @@ int gq_runner_throughput(const gq_experiment *e, const gq_model *m, const gq_qua
         snprintf(out->note, sizeof out->note, "not measured: $.throughput.enabled is false");
         return 0;
     }
-    if (q && rep && !one_quantizer(q, rep, out->note, sizeof out->note))
+    if (q && rep && !one_quantizer(e, &m->cfg, q, out->note, sizeof out->note))
         return 0;
     gq_packed_bench_opts o = gq_packed_bench_defaults();
     o.decode_tokens = t->decode_tokens;
@@ -61,7 +73,8 @@ int gq_runner_throughput(const gq_experiment *e, const gq_model *m, const gq_qua
     o.reps = t->reps;
     gq_packed_throughput pt;
     double t0 = gq_now();
-    if (gq_packed_measure(m, q, &o, &pt, err))
+    const uint8_t *const *codes = rep ? (const uint8_t *const *)rep->linear_codes : NULL;
+    if (gq_packed_measure(m, q, codes, &o, &pt, err))
         return gq_fail_prefix(err, "throughput");
     out->seconds = gq_now() - t0;
     if (!pt.packed) {

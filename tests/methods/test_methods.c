@@ -13,7 +13,7 @@
 #include "methods/gq_awq.h"
 #include "methods/gq_gptq.h"
 #include "methods/gq_linalg.h"
-#include "methods/gq_method.h"
+#include "methods/gq_pipeline.h"
 #include "model/gq_forward.h"
 
 #define N_CALIB 2

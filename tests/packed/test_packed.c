@@ -346,7 +346,7 @@ static void test_stories260K_perplexity(void **state)
         gq_model fake;
         gq_packed_model pm;
         assert_int_equal(gq_model_clone(&m, &fake, &err), 0);
-        if (gq_packed_model_build(&m, &q, false, &fake, &pm, &err) != 0)
+        if (gq_packed_model_build(&m, &q, NULL, false, &fake, &pm, &err) != 0)
             fail_msg("%s: %s", packed_specs[s], err.msg);
         double nf = mean_nll(&fake, tok, B, T), np = mean_nll(&pm.model, tok, B, T);
         double pf = exp(nf), pp = exp(np), rel = fabs(pp / pf - 1);
@@ -400,7 +400,7 @@ static void test_classifier(void **state)
     gq_quantizer q;
     make_quantizer("{\"name\": \"q8_0\"}", &q);
     gq_packed_model pm;
-    assert_int_equal(gq_packed_model_build(&m, &q, true, &fake, &pm, &err), 0);
+    assert_int_equal(gq_packed_model_build(&m, &q, NULL, true, &fake, &pm, &err), 0);
     assert_non_null(pm.cls);
     int tok[32];
     for (int i = 0; i < 32; i++)
@@ -480,11 +480,11 @@ static void test_measure(void **state)
     o.decode_tokens = 4;
     o.prefill_tokens = 16;
     o.reps = 1;
-    assert_int_equal(gq_packed_measure(&m, NULL, &o, &t, &err), 0); /* fp32 */
+    assert_int_equal(gq_packed_measure(&m, NULL, NULL, &o, &t, &err), 0); /* fp32 */
     assert_true(t.packed && t.decode_tok_s > 0 && t.prefill_tok_s > 0 && t.packed_bytes == 0);
     gq_quantizer q;
     make_quantizer("{\"name\": \"q4_K\"}", &q);
-    assert_int_equal(gq_packed_measure(&m, &q, &o, &t, &err), 0);
+    assert_int_equal(gq_packed_measure(&m, &q, NULL, &o, &t, &err), 0);
     assert_true(t.packed && t.decode_tok_s > 0 && t.prefill_tok_s > 0);
     size_t want = 0; /* Q4_K: 144 bytes per 256-column super-block of every row */
     for (int k = 0; k < GQ_N_LINEAR; k++) {
@@ -495,7 +495,7 @@ static void test_measure(void **state)
     assert_int_equal(t.packed_bytes, want);
     gq_quantizer_free(&q);
     make_quantizer("{\"name\": \"fp\"}", &q);
-    assert_int_equal(gq_packed_measure(&m, &q, &o, &t, &err), 0);
+    assert_int_equal(gq_packed_measure(&m, &q, NULL, &o, &t, &err), 0);
     assert_false(t.packed);
     assert_non_null(strstr(t.reason, "no packed kernel"));
     assert_true(t.decode_tok_s == 0 && t.prefill_tok_s == 0);

@@ -3,7 +3,7 @@
 /* Quantizing the stories260K fixture through the methods pipeline, and comparing the result. */
 #include "test_stories.h"
 
-#include "methods/gq_method.h"
+#include "methods/gq_pipeline.h"
 
 /* Quantizes f->fp with method `method` configured by the "key=value" strings of `sets`
  * (NULL-terminated, or NULL for the method's defaults), block linears in the format given as

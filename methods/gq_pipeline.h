@@ -1,0 +1,122 @@
+#ifndef GQ_PIPELINE_H
+#define GQ_PIPELINE_H
+/* The model-quantization entry point and the method registry, for the CLI and the experiment
+ * runner (a method author reads methods/gq_method.h only).
+ *
+ * gq_quantize_model walks the blocks: it captures block l's inputs over the calibration
+ * windows, lets the method quantize block l, then computes block l+1's inputs from the
+ * full-precision or the quantized block (`propagate`). Memory stays bounded by one block plus
+ * the calibration activations. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "core/gq_error.h"
+#include "core/gq_params.h"
+#include "formats/gq_format.h"
+#include "methods/gq_method.h"
+#include "model/gq_model.h"
+
+/* Registry */
+const gq_method *gq_method_find(const char *name);
+const gq_method *const *gq_method_all(int *n);
+/* Adds a method at run time (plugins, plugin/gq_plugin.h): fails on NULL, an invalid name,
+ * a missing summary/params/quantize_block, a bad propagate, or a name already taken. */
+int gq_method_register(const gq_method *method, gq_error *err);
+/* Removes the methods registered after the first n (n from gq_method_all before): the plugin
+ * loader's undo when a plugin's init fails part-way. */
+void gq_method_truncate(int n);
+const char *gq_method_name(const gq_method *m);
+const char *gq_method_summary(const gq_method *m);
+const gq_param_spec *gq_method_params(const gq_method *m);
+bool gq_method_needs_calibration(const gq_method *m);
+
+/* A configured method: plugin + parsed parameters (from {"name": ..., params...}). */
+typedef struct gq_method_cfg {
+    const gq_method *method;
+    void *params;
+} gq_method_cfg;
+int gq_method_cfg_from_json(const json_t *spec, const char *path, gq_method_cfg *cfg, gq_error *err);
+int gq_method_cfg_init(gq_method_cfg *cfg, const char *name, const json_t *params, const char *path,
+                       gq_error *err);
+void gq_method_cfg_free(gq_method_cfg *cfg);
+json_t *gq_method_cfg_to_json(const gq_method_cfg *cfg);
+
+/* Which tensors get which format. Rules are fnmatch globs over tensor names
+ * ("layers.*.attn.*", "layers.0.mlp.down_proj", "classifier"); the first matching rule wins;
+ * block linears that match no rule use the plan's default quantizer; embeddings, norms and the
+ * classifier stay full precision unless a rule names them. */
+typedef struct gq_tensor_rule {
+    char pattern[128];
+    bool keep_fp;           /* leave matching tensors in full precision */
+    gq_quantizer quantizer; /* otherwise their format */
+} gq_tensor_rule;
+
+/* The one answer to "which format does tensor `name` get?", for the pipeline, validation and
+ * throughput: the quantizer of the first rule matching `name` (NULL when that rule keeps it
+ * full precision); without a match, block_default for block linears ("layers.L.attn.q_proj",
+ * ...) and NULL (full precision) for "tok_embeddings" and "classifier". With a tied classifier
+ * (shared_classifier) the two names are one tensor: "tok_embeddings" takes its own rule's
+ * quantizer, else the "classifier" rule's, and "classifier" answers the same. */
+const gq_quantizer *gq_tensor_quantizer(const gq_quantizer *block_default,
+                                        const gq_tensor_rule *rules, int n_rules,
+                                        bool shared_classifier, const char *name);
+
+typedef struct gq_quant_plan {
+    gq_method_cfg method;
+    gq_quantizer quantizer;      /* default format of block linears */
+    const gq_tensor_rule *rules;
+    int n_rules;
+    const int *calib_tokens;     /* (n_calib, calib_ctx) token ids, row-major; NULL if unused */
+    int n_calib;
+    int calib_ctx;
+    gq_propagate propagate;
+    uint64_t seed;
+} gq_quant_plan;
+
+typedef struct gq_tensor_report {
+    char name[96];          /* "layers.3.mlp.down_proj" */
+    char format[96];        /* quantizer label, or "fp32" when kept */
+    int rows, cols;
+    bool quantized;
+    size_t bytes;           /* storage of this tensor as quantized (or 4 bytes/weight if kept) */
+    double recon_err;       /* ||W X - Q X||_F^2 / ||W X||_F^2 over the calibration inputs, NaN if
+                               not measured */
+    json_t *extra;          /* method-specific metrics (alpha, GPTQ loss, ...), may be NULL */
+} gq_tensor_report;
+
+typedef struct gq_quant_report {
+    gq_tensor_report *tensors;
+    int n_tensors;
+    double t_stats;         /* seconds capturing activations and statistics */
+    double t_search;        /* seconds in searches (AWQ alpha/clip, optimisation) */
+    double t_quant;         /* seconds rounding weights */
+    size_t linear_weights;  /* weights in quantized block linears */
+    size_t linear_bytes;    /* their storage */
+    size_t model_bytes;     /* whole model: quantized tensors as stored + the rest in fp32 */
+    json_t *notes;          /* array of strings: retries, explicit transforms, warnings */
+    /* n_layers * GQ_N_LINEAR (index l * GQ_N_LINEAR + k): the storage of each quantized block
+     * linear in its format, exactly the codes whose dequantize() is the linear's weights in
+     * the output model, as the method chose them; NULL for linears kept FP and where the
+     * method gave only reconstructions (GPTQ on a format without store_groups, the K-quants,
+     * or with dynamic groups under act_order). Owned. */
+    uint8_t **linear_codes;
+    size_t n_linear_codes;
+} gq_quant_report;
+
+void gq_quant_report_free(gq_quant_report *r);
+
+bool gq_method_cfg_needs_calibration(const gq_method_cfg *cfg);
+bool gq_method_cfg_adds_transforms(const gq_method_cfg *cfg);
+/* The method's check_layer (0 when it has none): what validation runs for every layer. */
+int gq_method_cfg_check_layer(const gq_method_cfg *cfg, const gq_config *c, int layer,
+                              const gq_quantizer *const quant[GQ_N_LINEAR], gq_error *err);
+
+/* Quantizes `fp` into `out` (a new writable model holding the fake-quantized weights, i.e.
+ * the reconstructions in fp32) and fills the report. `fp` is not modified. */
+int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *out,
+                      gq_quant_report *report, gq_error *err);
+
+#endif
