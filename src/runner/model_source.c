@@ -1,5 +1,4 @@
 /* The model an experiment names: a llama2.c checkpoint or a synthetic preset. */
-#include <fnmatch.h>
 #include <string.h>
 
 #include "model/gq_synth.h"
@@ -30,9 +29,4 @@ int gq_runner_model_config(const gq_experiment *e, gq_config *cfg, gq_error *err
     *cfg = m.cfg;
     gq_model_free(&m);
     return 0;
-}
-
-bool gq_runner_rule_matches(const char *pattern, const char *tensor)
-{
-    return fnmatch(pattern, tensor, 0) == 0;
 }

@@ -32,8 +32,6 @@ int gq_runner_model_config(const gq_experiment *e, gq_config *cfg, gq_error *err
 /* Loads the shared objects of $.plugins (exp_plugins.c) into e->plugins. */
 int gq_exp_load_plugins(gq_experiment *e, json_t *root, gq_error *err);
 
-/* fnmatch glob over a tensor name, as gq_quantize_model applies override rules. */
-bool gq_runner_rule_matches(const char *pattern, const char *tensor);
 
 /* Bytes of the block linears in fp32 (the baseline's packed_bytes). */
 size_t gq_runner_fp32_linear_bytes(const gq_config *c);
