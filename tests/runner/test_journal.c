@@ -138,6 +138,14 @@ static void resume_expect(const char *dir, int v, const char *const *want, int n
     expect_reference_numbers(dir, v);
 }
 
+static void write_bytes(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
 /* Changes the first digit after `after` in the file at path to another digit. */
 static void change_digit(const char *path, const char *after)
 {
@@ -150,10 +158,7 @@ static void change_digit(const char *path, const char *after)
         p++;
     assert_true(*p != '\0');
     *p = *p == '9' ? '1' : (char)(*p + 1);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fwrite(s, 1, len, f), len);
-    fclose(f);
+    write_bytes(path, s, len);
     free(s);
 }
 
@@ -161,10 +166,7 @@ static void copy_file(const char *from, const char *to)
 {
     size_t len;
     char *s = test_read_file(from, &len);
-    FILE *f = fopen(to, "w");
-    assert_non_null(f);
-    assert_int_equal(fwrite(s, 1, len, f), len);
-    fclose(f);
+    write_bytes(to, s, len);
     free(s);
 }
 
@@ -198,10 +200,8 @@ static void test_bad_records(void **state)
     resume_expect(dir, 0, foreign, 2);
 
     /* a record without the checksummed envelope */
-    FILE *f = fopen(c2, "w");
-    assert_non_null(f);
-    fputs("{\"row\": {\"ppl\": 1.5}}", f);
-    fclose(f);
+    const char bare_record[] = "{\"row\": {\"ppl\": 1.5}}";
+    write_bytes(c2, bare_record, strlen(bare_record));
     const char *bare[] = {"cell-c002.json: not a checksummed record", "resuming: 1 of 2 cells"};
     resume_expect(dir, 0, bare, 2);
     free(dir);
@@ -262,10 +262,7 @@ static void test_bad_key(void **state)
     resume_expect(dir, 0, digit, 2);
 
     /* not JSON at all */
-    FILE *f = fopen(key, "w");
-    assert_non_null(f);
-    fputs("\x01garbage", f);
-    fclose(f);
+    write_bytes(key, "\x01garbage", 8);
     const char *garbage[] = {"key is damaged (not JSON", "resuming: 2 of 2 cells"};
     resume_expect(dir, 0, garbage, 2);
 
