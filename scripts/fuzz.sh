@@ -17,6 +17,8 @@ targets=("$@")
 # absurd allocation into a reported failure rather than a stuck or swapping machine.
 limits=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024)
 export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# The first report of a failure in a libFuzzer log, with its stack.
+show_error() { grep -m1 -A30 -E 'ERROR|runtime error|deadly signal|Test unit written' "$1"; }
 failed=0
 mkdir -p "$build/fuzz-artifacts"
 for t in "${targets[@]}"; do
@@ -24,13 +26,14 @@ for t in "${targets[@]}"; do
   log=$build/fuzz-artifacts/$t.log
   dict=(); [ -f "tests/fuzz/$t.dict" ] && dict=(-dict="tests/fuzz/$t.dict")
   mkdir -p "$work"
-  if ! "$exe" "${limits[@]}" "${dict[@]}" -runs=0 "$seeds" >"$log" 2>&1; then
-    echo "fuzz $t: the committed corpus fails (log: $log)"; tail -n 30 "$log"; failed=1; continue
+  if ! "$exe" "${limits[@]}" "${dict[@]}" -artifact_prefix="$build/fuzz-artifacts/$t-" \
+       -runs=0 "$seeds" >"$log" 2>&1; then
+    echo "fuzz $t: the committed corpus fails (log: $log)"; show_error "$log"; failed=1; continue
   fi
   start=$(date +%s)
   if ! "$exe" "${limits[@]}" "${dict[@]}" -max_total_time="$seconds" -print_final_stats=1 \
        -artifact_prefix="$build/fuzz-artifacts/$t-" "$work" "$seeds" >"$log" 2>&1; then
-    echo "fuzz $t: FAILED (log: $log)"; grep -m1 -A30 'ERROR\|==ERROR\|runtime error\|deadly signal' "$log"
+    echo "fuzz $t: FAILED (log: $log)"; show_error "$log"
     failed=1
   fi
   end=$(date +%s)
