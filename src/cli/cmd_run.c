@@ -44,7 +44,8 @@ int cmd_run(int argc, char **argv)
         .pos = &file,
         .pos_required = true,
         .epilog = "exit status: 0 done, 1 a cell failed (finished cells are kept), 2 invalid\n"
-                  "experiment or options (nothing was written)\n"};
+                  "experiment or options, or another run is writing into the same results\n"
+                  "directory (nothing was written)\n"};
     CLI_PARSE_OR_RETURN(&spec, argc, argv);
     o.plots = !no_plots;
     o.threads = (int)threads;
