@@ -34,9 +34,9 @@ static void inspect(const gq_block_ctx *ctx, const gq_layer *L, gq_awq_group g, 
     int n = ctx->B * ctx->T;
     switch (g) {
     case GQ_AWQ_QKV: gq_attention_forward(c, L, x, ctx->B, ctx->T, out, ctx->ws, NULL); break;
-    case GQ_AWQ_VO: gq_linear(out, x, L->wo, n, c->dim, c->dim); break;
+    case GQ_AWQ_VO: gq_linear(out, x, L->w[GQ_LIN_O], n, c->dim, c->dim); break;
     case GQ_AWQ_GATEUP: gq_mlp_forward(c, L, x, n, out, ctx->ws, NULL); break;
-    default: gq_linear(out, x, L->w2, n, c->hidden_dim, c->dim); break;
+    default: gq_linear(out, x, L->w[GQ_LIN_DOWN], n, c->hidden_dim, c->dim); break;
     }
 }
 
@@ -56,7 +56,7 @@ static void weight_mean(const gq_block_ctx *ctx, gq_awq_group g, int cin, float 
         gq_linear_kind k = group_linears[g][i];
         int rows, cols;
         gq_linear_shape(ctx->cfg, k, &rows, &cols);
-        const float *W = gq_linear_weight(&ctx->w, k);
+        const float *W = ctx->w.w[k];
         int gs = group_cols_of(ctx->quant[k], cols);
         for (int r = 0; r < rows; r++)
             for (int c0 = 0; c0 < cols; c0 += gs) {
@@ -131,7 +131,7 @@ static int search_group(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_group 
                 continue; /* stays FP: not rounded in the trial either */
             int rows, cols;
             gq_linear_shape(c, k, &rows, &cols);
-            const float *W = gq_linear_weight(&ctx->w, k);
+            const float *W = ctx->w.w[k];
             float *T = tmp[i];
             for (int r = 0; r < rows; r++)
                 for (int j = 0; j < cols; j++)
@@ -143,7 +143,7 @@ static int search_group(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_group 
             for (int r = 0; r < rows; r++)
                 for (int j = 0; j < cols; j++)
                     T[(size_t)r * cols + j] /= s[j];
-            *gq_layer_slot(&v, k) = T;
+            v.w[k] = T;
         }
         inspect(ctx, &v, g, x, out);
         double se = 0.0;
@@ -195,7 +195,7 @@ void gq_awq_fold(gq_block_ctx *ctx, gq_awq_group g, const float *s)
         gq_linear_kind prev = g == GQ_AWQ_VO ? GQ_LIN_V : GQ_LIN_UP;
         int rows, cols;
         gq_linear_shape(c, prev, &rows, &cols);
-        float *W = gq_linear_weight(&ctx->w, prev);
+        float *W = ctx->w.w[prev];
         for (int r = rows - cin; r < rows; r++) /* the last len(s) rows */
             for (int j = 0; j < cols; j++)
                 W[(size_t)r * cols + j] /= s[r - (rows - cin)];
@@ -203,7 +203,7 @@ void gq_awq_fold(gq_block_ctx *ctx, gq_awq_group g, const float *s)
     for (int i = 0; i < group_n[g]; i++) {
         int rows, cols;
         gq_linear_shape(c, group_linears[g][i], &rows, &cols);
-        float *W = gq_linear_weight(&ctx->w, group_linears[g][i]);
+        float *W = ctx->w.w[group_linears[g][i]];
         for (int r = 0; r < rows; r++)
             for (int j = 0; j < cols; j++)
                 W[(size_t)r * cols + j] *= s[j];
@@ -216,7 +216,7 @@ static int clip_search(const gq_awq_params *p, gq_block_ctx *ctx, gq_linear_kind
 {
     int rows, cols;
     gq_linear_shape(ctx->cfg, k, &rows, &cols);
-    const float *W = gq_linear_weight(&ctx->w, k);
+    const float *W = ctx->w.w[k];
     const int gs = group_cols_of(ctx->quant[k], cols), ng = (cols + gs - 1) / gs;
     size_t step = n / (size_t)p->clip_tokens;
     if (step < 1)

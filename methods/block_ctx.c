@@ -10,27 +10,13 @@
 #include "core/gq_log.h"
 #include "core/gq_time.h"
 
-float **gq_layer_slot(gq_layer *L, gq_linear_kind k)
-{
-    switch (k) {
-    case GQ_LIN_Q: return &L->wq;
-    case GQ_LIN_K: return &L->wk;
-    case GQ_LIN_V: return &L->wv;
-    case GQ_LIN_O: return &L->wo;
-    case GQ_LIN_GATE: return &L->w1;
-    case GQ_LIN_UP: return &L->w3;
-    case GQ_LIN_DOWN: return &L->w2;
-    default: return NULL;
-    }
-}
-
 gq_layer gq_block_view(const gq_block_ctx *ctx, bool quantized)
 {
     gq_layer v = ctx->w;
     if (quantized)
         for (int k = 0; k < GQ_N_LINEAR; k++)
             if (ctx->done[k])
-                *gq_layer_slot(&v, (gq_linear_kind)k) = ctx->q[k];
+                v.w[k] = ctx->q[k];
     return v;
 }
 
@@ -72,7 +58,7 @@ int gq_block_quantize_rtn(gq_block_ctx *ctx, gq_linear_kind k, const float *w,
     int rows, cols;
     gq_linear_shape(ctx->cfg, k, &rows, &cols);
     if (!w)
-        w = gq_linear_weight(&ctx->w, k);
+        w = ctx->w.w[k];
     double t0 = gq_now();
     if (gq_quantizer_run(ctx->quant[k], w, rows, cols, imatrix, NULL, ctx->q[k], err))
         return gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));

@@ -87,7 +87,7 @@ static int quantize_group(const gptq_params *p, gq_block_ctx *ctx, const gq_bloc
         memcpy(Hw, H.h, (size_t)cols * cols * sizeof *Hw); /* the solver consumes its H */
         gq_gptq_result res;
         t0 = gq_now();
-        rc = gq_gptq_quantize(ctx->quant[k], gq_linear_weight(&ctx->w, k), rows, cols, Hw, &o,
+        rc = gq_gptq_quantize(ctx->quant[k], ctx->w.w[k], rows, cols, Hw, &o,
                               ctx->q[k], &res, err);
         ctx->t_quant += gq_now() - t0;
         if (rc) {

@@ -137,13 +137,11 @@ static int block_alloc(const gq_config *c, const gq_layer *src, gq_block_ctx *ct
     }
     ctx->w.att_in_transform = src->att_in_transform ? ctx->transform_store[0] : NULL;
     ctx->w.ffn_in_transform = src->ffn_in_transform ? ctx->transform_store[1] : NULL;
-    gq_layer *w = &ctx->w;
-    float **slots[GQ_N_LINEAR] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w1, &w->w3, &w->w2};
     for (int k = 0; k < GQ_N_LINEAR; k++) {
         gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
         size_t n = (size_t)rows * cols;
-        *slots[k] = p;
-        memcpy(p, gq_linear_weight(src, (gq_linear_kind)k), n * sizeof(float));
+        ctx->w.w[k] = p;
+        memcpy(p, src->w[k], n * sizeof(float));
         p += n;
         ctx->q[k] = p;
         p += n;
@@ -172,8 +170,8 @@ static int block_write(const gq_config *c, const gq_block_ctx *ctx, gq_model *ou
     for (int k = 0; k < GQ_N_LINEAR; k++) {
         int rows, cols;
         gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
-        const float *srcw = ctx->quant[k] ? ctx->q[k] : gq_linear_weight(&ctx->w, (gq_linear_kind)k);
-        memcpy(gq_linear_weight(dst, (gq_linear_kind)k), srcw, (size_t)rows * cols * sizeof(float));
+        const float *srcw = ctx->quant[k] ? ctx->q[k] : ctx->w.w[k];
+        memcpy(dst->w[k], srcw, (size_t)rows * cols * sizeof(float));
     }
     return 0;
 }
@@ -345,7 +343,7 @@ int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
                 rep->linear_weights += (size_t)rows * cols;
                 rep->linear_bytes += t->bytes;
                 if (calib) {
-                    t->recon_err = recon_error(gq_linear_weight(&ctx.w, (gq_linear_kind)k), ctx.q[k],
+                    t->recon_err = recon_error(ctx.w.w[k], ctx.q[k],
                                                gq_trace_input(&tr, (gq_linear_kind)k), ntok, rows,
                                                cols, err);
                     if (isnan(t->recon_err))

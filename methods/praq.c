@@ -56,8 +56,9 @@ static int unit_importance(const praq_params *p, const gq_block_ctx *ctx, const 
         I[j] = 0.0;
     for (size_t t0 = 0; t0 < n; t0 += chunk) {
         int m = (int)(n - t0 < chunk ? n - t0 : chunk);
-        gq_linear(g, xin + t0 * dim, ctx->w.w1, m, dim, hid); /* (m, hidden) gate pre-activations */
-        gq_linear(u, xin + t0 * dim, ctx->w.w3, m, dim, hid); /* (m, hidden) up projections */
+        /* (m, hidden) gate pre-activations and up projections */
+        gq_linear(g, xin + t0 * dim, ctx->w.w[GQ_LIN_GATE], m, dim, hid);
+        gq_linear(u, xin + t0 * dim, ctx->w.w[GQ_LIN_UP], m, dim, hid);
 #pragma omp parallel for schedule(static) if ((size_t)hid * m > 65536)
         for (int j = 0; j < hid; j++) {
             double acc = 0.0;
@@ -107,7 +108,7 @@ static int praq_salience(const void *user, const gq_block_ctx *ctx, const gq_blo
         mean_I += I[j];
     mean_I /= hid;
     gq_calib_abs_mean(tr->mlp_in, n, dim, s); /* E|x_i| */
-    const float *Wg = ctx->w.w1, *Wu = ctx->w.w3;
+    const float *Wg = ctx->w.w[GQ_LIN_GATE], *Wu = ctx->w.w[GQ_LIN_UP];
 #pragma omp parallel for schedule(static) if ((size_t)dim * hid > 65536)
     for (int i = 0; i < dim; i++) {
         double num = 0.0, den = 0.0;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
 #include "core/gq_rng.h"
@@ -32,7 +33,7 @@ static double sgemm_pass(const gq_model *m, int n, float *x, float *y)
         for (int k = 0; k < GQ_N_LINEAR; k++) {
             int rows, cols;
             gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
-            gq_linear(y, x, gq_linear_weight(&m->layers[l], (gq_linear_kind)k), n, cols, rows);
+            gq_linear(y, x, m->layers[l].w[k], n, cols, rows);
         }
     gq_linear(y, x, m->wcls, n, c->dim, c->vocab_size);
     return gq_now() - t0;

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
 #include "core/gq_log.h"

@@ -16,6 +16,7 @@
  * Errors name the JSON path: "$.methods[2].format.bits: 9 is outside 2..8". */
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -27,13 +28,18 @@ typedef enum {
     GQ_PARAM_FLOAT,  /* field type: double ; JSON number (integer accepted) in [min, max] */
     GQ_PARAM_BOOL,   /* field type: bool   ; JSON true/false                            */
     GQ_PARAM_CHOICE, /* field type: int    ; JSON string, one of `choices`, stored as its index */
+    GQ_PARAM_STRING, /* field type: char * ; JSON non-empty string of any length, owned by the
+                        struct (gq_params_release frees it); default NULL when `def` is "" */
+    GQ_PARAM_U64,    /* field type: uint64_t; JSON integer in [min, max] (JSON integers end at
+                        INT64_MAX) */
 } gq_param_type;
 
 typedef struct gq_param_spec {
     const char *key;             /* NULL ends the table */
     gq_param_type type;
     size_t offset;               /* offsetof(struct, field) */
-    const char *def;             /* default as written in JSON, choices without quotes: "4", "0.01", "true", "asym" */
+    const char *def;             /* default as written in JSON, choices without quotes: "4", "0.01", "true", "asym";
+                                    NULL: the key is required */
     double min, max;             /* inclusive bounds for INT and FLOAT */
     const char *const *choices;  /* NULL-terminated names for CHOICE */
     const char *doc;             /* one line for `gq-bench list` */
@@ -42,8 +48,12 @@ typedef struct gq_param_spec {
 /* Number of entries before the NULL key. */
 int gq_params_count(const gq_param_spec *specs);
 
-/* Writes every default into `out`. Defaults are trusted (checked by the unit tests). */
+/* Writes every default into `out` (required keys: zero). Defaults are trusted (checked by the
+ * unit tests). */
 void gq_params_defaults(const gq_param_spec *specs, void *out);
+
+/* Frees the strings of a parsed struct (GQ_PARAM_STRING fields) and sets them to NULL. */
+void gq_params_release(const gq_param_spec *specs, void *p);
 
 /* Defaults, then the values in `obj` (a JSON object, or NULL for defaults only). `path` is the
  * JSON path of obj used in messages (for example "$.methods[0].format"); NULL means "$". */

@@ -82,7 +82,7 @@ void gq_block_linear(const gq_layer *L, gq_linear_kind k, float *y, const float 
     if (op)
         op->apply(op, y, x, n);
     else
-        gq_linear(y, x, gq_linear_weight(L, k), n, in, out);
+        gq_linear(y, x, L->w[k], n, in, out);
 }
 
 void gq_rmsnorm(float *out, const float *x, const float *w, int n, int width)

@@ -157,7 +157,7 @@ static void layer_matvecs(const gq_config *c, const gq_layer *L, const gq_linear
         if (L->op[kinds[i]])
             L->op[kinds[i]]->apply(L->op[kinds[i]], outs[i], x, 1);
         else
-            jobs[n_jobs++] = (mv_job){outs[i], gq_linear_weight(L, kinds[i]), rows};
+            jobs[n_jobs++] = (mv_job){outs[i], L->w[kinds[i]], rows};
     }
     if (n_jobs)
         matvec_jobs(jobs, n_jobs, x, n);

@@ -26,13 +26,13 @@ static inline int gq_kv_dim(const gq_config *c) { return c->dim / c->n_heads * c
 
 /* The seven linear layers of a block, in the order GPTQ's true-sequential mode groups them. */
 typedef enum {
-    GQ_LIN_Q,     /* wq   (dim, dim)          attn.q_proj */
-    GQ_LIN_K,     /* wk   (kv_dim, dim)       attn.k_proj */
-    GQ_LIN_V,     /* wv   (kv_dim, dim)       attn.v_proj */
-    GQ_LIN_O,     /* wo   (dim, dim)          attn.o_proj */
-    GQ_LIN_GATE,  /* w1   (hidden, dim)       mlp.gate_proj */
-    GQ_LIN_UP,    /* w3   (hidden, dim)       mlp.up_proj */
-    GQ_LIN_DOWN,  /* w2   (dim, hidden)       mlp.down_proj */
+    GQ_LIN_Q,     /* (dim, dim)          attn.q_proj    llama2.c wq */
+    GQ_LIN_K,     /* (kv_dim, dim)       attn.k_proj    wk */
+    GQ_LIN_V,     /* (kv_dim, dim)       attn.v_proj    wv */
+    GQ_LIN_O,     /* (dim, dim)          attn.o_proj    wo */
+    GQ_LIN_GATE,  /* (hidden, dim)       mlp.gate_proj  w1 */
+    GQ_LIN_UP,    /* (hidden, dim)       mlp.up_proj    w3 */
+    GQ_LIN_DOWN,  /* (dim, hidden)       mlp.down_proj  w2 */
     GQ_N_LINEAR
 } gq_linear_kind;
 
@@ -51,14 +51,9 @@ struct gq_linear_op {
 
 typedef struct gq_layer {
     float *rms_att;  /* (dim) */
-    float *wq;       /* (dim, dim) */
-    float *wk;       /* (kv_dim, dim) */
-    float *wv;       /* (kv_dim, dim) */
-    float *wo;       /* (dim, dim) */
     float *rms_ffn;  /* (dim) */
-    float *w1;       /* gate (hidden, dim) */
-    float *w2;       /* down (dim, hidden) */
-    float *w3;       /* up   (hidden, dim) */
+    /* The linears indexed by gq_linear_kind, each (rows, cols) = gq_linear_shape(k). */
+    float *w[GQ_N_LINEAR];
     /* Optional explicit transforms of the normalised block inputs (NULL = identity), used by
      * methods whose transform cannot be folded into RMSNorm (AffineQuant): the normalised
      * activations xn (T, dim) become xn · M, M (dim, dim) row-major, before q/k/v (att) or
@@ -93,8 +88,7 @@ typedef struct gq_model {
  * "final_norm". */
 const char *gq_linear_name(gq_linear_kind k);
 void gq_tensor_name(int layer, gq_linear_kind k, char *buf, size_t n);
-/* Weight pointer and (rows, cols) = (out, in) of a block's linear. */
-float *gq_linear_weight(const gq_layer *L, gq_linear_kind k);
+/* (rows, cols) = (out, in) of a block's linear. */
 void gq_linear_shape(const gq_config *c, gq_linear_kind k, int *rows, int *cols);
 
 /* Loads a llama2.c checkpoint. The header is checked for sane values and the file size against

@@ -99,14 +99,14 @@ static void map_tensors(gq_model *m, const file_layout *fl, float *body)
          * freq_cis_real, freq_cis_imag, [wcls] */
         m->tok_embeddings = p, p += emb;
         PER_LAYER(rms_att, d)
-        PER_LAYER(wq, d * d)
-        PER_LAYER(wk, kv * d)
-        PER_LAYER(wv, kv * d)
-        PER_LAYER(wo, d * d)
+        PER_LAYER(w[GQ_LIN_Q], d * d)
+        PER_LAYER(w[GQ_LIN_K], kv * d)
+        PER_LAYER(w[GQ_LIN_V], kv * d)
+        PER_LAYER(w[GQ_LIN_O], d * d)
         PER_LAYER(rms_ffn, d)
-        PER_LAYER(w1, h * d)
-        PER_LAYER(w2, d * h)
-        PER_LAYER(w3, h * d)
+        PER_LAYER(w[GQ_LIN_GATE], h * d)
+        PER_LAYER(w[GQ_LIN_DOWN], d * h)
+        PER_LAYER(w[GQ_LIN_UP], h * d)
         m->rms_final = p, p += d;
         p += gq_freq_cis_floats(c);
     } else {
@@ -115,13 +115,13 @@ static void map_tensors(gq_model *m, const file_layout *fl, float *body)
         PER_LAYER(rms_ffn, d)
         m->rms_final = p, p += d;
         m->tok_embeddings = p, p += emb;
-        PER_LAYER(wq, d * d)
-        PER_LAYER(wk, kv * d)
-        PER_LAYER(wv, kv * d)
-        PER_LAYER(wo, d * d)
-        PER_LAYER(w1, h * d)
-        PER_LAYER(w2, d * h)
-        PER_LAYER(w3, h * d)
+        PER_LAYER(w[GQ_LIN_Q], d * d)
+        PER_LAYER(w[GQ_LIN_K], kv * d)
+        PER_LAYER(w[GQ_LIN_V], kv * d)
+        PER_LAYER(w[GQ_LIN_O], d * d)
+        PER_LAYER(w[GQ_LIN_GATE], h * d)
+        PER_LAYER(w[GQ_LIN_DOWN], d * h)
+        PER_LAYER(w[GQ_LIN_UP], h * d)
     }
 #undef PER_LAYER
     m->wcls = c->shared_classifier ? m->tok_embeddings : p;

@@ -26,20 +26,6 @@ void gq_tensor_name(int layer, gq_linear_kind k, char *buf, size_t n)
     snprintf(buf, n, "layers.%d.%s", layer, gq_linear_name(k));
 }
 
-float *gq_linear_weight(const gq_layer *L, gq_linear_kind k)
-{
-    switch (k) {
-    case GQ_LIN_Q: return L->wq;
-    case GQ_LIN_K: return L->wk;
-    case GQ_LIN_V: return L->wv;
-    case GQ_LIN_O: return L->wo;
-    case GQ_LIN_GATE: return L->w1;
-    case GQ_LIN_UP: return L->w3;
-    case GQ_LIN_DOWN: return L->w2;
-    default: return NULL;
-    }
-}
-
 void gq_linear_shape(const gq_config *c, gq_linear_kind k, int *rows, int *cols)
 {
     int r = c->dim, in = c->dim;
@@ -134,7 +120,7 @@ int gq_model_check_finite(const gq_model *m, const char *what, gq_error *err)
             int rows, cols;
             gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
             gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
-            if (check_tensor(gq_linear_weight(L, (gq_linear_kind)k), (size_t)rows * cols, what,
+            if (check_tensor(L->w[k], (size_t)rows * cols, what,
                              name, err))
                 return -1;
         }
@@ -156,7 +142,7 @@ int gq_model_heap_alloc(gq_model *m, const gq_config *c, gq_error *err)
         return err && err->msg[0] ? -1 : gq_fail(err, "out of memory for the model");
     }
     m->heap_floats = n;
-    size_t d = (size_t)c->dim, kv = (size_t)gq_kv_dim(c), h = (size_t)c->hidden_dim;
+    size_t d = (size_t)c->dim;
     float *p = m->heap;
     m->tok_embeddings = p;
     p += (size_t)c->vocab_size * d;
@@ -164,13 +150,11 @@ int gq_model_heap_alloc(gq_model *m, const gq_config *c, gq_error *err)
         gq_layer *L = &m->layers[l];
         L->rms_att = p, p += d;
         L->rms_ffn = p, p += d;
-        L->wq = p, p += d * d;
-        L->wk = p, p += kv * d;
-        L->wv = p, p += kv * d;
-        L->wo = p, p += d * d;
-        L->w1 = p, p += h * d;
-        L->w2 = p, p += d * h;
-        L->w3 = p, p += h * d;
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            int rows, cols;
+            gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+            L->w[k] = p, p += (size_t)rows * cols;
+        }
     }
     m->rms_final = p, p += d;
     if (c->shared_classifier) {
@@ -193,20 +177,18 @@ int gq_model_clone(const gq_model *src, gq_model *dst, gq_error *err)
     gq_model m;
     if (gq_model_heap_alloc(&m, c, err) != 0)
         return gq_fail_prefix(err, "clone");
-    size_t d = (size_t)c->dim, kv = (size_t)gq_kv_dim(c), h = (size_t)c->hidden_dim;
+    size_t d = (size_t)c->dim;
     copy_floats(m.tok_embeddings, src->tok_embeddings, (size_t)c->vocab_size * d);
     for (int l = 0; l < c->n_layers; l++) {
         const gq_layer *S = &src->layers[l];
         gq_layer *L = &m.layers[l];
         copy_floats(L->rms_att, S->rms_att, d);
         copy_floats(L->rms_ffn, S->rms_ffn, d);
-        copy_floats(L->wq, S->wq, d * d);
-        copy_floats(L->wk, S->wk, kv * d);
-        copy_floats(L->wv, S->wv, kv * d);
-        copy_floats(L->wo, S->wo, d * d);
-        copy_floats(L->w1, S->w1, h * d);
-        copy_floats(L->w2, S->w2, d * h);
-        copy_floats(L->w3, S->w3, h * d);
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            int rows, cols;
+            gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+            copy_floats(L->w[k], S->w[k], (size_t)rows * cols);
+        }
     }
     copy_floats(m.rms_final, src->rms_final, d);
     if (!c->shared_classifier)

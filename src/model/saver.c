@@ -72,14 +72,14 @@ static void put_body_legacy(writer *w, const gq_model *m)
     put(w, hdr, sizeof hdr);
     put(w, m->tok_embeddings, (size_t)c->vocab_size * d * sizeof(float));
     put_layers(w, m, offsetof(gq_layer, rms_att), d);
-    put_layers(w, m, offsetof(gq_layer, wq), d * d);
-    put_layers(w, m, offsetof(gq_layer, wk), kv * d);
-    put_layers(w, m, offsetof(gq_layer, wv), kv * d);
-    put_layers(w, m, offsetof(gq_layer, wo), d * d);
+    put_layers(w, m, offsetof(gq_layer, w[GQ_LIN_Q]), d * d);
+    put_layers(w, m, offsetof(gq_layer, w[GQ_LIN_K]), kv * d);
+    put_layers(w, m, offsetof(gq_layer, w[GQ_LIN_V]), kv * d);
+    put_layers(w, m, offsetof(gq_layer, w[GQ_LIN_O]), d * d);
     put_layers(w, m, offsetof(gq_layer, rms_ffn), d);
-    put_layers(w, m, offsetof(gq_layer, w1), h * d);
-    put_layers(w, m, offsetof(gq_layer, w2), d * h);
-    put_layers(w, m, offsetof(gq_layer, w3), h * d);
+    put_layers(w, m, offsetof(gq_layer, w[GQ_LIN_GATE]), h * d);
+    put_layers(w, m, offsetof(gq_layer, w[GQ_LIN_DOWN]), d * h);
+    put_layers(w, m, offsetof(gq_layer, w[GQ_LIN_UP]), h * d);
     put(w, m->rms_final, d * sizeof(float));
     put_freq_cis(w, c);
     if (!c->shared_classifier)
@@ -103,13 +103,13 @@ static void put_body_v1(writer *w, const gq_model *m)
     put_layers(w, m, offsetof(gq_layer, rms_ffn), d);
     put(w, m->rms_final, d * sizeof(float));
     put(w, m->tok_embeddings, (size_t)c->vocab_size * d * sizeof(float));
-    put_layers(w, m, offsetof(gq_layer, wq), d * d);
-    put_layers(w, m, offsetof(gq_layer, wk), kv * d);
-    put_layers(w, m, offsetof(gq_layer, wv), kv * d);
-    put_layers(w, m, offsetof(gq_layer, wo), d * d);
-    put_layers(w, m, offsetof(gq_layer, w1), h * d);
-    put_layers(w, m, offsetof(gq_layer, w2), d * h);
-    put_layers(w, m, offsetof(gq_layer, w3), h * d);
+    put_layers(w, m, offsetof(gq_layer, w[GQ_LIN_Q]), d * d);
+    put_layers(w, m, offsetof(gq_layer, w[GQ_LIN_K]), kv * d);
+    put_layers(w, m, offsetof(gq_layer, w[GQ_LIN_V]), kv * d);
+    put_layers(w, m, offsetof(gq_layer, w[GQ_LIN_O]), d * d);
+    put_layers(w, m, offsetof(gq_layer, w[GQ_LIN_GATE]), h * d);
+    put_layers(w, m, offsetof(gq_layer, w[GQ_LIN_DOWN]), d * h);
+    put_layers(w, m, offsetof(gq_layer, w[GQ_LIN_UP]), h * d);
     if (!c->shared_classifier)
         put(w, m->wcls, (size_t)c->vocab_size * d * sizeof(float));
 }

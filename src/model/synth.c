@@ -113,7 +113,7 @@ int gq_model_synth_config(const gq_config *c, uint64_t seed, gq_model *m, gq_err
         for (int k = 0; k < GQ_N_LINEAR; k++) {
             int rows, cols;
             gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
-            rc |= fill_linear(gq_linear_weight(L, (gq_linear_kind)k), rows, cols, seed, tensor++);
+            rc |= fill_linear(L->w[k], rows, cols, seed, tensor++);
         }
     }
     fill_norm(m->rms_final, c->dim, outlier, seed, tensor++);

@@ -81,7 +81,7 @@ int gq_packed_model_fp32(const gq_model *src, gq_packed_model *pm, gq_error *err
         for (int k = 0; k < GQ_N_LINEAR; k++) {
             struct pk_f32_op *f = &pm->f32_ops[l * GQ_N_LINEAR + k];
             f->op.apply = f32_apply;
-            f->W = gq_linear_weight(&src->layers[l], (gq_linear_kind)k);
+            f->W = src->layers[l].w[k];
             gq_linear_shape(c, (gq_linear_kind)k, &f->rows, &f->cols);
             pm->model.layers[l].op[k] = &f->op;
         }
@@ -113,10 +113,10 @@ int gq_packed_model_build(const gq_model *src, const gq_quantizer *q, bool pack_
         for (int k = 0; k < GQ_N_LINEAR; k++) {
             int rows, cols;
             gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
-            float *deq = deq_model ? gq_linear_weight(&deq_model->layers[l], (gq_linear_kind)k)
+            float *deq = deq_model ? deq_model->layers[l].w[k]
                                    : NULL;
             gq_packed_linear *P = gq_packed_linear_new(
-                q, gq_linear_weight(&src->layers[l], (gq_linear_kind)k), rows, cols, deq, err);
+                q, src->layers[l].w[k], rows, cols, deq, err);
             if (!P) {
                 char name[64];
                 gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);

@@ -34,6 +34,10 @@ typedef struct gq_plugin_host {
 
 typedef int (*gq_plugin_init_fn)(const gq_plugin_host *host, gq_error *err);
 
+/* The two symbols a plugin defines (declared here so that their definitions are checked). */
+extern const int gq_plugin_abi;
+int gq_plugin_init(const gq_plugin_host *host, gq_error *err);
+
 /* ---- Host side ---------------------------------------------------------------------------
  *
  * Loads the shared object at `path` and runs its gq_plugin_init. Loading a file that is

@@ -113,6 +113,30 @@ static int n_distinct(const gq_table *t, const char *col)
     return n;
 }
 
+/* Whether the sweep column ("k=v k=v") of some quantized rows gives `axis` two different
+ * values: charts are drawn only over axes that vary. */
+static bool axis_varies(const gq_table *t, const char *axis)
+{
+    size_t len = strlen(axis);
+    const char *first = NULL;
+    size_t first_len = 0;
+    for (size_t r = 0; r < gq_table_n_rows(t); r++) {
+        const char *sw = gq_table_str(t, r, "sweep");
+        for (const char *p = sw; p && *p; p += strcspn(p, " "), p += *p == ' ') {
+            if (strncmp(p, axis, len) != 0 || p[len] != '=')
+                continue;
+            const char *v = p + len + 1;
+            size_t vlen = strcspn(v, " ");
+            if (!first) {
+                first = v;
+                first_len = vlen;
+            } else if (vlen != first_len || strncmp(v, first, vlen) != 0)
+                return true;
+        }
+    }
+    return false;
+}
+
 /* Series name of row r in a chart over axis `x`: the method label plus every other swept axis
  * of the row (from the "sweep" column "k=v k=v"), except those listed in `skip`. */
 static void series_name(const gq_table *t, size_t r, const char *x, const char *skip,
@@ -319,17 +343,21 @@ static int ppl_chart(const gq_table *t, const char *gnuplot, const char *dir, co
 {
     chart c = {0};
     char name[256];
+    double x0 = NAN;
+    bool varies = false; /* one x value is no line: no chart */
     for (size_t r = 0; r < gq_table_n_rows(t); r++) {
         if (is_baseline(t, r))
             continue;
         if (filter_col && gq_table_num(t, r, filter_col) != filter_val)
             continue;
         series_name(t, r, x, filter_col, name, sizeof name);
-        chart_add(&c, name, gq_table_num(t, r, x), gq_table_num(t, r, "ppl"),
-                  gq_table_num(t, r, "ppl_stderr"));
+        double xv = gq_table_num(t, r, x);
+        varies |= isfinite(x0) && isfinite(xv) && xv != x0;
+        x0 = isfinite(xv) ? xv : x0;
+        chart_add(&c, name, xv, gq_table_num(t, r, "ppl"), gq_table_num(t, r, "ppl_stderr"));
     }
     int rc = 0;
-    if (c.n > 0) {
+    if (c.n > 0 && varies) {
         chart_sort(&c);
         char title[2048], proto[1600], png[4096], ylabel[256];
         protocol_title(t, proto, sizeof proto);
@@ -385,7 +413,7 @@ int gq_plot_results(const gq_table *t, const char *dir, int *n_charts, gq_error 
     if (gq_table_n_rows(t) == 0)
         return gq_fail(err, "no results to plot");
 
-    if (n_distinct(t, "group_size") >= 2) {
+    if (axis_varies(t, "group_size")) {
         json_t *bits = gq_table_distinct(t, "bits");
         size_t nb = json_array_size(bits);
         for (size_t i = 0; i < nb || (nb == 0 && i == 0); i++) {
@@ -404,7 +432,7 @@ int gq_plot_results(const gq_table *t, const char *dir, int *n_charts, gq_error 
         }
         json_decref(bits);
     }
-    if (n_distinct(t, "bits") >= 2 &&
+    if (axis_varies(t, "bits") &&
         ppl_chart(t, gnuplot, dir, "ppl_vs_bits.png", "bits", "weight bits (code width)", false,
                   NULL, 0, "", n_charts, err))
         return -1;
@@ -424,7 +452,7 @@ int gq_plot_results(const gq_table *t, const char *dir, int *n_charts, gq_error 
                   NULL, 0, " (frontier; lines: Pareto-optimal cells)",
                   n_charts, err))
         return -1;
-    if (n_distinct(t, "n_calib") >= 2 &&
+    if (axis_varies(t, "n_calib") &&
         ppl_chart(t, gnuplot, dir, "ppl_vs_n_calib.png", "n_calib",
                   "calibration windows (count)", true, NULL, 0, "", n_charts, err))
         return -1;

@@ -16,8 +16,9 @@
  *
  * Nothing read back is trusted: a record that is damaged, written for another cell or for
  * another key is reported (a warning naming the file and the reason), removed and computed
- * again; a damaged or missing key file is said to be damaged and written anew, and since every
- * record carries its own key, records of another experiment definition are never reused.
+ * again. A key file that is not JSON, fails key_sha256 or is missing while records remain is
+ * damaged: the run stops (--fresh discards the journal). Since every record carries its own
+ * key, records of another experiment definition are never reused.
  * These checks catch accidents (disk errors, hand edits, copied files), not forgery.
  *
  * One run at a time writes into a results directory: gq_journal_lock takes an exclusive lock
@@ -43,8 +44,8 @@ int gq_journal_lock(const char *results_dir, gq_error *err);
  * `fresh` the old journal is discarded, otherwise fails (status 2 territory: nothing done). */
 int gq_journal_open(const char *results_dir, const gq_experiment *e, bool fresh, gq_journal *j,
                     gq_error *err);
-/* Whether the journal under results_dir belongs to another key (used before creating it). A
- * damaged key is not an error here (gq_journal_open reports and replaces it). */
+/* Fails (without `fresh`) when the journal under results_dir belongs to another key or its key
+ * is damaged (used before creating it). */
 int gq_journal_check(const char *results_dir, const gq_experiment *e, bool fresh, gq_error *err);
 /* Whether a valid record of cell_id is present; an invalid one is reported and removed. */
 bool gq_journal_has(const gq_journal *j, const char *cell_id);

@@ -143,12 +143,23 @@ int gq_journal_check(const char *results_dir, const gq_experiment *e, bool fresh
     char dir[4200], kp[4300], why[256];
     snprintf(dir, sizeof dir, "%s/.journal", results_dir);
     key_path(dir, kp, sizeof kp);
-    if (fresh || read_key(kp, e->key, why) != KEY_OTHER)
+    if (fresh)
         return 0;
-    return gq_fail(err, "%s holds results of a different experiment definition (the experiment "
-                        "file, an included config or an input file changed); rerun with --fresh "
-                        "to discard them, or give another --out-dir",
-                   results_dir);
+    key_state ks = read_key(kp, e->key, why);
+    if (ks == KEY_ABSENT && has_records(dir)) {
+        ks = KEY_DAMAGED;
+        snprintf(why, sizeof why, "missing, though the journal holds records");
+    }
+    if (ks == KEY_DAMAGED)
+        return gq_fail(err, "%s: damaged (%s); the results beside it cannot be attributed to an "
+                            "experiment: rerun with --fresh to discard them, or give another "
+                            "--out-dir", kp, why);
+    if (ks == KEY_OTHER)
+        return gq_fail(err, "%s holds results of a different experiment definition (the "
+                            "experiment file, an included config or an input file changed); "
+                            "rerun with --fresh to discard them, or give another --out-dir",
+                       results_dir);
+    return 0;
 }
 
 /* The journal is written and cleaned only inside a real directory, never through a link. */
@@ -163,28 +174,16 @@ static int check_journal_dir(const char *dir, gq_error *err)
     return 0;
 }
 
-/* Reports a damaged or missing key; returns whether the key file must be written. */
-static bool key_needs_writing(const char *dir, const char *kp, const char *key)
+/* Whether the key file must be written: not when it holds this experiment's key (then a
+ * resume by another build is warned about). Anything else is only left here with --fresh, as
+ * gq_journal_check refused it otherwise. */
+static bool key_needs_writing(const char *kp, const char *key)
 {
     char why[256];
-    switch (read_key(kp, key, why)) {
-    case KEY_SAME:
-        warn_other_revision(kp);
-        return false;
-    case KEY_DAMAGED:
-        gq_log_warn("%s is damaged (%s): it is written anew, and only journal records that "
-                    "carry this experiment's key are reused", kp, why);
+    if (read_key(kp, key, why) != KEY_SAME)
         return true;
-    case KEY_ABSENT:
-        if (has_records(dir))
-            gq_log_warn("%s is missing although the journal holds records: taken as damaged; "
-                        "it is written anew, and only journal records that carry this "
-                        "experiment's key are reused", kp);
-        return true;
-    case KEY_OTHER: /* only with --fresh, when the old key could not be removed */
-        return true;
-    }
-    return true;
+    warn_other_revision(kp);
+    return false;
 }
 
 int gq_journal_open(const char *results_dir, const gq_experiment *e, bool fresh, gq_journal *j,
@@ -199,7 +198,7 @@ int gq_journal_open(const char *results_dir, const gq_experiment *e, bool fresh,
     clean_dir(j->dir, fresh);
     char kp[4300];
     key_path(j->dir, kp, sizeof kp);
-    if (!key_needs_writing(j->dir, kp, e->key))
+    if (!key_needs_writing(kp, e->key))
         return 0;
     json_t *k = key_json(e);
     char *s = json_dumps(k, FILE_DUMP);

@@ -188,7 +188,8 @@ static void test_awq_fold_preserves_logits(void **state)
         maxd = fmax(maxd, fabs((double)l0[i] - l1[i]));
     assert_true(maxd < 1e-5 * 10); /* logits are O(10): 1e-5 relative */
     /* the weights did change */
-    assert_true(memcmp(m.layers[0].wq, f->fp.layers[0].wq, (size_t)c->dim * c->dim * 4) != 0);
+    assert_true(memcmp(m.layers[0].w[GQ_LIN_Q], f->fp.layers[0].w[GQ_LIN_Q],
+                       (size_t)c->dim * c->dim * 4) != 0);
     gq_forward_ws_free(ws);
     free(l0), free(l1), free(s);
     gq_model_free(&m);
@@ -267,8 +268,10 @@ static void test_methods_and_rules(void **state)
     gq_quant_report rep;
     assert_int_equal(gq_quantize_model(&f->fp, &plan, &m, &rep, &err), 0);
     const gq_config *c = &f->fp.cfg;
-    assert_memory_equal(m.layers[1].wq, f->fp.layers[1].wq, (size_t)c->dim * c->dim * 4);
-    assert_true(memcmp(m.layers[1].w1, f->fp.layers[1].w1, (size_t)c->dim * c->hidden_dim * 4) != 0);
+    assert_memory_equal(m.layers[1].w[GQ_LIN_Q], f->fp.layers[1].w[GQ_LIN_Q],
+                        (size_t)c->dim * c->dim * 4);
+    assert_true(memcmp(m.layers[1].w[GQ_LIN_GATE], f->fp.layers[1].w[GQ_LIN_GATE],
+                       (size_t)c->dim * c->hidden_dim * 4) != 0);
     assert_true(rep.linear_weights == (size_t)c->n_layers * 3 * c->dim * c->hidden_dim);
     gq_model_free(&m);
     gq_quant_report_free(&rep);
@@ -291,7 +294,7 @@ static int quantize_cli(const char *model, const char *tok, const char *extra, c
 {
     char args[20480];
     snprintf(args, sizeof args, "quantize --model '%s' --tokenizer '%s' --n-calib 2 "
-             "--calib-ctx 32 --threads 1 %s", model, tok, extra);
+             "--calib-ctx 32 --eval-windows 4 --eval-ctx 64 --threads 1 %s", model, tok, extra);
     return test_run_cli(args, out, out_n, errb, err_n);
 }
 
@@ -326,12 +329,24 @@ static void test_quantize_cli(void **state)
     assert_non_null(strstr(out, "\"calib_sha256\":\""));
     assert_non_null(strstr(out, "\"n_calib\":2"));
     assert_non_null(strstr(out, "\"calib_ctx\":32"));
+    /* calibration is held out from the 4 x 64 evaluated tokens, and says where it drew */
+    assert_non_null(strstr(out, "\"calib_first_token\":256"));
+    const char *offs = strstr(out, "\"calib_offsets\":[");
+    assert_non_null(offs);
+    assert_true(strtol(offs + strlen("\"calib_offsets\":["), NULL, 10) >= 256);
     assert_non_null(strstr(out, "\"propagate\":\"fp\""));
     assert_non_null(strstr(out, "\"tokenizer\":"));
     gq_model back;
     gq_error err;
     assert_int_equal(gq_model_load(q, &back, &err), 0);
     gq_model_free(&back);
+
+    /* the default calibration text is the evaluation text: refused without a hold-out */
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "quantize --model '%s' --tokenizer '%s' --method rtn "
+             "--format int --out '%s'", model, tok, q);
+    assert_int_equal(test_run_cli(cmd, out, sizeof out, errb, sizeof errb), 2);
+    assert_non_null(strstr(errb, "--calib-data: the default calibration text is the evaluation"));
 
     /* invalid input exits 2 before any work, naming the culprit */
     expect_quantize_error(model, tok, "--method rtn --format int --out /nonexistent/q.bin",

@@ -166,7 +166,7 @@ static void test_explicit_transforms(void **state)
         for (size_t s = 0; s < sizeof scaled / sizeof scaled[0]; s++) {
             int rows, cols;
             gq_linear_shape(&t.cfg, scaled[s], &rows, &cols);
-            float *W = gq_linear_weight(&t.layers[l], scaled[s]);
+            float *W = t.layers[l].w[scaled[s]];
             for (int r = 0; r < rows; r++)
                 for (int c = 0; c < cols; c++)
                     W[(size_t)r * cols + c] /= (float)(1 << (c % 4));
@@ -230,7 +230,7 @@ static void test_block_trace_consistent(void **state)
 
     gq_rmsnorm(tmp, x0, L->rms_att, N, d);
     assert_memory_equal(tmp, tr.attn_in, nd * 4);
-    gq_linear(tmp, tr.attn_ctx, L->wo, N, d, d);
+    gq_linear(tmp, tr.attn_ctx, L->w[GQ_LIN_O], N, d, d);
     for (size_t i = 0; i < nd; i++)
         xm[i] = x0[i] + tmp[i];
     /* the attention sub-module alone gives the same delta */
@@ -240,7 +240,7 @@ static void test_block_trace_consistent(void **state)
     assert_true(max_rel_diff(att, tmp, nd) < 1e-6);
     gq_rmsnorm(tmp, xm, L->rms_ffn, N, d);
     assert_true(max_rel_diff(tmp, tr.mlp_in, nd) < 1e-5);
-    gq_linear(tmp, tr.mlp_act, L->w2, N, h, d);
+    gq_linear(tmp, tr.mlp_act, L->w[GQ_LIN_DOWN], N, h, d);
     for (size_t i = 0; i < nd; i++)
         tmp[i] += xm[i];
     assert_true(max_rel_diff(tmp, x1, nd) < 1e-5);
@@ -295,7 +295,7 @@ static void test_synth_deterministic(void **state)
     assert_memory_equal(a.heap, b.heap, a.heap_floats * sizeof(float));
     assert_memory_not_equal(a.heap, c.heap, a.heap_floats * sizeof(float));
     /* linear weights are heavy-tailed and scaled ~ 1/sqrt(fan_in); norms near 1 */
-    const float *W = a.layers[0].w1;
+    const float *W = a.layers[0].w[GQ_LIN_GATE];
     size_t n = (size_t)a.cfg.hidden_dim * a.cfg.dim;
     double s2 = 0, s4 = 0;
     for (size_t i = 0; i < n; i++) {

@@ -81,11 +81,11 @@ static void test_loader_rejects_bad_files(void **state)
     assert_non_null(strstr(err.msg, "is a directory"));
     /* a NaN or infinity in the weights: the tensor and index are named */
     snprintf(bad, sizeof bad, "%s/bad.bin", dir);
-    float keep = m.layers[1].wq[7];
-    m.layers[1].wq[7] = NAN;
+    float keep = m.layers[1].w[GQ_LIN_Q][7];
+    m.layers[1].w[GQ_LIN_Q][7] = NAN;
     assert_int_equal(gq_model_save(&m, bad, &err), 0);
     expect_reject(bad, "layers.1.attn.q_proj", "non-finite", "index 7");
-    m.layers[1].wq[7] = keep;
+    m.layers[1].w[GQ_LIN_Q][7] = keep;
     m.rms_final[2] = INFINITY;
     assert_int_equal(gq_model_save(&m, bad, &err), 0);
     expect_reject(bad, "final_norm", "inf", "index 2");
@@ -123,12 +123,13 @@ static void test_save_load_round_trip(void **state)
     assert_int_equal(n1, 28 + 4 * (gq_model_param_count(&m.cfg) +
                                    (size_t)m.cfg.seq_len * gq_head_size(&m.cfg)));
     /* copy-on-write: writing to a loaded model leaves the file unchanged */
-    back.layers[0].wq[0] += 1.0f;
+    back.layers[0].w[GQ_LIN_Q][0] += 1.0f;
     assert_int_equal(gq_model_clone(&back, &cl, &err), 0);
     free(b2);
     b2 = test_read_file(p1, &n2);
     assert_memory_equal(b1, b2, n1);
-    assert_true(cl.layers[0].wq[0] != m.layers[0].wq[0]); /* the clone is a deep copy */
+    /* the clone is a deep copy */
+    assert_true(cl.layers[0].w[GQ_LIN_Q][0] != m.layers[0].w[GQ_LIN_Q][0]);
     free(b1);
     free(b2);
     unlink(p1);
@@ -168,7 +169,7 @@ static void write_v1(const gq_model *m, const char *path)
         for (int l = 0; l < c->n_layers; l++) {
             int r, co;
             gq_linear_shape(c, order[k], &r, &co);
-            fwrite(gq_linear_weight(&m->layers[l], order[k]), 4, (size_t)r * co, f);
+            fwrite(m->layers[l].w[order[k]], 4, (size_t)r * co, f);
         }
     if (!c->shared_classifier)
         fwrite(m->wcls, 4, (size_t)c->vocab_size * d, f);

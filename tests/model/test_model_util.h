@@ -34,8 +34,8 @@ static inline void assert_same_weights(const gq_model *a, const gq_model *b)
         for (int k = 0; k < GQ_N_LINEAR; k++) {
             int r, co;
             gq_linear_shape(c, (gq_linear_kind)k, &r, &co);
-            assert_memory_equal(gq_linear_weight(&a->layers[l], (gq_linear_kind)k),
-                                gq_linear_weight(&b->layers[l], (gq_linear_kind)k),
+            assert_memory_equal(a->layers[l].w[k],
+                                b->layers[l].w[k],
                                 (size_t)r * co * 4);
         }
     }

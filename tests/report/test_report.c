@@ -181,6 +181,19 @@ static void test_plots(void **state)
     snprintf(p, sizeof p, "%s/ppl_vs_n_calib.png", dir);
     assert_false(gq_file_exists(p));
 
+    /* group widths that differ between formats but were not swept: no group-size chart */
+    char *dir2 = test_tmpdir("plots-unswept");
+    for (size_t r = 1; r < gq_table_n_rows(&t); r++) {
+        char sweep[64];
+        snprintf(sweep, sizeof sweep, "bits=%.0f", gq_table_num(&t, r, "bits"));
+        json_object_set_new(gq_table_row(&t, r), "sweep", json_string(sweep));
+    }
+    assert_int_equal(gq_plot_results(&t, dir2, &n, &err), 0);
+    assert_int_equal(n, 3); /* bits, bpw, stage times */
+    snprintf(p, sizeof p, "%s/ppl_vs_group_size_3bit.png", dir2);
+    assert_false(gq_file_exists(p));
+    free(dir2);
+
     /* a missing gnuplot is an error naming gnuplot, not a crash or an empty PNG */
     setenv("GQ_GNUPLOT", "/nonexistent/gnuplot", 1);
     assert_int_equal(gq_plot_results(&t, dir, &n, &err), -1);

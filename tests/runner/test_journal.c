@@ -2,9 +2,9 @@
  * a changed digit, copied to another cell's name or belonging to another experiment
  * definition is named in a warning and that cell alone is computed again; a damaged
  * baseline.logp (a flipped bit, a zeroed mean_nll) makes the baseline be evaluated again; a
- * damaged or deleted key is called damaged and lets no record of an edited experiment be
- * reused. Two runs into one results directory: the second stops (exit 2), --fresh or not, and
- * the first finishes with its own numbers. */
+ * damaged key, or one deleted while records remain, is called damaged and stops the run. Two
+ * runs into one results directory: the second stops (exit 2), --fresh or not, and the first
+ * finishes with its own numbers. */
 #include "test_support.h"
 
 #include <fcntl.h>
@@ -246,6 +246,16 @@ static void test_bad_baseline_file(void **state)
     free(dir);
 }
 
+/* Runs experiment v into dir: exit 2 naming the key file as damaged (why), and nothing else
+ * said about it. */
+static void expect_damaged_key(const char *dir, int v, const char *why)
+{
+    int rc = run("run %s --out-dir %s --threads 1 --no-plots", g.exp[v], dir);
+    if (rc != 2 || !strstr(g_err, ".journal/key: damaged (") || !strstr(g_err, why) ||
+        strstr(g_err, "different experiment definition"))
+        fail_msg("exit %d (expected 2, \"key: damaged (%s\"): %s", rc, why, g_err);
+}
+
 static void test_bad_key(void **state)
 {
     (void)state;
@@ -255,26 +265,22 @@ static void test_bad_key(void **state)
     char key[4400];
     journal_file(dir, "key", key, sizeof key);
 
-    /* a changed digit of the key: damaged, not another experiment; every record still fits */
+    /* a changed digit of the key: damaged, not another experiment definition */
     change_digit(key, "\"key\":");
-    const char *digit[] = {"key is damaged (the key does not match its checksum",
-                           "resuming: 2 of 2 cells"};
-    resume_expect(dir, 0, digit, 2);
-
+    expect_damaged_key(dir, 0, "the key does not match its checksum");
     /* not JSON at all */
     write_bytes(key, "\x01garbage", 8);
-    const char *garbage[] = {"key is damaged (not JSON", "resuming: 2 of 2 cells"};
-    resume_expect(dir, 0, garbage, 2);
-
-    /* deleted, and the experiment edited: no record of the old definition is reused */
+    expect_damaged_key(dir, 0, "not JSON");
+    /* deleted while records remain, and the experiment edited */
     assert_int_equal(unlink(key), 0);
-    const char *edited[] = {"key is missing although the journal holds records: taken as damaged",
-                            "cell-baseline.json: belongs to another experiment definition",
-                            "cell-c001.json: belongs to another experiment definition",
-                            "cell-c002.json: belongs to another experiment definition",
-                            "baseline: evaluating the unquantized model"};
-    resume_expect(dir, 1, edited, 5);
+    expect_damaged_key(dir, 1, "missing, though the journal holds records");
+
+    /* --fresh discards the journal: the edited experiment's own numbers */
+    int rc = run("run %s --out-dir %s --threads 1 --no-plots --fresh", g.exp[1], dir);
+    if (rc != 0)
+        fail_msg("--fresh: exit %d: %s", rc, g_err);
     assert_null(strstr(g_err, "resuming:"));
+    expect_reference_numbers(dir, 1);
     free(dir);
 }
 

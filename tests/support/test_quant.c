@@ -37,8 +37,8 @@ void test_assert_linears_equal(const gq_model *a, const gq_model *b)
         for (int k = 0; k < GQ_N_LINEAR; k++) {
             int rows, cols;
             gq_linear_shape(&a->cfg, (gq_linear_kind)k, &rows, &cols);
-            assert_memory_equal(gq_linear_weight(&a->layers[l], (gq_linear_kind)k),
-                                gq_linear_weight(&b->layers[l], (gq_linear_kind)k),
+            assert_memory_equal(a->layers[l].w[k],
+                                b->layers[l].w[k],
                                 (size_t)rows * cols * sizeof(float));
         }
 }

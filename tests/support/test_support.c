@@ -101,3 +101,14 @@ int test_run_clif(char *out, size_t out_n, char *err, size_t err_n, const char *
         fail_msg("test_run_clif: arguments longer than %zu bytes", sizeof args - 1);
     return test_run_cli(args, out, out_n, err, err_n);
 }
+
+bool test_setup_assets(void)
+{
+    char p[4096];
+    const char *rel = "models/stories260K/tok512.bin";
+    if (!test_asset(rel, p, sizeof p))
+        return false;
+    p[strlen(p) - strlen(rel)] = '\0';
+    setenv("GQ_ASSETS", p, 1);
+    return true;
+}

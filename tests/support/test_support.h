@@ -28,6 +28,10 @@ bool test_asset(const char *rel, char *out, size_t n);
 /* A fresh empty directory under the build's temporary area; caller frees the string. */
 char *test_tmpdir(const char *tag);
 
+/* Points GQ_ASSETS at the directory that holds the real assets (for gq-bench runs); false when
+ * they are missing. */
+bool test_setup_assets(void);
+
 /* Reads a whole binary file; caller frees. Fails the test if missing. */
 void *test_read_file(const char *path, size_t *len);
 
