@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages gq-bench needs, only those that are missing.
+#   scripts/install-deps.sh        build, run and test
+#   scripts/install-deps.sh fuzz   the same plus clang, its libFuzzer/sanitizer runtimes
+#                                  (libclang-rt-14-dev) and OpenMP (libomp-14-dev), for `make fuzz`
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -8,6 +11,9 @@ packages=(
   libopenblas-openmp-dev libhdf5-dev hdf5-tools libjansson-dev libcmocka-dev
   gnuplot-nox curl ca-certificates unzip
 )
+if [ "${1:-}" = fuzz ]; then
+  packages+=(clang libclang-rt-14-dev libomp-14-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

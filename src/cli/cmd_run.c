@@ -1,5 +1,6 @@
 /* gq-bench run: run an experiment file (sweep of methods x formats x parameters). */
 #include <stdio.h>
+#include <unistd.h>
 
 #include "cli/cmd_decl.h"
 #include "cli/cli.h"
@@ -44,7 +45,8 @@ int cmd_run(int argc, char **argv)
         .pos = &file,
         .pos_required = true,
         .epilog = "exit status: 0 done, 1 a cell failed (finished cells are kept), 2 invalid\n"
-                  "experiment or options (nothing was written)\n"};
+                  "experiment or options, or another run is writing into the same results\n"
+                  "directory (nothing was written)\n"};
     CLI_PARSE_OR_RETURN(&spec, argc, argv);
     o.plots = !no_plots;
     o.threads = (int)threads;
@@ -59,13 +61,15 @@ int cmd_run(int argc, char **argv)
     gq_error err = {{0}};
     if (gq_experiment_load(file, &e, &err))
         return cli_report("run", &err, GQ_EXIT_USAGE);
-    int rc = GQ_EXIT_OK;
+    int rc = GQ_EXIT_OK, lock = -1;
     if (dry)
         gq_experiment_print_cells(&e, stdout);
-    else if (gq_run_check(&e, &o, &err))
+    else if (gq_run_check(&e, &o, &err) || (lock = gq_run_lock(&e, &o, &err)) < 0)
         rc = cli_report("run", &err, GQ_EXIT_USAGE);
     else if (gq_run_experiment(&e, &o, &err))
         rc = cli_report("run", &err, GQ_EXIT_FAIL);
+    if (lock >= 0)
+        close(lock);
     gq_experiment_free(&e);
     return rc;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/gq_fileio.h"
+#include "core/gq_sha256.h"
 
 size_t gq_baseline_block_bytes(uint64_t scored, int vocab)
 {
@@ -67,9 +68,38 @@ void gq_eval_baseline_free(gq_eval_baseline *b)
 
 double gq_eval_baseline_ppl(const gq_eval_baseline *b) { return exp(b->hdr->mean_nll); }
 
+/* sha256 hex of the block with the header's content_sha256 zeroed. */
+static void content_sha256(const gq_eval_baseline *b, char hex[65])
+{
+    gq_baseline_header h = *b->hdr;
+    memset(h.content_sha256, 0, sizeof h.content_sha256);
+    gq_sha256 s;
+    gq_sha256_init(&s);
+    gq_sha256_update(&s, &h, sizeof h);
+    gq_sha256_update(&s, (const char *)b->hdr + sizeof h, b->bytes - sizeof h);
+    gq_sha256_final_hex(&s, hex);
+}
+
+/* Stamps the block's checksum into its header, then writes the block. */
 int gq_eval_baseline_save(const gq_eval_baseline *b, const char *path, gq_error *err)
 {
+    char hex[65];
+    content_sha256(b, hex);
+    memset(b->hdr->content_sha256, 0, sizeof b->hdr->content_sha256);
+    memcpy(b->hdr->content_sha256, hex, sizeof hex);
     return gq_write_file_atomic(path, b->hdr, b->bytes, err);
+}
+
+/* The stored checksum against the content's; 0 when they agree. */
+static int check_content(const gq_eval_baseline *b, const char *path, gq_error *err)
+{
+    char hex[65];
+    content_sha256(b, hex);
+    if (memchr(b->hdr->content_sha256, 0, sizeof b->hdr->content_sha256) &&
+        strcmp(b->hdr->content_sha256, hex) == 0)
+        return 0;
+    return gq_fail(err, "%s: checksum mismatch: the file is damaged (its content does not "
+                        "match the sha256 in its header)", path);
 }
 
 int gq_eval_baseline_load(const char *path, gq_eval_baseline **out, gq_error *err)
@@ -86,7 +116,9 @@ int gq_eval_baseline_load(const char *path, gq_eval_baseline **out, gq_error *er
     }
     memcpy(&h, data, sizeof h);
     const char *why = NULL;
-    if (memcmp(h.magic, GQ_BASELINE_MAGIC, 8) != 0)
+    if (memcmp(h.magic, GQ_BASELINE_MAGIC_V1, 8) == 0)
+        why = "written by an older gq-bench, without a checksum: save the baseline again";
+    else if (memcmp(h.magic, GQ_BASELINE_MAGIC, 8) != 0)
         why = "bad magic (not a gq-bench baseline file)";
     else if (h.protocol != GQ_PPL_FULL && h.protocol != GQ_PPL_LLAMACPP)
         why = "unknown protocol";
@@ -112,6 +144,10 @@ int gq_eval_baseline_load(const char *path, gq_eval_baseline **out, gq_error *er
     b->hdr = (gq_baseline_header *)data; /* malloc'd: aligned for double */
     b->bytes = size;
     bind(b);
+    if (check_content(b, path, err)) {
+        gq_eval_baseline_free(b);
+        return -1;
+    }
     *out = b;
     return 0;
 }

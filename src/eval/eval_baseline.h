@@ -2,13 +2,16 @@
 #define GQ_EVAL_BASELINE_H
 /* Layout of a baseline, shared by the evaluator and the file code. The whole baseline is one
  * block that is also the file image: header, then nll (scored doubles), argmax (scored int32),
- * logp (scored x vocab floats, row per scored position, in window then position order). */
+ * logp (scored x vocab floats, row per scored position, in window then position order).
+ * The header ends with the sha256 of the whole block (taken with that field zeroed), stamped
+ * on save and checked on load, so a damaged file is refused rather than read. */
 #include <stddef.h>
 #include <stdint.h>
 
 #include "eval/gq_eval.h"
 
-#define GQ_BASELINE_MAGIC "GQBASE1"
+#define GQ_BASELINE_MAGIC "GQBASE2"
+#define GQ_BASELINE_MAGIC_V1 "GQBASE1" /* the same without the checksum: refused */
 
 typedef struct gq_baseline_header {
     char magic[8];
@@ -20,10 +23,10 @@ typedef struct gq_baseline_header {
     uint64_t scored;
     char dataset_sha256[72];
     double mean_nll;
-    char pad[16];
+    char content_sha256[72]; /* hex, NUL-terminated */
 } gq_baseline_header;
 
-_Static_assert(sizeof(gq_baseline_header) == 136, "baseline header layout");
+_Static_assert(sizeof(gq_baseline_header) == 192, "baseline header layout");
 
 struct gq_eval_baseline {
     gq_baseline_header *hdr; /* start of the block */

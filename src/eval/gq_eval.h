@@ -19,7 +19,7 @@
  *           log-probabilities (all vocab entries, fp32) at every scored position; a later call
  *           on another model with that stored baseline (same dataset, protocol, ctx and
  *           windows, checked) compares against them. Memory and file size of a baseline:
- *           136 + scored * (vocab * 4 + 12) bytes (gq_eval_stored_bytes).
+ *           192 + scored * (vocab * 4 + 12) bytes (gq_eval_stored_bytes).
  *   paired  the baseline MODEL is given instead: for every batch of windows its forward pass
  *           runs right before the evaluated model's, on the same tokens, and its logits are
  *           turned into the same fp32 log-probabilities in place. Nothing outlives the batch
@@ -132,7 +132,7 @@ int gq_eval_perplexity(const gq_model *m, const gq_dataset *ds, const gq_eval_op
                        gq_eval_result *result, gq_error *err);
 
 /* Bytes a stored baseline of this evaluation takes in memory and on disk:
- * 136 + scored * (vocab * 4 + 12) with scored = windows * (ctx - 1 - first scored position),
+ * 192 + scored * (vocab * 4 + 12) with scored = windows * (ctx - 1 - first scored position),
  * windows as gq_eval_run would evaluate them. SIZE_MAX when that overflows size_t; 0 when the
  * inputs are invalid (err set). */
 size_t gq_eval_stored_bytes(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *opts,

@@ -257,7 +257,6 @@ static void softmax(float *x, int size)
 #define ATT_POS 8
 #define ATT_VAL 64
 typedef float att_v8 __attribute__((vector_size(32))); /* 8 lanes: mul and add per lane */
-typedef int att_i8 __attribute__((vector_size(32)));
 
 /* 8 floats at any float-aligned address, as one vector (the unaligned, may-alias view GCC's
  * own intrinsics headers use) */
@@ -267,22 +266,24 @@ typedef float att_v8u __attribute__((vector_size(32), aligned(4), may_alias));
 /* c[j] lane u = r[u] lane j (an 8 x 8 transpose in registers). */
 static inline void transpose8(const att_v8 r[8], att_v8 c[8])
 {
-    const att_i8 lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
-    const att_i8 even = {0, 1, 8, 9, 4, 5, 12, 13}, odd = {2, 3, 10, 11, 6, 7, 14, 15};
-    const att_i8 low = {0, 1, 2, 3, 8, 9, 10, 11}, high = {4, 5, 6, 7, 12, 13, 14, 15};
+    /* __builtin_shufflevector (GCC >= 12 and clang): lane i of the result is lane idx[i] of
+     * the concatenation (a, b) */
     att_v8 t[8], u[8];
     for (int p = 0; p < 4; p++) {
-        t[2 * p] = __builtin_shuffle(r[2 * p], r[2 * p + 1], lo);
-        t[2 * p + 1] = __builtin_shuffle(r[2 * p], r[2 * p + 1], hi);
+        t[2 * p] = __builtin_shufflevector(r[2 * p], r[2 * p + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[2 * p + 1] =
+            __builtin_shufflevector(r[2 * p], r[2 * p + 1], 2, 10, 3, 11, 6, 14, 7, 15);
     }
     for (int h = 0; h < 2; h++) /* rows 4h..4h+3 */
         for (int p = 0; p < 2; p++) {
-            u[4 * h + 2 * p] = __builtin_shuffle(t[4 * h + p], t[4 * h + 2 + p], even);
-            u[4 * h + 2 * p + 1] = __builtin_shuffle(t[4 * h + p], t[4 * h + 2 + p], odd);
+            u[4 * h + 2 * p] = __builtin_shufflevector(t[4 * h + p], t[4 * h + 2 + p], 0, 1, 8,
+                                                       9, 4, 5, 12, 13);
+            u[4 * h + 2 * p + 1] = __builtin_shufflevector(t[4 * h + p], t[4 * h + 2 + p], 2,
+                                                           3, 10, 11, 6, 7, 14, 15);
         }
     for (int j = 0; j < 4; j++) {
-        c[j] = __builtin_shuffle(u[j], u[4 + j], low);
-        c[4 + j] = __builtin_shuffle(u[j], u[4 + j], high);
+        c[j] = __builtin_shufflevector(u[j], u[4 + j], 0, 1, 2, 3, 8, 9, 10, 11);
+        c[4 + j] = __builtin_shufflevector(u[j], u[4 + j], 4, 5, 6, 7, 12, 13, 14, 15);
     }
 }
 

@@ -11,7 +11,7 @@
  * KL / top-1 reference ($.eval.kl_baseline, see eval/gq_eval.h): "stored" keeps the baseline's
  * fp32 log-probabilities in memory and in the journal (.journal/baseline.logp) for every cell;
  * "paired" keeps nothing and reruns the unquantized model on each batch beside every cell;
- * "auto" (default) stores when 136 + scored * (vocab * 4 + 12) bytes is at most the budget,
+ * "auto" (default) stores when 192 + scored * (vocab * 4 + 12) bytes is at most the budget,
  * GQ_KL_BUDGET_DEFAULT (1 GiB) or GQ_KL_BUDGET_BYTES from the environment when set, and
  * pairs otherwise. Both give the same numbers; the column kl_reference says which one each
  * cell used. */
@@ -34,6 +34,11 @@ typedef struct gq_run_opts {
 
 /* Directories of an experiment's outputs. */
 void gq_run_dirs(const gq_experiment *e, const char *out_dir, char *results, char *plots, size_t n);
+
+/* Creates the results directory and locks it against other runs (gq_journal_lock): returns
+ * the descriptor holding the lock until it is closed or the process exits, or -1 (err set:
+ * another run holds it, or the directory cannot be created). Take it before any work. */
+int gq_run_lock(const gq_experiment *e, const gq_run_opts *o, gq_error *err);
 
 /* Fails before doing any work when the journal belongs to another definition (and !fresh). */
 int gq_run_check(const gq_experiment *e, const gq_run_opts *o, gq_error *err);

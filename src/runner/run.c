@@ -56,6 +56,13 @@ static int kl_budget(unsigned long long *out, gq_error *err)
                                GQ_KL_BUDGET_DEFAULT, 0, out, err);
 }
 
+int gq_run_lock(const gq_experiment *e, const gq_run_opts *o, gq_error *err)
+{
+    char results[4096], plots[4096];
+    gq_run_dirs(e, o->out_dir, results, plots, sizeof results);
+    return gq_journal_lock(results, err);
+}
+
 int gq_run_check(const gq_experiment *e, const gq_run_opts *o, gq_error *err)
 {
     char results[4096], plots[4096];
@@ -181,8 +188,12 @@ static int run_baseline(run_ctx *r, gq_error *err)
         return 0;
     }
     if (journaled && gq_file_exists(bpath)) {
-        gq_log_info("baseline: resumed from %s", bpath);
-        return gq_eval_baseline_load(bpath, &r->baseline, err);
+        if (gq_eval_baseline_load(bpath, &r->baseline, err) == 0) {
+            gq_log_info("baseline: resumed from %s", bpath);
+            return 0;
+        }
+        gq_log_warn("%s; the baseline is evaluated again", err->msg);
+        gq_error_clear(err);
     }
     gq_log_info("baseline: evaluating the unquantized model");
     double t0 = gq_now();

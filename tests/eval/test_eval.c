@@ -237,10 +237,10 @@ static void test_paired_matches_stored(void **state)
     assert_int_equal(gq_eval_check_ref(&S->fp, &S->ds, &o, &ref, &err), -1);
     assert_non_null(strstr(err.msg, "vocabulary"));
     q.cfg.vocab_size++;
-    /* the stored size the runner budgets: 136 + scored * (vocab * 4 + 12) */
+    /* the stored size the runner budgets: 192 + scored * (vocab * 4 + 12) */
     o = opts(128, GQ_PPL_LLAMACPP, 3);
     assert_int_equal(gq_eval_stored_bytes(&S->fp, &S->ds, &o, &err),
-                     136 + 3 * (127 - 64) * ((size_t)S->fp.cfg.vocab_size * 4 + 12));
+                     192 + 3 * (127 - 64) * ((size_t)S->fp.cfg.vocab_size * 4 + 12));
     gq_model_free(&q);
 }
 

@@ -42,6 +42,29 @@ static void test_csv_round_trip(void **state)
     free(dir);
 }
 
+/* Found by tests/fuzz/fuzz_csv: a header whose names repeat (",\n" has two empty names) read
+ * past the columns. Refused, naming the column. */
+static void test_csv_repeated_header(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir("csv-header"), path[4096];
+    snprintf(path, sizeof path, "%s/r.csv", dir);
+    const char *texts[] = {",\nb,3\na,\n", "ppl,bits,ppl\n1,2,3\n"};
+    const char *column[] = {"header column 2 (\"\")", "header column 3 (\"ppl\")"};
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(texts[i], f);
+        fclose(f);
+        gq_table t;
+        gq_error err = {{0}};
+        assert_int_equal(gq_table_read_csv(path, &t, &err), -1);
+        if (!strstr(err.msg, column[i]) || !strstr(err.msg, "repeats an earlier column"))
+            fail_msg("%s: %s", texts[i], err.msg);
+    }
+    free(dir);
+}
+
 static void test_h5(void **state)
 {
     (void)state;
@@ -148,6 +171,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_csv_round_trip),
+        cmocka_unit_test(test_csv_repeated_header),
         cmocka_unit_test(test_h5),
         cmocka_unit_test(test_plots),
     };

@@ -506,7 +506,7 @@ static void test_kl_paired(void **state)
     if (rc != 0)
         fail_msg("exit %d: %s", rc, g_err);
     assert_non_null(strstr(g_err, "KL reference: paired"));
-    assert_non_null(strstr(g_err, "would take 519256 bytes")); /* 136 + 252 x (512 x 4 + 12) */
+    assert_non_null(strstr(g_err, "would take 519312 bytes")); /* 192 + 252 x (512 x 4 + 12) */
     assert_non_null(strstr(g_out, "the baseline model rerun on the same batches"));
     snprintf(csv, sizeof csv, "%s/results/smoke/results.csv", dir);
     char *a = csv_without2(ref, false, true), *b = csv_without2(csv, false, true);
