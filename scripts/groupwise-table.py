@@ -198,7 +198,7 @@ def main(argv):
             g = [r for r in groups if r["bits"] == bits]
             c = [r for r in channels if r["bits"] == bits]
             lines += method_table(bits, g, c) + [""] + size_speed_table(bits, g, c) + [""]
-        lines += ["What the numbers say:", ""] + claims(groups, channels)
+        lines += ["Ranges computed from the rows above:", ""] + claims(groups, channels)
     except TableError as e:
         print(f"groupwise-table: {argv[1]}: {e}", file=sys.stderr)
         return 2
