@@ -171,10 +171,8 @@ static void test_plots(void **state)
     free(dir);
 }
 
-/* A group-wise sweep at 4 bits: awq and praq at groups of 32 and 64, each with a per-channel
- * counterpart (same method parameters and propagation), gptq group-wise only (it pairs with
- * nothing), and the baseline. Decode rates only for the baseline and the g32 cells when
- * `with_decode`. `praq_label` names praq's series (a quote tests the quoting). */
+/* One 4-bit row of `method` (n_grid 20, propagate fp): int asym groups of `group` columns, or
+ * per channel when `group` is 0; no decode_tok_s when `decode` is NaN. */
 static void add_gw_row(gq_table *t, const char *cell, const char *series, const char *method,
                        int group, double ppl, double decode)
 {
@@ -199,6 +197,10 @@ static void add_gw_row(gq_table *t, const char *cell, const char *series, const 
     gq_table_add_row(t, row);
 }
 
+/* A group-wise sweep at 4 bits: awq and praq at groups of 32 and 64, each with a per-channel
+ * counterpart (same method parameters and propagation), gptq group-wise only (it pairs with
+ * nothing), and the baseline. Decode rates only for the baseline and the g32 cells when
+ * `with_decode`. `praq_label` names praq's series (a quote tests the quoting). */
 static void groupwise_table(gq_table *t, const char *praq_label, bool with_decode)
 {
     gq_table_init(t);

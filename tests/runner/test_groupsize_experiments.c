@@ -31,16 +31,25 @@ static bool assets_with(const char *rel, char *dir, size_t n)
     return true;
 }
 
-static void test_groupsize_sweep_dry_run(void **state)
+/* `gq-bench run experiments/<name> --dry-run` with the assets holding `model`; its listing is in
+ * g_out. False (the caller skips) when the model is missing. */
+static bool dry_run(const char *model, const char *name)
 {
-    (void)state;
     char assets[4096], exp[4200];
-    if (!assets_with("models/stories260K/stories260K.bin", assets, sizeof assets))
-        skip();
-    experiment_path("groupsize_sweep.json", exp, sizeof exp);
+    if (!assets_with(model, assets, sizeof assets))
+        return false;
+    experiment_path(name, exp, sizeof exp);
     int rc = run("run %s --dry-run", exp);
     if (rc != 0)
         fail_msg("exit %d: %s", rc, g_err);
+    return true;
+}
+
+static void test_groupsize_sweep_dry_run(void **state)
+{
+    (void)state;
+    if (!dry_run("models/stories260K/stories260K.bin", "groupsize_sweep.json"))
+        skip();
     /* baseline + 4 methods x (2 bits x 3 group sizes + 2 bits per channel) */
     assert_non_null(strstr(g_out, ": 33 cells, model stories260K"));
     assert_non_null(strstr(g_out, "praq per-channel       praq     int3 channel asym"));
@@ -51,13 +60,8 @@ static void test_groupsize_sweep_dry_run(void **state)
 static void test_groupsize_3M_dry_run(void **state)
 {
     (void)state;
-    char assets[4096], exp[4200];
-    if (!assets_with("models/tinystories-3M/tinystories-3M.bin", assets, sizeof assets))
+    if (!dry_run("models/tinystories-3M/tinystories-3M.bin", "groupsize_sweep_3M.json"))
         skip();
-    experiment_path("groupsize_sweep_3M.json", exp, sizeof exp);
-    int rc = run("run %s --dry-run", exp);
-    if (rc != 0)
-        fail_msg("exit %d: %s", rc, g_err);
     /* baseline + 4 methods x (4 group sizes + per channel) at INT4 */
     assert_non_null(strstr(g_out, ": 21 cells, model tinystories-3M"));
     assert_non_null(strstr(g_out, "int4 g256 asym"));
