@@ -7,7 +7,8 @@ Prints, from the CSV only (no number is typed here):
   - the protocol line (model, perplexity protocol, windows, texts, seed, threads);
   - per bit width, a table with one row per method: perplexity at every group size and per
     channel, each group-wise value followed by its change against the same method per channel
-    (100 * (PPL_group / PPL_channel - 1), in %); the lowest perplexity of a column in bold;
+    (100 * (PPL_group / PPL_channel - 1), in %); the lowest perplexity of a column in bold; the
+    same table of the mean KL divergence to the FP32 model (kl_div);
   - per bit width, a size and speed table: bits per weight and decode tokens/s of each format
     (the median over the methods' cells; empty when no packed kernel measured it);
   - the facts the README states about the notes' claims: the range of the group-wise vs
@@ -24,7 +25,7 @@ import statistics
 import sys
 
 REQUIRED = ("series", "method", "sweep", "bits", "group_size", "method_params", "format_params",
-            "propagate", "ppl", "ppl_stderr", "bpw", "decode_tok_s", "protocol", "ctx",
+            "propagate", "ppl", "ppl_stderr", "kl_div", "bpw", "decode_tok_s", "protocol", "ctx",
             "eval_windows", "scored", "eval_text", "eval_sha256", "model", "seed", "threads")
 
 
@@ -89,8 +90,11 @@ def classify(rows):
     return base, groups, channels
 
 
-def fmt_ppl(v):
-    return f"{v:.4f}" if math.isfinite(v) else ""
+def fmt_value(v):
+    """Perplexities with 4 decimals, KL divergences (below 1) with 3 significant digits."""
+    if not math.isfinite(v):
+        return ""
+    return f"{v:.4f}" if v >= 1 else f"{v:.3g}"
 
 
 def pct(a, b):
@@ -108,13 +112,13 @@ def protocol_line(rows, base):
             f"(sha256 {r['eval_sha256'][:8]}); {cal}; seed {r['seed']}; "
             f"{r['threads']} threads per cell.")
     if base:
-        line += (f" FP32 baseline: PPL {fmt_ppl(num(base, 'ppl'))} ± "
+        line += (f" FP32 baseline: PPL {fmt_value(num(base, 'ppl'))} ± "
                  f"{num(base, 'ppl_stderr'):.4f}, decode {num(base, 'decode_tok_s'):.0f} tok/s "
                  f"(BLAS).")
     return line
 
 
-def method_table(bits, groups, channels):
+def method_table(bits, groups, channels, col, what):
     gsizes = sorted({int(num(r, "group_size")) for r in groups})
     series = list(dict.fromkeys(r["series"] for r in groups))
     by_key = {pairing_key(c): c for c in channels}
@@ -124,10 +128,10 @@ def method_table(bits, groups, channels):
     cols = [f"g{g}" for g in gsizes] + ["per channel"]
     best = {}
     for g in gsizes:
-        best[g] = min(num(cell[(s, g)], "ppl") for s in series if (s, g) in cell)
-    vals = [num(c, "ppl") for c in pc.values() if c]
+        best[g] = min(num(cell[(s, g)], col) for s in series if (s, g) in cell)
+    vals = [num(c, col) for c in pc.values() if c]
     best["pc"] = min(vals) if vals else math.nan
-    out = [f"INT{bits}: perplexity; in brackets the change against the same method per channel "
+    out = [f"INT{bits}: {what}; in brackets the change against the same method per channel "
            "(%, negative: the groups are better); bold: the lowest of the column.", "",
            "| method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for s in series:
@@ -137,13 +141,13 @@ def method_table(bits, groups, channels):
             if not r:
                 cells.append("")
                 continue
-            v = num(r, "ppl")
-            t = f"**{fmt_ppl(v)}**" if v == best[g] else fmt_ppl(v)
+            v = num(r, col)
+            t = f"**{fmt_value(v)}**" if v == best[g] else fmt_value(v)
             if pc[s]:
-                t += f" ({pct(v, num(pc[s], 'ppl')):+.1f}%)"
+                t += f" ({pct(v, num(pc[s], col)):+.1f}%)"
             cells.append(t)
-        v = num(pc[s], "ppl") if pc[s] else math.nan
-        cells.append(f"**{fmt_ppl(v)}**" if v == best["pc"] else fmt_ppl(v))
+        v = num(pc[s], col) if pc[s] else math.nan
+        cells.append(f"**{fmt_value(v)}**" if v == best["pc"] else fmt_value(v))
         out.append(f"| {s} | " + " | ".join(cells) + " |")
     return out
 
@@ -197,7 +201,10 @@ def main(argv):
         for bits in sorted({r["bits"] for r in groups}, key=int):
             g = [r for r in groups if r["bits"] == bits]
             c = [r for r in channels if r["bits"] == bits]
-            lines += method_table(bits, g, c) + [""] + size_speed_table(bits, g, c) + [""]
+            lines += method_table(bits, g, c, "ppl", "perplexity") + [""]
+            lines += method_table(bits, g, c, "kl_div", "mean KL(FP32 || quantized), nats per "
+                                  "scored token, on the same windows") + [""]
+            lines += size_speed_table(bits, g, c) + [""]
         lines += ["Ranges computed from the rows above:", ""] + claims(groups, channels)
     except TableError as e:
         print(f"groupwise-table: {argv[1]}: {e}", file=sys.stderr)

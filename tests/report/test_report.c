@@ -190,6 +190,7 @@ static void add_gw_row(gq_table *t, const char *cell, const char *series, const 
                             "bits", 4, "format_params", fmt, "method_params", mp, "propagate",
                             "fp", "ppl", ppl, "ppl_stderr", 0.25, "bpw",
                             4.0 + (group ? 32.0 / group : 0.125), "protocol", "full", "ctx", 256);
+    json_object_set_new(row, "kl_div", json_real((ppl - 9.5) / 8.0));
     if (group)
         json_object_set_new(row, "group_size", json_integer(group));
     if (isfinite(decode))
@@ -210,7 +211,7 @@ static void groupwise_table(gq_table *t, const char *praq_label, bool with_decod
         gq_table_add_col(t, text[i], GQ_COL_TEXT);
     gq_table_add_col(t, "bits", GQ_COL_INT);
     gq_table_add_col(t, "group_size", GQ_COL_INT);
-    static const char *const reals[] = {"ppl", "ppl_stderr", "bpw", "decode_tok_s"};
+    static const char *const reals[] = {"ppl", "ppl_stderr", "kl_div", "bpw", "decode_tok_s"};
     for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++)
         gq_table_add_col(t, reals[i], GQ_COL_REAL);
     gq_table_add_col(t, "ctx", GQ_COL_INT);
@@ -402,6 +403,8 @@ static void test_groupwise_summary_script(void **state)
     assert_contains(md, "| awq | 10.5000 (-4.5%) | 10.7500 (-2.3%) | 11.0000 |");
     assert_contains(md, "| praq | **10.4000** (+4.0%) | **10.7000** (+7.0%) | **10.0000** |");
     assert_contains(md, "| gptq | 10.6000 | 10.8000 |  |");
+    /* kl_div = (ppl - 9.5) / 8: awq 0.125 and 0.15625 against 0.1875 per channel */
+    assert_contains(md, "| awq | 0.125 (-33.3%) | 0.156 (-16.7%) | 0.188 |");
     assert_contains(md, "| int4 g32 asym | 5.000 | 900 | 3 |");
     assert_contains(md, "| int4 g64 asym | 4.500 |  | 3 |");
     assert_contains(md, "- INT4 g32 vs per channel: -4.5% to +4.0% over 2 methods");
