@@ -86,12 +86,18 @@ static int aq_validate(const void *params, const char *path, gq_error *err)
     return 0;
 }
 
-/* The training fake quantizer mirroring the block's formats: one (bits, group) for the seven
- * linears, whose group widths must match what each format groups per row. */
-static int train_spec(const gq_block_ctx *ctx, const aq_params *p, gq_lwc_spec *spec,
-                      gq_error *err)
+/* The training fake quantizer mirroring the block's formats (quant[k] of layer `layer`): one
+ * (bits, group) for the seven linears, whose group widths must match what each format groups
+ * per row; every linear must be quantized. */
+static int train_spec(const gq_config *cfg, int layer, const gq_quantizer *const *quant,
+                      const aq_params *p, gq_lwc_spec *spec, gq_error *err)
 {
-    const gq_quantizer *q0 = ctx->quant[GQ_LIN_Q];
+    for (int k = 0; k < GQ_N_LINEAR; k++)
+        if (!quant[k])
+            return gq_fail(err, "layers.%d.%s: affinequant trains all seven linears of a block, "
+                                "but a rule keeps this one in full precision", layer,
+                           gq_linear_name((gq_linear_kind)k));
+    const gq_quantizer *q0 = quant[GQ_LIN_Q];
     int bits = p->train_bits;
     if (!bits) {
         json_t *j = gq_quantizer_to_json(q0);
@@ -100,17 +106,17 @@ static int train_spec(const gq_block_ctx *ctx, const aq_params *p, gq_lwc_spec *
         json_decref(j);
         if (bits < 2 || bits > 8)
             return gq_fail(err, "layers.%d: affinequant: format \"%s\" has no \"bits\" parameter "
-                                "in 2..8; set the method's train_bits", ctx->layer,
+                                "in 2..8; set the method's train_bits", layer,
                            q0->fmt->name);
     }
     int g[GQ_N_LINEAR], cols[GQ_N_LINEAR], gmax = 0, rows;
     for (int k = 0; k < GQ_N_LINEAR; k++) {
-        const gq_quantizer *q = ctx->quant[k];
-        gq_linear_shape(ctx->cfg, (gq_linear_kind)k, &rows, &cols[k]);
+        const gq_quantizer *q = quant[k];
+        gq_linear_shape(cfg, (gq_linear_kind)k, &rows, &cols[k]);
         g[k] = q->fmt->group_cols ? q->fmt->group_cols(q->params, cols[k]) : 0;
         if (g[k] <= 0)
             return gq_fail(err, "layers.%d.%s: affinequant needs a format with groups or channels "
-                                "(\"%s\" has no per-row groups)", ctx->layer,
+                                "(\"%s\" has no per-row groups)", layer,
                            gq_linear_name((gq_linear_kind)k), q->fmt->name);
         gmax = g[k] > gmax ? g[k] : gmax;
     }
@@ -126,7 +132,14 @@ static int train_spec(const gq_block_ctx *ctx, const aq_params *p, gq_lwc_spec *
     }
     return gq_fail(err, "layers.%d: affinequant: the block's formats group rows differently "
                         "(q_proj %d, down_proj %d columns); one training group width is needed",
-                   ctx->layer, g[GQ_LIN_Q], g[GQ_LIN_DOWN]);
+                   layer, g[GQ_LIN_Q], g[GQ_LIN_DOWN]);
+}
+
+static int aq_check_layer(const void *params, const gq_config *cfg, int layer,
+                          const gq_quantizer *const quant[GQ_N_LINEAR], gq_error *err)
+{
+    gq_lwc_spec spec;
+    return train_spec(cfg, layer, quant, params, &spec, err);
 }
 
 /* Replaces the working FP weights by the folded ones and installs the explicit transforms. */
@@ -192,15 +205,10 @@ static int aq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
     if (ctx->w.att_in_transform || ctx->w.ffn_in_transform)
         return gq_fail(err, "layers.%d: affinequant: the block already has an explicit input "
                             "transform", ctx->layer);
-    for (int k = 0; k < GQ_N_LINEAR; k++)
-        if (!ctx->quant[k])
-            return gq_fail(err, "layers.%d.%s: affinequant trains all seven linears of a block, "
-                                "but a rule keeps this one in full precision", ctx->layer,
-                           gq_linear_name((gq_linear_kind)k));
     gq_affine_opts o = {.epochs = p->epochs, .lr = p->lr, .lwc_lr = p->lwc_lr,
                         .weight_decay = p->weight_decay, .sf = p->sf, .alpha = p->alpha,
                         .lwc = p->lwc, .let = p->let};
-    if (train_spec(ctx, p, &o.quant, err))
+    if (train_spec(c, ctx->layer, ctx->quant, p, &o.quant, err))
         return -1;
     const gq_grad_shape s = {.dim = c->dim, .hidden = c->hidden_dim, .n_heads = c->n_heads,
                              .n_kv_heads = c->n_kv_heads};
@@ -231,6 +239,7 @@ const gq_method gq_method_affinequant = {
     .validate = aq_validate,
     .needs_calibration = aq_needs_calibration,
     .adds_transforms = aq_adds_transforms,
+    .check_layer = aq_check_layer,
     .propagate = GQ_PROPAGATE_QUANTIZED,
     .needs_fp_inputs = true,
     .quantize_block = aq_block,

@@ -151,6 +151,10 @@ struct gq_method {
     gq_propagate propagate;        /* the reference's choice: GQ_PROPAGATE_FP or _QUANTIZED */
     bool needs_fp_inputs;          /* keep the FP model's block inputs (ctx->x_fp) as well */
     int (*quantize_block)(const void *params, gq_block_ctx *ctx, gq_error *err);
+    /* Optional check, before any work, of what a plan gives one layer: the quantizer of each
+     * linear (NULL = kept in full precision). Fails with a message naming layer and linear. */
+    int (*check_layer)(const void *params, const gq_config *cfg, int layer,
+                       const gq_quantizer *const quant[GQ_N_LINEAR], gq_error *err);
     /* Whether the method leaves explicit input transforms in the model (NULL: never); a
      * llama2.c checkpoint cannot hold them, so `quantize --out` refuses such a plan up front. */
     bool (*adds_transforms)(const void *params);
@@ -158,6 +162,9 @@ struct gq_method {
 
 bool gq_method_cfg_needs_calibration(const gq_method_cfg *cfg);
 bool gq_method_cfg_adds_transforms(const gq_method_cfg *cfg);
+/* The method's check_layer (0 when it has none): what validation runs for every layer. */
+int gq_method_cfg_check_layer(const gq_method_cfg *cfg, const gq_config *c, int layer,
+                              const gq_quantizer *const quant[GQ_N_LINEAR], gq_error *err);
 
 /* Runs the block on ctx->x (copied, not modified) with the working weights `w`, or, when
  * `quantized`, with q[k] substituted for every linear whose done[k] is set. Writes the trace

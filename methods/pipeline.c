@@ -94,6 +94,11 @@ static double recon_error(const float *W, const float *Q, const float *X, size_t
         }
     }
     free(D), free(y), free(e);
+    if (!isfinite(num) || !isfinite(den)) {
+        gq_fail(err, "the reconstruction error is not finite (the calibration activations "
+                     "overflow fp32: a weight too large?)");
+        return NAN;
+    }
     return den > 0.0 ? num / den : 0.0;
 }
 

@@ -85,6 +85,14 @@ bool gq_method_cfg_adds_transforms(const gq_method_cfg *cfg)
     return cfg->method->adds_transforms && cfg->method->adds_transforms(cfg->params);
 }
 
+int gq_method_cfg_check_layer(const gq_method_cfg *cfg, const gq_config *c, int layer,
+                              const gq_quantizer *const quant[GQ_N_LINEAR], gq_error *err)
+{
+    if (!cfg->method->check_layer)
+        return 0;
+    return cfg->method->check_layer(cfg->params, c, layer, quant, err);
+}
+
 int gq_method_cfg_init(gq_method_cfg *cfg, const char *name, const json_t *params, const char *path,
                        gq_error *err)
 {

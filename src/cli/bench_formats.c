@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
 #include "core/gq_fileio.h"

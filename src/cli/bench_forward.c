@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
 #include "core/gq_rng.h"

@@ -16,6 +16,7 @@
 
 #include <cblas.h>
 
+#include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_formats.h"
 #include "cli/cli_opts.h"

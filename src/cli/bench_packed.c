@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_formats.h"
 #include "cli/cli_opts.h"
@@ -140,153 +141,197 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static int bench_packed(int argc, char **argv, bool decode)
-{
-    bp_opts o = {.decode = decode, .cmd = decode ? "bench decode" : "bench prefill"};
-    int rc = parse(argc, argv, &o);
-    if (rc)
-        return rc == 1 ? GQ_EXIT_OK : rc;
-    int threads = gq_threads_set((int)o.threads);
-    gq_error err = {{0}};
+/* One run of the bench: the rows (0: fp32, then one per format), their packed models and each
+ * row's best rate; for decode the ceiling's samples. */
+typedef struct {
+    bp_opts o;
     gq_config c;
-    if (gq_synth_preset(o.preset, &c, &err) != 0)
-        return cli_report(o.cmd, &err, GQ_EXIT_USAGE);
-    if (o.tokens + 2 > c.seq_len)
-        return cli_usage_error(o.cmd, "--tokens %ld exceeds the preset's seq_len %d", o.tokens,
-                               c.seq_len);
-    const char *const *specs = cli_packed_specs;
-    int n_specs = cli_n_packed_specs;
-    if (strcmp(o.format, "all") != 0) {
-        specs = &o.format;
-        n_specs = 1;
-    }
-    gq_quantizer *qs = calloc((size_t)n_specs, sizeof *qs);
-    for (int i = 0; qs && i < n_specs; i++)
-        if (cli_quantizer_from_spec(specs[i], "--format", &qs[i], &err) != 0) {
-            for (int k = 0; k < i; k++)
-                gq_quantizer_free(&qs[k]);
-            free(qs);
-            return cli_report(o.cmd, &err, GQ_EXIT_USAGE);
-        }
     gq_model m;
-    double bw0 = 0, read0 = 0, *triads = NULL; /* the ceiling's samples, for their spread */
-    int n_triads = 0;
-    gq_bandwidth_probe *probe = NULL;
-    gq_packed_model *pms = NULL;
-    double *best = NULL;
-    int *best_at = NULL; /* decode: the ceiling sample taken just before the row's fastest round */
-    char (*why)[256] = NULL;
-    bool *built = NULL;
-    if (!qs || gq_model_synth_config(&c, (uint64_t)o.seed, &m, &err) != 0) {
-        free(qs);
-        return cli_report(o.cmd, &err, GQ_EXIT_FAIL);
+    int n_specs, n_rows;
+    gq_quantizer *qs;      /* (n_specs) */
+    gq_packed_model *pms;  /* (n_rows) */
+    double *best;          /* (n_rows) tokens/s */
+    int *best_at;          /* (n_rows) decode: the ceiling sample just before the fastest round */
+    char (*why)[256];      /* (n_rows) why a row has no packed kernel ("" when built) */
+    bool *built;           /* (n_rows) */
+    gq_bandwidth_probe *probe;
+    double *triads;        /* the ceiling's samples, for their spread */
+    int n_triads;
+    double bw0, read0;     /* best triad and read samples */
+} bp_run;
+
+static int parse_formats(bp_run *R, gq_error *err)
+{
+    const char *const *specs = cli_packed_specs;
+    R->n_specs = cli_n_packed_specs;
+    if (strcmp(R->o.format, "all") != 0) {
+        specs = &R->o.format;
+        R->n_specs = 1;
     }
-    rc = GQ_EXIT_FAIL;
-    int n_rows = n_specs + 1; /* row 0: fp32 */
-    pms = calloc((size_t)n_rows, sizeof *pms);
-    best = calloc((size_t)n_rows, sizeof *best);
-    best_at = calloc((size_t)n_rows, sizeof *best_at);
-    why = calloc((size_t)n_rows, sizeof *why);
-    built = calloc((size_t)n_rows, sizeof *built);
-    if (!pms || !best || !best_at || !why || !built) {
-        gq_fail(&err, "out of memory");
-        goto done;
-    }
-    for (int i = 0; i < n_rows; i++) {
-        const gq_quantizer *q = i == 0 ? NULL : &qs[i - 1];
-        if (build_row(&m, q, &o, &pms[i], why[i], sizeof why[i], &err) != 0) {
+    R->qs = calloc((size_t)R->n_specs, sizeof *R->qs);
+    if (!R->qs)
+        return gq_fail(err, "out of memory");
+    for (int i = 0; i < R->n_specs; i++)
+        if (cli_quantizer_from_spec(specs[i], "--format", &R->qs[i], err) != 0)
+            return -1;
+    return 0;
+}
+
+/* Allocates the per-row arrays and builds every row's model. */
+static int build_rows(bp_run *R, gq_error *err)
+{
+    R->n_rows = R->n_specs + 1;
+    R->pms = calloc((size_t)R->n_rows, sizeof *R->pms);
+    R->best = calloc((size_t)R->n_rows, sizeof *R->best);
+    R->best_at = calloc((size_t)R->n_rows, sizeof *R->best_at);
+    R->why = calloc((size_t)R->n_rows, sizeof *R->why);
+    R->built = calloc((size_t)R->n_rows, sizeof *R->built);
+    if (!R->pms || !R->best || !R->best_at || !R->why || !R->built)
+        return gq_fail(err, "out of memory");
+    for (int i = 0; i < R->n_rows; i++) {
+        const gq_quantizer *q = i == 0 ? NULL : &R->qs[i - 1];
+        if (build_row(&R->m, q, &R->o, &R->pms[i], R->why[i], sizeof R->why[i], err) != 0) {
             char label[64] = "fp32";
             if (q)
                 gq_quantizer_label(q, label, sizeof label);
-            gq_fail_prefix(&err, "%s", label);
-            goto done;
+            return gq_fail_prefix(err, "%s", label);
         }
-        built[i] = !why[i][0];
-        if (built[i] && i > 0)
-            gq_packed_model_set_act_q8(&pms[i], o.act_q8);
+        R->built[i] = !R->why[i][0];
+        if (R->built[i] && i > 0)
+            gq_packed_model_set_act_q8(&R->pms[i], R->o.act_q8);
     }
-    if (decode && (!(probe = gq_bandwidth_probe_new((size_t)o.stream_mib, &err)) ||
-                   !(triads = malloc(((size_t)o.rounds * n_rows + 1) * sizeof *triads)))) {
-        gq_fail(&err, "bench: out of memory for the bandwidth probe");
-        goto done;
-    }
-    for (int r = 0; r < o.rounds; r++) {
-        for (int i = 0; i < n_rows; i++) {
+    if (R->o.decode && (!(R->probe = gq_bandwidth_probe_new((size_t)R->o.stream_mib, err)) ||
+                        !(R->triads = malloc(((size_t)R->o.rounds * R->n_rows + 1) *
+                                             sizeof *R->triads))))
+        return gq_fail(err, "bench: out of memory for the bandwidth probe");
+    return 0;
+}
+
+/* --rounds rounds over all rows (decode: each row preceded by a ceiling sample, one more
+ * sample at the end); each row keeps its best rate. */
+static int run_rounds(bp_run *R, gq_error *err)
+{
+    for (int r = 0; r < R->o.rounds; r++)
+        for (int i = 0; i < R->n_rows; i++) {
             double t;
-            const int sample = n_triads;
-            if (decode) /* the ceiling sampled beside every row */
-                sample_ceiling(probe, triads, &n_triads, &bw0, &read0);
-            if (built[i] && time_row(&pms[i], &o, &t, &err) != 0)
-                goto done;
-            if (built[i] && t > best[i]) {
-                best[i] = t;
-                best_at[i] = sample;
+            const int sample = R->n_triads;
+            if (R->o.decode)
+                sample_ceiling(R->probe, R->triads, &R->n_triads, &R->bw0, &R->read0);
+            if (R->built[i] && time_row(&R->pms[i], &R->o, &t, err) != 0)
+                return -1;
+            if (R->built[i] && t > R->best[i]) {
+                R->best[i] = t;
+                R->best_at[i] = sample;
             }
         }
-    }
-    if (decode) /* the sample after the last row */
-        sample_ceiling(probe, triads, &n_triads, &bw0, &read0);
+    if (R->o.decode)
+        sample_ceiling(R->probe, R->triads, &R->n_triads, &R->bw0, &R->read0);
+    return 0;
+}
+
+static void print_header(const bp_run *R, int threads)
+{
+    const bp_opts *o = &R->o;
+    const gq_config *c = &R->c;
     printf("%s: preset %s (dim %d, hidden %d, %d layers, vocab %d), seed %ld, %d threads, "
-           "%ld %s tokens, classifier %s, best of %ld rounds\n", o.cmd, o.preset, c.dim,
-           c.hidden_dim, c.n_layers, c.vocab_size, o.seed, threads, o.tokens,
-           decode ? "decode" : "prefill", o.pack_classifier ? "packed" : "fp32", o.rounds);
+           "%ld %s tokens, classifier %s, best of %ld rounds\n", o->cmd, o->preset, c->dim,
+           c->hidden_dim, c->n_layers, c->vocab_size, o->seed, threads, o->tokens,
+           o->decode ? "decode" : "prefill", o->pack_classifier ? "packed" : "fp32", o->rounds);
     printf("activations: %s; fp32 row = BLAS sgemv/sgemm on fp32 weights; BLAS: %s\n",
-           o.act_q8 ? "act q8 = int8 per block of 32 (d = amax/127, round half to even) in the "
-                      "decode dots, q8_K = the same per block of 256 (Q4_K, as llama.cpp), "
-                      "fp32 = fp32"
-                    : "fp32",
+           o->act_q8 ? "act q8 = int8 per block of 32 (d = amax/127, round half to even) in the "
+                       "decode dots, q8_K = the same per block of 256 (Q4_K, as llama.cpp), "
+                       "fp32 = fp32"
+                     : "fp32",
            gq_blas_description());
-    if (decode)
+    if (o->decode)
         printf("%-24s %5s %8s %10s %10s %8s %8s %9s %8s\n", "format", "act", "bpw", "MB/token",
                "tokens/s", "x fp32", "GB/s", "% ceiling", "% beside");
     else
         printf("%-24s %8s %10s %8s %10s\n", "format", "bpw", "tokens/s", "x fp32", "s/window");
-    size_t lin_params = (size_t)c.n_layers * (gq_layer_floats(&c) - 2 * (size_t)c.dim) +
-                        (o.pack_classifier ? (size_t)c.vocab_size * c.dim : 0);
-    for (int i = 0; i < n_rows; i++) {
-        char label[64] = "fp32";
-        if (i > 0)
-            gq_quantizer_label(&qs[i - 1], label, sizeof label);
-        if (!built[i]) {
-            printf("%-24s %s\n", label, why[i]);
-            continue;
-        }
-        double bpw = i > 0 ? 8.0 * (double)pms[i].packed_bytes / (double)lin_params : 32.0;
-        if (decode) {
-            double mb = (double)pms[i].decode_bytes / 1e6, gbs = mb * best[i] / 1e3;
-            const double *next = triads + best_at[i];
-            double beside = next[0] > next[1] ? next[0] : next[1];
-            printf("%-24s %5s %8.3f %10.1f %10.2f %8.2f %8.2f %8.0f%% %7.0f%%\n", label,
-                   i > 0 ? gq_packed_linear_act(pms[i].lin[0]) : "fp32", bpw, mb, best[i],
-                   best[i] / best[0], gbs, 100.0 * gbs / bw0, 100.0 * gbs / beside);
-        } else {
-            printf("%-24s %8.3f %10.1f %8.2f %10.4f\n", label, bpw, best[i], best[i] / best[0],
-                   (double)o.tokens / best[i]);
-        }
+}
+
+static void print_row(const bp_run *R, int i, size_t lin_params)
+{
+    char label[64] = "fp32";
+    if (i > 0)
+        gq_quantizer_label(&R->qs[i - 1], label, sizeof label);
+    if (!R->built[i]) {
+        printf("%-24s %s\n", label, R->why[i]);
+        return;
     }
-    if (decode) {
-        qsort(triads, (size_t)n_triads, sizeof *triads, cmp_double);
-        printf("bandwidth ceiling (STREAM triad a = b + s*c, 3 x %ld MiB, all threads, best of "
-               "%d samples): %.2f GB/s (the samples: min %.2f, median %.2f; this machine's "
-               "bandwidth moves with its other load)\n", o.stream_mib, n_triads, bw0, triads[0],
-               triads[n_triads / 2]);
-        printf("read bandwidth (one %ld MiB array read, all threads, same samples; a decode "
-               "step only reads): %.2f GB/s\n", o.stream_mib, read0);
+    const gq_packed_model *pm = &R->pms[i];
+    double bpw = i > 0 ? 8.0 * (double)pm->packed_bytes / (double)lin_params : 32.0;
+    double rate = R->best[i], x_fp32 = rate / R->best[0];
+    if (R->o.decode) {
+        double mb = (double)pm->decode_bytes / 1e6, gbs = mb * rate / 1e3;
+        const double *next = R->triads + R->best_at[i];
+        double beside = next[0] > next[1] ? next[0] : next[1];
+        printf("%-24s %5s %8.3f %10.1f %10.2f %8.2f %8.2f %8.0f%% %7.0f%%\n", label,
+               i > 0 ? gq_packed_linear_act(pm->lin[0]) : "fp32", bpw, mb, rate, x_fp32, gbs,
+               100.0 * gbs / R->bw0, 100.0 * gbs / beside);
+    } else {
+        printf("%-24s %8.3f %10.1f %8.2f %10.4f\n", label, bpw, rate, x_fp32,
+               (double)R->o.tokens / rate);
     }
-    rc = GQ_EXIT_OK;
-done:
-    if (rc != GQ_EXIT_OK)
-        cli_report(o.cmd, &err, rc);
-    gq_bandwidth_probe_free(probe);
-    free(triads);
-    for (int i = 0; pms && i <= n_specs; i++)
-        gq_packed_model_free(&pms[i]);
-    free(pms), free(best), free(best_at), free(why), free(built);
-    for (int i = 0; i < n_specs; i++)
-        gq_quantizer_free(&qs[i]);
-    free(qs);
-    gq_model_free(&m);
-    return rc;
+}
+
+static void print_ceiling(bp_run *R)
+{
+    qsort(R->triads, (size_t)R->n_triads, sizeof *R->triads, cmp_double);
+    printf("bandwidth ceiling (STREAM triad a = b + s*c, 3 x %ld MiB, all threads, best of "
+           "%d samples): %.2f GB/s (the samples: min %.2f, median %.2f; this machine's "
+           "bandwidth moves with its other load)\n", R->o.stream_mib, R->n_triads, R->bw0,
+           R->triads[0], R->triads[R->n_triads / 2]);
+    printf("read bandwidth (one %ld MiB array read, all threads, same samples; a decode "
+           "step only reads): %.2f GB/s\n", R->o.stream_mib, R->read0);
+}
+
+static void bp_run_free(bp_run *R)
+{
+    gq_bandwidth_probe_free(R->probe);
+    free(R->triads);
+    for (int i = 0; R->pms && i < R->n_rows; i++)
+        gq_packed_model_free(&R->pms[i]);
+    free(R->pms), free(R->best), free(R->best_at), free(R->why), free(R->built);
+    for (int i = 0; R->qs && i < R->n_specs; i++)
+        gq_quantizer_free(&R->qs[i]);
+    free(R->qs);
+    gq_model_free(&R->m);
+}
+
+static int bench_packed(int argc, char **argv, bool decode)
+{
+    bp_run R = {.o = {.decode = decode, .cmd = decode ? "bench decode" : "bench prefill"}};
+    int rc = parse(argc, argv, &R.o);
+    if (rc)
+        return rc == 1 ? GQ_EXIT_OK : rc;
+    int threads = gq_threads_set((int)R.o.threads);
+    gq_error err = {{0}};
+    if (gq_synth_preset(R.o.preset, &R.c, &err) != 0)
+        return cli_report(R.o.cmd, &err, GQ_EXIT_USAGE);
+    if (R.o.tokens + 2 > R.c.seq_len)
+        return cli_usage_error(R.o.cmd, "--tokens %ld exceeds the preset's seq_len %d",
+                               R.o.tokens, R.c.seq_len);
+    if (parse_formats(&R, &err) != 0) {
+        bp_run_free(&R);
+        return cli_report(R.o.cmd, &err, GQ_EXIT_USAGE);
+    }
+    rc = GQ_EXIT_FAIL;
+    if (gq_model_synth_config(&R.c, (uint64_t)R.o.seed, &R.m, &err) != 0 ||
+        build_rows(&R, &err) != 0 || run_rounds(&R, &err) != 0) {
+        cli_report(R.o.cmd, &err, rc);
+        bp_run_free(&R);
+        return rc;
+    }
+    print_header(&R, threads);
+    size_t lin_params = (size_t)R.c.n_layers * (gq_layer_floats(&R.c) - 2 * (size_t)R.c.dim) +
+                        (R.o.pack_classifier ? (size_t)R.c.vocab_size * R.c.dim : 0);
+    for (int i = 0; i < R.n_rows; i++)
+        print_row(&R, i, lin_params);
+    if (decode)
+        print_ceiling(&R);
+    bp_run_free(&R);
+    return GQ_EXIT_OK;
 }
 
 int bench_decode(int argc, char **argv) { return bench_packed(argc, argv, true); }

@@ -1,7 +1,9 @@
 #include "cli/cli_opts.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +109,16 @@ static int set_value(const cli_spec *s, const cli_opt *o, const char *v)
         if (o->parse(o->field, v, &err))
             return cli_usage_error(s->cmd, "%s: %s", opt, err.msg);
         return 0;
+    case CLI_SEED: {
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(v, &end, 10);
+        if (!isdigit((unsigned char)v[0]) || *end || errno)
+            return cli_usage_error(s->cmd, "%s: '%s' is not an integer in 0..%llu", opt, v,
+                                   (unsigned long long)UINT64_MAX);
+        *(uint64_t *)o->field = (uint64_t)x;
+        return 0;
+    }
     }
     return cli_usage_error(s->cmd, "%s: unsupported option kind", opt);
 }
@@ -126,6 +138,7 @@ static bool is_given(const cli_opt *o)
     case CLI_CHOICE:
     case CLI_OUT: return *(const char **)o->field != NULL;
     case CLI_CALL: return true; /* a callback option cannot be required */
+    case CLI_SEED: return *(uint64_t *)o->field != 0;
     }
     return false;
 }

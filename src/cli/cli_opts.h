@@ -25,6 +25,7 @@ typedef enum cli_kind {
     CLI_OUT,    /* const char *: an output file, checked writable (gq_check_writable) */
     CLI_LIST,   /* cli_list: repeatable string, at most `max` values (<= CLI_LIST_MAX) */
     CLI_CALL,   /* `parse(field, value, err)` decides; its message follows "--name: " */
+    CLI_SEED,   /* uint64_t: a decimal integer 0..UINT64_MAX (seeds are 64-bit unsigned) */
 } cli_kind;
 
 typedef struct cli_list {

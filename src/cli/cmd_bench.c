@@ -3,14 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cmd_decl.h"
 #include "cli/cli.h"
 
-int bench_formats(int argc, char **argv);
-int bench_forward(int argc, char **argv);
-int bench_decode(int argc, char **argv);
-int bench_prefill(int argc, char **argv);
-int bench_matvec(int argc, char **argv);
-int bench_tokenizer(int argc, char **argv);
 
 typedef struct bench_entry {
     const char *name;

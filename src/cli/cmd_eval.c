@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_model.h"
 #include "cli/cli_opts.h"
@@ -13,6 +14,7 @@
 #include "core/gq_threads.h"
 #include "eval/gq_eval.h"
 #include "model/gq_model.h"
+#include "runner/gq_results.h"
 #include "text/gq_dataset.h"
 #include "text/gq_tokenizer.h"
 
@@ -92,31 +94,15 @@ static void print_json(const eval_args *a, const char *model_path, const char *t
     json_object_set_new(o, "data_sha256", json_string(ds->sha256));
     json_object_set_new(o, "data_bytes", json_integer((json_int_t)ds->text_bytes));
     json_object_set_new(o, "data_tokens", json_integer((json_int_t)ds->n_tokens));
-    json_object_set_new(o, "protocol", json_string(gq_ppl_protocol_name(r->protocol)));
-    json_object_set_new(o, "ctx", json_integer(r->ctx));
-    json_object_set_new(o, "windows", json_integer((json_int_t)r->windows));
     json_object_set_new(o, "windows_available",
                         json_integer((json_int_t)gq_dataset_n_windows(ds, r->ctx)));
     json_object_set_new(o, "batch", json_integer(r->batch));
-    json_object_set_new(o, "threads", json_integer(r->threads));
-    json_object_set_new(o, "tokens", json_integer((json_int_t)r->tokens));
-    json_object_set_new(o, "scored", json_integer((json_int_t)r->scored));
-    json_object_set_new(o, "mean_nll", json_real(r->mean_nll));
-    json_object_set_new(o, "nll_se", json_real(r->nll_se));
-    json_object_set_new(o, "ppl", json_real(r->ppl));
-    json_object_set_new(o, "ppl_se", json_real(r->ppl_se));
-    json_object_set_new(o, "seconds", json_real(r->seconds));
-    json_object_set_new(o, "tokens_per_s", json_real(r->tokens_per_s));
-    if (r->has_baseline) {
+    if (r->has_baseline)
         json_object_set_new(o, "baseline", json_string(baseline_name(a)));
-        json_object_set_new(o, "kl_reference", json_string(gq_eval_ref_kind_name(r->reference)));
-        json_object_set_new(o, "base_ppl", json_real(r->base_ppl));
-        json_object_set_new(o, "delta_ppl", json_real(r->delta_ppl));
-        json_object_set_new(o, "kl_mean", json_real(r->kl_mean));
-        json_object_set_new(o, "kl_se", json_real(r->kl_se));
-        json_object_set_new(o, "top1_pct", json_real(r->top1_pct));
-        json_object_set_new(o, "top1_se_pct", json_real(r->top1_se_pct));
-    }
+    /* the evaluation's columns, named as in the runner's results (gq_result_cols) */
+    gq_cell_run run = {.eval = r, .threads = r->threads};
+    const gq_col_src src = {NULL, NULL, &run};
+    gq_result_cols_fill(&src, GQ_RCOL_EVAL, o);
     char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
     printf("%s\n", s);
     free(s);

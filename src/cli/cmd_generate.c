@@ -5,10 +5,12 @@
  * the prompt is encoded with BOS first; generation stops at a BOS token; pieces are printed
  * with the tokenizer's decode rules, skipping unprintable single bytes; a final newline. */
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_model.h"
 #include "cli/cli_opts.h"
@@ -39,7 +41,8 @@ int cmd_generate(int argc, char **argv)
     struct {
         char model[CLI_PATH_MAX], tokenizer[CLI_PATH_MAX];
         const char *prompt;
-        long steps, seed, threads;
+        long steps, threads;
+        uint64_t seed;
         double temperature, topp;
     } o = {.prompt = "", .steps = -1}; /* steps -1: the default, 256 or seq_len if smaller */
     const cli_opt opts[] = {
@@ -55,7 +58,7 @@ int cmd_generate(int argc, char **argv)
                 .max = 100),
         CLI_OPT("topp", "P", CLI_NUM, &o.topp, "nucleus sampling cut when temperature > 0",
                 .def = "0.9", .max = 1),
-        CLI_OPT("seed", "S", CLI_INT, &o.seed, "sampling seed", .def = "1", .max = 0x1p62),
+        CLI_OPT("seed", "S", CLI_SEED, &o.seed, "sampling seed", .def = "1"),
         CLI_OPT("threads", "N", CLI_INT, &o.threads,
                 "threads (default: OMP_NUM_THREADS or all cores)", .min = 1, .max = 4096),
     };
@@ -78,11 +81,19 @@ int cmd_generate(int argc, char **argv)
     }
     int steps = o.steps < 0 ? (m.cfg.seq_len < 256 ? m.cfg.seq_len : 256)
                 : o.steps == 0 ? m.cfg.seq_len : (int)o.steps;
+    /* the KV cache holds the positions asked for, not the header's seq_len; refused up front
+     * when even that does not fit the machine */
+    if (gq_decode_check(&m.cfg, steps, &err)) {
+        gq_fail_prefix(&err, "%s (%d layers, seq_len %d)", mpath, m.cfg.n_layers, m.cfg.seq_len);
+        gq_model_free(&m);
+        gq_tokenizer_free(tok);
+        return cli_report(CMD, &err, GQ_EXIT_USAGE);
+    }
     int *prompt = NULL;
     size_t n_prompt = 0;
     float *logits = malloc((size_t)m.cfg.vocab_size * sizeof(float));
     gq_sample_pair *scratch = malloc((size_t)m.cfg.vocab_size * sizeof *scratch);
-    gq_decode *dec = gq_decode_new(&m, &err);
+    gq_decode *dec = gq_decode_new_n(&m, steps, &err);
     int rc = GQ_EXIT_FAIL;
     if (!logits || !scratch || !dec) {
         if (!err.msg[0])
@@ -93,7 +104,7 @@ int cmd_generate(int argc, char **argv)
                             &err) != 0)
         goto done;
     gq_rng rng;
-    gq_rng_seed(&rng, (uint64_t)o.seed);
+    gq_rng_seed(&rng, o.seed);
     int token = prompt[0], pos = 0;
     double t0 = 0;
     while (pos < steps) {

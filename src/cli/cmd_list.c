@@ -1,13 +1,14 @@
-/* gq-bench list [formats|methods]: the registered plugins with their parameters and defaults. */
+/* gq-bench list [formats|methods|experiment]: the registered plugins with their parameters and
+ * defaults, and the parameters of an experiment file's sections. */
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
 #include "formats/gq_format.h"
-#ifdef GQ_HAVE_METHODS
+#include "runner/gq_experiment.h"
 #include "methods/gq_method.h"
-#endif
 
 static void list_formats(void)
 {
@@ -23,7 +24,6 @@ static void list_formats(void)
     }
 }
 
-#ifdef GQ_HAVE_METHODS
 static void list_methods(void)
 {
     int n;
@@ -39,7 +39,6 @@ static void list_methods(void)
             gq_params_print(stdout, ps, "    ");
     }
 }
-#endif
 
 int cmd_list(int argc, char **argv)
 {
@@ -49,28 +48,26 @@ int cmd_list(int argc, char **argv)
         .about = "Prints the registered plugins with a summary, their parameters, types, defaults\n"
                  "and ranges. Parameters are given in JSON ({\"name\": \"int\", \"bits\": 3}) or\n"
                  "on the command line with --set key=value.\n",
-        .pos_meta = "formats|methods",
+        .pos_meta = "formats|methods|experiment",
         .pos_what = "list",
         .pos = &what};
     CLI_PARSE_OR_RETURN(&spec, argc, argv);
     if (!what)
         what = "all";
     bool formats = strcmp(what, "formats") == 0, methods = strcmp(what, "methods") == 0;
+    if (strcmp(what, "experiment") == 0) {
+        gq_experiment_print_params(stdout);
+        return GQ_EXIT_OK;
+    }
     if (!formats && !methods && strcmp(what, "all") != 0)
-        return cli_usage_error("list", "unknown list '%s' (expected formats or methods)", what);
+        return cli_usage_error("list", "unknown list '%s' (expected formats, methods or "
+                                       "experiment)", what);
     if (!methods)
         list_formats();
-#ifdef GQ_HAVE_METHODS
     if (!formats) {
         if (!methods)
             printf("\n");
         list_methods();
     }
-#else
-    if (methods) {
-        fprintf(stderr, "gq-bench list: this build has no methods library\n");
-        return GQ_EXIT_FAIL;
-    }
-#endif
     return GQ_EXIT_OK;
 }

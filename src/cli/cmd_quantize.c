@@ -3,11 +3,13 @@
  * as a llama2.c checkpoint that `eval` reads, and prints the per-tensor report. */
 #include <jansson.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "calib/gq_calib.h"
+#include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_model.h"
 #include "cli/cli_opts.h"
@@ -28,7 +30,8 @@ typedef struct {
     const char *method, *format, *out, *propagate;
     json_t *fmt_params, *method_params;
     cli_list rules;
-    long n_calib, calib_ctx, seed, threads;
+    long n_calib, calib_ctx, eval_windows, eval_ctx, threads;
+    uint64_t seed;
     bool json;
 } q_args;
 
@@ -61,8 +64,16 @@ static int parse(int argc, char **argv, q_args *a)
         CLI_OPT("calib-ctx", "L", CLI_INT, &a->calib_ctx,
                 "tokens per window (default: min(256, the model's seq_len))", .min = 2,
                 .max = 1 << 20),
-        CLI_OPT("seed", "S", CLI_INT, &a->seed, "seed of the calibration window offsets",
-                .def = "0", .max = 0x1p62),
+        CLI_OPT("seed", "S", CLI_SEED, &a->seed, "seed of the calibration window offsets",
+                .def = "0"),
+        CLI_OPT("eval-windows", "K", CLI_INT, &a->eval_windows,
+                "the windows `gq-bench eval --max-windows K` will score on the\n"
+                "calibration text: calibration windows are drawn after them\n"
+                "(required with the default --calib-data, the evaluation text)",
+                .min = 1, .max = 1 << 30),
+        CLI_OPT("eval-ctx", "L", CLI_INT, &a->eval_ctx,
+                "window length of that evaluation (default: the model's seq_len,\n"
+                "as eval's)", .min = 2, .max = 1 << 20),
         CLI_OPT("propagate", "P", CLI_CHOICE, &a->propagate,
                 "fp or quantized: which block's outputs feed the next block\n"
                 "(default: the method's reference choice)", .choices = "fp|quantized"),
@@ -147,7 +158,8 @@ static const char *propagate_name(const gq_quant_plan *p)
 }
 
 static json_t *report_json(const gq_quant_report *r, const gq_quant_plan *p, const char *model,
-                           const char *tokenizer, const gq_dataset *calib, const char *out)
+                           const char *tokenizer, const gq_dataset *calib, size_t calib_first,
+                           const size_t *offsets, const char *out)
 {
     json_t *o = json_object();
     json_object_set_new(o, "model", json_string(model));
@@ -160,7 +172,18 @@ static json_t *report_json(const gq_quant_report *r, const gq_quant_plan *p, con
     json_object_set_new(o, "calib_sha256", calib ? json_string(calib->sha256) : json_null());
     json_object_set_new(o, "n_calib", json_integer(calib ? p->n_calib : 0));
     json_object_set_new(o, "calib_ctx", json_integer(calib ? p->calib_ctx : 0));
-    json_object_set_new(o, "seed", json_integer((json_int_t)p->seed));
+    json_object_set_new(o, "calib_first_token", json_integer((json_int_t)calib_first));
+    json_t *offs = json_array();
+    for (int i = 0; calib && i < p->n_calib; i++)
+        json_array_append_new(offs, json_integer((json_int_t)offsets[i]));
+    json_object_set_new(o, "calib_offsets", offs);
+    if (p->seed <= (uint64_t)INT64_MAX)
+        json_object_set_new(o, "seed", json_integer((json_int_t)p->seed));
+    else { /* beyond JSON integers (int64): the exact decimal as a string */
+        char seed[24];
+        snprintf(seed, sizeof seed, "%llu", (unsigned long long)p->seed);
+        json_object_set_new(o, "seed", json_string(seed));
+    }
     json_object_set_new(o, "out", json_string(out));
     json_t *ts = json_array();
     for (int i = 0; i < r->n_tensors; i++) {
@@ -188,6 +211,64 @@ static json_t *report_json(const gq_quant_report *r, const gq_quant_plan *p, con
     return o;
 }
 
+/* The calibration windows of a run: where they may start and where they start. */
+typedef struct calib_choice {
+    char path[CLI_PATH_MAX];
+    size_t first;    /* tokens held out before the windows: the evaluated ones */
+    size_t *offsets; /* n_calib window starts */
+    int *tokens;     /* (n_calib, calib_ctx) token ids */
+} calib_choice;
+
+#define GQ_EXIT_USAGE_PRINTED (-2) /* a usage error already printed */
+
+/* Calibration text and windows under the runner's rule: windows are drawn after the windows
+ * `eval` scores when the text is the evaluation text (the default), and that needs to know
+ * how many (--eval-windows). Returns GQ_EXIT_FAIL when loaded (the status of later errors),
+ * GQ_EXIT_USAGE with err set, or GQ_EXIT_USAGE_PRINTED. */
+static int load_calibration(const q_args *a, const char *model_path, const gq_model *m,
+                            const gq_tokenizer *tok, gq_dataset *ds, calib_choice *cal,
+                            gq_quant_plan *plan, gq_error *err)
+{
+    const char *text = a->calib[0] ? a->calib
+                       : strstr(model_path, "stories") ? "text/tinystories/tinystories_val.txt"
+                                                       : "text/wikitext-2-raw/wiki.test.raw";
+    int ctx = (int)(a->calib_ctx ? a->calib_ctx : (m->cfg.seq_len < 256 ? m->cfg.seq_len : 256));
+    if (ctx > m->cfg.seq_len) {
+        cli_usage_error(CMD, "--calib-ctx %d exceeds the model's seq_len %d", ctx, m->cfg.seq_len);
+        return GQ_EXIT_USAGE_PRINTED;
+    }
+    int eval_ctx = (int)(a->eval_ctx ? a->eval_ctx : m->cfg.seq_len);
+    cal->first = (size_t)a->eval_windows * (size_t)eval_ctx;
+    if (gq_asset_resolve(text, cal->path, sizeof cal->path, err) ||
+        gq_dataset_load(cal->path, tok, ds, err))
+        return GQ_EXIT_USAGE;
+    if (gq_dataset_calib_offsets(ds, cal->first, (int)a->n_calib, ctx, plan->seed, &cal->offsets,
+                                 err) ||
+        gq_calib_windows(ds, cal->first, (int)a->n_calib, ctx, plan->seed, &cal->tokens, err)) {
+        gq_fail_prefix(err, "--calib-data %s (after %zu held-out tokens)", text, cal->first);
+        return GQ_EXIT_USAGE;
+    }
+    plan->calib_tokens = cal->tokens;
+    plan->n_calib = (int)a->n_calib;
+    plan->calib_ctx = ctx;
+    gq_log_info("calibration: %ld windows x %d tokens from %s, drawn after token %zu (seed %llu)",
+                a->n_calib, ctx, cal->path, cal->first, (unsigned long long)a->seed);
+    return GQ_EXIT_FAIL;
+}
+
+/* "calibration 4 windows x 32 tokens at tokens 2017, 5190, ... of F (after the ...)" */
+static void print_calibration(const gq_quant_plan *plan, const calib_choice *cal,
+                              const gq_dataset *ds, uint64_t seed)
+{
+    printf("calibration %d windows x %d tokens at seeded offsets (seed %llu) from %s\n"
+           "            (sha256 %s), starting at tokens", plan->n_calib, plan->calib_ctx,
+           (unsigned long long)seed, cal->path, ds->sha256);
+    for (int i = 0; i < plan->n_calib && i < 8; i++)
+        printf("%s %zu", i ? "," : "", cal->offsets[i]);
+    printf("%s\n            (held out: the first %zu tokens, the evaluated windows)\n",
+           plan->n_calib > 8 ? ", ..." : "", cal->first);
+}
+
 int cmd_quantize(int argc, char **argv)
 {
     q_args a;
@@ -212,7 +293,8 @@ int cmd_quantize(int argc, char **argv)
     int *calib_tokens = NULL;
     gq_quant_report rep = {0};
     bool have_report = false;
-    char model_path[CLI_PATH_MAX], tok_path[CLI_PATH_MAX], calib_path[CLI_PATH_MAX] = "";
+    char model_path[CLI_PATH_MAX], tok_path[CLI_PATH_MAX];
+    calib_choice cal = {0};
 
     /* An unknown name is the --method/--format value's fault, an unknown key --set's. */
     if (gq_method_cfg_init(&plan.method, a.method, a.method_params,
@@ -220,6 +302,13 @@ int cmd_quantize(int argc, char **argv)
         gq_quantizer_init(&plan.quantizer, a.format, a.fmt_params,
                           gq_format_find(a.format) ? "--set" : "--format", &err))
         goto done;
+    if (!a.calib[0] && !a.eval_windows) {
+        gq_fail(&err, "--calib-data: the default calibration text is the evaluation text that "
+                      "`gq-bench eval` scores; give --eval-windows K (and --eval-ctx L) to draw "
+                      "the calibration windows after the K evaluated windows, or --calib-data "
+                      "with a separate text");
+        goto done;
+    }
     if (gq_method_cfg_adds_transforms(&plan.method)) {
         gq_fail(&err, "--method %s: leaves explicit input transforms in the model, which a "
                       "llama2.c checkpoint (--out) cannot hold; evaluate it with gq-bench run "
@@ -231,7 +320,7 @@ int cmd_quantize(int argc, char **argv)
             goto done;
     plan.rules = rules;
     plan.n_rules = n_rules;
-    plan.seed = (uint64_t)a.seed;
+    plan.seed = a.seed;
     plan.propagate = !a.propagate ? GQ_PROPAGATE_METHOD_DEFAULT
                      : strcmp(a.propagate, "fp") == 0 ? GQ_PROPAGATE_FP : GQ_PROPAGATE_QUANTIZED;
 
@@ -240,27 +329,14 @@ int cmd_quantize(int argc, char **argv)
         goto done;
     /* Calibration windows are loaded for every method (RTN too) so that every report measures
      * reconstruction errors on the same inputs. */
-    {
-        const char *calib = a.calib[0] ? a.calib
-                            : strstr(model_path, "stories") ? "text/tinystories/tinystories_val.txt"
-                                                            : "text/wikitext-2-raw/wiki.test.raw";
-        int ctx = (int)(a.calib_ctx ? a.calib_ctx : (m.cfg.seq_len < 256 ? m.cfg.seq_len : 256));
-        if (ctx > m.cfg.seq_len) {
-            status = cli_usage_error(CMD, "--calib-ctx %d exceeds the model's seq_len %d", ctx,
-                                     m.cfg.seq_len);
-            goto done_printed;
-        }
-        if (gq_asset_resolve(calib, calib_path, sizeof calib_path, &err) ||
-            gq_dataset_load(calib_path, tok, &ds, &err) ||
-            gq_calib_windows(&ds, 0, (int)a.n_calib, ctx, plan.seed, &calib_tokens, &err))
-            goto done;
-        status = GQ_EXIT_FAIL;
-        plan.calib_tokens = calib_tokens;
-        plan.n_calib = (int)a.n_calib;
-        plan.calib_ctx = ctx;
-        gq_log_info("calibration: %ld windows x %d tokens from %s (seed %ld)", a.n_calib, ctx,
-                    calib_path, a.seed);
+    status = load_calibration(&a, model_path, &m, tok, &ds, &cal, &plan, &err);
+    if (status == GQ_EXIT_USAGE_PRINTED) {
+        status = GQ_EXIT_USAGE;
+        goto done_printed;
     }
+    if (status != GQ_EXIT_FAIL)
+        goto done;
+    calib_tokens = cal.tokens;
     double t0 = gq_now();
     if (gq_quantize_model(&m, &plan, &out, &rep, &err))
         goto done;
@@ -272,7 +348,7 @@ int cmd_quantize(int argc, char **argv)
     gq_quantizer_label(&plan.quantizer, label, sizeof label);
     if (a.json) {
         json_t *o = report_json(&rep, &plan, model_path, tok_path, calib_tokens ? &ds : NULL,
-                                a.out);
+                                cal.first, cal.offsets, a.out);
         json_object_set_new(o, "seconds", json_real(secs));
         char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
         printf("%s\n", s);
@@ -289,9 +365,7 @@ int cmd_quantize(int argc, char **argv)
         printf("format      %s\n", label);
         printf("tokenizer   %s\n", tok_path);
         if (calib_tokens)
-            printf("calibration %d windows x %d tokens at seeded offsets (seed %ld) from %s\n"
-                   "            (sha256 %s)\n", plan.n_calib, plan.calib_ctx, a.seed,
-                   calib_path, ds.sha256);
+            print_calibration(&plan, &cal, &ds, a.seed);
         else
             printf("calibration none\n");
         printf("propagate   %s block outputs feed the next block; %d threads\n",
@@ -312,6 +386,7 @@ cleanup:
     gq_dataset_free(&ds);
     gq_tokenizer_free(tok);
     free(calib_tokens);
+    free(cal.offsets);
     for (int i = 0; i < n_rules; i++)
         gq_quantizer_free(&rules[i].quantizer);
     gq_quantizer_free(&plan.quantizer);

@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
 #include "core/gq_fileio.h"
@@ -98,12 +99,19 @@ static void print_result(const opts *o, const char *label, size_t bytes, double 
                          gq_quant_error e, bool roundtrip)
 {
     if (o->json) {
-        json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:b}", "format",
-                              o->format, "label", label, "rows", (json_int_t)o->rows, "cols",
-                              (json_int_t)o->cols, "bytes", (json_int_t)bytes, "bpw", bpw, "rmse",
-                              e.rmse, "max_abs_err", e.max_abs, "roundtrip_exact", roundtrip);
-        /* JSON has no Inf: a lossless result has a null SQNR. */
-        json_object_set_new(j, "sqnr_db", isfinite(e.sqnr_db) ? json_real(e.sqnr_db) : json_null());
+        json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I}", "format", o->format, "label", label,
+                              "rows", (json_int_t)o->rows, "cols", (json_int_t)o->cols, "bytes",
+                              (json_int_t)bytes);
+        /* JSON has no NaN or Inf: a non-finite statistic is null (a lossless result has a null
+         * SQNR; a reconstruction that overflowed has null rmse and max_abs_err and a count of
+         * its non-finite values) */
+        const struct { const char *key; double v; } stats[] = {
+            {"bpw", bpw}, {"rmse", e.rmse}, {"max_abs_err", e.max_abs}, {"sqnr_db", e.sqnr_db}};
+        for (size_t i = 0; i < sizeof stats / sizeof stats[0]; i++)
+            json_object_set_new(j, stats[i].key,
+                                isfinite(stats[i].v) ? json_real(stats[i].v) : json_null());
+        json_object_set_new(j, "nonfinite_values", json_integer((json_int_t)e.nonfinite));
+        json_object_set_new(j, "roundtrip_exact", json_boolean(roundtrip));
         char *s = json_dumps(j, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
         printf("%s\n", s);
         free(s);
@@ -114,9 +122,13 @@ static void print_result(const opts *o, const char *label, size_t bytes, double 
     printf("shape           %ld x %ld\n", o->rows, o->cols);
     printf("storage bytes   %zu\n", bytes);
     printf("bits/weight     %.5f\n", bpw);
-    printf("rmse            %.6g\n", e.rmse);
-    printf("max abs error   %.6g\n", e.max_abs);
-    printf("sqnr dB         %.3f\n", e.sqnr_db);
+    /* NaN without a sign ("-nan" is no more informative) */
+    printf("rmse            %.6g\n", isnan(e.rmse) ? NAN : e.rmse);
+    printf("max abs error   %.6g\n", isnan(e.max_abs) ? NAN : e.max_abs);
+    printf("sqnr dB         %.3f\n", isnan(e.sqnr_db) ? NAN : e.sqnr_db);
+    if (e.nonfinite)
+        printf("non-finite      %zu reconstructed values (the format's range is exceeded)\n",
+               e.nonfinite);
     printf("dequant(codes)  %s\n", roundtrip ? "matches the reconstruction bit for bit"
                                              : "DIFFERS from the reconstruction");
 }

@@ -1,6 +1,7 @@
 /* gq-bench run: run an experiment file (sweep of methods x formats x parameters). */
 #include <stdio.h>
 
+#include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
 #include "core/gq_log.h"

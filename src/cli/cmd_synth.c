@@ -1,7 +1,9 @@
 /* gq-bench synth: writes a synthetic checkpoint of a real model shape (see model/gq_synth.h). */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
 #include "core/gq_time.h"
@@ -13,12 +15,12 @@ static const char *const CMD = "synth";
 int cmd_synth(int argc, char **argv)
 {
     const char *preset = NULL, *out = NULL, *format = NULL;
-    long seed = 0;
+    uint64_t seed = 0;
     const cli_opt opts[] = {
         CLI_OPT("preset", "NAME", CLI_STR, &preset, gq_synth_preset_names(), .required = true),
         CLI_OPT("out", "PATH", CLI_OUT, &out, "output checkpoint, written atomically",
                 .required = true),
-        CLI_OPT("seed", "N", CLI_INT, &seed, "generator seed", .def = "0", .max = 0x1p62),
+        CLI_OPT("seed", "N", CLI_SEED, &seed, "generator seed", .def = "0"),
         CLI_OPT("format", "F", CLI_CHOICE, &format,
                 "legacy (llama2.c header) or v1 (\"ak42\" version 1)", .def = "legacy",
                 .choices = "legacy|v1"),
@@ -36,13 +38,13 @@ int cmd_synth(int argc, char **argv)
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
     gq_model m;
     double t0 = gq_now();
-    if (gq_model_synth_config(&c, (uint64_t)seed, &m, &err) != 0)
+    if (gq_model_synth_config(&c, seed, &m, &err) != 0)
         return cli_report(CMD, &err, GQ_EXIT_FAIL);
     int rc = strcmp(format, "v1") == 0 ? gq_model_save_v1(&m, out, &err)
                                        : gq_model_save(&m, out, &err);
     if (rc == 0)
-        printf("%s: preset %s seed %ld, dim %d hidden %d layers %d heads %d/%d vocab %d seq %d, "
-               "%zu parameters, %s format (%.1f s)\n", out, preset, seed, c.dim, c.hidden_dim,
+        printf("%s: preset %s seed %llu, dim %d hidden %d layers %d heads %d/%d vocab %d seq %d, "
+               "%zu parameters, %s format (%.1f s)\n", out, preset, (unsigned long long)seed, c.dim, c.hidden_dim,
                c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len,
                gq_model_param_count(&c), format, gq_now() - t0);
     gq_model_free(&m);

@@ -8,9 +8,7 @@
 #include "core/gq_threads.h"
 #include "gq_version.h"
 
-#define GQ_COMMAND(name, fn, summary) int fn(int argc, char **argv);
-#include "cli/commands.h"
-#undef GQ_COMMAND
+#include "cli/cmd_decl.h"
 
 typedef struct {
     const char *name;

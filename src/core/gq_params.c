@@ -1,5 +1,7 @@
 #include "core/gq_params.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,19 @@ static void choices_list(const gq_param_spec *s, char *buf, size_t n)
 static void set_default(const gq_param_spec *s, void *out)
 {
     char *field = (char *)out + s->offset;
+    if (!s->def) { /* required: zero until parsed */
+        if (s->type == GQ_PARAM_STRING)
+            *(char **)field = NULL;
+        else if (s->type == GQ_PARAM_FLOAT)
+            *(double *)field = 0;
+        else if (s->type == GQ_PARAM_BOOL)
+            *(bool *)field = false;
+        else if (s->type == GQ_PARAM_U64)
+            *(uint64_t *)field = 0;
+        else
+            *(int *)field = 0;
+        return;
+    }
     switch (s->type) {
     case GQ_PARAM_INT:
         *(int *)field = atoi(s->def);
@@ -45,7 +60,23 @@ static void set_default(const gq_param_spec *s, void *out)
     case GQ_PARAM_CHOICE:
         *(int *)field = choice_index(s, s->def);
         break;
+    case GQ_PARAM_STRING:
+        *(char **)field = s->def[0] ? strdup(s->def) : NULL;
+        break;
+    case GQ_PARAM_U64:
+        *(uint64_t *)field = strtoull(s->def, NULL, 10);
+        break;
     }
+}
+
+void gq_params_release(const gq_param_spec *specs, void *p)
+{
+    for (const gq_param_spec *s = specs; p && s && s->key; s++)
+        if (s->type == GQ_PARAM_STRING) {
+            char **field = (char **)((char *)p + s->offset);
+            free(*field);
+            *field = NULL;
+        }
 }
 
 void gq_params_defaults(const gq_param_spec *specs, void *out)
@@ -64,7 +95,9 @@ const gq_param_spec *gq_params_find(const gq_param_spec *specs, const char *key)
 
 static void fmt_num(double v, char *buf, size_t n)
 {
-    if (v == floor(v) && fabs(v) < 1e15)
+    if (v >= (double)INT64_MAX) /* the JSON integers' limit, not its rounded double */
+        snprintf(buf, n, "%lld", (long long)INT64_MAX);
+    else if (v == floor(v) && fabs(v) < 1e15)
         snprintf(buf, n, "%.0f", v);
     else
         snprintf(buf, n, "%g", v);
@@ -113,8 +146,38 @@ static int parse_one(const gq_param_spec *s, const json_t *v, const char *path, 
         *(int *)field = idx;
         return 0;
     }
+    case GQ_PARAM_STRING: {
+        if (!json_is_string(v))
+            return gq_fail(err, "%s.%s: expected a string", path, s->key);
+        if (json_string_length(v) == 0)
+            return gq_fail(err, "%s.%s: must not be empty", path, s->key);
+        char *copy = strdup(json_string_value(v));
+        if (!copy)
+            return gq_fail(err, "%s.%s: out of memory", path, s->key);
+        free(*(char **)field);
+        *(char **)field = copy;
+        return 0;
+    }
+    case GQ_PARAM_U64: {
+        if (!json_is_integer(v))
+            return gq_fail(err, "%s.%s: expected an integer", path, s->key);
+        json_int_t x = json_integer_value(v);
+        if (x < 0 || (double)x < s->min || (double)x > s->max)
+            return gq_fail(err, "%s.%s: %lld is outside %s..%s", path, s->key, (long long)x, lo, hi);
+        *(uint64_t *)field = (uint64_t)x;
+        return 0;
+    }
     }
     return gq_fail(err, "%s.%s: internal error: unknown parameter type", path, s->key);
+}
+
+static int check_required(const gq_param_spec *specs, const json_t *obj, const char *path,
+                          gq_error *err)
+{
+    for (const gq_param_spec *s = specs; s && s->key; s++)
+        if (!s->def && (!obj || !json_object_get(obj, s->key)))
+            return gq_fail(err, "%s: missing \"%s\"", path, s->key);
+    return 0;
 }
 
 int gq_params_parse(const gq_param_spec *specs, const json_t *obj, const char *path, void *out,
@@ -124,7 +187,7 @@ int gq_params_parse(const gq_param_spec *specs, const json_t *obj, const char *p
         path = "$";
     gq_params_defaults(specs, out);
     if (!obj || json_is_null(obj))
-        return 0;
+        return check_required(specs, NULL, path, err);
     if (!json_is_object(obj))
         return gq_fail(err, "%s: expected an object of parameters", path);
     const char *key;
@@ -143,7 +206,7 @@ int gq_params_parse(const gq_param_spec *specs, const json_t *obj, const char *p
         if (parse_one(s, v, path, out, err))
             return -1;
     }
-    return 0;
+    return check_required(specs, obj, path, err);
 }
 
 json_t *gq_params_to_json(const gq_param_spec *specs, const void *in)
@@ -164,6 +227,12 @@ json_t *gq_params_to_json(const gq_param_spec *specs, const void *in)
             break;
         case GQ_PARAM_CHOICE:
             v = json_string(s->choices[*(const int *)field]);
+            break;
+        case GQ_PARAM_STRING:
+            v = *(char *const *)field ? json_string(*(char *const *)field) : json_null();
+            break;
+        case GQ_PARAM_U64:
+            v = json_integer((json_int_t)*(const uint64_t *)field);
             break;
         }
         json_object_set_new(o, s->key, v);
@@ -187,15 +256,21 @@ void gq_params_value_str(const gq_param_spec *s, const void *in, char *buf, size
     case GQ_PARAM_CHOICE:
         snprintf(buf, n, "%s", s->choices[*(const int *)field]);
         break;
+    case GQ_PARAM_STRING:
+        snprintf(buf, n, "%s", *(char *const *)field ? *(char *const *)field : "");
+        break;
+    case GQ_PARAM_U64:
+        snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t *)field);
+        break;
     }
 }
 
 void gq_params_print(FILE *f, const gq_param_spec *specs, const char *indent)
 {
-    static const char *type_names[] = {"int", "number", "bool", "choice"};
+    static const char *type_names[] = {"int", "number", "bool", "choice", "string", "int"};
     for (const gq_param_spec *s = specs; s && s->key; s++) {
         char range[512] = "";
-        if (s->type == GQ_PARAM_INT || s->type == GQ_PARAM_FLOAT) {
+        if (s->type == GQ_PARAM_INT || s->type == GQ_PARAM_FLOAT || s->type == GQ_PARAM_U64) {
             char lo[32], hi[32];
             fmt_num(s->min, lo, sizeof lo);
             fmt_num(s->max, hi, sizeof hi);
@@ -204,7 +279,8 @@ void gq_params_print(FILE *f, const gq_param_spec *specs, const char *indent)
             choices_list(s, range, sizeof range);
         }
         fprintf(f, "%s%-16s %-6s default %-8s %s%s%s\n", indent, s->key, type_names[s->type],
-                s->def, range[0] ? "[" : "", range, range[0] ? "]" : "");
+                !s->def ? "(required)" : s->def[0] ? s->def : "none", range[0] ? "[" : "",
+                range, range[0] ? "]" : "");
         if (s->doc && s->doc[0])
             fprintf(f, "%s%18s%s\n", indent, "", s->doc);
     }
@@ -229,6 +305,7 @@ int gq_params_new(const gq_param_spec *specs, size_t size,
     if (!p)
         return gq_fail(err, "%s: out of memory", path ? path : "$");
     if (gq_params_parse(specs, obj, path, p, err) || (validate && validate(p, path, err))) {
+        gq_params_release(specs, p);
         free(p);
         return -1;
     }
@@ -275,5 +352,21 @@ int gq_params_apply_set(json_t **obj, const char *assignment, gq_error *err)
     if (!*obj)
         *obj = json_object();
     json_object_set_new(*obj, key, v);
+    return 0;
+}
+
+int gq_params_env_count(const char *name, const char *what, unsigned long long dflt,
+                        unsigned long long min, unsigned long long *out, gq_error *err)
+{
+    const char *s = getenv(name);
+    *out = dflt;
+    if (!s)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!isdigit((unsigned char)s[0]) || *end || errno || v < min)
+        return gq_fail(err, "%s: '%s' is not %s", name, s, what);
+    *out = v;
     return 0;
 }

@@ -16,6 +16,7 @@
  * Errors name the JSON path: "$.methods[2].format.bits: 9 is outside 2..8". */
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -27,13 +28,18 @@ typedef enum {
     GQ_PARAM_FLOAT,  /* field type: double ; JSON number (integer accepted) in [min, max] */
     GQ_PARAM_BOOL,   /* field type: bool   ; JSON true/false                            */
     GQ_PARAM_CHOICE, /* field type: int    ; JSON string, one of `choices`, stored as its index */
+    GQ_PARAM_STRING, /* field type: char * ; JSON non-empty string of any length, owned by the
+                        struct (gq_params_release frees it); default NULL when `def` is "" */
+    GQ_PARAM_U64,    /* field type: uint64_t; JSON integer in [min, max] (JSON integers end at
+                        INT64_MAX) */
 } gq_param_type;
 
 typedef struct gq_param_spec {
     const char *key;             /* NULL ends the table */
     gq_param_type type;
     size_t offset;               /* offsetof(struct, field) */
-    const char *def;             /* default as written in JSON, choices without quotes: "4", "0.01", "true", "asym" */
+    const char *def;             /* default as written in JSON, choices without quotes: "4", "0.01", "true", "asym";
+                                    NULL: the key is required */
     double min, max;             /* inclusive bounds for INT and FLOAT */
     const char *const *choices;  /* NULL-terminated names for CHOICE */
     const char *doc;             /* one line for `gq-bench list` */
@@ -42,8 +48,12 @@ typedef struct gq_param_spec {
 /* Number of entries before the NULL key. */
 int gq_params_count(const gq_param_spec *specs);
 
-/* Writes every default into `out`. Defaults are trusted (checked by the unit tests). */
+/* Writes every default into `out` (required keys: zero). Defaults are trusted (checked by the
+ * unit tests). */
 void gq_params_defaults(const gq_param_spec *specs, void *out);
+
+/* Frees the strings of a parsed struct (GQ_PARAM_STRING fields) and sets them to NULL. */
+void gq_params_release(const gq_param_spec *specs, void *p);
 
 /* Defaults, then the values in `obj` (a JSON object, or NULL for defaults only). `path` is the
  * JSON path of obj used in messages (for example "$.methods[0].format"); NULL means "$". */
@@ -82,5 +92,11 @@ int gq_params_split_named(const json_t *spec, const char *path, const char *kind
 /* Applies command-line overrides "key=value" to a JSON object (created if *obj is NULL).
  * The value is read as JSON when it parses (3, 0.5, true, "x") and as a string otherwise. */
 int gq_params_apply_set(json_t **obj, const char *assignment, gq_error *err);
+
+/* A count from the environment variable `name`: *out = dflt when it is unset, else its value,
+ * which must be a plain decimal integer >= min; otherwise an error naming the variable and
+ * saying what it must be (`what`, e.g. "a byte count (a non-negative integer)"). */
+int gq_params_env_count(const char *name, const char *what, unsigned long long dflt,
+                        unsigned long long min, unsigned long long *out, gq_error *err);
 
 #endif

@@ -3,6 +3,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "core/gq_fileio.h"
 
 static const uint32_t K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -104,19 +107,24 @@ void gq_sha256_hex(const void *data, size_t n, char hex[65])
 
 int gq_sha256_file(const char *path, char hex[65], gq_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return gq_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    int fd = gq_open_input(path, err);
+    if (fd < 0)
+        return -1;
     gq_sha256 s;
     gq_sha256_init(&s);
     static _Thread_local uint8_t buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        gq_sha256_update(&s, buf, n);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad)
-        return gq_fail(err, "%s: read error", path);
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            return gq_fail(err, "%s: read error: %s", path, strerror(e));
+        }
+        gq_sha256_update(&s, buf, (size_t)n);
+    }
+    close(fd);
     gq_sha256_final_hex(&s, hex);
     return 0;
 }

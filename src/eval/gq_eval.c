@@ -113,6 +113,14 @@ static int check_stored(const gq_model *m, const gq_dataset *ds, const gq_eval_o
                         const gq_eval_baseline *base, size_t n, gq_error *err)
 {
     const gq_baseline_header *h = base->hdr;
+    /* KL reads one row of log-probabilities per scored position: fewer rows than this
+     * evaluation scores would be read past the end */
+    uint64_t scored = (uint64_t)n * (uint64_t)(o->ctx - 1 - first_scored(o->protocol, o->ctx));
+    if (h->protocol == (int32_t)o->protocol && h->ctx == o->ctx && h->windows == n &&
+        h->scored != scored)
+        return gq_fail(err, "baseline does not match this evaluation: it holds %llu scored "
+                            "positions, %zu windows of ctx %d score %llu",
+                       (unsigned long long)h->scored, n, o->ctx, (unsigned long long)scored);
     if (h->protocol != (int32_t)o->protocol || h->ctx != o->ctx || h->windows != n ||
         h->vocab != m->cfg.vocab_size || strcmp(h->dataset_sha256, ds->sha256) != 0)
         return gq_fail(err, "baseline does not match this evaluation: baseline %s ctx %d, "
@@ -307,6 +315,26 @@ static void summarise(const eval_bufs *b, const gq_eval_reference *ref, size_t s
     r->top1_se_pct = scored > 1 ? 100.0 * sqrt(p * (1.0 - p) / (double)(scored - 1)) : 0.0;
 }
 
+/* A non-finite NLL or KL (activations that overflow fp32, e.g. from a weight near FLT_MAX) is
+ * an error naming the first window and position, never a number in the results. */
+static int check_finite(const eval_bufs *b, const gq_eval_reference *ref, size_t scored,
+                        int per_window, int first, gq_error *err)
+{
+    for (size_t k = 0; k < scored; k++) {
+        bool bad_ref = ref->kind == GQ_EVAL_REF_MODEL && !isfinite(b->ref_nll[k]);
+        bool bad_kl = ref->kind != GQ_EVAL_REF_NONE && !isfinite(b->kl[k]);
+        if (isfinite(b->nll[k]) && !bad_ref && !bad_kl)
+            continue;
+        return gq_fail(err, "%s not finite at window %zu, position %d (activations overflow "
+                            "fp32: a weight too large?)",
+                       bad_ref ? "the baseline model's log-probabilities are"
+                       : !isfinite(b->nll[k]) ? "the model's log-probabilities are"
+                                              : "the KL divergence is",
+                       k / (size_t)per_window, first + (int)(k % (size_t)per_window));
+    }
+    return 0;
+}
+
 int gq_eval_run(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
                 const gq_eval_reference *ref_in, gq_eval_baseline **base_out, gq_eval_result *r,
                 gq_error *err)
@@ -392,6 +420,8 @@ int gq_eval_run(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
     r->windows = n_windows;
     r->tokens = n_windows * (size_t)ctx;
     r->scored = scored;
+    if (check_finite(&bf, &ref, scored, per_window, first, err))
+        goto done;
     summarise(&bf, &ref, scored, r);
     if (bout)
         bout->hdr->mean_nll = r->mean_nll;

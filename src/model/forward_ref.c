@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/gq_fileio.h"
 #include "model/gq_forward.h"
@@ -11,6 +12,7 @@
 struct gq_decode {
     const gq_model *m;
     int next_pos;   /* positions 0..next_pos-1 are in the cache */
+    int cap;        /* positions the cache holds (<= seq_len) */
     float *x;       /* (dim) residual */
     float *xb;      /* (dim) normalised input / attention output */
     float *xt;      /* (dim) xb · M for explicit transforms */
@@ -19,24 +21,48 @@ struct gq_decode {
     float *hb2;     /* (hidden) */
     float *q;       /* (dim) */
     float *rope;    /* (head_size) cos, sin pairs of the current position */
-    float *att;     /* (n_heads, seq_len) */
-    float *key_cache;   /* (n_layers, seq_len, kv_dim) */
-    float *value_cache; /* (n_layers, seq_len, kv_dim) */
+    float *att;     /* (n_heads, cap) */
+    float *key_cache;   /* (n_layers, cap, kv_dim) */
+    float *value_cache; /* (n_layers, cap, kv_dim) */
 };
 
-gq_decode *gq_decode_new(const gq_model *m, gq_error *err)
+size_t gq_decode_bytes(const gq_config *c, int n_pos)
+{
+    size_t per_pos = 2 * (size_t)c->n_layers * (size_t)gq_kv_dim(c) + (size_t)c->n_heads;
+    return ((size_t)n_pos * per_pos + 7 * (size_t)c->dim + 2 * (size_t)c->hidden_dim) *
+           sizeof(float);
+}
+
+int gq_decode_check(const gq_config *c, int n_pos, gq_error *err)
+{
+    if (n_pos < 1 || n_pos > c->seq_len)
+        return gq_fail(err, "decode: %d positions is outside 1..%d (seq_len)", n_pos, c->seq_len);
+    double need = (double)gq_decode_bytes(c, n_pos);
+    double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (have > 0 && need > have)
+        return gq_fail(err, "decode: a KV cache of %d positions x %d layers x %d values needs "
+                            "%.1f GiB, more than this machine's %.1f GiB of memory",
+                       n_pos, c->n_layers, 2 * gq_kv_dim(c), need / 1073741824.0,
+                       have / 1073741824.0);
+    return 0;
+}
+
+gq_decode *gq_decode_new_n(const gq_model *m, int n_pos, gq_error *err)
 {
     const gq_config *c = &m->cfg;
+    if (gq_decode_check(c, n_pos, err))
+        return NULL;
     gq_decode *d = calloc(1, sizeof *d);
     if (!d)
         return gq_fail(err, "decode: out of memory"), NULL;
     d->m = m;
+    d->cap = n_pos;
     size_t dim = (size_t)c->dim, h = (size_t)c->hidden_dim;
-    size_t cache = (size_t)c->n_layers * c->seq_len * gq_kv_dim(c);
+    size_t cache = (size_t)c->n_layers * (size_t)n_pos * gq_kv_dim(c);
     struct { float **p; size_t n; } bufs[] = {
         {&d->x, dim}, {&d->xb, dim}, {&d->xt, dim}, {&d->xb2, dim}, {&d->hb, h}, {&d->hb2, h},
         {&d->q, dim}, {&d->rope, (size_t)gq_head_size(c)},
-        {&d->att, (size_t)c->n_heads * c->seq_len},
+        {&d->att, (size_t)c->n_heads * n_pos},
         {&d->key_cache, cache}, {&d->value_cache, cache},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -45,6 +71,11 @@ gq_decode *gq_decode_new(const gq_model *m, gq_error *err)
             return NULL;
         }
     return d;
+}
+
+gq_decode *gq_decode_new(const gq_model *m, gq_error *err)
+{
+    return gq_decode_new_n(m, m->cfg.seq_len, err);
 }
 
 void gq_decode_free(gq_decode *d)
@@ -284,12 +315,12 @@ static void attend(gq_decode *d, int l, int pos)
 {
     const gq_config *c = &d->m->cfg;
     int hs = gq_head_size(c), kv_dim = gq_kv_dim(c), kv_mul = c->n_heads / c->n_kv_heads;
-    size_t loff = (size_t)l * c->seq_len * kv_dim;
+    size_t loff = (size_t)l * d->cap * kv_dim;
     /* heads in parallel (each head's arithmetic is the same whichever thread runs it) */
 #pragma omp parallel for schedule(static) if ((long)c->n_heads * (pos + 1) * hs >= 8192)
     for (int h = 0; h < c->n_heads; h++) {
         const float *q = d->q + (size_t)h * hs;
-        float *att = d->att + (size_t)h * c->seq_len;
+        float *att = d->att + (size_t)h * d->cap;
         const float *kh = d->key_cache + loff + (size_t)(h / kv_mul) * hs;
         int t = 0;
         for (; t + 8 <= pos + 1; t += 8)
@@ -334,15 +365,15 @@ int gq_decode_step(gq_decode *d, int token, int pos, float *logits, gq_error *er
     const gq_config *c = &m->cfg;
     if (token < 0 || token >= c->vocab_size)
         return gq_fail(err, "decode: token %d is outside 0..%d", token, c->vocab_size - 1);
-    if (pos < 0 || pos >= c->seq_len || pos > d->next_pos)
+    if (pos < 0 || pos >= d->cap || pos > d->next_pos)
         return gq_fail(err, "decode: position %d is outside 0..%d (next expected %d)", pos,
-                       c->seq_len - 1, d->next_pos);
+                       d->cap - 1, d->next_pos);
     int dim = c->dim, kv_dim = gq_kv_dim(c), hid = c->hidden_dim;
     memcpy(d->x, m->tok_embeddings + (size_t)token * dim, (size_t)dim * sizeof(float));
     rope_angles(d->rope, pos, gq_head_size(c));
     for (int l = 0; l < c->n_layers; l++) {
         const gq_layer *L = &m->layers[l];
-        size_t cache_off = ((size_t)l * c->seq_len + pos) * kv_dim;
+        size_t cache_off = ((size_t)l * d->cap + pos) * kv_dim;
         float *k = d->key_cache + cache_off, *v = d->value_cache + cache_off;
         /* attention: xb = norm(x) [· M]; q, k, v; RoPE; attend; x += wo · ctx */
         rmsnorm_vec(d->xb, d->x, L->rms_att, dim);
@@ -390,7 +421,7 @@ int gq_forward_ref(const gq_model *m, const int *tokens, int T, float *logits, g
 {
     if (T < 1 || T > m->cfg.seq_len)
         return gq_fail(err, "reference forward: T %d is outside 1..%d", T, m->cfg.seq_len);
-    gq_decode *d = gq_decode_new(m, err);
+    gq_decode *d = gq_decode_new_n(m, T, err);
     if (!d)
         return -1;
     int rc = 0;

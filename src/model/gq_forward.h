@@ -59,8 +59,16 @@ void gq_block_linear(const gq_layer *L, gq_linear_kind k, float *y, const float 
  * generation reproduces run.c's output. */
 typedef struct gq_decode gq_decode;
 gq_decode *gq_decode_new(const gq_model *m, gq_error *err);
+/* The same with a KV cache of n_pos positions (1..seq_len): allocations follow what a request
+ * needs, not what a header claims (a seq_len of 2^20 with 1024 layers is 17.9 GB). */
+gq_decode *gq_decode_new_n(const gq_model *m, int n_pos, gq_error *err);
+/* Bytes of a decode state of n_pos positions, and the up-front check gq_decode_new_n runs:
+ * n_pos within 1..seq_len and the state no larger than the machine's physical memory. */
+size_t gq_decode_bytes(const gq_config *c, int n_pos);
+int gq_decode_check(const gq_config *c, int n_pos, gq_error *err);
 void gq_decode_free(gq_decode *d);
-/* logits (vocab) for `token` at position pos (0 <= pos < seq_len; positions in order). */
+/* logits (vocab) for `token` at position pos (0 <= pos < n_pos of gq_decode_new_n; positions
+ * in order). */
 int gq_decode_step(gq_decode *d, int token, int pos, float *logits, gq_error *err);
 
 /* Reference logits (T, vocab) of one window of T tokens at positions 0..T-1, by decode steps. */

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/gq_fileio.h"
+#include "model/gq_forward.h"
 #include "model/model_internal.h"
 
 #define V1_MAGIC 0x616b3432u
@@ -127,16 +129,35 @@ static void map_tensors(gq_model *m, const file_layout *fl, float *body)
     m->wcls = c->shared_classifier ? m->tok_embeddings : p;
 }
 
+/* A header can claim any context: a version-1 file of 110 KB may say seq_len 2^20 with 1024
+ * layers, whose full-context KV cache is 17.9 GB. Real checkpoints need a KV cache of at most
+ * a few times their own size (Llama 3 8B at 128K tokens: about 1x), so a header asking for
+ * more than PLAUSIBLE_KV_RATIO times the file, and more than 1 GiB, is refused up front. */
+#define PLAUSIBLE_KV_RATIO 64.0
+
+static int check_plausible(const char *path, const file_layout *fl, size_t bytes,
+                           gq_error *err)
+{
+    double kv = (double)gq_decode_bytes(&fl->cfg, fl->cfg.seq_len);
+    if (kv > 1073741824.0 && kv > PLAUSIBLE_KV_RATIO * (double)bytes)
+        return gq_fail(err, "%s: header field seq_len = %d with %d layers of kv width %d "
+                            "implies a %.1f GiB KV cache for a %zu-byte model (more than %.0fx "
+                            "its size): not a plausible checkpoint",
+                       path, fl->cfg.seq_len, fl->cfg.n_layers, gq_kv_dim(&fl->cfg),
+                       kv / 1073741824.0, bytes, PLAUSIBLE_KV_RATIO);
+    return 0;
+}
+
 int gq_model_load(const char *path, gq_model *m, gq_error *err)
 {
     memset(m, 0, sizeof *m);
-    int fd = open(path, O_RDONLY);
+    int fd = gq_open_input(path, err);
     if (fd < 0)
-        return gq_fail(err, "%s: cannot open model: %s", path, strerror(errno));
+        return gq_fail_prefix(err, "model");
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
         close(fd);
-        return gq_fail(err, "%s: not a regular file", path);
+        return gq_fail(err, "%s: cannot stat: %s", path, strerror(errno));
     }
     size_t actual = (size_t)st.st_size;
     unsigned char head[V1_HEADER_BYTES];
@@ -161,6 +182,10 @@ int gq_model_load(const char *path, gq_model *m, gq_error *err)
                             "implies (%s, dim %d, %d layers, vocab %d): %s", path, actual, want,
                        fl.version ? "version 1" : "legacy", fl.cfg.dim, fl.cfg.n_layers,
                        fl.cfg.vocab_size, actual < want ? "truncated" : "trailing bytes");
+    }
+    if (check_plausible(path, &fl, actual, err)) {
+        close(fd);
+        return -1;
     }
     void *map = mmap(NULL, actual, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     close(fd);

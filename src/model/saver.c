@@ -121,12 +121,16 @@ static int save(const gq_model *m, const char *path, int version, gq_error *err)
                             "checkpoint cannot hold", path);
     if (gq_check_writable("output", path, err) != 0)
         return -1;
-    char tmp[1200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
-        return gq_fail(err, "%s: path too long", path);
-    writer w = {fopen(tmp, "wb"), 0};
-    if (!w.f)
-        return gq_fail(err, "%s: cannot create (temporary %s): %s", path, tmp, strerror(errno));
+    char tmp[4200];
+    int fd = gq_tmp_create(path, tmp, sizeof tmp, err);
+    if (fd < 0)
+        return -1;
+    writer w = {fdopen(fd, "wb"), 0};
+    if (!w.f) {
+        close(fd);
+        unlink(tmp);
+        return gq_fail(err, "%s: cannot write: %s", path, strerror(errno));
+    }
     errno = 0;
     if (version == 1)
         put_body_v1(&w, m);
@@ -140,12 +144,7 @@ static int save(const gq_model *m, const char *path, int version, gq_error *err)
         unlink(tmp);
         return gq_fail(err, "%s: write failed: %s", path, strerror(w.failed));
     }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return gq_fail(err, "%s: cannot rename into place: %s", path, strerror(e));
-    }
-    return 0;
+    return gq_tmp_commit(tmp, path, err);
 }
 
 int gq_model_save(const gq_model *m, const char *path, gq_error *err)

@@ -13,8 +13,9 @@
  *         return host->register_format(&my_format, err);
  *     }
  *
- * The loader reads gq_plugin_abi before calling anything and refuses a plugin built for
- * another ABI. Registered structs must live as long as the process (a plugin whose init
+ * The loader reads gq_plugin_abi before calling anything (after checking in the ELF symbol
+ * table that it is an int-sized data object, not a function) and refuses a plugin built for
+ * another ABI. Plugins run in-process and are trusted: nothing isolates a crashing init. Registered structs must live as long as the process (a plugin whose init
  * succeeded is never unloaded; one whose init fails is unregistered and unloaded, so init
  * must not leave anything else behind). Example: examples/plugins/nf4.c. */
 #include "core/gq_error.h"
@@ -33,6 +34,9 @@ typedef struct gq_plugin_host {
 } gq_plugin_host;
 
 typedef int (*gq_plugin_init_fn)(const gq_plugin_host *host, gq_error *err);
+
+/* The entry point a plugin defines (declared here so that its definition is checked). */
+int gq_plugin_init(const gq_plugin_host *host, gq_error *err);
 
 /* ---- Host side ---------------------------------------------------------------------------
  *

@@ -2,8 +2,11 @@
 #include "plugin/gq_plugin.h"
 
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
+#include <link.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -16,6 +19,25 @@ static char loaded[MAX_PLUGINS][PATH_MAX];
 static int n_loaded;
 
 int gq_plugin_count(void) { return n_loaded; }
+
+/* What is wrong with the gq_plugin_abi symbol at `addr`, or NULL when it is an int-sized
+ * data object that can be read: a function, or a smaller object, would be read misaligned or
+ * past its end. */
+static const char *abi_symbol_problem(const void *addr)
+{
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+    if (!dladdr1(addr, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym)
+        return "not described by the object's symbol table";
+    int type = ELF64_ST_TYPE(sym->st_info);
+    if (type == STT_FUNC || type == STT_GNU_IFUNC)
+        return "a function, not an int";
+    if (type != STT_OBJECT)
+        return "not a data object";
+    if (sym->st_size != sizeof(int) || (uintptr_t)addr % _Alignof(int) != 0)
+        return "not an aligned int";
+    return NULL;
+}
 
 int gq_plugin_load(const char *path, gq_error *err)
 {
@@ -38,6 +60,12 @@ int gq_plugin_load(const char *path, gq_error *err)
     if (!h)
         return gq_fail(err, "plugin %s: not a loadable shared object (%s)", path, dlerror());
     const int *abi = dlsym(h, "gq_plugin_abi");
+    const char *abi_bad = abi ? abi_symbol_problem(abi) : NULL;
+    if (abi_bad) {
+        dlclose(h);
+        return gq_fail(err, "plugin %s: gq_plugin_abi is %s (expected `const int gq_plugin_abi "
+                            "= GQ_PLUGIN_ABI;`)", path, abi_bad);
+    }
     gq_plugin_init_fn init;
     /* ISO C forbids object-to-function pointer casts; POSIX guarantees this one works. */
     *(void **)&init = dlsym(h, "gq_plugin_init");

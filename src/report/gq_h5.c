@@ -1,10 +1,14 @@
 #include "report/gq_h5.h"
 
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "core/gq_fileio.h"
 
 #include <hdf5.h>
 
@@ -19,26 +23,33 @@ static gq_col_type stored_type(const gq_table *t, int c)
     return GQ_COL_INT;
 }
 
-/* Every field is 8 bytes (char *, int64 or double), so field c sits at offset 8*c. */
-static int write_table(hid_t loc, const char *name, const gq_table *t, gq_error *err)
+/* The HDF5 calls report failure as a negative value (an id or an herr_t). */
+#define H5_OK(call) ((call) >= 0)
+
+/* The compound type of a table: every field is 8 bytes (char *, int64 or double), so field c
+ * sits at offset 8*c. Returns a negative id on failure. */
+static hid_t table_type(const gq_table *t, hid_t str, const gq_col_type *types)
 {
-    size_t nr = gq_table_n_rows(t), nc = (size_t)t->n_cols;
-    if (nc == 0)
-        return 0;
-    hid_t str = H5Tcopy(H5T_C_S1);
-    H5Tset_size(str, H5T_VARIABLE);
-    H5Tset_cset(str, H5T_CSET_UTF8);
+    size_t nc = (size_t)t->n_cols;
     hid_t ct = H5Tcreate(H5T_COMPOUND, 8 * nc);
-    gq_col_type *types = malloc(nc * sizeof *types);
-    unsigned char *buf = calloc(nr ? nr : 1, 8 * nc);
-    char **owned = calloc(nr * nc + 1, sizeof *owned);
-    for (size_t c = 0; c < nc; c++) {
-        types[c] = stored_type(t, (int)c);
+    for (size_t c = 0; c < nc && ct >= 0; c++) {
         hid_t ft = types[c] == GQ_COL_TEXT  ? str
                    : types[c] == GQ_COL_INT ? H5T_NATIVE_INT64
                                             : H5T_NATIVE_DOUBLE;
-        H5Tinsert(ct, t->cols[c].name, 8 * c, ft);
+        if (!H5_OK(H5Tinsert(ct, t->cols[c].name, 8 * c, ft))) {
+            H5Tclose(ct);
+            ct = -1;
+        }
     }
+    return ct;
+}
+
+/* Row-major records of the table in the layout of table_type; text cells are strdup'd into
+ * owned (nr * nc). Returns false when out of memory. */
+static bool pack_rows(const gq_table *t, const gq_col_type *types, unsigned char *buf,
+                      char **owned)
+{
+    size_t nr = gq_table_n_rows(t), nc = (size_t)t->n_cols;
     for (size_t r = 0; r < nr; r++) {
         json_t *row = gq_table_row(t, r);
         for (size_t c = 0; c < nc; c++) {
@@ -52,6 +63,8 @@ static int write_table(hid_t loc, const char *name, const gq_table *t, gq_error 
                     s = strdup("");
                 else
                     s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+                if (!s)
+                    return false;
                 owned[r * nc + c] = s;
                 memcpy(f, &s, sizeof s);
             } else if (types[c] == GQ_COL_INT) {
@@ -63,91 +76,162 @@ static int write_table(hid_t loc, const char *name, const gq_table *t, gq_error 
             }
         }
     }
+    return true;
+}
+
+static int write_table(hid_t loc, const char *name, const gq_table *t, gq_error *err)
+{
+    size_t nr = gq_table_n_rows(t), nc = (size_t)t->n_cols;
+    if (nc == 0)
+        return 0;
+    gq_col_type *types = malloc(nc * sizeof *types);
+    unsigned char *buf = calloc(nr ? nr : 1, 8 * nc);
+    char **owned = calloc(nr * nc + 1, sizeof *owned);
+    hid_t str = H5Tcopy(H5T_C_S1), ct = -1, space = -1, ds = -1;
+    bool ok = types && buf && owned && str >= 0 && H5_OK(H5Tset_size(str, H5T_VARIABLE)) &&
+              H5_OK(H5Tset_cset(str, H5T_CSET_UTF8));
+    for (size_t c = 0; ok && c < nc; c++)
+        types[c] = stored_type(t, (int)c);
+    ok = ok && (ct = table_type(t, str, types)) >= 0 && pack_rows(t, types, buf, owned);
     hsize_t dims[1] = {nr};
-    hid_t space = H5Screate_simple(1, dims, NULL);
-    hid_t ds = H5Dcreate2(loc, name, ct, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = 0;
-    if (ds < 0 || H5Dwrite(ds, ct, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
-        rc = gq_fail(err, "cannot write HDF5 dataset %s", name);
-    if (ds >= 0)
-        H5Dclose(ds);
-    H5Sclose(space);
-    H5Tclose(ct);
-    H5Tclose(str);
-    for (size_t i = 0; i < nr * nc; i++)
+    ok = ok && (space = H5Screate_simple(1, dims, NULL)) >= 0 &&
+         (ds = H5Dcreate2(loc, name, ct, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
+         H5_OK(H5Dwrite(ds, ct, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf));
+    if (ds >= 0 && !H5_OK(H5Dclose(ds)))
+        ok = false;
+    if (space >= 0)
+        H5Sclose(space);
+    if (ct >= 0)
+        H5Tclose(ct);
+    if (str >= 0)
+        H5Tclose(str);
+    for (size_t i = 0; owned && i < nr * nc; i++)
         free(owned[i]);
     free(owned);
     free(buf);
     free(types);
-    return rc;
+    return ok ? 0 : gq_fail(err, "cannot write HDF5 dataset %s", name);
 }
 
-static void write_attr(hid_t loc, const char *key, json_t *v)
+/* Text longer than this goes to a dataset: an attribute must fit the object header (64 KiB
+ * in all, shared with the other attributes), and HDF5 refuses a larger one. */
+#define H5_ATTR_TEXT_MAX 16384
+
+/* One scalar value as an attribute (int64, float64, UTF-8 string) or, for text longer than
+ * H5_ATTR_TEXT_MAX, as a scalar string dataset of the same name beside the attributes. Other
+ * JSON values are written as compact JSON text. */
+static int write_attr(hid_t loc, const char *key, json_t *v, gq_error *err)
 {
-    hid_t space = H5Screate(H5S_SCALAR), type, a;
+    hid_t space = H5Screate(H5S_SCALAR), type = -1, a = -1, ds = -1;
+    bool ok = space >= 0;
+    char *s = NULL;
     if (json_is_integer(v)) {
         int64_t x = json_integer_value(v);
-        a = H5Acreate2(loc, key, H5T_NATIVE_INT64, space, H5P_DEFAULT, H5P_DEFAULT);
-        H5Awrite(a, H5T_NATIVE_INT64, &x);
+        ok = ok && (a = H5Acreate2(loc, key, H5T_NATIVE_INT64, space, H5P_DEFAULT,
+                                   H5P_DEFAULT)) >= 0 &&
+             H5_OK(H5Awrite(a, H5T_NATIVE_INT64, &x));
     } else if (json_is_real(v)) {
         double x = json_real_value(v);
-        a = H5Acreate2(loc, key, H5T_NATIVE_DOUBLE, space, H5P_DEFAULT, H5P_DEFAULT);
-        H5Awrite(a, H5T_NATIVE_DOUBLE, &x);
+        ok = ok && (a = H5Acreate2(loc, key, H5T_NATIVE_DOUBLE, space, H5P_DEFAULT,
+                                   H5P_DEFAULT)) >= 0 &&
+             H5_OK(H5Awrite(a, H5T_NATIVE_DOUBLE, &x));
     } else {
-        char *s = json_is_string(v) ? strdup(json_string_value(v))
-                                    : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
-        type = H5Tcopy(H5T_C_S1);
-        H5Tset_size(type, strlen(s) + 1);
-        H5Tset_cset(type, H5T_CSET_UTF8);
-        a = H5Acreate2(loc, key, type, space, H5P_DEFAULT, H5P_DEFAULT);
-        H5Awrite(a, type, s);
-        H5Tclose(type);
-        free(s);
+        s = json_is_string(v) ? strdup(json_string_value(v))
+                              : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+        ok = ok && s && (type = H5Tcopy(H5T_C_S1)) >= 0 &&
+             H5_OK(H5Tset_size(type, strlen(s) + 1)) && H5_OK(H5Tset_cset(type, H5T_CSET_UTF8));
+        if (ok && strlen(s) + 1 > H5_ATTR_TEXT_MAX)
+            ok = (ds = H5Dcreate2(loc, key, type, space, H5P_DEFAULT, H5P_DEFAULT,
+                                  H5P_DEFAULT)) >= 0 &&
+                 H5_OK(H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, s));
+        else
+            ok = ok && (a = H5Acreate2(loc, key, type, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
+                 H5_OK(H5Awrite(a, type, s));
     }
-    H5Aclose(a);
-    H5Sclose(space);
+    if (a >= 0 && !H5_OK(H5Aclose(a)))
+        ok = false;
+    if (ds >= 0 && !H5_OK(H5Dclose(ds)))
+        ok = false;
+    if (type >= 0)
+        H5Tclose(type);
+    if (space >= 0)
+        H5Sclose(space);
+    free(s);
+    return ok ? 0 : gq_fail(err, "cannot write HDF5 attribute %s", key);
 }
 
-static void write_attrs(hid_t loc, json_t *attrs)
+static int write_attrs(hid_t loc, json_t *attrs, gq_error *err)
 {
     const char *key;
     json_t *v;
     json_object_foreach(attrs, key, v)
-        write_attr(loc, key, v);
+        if (write_attr(loc, key, v, err))
+            return -1;
+    return 0;
 }
 
-int gq_h5_write(const char *path, const gq_table *main, const gq_h5_group *groups, int n_groups,
-                gq_error *err)
+static int write_cells(hid_t f, const char *path, const gq_h5_group *groups, int n_groups,
+                       gq_error *err)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are reported as one line below */
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0)
-        return gq_fail(err, "%s: cannot create HDF5 file", tmp);
-    int rc = 0;
-    write_attrs(f, main->attrs);
-    if (write_table(f, "results", main, err))
-        rc = -1;
     hid_t cells = H5Gcreate2(f, "cells", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (cells < 0)
+        return gq_fail(err, "%s: cannot create group /cells", path);
+    int rc = 0;
     for (int i = 0; i < n_groups && rc == 0; i++) {
         hid_t g = H5Gcreate2(cells, groups[i].name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         if (g < 0) {
             rc = gq_fail(err, "%s: cannot create group /cells/%s", path, groups[i].name);
             break;
         }
-        write_attrs(g, groups[i].table->attrs);
-        if (write_table(g, "tensors", groups[i].table, err))
+        if (write_attrs(g, groups[i].table->attrs, err) ||
+            write_table(g, "tensors", groups[i].table, err))
             rc = gq_fail_prefix(err, "%s: /cells/%s", path, groups[i].name);
-        H5Gclose(g);
+        if (!H5_OK(H5Gclose(g)) && rc == 0)
+            rc = gq_fail(err, "%s: cannot close group /cells/%s", path, groups[i].name);
     }
-    H5Gclose(cells);
-    if (H5Fclose(f) < 0 && rc == 0)
-        rc = gq_fail(err, "%s: cannot close HDF5 file", tmp);
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = gq_fail(err, "%s: cannot rename into place", path);
-    if (rc != 0)
-        unlink(tmp);
+    if (!H5_OK(H5Gclose(cells)) && rc == 0)
+        rc = gq_fail(err, "%s: cannot close group /cells", path);
+    return rc;
+}
+
+/* Builds the file in memory (HDF5's core driver, no backing store) and returns its image:
+ * HDF5 itself never writes to disk, so a full disk cannot leave it with a half-flushed file. */
+static int build_image(const char *path, const gq_table *main, const gq_h5_group *groups,
+                       int n_groups, void **image, size_t *size, gq_error *err)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), f = -1;
+    int rc = 0;
+    if (fapl < 0 || !H5_OK(H5Pset_fapl_core(fapl, 1 << 20, 0)) ||
+        (f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) < 0)
+        rc = gq_fail(err, "%s: cannot create HDF5 file (in memory)", path);
+    if (rc == 0 && (write_attrs(f, main->attrs, err) || write_table(f, "results", main, err)))
+        rc = gq_fail_prefix(err, "%s", path);
+    if (rc == 0)
+        rc = write_cells(f, path, groups, n_groups, err);
+    ssize_t n = -1;
+    if (rc == 0 && (!H5_OK(H5Fflush(f, H5F_SCOPE_GLOBAL)) ||
+                    (n = H5Fget_file_image(f, NULL, 0)) <= 0 || !(*image = malloc((size_t)n)) ||
+                    H5Fget_file_image(f, *image, (size_t)n) != n))
+        rc = gq_fail(err, "%s: cannot serialise the HDF5 file", path);
+    *size = n > 0 ? (size_t)n : 0;
+    if (f >= 0 && !H5_OK(H5Fclose(f)) && rc == 0)
+        rc = gq_fail(err, "%s: cannot close HDF5 file", path);
+    H5Pclose(fapl);
+    return rc;
+}
+
+int gq_h5_write(const char *path, const gq_table *main, const gq_h5_group *groups, int n_groups,
+                gq_error *err)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are reported as one line below */
+    if (gq_check_output(path, err))
+        return -1;
+    void *image = NULL;
+    size_t size = 0;
+    int rc = build_image(path, main, groups, n_groups, &image, &size, err);
+    if (rc == 0)
+        rc = gq_write_file_atomic(path, image, size, err);
+    free(image);
     return rc;
 }
 

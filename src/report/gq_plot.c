@@ -1,9 +1,14 @@
 #include "report/gq_plot.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -113,6 +118,30 @@ static int n_distinct(const gq_table *t, const char *col)
     return n;
 }
 
+/* Whether the sweep column ("k=v k=v") of some quantized rows gives `axis` two different
+ * values: charts are drawn only over axes that vary. */
+static bool axis_varies(const gq_table *t, const char *axis)
+{
+    size_t len = strlen(axis);
+    const char *first = NULL;
+    size_t first_len = 0;
+    for (size_t r = 0; r < gq_table_n_rows(t); r++) {
+        const char *sw = gq_table_str(t, r, "sweep");
+        for (const char *p = sw; p && *p; p += strcspn(p, " "), p += *p == ' ') {
+            if (strncmp(p, axis, len) != 0 || p[len] != '=')
+                continue;
+            const char *v = p + len + 1;
+            size_t vlen = strcspn(v, " ");
+            if (!first) {
+                first = v;
+                first_len = vlen;
+            } else if (vlen != first_len || strncmp(v, first, vlen) != 0)
+                return true;
+        }
+    }
+    return false;
+}
+
 /* Series name of row r in a chart over axis `x`: the method label plus every other swept axis
  * of the row (from the "sweep" column "k=v k=v"), except those listed in `skip`. */
 static void series_name(const gq_table *t, size_t r, const char *x, const char *skip,
@@ -165,32 +194,91 @@ static void protocol_title(const gq_table *t, char *buf, size_t n)
              gq_table_num(t, gq_table_n_rows(t) > 1 ? 1 : 0, "threads"));
 }
 
-/* gnuplot string literal: single quotes, with ' doubled. */
+/* gnuplot string literal of any text, such that no byte of it can act as gnuplot input: a
+ * single-quoted string (gnuplot expands neither backslashes nor `backquotes` in those), ' doubled,
+ * a newline as a separate "\n" joined with the . operator (a raw newline would end the command),
+ * other control characters as spaces. */
 static void gp_quote(FILE *f, const char *s)
 {
     fputc('\'', f);
     for (; *s; s++) {
-        if (*s == '\'')
-            fputc('\'', f);
-        fputc(*s, f);
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '\n')
+            fputs("'.\"\\n\".'", f);
+        else if (ch < 0x20 || ch == 0x7f)
+            fputc(' ', f);
+        else {
+            if (ch == '\'')
+                fputc('\'', f);
+            fputc(ch, f);
+        }
     }
     fputc('\'', f);
 }
 
-/* gnuplot double-quoted string: newlines become \n, quotes and backslashes are escaped. */
-static void gp_dquote(FILE *f, const char *s)
+/* A text field of an inline data block: one line (control characters as spaces), inside
+ * double quotes (a " inside becomes '), so it can neither end the block nor split a column. */
+static void gp_data_text(FILE *f, const char *s)
 {
     fputc('"', f);
     for (; *s; s++) {
-        if (*s == '\n')
-            fputs("\\n", f);
-        else {
-            if (*s == '"' || *s == '\\')
-                fputc('\\', f);
-            fputc(*s, f);
-        }
+        unsigned char ch = (unsigned char)*s;
+        fputc(ch < 0x20 || ch == 0x7f ? ' ' : ch == '"' ? '\'' : ch, f);
     }
     fputc('"', f);
+}
+
+/* Runs gnuplot (no shell) with the script on its standard input (an in-memory file) and its
+ * standard output discarded; its warnings go to stderr. Returns the exit status or -1. */
+static int gnuplot_exec(const char *gnuplot, const char *script, size_t len)
+{
+    int in = memfd_create("gq-gnuplot-script", MFD_CLOEXEC);
+    if (in < 0)
+        return -1;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t w = write(in, script + done, len - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            close(in);
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    char *argv[] = {(char *)"gnuplot", NULL};
+    extern char **environ;
+    pid_t pid;
+    int st = -1;
+    if (lseek(in, 0, SEEK_SET) == 0 &&
+        posix_spawn(&pid, gnuplot, &fa, NULL, argv, environ) == 0)
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
+    posix_spawn_file_actions_destroy(&fa);
+    close(in);
+    return st;
+}
+
+/* True when path holds a whole PNG: the signature first and the IEND chunk last (gnuplot does
+ * not report a failed write, so a full disk leaves an empty or truncated file behind). */
+static bool png_complete(const char *path)
+{
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    static const unsigned char iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+    unsigned char head[8], tail[12];
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct stat st;
+    bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 20 &&
+              pread(fd, head, 8, 0) == 8 && pread(fd, tail, 12, st.st_size - 12) == 12 &&
+              memcmp(head, sig, 8) == 0 && memcmp(tail, iend, 12) == 0 && fsync(fd) == 0;
+    close(fd);
+    return ok;
 }
 
 /* Runs one gnuplot script writing `png` atomically. The script body is produced by `body`. */
@@ -199,40 +287,38 @@ typedef void (*script_fn)(FILE *f, const void *ctx);
 static int run_gnuplot(const char *gnuplot, const char *png, const char *title, script_fn body,
                        const void *ctx, gq_error *err)
 {
-    char tmp[4200], cmd[8600];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", png, (int)getpid());
-    snprintf(cmd, sizeof cmd, "'%s' >/dev/null", gnuplot); /* its warnings go to stderr */
-    char *logp = NULL;
-    size_t logn = 0;
-    FILE *script = open_memstream(&logp, &logn);
-    fprintf(script, "set terminal pngcairo size 1100,680 font ',10' noenhanced\nset output ");
-    gp_quote(script, tmp);
-    fprintf(script, "\nset title ");
-    gp_dquote(script, title);
-    fprintf(script, "\nset grid\nset key outside right top\nset offsets graph 0.04, graph 0.04, "
-                    "graph 0.04, graph 0.04\n");
-    body(script, ctx);
-    fprintf(script, "set output\n");
-    fclose(script);
-
-    FILE *p = popen(cmd, "w");
-    if (!p) {
-        free(logp);
-        return gq_fail(err, "%s: cannot start gnuplot", png);
-    }
-    fwrite(logp, 1, logn, p);
-    free(logp);
-    int st = pclose(p);
-    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0 || !gq_file_exists(tmp)) {
+    char tmp[4200];
+    if (gq_check_output(png, err))
+        return -1;
+    int fd = gq_tmp_create(png, tmp, sizeof tmp, err);
+    if (fd < 0)
+        return -1;
+    close(fd); /* gnuplot opens it again by name */
+    char *script = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&script, &len);
+    fprintf(f, "set terminal pngcairo size 1100,680 font ',10' noenhanced\nset output ");
+    gp_quote(f, tmp);
+    fprintf(f, "\nset title ");
+    gp_quote(f, title);
+    fprintf(f, "\nset grid\nset key outside right top\nset offsets graph 0.04, graph 0.04, "
+               "graph 0.04, graph 0.04\n");
+    body(f, ctx);
+    fprintf(f, "set output\n");
+    fclose(f);
+    int st = gnuplot_exec(gnuplot, script, len);
+    free(script);
+    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         unlink(tmp);
-        return gq_fail(err, "%s: gnuplot failed (exit status %d)", png,
-                       WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        return gq_fail(err, "%s: gnuplot (%s) failed (%s %d)", png, gnuplot,
+                       st != -1 && WIFSIGNALED(st) ? "signal" : "exit status",
+                       st == -1 ? -1 : WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
     }
-    if (rename(tmp, png) != 0) {
+    if (!png_complete(tmp)) {
         unlink(tmp);
-        return gq_fail(err, "%s: cannot rename into place", png);
+        return gq_fail(err, "%s: gnuplot wrote no complete PNG (disk full?)", png);
     }
-    return 0;
+    return gq_tmp_commit(tmp, png, err);
 }
 
 /* ---- perplexity line charts ---- */
@@ -448,17 +534,21 @@ static int ppl_chart(const gq_table *t, const char *gnuplot, const char *dir, co
 {
     chart c = {0};
     char name[256];
+    double x0 = NAN;
+    bool varies = false; /* one x value is no line: no chart */
     for (size_t r = 0; r < gq_table_n_rows(t); r++) {
         if (is_baseline(t, r))
             continue;
         if (filter_col && gq_table_num(t, r, filter_col) != filter_val)
             continue;
         series_name(t, r, x, filter_col, name, sizeof name);
-        chart_add(&c, name, gq_table_num(t, r, x), gq_table_num(t, r, "ppl"),
-                  gq_table_num(t, r, "ppl_stderr"));
+        double xv = gq_table_num(t, r, x);
+        varies |= isfinite(x0) && isfinite(xv) && xv != x0;
+        x0 = isfinite(xv) ? xv : x0;
+        chart_add(&c, name, xv, gq_table_num(t, r, "ppl"), gq_table_num(t, r, "ppl_stderr"));
     }
     int rc = 0;
-    if (c.n > 0) {
+    if (c.n > 0 && varies) {
         chart_sort(&c);
         char title[2048], proto[1600], png[4096], ylabel[256];
         protocol_title(t, proto, sizeof proto);
@@ -582,7 +672,7 @@ static void tradeoff_body(FILE *f, const void *vctx)
 {
     const tradeoff_ctx *T = vctx;
     fprintf(f, "set multiplot layout 1,2 title ");
-    gp_dquote(f, T->title);
+    gp_quote(f, T->title);
     fprintf(f, "\nunset title\nset ylabel 'perplexity (error bars: 1 s.e.)'\n"
                "$base << EOD\n%.17g %.17g\nEOD\n", T->base_tok_s, T->base_ppl);
     tradeoff_panel(f, T, &T->size, "s", "bits per weight of the quantized linears", true);
@@ -691,7 +781,7 @@ static void times_body(FILE *f, const void *vctx)
                "set xtics rotate by -45\n$t << EOD\n");
     for (size_t r = 0; r < gq_table_n_rows(t); r++) {
         const char *cell = gq_table_str(t, r, "cell");
-        fprintf(f, "\"%s\"", cell ? cell : "?");
+        gp_data_text(f, cell ? cell : "?");
         for (int k = 0; k < 4; k++) {
             double v = gq_table_num(t, r, cols[k]);
             fprintf(f, " %.9g", isfinite(v) ? v : 0.0);
@@ -716,7 +806,7 @@ int gq_plot_results(const gq_table *t, const char *dir, int *n_charts, gq_error 
     if (gq_table_n_rows(t) == 0)
         return gq_fail(err, "no results to plot");
 
-    if (n_distinct(t, "group_size") >= 2) {
+    if (axis_varies(t, "group_size")) {
         json_t *bits = gq_table_distinct(t, "bits");
         size_t nb = json_array_size(bits);
         for (size_t i = 0; i < nb || (nb == 0 && i == 0); i++) {
@@ -737,7 +827,7 @@ int gq_plot_results(const gq_table *t, const char *dir, int *n_charts, gq_error 
     }
     if (groupwise_charts(t, gnuplot, dir, n_charts, err))
         return -1;
-    if (n_distinct(t, "bits") >= 2 &&
+    if (axis_varies(t, "bits") &&
         ppl_chart(t, gnuplot, dir, "ppl_vs_bits.png", "bits", "weight bits (code width)", false,
                   NULL, 0, "", n_charts, err))
         return -1;
@@ -759,7 +849,7 @@ int gq_plot_results(const gq_table *t, const char *dir, int *n_charts, gq_error 
         return -1;
     if (sizes && tradeoff_chart(t, gnuplot, dir, n_charts, err))
         return -1;
-    if (n_distinct(t, "n_calib") >= 2 &&
+    if (axis_varies(t, "n_calib") &&
         ppl_chart(t, gnuplot, dir, "ppl_vs_n_calib.png", "n_calib",
                   "calibration windows (count)", true, NULL, 0, "", n_charts, err))
         return -1;

@@ -269,7 +269,19 @@ int gq_table_read_csv(const char *path, gq_table *t, gq_error *err)
             if (!parse_real(s, &d))
                 all_num = false;
         }
-        gq_table_add_col(t, name, all_int ? GQ_COL_INT : all_num ? GQ_COL_REAL : GQ_COL_TEXT);
+        /* rows index columns by header position: a repeated name would leave fewer columns
+         * than fields */
+        if (gq_table_add_col(t, name, all_int   ? GQ_COL_INT
+                                      : all_num ? GQ_COL_REAL
+                                                : GQ_COL_TEXT) != (int)c) {
+            gq_fail(err, "%s: header column %zu (\"%.63s\") repeats an earlier column's name",
+                    path, c + 1, name);
+            json_decref(header);
+            json_decref(records);
+            free(text);
+            gq_table_free(t);
+            return -1;
+        }
     }
     for (size_t r = 0; r < json_array_size(records); r++) {
         json_t *rec = json_array_get(records, r), *row = json_object();

@@ -3,6 +3,8 @@
 #include "runner/gq_experiment.h"
 
 #include <ctype.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,29 +17,30 @@
  * *out); objects are returned as is (new reference). `what` is "model" or "method". Errors in an
  * included file name that file and where it was included from. */
 static int inline_config(json_t *v, const char *exp_file, const char *path, const char *what,
-                         json_t **out, char *src, size_t src_n, gq_error *err)
+                         json_t **out, char **src, gq_error *err)
 {
-    snprintf(src, src_n, "%s", exp_file);
+    *src = NULL;
     if (json_is_object(v)) {
         *out = json_incref(v);
-        return 0;
+        *src = strdup(exp_file);
+        return *src ? 0 : gq_fail(err, "%s: out of memory", path);
     }
     if (!json_is_string(v))
         return gq_fail(err, "%s: expected a %s object or the name of a configs/ JSON file", path,
                        what);
-    char file[1024];
+    char file[GQ_EXP_PATH];
     if (ju_find_config(json_string_value(v), exp_file, path, file, sizeof file, err))
         return -1;
-    json_t *inc = ju_load(file, err);
+    json_t *inc = ju_load(file, false, err);
     if (!inc)
         return gq_fail_prefix(err, "%s", path);
     if (!json_is_object(inc)) {
         json_decref(inc);
         return gq_fail(err, "%s: $: expected a %s object (included at %s)", file, what, path);
     }
-    snprintf(src, src_n, "%s", file);
+    *src = strdup(file);
     *out = inc;
-    return 0;
+    return *src ? 0 : gq_fail(err, "%s: out of memory", path);
 }
 
 /* Messages from an included file: "<file>: <msg> (included at <path>)". */
@@ -57,125 +60,176 @@ static int hash_file(const char *file, char out[65], const char *path, gq_error 
     return 0;
 }
 
+/* $.model, parsed into this struct by its table; paths are resolved afterwards. */
+typedef struct exp_model {
+    char *path, *synthetic, *tokenizer, *name;
+    uint64_t seed;
+} exp_model;
+
+static const gq_param_spec model_params[] = {
+    {"path", GQ_PARAM_STRING, offsetof(exp_model, path), "", 0, 0, NULL,
+     "llama2.c checkpoint (under the assets directory); or give \"synthetic\""},
+    {"synthetic", GQ_PARAM_STRING, offsetof(exp_model, synthetic), "", 0, 0, NULL,
+     "synthetic model preset (gq-bench synth --help lists them)"},
+    {"seed", GQ_PARAM_U64, offsetof(exp_model, seed), "1", 0, (double)INT64_MAX, NULL,
+     "seed of the synthetic model's weights"},
+    {"tokenizer", GQ_PARAM_STRING, offsetof(exp_model, tokenizer), NULL, 0, 0, NULL,
+     "llama2.c tokenizer.bin"},
+    {"name", GQ_PARAM_STRING, offsetof(exp_model, name), "", 0, 0, NULL,
+     "model column of the results (default: the checkpoint's file name)"},
+    {0}};
+
+static int model_fields(gq_experiment *e, const exp_model *m, const json_t *mj, const char *P,
+                        gq_error *err)
+{
+    char sub[64];
+    snprintf(sub, sizeof sub, "%s.tokenizer", P);
+    if (ju_resolve(m->tokenizer, sub, e->tokenizer_path, sizeof e->tokenizer_path, err))
+        return -1;
+    if (!m->path == !m->synthetic)
+        return gq_fail(err, "%s: give exactly one of \"path\" (a llama2.c checkpoint) or "
+                            "\"synthetic\" (a generator preset)", P);
+    char label[128];
+    if (m->path) {
+        if (json_object_get(mj, "seed"))
+            return gq_fail(err, "%s.seed: only a synthetic model takes a seed", P);
+        snprintf(sub, sizeof sub, "%s.path", P);
+        if (ju_resolve(m->path, sub, e->model_path, sizeof e->model_path, err))
+            return -1;
+        const char *slash = strrchr(e->model_path, '/');
+        e->model_label = strdup(m->name ? m->name : slash ? slash + 1 : e->model_path);
+    } else {
+        e->synthetic = strdup(m->synthetic);
+        e->synthetic_seed = m->seed;
+        snprintf(label, sizeof label, "synthetic:%.64s:seed%llu", m->synthetic,
+                 (unsigned long long)m->seed);
+        e->model_label = strdup(m->name ? m->name : label);
+    }
+    if (!e->model_label || (m->synthetic && !e->synthetic))
+        return gq_fail(err, "%s: out of memory", P);
+    return 0;
+}
+
 static int parse_model(gq_experiment *e, json_t *root, gq_error *err)
 {
     json_t *v = json_object_get(root, "model");
     if (!v)
         return gq_fail(err, "$: missing \"model\"");
-    json_t *m;
-    char src[1024];
-    if (inline_config(v, e->file, "$.model", "model", &m, src, sizeof src, err))
+    json_t *mj;
+    char *src;
+    if (inline_config(v, e->file, "$.model", "model", &mj, &src, err))
         return -1;
-    json_object_set(root, "model", m); /* resolved form, for provenance */
+    json_object_set(root, "model", mj); /* resolved form, for provenance */
     /* inside an included file, paths start at its root */
     const char *P = strcmp(src, e->file) ? "$" : "$.model";
-    char pseed[32];
-    snprintf(pseed, sizeof pseed, "%s.seed", P);
-    static const char *const keys[] = {"path", "synthetic", "seed", "tokenizer", "name", NULL};
-    int rc = -1;
-    long long seed = 0;
-    if (ju_check_keys(m, P, keys, err) ||
-        ju_file(m, "tokenizer", P, e->tokenizer_path, sizeof e->tokenizer_path, err))
-        goto done;
-    bool has_path = json_object_get(m, "path"), has_syn = json_object_get(m, "synthetic");
-    if (has_path == has_syn) {
-        gq_fail(err, "%s: give exactly one of \"path\" (a llama2.c checkpoint) or "
-                     "\"synthetic\" (a generator preset)", P);
-        goto done;
-    }
-    if (has_path) {
-        if (json_object_get(m, "seed")) {
-            gq_fail(err, "%s: only a synthetic model takes a seed", pseed);
-            goto done;
-        }
-        if (ju_file(m, "path", P, e->model_path, sizeof e->model_path, err))
-            goto done;
-        char tmp[1024];
-        snprintf(tmp, sizeof tmp, "%s", e->model_path);
-        snprintf(e->model_label, sizeof e->model_label, "%s", basename(tmp));
-    } else {
-        if (ju_string(m, "synthetic", P, NULL, e->synthetic, sizeof e->synthetic, err) ||
-            ju_int(m, "seed", P, false, 1, 0, INT64_MAX, &seed, err))
-            goto done;
-        e->synthetic_seed = (uint64_t)seed;
-        snprintf(e->model_label, sizeof e->model_label, "synthetic:%s:seed%llu", e->synthetic,
-                 (unsigned long long)seed);
-    }
-    char def[sizeof e->model_label];
-    snprintf(def, sizeof def, "%s", e->model_label);
-    if (ju_string(m, "name", P, def, e->model_label, sizeof e->model_label, err))
-        goto done;
-    rc = 0;
-done:
-    json_decref(m);
-    return rc ? fail_in(err, src, e->file, "$.model") : 0;
+    exp_model m;
+    int rc = gq_params_parse(model_params, mj, P, &m, err) || model_fields(e, &m, mj, P, err);
+    gq_params_release(model_params, &m);
+    json_decref(mj);
+    if (rc)
+        rc = fail_in(err, src, e->file, "$.model");
+    free(src);
+    return rc ? -1 : 0;
 }
 
-static int parse_eval(gq_experiment *e, json_t *root, gq_error *err)
+static const char *const protocol_names[] = {"full", "llamacpp", NULL};   /* gq_ppl_protocol */
+static const char *const kl_names[] = {"auto", "stored", "paired", NULL};   /* gq_kl_baseline */
+
+const gq_param_spec gq_exp_eval_params[] = {
+    {"text", GQ_PARAM_STRING, offsetof(gq_exp_eval, text), NULL, 0, 0, NULL,
+     "text file to score (under the assets directory)"},
+    {"protocol", GQ_PARAM_CHOICE, offsetof(gq_exp_eval, protocol), "full", 0, 0, protocol_names,
+     "perplexity protocol: every position of a window, or llama.cpp's second half"},
+    {"ctx", GQ_PARAM_INT, offsetof(gq_exp_eval, ctx), "256", 4, 1 << 20, NULL,
+     "tokens per window (at most the model's context)"},
+    {"max_windows", GQ_PARAM_INT, offsetof(gq_exp_eval, max_windows), "0", 0, 1 << 30, NULL,
+     "score the first N windows; 0 = every window"},
+    {"kl_baseline", GQ_PARAM_CHOICE, offsetof(gq_exp_eval, kl_baseline), "auto", 0, 0, kl_names,
+     "KL reference: stored baseline log-probabilities, the baseline rerun (paired), or auto"},
+    {0}};
+
+const gq_param_spec gq_exp_calib_params[] = {
+    {"text", GQ_PARAM_STRING, offsetof(gq_exp_calib, text), NULL, 0, 0, NULL,
+     "calibration text (windows after the evaluated ones when it is the evaluation text)"},
+    {"n_calib", GQ_PARAM_INT, offsetof(gq_exp_calib, n_calib), "32", 1, 1 << 20, NULL,
+     "calibration windows (n_calib x calib_ctx tokens at most the text's held-out tokens)"},
+    {"calib_ctx", GQ_PARAM_INT, offsetof(gq_exp_calib, calib_ctx), "256", 2, 1 << 20, NULL,
+     "tokens per calibration window (at most the model's context)"},
+    {"seed", GQ_PARAM_U64, offsetof(gq_exp_calib, seed), "0", 0, (double)INT64_MAX, NULL,
+     "seed of the window offsets and of methods that draw numbers"},
+    {0}};
+
+const gq_param_spec gq_exp_throughput_params[] = {
+    {"enabled", GQ_PARAM_BOOL, offsetof(gq_exp_throughput, enabled), "true", 0, 0, NULL,
+     "measure decode and prefill tokens/s on the packed kernels"},
+    {"decode_tokens", GQ_PARAM_INT, offsetof(gq_exp_throughput, decode_tokens), "16", 1, 1 << 20,
+     NULL, "timed decode steps (+ 2 warm-up steps, at most the model's context)"},
+    {"prefill_tokens", GQ_PARAM_INT, offsetof(gq_exp_throughput, prefill_tokens), "0", 0,
+     1 << 20, NULL, "tokens of the timed prefill window; 0 = min(64, the model's context)"},
+    {"reps", GQ_PARAM_INT, offsetof(gq_exp_throughput, reps), "3", 1, 1000, NULL,
+     "prefill repetitions, the fastest is kept"},
+    {0}};
+
+void gq_experiment_print_params(FILE *f)
 {
-    json_t *ev = json_object_get(root, "eval");
-    if (!json_is_object(ev))
-        return gq_fail(err, ev ? "$.eval: expected an object" : "$: missing \"eval\"");
-    static const char *const keys[] = {"text", "protocol", "ctx", "max_windows", "kl_baseline",
-                                       NULL};
-    char proto[32], klb[32];
-    long long ctx, maxw;
-    if (ju_check_keys(ev, "$.eval", keys, err) ||
-        ju_file(ev, "text", "$.eval", e->eval_path, sizeof e->eval_path, err) ||
-        ju_string(ev, "protocol", "$.eval", "full", proto, sizeof proto, err) ||
-        ju_int(ev, "ctx", "$.eval", false, 256, 4, 1 << 20, &ctx, err) ||
-        ju_int(ev, "max_windows", "$.eval", false, 0, 0, 1 << 30, &maxw, err) ||
-        ju_string(ev, "kl_baseline", "$.eval", "auto", klb, sizeof klb, err))
-        return -1;
-    if (gq_ppl_protocol_parse(proto, &e->protocol, err))
-        return gq_fail_prefix(err, "$.eval.protocol");
-    if (strcmp(klb, "auto") == 0)
-        e->kl_baseline = GQ_KL_AUTO;
-    else if (strcmp(klb, "stored") == 0)
-        e->kl_baseline = GQ_KL_STORED;
-    else if (strcmp(klb, "paired") == 0)
-        e->kl_baseline = GQ_KL_PAIRED;
-    else
-        return gq_fail(err, "$.eval.kl_baseline: \"%s\" is not one of \"auto\", \"stored\", "
-                            "\"paired\"", klb);
-    e->ctx = (int)ctx;
-    e->max_windows = (int)maxw;
-    return 0;
+    static const struct {
+        const char *section, *about;
+        const gq_param_spec *specs;
+    } sections[] = {
+        {"model", "the model (or the name of a configs/models file)", model_params},
+        {"eval", "evaluation (required)", gq_exp_eval_params},
+        {"calib", "calibration, for methods that calibrate", gq_exp_calib_params},
+        {"throughput", "packed-kernel throughput columns", gq_exp_throughput_params},
+    };
+    fprintf(f, "experiment sections (README.md, \"Experiment files\"):\n");
+    for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
+        fprintf(f, "\n  $.%s: %s\n", sections[i].section, sections[i].about);
+        gq_params_print(f, sections[i].specs, "    ");
+    }
 }
 
-/* $.throughput; the limits that depend on the model's context are checked by
- * check_throughput once the configuration is known. */
-static int parse_throughput(gq_experiment *e, json_t *root, gq_error *err)
+/* A section object (or NULL when absent) parsed by its table at path "$.<name>". */
+static int parse_section(json_t *root, const char *name, const gq_param_spec *specs, void *out,
+                         bool *present, gq_error *err)
 {
-    gq_exp_throughput *t = &e->throughput;
-    *t = (gq_exp_throughput){.enabled = true, .decode_tokens = 16, .prefill_tokens = 0,
-                             .reps = 3};
-    json_t *o = json_object_get(root, "throughput");
+    char path[32];
+    snprintf(path, sizeof path, "$.%s", name);
+    json_t *o = json_object_get(root, name);
+    if (present)
+        *present = o != NULL;
+    gq_params_defaults(specs, out);
     if (!o)
         return 0;
     if (!json_is_object(o))
-        return gq_fail(err, "$.throughput: expected an object");
-    static const char *const keys[] = {"enabled", "decode_tokens", "prefill_tokens", "reps", NULL};
-    long long dec, pre, reps;
-    if (ju_check_keys(o, "$.throughput", keys, err) ||
-        ju_int(o, "decode_tokens", "$.throughput", false, 16, 1, 1 << 20, &dec, err) ||
-        ju_int(o, "prefill_tokens", "$.throughput", false, 0, 1, 1 << 20, &pre, err) ||
-        ju_int(o, "reps", "$.throughput", false, 3, 1, 1000, &reps, err))
-        return -1;
-    json_t *en = json_object_get(o, "enabled");
-    if (en && !json_is_boolean(en))
-        return gq_fail(err, "$.throughput.enabled: expected true or false");
-    t->enabled = !en || json_is_true(en);
-    t->decode_tokens = (int)dec;
-    t->prefill_tokens = (int)pre;
-    t->reps = (int)reps;
-    return 0;
+        return gq_fail(err, "%s: expected an object", path);
+    gq_params_release(specs, out);
+    return gq_params_parse(specs, o, path, out, err);
 }
 
-static int check_throughput(gq_experiment *e, gq_error *err)
+static int parse_sections(gq_experiment *e, json_t *root, gq_error *err)
+{
+    if (!json_object_get(root, "eval"))
+        return gq_fail(err, "$: missing \"eval\"");
+    if (parse_section(root, "eval", gq_exp_eval_params, &e->eval, NULL, err) ||
+        ju_resolve(e->eval.text, "$.eval.text", e->eval_path, sizeof e->eval_path, err) ||
+        parse_section(root, "calib", gq_exp_calib_params, &e->calib, &e->has_calib, err) ||
+        (e->has_calib &&
+         ju_resolve(e->calib.text, "$.calib.text", e->calib_path, sizeof e->calib_path, err)))
+        return -1;
+    return parse_section(root, "throughput", gq_exp_throughput_params, &e->throughput, NULL, err);
+}
+
+/* Limits that depend on the model's context. */
+static int check_contexts(gq_experiment *e, gq_error *err)
 {
     gq_exp_throughput *t = &e->throughput;
     int seq = e->cfg.seq_len;
+    if (e->eval.ctx > seq)
+        return gq_fail(err, "$.eval.ctx: %d is longer than the model's context (%d)", e->eval.ctx,
+                       seq);
+    if (e->has_calib && e->calib.calib_ctx > seq)
+        return gq_fail(err, "$.calib.calib_ctx: %d is longer than the model's context (%d)",
+                       e->calib.calib_ctx, seq);
     if (t->decode_tokens + GQ_TP_WARMUP > seq)
         return gq_fail(err, "$.throughput.decode_tokens: %d + %d warm-up steps exceed the model's "
                             "context (%d)", t->decode_tokens, GQ_TP_WARMUP, seq);
@@ -187,25 +241,39 @@ static int check_throughput(gq_experiment *e, gq_error *err)
     return 0;
 }
 
-static int parse_calib(gq_experiment *e, json_t *root, gq_error *err)
+static const char *const propagate_names[] = {"default", "fp", "quantized", NULL}; /* gq_propagate */
+
+/* Label (default "<method> <format>"), propagation and exclusions of a method entry. */
+static int method_fields(gq_exp_method *em, json_t *m, const char *base, gq_error *err)
 {
-    json_t *c = json_object_get(root, "calib");
-    if (!c)
-        return 0;
-    if (!json_is_object(c))
-        return gq_fail(err, "$.calib: expected an object");
-    static const char *const keys[] = {"text", "n_calib", "calib_ctx", "seed", NULL};
-    long long n, ctx, seed;
-    if (ju_check_keys(c, "$.calib", keys, err) ||
-        ju_file(c, "text", "$.calib", e->calib_path, sizeof e->calib_path, err) ||
-        ju_int(c, "n_calib", "$.calib", false, 32, 1, 1 << 20, &n, err) ||
-        ju_int(c, "calib_ctx", "$.calib", false, 256, 2, 1 << 20, &ctx, err) ||
-        ju_int(c, "seed", "$.calib", false, 0, 0, INT64_MAX, &seed, err))
+    const char *mn = json_string_value(json_object_get(em->method, "name"));
+    const char *fn = json_string_value(json_object_get(em->format, "name"));
+    size_t n = strlen(mn) + strlen(fn) + 2;
+    char *def_label = malloc(n);
+    if (!def_label)
+        return gq_fail(err, "%s: out of memory", base);
+    snprintf(def_label, n, "%s %s", mn, fn);
+    int rc = ju_strdup(m, "label", base, def_label, &em->label, err);
+    free(def_label);
+    if (rc)
         return -1;
-    e->has_calib = true;
-    e->n_calib = (int)n;
-    e->calib_ctx = (int)ctx;
-    e->seed = (uint64_t)seed;
+    static const gq_param_spec prop_spec[] = {
+        {"propagate", GQ_PARAM_CHOICE, 0, "default", 0, 0, propagate_names, NULL}, {0}};
+    json_t *pv = json_object_get(m, "propagate");
+    json_t *pj = pv ? json_pack("{s:O}", "propagate", pv) : NULL;
+    int prop;
+    rc = gq_params_parse(prop_spec, pj, base, &prop, err);
+    json_decref(pj);
+    if (rc)
+        return -1;
+    em->propagate = (gq_propagate)prop;
+    json_t *ex = json_object_get(m, "exclude");
+    em->exclude = ex ? json_incref(ex) : json_array();
+    if (!json_is_array(em->exclude))
+        return gq_fail(err, "%s.exclude: expected an array of sweep axis names", base);
+    for (size_t k = 0; k < json_array_size(em->exclude); k++)
+        if (!json_is_string(json_array_get(em->exclude, k)))
+            return gq_fail(err, "%s.exclude[%zu]: expected a string", base, k);
     return 0;
 }
 
@@ -214,15 +282,14 @@ static int parse_method(gq_experiment *e, json_t *arr, size_t i, gq_error *err)
     gq_exp_method *em = &e->methods[i];
     snprintf(em->path, sizeof em->path, "$.methods[%zu]", i);
     json_t *m;
-    if (inline_config(json_array_get(arr, i), e->file, em->path, "method", &m, em->file,
-                      sizeof em->file, err))
+    if (inline_config(json_array_get(arr, i), e->file, em->path, "method", &m, &em->file, err))
         return -1;
     json_array_set(arr, i, m);
     /* inside an included file, paths start at its root */
     char base[64];
     snprintf(base, sizeof base, "%s", strcmp(em->file, e->file) ? "$" : em->path);
     static const char *const keys[] = {"label", "method", "format", "propagate", "exclude", NULL};
-    char sub[96], prop[32];
+    char sub[96];
     int rc = -1;
     if (ju_check_keys(m, base, keys, err))
         goto done;
@@ -245,43 +312,13 @@ static int parse_method(gq_experiment *e, json_t *arr, size_t i, gq_error *err)
     snprintf(sub, sizeof sub, "%s.method", base);
     if (gq_method_cfg_from_json(em->method, sub, &mc, err))
         goto done;
+    em->calibrates = gq_method_cfg_needs_calibration(&mc);
     gq_method_cfg_free(&mc);
     snprintf(sub, sizeof sub, "%s.format", base);
     if (gq_quantizer_from_json(em->format, sub, &q, err))
         goto done;
-    char flabel[64];
-    gq_quantizer_label(&q, flabel, sizeof flabel);
     gq_quantizer_free(&q);
-    char def_label[96];
-    snprintf(def_label, sizeof def_label, "%s %s",
-             json_string_value(json_object_get(em->method, "name")),
-             json_string_value(json_object_get(em->format, "name")));
-    if (ju_string(m, "label", base, def_label, em->label, sizeof em->label, err) ||
-        ju_string(m, "propagate", base, "default", prop, sizeof prop, err))
-        goto done;
-    if (strcmp(prop, "default") == 0)
-        em->propagate = GQ_PROPAGATE_METHOD_DEFAULT;
-    else if (strcmp(prop, "fp") == 0)
-        em->propagate = GQ_PROPAGATE_FP;
-    else if (strcmp(prop, "quantized") == 0)
-        em->propagate = GQ_PROPAGATE_QUANTIZED;
-    else {
-        gq_fail(err, "%s.propagate: \"%s\" is not one of \"default\", \"fp\", \"quantized\"", base,
-                prop);
-        goto done;
-    }
-    json_t *ex = json_object_get(m, "exclude");
-    em->exclude = ex ? json_incref(ex) : json_array();
-    if (!json_is_array(em->exclude)) {
-        gq_fail(err, "%s.exclude: expected an array of sweep axis names", base);
-        goto done;
-    }
-    for (size_t k = 0; k < json_array_size(em->exclude); k++)
-        if (!json_is_string(json_array_get(em->exclude, k))) {
-            gq_fail(err, "%s.exclude[%zu]: expected a string", base, k);
-            goto done;
-        }
-    rc = 0;
+    rc = method_fields(em, m, base, err);
 done:
     json_decref(m);
     return rc ? fail_in(err, em->file, e->file, em->path) : 0;
@@ -324,9 +361,16 @@ static int parse_overrides(gq_experiment *e, json_t *root, gq_error *err)
             return gq_fail(err, "%s: expected an object", path);
         static const char *const keys[] = {"pattern", "keep_fp", "format", NULL};
         gq_tensor_rule *r = &e->rules[i];
-        if (ju_check_keys(o, path, keys, err) ||
-            ju_string(o, "pattern", path, NULL, r->pattern, sizeof r->pattern, err))
+        char *pattern;
+        if (ju_check_keys(o, path, keys, err) || ju_strdup(o, "pattern", path, NULL, &pattern, err))
             return -1;
+        size_t plen = strlen(pattern);
+        if (plen < sizeof r->pattern)
+            memcpy(r->pattern, pattern, plen + 1);
+        free(pattern);
+        if (plen >= sizeof r->pattern) /* gq_tensor_rule's own bound (methods/gq_method.h) */
+            return gq_fail(err, "%s.pattern: longer than %zu characters", path,
+                           sizeof r->pattern - 1);
         json_t *kf = json_object_get(o, "keep_fp"), *fmt = json_object_get(o, "format");
         if (kf && !json_is_boolean(kf))
             return gq_fail(err, "%s.keep_fp: expected true or false", path);
@@ -343,14 +387,17 @@ static int parse_overrides(gq_experiment *e, json_t *root, gq_error *err)
 
 static int set_name(gq_experiment *e, json_t *root, gq_error *err)
 {
-    char stem[1024];
-    snprintf(stem, sizeof stem, "%s", e->file);
+    char *stem = strdup(e->file);
+    if (!stem)
+        return gq_fail(err, "$: out of memory");
     char *b = basename(stem);
     char *dot = strrchr(b, '.');
     if (dot && dot != b)
         *dot = '\0';
-    if (ju_string(root, "name", "$", b, e->name, sizeof e->name, err) ||
-        ju_string(root, "description", "$", "", e->description, sizeof e->description, err))
+    int rc = ju_strdup(root, "name", "$", b, &e->name, err) ||
+             ju_strdup(root, "description", "$", "", &e->description, err);
+    free(stem);
+    if (rc)
         return -1;
     for (const char *p = e->name; *p; p++)
         if (!isalnum((unsigned char)*p) && !strchr("_-.", *p))
@@ -358,6 +405,9 @@ static int set_name(gq_experiment *e, json_t *root, gq_error *err)
                                 "(it names the results directory)", e->name);
     if (e->name[0] == '.')
         return gq_fail(err, "$.name: must not start with '.'");
+    if (strlen(e->name) > 255) /* NAME_MAX of the results directory */
+        return gq_fail(err, "$.name: longer than a file name may be (255 bytes; it names the "
+                            "results directory)");
     return 0;
 }
 
@@ -384,25 +434,14 @@ static int load_inner(gq_experiment *e, gq_error *err)
                                        "calib",   "methods",     "overrides", "sweep",
                                        "zip",     "throughput",  "plugins", NULL};
     if (ju_check_keys(root, "$", keys, err) || gq_exp_load_plugins(e, root, err) ||
-        set_name(e, root, err) ||
-        parse_model(e, root, err) || parse_eval(e, root, err) || parse_calib(e, root, err) ||
-        parse_methods(e, root, err) || parse_overrides(e, root, err) ||
-        parse_throughput(e, root, err))
+        set_name(e, root, err) || parse_model(e, root, err) || parse_sections(e, root, err) ||
+        parse_methods(e, root, err) || parse_overrides(e, root, err))
         return -1;
-    if (gq_runner_model_config(e, &e->cfg, err) || check_throughput(e, err))
-        return -1;
-    if (e->ctx > e->cfg.seq_len)
-        return gq_fail(err, "$.eval.ctx: %d is longer than the model's context (%d)", e->ctx,
-                       e->cfg.seq_len);
-    if (e->has_calib && e->calib_ctx > e->cfg.seq_len)
-        return gq_fail(err, "$.calib.calib_ctx: %d is longer than the model's context (%d)",
-                       e->calib_ctx, e->cfg.seq_len);
-    if (gq_sweep_expand(e, err))
+    if (gq_runner_model_config(e, &e->cfg, err) || check_contexts(e, err) ||
+        gq_exp_check_inputs(e, err) || gq_sweep_expand(e, err))
         return -1;
     if ((e->model_path[0] && hash_file(e->model_path, e->model_sha256, "$.model.path", err)) ||
-        hash_file(e->tokenizer_path, e->tokenizer_sha256, "$.model.tokenizer", err) ||
-        hash_file(e->eval_path, e->eval_sha256, "$.eval.text", err) ||
-        (e->has_calib && hash_file(e->calib_path, e->calib_sha256, "$.calib.text", err)))
+        hash_file(e->tokenizer_path, e->tokenizer_sha256, "$.model.tokenizer", err))
         return -1;
     compute_key(e);
     return 0;
@@ -411,12 +450,13 @@ static int load_inner(gq_experiment *e, gq_error *err)
 int gq_experiment_load(const char *path, gq_experiment *e, gq_error *err)
 {
     memset(e, 0, sizeof *e);
-    snprintf(e->file, sizeof e->file, "%s", path);
-    if (gq_sha256_file(path, e->config_sha256, err))
+    e->file = strdup(path);
+    if (!e->file)
+        return gq_fail(err, "%s: out of memory", path);
+    if (gq_sha256_file(path, e->config_sha256, err) || !(e->resolved = ju_load(path, true, err))) {
+        gq_experiment_free(e);
         return -1;
-    e->resolved = ju_load(path, err);
-    if (!e->resolved)
-        return -1;
+    }
     if (load_inner(e, err)) {
         /* messages from included files already start with that file's name */
         bool named = strncmp(err->msg, "$", 1) != 0;
@@ -431,6 +471,8 @@ int gq_experiment_load(const char *path, gq_experiment *e, gq_error *err)
 void gq_experiment_free(gq_experiment *e)
 {
     for (int i = 0; i < e->n_methods; i++) {
+        free(e->methods[i].label);
+        free(e->methods[i].file);
         json_decref(e->methods[i].method);
         json_decref(e->methods[i].format);
         json_decref(e->methods[i].exclude);
@@ -440,28 +482,35 @@ void gq_experiment_free(gq_experiment *e)
         if (e->rules[i].quantizer.fmt)
             gq_quantizer_free(&e->rules[i].quantizer);
     free(e->rules);
-    for (int i = 0; i < e->n_axes; i++)
+    for (int i = 0; i < e->n_axes; i++) {
+        free(e->axes[i].name);
         json_decref(e->axes[i].values);
-    free(e->axes);
-    for (int i = 0; i < e->n_cells; i++) {
-        json_decref(e->cells[i].method);
-        json_decref(e->cells[i].format);
-        json_decref(e->cells[i].axes);
     }
+    free(e->axes);
+    for (int i = 0; i < e->n_cells; i++)
+        gq_cell_release(&e->cells[i]);
     free(e->cells);
+    gq_params_release(gq_exp_eval_params, &e->eval);
+    gq_params_release(gq_exp_calib_params, &e->calib);
     json_decref(e->resolved);
     json_decref(e->plugins);
+    free(e->file);
+    free(e->name);
+    free(e->description);
+    free(e->synthetic);
+    free(e->model_label);
     memset(e, 0, sizeof *e);
 }
 
 void gq_experiment_print_cells(const gq_experiment *e, FILE *f)
 {
-    char windows[48] = "every window";
-    if (e->max_windows)
-        snprintf(windows, sizeof windows, "at most %d windows", e->max_windows);
-    fprintf(f, "experiment %s (%s): %d cells, model %s, eval: %s protocol, ctx %d, %s\n",
-            e->name, e->file, e->n_cells, e->model_label, gq_ppl_protocol_name(e->protocol),
-            e->ctx, windows);
+    fprintf(f, "experiment %s (%s): %d cells, model %s, eval: %s protocol, ctx %d, %zu windows\n",
+            e->name, e->file, e->n_cells, e->model_label,
+            gq_ppl_protocol_name((gq_ppl_protocol)e->eval.protocol), e->eval.ctx,
+            e->eval_windows);
+    if (e->has_calib)
+        fprintf(f, "calibration: windows drawn from token %zu of %zu of %s\n", e->calib_first,
+                e->calib_tokens, e->calib_path);
     fprintf(f, "%-9s %-22s %-8s %-26s %-8s %-9s %s\n", "cell", "series", "method", "format",
             "n_calib", "calib_ctx", "sweep");
     for (int i = 0; i < e->n_cells; i++) {

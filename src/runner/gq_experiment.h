@@ -7,7 +7,9 @@
  * configs/models/ or configs/methods/), checks every key and type, resolves every file, expands
  * the sweep into cells and validates each cell by parsing its method and format with the
  * registries and checking the format against the model's tensor shapes (formats with a
- * check_shape). Any problem gives one message
+ * check_shape), the method's plan check and the calibration against the model; it tokenizes
+ * the texts to check that the evaluation has a window and the calibration its tokens. Any
+ * problem gives one message
  * "<file>: <JSON path>: <what is wrong>" and nothing else happens. */
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 #include <jansson.h>
 
 #include "core/gq_error.h"
+#include "core/gq_params.h"
 #include "eval/gq_eval.h"
 #include "formats/gq_format.h"
 #include "methods/gq_method.h"
@@ -26,6 +29,23 @@
  * when that fits the budget (auto; see gq_run.h). */
 typedef enum { GQ_KL_AUTO = 0, GQ_KL_STORED, GQ_KL_PAIRED } gq_kl_baseline;
 
+/* The sections $.eval, $.calib and $.throughput, parsed once by their parameter tables
+ * (gq_exp_eval_params, ... below; `gq-bench list experiment` prints them). */
+typedef struct gq_exp_eval {
+    char *text;      /* as written: a file under the assets directory */
+    int protocol;    /* gq_ppl_protocol */
+    int ctx;         /* tokens per window */
+    int max_windows; /* 0 = every window */
+    int kl_baseline; /* gq_kl_baseline */
+} gq_exp_eval;
+
+typedef struct gq_exp_calib {
+    char *text;          /* as written; NULL without a $.calib section */
+    int n_calib;         /* windows */
+    int calib_ctx;       /* tokens per window */
+    uint64_t seed;       /* of the window offsets (and of methods that draw numbers) */
+} gq_exp_calib;
+
 /* $.throughput: decode/prefill tokens/s of every cell on the packed kernels (gq_packed_measure:
  * protocols in packed/gq_packed.h; warm-up 2 decode steps, int8 decode activations where the
  * format has them, classifier fp32). */
@@ -33,78 +53,91 @@ typedef enum { GQ_KL_AUTO = 0, GQ_KL_STORED, GQ_KL_PAIRED } gq_kl_baseline;
 typedef struct gq_exp_throughput {
     bool enabled;        /* default true */
     int decode_tokens;   /* timed decode steps (default 16; + GQ_TP_WARMUP <= seq_len) */
-    int prefill_tokens;  /* tokens of the timed prefill window (default min(64, seq_len)) */
+    int prefill_tokens;  /* tokens of the timed prefill window (0: min(64, seq_len)) */
     int reps;            /* prefill repetitions, the best is kept (default 3) */
 } gq_exp_throughput;
+
+extern const gq_param_spec gq_exp_eval_params[];
+extern const gq_param_spec gq_exp_calib_params[];
+extern const gq_param_spec gq_exp_throughput_params[];
+
+/* Prints the sections' parameters (types, defaults, ranges) for `gq-bench list experiment`. */
+void gq_experiment_print_params(FILE *f);
 
 /* A swept parameter. target says what it changes. */
 typedef enum { GQ_AXIS_FORMAT, GQ_AXIS_METHOD, GQ_AXIS_N_CALIB, GQ_AXIS_CALIB_CTX } gq_axis_target;
 
 typedef struct gq_axis {
-    char name[64];   /* as written in $.sweep ("bits", "method.damp") */
-    char param[64];  /* parameter key without a "method."/"format." prefix */
-    json_t *values;  /* non-empty array */
-    int zip_group;   /* axes with the same zip_group advance together */
+    char *name;        /* as written in $.sweep ("bits", "method.damp") */
+    const char *param; /* in name: the parameter key without a "method."/"format." prefix */
+    json_t *values;    /* non-empty array */
+    int zip_group;     /* axes with the same zip_group advance together */
 } gq_axis;
 
 /* One entry of $.methods: a method and its format, before sweeping. */
 typedef struct gq_exp_method {
-    char label[96];  /* series name in tables and charts */
+    char *label;     /* series name in tables and charts */
     char path[48];   /* "$.methods[2]" */
-    char file[1024]; /* file the entry came from (the experiment or a configs/methods file) */
+    char *file;      /* file the entry came from (the experiment or a configs/methods file) */
     json_t *method;  /* {"name": ..., params} */
     json_t *format;  /* {"name": ..., params} */
     gq_propagate propagate;
     json_t *exclude; /* array of axis names not swept for this entry */
+    bool calibrates; /* the method with the entry's own parameters needs calibration */
 } gq_exp_method;
 
-/* One unit of work: a configured method + format + calibration, or the unquantized baseline. */
+/* One unit of work: a configured method + format + calibration, or the unquantized baseline.
+ * The method and format are parsed once (mc, q) when the sweep is expanded; method and format
+ * keep their canonical JSON for the results and for telling cells apart. */
 typedef struct gq_cell {
     char id[16];          /* "baseline", "c001", ... */
     int entry;            /* index into methods, -1 for the baseline */
+    gq_method_cfg mc;     /* the parsed method; zero for the baseline */
+    gq_quantizer q;       /* the parsed default format of block linears; zero for the baseline */
     json_t *method;       /* canonical method JSON (every parameter); NULL for the baseline */
     json_t *format;       /* canonical format JSON; NULL for the baseline */
-    char method_name[32]; /* "gptq", or "none" for the baseline */
+    const char *method_name; /* "gptq", or "none" for the baseline (static) */
     char format_label[96];/* "int4 g128 asym", or "fp32" */
     bool needs_calib;
     int n_calib, calib_ctx; /* 0 when the method uses no calibration */
     json_t *axes;         /* {"bits": 4, ...}: the swept values that apply to this cell */
-    char sweep[256];      /* the same as "bits=4 group_size=128" */
+    char *sweep;          /* the same as "bits=4 group_size=128" ("" when not swept) */
 } gq_cell;
 
+#define GQ_EXP_PATH 4096 /* resolved input paths (PATH_MAX) */
+
 typedef struct gq_experiment {
-    char file[1024];       /* the experiment file as given */
-    char name[96];         /* $.name or the file's stem */
-    char description[512];
+    char *file;            /* the experiment file as given */
+    char *name;            /* $.name or the file's stem */
+    char *description;     /* "" when absent */
     json_t *resolved;      /* the experiment with included files inlined (for provenance) */
     char config_sha256[65];/* of the experiment file's bytes */
     char key[65];          /* resume key: sha256 of the canonical experiment + input file hashes */
 
     /* model */
-    char model_path[1024];  /* resolved checkpoint, "" for synthetic */
-    char synthetic[32];     /* synthetic preset name, "" for a file */
+    char model_path[GQ_EXP_PATH];  /* resolved checkpoint, "" for synthetic */
+    char *synthetic;        /* synthetic preset name, NULL for a file */
     uint64_t synthetic_seed;
-    char model_label[128];  /* "stories260K.bin" or "synthetic:tiny:seed1" */
-    char tokenizer_path[1024];
+    char *model_label;      /* "stories260K.bin" or "synthetic:tiny:seed1" */
+    char tokenizer_path[GQ_EXP_PATH];
     gq_config cfg;          /* the model's configuration (read during validation) */
     char model_sha256[65], tokenizer_sha256[65];
 
-    /* evaluation */
-    char eval_path[1024];
+    gq_exp_eval eval;
+    char eval_path[GQ_EXP_PATH]; /* eval.text resolved */
     char eval_sha256[65];
-    gq_ppl_protocol protocol;
-    int ctx;
-    int max_windows;        /* 0 = every window */
-    gq_kl_baseline kl_baseline;
+    size_t eval_windows;    /* windows the cells score (max_windows applied) */
 
     gq_exp_throughput throughput;
 
     /* calibration (used by methods that need it) */
     bool has_calib;
-    char calib_path[1024];
+    gq_exp_calib calib;     /* defaults without a section (the seed still reaches methods) */
+    char calib_path[GQ_EXP_PATH];
     char calib_sha256[65];
-    int n_calib, calib_ctx;
-    uint64_t seed;
+    size_t calib_first;     /* first token calibration windows may start at: after the evaluated
+                               tokens when calibration and evaluation read the same text */
+    size_t calib_tokens;    /* tokens of the calibration text */
 
     gq_exp_method *methods;
     int n_methods;

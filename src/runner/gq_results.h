@@ -1,7 +1,8 @@
 #ifndef GQ_RESULTS_H
 #define GQ_RESULTS_H
 /* The results of an experiment: one record per cell (kept in the journal) and the table, HDF5
- * file, charts and summary made from them.
+ * file, charts and summary made from them. One table of columns (gq_result_cols, columns.c)
+ * names them all, and `gq-bench eval --json` uses its evaluation columns.
  *
  * results.csv / the /results dataset have one row per cell with these columns:
  *   experiment, cell, series (method entry label), model, method, format (label), sweep
@@ -10,7 +11,7 @@
  *   column per other sweep axis, method_params, format_params (canonical JSON), propagate,
  *   ppl, ppl_stderr, delta_ppl (ppl - baseline ppl), kl_div, kl_stderr (mean KL(baseline ||
  *   cell) in nats per scored token), top1_pct (% of scored positions whose argmax equals the
- *   baseline's), bpw (bits per weight of the quantized block linears), linear_bytes,
+ *   baseline's), top1_stderr_pct, base_ppl, mean_nll, nll_stderr (nats per scored token), bpw (bits per weight of the quantized block linears), linear_bytes,
  *   model_bytes, quantized_tensors, fp_tensors, t_stats, t_search, t_quant, t_eval (seconds),
  *   eval_tok_s (tokens through the model per second of evaluation), peak_rss_mb (process peak
  *   RSS at the end of the cell, MB = 1e6 bytes), threads, decode_tok_s, prefill_tok_s
@@ -53,18 +54,49 @@ typedef struct gq_cell_run {
     const gq_cell_throughput *tp;
 } gq_cell_run;
 
+/* Where a result column's value comes from: the experiment and cell (both NULL for
+ * `gq-bench eval`, which fills only the evaluation's columns) and the run (eval always set). */
+typedef struct gq_col_src {
+    const gq_experiment *e;
+    const gq_cell *c;
+    const gq_cell_run *r;
+} gq_col_src;
+
+enum {
+    GQ_RCOL_EVAL = 1,       /* a measurement of the evaluation alone: in `eval --json` too */
+    GQ_RCOL_AXES_AFTER = 2, /* the sweep-axis columns follow this one in tables */
+};
+
+/* One result column: its name in the journal record, results.csv, results.h5 and
+ * `eval --json`, its type in tables, and its value (new reference; NULL = empty). */
+typedef struct gq_result_col {
+    const char *name;
+    gq_col_type type;
+    unsigned scope;
+    json_t *(*value)(const gq_col_src *s);
+} gq_result_col;
+
+/* Every result column in table order (columns.c), ended by a NULL name. */
+extern const gq_result_col gq_result_cols[];
+
+/* Sets each column whose scope includes `scope` (0: all) and has a value into row. */
+void gq_result_cols_fill(const gq_col_src *s, unsigned scope, json_t *row);
+
 /* The journal record of a finished cell: {"row": {...}, "tensors": [...], "notes": [...]}. */
 json_t *gq_results_record(const gq_experiment *e, const gq_cell *c, const gq_cell_run *r);
 
-/* Builds the main table from the records of every cell (in cell order) and one per-tensor
- * table per cell (cell_tables[i], caller frees each and the array). */
+/* Builds the main table from the records of every cell (in cell order; a NULL record: a cell
+ * that failed, no row) and one per-tensor table per cell with a record (cell_tables[i], caller
+ * frees each and the array). */
 int gq_results_tables(const gq_experiment *e, json_t *const *records, gq_table *main,
                       gq_table **cell_tables, gq_error *err);
 
 /* Writes results.csv and results.h5 under results_dir and, unless plots_dir is NULL, the charts
- * (a missing gnuplot is reported on stderr and skipped); prints the summary to `summary`. */
-int gq_results_write(const gq_experiment *e, const gq_journal *j, const char *results_dir,
-                     const char *plots_dir, FILE *summary, gq_error *err);
+ * (a missing gnuplot is reported on stderr and skipped); prints the summary to `summary`.
+ * Cells with failed[i] set (NULL: none) failed at run time and have no row. */
+int gq_results_write(const gq_experiment *e, const gq_journal *j, const bool *failed,
+                     const char *results_dir, const char *plots_dir, FILE *summary,
+                     gq_error *err);
 
 /* Redraws the charts of a stored results.csv (gq-bench plot). */
 int gq_results_plot(const char *results_dir, const char *plots_dir, int *n_charts, gq_error *err);

@@ -65,7 +65,11 @@ int gq_journal_check(const char *results_dir, const gq_experiment *e, bool fresh
     json_t *k = json_load_file(kp, 0, &je);
     const char *old = json_string_value(json_object_get(k, "key"));
     int rc = 0;
-    if (!old || strcmp(old, e->key) != 0)
+    if (!old || strlen(old) != 64 || strspn(old, "0123456789abcdef") != 64)
+        rc = gq_fail(err, "%s: damaged (%s); the results beside it cannot be attributed to an "
+                          "experiment: rerun with --fresh to discard them, or give another "
+                          "--out-dir", kp, !k ? je.text : "no valid \"key\"");
+    else if (strcmp(old, e->key) != 0)
         rc = gq_fail(err, "%s holds results of a different experiment definition (the experiment "
                           "file, an included config or an input file changed); rerun with --fresh "
                           "to discard them, or give another --out-dir",

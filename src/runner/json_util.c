@@ -1,7 +1,10 @@
 #include "runner/json_util.h"
 
+#include <errno.h>
 #include <libgen.h>
+#include <sys/stat.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/gq_assets.h"
@@ -27,53 +30,30 @@ int ju_check_keys(const json_t *obj, const char *path, const char *const *allowe
     return 0;
 }
 
-int ju_string(const json_t *obj, const char *key, const char *path, const char *def, char *out,
-              size_t n, gq_error *err)
+int ju_strdup(const json_t *obj, const char *key, const char *path, const char *def, char **out,
+              gq_error *err)
 {
+    *out = NULL;
     json_t *v = json_object_get(obj, key);
-    if (!v) {
-        if (!def)
-            return gq_fail(err, "%s: missing \"%s\"", path, key);
-        snprintf(out, n, "%s", def);
-        return 0;
-    }
-    if (!json_is_string(v))
+    if (!v && !def)
+        return gq_fail(err, "%s: missing \"%s\"", path, key);
+    if (v && !json_is_string(v))
         return gq_fail(err, "%s.%s: expected a string", path, key);
-    if (json_string_length(v) == 0)
+    if (v && json_string_length(v) == 0)
         return gq_fail(err, "%s.%s: must not be empty", path, key);
-    if (json_string_length(v) >= n)
-        return gq_fail(err, "%s.%s: longer than %zu characters", path, key, n - 1);
-    snprintf(out, n, "%s", json_string_value(v));
+    *out = strdup(v ? json_string_value(v) : def);
+    if (!*out)
+        return gq_fail(err, "%s.%s: out of memory", path, key);
     return 0;
 }
 
-int ju_int(const json_t *obj, const char *key, const char *path, bool required, long long def,
-           long long min, long long max, long long *out, gq_error *err)
+int ju_resolve(const char *name, const char *path, char *out, size_t n, gq_error *err)
 {
-    json_t *v = json_object_get(obj, key);
-    if (!v) {
-        if (required)
-            return gq_fail(err, "%s: missing \"%s\"", path, key);
-        *out = def;
-        return 0;
-    }
-    if (!json_is_integer(v))
-        return gq_fail(err, "%s.%s: expected an integer", path, key);
-    long long x = json_integer_value(v);
-    if (x < min || x > max)
-        return gq_fail(err, "%s.%s: %lld is outside %lld..%lld", path, key, x, min, max);
-    *out = x;
-    return 0;
-}
-
-int ju_file(const json_t *obj, const char *key, const char *path, char *out, size_t n,
-            gq_error *err)
-{
-    char name[1024];
-    if (ju_string(obj, key, path, NULL, name, sizeof name, err))
-        return -1;
     if (gq_asset_resolve(name, out, n, err))
-        return gq_fail_prefix(err, "%s.%s", path, key);
+        return gq_fail_prefix(err, "%s", path);
+    struct stat st; /* validation reads inputs whole: a device or FIFO would never end */
+    if (stat(out, &st) != 0 || !S_ISREG(st.st_mode))
+        return gq_fail(err, "%s: %s: not a regular file", path, out);
     return 0;
 }
 
@@ -84,28 +64,54 @@ int ju_find_config(const char *name, const char *exp_file, const char *path, cha
         snprintf(out, n, "%s", name);
         return 0;
     }
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s", exp_file);
-    char *d = dirname(dir);
+    char *dir = strdup(exp_file);
+    if (!dir)
+        return gq_fail(err, "%s: out of memory", path);
+    const char *d = dirname(dir);
+    int rc = 0;
     snprintf(out, n, "%s/%s", d, name);
     if (name[0] != '/' && gq_file_exists(out))
-        return 0;
+        goto done;
     snprintf(out, n, "%s/../%s", d, name);
     if (name[0] != '/' && gq_file_exists(out))
-        return 0;
-    return gq_fail(err, "%s: file \"%s\" not found (looked in the working directory, %s and %s/..)",
-                   path, name, d, d);
+        goto done;
+    rc = gq_fail(err, "%s: file \"%s\" not found (looked in the working directory, %s and %s/..)",
+                 path, name, d, d);
+done:
+    free(dir);
+    return rc;
 }
 
-json_t *ju_load(const char *file, gq_error *err)
+/* jansson's message without the quoted input: "... near 'xyz'" -> "...". */
+static void unquoted(const char *text, char *out, size_t n)
+{
+    snprintf(out, n, "%s", text);
+    char *near = strstr(out, " near '");
+    if (near)
+        *near = '\0';
+}
+
+json_t *ju_load(const char *file, bool quote, gq_error *err)
 {
     json_error_t je;
-    if (!gq_file_exists(file)) {
-        gq_fail(err, "%s: file not found", file);
+    struct stat st;
+    if (stat(file, &st) != 0) { /* says "no such file" or names a symlink loop as such */
+        gq_fail(err, "%s: %s", file, strerror(errno));
         return NULL;
     }
-    json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &je);
-    if (!root)
-        gq_fail(err, "%s: line %d, column %d: %s", file, je.line, je.column, je.text);
+    char *text;
+    size_t len;
+    if (gq_read_file(file, &text, &len, err))
+        return NULL;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
+    if (!root) {
+        char msg[sizeof je.text];
+        if (quote)
+            snprintf(msg, sizeof msg, "%s", je.text);
+        else
+            unquoted(je.text, msg, sizeof msg);
+        gq_fail(err, "%s: line %d, column %d: %s", file, je.line, je.column, msg);
+    }
     return root;
 }

@@ -1,6 +1,8 @@
 #ifndef GQ_RUNNER_JSON_UTIL_H
 #define GQ_RUNNER_JSON_UTIL_H
-/* Strict readers for experiment JSON: every message names the JSON path of the bad value. */
+/* Strict readers for experiment JSON: every message names the JSON path of the bad value.
+ * Sections with scalar parameters are parsed with gq_params tables (core/gq_params.h); these
+ * helpers serve the parts that hold JSON objects (methods, overrides, sweeps). */
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -10,20 +12,20 @@
 
 /* Fails on any key of obj that is not in `allowed` (NULL-terminated). */
 int ju_check_keys(const json_t *obj, const char *path, const char *const *allowed, gq_error *err);
-/* Object member `key` as a string; absent: `def` (NULL def = required). */
-int ju_string(const json_t *obj, const char *key, const char *path, const char *def, char *out,
-              size_t n, gq_error *err);
-/* Integer member within [min, max]; absent: def (required when `required`). */
-int ju_int(const json_t *obj, const char *key, const char *path, bool required, long long def,
-           long long min, long long max, long long *out, gq_error *err);
-/* A file named by string member `key`, resolved through the assets directory. */
-int ju_file(const json_t *obj, const char *key, const char *path, char *out, size_t n,
-            gq_error *err);
+/* Object member `key` as a new non-empty string of any length (free it); absent: a copy of
+ * `def` (NULL def = required). */
+int ju_strdup(const json_t *obj, const char *key, const char *path, const char *def, char **out,
+              gq_error *err);
+/* The file `name` (given at JSON path `path`) resolved through the assets directory; it must
+ * be a regular file. */
+int ju_resolve(const char *name, const char *path, char *out, size_t n, gq_error *err);
 /* A configs/ file named relative to the working directory, the experiment's directory or its
  * parent; fails naming `path`. */
 int ju_find_config(const char *name, const char *exp_file, const char *path, char *out, size_t n,
                    gq_error *err);
-/* Loads a JSON file; the message names the file, line and column of a syntax error. */
-json_t *ju_load(const char *file, gq_error *err);
+/* Loads a JSON file; the message names the file, line and column of a syntax error, and
+ * quotes the text near it only when `quote` (an included file may be any file on the system,
+ * whose content does not belong in a message). */
+json_t *ju_load(const char *file, bool quote, gq_error *err);
 
 #endif

@@ -7,7 +7,7 @@
 
 int gq_runner_model_open(const gq_experiment *e, gq_model *m, gq_error *err)
 {
-    if (e->synthetic[0]) {
+    if (e->synthetic) {
         if (gq_model_synth(e->synthetic, e->synthetic_seed, m, err))
             return gq_fail_prefix(err, "$.model.synthetic");
         return 0;
@@ -19,7 +19,7 @@ int gq_runner_model_open(const gq_experiment *e, gq_model *m, gq_error *err)
 
 int gq_runner_model_config(const gq_experiment *e, gq_config *cfg, gq_error *err)
 {
-    if (e->synthetic[0]) {
+    if (e->synthetic) {
         if (gq_synth_preset(e->synthetic, cfg, err))
             return gq_fail_prefix(err, "$.model.synthetic");
         return 0;

@@ -21,40 +21,6 @@ typedef struct {
     gq_col_type type;
 } coldef;
 
-/* Columns before the sweep-axis columns, then after them. */
-static const coldef head_cols[] = {
-    {"experiment", GQ_COL_TEXT}, {"cell", GQ_COL_TEXT},  {"series", GQ_COL_TEXT},
-    {"model", GQ_COL_TEXT},      {"method", GQ_COL_TEXT}, {"format", GQ_COL_TEXT},
-    {"sweep", GQ_COL_TEXT},      {"bits", GQ_COL_INT},   {"group_size", GQ_COL_INT},
-};
-static const coldef tail_cols[] = {
-    {"method_params", GQ_COL_TEXT}, {"format_params", GQ_COL_TEXT}, {"propagate", GQ_COL_TEXT},
-    {"ppl", GQ_COL_REAL},          {"ppl_stderr", GQ_COL_REAL},    {"delta_ppl", GQ_COL_REAL},
-    {"kl_div", GQ_COL_REAL},       {"kl_stderr", GQ_COL_REAL},     {"top1_pct", GQ_COL_REAL},
-    {"bpw", GQ_COL_REAL},          {"linear_bytes", GQ_COL_INT},   {"model_bytes", GQ_COL_INT},
-    {"quantized_tensors", GQ_COL_INT}, {"fp_tensors", GQ_COL_INT}, {"t_stats", GQ_COL_REAL},
-    {"t_search", GQ_COL_REAL},     {"t_quant", GQ_COL_REAL},       {"t_eval", GQ_COL_REAL},
-    {"eval_tok_s", GQ_COL_REAL},   {"peak_rss_mb", GQ_COL_REAL},   {"threads", GQ_COL_INT},
-    {"decode_tok_s", GQ_COL_REAL}, {"prefill_tok_s", GQ_COL_REAL}, {"packed_bytes", GQ_COL_INT},
-    {"throughput_note", GQ_COL_TEXT},
-    {"protocol", GQ_COL_TEXT},     {"ctx", GQ_COL_INT},            {"eval_windows", GQ_COL_INT},
-    {"eval_tokens", GQ_COL_INT},   {"scored", GQ_COL_INT},         {"kl_reference", GQ_COL_TEXT},
-    {"tokenizer", GQ_COL_TEXT},
-    {"eval_text", GQ_COL_TEXT},    {"eval_sha256", GQ_COL_TEXT},   {"calib_text", GQ_COL_TEXT},
-    {"calib_sha256", GQ_COL_TEXT}, {"n_calib", GQ_COL_INT},        {"calib_ctx", GQ_COL_INT},
-    {"calib_first_token", GQ_COL_INT},
-    {"seed", GQ_COL_INT},          {"config_sha256", GQ_COL_TEXT}, {"model_sha256", GQ_COL_TEXT},
-    {"tokenizer_sha256", GQ_COL_TEXT}, {"version", GQ_COL_TEXT},   {"revision", GQ_COL_TEXT},
-};
-
-static const char *base_name(const char *path, char *buf, size_t n)
-{
-    snprintf(buf, n, "%s", path);
-    char *b = basename(buf);
-    memmove(buf, b, strlen(b) + 1);
-    return buf;
-}
-
 static void set_real(json_t *row, const char *k, double v)
 {
     if (isfinite(v))
@@ -62,137 +28,28 @@ static void set_real(json_t *row, const char *k, double v)
 }
 
 static void set_int(json_t *row, const char *k, long long v) { json_object_set_new(row, k, json_integer(v)); }
-static void set_str(json_t *row, const char *k, const char *v)
-{
-    if (v && v[0])
-        json_object_set_new(row, k, json_string(v));
-}
-
-/* bits and effective group size of a cell's format. */
-static void format_columns(const gq_cell *c, json_t *row)
-{
-    json_t *bits = json_object_get(c->axes, "bits");
-    if (!bits)
-        bits = json_object_get(c->format, "bits");
-    if (json_is_integer(bits))
-        json_object_set(row, "bits", bits);
-    gq_quantizer q;
-    gq_error err;
-    if (gq_quantizer_from_json(c->format, "$", &q, &err) == 0) {
-        const int wide = 1 << 16;
-        int g = q.fmt->group_cols ? q.fmt->group_cols(q.params, wide) : 0;
-        if (g > 0 && g < wide)
-            set_int(row, "group_size", g);
-        gq_quantizer_free(&q);
-    }
-}
 
 json_t *gq_results_record(const gq_experiment *e, const gq_cell *c, const gq_cell_run *r)
 {
     json_t *row = json_object();
-    char buf[1024];
-    set_str(row, "experiment", e->name);
-    set_str(row, "cell", c->id);
-    set_str(row, "series", c->entry < 0 ? "fp32 baseline" : e->methods[c->entry].label);
-    set_str(row, "model", e->model_label);
-    set_str(row, "method", c->method_name);
-    set_str(row, "format", c->format_label);
-    set_str(row, "sweep", c->sweep);
     const char *key;
     json_t *v;
-    json_object_foreach(c->axes, key, v)
+    json_object_foreach(c->axes, key, v) /* the columns below take precedence */
         json_object_set(row, key, v);
-    if (c->entry >= 0) {
-        format_columns(c, row);
-        char *s = json_dumps(c->method, JSON_COMPACT | JSON_REAL_PRECISION(15));
-        set_str(row, "method_params", s);
-        free(s);
-        s = json_dumps(c->format, JSON_COMPACT | JSON_REAL_PRECISION(15));
-        set_str(row, "format_params", s);
-        free(s);
-        static const char *const props[] = {"default", "fp", "quantized"};
-        set_str(row, "propagate", props[e->methods[c->entry].propagate]);
-    }
-    const gq_eval_result *ev = r->eval;
-    set_real(row, "ppl", ev->ppl);
-    set_real(row, "ppl_stderr", ev->ppl_se);
-    if (ev->has_baseline) {
-        set_real(row, "delta_ppl", ev->delta_ppl);
-        set_real(row, "kl_div", ev->kl_mean);
-        set_real(row, "kl_stderr", ev->kl_se);
-        set_real(row, "top1_pct", ev->top1_pct);
-    } else { /* the baseline against itself, by definition */
-        set_real(row, "delta_ppl", 0.0);
-        set_real(row, "kl_div", 0.0);
-        set_real(row, "kl_stderr", 0.0);
-        set_real(row, "top1_pct", 100.0);
-    }
+    const gq_col_src src = {e, c, r};
+    gq_result_cols_fill(&src, 0, row);
     json_t *tensors = json_array();
-    if (r->report) {
-        const gq_quant_report *q = r->report;
-        set_real(row, "bpw", q->linear_weights ? 8.0 * (double)q->linear_bytes / (double)q->linear_weights : NAN);
-        set_int(row, "linear_bytes", (long long)q->linear_bytes);
-        set_int(row, "model_bytes", (long long)q->model_bytes);
-        int nq = 0;
-        for (int i = 0; i < q->n_tensors; i++) {
-            const gq_tensor_report *t = &q->tensors[i];
-            nq += t->quantized;
-            json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:b, s:I}", "name", t->name, "format",
-                                  t->format, "rows", t->rows, "cols", t->cols, "quantized",
-                                  t->quantized, "bytes", (json_int_t)t->bytes);
-            if (isfinite(t->recon_err))
-                json_object_set_new(o, "recon_err", json_real(t->recon_err));
-            if (t->extra)
-                json_object_set(o, "extra", t->extra);
-            json_array_append_new(tensors, o);
-        }
-        set_int(row, "quantized_tensors", nq);
-        set_int(row, "fp_tensors", q->n_tensors - nq);
-        set_real(row, "t_stats", q->t_stats);
-        set_real(row, "t_search", q->t_search);
-        set_real(row, "t_quant", q->t_quant);
-    } else {
-        set_real(row, "bpw", 32.0);
-        set_int(row, "linear_bytes", (long long)gq_runner_fp32_linear_bytes(&e->cfg));
-        set_int(row, "model_bytes", (long long)(gq_model_param_count(&e->cfg) * 4));
-        set_int(row, "quantized_tensors", 0);
-        set_int(row, "fp_tensors", GQ_N_LINEAR * e->cfg.n_layers);
-        set_real(row, "t_stats", 0.0);
-        set_real(row, "t_search", 0.0);
-        set_real(row, "t_quant", 0.0);
+    for (int i = 0; r->report && i < r->report->n_tensors; i++) {
+        const gq_tensor_report *t = &r->report->tensors[i];
+        json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:b, s:I}", "name", t->name, "format",
+                              t->format, "rows", t->rows, "cols", t->cols, "quantized",
+                              t->quantized, "bytes", (json_int_t)t->bytes);
+        if (isfinite(t->recon_err))
+            json_object_set_new(o, "recon_err", json_real(t->recon_err));
+        if (t->extra)
+            json_object_set(o, "extra", t->extra);
+        json_array_append_new(tensors, o);
     }
-    set_real(row, "t_eval", ev->seconds);
-    set_real(row, "eval_tok_s", ev->tokens_per_s);
-    set_real(row, "peak_rss_mb", r->peak_rss_mb);
-    set_int(row, "threads", r->threads);
-    if (r->tp && r->tp->measured) {
-        set_real(row, "decode_tok_s", r->tp->decode_tok_s);
-        set_real(row, "prefill_tok_s", r->tp->prefill_tok_s);
-        set_int(row, "packed_bytes", (long long)r->tp->packed_bytes);
-    } else
-        set_str(row, "throughput_note", r->tp ? r->tp->note : "not measured");
-    set_str(row, "protocol", gq_ppl_protocol_name(e->protocol));
-    set_int(row, "ctx", e->ctx);
-    set_int(row, "eval_windows", (long long)ev->windows);
-    set_int(row, "eval_tokens", (long long)ev->tokens);
-    set_int(row, "scored", (long long)ev->scored);
-    set_str(row, "kl_reference", r->kl_reference);
-    set_str(row, "tokenizer", base_name(e->tokenizer_path, buf, sizeof buf));
-    set_str(row, "eval_text", base_name(e->eval_path, buf, sizeof buf));
-    set_str(row, "eval_sha256", e->eval_sha256);
-    if (c->needs_calib) {
-        set_str(row, "calib_text", base_name(e->calib_path, buf, sizeof buf));
-        set_str(row, "calib_sha256", e->calib_sha256);
-        set_int(row, "n_calib", c->n_calib);
-        set_int(row, "calib_ctx", c->calib_ctx);
-        set_int(row, "calib_first_token", (long long)r->calib_first);
-    }
-    set_int(row, "seed", (long long)e->seed);
-    set_str(row, "config_sha256", e->config_sha256);
-    set_str(row, "model_sha256", e->model_sha256[0] ? e->model_sha256 : "synthetic");
-    set_str(row, "tokenizer_sha256", e->tokenizer_sha256);
-    set_str(row, "version", GQ_VERSION);
-    set_str(row, "revision", GQ_VCS_REVISION);
     json_t *notes = r->report && r->report->notes ? json_incref(r->report->notes) : json_array();
     return json_pack("{s:o, s:o, s:o}", "row", row, "tensors", tensors, "notes", notes);
 }
@@ -319,16 +176,16 @@ static void environment_attrs(const gq_experiment *e, gq_table *t)
     if (f)
         fclose(f);
     char *exp = json_dumps(e->resolved, JSON_INDENT(2) | JSON_SORT_KEYS);
-    char proto[4200];
     char klref[256];
     kl_reference_text(t, klref, sizeof klref);
+    char proto[3 * GQ_EXP_PATH + 1024];
     snprintf(proto, sizeof proto,
              "perplexity protocol %s, ctx %d, %s windows of %s (sha256 %s), tokenizer %s; %s; "
              "calibration %s; seed %llu",
-             gq_ppl_protocol_name(e->protocol), e->ctx,
-             e->max_windows ? "the first max_windows" : "all", e->eval_path, e->eval_sha256,
+             gq_ppl_protocol_name((gq_ppl_protocol)e->eval.protocol), e->eval.ctx,
+             e->eval.max_windows ? "the first max_windows" : "all", e->eval_path, e->eval_sha256,
              e->tokenizer_path, klref, e->has_calib ? e->calib_path : "none",
-             (unsigned long long)e->seed);
+             (unsigned long long)e->calib.seed);
     json_object_set_new(a, "experiment_name", json_string(e->name));
     json_object_set_new(a, "experiment_file", json_string(e->file));
     json_object_set_new(a, "experiment_json", json_string(exp));
@@ -365,14 +222,21 @@ int gq_results_tables(const gq_experiment *e, json_t *const *records, gq_table *
                       gq_table **cell_tables, gq_error *err)
 {
     gq_table_init(main);
-    add_cols(main, head_cols, sizeof head_cols / sizeof head_cols[0]);
-    for (int a = 0; a < e->n_axes; a++)
-        gq_table_add_col(main, e->axes[a].name,
-                         json_is_integer(json_array_get(e->axes[a].values, 0)) ? GQ_COL_INT
-                         : json_is_number(json_array_get(e->axes[a].values, 0)) ? GQ_COL_REAL
-                                                                                : GQ_COL_TEXT);
-    add_cols(main, tail_cols, sizeof tail_cols / sizeof tail_cols[0]);
+    for (const gq_result_col *col = gq_result_cols; col->name; col++) {
+        gq_table_add_col(main, col->name, col->type);
+        if (!(col->scope & GQ_RCOL_AXES_AFTER))
+            continue;
+        for (int a = 0; a < e->n_axes; a++) {
+            json_t *v0 = json_array_get(e->axes[a].values, 0);
+            gq_table_add_col(main, e->axes[a].name,
+                             json_is_integer(v0)  ? GQ_COL_INT
+                             : json_is_number(v0) ? GQ_COL_REAL
+                                                  : GQ_COL_TEXT);
+        }
+    }
     for (int i = 0; i < e->n_cells; i++) {
+        if (!records[i]) /* a cell that failed at run time */
+            continue;
         json_t *row = json_object_get(records[i], "row");
         if (!json_is_object(row)) {
             gq_table_free(main);
@@ -393,12 +257,13 @@ static void print_summary(const gq_experiment *e, const gq_table *t, FILE *f)
                                        "t_eval", "decode_tok_s", "prefill_tok_s"};
     fprintf(f, "\n%s: %s, perplexity protocol %s, ctx %d, %.0f windows (%.0f scored "
                "tokens) of %s (sha256 %.12s), seed %llu, %.0f threads\n",
-            e->name, e->model_label, gq_ppl_protocol_name(e->protocol), e->ctx,
-            gq_table_num(t, 0, "eval_windows"), gq_table_num(t, 0, "scored"), e->eval_path,
-            e->eval_sha256, (unsigned long long)e->seed, gq_table_num(t, 0, "threads"));
+            e->name, e->model_label, gq_ppl_protocol_name((gq_ppl_protocol)e->eval.protocol),
+            e->eval.ctx, gq_table_num(t, 0, "eval_windows"), gq_table_num(t, 0, "scored"),
+            e->eval_path, e->eval_sha256, (unsigned long long)e->calib.seed,
+            gq_table_num(t, 0, "threads"));
     if (e->has_calib)
         fprintf(f, "calibration: %s (sha256 %.12s), n_calib %d x calib_ctx %d unless swept\n",
-                e->calib_path, e->calib_sha256, e->n_calib, e->calib_ctx);
+                e->calib_path, e->calib_sha256, e->calib.n_calib, e->calib.calib_ctx);
     char klref[256];
     kl_reference_text(t, klref, sizeof klref);
     fprintf(f, "kl_div: nats/token vs the fp32 baseline on the same windows; top1_pct: %% argmax "
@@ -429,8 +294,9 @@ static void remove_stale_tmp(const char *dir)
     closedir(d);
 }
 
-int gq_results_write(const gq_experiment *e, const gq_journal *j, const char *results_dir,
-                     const char *plots_dir, FILE *summary, gq_error *err)
+int gq_results_write(const gq_experiment *e, const gq_journal *j, const bool *failed,
+                     const char *results_dir, const char *plots_dir, FILE *summary,
+                     gq_error *err)
 {
     remove_stale_tmp(results_dir);
     if (plots_dir)
@@ -440,7 +306,7 @@ int gq_results_write(const gq_experiment *e, const gq_journal *j, const char *re
     gq_table main = {0};
     int rc = -1;
     for (int i = 0; i < e->n_cells; i++)
-        if (!(records[i] = gq_journal_get(j, e->cells[i].id, err)))
+        if (!(failed && failed[i]) && !(records[i] = gq_journal_get(j, e->cells[i].id, err)))
             goto done;
     if (gq_results_tables(e, records, &main, cells, err))
         goto done;
@@ -449,10 +315,12 @@ int gq_results_write(const gq_experiment *e, const gq_journal *j, const char *re
     if (gq_table_write_csv(&main, path, err))
         goto done;
     gq_h5_group *groups = calloc((size_t)e->n_cells, sizeof *groups);
+    int n_groups = 0;
     for (int i = 0; i < e->n_cells; i++)
-        groups[i] = (gq_h5_group){e->cells[i].id, cells[i]};
+        if (cells[i])
+            groups[n_groups++] = (gq_h5_group){e->cells[i].id, cells[i]};
     snprintf(path, sizeof path, "%s/results.h5", results_dir);
-    rc = gq_h5_write(path, &main, groups, e->n_cells, err);
+    rc = gq_h5_write(path, &main, groups, n_groups, err);
     free(groups);
     if (rc)
         goto done;

@@ -1,7 +1,6 @@
 /* Experiment execution: inputs, baseline, cells (optionally several at once), outputs. */
 #include "runner/gq_run.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <omp.h>
 #include <pthread.h>
@@ -12,6 +11,7 @@
 #include "calib/gq_calib.h"
 #include "core/gq_fileio.h"
 #include "core/gq_log.h"
+#include "core/gq_params.h"
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
 #include "eval/gq_eval.h"
@@ -29,8 +29,6 @@ typedef struct run_ctx {
     gq_model fp;
     gq_tokenizer *tok;
     gq_dataset eval_ds, calib_ds;
-    size_t calib_first;    /* calibration windows start here (after the evaluated tokens when
-                              both read the same text) */
     gq_eval_baseline *baseline; /* stored mode */
     bool paired;                /* paired mode: cells rerun `fp` as their KL reference */
     int threads_per_job;
@@ -39,8 +37,8 @@ typedef struct run_ctx {
     pthread_mutex_t lock; /* guards the fields below */
     int *todo;            /* cell indices still to run */
     int n_todo, next, done;
-    int failed;
-    gq_error err;         /* first failure */
+    bool *failed;         /* per cell: failed at run time (the others go on) */
+    int n_failed;
     gq_progress progress;
 } run_ctx;
 
@@ -54,18 +52,8 @@ void gq_run_dirs(const gq_experiment *e, const char *out_dir, char *results, cha
 /* The KL budget: GQ_KL_BUDGET_BYTES when set (a plain non-negative integer), else 1 GiB. */
 static int kl_budget(unsigned long long *out, gq_error *err)
 {
-    const char *s = getenv("GQ_KL_BUDGET_BYTES");
-    *out = GQ_KL_BUDGET_DEFAULT;
-    if (!s)
-        return 0;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (!isdigit((unsigned char)s[0]) || *end || errno)
-        return gq_fail(err, "GQ_KL_BUDGET_BYTES: '%s' is not a byte count (a non-negative "
-                            "integer)", s);
-    *out = v;
-    return 0;
+    return gq_params_env_count("GQ_KL_BUDGET_BYTES", "a byte count (a non-negative integer)",
+                               GQ_KL_BUDGET_DEFAULT, 0, out, err);
 }
 
 int gq_run_check(const gq_experiment *e, const gq_run_opts *o, gq_error *err)
@@ -73,14 +61,28 @@ int gq_run_check(const gq_experiment *e, const gq_run_opts *o, gq_error *err)
     char results[4096], plots[4096];
     gq_run_dirs(e, o->out_dir, results, plots, sizeof results);
     unsigned long long budget;
+    /* unusable output directories are found before any work (exit 2) */
+    if (gq_check_dir_writable("--out-dir", results, err) ||
+        (o->plots && gq_check_dir_writable("--out-dir", plots, err)))
+        return -1;
+    static const char *const outputs[] = {"results.csv", "results.h5"};
+    char path[4200];
+    for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", results, outputs[i]);
+        if (gq_check_output(path, err))
+            return -1;
+    }
+    snprintf(path, sizeof path, "%s/.journal", results);
+    if (gq_check_real_dir(path, err))
+        return -1;
     return kl_budget(&budget, err) || gq_journal_check(results, e, o->fresh, err) ? -1 : 0;
 }
 
 static gq_eval_opts eval_opts(const gq_experiment *e, bool progress)
 {
-    gq_eval_opts eo = gq_eval_opts_default(e->ctx);
-    eo.protocol = e->protocol;
-    eo.max_windows = e->max_windows;
+    gq_eval_opts eo = gq_eval_opts_default(e->eval.ctx);
+    eo.protocol = (gq_ppl_protocol)e->eval.protocol;
+    eo.max_windows = e->eval.max_windows;
     eo.progress = progress;
     return eo;
 }
@@ -93,21 +95,16 @@ static int open_inputs(run_ctx *r, gq_error *err)
     if (gq_tokenizer_load(e->tokenizer_path, r->fp.cfg.vocab_size, &r->tok, err) ||
         gq_dataset_load(e->eval_path, r->tok, &r->eval_ds, err))
         return -1;
-    if (gq_dataset_n_windows(&r->eval_ds, e->ctx) == 0)
-        return gq_fail(err, "%s: fewer than ctx = %d tokens, no evaluation window", e->eval_path,
-                       e->ctx);
+    /* validation checked the texts; a file changed since then is refused here */
+    if (strcmp(r->eval_ds.sha256, e->eval_sha256) != 0)
+        return gq_fail(err, "%s: changed since the experiment was validated", e->eval_path);
     if (e->has_calib && gq_dataset_load(e->calib_path, r->tok, &r->calib_ds, err))
         return -1;
-    if (e->has_calib && strcmp(r->calib_ds.sha256, r->eval_ds.sha256) == 0) {
-        /* Same text: hold out the evaluated windows so no cell calibrates on what it is
-         * scored on. */
-        size_t windows = gq_dataset_n_windows(&r->eval_ds, e->ctx);
-        if (e->max_windows > 0 && (size_t)e->max_windows < windows)
-            windows = (size_t)e->max_windows;
-        r->calib_first = windows * (size_t)e->ctx;
+    if (e->has_calib && strcmp(r->calib_ds.sha256, e->calib_sha256) != 0)
+        return gq_fail(err, "%s: changed since the experiment was validated", e->calib_path);
+    if (e->calib_first)
         gq_log_info("calibration and evaluation read the same text: calibration windows are "
-                    "drawn after the %zu evaluated tokens", r->calib_first);
-    }
+                    "drawn after the %zu evaluated tokens", e->calib_first);
     return 0;
 }
 
@@ -139,13 +136,13 @@ static int choose_kl_reference(run_ctx *r, gq_error *err)
         return -1;
     if (bytes == 0)
         return -1;
-    if (bytes == SIZE_MAX && r->e->kl_baseline == GQ_KL_STORED)
+    if (bytes == SIZE_MAX && r->e->eval.kl_baseline == GQ_KL_STORED)
         return gq_fail(err, "$.eval.kl_baseline: \"stored\" log-probabilities of this evaluation "
                             "would not fit in memory (size overflows); use \"paired\" or \"auto\"");
     char sz[64], bud[64];
     snprintf(sz, sizeof sz, "%zu bytes (%.1f MiB)", bytes, bytes / 1048576.0);
     snprintf(bud, sizeof bud, "%llu bytes (%.1f MiB)", budget, budget / 1048576.0);
-    switch (r->e->kl_baseline) {
+    switch ((gq_kl_baseline)r->e->eval.kl_baseline) {
     case GQ_KL_STORED:
         r->paired = false;
         gq_log_info("KL reference: stored baseline log-probabilities, %s ($.eval.kl_baseline "
@@ -209,8 +206,8 @@ static int run_baseline(run_ctx *r, gq_error *err)
 /* (n_calib, calib_ctx) token windows of the calibration text at seeded offsets. */
 static int calib_tokens(const run_ctx *r, const gq_cell *c, int **out, gq_error *err)
 {
-    if (gq_calib_windows(&r->calib_ds, r->calib_first, c->n_calib, c->calib_ctx, r->e->seed,
-                         out, err))
+    if (gq_calib_windows(&r->calib_ds, r->e->calib_first, c->n_calib, c->calib_ctx,
+                         r->e->calib.seed, out, err))
         return gq_fail_prefix(err, "$.calib");
     return 0;
 }
@@ -236,13 +233,12 @@ static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
     gq_quant_report rep = {0};
     int *tokens = NULL, rc = -1;
     bool have_q = false;
-    if (gq_method_cfg_from_json(c->method, e->methods[c->entry].path, &plan.method, err) ||
-        gq_quantizer_from_json(c->format, e->methods[c->entry].path, &plan.quantizer, err))
-        goto done;
+    plan.method = c->mc; /* the cell's parsed structs, read only */
+    plan.quantizer = c->q;
     plan.rules = e->rules;
     plan.n_rules = e->n_rules;
     plan.propagate = e->methods[c->entry].propagate;
-    plan.seed = e->seed;
+    plan.seed = e->calib.seed;
     if (c->needs_calib) {
         if (calib_tokens(r, c, &tokens, err))
             goto done;
@@ -271,7 +267,7 @@ static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
     if (trc)
         goto done;
     gq_cell_run cr = {&res, &rep, r->threads_per_job, (double)gq_peak_rss_bytes() / 1e6,
-                      r->calib_first, gq_eval_ref_kind_name(res.reference), &tp};
+                      e->calib_first, gq_eval_ref_kind_name(res.reference), &tp};
     json_t *rec = gq_results_record(e, c, &cr);
     rc = gq_journal_put(&r->journal, c->id, rec, err);
     if (rc == 0)
@@ -286,42 +282,57 @@ done:
     if (have_q)
         gq_model_free(&q);
     gq_quant_report_free(&rep);
-    if (plan.method.method)
-        gq_method_cfg_free(&plan.method);
-    if (plan.quantizer.fmt)
-        gq_quantizer_free(&plan.quantizer);
     free(tokens);
     return rc;
 }
 
-/* A worker takes cells from the queue until it is empty or a cell failed. */
+/* A worker takes cells from the queue until it is empty. A cell that fails (validation has
+ * refused every content error, so a resource: memory, disk, a non-finite result) is logged and
+ * the others go on. */
 static void *worker(void *arg)
 {
     run_ctx *r = arg;
     omp_set_num_threads(r->threads_per_job);
     for (;;) {
         pthread_mutex_lock(&r->lock);
-        int k = r->failed || r->next >= r->n_todo ? -1 : r->todo[r->next++];
+        int k = r->next >= r->n_todo ? -1 : r->todo[r->next++];
         pthread_mutex_unlock(&r->lock);
         if (k < 0)
             return NULL;
         gq_error err = {{0}};
         int rc = run_cell(r, &r->e->cells[k], &err);
         pthread_mutex_lock(&r->lock);
-        if (rc && !r->failed) {
-            r->failed = 1;
-            r->err = err;
-        }
-        if (rc == 0)
+        if (rc) {
+            r->failed[k] = true;
+            r->n_failed++;
+            gq_log_warn("%s", err.msg);
+        } else
             gq_progress_add(&r->progress, 1);
         pthread_mutex_unlock(&r->lock);
     }
+}
+
+/* "2 of 9 cells failed (c003, c007; messages above); ..." */
+static int failed_cells(const run_ctx *r, gq_error *err)
+{
+    char ids[256] = "";
+    for (int i = 1, shown = 0; i < r->e->n_cells; i++)
+        if (r->failed[i] && shown++ < 16) {
+            size_t len = strlen(ids);
+            snprintf(ids + len, sizeof ids - len, "%s%s", len ? ", " : "", r->e->cells[i].id);
+        }
+    return gq_fail(err, "%d of %d cells failed (%s%s; their messages are above); results hold "
+                        "the others, and running the same command again retries the failed "
+                        "ones", r->n_failed, r->e->n_cells - 1, ids, r->n_failed > 16 ? ", ..." : "");
 }
 
 static int run_cells(run_ctx *r, gq_error *err)
 {
     const gq_experiment *e = r->e;
     r->todo = calloc((size_t)e->n_cells, sizeof *r->todo);
+    r->failed = calloc((size_t)e->n_cells, sizeof *r->failed);
+    if (!r->todo || !r->failed)
+        return gq_fail(err, "out of memory for the list of cells");
     for (int i = 1; i < e->n_cells; i++)
         if (!gq_journal_has(&r->journal, e->cells[i].id))
             r->todo[r->n_todo++] = i;
@@ -348,10 +359,6 @@ static int run_cells(run_ctx *r, gq_error *err)
         free(th);
     }
     gq_progress_finish(&r->progress);
-    if (r->failed) {
-        *err = r->err;
-        return -1;
-    }
     return 0;
 }
 
@@ -378,7 +385,10 @@ int gq_run_experiment(const gq_experiment *e, const gq_run_opts *o, gq_error *er
     if (choose_kl_reference(&r, err) || run_baseline(&r, err) || run_cells(&r, err))
         goto done;
     gq_threads_set(o->threads);
-    rc = gq_results_write(e, &r.journal, results, o->plots ? plots : NULL, o->summary, err);
+    rc = gq_results_write(e, &r.journal, r.failed, results, o->plots ? plots : NULL, o->summary,
+                          err);
+    if (rc == 0 && r.n_failed)
+        rc = failed_cells(&r, err);
 done:
     if (have_model || r.fp.map || r.fp.heap)
         gq_model_free(&r.fp);
@@ -389,6 +399,7 @@ done:
     if (r.baseline)
         gq_eval_baseline_free(r.baseline);
     free(r.todo);
+    free(r.failed);
     pthread_mutex_destroy(&r.lock);
     gq_tp_gate_destroy(&r.gate);
     return rc;

@@ -11,7 +11,19 @@
 #include "runner/gq_results.h"
 
 /* Parses $.sweep and $.zip and fills e->axes and e->cells (baseline first). Needs e->cfg. */
+/* Cells a sweep may have unless GQ_SWEEP_MAX_CELLS says otherwise. */
+#define GQ_SWEEP_MAX_CELLS_DEFAULT 10000
 int gq_sweep_expand(gq_experiment *e, gq_error *err);
+
+/* Frees what a cell owns (parsed method and format, JSON, sweep text). */
+void gq_cell_release(gq_cell *c);
+
+/* Tokenizes the texts against the model's tokenizer (vocabulary checked), fills eval_windows,
+ * the text hashes, calib_tokens and calib_first; fails when the evaluation has no window. */
+int gq_exp_check_inputs(gq_experiment *e, gq_error *err);
+/* Whether n_calib windows of calib_ctx tokens fit in the calibration text after calib_first
+ * (at most as many tokens as it holds there). */
+int gq_exp_check_calib(const gq_experiment *e, int n_calib, int calib_ctx, gq_error *err);
 
 /* The model named by the experiment: loaded from its checkpoint or generated. */
 int gq_runner_model_open(const gq_experiment *e, gq_model *m, gq_error *err);

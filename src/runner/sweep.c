@@ -6,11 +6,15 @@
  * product, in the order written in $.sweep (the first axis varies slowest). For each method
  * entry only the axes that apply to it are swept: the parameter must exist in its format or
  * method, calibration axes need a method that calibrates, group_size must change the format's
- * group width, and the entry must not exclude it. Identical cells of an entry are merged. */
+ * group width, and the entry must not exclude it. Identical cells of an entry are merged.
+ * Expansion is linear in the number of cells (hash sets of canonical JSON, no pairwise
+ * comparisons); a sweep of more than GQ_SWEEP_MAX_CELLS_DEFAULT cells (GQ_SWEEP_MAX_CELLS
+ * overrides it) is refused before any cell is built. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_params.h"
 #include "runner/runner_internal.h"
 
 static gq_axis_target axis_target(const gq_axis *a, const gq_exp_method *em)
@@ -37,10 +41,10 @@ static bool has_param(const gq_axis *a, const gq_exp_method *em, gq_axis_target 
     return m && gq_params_find(gq_method_params(m), a->param);
 }
 
+/* Whether the entry's method calibrates with the entry's own parameters (rtn with imatrix). */
 static bool needs_calib(const gq_exp_method *em)
 {
-    const gq_method *m = gq_method_find(json_string_value(json_object_get(em->method, "name")));
-    return m && gq_method_needs_calibration(m);
+    return em->calibrates;
 }
 
 /* group_size applies when it changes the format's group width on a wide matrix. */
@@ -83,6 +87,26 @@ static bool applies(const gq_axis *a, const gq_exp_method *em)
     return true;
 }
 
+/* Hash sets keyed by canonical JSON text (a jansson object is a hash table): expansion stays
+ * linear in the number of values and cells instead of comparing each with every earlier one. */
+static char *canonical(json_t *v)
+{
+    return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+}
+
+/* True when x was seen before (its first index in *first); otherwise records it at index k. */
+static bool value_seen(json_t *seen, json_t *x, size_t k, size_t *first)
+{
+    char *t = canonical(x);
+    json_t *prev = json_object_get(seen, t);
+    if (prev)
+        *first = (size_t)json_integer_value(prev);
+    else
+        json_object_set_new(seen, t, json_integer((json_int_t)k));
+    free(t);
+    return prev != NULL;
+}
+
 static int parse_axes(gq_experiment *e, gq_error *err)
 {
     json_t *sw = json_object_get(e->resolved, "sweep");
@@ -102,9 +126,12 @@ static int parse_axes(gq_experiment *e, gq_error *err)
     json_t *v;
     json_object_foreach(sw, key, v) {
         gq_axis *a = &e->axes[i];
-        snprintf(a->name, sizeof a->name, "%s", key);
-        const char *dot = strchr(key, '.');
-        snprintf(a->param, sizeof a->param, "%s", dot ? dot + 1 : key);
+        if (!(a->name = strdup(key))) {
+            gq_fail(err, "$.sweep: out of memory");
+            goto done;
+        }
+        const char *dot = strchr(a->name, '.');
+        a->param = dot ? dot + 1 : a->name;
         a->values = json_incref(v);
         a->zip_group = i++;
         if (dot && strncmp(key, "method.", 7) && strncmp(key, "format.", 7)) {
@@ -116,22 +143,27 @@ static int parse_axes(gq_experiment *e, gq_error *err)
             gq_fail(err, "$.sweep.%s: expected a non-empty array of values", key);
             goto done;
         }
+        json_t *seen = json_object(); /* value text -> first index */
+        size_t j;
         for (size_t k = 0; k < json_array_size(v); k++) {
             json_t *x = json_array_get(v, k);
             if (json_is_array(x) || json_is_object(x) || json_is_null(x)) {
+                json_decref(seen);
                 gq_fail(err, "$.sweep.%s[%zu]: expected a number, string or boolean", key, k);
                 goto done;
             }
             if ((!strcmp(key, "n_calib") || !strcmp(key, "calib_ctx")) && !json_is_integer(x)) {
                 gq_fail(err, "$.sweep.%s[%zu]: expected an integer", key, k);
+                json_decref(seen);
                 goto done;
             }
-            for (size_t j = 0; j < k; j++)
-                if (json_equal(x, json_array_get(v, j))) {
-                    gq_fail(err, "$.sweep.%s[%zu]: repeats $.sweep.%s[%zu]", key, k, key, j);
-                    goto done;
-                }
+            if (value_seen(seen, x, k, &j)) {
+                gq_fail(err, "$.sweep.%s[%zu]: repeats $.sweep.%s[%zu]", key, k, key, j);
+                json_decref(seen);
+                goto done;
+            }
         }
+        json_decref(seen);
         bool used = false;
         for (int m = 0; m < e->n_methods; m++) {
             gq_axis_target t = axis_target(a, &e->methods[m]);
@@ -207,15 +239,108 @@ static int parse_zip(gq_experiment *e, gq_error *err)
     return 0;
 }
 
-static void value_text(json_t *v, char *buf, size_t n)
+/* Appends " name=value" (without the space first) to the malloc'd text *sweep. */
+static int append_sweep(char **sweep, const char *name, json_t *v)
 {
-    if (json_is_string(v))
-        snprintf(buf, n, "%s", json_string_value(v));
-    else {
-        char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-        snprintf(buf, n, "%s", s ? s : "?");
-        free(s);
+    char *val = json_is_string(v) ? strdup(json_string_value(v))
+                                   : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    size_t old = *sweep ? strlen(*sweep) : 0;
+    size_t n = old + strlen(name) + (val ? strlen(val) : 0) + 3;
+    char *s = val ? realloc(*sweep, n) : NULL;
+    if (s)
+        snprintf(s + old, n - old, "%s%s=%s", old ? " " : "", name, val);
+    free(val);
+    if (!s)
+        return -1;
+    *sweep = s;
+    return 0;
+}
+
+/* The quantizer a block linear gets: the first override rule that names it, else the cell's
+ * format; NULL when kept in full precision. */
+static const gq_quantizer *linear_quantizer(const gq_experiment *e, const gq_quantizer *q,
+                                            const char *tensor)
+{
+    for (int r = 0; r < e->n_rules; r++)
+        if (gq_runner_rule_matches(e->rules[r].pattern, tensor))
+            return e->rules[r].keep_fp ? NULL : &e->rules[r].quantizer;
+    return q;
+}
+
+/* Every block linear fits the format it gets, and the method accepts every layer's plan. */
+static int check_layers(const gq_experiment *e, const gq_cell *c, const char *path,
+                        gq_error *err)
+{
+    for (int l = 0; l < e->cfg.n_layers; l++) {
+        const gq_quantizer *quant[GQ_N_LINEAR];
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            char name[96];
+            gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
+            const gq_quantizer *q = quant[k] = linear_quantizer(e, &c->q, name);
+            int rows, cols;
+            gq_linear_shape(&e->cfg, (gq_linear_kind)k, &rows, &cols);
+            if (q && q->fmt->check_shape && q->fmt->check_shape(q->params, rows, cols, err))
+                return gq_fail_prefix(err, "%s.format: cannot quantize %s (%d x %d)%s", path,
+                                      name, rows, cols, q == &c->q ? "" : " (its override's format)");
+        }
+        if (gq_method_cfg_check_layer(&c->mc, &e->cfg, l, quant, err))
+            return gq_fail_prefix(err, "%s.method", path);
     }
+    return 0;
+}
+
+void gq_cell_release(gq_cell *c)
+{
+    if (c->mc.method)
+        gq_method_cfg_free(&c->mc);
+    if (c->q.fmt)
+        gq_quantizer_free(&c->q);
+    json_decref(c->axes);
+    json_decref(c->method);
+    json_decref(c->format);
+    free(c->sweep);
+    memset(c, 0, sizeof *c);
+}
+
+/* The cell's method and format JSON with the swept values of idx[] (-1 = not swept). */
+static int apply_axes(gq_experiment *e, const gq_exp_method *em, const int *idx, gq_cell *c,
+                      json_t *mj, json_t *fj, gq_error *err)
+{
+    for (int a = 0; a < e->n_axes; a++) {
+        if (idx[a] < 0)
+            continue;
+        const gq_axis *ax = &e->axes[a];
+        json_t *v = json_array_get(ax->values, (size_t)idx[a]);
+        json_object_set(c->axes, ax->name, v);
+        if (append_sweep(&c->sweep, ax->name, v))
+            return gq_fail(err, "$.sweep: out of memory");
+        switch (axis_target(ax, em)) {
+        case GQ_AXIS_FORMAT: json_object_set(fj, ax->param, v); break;
+        case GQ_AXIS_METHOD: json_object_set(mj, ax->param, v); break;
+        case GQ_AXIS_N_CALIB: c->n_calib = (int)json_integer_value(v); break;
+        case GQ_AXIS_CALIB_CTX: c->calib_ctx = (int)json_integer_value(v); break;
+        }
+    }
+    return 0;
+}
+
+/* Calibration a cell needs: a $.calib section and windows that the model and text hold. */
+static int check_calib(const gq_experiment *e, const gq_exp_method *em, gq_cell *c,
+                       gq_error *err)
+{
+    c->needs_calib = gq_method_cfg_needs_calibration(&c->mc);
+    if (!c->needs_calib) {
+        c->n_calib = c->calib_ctx = 0;
+        return 0;
+    }
+    if (!e->has_calib)
+        return gq_fail(err, "%s.method: %s needs calibration data but $.calib is missing",
+                       em->path, c->method_name);
+    if (c->n_calib < 1 || c->calib_ctx < 2 || c->calib_ctx > e->cfg.seq_len)
+        return gq_fail(err, "$.sweep: n_calib %d / calib_ctx %d: need n_calib >= 1 and 2 <= "
+                            "calib_ctx <= %d (the model's context)", c->n_calib, c->calib_ctx,
+                       e->cfg.seq_len);
+    return gq_exp_check_calib(e, c->n_calib, c->calib_ctx, err);
 }
 
 /* Builds, parses and checks one cell of entry `m` with axis values idx[] (-1 = not swept). */
@@ -224,119 +349,88 @@ static int make_cell(gq_experiment *e, int m, const int *idx, gq_cell *c, gq_err
     const gq_exp_method *em = &e->methods[m];
     memset(c, 0, sizeof *c);
     c->entry = m;
+    c->n_calib = e->calib.n_calib;
+    c->calib_ctx = e->calib.calib_ctx;
     json_t *mj = json_deep_copy(em->method), *fj = json_deep_copy(em->format);
     c->axes = json_object();
-    c->needs_calib = needs_calib(em);
-    c->n_calib = c->needs_calib ? e->n_calib : 0;
-    c->calib_ctx = c->needs_calib ? e->calib_ctx : 0;
-    for (int a = 0; a < e->n_axes; a++) {
-        if (idx[a] < 0)
-            continue;
-        const gq_axis *ax = &e->axes[a];
-        json_t *v = json_array_get(ax->values, (size_t)idx[a]);
-        json_object_set(c->axes, ax->name, v);
-        char vt[64];
-        value_text(v, vt, sizeof vt);
-        size_t len = strlen(c->sweep);
-        snprintf(c->sweep + len, sizeof c->sweep - len, "%s%s=%s", len ? " " : "", ax->name, vt);
-        switch (axis_target(ax, em)) {
-        case GQ_AXIS_FORMAT: json_object_set(fj, ax->param, v); break;
-        case GQ_AXIS_METHOD: json_object_set(mj, ax->param, v); break;
-        case GQ_AXIS_N_CALIB: c->n_calib = (int)json_integer_value(v); break;
-        case GQ_AXIS_CALIB_CTX: c->calib_ctx = (int)json_integer_value(v); break;
-        }
-    }
-    gq_method_cfg mc = {0};
-    gq_quantizer q = {0};
     char path[96];
     int rc = -1;
-    if (c->needs_calib && !e->has_calib) {
-        gq_fail(err, "%s.method: %s needs calibration data but $.calib is missing", em->path,
-                json_string_value(json_object_get(mj, "name")));
+    if (apply_axes(e, em, idx, c, mj, fj, err))
         goto done;
-    }
-    if (c->needs_calib && (c->n_calib < 1 || c->calib_ctx < 2 || c->calib_ctx > e->cfg.seq_len)) {
-        gq_fail(err, "$.sweep: n_calib %d / calib_ctx %d: need n_calib >= 1 and 2 <= calib_ctx <= "
-                     "%d (the model's context)", c->n_calib, c->calib_ctx, e->cfg.seq_len);
-        goto done;
-    }
     snprintf(path, sizeof path, "%s.method", em->path);
-    if (gq_method_cfg_from_json(mj, path, &mc, err))
+    if (gq_method_cfg_from_json(mj, path, &c->mc, err))
         goto done;
+    c->method_name = gq_method_name(c->mc.method);
     snprintf(path, sizeof path, "%s.format", em->path);
-    if (gq_quantizer_from_json(fj, path, &q, err))
+    if (gq_quantizer_from_json(fj, path, &c->q, err) || check_calib(e, em, c, err) ||
+        check_layers(e, c, em->path, err))
         goto done;
-    /* every block linear that no override claims must fit the format */
-    for (int l = 0; l < e->cfg.n_layers; l++)
-        for (int k = 0; k < GQ_N_LINEAR; k++) {
-            char name[96];
-            gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
-            bool claimed = false;
-            for (int r = 0; r < e->n_rules && !claimed; r++)
-                claimed = gq_runner_rule_matches(e->rules[r].pattern, name);
-            if (claimed)
-                continue;
-            int rows, cols;
-            gq_linear_shape(&e->cfg, (gq_linear_kind)k, &rows, &cols);
-            if (q.fmt->check_shape && q.fmt->check_shape(q.params, rows, cols, err)) {
-                gq_fail_prefix(err, "%s.format: cannot quantize %s (%d x %d)", em->path, name,
-                               rows, cols);
-                goto done;
-            }
-        }
-    c->method = gq_method_cfg_to_json(&mc);
-    c->format = gq_quantizer_to_json(&q);
-    snprintf(c->method_name, sizeof c->method_name, "%s", gq_method_name(mc.method));
-    gq_quantizer_label(&q, c->format_label, sizeof c->format_label);
-    rc = 0;
+    c->method = gq_method_cfg_to_json(&c->mc);
+    c->format = gq_quantizer_to_json(&c->q);
+    gq_quantizer_label(&c->q, c->format_label, sizeof c->format_label);
+    if (!c->sweep && !(c->sweep = strdup("")))
+        gq_fail(err, "$.sweep: out of memory");
+    else
+        rc = 0;
 done:
-    if (rc && c->sweep[0]) {
+    if (rc && c->sweep && c->sweep[0]) {
         char msg[GQ_ERROR_LEN];
         snprintf(msg, sizeof msg, "%s", err->msg);
         gq_fail(err, "%s (in the sweep cell %s)", msg, c->sweep);
     }
-    if (mc.method)
-        gq_method_cfg_free(&mc);
-    if (q.fmt)
-        gq_quantizer_free(&q);
     json_decref(mj);
     json_decref(fj);
-    if (rc) {
-        json_decref(c->axes);
-        json_decref(c->method);
-        json_decref(c->format);
-        memset(c, 0, sizeof *c);
-    }
+    if (rc)
+        gq_cell_release(c);
     return rc;
 }
 
-static bool same_cell(const gq_cell *a, const gq_cell *b)
+/* Canonical text of what makes a cell distinct: its entry, method, format and calibration. */
+static char *cell_key(const gq_cell *c)
 {
-    return a->entry == b->entry && json_equal(a->method, b->method) &&
-           json_equal(a->format, b->format) && a->n_calib == b->n_calib &&
-           a->calib_ctx == b->calib_ctx;
+    char *m = canonical(c->method), *f = canonical(c->format), *k = NULL;
+    if (m && f && asprintf(&k, "%d|%s|%s|%d|%d", c->entry, m, f, c->n_calib, c->calib_ctx) < 0)
+        k = NULL;
+    free(m);
+    free(f);
+    return k;
 }
 
-static void push_cell(gq_experiment *e, gq_cell *c)
+static void push_cell(gq_experiment *e, gq_cell *c, int *cap)
 {
-    e->cells = realloc(e->cells, (size_t)(e->n_cells + 1) * sizeof *e->cells);
+    if (e->n_cells == *cap) {
+        *cap = *cap ? 2 * *cap : 16;
+        e->cells = realloc(e->cells, (size_t)*cap * sizeof *e->cells);
+    }
     e->cells[e->n_cells++] = *c;
 }
 
-/* Odometer over the zip groups that apply to entry m. */
-static int expand_entry(gq_experiment *e, int m, gq_error *err)
+/* The zip groups (first axis of each) that apply to entry m, and which axes apply. */
+static int entry_groups(const gq_experiment *e, int m, bool *app, int *groups)
 {
-    int na = e->n_axes;
-    int *groups = calloc((size_t)na + 1, sizeof *groups), ng = 0;
+    int na = e->n_axes, ng = 0;
+    for (int a = 0; a < na; a++)
+        app[a] = applies(&e->axes[a], &e->methods[m]);
     for (int a = 0; a < na; a++) {
         if (e->axes[a].zip_group != a)
             continue;
         bool any = false;
         for (int b = 0; b < na; b++)
-            any |= e->axes[b].zip_group == a && applies(&e->axes[b], &e->methods[m]);
+            any |= e->axes[b].zip_group == a && app[b];
         if (any)
             groups[ng++] = a;
     }
+    return ng;
+}
+
+/* Odometer over the zip groups that apply to entry m; `seen` holds the keys of the cells so
+ * far (identical cells are merged). */
+static int expand_entry(gq_experiment *e, int m, json_t *seen, int *cap, gq_error *err)
+{
+    int na = e->n_axes;
+    int *groups = calloc((size_t)na + 1, sizeof *groups);
+    bool *app = calloc((size_t)na + 1, sizeof *app);
+    int ng = entry_groups(e, m, app, groups);
     int *pos = calloc((size_t)ng + 1, sizeof *pos), *idx = calloc((size_t)na + 1, sizeof *idx);
     int rc = 0;
     for (;;) {
@@ -344,24 +438,26 @@ static int expand_entry(gq_experiment *e, int m, gq_error *err)
             idx[a] = -1;
         for (int g = 0; g < ng; g++)
             for (int b = 0; b < na; b++)
-                if (e->axes[b].zip_group == groups[g] && applies(&e->axes[b], &e->methods[m]))
+                if (e->axes[b].zip_group == groups[g] && app[b])
                     idx[b] = pos[g];
         gq_cell c;
         if (make_cell(e, m, idx, &c, err)) {
             rc = -1;
             break;
         }
-        bool dup = false;
-        for (int i = 0; i < e->n_cells && !dup; i++)
-            dup = same_cell(&e->cells[i], &c);
-        if (dup) {
-            json_decref(c.axes);
-            json_decref(c.method);
-            json_decref(c.format);
+        char *key = cell_key(&c);
+        if (!key || json_object_get(seen, key)) {
+            gq_cell_release(&c);
+            if (!key) {
+                rc = gq_fail(err, "$.sweep: out of memory expanding the cells");
+                break;
+            }
         } else {
+            json_object_set_new(seen, key, json_true());
             snprintf(c.id, sizeof c.id, "c%03d", e->n_cells);
-            push_cell(e, &c);
+            push_cell(e, &c, cap);
         }
+        free(key);
         int g = ng - 1;
         while (g >= 0 && ++pos[g] == (int)json_array_size(e->axes[groups[g]].values))
             pos[g--] = 0;
@@ -369,24 +465,56 @@ static int expand_entry(gq_experiment *e, int m, gq_error *err)
             break;
     }
     free(groups);
+    free(app);
     free(pos);
     free(idx);
     return rc;
 }
 
+/* Refuses up front a sweep whose cells (before identical ones are merged) exceed the limit. */
+static int check_size(const gq_experiment *e, gq_error *err)
+{
+    unsigned long long limit;
+    double total = 1; /* the baseline */
+    if (gq_params_env_count("GQ_SWEEP_MAX_CELLS", "a positive integer",
+                            GQ_SWEEP_MAX_CELLS_DEFAULT, 1, &limit, err))
+        return -1;
+    int na = e->n_axes;
+    int *groups = calloc((size_t)na + 1, sizeof *groups);
+    bool *app = calloc((size_t)na + 1, sizeof *app);
+    for (int m = 0; m < e->n_methods; m++) {
+        double n = 1;
+        int ng = entry_groups(e, m, app, groups);
+        for (int g = 0; g < ng; g++)
+            n *= (double)json_array_size(e->axes[groups[g]].values);
+        total += n;
+    }
+    free(groups);
+    free(app);
+    if (total > (double)limit)
+        return gq_fail(err, "$.sweep: %.0f cells, more than the limit of %llu (split the "
+                            "experiment, or raise the limit with GQ_SWEEP_MAX_CELLS=N)",
+                       total, limit);
+    return 0;
+}
+
 int gq_sweep_expand(gq_experiment *e, gq_error *err)
 {
-    if (parse_axes(e, err) || parse_zip(e, err))
+    if (parse_axes(e, err) || parse_zip(e, err) || check_size(e, err))
         return -1;
     gq_cell base = {0};
     snprintf(base.id, sizeof base.id, "baseline");
     base.entry = -1;
     base.axes = json_object();
-    snprintf(base.method_name, sizeof base.method_name, "none");
+    base.sweep = strdup("");
+    base.method_name = "none";
     snprintf(base.format_label, sizeof base.format_label, "fp32");
-    push_cell(e, &base);
-    for (int m = 0; m < e->n_methods; m++)
-        if (expand_entry(e, m, err))
-            return -1;
-    return 0;
+    int cap = 0;
+    push_cell(e, &base, &cap);
+    json_t *seen = json_object();
+    int rc = 0;
+    for (int m = 0; m < e->n_methods && rc == 0; m++)
+        rc = expand_entry(e, m, seen, &cap, err);
+    json_decref(seen);
+    return rc;
 }

@@ -171,6 +171,58 @@ static void test_params_parse_and_errors(void **state)
     json_decref(canon);
 }
 
+/* Strings of any length (owned, released), 64-bit unsigned integers, required keys. */
+typedef struct {
+    char *text;
+    uint64_t seed;
+    char *note;
+} demo_section;
+
+static const gq_param_spec section_specs[] = {
+    {"text", GQ_PARAM_STRING, offsetof(demo_section, text), NULL, 0, 0, NULL, "a file"},
+    {"seed", GQ_PARAM_U64, offsetof(demo_section, seed), "7", 0, (double)INT64_MAX, NULL, "seed"},
+    {"note", GQ_PARAM_STRING, offsetof(demo_section, note), "", 0, 0, NULL, "optional"},
+    {0},
+};
+
+static void test_params_strings_and_required(void **state)
+{
+    (void)state;
+    demo_section p;
+    gq_error err = {{0}};
+    size_t n = 100000;
+    char *long_text = malloc(n + 64);
+    memset(long_text, 'x', n);
+    snprintf(long_text + n, 64, "\", \"seed\": 9223372036854775807}");
+    char *doc = malloc(n + 128);
+    snprintf(doc, n + 128, "{\"text\": \"%s", long_text);
+    json_t *j = json_loads(doc, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(gq_params_parse(section_specs, j, "$.eval", &p, &err), 0);
+    assert_int_equal(strlen(p.text), n);
+    assert_true(p.seed == (uint64_t)INT64_MAX);
+    assert_null(p.note);
+    json_t *canon = gq_params_to_json(section_specs, &p);
+    assert_int_equal(json_string_length(json_object_get(canon, "text")), n);
+    json_decref(canon);
+    gq_params_release(section_specs, &p);
+    assert_null(p.text);
+    json_decref(j);
+    free(doc);
+    free(long_text);
+
+    j = json_loads("{\"seed\": 3}", 0, NULL);
+    assert_int_equal(gq_params_parse(section_specs, j, "$.eval", &p, &err), -1);
+    assert_string_equal(err.msg, "$.eval: missing \"text\"");
+    gq_params_release(section_specs, &p);
+    json_decref(j);
+    j = json_loads("{\"text\": \"\", \"seed\": -1}", 0, NULL);
+    assert_int_equal(gq_params_parse(section_specs, j, "$.eval", &p, &err), -1);
+    assert_true(strstr(err.msg, "must not be empty") || strstr(err.msg, "-1 is outside 0.."));
+    gq_params_release(section_specs, &p);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -180,6 +232,7 @@ int main(void)
         cmocka_unit_test(test_sha256_known_vectors),
         cmocka_unit_test(test_rng_deterministic),
         cmocka_unit_test(test_params_parse_and_errors),
+        cmocka_unit_test(test_params_strings_and_required),
     };
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }

@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "core/gq_threads.h"
+#include "eval/eval_baseline.h"
 #include "eval/gq_eval.h"
 #include "model/gq_forward.h"
 #include "text/gq_dataset.h"
@@ -265,6 +268,19 @@ static void test_kl_self_and_perturbed(void **state)
     assert_int_equal(gq_eval_perplexity(&q, &S->ds, &o2, loaded, NULL, &bad, &err), -1);
     assert_non_null(strstr(err.msg, "baseline does not match"));
 
+    /* A baseline whose header matches in everything but its number of scored positions (and
+     * whose size fits that number): refused, KL never reads past its rows. */
+    gq_eval_baseline *few = NULL;
+    assert_int_equal(gq_baseline_new(GQ_PPL_FULL, 256, S->fp.cfg.vocab_size, 4, 3 * 255,
+                                     S->ds.sha256, &few, &err), 0);
+    assert_int_equal(gq_eval_baseline_save(few, path, &err), 0);
+    gq_eval_baseline_free(few);
+    assert_int_equal(gq_eval_baseline_load(path, &few, &err), 0);
+    assert_int_equal(gq_eval_perplexity(&q, &S->ds, &o, few, NULL, &bad, &err), -1);
+    assert_non_null(strstr(err.msg, "765 scored positions"));
+    gq_eval_baseline_free(few);
+    assert_int_equal(gq_eval_baseline_save(loaded, path, &err), 0);
+
     /* Truncated baseline files are refused. */
     size_t len;
     char *bytes = test_read_file(path, &len);
@@ -327,7 +343,7 @@ static void test_cli(void **state)
         fail_msg("eval failed: %s", errb);
     assert_non_null(strstr(out, "\"protocol\":\"llamacpp\""));
     assert_non_null(strstr(out, "\"ctx\":64"));
-    assert_non_null(strstr(out, "\"windows\":4"));
+    assert_non_null(strstr(out, "\"eval_windows\":4"));
     assert_non_null(strstr(out, "\"scored\":124"));
     assert_non_null(strstr(out, S->ds.sha256));
 
@@ -345,14 +361,23 @@ static void test_cli(void **state)
         if (test_run_cli(args, out, sizeof out, errb, sizeof errb) != 0)
             fail_msg("%s: %s", args, errb);
         assert_non_null(strstr(out, k ? "\"kl_reference\":\"paired\"" : "\"kl_reference\":\"stored\""));
-        const char *at = strstr(out, "\"base_ppl\"");
-        if (!at)
+        /* the comparison columns, without the timings */
+        json_t *j = json_loads(out, 0, NULL);
+        if (!j || !json_object_get(j, "base_ppl"))
             fail_msg("no base_ppl in the --json output: %s", out);
-        else
-            snprintf(kl[k], sizeof kl[k], "%.*s", (int)strcspn(at, "}"), at);
+        json_t *cmp = json_object();
+        static const char *const keys[] = {"base_ppl", "delta_ppl", "kl_div", "kl_stderr",
+                                           "top1_pct", "top1_stderr_pct"};
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+            json_object_set(cmp, keys[i], json_object_get(j, keys[i]));
+        char *c = json_dumps(cmp, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+        snprintf(kl[k], sizeof kl[k], "%s", c);
+        free(c);
+        json_decref(cmp);
+        json_decref(j);
     }
     assert_string_equal(kl[0], kl[1]);
-    assert_non_null(strstr(kl[1], "\"delta_ppl\":0.0,\"kl_mean\":0.0,\"kl_se\":0.0,\"top1_pct\":100.0,"));
+    assert_non_null(strstr(kl[1], "\"delta_ppl\":0.0,\"kl_div\":0.0,\"kl_stderr\":0.0,\"top1_pct\":100.0,"));
     snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --baseline %s "
              "--baseline-model %s", S->model_path, S->tok_path, S->text_path, base, S->model_path);
     expect_cli_status(args, 2, "--baseline and --baseline-model are alternatives");

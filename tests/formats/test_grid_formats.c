@@ -656,6 +656,62 @@ static void test_quantize_tensor_cli(void **state)
     free(dir);
 }
 
+/* Finite inputs near the float32 limit overflow the reconstruction of most llama.cpp formats:
+ * the statistics are then reported as non-finite (JSON null, a count of non-finite values),
+ * never a crash or a made-up number (max_abs 0, SQNR inf). */
+static void test_quantize_tensor_huge_values(void **state)
+{
+    (void)state;
+    float x[4] = {1.0f, 2.0f, 3.0f, 4.0f}, y[4] = {1.0f, NAN, 3.0f, 4.0f};
+    gq_quant_error e = gq_quant_error_compute(x, y, 4);
+    assert_true(isnan(e.rmse) && isnan(e.max_abs) && isnan(e.sqnr_db));
+    assert_int_equal(e.nonfinite, 1);
+    y[1] = INFINITY;
+    e = gq_quant_error_compute(x, y, 4);
+    assert_true(isinf(e.rmse) && isinf(e.max_abs) && !isfinite(e.sqnr_db));
+
+    char *dir = test_tmpdir("qt_huge");
+    char in[4200], args[8400], out[8192], err[8192];
+    snprintf(in, sizeof in, "%s/huge.f32", dir);
+    float *w = heavy_tailed(2, 256, 9);
+    for (int i = 0; i < 512; i++)
+        w[i] = (w[i] < 0 ? -3.3e38f : 3.3e38f) + w[i] * 1e36f;
+    write_f32(in, w, 512);
+    static const char *const fmts[] = {"q2_K", "q4_K", "q5_K", "q4_0", "q4_1",
+                                       "q5_0", "q5_1", "q8_0", "q6_K", "q3_K"};
+    for (size_t f = 0; f < sizeof fmts / sizeof fmts[0]; f++) {
+        snprintf(args, sizeof args, "quantize-tensor --format %s --rows 2 --cols 256 --in %s "
+                 "--json", fmts[f], in);
+        int st = test_run_cli(args, out, sizeof out, err, sizeof err);
+        if (st != 0)
+            fail_msg("%s: status %d\n%s", args, st, err);
+        json_error_t je;
+        json_t *j = json_loads(out, 0, &je);
+        if (!j)
+            fail_msg("%s: not JSON: %s", args, out);
+        json_int_t bad = json_integer_value(json_object_get(j, "nonfinite_values"));
+        const char *keys[] = {"rmse", "max_abs_err", "sqnr_db"};
+        for (int k = 0; k < 3; k++) {
+            json_t *v = json_object_get(j, keys[k]);
+            assert_non_null(v);
+            if (bad > 0 && !json_is_null(v))
+                fail_msg("%s: %d non-finite values but %s = %s", fmts[f], (int)bad, keys[k], out);
+            if (bad == 0 && k < 2 && !json_is_real(v))
+                fail_msg("%s: %s is not a number: %s", fmts[f], keys[k], out);
+        }
+        json_decref(j);
+    }
+    /* the text form says so too */
+    snprintf(args, sizeof args, "quantize-tensor --format q4_K --rows 2 --cols 256 --in %s", in);
+    assert_int_equal(test_run_cli(args, out, sizeof out, err, sizeof err), 0);
+    assert_non_null(strstr(out, "max abs error   nan"));
+    assert_non_null(strstr(out, "non-finite      512 reconstructed values"));
+    free(w);
+    unlink(in);
+    rmdir(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -670,6 +726,7 @@ int main(void)
         cmocka_unit_test(test_codes_threads_and_group_interface),
         cmocka_unit_test(test_parameter_validation),
         cmocka_unit_test(test_quantize_tensor_cli),
+        cmocka_unit_test(test_quantize_tensor_huge_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

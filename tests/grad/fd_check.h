@@ -20,4 +20,7 @@ double fd_dot(const double *a, const double *b, size_t n);
 /* Fresh zeroed array (fails the test when out of memory). */
 double *fd_zeros(size_t n);
 
+/* The block-gradient checks of test_grad_block.c, run from test_grad.c: failures. */
+int test_grad_block_main(void);
+
 #endif

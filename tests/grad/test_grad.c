@@ -379,7 +379,6 @@ static void test_diag_dominance(void **state)
     assert_false(gq_diag_dominant_f(tie, 2)); /* strict */
 }
 
-int test_grad_block_main(void);
 
 int main(void)
 {

@@ -294,7 +294,7 @@ static int quantize_cli(const char *model, const char *tok, const char *extra, c
 {
     char args[20480];
     snprintf(args, sizeof args, "quantize --model '%s' --tokenizer '%s' --n-calib 2 "
-             "--calib-ctx 32 --threads 1 %s", model, tok, extra);
+             "--calib-ctx 32 --eval-windows 4 --eval-ctx 64 --threads 1 %s", model, tok, extra);
     return test_run_cli(args, out, out_n, errb, err_n);
 }
 
@@ -329,12 +329,24 @@ static void test_quantize_cli(void **state)
     assert_non_null(strstr(out, "\"calib_sha256\":\""));
     assert_non_null(strstr(out, "\"n_calib\":2"));
     assert_non_null(strstr(out, "\"calib_ctx\":32"));
+    /* calibration is held out from the 4 x 64 evaluated tokens, and says where it drew */
+    assert_non_null(strstr(out, "\"calib_first_token\":256"));
+    const char *offs = strstr(out, "\"calib_offsets\":[");
+    assert_non_null(offs);
+    assert_true(strtol(offs + strlen("\"calib_offsets\":["), NULL, 10) >= 256);
     assert_non_null(strstr(out, "\"propagate\":\"fp\""));
     assert_non_null(strstr(out, "\"tokenizer\":"));
     gq_model back;
     gq_error err;
     assert_int_equal(gq_model_load(q, &back, &err), 0);
     gq_model_free(&back);
+
+    /* the default calibration text is the evaluation text: refused without a hold-out */
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "quantize --model '%s' --tokenizer '%s' --method rtn "
+             "--format int --out '%s'", model, tok, q);
+    assert_int_equal(test_run_cli(cmd, out, sizeof out, errb, sizeof errb), 2);
+    assert_non_null(strstr(errb, "--calib-data: the default calibration text is the evaluation"));
 
     /* invalid input exits 2 before any work, naming the culprit */
     expect_quantize_error(model, tok, "--method rtn --format int --out /nonexistent/q.bin",

@@ -120,10 +120,63 @@ static void test_decode_positions(void **state)
     gq_model_free(&m);
 }
 
+/* A version-1 checkpoint of 135 KB whose header claims seq_len 2^20 and 1024 layers of width 2
+ * (a 16 GiB KV cache): refused at load, before any allocation; a plausible model's decode
+ * state holds only the positions asked for. */
+static void test_absurd_header_refused(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir("model_absurd"), path[4200], tok[4096];
+    snprintf(path, sizeof path, "%s/absurd.bin", dir);
+    const int32_t dim = 2, hid = 2, L = 1024, vocab = 512, p[7] = {dim, hid, L, 1, 1, vocab, 1 << 20};
+    size_t floats = (size_t)L * dim * 2 + dim + (size_t)vocab * dim +
+                    (size_t)L * (dim * dim * 4 + hid * dim * 3);
+    size_t bytes = 256 + floats * sizeof(float);
+    unsigned char *file = calloc(1, bytes);
+    const uint32_t magic = 0x616b3432u;
+    const int32_t version = 1;
+    memcpy(file, &magic, 4);
+    memcpy(file + 4, &version, 4);
+    memcpy(file + 8, p, sizeof p);
+    file[8 + sizeof p] = 1; /* shared classifier */
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(file, 1, bytes, f), bytes);
+    assert_int_equal(fclose(f), 0);
+    free(file);
+    gq_model m;
+    gq_error err = {{0}};
+    assert_int_equal(gq_model_load(path, &m, &err), -1);
+    assert_non_null(strstr(err.msg, "seq_len = 1048576"));
+    assert_non_null(strstr(err.msg, "not a plausible checkpoint"));
+    if (test_asset("models/stories260K/tok512.bin", tok, sizeof tok)) {
+        assert_int_equal(run("generate --model '%s' --tokenizer '%s' --steps 0", path, tok), 2);
+        assert_non_null(strstr(errb, "not a plausible checkpoint"));
+    }
+    unlink(path);
+    rmdir(dir);
+    free(dir);
+
+    assert_int_equal(gq_model_synth("tiny", 2, &m, &err), 0);
+    assert_true(gq_decode_bytes(&m.cfg, 16) < gq_decode_bytes(&m.cfg, m.cfg.seq_len));
+    gq_decode *d = gq_decode_new_n(&m, 4, &err);
+    assert_non_null(d);
+    float *logits = malloc((size_t)m.cfg.vocab_size * sizeof(float));
+    for (int pos = 0; pos < 4; pos++)
+        assert_int_equal(gq_decode_step(d, 1, pos, logits, &err), 0);
+    assert_int_equal(gq_decode_step(d, 1, 4, logits, &err), -1); /* beyond its 4 positions */
+    assert_non_null(strstr(err.msg, "outside 0..3"));
+    assert_null(gq_decode_new_n(&m, m.cfg.seq_len + 1, &err));
+    free(logits);
+    gq_decode_free(d);
+    gq_model_free(&m);
+}
+
 const struct CMUnitTest model_cli_tests[] = {
     cmocka_unit_test(test_synth_command),
     cmocka_unit_test(test_generate_sampling_and_errors),
     cmocka_unit_test(test_bench_forward_runs),
     cmocka_unit_test(test_decode_positions),
+    cmocka_unit_test(test_absurd_header_refused),
 };
 const size_t model_cli_tests_n = sizeof model_cli_tests / sizeof model_cli_tests[0];

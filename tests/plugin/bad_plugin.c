@@ -1,5 +1,6 @@
 /* Broken plugins for the loader's error paths, one shared module per -D flag:
  *   BAD_ABI    exports gq_plugin_abi = 999
+ *   ABI_FUNC   exports gq_plugin_abi as a function (the loader must not read it as an int)
  *   NO_INIT    exports gq_plugin_abi but no gq_plugin_init
  *   DUP_NAME   registers a format named "int", which the built-ins already have
  *   LATE_FAIL  registers a format and a method named "late_fail", then fails (the loader must
@@ -8,6 +9,9 @@
 
 #if defined(BAD_ABI)
 const int gq_plugin_abi = 999;
+#elif defined(ABI_FUNC)
+int gq_plugin_abi(void);
+int gq_plugin_abi(void) { return GQ_PLUGIN_ABI; }
 #else
 const int gq_plugin_abi = GQ_PLUGIN_ABI;
 #endif

@@ -16,6 +16,7 @@
 #include "plugin/gq_plugin.h"
 
 static const char *g_nf4, *g_bad_abi, *g_no_init, *g_dup, *g_late;
+static const char *g_abi_func; /* argv[6]: abi_func.so, gq_plugin_abi a function */
 
 /* The published NF4 levels (QLoRA), independent of the plugin's copy. */
 static const float nf4_levels[16] = {
@@ -47,6 +48,8 @@ static void test_load_errors(void **state)
     expect_fail(gq_plugin_load(dir, &e), &e, dir, "not a regular file");
     expect_fail(gq_plugin_load(g_no_init, &e), &e, g_no_init, "missing symbol gq_plugin_init");
     expect_fail(gq_plugin_load(g_bad_abi, &e), &e, g_bad_abi, "built for plugin ABI 999");
+    /* read as an int, a function's first bytes would be a misaligned load (UBSan) */
+    expect_fail(gq_plugin_load(g_abi_func, &e), &e, g_abi_func, "gq_plugin_abi is a function");
     expect_fail(gq_plugin_load(g_dup, &e), &e, g_dup, "format \"int\" is already registered");
     assert_int_equal(gq_plugin_count(), 0);
     free(dir);
@@ -323,12 +326,13 @@ static void test_cli(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
+    if (argc != 7) {
         fprintf(stderr, "usage: test_plugin nf4.so bad_abi.so no_init.so dup_name.so "
-                        "late_fail.so\n");
+                        "late_fail.so abi_func.so\n");
         return 2;
     }
     g_nf4 = argv[1], g_bad_abi = argv[2], g_no_init = argv[3], g_dup = argv[4], g_late = argv[5];
+    g_abi_func = argv[6];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_failed_init_rolls_back),

@@ -15,43 +15,7 @@
 #include "report/gq_h5.h"
 #include "report/gq_plot.h"
 #include "report/gq_table.h"
-
-/* Two series over group sizes 32/64 at bits 3/4, plus a baseline row. */
-static void sample_table(gq_table *t)
-{
-    gq_table_init(t);
-    gq_table_add_col(t, "cell", GQ_COL_TEXT);
-    gq_table_add_col(t, "series", GQ_COL_TEXT);
-    gq_table_add_col(t, "method", GQ_COL_TEXT);
-    gq_table_add_col(t, "sweep", GQ_COL_TEXT);
-    gq_table_add_col(t, "bits", GQ_COL_INT);
-    gq_table_add_col(t, "group_size", GQ_COL_INT);
-    gq_table_add_col(t, "ppl", GQ_COL_REAL);
-    gq_table_add_col(t, "ppl_stderr", GQ_COL_REAL);
-    gq_table_add_col(t, "bpw", GQ_COL_REAL);
-    gq_table_add_col(t, "t_quant", GQ_COL_REAL);
-    gq_table_add_col(t, "note", GQ_COL_TEXT);
-    gq_table_add_row(t, json_pack("{s:s, s:s, s:s, s:f, s:f, s:f, s:s}", "cell", "baseline",
-                                  "series", "fp32 baseline", "method", "none", "ppl", 10.0,
-                                  "ppl_stderr", 0.5, "bpw", 32.0, "note", "a \"quoted\", comma\nline"));
-    int id = 1;
-    const char *series[] = {"rtn", "gptq"};
-    for (int s = 0; s < 2; s++)
-        for (int b = 3; b <= 4; b++)
-            for (int g = 32; g <= 64; g *= 2) {
-                char cell[16], sweep[64];
-                snprintf(cell, sizeof cell, "c%03d", id++);
-                snprintf(sweep, sizeof sweep, "bits=%d group_size=%d", b, g);
-                double ppl = 10.0 + (5 - b) * 3.0 + g / 64.0 - s;
-                gq_table_add_row(t, json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:f, s:f, s:f, s:f}",
-                                              "cell", cell, "series", series[s], "method",
-                                              series[s], "sweep", sweep, "bits", b, "group_size",
-                                              g, "ppl", ppl, "ppl_stderr", 0.25, "bpw",
-                                              b + 16.0 / g, "t_quant", 0.125 * id));
-            }
-    json_object_set_new(t->attrs, "protocol", json_string("full, ctx 64"));
-    json_object_set_new(t->attrs, "threads", json_integer(2));
-}
+#include "report_fixture.h"
 
 static void test_csv_round_trip(void **state)
 {
@@ -162,6 +126,19 @@ static void test_plots(void **state)
     snprintf(p, sizeof p, "%s/ppl_vs_n_calib.png", dir);
     assert_false(gq_file_exists(p));
 
+    /* group widths that differ between formats but were not swept: no group-size chart */
+    char *dir2 = test_tmpdir("plots-unswept");
+    for (size_t r = 1; r < gq_table_n_rows(&t); r++) {
+        char sweep[64];
+        snprintf(sweep, sizeof sweep, "bits=%.0f", gq_table_num(&t, r, "bits"));
+        json_object_set_new(gq_table_row(&t, r), "sweep", json_string(sweep));
+    }
+    assert_int_equal(gq_plot_results(&t, dir2, &n, &err), 0);
+    assert_int_equal(n, 3); /* bits, bpw, stage times */
+    snprintf(p, sizeof p, "%s/ppl_vs_group_size_3bit.png", dir2);
+    assert_false(gq_file_exists(p));
+    free(dir2);
+
     /* a missing gnuplot is an error naming gnuplot, not a crash or an empty PNG */
     setenv("GQ_GNUPLOT", "/nonexistent/gnuplot", 1);
     assert_int_equal(gq_plot_results(&t, dir, &n, &err), -1);
@@ -233,7 +210,7 @@ static void groupwise_table(gq_table *t, const char *praq_label, bool with_decod
 }
 
 /* A stand-in for gnuplot ($GQ_GNUPLOT) that keeps each script as <dir>/scripts/<chart>.png.gp
- * and writes a placeholder at the output it names. */
+ * and writes the smallest whole PNG (signature and IEND chunk) at the output it names. */
 static char *fake_gnuplot(void)
 {
     char *dir = test_tmpdir("fake-gnuplot"), path[4200];
@@ -247,7 +224,7 @@ static char *fake_gnuplot(void)
           "cat >\"$s\"\n"
           "out=$(sed -n \"s/^set output ['\\\"]\\(.*\\)['\\\"]\\$/\\1/p\" \"$s\" | head -n 1)\n"
           "[ -n \"$out\" ] || exit 1\n"
-          "printf 'fake' >\"$out\"\n"
+          "printf '\\211PNG\\r\\n\\032\\n\\000\\000\\000\\000IEND\\256B`\\202' >\"$out\"\n"
           "mv \"$s\" \"$d/$(basename \"${out%.tmp.*}\").gp\"\n",
           f);
     fclose(f);

@@ -24,15 +24,11 @@ static char g_smoke[4096];    /* experiments/smoke.json */
 static char *g_ref_dir;       /* out-dir of the uninterrupted smoke run */
 static char g_out[1 << 16], g_err[1 << 16];
 
-/* Points GQ_ASSETS at the directory that holds the real assets; false when they are missing. */
+/* GQ_ASSETS at the real assets (test_setup_assets) and the path of smoke.json. */
 static bool setup_assets(void)
 {
-    char p[4096];
-    const char *rel = "models/stories260K/tok512.bin";
-    if (!test_asset(rel, p, sizeof p))
+    if (!test_setup_assets())
         return false;
-    p[strlen(p) - strlen(rel)] = '\0';
-    setenv("GQ_ASSETS", p, 1);
     const char *root = getenv("GQ_SOURCE_ROOT");
     snprintf(g_smoke, sizeof g_smoke, "%s/experiments/smoke.json", root ? root : ".");
     return true;
@@ -265,7 +261,7 @@ static void test_sweep_expansion(void **state)
     assert_non_null(f);
     fputs("{\"name\": \"sweep\",\n"
           " \"model\": {\"synthetic\": \"tiny\", \"tokenizer\": \"models/stories260K/tok512.bin\"},\n"
-          " \"eval\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"ctx\": 32},\n"
+          " \"eval\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"ctx\": 32, \"max_windows\": 8},\n"
           " \"calib\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"n_calib\": 2, \"calib_ctx\": 32},\n"
           " \"methods\": [\n"
           "  {\"label\": \"g\", \"method\": \"rtn\", \"format\": {\"name\": \"int\"}},\n"

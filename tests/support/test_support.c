@@ -1,9 +1,11 @@
 #include "test_support.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,6 +45,39 @@ char *test_tmpdir(const char *tag)
     char *d = mkdtemp(tmpl);
     assert_non_null(d);
     return strdup(d);
+}
+
+char *test_tmpfs(const char *tag, int kib, bool ro)
+{
+    char *dir = test_tmpdir(tag);
+    char opts[64];
+    snprintf(opts, sizeof opts, "size=%dk", kib);
+    if (mount("gq-test", dir, "tmpfs", ro ? MS_RDONLY : 0, opts) != 0) {
+        fprintf(stderr, "skipping: cannot mount a tmpfs on %s (%s)\n", dir, strerror(errno));
+        rmdir(dir);
+        free(dir);
+        return NULL;
+    }
+    return dir;
+}
+
+void test_tmpfs_free(char *dir)
+{
+    if (!dir)
+        return;
+    umount2(dir, MNT_DETACH);
+    rmdir(dir);
+    free(dir);
+}
+
+bool test_png_complete(const char *path)
+{
+    size_t len;
+    unsigned char *b = test_read_file(path, &len);
+    bool ok = len >= 20 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0 &&
+              memcmp(b + len - 8, "IEND\xae\x42\x60\x82", 8) == 0;
+    free(b);
+    return ok;
 }
 
 void *test_read_file(const char *path, size_t *len)
@@ -100,4 +135,15 @@ int test_run_clif(char *out, size_t out_n, char *err, size_t err_n, const char *
     if (n < 0 || (size_t)n >= sizeof args)
         fail_msg("test_run_clif: arguments longer than %zu bytes", sizeof args - 1);
     return test_run_cli(args, out, out_n, err, err_n);
+}
+
+bool test_setup_assets(void)
+{
+    char p[4096];
+    const char *rel = "models/stories260K/tok512.bin";
+    if (!test_asset(rel, p, sizeof p))
+        return false;
+    p[strlen(p) - strlen(rel)] = '\0';
+    setenv("GQ_ASSETS", p, 1);
+    return true;
 }

@@ -28,6 +28,10 @@ bool test_asset(const char *rel, char *out, size_t n);
 /* A fresh empty directory under the build's temporary area; caller frees the string. */
 char *test_tmpdir(const char *tag);
 
+/* Points GQ_ASSETS at the directory that holds the real assets (for gq-bench runs); false when
+ * they are missing. */
+bool test_setup_assets(void);
+
 /* Reads a whole binary file; caller frees. Fails the test if missing. */
 void *test_read_file(const char *path, size_t *len);
 
@@ -38,5 +42,14 @@ int test_run_cli(const char *args, char *out, size_t out_n, char *err, size_t er
 /* The same with the argument string built from a printf format. */
 int test_run_clif(char *out, size_t out_n, char *err, size_t err_n, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+
+/* Mounts a fresh tmpfs of `kib` KiB (read-only when `ro`) on a new temporary directory, for
+ * disk-full and read-only tests. Returns the directory (caller passes it to test_tmpfs_free), or
+ * NULL when this process may not mount (not root, no CAP_SYS_ADMIN): the caller then skips. */
+char *test_tmpfs(const char *tag, int kib, bool ro);
+void test_tmpfs_free(char *dir);
+
+/* True when path holds a whole PNG: the signature first and the IEND chunk last. */
+bool test_png_complete(const char *path);
 
 #endif

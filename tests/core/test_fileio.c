@@ -1,0 +1,169 @@
+/* File I/O against hostile paths: inputs that are not regular files (a FIFO must not hang),
+ * outputs that are devices or links, planted temporaries, a full disk, a read-only directory. */
+#include "test_support.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/gq_fileio.h"
+#include "core/gq_sha256.h"
+
+/* Entries of dir other than . and .. */
+static int n_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d));)
+        n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+static void test_inputs_are_regular_files(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir("fileio_in");
+    char fifo[4200], hex[65], *data = NULL;
+    size_t len;
+    gq_error err = {{0}};
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    /* no writer ever opens the FIFO: a blocking open or read would hang the test */
+    assert_int_equal(gq_read_file(fifo, &data, &len, &err), -1);
+    assert_non_null(strstr(err.msg, "not a regular file (it is a pipe)"));
+    assert_int_equal(gq_sha256_file(fifo, hex, &err), -1);
+    assert_non_null(strstr(err.msg, fifo));
+    assert_int_equal(gq_sha256_file("/dev/zero", hex, &err), -1);
+    assert_non_null(strstr(err.msg, "/dev/zero: not a regular file (it is a device)"));
+    assert_int_equal(gq_read_file(dir, &data, &len, &err), -1);
+    assert_non_null(strstr(err.msg, "directory"));
+    assert_true(gq_open_input("/dev/zero", &err) < 0);
+    unlink(fifo);
+    rmdir(dir);
+    free(dir);
+}
+
+static void test_outputs_must_be_regular_or_absent(void **state)
+{
+    (void)state;
+    gq_error err = {{0}};
+    struct stat st;
+    assert_int_equal(gq_write_file_atomic("/dev/null", "x", 1, &err), -1);
+    assert_non_null(strstr(err.msg, "a device"));
+    assert_int_equal(stat("/dev/null", &st), 0);
+    assert_true(S_ISCHR(st.st_mode)); /* not replaced by a regular file */
+    assert_int_equal(gq_check_writable("--out", "/dev/full", &err), -1);
+    assert_non_null(strstr(err.msg, "--out"));
+    assert_non_null(strstr(err.msg, "/dev/full"));
+
+    char *dir = test_tmpdir("fileio_out");
+    char victim[4200], link[4200];
+    snprintf(victim, sizeof victim, "%s/victim", dir);
+    snprintf(link, sizeof link, "%s/out.csv", dir);
+    assert_int_equal(gq_write_file_atomic(victim, "keep", 4, &err), 0);
+    assert_int_equal(symlink(victim, link), 0);
+    assert_int_equal(gq_write_file_atomic(link, "new", 3, &err), -1);
+    assert_non_null(strstr(err.msg, "symbolic link"));
+    assert_int_equal(gq_check_writable("--out", link, &err), -1);
+    size_t n;
+    char *got = test_read_file(victim, &n);
+    assert_int_equal(n, 4);
+    assert_memory_equal(got, "keep", 4);
+    free(got);
+    unlink(link);
+    unlink(victim);
+    rmdir(dir);
+    free(dir);
+}
+
+/* A link planted at every temporary name an earlier version used ("<path>.tmp.<pid>") and a
+ * few more: the write must create its own temporary and leave the link's target alone. */
+static void test_planted_temporary_is_not_followed(void **state)
+{
+    (void)state;
+    gq_error err = {{0}};
+    char *dir = test_tmpdir("fileio_tmp");
+    char victim[4200], out[4200], plant[4300];
+    snprintf(victim, sizeof victim, "%s/victim", dir);
+    snprintf(out, sizeof out, "%s/results.csv", dir);
+    assert_int_equal(gq_write_file_atomic(victim, "keep", 4, &err), 0);
+    snprintf(plant, sizeof plant, "%s.tmp.%d", out, (int)getpid());
+    assert_int_equal(symlink(victim, plant), 0);
+    assert_int_equal(gq_write_file_atomic(out, "a,b\n", 4, &err), 0);
+    size_t n;
+    char *got = test_read_file(victim, &n);
+    assert_memory_equal(got, "keep", 4);
+    free(got);
+    struct stat st;
+    assert_int_equal(lstat(out, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(n_entries(dir), 3); /* victim, results.csv, the untouched plant */
+    unlink(plant);
+    unlink(out);
+    unlink(victim);
+    rmdir(dir);
+    free(dir);
+}
+
+static void test_disk_full_leaves_no_file(void **state)
+{
+    (void)state;
+    char *dir = test_tmpfs("fileio_full", 64, false);
+    if (!dir) {
+        skip();
+        return;
+    }
+    gq_error err = {{0}};
+    char path[4200];
+    snprintf(path, sizeof path, "%s/big.bin", dir);
+    size_t n = 1 << 20;
+    char *big = calloc(1, n);
+    assert_int_equal(gq_write_file_atomic(path, big, n, &err), -1);
+    assert_non_null(strstr(err.msg, path));
+    assert_non_null(strstr(err.msg, "write failed"));
+    assert_int_equal(n_entries(dir), 0); /* neither the file nor its temporary */
+    free(big);
+    test_tmpfs_free(dir);
+}
+
+static void test_read_only_directory(void **state)
+{
+    (void)state;
+    char *dir = test_tmpfs("fileio_ro", 64, true);
+    if (!dir) {
+        skip();
+        return;
+    }
+    gq_error err = {{0}};
+    char sub[4200], file[4200];
+    snprintf(sub, sizeof sub, "%s/results/exp", dir);
+    snprintf(file, sizeof file, "%s/out.bin", dir);
+    assert_int_equal(gq_check_dir_writable("--out-dir", sub, &err), -1);
+    assert_non_null(strstr(err.msg, "not writable"));
+    assert_int_equal(gq_check_writable("--out", file, &err), -1);
+    assert_non_null(strstr(err.msg, "not writable"));
+    test_tmpfs_free(dir);
+    char *ok = test_tmpdir("fileio_rw");
+    snprintf(sub, sizeof sub, "%s/results/exp", ok);
+    assert_int_equal(gq_check_dir_writable("--out-dir", sub, &err), 0);
+    assert_int_equal(n_entries(ok), 0); /* the probe is gone, nothing was created */
+    rmdir(ok);
+    free(ok);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_inputs_are_regular_files),
+        cmocka_unit_test(test_outputs_must_be_regular_or_absent),
+        cmocka_unit_test(test_planted_temporary_is_not_followed),
+        cmocka_unit_test(test_disk_full_leaves_no_file),
+        cmocka_unit_test(test_read_only_directory),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
