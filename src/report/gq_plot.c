@@ -322,6 +322,13 @@ static int run_gnuplot(const char *gnuplot, const char *png, const char *title, 
 }
 
 /* ---- perplexity line charts ---- */
+/* A horizontal dashed line at y drawn in the colour (line type) of series `lt` - 1. */
+typedef struct {
+    char name[160];
+    double y;
+    int lt;
+} ref_line;
+
 typedef struct {
     const chart *c;
     const char *xlabel;
@@ -329,6 +336,8 @@ typedef struct {
     bool logx2;
     bool frontier;   /* points only, joined along each series' Pareto frontier */
     double baseline; /* NaN when absent */
+    const ref_line *refs; /* per-channel values beside a group-size chart (n_refs of them) */
+    int n_refs;
 } line_ctx;
 
 static void line_body(FILE *f, const void *vctx)
@@ -345,6 +354,10 @@ static void line_body(FILE *f, const void *vctx)
     if (isfinite(L->baseline)) {
         lo = fmin(lo, L->baseline);
         hi = fmax(hi, L->baseline);
+    }
+    for (int i = 0; i < L->n_refs; i++) {
+        lo = fmin(lo, L->refs[i].y);
+        hi = fmax(hi, L->refs[i].y);
     }
     if (lo > 0 && hi / lo > 10) /* perplexity explodes: log scale, range fitted to the data */
         fprintf(f, "set logscale y\nset offsets graph 0.04, graph 0.04, 0, 0\nset yrange [%g:%g]\n",
@@ -380,8 +393,12 @@ static void line_body(FILE *f, const void *vctx)
             fprintf(f, ", $f%d using 1:2 with lines lt %d notitle", i, i + 1);
             continue;
         }
-        fprintf(f, "%s$d%d using 1:2:3 with yerrorlines title ", i ? ", " : "", i);
+        fprintf(f, "%s$d%d using 1:2:3 with yerrorlines lt %d title ", i ? ", " : "", i, i + 1);
         gp_quote(f, L->c->s[i].name);
+    }
+    for (int i = 0; i < L->n_refs; i++) {
+        fprintf(f, ", %.17g with lines lt %d dashtype 2 title ", L->refs[i].y, L->refs[i].lt);
+        gp_quote(f, L->refs[i].name);
     }
     if (isfinite(L->baseline))
         fprintf(f, "%s%.17g with lines dashtype 2 lc rgb 'black' title 'unquantized baseline'",
@@ -395,6 +412,118 @@ static double baseline_ppl(const gq_table *t)
         if (is_baseline(t, r))
             return gq_table_num(t, r, "ppl");
     return NAN;
+}
+
+/* ---- group-wise against per-channel ---- */
+static json_t *json_column(const gq_table *t, size_t r, const char *col)
+{
+    const char *s = gq_table_str(t, r, col);
+    return s ? json_loads(s, 0, NULL) : NULL;
+}
+
+/* A quantized row with one scale per output channel (format granularity "channel"). */
+static bool is_per_channel(const gq_table *t, size_t r)
+{
+    json_t *fmt = json_column(t, r, "format_params");
+    const char *g = json_string_value(json_object_get(fmt, "granularity"));
+    bool pc = !is_baseline(t, r) && g && strcmp(g, "channel") == 0;
+    json_decref(fmt);
+    return pc;
+}
+
+/* A quantized row whose format has groups narrower than a row (a group_size value). */
+static bool is_group_wise(const gq_table *t, size_t r)
+{
+    return !is_baseline(t, r) && isfinite(gq_table_num(t, r, "group_size"));
+}
+
+/* What a group-wise row and its per-channel counterpart share: the method and its parameters,
+ * the propagation, the format without granularity and group size, and the swept axes other
+ * than group_size. NULL when the row has no format parameters. */
+static json_t *pairing_key(const gq_table *t, size_t r)
+{
+    json_t *fmt = json_column(t, r, "format_params");
+    if (!json_is_object(fmt)) {
+        json_decref(fmt);
+        return NULL;
+    }
+    json_object_del(fmt, "granularity");
+    json_object_del(fmt, "group_size");
+    json_t *axes = json_array();
+    const char *sw = gq_table_str(t, r, "sweep");
+    char *copy = strdup(sw ? sw : ""), *save = NULL;
+    for (char *kv = strtok_r(copy, " ", &save); kv; kv = strtok_r(NULL, " ", &save))
+        if (strncmp(kv, "group_size=", 11) != 0)
+            json_array_append_new(axes, json_string(kv));
+    free(copy);
+    json_t *method = json_column(t, r, "method_params");
+    const char *prop = gq_table_str(t, r, "propagate");
+    return json_pack("{s:o, s:o, s:o*, s:s}", "format", fmt, "axes", axes, "method", method,
+                     "propagate", prop ? prop : "");
+}
+
+static bool rows_pair(const gq_table *t, size_t a, size_t b)
+{
+    json_t *ka = pairing_key(t, a), *kb = pairing_key(t, b);
+    bool same = ka && kb && json_equal(ka, kb);
+    json_decref(ka);
+    json_decref(kb);
+    return same;
+}
+
+/* The first row of the other kind (per-channel for a group-wise row and the reverse) that row r
+ * pairs with, or -1. */
+static long paired_row(const gq_table *t, size_t r)
+{
+    bool want_channel = is_group_wise(t, r);
+    for (size_t k = 0; k < gq_table_n_rows(t); k++)
+        if ((want_channel ? is_per_channel(t, k) : is_group_wise(t, k)) && rows_pair(t, r, k))
+            return (long)k;
+    return -1;
+}
+
+static int chart_find(const chart *c, const char *name)
+{
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->s[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* The index in c of the series of the group-wise row that per-channel row pc pairs with (names
+ * as series_name gives them for axis x without `skip`), or -1. */
+static int paired_series(const gq_table *t, size_t pc, const chart *c, const char *x,
+                         const char *skip)
+{
+    long g = paired_row(t, pc);
+    if (g < 0)
+        return -1;
+    char name[256];
+    series_name(t, (size_t)g, x, skip, name, sizeof name);
+    return chart_find(c, name);
+}
+
+/* The per-channel rows whose `filter_col` equals `filter_val`, as dashed lines in the colour of
+ * the group-wise series of c they pair with (a colour of their own when none). */
+static int channel_refs(const gq_table *t, const chart *c, const char *filter_col,
+                        double filter_val, ref_line **out)
+{
+    int n = 0;
+    ref_line *refs = NULL;
+    for (size_t r = 0; r < gq_table_n_rows(t); r++) {
+        double ppl = gq_table_num(t, r, "ppl");
+        if (!is_per_channel(t, r) || !isfinite(ppl) ||
+            (filter_col && gq_table_num(t, r, filter_col) != filter_val))
+            continue;
+        refs = realloc(refs, (size_t)(n + 1) * sizeof *refs);
+        ref_line *L = &refs[n++];
+        series_name(t, r, "group_size", filter_col, L->name, sizeof L->name);
+        L->y = ppl;
+        int s = paired_series(t, r, c, "group_size", filter_col);
+        L->lt = s >= 0 ? s + 1 : c->n + n;
+    }
+    *out = refs;
+    return n;
 }
 
 /* One chart of ppl against column `x` over the quantized rows whose `filter_col` equals
@@ -428,12 +557,214 @@ static int ppl_chart(const gq_table *t, const char *gnuplot, const char *dir, co
         snprintf(ylabel, sizeof ylabel, "perplexity (%s protocol, ctx %.0f; error bars: 1 s.e.)",
                  pr ? pr : "?", gq_table_num(t, 0, "ctx"));
         snprintf(png, sizeof png, "%s/%s", dir, file);
-        line_ctx L = {&c, xlabel, ylabel, logx2, strcmp(x, "bpw") == 0, baseline_ppl(t)};
+        line_ctx L = {&c, xlabel, ylabel, logx2, strcmp(x, "bpw") == 0, baseline_ppl(t), NULL, 0};
+        ref_line *refs = NULL;
+        if (strcmp(x, "group_size") == 0) /* per-channel values: dashed, in their method's colour */
+            L.n_refs = channel_refs(t, &c, filter_col, filter_val, &refs);
+        L.refs = refs;
         rc = run_gnuplot(gnuplot, png, title, line_body, &L, err);
+        free(refs);
         if (rc == 0)
             (*n_charts)++;
     }
     chart_free(&c);
+    return rc;
+}
+
+/* Data blocks $<prefix>0.. of every series of c: x y dy per line. */
+static void series_blocks(FILE *f, const chart *c, const char *prefix)
+{
+    for (int i = 0; i < c->n; i++) {
+        fprintf(f, "$%s%d << EOD\n", prefix, i);
+        for (int k = 0; k < c->s[i].n; k++)
+            fprintf(f, "%.17g %.17g %.17g\n", c->s[i].x[k], c->s[i].y[k], c->s[i].dy[k]);
+        fprintf(f, "EOD\n");
+    }
+}
+
+/* ---- group-wise PPL relative to the same method per channel ---- */
+static void ratio_body(FILE *f, const void *vctx)
+{
+    const chart *c = vctx;
+    fprintf(f, "set xlabel 'group size (weights per scale)'\nset logscale x 2\nset ylabel ");
+    gp_quote(f, "perplexity vs the same method per channel: 100 (PPL_group / PPL_channel - 1), %");
+    fprintf(f, "\n");
+    series_blocks(f, c, "r");
+    fprintf(f, "plot ");
+    for (int i = 0; i < c->n; i++) {
+        fprintf(f, "%s$r%d using 1:2 with linespoints lt %d pt 7 title ", i ? ", " : "", i, i + 1);
+        gp_quote(f, c->s[i].name);
+    }
+    fprintf(f, ", 0 with lines lc rgb 'black' dashtype 2 title 'per channel (0%%)'\n");
+}
+
+/* groupwise_vs_perchannel[_<b>bit].png: for every group-wise row with a per-channel
+ * counterpart, the relative perplexity difference (percent) against group size. */
+static int ratio_chart(const gq_table *t, const char *gnuplot, const char *dir, const char *file,
+                       const char *filter_col, double filter_val, const char *extra_title,
+                       int *n_charts, gq_error *err)
+{
+    chart c = {0};
+    char name[256];
+    for (size_t r = 0; r < gq_table_n_rows(t); r++) {
+        if (!is_group_wise(t, r) || (filter_col && gq_table_num(t, r, filter_col) != filter_val))
+            continue;
+        long pc = paired_row(t, r);
+        if (pc < 0)
+            continue;
+        series_name(t, r, "group_size", filter_col, name, sizeof name);
+        double ratio = gq_table_num(t, r, "ppl") / gq_table_num(t, (size_t)pc, "ppl");
+        chart_add(&c, name, gq_table_num(t, r, "group_size"), 100.0 * (ratio - 1.0), NAN);
+    }
+    int rc = 0;
+    if (c.n > 0) {
+        chart_sort(&c);
+        char title[2048], proto[1600], png[4096];
+        protocol_title(t, proto, sizeof proto);
+        snprintf(title, sizeof title,
+                 "Group-wise vs per-channel perplexity%s (same method, bits and calibration; "
+                 "below 0: groups are better)\n%s",
+                 extra_title, proto);
+        snprintf(png, sizeof png, "%s/%s", dir, file);
+        rc = run_gnuplot(gnuplot, png, title, ratio_body, &c, err);
+        if (rc == 0)
+            (*n_charts)++;
+    }
+    chart_free(&c);
+    return rc;
+}
+
+/* ---- quality vs size and vs decode speed, side by side ---- */
+typedef struct {
+    chart size, speed;        /* ppl against bpw and against decode_tok_s, the same series */
+    int *lt, *pt;             /* per series: colour (a per-channel series takes its method's) */
+    double base_ppl, base_tok_s;
+    const char *title;
+} tradeoff_ctx;
+
+static void tradeoff_panel(FILE *f, const tradeoff_ctx *T, const chart *c, const char *prefix,
+                           const char *xlabel, bool key)
+{
+    fprintf(f, "set xlabel ");
+    gp_quote(f, xlabel);
+    fprintf(f, "\n%s\n", key ? "set key inside top right box opaque" : "unset key");
+    series_blocks(f, c, prefix);
+    fprintf(f, "plot ");
+    const char *sep = "";
+    for (int i = 0; i < c->n; i++) {
+        if (c->s[i].n == 0) /* no point in this panel (e.g. no decode rate): still keyed left */
+            continue;
+        fprintf(f, "%s$%s%d using 1:2:3 with yerrorbars lt %d pt %d ps 1.3 title ", sep, prefix,
+                i, T->lt[i], T->pt[i]);
+        gp_quote(f, c->s[i].name);
+        sep = ", ";
+    }
+    if (isfinite(T->base_ppl))
+        fprintf(f, "%s%.17g with lines dashtype 2 lc rgb 'black' title 'fp32 baseline'", sep,
+                T->base_ppl);
+    if (c == &T->speed && isfinite(T->base_ppl) && isfinite(T->base_tok_s))
+        fprintf(f, ", $base using 1:2 with points pt 5 ps 1.5 lc rgb 'black' "
+                   "title 'fp32 baseline (BLAS)'");
+    fprintf(f, "\n");
+}
+
+static void tradeoff_body(FILE *f, const void *vctx)
+{
+    const tradeoff_ctx *T = vctx;
+    fprintf(f, "set multiplot layout 1,2 title ");
+    gp_quote(f, T->title);
+    fprintf(f, "\nunset title\nset ylabel 'perplexity (error bars: 1 s.e.)'\n"
+               "$base << EOD\n%.17g %.17g\nEOD\n", T->base_tok_s, T->base_ppl);
+    tradeoff_panel(f, T, &T->size, "s", "bits per weight of the quantized linears", true);
+    tradeoff_panel(f, T, &T->speed, "v",
+                   "decode tokens/s on the packed kernels (higher is faster)", false);
+    fprintf(f, "unset multiplot\n");
+}
+
+/* Colours and point types: per-channel series open circles in the colour of the group-wise
+ * series they pair with, the others filled circles in colours of their own. */
+static void tradeoff_styles(const gq_table *t, tradeoff_ctx *T)
+{
+    int n = T->size.n;
+    T->lt = calloc((size_t)n, sizeof *T->lt);
+    T->pt = calloc((size_t)n, sizeof *T->pt);
+    for (int i = 0; i < n; i++)
+        T->lt[i] = i + 1, T->pt[i] = 7;
+    char name[256];
+    for (size_t r = 0; r < gq_table_n_rows(t); r++) {
+        if (!is_per_channel(t, r))
+            continue;
+        series_name(t, r, "bpw", NULL, name, sizeof name);
+        int self = chart_find(&T->size, name), g = paired_series(t, r, &T->size, "bpw", NULL);
+        if (self >= 0 && g >= 0)
+            T->lt[self] = g + 1, T->pt[self] = 6;
+    }
+}
+
+/* ppl_vs_bpw_and_decode.png: perplexity against size (left) and decode throughput (right);
+ * drawn when some quantized cell has a measured decode rate. */
+static int tradeoff_chart(const gq_table *t, const char *gnuplot, const char *dir, int *n_charts,
+                          gq_error *err)
+{
+    tradeoff_ctx T = {.base_ppl = NAN, .base_tok_s = NAN};
+    char name[sizeof T.size.s->name];
+    int measured = 0;
+    for (size_t r = 0; r < gq_table_n_rows(t); r++) {
+        double ppl = gq_table_num(t, r, "ppl"), se = gq_table_num(t, r, "ppl_stderr");
+        double tok_s = gq_table_num(t, r, "decode_tok_s");
+        if (is_baseline(t, r)) {
+            T.base_ppl = ppl;
+            T.base_tok_s = tok_s;
+            continue;
+        }
+        series_name(t, r, "bpw", NULL, name, sizeof name);
+        chart_add(&T.size, name, gq_table_num(t, r, "bpw"), ppl, se);
+        chart_series(&T.speed, name); /* the same series order in both panels */
+        chart_add(&T.speed, name, tok_s, ppl, se);
+        measured += isfinite(tok_s) && isfinite(ppl);
+    }
+    int rc = 0;
+    if (measured > 0) {
+        chart_sort(&T.size);
+        chart_sort(&T.speed);
+        tradeoff_styles(t, &T);
+        char title[2048], proto[1600], png[4096];
+        protocol_title(t, proto, sizeof proto);
+        snprintf(title, sizeof title,
+                 "Quality vs size (left) and vs decode speed (right; cells without a packed "
+                 "kernel, such as int3 or groups of 16, have no decode rate: see throughput_note)"
+                 "\n%s",
+                 proto);
+        T.title = title;
+        snprintf(png, sizeof png, "%s/ppl_vs_bpw_and_decode.png", dir);
+        rc = run_gnuplot(gnuplot, png, "", tradeoff_body, &T, err);
+        if (rc == 0)
+            (*n_charts)++;
+    }
+    free(T.lt);
+    free(T.pt);
+    chart_free(&T.size);
+    chart_free(&T.speed);
+    return rc;
+}
+
+/* groupwise_vs_perchannel[_<b>bit].png, one file per bit width as the group-size charts. */
+static int groupwise_charts(const gq_table *t, const char *gnuplot, const char *dir,
+                            int *n_charts, gq_error *err)
+{
+    json_t *bits = gq_table_distinct(t, "bits");
+    size_t nb = json_array_size(bits);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && (i < nb || (nb == 0 && i == 0)); i++) {
+        char file[128] = "groupwise_vs_perchannel.png", extra[64] = "";
+        double b = nb ? json_number_value(json_array_get(bits, i)) : NAN;
+        if (nb) {
+            snprintf(file, sizeof file, "groupwise_vs_perchannel_%.0fbit.png", b);
+            snprintf(extra, sizeof extra, " (%.0f-bit)", b);
+        }
+        rc = ratio_chart(t, gnuplot, dir, file, nb ? "bits" : NULL, b, extra, n_charts, err);
+    }
+    json_decref(bits);
     return rc;
 }
 
@@ -494,6 +825,8 @@ int gq_plot_results(const gq_table *t, const char *dir, int *n_charts, gq_error 
         }
         json_decref(bits);
     }
+    if (groupwise_charts(t, gnuplot, dir, n_charts, err))
+        return -1;
     if (axis_varies(t, "bits") &&
         ppl_chart(t, gnuplot, dir, "ppl_vs_bits.png", "bits", "weight bits (code width)", false,
                   NULL, 0, "", n_charts, err))
@@ -513,6 +846,8 @@ int gq_plot_results(const gq_table *t, const char *dir, int *n_charts, gq_error 
                   "bits per weight of the quantized linears (scales and zeros included)", false,
                   NULL, 0, " (frontier; lines: Pareto-optimal cells)",
                   n_charts, err))
+        return -1;
+    if (sizes && tradeoff_chart(t, gnuplot, dir, n_charts, err))
         return -1;
     if (axis_varies(t, "n_calib") &&
         ppl_chart(t, gnuplot, dir, "ppl_vs_n_calib.png", "n_calib",

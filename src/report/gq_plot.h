@@ -4,11 +4,20 @@
  *
  * The table is the one written to results.csv (see runner/gq_results.h for its columns); the
  * charts read the columns series, sweep ("bits=4 group_size=128": the swept axes of the row),
- * bits, group_size, n_calib, bpw, ppl, ppl_stderr, cell, t_stats, t_search, t_quant, t_eval
- * and the protocol columns for the titles. Only the charts the sweep supports are drawn:
- *   ppl_vs_group_size[_<b>bit].png  when group_size takes >= 2 values (one file per bit width)
+ * bits, group_size, n_calib, bpw, ppl, ppl_stderr, cell, t_stats, t_search, t_quant, t_eval,
+ * decode_tok_s, method_params, format_params, propagate and the protocol columns for the
+ * titles. Only the charts the sweep supports are drawn:
+ *   ppl_vs_group_size[_<b>bit].png  when group_size takes >= 2 values (one file per bit width);
+ *                                   per-channel cells (format granularity "channel") are dashed
+ *                                   horizontal lines in the colour of the group-wise series they
+ *                                   pair with (same method_params, propagate, format_params but
+ *                                   granularity and group_size, other swept axes)
+ *   groupwise_vs_perchannel[_<b>bit].png  when a group-wise cell has such a per-channel
+ *                                   counterpart: 100 (PPL_group / PPL_channel - 1) per group size
  *   ppl_vs_bits.png                 when bits takes >= 2 values
  *   ppl_vs_bpw.png                  when quantized cells have at least two sizes (bpw)
+ *   ppl_vs_bpw_and_decode.png       as ppl_vs_bpw, when some quantized cell has a decode_tok_s:
+ *                                   perplexity against bpw and against decode tokens/s side by side
  *   ppl_vs_n_calib.png              when n_calib takes >= 2 values
  *   stage_times.png                 always (stacked seconds per stage and cell)
  * Perplexity axes switch to a log scale when the plotted values span more than 10x. Each PNG is

@@ -98,7 +98,7 @@ static void test_labels_never_reach_gnuplot_as_code(void **state)
     assert_false(gq_file_exists(mark));
     char plots[4300];
     snprintf(plots, sizeof plots, "%s/plots/inj", dir);
-    assert_int_equal(check_outputs(plots), 3); /* bits, bpw, stage times */
+    assert_int_equal(check_outputs(plots), 4); /* bits, bpw, bpw and decode, stage times */
 
     /* plot: a results.csv whose cell names and model carry commands */
     char csv[4300], *text, *edited;
