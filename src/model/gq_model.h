@@ -72,7 +72,8 @@ typedef struct gq_model {
     float *rms_final;      /* (dim) */
     float *wcls;           /* (vocab, dim); equals tok_embeddings when shared_classifier */
     const gq_linear_op *cls_op; /* optional operator replacing wcls (NULL = use wcls) */
-    char path[1024];       /* file the model came from ("" for generated or cloned models) */
+    char path[4096];       /* file the model came from, up to PATH_MAX ("" for generated or
+                              cloned models) */
     /* storage: either a private copy-on-write mapping of the file or one heap block */
     void *map;
     size_t map_size;

@@ -13,7 +13,7 @@
 #include "text/gq_tokenizer.h"
 
 typedef struct gq_dataset {
-    char path[1024];
+    char path[4096]; /* up to PATH_MAX */
     char sha256[65];
     size_t text_bytes;
     int *tokens;     /* n_tokens ids, tokens[0] = BOS */
