@@ -113,11 +113,7 @@ static void test_planted_temporary_is_not_followed(void **state)
 static void test_disk_full_leaves_no_file(void **state)
 {
     (void)state;
-    char *dir = test_tmpfs("fileio_full", 64, false);
-    if (!dir) {
-        skip();
-        return;
-    }
+    char *dir = test_tmpfs_or_skip("fileio_full", 64, false);
     gq_error err = {{0}};
     char path[4200];
     snprintf(path, sizeof path, "%s/big.bin", dir);
@@ -134,11 +130,7 @@ static void test_disk_full_leaves_no_file(void **state)
 static void test_read_only_directory(void **state)
 {
     (void)state;
-    char *dir = test_tmpfs("fileio_ro", 64, true);
-    if (!dir) {
-        skip();
-        return;
-    }
+    char *dir = test_tmpfs_or_skip("fileio_ro", 64, true);
     gq_error err = {{0}};
     char sub[4200], file[4200];
     snprintf(sub, sizeof sub, "%s/results/exp", dir);

@@ -128,10 +128,7 @@ static bool is_png(const char *path)
 static void test_plots(void **state)
 {
     (void)state;
-    if (!gq_gnuplot_path()) {
-        fprintf(stderr, "skipping: gnuplot not installed\n");
-        skip();
-    }
+    gnuplot_or_skip();
     gq_table t;
     sample_table(&t);
     char *dir = test_tmpdir("plots"), p[4200];
@@ -345,10 +342,7 @@ static void test_groupwise_chart_selection(void **state)
 static void test_groupwise_plots(void **state)
 {
     (void)state;
-    if (!gq_gnuplot_path()) {
-        fprintf(stderr, "skipping: gnuplot not installed\n");
-        skip();
-    }
+    gnuplot_or_skip();
     gq_table t;
     groupwise_table(&t, "pr'aq \"x\" `y` $z", true);
     char *dir = test_tmpdir("gw-plots"), p[4200];

@@ -58,10 +58,7 @@ static int complete_pngs(const char *dir)
 static void test_plot_labels_cannot_run_commands(void **state)
 {
     (void)state;
-    if (!gq_gnuplot_path()) {
-        fprintf(stderr, "skipping: gnuplot not installed\n");
-        skip();
-    }
+    gnuplot_or_skip();
     char *dir = test_tmpdir("plot_inject"), mark[8][4400], line[20000], out[9000];
     for (int i = 0; i < 8; i++)
         snprintf(mark[i], sizeof mark[i], "%s/pwned%d", dir, i);
@@ -99,15 +96,8 @@ static void test_plot_labels_cannot_run_commands(void **state)
 static void test_plot_disk_full(void **state)
 {
     (void)state;
-    if (!gq_gnuplot_path()) {
-        fprintf(stderr, "skipping: gnuplot not installed\n");
-        skip();
-    }
-    char *dir = test_tmpfs("plot_full", 72, false);
-    if (!dir) {
-        skip();
-        return;
-    }
+    gnuplot_or_skip();
+    char *dir = test_tmpfs_or_skip("plot_full", 72, false);
     gq_table t;
     sample_table(&t);
     gq_error err = {{0}};
@@ -124,11 +114,7 @@ static void test_plot_disk_full(void **state)
 static void test_h5_disk_full(void **state)
 {
     (void)state;
-    char *dir = test_tmpfs("h5_full", 8, false);
-    if (!dir) {
-        skip();
-        return;
-    }
+    char *dir = test_tmpfs_or_skip("h5_full", 8, false);
     gq_table t;
     sample_table(&t);
     char *filler = calloc(1, 40000);

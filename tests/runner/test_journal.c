@@ -84,9 +84,12 @@ static int teardown(void **state)
     return 0;
 }
 
-/* A fresh out-dir holding a copy of the undisturbed run of experiment v (its journal only). */
+/* A fresh out-dir holding a copy of the undisturbed run of experiment v (its journal only);
+ * skips the test when the reference runs are missing (no assets). */
 static char *copy_of_ref(const char *tag, int v)
 {
+    if (!g.dir)
+        skip();
     char *dir = test_tmpdir(tag);
     char cmd[16384];
     snprintf(cmd, sizeof cmd, "mkdir -p '%s/results/tiny' && cp -a '%s/results/tiny/.journal' "
@@ -173,8 +176,6 @@ static void copy_file(const char *from, const char *to)
 static void test_bad_records(void **state)
 {
     (void)state;
-    if (!g.dir)
-        skip();
     char *dir = copy_of_ref("journal-records", 0);
     char c1[4400], c2[4400], other[4400];
     journal_file(dir, "cell-c001.json", c1, sizeof c1);
@@ -220,8 +221,6 @@ static void patch_file(const char *path, long offset, const void *bytes, size_t 
 static void test_bad_baseline_file(void **state)
 {
     (void)state;
-    if (!g.dir)
-        skip();
     char *dir = copy_of_ref("journal-baseline", 0);
     char logp[4400];
     journal_file(dir, "baseline.logp", logp, sizeof logp);
@@ -259,8 +258,6 @@ static void expect_damaged_key(const char *dir, int v, const char *why)
 static void test_bad_key(void **state)
 {
     (void)state;
-    if (!g.dir)
-        skip();
     char *dir = copy_of_ref("journal-key", 0);
     char key[4400];
     journal_file(dir, "key", key, sizeof key);

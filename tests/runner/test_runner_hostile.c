@@ -81,10 +81,9 @@ static int check_outputs(const char *dir)
 static void test_labels_never_reach_gnuplot_as_code(void **state)
 {
     (void)state;
-    if (!test_setup_assets() || !gq_gnuplot_path()) {
+    test_assets_or_skip();
+    if (!gq_gnuplot_path())
         skip();
-        return;
-    }
     char *dir = test_tmpdir("hostile_label"), exp[4200], mark[4200], methods[9000];
     snprintf(exp, sizeof exp, "%s/inj.json", dir);
     snprintf(mark, sizeof mark, "%s/PWNED", dir);
@@ -140,10 +139,7 @@ static void test_non_finite_result_is_an_error(void **state)
 {
     (void)state;
     char model[4096];
-    if (!test_setup_assets()) {
-        skip();
-        return;
-    }
+    test_assets_or_skip();
     TEST_ASSET_OR_SKIP("models/stories260K/stories260K.bin", model);
     char *dir = test_tmpdir("hostile_huge"), huge[4200], exp[4200], csv[4300];
     snprintf(huge, sizeof huge, "%s/huge.bin", dir);
@@ -181,10 +177,7 @@ static void test_non_finite_result_is_an_error(void **state)
 static void test_unusable_outputs_refused_up_front(void **state)
 {
     (void)state;
-    if (!test_setup_assets()) {
-        skip();
-        return;
-    }
+    test_assets_or_skip();
     char *dir = test_tmpdir("hostile_out"), exp[4200], victim[4200], link[4400];
     snprintf(exp, sizeof exp, "%s/e.json", dir);
     write_experiment(exp, "e", val_text, q4, "");
@@ -227,10 +220,7 @@ static void test_unusable_outputs_refused_up_front(void **state)
 static void test_symlinked_journal_untouched(void **state)
 {
     (void)state;
-    if (!test_setup_assets()) {
-        skip();
-        return;
-    }
+    test_assets_or_skip();
     char *dir = test_tmpdir("hostile_journal"), exp[4200], other[4200], p[4400], rdir[4300];
     snprintf(exp, sizeof exp, "%s/e.json", dir);
     write_experiment(exp, "e", val_text, q4, "");
@@ -262,10 +252,7 @@ static void test_symlinked_journal_untouched(void **state)
 static void test_inputs_not_regular_files(void **state)
 {
     (void)state;
-    if (!test_setup_assets()) {
-        skip();
-        return;
-    }
+    test_assets_or_skip();
     char *dir = test_tmpdir("hostile_fifo"), exp[4200], fifo[4200];
     snprintf(fifo, sizeof fifo, "%s/text.fifo", dir);
     assert_int_equal(mkfifo(fifo, 0600), 0);
@@ -287,10 +274,7 @@ static void test_inputs_not_regular_files(void **state)
 static void test_sweep_size(void **state)
 {
     (void)state;
-    if (!test_setup_assets()) {
-        skip();
-        return;
-    }
+    test_assets_or_skip();
     char *dir = test_tmpdir("hostile_sweep"), exp[4200];
     snprintf(exp, sizeof exp, "%s/s.json", dir);
     size_t cap = 4000 * 24 + 256;
@@ -321,10 +305,7 @@ static void test_sweep_size(void **state)
 static void test_disk_full_during_run(void **state)
 {
     (void)state;
-    if (!test_setup_assets()) {
-        skip();
-        return;
-    }
+    test_assets_or_skip();
     char *dir = test_tmpdir("hostile_full"), exp[4200];
     snprintf(exp, sizeof exp, "%s/e.json", dir);
     write_experiment(exp, "e", val_text, q4, " \"sweep\": {},");

@@ -92,8 +92,7 @@ static void check_corpus_file(const char *name, const char *out_root)
 static void test_corpus(void **state)
 {
     (void)state;
-    if (!test_setup_assets())
-        skip();
+    test_assets_or_skip();
     char corpus[4096], cwd[4096];
     snprintf(corpus, sizeof corpus, "%s/experiments", getenv("GQ_TESTDATA"));
     assert_non_null(getcwd(cwd, sizeof cwd));
@@ -128,8 +127,7 @@ static void write_including(const char *file, const char *model, const char *met
 static void test_shipped_files_validate(void **state)
 {
     (void)state;
-    if (!test_setup_assets())
-        skip();
+    test_assets_or_skip();
     char dir[4200], file[4400], inc[4400];
     int n;
     snprintf(dir, sizeof dir, "%s/experiments", source_root());
@@ -217,8 +215,7 @@ static void test_failed_cell_goes_on(void **state)
 static void test_messages(void **state)
 {
     (void)state;
-    if (!test_setup_assets())
-        skip();
+    test_assets_or_skip();
     char *dir = test_tmpdir("messages"), file[4200], link[4200], inc[4200];
     /* a symlink loop is named as such, not "no such file" */
     snprintf(link, sizeof link, "%s/loop.txt", dir);

@@ -61,6 +61,14 @@ char *test_tmpfs(const char *tag, int kib, bool ro)
     return dir;
 }
 
+char *test_tmpfs_or_skip(const char *tag, int kib, bool ro)
+{
+    char *dir = test_tmpfs(tag, kib, ro);
+    if (!dir)
+        skip();
+    return dir;
+}
+
 void test_tmpfs_free(char *dir)
 {
     if (!dir)
@@ -148,4 +156,10 @@ bool test_setup_assets(void)
     p[strlen(p) - strlen(rel)] = '\0';
     setenv("GQ_ASSETS", p, 1);
     return true;
+}
+
+void test_assets_or_skip(void)
+{
+    if (!test_setup_assets())
+        skip();
 }

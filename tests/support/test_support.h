@@ -32,6 +32,9 @@ char *test_tmpdir(const char *tag);
  * they are missing. */
 bool test_setup_assets(void);
 
+/* test_setup_assets, or skips the test (cmocka's skip() leaves it) when the assets are missing. */
+void test_assets_or_skip(void);
+
 /* Reads a whole binary file; caller frees. Fails the test if missing. */
 void *test_read_file(const char *path, size_t *len);
 
@@ -48,6 +51,9 @@ int test_run_clif(char *out, size_t out_n, char *err, size_t err_n, const char *
  * NULL when this process may not mount (not root, no CAP_SYS_ADMIN): the caller then skips. */
 char *test_tmpfs(const char *tag, int kib, bool ro);
 void test_tmpfs_free(char *dir);
+
+/* test_tmpfs, or skips the test (cmocka's skip() leaves it) when this process may not mount. */
+char *test_tmpfs_or_skip(const char *tag, int kib, bool ro);
 
 /* True when path holds a whole PNG: the signature first and the IEND chunk last. */
 bool test_png_complete(const char *path);
