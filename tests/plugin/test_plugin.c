@@ -43,10 +43,7 @@ static void test_load_errors(void **state)
                 "No such file");
     char *dir = test_tmpdir("plugin-bad"), txt[4200];
     snprintf(txt, sizeof txt, "%s/text.so", dir);
-    FILE *f = fopen(txt, "w");
-    assert_non_null(f);
-    fputs("not an ELF file\n", f);
-    fclose(f);
+    test_write_text(txt, "not an ELF file\n");
     expect_fail(gq_plugin_load(txt, &e), &e, txt, "not a loadable shared object");
     expect_fail(gq_plugin_load(dir, &e), &e, dir, "not a regular file");
     expect_fail(gq_plugin_load(g_no_init, &e), &e, g_no_init, "missing symbol gq_plugin_init");

@@ -56,10 +56,7 @@ static void test_csv_repeated_header(void **state)
     const char *texts[] = {",\nb,3\na,\n", "ppl,bits,ppl\n1,2,3\n"};
     const char *column[] = {"header column 2 (\"\")", "header column 3 (\"ppl\")"};
     for (int i = 0; i < 2; i++) {
-        FILE *f = fopen(path, "w");
-        assert_non_null(f);
-        fputs(texts[i], f);
-        fclose(f);
+        test_write_text(path, texts[i]);
         gq_table t;
         gq_error err = {{0}};
         assert_int_equal(gq_table_read_csv(path, &t, &err), -1);
@@ -235,19 +232,16 @@ static char *fake_gnuplot(void)
 {
     char *dir = test_tmpdir("fake-gnuplot"), path[4200];
     snprintf(path, sizeof path, "%s/gnuplot", dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs("#!/bin/sh\n"
-          "d=$(dirname \"$0\")/scripts\n"
-          "mkdir -p \"$d\"\n"
-          "s=$(mktemp \"$d/script.XXXXXX\")\n"
-          "cat >\"$s\"\n"
-          "out=$(sed -n \"s/^set output ['\\\"]\\(.*\\)['\\\"]\\$/\\1/p\" \"$s\" | head -n 1)\n"
-          "[ -n \"$out\" ] || exit 1\n"
-          "printf '\\211PNG\\r\\n\\032\\n\\000\\000\\000\\000IEND\\256B`\\202' >\"$out\"\n"
-          "mv \"$s\" \"$d/$(basename \"${out%.tmp.*}\").gp\"\n",
-          f);
-    fclose(f);
+    test_write_text(path,
+        "#!/bin/sh\n"
+        "d=$(dirname \"$0\")/scripts\n"
+        "mkdir -p \"$d\"\n"
+        "s=$(mktemp \"$d/script.XXXXXX\")\n"
+        "cat >\"$s\"\n"
+        "out=$(sed -n \"s/^set output ['\\\"]\\(.*\\)['\\\"]\\$/\\1/p\" \"$s\" | head -n 1)\n"
+        "[ -n \"$out\" ] || exit 1\n"
+        "printf '\\211PNG\\r\\n\\032\\n\\000\\000\\000\\000IEND\\256B`\\202' >\"$out\"\n"
+        "mv \"$s\" \"$d/$(basename \"${out%.tmp.*}\").gp\"\n");
     assert_int_equal(chmod(path, 0755), 0);
     setenv("GQ_GNUPLOT", path, 1);
     return dir;

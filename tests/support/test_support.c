@@ -163,3 +163,41 @@ void test_assets_or_skip(void)
     if (!test_setup_assets())
         skip();
 }
+
+static FILE *open_for_writing(const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        fail_msg("cannot create %s: %s", path, strerror(errno));
+    return f;
+}
+
+static void close_written(FILE *f, const char *path)
+{
+    bool failed = ferror(f) != 0;
+    if (fclose(f) != 0 || failed)
+        fail_msg("cannot write %s", path);
+}
+
+void test_write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = open_for_writing(path);
+    if (len)
+        fwrite(data, 1, len, f);
+    close_written(f, path);
+}
+
+void test_write_text(const char *path, const char *text)
+{
+    test_write_file(path, text, strlen(text));
+}
+
+void test_write_textf(const char *path, const char *fmt, ...)
+{
+    FILE *f = open_for_writing(path);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    close_written(f, path);
+}

@@ -46,6 +46,13 @@ int test_run_cli(const char *args, char *out, size_t out_n, char *err, size_t er
 int test_run_clif(char *out, size_t out_n, char *err, size_t err_n, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
+/* Writes len bytes as the whole file at path (created or truncated); fails the test on error. */
+void test_write_file(const char *path, const void *data, size_t len);
+
+/* The same for a text, and for the text a printf format makes. */
+void test_write_text(const char *path, const char *text);
+void test_write_textf(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Mounts a fresh tmpfs of `kib` KiB (read-only when `ro`) on a new temporary directory, for
  * disk-full and read-only tests. Returns the directory (caller passes it to test_tmpfs_free), or
  * NULL when this process may not mount (not root, no CAP_SYS_ADMIN): the caller then skips. */
