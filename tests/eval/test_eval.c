@@ -397,8 +397,8 @@ static void test_cli(void **state)
     assert_non_null(strstr(out, S->ds.sha256));
 
     /* --baseline-model (paired) prints the numbers of --baseline (stored) */
-    char *dir = test_tmpdir("eval-cli"), base[512], kl[2][256];
-    snprintf(base, sizeof base, "%s/base.bin", dir);
+    char base[512], kl[2][256];
+    char *dir = test_tmpdir_file("eval-cli", "base.bin", base, sizeof base);
     snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --ctx 64 "
              "--max-windows 4 --threads 1 --json --save-baseline %s", S->model_path, S->tok_path,
              S->text_path, base);

@@ -276,8 +276,8 @@ static void test_sweep_expansion(void **state)
     (void)state;
     if (!setup_assets())
         skip();
-    char *dir = test_tmpdir("run-sweep"), file[4200];
-    snprintf(file, sizeof file, "%s/sweep.json", dir);
+    char file[4200];
+    char *dir = test_tmpdir_file("run-sweep", "sweep.json", file, sizeof file);
     test_write_text(file,
         "{\"name\": \"sweep\",\n"
         " \"model\": {\"synthetic\": \"tiny\", \"tokenizer\": \"models/stories260K/tok512.bin\"},\n"
@@ -377,8 +377,8 @@ static void expect_kl_reference(const char *csv, const char *want)
  * out-dir (caller frees). */
 static char *kill_and_resume(const char *tag, bool paired)
 {
-    char *dir = test_tmpdir(tag), journal[4096];
-    snprintf(journal, sizeof journal, "%s/results/smoke/.journal", dir);
+    char journal[4096];
+    char *dir = test_tmpdir_file(tag, "results/smoke/.journal", journal, sizeof journal);
     /* start the run, kill -9 it once the journal holds the baseline and one cell */
     pid_t pid = fork();
     assert_true(pid >= 0);

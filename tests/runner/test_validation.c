@@ -168,8 +168,8 @@ static void test_failed_cell_goes_on(void **state)
     (void)state;
     if (!test_setup_assets() || !g_flaky)
         skip();
-    char *dir = test_tmpdir("flaky"), file[4200], csv[4300];
-    snprintf(file, sizeof file, "%s/flaky.json", dir);
+    char file[4200], csv[4300];
+    char *dir = test_tmpdir_file("flaky", "flaky.json", file, sizeof file);
     test_write_textf(file,
         "{\"name\": \"flaky\", \"plugins\": [\"%s\"],\n"
         " \"model\": {\"synthetic\": \"tiny\", \"tokenizer\": "

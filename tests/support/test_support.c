@@ -1,5 +1,6 @@
 #include "test_support.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -200,4 +201,51 @@ void test_write_textf(const char *path, const char *fmt, ...)
     vfprintf(f, fmt, ap);
     va_end(ap);
     close_written(f, path);
+}
+
+int test_dir_count(const char *dir, int (*visit)(const char *path))
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        fail_msg("cannot read directory %s: %s", dir, strerror(errno));
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d));) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        char p[8400];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        n += visit ? visit(p) : 1;
+    }
+    closedir(d);
+    return n;
+}
+
+static int remove_entry(const char *path)
+{
+    if (unlink(path) != 0)
+        fail_msg("cannot remove %s: %s", path, strerror(errno));
+    return 1;
+}
+
+void test_remove_dir(char *dir)
+{
+    test_dir_count(dir, remove_entry);
+    if (rmdir(dir) != 0)
+        fail_msg("cannot remove %s: %s", dir, strerror(errno));
+    free(dir);
+}
+
+char *test_tmpdir_file(const char *tag, const char *file, char *path, size_t n)
+{
+    char *dir = test_tmpdir(tag);
+    snprintf(path, n, "%s/%s", dir, file);
+    return dir;
+}
+
+void test_stories_files_or_skip(char *model, char *tok, char *text, size_t n)
+{
+    if (!test_asset("models/stories260K/stories260K.bin", model, n) ||
+        !test_asset("models/stories260K/tok512.bin", tok, n) ||
+        !test_asset("text/tinystories/tinystories_val.txt", text, n))
+        skip();
 }

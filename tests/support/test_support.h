@@ -25,6 +25,10 @@ bool test_asset(const char *rel, char *out, size_t n);
         }                                         \
     } while (0)
 
+/* The stories260K model, its tokenizer and the TinyStories validation text into buffers of n
+ * bytes each, or the test skips (fails when GQ_REQUIRE_ASSETS=1) when one is missing. */
+void test_stories_files_or_skip(char *model, char *tok, char *text, size_t n);
+
 /* A fresh empty directory under the build's temporary area; caller frees the string. */
 char *test_tmpdir(const char *tag);
 
@@ -53,6 +57,10 @@ void test_write_file(const char *path, const void *data, size_t len);
 void test_write_text(const char *path, const char *text);
 void test_write_textf(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A fresh directory as test_tmpdir, with path = <dir>/<file> (n bytes); caller frees the
+ * directory string. */
+char *test_tmpdir_file(const char *tag, const char *file, char *path, size_t n);
+
 /* Mounts a fresh tmpfs of `kib` KiB (read-only when `ro`) on a new temporary directory, for
  * disk-full and read-only tests. Returns the directory (caller passes it to test_tmpfs_free), or
  * NULL when this process may not mount (not root, no CAP_SYS_ADMIN): the caller then skips. */
@@ -61,6 +69,14 @@ void test_tmpfs_free(char *dir);
 
 /* test_tmpfs, or skips the test (cmocka's skip() leaves it) when this process may not mount. */
 char *test_tmpfs_or_skip(const char *tag, int kib, bool ro);
+
+/* Counts the entries of dir other than "." and "..": each adds visit(its path) when visit is
+ * given (so a visit may check a file, or count a subdirectory's files), else 1. Fails the test
+ * when dir cannot be read. */
+int test_dir_count(const char *dir, int (*visit)(const char *path));
+
+/* Removes dir with the files and links in it (not subdirectories), and frees the string. */
+void test_remove_dir(char *dir);
 
 /* True when path holds a whole PNG: the signature first and the IEND chunk last. */
 bool test_png_complete(const char *path);
