@@ -390,11 +390,8 @@ static void test_cli(void **state)
     int st = test_run_cli(args, out, sizeof out, errb, sizeof errb);
     if (st != 0)
         fail_msg("eval failed: %s", errb);
-    assert_non_null(strstr(out, "\"protocol\":\"llamacpp\""));
-    assert_non_null(strstr(out, "\"ctx\":64"));
-    assert_non_null(strstr(out, "\"eval_windows\":4"));
-    assert_non_null(strstr(out, "\"scored\":124"));
-    assert_non_null(strstr(out, S->ds.sha256));
+    test_contains_all(out, "\"protocol\":\"llamacpp\"", "\"ctx\":64", "\"eval_windows\":4",
+                      "\"scored\":124", S->ds.sha256, NULL);
 
     /* --baseline-model (paired) prints the numbers of --baseline (stored) */
     char base[512], kl[2][256];

@@ -376,12 +376,10 @@ static void test_quantize_cli(void **state)
     int st = quantize_cli(model, tok, extra, out, sizeof out, errb, sizeof errb);
     if (st != 0)
         fail_msg("quantize failed: %s", errb);
-    /* the report states its protocol */
-    assert_non_null(strstr(out, "\"calib_sha256\":\""));
-    assert_non_null(strstr(out, "\"n_calib\":2"));
-    assert_non_null(strstr(out, "\"calib_ctx\":32"));
-    /* calibration is held out from the 4 x 64 evaluated tokens, and says where it drew */
-    assert_non_null(strstr(out, "\"calib_first_token\":256"));
+    /* the report states its protocol; calibration is held out from the 4 x 64 evaluated
+     * tokens, and says where it drew */
+    test_contains_all(out, "\"calib_sha256\":\"", "\"n_calib\":2", "\"calib_ctx\":32",
+                      "\"calib_first_token\":256", NULL);
     const char *offs = strstr(out, "\"calib_offsets\":[");
     assert_non_null(offs);
     assert_true(strtol(offs + strlen("\"calib_offsets\":["), NULL, 10) >= 256);

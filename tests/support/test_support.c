@@ -249,3 +249,13 @@ void test_stories_files_or_skip(char *model, char *tok, char *text, size_t n)
         !test_asset("text/tinystories/tinystories_val.txt", text, n))
         skip();
 }
+
+void test_contains_all(const char *text, ...)
+{
+    va_list ap;
+    va_start(ap, text);
+    for (const char *needle; (needle = va_arg(ap, const char *));)
+        if (!strstr(text, needle))
+            fail_msg("no \"%s\" in:\n%s", needle, text);
+    va_end(ap);
+}

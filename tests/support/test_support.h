@@ -78,6 +78,10 @@ int test_dir_count(const char *dir, int (*visit)(const char *path));
 /* Removes dir with the files and links in it (not subdirectories), and frees the string. */
 void test_remove_dir(char *dir);
 
+/* Fails the test, naming the first missing one, unless text contains every string given
+ * (NULL ends the list). */
+void test_contains_all(const char *text, ...) __attribute__((sentinel));
+
 /* True when path holds a whole PNG: the signature first and the IEND chunk last. */
 bool test_png_complete(const char *path);
 
