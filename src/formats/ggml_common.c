@@ -344,6 +344,23 @@ void gq_ggml_imatrix_weights(int n, const float *x, const float *qw, float sigma
         w[j] = qw[j] * sqrtf(sigma2 + x[j] * x[j]);
 }
 
+void gq_ggml_superblock_weights(int n_sub, int sub, const float *x, const float *qw,
+                                float sigma2_scale, float *w, float *sw)
+{
+    const int n = n_sub * sub;
+    float sumx2 = 0;
+    for (int l = 0; l < n; l++)
+        sumx2 += x[l] * x[l];
+    float sigma2 = sigma2_scale * sumx2 / n;
+    for (int j = 0; j < n_sub; j++) {
+        gq_ggml_imatrix_weights(sub, x + sub * j, qw + sub * j, sigma2, w + sub * j);
+        float sumw = 0;
+        for (int l = 0; l < sub; l++)
+            sumw += w[sub * j + l];
+        sw[j] = sumw;
+    }
+}
+
 /* ---- row driver ---------------------------------------------------------------------------- */
 
 size_t gq_ggml_row_bytes(const gq_ggml_type *t, int cols)

@@ -121,6 +121,11 @@ float gq_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float
 /* Importance weights of the imatrix paths: w[j] = qw[j] * sqrt(sigma2 + x[j]^2). */
 void gq_ggml_imatrix_weights(int n, const float *x, const float *qw, float sigma2, float *w);
 
+/* The same for a super-block of n_sub sub-blocks of `sub` values, with sigma2 = sigma2_scale *
+ * mean x^2 over the super-block; sw[n_sub] gets each sub-block's sum of weights. */
+void gq_ggml_superblock_weights(int n_sub, int sub, const float *x, const float *qw,
+                                float sigma2_scale, float *w, float *sw);
+
 /* ---- row driver ---------------------------------------------------------------------------
  * A ggml type as seen by the driver: how to quantize and dequantize one row of whole blocks.
  * Rows whose length is not a multiple of block_elems are zero-padded (importance 0 for the

@@ -54,17 +54,7 @@ static void fit_q2_K(const float *x, const float *qw, void *blk, uint8_t L[GQ_QK
     }
     float sw[16];
     uint8_t Ls[16], Lm[16];
-    float sumx2 = 0;
-    for (int l = 0; l < GQ_QK_K; l++)
-        sumx2 += x[l] * x[l];
-    float sigma2 = sumx2 / GQ_QK_K;
-    for (int j = 0; j < 16; j++) {
-        gq_ggml_imatrix_weights(16, x + 16 * j, qw + 16 * j, sigma2, weights + 16 * j);
-        float sumw = 0;
-        for (int l = 0; l < 16; l++)
-            sumw += weights[16 * j + l];
-        sw[j] = sumw;
-    }
+    gq_ggml_superblock_weights(16, 16, x, qw, 1, weights, sw);
     /* make_qkx3_quants(16, 3, ..., -0.9, 0.05, 36) */
     gq_kq_qkx_quants_batch(16, 16, 3, x, weights, L, scales, mins, -0.9f, 0.05f, 36, false,
                            true);
@@ -144,17 +134,7 @@ static void fit_q3_K(const float *x, const float *qw, void *blk, uint8_t L[GQ_QK
         return;
     }
     float weights[GQ_QK_K], sw[16];
-    float sumx2 = 0;
-    for (int l = 0; l < GQ_QK_K; l++)
-        sumx2 += x[l] * x[l];
-    float sigma2 = 2 * sumx2 / GQ_QK_K;
-    for (int j = 0; j < 16; j++) {
-        gq_ggml_imatrix_weights(16, x + 16 * j, qw + 16 * j, sigma2, weights + 16 * j);
-        float sumw = 0;
-        for (int l = 0; l < 16; l++)
-            sumw += weights[16 * j + l];
-        sw[j] = sumw;
-    }
+    gq_ggml_superblock_weights(16, 16, x, qw, 2, weights, sw);
     /* make_qx_quants(16, 4, ..., rmse 1, weights) */
     gq_kq_qx_quants_batch(16, 16, 4, x, weights, Ls, scales);
     int8_t ls[16];

@@ -58,17 +58,7 @@ static void fit_k45(const float *x, const float *qw, int nmax, float rmin, float
         h->dmin = gq_fp32_to_fp16(max_min / 63.f);
     } else {
         float sw[8];
-        float sum_x2 = 0;
-        for (int l = 0; l < GQ_QK_K; l++)
-            sum_x2 += x[l] * x[l];
-        float sigma2 = 2 * sum_x2 / GQ_QK_K;
-        for (int j = 0; j < 8; j++) {
-            gq_ggml_imatrix_weights(32, x + 32 * j, qw + 32 * j, sigma2, weights + 32 * j);
-            float sumw = 0;
-            for (int l = 0; l < 32; l++)
-                sumw += weights[32 * j + l];
-            sw[j] = sumw;
-        }
+        gq_ggml_superblock_weights(8, 32, x, qw, 2, weights, sw);
         /* make_qkx3_quants(32, nmax, ..., -0.9, 0.05, 36) */
         gq_kq_qkx_quants_batch(8, 32, nmax, x, weights, L, scales, mins, -0.9f, 0.05f, 36,
                                false, true);

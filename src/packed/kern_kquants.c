@@ -154,24 +154,32 @@ static inline void q6_K_half(const gq_block_q6_K *b, int h, __m256i v[4])
     }
 }
 
+/* A whole Q6_K block as 16 pieces of 16 signed codes (piece j: elements 16j..16j+15) with the
+ * scale d * scales[j] of each in s. */
+static inline void q6_K_pieces(const gq_block_q6_K *b, __m128i q[16], float s[16])
+{
+    const float d = pk_fp16(b->d);
+    for (int h = 0; h < 2; h++) {
+        __m256i v[4];
+        q6_K_half(b, h, v);
+        for (int k = 0; k < 4; k++) {
+            q[8 * h + 2 * k] = _mm256_castsi256_si128(v[k]);
+            q[8 * h + 2 * k + 1] = _mm256_extracti128_si256(v[k], 1);
+        }
+    }
+    for (int j = 0; j < 16; j++)
+        s[j] = d * b->scales[j];
+}
+
 static void fast_q6_K(const gq_packed_linear *P, int r, float *y)
 {
     const pk_rowblocks rb = pk_rowblocks_of(P, r);
-    for (int i = 0; i < P->cols_pad / GQ_QK_K; i++) {
-        const gq_block_q6_K *bi = q6_K_at(&rb, i);
-        const float d = pk_fp16(bi->d);
-        for (int h = 0; h < 2; h++) {
-            __m256i v[4];
-            q6_K_half(bi, h, v);
-            for (int k = 0; k < 4; k++) {
-                float *o = y + 128 * h + 32 * k;
-                const int8_t *sc = bi->scales + 8 * h + 2 * k; /* sub-blocks of 16 */
-                pk_store16_i8(_mm256_castsi256_si128(v[k]), _mm256_set1_ps(d * sc[0]), o);
-                pk_store16_i8(_mm256_extracti128_si256(v[k], 1), _mm256_set1_ps(d * sc[1]),
-                              o + 16);
-            }
-        }
-        y += GQ_QK_K;
+    __m128i q[16];
+    float s[16];
+    for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, y += GQ_QK_K) {
+        q6_K_pieces(q6_K_at(&rb, i), q, s);
+        for (int j = 0; j < 16; j++)
+            pk_store16_i8(q[j], _mm256_set1_ps(s[j]), y + 16 * j);
     }
 }
 
@@ -179,23 +187,13 @@ static float dot_q6_K(const gq_packed_linear *P, int r, const float *x, const fl
 {
     const pk_rowblocks rb = pk_rowblocks_of(P, r);
     (void)xs;
+    __m128i q[16];
+    float s[16];
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < P->cols_pad / GQ_QK_K; i++, x += GQ_QK_K) {
-        const gq_block_q6_K *bi = q6_K_at(&rb, i);
-        const float d = pk_fp16(bi->d);
-        for (int h = 0; h < 2; h++) {
-            __m256i v[4];
-            q6_K_half(bi, h, v);
-            for (int k = 0; k < 4; k++) {
-                const float *xp = x + 128 * h + 32 * k;
-                const int8_t *sc = bi->scales + 8 * h + 2 * k;
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[0]),
-                                      pk_dot16_i8(_mm256_castsi256_si128(v[k]), xp), acc);
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[1]),
-                                      pk_dot16_i8(_mm256_extracti128_si256(v[k], 1), xp + 16),
-                                      acc);
-            }
-        }
+        q6_K_pieces(q6_K_at(&rb, i), q, s);
+        for (int j = 0; j < 16; j++)
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(s[j]), pk_dot16_i8(q[j], x + 16 * j), acc);
     }
     return pk_hsum(acc);
 }

@@ -79,6 +79,18 @@ static bool pack_rows(const gq_table *t, const gq_col_type *types, unsigned char
     return true;
 }
 
+/* Closes a written dataset (a failed close counts: buffered data reach the file there), then
+ * the dataspace and datatype it was written with; handles below 0 are skipped. */
+static bool close_dataset(hid_t ds, hid_t space, hid_t type)
+{
+    bool ok = ds < 0 || H5_OK(H5Dclose(ds));
+    if (space >= 0)
+        H5Sclose(space);
+    if (type >= 0)
+        H5Tclose(type);
+    return ok;
+}
+
 static int write_table(hid_t loc, const char *name, const gq_table *t, gq_error *err)
 {
     size_t nr = gq_table_n_rows(t), nc = (size_t)t->n_cols;
@@ -97,12 +109,7 @@ static int write_table(hid_t loc, const char *name, const gq_table *t, gq_error 
     ok = ok && (space = H5Screate_simple(1, dims, NULL)) >= 0 &&
          (ds = H5Dcreate2(loc, name, ct, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
          H5_OK(H5Dwrite(ds, ct, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf));
-    if (ds >= 0 && !H5_OK(H5Dclose(ds)))
-        ok = false;
-    if (space >= 0)
-        H5Sclose(space);
-    if (ct >= 0)
-        H5Tclose(ct);
+    ok = close_dataset(ds, space, ct) && ok;
     if (str >= 0)
         H5Tclose(str);
     for (size_t i = 0; owned && i < nr * nc; i++)
@@ -150,12 +157,7 @@ static int write_attr(hid_t loc, const char *key, json_t *v, gq_error *err)
     }
     if (a >= 0 && !H5_OK(H5Aclose(a)))
         ok = false;
-    if (ds >= 0 && !H5_OK(H5Dclose(ds)))
-        ok = false;
-    if (type >= 0)
-        H5Tclose(type);
-    if (space >= 0)
-        H5Sclose(space);
+    ok = close_dataset(ds, space, type) && ok;
     free(s);
     return ok ? 0 : gq_fail(err, "cannot write HDF5 attribute %s", key);
 }

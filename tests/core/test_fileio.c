@@ -2,7 +2,6 @@
  * outputs that are devices or links, planted temporaries, a full disk, a read-only directory. */
 #include "test_support.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,18 +10,6 @@
 
 #include "core/gq_fileio.h"
 #include "core/gq_sha256.h"
-
-/* Entries of dir other than . and .. */
-static int n_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    for (struct dirent *de; (de = readdir(d));)
-        n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
-    closedir(d);
-    return n;
-}
 
 static void test_inputs_are_regular_files(void **state)
 {
@@ -43,9 +30,7 @@ static void test_inputs_are_regular_files(void **state)
     assert_int_equal(gq_read_file(dir, &data, &len, &err), -1);
     assert_non_null(strstr(err.msg, "directory"));
     assert_true(gq_open_input("/dev/zero", &err) < 0);
-    unlink(fifo);
-    rmdir(dir);
-    free(dir);
+    test_remove_dir(dir);
 }
 
 static void test_outputs_must_be_regular_or_absent(void **state)
@@ -75,10 +60,7 @@ static void test_outputs_must_be_regular_or_absent(void **state)
     assert_int_equal(n, 4);
     assert_memory_equal(got, "keep", 4);
     free(got);
-    unlink(link);
-    unlink(victim);
-    rmdir(dir);
-    free(dir);
+    test_remove_dir(dir);
 }
 
 /* A link planted at every temporary name an earlier version used ("<path>.tmp.<pid>") and a
@@ -102,22 +84,14 @@ static void test_planted_temporary_is_not_followed(void **state)
     struct stat st;
     assert_int_equal(lstat(out, &st), 0);
     assert_true(S_ISREG(st.st_mode));
-    assert_int_equal(n_entries(dir), 3); /* victim, results.csv, the untouched plant */
-    unlink(plant);
-    unlink(out);
-    unlink(victim);
-    rmdir(dir);
-    free(dir);
+    assert_int_equal(test_dir_count(dir, NULL), 3); /* victim, results.csv, the untouched plant */
+    test_remove_dir(dir);
 }
 
 static void test_disk_full_leaves_no_file(void **state)
 {
     (void)state;
-    char *dir = test_tmpfs("fileio_full", 64, false);
-    if (!dir) {
-        skip();
-        return;
-    }
+    char *dir = test_tmpfs_or_skip("fileio_full", 64, false);
     gq_error err = {{0}};
     char path[4200];
     snprintf(path, sizeof path, "%s/big.bin", dir);
@@ -126,7 +100,7 @@ static void test_disk_full_leaves_no_file(void **state)
     assert_int_equal(gq_write_file_atomic(path, big, n, &err), -1);
     assert_non_null(strstr(err.msg, path));
     assert_non_null(strstr(err.msg, "write failed"));
-    assert_int_equal(n_entries(dir), 0); /* neither the file nor its temporary */
+    assert_int_equal(test_dir_count(dir, NULL), 0); /* neither the file nor its temporary */
     free(big);
     test_tmpfs_free(dir);
 }
@@ -134,11 +108,7 @@ static void test_disk_full_leaves_no_file(void **state)
 static void test_read_only_directory(void **state)
 {
     (void)state;
-    char *dir = test_tmpfs("fileio_ro", 64, true);
-    if (!dir) {
-        skip();
-        return;
-    }
+    char *dir = test_tmpfs_or_skip("fileio_ro", 64, true);
     gq_error err = {{0}};
     char sub[4200], file[4200];
     snprintf(sub, sizeof sub, "%s/results/exp", dir);
@@ -151,7 +121,7 @@ static void test_read_only_directory(void **state)
     char *ok = test_tmpdir("fileio_rw");
     snprintf(sub, sizeof sub, "%s/results/exp", ok);
     assert_int_equal(gq_check_dir_writable("--out-dir", sub, &err), 0);
-    assert_int_equal(n_entries(ok), 0); /* the probe is gone, nothing was created */
+    assert_int_equal(test_dir_count(ok, NULL), 0); /* the probe is gone, nothing was created */
     rmdir(ok);
     free(ok);
 }

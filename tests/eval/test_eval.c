@@ -390,15 +390,12 @@ static void test_cli(void **state)
     int st = test_run_cli(args, out, sizeof out, errb, sizeof errb);
     if (st != 0)
         fail_msg("eval failed: %s", errb);
-    assert_non_null(strstr(out, "\"protocol\":\"llamacpp\""));
-    assert_non_null(strstr(out, "\"ctx\":64"));
-    assert_non_null(strstr(out, "\"eval_windows\":4"));
-    assert_non_null(strstr(out, "\"scored\":124"));
-    assert_non_null(strstr(out, S->ds.sha256));
+    test_contains_all(out, "\"protocol\":\"llamacpp\"", "\"ctx\":64", "\"eval_windows\":4",
+                      "\"scored\":124", S->ds.sha256, NULL);
 
     /* --baseline-model (paired) prints the numbers of --baseline (stored) */
-    char *dir = test_tmpdir("eval-cli"), base[512], kl[2][256];
-    snprintf(base, sizeof base, "%s/base.bin", dir);
+    char base[512], kl[2][256];
+    char *dir = test_tmpdir_file("eval-cli", "base.bin", base, sizeof base);
     snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s --ctx 64 "
              "--max-windows 4 --threads 1 --json --save-baseline %s", S->model_path, S->tok_path,
              S->text_path, base);

@@ -317,9 +317,7 @@ static void test_quantize_cli_threads(void **state)
 {
     (void)state;
     char model[4096], tok[4096], text[4096];
-    TEST_ASSET_OR_SKIP("models/stories260K/stories260K.bin", model);
-    TEST_ASSET_OR_SKIP("models/stories260K/tok512.bin", tok);
-    TEST_ASSET_OR_SKIP("text/tinystories/tinystories_val.txt", text);
+    test_stories_files_or_skip(model, tok, text, sizeof model);
     char *dir = test_tmpdir("quantize_threads");
     static const char *const methods[] = {"gptq", "awq"};
     for (int m = 0; m < 2; m++) {
@@ -368,9 +366,8 @@ static void test_quantize_cli(void **state)
 {
     (void)state;
     char model[4096], tok[4096], extra[8192];
-    TEST_ASSET_OR_SKIP("models/stories260K/stories260K.bin", model);
-    TEST_ASSET_OR_SKIP("models/stories260K/tok512.bin", tok);
-    TEST_ASSET_OR_SKIP("text/tinystories/tinystories_val.txt", extra); /* the default calibration text */
+    /* the default calibration text must be there (extra holds its path until reused) */
+    test_stories_files_or_skip(model, tok, extra, sizeof model);
     char *dir = test_tmpdir("quantize_cli");
     char q[4200], out[65536], errb[8192];
     snprintf(q, sizeof q, "%s/q.bin", dir);
@@ -379,12 +376,10 @@ static void test_quantize_cli(void **state)
     int st = quantize_cli(model, tok, extra, out, sizeof out, errb, sizeof errb);
     if (st != 0)
         fail_msg("quantize failed: %s", errb);
-    /* the report states its protocol */
-    assert_non_null(strstr(out, "\"calib_sha256\":\""));
-    assert_non_null(strstr(out, "\"n_calib\":2"));
-    assert_non_null(strstr(out, "\"calib_ctx\":32"));
-    /* calibration is held out from the 4 x 64 evaluated tokens, and says where it drew */
-    assert_non_null(strstr(out, "\"calib_first_token\":256"));
+    /* the report states its protocol; calibration is held out from the 4 x 64 evaluated
+     * tokens, and says where it drew */
+    test_contains_all(out, "\"calib_sha256\":\"", "\"n_calib\":2", "\"calib_ctx\":32",
+                      "\"calib_first_token\":256", NULL);
     const char *offs = strstr(out, "\"calib_offsets\":[");
     assert_non_null(offs);
     assert_true(strtol(offs + strlen("\"calib_offsets\":["), NULL, 10) >= 256);

@@ -87,37 +87,20 @@ static void check_method(const test_stories *f, const char *method, const char *
     gq_quant_report_free(&ref_rep);
 }
 
-static void test_rtn(void **state)
-{
-    TEST_STORIES_OR_SKIP(f);
-    check_method(f, "rtn", NULL);
-}
+/* test_<method>: the method with the given settings (NULL for none) at 1, 2 and 3 threads. */
+#define THREADS_TEST(method, ...)                                 \
+    static void test_##method(void **state)                       \
+    {                                                             \
+        TEST_STORIES_OR_SKIP(f);                                  \
+        static const char *const sets[] = {__VA_ARGS__, NULL};    \
+        check_method(f, #method, sets);                           \
+    }
 
-static void test_gptq(void **state)
-{
-    TEST_STORIES_OR_SKIP(f);
-    static const char *const sets[] = {"act_order=true", NULL};
-    check_method(f, "gptq", sets);
-}
-
-static void test_awq(void **state)
-{
-    TEST_STORIES_OR_SKIP(f);
-    check_method(f, "awq", NULL);
-}
-
-static void test_praq(void **state)
-{
-    TEST_STORIES_OR_SKIP(f);
-    check_method(f, "praq", NULL);
-}
-
-static void test_affinequant(void **state)
-{
-    TEST_STORIES_OR_SKIP(f);
-    static const char *const sets[] = {"epochs=2", NULL};
-    check_method(f, "affinequant", sets);
-}
+THREADS_TEST(rtn, NULL)
+THREADS_TEST(gptq, "act_order=true")
+THREADS_TEST(awq, NULL)
+THREADS_TEST(praq, NULL)
+THREADS_TEST(affinequant, "epochs=2")
 
 int main(void)
 {

@@ -126,8 +126,8 @@ static void test_decode_positions(void **state)
 static void test_absurd_header_refused(void **state)
 {
     (void)state;
-    char *dir = test_tmpdir("model_absurd"), path[4200], tok[4096];
-    snprintf(path, sizeof path, "%s/absurd.bin", dir);
+    char path[4200], tok[4096];
+    char *dir = test_tmpdir_file("model_absurd", "absurd.bin", path, sizeof path);
     const int32_t dim = 2, hid = 2, L = 1024, vocab = 512, p[7] = {dim, hid, L, 1, 1, vocab, 1 << 20};
     size_t floats = (size_t)L * dim * 2 + dim + (size_t)vocab * dim +
                     (size_t)L * (dim * dim * 4 + hid * dim * 3);

@@ -13,15 +13,6 @@
 #include "model/gq_model.h"
 #include "model/gq_synth.h"
 
-static void write_bytes(const char *path, const void *p, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    if (n)
-        assert_int_equal(fwrite(p, 1, n, f), n);
-    fclose(f);
-}
-
 /* Loads `path` expecting failure; the message must contain every needle. */
 static void expect_reject(const char *path, const char *n1, const char *n2, const char *n3)
 {
@@ -50,29 +41,29 @@ static void test_loader_rejects_bad_files(void **state)
     char want[64], got[64];
     snprintf(want, sizeof want, "%zu bytes its header", n);
 
-    write_bytes(bad, bytes, n - 4); /* truncated */
+    test_write_file(bad, bytes, n - 4); /* truncated */
     snprintf(got, sizeof got, "size %zu bytes", n - 4);
     expect_reject(bad, want, got, "truncated");
-    write_bytes(bad, bytes, 100); /* truncated far into the body */
+    test_write_file(bad, bytes, 100); /* truncated far into the body */
     expect_reject(bad, want, "size 100 bytes", "truncated");
     unsigned char *padded = calloc(n + 8, 1);
     memcpy(padded, bytes, n);
-    write_bytes(bad, padded, n + 8); /* padded */
+    test_write_file(bad, padded, n + 8); /* padded */
     snprintf(got, sizeof got, "size %zu bytes", n + 8);
     expect_reject(bad, want, got, "trailing");
-    write_bytes(bad, bytes, 0); /* zero length */
+    test_write_file(bad, bytes, 0); /* zero length */
     expect_reject(bad, "0 bytes", "at least 28 bytes", NULL);
     const char *text = "This is a text file, not a model checkpoint at all, clearly.\n";
-    write_bytes(bad, text, strlen(text)); /* foreign file */
+    test_write_file(bad, text, strlen(text)); /* foreign file */
     expect_reject(bad, "header field", "outside", NULL);
     uint32_t v1[64] = {0x616b3432u, 2}; /* right magic, unknown version */
-    write_bytes(bad, v1, sizeof v1);
+    test_write_file(bad, v1, sizeof v1);
     expect_reject(bad, "version 2", NULL, NULL);
     int32_t hdr[7] = {64, 172, 2, 6, 3, 512, 128}; /* dim not a multiple of n_heads */
-    write_bytes(bad, hdr, sizeof hdr);
+    test_write_file(bad, hdr, sizeof hdr);
     expect_reject(bad, "n_heads 6", NULL, NULL);
     int32_t odd[7] = {66, 172, 2, 6, 3, 512, 128}; /* head size 11 */
-    write_bytes(bad, odd, sizeof odd);
+    test_write_file(bad, odd, sizeof odd);
     expect_reject(bad, "odd", NULL, NULL);
     snprintf(bad, sizeof bad, "%s/missing.bin", dir);
     expect_reject(bad, "cannot open", NULL, NULL);

@@ -324,9 +324,7 @@ static void test_stories260K_perplexity(void **state)
 {
     (void)state;
     char mpath[1024], tpath[1024], xpath[1024];
-    TEST_ASSET_OR_SKIP("models/stories260K/stories260K.bin", mpath);
-    TEST_ASSET_OR_SKIP("models/stories260K/tok512.bin", tpath);
-    TEST_ASSET_OR_SKIP("text/tinystories/tinystories_val.txt", xpath);
+    test_stories_files_or_skip(mpath, tpath, xpath, sizeof mpath);
     gq_error err = {{0}};
     gq_model m;
     gq_tokenizer *tk;

@@ -41,12 +41,9 @@ static void test_load_errors(void **state)
     gq_error e;
     expect_fail(gq_plugin_load("/nonexistent/p.so", &e), &e, "/nonexistent/p.so",
                 "No such file");
-    char *dir = test_tmpdir("plugin-bad"), txt[4200];
-    snprintf(txt, sizeof txt, "%s/text.so", dir);
-    FILE *f = fopen(txt, "w");
-    assert_non_null(f);
-    fputs("not an ELF file\n", f);
-    fclose(f);
+    char txt[4200];
+    char *dir = test_tmpdir_file("plugin-bad", "text.so", txt, sizeof txt);
+    test_write_text(txt, "not an ELF file\n");
     expect_fail(gq_plugin_load(txt, &e), &e, txt, "not a loadable shared object");
     expect_fail(gq_plugin_load(dir, &e), &e, dir, "not a regular file");
     expect_fail(gq_plugin_load(g_no_init, &e), &e, g_no_init, "missing symbol gq_plugin_init");
@@ -356,8 +353,8 @@ static void test_cli(void **state)
     assert_non_null(strstr(g_out, "nf4: QLoRA NormalFloat4"));
     assert_int_equal(cli("--plugin=%s --plugin %s list formats", g_nf4, g_nf4), 0);
 
-    char *dir = test_tmpdir("plugin-cli"), in[4200];
-    snprintf(in, sizeof in, "%s/w.f32", dir);
+    char in[4200];
+    char *dir = test_tmpdir_file("plugin-cli", "w.f32", in, sizeof in);
     float w[4 * 128];
     for (int i = 0; i < 4 * 128; i++)
         w[i] = sinf(0.37f * (float)i) * (1.0f + (float)(i % 5));

@@ -3,6 +3,9 @@
 
 #include <stdio.h>
 
+#include "report/gq_plot.h"
+#include "test_support.h"
+
 /* Two series over group sizes 32/64 at bits 3/4, plus a baseline row. */
 void sample_table(gq_table *t)
 {
@@ -38,4 +41,12 @@ void sample_table(gq_table *t)
             }
     json_object_set_new(t->attrs, "protocol", json_string("full, ctx 64"));
     json_object_set_new(t->attrs, "threads", json_integer(2));
+}
+
+void gnuplot_or_skip(void)
+{
+    if (!gq_gnuplot_path()) {
+        fprintf(stderr, "skipping: gnuplot not installed\n");
+        skip();
+    }
 }

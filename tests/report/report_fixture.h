@@ -6,4 +6,7 @@
 
 void sample_table(gq_table *t);
 
+/* Skips the test (cmocka's skip() leaves it) when gnuplot is not installed. */
+void gnuplot_or_skip(void);
+
 #endif

@@ -22,8 +22,8 @@ static void test_csv_round_trip(void **state)
     (void)state;
     gq_table t, back;
     sample_table(&t);
-    char *dir = test_tmpdir("csv"), path[4096];
-    snprintf(path, sizeof path, "%s/t.csv", dir);
+    char path[4096];
+    char *dir = test_tmpdir_file("csv", "t.csv", path, sizeof path);
     gq_error err = {{0}};
     assert_int_equal(gq_table_write_csv(&t, path, &err), 0);
     assert_int_equal(gq_table_read_csv(path, &back, &err), 0);
@@ -51,15 +51,12 @@ static void test_csv_round_trip(void **state)
 static void test_csv_repeated_header(void **state)
 {
     (void)state;
-    char *dir = test_tmpdir("csv-header"), path[4096];
-    snprintf(path, sizeof path, "%s/r.csv", dir);
+    char path[4096];
+    char *dir = test_tmpdir_file("csv-header", "r.csv", path, sizeof path);
     const char *texts[] = {",\nb,3\na,\n", "ppl,bits,ppl\n1,2,3\n"};
     const char *column[] = {"header column 2 (\"\")", "header column 3 (\"ppl\")"};
     for (int i = 0; i < 2; i++) {
-        FILE *f = fopen(path, "w");
-        assert_non_null(f);
-        fputs(texts[i], f);
-        fclose(f);
+        test_write_text(path, texts[i]);
         gq_table t;
         gq_error err = {{0}};
         assert_int_equal(gq_table_read_csv(path, &t, &err), -1);
@@ -80,8 +77,8 @@ static void test_h5(void **state)
     gq_table_add_row(&cell, json_pack("{s:s, s:f}", "name", "layers.0.attn.q_proj", "recon_err", 0.01));
     gq_table_add_row(&cell, json_pack("{s:s}", "name", "tok_embeddings"));
     json_object_set_new(cell.attrs, "notes", json_string("[]"));
-    char *dir = test_tmpdir("h5"), path[4096];
-    snprintf(path, sizeof path, "%s/r.h5", dir);
+    char path[4096];
+    char *dir = test_tmpdir_file("h5", "r.h5", path, sizeof path);
     gq_error err = {{0}};
     gq_h5_group g = {"c001", &cell};
     assert_int_equal(gq_h5_write(path, &t, &g, 1, &err), 0);
@@ -128,10 +125,7 @@ static bool is_png(const char *path)
 static void test_plots(void **state)
 {
     (void)state;
-    if (!gq_gnuplot_path()) {
-        fprintf(stderr, "skipping: gnuplot not installed\n");
-        skip();
-    }
+    gnuplot_or_skip();
     gq_table t;
     sample_table(&t);
     char *dir = test_tmpdir("plots"), p[4200];
@@ -236,21 +230,18 @@ static void groupwise_table(gq_table *t, const char *praq_label, bool with_decod
  * and writes the smallest whole PNG (signature and IEND chunk) at the output it names. */
 static char *fake_gnuplot(void)
 {
-    char *dir = test_tmpdir("fake-gnuplot"), path[4200];
-    snprintf(path, sizeof path, "%s/gnuplot", dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs("#!/bin/sh\n"
-          "d=$(dirname \"$0\")/scripts\n"
-          "mkdir -p \"$d\"\n"
-          "s=$(mktemp \"$d/script.XXXXXX\")\n"
-          "cat >\"$s\"\n"
-          "out=$(sed -n \"s/^set output ['\\\"]\\(.*\\)['\\\"]\\$/\\1/p\" \"$s\" | head -n 1)\n"
-          "[ -n \"$out\" ] || exit 1\n"
-          "printf '\\211PNG\\r\\n\\032\\n\\000\\000\\000\\000IEND\\256B`\\202' >\"$out\"\n"
-          "mv \"$s\" \"$d/$(basename \"${out%.tmp.*}\").gp\"\n",
-          f);
-    fclose(f);
+    char path[4200];
+    char *dir = test_tmpdir_file("fake-gnuplot", "gnuplot", path, sizeof path);
+    test_write_text(path,
+        "#!/bin/sh\n"
+        "d=$(dirname \"$0\")/scripts\n"
+        "mkdir -p \"$d\"\n"
+        "s=$(mktemp \"$d/script.XXXXXX\")\n"
+        "cat >\"$s\"\n"
+        "out=$(sed -n \"s/^set output ['\\\"]\\(.*\\)['\\\"]\\$/\\1/p\" \"$s\" | head -n 1)\n"
+        "[ -n \"$out\" ] || exit 1\n"
+        "printf '\\211PNG\\r\\n\\032\\n\\000\\000\\000\\000IEND\\256B`\\202' >\"$out\"\n"
+        "mv \"$s\" \"$d/$(basename \"${out%.tmp.*}\").gp\"\n");
     assert_int_equal(chmod(path, 0755), 0);
     setenv("GQ_GNUPLOT", path, 1);
     return dir;
@@ -345,10 +336,7 @@ static void test_groupwise_chart_selection(void **state)
 static void test_groupwise_plots(void **state)
 {
     (void)state;
-    if (!gq_gnuplot_path()) {
-        fprintf(stderr, "skipping: gnuplot not installed\n");
-        skip();
-    }
+    gnuplot_or_skip();
     gq_table t;
     groupwise_table(&t, "pr'aq \"x\" `y` $z", true);
     char *dir = test_tmpdir("gw-plots"), p[4200];
@@ -386,8 +374,8 @@ static void test_groupwise_summary_script(void **state)
     for (size_t r = 0; r < gq_table_n_rows(&t); r++)
         json_object_update(gq_table_row(&t, r), protocol);
     json_decref(protocol);
-    char *dir = test_tmpdir("gw-table"), csv[4200], cmd[12000];
-    snprintf(csv, sizeof csv, "%s/results.csv", dir);
+    char csv[4200], cmd[12000];
+    char *dir = test_tmpdir_file("gw-table", "results.csv", csv, sizeof csv);
     gq_error err = {{0}};
     assert_int_equal(gq_table_write_csv(&t, csv, &err), 0);
     snprintf(cmd, sizeof cmd, "python3 '%s/scripts/groupwise-table.py' '%s' 2>&1", root ? root : ".", csv);

@@ -3,7 +3,6 @@
  * attribute too large for an HDF5 object header. */
 #include "test_support.h"
 
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,8 +18,8 @@
 static void test_csv_repeated_header_refused(void **state)
 {
     (void)state;
-    char *dir = test_tmpdir("csv_dup"), path[4096];
-    snprintf(path, sizeof path, "%s/results.csv", dir);
+    char path[4096];
+    char *dir = test_tmpdir_file("csv_dup", "results.csv", path, sizeof path);
     gq_error err = {{0}};
     const char *csv = "cell,ppl,cell,bits\nc1,1.5,x,4\nc2,2.5,y,3\n";
     assert_int_equal(gq_write_file_atomic(path, csv, strlen(csv), &err), 0);
@@ -33,23 +32,12 @@ static void test_csv_repeated_header_refused(void **state)
     free(dir);
 }
 
-/* Every file of dir is a complete PNG (signature first, IEND chunk last); returns the count. */
-static int complete_pngs(const char *dir)
+/* A test_dir_count visit: the file is a complete PNG (signature first, IEND chunk last). */
+static int complete_png(const char *path)
 {
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    for (struct dirent *de; (de = readdir(d));) {
-        if (de->d_name[0] == '.')
-            continue;
-        char p[8800];
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        if (!test_png_complete(p))
-            fail_msg("%s: not a complete PNG", p);
-        n++;
-    }
-    closedir(d);
-    return n;
+    if (!test_png_complete(path))
+        fail_msg("%s: not a complete PNG", path);
+    return 1;
 }
 
 /* Text from a results file reaches gnuplot only as data: a newline in a series label, a cell
@@ -58,10 +46,7 @@ static int complete_pngs(const char *dir)
 static void test_plot_labels_cannot_run_commands(void **state)
 {
     (void)state;
-    if (!gq_gnuplot_path()) {
-        fprintf(stderr, "skipping: gnuplot not installed\n");
-        skip();
-    }
+    gnuplot_or_skip();
     char *dir = test_tmpdir("plot_inject"), mark[8][4400], line[20000], out[9000];
     for (int i = 0; i < 8; i++)
         snprintf(mark[i], sizeof mark[i], "%s/pwned%d", dir, i);
@@ -86,7 +71,7 @@ static void test_plot_labels_cannot_run_commands(void **state)
     int n = 0;
     assert_int_equal(gq_plot_results(&t, out, &n, &err), 0);
     assert_true(n > 0);
-    assert_int_equal(complete_pngs(out), n);
+    assert_int_equal(test_dir_count(out, complete_png), n);
     for (int i = 0; i < 8; i++)
         if (gq_file_exists(mark[i]))
             fail_msg("text from the table ran as a gnuplot command (%s exists)", mark[i]);
@@ -99,15 +84,8 @@ static void test_plot_labels_cannot_run_commands(void **state)
 static void test_plot_disk_full(void **state)
 {
     (void)state;
-    if (!gq_gnuplot_path()) {
-        fprintf(stderr, "skipping: gnuplot not installed\n");
-        skip();
-    }
-    char *dir = test_tmpfs("plot_full", 72, false);
-    if (!dir) {
-        skip();
-        return;
-    }
+    gnuplot_or_skip();
+    char *dir = test_tmpfs_or_skip("plot_full", 72, false);
     gq_table t;
     sample_table(&t);
     gq_error err = {{0}};
@@ -115,7 +93,7 @@ static void test_plot_disk_full(void **state)
     assert_int_equal(gq_plot_results(&t, dir, &n, &err), -1);
     assert_non_null(strstr(err.msg, dir));
     assert_non_null(strstr(err.msg, ".png"));
-    assert_int_equal(complete_pngs(dir), n);
+    assert_int_equal(test_dir_count(dir, complete_png), n);
     assert_true(n < 5);
     gq_table_free(&t);
     test_tmpfs_free(dir);
@@ -124,11 +102,7 @@ static void test_plot_disk_full(void **state)
 static void test_h5_disk_full(void **state)
 {
     (void)state;
-    char *dir = test_tmpfs("h5_full", 8, false);
-    if (!dir) {
-        skip();
-        return;
-    }
+    char *dir = test_tmpfs_or_skip("h5_full", 8, false);
     gq_table t;
     sample_table(&t);
     char *filler = calloc(1, 40000);
@@ -140,12 +114,7 @@ static void test_h5_disk_full(void **state)
     gq_error err = {{0}};
     assert_int_equal(gq_h5_write(path, &t, NULL, 0, &err), -1);
     assert_non_null(strstr(err.msg, path));
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *de; (de = readdir(d));)
-        n += de->d_name[0] != '.';
-    closedir(d);
-    assert_int_equal(n, 0); /* no results.h5, no temporary */
+    assert_int_equal(test_dir_count(dir, NULL), 0); /* no results.h5, no temporary */
     gq_table_free(&t);
     test_tmpfs_free(dir);
 }
@@ -163,8 +132,8 @@ static void test_h5_large_attribute(void **state)
     json[big] = '\0';
     json_object_set_new(t.attrs, "experiment_json", json_string(json));
     json_object_set_new(t.attrs, "config_sha256", json_string("abc123"));
-    char *dir = test_tmpdir("h5_big"), path[4200];
-    snprintf(path, sizeof path, "%s/r.h5", dir);
+    char path[4200];
+    char *dir = test_tmpdir_file("h5_big", "r.h5", path, sizeof path);
     gq_error err = {{0}};
     assert_int_equal(gq_h5_write(path, &t, NULL, 0, &err), 0);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);

@@ -31,41 +31,40 @@ static bool assets_with(const char *rel, char *dir, size_t n)
     return true;
 }
 
-/* `gq-bench run experiments/<name> --dry-run` with the assets holding `model`; its listing is in
- * g_out. False (the caller skips) when the model is missing. */
-static bool dry_run(const char *model, const char *name)
+/* `gq-bench run experiments/<name> --dry-run` with the assets holding `model` lists every line
+ * of `expect` (NULL-terminated); skips the test when the model is missing. */
+static void check_dry_run(const char *model, const char *name, const char *const *expect)
 {
     char assets[4096], exp[4200];
     if (!assets_with(model, assets, sizeof assets))
-        return false;
+        skip();
     experiment_path(name, exp, sizeof exp);
     int rc = run("run %s --dry-run", exp);
     if (rc != 0)
         fail_msg("exit %d: %s", rc, g_err);
-    return true;
+    for (const char *const *e = expect; *e; e++)
+        if (!strstr(g_out, *e))
+            fail_msg("no \"%s\" in the listing:\n%s", *e, g_out);
 }
 
 static void test_groupsize_sweep_dry_run(void **state)
 {
     (void)state;
-    if (!dry_run("models/stories260K/stories260K.bin", "groupsize_sweep.json"))
-        skip();
     /* baseline + 4 methods x (2 bits x 3 group sizes + 2 bits per channel) */
-    assert_non_null(strstr(g_out, ": 33 cells, model stories260K"));
-    assert_non_null(strstr(g_out, "praq per-channel       praq     int3 channel asym"));
-    assert_non_null(strstr(g_out, "int4 g16 asym"));
-    assert_non_null(strstr(g_out, "int4 g64 asym"));
+    static const char *const expect[] = {
+        ": 33 cells, model stories260K", "praq per-channel       praq     int3 channel asym",
+        "int4 g16 asym", "int4 g64 asym", NULL};
+    check_dry_run("models/stories260K/stories260K.bin", "groupsize_sweep.json", expect);
 }
 
 static void test_groupsize_3M_dry_run(void **state)
 {
     (void)state;
-    if (!dry_run("models/tinystories-3M/tinystories-3M.bin", "groupsize_sweep_3M.json"))
-        skip();
     /* baseline + 4 methods x (4 group sizes + per channel) at INT4 */
-    assert_non_null(strstr(g_out, ": 21 cells, model tinystories-3M"));
-    assert_non_null(strstr(g_out, "int4 g256 asym"));
-    assert_non_null(strstr(g_out, "awq per-channel        awq      int4 channel asym"));
+    static const char *const expect[] = {
+        ": 21 cells, model tinystories-3M", "int4 g256 asym",
+        "awq per-channel        awq      int4 channel asym", NULL};
+    check_dry_run("models/tinystories-3M/tinystories-3M.bin", "groupsize_sweep_3M.json", expect);
 }
 
 /* An assets directory with stories260K and the texts but no tinystories-3M. */

@@ -42,16 +42,14 @@ static void write_tiny(const char *path, int windows)
     char tok[4096], text[4096];
     assert_true(test_asset("models/stories260K/tok512.bin", tok, sizeof tok));
     assert_true(test_asset("text/tinystories/tinystories_val.txt", text, sizeof text));
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fprintf(f, "{\"name\": \"tiny\", \"throughput\": {\"enabled\": false},\n"
-               " \"model\": {\"synthetic\": \"tiny\", \"tokenizer\": \"%s\"},\n"
-               " \"eval\": {\"text\": \"%s\", \"ctx\": 32, \"max_windows\": %d,\n"
-               "          \"kl_baseline\": \"stored\"},\n"
-               " \"methods\": [{\"label\": \"a\", \"method\": \"rtn\", \"format\": \"q4_0\"},\n"
-               "             {\"label\": \"b\", \"method\": \"rtn\", \"format\": \"q8_0\"}]}\n",
-            tok, text, windows);
-    fclose(f);
+    test_write_textf(path,
+        "{\"name\": \"tiny\", \"throughput\": {\"enabled\": false},\n"
+        " \"model\": {\"synthetic\": \"tiny\", \"tokenizer\": \"%s\"},\n"
+        " \"eval\": {\"text\": \"%s\", \"ctx\": 32, \"max_windows\": %d,\n"
+        "          \"kl_baseline\": \"stored\"},\n"
+        " \"methods\": [{\"label\": \"a\", \"method\": \"rtn\", \"format\": \"q4_0\"},\n"
+        "             {\"label\": \"b\", \"method\": \"rtn\", \"format\": \"q8_0\"}]}\n",
+        tok, text, windows);
 }
 
 static void run_ok(const char *exp, const char *out_dir)
@@ -84,9 +82,12 @@ static int teardown(void **state)
     return 0;
 }
 
-/* A fresh out-dir holding a copy of the undisturbed run of experiment v (its journal only). */
+/* A fresh out-dir holding a copy of the undisturbed run of experiment v (its journal only);
+ * skips the test when the reference runs are missing (no assets). */
 static char *copy_of_ref(const char *tag, int v)
 {
+    if (!g.dir)
+        skip();
     char *dir = test_tmpdir(tag);
     char cmd[16384];
     snprintf(cmd, sizeof cmd, "mkdir -p '%s/results/tiny' && cp -a '%s/results/tiny/.journal' "
@@ -138,14 +139,6 @@ static void resume_expect(const char *dir, int v, const char *const *want, int n
     expect_reference_numbers(dir, v);
 }
 
-static void write_bytes(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, len, f), len);
-    fclose(f);
-}
-
 /* Changes the first digit after `after` in the file at path to another digit. */
 static void change_digit(const char *path, const char *after)
 {
@@ -158,7 +151,7 @@ static void change_digit(const char *path, const char *after)
         p++;
     assert_true(*p != '\0');
     *p = *p == '9' ? '1' : (char)(*p + 1);
-    write_bytes(path, s, len);
+    test_write_file(path, s, len);
     free(s);
 }
 
@@ -166,15 +159,13 @@ static void copy_file(const char *from, const char *to)
 {
     size_t len;
     char *s = test_read_file(from, &len);
-    write_bytes(to, s, len);
+    test_write_file(to, s, len);
     free(s);
 }
 
 static void test_bad_records(void **state)
 {
     (void)state;
-    if (!g.dir)
-        skip();
     char *dir = copy_of_ref("journal-records", 0);
     char c1[4400], c2[4400], other[4400];
     journal_file(dir, "cell-c001.json", c1, sizeof c1);
@@ -201,7 +192,7 @@ static void test_bad_records(void **state)
 
     /* a record without the checksummed envelope */
     const char bare_record[] = "{\"row\": {\"ppl\": 1.5}}";
-    write_bytes(c2, bare_record, strlen(bare_record));
+    test_write_file(c2, bare_record, strlen(bare_record));
     const char *bare[] = {"cell-c002.json: not a checksummed record", "resuming: 1 of 2 cells"};
     resume_expect(dir, 0, bare, 2);
     free(dir);
@@ -220,8 +211,6 @@ static void patch_file(const char *path, long offset, const void *bytes, size_t 
 static void test_bad_baseline_file(void **state)
 {
     (void)state;
-    if (!g.dir)
-        skip();
     char *dir = copy_of_ref("journal-baseline", 0);
     char logp[4400];
     journal_file(dir, "baseline.logp", logp, sizeof logp);
@@ -259,8 +248,6 @@ static void expect_damaged_key(const char *dir, int v, const char *why)
 static void test_bad_key(void **state)
 {
     (void)state;
-    if (!g.dir)
-        skip();
     char *dir = copy_of_ref("journal-key", 0);
     char key[4400];
     journal_file(dir, "key", key, sizeof key);
@@ -269,7 +256,7 @@ static void test_bad_key(void **state)
     change_digit(key, "\"key\":");
     expect_damaged_key(dir, 0, "the key does not match its checksum");
     /* not JSON at all */
-    write_bytes(key, "\x01garbage", 8);
+    test_write_file(key, "\x01garbage", 8);
     expect_damaged_key(dir, 0, "not JSON");
     /* deleted while records remain, and the experiment edited */
     assert_int_equal(unlink(key), 0);

@@ -192,10 +192,7 @@ static void write_variant(const char *dir, const char *name, const char *from, c
     if (!at)
         fail_msg("smoke.json no longer contains %s", from);
     snprintf(out, n, "%s/%s", dir, name);
-    FILE *f = fopen(out, "w");
-    assert_non_null(f);
-    fprintf(f, "%.*s%s%s", (int)(at - src), src, to, at + strlen(from));
-    fclose(f);
+    test_write_textf(out, "%.*s%s%s", (int)(at - src), src, to, at + strlen(from));
     free(src);
 }
 
@@ -279,22 +276,20 @@ static void test_sweep_expansion(void **state)
     (void)state;
     if (!setup_assets())
         skip();
-    char *dir = test_tmpdir("run-sweep"), file[4200];
-    snprintf(file, sizeof file, "%s/sweep.json", dir);
-    FILE *f = fopen(file, "w");
-    assert_non_null(f);
-    fputs("{\"name\": \"sweep\",\n"
-          " \"model\": {\"synthetic\": \"tiny\", \"tokenizer\": \"models/stories260K/tok512.bin\"},\n"
-          " \"eval\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"ctx\": 32, \"max_windows\": 8},\n"
-          " \"calib\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"n_calib\": 2, \"calib_ctx\": 32},\n"
-          " \"methods\": [\n"
-          "  {\"label\": \"g\", \"method\": \"rtn\", \"format\": {\"name\": \"int\"}},\n"
-          "  {\"label\": \"ch\", \"method\": \"rtn\", \"format\": {\"name\": \"int\", \"granularity\": \"channel\"}},\n"
-          "  {\"label\": \"gq\", \"method\": \"gptq\", \"format\": {\"name\": \"int\"}},\n"
-          "  {\"label\": \"gx\", \"method\": \"gptq\", \"format\": {\"name\": \"int\"}, \"exclude\": [\"n_calib\", \"bits\"]}],\n"
-          " \"sweep\": {\"bits\": [3, 4], \"group_size\": [32, 64], \"n_calib\": [2, 4], \"method.percdamp\": [0.01]},\n"
-          " \"zip\": [[\"bits\", \"group_size\"]]}\n", f);
-    fclose(f);
+    char file[4200];
+    char *dir = test_tmpdir_file("run-sweep", "sweep.json", file, sizeof file);
+    test_write_text(file,
+        "{\"name\": \"sweep\",\n"
+        " \"model\": {\"synthetic\": \"tiny\", \"tokenizer\": \"models/stories260K/tok512.bin\"},\n"
+        " \"eval\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"ctx\": 32, \"max_windows\": 8},\n"
+        " \"calib\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"n_calib\": 2, \"calib_ctx\": 32},\n"
+        " \"methods\": [\n"
+        "  {\"label\": \"g\", \"method\": \"rtn\", \"format\": {\"name\": \"int\"}},\n"
+        "  {\"label\": \"ch\", \"method\": \"rtn\", \"format\": {\"name\": \"int\", \"granularity\": \"channel\"}},\n"
+        "  {\"label\": \"gq\", \"method\": \"gptq\", \"format\": {\"name\": \"int\"}},\n"
+        "  {\"label\": \"gx\", \"method\": \"gptq\", \"format\": {\"name\": \"int\"}, \"exclude\": [\"n_calib\", \"bits\"]}],\n"
+        " \"sweep\": {\"bits\": [3, 4], \"group_size\": [32, 64], \"n_calib\": [2, 4], \"method.percdamp\": [0.01]},\n"
+        " \"zip\": [[\"bits\", \"group_size\"]]}\n");
     int rc = run("run %s --dry-run", file);
     if (rc != 0)
         fail_msg("exit %d: %s", rc, g_err);
@@ -382,8 +377,8 @@ static void expect_kl_reference(const char *csv, const char *want)
  * out-dir (caller frees). */
 static char *kill_and_resume(const char *tag, bool paired)
 {
-    char *dir = test_tmpdir(tag), journal[4096];
-    snprintf(journal, sizeof journal, "%s/results/smoke/.journal", dir);
+    char journal[4096];
+    char *dir = test_tmpdir_file(tag, "results/smoke/.journal", journal, sizeof journal);
     /* start the run, kill -9 it once the journal holds the baseline and one cell */
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -601,16 +596,14 @@ static void run_tiny(const char *dir, const char *name, const char *extra, gq_ta
 {
     char file[4200], csv[4300];
     snprintf(file, sizeof file, "%s/%s.json", dir, name);
-    FILE *f = fopen(file, "w");
-    assert_non_null(f);
-    fprintf(f, "{\"name\": \"%s\", %s\n"
-               " \"model\": {\"synthetic\": \"tiny\",\n"
-               "            \"tokenizer\": \"models/stories260K/tok512.bin\"},\n"
-               " \"eval\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"ctx\": 32,\n"
-               "          \"max_windows\": 1},\n"
-               " \"methods\": [{\"label\": \"q\", \"method\": \"rtn\", \"format\": \"q4_0\"}]}\n",
-            name, extra);
-    fclose(f);
+    test_write_textf(file,
+        "{\"name\": \"%s\", %s\n"
+        " \"model\": {\"synthetic\": \"tiny\",\n"
+        "            \"tokenizer\": \"models/stories260K/tok512.bin\"},\n"
+        " \"eval\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"ctx\": 32,\n"
+        "          \"max_windows\": 1},\n"
+        " \"methods\": [{\"label\": \"q\", \"method\": \"rtn\", \"format\": \"q4_0\"}]}\n",
+        name, extra);
     int rc = run("run %s --out-dir %s --threads 1 --no-plots", file, dir);
     if (rc != 0)
         fail_msg("exit %d: %s", rc, g_err);

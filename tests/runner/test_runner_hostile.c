@@ -5,7 +5,6 @@
  * never a crash, a hang, a command run or a half-written file left as a result. */
 #include "test_support.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,35 +44,31 @@ static void write_experiment(const char *path, const char *name, const char *eva
 static const char *const q4 = "[{\"label\": \"q\", \"method\": \"rtn\", \"format\": \"q4_0\"}]";
 static const char *const val_text = "text/tinystories/tinystories_val.txt";
 
-/* Recursively: no temporary, no empty file, every PNG whole; returns the number of files. */
-static int check_outputs(const char *dir)
+/* A fresh directory for one test, with exp = <dir>/<file> (the experiment the test writes
+ * there); the test skips when the assets are missing. Caller frees. */
+static char *experiment_dir(const char *tag, const char *file, char *exp, size_t n)
 {
-    DIR *d = opendir(dir);
-    if (!d)
-        return 0;
-    int n = 0;
-    for (struct dirent *de; (de = readdir(d));) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        char p[8400];
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        struct stat st;
-        assert_int_equal(lstat(p, &st), 0);
-        if (S_ISDIR(st.st_mode)) {
-            n += check_outputs(p);
-            continue;
-        }
-        if (strstr(de->d_name, ".tmp."))
-            fail_msg("temporary left behind: %s", p);
-        if (st.st_size == 0)
-            fail_msg("empty file left behind: %s", p);
-        size_t len = strlen(de->d_name);
-        if (len > 4 && !strcmp(de->d_name + len - 4, ".png") && !test_png_complete(p))
-            fail_msg("truncated PNG left behind: %s", p);
-        n++;
-    }
-    closedir(d);
-    return n;
+    test_assets_or_skip();
+    return test_tmpdir_file(tag, file, exp, n);
+}
+
+/* A test_dir_count visit: no temporary, no empty file, every PNG whole, and the same below
+ * a subdirectory; returns the number of files. */
+static int check_output(const char *path)
+{
+    struct stat st;
+    assert_int_equal(lstat(path, &st), 0);
+    if (S_ISDIR(st.st_mode))
+        return test_dir_count(path, check_output);
+    const char *name = strrchr(path, '/') + 1;
+    if (strstr(name, ".tmp."))
+        fail_msg("temporary left behind: %s", path);
+    if (st.st_size == 0)
+        fail_msg("empty file left behind: %s", path);
+    size_t len = strlen(name);
+    if (len > 4 && !strcmp(name + len - 4, ".png") && !test_png_complete(path))
+        fail_msg("truncated PNG left behind: %s", path);
+    return 1;
 }
 
 /* A series label with a newline and a gnuplot `system` command: the charts are drawn with
@@ -81,12 +76,10 @@ static int check_outputs(const char *dir)
 static void test_labels_never_reach_gnuplot_as_code(void **state)
 {
     (void)state;
-    if (!test_setup_assets() || !gq_gnuplot_path()) {
+    if (!gq_gnuplot_path())
         skip();
-        return;
-    }
-    char *dir = test_tmpdir("hostile_label"), exp[4200], mark[4200], methods[9000];
-    snprintf(exp, sizeof exp, "%s/inj.json", dir);
+    char exp[4200], mark[4200], methods[9000];
+    char *dir = experiment_dir("hostile_label", "inj.json", exp, sizeof exp);
     snprintf(mark, sizeof mark, "%s/PWNED", dir);
     snprintf(methods, sizeof methods,
              "[{\"label\": \"q\\nsystem \\\"touch %s\\\"\\n\", \"method\": \"rtn\", "
@@ -98,7 +91,7 @@ static void test_labels_never_reach_gnuplot_as_code(void **state)
     assert_false(gq_file_exists(mark));
     char plots[4300];
     snprintf(plots, sizeof plots, "%s/plots/inj", dir);
-    assert_int_equal(check_outputs(plots), 4); /* bits, bpw, bpw and decode, stage times */
+    assert_int_equal(test_dir_count(plots, check_output), 4); /* bits, bpw, bpw and decode, stage times */
 
     /* plot: a results.csv whose cell names and model carry commands */
     char csv[4300], *text, *edited;
@@ -122,8 +115,8 @@ static void test_labels_never_reach_gnuplot_as_code(void **state)
 static void test_plot_repeated_column(void **state)
 {
     (void)state;
-    char *dir = test_tmpdir("hostile_dupcol"), csv[4200];
-    snprintf(csv, sizeof csv, "%s/results/x/results.csv", dir);
+    char csv[4200];
+    char *dir = test_tmpdir_file("hostile_dupcol", "results/x/results.csv", csv, sizeof csv);
     char sub[4200];
     snprintf(sub, sizeof sub, "%s/results/x", dir);
     gq_error err = {{0}};
@@ -140,13 +133,10 @@ static void test_non_finite_result_is_an_error(void **state)
 {
     (void)state;
     char model[4096];
-    if (!test_setup_assets()) {
-        skip();
-        return;
-    }
+    test_assets_or_skip();
     TEST_ASSET_OR_SKIP("models/stories260K/stories260K.bin", model);
-    char *dir = test_tmpdir("hostile_huge"), huge[4200], exp[4200], csv[4300];
-    snprintf(huge, sizeof huge, "%s/huge.bin", dir);
+    char huge[4200], exp[4200], csv[4300];
+    char *dir = test_tmpdir_file("hostile_huge", "huge.bin", huge, sizeof huge);
     size_t len;
     unsigned char *bytes = test_read_file(model, &len);
     int32_t hdr[7];
@@ -181,12 +171,8 @@ static void test_non_finite_result_is_an_error(void **state)
 static void test_unusable_outputs_refused_up_front(void **state)
 {
     (void)state;
-    if (!test_setup_assets()) {
-        skip();
-        return;
-    }
-    char *dir = test_tmpdir("hostile_out"), exp[4200], victim[4200], link[4400];
-    snprintf(exp, sizeof exp, "%s/e.json", dir);
+    char exp[4200], victim[4200], link[4400];
+    char *dir = experiment_dir("hostile_out", "e.json", exp, sizeof exp);
     write_experiment(exp, "e", val_text, q4, "");
     char *ro = test_tmpfs("hostile_ro", 64, true);
     if (ro) {
@@ -227,12 +213,8 @@ static void test_unusable_outputs_refused_up_front(void **state)
 static void test_symlinked_journal_untouched(void **state)
 {
     (void)state;
-    if (!test_setup_assets()) {
-        skip();
-        return;
-    }
-    char *dir = test_tmpdir("hostile_journal"), exp[4200], other[4200], p[4400], rdir[4300];
-    snprintf(exp, sizeof exp, "%s/e.json", dir);
+    char exp[4200], other[4200], p[4400], rdir[4300];
+    char *dir = experiment_dir("hostile_journal", "e.json", exp, sizeof exp);
     write_experiment(exp, "e", val_text, q4, "");
     snprintf(other, sizeof other, "%s/elsewhere", dir);
     gq_error err = {{0}};
@@ -262,14 +244,10 @@ static void test_symlinked_journal_untouched(void **state)
 static void test_inputs_not_regular_files(void **state)
 {
     (void)state;
-    if (!test_setup_assets()) {
-        skip();
-        return;
-    }
-    char *dir = test_tmpdir("hostile_fifo"), exp[4200], fifo[4200];
+    char exp[4200], fifo[4200];
+    char *dir = experiment_dir("hostile_fifo", "e.json", exp, sizeof exp);
     snprintf(fifo, sizeof fifo, "%s/text.fifo", dir);
     assert_int_equal(mkfifo(fifo, 0600), 0);
-    snprintf(exp, sizeof exp, "%s/e.json", dir);
     const char *texts[] = {fifo, "/dev/zero"};
     for (int i = 0; i < 2; i++) {
         write_experiment(exp, "e", texts[i], q4, "");
@@ -287,12 +265,8 @@ static void test_inputs_not_regular_files(void **state)
 static void test_sweep_size(void **state)
 {
     (void)state;
-    if (!test_setup_assets()) {
-        skip();
-        return;
-    }
-    char *dir = test_tmpdir("hostile_sweep"), exp[4200];
-    snprintf(exp, sizeof exp, "%s/s.json", dir);
+    char exp[4200];
+    char *dir = experiment_dir("hostile_sweep", "s.json", exp, sizeof exp);
     size_t cap = 4000 * 24 + 256;
     char *axis = malloc(cap), *extra = malloc(cap + 64);
     size_t len = 0;
@@ -321,12 +295,8 @@ static void test_sweep_size(void **state)
 static void test_disk_full_during_run(void **state)
 {
     (void)state;
-    if (!test_setup_assets()) {
-        skip();
-        return;
-    }
-    char *dir = test_tmpdir("hostile_full"), exp[4200];
-    snprintf(exp, sizeof exp, "%s/e.json", dir);
+    char exp[4200];
+    char *dir = experiment_dir("hostile_full", "e.json", exp, sizeof exp);
     write_experiment(exp, "e", val_text, q4, " \"sweep\": {},");
     static const int sizes_kib[] = {48, 96, 128, 160, 240};
     int failed = 0;
@@ -341,7 +311,7 @@ static void test_disk_full_during_run(void **state)
             fail_msg("%d KiB: exit %d (expected 1 with the path, or 0)\n%s", sizes_kib[i], rc,
                      g_err);
         failed += rc == 1;
-        check_outputs(fs);
+        test_dir_count(fs, check_output);
         test_tmpfs_free(fs);
     }
     assert_true(failed > 0); /* 48 KiB cannot hold the baseline's log-probabilities */

@@ -92,8 +92,7 @@ static void check_corpus_file(const char *name, const char *out_root)
 static void test_corpus(void **state)
 {
     (void)state;
-    if (!test_setup_assets())
-        skip();
+    test_assets_or_skip();
     char corpus[4096], cwd[4096];
     snprintf(corpus, sizeof corpus, "%s/experiments", getenv("GQ_TESTDATA"));
     assert_non_null(getcwd(cwd, sizeof cwd));
@@ -114,22 +113,19 @@ static void test_corpus(void **state)
 /* Writes an experiment that includes `model` and `method` (configs/ files or JSON text). */
 static void write_including(const char *file, const char *model, const char *method)
 {
-    FILE *f = fopen(file, "w");
-    assert_non_null(f);
-    fprintf(f, "{\"model\": %s,\n"
-               " \"eval\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"ctx\": 64, "
-               "\"max_windows\": 2},\n"
-               " \"calib\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"n_calib\": 2, "
-               "\"calib_ctx\": 64},\n"
-               " \"methods\": [%s]}\n", model, method);
-    fclose(f);
+    test_write_textf(file,
+        "{\"model\": %s,\n"
+        " \"eval\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"ctx\": 64, "
+        "\"max_windows\": 2},\n"
+        " \"calib\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"n_calib\": 2, "
+        "\"calib_ctx\": 64},\n"
+        " \"methods\": [%s]}\n", model, method);
 }
 
 static void test_shipped_files_validate(void **state)
 {
     (void)state;
-    if (!test_setup_assets())
-        skip();
+    test_assets_or_skip();
     char dir[4200], file[4400], inc[4400];
     int n;
     snprintf(dir, sizeof dir, "%s/experiments", source_root());
@@ -172,20 +168,18 @@ static void test_failed_cell_goes_on(void **state)
     (void)state;
     if (!test_setup_assets() || !g_flaky)
         skip();
-    char *dir = test_tmpdir("flaky"), file[4200], csv[4300];
-    snprintf(file, sizeof file, "%s/flaky.json", dir);
-    FILE *f = fopen(file, "w");
-    assert_non_null(f);
-    fprintf(f, "{\"name\": \"flaky\", \"plugins\": [\"%s\"],\n"
-               " \"model\": {\"synthetic\": \"tiny\", \"tokenizer\": "
-               "\"models/stories260K/tok512.bin\"},\n"
-               " \"eval\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"ctx\": 32, "
-               "\"max_windows\": 1},\n"
-               " \"methods\": [{\"label\": \"flaky\", \"method\": \"flaky\", \"format\": \"q4_0\"},\n"
-               "             {\"label\": \"rtn\", \"method\": \"rtn\", \"format\": \"q8_0\"}],\n"
-               " \"sweep\": {\"method.fail\": [true, false]},\n"
-               " \"throughput\": {\"enabled\": false}}\n", g_flaky);
-    fclose(f);
+    char file[4200], csv[4300];
+    char *dir = test_tmpdir_file("flaky", "flaky.json", file, sizeof file);
+    test_write_textf(file,
+        "{\"name\": \"flaky\", \"plugins\": [\"%s\"],\n"
+        " \"model\": {\"synthetic\": \"tiny\", \"tokenizer\": "
+        "\"models/stories260K/tok512.bin\"},\n"
+        " \"eval\": {\"text\": \"text/tinystories/tinystories_val.txt\", \"ctx\": 32, "
+        "\"max_windows\": 1},\n"
+        " \"methods\": [{\"label\": \"flaky\", \"method\": \"flaky\", \"format\": \"q4_0\"},\n"
+        "             {\"label\": \"rtn\", \"method\": \"rtn\", \"format\": \"q8_0\"}],\n"
+        " \"sweep\": {\"method.fail\": [true, false]},\n"
+        " \"throughput\": {\"enabled\": false}}\n", g_flaky);
     int rc = run("run %s --out-dir %s --threads 1 --no-plots", file, dir);
     if (rc != 1 || !strstr(g_err, "1 of 3 cells failed (c001") ||
         !strstr(g_err, "flaky: simulated run-time failure"))
@@ -205,9 +199,7 @@ static void test_failed_cell_goes_on(void **state)
     /* a damaged key is called damaged, not "a different experiment definition" */
     char key[4300];
     snprintf(key, sizeof key, "%s/results/flaky/.journal/key", dir);
-    f = fopen(key, "w");
-    fputs("{\"key\": \"0123", f);
-    fclose(f);
+    test_write_text(key, "{\"key\": \"0123");
     assert_int_equal(run("run %s --out-dir %s --threads 1 --no-plots", file, dir), 2);
     if (!strstr(g_err, ".journal/key: damaged"))
         fail_msg("damaged key: %s", g_err);
@@ -217,8 +209,7 @@ static void test_failed_cell_goes_on(void **state)
 static void test_messages(void **state)
 {
     (void)state;
-    if (!test_setup_assets())
-        skip();
+    test_assets_or_skip();
     char *dir = test_tmpdir("messages"), file[4200], link[4200], inc[4200];
     /* a symlink loop is named as such, not "no such file" */
     snprintf(link, sizeof link, "%s/loop.txt", dir);

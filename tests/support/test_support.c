@@ -1,5 +1,6 @@
 #include "test_support.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -58,6 +59,14 @@ char *test_tmpfs(const char *tag, int kib, bool ro)
         free(dir);
         return NULL;
     }
+    return dir;
+}
+
+char *test_tmpfs_or_skip(const char *tag, int kib, bool ro)
+{
+    char *dir = test_tmpfs(tag, kib, ro);
+    if (!dir)
+        skip();
     return dir;
 }
 
@@ -148,4 +157,105 @@ bool test_setup_assets(void)
     p[strlen(p) - strlen(rel)] = '\0';
     setenv("GQ_ASSETS", p, 1);
     return true;
+}
+
+void test_assets_or_skip(void)
+{
+    if (!test_setup_assets())
+        skip();
+}
+
+static FILE *open_for_writing(const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        fail_msg("cannot create %s: %s", path, strerror(errno));
+    return f;
+}
+
+static void close_written(FILE *f, const char *path)
+{
+    bool failed = ferror(f) != 0;
+    if (fclose(f) != 0 || failed)
+        fail_msg("cannot write %s", path);
+}
+
+void test_write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = open_for_writing(path);
+    if (len)
+        fwrite(data, 1, len, f);
+    close_written(f, path);
+}
+
+void test_write_text(const char *path, const char *text)
+{
+    test_write_file(path, text, strlen(text));
+}
+
+void test_write_textf(const char *path, const char *fmt, ...)
+{
+    FILE *f = open_for_writing(path);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    close_written(f, path);
+}
+
+int test_dir_count(const char *dir, int (*visit)(const char *path))
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        fail_msg("cannot read directory %s: %s", dir, strerror(errno));
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d));) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        char p[8400];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        n += visit ? visit(p) : 1;
+    }
+    closedir(d);
+    return n;
+}
+
+static int remove_entry(const char *path)
+{
+    if (unlink(path) != 0)
+        fail_msg("cannot remove %s: %s", path, strerror(errno));
+    return 1;
+}
+
+void test_remove_dir(char *dir)
+{
+    test_dir_count(dir, remove_entry);
+    if (rmdir(dir) != 0)
+        fail_msg("cannot remove %s: %s", dir, strerror(errno));
+    free(dir);
+}
+
+char *test_tmpdir_file(const char *tag, const char *file, char *path, size_t n)
+{
+    char *dir = test_tmpdir(tag);
+    snprintf(path, n, "%s/%s", dir, file);
+    return dir;
+}
+
+void test_stories_files_or_skip(char *model, char *tok, char *text, size_t n)
+{
+    if (!test_asset("models/stories260K/stories260K.bin", model, n) ||
+        !test_asset("models/stories260K/tok512.bin", tok, n) ||
+        !test_asset("text/tinystories/tinystories_val.txt", text, n))
+        skip();
+}
+
+void test_contains_all(const char *text, ...)
+{
+    va_list ap;
+    va_start(ap, text);
+    for (const char *needle; (needle = va_arg(ap, const char *));)
+        if (!strstr(text, needle))
+            fail_msg("no \"%s\" in:\n%s", needle, text);
+    va_end(ap);
 }

@@ -271,26 +271,22 @@ static void run_slices(const char *tok_rel, const char *text_rel)
     unload(&f);
 }
 
-static void test_slices_tinystories_tok512(void **state)
-{
-    (void)state;
-    run_slices("models/stories260K/tok512.bin", "text/tinystories/tinystories_val.txt");
-}
-static void test_slices_wiki_llama2(void **state)
-{
-    (void)state;
-    run_slices("tokenizers/llama2/tokenizer.bin", "text/wikitext-2-raw/wiki.test.raw");
-}
-static void test_slices_tinystories_llama2(void **state)
-{
-    (void)state;
-    run_slices("tokenizers/llama2/tokenizer.bin", "text/tinystories/tinystories_val.txt");
-}
-static void test_slices_wiki_tok512(void **state)
-{
-    (void)state;
-    run_slices("models/stories260K/tok512.bin", "text/wikitext-2-raw/wiki.test.raw");
-}
+/* test_slices_<text>_<tokenizer>: run_slices on that pair of assets. */
+#define SLICES_TEST(text, tokenizer, text_path, tok_path)      \
+    static void test_slices_##text##_##tokenizer(void **state) \
+    {                                                          \
+        (void)state;                                           \
+        run_slices(tok_path, text_path);                       \
+    }
+
+#define TINYSTORIES "text/tinystories/tinystories_val.txt"
+#define WIKI "text/wikitext-2-raw/wiki.test.raw"
+#define TOK512 "models/stories260K/tok512.bin"
+#define LLAMA2 "tokenizers/llama2/tokenizer.bin"
+SLICES_TEST(tinystories, tok512, TINYSTORIES, TOK512)
+SLICES_TEST(wiki, llama2, WIKI, LLAMA2)
+SLICES_TEST(tinystories, llama2, TINYSTORIES, LLAMA2)
+SLICES_TEST(wiki, tok512, WIKI, TOK512)
 
 static void test_known_ids(void **state)
 {
