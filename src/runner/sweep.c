@@ -107,6 +107,59 @@ static bool value_seen(json_t *seen, json_t *x, size_t k, size_t *first)
     return prev != NULL;
 }
 
+/* Each value of axis key (the array v) is a scalar, an integer for the calibration axes, and
+ * not a repeat of an earlier one. */
+static int check_axis_values(const char *key, json_t *v, gq_error *err)
+{
+    json_t *seen = json_object(); /* value text -> first index */
+    size_t j;
+    for (size_t k = 0; k < json_array_size(v); k++) {
+        json_t *x = json_array_get(v, k);
+        if (json_is_array(x) || json_is_object(x) || json_is_null(x)) {
+            json_decref(seen);
+            gq_fail(err, "$.sweep.%s[%zu]: expected a number, string or boolean", key, k);
+            return -1;
+        }
+        if ((!strcmp(key, "n_calib") || !strcmp(key, "calib_ctx")) && !json_is_integer(x)) {
+            gq_fail(err, "$.sweep.%s[%zu]: expected an integer", key, k);
+            json_decref(seen);
+            return -1;
+        }
+        if (value_seen(seen, x, k, &j)) {
+            gq_fail(err, "$.sweep.%s[%zu]: repeats $.sweep.%s[%zu]", key, k, key, j);
+            json_decref(seen);
+            return -1;
+        }
+    }
+    json_decref(seen);
+    return 0;
+}
+
+/* Some method in $.methods takes axis a (or uses calibration, for the calibration axes). */
+static int check_axis_used(const gq_experiment *e, const gq_axis *a, const char *key,
+                           gq_error *err)
+{
+    bool used = false;
+    for (int m = 0; m < e->n_methods; m++) {
+        gq_axis_target t = axis_target(a, &e->methods[m]);
+        used |= (t == GQ_AXIS_N_CALIB || t == GQ_AXIS_CALIB_CTX)
+                    ? needs_calib(&e->methods[m])
+                    : has_param(a, &e->methods[m], t);
+    }
+    if (!used) {
+        gq_fail(err, "$.sweep.%s: no method in $.methods has this parameter%s", key,
+                strcmp(key, "n_calib") && strcmp(key, "calib_ctx")
+                    ? " (see `gq-bench list` for method and format parameters)"
+                    : " (none of them uses calibration)");
+        return -1;
+    }
+    if ((!strcmp(key, "n_calib") || !strcmp(key, "calib_ctx")) && !e->has_calib) {
+        gq_fail(err, "$.sweep.%s: sweeps calibration but $.calib is missing", key);
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_axes(gq_experiment *e, gq_error *err)
 {
     json_t *sw = json_object_get(e->resolved, "sweep");
@@ -143,45 +196,10 @@ static int parse_axes(gq_experiment *e, gq_error *err)
             gq_fail(err, "$.sweep.%s: expected a non-empty array of values", key);
             goto done;
         }
-        json_t *seen = json_object(); /* value text -> first index */
-        size_t j;
-        for (size_t k = 0; k < json_array_size(v); k++) {
-            json_t *x = json_array_get(v, k);
-            if (json_is_array(x) || json_is_object(x) || json_is_null(x)) {
-                json_decref(seen);
-                gq_fail(err, "$.sweep.%s[%zu]: expected a number, string or boolean", key, k);
-                goto done;
-            }
-            if ((!strcmp(key, "n_calib") || !strcmp(key, "calib_ctx")) && !json_is_integer(x)) {
-                gq_fail(err, "$.sweep.%s[%zu]: expected an integer", key, k);
-                json_decref(seen);
-                goto done;
-            }
-            if (value_seen(seen, x, k, &j)) {
-                gq_fail(err, "$.sweep.%s[%zu]: repeats $.sweep.%s[%zu]", key, k, key, j);
-                json_decref(seen);
-                goto done;
-            }
-        }
-        json_decref(seen);
-        bool used = false;
-        for (int m = 0; m < e->n_methods; m++) {
-            gq_axis_target t = axis_target(a, &e->methods[m]);
-            used |= (t == GQ_AXIS_N_CALIB || t == GQ_AXIS_CALIB_CTX)
-                        ? needs_calib(&e->methods[m])
-                        : has_param(a, &e->methods[m], t);
-        }
-        if (!used) {
-            gq_fail(err, "$.sweep.%s: no method in $.methods has this parameter%s", key,
-                    strcmp(key, "n_calib") && strcmp(key, "calib_ctx")
-                        ? " (see `gq-bench list` for method and format parameters)"
-                        : " (none of them uses calibration)");
+        if (check_axis_values(key, v, err))
             goto done;
-        }
-        if ((!strcmp(key, "n_calib") || !strcmp(key, "calib_ctx")) && !e->has_calib) {
-            gq_fail(err, "$.sweep.%s: sweeps calibration but $.calib is missing", key);
+        if (check_axis_used(e, a, key, err))
             goto done;
-        }
     }
     rc = 0;
 done:
