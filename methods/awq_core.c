@@ -327,58 +327,53 @@ done:
     return rc;
 }
 
-int gq_awq_quantize_block(const gq_awq_params *p, gq_awq_salience_fn salience, const void *user,
-                          gq_block_ctx *ctx, gq_error *err)
+/* Salience and scale search for group g: *scale gets cin scales, or stays NULL when no linear
+ * of the group is quantized or its scales cannot be folded. */
+static int group_scales(const gq_awq_params *p, gq_awq_salience_fn salience, const void *user,
+                        gq_block_ctx *ctx, gq_block_trace *tr, gq_awq_group g, float **scale,
+                        gq_error *err)
 {
     const gq_config *c = ctx->cfg;
     const size_t n = (size_t)ctx->B * ctx->T;
-    gq_block_trace tr = {0};
-    float *scales[GQ_AWQ_N_GROUPS] = {0};
+    bool any = false;
+    for (int i = 0; i < group_n[g]; i++)
+        any |= ctx->quant[group_linears[g][i]] != NULL;
+    if (!any)
+        return 0;
+    if (g == GQ_AWQ_VO && (!p->scale_v_o || gq_kv_dim(c) != c->dim))
+        return 0; /* GQA: v_proj's outputs are not o_proj's inputs one to one */
+    int cin = g == GQ_AWQ_DOWN ? c->hidden_dim : c->dim;
+    float *sx = malloc((size_t)cin * sizeof *sx);
+    *scale = malloc((size_t)cin * sizeof(float));
+    if (!sx || !*scale) {
+        free(sx);
+        return gq_fail(err, "layers.%d: out of memory", ctx->layer);
+    }
+    const float *x = gq_trace_input(tr, group_linears[g][0]);
+    double t0 = gq_now();
+    int src = salience ? salience(user, ctx, tr, g, sx, err)
+                       : (gq_calib_abs_mean(x, n, cin, sx), 0);
+    ctx->t_stats += gq_now() - t0;
+    t0 = gq_now();
+    if (src == 0)
+        src = search_group(p, ctx, g, x, sx, *scale, err);
+    ctx->t_search += gq_now() - t0;
+    free(sx);
+    return src;
+}
+
+/* Quantizes the folded block's linears with RTN, after the clip search when p->clip (which
+ * re-traces the block: the inputs of the folded block are the FP inputs divided by the scales). */
+static int quantize_linears(const gq_awq_params *p, gq_block_ctx *ctx, gq_block_trace *tr,
+                            gq_error *err)
+{
+    const gq_config *c = ctx->cfg;
+    const size_t n = (size_t)ctx->B * ctx->T;
     float *Wc = NULL;
     int rc = -1;
-    if (gq_block_trace_alloc(ctx, &tr, err))
-        return -1;
-    double t0 = gq_now();
-    if (gq_block_run(ctx, false, &tr, NULL, err))
-        goto done;
-    ctx->t_stats += gq_now() - t0;
-
-    for (int g = 0; g < GQ_AWQ_N_GROUPS; g++) {
-        bool any = false;
-        for (int i = 0; i < group_n[g]; i++)
-            any |= ctx->quant[group_linears[g][i]] != NULL;
-        if (!any)
-            continue;
-        if (g == GQ_AWQ_VO && (!p->scale_v_o || gq_kv_dim(c) != c->dim))
-            continue; /* GQA: v_proj's outputs are not o_proj's inputs one to one */
-        int cin = g == GQ_AWQ_DOWN ? c->hidden_dim : c->dim;
-        float *sx = malloc((size_t)cin * sizeof *sx);
-        scales[g] = malloc((size_t)cin * sizeof(float));
-        if (!sx || !scales[g]) {
-            free(sx);
-            gq_fail(err, "layers.%d: out of memory", ctx->layer);
-            goto done;
-        }
-        const float *x = gq_trace_input(&tr, group_linears[g][0]);
-        t0 = gq_now();
-        int src = salience ? salience(user, ctx, &tr, (gq_awq_group)g, sx, err)
-                           : (gq_calib_abs_mean(x, n, cin, sx), 0);
-        ctx->t_stats += gq_now() - t0;
-        t0 = gq_now();
-        if (src == 0)
-            src = search_group(p, ctx, (gq_awq_group)g, x, sx, scales[g], err);
-        ctx->t_search += gq_now() - t0;
-        free(sx);
-        if (src)
-            goto done;
-    }
-    for (int g = 0; g < GQ_AWQ_N_GROUPS; g++)
-        if (scales[g])
-            gq_awq_fold(ctx, (gq_awq_group)g, scales[g]);
-
-    if (p->clip) { /* inputs of the folded block = the FP inputs divided by the scales */
-        t0 = gq_now();
-        if (gq_block_run(ctx, false, &tr, NULL, err))
+    if (p->clip) {
+        double t0 = gq_now();
+        if (gq_block_run(ctx, false, tr, NULL, err))
             goto done;
         ctx->t_stats += gq_now() - t0;
         Wc = malloc((size_t)c->hidden_dim * c->dim * sizeof *Wc); /* the largest linear */
@@ -392,8 +387,8 @@ int gq_awq_quantize_block(const gq_awq_params *p, gq_awq_salience_fn salience, c
             continue;
         const float *w = NULL;
         if (p->clip && k != GQ_LIN_Q && k != GQ_LIN_K) { /* "due to qk bmm" */
-            t0 = gq_now();
-            int crc = clip_search(p, ctx, (gq_linear_kind)k, gq_trace_input(&tr, (gq_linear_kind)k),
+            double t0 = gq_now();
+            int crc = clip_search(p, ctx, (gq_linear_kind)k, gq_trace_input(tr, (gq_linear_kind)k),
                                   n, Wc, err);
             ctx->t_search += gq_now() - t0;
             if (crc)
@@ -405,9 +400,34 @@ int gq_awq_quantize_block(const gq_awq_params *p, gq_awq_salience_fn salience, c
     }
     rc = 0;
 done:
+    free(Wc);
+    return rc;
+}
+
+int gq_awq_quantize_block(const gq_awq_params *p, gq_awq_salience_fn salience, const void *user,
+                          gq_block_ctx *ctx, gq_error *err)
+{
+    gq_block_trace tr = {0};
+    float *scales[GQ_AWQ_N_GROUPS] = {0};
+    int rc = -1;
+    if (gq_block_trace_alloc(ctx, &tr, err))
+        return -1;
+    double t0 = gq_now();
+    if (gq_block_run(ctx, false, &tr, NULL, err))
+        goto done;
+    ctx->t_stats += gq_now() - t0;
+    for (int g = 0; g < GQ_AWQ_N_GROUPS; g++)
+        if (group_scales(p, salience, user, ctx, &tr, (gq_awq_group)g, &scales[g], err))
+            goto done;
+    for (int g = 0; g < GQ_AWQ_N_GROUPS; g++)
+        if (scales[g])
+            gq_awq_fold(ctx, (gq_awq_group)g, scales[g]);
+    if (quantize_linears(p, ctx, &tr, err))
+        goto done;
+    rc = 0;
+done:
     gq_block_trace_free(&tr);
     for (int g = 0; g < GQ_AWQ_N_GROUPS; g++)
         free(scales[g]);
-    free(Wc);
     return rc;
 }

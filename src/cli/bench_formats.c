@@ -101,6 +101,20 @@ static bool is_grid_format(const char *name)
     return strcmp(name, "int") == 0 || strcmp(name, "fp") == 0 || strcmp(name, "mx") == 0;
 }
 
+/* The setup line and the head of the Markdown table bench_one fills. */
+static void print_header(long rows, long cols, long seed, long reps, int nthreads)
+{
+    printf("bench formats: W %ld x %ld, Student-t(5) * 0.02, seed %ld; best of %ld runs; "
+           "threads 1 and %d\n", rows, cols, seed, reps, nthreads);
+    printf("quantize = storage layout only; dequantize = from storage; SQNR of the dequantized "
+           "storage; Mw/s = 1e6 weights/s\n\n");
+    printf("| %-22s | %7s | %8s | %9s | %9s | %9s | %9s |\n", "format", "bpw", "SQNR dB",
+           "q 1T", "q NT", "dq 1T", "dq NT");
+    printf("|%.24s|%.9s|%.10s|%.11s|%.11s|%.11s|%.11s|\n", "------------------------",
+           "---------:", "---------:", "----------:", "----------:", "----------:",
+           "----------:");
+}
+
 int bench_formats(int argc, char **argv)
 {
     long rows, cols, threads, reps, seed;
@@ -136,16 +150,7 @@ int bench_formats(int argc, char **argv)
     }
     make_weights(w, (int)rows, (int)cols, (uint64_t)seed);
 
-    printf("bench formats: W %ld x %ld, Student-t(5) * 0.02, seed %ld; best of %ld runs; "
-           "threads 1 and %d\n", rows, cols, seed, reps, nthreads);
-    printf("quantize = storage layout only; dequantize = from storage; SQNR of the dequantized "
-           "storage; Mw/s = 1e6 weights/s\n\n");
-    printf("| %-22s | %7s | %8s | %9s | %9s | %9s | %9s |\n", "format", "bpw", "SQNR dB",
-           "q 1T", "q NT", "dq 1T", "dq NT");
-    printf("|%.24s|%.9s|%.10s|%.11s|%.11s|%.11s|%.11s|\n", "------------------------",
-           "---------:", "---------:", "----------:", "----------:", "----------:",
-           "----------:");
-
+    print_header(rows, cols, seed, reps, nthreads);
     int nfmt;
     const gq_format *const *all = gq_format_all(&nfmt);
     size_t nconf = sizeof grid_configs / sizeof grid_configs[0];

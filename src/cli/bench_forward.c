@@ -45,6 +45,85 @@ static double sgemm_pass(const gq_model *m, int n, float *x, float *y)
     return gq_now() - t0;
 }
 
+/* Seeded inputs: n token ids below vocab, then nx standard normal activations. */
+static void fill_inputs(int *tok, int n, int vocab, float *x, size_t nx, uint64_t seed)
+{
+    gq_rng rng;
+    gq_rng_seed(&rng, seed);
+    for (int i = 0; i < n; i++)
+        tok[i] = (int)gq_rng_below(&rng, (uint64_t)vocab);
+    for (size_t i = 0; i < nx; i++)
+        x[i] = (float)gq_rng_normal(&rng);
+}
+
+/* Best prefill and sgemm-pass times (s) of reps timed runs after one warm-up. The two
+ * alternate, so both see the same machine load. */
+static int time_prefill(const gq_model *m, const int *tok, int B, int T, gq_forward_ws *ws,
+                        float *logits, float *x, float *y, int reps, double *best,
+                        double *t_gemm, gq_error *err)
+{
+    *best = 1e30;
+    *t_gemm = 1e30;
+    for (int r = 0; r <= reps; r++) {
+        double t0 = gq_now();
+        if (gq_forward_prefill(m, tok, B, T, ws, logits, err) != 0)
+            return -1;
+        double t = gq_now() - t0, tg = sgemm_pass(m, B * T, x, y);
+        if (r > 0 && t < *best)
+            *best = t;
+        if (r > 0 && tg < *t_gemm)
+            *t_gemm = tg;
+    }
+    return 0;
+}
+
+/* Time (s) of `steps` decode positions from 0 over the ids tok[0..n) (cycled). */
+static int time_decode(gq_decode *dec, const int *tok, int n, int steps, float *logits,
+                       double *t_dec, gq_error *err)
+{
+    *t_dec = 0;
+    if (steps <= 0)
+        return 0;
+    double t0 = gq_now();
+    for (int p = 0; p < steps; p++)
+        if (gq_decode_step(dec, tok[p % n], p, logits, err) != 0)
+            return -1;
+    *t_dec = gq_now() - t0;
+    return 0;
+}
+
+/* The report: throughput and FLOP rates of prefill (B windows of T tokens, best time `best`),
+ * of the same linear products as one sgemm each (t_gemm) and of `steps` decode positions. */
+static void print_forward(const gq_config *c, const char *preset, long seed, int B, int T,
+                          int threads, int reps, double best, double t_gemm, int steps,
+                          double t_dec)
+{
+    int N = B * T;
+    double lin_params = (double)c->n_layers * (gq_layer_floats(c) - 2.0 * c->dim) +
+                        (double)c->vocab_size * c->dim;
+    double lin_flops = 2.0 * N * lin_params;
+    double att_flops = 4.0 * gq_head_size(c) * c->n_heads * c->n_layers * B *
+                       ((double)T * (T + 1) / 2);
+    double gf_prefill = (lin_flops + att_flops) / best * 1e-9;
+    double gf_gemm = lin_flops / t_gemm * 1e-9;
+    double dec_flops = 2.0 * lin_params; /* per token, attention excluded */
+    printf("bench forward: preset %s (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d), "
+           "seed %ld\n", preset, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+           c->vocab_size, seed);
+    printf("batch %d x ctx %d = %d tokens, %d threads, best of %d, BLAS: %s\n", B, T, N, threads,
+           reps, gq_blas_description());
+    printf("%-8s %12s %12s %14s %8s %10s\n", "stage", "tokens/s", "GFLOP/s", "sgemm GFLOP/s",
+           "ratio", "time (s)");
+    printf("%-8s %12.1f %12.2f %14.2f %7.0f%% %10.4f\n", "prefill", N / best, gf_prefill,
+           gf_gemm, 100.0 * gf_prefill / gf_gemm, best);
+    if (steps > 0)
+        printf("%-8s %12.2f %12.2f %14s %8s %10.4f\n", "decode", steps / t_dec,
+               dec_flops * steps / t_dec * 1e-9, "-", "-", t_dec);
+    printf("prefill FLOPs: %.3g linear + %.3g attention; sgemm: the same linear products "
+           "alone (%.4f s); decode: %d positions from 0, linear FLOPs only\n", lin_flops,
+           att_flops, t_gemm, steps);
+}
+
 int bench_forward(int argc, char **argv)
 {
     struct {
@@ -98,60 +177,15 @@ int bench_forward(int argc, char **argv)
             gq_fail(&err, "out of memory for %d tokens", N);
         goto done;
     }
-    gq_rng rng;
-    gq_rng_seed(&rng, (uint64_t)o.seed);
-    for (int i = 0; i < N; i++)
-        tok[i] = (int)gq_rng_below(&rng, (uint64_t)c.vocab_size);
-    for (size_t i = 0; i < (size_t)N * width; i++)
-        x[i] = (float)gq_rng_normal(&rng);
-
-    /* prefill and the sgemm pass alternate, so both see the same machine load; run 0 is a
-     * warm-up; the best time of each is kept */
-    double best = 1e30, t_gemm = 1e30;
-    for (int r = 0; r <= reps; r++) {
-        double t0 = gq_now();
-        if (gq_forward_prefill(&m, tok, B, T, ws, logits, &err) != 0)
-            goto done;
-        double t = gq_now() - t0, tg = sgemm_pass(&m, N, x, y);
-        if (r > 0 && t < best)
-            best = t;
-        if (r > 0 && tg < t_gemm)
-            t_gemm = tg;
-    }
-    double lin_params = (double)c.n_layers * (gq_layer_floats(&c) - 2.0 * c.dim) +
-                        (double)c.vocab_size * c.dim;
-    double lin_flops = 2.0 * N * lin_params;
-    double att_flops = 4.0 * gq_head_size(&c) * c.n_heads * c.n_layers * B *
-                       ((double)T * (T + 1) / 2);
-    double gf_prefill = (lin_flops + att_flops) / best * 1e-9;
-    double gf_gemm = lin_flops / t_gemm * 1e-9;
-
-    double t_dec = 0;
+    fill_inputs(tok, N, c.vocab_size, x, (size_t)N * width, (uint64_t)o.seed);
+    double best, t_gemm;
+    if (time_prefill(&m, tok, B, T, ws, logits, x, y, reps, &best, &t_gemm, &err))
+        goto done;
+    double t_dec;
     int steps = (int)o.decode_steps;
-    if (steps > 0) {
-        double t0 = gq_now();
-        for (int p = 0; p < steps; p++)
-            if (gq_decode_step(dec, tok[p % N], p, logits, &err) != 0)
-                goto done;
-        t_dec = gq_now() - t0;
-    }
-    double dec_flops = 2.0 * lin_params; /* per token, attention excluded */
-
-    printf("bench forward: preset %s (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d), "
-           "seed %ld\n", o.preset, c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads,
-           c.vocab_size, o.seed);
-    printf("batch %d x ctx %d = %d tokens, %d threads, best of %d, BLAS: %s\n", B, T, N, threads,
-           reps, gq_blas_description());
-    printf("%-8s %12s %12s %14s %8s %10s\n", "stage", "tokens/s", "GFLOP/s", "sgemm GFLOP/s",
-           "ratio", "time (s)");
-    printf("%-8s %12.1f %12.2f %14.2f %7.0f%% %10.4f\n", "prefill", N / best, gf_prefill,
-           gf_gemm, 100.0 * gf_prefill / gf_gemm, best);
-    if (steps > 0)
-        printf("%-8s %12.2f %12.2f %14s %8s %10.4f\n", "decode", steps / t_dec,
-               dec_flops * steps / t_dec * 1e-9, "-", "-", t_dec);
-    printf("prefill FLOPs: %.3g linear + %.3g attention; sgemm: the same linear products "
-           "alone (%.4f s); decode: %d positions from 0, linear FLOPs only\n", lin_flops,
-           att_flops, t_gemm, steps);
+    if (time_decode(dec, tok, N, steps, logits, &t_dec, &err))
+        goto done;
+    print_forward(&c, o.preset, o.seed, B, T, threads, reps, best, t_gemm, steps, t_dec);
     rc = GQ_EXIT_OK;
 done:
     if (rc != GQ_EXIT_OK)

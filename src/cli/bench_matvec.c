@@ -55,6 +55,73 @@ static double time_product(const mv_row *r, float *y, const float *x)
     return t / (double)n;
 }
 
+/* Seeded rows x cols weights (normal, std 0.02) and cols standard normal activations. */
+static void fill_inputs(float *W, int rows, int cols, float *x, uint64_t seed)
+{
+    gq_rng rng;
+    gq_rng_seed(&rng, seed);
+    for (size_t i = 0; i < (size_t)rows * cols; i++)
+        W[i] = 0.02f * (float)gq_rng_normal(&rng);
+    for (int j = 0; j < cols; j++)
+        x[j] = (float)gq_rng_normal(&rng);
+}
+
+/* Appends the row of packed format `spec` (tab[*n_rows], label[*n_rows]), or prints why the
+ * format cannot pack W. GQ_EXIT_OK, GQ_EXIT_USAGE (a bad spec) or GQ_EXIT_FAIL, err set. */
+static int add_packed(const char *spec, bool act_q8, const float *W, int rows, int cols,
+                      mv_row *tab, char (*label)[64], int *n_rows, gq_error *err)
+{
+    gq_quantizer q;
+    if (cli_quantizer_from_spec(spec, "--format", &q, err) != 0)
+        return GQ_EXIT_USAGE;
+    char why[256];
+    gq_quantizer_label(&q, label[*n_rows], sizeof label[*n_rows]);
+    if (!gq_packed_supported(&q, rows, cols, why, sizeof why)) {
+        printf("%-24s %s\n", label[*n_rows], why);
+        gq_quantizer_free(&q);
+        return GQ_EXIT_OK;
+    }
+    gq_packed_linear *P = gq_packed_linear_new(&q, W, rows, cols, NULL, err);
+    gq_quantizer_free(&q);
+    if (!P)
+        return GQ_EXIT_FAIL;
+    gq_packed_linear_set_act_q8(P, act_q8);
+    tab[(*n_rows)++] = (mv_row){P, W, rows, cols};
+    return GQ_EXIT_OK;
+}
+
+/* best[i] = {1 thread, nt threads}: the best seconds per product of row i over reps rounds;
+ * each round times every row with 1 thread, then with nt. */
+static void time_rows(const mv_row *tab, int n_rows, float *y, const float *x, int reps, int nt,
+                      double (*best)[2])
+{
+    for (int i = 0; i < n_rows; i++)
+        best[i][0] = best[i][1] = DBL_MAX;
+    for (int r = 0; r < reps; r++)
+        for (int c = 0; c < 2; c++) {
+            gq_threads_set(c == 0 ? 1 : nt);
+            for (int i = 0; i < n_rows; i++) {
+                double t = time_product(&tab[i], y, x);
+                best[i][c] = t < best[i][c] ? t : best[i][c];
+            }
+        }
+}
+
+/* One line per row: bytes, time, bandwidth and speed-up over fp32 (row 0) at 1 and nt threads. */
+static void print_rows(const mv_row *tab, const char (*label)[64], const double (*best)[2],
+                       int n_rows)
+{
+    for (int i = 0; i < n_rows; i++) {
+        size_t bytes = tab[i].P ? gq_packed_linear_bytes(tab[i].P)
+                                : (size_t)tab[i].rows * tab[i].cols * sizeof(float);
+        printf("%-24s %5s %10zu %9.1f %9.2f %9.2f %9.2f %9.2f\n", label[i],
+               tab[i].P ? gq_packed_linear_act(tab[i].P) : "fp32",
+               bytes, best[i][0] * 1e6, (double)bytes / best[i][0] / 1e9,
+               best[0][0] / best[i][0], (double)bytes / best[i][1] / 1e9,
+               best[0][1] / best[i][1]);
+    }
+}
+
 int bench_matvec(int argc, char **argv)
 {
     struct {
@@ -99,57 +166,20 @@ int bench_matvec(int argc, char **argv)
         gq_fail(&err, "out of memory");
         goto done;
     }
-    gq_rng rng;
-    gq_rng_seed(&rng, (uint64_t)o.seed);
-    for (size_t i = 0; i < (size_t)rows * cols; i++)
-        W[i] = 0.02f * (float)gq_rng_normal(&rng);
-    for (int j = 0; j < cols; j++)
-        x[j] = (float)gq_rng_normal(&rng);
+    fill_inputs(W, rows, cols, x, (uint64_t)o.seed);
     tab[n_rows++] = (mv_row){NULL, W, rows, cols};
     snprintf(label[0], sizeof label[0], "fp32 (sgemv)");
-    for (int s = 0; s < n_specs; s++) {
-        gq_quantizer q;
-        if (cli_quantizer_from_spec(specs[s], "--format", &q, &err) != 0) {
-            rc = GQ_EXIT_USAGE;
+    for (int s = 0; s < n_specs; s++)
+        if ((rc = add_packed(specs[s], strcmp(o.act, "q8") == 0, W, rows, cols, tab, label,
+                             &n_rows, &err)) != GQ_EXIT_OK)
             goto done;
-        }
-        char why[256];
-        gq_quantizer_label(&q, label[n_rows], sizeof label[n_rows]);
-        if (!gq_packed_supported(&q, rows, cols, why, sizeof why)) {
-            printf("%-24s %s\n", label[n_rows], why);
-            gq_quantizer_free(&q);
-            continue;
-        }
-        gq_packed_linear *P = gq_packed_linear_new(&q, W, rows, cols, NULL, &err);
-        gq_quantizer_free(&q);
-        if (!P)
-            goto done;
-        gq_packed_linear_set_act_q8(P, strcmp(o.act, "q8") == 0);
-        tab[n_rows++] = (mv_row){P, W, rows, cols};
-    }
-    for (int i = 0; i < n_rows; i++)
-        best[i][0] = best[i][1] = DBL_MAX;
-    for (int r = 0; r < o.reps; r++)
-        for (int c = 0; c < 2; c++) {
-            gq_threads_set(c == 0 ? 1 : nt);
-            for (int i = 0; i < n_rows; i++) {
-                double t = time_product(&tab[i], y, x);
-                best[i][c] = t < best[i][c] ? t : best[i][c];
-            }
-        }
+    rc = GQ_EXIT_FAIL;
+    time_rows(tab, n_rows, y, x, (int)o.reps, nt, best);
     printf("%s: %d x %d, seed %ld, activations %s, best of %ld, 1 and %d threads; %s\n", CMD,
            rows, cols, o.seed, o.act, o.reps, nt, gq_blas_description());
     printf("%-24s %5s %10s %9s %9s %9s %9s %9s\n", "format", "act", "bytes", "us 1T", "GB/s 1T",
            "x fp32", "GB/s NT", "x fp32");
-    for (int i = 0; i < n_rows; i++) {
-        size_t bytes = tab[i].P ? gq_packed_linear_bytes(tab[i].P)
-                                : (size_t)rows * cols * sizeof(float);
-        printf("%-24s %5s %10zu %9.1f %9.2f %9.2f %9.2f %9.2f\n", label[i],
-               tab[i].P ? gq_packed_linear_act(tab[i].P) : "fp32",
-               bytes, best[i][0] * 1e6, (double)bytes / best[i][0] / 1e9,
-               best[0][0] / best[i][0], (double)bytes / best[i][1] / 1e9,
-               best[0][1] / best[i][1]);
-    }
+    print_rows(tab, label, best, n_rows);
     rc = GQ_EXIT_OK;
 done:
     if (rc != GQ_EXIT_OK)

@@ -36,15 +36,52 @@ static void print_piece(const char *piece)
     fputs(piece, stdout);
 }
 
+typedef struct gen_opts {
+    char model[CLI_PATH_MAX], tokenizer[CLI_PATH_MAX];
+    const char *prompt;
+    long steps, threads;
+    uint64_t seed;
+    double temperature, topp;
+} gen_opts;
+
+/* Runs `steps` positions from the prompt's ids (forced while they last, then sampled),
+ * printing each piece as it comes and the decode speed on stderr; stops early at BOS.
+ * logits and scratch hold vocab_size entries. */
+static int generate(const gq_model *m, const gq_tokenizer *tok, gq_decode *dec,
+                    const gen_opts *o, const int *prompt, size_t n_prompt, int steps,
+                    float *logits, gq_sample_pair *scratch, gq_error *err)
+{
+    gq_rng rng;
+    gq_rng_seed(&rng, o->seed);
+    int token = prompt[0], pos = 0;
+    double t0 = 0;
+    while (pos < steps) {
+        if (gq_decode_step(dec, token, pos, logits, err) != 0)
+            return -1;
+        int next = (size_t)pos + 1 < n_prompt
+                       ? prompt[pos + 1]
+                       : gq_sample(logits, m->cfg.vocab_size, o->temperature, o->topp, &rng,
+                                   scratch);
+        pos++;
+        if (next == GQ_TOKEN_BOS)
+            break;
+        char buf[2];
+        print_piece(gq_tokenizer_decode(tok, token, next, buf));
+        fflush(stdout);
+        token = next;
+        if (t0 == 0)
+            t0 = gq_now(); /* timing starts after the first position, as run.c */
+    }
+    printf("\n");
+    if (pos > 1)
+        fprintf(stderr, "achieved tok/s: %.1f (decode, %d positions after the first, %d threads)\n",
+                (pos - 1) / (gq_now() - t0), pos - 1, gq_threads_get());
+    return 0;
+}
+
 int cmd_generate(int argc, char **argv)
 {
-    struct {
-        char model[CLI_PATH_MAX], tokenizer[CLI_PATH_MAX];
-        const char *prompt;
-        long steps, threads;
-        uint64_t seed;
-        double temperature, topp;
-    } o = {.prompt = "", .steps = -1}; /* steps -1: the default, 256 or seq_len if smaller */
+    gen_opts o = {.prompt = "", .steps = -1}; /* steps -1: the default, 256 or seq_len if smaller */
     const cli_opt opts[] = {
         CLI_OPT("model", "M", CLI_ASSET, o.model,
                 "llama2.c checkpoint (legacy or version 1); assets: paths work", .required = true),
@@ -103,31 +140,8 @@ int cmd_generate(int argc, char **argv)
     if (gq_tokenizer_encode(tok, o.prompt, strlen(o.prompt), true, false, &prompt, &n_prompt,
                             &err) != 0)
         goto done;
-    gq_rng rng;
-    gq_rng_seed(&rng, o.seed);
-    int token = prompt[0], pos = 0;
-    double t0 = 0;
-    while (pos < steps) {
-        if (gq_decode_step(dec, token, pos, logits, &err) != 0)
-            goto done;
-        int next = (size_t)pos + 1 < n_prompt
-                       ? prompt[pos + 1]
-                       : gq_sample(logits, m.cfg.vocab_size, o.temperature, o.topp, &rng,
-                                   scratch);
-        pos++;
-        if (next == GQ_TOKEN_BOS)
-            break;
-        char buf[2];
-        print_piece(gq_tokenizer_decode(tok, token, next, buf));
-        fflush(stdout);
-        token = next;
-        if (t0 == 0)
-            t0 = gq_now(); /* timing starts after the first position, as run.c */
-    }
-    printf("\n");
-    if (pos > 1)
-        fprintf(stderr, "achieved tok/s: %.1f (decode, %d positions after the first, %d threads)\n",
-                (pos - 1) / (gq_now() - t0), pos - 1, gq_threads_get());
+    if (generate(&m, tok, dec, &o, prompt, n_prompt, steps, logits, scratch, &err))
+        goto done;
     rc = GQ_EXIT_OK;
 done:
     if (rc != GQ_EXIT_OK)

@@ -271,6 +271,79 @@ static void print_calibration(const gq_quant_plan *plan, const calib_choice *cal
            plan->n_calib > 8 ? ", ..." : "", cal->first);
 }
 
+/* The quantization plan from the options: method, format, override rules (*n_rules of them
+ * parsed, for the caller to free), seed and propagation. */
+static int build_plan(const q_args *a, gq_quant_plan *plan, gq_tensor_rule *rules, int *n_rules,
+                      gq_error *err)
+{
+    /* An unknown name is the --method/--format value's fault, an unknown key --set's. */
+    if (gq_method_cfg_init(&plan->method, a->method, a->method_params,
+                           gq_method_find(a->method) ? "--method-set" : "--method", err) ||
+        gq_quantizer_init(&plan->quantizer, a->format, a->fmt_params,
+                          gq_format_find(a->format) ? "--set" : "--format", err))
+        return -1;
+    if (!a->calib[0] && !a->eval_windows) {
+        gq_fail(err, "--calib-data: the default calibration text is the evaluation text that "
+                     "`gq-bench eval` scores; give --eval-windows K (and --eval-ctx L) to draw "
+                     "the calibration windows after the K evaluated windows, or --calib-data "
+                     "with a separate text");
+        return -1;
+    }
+    if (gq_method_cfg_adds_transforms(&plan->method)) {
+        gq_fail(err, "--method %s: leaves explicit input transforms in the model, which a "
+                     "llama2.c checkpoint (--out) cannot hold; evaluate it with gq-bench run "
+                     "(in memory)", a->method);
+        return -1;
+    }
+    for (; *n_rules < a->rules.n; (*n_rules)++)
+        if (parse_rule(a->rules.v[*n_rules], *n_rules, &rules[*n_rules], err))
+            return -1;
+    plan->rules = rules;
+    plan->n_rules = *n_rules;
+    plan->seed = a->seed;
+    plan->propagate = !a->propagate ? GQ_PROPAGATE_METHOD_DEFAULT
+                     : strcmp(a->propagate, "fp") == 0 ? GQ_PROPAGATE_FP : GQ_PROPAGATE_QUANTIZED;
+    return 0;
+}
+
+/* The run's result on stdout: one JSON object (--json) or the text report. ds: the calibration
+ * text, NULL when none was used. */
+static void print_result(const q_args *a, const gq_quant_plan *plan, const gq_quant_report *rep,
+                         const calib_choice *cal, const gq_dataset *ds, const char *model_path,
+                         const char *tok_path, double secs)
+{
+    char label[96];
+    gq_quantizer_label(&plan->quantizer, label, sizeof label);
+    if (a->json) {
+        json_t *o = report_json(rep, plan, model_path, tok_path, ds, cal->first, cal->offsets,
+                                a->out);
+        json_object_set_new(o, "seconds", json_real(secs));
+        char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        printf("%s\n", s);
+        free(s);
+        json_decref(o);
+    } else {
+        printf("model       %s\n", model_path);
+        printf("method      %s", a->method);
+        json_t *mj = gq_method_cfg_to_json(&plan->method);
+        char *ms = json_dumps(mj, JSON_COMPACT);
+        printf("  %s\n", ms);
+        free(ms);
+        json_decref(mj);
+        printf("format      %s\n", label);
+        printf("tokenizer   %s\n", tok_path);
+        if (ds)
+            print_calibration(plan, cal, ds, a->seed);
+        else
+            printf("calibration none\n");
+        printf("propagate   %s block outputs feed the next block; %d threads\n",
+               propagate_name(plan), gq_threads_get());
+        printf("blas        %s\n", gq_blas_description());
+        printf("output      %s (fake-quantized fp32 llama2.c checkpoint), %.2f s\n\n", a->out, secs);
+        print_report(rep, label);
+    }
+}
+
 int cmd_quantize(int argc, char **argv)
 {
     q_args a;
@@ -298,34 +371,8 @@ int cmd_quantize(int argc, char **argv)
     char model_path[CLI_PATH_MAX], tok_path[CLI_PATH_MAX];
     calib_choice cal = {0};
 
-    /* An unknown name is the --method/--format value's fault, an unknown key --set's. */
-    if (gq_method_cfg_init(&plan.method, a.method, a.method_params,
-                           gq_method_find(a.method) ? "--method-set" : "--method", &err) ||
-        gq_quantizer_init(&plan.quantizer, a.format, a.fmt_params,
-                          gq_format_find(a.format) ? "--set" : "--format", &err))
+    if (build_plan(&a, &plan, rules, &n_rules, &err))
         goto done;
-    if (!a.calib[0] && !a.eval_windows) {
-        gq_fail(&err, "--calib-data: the default calibration text is the evaluation text that "
-                      "`gq-bench eval` scores; give --eval-windows K (and --eval-ctx L) to draw "
-                      "the calibration windows after the K evaluated windows, or --calib-data "
-                      "with a separate text");
-        goto done;
-    }
-    if (gq_method_cfg_adds_transforms(&plan.method)) {
-        gq_fail(&err, "--method %s: leaves explicit input transforms in the model, which a "
-                      "llama2.c checkpoint (--out) cannot hold; evaluate it with gq-bench run "
-                      "(in memory)", a.method);
-        goto done;
-    }
-    for (; n_rules < a.rules.n; n_rules++)
-        if (parse_rule(a.rules.v[n_rules], n_rules, &rules[n_rules], &err))
-            goto done;
-    plan.rules = rules;
-    plan.n_rules = n_rules;
-    plan.seed = a.seed;
-    plan.propagate = !a.propagate ? GQ_PROPAGATE_METHOD_DEFAULT
-                     : strcmp(a.propagate, "fp") == 0 ? GQ_PROPAGATE_FP : GQ_PROPAGATE_QUANTIZED;
-
     if (cli_load_model(a.model, a.tokenizer, &m, &tok, model_path, tok_path, sizeof model_path,
                        &err))
         goto done;
@@ -346,36 +393,7 @@ int cmd_quantize(int argc, char **argv)
     double secs = gq_now() - t0;
     if (gq_model_save(&out, a.out, &err))
         goto done;
-    char label[96];
-    gq_quantizer_label(&plan.quantizer, label, sizeof label);
-    if (a.json) {
-        json_t *o = report_json(&rep, &plan, model_path, tok_path, calib_tokens ? &ds : NULL,
-                                cal.first, cal.offsets, a.out);
-        json_object_set_new(o, "seconds", json_real(secs));
-        char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
-        printf("%s\n", s);
-        free(s);
-        json_decref(o);
-    } else {
-        printf("model       %s\n", model_path);
-        printf("method      %s", a.method);
-        json_t *mj = gq_method_cfg_to_json(&plan.method);
-        char *ms = json_dumps(mj, JSON_COMPACT);
-        printf("  %s\n", ms);
-        free(ms);
-        json_decref(mj);
-        printf("format      %s\n", label);
-        printf("tokenizer   %s\n", tok_path);
-        if (calib_tokens)
-            print_calibration(&plan, &cal, &ds, a.seed);
-        else
-            printf("calibration none\n");
-        printf("propagate   %s block outputs feed the next block; %d threads\n",
-               propagate_name(&plan), gq_threads_get());
-        printf("blas        %s\n", gq_blas_description());
-        printf("output      %s (fake-quantized fp32 llama2.c checkpoint), %.2f s\n\n", a.out, secs);
-        print_report(&rep, label);
-    }
+    print_result(&a, &plan, &rep, &cal, calib_tokens ? &ds : NULL, model_path, tok_path, secs);
     status = GQ_EXIT_OK;
     goto cleanup;
 done:

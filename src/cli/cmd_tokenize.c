@@ -15,6 +15,73 @@
 
 static const char *CMD = "tokenize";
 
+/* What one tokenization measured, for the report. */
+typedef struct tok_run {
+    const char *tok_path, *data_path, *out_path; /* out_path: NULL when not written */
+    int vocab;
+    char sha[65];    /* of the text */
+    size_t len, n;   /* bytes of text, ids (BOS included) */
+    const int *ids;  /* n ids */
+    size_t nh;       /* leading ids to print */
+    double secs, tps; /* encode time (s), ids per second */
+} tok_run;
+
+/* All ids as little-endian int32, written atomically. */
+static int write_ids(const char *path, const int *ids, size_t n, gq_error *err)
+{
+    int32_t *buf = malloc(n * sizeof *buf + 1);
+    if (!buf)
+        return gq_fail(err, "out of memory for %zu ids", n);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = ids[i];
+    int rc = gq_write_file_atomic(path, buf, n * sizeof *buf, err);
+    free(buf);
+    return rc;
+}
+
+static void print_json(const tok_run *r)
+{
+    json_t *o = json_object(), *h = json_array();
+    for (size_t i = 0; i < r->nh; i++)
+        json_array_append_new(h, json_integer(r->ids[i]));
+    json_object_set_new(o, "tokenizer", json_string(r->tok_path));
+    json_object_set_new(o, "vocab_size", json_integer(r->vocab));
+    json_object_set_new(o, "data", json_string(r->data_path));
+    json_object_set_new(o, "data_sha256", json_string(r->sha));
+    json_object_set_new(o, "bytes", json_integer((json_int_t)r->len));
+    json_object_set_new(o, "tokens", json_integer((json_int_t)r->n));
+    json_object_set_new(o, "bos", json_true());
+    json_object_set_new(o, "seconds", json_real(r->secs));
+    json_object_set_new(o, "tokens_per_s", json_real(r->tps));
+    json_object_set_new(o, "head", h);
+    if (r->out_path)
+        json_object_set_new(o, "out", json_string(r->out_path));
+    char *s = json_dumps(o, JSON_COMPACT);
+    printf("%s\n", s);
+    free(s);
+    json_decref(o);
+}
+
+static void print_text(const tok_run *r)
+{
+    size_t len = r->len, n = r->n;
+    double secs = r->secs;
+    printf("tokenizer   %s (%d tokens)\n", r->tok_path, r->vocab);
+    printf("data        %s\n", r->data_path);
+    printf("sha256      %s\n", r->sha);
+    printf("bytes       %zu\n", len);
+    printf("tokens      %zu (BOS at the start included; %.3f bytes/token)\n", n,
+           n ? (double)len / n : 0.0);
+    printf("time        %.3f s encode only, %.0f tokens/s, %.2f MB/s\n", secs, r->tps,
+           secs > 0 ? len / secs / 1e6 : 0.0);
+    printf("first ids  ");
+    for (size_t i = 0; i < r->nh; i++)
+        printf(" %d", r->ids[i]);
+    printf("\n");
+    if (r->out_path)
+        printf("wrote       %s (%zu int32)\n", r->out_path, n);
+}
+
 int cmd_tokenize(int argc, char **argv)
 {
     char tok_path[CLI_PATH_MAX] = "", data_path[CLI_PATH_MAX] = "";
@@ -49,73 +116,26 @@ int cmd_tokenize(int argc, char **argv)
         gq_tokenizer_free(tok);
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
     }
-    char sha[65];
-    gq_sha256_hex(text, len, sha);
+    tok_run r = {.tok_path = tok_path, .data_path = data_path, .out_path = out_path,
+                 .vocab = gq_tokenizer_vocab_size(tok), .len = len};
+    gq_sha256_hex(text, len, r.sha);
     int *ids = NULL;
-    size_t n = 0;
     double t0 = gq_now();
-    int rc = gq_tokenizer_encode(tok, text, len, true, false, &ids, &n, &err);
-    double secs = gq_now() - t0;
+    int rc = gq_tokenizer_encode(tok, text, len, true, false, &ids, &r.n, &err);
+    r.secs = gq_now() - t0;
     free(text);
     int status = GQ_EXIT_OK;
-    if (rc != 0) {
+    if (rc != 0 || (out_path && write_ids(out_path, ids, r.n, &err) != 0)) {
         status = cli_report(CMD, &err, GQ_EXIT_FAIL);
         goto done;
     }
-    if (out_path) {
-        int32_t *buf = malloc(n * sizeof *buf + 1);
-        if (!buf) {
-            gq_fail(&err, "out of memory for %zu ids", n);
-            status = cli_report(CMD, &err, GQ_EXIT_FAIL);
-            goto done;
-        }
-        for (size_t i = 0; i < n; i++)
-            buf[i] = ids[i];
-        rc = gq_write_file_atomic(out_path, buf, n * sizeof *buf, &err);
-        free(buf);
-        if (rc != 0) {
-            status = cli_report(CMD, &err, GQ_EXIT_FAIL);
-            goto done;
-        }
-    }
-    size_t nh = (size_t)head < n ? (size_t)head : n;
-    double tps = secs > 0 ? (double)n / secs : 0.0;
-    if (json) {
-        json_t *o = json_object(), *h = json_array();
-        for (size_t i = 0; i < nh; i++)
-            json_array_append_new(h, json_integer(ids[i]));
-        json_object_set_new(o, "tokenizer", json_string(tok_path));
-        json_object_set_new(o, "vocab_size", json_integer(gq_tokenizer_vocab_size(tok)));
-        json_object_set_new(o, "data", json_string(data_path));
-        json_object_set_new(o, "data_sha256", json_string(sha));
-        json_object_set_new(o, "bytes", json_integer((json_int_t)len));
-        json_object_set_new(o, "tokens", json_integer((json_int_t)n));
-        json_object_set_new(o, "bos", json_true());
-        json_object_set_new(o, "seconds", json_real(secs));
-        json_object_set_new(o, "tokens_per_s", json_real(tps));
-        json_object_set_new(o, "head", h);
-        if (out_path)
-            json_object_set_new(o, "out", json_string(out_path));
-        char *s = json_dumps(o, JSON_COMPACT);
-        printf("%s\n", s);
-        free(s);
-        json_decref(o);
-    } else {
-        printf("tokenizer   %s (%d tokens)\n", tok_path, gq_tokenizer_vocab_size(tok));
-        printf("data        %s\n", data_path);
-        printf("sha256      %s\n", sha);
-        printf("bytes       %zu\n", len);
-        printf("tokens      %zu (BOS at the start included; %.3f bytes/token)\n", n,
-               n ? (double)len / n : 0.0);
-        printf("time        %.3f s encode only, %.0f tokens/s, %.2f MB/s\n", secs, tps,
-               secs > 0 ? len / secs / 1e6 : 0.0);
-        printf("first ids  ");
-        for (size_t i = 0; i < nh; i++)
-            printf(" %d", ids[i]);
-        printf("\n");
-        if (out_path)
-            printf("wrote       %s (%zu int32)\n", out_path, n);
-    }
+    r.ids = ids;
+    r.nh = (size_t)head < r.n ? (size_t)head : r.n;
+    r.tps = r.secs > 0 ? (double)r.n / r.secs : 0.0;
+    if (json)
+        print_json(&r);
+    else
+        print_text(&r);
 done:
     free(ids);
     gq_tokenizer_free(tok);

@@ -335,6 +335,62 @@ static int check_finite(const eval_bufs *b, const gq_eval_reference *ref, size_t
     return 0;
 }
 
+/* Batch tokens: nb windows of ctx tokens from window w0; the llama.cpp protocol starts each
+ * window with BOS. */
+static void load_windows(int *tokens, const gq_dataset *ds, gq_ppl_protocol protocol, size_t w0,
+                         int nb, int ctx)
+{
+    memcpy(tokens, ds->tokens + w0 * (size_t)ctx, (size_t)nb * ctx * sizeof(int));
+    if (protocol == GQ_PPL_LLAMACPP)
+        for (int b = 0; b < nb; b++)
+            tokens[(size_t)b * ctx] = GQ_TOKEN_BOS;
+}
+
+/* Scores the nb x per_window rows of one batch from b->logits ([nb*ctx][V]): NLL per row, the
+ * baseline's log-probabilities when bout is set, KL and top-1 agreement against the reference.
+ * Row i of the batch is scored position k0 + i. */
+static void score_rows(eval_bufs *bf, const gq_eval_reference *ref, gq_eval_baseline *bout,
+                       int nb, int ctx, int first, int V, size_t k0)
+{
+    const int per_window = ctx - 1 - first;
+    const gq_eval_baseline *stored = ref->kind == GQ_EVAL_REF_STORED ? ref->stored : NULL;
+    const long rows = (long)nb * per_window;
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < rows; i++) {
+        int b = (int)(i / per_window), p = first + (int)(i % per_window);
+        const size_t row = (size_t)b * ctx + (size_t)p, k = k0 + (size_t)i;
+        const float *x = bf->logits + row * V;
+        int target = bf->tokens[row + 1], am;
+        double lse = row_lse(x, V, &am);
+        bf->nll[k] = lse - x[target];
+        if (bout) {
+            float *lp = bout->logp + k * V;
+            for (int v = 0; v < V; v++)
+                lp[v] = (float)((double)x[v] - lse);
+            bout->argmax[k] = am;
+            bout->nll[k] = bf->nll[k];
+        }
+        if (ref->kind != GQ_EVAL_REF_NONE) {
+            const float *base_lp = stored ? stored->logp + k * V : bf->ref_logp + row * V;
+            int base_am = stored ? stored->argmax[k] : bf->ref_am[i];
+            bf->kl[k] = row_kl(base_lp, x, lse, V);
+            bf->agree[k] = am == base_am;
+        }
+    }
+}
+
+static void set_shape(gq_eval_result *r, const gq_eval_opts *o, int B, size_t n_windows,
+                      size_t scored)
+{
+    r->protocol = o->protocol;
+    r->ctx = o->ctx;
+    r->batch = B;
+    r->threads = gq_threads_get();
+    r->windows = n_windows;
+    r->tokens = n_windows * (size_t)o->ctx;
+    r->scored = scored;
+}
+
 int gq_eval_run(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
                 const gq_eval_reference *ref_in, gq_eval_baseline **base_out, gq_eval_result *r,
                 gq_error *err)
@@ -351,7 +407,6 @@ int gq_eval_run(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
     const int per_window = ctx - 1 - first;
     const size_t scored = n_windows * (size_t)per_window;
     const int B = auto_batch(o, V, n_windows);
-    const gq_eval_baseline *stored = ref.kind == GQ_EVAL_REF_STORED ? ref.stored : NULL;
 
     gq_eval_baseline *bout = NULL;
     eval_bufs bf = {0};
@@ -368,10 +423,7 @@ int gq_eval_run(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
     for (size_t w0 = 0; w0 < n_windows; w0 += (size_t)B) {
         int nb = (int)(n_windows - w0 < (size_t)B ? n_windows - w0 : (size_t)B);
         const size_t k0 = w0 * (size_t)per_window;
-        memcpy(bf.tokens, ds->tokens + w0 * (size_t)ctx, (size_t)nb * ctx * sizeof(int));
-        if (o->protocol == GQ_PPL_LLAMACPP)
-            for (int b = 0; b < nb; b++)
-                bf.tokens[(size_t)b * ctx] = GQ_TOKEN_BOS;
+        load_windows(bf.tokens, ds, o->protocol, w0, nb, ctx);
         if (ref.kind == GQ_EVAL_REF_MODEL) {
             double t = gq_now();
             if (gq_forward_prefill(ref.model, bf.tokens, nb, ctx, bf.ref_ws, bf.ref_logp, err))
@@ -383,29 +435,7 @@ int gq_eval_run(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
         double t = gq_now();
         if (gq_forward_prefill(m, bf.tokens, nb, ctx, bf.ws, bf.logits, err) != 0)
             goto done;
-        const long rows = (long)nb * per_window;
-#pragma omp parallel for schedule(static)
-        for (long i = 0; i < rows; i++) {
-            int b = (int)(i / per_window), p = first + (int)(i % per_window);
-            const size_t row = (size_t)b * ctx + (size_t)p, k = k0 + (size_t)i;
-            const float *x = bf.logits + row * V;
-            int target = bf.tokens[row + 1], am;
-            double lse = row_lse(x, V, &am);
-            bf.nll[k] = lse - x[target];
-            if (bout) {
-                float *lp = bout->logp + k * V;
-                for (int v = 0; v < V; v++)
-                    lp[v] = (float)((double)x[v] - lse);
-                bout->argmax[k] = am;
-                bout->nll[k] = bf.nll[k];
-            }
-            if (ref.kind != GQ_EVAL_REF_NONE) {
-                const float *base_lp = stored ? stored->logp + k * V : bf.ref_logp + row * V;
-                int base_am = stored ? stored->argmax[k] : bf.ref_am[i];
-                bf.kl[k] = row_kl(base_lp, x, lse, V);
-                bf.agree[k] = am == base_am;
-            }
-        }
+        score_rows(&bf, &ref, bout, nb, ctx, first, V, k0);
         r->seconds += gq_now() - t;
         if (o->progress)
             gq_progress_add(&prog, nb);
@@ -413,13 +443,7 @@ int gq_eval_run(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
     if (o->progress)
         gq_progress_finish(&prog);
 
-    r->protocol = o->protocol;
-    r->ctx = ctx;
-    r->batch = B;
-    r->threads = gq_threads_get();
-    r->windows = n_windows;
-    r->tokens = n_windows * (size_t)ctx;
-    r->scored = scored;
+    set_shape(r, o, B, n_windows, scored);
     if (check_finite(&bf, &ref, scored, per_window, first, err))
         goto done;
     summarise(&bf, &ref, scored, r);

@@ -24,6 +24,8 @@ const char *gq_gnuplot_path(void)
     if (!path)
         return NULL;
     char *dirs = strdup(path), *save = NULL;
+    if (!dirs)
+        return NULL; /* out of memory: reported as not found, the charts are skipped */
     const char *res = NULL;
     for (char *d = strtok_r(dirs, ":", &save); d && !res; d = strtok_r(NULL, ":", &save)) {
         snprintf(found, sizeof found, "%s/gnuplot", d);
@@ -47,26 +49,40 @@ typedef struct {
     double ymin, ymax;
 } chart;
 
+/* The series called name, appended when new; NULL when out of memory. */
 static series *chart_series(chart *c, const char *name)
 {
     for (int i = 0; i < c->n; i++)
         if (strcmp(c->s[i].name, name) == 0)
             return &c->s[i];
-    c->s = realloc(c->s, (size_t)(c->n + 1) * sizeof *c->s);
+    series *grown = realloc(c->s, (size_t)(c->n + 1) * sizeof *c->s);
+    if (!grown)
+        return NULL;
+    c->s = grown;
     series *s = &c->s[c->n++];
     memset(s, 0, sizeof *s);
     snprintf(s->name, sizeof s->name, "%s", name);
     return s;
 }
 
-static void chart_add(chart *c, const char *name, double x, double y, double dy)
+/* Grows *v (n doubles) by one; -1 when out of memory (*v kept). */
+static int grow(double **v, int n)
+{
+    double *g = realloc(*v, (size_t)(n + 1) * sizeof *g);
+    if (!g)
+        return -1;
+    *v = g;
+    return 0;
+}
+
+/* Adds point (x, y, dy) to series name (non-finite x or y: no point); -1 when out of memory. */
+static int chart_add(chart *c, const char *name, double x, double y, double dy)
 {
     if (!isfinite(x) || !isfinite(y))
-        return;
+        return 0;
     series *s = chart_series(c, name);
-    s->x = realloc(s->x, (size_t)(s->n + 1) * sizeof *s->x);
-    s->y = realloc(s->y, (size_t)(s->n + 1) * sizeof *s->y);
-    s->dy = realloc(s->dy, (size_t)(s->n + 1) * sizeof *s->dy);
+    if (!s || grow(&s->x, s->n) || grow(&s->y, s->n) || grow(&s->dy, s->n))
+        return -1;
     s->x[s->n] = x;
     s->y[s->n] = y;
     s->dy[s->n] = isfinite(dy) ? dy : 0;
@@ -75,6 +91,7 @@ static void chart_add(chart *c, const char *name, double x, double y, double dy)
         c->ymin = c->ymax = y;
     c->ymin = fmin(c->ymin, y);
     c->ymax = fmax(c->ymax, y);
+    return 0;
 }
 
 static void chart_free(chart *c)
@@ -152,16 +169,16 @@ static void series_name(const gq_table *t, size_t r, const char *x, const char *
     const char *sw = gq_table_str(t, r, "sweep");
     if (!sw || strcmp(x, "bpw") == 0) /* on the size axis every setting is a point of the series */
         return;
-    char *copy = strdup(sw), *save = NULL;
-    for (char *kv = strtok_r(copy, " ", &save); kv; kv = strtok_r(NULL, " ", &save)) {
-        size_t klen = strcspn(kv, "=");
-        if ((strlen(x) == klen && strncmp(kv, x, klen) == 0) ||
-            (skip && strlen(skip) == klen && strncmp(kv, skip, klen) == 0))
+    for (const char *kv = sw; *kv; kv += strspn(kv, " ")) { /* "k=v" words */
+        size_t wlen = strcspn(kv, " "), klen = strcspn(kv, "= ");
+        const char *word = kv;
+        kv += wlen;
+        if (!wlen || (strlen(x) == klen && strncmp(word, x, klen) == 0) ||
+            (skip && strlen(skip) == klen && strncmp(word, skip, klen) == 0))
             continue;
         size_t len = strlen(buf);
-        snprintf(buf + len, n - len, " %s", kv);
+        snprintf(buf + len, n - len, " %.*s", (int)wlen, word);
     }
-    free(copy);
 }
 
 static void protocol_title(const gq_table *t, char *buf, size_t n)
@@ -451,11 +468,18 @@ static json_t *pairing_key(const gq_table *t, size_t r)
     json_object_del(fmt, "group_size");
     json_t *axes = json_array();
     const char *sw = gq_table_str(t, r, "sweep");
-    char *copy = strdup(sw ? sw : ""), *save = NULL;
-    for (char *kv = strtok_r(copy, " ", &save); kv; kv = strtok_r(NULL, " ", &save))
-        if (strncmp(kv, "group_size=", 11) != 0)
-            json_array_append_new(axes, json_string(kv));
-    free(copy);
+    bool bad = !axes;
+    for (const char *kv = sw ? sw : ""; *kv && !bad; kv += strspn(kv, " ")) { /* "k=v" words */
+        size_t wlen = strcspn(kv, " ");
+        if (wlen && !(wlen >= 11 && strncmp(kv, "group_size=", 11) == 0))
+            bad = json_array_append_new(axes, json_stringn(kv, wlen)) != 0;
+        kv += wlen;
+    }
+    if (bad) { /* out of memory: no key, the row pairs with none */
+        json_decref(fmt);
+        json_decref(axes);
+        return NULL;
+    }
     json_t *method = json_column(t, r, "method_params");
     const char *prop = gq_table_str(t, r, "propagate");
     return json_pack("{s:o, s:o, s:o*, s:s}", "format", fmt, "axes", axes, "method", method,
@@ -504,7 +528,8 @@ static int paired_series(const gq_table *t, size_t pc, const chart *c, const cha
 }
 
 /* The per-channel rows whose `filter_col` equals `filter_val`, as dashed lines in the colour of
- * the group-wise series of c they pair with (a colour of their own when none). */
+ * the group-wise series of c they pair with (a colour of their own when none). Returns how many
+ * (*out: malloc'd), or -1 when out of memory. */
 static int channel_refs(const gq_table *t, const chart *c, const char *filter_col,
                         double filter_val, ref_line **out)
 {
@@ -515,7 +540,13 @@ static int channel_refs(const gq_table *t, const chart *c, const char *filter_co
         if (!is_per_channel(t, r) || !isfinite(ppl) ||
             (filter_col && gq_table_num(t, r, filter_col) != filter_val))
             continue;
-        refs = realloc(refs, (size_t)(n + 1) * sizeof *refs);
+        ref_line *grown = realloc(refs, (size_t)(n + 1) * sizeof *refs);
+        if (!grown) {
+            free(refs);
+            *out = NULL;
+            return -1;
+        }
+        refs = grown;
         ref_line *L = &refs[n++];
         series_name(t, r, "group_size", filter_col, L->name, sizeof L->name);
         L->y = ppl;
@@ -545,7 +576,11 @@ static int ppl_chart(const gq_table *t, const char *gnuplot, const char *dir, co
         double xv = gq_table_num(t, r, x);
         varies |= isfinite(x0) && isfinite(xv) && xv != x0;
         x0 = isfinite(xv) ? xv : x0;
-        chart_add(&c, name, xv, gq_table_num(t, r, "ppl"), gq_table_num(t, r, "ppl_stderr"));
+        if (chart_add(&c, name, xv, gq_table_num(t, r, "ppl"),
+                      gq_table_num(t, r, "ppl_stderr"))) {
+            chart_free(&c);
+            return gq_fail(err, "%s: out of memory for the chart data", file);
+        }
     }
     int rc = 0;
     if (c.n > 0 && varies) {
@@ -562,7 +597,8 @@ static int ppl_chart(const gq_table *t, const char *gnuplot, const char *dir, co
         if (strcmp(x, "group_size") == 0) /* per-channel values: dashed, in their method's colour */
             L.n_refs = channel_refs(t, &c, filter_col, filter_val, &refs);
         L.refs = refs;
-        rc = run_gnuplot(gnuplot, png, title, line_body, &L, err);
+        rc = L.n_refs < 0 ? gq_fail(err, "%s: out of memory for the chart data", file)
+                          : run_gnuplot(gnuplot, png, title, line_body, &L, err);
         free(refs);
         if (rc == 0)
             (*n_charts)++;
@@ -614,7 +650,10 @@ static int ratio_chart(const gq_table *t, const char *gnuplot, const char *dir, 
             continue;
         series_name(t, r, "group_size", filter_col, name, sizeof name);
         double ratio = gq_table_num(t, r, "ppl") / gq_table_num(t, (size_t)pc, "ppl");
-        chart_add(&c, name, gq_table_num(t, r, "group_size"), 100.0 * (ratio - 1.0), NAN);
+        if (chart_add(&c, name, gq_table_num(t, r, "group_size"), 100.0 * (ratio - 1.0), NAN)) {
+            chart_free(&c);
+            return gq_fail(err, "%s: out of memory for the chart data", file);
+        }
     }
     int rc = 0;
     if (c.n > 0) {
@@ -683,11 +722,13 @@ static void tradeoff_body(FILE *f, const void *vctx)
 
 /* Colours and point types: per-channel series open circles in the colour of the group-wise
  * series they pair with, the others filled circles in colours of their own. */
-static void tradeoff_styles(const gq_table *t, tradeoff_ctx *T)
+static int tradeoff_styles(const gq_table *t, tradeoff_ctx *T)
 {
     int n = T->size.n;
-    T->lt = calloc((size_t)n, sizeof *T->lt);
-    T->pt = calloc((size_t)n, sizeof *T->pt);
+    T->lt = calloc((size_t)n + 1, sizeof *T->lt);
+    T->pt = calloc((size_t)n + 1, sizeof *T->pt);
+    if (!T->lt || !T->pt)
+        return -1;
     for (int i = 0; i < n; i++)
         T->lt[i] = i + 1, T->pt[i] = 7;
     char name[256];
@@ -699,6 +740,7 @@ static void tradeoff_styles(const gq_table *t, tradeoff_ctx *T)
         if (self >= 0 && g >= 0)
             T->lt[self] = g + 1, T->pt[self] = 6;
     }
+    return 0;
 }
 
 /* ppl_vs_bpw_and_decode.png: perplexity against size (left) and decode throughput (right);
@@ -718,16 +760,22 @@ static int tradeoff_chart(const gq_table *t, const char *gnuplot, const char *di
             continue;
         }
         series_name(t, r, "bpw", NULL, name, sizeof name);
-        chart_add(&T.size, name, gq_table_num(t, r, "bpw"), ppl, se);
-        chart_series(&T.speed, name); /* the same series order in both panels */
-        chart_add(&T.speed, name, tok_s, ppl, se);
+        /* chart_series: the same series order in both panels */
+        if (chart_add(&T.size, name, gq_table_num(t, r, "bpw"), ppl, se) ||
+            !chart_series(&T.speed, name) || chart_add(&T.speed, name, tok_s, ppl, se)) {
+            measured = -1;
+            break;
+        }
         measured += isfinite(tok_s) && isfinite(ppl);
     }
     int rc = 0;
     if (measured > 0) {
         chart_sort(&T.size);
         chart_sort(&T.speed);
-        tradeoff_styles(t, &T);
+    }
+    if (measured < 0 || (measured > 0 && tradeoff_styles(t, &T)))
+        rc = gq_fail(err, "ppl_vs_bpw_and_decode.png: out of memory for the chart data");
+    else if (measured > 0) {
         char title[2048], proto[1600], png[4096];
         protocol_title(t, proto, sizeof proto);
         snprintf(title, sizeof title,

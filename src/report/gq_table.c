@@ -8,11 +8,12 @@
 
 #include "core/gq_fileio.h"
 
-void gq_table_init(gq_table *t)
+int gq_table_init(gq_table *t)
 {
     memset(t, 0, sizeof *t);
     t->rows = json_array();
     t->attrs = json_object();
+    return t->rows && t->attrs ? 0 : -1;
 }
 
 void gq_table_free(gq_table *t)
@@ -45,7 +46,7 @@ int gq_table_add_col(gq_table *t, const char *name, gq_col_type type)
     return t->n_cols++;
 }
 
-void gq_table_add_row(gq_table *t, json_t *row) { json_array_append_new(t->rows, row); }
+int gq_table_add_row(gq_table *t, json_t *row) { return json_array_append_new(t->rows, row); }
 size_t gq_table_n_rows(const gq_table *t) { return json_array_size(t->rows); }
 json_t *gq_table_row(const gq_table *t, size_t i) { return json_array_get(t->rows, i); }
 

@@ -28,13 +28,14 @@ typedef struct gq_table {
     json_t *attrs; /* object */
 } gq_table;
 
-void gq_table_init(gq_table *t);
+/* An empty table; -1 when out of memory (gq_table_free still applies). */
+int gq_table_init(gq_table *t);
 void gq_table_free(gq_table *t);
 /* Appends a column (no-op when a column of that name exists). Returns its index or -1. */
 int gq_table_add_col(gq_table *t, const char *name, gq_col_type type);
 int gq_table_col(const gq_table *t, const char *name);
-/* Appends a row (steals the reference). */
-void gq_table_add_row(gq_table *t, json_t *row);
+/* Appends a row (steals the reference, also on failure). -1 when out of memory. */
+int gq_table_add_row(gq_table *t, json_t *row);
 size_t gq_table_n_rows(const gq_table *t);
 json_t *gq_table_row(const gq_table *t, size_t i);
 

@@ -34,6 +34,8 @@ int gq_exp_load_plugins(gq_experiment *e, json_t *root, gq_error *err)
     if (!json_is_array(arr))
         return gq_fail(err, "$.plugins: expected an array of shared-object paths");
     e->plugins = json_array();
+    if (!e->plugins)
+        return gq_fail(err, "$.plugins: out of memory");
     size_t i;
     json_t *v;
     json_array_foreach(arr, i, v) {
@@ -44,9 +46,11 @@ int gq_exp_load_plugins(gq_experiment *e, json_t *root, gq_error *err)
             return gq_fail(err, "$.plugins[%zu]: out of memory", i);
         char sha[65];
         int rc = gq_sha256_file(file, sha, err) || gq_plugin_load(file, err);
-        if (rc == 0)
-            json_array_append_new(e->plugins,
-                                  json_pack("{s:s, s:s}", "path", file, "sha256", sha));
+        if (rc == 0 && json_array_append_new(e->plugins, json_pack("{s:s, s:s}", "path", file,
+                                                                   "sha256", sha))) {
+            free(file);
+            return gq_fail(err, "$.plugins[%zu]: out of memory", i);
+        }
         free(file);
         if (rc)
             return gq_fail_prefix(err, "$.plugins[%zu]", i);

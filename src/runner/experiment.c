@@ -261,6 +261,8 @@ static int method_fields(gq_exp_method *em, json_t *m, const char *base, gq_erro
         {"propagate", GQ_PARAM_CHOICE, 0, "default", 0, 0, propagate_names, NULL}, {0}};
     json_t *pv = json_object_get(m, "propagate");
     json_t *pj = pv ? json_pack("{s:O}", "propagate", pv) : NULL;
+    if (pv && !pj)
+        return gq_fail(err, "%s: out of memory", base);
     int prop;
     rc = gq_params_parse(prop_spec, pj, base, &prop, err);
     json_decref(pj);
@@ -269,6 +271,8 @@ static int method_fields(gq_exp_method *em, json_t *m, const char *base, gq_erro
     em->propagate = (gq_propagate)prop;
     json_t *ex = json_object_get(m, "exclude");
     em->exclude = ex ? json_incref(ex) : json_array();
+    if (!em->exclude)
+        return gq_fail(err, "%s: out of memory", base);
     if (!json_is_array(em->exclude))
         return gq_fail(err, "%s.exclude: expected an array of sweep axis names", base);
     for (size_t k = 0; k < json_array_size(em->exclude); k++)
@@ -301,6 +305,10 @@ static int parse_method(gq_experiment *e, json_t *arr, size_t i, gq_error *err)
     /* accept "gptq" as shorthand for {"name": "gptq"} */
     em->method = json_is_string(meth) ? json_pack("{s:O}", "name", meth) : json_deep_copy(meth);
     em->format = json_is_string(fmt) ? json_pack("{s:O}", "name", fmt) : json_deep_copy(fmt);
+    if (!em->method || !em->format) {
+        gq_fail(err, "%s: out of memory", base);
+        goto done;
+    }
     if (!json_is_object(em->method) || !json_is_object(em->format)) {
         gq_fail(err, "%s.%s: expected an object {\"name\": ..., parameters} or a name", base,
                 json_is_object(em->method) ? "format" : "method");
@@ -330,8 +338,10 @@ static int parse_methods(gq_experiment *e, json_t *root, gq_error *err)
     if (!json_is_array(arr) || json_array_size(arr) == 0)
         return gq_fail(err, "$.methods: %s", arr ? "expected a non-empty array"
                                                  : "missing (list the methods to compare)");
+    e->methods = calloc(json_array_size(arr), sizeof *e->methods);
+    if (!e->methods)
+        return gq_fail(err, "$.methods: out of memory");
     e->n_methods = (int)json_array_size(arr);
-    e->methods = calloc((size_t)e->n_methods, sizeof *e->methods);
     for (size_t i = 0; i < (size_t)e->n_methods; i++)
         if (parse_method(e, arr, i, err))
             return -1;
@@ -351,8 +361,10 @@ static int parse_overrides(gq_experiment *e, json_t *root, gq_error *err)
         return 0;
     if (!json_is_array(arr))
         return gq_fail(err, "$.overrides: expected an array of {\"pattern\", \"keep_fp\" | \"format\"}");
+    e->rules = calloc(json_array_size(arr) + 1, sizeof *e->rules);
+    if (!e->rules)
+        return gq_fail(err, "$.overrides: out of memory");
     e->n_rules = (int)json_array_size(arr);
-    e->rules = calloc((size_t)e->n_rules + 1, sizeof *e->rules);
     for (int i = 0; i < e->n_rules; i++) {
         json_t *o = json_array_get(arr, (size_t)i);
         char path[64];
@@ -412,17 +424,21 @@ static int set_name(gq_experiment *e, json_t *root, gq_error *err)
 }
 
 /* Resume key: the canonical resolved experiment plus the hashes of every input file. */
-static void compute_key(gq_experiment *e)
+static int compute_key(gq_experiment *e, gq_error *err)
 {
     json_t *k = json_pack("{s:O, s:s, s:s, s:s, s:s}", "experiment", e->resolved, "model",
                           e->model_sha256, "tokenizer", e->tokenizer_sha256, "eval",
                           e->eval_sha256, "calib", e->calib_sha256);
-    if (e->plugins) /* only then, so keys of experiments without plugins stay as they were */
-        json_object_set(k, "plugins", e->plugins);
-    char *s = json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS);
+    /* plugins only when given, so keys of experiments without plugins stay as they were */
+    char *s = k && !(e->plugins && json_object_set(k, "plugins", e->plugins))
+                  ? json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS)
+                  : NULL;
+    json_decref(k);
+    if (!s)
+        return gq_fail(err, "$: out of memory computing the resume key");
     gq_sha256_hex(s, strlen(s), e->key);
     free(s);
-    json_decref(k);
+    return 0;
 }
 
 static int load_inner(gq_experiment *e, gq_error *err)
@@ -443,8 +459,7 @@ static int load_inner(gq_experiment *e, gq_error *err)
     if ((e->model_path[0] && hash_file(e->model_path, e->model_sha256, "$.model.path", err)) ||
         hash_file(e->tokenizer_path, e->tokenizer_sha256, "$.model.tokenizer", err))
         return -1;
-    compute_key(e);
-    return 0;
+    return compute_key(e, err);
 }
 
 int gq_experiment_load(const char *path, gq_experiment *e, gq_error *err)

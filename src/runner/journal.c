@@ -212,10 +212,12 @@ int gq_journal_open(const char *results_dir, const gq_experiment *e, bool fresh,
     if (!key_needs_writing(kp, e->key))
         return 0;
     json_t *k = key_json(e);
-    char *s = json_dumps(k, FILE_DUMP);
+    char *s = k ? json_dumps(k, FILE_DUMP) : NULL;
+    json_decref(k);
+    if (!s)
+        return gq_fail(err, "%s: out of memory", kp);
     int rc = gq_write_file_atomic(kp, s, strlen(s), err);
     free(s);
-    json_decref(k);
     return rc;
 }
 

@@ -21,57 +21,85 @@ typedef struct {
     gq_col_type type;
 } coldef;
 
-static void set_real(json_t *row, const char *k, double v)
+/* The setters below return nonzero when out of memory (jansson's json_object_set_new). */
+static int set_real(json_t *row, const char *k, double v)
 {
-    if (isfinite(v))
-        json_object_set_new(row, k, json_real(v));
+    return isfinite(v) ? json_object_set_new(row, k, json_real(v)) : 0;
 }
 
-static void set_int(json_t *row, const char *k, long long v) { json_object_set_new(row, k, json_integer(v)); }
+static int set_int(json_t *row, const char *k, long long v)
+{
+    return json_object_set_new(row, k, json_integer(v));
+}
+
+/* Sets text attribute k. jansson refuses text that is not UTF-8 (a path may hold any bytes):
+ * such an attribute is left out, so only out of memory (or text NULL from a failed dump) is an
+ * error. */
+static int set_text(json_t *o, const char *k, const char *text)
+{
+    json_t *v = json_string(text);
+    if (!v) {
+        json_t *raw = text ? json_string_nocheck(text) : NULL;
+        json_decref(raw);
+        return raw ? 0 : -1;
+    }
+    return json_object_set_new(o, k, v);
+}
 
 json_t *gq_results_record(const gq_experiment *e, const gq_cell *c, const gq_cell_run *r)
 {
-    json_t *row = json_object();
+    json_t *row = json_object(), *tensors = json_array();
+    json_t *notes = r->report && r->report->notes ? json_incref(r->report->notes) : json_array();
+    bool bad = !row || !tensors || !notes;
     const char *key;
     json_t *v;
     json_object_foreach(c->axes, key, v) /* the columns below take precedence */
-        json_object_set(row, key, v);
+        bad |= json_object_set(row, key, v) != 0;
     const gq_col_src src = {e, c, r};
-    gq_result_cols_fill(&src, 0, row);
-    json_t *tensors = json_array();
-    for (int i = 0; r->report && i < r->report->n_tensors; i++) {
+    if (row)
+        gq_result_cols_fill(&src, 0, row);
+    for (int i = 0; !bad && r->report && i < r->report->n_tensors; i++) {
         const gq_tensor_report *t = &r->report->tensors[i];
         json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:b, s:I}", "name", t->name, "format",
                               t->format, "rows", t->rows, "cols", t->cols, "quantized",
                               t->quantized, "bytes", (json_int_t)t->bytes);
-        if (isfinite(t->recon_err))
-            json_object_set_new(o, "recon_err", json_real(t->recon_err));
-        if (t->extra)
-            json_object_set(o, "extra", t->extra);
-        json_array_append_new(tensors, o);
+        if (o && isfinite(t->recon_err))
+            bad |= json_object_set_new(o, "recon_err", json_real(t->recon_err)) != 0;
+        if (o && t->extra)
+            bad |= json_object_set(o, "extra", t->extra) != 0;
+        bad |= json_array_append_new(tensors, o) != 0;
     }
-    json_t *notes = r->report && r->report->notes ? json_incref(r->report->notes) : json_array();
+    if (bad) {
+        json_decref(row);
+        json_decref(tensors);
+        json_decref(notes);
+        return NULL;
+    }
     return json_pack("{s:o, s:o, s:o}", "row", row, "tensors", tensors, "notes", notes);
 }
 
-static void add_cols(gq_table *t, const coldef *defs, size_t n)
+static bool add_cols(gq_table *t, const coldef *defs, size_t n)
 {
+    bool bad = false;
     for (size_t i = 0; i < n; i++)
-        gq_table_add_col(t, defs[i].name, defs[i].type);
+        bad |= gq_table_add_col(t, defs[i].name, defs[i].type) < 0;
+    return bad;
 }
 
 /* Per-tensor table of one cell: fixed columns plus one REAL column per numeric scalar key of
- * the method's extra metrics ("extra.alpha", "extra.gptq_loss", ...). */
+ * the method's extra metrics ("extra.alpha", "extra.gptq_loss", ...). NULL when out of memory. */
 static gq_table *cell_table(const gq_experiment *e, const gq_cell *c, json_t *rec)
 {
     gq_table *t = malloc(sizeof *t);
-    gq_table_init(t);
+    if (!t)
+        return NULL;
+    bool bad = gq_table_init(t) != 0;
     static const coldef cols[] = {{"name", GQ_COL_TEXT},     {"format", GQ_COL_TEXT},
                                   {"rows", GQ_COL_INT},      {"cols", GQ_COL_INT},
                                   {"quantized", GQ_COL_INT}, {"bytes", GQ_COL_INT},
                                   {"bpw", GQ_COL_REAL},      {"recon_err", GQ_COL_REAL},
                                   {"extra", GQ_COL_TEXT}};
-    add_cols(t, cols, sizeof cols / sizeof cols[0]);
+    bad |= add_cols(t, cols, sizeof cols / sizeof cols[0]);
     json_t *tensors = json_object_get(rec, "tensors");
     size_t i;
     json_t *tj;
@@ -82,7 +110,7 @@ static gq_table *cell_table(const gq_experiment *e, const gq_cell *c, json_t *re
         json_object_foreach(tj, k, v) {
             if (strcmp(k, "extra") == 0) {
                 char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
-                json_object_set_new(row, "extra", json_string(s));
+                bad |= set_text(row, "extra", s) != 0; /* NULL s: -1 */
                 free(s);
                 const char *ek;
                 json_t *ev;
@@ -91,29 +119,38 @@ static gq_table *cell_table(const gq_experiment *e, const gq_cell *c, json_t *re
                         continue;
                     char name[64];
                     snprintf(name, sizeof name, "extra.%s", ek);
-                    gq_table_add_col(t, name, GQ_COL_REAL);
-                    json_object_set_new(row, name, json_real(json_number_value(ev)));
+                    bad |= gq_table_add_col(t, name, GQ_COL_REAL) < 0;
+                    bad |= json_object_set_new(row, name, json_real(json_number_value(ev))) != 0;
                 }
             } else if (strcmp(k, "quantized") == 0)
-                set_int(row, k, json_is_true(v));
+                bad |= set_int(row, k, json_is_true(v)) != 0;
             else
-                json_object_set(row, k, v);
+                bad |= json_object_set(row, k, v) != 0;
         }
         double w = json_number_value(json_object_get(tj, "rows")) *
                    json_number_value(json_object_get(tj, "cols"));
         if (w > 0)
-            set_real(row, "bpw", 8.0 * json_number_value(json_object_get(tj, "bytes")) / w);
-        gq_table_add_row(t, row);
+            bad |= set_real(row, "bpw",
+                            8.0 * json_number_value(json_object_get(tj, "bytes")) / w) != 0;
+        bad |= gq_table_add_row(t, row) != 0; /* a NULL row fails here too */
     }
-    json_object_set_new(t->attrs, "cell", json_string(c->id));
-    json_object_set_new(t->attrs, "series",
-                        json_string(c->entry < 0 ? "fp32 baseline" : e->methods[c->entry].label));
-    json_object_set_new(t->attrs, "sweep", json_string(c->sweep));
+    json_t *a = t->attrs;
+    bad |= set_text(a, "cell", c->id) != 0;
+    bad |= set_text(a, "series",
+                    c->entry < 0 ? "fp32 baseline" : e->methods[c->entry].label) != 0;
+    bad |= set_text(a, "sweep", c->sweep) != 0;
     if (c->method)
-        json_object_set(t->attrs, "method", c->method);
+        bad |= json_object_set(a, "method", c->method) != 0;
     if (c->format)
-        json_object_set(t->attrs, "format", c->format);
-    json_object_set(t->attrs, "notes", json_object_get(rec, "notes"));
+        bad |= json_object_set(a, "format", c->format) != 0;
+    json_t *notes = json_object_get(rec, "notes");
+    if (notes)
+        bad |= json_object_set(a, "notes", notes) != 0;
+    if (bad) {
+        gq_table_free(t);
+        free(t);
+        return NULL;
+    }
     return t;
 }
 
@@ -162,9 +199,11 @@ static void throughput_text(const gq_experiment *e, char *out, size_t n)
              GQ_STEADY_MAX_ROUNDS);
 }
 
-static void environment_attrs(const gq_experiment *e, gq_table *t)
+/* Table-level facts of the run; nonzero when out of memory. */
+static int environment_attrs(const gq_experiment *e, gq_table *t)
 {
     json_t *a = t->attrs;
+    int bad = 0;
     char cpu[256] = "unknown";
     FILE *f = fopen("/proc/cpuinfo", "r");
     char line[512];
@@ -191,54 +230,54 @@ static void environment_attrs(const gq_experiment *e, gq_table *t)
              e->eval.max_windows ? "the first max_windows" : "all", e->eval_path, e->eval_sha256,
              e->tokenizer_path, klref, e->has_calib ? e->calib_path : "none",
              (unsigned long long)e->calib.seed);
-    json_object_set_new(a, "experiment_name", json_string(e->name));
-    json_object_set_new(a, "experiment_file", json_string(e->file));
-    json_object_set_new(a, "experiment_json", json_string(exp));
-    json_object_set_new(a, "config_sha256", json_string(e->config_sha256));
+    bad |= set_text(a, "experiment_name", e->name);
+    bad |= set_text(a, "experiment_file", e->file);
+    bad |= set_text(a, "experiment_json", exp);
+    bad |= set_text(a, "config_sha256", e->config_sha256);
     if (e->plugins) { /* [{"path", "sha256"}] of the loaded $.plugins */
         char *pl = json_dumps(e->plugins, JSON_COMPACT);
-        json_object_set_new(a, "plugins", json_string(pl));
+        bad |= set_text(a, "plugins", pl);
         free(pl);
     }
-    json_object_set_new(a, "protocol", json_string(proto));
-    json_object_set_new(a, "version", json_string(GQ_VERSION));
-    json_object_set_new(a, "revision", json_string(GQ_VCS_REVISION));
+    bad |= set_text(a, "protocol", proto);
+    bad |= set_text(a, "version", GQ_VERSION);
+    bad |= set_text(a, "revision", GQ_VCS_REVISION);
 #if defined(__clang__)
-    json_object_set_new(a, "compiler", json_string("clang " __VERSION__));
+    bad |= set_text(a, "compiler", "clang " __VERSION__);
 #elif defined(__GNUC__)
-    json_object_set_new(a, "compiler", json_string("gcc " __VERSION__));
+    bad |= set_text(a, "compiler", "gcc " __VERSION__);
 #else
-    json_object_set_new(a, "compiler", json_string(__VERSION__));
+    bad |= set_text(a, "compiler", __VERSION__);
 #endif
-    json_object_set_new(a, "blas", json_string(gq_blas_description()));
-    json_object_set_new(a, "blas_kernel", json_string(gq_blas_kernel()));
-    json_object_set_new(a, "cpu", json_string(cpu));
+    bad |= set_text(a, "blas", gq_blas_description());
+    bad |= set_text(a, "blas_kernel", gq_blas_kernel());
+    bad |= set_text(a, "cpu", cpu);
     char tp[2048];
     throughput_text(e, tp, sizeof tp);
-    json_object_set_new(a, "throughput", json_string(tp));
-    json_object_set_new(a, "empty_columns", json_string("decode_tok_s, prefill_tok_s, their spread "
-                                    "(decode_tok_s_median ... load_avg), packed_bytes"));
-    json_object_set_new(a, "empty_columns_reason",
-                        json_string("empty in a row whose throughput_note says why (the packed "
-                                    "kernels could not run that cell, or $.throughput.enabled is "
-                                    "false); never estimated"));
+    bad |= set_text(a, "throughput", tp);
+    bad |= set_text(a, "empty_columns", "decode_tok_s, prefill_tok_s, their spread "
+                                        "(decode_tok_s_median ... load_avg), packed_bytes");
+    bad |= set_text(a, "empty_columns_reason",
+                    "empty in a row whose throughput_note says why (the packed kernels could not "
+                    "run that cell, or $.throughput.enabled is false); never estimated");
     free(exp);
+    return bad;
 }
 
 int gq_results_tables(const gq_experiment *e, json_t *const *records, gq_table *main,
                       gq_table **cell_tables, gq_error *err)
 {
-    gq_table_init(main);
+    bool bad = gq_table_init(main) != 0;
     for (const gq_result_col *col = gq_result_cols; col->name; col++) {
-        gq_table_add_col(main, col->name, col->type);
+        bad |= gq_table_add_col(main, col->name, col->type) < 0;
         if (!(col->scope & GQ_RCOL_AXES_AFTER))
             continue;
         for (int a = 0; a < e->n_axes; a++) {
             json_t *v0 = json_array_get(e->axes[a].values, 0);
-            gq_table_add_col(main, e->axes[a].name,
-                             json_is_integer(v0)  ? GQ_COL_INT
-                             : json_is_number(v0) ? GQ_COL_REAL
-                                                  : GQ_COL_TEXT);
+            bad |= gq_table_add_col(main, e->axes[a].name,
+                                    json_is_integer(v0)  ? GQ_COL_INT
+                                    : json_is_number(v0) ? GQ_COL_REAL
+                                                         : GQ_COL_TEXT) < 0;
         }
     }
     for (int i = 0; i < e->n_cells; i++) {
@@ -250,10 +289,14 @@ int gq_results_tables(const gq_experiment *e, json_t *const *records, gq_table *
             return gq_fail(err, "journal record of cell %s has no row; rerun with --fresh",
                            e->cells[i].id);
         }
-        gq_table_add_row(main, json_incref(row));
-        cell_tables[i] = cell_table(e, &e->cells[i], records[i]);
+        bad |= gq_table_add_row(main, json_incref(row)) != 0;
+        bad |= !(cell_tables[i] = cell_table(e, &e->cells[i], records[i]));
     }
-    environment_attrs(e, main); /* after the rows: states their KL reference */
+    bad |= environment_attrs(e, main) != 0; /* after the rows: states their KL reference */
+    if (bad) {
+        gq_table_free(main);
+        return gq_fail(err, "out of memory building the result tables");
+    }
     return 0;
 }
 
@@ -312,6 +355,11 @@ int gq_results_write(const gq_experiment *e, const gq_journal *j, const bool *fa
     gq_table **cells = calloc((size_t)e->n_cells, sizeof *cells);
     gq_table main = {0};
     int rc = -1;
+    if (!records || !cells) {
+        free(records);
+        free(cells);
+        return gq_fail(err, "out of memory for the records of %d cells", e->n_cells);
+    }
     for (int i = 0; i < e->n_cells; i++)
         if (!(failed && failed[i]) && !(records[i] = gq_journal_get(j, e->cells[i].id, err)))
             goto done;
@@ -322,6 +370,10 @@ int gq_results_write(const gq_experiment *e, const gq_journal *j, const bool *fa
     if (gq_table_write_csv(&main, path, err))
         goto done;
     gq_h5_group *groups = calloc((size_t)e->n_cells, sizeof *groups);
+    if (!groups) {
+        gq_fail(err, "out of memory for the groups of %d cells", e->n_cells);
+        goto done;
+    }
     int n_groups = 0;
     for (int i = 0; i < e->n_cells; i++)
         if (cells[i])

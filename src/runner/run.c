@@ -366,9 +366,14 @@ static int run_cells(run_ctx *r, gq_error *err)
                     "while the other cells wait)", jobs, r->threads_per_job);
         gq_threads_set(r->threads_per_job);
         pthread_t *th = calloc((size_t)jobs, sizeof *th);
-        for (int i = 0; i < jobs; i++)
-            pthread_create(&th[i], NULL, worker, r);
-        for (int i = 0; i < jobs; i++)
+        if (!th)
+            return gq_fail(err, "out of memory for the %d cell threads", jobs);
+        int started = 0; /* a thread that cannot start leaves its cells to the others */
+        while (started < jobs && pthread_create(&th[started], NULL, worker, r) == 0)
+            started++;
+        if (started == 0)
+            worker(r);
+        for (int i = 0; i < started; i++)
             pthread_join(th[i], NULL);
         free(th);
     }

@@ -57,7 +57,10 @@ static bool group_size_matters(const gq_axis *a, const gq_exp_method *em)
     bool varies = false;
     for (size_t k = 0; k < json_array_size(a->values); k++) {
         json_t *fj = json_deep_copy(em->format);
-        json_object_set(fj, a->param, json_array_get(a->values, k));
+        if (!fj || json_object_set(fj, a->param, json_array_get(a->values, k))) {
+            json_decref(fj);
+            return true; /* out of memory: building the cell reports it */
+        }
         gq_quantizer q;
         gq_error e2;
         if (gq_quantizer_from_json(fj, "$", &q, &e2) == 0) {
@@ -94,17 +97,82 @@ static char *canonical(json_t *v)
     return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
 }
 
-/* True when x was seen before (its first index in *first); otherwise records it at index k. */
-static bool value_seen(json_t *seen, json_t *x, size_t k, size_t *first)
+/* 1 when x was seen before (its first index in *first); otherwise 0 after recording it at
+ * index k; -1 when out of memory. */
+static int value_seen(json_t *seen, json_t *x, size_t k, size_t *first)
 {
     char *t = canonical(x);
+    if (!t)
+        return -1;
     json_t *prev = json_object_get(seen, t);
+    int rc = 1;
     if (prev)
         *first = (size_t)json_integer_value(prev);
     else
-        json_object_set_new(seen, t, json_integer((json_int_t)k));
+        rc = json_object_set_new(seen, t, json_integer((json_int_t)k)) ? -1 : 0;
     free(t);
-    return prev != NULL;
+    return rc;
+}
+
+/* Each value of axis key (the array v) is a scalar, an integer for the calibration axes, and
+ * not a repeat of an earlier one. */
+static int check_axis_values(const char *key, json_t *v, gq_error *err)
+{
+    json_t *seen = json_object(); /* value text -> first index */
+    size_t j;
+    if (!seen)
+        return gq_fail(err, "$.sweep: out of memory");
+    for (size_t k = 0; k < json_array_size(v); k++) {
+        json_t *x = json_array_get(v, k);
+        if (json_is_array(x) || json_is_object(x) || json_is_null(x)) {
+            json_decref(seen);
+            gq_fail(err, "$.sweep.%s[%zu]: expected a number, string or boolean", key, k);
+            return -1;
+        }
+        if ((!strcmp(key, "n_calib") || !strcmp(key, "calib_ctx")) && !json_is_integer(x)) {
+            gq_fail(err, "$.sweep.%s[%zu]: expected an integer", key, k);
+            json_decref(seen);
+            return -1;
+        }
+        int rep = value_seen(seen, x, k, &j);
+        if (rep < 0) {
+            gq_fail(err, "$.sweep: out of memory");
+            json_decref(seen);
+            return -1;
+        }
+        if (rep) {
+            gq_fail(err, "$.sweep.%s[%zu]: repeats $.sweep.%s[%zu]", key, k, key, j);
+            json_decref(seen);
+            return -1;
+        }
+    }
+    json_decref(seen);
+    return 0;
+}
+
+/* Some method in $.methods takes axis a (or uses calibration, for the calibration axes). */
+static int check_axis_used(const gq_experiment *e, const gq_axis *a, const char *key,
+                           gq_error *err)
+{
+    bool used = false;
+    for (int m = 0; m < e->n_methods; m++) {
+        gq_axis_target t = axis_target(a, &e->methods[m]);
+        used |= (t == GQ_AXIS_N_CALIB || t == GQ_AXIS_CALIB_CTX)
+                    ? needs_calib(&e->methods[m])
+                    : has_param(a, &e->methods[m], t);
+    }
+    if (!used) {
+        gq_fail(err, "$.sweep.%s: no method in $.methods has this parameter%s", key,
+                strcmp(key, "n_calib") && strcmp(key, "calib_ctx")
+                    ? " (see `gq-bench list` for method and format parameters)"
+                    : " (none of them uses calibration)");
+        return -1;
+    }
+    if ((!strcmp(key, "n_calib") || !strcmp(key, "calib_ctx")) && !e->has_calib) {
+        gq_fail(err, "$.sweep.%s: sweeps calibration but $.calib is missing", key);
+        return -1;
+    }
+    return 0;
 }
 
 static int parse_axes(gq_experiment *e, gq_error *err)
@@ -114,13 +182,19 @@ static int parse_axes(gq_experiment *e, gq_error *err)
         sw = json_object();
     else
         json_incref(sw);
+    if (!sw)
+        return gq_fail(err, "$.sweep: out of memory");
     int rc = -1;
     if (!json_is_object(sw)) {
         gq_fail(err, "$.sweep: expected an object {axis: [values, ...]}");
         goto done;
     }
+    e->axes = calloc(json_object_size(sw) + 1, sizeof *e->axes);
+    if (!e->axes) {
+        gq_fail(err, "$.sweep: out of memory");
+        goto done;
+    }
     e->n_axes = (int)json_object_size(sw);
-    e->axes = calloc((size_t)e->n_axes + 1, sizeof *e->axes);
     int i = 0;
     const char *key;
     json_t *v;
@@ -143,45 +217,10 @@ static int parse_axes(gq_experiment *e, gq_error *err)
             gq_fail(err, "$.sweep.%s: expected a non-empty array of values", key);
             goto done;
         }
-        json_t *seen = json_object(); /* value text -> first index */
-        size_t j;
-        for (size_t k = 0; k < json_array_size(v); k++) {
-            json_t *x = json_array_get(v, k);
-            if (json_is_array(x) || json_is_object(x) || json_is_null(x)) {
-                json_decref(seen);
-                gq_fail(err, "$.sweep.%s[%zu]: expected a number, string or boolean", key, k);
-                goto done;
-            }
-            if ((!strcmp(key, "n_calib") || !strcmp(key, "calib_ctx")) && !json_is_integer(x)) {
-                gq_fail(err, "$.sweep.%s[%zu]: expected an integer", key, k);
-                json_decref(seen);
-                goto done;
-            }
-            if (value_seen(seen, x, k, &j)) {
-                gq_fail(err, "$.sweep.%s[%zu]: repeats $.sweep.%s[%zu]", key, k, key, j);
-                json_decref(seen);
-                goto done;
-            }
-        }
-        json_decref(seen);
-        bool used = false;
-        for (int m = 0; m < e->n_methods; m++) {
-            gq_axis_target t = axis_target(a, &e->methods[m]);
-            used |= (t == GQ_AXIS_N_CALIB || t == GQ_AXIS_CALIB_CTX)
-                        ? needs_calib(&e->methods[m])
-                        : has_param(a, &e->methods[m], t);
-        }
-        if (!used) {
-            gq_fail(err, "$.sweep.%s: no method in $.methods has this parameter%s", key,
-                    strcmp(key, "n_calib") && strcmp(key, "calib_ctx")
-                        ? " (see `gq-bench list` for method and format parameters)"
-                        : " (none of them uses calibration)");
+        if (check_axis_values(key, v, err))
             goto done;
-        }
-        if ((!strcmp(key, "n_calib") || !strcmp(key, "calib_ctx")) && !e->has_calib) {
-            gq_fail(err, "$.sweep.%s: sweeps calibration but $.calib is missing", key);
+        if (check_axis_used(e, a, key, err))
             goto done;
-        }
     }
     rc = 0;
 done:
@@ -303,15 +342,15 @@ static int apply_axes(gq_experiment *e, const gq_exp_method *em, const int *idx,
             continue;
         const gq_axis *ax = &e->axes[a];
         json_t *v = json_array_get(ax->values, (size_t)idx[a]);
-        json_object_set(c->axes, ax->name, v);
-        if (append_sweep(&c->sweep, ax->name, v))
-            return gq_fail(err, "$.sweep: out of memory");
+        int set = 0;
         switch (axis_target(ax, em)) {
-        case GQ_AXIS_FORMAT: json_object_set(fj, ax->param, v); break;
-        case GQ_AXIS_METHOD: json_object_set(mj, ax->param, v); break;
+        case GQ_AXIS_FORMAT: set = json_object_set(fj, ax->param, v); break;
+        case GQ_AXIS_METHOD: set = json_object_set(mj, ax->param, v); break;
         case GQ_AXIS_N_CALIB: c->n_calib = (int)json_integer_value(v); break;
         case GQ_AXIS_CALIB_CTX: c->calib_ctx = (int)json_integer_value(v); break;
         }
+        if (set || json_object_set(c->axes, ax->name, v) || append_sweep(&c->sweep, ax->name, v))
+            return gq_fail(err, "$.sweep: out of memory");
     }
     return 0;
 }
@@ -347,6 +386,10 @@ static int make_cell(gq_experiment *e, int m, const int *idx, gq_cell *c, gq_err
     c->axes = json_object();
     char path[96];
     int rc = -1;
+    if (!mj || !fj || !c->axes) {
+        gq_fail(err, "$.sweep: out of memory");
+        goto done;
+    }
     if (apply_axes(e, em, idx, c, mj, fj, err))
         goto done;
     snprintf(path, sizeof path, "%s.method", em->path);
@@ -360,7 +403,7 @@ static int make_cell(gq_experiment *e, int m, const int *idx, gq_cell *c, gq_err
     c->method = gq_method_cfg_to_json(&c->mc);
     c->format = gq_quantizer_to_json(&c->q);
     gq_quantizer_label(&c->q, c->format_label, sizeof c->format_label);
-    if (!c->sweep && !(c->sweep = strdup("")))
+    if (!c->method || !c->format || (!c->sweep && !(c->sweep = strdup(""))))
         gq_fail(err, "$.sweep: out of memory");
     else
         rc = 0;
@@ -388,13 +431,21 @@ static char *cell_key(const gq_cell *c)
     return k;
 }
 
-static void push_cell(gq_experiment *e, gq_cell *c, int *cap)
+/* Moves *c into e->cells (growing it by doubling); on failure *c is released. */
+static int push_cell(gq_experiment *e, gq_cell *c, int *cap, gq_error *err)
 {
     if (e->n_cells == *cap) {
-        *cap = *cap ? 2 * *cap : 16;
-        e->cells = realloc(e->cells, (size_t)*cap * sizeof *e->cells);
+        int ncap = *cap ? 2 * *cap : 16;
+        gq_cell *cells = realloc(e->cells, (size_t)ncap * sizeof *e->cells);
+        if (!cells) {
+            gq_cell_release(c);
+            return gq_fail(err, "$.sweep: out of memory expanding the cells");
+        }
+        e->cells = cells;
+        *cap = ncap;
     }
     e->cells[e->n_cells++] = *c;
+    return 0;
 }
 
 /* The zip groups (first axis of each) that apply to entry m, and which axes apply. */
@@ -422,9 +473,13 @@ static int expand_entry(gq_experiment *e, int m, json_t *seen, int *cap, gq_erro
     int na = e->n_axes;
     int *groups = calloc((size_t)na + 1, sizeof *groups);
     bool *app = calloc((size_t)na + 1, sizeof *app);
-    int ng = entry_groups(e, m, app, groups);
+    int ng = groups && app ? entry_groups(e, m, app, groups) : 0;
     int *pos = calloc((size_t)ng + 1, sizeof *pos), *idx = calloc((size_t)na + 1, sizeof *idx);
     int rc = 0;
+    if (!groups || !app || !pos || !idx) {
+        rc = gq_fail(err, "$.sweep: out of memory expanding the cells");
+        goto done;
+    }
     for (;;) {
         for (int a = 0; a < na; a++)
             idx[a] = -1;
@@ -444,18 +499,23 @@ static int expand_entry(gq_experiment *e, int m, json_t *seen, int *cap, gq_erro
                 rc = gq_fail(err, "$.sweep: out of memory expanding the cells");
                 break;
             }
+        } else if (json_object_set_new(seen, key, json_true())) {
+            gq_cell_release(&c);
+            rc = gq_fail(err, "$.sweep: out of memory expanding the cells");
         } else {
-            json_object_set_new(seen, key, json_true());
             snprintf(c.id, sizeof c.id, "c%03d", e->n_cells);
-            push_cell(e, &c, cap);
+            rc = push_cell(e, &c, cap, err);
         }
         free(key);
+        if (rc)
+            break;
         int g = ng - 1;
         while (g >= 0 && ++pos[g] == (int)json_array_size(e->axes[groups[g]].values))
             pos[g--] = 0;
         if (g < 0)
             break;
     }
+done:
     free(groups);
     free(app);
     free(pos);
@@ -474,6 +534,11 @@ static int check_size(const gq_experiment *e, gq_error *err)
     int na = e->n_axes;
     int *groups = calloc((size_t)na + 1, sizeof *groups);
     bool *app = calloc((size_t)na + 1, sizeof *app);
+    if (!groups || !app) {
+        free(groups);
+        free(app);
+        return gq_fail(err, "$.sweep: out of memory");
+    }
     for (int m = 0; m < e->n_methods; m++) {
         double n = 1;
         int ng = entry_groups(e, m, app, groups);
@@ -501,10 +566,15 @@ int gq_sweep_expand(gq_experiment *e, gq_error *err)
     base.sweep = strdup("");
     base.method_name = "none";
     snprintf(base.format_label, sizeof base.format_label, "fp32");
+    if (!base.axes || !base.sweep) {
+        gq_cell_release(&base);
+        return gq_fail(err, "$.sweep: out of memory");
+    }
     int cap = 0;
-    push_cell(e, &base, &cap);
+    if (push_cell(e, &base, &cap, err))
+        return -1;
     json_t *seen = json_object();
-    int rc = 0;
+    int rc = seen ? 0 : gq_fail(err, "$.sweep: out of memory");
     for (int m = 0; m < e->n_methods && rc == 0; m++)
         rc = expand_entry(e, m, seen, &cap, err);
     json_decref(seen);

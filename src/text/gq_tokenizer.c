@@ -103,6 +103,117 @@ static bool is_byte_piece(const char *s, int len, int byte)
     return len == 6 && memcmp(s, want, 6) == 0;
 }
 
+/* First pass over the entries after the 4-byte header (score float32, len int32, len bytes):
+ * validate each and count them into *n. */
+static int count_entries(const char *path, const unsigned char *d, size_t size,
+                         int max_token_length, size_t *n_out, gq_error *err)
+{
+    size_t off = 4, n = 0;
+    while (off < size) {
+        if (size - off < 8)
+            return gq_fail(err, "%s: truncated at token %zu (offset %zu): %zu bytes left, need 8 "
+                           "for score and length", path, n, off, size - off);
+        float score = read_f32(d + off);
+        int len = read_i32(d + off + 4);
+        if (!isfinite(score))
+            return gq_fail(err, "%s: token %zu (offset %zu) has a non-finite score", path, n, off);
+        if (len <= 0 || len > max_token_length)
+            return gq_fail(err, "%s: token %zu (offset %zu) has length %d, outside "
+                           "1..max_token_length %d", path, n, off, len, max_token_length);
+        if (size - off - 8 < (size_t)len)
+            return gq_fail(err, "%s: truncated in token %zu (offset %zu): piece of %d bytes, %zu "
+                           "left", path, n, off, len, size - off - 8);
+        off += 8 + (size_t)len;
+        if (++n > (1u << 24))
+            return gq_fail(err, "%s: more than %u tokens: not a tokenizer file", path, 1u << 24);
+    }
+    *n_out = n;
+    return 0;
+}
+
+/* Arrays for n tokens: pieces, lengths, scores, an arena of the file's size (pieces plus NULs
+ * fit in it) and an empty open-addressing table of at least 2n slots. */
+static int alloc_tables(gq_tokenizer *t, size_t n, size_t size, const char *path, gq_error *err)
+{
+    t->vocab_size = (int)n;
+    t->pieces = malloc(n * sizeof *t->pieces);
+    t->lens = malloc(n * sizeof *t->lens);
+    t->scores = malloc(n * sizeof *t->scores);
+    t->arena = malloc(size); /* pieces plus NULs fit in the file size */
+    size_t cap = 1;
+    while (cap < 2 * n)
+        cap <<= 1;
+    t->table = malloc(cap * sizeof *t->table);
+    if (!t->pieces || !t->lens || !t->scores || !t->arena || !t->table)
+        return gq_fail(err, "%s: out of memory for %zu tokens", path, n);
+    t->table_mask = (uint32_t)(cap - 1);
+    memset(t->table, 0xff, cap * sizeof *t->table);
+    return 0;
+}
+
+/* Second pass: copy the (already validated) pieces into the arena, NUL-terminated. */
+static void copy_pieces(gq_tokenizer *t, const unsigned char *d)
+{
+    size_t off = 4, a = 0;
+    for (size_t i = 0; i < (size_t)t->vocab_size; i++) {
+        t->scores[i] = read_f32(d + off);
+        t->lens[i] = read_i32(d + off + 4);
+        t->pieces[i] = t->arena + a;
+        memcpy(t->arena + a, d + off + 8, (size_t)t->lens[i]);
+        t->arena[a + (size_t)t->lens[i]] = '\0';
+        a += (size_t)t->lens[i] + 1;
+        off += 8 + (size_t)t->lens[i];
+    }
+}
+
+/* Piece lookup table and the bigram bitmap (one bit per adjacent byte pair in any piece). */
+static void build_index(gq_tokenizer *t)
+{
+    for (size_t i = 0; i < (size_t)t->vocab_size; i++) {
+        table_insert(t, (int)i);
+        const unsigned char *p = (const unsigned char *)t->pieces[i];
+        for (int k = 0; k + 1 < t->lens[i]; k++) {
+            unsigned bg = (unsigned)p[k] << 8 | p[k + 1];
+            t->bigram[bg >> 3] |= (uint8_t)(1u << (bg & 7));
+        }
+    }
+    t->space_id = lookup2(t, " ", 1, "", 0);
+}
+
+/* Checks of a parsed tokenizer file: header, token count, expected vocabulary, byte tokens. */
+static int check_header(const char *path, const unsigned char *d, size_t size,
+                        int *max_token_length, gq_error *err)
+{
+    if (size < 4)
+        return gq_fail(err, "%s: not a tokenizer file: %zu bytes, need at least a 4-byte header",
+                       path, size);
+    *max_token_length = read_i32(d);
+    if (*max_token_length <= 0 || *max_token_length > MAX_TOKEN_LENGTH_LIMIT)
+        return gq_fail(err, "%s: max_token_length %d is outside 1..%d (not a llama2.c "
+                       "tokenizer.bin?)", path, *max_token_length, MAX_TOKEN_LENGTH_LIMIT);
+    return 0;
+}
+
+static int check_count(const char *path, size_t n, int expected_vocab, gq_error *err)
+{
+    if (n < 259)
+        return gq_fail(err, "%s: %zu tokens; need at least 259 (<unk>, <s>, </s> and 256 byte "
+                       "tokens)", path, n);
+    if (expected_vocab > 0 && (size_t)expected_vocab != n)
+        return gq_fail(err, "%s: vocabulary has %zu tokens but the model expects %d", path, n,
+                       expected_vocab);
+    return 0;
+}
+
+static int check_byte_pieces(const gq_tokenizer *t, const char *path, gq_error *err)
+{
+    for (int b = 0; b < 256; b++)
+        if (!is_byte_piece(t->pieces[b + 3], t->lens[b + 3], b))
+            return gq_fail(err, "%s: token %d should be the byte token <0x%02X> (byte fallback "
+                           "ids are byte + 3)", path, b + 3, b);
+    return 0;
+}
+
 int gq_tokenizer_load(const char *path, int expected_vocab, gq_tokenizer **out, gq_error *err)
 {
     *out = NULL;
@@ -116,99 +227,15 @@ int gq_tokenizer_load(const char *path, int expected_vocab, gq_tokenizer **out, 
         free(data);
         return gq_fail(err, "%s: out of memory", path);
     }
-    if (size < 4) {
-        gq_fail(err, "%s: not a tokenizer file: %zu bytes, need at least a 4-byte header", path,
-                size);
+    size_t n = 0;
+    if (check_header(path, d, size, &t->max_token_length, err) ||
+        count_entries(path, d, size, t->max_token_length, &n, err) ||
+        check_count(path, n, expected_vocab, err) || alloc_tables(t, n, size, path, err))
         goto fail;
-    }
-    t->max_token_length = read_i32(d);
-    if (t->max_token_length <= 0 || t->max_token_length > MAX_TOKEN_LENGTH_LIMIT) {
-        gq_fail(err, "%s: max_token_length %d is outside 1..%d (not a llama2.c tokenizer.bin?)",
-                path, t->max_token_length, MAX_TOKEN_LENGTH_LIMIT);
+    copy_pieces(t, d);
+    if (check_byte_pieces(t, path, err))
         goto fail;
-    }
-    /* First pass: count and validate entries (score float32, len int32, len bytes). */
-    size_t off = 4, n = 0;
-    while (off < size) {
-        if (size - off < 8) {
-            gq_fail(err, "%s: truncated at token %zu (offset %zu): %zu bytes left, need 8 for "
-                    "score and length", path, n, off, size - off);
-            goto fail;
-        }
-        float score = read_f32(d + off);
-        int len = read_i32(d + off + 4);
-        if (!isfinite(score)) {
-            gq_fail(err, "%s: token %zu (offset %zu) has a non-finite score", path, n, off);
-            goto fail;
-        }
-        if (len <= 0 || len > t->max_token_length) {
-            gq_fail(err, "%s: token %zu (offset %zu) has length %d, outside 1..max_token_length "
-                    "%d", path, n, off, len, t->max_token_length);
-            goto fail;
-        }
-        if (size - off - 8 < (size_t)len) {
-            gq_fail(err, "%s: truncated in token %zu (offset %zu): piece of %d bytes, %zu left",
-                    path, n, off, len, size - off - 8);
-            goto fail;
-        }
-        off += 8 + (size_t)len;
-        if (++n > (1u << 24)) {
-            gq_fail(err, "%s: more than %u tokens: not a tokenizer file", path, 1u << 24);
-            goto fail;
-        }
-    }
-    if (n < 259) {
-        gq_fail(err, "%s: %zu tokens; need at least 259 (<unk>, <s>, </s> and 256 byte tokens)",
-                path, n);
-        goto fail;
-    }
-    if (expected_vocab > 0 && (size_t)expected_vocab != n) {
-        gq_fail(err, "%s: vocabulary has %zu tokens but the model expects %d", path, n,
-                expected_vocab);
-        goto fail;
-    }
-    t->vocab_size = (int)n;
-    t->pieces = malloc(n * sizeof *t->pieces);
-    t->lens = malloc(n * sizeof *t->lens);
-    t->scores = malloc(n * sizeof *t->scores);
-    t->arena = malloc(size); /* pieces plus NULs fit in the file size */
-    size_t cap = 1;
-    while (cap < 2 * n)
-        cap <<= 1;
-    t->table = malloc(cap * sizeof *t->table);
-    if (!t->pieces || !t->lens || !t->scores || !t->arena || !t->table) {
-        gq_fail(err, "%s: out of memory for %zu tokens", path, n);
-        goto fail;
-    }
-    t->table_mask = (uint32_t)(cap - 1);
-    memset(t->table, 0xff, cap * sizeof *t->table);
-    /* Second pass: copy pieces. */
-    off = 4;
-    size_t a = 0;
-    for (size_t i = 0; i < n; i++) {
-        t->scores[i] = read_f32(d + off);
-        t->lens[i] = read_i32(d + off + 4);
-        t->pieces[i] = t->arena + a;
-        memcpy(t->arena + a, d + off + 8, (size_t)t->lens[i]);
-        t->arena[a + (size_t)t->lens[i]] = '\0';
-        a += (size_t)t->lens[i] + 1;
-        off += 8 + (size_t)t->lens[i];
-    }
-    for (int b = 0; b < 256; b++)
-        if (!is_byte_piece(t->pieces[b + 3], t->lens[b + 3], b)) {
-            gq_fail(err, "%s: token %d should be the byte token <0x%02X> (byte fallback ids are "
-                    "byte + 3)", path, b + 3, b);
-            goto fail;
-        }
-    for (size_t i = 0; i < n; i++) {
-        table_insert(t, (int)i);
-        const unsigned char *p = (const unsigned char *)t->pieces[i];
-        for (int k = 0; k + 1 < t->lens[i]; k++) {
-            unsigned bg = (unsigned)p[k] << 8 | p[k + 1];
-            t->bigram[bg >> 3] |= (uint8_t)(1u << (bg & 7));
-        }
-    }
-    t->space_id = lookup2(t, " ", 1, "", 0);
+    build_index(t);
     free(data);
     *out = t;
     return 0;
