@@ -49,10 +49,13 @@ json_t *gq_method_cfg_to_json(const gq_method_cfg *cfg);
  * block linears that match no rule use the plan's default quantizer; embeddings, norms and the
  * classifier stay full precision unless a rule names them. */
 typedef struct gq_tensor_rule {
-    char pattern[128];
+    char *pattern;          /* the glob, owned (gq_tensor_rule_free) */
     bool keep_fp;           /* leave matching tensors in full precision */
     gq_quantizer quantizer; /* otherwise their format */
 } gq_tensor_rule;
+
+/* Frees a rule's pattern and quantizer (either may be unset). */
+void gq_tensor_rule_free(gq_tensor_rule *r);
 
 /* The one answer to "which format does tensor `name` get?", for the pipeline, validation and
  * throughput: the quantizer of the first rule matching `name` (NULL when that rule keeps it

@@ -50,6 +50,14 @@ static const gq_quantizer *rule_quantizer(const gq_tensor_rule *r)
     return r && !r->keep_fp ? &r->quantizer : NULL;
 }
 
+void gq_tensor_rule_free(gq_tensor_rule *r)
+{
+    free(r->pattern);
+    r->pattern = NULL;
+    if (r->quantizer.fmt)
+        gq_quantizer_free(&r->quantizer);
+}
+
 const gq_quantizer *gq_tensor_quantizer(const gq_quantizer *block_default,
                                         const gq_tensor_rule *rules, int n_rules,
                                         bool shared_classifier, const char *name)

@@ -104,10 +104,8 @@ static int parse_rule(const char *text, int idx, gq_tensor_rule *r, gq_error *er
     const char *eq = strchr(text, '=');
     if (!eq || eq == text)
         return gq_fail(err, "--rule '%s': expected PATTERN=FORMATJSON or PATTERN=fp", text);
-    if ((size_t)(eq - text) >= sizeof r->pattern)
-        return gq_fail(err, "--rule '%s': pattern longer than %zu characters", text,
-                       sizeof r->pattern - 1);
-    memcpy(r->pattern, text, (size_t)(eq - text));
+    if (!(r->pattern = strndup(text, (size_t)(eq - text))))
+        return gq_fail(err, "--rule '%s': out of memory", text);
     const char *spec = eq + 1;
     if (strcmp(spec, "fp") == 0 || strcmp(spec, "\"fp\"") == 0) {
         r->keep_fp = true;
@@ -296,8 +294,10 @@ static int build_plan(const q_args *a, gq_quant_plan *plan, gq_tensor_rule *rule
         return -1;
     }
     for (; *n_rules < a->rules.n; (*n_rules)++)
-        if (parse_rule(a->rules.v[*n_rules], *n_rules, &rules[*n_rules], err))
+        if (parse_rule(a->rules.v[*n_rules], *n_rules, &rules[*n_rules], err)) {
+            gq_tensor_rule_free(&rules[*n_rules]); /* the failed rule is not counted */
             return -1;
+        }
     plan->rules = rules;
     plan->n_rules = *n_rules;
     plan->seed = a->seed;
@@ -409,7 +409,7 @@ cleanup:
     free(calib_tokens);
     free(cal.offsets);
     for (int i = 0; i < n_rules; i++)
-        gq_quantizer_free(&rules[i].quantizer);
+        gq_tensor_rule_free(&rules[i]);
     gq_quantizer_free(&plan.quantizer);
     if (plan.method.method)
         gq_method_cfg_free(&plan.method);

@@ -373,16 +373,9 @@ static int parse_overrides(gq_experiment *e, json_t *root, gq_error *err)
             return gq_fail(err, "%s: expected an object", path);
         static const char *const keys[] = {"pattern", "keep_fp", "format", NULL};
         gq_tensor_rule *r = &e->rules[i];
-        char *pattern;
-        if (ju_check_keys(o, path, keys, err) || ju_strdup(o, "pattern", path, NULL, &pattern, err))
+        if (ju_check_keys(o, path, keys, err) ||
+            ju_strdup(o, "pattern", path, NULL, &r->pattern, err))
             return -1;
-        size_t plen = strlen(pattern);
-        if (plen < sizeof r->pattern)
-            memcpy(r->pattern, pattern, plen + 1);
-        free(pattern);
-        if (plen >= sizeof r->pattern) /* gq_tensor_rule's own bound (methods/gq_method.h) */
-            return gq_fail(err, "%s.pattern: longer than %zu characters", path,
-                           sizeof r->pattern - 1);
         json_t *kf = json_object_get(o, "keep_fp"), *fmt = json_object_get(o, "format");
         if (kf && !json_is_boolean(kf))
             return gq_fail(err, "%s.keep_fp: expected true or false", path);
@@ -493,9 +486,8 @@ void gq_experiment_free(gq_experiment *e)
         json_decref(e->methods[i].exclude);
     }
     free(e->methods);
-    for (int i = 0; i < e->n_rules; i++)
-        if (e->rules[i].quantizer.fmt)
-            gq_quantizer_free(&e->rules[i].quantizer);
+    for (int i = 0; e->rules && i < e->n_rules; i++)
+        gq_tensor_rule_free(&e->rules[i]);
     free(e->rules);
     for (int i = 0; i < e->n_axes; i++) {
         free(e->axes[i].name);

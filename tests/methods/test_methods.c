@@ -261,7 +261,7 @@ static void test_methods_and_rules(void **state)
     int_quantizer(&plan.quantizer, 4, 32);
     gq_tensor_rule rule;
     memset(&rule, 0, sizeof rule);
-    snprintf(rule.pattern, sizeof rule.pattern, "layers.*.attn.*");
+    rule.pattern = (char *)"layers.*.attn.*";
     rule.keep_fp = true;
     plan.rules = &rule;
     plan.n_rules = 1;
