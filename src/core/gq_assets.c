@@ -38,9 +38,3 @@ int gq_asset_resolve(const char *path, char *out, size_t n, gq_error *err)
                    "mirror, GQ_ASSETS=DIR to use another assets directory)",
                    path, gq_assets_dir());
 }
-
-bool gq_assets_required(void)
-{
-    const char *v = getenv("GQ_REQUIRE_ASSETS");
-    return v && strcmp(v, "1") == 0;
-}

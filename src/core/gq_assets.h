@@ -15,7 +15,4 @@ const char *gq_assets_dir(void);
  * Fails with a message saying how to fetch the assets when the file is missing. */
 int gq_asset_resolve(const char *path, char *out, size_t n, gq_error *err);
 
-/* True when GQ_REQUIRE_ASSETS=1: tests that need real assets must fail, not skip. */
-bool gq_assets_required(void);
-
 #endif

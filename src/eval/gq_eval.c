@@ -181,13 +181,6 @@ int gq_eval_check_ref(const gq_model *m, const gq_dataset *ds, const gq_eval_opt
     return check_inputs(m, ds, o, ref, &n, err);
 }
 
-int gq_eval_check(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
-                  const gq_eval_baseline *base, gq_error *err)
-{
-    gq_eval_reference ref = gq_eval_ref_stored(base);
-    return gq_eval_check_ref(m, ds, o, &ref, err);
-}
-
 size_t gq_eval_stored_bytes(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
                             gq_error *err)
 {

@@ -117,9 +117,6 @@ typedef struct gq_eval_result {
  * running anything: callers use it to reject invalid input before any work. */
 int gq_eval_check_ref(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *opts,
                       const gq_eval_reference *ref, gq_error *err);
-/* The same with a stored baseline or none (NULL). */
-int gq_eval_check(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *opts,
-                  const gq_eval_baseline *baseline_in, gq_error *err);
 
 /* Evaluates `m` on `ds`, compared with `ref` (NULL = none). baseline_out: when non-NULL,
  * receives a new stored baseline of this model (caller frees). */

@@ -68,7 +68,6 @@ void gq_packed_linear_free(gq_packed_linear *P);
 
 /* Bytes of the packed weights (codes, scales, zero points). */
 size_t gq_packed_linear_bytes(const gq_packed_linear *P);
-const char *gq_packed_linear_label(const gq_packed_linear *P);
 /* The operator for gq_layer.op / gq_model.cls_op. */
 const gq_linear_op *gq_packed_linear_op(const gq_packed_linear *P);
 

@@ -168,7 +168,6 @@ const char *gq_packed_linear_act(const gq_packed_linear *P)
 
 const gq_linear_op *gq_packed_linear_op(const gq_packed_linear *P) { return &P->op; }
 size_t gq_packed_linear_bytes(const gq_packed_linear *P) { return P->bytes; }
-const char *gq_packed_linear_label(const gq_packed_linear *P) { return P->label; }
 
 void gq_packed_linear_dequantize(const gq_packed_linear *P, float *out, bool ref)
 {
