@@ -12,6 +12,7 @@
 #include "core/gq_fileio.h"
 #include "core/gq_gemm.h"
 #include "model/attention_internal.h"
+#include "model/gq_act_hook.h"
 
 struct gq_forward_ws {
     gq_config cfg;
@@ -29,6 +30,10 @@ struct gq_forward_ws {
     float *hb2;    /* (N, hidden) up */
     float *rope_cos, *rope_sin; /* (seq_len, head_size/2) */
     float *scores; /* (n_threads, GQ_ATT_QBLOCK, seq_len) attention score blocks */
+    float *aq;     /* (N, max(dim, hidden)) a linear's fake-quantized input */
+    const gq_act_hook *act; /* the model's activation hook while gq_block_forward runs */
+    int act_layer;          /* the block it runs */
+    int act_T;              /* and its window length */
 };
 
 gq_forward_ws *gq_forward_ws_new(const gq_config *c, int max_tokens, gq_error *err)
@@ -49,6 +54,7 @@ gq_forward_ws *gq_forward_ws_new(const gq_config *c, int max_tokens, gq_error *e
         {&ws->hb, N * h},  {&ws->hb2, N * h},
         {&ws->rope_cos, (size_t)c->seq_len * half}, {&ws->rope_sin, (size_t)c->seq_len * half},
         {&ws->scores, (size_t)ws->n_threads * GQ_ATT_QBLOCK * (size_t)c->seq_len},
+        {&ws->aq, N * (h > d ? h : d)},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (!(*bufs[i].p = gq_alloc_zero(bufs[i].n * sizeof(float), "forward workspace", err))) {
@@ -64,7 +70,7 @@ void gq_forward_ws_free(gq_forward_ws *ws)
     if (!ws)
         return;
     float *bufs[] = {ws->x, ws->xn, ws->xt, ws->delta, ws->q, ws->k, ws->v, ws->ctx,
-                     ws->hb, ws->hb2, ws->rope_cos, ws->rope_sin, ws->scores};
+                     ws->hb, ws->hb2, ws->rope_cos, ws->rope_sin, ws->scores, ws->aq};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     free(ws);
@@ -84,6 +90,29 @@ void gq_block_linear(const gq_layer *L, gq_linear_kind k, float *y, const float 
         op->apply(op, y, x, n);
     else
         gq_linear(y, x, L->w[k], n, in, out);
+}
+
+/* The input linear k reads: x (n, width) itself, or x fake-quantized into ws->aq when the
+ * model's activation hook quantizes it (rows in windows of T tokens). */
+static const float *act_input(gq_forward_ws *ws, gq_linear_kind k, const float *x, int n,
+                              int width, int T)
+{
+    const gq_act_hook *h = ws->act;
+    if (!h || !h->has_input(h, ws->act_layer, k))
+        return x;
+    h->quant_input(h, ws->act_layer, k, x, ws->aq, n, width, T);
+    return ws->aq;
+}
+
+/* Keys (after RoPE) and values (n, kv_dim) quantized as they enter the cache, when the hook
+ * quantizes the cache. */
+static void act_kv(gq_forward_ws *ws, float *k, float *v, int n)
+{
+    const gq_act_hook *h = ws->act;
+    if (!h || !h->quant_kv)
+        return;
+    h->quant_kv(h, ws->act_layer, false, k, n);
+    h->quant_kv(h, ws->act_layer, true, v, n);
 }
 
 void gq_rmsnorm(float *out, const float *x, const float *w, int n, int width)
@@ -114,13 +143,16 @@ void gq_attention_forward(const gq_config *c, const gq_layer *L, const float *xi
     int N = B * T, dim = c->dim, kv_dim = gq_kv_dim(c), hs = gq_head_size(c);
     assert(N <= ws->max_tokens && T <= c->seq_len);
     float *ctx = ctx_out ? ctx_out : ws->ctx;
-    gq_block_linear(L, GQ_LIN_Q, ws->q, xin, N, dim, dim);    /* (N, dim) -> q (N, dim) */
-    gq_block_linear(L, GQ_LIN_K, ws->k, xin, N, dim, kv_dim); /* -> k (N, kv_dim) */
-    gq_block_linear(L, GQ_LIN_V, ws->v, xin, N, dim, kv_dim); /* -> v (N, kv_dim) */
+    /* (N, dim) -> q (N, dim), k and v (N, kv_dim) */
+    gq_block_linear(L, GQ_LIN_Q, ws->q, act_input(ws, GQ_LIN_Q, xin, N, dim, T), N, dim, dim);
+    gq_block_linear(L, GQ_LIN_K, ws->k, act_input(ws, GQ_LIN_K, xin, N, dim, T), N, dim, kv_dim);
+    gq_block_linear(L, GQ_LIN_V, ws->v, act_input(ws, GQ_LIN_V, xin, N, dim, T), N, dim, kv_dim);
     gq_rope_rows(ws->q, N, T, dim, hs, ws->rope_cos, ws->rope_sin);
     gq_rope_rows(ws->k, N, T, kv_dim, hs, ws->rope_cos, ws->rope_sin);
+    act_kv(ws, ws->k, ws->v, N);
     gq_causal_attention(c, ws->q, ws->k, ws->v, ctx, B, T, ws->scores, ws->n_threads);
-    gq_block_linear(L, GQ_LIN_O, out, ctx, N, dim, dim);      /* ctx (N, dim) -> out (N, dim) */
+    /* ctx (N, dim) -> out (N, dim) */
+    gq_block_linear(L, GQ_LIN_O, out, act_input(ws, GQ_LIN_O, ctx, N, dim, T), N, dim, dim);
 }
 
 void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int n, float *out,
@@ -129,14 +161,18 @@ void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int
     int dim = c->dim, hid = c->hidden_dim;
     assert(n <= ws->max_tokens);
     float *act = act_out ? act_out : ws->hb;
-    gq_block_linear(L, GQ_LIN_GATE, ws->hb, xin, n, dim, hid); /* gate (n, hidden) */
-    gq_block_linear(L, GQ_LIN_UP, ws->hb2, xin, n, dim, hid);  /* up   (n, hidden) */
+    /* gate, up (n, hidden) */
+    int T = ws->act_T;
+    gq_block_linear(L, GQ_LIN_GATE, ws->hb, act_input(ws, GQ_LIN_GATE, xin, n, dim, T), n, dim,
+                    hid);
+    gq_block_linear(L, GQ_LIN_UP, ws->hb2, act_input(ws, GQ_LIN_UP, xin, n, dim, T), n, dim, hid);
     size_t total = (size_t)n * hid;
     const float *g = ws->hb, *u = ws->hb2;
 #pragma omp parallel for schedule(static) if (total >= 65536)
     for (size_t i = 0; i < total; i++)
         act[i] = g[i] * (1.0f / (1.0f + expf(-g[i]))) * u[i];
-    gq_block_linear(L, GQ_LIN_DOWN, out, act, n, hid, dim);    /* act (n, hidden) -> out (n, dim) */
+    /* act (n, hidden) -> out (n, dim) */
+    gq_block_linear(L, GQ_LIN_DOWN, out, act_input(ws, GQ_LIN_DOWN, act, n, hid, T), n, hid, dim);
 }
 
 /* RMSNorm(x) with weight w, then times the explicit transform M (dim, dim) when present.
@@ -167,6 +203,9 @@ void gq_block_forward(const gq_model *m, int l, float *x, int B, int T, gq_forwa
     const gq_layer *L = &m->layers[l];
     int N = B * T;
     size_t nd = (size_t)N * c->dim;
+    ws->act = m->act; /* only within this call: direct sub-module calls stay unquantized */
+    ws->act_layer = l;
+    ws->act_T = T;
     const float *ain = block_input(ws, x, L->rms_att, L->att_in_transform, N);
     if (trace && trace->attn_in)
         memcpy(trace->attn_in, ain, nd * sizeof(float));
@@ -177,6 +216,7 @@ void gq_block_forward(const gq_model *m, int l, float *x, int B, int T, gq_forwa
         memcpy(trace->mlp_in, fin, nd * sizeof(float));
     gq_mlp_forward(c, L, fin, N, ws->delta, ws, trace ? trace->mlp_act : NULL);
     add_into(x, ws->delta, nd);
+    ws->act = NULL;
 }
 
 int gq_forward_prefill(const gq_model *m, const int *tokens, int B, int T, gq_forward_ws *ws,

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/gq_fileio.h"
+#include "model/gq_act_hook.h"
 #include "model/gq_forward.h"
 
 struct gq_decode {
@@ -24,12 +25,14 @@ struct gq_decode {
     float *att;     /* (n_heads, cap) */
     float *key_cache;   /* (n_layers, cap, kv_dim) */
     float *value_cache; /* (n_layers, cap, kv_dim) */
+    float *aq;          /* (max(dim, hidden)) a linear's fake-quantized input */
 };
 
 size_t gq_decode_bytes(const gq_config *c, int n_pos)
 {
     size_t per_pos = 2 * (size_t)c->n_layers * (size_t)gq_kv_dim(c) + (size_t)c->n_heads;
-    return ((size_t)n_pos * per_pos + 7 * (size_t)c->dim + 2 * (size_t)c->hidden_dim) *
+    size_t widest = (size_t)(c->hidden_dim > c->dim ? c->hidden_dim : c->dim); /* aq */
+    return ((size_t)n_pos * per_pos + 7 * (size_t)c->dim + 2 * (size_t)c->hidden_dim + widest) *
            sizeof(float);
 }
 
@@ -63,7 +66,7 @@ gq_decode *gq_decode_new_n(const gq_model *m, int n_pos, gq_error *err)
         {&d->x, dim}, {&d->xb, dim}, {&d->xt, dim}, {&d->xb2, dim}, {&d->hb, h}, {&d->hb2, h},
         {&d->q, dim}, {&d->rope, (size_t)gq_head_size(c)},
         {&d->att, (size_t)c->n_heads * n_pos},
-        {&d->key_cache, cache}, {&d->value_cache, cache},
+        {&d->key_cache, cache}, {&d->value_cache, cache}, {&d->aq, h > dim ? h : dim},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (!(*bufs[i].p = gq_alloc_zero(bufs[i].n * sizeof(float), "decode state", err))) {
@@ -83,7 +86,7 @@ void gq_decode_free(gq_decode *d)
     if (!d)
         return;
     float *bufs[] = {d->x, d->xb, d->xt, d->xb2, d->hb, d->hb2, d->q, d->rope, d->att,
-                     d->key_cache, d->value_cache};
+                     d->key_cache, d->value_cache, d->aq};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     free(d);
@@ -192,6 +195,34 @@ static void layer_matvecs(const gq_config *c, const gq_layer *L, const gq_linear
     }
     if (n_jobs)
         matvec_jobs(jobs, n_jobs, x, n);
+}
+
+/* layer_matvecs for block l of a decode state: when the model's activation hook quantizes the
+ * input of any of the kinds, each of them runs alone on its own (possibly quantized) copy of x
+ * (one token: T = 1), which gives each output the same sums as the fused pass. */
+static void block_matvecs(const gq_decode *d, int l, const gq_linear_kind *kinds,
+                          float *const *outs, int count, const float *x)
+{
+    const gq_config *c = &d->m->cfg;
+    const gq_layer *L = &d->m->layers[l];
+    const gq_act_hook *h = d->m->act;
+    bool any = false;
+    for (int i = 0; h && i < count; i++)
+        any |= h->has_input(h, l, kinds[i]);
+    if (!any) {
+        layer_matvecs(c, L, kinds, outs, count, x);
+        return;
+    }
+    for (int i = 0; i < count; i++) {
+        int rows, cols;
+        gq_linear_shape(c, kinds[i], &rows, &cols);
+        const float *in = x;
+        if (h->has_input(h, l, kinds[i])) {
+            h->quant_input(h, l, kinds[i], x, d->aq, 1, cols, 1);
+            in = d->aq;
+        }
+        layer_matvecs(c, L, &kinds[i], &outs[i], 1, in);
+    }
 }
 
 /* out (dim) = x (dim) · M (dim, dim), column sums in order over the rows of M. */
@@ -383,11 +414,15 @@ int gq_decode_step(gq_decode *d, int token, int pos, float *logits, gq_error *er
             vec_times_matrix(d->xt, d->xb, L->att_in_transform, dim);
             ain = d->xt;
         }
-        layer_matvecs(c, L, (gq_linear_kind[]){GQ_LIN_Q, GQ_LIN_K, GQ_LIN_V},
+        block_matvecs(d, l, (gq_linear_kind[]){GQ_LIN_Q, GQ_LIN_K, GQ_LIN_V},
                       (float *[]){d->q, k, v}, 3, ain);
         rope_vec(d->q, k, d->rope, dim, kv_dim, gq_head_size(c));
+        if (m->act && m->act->quant_kv) { /* the cache holds the quantized rows */
+            m->act->quant_kv(m->act, l, false, k, 1);
+            m->act->quant_kv(m->act, l, true, v, 1);
+        }
         attend(d, l, pos);
-        layer_matvecs(c, L, (gq_linear_kind[]){GQ_LIN_O}, (float *[]){d->xb2}, 1, d->xb);
+        block_matvecs(d, l, (gq_linear_kind[]){GQ_LIN_O}, (float *[]){d->xb2}, 1, d->xb);
         for (int i = 0; i < dim; i++)
             d->x[i] += d->xb2[i];
         /* mlp: xb = norm(x) [· M]; x += w2 · (SiLU(w1 xb) * (w3 xb)) */
@@ -397,7 +432,7 @@ int gq_decode_step(gq_decode *d, int token, int pos, float *logits, gq_error *er
             vec_times_matrix(d->xt, d->xb, L->ffn_in_transform, dim);
             fin = d->xt;
         }
-        layer_matvecs(c, L, (gq_linear_kind[]){GQ_LIN_GATE, GQ_LIN_UP},
+        block_matvecs(d, l, (gq_linear_kind[]){GQ_LIN_GATE, GQ_LIN_UP},
                       (float *[]){d->hb, d->hb2}, 2, fin);
 #pragma omp parallel for schedule(static) if (hid >= 1024) /* expf: worth two threads */
         for (int i = 0; i < hid; i++) {
@@ -405,7 +440,7 @@ int gq_decode_step(gq_decode *d, int token, int pos, float *logits, gq_error *er
             val *= (1.0f / (1.0f + expf(-val)));
             d->hb[i] = val * d->hb2[i];
         }
-        layer_matvecs(c, L, (gq_linear_kind[]){GQ_LIN_DOWN}, (float *[]){d->xb}, 1, d->hb);
+        block_matvecs(d, l, (gq_linear_kind[]){GQ_LIN_DOWN}, (float *[]){d->xb}, 1, d->hb);
         for (int i = 0; i < dim; i++)
             d->x[i] += d->xb[i];
     }

@@ -40,6 +40,8 @@ typedef enum {
  * weights, src/packed/gq_packed.h): apply writes y (n, out) = x (n, in) · W^T for the shape of
  * the weight it replaces. Prefill calls it with n = B*T, decode with n = 1. */
 typedef struct gq_linear_op gq_linear_op;
+/* Activation and KV-cache quantizers the forward pass calls (model/gq_act_hook.h). */
+typedef struct gq_act_hook gq_act_hook;
 struct gq_linear_op {
     void (*apply)(const gq_linear_op *op, float *y, const float *x, int n);
     /* Optional (NULL: none): ys[i] (one token) = ops[i] · x for `count` operators that all
@@ -72,6 +74,9 @@ typedef struct gq_model {
     float *rms_final;      /* (dim) */
     float *wcls;           /* (vocab, dim); equals tok_embeddings when shared_classifier */
     const gq_linear_op *cls_op; /* optional operator replacing wcls (NULL = use wcls) */
+    /* Optional activation / KV-cache quantizers (NULL = none). Not owned; the loader,
+     * synthesizer and clone leave it NULL. */
+    const gq_act_hook *act;
     char path[4096];       /* file the model came from, up to PATH_MAX ("" for generated or
                               cloned models) */
     /* storage: either a private copy-on-write mapping of the file or one heap block */

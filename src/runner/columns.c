@@ -104,6 +104,38 @@ static json_t *v_propagate(const gq_col_src *s)
     return QUANT(s) ? text(props[s->e->methods[s->c->entry].propagate]) : NULL;
 }
 
+/* Activation and KV-cache quantizers (act/gq_act.h), of the section's default spec. */
+static json_t *act_text(const gq_act_cfg *a, void (*fn)(const gq_act_spec *, char *, size_t))
+{
+    char buf[128];
+    if (!a)
+        return NULL;
+    fn(&a->def, buf, sizeof buf);
+    return text(buf);
+}
+static void kv_format(const gq_act_spec *s, char *buf, size_t n)
+{
+    char f[96], g[32];
+    gq_act_spec_format(s, f, sizeof f);
+    gq_act_spec_granularity(s, g, sizeof g);
+    snprintf(buf, n, "%s %s", f, g);
+}
+static json_t *v_a_bits(const gq_col_src *s)
+{
+    return s->r->act ? integer(gq_act_spec_bits(&s->r->act->def)) : NULL;
+}
+static json_t *v_a_format(const gq_col_src *s) { return act_text(s->r->act, gq_act_spec_format); }
+static json_t *v_a_granularity(const gq_col_src *s)
+{
+    return act_text(s->r->act, gq_act_spec_granularity);
+}
+static json_t *v_a_scales(const gq_col_src *s) { return act_text(s->r->act, gq_act_spec_scales); }
+static json_t *v_kv_bits(const gq_col_src *s)
+{
+    return s->r->kv ? integer(gq_act_spec_bits(&s->r->kv->def)) : NULL;
+}
+static json_t *v_kv_format(const gq_col_src *s) { return act_text(s->r->kv, kv_format); }
+
 /* Sizes and stage times: the quantization report, or the fp32 baseline's. */
 #define REP(s) ((s)->r->report)
 static json_t *v_bpw(const gq_col_src *s)
@@ -227,6 +259,9 @@ const gq_result_col gq_result_cols[] = {
     {"sweep", T, 0, v_sweep},                 {"bits", I, 0, v_bits},
     {"group_size", I, A, v_group_size},       {"method_params", T, 0, v_method_params},
     {"format_params", T, 0, v_format_params}, {"propagate", T, 0, v_propagate},
+    {"a_bits", I, E, v_a_bits},               {"a_format", T, E, v_a_format},
+    {"a_granularity", T, E, v_a_granularity}, {"a_scales", T, E, v_a_scales},
+    {"kv_bits", I, E, v_kv_bits},             {"kv_format", T, E, v_kv_format},
     {"ppl", R, E, v_ppl},                     {"ppl_stderr", R, E, v_ppl_stderr},
     {"delta_ppl", R, E, v_delta_ppl},         {"kl_div", R, E, v_kl_div},
     {"kl_stderr", R, E, v_kl_stderr},         {"top1_pct", R, E, v_top1_pct},

@@ -180,6 +180,11 @@ void gq_experiment_print_params(FILE *f)
         {"eval", "evaluation (required)", gq_exp_eval_params},
         {"calib", "calibration, for methods that calibrate", gq_exp_calib_params},
         {"throughput", "packed-kernel throughput columns", gq_exp_throughput_params},
+        {"activations", "activation quantizers at every block linear's input (also per "
+                        "method entry; null: none); other keys: the format's parameters; "
+                        "\"overrides\": [{\"pattern\", \"keep_fp\" | spec}]", gq_act_params},
+        {"kv_cache", "KV-cache quantizer (also per method entry; null: none); other keys: the "
+                     "format's parameters", gq_kv_params},
     };
     fprintf(f, "experiment sections (README.md, \"Experiment files\"):\n");
     for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
@@ -281,6 +286,21 @@ static int method_fields(gq_exp_method *em, json_t *m, const char *base, gq_erro
     return 0;
 }
 
+/* The entry's activation (or KV-cache) section: its own key (null: none), else the
+ * experiment's top-level one; its JSON path for messages. Parsed and checked per cell. */
+static int entry_section(const gq_experiment *e, json_t *m, const char *key, const char *base,
+                         json_t **out, char *path, size_t n, gq_error *err)
+{
+    json_t *v = json_object_get(m, key);
+    snprintf(path, n, "%s.%s", v ? base : "$", key);
+    if (!v)
+        v = json_object_get(e->resolved, key);
+    if (v && !json_is_null(v) && !json_is_object(v))
+        return gq_fail(err, "%s: expected an object {\"format\": ..., parameters} or null", path);
+    *out = v && !json_is_null(v) ? json_deep_copy(v) : NULL;
+    return v && !json_is_null(v) && !*out ? gq_fail(err, "%s: out of memory", path) : 0;
+}
+
 static int parse_method(gq_experiment *e, json_t *arr, size_t i, gq_error *err)
 {
     gq_exp_method *em = &e->methods[i];
@@ -292,7 +312,8 @@ static int parse_method(gq_experiment *e, json_t *arr, size_t i, gq_error *err)
     /* inside an included file, paths start at its root */
     char base[64];
     snprintf(base, sizeof base, "%s", strcmp(em->file, e->file) ? "$" : em->path);
-    static const char *const keys[] = {"label", "method", "format", "propagate", "exclude", NULL};
+    static const char *const keys[] = {"label",   "method",      "format",   "propagate",
+                                       "exclude", "activations", "kv_cache", NULL};
     char sub[96];
     int rc = -1;
     if (ju_check_keys(m, base, keys, err))
@@ -326,7 +347,10 @@ static int parse_method(gq_experiment *e, json_t *arr, size_t i, gq_error *err)
     if (gq_quantizer_from_json(em->format, sub, &q, err))
         goto done;
     gq_quantizer_free(&q);
-    rc = method_fields(em, m, base, err);
+    rc = method_fields(em, m, base, err) ||
+         entry_section(e, m, "activations", base, &em->act, em->act_path, sizeof em->act_path,
+                       err) ||
+         entry_section(e, m, "kv_cache", base, &em->kv, em->kv_path, sizeof em->kv_path, err);
 done:
     json_decref(m);
     return rc ? fail_in(err, em->file, e->file, em->path) : 0;
@@ -439,9 +463,10 @@ static int load_inner(gq_experiment *e, gq_error *err)
     json_t *root = e->resolved;
     if (!json_is_object(root))
         return gq_fail(err, "$: expected an object");
-    static const char *const keys[] = {"name",    "description", "model", "eval",
-                                       "calib",   "methods",     "overrides", "sweep",
-                                       "zip",     "throughput",  "plugins", NULL};
+    static const char *const keys[] = {"name",       "description", "model",    "eval",
+                                       "calib",      "methods",     "overrides", "sweep",
+                                       "zip",        "throughput",  "plugins",  "activations",
+                                       "kv_cache",   NULL};
     if (ju_check_keys(root, "$", keys, err) || gq_exp_load_plugins(e, root, err) ||
         set_name(e, root, err) || parse_model(e, root, err) || parse_sections(e, root, err) ||
         parse_methods(e, root, err) || parse_overrides(e, root, err))
@@ -484,6 +509,8 @@ void gq_experiment_free(gq_experiment *e)
         json_decref(e->methods[i].method);
         json_decref(e->methods[i].format);
         json_decref(e->methods[i].exclude);
+        json_decref(e->methods[i].act);
+        json_decref(e->methods[i].kv);
     }
     free(e->methods);
     for (int i = 0; e->rules && i < e->n_rules; i++)

@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "core/gq_error.h"
+#include "act/gq_act.h"
 #include "core/gq_params.h"
 #include "eval/gq_eval.h"
 #include "formats/gq_format.h"
@@ -65,7 +66,11 @@ extern const gq_param_spec gq_exp_throughput_params[];
 void gq_experiment_print_params(FILE *f);
 
 /* A swept parameter. target says what it changes. */
-typedef enum { GQ_AXIS_FORMAT, GQ_AXIS_METHOD, GQ_AXIS_N_CALIB, GQ_AXIS_CALIB_CTX } gq_axis_target;
+typedef enum {
+    GQ_AXIS_FORMAT, GQ_AXIS_METHOD, GQ_AXIS_N_CALIB, GQ_AXIS_CALIB_CTX,
+    GQ_AXIS_ACT, /* "activations.<key>": a key of the entry's activation spec */
+    GQ_AXIS_KV,  /* "kv_cache.<key>" */
+} gq_axis_target;
 
 typedef struct gq_axis {
     char *name;        /* as written in $.sweep ("bits", "method.damp") */
@@ -84,6 +89,10 @@ typedef struct gq_exp_method {
     gq_propagate propagate;
     json_t *exclude; /* array of axis names not swept for this entry */
     bool calibrates; /* the method with the entry's own parameters needs calibration */
+    /* Activation and KV-cache sections of the entry: its own "activations" / "kv_cache"
+     * (null: none), else the experiment's; NULL when neither. Paths name where they came from. */
+    json_t *act, *kv;
+    char act_path[64], kv_path[64];
 } gq_exp_method;
 
 /* One unit of work: a configured method + format + calibration, or the unquantized baseline.
@@ -102,6 +111,8 @@ typedef struct gq_cell {
     int n_calib, calib_ctx; /* 0 when the method uses no calibration */
     json_t *axes;         /* {"bits": 4, ...}: the swept values that apply to this cell */
     char *sweep;          /* the same as "bits=4 group_size=128" ("" when not swept) */
+    bool has_act, has_kv; /* activation / KV-cache quantizers (act/gq_act.h) */
+    gq_act_cfg act, kv;   /* parsed with the swept values; zero when absent */
 } gq_cell;
 
 #define GQ_EXP_PATH 4096 /* resolved input paths (PATH_MAX) */

@@ -63,6 +63,7 @@ typedef struct gq_cell_run {
     size_t calib_first; /* first token calibration windows may start at */
     const char *kl_reference; /* "stored", "paired", or "self" for the baseline */
     const gq_cell_throughput *tp;
+    const gq_act_cfg *act, *kv; /* activation / KV-cache quantizers evaluated (NULL: none) */
 } gq_cell_run;
 
 /* Where a result column's value comes from: the experiment and cell (both NULL for

@@ -208,7 +208,7 @@ static int run_baseline(run_ctx *r, gq_error *err)
     if (gq_runner_throughput(r->e, &r->fp, NULL, NULL, &tp, err))
         return gq_fail_prefix(err, "baseline");
     gq_cell_run cr = {&res, NULL, gq_threads_get(), (double)gq_peak_rss_bytes() / 1e6, 0,
-                      "self", &tp};
+                      "self", &tp, NULL, NULL};
     json_t *rec = gq_results_record(r->e, &r->e->cells[0], &cr);
     int rc = gq_journal_put(&r->journal, "baseline", rec, err);
     if (rc == 0)
@@ -235,6 +235,27 @@ static void stage(run_ctx *r, const gq_cell *c, const char *what)
     pthread_mutex_unlock(&r->lock);
 }
 
+/* Attaches the cell's activation / KV-cache quantizers to its quantized model q, calibrating
+ * static scales on the cell's calibration windows (tokens). */
+static int attach_act(const gq_cell *c, gq_model *q, const int *tokens, gq_act_model *am,
+                      gq_error *err)
+{
+    if (gq_act_model_init(am, &q->cfg, c->has_act ? &c->act : NULL, c->has_kv ? &c->kv : NULL,
+                          err) ||
+        gq_act_calibrate(am, q, tokens, c->n_calib, c->calib_ctx, err))
+        return gq_fail_prefix(err, "activation quantizers");
+    q->act = &am->hook;
+    return 0;
+}
+
+/* Activation quantizers run in the accuracy path only: their cells have no packed kernel. */
+static void act_throughput_note(gq_cell_throughput *tp)
+{
+    memset(tp, 0, sizeof *tp);
+    snprintf(tp->note, sizeof tp->note, "activation or KV-cache quantizers: fake-quantized in "
+                                        "the accuracy path only, no packed kernel");
+}
+
 /* Quantizes and evaluates one cell, then measures its throughput alone (see gq_tp_gate). */
 static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
 {
@@ -245,6 +266,8 @@ static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
     gq_quant_plan plan = {0};
     gq_model q = {0};
     gq_quant_report rep = {0};
+    gq_act_model am = {0};
+    bool acts = c->has_act || c->has_kv;
     int *tokens = NULL, rc = -1;
     bool have_q = false;
     plan.method = c->mc; /* the cell's parsed structs, read only */
@@ -256,6 +279,8 @@ static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
     if (c->needs_calib) {
         if (calib_tokens(r, c, &tokens, err))
             goto done;
+    }
+    if (gq_method_cfg_needs_calibration(&c->mc)) { /* not when only static scales calibrate */
         plan.calib_tokens = tokens;
         plan.n_calib = c->n_calib;
         plan.calib_ctx = c->calib_ctx;
@@ -264,6 +289,8 @@ static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
     if (gq_quantize_model(&r->fp, &plan, &q, &rep, err))
         goto done;
     have_q = true;
+    if (acts && attach_act(c, &q, tokens, &am, err))
+        goto done;
     stage(r, c, "evaluate");
     gq_eval_opts eo = eval_opts(e, false);
     gq_eval_result res;
@@ -275,13 +302,19 @@ static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
     shared = false;
     stage(r, c, "throughput");
     gq_cell_throughput tp;
-    gq_tp_gate_enter_exclusive(&r->gate);
-    int trc = gq_runner_throughput(e, &q, &plan.quantizer, &rep, &tp, err);
-    gq_tp_gate_leave_exclusive(&r->gate);
+    int trc = 0;
+    if (acts)
+        act_throughput_note(&tp);
+    else {
+        gq_tp_gate_enter_exclusive(&r->gate);
+        trc = gq_runner_throughput(e, &q, &plan.quantizer, &rep, &tp, err);
+        gq_tp_gate_leave_exclusive(&r->gate);
+    }
     if (trc)
         goto done;
     gq_cell_run cr = {&res, &rep, r->threads_per_job, (double)gq_peak_rss_bytes() / 1e6,
-                      e->calib_first, gq_eval_ref_kind_name(res.reference), &tp};
+                      e->calib_first, gq_eval_ref_kind_name(res.reference), &tp,
+                      c->has_act ? &c->act : NULL, c->has_kv ? &c->kv : NULL};
     json_t *rec = gq_results_record(e, c, &cr);
     rc = gq_journal_put(&r->journal, c->id, rec, err);
     if (rc == 0)
@@ -295,6 +328,7 @@ done:
                        c->format_label, c->sweep[0] ? ", " : "", c->sweep);
     if (have_q)
         gq_model_free(&q);
+    gq_act_model_free(&am);
     gq_quant_report_free(&rep);
     free(tokens);
     return rc;

@@ -25,6 +25,10 @@ static gq_axis_target axis_target(const gq_axis *a, const gq_exp_method *em)
         return GQ_AXIS_CALIB_CTX;
     if (strncmp(a->name, "method.", 7) == 0)
         return GQ_AXIS_METHOD;
+    if (strncmp(a->name, "activations.", 12) == 0)
+        return GQ_AXIS_ACT;
+    if (strncmp(a->name, "kv_cache.", 9) == 0)
+        return GQ_AXIS_KV;
     if (strncmp(a->name, "format.", 7) == 0)
         return GQ_AXIS_FORMAT;
     const gq_format *f = gq_format_find(json_string_value(json_object_get(em->format, "name")));
@@ -33,6 +37,8 @@ static gq_axis_target axis_target(const gq_axis *a, const gq_exp_method *em)
 
 static bool has_param(const gq_axis *a, const gq_exp_method *em, gq_axis_target t)
 {
+    if (t == GQ_AXIS_ACT || t == GQ_AXIS_KV) /* any key: the spec's parse checks it per cell */
+        return (t == GQ_AXIS_ACT ? em->act : em->kv) != NULL;
     if (t == GQ_AXIS_FORMAT) {
         const gq_format *f = gq_format_find(json_string_value(json_object_get(em->format, "name")));
         return f && gq_params_find(f->params, a->param);
@@ -208,9 +214,10 @@ static int parse_axes(gq_experiment *e, gq_error *err)
         a->param = dot ? dot + 1 : a->name;
         a->values = json_incref(v);
         a->zip_group = i++;
-        if (dot && strncmp(key, "method.", 7) && strncmp(key, "format.", 7)) {
-            gq_fail(err, "$.sweep.%s: a prefixed axis must start with \"method.\" or \"format.\"",
-                    key);
+        if (dot && strncmp(key, "method.", 7) && strncmp(key, "format.", 7) &&
+            strncmp(key, "activations.", 12) && strncmp(key, "kv_cache.", 9)) {
+            gq_fail(err, "$.sweep.%s: a prefixed axis must start with \"method.\", \"format.\", "
+                         "\"activations.\" or \"kv_cache.\"", key);
             goto done;
         }
         if (!json_is_array(v) || json_array_size(v) == 0) {
@@ -324,6 +331,8 @@ void gq_cell_release(gq_cell *c)
 {
     if (c->mc.method)
         gq_method_cfg_free(&c->mc);
+    gq_act_cfg_free(&c->act);
+    gq_act_cfg_free(&c->kv);
     if (c->q.fmt)
         gq_quantizer_free(&c->q);
     json_decref(c->axes);
@@ -333,9 +342,10 @@ void gq_cell_release(gq_cell *c)
     memset(c, 0, sizeof *c);
 }
 
-/* The cell's method and format JSON with the swept values of idx[] (-1 = not swept). */
+/* The cell's method, format, activation and KV JSON with the swept values of idx[] (-1 = not
+ * swept; aj and kj are NULL when the entry has no such section). */
 static int apply_axes(gq_experiment *e, const gq_exp_method *em, const int *idx, gq_cell *c,
-                      json_t *mj, json_t *fj, gq_error *err)
+                      json_t *mj, json_t *fj, json_t *aj, json_t *kj, gq_error *err)
 {
     for (int a = 0; a < e->n_axes; a++) {
         if (idx[a] < 0)
@@ -348,6 +358,8 @@ static int apply_axes(gq_experiment *e, const gq_exp_method *em, const int *idx,
         case GQ_AXIS_METHOD: set = json_object_set(mj, ax->param, v); break;
         case GQ_AXIS_N_CALIB: c->n_calib = (int)json_integer_value(v); break;
         case GQ_AXIS_CALIB_CTX: c->calib_ctx = (int)json_integer_value(v); break;
+        case GQ_AXIS_ACT: set = json_object_set(aj, ax->param, v); break;
+        case GQ_AXIS_KV: set = json_object_set(kj, ax->param, v); break;
         }
         if (set || json_object_set(c->axes, ax->name, v) || append_sweep(&c->sweep, ax->name, v))
             return gq_fail(err, "$.sweep: out of memory");
@@ -374,6 +386,26 @@ static int check_calib(const gq_experiment *e, const gq_exp_method *em, gq_cell 
     return gq_exp_check_calib(e, c->n_calib, c->calib_ctx, err);
 }
 
+/* The cell's activation and KV-cache quantizers, parsed and checked against the model; static
+ * scales make the cell read calibration windows even when its method does not. */
+static int cell_act(const gq_experiment *e, const gq_exp_method *em, gq_cell *c, json_t *aj,
+                    json_t *kj, gq_error *err)
+{
+    c->has_act = aj != NULL;
+    c->has_kv = kj != NULL;
+    if ((aj && (gq_act_cfg_parse(aj, em->act_path, false, &c->act, err) ||
+                gq_act_cfg_check(&c->act, &e->cfg, em->act_path, e->has_calib, err))) ||
+        (kj && (gq_act_cfg_parse(kj, em->kv_path, true, &c->kv, err) ||
+                gq_act_cfg_check(&c->kv, &e->cfg, em->kv_path, e->has_calib, err))))
+        return -1;
+    if (!c->has_act || !gq_act_cfg_is_static(&c->act) || c->needs_calib)
+        return 0;
+    c->needs_calib = true;
+    c->n_calib = e->calib.n_calib;
+    c->calib_ctx = e->calib.calib_ctx;
+    return gq_exp_check_calib(e, c->n_calib, c->calib_ctx, err);
+}
+
 /* Builds, parses and checks one cell of entry `m` with axis values idx[] (-1 = not swept). */
 static int make_cell(gq_experiment *e, int m, const int *idx, gq_cell *c, gq_error *err)
 {
@@ -383,14 +415,16 @@ static int make_cell(gq_experiment *e, int m, const int *idx, gq_cell *c, gq_err
     c->n_calib = e->calib.n_calib;
     c->calib_ctx = e->calib.calib_ctx;
     json_t *mj = json_deep_copy(em->method), *fj = json_deep_copy(em->format);
+    json_t *aj = em->act ? json_deep_copy(em->act) : NULL;
+    json_t *kj = em->kv ? json_deep_copy(em->kv) : NULL;
     c->axes = json_object();
     char path[96];
     int rc = -1;
-    if (!mj || !fj || !c->axes) {
+    if (!mj || !fj || !c->axes || (em->act && !aj) || (em->kv && !kj)) {
         gq_fail(err, "$.sweep: out of memory");
         goto done;
     }
-    if (apply_axes(e, em, idx, c, mj, fj, err))
+    if (apply_axes(e, em, idx, c, mj, fj, aj, kj, err))
         goto done;
     snprintf(path, sizeof path, "%s.method", em->path);
     if (gq_method_cfg_from_json(mj, path, &c->mc, err))
@@ -398,7 +432,7 @@ static int make_cell(gq_experiment *e, int m, const int *idx, gq_cell *c, gq_err
     c->method_name = gq_method_name(c->mc.method);
     snprintf(path, sizeof path, "%s.format", em->path);
     if (gq_quantizer_from_json(fj, path, &c->q, err) || check_calib(e, em, c, err) ||
-        check_layers(e, c, em->path, err))
+        check_layers(e, c, em->path, err) || cell_act(e, em, c, aj, kj, err))
         goto done;
     c->method = gq_method_cfg_to_json(&c->mc);
     c->format = gq_quantizer_to_json(&c->q);
@@ -415,19 +449,27 @@ done:
     }
     json_decref(mj);
     json_decref(fj);
+    json_decref(aj);
+    json_decref(kj);
     if (rc)
         gq_cell_release(c);
     return rc;
 }
 
-/* Canonical text of what makes a cell distinct: its entry, method, format and calibration. */
+/* Canonical text of what makes a cell distinct: its entry, method, format, calibration and
+ * activation / KV-cache quantizers. */
 static char *cell_key(const gq_cell *c)
 {
     char *m = canonical(c->method), *f = canonical(c->format), *k = NULL;
-    if (m && f && asprintf(&k, "%d|%s|%s|%d|%d", c->entry, m, f, c->n_calib, c->calib_ctx) < 0)
+    char *a = c->has_act ? canonical(c->act.canonical) : strdup("-");
+    char *kv = c->has_kv ? canonical(c->kv.canonical) : strdup("-");
+    if (m && f && a && kv &&
+        asprintf(&k, "%d|%s|%s|%d|%d|%s|%s", c->entry, m, f, c->n_calib, c->calib_ctx, a, kv) < 0)
         k = NULL;
     free(m);
     free(f);
+    free(a);
+    free(kv);
     return k;
 }
 

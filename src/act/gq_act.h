@@ -1,0 +1,130 @@
+#ifndef GQ_ACT_H
+#define GQ_ACT_H
+/* Activation and KV-cache quantizers, fake-quantized in the accuracy path (README.md,
+ * "Activations and the KV cache").
+ *
+ * An activation spec names a registry format and how its scales are taken:
+ *   {"format": "int", "bits": 8, "zero": "sym",          (the format and its parameters)
+ *    "granularity": "token",  "group_size": 128,          (tensor | token | group of input channels)
+ *    "scales": "dynamic", "calibration": "max", "percentile": 99.99}
+ * The input x (n tokens, width) of a linear is cut into segments (a window of tokens, a token,
+ * or group_size consecutive channels of a token); each segment gets one state of the format's
+ * group interface (fit_group on the segment, dynamic) or a calibrated one (static: fit_group on
+ * the calibrated range {lo, hi}, one per tensor or per channel group, shared by every token),
+ * and each element becomes quant_elem(state, x). A KV-cache spec is the same with granularity
+ * token | head | group (of a head) and dynamic scales only; keys are quantized after RoPE.
+ *
+ * $.activations may hold "overrides": [{"pattern": glob, "keep_fp": true} or {"pattern": glob,
+ * spec...}], matched against the linears' tensor names exactly as the weight overrides
+ * (gq_tensor_quantizer: first match wins). */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "core/gq_error.h"
+#include "formats/gq_format.h"
+#include "methods/gq_pipeline.h"
+#include "model/gq_act_hook.h"
+#include "model/gq_model.h"
+
+typedef enum { GQ_ACT_TENSOR, GQ_ACT_TOKEN, GQ_ACT_GROUP, GQ_ACT_HEAD } gq_act_granularity;
+typedef enum { GQ_ACT_DYNAMIC, GQ_ACT_STATIC } gq_act_scales;
+typedef enum { GQ_ACT_CAL_MAX, GQ_ACT_CAL_PERCENTILE, GQ_ACT_CAL_MSE } gq_act_calibration;
+
+/* One quantizer of activations (or of the KV cache). */
+typedef struct gq_act_spec {
+    bool kv;            /* a KV-cache spec */
+    int granularity;    /* gq_act_granularity */
+    int group_size;     /* channels per group (GQ_ACT_GROUP) */
+    int scales;         /* gq_act_scales */
+    int calibration;    /* gq_act_calibration (static) */
+    double percentile;  /* GQ_ACT_CAL_PERCENTILE: the range is [p_(100-q), p_q] of the values */
+    gq_quantizer q;     /* the format and its parameters */
+    bool fixed_blocks;  /* the format fixes its own blocks (no "granularity" parameter: mx, q8_0) */
+} gq_act_spec;
+
+/* A parsed $.activations (default spec + override rules) or $.kv_cache (no rules) section. */
+typedef struct gq_act_cfg {
+    gq_act_spec def;
+    gq_tensor_rule *rules;   /* n_rules; quantizer = the rule's spec's format (or keep_fp) */
+    gq_act_spec *rule_specs; /* n_rules */
+    int n_rules;
+    json_t *canonical;       /* every key with its value, for results and the resume key */
+} gq_act_cfg;
+
+/* Parses a section object at JSON path `path` ("$.activations"). kv: the KV-cache table. */
+int gq_act_cfg_parse(const json_t *obj, const char *path, bool kv, gq_act_cfg *out,
+                     gq_error *err);
+void gq_act_cfg_free(gq_act_cfg *a);
+/* Checks the section against a model before any work: a format usable for activations (a group
+ * interface, blocks that match the granularity), group sizes that divide the widths (every
+ * linear input; for the KV cache the head size), static scales only per tensor or group, with
+ * a format scaled per tensor/channel/group, and only when has_calib. */
+int gq_act_cfg_check(const gq_act_cfg *a, const gq_config *c, const char *path, bool has_calib,
+                     gq_error *err);
+/* Whether any spec of the section uses static scales. */
+bool gq_act_cfg_is_static(const gq_act_cfg *a);
+/* The parameter tables, for `gq-bench list experiment`. */
+extern const gq_param_spec gq_act_params[];
+extern const gq_param_spec gq_kv_params[];
+
+/* Result columns of a spec: element bits (scales not counted), the format without its
+ * granularity ("int8 sym", "fp8_e4m3", "mxfp4"), the granularity ("token", "tensor", "g32",
+ * "head") and the scales ("dynamic", "static max", "static p99.99", "static mse"). */
+int gq_act_spec_bits(const gq_act_spec *s);
+void gq_act_spec_format(const gq_act_spec *s, char *buf, size_t n);
+void gq_act_spec_granularity(const gq_act_spec *s, char *buf, size_t n);
+void gq_act_spec_scales(const gq_act_spec *s, char *buf, size_t n);
+
+/* Columns of segments a row of `width` is cut into (0: the whole window, per tensor); the KV
+ * cache's head granularity needs the head size. */
+int gq_act_seg_cols(const gq_act_spec *s, int width, int head_size);
+/* Dynamic quantization of x (n, width), rows in windows of T: xq (may equal x). */
+void gq_act_quant_dynamic(const gq_act_spec *s, const float *x, float *xq, int n, int width,
+                          int T, int head_size);
+/* Static: states (one per segment of a row: 1 per tensor, ceil(width/group_size) per group,
+ * group_state_bytes each) fitted on calibrated ranges. */
+void gq_act_quant_static(const gq_act_spec *s, const uint8_t *states, const float *x, float *xq,
+                         int n, int width);
+
+/* The per-cell activation state the forward pass sees through its hook: the spec of every
+ * linear input, the calibrated ranges and states of static specs, the KV-cache spec. */
+typedef struct gq_act_model {
+    gq_act_hook hook; /* set m->act = &am->hook */
+    gq_config cfg;
+    const gq_act_spec **in; /* n_layers * GQ_N_LINEAR (l * GQ_N_LINEAR + k); NULL: unquantized */
+    float **ranges;         /* per linear input of a static spec: (lo, hi) per segment */
+    uint8_t **states;       /* per linear input of a static spec: the fitted states */
+    const gq_act_spec *kv;  /* NULL: fp32 cache */
+    int skip_layer;         /* calibration: this block's inputs pass unquantized (-1: none) */
+} gq_act_model;
+
+/* Resolves every linear's spec (acts and kv may be NULL). Static specs need gq_act_calibrate
+ * (or gq_act_load) before the model runs. */
+int gq_act_model_init(gq_act_model *am, const gq_config *c, const gq_act_cfg *acts,
+                      const gq_act_cfg *kv, gq_error *err);
+void gq_act_model_free(gq_act_model *am);
+bool gq_act_model_needs_calibration(const gq_act_model *am);
+/* Calibrates the static specs on (n_calib, ctx) token windows through model m with the hook
+ * attached, block by block: block l's inputs are observed with blocks < l quantized (and l's
+ * own linear inputs unquantized), the ranges chosen by each spec's calibration rule. */
+int gq_act_calibrate(gq_act_model *am, const gq_model *m, const int *tokens, int n_calib,
+                     int ctx, gq_error *err);
+/* Sets the static ranges of linear (l, k) and fits their states (gq_act_load and tests). */
+int gq_act_set_ranges(gq_act_model *am, int l, gq_linear_kind k, const float *ranges,
+                      gq_error *err);
+/* Number of (lo, hi) pairs of linear (l, k)'s static ranges (0 when not static). */
+int gq_act_n_ranges(const gq_act_model *am, int l, gq_linear_kind k);
+
+/* The file saved beside a quantized checkpoint ("<checkpoint>.act.json"): the sections, the
+ * checkpoint's sha256 and the static ranges (exact float values). */
+void gq_act_file_path(const char *checkpoint, char *buf, size_t n);
+int gq_act_save(const gq_act_model *am, const gq_act_cfg *acts, const gq_act_cfg *kv,
+                const char *checkpoint, const char *path, gq_error *err);
+/* Loads it for model m (whose checkpoint must hash as recorded): fills the sections (acts, kv
+ * zeroed when absent; *has_acts, *has_kv say which) and an initialised, calibrated am. */
+int gq_act_load(const char *path, const gq_model *m, const char *checkpoint, gq_act_cfg *acts,
+                bool *has_acts, gq_act_cfg *kv, bool *has_kv, gq_act_model *am, gq_error *err);
+
+#endif
