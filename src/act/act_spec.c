@@ -116,6 +116,13 @@ static int spec_parse(const json_t *obj, const char *path, bool kv, gq_act_spec 
         json_object_del(c, "group_size");
         json_object_update(p, c);
         json_decref(c);
+        /* keys without effect are left out, so that cells differing only there merge */
+        if (kv || s->scales == GQ_ACT_DYNAMIC)
+            json_object_del(p, "calibration");
+        if (kv || s->scales == GQ_ACT_DYNAMIC || s->calibration != GQ_ACT_CAL_PERCENTILE)
+            json_object_del(p, "percentile");
+        if (s->granularity != GQ_ACT_GROUP)
+            json_object_del(p, "group_size");
         *canonical = p;
     }
     json_decref(fj);

@@ -8,6 +8,7 @@
 
 #include "cli/cmd_decl.h"
 #include "cli/cli.h"
+#include "cli/cli_act.h"
 #include "cli/cli_model.h"
 #include "cli/cli_opts.h"
 #include "core/gq_sha256.h"
@@ -27,6 +28,7 @@ typedef struct {
     long ctx, max_windows, batch, threads;
     gq_ppl_protocol protocol;
     bool json;
+    cli_act_args act;
 } eval_args;
 
 static int parse_protocol(void *field, const char *value, gq_error *err)
@@ -64,6 +66,7 @@ static int parse(int argc, char **argv, eval_args *a)
         CLI_OPT("baseline-model", "B", CLI_ASSET, a->baseline_model,
                 "compare with checkpoint B instead, run on each batch right\n"
                 "before M (paired: the numbers of a saved baseline of B, no storage)"),
+        CLI_ACT_OPTS(&a->act),
     };
     const cli_spec spec = {
         .cmd = CMD,
@@ -74,7 +77,9 @@ static int parse(int argc, char **argv, eval_args *a)
             "  full      every position after the first of each window is scored (N-1 per window)\n"
             "  llamacpp  first token of each window replaced by BOS, only positions N/2..N-2\n"
             "            scored (llama.cpp perplexity)\n"
-            "PPL = exp(mean NLL); its error is sqrt(var(NLL)/(n-1)) * PPL.\n",
+            "PPL = exp(mean NLL); its error is sqrt(var(NLL)/(n-1)) * PPL.\n"
+            "Activation / KV-cache quantizers: the --act-* / --kv-* options (dynamic scales),\n"
+            "or M.act.json beside M (written by gq-bench quantize) when it exists.\n",
         CLI_OPTS(opts)};
     return cli_parse(&spec, argc, argv);
 }
@@ -85,7 +90,7 @@ static const char *baseline_name(const eval_args *a)
 }
 
 static void print_json(const eval_args *a, const char *model_path, const char *tok_path,
-                       const gq_dataset *ds, const gq_eval_result *r)
+                       const gq_dataset *ds, const gq_eval_result *r, const cli_act *acts)
 {
     json_t *o = json_object();
     json_object_set_new(o, "model", json_string(model_path));
@@ -100,7 +105,11 @@ static void print_json(const eval_args *a, const char *model_path, const char *t
     if (r->has_baseline)
         json_object_set_new(o, "baseline", json_string(baseline_name(a)));
     /* the evaluation's columns, named as in the runner's results (gq_result_cols) */
-    gq_cell_run run = {.eval = r, .threads = r->threads};
+    gq_cell_run run = {.eval = r, .threads = r->threads,
+                       .act = acts->has_acts ? &acts->acts : NULL,
+                       .kv = acts->has_kv ? &acts->kv : NULL};
+    if (acts->file[0])
+        json_object_set_new(o, "act_file", json_string(acts->file));
     const gq_col_src src = {NULL, NULL, &run};
     gq_result_cols_fill(&src, GQ_RCOL_EVAL, o);
     char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17)); /* doubles exactly */
@@ -110,8 +119,10 @@ static void print_json(const eval_args *a, const char *model_path, const char *t
 }
 
 static void print_text(const eval_args *a, const char *model_path, const char *tok_path,
-                       const gq_dataset *ds, const gq_eval_result *r)
+                       const gq_dataset *ds, const gq_eval_result *r, const cli_act *acts)
 {
+    char act_line[512];
+    cli_act_describe(acts, act_line, sizeof act_line);
     int first = r->protocol == GQ_PPL_LLAMACPP ? r->ctx / 2 : 0;
     printf("model       %s\n", model_path);
     printf("tokenizer   %s\n", tok_path);
@@ -124,6 +135,8 @@ static void print_text(const eval_args *a, const char *model_path, const char *t
     printf("windows     %zu of %zu (batch %d, %d threads)\n", r->windows,
            gq_dataset_n_windows(ds, r->ctx), r->batch, r->threads);
     printf("blas        %s\n", gq_blas_description());
+    if (act_line[0])
+        printf("quantizers  %s (fake-quantized, fp32 products)\n", act_line);
     printf("scored      %zu predictions over %zu tokens\n", r->scored, r->tokens);
     printf("mean NLL    %.6f +/- %.6f nats/token\n", r->mean_nll, r->nll_se);
     printf("PPL         %.4f +/- %.4f\n", r->ppl, r->ppl_se);
@@ -160,12 +173,16 @@ int cmd_eval(int argc, char **argv)
     gq_eval_baseline *base_in = NULL, *base_out = NULL;
     gq_model base_model;
     memset(&base_model, 0, sizeof base_model);
+    cli_act acts;
+    memset(&acts, 0, sizeof acts);
     if (a.baseline[0] && a.baseline_model[0]) {
         gq_fail(&err, "--baseline and --baseline-model are alternatives: give one");
         goto fail;
     }
     if (cli_load_model(a.model, a.tokenizer, &m, &tok, model_path, tok_path, sizeof model_path,
                        &err) != 0)
+        goto fail;
+    if (cli_act_attach(&a.act, &m, model_path, &acts, &err))
         goto fail;
     if (a.ctx > m.cfg.seq_len) {
         gq_fail(&err, "--ctx %ld exceeds the model's seq_len %d (%s)", a.ctx, m.cfg.seq_len,
@@ -202,9 +219,9 @@ int cmd_eval(int argc, char **argv)
     if (base_out && gq_eval_baseline_save(base_out, a.save_baseline, &err) != 0)
         goto fail;
     if (a.json)
-        print_json(&a, model_path, tok_path, &ds, &r);
+        print_json(&a, model_path, tok_path, &ds, &r, &acts);
     else
-        print_text(&a, model_path, tok_path, &ds, &r);
+        print_text(&a, model_path, tok_path, &ds, &r, &acts);
     status = GQ_EXIT_OK;
     goto done;
 fail:
@@ -216,5 +233,6 @@ done:
     gq_tokenizer_free(tok);
     gq_model_free(&m);
     gq_model_free(&base_model);
+    cli_act_free(&acts, &a.act);
     return status;
 }

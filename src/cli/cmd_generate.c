@@ -12,6 +12,7 @@
 
 #include "cli/cmd_decl.h"
 #include "cli/cli.h"
+#include "cli/cli_act.h"
 #include "cli/cli_model.h"
 #include "cli/cli_opts.h"
 #include "core/gq_threads.h"
@@ -42,6 +43,7 @@ typedef struct gen_opts {
     long steps, threads;
     uint64_t seed;
     double temperature, topp;
+    cli_act_args act;
 } gen_opts;
 
 /* Runs `steps` positions from the prompt's ids (forced while they last, then sampled),
@@ -98,8 +100,12 @@ int cmd_generate(int argc, char **argv)
         CLI_OPT("seed", "S", CLI_SEED, &o.seed, "sampling seed", .def = "1"),
         CLI_OPT("threads", "N", CLI_INT, &o.threads,
                 "threads (default: OMP_NUM_THREADS or all cores)", .min = 1, .max = 4096),
+        CLI_ACT_OPTS(&o.act),
     };
-    const cli_spec spec = {.cmd = CMD, CLI_OPTS(opts)};
+    const cli_spec spec = {
+        .cmd = CMD, CLI_OPTS(opts),
+        .epilog = "Activation / KV-cache quantizers: the --act-* / --kv-* options (dynamic\n"
+                  "scales), or M.act.json beside M (written by gq-bench quantize) when it exists.\n"};
     CLI_PARSE_OR_RETURN(&spec, argc, argv);
     if (o.threads > 0)
         gq_threads_set((int)o.threads);
@@ -107,11 +113,22 @@ int cmd_generate(int argc, char **argv)
     char mpath[CLI_PATH_MAX], tpath[CLI_PATH_MAX];
     gq_model m;
     gq_tokenizer *tok = NULL;
-    if (cli_load_model(o.model, o.tokenizer, &m, &tok, mpath, tpath, sizeof mpath, &err) != 0)
+    cli_act acts;
+    memset(&acts, 0, sizeof acts);
+    if (cli_load_model(o.model, o.tokenizer, &m, &tok, mpath, tpath, sizeof mpath, &err) != 0) {
+        cli_act_free(&acts, &o.act);
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
+    }
+    if (cli_act_attach(&o.act, &m, mpath, &acts, &err)) {
+        cli_act_free(&acts, &o.act);
+        gq_model_free(&m);
+        gq_tokenizer_free(tok);
+        return cli_report(CMD, &err, GQ_EXIT_USAGE);
+    }
     if (o.steps > m.cfg.seq_len) {
         cli_usage_error(CMD, "--steps %ld exceeds the model's seq_len %d (%s)", o.steps,
                         m.cfg.seq_len, mpath);
+        cli_act_free(&acts, &o.act);
         gq_model_free(&m);
         gq_tokenizer_free(tok);
         return GQ_EXIT_USAGE;
@@ -122,6 +139,7 @@ int cmd_generate(int argc, char **argv)
      * when even that does not fit the machine */
     if (gq_decode_check(&m.cfg, steps, &err)) {
         gq_fail_prefix(&err, "%s (%d layers, seq_len %d)", mpath, m.cfg.n_layers, m.cfg.seq_len);
+        cli_act_free(&acts, &o.act);
         gq_model_free(&m);
         gq_tokenizer_free(tok);
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
@@ -152,5 +170,6 @@ done:
     free(prompt);
     gq_tokenizer_free(tok);
     gq_model_free(&m);
+    cli_act_free(&acts, &o.act);
     return rc;
 }

@@ -7,10 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "calib/gq_calib.h"
 #include "cli/cmd_decl.h"
 #include "cli/cli.h"
+#include "cli/cli_act.h"
 #include "cli/cli_model.h"
 #include "cli/cli_opts.h"
 #include "core/gq_assets.h"
@@ -33,6 +35,7 @@ typedef struct {
     long n_calib, calib_ctx, eval_windows, eval_ctx, threads;
     uint64_t seed;
     bool json;
+    cli_act_args act;
 } q_args;
 
 static int parse(int argc, char **argv, q_args *a)
@@ -83,6 +86,7 @@ static int parse(int argc, char **argv, q_args *a)
                 "output checkpoint, written atomically (checked writable first;\n"
                 "methods that leave explicit transforms are refused)", .required = true),
         CLI_OPT("json", NULL, CLI_FLAG, &a->json, "print the report as one JSON object"),
+        CLI_ACT_OPTS(&a->act),
     };
     const cli_spec spec = {
         .cmd = CMD,
@@ -93,7 +97,11 @@ static int parse(int argc, char **argv, q_args *a)
         .epilog = "Output: Q.bin holds the reconstructions in fp32 (fake quantization). The report\n"
                   "gives per tensor: format, bits per weight, the relative reconstruction error\n"
                   "||WX - QX||^2 / ||WX||^2 on the calibration inputs of that layer (X from the\n"
-                  "method's FP block, W the weights handed to the format), and method metrics.\n"};
+                  "method's FP block, W the weights handed to the format), and method metrics.\n"
+                  "With --act-* / --kv-* options, Q.bin.act.json beside it holds the activation\n"
+                  "and KV-cache settings and the static scales calibrated on the calibration\n"
+                  "windows; eval and generate apply them to Q.bin (a Q.bin.act.json left by an\n"
+                  "earlier run without them is removed).\n"};
     return cli_parse(&spec, argc, argv);
 }
 
@@ -211,6 +219,22 @@ static json_t *report_json(const gq_quant_report *r, const gq_quant_plan *p, con
     return o;
 }
 
+/* The activation settings quantize calibrated (text line or JSON keys). */
+static void print_act(const cli_act *acts, const char *file, json_t *o)
+{
+    if (o) {
+        json_object_set(o, "activations", acts->has_acts ? acts->acts.canonical : json_null());
+        json_object_set(o, "kv_cache", acts->has_kv ? acts->kv.canonical : json_null());
+        json_object_set_new(o, "act_file", acts->has_acts || acts->has_kv ? json_string(file)
+                                                                          : json_null());
+        return;
+    }
+    char line[512];
+    cli_act_describe(acts, line, sizeof line);
+    if (line[0])
+        printf("activation  %s; saved to %s\n", line, file);
+}
+
 /* The calibration windows of a run: where they may start and where they start. */
 typedef struct calib_choice {
     char path[CLI_PATH_MAX];
@@ -310,14 +334,17 @@ static int build_plan(const q_args *a, gq_quant_plan *plan, gq_tensor_rule *rule
  * text, NULL when none was used. */
 static void print_result(const q_args *a, const gq_quant_plan *plan, const gq_quant_report *rep,
                          const calib_choice *cal, const gq_dataset *ds, const char *model_path,
-                         const char *tok_path, double secs)
+                         const char *tok_path, double secs, const cli_act *acts)
 {
+    char act_file[CLI_PATH_MAX + 16];
+    gq_act_file_path(a->out, act_file, sizeof act_file);
     char label[96];
     gq_quantizer_label(&plan->quantizer, label, sizeof label);
     if (a->json) {
         json_t *o = report_json(rep, plan, model_path, tok_path, ds, cal->first, cal->offsets,
                                 a->out);
         json_object_set_new(o, "seconds", json_real(secs));
+        print_act(acts, act_file, o);
         char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
         printf("%s\n", s);
         free(s);
@@ -339,9 +366,35 @@ static void print_result(const q_args *a, const gq_quant_plan *plan, const gq_qu
         printf("propagate   %s block outputs feed the next block; %d threads\n",
                propagate_name(plan), gq_threads_get());
         printf("blas        %s\n", gq_blas_description());
-        printf("output      %s (fake-quantized fp32 llama2.c checkpoint), %.2f s\n\n", a->out, secs);
+        printf("output      %s (fake-quantized fp32 llama2.c checkpoint), %.2f s\n", a->out, secs);
+        print_act(acts, act_file, NULL);
+        printf("\n");
         print_report(rep, label);
     }
+}
+
+/* Writes the checkpoint and, with activation settings, calibrates their static scales on the
+ * plan's calibration windows and writes them beside it (an older file there is removed). */
+static int save_quantized(const q_args *a, const gq_quant_plan *plan, gq_model *out,
+                          cli_act *acts, const char *act_file, gq_error *err)
+{
+    if (!acts->has_acts && !acts->has_kv) {
+        if (gq_model_save(out, a->out, err))
+            return -1;
+        if (gq_file_exists(act_file) && unlink(act_file))
+            return gq_fail(err, "%s: cannot remove the earlier activation file", act_file);
+        return 0;
+    }
+    if (gq_act_model_init(&acts->am, &out->cfg, acts->has_acts ? &acts->acts : NULL,
+                          acts->has_kv ? &acts->kv : NULL, err) ||
+        gq_act_calibrate(&acts->am, out, plan->calib_tokens, plan->n_calib, plan->calib_ctx,
+                         err))
+        return gq_fail_prefix(err, "activation calibration");
+    return gq_model_save(out, a->out, err) ||
+                   gq_act_save(&acts->am, acts->has_acts ? &acts->acts : NULL,
+                               acts->has_kv ? &acts->kv : NULL, a->out, act_file, err)
+               ? -1
+               : 0;
 }
 
 int cmd_quantize(int argc, char **argv)
@@ -352,6 +405,8 @@ int cmd_quantize(int argc, char **argv)
     if (prc != 0) {
         json_decref(a.fmt_params);
         json_decref(a.method_params);
+        json_decref(a.act.act_params);
+        json_decref(a.act.kv_params);
         return prc == 1 ? GQ_EXIT_OK : prc;
     }
     if (a.threads)
@@ -370,11 +425,16 @@ int cmd_quantize(int argc, char **argv)
     bool have_report = false;
     char model_path[CLI_PATH_MAX], tok_path[CLI_PATH_MAX];
     calib_choice cal = {0};
+    cli_act acts = {0};
+    char act_file[CLI_PATH_MAX + 16];
+    gq_act_file_path(a.out, act_file, sizeof act_file);
 
     if (build_plan(&a, &plan, rules, &n_rules, &err))
         goto done;
     if (cli_load_model(a.model, a.tokenizer, &m, &tok, model_path, tok_path, sizeof model_path,
-                       &err))
+                       &err) ||
+        cli_act_build(&a.act, &m.cfg, true, &acts, &err) ||
+        ((acts.has_acts || acts.has_kv) && gq_check_output(act_file, &err)))
         goto done;
     /* Calibration windows are loaded for every method (RTN too) so that every report measures
      * reconstruction errors on the same inputs. */
@@ -391,9 +451,10 @@ int cmd_quantize(int argc, char **argv)
         goto done;
     have_report = true;
     double secs = gq_now() - t0;
-    if (gq_model_save(&out, a.out, &err))
+    if (save_quantized(&a, &plan, &out, &acts, act_file, &err))
         goto done;
-    print_result(&a, &plan, &rep, &cal, calib_tokens ? &ds : NULL, model_path, tok_path, secs);
+    print_result(&a, &plan, &rep, &cal, calib_tokens ? &ds : NULL, model_path, tok_path, secs,
+                 &acts);
     status = GQ_EXIT_OK;
     goto cleanup;
 done:
@@ -415,5 +476,6 @@ cleanup:
         gq_method_cfg_free(&plan.method);
     json_decref(a.fmt_params);
     json_decref(a.method_params);
+    cli_act_free(&acts, &a.act);
     return status;
 }
