@@ -88,18 +88,6 @@ static void hook_quant_kv(const gq_act_hook *h, int layer, bool value, float *ro
     gq_act_quant_dynamic(am->kv, rows, rows, n, gq_kv_dim(&am->cfg), 1, gq_head_size(&am->cfg));
 }
 
-/* The spec of the rule (or default) gq_tensor_quantizer answered with. */
-static const gq_act_spec *spec_of(const gq_act_cfg *a, const gq_quantizer *q)
-{
-    if (!q)
-        return NULL;
-    if (q == &a->def.q)
-        return &a->def;
-    const gq_tensor_rule *r =
-        (const gq_tensor_rule *)(const void *)((const char *)q - offsetof(gq_tensor_rule, quantizer));
-    return &a->rule_specs[r - a->rules];
-}
-
 int gq_act_model_init(gq_act_model *am, const gq_config *c, const gq_act_cfg *acts,
                       const gq_act_cfg *kv, gq_error *err)
 {
@@ -122,8 +110,7 @@ int gq_act_model_init(gq_act_model *am, const gq_config *c, const gq_act_cfg *ac
         for (int k = 0; k < GQ_N_LINEAR; k++) {
             char name[96];
             gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
-            am->in[(size_t)l * GQ_N_LINEAR + k] = spec_of(
-                acts, gq_tensor_quantizer(&acts->def.q, acts->rules, acts->n_rules, false, name));
+            am->in[(size_t)l * GQ_N_LINEAR + k] = gq_act_cfg_spec(acts, name);
         }
     return 0;
 }

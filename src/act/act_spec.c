@@ -238,27 +238,28 @@ static const char *gran_name(const gq_act_spec *s)
     return names[s->granularity];
 }
 
-/* One spec against one row width (an input width, or kv_dim with the head size). */
+/* One spec against the row width of what it quantizes (`what`: a tensor name or "the KV
+ * cache"); hs: the head size for the KV cache. */
 static int check_width(const gq_act_spec *s, int width, int hs, const char *what,
                        const char *path, gq_error *err)
 {
     const gq_format *f = s->q.fmt;
-    if (s->granularity == GQ_ACT_GROUP && (s->group_size > (s->kv ? hs : width) ||
-                                           (s->kv ? hs : width) % s->group_size))
-        return gq_fail(err, "%s.group_size: %d does not divide %s (%d)", path, s->group_size,
-                       what, s->kv ? hs : width);
+    int span = s->kv ? hs : width;
+    if (s->granularity == GQ_ACT_GROUP && (s->group_size > span || span % s->group_size))
+        return gq_fail(err, "%s.group_size: %d does not divide the %s of %s (%d)", path,
+                       s->group_size, s->kv ? "head size" : "input width", what, span);
     if (!s->fixed_blocks)
         return 0;
     int blk = f->group_cols(s->q.params, width), seg = gq_act_seg_cols(s, width, hs);
     if (blk != seg)
         return gq_fail(err, "%s.granularity: format %s quantizes blocks of %d channels; use "
-                            "\"granularity\": \"group\" with \"group_size\": %d (%s is %d wide)",
+                            "\"granularity\": \"group\" with \"group_size\": %d (%s: %d wide)",
                        path, f->name, blk, blk, what, width);
     return 0;
 }
 
-static int check_spec(const gq_act_spec *s, const gq_config *c, const char *path, bool has_calib,
-                      gq_error *err)
+/* What a spec needs whatever it quantizes. */
+static int check_spec(const gq_act_spec *s, const char *path, bool has_calib, gq_error *err)
 {
     const gq_format *f = s->q.fmt;
     if (!f->fit_group || !f->quant_elem || f->group_state_bytes > 256)
@@ -276,28 +277,61 @@ static int check_spec(const gq_act_spec *s, const gq_config *c, const char *path
             return gq_fail(err, "%s.scales: static scales are calibrated, but there is no "
                                 "calibration data ($.calib or --calib-data)", path);
     }
-    if (s->kv)
-        return check_width(s, gq_kv_dim(c), gq_head_size(c), "the head size", path, err);
-    if (s->granularity == GQ_ACT_HEAD)
+    if (!s->kv && s->granularity == GQ_ACT_HEAD)
         return gq_fail(err, "%s.granularity: head is for the KV cache", path);
-    return check_width(s, c->dim, 0, "the model's dim", path, err) ||
-                   check_width(s, c->hidden_dim, 0, "the hidden width (down_proj input)", path,
-                               err)
-               ? -1
-               : 0;
+    return 0;
+}
+
+const gq_act_spec *gq_act_cfg_spec(const gq_act_cfg *a, const char *name)
+{
+    const gq_quantizer *q =
+        gq_tensor_quantizer(&a->def.q, a->rules, a->n_rules, false, name);
+    if (!q)
+        return NULL;
+    if (q == &a->def.q)
+        return &a->def;
+    const gq_tensor_rule *r = (const gq_tensor_rule *)(const void *)((const char *)q -
+                                                                    offsetof(gq_tensor_rule,
+                                                                             quantizer));
+    return &a->rule_specs[r - a->rules];
+}
+
+/* The path of a spec of the section: "$.activations" or "$.activations.overrides[i]". */
+static void spec_path(const gq_act_cfg *a, const gq_act_spec *s, const char *path, char *buf,
+                      size_t n)
+{
+    if (s == &a->def)
+        snprintf(buf, n, "%s", path);
+    else
+        snprintf(buf, n, "%s.overrides[%d]", path, (int)(s - a->rule_specs));
 }
 
 int gq_act_cfg_check(const gq_act_cfg *a, const gq_config *c, const char *path, bool has_calib,
                      gq_error *err)
 {
-    if (check_spec(&a->def, c, path, has_calib, err))
+    char sub[160];
+    if (check_spec(&a->def, path, has_calib, err))
         return -1;
     for (int i = 0; i < a->n_rules; i++) {
-        char sub[160];
         snprintf(sub, sizeof sub, "%s.overrides[%d]", path, i);
-        if (!a->rules[i].keep_fp && check_spec(&a->rule_specs[i], c, sub, has_calib, err))
+        if (!a->rules[i].keep_fp && check_spec(&a->rule_specs[i], sub, has_calib, err))
             return -1;
     }
+    if (a->def.kv)
+        return check_width(&a->def, gq_kv_dim(c), gq_head_size(c), "the KV cache", path, err);
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            char name[96];
+            int rows, width;
+            gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
+            gq_linear_shape(c, (gq_linear_kind)k, &rows, &width);
+            const gq_act_spec *s = gq_act_cfg_spec(a, name);
+            if (!s)
+                continue;
+            spec_path(a, s, path, sub, sizeof sub);
+            if (check_width(s, width, 0, name, sub, err))
+                return -1;
+        }
     return 0;
 }
 

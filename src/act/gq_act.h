@@ -63,6 +63,9 @@ void gq_act_cfg_free(gq_act_cfg *a);
  * a format scaled per tensor/channel/group, and only when has_calib. */
 int gq_act_cfg_check(const gq_act_cfg *a, const gq_config *c, const char *path, bool has_calib,
                      gq_error *err);
+/* The spec the input of tensor `name` ("layers.3.mlp.down_proj") gets: the first matching
+ * override's, NULL when that keeps it fp32, else the section's default. */
+const gq_act_spec *gq_act_cfg_spec(const gq_act_cfg *a, const char *name);
 /* Whether any spec of the section uses static scales. */
 bool gq_act_cfg_is_static(const gq_act_cfg *a);
 /* The parameter tables, for `gq-bench list experiment`. */

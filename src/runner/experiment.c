@@ -536,6 +536,25 @@ void gq_experiment_free(gq_experiment *e)
     memset(e, 0, sizeof *e);
 }
 
+/* " [A: int8 sym token dynamic] [KV: int8 sym head]" for a cell's quantizers ("" without). */
+static void cell_act_label(const gq_cell *c, char *buf, size_t n)
+{
+    char f[96], g[32], sc[32];
+    size_t len = 0;
+    if (c->has_act) {
+        gq_act_spec_format(&c->act.def, f, sizeof f);
+        gq_act_spec_granularity(&c->act.def, g, sizeof g);
+        gq_act_spec_scales(&c->act.def, sc, sizeof sc);
+        len = (size_t)snprintf(buf, n, " [A: %s %s %s%s]", f, g, sc,
+                               c->act.n_rules ? " +overrides" : "");
+    }
+    if (c->has_kv && len < n) {
+        gq_act_spec_format(&c->kv.def, f, sizeof f);
+        gq_act_spec_granularity(&c->kv.def, g, sizeof g);
+        snprintf(buf + len, n - len, " [KV: %s %s]", f, g);
+    }
+}
+
 void gq_experiment_print_cells(const gq_experiment *e, FILE *f)
 {
     fprintf(f, "experiment %s (%s): %d cells, model %s, eval: %s protocol, ctx %d, %zu windows\n",
@@ -554,8 +573,10 @@ void gq_experiment_print_cells(const gq_experiment *e, FILE *f)
             snprintf(nc, sizeof nc, "%d", c->n_calib);
             snprintf(cc, sizeof cc, "%d", c->calib_ctx);
         }
-        fprintf(f, "%-9s %-22s %-8s %-26s %-8s %-9s %s\n", c->id,
+        char act[256] = "";
+        cell_act_label(c, act, sizeof act);
+        fprintf(f, "%-9s %-22s %-8s %-26s %-8s %-9s %s%s\n", c->id,
                 c->entry < 0 ? "fp32 baseline" : e->methods[c->entry].label, c->method_name,
-                c->format_label, nc, cc, c->sweep);
+                c->format_label, nc, cc, c->sweep, act);
     }
 }

@@ -460,9 +460,9 @@ static void test_validation(void **state)
 {
     (void)state;
     refuse("{\"format\": \"int\", \"granularity\": \"group\", \"group_size\": 48}", false, true,
-           "$.activations.group_size: 48 does not divide the model's dim (64)");
+           "$.activations.group_size: 48 does not divide the input width of layers.0.attn.q_proj (64)");
     refuse("{\"format\": \"int\", \"granularity\": \"group\", \"group_size\": 16}", false, true,
-           "$.activations.group_size: 16 does not divide the hidden width");
+           "$.activations.group_size: 16 does not divide the input width of layers.0.mlp.down_proj (172)");
     refuse("{\"format\": \"int\", \"scales\": \"static\", \"granularity\": \"tensor\"}", false,
            false, "$.activations.scales: static scales are calibrated, but there is no");
     refuse("{\"format\": \"int\", \"scales\": \"static\"}", false, true,
@@ -474,7 +474,7 @@ static void test_validation(void **state)
     refuse("{\"format\": \"int\", \"bitz\": 8}", false, true, "$.activations");
     refuse("{\"format\": \"nope\"}", false, true, "unknown format \"nope\"");
     refuse("{\"format\": \"int\", \"granularity\": \"group\", \"group_size\": 16}", true, false,
-           "$.kv_cache.group_size: 16 does not divide the head size (8)");
+           "$.kv_cache.group_size: 16 does not divide the head size of the KV cache (8)");
     refuse("{\"format\": \"int\", \"scales\": \"static\"}", true, false, "$.kv_cache");
     refuse("{\"format\": \"int\", \"overrides\": [{\"pattern\": \"x\", \"keep_fp\": false}]}",
            false, true, "$.activations.overrides[0]");
