@@ -879,6 +879,15 @@ int gq_plot_results(const gq_table *t, const char *dir, int *n_charts, gq_error 
         ppl_chart(t, gnuplot, dir, "ppl_vs_bits.png", "bits", "weight bits (code width)", false,
                   NULL, 0, "", n_charts, err))
         return -1;
+    /* swept activation / KV-cache widths (cells without those quantizers have no x: no point) */
+    static const struct { const char *axis, *file, *label; } act_axes[] = {
+        {"activations.bits", "ppl_vs_a_bits.png", "activation bits (code width)"},
+        {"kv_cache.bits", "ppl_vs_kv_bits.png", "KV-cache bits (code width)"}};
+    for (size_t i = 0; i < sizeof act_axes / sizeof act_axes[0]; i++)
+        if (axis_varies(t, act_axes[i].axis) &&
+            ppl_chart(t, gnuplot, dir, act_axes[i].file, act_axes[i].axis, act_axes[i].label,
+                      false, NULL, 0, "", n_charts, err))
+            return -1;
     /* the frontier needs quantized cells of at least two sizes */
     double bpw0 = NAN;
     bool sizes = false;

@@ -19,6 +19,9 @@
  *   ppl_vs_bpw_and_decode.png       as ppl_vs_bpw, when some quantized cell has a decode_tok_s:
  *                                   perplexity against bpw and against decode tokens/s side by side
  *   ppl_vs_n_calib.png              when n_calib takes >= 2 values
+ *   ppl_vs_a_bits.png, ppl_vs_kv_bits.png  when the sweep axis activations.bits / kv_cache.bits
+ *                                   takes >= 2 values (a series per method entry and the other
+ *                                   swept axes)
  *   stage_times.png                 always (stacked seconds per stage and cell)
  * Perplexity axes switch to a log scale when the plotted values span more than 10x. Each PNG is
  * written under a temporary name and renamed into place. */

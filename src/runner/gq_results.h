@@ -9,6 +9,8 @@
  *   ("k=v ..." of the swept values of the cell), bits, group_size (effective group width:
  *   the swept value, else the format's own; empty for per-channel/per-tensor formats), one
  *   column per other sweep axis, method_params, format_params (canonical JSON), propagate,
+ *   a_bits, a_format, a_granularity, a_scales, kv_bits, kv_format (the activation and KV-cache
+ *   quantizers' default spec, act/gq_act.h; empty without),
  *   ppl, ppl_stderr, delta_ppl (ppl - baseline ppl), kl_div, kl_stderr (mean KL(baseline ||
  *   cell) in nats per scored token), top1_pct (% of scored positions whose argmax equals the
  *   baseline's), top1_stderr_pct, base_ppl, mean_nll, nll_stderr (nats per scored token), bpw (bits per weight of the quantized block linears), linear_bytes,
