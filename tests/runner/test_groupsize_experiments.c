@@ -1,7 +1,8 @@
 /* The shipped group-size experiments: groupsize_sweep.json (stories260K, `make run`) and
  * groupsize_sweep_3M.json (tinystories-3M, asset mirror only) validate with --dry-run and list
- * their per-channel series; without tinystories-3M the 3M sweep stops before any work with one
- * line naming the missing file, exit status 2, nothing written. */
+ * their per-channel series, activations_sweep.json (tinystories-3M) its activation and KV
+ * cells; without tinystories-3M the 3M experiments stop before any work with one line naming
+ * the missing file, exit status 2, nothing written. */
 #include "test_support.h"
 
 #include <stdio.h>
@@ -67,10 +68,21 @@ static void test_groupsize_3M_dry_run(void **state)
     check_dry_run("models/tinystories-3M/tinystories-3M.bin", "groupsize_sweep_3M.json", expect);
 }
 
-/* An assets directory with stories260K and the texts but no tinystories-3M. */
-static void test_groupsize_3M_without_model(void **state)
+/* experiments/activations_sweep.json (tinystories-3M): baseline + 3 weight-only cells +
+ * 3 entries x (2 activation widths x 2 scale modes) + 2 KV-cache widths. */
+static void test_activations_sweep_dry_run(void **state)
 {
     (void)state;
+    static const char *const expect[] = {
+        ": 18 cells, model tinystories-3M", "[A: int4 sym tensor static max]",
+        "[A: int8 sym token dynamic] [KV: int4 sym head]", NULL};
+    check_dry_run("models/tinystories-3M/tinystories-3M.bin", "activations_sweep.json", expect);
+}
+
+/* experiments/<name> with an assets directory holding stories260K and the texts but no
+ * tinystories-3M. */
+static void check_without_3M(const char *name)
+{
     char assets[4096], exp[4200], p[4400], q[4400];
     if (!assets_with("models/stories260K/stories260K.bin", assets, sizeof assets))
         skip();
@@ -84,7 +96,7 @@ static void test_groupsize_3M_without_model(void **state)
     snprintf(q, sizeof q, "%s/text", assets);
     assert_int_equal(symlink(q, p), 0);
     setenv("GQ_ASSETS", partial, 1);
-    experiment_path("groupsize_sweep_3M.json", exp, sizeof exp);
+    experiment_path(name, exp, sizeof exp);
     int rc = run("run %s --out-dir %s --threads 1", exp, out);
     setenv("GQ_ASSETS", assets, 1);
     assert_int_equal(rc, 2);
@@ -100,12 +112,20 @@ static void test_groupsize_3M_without_model(void **state)
     free(out);
 }
 
+static void test_3M_experiments_without_model(void **state)
+{
+    (void)state;
+    check_without_3M("groupsize_sweep_3M.json");
+    check_without_3M("activations_sweep.json");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_groupsize_sweep_dry_run),
         cmocka_unit_test(test_groupsize_3M_dry_run),
-        cmocka_unit_test(test_groupsize_3M_without_model),
+        cmocka_unit_test(test_activations_sweep_dry_run),
+        cmocka_unit_test(test_3M_experiments_without_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
