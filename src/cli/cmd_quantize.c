@@ -39,9 +39,11 @@ static int parse(int argc, char **argv, q_args *a)
 {
     const cli_opt opts[] = {
         CLI_OPT("model", "M", CLI_ASSET, a->model,
-                "llama2.c checkpoint (legacy or version 1); assets: paths work", .required = true),
+                "llama2.c checkpoint (legacy or version 1) or llama GGUF;\n"
+                "assets: paths work", .required = true),
         CLI_OPT("tokenizer", "T", CLI_ASSET, a->tokenizer,
-                "llama2.c tokenizer.bin matching the model's vocabulary", .required = true),
+                "llama2.c tokenizer.bin matching the model's vocabulary, or a GGUF\n"
+                "file's (default for a GGUF model: its own)"),
         CLI_OPT("method", "NAME", CLI_STR, &a->method,
                 "rtn, gptq, awq, praq, affinequant (gq-bench list methods)", .required = true),
         CLI_OPT("format", "NAME", CLI_STR, &a->format,

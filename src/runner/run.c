@@ -15,6 +15,7 @@
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
 #include "eval/gq_eval.h"
+#include "gguf/gq_gguf_model.h"
 #include "runner/gq_journal.h"
 #include "runner/gq_results.h"
 #include "runner/runner_internal.h"
@@ -99,7 +100,7 @@ static int open_inputs(run_ctx *r, gq_error *err)
     const gq_experiment *e = r->e;
     if (gq_runner_model_open(e, &r->fp, err))
         return -1;
-    if (gq_tokenizer_load(e->tokenizer_path, r->fp.cfg.vocab_size, &r->tok, err) ||
+    if (gq_tokenizer_open(e->tokenizer_path, r->fp.cfg.vocab_size, &r->tok, err) ||
         gq_dataset_load(e->eval_path, r->tok, &r->eval_ds, err))
         return -1;
     /* validation checked the texts; a file changed since then is refused here */
