@@ -107,6 +107,9 @@ typedef struct gq_quant_report {
      * or with dynamic groups under act_order). Owned. */
     uint8_t **linear_codes;
     size_t n_linear_codes;
+    /* The storage of tok_embeddings and of a separate classifier when a rule quantized them
+     * (their reconstructions in the output model), else NULL. Owned. */
+    uint8_t *embd_codes, *cls_codes;
 } gq_quant_report;
 
 void gq_quant_report_free(gq_quant_report *r);

@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "cli/cli_model.h"
 #include "cli/cli_opts.h"
+#include "cli/cli_quantize.h"
 #include "core/gq_assets.h"
 #include "core/gq_fileio.h"
 #include "core/gq_log.h"
@@ -33,10 +34,13 @@ typedef struct {
     long n_calib, calib_ctx, eval_windows, eval_ctx, threads;
     uint64_t seed;
     bool json;
+    const char *container, *float_type; /* export writers only */
+    const cli_quantize_writer *writer;  /* NULL: quantize's llama2.c checkpoint */
 } q_args;
 
 static int parse(int argc, char **argv, q_args *a)
 {
+    const cli_quantize_writer *w = a->writer;
     const cli_opt opts[] = {
         CLI_OPT("model", "M", CLI_ASSET, a->model,
                 "llama2.c checkpoint (legacy or version 1) or llama GGUF;\n"
@@ -46,7 +50,7 @@ static int parse(int argc, char **argv, q_args *a)
                 "file's (default for a GGUF model: its own)"),
         CLI_OPT("method", "NAME", CLI_STR, &a->method,
                 "rtn, gptq, awq, praq, affinequant (gq-bench list methods)", .required = true),
-        CLI_OPT("format", "NAME", CLI_STR, &a->format,
+        CLI_OPT(w ? "quant" : "format", "NAME", CLI_STR, &a->format,
                 "a registered format (gq-bench list formats)", .required = true),
         CLI_OPT("set", "k=v", CLI_CALL, &a->fmt_params, "a format parameter, e.g. --set bits=3",
                 .parse = cli_set_param, .repeat = true),
@@ -81,13 +85,20 @@ static int parse(int argc, char **argv, q_args *a)
                 "(default: the method's reference choice)", .choices = "fp|quantized"),
         CLI_OPT("threads", "N", CLI_INT, &a->threads,
                 "threads (default: OMP_NUM_THREADS or all cores)", .min = 1, .max = 4096),
-        CLI_OPT("out", "Q.bin", CLI_OUT, &a->out,
-                "output checkpoint, written atomically (checked writable first;\n"
+        CLI_OPT("out", w ? w->out_meta : "Q.bin", CLI_OUT, &a->out,
+                "output file, written atomically (checked writable first;\n"
                 "methods that leave explicit transforms are refused)", .required = true),
         CLI_OPT("json", NULL, CLI_FLAG, &a->json, "print the report as one JSON object"),
+        /* export writers only (not counted for quantize) */
+        CLI_OPT("format", "F", CLI_STR, &a->container, "the exported file's format",
+                .required = true),
+        CLI_OPT("float-type", "T", CLI_CHOICE, &a->float_type,
+                "how unquantized matrices are stored", .def = "f32",
+                .choices = "f32|f16|bf16"),
     };
-    const cli_spec spec = {
-        .cmd = CMD,
+    const int n_export_only = 2;
+    cli_spec spec = {
+        .cmd = w ? w->cmd : CMD,
         .about = "Quantizes every linear layer of every block with the method and format (the\n"
                  "format's parameters by --set, the method's by --method-set; see gq-bench list).\n"
                  "Embeddings, norms and the classifier stay fp32 unless a rule names them.\n",
@@ -96,6 +107,10 @@ static int parse(int argc, char **argv, q_args *a)
                   "gives per tensor: format, bits per weight, the relative reconstruction error\n"
                   "||WX - QX||^2 / ||WX||^2 on the calibration inputs of that layer (X from the\n"
                   "method's FP block, W the weights handed to the format), and method metrics.\n"};
+    if (w)
+        spec.epilog = w->about;
+    else
+        spec.n_opts -= n_export_only;
     return cli_parse(&spec, argc, argv);
 }
 
@@ -236,7 +251,7 @@ static int load_calibration(const q_args *a, const char *model_path, const gq_mo
                                                        : "text/wikitext-2-raw/wiki.test.raw";
     int ctx = (int)(a->calib_ctx ? a->calib_ctx : (m->cfg.seq_len < 256 ? m->cfg.seq_len : 256));
     if (ctx > m->cfg.seq_len) {
-        cli_usage_error(CMD, "--calib-ctx %d exceeds the model's seq_len %d", ctx, m->cfg.seq_len);
+        cli_usage_error(a->writer ? a->writer->cmd : CMD, "--calib-ctx %d exceeds the model's seq_len %d", ctx, m->cfg.seq_len);
         return GQ_EXIT_USAGE_PRINTED;
     }
     int eval_ctx = (int)(a->eval_ctx ? a->eval_ctx : m->cfg.seq_len);
@@ -291,7 +306,7 @@ static int build_plan(const q_args *a, gq_quant_plan *plan, gq_tensor_rule *rule
     }
     if (gq_method_cfg_adds_transforms(&plan->method)) {
         gq_fail(err, "--method %s: leaves explicit input transforms in the model, which a "
-                     "llama2.c checkpoint (--out) cannot hold; evaluate it with gq-bench run "
+                     "llama2.c checkpoint or GGUF file (--out) cannot hold; evaluate it with gq-bench run "
                      "(in memory)", a->method);
         return -1;
     }
@@ -341,15 +356,28 @@ static void print_result(const q_args *a, const gq_quant_plan *plan, const gq_qu
         printf("propagate   %s block outputs feed the next block; %d threads\n",
                propagate_name(plan), gq_threads_get());
         printf("blas        %s\n", gq_blas_description());
-        printf("output      %s (fake-quantized fp32 llama2.c checkpoint), %.2f s\n\n", a->out, secs);
+        printf("output      %s (%s), %.2f s\n\n", a->out,
+               a->writer ? a->writer->cmd : "fake-quantized fp32 llama2.c checkpoint", secs);
         print_report(rep, label);
     }
 }
 
-int cmd_quantize(int argc, char **argv)
+/* The quantized model to its output: quantize's llama2.c checkpoint or the writer's file. */
+static int write_output(const q_args *a, const gq_quant_plan *plan, const gq_model *fp,
+                        const gq_model *out, const gq_quant_report *rep,
+                        const gq_tokenizer *tok, const char *model_path, gq_error *err)
+{
+    if (!a->writer)
+        return gq_model_save(out, a->out, err);
+    cli_quantized q = {plan, fp, out, rep, tok, model_path, a->out, a->float_type};
+    return a->writer->write(&q, err);
+}
+
+static int quantize_main(int argc, char **argv, const cli_quantize_writer *writer)
 {
     q_args a;
     memset(&a, 0, sizeof a);
+    a.writer = writer;
     int prc = parse(argc, argv, &a);
     if (prc != 0) {
         json_decref(a.fmt_params);
@@ -376,7 +404,8 @@ int cmd_quantize(int argc, char **argv)
     if (build_plan(&a, &plan, rules, &n_rules, &err))
         goto done;
     if (cli_load_model(a.model, a.tokenizer, &m, &tok, model_path, tok_path, sizeof model_path,
-                       &err))
+                       &err) ||
+        (writer && writer->check_plan && writer->check_plan(&plan, &m.cfg, &err)))
         goto done;
     /* Calibration windows are loaded for every method (RTN too) so that every report measures
      * reconstruction errors on the same inputs. */
@@ -393,13 +422,13 @@ int cmd_quantize(int argc, char **argv)
         goto done;
     have_report = true;
     double secs = gq_now() - t0;
-    if (gq_model_save(&out, a.out, &err))
+    if (write_output(&a, &plan, &m, &out, &rep, tok, model_path, &err))
         goto done;
     print_result(&a, &plan, &rep, &cal, calib_tokens ? &ds : NULL, model_path, tok_path, secs);
     status = GQ_EXIT_OK;
     goto cleanup;
 done:
-    cli_report(CMD, &err, status);
+    cli_report(writer ? writer->cmd : CMD, &err, status);
 done_printed:
 cleanup:
     if (have_report)
@@ -418,4 +447,14 @@ cleanup:
     json_decref(a.fmt_params);
     json_decref(a.method_params);
     return status;
+}
+
+int cmd_quantize(int argc, char **argv)
+{
+    return quantize_main(argc, argv, NULL);
+}
+
+int cli_quantize_export(int argc, char **argv, const cli_quantize_writer *w)
+{
+    return quantize_main(argc, argv, w);
 }

@@ -47,6 +47,31 @@ int gq_gguf_load_tokenizer(const char *path, int expected_vocab, gq_tokenizer **
 int gq_gguf_tokenizer_from(const gq_gguf *g, int expected_vocab, gq_tokenizer **tok,
                            gq_error *err);
 
+/* What an export writes: the model's fp32 tensors, and for each quantized tensor its format
+ * (one with a ggml type: gq_gguf_dtype_by_format) and the codes that format's quantize() or
+ * a method wrote, written as they are. */
+typedef struct gq_gguf_export {
+    const gq_model *model;
+    const gq_tokenizer *tok;
+    const char *name;                        /* general.name */
+    const gq_quantizer *const *linear_quant; /* n_layers * GQ_N_LINEAR; NULL entry: float */
+    const uint8_t *const *linear_codes;      /* the same index; NULL array: none handed over */
+    const gq_quantizer *embd_quant;          /* NULL: float */
+    const uint8_t *embd_codes;
+    const gq_quantizer *cls_quant;           /* separate classifier only; NULL: float */
+    const uint8_t *cls_codes;
+    uint32_t float_type;                     /* GQ_GGML_F32, F16 or BF16: unquantized matrices
+                                                (norms are always F32) */
+} gq_gguf_export;
+
+/* Whether tensor `tensor` (rows, cols) quantized by q can be written as a ggml type: the
+ * format must be one of ggml's blocks and the rows whole blocks. The reason names both. */
+int gq_gguf_check_quantizer(const gq_quantizer *q, const char *tensor, int rows, int cols,
+                            gq_error *err);
+/* Writes a llama GGUF v3 (llama.cpp's keys, names and layouts). Refused before anything is
+ * written: explicit input transforms, a quantized tensor without a ggml type or without codes. */
+int gq_gguf_write_model(const char *path, const gq_gguf_export *x, gq_error *err);
+
 /* Model files by content: a GGUF file, else a llama2.c checkpoint; tokenizers likewise (a
  * GGUF file's vocabulary, else tokenizer.bin). */
 int gq_model_open(const char *path, gq_model *m, gq_error *err);
