@@ -257,15 +257,46 @@ static bool tied_output(const gq_gguf *g)
                   memcmp(e->data, o->data, e->nbytes) == 0);
 }
 
-static int load_from(const gq_gguf *g, gq_model *m, gq_gguf_weights *w, gq_error *err)
+/* Every tensor's presence and shape, before the model (sized by the metadata) is allocated:
+ * the tensors then bound the allocation by the file's size. */
+static int check_shapes(const gq_gguf *g, const gq_config *c, gq_error *err)
+{
+    const gq_gguf_tensor *t;
+    char name[GQ_GGUF_MAX_NAME];
+    if (expect_tensor(g, "token_embd.weight", c->dim, c->vocab_size, false, &t, err) ||
+        expect_tensor(g, "output.weight", c->dim, c->vocab_size, true, &t, err) ||
+        expect_tensor(g, "output_norm.weight", c->dim, 0, false, &t, err))
+        return -1;
+    for (int l = 0; l < c->n_layers; l++) {
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            int rows, cols;
+            gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+            gq_gguf_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
+            if (expect_tensor(g, name, cols, rows, false, &t, err))
+                return -1;
+        }
+        for (int n = 0; n < 2; n++) {
+            snprintf(name, sizeof name, "blk.%d.%s_norm.weight", l, n ? "ffn" : "attn");
+            if (expect_tensor(g, name, c->dim, 0, false, &t, err))
+                return -1;
+        }
+    }
+    return 0;
+}
+
+int gq_gguf_model_from(const gq_gguf *g, gq_model *m, gq_gguf_weights *w, gq_error *err)
 {
     gq_config c;
+    memset(m, 0, sizeof *m);
+    if (w)
+        memset(w, 0, sizeof *w);
     if (read_config(g, &c, err))
         return -1;
     c.shared_classifier = tied_output(g);
     size_t expected = 2 + (c.shared_classifier && !gq_gguf_find_tensor(g, "output.weight")
                                ? 0 : 1) + (size_t)c.n_layers * (2 + GQ_N_LINEAR);
-    if (check_no_extra(g, c.n_layers, expected, err) || gq_model_alloc(&c, m, err))
+    if (check_no_extra(g, c.n_layers, expected, err) || check_shapes(g, &c, err) ||
+        gq_model_alloc(&c, m, err))
         return -1;
     if (w && alloc_weights(w, c.n_layers, err))
         return -1;
@@ -286,7 +317,7 @@ int gq_gguf_load_model(const char *path, gq_model *m, gq_gguf_weights *w, gq_err
         memset(w, 0, sizeof *w);
     if (gq_gguf_open(path, &g, err))
         return -1;
-    int rc = load_from(&g, m, w, err);
+    int rc = gq_gguf_model_from(&g, m, w, err);
     gq_gguf_close(&g);
     if (rc) {
         gq_model_free(m);

@@ -38,6 +38,9 @@ void gq_gguf_weights_free(gq_gguf_weights *w);
  * 10000, rope scaling, partial rotary dimensions), a tensor of an unimplemented type, a missing,
  * extra or misshapen tensor are refused naming the key or tensor. */
 int gq_gguf_load_model(const char *path, gq_model *m, gq_gguf_weights *w, gq_error *err);
+/* The same from a parsed file (which must outlive nothing: m and w own their data). On
+ * failure m and w may hold partial data: free them with gq_model_free / gq_gguf_weights_free. */
+int gq_gguf_model_from(const gq_gguf *g, gq_model *m, gq_gguf_weights *w, gq_error *err);
 
 /* The vocabulary of a GGUF's `llama` (SentencePiece) tokenizer as a gq_tokenizer: tokens with
  * U+2581 read as spaces, scores (0 when absent); a `gpt2` vocabulary is refused naming the key.
