@@ -143,8 +143,6 @@ static int tensor_to_f32(const gq_gguf *g, const gq_gguf_tensor *t, int rows, in
 /* Every tensor of the file must be one the llama architecture names for this config. */
 static int check_no_extra(const gq_gguf *g, int n_layers, size_t expected, gq_error *err)
 {
-    if (g->n_tensors == expected)
-        return 0;
     for (size_t i = 0; i < g->n_tensors; i++) {
         const char *nm = g->tensors[i].name;
         int l = -1, used = 0;
@@ -161,7 +159,9 @@ static int check_no_extra(const gq_gguf *g, int n_layers, size_t expected, gq_er
             return gq_fail(err, "%s: tensor %s is not part of gq-bench's llama model (no "
                            "biases, rope tables or other architectures)", g->path, nm);
     }
-    return gq_fail(err, "%s: %zu tensors, expected %zu", g->path, g->n_tensors, expected);
+    if (g->n_tensors != expected)
+        return gq_fail(err, "%s: %zu tensors, expected %zu", g->path, g->n_tensors, expected);
+    return 0;
 }
 
 /* Layer l's norms and linears; the linears' formats and bytes go to w when given. */
