@@ -114,6 +114,11 @@ typedef struct gq_quant_report {
 
 void gq_quant_report_free(gq_quant_report *r);
 
+/* gq_tensor_quantizer under a plan (a const gq_quant_plan *) for a model of config c: the
+ * format tensor `name` gets, NULL when it stays full precision. */
+const gq_quantizer *gq_plan_tensor_quantizer(const void *plan, const gq_config *c,
+                                             const char *name);
+
 bool gq_method_cfg_needs_calibration(const gq_method_cfg *cfg);
 bool gq_method_cfg_adds_transforms(const gq_method_cfg *cfg);
 /* The method's check_layer (0 when it has none): what validation runs for every layer. */

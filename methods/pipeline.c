@@ -81,6 +81,12 @@ static const gq_quantizer *plan_quantizer(const gq_quant_plan *p, const gq_confi
     return gq_tensor_quantizer(&p->quantizer, p->rules, p->n_rules, c->shared_classifier, name);
 }
 
+const gq_quantizer *gq_plan_tensor_quantizer(const void *plan, const gq_config *c,
+                                             const char *name)
+{
+    return plan_quantizer(plan, c, name);
+}
+
 static gq_tensor_report *add_tensor(gq_quant_report *r, const char *name, const gq_quantizer *q,
                                     int rows, int cols)
 {
