@@ -12,8 +12,8 @@
 /* llama.cpp's token types (llama_token_type) */
 enum { TOK_NORMAL = 1, TOK_UNKNOWN = 2, TOK_CONTROL = 3, TOK_BYTE = 6 };
 
-int gq_gguf_check_quantizer(const gq_quantizer *q, const char *tensor, int rows, int cols,
-                            gq_error *err)
+static int check_quantizer(const gq_quantizer *q, const char *tensor, int rows, int cols,
+                           gq_error *err)
 {
     char label[96];
     gq_quantizer_label(q, label, sizeof label);
@@ -25,6 +25,43 @@ int gq_gguf_check_quantizer(const gq_quantizer *q, const char *tensor, int rows,
         return gq_fail(err, "%s: rows of %d columns are not whole %s blocks of %d (gq-bench "
                        "pads them, ggml cannot)", tensor, cols, label, t->block_elems);
     (void)rows;
+    return 0;
+}
+
+/* The format of gq-bench tensor `name` in the export, or NULL. */
+static const gq_quantizer *quant(const gq_gguf_export *x, const char *name)
+{
+    return x->quant_of(x->quant_ctx, &x->model->cfg, name);
+}
+
+/* The same for layer l's linear k. */
+static const gq_quantizer *linear_quant(const gq_gguf_export *x, const gq_config *c, int l,
+                                        gq_linear_kind k)
+{
+    char name[96];
+    gq_tensor_name(l, k, name, sizeof name);
+    return x->quant_of(x->quant_ctx, c, name);
+}
+
+int gq_gguf_check_plan(const gq_gguf_export *x, const gq_config *c, gq_error *err)
+{
+    const gq_quantizer *q;
+    if ((q = x->quant_of(x->quant_ctx, c, "tok_embeddings")) &&
+        check_quantizer(q, "tok_embeddings", c->vocab_size, c->dim, err))
+        return -1;
+    if (!c->shared_classifier && (q = x->quant_of(x->quant_ctx, c, "classifier")) &&
+        check_quantizer(q, "classifier", c->vocab_size, c->dim, err))
+        return -1;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            int rows, cols;
+            char name[96];
+            gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+            gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
+            if ((q = linear_quant(x, c, l, (gq_linear_kind)k)) &&
+                check_quantizer(q, name, rows, cols, err))
+                return -1;
+        }
     return 0;
 }
 
@@ -123,13 +160,16 @@ static const gq_gguf_dtype *dominant_type(const gq_gguf_export *x)
 {
     int n = x->model->cfg.n_layers * GQ_N_LINEAR, best = 0;
     const gq_gguf_dtype *bt = gq_gguf_dtype_by_id(x->float_type);
+    const gq_config *c = &x->model->cfg;
     for (int i = 0; i < n; i++) {
-        const gq_quantizer *q = x->linear_quant ? x->linear_quant[i] : NULL;
+        const gq_quantizer *q = linear_quant(x, c, i / GQ_N_LINEAR, i % GQ_N_LINEAR);
         if (!q)
             continue;
         int count = 0;
-        for (int j = 0; j < n; j++)
-            count += x->linear_quant[j] && x->linear_quant[j]->fmt == q->fmt;
+        for (int j = 0; j < n; j++) {
+            const gq_quantizer *o = linear_quant(x, c, j / GQ_N_LINEAR, j % GQ_N_LINEAR);
+            count += o && o->fmt == q->fmt;
+        }
         if (count > best) {
             best = count;
             bt = gq_gguf_dtype_by_format(q->fmt->name);
@@ -198,7 +238,7 @@ static int add_layer(gq_gguf_writer *w, const gq_gguf_export *x, int l, gq_error
         int rows, cols;
         gq_linear_shape(c, k, &rows, &cols);
         gq_gguf_tensor_name(l, k, name, sizeof name);
-        if (add_matrix(w, name, L->w[k], rows, cols, x->linear_quant ? x->linear_quant[i] : NULL,
+        if (add_matrix(w, name, L->w[k], rows, cols, linear_quant(x, c, l, k),
                        x->linear_codes ? x->linear_codes[i] : NULL, x->float_type, err))
             return -1;
         if (k == GQ_LIN_O || k == GQ_LIN_UP) { /* the converter writes each norm after them */
@@ -222,23 +262,15 @@ static int check_export(const gq_gguf_export *x, gq_error *err)
     if (x->float_type != GQ_GGML_F32 && x->float_type != GQ_GGML_F16 &&
         x->float_type != GQ_GGML_BF16)
         return gq_fail(err, "unquantized tensors must be f32, f16 or bf16");
-    if (x->embd_quant && (gq_gguf_check_quantizer(x->embd_quant, "tok_embeddings",
-                                                  c->vocab_size, c->dim, err) ||
-                          (!x->embd_codes && gq_fail(err, "tok_embeddings: no codes"))))
+    if (gq_gguf_check_plan(x, c, err))
         return -1;
-    if (x->cls_quant && (gq_gguf_check_quantizer(x->cls_quant, "classifier", c->vocab_size,
-                                                 c->dim, err) ||
-                         (!x->cls_codes && gq_fail(err, "classifier: no codes"))))
-        return -1;
-    for (int i = 0; x->linear_quant && i < c->n_layers * GQ_N_LINEAR; i++) {
-        const gq_quantizer *q = x->linear_quant[i];
-        int rows, cols;
+    if ((quant(x, "tok_embeddings") && !x->embd_codes) ||
+        (!c->shared_classifier && quant(x, "classifier") && !x->cls_codes))
+        return gq_fail(err, "the codes of the quantized embeddings or classifier are missing");
+    for (int i = 0; i < c->n_layers * GQ_N_LINEAR; i++) {
         char name[96];
-        gq_linear_shape(c, (gq_linear_kind)(i % GQ_N_LINEAR), &rows, &cols);
         gq_tensor_name(i / GQ_N_LINEAR, (gq_linear_kind)(i % GQ_N_LINEAR), name, sizeof name);
-        if (q && gq_gguf_check_quantizer(q, name, rows, cols, err))
-            return -1;
-        if (q && !(x->linear_codes && x->linear_codes[i]))
+        if (quant(x, name) && !(x->linear_codes && x->linear_codes[i]))
             return gq_fail(err, "%s: the method handed over reconstructions only, not the "
                                 "codes it chose (GPTQ on K-quants or with act_order's dynamic "
                                 "groups); writing re-quantized codes would not be the "
@@ -260,11 +292,11 @@ int gq_gguf_write_model(const char *path, const gq_gguf_export *x, gq_error *err
     put_metadata(w, x);
     if (put_vocab(w, x->tok, err) ||
         add_matrix(w, "token_embd.weight", m->tok_embeddings, c->vocab_size, c->dim,
-                   x->embd_quant, x->embd_codes, x->float_type, err) ||
+                   quant(x, "tok_embeddings"), x->embd_codes, x->float_type, err) ||
         add_float(w, "output_norm.weight", m->rms_final, 0, c->dim, GQ_GGML_F32, err) ||
         (!c->shared_classifier &&
-         add_matrix(w, "output.weight", m->wcls, c->vocab_size, c->dim, x->cls_quant,
-                    x->cls_codes, x->float_type, err)))
+         add_matrix(w, "output.weight", m->wcls, c->vocab_size, c->dim,
+                    quant(x, "classifier"), x->cls_codes, x->float_type, err)))
         goto done;
     for (int l = 0; l < c->n_layers; l++)
         if (add_layer(w, x, l, err))

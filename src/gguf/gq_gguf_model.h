@@ -57,20 +57,24 @@ typedef struct gq_gguf_export {
     const gq_model *model;
     const gq_tokenizer *tok;
     const char *name;                        /* general.name */
-    const gq_quantizer *const *linear_quant; /* n_layers * GQ_N_LINEAR; NULL entry: float */
-    const uint8_t *const *linear_codes;      /* the same index; NULL array: none handed over */
-    const gq_quantizer *embd_quant;          /* NULL: float */
-    const uint8_t *embd_codes;
-    const gq_quantizer *cls_quant;           /* separate classifier only; NULL: float */
+    /* The format of gq-bench tensor `tensor` ("tok_embeddings", "classifier",
+     * "layers.L.attn.q_proj", ...), NULL when it stays in floats (e.g. a quantization plan's
+     * gq_plan_tensor_quantizer); quant_ctx is its first argument. */
+    const gq_quantizer *(*quant_of)(const void *quant_ctx, const gq_config *c,
+                                    const char *tensor);
+    const void *quant_ctx;
+    const uint8_t *const *linear_codes;      /* n_layers * GQ_N_LINEAR (l * GQ_N_LINEAR + k),
+                                                NULL array or entry: none handed over */
+    const uint8_t *embd_codes;               /* codes of quantized embeddings / classifier */
     const uint8_t *cls_codes;
     uint32_t float_type;                     /* GQ_GGML_F32, F16 or BF16: unquantized matrices
                                                 (norms are always F32) */
 } gq_gguf_export;
 
-/* Whether tensor `tensor` (rows, cols) quantized by q can be written as a ggml type: the
- * format must be one of ggml's blocks and the rows whole blocks. The reason names both. */
-int gq_gguf_check_quantizer(const gq_quantizer *q, const char *tensor, int rows, int cols,
-                            gq_error *err);
+/* Whether every tensor of a model of config c quantized as x->quant_of says can be written
+ * as a ggml type (formats with ggml blocks, rows of whole blocks), before any work; the
+ * reason names the tensor and format. Only config, quant_of and quant_ctx of x are read. */
+int gq_gguf_check_plan(const gq_gguf_export *x, const gq_config *c, gq_error *err);
 /* Writes a llama GGUF v3 (llama.cpp's keys, names and layouts). Refused before anything is
  * written: explicit input transforms, a quantized tensor without a ggml type or without codes. */
 int gq_gguf_write_model(const char *path, const gq_gguf_export *x, gq_error *err);

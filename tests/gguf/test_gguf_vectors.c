@@ -248,15 +248,9 @@ static void export_like(const fixture *f, const gq_gguf *ref, const char *out, g
     gq_quant_report rep = {0};
     if (gq_quantize_model(&f->ckpt, &plan, q, &rep, &err))
         fail_msg("%s", err.msg);
-    const gq_quantizer *lq[4 * GQ_N_LINEAR];
-    for (int i = 0; i < c->n_layers * GQ_N_LINEAR; i++) {
-        gq_tensor_name(i / GQ_N_LINEAR, (gq_linear_kind)(i % GQ_N_LINEAR), name, sizeof name);
-        lq[i] = gq_tensor_quantizer(&plan.quantizer, rules, n, true, name);
-    }
-    gq_gguf_export x = {.model = q, .tok = f->tok, .name = "t", .linear_quant = lq,
+    gq_gguf_export x = {.model = q, .tok = f->tok, .name = "t",
+                        .quant_of = gq_plan_tensor_quantizer, .quant_ctx = &plan,
                         .linear_codes = (const uint8_t *const *)rep.linear_codes,
-                        .embd_quant = gq_tensor_quantizer(&plan.quantizer, rules, n, true,
-                                                          "tok_embeddings"),
                         .embd_codes = rep.embd_codes, .float_type = GQ_GGML_F32};
     if (gq_gguf_write_model(out, &x, &err))
         fail_msg("%s", err.msg);
