@@ -1,6 +1,8 @@
 /* gq-bench with GGUF files: `eval` of llama.cpp's f32 GGUF equals `eval` of the llama2.c
  * checkpoint bit for bit; `export --format gguf` round-trips (its eval equals the eval of the
  * same quantization written by `quantize --out`), and refuses what GGUF cannot hold. */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -101,12 +103,83 @@ static void test_export_refusals(void **state)
     test_contains_all(errb, "--format onnx: not an export format", "gguf", NULL);
 }
 
+/* Column `col` (1-based) of line `line` (1-based) of a CSV (quoted fields double their
+ * quotes); the field must not be quoted itself. */
+static void csv_field(const char *csv, int line, int col, char *buf, size_t n)
+{
+    const char *p = csv;
+    for (int l = 1; l < line; l++)
+        p = strchr(p, '\n') + 1;
+    for (int c = 1; c < col; c++) {
+        if (*p == '"')
+            for (p++; !(p[0] == '"' && p[1] != '"'); p += p[0] == '"' ? 2 : 1)
+                assert_true(*p);
+        p = strchr(p, ',');
+        assert_non_null(p);
+        p++;
+    }
+    size_t len = strcspn(p, ",\n");
+    if (len >= n)
+        len = n - 1;
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st;
+    (void)flag;
+    (void)f;
+    return remove(path);
+}
+
+static void test_run_exports_a_cell(void **state)
+{
+    (void)state;
+    test_assets_or_skip();
+    char *dir = test_tmpdir("gguf-run");
+    char exp[4200], gguf[4200], csv[4200], want[64], got[256];
+    snprintf(exp, sizeof exp, "%s/e.json", dir);
+    test_write_text(exp, "{\"name\": \"e\", \"model\": {\"path\": \"models/stories260K/stories260K.bin\","
+                         " \"tokenizer\": \"models/stories260K/tok512.bin\"},"
+                         " \"eval\": {\"text\": \"text/tinystories/tinystories_val.txt\","
+                         " \"ctx\": 128, \"max_windows\": 4},"
+                         " \"methods\": [{\"method\": \"rtn\", \"format\": \"q4_0\"}],"
+                         " \"overrides\": [{\"pattern\": \"layers.*.mlp.down_proj\","
+                         " \"keep_fp\": true}], \"throughput\": {\"enabled\": false}}");
+    assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb,
+                                   "run %s --out-dir %s --export-gguf c002", exp, dir), 2);
+    test_contains_all(errb, "--export-gguf c002: not a quantized cell", NULL);
+    if (test_run_clif(out, sizeof out, errb, sizeof errb,
+                      "run %s --out-dir %s --export-gguf c001 --no-plots", exp, dir) != 0)
+        fail_msg("%s", errb);
+    snprintf(gguf, sizeof gguf, "%s/results/e/c001.gguf", dir);
+    snprintf(csv, sizeof csv, "%s/results/e/results.csv", dir);
+    size_t n;
+    char *table = test_read_file(csv, &n);
+    int col = 1;
+    for (;; col++) { /* the mean_nll column */
+        csv_field(table, 1, col, want, sizeof want);
+        assert_true(want[0]);
+        if (strcmp(want, "mean_nll") == 0)
+            break;
+    }
+    csv_field(table, 3, col, want, sizeof want); /* c001's row */
+    free(table);
+    eval_numbers(gguf, "", got, sizeof got);
+    if (!strstr(got, want))
+        fail_msg("the exported cell evaluates to %s, its row says mean_nll %s", got, want);
+    assert_int_equal(nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_eval_f32_gguf_equals_checkpoint),
         cmocka_unit_test(test_export_round_trip),
         cmocka_unit_test(test_export_refusals),
+        cmocka_unit_test(test_run_exports_a_cell),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
