@@ -1,7 +1,6 @@
 /* gq-bench with GGUF files: `eval` of llama.cpp's f32 GGUF equals `eval` of the llama2.c
  * checkpoint bit for bit; `export --format gguf` round-trips (its eval equals the eval of the
  * same quantization written by `quantize --out`), and refuses what GGUF cannot hold. */
-#define _XOPEN_SOURCE 700 /* nftw */
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
