@@ -232,7 +232,7 @@ static int place_tensors(const char *what, gq_gguf *g, size_t header_end, gq_err
             return gq_fail(err, "%s: tensor %s: data offset %llu, expected %zu (tensors are "
                            "stored in order, aligned to %zu)", what, t->name,
                            (unsigned long long)t->offset, expect, g->alignment);
-        if (t->nbytes > avail - expect)
+        if (expect > avail || t->nbytes > avail - expect)
             return gq_fail(err, "%s: tensor %s: %zu bytes at offset %zu run past the end of the "
                            "file (%zu data bytes)", what, t->name, t->nbytes, expect, avail);
         t->data = g->base + data + expect;
