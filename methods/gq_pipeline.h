@@ -107,9 +107,17 @@ typedef struct gq_quant_report {
      * or with dynamic groups under act_order). Owned. */
     uint8_t **linear_codes;
     size_t n_linear_codes;
+    /* The storage of tok_embeddings and of a separate classifier when a rule quantized them
+     * (their reconstructions in the output model), else NULL. Owned. */
+    uint8_t *embd_codes, *cls_codes;
 } gq_quant_report;
 
 void gq_quant_report_free(gq_quant_report *r);
+
+/* gq_tensor_quantizer under a plan (a const gq_quant_plan *) for a model of config c: the
+ * format tensor `name` gets, NULL when it stays full precision. */
+const gq_quantizer *gq_plan_tensor_quantizer(const void *plan, const gq_config *c,
+                                             const char *name);
 
 bool gq_method_cfg_needs_calibration(const gq_method_cfg *cfg);
 bool gq_method_cfg_adds_transforms(const gq_method_cfg *cfg);

@@ -32,6 +32,8 @@ void gq_quant_report_free(gq_quant_report *r)
     for (size_t i = 0; r->linear_codes && i < r->n_linear_codes; i++)
         free(r->linear_codes[i]);
     free(r->linear_codes);
+    free(r->embd_codes);
+    free(r->cls_codes);
     memset(r, 0, sizeof *r);
 }
 
@@ -77,6 +79,12 @@ static const gq_quantizer *plan_quantizer(const gq_quant_plan *p, const gq_confi
                                           const char *name)
 {
     return gq_tensor_quantizer(&p->quantizer, p->rules, p->n_rules, c->shared_classifier, name);
+}
+
+const gq_quantizer *gq_plan_tensor_quantizer(const void *plan, const gq_config *c,
+                                             const char *name)
+{
+    return plan_quantizer(plan, c, name);
 }
 
 static gq_tensor_report *add_tensor(gq_quant_report *r, const char *name, const gq_quantizer *q,
@@ -230,8 +238,11 @@ static int quantize_outer(const gq_model *fp, const gq_quant_plan *plan, gq_mode
             continue;
         float *w = i == 0 ? out->tok_embeddings : out->wcls;
         const float *src = i == 0 ? fp->tok_embeddings : fp->wcls;
+        uint8_t **codes = i == 0 ? &rep->embd_codes : &rep->cls_codes;
+        if (!(*codes = malloc(gq_quantizer_bytes(q, c->vocab_size, c->dim))))
+            return gq_fail(err, "%s: out of memory for its codes", names[i]);
         double t0 = gq_now();
-        if (gq_quantizer_run(q, src, c->vocab_size, c->dim, NULL, NULL, w, err))
+        if (gq_quantizer_run(q, src, c->vocab_size, c->dim, NULL, *codes, w, err))
             return gq_fail_prefix(err, "%s", names[i]);
         rep->t_quant += gq_now() - t0;
         (void)t;

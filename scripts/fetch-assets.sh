@@ -12,6 +12,9 @@
 # GQ_ASSETS_MIRROR  a local directory laid out like the destination (for example a copy of
 #                   shared/data): files are copied from it instead of downloaded, and files that
 #                   exist only there (tinystories-3M) are copied too.
+# GQ_TESTVECTORS_MIRROR  where the test vectors written by other tools live (default: the
+#                   directory `testvectors` beside GQ_ASSETS_MIRROR, as in ../shared): the
+#                   GGUF files llama.cpp wrote from tinystories-3M go to testvectors/gguf/.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +24,7 @@ if [ -n "$mirror" ]; then
   [ -d "$mirror" ] || { echo "fetch-assets: GQ_ASSETS_MIRROR=$mirror is not a directory" >&2; exit 1; }
   mirror=$(cd "$mirror" && pwd)
 fi
+vectors=${GQ_TESTVECTORS_MIRROR:-${mirror:+$mirror/../testvectors}}
 
 TL=https://huggingface.co/karpathy/tinyllamas/resolve/main
 # path | sha256 ("-" when no hash is pinned) | download URL ("-": mirror only) | set
@@ -33,6 +37,15 @@ manifest=(
 "models/tinystories-3M/tinystories-3M.bin|ee8bdd5795a372d6e01035c4b81e0d8c9a1110dc42819244d0420d076cfb09ae|-|mirror"
 "models/tinystories-3M/tok512.bin|037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312|-|mirror"
 "text/tinystories-train/train.txt|91b08b0b016c33c09cf4f67c8f05381a651646e0828176c7afdae407c7cff30d|-|mirror"
+"testvectors/gguf/stories260K-f32.gguf|047bf46455a544931cff6fef14d7910154c56afbc23ab1c5e56a72e69912c04b|-|mirror"
+"testvectors/gguf/tinystories-3M-Q4_0-pure.gguf|4a31bb4f5795921fb83bc1e1048b37435b3bc08e7bae46bb0160b7b467beba8f|-|mirror"
+"testvectors/gguf/tinystories-3M-Q4_1-default.gguf|e44cc1383c639f81102d4badff118ab422a5040bc4529e578cff1381b53cfd1b|-|mirror"
+"testvectors/gguf/tinystories-3M-Q4_K-pure.gguf|86a4017ebe3c8d780ee0fd47a1723bc7b2017339b5c8f8fa395fac01c8ebf762|-|mirror"
+"testvectors/gguf/tinystories-3M-Q4_K_M-default.gguf|98fe9ce9150133baf0c45db9b0e4f983eea91557a1089236b0c12a574e12c223|-|mirror"
+"testvectors/gguf/tinystories-3M-Q4_K_S-mix-f32eo.gguf|97bc4f4ab2ccd2d1237497301425392cf90b960fb18eecb38f1631a2ec652a07|-|mirror"
+"testvectors/gguf/tinystories-3M-Q6_K-pure.gguf|dc66b56b46a8b22607a77bc042332a70ebad994a6e6b269b8ea91e4c692aee66|-|mirror"
+"testvectors/gguf/tinystories-3M-Q8_0-pure-f32eo.gguf|d0d5df5848b4d3d10a021fe561fb6b1de45d529daf4095898ffcdd80eea5afb8|-|mirror"
+"testvectors/gguf/tinystories-3M-f32.gguf|b2d7cb0de3db1bb54e0af0910d39c5d172f19ba4db4370bb38e6605d4dd66c66|-|mirror"
 "models/stories15M/stories15M.bin|-|$TL/stories15M.bin|stories15M"
 "models/stories42M/stories42M.bin|-|$TL/stories42M.bin|stories42M"
 "models/stories110M/stories110M.bin|-|$TL/stories110M.bin|stories110M"
@@ -80,9 +93,11 @@ for entry in "${manifest[@]}"; do
   target=$dest/$rel
   check "$target" "$sha" "$rel" && continue
   mkdir -p "$(dirname "$target")"
-  if [ -n "$mirror" ] && [ -f "$mirror/$rel" ]; then
-    cp "$mirror/$rel" "$target.part" && mv "$target.part" "$target"
-    how="copied from $mirror"
+  src=$mirror/$rel
+  [[ $rel == testvectors/* ]] && src=$vectors/${rel#testvectors/}
+  if [ -n "$mirror$vectors" ] && [ -f "$src" ]; then
+    cp "$src" "$target.part" && mv "$target.part" "$target"
+    how="copied from $(dirname "$src")"
   elif [ "$set" = mirror ]; then
     continue # mirror-only files are optional
   elif [ "$url" != "-" ] && download "$url" "$target"; then

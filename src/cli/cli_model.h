@@ -1,8 +1,9 @@
 #ifndef GQ_CLI_MODEL_H
 #define GQ_CLI_MODEL_H
 /* The --model / --tokenizer pair every model command takes: both names resolved (as given,
- * then under the assets directory), the checkpoint loaded and the tokenizer loaded against
- * the model's vocabulary size. */
+ * then under the assets directory), the model loaded (a llama2.c checkpoint or a GGUF file)
+ * and the tokenizer loaded against the model's vocabulary size (a tokenizer.bin or a GGUF
+ * file's vocabulary; without --tokenizer, a GGUF model's own). */
 #include <stddef.h>
 
 #include "core/gq_error.h"

@@ -14,6 +14,7 @@
 #include "core/gq_sha256.h"
 #include "core/gq_threads.h"
 #include "eval/gq_eval.h"
+#include "gguf/gq_gguf_model.h"
 #include "model/gq_model.h"
 #include "runner/gq_results.h"
 #include "text/gq_dataset.h"
@@ -42,9 +43,11 @@ static int parse(int argc, char **argv, eval_args *a)
     memset(a, 0, sizeof *a);
     const cli_opt opts[] = {
         CLI_OPT("model", "M", CLI_ASSET, a->model,
-                "llama2.c checkpoint (legacy or version 1); assets: paths work", .required = true),
+                "llama2.c checkpoint (legacy or version 1) or llama GGUF;\n"
+                "assets: paths work", .required = true),
         CLI_OPT("tokenizer", "T", CLI_ASSET, a->tokenizer,
-                "llama2.c tokenizer.bin matching the model's vocabulary", .required = true),
+                "llama2.c tokenizer.bin matching the model's vocabulary, or a GGUF\n"
+                "file's (default for a GGUF model: its own)"),
         CLI_OPT("data", "D", CLI_ASSET, a->data, "UTF-8 text file", .required = true),
         CLI_OPT("ctx", "N", CLI_INT, &a->ctx,
                 "window length, 2..seq_len (4.. for llamacpp; default seq_len)", .min = 2,
@@ -193,7 +196,7 @@ int cmd_eval(int argc, char **argv)
         goto fail;
     if (a.baseline[0] && gq_eval_baseline_load(a.baseline, &base_in, &err) != 0)
         goto fail;
-    if (a.baseline_model[0] && gq_model_load(a.baseline_model, &base_model, &err) != 0)
+    if (a.baseline_model[0] && gq_model_open(a.baseline_model, &base_model, &err) != 0)
         goto fail;
     gq_eval_reference ref = a.baseline_model[0] ? gq_eval_ref_model(&base_model)
                                                 : gq_eval_ref_stored(base_in);

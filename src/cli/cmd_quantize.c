@@ -15,6 +15,7 @@
 #include "cli/cli_act.h"
 #include "cli/cli_model.h"
 #include "cli/cli_opts.h"
+#include "cli/cli_quantize.h"
 #include "core/gq_assets.h"
 #include "core/gq_fileio.h"
 #include "core/gq_log.h"
@@ -36,18 +37,23 @@ typedef struct {
     uint64_t seed;
     bool json;
     cli_act_args act;
+    const char *container, *float_type; /* export writers only */
+    const cli_quantize_writer *writer;  /* NULL: quantize's llama2.c checkpoint */
 } q_args;
 
 static int parse(int argc, char **argv, q_args *a)
 {
+    const cli_quantize_writer *w = a->writer;
     const cli_opt opts[] = {
         CLI_OPT("model", "M", CLI_ASSET, a->model,
-                "llama2.c checkpoint (legacy or version 1); assets: paths work", .required = true),
+                "llama2.c checkpoint (legacy or version 1) or llama GGUF;\n"
+                "assets: paths work", .required = true),
         CLI_OPT("tokenizer", "T", CLI_ASSET, a->tokenizer,
-                "llama2.c tokenizer.bin matching the model's vocabulary", .required = true),
+                "llama2.c tokenizer.bin matching the model's vocabulary, or a GGUF\n"
+                "file's (default for a GGUF model: its own)"),
         CLI_OPT("method", "NAME", CLI_STR, &a->method,
                 "rtn, gptq, awq, praq, affinequant (gq-bench list methods)", .required = true),
-        CLI_OPT("format", "NAME", CLI_STR, &a->format,
+        CLI_OPT(w ? "quant" : "format", "NAME", CLI_STR, &a->format,
                 "a registered format (gq-bench list formats)", .required = true),
         CLI_OPT("set", "k=v", CLI_CALL, &a->fmt_params, "a format parameter, e.g. --set bits=3",
                 .parse = cli_set_param, .repeat = true),
@@ -82,14 +88,21 @@ static int parse(int argc, char **argv, q_args *a)
                 "(default: the method's reference choice)", .choices = "fp|quantized"),
         CLI_OPT("threads", "N", CLI_INT, &a->threads,
                 "threads (default: OMP_NUM_THREADS or all cores)", .min = 1, .max = 4096),
-        CLI_OPT("out", "Q.bin", CLI_OUT, &a->out,
-                "output checkpoint, written atomically (checked writable first;\n"
+        CLI_OPT("out", w ? w->out_meta : "Q.bin", CLI_OUT, &a->out,
+                "output file, written atomically (checked writable first;\n"
                 "methods that leave explicit transforms are refused)", .required = true),
         CLI_OPT("json", NULL, CLI_FLAG, &a->json, "print the report as one JSON object"),
         CLI_ACT_OPTS(&a->act),
+        /* export writers only (not counted for quantize) */
+        CLI_OPT("format", "F", CLI_STR, &a->container, "the exported file's format",
+                .required = true),
+        CLI_OPT("float-type", "T", CLI_CHOICE, &a->float_type,
+                "how unquantized matrices are stored", .def = "f32",
+                .choices = "f32|f16|bf16"),
     };
-    const cli_spec spec = {
-        .cmd = CMD,
+    const int n_export_only = 2;
+    cli_spec spec = {
+        .cmd = w ? w->cmd : CMD,
         .about = "Quantizes every linear layer of every block with the method and format (the\n"
                  "format's parameters by --set, the method's by --method-set; see gq-bench list).\n"
                  "Embeddings, norms and the classifier stay fp32 unless a rule names them.\n",
@@ -102,6 +115,10 @@ static int parse(int argc, char **argv, q_args *a)
                   "and KV-cache settings and the static scales calibrated on the calibration\n"
                   "windows; eval and generate apply them to Q.bin (a Q.bin.act.json left by an\n"
                   "earlier run without them is removed).\n"};
+    if (w)
+        spec.epilog = w->about;
+    else
+        spec.n_opts -= n_export_only;
     return cli_parse(&spec, argc, argv);
 }
 
@@ -258,7 +275,7 @@ static int load_calibration(const q_args *a, const char *model_path, const gq_mo
                                                        : "text/wikitext-2-raw/wiki.test.raw";
     int ctx = (int)(a->calib_ctx ? a->calib_ctx : (m->cfg.seq_len < 256 ? m->cfg.seq_len : 256));
     if (ctx > m->cfg.seq_len) {
-        cli_usage_error(CMD, "--calib-ctx %d exceeds the model's seq_len %d", ctx, m->cfg.seq_len);
+        cli_usage_error(a->writer ? a->writer->cmd : CMD, "--calib-ctx %d exceeds the model's seq_len %d", ctx, m->cfg.seq_len);
         return GQ_EXIT_USAGE_PRINTED;
     }
     int eval_ctx = (int)(a->eval_ctx ? a->eval_ctx : m->cfg.seq_len);
@@ -313,7 +330,7 @@ static int build_plan(const q_args *a, gq_quant_plan *plan, gq_tensor_rule *rule
     }
     if (gq_method_cfg_adds_transforms(&plan->method)) {
         gq_fail(err, "--method %s: leaves explicit input transforms in the model, which a "
-                     "llama2.c checkpoint (--out) cannot hold; evaluate it with gq-bench run "
+                     "llama2.c checkpoint or GGUF file (--out) cannot hold; evaluate it with gq-bench run "
                      "(in memory)", a->method);
         return -1;
     }
@@ -366,7 +383,8 @@ static void print_result(const q_args *a, const gq_quant_plan *plan, const gq_qu
         printf("propagate   %s block outputs feed the next block; %d threads\n",
                propagate_name(plan), gq_threads_get());
         printf("blas        %s\n", gq_blas_description());
-        printf("output      %s (fake-quantized fp32 llama2.c checkpoint), %.2f s\n", a->out, secs);
+        printf("output      %s (%s), %.2f s\n", a->out,
+               a->writer ? a->writer->cmd : "fake-quantized fp32 llama2.c checkpoint", secs);
         print_act(acts, act_file, NULL);
         printf("\n");
         print_report(rep, label);
@@ -397,10 +415,23 @@ static int save_quantized(const q_args *a, const gq_quant_plan *plan, gq_model *
                : 0;
 }
 
-int cmd_quantize(int argc, char **argv)
+/* The quantized model to its output: quantize's llama2.c checkpoint or the writer's file. */
+static int write_output(const q_args *a, const gq_quant_plan *plan, const gq_model *fp,
+                        gq_model *out, const gq_quant_report *rep,
+                        const gq_tokenizer *tok, const char *model_path, cli_act *acts,
+                        const char *act_file, gq_error *err)
+{
+    if (!a->writer)
+        return save_quantized(a, plan, out, acts, act_file, err);
+    cli_quantized q = {plan, fp, out, rep, tok, model_path, a->out, a->float_type};
+    return a->writer->write(&q, err);
+}
+
+static int quantize_main(int argc, char **argv, const cli_quantize_writer *writer)
 {
     q_args a;
     memset(&a, 0, sizeof a);
+    a.writer = writer;
     int prc = parse(argc, argv, &a);
     if (prc != 0) {
         json_decref(a.fmt_params);
@@ -434,7 +465,10 @@ int cmd_quantize(int argc, char **argv)
     if (cli_load_model(a.model, a.tokenizer, &m, &tok, model_path, tok_path, sizeof model_path,
                        &err) ||
         cli_act_build(&a.act, &m.cfg, true, &acts, &err) ||
-        ((acts.has_acts || acts.has_kv) && gq_check_output(act_file, &err)))
+        ((acts.has_acts || acts.has_kv) && writer &&
+         gq_fail(&err, "--act-* / --kv-* settings cannot be exported by %s", writer->cmd)) ||
+        ((acts.has_acts || acts.has_kv) && gq_check_output(act_file, &err)) ||
+        (writer && writer->check_plan && writer->check_plan(&plan, &m.cfg, &err)))
         goto done;
     /* Calibration windows are loaded for every method (RTN too) so that every report measures
      * reconstruction errors on the same inputs. */
@@ -451,14 +485,14 @@ int cmd_quantize(int argc, char **argv)
         goto done;
     have_report = true;
     double secs = gq_now() - t0;
-    if (save_quantized(&a, &plan, &out, &acts, act_file, &err))
+    if (write_output(&a, &plan, &m, &out, &rep, tok, model_path, &acts, act_file, &err))
         goto done;
     print_result(&a, &plan, &rep, &cal, calib_tokens ? &ds : NULL, model_path, tok_path, secs,
                  &acts);
     status = GQ_EXIT_OK;
     goto cleanup;
 done:
-    cli_report(CMD, &err, status);
+    cli_report(writer ? writer->cmd : CMD, &err, status);
 done_printed:
 cleanup:
     if (have_report)
@@ -478,4 +512,14 @@ cleanup:
     json_decref(a.method_params);
     cli_act_free(&acts, &a.act);
     return status;
+}
+
+int cmd_quantize(int argc, char **argv)
+{
+    return quantize_main(argc, argv, NULL);
+}
+
+int cli_quantize_export(int argc, char **argv, const cli_quantize_writer *w)
+{
+    return quantize_main(argc, argv, w);
 }

@@ -16,6 +16,7 @@ int cmd_run(int argc, char **argv)
     gq_run_opts o = {.out_dir = ".", .threads = 0, .jobs = 1, .plots = true, .summary = stdout};
     bool dry = false, no_plots = false, quiet = false;
     long threads = 0, jobs = 1;
+    cli_list exports = {0};
     const cli_opt opts[] = {
         CLI_OPT("dry-run", NULL, CLI_FLAG, &dry, "validate and print the cells, do nothing else"),
         CLI_OPT("out-dir", "DIR", CLI_STR, &o.out_dir, "write results/ and plots/ under DIR",
@@ -29,6 +30,13 @@ int cmd_run(int argc, char **argv)
                 "discard results of a different definition of this experiment"),
         CLI_OPT("no-plots", NULL, CLI_FLAG, &no_plots, "do not draw charts"),
         CLI_OPT("quiet", NULL, CLI_FLAG, &quiet, "only warnings and the summary table"),
+        CLI_OPT("export-gguf", "CELL", CLI_LIST, &exports,
+                "also write cell CELL (c001, ...) as results/<name>/CELL.gguf\n"
+                "(run even when journaled; refused up front when GGUF cannot hold it)",
+                .max = CLI_LIST_MAX),
+        CLI_OPT("export-float-type", "T", CLI_CHOICE, &o.export_float_type,
+                "unquantized matrices of the exports", .def = "f32",
+                .choices = "f32|f16|bf16"),
     };
     const cli_spec spec = {
         .cmd = "run",
@@ -49,6 +57,8 @@ int cmd_run(int argc, char **argv)
                   "directory (nothing was written)\n"};
     CLI_PARSE_OR_RETURN(&spec, argc, argv);
     o.plots = !no_plots;
+    o.export_gguf = exports.v;
+    o.n_export_gguf = exports.n;
     o.threads = (int)threads;
     o.jobs = (int)jobs;
     if (quiet)

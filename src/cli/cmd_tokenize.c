@@ -11,6 +11,7 @@
 #include "core/gq_fileio.h"
 #include "core/gq_sha256.h"
 #include "core/gq_time.h"
+#include "gguf/gq_gguf_model.h"
 #include "text/gq_tokenizer.h"
 
 static const char *CMD = "tokenize";
@@ -108,7 +109,7 @@ int cmd_tokenize(int argc, char **argv)
 
     gq_error err = {{0}};
     gq_tokenizer *tok = NULL;
-    if (gq_tokenizer_load(tok_path, 0, &tok, &err) != 0)
+    if (gq_tokenizer_open(tok_path, 0, &tok, &err) != 0)
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
     char *text = NULL;
     size_t len = 0;

@@ -123,6 +123,13 @@ int gq_model_check_finite(const gq_model *m, const char *what, gq_error *err);
 /* Checks a configuration for sane values (positive sizes, dim % n_heads == 0,
  * n_heads % n_kv_heads == 0, even head size, limits); `what` names the source in messages. */
 int gq_config_check(const gq_config *c, const char *what, gq_error *err);
+/* Refuses a configuration whose full-context KV cache exceeds 1 GiB and 64 times the size of
+ * the file (`bytes`) it came from: a small file claiming a huge context or depth. */
+int gq_config_check_plausible(const gq_config *c, size_t bytes, const char *path,
+                              gq_error *err);
+/* A zeroed model of configuration c in one heap block (as gq_model_clone makes), for loaders
+ * of other file formats; wcls aliases tok_embeddings when c->shared_classifier. */
+int gq_model_alloc(const gq_config *c, gq_model *m, gq_error *err);
 /* Number of floats of each stored tensor group, for sizes and layouts. */
 size_t gq_layer_floats(const gq_config *c);
 

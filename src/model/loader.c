@@ -135,16 +135,16 @@ static void map_tensors(gq_model *m, const file_layout *fl, float *body)
  * more than PLAUSIBLE_KV_RATIO times the file, and more than 1 GiB, is refused up front. */
 #define PLAUSIBLE_KV_RATIO 64.0
 
-static int check_plausible(const char *path, const file_layout *fl, size_t bytes,
-                           gq_error *err)
+int gq_config_check_plausible(const gq_config *c, size_t bytes, const char *path,
+                              gq_error *err)
 {
-    double kv = (double)gq_decode_bytes(&fl->cfg, fl->cfg.seq_len);
+    double kv = (double)gq_decode_bytes(c, c->seq_len);
     if (kv > 1073741824.0 && kv > PLAUSIBLE_KV_RATIO * (double)bytes)
         return gq_fail(err, "%s: header field seq_len = %d with %d layers of kv width %d "
                             "implies a %.1f GiB KV cache for a %zu-byte model (more than %.0fx "
                             "its size): not a plausible checkpoint",
-                       path, fl->cfg.seq_len, fl->cfg.n_layers, gq_kv_dim(&fl->cfg),
-                       kv / 1073741824.0, bytes, PLAUSIBLE_KV_RATIO);
+                       path, c->seq_len, c->n_layers, gq_kv_dim(c), kv / 1073741824.0, bytes,
+                       PLAUSIBLE_KV_RATIO);
     return 0;
 }
 
@@ -183,7 +183,7 @@ int gq_model_load(const char *path, gq_model *m, gq_error *err)
                        fl.version ? "version 1" : "legacy", fl.cfg.dim, fl.cfg.n_layers,
                        fl.cfg.vocab_size, actual < want ? "truncated" : "trailing bytes");
     }
-    if (check_plausible(path, &fl, actual, err)) {
+    if (gq_config_check_plausible(&fl.cfg, actual, path, err)) {
         close(fd);
         return -1;
     }

@@ -166,6 +166,11 @@ int gq_model_heap_alloc(gq_model *m, const gq_config *c, gq_error *err)
     return 0;
 }
 
+int gq_model_alloc(const gq_config *c, gq_model *m, gq_error *err)
+{
+    return gq_model_heap_alloc(m, c, err);
+}
+
 static void copy_floats(float *dst, const float *src, size_t n)
 {
     memcpy(dst, src, n * sizeof(float));

@@ -4,6 +4,7 @@
  * tokenized here once to know their token counts; their hashes come from the same reads. */
 #include <string.h>
 
+#include "gguf/gq_gguf_model.h"
 #include "runner/runner_internal.h"
 #include "text/gq_dataset.h"
 #include "text/gq_tokenizer.h"
@@ -24,7 +25,7 @@ static int check_eval(gq_experiment *e, const gq_dataset *ds, gq_error *err)
 int gq_exp_check_inputs(gq_experiment *e, gq_error *err)
 {
     gq_tokenizer *tok;
-    if (gq_tokenizer_load(e->tokenizer_path, e->cfg.vocab_size, &tok, err))
+    if (gq_tokenizer_open(e->tokenizer_path, e->cfg.vocab_size, &tok, err))
         return gq_fail_prefix(err, "$.model.tokenizer");
     gq_dataset ds = {0};
     int rc = -1;

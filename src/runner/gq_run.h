@@ -30,6 +30,11 @@ typedef struct gq_run_opts {
     bool fresh;          /* discard a journal of a different experiment definition */
     bool plots;          /* draw charts (skipped with a message when gnuplot is missing) */
     FILE *summary;       /* where the summary table goes (stdout), NULL for none */
+    /* Cells to export as GGUF (results/<name>/<cell>.gguf), run even when journaled (their
+     * numbers come out the same bits); unquantized matrices as export_float_type. */
+    const char *const *export_gguf;
+    int n_export_gguf;
+    const char *export_float_type; /* "f32" (NULL), "f16", "bf16" */
 } gq_run_opts;
 
 /* Directories of an experiment's outputs. */
@@ -40,7 +45,8 @@ void gq_run_dirs(const gq_experiment *e, const char *out_dir, char *results, cha
  * another run holds it, or the directory cannot be created). Take it before any work. */
 int gq_run_lock(const gq_experiment *e, const gq_run_opts *o, gq_error *err);
 
-/* Fails before doing any work when the journal belongs to another definition (and !fresh). */
+/* Fails before doing any work when the journal belongs to another definition (and !fresh),
+ * or a cell to export is not a cell or has a plan GGUF cannot hold. */
 int gq_run_check(const gq_experiment *e, const gq_run_opts *o, gq_error *err);
 
 int gq_run_experiment(const gq_experiment *e, const gq_run_opts *o, gq_error *err);

@@ -1,6 +1,7 @@
 /* The model an experiment names: a llama2.c checkpoint or a synthetic preset. */
 #include <string.h>
 
+#include "gguf/gq_gguf_model.h"
 #include "model/gq_synth.h"
 #include "runner/runner_internal.h"
 
@@ -11,7 +12,7 @@ int gq_runner_model_open(const gq_experiment *e, gq_model *m, gq_error *err)
             return gq_fail_prefix(err, "$.model.synthetic");
         return 0;
     }
-    if (gq_model_load(e->model_path, m, err))
+    if (gq_model_open(e->model_path, m, err))
         return gq_fail_prefix(err, "$.model.path");
     return 0;
 }

@@ -15,6 +15,8 @@
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
 #include "eval/gq_eval.h"
+#include "gguf/gq_gguf_model.h"
+#include "runner/gq_export.h"
 #include "runner/gq_journal.h"
 #include "runner/gq_results.h"
 #include "runner/runner_internal.h"
@@ -63,6 +65,49 @@ int gq_run_lock(const gq_experiment *e, const gq_run_opts *o, gq_error *err)
     return gq_journal_lock(results, err);
 }
 
+/* The quantization plan of cell c (its parsed structs, borrowed; no calibration). */
+static gq_quant_plan cell_plan(const gq_experiment *e, const gq_cell *c)
+{
+    gq_quant_plan plan = {0};
+    plan.method = c->mc;
+    plan.quantizer = c->q;
+    plan.rules = e->rules;
+    plan.n_rules = e->n_rules;
+    plan.propagate = e->methods[c->entry].propagate;
+    plan.seed = e->calib.seed;
+    return plan;
+}
+
+/* Whether cell c is one of --export-gguf's. */
+static bool exported(const gq_run_opts *o, const gq_cell *c)
+{
+    for (int i = 0; i < o->n_export_gguf; i++)
+        if (strcmp(o->export_gguf[i], c->id) == 0)
+            return true;
+    return false;
+}
+
+/* Every cell to export exists, is quantized, has a plan GGUF holds and a writable file. */
+static int check_exports(const gq_experiment *e, const gq_run_opts *o, const char *results,
+                         gq_error *err)
+{
+    for (int i = 0; i < o->n_export_gguf; i++) {
+        const char *id = o->export_gguf[i];
+        int k = 1;
+        while (k < e->n_cells && strcmp(e->cells[k].id, id) != 0)
+            k++;
+        if (k == e->n_cells)
+            return gq_fail(err, "--export-gguf %s: not a quantized cell of the experiment "
+                                "(c001..c%03d; --dry-run lists them)", id, e->n_cells - 1);
+        gq_quant_plan plan = cell_plan(e, &e->cells[k]);
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s.gguf", results, id);
+        if (gq_export_gguf_check(&plan, &e->cfg, err) || gq_check_output(path, err))
+            return gq_fail_prefix(err, "--export-gguf %s", id);
+    }
+    return 0;
+}
+
 int gq_run_check(const gq_experiment *e, const gq_run_opts *o, gq_error *err)
 {
     char results[4096], plots[4096];
@@ -82,7 +127,10 @@ int gq_run_check(const gq_experiment *e, const gq_run_opts *o, gq_error *err)
     snprintf(path, sizeof path, "%s/.journal", results);
     if (gq_check_real_dir(path, err))
         return -1;
-    return kl_budget(&budget, err) || gq_journal_check(results, e, o->fresh, err) ? -1 : 0;
+    return kl_budget(&budget, err) || check_exports(e, o, results, err) ||
+                   gq_journal_check(results, e, o->fresh, err)
+               ? -1
+               : 0;
 }
 
 static gq_eval_opts eval_opts(const gq_experiment *e, bool progress)
@@ -99,7 +147,7 @@ static int open_inputs(run_ctx *r, gq_error *err)
     const gq_experiment *e = r->e;
     if (gq_runner_model_open(e, &r->fp, err))
         return -1;
-    if (gq_tokenizer_load(e->tokenizer_path, r->fp.cfg.vocab_size, &r->tok, err) ||
+    if (gq_tokenizer_open(e->tokenizer_path, r->fp.cfg.vocab_size, &r->tok, err) ||
         gq_dataset_load(e->eval_path, r->tok, &r->eval_ds, err))
         return -1;
     /* validation checked the texts; a file changed since then is refused here */
@@ -256,6 +304,21 @@ static void act_throughput_note(gq_cell_throughput *tp)
                                         "the accuracy path only, no packed kernel");
 }
 
+/* results/<name>/<cell>.gguf of a computed cell. */
+static int export_cell(run_ctx *r, const gq_cell *c, const gq_quant_plan *plan,
+                       const gq_model *q, const gq_quant_report *rep, gq_error *err)
+{
+    char results[4096], plots[4096], path[4200], name[512];
+    gq_run_dirs(r->e, r->o->out_dir, results, plots, sizeof results);
+    snprintf(path, sizeof path, "%s/%s.gguf", results, c->id);
+    snprintf(name, sizeof name, "%s %s", r->e->name, c->id);
+    const char *ft = r->o->export_float_type ? r->o->export_float_type : "f32";
+    if (gq_export_gguf(path, plan, q, rep, r->tok, name, ft, err))
+        return -1;
+    gq_log_info("%s: exported to %s", c->id, path);
+    return 0;
+}
+
 /* Quantizes and evaluates one cell, then measures its throughput alone (see gq_tp_gate). */
 static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
 {
@@ -263,19 +326,13 @@ static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
     double t0 = gq_now();
     gq_tp_gate_enter_shared(&r->gate);
     bool shared = true;
-    gq_quant_plan plan = {0};
+    gq_quant_plan plan = cell_plan(e, c); /* the cell's parsed structs, read only */
     gq_model q = {0};
     gq_quant_report rep = {0};
     gq_act_model am = {0};
     bool acts = c->has_act || c->has_kv;
     int *tokens = NULL, rc = -1;
     bool have_q = false;
-    plan.method = c->mc; /* the cell's parsed structs, read only */
-    plan.quantizer = c->q;
-    plan.rules = e->rules;
-    plan.n_rules = e->n_rules;
-    plan.propagate = e->methods[c->entry].propagate;
-    plan.seed = e->calib.seed;
     if (c->needs_calib) {
         if (calib_tokens(r, c, &tokens, err))
             goto done;
@@ -317,6 +374,8 @@ static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
                       c->has_act ? &c->act : NULL, c->has_kv ? &c->kv : NULL};
     json_t *rec = gq_results_record(e, c, &cr);
     rc = gq_journal_put(&r->journal, c->id, rec, err);
+    if (rc == 0 && exported(r->o, c))
+        rc = export_cell(r, c, &plan, &q, &rep, err);
     if (rc == 0)
         cell_done_log(e, c, rec, gq_now() - t0, &tp);
     json_decref(rec);
@@ -382,7 +441,7 @@ static int run_cells(run_ctx *r, gq_error *err)
     if (!r->todo || !r->failed)
         return gq_fail(err, "out of memory for the list of cells");
     for (int i = 1; i < e->n_cells; i++)
-        if (!gq_journal_has(&r->journal, e->cells[i].id))
+        if (!gq_journal_has(&r->journal, e->cells[i].id) || exported(r->o, &e->cells[i]))
             r->todo[r->n_todo++] = i;
     if (r->n_todo < e->n_cells - 1)
         gq_log_info("resuming: %d of %d cells already in the journal", e->n_cells - 1 - r->n_todo,

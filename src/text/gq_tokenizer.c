@@ -214,19 +214,14 @@ static int check_byte_pieces(const gq_tokenizer *t, const char *path, gq_error *
     return 0;
 }
 
-int gq_tokenizer_load(const char *path, int expected_vocab, gq_tokenizer **out, gq_error *err)
+int gq_tokenizer_parse(const char *path, const void *bytes, size_t size, int expected_vocab,
+                       gq_tokenizer **out, gq_error *err)
 {
     *out = NULL;
-    char *data = NULL;
-    size_t size = 0;
-    if (gq_read_file(path, &data, &size, err) != 0)
-        return -1;
-    const unsigned char *d = (const unsigned char *)data;
+    const unsigned char *d = bytes;
     gq_tokenizer *t = calloc(1, sizeof *t);
-    if (!t) {
-        free(data);
+    if (!t)
         return gq_fail(err, "%s: out of memory", path);
-    }
     size_t n = 0;
     if (check_header(path, d, size, &t->max_token_length, err) ||
         count_entries(path, d, size, t->max_token_length, &n, err) ||
@@ -236,13 +231,23 @@ int gq_tokenizer_load(const char *path, int expected_vocab, gq_tokenizer **out, 
     if (check_byte_pieces(t, path, err))
         goto fail;
     build_index(t);
-    free(data);
     *out = t;
     return 0;
 fail:
-    free(data);
     gq_tokenizer_free(t);
     return -1;
+}
+
+int gq_tokenizer_load(const char *path, int expected_vocab, gq_tokenizer **out, gq_error *err)
+{
+    *out = NULL;
+    char *data = NULL;
+    size_t size = 0;
+    if (gq_read_file(path, &data, &size, err) != 0)
+        return -1;
+    int rc = gq_tokenizer_parse(path, data, size, expected_vocab, out, err);
+    free(data);
+    return rc;
 }
 
 void gq_tokenizer_free(gq_tokenizer *t)

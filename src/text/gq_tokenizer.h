@@ -26,6 +26,9 @@ typedef struct gq_tokenizer gq_tokenizer;
 
 /* expected_vocab: the model's vocab_size to check against, or 0 to accept any. */
 int gq_tokenizer_load(const char *path, int expected_vocab, gq_tokenizer **out, gq_error *err);
+/* The same from a tokenizer.bin image in memory (size bytes; `path` names it in messages). */
+int gq_tokenizer_parse(const char *path, const void *bytes, size_t size, int expected_vocab,
+                       gq_tokenizer **out, gq_error *err);
 void gq_tokenizer_free(gq_tokenizer *t);
 int gq_tokenizer_vocab_size(const gq_tokenizer *t);
 
