@@ -96,6 +96,8 @@ static int quantize_group(const gptq_params *p, gq_block_ctx *ctx, const gq_bloc
         }
         ctx->done[k] = true;
         ctx->has_codes[k] = res.has_codes;
+        free(ctx->in_perm[k]);
+        ctx->in_perm[k] = res.in_perm;
         json_t *x = gq_block_extra(ctx, k);
         json_object_set_new(x, "gptq_loss", json_real(res.loss));
         json_object_set_new(x, "percdamp", json_real(res.percdamp));

@@ -50,10 +50,14 @@ struct gq_block_ctx {
     float *q[GQ_N_LINEAR];                    /* (rows, cols) reconstructions, filled by the method */
     bool done[GQ_N_LINEAR];
     /* The format's storage of q[k] (gq_quantizer_bytes(quant[k], rows, cols) bytes, zeroed):
-     * has_codes[k] says q[k] is exactly quant[k]'s dequantize() of them. The pipeline hands
-     * them on (packed weights, exports); gq_block_quantize_rtn fills both. */
+     * has_codes[k] says q[k] is exactly quant[k]'s dequantize() of them, with q[k]'s columns
+     * in the order in_perm[k] when that is set (cols entries, malloc'd by the method, freed by
+     * the pipeline: column i of the storage is column in_perm[k][i] of q[k]; GPTQ's dynamic
+     * groups under act_order). The pipeline hands them on (packed weights, exports);
+     * gq_block_quantize_rtn fills codes and has_codes and clears in_perm. */
     uint8_t *codes[GQ_N_LINEAR];
     bool has_codes[GQ_N_LINEAR];
+    int32_t *in_perm[GQ_N_LINEAR];
     const float *x;                           /* (B*T, dim) block inputs; NULL without calibration */
     const float *x_fp;                        /* (B*T, dim) inputs of block l in the FP model:
                                                  its own stream when the method sets

@@ -103,9 +103,13 @@ typedef struct gq_quant_report {
     /* n_layers * GQ_N_LINEAR (index l * GQ_N_LINEAR + k): the storage of each quantized block
      * linear in its format, exactly the codes whose dequantize() is the linear's weights in
      * the output model, as the method chose them; NULL for linears kept FP and where the
-     * method gave only reconstructions (GPTQ on a format without store_groups, the K-quants,
-     * or with dynamic groups under act_order). Owned. */
+     * method gave only reconstructions (GPTQ on a format without store_groups). Owned. */
     uint8_t **linear_codes;
+    /* Same index: NULL when the storage holds the weights' columns in order, else (cols) the
+     * order it holds them in: column i of the storage is column linear_perm[..][i] of the
+     * weights (GPTQ's dynamic groups under act_order); a product computes W x as
+     * storage · x[perm]. Owned. */
+    int32_t **linear_perm;
     size_t n_linear_codes;
 } gq_quant_report;
 
