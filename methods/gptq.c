@@ -139,12 +139,7 @@ static int gptq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
     return rc;
 }
 
-const gq_method gq_method_gptq = {
-    .name = "gptq",
-    .summary = "GPTQ: Hessian-based column-by-column rounding with error feedback (IST-DASLab)",
-    .params = gptq_specs,
-    .params_size = sizeof(gptq_params),
-    .needs_calibration = gptq_needs_calibration,
-    .propagate = GQ_PROPAGATE_QUANTIZED,
-    .quantize_block = gptq_block,
-};
+GQ_METHOD_DEFINE(gq_method_gptq, "gptq",
+                 "GPTQ: Hessian-based column-by-column rounding with error feedback (IST-DASLab)",
+                 gptq_params, gptq_specs, .needs_calibration = gptq_needs_calibration,
+                 .propagate = GQ_PROPAGATE_QUANTIZED, .quantize_block = gptq_block);

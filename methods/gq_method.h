@@ -93,6 +93,14 @@ struct gq_method {
     bool (*adds_transforms)(const void *params);
 };
 
+/* Defines the method `sym` (registry name, one-line summary, parameter struct type P and its
+ * table); the optional members follow as designated initializers:
+ *     GQ_METHOD_DEFINE(gq_method_rtn, "rtn", "round-to-nearest ...", rtn_params, rtn_specs,
+ *                      .propagate = GQ_PROPAGATE_FP, .quantize_block = rtn_block); */
+#define GQ_METHOD_DEFINE(sym, name_text, summary_text, P, specs, ...)                            \
+    const gq_method sym = {.name = (name_text), .summary = (summary_text), .params = (specs),   \
+                           .params_size = sizeof(P), __VA_ARGS__}
+
 /* Runs the block on ctx->x (copied, not modified) with the working weights `w`, or, when
  * `quantized`, with q[k] substituted for every linear whose done[k] is set. Writes the trace
  * pointers that are non-NULL and, when x_out is non-NULL, the block outputs (B*T, dim). */
