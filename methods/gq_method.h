@@ -91,6 +91,10 @@ struct gq_method {
     /* Whether the method leaves explicit input transforms in the model (NULL: never); a
      * llama2.c checkpoint cannot hold them, so `quantize --out` refuses such a plan up front. */
     bool (*adds_transforms)(const void *params);
+    /* The method only applies function-preserving transforms to `w` and quantizes nothing
+     * (SmoothQuant): it runs in a chain before one weight method (["smoothquant", "rtn"]),
+     * never alone. */
+    bool transform_only;
 };
 
 /* Defines the method `sym` (registry name, one-line summary, parameter struct type P and its

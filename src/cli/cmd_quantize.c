@@ -324,7 +324,7 @@ static void print_result(const q_args *a, const gq_quant_plan *plan, const gq_qu
         json_decref(o);
     } else {
         printf("model       %s\n", model_path);
-        printf("method      %s", a->method);
+        printf("method      %s", gq_method_name(plan->method.method));
         json_t *mj = gq_method_cfg_to_json(&plan->method);
         char *ms = json_dumps(mj, JSON_COMPACT);
         printf("  %s\n", ms);
