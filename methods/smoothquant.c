@@ -108,7 +108,7 @@ static int sq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
 
 GQ_METHOD_DEFINE(gq_method_smoothquant, "smoothquant",
                  "SmoothQuant: per-channel scales max|X|^a / max|W|^(1-a) folded into the "
-                 "RMSNorms and q/k/v, gate/up (transform only; chain a weight method after it)",
+                 "RMSNorms and q/k/v, gate/up",
                  sq_params, sq_specs, .needs_calibration = sq_needs_calibration,
                  .propagate = GQ_PROPAGATE_FP, .transform_only = true,
                  .quantize_block = sq_block);

@@ -43,7 +43,8 @@ static int parse(int argc, char **argv, q_args *a)
         CLI_OPT("tokenizer", "T", CLI_ASSET, a->tokenizer,
                 "llama2.c tokenizer.bin matching the model's vocabulary", .required = true),
         CLI_OPT("method", "NAME", CLI_STR, &a->method,
-                "rtn, gptq, awq, praq, affinequant (gq-bench list methods)", .required = true),
+                "rtn, gptq, awq, praq, affinequant, or a chain such as smoothquant,rtn "
+                "(gq-bench list methods)", .required = true),
         CLI_OPT("format", "NAME", CLI_STR, &a->format,
                 "a registered format (gq-bench list formats)", .required = true),
         CLI_OPT("set", "k=v", CLI_CALL, &a->fmt_params, "a format parameter, e.g. --set bits=3",
