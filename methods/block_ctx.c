@@ -10,6 +10,12 @@
 #include "core/gq_log.h"
 #include "core/gq_time.h"
 
+bool gq_method_calibrates(const void *params)
+{
+    (void)params;
+    return true;
+}
+
 gq_layer gq_block_view(const gq_block_ctx *ctx, bool quantized)
 {
     gq_layer v = ctx->w;

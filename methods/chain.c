@@ -17,22 +17,23 @@ typedef struct chain {
 
 static const gq_param_spec no_params[] = {{0}};
 
+/* Whether pred holds for some member. */
+static bool any_member(const chain *ch, bool (*pred)(const gq_method_cfg *))
+{
+    for (int i = 0; i < ch->n; i++)
+        if (pred(&ch->members[i]))
+            return true;
+    return false;
+}
+
 static bool chain_needs_calibration(const void *p)
 {
-    const chain *ch = p;
-    bool any = false;
-    for (int i = 0; i < ch->n; i++)
-        any |= gq_method_cfg_needs_calibration(&ch->members[i]);
-    return any;
+    return any_member(p, gq_method_cfg_needs_calibration);
 }
 
 static bool chain_adds_transforms(const void *p)
 {
-    const chain *ch = p;
-    bool any = false;
-    for (int i = 0; i < ch->n; i++)
-        any |= gq_method_cfg_adds_transforms(&ch->members[i]);
-    return any;
+    return any_member(p, gq_method_cfg_adds_transforms);
 }
 
 static int chain_check_layer(const void *p, const gq_config *c, int layer,
@@ -144,13 +145,7 @@ static int parse_member(const json_t *list, size_t i, const char *path, gq_metho
     if (!json_is_object(v))
         return gq_fail(err, "%s: expected a method name or an object {\"name\": ..., "
                             "parameters} (a chain cannot hold a chain)", sub);
-    const char *name;
-    json_t *params;
-    if (gq_params_split_named(v, sub, "method", &name, &params, err))
-        return -1;
-    int rc = gq_method_cfg_init_member(out, name, params, sub, err);
-    json_decref(params);
-    return rc;
+    return gq_method_cfg_member_from_json(v, sub, out, err);
 }
 
 int gq_method_chain_from_json(const json_t *list, const char *path, gq_method_cfg *cfg,

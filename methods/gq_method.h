@@ -97,6 +97,9 @@ struct gq_method {
     bool transform_only;
 };
 
+/* A needs_calibration for methods that always calibrate. */
+bool gq_method_calibrates(const void *params);
+
 /* Defines the method `sym` (registry name, one-line summary, parameter struct type P and its
  * table); the optional members follow as designated initializers:
  *     GQ_METHOD_DEFINE(gq_method_rtn, "rtn", "round-to-nearest ...", rtn_params, rtn_specs,

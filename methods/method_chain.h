@@ -22,6 +22,9 @@ int gq_method_chain_from_json(const json_t *list, const char *path, gq_method_cf
  * member). */
 int gq_method_cfg_init_member(gq_method_cfg *cfg, const char *name, const json_t *params,
                               const char *path, gq_error *err);
+/* The same from {"name": ..., params}. */
+int gq_method_cfg_member_from_json(const json_t *spec, const char *path, gq_method_cfg *cfg,
+                                   gq_error *err);
 /* Whether cfg is a chain (then its params are the chain, freed by gq_method_chain_free). */
 bool gq_method_cfg_is_chain(const gq_method_cfg *cfg);
 void gq_method_chain_free(void *chain);

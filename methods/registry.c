@@ -146,6 +146,18 @@ static json_t *chain_spec(const char *names, const json_t *params, const char *p
     return list;
 }
 
+/* A transform-only method on its own is refused (cfg freed); rc passes through otherwise. */
+static int refuse_alone(int rc, gq_method_cfg *cfg, const char *path, gq_error *err)
+{
+    if (rc || !cfg->method->transform_only)
+        return rc;
+    const char *name = cfg->method->name;
+    gq_fail(err, "%s.name: \"%s\" only transforms the weights: list it before a weight method, "
+                 "e.g. [\"%s\", \"rtn\"]", path, name, name);
+    gq_method_cfg_free(cfg);
+    return -1;
+}
+
 int gq_method_cfg_init(gq_method_cfg *cfg, const char *name, const json_t *params, const char *path,
                        gq_error *err)
 {
@@ -158,14 +170,20 @@ int gq_method_cfg_init(gq_method_cfg *cfg, const char *name, const json_t *param
         json_decref(list);
         return rc;
     }
-    if (gq_method_cfg_init_member(cfg, name, params, path, err))
+    return refuse_alone(gq_method_cfg_init_member(cfg, name, params, path, err), cfg, path, err);
+}
+
+int gq_method_cfg_member_from_json(const json_t *spec, const char *path, gq_method_cfg *cfg,
+                                   gq_error *err)
+{
+    const char *name;
+    json_t *params;
+    memset(cfg, 0, sizeof *cfg);
+    if (gq_params_split_named(spec, path, "method", &name, &params, err))
         return -1;
-    if (cfg->method->transform_only) {
-        gq_method_cfg_free(cfg);
-        return gq_fail(err, "%s.name: \"%s\" only transforms the weights: list it before a "
-                            "weight method, e.g. [\"%s\", \"rtn\"]", path, name, name);
-    }
-    return 0;
+    int rc = gq_method_cfg_init_member(cfg, name, params, path, err);
+    json_decref(params);
+    return rc;
 }
 
 int gq_method_cfg_from_json(const json_t *spec, const char *path, gq_method_cfg *cfg, gq_error *err)
@@ -174,13 +192,7 @@ int gq_method_cfg_from_json(const json_t *spec, const char *path, gq_method_cfg 
         path = "$";
     if (json_is_array(spec))
         return gq_method_chain_from_json(spec, path, cfg, err);
-    const char *name;
-    json_t *params;
-    if (gq_params_split_named(spec, path, "method", &name, &params, err))
-        return -1;
-    int rc = gq_method_cfg_init(cfg, name, params, path, err);
-    json_decref(params);
-    return rc;
+    return refuse_alone(gq_method_cfg_member_from_json(spec, path, cfg, err), cfg, path, err);
 }
 
 void gq_method_cfg_free(gq_method_cfg *cfg)

@@ -25,12 +25,6 @@ static const gq_param_spec sq_specs[] = {
      "migration strength: s = max|X|^alpha / max|W|^(1-alpha)"},
     {0}};
 
-static bool sq_needs_calibration(const void *params)
-{
-    (void)params;
-    return true;
-}
-
 /* amax[j] = max over the n rows of x (n, d) of |x[., j]|. */
 static void abs_max_cols(const float *x, size_t n, int d, float *amax)
 {
@@ -109,6 +103,6 @@ static int sq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
 GQ_METHOD_DEFINE(gq_method_smoothquant, "smoothquant",
                  "SmoothQuant: per-channel scales max|X|^a / max|W|^(1-a) folded into the "
                  "RMSNorms and q/k/v, gate/up",
-                 sq_params, sq_specs, .needs_calibration = sq_needs_calibration,
+                 sq_params, sq_specs, .needs_calibration = gq_method_calibrates,
                  .propagate = GQ_PROPAGATE_FP, .transform_only = true,
                  .quantize_block = sq_block);
