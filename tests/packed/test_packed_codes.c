@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_rng.h"
+#include "methods/gq_gptq.h"
 #include "packed/gq_packed.h"
 
 static int setup(void **state)
@@ -28,10 +30,26 @@ static const char *const packed_formats[] = {
     "{\"name\": \"mxfp4_ggml\"}", "{\"name\": \"q4_K\"}", "{\"name\": \"q6_K\"}",
 };
 
+/* With int8 decode activations, the fused dots agree with the scalar reference on the same
+ * quantized activations. */
+static void check_q8_products(gq_packed_linear *P, const float *x, int rows, const char *what)
+{
+    gq_packed_linear_set_act_q8(P, true);
+    float *y = malloc((size_t)rows * sizeof *y), *yr = malloc((size_t)rows * sizeof *yr);
+    gq_packed_linear_apply(P, y, x, 1);
+    gq_packed_linear_matvec_ref(P, yr, x);
+    for (int r = 0; r < rows; r++)
+        if (fabsf(y[r] - yr[r]) > 1e-4f * (fabsf(yr[r]) + 1.0f))
+            fail_msg("%s row %d: int8-activation dot %g, reference %g", what, r, (double)y[r],
+                     (double)yr[r]);
+    gq_packed_linear_set_act_q8(P, false);
+    free(y), free(yr);
+}
+
 /* Asserts that the packed linear P computes out_w (rows, cols) · x: decode (fused dots and the
  * scalar reference) and prefill (tiles + sgemm) on a few seeded inputs, within float
- * summation error. */
-static void check_products(const gq_packed_linear *P, const float *out_w, int rows, int cols,
+ * summation error; and its int8-activation decode against its reference. */
+static void check_products(gq_packed_linear *P, const float *out_w, int rows, int cols,
                            const char *what)
 {
     enum { N = 8 }; /* > GQ_PACKED_MATVEC_MAX_N: the prefill path */
@@ -61,6 +79,7 @@ static void check_products(const gq_packed_linear *P, const float *out_w, int ro
                              i, (double)got[i], want);
         }
     }
+    check_q8_products(P, x, rows, what);
     free(x), free(y), free(yr), free(y1);
 }
 
@@ -189,6 +208,68 @@ static void test_gptq_act_order_permuted(void **state)
     assert_int_equal(run_format(f, "gptq", act, packed_formats[1]), 0);
 }
 
+/* GPTQ's codes on rows of several K-quant super-blocks (768 columns: dynamic groups, which
+ * stories260K's rows are too narrow for), act_order on and off, every K-quant and int4 g32: the
+ * format's dequantize() of the codes, columns put back in order, is the solver's Q bit for bit;
+ * for the packed ones the packed linear dequantizes to Q as well. */
+static void test_gptq_codes_wide(void **state)
+{
+    (void)state;
+    enum { R = 8, C = 768, N = 96 };
+    static const char *const fmts[] = {"q2_K", "q3_K", "q4_K", "q5_K", "q6_K",
+                                       "{\"name\": \"int\", \"bits\": 4, \"group_size\": 32}"};
+    float *W = malloc(sizeof(float) * R * C), *X = malloc(sizeof(float) * N * C);
+    float *Q = malloc(sizeof(float) * R * C), *D = malloc(sizeof(float) * R * C);
+    double *H = malloc(sizeof(double) * C * C), *H0 = calloc((size_t)C * C, sizeof(double));
+    gq_rng rng;
+    gq_rng_seed(&rng, 11);
+    for (int i = 0; i < R * C; i++)
+        W[i] = (float)gq_rng_normal(&rng) * 0.05f;
+    for (int i = 0; i < N * C; i++)
+        X[i] = (float)gq_rng_normal(&rng) * (i % C < 8 ? 6.0f : 1.0f); /* outlier inputs */
+    for (int t = 0; t < N; t++)
+        for (int i = 0; i < C; i++)
+            for (int j = 0; j < C; j++)
+                H0[(size_t)i * C + j] += 2.0 / N * X[(size_t)t * C + i] * X[(size_t)t * C + j];
+    for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++)
+        for (int act = 0; act < 2; act++) {
+            gq_quantizer q;
+            gq_error err;
+            json_t *j = fmts[f][0] == '{' ? json_loads(fmts[f], 0, NULL)
+                                          : json_pack("{s:s}", "name", fmts[f]);
+            assert_int_equal(gq_quantizer_from_json(j, NULL, &q, &err), 0);
+            json_decref(j);
+            uint8_t *codes = calloc(1, gq_quantizer_bytes(&q, R, C));
+            memcpy(H, H0, sizeof(double) * C * C);
+            const gq_gptq_opts o = {0.01, 0.01, 10, 128, act, false};
+            gq_gptq_result res;
+            if (gq_gptq_quantize_codes(&q, W, R, C, H, &o, Q, codes, &res, &err))
+                fail_msg("%s: %s", fmts[f], err.msg);
+            assert_true(res.has_codes);
+            assert_true((res.in_perm != NULL) == (act == 1));
+            assert_int_equal(q.fmt->dequantize(q.params, codes, R, C, D, &err), 0);
+            float *back = malloc(sizeof(float) * R * C);
+            for (int r = 0; r < R; r++)
+                for (int c = 0; c < C; c++)
+                    back[(size_t)r * C + (res.in_perm ? res.in_perm[c] : c)] = D[(size_t)r * C + c];
+            if (memcmp(back, Q, sizeof(float) * R * C))
+                fail_msg("%s act_order=%d: the codes do not dequantize to Q", fmts[f], act);
+            gq_packed_linear *P = q.fmt->packing ? gq_packed_linear_from_codes(&q, codes, R, C, &err)
+                                                 : NULL;
+            if (P) {
+                if (res.in_perm)
+                    assert_int_equal(gq_packed_linear_set_in_perm(P, res.in_perm, &err), 0);
+                gq_packed_linear_dequantize(P, back, true);
+                assert_memory_equal(back, Q, sizeof(float) * R * C);
+                check_products(P, Q, R, C, fmts[f]);
+                gq_packed_linear_free(P);
+            }
+            free(back), free(codes), free(res.in_perm);
+            gq_quantizer_free(&q);
+        }
+    free(W), free(X), free(Q), free(D), free(H), free(H0);
+}
+
 static void test_affinequant(void **state)
 {
     static const char *const sets[] = {"epochs=1", "train_bits=4", NULL};
@@ -225,6 +306,7 @@ int main(void)
         cmocka_unit_test(test_rtn),  cmocka_unit_test(test_awq),
         cmocka_unit_test(test_praq), cmocka_unit_test(test_affinequant),
         cmocka_unit_test(test_gptq), cmocka_unit_test(test_gptq_act_order_permuted),
+        cmocka_unit_test(test_gptq_codes_wide),
         cmocka_unit_test(test_rule_keeps_fp),
     };
     return cmocka_run_group_tests(tests, setup, test_stories_teardown);
