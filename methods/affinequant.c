@@ -230,17 +230,9 @@ static int aq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
     return rc;
 }
 
-const gq_method gq_method_affinequant = {
-    .name = "affinequant",
-    .summary = "AffineQuant: learned invertible transforms (qkv, gate/up, v->o) + LWC by AdamW "
-               "on the block output MSE",
-    .params = aq_specs,
-    .params_size = sizeof(aq_params),
-    .validate = aq_validate,
-    .needs_calibration = aq_needs_calibration,
-    .adds_transforms = aq_adds_transforms,
-    .check_layer = aq_check_layer,
-    .propagate = GQ_PROPAGATE_QUANTIZED,
-    .needs_fp_inputs = true,
-    .quantize_block = aq_block,
-};
+GQ_METHOD_DEFINE(gq_method_affinequant, "affinequant",
+                 "AffineQuant: learned invertible transforms (qkv, gate/up, v->o) + LWC by AdamW "
+                 "on the block output MSE", aq_params, aq_specs, .validate = aq_validate,
+                 .needs_calibration = aq_needs_calibration, .adds_transforms = aq_adds_transforms,
+                 .check_layer = aq_check_layer, .propagate = GQ_PROPAGATE_QUANTIZED,
+                 .needs_fp_inputs = true, .quantize_block = aq_block);

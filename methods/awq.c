@@ -21,12 +21,7 @@ static int awq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
     return gq_awq_quantize_block(&((const awq_params *)params)->awq, NULL, NULL, ctx, err);
 }
 
-const gq_method gq_method_awq = {
-    .name = "awq",
-    .summary = "AWQ: activation-aware per-channel scales (alpha grid) + clipping search (llm-awq)",
-    .params = awq_specs,
-    .params_size = sizeof(awq_params),
-    .needs_calibration = awq_needs_calibration,
-    .propagate = GQ_PROPAGATE_FP,
-    .quantize_block = awq_block,
-};
+GQ_METHOD_DEFINE(gq_method_awq, "awq",
+                 "AWQ: activation-aware per-channel scales (alpha grid) + clipping search "
+                 "(llm-awq)", awq_params, awq_specs, .needs_calibration = awq_needs_calibration,
+                 .propagate = GQ_PROPAGATE_FP, .quantize_block = awq_block);

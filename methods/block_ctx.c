@@ -10,6 +10,12 @@
 #include "core/gq_log.h"
 #include "core/gq_time.h"
 
+bool gq_method_calibrates(const void *params)
+{
+    (void)params;
+    return true;
+}
+
 gq_layer gq_block_view(const gq_block_ctx *ctx, bool quantized)
 {
     gq_layer v = ctx->w;
@@ -67,6 +73,8 @@ int gq_block_quantize_rtn(gq_block_ctx *ctx, gq_linear_kind k, const float *w,
     ctx->t_quant += gq_now() - t0;
     ctx->done[k] = true;
     ctx->has_codes[k] = ctx->codes[k] != NULL;
+    free(ctx->in_perm[k]); /* the new codes are in column order */
+    ctx->in_perm[k] = NULL;
     return 0;
 }
 

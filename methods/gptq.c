@@ -96,6 +96,8 @@ static int quantize_group(const gptq_params *p, gq_block_ctx *ctx, const gq_bloc
         }
         ctx->done[k] = true;
         ctx->has_codes[k] = res.has_codes;
+        free(ctx->in_perm[k]);
+        ctx->in_perm[k] = res.in_perm;
         json_t *x = gq_block_extra(ctx, k);
         json_object_set_new(x, "gptq_loss", json_real(res.loss));
         json_object_set_new(x, "percdamp", json_real(res.percdamp));
@@ -137,12 +139,7 @@ static int gptq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
     return rc;
 }
 
-const gq_method gq_method_gptq = {
-    .name = "gptq",
-    .summary = "GPTQ: Hessian-based column-by-column rounding with error feedback (IST-DASLab)",
-    .params = gptq_specs,
-    .params_size = sizeof(gptq_params),
-    .needs_calibration = gptq_needs_calibration,
-    .propagate = GQ_PROPAGATE_QUANTIZED,
-    .quantize_block = gptq_block,
-};
+GQ_METHOD_DEFINE(gq_method_gptq, "gptq",
+                 "GPTQ: Hessian-based column-by-column rounding with error feedback (IST-DASLab)",
+                 gptq_params, gptq_specs, .needs_calibration = gptq_needs_calibration,
+                 .propagate = GQ_PROPAGATE_QUANTIZED, .quantize_block = gptq_block);

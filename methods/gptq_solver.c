@@ -50,8 +50,8 @@ typedef struct {
     int *perm;      /* processing order: column i of W is column perm[i] of the input */
     double *Hd;     /* (cols, cols) H in processing order */
     uint8_t *st;    /* group states: one (per-tensor), per row (dynamic), or per (row, group) */
-    uint8_t *kept;  /* dynamic groups in column order: each fitted state, per (row, group),
-                       for the format's store_groups; NULL when not kept */
+    uint8_t *kept;  /* dynamic groups in processing order: each fitted state, per (row,
+                       group), for the format's store_groups; NULL when not kept */
     float *Qp;      /* (rows, cols) reconstructions in processing order */
     double *row_loss; /* (rows) loss terms per row, summed in row order at the end */
 } gptq_run;
@@ -227,7 +227,7 @@ static void quantize_row_block(const gptq_run *R, int r, int i1, int cnt, double
                 int len = cols - col < g ? cols - col : g;
                 f->fit_group(R->qz->params, wg + col, len, NULL, rst);
                 gstart = col;
-                if (R->kept) /* without act_order, col / g is the group in column order */
+                if (R->kept) /* col / g: the group in processing order */
                     memcpy(R->kept + ((size_t)r * R->n_groups + col / g) * R->sb, rst, R->sb);
             } else if (i == 0) {
                 gstart = col - col % g;
@@ -273,16 +273,25 @@ static double column_loop(gptq_run *R)
     return loss;
 }
 
-/* The codes of Q (column order) from the group states, when the format can store them and the
- * groups are runs of consecutive columns (not so for dynamic groups under act_order). */
+/* The codes from the group states, when the format can store them: of Q (column order) when
+ * every group is a run of consecutive columns; of Qp (processing order) with the permutation
+ * for dynamic groups under act_order, which are runs of the permuted columns. */
 static int store_codes(const gptq_run *R, const float *Q, bool act_order, uint8_t *codes,
                        gq_gptq_result *res, gq_error *err)
 {
-    if (!codes || !R->f->store_groups || (R->dynamic && act_order))
+    if (!codes || !R->f->store_groups)
         return 0;
+    const bool permuted = R->dynamic && act_order;
     const uint8_t *states = R->dynamic ? R->kept : R->st;
-    if (R->f->store_groups(R->qz->params, states, Q, R->rows, R->cols, codes, err))
+    if (R->f->store_groups(R->qz->params, states, permuted ? R->Qp : Q, R->rows, R->cols, codes,
+                           err))
         return -1;
+    if (permuted) {
+        if (!(res->in_perm = malloc((size_t)R->cols * sizeof *res->in_perm)))
+            return gq_fail(err, "GPTQ: out of memory for a column permutation");
+        for (int i = 0; i < R->cols; i++)
+            res->in_perm[i] = R->perm[i];
+    }
     res->has_codes = true;
     return 0;
 }
@@ -302,7 +311,7 @@ int gq_gptq_quantize_codes(const gq_quantizer *qz, const float *W0, int rows, in
     if (run_init(&R, qz, W0, rows, cols, o, err))
         return -1;
     int rc = -1;
-    if (codes && R.dynamic && !o->act_order &&
+    if (codes && R.dynamic &&
         !(R.kept = calloc((size_t)rows * R.n_groups, R.sb))) {
         gq_fail(err, "GPTQ: out of memory for the group states of a %d x %d layer", rows, cols);
         goto done;

@@ -23,6 +23,8 @@ typedef struct gq_gptq_result {
     int retries;          /* Cholesky retries with more damping */
     int dead;             /* columns with H_ii == 0 (zeroed) */
     bool has_codes;       /* gq_gptq_quantize_codes wrote the format's storage of Q */
+    int32_t *in_perm;     /* NULL, or (cols) owned by the caller: the storage holds Q's columns
+                             in this order (column i of the storage is column in_perm[i] of Q) */
 } gq_gptq_result;
 
 /* W (rows, cols) -> Q (rows, cols) reconstructions. H (cols, cols), row-major, symmetric, is
@@ -30,9 +32,9 @@ typedef struct gq_gptq_result {
 int gq_gptq_quantize(const gq_quantizer *qz, const float *W, int rows, int cols, double *H,
                      const gq_gptq_opts *o, float *Q, gq_gptq_result *res, gq_error *err);
 /* The same, and codes (storage_bytes of the format, or NULL) = the format's storage of Q when
- * the format has store_groups and every group is a run of consecutive columns (per tensor,
- * per channel, static groups, or groups without act_order): then res->has_codes. Dynamic
- * groups under act_order are runs of the permuted order, which the storage cannot express. */
+ * the format has store_groups: then res->has_codes. Dynamic groups under act_order are runs of
+ * the permuted columns: the storage then holds Q with its columns permuted (res->in_perm), so
+ * that a kernel applies it to x permuted the same way. */
 int gq_gptq_quantize_codes(const gq_quantizer *qz, const float *W, int rows, int cols,
                            double *H, const gq_gptq_opts *o, float *Q, uint8_t *codes,
                            gq_gptq_result *res, gq_error *err);

@@ -50,10 +50,14 @@ struct gq_block_ctx {
     float *q[GQ_N_LINEAR];                    /* (rows, cols) reconstructions, filled by the method */
     bool done[GQ_N_LINEAR];
     /* The format's storage of q[k] (gq_quantizer_bytes(quant[k], rows, cols) bytes, zeroed):
-     * has_codes[k] says q[k] is exactly quant[k]'s dequantize() of them. The pipeline hands
-     * them on (packed weights, exports); gq_block_quantize_rtn fills both. */
+     * has_codes[k] says q[k] is exactly quant[k]'s dequantize() of them, with q[k]'s columns
+     * in the order in_perm[k] when that is set (cols entries, malloc'd by the method, freed by
+     * the pipeline: column i of the storage is column in_perm[k][i] of q[k]; GPTQ's dynamic
+     * groups under act_order). The pipeline hands them on (packed weights, exports);
+     * gq_block_quantize_rtn fills codes and has_codes and clears in_perm. */
     uint8_t *codes[GQ_N_LINEAR];
     bool has_codes[GQ_N_LINEAR];
+    int32_t *in_perm[GQ_N_LINEAR];
     const float *x;                           /* (B*T, dim) block inputs; NULL without calibration */
     const float *x_fp;                        /* (B*T, dim) inputs of block l in the FP model:
                                                  its own stream when the method sets
@@ -87,7 +91,22 @@ struct gq_method {
     /* Whether the method leaves explicit input transforms in the model (NULL: never); a
      * llama2.c checkpoint cannot hold them, so `quantize --out` refuses such a plan up front. */
     bool (*adds_transforms)(const void *params);
+    /* The method only applies function-preserving transforms to `w` and quantizes nothing
+     * (SmoothQuant): it runs in a chain before one weight method (["smoothquant", "rtn"]),
+     * never alone. */
+    bool transform_only;
 };
+
+/* A needs_calibration for methods that always calibrate. */
+bool gq_method_calibrates(const void *params);
+
+/* Defines the method `sym` (registry name, one-line summary, parameter struct type P and its
+ * table); the optional members follow as designated initializers:
+ *     GQ_METHOD_DEFINE(gq_method_rtn, "rtn", "round-to-nearest ...", rtn_params, rtn_specs,
+ *                      .propagate = GQ_PROPAGATE_FP, .quantize_block = rtn_block); */
+#define GQ_METHOD_DEFINE(sym, name_text, summary_text, P, specs, ...)                            \
+    const gq_method sym = {.name = (name_text), .summary = (summary_text), .params = (specs),   \
+                           .params_size = sizeof(P), __VA_ARGS__}
 
 /* Runs the block on ctx->x (copied, not modified) with the working weights `w`, or, when
  * `quantized`, with q[k] substituted for every linear whose done[k] is set. Writes the trace

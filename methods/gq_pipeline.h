@@ -33,15 +33,21 @@ const char *gq_method_summary(const gq_method *m);
 const gq_param_spec *gq_method_params(const gq_method *m);
 bool gq_method_needs_calibration(const gq_method *m);
 
-/* A configured method: plugin + parsed parameters (from {"name": ..., params...}). */
+/* A configured method: plugin + parsed parameters (from {"name": ..., params...}), or a chain
+ * (from a list [spec, spec, ...]: transform-only methods, then one weight method, applied in
+ * order to each block; its method is named "smoothquant+rtn" and its params are the chain's,
+ * methods/method_chain.h). A transform-only method on its own is refused. */
 typedef struct gq_method_cfg {
     const gq_method *method;
     void *params;
 } gq_method_cfg;
 int gq_method_cfg_from_json(const json_t *spec, const char *path, gq_method_cfg *cfg, gq_error *err);
+/* name: one method, or a chain "smoothquant,rtn" whose members each take the parameters of
+ * `params` that their table has (a parameter no member has is an error). */
 int gq_method_cfg_init(gq_method_cfg *cfg, const char *name, const json_t *params, const char *path,
                        gq_error *err);
 void gq_method_cfg_free(gq_method_cfg *cfg);
+/* {"name": ..., every parameter}, or for a chain the list of its members' objects. */
 json_t *gq_method_cfg_to_json(const gq_method_cfg *cfg);
 
 /* Which tensors get which format. Rules are fnmatch globs over tensor names
@@ -103,9 +109,13 @@ typedef struct gq_quant_report {
     /* n_layers * GQ_N_LINEAR (index l * GQ_N_LINEAR + k): the storage of each quantized block
      * linear in its format, exactly the codes whose dequantize() is the linear's weights in
      * the output model, as the method chose them; NULL for linears kept FP and where the
-     * method gave only reconstructions (GPTQ on a format without store_groups, the K-quants,
-     * or with dynamic groups under act_order). Owned. */
+     * method gave only reconstructions (GPTQ on a format without store_groups). Owned. */
     uint8_t **linear_codes;
+    /* Same index: NULL when the storage holds the weights' columns in order, else (cols) the
+     * order it holds them in: column i of the storage is column linear_perm[..][i] of the
+     * weights (GPTQ's dynamic groups under act_order); a product computes W x as
+     * storage · x[perm]. Owned. */
+    int32_t **linear_perm;
     size_t n_linear_codes;
     /* The storage of tok_embeddings and of a separate classifier when a rule quantized them
      * (their reconstructions in the output model), else NULL. Owned. */

@@ -31,9 +31,12 @@ void gq_quant_report_free(gq_quant_report *r)
     json_decref(r->notes);
     for (size_t i = 0; r->linear_codes && i < r->n_linear_codes; i++)
         free(r->linear_codes[i]);
+    for (size_t i = 0; r->linear_perm && i < r->n_linear_codes; i++)
+        free(r->linear_perm[i]);
     free(r->linear_codes);
     free(r->embd_codes);
     free(r->cls_codes);
+    free(r->linear_perm);
     memset(r, 0, sizeof *r);
 }
 
@@ -436,13 +439,16 @@ static int quantize_block_l(const gq_model *fp, const gq_quant_plan *plan, int l
     for (int k = 0; k < GQ_N_LINEAR; k++)
         if (ctx.has_codes[k]) {
             rep->linear_codes[(size_t)l * GQ_N_LINEAR + k] = ctx.codes[k];
+            rep->linear_perm[(size_t)l * GQ_N_LINEAR + k] = ctx.in_perm[k];
             ctx.codes[k] = NULL;
+            ctx.in_perm[k] = NULL;
         }
     rc = 0;
 done:
     for (int k = 0; k < GQ_N_LINEAR; k++) {
         json_decref(ctx.extra[k]);
         free(ctx.codes[k]);
+        free(ctx.in_perm[k]);
     }
     free(store.buf);
     return rc;
@@ -514,7 +520,8 @@ int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
     rep->tensors = calloc((size_t)c->n_layers * GQ_N_LINEAR + 2, sizeof *rep->tensors);
     rep->n_linear_codes = (size_t)c->n_layers * GQ_N_LINEAR;
     rep->linear_codes = calloc(rep->n_linear_codes, sizeof *rep->linear_codes);
-    if (!rep->tensors || !rep->notes || !rep->linear_codes) {
+    rep->linear_perm = calloc(rep->n_linear_codes, sizeof *rep->linear_perm);
+    if (!rep->tensors || !rep->notes || !rep->linear_codes || !rep->linear_perm) {
         gq_quant_report_free(rep);
         return gq_fail(err, "quantize: out of memory");
     }

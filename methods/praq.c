@@ -137,12 +137,7 @@ static int praq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
     return gq_awq_quantize_block(&p->awq, praq_salience, p, ctx, err);
 }
 
-const gq_method gq_method_praq = {
-    .name = "praq",
-    .summary = "PRAQ: AWQ with a risk-aware post-activation salience for the MLP",
-    .params = praq_specs,
-    .params_size = sizeof(praq_params),
-    .needs_calibration = praq_needs_calibration,
-    .propagate = GQ_PROPAGATE_FP,
-    .quantize_block = praq_block,
-};
+GQ_METHOD_DEFINE(gq_method_praq, "praq",
+                 "PRAQ: AWQ with a risk-aware post-activation salience for the MLP", praq_params,
+                 praq_specs, .needs_calibration = praq_needs_calibration,
+                 .propagate = GQ_PROPAGATE_FP, .quantize_block = praq_block);

@@ -2,6 +2,7 @@
 #include "methods/gq_pipeline.h"
 
 #include "core/gq_registry.h"
+#include "methods/method_chain.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -93,12 +94,10 @@ int gq_method_cfg_check_layer(const gq_method_cfg *cfg, const gq_config *c, int 
     return cfg->method->check_layer(cfg->params, c, layer, quant, err);
 }
 
-int gq_method_cfg_init(gq_method_cfg *cfg, const char *name, const json_t *params, const char *path,
-                       gq_error *err)
+int gq_method_cfg_init_member(gq_method_cfg *cfg, const char *name, const json_t *params,
+                              const char *path, gq_error *err)
 {
     memset(cfg, 0, sizeof *cfg);
-    if (!path)
-        path = "$";
     const gq_method *m = gq_method_find(name);
     if (!m) {
         char known[512];
@@ -111,28 +110,105 @@ int gq_method_cfg_init(gq_method_cfg *cfg, const char *name, const json_t *param
     return 0;
 }
 
-int gq_method_cfg_from_json(const json_t *spec, const char *path, gq_method_cfg *cfg, gq_error *err)
+/* "smoothquant,rtn" with one parameter object: the list of members, each parameter given to
+ * every member whose table has it. */
+static json_t *chain_spec(const char *names, const json_t *params, const char *path,
+                          gq_error *err)
 {
+    json_t *list = json_array();
+    char *copy = strdup(names), *save = NULL;
+    if (!list || !copy) {
+        json_decref(list);
+        free(copy);
+        return gq_fail(err, "%s: out of memory", path), NULL;
+    }
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        json_array_append_new(list, json_pack("{s:s}", "name", t));
+    free(copy);
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)params, key, v) {
+        bool used = false;
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            json_t *o = json_array_get(list, i);
+            const gq_method *m = gq_method_find(json_string_value(json_object_get(o, "name")));
+            if (m && gq_params_find(m->params, key)) {
+                json_object_set(o, key, v);
+                used = true;
+            }
+        }
+        if (!used) {
+            json_decref(list);
+            return gq_fail(err, "%s.%s: no method of the chain \"%s\" has this parameter",
+                           path, key, names), NULL;
+        }
+    }
+    return list;
+}
+
+/* A transform-only method on its own is refused (cfg freed); rc passes through otherwise. */
+static int refuse_alone(int rc, gq_method_cfg *cfg, const char *path, gq_error *err)
+{
+    if (rc || !cfg->method->transform_only)
+        return rc;
+    const char *name = cfg->method->name;
+    gq_fail(err, "%s.name: \"%s\" only transforms the weights: list it before a weight method, "
+                 "e.g. [\"%s\", \"rtn\"]", path, name, name);
+    gq_method_cfg_free(cfg);
+    return -1;
+}
+
+int gq_method_cfg_init(gq_method_cfg *cfg, const char *name, const json_t *params, const char *path,
+                       gq_error *err)
+{
+    memset(cfg, 0, sizeof *cfg);
     if (!path)
         path = "$";
+    if (strchr(name, ',')) {
+        json_t *list = chain_spec(name, params, path, err);
+        int rc = list ? gq_method_chain_from_json(list, path, cfg, err) : -1;
+        json_decref(list);
+        return rc;
+    }
+    return refuse_alone(gq_method_cfg_init_member(cfg, name, params, path, err), cfg, path, err);
+}
+
+int gq_method_cfg_member_from_json(const json_t *spec, const char *path, gq_method_cfg *cfg,
+                                   gq_error *err)
+{
     const char *name;
     json_t *params;
+    memset(cfg, 0, sizeof *cfg);
     if (gq_params_split_named(spec, path, "method", &name, &params, err))
         return -1;
-    int rc = gq_method_cfg_init(cfg, name, params, path, err);
+    int rc = gq_method_cfg_init_member(cfg, name, params, path, err);
     json_decref(params);
     return rc;
 }
 
+int gq_method_cfg_from_json(const json_t *spec, const char *path, gq_method_cfg *cfg, gq_error *err)
+{
+    if (!path)
+        path = "$";
+    if (json_is_array(spec))
+        return gq_method_chain_from_json(spec, path, cfg, err);
+    return refuse_alone(gq_method_cfg_member_from_json(spec, path, cfg, err), cfg, path, err);
+}
+
 void gq_method_cfg_free(gq_method_cfg *cfg)
 {
-    free(cfg->params);
+    if (gq_method_cfg_is_chain(cfg))
+        gq_method_chain_free(cfg->params);
+    else
+        free(cfg->params);
     cfg->params = NULL;
     cfg->method = NULL;
 }
 
 json_t *gq_method_cfg_to_json(const gq_method_cfg *cfg)
 {
+    if (gq_method_cfg_is_chain(cfg))
+        return gq_method_chain_to_json(cfg);
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(cfg->method->name));
     json_t *params = gq_params_to_json(cfg->method->params, cfg->params);

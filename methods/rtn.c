@@ -61,12 +61,7 @@ done:
     return rc;
 }
 
-const gq_method gq_method_rtn = {
-    .name = "rtn",
-    .summary = "round-to-nearest: the format applied directly (baseline), optional imatrix",
-    .params = rtn_specs,
-    .params_size = sizeof(rtn_params),
-    .needs_calibration = rtn_needs_calibration,
-    .propagate = GQ_PROPAGATE_FP,
-    .quantize_block = rtn_block,
-};
+GQ_METHOD_DEFINE(gq_method_rtn, "rtn",
+                 "round-to-nearest: the format applied directly (baseline), optional imatrix",
+                 rtn_params, rtn_specs, .needs_calibration = rtn_needs_calibration,
+                 .propagate = GQ_PROPAGATE_FP, .quantize_block = rtn_block);

@@ -28,10 +28,14 @@ static void list_methods(void)
 {
     int n;
     const gq_method *const *all = gq_method_all(&n);
-    printf("methods (%d):\n", n);
+    printf("methods (%d); a method may be a chain of transform-only methods and then one weight\n"
+           "method, applied in order to each block (JSON [\"smoothquant\", \"rtn\"], command\n"
+           "line --method smoothquant,rtn):\n", n);
     for (int i = 0; i < n; i++) {
-        printf("\n  %s: %s%s\n", gq_method_name(all[i]), gq_method_summary(all[i]),
-               gq_method_needs_calibration(all[i]) ? " (needs calibration)" : "");
+        printf("\n  %s: %s%s%s\n", gq_method_name(all[i]), gq_method_summary(all[i]),
+               gq_method_needs_calibration(all[i]) ? " (needs calibration)" : "",
+               all[i]->transform_only ? " (transform only: chain it before a weight method)"
+                                      : "");
         const gq_param_spec *ps = gq_method_params(all[i]);
         if (gq_params_count(ps) == 0)
             printf("    (no parameters)\n");

@@ -52,7 +52,8 @@ static int parse(int argc, char **argv, q_args *a)
                 "llama2.c tokenizer.bin matching the model's vocabulary, or a GGUF\n"
                 "file's (default for a GGUF model: its own)"),
         CLI_OPT("method", "NAME", CLI_STR, &a->method,
-                "rtn, gptq, awq, praq, affinequant (gq-bench list methods)", .required = true),
+                "rtn, gptq, awq, praq, affinequant, or a chain such as smoothquant,rtn "
+                "(gq-bench list methods)", .required = true),
         CLI_OPT(w ? "quant" : "format", "NAME", CLI_STR, &a->format,
                 "a registered format (gq-bench list formats)", .required = true),
         CLI_OPT("set", "k=v", CLI_CALL, &a->fmt_params, "a format parameter, e.g. --set bits=3",
@@ -368,7 +369,7 @@ static void print_result(const q_args *a, const gq_quant_plan *plan, const gq_qu
         json_decref(o);
     } else {
         printf("model       %s\n", model_path);
-        printf("method      %s", a->method);
+        printf("method      %s", gq_method_name(plan->method.method));
         json_t *mj = gq_method_cfg_to_json(&plan->method);
         char *ms = json_dumps(mj, JSON_COMPACT);
         printf("  %s\n", ms);

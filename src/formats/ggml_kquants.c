@@ -43,9 +43,6 @@ void gq_kq_levels(const float *x, int n, float D, float M, int qmin, int qmax, u
 #endif
 }
 
-/* Largest K-quant block (Q5_K, 176 bytes), rounded up; keeps a scratch block on the stack. */
-#define KQ_BLOCK_MAX 256
-
 void gq_kq_quantize_block(const gq_kquant *kq, const float *x, const float *qw, void *blk)
 {
     uint8_t L[GQ_QK_K];
@@ -130,13 +127,13 @@ void gq_kq_fit_group(const gq_kquant *kq, const float *x, int n, const float *im
     /* the same zero padding (value 0, importance 0) as the row driver */
     float xb[GQ_QK_K] = {0}, qw[GQ_QK_K] = {0};
     uint8_t L[GQ_QK_K];
-    _Alignas(16) uint8_t blk[KQ_BLOCK_MAX];
     assert(n > 0 && n <= GQ_QK_K); /* a span of at most group_cols() columns */
     memcpy(xb, x, (size_t)n * sizeof *xb);
     if (imp)
         memcpy(qw, imp, (size_t)n * sizeof *qw);
-    kq->fit(xb, imp ? qw : NULL, blk, L);
-    kq->scales(blk, g->D, g->M);
+    memset(g->blk, 0, sizeof g->blk);
+    kq->fit(xb, imp ? qw : NULL, g->blk, L);
+    kq->scales(g->blk, g->D, g->M);
     g->sub_len = kq->sub_len;
     g->qmin = kq->qmin;
     g->qmax = kq->qmax;
@@ -146,9 +143,56 @@ float gq_kq_quant_elem(const gq_kq_group *g, int k, float x)
 {
     const int j = k / g->sub_len;
     const float D = g->D[j], M = g->M[j];
-    if (D == 0) /* any level reconstructs to 0*q - M */
-        return -M;
-    return D * (float)(gq_kq_level(x, D, M, g->qmin, g->qmax) + g->qmin) - M;
+    const int level = D == 0 ? 0 : gq_kq_level(x, D, M, g->qmin, g->qmax);
+    return D * (float)(level + g->qmin) - M;
+}
+
+/* Whether level l of sub-block j reconstructs q bit for bit. */
+static bool is_level(const gq_kq_group *g, int j, int l, float q)
+{
+    const float y = g->D[j] * (float)(l + g->qmin) - g->M[j];
+    return memcmp(&y, &q, sizeof y) == 0;
+}
+
+/* The level whose reconstruction in sub-block j is q bit for bit (-1: none): the nearest one,
+ * else (cancellation in q + M) the first that is. */
+static int level_of(const gq_kq_group *g, int j, float q)
+{
+    const int l = g->D[j] == 0 ? 0 : gq_kq_level(q, g->D[j], g->M[j], g->qmin, g->qmax);
+    if (is_level(g, j, l, q))
+        return l;
+    for (int k = 0; k <= g->qmax - g->qmin; k++)
+        if (is_level(g, j, k, q))
+            return k;
+    return -1;
+}
+
+int gq_kq_store_groups(const gq_kquant *kq, size_t block_bytes, const gq_kq_group *states,
+                       const float *q, int rows, int cols, uint8_t *codes, gq_error *err)
+{
+    const int nb = (cols + GQ_QK_K - 1) / GQ_QK_K;
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < nb; b++) {
+            const gq_kq_group *g = states + (size_t)r * nb + b;
+            uint8_t L[GQ_QK_K], *blk = codes + ((size_t)r * nb + b) * block_bytes;
+            for (int i = 0; i < GQ_QK_K; i++) {
+                const int col = b * GQ_QK_K + i, j = i / kq->sub_len;
+                if (col >= cols) { /* padding: the level quantize() gives a zero */
+                    L[i] = g->D[j] == 0 ? 0
+                                        : (uint8_t)gq_kq_level(0.0f, g->D[j], g->M[j], kq->qmin,
+                                                               kq->qmax);
+                    continue;
+                }
+                const int l = level_of(g, j, q[(size_t)r * cols + col]);
+                if (l < 0)
+                    return gq_fail(err, "row %d column %d: %g is no level of its super-block",
+                                   r, col, (double)q[(size_t)r * cols + col]);
+                L[i] = (uint8_t)l;
+            }
+            memcpy(blk, g->blk, block_bytes);
+            kq->pack(L, blk);
+        }
+    return 0;
 }
 
 /* ---- the formats ---- */
@@ -188,11 +232,19 @@ static float kq_quant_elem(const void *params, const void *state, int k, float x
         (void)p;                                                                             \
         gq_kq_fit_group(&gq_kq_##t, x, n, imp, state);                                       \
     }                                                                                        \
+    static int t##_store(const void *p, const void *states, const float *q, int rows,        \
+                         int cols, uint8_t *codes, gq_error *err)                            \
+    {                                                                                        \
+        (void)p;                                                                             \
+        return gq_kq_store_groups(&gq_kq_##t, sizeof(gq_block_##t), states, q, rows, cols,   \
+                                  codes, err);                                               \
+    }                                                                                        \
     const gq_ggml_type gq_ggml_##t = {name_text, GQ_QK_K, sizeof(gq_block_##t), t##_qrow,    \
                                       t##_drow};                                             \
     GQ_GGML_FORMAT(gq_format_##t, gq_ggml_##t, name_text, summary,                           \
                    .group_cols = kq_group_cols, .group_state_bytes = sizeof(gq_kq_group),     \
                    .fit_group = t##_fit_group, .quant_elem = kq_quant_elem,                   \
+                   .store_groups = t##_store,                                                 \
                    .packing = packing_ptr)
 
 GQ_GGML_PACKING(q4_K_packing, GQ_PACK_Q4_K, gq_block_q4_K, GQ_QK_K, offsetof(gq_block_q4_K, qs));

@@ -16,6 +16,8 @@
 #include "formats/ggml_common.h"
 
 #define GQ_KQ_MAX_SUB 16 /* sub-blocks per super-block: 16 of 16 or 8 of 32 */
+/* Largest K-quant block (Q6_K, 210 bytes), rounded up: room for a scratch block. */
+#define GQ_KQ_BLOCK_MAX 256
 
 typedef struct gq_kquant {
     int sub_len;    /* 16 or 32 */
@@ -83,14 +85,24 @@ void gq_kq_unpack_2bit(const uint8_t qs[GQ_QK_K / 4], uint8_t L[GQ_QK_K]);
 /* ---- group interface (GPTQ): state of one fitted super-block ---- */
 typedef struct gq_kq_group {
     int sub_len, qmin, qmax;
-    float D[GQ_KQ_MAX_SUB], M[GQ_KQ_MAX_SUB];
+    float D[GQ_KQ_MAX_SUB], M[GQ_KQ_MAX_SUB]; /* decoded from blk's header */
+    /* The block as fit() wrote it: its header (super-block d/dmin, sub-block scale and min
+     * bytes) is what ggml stores; store_groups writes the codes after it. */
+    _Alignas(16) uint8_t blk[GQ_KQ_BLOCK_MAX];
 } gq_kq_group;
 
 /* Fits x[0..n) (n <= 256, zero-padded like the last block of a row; imp: n importance weights
- * or NULL) exactly as quantize() would and keeps the decoded sub-block scales. */
+ * or NULL) exactly as quantize() would and keeps the header bytes and the decoded sub-block
+ * scales. */
 void gq_kq_fit_group(const gq_kquant *kq, const float *x, int n, const float *imp,
                      gq_kq_group *g);
-/* Reconstruction of x as element k of the fitted super-block. */
+/* Reconstruction of x as element k of the fitted super-block: D * (level + qmin) - M, as
+ * dequantization computes it (level 0 in a sub-block whose D is 0). */
 float gq_kq_quant_elem(const gq_kq_group *g, int k, float x);
+/* store_groups (gq_format.h) for K-quant kq with blocks of block_bytes: per (row, super-block)
+ * state, the fitted header bytes, then the levels of q's values recovered against its D, M
+ * (each checked to reconstruct bit for bit), packed; padding columns take the level of 0. */
+int gq_kq_store_groups(const gq_kquant *kq, size_t block_bytes, const gq_kq_group *states,
+                       const float *q, int rows, int cols, uint8_t *codes, gq_error *err);
 
 #endif

@@ -347,43 +347,33 @@ static const float *pad_segment(const float *x, int n, float *buf)
     return buf;
 }
 
-#define SYM_GROUP(name, nmax)                                                                 \
+/* The group interface of one legacy type: fit_call fits the zero-padded segment xb, m16 is the
+ * stored minimum, elem the reconstruction of x through the fitted state s. */
+#define LEGACY_GROUP(name, fit_call, m16_expr, elem)                                          \
     static void name##_fit(const void *p, const float *x, int n, const float *imp, void *st)  \
     {                                                                                         \
         (void)p;                                                                              \
         (void)imp;                                                                            \
         float buf[GQ_QK];                                                                     \
         group_state *s = st;                                                                  \
-        s->f = fit_sym(pad_segment(x, n, buf), GQ_QK, nmax);                                  \
+        const float *xb = pad_segment(x, n, buf);                                             \
+        s->f = fit_call;                                                                      \
         s->d16 = gq_round_fp16(s->f.d);                                                       \
-        s->m16 = 0;                                                                           \
+        s->m16 = m16_expr;                                                                    \
     }                                                                                         \
     static float name##_elem(const void *p, const void *st, int k, float x)                   \
     {                                                                                         \
         (void)p;                                                                              \
         (void)k;                                                                              \
         const group_state *s = st;                                                            \
-        return (code_sym(&s->f, x, nmax) - (nmax)) * s->d16;                                  \
+        return elem;                                                                          \
     }
 
+#define SYM_GROUP(name, nmax)                                                                 \
+    LEGACY_GROUP(name, fit_sym(xb, GQ_QK, nmax), 0, (code_sym(&s->f, x, nmax) - (nmax)) * s->d16)
 #define ASYM_GROUP(name, qmax)                                                                \
-    static void name##_fit(const void *p, const float *x, int n, const float *imp, void *st)  \
-    {                                                                                         \
-        (void)p;                                                                              \
-        (void)imp;                                                                            \
-        float buf[GQ_QK];                                                                     \
-        group_state *s = st;                                                                  \
-        s->f = fit_asym(pad_segment(x, n, buf), GQ_QK, qmax);                                 \
-        s->d16 = gq_round_fp16(s->f.d);                                                       \
-        s->m16 = gq_round_fp16(s->f.min);                                                     \
-    }                                                                                         \
-    static float name##_elem(const void *p, const void *st, int k, float x)                   \
-    {                                                                                         \
-        (void)p;                                                                              \
-        (void)k;                                                                              \
-        const group_state *s = st;                                                            \
-        return code_asym(&s->f, x, qmax) * s->d16 + s->m16;                                   \
-    }
+    LEGACY_GROUP(name, fit_asym(xb, GQ_QK, qmax), gq_round_fp16(s->f.min),                    \
+                 code_asym(&s->f, x, qmax) * s->d16 + s->m16)
 
 SYM_GROUP(q4_0, 8)
 SYM_GROUP(q5_0, 16)

@@ -41,6 +41,7 @@
  * unchanged. */
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/gq_error.h"
 #include "core/gq_steady.h"
@@ -64,6 +65,12 @@ gq_packed_linear *gq_packed_linear_new(const gq_quantizer *q, const float *W, in
  * e.g. a method's), so the packed weights are exactly those codes. */
 gq_packed_linear *gq_packed_linear_from_codes(const gq_quantizer *q, const uint8_t *codes,
                                               int rows, int cols, gq_error *err);
+/* Declares that P's codes hold the weights' columns in the order perm (cols entries, a
+ * permutation of 0..cols-1, copied): column j of the codes is input column perm[j] (GPTQ's
+ * dynamic groups under act_order, gq_quant_report.linear_perm). Products then gather x[perm[j]]
+ * into place j before the kernels run on the codes as they are, and dequantize scatters
+ * the columns back. Fails (P unchanged) when perm is not a permutation. */
+int gq_packed_linear_set_in_perm(gq_packed_linear *P, const int32_t *perm, gq_error *err);
 void gq_packed_linear_free(gq_packed_linear *P);
 
 /* Bytes of the packed weights (codes, scales, zero points). */
@@ -105,14 +112,21 @@ typedef struct gq_packed_model {
     struct pk_f32_op *f32_ops; /* fp32 views only (gq_packed_model_fp32) */
 } gq_packed_model;
 
+/* A method's codes for the block linears of a model: n_layers * GQ_N_LINEAR entries each,
+ * index l * GQ_N_LINEAR + k (gq_quant_report.linear_codes and .linear_perm). */
+typedef struct gq_packed_codes {
+    const uint8_t *const *codes;  /* the storage q's quantize() writes, or NULL entries */
+    const int32_t *const *perm;   /* NULL, or per linear NULL (columns in order) or the order
+                                     of its columns in the storage (set_in_perm) */
+} gq_packed_codes;
+
 /* Packs every block linear of src with q (and the classifier too when pack_classifier).
- * codes (optional, n_layers * GQ_N_LINEAR entries, index l * GQ_N_LINEAR + k): the storage q's
- * quantize() wrote for a linear (a method's choice, gq_quant_report.linear_codes), packed as
- * is; linears without (NULL array or entry) are quantized from src's weights.
+ * codes (optional): a method's storage of a linear, packed as is (with its column order);
+ * linears without (NULL codes or entry) are quantized from src's weights.
  * deq_model (optional): a clone of src whose packed linears are overwritten with the format's
  * reconstruction (the fake-quant model that matches the packed one). */
 int gq_packed_model_build(const gq_model *src, const gq_quantizer *q,
-                          const uint8_t *const *codes, bool pack_classifier,
+                          const gq_packed_codes *codes, bool pack_classifier,
                           gq_model *deq_model, gq_packed_model *pm, gq_error *err);
 /* The fp32 baseline for throughput: a view of src whose linears (and classifier) run through
  * BLAS (cblas_sgemv for one token, cblas_sgemm otherwise) instead of the per-token reference
@@ -159,7 +173,7 @@ typedef struct gq_packed_throughput {
  * (gq_measure_steady); the figure is the best round, the spread and the load average are kept
  * beside it. A format without a packed kernel is not an error: out->packed = false with the
  * reason, tokens/s 0. Errors: out of memory, bad shapes. */
-int gq_packed_measure(const gq_model *m, const gq_quantizer *q, const uint8_t *const *codes,
+int gq_packed_measure(const gq_model *m, const gq_quantizer *q, const gq_packed_codes *codes,
                       const gq_packed_bench_opts *o, gq_packed_throughput *out, gq_error *err);
 
 /* Timed runs of an already built model (fp32 or a packed view). */

@@ -222,6 +222,45 @@ gq_packed_linear *gq_packed_linear_from_codes(const gq_quantizer *q, const uint8
     return P;
 }
 
+int gq_packed_linear_set_in_perm(gq_packed_linear *P, const int32_t *perm, gq_error *err)
+{
+    uint8_t *seen = calloc((size_t)P->cols, 1);
+    int32_t *copy = malloc((size_t)P->cols * sizeof *copy);
+    if (!seen || !copy) {
+        free(seen);
+        free(copy);
+        return gq_fail(err, "packed: out of memory for a column permutation");
+    }
+    for (int j = 0; j < P->cols; j++) {
+        if (perm[j] < 0 || perm[j] >= P->cols || seen[perm[j]]++) {
+            free(seen);
+            free(copy);
+            return gq_fail(err, "packed: entry %d (%d) of a column order of %d columns repeats "
+                                "or is out of range", j, (int)perm[j], P->cols);
+        }
+        copy[j] = perm[j];
+    }
+    free(seen);
+    free(P->in_perm);
+    P->in_perm = copy;
+    return 0;
+}
+
+int pk_unpermute_cols(float *w, int rows, int cols, const int32_t *perm, gq_error *err)
+{
+    float *row = malloc((size_t)cols * sizeof *row);
+    if (!row)
+        return gq_fail(err, "packed: out of memory for a row of %d columns", cols);
+    for (int r = 0; r < rows; r++) {
+        float *wr = w + (size_t)r * cols;
+        memcpy(row, wr, (size_t)cols * sizeof *row);
+        for (int j = 0; j < cols; j++)
+            wr[perm[j]] = row[j];
+    }
+    free(row);
+    return 0;
+}
+
 gq_packed_linear *gq_packed_linear_new(const gq_quantizer *q, const float *W, int rows, int cols,
                                        float *deq, gq_error *err)
 {

@@ -51,6 +51,10 @@ struct gq_packed_linear {
     bool e8m0_normal;       /* mxfp4_ggml: every block exponent >= 2 (all scales normal floats) */
     size_t bytes;           /* codes + scales + zeros: the weight bytes one product reads */
     bool act_q8;            /* decode dots on int8-quantized activations (where available) */
+    /* NULL, or (cols): the codes hold the weights' columns in this order (column j of a row
+     * is input column in_perm[j]); products gather x[in_perm[j]] into place j first, so the
+     * kernels run on the codes as they are (gq_packed_linear_set_in_perm). */
+    int32_t *in_perm;
     /* format-decoded rows only (kern_rows.c): the format's entry and a copy of its parameters */
     const gq_packing *fmt_packing;
     void *fmt_params;
@@ -111,6 +115,10 @@ float pk_dot_generic(const gq_packed_linear *P, int r, const float *x, const flo
 
 /* Widest row a packed linear accepts (kernels keep a padded activation row on the stack). */
 #define PK_MAX_COLS 65536
+
+/* w (rows, cols) whose row columns are in the order perm (column j is column perm[j] of the
+ * matrix, as gq_packed_linear.in_perm) -> the matrix in column order (packed_build.c). */
+int pk_unpermute_cols(float *w, int rows, int cols, const int32_t *perm, gq_error *err);
 
 /* Sets P->op to the packed product (packed_linear.c). */
 void pk_linear_init_op(gq_packed_linear *P);

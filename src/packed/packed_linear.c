@@ -25,10 +25,15 @@ float pk_dot_generic(const gq_packed_linear *P, int r, const float *x, const flo
     return pk_dot_ref(P, r, x, scratch);
 }
 
-/* xp (cols_pad) = x zero-padded; xs (cols_pad/32, optional) = sums of its 32-runs. */
+/* xp (cols_pad) = x in the order of the codes (P->in_perm), zero-padded; xs (cols_pad/32,
+ * optional) = sums of its 32-runs. */
 static void pad_activations(const gq_packed_linear *P, const float *x, float *xp, float *xs)
 {
-    memcpy(xp, x, (size_t)P->cols * sizeof(float));
+    if (P->in_perm)
+        for (int j = 0; j < P->cols; j++)
+            xp[j] = x[P->in_perm[j]];
+    else
+        memcpy(xp, x, (size_t)P->cols * sizeof(float));
     memset(xp + P->cols, 0, (size_t)(P->cols_pad - P->cols) * sizeof(float));
     for (int b = 0; xs && b < P->cols_pad / 32; b++) {
         float s = 0.0f;
@@ -94,17 +99,34 @@ static int tile_rows(const gq_packed_linear *P)
     return tr < P->rows ? tr : P->rows;
 }
 
+/* xg (n, cols) = the rows of x (n, cols) in the order of the codes (P->in_perm). */
+static void gather_rows(const gq_packed_linear *P, const float *x, int n, float *xg)
+{
+    for (int t = 0; t < n; t++)
+        for (int j = 0; j < P->cols; j++)
+            xg[(size_t)t * P->cols + j] = x[(size_t)t * P->cols + P->in_perm[j]];
+}
+
 /* y (n, rows) = x (n, cols) · W^T: tiles of rows dequantized into a per-thread buffer, each
  * multiplied by cblas_sgemm (single-threaded inside the parallel region). Returns false when
- * the tile buffers cannot be allocated (the caller falls back to fused dots). */
+ * the tile or gathered-input buffers cannot be allocated (the caller falls back to fused
+ * dots). */
 static bool matmul_tiles(const gq_packed_linear *P, float *y, const float *x, int n)
 {
     const int tr = tile_rows(P), ntiles = (P->rows + tr - 1) / tr;
     const int nth = omp_get_max_threads() < ntiles ? omp_get_max_threads() : ntiles;
     const size_t tile_floats = (size_t)tr * P->cols_pad;
     float *buf = malloc((size_t)nth * tile_floats * sizeof(float));
-    if (!buf)
+    float *xg = P->in_perm ? malloc((size_t)n * P->cols * sizeof(float)) : NULL;
+    if (!buf || (P->in_perm && !xg)) {
+        free(buf);
+        free(xg);
         return false;
+    }
+    if (xg) {
+        gather_rows(P, x, n, xg);
+        x = xg;
+    }
 #pragma omp parallel num_threads(nth)
     {
         gq_blas_single_threaded(); /* also when the region runs on one thread */
@@ -119,6 +141,7 @@ static bool matmul_tiles(const gq_packed_linear *P, float *y, const float *x, in
         }
     }
     free(buf);
+    free(xg);
     return true;
 }
 
@@ -135,6 +158,14 @@ static void op_apply(const gq_linear_op *op, float *y, const float *x, int n)
     gq_packed_linear_apply((const gq_packed_linear *)op, y, x, n);
 }
 
+/* Whether the codes of A and B hold the input columns in the same order. */
+static bool same_perm(const gq_packed_linear *A, const gq_packed_linear *B)
+{
+    if (!A->in_perm || !B->in_perm)
+        return !A->in_perm && !B->in_perm;
+    return memcmp(A->in_perm, B->in_perm, (size_t)A->cols * sizeof *A->in_perm) == 0;
+}
+
 /* One shared pass when the linears agree on everything the prepared input depends on. */
 static void op_apply_shared(const gq_linear_op *const *ops, float *const *ys, int count,
                             const float *x)
@@ -144,7 +175,7 @@ static void op_apply_shared(const gq_linear_op *const *ops, float *const *ys, in
     for (int i = 0; same && i < count; i++) {
         Ps[i] = (const gq_packed_linear *)ops[i];
         same = Ps[i]->type == Ps[0]->type && Ps[i]->cols == Ps[0]->cols &&
-               Ps[i]->act_q8 == Ps[0]->act_q8;
+               Ps[i]->act_q8 == Ps[0]->act_q8 && same_perm(Ps[i], Ps[0]);
     }
     if (same)
         matvec_shared(Ps, ys, count, x);
@@ -177,7 +208,12 @@ void gq_packed_linear_dequantize(const gq_packed_linear *P, float *out, bool ref
 #pragma omp for schedule(static)
         for (int r = 0; r < P->rows; r++) {
             (ref ? P->type->dequant_ref : P->type->dequant_fast)(P, r, row);
-            memcpy(out + (size_t)r * P->cols, row, (size_t)P->cols * sizeof(float));
+            float *o = out + (size_t)r * P->cols;
+            if (P->in_perm)
+                for (int j = 0; j < P->cols; j++)
+                    o[P->in_perm[j]] = row[j];
+            else
+                memcpy(o, row, (size_t)P->cols * sizeof(float));
         }
     }
 }
@@ -210,5 +246,6 @@ void gq_packed_linear_free(gq_packed_linear *P)
     free(P->scales);
     free(P->zeros);
     free(P->fmt_params);
+    free(P->in_perm);
     free(P);
 }

@@ -97,7 +97,7 @@ static int prefill_round(void *ctx, double *rate, gq_error *err)
     return gq_packed_time_prefill(t->m, t->o, rate, err);
 }
 
-int gq_packed_measure(const gq_model *m, const gq_quantizer *q, const uint8_t *const *codes,
+int gq_packed_measure(const gq_model *m, const gq_quantizer *q, const gq_packed_codes *codes,
                       const gq_packed_bench_opts *o, gq_packed_throughput *out, gq_error *err)
 {
     memset(out, 0, sizeof *out);

@@ -94,18 +94,30 @@ int gq_packed_model_fp32(const gq_model *src, gq_packed_model *pm, gq_error *err
     return 0;
 }
 
-/* Block linear k of layer l: from the given codes (deq, when wanted, is their dequantize()),
- * else quantized from the weights. */
+/* Block linear k of layer l: from the given codes in their column order (deq, when wanted,
+ * is their dequantize() with the columns put back), else quantized from the weights. */
 static gq_packed_linear *pack_block_linear(const gq_model *src, const gq_quantizer *q,
-                                           const uint8_t *codes, int l, int k, float *deq,
-                                           gq_error *err)
+                                           const gq_packed_codes *codes, int l, int k,
+                                           float *deq, gq_error *err)
 {
     int rows, cols;
     gq_linear_shape(&src->cfg, (gq_linear_kind)k, &rows, &cols);
-    if (!codes)
+    const size_t i = (size_t)l * GQ_N_LINEAR + k;
+    const uint8_t *st = codes && codes->codes ? codes->codes[i] : NULL;
+    const int32_t *perm = st && codes->perm ? codes->perm[i] : NULL;
+    if (!st)
         return gq_packed_linear_new(q, src->layers[l].w[k], rows, cols, deq, err);
-    gq_packed_linear *P = gq_packed_linear_from_codes(q, codes, rows, cols, err);
-    if (P && deq && q->fmt->dequantize(q->params, codes, rows, cols, deq, err)) {
+    gq_packed_linear *P = gq_packed_linear_from_codes(q, st, rows, cols, err);
+    if (P && perm && gq_packed_linear_set_in_perm(P, perm, err)) {
+        gq_packed_linear_free(P);
+        return NULL;
+    }
+    if (P && deq && q->fmt->dequantize(q->params, st, rows, cols, deq, err)) {
+        gq_packed_linear_free(P);
+        return NULL;
+    }
+    if (P && deq && perm)
+        if (pk_unpermute_cols(deq, rows, cols, perm, err)) {
         gq_packed_linear_free(P);
         return NULL;
     }
@@ -113,7 +125,7 @@ static gq_packed_linear *pack_block_linear(const gq_model *src, const gq_quantiz
 }
 
 int gq_packed_model_build(const gq_model *src, const gq_quantizer *q,
-                          const uint8_t *const *codes, bool pack_classifier,
+                          const gq_packed_codes *codes, bool pack_classifier,
                           gq_model *deq_model, gq_packed_model *pm, gq_error *err)
 {
     const gq_config *c = &src->cfg;
@@ -132,8 +144,7 @@ int gq_packed_model_build(const gq_model *src, const gq_quantizer *q,
     for (int l = 0; l < c->n_layers; l++)
         for (int k = 0; k < GQ_N_LINEAR; k++) {
             float *deq = deq_model ? deq_model->layers[l].w[k] : NULL;
-            gq_packed_linear *P = pack_block_linear(
-                src, q, codes ? codes[(size_t)l * GQ_N_LINEAR + k] : NULL, l, k, deq, err);
+            gq_packed_linear *P = pack_block_linear(src, q, codes, l, k, deq, err);
             if (!P) {
                 char name[64];
                 gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);

@@ -248,10 +248,11 @@ static int check_contexts(gq_experiment *e, gq_error *err)
 
 static const char *const propagate_names[] = {"default", "fp", "quantized", NULL}; /* gq_propagate */
 
-/* Label (default "<method> <format>"), propagation and exclusions of a method entry. */
-static int method_fields(gq_exp_method *em, json_t *m, const char *base, gq_error *err)
+/* Label (default "<method> <format>", mn the method's name), propagation and exclusions of a
+ * method entry. */
+static int method_fields(gq_exp_method *em, json_t *m, const char *mn, const char *base,
+                         gq_error *err)
 {
-    const char *mn = json_string_value(json_object_get(em->method, "name"));
     const char *fn = json_string_value(json_object_get(em->format, "name"));
     size_t n = strlen(mn) + strlen(fn) + 2;
     char *def_label = malloc(n);
@@ -301,6 +302,22 @@ static int entry_section(const gq_experiment *e, json_t *m, const char *key, con
     return v && !json_is_null(v) && !*out ? gq_fail(err, "%s: out of memory", path) : 0;
 }
 
+/* "name" -> {"name": "name"}; a list with each member so; anything else copied. */
+static json_t *named_object(json_t *v)
+{
+    if (json_is_string(v))
+        return json_pack("{s:O}", "name", v);
+    if (!json_is_array(v))
+        return json_deep_copy(v);
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < json_array_size(v); i++)
+        if (json_array_append_new(a, named_object(json_array_get(v, i)))) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
 static int parse_method(gq_experiment *e, json_t *arr, size_t i, gq_error *err)
 {
     gq_exp_method *em = &e->methods[i];
@@ -323,16 +340,19 @@ static int parse_method(gq_experiment *e, json_t *arr, size_t i, gq_error *err)
         gq_fail(err, "%s: missing \"%s\"", base, meth ? "format" : "method");
         goto done;
     }
-    /* accept "gptq" as shorthand for {"name": "gptq"} */
-    em->method = json_is_string(meth) ? json_pack("{s:O}", "name", meth) : json_deep_copy(meth);
-    em->format = json_is_string(fmt) ? json_pack("{s:O}", "name", fmt) : json_deep_copy(fmt);
+    /* accept "gptq" as shorthand for {"name": "gptq"}, in a chain too */
+    em->method = named_object(meth);
+    em->format = named_object(fmt);
     if (!em->method || !em->format) {
         gq_fail(err, "%s: out of memory", base);
         goto done;
     }
-    if (!json_is_object(em->method) || !json_is_object(em->format)) {
-        gq_fail(err, "%s.%s: expected an object {\"name\": ..., parameters} or a name", base,
-                json_is_object(em->method) ? "format" : "method");
+    /* a list is a chain, whose parser names a bad member */
+    if (!(json_is_object(em->method) || json_is_array(em->method)) ||
+        !json_is_object(em->format)) {
+        gq_fail(err, "%s.%s: expected an object {\"name\": ..., parameters} or a name%s", base,
+                json_is_object(em->format) ? "method" : "format",
+                json_is_object(em->format) ? ", or a list of them (a method chain)" : "");
         goto done;
     }
     /* parse once with the entry's own values so errors point at the file that holds them */
@@ -342,15 +362,16 @@ static int parse_method(gq_experiment *e, json_t *arr, size_t i, gq_error *err)
     if (gq_method_cfg_from_json(em->method, sub, &mc, err))
         goto done;
     em->calibrates = gq_method_cfg_needs_calibration(&mc);
-    gq_method_cfg_free(&mc);
     snprintf(sub, sizeof sub, "%s.format", base);
-    if (gq_quantizer_from_json(em->format, sub, &q, err))
-        goto done;
-    gq_quantizer_free(&q);
-    rc = method_fields(em, m, base, err) ||
-         entry_section(e, m, "activations", base, &em->act, em->act_path, sizeof em->act_path,
-                       err) ||
-         entry_section(e, m, "kv_cache", base, &em->kv, em->kv_path, sizeof em->kv_path, err);
+    if (gq_quantizer_from_json(em->format, sub, &q, err) == 0) {
+        gq_quantizer_free(&q);
+        rc = method_fields(em, m, gq_method_name(mc.method), base, err) ||
+             entry_section(e, m, "activations", base, &em->act, em->act_path,
+                           sizeof em->act_path, err) ||
+             entry_section(e, m, "kv_cache", base, &em->kv, em->kv_path, sizeof em->kv_path,
+                           err);
+    }
+    gq_method_cfg_free(&mc);
 done:
     json_decref(m);
     return rc ? fail_in(err, em->file, e->file, em->path) : 0;

@@ -84,7 +84,7 @@ typedef struct gq_exp_method {
     char *label;     /* series name in tables and charts */
     char path[48];   /* "$.methods[2]" */
     char *file;      /* file the entry came from (the experiment or a configs/methods file) */
-    json_t *method;  /* {"name": ..., params} */
+    json_t *method;  /* {"name": ..., params}, or a chain: a list of such objects */
     json_t *format;  /* {"name": ..., params} */
     gq_propagate propagate;
     json_t *exclude; /* array of axis names not swept for this entry */

@@ -35,6 +35,29 @@ static gq_axis_target axis_target(const gq_axis *a, const gq_exp_method *em)
     return f && gq_params_find(f->params, a->param) ? GQ_AXIS_FORMAT : GQ_AXIS_METHOD;
 }
 
+/* Whether the method object, or a member of a chain (a list of them), has parameter `param`. */
+static bool method_has_param(const json_t *method, const char *param)
+{
+    for (size_t i = 0; json_is_array(method) && i < json_array_size(method); i++)
+        if (method_has_param(json_array_get(method, i), param))
+            return true;
+    const gq_method *m = gq_method_find(json_string_value(json_object_get(method, "name")));
+    return m && gq_params_find(gq_method_params(m), param);
+}
+
+/* Sets `param` in the method object, or in every member of a chain that has it. */
+static int method_set_param(json_t *method, const char *param, json_t *v)
+{
+    if (!json_is_array(method))
+        return json_object_set(method, param, v);
+    for (size_t i = 0; i < json_array_size(method); i++) {
+        json_t *m = json_array_get(method, i);
+        if (method_has_param(m, param) && json_object_set(m, param, v))
+            return -1;
+    }
+    return 0;
+}
+
 static bool has_param(const gq_axis *a, const gq_exp_method *em, gq_axis_target t)
 {
     if (t == GQ_AXIS_ACT || t == GQ_AXIS_KV) /* any key: the spec's parse checks it per cell */
@@ -43,8 +66,7 @@ static bool has_param(const gq_axis *a, const gq_exp_method *em, gq_axis_target 
         const gq_format *f = gq_format_find(json_string_value(json_object_get(em->format, "name")));
         return f && gq_params_find(f->params, a->param);
     }
-    const gq_method *m = gq_method_find(json_string_value(json_object_get(em->method, "name")));
-    return m && gq_params_find(gq_method_params(m), a->param);
+    return method_has_param(em->method, a->param);
 }
 
 /* Whether the entry's method calibrates with the entry's own parameters (rtn with imatrix). */
@@ -355,7 +377,7 @@ static int apply_axes(gq_experiment *e, const gq_exp_method *em, const int *idx,
         int set = 0;
         switch (axis_target(ax, em)) {
         case GQ_AXIS_FORMAT: set = json_object_set(fj, ax->param, v); break;
-        case GQ_AXIS_METHOD: set = json_object_set(mj, ax->param, v); break;
+        case GQ_AXIS_METHOD: set = method_set_param(mj, ax->param, v); break;
         case GQ_AXIS_N_CALIB: c->n_calib = (int)json_integer_value(v); break;
         case GQ_AXIS_CALIB_CTX: c->calib_ctx = (int)json_integer_value(v); break;
         case GQ_AXIS_ACT: set = json_object_set(aj, ax->param, v); break;

@@ -73,8 +73,10 @@ int gq_runner_throughput(const gq_experiment *e, const gq_model *m, const gq_qua
     o.reps = t->reps;
     gq_packed_throughput pt;
     double t0 = gq_now();
-    const uint8_t *const *codes = rep ? (const uint8_t *const *)rep->linear_codes : NULL;
-    if (gq_packed_measure(m, q, codes, &o, &pt, err))
+    const gq_packed_codes codes = {
+        rep ? (const uint8_t *const *)rep->linear_codes : NULL,
+        rep ? (const int32_t *const *)rep->linear_perm : NULL};
+    if (gq_packed_measure(m, q, rep ? &codes : NULL, &o, &pt, err))
         return gq_fail_prefix(err, "throughput");
     out->seconds = gq_now() - t0;
     if (!pt.packed) {

@@ -430,22 +430,26 @@ static void test_mx_zero_and_partial_blocks(void **state)
 
 /* ---- storage sizes ---------------------------------------------------------------------- */
 
-static void expect_bpw(const char *json, int rows, int cols, double bpw)
-{
-    gq_quantizer q = make_q(json);
-    double got = gq_quantizer_bpw(&q, rows, cols);
-    if (got != bpw)
-        fail_msg("%s on %d x %d: %.6f bpw, expected %.6f", json, rows, cols, got, bpw);
-    gq_quantizer_free(&q);
-}
-
+/* The storage of a (rows, cols) matrix is `bytes`, and its bits per weight say the same. */
 static void expect_bytes(const char *json, int rows, int cols, size_t bytes)
 {
     gq_quantizer q = make_q(json);
     size_t got = gq_quantizer_bytes(&q, rows, cols);
     if (got != bytes)
         fail_msg("%s on %d x %d: %zu bytes, expected %zu", json, rows, cols, got, bytes);
+    double bpw = 8.0 * (double)bytes / ((double)rows * cols);
+    if (gq_quantizer_bpw(&q, rows, cols) != bpw)
+        fail_msg("%s on %d x %d: %.6f bpw, expected %.6f", json, rows, cols,
+                 gq_quantizer_bpw(&q, rows, cols), bpw);
     gq_quantizer_free(&q);
+}
+
+/* expect_bytes for a bits-per-weight figure that is a whole number of bytes. */
+static void expect_bpw(const char *json, int rows, int cols, double bpw)
+{
+    double bytes = bpw * rows * cols / 8.0;
+    assert_true(bytes == (double)(size_t)bytes);
+    expect_bytes(json, rows, cols, (size_t)bytes);
 }
 
 static void test_storage_bytes(void **state)

@@ -46,6 +46,16 @@ static double prefill_vs_ref(const gq_model *m, int B, int T, uint64_t seed)
     return worst;
 }
 
+/* Prefill agrees with the reference forward pass to 1e-4 (relative) on B random windows of T
+ * tokens; prints the largest difference under `what`. */
+static void expect_prefill_matches(const gq_model *m, const char *what, int B, int T,
+                                   uint64_t seed)
+{
+    double d = prefill_vs_ref(m, B, T, seed);
+    printf("%s: max rel diff %.3g\n", what, d);
+    assert_true(d < 1e-4);
+}
+
 static void load_260k(gq_model *m)
 {
     char path[4096];
@@ -61,9 +71,7 @@ static void test_prefill_matches_reference_tiny(void **state)
     gq_model m;
     gq_error err = {{0}};
     assert_int_equal(gq_model_synth("tiny", 7, &m, &err), 0);
-    double d = prefill_vs_ref(&m, 3, 37, 1);
-    printf("tiny: max rel diff %.3g\n", d);
-    assert_true(d < 1e-4);
+    expect_prefill_matches(&m, "tiny", 3, 37, 1);
     gq_model_free(&m);
 }
 
@@ -79,9 +87,7 @@ static void test_prefill_matches_reference_wide_heads(void **state)
                          .n_kv_heads = 1, .vocab_size = 96, .seq_len = 64,
                          .shared_classifier = true};
     assert_int_equal(gq_model_synth_config(&c, 9, &m, &err), 0);
-    double d = prefill_vs_ref(&m, 2, 29, 2);
-    printf("heads of 72: max rel diff %.3g\n", d);
-    assert_true(d < 1e-4);
+    expect_prefill_matches(&m, "heads of 72", 2, 29, 2);
     gq_model_free(&m);
 }
 
@@ -94,9 +100,7 @@ static void test_prefill_matches_reference_260k(void **state)
         skip();
         return;
     }
-    double d = prefill_vs_ref(&m, 2, 96, 2);
-    printf("stories260K: max rel diff %.3g\n", d);
-    assert_true(d < 1e-4);
+    expect_prefill_matches(&m, "stories260K", 2, 96, 2);
     /* a window of one token and a full-length window */
     assert_true(prefill_vs_ref(&m, 1, 1, 3) < 1e-4);
     assert_true(prefill_vs_ref(&m, 1, m.cfg.seq_len, 4) < 1e-4);
@@ -111,9 +115,7 @@ static void test_prefill_matches_reference_3m(void **state)
     gq_model m;
     gq_error err = {{0}};
     assert_int_equal(gq_model_load(path, &m, &err), 0);
-    double d = prefill_vs_ref(&m, 2, 80, 6);
-    printf("tinystories-3M: max rel diff %.3g\n", d);
-    assert_true(d < 1e-4);
+    expect_prefill_matches(&m, "tinystories-3M", 2, 80, 6);
     gq_model_free(&m);
 }
 

@@ -27,14 +27,9 @@ static int flaky_block(const void *params, gq_block_ctx *ctx, gq_error *err)
     return 0;
 }
 
-static const gq_method flaky = {
-    .name = "flaky",
-    .summary = "RTN, or a run-time failure when fail is true (runner tests)",
-    .params = flaky_specs,
-    .params_size = sizeof(flaky_params),
-    .propagate = GQ_PROPAGATE_FP,
-    .quantize_block = flaky_block,
-};
+static GQ_METHOD_DEFINE(flaky, "flaky", "RTN, or a run-time failure when fail is true (runner "
+                        "tests)", flaky_params, flaky_specs, .propagate = GQ_PROPAGATE_FP,
+                        .quantize_block = flaky_block);
 
 int gq_plugin_init(const gq_plugin_host *host, gq_error *err)
 {
