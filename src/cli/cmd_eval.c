@@ -39,8 +39,10 @@ static int parse(int argc, char **argv, eval_args *a)
 {
     memset(a, 0, sizeof *a);
     const cli_opt opts[] = {
-        CLI_OPT("model", "M", CLI_ASSET, a->model,
-                "llama2.c checkpoint (legacy or version 1); assets: paths work", .required = true),
+        CLI_OPT("model", "M", CLI_MODEL, a->model,
+                "llama2.c checkpoint (legacy or version 1) or Hugging Face model\n"
+                "directory (config.json + safetensors); assets: paths work",
+                .required = true),
         CLI_OPT("tokenizer", "T", CLI_ASSET, a->tokenizer,
                 "llama2.c tokenizer.bin matching the model's vocabulary", .required = true),
         CLI_OPT("data", "D", CLI_ASSET, a->data, "UTF-8 text file", .required = true),
@@ -61,7 +63,7 @@ static int parse(int argc, char **argv, eval_args *a)
         CLI_OPT("baseline", "F", CLI_IN, a->baseline,
                 "compare with a saved baseline: KL(base||model), top-1\n"
                 "agreement, delta-PPL (same data, protocol, ctx, windows)"),
-        CLI_OPT("baseline-model", "B", CLI_ASSET, a->baseline_model,
+        CLI_OPT("baseline-model", "B", CLI_MODEL, a->baseline_model,
                 "compare with checkpoint B instead, run on each batch right\n"
                 "before M (paired: the numbers of a saved baseline of B, no storage)"),
     };

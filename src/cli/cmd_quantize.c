@@ -38,8 +38,10 @@ typedef struct {
 static int parse(int argc, char **argv, q_args *a)
 {
     const cli_opt opts[] = {
-        CLI_OPT("model", "M", CLI_ASSET, a->model,
-                "llama2.c checkpoint (legacy or version 1); assets: paths work", .required = true),
+        CLI_OPT("model", "M", CLI_MODEL, a->model,
+                "llama2.c checkpoint (legacy or version 1) or Hugging Face model\n"
+                "directory (config.json + safetensors); assets: paths work",
+                .required = true),
         CLI_OPT("tokenizer", "T", CLI_ASSET, a->tokenizer,
                 "llama2.c tokenizer.bin matching the model's vocabulary", .required = true),
         CLI_OPT("method", "NAME", CLI_STR, &a->method,

@@ -10,15 +10,16 @@
 
 typedef struct {
     const char *name;
-    gq_config cfg;
+    int dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
+    bool shared_classifier;
 } preset;
 
 static const preset presets[] = {
     /*                 dim   hidden layers heads kv  vocab  seq   shared */
-    {"tiny",              {64,   172,   2,    8,  4,   512,  128,  false}},
-    {"stories15M",        {288,  768,   6,    6,  6, 32000,  256,  true}},
-    {"stories110M",       {768,  2048, 12,   12, 12, 32000, 1024,  true}},
-    {"llama2-7b-2layers", {4096, 11008, 2,   32, 32, 32000, 2048,  false}},
+    {"tiny",              64,   172,   2,    8,  4,   512,  128,  false},
+    {"stories15M",        288,  768,   6,    6,  6, 32000,  256,  true},
+    {"stories110M",       768,  2048, 12,   12, 12, 32000, 1024,  true},
+    {"llama2-7b-2layers", 4096, 11008, 2,   32, 32, 32000, 2048,  false},
 };
 
 const char *gq_synth_preset_names(void)
@@ -30,7 +31,11 @@ int gq_synth_preset(const char *name, gq_config *c, gq_error *err)
 {
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
         if (strcmp(name, presets[i].name) == 0) {
-            *c = presets[i].cfg;
+            const preset *p = &presets[i];
+            *c = (gq_config){.dim = p->dim, .hidden_dim = p->hidden_dim,
+                             .n_layers = p->n_layers, .n_heads = p->n_heads,
+                             .n_kv_heads = p->n_kv_heads, .vocab_size = p->vocab_size,
+                             .seq_len = p->seq_len, .shared_classifier = p->shared_classifier};
             return 0;
         }
     return gq_fail(err, "unknown synthetic preset '%s' (known: %s)", name,

@@ -1,0 +1,252 @@
+/* Hugging Face model directories: the real checkpoints exported as HF directories load back
+ * with the same weights and give the same logits bit for bit (f32), or exactly the logits of
+ * the bf16-rounded weights (bf16); every malformed header, config or directory is refused with
+ * a message naming the file and the tensor or field. */
+#include "test_model_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/gq_half.h"
+#include "model/gq_forward.h"
+#include "model/gq_hf.h"
+#include "model/gq_synth.h"
+
+/* Prefill logits (B, T) and reference (decode) logits of the first window. */
+static void logits_of(const gq_model *m, int B, int T, float *prefill, float *ref)
+{
+    gq_error err = {{0}};
+    int *tok = malloc((size_t)B * T * sizeof *tok);
+    for (int i = 0; i < B * T; i++)
+        tok[i] = (i * 7919 + 13) % m->cfg.vocab_size;
+    gq_forward_ws *ws = gq_forward_ws_new(&m->cfg, B * T, &err);
+    assert_non_null(ws);
+    assert_int_equal(gq_forward_prefill(m, tok, B, T, ws, prefill, &err), 0);
+    assert_int_equal(gq_forward_ref(m, tok, T, ref, &err), 0);
+    gq_forward_ws_free(ws);
+    free(tok);
+}
+
+/* a and b compute bit-identical logits on the batched and the reference path. */
+static void assert_same_logits(const gq_model *a, const gq_model *b)
+{
+    int B = 2, T = 48, V = a->cfg.vocab_size;
+    size_t n = (size_t)B * T * V;
+    float *pa = malloc(n * 4), *pb = malloc(n * 4), *ra = malloc(n * 4), *rb = malloc(n * 4);
+    logits_of(a, B, T, pa, ra);
+    logits_of(b, B, T, pb, rb);
+    assert_memory_equal(pa, pb, n * 4);
+    assert_memory_equal(ra, rb, (size_t)T * V * 4);
+    free(pa), free(pb), free(ra), free(rb);
+}
+
+static void round_all(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = gq_bf16_to_fp32(gq_fp32_to_bf16(x[i]));
+}
+
+/* The bf16 rounding of every tensor of m (a heap clone). */
+static void bf16_rounded(const gq_model *m, gq_model *out)
+{
+    gq_error err = {{0}};
+    assert_int_equal(gq_model_clone(m, out, &err), 0);
+    round_all(out->heap, out->heap_floats);
+}
+
+static void roundtrip(const char *asset)
+{
+    char path[4200];
+    TEST_ASSET_OR_SKIP(asset, path);
+    gq_error err = {{0}};
+    gq_model src, f32, bf;
+    assert_int_equal(gq_model_load(path, &src, &err), 0);
+    char *d32 = test_tmpdir("hf_f32"), *d16 = test_tmpdir("hf_bf16");
+    assert_int_equal(gq_model_save_hf(&src, d32, GQ_ST_F32, NULL, &err), 0);
+    assert_int_equal(gq_model_load(d32, &f32, &err), 0);
+    /* the same shapes; the family and explicit eps and theta are llama2.c's values */
+    assert_int_equal(f32.cfg.family, GQ_FAMILY_LLAMA);
+    assert_true(f32.cfg.norm_eps == 1e-5f && f32.cfg.rope_theta == 10000.0f);
+    gq_model same_cfg = f32; /* a view with the source's configuration */
+    same_cfg.cfg = src.cfg;
+    assert_same_weights(&src, &same_cfg);
+    assert_same_logits(&src, &f32);
+
+    assert_int_equal(gq_model_save_hf(&src, d16, GQ_ST_BF16, NULL, &err), 0);
+    assert_int_equal(gq_model_load(d16, &bf, &err), 0);
+    gq_model rounded;
+    bf16_rounded(&src, &rounded);
+    assert_same_logits(&rounded, &bf);
+    gq_model_free(&rounded);
+    gq_model_free(&bf);
+    gq_model_free(&f32);
+    gq_model_free(&src);
+    test_remove_dir(d32);
+    test_remove_dir(d16);
+}
+
+static void test_hf_stories260k(void **state)
+{
+    (void)state;
+    roundtrip("models/stories260K/stories260K.bin");
+}
+
+static void test_hf_tinystories3m(void **state)
+{
+    (void)state;
+    roundtrip("models/tinystories-3M/tinystories-3M.bin");
+}
+
+/* ---- malformed input --------------------------------------------------------------------- */
+
+static void expect_refused(const char *dir, const char *n1, const char *n2)
+{
+    gq_model m;
+    gq_error err = {{0}};
+    assert_int_equal(gq_model_load(dir, &m, &err), -1);
+    const char *needles[] = {n1, n2};
+    for (int i = 0; i < 2; i++)
+        if (needles[i] && !strstr(err.msg, needles[i]))
+            fail_msg("message '%s' lacks '%s'", err.msg, needles[i]);
+    assert_null(strchr(err.msg, '\n'));
+}
+
+/* A fresh HF directory of the synthetic tiny model (separate classifier, 2 layers). */
+static void make_tiny(const char *dir)
+{
+    gq_model m;
+    gq_error err = {{0}};
+    assert_int_equal(gq_model_synth("tiny", 5, &m, &err), 0);
+    assert_int_equal(gq_model_save_hf(&m, dir, GQ_ST_F32, NULL, &err), 0);
+    gq_model_free(&m);
+}
+
+/* Replaces the first `from` in file path by `to` (any length). */
+static void edit_file(const char *path, const char *from, const char *to)
+{
+    size_t n;
+    char *b = test_read_file(path, &n);
+    char *at = memmem(b, n, from, strlen(from));
+    assert_non_null(at);
+    size_t pre = (size_t)(at - b), fl = strlen(from), tl = strlen(to);
+    char *o = malloc(n - fl + tl);
+    memcpy(o, b, pre);
+    memcpy(o + pre, to, tl);
+    memcpy(o + pre + tl, at + fl, n - pre - fl);
+    test_write_file(path, o, n - fl + tl);
+    free(o);
+    free(b);
+}
+
+static void test_hf_refuses_bad_configs(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir("hf_bad_config");
+    char cfg[4300];
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    make_tiny(dir);
+    edit_file(cfg, "\"hidden_size\": 64", "\"hidden_size\": 64,,");
+    expect_refused(dir, cfg, "not valid JSON");
+    make_tiny(dir);
+    edit_file(cfg, "LlamaForCausalLM", "GPT2LMHeadModel");
+    expect_refused(dir, cfg, "architecture GPT2LMHeadModel is not supported");
+    make_tiny(dir);
+    edit_file(cfg, "\"float32\"", "\"int8\"");
+    expect_refused(dir, cfg, "torch_dtype");
+    make_tiny(dir);
+    edit_file(cfg, "\"intermediate_size\": 172", "\"intermediate_size\": 171");
+    expect_refused(dir, "model.layers.0.mlp.gate_proj.weight", "[171, 64]");
+    make_tiny(dir);
+    edit_file(cfg, "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
+    expect_refused(dir, "missing tensor", "model.layers.2.input_layernorm.weight");
+    make_tiny(dir);
+    edit_file(cfg, "\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true");
+    expect_refused(dir, "unexpected tensor", "lm_head.weight");
+    make_tiny(dir);
+    edit_file(cfg, "\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"yarn\"}");
+    expect_refused(dir, cfg, "yarn");
+    make_tiny(dir);
+    edit_file(cfg, "\"vocab_size\": 512", "\"vocab_size\": \"512\"");
+    expect_refused(dir, cfg, "\"vocab_size\"");
+    unlink(cfg);
+    expect_refused(dir, dir, "no config.json");
+    test_remove_dir(dir);
+}
+
+static void test_hf_refuses_bad_weights(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir("hf_bad_weights");
+    char st[4300], idx[4300];
+    snprintf(st, sizeof st, "%s/model.safetensors", dir);
+    snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", dir);
+    make_tiny(dir);
+    size_t n;
+    unsigned char *good = test_read_file(st, &n);
+    test_write_file(st, good, n - 4); /* truncated: the last tensor ends past the file */
+    expect_refused(dir, st, "lm_head.weight");
+    test_write_file(st, good, 6);
+    expect_refused(dir, st, "too short");
+    unsigned char *big = malloc(n);
+    memcpy(big, good, n);
+    big[6] = 1; /* header length 2^48 */
+    test_write_file(st, big, n);
+    expect_refused(dir, st, "larger than the file");
+    test_write_file(st, good, n);
+    edit_file(st, "\"dtype\":\"F32\"", "\"dtype\":\"F64\"");
+    expect_refused(dir, "model.embed_tokens.weight", "dtype F64 is not supported");
+    test_write_file(st, good, n);
+    edit_file(st, "\"shape\":[512,64]", "\"shape\":[512,63]");
+    expect_refused(dir, "model.embed_tokens.weight", "shape x F32 needs");
+    test_write_file(st, good, n);
+    edit_file(st, "{\"model.embed", "[\"model.embed");
+    expect_refused(dir, st, "not valid JSON");
+    test_write_file(st, good, n);
+    unlink(st);
+    expect_refused(dir, dir, "neither model.safetensors");
+    /* sharded: an index naming a missing shard, then a complete index */
+    test_write_textf(idx, "{\"weight_map\": {\"model.embed_tokens.weight\": "
+                          "\"model-00001-of-00002.safetensors\"}}");
+    expect_refused(dir, idx, "model-00001-of-00002.safetensors, which is missing");
+    test_write_textf(idx, "{\"weight_map\": {\"x\": \"../model.safetensors\"}}");
+    expect_refused(dir, idx, "weight_map.x");
+    test_write_file(st, good, n);
+    test_write_textf(idx, "{\"weight_map\": {\"model.embed_tokens.weight\": "
+                          "\"model.safetensors\"}}");
+    expect_refused(dir, "model.layers.0.input_layernorm.weight", "is not in");
+    free(big);
+    free(good);
+    test_remove_dir(dir);
+}
+
+/* Overlapping tensors and headers parsed without a directory. */
+static void test_safetensors_overlap(void **state)
+{
+    (void)state;
+    const char *h = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                    "\"b\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[6,10]}}";
+    size_t hn = strlen(h), n = 8 + hn + 12;
+    unsigned char *buf = calloc(n, 1);
+    buf[0] = (unsigned char)hn;
+    memcpy(buf + 8, h, hn);
+    gq_st_file f;
+    gq_error err = {{0}};
+    assert_int_equal(gq_st_parse("x.safetensors", buf, n, &f, &err), -1);
+    assert_non_null(strstr(err.msg, "tensors a and b overlap"));
+    memcpy(buf + 8 + hn - 8, "[8,12]}}", 8);
+    assert_int_equal(gq_st_parse("x.safetensors", buf, n, &f, &err), 0);
+    assert_int_equal(f.n, 2);
+    gq_st_close(&f);
+    free(buf);
+}
+
+const struct CMUnitTest model_hf_tests[] = {
+    cmocka_unit_test(test_hf_stories260k),
+    cmocka_unit_test(test_hf_tinystories3m),
+    cmocka_unit_test(test_hf_refuses_bad_configs),
+    cmocka_unit_test(test_hf_refuses_bad_weights),
+    cmocka_unit_test(test_safetensors_overlap),
+};
+const size_t model_hf_tests_n = sizeof model_hf_tests / sizeof model_hf_tests[0];
