@@ -99,6 +99,97 @@ static void test_hf_tinystories3m(void **state)
     roundtrip("models/tinystories-3M/tinystories-3M.bin");
 }
 
+/* ---- the four families on hand-built fixtures ------------------------------------------- */
+
+/* Tiny synthetic models exercising every architecture field. Their expected logits
+ * (tests/data/hf/<name>.logits: positions FIX_POS, every vocabulary entry) were computed once
+ * by an independent float32 PyTorch implementation of transformers' semantics (rotate-half
+ * RoPE, rope_scaling, biases, q/k norms, sliding-window mask) reading the directory this test
+ * writes (GQ_HF_FIXTURE_OUT=DIR keeps a copy there). */
+#define FIX_T 40
+#define FIX_VOCAB 128
+static const int fix_pos[] = {0, 13, 39};
+
+static gq_config fixture_cfg(const char *name)
+{
+    gq_config c = {.dim = 64, .hidden_dim = 96, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
+                   .vocab_size = FIX_VOCAB, .seq_len = 64};
+    if (strcmp(name, "llama") == 0) { /* head_dim 32 (q 128 wide), all biases, llama3 RoPE */
+        c.family = GQ_FAMILY_LLAMA, c.head_dim = 32, c.norm_eps = 1e-6f;
+        c.rope_theta = 500000.0f, c.bias_mask = (1u << GQ_N_LINEAR) - 1;
+        c.rope_scaling = (gq_rope_scaling){GQ_ROPE_LLAMA3, 8.0f, 1.0f, 4.0f, 16};
+    } else if (strcmp(name, "mistral") == 0) { /* sliding window 12 < 40 tokens, MQA */
+        c.family = GQ_FAMILY_MISTRAL, c.n_kv_heads = 1, c.sliding_window = 12;
+        c.norm_eps = 1e-5f, c.rope_theta = 10000.0f;
+    } else if (strcmp(name, "qwen2") == 0) { /* q/k/v biases, tied, linear RoPE scaling */
+        c.family = GQ_FAMILY_QWEN2, c.bias_mask = 7u, c.shared_classifier = true;
+        c.norm_eps = 1e-6f, c.rope_theta = 1000000.0f;
+        c.rope_scaling = (gq_rope_scaling){.kind = GQ_ROPE_LINEAR, .factor = 2.0f};
+    } else { /* qwen3: head_dim 32 independent of 64 / 4, q/k norms, tied */
+        c.family = GQ_FAMILY_QWEN3, c.head_dim = 32, c.qk_norm = true;
+        c.shared_classifier = true, c.norm_eps = 1e-6f, c.rope_theta = 1000000.0f;
+    }
+    return c;
+}
+
+static float *read_expected(const char *name)
+{
+    char rel[64];
+    snprintf(rel, sizeof rel, "hf/%s.logits", name);
+    size_t n;
+    char *text = test_read_file(test_data_path(rel), &n);
+    size_t want = sizeof fix_pos / sizeof fix_pos[0] * FIX_VOCAB;
+    float *v = malloc(want * sizeof *v);
+    char *p = text;
+    for (size_t i = 0; i < want; i++) {
+        char *end;
+        v[i] = strtof(p, &end);
+        assert_true(end != p);
+        p = end;
+    }
+    free(text);
+    return v;
+}
+
+static void check_family(const char *name)
+{
+    gq_error err = {{0}};
+    gq_config c = fixture_cfg(name);
+    gq_model syn, m;
+    assert_int_equal(gq_model_synth_config(&c, 7, &syn, &err), 0);
+    char *dir = test_tmpdir("hf_family");
+    const char *keep = getenv("GQ_HF_FIXTURE_OUT");
+    char kept[4200];
+    snprintf(kept, sizeof kept, "%s/%s", keep ? keep : "", name);
+    assert_int_equal(gq_model_save_hf(&syn, keep ? kept : dir, GQ_ST_F32, NULL, &err), 0);
+    assert_int_equal(gq_model_save_hf(&syn, dir, GQ_ST_F32, NULL, &err), 0);
+    assert_int_equal(gq_model_load(dir, &m, &err), 0);
+    assert_memory_equal(m.heap, syn.heap, syn.heap_floats * sizeof(float));
+    float *pre = malloc((size_t)2 * FIX_T * FIX_VOCAB * 4), *ref = malloc(FIX_T * FIX_VOCAB * 4);
+    logits_of(&m, 2, FIX_T, pre, ref);
+    float *want = read_expected(name);
+    for (size_t i = 0; i < sizeof fix_pos / sizeof fix_pos[0]; i++)
+        for (int v = 0; v < FIX_VOCAB; v++) {
+            double w = want[i * FIX_VOCAB + v], tol = 1e-4 * (1 + fabs(w));
+            size_t at = (size_t)fix_pos[i] * FIX_VOCAB + (size_t)v;
+            if (!(fabs(ref[at] - w) <= tol && fabs(pre[at] - w) <= tol))
+                fail_msg("%s: position %d token %d: reference %.7g, batched %.7g, PyTorch %.7g",
+                         name, fix_pos[i], v, (double)ref[at], (double)pre[at], w);
+        }
+    free(want), free(pre), free(ref);
+    gq_model_free(&m);
+    gq_model_free(&syn);
+    test_remove_dir(dir);
+}
+
+static void test_hf_families(void **state)
+{
+    (void)state;
+    const char *names[] = {"llama", "mistral", "qwen2", "qwen3"};
+    for (int i = 0; i < 4; i++)
+        check_family(names[i]);
+}
+
 /* ---- malformed input --------------------------------------------------------------------- */
 
 static void expect_refused(const char *dir, const char *n1, const char *n2)
@@ -245,6 +336,7 @@ static void test_safetensors_overlap(void **state)
 const struct CMUnitTest model_hf_tests[] = {
     cmocka_unit_test(test_hf_stories260k),
     cmocka_unit_test(test_hf_tinystories3m),
+    cmocka_unit_test(test_hf_families),
     cmocka_unit_test(test_hf_refuses_bad_configs),
     cmocka_unit_test(test_hf_refuses_bad_weights),
     cmocka_unit_test(test_safetensors_overlap),
