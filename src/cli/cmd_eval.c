@@ -87,11 +87,13 @@ static const char *baseline_name(const eval_args *a)
 }
 
 static void print_json(const eval_args *a, const char *model_path, const char *tok_path,
-                       const gq_dataset *ds, const gq_eval_result *r)
+                       const cli_model_prov *prov, const gq_dataset *ds,
+                       const gq_eval_result *r)
 {
     json_t *o = json_object();
     json_object_set_new(o, "model", json_string(model_path));
     json_object_set_new(o, "tokenizer", json_string(tok_path));
+    cli_model_prov_json(o, prov);
     json_object_set_new(o, "data", json_string(ds->path));
     json_object_set_new(o, "data_sha256", json_string(ds->sha256));
     json_object_set_new(o, "data_bytes", json_integer((json_int_t)ds->text_bytes));
@@ -111,12 +113,12 @@ static void print_json(const eval_args *a, const char *model_path, const char *t
     json_decref(o);
 }
 
-static void print_text(const eval_args *a, const char *model_path, const char *tok_path,
-                       const gq_dataset *ds, const gq_eval_result *r)
+static void print_text(const eval_args *a, const gq_model *m, const char *model_path,
+                       const char *tok_path, const cli_model_prov *prov, const gq_dataset *ds,
+                       const gq_eval_result *r)
 {
     int first = r->protocol == GQ_PPL_LLAMACPP ? r->ctx / 2 : 0;
-    printf("model       %s\n", model_path);
-    printf("tokenizer   %s\n", tok_path);
+    cli_print_model_lines(m, model_path, tok_path, prov);
     printf("data        %s (%zu bytes, %zu tokens with one BOS)\n", ds->path, ds->text_bytes,
            ds->n_tokens);
     printf("sha256      %s\n", ds->sha256);
@@ -203,10 +205,13 @@ int cmd_eval(int argc, char **argv)
     }
     if (base_out && gq_eval_baseline_save(base_out, a.save_baseline, &err) != 0)
         goto fail;
+    cli_model_prov prov;
+    if (cli_model_provenance(model_path, tok_path, &prov, &err) != 0)
+        goto fail;
     if (a.json)
-        print_json(&a, model_path, tok_path, &ds, &r);
+        print_json(&a, model_path, tok_path, &prov, &ds, &r);
     else
-        print_text(&a, model_path, tok_path, &ds, &r);
+        print_text(&a, &m, model_path, tok_path, &prov, &ds, &r);
     status = GQ_EXIT_OK;
     goto done;
 fail:

@@ -19,7 +19,9 @@
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
 #include "methods/gq_pipeline.h"
+#include "model/gq_hf.h"
 #include "model/gq_model.h"
+#include "gq_version.h"
 #include "text/gq_dataset.h"
 #include "text/gq_tokenizer.h"
 
@@ -27,7 +29,7 @@ static const char *CMD = "quantize";
 
 typedef struct {
     char model[CLI_PATH_MAX], tokenizer[CLI_PATH_MAX], calib[CLI_PATH_MAX];
-    const char *method, *format, *out, *propagate;
+    const char *method, *format, *out, *propagate, *out_format, *dtype;
     json_t *fmt_params, *method_params;
     cli_list rules;
     long n_calib, calib_ctx, eval_windows, eval_ctx, threads;
@@ -81,9 +83,16 @@ static int parse(int argc, char **argv, q_args *a)
                 "(default: the method's reference choice)", .choices = "fp|quantized"),
         CLI_OPT("threads", "N", CLI_INT, &a->threads,
                 "threads (default: OMP_NUM_THREADS or all cores)", .min = 1, .max = 4096),
-        CLI_OPT("out", "Q.bin", CLI_OUT, &a->out,
-                "output checkpoint, written atomically (checked writable first;\n"
-                "methods that leave explicit transforms are refused)", .required = true),
+        CLI_OPT("out", "Q.bin", CLI_STR, &a->out,
+                "output checkpoint (a directory with --out-format hf), written\n"
+                "atomically (checked writable first; methods that leave explicit\n"
+                "transforms are refused)", .required = true),
+        CLI_OPT("out-format", "F", CLI_CHOICE, &a->out_format,
+                "llama2c (fp32 checkpoint) or hf (config.json with a\n"
+                "quantization_config + model.safetensors)", .def = "llama2c",
+                .choices = "llama2c|hf"),
+        CLI_OPT("dtype", "D", CLI_CHOICE, &a->dtype,
+                "safetensors dtype of --out-format hf", .def = "f32", .choices = "f32|f16|bf16"),
         CLI_OPT("json", NULL, CLI_FLAG, &a->json, "print the report as one JSON object"),
     };
     const cli_spec spec = {
@@ -308,11 +317,61 @@ static int build_plan(const q_args *a, gq_quant_plan *plan, gq_tensor_rule *rule
     return 0;
 }
 
+static bool hf_out(const q_args *a) { return strcmp(a->out_format, "hf") == 0; }
+
+/* The output is checked before any work: writable, and a llama2.c checkpoint only for a
+ * model it can hold. */
+static int check_output(const q_args *a, const gq_model *m, gq_error *err)
+{
+    if (hf_out(a))
+        return gq_check_dir_writable("--out", a->out, err);
+    if (gq_check_writable("--out", a->out, err))
+        return -1;
+    if (!gq_model_llama2c_compatible(&m->cfg))
+        return gq_fail(err, "--out: a %s model with this configuration cannot be a llama2.c "
+                            "checkpoint; use --out-format hf", gq_family_name(m->cfg.family));
+    return 0;
+}
+
+/* quantization_config of an HF export: method, format, rules, propagation, gq-bench version. */
+static char *quant_config(const gq_quant_plan *p)
+{
+    json_t *rules = json_array();
+    for (int i = 0; i < p->n_rules; i++)
+        json_array_append_new(rules, json_pack("{s:s,s:o}", "pattern", p->rules[i].pattern,
+                                               "format", p->rules[i].keep_fp
+                                                             ? json_string("fp")
+                                                             : gq_quantizer_to_json(
+                                                                   &p->rules[i].quantizer)));
+    json_t *o = json_pack("{s:s,s:o,s:o,s:o,s:s,s:s,s:s}", "quant_method", "gq-bench",
+                          "method", gq_method_cfg_to_json(&p->method), "format",
+                          gq_quantizer_to_json(&p->quantizer), "rules", rules, "propagate",
+                          propagate_name(p), "gq_bench_version", GQ_VERSION,
+                          "gq_bench_revision", GQ_VCS_REVISION);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s;
+}
+
+static int save_output(const q_args *a, const gq_quant_plan *p, const gq_model *out,
+                       gq_error *err)
+{
+    if (!hf_out(a))
+        return gq_model_save(out, a->out, err);
+    char *qc = quant_config(p);
+    if (!qc)
+        return gq_fail(err, "--out: out of memory");
+    int rc = gq_model_save_hf(out, a->out, gq_st_dtype_parse(a->dtype), qc, err);
+    free(qc);
+    return rc;
+}
+
 /* The run's result on stdout: one JSON object (--json) or the text report. ds: the calibration
  * text, NULL when none was used. */
-static void print_result(const q_args *a, const gq_quant_plan *plan, const gq_quant_report *rep,
-                         const calib_choice *cal, const gq_dataset *ds, const char *model_path,
-                         const char *tok_path, double secs)
+static void print_result(const q_args *a, const gq_model *m, const gq_quant_plan *plan,
+                         const gq_quant_report *rep, const calib_choice *cal,
+                         const gq_dataset *ds, const char *model_path, const char *tok_path,
+                         double secs)
 {
     char label[96];
     gq_quantizer_label(&plan->quantizer, label, sizeof label);
@@ -320,12 +379,21 @@ static void print_result(const q_args *a, const gq_quant_plan *plan, const gq_qu
         json_t *o = report_json(rep, plan, model_path, tok_path, ds, cal->first, cal->offsets,
                                 a->out);
         json_object_set_new(o, "seconds", json_real(secs));
+        cli_model_prov prov;
+        gq_error perr = {{0}};
+        if (cli_model_provenance(model_path, tok_path, &prov, &perr) == 0)
+            cli_model_prov_json(o, &prov);
         char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
         printf("%s\n", s);
         free(s);
         json_decref(o);
     } else {
-        printf("model       %s\n", model_path);
+        cli_model_prov prov;
+        gq_error perr = {{0}};
+        if (cli_model_provenance(model_path, tok_path, &prov, &perr) == 0)
+            cli_print_model_lines(m, model_path, tok_path, &prov);
+        else
+            printf("model       %s (%s)\n", model_path, perr.msg);
         printf("method      %s", a->method);
         json_t *mj = gq_method_cfg_to_json(&plan->method);
         char *ms = json_dumps(mj, JSON_COMPACT);
@@ -341,7 +409,8 @@ static void print_result(const q_args *a, const gq_quant_plan *plan, const gq_qu
         printf("propagate   %s block outputs feed the next block; %d threads\n",
                propagate_name(plan), gq_threads_get());
         printf("blas        %s\n", gq_blas_description());
-        printf("output      %s (fake-quantized fp32 llama2.c checkpoint), %.2f s\n\n", a->out, secs);
+        printf("output      %s (fake-quantized, %s), %.2f s\n\n", a->out,
+               hf_out(a) ? "HF directory" : "fp32 llama2.c checkpoint", secs);
         print_report(rep, label);
     }
 }
@@ -376,7 +445,8 @@ int cmd_quantize(int argc, char **argv)
     if (build_plan(&a, &plan, rules, &n_rules, &err))
         goto done;
     if (cli_load_model(a.model, a.tokenizer, &m, &tok, model_path, tok_path, sizeof model_path,
-                       &err))
+                       &err) ||
+        check_output(&a, &m, &err))
         goto done;
     /* Calibration windows are loaded for every method (RTN too) so that every report measures
      * reconstruction errors on the same inputs. */
@@ -393,9 +463,10 @@ int cmd_quantize(int argc, char **argv)
         goto done;
     have_report = true;
     double secs = gq_now() - t0;
-    if (gq_model_save(&out, a.out, &err))
+    if (save_output(&a, &plan, &out, &err))
         goto done;
-    print_result(&a, &plan, &rep, &cal, calib_tokens ? &ds : NULL, model_path, tok_path, secs);
+    print_result(&a, &m, &plan, &rep, &cal, calib_tokens ? &ds : NULL, model_path, tok_path,
+                 secs);
     status = GQ_EXIT_OK;
     goto cleanup;
 done:

@@ -161,6 +161,9 @@ int gq_model_clone(const gq_model *src, gq_model *dst, gq_error *err);
 /* Writes a llama2.c legacy checkpoint atomically. Fails if the model has explicit transforms
  * (the format cannot hold them). */
 int gq_model_save(const gq_model *m, const char *path, gq_error *err);
+/* A llama2.c checkpoint holds only llama2.c's architecture: eps 1e-5, RoPE theta 10000
+ * unscaled, head size dim / n_heads, no biases, q/k norms or sliding window. */
+bool gq_model_llama2c_compatible(const gq_config *c);
 /* The same in the versioned fp32 format ("ak42", version 1). */
 int gq_model_save_v1(const gq_model *m, const char *path, gq_error *err);
 void gq_model_free(gq_model *m);

@@ -44,6 +44,8 @@ int gq_st_open(const char *path, gq_st_file *f, gq_error *err);
 void gq_st_close(gq_st_file *f);
 
 const char *gq_st_dtype_name(gq_st_dtype d);
+/* "f32", "f16" or "bf16" (the command-line names); anything else is F32. */
+gq_st_dtype gq_st_dtype_parse(const char *s);
 size_t gq_st_dtype_size(gq_st_dtype d);
 /* Element i of tensor t as float (F16/BF16 widened exactly). */
 void gq_st_to_f32(const gq_st_tensor *t, float *out, size_t first, size_t n);

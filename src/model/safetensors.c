@@ -27,6 +27,11 @@ const char *gq_st_dtype_name(gq_st_dtype d)
     return (unsigned)d < 3 ? dtypes[d].name : "?";
 }
 
+gq_st_dtype gq_st_dtype_parse(const char *s)
+{
+    return strcmp(s, "bf16") == 0 ? GQ_ST_BF16 : strcmp(s, "f16") == 0 ? GQ_ST_F16 : GQ_ST_F32;
+}
+
 size_t gq_st_dtype_size(gq_st_dtype d)
 {
     return (unsigned)d < 3 ? dtypes[d].bytes : 0;
