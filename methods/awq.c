@@ -29,4 +29,8 @@ const gq_method gq_method_awq = {
     .needs_calibration = awq_needs_calibration,
     .propagate = GQ_PROPAGATE_FP,
     .quantize_block = awq_block,
+    .families = "every family: the bias of a linear whose output rows are divided by "
+                "s (v before o, up before down) is divided too; q/k norms act after the "
+                "scaled q/k products and are untouched; v->o is skipped when v and o's "
+                "input differ in width (GQA, head_dim)",
 };

@@ -145,4 +145,6 @@ const gq_method gq_method_gptq = {
     .needs_calibration = gptq_needs_calibration,
     .propagate = GQ_PROPAGATE_QUANTIZED,
     .quantize_block = gptq_block,
+    .families = "every family: biases are ignored (the Hessian is of the inputs; "
+                "biases stay fp32), as are q/k norms; o_proj's Hessian is q_dim wide",
 };

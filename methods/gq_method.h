@@ -87,6 +87,9 @@ struct gq_method {
     /* Whether the method leaves explicit input transforms in the model (NULL: never); a
      * llama2.c checkpoint cannot hold them, so `quantize --out` refuses such a plan up front. */
     bool (*adds_transforms)(const void *params);
+    /* How the method treats the parts Hugging Face families add (biases, q/k norms, head_dim,
+     * RoPE variants), shown by `gq-bench list methods` (NULL: not stated). */
+    const char *families;
 };
 
 /* Runs the block on ctx->x (copied, not modified) with the working weights `w`, or, when

@@ -32,6 +32,8 @@ static void list_methods(void)
     for (int i = 0; i < n; i++) {
         printf("\n  %s: %s%s\n", gq_method_name(all[i]), gq_method_summary(all[i]),
                gq_method_needs_calibration(all[i]) ? " (needs calibration)" : "");
+        if (gq_method_families(all[i]))
+            printf("    families: %s\n", gq_method_families(all[i]));
         const gq_param_spec *ps = gq_method_params(all[i]);
         if (gq_params_count(ps) == 0)
             printf("    (no parameters)\n");
