@@ -333,7 +333,78 @@ static void test_safetensors_overlap(void **state)
     free(buf);
 }
 
+/* ---- the commands ----------------------------------------------------------------------- */
+
+static char cli_out[65536], cli_err[8192];
+
+/* The value after `key` on its line of text (up to the line's end), copied into v. */
+static void line_value(const char *text, const char *key, char *v, size_t n)
+{
+    const char *p = strstr(text, key);
+    if (!p)
+        fail_msg("'%s' not in:\n%s", key, text);
+    p += strlen(key);
+    size_t len = strcspn(p, "\n");
+    snprintf(v, n, "%.*s", (int)len, p);
+}
+
+/* export writes an HF directory that info describes and eval scores exactly like the
+ * llama2.c file; quantize --out-format hf writes a quantization_config; bad directories exit 2
+ * naming the problem; an experiment takes the directory as $.model.path. */
+static void test_hf_commands(void **state)
+{
+    (void)state;
+    char model[4200], tok[4200], text[4200];
+    test_stories_files_or_skip(model, tok, text, sizeof model);
+    char *dir = test_tmpdir("hf_cli"), *qdir = test_tmpdir("hf_cli_q"), *bad = test_tmpdir("hf_x");
+    assert_int_equal(test_run_clif(cli_out, sizeof cli_out, cli_err, sizeof cli_err,
+                                   "export --model '%s' --out '%s'", model, dir), 0);
+    assert_int_equal(test_run_clif(cli_out, sizeof cli_out, cli_err, sizeof cli_err,
+                                   "info --model '%s'", dir), 0);
+    test_contains_all(cli_out, "LlamaForCausalLM", "config.json sha256", "dim 64", "tied", NULL);
+    char ppl_file[256], ppl_dir[256];
+    const char *eval = "eval --model '%s' --tokenizer '%s' --data '%s' --max-windows 2";
+    assert_int_equal(test_run_clif(cli_out, sizeof cli_out, cli_err, sizeof cli_err, eval, model,
+                                   tok, text), 0);
+    line_value(cli_out, "PPL", ppl_file, sizeof ppl_file);
+    assert_int_equal(test_run_clif(cli_out, sizeof cli_out, cli_err, sizeof cli_err, eval, dir,
+                                   tok, text), 0);
+    line_value(cli_out, "PPL", ppl_dir, sizeof ppl_dir);
+    assert_string_equal(ppl_file, ppl_dir);
+    test_contains_all(cli_out, "config.json sha256", "weights sha256", NULL);
+    assert_int_equal(test_run_clif(cli_out, sizeof cli_out, cli_err, sizeof cli_err,
+                                   "quantize --model '%s' --tokenizer '%s' --method rtn --format "
+                                   "q8_0 --calib-data '%s' --n-calib 2 --calib-ctx 32 "
+                                   "--out-format hf --dtype bf16 --out '%s'", dir, tok, text,
+                                   qdir), 0);
+    char cfg[4300];
+    snprintf(cfg, sizeof cfg, "%s/config.json", qdir);
+    size_t n;
+    char *c = test_read_file(cfg, &n);
+    test_contains_all(c, "\"quantization_config\"", "\"quant_method\": \"gq-bench\"",
+                      "\"q8_0\"", "\"gq_bench_version\"", "bfloat16", NULL);
+    free(c);
+    assert_int_equal(test_run_clif(cli_out, sizeof cli_out, cli_err, sizeof cli_err,
+                                   "info --model '%s'", bad), 2);
+    test_contains_all(cli_err, "without config.json", NULL);
+    assert_int_equal(test_run_clif(cli_out, sizeof cli_out, cli_err, sizeof cli_err,
+                                   "export --model '%s' --out '%s' --dtype f64", dir, bad), 2);
+    char exp[4300];
+    snprintf(exp, sizeof exp, "%s/e.json", bad);
+    test_write_textf(exp, "{\"model\": {\"path\": \"%s\", \"tokenizer\": \"%s\"}, "
+                          "\"eval\": {\"text\": \"%s\", \"max_windows\": 2}, "
+                          "\"methods\": [{\"method\": \"rtn\", \"format\": \"q8_0\"}]}",
+                     dir, tok, text);
+    assert_int_equal(test_run_clif(cli_out, sizeof cli_out, cli_err, sizeof cli_err,
+                                   "run --dry-run '%s'", exp), 0);
+    unlink(exp);
+    test_remove_dir(dir);
+    test_remove_dir(qdir);
+    test_remove_dir(bad);
+}
+
 const struct CMUnitTest model_hf_tests[] = {
+    cmocka_unit_test(test_hf_commands),
     cmocka_unit_test(test_hf_stories260k),
     cmocka_unit_test(test_hf_tinystories3m),
     cmocka_unit_test(test_hf_families),
