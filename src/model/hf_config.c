@@ -154,8 +154,10 @@ static int parse_family_fields(const cfg_reader *r, gq_config *c)
     if (mlp_bias && c->family == GQ_FAMILY_LLAMA)
         c->bias_mask |= 1u << GQ_LIN_GATE | 1u << GQ_LIN_UP | 1u << GQ_LIN_DOWN;
     c->qk_norm = c->family == GQ_FAMILY_QWEN3;
+    /* MistralConfig's default window is 4096 when the key is absent; null means none */
+    bool absent = !json_object_get(r->root, "sliding_window");
     if (c->family == GQ_FAMILY_MISTRAL &&
-        get_int(r, "sliding_window", 0, 1 << 24, &c->sliding_window))
+        get_int(r, "sliding_window", absent ? 4096 : 0, 1 << 24, &c->sliding_window))
         return -1;
     return 0;
 }

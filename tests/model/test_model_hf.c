@@ -237,30 +237,27 @@ static void test_hf_refuses_bad_configs(void **state)
     char *dir = test_tmpdir("hf_bad_config");
     char cfg[4300];
     snprintf(cfg, sizeof cfg, "%s/config.json", dir);
-    make_tiny(dir);
-    edit_file(cfg, "\"hidden_size\": 64", "\"hidden_size\": 64,,");
-    expect_refused(dir, cfg, "not valid JSON");
-    make_tiny(dir);
-    edit_file(cfg, "LlamaForCausalLM", "GPT2LMHeadModel");
-    expect_refused(dir, cfg, "architecture GPT2LMHeadModel is not supported");
-    make_tiny(dir);
-    edit_file(cfg, "\"float32\"", "\"int8\"");
-    expect_refused(dir, cfg, "torch_dtype");
-    make_tiny(dir);
-    edit_file(cfg, "\"intermediate_size\": 172", "\"intermediate_size\": 171");
-    expect_refused(dir, "model.layers.0.mlp.gate_proj.weight", "[171, 64]");
-    make_tiny(dir);
-    edit_file(cfg, "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
-    expect_refused(dir, "missing tensor", "model.layers.2.input_layernorm.weight");
-    make_tiny(dir);
-    edit_file(cfg, "\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true");
-    expect_refused(dir, "unexpected tensor", "lm_head.weight");
-    make_tiny(dir);
-    edit_file(cfg, "\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"yarn\"}");
-    expect_refused(dir, cfg, "yarn");
-    make_tiny(dir);
-    edit_file(cfg, "\"vocab_size\": 512", "\"vocab_size\": \"512\"");
-    expect_refused(dir, cfg, "\"vocab_size\"");
+    /* each edit of a good config.json, and what the refusal names (NULL: the file) */
+    static const struct {
+        const char *from, *to, *n1, *n2;
+    } edits[] = {
+        {"\"hidden_size\": 64", "\"hidden_size\": 64,,", NULL, "not valid JSON"},
+        {"LlamaForCausalLM", "GPT2LMHeadModel", NULL, "architecture GPT2LMHeadModel is not"},
+        {"\"float32\"", "\"int8\"", NULL, "torch_dtype"},
+        {"\"intermediate_size\": 172", "\"intermediate_size\": 171",
+         "model.layers.0.mlp.gate_proj.weight", "[171, 64]"},
+        {"\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3", "missing tensor",
+         "model.layers.2.input_layernorm.weight"},
+        {"\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true",
+         "unexpected tensor", "lm_head.weight"},
+        {"\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"yarn\"}", NULL, "yarn"},
+        {"\"vocab_size\": 512", "\"vocab_size\": \"512\"", NULL, "\"vocab_size\""},
+    };
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        make_tiny(dir);
+        edit_file(cfg, edits[i].from, edits[i].to);
+        expect_refused(dir, edits[i].n1 ? edits[i].n1 : cfg, edits[i].n2);
+    }
     unlink(cfg);
     expect_refused(dir, dir, "no config.json");
     test_remove_dir(dir);
