@@ -138,6 +138,14 @@ static int train_spec(const gq_config *cfg, int layer, const gq_quantizer *const
 static int aq_check_layer(const void *params, const gq_config *cfg, int layer,
                           const gq_quantizer *const quant[GQ_N_LINEAR], gq_error *err)
 {
+    /* the block gradients (src/grad) model llama2.c's block: no biases, no q/k norms (its v->o
+     * transform would have to commute with them), head size dim / n_heads, eps 1e-5, RoPE
+     * theta 10000 unscaled, full causal attention */
+    if (!gq_model_llama2c_compatible(cfg))
+        return gq_fail(err, "layers.%d: affinequant: a %s block with biases, q/k norms, "
+                            "head_dim, eps, RoPE or sliding window other than llama2.c's is not "
+                            "supported (its transforms are trained through llama2.c's block)",
+                       layer, gq_family_name(cfg->family));
     gq_lwc_spec spec;
     return train_spec(cfg, layer, quant, params, &spec, err);
 }
@@ -235,4 +243,7 @@ GQ_METHOD_DEFINE(gq_method_affinequant, "affinequant",
                  "on the block output MSE", aq_params, aq_specs, .validate = aq_validate,
                  .needs_calibration = aq_needs_calibration, .adds_transforms = aq_adds_transforms,
                  .check_layer = aq_check_layer, .propagate = GQ_PROPAGATE_QUANTIZED,
-                 .needs_fp_inputs = true, .quantize_block = aq_block);
+                 .needs_fp_inputs = true, .quantize_block = aq_block,
+                 .families = "llama2.c-shaped blocks only: a plan with biases, q/k norms, "
+                             "head_dim, eps, RoPE or sliding window other than llama2.c's is refused at "
+                             "validation (the transforms are trained through llama2.c's block gradients)");

@@ -24,4 +24,8 @@ static int awq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
 GQ_METHOD_DEFINE(gq_method_awq, "awq",
                  "AWQ: activation-aware per-channel scales (alpha grid) + clipping search "
                  "(llm-awq)", awq_params, awq_specs, .needs_calibration = awq_needs_calibration,
-                 .propagate = GQ_PROPAGATE_FP, .quantize_block = awq_block);
+                 .propagate = GQ_PROPAGATE_FP, .quantize_block = awq_block,
+                 .families = "every family: the bias of a linear whose output rows are divided by "
+                             "s (v before o, up before down) is divided too; q/k norms act after the "
+                             "scaled q/k products and are untouched; v->o is skipped when v and o's "
+                             "input differ in width (GQA, head_dim)");

@@ -25,6 +25,12 @@ static const gq_linear_kind group_linears[GQ_AWQ_N_GROUPS][3] = {
 static const int group_n[GQ_AWQ_N_GROUPS] = {3, 1, 2, 1};
 static const char *const group_names[GQ_AWQ_N_GROUPS] = {"qkv", "v_o", "gate_up", "down"};
 
+/* Input width of group g's linears: hidden for down, q_dim for o (the attention output). */
+static int group_cin(const gq_config *c, gq_awq_group g)
+{
+    return g == GQ_AWQ_DOWN ? c->hidden_dim : g == GQ_AWQ_VO ? gq_q_dim(c) : c->dim;
+}
+
 /* Output of the inspected module of group g on its input x: (n, dim). */
 static void inspect(const gq_block_ctx *ctx, const gq_layer *L, gq_awq_group g, const float *x,
                     float *out)
@@ -33,7 +39,7 @@ static void inspect(const gq_block_ctx *ctx, const gq_layer *L, gq_awq_group g, 
     int n = ctx->B * ctx->T;
     switch (g) {
     case GQ_AWQ_QKV: gq_attention_forward(c, L, x, ctx->B, ctx->T, out, ctx->ws, NULL); break;
-    case GQ_AWQ_VO: gq_linear(out, x, L->w[GQ_LIN_O], n, c->dim, c->dim); break;
+    case GQ_AWQ_VO: gq_linear(out, x, L->w[GQ_LIN_O], n, gq_q_dim(c), c->dim); break;
     case GQ_AWQ_GATEUP: gq_mlp_forward(c, L, x, n, out, ctx->ws, NULL); break;
     default: gq_linear(out, x, L->w[GQ_LIN_DOWN], n, c->hidden_dim, c->dim); break;
     }
@@ -123,7 +129,7 @@ static int search_group(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_group 
 {
     const gq_config *c = ctx->cfg;
     const size_t n = (size_t)ctx->B * ctx->T;
-    int cin = g == GQ_AWQ_DOWN ? c->hidden_dim : c->dim;
+    int cin = group_cin(c, g);
     float *org = malloc(n * c->dim * sizeof *org);
     float *out = malloc(n * c->dim * sizeof *out);
     float *s = malloc((size_t)cin * sizeof *s);
@@ -193,7 +199,7 @@ done:
 void gq_awq_fold(gq_block_ctx *ctx, gq_awq_group g, const float *s)
 {
     const gq_config *c = ctx->cfg;
-    int cin = g == GQ_AWQ_DOWN ? c->hidden_dim : c->dim;
+    int cin = group_cin(c, g);
     /* previous op */
     if (g == GQ_AWQ_QKV || g == GQ_AWQ_GATEUP) {
         float *norm = g == GQ_AWQ_QKV ? ctx->w.rms_att : ctx->w.rms_ffn;
@@ -203,10 +209,13 @@ void gq_awq_fold(gq_block_ctx *ctx, gq_awq_group g, const float *s)
         gq_linear_kind prev = g == GQ_AWQ_VO ? GQ_LIN_V : GQ_LIN_UP;
         int rows, cols;
         gq_linear_shape(c, prev, &rows, &cols);
-        float *W = ctx->w.w[prev];
-        for (int r = rows - cin; r < rows; r++) /* the last len(s) rows */
+        float *W = ctx->w.w[prev], *bias = ctx->w.b[prev];
+        for (int r = rows - cin; r < rows; r++) { /* the last len(s) rows */
             for (int j = 0; j < cols; j++)
                 W[(size_t)r * cols + j] /= s[r - (rows - cin)];
+            if (bias) /* the output row is divided by s: so is its bias */
+                bias[r] /= s[r - (rows - cin)];
+        }
     }
     for (int i = 0; i < group_n[g]; i++) {
         int rows, cols;
@@ -340,9 +349,9 @@ static int group_scales(const gq_awq_params *p, gq_awq_salience_fn salience, con
         any |= ctx->quant[group_linears[g][i]] != NULL;
     if (!any)
         return 0;
-    if (g == GQ_AWQ_VO && (!p->scale_v_o || gq_kv_dim(c) != c->dim))
+    if (g == GQ_AWQ_VO && (!p->scale_v_o || gq_kv_dim(c) != gq_q_dim(c)))
         return 0; /* GQA: v_proj's outputs are not o_proj's inputs one to one */
-    int cin = g == GQ_AWQ_DOWN ? c->hidden_dim : c->dim;
+    int cin = group_cin(c, g);
     float *sx = malloc((size_t)cin * sizeof *sx);
     *scale = malloc((size_t)cin * sizeof(float));
     if (!sx || !*scale) {
@@ -376,7 +385,13 @@ static int quantize_linears(const gq_awq_params *p, gq_block_ctx *ctx, gq_block_
         if (gq_block_run(ctx, false, tr, NULL, err))
             goto done;
         ctx->t_stats += gq_now() - t0;
-        Wc = malloc((size_t)c->hidden_dim * c->dim * sizeof *Wc); /* the largest linear */
+        size_t most = 0; /* the largest linear */
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            int rows, cols;
+            gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+            most = (size_t)rows * cols > most ? (size_t)rows * cols : most;
+        }
+        Wc = malloc(most * sizeof *Wc);
         if (!Wc) {
             gq_fail(err, "layers.%d: out of memory", ctx->layer);
             goto done;

@@ -82,14 +82,15 @@ int gq_block_trace_alloc(const gq_block_ctx *ctx, gq_block_trace *tr, gq_error *
 {
     const gq_config *c = ctx->cfg;
     size_t n = (size_t)ctx->B * ctx->T;
-    float *buf = malloc(n * (3 * (size_t)c->dim + c->hidden_dim) * sizeof *buf);
+    size_t qd = (size_t)gq_q_dim(c); /* attn_ctx is (n, q_dim) */
+    float *buf = malloc(n * (2 * (size_t)c->dim + qd + c->hidden_dim) * sizeof *buf);
     if (!buf)
         return gq_fail(err, "layers.%d: out of memory for the activations of %zu tokens",
                        ctx->layer, n);
     tr->attn_in = buf;
     tr->attn_ctx = buf + n * c->dim;
-    tr->mlp_in = buf + 2 * n * c->dim;
-    tr->mlp_act = buf + 3 * n * c->dim;
+    tr->mlp_in = buf + n * (c->dim + qd);
+    tr->mlp_act = buf + n * (2 * c->dim + qd);
     return 0;
 }
 

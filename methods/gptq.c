@@ -142,4 +142,6 @@ static int gptq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
 GQ_METHOD_DEFINE(gq_method_gptq, "gptq",
                  "GPTQ: Hessian-based column-by-column rounding with error feedback (IST-DASLab)",
                  gptq_params, gptq_specs, .needs_calibration = gptq_needs_calibration,
-                 .propagate = GQ_PROPAGATE_QUANTIZED, .quantize_block = gptq_block);
+                 .propagate = GQ_PROPAGATE_QUANTIZED, .quantize_block = gptq_block,
+                 .families = "every family: biases are ignored (the Hessian is of the inputs; "
+                             "biases stay fp32), as are q/k norms; o_proj's Hessian is q_dim wide");

@@ -95,6 +95,9 @@ struct gq_method {
      * (SmoothQuant): it runs in a chain before one weight method (["smoothquant", "rtn"]),
      * never alone. */
     bool transform_only;
+    /* How the method treats the parts Hugging Face families add (biases, q/k norms, head_dim,
+     * RoPE variants), shown by `gq-bench list methods` (NULL: not stated). */
+    const char *families;
 };
 
 /* A needs_calibration for methods that always calibrate. */

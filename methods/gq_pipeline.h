@@ -30,6 +30,8 @@ int gq_method_register(const gq_method *method, gq_error *err);
 void gq_method_truncate(int n);
 const char *gq_method_name(const gq_method *m);
 const char *gq_method_summary(const gq_method *m);
+/* gq_method.families, or NULL. */
+const char *gq_method_families(const gq_method *m);
 const gq_param_spec *gq_method_params(const gq_method *m);
 bool gq_method_needs_calibration(const gq_method *m);
 

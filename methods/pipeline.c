@@ -161,6 +161,10 @@ static int block_alloc(const gq_config *c, const gq_layer *src, gq_block_ctx *ct
     }
     size_t dd = (size_t)c->dim * c->dim;
     total += 2 * dd; /* explicit transforms: the source's, or room for the method's */
+    gq_extra_tensor ex[GQ_MAX_EXTRAS], sx[GQ_MAX_EXTRAS];
+    int n_ex = gq_layer_extras(c, &ctx->w, ctx->layer, ex); /* biases, q/k norms */
+    for (int i = 0; i < n_ex; i++)
+        total += ex[i].n;
     s->buf = malloc(total * sizeof(float));
     if (!s->buf)
         return gq_fail(err, "layers.%d: out of memory for the block's weights", ctx->layer);
@@ -174,6 +178,10 @@ static int block_alloc(const gq_config *c, const gq_layer *src, gq_block_ctx *ct
     } while (0)
     TAKE(ctx->w.rms_att, src->rms_att, c->dim);
     TAKE(ctx->w.rms_ffn, src->rms_ffn, c->dim);
+    n_ex = gq_layer_extras(c, &ctx->w, ctx->layer, ex);
+    gq_layer_extras(c, (gq_layer *)src, ctx->layer, sx);
+    for (int i = 0; i < n_ex; i++)
+        TAKE(*ex[i].slot, *sx[i].slot, ex[i].n);
 #undef TAKE
     const float *src_tr[2] = {src->att_in_transform, src->ffn_in_transform};
     for (int i = 0; i < 2; i++) {
@@ -203,6 +211,11 @@ static int block_write(const gq_config *c, const gq_block_ctx *ctx, gq_model *ou
     gq_layer *dst = &out->layers[ctx->layer];
     memcpy(dst->rms_att, ctx->w.rms_att, (size_t)c->dim * sizeof(float));
     memcpy(dst->rms_ffn, ctx->w.rms_ffn, (size_t)c->dim * sizeof(float));
+    gq_extra_tensor ex[GQ_MAX_EXTRAS], dx[GQ_MAX_EXTRAS];
+    int n_ex = gq_layer_extras(c, (gq_layer *)&ctx->w, ctx->layer, ex);
+    gq_layer_extras(c, dst, ctx->layer, dx);
+    for (int i = 0; i < n_ex; i++) /* biases (AWQ/PRAQ scale some), q/k norms */
+        memcpy(*dx[i].slot, *ex[i].slot, ex[i].n * sizeof(float));
     size_t dd = (size_t)c->dim * c->dim;
     const float *tr[2] = {ctx->w.att_in_transform, ctx->w.ffn_in_transform};
     float *out_tr[2] = {dst->att_in_transform, dst->ffn_in_transform};
@@ -500,6 +513,17 @@ static int check_plan(const gq_model *fp, const gq_quant_plan *plan, bool *calib
     if (gq_method_cfg_needs_calibration(&plan->method) && !plan->calib_tokens)
         return gq_fail(err, "method \"%s\" needs calibration windows (n_calib x calib_ctx tokens)",
                        m->name);
+    /* what the method cannot handle (a family's block, a layer's formats) fails before work */
+    for (int l = 0; l < fp->cfg.n_layers; l++) {
+        const gq_quantizer *q[GQ_N_LINEAR];
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            char name[64];
+            gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
+            q[k] = plan_quantizer(plan, &fp->cfg, name);
+        }
+        if (gq_method_cfg_check_layer(&plan->method, &fp->cfg, l, q, err))
+            return -1;
+    }
     return *calib ? check_tokens(fp, plan, err) : 0;
 }
 

@@ -86,7 +86,10 @@ static int praq_salience(const void *user, const gq_block_ctx *ctx, const gq_blo
     const gq_config *c = ctx->cfg;
     const size_t n = (size_t)ctx->B * ctx->T;
     if (grp == GQ_AWQ_QKV || grp == GQ_AWQ_VO) {
-        gq_calib_abs_mean(grp == GQ_AWQ_QKV ? tr->attn_in : tr->attn_ctx, n, c->dim, s);
+        if (grp == GQ_AWQ_QKV)
+            gq_calib_abs_mean(tr->attn_in, n, c->dim, s);
+        else
+            gq_calib_abs_mean(tr->attn_ctx, n, gq_q_dim(c), s);
         return 0;
     }
     const int dim = c->dim, hid = c->hidden_dim;
@@ -140,4 +143,6 @@ static int praq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
 GQ_METHOD_DEFINE(gq_method_praq, "praq",
                  "PRAQ: AWQ with a risk-aware post-activation salience for the MLP", praq_params,
                  praq_specs, .needs_calibration = praq_needs_calibration,
-                 .propagate = GQ_PROPAGATE_FP, .quantize_block = praq_block);
+                 .propagate = GQ_PROPAGATE_FP, .quantize_block = praq_block,
+                 .families = "every family, as AWQ: biases of scaled output rows divided with "
+                             "them, q/k norms untouched, v->o skipped when widths differ");

@@ -62,6 +62,7 @@ void gq_method_truncate(int n) { gq_registry_truncate(&registry, n); }
 
 const char *gq_method_name(const gq_method *m) { return m->name; }
 const char *gq_method_summary(const gq_method *m) { return m->summary; }
+const char *gq_method_families(const gq_method *m) { return m->families; }
 const gq_param_spec *gq_method_params(const gq_method *m) { return m->params; }
 
 bool gq_method_needs_calibration(const gq_method *m)

@@ -33,7 +33,8 @@ static int rtn_block(const void *params, gq_block_ctx *ctx, gq_error *err)
     const gq_config *c = ctx->cfg;
     size_t n = (size_t)ctx->B * ctx->T;
     gq_block_trace tr = {0};
-    float *imat = malloc(((size_t)c->dim * 3 + c->hidden_dim) * sizeof *imat);
+    size_t qd = (size_t)gq_q_dim(c); /* width of the attention output (o_proj's input) */
+    float *imat = malloc(((size_t)c->dim * 2 + qd + c->hidden_dim) * sizeof *imat);
     int rc = -1;
     if (!imat) {
         gq_fail(err, "layers.%d: out of memory", ctx->layer);
@@ -42,10 +43,10 @@ static int rtn_block(const void *params, gq_block_ctx *ctx, gq_error *err)
     double t0 = gq_now();
     if (gq_block_trace_alloc(ctx, &tr, err) || gq_block_run(ctx, false, &tr, NULL, err))
         goto done;
-    float *im_att = imat, *im_ctx = imat + c->dim, *im_mlp = imat + 2 * c->dim,
-          *im_act = imat + 3 * c->dim;
+    float *im_att = imat, *im_ctx = imat + c->dim, *im_mlp = imat + c->dim + qd,
+          *im_act = imat + 2 * c->dim + qd;
     gq_calib_sq_mean(tr.attn_in, n, c->dim, im_att);
-    gq_calib_sq_mean(tr.attn_ctx, n, c->dim, im_ctx);
+    gq_calib_sq_mean(tr.attn_ctx, n, (int)qd, im_ctx);
     gq_calib_sq_mean(tr.mlp_in, n, c->dim, im_mlp);
     gq_calib_sq_mean(tr.mlp_act, n, c->hidden_dim, im_act);
     ctx->t_stats += gq_now() - t0;
@@ -64,4 +65,6 @@ done:
 GQ_METHOD_DEFINE(gq_method_rtn, "rtn",
                  "round-to-nearest: the format applied directly (baseline), optional imatrix",
                  rtn_params, rtn_specs, .needs_calibration = rtn_needs_calibration,
-                 .propagate = GQ_PROPAGATE_FP, .quantize_block = rtn_block);
+                 .propagate = GQ_PROPAGATE_FP, .quantize_block = rtn_block,
+                 .families = "every family: each linear rounded on its own; biases, norms and q/k "
+                             "norms stay fp32");

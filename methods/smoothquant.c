@@ -105,4 +105,7 @@ GQ_METHOD_DEFINE(gq_method_smoothquant, "smoothquant",
                  "RMSNorms and q/k/v, gate/up",
                  sq_params, sq_specs, .needs_calibration = gq_method_calibrates,
                  .propagate = GQ_PROPAGATE_FP, .transform_only = true,
-                 .quantize_block = sq_block);
+                 .quantize_block = sq_block,
+                 .families = "every family: the scales fold into the RMSNorm weights and the "
+                             "input columns of q/k/v and gate/up, so biases and q/k norms (which "
+                             "act on the outputs) are unchanged");

@@ -6,6 +6,8 @@
  * file's vocabulary; without --tokenizer, a GGUF model's own). */
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "core/gq_error.h"
 #include "model/gq_model.h"
 #include "text/gq_tokenizer.h"
@@ -14,5 +16,19 @@
  * loaded (m zeroed, *tok NULL) and err names the file. */
 int cli_load_model(const char *model_arg, const char *tok_arg, gq_model *m, gq_tokenizer **tok,
                    char *model_path, char *tok_path, size_t path_n, gq_error *err);
+
+/* Provenance of a loaded model: sha256 of an HF directory's config.json ("" for a llama2.c
+ * file), of the weights (the file, or one hash over the weight files in index order) and of
+ * the tokenizer file. */
+typedef struct cli_model_prov {
+    char config_sha[65], weights_sha[65], tok_sha[65];
+} cli_model_prov;
+int cli_model_provenance(const char *model_path, const char *tok_path, cli_model_prov *p,
+                         gq_error *err);
+/* The "model" and "tokenizer" lines of a printed header, with the family and the hashes. */
+void cli_print_model_lines(const gq_model *m, const char *model_path, const char *tok_path,
+                           const cli_model_prov *p);
+/* model_sha256, model_config_sha256 and tokenizer_sha256 members of a JSON report. */
+void cli_model_prov_json(json_t *o, const cli_model_prov *p);
 
 #endif

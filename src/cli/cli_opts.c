@@ -47,7 +47,7 @@ static void choices_text(const char *choices, char *out, size_t n)
  * before any work, naming the option. */
 static int check_in(const cli_opt *o, const char *arg, char *path, gq_error *err)
 {
-    if (o->kind == CLI_ASSET) {
+    if (o->kind == CLI_ASSET || o->kind == CLI_MODEL) {
         if (gq_asset_resolve(arg, path, CLI_PATH_MAX, err) != 0)
             return gq_fail_prefix(err, "--%s", o->name);
     } else if (snprintf(path, CLI_PATH_MAX, "%s", arg) >= CLI_PATH_MAX) {
@@ -56,6 +56,14 @@ static int check_in(const cli_opt *o, const char *arg, char *path, gq_error *err
     struct stat st;
     if (stat(path, &st) != 0)
         return gq_fail(err, "--%s %s: cannot open: %s", o->name, path, strerror(errno));
+    if (o->kind == CLI_MODEL && S_ISDIR(st.st_mode)) {
+        char cfg[CLI_PATH_MAX + 16];
+        snprintf(cfg, sizeof cfg, "%s/config.json", path);
+        if (!gq_file_exists(cfg))
+            return gq_fail(err, "--%s %s: a directory without config.json (not a Hugging "
+                                "Face model directory)", o->name, path);
+        return 0;
+    }
     if (!S_ISREG(st.st_mode))
         return gq_fail(err, "--%s %s: not a regular file%s", o->name, path,
                        S_ISDIR(st.st_mode) ? " (it is a directory)" : "");
@@ -89,6 +97,7 @@ static int set_value(const cli_spec *s, const cli_opt *o, const char *v)
         return 0;
     case CLI_IN:
     case CLI_ASSET:
+    case CLI_MODEL:
         if (check_in(o, v, (char *)o->field, &err))
             return cli_usage_error(s->cmd, "%s", err.msg);
         return 0;
@@ -132,7 +141,8 @@ static bool is_given(const cli_opt *o)
     case CLI_INT: return *(long *)o->field != 0;
     case CLI_NUM: return *(double *)o->field != 0;
     case CLI_IN:
-    case CLI_ASSET: return ((char *)o->field)[0] != '\0';
+    case CLI_ASSET:
+    case CLI_MODEL: return ((char *)o->field)[0] != '\0';
     case CLI_LIST: return ((cli_list *)o->field)->n > 0;
     case CLI_STR:
     case CLI_CHOICE:
@@ -145,7 +155,8 @@ static bool is_given(const cli_opt *o)
 
 static bool is_file(const cli_opt *o)
 {
-    return o->kind == CLI_IN || o->kind == CLI_ASSET || o->kind == CLI_OUT;
+    return o->kind == CLI_IN || o->kind == CLI_ASSET || o->kind == CLI_MODEL ||
+           o->kind == CLI_OUT;
 }
 
 /* ---- parsing --------------------------------------------------------------------------- */

@@ -22,6 +22,8 @@ typedef enum cli_kind {
     CLI_CHOICE, /* const char *: one of `choices` ("fp|quantized") */
     CLI_IN,     /* char[CLI_PATH_MAX]: an existing regular file, as given */
     CLI_ASSET,  /* char[CLI_PATH_MAX]: an existing regular file after gq_asset_resolve */
+    CLI_MODEL,  /* char[CLI_PATH_MAX]: like CLI_ASSET, or a Hugging Face model directory (one
+                   holding config.json) */
     CLI_OUT,    /* const char *: an output file, checked writable (gq_check_writable) */
     CLI_LIST,   /* cli_list: repeatable string, at most `max` values (<= CLI_LIST_MAX) */
     CLI_CALL,   /* `parse(field, value, err)` decides; its message follows "--name: " */

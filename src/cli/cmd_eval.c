@@ -42,9 +42,10 @@ static int parse(int argc, char **argv, eval_args *a)
 {
     memset(a, 0, sizeof *a);
     const cli_opt opts[] = {
-        CLI_OPT("model", "M", CLI_ASSET, a->model,
-                "llama2.c checkpoint (legacy or version 1) or llama GGUF;\n"
-                "assets: paths work", .required = true),
+        CLI_OPT("model", "M", CLI_MODEL, a->model,
+                "llama2.c checkpoint (legacy or version 1), llama GGUF, or Hugging\n"
+                "Face model directory (config.json + safetensors); assets: paths work",
+                .required = true),
         CLI_OPT("tokenizer", "T", CLI_ASSET, a->tokenizer,
                 "llama2.c tokenizer.bin matching the model's vocabulary, or a GGUF\n"
                 "file's (default for a GGUF model: its own)"),
@@ -66,7 +67,7 @@ static int parse(int argc, char **argv, eval_args *a)
         CLI_OPT("baseline", "F", CLI_IN, a->baseline,
                 "compare with a saved baseline: KL(base||model), top-1\n"
                 "agreement, delta-PPL (same data, protocol, ctx, windows)"),
-        CLI_OPT("baseline-model", "B", CLI_ASSET, a->baseline_model,
+        CLI_OPT("baseline-model", "B", CLI_MODEL, a->baseline_model,
                 "compare with checkpoint B instead, run on each batch right\n"
                 "before M (paired: the numbers of a saved baseline of B, no storage)"),
         CLI_ACT_OPTS(&a->act),
@@ -93,11 +94,13 @@ static const char *baseline_name(const eval_args *a)
 }
 
 static void print_json(const eval_args *a, const char *model_path, const char *tok_path,
-                       const gq_dataset *ds, const gq_eval_result *r, const cli_act *acts)
+                       const cli_model_prov *prov, const gq_dataset *ds,
+                       const gq_eval_result *r, const cli_act *acts)
 {
     json_t *o = json_object();
     json_object_set_new(o, "model", json_string(model_path));
     json_object_set_new(o, "tokenizer", json_string(tok_path));
+    cli_model_prov_json(o, prov);
     json_object_set_new(o, "data", json_string(ds->path));
     json_object_set_new(o, "data_sha256", json_string(ds->sha256));
     json_object_set_new(o, "data_bytes", json_integer((json_int_t)ds->text_bytes));
@@ -121,14 +124,14 @@ static void print_json(const eval_args *a, const char *model_path, const char *t
     json_decref(o);
 }
 
-static void print_text(const eval_args *a, const char *model_path, const char *tok_path,
-                       const gq_dataset *ds, const gq_eval_result *r, const cli_act *acts)
+static void print_text(const eval_args *a, const gq_model *m, const char *model_path,
+                       const char *tok_path, const cli_model_prov *prov, const gq_dataset *ds,
+                       const gq_eval_result *r, const cli_act *acts)
 {
     char act_line[512];
     cli_act_describe(acts, act_line, sizeof act_line);
     int first = r->protocol == GQ_PPL_LLAMACPP ? r->ctx / 2 : 0;
-    printf("model       %s\n", model_path);
-    printf("tokenizer   %s\n", tok_path);
+    cli_print_model_lines(m, model_path, tok_path, prov);
     printf("data        %s (%zu bytes, %zu tokens with one BOS)\n", ds->path, ds->text_bytes,
            ds->n_tokens);
     printf("sha256      %s\n", ds->sha256);
@@ -221,10 +224,13 @@ int cmd_eval(int argc, char **argv)
     }
     if (base_out && gq_eval_baseline_save(base_out, a.save_baseline, &err) != 0)
         goto fail;
+    cli_model_prov prov;
+    if (cli_model_provenance(model_path, tok_path, &prov, &err) != 0)
+        goto fail;
     if (a.json)
-        print_json(&a, model_path, tok_path, &ds, &r, &acts);
+        print_json(&a, model_path, tok_path, &prov, &ds, &r, &acts);
     else
-        print_text(&a, model_path, tok_path, &ds, &r, &acts);
+        print_text(&a, &m, model_path, tok_path, &prov, &ds, &r, &acts);
     status = GQ_EXIT_OK;
     goto done;
 fail:

@@ -15,6 +15,7 @@ typedef struct {
 
 static const export_target targets[] = {
     {"gguf", export_gguf, "GGUF v3 for llama.cpp: quantize with --method/--quant, write the codes"},
+    {"hf", export_hf, "Hugging Face directory (config.json + safetensors) of any loadable model"},
 };
 
 static void usage(FILE *f)

@@ -36,6 +36,8 @@ static void list_methods(void)
                gq_method_needs_calibration(all[i]) ? " (needs calibration)" : "",
                all[i]->transform_only ? " (transform only: chain it before a weight method)"
                                       : "");
+        if (gq_method_families(all[i]))
+            printf("    families: %s\n", gq_method_families(all[i]));
         const gq_param_spec *ps = gq_method_params(all[i]);
         if (gq_params_count(ps) == 0)
             printf("    (no parameters)\n");

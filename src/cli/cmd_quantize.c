@@ -22,7 +22,9 @@
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
 #include "methods/gq_pipeline.h"
+#include "model/gq_hf.h"
 #include "model/gq_model.h"
+#include "gq_version.h"
 #include "text/gq_dataset.h"
 #include "text/gq_tokenizer.h"
 
@@ -30,7 +32,7 @@ static const char *CMD = "quantize";
 
 typedef struct {
     char model[CLI_PATH_MAX], tokenizer[CLI_PATH_MAX], calib[CLI_PATH_MAX];
-    const char *method, *format, *out, *propagate;
+    const char *method, *format, *out, *propagate, *out_format, *dtype;
     json_t *fmt_params, *method_params;
     cli_list rules;
     long n_calib, calib_ctx, eval_windows, eval_ctx, threads;
@@ -44,10 +46,11 @@ typedef struct {
 static int parse(int argc, char **argv, q_args *a)
 {
     const cli_quantize_writer *w = a->writer;
-    const cli_opt opts[] = {
-        CLI_OPT("model", "M", CLI_ASSET, a->model,
-                "llama2.c checkpoint (legacy or version 1) or llama GGUF;\n"
-                "assets: paths work", .required = true),
+    cli_opt opts[] = {
+        CLI_OPT("model", "M", CLI_MODEL, a->model,
+                "llama2.c checkpoint (legacy or version 1), llama GGUF, or Hugging\n"
+                "Face model directory (config.json + safetensors); assets: paths work",
+                .required = true),
         CLI_OPT("tokenizer", "T", CLI_ASSET, a->tokenizer,
                 "llama2.c tokenizer.bin matching the model's vocabulary, or a GGUF\n"
                 "file's (default for a GGUF model: its own)"),
@@ -89,19 +92,33 @@ static int parse(int argc, char **argv, q_args *a)
                 "(default: the method's reference choice)", .choices = "fp|quantized"),
         CLI_OPT("threads", "N", CLI_INT, &a->threads,
                 "threads (default: OMP_NUM_THREADS or all cores)", .min = 1, .max = 4096),
-        CLI_OPT("out", w ? w->out_meta : "Q.bin", CLI_OUT, &a->out,
-                "output file, written atomically (checked writable first;\n"
-                "methods that leave explicit transforms are refused)", .required = true),
+        CLI_OPT("out", w ? w->out_meta : "Q.bin", CLI_STR, &a->out,
+                "output file (a directory with --out-format hf), written atomically\n"
+                "(checked writable first; methods that leave explicit transforms\n"
+                "are refused)", .required = true),
         CLI_OPT("json", NULL, CLI_FLAG, &a->json, "print the report as one JSON object"),
         CLI_ACT_OPTS(&a->act),
-        /* export writers only (not counted for quantize) */
+        /* quantize only (dropped for export writers) */
+        CLI_OPT("out-format", "F", CLI_CHOICE, &a->out_format,
+                "llama2c (fp32 checkpoint) or hf (config.json with a\n"
+                "quantization_config + model.safetensors)", .def = "llama2c",
+                .choices = "llama2c|hf"),
+        CLI_OPT("dtype", "D", CLI_CHOICE, &a->dtype,
+                "safetensors dtype of --out-format hf", .def = "f32", .choices = "f32|f16|bf16"),
+        /* export writers only (dropped for quantize) */
         CLI_OPT("format", "F", CLI_STR, &a->container, "the exported file's format",
                 .required = true),
         CLI_OPT("float-type", "T", CLI_CHOICE, &a->float_type,
                 "how unquantized matrices are stored", .def = "f32",
                 .choices = "f32|f16|bf16"),
     };
-    const int n_export_only = 2;
+    /* The last four options are two quantize-only, then two writer-only ones: a writer moves
+     * its two over quantize's, and either way the count drops by two. */
+    size_t n = sizeof opts / sizeof opts[0];
+    if (w) {
+        opts[n - 4] = opts[n - 2];
+        opts[n - 3] = opts[n - 1];
+    }
     cli_spec spec = {
         .cmd = w ? w->cmd : CMD,
         .about = "Quantizes every linear layer of every block with the method and format (the\n"
@@ -116,10 +133,9 @@ static int parse(int argc, char **argv, q_args *a)
                   "and KV-cache settings and the static scales calibrated on the calibration\n"
                   "windows; eval and generate apply them to Q.bin (a Q.bin.act.json left by an\n"
                   "earlier run without them is removed).\n"};
+    spec.n_opts = n - 2;
     if (w)
         spec.epilog = w->about;
-    else
-        spec.n_opts -= n_export_only;
     return cli_parse(&spec, argc, argv);
 }
 
@@ -348,11 +364,69 @@ static int build_plan(const q_args *a, gq_quant_plan *plan, gq_tensor_rule *rule
     return 0;
 }
 
+static bool hf_out(const q_args *a)
+{
+    return !a->writer && a->out_format && strcmp(a->out_format, "hf") == 0;
+}
+
+/* The output is checked before any work: writable, a llama2.c checkpoint only for a model it
+ * can hold, and activation settings only where a file beside the checkpoint can hold them. */
+static int check_output(const q_args *a, const gq_model *m, const cli_act *acts,
+                        const char *act_file, gq_error *err)
+{
+    bool has_act = acts->has_acts || acts->has_kv;
+    if (has_act && (a->writer || hf_out(a)))
+        return gq_fail(err, "--act-* / --kv-* settings are saved only beside a llama2.c "
+                            "checkpoint (quantize --out-format llama2c)");
+    if (a->writer)
+        return gq_check_writable("--out", a->out, err);
+    if (hf_out(a))
+        return gq_check_dir_writable("--out", a->out, err);
+    if (gq_check_writable("--out", a->out, err) || (has_act && gq_check_output(act_file, err)))
+        return -1;
+    if (!gq_model_llama2c_compatible(&m->cfg))
+        return gq_fail(err, "--out: a %s model with this configuration cannot be a llama2.c "
+                            "checkpoint; use --out-format hf", gq_family_name(m->cfg.family));
+    return 0;
+}
+
+/* quantization_config of an HF export: method, format, rules, propagation, gq-bench version. */
+static char *quant_config(const gq_quant_plan *p)
+{
+    json_t *rules = json_array();
+    for (int i = 0; i < p->n_rules; i++)
+        json_array_append_new(rules, json_pack("{s:s,s:o}", "pattern", p->rules[i].pattern,
+                                               "format", p->rules[i].keep_fp
+                                                             ? json_string("fp")
+                                                             : gq_quantizer_to_json(
+                                                                   &p->rules[i].quantizer)));
+    json_t *o = json_pack("{s:s,s:o,s:o,s:o,s:s,s:s,s:s}", "quant_method", "gq-bench",
+                          "method", gq_method_cfg_to_json(&p->method), "format",
+                          gq_quantizer_to_json(&p->quantizer), "rules", rules, "propagate",
+                          propagate_name(p), "gq_bench_version", GQ_VERSION,
+                          "gq_bench_revision", GQ_VCS_REVISION);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s;
+}
+
+static int save_hf(const q_args *a, const gq_quant_plan *p, const gq_model *out,
+                   gq_error *err)
+{
+    char *qc = quant_config(p);
+    if (!qc)
+        return gq_fail(err, "--out: out of memory");
+    int rc = gq_model_save_hf(out, a->out, gq_st_dtype_parse(a->dtype), qc, err);
+    free(qc);
+    return rc;
+}
+
 /* The run's result on stdout: one JSON object (--json) or the text report. ds: the calibration
  * text, NULL when none was used. */
-static void print_result(const q_args *a, const gq_quant_plan *plan, const gq_quant_report *rep,
-                         const calib_choice *cal, const gq_dataset *ds, const char *model_path,
-                         const char *tok_path, double secs, const cli_act *acts)
+static void print_result(const q_args *a, const gq_model *m, const gq_quant_plan *plan,
+                         const gq_quant_report *rep, const calib_choice *cal,
+                         const gq_dataset *ds, const char *model_path, const char *tok_path,
+                         double secs, const cli_act *acts)
 {
     char act_file[CLI_PATH_MAX + 16];
     gq_act_file_path(a->out, act_file, sizeof act_file);
@@ -363,12 +437,21 @@ static void print_result(const q_args *a, const gq_quant_plan *plan, const gq_qu
                                 a->out);
         json_object_set_new(o, "seconds", json_real(secs));
         print_act(acts, act_file, o);
+        cli_model_prov prov;
+        gq_error perr = {{0}};
+        if (cli_model_provenance(model_path, tok_path, &prov, &perr) == 0)
+            cli_model_prov_json(o, &prov);
         char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
         printf("%s\n", s);
         free(s);
         json_decref(o);
     } else {
-        printf("model       %s\n", model_path);
+        cli_model_prov prov;
+        gq_error perr = {{0}};
+        if (cli_model_provenance(model_path, tok_path, &prov, &perr) == 0)
+            cli_print_model_lines(m, model_path, tok_path, &prov);
+        else
+            printf("model       %s (%s)\n", model_path, perr.msg);
         printf("method      %s", gq_method_name(plan->method.method));
         json_t *mj = gq_method_cfg_to_json(&plan->method);
         char *ms = json_dumps(mj, JSON_COMPACT);
@@ -385,7 +468,10 @@ static void print_result(const q_args *a, const gq_quant_plan *plan, const gq_qu
                propagate_name(plan), gq_threads_get());
         printf("blas        %s\n", gq_blas_description());
         printf("output      %s (%s), %.2f s\n", a->out,
-               a->writer ? a->writer->cmd : "fake-quantized fp32 llama2.c checkpoint", secs);
+               a->writer  ? a->writer->cmd
+               : hf_out(a) ? "fake-quantized HF directory"
+                           : "fake-quantized fp32 llama2.c checkpoint",
+               secs);
         print_act(acts, act_file, NULL);
         printf("\n");
         print_report(rep, label);
@@ -416,12 +502,15 @@ static int save_quantized(const q_args *a, const gq_quant_plan *plan, gq_model *
                : 0;
 }
 
-/* The quantized model to its output: quantize's llama2.c checkpoint or the writer's file. */
+/* The quantized model to its output: quantize's llama2.c checkpoint or HF directory, or the
+ * writer's file. */
 static int write_output(const q_args *a, const gq_quant_plan *plan, const gq_model *fp,
                         gq_model *out, const gq_quant_report *rep,
                         const gq_tokenizer *tok, const char *model_path, cli_act *acts,
                         const char *act_file, gq_error *err)
 {
+    if (hf_out(a))
+        return save_hf(a, plan, out, err);
     if (!a->writer)
         return save_quantized(a, plan, out, acts, act_file, err);
     cli_quantized q = {plan, fp, out, rep, tok, model_path, a->out, a->float_type};
@@ -466,9 +555,7 @@ static int quantize_main(int argc, char **argv, const cli_quantize_writer *write
     if (cli_load_model(a.model, a.tokenizer, &m, &tok, model_path, tok_path, sizeof model_path,
                        &err) ||
         cli_act_build(&a.act, &m.cfg, true, &acts, &err) ||
-        ((acts.has_acts || acts.has_kv) && writer &&
-         gq_fail(&err, "--act-* / --kv-* settings cannot be exported by %s", writer->cmd)) ||
-        ((acts.has_acts || acts.has_kv) && gq_check_output(act_file, &err)) ||
+        check_output(&a, &m, &acts, act_file, &err) ||
         (writer && writer->check_plan && writer->check_plan(&plan, &m.cfg, &err)))
         goto done;
     /* Calibration windows are loaded for every method (RTN too) so that every report measures
@@ -488,8 +575,8 @@ static int quantize_main(int argc, char **argv, const cli_quantize_writer *write
     double secs = gq_now() - t0;
     if (write_output(&a, &plan, &m, &out, &rep, tok, model_path, &acts, act_file, &err))
         goto done;
-    print_result(&a, &plan, &rep, &cal, calib_tokens ? &ds : NULL, model_path, tok_path, secs,
-                 &acts);
+    print_result(&a, &m, &plan, &rep, &cal, calib_tokens ? &ds : NULL, model_path, tok_path,
+                 secs, &acts);
     status = GQ_EXIT_OK;
     goto cleanup;
 done:

@@ -11,6 +11,8 @@ GQ_COMMAND(eval, cmd_eval, "perplexity (full / llamacpp protocol), KL and top-1 
 GQ_COMMAND(quantize, cmd_quantize, "quantize a model with a method and a format (layer-wise pipeline), write it, report")
 GQ_COMMAND(export, cmd_export, "quantize a model and write it for another runtime (--format gguf: llama.cpp)")
 GQ_COMMAND(generate, cmd_generate, "generate text from a model (llama2.c run.c semantics, greedy by default)")
+GQ_COMMAND(info, cmd_info, "a model's family, architecture fields, sizes and file hashes")
+GQ_COMMAND(export, cmd_export, "write a model (llama2.c or HF, quantized or not) as a Hugging Face directory")
 GQ_COMMAND(synth, cmd_synth, "write a synthetic checkpoint of a real model shape (tiny, stories15M, ...)")
 GQ_COMMAND(run, cmd_run, "run an experiment file: sweep, results.csv/.h5, charts, resume")
 GQ_COMMAND(plot, cmd_plot, "redraw the charts of results/<experiment> from its results.csv")

@@ -1,4 +1,6 @@
-/* Batched causal attention: RoPE and softmax(q k^T / sqrt(hs)) v per (window, head). */
+/* Batched causal attention: RoPE and softmax(q k^T / sqrt(hs)) v per (window, head). With a
+ * sliding window W (Mistral), position t attends to keys max(0, t-W+1) .. t, as transformers'
+ * sliding-window mask: windows longer than W are evaluated exactly, not refused. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -6,12 +8,45 @@
 #include "core/gq_gemm.h"
 #include "model/attention_internal.h"
 
+/* Llama 3.1's rescaling of one frequency (transformers' _compute_llama3_parameters): wave
+ * lengths beyond original/low_freq_factor are divided by factor, those below
+ * original/high_freq_factor kept, and the band between interpolated. */
+static float llama3_freq(const gq_rope_scaling *r, float freq)
+{
+    float orig = (float)r->original_max_positions;
+    float wavelen = 2.0f * (float)M_PI / freq;
+    if (wavelen < orig / r->high_freq_factor)
+        return freq;
+    if (wavelen > orig / r->low_freq_factor)
+        return freq / r->factor;
+    float smooth = (orig / wavelen - r->low_freq_factor) /
+                   (r->high_freq_factor - r->low_freq_factor);
+    return (1.0f - smooth) * freq / r->factor + smooth * freq;
+}
+
+float gq_rope_freq(const gq_config *c, int i)
+{
+    int hs = gq_head_size(c);
+    float freq = 1.0f / powf(gq_rope_theta(c), (float)(2 * i) / (float)hs);
+    switch (c->rope_scaling.kind) {
+    case GQ_ROPE_LINEAR: return freq / c->rope_scaling.factor;
+    case GQ_ROPE_LLAMA3: return llama3_freq(&c->rope_scaling, freq);
+    default: return freq; /* plain; dynamic within seq_len (see gq_rope_kind) */
+    }
+}
+
+int gq_attention_first_key(const gq_config *c, int t)
+{
+    int w = c->sliding_window;
+    return w > 0 && t + 1 > w ? t + 1 - w : 0;
+}
+
 void gq_rope_tables(const gq_config *c, float *cos_t, float *sin_t)
 {
     int hs = gq_head_size(c), half = hs / 2;
     for (int p = 0; p < c->seq_len; p++)
         for (int i = 0; i < half; i++) {
-            float freq = 1.0f / powf(10000.0f, (float)(2 * i) / (float)hs);
+            float freq = gq_rope_freq(c, i);
             float val = (float)p * freq;
             cos_t[(size_t)p * half + i] = cosf(val);
             sin_t[(size_t)p * half + i] = sinf(val);
@@ -42,8 +77,8 @@ void gq_rope_rows(float *x, int n_rows, int T, int width, int head_size, const f
  *   row t: softmax over s <= t (s > t set to 0)             (fixed order)
  *   ctx_blk (nq, hs) = S v                                  (sgemm)
  * Only the diagonal block computes masked scores, so the work stays close to causal. */
-static void attend_task(const float *q0, const float *k0, const float *v0, float *ctx0, int T,
-                        int hs, int dim, int kv_dim, float *S)
+static void attend_task(const gq_config *c, const float *q0, const float *k0, const float *v0,
+                        float *ctx0, int T, int hs, int dim, int kv_dim, float *S)
 {
     float scale = 1.0f / sqrtf((float)hs);
     for (int t0 = 0; t0 < T; t0 += GQ_ATT_QBLOCK) {
@@ -52,18 +87,21 @@ static void attend_task(const float *q0, const float *k0, const float *v0, float
                     q0 + (size_t)t0 * dim, dim, k0, kv_dim, 0.0f, S, nk);
         for (int i = 0; i < nq; i++) {
             float *row = S + (size_t)i * nk;
-            int n = t0 + i + 1; /* keys 0 .. t0+i */
-            float mx = row[0];
-            for (int s = 1; s < n; s++)
+            int n = t0 + i + 1; /* keys lo .. t0+i (lo > 0 only with a sliding window) */
+            int lo = gq_attention_first_key(c, t0 + i);
+            float mx = row[lo];
+            for (int s = lo + 1; s < n; s++)
                 mx = row[s] > mx ? row[s] : mx;
             float sum = 0.0f;
-            for (int s = 0; s < n; s++) {
+            for (int s = lo; s < n; s++) {
                 row[s] = expf(row[s] - mx);
                 sum += row[s];
             }
             float inv = 1.0f / sum;
-            for (int s = 0; s < n; s++)
+            for (int s = lo; s < n; s++)
                 row[s] *= inv;
+            for (int s = 0; s < lo; s++)
+                row[s] = 0.0f;
             for (int s = n; s < nk; s++)
                 row[s] = 0.0f;
         }
@@ -88,9 +126,10 @@ void gq_causal_attention(const gq_config *c, const float *q, const float *k, con
             int b = task / c->n_heads, h = task % c->n_heads;
             float *S = scores + (size_t)omp_get_thread_num() * GQ_ATT_QBLOCK * T;
             size_t row0 = (size_t)b * T;
-            size_t qoff = row0 * c->dim + (size_t)h * hs;
+            size_t qoff = row0 * gq_q_dim(c) + (size_t)h * hs;
             size_t kvoff = row0 * kv_dim + (size_t)(h / kv_mul) * hs;
-            attend_task(q + qoff, k + kvoff, v + kvoff, ctx + qoff, T, hs, c->dim, kv_dim, S);
+            attend_task(c, q + qoff, k + kvoff, v + kvoff, ctx + qoff, T, hs, gq_q_dim(c), kv_dim,
+                        S);
         }
     }
 }

@@ -3,7 +3,14 @@
 /* Kernels of the batched attention (attention.c), used by forward.c. */
 #include "model/gq_model.h"
 
-/* RoPE tables as llama2.c run.c computes them: for position p and pair i of a head
+/* Frequency of pair i of a head: 1 / theta^(2i / head_size) (float, as run.c), rescaled as
+ * cfg.rope_scaling says. */
+float gq_rope_freq(const gq_config *c, int i);
+
+/* First key position query t attends to: 0, or t-W+1 with a sliding window W. */
+int gq_attention_first_key(const gq_config *c, int t);
+
+/* RoPE tables as llama2.c run.c computes them (theta and scaling from the configuration): for position p and pair i of a head
  * (head_dim = 2i), freq = 1 / 10000^(head_dim / head_size), angle = p * freq (float);
  * cos_t/sin_t are (seq_len, head_size/2). */
 void gq_rope_tables(const gq_config *c, float *cos_t, float *sin_t);
@@ -14,7 +21,8 @@ void gq_rope_rows(float *x, int n_rows, int T, int width, int head_size, const f
                   const float *sin_t);
 
 /* Causal grouped-query attention for B windows of T tokens:
- * q (B*T, n_heads*hs), k, v (B*T, n_kv_heads*hs) -> ctx (B*T, n_heads*hs).
+ * q (B*T, n_heads*hs), k, v (B*T, n_kv_heads*hs) -> ctx (B*T, n_heads*hs); keys before
+ * gq_attention_first_key get no weight.
  * Query head h reads kv head h / (n_heads / n_kv_heads). scores is per-thread scratch,
  * n_threads * GQ_ATT_QBLOCK * T floats. Each (window, head) is computed by one thread in a
  * fixed order (its sgemm calls run single-threaded, gq_blas_single_threaded), so the result

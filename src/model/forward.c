@@ -4,6 +4,7 @@
 #include "model/gq_forward.h"
 
 #include <assert.h>
+#include <stdbool.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -22,15 +23,15 @@ struct gq_forward_ws {
     float *xn;     /* (N, dim)    normalised block input */
     float *xt;     /* (N, dim)    xn · M when the block has an explicit transform */
     float *delta;  /* (N, dim)    sub-module output added to the residual */
-    float *q;      /* (N, dim) */
+    float *q;      /* (N, q_dim) */
     float *k;      /* (N, kv_dim) */
     float *v;      /* (N, kv_dim) */
-    float *ctx;    /* (N, dim)    attention output before o_proj */
+    float *ctx;    /* (N, q_dim)  attention output before o_proj */
     float *hb;     /* (N, hidden) gate, then SiLU(gate) * up */
     float *hb2;    /* (N, hidden) up */
     float *rope_cos, *rope_sin; /* (seq_len, head_size/2) */
     float *scores; /* (n_threads, GQ_ATT_QBLOCK, seq_len) attention score blocks */
-    float *aq;     /* (N, max(dim, hidden)) a linear's fake-quantized input */
+    float *aq;     /* (N, max(dim, q_dim, hidden)) a linear's fake-quantized input */
     const gq_act_hook *act; /* the model's activation hook while gq_block_forward runs */
     int act_layer;          /* the block it runs */
     int act_T;              /* and its window length */
@@ -47,14 +48,17 @@ gq_forward_ws *gq_forward_ws_new(const gq_config *c, int max_tokens, gq_error *e
     ws->max_tokens = max_tokens;
     ws->n_threads = omp_get_max_threads();
     size_t N = (size_t)max_tokens, d = (size_t)c->dim, kv = (size_t)gq_kv_dim(c);
+    size_t qd = (size_t)gq_q_dim(c);
     size_t h = (size_t)c->hidden_dim, half = (size_t)gq_head_size(c) / 2;
+    size_t widest = h > qd ? h : qd; /* the widest linear input: hidden, q_dim or dim */
+    widest = widest > d ? widest : d;
     struct { float **p; size_t n; } bufs[] = {
         {&ws->x, N * d},   {&ws->xn, N * d}, {&ws->xt, N * d}, {&ws->delta, N * d},
-        {&ws->q, N * d},   {&ws->k, N * kv}, {&ws->v, N * kv}, {&ws->ctx, N * d},
+        {&ws->q, N * qd},  {&ws->k, N * kv}, {&ws->v, N * kv}, {&ws->ctx, N * qd},
         {&ws->hb, N * h},  {&ws->hb2, N * h},
         {&ws->rope_cos, (size_t)c->seq_len * half}, {&ws->rope_sin, (size_t)c->seq_len * half},
         {&ws->scores, (size_t)ws->n_threads * GQ_ATT_QBLOCK * (size_t)c->seq_len},
-        {&ws->aq, N * (h > d ? h : d)},
+        {&ws->aq, N * widest},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (!(*bufs[i].p = gq_alloc_zero(bufs[i].n * sizeof(float), "forward workspace", err))) {
@@ -82,6 +86,15 @@ void gq_linear(float *y, const float *x, const float *W, int n, int in, int out)
              out);
 }
 
+/* y (n, out) += bias (out) on every row. */
+static void add_bias_rows(float *y, const float *bias, int n, int out)
+{
+#pragma omp parallel for schedule(static) if ((long)n * out >= 65536)
+    for (int r = 0; r < n; r++)
+        for (int j = 0; j < out; j++)
+            y[(size_t)r * out + j] += bias[j];
+}
+
 void gq_block_linear(const gq_layer *L, gq_linear_kind k, float *y, const float *x, int n, int in,
                      int out)
 {
@@ -90,6 +103,8 @@ void gq_block_linear(const gq_layer *L, gq_linear_kind k, float *y, const float 
         op->apply(op, y, x, n);
     else
         gq_linear(y, x, L->w[k], n, in, out);
+    if (L->b[k])
+        add_bias_rows(y, L->b[k], n, out);
 }
 
 /* The input linear k reads: x (n, width) itself, or x fake-quantized into ws->aq when the
@@ -117,6 +132,11 @@ static void act_kv(gq_forward_ws *ws, float *k, float *v, int n)
 
 void gq_rmsnorm(float *out, const float *x, const float *w, int n, int width)
 {
+    gq_rmsnorm_eps(out, x, w, n, width, 1e-5f);
+}
+
+void gq_rmsnorm_eps(float *out, const float *x, const float *w, int n, int width, float eps)
+{
 #pragma omp parallel for schedule(static) if ((long)n * width >= 65536)
     for (int r = 0; r < n; r++) {
         const float *xr = x + (size_t)r * width;
@@ -124,7 +144,7 @@ void gq_rmsnorm(float *out, const float *x, const float *w, int n, int width)
         float ss = 0.0f;
         for (int j = 0; j < width; j++)
             ss += xr[j] * xr[j];
-        ss = 1.0f / sqrtf(ss / (float)width + 1e-5f);
+        ss = 1.0f / sqrtf(ss / (float)width + eps);
         for (int j = 0; j < width; j++)
             o[j] = w[j] * (ss * xr[j]);
     }
@@ -137,22 +157,35 @@ void gq_embed(const gq_model *m, const int *tokens, int n, float *x)
         memcpy(x + (size_t)i * d, m->tok_embeddings + (size_t)tokens[i] * d, d * sizeof(float));
 }
 
+/* Qwen3: every head of q (N, q_dim) and k (N, kv_dim) is RMS-normalised with its weights
+ * (head_size) before RoPE; heads are contiguous, so rows of head_size. */
+static void qk_head_norms(const gq_config *c, const gq_layer *L, float *q, float *k, int N)
+{
+    if (!L->q_norm)
+        return;
+    int hs = gq_head_size(c);
+    gq_rmsnorm_eps(q, q, L->q_norm, N * c->n_heads, hs, gq_norm_eps(c));
+    gq_rmsnorm_eps(k, k, L->k_norm, N * c->n_kv_heads, hs, gq_norm_eps(c));
+}
+
 void gq_attention_forward(const gq_config *c, const gq_layer *L, const float *xin, int B, int T,
                           float *out, gq_forward_ws *ws, float *ctx_out)
 {
     int N = B * T, dim = c->dim, kv_dim = gq_kv_dim(c), hs = gq_head_size(c);
+    int qd = gq_q_dim(c);
     assert(N <= ws->max_tokens && T <= c->seq_len);
     float *ctx = ctx_out ? ctx_out : ws->ctx;
-    /* (N, dim) -> q (N, dim), k and v (N, kv_dim) */
-    gq_block_linear(L, GQ_LIN_Q, ws->q, act_input(ws, GQ_LIN_Q, xin, N, dim, T), N, dim, dim);
+    /* (N, dim) -> q (N, q_dim), k and v (N, kv_dim) */
+    gq_block_linear(L, GQ_LIN_Q, ws->q, act_input(ws, GQ_LIN_Q, xin, N, dim, T), N, dim, qd);
     gq_block_linear(L, GQ_LIN_K, ws->k, act_input(ws, GQ_LIN_K, xin, N, dim, T), N, dim, kv_dim);
     gq_block_linear(L, GQ_LIN_V, ws->v, act_input(ws, GQ_LIN_V, xin, N, dim, T), N, dim, kv_dim);
-    gq_rope_rows(ws->q, N, T, dim, hs, ws->rope_cos, ws->rope_sin);
+    qk_head_norms(c, L, ws->q, ws->k, N);
+    gq_rope_rows(ws->q, N, T, qd, hs, ws->rope_cos, ws->rope_sin);
     gq_rope_rows(ws->k, N, T, kv_dim, hs, ws->rope_cos, ws->rope_sin);
     act_kv(ws, ws->k, ws->v, N);
     gq_causal_attention(c, ws->q, ws->k, ws->v, ctx, B, T, ws->scores, ws->n_threads);
-    /* ctx (N, dim) -> out (N, dim) */
-    gq_block_linear(L, GQ_LIN_O, out, act_input(ws, GQ_LIN_O, ctx, N, dim, T), N, dim, dim);
+    /* ctx (N, q_dim) -> out (N, dim) */
+    gq_block_linear(L, GQ_LIN_O, out, act_input(ws, GQ_LIN_O, ctx, N, qd, T), N, qd, dim);
 }
 
 void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int n, float *out,
@@ -181,7 +214,7 @@ static const float *block_input(gq_forward_ws *ws, const float *x, const float *
                                 const float *M, int N)
 {
     int dim = ws->cfg.dim;
-    gq_rmsnorm(ws->xn, x, w, N, dim);
+    gq_rmsnorm_eps(ws->xn, x, w, N, dim, gq_norm_eps(&ws->cfg));
     if (!M)
         return ws->xn;
     gq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, dim, dim, 1.0f, ws->xn, dim, M, dim,
@@ -219,6 +252,17 @@ void gq_block_forward(const gq_model *m, int l, float *x, int B, int T, gq_forwa
     ws->act = NULL;
 }
 
+/* The workspace's RoPE tables (head size, theta, scaling) serve configuration c. */
+static bool same_rope(const gq_config *a, const gq_config *c)
+{
+    const gq_rope_scaling *x = &a->rope_scaling, *y = &c->rope_scaling;
+    return gq_head_size(a) == gq_head_size(c) && gq_rope_theta(a) == gq_rope_theta(c) &&
+           x->kind == y->kind && x->factor == y->factor &&
+           x->low_freq_factor == y->low_freq_factor &&
+           x->high_freq_factor == y->high_freq_factor &&
+           x->original_max_positions == y->original_max_positions;
+}
+
 int gq_forward_prefill(const gq_model *m, const int *tokens, int B, int T, gq_forward_ws *ws,
                        float *logits, gq_error *err)
 {
@@ -231,7 +275,7 @@ int gq_forward_prefill(const gq_model *m, const int *tokens, int B, int T, gq_fo
                        ws->max_tokens);
     if (ws->cfg.dim != c->dim || ws->cfg.hidden_dim != c->hidden_dim ||
         ws->cfg.n_heads != c->n_heads || ws->cfg.n_kv_heads != c->n_kv_heads ||
-        ws->cfg.seq_len < T)
+        ws->cfg.seq_len < T || !same_rope(&ws->cfg, c))
         return gq_fail(err, "forward: the workspace was made for another model shape");
     int N = B * T;
     for (int i = 0; i < N; i++)
@@ -241,7 +285,7 @@ int gq_forward_prefill(const gq_model *m, const int *tokens, int B, int T, gq_fo
     gq_embed(m, tokens, N, ws->x);                       /* x (N, dim) */
     for (int l = 0; l < c->n_layers; l++)
         gq_block_forward(m, l, ws->x, B, T, ws, NULL);
-    gq_rmsnorm(ws->xn, ws->x, m->rms_final, N, c->dim);
+    gq_rmsnorm_eps(ws->xn, ws->x, m->rms_final, N, c->dim, gq_norm_eps(c));
     if (m->cls_op)                                       /* (N, vocab) */
         m->cls_op->apply(m->cls_op, logits, ws->xn, N);
     else

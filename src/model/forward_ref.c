@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/gq_fileio.h"
+#include "model/attention_internal.h"
 #include "model/gq_act_hook.h"
 #include "model/gq_forward.h"
 
@@ -15,12 +16,12 @@ struct gq_decode {
     int next_pos;   /* positions 0..next_pos-1 are in the cache */
     int cap;        /* positions the cache holds (<= seq_len) */
     float *x;       /* (dim) residual */
-    float *xb;      /* (dim) normalised input / attention output */
+    float *xb;      /* (max(dim, q_dim)) normalised input / attention output */
     float *xt;      /* (dim) xb · M for explicit transforms */
     float *xb2;     /* (dim) */
     float *hb;      /* (hidden) */
     float *hb2;     /* (hidden) */
-    float *q;       /* (dim) */
+    float *q;       /* (q_dim) */
     float *rope;    /* (head_size) cos, sin pairs of the current position */
     float *att;     /* (n_heads, cap) */
     float *key_cache;   /* (n_layers, cap, kv_dim) */
@@ -31,9 +32,10 @@ struct gq_decode {
 size_t gq_decode_bytes(const gq_config *c, int n_pos)
 {
     size_t per_pos = 2 * (size_t)c->n_layers * (size_t)gq_kv_dim(c) + (size_t)c->n_heads;
-    size_t widest = (size_t)(c->hidden_dim > c->dim ? c->hidden_dim : c->dim); /* aq */
-    return ((size_t)n_pos * per_pos + 7 * (size_t)c->dim + 2 * (size_t)c->hidden_dim + widest) *
-           sizeof(float);
+    size_t wide = (size_t)(gq_q_dim(c) > c->dim ? gq_q_dim(c) : c->dim);
+    size_t widest = (size_t)c->hidden_dim > wide ? (size_t)c->hidden_dim : wide; /* aq */
+    return ((size_t)n_pos * per_pos + 5 * (size_t)c->dim + 2 * wide +
+            2 * (size_t)c->hidden_dim + widest) * sizeof(float);
 }
 
 int gq_decode_check(const gq_config *c, int n_pos, gq_error *err)
@@ -60,13 +62,14 @@ gq_decode *gq_decode_new_n(const gq_model *m, int n_pos, gq_error *err)
         return gq_fail(err, "decode: out of memory"), NULL;
     d->m = m;
     d->cap = n_pos;
-    size_t dim = (size_t)c->dim, h = (size_t)c->hidden_dim;
+    size_t dim = (size_t)c->dim, h = (size_t)c->hidden_dim, qd = (size_t)gq_q_dim(c);
     size_t cache = (size_t)c->n_layers * (size_t)n_pos * gq_kv_dim(c);
     struct { float **p; size_t n; } bufs[] = {
-        {&d->x, dim}, {&d->xb, dim}, {&d->xt, dim}, {&d->xb2, dim}, {&d->hb, h}, {&d->hb2, h},
-        {&d->q, dim}, {&d->rope, (size_t)gq_head_size(c)},
+        {&d->x, dim}, {&d->xb, qd > dim ? qd : dim}, {&d->xt, dim}, {&d->xb2, dim},
+        {&d->hb, h}, {&d->hb2, h}, {&d->q, qd}, {&d->rope, (size_t)gq_head_size(c)},
         {&d->att, (size_t)c->n_heads * n_pos},
-        {&d->key_cache, cache}, {&d->value_cache, cache}, {&d->aq, h > dim ? h : dim},
+        {&d->key_cache, cache}, {&d->value_cache, cache},
+        {&d->aq, h > (qd > dim ? qd : dim) ? h : (qd > dim ? qd : dim)},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (!(*bufs[i].p = gq_alloc_zero(bufs[i].n * sizeof(float), "decode state", err))) {
@@ -92,17 +95,29 @@ void gq_decode_free(gq_decode *d)
     free(d);
 }
 
-/* o (size) = x / rms(x) * w, sequential sum of squares. */
-static void rmsnorm_vec(float *o, const float *x, const float *w, int size)
+/* o (size) = x / rms(x) * w, sequential sum of squares, epsilon eps. */
+static void rmsnorm_vec_eps(float *o, const float *x, const float *w, int size, float eps)
 {
     float ss = 0.0f;
     for (int j = 0; j < size; j++)
         ss += x[j] * x[j];
     ss /= size;
-    ss += 1e-5f;
+    ss += eps;
     ss = 1.0f / sqrtf(ss);
     for (int j = 0; j < size; j++)
         o[j] = w[j] * (ss * x[j]);
+}
+
+/* Qwen3's per-head norms of q (n_heads heads) and k (n_kv_heads), before RoPE. */
+static void qk_norm_vec(const gq_config *c, const gq_layer *L, float *q, float *k)
+{
+    if (!L->q_norm)
+        return;
+    int hs = gq_head_size(c);
+    for (int h = 0; h < c->n_heads; h++)
+        rmsnorm_vec_eps(q + (size_t)h * hs, q + (size_t)h * hs, L->q_norm, hs, gq_norm_eps(c));
+    for (int h = 0; h < c->n_kv_heads; h++)
+        rmsnorm_vec_eps(k + (size_t)h * hs, k + (size_t)h * hs, L->k_norm, hs, gq_norm_eps(c));
 }
 
 /* xout (d) = W (d, n) · x (n), one sequential float sum per row (the rounding of run.c's
@@ -166,6 +181,21 @@ static void matvec(float *xout, const float *x, const float *w, int n, int d)
     matvec_jobs(&job, 1, x, n);
 }
 
+/* outs[i] += the bias of linear kinds[i], for those that have one. */
+static void add_biases(const gq_config *c, const gq_layer *L, const gq_linear_kind *kinds,
+                       float *const *outs, int count)
+{
+    for (int i = 0; i < count; i++) {
+        const float *b = L->b[kinds[i]];
+        if (!b)
+            continue;
+        int rows, cols;
+        gq_linear_shape(c, kinds[i], &rows, &cols);
+        for (int r = 0; r < rows; r++)
+            outs[i][r] += b[r];
+    }
+}
+
 /* outs[i] (rows of kinds[i]) = linear kinds[i] of block L applied to x (n), for up to 3
  * linears sharing x: one apply_shared call when all their operators have the same one,
  * else each operator (packed weights) or one fused fp32 pass. */
@@ -195,6 +225,7 @@ static void layer_matvecs(const gq_config *c, const gq_layer *L, const gq_linear
     }
     if (n_jobs)
         matvec_jobs(jobs, n_jobs, x, n);
+    add_biases(c, L, kinds, outs, count);
 }
 
 /* layer_matvecs for block l of a decode state: when the model's activation hook quantizes the
@@ -236,19 +267,21 @@ static void vec_times_matrix(float *out, const float *x, const float *M, int dim
     }
 }
 
-/* The RoPE rotations of position pos: cs[2f], cs[2f+1] = cos, sin of pos * 10000^(-2f/head_size)
- * for the head_size/2 frequencies (the same for every head and layer, so computed once a step). */
-static void rope_angles(float *cs, int pos, int head_size)
+/* The RoPE rotations of position pos: cs[2f], cs[2f+1] = cos, sin of pos * gq_rope_freq(f)
+ * (10000^(-2f/head_size) for llama2.c) for the head_size/2 frequencies (the same for every
+ * head and layer, so computed once a step). */
+static void rope_angles(const gq_config *c, float *cs, int pos, int head_size)
 {
     for (int head_dim = 0; head_dim < head_size; head_dim += 2) {
-        float freq = 1.0f / powf(10000.0f, head_dim / (float)head_size);
+        float freq = gq_rope_freq(c, head_dim / 2);
         float val = pos * freq;
         cs[head_dim] = cosf(val);
         cs[head_dim + 1] = sinf(val);
     }
 }
 
-/* RoPE on q (dim) and k (kv_dim), pairs (i, i+1) within each head, angles from rope_angles. */
+/* RoPE on q (dim = q_dim) and k (kv_dim), pairs (i, i+1) within each head, angles from
+ * rope_angles. */
 static void rope_vec(float *q, float *k, const float *cs, int dim, int kv_dim, int head_size)
 {
     for (int i = 0; i < dim; i += 2) {
@@ -354,7 +387,8 @@ static void attend(gq_decode *d, int l, int pos)
         const float *q = d->q + (size_t)h * hs;
         float *att = d->att + (size_t)h * d->cap;
         const float *kh = d->key_cache + loff + (size_t)(h / kv_mul) * hs;
-        int t = 0;
+        const int lo = gq_attention_first_key(c, pos); /* 0 unless a sliding window */
+        int t = lo;
         for (; t + 8 <= pos + 1; t += 8)
             scores8(q, kh + (size_t)t * kv_dim, (size_t)kv_dim, hs, att + t);
         for (; t <= pos; t += ATT_POS) { /* up to ATT_POS independent sums */
@@ -366,13 +400,13 @@ static void attend(gq_decode *d, int l, int pos)
             for (int u = 0; u < w; u++)
                 att[t + u] = score[u] / sqrtf((float)hs);
         }
-        softmax(att, pos + 1);
+        softmax(att + lo, pos + 1 - lo);
         float *xb = d->xb + (size_t)h * hs;
         const float *vh = d->value_cache + loff + (size_t)(h / kv_mul) * hs;
         int i0 = 0;
         for (; i0 + ATT_VAL <= hs; i0 += ATT_VAL) { /* whole runs: 8 vectors of 8 in registers */
             att_v8 acc[ATT_VAL / 8] = {{0}};
-            for (int t = 0; t <= pos; t++) {
+            for (int t = lo; t <= pos; t++) {
                 const float *v = vh + (size_t)t * kv_dim + i0;
 #pragma GCC unroll 8
                 for (int k = 0; k < ATT_VAL / 8; k++) {
@@ -383,7 +417,7 @@ static void attend(gq_decode *d, int l, int pos)
         }
         if (i0 < hs) { /* the rest of the head */
             float acc[ATT_VAL] = {0};
-            for (int t = 0; t <= pos; t++)
+            for (int t = lo; t <= pos; t++)
                 for (int i = 0; i < hs - i0; i++)
                     acc[i] += att[t] * vh[(size_t)t * kv_dim + i0 + i];
             memcpy(xb + i0, acc, (size_t)(hs - i0) * sizeof(float));
@@ -401,14 +435,15 @@ int gq_decode_step(gq_decode *d, int token, int pos, float *logits, gq_error *er
         return gq_fail(err, "decode: position %d is outside 0..%d (next expected %d)", pos,
                        d->cap - 1, d->next_pos);
     int dim = c->dim, kv_dim = gq_kv_dim(c), hid = c->hidden_dim;
+    float eps = gq_norm_eps(c);
     memcpy(d->x, m->tok_embeddings + (size_t)token * dim, (size_t)dim * sizeof(float));
-    rope_angles(d->rope, pos, gq_head_size(c));
+    rope_angles(c, d->rope, pos, gq_head_size(c));
     for (int l = 0; l < c->n_layers; l++) {
         const gq_layer *L = &m->layers[l];
         size_t cache_off = ((size_t)l * d->cap + pos) * kv_dim;
         float *k = d->key_cache + cache_off, *v = d->value_cache + cache_off;
         /* attention: xb = norm(x) [· M]; q, k, v; RoPE; attend; x += wo · ctx */
-        rmsnorm_vec(d->xb, d->x, L->rms_att, dim);
+        rmsnorm_vec_eps(d->xb, d->x, L->rms_att, dim, eps);
         const float *ain = d->xb;
         if (L->att_in_transform) {
             vec_times_matrix(d->xt, d->xb, L->att_in_transform, dim);
@@ -416,7 +451,8 @@ int gq_decode_step(gq_decode *d, int token, int pos, float *logits, gq_error *er
         }
         block_matvecs(d, l, (gq_linear_kind[]){GQ_LIN_Q, GQ_LIN_K, GQ_LIN_V},
                       (float *[]){d->q, k, v}, 3, ain);
-        rope_vec(d->q, k, d->rope, dim, kv_dim, gq_head_size(c));
+        qk_norm_vec(c, L, d->q, k);
+        rope_vec(d->q, k, d->rope, gq_q_dim(c), kv_dim, gq_head_size(c));
         if (m->act && m->act->quant_kv) { /* the cache holds the quantized rows */
             m->act->quant_kv(m->act, l, false, k, 1);
             m->act->quant_kv(m->act, l, true, v, 1);
@@ -426,7 +462,7 @@ int gq_decode_step(gq_decode *d, int token, int pos, float *logits, gq_error *er
         for (int i = 0; i < dim; i++)
             d->x[i] += d->xb2[i];
         /* mlp: xb = norm(x) [· M]; x += w2 · (SiLU(w1 xb) * (w3 xb)) */
-        rmsnorm_vec(d->xb, d->x, L->rms_ffn, dim);
+        rmsnorm_vec_eps(d->xb, d->x, L->rms_ffn, dim, eps);
         const float *fin = d->xb;
         if (L->ffn_in_transform) {
             vec_times_matrix(d->xt, d->xb, L->ffn_in_transform, dim);
@@ -444,7 +480,7 @@ int gq_decode_step(gq_decode *d, int token, int pos, float *logits, gq_error *er
         for (int i = 0; i < dim; i++)
             d->x[i] += d->xb[i];
     }
-    rmsnorm_vec(d->x, d->x, m->rms_final, dim);
+    rmsnorm_vec_eps(d->x, d->x, m->rms_final, dim, eps);
     if (m->cls_op)
         m->cls_op->apply(m->cls_op, logits, d->x, 1);
     else

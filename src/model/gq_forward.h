@@ -6,7 +6,9 @@
  * context). Activations are row-major (B*T, width). Matrix products go through gq_sgemm
  * (fixed output tiles, the same bits for any thread count) over all B*T rows at once; causal
  * attention runs per (window, head) under OpenMP.
- * RMSNorm eps 1e-5; RoPE as llama2.c (pairs (2i, 2i+1), theta 10000); SwiGLU MLP. */
+ * RMSNorm eps 1e-5; RoPE as llama2.c (pairs (2i, 2i+1), theta 10000); SwiGLU MLP. Hugging
+ * Face configurations change eps, theta and its scaling, add biases, per-head q/k norms
+ * (Qwen3) and a sliding attention window (Mistral); see gq_config. */
 #include "core/gq_error.h"
 #include "model/gq_model.h"
 
@@ -26,7 +28,7 @@ void gq_embed(const gq_model *m, const int *tokens, int n, float *x);
 /* Intermediate activations of one block, written when a pointer is non-NULL (caller-owned). */
 typedef struct gq_block_trace {
     float *attn_in;  /* (B*T, dim)    input of q/k/v: RMSNorm(x) (times att_in_transform) */
-    float *attn_ctx; /* (B*T, dim)    attention output before o_proj = input of o_proj */
+    float *attn_ctx; /* (B*T, q_dim)  attention output before o_proj = input of o_proj */
     float *mlp_in;   /* (B*T, dim)    input of gate/up: RMSNorm(x + attn) (times ffn_in_transform) */
     float *mlp_act;  /* (B*T, hidden) SiLU(gate) * up = input of down_proj */
 } gq_block_trace;
@@ -47,10 +49,12 @@ void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int
 
 /* out (n, width) = x / sqrt(mean(x^2) + 1e-5) * w, row by row (out may equal x). */
 void gq_rmsnorm(float *out, const float *x, const float *w, int n, int width);
+/* The same with the model's epsilon (gq_norm_eps). */
+void gq_rmsnorm_eps(float *out, const float *x, const float *w, int n, int width, float eps);
 /* y (n, out) = x (n, in) · W^T with W (out, in) row-major (gq_sgemm). */
 void gq_linear(float *y, const float *x, const float *W, int n, int in, int out);
 /* The same for linear k of a block: through L->op[k] when set (packed weights), else
- * gq_linear on the fp32 weight. */
+ * gq_linear on the fp32 weight; then + L->b[k] on every row when the linear has a bias. */
 void gq_block_linear(const gq_layer *L, gq_linear_kind k, float *y, const float *x, int n, int in,
                      int out);
 

@@ -4,11 +4,42 @@
  *
  * Shapes follow llama2.c and PyTorch nn.Linear: every matrix is row-major (out, in), so
  * y = W x quantizes along rows (the input dimension). Files are llama2.c checkpoints: the
- * legacy header (7 int32) or the versioned format (magic "ak42", version 1, fp32). */
+ * legacy header (7 int32) or the versioned format (magic "ak42", version 1, fp32), or
+ * Hugging Face model directories (config.json + safetensors, gq_hf.h).
+ *
+ * q and k rows are kept in llama2.c's RoPE layout (each head rotates the pairs (2i, 2i+1));
+ * Hugging Face checkpoints (rotate-half: pairs (i, i + head_dim/2)) are permuted at load and
+ * back at export, which is exact. */
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "core/gq_error.h"
+
+/* Model families: what config.json `architectures` names (llama2.c files are GQ_FAMILY_LLAMA2C). */
+typedef enum {
+    GQ_FAMILY_LLAMA2C = 0,
+    GQ_FAMILY_LLAMA,   /* LlamaForCausalLM */
+    GQ_FAMILY_MISTRAL, /* MistralForCausalLM */
+    GQ_FAMILY_QWEN2,   /* Qwen2ForCausalLM */
+    GQ_FAMILY_QWEN3,   /* Qwen3ForCausalLM */
+    GQ_N_FAMILY
+} gq_family;
+
+/* RoPE frequency scaling (config.json rope_scaling). */
+typedef enum {
+    GQ_ROPE_PLAIN = 0, /* freq_i = theta^(-2i/head_size) */
+    GQ_ROPE_LINEAR,    /* freq_i / factor */
+    GQ_ROPE_DYNAMIC,   /* NTK: only beyond original_max_positions, which seq_len never exceeds
+                          here (seq_len = max_position_embeddings), so plain within the model */
+    GQ_ROPE_LLAMA3,    /* Llama 3.1: low frequencies / factor, high kept, smooth between */
+} gq_rope_kind;
+
+typedef struct gq_rope_scaling {
+    gq_rope_kind kind;
+    float factor;
+    float low_freq_factor, high_freq_factor; /* llama3 */
+    int original_max_positions;              /* llama3, dynamic */
+} gq_rope_scaling;
 
 typedef struct gq_config {
     int dim;         /* residual stream width */
@@ -19,17 +50,40 @@ typedef struct gq_config {
     int vocab_size;  /* always positive here; shared_classifier says whether wcls is tied */
     int seq_len;     /* maximum context */
     bool shared_classifier;
+    /* Architecture fields of Hugging Face configs. Zero means llama2.c's value, so a
+     * llama2.c configuration (all zero here) computes exactly what it always did. */
+    gq_family family;
+    int head_dim;         /* 0: dim / n_heads */
+    float norm_eps;       /* RMSNorm epsilon; 0: 1e-5 */
+    float rope_theta;     /* RoPE base; 0: 10000 */
+    gq_rope_scaling rope_scaling;
+    int sliding_window;   /* 0: none; else position t attends to keys t-W+1 .. t */
+    unsigned bias_mask;   /* bit k set: linear k (gq_linear_kind) has a bias (out) */
+    bool qk_norm;         /* per-head RMSNorm (head_size weights) on q and k before RoPE */
 } gq_config;
 
-static inline int gq_head_size(const gq_config *c) { return c->dim / c->n_heads; }
-static inline int gq_kv_dim(const gq_config *c) { return c->dim / c->n_heads * c->n_kv_heads; }
+static inline int gq_head_size(const gq_config *c)
+{
+    return c->head_dim ? c->head_dim : c->dim / c->n_heads;
+}
+static inline int gq_kv_dim(const gq_config *c) { return gq_head_size(c) * c->n_kv_heads; }
+/* Width of q and of the attention output (input of o_proj): n_heads x head size. */
+static inline int gq_q_dim(const gq_config *c) { return gq_head_size(c) * c->n_heads; }
+static inline float gq_norm_eps(const gq_config *c) { return c->norm_eps > 0 ? c->norm_eps : 1e-5f; }
+static inline float gq_rope_theta(const gq_config *c)
+{
+    return c->rope_theta > 0 ? c->rope_theta : 10000.0f;
+}
+static inline bool gq_has_bias(const gq_config *c, int k) { return (c->bias_mask >> k) & 1u; }
+/* Name of a family ("llama2.c", "LlamaForCausalLM", ...). */
+const char *gq_family_name(gq_family f);
 
 /* The seven linear layers of a block, in the order GPTQ's true-sequential mode groups them. */
 typedef enum {
-    GQ_LIN_Q,     /* (dim, dim)          attn.q_proj    llama2.c wq */
+    GQ_LIN_Q,     /* (q_dim, dim)        attn.q_proj    llama2.c wq */
     GQ_LIN_K,     /* (kv_dim, dim)       attn.k_proj    wk */
     GQ_LIN_V,     /* (kv_dim, dim)       attn.v_proj    wv */
-    GQ_LIN_O,     /* (dim, dim)          attn.o_proj    wo */
+    GQ_LIN_O,     /* (dim, q_dim)        attn.o_proj    wo */
     GQ_LIN_GATE,  /* (hidden, dim)       mlp.gate_proj  w1 */
     GQ_LIN_UP,    /* (hidden, dim)       mlp.up_proj    w3 */
     GQ_LIN_DOWN,  /* (dim, hidden)       mlp.down_proj  w2 */
@@ -56,6 +110,11 @@ typedef struct gq_layer {
     float *rms_ffn;  /* (dim) */
     /* The linears indexed by gq_linear_kind, each (rows, cols) = gq_linear_shape(k). */
     float *w[GQ_N_LINEAR];
+    /* Biases indexed by gq_linear_kind, (rows) each, in the rows' order (q and k biases are
+     * permuted with their rows); NULL when the config has none. */
+    float *b[GQ_N_LINEAR];
+    /* Per-head RMSNorm weights of q and k (head_size), NULL unless cfg.qk_norm. */
+    float *q_norm, *k_norm;
     /* Optional explicit transforms of the normalised block inputs (NULL = identity), used by
      * methods whose transform cannot be folded into RMSNorm (AffineQuant): the normalised
      * activations xn (T, dim) become xn · M, M (dim, dim) row-major, before q/k/v (att) or
@@ -107,6 +166,9 @@ int gq_model_clone(const gq_model *src, gq_model *dst, gq_error *err);
 /* Writes a llama2.c legacy checkpoint atomically. Fails if the model has explicit transforms
  * (the format cannot hold them). */
 int gq_model_save(const gq_model *m, const char *path, gq_error *err);
+/* A llama2.c checkpoint holds only llama2.c's architecture: eps 1e-5, RoPE theta 10000
+ * unscaled, head size dim / n_heads, no biases, q/k norms or sliding window. */
+bool gq_model_llama2c_compatible(const gq_config *c);
 /* The same in the versioned fp32 format ("ak42", version 1). */
 int gq_model_save_v1(const gq_model *m, const char *path, gq_error *err);
 void gq_model_free(gq_model *m);
@@ -130,8 +192,21 @@ int gq_config_check_plausible(const gq_config *c, size_t bytes, const char *path
 /* A zeroed model of configuration c in one heap block (as gq_model_clone makes), for loaders
  * of other file formats; wcls aliases tok_embeddings when c->shared_classifier. */
 int gq_model_alloc(const gq_config *c, gq_model *m, gq_error *err);
-/* Number of floats of each stored tensor group, for sizes and layouts. */
+/* Number of floats of each stored tensor group, for sizes and layouts (norms, linears, biases
+ * and q/k norms of one block). */
 size_t gq_layer_floats(const gq_config *c);
+
+/* A block's tensors beyond the llama2.c ones (biases, q/k norms), in storage order: each with
+ * its slot in the layer, its length and its name ("layers.L.attn.q_proj.bias",
+ * "layers.L.attn.q_norm", "layers.L.attn.k_norm"). Returns the count (at most
+ * GQ_MAX_EXTRAS). */
+#define GQ_MAX_EXTRAS (GQ_N_LINEAR + 2)
+typedef struct gq_extra_tensor {
+    float **slot;
+    size_t n;
+    char name[64];
+} gq_extra_tensor;
+int gq_layer_extras(const gq_config *c, gq_layer *L, int l, gq_extra_tensor *out);
 
 /* Parameter count of the stored tensors (embeddings, norms, linears, separate classifier). */
 size_t gq_model_param_count(const gq_config *c);

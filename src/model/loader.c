@@ -14,6 +14,7 @@
 
 #include "core/gq_fileio.h"
 #include "model/gq_forward.h"
+#include "model/gq_hf.h"
 #include "model/model_internal.h"
 
 #define V1_MAGIC 0x616b3432u
@@ -151,6 +152,8 @@ int gq_config_check_plausible(const gq_config *c, size_t bytes, const char *path
 int gq_model_load(const char *path, gq_model *m, gq_error *err)
 {
     memset(m, 0, sizeof *m);
+    if (gq_hf_is_dir(path))
+        return gq_model_load_hf(path, m, err);
     int fd = gq_open_input(path, err);
     if (fd < 0)
         return gq_fail_prefix(err, "model");

@@ -26,10 +26,22 @@ void gq_tensor_name(int layer, gq_linear_kind k, char *buf, size_t n)
     snprintf(buf, n, "layers.%d.%s", layer, gq_linear_name(k));
 }
 
+static const char *const family_names[GQ_N_FAMILY] = {
+    "llama2.c", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
+    "Qwen3ForCausalLM",
+};
+
+const char *gq_family_name(gq_family f)
+{
+    return (unsigned)f < GQ_N_FAMILY ? family_names[f] : "?";
+}
+
 void gq_linear_shape(const gq_config *c, gq_linear_kind k, int *rows, int *cols)
 {
     int r = c->dim, in = c->dim;
     switch (k) {
+    case GQ_LIN_Q: r = gq_q_dim(c); break;
+    case GQ_LIN_O: in = gq_q_dim(c); break;
     case GQ_LIN_K:
     case GQ_LIN_V: r = gq_kv_dim(c); break;
     case GQ_LIN_GATE:
@@ -41,10 +53,42 @@ void gq_linear_shape(const gq_config *c, gq_linear_kind k, int *rows, int *cols)
     *cols = in;
 }
 
+int gq_layer_extras(const gq_config *c, gq_layer *L, int l, gq_extra_tensor *out)
+{
+    int n = 0;
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        if (!gq_has_bias(c, k))
+            continue;
+        int rows, cols;
+        gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+        out[n].slot = &L->b[k];
+        out[n].n = (size_t)rows;
+        snprintf(out[n].name, sizeof out[n].name, "layers.%d.%s.bias", l,
+                 gq_linear_name((gq_linear_kind)k));
+        n++;
+    }
+    if (c->qk_norm) {
+        for (int i = 0; i < 2; i++) {
+            out[n].slot = i == 0 ? &L->q_norm : &L->k_norm;
+            out[n].n = (size_t)gq_head_size(c);
+            snprintf(out[n].name, sizeof out[n].name, "layers.%d.attn.%s", l,
+                     i == 0 ? "q_norm" : "k_norm");
+            n++;
+        }
+    }
+    return n;
+}
+
 size_t gq_layer_floats(const gq_config *c)
 {
     size_t d = (size_t)c->dim, kv = (size_t)gq_kv_dim(c), h = (size_t)c->hidden_dim;
-    return 2 * d + 2 * d * d + 2 * kv * d + 3 * d * h;
+    size_t qd = (size_t)gq_q_dim(c), n = 2 * d + 2 * qd * d + 2 * kv * d + 3 * d * h;
+    gq_extra_tensor ex[GQ_MAX_EXTRAS];
+    gq_layer scratch = {0};
+    int ne = gq_layer_extras(c, &scratch, 0, ex);
+    for (int i = 0; i < ne; i++)
+        n += ex[i].n;
+    return n;
 }
 
 size_t gq_model_param_count(const gq_config *c)
@@ -66,14 +110,21 @@ int gq_config_check(const gq_config *c, const char *what, gq_error *err)
         if (f[i].v <= 0 || f[i].v > f[i].max)
             return gq_fail(err, "%s: header field %s = %d is outside 1..%d (not a model file?)",
                            what, f[i].name, f[i].v, f[i].max);
-    if (c->dim % c->n_heads != 0)
+    if (c->head_dim < 0 || c->head_dim > (1 << 12))
+        return gq_fail(err, "%s: head_dim %d is outside 1..%d", what, c->head_dim, 1 << 12);
+    if (!c->head_dim && c->dim % c->n_heads != 0)
         return gq_fail(err, "%s: dim %d is not a multiple of n_heads %d", what, c->dim,
                        c->n_heads);
+    if (!(c->norm_eps >= 0 && c->norm_eps < 1) || !(c->rope_theta >= 0 && isfinite(c->rope_theta)))
+        return gq_fail(err, "%s: rms_norm_eps %g or rope_theta %g is out of range", what,
+                       (double)c->norm_eps, (double)c->rope_theta);
+    if (c->sliding_window < 0)
+        return gq_fail(err, "%s: sliding_window %d is negative", what, c->sliding_window);
     if (c->n_heads % c->n_kv_heads != 0)
         return gq_fail(err, "%s: n_heads %d is not a multiple of n_kv_heads %d", what,
                        c->n_heads, c->n_kv_heads);
     if (gq_head_size(c) % 2 != 0)
-        return gq_fail(err, "%s: head size %d (dim / n_heads) is odd; RoPE needs pairs", what,
+        return gq_fail(err, "%s: head size %d is odd; RoPE needs pairs", what,
                        gq_head_size(c));
     return 0;
 }
@@ -124,6 +175,11 @@ int gq_model_check_finite(const gq_model *m, const char *what, gq_error *err)
                              name, err))
                 return -1;
         }
+        gq_extra_tensor ex[GQ_MAX_EXTRAS];
+        int ne = gq_layer_extras(c, (gq_layer *)L, l, ex);
+        for (int i = 0; i < ne; i++)
+            if (check_tensor(*ex[i].slot, ex[i].n, what, ex[i].name, err))
+                return -1;
     }
     return 0;
 }
@@ -155,6 +211,10 @@ int gq_model_heap_alloc(gq_model *m, const gq_config *c, gq_error *err)
             gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
             L->w[k] = p, p += (size_t)rows * cols;
         }
+        gq_extra_tensor ex[GQ_MAX_EXTRAS];
+        int ne = gq_layer_extras(c, L, l, ex);
+        for (int i = 0; i < ne; i++)
+            *ex[i].slot = p, p += ex[i].n;
     }
     m->rms_final = p, p += d;
     if (c->shared_classifier) {
@@ -194,6 +254,11 @@ int gq_model_clone(const gq_model *src, gq_model *dst, gq_error *err)
             gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
             copy_floats(L->w[k], S->w[k], (size_t)rows * cols);
         }
+        gq_extra_tensor ex[GQ_MAX_EXTRAS], sx[GQ_MAX_EXTRAS];
+        int ne = gq_layer_extras(c, L, l, ex);
+        gq_layer_extras(c, (gq_layer *)S, l, sx);
+        for (int i = 0; i < ne; i++)
+            copy_floats(*ex[i].slot, *sx[i].slot, ex[i].n);
     }
     copy_floats(m.rms_final, src->rms_final, d);
     if (!c->shared_classifier)

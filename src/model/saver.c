@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -114,11 +115,23 @@ static void put_body_v1(writer *w, const gq_model *m)
         put(w, m->wcls, (size_t)c->vocab_size * d * sizeof(float));
 }
 
+bool gq_model_llama2c_compatible(const gq_config *c)
+{
+    return !c->head_dim && gq_norm_eps(c) == 1e-5f && gq_rope_theta(c) == 10000.0f &&
+           c->rope_scaling.kind == GQ_ROPE_PLAIN && !c->sliding_window && !c->bias_mask &&
+           !c->qk_norm;
+}
+
 static int save(const gq_model *m, const char *path, int version, gq_error *err)
 {
     if (gq_model_has_transforms(m))
         return gq_fail(err, "%s: the model has explicit input transforms, which a llama2.c "
                             "checkpoint cannot hold", path);
+    if (!gq_model_llama2c_compatible(&m->cfg))
+        return gq_fail(err, "%s: a %s model with this configuration (head_dim, eps, RoPE, "
+                            "biases, q/k norms or sliding window) cannot be a llama2.c "
+                            "checkpoint; export it as an HF directory", path,
+                       gq_family_name(m->cfg.family));
     if (gq_check_writable("output", path, err) != 0)
         return -1;
     char tmp[4200];

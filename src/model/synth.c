@@ -10,15 +10,16 @@
 
 typedef struct {
     const char *name;
-    gq_config cfg;
+    int dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
+    bool shared_classifier;
 } preset;
 
 static const preset presets[] = {
     /*                 dim   hidden layers heads kv  vocab  seq   shared */
-    {"tiny",              {64,   172,   2,    8,  4,   512,  128,  false}},
-    {"stories15M",        {288,  768,   6,    6,  6, 32000,  256,  true}},
-    {"stories110M",       {768,  2048, 12,   12, 12, 32000, 1024,  true}},
-    {"llama2-7b-2layers", {4096, 11008, 2,   32, 32, 32000, 2048,  false}},
+    {"tiny",              64,   172,   2,    8,  4,   512,  128,  false},
+    {"stories15M",        288,  768,   6,    6,  6, 32000,  256,  true},
+    {"stories110M",       768,  2048, 12,   12, 12, 32000, 1024,  true},
+    {"llama2-7b-2layers", 4096, 11008, 2,   32, 32, 32000, 2048,  false},
 };
 
 const char *gq_synth_preset_names(void)
@@ -30,7 +31,11 @@ int gq_synth_preset(const char *name, gq_config *c, gq_error *err)
 {
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
         if (strcmp(name, presets[i].name) == 0) {
-            *c = presets[i].cfg;
+            const preset *p = &presets[i];
+            *c = (gq_config){.dim = p->dim, .hidden_dim = p->hidden_dim,
+                             .n_layers = p->n_layers, .n_heads = p->n_heads,
+                             .n_kv_heads = p->n_kv_heads, .vocab_size = p->vocab_size,
+                             .seq_len = p->seq_len, .shared_classifier = p->shared_classifier};
             return 0;
         }
     return gq_fail(err, "unknown synthetic preset '%s' (known: %s)", name,
@@ -88,6 +93,22 @@ static void fill_norm(float *w, int dim, const unsigned char *outlier, uint64_t 
         w[j] = (float)((outlier[j] ? 4.0 : 1.0) * (1.0 + 0.05 * gq_rng_normal(&r)));
 }
 
+/* Biases ~ 0.1 t4 and q/k norm weights 1 + 0.05 N(0,1), when the configuration has them
+ * (ids after the layer's linears, so llama2.c shapes keep their weights). */
+static void fill_extras(const gq_config *c, gq_layer *L, int l, uint64_t seed, uint64_t *tensor)
+{
+    gq_extra_tensor ex[GQ_MAX_EXTRAS];
+    int ne = gq_layer_extras(c, L, l, ex);
+    for (int i = 0; i < ne; i++) {
+        gq_rng r;
+        stream(&r, seed, (*tensor)++, 0);
+        bool norm = ex[i].slot == &L->q_norm || ex[i].slot == &L->k_norm;
+        for (size_t j = 0; j < ex[i].n; j++)
+            (*ex[i].slot)[j] = norm ? (float)(1.0 + 0.05 * gq_rng_normal(&r))
+                                    : 0.1f * student_t4(&r);
+    }
+}
+
 int gq_model_synth_config(const gq_config *c, uint64_t seed, gq_model *m, gq_error *err)
 {
     if (gq_config_check(c, "synthetic model", err) != 0)
@@ -115,6 +136,7 @@ int gq_model_synth_config(const gq_config *c, uint64_t seed, gq_model *m, gq_err
             gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
             rc |= fill_linear(L->w[k], rows, cols, seed, tensor++);
         }
+        fill_extras(c, L, l, seed, &tensor);
     }
     fill_norm(m->rms_final, c->dim, outlier, seed, tensor++);
     if (!c->shared_classifier)

@@ -242,6 +242,14 @@ static json_t *v_model_sha256(const gq_col_src *s)
     return !CELL(s) ? NULL : text(s->e->model_sha256[0] ? s->e->model_sha256 : "synthetic");
 }
 static json_t *v_tokenizer_sha256(const gq_col_src *s) { return CELL(s) ? text(s->e->tokenizer_sha256) : NULL; }
+static json_t *v_model_path(const gq_col_src *s)
+{
+    return !CELL(s) ? NULL : text(s->e->model_path[0] ? s->e->model_path : "synthetic");
+}
+static json_t *v_model_config_sha256(const gq_col_src *s)
+{
+    return CELL(s) ? text(s->e->model_config_sha256) : NULL;
+}
 static json_t *v_version(const gq_col_src *s) { (void)s; return text(GQ_VERSION); }
 static json_t *v_revision(const gq_col_src *s) { (void)s; return text(GQ_VCS_REVISION); }
 static json_t *v_blas_kernel(const gq_col_src *s) { (void)s; return text(gq_blas_kernel()); }
@@ -288,6 +296,7 @@ const gq_result_col gq_result_cols[] = {
     {"calib_ctx", I, 0, v_calib_ctx},         {"calib_first_token", I, 0, v_calib_first},
     {"seed", I, 0, v_seed},                   {"config_sha256", T, 0, v_config_sha256},
     {"model_sha256", T, 0, v_model_sha256},   {"tokenizer_sha256", T, 0, v_tokenizer_sha256},
+    {"model_path", T, 0, v_model_path},       {"model_config_sha256", T, 0, v_model_config_sha256},
     {"version", T, E, v_version},             {"revision", T, E, v_revision},
     {"blas_kernel", T, E, v_blas_kernel},     {"blas", T, E, v_blas},
     {NULL, T, 0, NULL}};

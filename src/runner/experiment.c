@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/gq_sha256.h"
+#include "model/gq_hf.h"
 #include "runner/json_util.h"
 #include "runner/runner_internal.h"
 
@@ -68,7 +69,8 @@ typedef struct exp_model {
 
 static const gq_param_spec model_params[] = {
     {"path", GQ_PARAM_STRING, offsetof(exp_model, path), "", 0, 0, NULL,
-     "llama2.c checkpoint (under the assets directory); or give \"synthetic\""},
+     "llama2.c checkpoint or Hugging Face model directory (under the assets directory); "
+     "or give \"synthetic\""},
     {"synthetic", GQ_PARAM_STRING, offsetof(exp_model, synthetic), "", 0, 0, NULL,
      "synthetic model preset (gq-bench synth --help lists them)"},
     {"seed", GQ_PARAM_U64, offsetof(exp_model, seed), "1", 0, (double)INT64_MAX, NULL,
@@ -94,7 +96,7 @@ static int model_fields(gq_experiment *e, const exp_model *m, const json_t *mj, 
         if (json_object_get(mj, "seed"))
             return gq_fail(err, "%s.seed: only a synthetic model takes a seed", P);
         snprintf(sub, sizeof sub, "%s.path", P);
-        if (ju_resolve(m->path, sub, e->model_path, sizeof e->model_path, err))
+        if (ju_resolve_model(m->path, sub, e->model_path, sizeof e->model_path, err))
             return -1;
         const char *slash = strrchr(e->model_path, '/');
         e->model_label = strdup(m->name ? m->name : slash ? slash + 1 : e->model_path);
@@ -467,7 +469,10 @@ static int compute_key(gq_experiment *e, gq_error *err)
     json_t *k = json_pack("{s:O, s:s, s:s, s:s, s:s}", "experiment", e->resolved, "model",
                           e->model_sha256, "tokenizer", e->tokenizer_sha256, "eval",
                           e->eval_sha256, "calib", e->calib_sha256);
-    /* plugins only when given, so keys of experiments without plugins stay as they were */
+    /* plugins and an HF config only when given, so other keys stay as they were */
+    if (k && e->model_config_sha256[0] &&
+        json_object_set_new(k, "model_config", json_string(e->model_config_sha256)))
+        json_decref(k), k = NULL;
     char *s = k && !(e->plugins && json_object_set(k, "plugins", e->plugins))
                   ? json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS)
                   : NULL;
@@ -495,7 +500,9 @@ static int load_inner(gq_experiment *e, gq_error *err)
     if (gq_runner_model_config(e, &e->cfg, err) || check_contexts(e, err) ||
         gq_exp_check_inputs(e, err) || gq_sweep_expand(e, err))
         return -1;
-    if ((e->model_path[0] && hash_file(e->model_path, e->model_sha256, "$.model.path", err)) ||
+    if ((e->model_path[0] && gq_model_hashes(e->model_path, e->model_config_sha256,
+                                             e->model_sha256, err) &&
+         gq_fail_prefix(err, "$.model.path")) ||
         hash_file(e->tokenizer_path, e->tokenizer_sha256, "$.model.tokenizer", err))
         return -1;
     return compute_key(e, err);

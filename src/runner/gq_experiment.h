@@ -133,6 +133,9 @@ typedef struct gq_experiment {
     char tokenizer_path[GQ_EXP_PATH];
     gq_config cfg;          /* the model's configuration (read during validation) */
     char model_sha256[65], tokenizer_sha256[65];
+    /* sha256 of an HF model directory's config.json ("" for a llama2.c file); model_sha256 is
+     * then one hash over its weight files in index order (gq_model_hashes) */
+    char model_config_sha256[65];
 
     gq_exp_eval eval;
     char eval_path[GQ_EXP_PATH]; /* eval.text resolved */

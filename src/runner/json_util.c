@@ -57,6 +57,22 @@ int ju_resolve(const char *name, const char *path, char *out, size_t n, gq_error
     return 0;
 }
 
+int ju_resolve_model(const char *name, const char *path, char *out, size_t n, gq_error *err)
+{
+    if (gq_asset_resolve(name, out, n, err))
+        return gq_fail_prefix(err, "%s", path);
+    struct stat st;
+    if (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) {
+        char cfg[4200];
+        snprintf(cfg, sizeof cfg, "%s/config.json", out);
+        if (!gq_file_exists(cfg))
+            return gq_fail(err, "%s: %s: a directory without config.json (not a Hugging Face "
+                                "model directory)", path, out);
+        return 0;
+    }
+    return ju_resolve(name, path, out, n, err);
+}
+
 int ju_find_config(const char *name, const char *exp_file, const char *path, char *out, size_t n,
                    gq_error *err)
 {

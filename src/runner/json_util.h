@@ -19,6 +19,8 @@ int ju_strdup(const json_t *obj, const char *key, const char *path, const char *
 /* The file `name` (given at JSON path `path`) resolved through the assets directory; it must
  * be a regular file. */
 int ju_resolve(const char *name, const char *path, char *out, size_t n, gq_error *err);
+/* The same for a model: a regular file or a Hugging Face model directory (with config.json). */
+int ju_resolve_model(const char *name, const char *path, char *out, size_t n, gq_error *err);
 /* A configs/ file named relative to the working directory, the experiment's directory or its
  * parent; fails naming `path`. */
 int ju_find_config(const char *name, const char *exp_file, const char *path, char *out, size_t n,

@@ -311,6 +311,11 @@ static void print_summary(const gq_experiment *e, const gq_table *t, FILE *f)
             e->eval.ctx, gq_table_num(t, 0, "eval_windows"), gq_table_num(t, 0, "scored"),
             e->eval_path, e->eval_sha256, (unsigned long long)e->calib.seed,
             gq_table_num(t, 0, "threads"));
+    if (e->model_path[0])
+        fprintf(f, "model: %s (%s%.12s%sweights sha256 %.12s), tokenizer sha256 %.12s\n",
+                e->model_path, e->model_config_sha256[0] ? "config.json sha256 " : "",
+                e->model_config_sha256, e->model_config_sha256[0] ? ", " : "",
+                e->model_sha256, e->tokenizer_sha256);
     if (e->has_calib)
         fprintf(f, "calibration: %s (sha256 %.12s), n_calib %d x calib_ctx %d unless swept\n",
                 e->calib_path, e->calib_sha256, e->calib.n_calib, e->calib.calib_ctx);

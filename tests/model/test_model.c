@@ -374,5 +374,6 @@ int main(void)
     int failed = cmocka_run_group_tests_name("model", tests, NULL, NULL);
     failed += _cmocka_run_group_tests("model_io", model_io_tests, model_io_tests_n, NULL, NULL);
     failed += _cmocka_run_group_tests("model_cli", model_cli_tests, model_cli_tests_n, NULL, NULL);
+    failed += _cmocka_run_group_tests("model_hf", model_hf_tests, model_hf_tests_n, NULL, NULL);
     return failed;
 }

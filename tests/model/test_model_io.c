@@ -67,7 +67,7 @@ static void test_loader_rejects_bad_files(void **state)
     expect_reject(bad, "odd", NULL, NULL);
     snprintf(bad, sizeof bad, "%s/missing.bin", dir);
     expect_reject(bad, "cannot open", NULL, NULL);
-    expect_reject(dir, "not a regular file", NULL, NULL); /* a directory */
+    expect_reject(dir, "no config.json", NULL, NULL); /* a directory that is no HF model */
     assert_int_equal(gq_model_save(&m, dir, &err), -1);
     assert_non_null(strstr(err.msg, "is a directory"));
     /* a NaN or infinity in the weights: the tensor and index are named */

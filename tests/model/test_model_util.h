@@ -45,5 +45,7 @@ extern const struct CMUnitTest model_io_tests[];
 extern const size_t model_io_tests_n;
 extern const struct CMUnitTest model_cli_tests[];
 extern const size_t model_cli_tests_n;
+extern const struct CMUnitTest model_hf_tests[];
+extern const size_t model_hf_tests_n;
 
 #endif

@@ -1,0 +1,26 @@
+#ifndef GQ_HF_INTERNAL_H
+#define GQ_HF_INTERNAL_H
+/* Shared by the HF loader and saver: the transformers name and shape of every tensor of a
+ * model, and the RoPE row permutation. */
+#include "model/gq_model.h"
+
+typedef struct hf_tensor_ref {
+    char name[96];  /* "model.layers.3.self_attn.q_proj.weight" */
+    float *data;    /* the model's storage */
+    int rows, cols; /* (rows, cols); a vector is (n, 1) and has ndim 1 */
+    int ndim;
+    int head_size;  /* > 0: rows are heads of head_size rows in llama2.c RoPE order */
+} hf_tensor_ref;
+
+/* Every tensor of m in transformers' naming, in file order (embeddings, layer by layer, final
+ * norm, classifier unless tied). *out is malloc'd; returns the count or -1 (out of memory). */
+int hf_tensor_refs(const gq_model *m, hf_tensor_ref **out);
+
+/* Row index in llama2.c's interleaved layout of row r of a head in transformers' rotate-half
+ * layout (head_size hs): r < hs/2 -> 2r, else 2(r - hs/2) + 1. */
+static inline int hf_rope_row(int r, int hs)
+{
+    return r < hs / 2 ? 2 * r : 2 * (r - hs / 2) + 1;
+}
+
+#endif
