@@ -22,7 +22,7 @@ typedef struct tok_run {
     int vocab;
     const char *kind; /* gq_tokenizer_describe */
     char sha[65];    /* of the text */
-    size_t len, n;   /* bytes of text, ids (BOS included) */
+    size_t len, n;   /* bytes of text, ids (special tokens included) */
     const int *ids;  /* n ids */
     size_t nh;       /* leading ids to print */
     double secs, tps; /* encode time (s), ids per second */
@@ -73,7 +73,8 @@ static void print_text(const tok_run *r)
     printf("data        %s\n", r->data_path);
     printf("sha256      %s\n", r->sha);
     printf("bytes       %zu\n", len);
-    printf("tokens      %zu (the tokenizer's special tokens included; %.3f bytes/token)\n", n,
+    printf("tokens      %zu (%s included; %.3f bytes/token)\n", n,
+           strncmp(r->kind, "llama2.c", 8) == 0 ? "BOS at the start" : "its special tokens",
            n ? (double)len / n : 0.0);
     printf("time        %.3f s encode only, %.0f tokens/s, %.2f MB/s\n", secs, r->tps,
            secs > 0 ? len / secs / 1e6 : 0.0);
