@@ -154,18 +154,21 @@ static int byte_level(enc *e, const hf_pre *st, const char *s, size_t n, pieces 
     return rc;
 }
 
-/* Metaspace (split false): spaces become the replacement, which is prepended by the scheme. */
+/* Metaspace (split false): spaces become the replacement, which is prepended by the scheme
+ * unless the result starts with it. */
 static int metaspace(const hf_pre *st, const char *s, size_t n, size_t section, pieces *out)
 {
-    hf_buf b = {0};
+    hf_buf b = {0}, r = {0};
     size_t nr = strlen(st->replacement);
-    bool starts = n >= nr && memcmp(s, st->replacement, nr) == 0;
+    int rc = replace_all(s, n, " ", st->replacement, &r);
+    bool starts = rc == 0 && r.n >= nr && memcmp(r.p, st->replacement, nr) == 0;
     bool prepend = !starts && (st->prepend == HF_PREPEND_ALWAYS ||
                                (st->prepend == HF_PREPEND_FIRST && section == 0));
-    int rc = prepend ? hf_buf_put(&b, st->replacement, nr) : 0;
-    rc = rc ? rc : replace_all(s, n, " ", st->replacement, &b);
+    rc = rc ? rc : prepend ? hf_buf_put(&b, st->replacement, nr) : 0;
+    rc = rc ? rc : hf_buf_put(&b, r.p, r.n);
     rc = rc ? rc : push_piece(out, b.p, b.n);
     free(b.p);
+    free(r.p);
     return rc;
 }
 

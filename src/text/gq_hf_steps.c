@@ -15,6 +15,16 @@ static bool flag(const json_t *j, const char *key, bool def)
     return json_is_boolean(v) ? json_is_true(v) : def;
 }
 
+/* "<field>.type: <what> "<type>" is not supported (supported: ...)". */
+static int type_fail(gq_error *err, const char *path, const char *field, const char *what,
+                     const char *type, const char *supported)
+{
+    char f[300];
+    snprintf(f, sizeof f, "%s.type", field);
+    return hf_fail(err, path, f, "%s \"%s\" is not supported (supported: %s)", what, type,
+                   supported);
+}
+
 static int need_type(const json_t *j, const char *path, const char *field, gq_error *err)
 {
     if (!json_is_object(j) || !type_of(j))
@@ -84,8 +94,8 @@ int hf_parse_normalizer(gq_hf_tok *hf, const json_t *j, const char *path, const 
             str_field(j, "content", "", path, field, &n->to, err))
             return -1;
     } else {
-        return hf_fail(err, path, field, "type: normalizer \"%s\" is not supported (supported: "
-                       "Sequence, NFC, NFD, NFKC, NFKD, Prepend, Replace)", type);
+        return type_fail(err, path, field, "normalizer", type,
+                         "Sequence, NFC, NFD, NFKC, NFKD, Prepend, Replace");
     }
     hf->n_norm++;
     return 0;
@@ -195,8 +205,8 @@ int hf_parse_pre_tokenizer(gq_hf_tok *hf, const json_t *j, const char *path, con
         return 0;
     }
     hf->n_pre--;
-    return hf_fail(err, path, field, "type: pre-tokenizer \"%s\" is not supported (supported: "
-                   "Sequence, Split, ByteLevel, Metaspace)", type);
+    return type_fail(err, path, field, "pre-tokenizer", type,
+                     "Sequence, Split, ByteLevel, Metaspace");
 }
 
 /* A TemplateProcessing special token: its ids from "special_tokens". */
@@ -270,8 +280,8 @@ int hf_parse_post_processor(gq_tokenizer *t, const json_t *j, const char *path,
         }
         return 0;
     }
-    return hf_fail(err, path, field, "type: post-processor \"%s\" is not supported (supported: "
-                   "TemplateProcessing, ByteLevel, Sequence)", type);
+    return type_fail(err, path, field, "post-processor", type,
+                     "TemplateProcessing, ByteLevel, Sequence");
 }
 
 static int add_dec_op(gq_hf_tok *hf, hf_dec_kind kind, const char *path, const char *field,
@@ -315,8 +325,8 @@ static int parse_decoder_step(gq_hf_tok *hf, const json_t *j, const char *type, 
         return string_pattern(j, path, field, &d->from, err) ||
                str_field(j, "content", "", path, field, &d->to, err);
     }
-    return hf_fail(err, path, field, "type: decoder \"%s\" is not supported (supported: "
-                   "Sequence, ByteLevel, ByteFallback, Fuse, Strip, Replace, Metaspace)", type);
+    return type_fail(err, path, field, "decoder", type,
+                     "Sequence, ByteLevel, ByteFallback, Fuse, Strip, Replace, Metaspace");
 }
 
 int hf_parse_decoder(gq_hf_tok *hf, const json_t *j, const char *path, const char *field,
