@@ -13,8 +13,8 @@
 
 #define HF_MAX_VOCAB (1 << 24)
 /* PCRE2 limits per match attempt: a hostile pattern fails instead of hanging. */
-#define HF_MATCH_LIMIT 10000000u
-#define HF_DEPTH_LIMIT 100000u
+#define HF_MATCH_LIMIT 1000000u
+#define HF_DEPTH_LIMIT 10000u
 
 int hf_fail(gq_error *err, const char *path, const char *field, const char *fmt, ...)
 {
