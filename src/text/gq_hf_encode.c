@@ -33,16 +33,27 @@ typedef struct {
     pieces pre[2];
 } enc;
 
+/* Array a (capacity *cap elements of `size` bytes) with room for `need` (the capacity
+ * doubles); NULL when out of memory, a then unchanged. */
+static void *reserve(void *a, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return a;
+    size_t c = *cap ? *cap : 64;
+    while (c < need)
+        c *= 2;
+    void *p = realloc(a, c * size);
+    if (p)
+        *cap = c;
+    return p;
+}
+
 static int push_id(enc *e, int id)
 {
-    if (e->n_ids == e->cap_ids) {
-        size_t cap = e->cap_ids ? 2 * e->cap_ids : 1024;
-        int *a = realloc(e->ids, cap * sizeof *a);
-        if (!a)
-            return -1;
-        e->ids = a;
-        e->cap_ids = cap;
-    }
+    int *a = reserve(e->ids, &e->cap_ids, e->n_ids + 1, sizeof *e->ids);
+    if (!a)
+        return -1;
+    e->ids = a;
     e->ids[e->n_ids++] = id;
     return 0;
 }
@@ -51,14 +62,10 @@ static int push_piece(pieces *p, const char *s, size_t n)
 {
     if (n == 0)
         return 0;
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? 2 * p->cap : 64;
-        span *a = realloc(p->a, cap * sizeof *a);
-        if (!a)
-            return -1;
-        p->a = a;
-        p->cap = cap;
-    }
+    span *a = reserve(p->a, &p->cap, p->n + 1, sizeof *p->a);
+    if (!a)
+        return -1;
+    p->a = a;
     p->a[p->n++] = (span){p->text.n, n};
     return hf_buf_put(&p->text, s, n);
 }
@@ -236,13 +243,10 @@ static int bpe_piece(enc *e, const char *s, size_t n)
     int whole = e->hf->ignore_merges ? gq_vocab_find2(&e->t->v, s, (int)n, "", 0) : -1;
     if (whole >= 0)
         return push_id(e, whole);
-    if (n + 1 > e->cap_sym) { /* at most one symbol per byte */
-        gq_bpe_symbol *a = realloc(e->sym, (n + 1) * sizeof *a);
-        if (!a)
-            return -1;
-        e->sym = a;
-        e->cap_sym = n + 1;
-    }
+    gq_bpe_symbol *sym = reserve(e->sym, &e->cap_sym, n + 1, sizeof *e->sym);
+    if (!sym)
+        return -1; /* at most one symbol per byte */
+    e->sym = sym;
     int m = 0;
     for (size_t i = 0; i < n;) {
         int l = hf_utf8_len((unsigned char)s[i]);

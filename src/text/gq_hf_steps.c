@@ -32,6 +32,35 @@ static int need_type(const json_t *j, const char *path, const char *field, gq_er
     return 0;
 }
 
+/* One step of a section (not a Sequence): its object, its "type", where it is. */
+typedef int (*step_fn)(void *ctx, const json_t *j, const char *type, const char *path,
+                       const char *field, gq_error *err);
+
+/* Calls fn on the section j, or on each element of j[list_key] (recursively) when j is a
+ * Sequence; null or absent: nothing. */
+static int for_each_step(const json_t *j, const char *list_key, step_fn fn, void *ctx,
+                         const char *path, const char *field, gq_error *err)
+{
+    if (json_is_null(j) || !j)
+        return 0;
+    if (need_type(j, path, field, err))
+        return -1;
+    const char *type = type_of(j);
+    if (strcmp(type, "Sequence") != 0)
+        return fn(ctx, j, type, path, field, err);
+    const json_t *list = json_object_get(j, list_key);
+    if (!json_is_array(list))
+        return hf_fail(err, path, field, "%s: expected an array", list_key);
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        char sub[256];
+        if (snprintf(sub, sizeof sub, "%s.%s[%zu]", field, list_key, i) >= (int)sizeof sub)
+            return hf_fail(err, path, field, "Sequences nested too deeply");
+        if (for_each_step(json_array_get(list, i), list_key, fn, ctx, path, sub, err))
+            return -1;
+    }
+    return 0;
+}
+
 /* A literal pattern {"String": s}; a {"Regex": r} one is refused (where='normalizer' ...). */
 static int string_pattern(const json_t *j, const char *path, const char *field, char **out,
                           gq_error *err)
@@ -54,26 +83,10 @@ static int str_field(const json_t *j, const char *key, const char *def, const ch
     return *out ? 0 : hf_fail(err, path, field, "out of memory");
 }
 
-int hf_parse_normalizer(gq_hf_tok *hf, const json_t *j, const char *path, const char *field,
-                        gq_error *err)
+static int normalizer_step(void *ctx, const json_t *j, const char *type, const char *path,
+                           const char *field, gq_error *err)
 {
-    if (json_is_null(j) || !j)
-        return 0;
-    if (need_type(j, path, field, err))
-        return -1;
-    const char *type = type_of(j);
-    if (strcmp(type, "Sequence") == 0) {
-        const json_t *list = json_object_get(j, "normalizers");
-        if (!json_is_array(list))
-            return hf_fail(err, path, field, "normalizers: expected an array");
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            char sub[256];
-            snprintf(sub, sizeof sub, "%s.normalizers[%zu]", field, i);
-            if (hf_parse_normalizer(hf, json_array_get(list, i), path, sub, err))
-                return -1;
-        }
-        return 0;
-    }
+    gq_hf_tok *hf = ctx;
     if (hf->n_norm == HF_MAX_STEPS)
         return hf_fail(err, path, field, "more than %d normalizer steps", HF_MAX_STEPS);
     hf_norm *n = &hf->norm[hf->n_norm];
@@ -99,6 +112,12 @@ int hf_parse_normalizer(gq_hf_tok *hf, const json_t *j, const char *path, const 
     }
     hf->n_norm++;
     return 0;
+}
+
+int hf_parse_normalizer(gq_hf_tok *hf, const json_t *j, const char *path, const char *field,
+                        gq_error *err)
+{
+    return for_each_step(j, "normalizers", normalizer_step, hf, path, field, err);
 }
 
 /* Compiles a Split pattern (or GPT-2's) in UTF + UCP mode, JIT-compiled when available. */
@@ -168,26 +187,10 @@ static int parse_metaspace(hf_pre *p, const json_t *j, const char *path, const c
 static const char GPT2_PATTERN[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-int hf_parse_pre_tokenizer(gq_hf_tok *hf, const json_t *j, const char *path, const char *field,
-                           gq_error *err)
+static int pre_tokenizer_step(void *ctx, const json_t *j, const char *type, const char *path,
+                              const char *field, gq_error *err)
 {
-    if (json_is_null(j) || !j)
-        return 0;
-    if (need_type(j, path, field, err))
-        return -1;
-    const char *type = type_of(j);
-    if (strcmp(type, "Sequence") == 0) {
-        const json_t *list = json_object_get(j, "pretokenizers");
-        if (!json_is_array(list))
-            return hf_fail(err, path, field, "pretokenizers: expected an array");
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            char sub[256];
-            snprintf(sub, sizeof sub, "%s.pretokenizers[%zu]", field, i);
-            if (hf_parse_pre_tokenizer(hf, json_array_get(list, i), path, sub, err))
-                return -1;
-        }
-        return 0;
-    }
+    gq_hf_tok *hf = ctx;
     if (hf->n_pre == HF_MAX_STEPS)
         return hf_fail(err, path, field, "more than %d pre-tokenizer steps", HF_MAX_STEPS);
     hf_pre *p = &hf->pre[hf->n_pre++];
@@ -207,6 +210,12 @@ int hf_parse_pre_tokenizer(gq_hf_tok *hf, const json_t *j, const char *path, con
     hf->n_pre--;
     return type_fail(err, path, field, "pre-tokenizer", type,
                      "Sequence, Split, ByteLevel, Metaspace");
+}
+
+int hf_parse_pre_tokenizer(gq_hf_tok *hf, const json_t *j, const char *path, const char *field,
+                           gq_error *err)
+{
+    return for_each_step(j, "pretokenizers", pre_tokenizer_step, hf, path, field, err);
 }
 
 /* A TemplateProcessing special token: its ids from "special_tokens". */
@@ -256,32 +265,21 @@ static int parse_template(gq_hf_tok *hf, const json_t *j, const char *path, cons
     return seen_a ? 0 : hf_fail(err, path, field, "single: no Sequence A");
 }
 
-int hf_parse_post_processor(gq_tokenizer *t, const json_t *j, const char *path,
-                            const char *field, gq_error *err)
+static int post_processor_step(void *ctx, const json_t *j, const char *type, const char *path,
+                               const char *field, gq_error *err)
 {
-    if (json_is_null(j) || !j)
-        return 0;
-    if (need_type(j, path, field, err))
-        return -1;
-    const char *type = type_of(j);
     if (strcmp(type, "ByteLevel") == 0) /* offsets only */
         return 0;
     if (strcmp(type, "TemplateProcessing") == 0)
-        return parse_template(t->hf, j, path, field, err);
-    if (strcmp(type, "Sequence") == 0) {
-        const json_t *list = json_object_get(j, "processors");
-        if (!json_is_array(list))
-            return hf_fail(err, path, field, "processors: expected an array");
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            char sub[256];
-            snprintf(sub, sizeof sub, "%s.processors[%zu]", field, i);
-            if (hf_parse_post_processor(t, json_array_get(list, i), path, sub, err))
-                return -1;
-        }
-        return 0;
-    }
+        return parse_template(ctx, j, path, field, err);
     return type_fail(err, path, field, "post-processor", type,
                      "TemplateProcessing, ByteLevel, Sequence");
+}
+
+int hf_parse_post_processor(gq_tokenizer *t, const json_t *j, const char *path,
+                            const char *field, gq_error *err)
+{
+    return for_each_step(j, "processors", post_processor_step, t->hf, path, field, err);
 }
 
 static int add_dec_op(gq_hf_tok *hf, hf_dec_kind kind, const char *path, const char *field,
@@ -293,9 +291,10 @@ static int add_dec_op(gq_hf_tok *hf, hf_dec_kind kind, const char *path, const c
     return 0;
 }
 
-static int parse_decoder_step(gq_hf_tok *hf, const json_t *j, const char *type, const char *path,
-                              const char *field, gq_error *err)
+static int decoder_step(void *ctx, const json_t *j, const char *type, const char *path,
+                        const char *field, gq_error *err)
 {
+    gq_hf_tok *hf = ctx;
     if (strcmp(type, "ByteLevel") == 0)
         return add_dec_op(hf, HF_DEC_BYTE_LEVEL, path, field, err);
     if (strcmp(type, "ByteFallback") == 0)
@@ -332,21 +331,5 @@ static int parse_decoder_step(gq_hf_tok *hf, const json_t *j, const char *type, 
 int hf_parse_decoder(gq_hf_tok *hf, const json_t *j, const char *path, const char *field,
                      gq_error *err)
 {
-    if (json_is_null(j) || !j)
-        return 0;
-    if (need_type(j, path, field, err))
-        return -1;
-    const char *type = type_of(j);
-    if (strcmp(type, "Sequence") != 0)
-        return parse_decoder_step(hf, j, type, path, field, err);
-    const json_t *list = json_object_get(j, "decoders");
-    if (!json_is_array(list))
-        return hf_fail(err, path, field, "decoders: expected an array");
-    for (size_t i = 0; i < json_array_size(list); i++) {
-        char sub[256];
-        snprintf(sub, sizeof sub, "%s.decoders[%zu]", field, i);
-        if (hf_parse_decoder(hf, json_array_get(list, i), path, sub, err))
-            return -1;
-    }
-    return 0;
+    return for_each_step(j, "decoders", decoder_step, hf, path, field, err);
 }
