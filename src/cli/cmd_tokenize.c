@@ -1,5 +1,6 @@
-/* gq-bench tokenize: tokenize a text file (one BOS at the start, as the evaluation does),
- * report the count and speed, optionally write the ids as int32. */
+/* gq-bench tokenize: tokenize a text file (the tokenizer's BOS at the start, as the evaluation
+ * does), report the count and speed, optionally write the ids as int32; or write the tokenizer
+ * as tokenizer.json (--export-json). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,8 +21,9 @@ static const char *CMD = "tokenize";
 typedef struct tok_run {
     const char *tok_path, *data_path, *out_path; /* out_path: NULL when not written */
     int vocab;
+    const char *kind; /* gq_tokenizer_describe */
     char sha[65];    /* of the text */
-    size_t len, n;   /* bytes of text, ids (BOS included) */
+    size_t len, n;   /* bytes of text, ids (special tokens included) */
     const int *ids;  /* n ids */
     size_t nh;       /* leading ids to print */
     double secs, tps; /* encode time (s), ids per second */
@@ -46,6 +48,7 @@ static void print_json(const tok_run *r)
     for (size_t i = 0; i < r->nh; i++)
         json_array_append_new(h, json_integer(r->ids[i]));
     json_object_set_new(o, "tokenizer", json_string(r->tok_path));
+    json_object_set_new(o, "tokenizer_kind", json_string(r->kind));
     json_object_set_new(o, "vocab_size", json_integer(r->vocab));
     json_object_set_new(o, "data", json_string(r->data_path));
     json_object_set_new(o, "data_sha256", json_string(r->sha));
@@ -67,11 +70,12 @@ static void print_text(const tok_run *r)
 {
     size_t len = r->len, n = r->n;
     double secs = r->secs;
-    printf("tokenizer   %s (%d tokens)\n", r->tok_path, r->vocab);
+    printf("tokenizer   %s (%s, %d tokens)\n", r->tok_path, r->kind, r->vocab);
     printf("data        %s\n", r->data_path);
     printf("sha256      %s\n", r->sha);
     printf("bytes       %zu\n", len);
-    printf("tokens      %zu (BOS at the start included; %.3f bytes/token)\n", n,
+    printf("tokens      %zu (%s included; %.3f bytes/token)\n", n,
+           strncmp(r->kind, "llama2.c", 8) == 0 ? "BOS at the start" : "its special tokens",
            n ? (double)len / n : 0.0);
     printf("time        %.3f s encode only, %.0f tokens/s, %.2f MB/s\n", secs, r->tps,
            secs > 0 ? len / secs / 1e6 : 0.0);
@@ -83,16 +87,31 @@ static void print_text(const tok_run *r)
         printf("wrote       %s (%zu int32)\n", r->out_path, n);
 }
 
+/* --export-json: a tokenizer that has no tokenizer.json equivalent is bad input (exit 2). */
+static int export_json(gq_tokenizer *tok, const char *tok_path, const char *out)
+{
+    gq_error err = {{0}};
+    int rc = gq_tokenizer_save_json(tok, out, &err);
+    gq_tokenizer_free(tok);
+    if (rc != 0)
+        return cli_report(CMD, &err, GQ_EXIT_USAGE);
+    printf("wrote       %s (tokenizer.json of %s)\n", out, tok_path);
+    return GQ_EXIT_OK;
+}
+
 int cmd_tokenize(int argc, char **argv)
 {
     char tok_path[CLI_PATH_MAX] = "", data_path[CLI_PATH_MAX] = "";
-    const char *out_path = NULL;
+    const char *out_path = NULL, *export_path = NULL;
     bool json = false;
     long head = 0;
     const cli_opt opts[] = {
-        CLI_OPT("tokenizer", "T", CLI_ASSET, tok_path, "llama2.c tokenizer.bin; assets: paths work",
-                .required = true),
-        CLI_OPT("data", "D", CLI_ASSET, data_path, "text file (UTF-8)", .required = true),
+        CLI_OPT("tokenizer", "T", CLI_ASSET, tok_path,
+                "llama2.c tokenizer.bin or tokenizer.json; assets: paths work", .required = true),
+        CLI_OPT("data", "D", CLI_ASSET, data_path, "text file (UTF-8; required unless\n"
+                "--export-json)"),
+        CLI_OPT("export-json", "FILE", CLI_OUT, &export_path,
+                "write T as an equivalent tokenizer.json (atomically) instead of tokenizing"),
         CLI_OPT("head", "N", CLI_INT, &head, "how many leading ids to print", .def = "16",
                 .max = 1000000),
         CLI_OPT("out", "FILE", CLI_OUT, &out_path,
@@ -101,16 +120,24 @@ int cmd_tokenize(int argc, char **argv)
     };
     const cli_spec spec = {
         .cmd = CMD,
-        .about = "Tokenizes the whole file D with tokenizer T (llama2.c tokenizer.bin), with one BOS\n"
-        "at the start (as the perplexity protocols do), and prints bytes, tokens, time,\n"
-                 "tokens/s and the first N ids.\n",
+        .about = "Tokenizes the whole file D with tokenizer T (llama2.c tokenizer.bin or\n"
+                 "tokenizer.json) with its special tokens (llama2.c: one BOS at the start, as the\n"
+                 "perplexity protocols do), and prints bytes, tokens, time, tokens/s and the first\n"
+                 "N ids. --export-json writes T as tokenizer.json instead (a llama2.c tokenizer\n"
+                 "becomes the SentencePiece-style BPE that gives the same ids).\n",
         CLI_OPTS(opts)};
     CLI_PARSE_OR_RETURN(&spec, argc, argv);
 
     gq_error err = {{0}};
+    if (!export_path && !data_path[0]) {
+        gq_fail(&err, "missing --data (or --export-json)");
+        return cli_report(CMD, &err, GQ_EXIT_USAGE);
+    }
     gq_tokenizer *tok = NULL;
     if (gq_tokenizer_open(tok_path, 0, &tok, &err) != 0)
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
+    if (export_path)
+        return export_json(tok, tok_path, export_path);
     char *text = NULL;
     size_t len = 0;
     if (gq_read_file(data_path, &text, &len, &err) != 0) {
@@ -118,7 +145,8 @@ int cmd_tokenize(int argc, char **argv)
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
     }
     tok_run r = {.tok_path = tok_path, .data_path = data_path, .out_path = out_path,
-                 .vocab = gq_tokenizer_vocab_size(tok), .len = len};
+                 .vocab = gq_tokenizer_vocab_size(tok), .kind = gq_tokenizer_describe(tok),
+                 .len = len};
     gq_sha256_hex(text, len, r.sha);
     int *ids = NULL;
     double t0 = gq_now();

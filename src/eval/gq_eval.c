@@ -329,14 +329,14 @@ static int check_finite(const eval_bufs *b, const gq_eval_reference *ref, size_t
 }
 
 /* Batch tokens: nb windows of ctx tokens from window w0; the llama.cpp protocol starts each
- * window with BOS. */
+ * window with the tokenizer's BOS (when it has one). */
 static void load_windows(int *tokens, const gq_dataset *ds, gq_ppl_protocol protocol, size_t w0,
                          int nb, int ctx)
 {
     memcpy(tokens, ds->tokens + w0 * (size_t)ctx, (size_t)nb * ctx * sizeof(int));
-    if (protocol == GQ_PPL_LLAMACPP)
+    if (protocol == GQ_PPL_LLAMACPP && ds->bos_id >= 0)
         for (int b = 0; b < nb; b++)
-            tokens[(size_t)b * ctx] = GQ_TOKEN_BOS;
+            tokens[(size_t)b * ctx] = ds->bos_id;
 }
 
 /* Scores the nb x per_window rows of one batch from b->logits ([nb*ctx][V]): NLL per row, the

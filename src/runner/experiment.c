@@ -76,7 +76,7 @@ static const gq_param_spec model_params[] = {
     {"seed", GQ_PARAM_U64, offsetof(exp_model, seed), "1", 0, (double)INT64_MAX, NULL,
      "seed of the synthetic model's weights"},
     {"tokenizer", GQ_PARAM_STRING, offsetof(exp_model, tokenizer), NULL, 0, 0, NULL,
-     "llama2.c tokenizer.bin"},
+     "llama2.c tokenizer.bin or tokenizer.json"},
     {"name", GQ_PARAM_STRING, offsetof(exp_model, name), "", 0, 0, NULL,
      "model column of the results (default: the checkpoint's file name)"},
     {0}};

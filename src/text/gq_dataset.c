@@ -25,6 +25,7 @@ int gq_dataset_load(const char *path, const gq_tokenizer *tok, gq_dataset *ds, g
     gq_sha256_hex(text, len, ds->sha256);
     snprintf(ds->path, sizeof ds->path, "%s", path);
     ds->text_bytes = len;
+    ds->bos_id = gq_tokenizer_bos_id(tok);
     int rc = gq_tokenizer_encode(tok, text, len, true, false, &ds->tokens, &ds->n_tokens, err);
     free(text);
     if (rc != 0)

@@ -2,8 +2,9 @@
 #define GQ_DATASET_H
 /* Token streams for evaluation and calibration.
  *
- * A dataset is a text file tokenized once (one BOS at the very start, as the perplexity
- * protocols require), with its path and SHA-256 kept for provenance. Evaluation windows are
+ * A dataset is a text file tokenized once (with the tokenizer's special tokens: one BOS at the
+ * very start, as the perplexity protocols require, for every tokenizer that has a BOS), with
+ * its path and SHA-256 kept for provenance. Evaluation windows are
  * non-overlapping runs of ctx tokens from the start (the tail that does not fill a window is
  * dropped). Calibration windows are n windows of ctx tokens at offsets drawn by a seeded RNG. */
 #include <stddef.h>
@@ -16,8 +17,9 @@ typedef struct gq_dataset {
     char path[4096]; /* up to PATH_MAX */
     char sha256[65];
     size_t text_bytes;
-    int *tokens;     /* n_tokens ids, tokens[0] = BOS */
+    int *tokens;     /* n_tokens ids, tokens[0] = BOS when the tokenizer adds one */
     size_t n_tokens;
+    int bos_id;      /* the tokenizer's BOS (-1: none), which the llama.cpp protocol puts first */
 } gq_dataset;
 
 int gq_dataset_load(const char *path, const gq_tokenizer *tok, gq_dataset *ds, gq_error *err);

@@ -1,6 +1,20 @@
 #ifndef GQ_TOKENIZER_H
 #define GQ_TOKENIZER_H
-/* llama2.c tokenizer.bin: SentencePiece-style BPE over vocabulary scores with byte fallback.
+/* Tokenizers: llama2.c tokenizer.bin and Hugging Face tokenizer.json (BPE models), chosen by
+ * the file's content.
+ *
+ * tokenizer.json (gq_hf_*.c): the BPE model with its normalizer (Sequence, NFC/NFD/NFKC/NFKD,
+ * Prepend, Replace of a string), pre-tokenizer (Sequence, Split by a regular expression or a
+ * string with behavior Isolated or Removed, ByteLevel, Metaspace without split), added tokens
+ * matched in the raw text before the model (longest first), post-processor (TemplateProcessing,
+ * ByteLevel, Sequence) and decoder; tokenizer_config.json beside the file gives bos_token /
+ * eos_token and, without a TemplateProcessing, add_bos_token / add_eos_token. Merges go by rank
+ * (lowest first, leftmost on ties) with the same priority-queue merging as below. Invalid UTF-8
+ * in the text is replaced by U+FFFD (one per maximal invalid subpart, as the WHATWG decoder and
+ * Python's errors="replace" do) before anything else. Other model types (Unigram, WordPiece,
+ * WordLevel) and any other step or option are refused at load, naming the file and the field.
+ *
+ * llama2.c tokenizer.bin: SentencePiece-style BPE over vocabulary scores with byte fallback.
  *
  * File: int32 max_token_length, then per token: float32 score, int32 len, len bytes.
  * encode() gives exactly the ids of llama2.c's reference encode() (dummy-prefix space, UTF-8
@@ -24,27 +38,46 @@
 
 typedef struct gq_tokenizer gq_tokenizer;
 
-/* expected_vocab: the model's vocab_size to check against, or 0 to accept any. */
+/* Loads a llama2.c tokenizer.bin or a tokenizer.json (a file starting with a JSON object).
+ * expected_vocab: the model's vocab_size to check against, or 0 to accept any; a tokenizer.bin
+ * must have exactly that many tokens, a tokenizer.json at most that many (embeddings are often
+ * padded beyond the vocabulary). */
 int gq_tokenizer_load(const char *path, int expected_vocab, gq_tokenizer **out, gq_error *err);
-/* The same from a tokenizer.bin image in memory (size bytes; `path` names it in messages). */
+/* The same from a tokenizer.bin or tokenizer.json image in memory (size bytes; `path` names it
+ * in messages). */
 int gq_tokenizer_parse(const char *path, const void *bytes, size_t size, int expected_vocab,
                        gq_tokenizer **out, gq_error *err);
 void gq_tokenizer_free(gq_tokenizer *t);
 int gq_tokenizer_vocab_size(const gq_tokenizer *t);
+/* BOS / EOS ids, -1 when the tokenizer has none (llama2.c: 1 and 2). */
+int gq_tokenizer_bos_id(const gq_tokenizer *t);
+int gq_tokenizer_eos_id(const gq_tokenizer *t);
+/* One line saying which kind of tokenizer this is, for reports. */
+const char *gq_tokenizer_describe(const gq_tokenizer *t);
 
-/* Encodes len bytes of text. *tokens is malloc'd (caller frees); *n_tokens its length. */
+/* Writes t as a tokenizer.json, atomically. A llama2.c tokenizer becomes the equivalent
+ * SentencePiece-style BPE (same ids for valid UTF-8 text that spells no special token and no
+ * U+2581; see gq_tokenizer_json.c); a tokenizer.json is written back as it was read. */
+int gq_tokenizer_save_json(const gq_tokenizer *t, const char *path, gq_error *err);
+
+/* Encodes len bytes of text. *tokens is malloc'd (caller frees); *n_tokens its length.
+ * bos: add the tokenizer's special tokens (llama2.c: BOS; tokenizer.json: those of its
+ * post-processor, or tokenizer_config.json's add_bos_token / add_eos_token); eos: append EOS
+ * (when the tokenizer has one and it was not just added). */
 int gq_tokenizer_encode(const gq_tokenizer *t, const char *text, size_t len, bool bos, bool eos,
                         int **tokens, size_t *n_tokens, gq_error *err);
 
 /* The text of `token` as llama2.c's decode(): the leading space is dropped after BOS and
- * byte tokens <0xXX> become that byte. Returns a pointer into the tokenizer or into *scratch
+ * byte tokens <0xXX> become that byte (tokenizer.json: its decoder's text of the token; the
+ * leading space is dropped after BOS when the decoder strips it). Returns a pointer into the tokenizer or into *scratch
  * (at least 2 bytes); valid until the next call with the same scratch. The byte token <0x00>
  * decodes to "" (a C string cannot hold it). */
 const char *gq_tokenizer_decode(const gq_tokenizer *t, int prev_token, int token, char scratch[2]);
 
 /* The raw vocabulary piece (for tests and diagnostics), NULL when token is out of range. */
 const char *gq_tokenizer_piece(const gq_tokenizer *t, int token);
-/* The piece's merge score (token must be in range). */
+/* The piece's merge score (token must be in range; 0 for tokenizer.json, whose merges are
+ * ranked instead). */
 float gq_tokenizer_score(const gq_tokenizer *t, int token);
 
 #endif
