@@ -13,3 +13,4 @@ GQ_COMMAND(generate, cmd_generate, "generate text from a model (llama2.c run.c s
 GQ_COMMAND(synth, cmd_synth, "write a synthetic checkpoint of a real model shape (tiny, stories15M, ...)")
 GQ_COMMAND(run, cmd_run, "run an experiment file: sweep, results.csv/.h5, charts, resume")
 GQ_COMMAND(plot, cmd_plot, "redraw the charts of results/<experiment> from its results.csv")
+GQ_COMMAND(merge, cmd_merge, "merge the shard journals of `run --shard I/N` into results.csv/.h5 and charts")
