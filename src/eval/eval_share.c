@@ -43,3 +43,26 @@ int gq_eval_share_gather(size_t n_windows, int batch, int per_window, void *cons
     free(first);
     return rc ? gq_fail_prefix(err, "gathering the evaluation over %d ranks", ranks) : 0;
 }
+
+int gq_eval_share_slowest(double *seconds, gq_error *err)
+{
+    int ranks = gq_dist_size();
+    if (ranks < 2)
+        return 0;
+    double *all = calloc((size_t)ranks, sizeof *all);
+    size_t *first = malloc(((size_t)ranks + 1) * sizeof *first);
+    int rc = -1;
+    if (!all || !first)
+        gq_fail(err, "out of memory for the times of %d ranks", ranks);
+    else {
+        for (int r = 0; r <= ranks; r++)
+            first[r] = (size_t)r;
+        all[gq_dist_rank()] = *seconds;
+        rc = gq_dist_allgather(all, sizeof *all, first, err);
+        for (int r = 0; rc == 0 && r < ranks; r++)
+            *seconds = all[r] > *seconds ? all[r] : *seconds;
+    }
+    free(all);
+    free(first);
+    return rc;
+}

@@ -21,4 +21,8 @@ void gq_eval_share_windows(size_t n_windows, int batch, bool split, size_t *w_be
 int gq_eval_share_gather(size_t n_windows, int batch, int per_window, void *const *arrays,
                          const size_t *elem, int n, gq_error *err);
 
+/* The longest of the ranks' times (their seconds in, the slowest out), so that tokens per
+ * second of a split evaluation are those of the whole job. */
+int gq_eval_share_slowest(double *seconds, gq_error *err);
+
 #endif

@@ -385,16 +385,18 @@ static void set_shape(gq_eval_result *r, const gq_eval_opts *o, int B, size_t n_
     r->scored = scored;
 }
 
-/* Split evaluation: every per-position array (and a baseline being saved) from all ranks. */
+/* Split evaluation: every per-position array (and a baseline being saved) from all ranks;
+ * seconds: the slowest rank's. */
 static int gather_shares(eval_bufs *bf, gq_eval_baseline *bout, size_t n_windows, int B,
-                         int per_window, int V, gq_error *err)
+                         int per_window, int V, double *seconds, gq_error *err)
 {
     void *const arrays[] = {bf->nll, bf->kl, bf->agree, bf->ref_nll,
                             bout ? bout->nll : NULL, bout ? bout->argmax : NULL,
                             bout ? bout->logp : NULL};
     const size_t elem[] = {sizeof(double), sizeof(double), 1, sizeof(double), sizeof(double),
                            sizeof(int32_t), (size_t)V * sizeof(float)};
-    return gq_eval_share_gather(n_windows, B, per_window, arrays, elem, 7, err);
+    return gq_eval_share_gather(n_windows, B, per_window, arrays, elem, 7, err) ||
+           gq_eval_share_slowest(seconds, err);
 }
 
 int gq_eval_run(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
@@ -451,7 +453,7 @@ int gq_eval_run(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
     if (o->progress)
         gq_progress_finish(&prog);
 
-    if (o->split && gather_shares(&bf, bout, n_windows, B, per_window, V, err))
+    if (o->split && gather_shares(&bf, bout, n_windows, B, per_window, V, &r->seconds, err))
         goto done;
     set_shape(r, o, B, n_windows, scored);
     if (check_finite(&bf, &ref, scored, per_window, first, err))
