@@ -10,6 +10,7 @@ packages=(
   build-essential meson ninja-build pkg-config git
   libopenblas-openmp-dev libhdf5-dev hdf5-tools libjansson-dev libcmocka-dev
   gnuplot-nox curl ca-certificates unzip python3
+  libopenmpi-dev openmpi-bin
 )
 if [ "${1:-}" = fuzz ]; then
   packages+=(clang libclang-rt-14-dev libomp-14-dev)

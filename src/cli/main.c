@@ -45,6 +45,7 @@ int cmd_version(int argc, char **argv)
     printf("compiler: %s\n", __VERSION__);
     printf("blas: %s\n", gq_blas_description());
     printf("threads: %d\n", gq_threads_get());
+    printf("mpi: %s\n", gq_dist_library());
     return GQ_EXIT_OK;
 }
 

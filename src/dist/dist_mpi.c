@@ -82,6 +82,15 @@ void gq_dist_finalize(void)
     joined = false;
 }
 
+void gq_dist_abort(int status)
+{
+    fflush(stdout);
+    fflush(stderr);
+    if (joined)
+        MPI_Abort(MPI_COMM_WORLD, status);
+    exit(status);
+}
+
 int gq_dist_rank(void) { return my_rank; }
 
 int gq_dist_size(void) { return n_ranks; }

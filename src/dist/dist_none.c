@@ -1,6 +1,8 @@
 /* The build without MPI: one process. */
 #include "dist/gq_dist.h"
 
+#include <stdlib.h>
+
 int gq_dist_init(int *argc, char ***argv, gq_error *err)
 {
     (void)argc;
@@ -10,6 +12,8 @@ int gq_dist_init(int *argc, char ***argv, gq_error *err)
 }
 
 void gq_dist_finalize(void) {}
+
+void gq_dist_abort(int status) { exit(status); }
 
 int gq_dist_rank(void) { return 0; }
 

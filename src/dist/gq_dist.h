@@ -18,6 +18,10 @@ int gq_dist_init(int *argc, char ***argv, gq_error *err);
 /* Waits for every rank (polled), then leaves the job. Harmless when not in one. */
 void gq_dist_finalize(void);
 
+/* Ends every process of the job with `status` (after a failure that leaves other ranks
+ * waiting for this one); exits when not in a job. Does not return. */
+_Noreturn void gq_dist_abort(int status);
+
 int gq_dist_rank(void);
 int gq_dist_size(void);
 /* "Open MPI 4.1.4" style description of the library, or "no MPI (built without it)". */

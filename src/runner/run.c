@@ -78,12 +78,13 @@ int gq_run_check(const gq_experiment *e, const gq_run_opts *o, gq_error *err)
     return kl_budget(&budget, err) || gq_journal_check(results, e, o->fresh, err) ? -1 : 0;
 }
 
-static gq_eval_opts eval_opts(const gq_experiment *e, bool progress)
+gq_eval_opts gq_run_eval_opts(const gq_experiment *e, bool baseline)
 {
     gq_eval_opts eo = gq_eval_opts_default(e->eval.ctx);
     eo.protocol = (gq_ppl_protocol)e->eval.protocol;
     eo.max_windows = e->eval.max_windows;
-    eo.progress = progress;
+    eo.progress = baseline && gq_dist_rank() == 0;
+    eo.split = baseline && gq_dist_size() > 1; /* every rank evaluates a share */
     return eo;
 }
 
@@ -133,7 +134,7 @@ static void cell_done_log(const gq_experiment *e, const gq_cell *c, json_t *rec,
 /* Stored or paired KL reference ($.eval.kl_baseline), logged with the sizes it was chosen by. */
 static int choose_kl_reference(run_ctx *r, gq_error *err)
 {
-    gq_eval_opts eo = eval_opts(r->e, false);
+    gq_eval_opts eo = gq_run_eval_opts(r->e, false);
     size_t bytes = gq_eval_stored_bytes(&r->fp, &r->eval_ds, &eo, err);
     unsigned long long budget;
     if (kl_budget(&budget, err))
@@ -179,20 +180,22 @@ static int run_baseline(run_ctx *r, gq_error *err)
     bool journaled = gq_journal_has(&r->journal, "baseline");
     if (journaled && r->paired) {
         gq_log_info("baseline: resumed from the journal");
-        return 0;
+        return gq_run_dist_baseline(r, GQ_DIST_BASE_NONE, err);
     }
     if (journaled && gq_file_exists(bpath)) {
         if (gq_eval_baseline_load(bpath, &r->baseline, err) == 0) {
             gq_log_info("baseline: resumed from %s", bpath);
-            return 0;
+            return gq_run_dist_baseline(r, GQ_DIST_BASE_SEND, err);
         }
         gq_log_warn("%s; the baseline is evaluated again", err->msg);
         gq_error_clear(err);
     }
     gq_log_info("baseline: evaluating the unquantized model");
     double t0 = gq_now();
-    gq_eval_opts eo = eval_opts(r->e, true);
+    gq_eval_opts eo = gq_run_eval_opts(r->e, true);
     gq_eval_result res;
+    if (gq_run_dist_baseline(r, GQ_DIST_BASE_SPLIT, err))
+        return -1;
     if (gq_eval_run(&r->fp, &r->eval_ds, &eo, NULL, r->paired ? NULL : &r->baseline, &res, err))
         return gq_fail_prefix(err, "baseline");
     /* log-probs first: a journaled baseline record implies its log-probs exist */
@@ -259,7 +262,7 @@ int gq_run_cell(run_ctx *r, const gq_cell *c, json_t **out, gq_error *err)
         goto done;
     have_q = true;
     stage(r, c, "evaluate");
-    gq_eval_opts eo = eval_opts(e, false);
+    gq_eval_opts eo = gq_run_eval_opts(e, false);
     gq_eval_result res;
     gq_eval_reference ref =
         r->paired ? gq_eval_ref_model(&r->fp) : gq_eval_ref_stored(r->baseline);
@@ -456,8 +459,8 @@ int gq_run_experiment(const gq_experiment *e, const gq_run_opts *o, gq_error *er
         goto done;
     gq_log_info("%s: %d cells (baseline + %d), results in %s", e->name, e->n_cells,
                 e->n_cells - 1, results);
-    if (choose_kl_reference(&r, err) || run_baseline(&r, err) ||
-        (gq_dist_size() > 1 && gq_run_dist_release(&r, 0, err)) || run_cells(&r, err))
+    if (choose_kl_reference(&r, err) || gq_run_dist_start(&r, err) || run_baseline(&r, err) ||
+        run_cells(&r, err))
         goto done;
     gq_threads_set(o->threads);
     rc = write_outputs(&r, results, plots, err);

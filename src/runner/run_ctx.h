@@ -51,11 +51,20 @@ void *gq_run_worker(void *arg);
 /* Marks cell k failed and logs its message (r->lock held by the caller). */
 void gq_run_cell_failed(run_ctx *r, int k, const char *msg);
 
+/* Evaluation options of the run: the baseline's (progress shown; under mpirun its windows
+ * split among the ranks) or a cell's. */
+gq_eval_opts gq_run_eval_opts(const gq_experiment *e, bool baseline);
+
 /* run_dist.c: expected cost of a cell in model tokens, for handing out the largest first. */
 double gq_run_cell_cost(const gq_experiment *e, const gq_cell *c, bool paired);
-/* run_dist.c, rank 0 of an MPI job: sends the ranks what they need to run cells (status 0,
- * KL mode, the stored baseline), or tells them to stop with `status`. Once per run. */
-int gq_run_dist_release(run_ctx *r, int status, gq_error *err);
+/* run_dist.c, rank 0 of an MPI job (each returns 0 at once in a single process): starts the
+ * other ranks (KL mode and key), which load the experiment and inputs; fails when one cannot. */
+int gq_run_dist_start(run_ctx *r, gq_error *err);
+/* How the ranks get the baseline: nothing (paired, resumed), the stored log-probabilities
+ * rank 0 resumed (sent), or every rank evaluates a share of the windows (split) and, stored,
+ * ends up with all of them. */
+typedef enum { GQ_DIST_BASE_NONE, GQ_DIST_BASE_SEND, GQ_DIST_BASE_SPLIT } gq_dist_base;
+int gq_run_dist_baseline(run_ctx *r, gq_dist_base how, gq_error *err);
 /* run_dist.c, rank 0: runs r->todo over every rank (its own cells on a thread). */
 int gq_run_dist_cells(run_ctx *r, gq_error *err);
 

@@ -1,16 +1,19 @@
 /* The cells of a run spread over the ranks of an MPI job (gq_run.h). Rank 0 keeps the queue,
  * the journal and the outputs; messages (dist/gq_dist.h):
- *   go          rank 0 -> all (broadcast): start (with the KL mode, the experiment's key and the
- *               size of the stored baseline, which follows as a second broadcast) or stop with
- *               an exit status
+ *   go          rank 0 -> all (broadcast): start (with the KL mode and the experiment's key)
+ *               or stop with an exit status
+ *   joined      all -> all (gather): int32 per rank, 0 when it loaded the experiment and inputs
+ *   baseline    rank 0 -> all (broadcast): how the baseline reaches the ranks (gq_dist_base),
+ *               then the stored log-probabilities (send) or every rank's share of the windows
+ *               (split: the evaluation's own gather)
  *   READY       worker -> 0: wants a cell (its first message)
- *   GONE        worker -> 0: cannot take part (the message says why)
  *   CELL        0 -> worker: int32 cell index, -1: no cells left
  *   DONE        worker -> 0: int32 cell, int32 ok, double seconds, then the record as JSON
  *               (%.17g reals: it reads back to the same doubles) or the error message
  * Records are journaled by rank 0 as they arrive, so a job that ends early (a rank killed)
  * keeps every finished cell; the cells in flight are named on stderr when the job is ended. */
 #include <signal.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,18 +25,25 @@
 #include "eval/eval_baseline.h"
 #include "runner/run_ctx.h"
 
-enum { TAG_READY = 1, TAG_GONE, TAG_CELL, TAG_DONE };
+enum { TAG_READY = 1, TAG_CELL, TAG_DONE };
 
 typedef struct go_msg {
     int32_t go;     /* 1: cells follow; 0: stop with `status` */
     int32_t status;
     int32_t paired;
     int32_t reserved;
-    uint64_t baseline_bytes; /* stored mode: the baseline block's size */
     char key[72];
 } go_msg;
 
-static bool released;
+typedef struct base_msg {
+    int32_t how;    /* gq_dist_base */
+    int32_t reserved;
+    uint64_t bytes; /* GQ_DIST_BASE_SEND: the baseline block's size */
+} base_msg;
+
+/* Rank 0's view of the other ranks: not yet started, started (they wait for collective steps
+ * or cells: a failure of rank 0 now must end the job), or told that no cell is left. */
+static enum { RANKS_IDLE, RANKS_STARTED, RANKS_DONE } ranks_state;
 
 /* ---- the cells in flight, named when the job is ended (SIGTERM from mpirun) ---- */
 
@@ -127,34 +137,81 @@ static int send_go(const go_msg *g, gq_error *err)
 
 void gq_run_release_workers(int status)
 {
-    if (released || gq_dist_size() < 2 || gq_dist_rank() != 0)
+    if (gq_dist_size() < 2 || gq_dist_rank() != 0)
         return;
-    released = true;
+    if (ranks_state == RANKS_STARTED) /* they wait in a collective step or for a cell */
+        gq_dist_abort(status ? status : 1);
+    if (ranks_state != RANKS_IDLE)
+        return;
+    ranks_state = RANKS_DONE;
     go_msg g = {.go = 0, .status = status};
     gq_error err = {{0}};
     if (send_go(&g, &err))
         gq_log_warn("%s", err.msg);
 }
 
-int gq_run_dist_release(run_ctx *r, int status, gq_error *err)
+/* Every rank's status (0: ready) to every rank; the first rank that is not ready, or -1. */
+static int exchange_status(int32_t mine, gq_error *err)
 {
-    if (status) {
-        gq_run_release_workers(status);
-        return 0;
+    int n = gq_dist_size();
+    int32_t *all = calloc((size_t)n, sizeof *all);
+    size_t *first = malloc(((size_t)n + 1) * sizeof *first);
+    int bad = -1;
+    if (!all || !first) {
+        free(all);
+        free(first);
+        gq_fail(err, "out of memory for the status of %d ranks", n);
+        return -2;
     }
-    released = true;
+    for (int i = 0; i <= n; i++)
+        first[i] = (size_t)i;
+    all[gq_dist_rank()] = mine;
+    if (gq_dist_allgather(all, sizeof *all, first, err))
+        bad = -2;
+    for (int i = 0; bad == -1 && i < n; i++)
+        if (all[i])
+            bad = i;
+    free(all);
+    free(first);
+    return bad;
+}
+
+int gq_run_dist_start(run_ctx *r, gq_error *err)
+{
+    if (gq_dist_size() < 2)
+        return 0;
+    ranks_state = RANKS_STARTED;
     go_msg g = {.go = 1, .paired = r->paired};
     snprintf(g.key, sizeof g.key, "%s", r->e->key);
-    if (!r->paired)
-        g.baseline_bytes = r->baseline->bytes;
     if (send_go(&g, err))
         return -1;
-    if (!r->paired) {
-        gq_log_info("sending the baseline's log-probabilities (%.1f MiB) to %d ranks",
-                    r->baseline->bytes / 1048576.0, gq_dist_size() - 1);
-        return gq_dist_bcast(r->baseline->hdr, r->baseline->bytes, err);
+    int bad = exchange_status(0, err);
+    if (bad == -2)
+        return -1;
+    if (bad >= 0) {
+        ranks_state = RANKS_DONE; /* they stop after the failed exchange */
+        return gq_fail(err, "rank %d could not load the experiment or its inputs (its message "
+                            "is above); every rank needs the same files", bad);
     }
     return 0;
+}
+
+int gq_run_dist_baseline(run_ctx *r, gq_dist_base how, gq_error *err)
+{
+    if (gq_dist_size() < 2)
+        return 0;
+    base_msg b = {.how = (int32_t)how};
+    if (how == GQ_DIST_BASE_SEND)
+        b.bytes = r->baseline->bytes;
+    if (gq_dist_bcast(&b, sizeof b, err))
+        return -1;
+    if (how == GQ_DIST_BASE_SPLIT)
+        gq_log_info("baseline: its windows are split among the %d ranks", gq_dist_size());
+    if (how != GQ_DIST_BASE_SEND)
+        return 0;
+    gq_log_info("sending the baseline's log-probabilities (%.1f MiB) to %d ranks",
+                r->baseline->bytes / 1048576.0, gq_dist_size() - 1);
+    return gq_dist_bcast(r->baseline->hdr, r->baseline->bytes, err);
 }
 
 /* The next cell for `rank` (-1: none left), sent to it; *active drops when it is told to stop. */
@@ -235,10 +292,6 @@ static int serve(run_ctx *r, rank_use *use, gq_error *err)
             cell_done(r, &m, use);
         if (m.tag == TAG_READY || m.tag == TAG_DONE)
             rc = hand_out(r, m.from, &active, err);
-        else if (m.tag == TAG_GONE) {
-            gq_log_warn("rank %d takes no cells: %s", m.from, m.data);
-            active--;
-        }
         free(m.data);
         if (rc)
             return -1;
@@ -272,6 +325,8 @@ int gq_run_dist_cells(run_ctx *r, gq_error *err)
     pthread_t local;
     bool threaded = pthread_create(&local, NULL, gq_run_worker, r) == 0;
     int rc = serve(r, use, err);
+    if (rc == 0)
+        ranks_state = RANKS_DONE;
     if (!threaded) /* rank 0 runs its share after the others got theirs */
         gq_run_worker(r);
     else
@@ -337,7 +392,7 @@ static int work(run_ctx *r, gq_error *err)
     }
 }
 
-/* The experiment, inputs and baseline of a worker rank, checked against rank 0's. */
+/* The experiment of a worker rank, checked against rank 0's. */
 static int join_run(run_ctx *r, const go_msg *g, gq_error *err)
 {
     if (strcmp(r->e->key, g->key) != 0)
@@ -347,51 +402,75 @@ static int join_run(run_ctx *r, const go_msg *g, gq_error *err)
     r->paired = g->paired != 0;
     r->threads_per_job = r->o->threads;
     gq_threads_set(r->o->threads);
-    return gq_run_open_inputs(r, err);
+    return 0;
 }
 
-/* Receives the stored baseline (every rank takes part in the broadcast, even one that cannot
- * use it). */
-static int receive_baseline(run_ctx *r, const go_msg *g, bool usable, gq_error *err)
+/* The baseline as rank 0 says: nothing, its stored log-probabilities, or this rank's share of
+ * the baseline's evaluation (which leaves the whole stored baseline on every rank). */
+static int receive_baseline(run_ctx *r, gq_error *err)
 {
-    char *block = malloc(g->baseline_bytes ? g->baseline_bytes : 1);
+    base_msg b;
+    if (gq_dist_bcast(&b, sizeof b, err))
+        return -1;
+    if (b.how == GQ_DIST_BASE_SPLIT) {
+        gq_eval_opts eo = gq_run_eval_opts(r->e, true);
+        gq_eval_result res;
+        if (gq_eval_run(&r->fp, &r->eval_ds, &eo, NULL, r->paired ? NULL : &r->baseline, &res,
+                        err))
+            return gq_fail_prefix(err, "baseline");
+        return 0;
+    }
+    if (b.how != GQ_DIST_BASE_SEND)
+        return 0;
+    char *block = malloc(b.bytes ? b.bytes : 1);
     if (!block)
         return gq_fail(err, "out of memory for the baseline (%llu bytes)",
-                       (unsigned long long)g->baseline_bytes);
-    if (gq_dist_bcast(block, g->baseline_bytes, err)) {
+                       (unsigned long long)b.bytes);
+    if (gq_dist_bcast(block, b.bytes, err)) {
         free(block);
         return -1;
     }
-    if (!usable) {
-        free(block);
-        return 0;
-    }
-    return gq_eval_baseline_adopt(block, g->baseline_bytes, "the baseline from rank 0",
-                                  &r->baseline, err);
+    return gq_eval_baseline_adopt(block, b.bytes, "the baseline from rank 0", &r->baseline, err);
+}
+
+/* Loads the experiment and its inputs while rank 0 validates; rank 0 reports a refused
+ * experiment, so this rank's own error is kept for later. */
+static bool prepare(const char *file, gq_experiment *e, run_ctx *r, gq_error *err)
+{
+    memset(e, 0, sizeof *e);
+    bool loaded = gq_experiment_load(file, e, err) == 0;
+    gq_run_ctx_init(r, e, r->o);
+    if (loaded)
+        gq_run_open_inputs(r, err);
+    return loaded;
 }
 
 int gq_run_rank_worker(const char *file, const gq_run_opts *o, gq_error *err)
 {
-    go_msg g;
-    if (gq_dist_bcast(&g, sizeof g, err))
-        return -1;
-    if (!g.go)
-        return g.status;
     gq_experiment e;
-    memset(&e, 0, sizeof e);
-    run_ctx r;
-    bool loaded = gq_experiment_load(file, &e, err) == 0;
-    gq_run_ctx_init(&r, &e, o);
-    int rc = loaded ? join_run(&r, &g, err) : -1;
-    if (!g.paired && receive_baseline(&r, &g, rc == 0, rc ? &(gq_error){{0}} : err))
-        rc = -1;
-    if (rc == 0) {
-        watch_end_signals();
-        rc = work(&r, err);
-    } else {
-        gq_error gone = {{0}};
-        gq_dist_send(0, TAG_GONE, err->msg, strlen(err->msg) + 1, &gone);
+    run_ctx r = {.o = o};
+    bool loaded = prepare(file, &e, &r, err);
+    go_msg g;
+    int rc = gq_dist_bcast(&g, sizeof g, err);
+    if (rc || !g.go) {
+        gq_run_ctx_free(&r);
+        if (loaded)
+            gq_experiment_free(&e);
+        return rc ? -1 : g.status;
     }
+    rc = err->msg[0] ? -1 : join_run(&r, &g, err);
+    if (rc)
+        fprintf(stderr, "gq-bench run (rank %d): %s\n", gq_dist_rank(), err->msg);
+    int bad = exchange_status(rc ? 1 : 0, err);
+    if (bad == -1) {
+        watch_end_signals();
+        if (receive_baseline(&r, err) || work(&r, err)) {
+            /* rank 0 and the others wait for this rank in a collective step or for its cell */
+            fprintf(stderr, "gq-bench run (rank %d): %s\n", gq_dist_rank(), err->msg);
+            gq_dist_abort(1);
+        }
+    }
+    rc = bad == -1 ? 0 : 1; /* a rank that could not load: rank 0 says which, and stops */
     gq_run_ctx_free(&r);
     if (loaded)
         gq_experiment_free(&e);
