@@ -58,12 +58,14 @@ int gq_run_check(const gq_experiment *e, const gq_run_opts *o, gq_error *err);
 int gq_run_experiment(const gq_experiment *e, const gq_run_opts *o, gq_error *err);
 
 /* Under mpirun (dist/gq_dist.h), rank 0 runs gq_run_experiment: it alone validates, locks,
- * journals and writes the results, evaluates the baseline, then hands out the cells one at a
- * time, the largest expected cost first (gq_run_cell_cost in run_dist.c), and runs cells itself
- * on a second thread. The other ranks run gq_run_rank_worker, which waits for rank 0's go,
- * loads the same experiment (its key must equal rank 0's), takes the stored baseline's
- * log-probabilities from rank 0 (or pairs), then runs the cells it is given and sends their
- * records back. Its status: 0, or the status rank 0 ended with before the cells started. */
+ * journals and writes the results; the baseline's windows are split among all ranks (or a
+ * resumed baseline sent); then it hands out the cells one at a time, the largest expected cost
+ * first (gq_run_cell_cost in run_dist.c), and runs cells itself on a second thread. The other
+ * ranks run gq_run_rank_worker, which loads the same experiment and inputs while rank 0
+ * validates, waits for rank 0's go (its key must equal rank 0's), takes its part in the
+ * baseline, then runs the cells it is given and sends their records back. Its status: 0, the
+ * status rank 0 ended with before starting the ranks, 1 when a rank could not load, or -1
+ * (err set). */
 int gq_run_rank_worker(const char *file, const gq_run_opts *o, gq_error *err);
 /* Rank 0: tells the other ranks to stop with `status` when the run ends before they were
  * started (validation failed, the directory is locked); does nothing once they were. */
