@@ -55,6 +55,9 @@ int cmd_run(int argc, char **argv)
         CLI_OPT("shard", "I/N", CLI_STR, &shard,
                 "compute only share I of N (every N-th cell in sweep order from the\n"
                 "I-th) into results/<name>/shard-IofN; then `gq-bench merge`"),
+        CLI_OPT("split-eval", NULL, CLI_FLAG, &o.split_eval,
+                "under mpirun: run each cell on all ranks, its evaluation windows\n"
+                "split among them (for cells whose evaluation dominates)"),
         CLI_OPT("fresh", NULL, CLI_FLAG, &o.fresh,
                 "discard results of a different definition of this experiment"),
         CLI_OPT("no-plots", NULL, CLI_FLAG, &no_plots, "do not draw charts"),
@@ -93,6 +96,8 @@ int cmd_run(int argc, char **argv)
     if (gq_dist_size() > 1 && (shard || o.jobs > 1))
         return cli_usage_error("run", "%s under mpirun: every rank runs one cell at a time "
                                "(start more ranks instead)", shard ? "--shard" : "--jobs");
+    if (o.split_eval && gq_dist_size() < 2)
+        return cli_usage_error("run", "--split-eval needs mpirun with 2 ranks or more");
     if (gq_dist_rank() > 0)
         return run_as_worker(file, &o);
 

@@ -31,6 +31,8 @@ typedef struct gq_run_opts {
     bool plots;          /* draw charts (skipped with a message when gnuplot is missing) */
     FILE *summary;       /* where the summary table goes (stdout), NULL for none */
     int shard, n_shards; /* --shard i/N: this run computes share i (1..N) only; 0: all */
+    bool split_eval;     /* under mpirun: every rank runs each cell, its evaluation windows
+                            split among them (for cells whose evaluation dominates) */
 } gq_run_opts;
 
 /* Shares of --shard i/N (job arrays without MPI): share i holds the cells c<k> with

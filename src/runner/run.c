@@ -263,6 +263,7 @@ int gq_run_cell(run_ctx *r, const gq_cell *c, json_t **out, gq_error *err)
     have_q = true;
     stage(r, c, "evaluate");
     gq_eval_opts eo = gq_run_eval_opts(e, false);
+    eo.split = r->split_cells; /* --split-eval: every rank evaluates a share of this cell */
     gq_eval_result res;
     gq_eval_reference ref =
         r->paired ? gq_eval_ref_model(&r->fp) : gq_eval_ref_stored(r->baseline);
@@ -271,9 +272,11 @@ int gq_run_cell(run_ctx *r, const gq_cell *c, json_t **out, gq_error *err)
     gq_tp_gate_leave_shared(&r->gate);
     shared = false;
     stage(r, c, "throughput");
-    gq_cell_throughput tp;
+    gq_cell_throughput tp = {.note = "not measured by this rank"};
     gq_tp_gate_enter_exclusive(&r->gate);
-    int trc = gq_runner_throughput(e, &q, &plan.quantizer, &rep, &tp, err);
+    int trc = r->split_cells && gq_dist_rank() > 0 /* its record is rank 0's */
+                  ? 0
+                  : gq_runner_throughput(e, &q, &plan.quantizer, &rep, &tp, err);
     gq_tp_gate_leave_exclusive(&r->gate);
     if (trc)
         goto done;

@@ -38,6 +38,7 @@ typedef struct run_ctx {
     double busy_s;        /* seconds this process spent in cells (rank utilisation) */
     int cells_run;        /* cells this process ran */
     void (*on_take)(struct run_ctx *r, int cell, int rank); /* a cell handed out (run_dist.c) */
+    bool split_cells;     /* --split-eval: all ranks run each cell, its windows split */
 } run_ctx;
 
 void gq_run_ctx_init(run_ctx *r, const gq_experiment *e, const gq_run_opts *o);
@@ -65,7 +66,8 @@ int gq_run_dist_start(run_ctx *r, gq_error *err);
  * ends up with all of them. */
 typedef enum { GQ_DIST_BASE_NONE, GQ_DIST_BASE_SEND, GQ_DIST_BASE_SPLIT } gq_dist_base;
 int gq_run_dist_baseline(run_ctx *r, gq_dist_base how, gq_error *err);
-/* run_dist.c, rank 0: runs r->todo over every rank (its own cells on a thread). */
+/* run_dist.c, rank 0: runs r->todo over every rank (its own cells on a thread), or with
+ * o->split_eval every cell on all ranks together. */
 int gq_run_dist_cells(run_ctx *r, gq_error *err);
 
 #endif

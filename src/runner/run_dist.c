@@ -94,6 +94,8 @@ static void track_cell(run_ctx *r, int k, int rank)
     set_lost_msg(text);
 }
 
+static void name_lost_cell(const gq_cell *c);
+
 /* ---- the cost model ---- */
 
 static double method_param(const gq_cell *c, const char *name)
@@ -299,8 +301,56 @@ static int serve(run_ctx *r, rank_use *use, gq_error *err)
     return 0;
 }
 
+/* The cells in sweep order, each run by every rank together (--split-eval): quantized by each
+ * (the same result everywhere), evaluated with its windows split, journaled by rank 0. */
+static int run_together(run_ctx *r, gq_error *err)
+{
+    int32_t n = r->n_todo;
+    if (gq_dist_bcast(&n, sizeof n, err))
+        return -1;
+    int *todo = gq_dist_rank() == 0 ? r->todo : calloc(n > 0 ? (size_t)n : 1, sizeof *todo);
+    if (!todo)
+        return gq_fail(err, "out of memory for %d cells", (int)n);
+    int rc = gq_dist_bcast(todo, (size_t)n * sizeof *todo, err);
+    r->split_cells = true;
+    r->threads_per_job = r->o->threads;
+    if (gq_dist_rank() == 0)
+        gq_progress_start(&r->progress, "cells", n);
+    for (int i = 0; rc == 0 && i < n; i++) {
+        const gq_cell *c = &r->e->cells[todo[i]];
+        gq_error cerr = {{0}};
+        json_t *rec = NULL;
+        name_lost_cell(c);
+        int32_t failed = gq_run_cell(r, c, &rec, &cerr) ||
+                         (gq_dist_rank() == 0 && gq_journal_put(&r->journal, c->id, rec, &cerr));
+        json_decref(rec);
+        /* the others wait here while rank 0 measures the throughput and journals */
+        rc = gq_dist_bcast(&failed, sizeof failed, err);
+        if (gq_dist_rank() > 0 || rc)
+            continue;
+        if (failed)
+            gq_run_cell_failed(r, todo[i], cerr.msg);
+        else
+            gq_progress_add(&r->progress, 1);
+    }
+    set_lost_msg("");
+    if (gq_dist_rank() == 0)
+        gq_progress_finish(&r->progress);
+    else
+        free(todo);
+    return rc;
+}
+
 int gq_run_dist_cells(run_ctx *r, gq_error *err)
 {
+    if (r->o->split_eval) {
+        gq_log_info("MPI: %d cells one after another, each on all %d ranks with its evaluation "
+                    "windows split among them (--split-eval)", r->n_todo, gq_dist_size());
+        int rc = run_together(r, err);
+        if (rc == 0)
+            ranks_state = RANKS_DONE;
+        return rc;
+    }
     int n = gq_dist_size();
     rank_use *use = calloc((size_t)n, sizeof *use);
     rank_of = malloc((size_t)r->e->n_cells * sizeof *rank_of);
@@ -341,12 +391,21 @@ int gq_run_dist_cells(run_ctx *r, gq_error *err)
 
 /* ---- the other ranks ---- */
 
+/* The message this rank prints when the job is ended while it runs cell c. */
+static void name_lost_cell(const gq_cell *c)
+{
+    char text[512];
+    snprintf(text, sizeof text, "gq-bench run (rank %d): the MPI job ended while this rank was "
+             "running cell %s; it is lost (the finished cells are in the journal).\n",
+             gq_dist_rank(), c->id);
+    set_lost_msg(text);
+}
+
 /* Runs the cells rank 0 sends until it sends -1. */
 static int work(run_ctx *r, gq_error *err)
 {
     if (gq_dist_send(0, TAG_READY, "", 0, err))
         return -1;
-    char text[512];
     for (;;) {
         gq_dist_msg m;
         if (gq_dist_recv(&m, err))
@@ -358,10 +417,7 @@ static int work(run_ctx *r, gq_error *err)
         if (k < 1 || k >= r->e->n_cells)
             return 0;
         const gq_cell *c = &r->e->cells[k];
-        snprintf(text, sizeof text, "gq-bench run (rank %d): the MPI job ended while this rank "
-                 "was running cell %s; it is lost (the finished cells are in the journal).\n",
-                 gq_dist_rank(), c->id);
-        set_lost_msg(text);
+        name_lost_cell(c);
         double t0 = gq_now();
         json_t *rec = NULL;
         gq_error cerr = {{0}};
@@ -464,7 +520,7 @@ int gq_run_rank_worker(const char *file, const gq_run_opts *o, gq_error *err)
     int bad = exchange_status(rc ? 1 : 0, err);
     if (bad == -1) {
         watch_end_signals();
-        if (receive_baseline(&r, err) || work(&r, err)) {
+        if (receive_baseline(&r, err) || (o->split_eval ? run_together(&r, err) : work(&r, err))) {
             /* rank 0 and the others wait for this rank in a collective step or for its cell */
             fprintf(stderr, "gq-bench run (rank %d): %s\n", gq_dist_rank(), err->msg);
             gq_dist_abort(1);

@@ -1,5 +1,5 @@
 /* Runs and evaluations spread over processes, through the gq-bench binary: `mpirun -np 2` and
- * `-np 3` on experiments/smoke.json, a worker killed with SIGKILL followed by a rerun, and
+ * `-np 3` on experiments/smoke.json (and -np 2 with --split-eval), a worker killed with SIGKILL followed by a rerun, and
  * `--shard 1/3..3/3` + `merge` all give the single-process results.csv (identity, quality and
  * size columns, bit for bit); `mpirun eval` prints the numbers of `eval` and saves the same
  * baseline file; the results-directory lock holds under mpirun. Skipped (with the reason)
@@ -153,14 +153,16 @@ static void ready_or_skip(void)
     test_assets_or_skip();
 }
 
-static void expect_mpirun_equals_single(int np)
+/* mpirun -np np run (with `extra` options) gives the single-process results; its stderr holds
+ * `says`. */
+static void expect_mpirun_equals_single(int np, const char *extra, const char *says)
 {
     ready_or_skip();
     char *dir = test_tmpdir("dist-np");
-    int rc = mpirun(np, "run %s --out-dir %s --threads 1 --no-plots", g_smoke, dir);
+    int rc = mpirun(np, "run %s --out-dir %s --threads 1 --no-plots %s", g_smoke, dir, extra);
     if (rc != 0)
         fail_msg("mpirun -np %d: exit %d: %s", np, rc, g_err);
-    test_contains_all(g_err, "rank utilisation", "the largest expected cost first", NULL);
+    test_contains_all(g_err, says, "baseline: its windows are split among the", NULL);
     expect_reference_csv(dir);
     free(dir);
 }
@@ -168,13 +170,20 @@ static void expect_mpirun_equals_single(int np)
 static void test_mpirun_np2(void **state)
 {
     (void)state;
-    expect_mpirun_equals_single(2);
+    expect_mpirun_equals_single(2, "", "rank utilisation");
 }
 
 static void test_mpirun_np3(void **state)
 {
     (void)state;
-    expect_mpirun_equals_single(3);
+    expect_mpirun_equals_single(3, "", "the largest expected cost first");
+}
+
+/* --split-eval: every cell on both ranks, its windows split. */
+static void test_mpirun_split_eval(void **state)
+{
+    (void)state;
+    expect_mpirun_equals_single(2, "--split-eval", "with its evaluation windows split");
 }
 
 /* Cell records (cell-c*.json, not the baseline's) in a journal directory. */
@@ -444,6 +453,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mpirun_np2),
         cmocka_unit_test(test_mpirun_np3),
+        cmocka_unit_test(test_mpirun_split_eval),
         cmocka_unit_test(test_killed_worker_then_rerun),
         cmocka_unit_test(test_lock_under_mpirun),
         cmocka_unit_test(test_shards_merge),
