@@ -10,6 +10,9 @@
  *   CELL        0 -> worker: int32 cell index, -1: no cells left
  *   DONE        worker -> 0: int32 cell, int32 ok, double seconds, then the record as JSON
  *               (%.17g reals: it reads back to the same doubles) or the error message
+ * With --split-eval there are no cell messages: rank 0 broadcasts the list of cells, every
+ * rank runs each in turn (its evaluation split) and waits for rank 0's broadcast that it is
+ * journaled.
  * Records are journaled by rank 0 as they arrive, so a job that ends early (a rank killed)
  * keeps every finished cell; the cells in flight are named on stderr when the job is ended. */
 #include <signal.h>
@@ -386,6 +389,9 @@ int gq_run_dist_cells(run_ctx *r, gq_error *err)
     use[0].cells = r->cells_run;
     log_utilisation(use, n, gq_now() - t0, r->n_todo);
     free(use);
+    r->on_take = NULL;
+    free(rank_of);
+    rank_of = NULL;
     return rc;
 }
 
