@@ -47,7 +47,7 @@ build-tests: deps
 build-fuzz:
 	@scripts/install-deps.sh fuzz
 	@[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang $(MESON_SETUP) $(FUZZ_BUILD) --buildtype=release \
-	    -Db_sanitize=address,undefined -Db_lundef=false -Dfuzz=enabled
+	    -Db_sanitize=address,undefined -Db_lundef=false -Dfuzz=enabled -Dmpi=disabled
 	ninja -C $(FUZZ_BUILD) fuzz-targets
 
 fuzz: build-fuzz

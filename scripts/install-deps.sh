@@ -11,6 +11,7 @@ packages=(
   libopenblas-openmp-dev libhdf5-dev hdf5-tools libjansson-dev libcmocka-dev
   libpcre2-dev libutf8proc-dev
   gnuplot-nox curl ca-certificates unzip python3
+  libopenmpi-dev openmpi-bin
 )
 if [ "${1:-}" = fuzz ]; then
   packages+=(clang libclang-rt-14-dev libomp-14-dev)

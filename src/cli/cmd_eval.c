@@ -13,6 +13,7 @@
 #include "cli/cli_opts.h"
 #include "core/gq_sha256.h"
 #include "core/gq_threads.h"
+#include "dist/gq_dist.h"
 #include "eval/gq_eval.h"
 #include "gguf/gq_gguf_model.h"
 #include "model/gq_model.h"
@@ -83,7 +84,9 @@ static int parse(int argc, char **argv, eval_args *a)
             "            scored (llama.cpp perplexity)\n"
             "PPL = exp(mean NLL); its error is sqrt(var(NLL)/(n-1)) * PPL.\n"
             "Activation / KV-cache quantizers: the --act-* / --kv-* options (dynamic scales),\n"
-            "or M.act.json beside M (written by gq-bench quantize) when it exists.\n",
+            "or M.act.json beside M (written by gq-bench quantize) when it exists.\n"
+            "Under mpirun (-np N) the batches of windows are split among the ranks (--threads\n"
+            "each); the numbers are those of one process, bit for bit.\n",
         CLI_OPTS(opts)};
     return cli_parse(&spec, argc, argv);
 }
@@ -108,6 +111,7 @@ static void print_json(const eval_args *a, const char *model_path, const char *t
     json_object_set_new(o, "windows_available",
                         json_integer((json_int_t)gq_dataset_n_windows(ds, r->ctx)));
     json_object_set_new(o, "batch", json_integer(r->batch));
+    json_object_set_new(o, "ranks", json_integer(gq_dist_size()));
     if (r->has_baseline)
         json_object_set_new(o, "baseline", json_string(baseline_name(a)));
     /* the evaluation's columns, named as in the runner's results (gq_result_cols) */
@@ -140,6 +144,9 @@ static void print_text(const eval_args *a, const gq_model *m, const char *model_
            r->protocol == GQ_PPL_LLAMACPP ? ", first token set to BOS" : "", first, r->ctx - 2);
     printf("windows     %zu of %zu (batch %d, %d threads)\n", r->windows,
            gq_dataset_n_windows(ds, r->ctx), r->batch, r->threads);
+    if (gq_dist_size() > 1)
+        printf("ranks       %d (%s): batches split among them, sums in position order\n",
+               gq_dist_size(), gq_dist_library());
     printf("blas        %s\n", gq_blas_description());
     if (act_line[0])
         printf("quantizers  %s (fake-quantized, fp32 products)\n", act_line);
@@ -207,7 +214,8 @@ int cmd_eval(int argc, char **argv)
     o.protocol = a.protocol;
     o.max_windows = a.max_windows;
     o.batch = (int)a.batch;
-    o.progress = !a.json;
+    o.progress = !a.json && gq_dist_rank() == 0;
+    o.split = gq_dist_size() > 1; /* under mpirun: windows shared among the ranks */
     if (gq_eval_check_ref(&m, &ds, &o, &ref, &err) != 0) {
         if (a.baseline_model[0])
             gq_fail_prefix(&err, "--baseline-model %s", a.baseline_model);
@@ -221,6 +229,10 @@ int cmd_eval(int argc, char **argv)
         gq_fail(&err, "%s: the mean NLL is not finite (%g): the model produced NaN or infinite "
                       "logits", model_path, r.mean_nll);
         goto fail;
+    }
+    if (gq_dist_rank() > 0) { /* rank 0 alone saves and prints the whole result */
+        status = GQ_EXIT_OK;
+        goto done;
     }
     if (base_out && gq_eval_baseline_save(base_out, a.save_baseline, &err) != 0)
         goto fail;

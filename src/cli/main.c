@@ -5,6 +5,7 @@
 #include "cli/cli.h"
 #include "cli/cli_plugins.h"
 #include "core/gq_log.h"
+#include "dist/gq_dist.h"
 #include "core/gq_threads.h"
 #include "gq_version.h"
 
@@ -44,10 +45,11 @@ int cmd_version(int argc, char **argv)
     printf("compiler: %s\n", __VERSION__);
     printf("blas: %s\n", gq_blas_description());
     printf("threads: %d\n", gq_threads_get());
+    printf("mpi: %s\n", gq_dist_library());
     return GQ_EXIT_OK;
 }
 
-int main(int argc, char **argv)
+static int run_command(int argc, char **argv)
 {
     gq_threads_set(gq_threads_get()); /* BLAS on one thread whatever its build: gq_gemm.h */
     int rc = cli_load_plugins(&argc, &argv);
@@ -66,4 +68,17 @@ int main(int argc, char **argv)
     fprintf(stderr, "gq-bench: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return GQ_EXIT_USAGE;
+}
+
+/* Under mpirun every rank joins the MPI job first (dist/gq_dist.h); alone, nothing changes. */
+int main(int argc, char **argv)
+{
+    gq_error err = {{0}};
+    if (gq_dist_init(&argc, &argv, &err)) {
+        fprintf(stderr, "gq-bench: %s\n", err.msg);
+        return GQ_EXIT_FAIL;
+    }
+    int rc = run_command(argc, argv);
+    gq_dist_finalize();
+    return rc;
 }

@@ -109,6 +109,13 @@ int gq_eval_baseline_load(const char *path, gq_eval_baseline **out, gq_error *er
     size_t size = 0;
     if (gq_read_file(path, &data, &size, err) != 0)
         return -1;
+    return gq_eval_baseline_adopt(data, size, path, out, err);
+}
+
+int gq_eval_baseline_adopt(char *data, size_t size, const char *path, gq_eval_baseline **out,
+                           gq_error *err)
+{
+    *out = NULL;
     gq_baseline_header h;
     if (size < sizeof h) {
         free(data);

@@ -20,6 +20,7 @@
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
 #include "eval/eval_baseline.h"
+#include "eval/eval_share.h"
 #include "model/gq_forward.h"
 #include "text/gq_tokenizer.h"
 
@@ -384,6 +385,20 @@ static void set_shape(gq_eval_result *r, const gq_eval_opts *o, int B, size_t n_
     r->scored = scored;
 }
 
+/* Split evaluation: every per-position array (and a baseline being saved) from all ranks;
+ * seconds: the slowest rank's. */
+static int gather_shares(eval_bufs *bf, gq_eval_baseline *bout, size_t n_windows, int B,
+                         int per_window, int V, double *seconds, gq_error *err)
+{
+    void *const arrays[] = {bf->nll, bf->kl, bf->agree, bf->ref_nll,
+                            bout ? bout->nll : NULL, bout ? bout->argmax : NULL,
+                            bout ? bout->logp : NULL};
+    const size_t elem[] = {sizeof(double), sizeof(double), 1, sizeof(double), sizeof(double),
+                           sizeof(int32_t), (size_t)V * sizeof(float)};
+    return gq_eval_share_gather(n_windows, B, per_window, arrays, elem, 7, err) ||
+           gq_eval_share_slowest(seconds, err);
+}
+
 int gq_eval_run(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
                 const gq_eval_reference *ref_in, gq_eval_baseline **base_out, gq_eval_result *r,
                 gq_error *err)
@@ -410,11 +425,13 @@ int gq_eval_run(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
     if (bufs_alloc(&bf, m, &ref, B, ctx, per_window, scored, err))
         goto done;
 
+    size_t w_begin, w_end; /* this rank's windows (all of them unless o->split) */
+    gq_eval_share_windows(n_windows, B, o->split, &w_begin, &w_end);
     gq_progress prog = {0};
     if (o->progress)
-        gq_progress_start(&prog, "perplexity", (long)n_windows);
-    for (size_t w0 = 0; w0 < n_windows; w0 += (size_t)B) {
-        int nb = (int)(n_windows - w0 < (size_t)B ? n_windows - w0 : (size_t)B);
+        gq_progress_start(&prog, "perplexity", (long)(w_end - w_begin));
+    for (size_t w0 = w_begin; w0 < w_end; w0 += (size_t)B) {
+        int nb = (int)(w_end - w0 < (size_t)B ? w_end - w0 : (size_t)B);
         const size_t k0 = w0 * (size_t)per_window;
         load_windows(bf.tokens, ds, o->protocol, w0, nb, ctx);
         if (ref.kind == GQ_EVAL_REF_MODEL) {
@@ -436,6 +453,8 @@ int gq_eval_run(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
     if (o->progress)
         gq_progress_finish(&prog);
 
+    if (o->split && gather_shares(&bf, bout, n_windows, B, per_window, V, &r->seconds, err))
+        goto done;
     set_shape(r, o, B, n_windows, scored);
     if (check_finite(&bf, &ref, scored, per_window, first, err))
         goto done;

@@ -52,6 +52,9 @@ typedef struct gq_eval_opts {
     long max_windows;         /* evaluate only the first max_windows windows; 0 = all */
     int batch;                /* windows per prefill; 0 = automatic (logits buffer <= 256 MiB) */
     bool progress;            /* show a progress line on stderr */
+    bool split;               /* under mpirun: the batches are shared among the ranks and the
+                                 per-position values gathered (eval_share.h); every rank gets
+                                 the whole result, bit-identical to one process */
 } gq_eval_opts;
 
 /* Defaults: ctx = the model's seq_len (set by the caller), full protocol, all windows,
@@ -140,6 +143,10 @@ void gq_eval_baseline_free(gq_eval_baseline *b);
  * atomically; loading checks the header and the size. */
 int gq_eval_baseline_save(const gq_eval_baseline *b, const char *path, gq_error *err);
 int gq_eval_baseline_load(const char *path, gq_eval_baseline **b, gq_error *err);
+/* The same checks on a block already in memory (malloc'd data of size bytes, the file image:
+ * taken over, freed on failure); `path` names it in messages. */
+int gq_eval_baseline_adopt(char *data, size_t size, const char *path, gq_eval_baseline **b,
+                           gq_error *err);
 /* PPL of the baseline model on its positions. */
 double gq_eval_baseline_ppl(const gq_eval_baseline *b);
 

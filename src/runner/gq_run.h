@@ -35,7 +35,21 @@ typedef struct gq_run_opts {
     const char *const *export_gguf;
     int n_export_gguf;
     const char *export_float_type; /* "f32" (NULL), "f16", "bf16" */
+    int shard, n_shards; /* --shard i/N: this run computes share i (1..N) only; 0: all */
+    bool split_eval;     /* under mpirun: every rank runs each cell, its evaluation windows
+                            split among them (for cells whose evaluation dominates) */
 } gq_run_opts;
+
+/* Shares of --shard i/N (job arrays without MPI): share i holds the cells c<k> with
+ * (k - 1) mod N == i - 1, i.e. every N-th cell in sweep order starting at the i-th; the
+ * baseline is evaluated by every share (each needs it for KL) and journaled with it. A share
+ * journals into results/<name>/shard-<i>of<N>/.journal (locked as a results directory), and
+ * gq_run_merge turns the shares into the results. */
+#define GQ_SHARD_DIR_FMT "shard-%dof%d"
+static inline bool gq_run_in_shard(int cell, int shard, int n_shards)
+{
+    return n_shards <= 0 || (cell - 1) % n_shards == shard - 1;
+}
 
 /* Directories of an experiment's outputs. */
 void gq_run_dirs(const gq_experiment *e, const char *out_dir, char *results, char *plots, size_t n);
@@ -50,5 +64,27 @@ int gq_run_lock(const gq_experiment *e, const gq_run_opts *o, gq_error *err);
 int gq_run_check(const gq_experiment *e, const gq_run_opts *o, gq_error *err);
 
 int gq_run_experiment(const gq_experiment *e, const gq_run_opts *o, gq_error *err);
+
+/* Under mpirun (dist/gq_dist.h), rank 0 runs gq_run_experiment: it alone validates, locks,
+ * journals and writes the results; the baseline's windows are split among all ranks (or a
+ * resumed baseline sent); then it hands out the cells one at a time, the largest expected cost
+ * first (gq_run_cell_cost in run_dist.c), and runs cells itself on a second thread. The other
+ * ranks run gq_run_rank_worker, which loads the same experiment and inputs while rank 0
+ * validates, waits for rank 0's go (its key must equal rank 0's), takes its part in the
+ * baseline, then runs the cells it is given and sends their records back. Its status: 0, the
+ * status rank 0 ended with before starting the ranks, 1 when a rank could not load, or -1
+ * (err set). */
+int gq_run_rank_worker(const char *file, const gq_run_opts *o, gq_error *err);
+/* Rank 0: tells the other ranks to stop with `status` when the run ends before they were
+ * started (validation failed, the directory is locked); does nothing once they were. */
+void gq_run_release_workers(int status);
+
+/* gq-bench merge: the journals of the shards under results_dir (results/<name>) into its own
+ * journal, then results.csv, results.h5 and charts (plots_dir, NULL for none) as a single run
+ * writes them. experiment_file: the experiment, or NULL for the file named in the shards'
+ * journal. Refused (exit 2 territory, nothing written) when a shard belongs to another
+ * experiment definition or a cell is missing. */
+int gq_run_merge(const char *results_dir, const char *experiment_file, bool plots, FILE *summary,
+                 int *usage_error, gq_error *err);
 
 #endif

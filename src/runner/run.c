@@ -14,35 +14,17 @@
 #include "core/gq_params.h"
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
+#include "dist/gq_dist.h"
 #include "eval/gq_eval.h"
 #include "gguf/gq_gguf_model.h"
 #include "runner/gq_export.h"
 #include "runner/gq_journal.h"
 #include "runner/gq_results.h"
+#include "runner/run_ctx.h"
 #include "runner/runner_internal.h"
 #include "text/gq_dataset.h"
 #include "text/gq_tokenizer.h"
 
-/* Everything the cells share, read-only while they run (except the work queue). */
-typedef struct run_ctx {
-    const gq_experiment *e;
-    const gq_run_opts *o;
-    gq_journal journal;
-    gq_model fp;
-    gq_tokenizer *tok;
-    gq_dataset eval_ds, calib_ds;
-    gq_eval_baseline *baseline; /* stored mode */
-    bool paired;                /* paired mode: cells rerun `fp` as their KL reference */
-    int threads_per_job;
-    gq_tp_gate gate;      /* throughput measurements run while no other cell computes */
-
-    pthread_mutex_t lock; /* guards the fields below */
-    int *todo;            /* cell indices still to run */
-    int n_todo, next, done;
-    bool *failed;         /* per cell: failed at run time (the others go on) */
-    int n_failed;
-    gq_progress progress;
-} run_ctx;
 
 void gq_run_dirs(const gq_experiment *e, const char *out_dir, char *results, char *plots, size_t n)
 {
@@ -58,10 +40,21 @@ static int kl_budget(unsigned long long *out, gq_error *err)
                                GQ_KL_BUDGET_DEFAULT, 0, out, err);
 }
 
+/* The directory this run journals into: results/<name>, or its shard-<i>of<N> subdirectory. */
+static void run_dirs(const gq_experiment *e, const gq_run_opts *o, char *results, char *plots,
+                     size_t n)
+{
+    gq_run_dirs(e, o->out_dir, results, plots, n);
+    if (o->n_shards > 0) {
+        size_t len = strlen(results);
+        snprintf(results + len, n - len, "/" GQ_SHARD_DIR_FMT, o->shard, o->n_shards);
+    }
+}
+
 int gq_run_lock(const gq_experiment *e, const gq_run_opts *o, gq_error *err)
 {
     char results[4096], plots[4096];
-    gq_run_dirs(e, o->out_dir, results, plots, sizeof results);
+    run_dirs(e, o, results, plots, sizeof results);
     return gq_journal_lock(results, err);
 }
 
@@ -111,7 +104,7 @@ static int check_exports(const gq_experiment *e, const gq_run_opts *o, const cha
 int gq_run_check(const gq_experiment *e, const gq_run_opts *o, gq_error *err)
 {
     char results[4096], plots[4096];
-    gq_run_dirs(e, o->out_dir, results, plots, sizeof results);
+    run_dirs(e, o, results, plots, sizeof results);
     unsigned long long budget;
     /* unusable output directories are found before any work (exit 2) */
     if (gq_check_dir_writable("--out-dir", results, err) ||
@@ -133,20 +126,22 @@ int gq_run_check(const gq_experiment *e, const gq_run_opts *o, gq_error *err)
                : 0;
 }
 
-static gq_eval_opts eval_opts(const gq_experiment *e, bool progress)
+gq_eval_opts gq_run_eval_opts(const gq_experiment *e, bool baseline)
 {
     gq_eval_opts eo = gq_eval_opts_default(e->eval.ctx);
     eo.protocol = (gq_ppl_protocol)e->eval.protocol;
     eo.max_windows = e->eval.max_windows;
-    eo.progress = progress;
+    eo.progress = baseline && gq_dist_rank() == 0;
+    eo.split = baseline && gq_dist_size() > 1; /* every rank evaluates a share */
     return eo;
 }
 
-static int open_inputs(run_ctx *r, gq_error *err)
+int gq_run_open_inputs(run_ctx *r, gq_error *err)
 {
     const gq_experiment *e = r->e;
     if (gq_runner_model_open(e, &r->fp, err))
         return -1;
+    r->have_model = true;
     if (gq_tokenizer_open(e->tokenizer_path, r->fp.cfg.vocab_size, &r->tok, err) ||
         gq_dataset_load(e->eval_path, r->tok, &r->eval_ds, err))
         return -1;
@@ -187,7 +182,7 @@ static void cell_done_log(const gq_experiment *e, const gq_cell *c, json_t *rec,
 /* Stored or paired KL reference ($.eval.kl_baseline), logged with the sizes it was chosen by. */
 static int choose_kl_reference(run_ctx *r, gq_error *err)
 {
-    gq_eval_opts eo = eval_opts(r->e, false);
+    gq_eval_opts eo = gq_run_eval_opts(r->e, false);
     size_t bytes = gq_eval_stored_bytes(&r->fp, &r->eval_ds, &eo, err);
     unsigned long long budget;
     if (kl_budget(&budget, err))
@@ -233,20 +228,22 @@ static int run_baseline(run_ctx *r, gq_error *err)
     bool journaled = gq_journal_has(&r->journal, "baseline");
     if (journaled && r->paired) {
         gq_log_info("baseline: resumed from the journal");
-        return 0;
+        return gq_run_dist_baseline(r, GQ_DIST_BASE_NONE, err);
     }
     if (journaled && gq_file_exists(bpath)) {
         if (gq_eval_baseline_load(bpath, &r->baseline, err) == 0) {
             gq_log_info("baseline: resumed from %s", bpath);
-            return 0;
+            return gq_run_dist_baseline(r, GQ_DIST_BASE_SEND, err);
         }
         gq_log_warn("%s; the baseline is evaluated again", err->msg);
         gq_error_clear(err);
     }
     gq_log_info("baseline: evaluating the unquantized model");
     double t0 = gq_now();
-    gq_eval_opts eo = eval_opts(r->e, true);
+    gq_eval_opts eo = gq_run_eval_opts(r->e, true);
     gq_eval_result res;
+    if (gq_run_dist_baseline(r, GQ_DIST_BASE_SPLIT, err))
+        return -1;
     if (gq_eval_run(&r->fp, &r->eval_ds, &eo, NULL, r->paired ? NULL : &r->baseline, &res, err))
         return gq_fail_prefix(err, "baseline");
     /* log-probs first: a journaled baseline record implies its log-probs exist */
@@ -320,7 +317,7 @@ static int export_cell(run_ctx *r, const gq_cell *c, const gq_quant_plan *plan,
 }
 
 /* Quantizes and evaluates one cell, then measures its throughput alone (see gq_tp_gate). */
-static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
+int gq_run_cell(run_ctx *r, const gq_cell *c, json_t **out, gq_error *err)
 {
     const gq_experiment *e = r->e;
     double t0 = gq_now();
@@ -349,7 +346,8 @@ static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
     if (acts && attach_act(c, &q, tokens, &am, err))
         goto done;
     stage(r, c, "evaluate");
-    gq_eval_opts eo = eval_opts(e, false);
+    gq_eval_opts eo = gq_run_eval_opts(e, false);
+    eo.split = r->split_cells; /* --split-eval: every rank evaluates a share of this cell */
     gq_eval_result res;
     gq_eval_reference ref =
         r->paired ? gq_eval_ref_model(&r->fp) : gq_eval_ref_stored(r->baseline);
@@ -358,11 +356,11 @@ static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
     gq_tp_gate_leave_shared(&r->gate);
     shared = false;
     stage(r, c, "throughput");
-    gq_cell_throughput tp;
+    gq_cell_throughput tp = {.note = "not measured by this rank"};
     int trc = 0;
     if (acts)
         act_throughput_note(&tp);
-    else {
+    else if (!(r->split_cells && gq_dist_rank() > 0)) { /* its record is rank 0's */
         gq_tp_gate_enter_exclusive(&r->gate);
         trc = gq_runner_throughput(e, &q, &plan.quantizer, &rep, &tp, err);
         gq_tp_gate_leave_exclusive(&r->gate);
@@ -373,12 +371,17 @@ static int run_cell(run_ctx *r, const gq_cell *c, gq_error *err)
                       e->calib_first, gq_eval_ref_kind_name(res.reference), &tp,
                       c->has_act ? &c->act : NULL, c->has_kv ? &c->kv : NULL};
     json_t *rec = gq_results_record(e, c, &cr);
-    rc = gq_journal_put(&r->journal, c->id, rec, err);
-    if (rc == 0 && exported(r->o, c))
-        rc = export_cell(r, c, &plan, &q, &rep, err);
-    if (rc == 0)
+    if (rec && exported(r->o, c) && !(r->split_cells && gq_dist_rank() > 0) &&
+        export_cell(r, c, &plan, &q, &rep, err)) {
+        json_decref(rec);
+        goto done;
+    }
+    if (rec) {
         cell_done_log(e, c, rec, gq_now() - t0, &tp);
-    json_decref(rec);
+        *out = rec;
+        rc = 0;
+    } else
+        gq_fail(err, "out of memory for the cell's record");
 done:
     if (shared)
         gq_tp_gate_leave_shared(&r->gate);
@@ -393,27 +396,42 @@ done:
     return rc;
 }
 
+void gq_run_cell_failed(run_ctx *r, int k, const char *msg)
+{
+    r->failed[k] = true;
+    r->n_failed++;
+    gq_log_warn("%s", msg);
+}
+
 /* A worker takes cells from the queue until it is empty. A cell that fails (validation has
  * refused every content error, so a resource: memory, disk, a non-finite result) is logged and
  * the others go on. */
-static void *worker(void *arg)
+void *gq_run_worker(void *arg)
 {
     run_ctx *r = arg;
     omp_set_num_threads(r->threads_per_job);
     for (;;) {
         pthread_mutex_lock(&r->lock);
         int k = r->next >= r->n_todo ? -1 : r->todo[r->next++];
+        if (k >= 0 && r->on_take)
+            r->on_take(r, k, 0);
         pthread_mutex_unlock(&r->lock);
         if (k < 0)
             return NULL;
         gq_error err = {{0}};
-        int rc = run_cell(r, &r->e->cells[k], &err);
+        json_t *rec = NULL;
+        double t0 = gq_now();
+        int rc = gq_run_cell(r, &r->e->cells[k], &rec, &err) ||
+                 gq_journal_put(&r->journal, r->e->cells[k].id, rec, &err);
+        json_decref(rec);
         pthread_mutex_lock(&r->lock);
-        if (rc) {
-            r->failed[k] = true;
-            r->n_failed++;
-            gq_log_warn("%s", err.msg);
-        } else
+        r->busy_s += gq_now() - t0;
+        r->cells_run++;
+        if (r->on_take)
+            r->on_take(r, k, -1);
+        if (rc)
+            gq_run_cell_failed(r, k, err.msg);
+        else
             gq_progress_add(&r->progress, 1);
         pthread_mutex_unlock(&r->lock);
     }
@@ -440,12 +458,22 @@ static int run_cells(run_ctx *r, gq_error *err)
     r->failed = calloc((size_t)e->n_cells, sizeof *r->failed);
     if (!r->todo || !r->failed)
         return gq_fail(err, "out of memory for the list of cells");
-    for (int i = 1; i < e->n_cells; i++)
+    int share = 0; /* cells of this shard (all cells without --shard) */
+    for (int i = 1; i < e->n_cells; i++) {
+        if (!gq_run_in_shard(i, r->o->shard, r->o->n_shards))
+            continue;
+        share++;
         if (!gq_journal_has(&r->journal, e->cells[i].id) || exported(r->o, &e->cells[i]))
             r->todo[r->n_todo++] = i;
-    if (r->n_todo < e->n_cells - 1)
-        gq_log_info("resuming: %d of %d cells already in the journal", e->n_cells - 1 - r->n_todo,
-                    e->n_cells - 1);
+    }
+    if (r->o->n_shards > 0)
+        gq_log_info("shard %d of %d: %d of the %d cells (c%03d, c%03d, ...: every %d-th in sweep "
+                    "order)", r->o->shard, r->o->n_shards, share, e->n_cells - 1, r->o->shard,
+                    r->o->shard + r->o->n_shards, r->o->n_shards);
+    if (r->n_todo < share)
+        gq_log_info("resuming: %d of %d cells already in the journal", share - r->n_todo, share);
+    if (gq_dist_size() > 1)
+        return gq_run_dist_cells(r, err);
     int jobs = r->o->jobs < 1 ? 1 : r->o->jobs;
     if (jobs > r->n_todo)
         jobs = r->n_todo > 0 ? r->n_todo : 1;
@@ -453,7 +481,7 @@ static int run_cells(run_ctx *r, gq_error *err)
     gq_progress_start(&r->progress, "cells", r->n_todo);
     if (jobs == 1) {
         gq_threads_set(r->threads_per_job);
-        worker(r);
+        gq_run_worker(r);
     } else {
         gq_log_info("running %d cells at a time with %d threads each (throughput is measured "
                     "while the other cells wait)", jobs, r->threads_per_job);
@@ -462,10 +490,10 @@ static int run_cells(run_ctx *r, gq_error *err)
         if (!th)
             return gq_fail(err, "out of memory for the %d cell threads", jobs);
         int started = 0; /* a thread that cannot start leaves its cells to the others */
-        while (started < jobs && pthread_create(&th[started], NULL, worker, r) == 0)
+        while (started < jobs && pthread_create(&th[started], NULL, gq_run_worker, r) == 0)
             started++;
         if (started == 0)
-            worker(r);
+            gq_run_worker(r);
         for (int i = 0; i < started; i++)
             pthread_join(th[i], NULL);
         free(th);
@@ -474,45 +502,68 @@ static int run_cells(run_ctx *r, gq_error *err)
     return 0;
 }
 
+void gq_run_ctx_init(run_ctx *r, const gq_experiment *e, const gq_run_opts *o)
+{
+    memset(r, 0, sizeof *r);
+    r->e = e;
+    r->o = o;
+    pthread_mutex_init(&r->lock, NULL);
+    gq_tp_gate_init(&r->gate);
+}
+
+void gq_run_ctx_free(run_ctx *r)
+{
+    if (r->have_model || r->fp.map || r->fp.heap)
+        gq_model_free(&r->fp);
+    if (r->tok)
+        gq_tokenizer_free(r->tok);
+    gq_dataset_free(&r->eval_ds);
+    gq_dataset_free(&r->calib_ds);
+    if (r->baseline)
+        gq_eval_baseline_free(r->baseline);
+    free(r->todo);
+    free(r->failed);
+    pthread_mutex_destroy(&r->lock);
+    gq_tp_gate_destroy(&r->gate);
+}
+
+/* The outputs of a finished run: results.csv, results.h5 and charts, or for a shard only a
+ * note (its journal is merged later by gq-bench merge). */
+static int write_outputs(run_ctx *r, const char *results, const char *plots, gq_error *err)
+{
+    const gq_run_opts *o = r->o;
+    if (o->n_shards > 0) {
+        gq_log_info("shard %d of %d done: its cells are journaled in %s; after every shard, "
+                    "`gq-bench merge %.*s` writes the results", o->shard, o->n_shards, results,
+                    (int)(strrchr(results, '/') - results), results);
+        return 0;
+    }
+    return gq_results_write(r->e, &r->journal, r->failed, results, o->plots ? plots : NULL,
+                            o->summary, err);
+}
+
 int gq_run_experiment(const gq_experiment *e, const gq_run_opts *o, gq_error *err)
 {
     run_ctx r;
-    memset(&r, 0, sizeof r);
-    r.e = e;
-    r.o = o;
-    pthread_mutex_init(&r.lock, NULL);
-    gq_tp_gate_init(&r.gate);
+    gq_run_ctx_init(&r, e, o);
     char results[4096], plots[4096];
-    gq_run_dirs(e, o->out_dir, results, plots, sizeof results);
+    run_dirs(e, o, results, plots, sizeof results);
     int rc = -1;
-    bool have_model = false;
     gq_threads_set(o->threads);
     if (gq_journal_open(results, e, o->fresh, &r.journal, err))
         goto done;
-    if (open_inputs(&r, err))
+    if (gq_run_open_inputs(&r, err))
         goto done;
-    have_model = true;
     gq_log_info("%s: %d cells (baseline + %d), results in %s", e->name, e->n_cells,
                 e->n_cells - 1, results);
-    if (choose_kl_reference(&r, err) || run_baseline(&r, err) || run_cells(&r, err))
+    if (choose_kl_reference(&r, err) || gq_run_dist_start(&r, err) || run_baseline(&r, err) ||
+        run_cells(&r, err))
         goto done;
     gq_threads_set(o->threads);
-    rc = gq_results_write(e, &r.journal, r.failed, results, o->plots ? plots : NULL, o->summary,
-                          err);
+    rc = write_outputs(&r, results, plots, err);
     if (rc == 0 && r.n_failed)
         rc = failed_cells(&r, err);
 done:
-    if (have_model || r.fp.map || r.fp.heap)
-        gq_model_free(&r.fp);
-    if (r.tok)
-        gq_tokenizer_free(r.tok);
-    gq_dataset_free(&r.eval_ds);
-    gq_dataset_free(&r.calib_ds);
-    if (r.baseline)
-        gq_eval_baseline_free(r.baseline);
-    free(r.todo);
-    free(r.failed);
-    pthread_mutex_destroy(&r.lock);
-    gq_tp_gate_destroy(&r.gate);
+    gq_run_ctx_free(&r);
     return rc;
 }
