@@ -11,6 +11,7 @@
 
 #include "core/gq_fileio.h"
 #include "core/gq_gemm.h"
+#include "core/gq_vmath.h"
 #include "model/attention_internal.h"
 
 struct gq_forward_ws {
@@ -28,7 +29,7 @@ struct gq_forward_ws {
     float *hb;     /* (N, hidden) gate, then SiLU(gate) * up */
     float *hb2;    /* (N, hidden) up */
     float *rope_cos, *rope_sin; /* (seq_len, head_size/2) */
-    float *scores; /* (n_threads, GQ_ATT_QBLOCK, seq_len) attention score blocks */
+    float *scores; /* (n_threads, gq_attention_scratch_floats) attention scratch */
 };
 
 gq_forward_ws *gq_forward_ws_new(const gq_config *c, int max_tokens, gq_error *err)
@@ -48,7 +49,7 @@ gq_forward_ws *gq_forward_ws_new(const gq_config *c, int max_tokens, gq_error *e
         {&ws->q, N * d},   {&ws->k, N * kv}, {&ws->v, N * kv}, {&ws->ctx, N * d},
         {&ws->hb, N * h},  {&ws->hb2, N * h},
         {&ws->rope_cos, (size_t)c->seq_len * half}, {&ws->rope_sin, (size_t)c->seq_len * half},
-        {&ws->scores, (size_t)ws->n_threads * GQ_ATT_QBLOCK * (size_t)c->seq_len},
+        {&ws->scores, (size_t)ws->n_threads * gq_attention_scratch_floats(c)},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (!(*bufs[i].p = gq_alloc_zero(bufs[i].n * sizeof(float), "forward workspace", err))) {
@@ -123,6 +124,26 @@ void gq_attention_forward(const gq_config *c, const gq_layer *L, const float *xi
     gq_block_linear(L, GQ_LIN_O, out, ctx, N, dim, dim);      /* ctx (N, dim) -> out (N, dim) */
 }
 
+/* act (n, hid) = SiLU(g) * u = g * (1 / (1 + exp(-g))) * u, exp by gq_vexpf over chunks of a
+ * row; act may be g. */
+static void swiglu_rows(float *act, const float *g, const float *u, int n, int hid)
+{
+    enum { CHUNK = 256 };
+#pragma omp parallel for schedule(static) if ((long)n * hid >= 65536)
+    for (int r = 0; r < n; r++) {
+        float e[CHUNK];
+        for (int i0 = 0; i0 < hid; i0 += CHUNK) {
+            const size_t o = (size_t)r * hid + (size_t)i0;
+            const int len = hid - i0 < CHUNK ? hid - i0 : CHUNK;
+            for (int i = 0; i < len; i++)
+                e[i] = -g[o + i];
+            gq_vexpf(e, e, len);
+            for (int i = 0; i < len; i++)
+                act[o + i] = g[o + i] * (1.0f / (1.0f + e[i])) * u[o + i];
+        }
+    }
+}
+
 void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int n, float *out,
                     gq_forward_ws *ws, float *act_out)
 {
@@ -131,11 +152,7 @@ void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int
     float *act = act_out ? act_out : ws->hb;
     gq_block_linear(L, GQ_LIN_GATE, ws->hb, xin, n, dim, hid); /* gate (n, hidden) */
     gq_block_linear(L, GQ_LIN_UP, ws->hb2, xin, n, dim, hid);  /* up   (n, hidden) */
-    size_t total = (size_t)n * hid;
-    const float *g = ws->hb, *u = ws->hb2;
-#pragma omp parallel for schedule(static) if (total >= 65536)
-    for (size_t i = 0; i < total; i++)
-        act[i] = g[i] * (1.0f / (1.0f + expf(-g[i]))) * u[i];
+    swiglu_rows(act, ws->hb, ws->hb2, n, hid);
     gq_block_linear(L, GQ_LIN_DOWN, out, act, n, hid, dim);    /* act (n, hidden) -> out (n, dim) */
 }
 
