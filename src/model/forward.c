@@ -124,9 +124,7 @@ void gq_attention_forward(const gq_config *c, const gq_layer *L, const float *xi
     gq_block_linear(L, GQ_LIN_O, out, ctx, N, dim, dim);      /* ctx (N, dim) -> out (N, dim) */
 }
 
-/* act (n, hid) = SiLU(g) * u = g * (1 / (1 + exp(-g))) * u, exp by gq_vexpf over chunks of a
- * row; act may be g. */
-static void swiglu_rows(float *act, const float *g, const float *u, int n, int hid)
+void gq_swiglu(float *act, const float *g, const float *u, int n, int hid)
 {
     enum { CHUNK = 256 };
 #pragma omp parallel for schedule(static) if ((long)n * hid >= 65536)
@@ -152,7 +150,7 @@ void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int
     float *act = act_out ? act_out : ws->hb;
     gq_block_linear(L, GQ_LIN_GATE, ws->hb, xin, n, dim, hid); /* gate (n, hidden) */
     gq_block_linear(L, GQ_LIN_UP, ws->hb2, xin, n, dim, hid);  /* up   (n, hidden) */
-    swiglu_rows(act, ws->hb, ws->hb2, n, hid);
+    gq_swiglu(act, ws->hb, ws->hb2, n, hid);
     gq_block_linear(L, GQ_LIN_DOWN, out, act, n, hid, dim);    /* act (n, hidden) -> out (n, dim) */
 }
 
