@@ -8,8 +8,11 @@
  * Search of a group with input X (n, c_in), salience s_x (c_in) and inspected module M:
  *   for alpha = i / n_grid: s = max(s_x^alpha, 1e-4) (duo: s_x^a / (w_mean^(1-a) + 1e-4)),
  *   s /= sqrt(max(s) min(s)); each scaled linear W <- Q(W diag(s)) diag(s)^-1 (the others FP);
- *   loss = mean((M(X) - M_fp(X))^2); keep the alpha of least loss. */
+ *   loss = mean((M(X) - M_fp(X))^2); keep the alpha of least loss (the first on ties).
+ * The losses of the v->o, gate/up and down groups come from stacked products over all grid
+ * points (awq_grid.c), those of q/k/v from one attention forward per point. */
 #include "methods/gq_awq.h"
+#include "methods/awq_grid.h"
 
 #include <float.h>
 #include <math.h>
@@ -96,8 +99,31 @@ static void make_scales(const float *sx, const float *wm, double alpha, int n, f
         s[j] /= norm;
 }
 
-/* The block with the group's linears rounded at scales s: Q(W diag(s)) diag(s)^-1 in tmp[i]
- * (one buffer per linear of the group), linears that stay FP as they are. */
+/* T (rows, cols) = Q(W diag(s)) diag(s)^-1 for linear k of the block, or W itself when k stays
+ * FP (not rounded in the trial either). */
+static int trial_weight(const gq_block_ctx *ctx, gq_linear_kind k, const float *s, float *T,
+                        gq_error *err)
+{
+    int rows, cols;
+    gq_linear_shape(ctx->cfg, k, &rows, &cols);
+    const float *W = ctx->w.w[k];
+    if (!ctx->quant[k]) {
+        memcpy(T, W, (size_t)rows * cols * sizeof *T);
+        return 0;
+    }
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++)
+            T[(size_t)r * cols + j] = W[(size_t)r * cols + j] * s[j];
+    if (gq_quantizer_run(ctx->quant[k], T, rows, cols, NULL, NULL, T, err))
+        return gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++)
+            T[(size_t)r * cols + j] /= s[j];
+    return 0;
+}
+
+/* The block with the group's linears rounded at scales s (trial_weight into tmp[i], one buffer
+ * per linear of the group), linears that stay FP as they are. */
 static int trial_layer(const gq_block_ctx *ctx, gq_awq_group g, const float *s, float *tmp[3],
                        gq_layer *v, gq_error *err)
 {
@@ -105,57 +131,41 @@ static int trial_layer(const gq_block_ctx *ctx, gq_awq_group g, const float *s, 
     for (int i = 0; i < group_n[g]; i++) {
         gq_linear_kind k = group_linears[g][i];
         if (!ctx->quant[k])
-            continue; /* stays FP: not rounded in the trial either */
-        int rows, cols;
-        gq_linear_shape(ctx->cfg, k, &rows, &cols);
-        const float *W = ctx->w.w[k];
-        float *T = tmp[i];
-        for (int r = 0; r < rows; r++)
-            for (int j = 0; j < cols; j++)
-                T[(size_t)r * cols + j] = W[(size_t)r * cols + j] * s[j];
-        if (gq_quantizer_run(ctx->quant[k], T, rows, cols, NULL, NULL, T, err))
-            return gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
-        for (int r = 0; r < rows; r++)
-            for (int j = 0; j < cols; j++)
-                T[(size_t)r * cols + j] /= s[j];
-        v->w[k] = T;
+            continue;
+        if (trial_weight(ctx, k, s, tmp[i], err))
+            return -1;
+        v->w[k] = tmp[i];
     }
     return 0;
 }
 
-/* Scale search for group g; best scales into s_best. */
-static int search_group(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_group g,
-                        const float *x, const float *sx, float *s_best, gq_error *err)
+/* Bytes of trial weights stacked per product (awq_grid.c): grid points are taken in chunks
+ * of as many as fit, at least one. */
+#define GRID_STACK_BYTES ((size_t)256 << 20)
+
+/* loss[gi] = mean squared error of the inspected module for grid point gi, one forward per
+ * point: the reference, and the search of the q/k/v group (attention is not token-wise). */
+static int losses_per_point(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_group g,
+                            const float *x, const float *sx, const float *wm, const float *org,
+                            double *loss, gq_error *err)
 {
     const gq_config *c = ctx->cfg;
     const size_t n = (size_t)ctx->B * ctx->T;
     int cin = group_cin(c, g);
-    float *org = malloc(n * c->dim * sizeof *org);
-    float *out = malloc(n * c->dim * sizeof *out);
-    float *s = malloc((size_t)cin * sizeof *s);
-    float *wm = p->duo_scaling ? malloc((size_t)cin * sizeof *wm) : NULL;
+    float *out = malloc(n * c->dim * sizeof *out), *s = malloc((size_t)cin * sizeof *s);
     float *tmp[3] = {NULL, NULL, NULL};
     int rc = -1;
-    if (!org || !out || !s || (p->duo_scaling && !wm)) {
-        gq_fail(err, "layers.%d: out of memory in the AWQ search", ctx->layer);
-        goto done;
-    }
     for (int i = 0; i < group_n[g]; i++) {
         int rows, cols;
         gq_linear_shape(c, group_linears[g][i], &rows, &cols);
-        if (!(tmp[i] = malloc((size_t)rows * cols * sizeof(float)))) {
-            gq_fail(err, "layers.%d: out of memory in the AWQ search", ctx->layer);
-            goto done;
-        }
+        tmp[i] = malloc((size_t)rows * cols * sizeof(float));
     }
-    if (wm)
-        weight_mean(ctx, g, cin, wm);
-    inspect(ctx, &ctx->w, g, x, org);
-    double best = INFINITY, loss0 = NAN;
-    int best_i = -1;
+    if (!out || !s || !tmp[0] || (group_n[g] > 1 && !tmp[1]) || (group_n[g] > 2 && !tmp[2])) {
+        gq_fail(err, "layers.%d: out of memory in the AWQ search", ctx->layer);
+        goto done;
+    }
     for (int gi = 0; gi < p->n_grid; gi++) {
-        double alpha = (double)gi / p->n_grid;
-        make_scales(sx, wm, alpha, cin, s);
+        make_scales(sx, wm, (double)gi / p->n_grid, cin, s);
         gq_layer v;
         if (trial_layer(ctx, g, s, tmp, &v, err))
             goto done;
@@ -165,34 +175,105 @@ static int search_group(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_group 
             double d = (double)out[i] - org[i];
             se += d * d;
         }
-        double loss = se / (double)(n * c->dim);
-        if (gi == 0)
-            loss0 = loss;
-        if (loss < best) {
-            best = loss;
-            best_i = gi;
-            memcpy(s_best, s, (size_t)cin * sizeof *s);
-        }
+        loss[gi] = se / (double)(n * c->dim);
     }
+    rc = 0;
+done:
+    free(out), free(s);
+    for (int i = 0; i < 3; i++)
+        free(tmp[i]);
+    return rc;
+}
+
+/* The same losses for v->o, gate/up and down through stacked products (awq_grid.h), chunks of
+ * grid points of at most GRID_STACK_BYTES of trial weights. */
+static int losses_stacked(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_group g,
+                          const float *x, const float *sx, const float *wm, const float *org,
+                          double *loss, gq_error *err)
+{
+    const gq_config *c = ctx->cfg;
+    int cin = group_cin(c, g), rows, cols;
+    gq_linear_shape(c, group_linears[g][0], &rows, &cols);
+    const size_t per = (size_t)group_n[g] * rows * cols * sizeof(float); /* one point */
+    int chunk = GRID_STACK_BYTES / per < (size_t)p->n_grid ? (int)(GRID_STACK_BYTES / per)
+                                                              : p->n_grid;
+    chunk = chunk < 1 ? 1 : chunk;
+    float *trial[2] = {NULL, NULL}, *s = malloc((size_t)cin * sizeof *s);
+    for (int i = 0; i < group_n[g]; i++)
+        trial[i] = malloc((size_t)chunk * rows * cols * sizeof(float));
+    int rc = -1;
+    if (!s || !trial[0] || (group_n[g] > 1 && !trial[1])) {
+        gq_fail(err, "layers.%d: out of memory in the AWQ search", ctx->layer);
+        goto done;
+    }
+    for (int a0 = 0; a0 < p->n_grid; a0 += chunk) {
+        int na = p->n_grid - a0 < chunk ? p->n_grid - a0 : chunk;
+        for (int a = 0; a < na; a++) {
+            make_scales(sx, wm, (double)(a0 + a) / p->n_grid, cin, s);
+            for (int i = 0; i < group_n[g]; i++)
+                if (trial_weight(ctx, group_linears[g][i], s,
+                                 trial[i] + (size_t)a * rows * cols, err))
+                    goto done;
+        }
+        if (gq_awq_grid_losses(ctx, g, x, org, trial, na, loss + a0, err))
+            goto done;
+    }
+    rc = 0;
+done:
+    free(s), free(trial[0]), free(trial[1]);
+    return rc;
+}
+
+/* The stacked products of the gate/up group leave out biases: such a block searches point by
+ * point. */
+static bool mlp_has_bias(const gq_layer *L, gq_awq_group g)
+{
+    return g == GQ_AWQ_GATEUP && (L->b[GQ_LIN_GATE] || L->b[GQ_LIN_UP] || L->b[GQ_LIN_DOWN]);
+}
+
+/* Scale search for group g; best scales into s_best: the first grid point of least loss. */
+static int search_group(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_group g,
+                        const float *x, const float *sx, float *s_best, gq_error *err)
+{
+    const gq_config *c = ctx->cfg;
+    const size_t n = (size_t)ctx->B * ctx->T;
+    int cin = group_cin(c, g);
+    float *org = malloc(n * c->dim * sizeof *org);
+    float *wm = p->duo_scaling ? malloc((size_t)cin * sizeof *wm) : NULL;
+    double *loss = malloc((size_t)p->n_grid * sizeof *loss);
+    int rc = -1;
+    if (!org || !loss || (p->duo_scaling && !wm)) {
+        gq_fail(err, "layers.%d: out of memory in the AWQ search", ctx->layer);
+        goto done;
+    }
+    if (wm)
+        weight_mean(ctx, g, cin, wm);
+    inspect(ctx, &ctx->w, g, x, org);
+    bool stacked = gq_awq_stacked_grid && g != GQ_AWQ_QKV && !mlp_has_bias(&ctx->w, g);
+    if ((stacked ? losses_stacked : losses_per_point)(p, ctx, g, x, sx, wm, org, loss, err))
+        goto done;
+    double best = INFINITY;
+    int best_i = -1;
+    for (int gi = 0; gi < p->n_grid; gi++)
+        if (loss[gi] < best) {
+            best = loss[gi];
+            best_i = gi;
+        }
     if (best_i < 0) {
         gq_fail(err, "layers.%d: AWQ scale search for %s found no finite loss", ctx->layer,
                 group_names[g]);
         goto done;
     }
+    make_scales(sx, wm, (double)best_i / p->n_grid, cin, s_best);
     for (int i = 0; i < group_n[g]; i++) {
         json_t *e = gq_block_extra(ctx, group_linears[g][i]);
         json_object_set_new(e, "awq_alpha", json_real((double)best_i / p->n_grid));
         json_object_set_new(e, "awq_loss", json_real(best));
-        json_object_set_new(e, "awq_loss_alpha0", json_real(loss0));
+        json_object_set_new(e, "awq_loss_alpha0", json_real(loss[0]));
     }
     rc = 0;
 done:
-    free(org);
-    free(out);
-    free(s);
-    free(wm);
-    for (int i = 0; i < 3; i++)
-        free(tmp[i]);
+    free(org), free(wm), free(loss);
     return rc;
 }
 

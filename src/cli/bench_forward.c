@@ -1,7 +1,7 @@
 /* gq-bench bench forward: prefill and decode throughput of the forward pass.
  *
- * Protocol: a synthetic model of the preset's shape (fixed seed), B windows of --ctx random
- * tokens. prefill = gq_forward_prefill over all B*ctx tokens (embedding to logits), best wall
+ * Protocol: a synthetic model of the preset's shape (fixed seed), or the checkpoint --model,
+ * B windows of --ctx random tokens. prefill = gq_forward_prefill over all B*ctx tokens (embedding to logits), best wall
  * time of --reps runs after one warm-up. FLOPs counted: 2 * (B*ctx) * (linear weights of all
  * blocks + classifier) plus causal attention 2 * 2 * head_size * n_heads * ctx(ctx+1)/2 per
  * window and layer (q k^T and p v). sgemm = the same matrix products (every linear of every
@@ -11,12 +11,14 @@
  * KV cache) over --decode-steps positions from 0, wall time. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cblas.h>
 
 #include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
+#include "core/gq_assets.h"
 #include "core/gq_rng.h"
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
@@ -107,7 +109,7 @@ static void print_forward(const gq_config *c, const char *preset, long seed, int
     double gf_prefill = (lin_flops + att_flops) / best * 1e-9;
     double gf_gemm = lin_flops / t_gemm * 1e-9;
     double dec_flops = 2.0 * lin_params; /* per token, attention excluded */
-    printf("bench forward: preset %s (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d), "
+    printf("bench forward: %s (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d), "
            "seed %ld\n", preset, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
            c->vocab_size, seed);
     printf("batch %d x ctx %d = %d tokens, %d threads, best of %d, BLAS: %s\n", B, T, N, threads,
@@ -124,10 +126,28 @@ static void print_forward(const gq_config *c, const char *preset, long seed, int
            att_flops, t_gemm, steps);
 }
 
+/* The model to time: the checkpoint at `path` (assets: names resolved) when given, else a
+ * synthetic model of the preset's shape. Returns a GQ_EXIT_* status. */
+static int bench_model(const char *path, const char *preset, uint64_t seed, gq_model *m,
+                       gq_error *err)
+{
+    char resolved[4096];
+    memset(m, 0, sizeof *m);
+    if (path)
+        return gq_asset_resolve(path, resolved, sizeof resolved, err) != 0 ||
+                       gq_model_load(resolved, m, err) != 0
+                   ? GQ_EXIT_USAGE
+                   : GQ_EXIT_OK;
+    gq_config c;
+    if (gq_synth_preset(preset, &c, err) != 0)
+        return GQ_EXIT_USAGE;
+    return gq_model_synth_config(&c, seed, m, err) != 0 ? GQ_EXIT_FAIL : GQ_EXIT_OK;
+}
+
 int bench_forward(int argc, char **argv)
 {
     struct {
-        const char *preset;
+        const char *preset, *model;
         long ctx, batch, threads, reps, decode_steps, seed;
     } o = {0};
     char presets[256];
@@ -135,6 +155,8 @@ int bench_forward(int argc, char **argv)
     const cli_opt opts[] = {
         CLI_OPT("preset", "NAME", CLI_STR, &o.preset, "model shape (see presets below)",
                 .def = "stories110M"),
+        CLI_OPT("model", "M", CLI_STR, &o.model,
+                "a llama2.c checkpoint instead of a synthetic preset (assets: paths work)"),
         CLI_OPT("ctx", "T", CLI_INT, &o.ctx, "tokens per window, at most the preset's seq_len",
                 .def = "512", .min = 1, .max = 1 << 20),
         CLI_OPT("batch", "B", CLI_INT, &o.batch, "windows per prefill", .def = "1", .min = 1,
@@ -152,17 +174,17 @@ int bench_forward(int argc, char **argv)
     CLI_PARSE_OR_RETURN(&spec, argc, argv);
     int threads = gq_threads_set((int)o.threads);
     gq_error err = {{0}};
-    gq_config c;
-    if (gq_synth_preset(o.preset, &c, &err) != 0)
-        return cli_report(CMD, &err, GQ_EXIT_USAGE);
-    if (o.ctx > c.seq_len)
-        return cli_usage_error(CMD, "--ctx %ld exceeds the preset's seq_len %d", o.ctx, c.seq_len);
-    if (o.decode_steps > c.seq_len)
-        return cli_usage_error(CMD, "--decode-steps %ld exceeds seq_len %d", o.decode_steps,
-                               c.seq_len);
     gq_model m;
-    if (gq_model_synth_config(&c, (uint64_t)o.seed, &m, &err) != 0)
-        return cli_report(CMD, &err, GQ_EXIT_FAIL);
+    int rc_model = bench_model(o.model, o.preset, (uint64_t)o.seed, &m, &err);
+    if (rc_model != GQ_EXIT_OK)
+        return cli_report(CMD, &err, rc_model);
+    const gq_config c = m.cfg;
+    const char *name = o.model ? o.model : o.preset;
+    if (o.ctx > c.seq_len || o.decode_steps > c.seq_len) {
+        gq_model_free(&m);
+        return cli_usage_error(CMD, "--ctx %ld / --decode-steps %ld exceed %s's seq_len %d",
+                               o.ctx, o.decode_steps, name, c.seq_len);
+    }
     int B = (int)o.batch, T = (int)o.ctx, N = B * T, reps = (int)o.reps;
     size_t width = (size_t)(c.hidden_dim > c.vocab_size ? c.hidden_dim : c.vocab_size);
     width = width > (size_t)c.dim ? width : (size_t)c.dim;
@@ -185,7 +207,7 @@ int bench_forward(int argc, char **argv)
     int steps = (int)o.decode_steps;
     if (time_decode(dec, tok, N, steps, logits, &t_dec, &err))
         goto done;
-    print_forward(&c, o.preset, o.seed, B, T, threads, reps, best, t_gemm, steps, t_dec);
+    print_forward(&c, name, o.seed, B, T, threads, reps, best, t_gemm, steps, t_dec);
     rc = GQ_EXIT_OK;
 done:
     if (rc != GQ_EXIT_OK)

@@ -19,6 +19,7 @@
 #include "core/gq_log.h"
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
+#include "core/gq_vmath.h"
 #include "eval/eval_baseline.h"
 #include "eval/eval_share.h"
 #include "model/gq_forward.h"
@@ -54,21 +55,7 @@ gq_eval_opts gq_eval_opts_default(int ctx)
 static int first_scored(gq_ppl_protocol p, int ctx) { return p == GQ_PPL_LLAMACPP ? ctx / 2 : 0; }
 
 /* Per scored row: log-sum-exp (double) and the index of the largest logit (first on ties). */
-static double row_lse(const float *x, int n, int *argmax)
-{
-    float mx = x[0];
-    int am = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > mx) {
-            mx = x[i];
-            am = i;
-        }
-    double sum = 0.0;
-    for (int i = 0; i < n; i++)
-        sum += exp((double)x[i] - mx);
-    *argmax = am;
-    return mx + log(sum);
-}
+static double row_lse(const float *x, int n, int *argmax) { return gq_lse_row(x, n, argmax); }
 
 /* KL(base || model) of one row: sum_v p_b(v) (log p_b(v) - log p_m(v)). The model's
  * log-probabilities are rounded to float exactly as the baseline's were stored, so a model

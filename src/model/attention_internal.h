@@ -24,10 +24,14 @@ void gq_rope_rows(float *x, int n_rows, int T, int width, int head_size, const f
  * q (B*T, n_heads*hs), k, v (B*T, n_kv_heads*hs) -> ctx (B*T, n_heads*hs); keys before
  * gq_attention_first_key get no weight.
  * Query head h reads kv head h / (n_heads / n_kv_heads). scores is per-thread scratch,
- * n_threads * GQ_ATT_QBLOCK * T floats. Each (window, head) is computed by one thread in a
- * fixed order (its sgemm calls run single-threaded, gq_blas_single_threaded), so the result
- * does not depend on the thread count. */
+ * n_threads * gq_attention_scratch_floats(c) floats. Each (window, head) is computed by one
+ * thread in a fixed order, so the result does not depend on the thread count: heads of 8 to 32
+ * (a multiple of 8) by a fused AVX2 kernel (scores, exponentials and P v for 4 query rows at a
+ * time; products of width 8 are too small for sgemm), other heads by blocks of GQ_ATT_QBLOCK
+ * query rows through single-threaded sgemm (gq_blas_single_threaded); the softmax is
+ * gq_vmath.h's in both. */
 #define GQ_ATT_QBLOCK 64
+size_t gq_attention_scratch_floats(const gq_config *c);
 void gq_causal_attention(const gq_config *c, const float *q, const float *k, const float *v,
                          float *ctx, int B, int T, float *scores, int n_threads);
 

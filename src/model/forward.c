@@ -12,6 +12,7 @@
 
 #include "core/gq_fileio.h"
 #include "core/gq_gemm.h"
+#include "core/gq_vmath.h"
 #include "model/attention_internal.h"
 #include "model/gq_act_hook.h"
 
@@ -30,7 +31,7 @@ struct gq_forward_ws {
     float *hb;     /* (N, hidden) gate, then SiLU(gate) * up */
     float *hb2;    /* (N, hidden) up */
     float *rope_cos, *rope_sin; /* (seq_len, head_size/2) */
-    float *scores; /* (n_threads, GQ_ATT_QBLOCK, seq_len) attention score blocks */
+    float *scores; /* (n_threads, gq_attention_scratch_floats) attention scratch */
     float *aq;     /* (N, max(dim, q_dim, hidden)) a linear's fake-quantized input */
     const gq_act_hook *act; /* the model's activation hook while gq_block_forward runs */
     int act_layer;          /* the block it runs */
@@ -57,7 +58,7 @@ gq_forward_ws *gq_forward_ws_new(const gq_config *c, int max_tokens, gq_error *e
         {&ws->q, N * qd},  {&ws->k, N * kv}, {&ws->v, N * kv}, {&ws->ctx, N * qd},
         {&ws->hb, N * h},  {&ws->hb2, N * h},
         {&ws->rope_cos, (size_t)c->seq_len * half}, {&ws->rope_sin, (size_t)c->seq_len * half},
-        {&ws->scores, (size_t)ws->n_threads * GQ_ATT_QBLOCK * (size_t)c->seq_len},
+        {&ws->scores, (size_t)ws->n_threads * gq_attention_scratch_floats(c)},
         {&ws->aq, N * widest},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -188,6 +189,24 @@ void gq_attention_forward(const gq_config *c, const gq_layer *L, const float *xi
     gq_block_linear(L, GQ_LIN_O, out, act_input(ws, GQ_LIN_O, ctx, N, qd, T), N, qd, dim);
 }
 
+void gq_swiglu(float *act, const float *g, const float *u, int n, int hid)
+{
+    enum { CHUNK = 256 };
+#pragma omp parallel for schedule(static) if ((long)n * hid >= 65536)
+    for (int r = 0; r < n; r++) {
+        float e[CHUNK];
+        for (int i0 = 0; i0 < hid; i0 += CHUNK) {
+            const size_t o = (size_t)r * hid + (size_t)i0;
+            const int len = hid - i0 < CHUNK ? hid - i0 : CHUNK;
+            for (int i = 0; i < len; i++)
+                e[i] = -g[o + i];
+            gq_vexpf(e, e, len);
+            for (int i = 0; i < len; i++)
+                act[o + i] = g[o + i] * (1.0f / (1.0f + e[i])) * u[o + i];
+        }
+    }
+}
+
 void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int n, float *out,
                     gq_forward_ws *ws, float *act_out)
 {
@@ -199,11 +218,7 @@ void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int
     gq_block_linear(L, GQ_LIN_GATE, ws->hb, act_input(ws, GQ_LIN_GATE, xin, n, dim, T), n, dim,
                     hid);
     gq_block_linear(L, GQ_LIN_UP, ws->hb2, act_input(ws, GQ_LIN_UP, xin, n, dim, T), n, dim, hid);
-    size_t total = (size_t)n * hid;
-    const float *g = ws->hb, *u = ws->hb2;
-#pragma omp parallel for schedule(static) if (total >= 65536)
-    for (size_t i = 0; i < total; i++)
-        act[i] = g[i] * (1.0f / (1.0f + expf(-g[i]))) * u[i];
+    gq_swiglu(act, ws->hb, ws->hb2, n, hid);
     /* act (n, hidden) -> out (n, dim) */
     gq_block_linear(L, GQ_LIN_DOWN, out, act_input(ws, GQ_LIN_DOWN, act, n, hid, T), n, hid, dim);
 }

@@ -47,6 +47,10 @@ void gq_attention_forward(const gq_config *c, const gq_layer *L, const float *xi
 void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int n, float *out,
                     gq_forward_ws *ws, float *act_out);
 
+/* act (n, width) = SiLU(g) * u = g * (1 / (1 + exp(-g))) * u element by element, exp by
+ * gq_vexpf (core/gq_vmath.h): an element's value does not depend on n or width; act may be g. */
+void gq_swiglu(float *act, const float *g, const float *u, int n, int width);
+
 /* out (n, width) = x / sqrt(mean(x^2) + 1e-5) * w, row by row (out may equal x). */
 void gq_rmsnorm(float *out, const float *x, const float *w, int n, int width);
 /* The same with the model's epsilon (gq_norm_eps). */

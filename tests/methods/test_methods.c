@@ -10,6 +10,7 @@
 
 #include "core/gq_rng.h"
 #include "core/gq_threads.h"
+#include "methods/awq_grid.h"
 #include "methods/gq_awq.h"
 #include "methods/gq_gptq.h"
 #include "methods/gq_linalg.h"
@@ -149,6 +150,45 @@ static void test_awq_alpha0_equals_rtn(void **state)
     assert_non_null(json_object_get(ra.tensors[1].extra, "awq_alpha"));
     gq_model_free(&a), gq_model_free(&r);
     gq_quant_report_free(&ra), gq_quant_report_free(&rr);
+}
+
+/* AWQ's and PRAQ's scale searches through stacked products (every grid point of the v->o,
+ * gate/up and down groups in one product) choose the scales and losses of the per-point
+ * forwards bit for bit, so the quantized models are equal. */
+static void test_awq_stacked_grid_equals_per_point(void **state)
+{
+    TEST_STORIES_OR_SKIP(f);
+    static const char *const duo[] = {"duo_scaling=true", "clip=false", NULL};
+    static const struct { const char *method; const char *const *sets; int bits; } cases[] = {
+        {"awq", NULL, 4}, {"awq", duo, 3}, {"praq", NULL, 3}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        gq_model a, b;
+        gq_quant_report ra, rb;
+        gq_awq_stacked_grid = false;
+        run(f, cases[i].method, cases[i].sets, cases[i].bits, 16, GQ_PROPAGATE_METHOD_DEFAULT,
+            &a, &ra);
+        gq_awq_stacked_grid = true;
+        run(f, cases[i].method, cases[i].sets, cases[i].bits, 16, GQ_PROPAGATE_METHOD_DEFAULT,
+            &b, &rb);
+        test_assert_linears_equal(&a, &b);
+        assert_int_equal(ra.n_tensors, rb.n_tensors);
+        int searched = 0;
+        for (int t = 0; t < ra.n_tensors; t++) {
+            const char *keys[] = {"awq_alpha", "awq_loss", "awq_loss_alpha0"};
+            for (int k = 0; k < 3; k++) {
+                json_t *x = json_object_get(ra.tensors[t].extra, keys[k]);
+                json_t *y = json_object_get(rb.tensors[t].extra, keys[k]);
+                assert_true((x == NULL) == (y == NULL));
+                if (x && json_real_value(x) != json_real_value(y))
+                    fail_msg("%s tensor %d %s: per point %.17g, stacked %.17g", cases[i].method,
+                             t, keys[k], json_real_value(x), json_real_value(y));
+                searched += x != NULL;
+            }
+        }
+        assert_true(searched > 0);
+        gq_model_free(&a), gq_model_free(&b);
+        gq_quant_report_free(&ra), gq_quant_report_free(&rb);
+    }
 }
 
 /* Folding scales into the norms and linears leaves the FP function unchanged. */
@@ -424,6 +464,7 @@ int main(void)
         cmocka_unit_test(test_inverse_cholesky),
         cmocka_unit_test(test_gptq_identity_equals_rtn),
         cmocka_unit_test(test_awq_alpha0_equals_rtn),
+        cmocka_unit_test(test_awq_stacked_grid_equals_per_point),
         cmocka_unit_test(test_awq_fold_preserves_logits),
         cmocka_unit_test(test_gptq_beats_rtn_per_layer),
         cmocka_unit_test(test_methods_and_rules),

@@ -91,6 +91,27 @@ static void test_prefill_matches_reference_wide_heads(void **state)
     gq_model_free(&m);
 }
 
+/* Heads of 16, 24 and 32 (the fused attention kernel's other widths), GQA, windows that end
+ * in a partial group of 4 query rows and a partial 16-key vector. */
+static void test_prefill_matches_reference_fused_heads(void **state)
+{
+    (void)state;
+    const int heads[][2] = {{4, 2}, {3, 3}, {2, 1}}; /* n_heads, n_kv_heads at dim 64/72/64 */
+    const int dims[] = {64, 72, 64};
+    for (int i = 0; i < 3; i++) {
+        gq_model m;
+        gq_error err = {{0}};
+        const gq_config c = {.dim = dims[i], .hidden_dim = 96, .n_layers = 2,
+                             .n_heads = heads[i][0], .n_kv_heads = heads[i][1],
+                             .vocab_size = 80, .seq_len = 64, .shared_classifier = true};
+        assert_int_equal(gq_model_synth_config(&c, 13, &m, &err), 0);
+        double d = prefill_vs_ref(&m, 2, 35, 3);
+        printf("heads of %d: max rel diff %.3g\n", gq_head_size(&c), d);
+        assert_true(d < 1e-4);
+        gq_model_free(&m);
+    }
+}
+
 static void test_prefill_matches_reference_260k(void **state)
 {
     (void)state;
@@ -362,6 +383,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prefill_matches_reference_tiny),
         cmocka_unit_test(test_prefill_matches_reference_wide_heads),
+        cmocka_unit_test(test_prefill_matches_reference_fused_heads),
         cmocka_unit_test(test_prefill_matches_reference_260k),
         cmocka_unit_test(test_prefill_matches_reference_3m),
         cmocka_unit_test(test_explicit_transforms),
