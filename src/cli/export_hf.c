@@ -10,6 +10,7 @@
 #include "cli/cli_opts.h"
 #include "core/gq_assets.h"
 #include "core/gq_fileio.h"
+#include "gguf/gq_gguf_model.h"
 #include "model/gq_hf.h"
 #include "model/gq_model.h"
 
@@ -28,8 +29,8 @@ static const char *source_dtype(const char *model)
     return d;
 }
 
-/* Tokenizer files of an HF source, copied as they are. A llama2.c source has no tokenizer.json:
- * the one call site for converting its tokenizer.bin is here. */
+/* Tokenizer files of an HF source, copied as they are (a llama2.c source has none; see
+ * write_tokenizer). */
 static int export_tokenizer(const char *model, const char *out, int *copied, gq_error *err)
 {
     static const char *const names[] = {"tokenizer.json", "tokenizer_config.json",
@@ -54,14 +55,33 @@ static int export_tokenizer(const char *model, const char *out, int *copied, gq_
     return 0;
 }
 
+/* tok_path (a llama2.c tokenizer.bin, a tokenizer.json or a GGUF vocabulary) written as
+ * out/tokenizer.json, the equivalent SentencePiece-style BPE for a llama2.c vocabulary. */
+static int write_tokenizer(const char *tok_path, const gq_model *m, const char *out,
+                           gq_error *err)
+{
+    gq_tokenizer *t;
+    if (gq_tokenizer_open(tok_path, m->cfg.vocab_size, &t, err))
+        return -1;
+    char dst[CLI_PATH_MAX + 32];
+    snprintf(dst, sizeof dst, "%s/tokenizer.json", out);
+    int rc = gq_tokenizer_save_json(t, dst, err);
+    gq_tokenizer_free(t);
+    return rc;
+}
+
 int export_hf(int argc, char **argv)
 {
+    char tokenizer[CLI_PATH_MAX] = "";
     char model[CLI_PATH_MAX] = "";
     const char *out = NULL, *format = NULL, *dtype = NULL;
     const cli_opt opts[] = {
         CLI_OPT("model", "M", CLI_MODEL, model,
                 "llama2.c checkpoint (e.g. gq-bench quantize's output) or Hugging\n"
-                "Face model directory; assets: paths work", .required = true),
+                "Face model directory, or llama GGUF; assets: paths work", .required = true),
+        CLI_OPT("tokenizer", "T", CLI_ASSET, tokenizer,
+                "also write this tokenizer (llama2.c tokenizer.bin, tokenizer.json or\n"
+                "a GGUF file's) as DIR/tokenizer.json, instead of the source's files"),
         CLI_OPT("format", "F", CLI_CHOICE, &format, "output layout", .def = "hf",
                 .choices = "hf"),
         CLI_OPT("out", "DIR", CLI_STR, &out, "output directory (created; files written\n"
@@ -75,7 +95,9 @@ int export_hf(int argc, char **argv)
         .about = "Writes the model as an HF directory: config.json (LlamaForCausalLM for\n"
                  "llama2.c checkpoints) and model.safetensors in transformers' names and RoPE\n"
                  "layout; an HF source's tokenizer.json, tokenizer_config.json and\n"
-                 "special_tokens_map.json are copied. `gq-bench quantize --out-format hf`\n"
+                 "special_tokens_map.json are copied, or --tokenizer T is written as\n"
+                 "tokenizer.json (a llama2.c vocabulary as the equivalent BPE).\n"
+                 "`gq-bench quantize --out-format hf`\n"
                  "writes a quantized model with its quantization_config directly.\n",
         CLI_OPTS(opts)};
     CLI_PARSE_OR_RETURN(&spec, argc, argv);
@@ -83,15 +105,17 @@ int export_hf(int argc, char **argv)
     if (gq_check_dir_writable("--out", out, &err))
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
     gq_model m;
-    if (gq_model_load(model, &m, &err))
+    if (gq_model_open(model, &m, &err))
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
     const char *dt = dtype ? dtype : source_dtype(model);
     int copied = 0;
     int rc = gq_model_save_hf(&m, out, gq_st_dtype_parse(dt), NULL, &err) ||
-             export_tokenizer(model, out, &copied, &err);
+             (tokenizer[0] ? write_tokenizer(tokenizer, &m, out, &err)
+                           : export_tokenizer(model, out, &copied, &err));
+    copied += tokenizer[0] && !rc;
     if (!rc)
         printf("%s: %s, %d layers, dim %d, %zu parameters, %s safetensors, %d tokenizer "
-               "file(s) copied\n", out, gq_family_name(m.cfg.family == GQ_FAMILY_LLAMA2C
+               "file(s) written\n", out, gq_family_name(m.cfg.family == GQ_FAMILY_LLAMA2C
                                                            ? GQ_FAMILY_LLAMA : m.cfg.family),
                m.cfg.n_layers, m.cfg.dim, gq_model_param_count(&m.cfg), dt, copied);
     gq_model_free(&m);

@@ -355,7 +355,8 @@ static void test_hf_commands(void **state)
     test_stories_files_or_skip(model, tok, text, sizeof model);
     char *dir = test_tmpdir("hf_cli"), *qdir = test_tmpdir("hf_cli_q"), *bad = test_tmpdir("hf_x");
     assert_int_equal(test_run_clif(cli_out, sizeof cli_out, cli_err, sizeof cli_err,
-                                   "export --model '%s' --out '%s'", model, dir), 0);
+                                   "export --format hf --model '%s' --tokenizer '%s' --out '%s'",
+                                   model, tok, dir), 0);
     assert_int_equal(test_run_clif(cli_out, sizeof cli_out, cli_err, sizeof cli_err,
                                    "info --model '%s'", dir), 0);
     test_contains_all(cli_out, "LlamaForCausalLM", "config.json sha256", "dim 64", "tied", NULL);
@@ -369,6 +370,13 @@ static void test_hf_commands(void **state)
     line_value(cli_out, "PPL", ppl_dir, sizeof ppl_dir);
     assert_string_equal(ppl_file, ppl_dir);
     test_contains_all(cli_out, "config.json sha256", "weights sha256", NULL);
+    /* the llama2.c tokenizer written as DIR/tokenizer.json tokenizes the text the same */
+    char tok_json[4300];
+    snprintf(tok_json, sizeof tok_json, "%s/tokenizer.json", dir);
+    assert_int_equal(test_run_clif(cli_out, sizeof cli_out, cli_err, sizeof cli_err, eval, dir,
+                                   tok_json, text), 0);
+    line_value(cli_out, "PPL", ppl_dir, sizeof ppl_dir);
+    assert_string_equal(ppl_file, ppl_dir);
     assert_int_equal(test_run_clif(cli_out, sizeof cli_out, cli_err, sizeof cli_err,
                                    "quantize --model '%s' --tokenizer '%s' --method rtn --format "
                                    "q8_0 --calib-data '%s' --n-calib 2 --calib-ctx 32 "
@@ -385,7 +393,7 @@ static void test_hf_commands(void **state)
                                    "info --model '%s'", bad), 2);
     test_contains_all(cli_err, "without config.json", NULL);
     assert_int_equal(test_run_clif(cli_out, sizeof cli_out, cli_err, sizeof cli_err,
-                                   "export --model '%s' --out '%s' --dtype f64", dir, bad), 2);
+                                   "export --format hf --model '%s' --out '%s' --dtype f64", dir, bad), 2);
     char exp[4300];
     snprintf(exp, sizeof exp, "%s/e.json", bad);
     test_write_textf(exp, "{\"model\": {\"path\": \"%s\", \"tokenizer\": \"%s\"}, "
