@@ -71,6 +71,7 @@ static int quantize_group(const gptq_params *p, gq_block_ctx *ctx, const gq_bloc
     }
     gq_hessian_finish(&H);
     ctx->t_stats += gq_now() - t0;
+    gq_stage_end(ctx, t0, "hessian", GQ_LIMIT_DGEMM, (double)ntok * cols * (cols + 1));
     double *Hw = malloc((size_t)cols * cols * sizeof *Hw);
     if (!Hw) {
         gq_hessian_free(&H);
@@ -86,10 +87,18 @@ static int quantize_group(const gptq_params *p, gq_block_ctx *ctx, const gq_bloc
         gq_linear_shape(ctx->cfg, k, &rows, &cols);
         memcpy(Hw, H.h, (size_t)cols * cols * sizeof *Hw); /* the solver consumes its H */
         gq_gptq_result res;
+        gq_gptq_factor F;
         t0 = gq_now();
-        rc = gq_gptq_quantize_codes(ctx->quant[k], ctx->w.w[k], rows, cols, Hw, &o, ctx->q[k],
-                                    ctx->codes[k], &res, err);
+        rc = gq_gptq_factor_init(&F, Hw, cols, &o, err);
+        gq_stage_end(ctx, t0, "factor", GQ_LIMIT_DGEMM, 2.0 * cols * cols * (double)cols / 3.0);
+        double t1 = gq_now();
+        if (rc == 0) {
+            rc = gq_gptq_quantize_factored(ctx->quant[k], ctx->w.w[k], rows, cols, &F, &o,
+                                           ctx->q[k], ctx->codes[k], &res, err);
+            gq_gptq_factor_free(&F);
+        }
         ctx->t_quant += gq_now() - t0;
+        gq_stage_end(ctx, t1, "columns", GQ_LIMIT_SGEMM, (double)rows * cols * (cols + 1));
         if (rc) {
             gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
             break;
