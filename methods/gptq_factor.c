@@ -3,7 +3,7 @@
  *   1. dead inputs (H_ii == 0): H_ii = 1 (the solver zeroes W[:, i]);
  *   2. act_order: the processing order by decreasing H_ii (stable), H permuted to it;
  *   3. H += percdamp * mean(diag H) * I; U = upper Cholesky factor of H^-1 (retry with more
- *      damping when a factorisation fails).
+ *      damping when a factorisation fails), through LAPACK (methods/gq_linalg.h).
  * Shapes: H (cols, cols) double, row-major, symmetric; U (cols, cols) float. */
 #include "methods/gq_gptq.h"
 
@@ -55,22 +55,19 @@ static int mark_and_order(gq_gptq_factor *F, double *H, bool act_order, gq_error
     return 0;
 }
 
-/* Step 3 on Hd (H in processing order): damping and U, with H as the scratch. */
-static int damp_and_factor(gq_gptq_factor *F, const double *Hd, double *H, const gq_gptq_opts *o,
-                           gq_error *err)
+/* Step 3: damping and U (gq_inverse_cholesky_upper reads H in processing order through
+ * F->perm and consumes it once a factorisation succeeds). */
+static int damp_and_factor(gq_gptq_factor *F, double *H, const gq_gptq_opts *o, gq_error *err)
 {
     const int cols = F->cols;
     double mean_diag = 0.0;
-    for (int i = 0; i < cols; i++)
-        mean_diag += Hd[(size_t)i * cols + i];
+    for (int i = 0; i < cols; i++) /* in processing order */
+        mean_diag += H[(size_t)F->perm[i] * cols + F->perm[i]];
     mean_diag /= cols;
     double pd = o->percdamp;
     for (;;) {
-        memcpy(H, Hd, (size_t)cols * cols * sizeof *H);
-        for (int i = 0; i < cols; i++)
-            H[(size_t)i * cols + i] += pd * mean_diag;
         gq_error e2;
-        if (gq_inverse_cholesky_upper(H, cols, &e2) == 0)
+        if (gq_inverse_cholesky_upper(H, cols, F->perm, pd * mean_diag, F->U, NULL, &e2) == 0)
             break;
         if (F->retries >= o->max_retries)
             return gq_fail(err, "GPTQ: %s, still after %d retries (percdamp %g)", e2.msg,
@@ -79,8 +76,6 @@ static int damp_and_factor(gq_gptq_factor *F, const double *Hd, double *H, const
         pd += o->damp_step;
     }
     F->percdamp = pd;
-    for (size_t i = 0; i < (size_t)cols * cols; i++)
-        F->U[i] = (float)H[i];
     return 0;
 }
 
@@ -92,20 +87,15 @@ int gq_gptq_factor_init(gq_gptq_factor *F, double *H, int cols, const gq_gptq_op
     F->perm = malloc((size_t)cols * sizeof *F->perm);
     F->U = malloc((size_t)cols * cols * sizeof *F->U);
     F->dead = calloc((size_t)cols, 1);
-    double *Hd = malloc((size_t)cols * cols * sizeof *Hd);
     int rc = -1;
-    if (!F->perm || !F->U || !F->dead || !Hd) {
+    if (!F->perm || !F->U || !F->dead) {
         gq_fail(err, "GPTQ: out of memory for a %d x %d Hessian factor", cols, cols);
         goto done;
     }
     if (mark_and_order(F, H, o->act_order, err))
         goto done;
-    for (int i = 0; i < cols; i++)
-        for (int j = 0; j < cols; j++)
-            Hd[(size_t)i * cols + j] = H[(size_t)F->perm[i] * cols + F->perm[j]];
-    rc = damp_and_factor(F, Hd, H, o, err);
+    rc = damp_and_factor(F, H, o, err);
 done:
-    free(Hd);
     if (rc)
         gq_gptq_factor_free(F);
     return rc;
