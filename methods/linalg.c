@@ -71,6 +71,25 @@ void gq_triangular_inverse_upper(const double *r, int n, double *x)
     trsm_column_tiles(CblasNoTrans, 1, n, n, r, n, x, n);
 }
 
+/* u = J x^T J in float for x (n, n) upper triangular: u[i][j] = x[n-1-j][n-1-i] (upper), zeros
+ * below the diagonal; in square tiles so that the transposed reads stay in cache. */
+static void reflect_to_float(const double *x, int n, float *u)
+{
+    enum { TS = 64 };
+#pragma omp parallel for schedule(static) if ((size_t)n * n > 1 << 20)
+    for (int i0 = 0; i0 < n; i0 += TS) {
+        const int i1 = i0 + TS < n ? i0 + TS : n;
+        for (int i = i0; i < i1; i++)
+            memset(u + (size_t)i * n, 0, (size_t)i * sizeof *u);
+        for (int j0 = i0; j0 < n; j0 += TS) {
+            const int j1 = j0 + TS < n ? j0 + TS : n;
+            for (int i = i0; i < i1; i++)
+                for (int j = i > j0 ? i : j0; j < j1; j++)
+                    u[(size_t)i * n + j] = (float)x[(size_t)(n - 1 - j) * n + (n - 1 - i)];
+        }
+    }
+}
+
 int gq_inverse_cholesky_upper(double *h, int n, const int *perm, double damp, float *u,
                               int *bad_col, gq_error *err)
 {
@@ -96,10 +115,6 @@ int gq_inverse_cholesky_upper(double *h, int n, const int *perm, double damp, fl
     }
     gq_triangular_inverse_upper(m, n, h); /* h = R^-1 */
     free(m);
-    /* u = J R^-T J: u[i][j] = R^-1[n-1-j][n-1-i] */
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++)
-            u[(size_t)i * n + j] =
-                j < i ? 0.0f : (float)h[(size_t)(n - 1 - j) * n + (n - 1 - i)];
+    reflect_to_float(h, n, u);
     return 0;
 }
