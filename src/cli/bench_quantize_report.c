@@ -242,11 +242,14 @@ void bq_print(const bq_args *a, const bq_bench *b, int threads)
            "work", "time (s)", "spread", "rate", "limit", "of lim", "at lim(s)", "share",
            "+peak MB");
     spread total = spread_of(b, NULL), rest = spread_of(b, "");
-    double sum_limits = 0.0, projected = rest.median;
+    double sum_limits = 0.0, projected = rest.median, projected_lim = 0.0;
     const bq_round *r0 = &b->rounds[0];
     for (int i = 0; i < r0->n; i++) {
-        sum_limits += print_stage(b, &r0->st[i], total.median);
-        projected += spread_of(b, r0->st[i].name).median * token_scale(a, &b->cfg, r0->st[i].name);
+        double at_limit = print_stage(b, &r0->st[i], total.median);
+        double scale = token_scale(a, &b->cfg, r0->st[i].name);
+        sum_limits += at_limit;
+        projected += spread_of(b, r0->st[i].name).median * scale;
+        projected_lim += at_limit * scale;
     }
     printf("%-12s %-6s %5s %10s %9.3f %6.1f%% %9s %9s %7s %9s %6.1f%%\n", "other", "-", "-", "-",
            rest.median, 100.0 * (rest.max - rest.min) / total.median, "-", "-", "-", "-",
@@ -258,7 +261,9 @@ void bq_print(const bq_args *a, const bq_bench *b, int threads)
     printf("work: FLOPs (sgemm, dgemm) or bytes (triad); time: median of the rounds, spread "
            "(max - min) / median; rate: GFLOP/s or GB/s; other: untimed (embedding, copies)\n");
     print_memory(b, (size_t)a->windows * a->ctx);
-    printf("projection: %d blocks with %ld x %ld calibration tokens: %.0f s (%.2f h)\n",
-           b->n_layers, a->project_windows, a->project_ctx, projected * b->n_layers,
-           projected * b->n_layers / 3600.0);
+    printf("projection: %d blocks with %ld x %ld calibration tokens: %.0f s (%.2f h) at the "
+           "measured stage rates, %.0f s (%.2f h) with every stage at its limit\n", b->n_layers,
+           a->project_windows, a->project_ctx, projected * b->n_layers,
+           projected * b->n_layers / 3600.0, projected_lim * b->n_layers,
+           projected_lim * b->n_layers / 3600.0);
 }
