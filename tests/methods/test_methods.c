@@ -457,6 +457,28 @@ static void test_quantize_cli_threads(void **state)
     free(dir);
 }
 
+/* bench quantize on the tiny preset: every stage of the method has its row (the stage timer
+ * reaches the pipeline and the method), and a bad preset or method is a usage error. */
+static void test_bench_quantize_cli(void **state)
+{
+    (void)state;
+    static char out[65536], errb[8192];
+    const char *base = "bench quantize --preset tiny --ctx 32 --windows 2 --reps 1";
+    assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method gptq", base),
+                     0);
+    test_contains_all(out, "\nforward ", "\nhessian ", "\nfactor ", "\ncolumns ",
+                      "\nrecon error ", "\ntotal ", "limits (best sample): sgemm ",
+                      "projection: 2 blocks", NULL);
+    assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method awq", base), 0);
+    test_contains_all(out, "\nstats ", "\nsearch ", "\nclip ", "\nround ", NULL);
+    assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method rtn "
+                                   "--preset nope", base), 2);
+    assert_non_null(strstr(errb, "unknown preset 'nope'"));
+    assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method nope", base),
+                     2);
+    assert_non_null(strstr(errb, "unknown method \"nope\""));
+}
+
 static void test_quantize_cli(void **state)
 {
     (void)state;
@@ -524,6 +546,7 @@ int main(void)
         cmocka_unit_test(test_awq_fold_preserves_logits),
         cmocka_unit_test(test_gptq_beats_rtn_per_layer),
         cmocka_unit_test(test_methods_and_rules),
+        cmocka_unit_test(test_bench_quantize_cli),
         cmocka_unit_test(test_quantize_cli),
         cmocka_unit_test(test_quantize_cli_threads),
     };
