@@ -230,6 +230,9 @@ static int aq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
     if (gq_affine_train(&s, &fp, ctx->x_fp, ctx->x, ctx->B, ctx->T, &o, &st, err))
         return gq_fail_prefix(err, "layers.%d", ctx->layer);
     ctx->t_search += gq_now() - t0;
+    /* FLOPs counted: forward and backward of the block, 3 forward passes per epoch */
+    gq_stage_end(ctx, t0, "train", GQ_LIMIT_SGEMM,
+                 3.0 * p->epochs * gq_block_forward_flops(c, ctx->B, ctx->T));
     int rc = (st.let && install_folded(ctx, &st, &fp, err)) || round_block(ctx, &st, &o.quant, err)
                  ? -1 : 0;
     if (rc == 0)

@@ -417,6 +417,29 @@ done:
     return rc;
 }
 
+/* FLOPs of group g's scale search as the stage timer counts them: the products of the group's
+ * linears on all calibration tokens, once per grid point. */
+static double search_flops(const gq_awq_params *p, const gq_block_ctx *ctx, gq_awq_group g)
+{
+    double w = 0.0;
+    for (int i = 0; i < group_n[g]; i++) {
+        int rows, cols;
+        gq_linear_shape(ctx->cfg, group_linears[g][i], &rows, &cols);
+        w += (double)rows * cols;
+    }
+    return 2.0 * p->n_grid * (double)ctx->B * ctx->T * w;
+}
+
+/* FLOPs of linear k's clip search: one product on the sub-sampled tokens per candidate. */
+static double clip_flops(const gq_awq_params *p, const gq_block_ctx *ctx, gq_linear_kind k)
+{
+    int rows, cols;
+    gq_linear_shape(ctx->cfg, k, &rows, &cols);
+    double n = (double)ctx->B * ctx->T, m = n < p->clip_tokens ? n : p->clip_tokens;
+    double n_cand = p->max_shrink * p->clip_grid < 1 ? 1 : (int)(p->max_shrink * p->clip_grid);
+    return 2.0 * n_cand * m * rows * cols;
+}
+
 /* Salience and scale search for group g: *scale gets cin scales, or stays NULL when no linear
  * of the group is quantized or its scales cannot be folded. */
 static int group_scales(const gq_awq_params *p, gq_awq_salience_fn salience, const void *user,
@@ -444,10 +467,12 @@ static int group_scales(const gq_awq_params *p, gq_awq_salience_fn salience, con
     int src = salience ? salience(user, ctx, tr, g, sx, err)
                        : (gq_calib_abs_mean(x, n, cin, sx), 0);
     ctx->t_stats += gq_now() - t0;
+    gq_stage_end(ctx, t0, "stats", GQ_LIMIT_BANDWIDTH, (double)n * cin * sizeof(float));
     t0 = gq_now();
     if (src == 0)
         src = search_group(p, ctx, g, x, sx, *scale, err);
     ctx->t_search += gq_now() - t0;
+    gq_stage_end(ctx, t0, "search", GQ_LIMIT_SGEMM, search_flops(p, ctx, g));
     free(sx);
     return src;
 }
@@ -487,6 +512,7 @@ static int quantize_linears(const gq_awq_params *p, gq_block_ctx *ctx, gq_block_
             int crc = clip_search(p, ctx, (gq_linear_kind)k, gq_trace_input(tr, (gq_linear_kind)k),
                                   n, Wc, err);
             ctx->t_search += gq_now() - t0;
+            gq_stage_end(ctx, t0, "clip", GQ_LIMIT_SGEMM, clip_flops(p, ctx, (gq_linear_kind)k));
             if (crc)
                 goto done;
             w = Wc;

@@ -49,7 +49,10 @@ int gq_block_run(gq_block_ctx *ctx, bool quantized, gq_block_trace *trace, float
     if (x != ctx->x) /* the pipeline may run the block in place on its own inputs */
         memcpy(x, ctx->x, n * sizeof *x);
     gq_layer v = gq_block_view(ctx, quantized);
+    double t0 = gq_stage_begin(ctx);
     run_layer(ctx->cfg, &v, x, ctx->B, ctx->T, ctx->ws, trace);
+    gq_stage_end(ctx, t0, "forward", GQ_LIMIT_SGEMM,
+                 gq_block_forward_flops(ctx->cfg, ctx->B, ctx->T));
     if (!x_out)
         free(x);
     return 0;
@@ -71,6 +74,10 @@ int gq_block_quantize_rtn(gq_block_ctx *ctx, gq_linear_kind k, const float *w,
     if (gq_quantizer_run(ctx->quant[k], w, rows, cols, imatrix, ctx->codes[k], ctx->q[k], err))
         return gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
     ctx->t_quant += gq_now() - t0;
+    /* bytes: the weights read, the reconstruction written, the codes written */
+    size_t bytes = 2 * (size_t)rows * cols * sizeof(float) +
+                   (ctx->codes[k] ? gq_quantizer_bytes(ctx->quant[k], rows, cols) : 0);
+    gq_stage_end(ctx, t0, "round", GQ_LIMIT_BANDWIDTH, (double)bytes);
     ctx->done[k] = true;
     ctx->has_codes[k] = ctx->codes[k] != NULL;
     free(ctx->in_perm[k]); /* the new codes are in column order */
@@ -122,6 +129,30 @@ float *gq_block_in_transform(gq_block_ctx *ctx, bool ffn)
         *slot = store;
     }
     return store;
+}
+
+double gq_stage_begin(const gq_block_ctx *ctx)
+{
+    return ctx->stages ? gq_now() : 0.0;
+}
+
+void gq_stage_end(const gq_block_ctx *ctx, double t0, const char *stage, gq_stage_limit limit,
+                  double work)
+{
+    if (ctx->stages)
+        ctx->stages->record(ctx->stages->user, stage, limit, work, gq_now() - t0);
+}
+
+double gq_block_forward_flops(const gq_config *c, int B, int T)
+{
+    double weights = 0.0;
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        int rows, cols;
+        gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+        weights += (double)rows * cols;
+    }
+    double attention = 4.0 * gq_head_size(c) * c->n_heads * B * ((double)T * (T + 1) / 2.0);
+    return 2.0 * B * T * weights + attention;
 }
 
 json_t *gq_block_extra(gq_block_ctx *ctx, gq_linear_kind k)

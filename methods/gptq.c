@@ -49,7 +49,55 @@ static bool gptq_needs_calibration(const void *params)
     return true;
 }
 
-/* Quantizes the linears kinds[0..n) that share one input (one Hessian). */
+/* H = 2/N sum x x^T over the calibration inputs of linear k (the group's shared input). */
+static int group_hessian(gq_block_ctx *ctx, const gq_block_trace *tr, gq_linear_kind k, int cols,
+                         gq_hessian *H, gq_error *err)
+{
+    double t0 = gq_now();
+    if (gq_hessian_init(H, cols, err))
+        return -1;
+    size_t ntok = (size_t)ctx->B * ctx->T;
+    if (gq_hessian_add(H, gq_trace_input(tr, k), ntok, err)) {
+        gq_hessian_free(H);
+        return -1;
+    }
+    gq_hessian_finish(H);
+    ctx->t_stats += gq_now() - t0;
+    gq_stage_end(ctx, t0, "hessian", GQ_LIMIT_DGEMM, (double)ntok * cols * (cols + 1));
+    return 0;
+}
+
+/* The column loop of linear k with the group's factor, and its report entries. */
+static int quantize_linear(gq_block_ctx *ctx, gq_linear_kind k, const gq_gptq_factor *F,
+                           const gq_gptq_opts *o, gq_error *err)
+{
+    int rows, cols;
+    gq_linear_shape(ctx->cfg, k, &rows, &cols);
+    gq_gptq_result res;
+    double t0 = gq_now();
+    if (gq_gptq_quantize_factored(ctx->quant[k], ctx->w.w[k], rows, cols, F, o, ctx->q[k],
+                                  ctx->codes[k], &res, err))
+        return gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
+    ctx->t_quant += gq_now() - t0;
+    gq_stage_end(ctx, t0, "columns", GQ_LIMIT_SGEMM, (double)rows * cols * (cols + 1));
+    ctx->done[k] = true;
+    ctx->has_codes[k] = res.has_codes;
+    free(ctx->in_perm[k]);
+    ctx->in_perm[k] = res.in_perm;
+    json_t *x = gq_block_extra(ctx, k);
+    json_object_set_new(x, "gptq_loss", json_real(res.loss));
+    json_object_set_new(x, "percdamp", json_real(res.percdamp));
+    if (res.dead)
+        json_object_set_new(x, "dead_columns", json_integer(res.dead));
+    if (res.retries)
+        gq_block_note(ctx, "%s: Cholesky failed, retried %d time(s) with percdamp raised to %g",
+                      gq_linear_name(k), res.retries, res.percdamp);
+    return 0;
+}
+
+/* Quantizes the linears kinds[0..n) that share one input: one Hessian and one factor of it
+ * for all of them (the factor depends on H and the options only, so each linear gets exactly
+ * what a factor of its own would give). */
 static int quantize_group(const gptq_params *p, gq_block_ctx *ctx, const gq_block_trace *tr,
                           const gq_linear_kind *kinds, int n, gq_error *err)
 {
@@ -60,55 +108,23 @@ static int quantize_group(const gptq_params *p, gq_block_ctx *ctx, const gq_bloc
         any |= ctx->quant[kinds[i]] != NULL;
     if (!any)
         return 0;
-    double t0 = gq_now();
     gq_hessian H;
-    if (gq_hessian_init(&H, cols, err))
+    if (group_hessian(ctx, tr, kinds[0], cols, &H, err))
         return -1;
-    size_t ntok = (size_t)ctx->B * ctx->T;
-    if (gq_hessian_add(&H, gq_trace_input(tr, kinds[0]), ntok, err)) {
-        gq_hessian_free(&H);
-        return -1;
-    }
-    gq_hessian_finish(&H);
-    ctx->t_stats += gq_now() - t0;
-    double *Hw = malloc((size_t)cols * cols * sizeof *Hw);
-    if (!Hw) {
-        gq_hessian_free(&H);
-        return gq_fail(err, "layers.%d: out of memory for a Hessian copy", ctx->layer);
-    }
     gq_gptq_opts o = {p->percdamp, p->damp_step, p->max_retries, p->block_size, p->act_order,
                       p->static_groups};
-    int rc = 0;
-    for (int i = 0; i < n && rc == 0; i++) {
-        gq_linear_kind k = kinds[i];
-        if (!ctx->quant[k])
-            continue;
-        gq_linear_shape(ctx->cfg, k, &rows, &cols);
-        memcpy(Hw, H.h, (size_t)cols * cols * sizeof *Hw); /* the solver consumes its H */
-        gq_gptq_result res;
-        t0 = gq_now();
-        rc = gq_gptq_quantize_codes(ctx->quant[k], ctx->w.w[k], rows, cols, Hw, &o, ctx->q[k],
-                                    ctx->codes[k], &res, err);
-        ctx->t_quant += gq_now() - t0;
-        if (rc) {
-            gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
-            break;
-        }
-        ctx->done[k] = true;
-        ctx->has_codes[k] = res.has_codes;
-        free(ctx->in_perm[k]);
-        ctx->in_perm[k] = res.in_perm;
-        json_t *x = gq_block_extra(ctx, k);
-        json_object_set_new(x, "gptq_loss", json_real(res.loss));
-        json_object_set_new(x, "percdamp", json_real(res.percdamp));
-        if (res.dead)
-            json_object_set_new(x, "dead_columns", json_integer(res.dead));
-        if (res.retries)
-            gq_block_note(ctx, "%s: Cholesky failed, retried %d time(s) with percdamp raised to %g",
-                          gq_linear_name(k), res.retries, res.percdamp);
-    }
-    free(Hw);
+    gq_gptq_factor F;
+    double t0 = gq_now();
+    int rc = gq_gptq_factor_init(&F, H.h, cols, &o, err); /* consumes H */
     gq_hessian_free(&H);
+    ctx->t_quant += gq_now() - t0;
+    gq_stage_end(ctx, t0, "factor", GQ_LIMIT_DGEMM, 2.0 * cols * cols * (double)cols / 3.0);
+    if (rc)
+        return gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(kinds[0]));
+    for (int i = 0; i < n && rc == 0; i++)
+        if (ctx->quant[kinds[i]])
+            rc = quantize_linear(ctx, kinds[i], &F, &o, err);
+    gq_gptq_factor_free(&F);
     return rc;
 }
 

@@ -1,13 +1,13 @@
 /* GPTQ column-by-column quantization with lazy block updates.
  *
- * Shapes: W (rows, cols) with cols = the layer's input width; H (cols, cols).
+ * Shapes: W (rows, cols) with cols = the layer's input width; the Hessian side (dead inputs,
+ * processing order, U = upper Cholesky factor of H^-1) comes from gptq_factor.c.
  * Steps, as the reference (IST-DASLab/gptq, gptq.py):
  *   1. per-channel / per-tensor parameters are fitted on W as given (before anything else);
- *   2. dead inputs (H_ii == 0): H_ii = 1, W[:, i] = 0;
+ *   2. dead inputs (H_ii == 0): W[:, i] = 0;
  *   3. static groups: every group's parameters fitted on the column-contiguous W now;
- *   4. act_order: permute columns by decreasing H_ii (stable);
- *   5. H += percdamp * mean(diag H) * I; U = upper Cholesky factor of H^-1 (retry with more
- *      damping when a factorisation fails);
+ *   4. act_order: W's columns in the factor's processing order;
+ *   5. (the factor: damping and U)
  *   6. for each block of block_size columns, for each column i: dynamic groups are fitted on
  *      the *global* W[:, i:i+g] when i % g == 0 (it holds the updates of previous blocks only,
  *      like the reference), q = quant(w_i), err = (w_i - q) / U_ii,
@@ -22,18 +22,6 @@
 #include <string.h>
 
 #include "core/gq_gemm.h"
-#include "methods/gq_linalg.h"
-
-static int by_diag_desc(const void *a, const void *b, void *diag)
-{
-    int i = *(const int *)a, j = *(const int *)b;
-    double di = ((const double *)diag)[i], dj = ((const double *)diag)[j];
-    if (di > dj)
-        return -1;
-    if (di < dj)
-        return 1;
-    return (i > j) - (i < j); /* stable: ties keep column order */
-}
 
 /* One matrix in flight: the format, the group layout and the working buffers. */
 typedef struct {
@@ -45,10 +33,9 @@ typedef struct {
     int n_groups;   /* groups per row */
     bool dynamic;   /* groups fitted during the column loop */
     float *W;       /* (rows, cols) working weights, in processing order after step 4 */
-    float *U;       /* (cols, cols) upper Cholesky factor of H^-1 */
+    const float *U; /* (cols, cols) upper Cholesky factor of H^-1 (the factor's) */
     float *Err;     /* (rows, bs) scaled errors of the current block */
-    int *perm;      /* processing order: column i of W is column perm[i] of the input */
-    double *Hd;     /* (cols, cols) H in processing order */
+    const int *perm; /* processing order: column i of W is column perm[i] of the input */
     uint8_t *st;    /* group states: one (per-tensor), per row (dynamic), or per (row, group) */
     uint8_t *kept;  /* dynamic groups in processing order: each fitted state, per (row,
                        group), for the format's store_groups; NULL when not kept */
@@ -59,10 +46,7 @@ typedef struct {
 static void run_free(gptq_run *R)
 {
     free(R->W);
-    free(R->U);
     free(R->Err);
-    free(R->perm);
-    free(R->Hd);
     free(R->st);
     free(R->Qp);
     free(R->row_loss);
@@ -70,7 +54,7 @@ static void run_free(gptq_run *R)
 }
 
 static int run_init(gptq_run *R, const gq_quantizer *qz, const float *W0, int rows, int cols,
-                    const gq_gptq_opts *o, gq_error *err)
+                    const gq_gptq_factor *F, const gq_gptq_opts *o, gq_error *err)
 {
     const gq_format *f = qz->fmt;
     memset(R, 0, sizeof *R);
@@ -89,16 +73,15 @@ static int run_init(gptq_run *R, const gq_quantizer *qz, const float *W0, int ro
     R->n_groups = R->g > 0 ? (cols + R->g - 1) / R->g : 1;
     R->dynamic = R->g > 0 && R->g < cols && !o->static_groups;
     const size_t n = (size_t)rows * cols;
+    R->U = F->U;
+    R->perm = F->perm;
     R->W = malloc(n * sizeof *R->W);
-    R->U = malloc((size_t)cols * cols * sizeof *R->U);
     R->Err = malloc((size_t)rows * R->bs * sizeof *R->Err);
-    R->perm = malloc((size_t)cols * sizeof *R->perm);
-    R->Hd = malloc((size_t)cols * cols * sizeof *R->Hd);
     size_t n_states = R->g == 0 ? 1 : (size_t)rows * (R->dynamic ? 1 : R->n_groups);
     R->st = calloc(n_states, R->sb);
     R->Qp = malloc(n * sizeof *R->Qp);
     R->row_loss = calloc((size_t)rows, sizeof *R->row_loss);
-    if (!R->W || !R->U || !R->Err || !R->perm || !R->Hd || !R->st || !R->Qp || !R->row_loss) {
+    if (!R->W || !R->Err || !R->st || !R->Qp || !R->row_loss) {
         run_free(R);
         return gq_fail(err, "GPTQ: out of memory for a %d x %d layer", rows, cols);
     }
@@ -108,8 +91,7 @@ static int run_init(gptq_run *R, const gq_quantizer *qz, const float *W0, int ro
 
 /* Steps 1-3: per-tensor / per-channel parameters on W as given, dead inputs, static groups on
  * the column-contiguous W. */
-static void fit_before_updates(gptq_run *R, double *H, const gq_gptq_opts *o,
-                               gq_gptq_result *res)
+static void fit_before_updates(gptq_run *R, const gq_gptq_factor *F, const gq_gptq_opts *o)
 {
     const gq_format *f = R->f;
     const int rows = R->rows, cols = R->cols, g = R->g;
@@ -120,12 +102,9 @@ static void fit_before_updates(gptq_run *R, double *H, const gq_gptq_opts *o,
         for (int r = 0; r < rows; r++)
             f->fit_group(R->qz->params, W + (size_t)r * cols, cols, NULL, R->st + (size_t)r * R->sb);
     for (int i = 0; i < cols; i++)
-        if (H[(size_t)i * cols + i] == 0.0) {
-            H[(size_t)i * cols + i] = 1.0;
+        if (F->dead[i])
             for (int r = 0; r < rows; r++)
                 W[(size_t)r * cols + i] = 0.0f;
-            res->dead++;
-        }
     if (g > 0 && g < cols && o->static_groups)
         for (int r = 0; r < rows; r++)
             for (int k = 0; k < R->n_groups; k++) {
@@ -135,66 +114,22 @@ static void fit_before_updates(gptq_run *R, double *H, const gq_gptq_opts *o,
             }
 }
 
-/* Step 4: the processing order (act_order: decreasing H_ii), W's columns and H in it. */
-static int order_columns(gptq_run *R, const double *H, bool act_order, gq_error *err)
+/* Step 4: W's columns in the processing order. */
+static int order_columns(gptq_run *R, bool act_order, gq_error *err)
 {
+    if (!act_order)
+        return 0;
     const int rows = R->rows, cols = R->cols;
-    int *perm = R->perm;
-    for (int i = 0; i < cols; i++)
-        perm[i] = i;
-    if (act_order) {
-        double *diag = malloc((size_t)cols * sizeof *diag);
-        float *tmp = malloc((size_t)cols * sizeof *tmp);
-        if (!diag || !tmp) {
-            free(diag);
-            free(tmp);
-            return gq_fail(err, "GPTQ: out of memory");
-        }
+    float *tmp = malloc((size_t)cols * sizeof *tmp);
+    if (!tmp)
+        return gq_fail(err, "GPTQ: out of memory");
+    for (int r = 0; r < rows; r++) {
+        float *wr = R->W + (size_t)r * cols;
         for (int i = 0; i < cols; i++)
-            diag[i] = H[(size_t)i * cols + i];
-        qsort_r(perm, (size_t)cols, sizeof *perm, by_diag_desc, diag);
-        for (int r = 0; r < rows; r++) {
-            float *wr = R->W + (size_t)r * cols;
-            for (int i = 0; i < cols; i++)
-                tmp[i] = wr[perm[i]];
-            memcpy(wr, tmp, (size_t)cols * sizeof *tmp);
-        }
-        free(diag);
-        free(tmp);
+            tmp[i] = wr[R->perm[i]];
+        memcpy(wr, tmp, (size_t)cols * sizeof *tmp);
     }
-    for (int i = 0; i < cols; i++)
-        for (int j = 0; j < cols; j++)
-            R->Hd[(size_t)i * cols + j] = H[(size_t)perm[i] * cols + perm[j]];
-    return 0;
-}
-
-/* Step 5: damping and the upper Cholesky factor of H^-1 into U (H is the scratch). */
-static int damp_and_factor(gptq_run *R, double *H, const gq_gptq_opts *o, gq_gptq_result *res,
-                           gq_error *err)
-{
-    const int cols = R->cols;
-    const double *Hd = R->Hd;
-    double mean_diag = 0.0;
-    for (int i = 0; i < cols; i++)
-        mean_diag += Hd[(size_t)i * cols + i];
-    mean_diag /= cols;
-    double pd = o->percdamp;
-    for (;;) {
-        memcpy(H, Hd, (size_t)cols * cols * sizeof *H);
-        for (int i = 0; i < cols; i++)
-            H[(size_t)i * cols + i] += pd * mean_diag;
-        gq_error e2;
-        if (gq_inverse_cholesky_upper(H, cols, &e2) == 0)
-            break;
-        if (res->retries >= o->max_retries)
-            return gq_fail(err, "GPTQ: %s, still after %d retries (percdamp %g)", e2.msg,
-                           res->retries, pd);
-        res->retries++;
-        pd += o->damp_step;
-    }
-    res->percdamp = pd;
-    for (size_t i = 0; i < (size_t)cols * cols; i++)
-        R->U[i] = (float)H[i];
+    free(tmp);
     return 0;
 }
 
@@ -307,8 +242,26 @@ int gq_gptq_quantize_codes(const gq_quantizer *qz, const float *W0, int rows, in
                            gq_gptq_result *res, gq_error *err)
 {
     memset(res, 0, sizeof *res);
+    gq_gptq_factor F;
+    if (gq_gptq_factor_init(&F, H, cols, o, err))
+        return -1;
+    int rc = gq_gptq_quantize_factored(qz, W0, rows, cols, &F, o, Q, codes, res, err);
+    gq_gptq_factor_free(&F);
+    return rc;
+}
+
+int gq_gptq_quantize_factored(const gq_quantizer *qz, const float *W0, int rows, int cols,
+                              const gq_gptq_factor *F, const gq_gptq_opts *o, float *Q,
+                              uint8_t *codes, gq_gptq_result *res, gq_error *err)
+{
+    memset(res, 0, sizeof *res);
+    if (F->cols != cols)
+        return gq_fail(err, "GPTQ: a factor of %d inputs for a layer of %d", F->cols, cols);
+    res->percdamp = F->percdamp;
+    res->retries = F->retries;
+    res->dead = F->n_dead;
     gptq_run R;
-    if (run_init(&R, qz, W0, rows, cols, o, err))
+    if (run_init(&R, qz, W0, rows, cols, F, o, err))
         return -1;
     int rc = -1;
     if (codes && R.dynamic &&
@@ -316,8 +269,8 @@ int gq_gptq_quantize_codes(const gq_quantizer *qz, const float *W0, int rows, in
         gq_fail(err, "GPTQ: out of memory for the group states of a %d x %d layer", rows, cols);
         goto done;
     }
-    fit_before_updates(&R, H, o, res);
-    if (order_columns(&R, H, o->act_order, err) || damp_and_factor(&R, H, o, res, err))
+    fit_before_updates(&R, F, o);
+    if (order_columns(&R, o->act_order, err))
         goto done;
     res->loss = column_loop(&R);
     for (int r = 0; r < rows; r++) /* back to column order */

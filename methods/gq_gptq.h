@@ -27,6 +27,30 @@ typedef struct gq_gptq_result {
                              in this order (column i of the storage is column in_perm[i] of Q) */
 } gq_gptq_result;
 
+/* GPTQ's Hessian side, which depends on H and the options only: linears that share an input
+ * (q/k/v; gate/up) share one (gq_gptq_quantize_factored with the same factor gives exactly
+ * what gq_gptq_quantize_codes gives each of them). */
+typedef struct gq_gptq_factor {
+    int cols;
+    int *perm;            /* (cols) processing order: position i is input column perm[i] */
+    float *U;             /* (cols, cols) upper Cholesky factor of (damped H)^-1, processing order */
+    unsigned char *dead;  /* (cols) 1 for inputs with H_ii == 0 (their weights are zeroed) */
+    int n_dead;
+    double percdamp;      /* damping actually used */
+    int retries;          /* factorisations retried with more damping */
+} gq_gptq_factor;
+
+/* Builds the factor from H (cols, cols), which is consumed (overwritten). Uses o->percdamp,
+ * damp_step, max_retries and act_order. */
+int gq_gptq_factor_init(gq_gptq_factor *F, double *H, int cols, const gq_gptq_opts *o,
+                        gq_error *err);
+void gq_gptq_factor_free(gq_gptq_factor *F);
+/* The column loop of one matrix W (rows, F->cols) with a factor built from its input's H and
+ * the same options: Q, codes and res as gq_gptq_quantize_codes. */
+int gq_gptq_quantize_factored(const gq_quantizer *qz, const float *W, int rows, int cols,
+                              const gq_gptq_factor *F, const gq_gptq_opts *o, float *Q,
+                              uint8_t *codes, gq_gptq_result *res, gq_error *err);
+
 /* W (rows, cols) -> Q (rows, cols) reconstructions. H (cols, cols), row-major, symmetric, is
  * consumed (overwritten). Fails when the format has no group interface. */
 int gq_gptq_quantize(const gq_quantizer *qz, const float *W, int rows, int cols, double *H,

@@ -24,6 +24,21 @@
 typedef struct gq_method gq_method;
 typedef struct gq_block_ctx gq_block_ctx;
 
+/* Stage timing for benchmarks (gq-bench bench quantize). A method brackets each stage of its
+ * block with t0 = gq_stage_begin(ctx) ... gq_stage_end(ctx, t0, name, limit, work); the sink,
+ * when one listens, receives the stage's name, its wall time, and its work: FLOPs for a stage
+ * bounded by matrix products (GQ_LIMIT_SGEMM / GQ_LIMIT_DGEMM, the precision of its
+ * products), bytes moved for a streaming stage (GQ_LIMIT_BANDWIDTH). Stage names in use:
+ * "forward" (block forward passes on the calibration tokens), "hessian", "stats", "search",
+ * "clip", "train", "factor", "columns" (GPTQ's rounding with error feedback), "round",
+ * "recon error" (the pipeline's per-linear error). Without a sink nothing happens. */
+typedef enum { GQ_LIMIT_SGEMM, GQ_LIMIT_DGEMM, GQ_LIMIT_BANDWIDTH } gq_stage_limit;
+typedef struct gq_stage_sink {
+    void (*record)(void *user, const char *stage, gq_stage_limit limit, double work,
+                   double seconds);
+    void *user;
+} gq_stage_sink;
+
 /* Which block's outputs feed the next block during quantization. */
 typedef enum { GQ_PROPAGATE_METHOD_DEFAULT, GQ_PROPAGATE_FP, GQ_PROPAGATE_QUANTIZED } gq_propagate;
 
@@ -70,6 +85,7 @@ struct gq_block_ctx {
     json_t *extra[GQ_N_LINEAR];               /* per-linear metric objects (created on demand) */
     json_t *notes;                            /* the report's notes array */
     double t_stats, t_search, t_quant;        /* seconds spent by the method in each stage */
+    const gq_stage_sink *stages;              /* stage timing listener, NULL = none */
 };
 
 struct gq_method {
@@ -134,6 +150,15 @@ float *gq_trace_input(const gq_block_trace *trace, gq_linear_kind k);
  * and returns its (dim, dim) storage, holding the current transform (identity if it had none).
  * The pipeline stores it in the output model and counts it in model_bytes. */
 float *gq_block_in_transform(gq_block_ctx *ctx, bool ffn);
+
+/* Stage timing (see gq_stage_sink): the start time, then the record of the finished stage
+ * (nothing without a sink). */
+double gq_stage_begin(const gq_block_ctx *ctx);
+void gq_stage_end(const gq_block_ctx *ctx, double t0, const char *stage, gq_stage_limit limit,
+                  double work);
+/* FLOPs of one forward pass of a block over B windows of T tokens: 2 * tokens * (weights of
+ * the seven linears) + causal attention 4 * head_size * n_heads * B * T (T + 1) / 2. */
+double gq_block_forward_flops(const gq_config *c, int B, int T);
 
 /* The metric object of linear k in the report (created on first use, owned by the ctx). */
 json_t *gq_block_extra(gq_block_ctx *ctx, gq_linear_kind k);

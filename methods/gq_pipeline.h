@@ -85,6 +85,7 @@ typedef struct gq_quant_plan {
     int calib_ctx;
     gq_propagate propagate;
     uint64_t seed;
+    const gq_stage_sink *stages; /* stage timing listener (gq-bench bench quantize), or NULL */
 } gq_quant_plan;
 
 typedef struct gq_tensor_report {

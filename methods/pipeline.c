@@ -355,6 +355,7 @@ static int run_method(const gq_model *fp, const gq_quant_plan *plan, int l,
     ctx->T = s->T;
     ctx->ws = s->ws;
     ctx->notes = rep->notes;
+    ctx->stages = plan->stages;
     char name[96];
     for (int k = 0; k < GQ_N_LINEAR; k++) {
         gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
@@ -406,11 +407,14 @@ static int report_block(const gq_config *c, gq_block_ctx *ctx, calib_stream *s,
         rep->linear_weights += (size_t)rows * cols;
         rep->linear_bytes += t->bytes;
         if (s->calib) {
+            double t0 = gq_stage_begin(ctx);
             t->recon_err = recon_error(ctx->w.w[k], ctx->q[k],
                                        gq_trace_input(&s->tr, (gq_linear_kind)k), s->ntok, rows,
                                        cols, err);
             if (isnan(t->recon_err))
                 return -1;
+            gq_stage_end(ctx, t0, "recon error", GQ_LIMIT_SGEMM,
+                         4.0 * (double)s->ntok * rows * cols); /* two products */
         }
     }
     return 0;

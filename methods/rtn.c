@@ -43,6 +43,7 @@ static int rtn_block(const void *params, gq_block_ctx *ctx, gq_error *err)
     double t0 = gq_now();
     if (gq_block_trace_alloc(ctx, &tr, err) || gq_block_run(ctx, false, &tr, NULL, err))
         goto done;
+    double t1 = gq_stage_begin(ctx);
     float *im_att = imat, *im_ctx = imat + c->dim, *im_mlp = imat + c->dim + qd,
           *im_act = imat + 2 * c->dim + qd;
     gq_calib_sq_mean(tr.attn_in, n, c->dim, im_att);
@@ -50,6 +51,8 @@ static int rtn_block(const void *params, gq_block_ctx *ctx, gq_error *err)
     gq_calib_sq_mean(tr.mlp_in, n, c->dim, im_mlp);
     gq_calib_sq_mean(tr.mlp_act, n, c->hidden_dim, im_act);
     ctx->t_stats += gq_now() - t0;
+    gq_stage_end(ctx, t1, "stats", GQ_LIMIT_BANDWIDTH,
+                 (double)n * (3.0 * c->dim + c->hidden_dim) * sizeof(float));
     const float *per_kind[GQ_N_LINEAR] = {im_att, im_att, im_att, im_ctx, im_mlp, im_mlp, im_act};
     for (int k = 0; k < GQ_N_LINEAR; k++)
         if (ctx->quant[k] &&

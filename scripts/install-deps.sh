@@ -8,7 +8,7 @@ set -euo pipefail
 
 packages=(
   build-essential meson ninja-build pkg-config git
-  libopenblas-openmp-dev libhdf5-dev hdf5-tools libjansson-dev libcmocka-dev
+  libopenblas-openmp-dev liblapacke-dev libhdf5-dev hdf5-tools libjansson-dev libcmocka-dev
   libpcre2-dev libutf8proc-dev
   gnuplot-nox curl ca-certificates unzip python3
   libopenmpi-dev openmpi-bin

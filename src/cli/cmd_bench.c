@@ -19,6 +19,7 @@ static const bench_entry benches[] = {
     {"decode", bench_decode, "decode tokens/s of packed formats vs fp32, bytes/token, GB/s vs bandwidth"},
     {"matvec", bench_matvec, "decode kernels on one matrix: GB/s per format, 1 and all threads"},
     {"prefill", bench_prefill, "prefill tokens/s of packed formats vs fp32"},
+    {"quantize", bench_quantize, "stages of one method on one block: FLOPs, time, rate vs sgemm/dgemm/triad, memory"},
     {"tokenizer", bench_tokenizer, "encode speed on a 10 MB text, one row per tokenizer"},
 };
 

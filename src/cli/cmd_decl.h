@@ -13,5 +13,6 @@ int bench_decode(int argc, char **argv);
 int bench_prefill(int argc, char **argv);
 int bench_matvec(int argc, char **argv);
 int bench_tokenizer(int argc, char **argv);
+int bench_quantize(int argc, char **argv);
 
 #endif

@@ -39,48 +39,100 @@ static void int_quantizer(gq_quantizer *q, int bits, int group)
 
 /* ---- linear algebra and the GPTQ solver --------------------------------------------------- */
 
+/* h (n, n) = a a^T / n + I with a standard normal: SPD, well conditioned. */
+static double *spd_matrix(int n, uint64_t seed)
+{
+    gq_rng r;
+    gq_rng_seed(&r, seed);
+    double *a = malloc((size_t)n * n * sizeof *a), *h = malloc((size_t)n * n * sizeof *h);
+    for (size_t i = 0; i < (size_t)n * n; i++)
+        a[i] = gq_rng_normal(&r);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            double s = i == j ? 1.0 : 0.0;
+            for (int k = 0; k < n; k++)
+                s += a[(size_t)i * n + k] * a[(size_t)j * n + k] / n;
+            h[(size_t)i * n + j] = s;
+        }
+    free(a);
+    return h;
+}
+
+/* Blocked Cholesky across several diagonal blocks and column tiles: U^T U = h, the lower
+ * triangle untouched; a non-positive pivot is named. */
+static void test_cholesky_upper(void **state)
+{
+    (void)state;
+    const int n = GQ_LINALG_BLOCK + 44;
+    double *h = spd_matrix(n, 3), *u = malloc((size_t)n * n * sizeof *u);
+    memcpy(u, h, (size_t)n * n * sizeof *u);
+    int bad = -1;
+    assert_int_equal(gq_cholesky_upper(u, n, &bad), 0);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            if (j < i) {
+                assert_true(u[(size_t)i * n + j] == h[(size_t)i * n + j]);
+                continue;
+            }
+            double s = 0.0;
+            for (int k = 0; k <= i; k++)
+                s += u[(size_t)k * n + i] * u[(size_t)k * n + j];
+            assert_true(fabs(s - h[(size_t)i * n + j]) < 1e-12);
+        }
+    memcpy(u, h, (size_t)n * n * sizeof *u);
+    u[(size_t)270 * n + 270] = -5.0;
+    assert_int_equal(gq_cholesky_upper(u, n, &bad), -1);
+    assert_int_equal(bad, 270);
+    free(h), free(u);
+}
+
+/* GPTQ's Hinv with an order and damping: (u^T u) (P^T h P + d I) = I, u upper; bit-identical
+ * for 1 and 2 threads; a matrix that is not SPD fails at its column in processing order and
+ * is left unchanged. */
 static void test_inverse_cholesky(void **state)
 {
     (void)state;
-    const int n = 37;
-    gq_rng r;
-    gq_rng_seed(&r, 3);
-    double *a = malloc(n * n * sizeof *a), *h = malloc(n * n * sizeof *h);
-    for (int i = 0; i < n * n; i++)
-        a[i] = gq_rng_normal(&r);
-    for (int i = 0; i < n; i++) /* h = a a^T + n I: SPD */
-        for (int j = 0; j < n; j++) {
-            double s = i == j ? n : 0.0;
-            for (int k = 0; k < n; k++)
-                s += a[i * n + k] * a[j * n + k];
-            h[i * n + j] = s;
-        }
-    double *u = malloc(n * n * sizeof *u);
-    memcpy(u, h, n * n * sizeof *u);
+    const int n = GQ_LINALG_BLOCK + 44;
+    const double damp = 0.25;
+    double *h = spd_matrix(n, 4), *scratch = malloc((size_t)n * n * sizeof *scratch);
+    float *u = malloc((size_t)n * n * sizeof *u), *u2 = malloc((size_t)n * n * sizeof *u2);
+    int *perm = malloc((size_t)n * sizeof *perm);
+    for (int i = 0; i < n; i++)
+        perm[i] = (i * 7 + 3) % n; /* 7 is coprime to n = 300 */
     gq_error err;
-    assert_int_equal(gq_inverse_cholesky_upper(u, n, &err), 0);
-    for (int i = 0; i < n; i++) /* upper triangular */
-        for (int j = 0; j < i; j++)
-            assert_true(u[i * n + j] == 0.0);
-    /* (U^T U) h = I */
+    int threads = gq_threads_get();
+    float *outs[2] = {u, u2};
+    for (int t = 0; t < 2; t++) {
+        gq_threads_set(t + 1);
+        memcpy(scratch, h, (size_t)n * n * sizeof *scratch);
+        assert_int_equal(gq_inverse_cholesky_upper(scratch, n, perm, damp, outs[t], NULL, &err), 0);
+    }
+    gq_threads_set(threads);
+    assert_memory_equal(u, u2, (size_t)n * n * sizeof *u);
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++) {
-            double s = 0;
-            for (int k = 0; k < n; k++) {
-                double hinv_ik = 0;
-                for (int m = 0; m < n; m++)
-                    hinv_ik += u[m * n + i] * u[m * n + k];
-                s += hinv_ik * h[k * n + j];
+            if (j < i) {
+                assert_true(u[(size_t)i * n + j] == 0.0f);
+                continue;
             }
-            assert_true(fabs(s - (i == j)) < 1e-9);
+            double s = 0.0; /* ((u^T u) (P^T h P + d I))[i][j] */
+            for (int k = 0; k < n; k++) {
+                double hinv_ik = 0.0;
+                for (int m = 0; m <= (i < k ? i : k); m++)
+                    hinv_ik += (double)u[(size_t)m * n + i] * u[(size_t)m * n + k];
+                s += hinv_ik * (h[(size_t)perm[k] * n + perm[j]] + (k == j ? damp : 0.0));
+            }
+            assert_true(fabs(s - (i == j)) < 1e-4);
         }
-    /* not SPD: a clear failure */
-    for (int i = 0; i < n * n; i++)
-        u[i] = 0.0;
-    u[0] = -1.0;
-    assert_int_equal(gq_inverse_cholesky_upper(u, n, &err), -1);
-    assert_non_null(strstr(err.msg, "column 0"));
-    free(a), free(h), free(u);
+    memcpy(scratch, h, (size_t)n * n * sizeof *scratch);
+    scratch[(size_t)perm[5] * n + perm[5]] = -5.0; /* not SPD at processing column 5 */
+    int bad = -1;
+    assert_int_equal(gq_inverse_cholesky_upper(scratch, n, perm, 0.0, u, &bad, &err), -1);
+    assert_int_equal(bad, 5);
+    assert_non_null(strstr(err.msg, "column 5"));
+    scratch[(size_t)perm[5] * n + perm[5]] = h[(size_t)perm[5] * n + perm[5]];
+    assert_memory_equal(scratch, h, (size_t)n * n * sizeof *h);
+    free(h), free(scratch), free(u), free(u2), free(perm);
 }
 
 /* GPTQ with H = I has nothing to compensate: it must equal plain rounding, bit for bit. */
@@ -113,6 +165,49 @@ static void test_gptq_identity_equals_rtn(void **state)
         gq_quantizer_free(&q);
     }
     free(w), free(q1), free(q2), free(h);
+}
+
+/* Linears sharing an input share one factor of its H: each gets exactly what a factor of its
+ * own gives (act_order off and on, a dead input included). */
+static void test_gptq_shared_factor(void **state)
+{
+    (void)state;
+    const int rows = 16, cols = 80;
+    double *h = spd_matrix(cols, 6), *hw = malloc((size_t)cols * cols * sizeof *hw);
+    for (int i = 0; i < cols; i++) /* input 9 never active */
+        h[(size_t)9 * cols + i] = h[(size_t)i * cols + 9] = 0.0;
+    gq_rng r;
+    gq_rng_seed(&r, 8);
+    float *w[2], *q_own = malloc(rows * cols * sizeof *q_own),
+                 *q_shared = malloc(rows * cols * sizeof *q_shared);
+    for (int m = 0; m < 2; m++) {
+        w[m] = malloc(rows * cols * sizeof *w[m]);
+        for (int i = 0; i < rows * cols; i++)
+            w[m][i] = (float)gq_rng_normal(&r);
+    }
+    gq_quantizer q;
+    int_quantizer(&q, 3, 16);
+    gq_error err;
+    for (int ao = 0; ao < 2; ao++) {
+        gq_gptq_opts o = {0.01, 0.01, 0, 32, ao == 1, false};
+        memcpy(hw, h, (size_t)cols * cols * sizeof *hw);
+        gq_gptq_factor F;
+        assert_int_equal(gq_gptq_factor_init(&F, hw, cols, &o, &err), 0);
+        for (int m = 0; m < 2; m++) {
+            gq_gptq_result own, shared;
+            memcpy(hw, h, (size_t)cols * cols * sizeof *hw);
+            assert_int_equal(gq_gptq_quantize(&q, w[m], rows, cols, hw, &o, q_own, &own, &err), 0);
+            assert_int_equal(gq_gptq_quantize_factored(&q, w[m], rows, cols, &F, &o, q_shared, NULL,
+                                                       &shared, &err), 0);
+            assert_memory_equal(q_own, q_shared, rows * cols * sizeof *q_own);
+            assert_true(own.loss == shared.loss);
+            assert_int_equal(own.dead, 1);
+            assert_int_equal(shared.dead, 1);
+        }
+        gq_gptq_factor_free(&F);
+    }
+    gq_quantizer_free(&q);
+    free(h), free(hw), free(w[0]), free(w[1]), free(q_own), free(q_shared);
 }
 
 /* ---- the pipeline on stories260K ---------------------------------------------------------- */
@@ -402,6 +497,28 @@ static void test_quantize_cli_threads(void **state)
     free(dir);
 }
 
+/* bench quantize on the tiny preset: every stage of the method has its row (the stage timer
+ * reaches the pipeline and the method), and a bad preset or method is a usage error. */
+static void test_bench_quantize_cli(void **state)
+{
+    (void)state;
+    static char out[65536], errb[8192];
+    const char *base = "bench quantize --preset tiny --ctx 32 --windows 2 --reps 1";
+    assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method gptq", base),
+                     0);
+    test_contains_all(out, "\nforward ", "\nhessian ", "\nfactor ", "\ncolumns ",
+                      "\nrecon error ", "\ntotal ", "limits (best sample): sgemm ",
+                      "projection: 2 blocks", NULL);
+    assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method awq", base), 0);
+    test_contains_all(out, "\nstats ", "\nsearch ", "\nclip ", "\nround ", NULL);
+    assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method rtn "
+                                   "--preset nope", base), 2);
+    assert_non_null(strstr(errb, "unknown preset 'nope'"));
+    assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method nope", base),
+                     2);
+    assert_non_null(strstr(errb, "unknown method \"nope\""));
+}
+
 static void test_quantize_cli(void **state)
 {
     (void)state;
@@ -461,13 +578,16 @@ static void test_quantize_cli(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cholesky_upper),
         cmocka_unit_test(test_inverse_cholesky),
+        cmocka_unit_test(test_gptq_shared_factor),
         cmocka_unit_test(test_gptq_identity_equals_rtn),
         cmocka_unit_test(test_awq_alpha0_equals_rtn),
         cmocka_unit_test(test_awq_stacked_grid_equals_per_point),
         cmocka_unit_test(test_awq_fold_preserves_logits),
         cmocka_unit_test(test_gptq_beats_rtn_per_layer),
         cmocka_unit_test(test_methods_and_rules),
+        cmocka_unit_test(test_bench_quantize_cli),
         cmocka_unit_test(test_quantize_cli),
         cmocka_unit_test(test_quantize_cli_threads),
     };
