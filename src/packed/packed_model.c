@@ -149,7 +149,7 @@ int gq_packed_model_build(const gq_model *src, const gq_quantizer *q,
                 char name[64];
                 gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
                 gq_packed_model_free(pm);
-                return gq_fail_prefix(err, name);
+                return gq_fail_prefix(err, "%s", name);
             }
             pm->lin[l * GQ_N_LINEAR + k] = P;
             pm->model.layers[l].op[k] = gq_packed_linear_op(P);

@@ -347,7 +347,7 @@ static int decode_piece(const gq_hf_tok *hf, const char *piece, hf_buf *out)
         if (d->kind == HF_DEC_BYTE_LEVEL) {
             rc = hf_byte_level_decode(cur.p, cur.n, &next);
         } else if (d->kind == HF_DEC_BYTE_FALLBACK) {
-            unsigned b;
+            unsigned b = 0;
             char c, tail;
             bool byte = cur.n == 6 && sscanf(cur.p, "<0x%2X%c", &b, &tail) == 2 && tail == '>';
             c = (char)b;

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "gguf/gq_gguf_model.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

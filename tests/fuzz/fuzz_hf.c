@@ -7,6 +7,7 @@
 
 #include "model/gq_hf.h"
 #include "model/gq_safetensors.h"
+#include "fuzz_util.h"
 
 static void read_tensors(const gq_st_file *f)
 {

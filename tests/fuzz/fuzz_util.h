@@ -5,6 +5,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* libFuzzer's entry points, defined by each target (Initialize only where needed). */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
 /* Writes size bytes to <private dir>/<name> and returns its path (static, valid until the next
  * call). Aborts when the file cannot be written: that is the harness
  * failing, not the code under test. */
