@@ -45,6 +45,13 @@ static const gq_quantizer *linear_quant(const gq_gguf_export *x, const gq_config
 
 int gq_gguf_check_plan(const gq_gguf_export *x, const gq_config *c, gq_error *err)
 {
+    /* the `llama` tensors and keys written here hold no biases, q/k norms, attention window,
+     * RoPE scaling or separate head size */
+    if (c->bias_mask || c->qk_norm || c->sliding_window ||
+        c->rope_scaling.kind != GQ_ROPE_PLAIN || gq_head_size(c) * c->n_heads != c->dim)
+        return gq_fail(err, "a %s model with biases, q/k norms, a sliding window, RoPE scaling "
+                            "or its own head_dim cannot be written as a llama GGUF here",
+                       gq_family_name(c->family));
     const gq_quantizer *q;
     if ((q = x->quant_of(x->quant_ctx, c, "tok_embeddings")) &&
         check_quantizer(q, "tok_embeddings", c->vocab_size, c->dim, err))
@@ -192,8 +199,8 @@ static void put_metadata(gq_gguf_writer *w, const gq_gguf_export *x)
     gq_gguf_put_u32(w, "llama.attention.head_count", (uint32_t)c->n_heads);
     gq_gguf_put_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_kv_heads);
     gq_gguf_put_u32(w, "llama.rope.dimension_count", (uint32_t)gq_head_size(c));
-    gq_gguf_put_f32(w, "llama.rope.freq_base", 10000.0f);
-    gq_gguf_put_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    gq_gguf_put_f32(w, "llama.rope.freq_base", gq_rope_theta(c));
+    gq_gguf_put_f32(w, "llama.attention.layer_norm_rms_epsilon", gq_norm_eps(c));
 }
 
 /* ---- tensors ---- */

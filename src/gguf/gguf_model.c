@@ -31,7 +31,7 @@ static int get_int(const gq_gguf *g, const char *key, uint64_t max, int *out, gq
 }
 
 /* Keys describing what gq-bench's forward pass computes: refused when they differ from it. */
-static int check_forward_keys(const gq_gguf *g, const gq_config *c, gq_error *err)
+static int check_forward_keys(const gq_gguf *g, gq_config *c, gq_error *err)
 {
     float eps = 1e-5f, base = 10000.0f;
     uint64_t rot = (uint64_t)gq_head_size(c);
@@ -41,12 +41,13 @@ static int check_forward_keys(const gq_gguf *g, const gq_config *c, gq_error *er
         gq_gguf_get_f32(g, "llama.rope.freq_base", true, &base, err) < 0 ||
         gq_gguf_get_uint(g, "llama.rope.dimension_count", true, 1u << 20, &rot, err) < 0)
         return -1;
-    if (eps != 1e-5f)
-        return gq_fail(err, "%s: key llama.attention.layer_norm_rms_epsilon = %g; gq-bench's "
-                       "forward pass uses 1e-5", g->path, (double)eps);
-    if (base != 10000.0f)
-        return gq_fail(err, "%s: key llama.rope.freq_base = %g; gq-bench's forward pass uses "
-                       "10000", g->path, (double)base);
+    if (!(eps > 0.0f && eps < 1.0f) || !(base > 1.0f && base < 1e9f))
+        return gq_fail(err, "%s: keys llama.attention.layer_norm_rms_epsilon = %g, "
+                       "llama.rope.freq_base = %g: out of range", g->path, (double)eps,
+                       (double)base);
+    /* zero keeps llama2.c's values (1e-5, 10000), so such a model stays llama2.c-shaped */
+    c->norm_eps = eps == 1e-5f ? 0.0f : eps;
+    c->rope_theta = base == 10000.0f ? 0.0f : base;
     if (rot != (uint64_t)gq_head_size(c))
         return gq_fail(err, "%s: key llama.rope.dimension_count = %llu; gq-bench rotates the "
                        "whole head (%d)", g->path, (unsigned long long)rot, gq_head_size(c));
