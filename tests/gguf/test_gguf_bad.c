@@ -258,6 +258,26 @@ static void test_written_refusals(void **state)
     write_and_expect(eps_1e6, false, "0 tensors, expected 11");
 }
 
+/* The exporter refuses, before any work, configurations its llama tensors cannot hold. */
+static void test_export_refuses_other_architectures(void **state)
+{
+    (void)state;
+    const gq_config base = {.dim = 64, .hidden_dim = 172, .n_layers = 1, .n_heads = 8,
+                            .n_kv_heads = 4, .vocab_size = 512, .seq_len = 64};
+    gq_config cs[4] = {base, base, base, base};
+    cs[0].bias_mask = 1u << GQ_LIN_Q;
+    cs[1].qk_norm = true;
+    cs[2].sliding_window = 16;
+    cs[3].head_dim = 16;
+    gq_gguf_export x;
+    memset(&x, 0, sizeof x);
+    for (int i = 0; i < 4; i++) {
+        gq_error err = {{0}};
+        assert_int_equal(gq_gguf_check_plan(&x, &cs[i], &err), -1);
+        assert_non_null(strstr(err.msg, "cannot be written as a llama GGUF"));
+    }
+}
+
 /* The committed fuzz corpus, read as the fuzz target reads it. */
 static void test_corpus_replays(void **state)
 {
@@ -312,6 +332,7 @@ int main(void)
         cmocka_unit_test(test_tensor_infos),
         cmocka_unit_test(test_metadata),
         cmocka_unit_test(test_written_refusals),
+        cmocka_unit_test(test_export_refuses_other_architectures),
         cmocka_unit_test(test_corpus_replays),
         cmocka_unit_test(test_cli_names_the_file),
     };
