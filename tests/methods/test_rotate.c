@@ -39,21 +39,10 @@ static void rotated(const gq_model *fp, gq_model *out)
     gq_method_cfg_free(&cfg);
 }
 
-static float *logits(const gq_model *m, const int *tok, int T)
-{
-    gq_error err;
-    float *l = malloc((size_t)T * m->cfg.vocab_size * sizeof *l);
-    gq_forward_ws *ws = gq_forward_ws_new(&m->cfg, T, &err);
-    assert_non_null(ws);
-    assert_int_equal(gq_forward_prefill(m, tok, 1, T, ws, l, &err), 0);
-    gq_forward_ws_free(ws);
-    return l;
-}
-
 /* max |logit(a) - logit(b)| < 1e-5 max |logit(a)| over T tokens. */
 static void expect_same_logits(const gq_model *a, const gq_model *b, const int *tok, int T)
 {
-    float *la = logits(a, tok, T), *lb = logits(b, tok, T);
+    float *la = test_logits(a, tok, T), *lb = test_logits(b, tok, T);
     double worst = 0.0, amax = 0.0;
     for (size_t i = 0; i < (size_t)T * a->cfg.vocab_size; i++) {
         worst = fmax(worst, fabs((double)la[i] - lb[i]));
