@@ -1,5 +1,6 @@
-/* Method chains: transform-only methods (SmoothQuant) followed by one weight method, applied in
- * order to the same block within the layer-wise pipeline. The chain is itself a gq_method
+/* Method chains: transform-only methods (SmoothQuant, rotate) followed by one weight method,
+ * applied in order to the same block within the layer-wise pipeline (the whole-model steps of
+ * members that have one first, in order). The chain is itself a gq_method
  * (name "smoothquant+rtn"), so the pipeline, validation and the results see one method; its
  * parameters are the members' (gq_method_chain_to_json: one object per member). */
 #include "methods/method_chain.h"
@@ -46,11 +47,24 @@ static int chain_check_layer(const void *p, const gq_config *c, int layer,
     return 0;
 }
 
+/* The members' whole-model steps, in order (gq_method.transform_model). */
+static int chain_transform_model(const void *p, gq_model *m, gq_error *err)
+{
+    const chain *ch = p;
+    for (int i = 0; i < ch->n; i++) {
+        const gq_method *mm = ch->members[i].method;
+        if (mm->transform_model && mm->transform_model(ch->members[i].params, m, err))
+            return gq_fail_prefix(err, "%s", mm->name);
+    }
+    return 0;
+}
+
 static int chain_block(const void *p, gq_block_ctx *ctx, gq_error *err)
 {
     const chain *ch = p;
     for (int i = 0; i < ch->n; i++)
-        if (ch->members[i].method->quantize_block(ch->members[i].params, ctx, err))
+        if (ch->members[i].method->quantize_block &&
+            ch->members[i].method->quantize_block(ch->members[i].params, ctx, err))
             return gq_fail_prefix(err, "%s", ch->members[i].method->name);
     return 0;
 }
@@ -117,19 +131,21 @@ static int describe(chain *ch, gq_error *err)
     if (!(ch->name = malloc(len)))
         return gq_fail(err, "method chain: out of memory");
     ch->name[0] = '\0';
-    bool fp_inputs = false;
+    bool fp_inputs = false, model_step = false;
     for (int i = 0; i < ch->n; i++) {
         if (i)
             strcat(ch->name, "+");
         strcat(ch->name, ch->members[i].method->name);
         fp_inputs |= ch->members[i].method->needs_fp_inputs;
+        model_step |= ch->members[i].method->transform_model != NULL;
     }
     ch->m = (gq_method){.name = ch->name, .summary = "method chain", .params = no_params,
                         .needs_calibration = chain_needs_calibration,
                         .propagate = ch->members[ch->n - 1].method->propagate,
                         .needs_fp_inputs = fp_inputs, .quantize_block = chain_block,
                         .check_layer = chain_check_layer,
-                        .adds_transforms = chain_adds_transforms};
+                        .adds_transforms = chain_adds_transforms,
+                        .transform_model = model_step ? chain_transform_model : NULL};
     return 0;
 }
 

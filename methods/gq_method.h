@@ -111,6 +111,15 @@ struct gq_method {
      * (SmoothQuant): it runs in a chain before one weight method (["smoothquant", "rtn"]),
      * never alone. */
     bool transform_only;
+    /* Optional whole-model step of a transform-only method (rotate: the residual stream's
+     * rotation touches the embeddings, every block and the classifier at once): a
+     * function-preserving transform of `m`, a private copy of the FP model, before the block
+     * loop. It may replace *m by a new model of another config (gq_model_free the old one;
+     * rotate unties a tied classifier). The pipeline then quantizes the blocks, and takes
+     * embeddings, classifier and sizes, from that model, as if it were the input. A
+     * transform-only method with this step may leave quantize_block NULL. In a chain the
+     * members' whole-model steps run first, in order, then their block steps. */
+    int (*transform_model)(const void *params, gq_model *m, gq_error *err);
     /* How the method treats the parts Hugging Face families add (biases, q/k norms, head_dim,
      * RoPE variants), shown by `gq-bench list methods` (NULL: not stated). */
     const char *families;

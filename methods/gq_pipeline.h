@@ -139,7 +139,9 @@ int gq_method_cfg_check_layer(const gq_method_cfg *cfg, const gq_config *c, int 
                               const gq_quantizer *const quant[GQ_N_LINEAR], gq_error *err);
 
 /* Quantizes `fp` into `out` (a new writable model holding the fake-quantized weights, i.e.
- * the reconstructions in fp32) and fills the report. `fp` is not modified. */
+ * the reconstructions in fp32) and fills the report. `fp` is not modified. When the method
+ * has a whole-model step (gq_method.transform_model: rotate) it runs on a copy of `fp` first,
+ * and `out` has that copy's config (rotate unties a tied classifier). */
 int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *out,
                       gq_quant_report *report, gq_error *err);
 

@@ -531,26 +531,59 @@ static int check_plan(const gq_model *fp, const gq_quant_plan *plan, bool *calib
     return *calib ? check_tokens(fp, plan, err) : 0;
 }
 
-int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *out,
+/* The method's whole-model step (gq_method.transform_model) on a copy of fp_in, into *own;
+ * a note when it untied the classifier. */
+static int prepare_model(const gq_model *fp_in, const gq_quant_plan *plan, gq_model *own,
+                         json_t *notes, gq_error *err)
+{
+    const gq_method *m = plan->method.method;
+    if (gq_model_clone(fp_in, own, err))
+        return -1;
+    if (m->transform_model(plan->method.params, own, err)) {
+        gq_model_free(own);
+        return -1;
+    }
+    if (fp_in->cfg.shared_classifier && !own->cfg.shared_classifier)
+        json_array_append_new(notes, json_string("the tied classifier was untied (the final "
+                                                 "RMSNorm folds into it); counted in "
+                                                 "model_bytes"));
+    return 0;
+}
+
+int gq_quantize_model(const gq_model *fp_in, const gq_quant_plan *plan, gq_model *out,
                       gq_quant_report *rep, gq_error *err)
 {
-    const gq_config *c = &fp->cfg;
     const gq_method *m = plan->method.method;
     memset(rep, 0, sizeof *rep);
     memset(out, 0, sizeof *out);
     calib_stream s;
     memset(&s, 0, sizeof s);
-    if (check_plan(fp, plan, &s.calib, err))
+    if (check_plan(fp_in, plan, &s.calib, err))
         return -1;
+    /* the model the blocks are quantized from: the input, or its whole-model transform */
+    gq_model own = {0};
+    const gq_model *fp = fp_in;
+    json_t *notes = json_array();
+    if (!notes)
+        return gq_fail(err, "quantize: out of memory");
+    if (m->transform_model) {
+        if (prepare_model(fp_in, plan, &own, notes, err)) {
+            json_decref(notes);
+            return -1;
+        }
+        fp = &own;
+    }
+    const gq_config *c = &fp->cfg;
     s.prop = plan->propagate == GQ_PROPAGATE_METHOD_DEFAULT ? m->propagate : plan->propagate;
 
-    rep->notes = json_array();
+    rep->notes = notes;
     rep->tensors = calloc((size_t)c->n_layers * GQ_N_LINEAR + 2, sizeof *rep->tensors);
     rep->n_linear_codes = (size_t)c->n_layers * GQ_N_LINEAR;
     rep->linear_codes = calloc(rep->n_linear_codes, sizeof *rep->linear_codes);
     rep->linear_perm = calloc(rep->n_linear_codes, sizeof *rep->linear_perm);
-    if (!rep->tensors || !rep->notes || !rep->linear_codes || !rep->linear_perm) {
+    if (!rep->tensors || !rep->linear_codes || !rep->linear_perm) {
         gq_quant_report_free(rep);
+        gq_model_free(&own);
         return gq_fail(err, "quantize: out of memory");
     }
     if (gq_model_clone(fp, out, err))
@@ -574,9 +607,12 @@ int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
     rc = 0;
 cleanup:
     stream_free(&s);
-    if (rc == 0)
+    if (rc == 0) {
+        gq_model_free(&own);
         return 0;
+    }
 fail:
+    gq_model_free(&own);
     gq_model_free(out);
     gq_quant_report_free(rep);
     return -1;

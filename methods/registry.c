@@ -29,8 +29,9 @@ static int method_check(const void *e, gq_error *err)
     const gq_method *m = e;
     const char *missing = !m->summary          ? "summary"
                           : !m->params         ? "params (use an empty table {0})"
-                          : !m->quantize_block ? "quantize_block"
-                                               : NULL;
+                          : !m->quantize_block && !(m->transform_only && m->transform_model)
+                              ? "quantize_block (or, transform-only, transform_model)"
+                              : NULL;
     if (missing)
         return gq_fail(err, "method \"%s\": missing %s", m->name, missing);
     if (m->propagate != GQ_PROPAGATE_FP && m->propagate != GQ_PROPAGATE_QUANTIZED)

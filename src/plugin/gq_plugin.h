@@ -23,7 +23,7 @@
 #include "methods/gq_method.h"
 
 /* Bumped whenever gq_plugin_host, gq_format or gq_method change layout or meaning. */
-#define GQ_PLUGIN_ABI 3
+#define GQ_PLUGIN_ABI 4
 
 typedef struct gq_plugin_host {
     int abi;          /* GQ_PLUGIN_ABI of the host */

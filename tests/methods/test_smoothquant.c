@@ -39,17 +39,6 @@ static void smoothed(const test_stories *f, const char *alpha_set, gq_model *out
     gq_quant_report_free(&rep);
 }
 
-static float *logits(const gq_model *m, const int *tok, int T)
-{
-    gq_error err;
-    float *l = malloc((size_t)T * m->cfg.vocab_size * sizeof *l);
-    gq_forward_ws *ws = gq_forward_ws_new(&m->cfg, T, &err);
-    assert_non_null(ws);
-    assert_int_equal(gq_forward_prefill(m, tok, 1, T, ws, l, &err), 0);
-    gq_forward_ws_free(ws);
-    return l;
-}
-
 /* g'_j W'[r, j] == g_j W[r, j] to float rounding for the linears reading norm g. */
 static void expect_products(const gq_model *a, const gq_model *b, int l, bool ffn)
 {
@@ -77,7 +66,7 @@ static void test_fp_invariance(void **state)
     gq_model s;
     smoothed(f, "alpha=0.5", &s);
     const int T = 64;
-    float *la = logits(&f->fp, f->ds.tokens, T), *lb = logits(&s, f->ds.tokens, T);
+    float *la = test_logits(&f->fp, f->ds.tokens, T), *lb = test_logits(&s, f->ds.tokens, T);
     double worst = 0.0, amax = 0.0;
     for (size_t i = 0; i < (size_t)T * s.cfg.vocab_size; i++) {
         worst = fmax(worst, fabs((double)la[i] - lb[i]));

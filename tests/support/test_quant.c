@@ -1,8 +1,22 @@
 #include "test_quant.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/gq_params.h"
+#include "model/gq_forward.h"
+
+float *test_logits(const gq_model *m, const int *tok, int T)
+{
+    gq_error err;
+    float *l = malloc((size_t)T * m->cfg.vocab_size * sizeof *l);
+    gq_forward_ws *ws = gq_forward_ws_new(&m->cfg, T, &err);
+    assert_non_null(l);
+    assert_non_null(ws);
+    assert_int_equal(gq_forward_prefill(m, tok, 1, T, ws, l, &err), 0);
+    gq_forward_ws_free(ws);
+    return l;
+}
 
 int test_quantize(const test_stories *f, const char *method, const char *const *sets,
                   const char *format_json, const gq_tensor_rule *rule, gq_propagate prop,

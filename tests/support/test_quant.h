@@ -14,6 +14,9 @@ int test_quantize(const test_stories *f, const char *method, const char *const *
                   const char *format_json, const gq_tensor_rule *rule, gq_propagate prop,
                   gq_model *out, gq_quant_report *rep, gq_error *err);
 
+/* The logits (T, vocab) of m on one sequence of T tokens (malloc'd; the test frees them). */
+float *test_logits(const gq_model *m, const int *tok, int T);
+
 /* Asserts that the block linears of two models of one shape are equal bit for bit. */
 void test_assert_linears_equal(const gq_model *a, const gq_model *b);
 
