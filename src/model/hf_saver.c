@@ -228,3 +228,15 @@ int gq_model_save_hf(const gq_model *m, const char *dir, gq_st_dtype dtype,
     free(text);
     return rc;
 }
+
+/* For writers of packed HF directories (hf_packed.c). */
+char *hf_config_json(const gq_config *c, gq_st_dtype dtype, const char *quant_config,
+                     gq_error *err)
+{
+    return config_text(c, dtype, quant_config, err);
+}
+
+void hf_tensor_row(const hf_tensor_ref *r, int row, gq_st_dtype dtype, unsigned char *buf)
+{
+    convert_row(r, row, dtype, buf);
+}
