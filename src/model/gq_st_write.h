@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "core/gq_error.h"
 #include "model/gq_safetensors.h"
 
@@ -19,6 +21,10 @@ typedef struct gq_st_blob {
 
 /* Bytes of a blob's data. */
 size_t gq_st_blob_bytes(const gq_st_blob *b);
+
+/* The header text of a safetensors file from its JSON object (taken over, NULL allowed):
+ * compact, padded with spaces to a multiple of 8 bytes (*len); NULL when out of memory. */
+char *gq_st_header_text(json_t *root, size_t *len);
 
 /* Writes the n blobs to `path` atomically (a temporary renamed into place). */
 int gq_st_write(const char *path, const gq_st_blob *t, int n, gq_error *err);

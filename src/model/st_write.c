@@ -18,7 +18,25 @@ size_t gq_st_blob_bytes(const gq_st_blob *b)
     return n;
 }
 
-/* The JSON header of the blobs, padded with spaces to a multiple of 8 bytes (*len). */
+char *gq_st_header_text(json_t *root, size_t *len)
+{
+    char *text = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(root);
+    if (!text)
+        return NULL;
+    size_t n0 = strlen(text), padded = (n0 + 7) / 8 * 8;
+    char *out = realloc(text, padded + 1);
+    if (!out) {
+        free(text);
+        return NULL;
+    }
+    memset(out + n0, ' ', padded - n0);
+    out[padded] = '\0';
+    *len = padded;
+    return out;
+}
+
+/* The JSON header of the blobs (gq_st_header_text). */
 static char *header_text(const gq_st_blob *t, int n, size_t *len)
 {
     json_t *root = json_pack("{s:{s:s}}", "__metadata__", "format", "pt");
@@ -37,20 +55,7 @@ static char *header_text(const gq_st_blob *t, int n, size_t *len)
         }
         off += bytes;
     }
-    char *text = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(root);
-    if (!text)
-        return NULL;
-    size_t n0 = strlen(text), padded = (n0 + 7) / 8 * 8;
-    char *out = realloc(text, padded + 1);
-    if (!out) {
-        free(text);
-        return NULL;
-    }
-    memset(out + n0, ' ', padded - n0);
-    out[padded] = '\0';
-    *len = padded;
-    return out;
+    return gq_st_header_text(root, len);
 }
 
 /* Length prefix, header and data to f; 0 or an errno value. */

@@ -20,6 +20,8 @@
 #include "runner/gq_gptq_export.h"
 #include "test_support.h"
 
+#define INT4_G32 "--set bits=4 --set group_size=32 --set zero=sym_gptq"
+
 /* The hand-built case: 8 outputs x 8 inputs, int4 g4 sym_gptq (z = 8). Output r, group g has
  * scale s = (1 + r + 8g) / 2 (exact in fp16); column 4g holds -7.5 s (amax, code 0), the
  * others k s with code k + 8 = (3r + j) % 15 + 1. */
@@ -55,16 +57,29 @@ static void assert_words(const int32_t *got, const uint32_t *want, int n)
             fail_msg("word %d: 0x%08x, want 0x%08x", i, (uint32_t)got[i], want[i]);
 }
 
-static void assert_hand_scales_zeros(const gq_gptq_linear *l, const int *out_row)
+/* Packs the hand-built matrix under perm and head_size and checks every tensor: qweight
+ * (one word per output), scales of output c = those of model row out_row[c], zeros
+ * 0x77777777 (z - 1 = 7, eight per word), g_idx. */
+static void check_hand(const int32_t *perm, int head_size, const uint32_t *qweight,
+                       const int *out_row, const int32_t *g_idx)
 {
-    static const uint32_t zeros[2] = {0x77777777u, 0x77777777u}; /* z - 1 = 7, eight per word */
-    assert_int_equal(l->groups, 2);
-    assert_words(l->qzeros, zeros, 2);
+    gq_gptq_linear l;
+    pack_hand(perm, head_size, &l);
+    assert_int_equal(l.bits, 4);
+    assert_int_equal(l.groups, 2);
+    assert_words(l.qweight, qweight, 8);
+    static const uint32_t zeros[2] = {0x77777777u, 0x77777777u};
+    assert_words(l.qzeros, zeros, 2);
     for (int g = 0; g < 2; g++)
         for (int c = 0; c < 8; c++)
-            assert_true(gq_fp16_to_fp32(l->scales[g * 8 + c]) ==
+            assert_true(gq_fp16_to_fp32(l.scales[g * 8 + c]) ==
                         (float)(1 + out_row[c] + 8 * g) / 2.0f);
+    assert_memory_equal(l.g_idx, g_idx, 8 * sizeof *g_idx);
+    gq_gptq_linear_free(&l);
 }
+
+static const int in_order[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+static const int32_t two_groups[8] = {0, 0, 0, 0, 1, 1, 1, 1};
 
 static void test_pack_hand_built(void **state)
 {
@@ -73,15 +88,7 @@ static void test_pack_hand_built(void **state)
      * 0,2,3,4,0,6,7,8 read from the top nibble down are 8 7 6 0 4 3 2 0 */
     static const uint32_t qweight[8] = {0x87604320u, 0xba907650u, 0xedc0a980u, 0x21f0dcb0u,
                                         0x54301fe0u, 0x87604320u, 0xba907650u, 0xedc0a980u};
-    static const int rows[8] = {0, 1, 2, 3, 4, 5, 6, 7};
-    gq_gptq_linear l;
-    pack_hand(NULL, 0, &l);
-    assert_int_equal(l.bits, 4);
-    assert_words(l.qweight, qweight, 8);
-    assert_hand_scales_zeros(&l, rows);
-    static const int32_t g_idx[8] = {0, 0, 0, 0, 1, 1, 1, 1};
-    assert_memory_equal(l.g_idx, g_idx, sizeof g_idx);
-    gq_gptq_linear_free(&l);
+    check_hand(NULL, 0, qweight, in_order, two_groups);
 }
 
 static void test_pack_act_order(void **state)
@@ -92,14 +99,8 @@ static void test_pack_act_order(void **state)
     static const int32_t perm[8] = {7, 6, 5, 4, 3, 2, 1, 0};
     static const uint32_t qweight[8] = {0x02340678u, 0x056709abu, 0x089a0cdeu, 0x0bcd0f12u,
                                         0x0ef10345u, 0x02340678u, 0x056709abu, 0x089a0cdeu};
-    static const int rows[8] = {0, 1, 2, 3, 4, 5, 6, 7};
-    gq_gptq_linear l;
-    pack_hand(perm, 0, &l);
-    assert_words(l.qweight, qweight, 8);
-    assert_hand_scales_zeros(&l, rows);
     static const int32_t g_idx[8] = {1, 1, 1, 1, 0, 0, 0, 0};
-    assert_memory_equal(l.g_idx, g_idx, sizeof g_idx);
-    gq_gptq_linear_free(&l);
+    check_hand(perm, 0, qweight, in_order, g_idx);
 }
 
 static void test_pack_rope_rows(void **state)
@@ -109,11 +110,7 @@ static void test_pack_rope_rows(void **state)
     static const uint32_t qweight[8] = {0x87604320u, 0xedc0a980u, 0xba907650u, 0x21f0dcb0u,
                                         0x54301fe0u, 0xba907650u, 0x87604320u, 0xedc0a980u};
     static const int rows[8] = {0, 2, 1, 3, 4, 6, 5, 7};
-    gq_gptq_linear l;
-    pack_hand(NULL, 4, &l);
-    assert_words(l.qweight, qweight, 8);
-    assert_hand_scales_zeros(&l, rows);
-    gq_gptq_linear_free(&l);
+    check_hand(NULL, 4, qweight, rows, two_groups);
 }
 
 static char out[65536], errb[16384];
@@ -223,36 +220,20 @@ static void round_trip(const char *model, const char *settings, int bits, const 
     test_remove_dir(dir);
 }
 
-static const char *const int4_g32 = "--set bits=4 --set group_size=32 --set zero=sym_gptq";
-
-static void test_round_trip_gptq(void **state)
+static void test_round_trips(void **state)
 {
     (void)state;
     test_assets_or_skip();
-    char s[512];
-    snprintf(s, sizeof s, "--method gptq %s", int4_g32);
-    round_trip("tinystories-3M", s, 4, "false");
-}
-
-static void test_round_trip_gptq_act_order(void **state)
-{
-    (void)state;
-    test_assets_or_skip();
-    char s[512];
-    snprintf(s, sizeof s, "--method gptq --method-set act_order=true %s", int4_g32);
-    round_trip("tinystories-3M", s, 4, "true");
-}
-
-static void test_round_trip_rtn(void **state)
-{
-    (void)state;
-    test_assets_or_skip();
-    char s[512];
-    snprintf(s, sizeof s, "--method rtn %s", int4_g32);
-    round_trip("tinystories-3M", s, 4, "false");
-    /* stories260K's 172-wide MLP holds int8 per channel (4 codes per word), zero sym */
-    round_trip("stories260K", "--method rtn --set bits=8 --set granularity=channel --set zero=sym",
-               8, "false");
+    static const struct { const char *model, *settings, *desc_act; int bits; } cases[] = {
+        {"tinystories-3M", "--method gptq " INT4_G32, "false", 4},
+        {"tinystories-3M", "--method gptq --method-set act_order=true " INT4_G32, "true", 4},
+        {"tinystories-3M", "--method rtn " INT4_G32, "false", 4},
+        /* stories260K's 172-wide MLP holds int8 per channel (4 codes per word), zero sym */
+        {"stories260K", "--method rtn --set bits=8 --set granularity=channel --set zero=sym",
+         "false", 8},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        round_trip(cases[i].model, cases[i].settings, cases[i].bits, cases[i].desc_act);
 }
 
 static void test_refusals(void **state)
@@ -301,9 +282,7 @@ int main(void)
         cmocka_unit_test(test_pack_hand_built),
         cmocka_unit_test(test_pack_act_order),
         cmocka_unit_test(test_pack_rope_rows),
-        cmocka_unit_test(test_round_trip_gptq),
-        cmocka_unit_test(test_round_trip_gptq_act_order),
-        cmocka_unit_test(test_round_trip_rtn),
+        cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_refusals),
     };
     test_setup_assets();
