@@ -4,5 +4,6 @@
  * command's whole argv. */
 int export_gguf(int argc, char **argv);
 int export_hf(int argc, char **argv);
+int export_gptq(int argc, char **argv);
 
 #endif

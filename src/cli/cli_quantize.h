@@ -28,6 +28,7 @@ typedef struct cli_quantize_writer {
     /* Refusals of the plan before any work (NULL: none); the message names the option. */
     int (*check_plan)(const gq_quant_plan *plan, const gq_config *c, gq_error *err);
     int (*write)(const cli_quantized *q, gq_error *err);
+    bool out_dir;             /* --out names a directory (created; checked writable first) */
 } cli_quantize_writer;
 
 /* `gq-bench quantize` with the writer's output: the format option is --quant (--format names

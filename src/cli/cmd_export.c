@@ -15,6 +15,7 @@ typedef struct {
 
 static const export_target targets[] = {
     {"gguf", export_gguf, "GGUF v3 for llama.cpp: quantize with --method/--quant, write the codes"},
+    {"gptq", export_gptq, "GPTQ checkpoint (AutoGPTQ v1 layout) of an int-format quantization"},
     {"hf", export_hf, "Hugging Face directory (config.json + safetensors) of any loadable model"},
 };
 

@@ -379,7 +379,8 @@ static int check_output(const q_args *a, const gq_model *m, const cli_act *acts,
         return gq_fail(err, "--act-* / --kv-* settings are saved only beside a llama2.c "
                             "checkpoint (quantize --out-format llama2c)");
     if (a->writer)
-        return gq_check_writable("--out", a->out, err);
+        return a->writer->out_dir ? gq_check_dir_writable("--out", a->out, err)
+                                  : gq_check_writable("--out", a->out, err);
     if (hf_out(a))
         return gq_check_dir_writable("--out", a->out, err);
     if (gq_check_writable("--out", a->out, err) || (has_act && gq_check_output(act_file, err)))

@@ -6,7 +6,7 @@
  *
  * Reading maps the file read-only and checks the whole header before any tensor is used: JSON
  * syntax, a header no larger than the file, known keys and types, supported dtypes (F32, F16,
- * BF16; any other is refused naming the tensor and dtype), end - begin = product(shape) x
+ * BF16, and I32 for integer data; any other is refused naming the tensor and dtype), end - begin = product(shape) x
  * dtype size, offsets inside the file and no two tensors overlapping. Every message starts
  * with the file's path and names the tensor. */
 #include <stddef.h>
@@ -14,7 +14,9 @@
 
 #include "core/gq_error.h"
 
-typedef enum { GQ_ST_F32, GQ_ST_F16, GQ_ST_BF16 } gq_st_dtype;
+/* I32 holds integer data (packed GPTQ/AWQ codes), never weights: gq_st_to_f32 takes the float
+ * dtypes only, and the model loaders refuse an I32 weight. */
+typedef enum { GQ_ST_F32, GQ_ST_F16, GQ_ST_BF16, GQ_ST_I32 } gq_st_dtype;
 
 #define GQ_ST_MAX_DIMS 4
 
@@ -47,7 +49,7 @@ const char *gq_st_dtype_name(gq_st_dtype d);
 /* "f32", "f16" or "bf16" (the command-line names); anything else is F32. */
 gq_st_dtype gq_st_dtype_parse(const char *s);
 size_t gq_st_dtype_size(gq_st_dtype d);
-/* Element i of tensor t as float (F16/BF16 widened exactly). */
+/* Element i of tensor t as float (F16/BF16 widened exactly); t is F32, F16 or BF16. */
 void gq_st_to_f32(const gq_st_tensor *t, float *out, size_t first, size_t n);
 
 #endif

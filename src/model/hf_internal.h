@@ -2,7 +2,9 @@
 #define GQ_HF_INTERNAL_H
 /* Shared by the HF loader and saver: the transformers name and shape of every tensor of a
  * model, and the RoPE row permutation. */
+#include "core/gq_error.h"
 #include "model/gq_model.h"
+#include "model/gq_safetensors.h"
 
 typedef struct hf_tensor_ref {
     char name[96];  /* "model.layers.3.self_attn.q_proj.weight" */
@@ -22,5 +24,11 @@ static inline int hf_rope_row(int r, int hs)
 {
     return r < hs / 2 ? 2 * r : 2 * (r - hs / 2) + 1;
 }
+
+/* hf_saver.c's config.json text (transformers' keys, "quantization_config" = quant_config
+ * when non-NULL) and its conversion of row `row` of r (transformers' order) to dtype. */
+char *hf_config_json(const gq_config *c, gq_st_dtype dtype, const char *quant_config,
+                     gq_error *err);
+void hf_tensor_row(const hf_tensor_ref *r, int row, gq_st_dtype dtype, unsigned char *buf);
 
 #endif

@@ -175,6 +175,8 @@ static int take(const hf_weights *w, const char *dir, const hf_tensor_ref *r, gq
     gq_st_tensor *t = find_tensor(w, r->name, &file);
     if (!t)
         return gq_fail(err, "%s: missing tensor %s", dir, r->name);
+    if (t->dtype == GQ_ST_I32)
+        return gq_fail(err, "%s: tensor %s: dtype I32 holds no float weights", file, r->name);
     bool ok = t->ndim == r->ndim && t->shape[0] == r->rows &&
               (r->ndim == 1 || t->shape[1] == r->cols);
     if (!ok)

@@ -11,6 +11,7 @@
 #include "core/gq_fileio.h"
 #include "core/gq_half.h"
 #include "model/gq_hf.h"
+#include "model/gq_st_write.h"
 #include "model/hf_internal.h"
 
 /* The safetensors header: {"name": {"dtype", "shape", "data_offsets"}, ...,
@@ -36,20 +37,7 @@ static char *st_header(const hf_tensor_ref *refs, int n, gq_st_dtype dtype, size
         json_decref(root);
         return NULL;
     }
-    char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
-    json_decref(root);
-    if (!text)
-        return NULL;
-    size_t n0 = strlen(text), padded = (n0 + 7) / 8 * 8;
-    char *out = realloc(text, padded + 1);
-    if (!out) {
-        free(text);
-        return NULL;
-    }
-    memset(out + n0, ' ', padded - n0);
-    out[padded] = '\0';
-    *len = padded;
-    return out;
+    return gq_st_header_text(root, len);
 }
 
 /* Row `row` of a tensor (in transformers' order) converted to dtype into buf. */
@@ -227,4 +215,16 @@ int gq_model_save_hf(const gq_model *m, const char *dir, gq_st_dtype dtype,
         rc = gq_write_file_atomic(path, text, strlen(text), err);
     free(text);
     return rc;
+}
+
+/* For writers of packed HF directories (hf_packed.c). */
+char *hf_config_json(const gq_config *c, gq_st_dtype dtype, const char *quant_config,
+                     gq_error *err)
+{
+    return config_text(c, dtype, quant_config, err);
+}
+
+void hf_tensor_row(const hf_tensor_ref *r, int row, gq_st_dtype dtype, unsigned char *buf)
+{
+    convert_row(r, row, dtype, buf);
 }

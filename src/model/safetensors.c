@@ -20,11 +20,13 @@ static const struct {
     const char *name;
     gq_st_dtype dtype;
     size_t bytes;
-} dtypes[] = {{"F32", GQ_ST_F32, 4}, {"F16", GQ_ST_F16, 2}, {"BF16", GQ_ST_BF16, 2}};
+} dtypes[] = {{"F32", GQ_ST_F32, 4}, {"F16", GQ_ST_F16, 2}, {"BF16", GQ_ST_BF16, 2},
+               {"I32", GQ_ST_I32, 4}};
+#define N_DTYPES (sizeof dtypes / sizeof dtypes[0])
 
 const char *gq_st_dtype_name(gq_st_dtype d)
 {
-    return (unsigned)d < 3 ? dtypes[d].name : "?";
+    return (unsigned)d < N_DTYPES ? dtypes[d].name : "?";
 }
 
 gq_st_dtype gq_st_dtype_parse(const char *s)
@@ -34,7 +36,7 @@ gq_st_dtype gq_st_dtype_parse(const char *s)
 
 size_t gq_st_dtype_size(gq_st_dtype d)
 {
-    return (unsigned)d < 3 ? dtypes[d].bytes : 0;
+    return (unsigned)d < N_DTYPES ? dtypes[d].bytes : 0;
 }
 
 /* A JSON integer in 0..max, or -1. */
@@ -77,7 +79,7 @@ static int parse_dtype(const char *path, const char *name, const json_t *v, gq_s
             t->dtype = dtypes[i].dtype;
             return 0;
         }
-    return gq_fail(err, "%s: tensor %s: dtype %.32s is not supported (F32, F16 or BF16)", path,
+    return gq_fail(err, "%s: tensor %s: dtype %.32s is not supported (F32, F16, BF16 or I32)", path,
                    name, json_string_value(v));
 }
 

@@ -286,6 +286,9 @@ static void test_hf_refuses_bad_weights(void **state)
     edit_file(st, "\"dtype\":\"F32\"", "\"dtype\":\"F64\"");
     expect_refused(dir, "model.embed_tokens.weight", "dtype F64 is not supported");
     test_write_file(st, good, n);
+    edit_file(st, "\"dtype\":\"F32\"", "\"dtype\":\"I32\""); /* packed codes, not weights */
+    expect_refused(dir, "model.embed_tokens.weight", "dtype I32 holds no float weights");
+    test_write_file(st, good, n);
     edit_file(st, "\"shape\":[512,64]", "\"shape\":[512,63]");
     expect_refused(dir, "model.embed_tokens.weight", "shape x F32 needs");
     test_write_file(st, good, n);
