@@ -81,6 +81,81 @@ static int generate(const gq_model *m, const gq_tokenizer *tok, gq_decode *dec,
     return 0;
 }
 
+/* What a generation holds between loading and the end. */
+typedef struct gen_state {
+    gq_model m;
+    gq_tokenizer *tok;
+    cli_act acts;
+    char mpath[CLI_PATH_MAX], tpath[CLI_PATH_MAX];
+    int steps; /* positions to run, prompt included */
+} gen_state;
+
+static void gen_release(gen_state *s, gen_opts *o)
+{
+    cli_act_free(&s->acts, &o->act);
+    gq_model_free(&s->m);
+    gq_tokenizer_free(s->tok);
+    s->tok = NULL;
+}
+
+/* Loads the model, its tokenizer and activation quantizers and fixes the number of steps;
+ * on failure nothing stays held and the exit status is returned (0 on success). */
+static int gen_load(gen_opts *o, gen_state *s, gq_error *err)
+{
+    memset(s, 0, sizeof *s);
+    if (cli_load_model(o->model, o->tokenizer, &s->m, &s->tok, s->mpath, s->tpath,
+                       sizeof s->mpath, err) != 0) {
+        cli_act_free(&s->acts, &o->act);
+        return GQ_EXIT_USAGE;
+    }
+    const gq_config *c = &s->m.cfg;
+    if (cli_act_attach(&o->act, &s->m, s->mpath, &s->acts, err))
+        goto refused;
+    if (o->steps > c->seq_len) {
+        gq_fail(err, "--steps %ld exceeds the model's seq_len %d (%s)", o->steps, c->seq_len,
+                s->mpath);
+        goto refused;
+    }
+    s->steps = o->steps < 0    ? (c->seq_len < 256 ? c->seq_len : 256)
+               : o->steps == 0 ? c->seq_len
+                               : (int)o->steps;
+    /* the KV cache holds the positions asked for, not the header's seq_len; refused up front
+     * when even that does not fit the machine */
+    if (gq_decode_check(c, s->steps, err)) {
+        gq_fail_prefix(err, "%s (%d layers, seq_len %d)", s->mpath, c->n_layers, c->seq_len);
+        goto refused;
+    }
+    return 0;
+refused:
+    gen_release(s, o);
+    return GQ_EXIT_USAGE;
+}
+
+/* Encodes the prompt and generates; returns the exit status. */
+static int gen_run(gen_state *s, const gen_opts *o, gq_error *err)
+{
+    const int V = s->m.cfg.vocab_size;
+    int *prompt = NULL;
+    size_t n_prompt = 0;
+    float *logits = malloc((size_t)V * sizeof(float));
+    gq_sample_pair *scratch = malloc((size_t)V * sizeof *scratch);
+    gq_decode *dec = gq_decode_new_n(&s->m, s->steps, err);
+    int rc = GQ_EXIT_FAIL;
+    if (!logits || !scratch || !dec) {
+        if (!err->msg[0])
+            gq_fail(err, "out of memory");
+    } else if (gq_tokenizer_encode(s->tok, o->prompt, strlen(o->prompt), true, false, &prompt,
+                                   &n_prompt, err) == 0 &&
+               generate(&s->m, s->tok, dec, o, prompt, n_prompt, s->steps, logits, scratch,
+                        err) == 0)
+        rc = GQ_EXIT_OK;
+    gq_decode_free(dec);
+    free(scratch);
+    free(logits);
+    free(prompt);
+    return rc;
+}
+
 int cmd_generate(int argc, char **argv)
 {
     gen_opts o = {.prompt = "", .steps = -1}; /* steps -1: the default, 256 or seq_len if smaller */
@@ -113,66 +188,13 @@ int cmd_generate(int argc, char **argv)
     if (o.threads > 0)
         gq_threads_set((int)o.threads);
     gq_error err = {{0}};
-    char mpath[CLI_PATH_MAX], tpath[CLI_PATH_MAX];
-    gq_model m;
-    gq_tokenizer *tok = NULL;
-    cli_act acts;
-    memset(&acts, 0, sizeof acts);
-    if (cli_load_model(o.model, o.tokenizer, &m, &tok, mpath, tpath, sizeof mpath, &err) != 0) {
-        cli_act_free(&acts, &o.act);
-        return cli_report(CMD, &err, GQ_EXIT_USAGE);
+    gen_state s;
+    int rc = gen_load(&o, &s, &err);
+    if (rc == 0) {
+        rc = gen_run(&s, &o, &err);
+        gen_release(&s, &o);
     }
-    if (cli_act_attach(&o.act, &m, mpath, &acts, &err)) {
-        cli_act_free(&acts, &o.act);
-        gq_model_free(&m);
-        gq_tokenizer_free(tok);
-        return cli_report(CMD, &err, GQ_EXIT_USAGE);
-    }
-    if (o.steps > m.cfg.seq_len) {
-        cli_usage_error(CMD, "--steps %ld exceeds the model's seq_len %d (%s)", o.steps,
-                        m.cfg.seq_len, mpath);
-        cli_act_free(&acts, &o.act);
-        gq_model_free(&m);
-        gq_tokenizer_free(tok);
-        return GQ_EXIT_USAGE;
-    }
-    int steps = o.steps < 0 ? (m.cfg.seq_len < 256 ? m.cfg.seq_len : 256)
-                : o.steps == 0 ? m.cfg.seq_len : (int)o.steps;
-    /* the KV cache holds the positions asked for, not the header's seq_len; refused up front
-     * when even that does not fit the machine */
-    if (gq_decode_check(&m.cfg, steps, &err)) {
-        gq_fail_prefix(&err, "%s (%d layers, seq_len %d)", mpath, m.cfg.n_layers, m.cfg.seq_len);
-        cli_act_free(&acts, &o.act);
-        gq_model_free(&m);
-        gq_tokenizer_free(tok);
-        return cli_report(CMD, &err, GQ_EXIT_USAGE);
-    }
-    int *prompt = NULL;
-    size_t n_prompt = 0;
-    float *logits = malloc((size_t)m.cfg.vocab_size * sizeof(float));
-    gq_sample_pair *scratch = malloc((size_t)m.cfg.vocab_size * sizeof *scratch);
-    gq_decode *dec = gq_decode_new_n(&m, steps, &err);
-    int rc = GQ_EXIT_FAIL;
-    if (!logits || !scratch || !dec) {
-        if (!err.msg[0])
-            gq_fail(&err, "out of memory");
-        goto done;
-    }
-    if (gq_tokenizer_encode(tok, o.prompt, strlen(o.prompt), true, false, &prompt, &n_prompt,
-                            &err) != 0)
-        goto done;
-    if (generate(&m, tok, dec, &o, prompt, n_prompt, steps, logits, scratch, &err))
-        goto done;
-    rc = GQ_EXIT_OK;
-done:
     if (rc != GQ_EXIT_OK)
         cli_report(CMD, &err, rc);
-    gq_decode_free(dec);
-    free(scratch);
-    free(logits);
-    free(prompt);
-    gq_tokenizer_free(tok);
-    gq_model_free(&m);
-    cli_act_free(&acts, &o.act);
     return rc;
 }
