@@ -62,6 +62,42 @@ void gq_dgemm(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m
     TILED_GEMM(double, cblas_dgemm);
 }
 
+void gq_sgemm_nt_shared(int m, int k, const float *A, int lda, int n_prod, const float *const *W,
+                        const int *n, float *const *C)
+{
+    long tiles = 0, first[GQ_SGEMM_MAX_SHARED + 1];
+    int tn[GQ_SGEMM_MAX_SHARED];
+    double macs = 0;
+    assert(n_prod >= 1 && n_prod <= GQ_SGEMM_MAX_SHARED);
+    if (m <= 0)
+        return;
+    for (int p = 0; p < n_prod; p++) { /* product p owns tiles [first[p], first[p + 1]) */
+        tn[p] = n[p] > 0 ? ceil_div(n[p], GQ_GEMM_TILE_N) : 0;
+        first[p] = tiles;
+        tiles += (long)ceil_div(m, GQ_GEMM_TILE_M) * tn[p];
+        macs += (double)m * n[p] * k;
+    }
+    first[n_prod] = tiles;
+#pragma omp parallel num_threads(team_size(tiles, macs))
+    {
+        gq_blas_single_threaded();
+#pragma omp for schedule(dynamic, 1)
+        for (long t = 0; t < tiles; t++) {
+            int p = 0;
+            while (t >= first[p + 1])
+                p++;
+            const long u = t - first[p];
+            const int i0 = (int)(u / tn[p]) * GQ_GEMM_TILE_M;
+            const int j0 = (int)(u % tn[p]) * GQ_GEMM_TILE_N;
+            const int mi = m - i0 < GQ_GEMM_TILE_M ? m - i0 : GQ_GEMM_TILE_M;
+            const int nj = n[p] - j0 < GQ_GEMM_TILE_N ? n[p] - j0 : GQ_GEMM_TILE_N;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mi, nj, k, 1.0f,
+                        A + (size_t)i0 * lda, lda, W[p] + (size_t)j0 * k, k, 0.0f,
+                        C[p] + (size_t)i0 * n[p] + j0, n[p]);
+        }
+    }
+}
+
 /* Tiles (bi, bj) with bj >= bi of an nb x nb grid, in row order: tile t's coordinates. */
 static void upper_tile(long t, int nb, int *bi, int *bj)
 {

@@ -20,6 +20,11 @@ void gq_rope_tables(const gq_config *c, float *cos_t, float *sin_t);
 void gq_rope_rows(float *x, int n_rows, int T, int width, int head_size, const float *cos_t,
                   const float *sin_t);
 
+/* The same for q (n_rows, q_width) and, when k is not NULL, k (n_rows, k_width) in one
+ * parallel loop over the rows. */
+void gq_rope_qk_rows(float *q, int q_width, float *k, int k_width, int n_rows, int T,
+                     int head_size, const float *cos_t, const float *sin_t);
+
 /* Causal grouped-query attention for B windows of T tokens:
  * q (B*T, n_heads*hs), k, v (B*T, n_kv_heads*hs) -> ctx (B*T, n_heads*hs); keys before
  * gq_attention_first_key get no weight.
