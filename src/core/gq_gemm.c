@@ -2,6 +2,7 @@
 
 #include <assert.h>
 #include <omp.h>
+#include <stdlib.h>
 
 /* Below this many multiply-adds a product runs on the calling thread: a fork/join would cost
  * more than the work. The choice depends on the shape only, and the tiles are the same. */
@@ -62,40 +63,64 @@ void gq_dgemm(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m
     TILED_GEMM(double, cblas_dgemm);
 }
 
-void gq_sgemm_nt_shared(int m, int k, const float *A, int lda, int n_prod, const float *const *W,
-                        const int *n, float *const *C)
+/* Tile t of the shared product: row block t / per_rb, then product p and column j0 within it
+ * (tn[p] column tiles each, in product order). */
+static void shared_tile(long t, int per_rb, int n_prod, const int *tn, int *rb, int *p, int *j0)
 {
-    long tiles = 0, first[GQ_SGEMM_MAX_SHARED + 1];
-    int tn[GQ_SGEMM_MAX_SHARED];
+    int u = (int)(t % per_rb), q = 0;
+    while (q < n_prod - 1 && u >= tn[q])
+        u -= tn[q++];
+    *rb = (int)(t / per_rb);
+    *p = q;
+    *j0 = u * GQ_GEMM_TILE_N;
+}
+
+void gq_sgemm_nt_shared(int m, int k, const float *A, int lda, int n_prod, const float *const *W,
+                        const int *n, float *const *C, gq_rows_done done, void *ctx)
+{
+    int tn[GQ_SGEMM_MAX_SHARED], per_rb = 0;
     double macs = 0;
     assert(n_prod >= 1 && n_prod <= GQ_SGEMM_MAX_SHARED);
     if (m <= 0)
         return;
-    for (int p = 0; p < n_prod; p++) { /* product p owns tiles [first[p], first[p + 1]) */
+    for (int p = 0; p < n_prod; p++) {
         tn[p] = n[p] > 0 ? ceil_div(n[p], GQ_GEMM_TILE_N) : 0;
-        first[p] = tiles;
-        tiles += (long)ceil_div(m, GQ_GEMM_TILE_M) * tn[p];
+        per_rb += tn[p];
         macs += (double)m * n[p] * k;
     }
-    first[n_prod] = tiles;
+    const int nrb = ceil_div(m, GQ_GEMM_TILE_M);
+    const long tiles = (long)nrb * per_rb;
+    int *left = done ? malloc((size_t)nrb * sizeof *left) : NULL; /* tiles to go per block */
+    if (done && !left) { /* no memory for the counters: the rows after the whole product */
+        gq_sgemm_nt_shared(m, k, A, lda, n_prod, W, n, C, NULL, NULL);
+        done(ctx, 0, m);
+        return;
+    }
+    for (int b = 0; left && b < nrb; b++)
+        left[b] = per_rb;
 #pragma omp parallel num_threads(team_size(tiles, macs))
     {
         gq_blas_single_threaded();
 #pragma omp for schedule(dynamic, 1)
         for (long t = 0; t < tiles; t++) {
-            int p = 0;
-            while (t >= first[p + 1])
-                p++;
-            const long u = t - first[p];
-            const int i0 = (int)(u / tn[p]) * GQ_GEMM_TILE_M;
-            const int j0 = (int)(u % tn[p]) * GQ_GEMM_TILE_N;
+            int rb, p, j0;
+            shared_tile(t, per_rb, n_prod, tn, &rb, &p, &j0);
+            const int i0 = rb * GQ_GEMM_TILE_M;
             const int mi = m - i0 < GQ_GEMM_TILE_M ? m - i0 : GQ_GEMM_TILE_M;
             const int nj = n[p] - j0 < GQ_GEMM_TILE_N ? n[p] - j0 : GQ_GEMM_TILE_N;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mi, nj, k, 1.0f,
                         A + (size_t)i0 * lda, lda, W[p] + (size_t)j0 * k, k, 0.0f,
                         C[p] + (size_t)i0 * n[p] + j0, n[p]);
+            if (!left)
+                continue;
+            int to_go;
+#pragma omp atomic capture seq_cst
+            to_go = --left[rb];
+            if (to_go == 0) /* the block's last tile: every tile of its rows is written */
+                done(ctx, i0, mi);
         }
     }
+    free(left);
 }
 
 /* Tiles (bi, bj) with bj >= bi of an nb x nb grid, in row order: tile t's coordinates. */

@@ -71,16 +71,16 @@ static void rope_row(float *row, int width, int head_size, const float *cr, cons
 void gq_rope_rows(float *x, int n_rows, int T, int width, int head_size, const float *cos_t,
                   const float *sin_t)
 {
-    gq_rope_qk_rows(x, width, NULL, 0, n_rows, T, head_size, cos_t, sin_t);
+    gq_rope_qk_rows(x, width, NULL, 0, 0, n_rows, T, head_size, cos_t, sin_t);
 }
 
-void gq_rope_qk_rows(float *q, int q_width, float *k, int k_width, int n_rows, int T,
+void gq_rope_qk_rows(float *q, int q_width, float *k, int k_width, int r0, int n_rows, int T,
                      int head_size, const float *cos_t, const float *sin_t)
 {
     int half = head_size / 2;
     /* dynamic chunks: a preempted thread does not hold the others at the barrier */
 #pragma omp parallel for schedule(dynamic, 8) if ((long)n_rows * (q_width + k_width) >= 65536)
-    for (int r = 0; r < n_rows; r++) {
+    for (int r = r0; r < r0 + n_rows; r++) {
         const float *cr = cos_t + (size_t)(r % T) * half, *sr = sin_t + (size_t)(r % T) * half;
         rope_row(q + (size_t)r * q_width, q_width, head_size, cr, sr);
         if (k)

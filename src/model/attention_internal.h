@@ -20,9 +20,9 @@ void gq_rope_tables(const gq_config *c, float *cos_t, float *sin_t);
 void gq_rope_rows(float *x, int n_rows, int T, int width, int head_size, const float *cos_t,
                   const float *sin_t);
 
-/* The same for q (n_rows, q_width) and, when k is not NULL, k (n_rows, k_width) in one
- * parallel loop over the rows. */
-void gq_rope_qk_rows(float *q, int q_width, float *k, int k_width, int n_rows, int T,
+/* The same for rows r0 .. r0+n_rows-1 of q (rows of q_width) and, when k is not NULL, of k
+ * (rows of k_width), in one parallel loop over the rows. */
+void gq_rope_qk_rows(float *q, int q_width, float *k, int k_width, int r0, int n_rows, int T,
                      int head_size, const float *cos_t, const float *sin_t);
 
 /* Causal grouped-query attention for B windows of T tokens:

@@ -39,6 +39,11 @@ struct gq_forward_ws {
     int act_T;              /* and its window length */
     double *stage_s;        /* per-stage wall seconds (gq_forward_ws_time_stages) or NULL */
     double stage_t;         /* gq_now() at the previous stage mark */
+    /* Operands of the row passes run as products complete rows (gq_rows_done callbacks): */
+    const gq_layer *layer;  /* the block being run */
+    int rope_T;             /* its window length */
+    float *resid;           /* (N, dim) the residual stream of block_run */
+    float *swiglu_out;      /* (N, hidden) where SwiGLU writes */
 };
 
 const char *const gq_fwd_stage_names[GQ_FWD_N_STAGES] = {
@@ -143,30 +148,35 @@ static const float *act_input(gq_forward_ws *ws, gq_linear_kind k, const float *
     return ws->aq;
 }
 
-/* Linears kinds[0..nk) of block L on one input x (n, in) into ys[i] (n, outs[i]): one
- * shared-input product (one fork/join, the same bits as one gq_block_linear each) when none of
- * them has packed weights or a quantized input, else one gq_block_linear each. */
+/* Linears kinds[0..nk) of block L on one input x (n, in) into ys[i] (n, outs[i]), then the
+ * row pass done (when not NULL) over every row. One shared-input product (one fork/join, the
+ * same bits as one gq_block_linear each, done run on each block of rows as it completes) when
+ * none of them has packed weights or a quantized input; else one gq_block_linear each and done
+ * over all rows after them. */
 static void block_linears(gq_forward_ws *ws, const gq_layer *L, const gq_linear_kind *kinds,
                           int nk, float *const *ys, const float *x, int n, int in,
-                          const int *outs)
+                          const int *outs, gq_rows_done done, void *done_ctx)
 {
     const gq_act_hook *h = ws->act;
     const float *W[GQ_SGEMM_MAX_SHARED];
-    bool shared = nk <= GQ_SGEMM_MAX_SHARED;
+    bool shared = nk <= GQ_SGEMM_MAX_SHARED, bias = false;
     for (int i = 0; i < nk && shared; i++) {
         shared = !L->op[kinds[i]] && !(h && h->has_input(h, ws->act_layer, kinds[i]));
         W[i] = L->w[kinds[i]];
+        bias = bias || L->b[kinds[i]];
     }
     if (!shared) {
         for (int i = 0; i < nk; i++)
             gq_block_linear(L, kinds[i], ys[i], act_input(ws, kinds[i], x, n, in, ws->act_T), n,
                             in, outs[i]);
-        return;
+    } else { /* biases come before the row pass: then the pass runs after the product */
+        gq_sgemm_nt_shared(n, in, x, in, nk, W, outs, ys, bias ? NULL : done, done_ctx);
+        for (int i = 0; i < nk; i++)
+            if (L->b[kinds[i]])
+                add_bias_rows(ys[i], L->b[kinds[i]], n, outs[i]);
     }
-    gq_sgemm_nt_shared(n, in, x, in, nk, W, outs, ys);
-    for (int i = 0; i < nk; i++)
-        if (L->b[kinds[i]])
-            add_bias_rows(ys[i], L->b[kinds[i]], n, outs[i]);
+    if (done && (!shared || bias))
+        done(done_ctx, 0, n);
 }
 
 /* Keys (after RoPE) and values (n, kv_dim) quantized as they enter the cache, when the hook
@@ -230,38 +240,54 @@ void gq_embed(const gq_model *m, const int *tokens, int n, float *x)
         memcpy(x + (size_t)i * d, m->tok_embeddings + (size_t)tokens[i] * d, d * sizeof(float));
 }
 
-/* Qwen3: every head of q (N, q_dim) and k (N, kv_dim) is RMS-normalised with its weights
- * (head_size) before RoPE; heads are contiguous, so rows of head_size. */
-static void qk_head_norms(const gq_config *c, const gq_layer *L, float *q, float *k, int N)
+/* The row pass after q/k/v on rows [i0, i0+mi) (gq_rows_done): Qwen3's per-head RMSNorm of q
+ * and k (heads contiguous, rows of head_size), then RoPE. */
+static void qk_rows(void *wsp, int i0, int mi)
 {
-    if (!L->q_norm)
-        return;
-    int hs = gq_head_size(c);
-    gq_rmsnorm_eps(q, q, L->q_norm, N * c->n_heads, hs, gq_norm_eps(c));
-    gq_rmsnorm_eps(k, k, L->k_norm, N * c->n_kv_heads, hs, gq_norm_eps(c));
+    gq_forward_ws *ws = wsp;
+    const gq_config *c = &ws->cfg;
+    const gq_layer *L = ws->layer;
+    int hs = gq_head_size(c), qd = gq_q_dim(c), kv_dim = gq_kv_dim(c);
+    float *q = ws->q + (size_t)i0 * qd, *k = ws->k + (size_t)i0 * kv_dim;
+    if (L->q_norm) {
+        gq_rmsnorm_eps(q, q, L->q_norm, mi * c->n_heads, hs, gq_norm_eps(c));
+        gq_rmsnorm_eps(k, k, L->k_norm, mi * c->n_kv_heads, hs, gq_norm_eps(c));
+    }
+    gq_rope_qk_rows(ws->q, qd, ws->k, kv_dim, i0, mi, ws->rope_T, hs, ws->rope_cos,
+                    ws->rope_sin);
 }
 
-void gq_attention_forward(const gq_config *c, const gq_layer *L, const float *xin, int B, int T,
-                          float *out, gq_forward_ws *ws, float *ctx_out)
+/* gq_attention_forward, with the row pass o_done (when not NULL) run on the rows of out as
+ * o_proj completes them. */
+static void attention_run(const gq_config *c, const gq_layer *L, const float *xin, int B, int T,
+                          float *out, gq_forward_ws *ws, float *ctx_out, gq_rows_done o_done,
+                          void *o_ctx)
 {
-    int N = B * T, dim = c->dim, kv_dim = gq_kv_dim(c), hs = gq_head_size(c);
-    int qd = gq_q_dim(c);
+    int N = B * T, dim = c->dim, kv_dim = gq_kv_dim(c), qd = gq_q_dim(c);
     assert(N <= ws->max_tokens && T <= c->seq_len);
     float *ctx = ctx_out ? ctx_out : ws->ctx;
-    /* (N, dim) -> q (N, q_dim), k and v (N, kv_dim) */
+    /* (N, dim) -> q (N, q_dim), k and v (N, kv_dim); head norms and RoPE as rows complete */
     const gq_linear_kind qkv[] = {GQ_LIN_Q, GQ_LIN_K, GQ_LIN_V};
     float *const qkv_out[] = {ws->q, ws->k, ws->v};
-    block_linears(ws, L, qkv, 3, qkv_out, xin, N, dim, (const int[]){qd, kv_dim, kv_dim});
+    ws->layer = L;
+    ws->rope_T = T;
+    block_linears(ws, L, qkv, 3, qkv_out, xin, N, dim, (const int[]){qd, kv_dim, kv_dim},
+                  qk_rows, ws);
     stage_mark(ws, GQ_FWD_QKV);
-    qk_head_norms(c, L, ws->q, ws->k, N);
-    gq_rope_qk_rows(ws->q, qd, ws->k, kv_dim, N, T, hs, ws->rope_cos, ws->rope_sin);
     act_kv(ws, ws->k, ws->v, N);
     stage_mark(ws, GQ_FWD_ROPE);
     gq_causal_attention(c, ws->q, ws->k, ws->v, ctx, B, T, ws->scores, ws->n_threads);
     stage_mark(ws, GQ_FWD_ATTENTION);
     /* ctx (N, q_dim) -> out (N, dim) */
-    gq_block_linear(L, GQ_LIN_O, out, act_input(ws, GQ_LIN_O, ctx, N, qd, T), N, qd, dim);
+    const gq_linear_kind o[] = {GQ_LIN_O};
+    block_linears(ws, L, o, 1, &out, ctx, N, qd, &dim, o_done, o_ctx);
     stage_mark(ws, GQ_FWD_O);
+}
+
+void gq_attention_forward(const gq_config *c, const gq_layer *L, const float *xin, int B, int T,
+                          float *out, gq_forward_ws *ws, float *ctx_out)
+{
+    attention_run(c, L, xin, B, T, out, ws, ctx_out, NULL, NULL);
 }
 
 void gq_swiglu(float *act, const float *g, const float *u, int n, int hid)
@@ -282,27 +308,48 @@ void gq_swiglu(float *act, const float *g, const float *u, int n, int hid)
     }
 }
 
+/* The row pass after gate/up on rows [i0, i0+mi) (gq_rows_done): ws->swiglu_out = SiLU(hb) *
+ * hb2. */
+static void swiglu_rows(void *wsp, int i0, int mi)
+{
+    gq_forward_ws *ws = wsp;
+    size_t o = (size_t)i0 * ws->cfg.hidden_dim;
+    gq_swiglu(ws->swiglu_out + o, ws->hb + o, ws->hb2 + o, mi, ws->cfg.hidden_dim);
+}
+
 void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int n, float *out,
                     gq_forward_ws *ws, float *act_out)
 {
     int dim = c->dim, hid = c->hidden_dim;
     assert(n <= ws->max_tokens);
     float *act = act_out ? act_out : ws->hb;
-    /* gate, up (n, hidden) */
+    /* gate, up (n, hidden), then act = SiLU(gate) * up as rows complete */
     int T = ws->act_T;
     const gq_linear_kind gate_up[] = {GQ_LIN_GATE, GQ_LIN_UP};
     float *const gate_up_out[] = {ws->hb, ws->hb2};
-    block_linears(ws, L, gate_up, 2, gate_up_out, xin, n, dim, (const int[]){hid, hid});
+    ws->swiglu_out = act;
+    block_linears(ws, L, gate_up, 2, gate_up_out, xin, n, dim, (const int[]){hid, hid},
+                  swiglu_rows, ws);
     stage_mark(ws, GQ_FWD_GATE_UP);
-    gq_swiglu(act, ws->hb, ws->hb2, n, hid);
-    stage_mark(ws, GQ_FWD_SWIGLU);
     /* act (n, hidden) -> out (n, dim) */
     gq_block_linear(L, GQ_LIN_DOWN, out, act_input(ws, GQ_LIN_DOWN, act, n, hid, T), n, hid, dim);
     stage_mark(ws, GQ_FWD_DOWN);
 }
 
-/* x += delta when delta is given, then RMSNorm(x) with weight w, then times the explicit
- * transform M (dim, dim) when present. Returns the buffer holding the result (ws->xn or ws->xt). */
+/* ws->xn (N, dim) times the explicit transform M (dim, dim) when present. Returns the buffer
+ * holding the result (ws->xn or ws->xt). */
+static const float *input_transform(gq_forward_ws *ws, const float *M, int N)
+{
+    int dim = ws->cfg.dim;
+    if (!M)
+        return ws->xn;
+    gq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, dim, dim, 1.0f, ws->xn, dim, M, dim,
+             0.0f, ws->xt, dim);
+    return ws->xt;
+}
+
+/* x += delta when delta is given, then ws->xn = RMSNorm(x) with weight w, then times the
+ * explicit transform M when present (input_transform). */
 static const float *block_input(gq_forward_ws *ws, float *x, const float *delta,
                                 const float *w, const float *M, int N)
 {
@@ -311,11 +358,17 @@ static const float *block_input(gq_forward_ws *ws, float *x, const float *delta,
         add_rmsnorm(ws->xn, x, delta, w, N, dim, gq_norm_eps(&ws->cfg));
     else
         gq_rmsnorm_eps(ws->xn, x, w, N, dim, gq_norm_eps(&ws->cfg));
-    if (!M)
-        return ws->xn;
-    gq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, dim, dim, 1.0f, ws->xn, dim, M, dim,
-             0.0f, ws->xt, dim);
-    return ws->xt;
+    return input_transform(ws, M, N);
+}
+
+/* The row pass after o_proj on rows [i0, i0+mi) (gq_rows_done): x += ws->delta, then
+ * ws->xn = RMSNorm(x) with the block's rms_ffn. */
+static void ffn_norm_rows(void *wsp, int i0, int mi)
+{
+    gq_forward_ws *ws = wsp;
+    size_t o = (size_t)i0 * ws->cfg.dim;
+    add_rmsnorm(ws->xn + o, ws->resid + o, ws->delta + o, ws->layer->rms_ffn, mi, ws->cfg.dim,
+                gq_norm_eps(&ws->cfg));
 }
 
 static void add_into(float *x, const float *delta, size_t n)
@@ -343,8 +396,11 @@ static void block_run(const gq_model *m, int l, float *x, int B, int T, gq_forwa
     stage_mark(ws, GQ_FWD_NORM);
     if (trace && trace->attn_in)
         memcpy(trace->attn_in, ain, nd * sizeof(float));
-    gq_attention_forward(c, L, ain, B, T, ws->delta, ws, trace ? trace->attn_ctx : NULL);
-    const float *fin = block_input(ws, x, ws->delta, L->rms_ffn, L->ffn_in_transform, N);
+    /* x += attention, ws->xn = RMSNorm(x) as o_proj completes rows */
+    ws->resid = x;
+    attention_run(c, L, ain, B, T, ws->delta, ws, trace ? trace->attn_ctx : NULL, ffn_norm_rows,
+                  ws);
+    const float *fin = input_transform(ws, L->ffn_in_transform, N);
     stage_mark(ws, GQ_FWD_NORM);
     if (trace && trace->mlp_in)
         memcpy(trace->mlp_in, fin, nd * sizeof(float));
