@@ -32,8 +32,7 @@ typedef void (*gq_rows_done)(void *ctx, int i0, int mi);
  * with W[p] (n[p], k) row-major, for p < n_prod <= GQ_SGEMM_MAX_SHARED (q/k/v, gate/up).
  * Every tile is the call gq_sgemm(RowMajor, NoTrans, Trans, m, n[p], k, 1, A, lda, W[p], k, 0,
  * C[p], n[p]) makes, so the results are those of n_prod gq_sgemm calls bit for bit; the tiles of
- * all products share one dynamic schedule (one fork/join instead of n_prod), taken block of
- * GQ_GEMM_TILE_M rows by block. When done is not NULL it runs on each block of rows as soon as
+ * all products share one dynamic schedule (one fork/join instead of n_prod). When done is not NULL it runs on each block of rows as soon as
  * the block is complete, inside the same region: a row-wise pass that follows the product
  * (RoPE, SwiGLU, residual add and RMSNorm) costs no fork/join of its own and finds the rows in
  * cache. done must give each row a result that does not depend on the blocking. */

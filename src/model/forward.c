@@ -43,6 +43,7 @@ struct gq_forward_ws {
     const gq_layer *layer;  /* the block being run */
     int rope_T;             /* its window length */
     float *resid;           /* (N, dim) the residual stream of block_run */
+    const float *norm_w;    /* (dim) RMSNorm weights of add_norm_rows */
     float *swiglu_out;      /* (N, hidden) where SwiGLU writes */
 };
 
@@ -317,14 +318,15 @@ static void swiglu_rows(void *wsp, int i0, int mi)
     gq_swiglu(ws->swiglu_out + o, ws->hb + o, ws->hb2 + o, mi, ws->cfg.hidden_dim);
 }
 
-void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int n, float *out,
-                    gq_forward_ws *ws, float *act_out)
+/* gq_mlp_forward, with the row pass down_done (when not NULL) run on the rows of out as
+ * down_proj completes them. */
+static void mlp_run(const gq_config *c, const gq_layer *L, const float *xin, int n, float *out,
+                    gq_forward_ws *ws, float *act_out, gq_rows_done down_done, void *down_ctx)
 {
     int dim = c->dim, hid = c->hidden_dim;
     assert(n <= ws->max_tokens);
     float *act = act_out ? act_out : ws->hb;
     /* gate, up (n, hidden), then act = SiLU(gate) * up as rows complete */
-    int T = ws->act_T;
     const gq_linear_kind gate_up[] = {GQ_LIN_GATE, GQ_LIN_UP};
     float *const gate_up_out[] = {ws->hb, ws->hb2};
     ws->swiglu_out = act;
@@ -332,8 +334,15 @@ void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int
                   swiglu_rows, ws);
     stage_mark(ws, GQ_FWD_GATE_UP);
     /* act (n, hidden) -> out (n, dim) */
-    gq_block_linear(L, GQ_LIN_DOWN, out, act_input(ws, GQ_LIN_DOWN, act, n, hid, T), n, hid, dim);
+    const gq_linear_kind down[] = {GQ_LIN_DOWN};
+    block_linears(ws, L, down, 1, &out, act, n, hid, &dim, down_done, down_ctx);
     stage_mark(ws, GQ_FWD_DOWN);
+}
+
+void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int n, float *out,
+                    gq_forward_ws *ws, float *act_out)
+{
+    mlp_run(c, L, xin, n, out, ws, act_out, NULL, NULL);
 }
 
 /* ws->xn (N, dim) times the explicit transform M (dim, dim) when present. Returns the buffer
@@ -348,26 +357,22 @@ static const float *input_transform(gq_forward_ws *ws, const float *M, int N)
     return ws->xt;
 }
 
-/* x += delta when delta is given, then ws->xn = RMSNorm(x) with weight w, then times the
- * explicit transform M when present (input_transform). */
-static const float *block_input(gq_forward_ws *ws, float *x, const float *delta,
-                                const float *w, const float *M, int N)
+/* ws->xn = RMSNorm(x) with weight w, then times the explicit transform M when present
+ * (input_transform). */
+static const float *block_input(gq_forward_ws *ws, const float *x, const float *w,
+                                const float *M, int N)
 {
-    int dim = ws->cfg.dim;
-    if (delta)
-        add_rmsnorm(ws->xn, x, delta, w, N, dim, gq_norm_eps(&ws->cfg));
-    else
-        gq_rmsnorm_eps(ws->xn, x, w, N, dim, gq_norm_eps(&ws->cfg));
+    gq_rmsnorm_eps(ws->xn, x, w, N, ws->cfg.dim, gq_norm_eps(&ws->cfg));
     return input_transform(ws, M, N);
 }
 
-/* The row pass after o_proj on rows [i0, i0+mi) (gq_rows_done): x += ws->delta, then
- * ws->xn = RMSNorm(x) with the block's rms_ffn. */
-static void ffn_norm_rows(void *wsp, int i0, int mi)
+/* The row pass after o_proj or down_proj on rows [i0, i0+mi) (gq_rows_done): the residual
+ * ws->resid += ws->delta, then ws->xn = RMSNorm(resid) with weight ws->norm_w. */
+static void add_norm_rows(void *wsp, int i0, int mi)
 {
     gq_forward_ws *ws = wsp;
     size_t o = (size_t)i0 * ws->cfg.dim;
-    add_rmsnorm(ws->xn + o, ws->resid + o, ws->delta + o, ws->layer->rms_ffn, mi, ws->cfg.dim,
+    add_rmsnorm(ws->xn + o, ws->resid + o, ws->delta + o, ws->norm_w, mi, ws->cfg.dim,
                 gq_norm_eps(&ws->cfg));
 }
 
@@ -378,11 +383,13 @@ static void add_into(float *x, const float *delta, size_t n)
         x[i] += delta[i];
 }
 
-/* Block l on x (B*T, dim) up to its last residual add, which is left pending: on return
- * x + ws->delta is the block's output. With pending_in, x + ws->delta is its input (the previous
- * block's pending add, folded into this block's first RMSNorm pass). */
+/* Block l on x (B*T, dim). With normed_in, ws->xn already holds RMSNorm(x) with the block's
+ * rms_att. With norm_next (RMSNorm weights of what follows: the next block's rms_att or the
+ * final norm) the last residual add and that norm run as down_proj completes rows (x is the
+ * block's output, ws->xn its normalised form); without, the last add is left pending: x +
+ * ws->delta is the block's output. */
 static void block_run(const gq_model *m, int l, float *x, int B, int T, gq_forward_ws *ws,
-                      gq_block_trace *trace, bool pending_in)
+                      gq_block_trace *trace, bool normed_in, const float *norm_next)
 {
     const gq_config *c = &m->cfg;
     const gq_layer *L = &m->layers[l];
@@ -391,27 +398,30 @@ static void block_run(const gq_model *m, int l, float *x, int B, int T, gq_forwa
     ws->act = m->act; /* only within this call: direct sub-module calls stay unquantized */
     ws->act_layer = l;
     ws->act_T = T;
-    const float *ain =
-        block_input(ws, x, pending_in ? ws->delta : NULL, L->rms_att, L->att_in_transform, N);
+    const float *ain = normed_in ? input_transform(ws, L->att_in_transform, N)
+                                 : block_input(ws, x, L->rms_att, L->att_in_transform, N);
     stage_mark(ws, GQ_FWD_NORM);
     if (trace && trace->attn_in)
         memcpy(trace->attn_in, ain, nd * sizeof(float));
     /* x += attention, ws->xn = RMSNorm(x) as o_proj completes rows */
     ws->resid = x;
-    attention_run(c, L, ain, B, T, ws->delta, ws, trace ? trace->attn_ctx : NULL, ffn_norm_rows,
+    ws->norm_w = L->rms_ffn;
+    attention_run(c, L, ain, B, T, ws->delta, ws, trace ? trace->attn_ctx : NULL, add_norm_rows,
                   ws);
     const float *fin = input_transform(ws, L->ffn_in_transform, N);
     stage_mark(ws, GQ_FWD_NORM);
     if (trace && trace->mlp_in)
         memcpy(trace->mlp_in, fin, nd * sizeof(float));
-    gq_mlp_forward(c, L, fin, N, ws->delta, ws, trace ? trace->mlp_act : NULL);
+    ws->norm_w = norm_next;
+    mlp_run(c, L, fin, N, ws->delta, ws, trace ? trace->mlp_act : NULL,
+            norm_next ? add_norm_rows : NULL, ws);
     ws->act = NULL;
 }
 
 void gq_block_forward(const gq_model *m, int l, float *x, int B, int T, gq_forward_ws *ws,
                       gq_block_trace *trace)
 {
-    block_run(m, l, x, B, T, ws, trace, false);
+    block_run(m, l, x, B, T, ws, trace, false, NULL);
     add_into(x, ws->delta, (size_t)B * T * m->cfg.dim);
     stage_mark(ws, GQ_FWD_NORM);
 }
@@ -450,11 +460,11 @@ int gq_forward_prefill(const gq_model *m, const int *tokens, int B, int T, gq_fo
         ws->stage_t = gq_now();
     gq_embed(m, tokens, N, ws->x);                       /* x (N, dim) */
     stage_mark(ws, GQ_FWD_EMBED);
-    for (int l = 0; l < c->n_layers; l++) /* each block's last residual add is pending */
-        block_run(m, l, ws->x, B, T, ws, NULL, l > 0);
-    if (c->n_layers > 0)
-        add_rmsnorm(ws->xn, ws->x, ws->delta, m->rms_final, N, c->dim, gq_norm_eps(c));
-    else
+    /* each block leaves the next one's normalised input (the last: the final norm's) in ws->xn */
+    for (int l = 0; l < c->n_layers; l++)
+        block_run(m, l, ws->x, B, T, ws, NULL, l > 0,
+                  l + 1 < c->n_layers ? m->layers[l + 1].rms_att : m->rms_final);
+    if (c->n_layers == 0)
         gq_rmsnorm_eps(ws->xn, ws->x, m->rms_final, N, c->dim, gq_norm_eps(c));
     if (m->cls_op)                                       /* (N, vocab) */
         m->cls_op->apply(m->cls_op, logits, ws->xn, N);
