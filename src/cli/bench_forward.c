@@ -1,14 +1,17 @@
 /* gq-bench bench forward: prefill and decode throughput of the forward pass.
  *
  * Protocol: a synthetic model of the preset's shape (fixed seed), or the checkpoint --model,
- * B windows of --ctx random tokens. prefill = gq_forward_prefill over all B*ctx tokens (embedding to logits), best wall
- * time of --reps runs after one warm-up. FLOPs counted: 2 * (B*ctx) * (linear weights of all
- * blocks + classifier) plus causal attention 2 * 2 * head_size * n_heads * ctx(ctx+1)/2 per
- * window and layer (q k^T and p v). sgemm = the same matrix products (every linear of every
- * block and the classifier, on the model's weights with M = B*ctx rows) issued back to back
- * with cblas_sgemm, alternating with the prefill runs, best of --reps: the BLAS ceiling for this shape. ratio = prefill GFLOP/s /
- * sgemm GFLOP/s. decode = gq_decode_step one token at a time (llama2.c order of operations,
- * KV cache) over --decode-steps positions from 0, wall time. */
+ * B windows of --ctx random tokens. One warm-up, then --reps rounds; a round is one prefill
+ * (gq_forward_prefill over all B*ctx tokens, embedding to logits, its stages timed) followed by
+ * the sgemm pass: the same linear products (every linear of every block and the classifier, on
+ * the model's weights with M = B*ctx rows) issued back to back as whole cblas_sgemm calls
+ * threaded by BLAS, the BLAS ceiling for this shape. FLOPs counted: 2 * (B*ctx) * (linear
+ * weights of all blocks + classifier) plus causal attention 2 * 2 * head_size * n_heads *
+ * ctx(ctx+1)/2 per window and layer (q k^T and p v). ratio = prefill GFLOP/s / sgemm GFLOP/s
+ * of the same round; printed are the medians over the rounds and their min .. max, and the
+ * median time of every stage next to the same products in the sgemm pass. decode =
+ * gq_decode_step one token at a time (llama2.c order of operations, KV cache) over
+ * --decode-steps positions from 0, wall time. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +23,7 @@
 #include "cli/cli_opts.h"
 #include "core/gq_assets.h"
 #include "core/gq_rng.h"
+#include "core/gq_steady.h"
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
 #include "model/gq_forward.h"
@@ -28,22 +32,37 @@
 
 #define CMD "bench forward"
 
+/* The stage of the prefill that issues linear k's product. */
+static gq_fwd_stage stage_of_linear(gq_linear_kind k)
+{
+    switch (k) {
+    case GQ_LIN_Q: case GQ_LIN_K: case GQ_LIN_V: return GQ_FWD_QKV;
+    case GQ_LIN_O: return GQ_FWD_O;
+    case GQ_LIN_GATE: case GQ_LIN_UP: return GQ_FWD_GATE_UP;
+    default: return GQ_FWD_DOWN;
+    }
+}
+
 /* All matrix products of one prefill of n tokens, back to back, each one whole cblas_sgemm
  * threaded by BLAS itself (not gq_sgemm's fixed tiles): the ceiling the tiles are held to.
- * Returns the wall time. */
-static double sgemm_pass(const gq_model *m, int n, float *x, float *y)
+ * Adds each product's wall time to by_stage[the stage that issues it]; returns the total. */
+static double sgemm_pass(const gq_model *m, int n, float *x, float *y, double *by_stage)
 {
     const gq_config *c = &m->cfg;
-    double t0 = gq_now();
+    double t0 = gq_now(), t = t0;
     for (int l = 0; l < c->n_layers; l++)
         for (int k = 0; k < GQ_N_LINEAR; k++) {
             int rows, cols;
             gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0f, x, cols,
                         m->layers[l].w[k], cols, 0.0f, y, rows);
+            double now = gq_now();
+            by_stage[stage_of_linear((gq_linear_kind)k)] += now - t;
+            t = now;
         }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, c->vocab_size, c->dim, 1.0f, x,
                 c->dim, m->wcls, c->dim, 0.0f, y, c->vocab_size);
+    by_stage[GQ_FWD_CLASSIFIER] += gq_now() - t;
     return gq_now() - t0;
 }
 
@@ -58,23 +77,36 @@ static void fill_inputs(int *tok, int n, int vocab, float *x, size_t nx, uint64_
         x[i] = (float)gq_rng_normal(&rng);
 }
 
-/* Best prefill and sgemm-pass times (s) of reps timed runs after one warm-up. The two
- * alternate, so both see the same machine load. */
+/* Wall seconds of each timed round: the prefill and its stages, the sgemm pass and its
+ * products grouped by the stage that issues them ((n, GQ_FWD_N_STAGES) row-major). */
+typedef struct fwd_rounds {
+    int n;
+    double *prefill, *gemm, *stage, *gemm_stage;
+} fwd_rounds;
+
+/* reps timed rounds after one warm-up; in each round a prefill, then the sgemm pass, so both
+ * see the same machine load. */
 static int time_prefill(const gq_model *m, const int *tok, int B, int T, gq_forward_ws *ws,
-                        float *logits, float *x, float *y, int reps, double *best,
-                        double *t_gemm, gq_error *err)
+                        float *logits, float *x, float *y, fwd_rounds *R, gq_error *err)
 {
-    *best = 1e30;
-    *t_gemm = 1e30;
-    for (int r = 0; r <= reps; r++) {
+    double warm[GQ_FWD_N_STAGES];
+    for (int r = -1; r < R->n; r++) {
+        double *st = r < 0 ? warm : R->stage + (size_t)r * GQ_FWD_N_STAGES;
+        double *gs = r < 0 ? warm : R->gemm_stage + (size_t)r * GQ_FWD_N_STAGES;
+        memset(st, 0, GQ_FWD_N_STAGES * sizeof *st);
+        gq_forward_ws_time_stages(ws, st);
         double t0 = gq_now();
-        if (gq_forward_prefill(m, tok, B, T, ws, logits, err) != 0)
+        int rc = gq_forward_prefill(m, tok, B, T, ws, logits, err);
+        double t = gq_now() - t0;
+        gq_forward_ws_time_stages(ws, NULL);
+        if (rc != 0)
             return -1;
-        double t = gq_now() - t0, tg = sgemm_pass(m, B * T, x, y);
-        if (r > 0 && t < *best)
-            *best = t;
-        if (r > 0 && tg < *t_gemm)
-            *t_gemm = tg;
+        memset(gs, 0, GQ_FWD_N_STAGES * sizeof *gs);
+        double tg = sgemm_pass(m, B * T, x, y, gs);
+        if (r >= 0) {
+            R->prefill[r] = t;
+            R->gemm[r] = tg;
+        }
     }
     return 0;
 }
@@ -94,36 +126,102 @@ static int time_decode(gq_decode *dec, const int *tok, int n, int steps, float *
     return 0;
 }
 
-/* The report: throughput and FLOP rates of prefill (B windows of T tokens, best time `best`),
- * of the same linear products as one sgemm each (t_gemm) and of `steps` decode positions. */
-static void print_forward(const gq_config *c, const char *preset, long seed, int B, int T,
-                          int threads, int reps, double best, double t_gemm, int steps,
-                          double t_dec)
+/* FLOPs of one prefill of N tokens: flops[stage] for the stages that issue linear products
+ * (2 N rows cols per product) and attention (2 x 2 head_size n_heads T(T+1)/2 per window and
+ * layer: q k^T and p v over the causal keys); returns the linear total. */
+static double prefill_flops(const gq_config *c, int B, int T, double *flops)
+{
+    double N = (double)B * T, lin = 2.0 * N * c->vocab_size * c->dim;
+    memset(flops, 0, GQ_FWD_N_STAGES * sizeof *flops);
+    flops[GQ_FWD_CLASSIFIER] = lin;
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        int rows, cols;
+        gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+        double f = 2.0 * N * rows * cols * c->n_layers;
+        flops[stage_of_linear((gq_linear_kind)k)] += f;
+        lin += f;
+    }
+    flops[GQ_FWD_ATTENTION] = 4.0 * gq_head_size(c) * c->n_heads * c->n_layers * B *
+                              ((double)T * (T + 1) / 2);
+    return lin;
+}
+
+/* Median of column j of the (n, stride) table v. */
+static double median_col(const double *v, int n, int stride, int j)
+{
+    double tmp[n];
+    for (int r = 0; r < n; r++)
+        tmp[r] = v[(size_t)r * stride + j];
+    gq_rate_spread s;
+    gq_rate_spread_of(tmp, n, &s);
+    return s.median;
+}
+
+/* Spread (min, median, max) over the rounds of a / t[r] (a rate) or, with u, of
+ * (a / t[r]) / (b / u[r]) (a ratio of rates). */
+static gq_rate_spread spread(double a, const double *t, double b, const double *u, int n)
+{
+    double v[n];
+    for (int r = 0; r < n; r++)
+        v[r] = u ? (a / t[r]) / (b / u[r]) : a / t[r];
+    gq_rate_spread s;
+    gq_rate_spread_of(v, n, &s);
+    return s;
+}
+
+/* Per-stage medians of the prefill, with the FLOP rate where the stage has FLOPs and, for
+ * the linear products, the same products' time and rate in the sgemm pass. */
+static void print_stages(const fwd_rounds *R, const double *flops)
+{
+    double med[GQ_FWD_N_STAGES], total = 0;
+    for (int s = 0; s < GQ_FWD_N_STAGES; s++)
+        total += med[s] = median_col(R->stage, R->n, GQ_FWD_N_STAGES, s);
+    printf("%-11s %9s %6s %9s %10s %9s %9s\n", "stage", "time (s)", "share", "GFLOP/s",
+           "sgemm (s)", "GFLOP/s", "vs sgemm");
+    for (int s = 0; s < GQ_FWD_N_STAGES; s++) {
+        printf("%-11s %9.4f %5.1f%%", gq_fwd_stage_names[s], med[s], 100.0 * med[s] / total);
+        double g = median_col(R->gemm_stage, R->n, GQ_FWD_N_STAGES, s);
+        if (flops[s] > 0)
+            printf(" %9.2f", flops[s] / med[s] * 1e-9);
+        if (flops[s] > 0 && g > 0)
+            printf(" %10.4f %9.2f %8.0f%%", g, flops[s] / g * 1e-9, 100.0 * g / med[s]);
+        printf("\n");
+    }
+}
+
+/* The report: throughput and FLOP rates of prefill (B windows of T tokens) and of the same
+ * linear products as one sgemm each, medians and spread over the rounds R, the stages, and
+ * `steps` decode positions (t_dec). */
+static void print_forward(const gq_config *c, const char *name, long seed, int B, int T,
+                          int threads, const fwd_rounds *R, int steps, double t_dec)
 {
     int N = B * T;
-    double lin_params = (double)c->n_layers * (gq_layer_floats(c) - 2.0 * c->dim) +
-                        (double)c->vocab_size * c->dim;
-    double lin_flops = 2.0 * N * lin_params;
-    double att_flops = 4.0 * gq_head_size(c) * c->n_heads * c->n_layers * B *
-                       ((double)T * (T + 1) / 2);
-    double gf_prefill = (lin_flops + att_flops) / best * 1e-9;
-    double gf_gemm = lin_flops / t_gemm * 1e-9;
-    double dec_flops = 2.0 * lin_params; /* per token, attention excluded */
+    double flops[GQ_FWD_N_STAGES];
+    double lin_flops = prefill_flops(c, B, T, flops), att_flops = flops[GQ_FWD_ATTENTION];
+    double all = lin_flops + att_flops, dec_flops = lin_flops / N; /* per token, no attention */
+    gq_rate_spread pf = spread(all * 1e-9, R->prefill, 0, NULL, R->n);
+    gq_rate_spread sg = spread(lin_flops * 1e-9, R->gemm, 0, NULL, R->n);
+    gq_rate_spread ra = spread(all, R->prefill, lin_flops, R->gemm, R->n);
     printf("bench forward: %s (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d), "
-           "seed %ld\n", preset, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+           "seed %ld\n", name, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
            c->vocab_size, seed);
-    printf("batch %d x ctx %d = %d tokens, %d threads, best of %d, BLAS: %s\n", B, T, N, threads,
-           reps, gq_blas_description());
+    printf("batch %d x ctx %d = %d tokens, %d threads, %d rounds after a warm-up (prefill and "
+           "sgemm pass alternate; medians), BLAS: %s\n", B, T, N, threads, R->n,
+           gq_blas_description());
     printf("%-8s %12s %12s %14s %8s %10s\n", "stage", "tokens/s", "GFLOP/s", "sgemm GFLOP/s",
            "ratio", "time (s)");
-    printf("%-8s %12.1f %12.2f %14.2f %7.0f%% %10.4f\n", "prefill", N / best, gf_prefill,
-           gf_gemm, 100.0 * gf_prefill / gf_gemm, best);
+    printf("%-8s %12.1f %12.2f %14.2f %7.0f%% %10.4f\n", "prefill", pf.median / all * 1e9 * N,
+           pf.median, sg.median, 100.0 * ra.median, all * 1e-9 / pf.median);
     if (steps > 0)
         printf("%-8s %12.2f %12.2f %14s %8s %10.4f\n", "decode", steps / t_dec,
                dec_flops * steps / t_dec * 1e-9, "-", "-", t_dec);
+    printf("spread over %d rounds (min .. max): ratio %.0f%% .. %.0f%%, prefill %.2f .. %.2f "
+           "GFLOP/s, sgemm %.2f .. %.2f GFLOP/s\n", R->n, 100.0 * ra.min, 100.0 * ra.best,
+           pf.min, pf.best, sg.min, sg.best);
     printf("prefill FLOPs: %.3g linear + %.3g attention; sgemm: the same linear products "
-           "alone (%.4f s); decode: %d positions from 0, linear FLOPs only\n", lin_flops,
-           att_flops, t_gemm, steps);
+           "alone; ratio: prefill GFLOP/s / sgemm GFLOP/s of the same round; decode: %d "
+           "positions from 0, linear FLOPs only\n", lin_flops, att_flops, steps);
+    print_stages(R, flops);
 }
 
 /* The model to time: the checkpoint at `path` (assets: names resolved) when given, else a
@@ -163,8 +261,9 @@ int bench_forward(int argc, char **argv)
                 .max = 1024),
         CLI_OPT("threads", "N", CLI_INT, &o.threads,
                 "threads (default: OMP_NUM_THREADS or all cores)", .min = 1, .max = 4096),
-        CLI_OPT("reps", "R", CLI_INT, &o.reps, "timed runs after one warm-up, the best is kept",
-                .def = "3", .min = 1, .max = 1000),
+        CLI_OPT("reps", "R", CLI_INT, &o.reps,
+                "timed rounds (prefill, then sgemm pass) after one warm-up; medians are kept",
+                .def = "5", .min = 1, .max = 1000),
         CLI_OPT("decode-steps", "S", CLI_INT, &o.decode_steps, "decode positions from 0",
                 .def = "64", .max = 1 << 20),
         CLI_OPT("seed", "S", CLI_INT, &o.seed, "seed of the weights and tokens", .def = "1",
@@ -188,26 +287,31 @@ int bench_forward(int argc, char **argv)
     int B = (int)o.batch, T = (int)o.ctx, N = B * T, reps = (int)o.reps;
     size_t width = (size_t)(c.hidden_dim > c.vocab_size ? c.hidden_dim : c.vocab_size);
     width = width > (size_t)c.dim ? width : (size_t)c.dim;
+    fwd_rounds R = {.n = reps};
+    R.prefill = malloc((size_t)reps * sizeof(double));
+    R.gemm = malloc((size_t)reps * sizeof(double));
+    R.stage = malloc((size_t)reps * GQ_FWD_N_STAGES * sizeof(double));
+    R.gemm_stage = malloc((size_t)reps * GQ_FWD_N_STAGES * sizeof(double));
     int *tok = malloc((size_t)N * sizeof *tok);
     float *logits = malloc((size_t)N * c.vocab_size * sizeof(float));
     float *x = calloc((size_t)N * width, sizeof(float)), *y = malloc((size_t)N * width * 4);
     gq_forward_ws *ws = gq_forward_ws_new(&c, N, &err);
     gq_decode *dec = gq_decode_new(&m, &err);
     int rc = GQ_EXIT_FAIL;
-    if (!tok || !logits || !x || !y || !ws || !dec) {
+    if (!tok || !logits || !x || !y || !ws || !dec || !R.prefill || !R.gemm || !R.stage ||
+        !R.gemm_stage) {
         if (!err.msg[0])
             gq_fail(&err, "out of memory for %d tokens", N);
         goto done;
     }
     fill_inputs(tok, N, c.vocab_size, x, (size_t)N * width, (uint64_t)o.seed);
-    double best, t_gemm;
-    if (time_prefill(&m, tok, B, T, ws, logits, x, y, reps, &best, &t_gemm, &err))
+    if (time_prefill(&m, tok, B, T, ws, logits, x, y, &R, &err))
         goto done;
     double t_dec;
     int steps = (int)o.decode_steps;
     if (time_decode(dec, tok, N, steps, logits, &t_dec, &err))
         goto done;
-    print_forward(&c, name, o.seed, B, T, threads, reps, best, t_gemm, steps, t_dec);
+    print_forward(&c, name, o.seed, B, T, threads, &R, steps, t_dec);
     rc = GQ_EXIT_OK;
 done:
     if (rc != GQ_EXIT_OK)
@@ -215,6 +319,10 @@ done:
     gq_decode_free(dec);
     gq_forward_ws_free(ws);
     free(tok);
+    free(R.prefill);
+    free(R.gemm);
+    free(R.stage);
+    free(R.gemm_stage);
     free(logits);
     free(x);
     free(y);

@@ -24,6 +24,22 @@ void gq_dgemm(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m
               double alpha, const double *A, int lda, const double *B, int ldb, double beta,
               double *C, int ldc);
 
+/* Called once per block of rows [i0, i0 + mi) of a shared-input product, by the thread that
+ * finished the block's last tile, when every product's rows i0 .. i0+mi-1 are written. */
+typedef void (*gq_rows_done)(void *ctx, int i0, int mi);
+
+/* Several products with one input, in one parallel region: C[p] (m, n[p]) = A (m, k) · W[p]^T
+ * with W[p] (n[p], k) row-major, for p < n_prod <= GQ_SGEMM_MAX_SHARED (q/k/v, gate/up).
+ * Every tile is the call gq_sgemm(RowMajor, NoTrans, Trans, m, n[p], k, 1, A, lda, W[p], k, 0,
+ * C[p], n[p]) makes, so the results are those of n_prod gq_sgemm calls bit for bit; the tiles of
+ * all products share one dynamic schedule (one fork/join instead of n_prod). When done is not NULL it runs on each block of rows as soon as
+ * the block is complete, inside the same region: a row-wise pass that follows the product
+ * (RoPE, SwiGLU, residual add and RMSNorm) costs no fork/join of its own and finds the rows in
+ * cache. done must give each row a result that does not depend on the blocking. */
+#define GQ_SGEMM_MAX_SHARED 4
+void gq_sgemm_nt_shared(int m, int k, const float *A, int lda, int n_prod, const float *const *W,
+                        const int *n, float *const *C, gq_rows_done done, void *ctx);
+
 /* Upper triangle of C (n, n) = alpha A^T A + beta C, A (k, n) row-major (cblas_dsyrk with
  * CblasUpper, CblasTrans); the lower triangle is not touched. */
 void gq_dsyrk_upper_t(int n, int k, double alpha, const double *A, int lda, double beta,

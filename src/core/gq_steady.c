@@ -9,8 +9,7 @@ static int by_value(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* best, median and min of the n rates (sorted in place). */
-static void spread_of(double *rates, int n, gq_rate_spread *out)
+void gq_rate_spread_of(double *rates, int n, gq_rate_spread *out)
 {
     qsort(rates, (size_t)n, sizeof *rates, by_value);
     out->min = rates[0];
@@ -31,7 +30,7 @@ int gq_measure_steady(int (*round)(void *ctx, double *rate, gq_error *err), void
             return gq_fail(err, "timed round %d gave the rate %g", n + 1, rates[n]);
         for (int i = 0; i <= n; i++)
             sorted[i] = rates[i];
-        spread_of(sorted, n + 1, out);
+        gq_rate_spread_of(sorted, n + 1, out);
         if (n + 1 >= GQ_STEADY_MIN_ROUNDS && out->steady)
             break;
     }

@@ -26,6 +26,9 @@ typedef struct gq_rate_spread {
 int gq_measure_steady(int (*round)(void *ctx, double *rate, gq_error *err), void *ctx,
                       gq_rate_spread *out, gq_error *err);
 
+/* best, median and min of n >= 1 rates (sorted in place); steady as gq_measure_steady says. */
+void gq_rate_spread_of(double *rates, int n, gq_rate_spread *out);
+
 /* The 1-minute load average (getloadavg), or -1 when the system does not say. */
 double gq_load_average(void);
 

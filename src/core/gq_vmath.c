@@ -29,24 +29,30 @@ static float pow2i(int e) /* 2^e for -126 <= e <= 127 */
     return f;
 }
 
-float gq_expf_ref(float x)
-{
-    if (x != x)
-        return x + x;
-    if (x < EXP_MIN)
-        return 0.0f;
-    x = EXP_HI < x ? EXP_HI : x; /* the operand order of _mm256_min_ps */
-    float nf = rintf(x * LOG2E);
-    float r = fmaf(-nf, LN2_HI, x);
-    r = fmaf(-nf, LN2_LO, r);
-    float p = TAYLOR[0];
-    for (int k = 1; k < 6; k++)
-        p = fmaf(p, r, TAYLOR[k]);
-    p = fmaf(p, r, 1.0f);
-    p = fmaf(p, r, 1.0f);
-    int n = (int)nf, n1 = n >> 1, n2 = n - n1; /* n in [-126, 128]: both factors normal */
-    return p * pow2i(n1) * pow2i(n2);
-}
+/* The scalar exp of element type T, shared by gq_expf_ref and gq_exp_ref: SFX is the libm
+ * suffix of T (f or nothing), [LO, HI] the input range, COEF the Taylor coefficients from the
+ * highest degree down to 1/2!, POW2 the exact power of two of T; every other constant is T's. */
+#define DEFINE_EXP_REF(NAME, T, SFX, LO, HI, L2E, LN2H, LN2L, COEF, POW2)                      \
+    T NAME(T x)                                                                                \
+    {                                                                                          \
+        if (x != x)                                                                            \
+            return x + x;                                                                      \
+        if (x < LO)                                                                            \
+            return (T)0;                                                                       \
+        x = HI < x ? HI : x; /* the operand order of _mm256_min_ps / _pd */                    \
+        T nf = rint##SFX(x * L2E);                                                             \
+        T r = fma##SFX(-nf, LN2H, x);                                                          \
+        r = fma##SFX(-nf, LN2L, r);                                                            \
+        T p = COEF[0];                                                                         \
+        for (size_t k = 1; k < sizeof COEF / sizeof COEF[0]; k++)                              \
+            p = fma##SFX(p, r, COEF[k]);                                                       \
+        p = fma##SFX(p, r, (T)1);                                                              \
+        p = fma##SFX(p, r, (T)1);                                                              \
+        int n = (int)nf, n1 = n >> 1, n2 = n - n1; /* both factors normal */                   \
+        return p * POW2(n1) * POW2(n2);                                                        \
+    }
+
+DEFINE_EXP_REF(gq_expf_ref, float, f, EXP_MIN, EXP_HI, LOG2E, LN2_HI, LN2_LO, TAYLOR, pow2i)
 
 #ifdef VM_AVX2
 static inline __m256 exp8(__m256 x)
@@ -192,24 +198,8 @@ static double pow2d(int e) /* 2^e for -1022 <= e <= 1023 */
     return f;
 }
 
-double gq_exp_ref(double x)
-{
-    if (x != x)
-        return x + x;
-    if (x < EXPD_MIN)
-        return 0.0;
-    x = EXPD_HI < x ? EXPD_HI : x;
-    double nf = rint(x * LOG2E_D);
-    double r = fma(-nf, LN2_HI_D, x);
-    r = fma(-nf, LN2_LO_D, r);
-    double p = TAYLOR_D[0];
-    for (int k = 1; k < 12; k++)
-        p = fma(p, r, TAYLOR_D[k]);
-    p = fma(p, r, 1.0);
-    p = fma(p, r, 1.0);
-    int n = (int)nf, n1 = n >> 1, n2 = n - n1;
-    return p * pow2d(n1) * pow2d(n2);
-}
+DEFINE_EXP_REF(gq_exp_ref, double, , EXPD_MIN, EXPD_HI, LOG2E_D, LN2_HI_D, LN2_LO_D, TAYLOR_D,
+               pow2d)
 
 /* max and first index of the max of x[0..n) (n >= 1); NaN entries are skipped. */
 static float row_max(const float *x, int n, int *argmax)

@@ -55,21 +55,36 @@ void gq_rope_tables(const gq_config *c, float *cos_t, float *sin_t)
         }
 }
 
+/* Rotates the pairs of every head of one row (width) at the position whose tables are cr, sr. */
+static void rope_row(float *row, int width, int head_size, const float *cr, const float *sr)
+{
+    int half = head_size / 2;
+    for (int h0 = 0; h0 < width; h0 += head_size)
+        for (int i = 0; i < half; i++) {
+            float *v = row + h0 + 2 * i;
+            float v0 = v[0], v1 = v[1];
+            v[0] = v0 * cr[i] - v1 * sr[i];
+            v[1] = v0 * sr[i] + v1 * cr[i];
+        }
+}
+
 void gq_rope_rows(float *x, int n_rows, int T, int width, int head_size, const float *cos_t,
                   const float *sin_t)
 {
+    gq_rope_qk_rows(x, width, NULL, 0, 0, n_rows, T, head_size, cos_t, sin_t);
+}
+
+void gq_rope_qk_rows(float *q, int q_width, float *k, int k_width, int r0, int n_rows, int T,
+                     int head_size, const float *cos_t, const float *sin_t)
+{
     int half = head_size / 2;
-#pragma omp parallel for schedule(static) if ((long)n_rows * width >= 65536)
-    for (int r = 0; r < n_rows; r++) {
+    /* dynamic chunks: a preempted thread does not hold the others at the barrier */
+#pragma omp parallel for schedule(dynamic, 8) if ((long)n_rows * (q_width + k_width) >= 65536)
+    for (int r = r0; r < r0 + n_rows; r++) {
         const float *cr = cos_t + (size_t)(r % T) * half, *sr = sin_t + (size_t)(r % T) * half;
-        float *row = x + (size_t)r * width;
-        for (int h0 = 0; h0 < width; h0 += head_size)
-            for (int i = 0; i < half; i++) {
-                float *v = row + h0 + 2 * i;
-                float v0 = v[0], v1 = v[1];
-                v[0] = v0 * cr[i] - v1 * sr[i];
-                v[1] = v0 * sr[i] + v1 * cr[i];
-            }
+        rope_row(q + (size_t)r * q_width, q_width, head_size, cr, sr);
+        if (k)
+            rope_row(k + (size_t)r * k_width, k_width, head_size, cr, sr);
     }
 }
 

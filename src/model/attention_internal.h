@@ -20,6 +20,11 @@ void gq_rope_tables(const gq_config *c, float *cos_t, float *sin_t);
 void gq_rope_rows(float *x, int n_rows, int T, int width, int head_size, const float *cos_t,
                   const float *sin_t);
 
+/* The same for rows r0 .. r0+n_rows-1 of q (rows of q_width) and, when k is not NULL, of k
+ * (rows of k_width), in one parallel loop over the rows. */
+void gq_rope_qk_rows(float *q, int q_width, float *k, int k_width, int r0, int n_rows, int T,
+                     int head_size, const float *cos_t, const float *sin_t);
+
 /* Causal grouped-query attention for B windows of T tokens:
  * q (B*T, n_heads*hs), k, v (B*T, n_kv_heads*hs) -> ctx (B*T, n_heads*hs); keys before
  * gq_attention_first_key get no weight.

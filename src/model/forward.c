@@ -12,6 +12,7 @@
 
 #include "core/gq_fileio.h"
 #include "core/gq_gemm.h"
+#include "core/gq_time.h"
 #include "core/gq_vmath.h"
 #include "model/attention_internal.h"
 #include "model/gq_act_hook.h"
@@ -36,7 +37,35 @@ struct gq_forward_ws {
     const gq_act_hook *act; /* the model's activation hook while gq_block_forward runs */
     int act_layer;          /* the block it runs */
     int act_T;              /* and its window length */
+    double *stage_s;        /* per-stage wall seconds (gq_forward_ws_time_stages) or NULL */
+    double stage_t;         /* gq_now() at the previous stage mark */
+    /* Operands of the row passes run as products complete rows (gq_rows_done callbacks): */
+    const gq_layer *layer;  /* the block being run */
+    int rope_T;             /* its window length */
+    float *resid;           /* (N, dim) the residual stream of block_run */
+    const float *norm_w;    /* (dim) RMSNorm weights of add_norm_rows */
+    float *swiglu_out;      /* (N, hidden) where SwiGLU writes */
 };
+
+const char *const gq_fwd_stage_names[GQ_FWD_N_STAGES] = {
+    "embed", "norm", "qkv", "rope", "attention", "o_proj", "gate_up", "swiglu", "down",
+    "classifier"};
+
+void gq_forward_ws_time_stages(gq_forward_ws *ws, double *stage_s)
+{
+    ws->stage_s = stage_s;
+    ws->stage_t = gq_now();
+}
+
+/* Ends stage s: the wall time since the previous mark goes to it (when timing is on). */
+static void stage_mark(gq_forward_ws *ws, gq_fwd_stage s)
+{
+    if (!ws->stage_s)
+        return;
+    double t = gq_now();
+    ws->stage_s[s] += t - ws->stage_t;
+    ws->stage_t = t;
+}
 
 gq_forward_ws *gq_forward_ws_new(const gq_config *c, int max_tokens, gq_error *err)
 {
@@ -120,6 +149,37 @@ static const float *act_input(gq_forward_ws *ws, gq_linear_kind k, const float *
     return ws->aq;
 }
 
+/* Linears kinds[0..nk) of block L on one input x (n, in) into ys[i] (n, outs[i]), then the
+ * row pass done (when not NULL) over every row. One shared-input product (one fork/join, the
+ * same bits as one gq_block_linear each, done run on each block of rows as it completes) when
+ * none of them has packed weights or a quantized input; else one gq_block_linear each and done
+ * over all rows after them. */
+static void block_linears(gq_forward_ws *ws, const gq_layer *L, const gq_linear_kind *kinds,
+                          int nk, float *const *ys, const float *x, int n, int in,
+                          const int *outs, gq_rows_done done, void *done_ctx)
+{
+    const gq_act_hook *h = ws->act;
+    const float *W[GQ_SGEMM_MAX_SHARED];
+    bool shared = nk <= GQ_SGEMM_MAX_SHARED, bias = false;
+    for (int i = 0; i < nk && shared; i++) {
+        shared = !L->op[kinds[i]] && !(h && h->has_input(h, ws->act_layer, kinds[i]));
+        W[i] = L->w[kinds[i]];
+        bias = bias || L->b[kinds[i]];
+    }
+    if (!shared) {
+        for (int i = 0; i < nk; i++)
+            gq_block_linear(L, kinds[i], ys[i], act_input(ws, kinds[i], x, n, in, ws->act_T), n,
+                            in, outs[i]);
+    } else { /* biases come before the row pass: then the pass runs after the product */
+        gq_sgemm_nt_shared(n, in, x, in, nk, W, outs, ys, bias ? NULL : done, done_ctx);
+        for (int i = 0; i < nk; i++)
+            if (L->b[kinds[i]])
+                add_bias_rows(ys[i], L->b[kinds[i]], n, outs[i]);
+    }
+    if (done && (!shared || bias))
+        done(done_ctx, 0, n);
+}
+
 /* Keys (after RoPE) and values (n, kv_dim) quantized as they enter the cache, when the hook
  * quantizes the cache. */
 static void act_kv(gq_forward_ws *ws, float *k, float *v, int n)
@@ -136,18 +196,41 @@ void gq_rmsnorm(float *out, const float *x, const float *w, int n, int width)
     gq_rmsnorm_eps(out, x, w, n, width, 1e-5f);
 }
 
+/* Rows per chunk of the element-wise loops: chunks are handed out dynamically, so a thread
+ * the machine preempts does not hold the others at the barrier; a row's arithmetic does not
+ * depend on which thread runs it. */
+#define ROW_CHUNK 8
+
+/* o (width) = w * (x / sqrt(mean(x^2) + eps)), the sum of squares in increasing j. */
+static void rmsnorm_row(float *o, const float *xr, const float *w, int width, float eps)
+{
+    float ss = 0.0f;
+    for (int j = 0; j < width; j++)
+        ss += xr[j] * xr[j];
+    ss = 1.0f / sqrtf(ss / (float)width + eps);
+    for (int j = 0; j < width; j++)
+        o[j] = w[j] * (ss * xr[j]);
+}
+
 void gq_rmsnorm_eps(float *out, const float *x, const float *w, int n, int width, float eps)
 {
-#pragma omp parallel for schedule(static) if ((long)n * width >= 65536)
+#pragma omp parallel for schedule(dynamic, ROW_CHUNK) if ((long)n * width >= 65536)
+    for (int r = 0; r < n; r++)
+        rmsnorm_row(out + (size_t)r * width, x + (size_t)r * width, w, width, eps);
+}
+
+/* x (n, width) += delta, then out = RMSNorm(x) with weight w, in one pass over each row: the
+ * same values as add_into followed by gq_rmsnorm_eps. */
+static void add_rmsnorm(float *out, float *x, const float *delta, const float *w, int n,
+                        int width, float eps)
+{
+#pragma omp parallel for schedule(dynamic, ROW_CHUNK) if ((long)n * width >= 65536)
     for (int r = 0; r < n; r++) {
-        const float *xr = x + (size_t)r * width;
-        float *o = out + (size_t)r * width;
-        float ss = 0.0f;
+        float *xr = x + (size_t)r * width;
+        const float *dr = delta + (size_t)r * width;
         for (int j = 0; j < width; j++)
-            ss += xr[j] * xr[j];
-        ss = 1.0f / sqrtf(ss / (float)width + eps);
-        for (int j = 0; j < width; j++)
-            o[j] = w[j] * (ss * xr[j]);
+            xr[j] += dr[j];
+        rmsnorm_row(out + (size_t)r * width, xr, w, width, eps);
     }
 }
 
@@ -158,41 +241,60 @@ void gq_embed(const gq_model *m, const int *tokens, int n, float *x)
         memcpy(x + (size_t)i * d, m->tok_embeddings + (size_t)tokens[i] * d, d * sizeof(float));
 }
 
-/* Qwen3: every head of q (N, q_dim) and k (N, kv_dim) is RMS-normalised with its weights
- * (head_size) before RoPE; heads are contiguous, so rows of head_size. */
-static void qk_head_norms(const gq_config *c, const gq_layer *L, float *q, float *k, int N)
+/* The row pass after q/k/v on rows [i0, i0+mi) (gq_rows_done): Qwen3's per-head RMSNorm of q
+ * and k (heads contiguous, rows of head_size), then RoPE. */
+static void qk_rows(void *wsp, int i0, int mi)
 {
-    if (!L->q_norm)
-        return;
-    int hs = gq_head_size(c);
-    gq_rmsnorm_eps(q, q, L->q_norm, N * c->n_heads, hs, gq_norm_eps(c));
-    gq_rmsnorm_eps(k, k, L->k_norm, N * c->n_kv_heads, hs, gq_norm_eps(c));
+    gq_forward_ws *ws = wsp;
+    const gq_config *c = &ws->cfg;
+    const gq_layer *L = ws->layer;
+    int hs = gq_head_size(c), qd = gq_q_dim(c), kv_dim = gq_kv_dim(c);
+    float *q = ws->q + (size_t)i0 * qd, *k = ws->k + (size_t)i0 * kv_dim;
+    if (L->q_norm) {
+        gq_rmsnorm_eps(q, q, L->q_norm, mi * c->n_heads, hs, gq_norm_eps(c));
+        gq_rmsnorm_eps(k, k, L->k_norm, mi * c->n_kv_heads, hs, gq_norm_eps(c));
+    }
+    gq_rope_qk_rows(ws->q, qd, ws->k, kv_dim, i0, mi, ws->rope_T, hs, ws->rope_cos,
+                    ws->rope_sin);
+}
+
+/* gq_attention_forward, with the row pass o_done (when not NULL) run on the rows of out as
+ * o_proj completes them. */
+static void attention_run(const gq_config *c, const gq_layer *L, const float *xin, int B, int T,
+                          float *out, gq_forward_ws *ws, float *ctx_out, gq_rows_done o_done,
+                          void *o_ctx)
+{
+    int N = B * T, dim = c->dim, kv_dim = gq_kv_dim(c), qd = gq_q_dim(c);
+    assert(N <= ws->max_tokens && T <= c->seq_len);
+    float *ctx = ctx_out ? ctx_out : ws->ctx;
+    /* (N, dim) -> q (N, q_dim), k and v (N, kv_dim); head norms and RoPE as rows complete */
+    const gq_linear_kind qkv[] = {GQ_LIN_Q, GQ_LIN_K, GQ_LIN_V};
+    float *const qkv_out[] = {ws->q, ws->k, ws->v};
+    ws->layer = L;
+    ws->rope_T = T;
+    block_linears(ws, L, qkv, 3, qkv_out, xin, N, dim, (const int[]){qd, kv_dim, kv_dim},
+                  qk_rows, ws);
+    stage_mark(ws, GQ_FWD_QKV);
+    act_kv(ws, ws->k, ws->v, N);
+    stage_mark(ws, GQ_FWD_ROPE);
+    gq_causal_attention(c, ws->q, ws->k, ws->v, ctx, B, T, ws->scores, ws->n_threads);
+    stage_mark(ws, GQ_FWD_ATTENTION);
+    /* ctx (N, q_dim) -> out (N, dim) */
+    const gq_linear_kind o[] = {GQ_LIN_O};
+    block_linears(ws, L, o, 1, &out, ctx, N, qd, &dim, o_done, o_ctx);
+    stage_mark(ws, GQ_FWD_O);
 }
 
 void gq_attention_forward(const gq_config *c, const gq_layer *L, const float *xin, int B, int T,
                           float *out, gq_forward_ws *ws, float *ctx_out)
 {
-    int N = B * T, dim = c->dim, kv_dim = gq_kv_dim(c), hs = gq_head_size(c);
-    int qd = gq_q_dim(c);
-    assert(N <= ws->max_tokens && T <= c->seq_len);
-    float *ctx = ctx_out ? ctx_out : ws->ctx;
-    /* (N, dim) -> q (N, q_dim), k and v (N, kv_dim) */
-    gq_block_linear(L, GQ_LIN_Q, ws->q, act_input(ws, GQ_LIN_Q, xin, N, dim, T), N, dim, qd);
-    gq_block_linear(L, GQ_LIN_K, ws->k, act_input(ws, GQ_LIN_K, xin, N, dim, T), N, dim, kv_dim);
-    gq_block_linear(L, GQ_LIN_V, ws->v, act_input(ws, GQ_LIN_V, xin, N, dim, T), N, dim, kv_dim);
-    qk_head_norms(c, L, ws->q, ws->k, N);
-    gq_rope_rows(ws->q, N, T, qd, hs, ws->rope_cos, ws->rope_sin);
-    gq_rope_rows(ws->k, N, T, kv_dim, hs, ws->rope_cos, ws->rope_sin);
-    act_kv(ws, ws->k, ws->v, N);
-    gq_causal_attention(c, ws->q, ws->k, ws->v, ctx, B, T, ws->scores, ws->n_threads);
-    /* ctx (N, q_dim) -> out (N, dim) */
-    gq_block_linear(L, GQ_LIN_O, out, act_input(ws, GQ_LIN_O, ctx, N, qd, T), N, qd, dim);
+    attention_run(c, L, xin, B, T, out, ws, ctx_out, NULL, NULL);
 }
 
 void gq_swiglu(float *act, const float *g, const float *u, int n, int hid)
 {
     enum { CHUNK = 256 };
-#pragma omp parallel for schedule(static) if ((long)n * hid >= 65536)
+#pragma omp parallel for schedule(dynamic, ROW_CHUNK) if ((long)n * hid >= 65536)
     for (int r = 0; r < n; r++) {
         float e[CHUNK];
         for (int i0 = 0; i0 < hid; i0 += CHUNK) {
@@ -207,29 +309,47 @@ void gq_swiglu(float *act, const float *g, const float *u, int n, int hid)
     }
 }
 
-void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int n, float *out,
-                    gq_forward_ws *ws, float *act_out)
+/* The row pass after gate/up on rows [i0, i0+mi) (gq_rows_done): ws->swiglu_out = SiLU(hb) *
+ * hb2. */
+static void swiglu_rows(void *wsp, int i0, int mi)
+{
+    gq_forward_ws *ws = wsp;
+    size_t o = (size_t)i0 * ws->cfg.hidden_dim;
+    gq_swiglu(ws->swiglu_out + o, ws->hb + o, ws->hb2 + o, mi, ws->cfg.hidden_dim);
+}
+
+/* gq_mlp_forward, with the row pass down_done (when not NULL) run on the rows of out as
+ * down_proj completes them. */
+static void mlp_run(const gq_config *c, const gq_layer *L, const float *xin, int n, float *out,
+                    gq_forward_ws *ws, float *act_out, gq_rows_done down_done, void *down_ctx)
 {
     int dim = c->dim, hid = c->hidden_dim;
     assert(n <= ws->max_tokens);
     float *act = act_out ? act_out : ws->hb;
-    /* gate, up (n, hidden) */
-    int T = ws->act_T;
-    gq_block_linear(L, GQ_LIN_GATE, ws->hb, act_input(ws, GQ_LIN_GATE, xin, n, dim, T), n, dim,
-                    hid);
-    gq_block_linear(L, GQ_LIN_UP, ws->hb2, act_input(ws, GQ_LIN_UP, xin, n, dim, T), n, dim, hid);
-    gq_swiglu(act, ws->hb, ws->hb2, n, hid);
+    /* gate, up (n, hidden), then act = SiLU(gate) * up as rows complete */
+    const gq_linear_kind gate_up[] = {GQ_LIN_GATE, GQ_LIN_UP};
+    float *const gate_up_out[] = {ws->hb, ws->hb2};
+    ws->swiglu_out = act;
+    block_linears(ws, L, gate_up, 2, gate_up_out, xin, n, dim, (const int[]){hid, hid},
+                  swiglu_rows, ws);
+    stage_mark(ws, GQ_FWD_GATE_UP);
     /* act (n, hidden) -> out (n, dim) */
-    gq_block_linear(L, GQ_LIN_DOWN, out, act_input(ws, GQ_LIN_DOWN, act, n, hid, T), n, hid, dim);
+    const gq_linear_kind down[] = {GQ_LIN_DOWN};
+    block_linears(ws, L, down, 1, &out, act, n, hid, &dim, down_done, down_ctx);
+    stage_mark(ws, GQ_FWD_DOWN);
 }
 
-/* RMSNorm(x) with weight w, then times the explicit transform M (dim, dim) when present.
- * Returns the buffer holding the result (ws->xn or ws->xt). */
-static const float *block_input(gq_forward_ws *ws, const float *x, const float *w,
-                                const float *M, int N)
+void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int n, float *out,
+                    gq_forward_ws *ws, float *act_out)
+{
+    mlp_run(c, L, xin, n, out, ws, act_out, NULL, NULL);
+}
+
+/* ws->xn (N, dim) times the explicit transform M (dim, dim) when present. Returns the buffer
+ * holding the result (ws->xn or ws->xt). */
+static const float *input_transform(gq_forward_ws *ws, const float *M, int N)
 {
     int dim = ws->cfg.dim;
-    gq_rmsnorm_eps(ws->xn, x, w, N, dim, gq_norm_eps(&ws->cfg));
     if (!M)
         return ws->xn;
     gq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, dim, dim, 1.0f, ws->xn, dim, M, dim,
@@ -237,15 +357,39 @@ static const float *block_input(gq_forward_ws *ws, const float *x, const float *
     return ws->xt;
 }
 
+/* ws->xn = RMSNorm(x) with weight w, then times the explicit transform M when present
+ * (input_transform). */
+static const float *block_input(gq_forward_ws *ws, const float *x, const float *w,
+                                const float *M, int N)
+{
+    gq_rmsnorm_eps(ws->xn, x, w, N, ws->cfg.dim, gq_norm_eps(&ws->cfg));
+    return input_transform(ws, M, N);
+}
+
+/* The row pass after o_proj or down_proj on rows [i0, i0+mi) (gq_rows_done): the residual
+ * ws->resid += ws->delta, then ws->xn = RMSNorm(resid) with weight ws->norm_w. */
+static void add_norm_rows(void *wsp, int i0, int mi)
+{
+    gq_forward_ws *ws = wsp;
+    size_t o = (size_t)i0 * ws->cfg.dim;
+    add_rmsnorm(ws->xn + o, ws->resid + o, ws->delta + o, ws->norm_w, mi, ws->cfg.dim,
+                gq_norm_eps(&ws->cfg));
+}
+
 static void add_into(float *x, const float *delta, size_t n)
 {
-#pragma omp parallel for schedule(static) if (n >= 65536)
+#pragma omp parallel for schedule(dynamic, 4096) if (n >= 65536)
     for (size_t i = 0; i < n; i++)
         x[i] += delta[i];
 }
 
-void gq_block_forward(const gq_model *m, int l, float *x, int B, int T, gq_forward_ws *ws,
-                      gq_block_trace *trace)
+/* Block l on x (B*T, dim). With normed_in, ws->xn already holds RMSNorm(x) with the block's
+ * rms_att. With norm_next (RMSNorm weights of what follows: the next block's rms_att or the
+ * final norm) the last residual add and that norm run as down_proj completes rows (x is the
+ * block's output, ws->xn its normalised form); without, the last add is left pending: x +
+ * ws->delta is the block's output. */
+static void block_run(const gq_model *m, int l, float *x, int B, int T, gq_forward_ws *ws,
+                      gq_block_trace *trace, bool normed_in, const float *norm_next)
 {
     const gq_config *c = &m->cfg;
     const gq_layer *L = &m->layers[l];
@@ -254,17 +398,32 @@ void gq_block_forward(const gq_model *m, int l, float *x, int B, int T, gq_forwa
     ws->act = m->act; /* only within this call: direct sub-module calls stay unquantized */
     ws->act_layer = l;
     ws->act_T = T;
-    const float *ain = block_input(ws, x, L->rms_att, L->att_in_transform, N);
+    const float *ain = normed_in ? input_transform(ws, L->att_in_transform, N)
+                                 : block_input(ws, x, L->rms_att, L->att_in_transform, N);
+    stage_mark(ws, GQ_FWD_NORM);
     if (trace && trace->attn_in)
         memcpy(trace->attn_in, ain, nd * sizeof(float));
-    gq_attention_forward(c, L, ain, B, T, ws->delta, ws, trace ? trace->attn_ctx : NULL);
-    add_into(x, ws->delta, nd);
-    const float *fin = block_input(ws, x, L->rms_ffn, L->ffn_in_transform, N);
+    /* x += attention, ws->xn = RMSNorm(x) as o_proj completes rows */
+    ws->resid = x;
+    ws->norm_w = L->rms_ffn;
+    attention_run(c, L, ain, B, T, ws->delta, ws, trace ? trace->attn_ctx : NULL, add_norm_rows,
+                  ws);
+    const float *fin = input_transform(ws, L->ffn_in_transform, N);
+    stage_mark(ws, GQ_FWD_NORM);
     if (trace && trace->mlp_in)
         memcpy(trace->mlp_in, fin, nd * sizeof(float));
-    gq_mlp_forward(c, L, fin, N, ws->delta, ws, trace ? trace->mlp_act : NULL);
-    add_into(x, ws->delta, nd);
+    ws->norm_w = norm_next;
+    mlp_run(c, L, fin, N, ws->delta, ws, trace ? trace->mlp_act : NULL,
+            norm_next ? add_norm_rows : NULL, ws);
     ws->act = NULL;
+}
+
+void gq_block_forward(const gq_model *m, int l, float *x, int B, int T, gq_forward_ws *ws,
+                      gq_block_trace *trace)
+{
+    block_run(m, l, x, B, T, ws, trace, false, NULL);
+    add_into(x, ws->delta, (size_t)B * T * m->cfg.dim);
+    stage_mark(ws, GQ_FWD_NORM);
 }
 
 /* The workspace's RoPE tables (head size, theta, scaling) serve configuration c. */
@@ -297,13 +456,20 @@ int gq_forward_prefill(const gq_model *m, const int *tokens, int B, int T, gq_fo
         if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
             return gq_fail(err, "forward: token %d at index %d is outside 0..%d", tokens[i], i,
                            c->vocab_size - 1);
+    if (ws->stage_s)
+        ws->stage_t = gq_now();
     gq_embed(m, tokens, N, ws->x);                       /* x (N, dim) */
+    stage_mark(ws, GQ_FWD_EMBED);
+    /* each block leaves the next one's normalised input (the last: the final norm's) in ws->xn */
     for (int l = 0; l < c->n_layers; l++)
-        gq_block_forward(m, l, ws->x, B, T, ws, NULL);
-    gq_rmsnorm_eps(ws->xn, ws->x, m->rms_final, N, c->dim, gq_norm_eps(c));
+        block_run(m, l, ws->x, B, T, ws, NULL, l > 0,
+                  l + 1 < c->n_layers ? m->layers[l + 1].rms_att : m->rms_final);
+    if (c->n_layers == 0)
+        gq_rmsnorm_eps(ws->xn, ws->x, m->rms_final, N, c->dim, gq_norm_eps(c));
     if (m->cls_op)                                       /* (N, vocab) */
         m->cls_op->apply(m->cls_op, logits, ws->xn, N);
     else
         gq_linear(logits, ws->xn, m->wcls, N, c->dim, c->vocab_size);
+    stage_mark(ws, GQ_FWD_CLASSIFIER);
     return 0;
 }

@@ -18,6 +18,27 @@ typedef struct gq_forward_ws gq_forward_ws;
 gq_forward_ws *gq_forward_ws_new(const gq_config *c, int max_tokens, gq_error *err);
 void gq_forward_ws_free(gq_forward_ws *ws);
 
+/* Stages of a prefill, for gq_forward_ws_time_stages. */
+typedef enum {
+    GQ_FWD_EMBED,      /* token embeddings */
+    GQ_FWD_NORM,       /* RMSNorms, the residual adds, explicit input transforms */
+    GQ_FWD_QKV,        /* q, k, v projections */
+    GQ_FWD_ROPE,       /* q/k head norms, RoPE, KV-cache quantization */
+    GQ_FWD_ATTENTION,  /* causal attention (scores, softmax, P v) */
+    GQ_FWD_O,          /* o_proj */
+    GQ_FWD_GATE_UP,    /* gate and up projections */
+    GQ_FWD_SWIGLU,     /* SiLU(gate) * up */
+    GQ_FWD_DOWN,       /* down_proj */
+    GQ_FWD_CLASSIFIER, /* final RMSNorm and the classifier */
+    GQ_FWD_N_STAGES
+} gq_fwd_stage;
+extern const char *const gq_fwd_stage_names[GQ_FWD_N_STAGES];
+
+/* While stage_s is non-NULL, the forward functions on ws add the wall seconds of each stage to
+ * stage_s[stage] (GQ_FWD_N_STAGES doubles, caller-owned and zeroed by the caller); NULL stops.
+ * The marks sit between stages, so the stages' times add up to the prefill's. */
+void gq_forward_ws_time_stages(gq_forward_ws *ws, double *stage_s);
+
 /* logits (B*T, vocab) for tokens (B, T). */
 int gq_forward_prefill(const gq_model *m, const int *tokens, int B, int T, gq_forward_ws *ws,
                        float *logits, gq_error *err);

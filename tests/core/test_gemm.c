@@ -1,5 +1,6 @@
 /* The tiled products (core/gq_gemm.h) against plain loops, their bits across 1, 2 and 3
- * threads on shapes spanning several tiles, and the repeated timed rounds (core/gq_steady.h). */
+ * threads on shapes spanning several tiles, the shared-input products and their row callback,
+ * and the repeated timed rounds (core/gq_steady.h). */
 #include "test_support.h"
 
 #include <math.h>
@@ -62,6 +63,71 @@ static void test_sgemm(void **state)
     }
     gq_threads_set(saved);
     free(A), free(B), free(C0), free(C), free(ref);
+}
+
+/* What the row callback of gq_sgemm_nt_shared saw: per row, how often it was called on it and
+ * whether every product's row already held its final value (the reference) at that moment. */
+typedef struct rows_seen {
+    int n_prod, *calls;
+    bool *complete;
+    float *const *C, *const *ref;
+    const int *n;
+} rows_seen;
+
+static void note_rows(void *ctx, int i0, int mi)
+{
+    rows_seen *s = ctx;
+    for (int i = i0; i < i0 + mi; i++) {
+        bool ok = true;
+        for (int p = 0; p < s->n_prod; p++)
+            ok = ok && memcmp(s->C[p] + (size_t)i * s->n[p], s->ref[p] + (size_t)i * s->n[p],
+                              (size_t)s->n[p] * sizeof(float)) == 0;
+        s->calls[i]++;
+        s->complete[i] = ok;
+    }
+}
+
+/* Three products sharing A (ragged row blocks, product widths of 1, 2 and 0 or 1 column tiles):
+ * the bits of one gq_sgemm each for 1, 2 and 3 threads, and the row callback called once per
+ * row, after the row is complete in every product. */
+static void test_sgemm_shared(void **state)
+{
+    (void)state;
+    const int m = 2 * GQ_GEMM_TILE_M + 19, k = 70, n[3] = {GQ_GEMM_TILE_N + 3,
+                                                          2 * GQ_GEMM_TILE_N, 17};
+    const int saved = gq_threads_get();
+    float *A = random_floats((size_t)m * k, 4), *W[3], *C[3], *ref[3];
+    for (int p = 0; p < 3; p++) {
+        W[p] = random_floats((size_t)n[p] * k, 5 + (uint64_t)p);
+        C[p] = malloc((size_t)m * n[p] * sizeof(float));
+        ref[p] = malloc((size_t)m * n[p] * sizeof(float));
+        gq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n[p], k, 1.0f, A, k, W[p], k, 0.0f,
+                 ref[p], n[p]);
+    }
+    int *calls = malloc((size_t)m * sizeof *calls);
+    bool *complete = malloc((size_t)m * sizeof *complete);
+    for (int threads = 1; threads <= 3; threads++) {
+        gq_threads_set(threads);
+        rows_seen seen = {.n_prod = 3, .calls = calls, .complete = complete, .C = C,
+                          .ref = ref, .n = n};
+        memset(calls, 0, (size_t)m * sizeof *calls);
+        for (int p = 0; p < 3; p++)
+            memset(C[p], 0xff, (size_t)m * n[p] * sizeof(float)); /* NaN until written */
+        gq_sgemm_nt_shared(m, k, A, k, 3, (const float *const *)W, n, C, note_rows, &seen);
+        for (int p = 0; p < 3; p++)
+            assert_memory_equal(C[p], ref[p], (size_t)m * n[p] * sizeof(float));
+        for (int i = 0; i < m; i++) {
+            assert_int_equal(calls[i], 1);
+            assert_true(complete[i]);
+        }
+        gq_sgemm_nt_shared(m, k, A, k, 2, (const float *const *)W, n, C, NULL, NULL);
+        for (int p = 0; p < 2; p++)
+            assert_memory_equal(C[p], ref[p], (size_t)m * n[p] * sizeof(float));
+    }
+    gq_threads_set(saved);
+    for (int p = 0; p < 3; p++)
+        free(W[p]), free(C[p]), free(ref[p]);
+    free(A), free(calls), free(complete);
 }
 
 /* The upper triangle of A^T A (lower untouched) and L^-1 X, against loops; same bits across
@@ -183,6 +249,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sgemm),
+        cmocka_unit_test(test_sgemm_shared),
         cmocka_unit_test(test_dsyrk_dtrsm),
         cmocka_unit_test(test_single_threaded_scope),
         cmocka_unit_test(test_steady_rounds),
