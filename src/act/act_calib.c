@@ -147,3 +147,15 @@ int gq_act_calibrate(gq_act_model *am, const gq_model *m, const int *tokens, int
     free(t.mlp_act);
     return rc;
 }
+
+int gq_act_hook_calibrate_input(gq_act_hook *h, int layer, gq_linear_kind k, const float *x,
+                                size_t n, int width, gq_error *err)
+{
+    gq_act_model *am = (gq_act_model *)h; /* the hook is the first member */
+    int rows, w;
+    gq_linear_shape(&am->cfg, k, &rows, &w);
+    if (width != w)
+        return gq_fail(err, "layers.%d.%s: activation calibration of %d-wide inputs, the "
+                            "linear reads %d", layer, gq_linear_name(k), width, w);
+    return calibrate_linear(am, layer, k, x, n, err);
+}

@@ -114,6 +114,10 @@ bool gq_act_model_needs_calibration(const gq_act_model *am);
  * own linear inputs unquantized), the ranges chosen by each spec's calibration rule. */
 int gq_act_calibrate(gq_act_model *am, const gq_model *m, const int *tokens, int n_calib,
                      int ctx, gq_error *err);
+/* The hook's calibrate_input: refits the static ranges of linear (layer, k) from its inputs x
+ * (n, width) by the spec's rule (nothing for a dynamic or unquantized input). */
+int gq_act_hook_calibrate_input(gq_act_hook *h, int layer, gq_linear_kind k, const float *x,
+                                size_t n, int width, gq_error *err);
 /* Sets the static ranges of linear (l, k) and fits their states (gq_act_load and tests). */
 int gq_act_set_ranges(gq_act_model *am, int l, gq_linear_kind k, const float *ranges,
                       gq_error *err);
