@@ -14,7 +14,13 @@
  *
  * The training quantizer is asymmetric min/max INT-b (OmniQuant's) with the format's group
  * width: bits from the format's "bits" parameter (or train_bits for formats without one),
- * groups from the format's group interface. */
+ * groups from the format's group interface.
+ *
+ * Weight-activation mode (the cell has activation quantizers, ctx->act): every forward pass of
+ * the quantized block in training runs the block's linear inputs through the cell's own
+ * quantizers (the forward pass's hook: same format, granularity and scales as the
+ * evaluation), straight-through in the backward pass; static ranges are refitted on the
+ * current quantized block's inputs before the initial loss and every epoch. */
 #include "methods/gq_method.h"
 
 #include <stddef.h>
@@ -299,7 +305,9 @@ static int aq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
 
 GQ_METHOD_DEFINE(gq_method_affinequant, "affinequant",
                  "AffineQuant: learned invertible transforms (qkv, gate/up, v->o) + LWC by AdamW "
-                 "on the block output MSE", aq_params, aq_specs, .validate = aq_validate,
+                 "on the block output MSE; with a cell's activation quantizers it trains through "
+                 "them (the reference's learned shifts and q/k transform are not implemented)",
+                 aq_params, aq_specs, .validate = aq_validate,
                  .needs_calibration = aq_needs_calibration, .adds_transforms = aq_adds_transforms,
                  .check_layer = aq_check_layer, .propagate = GQ_PROPAGATE_QUANTIZED,
                  .needs_fp_inputs = true, .quantize_block = aq_block,
