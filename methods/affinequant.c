@@ -14,7 +14,13 @@
  *
  * The training quantizer is asymmetric min/max INT-b (OmniQuant's) with the format's group
  * width: bits from the format's "bits" parameter (or train_bits for formats without one),
- * groups from the format's group interface. */
+ * groups from the format's group interface.
+ *
+ * Weight-activation mode (the cell has activation quantizers, ctx->act): every forward pass of
+ * the quantized block in training runs the block's linear inputs through the cell's own
+ * quantizers (the forward pass's hook: same format, granularity and scales as the
+ * evaluation), straight-through in the backward pass; static ranges are refitted on the
+ * current quantized block's inputs before the initial loss and every epoch. */
 #include "methods/gq_method.h"
 
 #include <stddef.h>
@@ -34,6 +40,7 @@ typedef struct {
     bool lwc;
     bool let;
     int train_bits;
+    bool aug_loss;
 } aq_params;
 
 /* Defaults: the reference scripts (scripts/llama/: --epochs 20 --let --lwc --sf 1e-2, lr 5e-3,
@@ -63,6 +70,9 @@ static const gq_param_spec aq_specs[] = {
      "learn the affine transforms; false: identity (no explicit transforms)"},
     {"train_bits", GQ_PARAM_INT, offsetof(aq_params, train_bits), "0", 0, 8, NULL,
      "bits of the training quantizer; 0 = the format's \"bits\" parameter"},
+    {"aug_loss", GQ_PARAM_BOOL, offsetof(aq_params, aug_loss), "false", 0, 0, NULL,
+     "add the MSE to the FP block on the quantized inputs (reference's --aug_loss, its W4A4 "
+     "scripts)"},
     {0}};
 
 static bool aq_needs_calibration(const void *params)
@@ -206,6 +216,53 @@ static void report_block(gq_block_ctx *ctx, const gq_affine_state *st, int epoch
                       st->repairs);
 }
 
+/* Weight-activation mode: the cell's activation quantizers of this block, as the training's
+ * fake quantizer of the linear inputs (the forward pass's hook, so the same formats,
+ * granularity and scales as the evaluation). */
+typedef struct {
+    gq_grad_actq_f q;
+    gq_act_hook *hook;
+    const gq_config *cfg;
+    int layer;
+} block_act;
+
+static void act_quant(const gq_grad_actq_f *a, int k, const float *x, float *xq, int n,
+                      int width, int T)
+{
+    const block_act *ba = (const block_act *)a; /* q is the first member */
+    ba->hook->quant_input(ba->hook, ba->layer, (gq_linear_kind)k, x, xq, n, width, T);
+}
+
+/* Refits the block's static ranges (the hook does nothing for dynamic inputs). */
+static int act_calibrate(const gq_grad_actq_f *a, const float *const in[GQ_N_LINEAR], size_t n,
+                         gq_error *err)
+{
+    const block_act *ba = (const block_act *)a;
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        int rows, cols;
+        gq_linear_shape(ba->cfg, (gq_linear_kind)k, &rows, &cols);
+        if (a->has[k] &&
+            ba->hook->calibrate_input(ba->hook, ba->layer, (gq_linear_kind)k, in[k], n, cols, err))
+            return -1;
+    }
+    return 0;
+}
+
+/* Fills ba from the block's hook; false when no input of the block is quantized. */
+static bool block_act_init(block_act *ba, gq_block_ctx *ctx)
+{
+    memset(ba, 0, sizeof *ba);
+    gq_act_hook *h = ctx->act;
+    bool any = false;
+    for (int k = 0; h && k < GQ_N_LINEAR; k++)
+        any |= ba->q.has[k] = h->has_input(h, ctx->layer, (gq_linear_kind)k);
+    ba->q.quant = act_quant;
+    ba->hook = h;
+    ba->cfg = ctx->cfg;
+    ba->layer = ctx->layer;
+    return any;
+}
+
 static int aq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
 {
     const aq_params *p = params;
@@ -215,7 +272,12 @@ static int aq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
                             "transform", ctx->layer);
     gq_affine_opts o = {.epochs = p->epochs, .lr = p->lr, .lwc_lr = p->lwc_lr,
                         .weight_decay = p->weight_decay, .sf = p->sf, .alpha = p->alpha,
-                        .lwc = p->lwc, .let = p->let};
+                        .lwc = p->lwc, .let = p->let, .aug_loss = p->aug_loss};
+    block_act ba;
+    if (block_act_init(&ba, ctx)) {
+        o.act = &ba.q;
+        o.act_calibrate = ctx->act->calibrate_input ? act_calibrate : NULL;
+    }
     if (train_spec(c, ctx->layer, ctx->quant, p, &o.quant, err))
         return -1;
     const gq_grad_shape s = {.dim = c->dim, .hidden = c->hidden_dim, .n_heads = c->n_heads,
@@ -243,7 +305,9 @@ static int aq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
 
 GQ_METHOD_DEFINE(gq_method_affinequant, "affinequant",
                  "AffineQuant: learned invertible transforms (qkv, gate/up, v->o) + LWC by AdamW "
-                 "on the block output MSE", aq_params, aq_specs, .validate = aq_validate,
+                 "on the block output MSE; with a cell's activation quantizers it trains through "
+                 "them (the reference's learned shifts and q/k transform are not implemented)",
+                 aq_params, aq_specs, .validate = aq_validate,
                  .needs_calibration = aq_needs_calibration, .adds_transforms = aq_adds_transforms,
                  .check_layer = aq_check_layer, .propagate = GQ_PROPAGATE_QUANTIZED,
                  .needs_fp_inputs = true, .quantize_block = aq_block,

@@ -18,6 +18,7 @@
 #include "core/gq_error.h"
 #include "core/gq_params.h"
 #include "formats/gq_format.h"
+#include "model/gq_act_hook.h"
 #include "model/gq_forward.h"
 #include "model/gq_model.h"
 
@@ -86,6 +87,10 @@ struct gq_block_ctx {
     json_t *notes;                            /* the report's notes array */
     double t_stats, t_search, t_quant;        /* seconds spent by the method in each stage */
     const gq_stage_sink *stages;              /* stage timing listener, NULL = none */
+    /* The cell's activation quantizers (model/gq_act_hook.h; NULL: weight-only evaluation):
+     * a method may run its block's linear inputs through them while it optimises (AffineQuant),
+     * and refit their static ranges (calibrate_input) as the inputs change. */
+    gq_act_hook *act;
 };
 
 struct gq_method {

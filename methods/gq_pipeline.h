@@ -86,6 +86,10 @@ typedef struct gq_quant_plan {
     gq_propagate propagate;
     uint64_t seed;
     const gq_stage_sink *stages; /* stage timing listener (gq-bench bench quantize), or NULL */
+    /* The activation quantizers the quantized model will be evaluated with (NULL: weight-only),
+     * for methods that train through them (gq_block_ctx.act); the caller calibrates their
+     * static scales on the quantized model afterwards. */
+    gq_act_hook *act;
 } gq_quant_plan;
 
 typedef struct gq_tensor_report {

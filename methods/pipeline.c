@@ -356,6 +356,7 @@ static int run_method(const gq_model *fp, const gq_quant_plan *plan, int l,
     ctx->ws = s->ws;
     ctx->notes = rep->notes;
     ctx->stages = plan->stages;
+    ctx->act = plan->act;
     char name[96];
     for (int k = 0; k < GQ_N_LINEAR; k++) {
         gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);

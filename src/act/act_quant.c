@@ -97,6 +97,7 @@ int gq_act_model_init(gq_act_model *am, const gq_config *c, const gq_act_cfg *ac
     am->hook.has_input = hook_has_input;
     am->hook.quant_input = hook_quant_input;
     am->hook.quant_kv = kv ? hook_quant_kv : NULL;
+    am->hook.calibrate_input = gq_act_hook_calibrate_input;
     am->kv = kv ? &kv->def : NULL;
     size_t n = (size_t)c->n_layers * GQ_N_LINEAR;
     am->in = calloc(n, sizeof *am->in);

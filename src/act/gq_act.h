@@ -91,6 +91,28 @@ void gq_act_quant_dynamic(const gq_act_spec *s, const float *x, float *xq, int n
 void gq_act_quant_static(const gq_act_spec *s, const uint8_t *states, const float *x, float *xq,
                          int n, int width);
 
+/* Bounded range statistics of one linear input with a static spec (act_stats.c), fed chunk
+ * by chunk of rows (n, width): pass 1 (gq_act_stats_minmax) keeps each segment's running min
+ * and max, the "max" rule's exact range; the percentile and MSE rules need a pass 2
+ * (gq_act_stats_hist) over the same rows, a histogram of GQ_ACT_HIST_BINS equal bins over each
+ * segment's [min, max]. Memory: 2 floats (+ the histogram) per segment, whatever the number
+ * of rows. */
+#define GQ_ACT_HIST_BINS 65536
+typedef struct gq_act_stats {
+    const gq_act_spec *spec;
+    int nseg, seg;   /* segments of a row (1 per tensor, width / group_size per group), width */
+    float *mn, *mx;  /* (nseg) */
+    uint64_t *hist;  /* (nseg, GQ_ACT_HIST_BINS), NULL for the max rule */
+    uint64_t count;  /* values seen per segment */
+} gq_act_stats;
+int gq_act_stats_init(gq_act_stats *st, const gq_act_spec *s, int width, gq_error *err);
+void gq_act_stats_free(gq_act_stats *st);
+bool gq_act_stats_needs_hist(const gq_act_stats *st);
+void gq_act_stats_minmax(gq_act_stats *st, const float *X, size_t n, int width);
+void gq_act_stats_hist(gq_act_stats *st, const float *X, size_t n, int width);
+/* (lo, hi) per segment by the spec's rule (see gq_act_calibrate). */
+void gq_act_stats_ranges(const gq_act_stats *st, float *ranges);
+
 /* The per-cell activation state the forward pass sees through its hook: the spec of every
  * linear input, the calibrated ranges and states of static specs, the KV-cache spec. */
 typedef struct gq_act_model {
@@ -111,9 +133,22 @@ void gq_act_model_free(gq_act_model *am);
 bool gq_act_model_needs_calibration(const gq_act_model *am);
 /* Calibrates the static specs on (n_calib, ctx) token windows through model m with the hook
  * attached, block by block: block l's inputs are observed with blocks < l quantized (and l's
- * own linear inputs unquantized), the ranges chosen by each spec's calibration rule. */
+ * own linear inputs unquantized), the ranges chosen by each spec's calibration rule. The
+ * windows go through block l in chunks (gq_act_calib_chunk) whose linear inputs feed
+ * gq_act_stats; only the residual stream (n_calib * ctx, dim) is held whole. */
 int gq_act_calibrate(gq_act_model *am, const gq_model *m, const int *tokens, int n_calib,
                      int ctx, gq_error *err);
+/* The same with chunks of `chunk` windows (tests compare chunkings). */
+int gq_act_calibrate_chunked(gq_act_model *am, const gq_model *m, const int *tokens,
+                             int n_calib, int ctx, int chunk, gq_error *err);
+/* Windows per chunk: about GQ_ACT_CALIB_TOKENS tokens, a multiple of the windows that fill
+ * whole 256-row product tiles (so that chunked products round as one product would). */
+#define GQ_ACT_CALIB_TOKENS 8192
+int gq_act_calib_chunk(int n_calib, int ctx);
+/* The hook's calibrate_input: refits the static ranges of linear (layer, k) from its inputs x
+ * (n, width) by the spec's rule (nothing for a dynamic or unquantized input). */
+int gq_act_hook_calibrate_input(gq_act_hook *h, int layer, gq_linear_kind k, const float *x,
+                                size_t n, int width, gq_error *err);
 /* Sets the static ranges of linear (l, k) and fits their states (gq_act_load and tests). */
 int gq_act_set_ranges(gq_act_model *am, int l, gq_linear_kind k, const float *ranges,
                       gq_error *err);

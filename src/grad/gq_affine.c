@@ -343,10 +343,21 @@ void gq_affine_clip(float *W, const float *gamma, const float *beta, int rows, i
         }
 }
 
-/* Block output MSE over windows; eff is recomputed from st each call. */
+/* The FP block's output on x through tape tp, without the tape's activation quantizers. */
+static void fp_forward(float *out, const float *x, const gq_grad_block_f *fp,
+                       gq_grad_tape_f *tp)
+{
+    const gq_grad_actq_f *act = tp->act;
+    tp->act = NULL;
+    gq_block_fwd_f(out, x, fp, tp);
+    tp->act = act;
+}
+
+/* Block output MSE over windows (the quantized block with the activation quantizers act, may
+ * be NULL); eff is recomputed from st each call. */
 static int eval_mse(work *w, const gq_affine_state *st, const gq_grad_block_f *fp,
                     const float *x_fp, const float *x_q, int B, int T, const gq_lwc_spec *q,
-                    bool let, bool lwc, double *mse, gq_error *err)
+                    bool let, bool lwc, const gq_grad_actq_f *act, double *mse, gq_error *err)
 {
     const size_t nt = (size_t)T * w->D;
     gq_grad_tape_f tp;
@@ -358,10 +369,12 @@ static int eval_mse(work *w, const gq_affine_state *st, const gq_grad_block_f *f
         gq_fail(err, "affinequant: out of memory");
         goto done;
     }
-    if (quantized_block(w, st, fp, q, let, lwc, &eff, err)) goto done;
+    if (quantized_block(w, st, fp, q, let, lwc, &eff, err) ||
+        gq_grad_tape_set_act_f(&tp, act, err))
+        goto done;
     double s = 0;
     for (int b = 0; b < B; b++) {
-        gq_block_fwd_f(y, x_fp + b * nt, fp, &tp);
+        fp_forward(y, x_fp + b * nt, fp, &tp);
         gq_block_fwd_f(y + nt, x_q + b * nt, &eff, &tp);
         for (size_t i = 0; i < nt; i++) s += (double)(y[nt + i] - y[i]) * (y[nt + i] - y[i]);
     }
@@ -423,11 +436,11 @@ static int trainer_init(trainer *tr, const gq_grad_shape *s, int T, const gq_aff
     st->A_att = sl[0].p, st->A_ffn = sl[1].p, st->A_vo = sl[2].p;
     for (int k = 0; k < NL; k++) st->gamma[k] = sl[3 + 2 * k].p, st->beta[k] = sl[4 + 2 * k].p;
     tr->nt = (size_t)T * w->D;
-    if (!ok || !(tr->y = malloc(2 * tr->nt * sizeof *tr->y)))
+    if (!ok || !(tr->y = malloc(3 * tr->nt * sizeof *tr->y)))
         return gq_fail(err, "affinequant: out of memory");
     if (gq_grad_tape_init_f(&tr->tp, s, 1, T, err)) return -1;
     tr->tape = true;
-    return 0;
+    return gq_grad_tape_set_act_f(&tr->tp, o->act, err);
 }
 
 /* Frees the trainer; on failure (rc != 0) also the tensors it gave st. */
@@ -447,6 +460,35 @@ static void trainer_free(trainer *tr, int rc, gq_affine_state *st)
     work_free(&tr->w);
 }
 
+/* Static activation ranges (o->act_calibrate) refitted on the linear inputs of the current
+ * quantized block over the B windows of x_q, its activation quantizers off (as the static
+ * calibration observes a block): in (B*T, dim) for q/k/v, o and gate/up, (B*T, hidden) for
+ * down. */
+static int refit_static(trainer *tr, const gq_grad_block_f *fp, const float *x_q, int B, int T,
+                        const gq_affine_opts *o, const gq_affine_state *st, gq_error *err)
+{
+    if (!o->act || !o->act_calibrate) return 0;
+    work *w = &tr->w;
+    const size_t nt = tr->nt, n = (size_t)B * T, nh = (size_t)T * w->H;
+    gq_grad_block_f eff;
+    float *buf = malloc((3 * n * w->D + n * w->H) * sizeof *buf);
+    if (!buf) return gq_fail(err, "affinequant: out of memory for the activation calibration");
+    float *att = buf, *ctx = buf + n * w->D, *ffn = buf + 2 * n * w->D, *hid = buf + 3 * n * w->D;
+    int rc = quantized_block(w, st, fp, &tr->q, o->let, o->lwc, &eff, err);
+    gq_grad_tape_f *tp = &tr->tp;
+    for (int b = 0; rc == 0 && b < B; b++) {
+        fp_forward(tr->y, x_q + b * nt, &eff, tp); /* eff: the quantized block */
+        memcpy(att + b * nt, o->let ? tp->xa : tp->xn, nt * sizeof(float));
+        memcpy(ctx + b * nt, tp->ctx, nt * sizeof(float));
+        memcpy(ffn + b * nt, o->let ? tp->ha : tp->hn, nt * sizeof(float));
+        memcpy(hid + b * nh, tp->a, nh * sizeof(float));
+    }
+    const float *in[NL] = {att, att, att, ctx, ffn, ffn, hid};
+    if (rc == 0) rc = o->act_calibrate(o->act, in, n, err);
+    free(buf);
+    return rc;
+}
+
 /* Step 2: clipping at GQ_LWC_INIT, transforms at the identity, then the SmoothQuant diagonal;
  * the masks of epoch 0 and the initial loss. */
 static int trainer_start(trainer *tr, const gq_grad_block_f *fp, const float *x_fp,
@@ -461,7 +503,9 @@ static int trainer_start(trainer *tr, const gq_grad_block_f *fp, const float *x_
         for (int j = 0; j < hs; j++) st->A_vo[(size_t)h * hs * hs + (size_t)j * hs + j] = 1;
     if (o->let && smooth_init(st, &tr->w, fp, x_fp, B, T, o->alpha, err)) return -1;
     set_masks(&tr->w, 0, o->epochs, o->sf);
-    return eval_mse(&tr->w, st, fp, x_fp, x_q, B, T, &tr->q, o->let, o->lwc, &st->init_loss, err);
+    if (refit_static(tr, fp, x_q, B, T, o, st, err)) return -1;
+    return eval_mse(&tr->w, st, fp, x_fp, x_q, B, T, &tr->q, o->let, o->lwc, o->act,
+                    &st->init_loss, err);
 }
 
 /* Step 3a: one window's forward passes (FP target, quantized block) and the gradients of the
@@ -476,13 +520,14 @@ static int window_grads(trainer *tr, const gq_grad_block_f *fp, const float *x_f
     float *y = tr->y;
     gq_grad_block_f eff, grad;
     if (quantized_block(w, st, fp, &tr->q, o->let, o->lwc, &eff, err)) return -1;
-    gq_block_fwd_f(y, x_fp, fp, &tr->tp); /* target */
-    gq_block_fwd_f(y + nt, x_q, &eff, &tr->tp);
+    fp_forward(y, x_fp, fp, &tr->tp); /* target */
+    if (o->aug_loss) fp_forward(y + 2 * nt, x_q, fp, &tr->tp); /* FP block, quantized inputs */
+    gq_block_fwd_f(y + nt, x_q, &eff, &tr->tp); /* last: the tape of the backward pass */
     double l = 0;
     for (size_t i = 0; i < nt; i++) {
-        float d = y[nt + i] - y[i];
-        l += (double)d * d;
-        y[i] = (float)(2.0 * d / nt); /* dL/dout of the mean */
+        float d = y[nt + i] - y[i], d2 = o->aug_loss ? y[nt + i] - y[2 * nt + i] : 0.0f;
+        l += (double)d * d + (double)d2 * d2;
+        y[i] = (float)(2.0 * ((double)d + d2) / nt); /* dL/dout of the mean(s) */
     }
     *loss = l / nt;
     for (int k = 0; k < NL; k++) memset(w->dWq[k], 0, wsize(w, k) * sizeof(float));
@@ -547,6 +592,7 @@ static int train_block(const gq_grad_shape *s, const gq_grad_block_f *fp, const 
     gq_adamw_init(&opt, o->lr, o->weight_decay);
     for (int e = 0; e < o->epochs; e++) {
         set_masks(&tr.w, e, o->epochs, o->sf);
+        if (e > 0 && refit_static(&tr, fp, x_q, B, T, o, st, err)) goto done;
         double eloss = 0;
         for (int b = 0; b < B; b++) {
             double loss;
@@ -575,7 +621,7 @@ int gq_affine_eval(const gq_affine_state *st, const gq_grad_block_f *fp, const f
     if (work_init_trained(&w, st, err)) return -1;
     gq_lwc_spec qq = *q;
     qq.round = GQ_ROUND_NEAREST;
-    int rc = eval_mse(&w, st, fp, x_fp, x_q, B, T, &qq, st->let, st->lwc, mse, err);
+    int rc = eval_mse(&w, st, fp, x_fp, x_q, B, T, &qq, st->let, st->lwc, NULL, mse, err);
     work_free(&w);
     return rc;
 }

@@ -30,6 +30,18 @@ typedef struct gq_affine_opts {
     bool lwc;            /* learn the clipping logits (else plain min/max) */
     bool let;            /* learn the transforms (else identity, never trained) */
     gq_lwc_spec quant;   /* training fake quantizer (bits, group; round is set to nearest) */
+    /* Weight-activation mode (NULL: weight-only): the activation quantizers of the block's
+     * linear inputs, run in every forward pass of the quantized block (never in the FP
+     * target's), with the straight-through gradient of gq_grad_actq. */
+    const gq_grad_actq_f *act;
+    /* Optional, with act: refits static activation ranges from the inputs in[k] (n tokens,
+     * the input width of linear k, gq_linear_kind order) that the quantized block gives its
+     * linears with the activation quantizers off, over all windows; called before the initial
+     * loss and before every epoch, as the transforms change those inputs. */
+    int (*act_calibrate)(const gq_grad_actq_f *act, const float *const in[7], size_t n,
+                         gq_error *err);
+    bool aug_loss;       /* add the MSE to the FP block on the quantized inputs (reference's
+                            --aug_loss) */
 } gq_affine_opts;
 
 /* Learned state of one block. Transforms are returned masked (Â = A ∘ GM of the last epoch). */

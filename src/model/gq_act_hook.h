@@ -6,7 +6,9 @@
  * hook, the forward pass is exactly the unquantized one). The quantizers themselves live above
  * the model layer (src/act/gq_act.h builds a hook from activation specs and formats). */
 #include <stdbool.h>
+#include <stddef.h>
 
+#include "core/gq_error.h"
 #include "model/gq_model.h"
 
 struct gq_act_hook {
@@ -20,6 +22,13 @@ struct gq_act_hook {
     /* Optional (NULL: the cache keeps fp32): quantizes in place n rows of kv_dim keys (after
      * RoPE; value false) or values (value true) of block `layer` as they enter the cache. */
     void (*quant_kv)(const gq_act_hook *h, int layer, bool value, float *rows, int n);
+    /* Optional (NULL: no static scales): refits the static range of linear k of block `layer`
+     * from its inputs x (n, width) by the spec's calibration rule; does nothing when that
+     * input's scales are dynamic or it is not quantized. Methods that train through the
+     * quantizers (AffineQuant) call it while a block's inputs change; the final ranges come
+     * from the calibration of the quantized model. */
+    int (*calibrate_input)(gq_act_hook *h, int layer, gq_linear_kind k, const float *x,
+                           size_t n, int width, gq_error *err);
 };
 
 #endif

@@ -280,14 +280,22 @@ static void stage(run_ctx *r, const gq_cell *c, const char *what)
     pthread_mutex_unlock(&r->lock);
 }
 
-/* Attaches the cell's activation / KV-cache quantizers to its quantized model q, calibrating
- * static scales on the cell's calibration windows (tokens). */
+/* The cell's activation / KV-cache quantizers for a model of config cfg, before quantization
+ * (methods that train through them see them in the plan). */
+static int init_act(const gq_cell *c, const gq_config *cfg, gq_act_model *am, gq_error *err)
+{
+    if (gq_act_model_init(am, cfg, c->has_act ? &c->act : NULL, c->has_kv ? &c->kv : NULL,
+                          err))
+        return gq_fail_prefix(err, "activation quantizers");
+    return 0;
+}
+
+/* Attaches them to the quantized model q, calibrating static scales on the cell's calibration
+ * windows (tokens). */
 static int attach_act(const gq_cell *c, gq_model *q, const int *tokens, gq_act_model *am,
                       gq_error *err)
 {
-    if (gq_act_model_init(am, &q->cfg, c->has_act ? &c->act : NULL, c->has_kv ? &c->kv : NULL,
-                          err) ||
-        gq_act_calibrate(am, q, tokens, c->n_calib, c->calib_ctx, err))
+    if (gq_act_calibrate(am, q, tokens, c->n_calib, c->calib_ctx, err))
         return gq_fail_prefix(err, "activation quantizers");
     q->act = &am->hook;
     return 0;
@@ -340,6 +348,11 @@ int gq_run_cell(run_ctx *r, const gq_cell *c, json_t **out, gq_error *err)
         plan.calib_ctx = c->calib_ctx;
     }
     stage(r, c, "quantize");
+    if (acts) {
+        if (init_act(c, &r->fp.cfg, &am, err))
+            goto done;
+        plan.act = &am.hook;
+    }
     if (gq_quantize_model(&r->fp, &plan, &q, &rep, err))
         goto done;
     have_q = true;

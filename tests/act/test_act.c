@@ -2,7 +2,9 @@
  *   - each granularity of dynamic scales against a scalar reference (INT8 sym per token) and
  *     against the format's own quantize of the same matrix (per tensor, per group, MX blocks);
  *   - static scales against the scalar reference on set ranges, and the calibration rules
- *     (max = the observed min/max of block 0's inputs, percentile and MSE inside it);
+ *     (max = the observed min/max of block 0's inputs, percentile and MSE inside it); chunked
+ *     calibration gives the same ranges for any chunking; the histogram percentile and MSE
+ *     against the exact ones (half a bin; 1% of the best error);
  *   - the activation file: a reload gives the same ranges and the same logits bit for bit;
  *   - batched prefill against decode with KV-cache and activation quantizers;
  *   - the same bits at 1, 2 and 3 threads (calibration and evaluation);
@@ -251,6 +253,121 @@ static void test_calibration_rules(void **state)
     free(ain);
     free(tok);
     gq_model_free(&m);
+}
+
+/* Chunked calibration: chunkings into whole 256-row product tiles (what gq_act_calib_chunk
+ * picks; 8 windows of 32 tokens here) give the same ranges bit for bit (the statistics are
+ * exact min/max and integer counts, and the chunks' products round as one product does). */
+static void test_calibration_chunks_same_bits(void **state)
+{
+    (void)state;
+    gq_model m = tiny_model();
+    int *tok = random_tokens(24 * 32, m.cfg.vocab_size, 12);
+    const char *rules[] = {"max", "percentile", "mse"};
+    for (int r = 0; r < 3; r++) {
+        char spec[256];
+        snprintf(spec, sizeof spec, "{\"format\": \"int\", \"bits\": 4, \"granularity\": "
+                 "\"group\", \"group_size\": 4, \"scales\": \"static\", \"calibration\": "
+                 "\"%s\", \"percentile\": 99}", rules[r]);
+        gq_act_cfg a;
+        parse_ok(spec, false, &a);
+        gq_act_model am[3];
+        const int chunks[3] = {24, 8, 16};
+        gq_error err = {{0}};
+        assert_int_equal(gq_act_calib_chunk(24, 32), 24);
+        assert_int_equal(gq_act_calib_chunk(1000, 2048), 4);
+        assert_int_equal(gq_act_calib_chunk(1000, 100), 64); /* 64 x 100 tokens = 25 whole tiles */
+        for (int c = 0; c < 3; c++) {
+            assert_int_equal(gq_act_model_init(&am[c], &m.cfg, &a, NULL, &err), 0);
+            assert_int_equal(gq_act_calibrate_chunked(&am[c], &m, tok, 24, 32, chunks[c], &err),
+                             0);
+        }
+        for (int l = 0; l < m.cfg.n_layers; l++)
+            for (int k = 0; k < GQ_N_LINEAR; k++) {
+                size_t i = (size_t)l * GQ_N_LINEAR + k;
+                size_t bytes = 2 * sizeof(float) * gq_act_n_ranges(&am[0], l, (gq_linear_kind)k);
+                assert_memory_equal(am[0].ranges[i], am[1].ranges[i], bytes);
+                assert_memory_equal(am[0].ranges[i], am[2].ranges[i], bytes);
+            }
+        for (int c = 0; c < 3; c++)
+            gq_act_model_free(&am[c]);
+        gq_act_cfg_free(&a);
+    }
+    free(tok);
+    gq_model_free(&m);
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sum of squared errors of v quantized by spec s's format fitted on [lo, hi]. */
+static double exact_error(const gq_act_spec *s, const float *v, size_t n, float lo, float hi)
+{
+    _Alignas(16) unsigned char st[256];
+    const float r[2] = {lo, hi};
+    s->q.fmt->fit_group(s->q.params, r, 2, NULL, st);
+    double e = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)s->q.fmt->quant_elem(s->q.params, st, 0, v[i]) - v[i];
+        e += d * d;
+    }
+    return e;
+}
+
+/* The histogram rules against the exact ones on heavy-tailed values fed in 7 chunks: the
+ * percentile within half a bin ((max - min) / 2^17) of the exact order statistic; the MSE
+ * range's exact error within 1% of the best candidate's exact error. */
+static void test_stats_bounds(void **state)
+{
+    (void)state;
+    const size_t n = 7 * 3000;
+    float *v = random_rows(7, 3000, 31), *sorted = malloc(n * sizeof *sorted);
+    for (size_t i = 0; i < n; i++) /* heavy tails: a few values 20x the rest */
+        v[i] = i % 997 == 0 ? 20 * v[i] : v[i] * v[i] * v[i];
+    memcpy(sorted, v, n * sizeof *v);
+    qsort(sorted, n, sizeof *sorted, cmp_float);
+    float mn = sorted[0], mx = sorted[n - 1];
+    gq_act_cfg a;
+    parse_ok("{\"format\": \"int\", \"bits\": 4, \"zero\": \"asym\", \"granularity\": "
+             "\"tensor\", \"scales\": \"static\", \"calibration\": \"percentile\", "
+             "\"percentile\": 99.5}", false, &a);
+    gq_error err = {{0}};
+    for (int rule = 0; rule < 2; rule++) {
+        a.def.calibration = rule ? GQ_ACT_CAL_MSE : GQ_ACT_CAL_PERCENTILE;
+        gq_act_stats st;
+        assert_int_equal(gq_act_stats_init(&st, &a.def, 1, &err), 0);
+        for (int c = 0; c < 7; c++)
+            gq_act_stats_minmax(&st, v + (size_t)c * 3000, 3000, 1);
+        for (int c = 0; c < 7; c++)
+            gq_act_stats_hist(&st, v + (size_t)c * 3000, 3000, 1);
+        float rg[2];
+        gq_act_stats_ranges(&st, rg);
+        if (rule == 0) {
+            float lo = sorted[(size_t)llround(0.005 * (n - 1))];
+            float hi = sorted[(size_t)llround(0.995 * (n - 1))];
+            double half_bin = ((double)mx - mn) / (2.0 * GQ_ACT_HIST_BINS);
+            printf("percentile 99.5: [%g, %g], exact [%g, %g], half bin %g\n", rg[0], rg[1], lo,
+                   hi, half_bin);
+            assert_true(fabs(rg[0] - lo) <= half_bin * 1.0001 + 1e-7 * fabs(lo));
+            assert_true(fabs(rg[1] - hi) <= half_bin * 1.0001 + 1e-7 * fabs(hi));
+        } else {
+            double best = INFINITY;
+            for (int i = 0; i < 80; i++) {
+                float p = 1.0f - (float)i / 100.0f;
+                best = fmin(best, exact_error(&a.def, v, n, p * mn, p * mx));
+            }
+            double got = exact_error(&a.def, v, n, rg[0], rg[1]);
+            printf("mse: [%g, %g], exact error %g, best candidate %g\n", rg[0], rg[1], got, best);
+            assert_true(got <= 1.01 * best);
+        }
+        gq_act_stats_free(&st);
+    }
+    gq_act_cfg_free(&a);
+    free(v);
+    free(sorted);
 }
 
 static float *prefill(const gq_model *m, const int *tok, int B, int T)
@@ -528,6 +645,8 @@ int main(void)
         cmocka_unit_test(test_dynamic_granularities_vs_format),
         cmocka_unit_test(test_static_vs_scalar),
         cmocka_unit_test(test_calibration_rules),
+        cmocka_unit_test(test_calibration_chunks_same_bits),
+        cmocka_unit_test(test_stats_bounds),
         cmocka_unit_test(test_file_reload_same_bits),
         cmocka_unit_test(test_kv_batched_vs_decode),
         cmocka_unit_test(test_threads_same_bits),

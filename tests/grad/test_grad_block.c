@@ -38,13 +38,34 @@ static void fields(gq_grad_block_d *b, const gq_grad_shape *s, double ***f, size
     memcpy(n, sz, sizeof sz);
 }
 
-static void check_block(bool transforms)
+/* A stand-in activation quantizer for the finite-difference checks: xq = x + e_k with a fixed
+ * noise e_k per linear (its true derivative is the identity the straight-through estimator
+ * assumes), so the differences see the products read xq while the gradient passes through. */
+static void frozen_noise_quant(const gq_grad_actq_d *a, int k, const double *x, double *xq,
+                               int n, int width, int T)
+{
+    (void)T;
+    const double *e = ((double *const *)a->user)[k];
+    for (size_t i = 0; i < (size_t)n * width; i++) xq[i] = x[i] + e[i];
+}
+
+static void check_block_act(bool transforms, const bool has[7])
 {
     gq_rng r;
     gq_rng_seed(&r, 21);
     blk_ctx c = {.s = {.dim = 8, .hidden = 12, .n_heads = 4, .n_kv_heads = 2}, .B = 2, .T = 3};
     gq_error err;
     assert_int_equal(gq_grad_tape_init_d(&c.tape, &c.s, c.B, c.T, &err), 0);
+    double *noise[7] = {0};
+    gq_grad_actq_d act = {.quant = frozen_noise_quant, .user = noise};
+    for (int k = 0; has && k < 7; k++) {
+        size_t w = k == 6 ? (size_t)c.s.hidden : (size_t)c.s.dim, nn = (size_t)c.B * c.T * w;
+        act.has[k] = has[k];
+        noise[k] = fd_zeros(nn);
+        fd_randn(&r, noise[k], nn, 0.3);
+    }
+    if (has)
+        assert_int_equal(gq_grad_tape_set_act_d(&c.tape, &act, &err), 0);
     double **f[N_FIELDS], **gf[N_FIELDS];
     size_t sz[N_FIELDS];
     gq_grad_block_d grad = {0};
@@ -75,11 +96,92 @@ static void check_block(bool transforms)
     }
     for (int i = 0; i < N_FIELDS; i++) free(*f[i]), free(*gf[i]);
     free(c.x), free(c.R), free(c.out), free(dx);
+    for (int k = 0; k < 7; k++) free(noise[k]);
     gq_grad_tape_free_d(&c.tape);
 }
 
+static void check_block(bool transforms) { check_block_act(transforms, NULL); }
+
 static void test_block_plain(void **state) { (void)state; check_block(false); }
 static void test_block_transforms(void **state) { (void)state; check_block(true); }
+
+/* Activation quantizers on every linear input, and on some only (q and down read x). */
+static void test_block_act_all(void **state)
+{
+    (void)state;
+    const bool all[7] = {1, 1, 1, 1, 1, 1, 1};
+    check_block_act(true, all);
+}
+
+static void test_block_act_some(void **state)
+{
+    (void)state;
+    const bool some[7] = {0, 1, 1, 1, 1, 0, 0};
+    check_block_act(true, some);
+}
+
+/* Rounding the inputs (per-token INT4 min/max, a real quantizer): the output is the block whose
+ * products read the rounded inputs, and the weight gradients are dy^T xq (checked on w2
+ * against the scalar sum over the saved rounded down_proj input). */
+static void int4_token_quant(const gq_grad_actq_d *a, int k, const double *x, double *xq, int n,
+                             int width, int T)
+{
+    (void)a, (void)k, (void)T;
+    for (int r = 0; r < n; r++) {
+        const double *xr = x + (size_t)r * width;
+        double mn = xr[0], mx = xr[0];
+        for (int j = 1; j < width; j++) mn = fmin(mn, xr[j]), mx = fmax(mx, xr[j]);
+        double s = (mx - mn) / 15;
+        for (int j = 0; j < width; j++)
+            xq[(size_t)r * width + j] = s > 0 ? mn + nearbyint((xr[j] - mn) / s) * s : xr[j];
+    }
+}
+
+static void test_block_act_weight_grad_reads_xq(void **state)
+{
+    (void)state;
+    gq_rng r;
+    gq_rng_seed(&r, 23);
+    gq_grad_shape s = {.dim = 8, .hidden = 12, .n_heads = 4, .n_kv_heads = 2};
+    const int B = 1, T = 4, n = B * T, D = 8, H = 12;
+    gq_grad_block_d p = {0}, g = {0};
+    double **f[N_FIELDS], **gf[N_FIELDS];
+    size_t sz[N_FIELDS];
+    fields(&p, &s, f, sz);
+    fields(&g, &s, gf, sz);
+    for (int i = 0; i < 9; i++) {
+        *f[i] = fd_zeros(sz[i]), *gf[i] = fd_zeros(sz[i]);
+        fd_randn(&r, *f[i], sz[i], 0.5);
+    }
+    gq_grad_actq_d act = {.has = {1, 1, 1, 1, 1, 1, 1}, .quant = int4_token_quant};
+    gq_grad_tape_d tp;
+    gq_error err;
+    assert_int_equal(gq_grad_tape_init_d(&tp, &s, B, T, &err), 0);
+    assert_int_equal(gq_grad_tape_set_act_d(&tp, &act, &err), 0);
+    double *x = fd_zeros((size_t)n * D), *out = fd_zeros((size_t)n * D),
+           *R = fd_zeros((size_t)n * D), *aq = fd_zeros((size_t)n * H);
+    fd_randn(&r, x, (size_t)n * D, 1), fd_randn(&r, R, (size_t)n * D, 1);
+    gq_block_fwd_d(out, x, &p, &tp);
+    int4_token_quant(&act, 6, tp.a, aq, n, H, T);
+    for (size_t i = 0; i < (size_t)n * H; i++) assert_true(aq[i] == tp.xq[6][i]);
+    /* the MLP output is exactly aq · w2^T added to h */
+    for (int t = 0; t < n; t++)
+        for (int o = 0; o < D; o++) {
+            double y = tp.h[(size_t)t * D + o];
+            for (int j = 0; j < H; j++) y += aq[(size_t)t * H + j] * p.w2[(size_t)o * H + j];
+            assert_true(fabs(y - out[(size_t)t * D + o]) < 1e-12 * (1 + fabs(y)));
+        }
+    gq_block_bwd_d(NULL, &g, R, x, &p, &tp);
+    for (int o = 0; o < D; o++)
+        for (int j = 0; j < H; j++) {
+            double want = 0;
+            for (int t = 0; t < n; t++) want += R[(size_t)t * D + o] * aq[(size_t)t * H + j];
+            assert_true(fabs(g.w2[(size_t)o * H + j] - want) < 1e-12 * (1 + fabs(want)));
+        }
+    for (int i = 0; i < N_FIELDS; i++) free(*f[i]), free(*gf[i]);
+    free(x), free(out), free(R), free(aq);
+    gq_grad_tape_free_d(&tp);
+}
 
 /* The float instantiation computes the same block (to float rounding). */
 static void test_block_float_matches_double(void **state)
@@ -129,6 +231,9 @@ int test_grad_block_main(void)
         cmocka_unit_test(test_block_plain),
         cmocka_unit_test(test_block_transforms),
         cmocka_unit_test(test_block_float_matches_double),
+        cmocka_unit_test(test_block_act_all),
+        cmocka_unit_test(test_block_act_some),
+        cmocka_unit_test(test_block_act_weight_grad_reads_xq),
     };
     return cmocka_run_group_tests_name("grad_block", tests, NULL, NULL);
 }

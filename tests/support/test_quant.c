@@ -22,6 +22,13 @@ int test_quantize(const test_stories *f, const char *method, const char *const *
                   const char *format_json, const gq_tensor_rule *rule, gq_propagate prop,
                   gq_model *out, gq_quant_report *rep, gq_error *err)
 {
+    return test_quantize_act(f, method, sets, format_json, rule, prop, NULL, out, rep, err);
+}
+
+int test_quantize_act(const test_stories *f, const char *method, const char *const *sets,
+                      const char *format_json, const gq_tensor_rule *rule, gq_propagate prop,
+                      gq_act_hook *act, gq_model *out, gq_quant_report *rep, gq_error *err)
+{
     json_t *params = NULL;
     for (int i = 0; sets && sets[i]; i++)
         assert_int_equal(gq_params_apply_set(&params, sets[i], err), 0);
@@ -39,6 +46,7 @@ int test_quantize(const test_stories *f, const char *method, const char *const *
     plan.n_calib = f->n_calib;
     plan.calib_ctx = f->calib_ctx;
     plan.propagate = prop;
+    plan.act = act;
     int rc = gq_quantize_model(&f->fp, &plan, out, rep, err);
     gq_quantizer_free(&plan.quantizer);
     gq_method_cfg_free(&plan.method);

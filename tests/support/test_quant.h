@@ -14,6 +14,11 @@ int test_quantize(const test_stories *f, const char *method, const char *const *
                   const char *format_json, const gq_tensor_rule *rule, gq_propagate prop,
                   gq_model *out, gq_quant_report *rep, gq_error *err);
 
+/* The same with the activation quantizers the model will be evaluated with (plan.act). */
+int test_quantize_act(const test_stories *f, const char *method, const char *const *sets,
+                      const char *format_json, const gq_tensor_rule *rule, gq_propagate prop,
+                      gq_act_hook *act, gq_model *out, gq_quant_report *rep, gq_error *err);
+
 /* The logits (T, vocab) of m on one sequence of T tokens (malloc'd; the test frees them). */
 float *test_logits(const gq_model *m, const int *tok, int T);
 
