@@ -44,7 +44,7 @@ int cli_export_no_float_type(int argc, char **argv, const char *cmd, const char 
 {
     for (int i = 1; i < argc; i++)
         if (strncmp(argv[i], "--float-type", 12) == 0) {
-            cli_usage_error(cmd, "--float-type: a %s checkpoint stores the unquantized tensors "
+            cli_usage_error(cmd, "--float-type: %s checkpoints store the unquantized tensors "
                                  "in fp16 (the kernels' dtype)", target);
             return GQ_EXIT_USAGE;
         }

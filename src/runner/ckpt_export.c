@@ -15,7 +15,7 @@ static void copy_str(char *dst, size_t n, const json_t *o, const char *key)
 static int spec_of(const gq_plan_linear *b, const char *target, gq_int_spec *s, gq_error *err)
 {
     if (strcmp(b->q->fmt->name, "int") != 0)
-        return gq_fail(err, "%s: format %s: a %s checkpoint holds int codes only (--quant int)",
+        return gq_fail(err, "%s: format %s: %s checkpoints hold int codes only (--quant int)",
                        b->name, b->q->fmt->name, target);
     json_t *j = gq_quantizer_to_json(b->q);
     s->bits = (int)json_integer_value(json_object_get(j, "bits"));
@@ -43,7 +43,7 @@ static int check_linear(void *ctx, const gq_plan_linear *b, gq_error *err)
     plan_walk *w = ctx;
     gq_int_spec s;
     if (!b->q)
-        return gq_fail(err, "%s: kept in float, but a %s checkpoint quantizes every block "
+        return gq_fail(err, "%s: kept in float, but %s checkpoints quantize every block "
                             "linear", b->name, w->target);
     if (spec_of(b, w->target, &s, err) || w->check(b, &s, err))
         return -1;
@@ -62,13 +62,13 @@ int gq_ckpt_check_plan(const gq_quant_plan *plan, const gq_config *c, const char
                        gq_int_spec_check check, gq_int_spec *first, gq_error *err)
 {
     if (gq_method_cfg_adds_transforms(&plan->method))
-        return gq_fail(err, "method %s leaves explicit input transforms in the model, which a "
-                            "%s checkpoint cannot hold", gq_method_name(plan->method.method),
+        return gq_fail(err, "method %s leaves explicit input transforms in the model, which "
+                            "%s checkpoints cannot hold", gq_method_name(plan->method.method),
                        target);
     const char *outer[] = {"tok_embeddings", "classifier"};
     for (int i = 0; i < 2; i++)
         if (gq_plan_tensor_quantizer(plan, c, outer[i]))
-            return gq_fail(err, "%s: a %s checkpoint keeps the embeddings and the classifier "
+            return gq_fail(err, "%s: %s checkpoints keep the embeddings and the classifier "
                                 "in fp16; drop the rule that quantizes them", outer[i], target);
     plan_walk w = {.target = target, .check = check};
     gq_plan_linears src = {.quant_of = gq_plan_tensor_quantizer, .quant_ctx = plan};

@@ -18,6 +18,7 @@
 #include "model/gq_model.h"
 #include "model/gq_safetensors.h"
 #include "runner/gq_gptq_export.h"
+#include "ckpt_check.h"
 #include "test_support.h"
 
 #define INT4_G32 "--set bits=4 --set group_size=32 --set zero=sym_gptq"
@@ -173,19 +174,6 @@ static void test_pack_3bit(void **state)
     gq_gptq_linear_free(&l);
 }
 
-static char out[65536], errb[16384];
-
-static const gq_st_tensor *tensor(const gq_st_file *f, const char *prefix, const char *part)
-{
-    char name[160];
-    snprintf(name, sizeof name, "%s.%s", prefix, part);
-    for (int i = 0; i < f->n; i++)
-        if (strcmp(f->t[i].name, name) == 0)
-            return &f->t[i];
-    fail_msg("%s: missing tensor %s", f->path, name);
-    return NULL;
-}
-
 /* Bits [pos, pos + bits) of a little-endian stream whose word n is w[n * stride]. */
 static uint32_t stream_bits(const uint32_t *w, size_t stride, size_t pos, int bits)
 {
@@ -196,13 +184,14 @@ static uint32_t stream_bits(const uint32_t *w, size_t stride, size_t pos, int bi
 }
 
 /* Weight (c, j) of a GPTQ v1 linear: scale * (q - (stored zero + 1)), the group from g_idx. */
-static float gptq_weight(const gq_st_file *f, const char *prefix, int bits, int rows, int c,
-                         int j)
+static float gptq_weight(const gq_st_file *f, const char *prefix, int bits, int rows, int cols,
+                         int c, int j)
 {
-    const uint32_t *qw = tensor(f, prefix, "qweight")->data;
-    const uint32_t *qz = tensor(f, prefix, "qzeros")->data;
-    const uint16_t *sc = tensor(f, prefix, "scales")->data;
-    const int32_t *gi = tensor(f, prefix, "g_idx")->data;
+    (void)cols;
+    const uint32_t *qw = ckpt_tensor(f, prefix, "qweight")->data;
+    const uint32_t *qz = ckpt_tensor(f, prefix, "qzeros")->data;
+    const uint16_t *sc = ckpt_tensor(f, prefix, "scales")->data;
+    const int32_t *gi = ckpt_tensor(f, prefix, "g_idx")->data;
     int g = gi[j];
     int q = (int)stream_bits(qw + c, (size_t)rows, (size_t)j * bits, bits);
     int z = (int)stream_bits(qz + (size_t)g * ((size_t)rows * bits / 32), 1, (size_t)c * bits,
@@ -210,84 +199,15 @@ static float gptq_weight(const gq_st_file *f, const char *prefix, int bits, int 
     return gq_fp16_to_fp32(sc[(size_t)g * rows + c]) * (float)(q - z);
 }
 
-/* Every block linear of the checkpoint in dir equals the fake-quantized model's bit for bit. */
-static void assert_checkpoint_equals(const char *dir, const gq_model *m, int bits)
-{
-    static const char *const hf[GQ_N_LINEAR] = {
-        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-        "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
-    char path[4300];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    gq_st_file f;
-    gq_error err = {{0}};
-    if (gq_st_open(path, &f, &err))
-        fail_msg("%s", err.msg);
-    for (int l = 0; l < m->cfg.n_layers; l++)
-        for (int k = 0; k < GQ_N_LINEAR; k++) {
-            char prefix[96];
-            int rows, cols, hs = k == GQ_LIN_Q || k == GQ_LIN_K ? gq_head_size(&m->cfg) : 0;
-            snprintf(prefix, sizeof prefix, "model.layers.%d.%s", l, hf[k]);
-            gq_linear_shape(&m->cfg, (gq_linear_kind)k, &rows, &cols);
-            assert_int_equal(tensor(&f, prefix, "qweight")->dtype, GQ_ST_I32);
-            for (int c = 0; c < rows; c++)
-                for (int j = 0; j < cols; j++) {
-                    float w = gptq_weight(&f, prefix, bits, rows, c, j);
-                    float want = m->layers[l].w[k][(size_t)gq_hf_model_row(c, hs) * cols + j];
-                    if (memcmp(&w, &want, sizeof w) != 0)
-                        fail_msg("%s (%d, %d): %.9g, fake-quantized %.9g", prefix, c, j, w,
-                                 want);
-                }
-        }
-    gq_st_close(&f);
-}
-
-/* quantization_config of dir/config.json has `key` equal to the JSON value text `want`. */
-static void assert_config(const char *dir, const char *key, const char *want)
-{
-    char path[4300];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    json_t *root = json_load_file(path, 0, NULL), *v = json_loads(want, JSON_DECODE_ANY, NULL);
-    assert_non_null(root);
-    json_t *got = json_object_get(json_object_get(root, "quantization_config"), key);
-    if (!json_equal(got, v))
-        fail_msg("%s: quantization_config.%s is not %s", path, key, want);
-    json_decref(root);
-    json_decref(v);
-}
-
 static void round_trip(const char *model, const char *settings, int bits, const char *desc_act)
 {
-    char *dir = test_tmpdir("gptq-export"), *ck = dir; /* the checkpoint and q.bin beside it */
-    char q[4200], text[4200];
-    snprintf(q, sizeof q, "%s/q.bin", dir);
-    /* a short calibration text keeps the runs quick: 2 windows of 32 tokens */
-    snprintf(text, sizeof text, "%s/calib.txt", dir);
-    char story[4096] = "";
-    for (int i = 0; i < 40; i++)
-        strcat(story, "Once upon a time, a little cat found a red ball in the park. ");
-    test_write_text(text, story);
-    char common[10240];
-    snprintf(common, sizeof common,
-             "--model assets:models/%s/%s.bin --tokenizer assets:models/%s/tok512.bin %s "
-             "--calib-data '%s' --n-calib 2 --calib-ctx 32", model, model, model, settings, text);
-    if (test_run_clif(out, sizeof out, errb, sizeof errb,
-                      "export --format gptq %s --quant int --out '%s'",
-                      common, ck) != 0 ||
-        test_run_clif(out, sizeof out, errb, sizeof errb, "quantize %s --format int --out '%s'",
-                      common, q) != 0)
-        fail_msg("%s: %s", settings, errb);
-    gq_model m;
-    gq_error err = {{0}};
-    if (gq_model_load(q, &m, &err))
-        fail_msg("%s", err.msg);
-    assert_checkpoint_equals(ck, &m, bits);
-    assert_config(ck, "desc_act", desc_act);
+    char *ck = ckpt_round_trip("gptq", model, settings, bits, gptq_weight);
+    ckpt_assert_config(ck, "desc_act", desc_act);
     char bits_text[8];
     snprintf(bits_text, sizeof bits_text, "%d", bits);
-    assert_config(ck, "bits", bits_text);
-    assert_config(ck, "checkpoint_format", "\"gptq\"");
-    gq_model_free(&m);
-    test_remove_dir(dir);
+    ckpt_assert_config(ck, "bits", bits_text);
+    ckpt_assert_config(ck, "checkpoint_format", "\"gptq\"");
+    test_remove_dir(ck);
 }
 
 static void test_round_trips(void **state)
@@ -313,11 +233,6 @@ static void test_refusals(void **state)
 {
     (void)state;
     test_assets_or_skip();
-    char *dir = test_tmpdir("gptq-refuse");
-    char ck[4200];
-    snprintf(ck, sizeof ck, "%s/ckpt", dir);
-    const char *model = "--model assets:models/stories260K/stories260K.bin --tokenizer "
-                        "assets:models/stories260K/tok512.bin --eval-windows 4";
     static const struct { const char *args, *want; } cases[] = {
         {"--method rtn --quant int --set bits=4 --set zero=sym_gptq --set granularity=channel",
          "layers.0.mlp.gate_proj: (172, 64) is not whole int32 words of 8 4-bit codes"},
@@ -331,25 +246,19 @@ static void test_refusals(void **state)
          "layers.0.attn.q_proj: group_size 128 does not divide its 64 input columns"},
         {"--method rtn --quant int --set bits=8 --set zero=sym --set granularity=channel "
          "--set scale_dtype=fp32", "scale_dtype fp32: GPTQ stores fp16 scales"},
-        {"--method rtn --quant q4_0", "format q4_0: a GPTQ checkpoint holds int codes only"},
+        {"--method rtn --quant q4_0", "format q4_0: GPTQ checkpoints hold int codes only"},
         {"--method rtn --quant int --set bits=8 --set zero=sym --set granularity=channel "
          "--rule 'layers.1.*=fp'", "layers.1.attn.q_proj: kept in float"},
         {"--method rtn --quant int --set bits=8 --set zero=sym --set granularity=channel "
          "--rule 'layers.1.attn.*={\"name\":\"int\",\"bits\":4,\"zero\":\"sym\",\"granularity\":"
          "\"channel\"}'", "layers.1.attn.q_proj: settings differ"},
         {"--method rtn --quant int --set bits=8 --set zero=sym --set granularity=channel "
-         "--rule 'classifier={\"name\":\"int\"}'", "a GPTQ checkpoint keeps the embeddings"},
+         "--rule 'classifier={\"name\":\"int\"}'", "GPTQ checkpoints keep the embeddings"},
         {"--method affinequant --quant int --set bits=8 --set zero=sym", "explicit input transforms"},
-        {"--method rtn --quant int --float-type f32", "--float-type: a GPTQ checkpoint stores"},
+        {"--method rtn --quant int --float-type f32", "--float-type: GPTQ checkpoints store"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int rc = test_run_clif(out, sizeof out, errb, sizeof errb,
-                               "export --format gptq %s %s --out '%s'", model, cases[i].args, ck);
-        if (rc != 2 || !strstr(errb, cases[i].want))
-            fail_msg("case %zu: exit %d, stderr: %s", i, rc, errb);
-        assert_int_equal(access(ck, F_OK), -1);
-    }
-    test_remove_dir(dir);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        ckpt_assert_refused("gptq", cases[i].args, cases[i].want);
 }
 
 int main(void)
