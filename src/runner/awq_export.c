@@ -94,12 +94,10 @@ int gq_awq_pack(const gq_quantizer *q, const uint8_t *storage, int rows, int col
 {
     memset(o, 0, sizeof *o);
     gq_pack_codes pc;
-    if (!q->fmt->packing || !q->fmt->packing->describe)
-        return gq_fail(err, "format %s: no integer codes to pack", q->fmt->name);
-    if (q->fmt->packing->describe(q->params, storage, rows, cols, &pc, err))
+    if (gq_ckpt_int_codes(q, storage, rows, cols, &pc, err))
         return -1;
     int gs = pc.group ? pc.group : cols;
-    if (pc.kernel != GQ_PACK_INT || pc.bits != 4 || !pc.zeros || cols % gs || rows % 8) {
+    if (pc.bits != 4 || !pc.zeros || cols % gs || rows % 8) {
         gq_pack_codes_free(&pc);
         return gq_fail(err, "(%d, %d) int%d g%d: not an AWQ GEMM layout (4 bits, asym zero "
                             "points, groups dividing the input, outputs in 8s)", rows, cols,
@@ -120,20 +118,13 @@ int gq_awq_pack(const gq_quantizer *q, const uint8_t *storage, int rows, int col
     return rc;
 }
 
-typedef struct awq_ctx {
-    const gq_quant_plan *plan;
-    const gq_model *model;
-    const gq_quant_report *rep;
-} awq_ctx;
-
 /* gq_hf_pack_fn: the three AWQ tensors of one block linear (their arrays move to the blobs). */
 static int pack_site(void *pv, const gq_hf_linear_site *s, gq_st_blob *out, int *n,
                      gq_error *err)
 {
-    const awq_ctx *x = pv;
     gq_plan_linear b;
     gq_awq_linear l;
-    if (gq_ckpt_linear(x->plan, &x->model->cfg, x->rep, s->layer, s->kind, &b, err))
+    if (gq_ckpt_linear(pv, s, &b, err))
         return -1;
     if (b.perm)
         return gq_fail(err, "%s: the codes hold the columns in another order, which an AWQ "
@@ -172,11 +163,6 @@ int gq_export_awq(const char *dir, const gq_quant_plan *plan, const gq_model *q,
 {
     if (gq_export_awq_check(plan, &q->cfg, err))
         return gq_fail_prefix(err, "%s", dir);
-    char *qc = quant_config(plan, &q->cfg);
-    if (!qc)
-        return gq_fail(err, "%s: out of memory", dir);
-    awq_ctx x = {plan, q, rep};
-    int rc = gq_model_save_hf_packed(q, dir, GQ_ST_F16, qc, pack_site, &x, err);
-    free(qc);
-    return rc ? -1 : 0;
+    gq_ckpt_ctx x = {plan, q, rep};
+    return gq_ckpt_save(&x, dir, quant_config(plan, &q->cfg), pack_site, err);
 }

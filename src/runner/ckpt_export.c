@@ -3,6 +3,7 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void copy_str(char *dst, size_t n, const json_t *o, const char *key)
@@ -79,17 +80,43 @@ int gq_ckpt_check_plan(const gq_quant_plan *plan, const gq_config *c, const char
     return 0;
 }
 
-int gq_ckpt_linear(const gq_quant_plan *plan, const gq_config *c, const gq_quant_report *rep,
-                   int layer, gq_linear_kind k, gq_plan_linear *b, gq_error *err)
+int gq_ckpt_linear(const gq_ckpt_ctx *x, const gq_hf_linear_site *s, gq_plan_linear *b,
+                   gq_error *err)
 {
-    gq_plan_linears src = {gq_plan_tensor_quantizer, plan,
-                          (const uint8_t *const *)rep->linear_codes,
-                          (const int32_t *const *)rep->linear_perm, rep->n_linear_codes};
-    gq_plan_linear_at(c, &src, (size_t)layer * GQ_N_LINEAR + (size_t)k, b);
+    const gq_quant_report *rep = x->rep;
+    gq_plan_linears src = {gq_plan_tensor_quantizer, x->plan,
+                           (const uint8_t *const *)rep->linear_codes,
+                           (const int32_t *const *)rep->linear_perm, rep->n_linear_codes};
+    gq_plan_linear_at(&x->model->cfg, &src, (size_t)s->layer * GQ_N_LINEAR + (size_t)s->kind, b);
     if (!b->q || !b->codes)
         return gq_fail(err, "%s: the method handed over reconstructions only, not the codes "
                             "it chose; writing re-quantized codes would not be the evaluated "
                             "model", b->name);
+    return 0;
+}
+
+int gq_ckpt_save(const gq_ckpt_ctx *x, const char *dir, char *qc, gq_hf_pack_fn pack,
+                 gq_error *err)
+{
+    if (!qc)
+        return gq_fail(err, "%s: out of memory", dir);
+    int rc = gq_model_save_hf_packed(x->model, dir, GQ_ST_F16, qc, pack, (void *)x, err);
+    free(qc);
+    return rc ? -1 : 0;
+}
+
+int gq_ckpt_int_codes(const gq_quantizer *q, const uint8_t *storage, int rows, int cols,
+                      gq_pack_codes *pc, gq_error *err)
+{
+    memset(pc, 0, sizeof *pc);
+    if (!q->fmt->packing || !q->fmt->packing->describe)
+        return gq_fail(err, "format %s: no integer codes to pack", q->fmt->name);
+    if (q->fmt->packing->describe(q->params, storage, rows, cols, pc, err))
+        return -1;
+    if (pc->kernel != GQ_PACK_INT) {
+        gq_pack_codes_free(pc);
+        return gq_fail(err, "format %s: its storage is not integer codes", q->fmt->name);
+    }
     return 0;
 }
 

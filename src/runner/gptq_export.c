@@ -81,13 +81,11 @@ int gq_gptq_pack(const gq_quantizer *q, const uint8_t *storage, const int32_t *p
 {
     memset(o, 0, sizeof *o);
     gq_pack_codes pc;
-    if (!q->fmt->packing || !q->fmt->packing->describe)
-        return gq_fail(err, "format %s: no integer codes to pack", q->fmt->name);
-    if (q->fmt->packing->describe(q->params, storage, rows, cols, &pc, err))
+    if (gq_ckpt_int_codes(q, storage, rows, cols, &pc, err))
         return -1;
     int bits = pc.bits, unit = bits > 0 ? codes_per_unit(bits) : 1;
     int gs = pc.group ? pc.group : cols;
-    if (pc.kernel != GQ_PACK_INT || (bits != 2 && bits != 3 && bits != 4 && bits != 8) ||
+    if ((bits != 2 && bits != 3 && bits != 4 && bits != 8) ||
         cols % gs || cols % unit || rows % unit) {
         gq_pack_codes_free(&pc);
         return gq_fail(err, "(%d, %d) int%d g%d: not a GPTQ layout", rows, cols, bits, gs);
@@ -121,20 +119,13 @@ int gq_gptq_pack(const gq_quantizer *q, const uint8_t *storage, const int32_t *p
     return rc;
 }
 
-typedef struct gptq_ctx {
-    const gq_quant_plan *plan;
-    const gq_model *model;
-    const gq_quant_report *rep;
-} gptq_ctx;
-
 /* gq_hf_pack_fn: the four GPTQ tensors of one block linear (their arrays move to the blobs). */
 static int pack_site(void *pv, const gq_hf_linear_site *s, gq_st_blob *out, int *n,
                      gq_error *err)
 {
-    const gptq_ctx *x = pv;
     gq_plan_linear b;
     gq_gptq_linear l;
-    if (gq_ckpt_linear(x->plan, &x->model->cfg, x->rep, s->layer, s->kind, &b, err))
+    if (gq_ckpt_linear(pv, s, &b, err))
         return -1;
     if (gq_gptq_pack(b.q, b.codes, b.perm, s->rows, s->cols, s->head_size, &l, err))
         return gq_fail_prefix(err, "%s", b.name);
@@ -178,7 +169,7 @@ int gq_export_gptq(const char *dir, const gq_quant_plan *plan, const gq_model *q
     char *qc = quant_config(plan, &q->cfg, rep);
     if (!qc)
         return gq_fail(err, "%s: out of memory", dir);
-    gptq_ctx x = {plan, q, rep};
+    gq_ckpt_ctx x = {plan, q, rep};
     char path[4200];
     snprintf(path, sizeof path, "%s/quantize_config.json", dir);
     int rc = gq_model_save_hf_packed(q, dir, GQ_ST_F16, qc, pack_site, &x, err) ||

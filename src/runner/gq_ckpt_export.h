@@ -11,6 +11,7 @@
 #include "core/gq_error.h"
 #include "formats/gq_format.h"
 #include "methods/gq_pipeline.h"
+#include "model/gq_hf_packed.h"
 #include "model/gq_plan_linear.h"
 #include "model/gq_st_write.h"
 
@@ -34,10 +35,28 @@ typedef int (*gq_int_spec_check)(const gq_plan_linear *b, const gq_int_spec *s,
 int gq_ckpt_check_plan(const gq_quant_plan *plan, const gq_config *c, const char *target,
                        gq_int_spec_check check, gq_int_spec *first, gq_error *err);
 
-/* The block linear of layer l, kind k under plan with the report's codes; refused (naming the
- * tensor) when the method handed over reconstructions only. */
-int gq_ckpt_linear(const gq_quant_plan *plan, const gq_config *c, const gq_quant_report *rep,
-                   int layer, gq_linear_kind k, gq_plan_linear *b, gq_error *err);
+/* A quantized model on its way into a checkpoint: the pack function's context. */
+typedef struct gq_ckpt_ctx {
+    const gq_quant_plan *plan;
+    const gq_model *model;          /* the reconstructions (float tensors written from them) */
+    const gq_quant_report *rep;     /* the codes */
+} gq_ckpt_ctx;
+
+/* The block linear at site s with the report's codes; refused (naming the tensor) when the
+ * method handed over reconstructions only. */
+int gq_ckpt_linear(const gq_ckpt_ctx *x, const gq_hf_linear_site *s, gq_plan_linear *b,
+                   gq_error *err);
+
+/* Writes x's model as the directory dir (gq_model_save_hf_packed, float tensors fp16) with
+ * quantization_config qc (JSON text, freed here; NULL: out of memory) and the block linears
+ * packed by pack (its context x). */
+int gq_ckpt_save(const gq_ckpt_ctx *x, const char *dir, char *qc, gq_hf_pack_fn pack,
+                 gq_error *err);
+
+/* The integer codes, fp16 scales and zero points of an int-format storage (its packing's
+ * description, GQ_PACK_INT; free with gq_pack_codes_free), or a refusal. */
+int gq_ckpt_int_codes(const gq_quantizer *q, const uint8_t *storage, int rows, int cols,
+                      gq_pack_codes *pc, gq_error *err);
 
 /* ORs the low `bits` bits of v into a little-endian bit stream at bit `pos`, whose 32-bit word
  * n is words[n * stride] (a code may straddle two words, as 3-bit codes do). */

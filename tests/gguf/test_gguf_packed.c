@@ -3,7 +3,6 @@
  * dequantizes bit for bit to the weights the fp32 path evaluates, and its products (decode
  * dots, their scalar reference, prefill tiles) equal that fp32 path's within float summation
  * error; the checks are tallied per tensor type, and both types must have been seen. */
-#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,40 +14,8 @@
 
 #include "gguf/gq_gguf_model.h"
 #include "packed/gq_packed.h"
+#include "packed_products.h"
 #include "test_support.h"
-
-/* Products of P on seeded inputs against the fp32 weights w (rows, cols), in double. */
-static void check_products(const gq_packed_linear *P, const float *w, int rows, int cols,
-                           const char *what)
-{
-    enum { N = 8 }; /* > GQ_PACKED_MATVEC_MAX_N: the prefill path */
-    float *x = malloc((size_t)N * cols * sizeof *x), *y = malloc((size_t)N * rows * sizeof *y);
-    float *y1 = malloc((size_t)rows * sizeof *y1), *yr = malloc((size_t)rows * sizeof *yr);
-    uint32_t s = 7;
-    for (int i = 0; i < N * cols; i++) {
-        s = s * 1664525u + 1013904223u;
-        x[i] = (float)((int)(s >> 8) % 2001 - 1000) / 1000.0f;
-    }
-    gq_packed_linear_apply(P, y, x, N);
-    for (int t = 0; t < N; t++) {
-        const float *xt = x + (size_t)t * cols;
-        gq_packed_linear_apply(P, y1, xt, 1);
-        gq_packed_linear_matvec_ref(P, yr, xt);
-        for (int r = 0; r < rows; r++) {
-            double want = 0.0, mag = 0.0;
-            for (int j = 0; j < cols; j++) {
-                want += (double)w[(size_t)r * cols + j] * xt[j];
-                mag += fabs((double)w[(size_t)r * cols + j] * xt[j]);
-            }
-            const float got[3] = {y[(size_t)t * rows + r], y1[r], yr[r]};
-            for (int i = 0; i < 3; i++)
-                if (fabs(got[i] - want) > 1e-5 * mag + 1e-6)
-                    fail_msg("%s row %d: product %d gives %g, the fp32 path %g", what, r, i,
-                             (double)got[i], want);
-        }
-    }
-    free(x), free(y), free(y1), free(yr);
-}
 
 static void test_q4_k_m_own_bytes(void **state)
 {
@@ -83,7 +50,7 @@ static void test_q4_k_m_own_bytes(void **state)
                          w.type[i]->name);
         }
         free(deq);
-        check_products(pm.lin[i], fp, rows, cols, what);
+        free(packed_check_products(pm.lin[i], fp, rows, cols, what));
         while (t < n_types && strcmp(types[t], w.type[i]->name) != 0)
             t++;
         if (t == n_types)
