@@ -110,8 +110,14 @@ static int token_type(const gq_tokenizer *tok, int i)
     return TOK_NORMAL;
 }
 
+/* A byte-level tokenizer.json as a `gpt2` vocabulary, anything else as a `llama` one. */
 static int put_vocab(gq_gguf_writer *w, const gq_tokenizer *tok, gq_error *err)
 {
+    bool written;
+    if (gq_gguf_put_bpe_vocab(w, tok, &written, err))
+        return -1;
+    if (written)
+        return 0;
     int n = gq_tokenizer_vocab_size(tok);
     size_t longest = 0;
     for (int i = 0; i < n; i++)

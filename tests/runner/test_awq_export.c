@@ -170,8 +170,8 @@ static void test_refusals(void **state)
         {"--method gptq --method-set act_order=true --quant int --set bits=4 --set group_size=4",
          "act_order stores its columns in its own order"},
         {"--method rtn --quant q4_0", "format q4_0: AWQ checkpoints hold int codes only"},
-        {"--method rtn --quant int --set bits=4 --set group_size=4 --rule 'layers.1.*=fp'",
-         "kept in float"},
+        {"--method rtn --quant int --set bits=4 --set group_size=4 --rule "
+         "'layers.0.attn.q_proj=fp'", "layers.0.attn.q_proj: kept in float"},
         {"--method affinequant --quant int --set bits=4 --set group_size=4",
          "explicit input transforms"},
         {"--method rtn --quant int --float-type f16", "--float-type: AWQ checkpoints store"},
