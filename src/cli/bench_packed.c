@@ -32,12 +32,13 @@
 #include "cli/cli_opts.h"
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
+#include "gguf/gq_gguf_model.h"
 #include "model/gq_synth.h"
 #include "packed/gq_packed.h"
 
 typedef struct {
     bool decode;
-    const char *cmd, *preset, *format, *classifier, *act;
+    const char *cmd, *preset, *format, *classifier, *act, *model;
     long tokens, reps, threads, seed, stream_mib, rounds;
     bool pack_classifier, act_q8;
 } bp_opts;
@@ -50,6 +51,10 @@ static int parse(int argc, char **argv, bp_opts *o)
     const cli_opt opts[] = {
         CLI_OPT("preset", "NAME", CLI_STR, &o->preset, "model shape (see presets below)",
                 .def = "stories110M"),
+        CLI_OPT("model", "M.gguf", CLI_STR, &o->model,
+                "time a GGUF file instead of a preset: rows fp32 (its weights dequantized)\n"
+                "and gguf (each block linear packed from the file's own bytes in its own\n"
+                "type, e.g. Q4_K_M's q4_K and q6_K; the classifier fp32); --format unused"),
         CLI_OPT("format", "NAME|JSON|all", CLI_STR, &o->format,
                 "packed format(s); all: int4 g128 asym/sym, int8 channel, q4_0, q4_1, q8_0,\n"
                 "mxfp4_ggml, q4_K, q6_K", .def = "all"),
@@ -147,6 +152,7 @@ typedef struct {
     bp_opts o;
     gq_config c;
     gq_model m;
+    gq_gguf_weights w;     /* --model: the file's stored linears */
     int n_specs, n_rows;
     gq_quantizer *qs;      /* (n_specs) */
     gq_packed_model *pms;  /* (n_rows) */
@@ -164,6 +170,10 @@ static int parse_formats(bp_run *R, gq_error *err)
 {
     const char *const *specs = cli_packed_specs;
     R->n_specs = cli_n_packed_specs;
+    if (R->o.model) {
+        R->n_specs = 1; /* the file's own types: one row */
+        return 0;
+    }
     if (strcmp(R->o.format, "all") != 0) {
         specs = &R->o.format;
         R->n_specs = 1;
@@ -175,6 +185,29 @@ static int parse_formats(bp_run *R, gq_error *err)
         if (cli_quantizer_from_spec(specs[i], "--format", &R->qs[i], err) != 0)
             return -1;
     return 0;
+}
+
+/* --model: the row of the GGUF's block linears packed from its own bytes, each in its type;
+ * why is set (nothing built) when a type has no packed kernel. */
+static int build_gguf_row(bp_run *R, gq_packed_model *pm, char *why, size_t n, gq_error *err)
+{
+    const gq_gguf_weights *w = &R->w;
+    const gq_quantizer **quant = calloc((size_t)w->n_linear, sizeof *quant);
+    if (!quant)
+        return gq_fail(err, "out of memory");
+    for (int i = 0; i < w->n_linear && !why[0]; i++) {
+        int rows, cols;
+        char name[64], reason[200] = "no packed kernel for float tensors";
+        gq_linear_shape(&R->c, (gq_linear_kind)(i % GQ_N_LINEAR), &rows, &cols);
+        gq_tensor_name(i / GQ_N_LINEAR, (gq_linear_kind)(i % GQ_N_LINEAR), name, sizeof name);
+        quant[i] = w->quant[i].fmt ? &w->quant[i] : NULL;
+        if (!quant[i] || !gq_packed_supported(quant[i], rows, cols, reason, sizeof reason))
+            snprintf(why, n, "%s (%s): %s", name, w->type[i]->name, reason);
+    }
+    const gq_packed_codes codes = {(const uint8_t *const *)w->codes, NULL};
+    int rc = why[0] ? 0 : gq_packed_model_build_mixed(&R->m, quant, &codes, NULL, pm, err);
+    free(quant);
+    return rc;
 }
 
 /* Allocates the per-row arrays and builds every row's model. */
@@ -189,8 +222,11 @@ static int build_rows(bp_run *R, gq_error *err)
     if (!R->pms || !R->best || !R->best_at || !R->why || !R->built)
         return gq_fail(err, "out of memory");
     for (int i = 0; i < R->n_rows; i++) {
-        const gq_quantizer *q = i == 0 ? NULL : &R->qs[i - 1];
-        if (build_row(&R->m, q, &R->o, &R->pms[i], R->why[i], sizeof R->why[i], err) != 0) {
+        const gq_quantizer *q = i == 0 || R->o.model ? NULL : &R->qs[i - 1];
+        int rc = i > 0 && R->o.model
+                     ? build_gguf_row(R, &R->pms[i], R->why[i], sizeof R->why[i], err)
+                     : build_row(&R->m, q, &R->o, &R->pms[i], R->why[i], sizeof R->why[i], err);
+        if (rc != 0) {
             char label[64] = "fp32";
             if (q)
                 gq_quantizer_label(q, label, sizeof label);
@@ -233,8 +269,13 @@ static void print_header(const bp_run *R, int threads)
 {
     const bp_opts *o = &R->o;
     const gq_config *c = &R->c;
-    printf("%s: preset %s (dim %d, hidden %d, %d layers, vocab %d), seed %ld, %d threads, "
-           "%ld %s tokens, classifier %s, best of %ld rounds\n", o->cmd, o->preset, c->dim,
+    char source[4200];
+    if (o->model)
+        snprintf(source, sizeof source, "model %s", o->model);
+    else
+        snprintf(source, sizeof source, "preset %s", o->preset);
+    printf("%s: %s (dim %d, hidden %d, %d layers, vocab %d), seed %ld, %d threads, "
+           "%ld %s tokens, classifier %s, best of %ld rounds\n", o->cmd, source, c->dim,
            c->hidden_dim, c->n_layers, c->vocab_size, o->seed, threads, o->tokens,
            o->decode ? "decode" : "prefill", o->pack_classifier ? "packed" : "fp32", o->rounds);
     printf("activations: %s; fp32 row = BLAS sgemv/sgemm on fp32 weights; BLAS: %s\n",
@@ -253,7 +294,9 @@ static void print_header(const bp_run *R, int threads)
 static void print_row(const bp_run *R, int i, size_t lin_params)
 {
     char label[64] = "fp32";
-    if (i > 0)
+    if (i > 0 && R->o.model)
+        snprintf(label, sizeof label, "gguf (own types)");
+    else if (i > 0)
         gq_quantizer_label(&R->qs[i - 1], label, sizeof label);
     if (!R->built[i]) {
         printf("%-24s %s\n", label, R->why[i]);
@@ -297,6 +340,7 @@ static void bp_run_free(bp_run *R)
         gq_quantizer_free(&R->qs[i]);
     free(R->qs);
     gq_model_free(&R->m);
+    gq_gguf_weights_free(&R->w);
 }
 
 static int bench_packed(int argc, char **argv, bool decode)
@@ -307,17 +351,27 @@ static int bench_packed(int argc, char **argv, bool decode)
         return rc == 1 ? GQ_EXIT_OK : rc;
     int threads = gq_threads_set((int)R.o.threads);
     gq_error err = {{0}};
-    if (gq_synth_preset(R.o.preset, &R.c, &err) != 0)
+    if (R.o.model) {
+        R.o.pack_classifier = false;
+        if (gq_gguf_load_model(R.o.model, &R.m, &R.w, &err) != 0) {
+            bp_run_free(&R);
+            return cli_report(R.o.cmd, &err, GQ_EXIT_USAGE);
+        }
+        R.c = R.m.cfg;
+    } else if (gq_synth_preset(R.o.preset, &R.c, &err) != 0) {
         return cli_report(R.o.cmd, &err, GQ_EXIT_USAGE);
-    if (R.o.tokens + 2 > R.c.seq_len)
-        return cli_usage_error(R.o.cmd, "--tokens %ld exceeds the preset's seq_len %d",
+    }
+    if (R.o.tokens + 2 > R.c.seq_len) {
+        bp_run_free(&R);
+        return cli_usage_error(R.o.cmd, "--tokens %ld exceeds the model's seq_len %d",
                                R.o.tokens, R.c.seq_len);
+    }
     if (parse_formats(&R, &err) != 0) {
         bp_run_free(&R);
         return cli_report(R.o.cmd, &err, GQ_EXIT_USAGE);
     }
     rc = GQ_EXIT_FAIL;
-    if (gq_model_synth_config(&R.c, (uint64_t)R.o.seed, &R.m, &err) != 0 ||
+    if ((!R.o.model && gq_model_synth_config(&R.c, (uint64_t)R.o.seed, &R.m, &err) != 0) ||
         build_rows(&R, &err) != 0 || run_rounds(&R, &err) != 0) {
         cli_report(R.o.cmd, &err, rc);
         bp_run_free(&R);

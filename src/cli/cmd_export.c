@@ -14,6 +14,7 @@ typedef struct {
 } export_target;
 
 static const export_target targets[] = {
+    {"awq", export_awq, "AWQ checkpoint (AutoAWQ GEMM layout) of an int4 asym quantization"},
     {"gguf", export_gguf, "GGUF v3 for llama.cpp: quantize with --method/--quant, write the codes"},
     {"gptq", export_gptq, "GPTQ checkpoint (AutoGPTQ v1 layout) of an int-format quantization"},
     {"hf", export_hf, "Hugging Face directory (config.json + safetensors) of any loadable model"},
@@ -37,6 +38,17 @@ static const char *format_arg(int argc, char **argv)
             return argv[i] + 9;
     }
     return NULL;
+}
+
+int cli_export_no_float_type(int argc, char **argv, const char *cmd, const char *target)
+{
+    for (int i = 1; i < argc; i++)
+        if (strncmp(argv[i], "--float-type", 12) == 0) {
+            cli_usage_error(cmd, "--float-type: %s checkpoints store the unquantized tensors "
+                                 "in fp16 (the kernels' dtype)", target);
+            return GQ_EXIT_USAGE;
+        }
+    return 0;
 }
 
 int cmd_export(int argc, char **argv)

@@ -32,11 +32,8 @@ static const cli_quantize_writer gptq_writer = {
 
 int export_gptq(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (strncmp(argv[i], "--float-type", 12) == 0) {
-            cli_usage_error(gptq_writer.cmd, "--float-type: a GPTQ checkpoint stores the "
-                                             "unquantized tensors in fp16 (the kernels' dtype)");
-            return GQ_EXIT_USAGE;
-        }
+    int rc = cli_export_no_float_type(argc, argv, gptq_writer.cmd, "GPTQ");
+    if (rc)
+        return rc;
     return cli_quantize_export(argc, argv, &gptq_writer);
 }

@@ -8,6 +8,7 @@
 #include "core/gq_half.h"
 #include "gguf/gq_gguf_model.h"
 #include "gguf/gq_gguf_write.h"
+#include "model/gq_plan_linear.h"
 
 /* llama.cpp's token types (llama_token_type) */
 enum { TOK_NORMAL = 1, TOK_UNKNOWN = 2, TOK_CONTROL = 3, TOK_BYTE = 6 };
@@ -34,13 +35,18 @@ static const gq_quantizer *quant(const gq_gguf_export *x, const char *name)
     return x->quant_of(x->quant_ctx, &x->model->cfg, name);
 }
 
-/* The same for layer l's linear k. */
-static const gq_quantizer *linear_quant(const gq_gguf_export *x, const gq_config *c, int l,
-                                        gq_linear_kind k)
+/* The block linears' quantizers and codes, for the walker (model/gq_plan_linear.h). */
+static gq_plan_linears plan_linears(const gq_gguf_export *x, const gq_config *c)
 {
-    char name[96];
-    gq_tensor_name(l, k, name, sizeof name);
-    return x->quant_of(x->quant_ctx, c, name);
+    return (gq_plan_linears){x->quant_of, x->quant_ctx, x->linear_codes, NULL,
+                            x->linear_codes ? (size_t)c->n_layers * GQ_N_LINEAR : 0};
+}
+
+/* gq_plan_linear_fn: a quantized linear must have a ggml type for its rows. */
+static int check_linear(void *ctx, const gq_plan_linear *b, gq_error *err)
+{
+    (void)ctx;
+    return b->q ? check_quantizer(b->q, b->name, b->rows, b->cols, err) : 0;
 }
 
 int gq_gguf_check_plan(const gq_gguf_export *x, const gq_config *c, gq_error *err)
@@ -59,17 +65,8 @@ int gq_gguf_check_plan(const gq_gguf_export *x, const gq_config *c, gq_error *er
     if (!c->shared_classifier && (q = x->quant_of(x->quant_ctx, c, "classifier")) &&
         check_quantizer(q, "classifier", c->vocab_size, c->dim, err))
         return -1;
-    for (int l = 0; l < c->n_layers; l++)
-        for (int k = 0; k < GQ_N_LINEAR; k++) {
-            int rows, cols;
-            char name[96];
-            gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
-            gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
-            if ((q = linear_quant(x, c, l, (gq_linear_kind)k)) &&
-                check_quantizer(q, name, rows, cols, err))
-                return -1;
-        }
-    return 0;
+    gq_plan_linears src = plan_linears(x, c);
+    return gq_plan_each_linear(c, &src, check_linear, NULL, err);
 }
 
 /* ---- vocabulary ---- */
@@ -113,8 +110,14 @@ static int token_type(const gq_tokenizer *tok, int i)
     return TOK_NORMAL;
 }
 
+/* A byte-level tokenizer.json as a `gpt2` vocabulary, anything else as a `llama` one. */
 static int put_vocab(gq_gguf_writer *w, const gq_tokenizer *tok, gq_error *err)
 {
+    bool written;
+    if (gq_gguf_put_bpe_vocab(w, tok, &written, err))
+        return -1;
+    if (written)
+        return 0;
     int n = gq_tokenizer_vocab_size(tok);
     size_t longest = 0;
     for (int i = 0; i < n; i++)
@@ -162,26 +165,44 @@ static uint32_t file_type_of(const gq_gguf_dtype *t)
     return 0;
 }
 
-/* The type most block linears have (the float type when none is quantized). */
+/* Block linears per format, for the most common one. */
+typedef struct {
+    const gq_format *fmt[GQ_N_LINEAR * 4];
+    int count[GQ_N_LINEAR * 4], n;
+} format_tally;
+
+static int tally_linear(void *ctx, const gq_plan_linear *b, gq_error *err)
+{
+    (void)err;
+    format_tally *t = ctx;
+    if (!b->q)
+        return 0;
+    int i = 0;
+    while (i < t->n && t->fmt[i] != b->q->fmt)
+        i++;
+    if (i == t->n) {
+        if (t->n == (int)(sizeof t->fmt / sizeof t->fmt[0]))
+            return 0; /* more distinct formats than ggml has types: cannot happen */
+        t->fmt[t->n++] = b->q->fmt;
+    }
+    t->count[i]++;
+    return 0;
+}
+
+/* The type most block linears have (the float type when none is quantized; the first seen
+ * on ties). */
 static const gq_gguf_dtype *dominant_type(const gq_gguf_export *x)
 {
-    int n = x->model->cfg.n_layers * GQ_N_LINEAR, best = 0;
-    const gq_gguf_dtype *bt = gq_gguf_dtype_by_id(x->float_type);
     const gq_config *c = &x->model->cfg;
-    for (int i = 0; i < n; i++) {
-        const gq_quantizer *q = linear_quant(x, c, i / GQ_N_LINEAR, i % GQ_N_LINEAR);
-        if (!q)
-            continue;
-        int count = 0;
-        for (int j = 0; j < n; j++) {
-            const gq_quantizer *o = linear_quant(x, c, j / GQ_N_LINEAR, j % GQ_N_LINEAR);
-            count += o && o->fmt == q->fmt;
+    format_tally t = {.n = 0};
+    gq_plan_linears src = plan_linears(x, c);
+    gq_plan_each_linear(c, &src, tally_linear, &t, NULL);
+    const gq_gguf_dtype *bt = gq_gguf_dtype_by_id(x->float_type);
+    for (int i = 0, best = 0; i < t.n; i++)
+        if (t.count[i] > best) {
+            best = t.count[i];
+            bt = gq_gguf_dtype_by_format(t.fmt[i]->name);
         }
-        if (count > best) {
-            best = count;
-            bt = gq_gguf_dtype_by_format(q->fmt->name);
-        }
-    }
     return bt;
 }
 
@@ -239,14 +260,13 @@ static int add_layer(gq_gguf_writer *w, const gq_gguf_export *x, int l, gq_error
     char name[GQ_GGUF_MAX_NAME];
     static const gq_linear_kind order[GQ_N_LINEAR] = {GQ_LIN_Q, GQ_LIN_K, GQ_LIN_V, GQ_LIN_O,
                                                       GQ_LIN_GATE, GQ_LIN_DOWN, GQ_LIN_UP};
+    gq_plan_linears src = plan_linears(x, c);
     for (int j = 0; j < GQ_N_LINEAR; j++) {
         gq_linear_kind k = order[j];
-        size_t i = (size_t)l * GQ_N_LINEAR + (size_t)k;
-        int rows, cols;
-        gq_linear_shape(c, k, &rows, &cols);
+        gq_plan_linear b;
+        gq_plan_linear_at(c, &src, (size_t)l * GQ_N_LINEAR + (size_t)k, &b);
         gq_gguf_tensor_name(l, k, name, sizeof name);
-        if (add_matrix(w, name, L->w[k], rows, cols, linear_quant(x, c, l, k),
-                       x->linear_codes ? x->linear_codes[i] : NULL, x->float_type, err))
+        if (add_matrix(w, name, L->w[k], b.rows, b.cols, b.q, b.codes, x->float_type, err))
             return -1;
         if (k == GQ_LIN_O || k == GQ_LIN_UP) { /* the converter writes each norm after them */
             snprintf(name, sizeof name, "blk.%d.%s_norm.weight", l,
@@ -256,6 +276,18 @@ static int add_layer(gq_gguf_writer *w, const gq_gguf_export *x, int l, gq_error
                 return -1;
         }
     }
+    return 0;
+}
+
+/* gq_plan_linear_fn: a quantized linear needs the codes the method chose. */
+static int check_codes(void *ctx, const gq_plan_linear *b, gq_error *err)
+{
+    (void)ctx;
+    if (b->q && !b->codes)
+        return gq_fail(err, "%s: the method handed over reconstructions only, not the codes it "
+                            "chose (GPTQ on K-quants or with act_order's dynamic groups); "
+                            "writing re-quantized codes would not be the evaluated model",
+                       b->name);
     return 0;
 }
 
@@ -274,16 +306,8 @@ static int check_export(const gq_gguf_export *x, gq_error *err)
     if ((quant(x, "tok_embeddings") && !x->embd_codes) ||
         (!c->shared_classifier && quant(x, "classifier") && !x->cls_codes))
         return gq_fail(err, "the codes of the quantized embeddings or classifier are missing");
-    for (int i = 0; i < c->n_layers * GQ_N_LINEAR; i++) {
-        char name[96];
-        gq_tensor_name(i / GQ_N_LINEAR, (gq_linear_kind)(i % GQ_N_LINEAR), name, sizeof name);
-        if (quant(x, name) && !(x->linear_codes && x->linear_codes[i]))
-            return gq_fail(err, "%s: the method handed over reconstructions only, not the "
-                                "codes it chose (GPTQ on K-quants or with act_order's dynamic "
-                                "groups); writing re-quantized codes would not be the "
-                                "evaluated model", name);
-    }
-    return 0;
+    gq_plan_linears src = plan_linears(x, c);
+    return gq_plan_each_linear(c, &src, check_codes, NULL, err);
 }
 
 int gq_gguf_write_model(const char *path, const gq_gguf_export *x, gq_error *err)

@@ -46,7 +46,8 @@ static int check_special(const gq_gguf *g, gq_error *err)
     return 0;
 }
 
-static int check_model_kind(const gq_gguf *g, gq_error *err)
+/* tokenizer.ggml.model: 0 for "llama" (SentencePiece), 1 for "gpt2" (byte-level BPE). */
+static int model_kind(const gq_gguf *g, gq_error *err)
 {
     const char *s;
     size_t n;
@@ -55,11 +56,10 @@ static int check_model_kind(const gq_gguf *g, gq_error *err)
     if (n == 5 && memcmp(s, "llama", 5) == 0)
         return 0;
     if (n == 4 && memcmp(s, "gpt2", 4) == 0)
-        return gq_fail(err, "%s: key tokenizer.ggml.model = \"gpt2\" (byte-level BPE with "
-                       "merges): not readable yet; gq-bench reads \"llama\" (SentencePiece) "
-                       "vocabularies", g->path);
+        return 1;
     return gq_fail(err, "%s: key tokenizer.ggml.model = \"%.*s\"; gq-bench reads \"llama\" "
-                   "(SentencePiece) vocabularies", g->path, (int)(n > 64 ? 64 : n), s);
+                   "(SentencePiece) and \"gpt2\" (byte-level BPE) vocabularies", g->path,
+                   (int)(n > 64 ? 64 : n), s);
 }
 
 /* The tokenizer.bin image: int32 max length, then per token f32 score, int32 length, bytes. */
@@ -111,7 +111,12 @@ int gq_gguf_tokenizer_from(const gq_gguf *g, int expected_vocab, gq_tokenizer **
 {
     const gq_gguf_kv *tokens, *scores = NULL;
     *tok = NULL;
-    if (check_model_kind(g, err) || check_special(g, err) ||
+    int kind = model_kind(g, err);
+    if (kind < 0)
+        return -1;
+    if (kind == 1)
+        return gq_gguf_bpe_tokenizer_from(g, expected_vocab, tok, err);
+    if (check_special(g, err) ||
         gq_gguf_get_array(g, "tokenizer.ggml.tokens", GQ_GGUF_STRING, 0, &tokens, err))
         return -1;
     if (tokens->n > (1u << 22))

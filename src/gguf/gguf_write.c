@@ -100,6 +100,13 @@ void gq_gguf_put_u32(gq_gguf_writer *w, const char *key, uint32_t value)
     buf_u32(&w->kv, value);
 }
 
+void gq_gguf_put_bool(gq_gguf_writer *w, const char *key, bool value)
+{
+    uint8_t b = value ? 1 : 0;
+    put_key(w, key, GQ_GGUF_BOOL);
+    buf_put(&w->kv, &b, 1);
+}
+
 void gq_gguf_put_f32(gq_gguf_writer *w, const char *key, float value)
 {
     put_key(w, key, GQ_GGUF_F32);

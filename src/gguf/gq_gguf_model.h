@@ -43,12 +43,26 @@ int gq_gguf_load_model(const char *path, gq_model *m, gq_gguf_weights *w, gq_err
 int gq_gguf_model_from(const gq_gguf *g, gq_model *m, gq_gguf_weights *w, gq_error *err);
 
 /* The vocabulary of a GGUF's `llama` (SentencePiece) tokenizer as a gq_tokenizer: tokens with
- * U+2581 read as spaces, scores (0 when absent); a `gpt2` vocabulary is refused naming the key.
+ * U+2581 read as spaces, scores (0 when absent); a `gpt2` one as gq_gguf_bpe_tokenizer_from.
  * expected_vocab: the model's vocab_size, or 0. */
 int gq_gguf_load_tokenizer(const char *path, int expected_vocab, gq_tokenizer **tok,
                            gq_error *err);
 int gq_gguf_tokenizer_from(const gq_gguf *g, int expected_vocab, gq_tokenizer **tok,
                            gq_error *err);
+
+/* A `gpt2` vocabulary (byte-level BPE): tokenizer.ggml.tokens, token_type (control and
+ * user-defined tokens are tokenizer.json's special and other added tokens), merges, pre (llama.cpp's
+ * pre-tokenizer name: llama-bpe = Llama 3's Split pattern without a normalizer and with
+ * ignore_merges, qwen2 = Qwen2/3's with NFC; any other name is refused, named), bos_token_id
+ * and add_bos_token, read as the tokenizer.json they stand for (gguf_vocab_bpe.c). */
+int gq_gguf_bpe_tokenizer_from(const gq_gguf *g, int expected_vocab, gq_tokenizer **tok,
+                               gq_error *err);
+/* Writes tok's vocabulary as those keys when tok is a byte-level tokenizer.json (*written
+ * true); a byte-level one whose steps match no known pre-tokenizer is refused; any other
+ * tokenizer is left to the caller (*written false). */
+struct gq_gguf_writer;
+int gq_gguf_put_bpe_vocab(struct gq_gguf_writer *w, const gq_tokenizer *tok, bool *written,
+                          gq_error *err);
 
 /* What an export writes: the model's fp32 tensors, and for each quantized tensor its format
  * (one with a ggml type: gq_gguf_dtype_by_format) and the codes that format's quantize() or

@@ -19,6 +19,7 @@ void gq_gguf_writer_free(gq_gguf_writer *w);
 void gq_gguf_put_str(gq_gguf_writer *w, const char *key, const char *value);
 void gq_gguf_put_u32(gq_gguf_writer *w, const char *key, uint32_t value);
 void gq_gguf_put_f32(gq_gguf_writer *w, const char *key, float value);
+void gq_gguf_put_bool(gq_gguf_writer *w, const char *key, bool value);
 /* Arrays: strings from a callback (value i of n, len bytes), float32 and int32 values. */
 void gq_gguf_put_str_array(gq_gguf_writer *w, const char *key, size_t n,
                            const char *(*get)(void *ctx, size_t i, size_t *len), void *ctx);

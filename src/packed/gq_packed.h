@@ -128,6 +128,14 @@ typedef struct gq_packed_codes {
 int gq_packed_model_build(const gq_model *src, const gq_quantizer *q,
                           const gq_packed_codes *codes, bool pack_classifier,
                           gq_model *deq_model, gq_packed_model *pm, gq_error *err);
+/* The same with a format per block linear (quant[l * GQ_N_LINEAR + k]; e.g. a loaded Q4_K_M
+ * GGUF's types, gq_gguf_weights.quant), each packed from codes->codes[i] where given (the
+ * file's own bytes) or quantized from src's weights; the classifier stays fp32. A linear whose
+ * format has no packed kernel fails naming the tensor (check gq_packed_supported first);
+ * label "mixed". */
+int gq_packed_model_build_mixed(const gq_model *src, const gq_quantizer *const *quant,
+                                const gq_packed_codes *codes, gq_model *deq_model,
+                                gq_packed_model *pm, gq_error *err);
 /* The fp32 baseline for throughput: a view of src whose linears (and classifier) run through
  * BLAS (cblas_sgemv for one token, cblas_sgemm otherwise) instead of the per-token reference
  * loops of gq_decode_step, so packed and fp32 decode are compared on equally tuned products. */

@@ -124,9 +124,12 @@ static gq_packed_linear *pack_block_linear(const gq_model *src, const gq_quantiz
     return P;
 }
 
-int gq_packed_model_build(const gq_model *src, const gq_quantizer *q,
-                          const gq_packed_codes *codes, bool pack_classifier,
-                          gq_model *deq_model, gq_packed_model *pm, gq_error *err)
+/* pm = a view of src whose block linear i is packed with quant[i] (quant NULL: `one` for
+ * all): the given codes where there are some, else quantized from src's weights. On failure
+ * nothing is left in pm. */
+static int pack_block_linears(const gq_model *src, const gq_quantizer *const *quant,
+                              const gq_quantizer *one, const gq_packed_codes *codes,
+                              gq_model *deq_model, gq_packed_model *pm, gq_error *err)
 {
     const gq_config *c = &src->cfg;
     if (deq_model && deq_model->cfg.dim != c->dim)
@@ -138,23 +141,50 @@ int gq_packed_model_build(const gq_model *src, const gq_quantizer *q,
         gq_packed_model_free(pm);
         return gq_fail(err, "packed: out of memory");
     }
-    gq_quantizer_label(q, pm->label, sizeof pm->label);
     size_t d = (size_t)c->dim;
     pm->decode_bytes = 4 * ((size_t)c->n_layers * 2 * d + 2 * d); /* norms, embedding row */
     for (int l = 0; l < c->n_layers; l++)
         for (int k = 0; k < GQ_N_LINEAR; k++) {
+            size_t i = (size_t)l * GQ_N_LINEAR + (size_t)k;
+            const gq_quantizer *q = quant ? quant[i] : one;
             float *deq = deq_model ? deq_model->layers[l].w[k] : NULL;
-            gq_packed_linear *P = pack_block_linear(src, q, codes, l, k, deq, err);
+            gq_packed_linear *P = q ? pack_block_linear(src, q, codes, l, k, deq, err) : NULL;
             if (!P) {
                 char name[64];
                 gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
                 gq_packed_model_free(pm);
+                if (!q)
+                    return gq_fail(err, "%s: no format to pack it in", name);
                 return gq_fail_prefix(err, "%s", name);
             }
-            pm->lin[l * GQ_N_LINEAR + k] = P;
+            pm->lin[i] = P;
             pm->model.layers[l].op[k] = gq_packed_linear_op(P);
             pm->packed_bytes += P->bytes;
         }
+    return 0;
+}
+
+int gq_packed_model_build_mixed(const gq_model *src, const gq_quantizer *const *quant,
+                                const gq_packed_codes *codes, gq_model *deq_model,
+                                gq_packed_model *pm, gq_error *err)
+{
+    const gq_config *c = &src->cfg;
+    if (pack_block_linears(src, quant, NULL, codes, deq_model, pm, err))
+        return -1;
+    snprintf(pm->label, sizeof pm->label, "mixed");
+    pm->decode_bytes += 4 * (size_t)c->vocab_size * (size_t)c->dim + pm->packed_bytes;
+    return 0;
+}
+
+int gq_packed_model_build(const gq_model *src, const gq_quantizer *q,
+                          const gq_packed_codes *codes, bool pack_classifier,
+                          gq_model *deq_model, gq_packed_model *pm, gq_error *err)
+{
+    const gq_config *c = &src->cfg;
+    if (pack_block_linears(src, NULL, q, codes, deq_model, pm, err))
+        return -1;
+    gq_quantizer_label(q, pm->label, sizeof pm->label);
+    size_t d = (size_t)c->dim;
     size_t cls_floats = (size_t)c->vocab_size * d;
     if (pack_classifier) {
         float *deq = NULL;

@@ -9,90 +9,39 @@
 #include "core/gq_fileio.h"
 #include "gq_version.h"
 #include "model/gq_hf_packed.h"
+#include "runner/gq_ckpt_export.h"
 
-/* What the quantization_config says of a linear's int format. */
-typedef struct gptq_spec {
-    int bits;
-    int group_size; /* -1: one group per row (per channel or per tensor) */
-    bool sym;       /* zero sym_gptq */
-} gptq_spec;
-
-static const char *jstr(const json_t *o, const char *key)
+/* Codes per whole number of int32 words: 32 / b for b = 2, 4, 8; 32 codes in 3 words at 3. */
+static int codes_per_unit(int bits)
 {
-    const char *s = json_string_value(json_object_get(o, key));
-    return s ? s : "";
+    return bits == 3 ? 32 : 32 / bits;
 }
 
-/* The spec of quantizer q on linear `name` of (rows, cols), or a refusal naming why. */
-static int spec_of(const gq_quantizer *q, const char *name, int rows, int cols, gptq_spec *s,
-                   gq_error *err)
+/* gq_int_spec_check: what GPTQ v1 cannot hold of one linear's int settings. */
+static int check_spec(const gq_plan_linear *b, const gq_int_spec *s, gq_error *err)
 {
-    if (strcmp(q->fmt->name, "int") != 0)
-        return gq_fail(err, "%s: format %s: a GPTQ checkpoint holds int codes only (--quant "
-                            "int --set zero=sym_gptq)", name, q->fmt->name);
-    json_t *j = gq_quantizer_to_json(q);
-    int bits = (int)json_integer_value(json_object_get(j, "bits"));
-    int gs = (int)json_integer_value(json_object_get(j, "group_size"));
-    bool grouped = strcmp(jstr(j, "granularity"), "group") == 0 && gs < cols;
-    const char *zero = jstr(j, "zero");
-    bool fp16 = strcmp(jstr(j, "scale_dtype"), "fp16") == 0;
-    s->bits = bits;
-    s->group_size = grouped ? gs : -1;
-    s->sym = strcmp(zero, "sym_gptq") == 0;
-    bool asym = strcmp(zero, "asym") == 0;
-    json_decref(j);
-    if (bits == 3)
-        return gq_fail(err, "%s: int3: 3-bit codes straddle int32 words in GPTQ's packing, "
-                            "which this writer does not implement (use 2, 4 or 8 bits)", name);
-    if (bits != 2 && bits != 4 && bits != 8)
-        return gq_fail(err, "%s: int%d: GPTQ packs 2, 3, 4 or 8 bits", name, bits);
-    if (!fp16)
+    const char *name = b->name;
+    if (s->bits != 2 && s->bits != 3 && s->bits != 4 && s->bits != 8)
+        return gq_fail(err, "%s: int%d: GPTQ packs 2, 3, 4 or 8 bits", name, s->bits);
+    if (!s->fp16)
         return gq_fail(err, "%s: scale_dtype fp32: GPTQ stores fp16 scales", name);
-    if (asym)
+    if (strcmp(s->zero, "asym") == 0)
         return gq_fail(err, "%s: zero asym: checkpoint_format gptq (v1) stores zero - 1, so "
                             "asym's zero point 0 has no encoding; use --set zero=sym_gptq "
                             "(GPTQ's sym) or zero=sym", name);
-    if (grouped && cols % gs != 0)
-        return gq_fail(err, "%s: group_size %d does not divide its %d input columns", name, gs,
-                       cols);
-    int per = 32 / bits;
-    if (cols % per != 0 || rows % per != 0)
+    if (s->group_size > 0 && b->cols % s->group_size != 0)
+        return gq_fail(err, "%s: group_size %d does not divide its %d input columns", name,
+                       s->group_size, b->cols);
+    int unit = codes_per_unit(s->bits);
+    if (b->cols % unit != 0 || b->rows % unit != 0)
         return gq_fail(err, "%s: (%d, %d) is not whole int32 words of %d %d-bit codes along "
-                            "both dimensions", name, rows, cols, per, bits);
+                            "both dimensions", name, b->rows, b->cols, unit, s->bits);
     return 0;
 }
 
 int gq_export_gptq_check(const gq_quant_plan *plan, const gq_config *c, gq_error *err)
 {
-    if (gq_method_cfg_adds_transforms(&plan->method))
-        return gq_fail(err, "method %s leaves explicit input transforms in the model, which a "
-                            "GPTQ checkpoint cannot hold", gq_method_name(plan->method.method));
-    const char *outer[] = {"tok_embeddings", "classifier"};
-    for (int i = 0; i < 2; i++)
-        if (gq_plan_tensor_quantizer(plan, c, outer[i]))
-            return gq_fail(err, "%s: a GPTQ checkpoint keeps the embeddings and the classifier "
-                                "in fp16; drop the rule that quantizes them", outer[i]);
-    gptq_spec first = {0}, s;
-    for (int l = 0; l < c->n_layers; l++)
-        for (int k = 0; k < GQ_N_LINEAR; k++) {
-            int rows, cols;
-            char name[96];
-            gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
-            gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
-            const gq_quantizer *q = gq_plan_tensor_quantizer(plan, c, name);
-            if (!q)
-                return gq_fail(err, "%s: kept in float, but a GPTQ checkpoint quantizes every "
-                                    "block linear", name);
-            if (spec_of(q, name, rows, cols, &s, err))
-                return -1;
-            if (l == 0 && k == 0)
-                first = s;
-            else if (s.bits != first.bits || s.group_size != first.group_size ||
-                     s.sym != first.sym)
-                return gq_fail(err, "%s: settings differ from layers.0.attn.q_proj's, and one "
-                                    "quantization_config holds one bits/group_size/sym", name);
-        }
-    return 0;
+    return gq_ckpt_check_plan(plan, c, "GPTQ", check_spec, NULL, err);
 }
 
 void gq_gptq_linear_free(gq_gptq_linear *l)
@@ -105,24 +54,25 @@ void gq_gptq_linear_free(gq_gptq_linear *l)
 }
 
 /* Output c of the checkpoint from storage row r of the described codes: its codes into
- * qweight (input column perm[i] <- storage column i), its scales and zeros - 1 per group. */
+ * qweight's column c (input column perm[i] <- storage column i, a bit stream along the input),
+ * its scales, and zeros - 1 per group into qzeros (a bit stream along the output). */
 static void pack_output(const gq_pack_codes *pc, const int32_t *perm, int c, int r,
                         gq_gptq_linear *o)
 {
-    const int bits = o->bits, per = 32 / bits, cols = o->cols, rows = o->rows;
+    const int bits = o->bits, cols = o->cols, rows = o->rows;
     const int stored_groups = pc->group ? o->groups : 1;
+    const size_t zero_words = (size_t)rows * bits / 32;
     uint32_t *qw = (uint32_t *)o->qweight, *qz = (uint32_t *)o->qzeros;
     for (int i = 0; i < cols; i++) {
         int j = perm ? perm[i] : i;
-        uint32_t code = pc->codes[(size_t)r * cols + i];
-        qw[(size_t)(j / per) * rows + c] |= code << (bits * (j % per));
+        gq_ckpt_put_bits(qw + c, (size_t)rows, (size_t)j * bits, pc->codes[(size_t)r * cols + i],
+                         bits);
     }
     for (int g = 0; g < o->groups; g++) {
         size_t src = (size_t)r * stored_groups + (pc->group ? g : 0);
         uint32_t z = pc->zeros ? pc->zeros[src] : (uint32_t)pc->zconst;
         o->scales[(size_t)g * rows + c] = pc->scales[src];
-        qz[(size_t)g * (rows / per) + c / per] |= ((z - 1u) & ((1u << bits) - 1u))
-                                                   << (bits * (c % per));
+        gq_ckpt_put_bits(qz + (size_t)g * zero_words, 1, (size_t)c * bits, z - 1u, bits);
     }
 }
 
@@ -131,13 +81,12 @@ int gq_gptq_pack(const gq_quantizer *q, const uint8_t *storage, const int32_t *p
 {
     memset(o, 0, sizeof *o);
     gq_pack_codes pc;
-    if (!q->fmt->packing || !q->fmt->packing->describe)
-        return gq_fail(err, "format %s: no integer codes to pack", q->fmt->name);
-    if (q->fmt->packing->describe(q->params, storage, rows, cols, &pc, err))
+    if (gq_ckpt_int_codes(q, storage, rows, cols, &pc, err))
         return -1;
-    int bits = pc.bits, per = bits > 0 ? 32 / bits : 0, gs = pc.group ? pc.group : cols;
-    if (pc.kernel != GQ_PACK_INT || (bits != 2 && bits != 4 && bits != 8) || cols % gs ||
-        cols % per || rows % per) {
+    int bits = pc.bits, unit = bits > 0 ? codes_per_unit(bits) : 1;
+    int gs = pc.group ? pc.group : cols;
+    if ((bits != 2 && bits != 3 && bits != 4 && bits != 8) ||
+        cols % gs || cols % unit || rows % unit) {
         gq_pack_codes_free(&pc);
         return gq_fail(err, "(%d, %d) int%d g%d: not a GPTQ layout", rows, cols, bits, gs);
     }
@@ -146,8 +95,8 @@ int gq_gptq_pack(const gq_quantizer *q, const uint8_t *storage, const int32_t *p
         return gq_fail(err, "zero point %d has no v1 encoding (zero - 1)", pc.zconst);
     }
     *o = (gq_gptq_linear){bits, rows, cols, cols / gs, NULL, NULL, NULL, NULL};
-    o->qweight = calloc((size_t)(cols / per) * rows, sizeof *o->qweight);
-    o->qzeros = calloc((size_t)o->groups * (rows / per), sizeof *o->qzeros);
+    o->qweight = calloc((size_t)cols * bits / 32 * rows, sizeof *o->qweight);
+    o->qzeros = calloc((size_t)o->groups * ((size_t)rows * bits / 32), sizeof *o->qzeros);
     o->scales = calloc((size_t)o->groups * rows, sizeof *o->scales);
     o->g_idx = calloc((size_t)cols, sizeof *o->g_idx);
     int rc = 0;
@@ -170,48 +119,21 @@ int gq_gptq_pack(const gq_quantizer *q, const uint8_t *storage, const int32_t *p
     return rc;
 }
 
-typedef struct gptq_ctx {
-    const gq_quant_plan *plan;
-    const gq_model *model;
-    const gq_quant_report *rep;
-} gptq_ctx;
-
-static void set_blob(gq_st_blob *b, const char *prefix, const char *part, gq_st_dtype dtype,
-                     int ndim, int64_t d0, int64_t d1, void *data)
-{
-    memset(b, 0, sizeof *b);
-    snprintf(b->name, sizeof b->name, "%s.%s", prefix, part);
-    b->dtype = dtype;
-    b->ndim = ndim;
-    b->shape[0] = d0;
-    b->shape[1] = d1;
-    b->data = data;
-}
-
 /* gq_hf_pack_fn: the four GPTQ tensors of one block linear (their arrays move to the blobs). */
 static int pack_site(void *pv, const gq_hf_linear_site *s, gq_st_blob *out, int *n,
                      gq_error *err)
 {
-    const gptq_ctx *x = pv;
-    size_t idx = (size_t)s->layer * GQ_N_LINEAR + s->kind;
-    char name[96];
-    gq_tensor_name(s->layer, s->kind, name, sizeof name);
-    const gq_quantizer *q = gq_plan_tensor_quantizer(x->plan, &x->model->cfg, name);
-    const uint8_t *codes = x->rep->linear_codes && idx < x->rep->n_linear_codes
-                               ? x->rep->linear_codes[idx] : NULL;
-    if (!q || !codes)
-        return gq_fail(err, "%s: the method handed over reconstructions only, not the codes "
-                            "it chose; writing re-quantized codes would not be the evaluated "
-                            "model", name);
-    const int32_t *perm = x->rep->linear_perm ? x->rep->linear_perm[idx] : NULL;
+    gq_plan_linear b;
     gq_gptq_linear l;
-    if (gq_gptq_pack(q, codes, perm, s->rows, s->cols, s->head_size, &l, err))
-        return gq_fail_prefix(err, "%s", name);
-    int per = 32 / l.bits;
-    set_blob(&out[0], s->prefix, "qweight", GQ_ST_I32, 2, l.cols / per, l.rows, l.qweight);
-    set_blob(&out[1], s->prefix, "qzeros", GQ_ST_I32, 2, l.groups, l.rows / per, l.qzeros);
-    set_blob(&out[2], s->prefix, "scales", GQ_ST_F16, 2, l.groups, l.rows, l.scales);
-    set_blob(&out[3], s->prefix, "g_idx", GQ_ST_I32, 1, l.cols, 0, l.g_idx);
+    if (gq_ckpt_linear(pv, s, &b, err))
+        return -1;
+    if (gq_gptq_pack(b.q, b.codes, b.perm, s->rows, s->cols, s->head_size, &l, err))
+        return gq_fail_prefix(err, "%s", b.name);
+    int64_t words_in = (int64_t)l.cols * l.bits / 32, words_out = (int64_t)l.rows * l.bits / 32;
+    gq_ckpt_blob(&out[0], s->prefix, "qweight", GQ_ST_I32, 2, words_in, l.rows, l.qweight);
+    gq_ckpt_blob(&out[1], s->prefix, "qzeros", GQ_ST_I32, 2, l.groups, words_out, l.qzeros);
+    gq_ckpt_blob(&out[2], s->prefix, "scales", GQ_ST_F16, 2, l.groups, l.rows, l.scales);
+    gq_ckpt_blob(&out[3], s->prefix, "g_idx", GQ_ST_I32, 1, l.cols, 0, l.g_idx);
     *n = 4;
     return 0;
 }
@@ -220,19 +142,17 @@ static int pack_site(void *pv, const gq_hf_linear_site *s, gq_st_blob *out, int 
 static char *quant_config(const gq_quant_plan *plan, const gq_config *c,
                           const gq_quant_report *rep)
 {
-    gptq_spec s;
+    gq_int_spec s;
     gq_error ignored = {{0}};
-    int rows, cols;
-    gq_linear_shape(c, GQ_LIN_Q, &rows, &cols);
-    const gq_quantizer *q = gq_plan_tensor_quantizer(plan, c, "layers.0.attn.q_proj");
-    if (!q || spec_of(q, "layers.0.attn.q_proj", rows, cols, &s, &ignored))
+    if (gq_ckpt_check_plan(plan, c, "GPTQ", check_spec, &s, &ignored))
         return NULL;
+    const gq_quantizer *q = gq_plan_tensor_quantizer(plan, c, "layers.0.attn.q_proj");
     bool desc_act = false;
     for (size_t i = 0; rep->linear_perm && i < rep->n_linear_codes; i++)
         desc_act |= rep->linear_perm[i] != NULL;
     json_t *o = json_pack("{s:s,s:i,s:i,s:b,s:b,s:b,s:s,s:{s:[s],s:o,s:o}}", "quant_method",
                           "gptq", "bits", s.bits, "group_size", s.group_size, "desc_act",
-                          desc_act, "sym", s.sym, "static_groups", false, "checkpoint_format",
+                          desc_act, "sym", strcmp(s.zero, "sym_gptq") == 0, "static_groups", false, "checkpoint_format",
                           "gptq", "meta", "quantizer", "gq-bench:" GQ_VERSION, "method",
                           gq_method_cfg_to_json(&plan->method), "format",
                           gq_quantizer_to_json(q));
@@ -249,7 +169,7 @@ int gq_export_gptq(const char *dir, const gq_quant_plan *plan, const gq_model *q
     char *qc = quant_config(plan, &q->cfg, rep);
     if (!qc)
         return gq_fail(err, "%s: out of memory", dir);
-    gptq_ctx x = {plan, q, rep};
+    gq_ckpt_ctx x = {plan, q, rep};
     char path[4200];
     snprintf(path, sizeof path, "%s/quantize_config.json", dir);
     int rc = gq_model_save_hf_packed(q, dir, GQ_ST_F16, qc, pack_site, &x, err) ||

@@ -3,22 +3,26 @@
 /* GPTQ checkpoints (AutoGPTQ / GPTQModel layout, checkpoint_format "gptq", i.e. v1) from a
  * model quantized in the int format; used by `gq-bench export --format gptq`.
  *
- * Per block linear of (out, in) = (rows, cols), with b bits and p = 32 / b codes per int32:
- *   qweight (in / p, out) int32: word [i][c] holds the codes of input columns p*i .. p*i+p-1
- *           of output c, column p*i + j in bits [b*j, b*j + b) (low bits first);
- *   qzeros  (groups, out / p) int32: word [g][i] holds (z - 1) of outputs p*i .. p*i+p-1 in
- *           the same order: v1 stores the zero point minus one;
+ * Per block linear of (out, in) = (rows, cols), with b bits (2, 3, 4 or 8):
+ *   qweight (in * b / 32, out) int32: column c of qweight is one little-endian bit stream of
+ *           output c's codes along the input, input column j in stream bits [b*j, b*j + b)
+ *           (stream bit n is bit n % 32 of word [n / 32][c]); at b = 2, 4, 8 word [i][c]
+ *           holds inputs p*i .. p*i+p-1 (p = 32 / b), low bits first; at b = 3 a code
+ *           crosses a word boundary every 32 bits (inputs 10 and 21 of every 32 span two
+ *           words), as AutoGPTQ packs them: 32 codes in 3 words;
+ *   qzeros  (groups, out * b / 32) int32: row g is the same bit stream of (z - 1) of the
+ *           outputs: v1 stores the zero point minus one;
  *   scales  (groups, out) fp16;
  *   g_idx   (in) int32: the group of each input column (act_order: the groups follow GPTQ's
  *           column order, so g_idx is not monotone);
  * and w[c][j] = scales[g][c] * (q[c][j] - z[g][c]) with g = g_idx[j] and z = stored + 1.
  * The codes, scales and zero points are the int format's own (formats/fmt_int.c), not
  * re-quantized: zero sym_gptq is GPTQ's sym=True (z = 2^(b-1)); sym (z = 2^(b-1) - 1) is
- * written with sym=False and its zero points explicit. Refused: bits other than 2, 4, 8 (3
- * packs across words: not written), fp32 scales, zero asym (its zero point 0 has no v1
- * encoding), group sizes that do not divide a linear's input, dimensions that are not whole
- * int32 words, formats other than int, linears kept in float, quantized embeddings or
- * classifier, linears with different settings. */
+ * written with sym=False and its zero points explicit. Refused: bits other than 2, 3, 4, 8,
+ * fp32 scales, zero asym (its zero point 0 has no v1 encoding), group sizes that do not divide
+ * a linear's input, dimensions that are not whole int32 words (multiples of 32 / b codes; of
+ * 32 at 3 bits), formats other than int, linears kept in float, quantized embeddings or
+ * classifier, linears with different settings (gq_ckpt_export.h). */
 #include <stdint.h>
 
 #include "core/gq_error.h"

@@ -60,6 +60,9 @@ const char *gq_tokenizer_describe(const gq_tokenizer *t);
  * U+2581; see gq_tokenizer_json.c); a tokenizer.json is written back as it was read. */
 int gq_tokenizer_save_json(const gq_tokenizer *t, const char *path, gq_error *err);
 
+/* The text of the tokenizer.json t was read from (*len bytes), or NULL for a llama2.c
+ * tokenizer (exporters that describe the tokenizer in another format read it). */
+const char *gq_tokenizer_json_source(const gq_tokenizer *t, size_t *len);
 /* Encodes len bytes of text. *tokens is malloc'd (caller frees); *n_tokens its length.
  * bos: add the tokenizer's special tokens (llama2.c: BOS; tokenizer.json: those of its
  * post-processor, or tokenizer_config.json's add_bos_token / add_eos_token); eos: append EOS

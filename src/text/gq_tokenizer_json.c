@@ -201,3 +201,9 @@ int gq_tokenizer_save_json(const gq_tokenizer *t, const char *path, gq_error *er
         return gq_write_file_atomic(path, t->hf->source, t->hf->source_len, err);
     return save_llama2c(t, path, err);
 }
+
+const char *gq_tokenizer_json_source(const gq_tokenizer *t, size_t *len)
+{
+    *len = t->hf ? t->hf->source_len : 0;
+    return t->hf ? t->hf->source : NULL;
+}

@@ -172,6 +172,28 @@ static void test_run_exports_a_cell(void **state)
     free(dir);
 }
 
+/* bench prefill --model: a mixed GGUF gets a row packed from its own bytes; a GGUF whose
+ * linears are floats gets the reason instead. Not timed: only the rows are checked. */
+static void test_bench_own_bytes(void **state)
+{
+    (void)state;
+    static const struct { const char *file, *want; } cases[] = {
+        {"testvectors/gguf/tinystories-3M-Q4_K_M-default.gguf", "gguf (own types)          "},
+        {"testvectors/gguf/tinystories-3M-f32.gguf",
+         "gguf (own types)         layers.0.attn.q_proj (f32): no packed kernel"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char vec[4096];
+        if (!test_asset(cases[i].file, vec, sizeof vec))
+            skip();
+        if (test_run_clif(out, sizeof out, errb, sizeof errb,
+                          "bench prefill --model '%s' --tokens 8 --rounds 1 --reps 1", vec) != 0)
+            fail_msg("%s: %s", cases[i].file, errb);
+        if (!strstr(out, cases[i].want))
+            fail_msg("%s: no row \"%s\" in:\n%s", cases[i].file, cases[i].want, out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -179,6 +201,7 @@ int main(void)
         cmocka_unit_test(test_export_round_trip),
         cmocka_unit_test(test_export_refusals),
         cmocka_unit_test(test_run_exports_a_cell),
+        cmocka_unit_test(test_bench_own_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 #include "core/gq_rng.h"
 #include "methods/gq_gptq.h"
 #include "packed/gq_packed.h"
+#include "packed_products.h"
 
 static int setup(void **state)
 {
@@ -46,41 +47,14 @@ static void check_q8_products(gq_packed_linear *P, const float *x, int rows, con
     free(y), free(yr);
 }
 
-/* Asserts that the packed linear P computes out_w (rows, cols) · x: decode (fused dots and the
- * scalar reference) and prefill (tiles + sgemm) on a few seeded inputs, within float
- * summation error; and its int8-activation decode against its reference. */
+/* The products of P against out_w (packed_products.h), and its int8-activation decode against
+ * its reference. */
 static void check_products(gq_packed_linear *P, const float *out_w, int rows, int cols,
                            const char *what)
 {
-    enum { N = 8 }; /* > GQ_PACKED_MATVEC_MAX_N: the prefill path */
-    float *x = malloc((size_t)N * cols * sizeof *x), *y = malloc((size_t)N * rows * sizeof *y);
-    float *yr = malloc((size_t)rows * sizeof *yr), *y1 = malloc((size_t)rows * sizeof *y1);
-    uint32_t s = 12345;
-    for (int i = 0; i < N * cols; i++) {
-        s = s * 1664525u + 1013904223u;
-        x[i] = (float)((int)(s >> 8) % 2001 - 1000) / 1000.0f;
-    }
-    gq_packed_linear_apply(P, y, x, N);
-    for (int t = 0; t < N; t++) {
-        const float *xt = x + (size_t)t * cols;
-        gq_packed_linear_apply(P, y1, xt, 1);
-        gq_packed_linear_matvec_ref(P, yr, xt);
-        for (int r = 0; r < rows; r++) {
-            double want = 0.0, mag = 0.0;
-            for (int j = 0; j < cols; j++) {
-                want += (double)out_w[(size_t)r * cols + j] * xt[j];
-                mag += fabs((double)out_w[(size_t)r * cols + j] * xt[j]);
-            }
-            const double tol = 1e-5 * mag + 1e-6;
-            const float got[3] = {y[(size_t)t * rows + r], y1[r], yr[r]};
-            for (int i = 0; i < 3; i++)
-                if (fabs(got[i] - want) > tol)
-                    fail_msg("%s row %d: product %d gives %g, the evaluated weights %g", what, r,
-                             i, (double)got[i], want);
-        }
-    }
+    float *x = packed_check_products(P, out_w, rows, cols, what);
     check_q8_products(P, x, rows, what);
-    free(x), free(y), free(yr), free(y1);
+    free(x);
 }
 
 /* Every block linear of `out` against the packed linear of its codes (in their column order):

@@ -1,5 +1,5 @@
-/* GPTQ checkpoints (runner/gq_gptq_export.h): a hand-built int4 linear whose int32 words are
- * written out below from the AutoGPTQ layout (not from the packer); round trips of
+/* GPTQ checkpoints (runner/gq_gptq_export.h): hand-built int4 and int3 linears whose int32
+ * words are written out below from the AutoGPTQ layout (not from the packer); round trips of
  * `export --format gptq` against the fake-quantized model `quantize` writes with the same
  * settings, dequantized here with the GPTQ formula; refusals before any work. */
 #include <jansson.h>
@@ -18,6 +18,7 @@
 #include "model/gq_model.h"
 #include "model/gq_safetensors.h"
 #include "runner/gq_gptq_export.h"
+#include "ckpt_check.h"
 #include "test_support.h"
 
 #define INT4_G32 "--set bits=4 --set group_size=32 --set zero=sym_gptq"
@@ -113,111 +114,100 @@ static void test_pack_rope_rows(void **state)
     check_hand(NULL, 4, qweight, rows, two_groups);
 }
 
-static char out[65536], errb[16384];
-
-static const gq_st_tensor *tensor(const gq_st_file *f, const char *prefix, const char *part)
+/* The 3-bit case: 32 outputs x 32 inputs, int3 g16 sym_gptq (z = 4, s = 2 amax / 7). Even
+ * outputs have codes j % 8 along the input, odd ones 7 - j % 8; code k is the weight (k - 4) s
+ * except code 0, which is -3.5 s (the amax: round(-3.5) = -4 to even). s of output r, group g
+ * is (1 + r + 32 g) / 4 (exact in fp16). */
+static int code3(int r, int j)
 {
-    char name[160];
-    snprintf(name, sizeof name, "%s.%s", prefix, part);
-    for (int i = 0; i < f->n; i++)
-        if (strcmp(f->t[i].name, name) == 0)
-            return &f->t[i];
-    fail_msg("%s: missing tensor %s", f->path, name);
-    return NULL;
+    return r % 2 ? 7 - j % 8 : j % 8;
+}
+
+static float hand_weight3(int r, int j)
+{
+    float s = (float)(1 + r + 32 * (j / 16)) / 4.0f;
+    int k = code3(r, j);
+    return k == 0 ? -3.5f * s : (float)(k - 4) * s;
+}
+
+static void test_pack_3bit(void **state)
+{
+    (void)state;
+    gq_quantizer q;
+    gq_error err = {{0}};
+    json_t *p = json_pack("{s:i,s:i,s:s}", "bits", 3, "group_size", 16, "zero", "sym_gptq");
+    assert_int_equal(gq_quantizer_init(&q, "int", p, "test", &err), 0);
+    json_decref(p);
+    static float w[32 * 32];
+    static uint8_t codes[4096];
+    for (int r = 0; r < 32; r++)
+        for (int j = 0; j < 32; j++)
+            w[r * 32 + j] = hand_weight3(r, j);
+    assert_true(gq_quantizer_bytes(&q, 32, 32) <= sizeof codes);
+    assert_int_equal(q.fmt->quantize(q.params, w, 32, 32, NULL, codes, NULL, &err), 0);
+    gq_gptq_linear l;
+    assert_int_equal(gq_gptq_pack(&q, codes, NULL, 32, 32, 0, &l, &err), 0);
+    gq_quantizer_free(&q);
+    assert_int_equal(l.bits, 3);
+    assert_int_equal(l.groups, 2);
+    /* qweight (3, 32): column c is one 96-bit stream of output c's 32 codes, input j in bits
+     * [3j, 3j + 3), stream bit n in word n / 32 at bit n % 32. Codes 0..7 repeated make the
+     * 24-bit pattern 0xfac688 (octal 76543210) every 24 bits, so word 0 = 0x88 | 0xfac688
+     * (input 10's code 2 = 0b010 crosses into word 1 at bit 30), word 1 = 0xc688 | 0xfac6
+     * (input 21's code 5 = 0b101 crosses at bit 63), word 2 = 0xfac688 | 0xfa; odd outputs
+     * (7 - code) are the complements. */
+    static const uint32_t even[3] = {0x88fac688u, 0xc688fac6u, 0xfac688fau};
+    static const uint32_t odd[3] = {0x77053977u, 0x39770539u, 0x05397705u};
+    for (int c = 0; c < 32; c++)
+        for (int i = 0; i < 3; i++)
+            if ((uint32_t)l.qweight[i * 32 + c] != (c % 2 ? odd : even)[i])
+                fail_msg("qweight[%d][%d] = 0x%08x", i, c, (uint32_t)l.qweight[i * 32 + c]);
+    /* qzeros (2, 3): z - 1 = 3 = 0b011 for all 32 outputs: stream bits n with n % 3 != 2 set */
+    static const uint32_t zeros[6] = {0xdb6db6dbu, 0xb6db6db6u, 0x6db6db6du,
+                                      0xdb6db6dbu, 0xb6db6db6u, 0x6db6db6du};
+    assert_words(l.qzeros, zeros, 6);
+    for (int g = 0; g < 2; g++)
+        for (int c = 0; c < 32; c++)
+            assert_true(gq_fp16_to_fp32(l.scales[g * 32 + c]) == (float)(1 + c + 32 * g) / 4.0f);
+    for (int j = 0; j < 32; j++)
+        assert_int_equal(l.g_idx[j], j / 16);
+    gq_gptq_linear_free(&l);
+}
+
+/* Bits [pos, pos + bits) of a little-endian stream whose word n is w[n * stride]. */
+static uint32_t stream_bits(const uint32_t *w, size_t stride, size_t pos, int bits)
+{
+    uint64_t two = w[pos / 32 * stride];
+    if (pos % 32 + (size_t)bits > 32)
+        two |= (uint64_t)w[(pos / 32 + 1) * stride] << 32;
+    return (uint32_t)(two >> (pos % 32)) & ((1u << bits) - 1u);
 }
 
 /* Weight (c, j) of a GPTQ v1 linear: scale * (q - (stored zero + 1)), the group from g_idx. */
-static float gptq_weight(const gq_st_file *f, const char *prefix, int bits, int rows, int c,
-                         int j)
+static float gptq_weight(const gq_st_file *f, const char *prefix, int bits, int rows, int cols,
+                         int c, int j)
 {
-    const int per = 32 / bits;
-    const uint32_t mask = (1u << bits) - 1u;
-    const uint32_t *qw = tensor(f, prefix, "qweight")->data;
-    const uint32_t *qz = tensor(f, prefix, "qzeros")->data;
-    const uint16_t *sc = tensor(f, prefix, "scales")->data;
-    const int32_t *gi = tensor(f, prefix, "g_idx")->data;
+    (void)cols;
+    const uint32_t *qw = ckpt_tensor(f, prefix, "qweight")->data;
+    const uint32_t *qz = ckpt_tensor(f, prefix, "qzeros")->data;
+    const uint16_t *sc = ckpt_tensor(f, prefix, "scales")->data;
+    const int32_t *gi = ckpt_tensor(f, prefix, "g_idx")->data;
     int g = gi[j];
-    int q = (int)((qw[(size_t)(j / per) * rows + c] >> (bits * (j % per))) & mask);
-    int z = (int)((qz[(size_t)g * (rows / per) + c / per] >> (bits * (c % per))) & mask) + 1;
+    int q = (int)stream_bits(qw + c, (size_t)rows, (size_t)j * bits, bits);
+    int z = (int)stream_bits(qz + (size_t)g * ((size_t)rows * bits / 32), 1, (size_t)c * bits,
+                             bits) + 1;
     return gq_fp16_to_fp32(sc[(size_t)g * rows + c]) * (float)(q - z);
-}
-
-/* Every block linear of the checkpoint in dir equals the fake-quantized model's bit for bit. */
-static void assert_checkpoint_equals(const char *dir, const gq_model *m, int bits)
-{
-    static const char *const hf[GQ_N_LINEAR] = {
-        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-        "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
-    char path[4300];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    gq_st_file f;
-    gq_error err = {{0}};
-    if (gq_st_open(path, &f, &err))
-        fail_msg("%s", err.msg);
-    for (int l = 0; l < m->cfg.n_layers; l++)
-        for (int k = 0; k < GQ_N_LINEAR; k++) {
-            char prefix[96];
-            int rows, cols, hs = k == GQ_LIN_Q || k == GQ_LIN_K ? gq_head_size(&m->cfg) : 0;
-            snprintf(prefix, sizeof prefix, "model.layers.%d.%s", l, hf[k]);
-            gq_linear_shape(&m->cfg, (gq_linear_kind)k, &rows, &cols);
-            assert_int_equal(tensor(&f, prefix, "qweight")->dtype, GQ_ST_I32);
-            for (int c = 0; c < rows; c++)
-                for (int j = 0; j < cols; j++) {
-                    float w = gptq_weight(&f, prefix, bits, rows, c, j);
-                    float want = m->layers[l].w[k][(size_t)gq_hf_model_row(c, hs) * cols + j];
-                    if (memcmp(&w, &want, sizeof w) != 0)
-                        fail_msg("%s (%d, %d): %.9g, fake-quantized %.9g", prefix, c, j, w,
-                                 want);
-                }
-        }
-    gq_st_close(&f);
-}
-
-/* quantization_config of dir/config.json has `key` equal to the JSON value text `want`. */
-static void assert_config(const char *dir, const char *key, const char *want)
-{
-    char path[4300];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    json_t *root = json_load_file(path, 0, NULL), *v = json_loads(want, JSON_DECODE_ANY, NULL);
-    assert_non_null(root);
-    json_t *got = json_object_get(json_object_get(root, "quantization_config"), key);
-    if (!json_equal(got, v))
-        fail_msg("%s: quantization_config.%s is not %s", path, key, want);
-    json_decref(root);
-    json_decref(v);
 }
 
 static void round_trip(const char *model, const char *settings, int bits, const char *desc_act)
 {
-    char *dir = test_tmpdir("gptq-export"), *ck = dir; /* the checkpoint and q.bin beside it */
-    char q[4200], text[4200];
-    snprintf(q, sizeof q, "%s/q.bin", dir);
-    /* a short calibration text keeps the runs quick: 2 windows of 32 tokens */
-    snprintf(text, sizeof text, "%s/calib.txt", dir);
-    char story[4096] = "";
-    for (int i = 0; i < 40; i++)
-        strcat(story, "Once upon a time, a little cat found a red ball in the park. ");
-    test_write_text(text, story);
-    char common[10240];
-    snprintf(common, sizeof common,
-             "--model assets:models/%s/%s.bin --tokenizer assets:models/%s/tok512.bin %s "
-             "--calib-data '%s' --n-calib 2 --calib-ctx 32", model, model, model, settings, text);
-    if (test_run_clif(out, sizeof out, errb, sizeof errb,
-                      "export --format gptq %s --quant int --out '%s'",
-                      common, ck) != 0 ||
-        test_run_clif(out, sizeof out, errb, sizeof errb, "quantize %s --format int --out '%s'",
-                      common, q) != 0)
-        fail_msg("%s: %s", settings, errb);
-    gq_model m;
-    gq_error err = {{0}};
-    if (gq_model_load(q, &m, &err))
-        fail_msg("%s", err.msg);
-    assert_checkpoint_equals(ck, &m, bits);
-    assert_config(ck, "desc_act", desc_act);
-    assert_config(ck, "bits", bits == 4 ? "4" : "8");
-    assert_config(ck, "checkpoint_format", "\"gptq\"");
-    gq_model_free(&m);
-    test_remove_dir(dir);
+    char *ck = ckpt_round_trip("gptq", model, settings, bits, gptq_weight);
+    ckpt_assert_config(ck, "desc_act", desc_act);
+    char bits_text[8];
+    snprintf(bits_text, sizeof bits_text, "%d", bits);
+    ckpt_assert_config(ck, "bits", bits_text);
+    ckpt_assert_config(ck, "checkpoint_format", "\"gptq\"");
+    test_remove_dir(ck);
 }
 
 static void test_round_trips(void **state)
@@ -228,6 +218,9 @@ static void test_round_trips(void **state)
         {"tinystories-3M", "--method gptq " INT4_G32, "false", 4},
         {"tinystories-3M", "--method gptq --method-set act_order=true " INT4_G32, "true", 4},
         {"tinystories-3M", "--method rtn " INT4_G32, "false", 4},
+        /* 3 bits: 32 codes in 3 words */
+        {"tinystories-3M", "--method rtn --set bits=3 --set group_size=64 --set zero=sym_gptq",
+         "false", 3},
         /* stories260K's 172-wide MLP holds int8 per channel (4 codes per word), zero sym */
         {"stories260K", "--method rtn --set bits=8 --set granularity=channel --set zero=sym",
          "false", 8},
@@ -240,40 +233,32 @@ static void test_refusals(void **state)
 {
     (void)state;
     test_assets_or_skip();
-    char *dir = test_tmpdir("gptq-refuse");
-    char ck[4200];
-    snprintf(ck, sizeof ck, "%s/ckpt", dir);
-    const char *model = "--model assets:models/stories260K/stories260K.bin --tokenizer "
-                        "assets:models/stories260K/tok512.bin --eval-windows 4";
     static const struct { const char *args, *want; } cases[] = {
         {"--method rtn --quant int --set bits=4 --set zero=sym_gptq --set granularity=channel",
          "layers.0.mlp.gate_proj: (172, 64) is not whole int32 words of 8 4-bit codes"},
         {"--method rtn --quant int --set bits=8 --set zero=sym_gptq --set group_size=32",
          "layers.0.mlp.down_proj: group_size 32 does not divide its 172 input columns"},
         {"--method rtn --quant int --set bits=4", "zero asym: checkpoint_format gptq (v1)"},
-        {"--method rtn --quant int --set bits=3 --set zero=sym_gptq", "int3: 3-bit codes"},
+        {"--method rtn --quant int --set bits=3 --set group_size=32 --set zero=sym_gptq",
+         "layers.0.mlp.gate_proj: (172, 64) is not whole int32 words of 32 3-bit codes"},
         {"--method rtn --quant int --set bits=5 --set zero=sym_gptq", "GPTQ packs 2, 3, 4 or 8"},
+        {"--method rtn --quant int --set bits=4 --set zero=sym_gptq",
+         "layers.0.attn.q_proj: group_size 128 does not divide its 64 input columns"},
         {"--method rtn --quant int --set bits=8 --set zero=sym --set granularity=channel "
          "--set scale_dtype=fp32", "scale_dtype fp32: GPTQ stores fp16 scales"},
-        {"--method rtn --quant q4_0", "format q4_0: a GPTQ checkpoint holds int codes only"},
+        {"--method rtn --quant q4_0", "format q4_0: GPTQ checkpoints hold int codes only"},
         {"--method rtn --quant int --set bits=8 --set zero=sym --set granularity=channel "
          "--rule 'layers.1.*=fp'", "layers.1.attn.q_proj: kept in float"},
         {"--method rtn --quant int --set bits=8 --set zero=sym --set granularity=channel "
          "--rule 'layers.1.attn.*={\"name\":\"int\",\"bits\":4,\"zero\":\"sym\",\"granularity\":"
          "\"channel\"}'", "layers.1.attn.q_proj: settings differ"},
         {"--method rtn --quant int --set bits=8 --set zero=sym --set granularity=channel "
-         "--rule 'classifier={\"name\":\"int\"}'", "a GPTQ checkpoint keeps the embeddings"},
+         "--rule 'classifier={\"name\":\"int\"}'", "GPTQ checkpoints keep the embeddings"},
         {"--method affinequant --quant int --set bits=8 --set zero=sym", "explicit input transforms"},
-        {"--method rtn --quant int --float-type f32", "--float-type: a GPTQ checkpoint stores"},
+        {"--method rtn --quant int --float-type f32", "--float-type: GPTQ checkpoints store"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int rc = test_run_clif(out, sizeof out, errb, sizeof errb,
-                               "export --format gptq %s %s --out '%s'", model, cases[i].args, ck);
-        if (rc != 2 || !strstr(errb, cases[i].want))
-            fail_msg("case %zu: exit %d, stderr: %s", i, rc, errb);
-        assert_int_equal(access(ck, F_OK), -1);
-    }
-    test_remove_dir(dir);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        ckpt_assert_refused("gptq", cases[i].args, cases[i].want);
 }
 
 int main(void)
@@ -282,6 +267,7 @@ int main(void)
         cmocka_unit_test(test_pack_hand_built),
         cmocka_unit_test(test_pack_act_order),
         cmocka_unit_test(test_pack_rope_rows),
+        cmocka_unit_test(test_pack_3bit),
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_refusals),
     };
