@@ -65,8 +65,8 @@ static int spec_of(const gq_quantizer *q, const char *name, int rows, int cols, 
 int gq_export_gptq_check(const gq_quant_plan *plan, const gq_config *c, gq_error *err)
 {
     if (gq_method_cfg_adds_transforms(&plan->method))
-        return gq_fail(err, "method %s leaves explicit input transforms in the model, which a "
-                            "GPTQ checkpoint cannot hold", gq_method_name(plan->method.method));
+        return gq_fail(err, "method %s leaves explicit input transforms or an online rotation in the "
+                            "model, which a GPTQ checkpoint cannot hold", gq_method_name(plan->method.method));
     const char *outer[] = {"tok_embeddings", "classifier"};
     for (int i = 0; i < 2; i++)
         if (gq_plan_tensor_quantizer(plan, c, outer[i]))
