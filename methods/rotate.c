@@ -27,7 +27,7 @@ typedef struct {
 } rot_params;
 
 static const gq_param_spec rot_specs[] = {
-    {"seed", GQ_PARAM_U64, offsetof(rot_params, seed), "0", 0, (double)(INT64_MAX - 1), NULL,
+    {"seed", GQ_PARAM_U64, offsetof(rot_params, seed), "0", 0, (double)INT64_MAX, NULL,
      "seed of the random signs D (and of a random block) of the rotation Q = D H / sqrt(dim); "
      "seed + 1 draws those of the online rotation"},
     {"online", GQ_PARAM_BOOL, offsetof(rot_params, online), "true", 0, 0, NULL,
