@@ -47,21 +47,6 @@ static void rotated(const gq_model *fp, gq_model *out)
     gq_method_cfg_free(&cfg);
 }
 
-/* max |logit(a) - logit(b)| < 1e-5 max |logit(a)| over T tokens. */
-static void expect_same_logits(const gq_model *a, const gq_model *b, const int *tok, int T)
-{
-    float *la = test_logits(a, tok, T), *lb = test_logits(b, tok, T);
-    double worst = 0.0, amax = 0.0;
-    for (size_t i = 0; i < (size_t)T * a->cfg.vocab_size; i++) {
-        worst = fmax(worst, fabs((double)la[i] - lb[i]));
-        amax = fmax(amax, fabs((double)la[i]));
-    }
-    printf("rotated vs FP logits: max diff %.3g of max |logit| %.3g\n", worst, amax);
-    assert_true(amax > 0.0);
-    assert_true(worst < 1e-5 * amax);
-    free(la), free(lb);
-}
-
 /* The per-token decode path's logits (T, vocab) of m. */
 static float *decode_logits(const gq_model *m, const int *tok, int T)
 {
@@ -86,6 +71,14 @@ static void expect_close(const float *la, const float *lb, size_t n, const char 
     printf("%s: max diff %.3g of max |logit| %.3g\n", what, worst, amax);
     assert_true(amax > 0.0);
     assert_true(worst < 1e-5 * amax);
+}
+
+/* max |logit(a) - logit(b)| < 1e-5 max |logit(a)| over T tokens (prefill). */
+static void expect_same_logits(const gq_model *a, const gq_model *b, const int *tok, int T)
+{
+    float *la = test_logits(a, tok, T), *lb = test_logits(b, tok, T);
+    expect_close(la, lb, (size_t)T * a->cfg.vocab_size, "rotated vs FP logits");
+    free(la), free(lb);
 }
 
 /* Generate's path and the throughput path's fp32 view of r agree with fp's decode path. */
