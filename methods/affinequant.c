@@ -270,6 +270,10 @@ static int aq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
     if (ctx->w.att_in_transform || ctx->w.ffn_in_transform)
         return gq_fail(err, "layers.%d: affinequant: the block already has an explicit input "
                             "transform", ctx->layer);
+    if (ctx->w.down_in_rot) /* its training block has no online rotation */
+        return gq_fail(err, "layers.%d: affinequant: the block rotates the down_proj input "
+                            "online (rotate), which its training does not model; use rotate "
+                            "with \"online\": false", ctx->layer);
     gq_affine_opts o = {.epochs = p->epochs, .lr = p->lr, .lwc_lr = p->lwc_lr,
                         .weight_decay = p->weight_decay, .sf = p->sf, .alpha = p->alpha,
                         .lwc = p->lwc, .let = p->let, .aug_loss = p->aug_loss};

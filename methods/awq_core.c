@@ -532,6 +532,11 @@ int gq_awq_quantize_block(const gq_awq_params *p, gq_awq_salience_fn salience, c
     gq_block_trace tr = {0};
     float *scales[GQ_AWQ_N_GROUPS] = {0};
     int rc = -1;
+    if (ctx->w.down_in_rot) /* up's output channel j is no longer down's input channel j */
+        return gq_fail(err, "layers.%d: the online rotation of the down_proj input (rotate) "
+                            "sits between up_proj and down_proj, so their scales cannot be "
+                            "folded; use rotate with \"online\": false before this method",
+                       ctx->layer);
     if (gq_block_trace_alloc(ctx, &tr, err))
         return -1;
     double t0 = gq_now();

@@ -109,8 +109,9 @@ struct gq_method {
      * linear (NULL = kept in full precision). Fails with a message naming layer and linear. */
     int (*check_layer)(const void *params, const gq_config *cfg, int layer,
                        const gq_quantizer *const quant[GQ_N_LINEAR], gq_error *err);
-    /* Whether the method leaves explicit input transforms in the model (NULL: never); a
-     * llama2.c checkpoint cannot hold them, so `quantize --out` refuses such a plan up front. */
+    /* Whether the method leaves explicit input transforms or an online rotation (rotate) in the
+     * model (NULL: never); a llama2.c checkpoint cannot hold them, so `quantize --out` refuses
+     * such a plan up front. */
     bool (*adds_transforms)(const void *params);
     /* The method only applies function-preserving transforms to `w` and quantizes nothing
      * (SmoothQuant): it runs in a chain before one weight method (["smoothquant", "rtn"]),

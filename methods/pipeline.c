@@ -20,6 +20,7 @@
 #include "core/gq_fileio.h"
 #include "core/gq_log.h"
 #include "core/gq_time.h"
+#include "model/gq_rotation.h"
 
 void gq_quant_report_free(gq_quant_report *r)
 {
@@ -192,6 +193,7 @@ static int block_alloc(const gq_config *c, const gq_layer *src, gq_block_ctx *ct
     }
     ctx->w.att_in_transform = src->att_in_transform ? ctx->transform_store[0] : NULL;
     ctx->w.ffn_in_transform = src->ffn_in_transform ? ctx->transform_store[1] : NULL;
+    ctx->w.down_in_rot = src->down_in_rot; /* the model's, shared; never changed by a method */
     for (int k = 0; k < GQ_N_LINEAR; k++) {
         gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
         size_t n = (size_t)rows * cols;
@@ -548,6 +550,13 @@ static int prepare_model(const gq_model *fp_in, const gq_quant_plan *plan, gq_mo
         json_array_append_new(notes, json_string("the tied classifier was untied (the final "
                                                  "RMSNorm folds into it); counted in "
                                                  "model_bytes"));
+    const gq_rotation *r = own->layers[0].down_in_rot;
+    if (r) {
+        char note[256];
+        snprintf(note, sizeof note, "down_proj's input is rotated online (H / sqrt(%d), H = %s) "
+                 "in every block; llama2.c, HF and GGUF exports refuse the model", r->n, r->what);
+        json_array_append_new(notes, json_string(note));
+    }
     return 0;
 }
 

@@ -346,7 +346,7 @@ static int build_plan(const q_args *a, gq_quant_plan *plan, gq_tensor_rule *rule
         return -1;
     }
     if (gq_method_cfg_adds_transforms(&plan->method)) {
-        gq_fail(err, "--method %s: leaves explicit input transforms in the model, which a "
+        gq_fail(err, "--method %s: leaves explicit input transforms or an online rotation in the model, which a "
                      "llama2.c checkpoint or GGUF file (--out) cannot hold; evaluate it with gq-bench run "
                      "(in memory)", a->method);
         return -1;

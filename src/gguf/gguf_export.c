@@ -296,8 +296,8 @@ static int check_export(const gq_gguf_export *x, gq_error *err)
 {
     const gq_config *c = &x->model->cfg;
     if (gq_model_has_transforms(x->model))
-        return gq_fail(err, "the model has explicit input transforms (AffineQuant), which "
-                            "GGUF cannot hold");
+        return gq_fail(err, "the model has %s, which GGUF cannot hold",
+                       gq_model_transforms_what(x->model));
     if (x->float_type != GQ_GGML_F32 && x->float_type != GQ_GGML_F16 &&
         x->float_type != GQ_GGML_BF16)
         return gq_fail(err, "unquantized tensors must be f32, f16 or bf16");

@@ -16,6 +16,7 @@
 #include "core/gq_vmath.h"
 #include "model/attention_internal.h"
 #include "model/gq_act_hook.h"
+#include "model/gq_rotation.h"
 
 struct gq_forward_ws {
     gq_config cfg;
@@ -34,6 +35,7 @@ struct gq_forward_ws {
     float *rope_cos, *rope_sin; /* (seq_len, head_size/2) */
     float *scores; /* (n_threads, gq_attention_scratch_floats) attention scratch */
     float *aq;     /* (N, max(dim, q_dim, hidden)) a linear's fake-quantized input */
+    double *rot_tmp; /* (n_threads, 2 * hidden) scratch of the online down_proj rotation */
     const gq_act_hook *act; /* the model's activation hook while gq_block_forward runs */
     int act_layer;          /* the block it runs */
     int act_T;              /* and its window length */
@@ -95,6 +97,12 @@ gq_forward_ws *gq_forward_ws_new(const gq_config *c, int max_tokens, gq_error *e
             gq_forward_ws_free(ws);
             return NULL;
         }
+    ws->rot_tmp = gq_alloc_zero((size_t)ws->n_threads * 2 * h * sizeof(double),
+                                "forward workspace", err);
+    if (!ws->rot_tmp) {
+        gq_forward_ws_free(ws);
+        return NULL;
+    }
     gq_rope_tables(c, ws->rope_cos, ws->rope_sin);
     return ws;
 }
@@ -107,6 +115,7 @@ void gq_forward_ws_free(gq_forward_ws *ws)
                      ws->hb, ws->hb2, ws->rope_cos, ws->rope_sin, ws->scores, ws->aq};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
+    free(ws->rot_tmp);
     free(ws);
 }
 
@@ -309,6 +318,14 @@ void gq_swiglu(float *act, const float *g, const float *u, int n, int hid)
     }
 }
 
+/* act (n, hidden) <- act H / sqrt(hidden) when the block rotates down_proj's input online
+ * (gq_layer.down_in_rot), before its quantizer and down_proj see it. */
+static void down_input_rotation(gq_forward_ws *ws, const gq_layer *L, float *act, int n)
+{
+    if (L->down_in_rot)
+        gq_rotation_rows_scratch(L->down_in_rot, act, (size_t)n, ws->rot_tmp, ws->n_threads);
+}
+
 /* The row pass after gate/up on rows [i0, i0+mi) (gq_rows_done): ws->swiglu_out = SiLU(hb) *
  * hb2. */
 static void swiglu_rows(void *wsp, int i0, int mi)
@@ -333,6 +350,7 @@ static void mlp_run(const gq_config *c, const gq_layer *L, const float *xin, int
     block_linears(ws, L, gate_up, 2, gate_up_out, xin, n, dim, (const int[]){hid, hid},
                   swiglu_rows, ws);
     stage_mark(ws, GQ_FWD_GATE_UP);
+    down_input_rotation(ws, L, act, n);
     /* act (n, hidden) -> out (n, dim) */
     const gq_linear_kind down[] = {GQ_LIN_DOWN};
     block_linears(ws, L, down, 1, &out, act, n, hid, &dim, down_done, down_ctx);

@@ -10,6 +10,7 @@
 #include "model/attention_internal.h"
 #include "model/gq_act_hook.h"
 #include "model/gq_forward.h"
+#include "model/gq_rotation.h"
 
 struct gq_decode {
     const gq_model *m;
@@ -27,6 +28,7 @@ struct gq_decode {
     float *key_cache;   /* (n_layers, cap, kv_dim) */
     float *value_cache; /* (n_layers, cap, kv_dim) */
     float *aq;          /* (max(dim, hidden)) a linear's fake-quantized input */
+    double *rot_tmp;    /* (2 * hidden) scratch of the online down_proj rotation, or NULL */
 };
 
 size_t gq_decode_bytes(const gq_config *c, int n_pos)
@@ -76,6 +78,11 @@ gq_decode *gq_decode_new_n(const gq_model *m, int n_pos, gq_error *err)
             gq_decode_free(d);
             return NULL;
         }
+    if (c->n_layers > 0 && m->layers[0].down_in_rot &&
+        !(d->rot_tmp = gq_alloc_zero(2 * h * sizeof(double), "decode state", err))) {
+        gq_decode_free(d);
+        return NULL;
+    }
     return d;
 }
 
@@ -92,6 +99,7 @@ void gq_decode_free(gq_decode *d)
                      d->key_cache, d->value_cache, d->aq};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
+    free(d->rot_tmp);
     free(d);
 }
 
@@ -476,6 +484,8 @@ int gq_decode_step(gq_decode *d, int token, int pos, float *logits, gq_error *er
             val *= (1.0f / (1.0f + expf(-val)));
             d->hb[i] = val * d->hb2[i];
         }
+        if (L->down_in_rot) /* hb <- hb H / sqrt(hidden), as the batched path */
+            gq_rotation_vec(L->down_in_rot, d->hb, 1, NULL, d->rot_tmp);
         block_matvecs(d, l, (gq_linear_kind[]){GQ_LIN_DOWN}, (float *[]){d->xb}, 1, d->hb);
         for (int i = 0; i < dim; i++)
             d->x[i] += d->xb[i];

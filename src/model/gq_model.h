@@ -96,6 +96,8 @@ typedef enum {
 typedef struct gq_linear_op gq_linear_op;
 /* Activation and KV-cache quantizers the forward pass calls (model/gq_act_hook.h). */
 typedef struct gq_act_hook gq_act_hook;
+/* A Kronecker-structured orthogonal rotation (model/gq_rotation.h). */
+typedef struct gq_rotation gq_rotation;
 struct gq_linear_op {
     void (*apply)(const gq_linear_op *op, float *y, const float *x, int n);
     /* Optional (NULL: none): ys[i] (one token) = ops[i] · x for `count` operators that all
@@ -124,6 +126,10 @@ typedef struct gq_layer {
     /* Optional operators replacing the fp32 weights (indexed by gq_linear_kind; NULL = use the
      * weight). Not owned; the loader, synthesizer and clone leave them NULL. */
     const gq_linear_op *op[GQ_N_LINEAR];
+    /* Optional online rotation of down_proj's input (NULL = none; QuaRot, methods/rotate.c):
+     * the SwiGLU output a (T, hidden) becomes a H / sqrt(hidden) before down_proj (and before
+     * its activation quantizer). Owned by gq_model.rotation; set with gq_model_set_down_rotation. */
+    const gq_rotation *down_in_rot;
 } gq_layer;
 
 typedef struct gq_model {
@@ -146,6 +152,8 @@ typedef struct gq_model {
     /* storage of explicit transforms set with gq_model_set_in_transform (n_layers * 2 slots of
      * dim*dim, allocated on first use) */
     float *transforms;
+    /* storage of the layers' down_in_rot (one rotation shared by every block; NULL: none) */
+    gq_rotation *rotation;
 } gq_model;
 
 /* Name of a linear kind ("attn.q_proj") and of a tensor ("layers.3.attn.q_proj"). Other
@@ -176,7 +184,14 @@ void gq_model_free(gq_model *m);
 /* Sets layer l's explicit input transform (ffn=false: before q/k/v, true: before gate/up) to a
  * copy of M (dim, dim) owned by the model; M NULL restores the identity (pointer NULL). */
 int gq_model_set_in_transform(gq_model *m, int l, bool ffn, const float *M, gq_error *err);
+/* Whether the model has explicit input transforms or an online rotation: run-time transforms
+ * that llama2.c, HF and GGUF files cannot hold (gq_model_transforms_what names them). */
 bool gq_model_has_transforms(const gq_model *m);
+/* "explicit input transforms (AffineQuant)" or "an online rotation of the down_proj input
+ * (rotate)", for refusals; "" when the model has neither. */
+const char *gq_model_transforms_what(const gq_model *m);
+/* Every block's down_in_rot becomes a model-owned copy of r (r NULL: none). */
+int gq_model_set_down_rotation(gq_model *m, const gq_rotation *r, gq_error *err);
 
 /* Fails on the first NaN or infinity in a stored tensor, naming the tensor and the index
  * (a corrupt checkpoint would otherwise give a NaN perplexity). `what` names the source. */

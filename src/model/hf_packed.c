@@ -72,8 +72,8 @@ int gq_model_save_hf_packed(const gq_model *m, const char *dir, gq_st_dtype dtyp
                             gq_error *err)
 {
     if (gq_model_has_transforms(m))
-        return gq_fail(err, "%s: the model has explicit input transforms (AffineQuant), which "
-                            "a packed checkpoint cannot hold", dir);
+        return gq_fail(err, "%s: the model has %s, which a packed checkpoint cannot hold", dir,
+                       gq_model_transforms_what(m));
     hf_tensor_ref *refs;
     int nr = hf_tensor_refs(m, &refs), nb = 0;
     size_t cap = nr < 0 ? 0 : (size_t)nr * GQ_HF_PACK_MAX;

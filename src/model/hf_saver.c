@@ -201,8 +201,8 @@ int gq_model_save_hf(const gq_model *m, const char *dir, gq_st_dtype dtype,
                      const char *quant_config, gq_error *err)
 {
     if (gq_model_has_transforms(m))
-        return gq_fail(err, "%s: the model has explicit input transforms (AffineQuant), which "
-                            "an HF directory cannot hold", dir);
+        return gq_fail(err, "%s: the model has %s, which an HF directory cannot hold", dir,
+                       gq_model_transforms_what(m));
     if (gq_check_real_dir(dir, err) || gq_mkdir_p(dir, err))
         return -1;
     char path[4200], *text = config_text(&m->cfg, dtype, quant_config, err);

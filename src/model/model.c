@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 
 #include "core/gq_fileio.h"
+#include "model/gq_rotation.h"
 #include "model/model_internal.h"
 
 static const char *const linear_names[GQ_N_LINEAR] = {
@@ -273,6 +274,11 @@ int gq_model_clone(const gq_model *src, gq_model *dst, gq_error *err)
             return gq_fail_prefix(err, "clone");
         }
     }
+    if (c->n_layers > 0 && src->layers[0].down_in_rot &&
+        gq_model_set_down_rotation(&m, src->layers[0].down_in_rot, err)) {
+        gq_model_free(&m);
+        return gq_fail_prefix(err, "clone");
+    }
     *dst = m;
     return 0;
 }
@@ -302,12 +308,57 @@ int gq_model_set_in_transform(gq_model *m, int l, bool ffn, const float *M, gq_e
     return 0;
 }
 
-bool gq_model_has_transforms(const gq_model *m)
+static bool has_in_transforms(const gq_model *m)
 {
     for (int l = 0; l < m->cfg.n_layers; l++)
         if (m->layers[l].att_in_transform || m->layers[l].ffn_in_transform)
             return true;
     return false;
+}
+
+static bool has_down_rotation(const gq_model *m)
+{
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        if (m->layers[l].down_in_rot)
+            return true;
+    return false;
+}
+
+bool gq_model_has_transforms(const gq_model *m)
+{
+    return has_in_transforms(m) || has_down_rotation(m);
+}
+
+const char *gq_model_transforms_what(const gq_model *m)
+{
+    if (has_in_transforms(m))
+        return "explicit input transforms (AffineQuant)";
+    if (has_down_rotation(m))
+        return "an online rotation of the down_proj input (rotate)";
+    return "";
+}
+
+int gq_model_set_down_rotation(gq_model *m, const gq_rotation *r, gq_error *err)
+{
+    gq_rotation *own = NULL;
+    if (r) {
+        if (r->n != m->cfg.hidden_dim)
+            return gq_fail(err, "rotation: width %d is not the hidden width %d", r->n,
+                           m->cfg.hidden_dim);
+        own = malloc(sizeof *own);
+        if (!own || gq_rotation_copy(own, r, err)) {
+            free(own);
+            return own ? -1 : gq_fail(err, "rotation: out of memory");
+        }
+    }
+    if (m->rotation) {
+        gq_rotation_free(m->rotation);
+        free(m->rotation);
+    }
+    m->rotation = own;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        m->layers[l].down_in_rot = own;
+    return 0;
 }
 
 void gq_model_free(gq_model *m)
@@ -318,6 +369,10 @@ void gq_model_free(gq_model *m)
         munmap(m->map, m->map_size);
     free(m->heap);
     free(m->transforms);
+    if (m->rotation) {
+        gq_rotation_free(m->rotation);
+        free(m->rotation);
+    }
     free(m->layers);
     memset(m, 0, sizeof *m);
 }

@@ -125,8 +125,8 @@ bool gq_model_llama2c_compatible(const gq_config *c)
 static int save(const gq_model *m, const char *path, int version, gq_error *err)
 {
     if (gq_model_has_transforms(m))
-        return gq_fail(err, "%s: the model has explicit input transforms, which a llama2.c "
-                            "checkpoint cannot hold", path);
+        return gq_fail(err, "%s: the model has %s, which a llama2.c checkpoint cannot hold",
+                       path, gq_model_transforms_what(m));
     if (!gq_model_llama2c_compatible(&m->cfg))
         return gq_fail(err, "%s: a %s model with this configuration (head_dim, eps, RoPE, "
                             "biases, q/k norms or sliding window) cannot be a llama2.c "

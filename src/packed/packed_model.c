@@ -59,6 +59,7 @@ static int make_view(const gq_model *src, gq_packed_model *pm, gq_error *err)
     pm->model.heap = NULL;
     pm->model.heap_floats = 0;
     pm->model.transforms = NULL;
+    pm->model.rotation = NULL; /* the layers' down_in_rot stay src's */
     pm->model.cls_op = NULL;
     pm->model.layers = malloc((size_t)c->n_layers * sizeof *pm->model.layers);
     if (!pm->model.layers)

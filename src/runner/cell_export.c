@@ -9,8 +9,8 @@
 int gq_export_gguf_check(const gq_quant_plan *plan, const gq_config *c, gq_error *err)
 {
     if (gq_method_cfg_adds_transforms(&plan->method))
-        return gq_fail(err, "method %s leaves explicit input transforms in the model, which "
-                            "GGUF cannot hold", gq_method_name(plan->method.method));
+        return gq_fail(err, "method %s leaves explicit input transforms or an online rotation in the "
+                            "model, which GGUF cannot hold", gq_method_name(plan->method.method));
     gq_gguf_export x = {.quant_of = gq_plan_tensor_quantizer, .quant_ctx = plan};
     return gq_gguf_check_plan(&x, c, err);
 }

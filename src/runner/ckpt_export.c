@@ -63,8 +63,8 @@ int gq_ckpt_check_plan(const gq_quant_plan *plan, const gq_config *c, const char
                        gq_int_spec_check check, gq_int_spec *first, gq_error *err)
 {
     if (gq_method_cfg_adds_transforms(&plan->method))
-        return gq_fail(err, "method %s leaves explicit input transforms in the model, which "
-                            "%s checkpoints cannot hold", gq_method_name(plan->method.method),
+        return gq_fail(err, "method %s leaves explicit input transforms or an online rotation "
+                            "in the model, which %s checkpoints cannot hold", gq_method_name(plan->method.method),
                        target);
     const char *outer[] = {"tok_embeddings", "classifier"};
     for (int i = 0; i < 2; i++)

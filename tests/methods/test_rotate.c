@@ -1,14 +1,18 @@
-/* The rotate method (QuaRot's residual-stream rotation) on stories260K (dim 64, tied
- * classifier; 4 calibration windows of 64 tokens) and on a synthetic model with every bias
- * and q/k norms:
+/* The rotate method (QuaRot's residual-stream rotation and the online rotation of the down_proj
+ * input) on stories260K (dim 64, hidden 172 = 43 x 4: a random orthogonal block; tied
+ * classifier; 4 calibration windows of 64 tokens), on tinystories-3M (hidden 768 = Paley I 12 x
+ * Walsh-Hadamard 64) and on a synthetic model with every bias and q/k norms:
  *   - the whole-model transform leaves the FP logits equal to 1e-5 of their largest magnitude,
  *     sets every RMSNorm weight to 1, unties the classifier, keeps each embedding row's norm
  *     (Q orthogonal) and moves the weights;
  *   - through the pipeline (rotate,rtn with every linear kept FP) the same, with the untied
  *     classifier counted in model_bytes and a note saying so;
  *   - rotate,rtn at 8 bits stays within 1% of the FP perplexity; at 4 bits it is finite;
- *   - the transform is the same bits for 1 and 2 threads;
- *   - a width that is not a power of two is refused by validation, naming it. */
+ *   - the transform, and the rotated model's logits, are the same bits for 1 and 2 threads;
+ *   - the per-token decode path (generate) and the packed fp32 view (throughput) carry the
+ *     online rotation: their logits equal the FP model's;
+ *   - saving or exporting a model with the online rotation is refused with the reason, and so
+ *     are AWQ after it and a width with an odd part above 256, naming it. */
 #include "test_quant.h"
 
 #include <math.h>
@@ -18,6 +22,10 @@
 #include "core/gq_threads.h"
 #include "methods/method_chain.h"
 #include "model/gq_forward.h"
+#include "model/gq_hf.h"
+#include "model/gq_rotation.h"
+#include "packed/gq_packed.h"
+#include "test_support.h"
 #include "model/gq_synth.h"
 
 static int setup(void **state)
@@ -39,19 +47,54 @@ static void rotated(const gq_model *fp, gq_model *out)
     gq_method_cfg_free(&cfg);
 }
 
-/* max |logit(a) - logit(b)| < 1e-5 max |logit(a)| over T tokens. */
-static void expect_same_logits(const gq_model *a, const gq_model *b, const int *tok, int T)
+/* The per-token decode path's logits (T, vocab) of m. */
+static float *decode_logits(const gq_model *m, const int *tok, int T)
 {
-    float *la = test_logits(a, tok, T), *lb = test_logits(b, tok, T);
+    gq_error err;
+    gq_decode *d = gq_decode_new_n(m, T, &err);
+    float *l = malloc((size_t)T * m->cfg.vocab_size * sizeof *l);
+    assert_non_null(d);
+    assert_non_null(l);
+    for (int t = 0; t < T; t++)
+        assert_int_equal(gq_decode_step(d, tok[t], t, l + (size_t)t * m->cfg.vocab_size, &err), 0);
+    gq_decode_free(d);
+    return l;
+}
+
+static void expect_close(const float *la, const float *lb, size_t n, const char *what)
+{
     double worst = 0.0, amax = 0.0;
-    for (size_t i = 0; i < (size_t)T * a->cfg.vocab_size; i++) {
+    for (size_t i = 0; i < n; i++) {
         worst = fmax(worst, fabs((double)la[i] - lb[i]));
         amax = fmax(amax, fabs((double)la[i]));
     }
-    printf("rotated vs FP logits: max diff %.3g of max |logit| %.3g\n", worst, amax);
+    printf("%s: max diff %.3g of max |logit| %.3g\n", what, worst, amax);
     assert_true(amax > 0.0);
     assert_true(worst < 1e-5 * amax);
+}
+
+/* max |logit(a) - logit(b)| < 1e-5 max |logit(a)| over T tokens (prefill). */
+static void expect_same_logits(const gq_model *a, const gq_model *b, const int *tok, int T)
+{
+    float *la = test_logits(a, tok, T), *lb = test_logits(b, tok, T);
+    expect_close(la, lb, (size_t)T * a->cfg.vocab_size, "rotated vs FP logits");
     free(la), free(lb);
+}
+
+/* Generate's path and the throughput path's fp32 view of r agree with fp's decode path. */
+static void expect_other_paths_same(const gq_model *fp, const gq_model *r, const int *tok, int T)
+{
+    const size_t n = (size_t)T * fp->cfg.vocab_size;
+    float *la = decode_logits(fp, tok, T), *lb = decode_logits(r, tok, T);
+    expect_close(la, lb, n, "decode path, rotated vs FP");
+    gq_packed_model pm;
+    gq_error err;
+    assert_int_equal(gq_packed_model_fp32(r, &pm, &err), 0);
+    assert_ptr_equal(pm.model.layers[0].down_in_rot, r->layers[0].down_in_rot);
+    float *lp = test_logits(&pm.model, tok, T), *lf = test_logits(fp, tok, T);
+    expect_close(lf, lp, n, "packed fp32 view, rotated vs FP");
+    gq_packed_model_free(&pm);
+    free(la), free(lb), free(lp), free(lf);
 }
 
 static void test_fp_invariance(void **state)
@@ -62,6 +105,13 @@ static void test_fp_invariance(void **state)
     gq_model r;
     rotated(&f->fp, &r);
     expect_same_logits(&f->fp, &r, f->ds.tokens, 64);
+    expect_other_paths_same(&f->fp, &r, f->ds.tokens, 32);
+    assert_non_null(r.rotation);
+    assert_int_equal(r.rotation->m, 43);
+    assert_int_equal(r.rotation->p, 4);
+    assert_non_null(strstr(r.rotation->what, "random orthogonal"));
+    for (int l = 0; l < c->n_layers; l++)
+        assert_ptr_equal(r.layers[l].down_in_rot, r.rotation);
     assert_false(r.cfg.shared_classifier);
     assert_ptr_not_equal(r.wcls, r.tok_embeddings);
     for (int l = 0; l < c->n_layers; l++)
@@ -144,6 +194,9 @@ static void expect_models_equal(const gq_model *a, const gq_model *b)
     assert_memory_equal(a->tok_embeddings, b->tok_embeddings, table);
     assert_memory_equal(a->wcls, b->wcls, table);
     test_assert_linears_equal(a, b);
+    assert_non_null(a->rotation);
+    assert_memory_equal(a->rotation->base, b->rotation->base,
+                        (size_t)a->rotation->m * a->rotation->m * sizeof(double));
     for (int l = 0; l < c->n_layers; l++)
         for (int k = 0; k < GQ_N_LINEAR; k++)
             if (a->layers[l].b[k]) {
@@ -165,6 +218,67 @@ static void test_threads_same_bits(void **state)
     gq_threads_set(saved);
     expect_models_equal(&a, &b);
     gq_model_free(&a), gq_model_free(&b);
+}
+
+/* tinystories-3M (hidden 768: Paley I 12 x 64): logits unchanged on every path, and the
+ * rotated model's logits are the same bits for 1 and 2 threads. */
+static void test_fp_invariance_3m(void **state)
+{
+    TEST_STORIES_OR_SKIP(f);
+    char path[4096];
+    TEST_ASSET_OR_SKIP("models/tinystories-3M/tinystories-3M.bin", path);
+    gq_model fp, r;
+    gq_error err;
+    assert_int_equal(gq_model_load(path, &fp, &err), 0);
+    rotated(&fp, &r);
+    assert_int_equal(r.rotation->m, 12);
+    assert_non_null(strstr(r.rotation->what, "Paley I (q = 11)"));
+    expect_same_logits(&fp, &r, f->ds.tokens, 64);
+    expect_other_paths_same(&fp, &r, f->ds.tokens, 16);
+    const int saved = gq_threads_get();
+    gq_threads_set(1);
+    float *l1 = test_logits(&r, f->ds.tokens, 64);
+    gq_threads_set(2);
+    float *l2 = test_logits(&r, f->ds.tokens, 64);
+    gq_threads_set(saved);
+    assert_memory_equal(l1, l2, (size_t)64 * r.cfg.vocab_size * sizeof(float));
+    free(l1), free(l2);
+    gq_model_free(&fp), gq_model_free(&r);
+}
+
+/* A model with the online rotation cannot be saved as llama2.c or HF files; the plan says so
+ * up front (adds_transforms); AWQ refuses a block whose down_proj input is rotated. */
+static void test_refuses_exports_and_awq(void **state)
+{
+    TEST_STORIES_OR_SKIP(f);
+    gq_model r;
+    gq_error err;
+    rotated(&f->fp, &r);
+    char *dir = test_tmpdir("rotate-export");
+    char bin[4300];
+    snprintf(bin, sizeof bin, "%s/m.bin", dir);
+    assert_int_equal(gq_model_save(&r, bin, &err), -1);
+    assert_non_null(strstr(err.msg, "an online rotation of the down_proj input (rotate)"));
+    assert_non_null(strstr(err.msg, "llama2.c checkpoint cannot hold"));
+    assert_int_equal(gq_model_save_hf(&r, dir, GQ_ST_F32, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "an online rotation of the down_proj input"));
+    assert_non_null(strstr(err.msg, "HF directory cannot hold"));
+    gq_model_free(&r);
+    free(dir);
+    gq_method_cfg cfg;
+    assert_int_equal(gq_method_cfg_init(&cfg, "rotate,rtn", NULL, "--method", &err), 0);
+    assert_true(gq_method_cfg_adds_transforms(&cfg));
+    gq_method_cfg_free(&cfg);
+    json_t *off = json_pack("{s:b}", "online", 0);
+    assert_int_equal(gq_method_cfg_init(&cfg, "rotate,rtn", off, "--method", &err), 0);
+    assert_false(gq_method_cfg_adds_transforms(&cfg));
+    gq_method_cfg_free(&cfg);
+    json_decref(off);
+    gq_model q;
+    gq_quant_report rep;
+    assert_int_equal(test_quantize(f, "rotate,awq", NULL, int4, NULL,
+                                   GQ_PROPAGATE_METHOD_DEFAULT, &q, &rep, &err), -1);
+    assert_non_null(strstr(err.msg, "online rotation of the down_proj input"));
 }
 
 /* Synthetic model with a bias on every linear (o/down biases write the residual) and q/k
@@ -213,11 +327,22 @@ static void test_refuses_other_widths(void **state)
     assert_int_equal(gq_synth_preset("tiny", &c, &err), 0);
     const gq_quantizer *q[GQ_N_LINEAR] = {0};
     assert_int_equal(gq_method_cfg_check_layer(&cfg, &c, 0, q, &err), 0);
-    c.dim = 96;
+    c.dim = 96; /* Paley I 12 x 8 */
+    c.hidden_dim = 172; /* random orthogonal 43 x 4 */
+    assert_int_equal(gq_method_cfg_check_layer(&cfg, &c, 0, q, &err), 0);
+    c.dim = 2 * 257;
     assert_int_equal(gq_method_cfg_check_layer(&cfg, &c, 0, q, &err), -1);
-    assert_non_null(strstr(err.msg, "rotate needs a power-of-two residual width"));
-    assert_non_null(strstr(err.msg, "dim 96"));
+    assert_non_null(strstr(err.msg, "residual width dim 514 = 2^k x 257"));
+    c.dim = 96;
+    c.hidden_dim = 4 * 259;
+    assert_int_equal(gq_method_cfg_check_layer(&cfg, &c, 0, q, &err), -1);
+    assert_non_null(strstr(err.msg, "hidden width (down_proj input) 1036"));
     gq_method_cfg_free(&cfg);
+    json_t *off = json_pack("{s:b}", "online", 0); /* the hidden width is not rotated */
+    assert_int_equal(gq_method_cfg_init(&cfg, "rotate,gptq", off, "--method", &err), 0);
+    assert_int_equal(gq_method_cfg_check_layer(&cfg, &c, 0, q, &err), 0);
+    gq_method_cfg_free(&cfg);
+    json_decref(off);
     /* alone it is refused like every transform-only method */
     assert_int_equal(gq_method_cfg_init(&cfg, "rotate", NULL, "--method", &err), -1);
     assert_non_null(strstr(err.msg, "only transforms the weights"));
@@ -229,6 +354,7 @@ int main(void)
         cmocka_unit_test(test_fp_invariance),       cmocka_unit_test(test_pipeline_keeps_function),
         cmocka_unit_test(test_rotate_rtn_ppl),      cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_biases_and_qk_norms), cmocka_unit_test(test_refuses_other_widths),
+        cmocka_unit_test(test_fp_invariance_3m),    cmocka_unit_test(test_refuses_exports_and_awq),
     };
     return cmocka_run_group_tests(tests, setup, test_stories_teardown);
 }
