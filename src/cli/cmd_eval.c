@@ -17,6 +17,7 @@
 #include "eval/gq_eval.h"
 #include "gguf/gq_gguf_model.h"
 #include "model/gq_model.h"
+#include "qmodel/gq_qmodel.h"
 #include "runner/gq_results.h"
 #include "text/gq_dataset.h"
 #include "text/gq_tokenizer.h"
@@ -206,7 +207,7 @@ int cmd_eval(int argc, char **argv)
         goto fail;
     if (a.baseline[0] && gq_eval_baseline_load(a.baseline, &base_in, &err) != 0)
         goto fail;
-    if (a.baseline_model[0] && gq_model_open(a.baseline_model, &base_model, &err) != 0)
+    if (a.baseline_model[0] && gq_model_open_any(a.baseline_model, &base_model, NULL, &err) != 0)
         goto fail;
     gq_eval_reference ref = a.baseline_model[0] ? gq_eval_ref_model(&base_model)
                                                 : gq_eval_ref_stored(base_in);

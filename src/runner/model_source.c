@@ -1,8 +1,10 @@
-/* The model an experiment names: a llama2.c checkpoint or a synthetic preset. */
+/* The model an experiment names: a model file or directory (llama2.c, GGUF, HF, GPTQ/AWQ,
+ * native) or a synthetic preset. */
 #include <string.h>
 
 #include "gguf/gq_gguf_model.h"
 #include "model/gq_synth.h"
+#include "qmodel/gq_qmodel.h"
 #include "runner/runner_internal.h"
 
 int gq_runner_model_open(const gq_experiment *e, gq_model *m, gq_error *err)
@@ -12,7 +14,7 @@ int gq_runner_model_open(const gq_experiment *e, gq_model *m, gq_error *err)
             return gq_fail_prefix(err, "$.model.synthetic");
         return 0;
     }
-    if (gq_model_open(e->model_path, m, err))
+    if (gq_model_open_any(e->model_path, m, NULL, err))
         return gq_fail_prefix(err, "$.model.path");
     return 0;
 }

@@ -17,6 +17,7 @@
 #include "model/gq_hf_packed.h"
 #include "model/gq_model.h"
 #include "model/gq_safetensors.h"
+#include "qmodel/gq_qmodel.h"
 #include "runner/gq_gptq_export.h"
 #include "test_support.h"
 
@@ -210,7 +211,7 @@ static void round_trip(const char *model, const char *settings, int bits, const 
         fail_msg("%s: %s", settings, errb);
     gq_model m;
     gq_error err = {{0}};
-    if (gq_model_load(q, &m, &err))
+    if (gq_model_open_any(q, &m, NULL, &err))
         fail_msg("%s", err.msg);
     assert_checkpoint_equals(ck, &m, bits);
     assert_config(ck, "desc_act", desc_act);

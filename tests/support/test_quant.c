@@ -18,21 +18,30 @@ float *test_logits(const gq_model *m, const int *tok, int T)
     return l;
 }
 
+void test_plan_init(const char *method, const char *const *sets, const char *format_json,
+                    gq_quant_plan *plan)
+{
+    gq_error err = {{0}};
+    json_t *params = NULL;
+    for (int i = 0; sets && sets[i]; i++)
+        assert_int_equal(gq_params_apply_set(&params, sets[i], &err), 0);
+    memset(plan, 0, sizeof *plan);
+    if (gq_method_cfg_init(&plan->method, method, params, NULL, &err))
+        fail_msg("%s: %s", method, err.msg);
+    json_decref(params);
+    json_t *fmt = json_loads(format_json, 0, NULL);
+    assert_non_null(fmt);
+    if (gq_quantizer_from_json(fmt, NULL, &plan->quantizer, &err))
+        fail_msg("%s: %s", format_json, err.msg);
+    json_decref(fmt);
+}
+
 int test_quantize(const test_stories *f, const char *method, const char *const *sets,
                   const char *format_json, const gq_tensor_rule *rule, gq_propagate prop,
                   gq_model *out, gq_quant_report *rep, gq_error *err)
 {
-    json_t *params = NULL;
-    for (int i = 0; sets && sets[i]; i++)
-        assert_int_equal(gq_params_apply_set(&params, sets[i], err), 0);
     gq_quant_plan plan;
-    memset(&plan, 0, sizeof plan);
-    assert_int_equal(gq_method_cfg_init(&plan.method, method, params, NULL, err), 0);
-    json_decref(params);
-    json_t *fmt = json_loads(format_json, 0, NULL);
-    assert_non_null(fmt);
-    assert_int_equal(gq_quantizer_from_json(fmt, NULL, &plan.quantizer, err), 0);
-    json_decref(fmt);
+    test_plan_init(method, sets, format_json, &plan);
     plan.rules = rule;
     plan.n_rules = rule ? 1 : 0;
     plan.calib_tokens = f->calib;

@@ -14,6 +14,12 @@ int test_quantize(const test_stories *f, const char *method, const char *const *
                   const char *format_json, const gq_tensor_rule *rule, gq_propagate prop,
                   gq_model *out, gq_quant_report *rep, gq_error *err);
 
+/* A plan with method `method` (parameters `sets`, "key=value", NULL-terminated or NULL) and
+ * default format `format_json`; no rules, calibration or propagation set. Fails the test on a
+ * bad setting. The caller frees plan->quantizer and plan->method. */
+void test_plan_init(const char *method, const char *const *sets, const char *format_json,
+                    gq_quant_plan *plan);
+
 /* The logits (T, vocab) of m on one sequence of T tokens (malloc'd; the test frees them). */
 float *test_logits(const gq_model *m, const int *tok, int T);
 
