@@ -98,11 +98,13 @@ static int unpack(void *pv, const gq_hf_files *f, const gq_hf_linear_site *s, fl
                   gq_error *err)
 {
     ckpt_ctx *x = pv;
-    ckpt_linear l;
+    ckpt_linear l = {0};
     int rc = x->spec.awq ? ckpt_awq_unpack(f, s, &x->spec, &l, err)
                          : ckpt_gptq_unpack(f, s, &x->spec, &l, err);
-    if (rc)
+    if (rc) {
+        ckpt_linear_free(&l);
         return -1;
+    }
     gq_quantizer qz = {0};
     uint8_t *storage = NULL;
     rc = ckpt_to_int(&l, &x->spec, s->head_size, s->prefix, &qz, &storage, w, err);
