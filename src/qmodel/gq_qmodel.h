@@ -51,6 +51,10 @@ static inline bool gq_qcodes_has(const gq_qcodes *q, int i)
  * given, must be a permutation of 0..cols-1 (checked; `what` names the tensor). */
 int gq_qcodes_dequantize(const gq_quantizer *q, const uint8_t *codes, const int32_t *perm,
                          int rows, int cols, float *w, const char *what, gq_error *err);
+/* The one quantizer, with a packed kernel, of every block linear's codes; NULL with the
+ * one-line reason in why otherwise. */
+const gq_quantizer *gq_qcodes_packed_quantizer(const gq_model *m, const gq_qcodes *q,
+                                              char *why, size_t n);
 /* Packs a loaded model's linears from their codes (the kernels run on exactly the loaded
  * bytes): every block linear must hold codes of one quantizer with a packed kernel, else the
  * one-line reason is returned in why and nothing is built (returns 0). */

@@ -75,9 +75,8 @@ int gq_qcodes_dequantize(const gq_quantizer *q, const uint8_t *codes, const int3
     return rc ? gq_fail_prefix(err, "%s", what) : 0;
 }
 
-/* One quantizer with a packed kernel for every block linear's codes, or why not. */
-static const gq_quantizer *one_packed_quantizer(const gq_model *m, const gq_qcodes *q,
-                                                char *why, size_t n)
+const gq_quantizer *gq_qcodes_packed_quantizer(const gq_model *m, const gq_qcodes *q,
+                                              char *why, size_t n)
 {
     const gq_quantizer *first = NULL;
     for (int i = 0; i < q->n_linear; i++) {
@@ -111,7 +110,7 @@ int gq_qcodes_packed_build(const gq_model *m, const gq_qcodes *q, gq_packed_mode
         snprintf(why, why_n, "the model holds no quantized codes");
         return 0;
     }
-    const gq_quantizer *first = one_packed_quantizer(m, q, why, why_n);
+    const gq_quantizer *first = gq_qcodes_packed_quantizer(m, q, why, why_n);
     if (!first)
         return 0;
     const gq_packed_codes codes = {(const uint8_t *const *)q->codes,
