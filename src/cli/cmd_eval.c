@@ -45,8 +45,9 @@ static int parse(int argc, char **argv, eval_args *a)
     memset(a, 0, sizeof *a);
     const cli_opt opts[] = {
         CLI_OPT("model", "M", CLI_MODEL, a->model,
-                "llama2.c checkpoint (legacy or version 1), llama GGUF, or Hugging\n"
-                "Face model directory (config.json + safetensors); assets: paths work",
+                "llama2.c checkpoint (legacy or version 1), llama GGUF, Hugging Face\n"
+                "model directory (config.json + safetensors; GPTQ/AWQ checkpoints too)\n"
+                "or gq-bench native file; assets: paths work",
                 .required = true),
         CLI_OPT("tokenizer", "T", CLI_ASSET, a->tokenizer,
                 "llama2.c tokenizer.bin matching the model's vocabulary, or a GGUF\n"
