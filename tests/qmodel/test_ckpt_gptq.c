@@ -36,33 +36,20 @@ static void assert_packed_matches(const gq_model *m, const gq_qcodes *q, bool wa
     }
     if (!pm.lin)
         fail_msg("no packed model: %s", why);
-    for (int i = 0; i < q->n_linear; i++) {
-        int rows, cols;
-        gq_linear_shape(&m->cfg, (gq_linear_kind)(i % GQ_N_LINEAR), &rows, &cols);
-        float *w = malloc((size_t)rows * cols * sizeof *w);
-        gq_packed_linear_dequantize(pm.lin[i], w, false);
-        assert_memory_equal(w, m->layers[i / GQ_N_LINEAR].w[i % GQ_N_LINEAR],
-                            (size_t)rows * cols * sizeof *w);
-        free(w);
-    }
+    test_assert_packed_equals(&pm, m);
     gq_packed_model_free(&pm);
 }
 
 static void round_trip(const char *model, const char *settings, bool packed)
 {
     char *dir = test_tmpdir("ckpt-gptq");
-    char q[4200], text[4200], ck[4200];
+    char q[4200], ck[4200], common[10240];
     snprintf(q, sizeof q, "%s/q.bin", dir);
     snprintf(ck, sizeof ck, "%s", dir); /* the checkpoint, with q.bin beside its files */
-    snprintf(text, sizeof text, "%s/calib.txt", dir);
-    char story[4096] = "";
-    for (int i = 0; i < 40; i++)
-        strcat(story, "Once upon a time, a little cat found a red ball in the park. ");
-    test_write_text(text, story);
-    char common[10240];
     snprintf(common, sizeof common,
              "--model assets:models/%s/%s.bin --tokenizer assets:models/%s/tok512.bin %s "
-             "--calib-data '%s' --n-calib 2 --calib-ctx 32", model, model, model, settings, text);
+             "--eval-windows 4 --eval-ctx 64 --n-calib 2 --calib-ctx 32", model, model, model,
+             settings);
     if (test_run_clif(out, sizeof out, errb, sizeof errb,
                       "export --format gptq %s --quant int --out '%s'", common, ck) != 0 ||
         test_run_clif(out, sizeof out, errb, sizeof errb,

@@ -77,17 +77,8 @@ static void assert_codes(const gq_model *back, const gq_qcodes *qc, const gq_qua
     char why[256];
     gq_error err = {{0}};
     assert_int_equal(gq_qcodes_packed_build(back, qc, &pm, why, sizeof why, &err), 0);
-    if (!pm.lin)
-        return; /* no packed kernel for this format (why says so) */
-    for (int i = 0; i < qc->n_linear; i++) {
-        int rows, cols;
-        gq_linear_shape(&back->cfg, (gq_linear_kind)(i % GQ_N_LINEAR), &rows, &cols);
-        float *w = malloc((size_t)rows * cols * sizeof *w);
-        gq_packed_linear_dequantize(pm.lin[i], w, true);
-        assert_memory_equal(w, back->layers[i / GQ_N_LINEAR].w[i % GQ_N_LINEAR],
-                            (size_t)rows * cols * sizeof *w);
-        free(w);
-    }
+    if (pm.lin) /* else no packed kernel for this format (why says so) */
+        test_assert_packed_equals(&pm, back);
     gq_packed_model_free(&pm);
 }
 
@@ -109,6 +100,44 @@ static void save_load(const gq_quant_plan *plan, const gq_model *q, const gq_qua
     test_remove_dir(dir);
 }
 
+/* Quantizes fp under plan (calibration set), saves natively, loads back, and checks every
+ * tensor, the codes, the packed kernels and: with the fixture f, the perplexity; without, the
+ * logits of the calibration tokens. */
+static void round_trip(const gq_model *fp, gq_quant_plan *plan, const test_stories *f)
+{
+    gq_model q, back;
+    gq_quant_report rep;
+    gq_qcodes qc;
+    gq_error err = {{0}};
+    if (gq_quantize_model(fp, plan, &q, &rep, &err))
+        fail_msg("%s", err.msg);
+    save_load(plan, &q, &rep, &back, &qc);
+    assert_models_equal(&q, &back);
+    char label[96];
+    gq_quantizer_label(&plan->quantizer, label, sizeof label);
+    if (f) {
+        double p0 = test_stories_ppl(f, &q, 64, 4), p1 = test_stories_ppl(f, &back, 64, 4);
+        if (p0 != p1)
+            fail_msg("%s: ppl %.17g in memory, %.17g loaded", label, p0, p1);
+        print_message("%-16s %-28s ppl %.6f in memory and loaded\n",
+                      gq_method_name(plan->method.method), label, p1);
+    } else {
+        int T = plan->calib_ctx;
+        float *l0 = test_logits(&q, plan->calib_tokens, T);
+        float *l1 = test_logits(&back, plan->calib_tokens, T);
+        assert_memory_equal(l0, l1, (size_t)T * q.cfg.vocab_size * sizeof *l0);
+        free(l0);
+        free(l1);
+    }
+    assert_codes(&back, &qc, &rep, &plan->quantizer);
+    gq_qcodes_free(&qc);
+    gq_model_free(&back);
+    gq_model_free(&q);
+    gq_quant_report_free(&rep);
+    gq_quantizer_free(&plan->quantizer);
+    gq_method_cfg_free(&plan->method);
+}
+
 static void round_trip_stories(const test_stories *f, const char *method,
                                const char *const *sets, const char *format)
 {
@@ -117,25 +146,7 @@ static void round_trip_stories(const test_stories *f, const char *method,
     plan.calib_tokens = f->calib;
     plan.n_calib = f->n_calib;
     plan.calib_ctx = f->calib_ctx;
-    gq_model q, back;
-    gq_quant_report rep;
-    gq_qcodes qc;
-    gq_error err = {{0}};
-    if (gq_quantize_model(&f->fp, &plan, &q, &rep, &err))
-        fail_msg("%s %s: %s", method, format, err.msg);
-    save_load(&plan, &q, &rep, &back, &qc);
-    assert_models_equal(&q, &back);
-    double p0 = test_stories_ppl(f, &q, 64, 4), p1 = test_stories_ppl(f, &back, 64, 4);
-    if (p0 != p1)
-        fail_msg("%s %s: ppl %.17g in memory, %.17g loaded", method, format, p0, p1);
-    print_message("%-16s %-44s ppl %.6f in memory and loaded\n", method, format, p1);
-    assert_codes(&back, &qc, &rep, &plan.quantizer);
-    gq_qcodes_free(&qc);
-    gq_model_free(&back);
-    gq_model_free(&q);
-    gq_quant_report_free(&rep);
-    gq_quantizer_free(&plan.quantizer);
-    gq_method_cfg_free(&plan.method);
+    round_trip(&f->fp, &plan, f);
 }
 
 static void test_methods_stories(void **state)
@@ -176,25 +187,7 @@ static void round_trip_3m(const gq_model *fp, const char *method, const char *fo
     plan.calib_tokens = calib;
     plan.n_calib = N_CALIB;
     plan.calib_ctx = CTX;
-    gq_model q, back;
-    gq_quant_report rep;
-    gq_qcodes qc;
-    gq_error err = {{0}};
-    if (gq_quantize_model(fp, &plan, &q, &rep, &err))
-        fail_msg("%s %s: %s", method, format, err.msg);
-    save_load(&plan, &q, &rep, &back, &qc);
-    assert_models_equal(&q, &back);
-    float *l0 = test_logits(&q, calib, CTX), *l1 = test_logits(&back, calib, CTX);
-    assert_memory_equal(l0, l1, (size_t)CTX * q.cfg.vocab_size * sizeof *l0);
-    assert_codes(&back, &qc, &rep, &plan.quantizer);
-    free(l0);
-    free(l1);
-    gq_qcodes_free(&qc);
-    gq_model_free(&back);
-    gq_model_free(&q);
-    gq_quant_report_free(&rep);
-    gq_quantizer_free(&plan.quantizer);
-    gq_method_cfg_free(&plan.method);
+    round_trip(fp, &plan, NULL);
 }
 
 static void test_formats_3m(void **state)

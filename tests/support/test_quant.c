@@ -5,6 +5,7 @@
 
 #include "core/gq_params.h"
 #include "model/gq_forward.h"
+#include "packed/gq_packed.h"
 
 float *test_logits(const gq_model *m, const int *tok, int T)
 {
@@ -64,4 +65,19 @@ void test_assert_linears_equal(const gq_model *a, const gq_model *b)
                                 b->layers[l].w[k],
                                 (size_t)rows * cols * sizeof(float));
         }
+}
+
+void test_assert_packed_equals(const gq_packed_model *pm, const gq_model *m)
+{
+    for (int i = 0; i < m->cfg.n_layers * GQ_N_LINEAR; i++) {
+        int rows, cols;
+        gq_linear_shape(&m->cfg, (gq_linear_kind)(i % GQ_N_LINEAR), &rows, &cols);
+        float *w = malloc((size_t)rows * cols * sizeof *w);
+        assert_non_null(w);
+        gq_packed_linear_dequantize(pm->lin[i], w, false);
+        if (memcmp(w, m->layers[i / GQ_N_LINEAR].w[i % GQ_N_LINEAR],
+                   (size_t)rows * cols * sizeof *w) != 0)
+            fail_msg("packed linear %d does not dequantize to the model's weights", i);
+        free(w);
+    }
 }

@@ -23,6 +23,10 @@ void test_plan_init(const char *method, const char *const *sets, const char *for
 /* The logits (T, vocab) of m on one sequence of T tokens (malloc'd; the test frees them). */
 float *test_logits(const gq_model *m, const int *tok, int T);
 
+/* Asserts that every packed linear of pm dequantizes to exactly m's block linear. */
+struct gq_packed_model;
+void test_assert_packed_equals(const struct gq_packed_model *pm, const gq_model *m);
+
 /* Asserts that the block linears of two models of one shape are equal bit for bit. */
 void test_assert_linears_equal(const gq_model *a, const gq_model *b);
 
