@@ -12,7 +12,7 @@ build=${1:?usage: scripts/fuzz.sh BUILD SECONDS [TARGET...]}
 seconds=${2:?usage: scripts/fuzz.sh BUILD SECONDS [TARGET...]}
 shift 2
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(experiment checkpoint hf tokenizer tokenizer_json journal csv gguf)
+[ ${#targets[@]} -gt 0 ] || targets=(experiment checkpoint hf tokenizer tokenizer_json journal csv gguf native)
 # Leaks are reported as failures; the per-input time and memory limits turn a hang or an
 # absurd allocation into a reported failure rather than a stuck or swapping machine.
 limits=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024)

@@ -7,6 +7,7 @@
 #include "gguf/gq_gguf_model.h"
 #include "core/gq_sha256.h"
 #include "model/gq_hf.h"
+#include "qmodel/gq_qmodel.h"
 
 int cli_load_model(const char *model_arg, const char *tok_arg, gq_model *m, gq_tokenizer **tok,
                    char *model_path, char *tok_path, size_t path_n, gq_error *err)
@@ -23,7 +24,7 @@ int cli_load_model(const char *model_arg, const char *tok_arg, gq_model *m, gq_t
         tok_arg = model_path;
     }
     if (gq_asset_resolve(tok_arg, tok_path, path_n, err) != 0 ||
-        gq_model_open(model_path, m, err) != 0)
+        gq_model_open_any(model_path, m, NULL, err) != 0)
         return -1;
     if (gq_tokenizer_open(tok_path, m->cfg.vocab_size, tok, err) != 0) {
         gq_model_free(m);

@@ -17,6 +17,7 @@
 #include "eval/gq_eval.h"
 #include "gguf/gq_gguf_model.h"
 #include "model/gq_model.h"
+#include "qmodel/gq_qmodel.h"
 #include "runner/gq_results.h"
 #include "text/gq_dataset.h"
 #include "text/gq_tokenizer.h"
@@ -44,8 +45,9 @@ static int parse(int argc, char **argv, eval_args *a)
     memset(a, 0, sizeof *a);
     const cli_opt opts[] = {
         CLI_OPT("model", "M", CLI_MODEL, a->model,
-                "llama2.c checkpoint (legacy or version 1), llama GGUF, or Hugging\n"
-                "Face model directory (config.json + safetensors); assets: paths work",
+                "llama2.c checkpoint (legacy or version 1), llama GGUF, Hugging Face\n"
+                "model directory (config.json + safetensors; GPTQ/AWQ checkpoints too)\n"
+                "or gq-bench native file; assets: paths work",
                 .required = true),
         CLI_OPT("tokenizer", "T", CLI_ASSET, a->tokenizer,
                 "llama2.c tokenizer.bin matching the model's vocabulary, or a GGUF\n"
@@ -206,7 +208,7 @@ int cmd_eval(int argc, char **argv)
         goto fail;
     if (a.baseline[0] && gq_eval_baseline_load(a.baseline, &base_in, &err) != 0)
         goto fail;
-    if (a.baseline_model[0] && gq_model_open(a.baseline_model, &base_model, &err) != 0)
+    if (a.baseline_model[0] && gq_model_open_any(a.baseline_model, &base_model, NULL, &err) != 0)
         goto fail;
     gq_eval_reference ref = a.baseline_model[0] ? gq_eval_ref_model(&base_model)
                                                 : gq_eval_ref_stored(base_in);

@@ -161,8 +161,9 @@ int cmd_generate(int argc, char **argv)
     gen_opts o = {.prompt = "", .steps = -1}; /* steps -1: the default, 256 or seq_len if smaller */
     const cli_opt opts[] = {
         CLI_OPT("model", "M", CLI_MODEL, o.model,
-                "llama2.c checkpoint (legacy or version 1), llama GGUF, or Hugging\n"
-                "Face model directory (config.json + safetensors); assets: paths work",
+                "llama2.c checkpoint (legacy or version 1), llama GGUF, Hugging Face\n"
+                "model directory (config.json + safetensors; GPTQ/AWQ checkpoints too)\n"
+                "or gq-bench native file; assets: paths work",
                 .required = true),
         CLI_OPT("tokenizer", "T", CLI_ASSET, o.tokenizer,
                 "llama2.c tokenizer.bin matching the model's vocabulary, or a GGUF\n"

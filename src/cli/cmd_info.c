@@ -7,6 +7,7 @@
 #include "cli/cli_opts.h"
 #include "model/gq_hf.h"
 #include "model/gq_model.h"
+#include "qmodel/gq_qmodel.h"
 
 static const char *const CMD = "info";
 
@@ -47,7 +48,8 @@ int cmd_info(int argc, char **argv)
     char model[CLI_PATH_MAX] = "";
     const cli_opt opts[] = {
         CLI_OPT("model", "M", CLI_MODEL, model,
-                "llama2.c checkpoint or Hugging Face model directory", .required = true),
+                "llama2.c checkpoint, GGUF, Hugging Face model directory, GPTQ/AWQ\n"
+                "checkpoint or native file", .required = true),
     };
     const cli_spec spec = {.cmd = CMD,
                            .about = "Loads the model (every check of a real load) and prints "
@@ -56,7 +58,7 @@ int cmd_info(int argc, char **argv)
     CLI_PARSE_OR_RETURN(&spec, argc, argv);
     gq_error err = {{0}};
     gq_model m;
-    if (gq_model_load(model, &m, &err))
+    if (gq_model_open_any(model, &m, NULL, &err))
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
     char cfg_sha[65], w_sha[65];
     int rc = gq_model_hashes(model, cfg_sha, w_sha, &err);

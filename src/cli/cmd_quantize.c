@@ -1,6 +1,8 @@
 /* gq-bench quantize: one method + format applied to a whole model through the layer-wise
- * pipeline (methods/gq_method.h); writes the fake-quantized model (reconstructions in fp32)
- * as a llama2.c checkpoint that `eval` reads, and prints the per-tensor report. */
+ * pipeline (methods/gq_method.h); writes the quantized model in gq-bench's native format
+ * (codes, scales, transforms: lossless, qmodel/gq_qmodel.h) or, with --out-format, the
+ * fake-quantized model (reconstructions in fp32) as a llama2.c checkpoint or HF directory,
+ * and prints the per-tensor report. */
 #include <jansson.h>
 #include <math.h>
 #include <stdint.h>
@@ -24,6 +26,7 @@
 #include "methods/gq_pipeline.h"
 #include "model/gq_hf.h"
 #include "model/gq_model.h"
+#include "qmodel/gq_qmodel_save.h"
 #include "gq_version.h"
 #include "text/gq_dataset.h"
 #include "text/gq_tokenizer.h"
@@ -48,8 +51,9 @@ static int parse(int argc, char **argv, q_args *a)
     const cli_quantize_writer *w = a->writer;
     cli_opt opts[] = {
         CLI_OPT("model", "M", CLI_MODEL, a->model,
-                "llama2.c checkpoint (legacy or version 1), llama GGUF, or Hugging\n"
-                "Face model directory (config.json + safetensors); assets: paths work",
+                "llama2.c checkpoint (legacy or version 1), llama GGUF, Hugging Face\n"
+                "model directory (config.json + safetensors; GPTQ/AWQ checkpoints too)\n"
+                "or gq-bench native file; assets: paths work",
                 .required = true),
         CLI_OPT("tokenizer", "T", CLI_ASSET, a->tokenizer,
                 "llama2.c tokenizer.bin matching the model's vocabulary, or a GGUF\n"
@@ -92,17 +96,19 @@ static int parse(int argc, char **argv, q_args *a)
                 "(default: the method's reference choice)", .choices = "fp|quantized"),
         CLI_OPT("threads", "N", CLI_INT, &a->threads,
                 "threads (default: OMP_NUM_THREADS or all cores)", .min = 1, .max = 4096),
-        CLI_OPT("out", w ? w->out_meta : "Q.bin", CLI_STR, &a->out,
+        CLI_OPT("out", w ? w->out_meta : "Q", CLI_STR, &a->out,
                 "output file (a directory with --out-format hf), written atomically\n"
                 "(checked writable first; methods that leave explicit transforms\n"
-                "are refused)", .required = true),
+                "are refused except by the native format)", .required = true),
         CLI_OPT("json", NULL, CLI_FLAG, &a->json, "print the report as one JSON object"),
         CLI_ACT_OPTS(&a->act),
         /* quantize only (dropped for export writers) */
         CLI_OPT("out-format", "F", CLI_CHOICE, &a->out_format,
-                "llama2c (fp32 checkpoint) or hf (config.json with a\n"
-                "quantization_config + model.safetensors)", .def = "llama2c",
-                .choices = "llama2c|hf"),
+                "native (codes, scales, zero points, permutations and\n"
+                "transforms: lossless; --model loads it), llama2c (fp32\n"
+                "fake-quant checkpoint) or hf (config.json with a\n"
+                "quantization_config + fp model.safetensors)", .def = "native",
+                .choices = "native|llama2c|hf"),
         CLI_OPT("dtype", "D", CLI_CHOICE, &a->dtype,
                 "safetensors dtype of --out-format hf", .def = "f32", .choices = "f32|f16|bf16"),
         /* export writers only (dropped for quantize) */
@@ -125,13 +131,16 @@ static int parse(int argc, char **argv, q_args *a)
                  "format's parameters by --set, the method's by --method-set; see gq-bench list).\n"
                  "Embeddings, norms and the classifier stay fp32 unless a rule names them.\n",
         CLI_OPTS(opts),
-        .epilog = "Output: Q.bin holds the reconstructions in fp32 (fake quantization). The report\n"
+        .epilog = "Output: Q is the native file (safetensors: each quantized tensor's codes as its\n"
+                  "format stored them, the rest fp32, JSON metadata naming method, format,\n"
+                  "calibration and provenance); --model Q loads it bit for bit. With --out-format\n"
+                  "llama2c|hf it holds the reconstructions in fp32 (fake quantization). The report\n"
                   "gives per tensor: format, bits per weight, the relative reconstruction error\n"
                   "||WX - QX||^2 / ||WX||^2 on the calibration inputs of that layer (X from the\n"
                   "method's FP block, W the weights handed to the format), and method metrics.\n"
-                  "With --act-* / --kv-* options, Q.bin.act.json beside it holds the activation\n"
+                  "With --act-* / --kv-* options, Q.act.json beside it holds the activation\n"
                   "and KV-cache settings and the static scales calibrated on the calibration\n"
-                  "windows; eval and generate apply them to Q.bin (a Q.bin.act.json left by an\n"
+                  "windows; eval and generate apply them to Q (a Q.act.json left by an\n"
                   "earlier run without them is removed).\n"};
     spec.n_opts = n - 2;
     if (w)
@@ -327,6 +336,11 @@ static void print_calibration(const gq_quant_plan *plan, const calib_choice *cal
            plan->n_calib > 8 ? ", ..." : "", cal->first);
 }
 
+static bool native_out(const q_args *a)
+{
+    return !a->writer && (!a->out_format || strcmp(a->out_format, "native") == 0);
+}
+
 /* The quantization plan from the options: method, format, override rules (*n_rules of them
  * parsed, for the caller to free), seed and propagation. */
 static int build_plan(const q_args *a, gq_quant_plan *plan, gq_tensor_rule *rules, int *n_rules,
@@ -345,10 +359,11 @@ static int build_plan(const q_args *a, gq_quant_plan *plan, gq_tensor_rule *rule
                      "with a separate text");
         return -1;
     }
-    if (gq_method_cfg_adds_transforms(&plan->method)) {
-        gq_fail(err, "--method %s: leaves explicit input transforms or an online rotation in the model, which a "
-                     "llama2.c checkpoint or GGUF file (--out) cannot hold; evaluate it with gq-bench run "
-                     "(in memory)", a->method);
+    if (gq_method_cfg_adds_transforms(&plan->method) && !native_out(a)) {
+        gq_fail(err, "--method %s: leaves explicit input transforms or an online rotation in "
+                     "the model, which a llama2.c checkpoint, HF directory or GGUF file (--out) "
+                     "cannot hold; save it in the native format (quantize --out-format native)",
+                a->method);
         return -1;
     }
     for (; *n_rules < a->rules.n; (*n_rules)++)
@@ -376,8 +391,8 @@ static int check_output(const q_args *a, const gq_model *m, const cli_act *acts,
 {
     bool has_act = acts->has_acts || acts->has_kv;
     if (has_act && (a->writer || hf_out(a)))
-        return gq_fail(err, "--act-* / --kv-* settings are saved only beside a llama2.c "
-                            "checkpoint (quantize --out-format llama2c)");
+        return gq_fail(err, "--act-* / --kv-* settings are saved only beside a native file or "
+                            "llama2.c checkpoint (quantize --out-format native|llama2c)");
     if (a->writer)
         return a->writer->out_dir ? gq_check_dir_writable("--out", a->out, err)
                                   : gq_check_writable("--out", a->out, err);
@@ -385,7 +400,7 @@ static int check_output(const q_args *a, const gq_model *m, const cli_act *acts,
         return gq_check_dir_writable("--out", a->out, err);
     if (gq_check_writable("--out", a->out, err) || (has_act && gq_check_output(act_file, err)))
         return -1;
-    if (!gq_model_llama2c_compatible(&m->cfg))
+    if (!native_out(a) && !gq_model_llama2c_compatible(&m->cfg))
         return gq_fail(err, "--out: a %s model with this configuration cannot be a llama2.c "
                             "checkpoint; use --out-format hf", gq_family_name(m->cfg.family));
     return 0;
@@ -470,8 +485,9 @@ static void print_result(const q_args *a, const gq_model *m, const gq_quant_plan
         printf("blas        %s\n", gq_blas_description());
         printf("output      %s (%s), %.2f s\n", a->out,
                a->writer  ? a->writer->cmd
-               : hf_out(a) ? "fake-quantized HF directory"
-                           : "fake-quantized fp32 llama2.c checkpoint",
+               : hf_out(a)     ? "fake-quantized HF directory"
+               : native_out(a) ? "gq-bench native: codes, lossless"
+                               : "fake-quantized fp32 llama2.c checkpoint",
                secs);
         print_act(acts, act_file, NULL);
         printf("\n");
@@ -479,13 +495,58 @@ static void print_result(const q_args *a, const gq_model *m, const gq_quant_plan
     }
 }
 
-/* Writes the checkpoint and, with activation settings, calibrates their static scales on the
- * plan's calibration windows and writes them beside it (an older file there is removed). */
-static int save_quantized(const q_args *a, const gq_quant_plan *plan, gq_model *out,
-                          cli_act *acts, const char *act_file, gq_error *err)
+/* The description a native file carries: the run's JSON report (method, format, calibration
+ * text, windows and seed, per-tensor formats and errors; not its timings and thread count),
+ * the override rules, the gq-bench version and the model's and tokenizer's hashes. */
+static json_t *native_meta(const q_args *a, const gq_quant_plan *plan,
+                           const gq_quant_report *rep, const calib_choice *cal,
+                           const gq_dataset *ds, const char *model_path, const char *tok_path)
 {
+    json_t *o = report_json(rep, plan, model_path, tok_path, ds, cal->first, cal->offsets,
+                            a->out);
+    /* the file is the same bytes for any thread count and run time */
+    static const char *const volatile_keys[] = {"threads", "t_stats", "t_search", "t_quant",
+                                                "out"};
+    for (size_t i = 0; i < sizeof volatile_keys / sizeof volatile_keys[0]; i++)
+        json_object_del(o, volatile_keys[i]);
+    char *qc = quant_config(plan);
+    json_t *q = qc ? json_loads(qc, 0, NULL) : NULL;
+    free(qc);
+    json_object_set(o, "rules", json_object_get(q, "rules"));
+    json_object_set_new(o, "gq_bench_version", json_string(GQ_VERSION));
+    json_object_set_new(o, "gq_bench_revision", json_string(GQ_VCS_REVISION));
+    json_decref(q);
+    cli_model_prov prov;
+    gq_error perr = {{0}};
+    if (cli_model_provenance(model_path, tok_path, &prov, &perr) == 0)
+        cli_model_prov_json(o, &prov);
+    return o;
+}
+
+/* What save_quantized writes the model with. */
+typedef struct q_saver {
+    const gq_quant_plan *plan;
+    const gq_quant_report *rep;
+    json_t *meta; /* native only; taken over */
+} q_saver;
+
+static int save_model(const q_args *a, const gq_model *out, q_saver *sv, gq_error *err)
+{
+    if (!native_out(a))
+        return gq_model_save(out, a->out, err);
+    json_t *meta = sv->meta;
+    sv->meta = NULL;
+    return gq_native_save_quantized(a->out, sv->plan, out, sv->rep, meta, err);
+}
+
+/* Writes the model and, with activation settings, calibrates their static scales on the
+ * plan's calibration windows and writes them beside it (an older file there is removed). */
+static int save_quantized(const q_args *a, q_saver *sv, gq_model *out, cli_act *acts,
+                          const char *act_file, gq_error *err)
+{
+    const gq_quant_plan *plan = sv->plan;
     if (!acts->has_acts && !acts->has_kv) {
-        if (gq_model_save(out, a->out, err))
+        if (save_model(a, out, sv, err))
             return -1;
         if (gq_file_exists(act_file) && unlink(act_file))
             return gq_fail(err, "%s: cannot remove the earlier activation file", act_file);
@@ -496,24 +557,29 @@ static int save_quantized(const q_args *a, const gq_quant_plan *plan, gq_model *
         gq_act_calibrate(&acts->am, out, plan->calib_tokens, plan->n_calib, plan->calib_ctx,
                          err))
         return gq_fail_prefix(err, "activation calibration");
-    return gq_model_save(out, a->out, err) ||
+    return save_model(a, out, sv, err) ||
                    gq_act_save(&acts->am, acts->has_acts ? &acts->acts : NULL,
                                acts->has_kv ? &acts->kv : NULL, a->out, act_file, err)
                ? -1
                : 0;
 }
 
-/* The quantized model to its output: quantize's llama2.c checkpoint or HF directory, or the
- * writer's file. */
+/* The quantized model to its output: quantize's native file, llama2.c checkpoint or HF
+ * directory, or the writer's file. */
 static int write_output(const q_args *a, const gq_quant_plan *plan, const gq_model *fp,
                         gq_model *out, const gq_quant_report *rep,
                         const gq_tokenizer *tok, const char *model_path, cli_act *acts,
-                        const char *act_file, gq_error *err)
+                        const char *act_file, json_t *meta, gq_error *err)
 {
     if (hf_out(a))
         return save_hf(a, plan, out, err);
-    if (!a->writer)
-        return save_quantized(a, plan, out, acts, act_file, err);
+    q_saver sv = {plan, rep, json_incref(meta)};
+    if (!a->writer) {
+        int rc = save_quantized(a, &sv, out, acts, act_file, err);
+        json_decref(sv.meta);
+        return rc;
+    }
+    json_decref(sv.meta);
     cli_quantized q = {plan, fp, out, rep, tok, model_path, a->out, a->float_type};
     return a->writer->write(&q, err);
 }
@@ -574,7 +640,13 @@ static int quantize_main(int argc, char **argv, const cli_quantize_writer *write
         goto done;
     have_report = true;
     double secs = gq_now() - t0;
-    if (write_output(&a, &plan, &m, &out, &rep, tok, model_path, &acts, act_file, &err))
+    json_t *meta = native_out(&a) ? native_meta(&a, &plan, &rep, &cal,
+                                                calib_tokens ? &ds : NULL, model_path, tok_path)
+                                  : NULL;
+    int wrc = write_output(&a, &plan, &m, &out, &rep, tok, model_path, &acts, act_file, meta,
+                           &err);
+    json_decref(meta);
+    if (wrc)
         goto done;
     print_result(&a, &m, &plan, &rep, &cal, calib_tokens ? &ds : NULL, model_path, tok_path,
                  secs, &acts);

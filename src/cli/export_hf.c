@@ -13,6 +13,7 @@
 #include "gguf/gq_gguf_model.h"
 #include "model/gq_hf.h"
 #include "model/gq_model.h"
+#include "qmodel/gq_qmodel.h"
 
 static const char *const CMD = "export";
 
@@ -105,7 +106,7 @@ int export_hf(int argc, char **argv)
     if (gq_check_dir_writable("--out", out, &err))
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
     gq_model m;
-    if (gq_model_open(model, &m, &err))
+    if (gq_model_open_any(model, &m, NULL, &err))
         return cli_report(CMD, &err, GQ_EXIT_USAGE);
     const char *dt = dtype ? dtype : source_dtype(model);
     int copied = 0;

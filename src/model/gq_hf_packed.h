@@ -35,4 +35,21 @@ int gq_model_save_hf_packed(const gq_model *m, const char *dir, gq_st_dtype dtyp
                             const char *quant_config, gq_hf_pack_fn pack, void *ctx,
                             gq_error *err);
 
+/* ---- loading (GPTQ / AWQ checkpoints) ----
+ * The weight files of a model directory, as an unpacker reads them. */
+typedef struct gq_hf_files gq_hf_files;
+/* The tensor `name` of the weight files, marked used (NULL when absent); *file is the path of
+ * the file holding it. */
+const gq_st_tensor *gq_hf_files_get(const gq_hf_files *f, const char *name, const char **file);
+/* Fills w (rows, cols), in the model's row order (q and k rows in llama2.c's RoPE layout:
+ * model row gq_hf_model_row(c, head_size) holds transformers row c), with the weights of one
+ * block linear from its packed tensors "<prefix>.qweight", ... */
+typedef int (*gq_hf_unpack_fn)(void *ctx, const gq_hf_files *f, const gq_hf_linear_site *s,
+                               float *w, gq_error *err);
+/* gq_model_load_hf with every block linear made by unpack instead of read from
+ * "<prefix>.weight"; a tensor of the files that neither the loader nor unpack used is an
+ * error naming it. */
+int gq_model_load_hf_packed(const char *dir, gq_model *m, gq_hf_unpack_fn unpack, void *ctx,
+                            gq_error *err);
+
 #endif

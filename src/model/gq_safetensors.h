@@ -6,7 +6,7 @@
  *
  * Reading maps the file read-only and checks the whole header before any tensor is used: JSON
  * syntax, a header no larger than the file, known keys and types, supported dtypes (F32, F16,
- * BF16, and I32 for integer data; any other is refused naming the tensor and dtype), end - begin = product(shape) x
+ * BF16, and I32 or U8 for integer data; any other is refused naming the tensor and dtype), end - begin = product(shape) x
  * dtype size, offsets inside the file and no two tensors overlapping. Every message starts
  * with the file's path and names the tensor. */
 #include <stddef.h>
@@ -14,9 +14,11 @@
 
 #include "core/gq_error.h"
 
-/* I32 holds integer data (packed GPTQ/AWQ codes), never weights: gq_st_to_f32 takes the float
- * dtypes only, and the model loaders refuse an I32 weight. */
-typedef enum { GQ_ST_F32, GQ_ST_F16, GQ_ST_BF16, GQ_ST_I32 } gq_st_dtype;
+/* I32 and U8 hold integer data (packed GPTQ/AWQ codes, a format's storage bytes), never
+ * weights: gq_st_to_f32 takes the float dtypes only, and the model loaders refuse an integer
+ * weight. */
+typedef enum { GQ_ST_F32, GQ_ST_F16, GQ_ST_BF16, GQ_ST_I32, GQ_ST_U8 } gq_st_dtype;
+static inline int gq_st_dtype_is_float(gq_st_dtype d) { return d <= GQ_ST_BF16; }
 
 #define GQ_ST_MAX_DIMS 4
 
@@ -36,6 +38,7 @@ typedef struct gq_st_file {
     size_t size;
     gq_st_tensor *t;
     int n;
+    char *metadata;     /* "__metadata__" as compact JSON text, NULL when absent */
 } gq_st_file;
 
 /* Parses and checks the header of the bytes data (size) of file `path` (named in messages);

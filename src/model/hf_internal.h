@@ -25,6 +25,9 @@ static inline int hf_rope_row(int r, int hs)
     return r < hs / 2 ? 2 * r : 2 * (r - hs / 2) + 1;
 }
 
+/* The block linear whose weight ref r is (*layer, *kind), or false. */
+bool hf_linear_of(const gq_model *m, const hf_tensor_ref *r, int *layer, int *kind);
+
 /* hf_saver.c's config.json text (transformers' keys, "quantization_config" = quant_config
  * when non-NULL) and its conversion of row `row` of r (transformers' order) to dtype. */
 char *hf_config_json(const gq_config *c, gq_st_dtype dtype, const char *quant_config,

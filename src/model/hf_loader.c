@@ -13,6 +13,7 @@
 #include "core/gq_fileio.h"
 #include "core/gq_sha256.h"
 #include "model/gq_hf.h"
+#include "model/gq_hf_packed.h"
 #include "model/hf_internal.h"
 #include "model/model_internal.h"
 
@@ -20,7 +21,7 @@
 #define SINGLE_NAME "model.safetensors"
 
 /* The weight files of a directory, in index order (sorted shard names). */
-typedef struct {
+typedef struct gq_hf_files {
     gq_st_file *files;
     int n;
     json_t *map; /* index weight_map (tensor -> shard), NULL for a single file */
@@ -32,6 +33,12 @@ bool gq_hf_is_dir(const char *path)
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
+
+/* A block-linear unpacker (gq_model_load_hf_packed), or NULL in the plain loader. */
+typedef struct {
+    gq_hf_unpack_fn fn;
+    void *ctx;
+} hf_unpacker;
 
 static void weights_close(hf_weights *w)
 {
@@ -175,8 +182,9 @@ static int take(const hf_weights *w, const char *dir, const hf_tensor_ref *r, gq
     gq_st_tensor *t = find_tensor(w, r->name, &file);
     if (!t)
         return gq_fail(err, "%s: missing tensor %s", dir, r->name);
-    if (t->dtype == GQ_ST_I32)
-        return gq_fail(err, "%s: tensor %s: dtype I32 holds no float weights", file, r->name);
+    if (!gq_st_dtype_is_float(t->dtype))
+        return gq_fail(err, "%s: tensor %s: dtype %s holds no float weights", file, r->name,
+                       gq_st_dtype_name(t->dtype));
     bool ok = t->ndim == r->ndim && t->shape[0] == r->rows &&
               (r->ndim == 1 || t->shape[1] == r->cols);
     if (!ok)
@@ -203,15 +211,39 @@ static bool ignorable(const char *name)
     return n >= s && strcmp(name + n - s, suffix) == 0;
 }
 
-static int fill_model(const char *dir, const hf_weights *w, gq_model *m, gq_error *err)
+const gq_st_tensor *gq_hf_files_get(const gq_hf_files *w, const char *name, const char **file)
+{
+    gq_st_tensor *t = find_tensor(w, name, file);
+    if (t)
+        t->used = 1;
+    return t;
+}
+
+/* The unpacker's weights of the block linear r refers to (layer, kind). */
+static int unpack_linear(const hf_weights *w, const hf_tensor_ref *r, int layer, int kind,
+                         const hf_unpacker *u, gq_error *err)
+{
+    char prefix[96];
+    snprintf(prefix, sizeof prefix, "%.*s", (int)(strlen(r->name) - strlen(".weight")), r->name);
+    gq_hf_linear_site s = {layer, (gq_linear_kind)kind, prefix, r->rows, r->cols, r->head_size};
+    return u->fn(u->ctx, w, &s, r->data, err);
+}
+
+static int fill_model(const char *dir, const hf_weights *w, gq_model *m, const hf_unpacker *u,
+                      gq_error *err)
 {
     hf_tensor_ref *refs;
     int n = hf_tensor_refs(m, &refs);
     if (n < 0)
         return gq_fail(err, "%s: out of memory", dir);
     int rc = 0;
-    for (int i = 0; i < n && !rc; i++)
-        rc = take(w, dir, &refs[i], err);
+    for (int i = 0; i < n && !rc; i++) {
+        int layer, kind;
+        if (u && hf_linear_of(m, &refs[i], &layer, &kind))
+            rc = unpack_linear(w, &refs[i], layer, kind, u, err);
+        else
+            rc = take(w, dir, &refs[i], err);
+    }
     free(refs);
     for (int i = 0; i < w->n && !rc; i++)
         for (int j = 0; j < w->files[i].n && !rc; j++)
@@ -222,7 +254,7 @@ static int fill_model(const char *dir, const hf_weights *w, gq_model *m, gq_erro
     return rc;
 }
 
-int gq_model_load_hf(const char *dir, gq_model *m, gq_error *err)
+static int load_dir(const char *dir, gq_model *m, const hf_unpacker *u, gq_error *err)
 {
     memset(m, 0, sizeof *m);
     gq_config c;
@@ -235,7 +267,7 @@ int gq_model_load_hf(const char *dir, gq_model *m, gq_error *err)
     }
     int rc = gq_model_heap_alloc(m, &c, err);
     if (!rc)
-        rc = fill_model(dir, &w, m, err);
+        rc = fill_model(dir, &w, m, u, err);
     weights_close(&w);
     if (!rc)
         rc = gq_model_check_finite(m, dir, err);
@@ -245,6 +277,18 @@ int gq_model_load_hf(const char *dir, gq_model *m, gq_error *err)
     }
     snprintf(m->path, sizeof m->path, "%s", dir);
     return 0;
+}
+
+int gq_model_load_hf(const char *dir, gq_model *m, gq_error *err)
+{
+    return load_dir(dir, m, NULL, err);
+}
+
+int gq_model_load_hf_packed(const char *dir, gq_model *m, gq_hf_unpack_fn unpack, void *ctx,
+                            gq_error *err)
+{
+    const hf_unpacker u = {unpack, ctx};
+    return load_dir(dir, m, &u, err);
 }
 
 /* Adds the bytes of file path to h, 1 MiB at a time. */

@@ -13,8 +13,7 @@ int gq_hf_model_row(int r, int head_size)
     return head_size ? r - r % head_size + hf_rope_row(r % head_size, head_size) : r;
 }
 
-/* The block linear whose weight ref r is (*layer, *kind), or false. */
-static bool linear_of(const gq_model *m, const hf_tensor_ref *r, int *layer, int *kind)
+bool hf_linear_of(const gq_model *m, const hf_tensor_ref *r, int *layer, int *kind)
 {
     for (int l = 0; l < m->cfg.n_layers; l++)
         for (int k = 0; k < GQ_N_LINEAR; k++)
@@ -49,7 +48,7 @@ static int ref_blobs(const gq_model *m, const hf_tensor_ref *r, gq_st_dtype dtyp
                      gq_hf_pack_fn pack, void *ctx, gq_st_blob *out, int *n, gq_error *err)
 {
     int layer, kind;
-    if (!linear_of(m, r, &layer, &kind)) {
+    if (!hf_linear_of(m, r, &layer, &kind)) {
         *n = 1;
         return float_blob(r, dtype, out) ? gq_fail(err, "%s: out of memory", r->name) : 0;
     }

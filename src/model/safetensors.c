@@ -21,7 +21,7 @@ static const struct {
     gq_st_dtype dtype;
     size_t bytes;
 } dtypes[] = {{"F32", GQ_ST_F32, 4}, {"F16", GQ_ST_F16, 2}, {"BF16", GQ_ST_BF16, 2},
-               {"I32", GQ_ST_I32, 4}};
+               {"I32", GQ_ST_I32, 4}, {"U8", GQ_ST_U8, 1}};
 #define N_DTYPES (sizeof dtypes / sizeof dtypes[0])
 
 const char *gq_st_dtype_name(gq_st_dtype d)
@@ -79,7 +79,7 @@ static int parse_dtype(const char *path, const char *name, const json_t *v, gq_s
             t->dtype = dtypes[i].dtype;
             return 0;
         }
-    return gq_fail(err, "%s: tensor %s: dtype %.32s is not supported (F32, F16, BF16 or I32)", path,
+    return gq_fail(err, "%s: tensor %s: dtype %.32s is not supported (F32, F16, BF16, I32 or U8)", path,
                    name, json_string_value(v));
 }
 
@@ -163,6 +163,8 @@ static int parse_entries(const char *path, json_t *root, const unsigned char *bo
         if (strcmp(key, "__metadata__") == 0) {
             if (!json_is_object(v))
                 rc = gq_fail(err, "%s: \"__metadata__\" must be an object", path);
+            else if (!(f->metadata = json_dumps(v, JSON_COMPACT)))
+                rc = gq_fail(err, "%s: out of memory", path);
         } else {
             size_t off[2];
             rc = parse_tensor(path, key, v, body, body_n, &f->t[f->n], off, err);
@@ -245,6 +247,7 @@ void gq_st_close(gq_st_file *f)
         free(f->t[i].name);
     free(f->t);
     free(f->path);
+    free(f->metadata);
     if (f->map)
         munmap(f->map, f->size);
     memset(f, 0, sizeof *f);

@@ -1,18 +1,28 @@
-/* The model an experiment names: a llama2.c checkpoint or a synthetic preset. */
+/* The model an experiment names: a model file or directory (llama2.c, GGUF, HF, GPTQ/AWQ,
+ * native) or a synthetic preset. */
 #include <string.h>
 
 #include "gguf/gq_gguf_model.h"
 #include "model/gq_synth.h"
+#include "qmodel/gq_qmodel.h"
 #include "runner/runner_internal.h"
 
 int gq_runner_model_open(const gq_experiment *e, gq_model *m, gq_error *err)
 {
+    return gq_runner_model_open_codes(e, m, NULL, err);
+}
+
+int gq_runner_model_open_codes(const gq_experiment *e, gq_model *m, gq_qcodes *q,
+                               gq_error *err)
+{
+    if (q)
+        memset(q, 0, sizeof *q);
     if (e->synthetic) {
         if (gq_model_synth(e->synthetic, e->synthetic_seed, m, err))
             return gq_fail_prefix(err, "$.model.synthetic");
         return 0;
     }
-    if (gq_model_open(e->model_path, m, err))
+    if (gq_model_open_any(e->model_path, m, q, err))
         return gq_fail_prefix(err, "$.model.path");
     return 0;
 }

@@ -139,7 +139,7 @@ gq_eval_opts gq_run_eval_opts(const gq_experiment *e, bool baseline)
 int gq_run_open_inputs(run_ctx *r, gq_error *err)
 {
     const gq_experiment *e = r->e;
-    if (gq_runner_model_open(e, &r->fp, err))
+    if (gq_runner_model_open_codes(e, &r->fp, &r->fp_codes, err))
         return -1;
     r->have_model = true;
     if (gq_tokenizer_open(e->tokenizer_path, r->fp.cfg.vocab_size, &r->tok, err) ||
@@ -250,7 +250,7 @@ static int run_baseline(run_ctx *r, gq_error *err)
     if (!r->paired && gq_eval_baseline_save(r->baseline, bpath, err))
         return -1;
     gq_cell_throughput tp;
-    if (gq_runner_throughput(r->e, &r->fp, NULL, NULL, &tp, err))
+    if (gq_runner_throughput_loaded(r->e, &r->fp, &r->fp_codes, &tp, err))
         return gq_fail_prefix(err, "baseline");
     gq_cell_run cr = {&res, NULL, gq_threads_get(), (double)gq_peak_rss_bytes() / 1e6, 0,
                       "self", &tp, NULL, NULL};
@@ -528,6 +528,7 @@ void gq_run_ctx_free(run_ctx *r)
 {
     if (r->have_model || r->fp.map || r->fp.heap)
         gq_model_free(&r->fp);
+    gq_qcodes_free(&r->fp_codes);
     if (r->tok)
         gq_tokenizer_free(r->tok);
     gq_dataset_free(&r->eval_ds);

@@ -9,6 +9,7 @@
 
 #include "core/gq_log.h"
 #include "eval/gq_eval.h"
+#include "qmodel/gq_qmodel.h"
 #include "runner/gq_journal.h"
 #include "runner/gq_run.h"
 #include "runner/runner_internal.h"
@@ -21,6 +22,7 @@ typedef struct run_ctx {
     const gq_run_opts *o;
     gq_journal journal;
     gq_model fp;
+    gq_qcodes fp_codes;   /* the codes of a quantized checkpoint (GPTQ, AWQ, native), else empty */
     bool have_model;
     gq_tokenizer *tok;
     gq_dataset eval_ds, calib_ds;

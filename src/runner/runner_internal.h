@@ -8,6 +8,7 @@
 #include "core/gq_error.h"
 #include "model/gq_model.h"
 #include "runner/gq_experiment.h"
+#include "qmodel/gq_qmodel.h"
 #include "runner/gq_results.h"
 
 /* Parses $.sweep and $.zip and fills e->axes and e->cells (baseline first). Needs e->cfg. */
@@ -27,6 +28,10 @@ int gq_exp_check_calib(const gq_experiment *e, int n_calib, int calib_ctx, gq_er
 
 /* The model named by the experiment: loaded from its checkpoint or generated. */
 int gq_runner_model_open(const gq_experiment *e, gq_model *m, gq_error *err);
+/* The same, with the codes a quantized checkpoint holds (GPTQ, AWQ, native) in *q (zeroed for
+ * other models). */
+int gq_runner_model_open_codes(const gq_experiment *e, gq_model *m, gq_qcodes *q,
+                               gq_error *err);
 /* Only its configuration (cheap: maps the file or generates the model once). */
 int gq_runner_model_config(const gq_experiment *e, gq_config *cfg, gq_error *err);
 /* Loads the shared objects of $.plugins (exp_plugins.c) into e->plugins. */
@@ -42,6 +47,11 @@ size_t gq_runner_fp32_linear_bytes(const gq_config *c);
  * on every block linear, or when q has no packed kernel. Errors: out of memory. */
 int gq_runner_throughput(const gq_experiment *e, const gq_model *m, const gq_quantizer *q,
                          const gq_quant_report *rep, gq_cell_throughput *out, gq_error *err);
+/* The baseline's throughput: a model loaded from a quantized checkpoint runs on the packed
+ * kernels from its own codes (not measured, with the reason, when its linears do not share
+ * one packed format); any other model in fp32 as gq_runner_throughput(e, m, NULL, NULL). */
+int gq_runner_throughput_loaded(const gq_experiment *e, const gq_model *m, const gq_qcodes *qc,
+                                gq_cell_throughput *out, gq_error *err);
 
 /* Lets a throughput measurement run alone: cells compute inside shared sections; a
  * measurement waits until no shared section is open and keeps new ones from opening until it

@@ -1,5 +1,6 @@
 /* The runner's throughput columns: a cell's quantized model on the packed kernels (the baseline
- * in fp32 on BLAS), never an estimate; and the gate that lets a measurement run alone while
+ * in fp32 on BLAS, or on the packed kernels from the codes of a quantized checkpoint), never an
+ * estimate; and the gate that lets a measurement run alone while
  * other cells run side by side (--jobs). */
 #include <stdio.h>
 #include <string.h>
@@ -55,17 +56,11 @@ static bool one_quantizer(const gq_experiment *e, const gq_config *c, const gq_q
     return false;
 }
 
-int gq_runner_throughput(const gq_experiment *e, const gq_model *m, const gq_quantizer *q,
-                         const gq_quant_report *rep, gq_cell_throughput *out, gq_error *err)
+/* Measures m with q (NULL: fp32) packed from codes (NULL: quantized from m's weights). */
+static int measure(const gq_experiment *e, const gq_model *m, const gq_quantizer *q,
+                   const gq_packed_codes *codes, gq_cell_throughput *out, gq_error *err)
 {
-    memset(out, 0, sizeof *out);
     const gq_exp_throughput *t = &e->throughput;
-    if (!t->enabled) {
-        snprintf(out->note, sizeof out->note, "not measured: $.throughput.enabled is false");
-        return 0;
-    }
-    if (q && rep && !one_quantizer(e, &m->cfg, q, out->note, sizeof out->note))
-        return 0;
     gq_packed_bench_opts o = gq_packed_bench_defaults();
     o.decode_tokens = t->decode_tokens;
     o.warmup = GQ_TP_WARMUP;
@@ -73,10 +68,7 @@ int gq_runner_throughput(const gq_experiment *e, const gq_model *m, const gq_qua
     o.reps = t->reps;
     gq_packed_throughput pt;
     double t0 = gq_now();
-    const gq_packed_codes codes = {
-        rep ? (const uint8_t *const *)rep->linear_codes : NULL,
-        rep ? (const int32_t *const *)rep->linear_perm : NULL};
-    if (gq_packed_measure(m, q, rep ? &codes : NULL, &o, &pt, err))
+    if (gq_packed_measure(m, q, codes, &o, &pt, err))
         return gq_fail_prefix(err, "throughput");
     out->seconds = gq_now() - t0;
     if (!pt.packed) {
@@ -91,6 +83,40 @@ int gq_runner_throughput(const gq_experiment *e, const gq_model *m, const gq_qua
     out->load_avg = pt.load_avg;
     out->packed_bytes = q ? pt.packed_bytes : gq_runner_fp32_linear_bytes(&m->cfg);
     return 0;
+}
+
+int gq_runner_throughput(const gq_experiment *e, const gq_model *m, const gq_quantizer *q,
+                         const gq_quant_report *rep, gq_cell_throughput *out, gq_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!e->throughput.enabled) {
+        snprintf(out->note, sizeof out->note, "not measured: $.throughput.enabled is false");
+        return 0;
+    }
+    if (q && rep && !one_quantizer(e, &m->cfg, q, out->note, sizeof out->note))
+        return 0;
+    const gq_packed_codes codes = {
+        rep ? (const uint8_t *const *)rep->linear_codes : NULL,
+        rep ? (const int32_t *const *)rep->linear_perm : NULL};
+    return measure(e, m, q, rep ? &codes : NULL, out, err);
+}
+
+int gq_runner_throughput_loaded(const gq_experiment *e, const gq_model *m, const gq_qcodes *qc,
+                                gq_cell_throughput *out, gq_error *err)
+{
+    if (!qc || qc->n_linear == 0 || !e->throughput.enabled)
+        return gq_runner_throughput(e, m, NULL, NULL, out, err);
+    memset(out, 0, sizeof *out);
+    char why[200];
+    const gq_quantizer *q = gq_qcodes_packed_quantizer(m, qc, why, sizeof why);
+    if (!q) {
+        snprintf(out->note, sizeof out->note, "not measured: %s checkpoint: %s", qc->source,
+                 why);
+        return 0;
+    }
+    const gq_packed_codes codes = {(const uint8_t *const *)qc->codes,
+                                   (const int32_t *const *)qc->perm};
+    return measure(e, m, q, &codes, out, err);
 }
 
 /* ---- gate: shared sections (cells computing) and exclusive ones (a measurement) ---------- */

@@ -14,8 +14,8 @@ static void read_tensors(const gq_st_file *f)
     volatile float sum = 0.0f;
     for (int i = 0; i < f->n; i++) {
         float v;
-        if (f->t[i].count == 0)
-            continue;
+        if (f->t[i].count == 0 || !gq_st_dtype_is_float(f->t[i].dtype))
+            continue; /* integer tensors (I32, U8) hold codes, not floats */
         gq_st_to_f32(&f->t[i], &v, 0, 1);
         sum += v;
         gq_st_to_f32(&f->t[i], &v, f->t[i].count - 1, 1);

@@ -17,6 +17,7 @@
 #include "methods/gq_linalg.h"
 #include "methods/gq_pipeline.h"
 #include "model/gq_forward.h"
+#include "qmodel/gq_qmodel.h"
 
 #define N_CALIB 2
 #define CALIB_CTX 32
@@ -637,7 +638,8 @@ static void test_quantize_cli(void **state)
     assert_non_null(strstr(out, "\"tokenizer\":"));
     gq_model back;
     gq_error err;
-    assert_int_equal(gq_model_load(q, &back, &err), 0);
+    assert_true(gq_native_is(q)); /* the default output is the native file */
+    assert_int_equal(gq_model_open_any(q, &back, NULL, &err), 0);
     gq_model_free(&back);
 
     /* the default calibration text is the evaluation text: refused without a hold-out */
@@ -652,7 +654,8 @@ static void test_quantize_cli(void **state)
                           "--out /nonexistent/q.bin");
     snprintf(extra, sizeof extra, "--method rtn --format int --out '%s'", dir);
     expect_quantize_error(model, tok, extra, "is a directory");
-    snprintf(extra, sizeof extra, "--method affinequant --format int --out '%s/a.bin'", dir);
+    snprintf(extra, sizeof extra,
+             "--method affinequant --format int --out-format llama2c --out '%s/a.bin'", dir);
     expect_quantize_error(model, tok, extra, "explicit input transforms");
     snprintf(extra, sizeof extra, "--method rtn --format int --rule 'layers.*={bad' --out '%s'", q);
     expect_quantize_error(model, tok, extra, "--rule 'layers.*={bad': format is not JSON");

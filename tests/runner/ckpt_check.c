@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "model/gq_hf_packed.h"
+#include "qmodel/gq_qmodel.h"
 #include "test_support.h"
 
 static char out[65536], errb[16384];
@@ -95,7 +96,7 @@ char *ckpt_round_trip(const char *target, const char *model, const char *setting
         fail_msg("%s: %s", settings, errb);
     gq_model m;
     gq_error err = {{0}};
-    if (gq_model_load(q, &m, &err))
+    if (gq_model_open_any(q, &m, NULL, &err))
         fail_msg("%s", err.msg);
     assert_equals(ck, &m, bits, weight);
     gq_model_free(&m);

@@ -17,6 +17,7 @@
 #include "model/gq_hf_packed.h"
 #include "model/gq_model.h"
 #include "model/gq_safetensors.h"
+#include "qmodel/gq_qmodel.h"
 #include "runner/gq_gptq_export.h"
 #include "ckpt_check.h"
 #include "test_support.h"

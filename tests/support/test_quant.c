@@ -5,6 +5,7 @@
 
 #include "core/gq_params.h"
 #include "model/gq_forward.h"
+#include "packed/gq_packed.h"
 
 float *test_logits(const gq_model *m, const int *tok, int T)
 {
@@ -18,6 +19,24 @@ float *test_logits(const gq_model *m, const int *tok, int T)
     return l;
 }
 
+void test_plan_init(const char *method, const char *const *sets, const char *format_json,
+                    gq_quant_plan *plan)
+{
+    gq_error err = {{0}};
+    json_t *params = NULL;
+    for (int i = 0; sets && sets[i]; i++)
+        assert_int_equal(gq_params_apply_set(&params, sets[i], &err), 0);
+    memset(plan, 0, sizeof *plan);
+    if (gq_method_cfg_init(&plan->method, method, params, NULL, &err))
+        fail_msg("%s: %s", method, err.msg);
+    json_decref(params);
+    json_t *fmt = json_loads(format_json, 0, NULL);
+    assert_non_null(fmt);
+    if (gq_quantizer_from_json(fmt, NULL, &plan->quantizer, &err))
+        fail_msg("%s: %s", format_json, err.msg);
+    json_decref(fmt);
+}
+
 int test_quantize(const test_stories *f, const char *method, const char *const *sets,
                   const char *format_json, const gq_tensor_rule *rule, gq_propagate prop,
                   gq_model *out, gq_quant_report *rep, gq_error *err)
@@ -29,17 +48,8 @@ int test_quantize_act(const test_stories *f, const char *method, const char *con
                       const char *format_json, const gq_tensor_rule *rule, gq_propagate prop,
                       gq_act_hook *act, gq_model *out, gq_quant_report *rep, gq_error *err)
 {
-    json_t *params = NULL;
-    for (int i = 0; sets && sets[i]; i++)
-        assert_int_equal(gq_params_apply_set(&params, sets[i], err), 0);
     gq_quant_plan plan;
-    memset(&plan, 0, sizeof plan);
-    assert_int_equal(gq_method_cfg_init(&plan.method, method, params, NULL, err), 0);
-    json_decref(params);
-    json_t *fmt = json_loads(format_json, 0, NULL);
-    assert_non_null(fmt);
-    assert_int_equal(gq_quantizer_from_json(fmt, NULL, &plan.quantizer, err), 0);
-    json_decref(fmt);
+    test_plan_init(method, sets, format_json, &plan);
     plan.rules = rule;
     plan.n_rules = rule ? 1 : 0;
     plan.calib_tokens = f->calib;
@@ -63,4 +73,19 @@ void test_assert_linears_equal(const gq_model *a, const gq_model *b)
                                 b->layers[l].w[k],
                                 (size_t)rows * cols * sizeof(float));
         }
+}
+
+void test_assert_packed_equals(const gq_packed_model *pm, const gq_model *m)
+{
+    for (int i = 0; i < m->cfg.n_layers * GQ_N_LINEAR; i++) {
+        int rows, cols;
+        gq_linear_shape(&m->cfg, (gq_linear_kind)(i % GQ_N_LINEAR), &rows, &cols);
+        float *w = malloc((size_t)rows * cols * sizeof *w);
+        assert_non_null(w);
+        gq_packed_linear_dequantize(pm->lin[i], w, false);
+        if (memcmp(w, m->layers[i / GQ_N_LINEAR].w[i % GQ_N_LINEAR],
+                   (size_t)rows * cols * sizeof *w) != 0)
+            fail_msg("packed linear %d does not dequantize to the model's weights", i);
+        free(w);
+    }
 }

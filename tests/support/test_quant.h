@@ -19,8 +19,18 @@ int test_quantize_act(const test_stories *f, const char *method, const char *con
                       const char *format_json, const gq_tensor_rule *rule, gq_propagate prop,
                       gq_act_hook *act, gq_model *out, gq_quant_report *rep, gq_error *err);
 
+/* A plan with method `method` (parameters `sets`, "key=value", NULL-terminated or NULL) and
+ * default format `format_json`; no rules, calibration or propagation set. Fails the test on a
+ * bad setting. The caller frees plan->quantizer and plan->method. */
+void test_plan_init(const char *method, const char *const *sets, const char *format_json,
+                    gq_quant_plan *plan);
+
 /* The logits (T, vocab) of m on one sequence of T tokens (malloc'd; the test frees them). */
 float *test_logits(const gq_model *m, const int *tok, int T);
+
+/* Asserts that every packed linear of pm dequantizes to exactly m's block linear. */
+struct gq_packed_model;
+void test_assert_packed_equals(const struct gq_packed_model *pm, const gq_model *m);
 
 /* Asserts that the block linears of two models of one shape are equal bit for bit. */
 void test_assert_linears_equal(const gq_model *a, const gq_model *b);
