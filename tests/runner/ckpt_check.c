@@ -18,7 +18,7 @@
 
 static char out[65536], errb[16384];
 
-const gq_st_tensor *ckpt_tensor(const gq_st_file *f, const char *prefix, const char *part)
+const gq_st_tensor *ckpt_part(const gq_st_file *f, const char *prefix, const char *part)
 {
     char name[160];
     snprintf(name, sizeof name, "%s.%s", prefix, part);
@@ -60,7 +60,7 @@ static void assert_equals(const char *dir, const gq_model *m, int bits, ckpt_wei
             int rows, cols, hs = k == GQ_LIN_Q || k == GQ_LIN_K ? gq_head_size(&m->cfg) : 0;
             snprintf(prefix, sizeof prefix, "model.layers.%d.%s", l, hf[k]);
             gq_linear_shape(&m->cfg, (gq_linear_kind)k, &rows, &cols);
-            assert_int_equal(ckpt_tensor(&f, prefix, "qweight")->dtype, GQ_ST_I32);
+            assert_int_equal(ckpt_part(&f, prefix, "qweight")->dtype, GQ_ST_I32);
             for (int c = 0; c < rows; c++)
                 for (int j = 0; j < cols; j++) {
                     float w = weight(&f, prefix, bits, rows, cols, c, j);

@@ -7,7 +7,7 @@
 #include "model/gq_safetensors.h"
 
 /* Tensor "<prefix>.<part>" of f (fails the test when missing). */
-const gq_st_tensor *ckpt_tensor(const gq_st_file *f, const char *prefix, const char *part);
+const gq_st_tensor *ckpt_part(const gq_st_file *f, const char *prefix, const char *part);
 
 /* Weight (c, j) of the (rows, cols) linear `prefix` as the checkpoint format defines it. */
 typedef float (*ckpt_weight_fn)(const gq_st_file *f, const char *prefix, int bits, int rows,

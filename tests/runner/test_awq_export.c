@@ -120,10 +120,10 @@ static float awq_weight(const gq_st_file *f, const char *prefix, int bits, int r
                         int c, int j)
 {
     static const int nibble_of[8] = {0, 4, 1, 5, 2, 6, 3, 7}; /* inverse of 0,2,4,6,1,3,5,7 */
-    const uint32_t *qw = ckpt_tensor(f, prefix, "qweight")->data;
-    const uint32_t *qz = ckpt_tensor(f, prefix, "qzeros")->data;
-    const uint16_t *sc = ckpt_tensor(f, prefix, "scales")->data;
-    int groups = (int)ckpt_tensor(f, prefix, "scales")->shape[0], g = j / (cols / groups);
+    const uint32_t *qw = ckpt_part(f, prefix, "qweight")->data;
+    const uint32_t *qz = ckpt_part(f, prefix, "qzeros")->data;
+    const uint16_t *sc = ckpt_part(f, prefix, "scales")->data;
+    int groups = (int)ckpt_part(f, prefix, "scales")->shape[0], g = j / (cols / groups);
     int shift = 4 * nibble_of[c % 8], words = rows / 8;
     assert_int_equal(bits, 4);
     int q = (int)((qw[(size_t)j * words + c / 8] >> shift) & 15u);

@@ -189,10 +189,10 @@ static float gptq_weight(const gq_st_file *f, const char *prefix, int bits, int 
                          int c, int j)
 {
     (void)cols;
-    const uint32_t *qw = ckpt_tensor(f, prefix, "qweight")->data;
-    const uint32_t *qz = ckpt_tensor(f, prefix, "qzeros")->data;
-    const uint16_t *sc = ckpt_tensor(f, prefix, "scales")->data;
-    const int32_t *gi = ckpt_tensor(f, prefix, "g_idx")->data;
+    const uint32_t *qw = ckpt_part(f, prefix, "qweight")->data;
+    const uint32_t *qz = ckpt_part(f, prefix, "qzeros")->data;
+    const uint16_t *sc = ckpt_part(f, prefix, "scales")->data;
+    const int32_t *gi = ckpt_part(f, prefix, "g_idx")->data;
     int g = gi[j];
     int q = (int)stream_bits(qw + c, (size_t)rows, (size_t)j * bits, bits);
     int z = (int)stream_bits(qz + (size_t)g * ((size_t)rows * bits / 32), 1, (size_t)c * bits,
