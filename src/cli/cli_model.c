@@ -11,6 +11,14 @@
 int cli_load_model(const char *model_arg, const char *tok_arg, gq_model *m, gq_tokenizer **tok,
                    char *model_path, char *tok_path, size_t path_n, gq_error *err)
 {
+    return cli_load_model_stream(model_arg, tok_arg, GQ_STREAM_OFF, m, tok, model_path,
+                                 tok_path, path_n, err);
+}
+
+int cli_load_model_stream(const char *model_arg, const char *tok_arg, gq_stream_mode mode,
+                          gq_model *m, gq_tokenizer **tok, char *model_path, char *tok_path,
+                          size_t path_n, gq_error *err)
+{
     memset(m, 0, sizeof *m);
     *tok = NULL;
     if (gq_asset_resolve(model_arg, model_path, path_n, err) != 0)
@@ -23,7 +31,8 @@ int cli_load_model(const char *model_arg, const char *tok_arg, gq_model *m, gq_t
         tok_arg = model_path;
     }
     if (gq_asset_resolve(tok_arg, tok_path, path_n, err) != 0 ||
-        gq_model_open(model_path, m, err) != 0)
+        (gguf || mode == GQ_STREAM_OFF ? gq_model_open(model_path, m, err)
+                                       : gq_model_load_mode(model_path, mode, m, err)) != 0)
         return -1;
     if (gq_tokenizer_open(tok_path, m->cfg.vocab_size, tok, err) != 0) {
         gq_model_free(m);

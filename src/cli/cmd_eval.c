@@ -26,7 +26,7 @@ static const char *CMD = "eval";
 typedef struct {
     char model[CLI_PATH_MAX], tokenizer[CLI_PATH_MAX], data[CLI_PATH_MAX];
     char baseline[CLI_PATH_MAX], baseline_model[CLI_PATH_MAX];
-    const char *save_baseline;
+    const char *save_baseline, *stream;
     long ctx, max_windows, batch, threads;
     gq_ppl_protocol protocol;
     bool json;
@@ -63,6 +63,10 @@ static int parse(int argc, char **argv, eval_args *a)
         CLI_OPT("threads", "N", CLI_INT, &a->threads,
                 "threads (default: OMP_NUM_THREADS or all cores)", .min = 1, .max = 4096),
         CLI_OPT("json", NULL, CLI_FLAG, &a->json, "print one JSON object instead of text"),
+        CLI_OPT("stream", "S", CLI_CHOICE, &a->stream,
+                "keep the weights mapped in their stored dtype and convert one block to\n"
+                "fp32 at a time, per batch (auto: when the fp32 weights exceed 2 GiB)",
+                .def = "auto", .choices = "auto|on|off"),
         CLI_OPT("save-baseline", "F", CLI_OUT, &a->save_baseline,
                 "save this model's log-probabilities at the scored positions"),
         CLI_OPT("baseline", "F", CLI_IN, a->baseline,
@@ -192,8 +196,8 @@ int cmd_eval(int argc, char **argv)
         gq_fail(&err, "--baseline and --baseline-model are alternatives: give one");
         goto fail;
     }
-    if (cli_load_model(a.model, a.tokenizer, &m, &tok, model_path, tok_path, sizeof model_path,
-                       &err) != 0)
+    if (cli_load_model_stream(a.model, a.tokenizer, gq_stream_mode_parse(a.stream), &m, &tok,
+                              model_path, tok_path, sizeof model_path, &err) != 0)
         goto fail;
     if (cli_act_attach(&a.act, &m, model_path, &acts, &err))
         goto fail;

@@ -23,6 +23,7 @@
 #include "core/gq_time.h"
 #include "methods/gq_pipeline.h"
 #include "model/gq_hf.h"
+#include "model/gq_hf_stream.h"
 #include "model/gq_model.h"
 #include "gq_version.h"
 #include "text/gq_dataset.h"
@@ -32,7 +33,7 @@ static const char *CMD = "quantize";
 
 typedef struct {
     char model[CLI_PATH_MAX], tokenizer[CLI_PATH_MAX], calib[CLI_PATH_MAX];
-    const char *method, *format, *out, *propagate, *out_format, *dtype;
+    const char *method, *format, *out, *propagate, *out_format, *dtype, *stream;
     json_t *fmt_params, *method_params;
     cli_list rules;
     long n_calib, calib_ctx, eval_windows, eval_ctx, threads;
@@ -98,6 +99,11 @@ static int parse(int argc, char **argv, q_args *a)
                 "are refused)", .required = true),
         CLI_OPT("json", NULL, CLI_FLAG, &a->json, "print the report as one JSON object"),
         CLI_ACT_OPTS(&a->act),
+        CLI_OPT("stream", "S", CLI_CHOICE, &a->stream,
+                "keep the model mapped in its stored dtype, one block in fp32 at a time\n"
+                "(auto: when its fp32 weights exceed 2 GiB; export writers always load\n"
+                "it whole); with --out-format hf each block is written as it is done",
+                .def = "auto", .choices = "auto|on|off"),
         /* quantize only (dropped for export writers) */
         CLI_OPT("out-format", "F", CLI_CHOICE, &a->out_format,
                 "llama2c (fp32 checkpoint) or hf (config.json with a\n"
@@ -422,6 +428,43 @@ static int save_hf(const q_args *a, const gq_quant_plan *p, const gq_model *out,
     return rc;
 }
 
+/* The block-by-block HF output of a streamed model (gq_quant_sink over gq_hf_writer). */
+static int hf_sink_outer(void *user, const gq_model *m, gq_error *err)
+{
+    return gq_hf_writer_outer(user, m, err);
+}
+
+static int hf_sink_block(void *user, const gq_config *c, int l, const gq_layer *L,
+                         uint8_t *const codes[GQ_N_LINEAR], int32_t *const perm[GQ_N_LINEAR],
+                         gq_error *err)
+{
+    (void)c, (void)codes, (void)perm;
+    return gq_hf_writer_block(user, l, L, err);
+}
+
+/* Quantizes the streamed m straight into the HF directory --out (no quantized copy held). */
+static int quantize_to_hf(const q_args *a, gq_quant_plan *p, const gq_model *m,
+                          gq_quant_report *rep, gq_error *err)
+{
+    char *qc = quant_config(p);
+    if (!qc)
+        return gq_fail(err, "--out: out of memory");
+    gq_hf_writer *w = gq_hf_writer_open(a->out, &m->cfg, gq_st_dtype_parse(a->dtype), qc,
+                                        GQ_HF_SHARD_BYTES, err);
+    free(qc);
+    if (!w)
+        return -1;
+    gq_quant_sink sink = {.outer = hf_sink_outer, .block = hf_sink_block, .user = w};
+    p->sink = &sink;
+    int rc = gq_quantize_model(m, p, NULL, rep, err);
+    p->sink = NULL;
+    if (rc) {
+        gq_hf_writer_abort(w);
+        return -1;
+    }
+    return gq_hf_writer_finish(w, err);
+}
+
 /* The run's result on stdout: one JSON object (--json) or the text report. ds: the calibration
  * text, NULL when none was used. */
 static void print_result(const q_args *a, const gq_model *m, const gq_quant_plan *plan,
@@ -553,8 +596,9 @@ static int quantize_main(int argc, char **argv, const cli_quantize_writer *write
 
     if (build_plan(&a, &plan, rules, &n_rules, &err))
         goto done;
-    if (cli_load_model(a.model, a.tokenizer, &m, &tok, model_path, tok_path, sizeof model_path,
-                       &err) ||
+    gq_stream_mode mode = writer ? GQ_STREAM_OFF : gq_stream_mode_parse(a.stream);
+    if (cli_load_model_stream(a.model, a.tokenizer, mode, &m, &tok, model_path, tok_path,
+                              sizeof model_path, &err) ||
         cli_act_build(&a.act, &m.cfg, true, &acts, &err) ||
         check_output(&a, &m, &acts, act_file, &err) ||
         (writer && writer->check_plan && writer->check_plan(&plan, &m.cfg, &err)))
@@ -570,11 +614,14 @@ static int quantize_main(int argc, char **argv, const cli_quantize_writer *write
         goto done;
     calib_tokens = cal.tokens;
     double t0 = gq_now();
-    if (gq_quantize_model(&m, &plan, &out, &rep, &err))
+    bool to_sink = gq_model_streamed(&m) && hf_out(&a);
+    if (to_sink ? quantize_to_hf(&a, &plan, &m, &rep, &err)
+                : gq_quantize_model(&m, &plan, &out, &rep, &err))
         goto done;
     have_report = true;
     double secs = gq_now() - t0;
-    if (write_output(&a, &plan, &m, &out, &rep, tok, model_path, &acts, act_file, &err))
+    if (!to_sink &&
+        write_output(&a, &plan, &m, &out, &rep, tok, model_path, &acts, act_file, &err))
         goto done;
     print_result(&a, &m, &plan, &rep, &cal, calib_tokens ? &ds : NULL, model_path, tok_path,
                  secs, &acts);

@@ -15,6 +15,7 @@
 #include "core/gq_vmath.h"
 #include "model/attention_internal.h"
 #include "model/gq_act_hook.h"
+#include "model/gq_stream.h"
 
 struct gq_forward_ws {
     gq_config cfg;
@@ -298,8 +299,12 @@ int gq_forward_prefill(const gq_model *m, const int *tokens, int B, int T, gq_fo
             return gq_fail(err, "forward: token %d at index %d is outside 0..%d", tokens[i], i,
                            c->vocab_size - 1);
     gq_embed(m, tokens, N, ws->x);                       /* x (N, dim) */
-    for (int l = 0; l < c->n_layers; l++)
+    for (int l = 0; l < c->n_layers; l++) {
+        if (gq_block_acquire(m, l, err)) /* streamed models: block l in fp32 for this batch */
+            return -1;
         gq_block_forward(m, l, ws->x, B, T, ws, NULL);
+        gq_block_release(m, l);
+    }
     gq_rmsnorm_eps(ws->xn, ws->x, m->rms_final, N, c->dim, gq_norm_eps(c));
     if (m->cls_op)                                       /* (N, vocab) */
         m->cls_op->apply(m->cls_op, logits, ws->xn, N);

@@ -146,6 +146,8 @@ typedef struct gq_model {
     /* storage of explicit transforms set with gq_model_set_in_transform (n_layers * 2 slots of
      * dim*dim, allocated on first use) */
     float *transforms;
+    /* Streamed weights (model/gq_stream.h): NULL when every block is resident in fp32. */
+    struct gq_block_source *blocks;
 } gq_model;
 
 /* Name of a linear kind ("attn.q_proj") and of a tensor ("layers.3.attn.q_proj"). Other

@@ -1,7 +1,9 @@
-/* The model an experiment names: a llama2.c checkpoint or a synthetic preset. */
+/* The model an experiment names: a model file or directory, or a synthetic preset. */
 #include <string.h>
 
 #include "gguf/gq_gguf_model.h"
+#include "model/gq_hf.h"
+#include "model/gq_stream.h"
 #include "model/gq_synth.h"
 #include "runner/runner_internal.h"
 
@@ -12,7 +14,12 @@ int gq_runner_model_open(const gq_experiment *e, gq_model *m, gq_error *err)
             return gq_fail_prefix(err, "$.model.synthetic");
         return 0;
     }
-    if (gq_model_open(e->model_path, m, err))
+    /* A llama2.c checkpoint is streamed: its fp32 blocks stay in the file's mapping, every
+     * cell is quantized from it and its pages leave the resident set after each use. GGUF
+     * and HF models load in memory (the throughput's decode reads every block unacquired). */
+    bool streamed = !gq_gguf_is_gguf(e->model_path) && !gq_hf_is_dir(e->model_path);
+    if ((streamed ? gq_model_load_streamed(e->model_path, m, err)
+                  : gq_model_open(e->model_path, m, err)))
         return gq_fail_prefix(err, "$.model.path");
     return 0;
 }
