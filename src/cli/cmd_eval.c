@@ -16,6 +16,7 @@
 #include "dist/gq_dist.h"
 #include "eval/gq_eval.h"
 #include "gguf/gq_gguf_model.h"
+#include "core/gq_time.h"
 #include "model/gq_model.h"
 #include "runner/gq_results.h"
 #include "text/gq_dataset.h"
@@ -167,6 +168,9 @@ static void print_text(const eval_args *a, const gq_model *m, const char *model_
                r->top1_se_pct);
     }
     printf("speed       %.0f tokens/s (%.3f s)\n", r->tokens_per_s, r->seconds);
+    printf("memory      peak RSS %.0f MiB; %s\n", (double)gq_peak_rss_bytes() / 1048576.0,
+           gq_model_streamed(m) ? "streamed: one block in fp32 at a time, per batch"
+                                : "the whole model in fp32");
 }
 
 int cmd_eval(int argc, char **argv)

@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "cli/cli_act.h"
 #include "cli/cli_model.h"
+#include "cli/cli_stages.h"
 #include "cli/cli_opts.h"
 #include "cli/cli_quantize.h"
 #include "core/gq_assets.h"
@@ -465,6 +466,19 @@ static int quantize_to_hf(const q_args *a, gq_quant_plan *p, const gq_model *m,
     return gq_hf_writer_finish(w, err);
 }
 
+/* Wall time per stage, of loading and writing, and the peak RSS. */
+static void print_costs(const cli_stages *st, const gq_model *m, bool to_sink, double t_load,
+                        double t_quant, double t_write)
+{
+    printf("stages      ");
+    cli_stages_print(st, stdout);
+    printf("time        load + calibration text %.2f s, quantize %.2f s%s, write %.2f s\n",
+           t_load, t_quant, to_sink ? " (blocks written as they finish)" : "", t_write);
+    printf("memory      peak RSS %.0f MiB; %s\n", (double)gq_peak_rss_bytes() / 1048576.0,
+           gq_model_streamed(m) ? "streamed: one block in fp32 at a time"
+                                : "the whole model in fp32");
+}
+
 /* The run's result on stdout: one JSON object (--json) or the text report. ds: the calibration
  * text, NULL when none was used. */
 static void print_result(const q_args *a, const gq_model *m, const gq_quant_plan *plan,
@@ -594,6 +608,10 @@ static int quantize_main(int argc, char **argv, const cli_quantize_writer *write
     char act_file[CLI_PATH_MAX + 16];
     gq_act_file_path(a.out, act_file, sizeof act_file);
 
+    cli_stages stages;
+    cli_stages_init(&stages);
+    plan.stages = &stages.sink;
+    double t_load = gq_now();
     if (build_plan(&a, &plan, rules, &n_rules, &err))
         goto done;
     gq_stream_mode mode = writer ? GQ_STREAM_OFF : gq_stream_mode_parse(a.stream);
@@ -614,17 +632,22 @@ static int quantize_main(int argc, char **argv, const cli_quantize_writer *write
         goto done;
     calib_tokens = cal.tokens;
     double t0 = gq_now();
+    t_load = t0 - t_load;
     bool to_sink = gq_model_streamed(&m) && hf_out(&a);
     if (to_sink ? quantize_to_hf(&a, &plan, &m, &rep, &err)
                 : gq_quantize_model(&m, &plan, &out, &rep, &err))
         goto done;
     have_report = true;
     double secs = gq_now() - t0;
+    double t_write = gq_now();
     if (!to_sink &&
         write_output(&a, &plan, &m, &out, &rep, tok, model_path, &acts, act_file, &err))
         goto done;
+    t_write = gq_now() - t_write;
     print_result(&a, &m, &plan, &rep, &cal, calib_tokens ? &ds : NULL, model_path, tok_path,
                  secs, &acts);
+    if (!a.json)
+        print_costs(&stages, &m, to_sink, t_load, secs, t_write);
     status = GQ_EXIT_OK;
     goto cleanup;
 done:
