@@ -103,6 +103,9 @@ typedef struct gq_quant_plan {
     uint64_t seed;
     const gq_stage_sink *stages; /* stage timing listener (gq-bench bench quantize), or NULL */
     const gq_quant_sink *sink;   /* block-by-block output, or NULL */
+    int stop_after_blocks;       /* > 0: quantize only blocks 0..N-1 (a benchmark of a large
+                                    model: needs a sink and no out model, which would be
+                                    incomplete) */
 } gq_quant_plan;
 
 typedef struct gq_tensor_report {

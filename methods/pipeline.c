@@ -604,6 +604,9 @@ int gq_quantize_model(const gq_model *fp_in, const gq_quant_plan *plan, gq_model
         memset(out, 0, sizeof *out);
     else if (!plan->sink)
         return gq_fail(err, "quantize: no output model and no sink");
+    if (plan->stop_after_blocks > 0 && out)
+        return gq_fail(err, "quantize: stopping after %d blocks leaves no complete output model",
+                       plan->stop_after_blocks);
     calib_stream s;
     memset(&s, 0, sizeof s);
     if (check_plan(fp_in, plan, &s.calib, err))
@@ -644,9 +647,12 @@ int gq_quantize_model(const gq_model *fp_in, const gq_quant_plan *plan, gq_model
         goto cleanup;
     gq_log_info("quantize: method %s, %d blocks, %d calibration windows x %d tokens, propagate %s",
                 m->name, c->n_layers, s.B, s.T, s.prop == GQ_PROPAGATE_FP ? "fp" : "quantized");
+    int n_blocks = plan->stop_after_blocks > 0 && plan->stop_after_blocks < c->n_layers
+                       ? plan->stop_after_blocks
+                       : c->n_layers;
     gq_progress prog;
-    gq_progress_start(&prog, "quantize", c->n_layers);
-    for (int l = 0; l < c->n_layers; l++) {
+    gq_progress_start(&prog, "quantize", n_blocks);
+    for (int l = 0; l < n_blocks; l++) {
         if (quantize_block_l(fp, plan, l, &s, out, rep, err))
             goto cleanup;
         gq_progress_add(&prog, 1);

@@ -37,7 +37,7 @@ typedef struct {
     const char *method, *format, *out, *propagate, *out_format, *dtype, *stream;
     json_t *fmt_params, *method_params;
     cli_list rules;
-    long n_calib, calib_ctx, eval_windows, eval_ctx, threads;
+    long n_calib, calib_ctx, eval_windows, eval_ctx, threads, stop_after;
     uint64_t seed;
     bool json;
     cli_act_args act;
@@ -105,6 +105,10 @@ static int parse(int argc, char **argv, q_args *a)
                 "(auto: when its fp32 weights exceed 2 GiB; export writers always load\n"
                 "it whole); with --out-format hf each block is written as it is done",
                 .def = "auto", .choices = "auto|on|off"),
+        CLI_OPT("stop-after-blocks", "N", CLI_INT, &a->stop_after,
+                "benchmark of a large model: quantize blocks 0..N-1 only, print their\n"
+                "report and times, write nothing (--out is still checked)", .min = 1,
+                .max = 1 << 20),
         /* quantize only (dropped for export writers) */
         CLI_OPT("out-format", "F", CLI_CHOICE, &a->out_format,
                 "llama2c (fp32 checkpoint) or hf (config.json with a\n"
@@ -443,6 +447,32 @@ static int hf_sink_block(void *user, const gq_config *c, int l, const gq_layer *
     return gq_hf_writer_block(user, l, L, err);
 }
 
+/* --stop-after-blocks: the finished blocks go nowhere. */
+static int discard_outer(void *user, const gq_model *m, gq_error *err)
+{
+    (void)user, (void)m, (void)err;
+    return 0;
+}
+
+static int discard_block(void *user, const gq_config *c, int l, const gq_layer *L,
+                         uint8_t *const codes[GQ_N_LINEAR], int32_t *const perm[GQ_N_LINEAR],
+                         gq_error *err)
+{
+    (void)user, (void)c, (void)l, (void)L, (void)codes, (void)perm, (void)err;
+    return 0;
+}
+
+static int quantize_partial(gq_quant_plan *p, const gq_model *m, int n_blocks,
+                            gq_quant_report *rep, gq_error *err)
+{
+    gq_quant_sink sink = {.outer = discard_outer, .block = discard_block};
+    p->sink = &sink;
+    p->stop_after_blocks = n_blocks;
+    int rc = gq_quantize_model(m, p, NULL, rep, err);
+    p->sink = NULL;
+    return rc;
+}
+
 /* Quantizes the streamed m straight into the HF directory --out (no quantized copy held). */
 static int quantize_to_hf(const q_args *a, gq_quant_plan *p, const gq_model *m,
                           gq_quant_report *rep, gq_error *err)
@@ -526,7 +556,8 @@ static void print_result(const q_args *a, const gq_model *m, const gq_quant_plan
                propagate_name(plan), gq_threads_get());
         printf("blas        %s\n", gq_blas_description());
         printf("output      %s (%s), %.2f s\n", a->out,
-               a->writer  ? a->writer->cmd
+               a->stop_after ? "not written: --stop-after-blocks"
+               : a->writer  ? a->writer->cmd
                : hf_out(a) ? "fake-quantized HF directory"
                            : "fake-quantized fp32 llama2.c checkpoint",
                secs);
@@ -633,9 +664,10 @@ static int quantize_main(int argc, char **argv, const cli_quantize_writer *write
     calib_tokens = cal.tokens;
     double t0 = gq_now();
     t_load = t0 - t_load;
-    bool to_sink = gq_model_streamed(&m) && hf_out(&a);
-    if (to_sink ? quantize_to_hf(&a, &plan, &m, &rep, &err)
-                : gq_quantize_model(&m, &plan, &out, &rep, &err))
+    bool to_sink = (gq_model_streamed(&m) && hf_out(&a)) || a.stop_after;
+    if (a.stop_after ? quantize_partial(&plan, &m, (int)a.stop_after, &rep, &err)
+        : to_sink    ? quantize_to_hf(&a, &plan, &m, &rep, &err)
+                     : gq_quantize_model(&m, &plan, &out, &rep, &err))
         goto done;
     have_report = true;
     double secs = gq_now() - t0;
