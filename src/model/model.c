@@ -221,13 +221,14 @@ float *gq_layer_point(const gq_config *c, gq_layer *L, int l, float *p)
     return p;
 }
 
-int gq_model_heap_alloc(gq_model *m, const gq_config *c, gq_error *err)
+/* m = configuration c, zeroed layers and one zeroed heap block of n floats. */
+static int storage_alloc(gq_model *m, const gq_config *c, size_t n, const char *what,
+                         gq_error *err)
 {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
-    size_t n = gq_model_param_count(c);
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
-    m->heap = gq_alloc_zero(n * sizeof(float), "model weights", err);
+    m->heap = gq_alloc_zero(n * sizeof(float), what, err);
     if (!m->layers || !m->heap) {
         free(m->layers);
         free(m->heap);
@@ -235,6 +236,14 @@ int gq_model_heap_alloc(gq_model *m, const gq_config *c, gq_error *err)
         return err && err->msg[0] ? -1 : gq_fail(err, "out of memory for the model");
     }
     m->heap_floats = n;
+    return 0;
+}
+
+int gq_model_heap_alloc(gq_model *m, const gq_config *c, gq_error *err)
+{
+    size_t n = gq_model_param_count(c);
+    if (storage_alloc(m, c, n, "model weights", err))
+        return -1;
     size_t d = (size_t)c->dim;
     float *p = m->heap;
     m->tok_embeddings = p;
@@ -253,19 +262,10 @@ int gq_model_heap_alloc(gq_model *m, const gq_config *c, gq_error *err)
 
 int gq_model_outer_alloc(gq_model *m, const gq_config *c, gq_error *err)
 {
-    memset(m, 0, sizeof *m);
-    m->cfg = *c;
     size_t d = (size_t)c->dim, emb = (size_t)c->vocab_size * d;
     size_t n = emb + d + (c->shared_classifier ? 0 : emb);
-    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
-    m->heap = gq_alloc_zero(n * sizeof(float), "the embeddings and classifier", err);
-    if (!m->layers || !m->heap) {
-        free(m->layers);
-        free(m->heap);
-        memset(m, 0, sizeof *m);
-        return err && err->msg[0] ? -1 : gq_fail(err, "out of memory for the model");
-    }
-    m->heap_floats = n;
+    if (storage_alloc(m, c, n, "the embeddings and classifier", err))
+        return -1;
     m->tok_embeddings = m->heap;
     m->rms_final = m->heap + emb;
     m->wcls = c->shared_classifier ? m->tok_embeddings : m->rms_final + d;

@@ -96,26 +96,40 @@ static void assert_logits_equal(const gq_model *a, const gq_model *b, const int 
     free(lb);
 }
 
-/* Logits of one window and the perplexity of 8 windows, streamed = in memory, 1 and 2 threads. */
-static void test_logits_and_ppl(void **state)
+/* check(x, variant, in memory, streamed) for every variant of the fixture on 1 and 2 threads. */
+typedef void (*pair_check)(fixture *x, int v, const gq_model *mem, const gq_model *str);
+static const char *g_method; /* the method quantize_pair runs */
+
+static void each_pair(fixture *x, pair_check check)
 {
-    FIXTURE_OR_SKIP(x);
     int threads = gq_threads_get();
     for (int v = 0; v < 3; v++) {
         gq_model mem, str;
         load_pair(x->path[v], &mem, &str);
         for (int t = 1; t <= 2; t++) {
             gq_threads_set(t);
-            assert_logits_equal(&mem, &str, x->f->ds.tokens, 128);
-            double pm = test_stories_ppl(x->f, &mem, 64, 8), ps = test_stories_ppl(x->f, &str, 64, 8);
-            if (pm != ps)
-                fail_msg("%s, %d threads: ppl %.17g in memory, %.17g streamed", VARIANT[v], t, pm,
-                         ps);
+            check(x, v, &mem, &str);
         }
         gq_model_free(&mem);
         gq_model_free(&str);
     }
     gq_threads_set(threads);
+}
+
+static void logits_pair(fixture *x, int v, const gq_model *mem, const gq_model *str)
+{
+    assert_logits_equal(mem, str, x->f->ds.tokens, 128);
+    double pm = test_stories_ppl(x->f, mem, 64, 8), ps = test_stories_ppl(x->f, str, 64, 8);
+    if (pm != ps)
+        fail_msg("%s, %d threads: ppl %.17g in memory, %.17g streamed", VARIANT[v],
+                 gq_threads_get(), pm, ps);
+}
+
+/* Logits of one window and the perplexity of 8 windows, streamed = in memory. */
+static void test_logits_and_ppl(void **state)
+{
+    FIXTURE_OR_SKIP(x);
+    each_pair(x, logits_pair);
 }
 
 /* The same on tinystories-3M (GQA, 256 wide) and its bf16 export. */
@@ -171,53 +185,43 @@ static void assert_models_equal(const gq_model *a, const gq_model *b)
     }
 }
 
-/* Quantized weights from the streamed model = from the model in memory. */
-static void quantize_both(fixture *x, const char *method, const char *fmt)
-{
-    int threads = gq_threads_get();
-    for (int v = 0; v < 3; v++) {
-        gq_model mem, str;
-        load_pair(x->path[v], &mem, &str);
-        for (int t = 1; t <= 2; t++) {
-            gq_threads_set(t);
-            test_stories fm = *x->f, fs = *x->f;
-            fm.fp = mem;
-            fs.fp = str;
-            gq_model qm, qs;
-            gq_quant_report rm, rs;
-            gq_error err;
-            if (test_quantize(&fm, method, NULL, fmt, NULL, GQ_PROPAGATE_METHOD_DEFAULT, &qm,
-                              &rm, &err) ||
-                test_quantize(&fs, method, NULL, fmt, NULL, GQ_PROPAGATE_METHOD_DEFAULT, &qs,
-                              &rs, &err))
-                fail_msg("%s %s: %s", method, VARIANT[v], err.msg);
-            assert_models_equal(&qm, &qs);
-            for (int i = 0; i < rm.n_tensors; i++)
-                assert_memory_equal(&rm.tensors[i].recon_err, &rs.tensors[i].recon_err,
-                                    sizeof(double));
-            gq_model_free(&qm);
-            gq_model_free(&qs);
-            gq_quant_report_free(&rm);
-            gq_quant_report_free(&rs);
-        }
-        gq_model_free(&mem);
-        gq_model_free(&str);
-    }
-    gq_threads_set(threads);
-}
-
 static const char *const INT4 = "{\"name\": \"int\", \"bits\": 4, \"group_size\": 32}";
+
+/* Quantized weights (and reconstruction errors) from the streamed model = from memory. */
+static void quantize_pair(fixture *x, int v, const gq_model *mem, const gq_model *str)
+{
+    test_stories fm = *x->f, fs = *x->f;
+    fm.fp = *mem;
+    fs.fp = *str;
+    gq_model qm, qs;
+    gq_quant_report rm, rs;
+    gq_error err;
+    if (test_quantize(&fm, g_method, NULL, INT4, NULL, GQ_PROPAGATE_METHOD_DEFAULT, &qm, &rm,
+                      &err) ||
+        test_quantize(&fs, g_method, NULL, INT4, NULL, GQ_PROPAGATE_METHOD_DEFAULT, &qs, &rs,
+                      &err))
+        fail_msg("%s %s: %s", g_method, VARIANT[v], err.msg);
+    assert_models_equal(&qm, &qs);
+    for (int i = 0; i < rm.n_tensors; i++)
+        assert_memory_equal(&rm.tensors[i].recon_err, &rs.tensors[i].recon_err, sizeof(double));
+    gq_model_free(&qm);
+    gq_model_free(&qs);
+    gq_quant_report_free(&rm);
+    gq_quant_report_free(&rs);
+}
 
 static void test_rtn_streamed(void **state)
 {
     FIXTURE_OR_SKIP(x);
-    quantize_both(x, "rtn", INT4);
+    g_method = "rtn";
+    each_pair(x, quantize_pair);
 }
 
 static void test_gptq_streamed(void **state)
 {
     FIXTURE_OR_SKIP(x);
-    quantize_both(x, "gptq", INT4);
+    g_method = "gptq";
+    each_pair(x, quantize_pair);
 }
 
 /* resident file-backed pages of this process, from /proc/self/status (kB) */
