@@ -75,6 +75,22 @@ const gq_quantizer *gq_tensor_quantizer(const gq_quantizer *block_default,
                                         const gq_tensor_rule *rules, int n_rules,
                                         bool shared_classifier, const char *name);
 
+/* Where the quantized model goes block by block (a streaming writer), so that no whole
+ * quantized copy is held: gq_quantize_model calls outer once, then block for l = 0, 1, ...
+ * as each block is finished. */
+typedef struct gq_quant_sink {
+    /* The output's tok_embeddings, rms_final and wcls (quantized where a rule says so); m's
+     * blocks are not set. */
+    int (*outer)(void *user, const gq_model *m, gq_error *err);
+    /* Block l as the output holds it: norms, biases, q/k norms, the linears (reconstructions
+     * where quantized). codes[k] and perm[k] are what gq_quant_report.linear_codes/linear_perm
+     * would hold (NULL where none); all valid during the call only. */
+    int (*block)(void *user, const gq_config *c, int l, const gq_layer *L,
+                 uint8_t *const codes[GQ_N_LINEAR], int32_t *const perm[GQ_N_LINEAR],
+                 gq_error *err);
+    void *user;
+} gq_quant_sink;
+
 typedef struct gq_quant_plan {
     gq_method_cfg method;
     gq_quantizer quantizer;      /* default format of block linears */
@@ -90,6 +106,10 @@ typedef struct gq_quant_plan {
      * for methods that train through them (gq_block_ctx.act); the caller calibrates their
      * static scales on the quantized model afterwards. */
     gq_act_hook *act;
+    const gq_quant_sink *sink;   /* block-by-block output, or NULL */
+    int stop_after_blocks;       /* > 0: quantize only blocks 0..N-1 (a benchmark of a large
+                                    model: needs a sink and no out model, which would be
+                                    incomplete) */
 } gq_quant_plan;
 
 typedef struct gq_tensor_report {
@@ -146,6 +166,11 @@ int gq_method_cfg_check_layer(const gq_method_cfg *cfg, const gq_config *c, int 
  * the reconstructions in fp32) and fills the report. `fp` is not modified. When the method
  * has a whole-model step (gq_method.transform_model: rotate) it runs on a copy of `fp` first,
  * and `out` has that copy's config (rotate unties a tied classifier). */
+/* A streamed `fp` (model/gq_stream.h) is read one block at a time. With plan->sink, `out` may
+ * be NULL: each block goes to the sink as it is finished, the report keeps no codes
+ * (linear_codes entries stay NULL: the sink had them), and methods that add explicit input
+ * transforms are refused. Memory is then one block in fp32 (its working copy and
+ * reconstructions) besides the calibration activations and the embeddings/classifier. */
 int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *out,
                       gq_quant_report *report, gq_error *err);
 

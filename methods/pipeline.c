@@ -21,6 +21,7 @@
 #include "core/gq_log.h"
 #include "core/gq_time.h"
 #include "model/gq_rotation.h"
+#include "model/gq_stream.h"
 
 void gq_quant_report_free(gq_quant_report *r)
 {
@@ -204,6 +205,24 @@ static int block_alloc(const gq_config *c, const gq_layer *src, gq_block_ctx *ct
         p += n;
     }
     return 0;
+}
+
+/* The finished block as the output holds it, to the sink with its codes. */
+static int block_to_sink(const gq_config *c, const gq_block_ctx *ctx, const gq_quant_sink *sink,
+                         gq_error *err)
+{
+    gq_layer L = ctx->w;
+    uint8_t *codes[GQ_N_LINEAR] = {0};
+    int32_t *perm[GQ_N_LINEAR] = {0};
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        if (ctx->quant[k])
+            L.w[k] = ctx->q[k];
+        if (ctx->has_codes[k]) {
+            codes[k] = ctx->codes[k];
+            perm[k] = ctx->in_perm[k];
+        }
+    }
+    return sink->block(sink->user, c, ctx->layer, &L, codes, perm, err);
 }
 
 /* Writes the finished block into the output model's layer; explicit transforms the source
@@ -450,14 +469,19 @@ static int quantize_block_l(const gq_model *fp, const gq_quant_plan *plan, int l
                             calib_stream *s, gq_model *out, gq_quant_report *rep, gq_error *err)
 {
     gq_block_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
     block_store store = {0};
     int rc = -1;
+    if (gq_block_acquire(fp, l, err)) /* a streamed model's block l in fp32 until the end */
+        goto done;
     if (run_method(fp, plan, l, s, rep, &ctx, &store, err) ||
-        report_block(&fp->cfg, &ctx, s, rep, err) || block_write(&fp->cfg, &ctx, out, err) ||
+        report_block(&fp->cfg, &ctx, s, rep, err) ||
+        (out && block_write(&fp->cfg, &ctx, out, err)) ||
+        (plan->sink && block_to_sink(&fp->cfg, &ctx, plan->sink, err)) ||
         advance_stream(fp, &ctx, s, rep, err))
         goto done;
     for (int k = 0; k < GQ_N_LINEAR; k++)
-        if (ctx.has_codes[k]) {
+        if (ctx.has_codes[k] && !plan->sink) {
             rep->linear_codes[(size_t)l * GQ_N_LINEAR + k] = ctx.codes[k];
             rep->linear_perm[(size_t)l * GQ_N_LINEAR + k] = ctx.in_perm[k];
             ctx.codes[k] = NULL;
@@ -471,6 +495,7 @@ done:
         free(ctx.in_perm[k]);
     }
     free(store.buf);
+    gq_block_release(fp, l);
     return rc;
 }
 
@@ -507,6 +532,23 @@ static void finish_sizes(const gq_config *c, const gq_model *out, gq_quant_repor
     }
 }
 
+/* The output model before its blocks: out (when given) with fp's embeddings, final norm and
+ * classifier and room for every block, which block_write fills; else only those three tensors
+ * in *outer, for the sink. */
+static int output_init(const gq_model *fp, gq_model *out, gq_model *outer, gq_error *err)
+{
+    const gq_config *c = &fp->cfg;
+    gq_model *dst = out ? out : outer;
+    if (out ? gq_model_alloc(c, out, err) : gq_model_outer_alloc(outer, c, err))
+        return gq_fail_prefix(err, "quantize");
+    size_t emb = (size_t)c->vocab_size * c->dim;
+    memcpy(dst->tok_embeddings, fp->tok_embeddings, emb * sizeof(float));
+    memcpy(dst->rms_final, fp->rms_final, (size_t)c->dim * sizeof(float));
+    if (!c->shared_classifier)
+        memcpy(dst->wcls, fp->wcls, emb * sizeof(float));
+    return 0;
+}
+
 /* Whether the plan can run: a method and a format, calibration windows when the method needs
  * them (*calib: whether a calibration stream runs at all). */
 static int check_plan(const gq_model *fp, const gq_quant_plan *plan, bool *calib, gq_error *err)
@@ -516,6 +558,9 @@ static int check_plan(const gq_model *fp, const gq_quant_plan *plan, bool *calib
         return gq_fail(err, "quantize: no method configured");
     if (!plan->quantizer.fmt)
         return gq_fail(err, "quantize: no format configured");
+    if (plan->sink && gq_method_cfg_adds_transforms(&plan->method))
+        return gq_fail(err, "method \"%s\" adds explicit input transforms, which a "
+                            "block-by-block output cannot hold", m->name);
     *calib = gq_method_cfg_needs_calibration(&plan->method) || plan->calib_tokens;
     if (gq_method_cfg_needs_calibration(&plan->method) && !plan->calib_tokens)
         return gq_fail(err, "method \"%s\" needs calibration windows (n_calib x calib_ctx tokens)",
@@ -565,7 +610,13 @@ int gq_quantize_model(const gq_model *fp_in, const gq_quant_plan *plan, gq_model
 {
     const gq_method *m = plan->method.method;
     memset(rep, 0, sizeof *rep);
-    memset(out, 0, sizeof *out);
+    if (out)
+        memset(out, 0, sizeof *out);
+    else if (!plan->sink)
+        return gq_fail(err, "quantize: no output model and no sink");
+    if (plan->stop_after_blocks > 0 && out)
+        return gq_fail(err, "quantize: stopping after %d blocks leaves no complete output model",
+                       plan->stop_after_blocks);
     calib_stream s;
     memset(&s, 0, sizeof s);
     if (check_plan(fp_in, plan, &s.calib, err))
@@ -596,32 +647,38 @@ int gq_quantize_model(const gq_model *fp_in, const gq_quant_plan *plan, gq_model
         gq_model_free(&own);
         return gq_fail(err, "quantize: out of memory");
     }
-    if (gq_model_clone(fp, out, err))
-        goto fail;
-    if (quantize_outer(fp, plan, out, rep, err))
+    gq_model outer = {0}; /* the output's embeddings/classifier when there is no out model */
+    gq_model *dst = out ? out : &outer;
+    if (output_init(fp, out, &outer, err) || quantize_outer(fp, plan, dst, rep, err) ||
+        (plan->sink && plan->sink->outer(plan->sink->user, dst, err)))
         goto fail;
     int rc = -1;
-    if (stream_init(&s, fp, out, plan, m, rep, err))
+    if (stream_init(&s, fp, dst, plan, m, rep, err))
         goto cleanup;
     gq_log_info("quantize: method %s, %d blocks, %d calibration windows x %d tokens, propagate %s",
                 m->name, c->n_layers, s.B, s.T, s.prop == GQ_PROPAGATE_FP ? "fp" : "quantized");
+    int n_blocks = plan->stop_after_blocks > 0 && plan->stop_after_blocks < c->n_layers
+                       ? plan->stop_after_blocks
+                       : c->n_layers;
     gq_progress prog;
-    gq_progress_start(&prog, "quantize", c->n_layers);
-    for (int l = 0; l < c->n_layers; l++) {
+    gq_progress_start(&prog, "quantize", n_blocks);
+    for (int l = 0; l < n_blocks; l++) {
         if (quantize_block_l(fp, plan, l, &s, out, rep, err))
             goto cleanup;
         gq_progress_add(&prog, 1);
     }
     gq_progress_finish(&prog);
-    finish_sizes(c, out, rep);
+    finish_sizes(c, dst, rep);
     rc = 0;
 cleanup:
     stream_free(&s);
+    gq_model_free(&outer);
     if (rc == 0) {
         gq_model_free(&own);
         return 0;
     }
 fail:
+    gq_model_free(&outer);
     gq_model_free(&own);
     gq_model_free(out);
     gq_quant_report_free(rep);

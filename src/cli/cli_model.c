@@ -12,6 +12,14 @@
 int cli_load_model(const char *model_arg, const char *tok_arg, gq_model *m, gq_tokenizer **tok,
                    char *model_path, char *tok_path, size_t path_n, gq_error *err)
 {
+    return cli_load_model_stream(model_arg, tok_arg, GQ_STREAM_OFF, m, tok, model_path,
+                                 tok_path, path_n, err);
+}
+
+int cli_load_model_stream(const char *model_arg, const char *tok_arg, gq_stream_mode mode,
+                          gq_model *m, gq_tokenizer **tok, char *model_path, char *tok_path,
+                          size_t path_n, gq_error *err)
+{
     memset(m, 0, sizeof *m);
     *tok = NULL;
     if (gq_asset_resolve(model_arg, model_path, path_n, err) != 0)
@@ -24,7 +32,7 @@ int cli_load_model(const char *model_arg, const char *tok_arg, gq_model *m, gq_t
         tok_arg = model_path;
     }
     if (gq_asset_resolve(tok_arg, tok_path, path_n, err) != 0 ||
-        gq_model_open_any(model_path, m, NULL, err) != 0)
+        gq_model_open_mode(model_path, mode, m, NULL, err) != 0)
         return -1;
     if (gq_tokenizer_open(tok_path, m->cfg.vocab_size, tok, err) != 0) {
         gq_model_free(m);

@@ -10,12 +10,19 @@
 
 #include "core/gq_error.h"
 #include "model/gq_model.h"
+#include "model/gq_stream.h"
 #include "text/gq_tokenizer.h"
 
 /* Fills m, *tok and the resolved paths (buffers of path_n bytes). On failure nothing stays
  * loaded (m zeroed, *tok NULL) and err names the file. */
 int cli_load_model(const char *model_arg, const char *tok_arg, gq_model *m, gq_tokenizer **tok,
                    char *model_path, char *tok_path, size_t path_n, gq_error *err);
+
+/* The same under a streaming mode (model/gq_stream.h: --stream auto|on|off); a GGUF model
+ * always loads in memory. */
+int cli_load_model_stream(const char *model_arg, const char *tok_arg, gq_stream_mode mode,
+                          gq_model *m, gq_tokenizer **tok, char *model_path, char *tok_path,
+                          size_t path_n, gq_error *err);
 
 /* Provenance of a loaded model: sha256 of an HF directory's config.json ("" for a llama2.c
  * file), of the weights (the file, or one hash over the weight files in index order) and of

@@ -16,6 +16,7 @@
 #include "dist/gq_dist.h"
 #include "eval/gq_eval.h"
 #include "gguf/gq_gguf_model.h"
+#include "core/gq_time.h"
 #include "model/gq_model.h"
 #include "qmodel/gq_qmodel.h"
 #include "runner/gq_results.h"
@@ -27,7 +28,7 @@ static const char *CMD = "eval";
 typedef struct {
     char model[CLI_PATH_MAX], tokenizer[CLI_PATH_MAX], data[CLI_PATH_MAX];
     char baseline[CLI_PATH_MAX], baseline_model[CLI_PATH_MAX];
-    const char *save_baseline;
+    const char *save_baseline, *stream;
     long ctx, max_windows, batch, threads;
     gq_ppl_protocol protocol;
     bool json;
@@ -65,6 +66,10 @@ static int parse(int argc, char **argv, eval_args *a)
         CLI_OPT("threads", "N", CLI_INT, &a->threads,
                 "threads (default: OMP_NUM_THREADS or all cores)", .min = 1, .max = 4096),
         CLI_OPT("json", NULL, CLI_FLAG, &a->json, "print one JSON object instead of text"),
+        CLI_OPT("stream", "S", CLI_CHOICE, &a->stream,
+                "keep the weights mapped in their stored dtype and convert one block to\n"
+                "fp32 at a time, per batch (auto: when the fp32 weights exceed 2 GiB)",
+                .def = "auto", .choices = "auto|on|off"),
         CLI_OPT("save-baseline", "F", CLI_OUT, &a->save_baseline,
                 "save this model's log-probabilities at the scored positions"),
         CLI_OPT("baseline", "F", CLI_IN, a->baseline,
@@ -165,6 +170,9 @@ static void print_text(const eval_args *a, const gq_model *m, const char *model_
                r->top1_se_pct);
     }
     printf("speed       %.0f tokens/s (%.3f s)\n", r->tokens_per_s, r->seconds);
+    printf("memory      peak RSS %.0f MiB; %s\n", (double)gq_peak_rss_bytes() / 1048576.0,
+           gq_model_streamed(m) ? "streamed: one block in fp32 at a time, per batch"
+                                : "the whole model in fp32");
 }
 
 int cmd_eval(int argc, char **argv)
@@ -194,8 +202,8 @@ int cmd_eval(int argc, char **argv)
         gq_fail(&err, "--baseline and --baseline-model are alternatives: give one");
         goto fail;
     }
-    if (cli_load_model(a.model, a.tokenizer, &m, &tok, model_path, tok_path, sizeof model_path,
-                       &err) != 0)
+    if (cli_load_model_stream(a.model, a.tokenizer, gq_stream_mode_parse(a.stream), &m, &tok,
+                              model_path, tok_path, sizeof model_path, &err) != 0)
         goto fail;
     if (cli_act_attach(&a.act, &m, model_path, &acts, &err))
         goto fail;

@@ -16,6 +16,7 @@
 #include "cli/cli.h"
 #include "cli/cli_act.h"
 #include "cli/cli_model.h"
+#include "cli/cli_stages.h"
 #include "cli/cli_opts.h"
 #include "cli/cli_quantize.h"
 #include "core/gq_assets.h"
@@ -25,6 +26,7 @@
 #include "core/gq_time.h"
 #include "methods/gq_pipeline.h"
 #include "model/gq_hf.h"
+#include "model/gq_hf_stream.h"
 #include "model/gq_model.h"
 #include "qmodel/gq_qmodel_save.h"
 #include "gq_version.h"
@@ -35,10 +37,10 @@ static const char *CMD = "quantize";
 
 typedef struct {
     char model[CLI_PATH_MAX], tokenizer[CLI_PATH_MAX], calib[CLI_PATH_MAX];
-    const char *method, *format, *out, *propagate, *out_format, *dtype;
+    const char *method, *format, *out, *propagate, *out_format, *dtype, *stream;
     json_t *fmt_params, *method_params;
     cli_list rules;
-    long n_calib, calib_ctx, eval_windows, eval_ctx, threads;
+    long n_calib, calib_ctx, eval_windows, eval_ctx, threads, stop_after;
     uint64_t seed;
     bool json;
     cli_act_args act;
@@ -102,6 +104,15 @@ static int parse(int argc, char **argv, q_args *a)
                 "are refused except by the native format)", .required = true),
         CLI_OPT("json", NULL, CLI_FLAG, &a->json, "print the report as one JSON object"),
         CLI_ACT_OPTS(&a->act),
+        CLI_OPT("stream", "S", CLI_CHOICE, &a->stream,
+                "keep the model mapped in its stored dtype, one block in fp32 at a time\n"
+                "(auto: when its fp32 weights exceed 2 GiB; export writers always load\n"
+                "it whole); with --out-format hf each block is written as it is done",
+                .def = "auto", .choices = "auto|on|off"),
+        CLI_OPT("stop-after-blocks", "N", CLI_INT, &a->stop_after,
+                "benchmark of a large model: quantize blocks 0..N-1 only, print their\n"
+                "report and times, write nothing (--out is still checked)", .min = 1,
+                .max = 1 << 20),
         /* quantize only (dropped for export writers) */
         CLI_OPT("out-format", "F", CLI_CHOICE, &a->out_format,
                 "native (codes, scales, zero points, permutations and\n"
@@ -400,6 +411,14 @@ static int check_output(const q_args *a, const gq_model *m, const cli_act *acts,
         return gq_check_dir_writable("--out", a->out, err);
     if (gq_check_writable("--out", a->out, err) || (has_act && gq_check_output(act_file, err)))
         return -1;
+    /* only the HF writer takes a streamed model's blocks as they finish; the others write a
+     * whole quantized model, which for a model streamed for its size would not fit either */
+    if (gq_model_streamed(m) && !a->stop_after &&
+        gq_model_fp32_bytes(&m->cfg) > GQ_STREAM_AUTO_BYTES)
+        return gq_fail(err, "--out: a streamed model of %.1f GiB in fp32 is written block by "
+                            "block only with --out-format hf; the %s output would hold the "
+                            "whole quantized model in memory",
+                       (double)gq_model_fp32_bytes(&m->cfg) / 1073741824.0, a->out_format);
     if (!native_out(a) && !gq_model_llama2c_compatible(&m->cfg))
         return gq_fail(err, "--out: a %s model with this configuration cannot be a llama2.c "
                             "checkpoint; use --out-format hf", gq_family_name(m->cfg.family));
@@ -435,6 +454,82 @@ static int save_hf(const q_args *a, const gq_quant_plan *p, const gq_model *out,
     int rc = gq_model_save_hf(out, a->out, gq_st_dtype_parse(a->dtype), qc, err);
     free(qc);
     return rc;
+}
+
+/* The block-by-block HF output of a streamed model (gq_quant_sink over gq_hf_writer). */
+static int hf_sink_outer(void *user, const gq_model *m, gq_error *err)
+{
+    return gq_hf_writer_outer(user, m, err);
+}
+
+static int hf_sink_block(void *user, const gq_config *c, int l, const gq_layer *L,
+                         uint8_t *const codes[GQ_N_LINEAR], int32_t *const perm[GQ_N_LINEAR],
+                         gq_error *err)
+{
+    (void)c, (void)codes, (void)perm;
+    return gq_hf_writer_block(user, l, L, err);
+}
+
+/* --stop-after-blocks: the finished blocks go nowhere. */
+static int discard_outer(void *user, const gq_model *m, gq_error *err)
+{
+    (void)user, (void)m, (void)err;
+    return 0;
+}
+
+static int discard_block(void *user, const gq_config *c, int l, const gq_layer *L,
+                         uint8_t *const codes[GQ_N_LINEAR], int32_t *const perm[GQ_N_LINEAR],
+                         gq_error *err)
+{
+    (void)user, (void)c, (void)l, (void)L, (void)codes, (void)perm, (void)err;
+    return 0;
+}
+
+static int quantize_partial(gq_quant_plan *p, const gq_model *m, int n_blocks,
+                            gq_quant_report *rep, gq_error *err)
+{
+    gq_quant_sink sink = {.outer = discard_outer, .block = discard_block};
+    p->sink = &sink;
+    p->stop_after_blocks = n_blocks;
+    int rc = gq_quantize_model(m, p, NULL, rep, err);
+    p->sink = NULL;
+    return rc;
+}
+
+/* Quantizes the streamed m straight into the HF directory --out (no quantized copy held). */
+static int quantize_to_hf(const q_args *a, gq_quant_plan *p, const gq_model *m,
+                          gq_quant_report *rep, gq_error *err)
+{
+    char *qc = quant_config(p);
+    if (!qc)
+        return gq_fail(err, "--out: out of memory");
+    gq_hf_writer *w = gq_hf_writer_open(a->out, &m->cfg, gq_st_dtype_parse(a->dtype), qc,
+                                        GQ_HF_SHARD_BYTES, err);
+    free(qc);
+    if (!w)
+        return -1;
+    gq_quant_sink sink = {.outer = hf_sink_outer, .block = hf_sink_block, .user = w};
+    p->sink = &sink;
+    int rc = gq_quantize_model(m, p, NULL, rep, err);
+    p->sink = NULL;
+    if (rc) {
+        gq_hf_writer_abort(w);
+        return -1;
+    }
+    return gq_hf_writer_finish(w, err);
+}
+
+/* Wall time per stage, of loading and writing, and the peak RSS. */
+static void print_costs(const cli_stages *st, const gq_model *m, bool to_sink, double t_load,
+                        double t_quant, double t_write)
+{
+    printf("stages      ");
+    cli_stages_print(st, stdout);
+    printf("time        load + calibration text %.2f s, quantize %.2f s%s, write %.2f s\n",
+           t_load, t_quant, to_sink ? " (blocks written as they finish)" : "", t_write);
+    printf("memory      peak RSS %.0f MiB; %s\n", (double)gq_peak_rss_bytes() / 1048576.0,
+           gq_model_streamed(m) ? "streamed: one block in fp32 at a time"
+                                : "the whole model in fp32");
 }
 
 /* The run's result on stdout: one JSON object (--json) or the text report. ds: the calibration
@@ -484,7 +579,8 @@ static void print_result(const q_args *a, const gq_model *m, const gq_quant_plan
                propagate_name(plan), gq_threads_get());
         printf("blas        %s\n", gq_blas_description());
         printf("output      %s (%s), %.2f s\n", a->out,
-               a->writer  ? a->writer->cmd
+               a->stop_after   ? "not written: --stop-after-blocks"
+               : a->writer     ? a->writer->cmd
                : hf_out(a)     ? "fake-quantized HF directory"
                : native_out(a) ? "gq-bench native: codes, lossless"
                                : "fake-quantized fp32 llama2.c checkpoint",
@@ -617,10 +713,15 @@ static int quantize_main(int argc, char **argv, const cli_quantize_writer *write
     char act_file[CLI_PATH_MAX + 16];
     gq_act_file_path(a.out, act_file, sizeof act_file);
 
+    cli_stages stages;
+    cli_stages_init(&stages);
+    plan.stages = &stages.sink;
+    double t_load = gq_now();
     if (build_plan(&a, &plan, rules, &n_rules, &err))
         goto done;
-    if (cli_load_model(a.model, a.tokenizer, &m, &tok, model_path, tok_path, sizeof model_path,
-                       &err) ||
+    gq_stream_mode mode = writer ? GQ_STREAM_OFF : gq_stream_mode_parse(a.stream);
+    if (cli_load_model_stream(a.model, a.tokenizer, mode, &m, &tok, model_path, tok_path,
+                              sizeof model_path, &err) ||
         cli_act_build(&a.act, &m.cfg, true, &acts, &err) ||
         check_output(&a, &m, &acts, act_file, &err) ||
         (writer && writer->check_plan && writer->check_plan(&plan, &m.cfg, &err)))
@@ -636,20 +737,30 @@ static int quantize_main(int argc, char **argv, const cli_quantize_writer *write
         goto done;
     calib_tokens = cal.tokens;
     double t0 = gq_now();
-    if (gq_quantize_model(&m, &plan, &out, &rep, &err))
+    t_load = t0 - t_load;
+    bool to_sink = (gq_model_streamed(&m) && hf_out(&a)) || a.stop_after;
+    if (a.stop_after ? quantize_partial(&plan, &m, (int)a.stop_after, &rep, &err)
+        : to_sink    ? quantize_to_hf(&a, &plan, &m, &rep, &err)
+                     : gq_quantize_model(&m, &plan, &out, &rep, &err))
         goto done;
     have_report = true;
     double secs = gq_now() - t0;
-    json_t *meta = native_out(&a) ? native_meta(&a, &plan, &rep, &cal,
-                                                calib_tokens ? &ds : NULL, model_path, tok_path)
-                                  : NULL;
-    int wrc = write_output(&a, &plan, &m, &out, &rep, tok, model_path, &acts, act_file, meta,
-                           &err);
+    double t_write = gq_now();
+    json_t *meta = !to_sink && native_out(&a)
+                       ? native_meta(&a, &plan, &rep, &cal, calib_tokens ? &ds : NULL,
+                                     model_path, tok_path)
+                       : NULL;
+    int wrc = to_sink ? 0
+                      : write_output(&a, &plan, &m, &out, &rep, tok, model_path, &acts, act_file,
+                                     meta, &err);
     json_decref(meta);
     if (wrc)
         goto done;
+    t_write = gq_now() - t_write;
     print_result(&a, &m, &plan, &rep, &cal, calib_tokens ? &ds : NULL, model_path, tok_path,
                  secs, &acts);
+    if (!a.json)
+        print_costs(&stages, &m, to_sink, t_load, secs, t_write);
     status = GQ_EXIT_OK;
     goto cleanup;
 done:

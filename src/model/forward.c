@@ -17,6 +17,7 @@
 #include "model/attention_internal.h"
 #include "model/gq_act_hook.h"
 #include "model/gq_rotation.h"
+#include "model/gq_stream.h"
 
 struct gq_forward_ws {
     gq_config cfg;
@@ -478,11 +479,20 @@ int gq_forward_prefill(const gq_model *m, const int *tokens, int B, int T, gq_fo
         ws->stage_t = gq_now();
     gq_embed(m, tokens, N, ws->x);                       /* x (N, dim) */
     stage_mark(ws, GQ_FWD_EMBED);
-    /* each block leaves the next one's normalised input (the last: the final norm's) in ws->xn */
-    for (int l = 0; l < c->n_layers; l++)
-        block_run(m, l, ws->x, B, T, ws, NULL, l > 0,
-                  l + 1 < c->n_layers ? m->layers[l + 1].rms_att : m->rms_final);
-    if (c->n_layers == 0)
+    /* each block leaves the next one's normalised input (the last: the final norm's) in ws->xn;
+     * a streamed model's next block is not in memory yet, so it runs block by block */
+    const bool streamed = gq_model_streamed(m);
+    for (int l = 0; l < c->n_layers; l++) {
+        if (gq_block_acquire(m, l, err)) /* streamed models: block l in fp32 for this batch */
+            return -1;
+        if (streamed)
+            gq_block_forward(m, l, ws->x, B, T, ws, NULL);
+        else
+            block_run(m, l, ws->x, B, T, ws, NULL, l > 0,
+                      l + 1 < c->n_layers ? m->layers[l + 1].rms_att : m->rms_final);
+        gq_block_release(m, l);
+    }
+    if (c->n_layers == 0 || streamed)
         gq_rmsnorm_eps(ws->xn, ws->x, m->rms_final, N, c->dim, gq_norm_eps(c));
     if (m->cls_op)                                       /* (N, vocab) */
         m->cls_op->apply(m->cls_op, logits, ws->xn, N);

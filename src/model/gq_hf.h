@@ -30,6 +30,10 @@ int gq_hf_config_parse(const char *path, const char *text, size_t n, gq_config *
  * widened to fp32 into one heap block. */
 int gq_model_load_hf(const char *dir, gq_model *m, gq_error *err);
 
+/* The same, streamed (model/gq_stream.h): headers, shapes and names are checked and the
+ * embeddings, final norm and classifier converted now; blocks when acquired. */
+int gq_model_load_hf_streamed(const char *dir, gq_model *m, gq_error *err);
+
 /* Writes m as an HF directory `dir` (created if absent): model.safetensors in dtype,
  * config.json (with "quantization_config" = quant_config when non-NULL, a JSON object text).
  * Each file is written atomically. Models with explicit input transforms are refused. */

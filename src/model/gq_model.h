@@ -154,6 +154,8 @@ typedef struct gq_model {
     float *transforms;
     /* storage of the layers' down_in_rot (one rotation shared by every block; NULL: none) */
     gq_rotation *rotation;
+    /* Streamed weights (model/gq_stream.h): NULL when every block is resident in fp32. */
+    struct gq_block_source *blocks;
 } gq_model;
 
 /* Name of a linear kind ("attn.q_proj") and of a tensor ("layers.3.attn.q_proj"). Other

@@ -18,6 +18,10 @@ typedef struct hf_tensor_ref {
  * norm, classifier unless tied). *out is malloc'd; returns the count or -1 (out of memory). */
 int hf_tensor_refs(const gq_model *m, hf_tensor_ref **out);
 
+/* The tensors of block l appended at t[*n] (at most HF_LAYER_REFS), in file order. */
+#define HF_LAYER_REFS (2 + 2 * GQ_N_LINEAR + 2)
+void hf_layer_refs(const gq_model *m, int l, hf_tensor_ref *t, int *n);
+
 /* Row index in llama2.c's interleaved layout of row r of a head in transformers' rotate-half
  * layout (head_size hs): r < hs/2 -> 2r, else 2(r - hs/2) + 1. */
 static inline int hf_rope_row(int r, int hs)

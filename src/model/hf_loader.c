@@ -14,6 +14,7 @@
 #include "core/gq_sha256.h"
 #include "model/gq_hf.h"
 #include "model/gq_hf_packed.h"
+#include "model/gq_stream.h"
 #include "model/hf_internal.h"
 #include "model/model_internal.h"
 
@@ -175,7 +176,8 @@ static gq_st_tensor *find_tensor(const hf_weights *w, const char *name, const ch
     return NULL;
 }
 
-/* Copies one tensor into r->data (widened, rows permuted for RoPE), checking its shape. */
+/* Copies one tensor into r->data (widened, rows permuted for RoPE), checking its shape; with
+ * r->data NULL only checks it. */
 static int take(const hf_weights *w, const char *dir, const hf_tensor_ref *r, gq_error *err)
 {
     const char *file = dir;
@@ -192,7 +194,7 @@ static int take(const hf_weights *w, const char *dir, const hf_tensor_ref *r, gq
                             "[%d%s%d]", file, r->name, t->ndim ? (long long)t->shape[0] : -1LL,
                        t->ndim > 1 ? ", " : " ", t->ndim > 1 ? (long long)t->shape[1] : 0LL,
                        r->rows, r->ndim > 1 ? ", " : " ", r->ndim > 1 ? r->cols : 0);
-    for (int row = 0; row < r->rows; row++) {
+    for (int row = 0; r->data && row < r->rows; row++) { /* no data: a streamed block */
         int dst = row;
         if (r->head_size)
             dst = row - row % r->head_size + hf_rope_row(row % r->head_size, r->head_size);
@@ -289,6 +291,73 @@ int gq_model_load_hf_packed(const char *dir, gq_model *m, gq_hf_unpack_fn unpack
 {
     const hf_unpacker u = {unpack, ctx};
     return load_dir(dir, m, &u, err);
+}
+
+/* A streamed directory's open shards (gq_stream.h). */
+typedef struct {
+    hf_weights w;
+    char dir[4096];
+} hf_source;
+
+static int hf_fill(void *ctx, gq_model *m, int l, gq_error *err)
+{
+    hf_source *s = ctx;
+    hf_tensor_ref refs[HF_LAYER_REFS];
+    int n = 0, rc = 0;
+    hf_layer_refs(m, l, refs, &n);
+    for (int i = 0; i < n && !rc; i++)
+        rc = take(&s->w, s->dir, &refs[i], err);
+    return rc;
+}
+
+static void hf_drop(void *ctx, const gq_model *m, int l)
+{
+    hf_source *s = ctx;
+    hf_tensor_ref refs[HF_LAYER_REFS];
+    int n = 0;
+    hf_layer_refs(m, l, refs, &n);
+    for (int i = 0; i < n; i++) {
+        const char *file;
+        const gq_st_tensor *t = find_tensor(&s->w, refs[i].name, &file);
+        if (t) /* read-only mapping: dropping a neighbour's page only costs a re-read */
+            gq_drop_pages(t->data, t->count * gq_st_dtype_size(t->dtype), true);
+    }
+}
+
+static void hf_close(void *ctx)
+{
+    hf_source *s = ctx;
+    weights_close(&s->w);
+    free(s);
+}
+
+int gq_model_load_hf_streamed(const char *dir, gq_model *m, gq_error *err)
+{
+    memset(m, 0, sizeof *m);
+    gq_config c;
+    hf_source *s = calloc(1, sizeof *s);
+    if (!s)
+        return gq_fail(err, "%s: out of memory", dir);
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    if (read_config(dir, &c, err) || open_weights(dir, &s->w, err)) {
+        hf_close(s);
+        return -1;
+    }
+    int rc = gq_model_outer_alloc(m, &c, err);
+    if (!rc)
+        rc = fill_model(dir, &s->w, m, err) || gq_model_check_outer_finite(m, dir, err);
+    snprintf(m->path, sizeof m->path, "%s", dir);
+    gq_block_source src = {.fill = hf_fill, .drop = hf_drop, .close = hf_close, .ctx = s};
+    if (rc) {
+        hf_close(s);
+        gq_model_free(m);
+        return -1;
+    }
+    if (gq_model_set_source(m, &src, err)) {
+        gq_model_free(m);
+        return -1;
+    }
+    return 0;
 }
 
 /* Adds the bytes of file path to h, 1 MiB at a time. */

@@ -21,8 +21,9 @@ static void add(hf_tensor_ref *t, int *n, float *data, int rows, int cols, int n
     r->head_size = hs;
 }
 
-/* The tensors of block l. */
-static void layer_refs(const gq_model *m, int l, hf_tensor_ref *t, int *n)
+/* The tensors of block l (which exist follows the configuration; data is the layer's
+ * pointer, NULL while a streamed block is not acquired). */
+void hf_layer_refs(const gq_model *m, int l, hf_tensor_ref *t, int *n)
 {
     const gq_config *c = &m->cfg;
     const gq_layer *L = &m->layers[l];
@@ -32,10 +33,10 @@ static void layer_refs(const gq_model *m, int l, hf_tensor_ref *t, int *n)
         int rows, cols, rope = k == GQ_LIN_Q || k == GQ_LIN_K ? hs : 0;
         gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
         add(t, n, L->w[k], rows, cols, 2, rope, "model.layers.%d.%s.weight", l, hf_linear[k]);
-        if (L->b[k])
+        if (gq_has_bias(c, k))
             add(t, n, L->b[k], rows, 1, 1, rope, "model.layers.%d.%s.bias", l, hf_linear[k]);
     }
-    if (L->q_norm) {
+    if (c->qk_norm) {
         add(t, n, L->q_norm, hs, 1, 1, hs, "model.layers.%d.%s", l, "self_attn.q_norm.weight");
         add(t, n, L->k_norm, hs, 1, 1, hs, "model.layers.%d.%s", l, "self_attn.k_norm.weight");
     }
@@ -54,7 +55,7 @@ int hf_tensor_refs(const gq_model *m, hf_tensor_ref **out)
     add(t, &n, m->tok_embeddings, c->vocab_size, c->dim, 2, 0, "model.%.0d%s", 0,
         "embed_tokens.weight");
     for (int l = 0; l < c->n_layers; l++)
-        layer_refs(m, l, t, &n);
+        hf_layer_refs(m, l, t, &n);
     add(t, &n, m->rms_final, c->dim, 1, 1, 0, "model.%.0d%s", 0, "norm.weight");
     if (!c->shared_classifier)
         add(t, &n, m->wcls, c->vocab_size, c->dim, 2, 0, "%.0d%s", 0, "lm_head.weight");

@@ -10,6 +10,7 @@
 
 #include "core/gq_fileio.h"
 #include "model/gq_rotation.h"
+#include "model/gq_stream.h"
 #include "model/model_internal.h"
 
 static const char *const linear_names[GQ_N_LINEAR] = {
@@ -151,47 +152,84 @@ static int check_tensor(const float *x, size_t n, const char *what, const char *
     return 0;
 }
 
-int gq_model_check_finite(const gq_model *m, const char *what, gq_error *err)
+int gq_model_check_outer_finite(const gq_model *m, const char *what, gq_error *err)
 {
     const gq_config *c = &m->cfg;
     size_t d = (size_t)c->dim, emb = (size_t)c->vocab_size * d;
-    char name[64];
     if (check_tensor(m->tok_embeddings, emb, what, "tok_embeddings", err) ||
         check_tensor(m->rms_final, d, what, "final_norm", err) ||
         (!c->shared_classifier && check_tensor(m->wcls, emb, what, "classifier", err)))
         return -1;
-    for (int l = 0; l < c->n_layers; l++) {
-        const gq_layer *L = &m->layers[l];
-        snprintf(name, sizeof name, "layers.%d.attn_norm", l);
-        if (check_tensor(L->rms_att, d, what, name, err))
+    return 0;
+}
+
+int gq_layer_check_finite(const gq_model *m, int l, const char *what, gq_error *err)
+{
+    const gq_config *c = &m->cfg;
+    const gq_layer *L = &m->layers[l];
+    size_t d = (size_t)c->dim;
+    char name[64];
+    snprintf(name, sizeof name, "layers.%d.attn_norm", l);
+    if (check_tensor(L->rms_att, d, what, name, err))
+        return -1;
+    snprintf(name, sizeof name, "layers.%d.ffn_norm", l);
+    if (check_tensor(L->rms_ffn, d, what, name, err))
+        return -1;
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        int rows, cols;
+        gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+        gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
+        if (check_tensor(L->w[k], (size_t)rows * cols, what, name, err))
             return -1;
-        snprintf(name, sizeof name, "layers.%d.ffn_norm", l);
-        if (check_tensor(L->rms_ffn, d, what, name, err))
+    }
+    gq_extra_tensor ex[GQ_MAX_EXTRAS];
+    int ne = gq_layer_extras(c, (gq_layer *)L, l, ex);
+    for (int i = 0; i < ne; i++)
+        if (check_tensor(*ex[i].slot, ex[i].n, what, ex[i].name, err))
             return -1;
-        for (int k = 0; k < GQ_N_LINEAR; k++) {
-            int rows, cols;
-            gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
-            gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
-            if (check_tensor(L->w[k], (size_t)rows * cols, what,
-                             name, err))
-                return -1;
-        }
-        gq_extra_tensor ex[GQ_MAX_EXTRAS];
-        int ne = gq_layer_extras(c, (gq_layer *)L, l, ex);
-        for (int i = 0; i < ne; i++)
-            if (check_tensor(*ex[i].slot, ex[i].n, what, ex[i].name, err))
-                return -1;
+    return 0;
+}
+
+int gq_model_check_finite(const gq_model *m, const char *what, gq_error *err)
+{
+    if (gq_model_check_outer_finite(m, what, err))
+        return -1;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        if (gq_block_acquire(m, l, err))
+            return -1;
+        int rc = gq_layer_check_finite(m, l, what, err);
+        gq_block_release(m, l);
+        if (rc)
+            return -1;
     }
     return 0;
 }
 
-int gq_model_heap_alloc(gq_model *m, const gq_config *c, gq_error *err)
+float *gq_layer_point(const gq_config *c, gq_layer *L, int l, float *p)
+{
+    size_t d = (size_t)c->dim;
+    L->rms_att = p, p += d;
+    L->rms_ffn = p, p += d;
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        int rows, cols;
+        gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+        L->w[k] = p, p += (size_t)rows * cols;
+    }
+    gq_extra_tensor ex[GQ_MAX_EXTRAS];
+    int ne = gq_layer_extras(c, L, l, ex);
+    for (int i = 0; i < ne; i++)
+        *ex[i].slot = p, p += ex[i].n;
+    return p;
+}
+
+/* m = configuration c, zeroed layers and one zeroed heap block of n floats. */
+static int storage_alloc(gq_model *m, const gq_config *c, size_t n, const char *what,
+                         gq_error *err)
 {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
-    size_t n = gq_model_param_count(c);
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
-    m->heap = gq_alloc_zero(n * sizeof(float), "model weights", err);
+    m->heap = gq_alloc_zero(n * sizeof(float), what, err);
     if (!m->layers || !m->heap) {
         free(m->layers);
         free(m->heap);
@@ -199,24 +237,20 @@ int gq_model_heap_alloc(gq_model *m, const gq_config *c, gq_error *err)
         return err && err->msg[0] ? -1 : gq_fail(err, "out of memory for the model");
     }
     m->heap_floats = n;
+    return 0;
+}
+
+int gq_model_heap_alloc(gq_model *m, const gq_config *c, gq_error *err)
+{
+    size_t n = gq_model_param_count(c);
+    if (storage_alloc(m, c, n, "model weights", err))
+        return -1;
     size_t d = (size_t)c->dim;
     float *p = m->heap;
     m->tok_embeddings = p;
     p += (size_t)c->vocab_size * d;
-    for (int l = 0; l < c->n_layers; l++) {
-        gq_layer *L = &m->layers[l];
-        L->rms_att = p, p += d;
-        L->rms_ffn = p, p += d;
-        for (int k = 0; k < GQ_N_LINEAR; k++) {
-            int rows, cols;
-            gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
-            L->w[k] = p, p += (size_t)rows * cols;
-        }
-        gq_extra_tensor ex[GQ_MAX_EXTRAS];
-        int ne = gq_layer_extras(c, L, l, ex);
-        for (int i = 0; i < ne; i++)
-            *ex[i].slot = p, p += ex[i].n;
-    }
+    for (int l = 0; l < c->n_layers; l++)
+        p = gq_layer_point(c, &m->layers[l], l, p);
     m->rms_final = p, p += d;
     if (c->shared_classifier) {
         m->wcls = m->tok_embeddings;
@@ -224,6 +258,18 @@ int gq_model_heap_alloc(gq_model *m, const gq_config *c, gq_error *err)
         m->wcls = p;
         p += (size_t)c->vocab_size * d;
     }
+    return 0;
+}
+
+int gq_model_outer_alloc(gq_model *m, const gq_config *c, gq_error *err)
+{
+    size_t d = (size_t)c->dim, emb = (size_t)c->vocab_size * d;
+    size_t n = emb + d + (c->shared_classifier ? 0 : emb);
+    if (storage_alloc(m, c, n, "the embeddings and classifier", err))
+        return -1;
+    m->tok_embeddings = m->heap;
+    m->rms_final = m->heap + emb;
+    m->wcls = c->shared_classifier ? m->tok_embeddings : m->rms_final + d;
     return 0;
 }
 
@@ -248,6 +294,10 @@ int gq_model_clone(const gq_model *src, gq_model *dst, gq_error *err)
     for (int l = 0; l < c->n_layers; l++) {
         const gq_layer *S = &src->layers[l];
         gq_layer *L = &m.layers[l];
+        if (gq_block_acquire(src, l, err)) {
+            gq_model_free(&m);
+            return gq_fail_prefix(err, "clone");
+        }
         copy_floats(L->rms_att, S->rms_att, d);
         copy_floats(L->rms_ffn, S->rms_ffn, d);
         for (int k = 0; k < GQ_N_LINEAR; k++) {
@@ -260,6 +310,7 @@ int gq_model_clone(const gq_model *src, gq_model *dst, gq_error *err)
         gq_layer_extras(c, (gq_layer *)S, l, sx);
         for (int i = 0; i < ne; i++)
             copy_floats(*ex[i].slot, *sx[i].slot, ex[i].n);
+        gq_block_release(src, l);
     }
     copy_floats(m.rms_final, src->rms_final, d);
     if (!c->shared_classifier)
@@ -365,6 +416,7 @@ void gq_model_free(gq_model *m)
 {
     if (!m)
         return;
+    gq_model_close_source(m);
     if (m->map)
         munmap(m->map, m->map_size);
     free(m->heap);

@@ -20,11 +20,12 @@ static const preset presets[] = {
     {"stories15M",        288,  768,   6,    6,  6, 32000,  256,  true},
     {"stories110M",       768,  2048, 12,   12, 12, 32000, 1024,  true},
     {"llama2-7b-2layers", 4096, 11008, 2,   32, 32, 32000, 2048,  false},
+    {"llama2-7b",         4096, 11008, 32,  32, 32, 32000, 4096,  false},
 };
 
 const char *gq_synth_preset_names(void)
 {
-    return "tiny, stories15M, stories110M, llama2-7b-2layers";
+    return "tiny, stories15M, stories110M, llama2-7b-2layers, llama2-7b";
 }
 
 int gq_synth_preset(const char *name, gq_config *c, gq_error *err)
@@ -109,39 +110,72 @@ static void fill_extras(const gq_config *c, gq_layer *L, int l, uint64_t seed, u
     }
 }
 
+/* The residual channels whose norm weights are near 4 (dim flags). */
+static unsigned char *outlier_channels(const gq_config *c, uint64_t seed)
+{
+    unsigned char *outlier = calloc((size_t)c->dim, 1);
+    if (!outlier)
+        return NULL;
+    gq_rng r;
+    stream(&r, seed, 0, UINT64_MAX - 1);
+    int n_res_out = c->dim / 256 > 1 ? c->dim / 256 : 1;
+    for (int i = 0; i < n_res_out; i++)
+        outlier[gq_rng_below(&r, (uint64_t)c->dim)] = 1;
+    return outlier;
+}
+
+/* Tensor ids in a fixed order, independent of the storage layout: 1 the embeddings, then per
+ * block its two norms, seven linears and extras, then the final norm and the classifier. */
+static uint64_t layer_first_id(const gq_config *c, int l)
+{
+    gq_extra_tensor ex[GQ_MAX_EXTRAS];
+    gq_layer scratch = {0};
+    int ne = gq_layer_extras(c, &scratch, 0, ex);
+    return 2 + (uint64_t)l * (uint64_t)(2 + GQ_N_LINEAR + ne);
+}
+
+int gq_synth_outer(const gq_config *c, uint64_t seed, gq_model *m)
+{
+    unsigned char *outlier = outlier_channels(c, seed);
+    if (!outlier)
+        return -1;
+    uint64_t tensor = layer_first_id(c, c->n_layers);
+    int rc = fill_linear(m->tok_embeddings, c->vocab_size, c->dim, seed, 1);
+    fill_norm(m->rms_final, c->dim, outlier, seed, tensor++);
+    if (!c->shared_classifier)
+        rc |= fill_linear(m->wcls, c->vocab_size, c->dim, seed, tensor++);
+    free(outlier);
+    return rc;
+}
+
+int gq_synth_layer(const gq_config *c, uint64_t seed, int l, gq_layer *L)
+{
+    unsigned char *outlier = outlier_channels(c, seed);
+    if (!outlier)
+        return -1;
+    uint64_t tensor = layer_first_id(c, l);
+    fill_norm(L->rms_att, c->dim, outlier, seed, tensor++);
+    fill_norm(L->rms_ffn, c->dim, outlier, seed, tensor++);
+    int rc = 0;
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        int rows, cols;
+        gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+        rc |= fill_linear(L->w[k], rows, cols, seed, tensor++);
+    }
+    fill_extras(c, L, l, seed, &tensor);
+    free(outlier);
+    return rc;
+}
+
 int gq_model_synth_config(const gq_config *c, uint64_t seed, gq_model *m, gq_error *err)
 {
     if (gq_config_check(c, "synthetic model", err) != 0)
         return -1;
     if (gq_model_heap_alloc(m, c, err) != 0)
         return gq_fail_prefix(err, "synthetic model");
-    unsigned char *outlier = calloc((size_t)c->dim, 1);
-    if (!outlier) {
-        gq_model_free(m);
-        return gq_fail(err, "synthetic model: out of memory");
-    }
-    gq_rng r;
-    stream(&r, seed, 0, UINT64_MAX - 1);
-    int n_res_out = c->dim / 256 > 1 ? c->dim / 256 : 1;
-    for (int i = 0; i < n_res_out; i++)
-        outlier[gq_rng_below(&r, (uint64_t)c->dim)] = 1;
-    uint64_t tensor = 1; /* tensor ids in a fixed order, independent of the storage layout */
-    int rc = fill_linear(m->tok_embeddings, c->vocab_size, c->dim, seed, tensor++);
-    for (int l = 0; l < c->n_layers; l++) {
-        gq_layer *L = &m->layers[l];
-        fill_norm(L->rms_att, c->dim, outlier, seed, tensor++);
-        fill_norm(L->rms_ffn, c->dim, outlier, seed, tensor++);
-        for (int k = 0; k < GQ_N_LINEAR; k++) {
-            int rows, cols;
-            gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
-            rc |= fill_linear(L->w[k], rows, cols, seed, tensor++);
-        }
-        fill_extras(c, L, l, seed, &tensor);
-    }
-    fill_norm(m->rms_final, c->dim, outlier, seed, tensor++);
-    if (!c->shared_classifier)
-        rc |= fill_linear(m->wcls, c->vocab_size, c->dim, seed, tensor++);
-    free(outlier);
+    int rc = gq_synth_outer(c, seed, m);
+    for (int l = 0; l < c->n_layers && !rc; l++)
+        rc = gq_synth_layer(c, seed, l, &m->layers[l]);
     if (rc != 0) {
         gq_model_free(m);
         return gq_fail(err, "synthetic model: out of memory");

@@ -157,6 +157,12 @@ int gq_packed_ckpt_load(const char *dir, gq_model *m, gq_qcodes *q, gq_error *er
 
 int gq_model_open_any(const char *path, gq_model *m, gq_qcodes *q, gq_error *err)
 {
+    return gq_model_open_mode(path, GQ_STREAM_OFF, m, q, err);
+}
+
+int gq_model_open_mode(const char *path, gq_stream_mode mode, gq_model *m, gq_qcodes *q,
+                       gq_error *err)
+{
     if (q)
         memset(q, 0, sizeof *q);
     if (gq_native_is(path))
@@ -168,5 +174,7 @@ int gq_model_open_any(const char *path, gq_model *m, gq_qcodes *q, gq_error *err
     if (method[0] && strcmp(method, "gq-bench") != 0)
         return gq_fail(err, "%s/config.json: quantization_config.quant_method \"%s\" cannot be "
                             "loaded (gptq, awq, or gq-bench's fake-quant gq-bench)", path, method);
-    return gq_model_open(path, m, err);
+    if (mode == GQ_STREAM_OFF || gq_gguf_is_gguf(path))
+        return gq_model_open(path, m, err);
+    return gq_model_load_mode(path, mode, m, err);
 }

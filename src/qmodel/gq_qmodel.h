@@ -29,6 +29,7 @@
 #include "core/gq_error.h"
 #include "formats/gq_format.h"
 #include "model/gq_model.h"
+#include "model/gq_stream.h"
 #include "packed/gq_packed.h"
 
 /* What a quantized model's block linears hold, index l * GQ_N_LINEAR + k. */
@@ -116,5 +117,9 @@ int gq_packed_ckpt_load(const char *dir, gq_model *m, gq_qcodes *q, gq_error *er
  * GGUF, HF directory). q (optional) receives the codes when the file holds them (zeroed
  * otherwise). */
 int gq_model_open_any(const char *path, gq_model *m, gq_qcodes *q, gq_error *err);
+/* The same, with a llama2.c checkpoint or HF directory streamed under `mode`
+ * (model/gq_stream.h); native files, quantized checkpoints and GGUF files load in memory. */
+int gq_model_open_mode(const char *path, gq_stream_mode mode, gq_model *m, gq_qcodes *q,
+                       gq_error *err);
 
 #endif

@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "gguf/gq_gguf_model.h"
+#include "model/gq_hf.h"
+#include "model/gq_stream.h"
 #include "model/gq_synth.h"
 #include "qmodel/gq_qmodel.h"
 #include "runner/runner_internal.h"
@@ -22,7 +24,12 @@ int gq_runner_model_open_codes(const gq_experiment *e, gq_model *m, gq_qcodes *q
             return gq_fail_prefix(err, "$.model.synthetic");
         return 0;
     }
-    if (gq_model_open_any(e->model_path, m, q, err))
+    /* A llama2.c checkpoint is streamed: its fp32 blocks stay in the file's mapping, every
+     * cell is quantized from it and its pages leave the resident set after each use. GGUF,
+     * HF, checkpoint and native models load in memory (the throughput's decode reads every
+     * block unacquired). */
+    gq_stream_mode mode = gq_hf_is_dir(e->model_path) ? GQ_STREAM_OFF : GQ_STREAM_ON;
+    if (gq_model_open_mode(e->model_path, mode, m, q, err))
         return gq_fail_prefix(err, "$.model.path");
     return 0;
 }

@@ -17,6 +17,7 @@
 #include "dist/gq_dist.h"
 #include "eval/gq_eval.h"
 #include "gguf/gq_gguf_model.h"
+#include "model/gq_stream.h"
 #include "runner/gq_export.h"
 #include "runner/gq_journal.h"
 #include "runner/gq_results.h"
@@ -252,6 +253,7 @@ static int run_baseline(run_ctx *r, gq_error *err)
     gq_cell_throughput tp;
     if (gq_runner_throughput_loaded(r->e, &r->fp, &r->fp_codes, &tp, err))
         return gq_fail_prefix(err, "baseline");
+    gq_model_drop_pages(&r->fp); /* the decode touched every block of a streamed model */
     gq_cell_run cr = {&res, NULL, gq_threads_get(), (double)gq_peak_rss_bytes() / 1e6, 0,
                       "self", &tp, NULL, NULL};
     json_t *rec = gq_results_record(r->e, &r->e->cells[0], &cr);
