@@ -73,6 +73,25 @@ static void assert_equals(const char *dir, const gq_model *m, int bits, ckpt_wei
     gq_st_close(&f);
 }
 
+/* `--model dir` (the checkpoint loader, qmodel/gq_qmodel.h) gives every block linear of the
+ * fake-quantized model bit for bit. */
+static void assert_loads_back(const char *dir, const gq_model *m)
+{
+    gq_model back;
+    gq_error err = {{0}};
+    if (gq_model_open_any(dir, &back, NULL, &err))
+        fail_msg("loading %s back: %s", dir, err.msg);
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int k = 0; k < GQ_N_LINEAR; k++) {
+            int rows, cols;
+            gq_linear_shape(&m->cfg, (gq_linear_kind)k, &rows, &cols);
+            if (memcmp(back.layers[l].w[k], m->layers[l].w[k], (size_t)rows * cols * 4) != 0)
+                fail_msg("%s: layer %d linear %s differs after loading", dir, l,
+                         gq_linear_name((gq_linear_kind)k));
+        }
+    gq_model_free(&back);
+}
+
 char *ckpt_round_trip(const char *target, const char *model, const char *settings, int bits,
                       ckpt_weight_fn weight)
 {
@@ -99,6 +118,7 @@ char *ckpt_round_trip(const char *target, const char *model, const char *setting
     if (gq_model_open_any(q, &m, NULL, &err))
         fail_msg("%s", err.msg);
     assert_equals(ck, &m, bits, weight);
+    assert_loads_back(ck, &m);
     gq_model_free(&m);
     unlink(q);
     unlink(text);

@@ -18,8 +18,8 @@ void ckpt_assert_config(const char *dir, const char *key, const char *want);
 
 /* Runs `export --format target SETTINGS --quant int` and `quantize SETTINGS --format int` on
  * assets model `model` (2 calibration windows of 32 tokens of a short story), then requires
- * every block linear of the checkpoint (read by weight) to equal the fake-quantized model's bit
- * for bit. Returns the checkpoint directory (free with test_remove_dir). */
+ * every block linear of the checkpoint (read by weight, and loaded back with `--model`) to
+ * equal the fake-quantized model's bit for bit. Returns the checkpoint directory (free with test_remove_dir). */
 char *ckpt_round_trip(const char *target, const char *model, const char *settings, int bits,
                       ckpt_weight_fn weight);
 
