@@ -12,6 +12,7 @@
  * median time of every stage next to the same products in the sgemm pass. decode =
  * gq_decode_step one token at a time (llama2.c order of operations, KV cache) over
  * --decode-steps positions from 0, wall time. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,25 @@ typedef struct fwd_rounds {
     int n;
     double *prefill, *gemm, *stage, *gemm_stage;
 } fwd_rounds;
+
+/* R for n rounds; false when out of memory (R can still be freed). */
+static bool rounds_alloc(fwd_rounds *R, int n)
+{
+    R->n = n;
+    R->prefill = malloc((size_t)n * sizeof(double));
+    R->gemm = malloc((size_t)n * sizeof(double));
+    R->stage = malloc((size_t)n * GQ_FWD_N_STAGES * sizeof(double));
+    R->gemm_stage = malloc((size_t)n * GQ_FWD_N_STAGES * sizeof(double));
+    return R->prefill && R->gemm && R->stage && R->gemm_stage;
+}
+
+static void rounds_free(fwd_rounds *R)
+{
+    free(R->prefill);
+    free(R->gemm);
+    free(R->stage);
+    free(R->gemm_stage);
+}
 
 /* reps timed rounds after one warm-up; in each round a prefill, then the sgemm pass, so both
  * see the same machine load. */
@@ -287,19 +307,15 @@ int bench_forward(int argc, char **argv)
     int B = (int)o.batch, T = (int)o.ctx, N = B * T, reps = (int)o.reps;
     size_t width = (size_t)(c.hidden_dim > c.vocab_size ? c.hidden_dim : c.vocab_size);
     width = width > (size_t)c.dim ? width : (size_t)c.dim;
-    fwd_rounds R = {.n = reps};
-    R.prefill = malloc((size_t)reps * sizeof(double));
-    R.gemm = malloc((size_t)reps * sizeof(double));
-    R.stage = malloc((size_t)reps * GQ_FWD_N_STAGES * sizeof(double));
-    R.gemm_stage = malloc((size_t)reps * GQ_FWD_N_STAGES * sizeof(double));
+    fwd_rounds R;
+    bool rounds_ok = rounds_alloc(&R, reps);
     int *tok = malloc((size_t)N * sizeof *tok);
     float *logits = malloc((size_t)N * c.vocab_size * sizeof(float));
     float *x = calloc((size_t)N * width, sizeof(float)), *y = malloc((size_t)N * width * 4);
     gq_forward_ws *ws = gq_forward_ws_new(&c, N, &err);
     gq_decode *dec = gq_decode_new(&m, &err);
     int rc = GQ_EXIT_FAIL;
-    if (!tok || !logits || !x || !y || !ws || !dec || !R.prefill || !R.gemm || !R.stage ||
-        !R.gemm_stage) {
+    if (!tok || !logits || !x || !y || !ws || !dec || !rounds_ok) {
         if (!err.msg[0])
             gq_fail(&err, "out of memory for %d tokens", N);
         goto done;
@@ -319,10 +335,7 @@ done:
     gq_decode_free(dec);
     gq_forward_ws_free(ws);
     free(tok);
-    free(R.prefill);
-    free(R.gemm);
-    free(R.stage);
-    free(R.gemm_stage);
+    rounds_free(&R);
     free(logits);
     free(x);
     free(y);
