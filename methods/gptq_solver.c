@@ -23,6 +23,10 @@
 
 #include "core/gq_gemm.h"
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 /* One matrix in flight: the format, the group layout and the working buffers. */
 typedef struct {
     const gq_quantizer *qz;
@@ -133,71 +137,125 @@ static int order_columns(gptq_run *R, bool act_order, gq_error *err)
     return 0;
 }
 
-/* Step 6, one row of the block [i1, i1 + cnt): quantize each column with its group state
- * (dynamic groups refitted on the global row at group starts), feed the error forward inside
- * the block, keep the scaled errors for the update after it. Adds the row's loss terms to
- * *loss one by one. */
-static void quantize_row_block(const gptq_run *R, int r, int i1, int cnt, double *loss)
+/* Rows handled side by side in the column loop: one vector lane per row. */
+#define ROW_TILE 8
+
+/* The group state and the element index quant_elem takes for row r at position col (processing
+ * order); gstart is where the row's current dynamic group starts. */
+static const void *elem_state(const gptq_run *R, int r, int col, int gstart, int *k)
 {
-    const gq_format *f = R->f;
     const int cols = R->cols, g = R->g;
-    float *wg = R->W + (size_t)r * cols; /* global row (block-start state) */
-    float w1[cnt];
-    memcpy(w1, wg + i1, (size_t)cnt * sizeof *w1);
-    float *er = R->Err + (size_t)r * R->bs;
-    uint8_t *rst = g == 0 ? R->st : R->st + (size_t)r * (R->dynamic ? 1 : R->n_groups) * R->sb;
-    int gstart = 0;
-    for (int i = 0; i < cnt; i++) {
-        int col = i1 + i; /* position in processing order */
-        const void *state;
-        int k;
-        if (g == 0) {
-            state = R->st;
-            k = r * cols + R->perm[col];
-        } else if (g >= cols) {
-            state = rst;
-            k = R->perm[col];
-        } else if (R->dynamic) {
-            if (col % g == 0) {
-                int len = cols - col < g ? cols - col : g;
-                f->fit_group(R->qz->params, wg + col, len, NULL, rst);
-                gstart = col;
-                if (R->kept) /* col / g: the group in processing order */
-                    memcpy(R->kept + ((size_t)r * R->n_groups + col / g) * R->sb, rst, R->sb);
-            } else if (i == 0) {
-                gstart = col - col % g;
-            }
-            state = rst;
-            k = col - gstart;
-        } else {
-            int oc = R->perm[col];
-            state = rst + (size_t)(oc / g) * R->sb;
-            k = oc % g;
-        }
-        float w = w1[i];
-        float q = f->quant_elem(R->qz->params, state, k, w);
-        R->Qp[(size_t)r * cols + col] = q;
-        float d = R->U[(size_t)col * cols + col];
-        float e = (w - q) / d;
-        *loss += (double)(w - q) * (w - q) / ((double)d * d) / 2.0;
-        const float *urow = R->U + (size_t)col * cols + i1;
-        for (int j = i; j < cnt; j++)
-            w1[j] -= e * urow[j];
-        er[i] = e;
+    const uint8_t *rst = g == 0 ? R->st
+                                : R->st + (size_t)r * (R->dynamic ? 1 : R->n_groups) * R->sb;
+    if (g == 0) {
+        *k = r * cols + R->perm[col];
+        return R->st;
+    }
+    if (g >= cols) {
+        *k = R->perm[col];
+        return rst;
+    }
+    if (R->dynamic) {
+        *k = col - gstart;
+        return rst;
+    }
+    int oc = R->perm[col];
+    *k = oc % g;
+    return rst + (size_t)(oc / g) * R->sb;
+}
+
+/* Dynamic groups: at a group start, each row's state is fitted on its *global* row (block-start
+ * state) and kept for store_groups. */
+static void fit_dynamic(const gptq_run *R, int r0, int nr, int col)
+{
+    const int len = R->cols - col < R->g ? R->cols - col : R->g;
+    for (int l = 0; l < nr; l++) {
+        const int r = r0 + l;
+        uint8_t *rst = R->st + (size_t)r * R->sb;
+        R->f->fit_group(R->qz->params, R->W + (size_t)r * R->cols + col, len, NULL, rst);
+        if (R->kept) /* col / g: the group in processing order */
+            memcpy(R->kept + ((size_t)r * R->n_groups + col / R->g) * R->sb, rst, R->sb);
     }
 }
 
-/* Step 6: blocks of bs columns, rows in parallel inside a block, then the lazy update of the
- * columns after it. */
+/* wt[j][l] -= e[l] * u[j] for j in [j0, cnt) and every lane l: a product rounded, then the
+ * difference (no fused multiply-add), as the scalar form does. */
+static void feed_forward(float *wt, const float e[ROW_TILE], const float *u, int j0, int cnt)
+{
+#if defined(__AVX2__) && ROW_TILE == 8
+    const __m256 ev = _mm256_loadu_ps(e);
+    for (int j = j0; j < cnt; j++) {
+        float *w = wt + (size_t)j * ROW_TILE;
+        _mm256_storeu_ps(w, _mm256_sub_ps(_mm256_loadu_ps(w),
+                                          _mm256_mul_ps(ev, _mm256_set1_ps(u[j]))));
+    }
+#else
+    for (int j = j0; j < cnt; j++)
+        for (int l = 0; l < ROW_TILE; l++)
+            wt[(size_t)j * ROW_TILE + l] -= e[l] * u[j];
+#endif
+}
+
+/* Step 6 for rows r0 .. r0 + nr (nr <= ROW_TILE) of the block [i1, i1 + cnt): each column of
+ * the rows is quantized with its group state (dynamic groups refitted at group starts), its
+ * error fed forward inside the block and kept for the update after it. wt (cnt, ROW_TILE) holds
+ * the rows' block side by side, so the feed-forward of column i is one vector operation per
+ * later column, and the rows' dependency chains (quantize -> error -> next column) overlap.
+ * Every row's arithmetic is the one of a row on its own: the same operations in the same order,
+ * its loss terms added one by one to row_loss[r]. */
+static void quantize_tile_block(const gptq_run *R, int r0, int nr, int i1, int cnt, float *wt)
+{
+    const int cols = R->cols, g = R->g;
+    double loss[ROW_TILE];
+    for (int i = 0; i < cnt; i++)
+        for (int l = 0; l < ROW_TILE; l++)
+            wt[(size_t)i * ROW_TILE + l] = l < nr ? R->W[(size_t)(r0 + l) * cols + i1 + i] : 0.0f;
+    for (int l = 0; l < nr; l++)
+        loss[l] = R->row_loss[r0 + l];
+    int gstart = R->dynamic ? i1 - i1 % g : 0;
+    for (int i = 0; i < cnt; i++) {
+        const int col = i1 + i; /* position in processing order */
+        if (R->dynamic && col % g == 0) {
+            fit_dynamic(R, r0, nr, col);
+            gstart = col;
+        }
+        const float d = R->U[(size_t)col * cols + col];
+        float e[ROW_TILE] = {0};
+        for (int l = 0; l < nr; l++) {
+            int k;
+            const void *state = elem_state(R, r0 + l, col, gstart, &k);
+            float w = wt[(size_t)i * ROW_TILE + l];
+            float q = R->f->quant_elem(R->qz->params, state, k, w);
+            R->Qp[(size_t)(r0 + l) * cols + col] = q;
+            e[l] = (w - q) / d;
+            loss[l] += (double)(w - q) * (w - q) / ((double)d * d) / 2.0;
+            R->Err[(size_t)(r0 + l) * R->bs + i] = e[l];
+        }
+        feed_forward(wt, e, R->U + (size_t)col * cols + i1, i + 1, cnt);
+    }
+    for (int l = 0; l < nr; l++)
+        R->row_loss[r0 + l] = loss[l];
+}
+
+/* Step 6: blocks of bs columns, tiles of rows in parallel inside a block, then the lazy update
+ * of the columns after it. */
 static double column_loop(gptq_run *R)
 {
     const int rows = R->rows, cols = R->cols, bs = R->bs;
+    const int tiles = (rows + ROW_TILE - 1) / ROW_TILE;
     double loss = 0.0;
     for (int i1 = 0; i1 < cols; i1 += bs) {
         int i2 = i1 + bs < cols ? i1 + bs : cols, cnt = i2 - i1;
-#pragma omp parallel for schedule(static) if ((size_t)rows * cnt * cnt > 65536)
-        for (int r = 0; r < rows; r++)
-            quantize_row_block(R, r, i1, cnt, &R->row_loss[r]);
+#pragma omp parallel if ((size_t)rows * cnt * cnt > 65536)
+        {
+            float wt[cnt * ROW_TILE];
+#pragma omp for schedule(static)
+            for (int t = 0; t < tiles; t++) {
+                int r0 = t * ROW_TILE;
+                quantize_tile_block(R, r0, rows - r0 < ROW_TILE ? rows - r0 : ROW_TILE, i1, cnt,
+                                    wt);
+            }
+        }
         /* W[:, i2:] -= Err (rows, cnt) · U[i1:i2, i2:] (cnt, cols - i2) */
         if (i2 < cols)
             gq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols - i2, cnt, -1.0f,
