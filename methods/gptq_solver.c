@@ -23,6 +23,10 @@
 
 #include "core/gq_gemm.h"
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 /* One matrix in flight: the format, the group layout and the working buffers. */
 typedef struct {
     const gq_quantizer *qz;
@@ -174,6 +178,24 @@ static void fit_dynamic(const gptq_run *R, int r0, int nr, int col)
     }
 }
 
+/* wt[j][l] -= e[l] * u[j] for j in [j0, cnt) and every lane l: a product rounded, then the
+ * difference (no fused multiply-add), as the scalar form does. */
+static void feed_forward(float *wt, const float e[ROW_TILE], const float *u, int j0, int cnt)
+{
+#if defined(__AVX2__) && ROW_TILE == 8
+    const __m256 ev = _mm256_loadu_ps(e);
+    for (int j = j0; j < cnt; j++) {
+        float *w = wt + (size_t)j * ROW_TILE;
+        _mm256_storeu_ps(w, _mm256_sub_ps(_mm256_loadu_ps(w),
+                                          _mm256_mul_ps(ev, _mm256_set1_ps(u[j]))));
+    }
+#else
+    for (int j = j0; j < cnt; j++)
+        for (int l = 0; l < ROW_TILE; l++)
+            wt[(size_t)j * ROW_TILE + l] -= e[l] * u[j];
+#endif
+}
+
 /* Step 6 for rows r0 .. r0 + nr (nr <= ROW_TILE) of the block [i1, i1 + cnt): each column of
  * the rows is quantized with its group state (dynamic groups refitted at group starts), its
  * error fed forward inside the block and kept for the update after it. wt (cnt, ROW_TILE) holds
@@ -209,10 +231,7 @@ static void quantize_tile_block(const gptq_run *R, int r0, int nr, int i1, int c
             loss[l] += (double)(w - q) * (w - q) / ((double)d * d) / 2.0;
             R->Err[(size_t)(r0 + l) * R->bs + i] = e[l];
         }
-        const float *urow = R->U + (size_t)col * cols + i1;
-        for (int j = i + 1; j < cnt; j++)
-            for (int l = 0; l < ROW_TILE; l++)
-                wt[(size_t)j * ROW_TILE + l] -= e[l] * urow[j];
+        feed_forward(wt, e, R->U + (size_t)col * cols + i1, i + 1, cnt);
     }
     for (int l = 0; l < nr; l++)
         R->row_loss[r0 + l] = loss[l];

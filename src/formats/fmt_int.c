@@ -118,6 +118,15 @@ static int_state state_from_range(const int_params *p, float lo, float hi)
     return s;
 }
 
+/* The grid level of x under state s: round(x / scale) + zero clamped to [lo, hi] (a float
+ * holding an integer). */
+static inline float int_level(const int_params *p, const int_state *s, float lo, float hi,
+                              float x)
+{
+    float t = s->scale > 0.0f ? x / s->scale : 0.0f;
+    return grid_clampf(rnd(p, t) + (float)s->zero, lo, hi);
+}
+
 static void int_encode(const void *pv, const void *sv, const float *x, int n, uint32_t *codes,
                        float *y)
 {
@@ -125,8 +134,7 @@ static void int_encode(const void *pv, const void *sv, const float *x, int n, ui
     const int_state *s = sv;
     const float lo = (float)qmin(p), hi = (float)qmax(p), z = (float)s->zero, sc = s->scale;
     for (int i = 0; i < n; i++) {
-        float t = sc > 0.0f ? x[i] / sc : 0.0f;
-        float q = grid_clampf(rnd(p, t) + z, lo, hi);
+        float q = int_level(p, s, lo, hi, x[i]);
         if (codes)
             codes[i] = (uint32_t)(int)(q - lo);
         if (y)
@@ -283,10 +291,14 @@ static int int_dequantize(const void *p, const uint8_t *codes, int rows, int col
     return grid_dequantize(&int_ops, p, codes, rows, cols, out, err);
 }
 
-static float int_quant_elem(const void *p, const void *state, int k, float x)
+/* One element as int_encode reconstructs it, without the call through the grid's encode (this
+ * is GPTQ's inner loop). */
+static float int_quant_elem(const void *pv, const void *state, int k, float x)
 {
     (void)k;
-    return grid_quant_elem(&int_ops, p, state, x);
+    const int_params *p = pv;
+    const int_state *s = state;
+    return s->scale * (int_level(p, s, (float)qmin(p), (float)qmax(p), x) - (float)s->zero);
 }
 
 /* ---- packed kernels: int4 and int8 with fp16 scales (GQ_PACK_INT) ---------------------- */
