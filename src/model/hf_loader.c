@@ -346,6 +346,8 @@ int gq_model_load_hf_streamed(const char *dir, gq_model *m, gq_error *err)
     int rc = gq_model_outer_alloc(m, &c, err);
     if (!rc)
         rc = fill_model(dir, &s->w, m, NULL, err) || gq_model_check_outer_finite(m, dir, err);
+    for (int i = 0; i < s->w.n; i++) /* the converted embeddings/classifier's stored bytes */
+        gq_drop_pages(s->w.files[i].map, s->w.files[i].size, true);
     snprintf(m->path, sizeof m->path, "%s", dir);
     gq_block_source src = {.fill = hf_fill, .drop = hf_drop, .close = hf_close, .ctx = s};
     if (rc) {
