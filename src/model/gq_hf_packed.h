@@ -38,8 +38,8 @@ int gq_model_save_hf_packed(const gq_model *m, const char *dir, gq_st_dtype dtyp
 /* ---- loading (GPTQ / AWQ checkpoints) ----
  * The weight files of a model directory, as an unpacker reads them. */
 typedef struct gq_hf_files gq_hf_files;
-/* The tensor `name` of the weight files, marked used (NULL when absent); *file is the path of
- * the file holding it. */
+/* The tensor `name` of the weight files, marked used; *file is the path of the file holding
+ * it. NULL when absent, *file then names the index (sharded) or the one weight file. */
 const gq_st_tensor *gq_hf_files_get(const gq_hf_files *f, const char *name, const char **file);
 /* Fills w (rows, cols), in the model's row order (q and k rows in llama2.c's RoPE layout:
  * model row gq_hf_model_row(c, head_size) holds transformers row c), with the weights of one

@@ -218,6 +218,8 @@ const gq_st_tensor *gq_hf_files_get(const gq_hf_files *w, const char *name, cons
     gq_st_tensor *t = find_tensor(w, name, file);
     if (t)
         t->used = 1;
+    else /* where it should be: the index of a sharded model, else its one file */
+        *file = w->map ? w->index_path : w->n ? w->files[0].path : "";
     return t;
 }
 

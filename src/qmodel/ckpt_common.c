@@ -51,7 +51,7 @@ const gq_st_tensor *ckpt_tensor(const gq_hf_files *f, const char *prefix, const 
                                 gq_st_dtype dtype, int64_t d0, int64_t d1, gq_error *err)
 {
     char name[160];
-    const char *file = "model directory";
+    const char *file = "";
     snprintf(name, sizeof name, "%s.%s", prefix, part);
     const gq_st_tensor *t = gq_hf_files_get(f, name, &file);
     if (!t) {

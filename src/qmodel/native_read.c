@@ -49,7 +49,10 @@ bool gq_native_is(const char *path)
     gq_error ignored = {{0}};
     if (gq_st_open(file, &f, &ignored))
         return false;
-    bool is = f.metadata && strstr(f.metadata, NATIVE_MAGIC) != NULL;
+    json_t *md = f.metadata ? json_loads(f.metadata, 0, NULL) : NULL;
+    const char *fmt = json_string_value(json_object_get(md, "format"));
+    bool is = fmt && strcmp(fmt, NATIVE_MAGIC) == 0; /* the loader names what else is wrong */
+    json_decref(md);
     gq_st_close(&f);
     return is;
 }

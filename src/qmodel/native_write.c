@@ -138,10 +138,10 @@ static int write_file(gq_native_writer *w, const char *header, size_t hlen, gq_e
 
 int gq_native_finish(gq_native_writer *w, const gq_config *c, json_t *meta, gq_error *err)
 {
-    json_t *cfg = native_config_to_json(c);
+    json_t *cfg = meta ? native_config_to_json(c) : NULL;
     int rc = 0;
-    if (!meta || !cfg || json_object_set_new(meta, "version", json_integer(NATIVE_VERSION)) ||
-        json_object_set_new(meta, "config", cfg) ||
+    if (!cfg || json_object_set_new(meta, "version", json_integer(NATIVE_VERSION)) ||
+        json_object_set_new(meta, "config", cfg) || /* takes cfg, even on failure */
         json_object_set(meta, "formats", w->formats))
         rc = gq_fail(err, "%s: out of memory", w->path);
     char *text = rc ? NULL : json_dumps(meta, JSON_COMPACT | JSON_PRESERVE_ORDER);

@@ -268,7 +268,8 @@ static void test_refusals(void **state)
     expect_refused(&bad_scales, GPTQ3_CONFIG,
                    "tensor model.layers.0.self_attn.q_proj.scales is F16 [4, 16], expected F16 "
                    "[4, 32]");
-    expect_refused(&no_zeros, AWQ_CONFIG, "missing tensor model.layers.0.self_attn.q_proj.qzeros");
+    expect_refused(&no_zeros, AWQ_CONFIG,
+                   "model.safetensors: missing tensor model.layers.0.self_attn.q_proj.qzeros");
     expect_refused(&gptq, "{\"quant_method\":\"gptq\",\"bits\":5,\"group_size\":8}",
                    "quantization_config.bits 5: GPTQ packs 2, 3, 4 or 8 bits");
     expect_refused(&gptq, "{\"quant_method\":\"gptq\",\"bits\":3,\"group_size\":8,"
