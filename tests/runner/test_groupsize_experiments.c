@@ -1,8 +1,9 @@
 /* The shipped group-size experiments: groupsize_sweep.json (stories260K, `make run`) and
  * groupsize_sweep_3M.json (tinystories-3M, asset mirror only) validate with --dry-run and list
- * their per-channel series, activations_sweep.json (tinystories-3M) its activation and KV
- * cells; without tinystories-3M the 3M experiments stop before any work with one line naming
- * the missing file, exit status 2, nothing written. */
+ * their per-channel series, activations_sweep.json (tinystories-3M) and
+ * activations_sweep_260K.json (stories260K) their activation, rotation and KV cells; without
+ * tinystories-3M the 3M experiments stop before any work with one line naming the missing
+ * file, exit status 2, nothing written. */
 #include "test_support.h"
 
 #include <stdio.h>
@@ -68,16 +69,27 @@ static void test_groupsize_3M_dry_run(void **state)
     check_dry_run("models/tinystories-3M/tinystories-3M.bin", "groupsize_sweep_3M.json", expect);
 }
 
-/* experiments/activations_sweep.json (tinystories-3M): baseline + 3 weight-only cells +
- * 7 entries x (2 activation widths x 2 scale modes) + 2 KV-cache widths. */
+/* experiments/activations_sweep.json (tinystories-3M): baseline + 5 weight-only cells +
+ * 9 entries x (2 activation widths x 2 scale modes) + 2 KV-cache widths. */
 static void test_activations_sweep_dry_run(void **state)
 {
     (void)state;
     static const char *const expect[] = {
-        ": 34 cells, model tinystories-3M", "[A: int4 sym tensor static max]",
-        "smoothquant+rtn w4 act", "rotate+gptq w4 act",
+        ": 44 cells, model tinystories-3M", "[A: int4 sym tensor static max]",
+        "smoothquant+rtn w4 act", "rotate+gptq w4 act", "rotate resid+gptq w4 act",
         "[A: int8 sym token dynamic] [KV: int4 sym head]", NULL};
     check_dry_run("models/tinystories-3M/tinystories-3M.bin", "activations_sweep.json", expect);
+}
+
+/* experiments/activations_sweep_260K.json: baseline + 4 weight-only cells + 6 entries x
+ * (2 activation widths x 2 scale modes). */
+static void test_activations_sweep_260K_dry_run(void **state)
+{
+    (void)state;
+    static const char *const expect[] = {
+        ": 29 cells, model stories260K", "rotate resid+rtn w4 act", "rotate+gptq w4 ",
+        "[A: int4 sym tensor static max]", NULL};
+    check_dry_run("models/stories260K/stories260K.bin", "activations_sweep_260K.json", expect);
 }
 
 /* experiments/<name> with an assets directory holding stories260K and the texts but no
@@ -126,6 +138,7 @@ int main(void)
         cmocka_unit_test(test_groupsize_sweep_dry_run),
         cmocka_unit_test(test_groupsize_3M_dry_run),
         cmocka_unit_test(test_activations_sweep_dry_run),
+        cmocka_unit_test(test_activations_sweep_260K_dry_run),
         cmocka_unit_test(test_3M_experiments_without_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
