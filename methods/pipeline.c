@@ -532,9 +532,9 @@ static void finish_sizes(const gq_config *c, const gq_model *out, gq_quant_repor
     }
 }
 
-/* The output model before its blocks: out (when given) with fp's embeddings, final norm and
- * classifier and room for every block, which block_write fills; else only those three tensors
- * in *outer, for the sink. */
+/* The output model before its blocks: out (when given) with fp's embeddings, final norm,
+ * classifier and online rotation and room for every block, which block_write fills; else only
+ * those three tensors in *outer, for the sink. */
 static int output_init(const gq_model *fp, gq_model *out, gq_model *outer, gq_error *err)
 {
     const gq_config *c = &fp->cfg;
@@ -546,6 +546,10 @@ static int output_init(const gq_model *fp, gq_model *out, gq_model *outer, gq_er
     memcpy(dst->rms_final, fp->rms_final, (size_t)c->dim * sizeof(float));
     if (!c->shared_classifier)
         memcpy(dst->wcls, fp->wcls, emb * sizeof(float));
+    /* the online rotation of down_proj's input (rotate) is the model's, not a block's */
+    const gq_rotation *rot = c->n_layers > 0 ? fp->layers[0].down_in_rot : NULL;
+    if (out && rot && gq_model_set_down_rotation(out, rot, err))
+        return gq_fail_prefix(err, "quantize");
     return 0;
 }
 

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/gq_rotation.h"
 #include "model/gq_safetensors.h"
 #include "qmodel/gq_qmodel.h"
 
@@ -79,6 +80,22 @@ int gq_native_add_block(gq_native_writer *w, const gq_model *m, int l,
     return 0;
 }
 
+/* The online rotation of down_proj's input (one for every block, gq_layer.down_in_rot):
+ * "down_in_rotation.order" (I32, [m, p]) and "down_in_rotation.block" (U8, the m x m doubles
+ * of its block B, little-endian), from which the loader rebuilds it exactly. */
+static int add_rotation(gq_native_writer *w, const gq_model *m, gq_error *err)
+{
+    const gq_rotation *r = m->cfg.n_layers > 0 ? m->layers[0].down_in_rot : NULL;
+    if (!r)
+        return 0;
+    const int32_t order[2] = {r->m, r->p};
+    return gq_native_add(w, "down_in_rotation.order", GQ_ST_I32, 1, 2, 0, order, err) ||
+                   gq_native_add(w, "down_in_rotation.block", GQ_ST_U8, 1,
+                                 (int64_t)r->m * r->m * (int64_t)sizeof(double), 0, r->base, err)
+               ? -1
+               : 0;
+}
+
 int gq_native_add_outer(gq_native_writer *w, const gq_model *m, const gq_quantizer *embd_q,
                         const uint8_t *embd_codes, const gq_quantizer *cls_q,
                         const uint8_t *cls_codes, gq_error *err)
@@ -89,7 +106,8 @@ int gq_native_add_outer(gq_native_writer *w, const gq_model *m, const gq_quantiz
                                      m->tok_embeddings, c->vocab_size, c->dim, err)
                  : add_floats(w, "tok_embeddings", m->tok_embeddings, c->vocab_size, c->dim,
                               err);
-    if (rc || add_floats(w, "final_norm", m->rms_final, c->dim, 0, err))
+    if (rc || add_floats(w, "final_norm", m->rms_final, c->dim, 0, err) ||
+        add_rotation(w, m, err))
         return -1;
     if (c->shared_classifier)
         return 0;

@@ -2,6 +2,7 @@
  * configuration implies, codes dequantized by their format. Tensors are copied out of the
  * mapping with memcpy (a U8 tensor of odd length leaves the next one unaligned). */
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@
 #include "model/gq_hf.h"
 #include "model/gq_safetensors.h"
 #include "qmodel/gq_qmodel.h"
+#include "model/gq_rotation.h"
 #include "qmodel/native_internal.h"
 
 typedef struct {
@@ -188,6 +190,39 @@ static int take_block(native_src *s, gq_model *m, int l, gq_qcodes *q, gq_error 
     return take_transforms(s, m, l, err);
 }
 
+/* The online down_proj rotation the writer stored (native_block.c), set on every block. */
+static int take_rotation(native_src *s, gq_model *m, gq_error *err)
+{
+    if (!has(s, "down_in_rotation.order"))
+        return 0;
+    const gq_st_tensor *o = get(s, "down_in_rotation.order", GQ_ST_I32, 2, 0, err);
+    if (!o)
+        return -1;
+    const int32_t *order = o->data;
+    const int hid = m->cfg.hidden_dim, bm = order[0], bp = order[1];
+    if (bm < 1 || bm > 4096 || bp < 1 || (bp & (bp - 1)) || (long long)bm * bp != hid)
+        return gq_fail(err, "%s: down_in_rotation.order [%d, %d] is not a block order times a "
+                            "power of two equal to hidden_dim %d", s->f.path, bm, bp, hid);
+    size_t mm = (size_t)bm * bm;
+    const gq_st_tensor *b = get(s, "down_in_rotation.block", GQ_ST_U8,
+                                (int64_t)(mm * sizeof(double)), 0, err);
+    double *base = b ? malloc(mm * sizeof *base) : NULL;
+    if (!base)
+        return b ? gq_fail(err, "%s: out of memory", s->f.path) : -1;
+    memcpy(base, b->data, mm * sizeof *base);
+    for (size_t i = 0; i < mm; i++)
+        if (!isfinite(base[i])) {
+            free(base);
+            return gq_fail(err, "%s: down_in_rotation.block holds a NaN or infinity at %zu",
+                           s->f.path, i);
+        }
+    gq_rotation r = {.n = hid, .m = bm, .p = bp, .base = base};
+    snprintf(r.what, sizeof r.what, "stored block of order %d (x) WHT %d", bm, bp);
+    int rc = gq_model_set_down_rotation(m, &r, err);
+    free(base);
+    return rc;
+}
+
 static int take_model(native_src *s, gq_model *m, gq_qcodes *q, gq_error *err)
 {
     const gq_config *c = &m->cfg;
@@ -200,6 +235,8 @@ static int take_model(native_src *s, gq_model *m, gq_qcodes *q, gq_error *err)
     for (int l = 0; l < c->n_layers; l++)
         if (take_block(s, m, l, q, err))
             return -1;
+    if (take_rotation(s, m, err))
+        return -1;
     for (int i = 0; i < s->f.n; i++)
         if (!s->f.t[i].used)
             return gq_fail(err, "%s: unexpected tensor %s", s->f.path, s->f.t[i].name);
