@@ -68,14 +68,14 @@ static void test_groupsize_3M_dry_run(void **state)
     check_dry_run("models/tinystories-3M/tinystories-3M.bin", "groupsize_sweep_3M.json", expect);
 }
 
-/* experiments/activations_sweep.json (tinystories-3M): baseline + 3 weight-only cells +
- * 7 entries x (2 activation widths x 2 scale modes) + 2 KV-cache widths. */
+/* experiments/activations_sweep.json (tinystories-3M): baseline + 4 weight-only cells +
+ * 8 entries x (2 activation widths x 2 scale modes) + 2 KV-cache widths. */
 static void test_activations_sweep_dry_run(void **state)
 {
     (void)state;
     static const char *const expect[] = {
-        ": 34 cells, model tinystories-3M", "[A: int4 sym tensor static max]",
-        "smoothquant+rtn w4 act", "rotate+gptq w4 act",
+        ": 39 cells, model tinystories-3M", "[A: int4 sym tensor static max]",
+        "smoothquant+rtn w4 act", "rotate+gptq w4 act", "affinequant w4 act",
         "[A: int8 sym token dynamic] [KV: int4 sym head]", NULL};
     check_dry_run("models/tinystories-3M/tinystories-3M.bin", "activations_sweep.json", expect);
 }
