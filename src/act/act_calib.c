@@ -61,6 +61,8 @@ static const float *trace_input(const gq_block_trace *t, gq_linear_kind k)
 
 int gq_act_calib_chunk(int n_calib, int ctx)
 {
+    if (ctx <= 0 || n_calib <= 0) /* nothing to calibrate on */
+        return n_calib > 0 ? n_calib : 1;
     int a = ctx, b = GQ_GEMM_ROWS; /* windows per whole tile run: 256 / gcd(ctx, 256) */
     while (b) {
         int t = a % b;
@@ -208,6 +210,8 @@ int gq_act_calibrate_chunked(gq_act_model *am, const gq_model *m, const int *tok
 int gq_act_calibrate(gq_act_model *am, const gq_model *m, const int *tokens, int n_calib,
                      int ctx, gq_error *err)
 {
+    if (!gq_act_model_needs_calibration(am)) /* dynamic scales: no calibration windows */
+        return 0;
     return gq_act_calibrate_chunked(am, m, tokens, n_calib, ctx,
                                     gq_act_calib_chunk(n_calib, ctx), err);
 }

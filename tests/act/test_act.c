@@ -277,6 +277,7 @@ static void test_calibration_chunks_same_bits(void **state)
         assert_int_equal(gq_act_calib_chunk(24, 32), 24);
         assert_int_equal(gq_act_calib_chunk(1000, 2048), 4);
         assert_int_equal(gq_act_calib_chunk(1000, 100), 64); /* 64 x 100 tokens = 25 whole tiles */
+        assert_int_equal(gq_act_calib_chunk(0, 0), 1); /* no windows (dynamic scales only) */
         for (int c = 0; c < 3; c++) {
             assert_int_equal(gq_act_model_init(&am[c], &m.cfg, &a, NULL, &err), 0);
             assert_int_equal(gq_act_calibrate_chunked(&am[c], &m, tok, 24, 32, chunks[c], &err),

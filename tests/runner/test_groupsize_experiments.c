@@ -69,14 +69,15 @@ static void test_groupsize_3M_dry_run(void **state)
     check_dry_run("models/tinystories-3M/tinystories-3M.bin", "groupsize_sweep_3M.json", expect);
 }
 
-/* experiments/activations_sweep.json (tinystories-3M): baseline + 5 weight-only cells +
- * 9 entries x (2 activation widths x 2 scale modes) + 2 KV-cache widths. */
+/* experiments/activations_sweep.json (tinystories-3M): baseline + 6 weight-only cells +
+ * 10 entries x (2 activation widths x 2 scale modes) + 2 KV-cache widths. */
 static void test_activations_sweep_dry_run(void **state)
 {
     (void)state;
     static const char *const expect[] = {
-        ": 44 cells, model tinystories-3M", "[A: int4 sym tensor static max]",
+        ": 49 cells, model tinystories-3M", "[A: int4 sym tensor static max]",
         "smoothquant+rtn w4 act", "rotate+gptq w4 act", "rotate resid+gptq w4 act",
+        "affinequant w4 act",
         "[A: int8 sym token dynamic] [KV: int4 sym head]", NULL};
     check_dry_run("models/tinystories-3M/tinystories-3M.bin", "activations_sweep.json", expect);
 }
