@@ -136,7 +136,8 @@ static void test_round_trips(void **state)
     (void)state;
     test_assets_or_skip();
     static const struct { const char *settings, *group; } cases[] = {
-        {"--method awq --set bits=4 --set group_size=32 --set zero=asym", "32"},
+        {"--method awq --method-set n_grid=5 --method-set clip_grid=5 --set bits=4 "
+         "--set group_size=32 --set zero=asym", "32"},
         {"--method rtn --set bits=4 --set group_size=128 --set zero=asym", "128"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
