@@ -680,6 +680,39 @@ static int write_output(const q_args *a, const gq_quant_plan *plan, const gq_mod
     return a->writer->write(&q, err);
 }
 
+/* Quantizes m: its first blocks only (--stop-after-blocks), block by block into the HF
+ * writer (to_sink), or into the whole model out. */
+static int run_quantize(const q_args *a, gq_quant_plan *plan, const gq_model *m, gq_model *out,
+                        gq_quant_report *rep, bool to_sink, gq_error *err)
+{
+    if (a->stop_after)
+        return quantize_partial(plan, m, (int)a->stop_after, rep, err);
+    return to_sink ? quantize_to_hf(a, plan, m, rep, err)
+                   : gq_quantize_model(m, plan, out, rep, err);
+}
+
+/* write_output with the native file's description (method, calibration, provenance). */
+static int write_described(const q_args *a, const gq_quant_plan *plan, const gq_model *m,
+                           gq_model *out, const gq_quant_report *rep, const calib_choice *cal,
+                           const gq_dataset *ds, const gq_tokenizer *tok,
+                           const char *model_path, const char *tok_path, cli_act *acts,
+                           const char *act_file, gq_error *err)
+{
+    json_t *meta = native_out(a) ? native_meta(a, plan, rep, cal, ds, model_path, tok_path)
+                                 : NULL;
+    int rc = write_output(a, plan, m, out, rep, tok, model_path, acts, act_file, meta, err);
+    json_decref(meta);
+    return rc;
+}
+
+static void args_free(q_args *a)
+{
+    json_decref(a->fmt_params);
+    json_decref(a->method_params);
+    json_decref(a->act.act_params);
+    json_decref(a->act.kv_params);
+}
+
 static int quantize_main(int argc, char **argv, const cli_quantize_writer *writer)
 {
     q_args a;
@@ -687,10 +720,7 @@ static int quantize_main(int argc, char **argv, const cli_quantize_writer *write
     a.writer = writer;
     int prc = parse(argc, argv, &a);
     if (prc != 0) {
-        json_decref(a.fmt_params);
-        json_decref(a.method_params);
-        json_decref(a.act.act_params);
-        json_decref(a.act.kv_params);
+        args_free(&a);
         return prc == 1 ? GQ_EXIT_OK : prc;
     }
     if (a.threads)
@@ -739,22 +769,13 @@ static int quantize_main(int argc, char **argv, const cli_quantize_writer *write
     double t0 = gq_now();
     t_load = t0 - t_load;
     bool to_sink = (gq_model_streamed(&m) && hf_out(&a)) || a.stop_after;
-    if (a.stop_after ? quantize_partial(&plan, &m, (int)a.stop_after, &rep, &err)
-        : to_sink    ? quantize_to_hf(&a, &plan, &m, &rep, &err)
-                     : gq_quantize_model(&m, &plan, &out, &rep, &err))
+    if (run_quantize(&a, &plan, &m, &out, &rep, to_sink, &err))
         goto done;
     have_report = true;
     double secs = gq_now() - t0;
     double t_write = gq_now();
-    json_t *meta = !to_sink && native_out(&a)
-                       ? native_meta(&a, &plan, &rep, &cal, calib_tokens ? &ds : NULL,
-                                     model_path, tok_path)
-                       : NULL;
-    int wrc = to_sink ? 0
-                      : write_output(&a, &plan, &m, &out, &rep, tok, model_path, &acts, act_file,
-                                     meta, &err);
-    json_decref(meta);
-    if (wrc)
+    if (!to_sink && write_described(&a, &plan, &m, &out, &rep, &cal, calib_tokens ? &ds : NULL,
+                                    tok, model_path, tok_path, &acts, act_file, &err))
         goto done;
     t_write = gq_now() - t_write;
     print_result(&a, &m, &plan, &rep, &cal, calib_tokens ? &ds : NULL, model_path, tok_path,
