@@ -119,9 +119,9 @@ static void round_trip(const gq_model *fp, gq_quant_plan *plan, const test_stori
         double p0 = test_stories_ppl(f, &q, 64, 4), p1 = test_stories_ppl(f, &back, 64, 4);
         if (p0 != p1)
             fail_msg("%s: ppl %.17g in memory, %.17g loaded", label, p0, p1);
-        /* equal but both broken (a transform lost on the way, as an online rotation once was)
-         * would pass the comparison: every case here stays within 4x of the fp32 model (int3 GPTQ
-         * on two short windows is the farthest) */
+        /* equal but both broken (a transform lost on the way) would pass the comparison:
+         * every case here stays within 4x of the fp32 model (int3 GPTQ on two short windows is
+         * the farthest) */
         double pf = test_stories_ppl(f, &f->fp, 64, 4);
         if (!(p0 < 4.0 * pf))
             fail_msg("%s %s: ppl %.6g against fp32 %.6g", gq_method_name(plan->method.method),
