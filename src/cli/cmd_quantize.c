@@ -45,8 +45,26 @@ typedef struct {
     bool json;
     cli_act_args act;
     const char *container, *float_type; /* export writers only */
-    const cli_quantize_writer *writer;  /* NULL: quantize's llama2.c checkpoint */
+    const cli_quantize_writer *writer;  /* NULL: quantize's own outputs (--out-format) */
 } q_args;
+
+static const char quantize_about[] =
+    "Quantizes every linear layer of every block with the method and format (the\n"
+    "format's parameters by --set, the method's by --method-set; see gq-bench list).\n"
+    "Embeddings, norms and the classifier stay fp32 unless a rule names them.\n";
+
+static const char quantize_epilog[] =
+    "Output: Q is the native file (safetensors: each quantized tensor's codes as its\n"
+    "format stored them, the rest fp32, JSON metadata naming method, format,\n"
+    "calibration and provenance); --model Q loads it bit for bit. With --out-format\n"
+    "llama2c|hf it holds the reconstructions in fp32 (fake quantization). The report\n"
+    "gives per tensor: format, bits per weight, the relative reconstruction error\n"
+    "||WX - QX||^2 / ||WX||^2 on the calibration inputs of that layer (X from the\n"
+    "method's FP block, W the weights handed to the format), and method metrics.\n"
+    "With --act-* / --kv-* options, Q.act.json beside it holds the activation\n"
+    "and KV-cache settings and the static scales calibrated on the calibration\n"
+    "windows; eval and generate apply them to Q (a Q.act.json left by an\n"
+    "earlier run without them is removed).\n";
 
 static int parse(int argc, char **argv, q_args *a)
 {
@@ -138,21 +156,9 @@ static int parse(int argc, char **argv, q_args *a)
     }
     cli_spec spec = {
         .cmd = w ? w->cmd : CMD,
-        .about = "Quantizes every linear layer of every block with the method and format (the\n"
-                 "format's parameters by --set, the method's by --method-set; see gq-bench list).\n"
-                 "Embeddings, norms and the classifier stay fp32 unless a rule names them.\n",
+        .about = quantize_about,
         CLI_OPTS(opts),
-        .epilog = "Output: Q is the native file (safetensors: each quantized tensor's codes as its\n"
-                  "format stored them, the rest fp32, JSON metadata naming method, format,\n"
-                  "calibration and provenance); --model Q loads it bit for bit. With --out-format\n"
-                  "llama2c|hf it holds the reconstructions in fp32 (fake quantization). The report\n"
-                  "gives per tensor: format, bits per weight, the relative reconstruction error\n"
-                  "||WX - QX||^2 / ||WX||^2 on the calibration inputs of that layer (X from the\n"
-                  "method's FP block, W the weights handed to the format), and method metrics.\n"
-                  "With --act-* / --kv-* options, Q.act.json beside it holds the activation\n"
-                  "and KV-cache settings and the static scales calibrated on the calibration\n"
-                  "windows; eval and generate apply them to Q (a Q.act.json left by an\n"
-                  "earlier run without them is removed).\n"};
+        .epilog = quantize_epilog};
     spec.n_opts = n - 2;
     if (w)
         spec.epilog = w->about;
