@@ -23,6 +23,7 @@
 #include "eval/eval_baseline.h"
 #include "eval/eval_share.h"
 #include "model/gq_forward.h"
+#include "model/gq_stream.h"
 #include "text/gq_tokenizer.h"
 
 #define AUTO_BATCH_LOGIT_BYTES (256u << 20)
@@ -414,9 +415,18 @@ int gq_eval_run(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
 
     size_t w_begin, w_end; /* this rank's windows (all of them unless o->split) */
     gq_eval_share_windows(n_windows, B, o->split, &w_begin, &w_end);
+    /* a streamed model counts blocks (each batch converts all of them), others windows */
+    const bool per_block = gq_model_streamed(m);
+    const long n_batches = (long)((w_end - w_begin + (size_t)B - 1) / (size_t)B);
     gq_progress prog = {0};
-    if (o->progress)
-        gq_progress_start(&prog, "perplexity", (long)(w_end - w_begin));
+    if (o->progress) {
+        if (per_block)
+            gq_progress_start(&prog, "perplexity (blocks)", n_batches * m->cfg.n_layers);
+        else
+            gq_progress_start(&prog, "perplexity", (long)(w_end - w_begin));
+        if (per_block)
+            gq_forward_ws_block_progress(bf.ws, &prog);
+    }
     for (size_t w0 = w_begin; w0 < w_end; w0 += (size_t)B) {
         int nb = (int)(w_end - w0 < (size_t)B ? w_end - w0 : (size_t)B);
         const size_t k0 = w0 * (size_t)per_window;
@@ -434,7 +444,7 @@ int gq_eval_run(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
             goto done;
         score_rows(&bf, &ref, bout, nb, ctx, first, V, k0);
         r->seconds += gq_now() - t;
-        if (o->progress)
+        if (o->progress && !per_block)
             gq_progress_add(&prog, nb);
     }
     if (o->progress)

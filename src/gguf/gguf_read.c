@@ -251,7 +251,7 @@ int gq_gguf_parse(const char *what, const uint8_t *base, size_t size, gq_gguf *g
     g->base = base;
     g->size = size;
     cursor c = {base, base + size, g->path, err};
-    uint64_t n_tensors, n_kv;
+    uint64_t n_tensors = 0, n_kv = 0;
     if (size < 4 || memcmp(base, "GGUF", 4) != 0) {
         gq_fail(err, "%s: not a GGUF file (no \"GGUF\" magic)", g->path);
         goto fail;

@@ -12,6 +12,7 @@
 
 #include "core/gq_fileio.h"
 #include "core/gq_gemm.h"
+#include "core/gq_log.h"
 #include "core/gq_time.h"
 #include "core/gq_vmath.h"
 #include "model/attention_internal.h"
@@ -42,6 +43,7 @@ struct gq_forward_ws {
     int act_T;              /* and its window length */
     double *stage_s;        /* per-stage wall seconds (gq_forward_ws_time_stages) or NULL */
     double stage_t;         /* gq_now() at the previous stage mark */
+    gq_progress *block_progress; /* streamed prefills count blocks here, or NULL */
     /* Operands of the row passes run as products complete rows (gq_rows_done callbacks): */
     const gq_layer *layer;  /* the block being run */
     int rope_T;             /* its window length */
@@ -58,6 +60,11 @@ void gq_forward_ws_time_stages(gq_forward_ws *ws, double *stage_s)
 {
     ws->stage_s = stage_s;
     ws->stage_t = gq_now();
+}
+
+void gq_forward_ws_block_progress(gq_forward_ws *ws, gq_progress *p)
+{
+    ws->block_progress = p;
 }
 
 /* Ends stage s: the wall time since the previous mark goes to it (when timing is on). */
@@ -491,6 +498,8 @@ int gq_forward_prefill(const gq_model *m, const int *tokens, int B, int T, gq_fo
             block_run(m, l, ws->x, B, T, ws, NULL, l > 0,
                       l + 1 < c->n_layers ? m->layers[l + 1].rms_att : m->rms_final);
         gq_block_release(m, l);
+        if (streamed && ws->block_progress)
+            gq_progress_add(ws->block_progress, 1);
     }
     if (c->n_layers == 0 || streamed)
         gq_rmsnorm_eps(ws->xn, ws->x, m->rms_final, N, c->dim, gq_norm_eps(c));

@@ -39,6 +39,11 @@ extern const char *const gq_fwd_stage_names[GQ_FWD_N_STAGES];
  * The marks sit between stages, so the stages' times add up to the prefill's. */
 void gq_forward_ws_time_stages(gq_forward_ws *ws, double *stage_s);
 
+/* While p is non-NULL, a prefill of a streamed model (gq_model_streamed) adds one unit to p
+ * per block it has run: such a batch converts every block from storage and can take minutes. */
+struct gq_progress;
+void gq_forward_ws_block_progress(gq_forward_ws *ws, struct gq_progress *p);
+
 /* logits (B*T, vocab) for tokens (B, T). */
 int gq_forward_prefill(const gq_model *m, const int *tokens, int B, int T, gq_forward_ws *ws,
                        float *logits, gq_error *err);

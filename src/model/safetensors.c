@@ -166,7 +166,7 @@ static int parse_entries(const char *path, json_t *root, const unsigned char *bo
             else if (!(f->metadata = json_dumps(v, JSON_COMPACT)))
                 rc = gq_fail(err, "%s: out of memory", path);
         } else {
-            size_t off[2];
+            size_t off[2] = {0, 0};
             rc = parse_tensor(path, key, v, body, body_n, &f->t[f->n], off, err);
             if (!rc)
                 s[f->n] = (span){off[0], off[1], f->n}, f->n++;
