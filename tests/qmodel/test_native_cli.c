@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "test_eval_cli.h"
 #include "test_support.h"
 
 static char out[65536], errb[16384];
@@ -21,16 +22,10 @@ static char out[65536], errb[16384];
               "--tokenizer assets:models/tinystories-3M/tok512.bin"
 #define TOK "--tokenizer assets:models/tinystories-3M/tok512.bin"
 
+/* eval --json numbers of a model on 4 windows of 64 tokens */
 static void eval_numbers(const char *model, char *buf, size_t n)
 {
-    if (test_run_clif(out, sizeof out, errb, sizeof errb,
-                      "eval --model '%s' " TOK " --data assets:text/tinystories/tinystories_val.txt "
-                      "--ctx 64 --max-windows 4 --json", model) != 0)
-        fail_msg("eval %s: %s", model, errb);
-    const char *p = strstr(out, "\"ppl\":"), *q = strstr(out, "\"mean_nll\":");
-    assert_non_null(p);
-    assert_non_null(q);
-    snprintf(buf, n, "%.28s %.32s", p, q);
+    test_eval_numbers(model, TOK " --ctx 64 --max-windows 4", buf, n);
 }
 
 static long file_bytes(const char *path)
@@ -127,11 +122,7 @@ static void damaged(const char *src, const char *dst, const char *find, const ch
 
 static void expect_eval_refused(const char *model, const char *want)
 {
-    int rc = test_run_clif(out, sizeof out, errb, sizeof errb,
-                           "eval --model '%s' " TOK " --data assets:text/tinystories/"
-                           "tinystories_val.txt --max-windows 1", model);
-    if (rc != 2 || !strstr(errb, want))
-        fail_msg("%s: exit %d, stderr %s (want '%s')", model, rc, errb, want);
+    test_eval_refused(model, TOK " --max-windows 1", want);
 }
 
 static void test_damaged_files(void **state)
