@@ -6,7 +6,7 @@
 #include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
-#include "core/gq_log.h"
+#include "cli/cli_output.h"
 #include "core/gq_threads.h"
 #include "dist/gq_dist.h"
 #include "runner/gq_experiment.h"
@@ -39,7 +39,8 @@ int cmd_run(int argc, char **argv)
 {
     const char *file = NULL;
     gq_run_opts o = {.out_dir = ".", .threads = 0, .jobs = 1, .plots = true, .summary = stdout};
-    bool dry = false, no_plots = false, quiet = false;
+    bool dry = false;
+    cli_output out = {0};
     long threads = 0, jobs = 1;
     cli_list exports = {0};
     const char *shard = NULL;
@@ -61,8 +62,7 @@ int cmd_run(int argc, char **argv)
                 "split among them (for cells whose evaluation dominates)"),
         CLI_OPT("fresh", NULL, CLI_FLAG, &o.fresh,
                 "discard results of a different definition of this experiment"),
-        CLI_OPT("no-plots", NULL, CLI_FLAG, &no_plots, "do not draw charts"),
-        CLI_OPT("quiet", NULL, CLI_FLAG, &quiet, "only warnings and the summary table"),
+        CLI_OUTPUT_OPTS(&out),
         CLI_OPT("export-gguf", "CELL", CLI_LIST, &exports,
                 "also write cell CELL (c001, ...) as results/<name>/CELL.gguf\n"
                 "(run even when journaled; refused up front when GGUF cannot hold it)",
@@ -91,13 +91,11 @@ int cmd_run(int argc, char **argv)
                   "experiment or options, or another run is writing into the same results\n"
                   "directory (nothing was written)\n"};
     CLI_PARSE_OR_RETURN(&spec, argc, argv);
-    o.plots = !no_plots;
+    o.plots = cli_output_apply(&out);
     o.export_gguf = exports.v;
     o.n_export_gguf = exports.n;
     o.threads = (int)threads;
     o.jobs = (int)jobs;
-    if (quiet)
-        gq_log_set_level(GQ_LOG_WARN);
     o.threads = gq_threads_set(o.threads);
     if (o.jobs > o.threads)
         return cli_usage_error("run", "--jobs %d is more than the %d threads", o.jobs, o.threads);
