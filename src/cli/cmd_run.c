@@ -35,6 +35,48 @@ static int run_as_worker(const char *file, const gq_run_opts *o)
     return rc; /* rank 0's status when it stopped before the cells; it said why */
 }
 
+/* The threads, jobs, shard and MPI layout of the parsed options: o->threads becomes the count in
+ * use; combinations that cannot run are usage errors (GQ_EXIT_USAGE, said on stderr). */
+static int check_layout(const char *shard, gq_run_opts *o)
+{
+    o->threads = gq_threads_set(o->threads);
+    if (o->jobs > o->threads)
+        return cli_usage_error("run", "--jobs %d is more than the %d threads", o->jobs,
+                               o->threads);
+    if (shard && parse_shard(shard, o))
+        return GQ_EXIT_USAGE;
+    if (gq_dist_size() > 1 && (shard || o->jobs > 1))
+        return cli_usage_error("run", "%s under mpirun: every rank runs one cell at a time "
+                               "(start more ranks instead)", shard ? "--shard" : "--jobs");
+    if (o->split_eval && gq_dist_size() < 2)
+        return cli_usage_error("run", "--split-eval needs mpirun with 2 ranks or more");
+    return 0;
+}
+
+/* Rank 0 (or the only process): loads the experiment, then prints its cells (--dry-run) or
+ * checks, locks and runs it; the workers of an MPI job are released with the status. */
+static int run_file(const char *file, bool dry, const gq_run_opts *o)
+{
+    gq_experiment e;
+    gq_error err = {{0}};
+    if (gq_experiment_load(file, &e, &err)) {
+        gq_run_release_workers(GQ_EXIT_USAGE);
+        return cli_report("run", &err, GQ_EXIT_USAGE);
+    }
+    int rc = GQ_EXIT_OK, lock = -1;
+    if (dry)
+        gq_experiment_print_cells(&e, stdout);
+    else if (gq_run_check(&e, o, &err) || (lock = gq_run_lock(&e, o, &err)) < 0)
+        rc = cli_report("run", &err, GQ_EXIT_USAGE);
+    else if (gq_run_experiment(&e, o, &err))
+        rc = cli_report("run", &err, GQ_EXIT_FAIL);
+    gq_run_release_workers(rc);
+    if (lock >= 0)
+        close(lock);
+    gq_experiment_free(&e);
+    return rc;
+}
+
 int cmd_run(int argc, char **argv)
 {
     const char *file = NULL;
@@ -96,35 +138,9 @@ int cmd_run(int argc, char **argv)
     o.n_export_gguf = exports.n;
     o.threads = (int)threads;
     o.jobs = (int)jobs;
-    o.threads = gq_threads_set(o.threads);
-    if (o.jobs > o.threads)
-        return cli_usage_error("run", "--jobs %d is more than the %d threads", o.jobs, o.threads);
-    if (shard && parse_shard(shard, &o))
+    if (check_layout(shard, &o))
         return GQ_EXIT_USAGE;
-    if (gq_dist_size() > 1 && (shard || o.jobs > 1))
-        return cli_usage_error("run", "%s under mpirun: every rank runs one cell at a time "
-                               "(start more ranks instead)", shard ? "--shard" : "--jobs");
-    if (o.split_eval && gq_dist_size() < 2)
-        return cli_usage_error("run", "--split-eval needs mpirun with 2 ranks or more");
     if (gq_dist_rank() > 0)
         return run_as_worker(file, &o);
-
-    gq_experiment e;
-    gq_error err = {{0}};
-    if (gq_experiment_load(file, &e, &err)) {
-        gq_run_release_workers(GQ_EXIT_USAGE);
-        return cli_report("run", &err, GQ_EXIT_USAGE);
-    }
-    int rc = GQ_EXIT_OK, lock = -1;
-    if (dry)
-        gq_experiment_print_cells(&e, stdout);
-    else if (gq_run_check(&e, &o, &err) || (lock = gq_run_lock(&e, &o, &err)) < 0)
-        rc = cli_report("run", &err, GQ_EXIT_USAGE);
-    else if (gq_run_experiment(&e, &o, &err))
-        rc = cli_report("run", &err, GQ_EXIT_FAIL);
-    gq_run_release_workers(rc);
-    if (lock >= 0)
-        close(lock);
-    gq_experiment_free(&e);
-    return rc;
+    return run_file(file, dry, &o);
 }
