@@ -153,12 +153,45 @@ static void test_damaged_files(void **state)
     test_remove_dir(dir);
 }
 
+/* `--model DIR` and an experiment's "model": {"path": DIR} where DIR holds the native file as
+ * model.safetensors: the file's numbers; with a config.json beside it, refused as ambiguous. */
+static void test_directory_of_native_file(void **state)
+{
+    (void)state;
+    test_assets_or_skip();
+    char *dir = test_tmpdir("native-dir");
+    char nat[4200], cfg[4200], exp[4200], a[256], b[256];
+    snprintf(nat, sizeof nat, "%s/model.safetensors", dir);
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    snprintf(exp, sizeof exp, "%s.json", dir);
+    quantize("--method rtn --format int --set bits=4 --set group_size=32", "", nat);
+    eval_numbers(nat, a, sizeof a);
+    eval_numbers(dir, b, sizeof b);
+    assert_string_equal(a, b);
+    test_write_textf(exp, "{\"name\": \"native_dir\", \"model\": {\"path\": \"%s\", "
+                          "\"tokenizer\": \"models/tinystories-3M/tok512.bin\"}, \"eval\": "
+                          "{\"text\": \"text/tinystories/tinystories_val.txt\"}, \"methods\": "
+                          "[{\"method\": \"rtn\", \"format\": {\"name\": \"int\"}}]}", dir);
+    if (test_run_clif(out, sizeof out, errb, sizeof errb, "run '%s' --dry-run", exp) != 0)
+        fail_msg("run --dry-run on %s: %s", dir, errb);
+    test_write_text(cfg, "{\"model_type\": \"llama\"}");
+    expect_eval_refused(dir, "ambiguous");
+    assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "run '%s' --dry-run", exp),
+                     2);
+    test_contains_all(errb, "$.model.path", dir, "both config.json and a gq-bench native", NULL);
+    unlink(exp);
+    unlink(cfg);
+    unlink(nat);
+    test_remove_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_native_equals_fake_quant),
         cmocka_unit_test(test_run_on_native),
         cmocka_unit_test(test_damaged_files),
+        cmocka_unit_test(test_directory_of_native_file),
     };
     test_setup_assets();
     return cmocka_run_group_tests(tests, NULL, NULL);
