@@ -74,7 +74,8 @@ static void test_native_equals_fake_quant(void **state)
     test_remove_dir(dir);
 }
 
-/* The baseline row of an experiment on the native file: packed int4 bytes, not fp32's. */
+/* The baseline row of an experiment on the native file: the checkpoint's label, bits per weight
+ * and packed int4 bytes, not fp32's. */
 static void test_run_on_native(void **state)
 {
     (void)state;
@@ -101,6 +102,11 @@ static void test_run_on_native(void **state)
      * file's codes (codes, fp16 scales, uint8 zero points per 8-row set and group), not the
      * 12 MiB of fp32 */
     assert_non_null(strstr(text, ",1867776,"));
+    /* and its row names the checkpoint: series, format, and the codes' bits per weight
+     * (4 + (fp16 scale + 4-bit zero point) / 32) and bytes, not fp32's 32 */
+    assert_non_null(strstr(text, "native_run,baseline,native checkpoint baseline,q,none,"
+                                 "int4 g32 asym,"));
+    assert_non_null(strstr(text, ",4.625,1818624,"));
     free(text);
     char cmd[8600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
