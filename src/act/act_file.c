@@ -45,13 +45,7 @@ int gq_act_save(const gq_act_model *am, const gq_act_cfg *acts, const gq_act_cfg
     json_t *o = json_pack("{s:i, s:s, s:O?, s:O?, s:o}", "gq_act", 1, "checkpoint_sha256", sha,
                           "activations", acts ? acts->canonical : NULL, "kv_cache",
                           kv ? kv->canonical : NULL, "static", static_ranges(am));
-    char *text = o ? json_dumps(o, JSON_INDENT(1) | JSON_REAL_PRECISION(17)) : NULL;
-    json_decref(o);
-    if (!text)
-        return gq_fail(err, "%s: out of memory", path);
-    int rc = gq_write_file_atomic(path, text, strlen(text), err);
-    free(text);
-    return rc;
+    return gq_write_json_atomic(path, o, JSON_INDENT(1) | JSON_REAL_PRECISION(17), err);
 }
 
 /* Every static linear of am gets its ranges from `st`, which names no other tensor. */

@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "core/gq_assets.h"
 #include "core/gq_fileio.h"
+#include "qmodel/gq_qmodel.h"
 
 /* ---- values ---------------------------------------------------------------------------- */
 
@@ -57,12 +58,11 @@ static int check_in(const cli_opt *o, const char *arg, char *path, gq_error *err
     if (stat(path, &st) != 0)
         return gq_fail(err, "--%s %s: cannot open: %s", o->name, path, strerror(errno));
     if (o->kind == CLI_MODEL && S_ISDIR(st.st_mode)) {
-        char cfg[CLI_PATH_MAX + 16];
-        snprintf(cfg, sizeof cfg, "%s/config.json", path);
-        if (!gq_file_exists(cfg))
-            return gq_fail(err, "--%s %s: a directory without config.json (not a Hugging "
-                                "Face model directory)", o->name, path);
-        return 0;
+        char dir[CLI_PATH_MAX]; /* a directory of a native file stands for the file */
+        snprintf(dir, sizeof dir, "%s", path);
+        return gq_model_path_resolve(dir, path, CLI_PATH_MAX, err) ? gq_fail_prefix(err, "--%s",
+                                                                                   o->name)
+                                                                   : 0;
     }
     if (!S_ISREG(st.st_mode))
         return gq_fail(err, "--%s %s: not a regular file%s", o->name, path,

@@ -175,6 +175,102 @@ static void print_text(const eval_args *a, const gq_model *m, const char *model_
                                 : "the whole model in fp32");
 }
 
+/* What eval reads, loaded: the model with its activation quantizers, the text and the
+ * baseline (saved log-probabilities or a second model); and, once run, the baseline to save. */
+typedef struct {
+    char model_path[CLI_PATH_MAX], tok_path[CLI_PATH_MAX];
+    gq_model m, base_model;
+    gq_tokenizer *tok;
+    gq_dataset ds;
+    gq_eval_baseline *base_in, *base_out;
+    cli_act acts;
+} eval_inputs;
+
+/* Fills `in` (zeroed by the caller); on failure err names the file or option. */
+static int load_inputs(const eval_args *a, eval_inputs *in, gq_error *err)
+{
+    if (a->baseline[0] && a->baseline_model[0])
+        return gq_fail(err, "--baseline and --baseline-model are alternatives: give one");
+    if (cli_load_model_stream(a->model, a->tokenizer, gq_stream_mode_parse(a->stream), &in->m,
+                              &in->tok, in->model_path, in->tok_path, sizeof in->model_path,
+                              err) != 0 ||
+        cli_act_attach(&a->act, &in->m, in->model_path, &in->acts, err))
+        return -1;
+    if (a->ctx > in->m.cfg.seq_len)
+        return gq_fail(err, "--ctx %ld exceeds the model's seq_len %d (%s)", a->ctx,
+                       in->m.cfg.seq_len, in->model_path);
+    if (gq_dataset_load(a->data, in->tok, &in->ds, err) != 0 ||
+        (a->baseline[0] && gq_eval_baseline_load(a->baseline, &in->base_in, err) != 0) ||
+        (a->baseline_model[0] &&
+         gq_model_open_any(a->baseline_model, &in->base_model, NULL, err) != 0))
+        return -1;
+    return 0;
+}
+
+static void free_inputs(eval_inputs *in, eval_args *a)
+{
+    gq_eval_baseline_free(in->base_in);
+    gq_eval_baseline_free(in->base_out);
+    gq_dataset_free(&in->ds);
+    gq_tokenizer_free(in->tok);
+    gq_model_free(&in->m);
+    gq_model_free(&in->base_model);
+    cli_act_free(&in->acts, &a->act);
+}
+
+static gq_eval_opts eval_opts(const eval_args *a, const gq_model *m)
+{
+    gq_eval_opts o = gq_eval_opts_default(a->ctx ? (int)a->ctx : m->cfg.seq_len);
+    o.protocol = a->protocol;
+    o.max_windows = a->max_windows;
+    o.batch = (int)a->batch;
+    o.progress = !a->json && gq_dist_rank() == 0;
+    o.split = gq_dist_size() > 1; /* under mpirun: windows shared among the ranks */
+    return o;
+}
+
+/* Rank 0's output: the baseline of --save-baseline, then the report (JSON or text). */
+static int report(const eval_args *a, const eval_inputs *in, const gq_eval_result *r,
+                  gq_error *err)
+{
+    if (in->base_out && gq_eval_baseline_save(in->base_out, a->save_baseline, err) != 0)
+        return -1;
+    cli_model_prov prov;
+    if (cli_model_provenance(in->model_path, in->tok_path, &prov, err) != 0)
+        return -1;
+    if (a->json)
+        print_json(a, in->model_path, in->tok_path, &prov, &in->ds, r, &in->acts);
+    else
+        print_text(a, &in->m, in->model_path, in->tok_path, &prov, &in->ds, r, &in->acts);
+    return 0;
+}
+
+/* Checks the reference against the windows, evaluates and reports; returns the exit status
+ * (GQ_EXIT_USAGE for a reference that does not match, GQ_EXIT_FAIL for a failed run). */
+static int evaluate(const eval_args *a, eval_inputs *in, gq_error *err)
+{
+    gq_eval_reference ref = a->baseline_model[0] ? gq_eval_ref_model(&in->base_model)
+                                                 : gq_eval_ref_stored(in->base_in);
+    gq_eval_opts o = eval_opts(a, &in->m);
+    if (gq_eval_check_ref(&in->m, &in->ds, &o, &ref, err) != 0) {
+        if (a->baseline_model[0])
+            gq_fail_prefix(err, "--baseline-model %s", a->baseline_model);
+        return GQ_EXIT_USAGE;
+    }
+    gq_eval_result r;
+    if (gq_eval_run(&in->m, &in->ds, &o, &ref, a->save_baseline ? &in->base_out : NULL, &r,
+                    err) != 0)
+        return GQ_EXIT_FAIL;
+    if (!isfinite(r.mean_nll)) {
+        gq_fail(err, "%s: the mean NLL is not finite (%g): the model produced NaN or infinite "
+                     "logits", in->model_path, r.mean_nll);
+        return GQ_EXIT_FAIL;
+    }
+    if (gq_dist_rank() > 0) /* rank 0 alone saves and prints the whole result */
+        return GQ_EXIT_OK;
+    return report(a, in, &r, err) ? GQ_EXIT_FAIL : GQ_EXIT_OK;
+}
+
 int cmd_eval(int argc, char **argv)
 {
     eval_args a;
@@ -183,87 +279,12 @@ int cmd_eval(int argc, char **argv)
         return p == 1 ? GQ_EXIT_OK : p;
     if (a.threads > 0)
         gq_threads_set((int)a.threads);
-
     gq_error err = {{0}};
-    char model_path[CLI_PATH_MAX], tok_path[CLI_PATH_MAX];
-
-    int status = GQ_EXIT_USAGE;
-    gq_model m;
-    memset(&m, 0, sizeof m);
-    gq_tokenizer *tok = NULL;
-    gq_dataset ds;
-    memset(&ds, 0, sizeof ds);
-    gq_eval_baseline *base_in = NULL, *base_out = NULL;
-    gq_model base_model;
-    memset(&base_model, 0, sizeof base_model);
-    cli_act acts;
-    memset(&acts, 0, sizeof acts);
-    if (a.baseline[0] && a.baseline_model[0]) {
-        gq_fail(&err, "--baseline and --baseline-model are alternatives: give one");
-        goto fail;
-    }
-    if (cli_load_model_stream(a.model, a.tokenizer, gq_stream_mode_parse(a.stream), &m, &tok,
-                              model_path, tok_path, sizeof model_path, &err) != 0)
-        goto fail;
-    if (cli_act_attach(&a.act, &m, model_path, &acts, &err))
-        goto fail;
-    if (a.ctx > m.cfg.seq_len) {
-        gq_fail(&err, "--ctx %ld exceeds the model's seq_len %d (%s)", a.ctx, m.cfg.seq_len,
-                model_path);
-        goto fail;
-    }
-    if (gq_dataset_load(a.data, tok, &ds, &err) != 0)
-        goto fail;
-    if (a.baseline[0] && gq_eval_baseline_load(a.baseline, &base_in, &err) != 0)
-        goto fail;
-    if (a.baseline_model[0] && gq_model_open_any(a.baseline_model, &base_model, NULL, &err) != 0)
-        goto fail;
-    gq_eval_reference ref = a.baseline_model[0] ? gq_eval_ref_model(&base_model)
-                                                : gq_eval_ref_stored(base_in);
-    gq_eval_opts o = gq_eval_opts_default(a.ctx ? (int)a.ctx : m.cfg.seq_len);
-    o.protocol = a.protocol;
-    o.max_windows = a.max_windows;
-    o.batch = (int)a.batch;
-    o.progress = !a.json && gq_dist_rank() == 0;
-    o.split = gq_dist_size() > 1; /* under mpirun: windows shared among the ranks */
-    if (gq_eval_check_ref(&m, &ds, &o, &ref, &err) != 0) {
-        if (a.baseline_model[0])
-            gq_fail_prefix(&err, "--baseline-model %s", a.baseline_model);
-        goto fail;
-    }
-    gq_eval_result r;
-    status = GQ_EXIT_FAIL;
-    if (gq_eval_run(&m, &ds, &o, &ref, a.save_baseline ? &base_out : NULL, &r, &err) != 0)
-        goto fail;
-    if (!isfinite(r.mean_nll)) {
-        gq_fail(&err, "%s: the mean NLL is not finite (%g): the model produced NaN or infinite "
-                      "logits", model_path, r.mean_nll);
-        goto fail;
-    }
-    if (gq_dist_rank() > 0) { /* rank 0 alone saves and prints the whole result */
-        status = GQ_EXIT_OK;
-        goto done;
-    }
-    if (base_out && gq_eval_baseline_save(base_out, a.save_baseline, &err) != 0)
-        goto fail;
-    cli_model_prov prov;
-    if (cli_model_provenance(model_path, tok_path, &prov, &err) != 0)
-        goto fail;
-    if (a.json)
-        print_json(&a, model_path, tok_path, &prov, &ds, &r, &acts);
-    else
-        print_text(&a, &m, model_path, tok_path, &prov, &ds, &r, &acts);
-    status = GQ_EXIT_OK;
-    goto done;
-fail:
-    cli_report(CMD, &err, status);
-done:
-    gq_eval_baseline_free(base_in);
-    gq_eval_baseline_free(base_out);
-    gq_dataset_free(&ds);
-    gq_tokenizer_free(tok);
-    gq_model_free(&m);
-    gq_model_free(&base_model);
-    cli_act_free(&acts, &a.act);
+    eval_inputs in;
+    memset(&in, 0, sizeof in);
+    int status = load_inputs(&a, &in, &err) ? GQ_EXIT_USAGE : evaluate(&a, &in, &err);
+    if (status != GQ_EXIT_OK)
+        cli_report(CMD, &err, status);
+    free_inputs(&in, &a);
     return status;
 }

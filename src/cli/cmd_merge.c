@@ -3,19 +3,18 @@
 
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
+#include "cli/cli_output.h"
 #include "cli/cmd_decl.h"
-#include "core/gq_log.h"
 #include "runner/gq_run.h"
 
 int cmd_merge(int argc, char **argv)
 {
     const char *dir = NULL, *experiment = NULL;
-    bool no_plots = false, quiet = false;
+    cli_output out = {0};
     const cli_opt opts[] = {
         CLI_OPT("experiment", "FILE", CLI_STR, &experiment,
                 "the experiment file (default: the one the shards recorded)"),
-        CLI_OPT("no-plots", NULL, CLI_FLAG, &no_plots, "do not draw charts"),
-        CLI_OPT("quiet", NULL, CLI_FLAG, &quiet, "only warnings and the summary table"),
+        CLI_OUTPUT_OPTS(&out),
     };
     const cli_spec spec = {
         .cmd = "merge",
@@ -33,11 +32,10 @@ int cmd_merge(int argc, char **argv)
         .pos_required = true,
         .epilog = "exit status: 0 done, 1 writing failed, 2 invalid or incomplete shards\n"};
     CLI_PARSE_OR_RETURN(&spec, argc, argv);
-    if (quiet)
-        gq_log_set_level(GQ_LOG_WARN);
+    const bool plots = cli_output_apply(&out);
     gq_error err = {{0}};
     int usage = 1;
-    if (gq_run_merge(dir, experiment, !no_plots, stdout, &usage, &err))
+    if (gq_run_merge(dir, experiment, plots, stdout, &usage, &err))
         return cli_report("merge", &err, usage ? GQ_EXIT_USAGE : GQ_EXIT_FAIL);
     return GQ_EXIT_OK;
 }

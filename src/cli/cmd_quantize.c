@@ -66,10 +66,11 @@ static const char quantize_epilog[] =
     "windows; eval and generate apply them to Q (a Q.act.json left by an\n"
     "earlier run without them is removed).\n";
 
-static int parse(int argc, char **argv, q_args *a)
+/* The option table, in help order: the model, the method and the formats. */
+static int model_opts(q_args *a, cli_opt *o)
 {
     const cli_quantize_writer *w = a->writer;
-    cli_opt opts[] = {
+    const cli_opt rows[] = {
         CLI_OPT("model", "M", CLI_MODEL, a->model,
                 "llama2.c checkpoint (legacy or version 1), llama GGUF, Hugging Face\n"
                 "model directory (config.json + safetensors; GPTQ/AWQ checkpoints too)\n"
@@ -92,6 +93,15 @@ static int parse(int argc, char **argv, q_args *a)
                 "tensors matching the glob P (\"layers.*.attn.*\", \"classifier\")\n"
                 "use format F, a JSON object {\"name\": ..., params} or \"fp\";\n"
                 "the first matching rule wins", .max = CLI_LIST_MAX),
+    };
+    memcpy(o, rows, sizeof rows);
+    return (int)(sizeof rows / sizeof rows[0]);
+}
+
+/* ... the calibration windows, the evaluation they avoid, propagation, threads. */
+static int calib_opts(q_args *a, cli_opt *o)
+{
+    const cli_opt rows[] = {
         CLI_OPT("calib-data", "D", CLI_ASSET, a->calib,
                 "calibration text (default: TinyStories validation text for\n"
                 "models whose path names \"stories\", WikiText-2 test otherwise)\n"
@@ -116,6 +126,16 @@ static int parse(int argc, char **argv, q_args *a)
                 "(default: the method's reference choice)", .choices = "fp|quantized"),
         CLI_OPT("threads", "N", CLI_INT, &a->threads,
                 "threads (default: OMP_NUM_THREADS or all cores)", .min = 1, .max = 4096),
+    };
+    memcpy(o, rows, sizeof rows);
+    return (int)(sizeof rows / sizeof rows[0]);
+}
+
+/* ... the output and the report. */
+static int output_opts(q_args *a, cli_opt *o)
+{
+    const cli_quantize_writer *w = a->writer;
+    const cli_opt rows[] = {
         CLI_OPT("out", w ? w->out_meta : "Q", CLI_STR, &a->out,
                 "output file (a directory with --out-format hf), written atomically\n"
                 "(checked writable first; methods that leave explicit transforms\n"
@@ -131,7 +151,15 @@ static int parse(int argc, char **argv, q_args *a)
                 "benchmark of a large model: quantize blocks 0..N-1 only, print their\n"
                 "report and times, write nothing (--out is still checked)", .min = 1,
                 .max = 1 << 20),
-        /* quantize only (dropped for export writers) */
+    };
+    memcpy(o, rows, sizeof rows);
+    return (int)(sizeof rows / sizeof rows[0]);
+}
+
+/* ... then quantize's own output formats, */
+static int quantize_only_opts(q_args *a, cli_opt *o)
+{
+    const cli_opt rows[] = {
         CLI_OPT("out-format", "F", CLI_CHOICE, &a->out_format,
                 "native (codes, scales, zero points, permutations and\n"
                 "transforms: lossless; --model loads it), llama2c (fp32\n"
@@ -140,28 +168,38 @@ static int parse(int argc, char **argv, q_args *a)
                 .choices = "native|llama2c|hf"),
         CLI_OPT("dtype", "D", CLI_CHOICE, &a->dtype,
                 "safetensors dtype of --out-format hf", .def = "f32", .choices = "f32|f16|bf16"),
-        /* export writers only (dropped for quantize) */
+    };
+    memcpy(o, rows, sizeof rows);
+    return (int)(sizeof rows / sizeof rows[0]);
+}
+
+/* ... or an export writer's. */
+static int writer_opts(q_args *a, cli_opt *o)
+{
+    const cli_opt rows[] = {
         CLI_OPT("format", "F", CLI_STR, &a->container, "the exported file's format",
                 .required = true),
         CLI_OPT("float-type", "T", CLI_CHOICE, &a->float_type,
                 "how unquantized matrices are stored", .def = "f32",
                 .choices = "f32|f16|bf16"),
     };
-    /* The last four options are two quantize-only, then two writer-only ones: a writer moves
-     * its two over quantize's, and either way the count drops by two. */
-    size_t n = sizeof opts / sizeof opts[0];
-    if (w) {
-        opts[n - 4] = opts[n - 2];
-        opts[n - 3] = opts[n - 1];
-    }
+    memcpy(o, rows, sizeof rows);
+    return (int)(sizeof rows / sizeof rows[0]);
+}
+
+static int parse(int argc, char **argv, q_args *a)
+{
+    cli_opt opts[48]; /* 33 rows today, for quantize and for a writer */
+    int n = model_opts(a, opts);
+    n += calib_opts(a, opts + n);
+    n += output_opts(a, opts + n);
+    n += a->writer ? writer_opts(a, opts + n) : quantize_only_opts(a, opts + n);
     cli_spec spec = {
-        .cmd = w ? w->cmd : CMD,
+        .cmd = a->writer ? a->writer->cmd : CMD,
         .about = quantize_about,
-        CLI_OPTS(opts),
-        .epilog = quantize_epilog};
-    spec.n_opts = n - 2;
-    if (w)
-        spec.epilog = w->about;
+        .opts = opts,
+        .n_opts = n,
+        .epilog = a->writer ? a->writer->about : quantize_epilog};
     return cli_parse(&spec, argc, argv);
 }
 
@@ -719,6 +757,87 @@ static void args_free(q_args *a)
     json_decref(a->act.kv_params);
 }
 
+/* One quantize run, from its plan to the written model (freed by run_free). */
+typedef struct {
+    gq_quant_plan plan;
+    gq_tensor_rule rules[CLI_LIST_MAX];
+    int n_rules;
+    gq_model m, out;
+    gq_tokenizer *tok;
+    gq_dataset ds;
+    gq_quant_report rep;
+    bool have_report;
+    char model_path[CLI_PATH_MAX], tok_path[CLI_PATH_MAX];
+    calib_choice cal;
+    cli_act acts;
+    char act_file[CLI_PATH_MAX + 16];
+    cli_stages stages;
+    double t_start; /* gq_now() before the plan is built: the load time's start */
+} q_run;
+
+/* The plan, the model and tokenizer, the output checks and the calibration windows. Returns
+ * GQ_EXIT_OK when ready, else the exit status (GQ_EXIT_USAGE_PRINTED: already said). */
+static int prepare(const q_args *a, q_run *r, gq_error *err)
+{
+    const cli_quantize_writer *writer = a->writer;
+    if (build_plan(a, &r->plan, r->rules, &r->n_rules, err))
+        return GQ_EXIT_USAGE;
+    gq_stream_mode mode = writer ? GQ_STREAM_OFF : gq_stream_mode_parse(a->stream);
+    if (cli_load_model_stream(a->model, a->tokenizer, mode, &r->m, &r->tok, r->model_path,
+                              r->tok_path, sizeof r->model_path, err) ||
+        cli_act_build(&a->act, &r->m.cfg, true, &r->acts, err) ||
+        check_output(a, &r->m, &r->acts, r->act_file, err) ||
+        (writer && writer->check_plan && writer->check_plan(&r->plan, &r->m.cfg, err)))
+        return GQ_EXIT_USAGE;
+    /* Calibration windows are loaded for every method (RTN too) so that every report measures
+     * reconstruction errors on the same inputs. */
+    int status = load_calibration(a, r->model_path, &r->m, r->tok, &r->ds, &r->cal, &r->plan,
+                                  err);
+    return status == GQ_EXIT_FAIL ? GQ_EXIT_OK : status;
+}
+
+/* Quantizes, writes the output, prints the report and the costs. */
+static int quantize_write(const q_args *a, q_run *r, gq_error *err)
+{
+    double t0 = gq_now(), t_load = t0 - r->t_start;
+    bool to_sink = (gq_model_streamed(&r->m) && hf_out(a)) || a->stop_after;
+    if (run_quantize(a, &r->plan, &r->m, &r->out, &r->rep, to_sink, err))
+        return -1;
+    r->have_report = true;
+    double secs = gq_now() - t0;
+    double t_write = gq_now();
+    const gq_dataset *ds = r->cal.tokens ? &r->ds : NULL;
+    if (!to_sink && write_described(a, &r->plan, &r->m, &r->out, &r->rep, &r->cal, ds, r->tok,
+                                    r->model_path, r->tok_path, &r->acts, r->act_file, err))
+        return -1;
+    t_write = gq_now() - t_write;
+    print_result(a, &r->m, &r->plan, &r->rep, &r->cal, ds, r->model_path, r->tok_path, secs,
+                 &r->acts);
+    if (!a->json)
+        print_costs(&r->stages, &r->m, to_sink, t_load, secs, t_write);
+    return 0;
+}
+
+static void run_free(q_run *r, q_args *a)
+{
+    if (r->have_report)
+        gq_quant_report_free(&r->rep);
+    gq_model_free(&r->out);
+    gq_model_free(&r->m);
+    gq_dataset_free(&r->ds);
+    gq_tokenizer_free(r->tok);
+    free(r->cal.tokens);
+    free(r->cal.offsets);
+    for (int i = 0; i < r->n_rules; i++)
+        gq_tensor_rule_free(&r->rules[i]);
+    gq_quantizer_free(&r->plan.quantizer);
+    if (r->plan.method.method)
+        gq_method_cfg_free(&r->plan.method);
+    json_decref(a->fmt_params);
+    json_decref(a->method_params);
+    cli_act_free(&r->acts, &a->act);
+}
+
 static int quantize_main(int argc, char **argv, const cli_quantize_writer *writer)
 {
     q_args a;
@@ -732,84 +851,20 @@ static int quantize_main(int argc, char **argv, const cli_quantize_writer *write
     if (a.threads)
         gq_threads_set((int)a.threads);
     gq_error err = {{0}};
-    int status = GQ_EXIT_USAGE;
-    gq_quant_plan plan;
-    memset(&plan, 0, sizeof plan);
-    gq_tensor_rule rules[CLI_LIST_MAX];
-    int n_rules = 0;
-    gq_model m = {0}, out = {0};
-    gq_tokenizer *tok = NULL;
-    gq_dataset ds = {0};
-    int *calib_tokens = NULL;
-    gq_quant_report rep = {0};
-    bool have_report = false;
-    char model_path[CLI_PATH_MAX], tok_path[CLI_PATH_MAX];
-    calib_choice cal = {0};
-    cli_act acts = {0};
-    char act_file[CLI_PATH_MAX + 16];
-    gq_act_file_path(a.out, act_file, sizeof act_file);
-
-    cli_stages stages;
-    cli_stages_init(&stages);
-    plan.stages = &stages.sink;
-    double t_load = gq_now();
-    if (build_plan(&a, &plan, rules, &n_rules, &err))
-        goto done;
-    gq_stream_mode mode = writer ? GQ_STREAM_OFF : gq_stream_mode_parse(a.stream);
-    if (cli_load_model_stream(a.model, a.tokenizer, mode, &m, &tok, model_path, tok_path,
-                              sizeof model_path, &err) ||
-        cli_act_build(&a.act, &m.cfg, true, &acts, &err) ||
-        check_output(&a, &m, &acts, act_file, &err) ||
-        (writer && writer->check_plan && writer->check_plan(&plan, &m.cfg, &err)))
-        goto done;
-    /* Calibration windows are loaded for every method (RTN too) so that every report measures
-     * reconstruction errors on the same inputs. */
-    status = load_calibration(&a, model_path, &m, tok, &ds, &cal, &plan, &err);
-    if (status == GQ_EXIT_USAGE_PRINTED) {
+    q_run r;
+    memset(&r, 0, sizeof r);
+    gq_act_file_path(a.out, r.act_file, sizeof r.act_file);
+    cli_stages_init(&r.stages);
+    r.plan.stages = &r.stages.sink;
+    r.t_start = gq_now();
+    int status = prepare(&a, &r, &err);
+    if (status == GQ_EXIT_OK && quantize_write(&a, &r, &err))
+        status = GQ_EXIT_FAIL;
+    if (status == GQ_EXIT_USAGE_PRINTED)
         status = GQ_EXIT_USAGE;
-        goto done_printed;
-    }
-    if (status != GQ_EXIT_FAIL)
-        goto done;
-    calib_tokens = cal.tokens;
-    double t0 = gq_now();
-    t_load = t0 - t_load;
-    bool to_sink = (gq_model_streamed(&m) && hf_out(&a)) || a.stop_after;
-    if (run_quantize(&a, &plan, &m, &out, &rep, to_sink, &err))
-        goto done;
-    have_report = true;
-    double secs = gq_now() - t0;
-    double t_write = gq_now();
-    if (!to_sink && write_described(&a, &plan, &m, &out, &rep, &cal, calib_tokens ? &ds : NULL,
-                                    tok, model_path, tok_path, &acts, act_file, &err))
-        goto done;
-    t_write = gq_now() - t_write;
-    print_result(&a, &m, &plan, &rep, &cal, calib_tokens ? &ds : NULL, model_path, tok_path,
-                 secs, &acts);
-    if (!a.json)
-        print_costs(&stages, &m, to_sink, t_load, secs, t_write);
-    status = GQ_EXIT_OK;
-    goto cleanup;
-done:
-    cli_report(writer ? writer->cmd : CMD, &err, status);
-done_printed:
-cleanup:
-    if (have_report)
-        gq_quant_report_free(&rep);
-    gq_model_free(&out);
-    gq_model_free(&m);
-    gq_dataset_free(&ds);
-    gq_tokenizer_free(tok);
-    free(calib_tokens);
-    free(cal.offsets);
-    for (int i = 0; i < n_rules; i++)
-        gq_tensor_rule_free(&rules[i]);
-    gq_quantizer_free(&plan.quantizer);
-    if (plan.method.method)
-        gq_method_cfg_free(&plan.method);
-    json_decref(a.fmt_params);
-    json_decref(a.method_params);
-    cli_act_free(&acts, &a.act);
+    else if (status != GQ_EXIT_OK)
+        cli_report(writer ? writer->cmd : CMD, &err, status);
+    run_free(&r, &a);
     return status;
 }
 

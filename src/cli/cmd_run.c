@@ -6,7 +6,7 @@
 #include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
-#include "core/gq_log.h"
+#include "cli/cli_output.h"
 #include "core/gq_threads.h"
 #include "dist/gq_dist.h"
 #include "runner/gq_experiment.h"
@@ -35,11 +35,54 @@ static int run_as_worker(const char *file, const gq_run_opts *o)
     return rc; /* rank 0's status when it stopped before the cells; it said why */
 }
 
+/* The threads, jobs, shard and MPI layout of the parsed options: o->threads becomes the count in
+ * use; combinations that cannot run are usage errors (GQ_EXIT_USAGE, said on stderr). */
+static int check_layout(const char *shard, gq_run_opts *o)
+{
+    o->threads = gq_threads_set(o->threads);
+    if (o->jobs > o->threads)
+        return cli_usage_error("run", "--jobs %d is more than the %d threads", o->jobs,
+                               o->threads);
+    if (shard && parse_shard(shard, o))
+        return GQ_EXIT_USAGE;
+    if (gq_dist_size() > 1 && (shard || o->jobs > 1))
+        return cli_usage_error("run", "%s under mpirun: every rank runs one cell at a time "
+                               "(start more ranks instead)", shard ? "--shard" : "--jobs");
+    if (o->split_eval && gq_dist_size() < 2)
+        return cli_usage_error("run", "--split-eval needs mpirun with 2 ranks or more");
+    return 0;
+}
+
+/* Rank 0 (or the only process): loads the experiment, then prints its cells (--dry-run) or
+ * checks, locks and runs it; the workers of an MPI job are released with the status. */
+static int run_file(const char *file, bool dry, const gq_run_opts *o)
+{
+    gq_experiment e;
+    gq_error err = {{0}};
+    if (gq_experiment_load(file, &e, &err)) {
+        gq_run_release_workers(GQ_EXIT_USAGE);
+        return cli_report("run", &err, GQ_EXIT_USAGE);
+    }
+    int rc = GQ_EXIT_OK, lock = -1;
+    if (dry)
+        gq_experiment_print_cells(&e, stdout);
+    else if (gq_run_check(&e, o, &err) || (lock = gq_run_lock(&e, o, &err)) < 0)
+        rc = cli_report("run", &err, GQ_EXIT_USAGE);
+    else if (gq_run_experiment(&e, o, &err))
+        rc = cli_report("run", &err, GQ_EXIT_FAIL);
+    gq_run_release_workers(rc);
+    if (lock >= 0)
+        close(lock);
+    gq_experiment_free(&e);
+    return rc;
+}
+
 int cmd_run(int argc, char **argv)
 {
     const char *file = NULL;
     gq_run_opts o = {.out_dir = ".", .threads = 0, .jobs = 1, .plots = true, .summary = stdout};
-    bool dry = false, no_plots = false, quiet = false;
+    bool dry = false;
+    cli_output out = {0};
     long threads = 0, jobs = 1;
     cli_list exports = {0};
     const char *shard = NULL;
@@ -61,8 +104,7 @@ int cmd_run(int argc, char **argv)
                 "split among them (for cells whose evaluation dominates)"),
         CLI_OPT("fresh", NULL, CLI_FLAG, &o.fresh,
                 "discard results of a different definition of this experiment"),
-        CLI_OPT("no-plots", NULL, CLI_FLAG, &no_plots, "do not draw charts"),
-        CLI_OPT("quiet", NULL, CLI_FLAG, &quiet, "only warnings and the summary table"),
+        CLI_OUTPUT_OPTS(&out),
         CLI_OPT("export-gguf", "CELL", CLI_LIST, &exports,
                 "also write cell CELL (c001, ...) as results/<name>/CELL.gguf\n"
                 "(run even when journaled; refused up front when GGUF cannot hold it)",
@@ -91,42 +133,14 @@ int cmd_run(int argc, char **argv)
                   "experiment or options, or another run is writing into the same results\n"
                   "directory (nothing was written)\n"};
     CLI_PARSE_OR_RETURN(&spec, argc, argv);
-    o.plots = !no_plots;
+    o.plots = cli_output_apply(&out);
     o.export_gguf = exports.v;
     o.n_export_gguf = exports.n;
     o.threads = (int)threads;
     o.jobs = (int)jobs;
-    if (quiet)
-        gq_log_set_level(GQ_LOG_WARN);
-    o.threads = gq_threads_set(o.threads);
-    if (o.jobs > o.threads)
-        return cli_usage_error("run", "--jobs %d is more than the %d threads", o.jobs, o.threads);
-    if (shard && parse_shard(shard, &o))
+    if (check_layout(shard, &o))
         return GQ_EXIT_USAGE;
-    if (gq_dist_size() > 1 && (shard || o.jobs > 1))
-        return cli_usage_error("run", "%s under mpirun: every rank runs one cell at a time "
-                               "(start more ranks instead)", shard ? "--shard" : "--jobs");
-    if (o.split_eval && gq_dist_size() < 2)
-        return cli_usage_error("run", "--split-eval needs mpirun with 2 ranks or more");
     if (gq_dist_rank() > 0)
         return run_as_worker(file, &o);
-
-    gq_experiment e;
-    gq_error err = {{0}};
-    if (gq_experiment_load(file, &e, &err)) {
-        gq_run_release_workers(GQ_EXIT_USAGE);
-        return cli_report("run", &err, GQ_EXIT_USAGE);
-    }
-    int rc = GQ_EXIT_OK, lock = -1;
-    if (dry)
-        gq_experiment_print_cells(&e, stdout);
-    else if (gq_run_check(&e, &o, &err) || (lock = gq_run_lock(&e, &o, &err)) < 0)
-        rc = cli_report("run", &err, GQ_EXIT_USAGE);
-    else if (gq_run_experiment(&e, &o, &err))
-        rc = cli_report("run", &err, GQ_EXIT_FAIL);
-    gq_run_release_workers(rc);
-    if (lock >= 0)
-        close(lock);
-    gq_experiment_free(&e);
-    return rc;
+    return run_file(file, dry, &o);
 }

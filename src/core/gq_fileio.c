@@ -197,6 +197,17 @@ int gq_write_file_atomic(const char *path, const void *data, size_t len, gq_erro
     return gq_tmp_commit(tmp, path, err);
 }
 
+int gq_write_json_atomic(const char *path, json_t *o, size_t flags, gq_error *err)
+{
+    char *text = o ? json_dumps(o, flags) : NULL;
+    json_decref(o);
+    if (!text)
+        return gq_fail(err, "%s: out of memory", path);
+    int rc = gq_write_file_atomic(path, text, strlen(text), err);
+    free(text);
+    return rc;
+}
+
 /* Creates and removes a temporary file in dir: the one test of writability that holds for
  * root (who passes access(W_OK) on a read-only directory) and on read-only file systems. */
 static int probe_dir(const char *opt, const char *path, const char *dir, gq_error *err)

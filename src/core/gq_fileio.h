@@ -4,6 +4,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "core/gq_error.h"
 
 /* Every input file goes through gq_open_input: it opens `path` read-only and refuses anything
@@ -21,6 +23,11 @@ int gq_read_file(const char *path, char **data, size_t *len, gq_error *err);
  * partial one, even if the process is killed mid-write. Every write, the fsync and the close
  * are checked; on failure the temporary is removed and `path` is left as it was. */
 int gq_write_file_atomic(const char *path, const void *data, size_t len, gq_error *err);
+
+/* Serialises `o` with the jansson dump `flags` and writes the text with gq_write_file_atomic.
+ * Takes the caller's reference to o (it is released here), so the result of a json_pack may be
+ * passed directly: a NULL o, like a failed dump, is reported as "<path>: out of memory". */
+int gq_write_json_atomic(const char *path, json_t *o, size_t flags, gq_error *err);
 
 /* An output path must be absent or a regular file: a directory, a symbolic link, a device
  * (/dev/null, /dev/full) or a FIFO is refused (lstat: links are not followed). */

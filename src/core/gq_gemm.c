@@ -182,21 +182,3 @@ void gq_dsyrk_upper_t(int n, int k, double alpha, const double *A, int lda, doub
         }
     }
 }
-
-void gq_dtrsm_lower(int n, int nrhs, const double *L, int ldl, double *X, int ldx)
-{
-    const int tiles = ceil_div(nrhs, GQ_GEMM_TILE_N);
-    if (n <= 0 || nrhs <= 0)
-        return;
-#pragma omp parallel num_threads(team_size(tiles, (double)n * n * nrhs / 2))
-    {
-        gq_blas_single_threaded();
-#pragma omp for schedule(dynamic, 1)
-        for (int t = 0; t < tiles; t++) {
-            const int j0 = t * GQ_GEMM_TILE_N;
-            const int nj = nrhs - j0 < GQ_GEMM_TILE_N ? nrhs - j0 : GQ_GEMM_TILE_N;
-            cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, n, nj,
-                        1.0, L, ldl, X + j0, ldx);
-        }
-    }
-}

@@ -45,10 +45,6 @@ void gq_sgemm_nt_shared(int m, int k, const float *A, int lda, int n_prod, const
 void gq_dsyrk_upper_t(int n, int k, double alpha, const double *A, int lda, double beta,
                       double *C, int ldc);
 
-/* X (n, nrhs) := L^-1 X with L (n, n) lower triangular, non-unit diagonal (cblas_dtrsm Left,
- * Lower, NoTrans, NonUnit, alpha 1); the columns of X are solved in fixed independent blocks. */
-void gq_dtrsm_lower(int n, int nrhs, const double *L, int ldl, double *X, int ldx);
-
 /* Makes the BLAS calls of the calling OpenMP task (thread) single-threaded: its nthreads ICV
  * becomes 1, which an OpenMP OpenBLAS reads before every call (other builds run BLAS on one
  * thread throughout, see gq_threads_set). Call it first thing inside a parallel region that

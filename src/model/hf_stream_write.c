@@ -268,13 +268,7 @@ static int write_index(gq_hf_writer *w, gq_error *err)
     }
     json_t *o = json_pack("{s:{s:I},s:o}", "metadata", "total_size", (json_int_t)total,
                           "weight_map", map);
-    char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(o);
-    if (!text)
-        return gq_fail(err, "%s: out of memory", path);
-    int rc = gq_write_file_atomic(path, text, strlen(text), err);
-    free(text);
-    return rc;
+    return gq_write_json_atomic(path, o, JSON_INDENT(2) | JSON_PRESERVE_ORDER, err);
 }
 
 int gq_hf_writer_finish(gq_hf_writer *w, gq_error *err)

@@ -165,8 +165,11 @@ int gq_model_open_mode(const char *path, gq_stream_mode mode, gq_model *m, gq_qc
 {
     if (q)
         memset(q, 0, sizeof *q);
-    if (gq_native_is(path))
-        return gq_native_load(path, m, q, NULL, err);
+    char file[4200];
+    if (gq_model_path_resolve(path, file, sizeof file, err))
+        return -1;
+    if (gq_native_is(file))
+        return gq_native_load(file, m, q, NULL, err);
     char method[64];
     gq_hf_quant_method(path, method, sizeof method);
     if (strcmp(method, "gptq") == 0 || strcmp(method, "awq") == 0)

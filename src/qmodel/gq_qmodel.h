@@ -99,6 +99,14 @@ int gq_native_add_outer(gq_native_writer *w, const gq_model *m, const gq_quantiz
                         const uint8_t *embd_codes, const gq_quantizer *cls_q,
                         const uint8_t *cls_codes, gq_error *err);
 
+/* A model path as the loaders and the provenance hashes take it. A directory holding a native
+ * model.safetensors and no config.json stands for that file: out gets "<path>/model.safetensors".
+ * A directory with config.json and no native model.safetensors is a Hugging Face (or GPTQ/AWQ)
+ * directory, and any other path a file: out gets path. Refused, with err naming the directory:
+ * one holding both (ambiguous: a native file carries its own configuration, so config.json
+ * would be ignored or contradicted), and one holding neither. */
+int gq_model_path_resolve(const char *path, char *out, size_t n, gq_error *err);
+
 /* Loads a native file (or directory holding model.safetensors); q (optional) receives the
  * codes. *meta (optional) receives the metadata JSON (new reference). */
 int gq_native_load(const char *path, gq_model *m, gq_qcodes *q, json_t **meta, gq_error *err);

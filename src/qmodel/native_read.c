@@ -59,6 +59,29 @@ bool gq_native_is(const char *path)
     return is;
 }
 
+int gq_model_path_resolve(const char *path, char *out, size_t n, gq_error *err)
+{
+    if (!gq_hf_is_dir(path)) {
+        snprintf(out, n, "%s", path);
+        return 0;
+    }
+    char cfg[4200], file[4200];
+    snprintf(cfg, sizeof cfg, "%s/config.json", path);
+    snprintf(file, sizeof file, "%s/model.safetensors", path);
+    const bool hf = gq_file_exists(cfg), native = gq_native_is(file);
+    if (hf && native)
+        return gq_fail(err, "%s: holds both config.json and a gq-bench native model.safetensors "
+                            "(ambiguous: the native file carries its own configuration); give "
+                            "the file %s, or move it out of the Hugging Face directory", path,
+                       file);
+    if (!hf && !native)
+        return gq_fail(err, "%s: a directory without config.json (not a Hugging Face model "
+                            "directory) nor a gq-bench native model.safetensors", path);
+    if (snprintf(out, n, "%s", native ? file : path) >= (int)n)
+        return gq_fail(err, "%s: path too long", path);
+    return 0;
+}
+
 /* Tensor `name` with this dtype and shape (d1 0: one dimension), marked used. */
 static const gq_st_tensor *get(native_src *s, const char *name, gq_st_dtype dtype, int64_t d0,
                                int64_t d1, gq_error *err)

@@ -353,6 +353,7 @@ typedef struct {
     bool logx2;
     bool frontier;   /* points only, joined along each series' Pareto frontier */
     double baseline; /* NaN when absent */
+    const char *baseline_title;
     const ref_line *refs; /* per-channel values beside a group-size chart (n_refs of them) */
     int n_refs;
 } line_ctx;
@@ -417,9 +418,11 @@ static void line_body(FILE *f, const void *vctx)
         fprintf(f, ", %.17g with lines lt %d dashtype 2 title ", L->refs[i].y, L->refs[i].lt);
         gp_quote(f, L->refs[i].name);
     }
-    if (isfinite(L->baseline))
-        fprintf(f, "%s%.17g with lines dashtype 2 lc rgb 'black' title 'unquantized baseline'",
-                L->c->n ? ", " : "", L->baseline);
+    if (isfinite(L->baseline)) {
+        fprintf(f, "%s%.17g with lines dashtype 2 lc rgb 'black' title ", L->c->n ? ", " : "",
+                L->baseline);
+        gp_quote(f, L->baseline_title);
+    }
     fprintf(f, "\n");
 }
 
@@ -429,6 +432,28 @@ static double baseline_ppl(const gq_table *t)
         if (is_baseline(t, r))
             return gq_table_num(t, r, "ppl");
     return NAN;
+}
+
+/* The baseline row's series: "fp32 baseline", or a quantized checkpoint's ("gptq checkpoint
+ * baseline", runner/gq_experiment.h); "baseline" when the row has none. */
+static const char *baseline_series(const gq_table *t)
+{
+    for (size_t r = 0; r < gq_table_n_rows(t); r++) {
+        const char *s = is_baseline(t, r) ? gq_table_str(t, r, "series") : NULL;
+        if (s)
+            return s;
+    }
+    return "baseline";
+}
+
+/* The line charts' title of the baseline: "unquantized baseline" for fp32 weights, else the
+ * checkpoint's series. */
+static const char *baseline_line_title(const gq_table *t)
+{
+    for (size_t r = 0; r < gq_table_n_rows(t); r++)
+        if (is_baseline(t, r) && gq_table_num(t, r, "bpw") < 32.0)
+            return baseline_series(t);
+    return "unquantized baseline";
 }
 
 /* ---- group-wise against per-channel ---- */
@@ -592,7 +617,8 @@ static int ppl_chart(const gq_table *t, const char *gnuplot, const char *dir, co
         snprintf(ylabel, sizeof ylabel, "perplexity (%s protocol, ctx %.0f; error bars: 1 s.e.)",
                  pr ? pr : "?", gq_table_num(t, 0, "ctx"));
         snprintf(png, sizeof png, "%s/%s", dir, file);
-        line_ctx L = {&c, xlabel, ylabel, logx2, strcmp(x, "bpw") == 0, baseline_ppl(t), NULL, 0};
+        line_ctx L = {&c, xlabel, ylabel, logx2, strcmp(x, "bpw") == 0, baseline_ppl(t),
+                      baseline_line_title(t), NULL, 0};
         ref_line *refs = NULL;
         if (strcmp(x, "group_size") == 0) /* per-channel values: dashed, in their method's colour */
             L.n_refs = channel_refs(t, &c, filter_col, filter_val, &refs);
@@ -678,6 +704,8 @@ typedef struct {
     chart size, speed;        /* ppl against bpw and against decode_tok_s, the same series */
     int *lt, *pt;             /* per series: colour (a per-channel series takes its method's) */
     double base_ppl, base_tok_s;
+    const char *base_name; /* the baseline row's series */
+    bool base_fp32;        /* its decode rate is BLAS's on fp32 weights, else packed kernels' */
     const char *title;
 } tradeoff_ctx;
 
@@ -698,12 +726,17 @@ static void tradeoff_panel(FILE *f, const tradeoff_ctx *T, const chart *c, const
         gp_quote(f, c->s[i].name);
         sep = ", ";
     }
-    if (isfinite(T->base_ppl))
-        fprintf(f, "%s%.17g with lines dashtype 2 lc rgb 'black' title 'fp32 baseline'", sep,
-                T->base_ppl);
-    if (c == &T->speed && isfinite(T->base_ppl) && isfinite(T->base_tok_s))
-        fprintf(f, ", $base using 1:2 with points pt 5 ps 1.5 lc rgb 'black' "
-                   "title 'fp32 baseline (BLAS)'");
+    if (isfinite(T->base_ppl)) {
+        fprintf(f, "%s%.17g with lines dashtype 2 lc rgb 'black' title ", sep, T->base_ppl);
+        gp_quote(f, T->base_name);
+    }
+    if (c == &T->speed && isfinite(T->base_ppl) && isfinite(T->base_tok_s)) {
+        char name[160];
+        snprintf(name, sizeof name, "%s (%s)", T->base_name,
+                 T->base_fp32 ? "BLAS" : "packed kernels");
+        fprintf(f, ", $base using 1:2 with points pt 5 ps 1.5 lc rgb 'black' title ");
+        gp_quote(f, name);
+    }
     fprintf(f, "\n");
 }
 
@@ -748,7 +781,7 @@ static int tradeoff_styles(const gq_table *t, tradeoff_ctx *T)
 static int tradeoff_chart(const gq_table *t, const char *gnuplot, const char *dir, int *n_charts,
                           gq_error *err)
 {
-    tradeoff_ctx T = {.base_ppl = NAN, .base_tok_s = NAN};
+    tradeoff_ctx T = {.base_ppl = NAN, .base_tok_s = NAN, .base_name = baseline_series(t)};
     char name[sizeof T.size.s->name];
     int measured = 0;
     for (size_t r = 0; r < gq_table_n_rows(t); r++) {
@@ -757,6 +790,7 @@ static int tradeoff_chart(const gq_table *t, const char *gnuplot, const char *di
         if (is_baseline(t, r)) {
             T.base_ppl = ppl;
             T.base_tok_s = tok_s;
+            T.base_fp32 = !(gq_table_num(t, r, "bpw") < 32.0);
             continue;
         }
         series_name(t, r, "bpw", NULL, name, sizeof name);

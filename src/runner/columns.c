@@ -64,7 +64,7 @@ static json_t *v_experiment(const gq_col_src *s) { return CELL(s) ? text(s->e->n
 static json_t *v_cell(const gq_col_src *s) { return CELL(s) ? text(s->c->id) : NULL; }
 static json_t *v_series(const gq_col_src *s)
 {
-    return !CELL(s) ? NULL : text(QUANT(s) ? s->e->methods[s->c->entry].label : "fp32 baseline");
+    return !CELL(s) ? NULL : text(QUANT(s) ? s->e->methods[s->c->entry].label : s->e->base_series);
 }
 static json_t *v_model(const gq_col_src *s) { return CELL(s) ? text(s->e->model_label) : NULL; }
 static json_t *v_method(const gq_col_src *s) { return CELL(s) ? text(s->c->method_name) : NULL; }
@@ -136,14 +136,14 @@ static json_t *v_kv_bits(const gq_col_src *s)
 }
 static json_t *v_kv_format(const gq_col_src *s) { return act_text(s->r->kv, kv_format); }
 
-/* Sizes and stage times: the quantization report, or the fp32 baseline's. */
+/* Sizes and stage times: the quantization report, or the baseline's (experiment.h). */
 #define REP(s) ((s)->r->report)
 static json_t *v_bpw(const gq_col_src *s)
 {
     if (!CELL(s))
         return NULL;
     if (!REP(s))
-        return json_real(32.0);
+        return json_real(s->e->base_bpw);
     return REP(s)->linear_weights
                ? real(8.0 * (double)REP(s)->linear_bytes / (double)REP(s)->linear_weights)
                : NULL;
@@ -152,15 +152,16 @@ static json_t *v_linear_bytes(const gq_col_src *s)
 {
     if (!CELL(s))
         return NULL;
-    return integer((long long)(REP(s) ? REP(s)->linear_bytes
-                                      : gq_runner_fp32_linear_bytes(&s->e->cfg)));
+    return integer((long long)(REP(s) ? REP(s)->linear_bytes : s->e->base_linear_bytes));
 }
 static json_t *v_model_bytes(const gq_col_src *s)
 {
     if (!CELL(s))
         return NULL;
     return integer((long long)(REP(s) ? REP(s)->model_bytes
-                                      : gq_model_param_count(&s->e->cfg) * 4));
+                                      : gq_model_param_count(&s->e->cfg) * 4 -
+                                            gq_runner_fp32_linear_bytes(&s->e->cfg) +
+                                            s->e->base_linear_bytes));
 }
 static int quantized_count(const gq_quant_report *q)
 {

@@ -497,7 +497,7 @@ static int load_inner(gq_experiment *e, gq_error *err)
         set_name(e, root, err) || parse_model(e, root, err) || parse_sections(e, root, err) ||
         parse_methods(e, root, err) || parse_overrides(e, root, err))
         return -1;
-    if (gq_runner_model_config(e, &e->cfg, err) || check_contexts(e, err) ||
+    if (gq_runner_model_describe(e, err) || check_contexts(e, err) ||
         gq_exp_check_inputs(e, err) || gq_sweep_expand(e, err))
         return -1;
     if ((e->model_path[0] && gq_model_hashes(e->model_path, e->model_config_sha256,
@@ -604,7 +604,7 @@ void gq_experiment_print_cells(const gq_experiment *e, FILE *f)
         char act[256] = "";
         cell_act_label(c, act, sizeof act);
         fprintf(f, "%-9s %-22s %-8s %-26s %-8s %-9s %s%s\n", c->id,
-                c->entry < 0 ? "fp32 baseline" : e->methods[c->entry].label, c->method_name,
+                c->entry < 0 ? e->base_series : e->methods[c->entry].label, c->method_name,
                 c->format_label, nc, cc, c->sweep, act);
     }
 }

@@ -136,6 +136,13 @@ typedef struct gq_experiment {
     /* sha256 of an HF model directory's config.json ("" for a llama2.c file); model_sha256 is
      * then one hash over its weight files in index order (gq_model_hashes) */
     char model_config_sha256[65];
+    /* The baseline row's weights, read with the configuration: the fp32 model ("fp32
+     * baseline", "fp32", 32 bpw), or a quantized checkpoint's block linears as their codes hold
+     * them ("gptq checkpoint baseline", their format label or "mixed", bits per weight of
+     * codes and float linears; tensors outside the block linears load as fp32). */
+    char base_series[64], base_format[96];
+    double base_bpw;
+    size_t base_linear_bytes;
 
     gq_exp_eval eval;
     char eval_path[GQ_EXP_PATH]; /* eval.text resolved */

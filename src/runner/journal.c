@@ -211,14 +211,7 @@ int gq_journal_open(const char *results_dir, const gq_experiment *e, bool fresh,
     key_path(j->dir, kp, sizeof kp);
     if (!key_needs_writing(kp, e->key))
         return 0;
-    json_t *k = key_json(e);
-    char *s = k ? json_dumps(k, FILE_DUMP) : NULL;
-    json_decref(k);
-    if (!s)
-        return gq_fail(err, "%s: out of memory", kp);
-    int rc = gq_write_file_atomic(kp, s, strlen(s), err);
-    free(s);
-    return rc;
+    return gq_write_json_atomic(kp, key_json(e), FILE_DUMP, err);
 }
 
 static void cell_path(const gq_journal *j, const char *id, char *out, size_t n)

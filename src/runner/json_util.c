@@ -9,6 +9,7 @@
 
 #include "core/gq_assets.h"
 #include "core/gq_fileio.h"
+#include "qmodel/gq_qmodel.h"
 
 int ju_check_keys(const json_t *obj, const char *path, const char *const *allowed, gq_error *err)
 {
@@ -63,12 +64,9 @@ int ju_resolve_model(const char *name, const char *path, char *out, size_t n, gq
         return gq_fail_prefix(err, "%s", path);
     struct stat st;
     if (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) {
-        char cfg[4200];
-        snprintf(cfg, sizeof cfg, "%s/config.json", out);
-        if (!gq_file_exists(cfg))
-            return gq_fail(err, "%s: %s: a directory without config.json (not a Hugging Face "
-                                "model directory)", path, out);
-        return 0;
+        char dir[4200]; /* a directory of a native file stands for the file */
+        snprintf(dir, sizeof dir, "%s", out);
+        return gq_model_path_resolve(dir, out, n, err) ? gq_fail_prefix(err, "%s", path) : 0;
     }
     return ju_resolve(name, path, out, n, err);
 }

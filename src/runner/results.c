@@ -137,7 +137,7 @@ static gq_table *cell_table(const gq_experiment *e, const gq_cell *c, json_t *re
     json_t *a = t->attrs;
     bad |= set_text(a, "cell", c->id) != 0;
     bad |= set_text(a, "series",
-                    c->entry < 0 ? "fp32 baseline" : e->methods[c->entry].label) != 0;
+                    c->entry < 0 ? e->base_series : e->methods[c->entry].label) != 0;
     bad |= set_text(a, "sweep", c->sweep) != 0;
     if (c->method)
         bad |= json_object_set(a, "method", c->method) != 0;
@@ -176,6 +176,7 @@ static void kl_reference_text(const gq_table *t, char *out, size_t n)
 static void throughput_text(const gq_experiment *e, char *out, size_t n)
 {
     const gq_exp_throughput *t = &e->throughput;
+    const bool ckpt = e->base_bpw < 32.0; /* the baseline is a quantized checkpoint */
     if (!t->enabled) {
         snprintf(out, n, "throughput not measured ($.throughput.enabled false)");
         return;
@@ -187,15 +188,18 @@ static void throughput_text(const gq_experiment *e, char *out, size_t n)
              "count, measured while no other cell runs (--jobs: the other cells wait); the "
              "quantized model's block linears packed in the cell's format (decode on int8 "
              "activations where the format has an int8 kernel, prefill dequantized tiles + "
-             "sgemm), embeddings and classifier fp32; the baseline: fp32 products through BLAS; "
-             "packed_bytes: packed linears (codes, scales, zero points), the baseline's fp32 "
+             "sgemm), embeddings and classifier fp32; the baseline: %s; "
+             "packed_bytes: packed linears (codes, scales, zero points), the baseline's %s "
              "block linears; each of decode and prefill repeated in rounds until at least %d "
              "rounds were done and their median came within %.0f%% of the best "
              "(throughput_steady 1) or %d rounds were done (throughput_steady 0: disturbed), "
              "the best round reported, *_median and *_min the spread, load_avg the 1-minute "
              "load average after the measurement",
              t->decode_tokens, GQ_TP_WARMUP, GQ_TP_WARMUP + t->decode_tokens - 1, GQ_TP_WARMUP,
-             t->prefill_tokens, t->reps, GQ_STEADY_MIN_ROUNDS, 100.0 * GQ_STEADY_TOL,
+             t->prefill_tokens, t->reps,
+             ckpt ? "its checkpoint's block linears packed from their codes"
+                  : "fp32 products through BLAS",
+             ckpt ? "packed" : "fp32", GQ_STEADY_MIN_ROUNDS, 100.0 * GQ_STEADY_TOL,
              GQ_STEADY_MAX_ROUNDS);
 }
 
@@ -321,7 +325,7 @@ static void print_summary(const gq_experiment *e, const gq_table *t, FILE *f)
                 e->calib_path, e->calib_sha256, e->calib.n_calib, e->calib.calib_ctx);
     char klref[256];
     kl_reference_text(t, klref, sizeof klref);
-    fprintf(f, "kl_div: nats/token vs the fp32 baseline on the same windows; top1_pct: %% argmax "
+    fprintf(f, "kl_div: nats/token vs the baseline on the same windows; top1_pct: %% argmax "
                "agreement; %s; bpw: bits per weight of the quantized linears; times in "
                "seconds\n", klref);
     char tp[2048];

@@ -32,8 +32,9 @@ int gq_runner_model_open(const gq_experiment *e, gq_model *m, gq_error *err);
  * other models). */
 int gq_runner_model_open_codes(const gq_experiment *e, gq_model *m, gq_qcodes *q,
                                gq_error *err);
-/* Only its configuration (cheap: maps the file or generates the model once). */
-int gq_runner_model_config(const gq_experiment *e, gq_config *cfg, gq_error *err);
+/* Its configuration into e->cfg and its baseline's weights into e->base_* (cheap: maps the file
+ * or generates the model once). */
+int gq_runner_model_describe(gq_experiment *e, gq_error *err);
 /* Loads the shared objects of $.plugins (exp_plugins.c) into e->plugins. */
 int gq_exp_load_plugins(gq_experiment *e, json_t *root, gq_error *err);
 

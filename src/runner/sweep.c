@@ -629,7 +629,7 @@ int gq_sweep_expand(gq_experiment *e, gq_error *err)
     base.axes = json_object();
     base.sweep = strdup("");
     base.method_name = "none";
-    snprintf(base.format_label, sizeof base.format_label, "fp32");
+    snprintf(base.format_label, sizeof base.format_label, "%s", e->base_format);
     if (!base.axes || !base.sweep) {
         gq_cell_release(&base);
         return gq_fail(err, "$.sweep: out of memory");

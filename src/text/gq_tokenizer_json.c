@@ -186,13 +186,7 @@ static int save_llama2c(const gq_tokenizer *t, const char *path, gq_error *err)
     if (root && model)
         json_object_set(root, "model", model);
     json_decref(model);
-    char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
-    json_decref(root);
-    if (!text)
-        return gq_fail(err, "%s: out of memory", path);
-    int rc = gq_write_file_atomic(path, text, strlen(text), err);
-    free(text);
-    return rc;
+    return gq_write_json_atomic(path, root, JSON_COMPACT, err);
 }
 
 int gq_tokenizer_save_json(const gq_tokenizer *t, const char *path, gq_error *err)

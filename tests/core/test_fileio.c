@@ -105,6 +105,33 @@ static void test_disk_full_leaves_no_file(void **state)
     test_tmpfs_free(dir);
 }
 
+/* The JSON helper writes exactly the dump of its object with the given flags, releases the
+ * object on every path (ASan sees a leak otherwise) and names the path when it has nothing. */
+static void test_json_written_atomically(void **state)
+{
+    (void)state;
+    gq_error err = {{0}};
+    char *dir = test_tmpdir("fileio_json");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/out.json", dir);
+    json_t *o = json_pack("{s:i,s:[s,f]}", "b", 1, "a", "x", 0.5);
+    char *want = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    assert_int_equal(gq_write_json_atomic(path, o, JSON_INDENT(2) | JSON_PRESERVE_ORDER, &err), 0);
+    size_t n;
+    char *got = test_read_file(path, &n);
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(got, want, n);
+    free(got);
+    free(want);
+    assert_int_equal(gq_write_json_atomic(path, NULL, JSON_COMPACT, &err), -1);
+    assert_non_null(strstr(err.msg, path));
+    assert_non_null(strstr(err.msg, "out of memory"));
+    assert_int_equal(gq_write_json_atomic("/dev/null", json_pack("{s:i}", "k", 1), 0, &err), -1);
+    assert_non_null(strstr(err.msg, "a device"));
+    assert_int_equal(test_dir_count(dir, NULL), 1); /* out.json only, no temporary */
+    test_remove_dir(dir);
+}
+
 static void test_read_only_directory(void **state)
 {
     (void)state;
@@ -134,6 +161,7 @@ int main(void)
         cmocka_unit_test(test_planted_temporary_is_not_followed),
         cmocka_unit_test(test_disk_full_leaves_no_file),
         cmocka_unit_test(test_read_only_directory),
+        cmocka_unit_test(test_json_written_atomically),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "gguf/gq_gguf_model.h"
+#include "fuzz_model.h"
 #include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -15,18 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     gq_model m;
     gq_gguf_weights w;
-    if (gq_gguf_model_from(&g, &m, &w, &err) == 0) {
-        volatile float sum = 0.0f;
-        const gq_config *c = &m.cfg;
-        for (int l = 0; l < c->n_layers; l++)
-            for (int k = 0; k < GQ_N_LINEAR; k++) {
-                int rows, cols;
-                gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
-                sum += m.layers[l].w[k][(size_t)rows * cols - 1];
-            }
-        sum += m.wcls[(size_t)c->vocab_size * c->dim - 1] + m.rms_final[c->dim - 1];
-        (void)sum;
-    }
+    if (gq_gguf_model_from(&g, &m, &w, &err) == 0)
+        fuzz_read_model(&m);
     gq_model_free(&m);
     gq_gguf_weights_free(&w);
     err.msg[0] = '\0';

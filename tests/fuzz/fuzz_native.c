@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "qmodel/gq_qmodel.h"
+#include "fuzz_model.h"
 #include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -14,16 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     gq_qcodes q;
     gq_error err = {{0}};
     if (gq_native_load(path, &m, &q, NULL, &err) == 0) {
-        volatile float sum = 0.0f;
-        const gq_config *c = &m.cfg;
-        for (int l = 0; l < c->n_layers; l++)
-            for (int k = 0; k < GQ_N_LINEAR; k++) {
-                int rows, cols;
-                gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
-                sum += m.layers[l].w[k][(size_t)rows * cols - 1];
-            }
-        sum += m.wcls[(size_t)c->vocab_size * c->dim - 1] + m.rms_final[c->dim - 1];
-        (void)sum;
+        fuzz_read_model(&m);
         gq_qcodes_free(&q);
         gq_model_free(&m);
     }

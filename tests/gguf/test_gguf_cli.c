@@ -12,22 +12,17 @@
 
 #include <cmocka.h>
 
+#include "test_eval_cli.h"
 #include "test_support.h"
 
 static char out[65536], errb[16384];
 
-/* The "ppl" and "mean_nll" members of eval --json, as printed (17 digits). */
+/* eval --json numbers of a model on 4 windows of 128 tokens; `extra` names its tokenizer */
 static void eval_numbers(const char *model, const char *extra, char *buf, size_t n)
 {
-    int rc = test_run_clif(out, sizeof out, errb, sizeof errb,
-                           "eval --model '%s' %s --data assets:text/tinystories/tinystories_val.txt "
-                           "--ctx 128 --max-windows 4 --json", model, extra);
-    if (rc != 0)
-        fail_msg("eval %s: %s", model, errb);
-    const char *p = strstr(out, "\"ppl\":"), *q = strstr(out, "\"mean_nll\":");
-    assert_non_null(p);
-    assert_non_null(q);
-    snprintf(buf, n, "%.28s %.32s", p, q);
+    char args[1024];
+    snprintf(args, sizeof args, "%s --ctx 128 --max-windows 4", extra);
+    test_eval_numbers(model, args, buf, n);
 }
 
 static void test_eval_f32_gguf_equals_checkpoint(void **state)

@@ -143,16 +143,9 @@ static const char *const int8 = "{\"name\": \"int\", \"bits\": 8, \"group_size\"
 static void test_pipeline_keeps_function(void **state)
 {
     TEST_STORIES_OR_SKIP(f);
-    gq_tensor_rule keep;
-    memset(&keep, 0, sizeof keep);
-    keep.pattern = (char *)"layers.*";
-    keep.keep_fp = true;
     gq_model q;
     gq_quant_report rep;
-    gq_error err;
-    if (test_quantize(f, "rotate,rtn", NULL, int4, &keep, GQ_PROPAGATE_METHOD_DEFAULT, &q, &rep,
-                      &err))
-        fail_msg("%s", err.msg);
+    test_quantize_keep_fp(f, "rotate,rtn", NULL, int4, "layers.*", &q, &rep);
     expect_same_logits(&f->fp, &q, f->ds.tokens, 64);
     const gq_config *c = &f->fp.cfg;
     const size_t cls = (size_t)c->vocab_size * c->dim;

@@ -26,16 +26,9 @@ static const char *const int4 = "{\"name\": \"int\", \"bits\": 4, \"group_size\"
 /* The FP model smoothed with alpha: the chain smoothquant+rtn with every linear kept FP. */
 static void smoothed(const test_stories *f, const char *alpha_set, gq_model *out)
 {
-    gq_tensor_rule keep;
-    memset(&keep, 0, sizeof keep);
-    keep.pattern = (char *)"layers.*";
-    keep.keep_fp = true;
     const char *const sets[] = {alpha_set, NULL};
     gq_quant_report rep;
-    gq_error err;
-    if (test_quantize(f, "smoothquant,rtn", sets, int4, &keep, GQ_PROPAGATE_METHOD_DEFAULT, out,
-                      &rep, &err))
-        fail_msg("%s", err.msg);
+    test_quantize_keep_fp(f, "smoothquant,rtn", sets, int4, "layers.*", out, &rep);
     gq_quant_report_free(&rep);
 }
 

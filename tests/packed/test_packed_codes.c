@@ -256,15 +256,9 @@ static void test_affinequant(void **state)
 static void test_rule_keeps_fp(void **state)
 {
     TEST_STORIES_OR_SKIP(f);
-    gq_tensor_rule rule;
-    memset(&rule, 0, sizeof rule);
-    rule.pattern = (char *)"layers.1.mlp.*";
-    rule.keep_fp = true;
     gq_model out;
     gq_quant_report rep;
-    gq_error err;
-    assert_int_equal(test_quantize(f, "rtn", NULL, packed_formats[3], &rule,
-                                   GQ_PROPAGATE_METHOD_DEFAULT, &out, &rep, &err), 0);
+    test_quantize_keep_fp(f, "rtn", NULL, packed_formats[3], "layers.1.mlp.*", &out, &rep);
     for (int k = 0; k < GQ_N_LINEAR; k++) {
         bool mlp = k == GQ_LIN_GATE || k == GQ_LIN_UP || k == GQ_LIN_DOWN;
         assert_true((rep.linear_codes[GQ_N_LINEAR + k] == NULL) == mlp);

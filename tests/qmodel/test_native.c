@@ -215,11 +215,65 @@ static void test_formats_3m(void **state)
     gq_model_free(&fp);
 }
 
+/* A directory holding a native model.safetensors and no config.json stands for that file
+ * (the same model and codes); with a config.json beside it the directory is ambiguous, and
+ * with neither it is no model: both refused naming the directory. */
+static void test_directory_of_native_file(void **state)
+{
+    TEST_STORIES_OR_SKIP(f);
+    gq_quant_plan plan;
+    test_plan_init("rtn", NULL, INT4_G32, &plan);
+    plan.calib_tokens = f->calib;
+    plan.n_calib = f->n_calib;
+    plan.calib_ctx = f->calib_ctx;
+    gq_model q, from_file, from_dir, none;
+    gq_quant_report rep;
+    gq_qcodes qc_file, qc_dir;
+    gq_error err = {{0}};
+    if (gq_quantize_model(&f->fp, &plan, &q, &rep, &err))
+        fail_msg("%s", err.msg);
+    char file[4200], cfg[4200], got[4200];
+    char *dir = test_tmpdir_file("native-dir", "model.safetensors", file, sizeof file);
+    if (gq_native_save_quantized(file, &plan, &q, &rep, json_object(), &err))
+        fail_msg("save: %s", err.msg);
+    assert_int_equal(gq_model_path_resolve(dir, got, sizeof got, &err), 0);
+    assert_string_equal(got, file);
+    if (gq_model_open_any(dir, &from_dir, &qc_dir, &err))
+        fail_msg("%s: %s", dir, err.msg);
+    assert_int_equal(gq_model_open_any(file, &from_file, &qc_file, &err), 0);
+    assert_models_equal(&from_file, &from_dir);
+    assert_codes(&from_dir, &qc_dir, &rep, &plan.quantizer);
+
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    test_write_text(cfg, "{\"model_type\": \"llama\"}");
+    assert_int_equal(gq_model_open_any(dir, &none, NULL, &err), -1);
+    test_contains_all(err.msg, dir, "both config.json and a gq-bench native model.safetensors",
+                      "ambiguous", NULL);
+    assert_int_equal(gq_model_path_resolve(dir, got, sizeof got, &err), -1);
+    unlink(file); /* config.json alone: a Hugging Face directory, the path unchanged */
+    assert_int_equal(gq_model_path_resolve(dir, got, sizeof got, &err), 0);
+    assert_string_equal(got, dir);
+    unlink(cfg);
+    assert_int_equal(gq_model_path_resolve(dir, got, sizeof got, &err), -1);
+    test_contains_all(err.msg, dir, "without config.json", "nor a gq-bench native", NULL);
+
+    gq_qcodes_free(&qc_dir);
+    gq_qcodes_free(&qc_file);
+    gq_model_free(&from_dir);
+    gq_model_free(&from_file);
+    gq_model_free(&q);
+    gq_quant_report_free(&rep);
+    gq_quantizer_free(&plan.quantizer);
+    gq_method_cfg_free(&plan.method);
+    test_remove_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_methods_stories),
         cmocka_unit_test(test_formats_3m),
+        cmocka_unit_test(test_directory_of_native_file),
     };
     test_setup_assets();
     return cmocka_run_group_tests(tests, setup, test_stories_teardown);

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "test_eval_cli.h"
 #include "test_support.h"
 
 static char out[65536], errb[16384];
@@ -21,16 +22,10 @@ static char out[65536], errb[16384];
               "--tokenizer assets:models/tinystories-3M/tok512.bin"
 #define TOK "--tokenizer assets:models/tinystories-3M/tok512.bin"
 
+/* eval --json numbers of a model on 4 windows of 64 tokens */
 static void eval_numbers(const char *model, char *buf, size_t n)
 {
-    if (test_run_clif(out, sizeof out, errb, sizeof errb,
-                      "eval --model '%s' " TOK " --data assets:text/tinystories/tinystories_val.txt "
-                      "--ctx 64 --max-windows 4 --json", model) != 0)
-        fail_msg("eval %s: %s", model, errb);
-    const char *p = strstr(out, "\"ppl\":"), *q = strstr(out, "\"mean_nll\":");
-    assert_non_null(p);
-    assert_non_null(q);
-    snprintf(buf, n, "%.28s %.32s", p, q);
+    test_eval_numbers(model, TOK " --ctx 64 --max-windows 4", buf, n);
 }
 
 static long file_bytes(const char *path)
@@ -79,7 +74,8 @@ static void test_native_equals_fake_quant(void **state)
     test_remove_dir(dir);
 }
 
-/* The baseline row of an experiment on the native file: packed int4 bytes, not fp32's. */
+/* The baseline row of an experiment on the native file: the checkpoint's label, bits per weight
+ * and packed int4 bytes, not fp32's. */
 static void test_run_on_native(void **state)
 {
     (void)state;
@@ -106,6 +102,11 @@ static void test_run_on_native(void **state)
      * file's codes (codes, fp16 scales, uint8 zero points per 8-row set and group), not the
      * 12 MiB of fp32 */
     assert_non_null(strstr(text, ",1867776,"));
+    /* and its row names the checkpoint: series, format, and the codes' bits per weight
+     * (4 + (fp16 scale + 4-bit zero point) / 32) and bytes, not fp32's 32 */
+    assert_non_null(strstr(text, "native_run,baseline,native checkpoint baseline,q,none,"
+                                 "int4 g32 asym,"));
+    assert_non_null(strstr(text, ",4.625,1818624,"));
     free(text);
     char cmd[8600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -127,11 +128,7 @@ static void damaged(const char *src, const char *dst, const char *find, const ch
 
 static void expect_eval_refused(const char *model, const char *want)
 {
-    int rc = test_run_clif(out, sizeof out, errb, sizeof errb,
-                           "eval --model '%s' " TOK " --data assets:text/tinystories/"
-                           "tinystories_val.txt --max-windows 1", model);
-    if (rc != 2 || !strstr(errb, want))
-        fail_msg("%s: exit %d, stderr %s (want '%s')", model, rc, errb, want);
+    test_eval_refused(model, TOK " --max-windows 1", want);
 }
 
 static void test_damaged_files(void **state)
@@ -162,12 +159,45 @@ static void test_damaged_files(void **state)
     test_remove_dir(dir);
 }
 
+/* `--model DIR` and an experiment's "model": {"path": DIR} where DIR holds the native file as
+ * model.safetensors: the file's numbers; with a config.json beside it, refused as ambiguous. */
+static void test_directory_of_native_file(void **state)
+{
+    (void)state;
+    test_assets_or_skip();
+    char *dir = test_tmpdir("native-dir");
+    char nat[4200], cfg[4200], exp[4200], a[256], b[256];
+    snprintf(nat, sizeof nat, "%s/model.safetensors", dir);
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    snprintf(exp, sizeof exp, "%s.json", dir);
+    quantize("--method rtn --format int --set bits=4 --set group_size=32", "", nat);
+    eval_numbers(nat, a, sizeof a);
+    eval_numbers(dir, b, sizeof b);
+    assert_string_equal(a, b);
+    test_write_textf(exp, "{\"name\": \"native_dir\", \"model\": {\"path\": \"%s\", "
+                          "\"tokenizer\": \"models/tinystories-3M/tok512.bin\"}, \"eval\": "
+                          "{\"text\": \"text/tinystories/tinystories_val.txt\"}, \"methods\": "
+                          "[{\"method\": \"rtn\", \"format\": {\"name\": \"int\"}}]}", dir);
+    if (test_run_clif(out, sizeof out, errb, sizeof errb, "run '%s' --dry-run", exp) != 0)
+        fail_msg("run --dry-run on %s: %s", dir, errb);
+    test_write_text(cfg, "{\"model_type\": \"llama\"}");
+    expect_eval_refused(dir, "ambiguous");
+    assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "run '%s' --dry-run", exp),
+                     2);
+    test_contains_all(errb, "$.model.path", dir, "both config.json and a gq-bench native", NULL);
+    unlink(exp);
+    unlink(cfg);
+    unlink(nat);
+    test_remove_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_native_equals_fake_quant),
         cmocka_unit_test(test_run_on_native),
         cmocka_unit_test(test_damaged_files),
+        cmocka_unit_test(test_directory_of_native_file),
     };
     test_setup_assets();
     return cmocka_run_group_tests(tests, NULL, NULL);

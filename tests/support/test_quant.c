@@ -44,6 +44,20 @@ int test_quantize(const test_stories *f, const char *method, const char *const *
     return test_quantize_act(f, method, sets, format_json, rule, prop, NULL, out, rep, err);
 }
 
+void test_quantize_keep_fp(const test_stories *f, const char *method, const char *const *sets,
+                           const char *format_json, const char *keep_glob, gq_model *out,
+                           gq_quant_report *rep)
+{
+    gq_tensor_rule keep;
+    memset(&keep, 0, sizeof keep);
+    keep.pattern = (char *)keep_glob;
+    keep.keep_fp = true;
+    gq_error err = {{0}};
+    if (test_quantize(f, method, sets, format_json, &keep, GQ_PROPAGATE_METHOD_DEFAULT, out, rep,
+                      &err))
+        fail_msg("%s keeping %s FP: %s", method, keep_glob, err.msg);
+}
+
 int test_quantize_act(const test_stories *f, const char *method, const char *const *sets,
                       const char *format_json, const gq_tensor_rule *rule, gq_propagate prop,
                       gq_act_hook *act, gq_model *out, gq_quant_report *rep, gq_error *err)

@@ -14,6 +14,12 @@ int test_quantize(const test_stories *f, const char *method, const char *const *
                   const char *format_json, const gq_tensor_rule *rule, gq_propagate prop,
                   gq_model *out, gq_quant_report *rep, gq_error *err);
 
+/* test_quantize with the tensors matching the glob `keep_glob` kept FP (one keep_fp rule) and
+ * the method's default propagation; a refusal fails the test. */
+void test_quantize_keep_fp(const test_stories *f, const char *method, const char *const *sets,
+                           const char *format_json, const char *keep_glob, gq_model *out,
+                           gq_quant_report *rep);
+
 /* The same with the activation quantizers the model will be evaluated with (plan.act). */
 int test_quantize_act(const test_stories *f, const char *method, const char *const *sets,
                       const char *format_json, const gq_tensor_rule *rule, gq_propagate prop,
