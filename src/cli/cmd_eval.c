@@ -285,6 +285,10 @@ int cmd_eval(int argc, char **argv)
     int status = load_inputs(&a, &in, &err) ? GQ_EXIT_USAGE : evaluate(&a, &in, &err);
     if (status != GQ_EXIT_OK)
         cli_report(CMD, &err, status);
+    /* under mpirun a failure on some ranks only (out of memory, say) would leave the others
+     * waiting in the gather of the split evaluation: end the whole job instead */
+    if (status != GQ_EXIT_OK && gq_dist_size() > 1)
+        gq_dist_abort(status);
     free_inputs(&in, &a);
     return status;
 }
