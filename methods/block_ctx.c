@@ -51,8 +51,13 @@ int gq_block_run(gq_block_ctx *ctx, bool quantized, gq_block_trace *trace, float
     gq_layer v = gq_block_view(ctx, quantized);
     double t0 = gq_stage_begin(ctx);
     run_layer(ctx->cfg, &v, x, ctx->B, ctx->T, ctx->ws, trace);
-    gq_stage_end(ctx, t0, "forward", GQ_LIMIT_SGEMM,
-                 gq_block_forward_flops(ctx->cfg, ctx->B, ctx->T));
+    double flops = gq_block_forward_flops(ctx->cfg, ctx->B, ctx->T);
+    if (trace && trace->no_output) { /* down_proj's product skipped */
+        int rows, cols;
+        gq_linear_shape(ctx->cfg, GQ_LIN_DOWN, &rows, &cols);
+        flops -= 2.0 * ctx->B * ctx->T * (double)rows * cols;
+    }
+    gq_stage_end(ctx, t0, "forward", GQ_LIMIT_SGEMM, flops);
     if (!x_out)
         free(x);
     return 0;

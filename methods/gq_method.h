@@ -94,7 +94,8 @@ struct gq_block_ctx {
     gq_act_hook *act;
     /* The pipeline's FP trace of this block (gq_block_trace_fp), which its report reuses.
      * Pipeline-owned: a method reads them only through gq_block_trace_fp. fp_trace holds the
-     * trace buffers, fp_out (B*T, dim) the block outputs, fp_trace_of the fingerprint of `w`
+     * trace buffers, fp_out (B*T, dim) the block outputs (scratch when fp_trace->no_output:
+     * propagation is quantized and nobody reads them), fp_trace_of the fingerprint of `w`
      * (gq_block_fingerprint) when gq_block_trace_fp last filled them, 0 when it has not. */
     gq_block_trace *fp_trace;
     float *fp_out;
@@ -157,7 +158,7 @@ int gq_block_run(gq_block_ctx *ctx, bool quantized, gq_block_trace *trace, float
                  gq_error *err);
 /* The FP block `w` run on ctx->x into the pipeline's buffers: *trace (read-only for the
  * method, valid until it returns) gets every linear's input, and the block outputs go to the
- * pipeline's fp_out. The call records the fingerprint of `w`; when `w` still has it as the
+ * pipeline's fp_out when it propagates them (else the pass stops after down_proj's input). The call records the fingerprint of `w`; when `w` still has it as the
  * method returns, the pipeline's report and FP propagation use this pass instead of running
  * the block again, else (a method that transformed `w` afterwards: AWQ's scale folding,
  * SmoothQuant) they run their own. */

@@ -157,9 +157,9 @@ void gq_quant_report_free(gq_quant_report *r);
  * sample (gq_recon_token) drawn from the j-th of GQ_RECON_TOKENS equal strata of the n tokens
  * (window-major order), [floor(j n / S), floor((j + 1) n / S)), at offset splitmix64(j) mod
  * the stratum's length, S = GQ_RECON_TOKENS. The sample depends on n only (not on the seed or
- * the threads); the products run in chunks of 2048 sampled tokens, sums in double, in sample
+ * the threads); the products run on at most 2048 tokens at a time, sums in double, in sample
  * order. NaN (and err set) when out of memory or not finite. */
-#define GQ_RECON_TOKENS 2048
+#define GQ_RECON_TOKENS 1024
 double gq_recon_error(const float *W, const float *Q, const float *X, size_t n, int rows,
                       int cols, gq_error *err);
 /* Index of the j-th sampled token among n (j < gq_recon_tokens(n)), and the sample's size. */

@@ -150,7 +150,7 @@ double gq_recon_error(const float *W, const float *Q, const float *X, size_t n, 
     float *D = malloc((size_t)rows * cols * sizeof *D);
     float *y = malloc(chunk * rows * sizeof *y);
     float *e = malloc(chunk * rows * sizeof *e);
-    float *xs = ns < n ? malloc(chunk * cols * sizeof *xs) : NULL; /* the sampled rows */
+    float *xs = ns < n ? malloc(ns * cols * sizeof *xs) : NULL; /* the sampled rows */
     double num = 0.0, den = 0.0;
     if (!D || !y || !e || (ns < n && !xs)) {
         free(D), free(y), free(e), free(xs);
@@ -340,8 +340,9 @@ static int check_tokens(const gq_model *fp, const gq_quant_plan *p, gq_error *er
 }
 
 /* The calibration stream through the blocks: x (ntok, dim) the inputs of the current block
- * (per `prop`), xf the FP block's outputs, xfp the FP model's own stream when the method needs
- * it separately; one trace and one forward workspace. Empty without calibration. */
+ * (per `prop`), xf the FP block's outputs (scratch when propagation is quantized: the FP trace
+ * then stops at down_proj's input, tr.no_output), xfp the FP model's own stream when the method
+ * needs it separately; one trace and one forward workspace. Empty without calibration. */
 typedef struct {
     bool calib;
     int B, T;
@@ -383,6 +384,7 @@ static int stream_init(calib_stream *s, const gq_model *fp, const gq_model *out,
     gq_block_ctx shape = {.cfg = c, .B = s->B, .T = s->T};
     if (gq_block_trace_alloc(&shape, &s->tr, err))
         return -1;
+    s->tr.no_output = s->prop == GQ_PROPAGATE_QUANTIZED; /* the FP outputs feed nothing */
     if (m->needs_fp_inputs && s->prop == GQ_PROPAGATE_QUANTIZED &&
         !(s->xfp = malloc(s->ntok * c->dim * sizeof *s->xfp)))
         return gq_fail(err, "quantize: out of memory for %zu calibration tokens", s->ntok);

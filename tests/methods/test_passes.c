@@ -30,14 +30,23 @@ static const char INT3_G32[] =
 
 /* ---- test methods: a registered method's block step, then something the pipeline must see */
 
-/* The method `base`'s block step with its FP trace forgotten afterwards. */
-static const gq_method *fresh_base;
-static int forget_trace_block(const void *p, gq_block_ctx *ctx, gq_error *err)
+/* Registered method `base`'s block step with its FP trace forgotten afterwards. */
+static int forget_trace(const char *base, const void *p, gq_block_ctx *ctx, gq_error *err)
 {
-    if (fresh_base->quantize_block(p, ctx, err))
+    if (gq_method_find(base)->quantize_block(p, ctx, err))
         return -1;
     ctx->fp_trace_of = 0;
     return 0;
+}
+
+static int forget_gptq_block(const void *p, gq_block_ctx *ctx, gq_error *err)
+{
+    return forget_trace("gptq", p, ctx, err);
+}
+
+static int forget_rtn_block(const void *p, gq_block_ctx *ctx, gq_error *err)
+{
+    return forget_trace("rtn", p, ctx, err);
 }
 
 /* Scales gate/up's input channels by 1.5 and the FFN norm by 1/1.5 (an AWQ-like fold: the
@@ -97,8 +106,8 @@ static void register_variant(gq_method *m, const char *base, const char *name,
 static int setup(void **state)
 {
     gq_log_set_level(GQ_LOG_WARN);
-    register_variant(&forget_gptq, "gptq", "test_forget_gptq", forget_trace_block);
-    register_variant(&forget_rtn, "rtn", "test_forget_rtn", forget_trace_block);
+    register_variant(&forget_gptq, "gptq", "test_forget_gptq", forget_gptq_block);
+    register_variant(&forget_rtn, "rtn", "test_forget_rtn", forget_rtn_block);
     register_variant(&trace_fold, "rtn", "test_trace_fold", trace_fold_block);
     register_variant(&fold, "rtn", "test_fold", fold_block);
     const test_stories_opts o = {.n_calib = N_CALIB, .calib_ctx = CALIB_CTX, .calib_seed = 3};
@@ -243,16 +252,15 @@ static void test_fingerprint(void **state)
 static void test_recon_sample_indices(void **state)
 {
     (void)state;
-    assert_int_equal(GQ_RECON_TOKENS, 2048);
-    const size_t js[5] = {0, 1, 2, 1000, 2047};
-    const size_t want[3][5] = {{1, 3, 5, 2441, 4999}, {3, 5, 10, 4000, 8188},
-                               {0, 1, 2, 1000, 2047}};
-    const size_t ns[3] = {5000, 8192, 2049};
+    assert_int_equal(GQ_RECON_TOKENS, 1024);
+    const size_t js[5] = {0, 1, 2, 500, 1023};
+    const size_t want[3][5] = {{3, 4, 9, 2444, 4998}, {7, 9, 22, 4001, 8191}, {0, 1, 2, 500, 1024}};
+    const size_t ns[3] = {5000, 8192, 1025};
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(gq_recon_tokens(ns[i]), 2048);
+        assert_int_equal(gq_recon_tokens(ns[i]), GQ_RECON_TOKENS);
         for (int j = 0; j < 5; j++)
             assert_int_equal(gq_recon_token(js[j], ns[i]), want[i][j]);
-        for (size_t j = 0; j + 1 < 2048; j++) /* one token per stratum, in order */
+        for (size_t j = 0; j + 1 < GQ_RECON_TOKENS; j++) /* one token per stratum, in order */
             assert_true(gq_recon_token(j, ns[i]) < gq_recon_token(j + 1, ns[i]));
     }
     assert_int_equal(gq_recon_tokens(700), 700);
@@ -299,7 +307,7 @@ static void test_recon_error_sampled(void **state)
     float *Q = malloc((size_t)rows * cols * sizeof *Q);
     for (size_t i = 0; i < (size_t)rows * cols; i++)
         Q[i] = roundf(W[i] * 4.0f) / 4.0f;
-    const size_t ns[2] = {5000, 1500};
+    const size_t ns[2] = {5000, 700};
     const int saved = gq_threads_get();
     for (int c = 0; c < 2; c++) {
         const size_t n = ns[c];
