@@ -51,10 +51,98 @@ int gq_block_run(gq_block_ctx *ctx, bool quantized, gq_block_trace *trace, float
     gq_layer v = gq_block_view(ctx, quantized);
     double t0 = gq_stage_begin(ctx);
     run_layer(ctx->cfg, &v, x, ctx->B, ctx->T, ctx->ws, trace);
-    gq_stage_end(ctx, t0, "forward", GQ_LIMIT_SGEMM,
-                 gq_block_forward_flops(ctx->cfg, ctx->B, ctx->T));
+    double flops = gq_block_forward_flops(ctx->cfg, ctx->B, ctx->T);
+    if (trace && trace->no_output) { /* down_proj's product skipped */
+        int rows, cols;
+        gq_linear_shape(ctx->cfg, GQ_LIN_DOWN, &rows, &cols);
+        flops -= 2.0 * ctx->B * ctx->T * (double)rows * cols;
+    }
+    gq_stage_end(ctx, t0, "forward", GQ_LIMIT_SGEMM, flops);
     if (!x_out)
         free(x);
+    return 0;
+}
+
+/* splitmix64's finaliser: every input bit reaches every output bit. */
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* h extended by the n floats of v (their bits; NULL hashes as an absent array): four
+ * independent multiply-xor lanes over 32-bit words, so the loop runs near memory speed. */
+static uint64_t hash_floats(uint64_t h, const float *v, size_t n)
+{
+    if (!v)
+        return mix64(h ^ 0x6e756c6cULL);
+    uint64_t lane[4] = {h, h + 1, h + 2, h + 3};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; j++) {
+            uint32_t u;
+            memcpy(&u, &v[i + j], sizeof u);
+            lane[j] = (lane[j] ^ u) * 0x9e3779b97f4a7c15ULL;
+            lane[j] ^= lane[j] >> 29;
+        }
+    for (; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], sizeof u);
+        lane[0] = (lane[0] ^ u) * 0x9e3779b97f4a7c15ULL;
+    }
+    uint64_t r = mix64(h ^ n);
+    for (int j = 0; j < 4; j++)
+        r = mix64(r ^ lane[j]);
+    return r;
+}
+
+/* The fingerprint of ctx->w and the bytes it read. */
+static uint64_t block_hash(const gq_block_ctx *ctx, double *bytes)
+{
+    const gq_config *c = ctx->cfg;
+    const gq_layer *w = &ctx->w;
+    size_t dd = (size_t)c->dim * c->dim, n = 2 * (size_t)c->dim;
+    uint64_t h = hash_floats(0x67712d6263ULL, w->rms_att, (size_t)c->dim);
+    h = hash_floats(h, w->rms_ffn, (size_t)c->dim);
+    h = hash_floats(h, w->att_in_transform, dd);
+    h = hash_floats(h, w->ffn_in_transform, dd);
+    n += (w->att_in_transform ? dd : 0) + (w->ffn_in_transform ? dd : 0);
+    gq_extra_tensor ex[GQ_MAX_EXTRAS];
+    int n_ex = gq_layer_extras(c, (gq_layer *)w, ctx->layer, ex); /* biases, q/k norms */
+    for (int i = 0; i < n_ex; i++) {
+        h = hash_floats(h, *ex[i].slot, ex[i].n);
+        n += ex[i].n;
+    }
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        int rows, cols;
+        gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+        h = hash_floats(h, w->w[k], (size_t)rows * cols);
+        n += (size_t)rows * cols;
+    }
+    h = mix64(h ^ (w->down_in_rot != NULL)); /* the model's rotation, never a method's */
+    *bytes = (double)n * sizeof(float);
+    return h ? h : 1; /* 0 means "no trace" */
+}
+
+uint64_t gq_block_fingerprint(const gq_block_ctx *ctx)
+{
+    double t0 = gq_stage_begin(ctx), bytes;
+    uint64_t h = block_hash(ctx, &bytes);
+    gq_stage_end(ctx, t0, "fingerprint", GQ_LIMIT_BANDWIDTH, bytes);
+    return h;
+}
+
+int gq_block_trace_fp(gq_block_ctx *ctx, const gq_block_trace **trace, gq_error *err)
+{
+    if (!ctx->fp_trace)
+        return gq_fail(err, "layers.%d: no pipeline trace buffers (gq_block_trace_fp runs "
+                            "inside the pipeline)", ctx->layer);
+    ctx->fp_trace_of = 0; /* invalid while it is being written */
+    if (gq_block_run(ctx, false, ctx->fp_trace, ctx->fp_out, err))
+        return -1;
+    ctx->fp_trace_of = gq_block_fingerprint(ctx);
+    *trace = ctx->fp_trace;
     return 0;
 }
 

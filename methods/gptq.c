@@ -128,30 +128,42 @@ static int quantize_group(const gptq_params *p, gq_block_ctx *ctx, const gq_bloc
     return rc;
 }
 
-static int gptq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
+/* The sub-groups of a block: [k, v, q] -> [o] -> [up, gate] -> [down]. */
+static const gq_linear_kind seq[4][3] = {
+    {GQ_LIN_K, GQ_LIN_V, GQ_LIN_Q}, {GQ_LIN_O}, {GQ_LIN_UP, GQ_LIN_GATE}, {GQ_LIN_DOWN}};
+static const int seq_n[4] = {3, 1, 2, 1};
+
+/* true_sequential: a pass before each sub-group with the earlier sub-groups quantized. */
+static int gptq_block_sequential(const gptq_params *p, gq_block_ctx *ctx, gq_error *err)
 {
-    const gptq_params *p = params;
-    static const gq_linear_kind seq[4][3] = {{GQ_LIN_K, GQ_LIN_V, GQ_LIN_Q},
-                                             {GQ_LIN_O},
-                                             {GQ_LIN_UP, GQ_LIN_GATE},
-                                             {GQ_LIN_DOWN}};
-    static const int seq_n[4] = {3, 1, 2, 1};
     gq_block_trace tr = {0};
     if (gq_block_trace_alloc(ctx, &tr, err))
         return -1;
     int rc = 0;
     for (int s = 0; s < 4 && rc == 0; s++) {
-        /* one FP pass for all groups, or a pass with the earlier sub-groups quantized */
-        if (s == 0 || p->true_sequential) {
-            double t0 = gq_now();
-            rc = gq_block_run(ctx, p->true_sequential, &tr, NULL, err);
-            ctx->t_stats += gq_now() - t0;
-            if (rc)
-                break;
-        }
-        rc = quantize_group(p, ctx, &tr, seq[s], seq_n[s], err);
+        double t0 = gq_now();
+        rc = gq_block_run(ctx, true, &tr, NULL, err);
+        ctx->t_stats += gq_now() - t0;
+        if (rc == 0)
+            rc = quantize_group(p, ctx, &tr, seq[s], seq_n[s], err);
     }
     gq_block_trace_free(&tr);
+    return rc;
+}
+
+static int gptq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
+{
+    const gptq_params *p = params;
+    if (p->true_sequential)
+        return gptq_block_sequential(p, ctx, err);
+    /* one FP pass for all groups: the pipeline's trace, which its report then reuses (GPTQ
+     * never changes `w`) */
+    const gq_block_trace *tr;
+    double t0 = gq_now();
+    int rc = gq_block_trace_fp(ctx, &tr, err);
+    ctx->t_stats += gq_now() - t0;
+    for (int s = 0; s < 4 && rc == 0; s++)
+        rc = quantize_group(p, ctx, tr, seq[s], seq_n[s], err);
     return rc;
 }
 

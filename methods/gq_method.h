@@ -32,7 +32,8 @@ typedef struct gq_block_ctx gq_block_ctx;
  * products), bytes moved for a streaming stage (GQ_LIMIT_BANDWIDTH). Stage names in use:
  * "forward" (block forward passes on the calibration tokens), "hessian", "stats", "search",
  * "clip", "train", "factor", "columns" (GPTQ's rounding with error feedback), "round",
- * "recon error" (the pipeline's per-linear error). Without a sink nothing happens. */
+ * "recon error" (the pipeline's per-linear error), "fingerprint" (gq_block_fingerprint).
+ * Without a sink nothing happens. */
 typedef enum { GQ_LIMIT_SGEMM, GQ_LIMIT_DGEMM, GQ_LIMIT_BANDWIDTH } gq_stage_limit;
 typedef struct gq_stage_sink {
     void (*record)(void *user, const char *stage, gq_stage_limit limit, double work,
@@ -91,6 +92,14 @@ struct gq_block_ctx {
      * a method may run its block's linear inputs through them while it optimises (AffineQuant),
      * and refit their static ranges (calibrate_input) as the inputs change. */
     gq_act_hook *act;
+    /* The pipeline's FP trace of this block (gq_block_trace_fp), which its report reuses.
+     * Pipeline-owned: a method reads them only through gq_block_trace_fp. fp_trace holds the
+     * trace buffers, fp_out (B*T, dim) the block outputs (scratch when fp_trace->no_output:
+     * propagation is quantized and nobody reads them), fp_trace_of the fingerprint of `w`
+     * (gq_block_fingerprint) when gq_block_trace_fp last filled them, 0 when it has not. */
+    gq_block_trace *fp_trace;
+    float *fp_out;
+    uint64_t fp_trace_of;
 };
 
 struct gq_method {
@@ -147,6 +156,17 @@ bool gq_method_calibrates(const void *params);
  * pointers that are non-NULL and, when x_out is non-NULL, the block outputs (B*T, dim). */
 int gq_block_run(gq_block_ctx *ctx, bool quantized, gq_block_trace *trace, float *x_out,
                  gq_error *err);
+/* The FP block `w` run on ctx->x into the pipeline's buffers: *trace (read-only for the
+ * method, valid until it returns) gets every linear's input, and the block outputs go to the
+ * pipeline's fp_out when it propagates them (else the pass stops after down_proj's input). The call records the fingerprint of `w`; when `w` still has it as the
+ * method returns, the pipeline's report and FP propagation use this pass instead of running
+ * the block again, else (a method that transformed `w` afterwards: AWQ's scale folding,
+ * SmoothQuant) they run their own. */
+int gq_block_trace_fp(gq_block_ctx *ctx, const gq_block_trace **trace, gq_error *err);
+/* A 64-bit hash of every value of the working block `w` (norms, biases, q/k norms, explicit
+ * transforms, linears): equal for equal bits, different (but for a 2^-64 chance) when
+ * anything changed; never 0. Records a "fingerprint" stage (bytes read). */
+uint64_t gq_block_fingerprint(const gq_block_ctx *ctx);
 /* A view of the block with q[k] substituted for the linears in done[] when `quantized`. */
 gq_layer gq_block_view(const gq_block_ctx *ctx, bool quantized);
 /* Rounds `w` (rows, cols of linear k; NULL = the working weight) with quant[k] into q[k],

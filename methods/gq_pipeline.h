@@ -118,8 +118,8 @@ typedef struct gq_tensor_report {
     int rows, cols;
     bool quantized;
     size_t bytes;           /* storage of this tensor as quantized (or 4 bytes/weight if kept) */
-    double recon_err;       /* ||W X - Q X||_F^2 / ||W X||_F^2 over the calibration inputs, NaN if
-                               not measured */
+    double recon_err;       /* ||W X - Q X||_F^2 / ||W X||_F^2 over the calibration inputs
+                               (gq_recon_error), NaN if not measured */
     json_t *extra;          /* method-specific metrics (alpha, GPTQ loss, ...), may be NULL */
 } gq_tensor_report;
 
@@ -150,6 +150,21 @@ typedef struct gq_quant_report {
 } gq_quant_report;
 
 void gq_quant_report_free(gq_quant_report *r);
+
+/* The reconstruction error of the report, ||W X - Q X||_F^2 / ||W X||_F^2 for W, Q (rows,
+ * cols) over calibration inputs X (n, cols) of one linear, on a fixed token sample:
+ * all n tokens when n <= GQ_RECON_TOKENS, else GQ_RECON_TOKENS of them, token j of the
+ * sample (gq_recon_token) drawn from the j-th of GQ_RECON_TOKENS equal strata of the n tokens
+ * (window-major order), [floor(j n / S), floor((j + 1) n / S)), at offset splitmix64(j) mod
+ * the stratum's length, S = GQ_RECON_TOKENS. The sample depends on n only (not on the seed or
+ * the threads); the products run on at most 2048 tokens at a time, sums in double, in sample
+ * order. NaN (and err set) when out of memory or not finite. */
+#define GQ_RECON_TOKENS 1024
+double gq_recon_error(const float *W, const float *Q, const float *X, size_t n, int rows,
+                      int cols, gq_error *err);
+/* Index of the j-th sampled token among n (j < gq_recon_tokens(n)), and the sample's size. */
+size_t gq_recon_token(size_t j, size_t n);
+size_t gq_recon_tokens(size_t n);
 
 /* gq_tensor_quantizer under a plan (a const gq_quant_plan *) for a model of config c: the
  * format tensor `name` gets, NULL when it stays full precision. */

@@ -3,10 +3,16 @@
  *   x (B*T, dim) = embed(calibration windows)
  *   for each block l:
  *     ctx.w = copy of block l; the method quantizes it (ctx.q) from ctx.x = x
- *     trace the FP block ctx.w on x -> inputs X_k of each linear -> reconstruction errors
- *     x = block_l(x) with ctx.w (propagate fp) or with ctx.q (propagate quantized)
+ *     trace the FP block ctx.w on x -> inputs X_k of each linear, outputs xf; reconstruction
+ *       errors on a fixed sample of the tokens (gq_recon_error)
+ *     x = xf (propagate fp) or block_l(x) with ctx.q (propagate quantized)
  *     write ctx.q (or ctx.w for linears kept FP) and the norms of ctx.w into the output model
- * Memory: one block's weights and reconstructions, x, and one trace. Without calibration
+ * The FP trace is the method's own when it made it through gq_block_trace_fp (into the
+ * pipeline's buffers) and ctx.w still has the fingerprint it had then (GPTQ, RTN's imatrix),
+ * else a new pass (a method that changed ctx.w afterwards: AWQ, PRAQ, SmoothQuant,
+ * AffineQuant; RTN without imatrix): per block with calibration, GPTQ runs two passes (its
+ * FP trace, the quantized propagation), RTN one.
+ * Memory: one block's weights and reconstructions, x, xf, and one trace. Without calibration
  * (RTN and no windows given) no forward pass runs and errors are not measured.
  * Rules apply to the block linears, "tok_embeddings" and "classifier"; norms stay FP always. */
 #include "methods/gq_pipeline.h"
@@ -112,32 +118,62 @@ static gq_tensor_report *add_tensor(gq_quant_report *r, const char *name, const 
     return t;
 }
 
-/* ||W X - Q X||^2 / ||W X||^2 over the n rows of X (n, cols), in chunks of tokens. */
-static double recon_error(const float *W, const float *Q, const float *X, size_t n, int rows,
-                          int cols, gq_error *err)
+size_t gq_recon_token(size_t j, size_t n)
 {
-    const size_t chunk = 2048;
+    if (n <= GQ_RECON_TOKENS)
+        return j;
+    size_t lo = j * n / GQ_RECON_TOKENS, hi = (j + 1) * n / GQ_RECON_TOKENS;
+    uint64_t z = (uint64_t)j + 0x9e3779b97f4a7c15ULL; /* splitmix64's output for state j */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return lo + (size_t)(z % (hi - lo));
+}
+
+size_t gq_recon_tokens(size_t n)
+{
+    return n < GQ_RECON_TOKENS ? n : GQ_RECON_TOKENS;
+}
+
+/* Rows gq_recon_token(j0 .. j0+m-1, n) of X (n, cols) into xs (m, cols). */
+static void gather_tokens(float *xs, const float *X, size_t j0, int m, size_t n, int cols)
+{
+    for (int i = 0; i < m; i++)
+        memcpy(xs + (size_t)i * cols, X + gq_recon_token(j0 + (size_t)i, n) * cols,
+               (size_t)cols * sizeof *xs);
+}
+
+double gq_recon_error(const float *W, const float *Q, const float *X, size_t n, int rows,
+                      int cols, gq_error *err)
+{
+    const size_t chunk = 2048, ns = gq_recon_tokens(n);
     float *D = malloc((size_t)rows * cols * sizeof *D);
     float *y = malloc(chunk * rows * sizeof *y);
     float *e = malloc(chunk * rows * sizeof *e);
+    float *xs = ns < n ? malloc(ns * cols * sizeof *xs) : NULL; /* the sampled rows */
     double num = 0.0, den = 0.0;
-    if (!D || !y || !e) {
-        free(D), free(y), free(e);
+    if (!D || !y || !e || (ns < n && !xs)) {
+        free(D), free(y), free(e), free(xs);
         gq_fail(err, "out of memory measuring a reconstruction error");
         return NAN;
     }
     for (size_t i = 0; i < (size_t)rows * cols; i++)
         D[i] = W[i] - Q[i];
-    for (size_t t0 = 0; t0 < n; t0 += chunk) {
-        int m = (int)(n - t0 < chunk ? n - t0 : chunk);
-        gq_linear(y, X + t0 * cols, W, m, cols, rows);
-        gq_linear(e, X + t0 * cols, D, m, cols, rows);
+    for (size_t t0 = 0; t0 < ns; t0 += chunk) {
+        int m = (int)(ns - t0 < chunk ? ns - t0 : chunk);
+        const float *xc = X + t0 * cols;
+        if (xs) {
+            gather_tokens(xs, X, t0, m, n, cols);
+            xc = xs;
+        }
+        gq_linear(y, xc, W, m, cols, rows);
+        gq_linear(e, xc, D, m, cols, rows);
         for (size_t i = 0; i < (size_t)m * rows; i++) {
             num += (double)e[i] * e[i];
             den += (double)y[i] * y[i];
         }
     }
-    free(D), free(y), free(e);
+    free(D), free(y), free(e), free(xs);
     if (!isfinite(num) || !isfinite(den)) {
         gq_fail(err, "the reconstruction error is not finite (the calibration activations "
                      "overflow fp32: a weight too large?)");
@@ -304,8 +340,9 @@ static int check_tokens(const gq_model *fp, const gq_quant_plan *p, gq_error *er
 }
 
 /* The calibration stream through the blocks: x (ntok, dim) the inputs of the current block
- * (per `prop`), xf the FP block's outputs, xfp the FP model's own stream when the method needs
- * it separately; one trace and one forward workspace. Empty without calibration. */
+ * (per `prop`), xf the FP block's outputs (scratch when propagation is quantized: the FP trace
+ * then stops at down_proj's input, tr.no_output), xfp the FP model's own stream when the method
+ * needs it separately; one trace and one forward workspace. Empty without calibration. */
 typedef struct {
     bool calib;
     int B, T;
@@ -347,6 +384,7 @@ static int stream_init(calib_stream *s, const gq_model *fp, const gq_model *out,
     gq_block_ctx shape = {.cfg = c, .B = s->B, .T = s->T};
     if (gq_block_trace_alloc(&shape, &s->tr, err))
         return -1;
+    s->tr.no_output = s->prop == GQ_PROPAGATE_QUANTIZED; /* the FP outputs feed nothing */
     if (m->needs_fp_inputs && s->prop == GQ_PROPAGATE_QUANTIZED &&
         !(s->xfp = malloc(s->ntok * c->dim * sizeof *s->xfp)))
         return gq_fail(err, "quantize: out of memory for %zu calibration tokens", s->ntok);
@@ -360,8 +398,7 @@ static int stream_init(calib_stream *s, const gq_model *fp, const gq_model *out,
 
 /* The method on block l: the context (working copy, resolved formats, inputs), the method's
  * quantize_block, and the check that it quantized every linear with a format. */
-static int run_method(const gq_model *fp, const gq_quant_plan *plan, int l,
-                      const calib_stream *s, gq_quant_report *rep, gq_block_ctx *ctx,
+static int run_method(const gq_model *fp, const gq_quant_plan *plan, int l, calib_stream *s, gq_quant_report *rep, gq_block_ctx *ctx,
                       block_store *store, gq_error *err)
 {
     const gq_config *c = &fp->cfg;
@@ -378,6 +415,10 @@ static int run_method(const gq_model *fp, const gq_quant_plan *plan, int l,
     ctx->notes = rep->notes;
     ctx->stages = plan->stages;
     ctx->act = plan->act;
+    if (s->calib) { /* gq_block_trace_fp writes the report's trace and the FP outputs */
+        ctx->fp_trace = &s->tr;
+        ctx->fp_out = s->xf;
+    }
     char name[96];
     for (int k = 0; k < GQ_N_LINEAR; k++) {
         gq_tensor_name(l, (gq_linear_kind)k, name, sizeof name);
@@ -405,17 +446,28 @@ static int run_method(const gq_model *fp, const gq_quant_plan *plan, int l,
     return 0;
 }
 
-/* The FP trace of the (transformed) block and one report entry per linear, with its
- * reconstruction error on the inputs that linear sees in the FP block. */
+/* The FP trace of the final (possibly transformed) block `w` on the block inputs, in s->tr
+ * with the outputs in s->xf: the method's own (gq_block_trace_fp) when `w` still has the
+ * fingerprint it had then, else a new pass. */
+static int trace_final_block(gq_block_ctx *ctx, calib_stream *s, gq_quant_report *rep,
+                             gq_error *err)
+{
+    if (ctx->fp_trace_of && ctx->fp_trace_of == gq_block_fingerprint(ctx))
+        return 0;
+    double t0 = gq_now();
+    if (gq_block_run(ctx, false, &s->tr, s->xf, err))
+        return -1;
+    rep->t_stats += gq_now() - t0;
+    return 0;
+}
+
+/* One report entry per linear, with its reconstruction error on the inputs that linear sees
+ * in the final FP block. */
 static int report_block(const gq_config *c, gq_block_ctx *ctx, calib_stream *s,
                         gq_quant_report *rep, gq_error *err)
 {
-    if (s->calib) {
-        double t0 = gq_now();
-        if (gq_block_run(ctx, false, &s->tr, s->xf, err))
-            return -1;
-        rep->t_stats += gq_now() - t0;
-    }
+    if (s->calib && trace_final_block(ctx, s, rep, err))
+        return -1;
     for (int k = 0; k < GQ_N_LINEAR; k++) {
         int rows, cols;
         char name[96];
@@ -430,13 +482,13 @@ static int report_block(const gq_config *c, gq_block_ctx *ctx, calib_stream *s,
         rep->linear_bytes += t->bytes;
         if (s->calib) {
             double t0 = gq_stage_begin(ctx);
-            t->recon_err = recon_error(ctx->w.w[k], ctx->q[k],
-                                       gq_trace_input(&s->tr, (gq_linear_kind)k), s->ntok, rows,
-                                       cols, err);
+            t->recon_err = gq_recon_error(ctx->w.w[k], ctx->q[k],
+                                          gq_trace_input(&s->tr, (gq_linear_kind)k), s->ntok,
+                                          rows, cols, err);
             if (isnan(t->recon_err))
                 return -1;
-            gq_stage_end(ctx, t0, "recon error", GQ_LIMIT_SGEMM,
-                         4.0 * (double)s->ntok * rows * cols); /* two products */
+            gq_stage_end(ctx, t0, "recon error", GQ_LIMIT_SGEMM, /* two products */
+                         4.0 * (double)gq_recon_tokens(s->ntok) * rows * cols);
         }
     }
     return 0;

@@ -32,7 +32,7 @@ static int rtn_block(const void *params, gq_block_ctx *ctx, gq_error *err)
     }
     const gq_config *c = ctx->cfg;
     size_t n = (size_t)ctx->B * ctx->T;
-    gq_block_trace tr = {0};
+    const gq_block_trace *tr; /* the pipeline's, which its report then reuses */
     size_t qd = (size_t)gq_q_dim(c); /* width of the attention output (o_proj's input) */
     float *imat = malloc(((size_t)c->dim * 2 + qd + c->hidden_dim) * sizeof *imat);
     int rc = -1;
@@ -41,15 +41,15 @@ static int rtn_block(const void *params, gq_block_ctx *ctx, gq_error *err)
         goto done;
     }
     double t0 = gq_now();
-    if (gq_block_trace_alloc(ctx, &tr, err) || gq_block_run(ctx, false, &tr, NULL, err))
+    if (gq_block_trace_fp(ctx, &tr, err))
         goto done;
     double t1 = gq_stage_begin(ctx);
     float *im_att = imat, *im_ctx = imat + c->dim, *im_mlp = imat + c->dim + qd,
           *im_act = imat + 2 * c->dim + qd;
-    gq_calib_sq_mean(tr.attn_in, n, c->dim, im_att);
-    gq_calib_sq_mean(tr.attn_ctx, n, (int)qd, im_ctx);
-    gq_calib_sq_mean(tr.mlp_in, n, c->dim, im_mlp);
-    gq_calib_sq_mean(tr.mlp_act, n, c->hidden_dim, im_act);
+    gq_calib_sq_mean(tr->attn_in, n, c->dim, im_att);
+    gq_calib_sq_mean(tr->attn_ctx, n, (int)qd, im_ctx);
+    gq_calib_sq_mean(tr->mlp_in, n, c->dim, im_mlp);
+    gq_calib_sq_mean(tr->mlp_act, n, c->hidden_dim, im_act);
     ctx->t_stats += gq_now() - t0;
     gq_stage_end(ctx, t1, "stats", GQ_LIMIT_BANDWIDTH,
                  (double)n * (3.0 * c->dim + c->hidden_dim) * sizeof(float));
@@ -60,7 +60,6 @@ static int rtn_block(const void *params, gq_block_ctx *ctx, gq_error *err)
             goto done;
     rc = 0;
 done:
-    gq_block_trace_free(&tr);
     free(imat);
     return rc;
 }

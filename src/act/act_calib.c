@@ -118,7 +118,8 @@ static int block_calib_init(block_calib *bc, const gq_act_model *am, int l, size
         gq_alloc_zero(nd * sizeof(float), "activation calibration", err),
         gq_alloc_zero(nd * sizeof(float), "activation calibration", err),
         gq_alloc_zero(chunk_tokens * c->hidden_dim * sizeof(float), "activation calibration",
-                      err)};
+                      err),
+        false};
     if (!bc->x0 || !bc->t.attn_in || !bc->t.attn_ctx || !bc->t.mlp_in || !bc->t.mlp_act) {
         block_calib_free(bc);
         return -1;

@@ -165,11 +165,14 @@ static double token_scale(const bq_args *a, const gq_config *c, const char *name
     if (strcmp(name, "forward") == 0)
         return gq_block_forward_flops(c, (int)a->project_windows, (int)a->project_ctx) /
                gq_block_forward_flops(c, (int)a->windows, (int)a->ctx);
-    static const char *per_token[] = {"hessian", "stats", "search", "train", "recon error"};
+    if (strcmp(name, "recon error") == 0) /* at most GQ_RECON_TOKENS sampled tokens */
+        return (double)gq_recon_tokens((size_t)a->project_windows * a->project_ctx) /
+               (double)gq_recon_tokens((size_t)a->windows * a->ctx);
+    static const char *per_token[] = {"hessian", "stats", "search", "train"};
     for (size_t i = 0; i < sizeof per_token / sizeof per_token[0]; i++)
         if (strcmp(name, per_token[i]) == 0)
             return (double)a->project_windows * a->project_ctx / ((double)a->windows * a->ctx);
-    return 1.0; /* factor, columns, round, clip (a fixed token sample) */
+    return 1.0; /* factor, columns, round, clip (a fixed token sample), fingerprint */
 }
 
 static const char *limit_name(gq_stage_limit k)
@@ -235,6 +238,21 @@ static void print_memory(const bq_bench *b, size_t ntok)
            b->rounds[0].rss_before / 1e6, peak / 1e6);
 }
 
+/* The total against the stages no quantization with calibration can skip: its block forward
+ * passes and, for GPTQ, Hessians and factorisations (issue 14's "no wasted passes" ratio). */
+static void print_pass_economy(const bq_bench *b, double total)
+{
+    double t = spread_of(b, "forward").median + spread_of(b, "hessian").median +
+               spread_of(b, "factor").median;
+    int passes = 0;
+    for (int j = 0; j < b->rounds[0].n; j++)
+        if (strcmp(b->rounds[0].st[j].name, "forward") == 0)
+            passes = b->rounds[0].st[j].calls;
+    if (t > 0.0)
+        printf("passes: %d block forward pass(es) a round; total / (forward + hessian + factor) "
+               "= %.2fx\n", passes, total / t);
+}
+
 void bq_print(const bq_args *a, const bq_bench *b, int threads)
 {
     print_header(a, b, threads);
@@ -260,6 +278,7 @@ void bq_print(const bq_args *a, const bq_bench *b, int threads)
            total.median / sum_limits);
     printf("work: FLOPs (sgemm, dgemm) or bytes (triad); time: median of the rounds, spread "
            "(max - min) / median; rate: GFLOP/s or GB/s; other: untimed (embedding, copies)\n");
+    print_pass_economy(b, total.median);
     print_memory(b, (size_t)a->windows * a->ctx);
     printf("projection: %d blocks with %ld x %ld calibration tokens: %.0f s (%.2f h) at the "
            "measured stage rates, %.0f s (%.2f h) with every stage at its limit\n", b->n_layers,

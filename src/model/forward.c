@@ -346,7 +346,8 @@ static void swiglu_rows(void *wsp, int i0, int mi)
 /* gq_mlp_forward, with the row pass down_done (when not NULL) run on the rows of out as
  * down_proj completes them. */
 static void mlp_run(const gq_config *c, const gq_layer *L, const float *xin, int n, float *out,
-                    gq_forward_ws *ws, float *act_out, gq_rows_done down_done, void *down_ctx)
+                    gq_forward_ws *ws, float *act_out, gq_rows_done down_done, void *down_ctx,
+                    bool skip_down)
 {
     int dim = c->dim, hid = c->hidden_dim;
     assert(n <= ws->max_tokens);
@@ -359,6 +360,8 @@ static void mlp_run(const gq_config *c, const gq_layer *L, const float *xin, int
                   swiglu_rows, ws);
     stage_mark(ws, GQ_FWD_GATE_UP);
     down_input_rotation(ws, L, act, n);
+    if (skip_down) /* a trace only wants down_proj's input */
+        return;
     /* act (n, hidden) -> out (n, dim) */
     const gq_linear_kind down[] = {GQ_LIN_DOWN};
     block_linears(ws, L, down, 1, &out, act, n, hid, &dim, down_done, down_ctx);
@@ -368,7 +371,7 @@ static void mlp_run(const gq_config *c, const gq_layer *L, const float *xin, int
 void gq_mlp_forward(const gq_config *c, const gq_layer *L, const float *xin, int n, float *out,
                     gq_forward_ws *ws, float *act_out)
 {
-    mlp_run(c, L, xin, n, out, ws, act_out, NULL, NULL);
+    mlp_run(c, L, xin, n, out, ws, act_out, NULL, NULL, false);
 }
 
 /* ws->xn (N, dim) times the explicit transform M (dim, dim) when present. Returns the buffer
@@ -440,7 +443,7 @@ static void block_run(const gq_model *m, int l, float *x, int B, int T, gq_forwa
         memcpy(trace->mlp_in, fin, nd * sizeof(float));
     ws->norm_w = norm_next;
     mlp_run(c, L, fin, N, ws->delta, ws, trace ? trace->mlp_act : NULL,
-            norm_next ? add_norm_rows : NULL, ws);
+            norm_next ? add_norm_rows : NULL, ws, trace && trace->no_output);
     ws->act = NULL;
 }
 
@@ -448,6 +451,8 @@ void gq_block_forward(const gq_model *m, int l, float *x, int B, int T, gq_forwa
                       gq_block_trace *trace)
 {
     block_run(m, l, x, B, T, ws, trace, false, NULL);
+    if (trace && trace->no_output)
+        return;
     add_into(x, ws->delta, (size_t)B * T * m->cfg.dim);
     stage_mark(ws, GQ_FWD_NORM);
 }

@@ -57,6 +57,9 @@ typedef struct gq_block_trace {
     float *attn_ctx; /* (B*T, q_dim)  attention output before o_proj = input of o_proj */
     float *mlp_in;   /* (B*T, dim)    input of gate/up: RMSNorm(x + attn) (times ffn_in_transform) */
     float *mlp_act;  /* (B*T, hidden) SiLU(gate) * up = input of down_proj */
+    /* Trace only: the block stops once mlp_act is written (down_proj and the last residual
+     * add are skipped, so x is not the block's output afterwards). */
+    bool no_output;
 } gq_block_trace;
 
 /* Applies block l in place: x += attn(norm(x)); x += mlp(norm(x)). x is (B*T, dim). */
