@@ -165,7 +165,8 @@ static double token_scale(const bq_args *a, const gq_config *c, const char *name
     if (strcmp(name, "forward") == 0)
         return gq_block_forward_flops(c, (int)a->project_windows, (int)a->project_ctx) /
                gq_block_forward_flops(c, (int)a->windows, (int)a->ctx);
-    static const char *per_token[] = {"hessian", "stats", "search", "train", "recon error"};
+    static const char *per_token[] = {"hessian", "stats", "salience", "search", "train",
+                                      "recon error"};
     for (size_t i = 0; i < sizeof per_token / sizeof per_token[0]; i++)
         if (strcmp(name, per_token[i]) == 0)
             return (double)a->project_windows * a->project_ctx / ((double)a->windows * a->ctx);
