@@ -606,7 +606,8 @@ static void test_quantize_cli_threads(void **state)
 }
 
 /* bench quantize on the tiny preset: every stage of the method has its row (the stage timer
- * reaches the pipeline and the method), and a bad preset or method is a usage error. */
+ * reaches the pipeline and the method: GPTQ, AWQ, PRAQ, AffineQuant), and a bad preset or
+ * method is a usage error. */
 static void test_bench_quantize_cli(void **state)
 {
     (void)state;
@@ -619,6 +620,13 @@ static void test_bench_quantize_cli(void **state)
                       "projection: 2 blocks", NULL);
     assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method awq", base), 0);
     test_contains_all(out, "\nstats ", "\nsearch ", "\nclip ", "\nround ", NULL);
+    /* PRAQ's unit importance is its own stage (products, once per block) */
+    assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method praq", base),
+                     0);
+    test_contains_all(out, "\nsalience     sgemm      1 ", "\nsearch ", "\nclip ", NULL);
+    assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method affinequant "
+                                   "--method-set epochs=1", base), 0);
+    test_contains_all(out, "\ntrain ", "\nround ", "\ntotal ", NULL);
     assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method rtn "
                                    "--preset nope", base), 2);
     assert_non_null(strstr(errb, "unknown preset 'nope'"));
