@@ -9,8 +9,8 @@
  *   for alpha = i / n_grid: s = max(s_x^alpha, 1e-4) (duo: s_x^a / (w_mean^(1-a) + 1e-4)),
  *   s /= sqrt(max(s) min(s)); each scaled linear W <- Q(W diag(s)) diag(s)^-1 (the others FP);
  *   loss = mean((M(X) - M_fp(X))^2); keep the alpha of least loss (the first on ties).
- * The losses of the v->o, gate/up and down groups come from stacked products over all grid
- * points (awq_grid.c), those of q/k/v from one attention forward per point. */
+ * The losses of every group come from stacked products over all grid points (awq_grid.c); a
+ * group whose inspected module has biases runs one forward per point. */
 #include "methods/gq_awq.h"
 #include "methods/awq_grid.h"
 
@@ -111,11 +111,13 @@ static int trial_weight(const gq_block_ctx *ctx, gq_linear_kind k, const float *
         memcpy(T, W, (size_t)rows * cols * sizeof *T);
         return 0;
     }
+#pragma omp parallel for schedule(static) if ((long)rows * cols >= 65536)
     for (int r = 0; r < rows; r++)
         for (int j = 0; j < cols; j++)
             T[(size_t)r * cols + j] = W[(size_t)r * cols + j] * s[j];
     if (gq_quantizer_run(ctx->quant[k], T, rows, cols, NULL, NULL, T, err))
         return gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
+#pragma omp parallel for schedule(static) if ((long)rows * cols >= 65536)
     for (int r = 0; r < rows; r++)
         for (int j = 0; j < cols; j++)
             T[(size_t)r * cols + j] /= s[j];
@@ -144,7 +146,7 @@ static int trial_layer(const gq_block_ctx *ctx, gq_awq_group g, const float *s, 
 #define GRID_STACK_BYTES ((size_t)256 << 20)
 
 /* loss[gi] = mean squared error of the inspected module for grid point gi, one forward per
- * point: the reference, and the search of the q/k/v group (attention is not token-wise). */
+ * point: the reference of the stacked search, and the search of a module with biases. */
 static int losses_per_point(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_group g,
                             const float *x, const float *sx, const float *wm, const float *org,
                             double *loss, gq_error *err)
@@ -185,24 +187,30 @@ done:
     return rc;
 }
 
-/* The same losses for v->o, gate/up and down through stacked products (awq_grid.h), chunks of
- * grid points of at most GRID_STACK_BYTES of trial weights. */
+/* The same losses through stacked products (awq_grid.h), chunks of grid points of at most
+ * GRID_STACK_BYTES of trial weights. */
 static int losses_stacked(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_group g,
                           const float *x, const float *sx, const float *wm, const float *org,
                           double *loss, gq_error *err)
 {
     const gq_config *c = ctx->cfg;
-    int cin = group_cin(c, g), rows, cols;
-    gq_linear_shape(c, group_linears[g][0], &rows, &cols);
-    const size_t per = (size_t)group_n[g] * rows * cols * sizeof(float); /* one point */
+    int cin = group_cin(c, g);
+    size_t size[3] = {0, 0, 0}, per = 0; /* elements of each linear; bytes of one point */
+    for (int i = 0; i < group_n[g]; i++) {
+        int rows, cols;
+        gq_linear_shape(c, group_linears[g][i], &rows, &cols);
+        size[i] = (size_t)rows * cols;
+        per += size[i] * sizeof(float);
+    }
     int chunk = GRID_STACK_BYTES / per < (size_t)p->n_grid ? (int)(GRID_STACK_BYTES / per)
                                                               : p->n_grid;
     chunk = chunk < 1 ? 1 : chunk;
-    float *trial[2] = {NULL, NULL}, *s = malloc((size_t)cin * sizeof *s);
+    float *trial[3] = {NULL, NULL, NULL}, *s = malloc((size_t)cin * sizeof *s);
+    bool ok = s != NULL;
     for (int i = 0; i < group_n[g]; i++)
-        trial[i] = malloc((size_t)chunk * rows * cols * sizeof(float));
+        ok = ok && (trial[i] = malloc((size_t)chunk * size[i] * sizeof(float)));
     int rc = -1;
-    if (!s || !trial[0] || (group_n[g] > 1 && !trial[1])) {
+    if (!ok) {
         gq_fail(err, "layers.%d: out of memory in the AWQ search", ctx->layer);
         goto done;
     }
@@ -211,8 +219,8 @@ static int losses_stacked(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_grou
         for (int a = 0; a < na; a++) {
             make_scales(sx, wm, (double)(a0 + a) / p->n_grid, cin, s);
             for (int i = 0; i < group_n[g]; i++)
-                if (trial_weight(ctx, group_linears[g][i], s,
-                                 trial[i] + (size_t)a * rows * cols, err))
+                if (trial_weight(ctx, group_linears[g][i], s, trial[i] + (size_t)a * size[i],
+                                 err))
                     goto done;
         }
         if (gq_awq_grid_losses(ctx, g, x, org, trial, na, loss + a0, err))
@@ -220,15 +228,19 @@ static int losses_stacked(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_grou
     }
     rc = 0;
 done:
-    free(s), free(trial[0]), free(trial[1]);
+    free(s), free(trial[0]), free(trial[1]), free(trial[2]);
     return rc;
 }
 
-/* The stacked products of the gate/up group leave out biases: such a block searches point by
- * point. */
-static bool mlp_has_bias(const gq_layer *L, gq_awq_group g)
+/* The stacked products leave out biases: a q/k/v or gate/up group whose inspected module (the
+ * attention, the MLP) has one searches point by point. The v->o and down groups inspect their
+ * linear without its bias in both paths (inspect). */
+static bool inspected_has_bias(const gq_layer *L, gq_awq_group g)
 {
-    return g == GQ_AWQ_GATEUP && (L->b[GQ_LIN_GATE] || L->b[GQ_LIN_UP] || L->b[GQ_LIN_DOWN]);
+    float *const *b = L->b;
+    if (g == GQ_AWQ_QKV)
+        return b[GQ_LIN_Q] || b[GQ_LIN_K] || b[GQ_LIN_V] || b[GQ_LIN_O];
+    return g == GQ_AWQ_GATEUP && (b[GQ_LIN_GATE] || b[GQ_LIN_UP] || b[GQ_LIN_DOWN]);
 }
 
 /* Scale search for group g; best scales into s_best: the first grid point of least loss. */
@@ -249,7 +261,7 @@ static int search_group(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_group 
     if (wm)
         weight_mean(ctx, g, cin, wm);
     inspect(ctx, &ctx->w, g, x, org);
-    bool stacked = gq_awq_stacked_grid && g != GQ_AWQ_QKV && !mlp_has_bias(&ctx->w, g);
+    bool stacked = gq_awq_stacked_grid && !inspected_has_bias(&ctx->w, g);
     if ((stacked ? losses_stacked : losses_per_point)(p, ctx, g, x, sx, wm, org, loss, err))
         goto done;
     double best = INFINITY;
@@ -314,6 +326,7 @@ static void clip_to(float *Wc, const float *W, const float *amax, const float *f
                     int rows, int cols, int gs)
 {
     const int ng = (cols + gs - 1) / gs;
+#pragma omp parallel for schedule(static) if ((long)rows * cols >= 65536)
     for (int r = 0; r < rows; r++)
         for (int j = 0; j < cols; j++) {
             const size_t g = (size_t)r * ng + j / gs;
@@ -323,9 +336,13 @@ static void clip_to(float *Wc, const float *W, const float *amax, const float *f
         }
 }
 
+/* Rows of E per block of the error sums: a block's sums stay in registers and cache while the
+ * tokens stream past. */
+#define SCORE_ROWS 64
+
 /* Per group: the mean over the m sampled tokens Xs (m, cols) of the squared output error of
  * D (rows, cols) = the candidate's reconstruction - W; keeps f where it beats best_e. E: m *
- * rows scratch. */
+ * rows scratch. Each row's sum runs over the tokens in increasing order. */
 static void score_candidate(const float *Xs, const float *D, float *E, size_t m, int rows,
                             int cols, int gs, float f, double *best_e, float *best_f)
 {
@@ -336,15 +353,20 @@ static void score_candidate(const float *Xs, const float *D, float *E, size_t m,
         gq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, rows, len, 1.0f, Xs + c0,
                  cols, D + c0, cols, 0.0f, E, rows);
 #pragma omp parallel for schedule(static) if ((size_t)rows * m > 65536)
-        for (int r = 0; r < rows; r++) {
-            double e = 0.0;
-            for (size_t t = 0; t < m; t++)
-                e += (double)E[t * rows + r] * E[t * rows + r];
-            e /= (double)m;
-            size_t idx = (size_t)r * ng + gi;
-            if (e < best_e[idx]) {
-                best_e[idx] = e;
-                best_f[idx] = f;
+        for (int r0 = 0; r0 < rows; r0 += SCORE_ROWS) {
+            const int nr = rows - r0 < SCORE_ROWS ? rows - r0 : SCORE_ROWS;
+            double e[SCORE_ROWS] = {0};
+            for (size_t t = 0; t < m; t++) {
+                const float *et = E + t * rows + r0;
+                for (int i = 0; i < nr; i++)
+                    e[i] += (double)et[i] * et[i];
+            }
+            for (int i = 0; i < nr; i++) {
+                size_t idx = (size_t)(r0 + i) * ng + gi;
+                if (e[i] / (double)m < best_e[idx]) {
+                    best_e[idx] = e[i] / (double)m;
+                    best_f[idx] = f;
+                }
             }
         }
     }
@@ -396,7 +418,8 @@ static int clip_search(const gq_awq_params *p, gq_block_ctx *ctx, gq_linear_kind
             gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
             goto done;
         }
-        for (size_t i = 0; i < (size_t)rows * cols; i++)
+#pragma omp parallel for schedule(static) if ((long)rows * cols >= 65536)
+        for (long i = 0; i < (long)rows * cols; i++)
             D[i] -= W[i];
         score_candidate(Xs, D, E, m, rows, cols, gs, f, best_e, best_f);
     }
@@ -417,17 +440,27 @@ done:
     return rc;
 }
 
-/* FLOPs of group g's scale search as the stage timer counts them: the products of the group's
- * linears on all calibration tokens, once per grid point. */
+/* FLOPs of group g's scale search as the stage timer counts them: the inspected module on all
+ * calibration tokens, once per grid point (the loss needs its output): q/k/v, the causal
+ * attention (scores and weighted sum, T (T + 1) / 2 pairs per window) and o_proj; o_proj;
+ * gate, up and down; down. */
 static double search_flops(const gq_awq_params *p, const gq_block_ctx *ctx, gq_awq_group g)
 {
+    static const gq_linear_kind inspected[GQ_AWQ_N_GROUPS][4] = {
+        {GQ_LIN_Q, GQ_LIN_K, GQ_LIN_V, GQ_LIN_O}, {GQ_LIN_O}, {GQ_LIN_GATE, GQ_LIN_UP,
+        GQ_LIN_DOWN}, {GQ_LIN_DOWN}};
+    static const int n_inspected[GQ_AWQ_N_GROUPS] = {4, 1, 3, 1};
+    const double n = (double)ctx->B * ctx->T;
     double w = 0.0;
-    for (int i = 0; i < group_n[g]; i++) {
+    for (int i = 0; i < n_inspected[g]; i++) {
         int rows, cols;
-        gq_linear_shape(ctx->cfg, group_linears[g][i], &rows, &cols);
+        gq_linear_shape(ctx->cfg, inspected[g][i], &rows, &cols);
         w += (double)rows * cols;
     }
-    return 2.0 * p->n_grid * (double)ctx->B * ctx->T * w;
+    double flops = 2.0 * n * w;
+    if (g == GQ_AWQ_QKV)
+        flops += 4.0 * ctx->B * (ctx->T * (ctx->T + 1.0) / 2.0) * gq_q_dim(ctx->cfg);
+    return p->n_grid * flops;
 }
 
 /* FLOPs of linear k's clip search: one product on the sub-sampled tokens per candidate. */
@@ -463,11 +496,14 @@ static int group_scales(const gq_awq_params *p, gq_awq_salience_fn salience, con
         return gq_fail(err, "layers.%d: out of memory", ctx->layer);
     }
     const float *x = gq_trace_input(tr, group_linears[g][0]);
-    double t0 = gq_now();
-    int src = salience ? salience(user, ctx, tr, g, sx, err)
+    double t0 = gq_now(), flops = 0.0;
+    int src = salience ? salience(user, ctx, tr, g, sx, &flops, err)
                        : (gq_calib_abs_mean(x, n, cin, sx), 0);
     ctx->t_stats += gq_now() - t0;
-    gq_stage_end(ctx, t0, "stats", GQ_LIMIT_BANDWIDTH, (double)n * cin * sizeof(float));
+    if (flops > 0.0) /* a salience of its own products (PRAQ's unit importance) */
+        gq_stage_end(ctx, t0, "salience", GQ_LIMIT_SGEMM, flops);
+    else
+        gq_stage_end(ctx, t0, "stats", GQ_LIMIT_BANDWIDTH, (double)n * cin * sizeof(float));
     t0 = gq_now();
     if (src == 0)
         src = search_group(p, ctx, g, x, sx, *scale, err);

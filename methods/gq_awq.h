@@ -44,11 +44,12 @@ typedef enum {
     GQ_AWQ_N_GROUPS
 } gq_awq_group;
 
-/* Salience s_x (n_in values) of a group's input channels from the FP block trace.
- * NULL hook = AWQ's mean |x|. */
+/* Salience s_x (n_in values) of a group's input channels from the FP block trace; *flops gets
+ * the FLOPs of the matrix products it ran (0 when none: the stage is then bounded by reading
+ * the inputs). NULL hook = AWQ's mean |x|. */
 typedef int (*gq_awq_salience_fn)(const void *user, const gq_block_ctx *ctx,
                                   const gq_block_trace *fp_trace, gq_awq_group g, float *s,
-                                  gq_error *err);
+                                  double *flops, gq_error *err);
 
 /* Search, fold, clip and round block ctx. `user` is passed to the salience hook. */
 int gq_awq_quantize_block(const gq_awq_params *p, gq_awq_salience_fn salience, const void *user,

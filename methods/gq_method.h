@@ -30,7 +30,8 @@ typedef struct gq_block_ctx gq_block_ctx;
  * when one listens, receives the stage's name, its wall time, and its work: FLOPs for a stage
  * bounded by matrix products (GQ_LIMIT_SGEMM / GQ_LIMIT_DGEMM, the precision of its
  * products), bytes moved for a streaming stage (GQ_LIMIT_BANDWIDTH). Stage names in use:
- * "forward" (block forward passes on the calibration tokens), "hessian", "stats", "search",
+ * "forward" (block forward passes on the calibration tokens), "hessian", "stats", "salience"
+ * (a statistic computed through products, PRAQ's unit importance), "search",
  * "clip", "train", "factor", "columns" (GPTQ's rounding with error feedback), "round",
  * "recon error" (the pipeline's per-linear error), "fingerprint" (gq_block_fingerprint).
  * Without a sink nothing happens. */

@@ -20,6 +20,7 @@
 #include "methods/gq_awq.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "calib/gq_calib.h"
@@ -79,10 +80,37 @@ static int unit_importance(const praq_params *p, const gq_block_ctx *ctx, const 
     return 0;
 }
 
-static int praq_salience(const void *user, const gq_block_ctx *ctx, const gq_block_trace *tr,
-                         gq_awq_group grp, float *s, gq_error *err)
+/* One block's run: the parameters and the unit importance I (hidden), computed by the first
+ * MLP group that asks (gate/up, then down read the same FP trace and FP weights: every group's
+ * scales are searched before any is folded). */
+typedef struct {
+    double *I;
+    bool ready;
+} praq_units;
+
+typedef struct {
+    const praq_params *p;
+    praq_units *units;
+} praq_run;
+
+/* The block's I, computed on first use; *flops gets the FLOPs of its two products then. */
+static const double *block_importance(const praq_run *run, const gq_block_ctx *ctx,
+                                      const gq_block_trace *tr, double *flops, gq_error *err)
 {
-    const praq_params *p = user;
+    praq_units *u = run->units;
+    const size_t n = (size_t)ctx->B * ctx->T;
+    if (!u->ready) {
+        if (unit_importance(run->p, ctx, tr->mlp_in, n, u->I, err))
+            return NULL;
+        u->ready = true;
+        *flops = 4.0 * (double)n * ctx->cfg->dim * ctx->cfg->hidden_dim; /* gate and up */
+    }
+    return u->I;
+}
+
+static int praq_salience(const void *user, const gq_block_ctx *ctx, const gq_block_trace *tr,
+                         gq_awq_group grp, float *s, double *flops, gq_error *err)
+{
     const gq_config *c = ctx->cfg;
     const size_t n = (size_t)ctx->B * ctx->T;
     if (grp == GQ_AWQ_QKV || grp == GQ_AWQ_VO) {
@@ -93,17 +121,12 @@ static int praq_salience(const void *user, const gq_block_ctx *ctx, const gq_blo
         return 0;
     }
     const int dim = c->dim, hid = c->hidden_dim;
-    double *I = malloc((size_t)hid * sizeof *I);
+    const double *I = block_importance(user, ctx, tr, flops, err);
     if (!I)
-        return gq_fail(err, "layers.%d: out of memory", ctx->layer);
-    if (unit_importance(p, ctx, tr->mlp_in, n, I, err)) {
-        free(I);
         return -1;
-    }
     if (grp == GQ_AWQ_DOWN) {
         for (int j = 0; j < hid; j++)
             s[j] = (float)I[j];
-        free(I);
         return 0;
     }
     double mean_I = 0.0;
@@ -124,7 +147,6 @@ static int praq_salience(const void *user, const gq_block_ctx *ctx, const gq_blo
         if (den > 0.0 && mean_I > 0.0)
             s[i] = (float)(s[i] * num / (mean_I * den));
     }
-    free(I);
     return 0;
 }
 
@@ -137,7 +159,13 @@ static bool praq_needs_calibration(const void *params)
 static int praq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
 {
     const praq_params *p = params;
-    return gq_awq_quantize_block(&p->awq, praq_salience, p, ctx, err);
+    praq_units units = {malloc((size_t)ctx->cfg->hidden_dim * sizeof(double)), false};
+    if (!units.I)
+        return gq_fail(err, "layers.%d: out of memory for PRAQ statistics", ctx->layer);
+    const praq_run run = {p, &units};
+    int rc = gq_awq_quantize_block(&p->awq, praq_salience, &run, ctx, err);
+    free(units.I);
+    return rc;
 }
 
 GQ_METHOD_DEFINE(gq_method_praq, "praq",

@@ -170,5 +170,7 @@ int bench_quantize(int argc, char **argv)
         cli_report(CMD, &err, rc);
     }
     bench_free(&b);
+    json_decref(a.fmt_params); /* the --set / --method-set objects cli_parse built */
+    json_decref(a.method_params);
     return rc;
 }

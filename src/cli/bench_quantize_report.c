@@ -168,7 +168,7 @@ static double token_scale(const bq_args *a, const gq_config *c, const char *name
     if (strcmp(name, "recon error") == 0) /* at most GQ_RECON_TOKENS sampled tokens */
         return (double)gq_recon_tokens((size_t)a->project_windows * a->project_ctx) /
                (double)gq_recon_tokens((size_t)a->windows * a->ctx);
-    static const char *per_token[] = {"hessian", "stats", "search", "train"};
+    static const char *per_token[] = {"hessian", "stats", "salience", "search", "train"};
     for (size_t i = 0; i < sizeof per_token / sizeof per_token[0]; i++)
         if (strcmp(name, per_token[i]) == 0)
             return (double)a->project_windows * a->project_ctx / ((double)a->windows * a->ctx);

@@ -341,43 +341,57 @@ static void test_awq_alpha0_equals_rtn(void **state)
     gq_quant_report_free(&ra), gq_quant_report_free(&rr);
 }
 
-/* AWQ's and PRAQ's scale searches through stacked products (every grid point of the v->o,
- * gate/up and down groups in one product) choose the scales and losses of the per-point
- * forwards bit for bit, so the quantized models are equal. */
+/* The awq_alpha, awq_loss and awq_loss_alpha0 of two reports are equal, bit for bit; returns
+ * how many tensors have them. */
+static int assert_same_search(const gq_quant_report *ra, const gq_quant_report *rb,
+                              const char *what)
+{
+    assert_int_equal(ra->n_tensors, rb->n_tensors);
+    int searched = 0;
+    for (int t = 0; t < ra->n_tensors; t++) {
+        const char *keys[] = {"awq_alpha", "awq_loss", "awq_loss_alpha0"};
+        for (int k = 0; k < 3; k++) {
+            json_t *x = json_object_get(ra->tensors[t].extra, keys[k]);
+            json_t *y = json_object_get(rb->tensors[t].extra, keys[k]);
+            assert_true((x == NULL) == (y == NULL));
+            if (x && json_real_value(x) != json_real_value(y))
+                fail_msg("%s tensor %d %s: per point %.17g, stacked %.17g", what, t, keys[k],
+                         json_real_value(x), json_real_value(y));
+            searched += x != NULL;
+        }
+    }
+    return searched;
+}
+
+/* AWQ's and PRAQ's scale searches through stacked products (every grid point of a group,
+ * q/k/v included, in a few products) choose the scales and losses of the per-point forwards
+ * (gq_awq_stacked_grid = false, the reference) bit for bit, at 1 and 2 threads, so the
+ * quantized models are equal. */
 static void test_awq_stacked_grid_equals_per_point(void **state)
 {
     TEST_STORIES_OR_SKIP(f);
     static const char *const duo[] = {"duo_scaling=true", "clip=false", NULL};
     static const struct { const char *method; const char *const *sets; int bits; } cases[] = {
         {"awq", NULL, 4}, {"awq", duo, 3}, {"praq", NULL, 3}};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        gq_model a, b;
-        gq_quant_report ra, rb;
-        gq_awq_stacked_grid = false;
-        run(f, cases[i].method, cases[i].sets, cases[i].bits, 16, GQ_PROPAGATE_METHOD_DEFAULT,
-            &a, &ra);
-        gq_awq_stacked_grid = true;
-        run(f, cases[i].method, cases[i].sets, cases[i].bits, 16, GQ_PROPAGATE_METHOD_DEFAULT,
-            &b, &rb);
-        test_assert_linears_equal(&a, &b);
-        assert_int_equal(ra.n_tensors, rb.n_tensors);
-        int searched = 0;
-        for (int t = 0; t < ra.n_tensors; t++) {
-            const char *keys[] = {"awq_alpha", "awq_loss", "awq_loss_alpha0"};
-            for (int k = 0; k < 3; k++) {
-                json_t *x = json_object_get(ra.tensors[t].extra, keys[k]);
-                json_t *y = json_object_get(rb.tensors[t].extra, keys[k]);
-                assert_true((x == NULL) == (y == NULL));
-                if (x && json_real_value(x) != json_real_value(y))
-                    fail_msg("%s tensor %d %s: per point %.17g, stacked %.17g", cases[i].method,
-                             t, keys[k], json_real_value(x), json_real_value(y));
-                searched += x != NULL;
-            }
+    const int saved = gq_threads_get();
+    for (int threads = 1; threads <= 2; threads++) {
+        gq_threads_set(threads);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            gq_model a, b;
+            gq_quant_report ra, rb;
+            gq_awq_stacked_grid = false;
+            run(f, cases[i].method, cases[i].sets, cases[i].bits, 16,
+                GQ_PROPAGATE_METHOD_DEFAULT, &a, &ra);
+            gq_awq_stacked_grid = true;
+            run(f, cases[i].method, cases[i].sets, cases[i].bits, 16,
+                GQ_PROPAGATE_METHOD_DEFAULT, &b, &rb);
+            test_assert_linears_equal(&a, &b);
+            assert_true(assert_same_search(&ra, &rb, cases[i].method) > 0);
+            gq_model_free(&a), gq_model_free(&b);
+            gq_quant_report_free(&ra), gq_quant_report_free(&rb);
         }
-        assert_true(searched > 0);
-        gq_model_free(&a), gq_model_free(&b);
-        gq_quant_report_free(&ra), gq_quant_report_free(&rb);
     }
+    gq_threads_set(saved);
 }
 
 /* Folding scales into the norms and linears leaves the FP function unchanged. */
@@ -592,7 +606,8 @@ static void test_quantize_cli_threads(void **state)
 }
 
 /* bench quantize on the tiny preset: every stage of the method has its row (the stage timer
- * reaches the pipeline and the method), and a bad preset or method is a usage error. */
+ * reaches the pipeline and the method: GPTQ, AWQ, PRAQ, AffineQuant), and a bad preset or
+ * method is a usage error. */
 static void test_bench_quantize_cli(void **state)
 {
     (void)state;
@@ -605,6 +620,13 @@ static void test_bench_quantize_cli(void **state)
                       "projection: 2 blocks", NULL);
     assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method awq", base), 0);
     test_contains_all(out, "\nstats ", "\nsearch ", "\nclip ", "\nround ", NULL);
+    /* PRAQ's unit importance is its own stage (products, once per block) */
+    assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method praq", base),
+                     0);
+    test_contains_all(out, "\nsalience     sgemm      1 ", "\nsearch ", "\nclip ", NULL);
+    assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method affinequant "
+                                   "--method-set epochs=1", base), 0);
+    test_contains_all(out, "\ntrain ", "\nround ", "\ntotal ", NULL);
     assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method rtn "
                                    "--preset nope", base), 2);
     assert_non_null(strstr(errb, "unknown preset 'nope'"));

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "core/gq_rng.h"
+#include "core/gq_threads.h"
+#include "methods/awq_grid.h"
 #include "methods/gq_awq.h"
 #include "methods/gq_pipeline.h"
 #include "model/gq_forward.h"
@@ -98,6 +100,46 @@ static void family_fixture(bool qwen3, test_stories *f)
         f->calib[i] = (int)gq_rng_below(&r, (uint64_t)c.vocab_size);
 }
 
+/* The q/k/v search through stacked products on a Qwen3 block (q/k head norms, q_dim 128 !=
+ * dim) equals one attention forward per grid point (gq_awq_stacked_grid = false), bit for bit,
+ * at 1 and 2 threads. */
+static void test_awq_stacked_qk_norm(void **state)
+{
+    (void)state;
+    static const char *const sets[] = {"n_grid=6", "clip=false", NULL};
+    test_stories f;
+    family_fixture(true, &f);
+    gq_error err = {{0}};
+    const int saved = gq_threads_get();
+    for (int threads = 1; threads <= 2; threads++) {
+        gq_threads_set(threads);
+        gq_model m[2];
+        gq_quant_report rep[2];
+        for (int stacked = 0; stacked < 2; stacked++) {
+            gq_awq_stacked_grid = stacked;
+            if (test_quantize(&f, "awq", sets, "{\"name\":\"int\",\"bits\":3,\"group_size\":32}",
+                              NULL, GQ_PROPAGATE_METHOD_DEFAULT, &m[stacked], &rep[stacked], &err))
+                fail_msg("awq: %s", err.msg);
+        }
+        test_assert_linears_equal(&m[0], &m[1]);
+        int searched = 0;
+        for (int t = 0; t < rep[0].n_tensors; t++) {
+            json_t *x = json_object_get(rep[0].tensors[t].extra, "awq_loss");
+            json_t *y = json_object_get(rep[1].tensors[t].extra, "awq_loss");
+            assert_true((x == NULL) == (y == NULL));
+            assert_true(!x || json_real_value(x) == json_real_value(y));
+            searched += x != NULL;
+        }
+        assert_true(searched > 0);
+        for (int i = 0; i < 2; i++)
+            gq_model_free(&m[i]), gq_quant_report_free(&rep[i]);
+    }
+    gq_awq_stacked_grid = true;
+    gq_threads_set(saved);
+    gq_model_free(&f.fp);
+    free(f.calib);
+}
+
 static void test_methods_on_families(void **state)
 {
     (void)state;
@@ -138,6 +180,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_awq_fold_families),
+        cmocka_unit_test(test_awq_stacked_qk_norm),
         cmocka_unit_test(test_methods_on_families),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
