@@ -199,18 +199,23 @@ static void int_fit(const void *pv, const float *x, int n, const float *imp, voi
 
 static bool int_fast_ok(const void *pv) { return ((const int_params *)pv)->clip_search == CLIP_NONE; }
 
-/* int_fit: the range [min(0, min x), max(0, max x)], in parallel for a whole tensor. */
+/* int_fit: the range [min(0, min x), max(0, max x)]; a whole tensor in parallel pieces (an
+ * OpenMP construct costs more than a group's work, so groups stay outside one). */
 static void int_fit_fast(const void *pv, const float *x, size_t n, float amax, void *sv)
 {
     (void)amax;
     const size_t piece = (size_t)1 << 16;
     float lo = 0.0f, hi = 0.0f;
-#pragma omp parallel for if (n > 4 * piece) reduction(min : lo) reduction(max : hi) schedule(static)
-    for (size_t i0 = 0; i0 < n; i0 += piece) {
-        float l, h;
-        grid_k_minmax(x + i0, n - i0 < piece ? n - i0 : piece, &l, &h);
-        lo = grid_minf(lo, l);
-        hi = grid_maxf(hi, h);
+    if (n <= piece) {
+        grid_k_minmax(x, n, &lo, &hi);
+    } else {
+#pragma omp parallel for reduction(min : lo) reduction(max : hi) schedule(static)
+        for (size_t i0 = 0; i0 < n; i0 += piece) {
+            float l, h;
+            grid_k_minmax(x + i0, n - i0 < piece ? n - i0 : piece, &l, &h);
+            lo = grid_minf(lo, l);
+            hi = grid_maxf(hi, h);
+        }
     }
     *(int_state *)sv = state_from_range(pv, lo, hi);
 }

@@ -165,7 +165,9 @@ static void mx_encode_fast(const void *pv, const void *sv, const float *x, int n
 {
     const mx_params *p = pv;
     const int e = ((const mx_state *)sv)->exp;
-    const float X = ldexpf(1.0f, e), inv = ldexpf(1.0f, -e);
+    /* ldexpf(1, +-e) without the call; 2^-127 is the one power below gq_pow2f's range */
+    const float X = e > -127 ? gq_pow2f(e) : ldexpf(1.0f, e);
+    const float inv = e < 127 ? gq_pow2f(-e) : ldexpf(1.0f, -e);
     if (p->element == EL_INT8)
         grid_encode_tail(mx_encode, pv, sv, x, grid_k_mxint8_encode(x, n, inv, X, codes, y), n,
                          codes, y);

@@ -4,6 +4,7 @@
  * grid_maxf (vminps/vmaxps return the second operand unless the first compares less/greater). */
 #include "formats/grid_kernels.h"
 
+#include <stdalign.h>
 #include <string.h>
 
 #include "formats/grid.h"
@@ -148,6 +149,17 @@ int grid_k_mxint8_encode(const float *x, int n, float inv, float X, uint8_t *cod
 }
 
 #if GRID_K_AVX2
+/* table[idx] per lane by 8 loads: vpgatherdd is several times slower on cores with the
+ * gather-data-sampling microcode fix. */
+static inline __m256i lookup8(const uint32_t *table, __m256i idx)
+{
+    alignas(32) uint32_t i[8];
+    _mm256_store_si256((__m256i *)i, idx);
+    return _mm256_setr_epi32((int)table[i[0]], (int)table[i[1]], (int)table[i[2]],
+                             (int)table[i[3]], (int)table[i[4]], (int)table[i[5]],
+                             (int)table[i[6]], (int)table[i[7]]);
+}
+
 /* 8 elements through the table: the lanes of xs, all finite. */
 static inline void mf_table8(const gq_mf_table *t, __m256 xs, __m256i *code, __m256 *val)
 {
@@ -165,7 +177,7 @@ static inline void mf_table8(const gq_mf_table *t, __m256 xs, __m256i *code, __m
     const __m256i idx = _mm256_or_si256(
         _mm256_sll_epi32(_mm256_sub_epi32(e, _mm256_set1_epi32(t->e_lo)), _mm_cvtsi32_si128(t->top + 1)),
         _mm256_or_si256(_mm256_slli_epi32(topbits, 1), sticky));
-    const __m256i ent = _mm256_i32gather_epi32((const int *)t->entry, idx, 4);
+    const __m256i ent = lookup8(t->entry, idx);
     const __m256i sign = _mm256_andnot_si256(_mm256_cmpeq_epi32(ent, _mm256_setzero_si256()),
                                              _mm256_srli_epi32(u, 31));
     *code = _mm256_or_si256(_mm256_and_si256(ent, _mm256_set1_epi32(0xffff)),
@@ -229,12 +241,13 @@ void grid_pack8(uint8_t *buf, size_t pos, const uint8_t *codes, size_t n, int w)
     }
     if (nacc == 0) {
 #if defined(__BMI2__)
+        /* Whole 8-byte stores while later fields of this call overwrite the excess. */
         const uint64_t lanes = 0x0101010101010101ull * mask;
-        for (; i + 8 <= n; i += 8, b += w) {
+        for (; i + 8 + 64 / (size_t)w <= n; i += 8, b += w) {
             uint64_t v;
             memcpy(&v, codes + i, sizeof v);
             v = _pext_u64(v, lanes);
-            memcpy(b, &v, (size_t)w);
+            memcpy(b, &v, sizeof v);
         }
 #else
         if (w == 8) {

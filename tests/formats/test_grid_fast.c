@@ -129,7 +129,7 @@ static void make_input(int kind, float *w, int rows, int cols, uint64_t seed)
             w[i] = ldexpf((float)(m | 1) * 0.125f, (int)(gq_rng_uniform(&r) * 240.0) - 140);
             break;
         case IN_HUGE:
-            w[i] = (float)(m | 1) * 0x1.fffffep127f / 16.0f;
+            w[i] = 0x1.fffffep127f / 16.0f * (float)(m | 1); /* up to 2^127.9 */
             break;
         default:
             w[i] = (float)(0.02 * gq_rng_student_t(&r, 4.0));
