@@ -63,7 +63,7 @@ static void check_elements(const gq_mf_table *t, const float *xs, int n)
 static void test_table_sweep(void **state)
 {
     (void)state;
-    static const uint32_t low[] = {0x000, 0x001, 0x3ff, 0x400, 0x401, 0x7fe, 0x7ff};
+    static const uint32_t low[] = {0x000, 0x001, 0x400, 0x7ff}; /* sticky clear and set */
     float *xs = malloc(SWEEP_BATCH * sizeof *xs);
     for (size_t k = 0; k < sizeof elements / sizeof elements[0]; k++) {
         const gq_mf_table *t = gq_mf_table_of(elements[k]);
@@ -196,10 +196,10 @@ static void free_out(run_out *o)
 }
 
 /* Every input kind on a few shapes (partial groups and rows that end mid-byte included):
- * the fast path at 1 and 2 threads against the reference at 1. */
+ * the fast path against the reference at 1 thread, and at 2 threads on the first shape. */
 static void check_config(const char *json)
 {
-    static const int shapes[][2] = {{3, 300}, {5, 37}, {2, 256}, {1, 8}, {4, 13}};
+    static const int shapes[][2] = {{3, 300}, {5, 37}, {4, 13}};
     json_t *spec = json_loads(json, 0, NULL);
     assert_non_null(spec);
     gq_quantizer q;
@@ -214,7 +214,7 @@ static void check_config(const char *json)
         for (int kind = 0; kind < N_INPUTS; kind++) {
             make_input(kind, w, rows, cols, 1000u * s + (uint64_t)kind);
             run_out ref = run(&q, w, rows, cols, true, 1);
-            for (int threads = 1; threads <= 2; threads++) {
+            for (int threads = 1; threads <= (s == 0 ? 2 : 1); threads++) {
                 run_out fast = run(&q, w, rows, cols, false, threads);
                 char what[1400];
                 snprintf(what, sizeof what, "%s, %d x %d, %s, %d thread(s)", json, rows, cols,
@@ -239,7 +239,7 @@ static void test_int_fast_equals_reference(void **state)
     for (int bits = 2; bits <= 8; bits++)
         for (int z = 0; z < 3; z++)
             for (int g = 0; g < 5; g++)
-                for (int opt = 0; opt < 4; opt++) {
+                for (int opt = 0; opt < 4; opt += 3) { /* fp16 even, fp32 away */
                     char json[256];
                     snprintf(json, sizeof json,
                              "{\"name\": \"int\", \"bits\": %d, \"zero\": \"%s\", %s, "
