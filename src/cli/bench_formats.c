@@ -6,7 +6,8 @@
  * reconstruction); dequantize = format->dequantize from that storage; times are wall clock,
  * best of --reps runs, reported as million weights per second with 1 thread and with N
  * threads. SQNR = 10 log10(sum w^2 / sum (w^ - w)^2) of the dequantized storage; bpw =
- * 8 * storage bytes / (rows * cols). */
+ * 8 * storage bytes / (rows * cols). --reference times the int, fp and mx formats through their
+ * scalar reference (fit + encode per group) instead of their fast path (grid.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
 #include "formats/gq_format.h"
+#include "formats/grid.h"
 #include "formats/quant_error.h"
 
 #define CMD "bench formats"
@@ -102,10 +104,11 @@ static bool is_grid_format(const char *name)
 }
 
 /* The setup line and the head of the Markdown table bench_one fills. */
-static void print_header(long rows, long cols, long seed, long reps, int nthreads)
+static void print_header(long rows, long cols, long seed, long reps, int nthreads, bool reference)
 {
     printf("bench formats: W %ld x %ld, Student-t(5) * 0.02, seed %ld; best of %ld runs; "
-           "threads 1 and %d\n", rows, cols, seed, reps, nthreads);
+           "threads 1 and %d; int/fp/mx: %s\n", rows, cols, seed, reps, nthreads,
+           reference ? "scalar reference" : "fast path");
     printf("quantize = storage layout only; dequantize = from storage; SQNR of the dequantized "
            "storage; Mw/s = 1e6 weights/s\n\n");
     printf("| %-22s | %7s | %8s | %9s | %9s | %9s | %9s |\n", "format", "bpw", "SQNR dB",
@@ -118,6 +121,7 @@ static void print_header(long rows, long cols, long seed, long reps, int nthread
 int bench_formats(int argc, char **argv)
 {
     long rows, cols, threads, reps, seed;
+    bool reference = false;
     const cli_opt opts[] = {
         CLI_OPT("rows", "R", CLI_INT, &rows, "rows of W", .def = "4096", .min = 1, .max = 1 << 20),
         CLI_OPT("cols", "C", CLI_INT, &cols, "columns of W", .def = "11008", .min = 1,
@@ -127,6 +131,8 @@ int bench_formats(int argc, char **argv)
         CLI_OPT("reps", "R", CLI_INT, &reps, "runs per timing, the best is kept", .def = "2",
                 .min = 1, .max = 1000),
         CLI_OPT("seed", "S", CLI_INT, &seed, "seed of W", .def = "1", .max = 0x1p30),
+        CLI_OPT("reference", NULL, CLI_FLAG, &reference,
+                "int, fp and mx through their scalar reference instead of the fast path"),
     };
     const cli_spec spec = {
         .cmd = CMD,
@@ -149,8 +155,9 @@ int bench_formats(int argc, char **argv)
         goto done;
     }
     make_weights(w, (int)rows, (int)cols, (uint64_t)seed);
+    grid_force_reference(reference);
 
-    print_header(rows, cols, seed, reps, nthreads);
+    print_header(rows, cols, seed, reps, nthreads, reference);
     int nfmt;
     const gq_format *const *all = gq_format_all(&nfmt);
     size_t nconf = sizeof grid_configs / sizeof grid_configs[0];

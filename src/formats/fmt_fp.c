@@ -16,6 +16,7 @@
 #include "core/gq_half.h"
 #include "formats/gq_format.h"
 #include "formats/grid.h"
+#include "formats/grid_kernels.h"
 #include "formats/minifloat.h"
 
 typedef struct fp_params {
@@ -82,6 +83,28 @@ static void fp_decode(const void *pv, const void *sv, const uint32_t *codes, int
         y[i] = gq_mf_decode(f, codes[i]) * s;
 }
 
+/* ---- fast path (grid_fast.c): elements through the table (mf_table.h) ------------------ */
+
+static bool fp_fast_ok(const void *pv)
+{
+    (void)pv;
+    return true;
+}
+
+static void fp_fit_fast(const void *pv, const float *x, size_t n, float amax, void *sv)
+{
+    (void)x, (void)n;
+    const fp_params *p = pv;
+    ((fp_state *)sv)->scale = grid_scale_store(p->scale_dtype, amax / elem(pv)->max);
+}
+
+static void fp_encode_fast(const void *pv, const void *sv, const float *x, int n, uint8_t *codes,
+                           float *y)
+{
+    const float s = ((const fp_state *)sv)->scale;
+    grid_k_mf_encode(gq_mf_table_of(elem(pv)), x, n, s, true, s, codes, y);
+}
+
 static int fp_meta_bits(const void *pv)
 {
     return grid_scale_bits(((const fp_params *)pv)->scale_dtype);
@@ -119,6 +142,9 @@ static int fp_elem_bits(const void *pv) { return gq_mf_bits(elem(pv)); }
 
 static const grid_ops fp_ops = {
     .name = "fp",
+    .fast_ok = fp_fast_ok,
+    .fit_fast = fp_fit_fast,
+    .encode_fast = fp_encode_fast,
     .group_cols = fp_group_cols,
     .elem_bits = fp_elem_bits,
     .meta_bits = fp_meta_bits,

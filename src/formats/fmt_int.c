@@ -34,6 +34,7 @@
 #include "formats/gq_format.h"
 #include "formats/gq_packing.h"
 #include "formats/grid.h"
+#include "formats/grid_kernels.h"
 
 enum { ZERO_SYM = 0, ZERO_SYM_GPTQ = 1, ZERO_ASYM = 2 };
 enum { CLIP_NONE = 0, CLIP_MSE = 1 };
@@ -194,6 +195,41 @@ static void int_fit(const void *pv, const float *x, int n, const float *imp, voi
     *(int_state *)sv = best;
 }
 
+/* ---- fast path (grid_fast.c): no clip search, so no importance ------------------------- */
+
+static bool int_fast_ok(const void *pv) { return ((const int_params *)pv)->clip_search == CLIP_NONE; }
+
+/* int_fit: the range [min(0, min x), max(0, max x)]; a whole tensor in parallel pieces (an
+ * OpenMP construct costs more than a group's work, so groups stay outside one). */
+static void int_fit_fast(const void *pv, const float *x, size_t n, float amax, void *sv)
+{
+    (void)amax;
+    const size_t piece = (size_t)1 << 16;
+    float lo = 0.0f, hi = 0.0f;
+    if (n <= piece) {
+        grid_k_minmax(x, n, &lo, &hi);
+    } else {
+#pragma omp parallel for reduction(min : lo) reduction(max : hi) schedule(static)
+        for (size_t i0 = 0; i0 < n; i0 += piece) {
+            float l, h;
+            grid_k_minmax(x + i0, n - i0 < piece ? n - i0 : piece, &l, &h);
+            lo = grid_minf(lo, l);
+            hi = grid_maxf(hi, h);
+        }
+    }
+    *(int_state *)sv = state_from_range(pv, lo, hi);
+}
+
+static void int_encode_fast(const void *pv, const void *sv, const float *x, int n,
+                            uint8_t *codes, float *y)
+{
+    const int_params *p = pv;
+    const int_state *s = sv;
+    const grid_k_int k = {s->scale, (float)s->zero, (float)qmin(p), (float)qmax(p),
+                          p->rounding == GRID_ROUND_AWAY};
+    grid_encode_tail(int_encode, pv, sv, x, grid_k_int_encode(&k, x, n, codes, y), n, codes, y);
+}
+
 static int int_meta_bits(const void *pv)
 {
     const int_params *p = pv;
@@ -241,6 +277,9 @@ static int int_elem_bits(const void *pv) { return ((const int_params *)pv)->bits
 
 static const grid_ops int_ops = {
     .name = "int",
+    .fast_ok = int_fast_ok,
+    .fit_fast = int_fit_fast,
+    .encode_fast = int_encode_fast,
     .group_cols = int_group_cols,
     .elem_bits = int_elem_bits,
     .meta_bits = int_meta_bits,

@@ -26,6 +26,7 @@
 #include "core/gq_half.h"
 #include "formats/gq_format.h"
 #include "formats/grid.h"
+#include "formats/grid_kernels.h"
 #include "formats/minifloat.h"
 
 #define MX_BLOCK 32
@@ -145,6 +146,35 @@ static void mx_decode(const void *pv, const void *sv, const uint32_t *codes, int
         y[i] = gq_mf_decode(f, codes[i]) * X;
 }
 
+/* ---- fast path (grid_fast.c): FP elements through the table (mf_table.h) --------------- */
+
+static bool mx_fast_ok(const void *pv)
+{
+    (void)pv;
+    return true;
+}
+
+static void mx_fit_fast(const void *pv, const float *x, size_t n, float amax, void *sv)
+{
+    (void)x, (void)n;
+    ((mx_state *)sv)->exp = shared_exp(pv, amax);
+}
+
+static void mx_encode_fast(const void *pv, const void *sv, const float *x, int n, uint8_t *codes,
+                           float *y)
+{
+    const mx_params *p = pv;
+    const int e = ((const mx_state *)sv)->exp;
+    /* ldexpf(1, +-e) without the call; 2^-127 is the one power below gq_pow2f's range */
+    const float X = e > -127 ? gq_pow2f(e) : ldexpf(1.0f, e);
+    const float inv = e < 127 ? gq_pow2f(-e) : ldexpf(1.0f, -e);
+    if (p->element == EL_INT8)
+        grid_encode_tail(mx_encode, pv, sv, x, grid_k_mxint8_encode(x, n, inv, X, codes, y), n,
+                         codes, y);
+    else
+        grid_k_mf_encode(gq_mf_table_of(elements[p->element]), x, n, inv, false, X, codes, y);
+}
+
 static int mx_meta_bits(const void *pv)
 {
     (void)pv;
@@ -178,6 +208,9 @@ static int mx_elem_bits(const void *pv)
 
 static const grid_ops mx_ops = {
     .name = "mx",
+    .fast_ok = mx_fast_ok,
+    .fit_fast = mx_fit_fast,
+    .encode_fast = mx_encode_fast,
     .group_cols = mx_group_cols,
     .elem_bits = mx_elem_bits,
     .meta_bits = mx_meta_bits,

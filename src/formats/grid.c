@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/gq_half.h"
+#include "formats/grid_internal.h"
 
 const char *const grid_granularity_names[] = {"tensor", "channel", "group", NULL};
 const char *const grid_scale_dtype_names[] = {"fp16", "fp32", NULL};
@@ -116,17 +117,7 @@ uint32_t grid_get_bits(const uint8_t *buf, size_t pos, int w)
 
 /* ---- layout --------------------------------------------------------------------------- */
 
-typedef struct layout {
-    int gc;           /* columns per group, 0 = per tensor */
-    int ngr;          /* groups per row (0 for per tensor) */
-    int eb, mb;       /* element and meta bits */
-    size_t row_elems; /* stored codes per row (padded for MX) */
-    size_t meta_bytes;
-    size_t code_bytes;
-    int chunk;        /* rows per parallel work item: byte-aligned meta and codes */
-} layout;
-
-static layout make_layout(const grid_ops *ops, const void *p, int rows, int cols)
+layout grid_make_layout(const grid_ops *ops, const void *p, int rows, int cols)
 {
     layout L;
     L.gc = ops->group_cols(p, cols);
@@ -148,13 +139,13 @@ static layout make_layout(const grid_ops *ops, const void *p, int rows, int cols
 
 size_t grid_storage_bytes(const grid_ops *ops, const void *p, int rows, int cols)
 {
-    layout L = make_layout(ops, p, rows, cols);
+    layout L = grid_make_layout(ops, p, rows, cols);
     return L.meta_bytes + L.code_bytes;
 }
 
 /* Largest magnitude; fails on the first non-finite value (by position, whatever the thread
  * count). */
-static int scan_amax(const char *name, const float *w, int rows, int cols, float *amax_out,
+int grid_scan_amax(const char *name, const float *w, int rows, int cols, float *amax_out,
                      gq_error *err)
 {
     size_t n = (size_t)rows * (size_t)cols;
@@ -166,13 +157,18 @@ static int scan_amax(const char *name, const float *w, int rows, int cols, float
         bad |= !isfinite(a);
         amax = a > amax ? a : amax;
     }
-    if (bad) {
-        for (size_t i = 0; i < n; i++)
-            if (!isfinite(w[i]))
-                return gq_fail(err, "%s: non-finite weight %g at row %zu, column %zu", name,
-                               (double)w[i], i / (size_t)cols, i % (size_t)cols);
-    }
+    if (bad)
+        return grid_report_nonfinite(name, w, rows, cols, err);
     *amax_out = amax;
+    return 0;
+}
+
+int grid_report_nonfinite(const char *name, const float *w, int rows, int cols, gq_error *err)
+{
+    for (size_t i = 0; i < (size_t)rows * (size_t)cols; i++)
+        if (!isfinite(w[i]))
+            return gq_fail(err, "%s: non-finite weight %g at row %zu, column %zu", name,
+                           (double)w[i], i / (size_t)cols, i % (size_t)cols);
     return 0;
 }
 
@@ -197,15 +193,21 @@ static int fit_tensor(const grid_ops *ops, const void *p, const float *w, int ro
     return 0;
 }
 
+static bool reference_forced;
+
+void grid_force_reference(bool on) { reference_forced = on; }
+
 int grid_quantize(const grid_ops *ops, const void *p, const float *w, int rows, int cols,
                   const float *imatrix, uint8_t *codes, float *deq, gq_error *err)
 {
+    if (!reference_forced && ops->fast_ok && ops->fast_ok(p))
+        return grid_quantize_fast(ops, p, w, rows, cols, codes, deq, err);
     float amax = 0.0f;
-    if (scan_amax(ops->name, w, rows, cols, &amax, err))
+    if (grid_scan_amax(ops->name, w, rows, cols, &amax, err))
         return -1;
     if (ops->check_amax && ops->check_amax(p, amax, err))
         return -1;
-    layout L = make_layout(ops, p, rows, cols);
+    layout L = grid_make_layout(ops, p, rows, cols);
     if (codes)
         memset(codes, 0, L.meta_bytes + L.code_bytes);
     uint8_t *cstream = codes ? codes + L.meta_bytes : NULL;
@@ -262,7 +264,7 @@ int grid_quantize(const grid_ops *ops, const void *p, const float *w, int rows, 
 int grid_store_groups(const grid_ops *ops, const void *p, const void *states, const float *q,
                       int rows, int cols, uint8_t *codes, gq_error *err)
 {
-    layout L = make_layout(ops, p, rows, cols);
+    layout L = grid_make_layout(ops, p, rows, cols);
     uint32_t *tmp = calloc(L.row_elems, sizeof *tmp); /* padding codes (MX) stay 0 */
     if (!tmp)
         return gq_fail(err, "%s: out of memory for a row of %zu codes", ops->name, L.row_elems);
@@ -292,7 +294,7 @@ int grid_dequantize(const grid_ops *ops, const void *p, const uint8_t *codes, in
 {
     if (rows <= 0 || cols <= 0)
         return gq_fail(err, "%s: empty matrix (%d x %d)", ops->name, rows, cols);
-    layout L = make_layout(ops, p, rows, cols);
+    layout L = grid_make_layout(ops, p, rows, cols);
     const uint8_t *cstream = codes + L.meta_bytes;
     alignas(16) unsigned char tstate[GRID_STATE_MAX];
     if (L.gc == 0)

@@ -63,6 +63,15 @@ typedef struct grid_ops {
     /* State <-> meta_bits record at stream bit `pos`. */
     void (*meta_write)(const void *p, const void *state, uint8_t *buf, size_t pos);
     void (*meta_read)(const void *p, const uint8_t *buf, size_t pos, void *state);
+
+    /* Optional fast path (grid_fast.c), taken by grid_quantize when fast_ok(p): the states,
+     * codes and reconstructions of fit and encode, bit for bit (tests/formats/test_grid_fast.c).
+     *   fit_fast:    fit of x[0..n) given amax = max |x| (finite); imp is never needed here.
+     *   encode_fast: encode with one byte per code (elem_bits <= 8). */
+    bool (*fast_ok)(const void *p);
+    void (*fit_fast)(const void *p, const float *x, size_t n, float amax, void *state);
+    void (*encode_fast)(const void *p, const void *state, const float *x, int n,
+                        uint8_t *codes, float *y);
 } grid_ops;
 
 #define GRID_STATE_MAX 32
@@ -71,6 +80,15 @@ typedef struct grid_ops {
 static inline float grid_minf(float a, float b) { return a < b ? a : b; }
 static inline float grid_maxf(float a, float b) { return a > b ? a : b; }
 static inline float grid_clampf(float v, float lo, float hi) { return grid_minf(grid_maxf(v, lo), hi); }
+
+/* encode_fast's remainder: a format's encode of x[from..n), with one byte per code. */
+typedef void grid_encode_fn(const void *p, const void *state, const float *x, int n,
+                            uint32_t *codes, float *y);
+void grid_encode_tail(grid_encode_fn *encode, const void *p, const void *state, const float *x,
+                      int from, int n, uint8_t *codes, float *y);
+/* Tests: every grid_quantize through fit and encode (the reference) when on. Not thread-safe:
+ * set it before running work. */
+void grid_force_reference(bool on);
 
 size_t grid_storage_bytes(const grid_ops *ops, const void *p, int rows, int cols);
 int grid_quantize(const grid_ops *ops, const void *p, const float *w, int rows, int cols,

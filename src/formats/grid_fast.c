@@ -1,0 +1,117 @@
+/* Fast path of grid_quantize (grid.h): one pass over each row. Per group: the largest
+ * magnitude (which also finds non-finite weights), the fast fit, the fast encode into byte
+ * codes, the meta record; per row the codes are packed 8 fields at a time. Rows in parallel
+ * as in the reference driver, each row's result independent of the others, so the bytes do
+ * not depend on the thread count. Errors are those of the reference and come in its order
+ * (non-finite weight first, then the format's amax check), found after the pass. */
+#include <stdalign.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/grid_internal.h"
+#include "formats/grid_kernels.h"
+
+static inline float f32_from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* One row: codes into tmp[0..cols) (tmp's padding stays 0), reconstruction into y. Returns
+ * the bits of the row's largest magnitude (>= 0x7f800000: a non-finite weight; that group
+ * is skipped). */
+static uint32_t fast_row(const grid_ops *ops, const void *p, const layout *L, const void *tstate,
+                         const float *x, int cols, size_t r, uint8_t *codes, uint8_t *tmp,
+                         float *y)
+{
+    if (L->gc == 0) {
+        ops->encode_fast(p, tstate, x, cols, tmp, y);
+        return 0;
+    }
+    alignas(16) unsigned char st[GRID_STATE_MAX];
+    uint32_t row_max = 0;
+    for (int g = 0; g < L->ngr; g++) {
+        const int c0 = g * L->gc, n = cols - c0 < L->gc ? cols - c0 : L->gc;
+        const uint32_t bits = grid_k_absmax_bits(x + c0, (size_t)n);
+        row_max = bits > row_max ? bits : row_max;
+        if (bits >= 0x7f800000u)
+            continue;
+        ops->fit_fast(p, x + c0, (size_t)n, f32_from_bits(bits), st);
+        ops->encode_fast(p, st, x + c0, n, tmp ? tmp + c0 : NULL, y ? y + c0 : NULL);
+        if (codes)
+            ops->meta_write(p, st, codes, (r * (size_t)L->ngr + (size_t)g) * (size_t)L->mb);
+    }
+    return row_max;
+}
+
+/* Per tensor: the state from every weight, before any row is encoded. */
+static int fit_tensor_fast(const grid_ops *ops, const void *p, const float *w, int rows,
+                           int cols, void *tstate, gq_error *err)
+{
+    float amax;
+    if (grid_scan_amax(ops->name, w, rows, cols, &amax, err))
+        return -1;
+    if (ops->check_amax && ops->check_amax(p, amax, err))
+        return -1;
+    ops->fit_fast(p, w, (size_t)rows * (size_t)cols, amax, tstate);
+    return 0;
+}
+
+int grid_quantize_fast(const grid_ops *ops, const void *p, const float *w, int rows, int cols,
+                       uint8_t *codes, float *deq, gq_error *err)
+{
+    const layout L = grid_make_layout(ops, p, rows, cols);
+    alignas(16) unsigned char tstate[GRID_STATE_MAX];
+    if (L.gc == 0 && fit_tensor_fast(ops, p, w, rows, cols, tstate, err))
+        return -1;
+    if (codes) { /* meta records are ORed in; the code stream is written whole (grid_pack8) */
+        memset(codes, 0, L.meta_bytes);
+        if (L.gc == 0)
+            ops->meta_write(p, tstate, codes, 0);
+    }
+    uint8_t *cstream = codes ? codes + L.meta_bytes : NULL;
+    const int nchunks = (rows + L.chunk - 1) / L.chunk;
+    uint32_t max_bits = 0;
+    int oom = 0;
+#pragma omp parallel reduction(max : max_bits) reduction(| : oom)
+    {
+        uint8_t *tmp = codes ? calloc(L.row_elems, 1) : NULL;
+        oom |= codes && !tmp;
+#pragma omp for schedule(static)
+        for (int ch = 0; ch < nchunks; ch++) {
+            if (codes && !tmp)
+                continue;
+            const int r1 = (ch + 1) * L.chunk < rows ? (ch + 1) * L.chunk : rows;
+            for (int r = ch * L.chunk; r < r1; r++) {
+                const size_t off = (size_t)r * (size_t)cols;
+                const uint32_t b = fast_row(ops, p, &L, tstate, w + off, cols, (size_t)r, codes,
+                                            tmp, deq ? deq + off : NULL);
+                max_bits = b > max_bits ? b : max_bits;
+                if (codes)
+                    grid_pack8(cstream, (size_t)r * L.row_elems * (size_t)L.eb, tmp,
+                               L.row_elems, L.eb);
+            }
+        }
+        free(tmp);
+    }
+    if (oom)
+        return gq_fail(err, "%s: out of memory for a row of %zu codes", ops->name, L.row_elems);
+    if (max_bits >= 0x7f800000u)
+        return grid_report_nonfinite(ops->name, w, rows, cols, err);
+    if (L.gc && ops->check_amax && ops->check_amax(p, f32_from_bits(max_bits), err))
+        return -1;
+    return 0;
+}
+
+void grid_encode_tail(grid_encode_fn *encode, const void *p, const void *state, const float *x,
+                      int from, int n, uint8_t *codes, float *y)
+{
+    for (int i = from; i < n; i += 8) {
+        uint32_t c[8];
+        const int m = n - i < 8 ? n - i : 8;
+        encode(p, state, x + i, m, codes ? c : NULL, y ? y + i : NULL);
+        for (int j = 0; codes && j < m; j++)
+            codes[i + j] = (uint8_t)c[j];
+    }
+}

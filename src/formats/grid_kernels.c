@@ -1,0 +1,268 @@
+/* Kernels of the grid formats' fast path (see grid_kernels.h). The AVX2 loops do the reference's
+ * float operations in the reference's order, one IEEE operation per step (no FMA), so every
+ * lane rounds as the scalar code does; min/max are the compare-and-select of grid_minf and
+ * grid_maxf (vminps/vmaxps return the second operand unless the first compares less/greater). */
+#include "formats/grid_kernels.h"
+
+#include <stdalign.h>
+#include <string.h>
+
+#include "formats/grid.h"
+
+#if GRID_K_AVX2 || defined(__BMI2__)
+#include <immintrin.h>
+#endif
+
+#if GRID_K_AVX2
+/* The low bytes of 8 int32 lanes stored as 8 bytes. */
+static inline void store_bytes8(uint8_t *dst, __m256i c)
+{
+    const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          -1, -1, 0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          -1, -1, -1, -1);
+    const __m256i b = _mm256_shuffle_epi8(c, pick);
+    _mm_storel_epi64((__m128i *)dst, _mm_unpacklo_epi32(_mm256_castsi256_si128(b),
+                                                        _mm256_extracti128_si256(b, 1)));
+}
+
+/* roundf: trunc, then one away from zero when the dropped part is at least 1/2. */
+static inline __m256 round_away(__m256 v)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 d = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+    const __m256 step = _mm256_or_ps(_mm256_and_ps(sign, v), _mm256_set1_ps(1.0f));
+    return _mm256_blendv_ps(t, _mm256_add_ps(t, step),
+                            _mm256_cmp_ps(d, _mm256_set1_ps(0.5f), _CMP_GE_OQ));
+}
+
+static inline float hmax_ps(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+static inline float hmin_ps(__m256 v)
+{
+    __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_min_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+#endif
+
+uint32_t grid_k_absmax_bits(const float *x, size_t n)
+{
+    size_t i = 0;
+    uint32_t best = 0;
+#if GRID_K_AVX2
+    const __m256i mag = _mm256_set1_epi32(0x7fffffff);
+    __m256i m0 = _mm256_setzero_si256(), m1 = m0;
+    for (; i + 16 <= n; i += 16) {
+        m0 = _mm256_max_epu32(m0, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i)), mag));
+        m1 = _mm256_max_epu32(m1, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i + 8)), mag));
+    }
+    uint32_t lanes[8];
+    _mm256_storeu_si256((__m256i *)lanes, _mm256_max_epu32(m0, m1));
+    for (int l = 0; l < 8; l++)
+        best = lanes[l] > best ? lanes[l] : best;
+#endif
+    for (; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, sizeof u);
+        u &= 0x7fffffffu;
+        best = u > best ? u : best;
+    }
+    return best;
+}
+
+void grid_k_minmax(const float *x, size_t n, float *lo_out, float *hi_out)
+{
+    size_t i = 0;
+    float lo = 0.0f, hi = 0.0f;
+#if GRID_K_AVX2
+    __m256 l0 = _mm256_setzero_ps(), l1 = l0, h0 = l0, h1 = l0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+        l0 = _mm256_min_ps(l0, a);
+        l1 = _mm256_min_ps(l1, b);
+        h0 = _mm256_max_ps(h0, a);
+        h1 = _mm256_max_ps(h1, b);
+    }
+    lo = hmin_ps(_mm256_min_ps(l0, l1));
+    hi = hmax_ps(_mm256_max_ps(h0, h1));
+#endif
+    for (; i < n; i++) {
+        lo = grid_minf(lo, x[i]);
+        hi = grid_maxf(hi, x[i]);
+    }
+    *lo_out = lo;
+    *hi_out = hi;
+}
+
+int grid_k_int_encode(const grid_k_int *k, const float *x, int n, uint8_t *codes, float *y)
+{
+    int i = 0;
+#if GRID_K_AVX2
+    const __m256 scale = _mm256_set1_ps(k->scale), zero = _mm256_set1_ps(k->zero);
+    const __m256 lo = _mm256_set1_ps(k->lo), hi = _mm256_set1_ps(k->hi);
+    const bool divide = k->scale > 0.0f;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 t = divide ? _mm256_div_ps(_mm256_loadu_ps(x + i), scale) : _mm256_setzero_ps();
+        const __m256 r = k->away ? round_away(t)
+                                 : _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r, zero), lo), hi);
+        if (codes)
+            store_bytes8(codes + i, _mm256_cvttps_epi32(_mm256_sub_ps(q, lo)));
+        if (y)
+            _mm256_storeu_ps(y + i, _mm256_mul_ps(scale, _mm256_sub_ps(q, zero)));
+    }
+#else
+    (void)k, (void)x, (void)n, (void)codes, (void)y;
+#endif
+    return i;
+}
+
+int grid_k_mxint8_encode(const float *x, int n, float inv, float X, uint8_t *codes, float *y)
+{
+    int i = 0;
+#if GRID_K_AVX2
+    const __m256 vinv = _mm256_set1_ps(inv), vX = _mm256_set1_ps(X);
+    const __m256 lim = _mm256_set1_ps(127.0f), nlim = _mm256_set1_ps(-127.0f);
+    const __m256 s64 = _mm256_set1_ps(64.0f), r64 = _mm256_set1_ps(1.0f / 64.0f);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv), s64);
+        const __m256 r = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256 q = _mm256_add_ps(_mm256_min_ps(_mm256_max_ps(r, nlim), lim),
+                                       _mm256_setzero_ps());
+        if (codes)
+            store_bytes8(codes + i, _mm256_cvttps_epi32(q));
+        if (y)
+            _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(q, r64), vX));
+    }
+#else
+    (void)x, (void)n, (void)inv, (void)X, (void)codes, (void)y;
+#endif
+    return i;
+}
+
+#if GRID_K_AVX2
+/* table[idx] per lane by 8 loads: vpgatherdd is several times slower on cores with the
+ * gather-data-sampling microcode fix. */
+static inline __m256i lookup8(const uint32_t *table, __m256i idx)
+{
+    alignas(32) uint32_t i[8];
+    _mm256_store_si256((__m256i *)i, idx);
+    return _mm256_setr_epi32((int)table[i[0]], (int)table[i[1]], (int)table[i[2]],
+                             (int)table[i[3]], (int)table[i[4]], (int)table[i[5]],
+                             (int)table[i[6]], (int)table[i[7]]);
+}
+
+/* 8 elements through the table: the lanes of xs, all finite. */
+static inline void mf_table8(const gq_mf_table *t, __m256 xs, __m256i *code, __m256 *val)
+{
+    const gq_minifloat *f = t->f;
+    const int low = 23 - t->top;
+    const __m256i u = _mm256_castps_si256(xs);
+    const __m256i a = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
+    __m256i e = _mm256_srli_epi32(a, 23);
+    e = _mm256_min_epi32(_mm256_max_epi32(e, _mm256_set1_epi32(t->e_lo)), _mm256_set1_epi32(t->e_hi));
+    const __m256i topbits = _mm256_and_si256(_mm256_srl_epi32(a, _mm_cvtsi32_si128(low)),
+                                             _mm256_set1_epi32((1 << t->top) - 1));
+    const __m256i rest = _mm256_and_si256(a, _mm256_set1_epi32((1 << low) - 1));
+    const __m256i sticky = _mm256_add_epi32(_mm256_cmpeq_epi32(rest, _mm256_setzero_si256()),
+                                            _mm256_set1_epi32(1));
+    const __m256i idx = _mm256_or_si256(
+        _mm256_sll_epi32(_mm256_sub_epi32(e, _mm256_set1_epi32(t->e_lo)), _mm_cvtsi32_si128(t->top + 1)),
+        _mm256_or_si256(_mm256_slli_epi32(topbits, 1), sticky));
+    const __m256i ent = lookup8(t->entry, idx);
+    const __m256i sign = _mm256_andnot_si256(_mm256_cmpeq_epi32(ent, _mm256_setzero_si256()),
+                                             _mm256_srli_epi32(u, 31));
+    *code = _mm256_or_si256(_mm256_and_si256(ent, _mm256_set1_epi32(0xffff)),
+                            _mm256_sll_epi32(sign, _mm_cvtsi32_si128(f->ebits + f->mbits)));
+    *val = _mm256_castsi256_ps(_mm256_or_si256(
+        _mm256_sll_epi32(_mm256_srli_epi32(ent, 16), _mm_cvtsi32_si128(23 - f->mbits)),
+        _mm256_slli_epi32(sign, 31)));
+}
+#endif
+
+void grid_k_mf_encode(const gq_mf_table *t, const float *x, int n, float k, bool divide,
+                      float post, uint8_t *codes, float *y)
+{
+    const bool zero = divide && !(k > 0.0f);
+    int i = 0;
+#if GRID_K_AVX2
+    const __m256 vk = _mm256_set1_ps(k), vpost = _mm256_set1_ps(post);
+    const __m256i inf = _mm256_set1_epi32(0x7f800000), mag = _mm256_set1_epi32(0x7fffffff);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 xs = zero ? _mm256_setzero_ps()
+                               : divide ? _mm256_div_ps(v, vk) : _mm256_mul_ps(v, vk);
+        const __m256i a = _mm256_and_si256(_mm256_castps_si256(xs), mag);
+        if (!_mm256_testz_si256(_mm256_cmpgt_epi32(a, _mm256_sub_epi32(inf, _mm256_set1_epi32(1))),
+                                _mm256_set1_epi32(-1)))
+            break; /* a non-finite scaled value: the scalar loop below from here */
+        __m256i code;
+        __m256 e;
+        mf_table8(t, xs, &code, &e);
+        if (codes)
+            store_bytes8(codes + i, code);
+        if (y)
+            _mm256_storeu_ps(y + i, _mm256_mul_ps(e, vpost));
+    }
+#endif
+    for (; i < n; i++) {
+        float e;
+        const float xs = zero ? 0.0f : divide ? x[i] / k : x[i] * k;
+        const uint32_t c = gq_mf_table_encode(t, xs, &e);
+        if (codes)
+            codes[i] = (uint8_t)c;
+        if (y)
+            y[i] = e * post;
+    }
+}
+
+void grid_pack8(uint8_t *buf, size_t pos, const uint8_t *codes, size_t n, int w)
+{
+    const uint64_t mask = (1u << w) - 1u;
+    uint8_t *b = buf + pos / 8;
+    unsigned nacc = (unsigned)(pos % 8);
+    uint64_t acc = nacc ? *b & ((1u << nacc) - 1u) : 0; /* the earlier fields of the first byte */
+    size_t i = 0;
+    /* Fields until the stream is byte-aligned (pos is a multiple of w for rows, so it gets
+     * there within 8 fields), then 8 fields = w whole bytes at a time. */
+    for (; i < n && nacc && i < 8; i++) {
+        acc |= ((uint64_t)codes[i] & mask) << nacc;
+        nacc += (unsigned)w;
+        for (; nacc >= 8; nacc -= 8, acc >>= 8)
+            *b++ = (uint8_t)acc;
+    }
+    if (nacc == 0) {
+#if defined(__BMI2__)
+        /* Whole 8-byte stores while later fields of this call overwrite the excess. */
+        const uint64_t lanes = 0x0101010101010101ull * mask;
+        for (; i + 8 + 64 / (size_t)w <= n; i += 8, b += w) {
+            uint64_t v;
+            memcpy(&v, codes + i, sizeof v);
+            v = _pext_u64(v, lanes);
+            memcpy(b, &v, sizeof v);
+        }
+#else
+        if (w == 8) {
+            memcpy(b, codes + i, n - i);
+            b += n - i;
+            i = n;
+        }
+#endif
+    }
+    for (; i < n; i++) {
+        acc |= ((uint64_t)codes[i] & mask) << nacc;
+        nacc += (unsigned)w;
+        for (; nacc >= 8; nacc -= 8, acc >>= 8)
+            *b++ = (uint8_t)acc;
+    }
+    if (nacc)
+        *b = (uint8_t)acc;
+}

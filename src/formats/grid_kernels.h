@@ -1,0 +1,52 @@
+#ifndef GQ_GRID_KERNELS_H
+#define GQ_GRID_KERNELS_H
+/* Kernels of the grid formats' fast path (grid_fast.c): AVX2 when the build targets it
+ * (GRID_K_AVX2), scalar otherwise. Each computes, bit for bit, what the reference loop it
+ * names computes (the formats' fit/encode in fmt_int.c, fmt_fp.c, fmt_mx.c), with codes as
+ * one byte each. x, codes and y need no alignment; codes and y may be NULL. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "formats/mf_table.h"
+
+#if defined(__AVX2__)
+#define GRID_K_AVX2 1
+#else
+#define GRID_K_AVX2 0
+#endif
+
+/* Largest bit pattern of |x[i]| over [0, n): the bits of max |x| when every x is finite,
+ * >= 0x7f800000 when some x is Inf or NaN. 0 for n = 0. */
+uint32_t grid_k_absmax_bits(const float *x, size_t n);
+
+/* lo = min(0, min x), hi = max(0, max x) over finite x[0..n) (int's fit; a zero's sign may
+ * differ from the sequential loop's, which no state depends on). */
+void grid_k_minmax(const float *x, size_t n, float *lo, float *hi);
+
+/* int's element rounding with one group's state: t = scale > 0 ? x / scale : 0,
+ * q = clamp(round(t) + zero, lo, hi) (round: rintf, or roundf when away), code = q - lo,
+ * y = scale * (q - zero). Returns how many leading elements it did: a multiple of 8, the
+ * caller does the rest by the reference. */
+typedef struct grid_k_int {
+    float scale, zero, lo, hi;
+    bool away;
+} grid_k_int;
+int grid_k_int_encode(const grid_k_int *k, const float *x, int n, uint8_t *codes, float *y);
+
+/* Small-float elements through the table t: the element of v = (divide ? (k > 0 ? x / k : 0)
+ * : x * k), code and value as gq_mf_encode(t->f, v, &e), y = e * post. All n elements. */
+void grid_k_mf_encode(const gq_mf_table *t, const float *x, int n, float k, bool divide,
+                      float post, uint8_t *codes, float *y);
+
+/* MXINT8 elements: q = clamp(rint(x * inv * 64), -127, 127) + 0, code = (uint8_t)(int8_t)q,
+ * y = q / 64 * X. Returns how many leading elements it did (a multiple of 8). */
+int grid_k_mxint8_encode(const float *x, int n, float inv, float X, uint8_t *codes, float *y);
+
+/* grid_pack of byte codes (w <= 8): codes[0..n) as w-bit fields at stream bit pos. The bits
+ * before pos in its byte are kept; every later bit up to the end of the last field's byte is
+ * written (bits past the last field become 0), so the stream needs no clearing when rows are
+ * packed in order. */
+void grid_pack8(uint8_t *buf, size_t pos, const uint8_t *codes, size_t n, int w);
+
+#endif
