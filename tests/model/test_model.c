@@ -243,8 +243,8 @@ static void test_block_trace_consistent(void **state)
     int *tok = random_tokens(N, c->vocab_size, 9);
     gq_forward_ws *ws = gq_forward_ws_new(c, N, &err);
     float *x0 = malloc(nd * 4), *x1 = malloc(nd * 4), *xm = malloc(nd * 4), *tmp = malloc(nd * 4);
-    gq_block_trace tr = {malloc(nd * 4), malloc(nd * 4), malloc(nd * 4),
-                         malloc((size_t)N * h * 4)};
+    gq_block_trace tr = {.attn_in = malloc(nd * 4), .attn_ctx = malloc(nd * 4),
+                         .mlp_in = malloc(nd * 4), .mlp_act = malloc((size_t)N * h * 4)};
     gq_embed(&m, tok, N, x0);
     gq_block_forward(&m, 0, x0, B, T, ws, NULL); /* input of block 1: a realistic residual */
     memcpy(x1, x0, nd * 4);
