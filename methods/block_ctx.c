@@ -51,6 +51,7 @@ int gq_block_run(gq_block_ctx *ctx, bool quantized, gq_block_trace *trace, float
     gq_layer v = gq_block_view(ctx, quantized);
     double t0 = gq_stage_begin(ctx);
     run_layer(ctx->cfg, &v, x, ctx->B, ctx->T, ctx->ws, trace);
+    gq_forward_ws_trim(ctx->ws); /* the method's own work (Hessians, solves) comes next */
     double flops = gq_block_forward_flops(ctx->cfg, ctx->B, ctx->T);
     if (trace && trace->no_output) { /* down_proj's product skipped */
         int rows, cols;

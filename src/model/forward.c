@@ -77,6 +77,33 @@ static void stage_mark(gq_forward_ws *ws, gq_fwd_stage s)
     ws->stage_t = t;
 }
 
+/* The float buffers of a workspace: the per-token scratch (N = max_tokens rows) first, then
+ * the RoPE tables and the per-thread attention scores. Returns how many are per-token. */
+typedef struct {
+    float **p;
+    size_t n;
+} ws_buffer;
+enum { WS_N_BUFFERS = 14 };
+
+static int ws_buffers(gq_forward_ws *ws, ws_buffer out[WS_N_BUFFERS])
+{
+    const gq_config *c = &ws->cfg;
+    size_t N = (size_t)ws->max_tokens, d = (size_t)c->dim, kv = (size_t)gq_kv_dim(c);
+    size_t qd = (size_t)gq_q_dim(c);
+    size_t h = (size_t)c->hidden_dim, half = (size_t)gq_head_size(c) / 2;
+    size_t widest = h > qd ? h : qd; /* the widest linear input: hidden, q_dim or dim */
+    widest = widest > d ? widest : d;
+    const ws_buffer bufs[WS_N_BUFFERS] = {
+        {&ws->x, N * d},   {&ws->xn, N * d}, {&ws->xt, N * d}, {&ws->delta, N * d},
+        {&ws->q, N * qd},  {&ws->k, N * kv}, {&ws->v, N * kv}, {&ws->ctx, N * qd},
+        {&ws->hb, N * h},  {&ws->hb2, N * h}, {&ws->aq, N * widest},
+        {&ws->rope_cos, (size_t)c->seq_len * half}, {&ws->rope_sin, (size_t)c->seq_len * half},
+        {&ws->scores, (size_t)ws->n_threads * gq_attention_scratch_floats(c)},
+    };
+    memcpy(out, bufs, sizeof bufs);
+    return 11;
+}
+
 gq_forward_ws *gq_forward_ws_new(const gq_config *c, int max_tokens, gq_error *err)
 {
     if (max_tokens <= 0)
@@ -87,24 +114,14 @@ gq_forward_ws *gq_forward_ws_new(const gq_config *c, int max_tokens, gq_error *e
     ws->cfg = *c;
     ws->max_tokens = max_tokens;
     ws->n_threads = omp_get_max_threads();
-    size_t N = (size_t)max_tokens, d = (size_t)c->dim, kv = (size_t)gq_kv_dim(c);
-    size_t qd = (size_t)gq_q_dim(c);
-    size_t h = (size_t)c->hidden_dim, half = (size_t)gq_head_size(c) / 2;
-    size_t widest = h > qd ? h : qd; /* the widest linear input: hidden, q_dim or dim */
-    widest = widest > d ? widest : d;
-    struct { float **p; size_t n; } bufs[] = {
-        {&ws->x, N * d},   {&ws->xn, N * d}, {&ws->xt, N * d}, {&ws->delta, N * d},
-        {&ws->q, N * qd},  {&ws->k, N * kv}, {&ws->v, N * kv}, {&ws->ctx, N * qd},
-        {&ws->hb, N * h},  {&ws->hb2, N * h},
-        {&ws->rope_cos, (size_t)c->seq_len * half}, {&ws->rope_sin, (size_t)c->seq_len * half},
-        {&ws->scores, (size_t)ws->n_threads * gq_attention_scratch_floats(c)},
-        {&ws->aq, N * widest},
-    };
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+    ws_buffer bufs[WS_N_BUFFERS];
+    ws_buffers(ws, bufs);
+    for (size_t i = 0; i < WS_N_BUFFERS; i++)
         if (!(*bufs[i].p = gq_alloc_zero(bufs[i].n * sizeof(float), "forward workspace", err))) {
             gq_forward_ws_free(ws);
             return NULL;
         }
+    size_t h = (size_t)c->hidden_dim;
     ws->rot_tmp = gq_alloc_zero((size_t)ws->n_threads * 2 * h * sizeof(double),
                                 "forward workspace", err);
     if (!ws->rot_tmp) {
@@ -119,12 +136,20 @@ void gq_forward_ws_free(gq_forward_ws *ws)
 {
     if (!ws)
         return;
-    float *bufs[] = {ws->x, ws->xn, ws->xt, ws->delta, ws->q, ws->k, ws->v, ws->ctx,
-                     ws->hb, ws->hb2, ws->rope_cos, ws->rope_sin, ws->scores, ws->aq};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        free(bufs[i]);
+    ws_buffer bufs[WS_N_BUFFERS];
+    ws_buffers(ws, bufs);
+    for (size_t i = 0; i < WS_N_BUFFERS; i++)
+        free(*bufs[i].p);
     free(ws->rot_tmp);
     free(ws);
+}
+
+void gq_forward_ws_trim(gq_forward_ws *ws)
+{
+    ws_buffer bufs[WS_N_BUFFERS];
+    int per_token = ws_buffers(ws, bufs);
+    for (int i = 0; i < per_token; i++)
+        gq_drop_pages(*bufs[i].p, bufs[i].n * sizeof(float), false);
 }
 
 void gq_linear(float *y, const float *x, const float *W, int n, int in, int out)

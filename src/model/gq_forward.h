@@ -39,6 +39,11 @@ extern const char *const gq_fwd_stage_names[GQ_FWD_N_STAGES];
  * The marks sit between stages, so the stages' times add up to the prefill's. */
 void gq_forward_ws_time_stages(gq_forward_ws *ws, double *stage_s);
 
+/* Returns the pages of the per-token scratch buffers to the system (their contents are dead
+ * between calls; a later call faults them back in zeroed, as allocated), so a workspace
+ * sized for many tokens holds no memory while its owner does other work. */
+void gq_forward_ws_trim(gq_forward_ws *ws);
+
 /* While p is non-NULL, a prefill of a streamed model (gq_model_streamed) adds one unit to p
  * per block it has run: such a batch converts every block from storage and can take minutes. */
 struct gq_progress;
