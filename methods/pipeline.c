@@ -314,6 +314,7 @@ typedef struct {
     float *x, *xf, *xfp;
     gq_forward_ws *ws;
     gq_block_trace tr;
+    bool *has_tr; /* (n_layers, 2): block l came out with an explicit att / ffn transform */
 } calib_stream;
 
 static void stream_free(calib_stream *s)
@@ -323,6 +324,7 @@ static void stream_free(calib_stream *s)
     free(s->xfp);
     gq_block_trace_free(&s->tr);
     gq_forward_ws_free(s->ws);
+    free(s->has_tr);
 }
 
 /* Allocates the stream and embeds the calibration windows (from `out` when propagation is
@@ -332,6 +334,8 @@ static int stream_init(calib_stream *s, const gq_model *fp, const gq_model *out,
                        gq_error *err)
 {
     const gq_config *c = &fp->cfg;
+    if (!(s->has_tr = calloc((size_t)c->n_layers * 2, sizeof *s->has_tr)))
+        return gq_fail(err, "quantize: out of memory");
     if (!s->calib)
         return 0;
     s->B = plan->n_calib;
@@ -480,6 +484,8 @@ static int quantize_block_l(const gq_model *fp, const gq_quant_plan *plan, int l
         (plan->sink && block_to_sink(&fp->cfg, &ctx, plan->sink, err)) ||
         advance_stream(fp, &ctx, s, rep, err))
         goto done;
+    s->has_tr[2 * l] = ctx.w.att_in_transform != NULL;
+    s->has_tr[2 * l + 1] = ctx.w.ffn_in_transform != NULL;
     for (int k = 0; k < GQ_N_LINEAR; k++)
         if (ctx.has_codes[k] && !plan->sink) {
             rep->linear_codes[(size_t)l * GQ_N_LINEAR + k] = ctx.codes[k];
@@ -500,8 +506,8 @@ done:
 }
 
 /* Sizes: every stored tensor in fp32 except the quantized ones, plus the explicit input
- * transforms (fp32, dim x dim each), which a note lists. */
-static void finish_sizes(const gq_config *c, const gq_model *out, gq_quant_report *rep)
+ * transforms (fp32, dim x dim each; has_tr as in calib_stream), which a note lists. */
+static void finish_sizes(const gq_config *c, const bool *has_tr, gq_quant_report *rep)
 {
     size_t params = gq_model_param_count(c);
     size_t qweights = 0, qbytes = 0;
@@ -515,7 +521,7 @@ static void finish_sizes(const gq_config *c, const gq_model *out, gq_quant_repor
     int n_explicit = 0;
     for (int l = 0; l < c->n_layers; l++)
         for (int i = 0; i < 2; i++) {
-            if (!(i ? out->layers[l].ffn_in_transform : out->layers[l].att_in_transform))
+            if (!has_tr[2 * l + i])
                 continue;
             size_t len = strlen(explicit_list);
             if (n_explicit++ < 8)
@@ -562,7 +568,8 @@ static int check_plan(const gq_model *fp, const gq_quant_plan *plan, bool *calib
         return gq_fail(err, "quantize: no method configured");
     if (!plan->quantizer.fmt)
         return gq_fail(err, "quantize: no format configured");
-    if (plan->sink && gq_method_cfg_adds_transforms(&plan->method))
+    if (plan->sink && !plan->sink->holds_transforms &&
+        gq_method_cfg_adds_transforms(&plan->method))
         return gq_fail(err, "method \"%s\" adds explicit input transforms, which a "
                             "block-by-block output cannot hold", m->name);
     *calib = gq_method_cfg_needs_calibration(&plan->method) || plan->calib_tokens;
@@ -672,7 +679,7 @@ int gq_quantize_model(const gq_model *fp_in, const gq_quant_plan *plan, gq_model
         gq_progress_add(&prog, 1);
     }
     gq_progress_finish(&prog);
-    finish_sizes(c, dst, rep);
+    finish_sizes(c, s.has_tr, rep);
     rc = 0;
 cleanup:
     stream_free(&s);
