@@ -538,14 +538,43 @@ static void finish_sizes(const gq_config *c, const bool *has_tr, gq_quant_report
     }
 }
 
-/* The output model before its blocks: out (when given) with fp's embeddings, final norm,
- * classifier and online rotation and room for every block, which block_write fills; else only
- * those three tensors in *outer, for the sink. */
-static int output_init(const gq_model *fp, gq_model *out, gq_model *outer, gq_error *err)
+/* The sink's output before its blocks: fp's embeddings, final norm and classifier themselves
+ * (read only), except those a rule quantizes, which get storage of their own for
+ * quantize_outer; no block tensors. */
+static int outer_view(const gq_model *fp, const gq_quant_plan *plan, gq_model *outer,
+                      gq_error *err)
 {
     const gq_config *c = &fp->cfg;
-    gq_model *dst = out ? out : outer;
-    if (out ? gq_model_alloc(c, out, err) : gq_model_outer_alloc(outer, c, err))
+    size_t emb = (size_t)c->vocab_size * c->dim;
+    bool q_emb = plan_quantizer(plan, c, "tok_embeddings") != NULL;
+    bool q_cls = !c->shared_classifier && plan_quantizer(plan, c, "classifier") != NULL;
+    size_t n = (q_emb ? emb : 0) + (q_cls ? emb : 0);
+    memset(outer, 0, sizeof *outer);
+    outer->cfg = *c;
+    outer->layers = calloc((size_t)c->n_layers, sizeof *outer->layers);
+    outer->heap = n ? malloc(n * sizeof(float)) : NULL;
+    outer->heap_floats = n;
+    if (!outer->layers || (n && !outer->heap))
+        return gq_fail(err, "quantize: out of memory for the output's embeddings");
+    outer->tok_embeddings = q_emb ? outer->heap : fp->tok_embeddings;
+    outer->rms_final = fp->rms_final;
+    outer->wcls = c->shared_classifier ? outer->tok_embeddings
+                  : q_cls               ? outer->heap + (q_emb ? emb : 0)
+                                        : fp->wcls;
+    return 0;
+}
+
+/* The output model before its blocks: out (when given) with fp's embeddings, final norm,
+ * classifier and online rotation and room for every block, which block_write fills; else
+ * outer_view, for the sink. */
+static int output_init(const gq_model *fp, const gq_quant_plan *plan, gq_model *out,
+                       gq_model *outer, gq_error *err)
+{
+    const gq_config *c = &fp->cfg;
+    if (!out)
+        return outer_view(fp, plan, outer, err);
+    gq_model *dst = out;
+    if (gq_model_alloc(c, out, err))
         return gq_fail_prefix(err, "quantize");
     size_t emb = (size_t)c->vocab_size * c->dim;
     memcpy(dst->tok_embeddings, fp->tok_embeddings, emb * sizeof(float));
@@ -554,7 +583,7 @@ static int output_init(const gq_model *fp, gq_model *out, gq_model *outer, gq_er
         memcpy(dst->wcls, fp->wcls, emb * sizeof(float));
     /* the online rotation of down_proj's input (rotate) is the model's, not a block's */
     const gq_rotation *rot = c->n_layers > 0 ? fp->layers[0].down_in_rot : NULL;
-    if (out && rot && gq_model_set_down_rotation(out, rot, err))
+    if (rot && gq_model_set_down_rotation(out, rot, err))
         return gq_fail_prefix(err, "quantize");
     return 0;
 }
@@ -660,7 +689,7 @@ int gq_quantize_model(const gq_model *fp_in, const gq_quant_plan *plan, gq_model
     }
     gq_model outer = {0}; /* the output's embeddings/classifier when there is no out model */
     gq_model *dst = out ? out : &outer;
-    if (output_init(fp, out, &outer, err) || quantize_outer(fp, plan, dst, rep, err) ||
+    if (output_init(fp, plan, out, &outer, err) || quantize_outer(fp, plan, dst, rep, err) ||
         (plan->sink && plan->sink->outer(plan->sink->user, dst, err)))
         goto fail;
     int rc = -1;

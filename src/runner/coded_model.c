@@ -21,6 +21,7 @@ typedef struct {
 
 struct coded_store {
     const gq_quant_plan *plan;
+    const gq_model *share; /* the source model, whose equal outer tensors are borrowed */
     gq_model *m;          /* the model being built (cm->model) */
     int n_layers;
     coded_linear *lin;    /* (n_layers, GQ_N_LINEAR) */
@@ -51,19 +52,44 @@ static void store_free(coded_store *s)
     free(s);
 }
 
-/* Sink: the output's embeddings, final norm and classifier (fp32 copies). */
+/* Whether the output's embeddings, final norm and classifier equal the source's (no rule
+ * quantized them and no whole-model step changed them): then they are borrowed. */
+static bool outer_shared(const gq_model *share, const gq_model *src)
+{
+    const gq_config *c = &src->cfg, *sc = share ? &share->cfg : NULL;
+    if (!sc || sc->vocab_size != c->vocab_size || sc->dim != c->dim ||
+        sc->shared_classifier != c->shared_classifier)
+        return false;
+    size_t emb = (size_t)c->vocab_size * c->dim * sizeof(float);
+    return memcmp(share->tok_embeddings, src->tok_embeddings, emb) == 0 &&
+           memcmp(share->rms_final, src->rms_final, (size_t)c->dim * sizeof(float)) == 0 &&
+           (c->shared_classifier || memcmp(share->wcls, src->wcls, emb) == 0);
+}
+
+/* Sink: the output's embeddings, final norm and classifier (borrowed from the source model
+ * when equal, else fp32 copies). */
 static int sink_outer(void *user, const gq_model *src, gq_error *err)
 {
     coded_store *s = user;
     const gq_config *c = &src->cfg;
-    if (gq_model_outer_alloc(s->m, c, err))
-        return gq_fail_prefix(err, "coded model");
-    size_t emb = (size_t)c->vocab_size * c->dim;
-    memcpy(s->m->tok_embeddings, src->tok_embeddings, emb * sizeof(float));
-    memcpy(s->m->rms_final, src->rms_final, (size_t)c->dim * sizeof(float));
-    if (!c->shared_classifier)
-        memcpy(s->m->wcls, src->wcls, emb * sizeof(float));
-    s->bytes.outer = s->m->heap_floats * sizeof(float);
+    if (outer_shared(s->share, src)) {
+        memset(s->m, 0, sizeof *s->m);
+        s->m->cfg = *c;
+        if (!(s->m->layers = calloc((size_t)c->n_layers, sizeof *s->m->layers)))
+            return gq_fail(err, "coded model: out of memory");
+        s->m->tok_embeddings = s->share->tok_embeddings;
+        s->m->rms_final = s->share->rms_final;
+        s->m->wcls = s->share->wcls;
+    } else {
+        if (gq_model_outer_alloc(s->m, c, err))
+            return gq_fail_prefix(err, "coded model");
+        size_t emb = (size_t)c->vocab_size * c->dim;
+        memcpy(s->m->tok_embeddings, src->tok_embeddings, emb * sizeof(float));
+        memcpy(s->m->rms_final, src->rms_final, (size_t)c->dim * sizeof(float));
+        if (!c->shared_classifier)
+            memcpy(s->m->wcls, src->wcls, emb * sizeof(float));
+        s->bytes.outer = s->m->heap_floats * sizeof(float);
+    }
     s->n_layers = c->n_layers;
     s->lin = calloc((size_t)c->n_layers * GQ_N_LINEAR, sizeof *s->lin);
     s->small = calloc((size_t)c->n_layers, sizeof *s->small);
@@ -222,12 +248,14 @@ static void coded_close(void *ctx)
     store_free(ctx);
 }
 
-int gq_coded_init(gq_coded_model *cm, const gq_quant_plan *plan, gq_error *err)
+int gq_coded_init(gq_coded_model *cm, const gq_quant_plan *plan, const gq_model *share,
+                  gq_error *err)
 {
     memset(cm, 0, sizeof *cm);
     if (!(cm->store = calloc(1, sizeof *cm->store)))
         return gq_fail(err, "coded model: out of memory");
     cm->store->plan = plan;
+    cm->store->share = share;
     cm->store->m = &cm->model;
     cm->sink = (gq_quant_sink){.outer = sink_outer, .block = sink_block, .user = cm->store,
                                .holds_transforms = true};

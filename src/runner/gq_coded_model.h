@@ -5,7 +5,8 @@
  * are fp32 only while their block is acquired.
  *
  * Resident all along: the embeddings, final norm and classifier in fp32 (a quantized one as
- * its reconstruction, as the pipeline's output model holds it), every block's norms, biases
+ * its reconstruction, as the pipeline's output model holds it; borrowed from the source model
+ * when all three equal its own), every block's norms, biases
  * and q/k norms, the explicit input transforms (AffineQuant, dim x dim each) and the online
  * rotation of down_proj's input (rotate), and each block linear as either
  *   - its codes in its format's storage (gq_quantizer_bytes) with the act_order column order:
@@ -30,7 +31,7 @@ typedef struct gq_coded_model {
 
 /* Resident bytes of a coded model, by kind. */
 typedef struct gq_coded_bytes {
-    size_t outer;      /* embeddings, final norm, classifier (fp32) */
+    size_t outer;      /* embeddings, final norm, classifier (fp32; 0 when borrowed) */
     size_t codes;      /* block linears held as codes (storage and column orders) */
     size_t fp32_lin;   /* block linears held in fp32 (kept, or without codes) */
     size_t small;      /* norms, biases, q/k norms */
@@ -39,8 +40,11 @@ typedef struct gq_coded_bytes {
 } gq_coded_bytes;
 
 /* An empty coded model for `plan` (borrowed: its quantizers dequantize the codes for the
- * model's whole life); set plan->sink = &cm->sink before gq_quantize_model(fp, plan, NULL, ..). */
-int gq_coded_init(gq_coded_model *cm, const gq_quant_plan *plan, gq_error *err);
+ * model's whole life); set plan->sink = &cm->sink before gq_quantize_model(fp, plan, NULL, ..).
+ * share (NULL: none): the model being quantized, outliving cm, whose embeddings, final norm
+ * and classifier cm borrows when the output's equal them. */
+int gq_coded_init(gq_coded_model *cm, const gq_quant_plan *plan, const gq_model *share,
+                  gq_error *err);
 /* After gq_quantize_model succeeded: cm->model becomes the streamed coded model, and rep's
  * linear_codes / linear_perm (empty after a sink run) receive the codes, owned by rep from
  * then on (the model reads them: free the model before the report). */

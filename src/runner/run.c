@@ -242,6 +242,12 @@ static int run_baseline(run_ctx *r, gq_error *err)
     }
     gq_log_info("baseline: evaluating the unquantized model");
     double t0 = gq_now();
+    /* throughput first: its decode reads every block of a streamed model, whose pages are
+     * dropped again before the stored log-probabilities exist (they never add up) */
+    gq_cell_throughput tp;
+    if (gq_runner_throughput_loaded(r->e, &r->fp, &r->fp_codes, &tp, err))
+        return gq_fail_prefix(err, "baseline");
+    gq_model_drop_pages(&r->fp);
     gq_eval_opts eo = gq_run_eval_opts(r->e, true);
     gq_eval_result res;
     if (gq_run_dist_baseline(r, GQ_DIST_BASE_SPLIT, err))
@@ -251,10 +257,6 @@ static int run_baseline(run_ctx *r, gq_error *err)
     /* log-probs first: a journaled baseline record implies its log-probs exist */
     if (!r->paired && gq_eval_baseline_save(r->baseline, bpath, err))
         return -1;
-    gq_cell_throughput tp;
-    if (gq_runner_throughput_loaded(r->e, &r->fp, &r->fp_codes, &tp, err))
-        return gq_fail_prefix(err, "baseline");
-    gq_model_drop_pages(&r->fp); /* the decode touched every block of a streamed model */
     gq_cell_run cr = {&res, NULL, gq_threads_get(), (double)gq_peak_rss_bytes() / 1e6, 0,
                       "self", &tp, NULL, NULL};
     json_t *rec = gq_results_record(r->e, &r->e->cells[0], &cr);
@@ -353,10 +355,11 @@ static void memory_log(const gq_cell *c, const gq_coded_model *cm)
     gq_coded_model_bytes(cm, &b);
     double mb = 1e-6, total = (double)(b.outer + b.codes + b.fp32_lin + b.small + b.transforms);
     gq_log_info("cell %s: quantized model held in %.1f MB (fp32 %.1f MB): %d linears as codes "
-                "%.1f MB, %d in fp32 %.1f MB, embeddings/classifier %.1f MB, norms/biases "
+                "%.1f MB, %d in fp32 %.1f MB, embeddings/classifier %.1f MB%s, norms/biases "
                 "%.2f MB, transforms %.1f MB; a block's coded linears are fp32 only while in use",
                 c->id, total * mb, (double)gq_model_fp32_bytes(&cm->model.cfg) * mb, b.n_coded,
                 (double)b.codes * mb, b.n_fp32, (double)b.fp32_lin * mb, (double)b.outer * mb,
+                b.outer ? "" : " (the source model's)",
                 (double)b.small * mb, (double)b.transforms * mb);
 }
 
@@ -377,7 +380,7 @@ static int quantize_cell(run_ctx *r, const gq_cell *c, cell_work *w, gq_error *e
             return -1;
         w->plan.act = &w->am.hook;
     }
-    if (gq_coded_init(&w->cm, &w->plan, err))
+    if (gq_coded_init(&w->cm, &w->plan, &r->fp, err))
         return -1;
     w->plan.sink = &w->cm.sink;
     if (gq_quantize_model(&r->fp, &w->plan, NULL, &w->rep, err) ||

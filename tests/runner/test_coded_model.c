@@ -109,7 +109,7 @@ static void check_method(const test_stories *f, const char *method, const char *
         gq_error err;
         if (gq_quantize_model(&f->fp, &pa, &out, &ra, &err))
             fail_msg("%s: %s", method, err.msg);
-        assert_int_equal(gq_coded_init(&cm, &pb, &err), 0);
+        assert_int_equal(gq_coded_init(&cm, &pb, &f->fp, &err), 0);
         pb.sink = &cm.sink;
         if (gq_quantize_model(&f->fp, &pb, NULL, &rb, &err) || gq_coded_finish(&cm, &rb, &err))
             fail_msg("%s, coded: %s", method, err.msg);
@@ -185,7 +185,7 @@ static void test_kept_linears_resident(void **state)
     gq_coded_model cm;
     gq_quant_report rep;
     gq_error err;
-    assert_int_equal(gq_coded_init(&cm, &plan, &err), 0);
+    assert_int_equal(gq_coded_init(&cm, &plan, &f->fp, &err), 0);
     plan.sink = &cm.sink;
     assert_int_equal(gq_quantize_model(&f->fp, &plan, NULL, &rep, &err), 0);
     assert_int_equal(gq_coded_finish(&cm, &rep, &err), 0);
