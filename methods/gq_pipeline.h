@@ -89,6 +89,9 @@ typedef struct gq_quant_sink {
                  uint8_t *const codes[GQ_N_LINEAR], int32_t *const perm[GQ_N_LINEAR],
                  gq_error *err);
     void *user;
+    /* The sink keeps L's explicit input transforms and online rotation (a cell's coded model,
+     * runner/gq_coded_model.h); false: methods that add them are refused (file writers). */
+    bool holds_transforms;
 } gq_quant_sink;
 
 typedef struct gq_quant_plan {
@@ -184,7 +187,7 @@ int gq_method_cfg_check_layer(const gq_method_cfg *cfg, const gq_config *c, int 
 /* A streamed `fp` (model/gq_stream.h) is read one block at a time. With plan->sink, `out` may
  * be NULL: each block goes to the sink as it is finished, the report keeps no codes
  * (linear_codes entries stay NULL: the sink had them), and methods that add explicit input
- * transforms are refused. Memory is then one block in fp32 (its working copy and
+ * transforms are refused unless the sink holds_transforms. Memory is then one block in fp32 (its working copy and
  * reconstructions) besides the calibration activations and the embeddings/classifier. */
 int gq_quantize_model(const gq_model *fp, const gq_quant_plan *plan, gq_model *out,
                       gq_quant_report *report, gq_error *err);

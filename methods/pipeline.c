@@ -351,6 +351,7 @@ typedef struct {
     float *x, *xf, *xfp;
     gq_forward_ws *ws;
     gq_block_trace tr;
+    bool *has_tr; /* (n_layers, 2): block l came out with an explicit att / ffn transform */
 } calib_stream;
 
 static void stream_free(calib_stream *s)
@@ -360,6 +361,7 @@ static void stream_free(calib_stream *s)
     free(s->xfp);
     gq_block_trace_free(&s->tr);
     gq_forward_ws_free(s->ws);
+    free(s->has_tr);
 }
 
 /* Allocates the stream and embeds the calibration windows (from `out` when propagation is
@@ -369,6 +371,8 @@ static int stream_init(calib_stream *s, const gq_model *fp, const gq_model *out,
                        gq_error *err)
 {
     const gq_config *c = &fp->cfg;
+    if (!(s->has_tr = calloc((size_t)c->n_layers * 2, sizeof *s->has_tr)))
+        return gq_fail(err, "quantize: out of memory");
     if (!s->calib)
         return 0;
     s->B = plan->n_calib;
@@ -532,6 +536,8 @@ static int quantize_block_l(const gq_model *fp, const gq_quant_plan *plan, int l
         (plan->sink && block_to_sink(&fp->cfg, &ctx, plan->sink, err)) ||
         advance_stream(fp, &ctx, s, rep, err))
         goto done;
+    s->has_tr[2 * l] = ctx.w.att_in_transform != NULL;
+    s->has_tr[2 * l + 1] = ctx.w.ffn_in_transform != NULL;
     for (int k = 0; k < GQ_N_LINEAR; k++)
         if (ctx.has_codes[k] && !plan->sink) {
             rep->linear_codes[(size_t)l * GQ_N_LINEAR + k] = ctx.codes[k];
@@ -552,8 +558,8 @@ done:
 }
 
 /* Sizes: every stored tensor in fp32 except the quantized ones, plus the explicit input
- * transforms (fp32, dim x dim each), which a note lists. */
-static void finish_sizes(const gq_config *c, const gq_model *out, gq_quant_report *rep)
+ * transforms (fp32, dim x dim each; has_tr as in calib_stream), which a note lists. */
+static void finish_sizes(const gq_config *c, const bool *has_tr, gq_quant_report *rep)
 {
     size_t params = gq_model_param_count(c);
     size_t qweights = 0, qbytes = 0;
@@ -567,7 +573,7 @@ static void finish_sizes(const gq_config *c, const gq_model *out, gq_quant_repor
     int n_explicit = 0;
     for (int l = 0; l < c->n_layers; l++)
         for (int i = 0; i < 2; i++) {
-            if (!(i ? out->layers[l].ffn_in_transform : out->layers[l].att_in_transform))
+            if (!has_tr[2 * l + i])
                 continue;
             size_t len = strlen(explicit_list);
             if (n_explicit++ < 8)
@@ -584,14 +590,43 @@ static void finish_sizes(const gq_config *c, const gq_model *out, gq_quant_repor
     }
 }
 
-/* The output model before its blocks: out (when given) with fp's embeddings, final norm,
- * classifier and online rotation and room for every block, which block_write fills; else only
- * those three tensors in *outer, for the sink. */
-static int output_init(const gq_model *fp, gq_model *out, gq_model *outer, gq_error *err)
+/* The sink's output before its blocks: fp's embeddings, final norm and classifier themselves
+ * (read only), except those a rule quantizes, which get storage of their own for
+ * quantize_outer; no block tensors. */
+static int outer_view(const gq_model *fp, const gq_quant_plan *plan, gq_model *outer,
+                      gq_error *err)
 {
     const gq_config *c = &fp->cfg;
-    gq_model *dst = out ? out : outer;
-    if (out ? gq_model_alloc(c, out, err) : gq_model_outer_alloc(outer, c, err))
+    size_t emb = (size_t)c->vocab_size * c->dim;
+    bool q_emb = plan_quantizer(plan, c, "tok_embeddings") != NULL;
+    bool q_cls = !c->shared_classifier && plan_quantizer(plan, c, "classifier") != NULL;
+    size_t n = (q_emb ? emb : 0) + (q_cls ? emb : 0);
+    memset(outer, 0, sizeof *outer);
+    outer->cfg = *c;
+    outer->layers = calloc((size_t)c->n_layers, sizeof *outer->layers);
+    outer->heap = n ? malloc(n * sizeof(float)) : NULL;
+    outer->heap_floats = n;
+    if (!outer->layers || (n && !outer->heap))
+        return gq_fail(err, "quantize: out of memory for the output's embeddings");
+    outer->tok_embeddings = q_emb ? outer->heap : fp->tok_embeddings;
+    outer->rms_final = fp->rms_final;
+    outer->wcls = c->shared_classifier ? outer->tok_embeddings
+                  : q_cls               ? outer->heap + (q_emb ? emb : 0)
+                                        : fp->wcls;
+    return 0;
+}
+
+/* The output model before its blocks: out (when given) with fp's embeddings, final norm,
+ * classifier and online rotation and room for every block, which block_write fills; else
+ * outer_view, for the sink. */
+static int output_init(const gq_model *fp, const gq_quant_plan *plan, gq_model *out,
+                       gq_model *outer, gq_error *err)
+{
+    const gq_config *c = &fp->cfg;
+    if (!out)
+        return outer_view(fp, plan, outer, err);
+    gq_model *dst = out;
+    if (gq_model_alloc(c, out, err))
         return gq_fail_prefix(err, "quantize");
     size_t emb = (size_t)c->vocab_size * c->dim;
     memcpy(dst->tok_embeddings, fp->tok_embeddings, emb * sizeof(float));
@@ -600,7 +635,7 @@ static int output_init(const gq_model *fp, gq_model *out, gq_model *outer, gq_er
         memcpy(dst->wcls, fp->wcls, emb * sizeof(float));
     /* the online rotation of down_proj's input (rotate) is the model's, not a block's */
     const gq_rotation *rot = c->n_layers > 0 ? fp->layers[0].down_in_rot : NULL;
-    if (out && rot && gq_model_set_down_rotation(out, rot, err))
+    if (rot && gq_model_set_down_rotation(out, rot, err))
         return gq_fail_prefix(err, "quantize");
     return 0;
 }
@@ -614,7 +649,8 @@ static int check_plan(const gq_model *fp, const gq_quant_plan *plan, bool *calib
         return gq_fail(err, "quantize: no method configured");
     if (!plan->quantizer.fmt)
         return gq_fail(err, "quantize: no format configured");
-    if (plan->sink && gq_method_cfg_adds_transforms(&plan->method))
+    if (plan->sink && !plan->sink->holds_transforms &&
+        gq_method_cfg_adds_transforms(&plan->method))
         return gq_fail(err, "method \"%s\" adds explicit input transforms, which a "
                             "block-by-block output cannot hold", m->name);
     *calib = gq_method_cfg_needs_calibration(&plan->method) || plan->calib_tokens;
@@ -705,7 +741,7 @@ int gq_quantize_model(const gq_model *fp_in, const gq_quant_plan *plan, gq_model
     }
     gq_model outer = {0}; /* the output's embeddings/classifier when there is no out model */
     gq_model *dst = out ? out : &outer;
-    if (output_init(fp, out, &outer, err) || quantize_outer(fp, plan, dst, rep, err) ||
+    if (output_init(fp, plan, out, &outer, err) || quantize_outer(fp, plan, dst, rep, err) ||
         (plan->sink && plan->sink->outer(plan->sink->user, dst, err)))
         goto fail;
     int rc = -1;
@@ -724,7 +760,7 @@ int gq_quantize_model(const gq_model *fp_in, const gq_quant_plan *plan, gq_model
         gq_progress_add(&prog, 1);
     }
     gq_progress_finish(&prog);
-    finish_sizes(c, dst, rep);
+    finish_sizes(c, s.has_tr, rep);
     rc = 0;
 cleanup:
     stream_free(&s);

@@ -18,6 +18,7 @@
 #include "core/gq_fileio.h"
 #include "core/gq_gemm.h"
 #include "model/gq_forward.h"
+#include "model/gq_stream.h"
 
 #define GQ_GEMM_ROWS GQ_GEMM_TILE_M /* rows of a product tile */
 
@@ -200,8 +201,12 @@ int gq_act_calibrate_chunked(gq_act_model *am, const gq_model *m, const int *tok
     int rc = ws && x ? 0 : -1;
     if (rc == 0)
         gq_embed(m, tokens, (int)N, x);
-    for (int l = 0; rc == 0 && l < c->n_layers; l++)
+    for (int l = 0; rc == 0 && l < c->n_layers; l++) { /* a streamed model's block l in fp32 */
+        if ((rc = gq_block_acquire(m, l, err)) != 0)
+            break;
         rc = calibrate_block(am, &mm, l, x, n_calib, ctx, chunk, ws, err);
+        gq_block_release(m, l);
+    }
     am->skip_layer = -1;
     gq_forward_ws_free(ws);
     free(x);

@@ -125,7 +125,7 @@ int gq_block_acquire(const gq_model *cm, int l, gq_error *err)
     int rc = 0;
     pthread_mutex_lock(&s->lock);
     if (s->held[l] == 0 && s->src.fill)
-        rc = fill_block(m, s, l, err);
+        rc = s->src.unfill ? s->src.fill(s->src.ctx, m, l, err) : fill_block(m, s, l, err);
     if (!rc)
         s->held[l]++;
     pthread_mutex_unlock(&s->lock);
@@ -140,12 +140,15 @@ void gq_block_release(const gq_model *cm, int l)
     source_state *s = (source_state *)m->blocks;
     pthread_mutex_lock(&s->lock);
     if (s->held[l] > 0 && --s->held[l] == 0) {
-        if (s->src.fill) {
+        if (s->src.unfill) {
+            s->src.unfill(s->src.ctx, m, l);
+        } else if (s->src.fill) {
             free(s->src.buf[l]);
             s->src.buf[l] = NULL;
             unpoint_layer(&m->cfg, &m->layers[l], l);
         }
-        s->src.drop(s->src.ctx, m, l);
+        if (s->src.drop)
+            s->src.drop(s->src.ctx, m, l);
     }
     pthread_mutex_unlock(&s->lock);
 }
@@ -206,7 +209,7 @@ void gq_model_drop_pages(const gq_model *m)
     source_state *s = (source_state *)m->blocks;
     pthread_mutex_lock(&s->lock);
     for (int l = 0; l < m->cfg.n_layers; l++)
-        if (s->held[l] == 0)
+        if (s->held[l] == 0 && s->src.drop)
             s->src.drop(s->src.ctx, m, l);
     pthread_mutex_unlock(&s->lock);
 }

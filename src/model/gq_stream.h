@@ -25,8 +25,13 @@ struct gq_block_source {
     /* Fills block l's tensors (pointed into a buffer of gq_layer_floats) from the files, or
      * NULL when the tensors always point into an fp32 mapping. */
     int (*fill)(void *ctx, gq_model *m, int l, gq_error *err);
-    /* Drops block l's stored bytes from the resident set. */
+    /* Drops block l's stored bytes from the resident set (NULL: nothing to drop). */
     void (*drop)(void *ctx, const gq_model *m, int l);
+    /* NULL, or the undo of a fill that manages block l's storage itself: fill then sets the
+     * pointers of the tensors it makes fp32 (the others stay valid all along: a coded model's
+     * norms, runner/gq_coded_model.h), unfill frees that storage and clears them; no buffer
+     * of gq_layer_floats is allocated and no finiteness check runs. */
+    void (*unfill)(void *ctx, gq_model *m, int l);
     void (*close)(void *ctx);
     void *ctx;
     float **buf; /* n_layers slots: the acquired blocks' fp32 storage (fill != NULL) */

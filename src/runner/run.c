@@ -18,6 +18,7 @@
 #include "eval/gq_eval.h"
 #include "gguf/gq_gguf_model.h"
 #include "model/gq_stream.h"
+#include "runner/gq_coded_model.h"
 #include "runner/gq_export.h"
 #include "runner/gq_journal.h"
 #include "runner/gq_results.h"
@@ -241,6 +242,12 @@ static int run_baseline(run_ctx *r, gq_error *err)
     }
     gq_log_info("baseline: evaluating the unquantized model");
     double t0 = gq_now();
+    /* throughput first: its decode reads every block of a streamed model, whose pages are
+     * dropped again before the stored log-probabilities exist (they never add up) */
+    gq_cell_throughput tp;
+    if (gq_runner_throughput_loaded(r->e, &r->fp, &r->fp_codes, &tp, err))
+        return gq_fail_prefix(err, "baseline");
+    gq_model_drop_pages(&r->fp);
     gq_eval_opts eo = gq_run_eval_opts(r->e, true);
     gq_eval_result res;
     if (gq_run_dist_baseline(r, GQ_DIST_BASE_SPLIT, err))
@@ -250,10 +257,6 @@ static int run_baseline(run_ctx *r, gq_error *err)
     /* log-probs first: a journaled baseline record implies its log-probs exist */
     if (!r->paired && gq_eval_baseline_save(r->baseline, bpath, err))
         return -1;
-    gq_cell_throughput tp;
-    if (gq_runner_throughput_loaded(r->e, &r->fp, &r->fp_codes, &tp, err))
-        return gq_fail_prefix(err, "baseline");
-    gq_model_drop_pages(&r->fp); /* the decode touched every block of a streamed model */
     gq_cell_run cr = {&res, NULL, gq_threads_get(), (double)gq_peak_rss_bytes() / 1e6, 0,
                       "self", &tp, NULL, NULL};
     json_t *rec = gq_results_record(r->e, &r->e->cells[0], &cr);
@@ -326,88 +329,138 @@ static int export_cell(run_ctx *r, const gq_cell *c, const gq_quant_plan *plan,
     return 0;
 }
 
+/* What a cell computes, released by cell_work_free. */
+typedef struct {
+    gq_quant_plan plan;   /* the cell's parsed structs, read only; its quantizers outlive cm */
+    gq_coded_model cm;    /* the quantized model, held as codes */
+    gq_quant_report rep;  /* owns the codes cm reads */
+    gq_act_model am;
+    int *tokens;          /* calibration windows, or NULL */
+    bool acts;            /* activation or KV-cache quantizers */
+} cell_work;
+
+static void cell_work_free(cell_work *w)
+{
+    gq_coded_free(&w->cm);
+    gq_act_model_free(&w->am);
+    gq_quant_report_free(&w->rep);
+    free(w->tokens);
+}
+
+/* The resident parts of the cell's coded model (gq_coded_model.h), beside the fp32 size of the
+ * model it stands for. */
+static void memory_log(const gq_cell *c, const gq_coded_model *cm)
+{
+    gq_coded_bytes b;
+    gq_coded_model_bytes(cm, &b);
+    double mb = 1e-6, total = (double)(b.outer + b.codes + b.fp32_lin + b.small + b.transforms);
+    gq_log_info("cell %s: quantized model held in %.1f MB (fp32 %.1f MB): %d linears as codes "
+                "%.1f MB, %d in fp32 %.1f MB, embeddings/classifier %.1f MB%s, norms/biases "
+                "%.2f MB, transforms %.1f MB; a block's coded linears are fp32 only while in use",
+                c->id, total * mb, (double)gq_model_fp32_bytes(&cm->model.cfg) * mb, b.n_coded,
+                (double)b.codes * mb, b.n_fp32, (double)b.fp32_lin * mb, (double)b.outer * mb,
+                b.outer ? "" : " (the source model's)",
+                (double)b.small * mb, (double)b.transforms * mb);
+}
+
+/* Quantizes the cell into w->cm (block by block through the pipeline's sink) and attaches its
+ * activation quantizers. */
+static int quantize_cell(run_ctx *r, const gq_cell *c, cell_work *w, gq_error *err)
+{
+    if (c->needs_calib && calib_tokens(r, c, &w->tokens, err))
+        return -1;
+    if (gq_method_cfg_needs_calibration(&c->mc)) { /* not when only static scales calibrate */
+        w->plan.calib_tokens = w->tokens;
+        w->plan.n_calib = c->n_calib;
+        w->plan.calib_ctx = c->calib_ctx;
+    }
+    stage(r, c, "quantize");
+    if (w->acts) {
+        if (init_act(c, &r->fp.cfg, &w->am, err))
+            return -1;
+        w->plan.act = &w->am.hook;
+    }
+    if (gq_coded_init(&w->cm, &w->plan, &r->fp, err))
+        return -1;
+    w->plan.sink = &w->cm.sink;
+    if (gq_quantize_model(&r->fp, &w->plan, NULL, &w->rep, err) ||
+        gq_coded_finish(&w->cm, &w->rep, err))
+        return -1;
+    memory_log(c, &w->cm);
+    return w->acts ? attach_act(c, &w->cm.model, w->tokens, &w->am, err) : 0;
+}
+
+static int evaluate_cell(run_ctx *r, const gq_cell *c, cell_work *w, gq_eval_result *res,
+                         gq_error *err)
+{
+    stage(r, c, "evaluate");
+    gq_eval_opts eo = gq_run_eval_opts(r->e, false);
+    eo.split = r->split_cells; /* --split-eval: every rank evaluates a share of this cell */
+    gq_eval_reference ref =
+        r->paired ? gq_eval_ref_model(&r->fp) : gq_eval_ref_stored(r->baseline);
+    return gq_eval_run(&w->cm.model, &r->eval_ds, &eo, &ref, NULL, res, err);
+}
+
+/* Throughput on the packed kernels built from the codes; the model is read as a plain one
+ * (its coded linears come from the codes, everything else is resident). */
+static int cell_throughput(run_ctx *r, const gq_cell *c, cell_work *w, gq_cell_throughput *tp,
+                           gq_error *err)
+{
+    stage(r, c, "throughput");
+    *tp = (gq_cell_throughput){.note = "not measured by this rank"};
+    if (w->acts) {
+        act_throughput_note(tp);
+        return 0;
+    }
+    if (r->split_cells && gq_dist_rank() > 0) /* its record is rank 0's */
+        return 0;
+    gq_model view = w->cm.model;
+    view.blocks = NULL;
+    gq_tp_gate_enter_exclusive(&r->gate);
+    int rc = gq_runner_throughput(r->e, &view, &w->plan.quantizer, &w->rep, tp, err);
+    gq_tp_gate_leave_exclusive(&r->gate);
+    return rc;
+}
+
+/* The cell's journal record (*out), its GGUF export when asked, the log line. */
+static int cell_record(run_ctx *r, const gq_cell *c, cell_work *w, const gq_eval_result *res,
+                       const gq_cell_throughput *tp, double t0, json_t **out, gq_error *err)
+{
+    const gq_experiment *e = r->e;
+    gq_cell_run cr = {res, &w->rep, r->threads_per_job, (double)gq_peak_rss_bytes() / 1e6,
+                      e->calib_first, gq_eval_ref_kind_name(res->reference), tp,
+                      c->has_act ? &c->act : NULL, c->has_kv ? &c->kv : NULL};
+    json_t *rec = gq_results_record(e, c, &cr);
+    if (!rec)
+        return gq_fail(err, "out of memory for the cell's record");
+    if (exported(r->o, c) && !(r->split_cells && gq_dist_rank() > 0) &&
+        export_cell(r, c, &w->plan, &w->cm.model, &w->rep, err)) {
+        json_decref(rec);
+        return -1;
+    }
+    cell_done_log(e, c, rec, gq_now() - t0, tp);
+    *out = rec;
+    return 0;
+}
+
 /* Quantizes and evaluates one cell, then measures its throughput alone (see gq_tp_gate). */
 int gq_run_cell(run_ctx *r, const gq_cell *c, json_t **out, gq_error *err)
 {
-    const gq_experiment *e = r->e;
     double t0 = gq_now();
-    gq_tp_gate_enter_shared(&r->gate);
-    bool shared = true;
-    gq_quant_plan plan = cell_plan(e, c); /* the cell's parsed structs, read only */
-    gq_model q = {0};
-    gq_quant_report rep = {0};
-    gq_act_model am = {0};
-    bool acts = c->has_act || c->has_kv;
-    int *tokens = NULL, rc = -1;
-    bool have_q = false;
-    if (c->needs_calib) {
-        if (calib_tokens(r, c, &tokens, err))
-            goto done;
-    }
-    if (gq_method_cfg_needs_calibration(&c->mc)) { /* not when only static scales calibrate */
-        plan.calib_tokens = tokens;
-        plan.n_calib = c->n_calib;
-        plan.calib_ctx = c->calib_ctx;
-    }
-    stage(r, c, "quantize");
-    if (acts) {
-        if (init_act(c, &r->fp.cfg, &am, err))
-            goto done;
-        plan.act = &am.hook;
-    }
-    if (gq_quantize_model(&r->fp, &plan, &q, &rep, err))
-        goto done;
-    have_q = true;
-    if (acts && attach_act(c, &q, tokens, &am, err))
-        goto done;
-    stage(r, c, "evaluate");
-    gq_eval_opts eo = gq_run_eval_opts(e, false);
-    eo.split = r->split_cells; /* --split-eval: every rank evaluates a share of this cell */
+    cell_work w = {.plan = cell_plan(r->e, c), .acts = c->has_act || c->has_kv};
     gq_eval_result res;
-    gq_eval_reference ref =
-        r->paired ? gq_eval_ref_model(&r->fp) : gq_eval_ref_stored(r->baseline);
-    if (gq_eval_run(&q, &r->eval_ds, &eo, &ref, NULL, &res, err))
-        goto done;
+    gq_cell_throughput tp;
+    gq_tp_gate_enter_shared(&r->gate);
+    int rc = quantize_cell(r, c, &w, err) || evaluate_cell(r, c, &w, &res, err) ? -1 : 0;
     gq_tp_gate_leave_shared(&r->gate);
-    shared = false;
-    stage(r, c, "throughput");
-    gq_cell_throughput tp = {.note = "not measured by this rank"};
-    int trc = 0;
-    if (acts)
-        act_throughput_note(&tp);
-    else if (!(r->split_cells && gq_dist_rank() > 0)) { /* its record is rank 0's */
-        gq_tp_gate_enter_exclusive(&r->gate);
-        trc = gq_runner_throughput(e, &q, &plan.quantizer, &rep, &tp, err);
-        gq_tp_gate_leave_exclusive(&r->gate);
-    }
-    if (trc)
-        goto done;
-    gq_cell_run cr = {&res, &rep, r->threads_per_job, (double)gq_peak_rss_bytes() / 1e6,
-                      e->calib_first, gq_eval_ref_kind_name(res.reference), &tp,
-                      c->has_act ? &c->act : NULL, c->has_kv ? &c->kv : NULL};
-    json_t *rec = gq_results_record(e, c, &cr);
-    if (rec && exported(r->o, c) && !(r->split_cells && gq_dist_rank() > 0) &&
-        export_cell(r, c, &plan, &q, &rep, err)) {
-        json_decref(rec);
-        goto done;
-    }
-    if (rec) {
-        cell_done_log(e, c, rec, gq_now() - t0, &tp);
-        *out = rec;
-        rc = 0;
-    } else
-        gq_fail(err, "out of memory for the cell's record");
-done:
-    if (shared)
-        gq_tp_gate_leave_shared(&r->gate);
+    if (rc == 0)
+        rc = cell_throughput(r, c, &w, &tp, err);
+    if (rc == 0)
+        rc = cell_record(r, c, &w, &res, &tp, t0, out, err);
     if (rc)
-        gq_fail_prefix(err, "cell %s (%s %s%s%s)", c->id, e->methods[c->entry].label,
+        gq_fail_prefix(err, "cell %s (%s %s%s%s)", c->id, r->e->methods[c->entry].label,
                        c->format_label, c->sweep[0] ? ", " : "", c->sweep);
-    if (have_q)
-        gq_model_free(&q);
-    gq_act_model_free(&am);
-    gq_quant_report_free(&rep);
-    free(tokens);
+    cell_work_free(&w);
     return rc;
 }
 
