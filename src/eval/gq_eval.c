@@ -387,6 +387,20 @@ static int gather_shares(eval_bufs *bf, gq_eval_baseline *bout, size_t n_windows
            gq_eval_share_slowest(seconds, err);
 }
 
+/* A streamed model's progress counts blocks (each batch converts all of them, so one batch
+ * can take minutes), any other model's counts windows. */
+static void progress_begin(gq_progress *p, const gq_model *m, gq_forward_ws *ws, int B,
+                           size_t n_windows)
+{
+    if (!gq_model_streamed(m)) {
+        gq_progress_start(p, "perplexity", (long)n_windows);
+        return;
+    }
+    long n_batches = (long)((n_windows + (size_t)B - 1) / (size_t)B);
+    gq_progress_start(p, "perplexity (blocks)", n_batches * m->cfg.n_layers);
+    gq_forward_ws_block_progress(ws, p);
+}
+
 int gq_eval_run(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
                 const gq_eval_reference *ref_in, gq_eval_baseline **base_out, gq_eval_result *r,
                 gq_error *err)
@@ -415,18 +429,10 @@ int gq_eval_run(const gq_model *m, const gq_dataset *ds, const gq_eval_opts *o,
 
     size_t w_begin, w_end; /* this rank's windows (all of them unless o->split) */
     gq_eval_share_windows(n_windows, B, o->split, &w_begin, &w_end);
-    /* a streamed model counts blocks (each batch converts all of them), others windows */
     const bool per_block = gq_model_streamed(m);
-    const long n_batches = (long)((w_end - w_begin + (size_t)B - 1) / (size_t)B);
     gq_progress prog = {0};
-    if (o->progress) {
-        if (per_block)
-            gq_progress_start(&prog, "perplexity (blocks)", n_batches * m->cfg.n_layers);
-        else
-            gq_progress_start(&prog, "perplexity", (long)(w_end - w_begin));
-        if (per_block)
-            gq_forward_ws_block_progress(bf.ws, &prog);
-    }
+    if (o->progress)
+        progress_begin(&prog, m, bf.ws, B, w_end - w_begin);
     for (size_t w0 = w_begin; w0 < w_end; w0 += (size_t)B) {
         int nb = (int)(w_end - w0 < (size_t)B ? w_end - w0 : (size_t)B);
         const size_t k0 = w0 * (size_t)per_window;
