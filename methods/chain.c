@@ -47,13 +47,24 @@ static int chain_check_layer(const void *p, const gq_config *c, int layer,
     return 0;
 }
 
-/* The members' whole-model steps, in order (gq_method.transform_model). */
-static int chain_transform_model(const void *p, gq_model *m, gq_error *err)
+/* The members' whole-model steps, in order (gq_method.transform_outer, transform_block). */
+static int chain_transform_outer(const void *p, gq_model *m, gq_error *err)
 {
     const chain *ch = p;
     for (int i = 0; i < ch->n; i++) {
         const gq_method *mm = ch->members[i].method;
-        if (mm->transform_model && mm->transform_model(ch->members[i].params, m, err))
+        if (mm->transform_outer && mm->transform_outer(ch->members[i].params, m, err))
+            return gq_fail_prefix(err, "%s", mm->name);
+    }
+    return 0;
+}
+
+static int chain_transform_block(const void *p, const gq_config *c, gq_layer *L, gq_error *err)
+{
+    const chain *ch = p;
+    for (int i = 0; i < ch->n; i++) {
+        const gq_method *mm = ch->members[i].method;
+        if (mm->transform_block && mm->transform_block(ch->members[i].params, c, L, err))
             return gq_fail_prefix(err, "%s", mm->name);
     }
     return 0;
@@ -137,7 +148,7 @@ static int describe(chain *ch, gq_error *err)
             strcat(ch->name, "+");
         strcat(ch->name, ch->members[i].method->name);
         fp_inputs |= ch->members[i].method->needs_fp_inputs;
-        model_step |= ch->members[i].method->transform_model != NULL;
+        model_step |= ch->members[i].method->transform_outer != NULL;
     }
     ch->m = (gq_method){.name = ch->name, .summary = "method chain", .params = no_params,
                         .needs_calibration = chain_needs_calibration,
@@ -145,7 +156,8 @@ static int describe(chain *ch, gq_error *err)
                         .needs_fp_inputs = fp_inputs, .quantize_block = chain_block,
                         .check_layer = chain_check_layer,
                         .adds_transforms = chain_adds_transforms,
-                        .transform_model = model_step ? chain_transform_model : NULL};
+                        .transform_outer = model_step ? chain_transform_outer : NULL,
+                        .transform_block = model_step ? chain_transform_block : NULL};
     return 0;
 }
 

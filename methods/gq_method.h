@@ -128,14 +128,24 @@ struct gq_method {
      * never alone. */
     bool transform_only;
     /* Optional whole-model step of a transform-only method (rotate: the residual stream's
-     * rotation touches the embeddings, every block and the classifier at once): a
-     * function-preserving transform of `m`, a private copy of the FP model, before the block
-     * loop. It may replace *m by a new model of another config (gq_model_free the old one;
-     * rotate unties a tied classifier). The pipeline then quantizes the blocks, and takes
-     * embeddings, classifier and sizes, from that model, as if it were the input. A
-     * transform-only method with this step may leave quantize_block NULL. In a chain the
-     * members' whole-model steps run first, in order, then their block steps. */
-    int (*transform_model)(const void *params, gq_model *m, gq_error *err);
+     * rotation touches the embeddings, every block and the classifier). It runs as a streamed
+     * view of the FP model (gq_model_step_view, methods/gq_pipeline.h), so that no whole copy
+     * of the model exists:
+     *   - transform_outer, once, on a model holding the embeddings, final norm and classifier
+     *     (private fp32 copies) and the source's per-block transforms and online rotation,
+     *     every block's tensors NULL: it checks the model, transforms those tensors and may
+     *     set per-block state (rotate's online rotation) or replace *m by an outer model of
+     *     another config (gq_model_outer_alloc; gq_model_free the old one: rotate unties a
+     *     tied classifier);
+     *   - transform_block, each time a block of the view is acquired, on a private fp32 copy
+     *     of the source's block (c: the view's config after transform_outer).
+     * Together they are a function-preserving transform of the whole model. The pipeline then
+     * quantizes the view's blocks and takes embeddings, classifier and sizes from it, as if it
+     * were the input. Both or neither; a transform-only method with them may leave
+     * quantize_block NULL. In a chain the members' outer steps run first, in order, and each
+     * block goes through the members' block steps in order. */
+    int (*transform_outer)(const void *params, gq_model *m, gq_error *err);
+    int (*transform_block)(const void *params, const gq_config *c, gq_layer *L, gq_error *err);
     /* How the method treats the parts Hugging Face families add (biases, q/k norms, head_dim,
      * RoPE variants), shown by `gq-bench list methods` (NULL: not stated). */
     const char *families;

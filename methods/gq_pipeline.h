@@ -180,10 +180,20 @@ bool gq_method_cfg_adds_transforms(const gq_method_cfg *cfg);
 int gq_method_cfg_check_layer(const gq_method_cfg *cfg, const gq_config *c, int layer,
                               const gq_quantizer *const quant[GQ_N_LINEAR], gq_error *err);
 
+/* The model a method with a whole-model step (gq_method.transform_outer / transform_block:
+ * rotate) quantizes: a streamed view of src (model/gq_stream.h) holding the transformed
+ * embeddings and classifier, whose block l, when acquired, is a private fp32 copy of src's
+ * block l with the method's block step applied (src acquired and released meanwhile). src
+ * must outlive the view and is not modified; memory is the embeddings/classifier once more
+ * and one block per acquired block. Logits and every block equal those of the transform
+ * applied to a whole copy. */
+int gq_model_step_view(const gq_model *src, const gq_method_cfg *mc, gq_model *view,
+                       gq_error *err);
+
 /* Quantizes `fp` into `out` (a new writable model holding the fake-quantized weights, i.e.
  * the reconstructions in fp32) and fills the report. `fp` is not modified. When the method
- * has a whole-model step (gq_method.transform_model: rotate) it runs on a copy of `fp` first,
- * and `out` has that copy's config (rotate unties a tied classifier). */
+ * has a whole-model step (rotate) the blocks are quantized from its view of `fp`
+ * (gq_model_step_view), and `out` has the view's config (rotate unties a tied classifier). */
 /* A streamed `fp` (model/gq_stream.h) is read one block at a time. With plan->sink, `out` may
  * be NULL: each block goes to the sink as it is finished, the report keeps no codes
  * (linear_codes entries stay NULL: the sink had them), and methods that add explicit input

@@ -671,18 +671,13 @@ static int check_plan(const gq_model *fp, const gq_quant_plan *plan, bool *calib
     return *calib ? check_tokens(fp, plan, err) : 0;
 }
 
-/* The method's whole-model step (gq_method.transform_model) on a copy of fp_in, into *own;
+/* The method's whole-model step as a streamed view of fp_in (gq_model_step_view), into *own;
  * a note when it untied the classifier. */
 static int prepare_model(const gq_model *fp_in, const gq_quant_plan *plan, gq_model *own,
                          json_t *notes, gq_error *err)
 {
-    const gq_method *m = plan->method.method;
-    if (gq_model_clone(fp_in, own, err))
+    if (gq_model_step_view(fp_in, &plan->method, own, err))
         return -1;
-    if (m->transform_model(plan->method.params, own, err)) {
-        gq_model_free(own);
-        return -1;
-    }
     if (fp_in->cfg.shared_classifier && !own->cfg.shared_classifier)
         json_array_append_new(notes, json_string("the tied classifier was untied (the final "
                                                  "RMSNorm folds into it); counted in "
@@ -719,7 +714,7 @@ int gq_quantize_model(const gq_model *fp_in, const gq_quant_plan *plan, gq_model
     json_t *notes = json_array();
     if (!notes)
         return gq_fail(err, "quantize: out of memory");
-    if (m->transform_model) {
+    if (m->transform_outer) {
         if (prepare_model(fp_in, plan, &own, notes, err)) {
             json_decref(notes);
             return -1;

@@ -29,8 +29,10 @@ static int method_check(const void *e, gq_error *err)
     const gq_method *m = e;
     const char *missing = !m->summary          ? "summary"
                           : !m->params         ? "params (use an empty table {0})"
-                          : !m->quantize_block && !(m->transform_only && m->transform_model)
-                              ? "quantize_block (or, transform-only, transform_model)"
+                          : !m->quantize_block && !(m->transform_only && m->transform_outer)
+                              ? "quantize_block (or, transform-only, transform_outer)"
+                          : !m->transform_outer != !m->transform_block
+                              ? "transform_outer or transform_block (both or neither)"
                               : NULL;
     if (missing)
         return gq_fail(err, "method \"%s\": missing %s", m->name, missing);

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "methods/gq_hadamard.h"
+#include "model/gq_stream.h"
 
 typedef struct {
     uint64_t seed;
@@ -63,14 +64,21 @@ static void fuse_norm(float *g, float *const *ws, const int *rows, int n, int di
         g[j] = 1.0f;
 }
 
-/* The tied classifier becomes its own copy of the embedding table. */
+/* The tied classifier of an outer model (gq_method.transform_outer) becomes its own copy of
+ * the embedding table. */
 static int untie(gq_model *m, gq_error *err)
 {
-    gq_model view = *m, u;
-    view.cfg.shared_classifier = false;
-    view.wcls = m->tok_embeddings;
-    if (gq_model_clone(&view, &u, err))
+    gq_config c = m->cfg;
+    c.shared_classifier = false;
+    gq_model u;
+    if (gq_model_outer_alloc(&u, &c, err) || gq_model_copy_transforms(&u, m, err)) {
+        gq_model_free(&u);
         return gq_fail_prefix(err, "rotate: untying the classifier");
+    }
+    size_t emb = (size_t)c.vocab_size * (size_t)c.dim;
+    memcpy(u.tok_embeddings, m->tok_embeddings, emb * sizeof(float));
+    memcpy(u.wcls, m->tok_embeddings, emb * sizeof(float));
+    memcpy(u.rms_final, m->rms_final, (size_t)c.dim * sizeof(float));
     u.act = m->act;
     memcpy(u.path, m->path, sizeof u.path);
     gq_model_free(m);
@@ -152,49 +160,57 @@ static int check_model(const void *params, const gq_model *m, gq_error *err)
     return 0;
 }
 
-/* Step 3 on every block, then the rotation recorded in the model. */
-static int rot_online(const rot_params *p, gq_model *m, gq_error *err)
-{
-    gq_rotation H;
-    float *signs = rotation_of(m->cfg.hidden_dim, p->seed + 1, &H, err);
-    if (!signs)
-        return -1;
-    int rc = 0;
-    for (int l = 0; l < m->cfg.n_layers && !rc; l++)
-        rc = rotate_down_input(&m->cfg, &m->layers[l], &H, signs);
-    if (rc)
-        gq_fail(err, "rotate: out of memory");
-    else
-        rc = gq_model_set_down_rotation(m, &H, err);
-    gq_rotation_free(&H);
-    free(signs);
-    return rc;
-}
-
-static int rot_model(const void *params, gq_model *m, gq_error *err)
+/* Steps 1-3 on the embeddings and classifier, and the online rotation recorded in the
+ * model (gq_method.transform_outer). */
+static int rot_outer(const void *params, gq_model *m, gq_error *err)
 {
     const rot_params *p = params;
-    const gq_config *c = &m->cfg;
-    if (check_model(params, m, err) || (c->shared_classifier && untie(m, err)))
+    if (check_model(params, m, err) || (m->cfg.shared_classifier && untie(m, err)))
         return -1;
+    const gq_config *c = &m->cfg;
     gq_rotation R;
     float *signs = rotation_of(c->dim, p->seed, &R, err);
     if (!signs)
         return -1;
-    int rc = 0;
-    for (int l = 0; l < c->n_layers && !rc; l++)
-        rc = rotate_block(c, &m->layers[l], &R, signs);
     float *cls[1] = {m->wcls};
     const int vocab[1] = {c->vocab_size};
     fuse_norm(m->rms_final, cls, vocab, 1, c->dim);
-    if (!rc)
-        rc = gq_rotation_rows(&R, m->wcls, (size_t)c->vocab_size, signs) ||
+    int rc = gq_rotation_rows(&R, m->wcls, (size_t)c->vocab_size, signs) ||
              gq_rotation_rows(&R, m->tok_embeddings, (size_t)c->vocab_size, signs);
     gq_rotation_free(&R);
     free(signs);
     if (rc)
         return gq_fail(err, "rotate: out of memory");
-    return p->online ? rot_online(p, m, err) : 0;
+    if (!p->online)
+        return 0;
+    gq_rotation H;
+    if (gq_hadamard_build(&H, c->hidden_dim, p->seed + 1, err))
+        return gq_fail_prefix(err, "rotate");
+    rc = gq_model_set_down_rotation(m, &H, err);
+    gq_rotation_free(&H);
+    return rc;
+}
+
+/* Steps 1-3 on one block (gq_method.transform_block); the rotations are rebuilt from the
+ * seed, which costs far less than applying them. */
+static int rot_block(const void *params, const gq_config *c, gq_layer *L, gq_error *err)
+{
+    const rot_params *p = params;
+    gq_rotation R, H;
+    float *signs = rotation_of(c->dim, p->seed, &R, err);
+    if (!signs)
+        return -1;
+    int rc = rotate_block(c, L, &R, signs);
+    gq_rotation_free(&R);
+    free(signs);
+    if (!rc && p->online) {
+        if (!(signs = rotation_of(c->hidden_dim, p->seed + 1, &H, err)))
+            return -1;
+        rc = rotate_down_input(c, L, &H, signs);
+        gq_rotation_free(&H);
+        free(signs);
+    }
+    return rc ? gq_fail(err, "rotate: out of memory") : 0;
 }
 
 GQ_METHOD_DEFINE(gq_method_rotate, "rotate",
@@ -206,7 +222,8 @@ GQ_METHOD_DEFINE(gq_method_rotate, "rotate",
                  "width's odd part (not Hadamard; e.g. 172 = 43 x 4, 11008 = 43 x 256); widths "
                  "with an odd part above 256 are refused",
                  rot_params, rot_specs, .propagate = GQ_PROPAGATE_FP, .transform_only = true,
-                 .transform_model = rot_model, .check_layer = rot_check_layer,
+                 .transform_outer = rot_outer, .transform_block = rot_block,
+                 .check_layer = rot_check_layer,
                  .adds_transforms = rot_adds_transforms,
                  .families = "every family whose dim (and hidden width, online) has a rotation: "
                              "norms fuse into q/k/v, gate/up and the classifier; biases of "

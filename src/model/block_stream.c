@@ -26,6 +26,11 @@ bool gq_model_streamed(const gq_model *m)
     return m->blocks != NULL;
 }
 
+bool gq_model_blocks_resident(const gq_model *m)
+{
+    return !m->blocks || !m->blocks->fill;
+}
+
 size_t gq_model_fp32_bytes(const gq_config *c)
 {
     return gq_model_param_count(c) * sizeof(float);

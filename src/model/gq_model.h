@@ -173,6 +173,10 @@ int gq_model_load(const char *path, gq_model *m, gq_error *err);
 /* Deep copy into one writable heap block; explicit transforms are copied into model-owned
  * storage (see gq_model_set_in_transform). */
 int gq_model_clone(const gq_model *src, gq_model *dst, gq_error *err);
+/* Copies block l's tensors (norms, linears, biases, q/k norms) from src into dst's storage;
+ * both of configuration c, src acquired when streamed. Transforms and rotation are not
+ * tensors of the block and stay as they are. */
+void gq_layer_copy(const gq_config *c, gq_layer *dst, const gq_layer *src, int l);
 /* Writes a llama2.c legacy checkpoint atomically. Fails if the model has explicit transforms
  * (the format cannot hold them). */
 int gq_model_save(const gq_model *m, const char *path, gq_error *err);
@@ -194,6 +198,9 @@ bool gq_model_has_transforms(const gq_model *m);
 const char *gq_model_transforms_what(const gq_model *m);
 /* Every block's down_in_rot becomes a model-owned copy of r (r NULL: none). */
 int gq_model_set_down_rotation(gq_model *m, const gq_rotation *r, gq_error *err);
+/* dst (same n_layers and dim as src) takes model-owned copies of src's explicit input
+ * transforms and online rotation. */
+int gq_model_copy_transforms(gq_model *dst, const gq_model *src, gq_error *err);
 
 /* Fails on the first NaN or infinity in a stored tensor, naming the tensor and the index
  * (a corrupt checkpoint would otherwise give a NaN perplexity). `what` names the source. */

@@ -45,6 +45,9 @@ typedef enum { GQ_STREAM_AUTO = 0, GQ_STREAM_ON, GQ_STREAM_OFF } gq_stream_mode;
 gq_stream_mode gq_stream_mode_parse(const char *s);
 
 bool gq_model_streamed(const gq_model *m);
+/* Whether every block's tensors are valid without acquiring it: an in-memory model, or a
+ * streamed llama2.c checkpoint (its blocks point into the fp32 mapping). */
+bool gq_model_blocks_resident(const gq_model *m);
 /* Bytes of the model's weights in fp32 (gq_model_param_count x 4). */
 size_t gq_model_fp32_bytes(const gq_config *c);
 

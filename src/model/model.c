@@ -283,6 +283,38 @@ static void copy_floats(float *dst, const float *src, size_t n)
     memcpy(dst, src, n * sizeof(float));
 }
 
+void gq_layer_copy(const gq_config *c, gq_layer *dst, const gq_layer *src, int l)
+{
+    size_t d = (size_t)c->dim;
+    copy_floats(dst->rms_att, src->rms_att, d);
+    copy_floats(dst->rms_ffn, src->rms_ffn, d);
+    for (int k = 0; k < GQ_N_LINEAR; k++) {
+        int rows, cols;
+        gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
+        copy_floats(dst->w[k], src->w[k], (size_t)rows * cols);
+    }
+    gq_extra_tensor ex[GQ_MAX_EXTRAS], sx[GQ_MAX_EXTRAS];
+    int ne = gq_layer_extras(c, dst, l, ex);
+    gq_layer_extras(c, (gq_layer *)src, l, sx);
+    for (int i = 0; i < ne; i++)
+        copy_floats(*ex[i].slot, *sx[i].slot, ex[i].n);
+}
+
+int gq_model_copy_transforms(gq_model *dst, const gq_model *src, gq_error *err)
+{
+    for (int l = 0; l < src->cfg.n_layers; l++) {
+        const gq_layer *S = &src->layers[l];
+        if ((S->att_in_transform &&
+             gq_model_set_in_transform(dst, l, false, S->att_in_transform, err) != 0) ||
+            (S->ffn_in_transform &&
+             gq_model_set_in_transform(dst, l, true, S->ffn_in_transform, err) != 0))
+            return -1;
+    }
+    if (src->cfg.n_layers > 0 && src->layers[0].down_in_rot)
+        return gq_model_set_down_rotation(dst, src->layers[0].down_in_rot, err);
+    return 0;
+}
+
 int gq_model_clone(const gq_model *src, gq_model *dst, gq_error *err)
 {
     const gq_config *c = &src->cfg;
@@ -298,35 +330,13 @@ int gq_model_clone(const gq_model *src, gq_model *dst, gq_error *err)
             gq_model_free(&m);
             return gq_fail_prefix(err, "clone");
         }
-        copy_floats(L->rms_att, S->rms_att, d);
-        copy_floats(L->rms_ffn, S->rms_ffn, d);
-        for (int k = 0; k < GQ_N_LINEAR; k++) {
-            int rows, cols;
-            gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
-            copy_floats(L->w[k], S->w[k], (size_t)rows * cols);
-        }
-        gq_extra_tensor ex[GQ_MAX_EXTRAS], sx[GQ_MAX_EXTRAS];
-        int ne = gq_layer_extras(c, L, l, ex);
-        gq_layer_extras(c, (gq_layer *)S, l, sx);
-        for (int i = 0; i < ne; i++)
-            copy_floats(*ex[i].slot, *sx[i].slot, ex[i].n);
+        gq_layer_copy(c, L, S, l);
         gq_block_release(src, l);
     }
     copy_floats(m.rms_final, src->rms_final, d);
     if (!c->shared_classifier)
         copy_floats(m.wcls, src->wcls, (size_t)c->vocab_size * d);
-    for (int l = 0; l < c->n_layers; l++) {
-        const gq_layer *S = &src->layers[l];
-        if ((S->att_in_transform &&
-             gq_model_set_in_transform(&m, l, false, S->att_in_transform, err) != 0) ||
-            (S->ffn_in_transform &&
-             gq_model_set_in_transform(&m, l, true, S->ffn_in_transform, err) != 0)) {
-            gq_model_free(&m);
-            return gq_fail_prefix(err, "clone");
-        }
-    }
-    if (c->n_layers > 0 && src->layers[0].down_in_rot &&
-        gq_model_set_down_rotation(&m, src->layers[0].down_in_rot, err)) {
+    if (gq_model_copy_transforms(&m, src, err)) {
         gq_model_free(&m);
         return gq_fail_prefix(err, "clone");
     }

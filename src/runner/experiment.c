@@ -65,7 +65,10 @@ static int hash_file(const char *file, char out[65], const char *path, gq_error 
 typedef struct exp_model {
     char *path, *synthetic, *tokenizer, *name;
     uint64_t seed;
+    int stream; /* gq_stream_mode */
 } exp_model;
+
+static const char *const stream_choices[] = {"auto", "on", "off", NULL};
 
 static const gq_param_spec model_params[] = {
     {"path", GQ_PARAM_STRING, offsetof(exp_model, path), "", 0, 0, NULL,
@@ -79,6 +82,9 @@ static const gq_param_spec model_params[] = {
      "llama2.c tokenizer.bin or tokenizer.json"},
     {"name", GQ_PARAM_STRING, offsetof(exp_model, name), "", 0, 0, NULL,
      "model column of the results (default: the checkpoint's file name)"},
+    {"stream", GQ_PARAM_CHOICE, offsetof(exp_model, stream), "auto", 0, 0, stream_choices,
+     "keep the model mapped and one block in fp32 at a time: auto streams llama2.c files "
+     "always and HF directories whose fp32 weights exceed 2 GiB (not part of the resume key)"},
     {0}};
 
 static int model_fields(gq_experiment *e, const exp_model *m, const json_t *mj, const char *P,
@@ -95,12 +101,16 @@ static int model_fields(gq_experiment *e, const exp_model *m, const json_t *mj, 
     if (m->path) {
         if (json_object_get(mj, "seed"))
             return gq_fail(err, "%s.seed: only a synthetic model takes a seed", P);
+        e->stream = (gq_stream_mode)m->stream;
         snprintf(sub, sizeof sub, "%s.path", P);
         if (ju_resolve_model(m->path, sub, e->model_path, sizeof e->model_path, err))
             return -1;
         const char *slash = strrchr(e->model_path, '/');
         e->model_label = strdup(m->name ? m->name : slash ? slash + 1 : e->model_path);
     } else {
+        if (json_object_get(mj, "stream"))
+            return gq_fail(err, "%s.stream: a synthetic model is generated in memory; only a "
+                                "model file or directory streams", P);
         e->synthetic = strdup(m->synthetic);
         e->synthetic_seed = m->seed;
         snprintf(label, sizeof label, "synthetic:%.64s:seed%llu", m->synthetic,
@@ -466,7 +476,10 @@ static int set_name(gq_experiment *e, json_t *root, gq_error *err)
 /* Resume key: the canonical resolved experiment plus the hashes of every input file. */
 static int compute_key(gq_experiment *e, gq_error *err)
 {
-    json_t *k = json_pack("{s:O, s:s, s:s, s:s, s:s}", "experiment", e->resolved, "model",
+    /* how the model is held changes no number: a run resumes across $.model.stream */
+    json_t *exp = json_deep_copy(e->resolved);
+    json_object_del(json_object_get(exp, "model"), "stream");
+    json_t *k = json_pack("{s:o, s:s, s:s, s:s, s:s}", "experiment", exp, "model",
                           e->model_sha256, "tokenizer", e->tokenizer_sha256, "eval",
                           e->eval_sha256, "calib", e->calib_sha256);
     /* plugins and an HF config only when given, so other keys stay as they were */

@@ -23,6 +23,7 @@
 #include "eval/gq_eval.h"
 #include "formats/gq_format.h"
 #include "methods/gq_pipeline.h"
+#include "model/gq_stream.h"
 #include "model/gq_model.h"
 
 /* How cells measure KL / top-1 against the baseline ($.eval.kl_baseline): keep the baseline's
@@ -130,6 +131,7 @@ typedef struct gq_experiment {
     char *synthetic;        /* synthetic preset name, NULL for a file */
     uint64_t synthetic_seed;
     char *model_label;      /* "stories260K.bin" or "synthetic:tiny:seed1" */
+    gq_stream_mode stream;  /* $.model.stream (a file or directory only) */
     char tokenizer_path[GQ_EXP_PATH];
     gq_config cfg;          /* the model's configuration (read during validation) */
     char model_sha256[65], tokenizer_sha256[65];

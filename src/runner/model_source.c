@@ -25,11 +25,13 @@ int gq_runner_model_open_codes(const gq_experiment *e, gq_model *m, gq_qcodes *q
             return gq_fail_prefix(err, "$.model.synthetic");
         return 0;
     }
-    /* A llama2.c checkpoint is streamed: its fp32 blocks stay in the file's mapping, every
-     * cell is quantized from it and its pages leave the resident set after each use. GGUF,
-     * HF, checkpoint and native models load in memory (the throughput's decode reads every
-     * block unacquired). */
-    gq_stream_mode mode = gq_hf_is_dir(e->model_path) ? GQ_STREAM_OFF : GQ_STREAM_ON;
+    /* $.model.stream "auto": a llama2.c checkpoint is streamed (its fp32 blocks stay in the
+     * file's mapping and acquiring them is free), an HF directory when its fp32 weights exceed
+     * GQ_STREAM_AUTO_BYTES (acquiring a block converts it). Every cell is quantized from the
+     * streamed source. GGUF, GPTQ/AWQ and native checkpoints load in memory. */
+    gq_stream_mode mode = e->stream;
+    if (mode == GQ_STREAM_AUTO && !gq_hf_is_dir(e->model_path))
+        mode = GQ_STREAM_ON;
     if (gq_model_open_mode(e->model_path, mode, m, q, err))
         return gq_fail_prefix(err, "$.model.path");
     return 0;

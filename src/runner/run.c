@@ -173,7 +173,7 @@ static void cell_done_log(const gq_experiment *e, const gq_cell *c, json_t *rec,
                  tp->prefill.rounds, tp->decode.steady && tp->prefill.steady ? "" : ", unsteady",
                  tp->load_avg, tp->seconds);
     gq_log_info("cell %s (%s %s%s%s): ppl %.4f, kl %.5f, top1 %.2f%%, %.3f bpw%s, %.1fs", c->id,
-                c->entry < 0 ? "fp32 baseline" : e->methods[c->entry].label, c->format_label,
+                c->entry < 0 ? e->base_series : e->methods[c->entry].label, c->format_label,
                 c->sweep[0] ? ", " : "", c->sweep,
                 json_number_value(json_object_get(row, "ppl")),
                 json_number_value(json_object_get(row, "kl_div")),

@@ -50,7 +50,8 @@ int gq_runner_throughput(const gq_experiment *e, const gq_model *m, const gq_qua
                          const gq_quant_report *rep, gq_cell_throughput *out, gq_error *err);
 /* The baseline's throughput: a model loaded from a quantized checkpoint runs on the packed
  * kernels from its own codes (not measured, with the reason, when its linears do not share
- * one packed format); any other model in fp32 as gq_runner_throughput(e, m, NULL, NULL). */
+ * one packed format); any other model in fp32 as gq_runner_throughput(e, m, NULL, NULL), but
+ * for a model whose blocks are converted on acquire (not measured, the note says why). */
 int gq_runner_throughput_loaded(const gq_experiment *e, const gq_model *m, const gq_qcodes *qc,
                                 gq_cell_throughput *out, gq_error *err);
 

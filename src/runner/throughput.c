@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/gq_time.h"
+#include "model/gq_stream.h"
 #include "packed/gq_packed.h"
 #include "runner/runner_internal.h"
 
@@ -104,6 +105,15 @@ int gq_runner_throughput(const gq_experiment *e, const gq_model *m, const gq_qua
 int gq_runner_throughput_loaded(const gq_experiment *e, const gq_model *m, const gq_qcodes *qc,
                                 gq_cell_throughput *out, gq_error *err)
 {
+    if (e->throughput.enabled && !gq_model_blocks_resident(m)) {
+        /* the decode reads every block at every token: converting them per token would time
+         * the conversion, and holding them all in fp32 is what streaming avoids */
+        memset(out, 0, sizeof *out);
+        snprintf(out->note, sizeof out->note,
+                 "not measured: the model is streamed (%.1f MB in fp32; $.model.stream)",
+                 (double)gq_model_fp32_bytes(&m->cfg) / 1e6);
+        return 0;
+    }
     if (!qc || qc->n_linear == 0 || !e->throughput.enabled)
         return gq_runner_throughput(e, m, NULL, NULL, out, err);
     memset(out, 0, sizeof *out);

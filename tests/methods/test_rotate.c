@@ -24,6 +24,7 @@
 #include "model/gq_forward.h"
 #include "model/gq_hf.h"
 #include "model/gq_rotation.h"
+#include "model/gq_stream.h"
 #include "packed/gq_packed.h"
 #include "test_support.h"
 #include "model/gq_synth.h"
@@ -34,16 +35,18 @@ static int setup(void **state)
     return test_stories_setup(state, &o);
 }
 
-/* A copy of fp transformed by rotate's whole-model step (seed 0). */
+/* A copy of fp transformed by rotate's whole-model step (seed 0): its streamed view, cloned
+ * (every block acquired once through the view). */
 static void rotated(const gq_model *fp, gq_model *out)
 {
     gq_method_cfg cfg;
     gq_error err;
+    gq_model view;
     assert_int_equal(gq_method_cfg_init_member(&cfg, "rotate", NULL, "rotate", &err), 0);
-    assert_non_null(cfg.method->transform_model);
-    assert_int_equal(gq_model_clone(fp, out, &err), 0);
-    if (cfg.method->transform_model(cfg.params, out, &err))
+    assert_non_null(cfg.method->transform_outer);
+    if (gq_model_step_view(fp, &cfg, &view, &err) || gq_model_clone(&view, out, &err))
         fail_msg("%s", err.msg);
+    gq_model_free(&view);
     gq_method_cfg_free(&cfg);
 }
 
@@ -213,6 +216,22 @@ static void test_threads_same_bits(void **state)
     gq_model_free(&a), gq_model_free(&b);
 }
 
+/* The view of a streamed source (blocks acquired from the mapping as the view's blocks are)
+ * is the view of the in-memory model, bit for bit; nothing of the source stays acquired. */
+static void test_view_of_streamed_source(void **state)
+{
+    TEST_STORIES_OR_SKIP(f);
+    gq_model streamed, a, b;
+    gq_error err;
+    assert_int_equal(gq_model_load_streamed(f->fp.path, &streamed, &err), 0);
+    assert_true(gq_model_streamed(&streamed));
+    rotated(&f->fp, &a);
+    rotated(&streamed, &b);
+    expect_models_equal(&a, &b);
+    assert_false(b.cfg.shared_classifier);
+    gq_model_free(&a), gq_model_free(&b), gq_model_free(&streamed);
+}
+
 /* tinystories-3M (hidden 768: Paley I 12 x 64): logits unchanged on every path, and the
  * rotated model's logits are the same bits for 1 and 2 threads. */
 static void test_fp_invariance_3m(void **state)
@@ -347,6 +366,7 @@ int main(void)
         cmocka_unit_test(test_fp_invariance),       cmocka_unit_test(test_pipeline_keeps_function),
         cmocka_unit_test(test_rotate_rtn_ppl),      cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_biases_and_qk_norms), cmocka_unit_test(test_refuses_other_widths),
+        cmocka_unit_test(test_view_of_streamed_source),
         cmocka_unit_test(test_fp_invariance_3m),    cmocka_unit_test(test_refuses_exports_and_awq),
     };
     return cmocka_run_group_tests(tests, setup, test_stories_teardown);
