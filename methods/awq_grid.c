@@ -12,9 +12,10 @@
  *                norms and RoPE, causal attention into rows a*tn .. (a+1)*tn-1 of C
  *   Y (na*tn, dim) = C · W_o^T                                                 (one gq_sgemm)
  * and every point's squared error against org is added in token order. Every product element
- * is one gq_sgemm tile's, whose value does not depend on where the tile lies, and the row
- * passes are those of the forward (model/gq_forward.h): each loss has the bits of the per-point
- * forward's. */
+ * is one gq_sgemm tile's, fixed by the shapes (the same bits for any thread count), and the row
+ * passes are those of the forward (model/gq_forward.h). Each loss equals the per-point
+ * forward's up to the rounding of the products: a BLAS kernel may round the elements of a
+ * stacked tile and of a narrower per-point product differently. */
 #include "methods/awq_grid.h"
 
 #include <omp.h>

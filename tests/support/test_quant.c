@@ -1,5 +1,6 @@
 #include "test_quant.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,4 +103,24 @@ void test_assert_packed_equals(const gq_packed_model *pm, const gq_model *m)
             fail_msg("packed linear %d does not dequantize to the model's weights", i);
         free(w);
     }
+}
+
+int test_assert_search_close(const gq_quant_report *a, const gq_quant_report *b,
+                             const char *const *keys, double rel_tol, const char *what)
+{
+    assert_int_equal(a->n_tensors, b->n_tensors);
+    int compared = 0;
+    for (int t = 0; t < a->n_tensors; t++)
+        for (const char *const *k = keys; *k; k++) {
+            json_t *x = json_object_get(a->tensors[t].extra, *k);
+            json_t *y = json_object_get(b->tensors[t].extra, *k);
+            assert_true((x == NULL) == (y == NULL));
+            if (!x)
+                continue;
+            const double u = json_number_value(x), v = json_number_value(y);
+            if (rel_tol == 0.0 ? u != v : !(fabs(u - v) <= rel_tol * fmax(fabs(u), fabs(v))))
+                fail_msg("%s: tensor %d %s: %.17g vs %.17g", what, t, *k, u, v);
+            compared++;
+        }
+    return compared;
 }

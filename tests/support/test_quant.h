@@ -41,4 +41,12 @@ void test_assert_packed_equals(const struct gq_packed_model *pm, const gq_model 
 /* Asserts that the block linears of two models of one shape are equal bit for bit. */
 void test_assert_linears_equal(const gq_model *a, const gq_model *b);
 
+/* The per-tensor search values `keys` (NULL-terminated: "awq_alpha", "awq_loss", ...) of two
+ * reports: present in the same tensors and equal, bit for bit when rel_tol is 0, else within
+ * rel_tol of the larger magnitude (one loss through differently shaped BLAS products: the
+ * kernel the BLAS picks may round each shape's elements differently). Fails naming `what`;
+ * returns how many values were compared. */
+int test_assert_search_close(const gq_quant_report *a, const gq_quant_report *b,
+                             const char *const *keys, double rel_tol, const char *what);
+
 #endif
