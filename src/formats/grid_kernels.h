@@ -34,8 +34,9 @@ typedef struct grid_k_int {
 } grid_k_int;
 int grid_k_int_encode(const grid_k_int *k, const float *x, int n, uint8_t *codes, float *y);
 
-/* Small-float elements through the table t: the element of v = (divide ? (k > 0 ? x / k : 0)
- * : x * k), code and value as gq_mf_encode(t->f, v, &e), y = e * post. All n elements. */
+/* Small-float elements through the table t (E2M1 by comparisons with its midpoints instead):
+ * the element of v = (divide ? (k > 0 ? x / k : 0) : x * k), code and value as
+ * gq_mf_encode(t->f, v, &e), y = e * post. All n elements. */
 void grid_k_mf_encode(const gq_mf_table *t, const float *x, int n, float k, bool divide,
                       float post, uint8_t *codes, float *y);
 

@@ -1,7 +1,8 @@
 /* The grid formats' fast path (grid_fast.c, grid_kernels.c, mf_table.c) against the reference
- * (fit + encode per group, gq_mf_encode): the table-driven element encoder on dense sweeps of
- * every float class (every exponent, every top-12 mantissa pattern, the low bits at their
- * boundaries, both signs; all 2^32 floats with GQ_EXHAUSTIVE=1), then whole quantizations of
+ * (fit + encode per group, gq_mf_encode): the table-driven element encoder (and E2M1's midpoint
+ * count) on dense sweeps of every float class (every exponent, every top-12 mantissa pattern,
+ * the low bits at their boundaries, both signs; all 2^32 floats with GQ_EXHAUSTIVE=1), E2M1's
+ * midpoints through a non-dyadic scale, then whole quantizations of
  * int (every bits value, zero convention, granularity, rounding, scale dtype), fp and mx on
  * random and adversarial matrices, byte for byte (storage and reconstruction bits, errors), at
  * 1 and 2 threads. */
@@ -79,6 +80,44 @@ static void test_table_sweep(void **state)
         check_elements(t, xs, n);
     }
     free(xs);
+}
+
+/* E2M1's vector kernel counts midpoints: each midpoint, its float neighbours, the values and
+ * the extremes (subnormal, huge, zeros), both signs, divided by a non-dyadic scale (x = v * 3,
+ * so x / 3 gives v back at the midpoints) and multiplied by 1/3, against gq_mf_encode. */
+static void test_e2m1_midpoints(void **state)
+{
+    (void)state;
+    static const float base[] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f, 0.5f, 1.0f, 6.0f,
+                                 7.0f, 0x1p-149f, 0x1p-126f, 0x1p100f, 0.0f};
+    const int nb = (int)(sizeof base / sizeof base[0]);
+    float xs[8 * 6 * 15];
+    int n = 0;
+    for (int i = 0; i < nb; i++)
+        for (int sgn = 0; sgn < 2; sgn++) {
+            const float v = sgn ? -base[i] : base[i];
+            const float vs[3] = {nextafterf(v, -INFINITY), v, nextafterf(v, INFINITY)};
+            for (int j = 0; j < 3; j++) {
+                xs[n++] = vs[j];
+                xs[n++] = vs[j] * 3.0f;
+            }
+        }
+    const gq_mf_table *t = gq_mf_table_of(&gq_mf_e2m1);
+    for (int mode = 0; mode < 2; mode++) {
+        const float k = mode ? 3.0f : 1.0f / 3.0f;
+        uint8_t codes[sizeof xs / sizeof xs[0]];
+        float ys[sizeof xs / sizeof xs[0]];
+        grid_k_mf_encode(t, xs, n, k, mode == 1, 2.0f, codes, ys);
+        for (int i = 0; i < n; i++) {
+            const float v = mode ? xs[i] / k : xs[i] * k;
+            float e;
+            const uint32_t c = gq_mf_encode(&gq_mf_e2m1, v, &e);
+            if (codes[i] != c || f2u(ys[i]) != f2u(e * 2.0f))
+                fail_msg("e2m1 %s: v = %a: kernel code 0x%x value %a, reference 0x%x %a",
+                         mode ? "divide" : "multiply", (double)v, codes[i], (double)ys[i], c,
+                         (double)(e * 2.0f));
+        }
+    }
 }
 
 /* Every float, with GQ_EXHAUSTIVE=1 (a few minutes; not part of the default run). */
@@ -315,6 +354,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pack8),
         cmocka_unit_test(test_table_sweep),
+        cmocka_unit_test(test_e2m1_midpoints),
         cmocka_unit_test(test_table_exhaustive),
         cmocka_unit_test(test_int_fast_equals_reference),
         cmocka_unit_test(test_fp_mx_fast_equal_reference),
