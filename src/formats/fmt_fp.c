@@ -112,11 +112,11 @@ static int fp_meta_bits(const void *pv)
 
 static void fp_meta_write(const void *pv, const void *sv, uint8_t *buf, size_t pos)
 {
-    float s = ((const fp_state *)sv)->scale;
+    const float s = ((const fp_state *)sv)->scale;
     if (fp_meta_bits(pv) == 16)
-        grid_put_bits(buf, pos, gq_fp32_to_fp16(s), 16);
+        grid_put_record(buf, pos, grid_fp16_bits(s), 16);
     else
-        grid_put_bits(buf, pos, gq_f32_bits(s), 32);
+        grid_put_record(buf, pos, gq_f32_bits(s), 32);
 }
 
 static void fp_meta_read(const void *pv, const uint8_t *buf, size_t pos, void *sv)

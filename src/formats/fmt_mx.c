@@ -184,7 +184,7 @@ static int mx_meta_bits(const void *pv)
 static void mx_meta_write(const void *pv, const void *sv, uint8_t *buf, size_t pos)
 {
     (void)pv;
-    grid_put_bits(buf, pos, (uint32_t)(((const mx_state *)sv)->exp + 127), 8);
+    grid_put_record(buf, pos, (uint64_t)(((const mx_state *)sv)->exp + 127), 8);
 }
 
 static void mx_meta_read(const void *pv, const uint8_t *buf, size_t pos, void *sv)

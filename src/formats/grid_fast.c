@@ -65,8 +65,10 @@ int grid_quantize_fast(const grid_ops *ops, const void *p, const float *w, int r
     alignas(16) unsigned char tstate[GRID_STATE_MAX];
     if (L.gc == 0 && fit_tensor_fast(ops, p, w, rows, cols, tstate, err))
         return -1;
-    if (codes) { /* meta records are ORed in; the code stream is written whole (grid_pack8) */
-        memset(codes, 0, L.meta_bytes);
+    if (codes) { /* records of whole bytes are stored, others ORed in (grid_put_record); the
+                  * code stream is written whole (grid_pack8) */
+        if (L.mb % 8 != 0)
+            memset(codes, 0, L.meta_bytes);
         if (L.gc == 0)
             ops->meta_write(p, tstate, codes, 0);
     }

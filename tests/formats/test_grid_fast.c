@@ -2,7 +2,7 @@
  * (fit + encode per group, gq_mf_encode): the table-driven element encoder (and E2M1's midpoint
  * count) on dense sweeps of every float class (every exponent, every top-12 mantissa pattern,
  * the low bits at their boundaries, both signs; all 2^32 floats with GQ_EXHAUSTIVE=1), E2M1's
- * midpoints through a non-dyadic scale, then whole quantizations of
+ * midpoints through a non-dyadic scale, the F16C scale rounding, then whole quantizations of
  * int (every bits value, zero convention, granularity, rounding, scale dtype), fp and mx on
  * random and adversarial matrices, byte for byte (storage and reconstruction bits, errors), at
  * 1 and 2 threads. */
@@ -80,6 +80,36 @@ static void test_table_sweep(void **state)
         check_elements(t, xs, n);
     }
     free(xs);
+}
+
+/* grid_fp16_bits and grid_scale_store (F16C when built for it) against gq_fp32_to_fp16 and
+ * gq_round_fp16 on floats hi << 11 | low (every sign, exponent and top-12 mantissa pattern;
+ * low at the rounding boundaries), or on every float. */
+static void check_fp16(int lo_shift, const uint32_t *low, size_t n_low)
+{
+    for (uint32_t hi = 0; hi < (1u << (32 - lo_shift)); hi++)
+        for (size_t j = 0; j < n_low; j++) {
+            const float f = u2f(hi << lo_shift | low[j]);
+            const uint16_t h = grid_fp16_bits(f), hr = gq_fp32_to_fp16(f);
+            const float r = grid_scale_store(GRID_SCALE_FP16, f), rr = gq_round_fp16(f);
+            if (h != hr || f2u(r) != f2u(rr))
+                fail_msg("fp16 of 0x%08x: 0x%04x (round trip 0x%08x), reference 0x%04x "
+                         "(0x%08x)", f2u(f), h, f2u(r), hr, f2u(rr));
+        }
+}
+
+static void test_fp16_scales(void **state)
+{
+    (void)state;
+    static const uint32_t low[] = {0x000, 0x001, 0x3ff, 0x400, 0x401, 0x7ff};
+    check_fp16(11, low, sizeof low / sizeof low[0]);
+    const char *on = getenv("GQ_EXHAUSTIVE");
+    if (on && strcmp(on, "1") == 0) {
+        uint32_t all[256];
+        for (uint32_t i = 0; i < 256; i++)
+            all[i] = i;
+        check_fp16(8, all, 256);
+    }
 }
 
 /* E2M1's vector kernel counts midpoints: each midpoint, its float neighbours, the values and
@@ -349,12 +379,46 @@ static void test_pack8(void **state)
             }
 }
 
+/* grid_put_record against grid_put_bits (of its two halves past 32 bits) at every start bit:
+ * the same bytes in a zeroed stream, and whole-byte records stored over any content without
+ * touching the bytes around them. */
+static void test_put_record(void **state)
+{
+    (void)state;
+    static const int widths[] = {8, 16, 18, 20, 21, 24, 32, 35, 40, 48};
+    for (size_t k = 0; k < sizeof widths / sizeof widths[0]; k++)
+        for (size_t pos = 0; pos < 16; pos++) {
+            const int w = widths[k];
+            const uint64_t v = 0x9b3c5a6d7e1f2a3bull & ((1ull << w) - 1u);
+            uint8_t a[16] = {0}, b[16] = {0}, c[16];
+            for (size_t i = 0; i < pos / 8; i++) /* earlier records */
+                a[i] = b[i] = (uint8_t)(0x77 + i);
+            if (pos % 8) /* earlier records' bits in the first byte */
+                a[pos / 8] = b[pos / 8] = 0x6d & (uint8_t)((1u << (pos % 8)) - 1u);
+            grid_put_bits(a, pos, (uint32_t)v, w < 32 ? w : 32);
+            if (w > 32)
+                grid_put_bits(a, pos + 32, (uint32_t)(v >> 32), w - 32);
+            grid_put_record(b, pos, v, w);
+            if (memcmp(a, b, sizeof a) != 0)
+                fail_msg("w %d pos %zu: grid_put_record differs from grid_put_bits", w, pos);
+            if (pos % 8 || w % 8)
+                continue;
+            memset(c, 0x5a, sizeof c);
+            grid_put_record(c, pos, v, w);
+            for (size_t i = 0; i < sizeof c; i++)
+                if (c[i] != (i >= pos / 8 && i < (pos + (size_t)w) / 8 ? a[i] : 0x5a))
+                    fail_msg("w %d pos %zu: byte %zu is 0x%02x over 0x5a", w, pos, i, c[i]);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pack8),
+        cmocka_unit_test(test_put_record),
         cmocka_unit_test(test_table_sweep),
         cmocka_unit_test(test_e2m1_midpoints),
+        cmocka_unit_test(test_fp16_scales),
         cmocka_unit_test(test_table_exhaustive),
         cmocka_unit_test(test_int_fast_equals_reference),
         cmocka_unit_test(test_fp_mx_fast_equal_reference),
