@@ -1,8 +1,8 @@
 /* Fast path of grid_quantize (grid.h): one pass over each row. Per group: the largest
  * magnitude (which also finds non-finite weights), the fast fit, the fast encode into byte
- * codes, the meta record; per row the codes are packed 8 fields at a time. Rows in parallel
- * as in the reference driver, each row's result independent of the others, so the bytes do
- * not depend on the thread count. Errors are those of the reference and come in its order
+ * codes, the meta record; per row the codes are packed 8 fields at a time. Rows in parallel,
+ * in work items handed out dynamically, each row's result independent of the others, so the
+ * bytes depend on neither the thread count nor the assignment. Errors are those of the reference and come in its order
  * (non-finite weight first, then the format's amax check), found after the pass. */
 #include <stdalign.h>
 #include <stdlib.h>
@@ -45,6 +45,17 @@ static uint32_t fast_row(const grid_ops *ops, const void *p, const layout *L, co
     return row_max;
 }
 
+/* Rows per work item: whole chunks (byte-aligned streams, grid_internal.h) of at least
+ * ITEM_WEIGHTS weights, handed to threads as they come free (a thread may be slowed by other
+ * work on the machine); any assignment writes the same bytes, each row's depending on that row
+ * alone. */
+#define ITEM_WEIGHTS 16384
+static int item_rows(const layout *L, int cols)
+{
+    const size_t chunk_weights = (size_t)L->chunk * (size_t)cols;
+    return L->chunk * (int)((ITEM_WEIGHTS + chunk_weights - 1) / chunk_weights);
+}
+
 /* Per tensor: the state from every weight, before any row is encoded. */
 static int fit_tensor_fast(const grid_ops *ops, const void *p, const float *w, int rows,
                            int cols, void *tstate, gq_error *err)
@@ -73,19 +84,19 @@ int grid_quantize_fast(const grid_ops *ops, const void *p, const float *w, int r
             ops->meta_write(p, tstate, codes, 0);
     }
     uint8_t *cstream = codes ? codes + L.meta_bytes : NULL;
-    const int nchunks = (rows + L.chunk - 1) / L.chunk;
+    const int item = item_rows(&L, cols), nitems = (rows + item - 1) / item;
     uint32_t max_bits = 0;
     int oom = 0;
 #pragma omp parallel reduction(max : max_bits) reduction(| : oom)
     {
         uint8_t *tmp = codes ? calloc(L.row_elems, 1) : NULL;
         oom |= codes && !tmp;
-#pragma omp for schedule(static)
-        for (int ch = 0; ch < nchunks; ch++) {
+#pragma omp for schedule(dynamic, 1)
+        for (int it = 0; it < nitems; it++) {
             if (codes && !tmp)
                 continue;
-            const int r1 = (ch + 1) * L.chunk < rows ? (ch + 1) * L.chunk : rows;
-            for (int r = ch * L.chunk; r < r1; r++) {
+            const int r1 = (it + 1) * item < rows ? (it + 1) * item : rows;
+            for (int r = it * item; r < r1; r++) {
                 const size_t off = (size_t)r * (size_t)cols;
                 const uint32_t b = fast_row(ops, p, &L, tstate, w + off, cols, (size_t)r, codes,
                                             tmp, deq ? deq + off : NULL);

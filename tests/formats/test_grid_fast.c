@@ -5,7 +5,7 @@
  * midpoints through a non-dyadic scale, the F16C scale rounding, then whole quantizations of
  * int (every bits value, zero convention, granularity, rounding, scale dtype), fp and mx on
  * random and adversarial matrices, byte for byte (storage and reconstruction bits, errors), at
- * 1 and 2 threads. */
+ * 1 and 2 threads, and matrices of many work items at 1 to 3 threads. */
 #include "test_support.h"
 
 #include <math.h>
@@ -349,6 +349,44 @@ static void test_fp_mx_fast_equal_reference(void **state)
         }
 }
 
+/* Matrices of many work items (grid_fast.c hands them out dynamically), odd widths whose rows
+ * end mid-byte: the reference's bytes at 1, 2 and 3 threads. */
+static void test_fast_work_items(void **state)
+{
+    (void)state;
+    static const char *const configs[] = {
+        "{\"name\": \"int\", \"bits\": 4, \"group_size\": 128}",
+        "{\"name\": \"int\", \"bits\": 3, \"group_size\": 7, \"zero\": \"sym\"}",
+        "{\"name\": \"fp\", \"element\": \"e2m1\", \"granularity\": \"group\", "
+        "\"group_size\": 5}",
+        "{\"name\": \"mx\", \"element\": \"fp6_e3m2\"}"};
+    const int rows = 67, cols = 1001;
+    const size_t n = (size_t)rows * cols;
+    float *w = malloc(n * sizeof *w);
+    make_input(IN_RANDOM, w, rows, cols, 99);
+    for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++) {
+        json_t *spec = json_loads(configs[c], 0, NULL);
+        gq_quantizer q;
+        gq_error err = {{0}};
+        if (gq_quantizer_from_json(spec, "$", &q, &err))
+            fail_msg("%s: %s", configs[c], err.msg);
+        json_decref(spec);
+        const size_t bytes = gq_quantizer_bytes(&q, rows, cols);
+        run_out ref = run(&q, w, rows, cols, true, 1);
+        for (int threads = 1; threads <= 3; threads++) {
+            run_out fast = run(&q, w, rows, cols, false, threads);
+            char what[300];
+            snprintf(what, sizeof what, "%s, %d x %d, %d thread(s)", configs[c], rows, cols,
+                     threads);
+            expect_same(what, &ref, &fast, bytes, n);
+            free_out(&fast);
+        }
+        free_out(&ref);
+        gq_quantizer_free(&q);
+    }
+    free(w);
+}
+
 /* grid_pack8 against grid_pack at every start bit and width. */
 static void test_pack8(void **state)
 {
@@ -422,6 +460,7 @@ int main(void)
         cmocka_unit_test(test_table_exhaustive),
         cmocka_unit_test(test_int_fast_equals_reference),
         cmocka_unit_test(test_fp_mx_fast_equal_reference),
+        cmocka_unit_test(test_fast_work_items),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
