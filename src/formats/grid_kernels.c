@@ -78,6 +78,43 @@ uint32_t grid_k_absmax_bits(const float *x, size_t n)
     return best;
 }
 
+#if GRID_K_AVX2
+static inline uint32_t hmax_epu32(__m256i v)
+{
+    __m128i m = _mm_max_epu32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    m = _mm_max_epu32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
+    m = _mm_max_epu32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
+    return (uint32_t)_mm_cvtsi128_si32(m);
+}
+#endif
+
+uint32_t grid_k_group_absmax_bits(const float *x, size_t n, size_t gc, uint32_t *bits)
+{
+    uint32_t row = 0;
+    for (size_t c0 = 0, g = 0; c0 < n; c0 += gc, g++) {
+        const float *v = x + c0;
+        const size_t m = n - c0 < gc ? n - c0 : gc;
+        size_t i = 0;
+        uint32_t best = 0;
+#if GRID_K_AVX2
+        const __m256i mag = _mm256_set1_epi32(0x7fffffff);
+        __m256i acc = _mm256_setzero_si256();
+        for (; i + 8 <= m; i += 8)
+            acc = _mm256_max_epu32(acc, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(v + i)), mag));
+        best = hmax_epu32(acc);
+#endif
+        for (; i < m; i++) {
+            uint32_t u;
+            memcpy(&u, v + i, sizeof u);
+            u &= 0x7fffffffu;
+            best = u > best ? u : best;
+        }
+        bits[g] = best;
+        row = best > row ? best : row;
+    }
+    return row;
+}
+
 void grid_k_minmax(const float *x, size_t n, float *lo_out, float *hi_out)
 {
     size_t i = 0;
@@ -215,8 +252,8 @@ static inline void e2m1_count8(__m256 xs, __m256i *code, __m256 *val)
 }
 #endif
 
-void grid_k_mf_encode(const gq_mf_table *t, const float *x, int n, float k, bool divide,
-                      float post, uint8_t *codes, float *y)
+static inline void mf_encode(const gq_mf_table *t, const float *x, int n, float k, bool divide,
+                             float post, uint8_t *codes, float *y)
 {
     const bool zero = divide && !(k > 0.0f);
     int i = 0;
@@ -253,6 +290,20 @@ void grid_k_mf_encode(const gq_mf_table *t, const float *x, int n, float k, bool
         if (y)
             y[i] = e * post;
     }
+}
+
+void grid_k_mf_encode(const gq_mf_table *t, const float *x, int n, float k, bool divide,
+                      float post, uint8_t *codes, float *y)
+{
+    mf_encode(t, x, n, k, divide, post, codes, y);
+}
+
+void grid_k_mf_encode_groups(const gq_mf_table *t, const float *x, int n, int gc, const float *k,
+                             bool divide, const float *post, uint8_t *codes, float *y)
+{
+    for (int c0 = 0, g = 0; c0 < n; c0 += gc, g++)
+        mf_encode(t, x + c0, n - c0 < gc ? n - c0 : gc, k[g], divide, post[g],
+                  codes ? codes + c0 : NULL, y ? y + c0 : NULL);
 }
 
 void grid_pack8(uint8_t *buf, size_t pos, const uint8_t *codes, size_t n, int w)
