@@ -158,8 +158,8 @@ int gq_block_quantize_rtn(gq_block_ctx *ctx, gq_linear_kind k, const float *w,
     if (!w)
         w = ctx->w.w[k];
     double t0 = gq_now();
-    if (ctx->codes[k]) /* the storage of an earlier rounding of this linear is replaced */
-        memset(ctx->codes[k], 0, gq_quantizer_bytes(ctx->quant[k], rows, cols));
+    /* The storage of an earlier rounding of this linear is overwritten whole (the storage
+     * contract of gq_format.h). */
     if (gq_quantizer_run(ctx->quant[k], w, rows, cols, imatrix, ctx->codes[k], ctx->q[k], err))
         return gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
     ctx->t_quant += gq_now() - t0;

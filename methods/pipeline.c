@@ -157,6 +157,9 @@ double gq_recon_error(const float *W, const float *Q, const float *X, size_t n, 
         gq_fail(err, "out of memory measuring a reconstruction error");
         return NAN;
     }
+    /* D = W - Q element by element: any split gives the same bits. The sums below stay one
+     * pass in index order: the error's bits are saved in the quantized model's report. */
+#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < (size_t)rows * cols; i++)
         D[i] = W[i] - Q[i];
     for (size_t t0 = 0; t0 < ns; t0 += chunk) {

@@ -112,11 +112,11 @@ static int fp_meta_bits(const void *pv)
 
 static void fp_meta_write(const void *pv, const void *sv, uint8_t *buf, size_t pos)
 {
-    float s = ((const fp_state *)sv)->scale;
+    const float s = ((const fp_state *)sv)->scale;
     if (fp_meta_bits(pv) == 16)
-        grid_put_bits(buf, pos, gq_fp32_to_fp16(s), 16);
+        grid_put_record(buf, pos, grid_fp16_bits(s), 16);
     else
-        grid_put_bits(buf, pos, gq_f32_bits(s), 32);
+        grid_put_record(buf, pos, gq_f32_bits(s), 32);
 }
 
 static void fp_meta_read(const void *pv, const uint8_t *buf, size_t pos, void *sv)
@@ -124,6 +124,34 @@ static void fp_meta_read(const void *pv, const uint8_t *buf, size_t pos, void *s
     uint32_t v = grid_get_bits(buf, pos, fp_meta_bits(pv));
     ((fp_state *)sv)->scale =
         fp_meta_bits(pv) == 16 ? gq_fp16_to_fp32((uint16_t)v) : gq_f32_from_bits(v);
+}
+
+/* A row of groups: the scales and records of up to ROW_BATCH groups, then their elements in
+ * one kernel call. */
+#define ROW_BATCH 64
+static void fp_row_fast(const void *pv, const float *x, int cols, int gc,
+                        const uint32_t *amax_bits, uint8_t *codes, float *y, uint8_t *meta,
+                        size_t rec0)
+{
+    const fp_params *p = pv;
+    const gq_mf_table *t = gq_mf_table_of(elem(pv));
+    const float max = elem(pv)->max;
+    const size_t mb = (size_t)fp_meta_bits(pv);
+    const int ngr = (cols + gc - 1) / gc;
+    float s[ROW_BATCH];
+    for (int g0 = 0; g0 < ngr; g0 += ROW_BATCH) {
+        const int nb = ngr - g0 < ROW_BATCH ? ngr - g0 : ROW_BATCH, c0 = g0 * gc;
+        for (int j = 0; j < nb; j++) {
+            const fp_state st = {grid_scale_store(p->scale_dtype,
+                                                  gq_f32_from_bits(amax_bits[g0 + j]) / max)};
+            s[j] = st.scale;
+            if (meta)
+                fp_meta_write(pv, &st, meta, (rec0 + (size_t)(g0 + j)) * mb);
+        }
+        const int n = cols - c0 < nb * gc ? cols - c0 : nb * gc;
+        grid_k_mf_encode_groups(t, x + c0, n, gc, s, true, s, codes ? codes + c0 : NULL,
+                                y ? y + c0 : NULL);
+    }
 }
 
 static int fp_check_amax(const void *pv, float amax, gq_error *err)
@@ -145,6 +173,7 @@ static const grid_ops fp_ops = {
     .fast_ok = fp_fast_ok,
     .fit_fast = fp_fit_fast,
     .encode_fast = fp_encode_fast,
+    .row_fast = fp_row_fast,
     .group_cols = fp_group_cols,
     .elem_bits = fp_elem_bits,
     .meta_bits = fp_meta_bits,

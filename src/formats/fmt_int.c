@@ -240,11 +240,11 @@ static void int_meta_write(const void *pv, const void *sv, uint8_t *buf, size_t 
 {
     const int_params *p = pv;
     const int_state *s = sv;
-    int sb = grid_scale_bits(p->scale_dtype);
-    uint32_t v = sb == 16 ? gq_fp32_to_fp16(s->scale) : gq_f32_bits(s->scale);
-    grid_put_bits(buf, pos, v, sb);
+    const int sb = grid_scale_bits(p->scale_dtype);
+    uint64_t v = sb == 16 ? grid_fp16_bits(s->scale) : gq_f32_bits(s->scale);
     if (p->zero == ZERO_ASYM)
-        grid_put_bits(buf, pos + (size_t)sb, (uint32_t)s->zero, p->bits);
+        v |= (uint64_t)s->zero << sb;
+    grid_put_record(buf, pos, v, int_meta_bits(pv));
 }
 
 static void int_meta_read(const void *pv, const uint8_t *buf, size_t pos, void *sv)

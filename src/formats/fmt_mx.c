@@ -160,14 +160,20 @@ static void mx_fit_fast(const void *pv, const float *x, size_t n, float amax, vo
     ((mx_state *)sv)->exp = shared_exp(pv, amax);
 }
 
+/* X = 2^e and inv = 2^-e as mx_encode's ldexpf calls give them, without the calls; 2^-127 is
+ * the one power below gq_pow2f's range. */
+static inline void mx_scales(int e, float *X, float *inv)
+{
+    *X = e > -127 ? gq_pow2f(e) : ldexpf(1.0f, e);
+    *inv = e < 127 ? gq_pow2f(-e) : ldexpf(1.0f, -e);
+}
+
 static void mx_encode_fast(const void *pv, const void *sv, const float *x, int n, uint8_t *codes,
                            float *y)
 {
     const mx_params *p = pv;
-    const int e = ((const mx_state *)sv)->exp;
-    /* ldexpf(1, +-e) without the call; 2^-127 is the one power below gq_pow2f's range */
-    const float X = e > -127 ? gq_pow2f(e) : ldexpf(1.0f, e);
-    const float inv = e < 127 ? gq_pow2f(-e) : ldexpf(1.0f, -e);
+    float X, inv;
+    mx_scales(((const mx_state *)sv)->exp, &X, &inv);
     if (p->element == EL_INT8)
         grid_encode_tail(mx_encode, pv, sv, x, grid_k_mxint8_encode(x, n, inv, X, codes, y), n,
                          codes, y);
@@ -184,7 +190,37 @@ static int mx_meta_bits(const void *pv)
 static void mx_meta_write(const void *pv, const void *sv, uint8_t *buf, size_t pos)
 {
     (void)pv;
-    grid_put_bits(buf, pos, (uint32_t)(((const mx_state *)sv)->exp + 127), 8);
+    grid_put_record(buf, pos, (uint64_t)(((const mx_state *)sv)->exp + 127), 8);
+}
+
+/* A row of blocks: the shared exponents and records of up to ROW_BATCH blocks, then their FP
+ * elements in one kernel call (INT8 elements block by block). */
+#define ROW_BATCH 64
+static void mx_row_fast(const void *pv, const float *x, int cols, int gc,
+                        const uint32_t *amax_bits, uint8_t *codes, float *y, uint8_t *meta,
+                        size_t rec0)
+{
+    const mx_params *p = pv;
+    const gq_mf_table *t = p->element == EL_INT8 ? NULL : gq_mf_table_of(elements[p->element]);
+    const int ngr = (cols + gc - 1) / gc;
+    float X[ROW_BATCH], inv[ROW_BATCH];
+    for (int g0 = 0; g0 < ngr; g0 += ROW_BATCH) {
+        const int nb = ngr - g0 < ROW_BATCH ? ngr - g0 : ROW_BATCH, c0 = g0 * gc;
+        const int n = cols - c0 < nb * gc ? cols - c0 : nb * gc;
+        uint8_t *cb = codes ? codes + c0 : NULL;
+        float *yb = y ? y + c0 : NULL;
+        for (int j = 0; j < nb; j++) {
+            const mx_state st = {shared_exp(p, gq_f32_from_bits(amax_bits[g0 + j]))};
+            mx_scales(st.exp, &X[j], &inv[j]);
+            if (meta)
+                mx_meta_write(pv, &st, meta, (rec0 + (size_t)(g0 + j)) * 8u);
+            if (!t)
+                mx_encode_fast(pv, &st, x + c0 + j * gc, n - j * gc < gc ? n - j * gc : gc,
+                               cb ? cb + j * gc : NULL, yb ? yb + j * gc : NULL);
+        }
+        if (t)
+            grid_k_mf_encode_groups(t, x + c0, n, gc, inv, false, X, cb, yb);
+    }
 }
 
 static void mx_meta_read(const void *pv, const uint8_t *buf, size_t pos, void *sv)
@@ -211,6 +247,7 @@ static const grid_ops mx_ops = {
     .fast_ok = mx_fast_ok,
     .fit_fast = mx_fit_fast,
     .encode_fast = mx_encode_fast,
+    .row_fast = mx_row_fast,
     .group_cols = mx_group_cols,
     .elem_bits = mx_elem_bits,
     .meta_bits = mx_meta_bits,

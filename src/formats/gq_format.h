@@ -45,7 +45,10 @@ typedef struct gq_format {
     /* Quantizes w (rows, cols). imatrix: optional per-column importance (cols values, NULL for
      * none; formats that take none ignore it). codes: storage_bytes() bytes in the format's
      * storage layout (for llama.cpp formats exactly ggml's bytes), or NULL. deq: rows*cols
-     * floats of reconstruction, or NULL. Must be deterministic and thread-count independent. */
+     * floats of reconstruction, or NULL. Must be deterministic and thread-count independent.
+     * Storage contract: quantize writes every one of the storage_bytes() bytes of codes (and
+     * nothing past them), so the bytes never depend on what the buffer held: callers need not
+     * clear it (tests/formats/test_storage_contract.c holds every format to this). */
     int (*quantize)(const void *params, const float *w, int rows, int cols, const float *imatrix,
                     uint8_t *codes, float *deq, gq_error *err);
 
@@ -69,11 +72,12 @@ typedef struct gq_format {
     size_t group_state_bytes;
     void (*fit_group)(const void *params, const float *x, int n, const float *imp, void *state);
     float (*quant_elem)(const void *params, const void *state, int k, float x);
-    /* Optional (NULL: a GPTQ-style method hands over reconstructions only): codes (zeroed,
-     * storage_bytes) = the storage of a (rows, cols) matrix q whose values quant_elem made
-     * from `states`: rows * ceil(cols / group_cols) states of group_state_bytes, row-major
-     * (one state per row when group_cols >= cols, one in all for per-tensor), each fitted on
-     * its run of consecutive columns. dequantize(codes) then gives q bit for bit. */
+    /* Optional (NULL: a GPTQ-style method hands over reconstructions only): codes
+     * (storage_bytes, every byte written, as by quantize) = the storage of a (rows, cols)
+     * matrix q whose values quant_elem made from `states`: rows * ceil(cols / group_cols)
+     * states of group_state_bytes, row-major (one state per row when group_cols >= cols, one
+     * in all for per-tensor), each fitted on its run of consecutive columns. dequantize(codes)
+     * then gives q bit for bit. */
     int (*store_groups)(const void *params, const void *states, const float *q, int rows,
                         int cols, uint8_t *codes, gq_error *err);
 } gq_format;

@@ -34,11 +34,6 @@ void grid_granularity_label(int granularity, int group_size, char *buf, size_t n
         snprintf(buf, n, "%s", grid_granularity_names[granularity]);
 }
 
-float grid_scale_store(int dtype, float s)
-{
-    return dtype == GRID_SCALE_FP16 ? gq_round_fp16(s) : s;
-}
-
 int grid_scale_bits(int dtype)
 {
     return dtype == GRID_SCALE_FP16 ? 16 : 32;

@@ -22,7 +22,12 @@
 #include <stdint.h>
 
 #include "core/gq_error.h"
+#include "core/gq_half.h"
 #include "core/gq_params.h"
+
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 /* Granularity shared by int and fp: the choice order of grid_granularity_names. */
 typedef enum { GRID_TENSOR = 0, GRID_CHANNEL = 1, GRID_GROUP = 2 } grid_granularity;
@@ -35,8 +40,29 @@ void grid_granularity_label(int granularity, int group_size, char *buf, size_t n
 /* Scale storage shared by int and fp. */
 typedef enum { GRID_SCALE_FP16 = 0, GRID_SCALE_FP32 = 1 } grid_scale_dtype;
 extern const char *const grid_scale_dtype_names[];
-/* The scale as it is stored and used: fp16-rounded for fp16, unchanged for fp32. */
-float grid_scale_store(int dtype, float s);
+/* fp32 -> fp16 bits, to nearest even: gq_fp32_to_fp16 (one instruction with F16C,
+ * bit-identical for every float: test_grid_fast). */
+static inline uint16_t grid_fp16_bits(float f)
+{
+#if defined(__F16C__)
+    return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+#else
+    return gq_fp32_to_fp16(f);
+#endif
+}
+/* The scale as it is stored and used: fp16-rounded for fp16 (gq_round_fp16, bit for bit for
+ * every float; F16C's half -> float differs from gq_fp16_to_fp32 only on signalling NaN halves,
+ * which fp32 -> fp16 never yields), unchanged for fp32. */
+static inline float grid_scale_store(int dtype, float s)
+{
+    if (dtype != GRID_SCALE_FP16)
+        return s;
+#if defined(__F16C__)
+    return _cvtsh_ss(grid_fp16_bits(s));
+#else
+    return gq_round_fp16(s);
+#endif
+}
 int grid_scale_bits(int dtype);
 /* Fails when a scale as large as max_scale does not fit the scale dtype (fp16 overflows
  * above 65504); `what` names the format in the message. */
@@ -72,6 +98,13 @@ typedef struct grid_ops {
     void (*fit_fast)(const void *p, const float *x, size_t n, float amax, void *state);
     void (*encode_fast)(const void *p, const void *state, const float *x, int n,
                         uint8_t *codes, float *y);
+    /* Optional, with groups (group_cols > 0): a whole row in one call, as fit_fast, encode_fast
+     * and meta_write per group would do it. x[0..cols) in groups of gc columns (the last may be
+     * shorter), amax_bits[g] the bits of group g's largest magnitude (all finite); codes one
+     * byte each (may be NULL), y (may be NULL); the records at stream bits
+     * (rec0 + g) * meta_bits of meta (NULL: none). */
+    void (*row_fast)(const void *p, const float *x, int cols, int gc, const uint32_t *amax_bits,
+                     uint8_t *codes, float *y, uint8_t *meta, size_t rec0);
 } grid_ops;
 
 #define GRID_STATE_MAX 32
@@ -101,6 +134,23 @@ int grid_store_groups(const grid_ops *ops, const void *p, const void *states, co
                       int rows, int cols, uint8_t *codes, gq_error *err);
 /* quant_elem of the group interface: one value through encode. */
 float grid_quant_elem(const grid_ops *ops, const void *p, const void *state, float x);
+
+/* One meta record v of w <= 56 bits at stream bit pos, touching only the record's bytes: stored
+ * as whole bytes when pos and w are multiples of 8 (then the stream needs no clearing), else
+ * ORed into a zeroed stream as grid_put_bits does. */
+static inline void grid_put_record(uint8_t *buf, size_t pos, uint64_t v, int w)
+{
+    uint8_t *b = buf + pos / 8;
+    const unsigned sh = (unsigned)(pos % 8);
+    if (sh == 0 && w % 8 == 0) {
+        for (int i = 0; i < w / 8; i++)
+            b[i] = (uint8_t)(v >> (8 * i));
+        return;
+    }
+    v <<= sh;
+    for (unsigned i = 0; i < (sh + (unsigned)w + 7) / 8; i++)
+        b[i] |= (uint8_t)(v >> (8 * i));
+}
 
 /* Bit streams (LSB-first; the buffer must be zeroed before writing). w <= 32. */
 void grid_put_bits(uint8_t *buf, size_t pos, uint32_t v, int w);

@@ -1,8 +1,9 @@
 /* Fast path of grid_quantize (grid.h): one pass over each row. Per group: the largest
  * magnitude (which also finds non-finite weights), the fast fit, the fast encode into byte
- * codes, the meta record; per row the codes are packed 8 fields at a time. Rows in parallel
- * as in the reference driver, each row's result independent of the others, so the bytes do
- * not depend on the thread count. Errors are those of the reference and come in its order
+ * codes, the meta record (formats with row_fast do a row's groups in one call); per row the
+ * codes are packed 8 fields at a time. Rows in parallel, in work items handed out dynamically,
+ * each row's result independent of the others, so the bytes depend on neither the thread count
+ * nor the assignment. Errors are those of the reference and come in its order
  * (non-finite weight first, then the format's amax check), found after the pass. */
 #include <stdalign.h>
 #include <stdlib.h>
@@ -18,16 +19,23 @@ static inline float f32_from_bits(uint32_t u)
     return f;
 }
 
-/* One row: codes into tmp[0..cols) (tmp's padding stays 0), reconstruction into y. Returns
- * the bits of the row's largest magnitude (>= 0x7f800000: a non-finite weight; that group
- * is skipped). */
+/* One row: codes into tmp[0..cols) (tmp's padding stays 0), reconstruction into y; gbits
+ * holds a group's largest-magnitude bits per group of the row. Returns the bits of the row's
+ * largest magnitude (>= 0x7f800000: a non-finite weight; that group is skipped). */
 static uint32_t fast_row(const grid_ops *ops, const void *p, const layout *L, const void *tstate,
                          const float *x, int cols, size_t r, uint8_t *codes, uint8_t *tmp,
-                         float *y)
+                         float *y, uint32_t *gbits)
 {
     if (L->gc == 0) {
         ops->encode_fast(p, tstate, x, cols, tmp, y);
         return 0;
+    }
+    if (ops->row_fast) {
+        const uint32_t m = grid_k_group_absmax_bits(x, (size_t)cols, (size_t)L->gc, gbits);
+        if (m < 0x7f800000u) {
+            ops->row_fast(p, x, cols, L->gc, gbits, tmp, y, codes, r * (size_t)L->ngr);
+            return m;
+        }
     }
     alignas(16) unsigned char st[GRID_STATE_MAX];
     uint32_t row_max = 0;
@@ -43,6 +51,17 @@ static uint32_t fast_row(const grid_ops *ops, const void *p, const layout *L, co
             ops->meta_write(p, st, codes, (r * (size_t)L->ngr + (size_t)g) * (size_t)L->mb);
     }
     return row_max;
+}
+
+/* Rows per work item: whole chunks (byte-aligned streams, grid_internal.h) of at least
+ * ITEM_WEIGHTS weights, handed to threads as they come free (a thread may be slowed by other
+ * work on the machine); any assignment writes the same bytes, each row's depending on that row
+ * alone. */
+#define ITEM_WEIGHTS 16384
+static int item_rows(const layout *L, int cols)
+{
+    const size_t chunk_weights = (size_t)L->chunk * (size_t)cols;
+    return L->chunk * (int)((ITEM_WEIGHTS + chunk_weights - 1) / chunk_weights);
 }
 
 /* Per tensor: the state from every weight, before any row is encoded. */
@@ -65,28 +84,31 @@ int grid_quantize_fast(const grid_ops *ops, const void *p, const float *w, int r
     alignas(16) unsigned char tstate[GRID_STATE_MAX];
     if (L.gc == 0 && fit_tensor_fast(ops, p, w, rows, cols, tstate, err))
         return -1;
-    if (codes) { /* meta records are ORed in; the code stream is written whole (grid_pack8) */
-        memset(codes, 0, L.meta_bytes);
+    if (codes) { /* records of whole bytes are stored, others ORed in (grid_put_record); the
+                  * code stream is written whole (grid_pack8) */
+        if (L.mb % 8 != 0)
+            memset(codes, 0, L.meta_bytes);
         if (L.gc == 0)
             ops->meta_write(p, tstate, codes, 0);
     }
     uint8_t *cstream = codes ? codes + L.meta_bytes : NULL;
-    const int nchunks = (rows + L.chunk - 1) / L.chunk;
+    const int item = item_rows(&L, cols), nitems = (rows + item - 1) / item;
     uint32_t max_bits = 0;
     int oom = 0;
 #pragma omp parallel reduction(max : max_bits) reduction(| : oom)
     {
         uint8_t *tmp = codes ? calloc(L.row_elems, 1) : NULL;
-        oom |= codes && !tmp;
-#pragma omp for schedule(static)
-        for (int ch = 0; ch < nchunks; ch++) {
-            if (codes && !tmp)
+        uint32_t *gbits = malloc(((size_t)L.ngr + 1) * sizeof *gbits);
+        oom |= (codes && !tmp) || !gbits;
+#pragma omp for schedule(dynamic, 1)
+        for (int it = 0; it < nitems; it++) {
+            if ((codes && !tmp) || !gbits)
                 continue;
-            const int r1 = (ch + 1) * L.chunk < rows ? (ch + 1) * L.chunk : rows;
-            for (int r = ch * L.chunk; r < r1; r++) {
+            const int r1 = (it + 1) * item < rows ? (it + 1) * item : rows;
+            for (int r = it * item; r < r1; r++) {
                 const size_t off = (size_t)r * (size_t)cols;
                 const uint32_t b = fast_row(ops, p, &L, tstate, w + off, cols, (size_t)r, codes,
-                                            tmp, deq ? deq + off : NULL);
+                                            tmp, deq ? deq + off : NULL, gbits);
                 max_bits = b > max_bits ? b : max_bits;
                 if (codes)
                     grid_pack8(cstream, (size_t)r * L.row_elems * (size_t)L.eb, tmp,
@@ -94,6 +116,7 @@ int grid_quantize_fast(const grid_ops *ops, const void *p, const float *w, int r
             }
         }
         free(tmp);
+        free(gbits);
     }
     if (oom)
         return gq_fail(err, "%s: out of memory for a row of %zu codes", ops->name, L.row_elems);

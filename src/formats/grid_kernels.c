@@ -78,6 +78,43 @@ uint32_t grid_k_absmax_bits(const float *x, size_t n)
     return best;
 }
 
+#if GRID_K_AVX2
+static inline uint32_t hmax_epu32(__m256i v)
+{
+    __m128i m = _mm_max_epu32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    m = _mm_max_epu32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
+    m = _mm_max_epu32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
+    return (uint32_t)_mm_cvtsi128_si32(m);
+}
+#endif
+
+uint32_t grid_k_group_absmax_bits(const float *x, size_t n, size_t gc, uint32_t *bits)
+{
+    uint32_t row = 0;
+    for (size_t c0 = 0, g = 0; c0 < n; c0 += gc, g++) {
+        const float *v = x + c0;
+        const size_t m = n - c0 < gc ? n - c0 : gc;
+        size_t i = 0;
+        uint32_t best = 0;
+#if GRID_K_AVX2
+        const __m256i mag = _mm256_set1_epi32(0x7fffffff);
+        __m256i acc = _mm256_setzero_si256();
+        for (; i + 8 <= m; i += 8)
+            acc = _mm256_max_epu32(acc, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(v + i)), mag));
+        best = hmax_epu32(acc);
+#endif
+        for (; i < m; i++) {
+            uint32_t u;
+            memcpy(&u, v + i, sizeof u);
+            u &= 0x7fffffffu;
+            best = u > best ? u : best;
+        }
+        bits[g] = best;
+        row = best > row ? best : row;
+    }
+    return row;
+}
+
 void grid_k_minmax(const float *x, size_t n, float *lo_out, float *hi_out)
 {
     size_t i = 0;
@@ -188,14 +225,42 @@ static inline void mf_table8(const gq_mf_table *t, __m256 xs, __m256i *code, __m
 }
 #endif
 
-void grid_k_mf_encode(const gq_mf_table *t, const float *x, int n, float k, bool divide,
-                      float post, uint8_t *codes, float *y)
+#if GRID_K_AVX2
+/* 8 E2M1 elements by counting the midpoints below |xs|, all lanes finite. The magnitudes
+ * 0, 0.5, 1, 1.5, 2, 3, 4, 6 have codes 0..7 in order, so the code of the nearest one is the
+ * number of midpoints 0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5 that |xs| passes; at a midpoint the
+ * even code wins (ties to even): >= where the upper neighbour's code is even (0.75, 1.75,
+ * 3.5), > elsewhere. Past 5 it saturates at 6 (code 7). Subnormal and zero |xs| count 0.
+ * Zero drops the sign, as gq_mf_encode does. */
+static inline void e2m1_count8(__m256 xs, __m256i *code, __m256 *val)
+{
+    const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+    const __m256 a = _mm256_andnot_ps(sign_bit, xs);
+    __m256i c = _mm256_castps_si256(_mm256_cmp_ps(a, _mm256_set1_ps(0.25f), _CMP_GT_OQ));
+    c = _mm256_add_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(a, _mm256_set1_ps(0.75f), _CMP_GE_OQ)));
+    c = _mm256_add_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(a, _mm256_set1_ps(1.25f), _CMP_GT_OQ)));
+    c = _mm256_add_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(a, _mm256_set1_ps(1.75f), _CMP_GE_OQ)));
+    c = _mm256_add_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(a, _mm256_set1_ps(2.5f), _CMP_GT_OQ)));
+    c = _mm256_add_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(a, _mm256_set1_ps(3.5f), _CMP_GE_OQ)));
+    c = _mm256_add_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(a, _mm256_set1_ps(5.0f), _CMP_GT_OQ)));
+    const __m256i mag = _mm256_sub_epi32(_mm256_setzero_si256(), c); /* each pass counted -1 */
+    const __m256 values = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
+    const __m256i nonzero = _mm256_cmpgt_epi32(mag, _mm256_setzero_si256());
+    const __m256 sign = _mm256_and_ps(_mm256_and_ps(xs, sign_bit), _mm256_castsi256_ps(nonzero));
+    *code = _mm256_or_si256(mag, _mm256_srli_epi32(_mm256_castps_si256(sign), 28));
+    *val = _mm256_or_ps(_mm256_permutevar8x32_ps(values, mag), sign);
+}
+#endif
+
+static inline void mf_encode(const gq_mf_table *t, const float *x, int n, float k, bool divide,
+                             float post, uint8_t *codes, float *y)
 {
     const bool zero = divide && !(k > 0.0f);
     int i = 0;
 #if GRID_K_AVX2
     const __m256 vk = _mm256_set1_ps(k), vpost = _mm256_set1_ps(post);
     const __m256i inf = _mm256_set1_epi32(0x7f800000), mag = _mm256_set1_epi32(0x7fffffff);
+    const bool e2m1 = t->f == &gq_mf_e2m1;
     for (; i + 8 <= n; i += 8) {
         const __m256 v = _mm256_loadu_ps(x + i);
         const __m256 xs = zero ? _mm256_setzero_ps()
@@ -206,7 +271,10 @@ void grid_k_mf_encode(const gq_mf_table *t, const float *x, int n, float k, bool
             break; /* a non-finite scaled value: the scalar loop below from here */
         __m256i code;
         __m256 e;
-        mf_table8(t, xs, &code, &e);
+        if (e2m1)
+            e2m1_count8(xs, &code, &e);
+        else
+            mf_table8(t, xs, &code, &e);
         if (codes)
             store_bytes8(codes + i, code);
         if (y)
@@ -222,6 +290,20 @@ void grid_k_mf_encode(const gq_mf_table *t, const float *x, int n, float k, bool
         if (y)
             y[i] = e * post;
     }
+}
+
+void grid_k_mf_encode(const gq_mf_table *t, const float *x, int n, float k, bool divide,
+                      float post, uint8_t *codes, float *y)
+{
+    mf_encode(t, x, n, k, divide, post, codes, y);
+}
+
+void grid_k_mf_encode_groups(const gq_mf_table *t, const float *x, int n, int gc, const float *k,
+                             bool divide, const float *post, uint8_t *codes, float *y)
+{
+    for (int c0 = 0, g = 0; c0 < n; c0 += gc, g++)
+        mf_encode(t, x + c0, n - c0 < gc ? n - c0 : gc, k[g], divide, post[g],
+                  codes ? codes + c0 : NULL, y ? y + c0 : NULL);
 }
 
 void grid_pack8(uint8_t *buf, size_t pos, const uint8_t *codes, size_t n, int w)

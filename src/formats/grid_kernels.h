@@ -34,10 +34,20 @@ typedef struct grid_k_int {
 } grid_k_int;
 int grid_k_int_encode(const grid_k_int *k, const float *x, int n, uint8_t *codes, float *y);
 
-/* Small-float elements through the table t: the element of v = (divide ? (k > 0 ? x / k : 0)
- * : x * k), code and value as gq_mf_encode(t->f, v, &e), y = e * post. All n elements. */
+/* Small-float elements through the table t (E2M1 by comparisons with its midpoints instead):
+ * the element of v = (divide ? (k > 0 ? x / k : 0) : x * k), code and value as
+ * gq_mf_encode(t->f, v, &e), y = e * post. All n elements. */
 void grid_k_mf_encode(const gq_mf_table *t, const float *x, int n, float k, bool divide,
                       float post, uint8_t *codes, float *y);
+
+/* Largest-magnitude bits (grid_k_absmax_bits) of each group of gc columns of x[0..n) (the last
+ * may be shorter) into bits[0..ceil(n / gc)); returns their maximum. */
+uint32_t grid_k_group_absmax_bits(const float *x, size_t n, size_t gc, uint32_t *bits);
+
+/* grid_k_mf_encode of each group of gc columns of x[0..n) (the last may be shorter) with its own
+ * k[g] and post[g]. */
+void grid_k_mf_encode_groups(const gq_mf_table *t, const float *x, int n, int gc, const float *k,
+                             bool divide, const float *post, uint8_t *codes, float *y);
 
 /* MXINT8 elements: q = clamp(rint(x * inv * 64), -127, 127) + 0, code = (uint8_t)(int8_t)q,
  * y = q / 64 * X. Returns how many leading elements it did (a multiple of 8). */

@@ -1,10 +1,11 @@
 /* The grid formats' fast path (grid_fast.c, grid_kernels.c, mf_table.c) against the reference
- * (fit + encode per group, gq_mf_encode): the table-driven element encoder on dense sweeps of
- * every float class (every exponent, every top-12 mantissa pattern, the low bits at their
- * boundaries, both signs; all 2^32 floats with GQ_EXHAUSTIVE=1), then whole quantizations of
+ * (fit + encode per group, gq_mf_encode): the table-driven element encoder (and E2M1's midpoint
+ * count) on dense sweeps of every float class (every exponent, every top-12 mantissa pattern,
+ * the low bits at their boundaries, both signs; all 2^32 floats with GQ_EXHAUSTIVE=1), E2M1's
+ * midpoints through a non-dyadic scale, the F16C scale rounding, then whole quantizations of
  * int (every bits value, zero convention, granularity, rounding, scale dtype), fp and mx on
  * random and adversarial matrices, byte for byte (storage and reconstruction bits, errors), at
- * 1 and 2 threads. */
+ * 1 and 2 threads, and matrices of many work items at 1 to 3 threads. */
 #include "test_support.h"
 
 #include <math.h>
@@ -79,6 +80,74 @@ static void test_table_sweep(void **state)
         check_elements(t, xs, n);
     }
     free(xs);
+}
+
+/* grid_fp16_bits and grid_scale_store (F16C when built for it) against gq_fp32_to_fp16 and
+ * gq_round_fp16 on floats hi << 11 | low (every sign, exponent and top-12 mantissa pattern;
+ * low at the rounding boundaries), or on every float. */
+static void check_fp16(int lo_shift, const uint32_t *low, size_t n_low)
+{
+    for (uint32_t hi = 0; hi < (1u << (32 - lo_shift)); hi++)
+        for (size_t j = 0; j < n_low; j++) {
+            const float f = u2f(hi << lo_shift | low[j]);
+            const uint16_t h = grid_fp16_bits(f), hr = gq_fp32_to_fp16(f);
+            const float r = grid_scale_store(GRID_SCALE_FP16, f), rr = gq_round_fp16(f);
+            if (h != hr || f2u(r) != f2u(rr))
+                fail_msg("fp16 of 0x%08x: 0x%04x (round trip 0x%08x), reference 0x%04x "
+                         "(0x%08x)", f2u(f), h, f2u(r), hr, f2u(rr));
+        }
+}
+
+static void test_fp16_scales(void **state)
+{
+    (void)state;
+    static const uint32_t low[] = {0x000, 0x001, 0x3ff, 0x400, 0x401, 0x7ff};
+    check_fp16(11, low, sizeof low / sizeof low[0]);
+    const char *on = getenv("GQ_EXHAUSTIVE");
+    if (on && strcmp(on, "1") == 0) {
+        uint32_t all[256];
+        for (uint32_t i = 0; i < 256; i++)
+            all[i] = i;
+        check_fp16(8, all, 256);
+    }
+}
+
+/* E2M1's vector kernel counts midpoints: each midpoint, its float neighbours, the values and
+ * the extremes (subnormal, huge, zeros), both signs, divided by a non-dyadic scale (x = v * 3,
+ * so x / 3 gives v back at the midpoints) and multiplied by 1/3, against gq_mf_encode. */
+static void test_e2m1_midpoints(void **state)
+{
+    (void)state;
+    static const float base[] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f, 0.5f, 1.0f, 6.0f,
+                                 7.0f, 0x1p-149f, 0x1p-126f, 0x1p100f, 0.0f};
+    const int nb = (int)(sizeof base / sizeof base[0]);
+    float xs[8 * 6 * 15];
+    int n = 0;
+    for (int i = 0; i < nb; i++)
+        for (int sgn = 0; sgn < 2; sgn++) {
+            const float v = sgn ? -base[i] : base[i];
+            const float vs[3] = {nextafterf(v, -INFINITY), v, nextafterf(v, INFINITY)};
+            for (int j = 0; j < 3; j++) {
+                xs[n++] = vs[j];
+                xs[n++] = vs[j] * 3.0f;
+            }
+        }
+    const gq_mf_table *t = gq_mf_table_of(&gq_mf_e2m1);
+    for (int mode = 0; mode < 2; mode++) {
+        const float k = mode ? 3.0f : 1.0f / 3.0f;
+        uint8_t codes[sizeof xs / sizeof xs[0]];
+        float ys[sizeof xs / sizeof xs[0]];
+        grid_k_mf_encode(t, xs, n, k, mode == 1, 2.0f, codes, ys);
+        for (int i = 0; i < n; i++) {
+            const float v = mode ? xs[i] / k : xs[i] * k;
+            float e;
+            const uint32_t c = gq_mf_encode(&gq_mf_e2m1, v, &e);
+            if (codes[i] != c || f2u(ys[i]) != f2u(e * 2.0f))
+                fail_msg("e2m1 %s: v = %a: kernel code 0x%x value %a, reference 0x%x %a",
+                         mode ? "divide" : "multiply", (double)v, codes[i], (double)ys[i], c,
+                         (double)(e * 2.0f));
+        }
+    }
 }
 
 /* Every float, with GQ_EXHAUSTIVE=1 (a few minutes; not part of the default run). */
@@ -280,6 +349,44 @@ static void test_fp_mx_fast_equal_reference(void **state)
         }
 }
 
+/* Matrices of many work items (grid_fast.c hands them out dynamically), odd widths whose rows
+ * end mid-byte: the reference's bytes at 1, 2 and 3 threads. */
+static void test_fast_work_items(void **state)
+{
+    (void)state;
+    static const char *const configs[] = {
+        "{\"name\": \"int\", \"bits\": 4, \"group_size\": 128}",
+        "{\"name\": \"int\", \"bits\": 3, \"group_size\": 7, \"zero\": \"sym\"}",
+        "{\"name\": \"fp\", \"element\": \"e2m1\", \"granularity\": \"group\", "
+        "\"group_size\": 5}",
+        "{\"name\": \"mx\", \"element\": \"fp6_e3m2\"}"};
+    const int rows = 67, cols = 1001;
+    const size_t n = (size_t)rows * cols;
+    float *w = malloc(n * sizeof *w);
+    make_input(IN_RANDOM, w, rows, cols, 99);
+    for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++) {
+        json_t *spec = json_loads(configs[c], 0, NULL);
+        gq_quantizer q;
+        gq_error err = {{0}};
+        if (gq_quantizer_from_json(spec, "$", &q, &err))
+            fail_msg("%s: %s", configs[c], err.msg);
+        json_decref(spec);
+        const size_t bytes = gq_quantizer_bytes(&q, rows, cols);
+        run_out ref = run(&q, w, rows, cols, true, 1);
+        for (int threads = 1; threads <= 3; threads++) {
+            run_out fast = run(&q, w, rows, cols, false, threads);
+            char what[300];
+            snprintf(what, sizeof what, "%s, %d x %d, %d thread(s)", configs[c], rows, cols,
+                     threads);
+            expect_same(what, &ref, &fast, bytes, n);
+            free_out(&fast);
+        }
+        free_out(&ref);
+        gq_quantizer_free(&q);
+    }
+    free(w);
+}
+
 /* grid_pack8 against grid_pack at every start bit and width. */
 static void test_pack8(void **state)
 {
@@ -310,14 +417,50 @@ static void test_pack8(void **state)
             }
 }
 
+/* grid_put_record against grid_put_bits (of its two halves past 32 bits) at every start bit:
+ * the same bytes in a zeroed stream, and whole-byte records stored over any content without
+ * touching the bytes around them. */
+static void test_put_record(void **state)
+{
+    (void)state;
+    static const int widths[] = {8, 16, 18, 20, 21, 24, 32, 35, 40, 48};
+    for (size_t k = 0; k < sizeof widths / sizeof widths[0]; k++)
+        for (size_t pos = 0; pos < 16; pos++) {
+            const int w = widths[k];
+            const uint64_t v = 0x9b3c5a6d7e1f2a3bull & ((1ull << w) - 1u);
+            uint8_t a[16] = {0}, b[16] = {0}, c[16];
+            for (size_t i = 0; i < pos / 8; i++) /* earlier records */
+                a[i] = b[i] = (uint8_t)(0x77 + i);
+            if (pos % 8) /* earlier records' bits in the first byte */
+                a[pos / 8] = b[pos / 8] = 0x6d & (uint8_t)((1u << (pos % 8)) - 1u);
+            grid_put_bits(a, pos, (uint32_t)v, w < 32 ? w : 32);
+            if (w > 32)
+                grid_put_bits(a, pos + 32, (uint32_t)(v >> 32), w - 32);
+            grid_put_record(b, pos, v, w);
+            if (memcmp(a, b, sizeof a) != 0)
+                fail_msg("w %d pos %zu: grid_put_record differs from grid_put_bits", w, pos);
+            if (pos % 8 || w % 8)
+                continue;
+            memset(c, 0x5a, sizeof c);
+            grid_put_record(c, pos, v, w);
+            for (size_t i = 0; i < sizeof c; i++)
+                if (c[i] != (i >= pos / 8 && i < (pos + (size_t)w) / 8 ? a[i] : 0x5a))
+                    fail_msg("w %d pos %zu: byte %zu is 0x%02x over 0x5a", w, pos, i, c[i]);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pack8),
+        cmocka_unit_test(test_put_record),
         cmocka_unit_test(test_table_sweep),
+        cmocka_unit_test(test_e2m1_midpoints),
+        cmocka_unit_test(test_fp16_scales),
         cmocka_unit_test(test_table_exhaustive),
         cmocka_unit_test(test_int_fast_equals_reference),
         cmocka_unit_test(test_fp_mx_fast_equal_reference),
+        cmocka_unit_test(test_fast_work_items),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
