@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include "core/gq_gemm.h"
+#include "grad/affine_cost.h"
 
 enum { NL = 7, L_Q = 0, L_K, L_V, L_O, L_GATE, L_UP, L_DOWN };
 
@@ -22,6 +23,8 @@ typedef struct {
     float *tv, *dtv;                   /* (KV, D) v weights after the att transform */
     float *dm_att, *dm_ffn, *dA_att, *dA_ffn, *dA_vo, *dB_vo;
     float *M_att, *M_ffn, *M_vo;       /* gradual masks */
+    int band_d, band_hs;               /* their bands (dim x dim, head_size x head_size) */
+    gq_affine_cost *cost;              /* sub-stage timer (NULL: not timed) */
 } work;
 
 static size_t wsize(const work *w, int k) { return (size_t)w->rows[k] * w->cols[k]; }
@@ -68,7 +71,7 @@ static int work_init(work *w, const gq_grad_shape *s, gq_error *err)
 /* Gradual mask of an n x n transform (see gq_affine.h). */
 static void gradual_mask(float *M, int n, int epoch, int epochs, double sf)
 {
-    int band = epochs > 1 ? (int)floor((double)(n - 1) * epoch / (epochs - 1)) + 1 : 1;
+    const int band = gq_aq_band(n, epoch, epochs);
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++) {
             int d = abs(i - j);
@@ -76,12 +79,18 @@ static void gradual_mask(float *M, int n, int epoch, int epochs, double sf)
         }
 }
 
+static size_t vo_size(const work *w) { return (size_t)w->s.n_kv_heads * w->hs * w->hs; }
+
 static void set_masks(work *w, int epoch, int epochs, double sf)
 {
+    const double t0 = gq_aq_clock(w->cost);
     gradual_mask(w->M_att, w->D, epoch, epochs, sf);
     gradual_mask(w->M_ffn, w->D, epoch, epochs, sf);
     for (int h = 0; h < w->s.n_kv_heads; h++)
         gradual_mask(w->M_vo + (size_t)h * w->hs * w->hs, w->hs, epoch, epochs, sf);
+    w->band_d = gq_aq_band(w->D, epoch, epochs);
+    w->band_hs = gq_aq_band(w->hs, epoch, epochs);
+    gq_aq_add(w->cost, GQ_AQ_MASK, t0, 4.0 * (2.0 * w->D * w->D + vo_size(w)));
 }
 
 static int invert_f(float *inv, const float *A, int n, const char *what, gq_error *err)
@@ -105,9 +114,12 @@ static void hadamard(float *out, const float *a, const float *b, size_t n)
 static int masked_inverses(work *w, const gq_affine_state *st, gq_error *err)
 {
     const int D = w->D, hs = w->hs;
+    double t0 = gq_aq_clock(w->cost);
     hadamard(w->Ah_att, st->A_att, w->M_att, (size_t)D * D);
     hadamard(w->Ah_ffn, st->A_ffn, w->M_ffn, (size_t)D * D);
-    hadamard(w->Ah_vo, st->A_vo, w->M_vo, (size_t)w->s.n_kv_heads * hs * hs);
+    hadamard(w->Ah_vo, st->A_vo, w->M_vo, vo_size(w));
+    gq_aq_add(w->cost, GQ_AQ_MASK, t0, 12.0 * (2.0 * D * D + vo_size(w)));
+    t0 = gq_aq_clock(w->cost);
     if (invert_f(w->Bi_att, w->Ah_att, D, "affinequant att transform", err) ||
         invert_f(w->Bi_ffn, w->Ah_ffn, D, "affinequant ffn transform", err))
         return -1;
@@ -115,13 +127,54 @@ static int masked_inverses(work *w, const gq_affine_state *st, gq_error *err)
         size_t o = (size_t)h * hs * hs;
         if (invert_f(w->Bi_vo + o, w->Ah_vo + o, hs, "affinequant v->o transform", err)) return -1;
     }
+    gq_aq_add(w->cost, GQ_AQ_INVERT, t0,
+              2 * gq_aq_invert_flops(D, w->band_d) +
+                  w->s.n_kv_heads * gq_aq_invert_flops(hs, w->band_hs));
     return 0;
+}
+
+/* FLOPs of X (rows, n) times the inverse of a transform of that band (dense unless diagonal). */
+static double inverse_product_flops(double rows, int n, int band)
+{
+    return band <= 1 ? rows * n : 2.0 * rows * n * n;
+}
+
+/* FLOPs of one block forward pass over a window of T tokens, with the explicit inverses when
+ * transforms; its backward pass costs twice the block and the inverses' two gradients. */
+static double forward_flops(const work *w, int T, bool transforms)
+{
+    return gq_aq_block_forward_flops(&w->s, T) +
+           (transforms ? 2 * inverse_product_flops(T, w->D, w->band_d) : 0);
+}
+
+static double backward_flops(const work *w, int T, bool transforms)
+{
+    return 2 * gq_aq_block_forward_flops(&w->s, T) +
+           (transforms ? 4 * inverse_product_flops(T, w->D, w->band_d) : 0);
+}
+
+/* FLOPs of transform_fwd, and of transform_bwd's products before the inverses' gradients. */
+static double fold_flops(const work *w)
+{
+    const double rows_d = (double)w->D + 2.0 * w->KV + 2.0 * w->H; /* q, k, v (tv), gate, up */
+    return gq_aq_band_product_flops(rows_d, w->D, w->band_d) +
+           inverse_product_flops((double)w->s.n_kv_heads * w->D, w->hs, w->band_hs) +
+           w->s.n_heads * gq_aq_band_product_flops(w->D, w->hs, w->band_hs);
+}
+
+/* FLOPs of the gradients through the inverses: -Bᵀ dB Bᵀ (dense unless diagonal). */
+static double inverse_bwd_flops(const work *w)
+{
+    const double d = w->band_d <= 1 ? w->D : 4.0 * w->D * w->D * w->D;
+    const double h = w->band_hs <= 1 ? w->hs : 4.0 * w->hs * w->hs * w->hs;
+    return 2 * d + w->s.n_kv_heads * h;
 }
 
 /* Wt = transformed FP weights (before rounding) from Â (see gq_affine.h). */
 static void transform_fwd(work *w, const float *W[NL])
 {
     const int D = w->D, hs = w->hs;
+    const double t0 = gq_aq_clock(w->cost);
     for (int k = L_Q; k <= L_K; k++) gq_linear_fwd_f(w->Wt[k], W[k], w->Ah_att, w->rows[k], D, D);
     gq_linear_fwd_f(w->tv, W[L_V], w->Ah_att, w->KV, D, D);
     for (int h = 0; h < w->s.n_kv_heads; h++) /* Wv_h (hs, D) -> B_h^T tv_h */
@@ -134,6 +187,7 @@ static void transform_fwd(work *w, const float *W[NL])
     for (int k = L_GATE; k <= L_UP; k++)
         gq_linear_fwd_f(w->Wt[k], W[k], w->Ah_ffn, w->rows[k], D, D);
     memcpy(w->Wt[L_DOWN], W[L_DOWN], wsize(w, L_DOWN) * sizeof(float));
+    gq_aq_add(w->cost, GQ_AQ_FOLD, t0, fold_flops(w));
 }
 
 /* dÂ from dWt and the gradients of the explicit inverses (dm_att, dm_ffn). */
@@ -141,6 +195,7 @@ static void transform_bwd(work *w, const float *W[NL])
 {
     const int D = w->D, hs = w->hs;
     const size_t dd = (size_t)D * D;
+    const double t0 = gq_aq_clock(w->cost);
     memset(w->dA_att, 0, dd * sizeof(float));
     memset(w->dA_ffn, 0, dd * sizeof(float));
     memset(w->dA_vo, 0, (size_t)w->s.n_kv_heads * hs * hs * sizeof(float));
@@ -172,6 +227,7 @@ static void transform_bwd(work *w, const float *W[NL])
     hadamard(w->dA_att, w->dA_att, w->M_att, dd);
     hadamard(w->dA_ffn, w->dA_ffn, w->M_ffn, dd);
     hadamard(w->dA_vo, w->dA_vo, w->M_vo, (size_t)w->s.n_kv_heads * hs * hs);
+    gq_aq_add(w->cost, GQ_AQ_FOLD_BWD, t0, fold_flops(w) + inverse_bwd_flops(w));
 }
 
 /* Fake-quantized effective block from the current state (forward of one step). */
@@ -186,9 +242,14 @@ static int quantized_block(work *w, const gq_affine_state *st, const gq_grad_blo
     } else {
         for (int k = 0; k < NL; k++) memcpy(w->Wt[k], W[k], wsize(w, k) * sizeof(float));
     }
-    for (int k = 0; k < NL; k++)
+    const double t0 = gq_aq_clock(w->cost);
+    double n = 0;
+    for (int k = 0; k < NL; k++) {
         gq_lwc_quant_fwd_f(w->Wq[k], w->Wt[k], lwc ? st->gamma[k] : NULL,
                            lwc ? st->beta[k] : NULL, w->rows[k], w->cols[k], q);
+        n += (double)wsize(w, k);
+    }
+    gq_aq_add(w->cost, GQ_AQ_QUANT, t0, 8.0 * n);
     *eff = (gq_grad_block_f){.rms_att = fp->rms_att, .rms_ffn = fp->rms_ffn,
                              .wq = w->Wq[L_Q], .wk = w->Wq[L_K], .wv = w->Wq[L_V],
                              .wo = w->Wq[L_O], .w1 = w->Wq[L_GATE], .w3 = w->Wq[L_UP],
@@ -214,7 +275,7 @@ static void col_absmax(float *m, const float *W, int rows, int cols, int ld)
 }
 
 /* SmoothQuant initial diagonals from the FP activations of every window. */
-static int smooth_init(gq_affine_state *st, const work *w, const gq_grad_block_f *fp,
+static int smooth_init(gq_affine_state *st, work *w, const gq_grad_block_f *fp,
                        const float *x_fp, int B, int T, double alpha, gq_error *err)
 {
     const int D = w->D, hs = w->hs;
@@ -227,12 +288,14 @@ static int smooth_init(gq_affine_state *st, const work *w, const gq_grad_block_f
     }
     float *a_att = mx, *a_ffn = mx + D, *a_ctx = mx + 2 * D, *w_att = mx + 3 * D,
           *w_ffn = mx + 4 * D, *w_o = mx + 5 * D;
+    const double t0 = gq_aq_clock(w->cost);
     for (int b = 0; b < B; b++) {
         gq_block_fwd_f(out, x_fp + (size_t)b * T * D, fp, &tp);
         col_absmax(a_att, tp.xn, T, D, D);
         col_absmax(a_ffn, tp.hn, T, D, D);
         col_absmax(a_ctx, tp.ctx, T, D, D);
     }
+    gq_aq_add(w->cost, GQ_AQ_FORWARD, t0, B * forward_flops(w, T, false));
     col_absmax(w_att, fp->wq, D, D, D), col_absmax(w_att, fp->wk, w->KV, D, D);
     col_absmax(w_att, fp->wv, w->KV, D, D);
     col_absmax(w_ffn, fp->w1, w->H, D, D), col_absmax(w_ffn, fp->w3, w->H, D, D);
@@ -290,18 +353,20 @@ void gq_affine_block_free(gq_grad_block_f *b)
 static int work_init_trained(work *w, const gq_affine_state *st, gq_error *err)
 {
     if (work_init(w, &st->shape, err)) return -1;
+    w->band_d = w->D, w->band_hs = w->hs;
     for (size_t i = 0; i < (size_t)w->D * w->D; i++) w->M_att[i] = w->M_ffn[i] = 1;
     for (size_t i = 0; i < (size_t)st->shape.n_kv_heads * w->hs * w->hs; i++) w->M_vo[i] = 1;
     return 0;
 }
 
 int gq_affine_fold(const gq_affine_state *st, const gq_grad_block_f *fp, gq_grad_block_f *out,
-                   gq_error *err)
+                   gq_affine_cost *cost, gq_error *err)
 {
     memset(out, 0, sizeof *out);
     if (!st->let) return gq_fail(err, "affinequant: no transforms were learned to fold");
     work w;
     if (work_init_trained(&w, st, err)) return -1;
+    w.cost = cost;
     const float *W[NL] = GQ_AFF_LIN(fp);
     int rc = -1;
     if (masked_inverses(&w, st, err)) goto done;
@@ -373,11 +438,14 @@ static int eval_mse(work *w, const gq_affine_state *st, const gq_grad_block_f *f
         gq_grad_tape_set_act_f(&tp, act, err))
         goto done;
     double s = 0;
+    const double t0 = gq_aq_clock(w->cost);
     for (int b = 0; b < B; b++) {
         fp_forward(y, x_fp + b * nt, fp, &tp);
         gq_block_fwd_f(y + nt, x_q + b * nt, &eff, &tp);
         for (size_t i = 0; i < nt; i++) s += (double)(y[nt + i] - y[i]) * (y[nt + i] - y[i]);
     }
+    gq_aq_add(w->cost, GQ_AQ_FORWARD, t0,
+              B * (forward_flops(w, T, false) + forward_flops(w, T, let)));
     *mse = s / ((double)B * nt);
     rc = 0;
 done:
@@ -417,6 +485,7 @@ static int trainer_init(trainer *tr, const gq_grad_shape *s, int T, const gq_aff
         memset(&tr->w, 0, sizeof tr->w);
         return -1;
     }
+    tr->w.cost = o->cost;
     tr->q = o->quant;
     tr->q.round = GQ_ROUND_NEAREST;
     st->shape = *s;
@@ -476,6 +545,7 @@ static int refit_static(trainer *tr, const gq_grad_block_f *fp, const float *x_q
     float *att = buf, *ctx = buf + n * w->D, *ffn = buf + 2 * n * w->D, *hid = buf + 3 * n * w->D;
     int rc = quantized_block(w, st, fp, &tr->q, o->let, o->lwc, &eff, err);
     gq_grad_tape_f *tp = &tr->tp;
+    const double t0 = gq_aq_clock(w->cost);
     for (int b = 0; rc == 0 && b < B; b++) {
         fp_forward(tr->y, x_q + b * nt, &eff, tp); /* eff: the quantized block */
         memcpy(att + b * nt, o->let ? tp->xa : tp->xn, nt * sizeof(float));
@@ -483,6 +553,7 @@ static int refit_static(trainer *tr, const gq_grad_block_f *fp, const float *x_q
         memcpy(ffn + b * nt, o->let ? tp->ha : tp->hn, nt * sizeof(float));
         memcpy(hid + b * nh, tp->a, nh * sizeof(float));
     }
+    gq_aq_add(w->cost, GQ_AQ_FORWARD, t0, B * forward_flops(w, T, o->let));
     const float *in[NL] = {att, att, att, ctx, ffn, ffn, hid};
     if (rc == 0) rc = o->act_calibrate(o->act, in, n, err);
     free(buf);
@@ -520,6 +591,7 @@ static int window_grads(trainer *tr, const gq_grad_block_f *fp, const float *x_f
     float *y = tr->y;
     gq_grad_block_f eff, grad;
     if (quantized_block(w, st, fp, &tr->q, o->let, o->lwc, &eff, err)) return -1;
+    double t0 = gq_aq_clock(w->cost);
     fp_forward(y, x_fp, fp, &tr->tp); /* target */
     if (o->aug_loss) fp_forward(y + 2 * nt, x_q, fp, &tr->tp); /* FP block, quantized inputs */
     gq_block_fwd_f(y + nt, x_q, &eff, &tr->tp); /* last: the tape of the backward pass */
@@ -530,6 +602,10 @@ static int window_grads(trainer *tr, const gq_grad_block_f *fp, const float *x_f
         y[i] = (float)(2.0 * ((double)d + d2) / nt); /* dL/dout of the mean(s) */
     }
     *loss = l / nt;
+    const int T = tr->tp.T;
+    gq_aq_add(w->cost, GQ_AQ_FORWARD, t0,
+              (o->aug_loss ? 2 : 1) * forward_flops(w, T, false) + forward_flops(w, T, o->let));
+    t0 = gq_aq_clock(w->cost);
     for (int k = 0; k < NL; k++) memset(w->dWq[k], 0, wsize(w, k) * sizeof(float));
     memset(w->dm_att, 0, dd * sizeof(float)), memset(w->dm_ffn, 0, dd * sizeof(float));
     grad = (gq_grad_block_f){.wq = w->dWq[L_Q], .wk = w->dWq[L_K], .wv = w->dWq[L_V],
@@ -537,14 +613,19 @@ static int window_grads(trainer *tr, const gq_grad_block_f *fp, const float *x_f
                              .w2 = w->dWq[L_DOWN], .m_att = o->let ? w->dm_att : NULL,
                              .m_ffn = o->let ? w->dm_ffn : NULL};
     gq_block_bwd_f(NULL, &grad, y, x_q, &eff, &tr->tp);
+    gq_aq_add(w->cost, GQ_AQ_BACKWARD, t0, backward_flops(w, T, o->let));
+    t0 = gq_aq_clock(w->cost);
+    double n = 0;
     for (int i = 3; i < tr->ns; i++) memset(tr->sl[i].g, 0, tr->sl[i].n * sizeof(float));
     for (int k = 0; k < NL; k++) {
+        n += (double)wsize(w, k);
         memset(w->dWt[k], 0, wsize(w, k) * sizeof(float));
         gq_lwc_quant_bwd_f(w->dWt[k], o->lwc ? tr->sl[3 + 2 * k].g : NULL,
                            o->lwc ? tr->sl[4 + 2 * k].g : NULL, w->dWq[k], w->Wt[k],
                            o->lwc ? st->gamma[k] : NULL, o->lwc ? st->beta[k] : NULL,
                            w->rows[k], w->cols[k], &tr->q);
     }
+    gq_aq_add(w->cost, GQ_AQ_QUANT, t0, 16.0 * n); /* dWt zeroed, then ddeq, W read, dWt added */
     return 0;
 }
 
@@ -560,18 +641,28 @@ static void window_update(trainer *tr, gq_adamw *opt, const gq_grad_block_f *fp,
         const float *W[NL] = GQ_AFF_LIN(fp);
         transform_bwd(w, W);
         float *dA[3] = {w->dA_att, w->dA_ffn, w->dA_vo};
+        double t0 = gq_aq_clock(w->cost);
         for (int i = 0; i < 3; i++) gq_adamw_update(opt, tr->sl[i].p, dA[i], tr->sl[i].m, tr->sl[i].v, tr->sl[i].n);
+        gq_aq_add(w->cost, GQ_AQ_ADAMW, t0, 28.0 * (2.0 * D * D + vo_size(w)));
+        t0 = gq_aq_clock(w->cost);
         st->repairs += repair(st->A_att, w->M_att, w->Ah_att, D);
         st->repairs += repair(st->A_ffn, w->M_ffn, w->Ah_ffn, D);
         for (int h = 0; h < st->shape.n_kv_heads; h++) {
             size_t ob = (size_t)h * hs * hs;
             st->repairs += repair(st->A_vo + ob, w->M_vo + ob, w->Ah_vo + ob, hs);
         }
+        gq_aq_add(w->cost, GQ_AQ_MASK, t0, 16.0 * (2.0 * D * D + vo_size(w)));
     }
     if (o->lwc) {
         gq_adamw lopt = *opt;
         lopt.lr = o->lwc_lr;
-        for (int i = 3; i < tr->ns; i++) gq_adamw_update(&lopt, tr->sl[i].p, tr->sl[i].g, tr->sl[i].m, tr->sl[i].v, tr->sl[i].n);
+        const double t0 = gq_aq_clock(w->cost);
+        double n = 0;
+        for (int i = 3; i < tr->ns; i++) {
+            gq_adamw_update(&lopt, tr->sl[i].p, tr->sl[i].g, tr->sl[i].m, tr->sl[i].v, tr->sl[i].n);
+            n += (double)tr->sl[i].n;
+        }
+        gq_aq_add(w->cost, GQ_AQ_ADAMW, t0, 28.0 * n);
     }
 }
 
@@ -603,10 +694,12 @@ static int train_block(const gq_grad_shape *s, const gq_grad_block_f *fp, const 
         }
         st->epoch_loss[e] = eloss / B;
     }
-    const size_t dd = (size_t)tr.w.D * tr.w.D, vo = (size_t)s->n_kv_heads * tr.w.hs * tr.w.hs;
+    const size_t dd = (size_t)tr.w.D * tr.w.D, vo = vo_size(&tr.w);
+    const double t0 = gq_aq_clock(o->cost);
     hadamard(st->A_att, st->A_att, tr.w.M_att, dd);
     hadamard(st->A_ffn, st->A_ffn, tr.w.M_ffn, dd);
     hadamard(st->A_vo, st->A_vo, tr.w.M_vo, vo);
+    gq_aq_add(o->cost, GQ_AQ_MASK, t0, 12.0 * (2.0 * dd + vo));
     rc = 0;
 done:
     trainer_free(&tr, rc, st);
