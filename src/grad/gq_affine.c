@@ -93,8 +93,27 @@ static void set_masks(work *w, int epoch, int epochs, double sf)
     gq_aq_add(w->cost, GQ_AQ_MASK, t0, 4.0 * (2.0 * w->D * w->D + vo_size(w)));
 }
 
-static int invert_f(float *inv, const float *A, int n, const char *what, gq_error *err)
+/* A diagonal A (n, n): inv = diag(1 / a_ii) in double, the value the dense inverse gives. */
+static int invert_diag(float *inv, const float *A, int n, const char *what, gq_error *err)
 {
+    double amax = 0;
+    for (int i = 0; i < n; i++) amax = fmax(amax, fabs((double)A[(size_t)i * n + i]));
+    memset(inv, 0, (size_t)n * n * sizeof *inv);
+    for (int i = 0; i < n; i++) {
+        const double a = A[(size_t)i * n + i];
+        if (!(fabs(a) > 1e-13 * amax))
+            return gq_fail(err, "%s: matrix (%d x %d) is singular (pivot %g at column %d)", what,
+                           n, n, a, i);
+        inv[(size_t)i * n + i] = (float)(1.0 / a);
+    }
+    return 0;
+}
+
+/* inv = A⁻¹ (n, n) in double; band 1 (A diagonal) takes the diagonal's reciprocals. */
+static int invert_f(float *inv, const float *A, int n, int band, const char *what,
+                    gq_error *err)
+{
+    if (band <= 1) return invert_diag(inv, A, n, what, err);
     size_t nn = (size_t)n * n;
     double *a = calloc(2 * nn, sizeof *a);
     if (!a) return gq_fail(err, "%s: out of memory", what);
@@ -120,12 +139,14 @@ static int masked_inverses(work *w, const gq_affine_state *st, gq_error *err)
     hadamard(w->Ah_vo, st->A_vo, w->M_vo, vo_size(w));
     gq_aq_add(w->cost, GQ_AQ_MASK, t0, 12.0 * (2.0 * D * D + vo_size(w)));
     t0 = gq_aq_clock(w->cost);
-    if (invert_f(w->Bi_att, w->Ah_att, D, "affinequant att transform", err) ||
-        invert_f(w->Bi_ffn, w->Ah_ffn, D, "affinequant ffn transform", err))
+    if (invert_f(w->Bi_att, w->Ah_att, D, w->band_d, "affinequant att transform", err) ||
+        invert_f(w->Bi_ffn, w->Ah_ffn, D, w->band_d, "affinequant ffn transform", err))
         return -1;
     for (int h = 0; h < w->s.n_kv_heads; h++) {
         size_t o = (size_t)h * hs * hs;
-        if (invert_f(w->Bi_vo + o, w->Ah_vo + o, hs, "affinequant v->o transform", err)) return -1;
+        if (invert_f(w->Bi_vo + o, w->Ah_vo + o, hs, w->band_hs, "affinequant v->o transform",
+                     err))
+            return -1;
     }
     gq_aq_add(w->cost, GQ_AQ_INVERT, t0,
               2 * gq_aq_invert_flops(D, w->band_d) +
@@ -349,11 +370,25 @@ void gq_affine_block_free(gq_grad_block_f *b)
     memset(b, 0, sizeof *b);
 }
 
-/* A work area whose masks are all ones: st holds the masked transforms of the last epoch. */
+/* The band of the non-zero entries of count matrices of n x n: 1 + max |i - j|. */
+static int band_of(const float *A, int n, int count)
+{
+    int band = 1;
+    for (size_t m = 0; m < (size_t)count; m++)
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+                if (A[(m * n + i) * n + j] != 0 && abs(i - j) >= band) band = abs(i - j) + 1;
+    return band;
+}
+
+/* A work area whose masks are all ones: st holds the masked transforms of the last epoch, and
+ * the bands are those of their non-zero entries. */
 static int work_init_trained(work *w, const gq_affine_state *st, gq_error *err)
 {
     if (work_init(w, &st->shape, err)) return -1;
-    w->band_d = w->D, w->band_hs = w->hs;
+    const int a = band_of(st->A_att, w->D, 1), f = band_of(st->A_ffn, w->D, 1);
+    w->band_d = a > f ? a : f;
+    w->band_hs = band_of(st->A_vo, w->hs, st->shape.n_kv_heads);
     for (size_t i = 0; i < (size_t)w->D * w->D; i++) w->M_att[i] = w->M_ffn[i] = 1;
     for (size_t i = 0; i < (size_t)st->shape.n_kv_heads * w->hs * w->hs; i++) w->M_vo[i] = 1;
     return 0;
