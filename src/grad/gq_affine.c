@@ -295,28 +295,16 @@ static void col_absmax(float *m, const float *W, int rows, int cols, int ld)
         for (int j = 0; j < cols; j++) m[j] = fmaxf(m[j], fabsf(W[(size_t)r * ld + j]));
 }
 
-/* SmoothQuant initial diagonals from the FP activations of every window. */
-static int smooth_init(gq_affine_state *st, work *w, const gq_grad_block_f *fp,
-                       const float *x_fp, int B, int T, double alpha, gq_error *err)
+/* SmoothQuant initial diagonals from amax (3, dim): the column maxima of |rmsnorm(x)|,
+ * |rmsnorm(h)| and |ctx| of the FP block over every window (fp_targets). */
+static int smooth_init(gq_affine_state *st, const work *w, const gq_grad_block_f *fp,
+                       const float *amax, double alpha, gq_error *err)
 {
     const int D = w->D, hs = w->hs;
-    gq_grad_tape_f tp;
-    if (gq_grad_tape_init_f(&tp, &w->s, 1, T, err)) return -1;
-    float *out = malloc((size_t)T * D * sizeof *out), *mx = calloc(6 * (size_t)D, sizeof *mx);
-    if (!out || !mx) {
-        free(out), free(mx), gq_grad_tape_free_f(&tp);
-        return gq_fail(err, "affinequant: out of memory");
-    }
-    float *a_att = mx, *a_ffn = mx + D, *a_ctx = mx + 2 * D, *w_att = mx + 3 * D,
-          *w_ffn = mx + 4 * D, *w_o = mx + 5 * D;
-    const double t0 = gq_aq_clock(w->cost);
-    for (int b = 0; b < B; b++) {
-        gq_block_fwd_f(out, x_fp + (size_t)b * T * D, fp, &tp);
-        col_absmax(a_att, tp.xn, T, D, D);
-        col_absmax(a_ffn, tp.hn, T, D, D);
-        col_absmax(a_ctx, tp.ctx, T, D, D);
-    }
-    gq_aq_add(w->cost, GQ_AQ_FORWARD, t0, B * forward_flops(w, T, false));
+    float *mx = calloc(3 * (size_t)D, sizeof *mx);
+    if (!mx) return gq_fail(err, "affinequant: out of memory");
+    const float *a_att = amax, *a_ffn = amax + D, *a_ctx = amax + 2 * D;
+    float *w_att = mx, *w_ffn = mx + D, *w_o = mx + 2 * D;
     col_absmax(w_att, fp->wq, D, D, D), col_absmax(w_att, fp->wk, w->KV, D, D);
     col_absmax(w_att, fp->wv, w->KV, D, D);
     col_absmax(w_ffn, fp->w1, w->H, D, D), col_absmax(w_ffn, fp->w3, w->H, D, D);
@@ -336,7 +324,7 @@ static int smooth_init(gq_affine_state *st, work *w, const gq_grad_block_f *fp,
         }
         smooth_diag(st->A_vo + (size_t)h * hs * hs, hs, act, wm, alpha);
     }
-    free(out), free(mx), gq_grad_tape_free_f(&tp);
+    free(mx);
     return 0;
 }
 
@@ -454,10 +442,12 @@ static void fp_forward(float *out, const float *x, const gq_grad_block_f *fp,
 }
 
 /* Block output MSE over windows (the quantized block with the activation quantizers act, may
- * be NULL); eff is recomputed from st each call. */
+ * be NULL) against the FP block on x_fp, or against y_fp (B*T, dim), its outputs, when not
+ * NULL; eff is recomputed from st each call. */
 static int eval_mse(work *w, const gq_affine_state *st, const gq_grad_block_f *fp,
-                    const float *x_fp, const float *x_q, int B, int T, const gq_lwc_spec *q,
-                    bool let, bool lwc, const gq_grad_actq_f *act, double *mse, gq_error *err)
+                    const float *x_fp, const float *y_fp, const float *x_q, int B, int T,
+                    const gq_lwc_spec *q, bool let, bool lwc, const gq_grad_actq_f *act,
+                    double *mse, gq_error *err)
 {
     const size_t nt = (size_t)T * w->D;
     gq_grad_tape_f tp;
@@ -475,12 +465,13 @@ static int eval_mse(work *w, const gq_affine_state *st, const gq_grad_block_f *f
     double s = 0;
     const double t0 = gq_aq_clock(w->cost);
     for (int b = 0; b < B; b++) {
-        fp_forward(y, x_fp + b * nt, fp, &tp);
+        const float *yf = y_fp ? y_fp + b * nt : y;
+        if (!y_fp) fp_forward(y, x_fp + b * nt, fp, &tp);
         gq_block_fwd_f(y + nt, x_q + b * nt, &eff, &tp);
-        for (size_t i = 0; i < nt; i++) s += (double)(y[nt + i] - y[i]) * (y[nt + i] - y[i]);
+        for (size_t i = 0; i < nt; i++) s += (double)(y[nt + i] - yf[i]) * (y[nt + i] - yf[i]);
     }
     gq_aq_add(w->cost, GQ_AQ_FORWARD, t0,
-              B * (forward_flops(w, T, false) + forward_flops(w, T, let)));
+              B * ((y_fp ? 0 : forward_flops(w, T, false)) + forward_flops(w, T, let)));
     *mse = s / ((double)B * nt);
     rc = 0;
 done:
@@ -497,8 +488,9 @@ typedef struct {
 } tensor_slot;
 
 /* The training of one block: the work buffers, the trainable tensors (slots 0..2: A_att,
- * A_ffn, A_vo; then gamma, beta of each linear), one window's tape and outputs y (2, T, D):
- * the FP target, then the quantized block's output (overwritten with dL/dout). */
+ * A_ffn, A_vo; then gamma, beta of each linear), one window's tape and the quantized block's
+ * output y (T, D) (overwritten with dL/dout); the FP block's outputs of every window, computed
+ * once: y_fp on x_fp (the targets), y_aug on x_q (with aug_loss). */
 typedef struct {
     work w;
     gq_lwc_spec q;
@@ -506,12 +498,12 @@ typedef struct {
     int ns;
     gq_grad_tape_f tp;
     bool tape;
-    float *y;
+    float *y, *y_fp, *y_aug;
     size_t nt; /* T * D */
 } trainer;
 
 /* Step 1: buffers and zero-initialised trainable tensors, wired into st. */
-static int trainer_init(trainer *tr, const gq_grad_shape *s, int T, const gq_affine_opts *o,
+static int trainer_init(trainer *tr, const gq_grad_shape *s, int B, int T, const gq_affine_opts *o,
                         gq_affine_state *st, gq_error *err)
 {
     memset(tr, 0, sizeof *tr);
@@ -540,8 +532,11 @@ static int trainer_init(trainer *tr, const gq_grad_shape *s, int T, const gq_aff
     st->A_att = sl[0].p, st->A_ffn = sl[1].p, st->A_vo = sl[2].p;
     for (int k = 0; k < NL; k++) st->gamma[k] = sl[3 + 2 * k].p, st->beta[k] = sl[4 + 2 * k].p;
     tr->nt = (size_t)T * w->D;
-    if (!ok || !(tr->y = malloc(3 * tr->nt * sizeof *tr->y)))
-        return gq_fail(err, "affinequant: out of memory");
+    const size_t all = (size_t)B * tr->nt;
+    if (!ok || !(tr->y = malloc(tr->nt * sizeof *tr->y)) ||
+        !(tr->y_fp = malloc(all * sizeof *tr->y_fp)) ||
+        (o->aug_loss && !(tr->y_aug = malloc(all * sizeof *tr->y_aug))))
+        return gq_fail(err, "affinequant: out of memory for the targets of %d windows", B);
     if (gq_grad_tape_init_f(&tr->tp, s, 1, T, err)) return -1;
     tr->tape = true;
     return gq_grad_tape_set_act_f(&tr->tp, o->act, err);
@@ -559,7 +554,7 @@ static void trainer_free(trainer *tr, int rc, gq_affine_state *st)
         for (int k = 0; k < NL; k++) st->gamma[k] = st->beta[k] = NULL;
         gq_affine_state_free(st);
     }
-    free(tr->y);
+    free(tr->y), free(tr->y_fp), free(tr->y_aug);
     if (tr->tape) gq_grad_tape_free_f(&tr->tp);
     work_free(&tr->w);
 }
@@ -595,8 +590,30 @@ static int refit_static(trainer *tr, const gq_grad_block_f *fp, const float *x_q
     return rc;
 }
 
-/* Step 2: clipping at GQ_LWC_INIT, transforms at the identity, then the SmoothQuant diagonal;
- * the masks of epoch 0 and the initial loss. */
+/* The FP block's outputs on every window: y_fp on x_fp, y_aug on x_q (aug_loss); amax (3,
+ * dim, zeroed, may be NULL) receives the column maxima of |rmsnorm(x)|, |rmsnorm(h)| and |ctx|
+ * on x_fp (smooth_init's activations). */
+static void fp_targets(trainer *tr, const gq_grad_block_f *fp, const float *x_fp,
+                       const float *x_q, int B, const gq_affine_opts *o, float *amax)
+{
+    work *w = &tr->w;
+    const size_t nt = tr->nt;
+    const int T = tr->tp.T, D = w->D;
+    const double t0 = gq_aq_clock(w->cost);
+    for (int b = 0; b < B; b++) {
+        fp_forward(tr->y_fp + b * nt, x_fp + b * nt, fp, &tr->tp);
+        if (amax) {
+            col_absmax(amax, tr->tp.xn, T, D, D);
+            col_absmax(amax + D, tr->tp.hn, T, D, D);
+            col_absmax(amax + 2 * D, tr->tp.ctx, T, D, D);
+        }
+        if (o->aug_loss) fp_forward(tr->y_aug + b * nt, x_q + b * nt, fp, &tr->tp);
+    }
+    gq_aq_add(w->cost, GQ_AQ_FORWARD, t0, (o->aug_loss ? 2 : 1) * B * forward_flops(w, T, false));
+}
+
+/* Step 2: the FP targets; clipping at GQ_LWC_INIT, transforms at the identity, then the
+ * SmoothQuant diagonal; the masks of epoch 0 and the initial loss. */
 static int trainer_start(trainer *tr, const gq_grad_block_f *fp, const float *x_fp,
                          const float *x_q, int B, int T, const gq_affine_opts *o,
                          gq_affine_state *st, gq_error *err)
@@ -607,39 +624,43 @@ static int trainer_start(trainer *tr, const gq_grad_block_f *fp, const float *x_
     for (int j = 0; j < D; j++) st->A_att[(size_t)j * D + j] = st->A_ffn[(size_t)j * D + j] = 1;
     for (int h = 0; h < st->shape.n_kv_heads; h++)
         for (int j = 0; j < hs; j++) st->A_vo[(size_t)h * hs * hs + (size_t)j * hs + j] = 1;
-    if (o->let && smooth_init(st, &tr->w, fp, x_fp, B, T, o->alpha, err)) return -1;
+    float *amax = calloc(3 * (size_t)D, sizeof *amax);
+    if (!amax) return gq_fail(err, "affinequant: out of memory");
+    fp_targets(tr, fp, x_fp, x_q, B, o, amax);
+    int rc = o->let ? smooth_init(st, &tr->w, fp, amax, o->alpha, err) : 0;
+    free(amax);
+    if (rc) return -1;
     set_masks(&tr->w, 0, o->epochs, o->sf);
     if (refit_static(tr, fp, x_q, B, T, o, st, err)) return -1;
-    return eval_mse(&tr->w, st, fp, x_fp, x_q, B, T, &tr->q, o->let, o->lwc, o->act,
+    return eval_mse(&tr->w, st, fp, x_fp, tr->y_fp, x_q, B, T, &tr->q, o->let, o->lwc, o->act,
                     &st->init_loss, err);
 }
 
-/* Step 3a: one window's forward passes (FP target, quantized block) and the gradients of the
- * mean squared difference: dWq (quantized weights), dm_att / dm_ffn, then through the
- * learnable clipping into dWt and the gamma / beta slots. *loss = the window's mean. */
-static int window_grads(trainer *tr, const gq_grad_block_f *fp, const float *x_fp,
-                        const float *x_q, const gq_affine_opts *o, const gq_affine_state *st,
-                        double *loss, gq_error *err)
+/* Step 3a: window b's forward pass of the quantized block on x_q (its inputs) and the gradients
+ * of the mean squared difference to the FP targets: dWq (quantized weights), dm_att / dm_ffn,
+ * then through the learnable clipping into dWt and the gamma / beta slots. *loss = the window's
+ * mean. */
+static int window_grads(trainer *tr, const gq_grad_block_f *fp, int b, const float *x_q,
+                        const gq_affine_opts *o, const gq_affine_state *st, double *loss,
+                        gq_error *err)
 {
     work *w = &tr->w;
     const size_t nt = tr->nt, dd = (size_t)w->D * w->D;
     float *y = tr->y;
+    const float *yf = tr->y_fp + b * nt, *ya = o->aug_loss ? tr->y_aug + b * nt : NULL;
     gq_grad_block_f eff, grad;
     if (quantized_block(w, st, fp, &tr->q, o->let, o->lwc, &eff, err)) return -1;
     double t0 = gq_aq_clock(w->cost);
-    fp_forward(y, x_fp, fp, &tr->tp); /* target */
-    if (o->aug_loss) fp_forward(y + 2 * nt, x_q, fp, &tr->tp); /* FP block, quantized inputs */
-    gq_block_fwd_f(y + nt, x_q, &eff, &tr->tp); /* last: the tape of the backward pass */
+    gq_block_fwd_f(y, x_q, &eff, &tr->tp); /* the tape of the backward pass */
     double l = 0;
     for (size_t i = 0; i < nt; i++) {
-        float d = y[nt + i] - y[i], d2 = o->aug_loss ? y[nt + i] - y[2 * nt + i] : 0.0f;
+        float d = y[i] - yf[i], d2 = ya ? y[i] - ya[i] : 0.0f;
         l += (double)d * d + (double)d2 * d2;
         y[i] = (float)(2.0 * ((double)d + d2) / nt); /* dL/dout of the mean(s) */
     }
     *loss = l / nt;
     const int T = tr->tp.T;
-    gq_aq_add(w->cost, GQ_AQ_FORWARD, t0,
-              (o->aug_loss ? 2 : 1) * forward_flops(w, T, false) + forward_flops(w, T, o->let));
+    gq_aq_add(w->cost, GQ_AQ_FORWARD, t0, forward_flops(w, T, o->let));
     t0 = gq_aq_clock(w->cost);
     for (int k = 0; k < NL; k++) memset(w->dWq[k], 0, wsize(w, k) * sizeof(float));
     memset(w->dm_att, 0, dd * sizeof(float)), memset(w->dm_ffn, 0, dd * sizeof(float));
@@ -711,7 +732,7 @@ static int train_block(const gq_grad_shape *s, const gq_grad_block_f *fp, const 
         return gq_fail(err, "affinequant: the block already has an explicit transform");
     trainer tr;
     int rc = -1;
-    if (trainer_init(&tr, s, T, o, st, err) ||
+    if (trainer_init(&tr, s, B, T, o, st, err) ||
         trainer_start(&tr, fp, x_fp, x_q, B, T, o, st, err))
         goto done;
     gq_adamw opt;
@@ -722,7 +743,7 @@ static int train_block(const gq_grad_shape *s, const gq_grad_block_f *fp, const 
         double eloss = 0;
         for (int b = 0; b < B; b++) {
             double loss;
-            if (window_grads(&tr, fp, x_fp + b * tr.nt, x_q + b * tr.nt, o, st, &loss, err))
+            if (window_grads(&tr, fp, b, x_q + b * tr.nt, o, st, &loss, err))
                 goto done;
             eloss += loss;
             window_update(&tr, &opt, fp, o, st);
@@ -749,7 +770,7 @@ int gq_affine_eval(const gq_affine_state *st, const gq_grad_block_f *fp, const f
     if (work_init_trained(&w, st, err)) return -1;
     gq_lwc_spec qq = *q;
     qq.round = GQ_ROUND_NEAREST;
-    int rc = eval_mse(&w, st, fp, x_fp, x_q, B, T, &qq, st->let, st->lwc, NULL, mse, err);
+    int rc = eval_mse(&w, st, fp, x_fp, NULL, x_q, B, T, &qq, st->let, st->lwc, NULL, mse, err);
     work_free(&w);
     return rc;
 }
