@@ -1,4 +1,5 @@
-/* AffineQuant block optimisation: transforms, gradual mask, training loop (see gq_affine.h). */
+/* AffineQuant block optimisation: initialisation, training loop, fold and evaluation (see
+ * gq_affine.h); the transforms themselves are in affine_transform.c. */
 #include "grad/gq_affine.h"
 
 #include <math.h>
@@ -7,275 +8,35 @@
 
 #include <omp.h>
 
-#include "core/gq_gemm.h"
 #include "grad/affine_cost.h"
+#include "grad/affine_work.h"
 
-enum { NL = 7, L_Q = 0, L_K, L_V, L_O, L_GATE, L_UP, L_DOWN };
-
-/* Shapes and buffers of one training step. */
-typedef struct {
-    gq_grad_shape s;
-    int D, hs, KV, H, grp;
-    int rows[NL], cols[NL];
-    float *Ah_att, *Ah_ffn, *Ah_vo;    /* masked transforms Â */
-    float *Bi_att, *Bi_ffn, *Bi_vo;    /* their inverses */
-    float *Wt[NL], *Wq[NL], *dWt[NL], *dWq[NL];
-    float *tv, *dtv;                   /* (KV, D) v weights after the att transform */
-    float *dm_att, *dm_ffn, *dA_att, *dA_ffn, *dA_vo, *dB_vo;
-    float *M_att, *M_ffn, *M_vo;       /* gradual masks */
-    int band_d, band_hs;               /* their bands (dim x dim, head_size x head_size) */
-    gq_affine_cost *cost;              /* sub-stage timer (NULL: not timed) */
-} work;
-
-static size_t wsize(const work *w, int k) { return (size_t)w->rows[k] * w->cols[k]; }
-
-static void work_free(work *w)
-{
-    float **all[] = {&w->Ah_att, &w->Ah_ffn, &w->Ah_vo, &w->Bi_att, &w->Bi_ffn, &w->Bi_vo,
-                     &w->tv, &w->dtv, &w->dm_att, &w->dm_ffn, &w->dA_att, &w->dA_ffn,
-                     &w->dA_vo, &w->dB_vo, &w->M_att, &w->M_ffn, &w->M_vo};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(*all[i]), *all[i] = NULL;
-    for (int k = 0; k < NL; k++) free(w->Wt[k]), free(w->Wq[k]), free(w->dWt[k]), free(w->dWq[k]);
-}
-
-static int work_init(work *w, const gq_grad_shape *s, gq_error *err)
-{
-    memset(w, 0, sizeof *w);
-    w->s = *s;
-    w->D = s->dim, w->hs = s->dim / s->n_heads, w->KV = w->hs * s->n_kv_heads, w->H = s->hidden;
-    w->grp = s->n_heads / s->n_kv_heads;
-    const int r[NL] = {w->D, w->KV, w->KV, w->D, w->H, w->H, w->D};
-    const int c[NL] = {w->D, w->D, w->D, w->D, w->D, w->D, w->H};
-    memcpy(w->rows, r, sizeof r), memcpy(w->cols, c, sizeof c);
-    const size_t dd = (size_t)w->D * w->D, vo = (size_t)s->n_kv_heads * w->hs * w->hs;
-    const size_t kvd = (size_t)w->KV * w->D;
-    struct { float **p; size_t n; } a[] = {
-        {&w->Ah_att, dd}, {&w->Ah_ffn, dd}, {&w->Ah_vo, vo}, {&w->Bi_att, dd}, {&w->Bi_ffn, dd},
-        {&w->Bi_vo, vo}, {&w->tv, kvd}, {&w->dtv, kvd}, {&w->dm_att, dd}, {&w->dm_ffn, dd},
-        {&w->dA_att, dd}, {&w->dA_ffn, dd}, {&w->dA_vo, vo}, {&w->dB_vo, vo}, {&w->M_att, dd},
-        {&w->M_ffn, dd}, {&w->M_vo, vo}};
-    bool ok = true;
-    for (size_t i = 0; i < sizeof a / sizeof *a; i++) ok &= (*a[i].p = calloc(a[i].n, sizeof(float))) != NULL;
-    for (int k = 0; k < NL; k++) {
-        size_t n = wsize(w, k);
-        ok &= (w->Wt[k] = malloc(n * sizeof(float))) && (w->Wq[k] = malloc(n * sizeof(float))) &&
-              (w->dWt[k] = malloc(n * sizeof(float))) && (w->dWq[k] = malloc(n * sizeof(float)));
-    }
-    if (!ok) {
-        work_free(w);
-        return gq_fail(err, "affinequant: out of memory for a block of dim %d", s->dim);
-    }
-    return 0;
-}
-
-/* Gradual mask of an n x n transform (see gq_affine.h). */
-static void gradual_mask(float *M, int n, int epoch, int epochs, double sf)
-{
-    const int band = gq_aq_band(n, epoch, epochs);
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++) {
-            int d = abs(i - j);
-            M[(size_t)i * n + j] = d == 0 ? 1.0f : d < band ? (float)sf : 0.0f;
-        }
-}
-
-static size_t vo_size(const work *w) { return (size_t)w->s.n_kv_heads * w->hs * w->hs; }
-
-static void set_masks(work *w, int epoch, int epochs, double sf)
-{
-    const double t0 = gq_aq_clock(w->cost);
-    gradual_mask(w->M_att, w->D, epoch, epochs, sf);
-    gradual_mask(w->M_ffn, w->D, epoch, epochs, sf);
-    for (int h = 0; h < w->s.n_kv_heads; h++)
-        gradual_mask(w->M_vo + (size_t)h * w->hs * w->hs, w->hs, epoch, epochs, sf);
-    w->band_d = gq_aq_band(w->D, epoch, epochs);
-    w->band_hs = gq_aq_band(w->hs, epoch, epochs);
-    gq_aq_add(w->cost, GQ_AQ_MASK, t0, 4.0 * (2.0 * w->D * w->D + vo_size(w)));
-}
-
-/* A diagonal A (n, n): inv = diag(1 / a_ii) in double, the value the dense inverse gives. */
-static int invert_diag(float *inv, const float *A, int n, const char *what, gq_error *err)
-{
-    double amax = 0;
-    for (int i = 0; i < n; i++) amax = fmax(amax, fabs((double)A[(size_t)i * n + i]));
-    memset(inv, 0, (size_t)n * n * sizeof *inv);
-    for (int i = 0; i < n; i++) {
-        const double a = A[(size_t)i * n + i];
-        if (!(fabs(a) > 1e-13 * amax))
-            return gq_fail(err, "%s: matrix (%d x %d) is singular (pivot %g at column %d)", what,
-                           n, n, a, i);
-        inv[(size_t)i * n + i] = (float)(1.0 / a);
-    }
-    return 0;
-}
-
-/* inv = A⁻¹ (n, n) in double; band 1 (A diagonal) takes the diagonal's reciprocals. */
-static int invert_f(float *inv, const float *A, int n, int band, const char *what,
-                    gq_error *err)
-{
-    if (band <= 1) return invert_diag(inv, A, n, what, err);
-    size_t nn = (size_t)n * n;
-    double *a = calloc(2 * nn, sizeof *a);
-    if (!a) return gq_fail(err, "%s: out of memory", what);
-    for (size_t i = 0; i < nn; i++) a[i] = A[i];
-    int rc = gq_mat_inverse(a + nn, a, n, what, err);
-    for (size_t i = 0; rc == 0 && i < nn; i++) inv[i] = (float)a[nn + i];
-    free(a);
-    return rc;
-}
-
-static void hadamard(float *out, const float *a, const float *b, size_t n)
-{
-    for (size_t i = 0; i < n; i++) out[i] = a[i] * b[i];
-}
-
-/* Â = A ∘ GM and the inverses. */
-static int masked_inverses(work *w, const gq_affine_state *st, gq_error *err)
-{
-    const int D = w->D, hs = w->hs;
-    double t0 = gq_aq_clock(w->cost);
-    hadamard(w->Ah_att, st->A_att, w->M_att, (size_t)D * D);
-    hadamard(w->Ah_ffn, st->A_ffn, w->M_ffn, (size_t)D * D);
-    hadamard(w->Ah_vo, st->A_vo, w->M_vo, vo_size(w));
-    gq_aq_add(w->cost, GQ_AQ_MASK, t0, 12.0 * (2.0 * D * D + vo_size(w)));
-    t0 = gq_aq_clock(w->cost);
-    if (invert_f(w->Bi_att, w->Ah_att, D, w->band_d, "affinequant att transform", err) ||
-        invert_f(w->Bi_ffn, w->Ah_ffn, D, w->band_d, "affinequant ffn transform", err))
-        return -1;
-    for (int h = 0; h < w->s.n_kv_heads; h++) {
-        size_t o = (size_t)h * hs * hs;
-        if (invert_f(w->Bi_vo + o, w->Ah_vo + o, hs, w->band_hs, "affinequant v->o transform",
-                     err))
-            return -1;
-    }
-    gq_aq_add(w->cost, GQ_AQ_INVERT, t0,
-              2 * gq_aq_invert_flops(D, w->band_d) +
-                  w->s.n_kv_heads * gq_aq_invert_flops(hs, w->band_hs));
-    return 0;
-}
-
-/* FLOPs of X (rows, n) times the inverse of a transform of that band (dense unless diagonal). */
-static double inverse_product_flops(double rows, int n, int band)
-{
-    return band <= 1 ? rows * n : 2.0 * rows * n * n;
-}
-
-/* FLOPs of one block forward pass over a window of T tokens, with the explicit inverses when
- * transforms; its backward pass costs twice the block and the inverses' two gradients. */
-static double forward_flops(const work *w, int T, bool transforms)
-{
-    return gq_aq_block_forward_flops(&w->s, T) +
-           (transforms ? 2 * inverse_product_flops(T, w->D, w->band_d) : 0);
-}
-
-static double backward_flops(const work *w, int T, bool transforms)
-{
-    return 2 * gq_aq_block_forward_flops(&w->s, T) +
-           (transforms ? 4 * inverse_product_flops(T, w->D, w->band_d) : 0);
-}
-
-/* FLOPs of transform_fwd, and of transform_bwd's products before the inverses' gradients. */
-static double fold_flops(const work *w)
-{
-    const double rows_d = (double)w->D + 2.0 * w->KV + 2.0 * w->H; /* q, k, v (tv), gate, up */
-    return gq_aq_band_product_flops(rows_d, w->D, w->band_d) +
-           inverse_product_flops((double)w->s.n_kv_heads * w->D, w->hs, w->band_hs) +
-           w->s.n_heads * gq_aq_band_product_flops(w->D, w->hs, w->band_hs);
-}
-
-/* FLOPs of the gradients through the inverses: -Bᵀ dB Bᵀ (dense unless diagonal). */
-static double inverse_bwd_flops(const work *w)
-{
-    const double d = w->band_d <= 1 ? w->D : 4.0 * w->D * w->D * w->D;
-    const double h = w->band_hs <= 1 ? w->hs : 4.0 * w->hs * w->hs * w->hs;
-    return 2 * d + w->s.n_kv_heads * h;
-}
-
-/* Wt = transformed FP weights (before rounding) from Â (see gq_affine.h). */
-static void transform_fwd(work *w, const float *W[NL])
-{
-    const int D = w->D, hs = w->hs;
-    const double t0 = gq_aq_clock(w->cost);
-    for (int k = L_Q; k <= L_K; k++) gq_linear_fwd_f(w->Wt[k], W[k], w->Ah_att, w->rows[k], D, D);
-    gq_linear_fwd_f(w->tv, W[L_V], w->Ah_att, w->KV, D, D);
-    for (int h = 0; h < w->s.n_kv_heads; h++) /* Wv_h (hs, D) -> B_h^T tv_h */
-        gq_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hs, D, hs, 1,
-                    w->Bi_vo + (size_t)h * hs * hs, hs, w->tv + (size_t)h * hs * D, D, 0,
-                    w->Wt[L_V] + (size_t)h * hs * D, D);
-    for (int qh = 0; qh < w->s.n_heads; qh++) /* Wo[:, head] (D, hs) -> Wo[:, head] Â^T */
-        gq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, D, hs, hs, 1, W[L_O] + qh * hs, D,
-                    w->Ah_vo + (size_t)(qh / w->grp) * hs * hs, hs, 0, w->Wt[L_O] + qh * hs, D);
-    for (int k = L_GATE; k <= L_UP; k++)
-        gq_linear_fwd_f(w->Wt[k], W[k], w->Ah_ffn, w->rows[k], D, D);
-    memcpy(w->Wt[L_DOWN], W[L_DOWN], wsize(w, L_DOWN) * sizeof(float));
-    gq_aq_add(w->cost, GQ_AQ_FOLD, t0, fold_flops(w));
-}
-
-/* dÂ from dWt and the gradients of the explicit inverses (dm_att, dm_ffn). */
-static void transform_bwd(work *w, const float *W[NL])
-{
-    const int D = w->D, hs = w->hs;
-    const size_t dd = (size_t)D * D;
-    const double t0 = gq_aq_clock(w->cost);
-    memset(w->dA_att, 0, dd * sizeof(float));
-    memset(w->dA_ffn, 0, dd * sizeof(float));
-    memset(w->dA_vo, 0, (size_t)w->s.n_kv_heads * hs * hs * sizeof(float));
-    memset(w->dB_vo, 0, (size_t)w->s.n_kv_heads * hs * hs * sizeof(float));
-    /* Wt = W Â^T  =>  dÂ += dWt^T W */
-    for (int k = L_Q; k <= L_K; k++)
-        gq_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, w->rows[k], 1, w->dWt[k], D,
-                    W[k], D, 1, w->dA_att, D);
-    for (int h = 0; h < w->s.n_kv_heads; h++) {
-        size_t ob = (size_t)h * hs * hs, ov = (size_t)h * hs * D;
-        /* Wt_v = B^T tv  =>  dtv = B dWt_v, dB = tv dWt_v^T */
-        gq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hs, D, hs, 1, w->Bi_vo + ob, hs,
-                    w->dWt[L_V] + ov, D, 0, w->dtv + ov, D);
-        gq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hs, hs, D, 1, w->tv + ov, D,
-                    w->dWt[L_V] + ov, D, 1, w->dB_vo + ob, hs);
-        gq_inverse_bwd_f(w->dA_vo + ob, w->dB_vo + ob, w->Bi_vo + ob, hs);
-    }
-    gq_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, w->KV, 1, w->dtv, D, W[L_V], D, 1,
-                w->dA_att, D);
-    for (int qh = 0; qh < w->s.n_heads; qh++) /* Wt_o[:, c] = Wo[:, c] Â^T => dÂ += dWt^T Wo */
-        gq_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hs, hs, D, 1, w->dWt[L_O] + qh * hs,
-                    D, W[L_O] + qh * hs, D, 1, w->dA_vo + (size_t)(qh / w->grp) * hs * hs, hs);
-    for (int k = L_GATE; k <= L_UP; k++)
-        gq_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, w->rows[k], 1, w->dWt[k], D,
-                    W[k], D, 1, w->dA_ffn, D);
-    gq_inverse_bwd_f(w->dA_att, w->dm_att, w->Bi_att, D);
-    gq_inverse_bwd_f(w->dA_ffn, w->dm_ffn, w->Bi_ffn, D);
-    /* Â = A ∘ GM  =>  dA = dÂ ∘ GM */
-    hadamard(w->dA_att, w->dA_att, w->M_att, dd);
-    hadamard(w->dA_ffn, w->dA_ffn, w->M_ffn, dd);
-    hadamard(w->dA_vo, w->dA_vo, w->M_vo, (size_t)w->s.n_kv_heads * hs * hs);
-    gq_aq_add(w->cost, GQ_AQ_FOLD_BWD, t0, fold_flops(w) + inverse_bwd_flops(w));
-}
 
 /* Fake-quantized effective block from the current state (forward of one step). */
-static int quantized_block(work *w, const gq_affine_state *st, const gq_grad_block_f *fp,
+static int quantized_block(gq_aq_step *w, const gq_affine_state *st, const gq_grad_block_f *fp,
                            const gq_lwc_spec *q, bool let, bool lwc, gq_grad_block_f *eff,
                            gq_error *err)
 {
     const float *W[NL] = GQ_AFF_LIN(fp);
     if (let) {
-        if (masked_inverses(w, st, err)) return -1;
-        transform_fwd(w, W);
+        if (gq_aq_masked_inverses(w, st, err)) return -1;
+        gq_aq_transform_fwd(w, W);
     } else {
-        for (int k = 0; k < NL; k++) memcpy(w->Wt[k], W[k], wsize(w, k) * sizeof(float));
+        for (int k = 0; k < NL; k++) memcpy(w->Wt[k], W[k], gq_aq_wsize(w, k) * sizeof(float));
     }
     const double t0 = gq_aq_clock(w->cost);
     double n = 0;
     for (int k = 0; k < NL; k++) {
         gq_lwc_quant_fwd_f(w->Wq[k], w->Wt[k], lwc ? st->gamma[k] : NULL,
                            lwc ? st->beta[k] : NULL, w->rows[k], w->cols[k], q);
-        n += (double)wsize(w, k);
+        n += (double)gq_aq_wsize(w, k);
     }
     gq_aq_add(w->cost, GQ_AQ_QUANT, t0, 8.0 * n);
     *eff = (gq_grad_block_f){.rms_att = fp->rms_att, .rms_ffn = fp->rms_ffn,
                              .wq = w->Wq[L_Q], .wk = w->Wq[L_K], .wv = w->Wq[L_V],
                              .wo = w->Wq[L_O], .w1 = w->Wq[L_GATE], .w3 = w->Wq[L_UP],
                              .w2 = w->Wq[L_DOWN], .m_att = let ? w->Bi_att : NULL,
-                             .m_ffn = let ? w->Bi_ffn : NULL};
+                             .m_ffn = let ? w->Bi_ffn : NULL, .m_diag = let && gq_aq_diag_d(w)};
     return 0;
 }
 
@@ -297,7 +58,7 @@ static void col_absmax(float *m, const float *W, int rows, int cols, int ld)
 
 /* SmoothQuant initial diagonals from amax (3, dim): the column maxima of |rmsnorm(x)|,
  * |rmsnorm(h)| and |ctx| of the FP block over every window (fp_targets). */
-static int smooth_init(gq_affine_state *st, const work *w, const gq_grad_block_f *fp,
+static int smooth_init(gq_affine_state *st, const gq_aq_step *w, const gq_grad_block_f *fp,
                        const float *amax, double alpha, gq_error *err)
 {
     const int D = w->D, hs = w->hs;
@@ -334,7 +95,7 @@ static int repair(float *A, const float *M, float *Ah, int n)
 {
     int repaired = 0;
     for (int it = 0; it < 64; it++) {
-        hadamard(Ah, A, M, (size_t)n * n);
+        gq_aq_hadamard(Ah, A, M, (size_t)n * n);
         if (gq_diag_dominant_f(Ah, n)) break;
         repaired = 1;
         for (int i = 0; i < n; i++)
@@ -371,9 +132,9 @@ static int band_of(const float *A, int n, int count)
 
 /* A work area whose masks are all ones: st holds the masked transforms of the last epoch, and
  * the bands are those of their non-zero entries. */
-static int work_init_trained(work *w, const gq_affine_state *st, gq_error *err)
+static int work_init_trained(gq_aq_step *w, const gq_affine_state *st, gq_error *err)
 {
-    if (work_init(w, &st->shape, err)) return -1;
+    if (gq_aq_work_init(w, &st->shape, err)) return -1;
     const int a = band_of(st->A_att, w->D, 1), f = band_of(st->A_ffn, w->D, 1);
     w->band_d = a > f ? a : f;
     w->band_hs = band_of(st->A_vo, w->hs, st->shape.n_kv_heads);
@@ -387,29 +148,29 @@ int gq_affine_fold(const gq_affine_state *st, const gq_grad_block_f *fp, gq_grad
 {
     memset(out, 0, sizeof *out);
     if (!st->let) return gq_fail(err, "affinequant: no transforms were learned to fold");
-    work w;
+    gq_aq_step w;
     if (work_init_trained(&w, st, err)) return -1;
     w.cost = cost;
     const float *W[NL] = GQ_AFF_LIN(fp);
     int rc = -1;
-    if (masked_inverses(&w, st, err)) goto done;
-    transform_fwd(&w, W);
+    if (gq_aq_masked_inverses(&w, st, err)) goto done;
+    gq_aq_transform_fwd(&w, W);
     const size_t dd = (size_t)w.D * w.D;
     float **dst[NL] = {&out->wq, &out->wk, &out->wv, &out->wo, &out->w1, &out->w3, &out->w2};
     bool ok = (out->m_att = malloc(dd * sizeof(float))) && (out->m_ffn = malloc(dd * sizeof(float)));
-    for (int k = 0; k < NL; k++) ok = ok && (*dst[k] = malloc(wsize(&w, k) * sizeof(float)));
+    for (int k = 0; k < NL; k++) ok = ok && (*dst[k] = malloc(gq_aq_wsize(&w, k) * sizeof(float)));
     if (!ok) {
         gq_affine_block_free(out);
         gq_fail(err, "affinequant: out of memory folding a block");
         goto done;
     }
-    for (int k = 0; k < NL; k++) memcpy(*dst[k], w.Wt[k], wsize(&w, k) * sizeof(float));
+    for (int k = 0; k < NL; k++) memcpy(*dst[k], w.Wt[k], gq_aq_wsize(&w, k) * sizeof(float));
     memcpy(out->m_att, w.Bi_att, dd * sizeof(float));
     memcpy(out->m_ffn, w.Bi_ffn, dd * sizeof(float));
     out->rms_att = fp->rms_att, out->rms_ffn = fp->rms_ffn;
     rc = 0;
 done:
-    work_free(&w);
+    gq_aq_work_free(&w);
     return rc;
 }
 
@@ -444,7 +205,7 @@ static void fp_forward(float *out, const float *x, const gq_grad_block_f *fp,
 /* Block output MSE over windows (the quantized block with the activation quantizers act, may
  * be NULL) against the FP block on x_fp, or against y_fp (B*T, dim), its outputs, when not
  * NULL; eff is recomputed from st each call. */
-static int eval_mse(work *w, const gq_affine_state *st, const gq_grad_block_f *fp,
+static int eval_mse(gq_aq_step *w, const gq_affine_state *st, const gq_grad_block_f *fp,
                     const float *x_fp, const float *y_fp, const float *x_q, int B, int T,
                     const gq_lwc_spec *q, bool let, bool lwc, const gq_grad_actq_f *act,
                     double *mse, gq_error *err)
@@ -471,7 +232,7 @@ static int eval_mse(work *w, const gq_affine_state *st, const gq_grad_block_f *f
         for (size_t i = 0; i < nt; i++) s += (double)(y[nt + i] - yf[i]) * (y[nt + i] - yf[i]);
     }
     gq_aq_add(w->cost, GQ_AQ_FORWARD, t0,
-              B * ((y_fp ? 0 : forward_flops(w, T, false)) + forward_flops(w, T, let)));
+              B * ((y_fp ? 0 : gq_aq_forward_flops(w, T, false)) + gq_aq_forward_flops(w, T, let)));
     *mse = s / ((double)B * nt);
     rc = 0;
 done:
@@ -492,7 +253,7 @@ typedef struct {
  * output y (T, D) (overwritten with dL/dout); the FP block's outputs of every window, computed
  * once: y_fp on x_fp (the targets), y_aug on x_q (with aug_loss). */
 typedef struct {
-    work w;
+    gq_aq_step w;
     gq_lwc_spec q;
     tensor_slot sl[3 + 2 * NL];
     int ns;
@@ -508,17 +269,18 @@ static int trainer_init(trainer *tr, const gq_grad_shape *s, int B, int T, const
 {
     memset(tr, 0, sizeof *tr);
     memset(st, 0, sizeof *st);
-    if (work_init(&tr->w, s, err)) { /* it freed its buffers: nothing left for work_free */
+    if (gq_aq_work_init(&tr->w, s, err)) { /* it freed its buffers: nothing left for work_free */
         memset(&tr->w, 0, sizeof tr->w);
         return -1;
     }
     tr->w.cost = o->cost;
+    tr->w.dense = o->dense;
     tr->q = o->quant;
     tr->q.round = GQ_ROUND_NEAREST;
     st->shape = *s;
     st->let = o->let;
     st->lwc = o->lwc;
-    const work *w = &tr->w;
+    const gq_aq_step *w = &tr->w;
     const size_t dd = (size_t)w->D * w->D, vo = (size_t)s->n_kv_heads * w->hs * w->hs;
     tensor_slot *sl = tr->sl;
     size_t sizes[3] = {dd, dd, vo};
@@ -556,7 +318,7 @@ static void trainer_free(trainer *tr, int rc, gq_affine_state *st)
     }
     free(tr->y), free(tr->y_fp), free(tr->y_aug);
     if (tr->tape) gq_grad_tape_free_f(&tr->tp);
-    work_free(&tr->w);
+    gq_aq_work_free(&tr->w);
 }
 
 /* Static activation ranges (o->act_calibrate) refitted on the linear inputs of the current
@@ -567,7 +329,7 @@ static int refit_static(trainer *tr, const gq_grad_block_f *fp, const float *x_q
                         const gq_affine_opts *o, const gq_affine_state *st, gq_error *err)
 {
     if (!o->act || !o->act_calibrate) return 0;
-    work *w = &tr->w;
+    gq_aq_step *w = &tr->w;
     const size_t nt = tr->nt, n = (size_t)B * T, nh = (size_t)T * w->H;
     gq_grad_block_f eff;
     float *buf = malloc((3 * n * w->D + n * w->H) * sizeof *buf);
@@ -583,7 +345,7 @@ static int refit_static(trainer *tr, const gq_grad_block_f *fp, const float *x_q
         memcpy(ffn + b * nt, o->let ? tp->ha : tp->hn, nt * sizeof(float));
         memcpy(hid + b * nh, tp->a, nh * sizeof(float));
     }
-    gq_aq_add(w->cost, GQ_AQ_FORWARD, t0, B * forward_flops(w, T, o->let));
+    gq_aq_add(w->cost, GQ_AQ_FORWARD, t0, B * gq_aq_forward_flops(w, T, o->let));
     const float *in[NL] = {att, att, att, ctx, ffn, ffn, hid};
     if (rc == 0) rc = o->act_calibrate(o->act, in, n, err);
     free(buf);
@@ -596,7 +358,7 @@ static int refit_static(trainer *tr, const gq_grad_block_f *fp, const float *x_q
 static void fp_targets(trainer *tr, const gq_grad_block_f *fp, const float *x_fp,
                        const float *x_q, int B, const gq_affine_opts *o, float *amax)
 {
-    work *w = &tr->w;
+    gq_aq_step *w = &tr->w;
     const size_t nt = tr->nt;
     const int T = tr->tp.T, D = w->D;
     const double t0 = gq_aq_clock(w->cost);
@@ -609,7 +371,7 @@ static void fp_targets(trainer *tr, const gq_grad_block_f *fp, const float *x_fp
         }
         if (o->aug_loss) fp_forward(tr->y_aug + b * nt, x_q + b * nt, fp, &tr->tp);
     }
-    gq_aq_add(w->cost, GQ_AQ_FORWARD, t0, (o->aug_loss ? 2 : 1) * B * forward_flops(w, T, false));
+    gq_aq_add(w->cost, GQ_AQ_FORWARD, t0, (o->aug_loss ? 2 : 1) * B * gq_aq_forward_flops(w, T, false));
 }
 
 /* Step 2: the FP targets; clipping at GQ_LWC_INIT, transforms at the identity, then the
@@ -630,7 +392,7 @@ static int trainer_start(trainer *tr, const gq_grad_block_f *fp, const float *x_
     int rc = o->let ? smooth_init(st, &tr->w, fp, amax, o->alpha, err) : 0;
     free(amax);
     if (rc) return -1;
-    set_masks(&tr->w, 0, o->epochs, o->sf);
+    gq_aq_set_masks(&tr->w, 0, o->epochs, o->sf);
     if (refit_static(tr, fp, x_q, B, T, o, st, err)) return -1;
     return eval_mse(&tr->w, st, fp, x_fp, tr->y_fp, x_q, B, T, &tr->q, o->let, o->lwc, o->act,
                     &st->init_loss, err);
@@ -644,7 +406,7 @@ static int window_grads(trainer *tr, const gq_grad_block_f *fp, int b, const flo
                         const gq_affine_opts *o, const gq_affine_state *st, double *loss,
                         gq_error *err)
 {
-    work *w = &tr->w;
+    gq_aq_step *w = &tr->w;
     const size_t nt = tr->nt, dd = (size_t)w->D * w->D;
     float *y = tr->y;
     const float *yf = tr->y_fp + b * nt, *ya = o->aug_loss ? tr->y_aug + b * nt : NULL;
@@ -660,22 +422,22 @@ static int window_grads(trainer *tr, const gq_grad_block_f *fp, int b, const flo
     }
     *loss = l / nt;
     const int T = tr->tp.T;
-    gq_aq_add(w->cost, GQ_AQ_FORWARD, t0, forward_flops(w, T, o->let));
+    gq_aq_add(w->cost, GQ_AQ_FORWARD, t0, gq_aq_forward_flops(w, T, o->let));
     t0 = gq_aq_clock(w->cost);
-    for (int k = 0; k < NL; k++) memset(w->dWq[k], 0, wsize(w, k) * sizeof(float));
+    for (int k = 0; k < NL; k++) memset(w->dWq[k], 0, gq_aq_wsize(w, k) * sizeof(float));
     memset(w->dm_att, 0, dd * sizeof(float)), memset(w->dm_ffn, 0, dd * sizeof(float));
     grad = (gq_grad_block_f){.wq = w->dWq[L_Q], .wk = w->dWq[L_K], .wv = w->dWq[L_V],
                              .wo = w->dWq[L_O], .w1 = w->dWq[L_GATE], .w3 = w->dWq[L_UP],
                              .w2 = w->dWq[L_DOWN], .m_att = o->let ? w->dm_att : NULL,
                              .m_ffn = o->let ? w->dm_ffn : NULL};
     gq_block_bwd_f(NULL, &grad, y, x_q, &eff, &tr->tp);
-    gq_aq_add(w->cost, GQ_AQ_BACKWARD, t0, backward_flops(w, T, o->let));
+    gq_aq_add(w->cost, GQ_AQ_BACKWARD, t0, gq_aq_backward_flops(w, T, o->let));
     t0 = gq_aq_clock(w->cost);
     double n = 0;
     for (int i = 3; i < tr->ns; i++) memset(tr->sl[i].g, 0, tr->sl[i].n * sizeof(float));
     for (int k = 0; k < NL; k++) {
-        n += (double)wsize(w, k);
-        memset(w->dWt[k], 0, wsize(w, k) * sizeof(float));
+        n += (double)gq_aq_wsize(w, k);
+        memset(w->dWt[k], 0, gq_aq_wsize(w, k) * sizeof(float));
         gq_lwc_quant_bwd_f(w->dWt[k], o->lwc ? tr->sl[3 + 2 * k].g : NULL,
                            o->lwc ? tr->sl[4 + 2 * k].g : NULL, w->dWq[k], w->Wt[k],
                            o->lwc ? st->gamma[k] : NULL, o->lwc ? st->beta[k] : NULL,
@@ -690,16 +452,16 @@ static int window_grads(trainer *tr, const gq_grad_block_f *fp, int b, const flo
 static void window_update(trainer *tr, gq_adamw *opt, const gq_grad_block_f *fp,
                           const gq_affine_opts *o, gq_affine_state *st)
 {
-    work *w = &tr->w;
+    gq_aq_step *w = &tr->w;
     const int D = w->D, hs = w->hs;
     gq_adamw_begin_step(opt);
     if (o->let) {
         const float *W[NL] = GQ_AFF_LIN(fp);
-        transform_bwd(w, W);
+        gq_aq_transform_bwd(w, W);
         float *dA[3] = {w->dA_att, w->dA_ffn, w->dA_vo};
         double t0 = gq_aq_clock(w->cost);
         for (int i = 0; i < 3; i++) gq_adamw_update(opt, tr->sl[i].p, dA[i], tr->sl[i].m, tr->sl[i].v, tr->sl[i].n);
-        gq_aq_add(w->cost, GQ_AQ_ADAMW, t0, 28.0 * (2.0 * D * D + vo_size(w)));
+        gq_aq_add(w->cost, GQ_AQ_ADAMW, t0, 28.0 * (2.0 * D * D + gq_aq_vo_size(w)));
         t0 = gq_aq_clock(w->cost);
         st->repairs += repair(st->A_att, w->M_att, w->Ah_att, D);
         st->repairs += repair(st->A_ffn, w->M_ffn, w->Ah_ffn, D);
@@ -707,7 +469,7 @@ static void window_update(trainer *tr, gq_adamw *opt, const gq_grad_block_f *fp,
             size_t ob = (size_t)h * hs * hs;
             st->repairs += repair(st->A_vo + ob, w->M_vo + ob, w->Ah_vo + ob, hs);
         }
-        gq_aq_add(w->cost, GQ_AQ_MASK, t0, 16.0 * (2.0 * D * D + vo_size(w)));
+        gq_aq_add(w->cost, GQ_AQ_MASK, t0, 16.0 * (2.0 * D * D + gq_aq_vo_size(w)));
     }
     if (o->lwc) {
         gq_adamw lopt = *opt;
@@ -738,7 +500,7 @@ static int train_block(const gq_grad_shape *s, const gq_grad_block_f *fp, const 
     gq_adamw opt;
     gq_adamw_init(&opt, o->lr, o->weight_decay);
     for (int e = 0; e < o->epochs; e++) {
-        set_masks(&tr.w, e, o->epochs, o->sf);
+        gq_aq_set_masks(&tr.w, e, o->epochs, o->sf);
         if (e > 0 && refit_static(&tr, fp, x_q, B, T, o, st, err)) goto done;
         double eloss = 0;
         for (int b = 0; b < B; b++) {
@@ -750,11 +512,11 @@ static int train_block(const gq_grad_shape *s, const gq_grad_block_f *fp, const 
         }
         st->epoch_loss[e] = eloss / B;
     }
-    const size_t dd = (size_t)tr.w.D * tr.w.D, vo = vo_size(&tr.w);
+    const size_t dd = (size_t)tr.w.D * tr.w.D, vo = gq_aq_vo_size(&tr.w);
     const double t0 = gq_aq_clock(o->cost);
-    hadamard(st->A_att, st->A_att, tr.w.M_att, dd);
-    hadamard(st->A_ffn, st->A_ffn, tr.w.M_ffn, dd);
-    hadamard(st->A_vo, st->A_vo, tr.w.M_vo, vo);
+    gq_aq_hadamard(st->A_att, st->A_att, tr.w.M_att, dd);
+    gq_aq_hadamard(st->A_ffn, st->A_ffn, tr.w.M_ffn, dd);
+    gq_aq_hadamard(st->A_vo, st->A_vo, tr.w.M_vo, vo);
     gq_aq_add(o->cost, GQ_AQ_MASK, t0, 12.0 * (2.0 * dd + vo));
     rc = 0;
 done:
@@ -766,12 +528,12 @@ int gq_affine_eval(const gq_affine_state *st, const gq_grad_block_f *fp, const f
                    const float *x_q, int B, int T, const gq_lwc_spec *q, double *mse,
                    gq_error *err)
 {
-    work w;
+    gq_aq_step w;
     if (work_init_trained(&w, st, err)) return -1;
     gq_lwc_spec qq = *q;
     qq.round = GQ_ROUND_NEAREST;
     int rc = eval_mse(&w, st, fp, x_fp, NULL, x_q, B, T, &qq, st->let, st->lwc, NULL, mse, err);
-    work_free(&w);
+    gq_aq_work_free(&w);
     return rc;
 }
 

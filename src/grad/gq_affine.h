@@ -44,6 +44,8 @@ typedef struct gq_affine_opts {
     bool aug_loss;       /* add the MSE to the FP block on the quantized inputs (reference's
                             --aug_loss) */
     gq_affine_cost *cost; /* NULL, or receives the sub-stages' times and work (added to it) */
+    bool dense;          /* every transform product dense, diagonal ones too: the plain
+                            formulation the fast paths are tested against */
 } gq_affine_opts;
 
 /* Learned state of one block. Transforms are returned masked (Â = A ∘ GM of the last epoch). */

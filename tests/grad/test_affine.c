@@ -55,8 +55,73 @@ static void test_affine_training(void **state)
     for (size_t i = 0; i < 10; i++) free(all[i]);
 }
 
+/* max |a - b| / max |b| over n values */
+static double rel_diff(const float *a, const float *b, size_t n)
+{
+    double d = 0, m = 0;
+    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i])), m = fmax(m, fabs(b[i]));
+    return d / fmax(m, 1e-30);
+}
+
+/* The diagonal fast paths (scalings for transforms whose gradual mask is the diagonal: every
+ * step of the first epoch, and the whole run with one epoch) against the dense products of the
+ * same transforms: the same training up to summation order. */
+static void check_fast_vs_dense(int epochs)
+{
+    gq_rng r;
+    gq_rng_seed(&r, 32);
+    gq_grad_shape s = {.dim = 32, .hidden = 64, .n_heads = 4, .n_kv_heads = 2};
+    const int D = 32, KV = 16, H = 64, B = 3, T = 16, hs = 8;
+    gq_grad_block_f fp = {.rms_att = randn(&r, D, 0.1, 1), .rms_ffn = randn(&r, D, 0.1, 1),
+                          .wq = randn(&r, D * D, 0.2, 0), .wk = randn(&r, KV * D, 0.2, 0),
+                          .wv = randn(&r, KV * D, 0.2, 0), .wo = randn(&r, D * D, 0.2, 0),
+                          .w1 = randn(&r, H * D, 0.2, 0), .w3 = randn(&r, H * D, 0.2, 0),
+                          .w2 = randn(&r, D * H, 0.2, 0)};
+    float *x = randn(&r, (size_t)B * T * D, 1, 0), *xq = randn(&r, (size_t)B * T * D, 1, 0);
+    for (size_t i = 0; i < (size_t)B * T * D; i++) xq[i] = x[i] + 0.05f * xq[i];
+    gq_affine_opts o = {.epochs = epochs, .lr = 1e-2, .lwc_lr = 5e-2, .sf = 1e-2, .alpha = 0.5,
+                        .lwc = true, .let = true, .quant = {.bits = 3, .group = 16},
+                        .aug_loss = true};
+    gq_affine_state fast, dense;
+    gq_error err;
+    assert_int_equal(gq_affine_train(&s, &fp, x, xq, B, T, &o, &fast, &err), 0);
+    o.dense = true;
+    assert_int_equal(gq_affine_train(&s, &fp, x, xq, B, T, &o, &dense, &err), 0);
+    for (int e = 0; e < epochs; e++) {
+        print_message("epochs %d: epoch %d loss fast %.9g dense %.9g\n", epochs, e,
+                      fast.epoch_loss[e], dense.epoch_loss[e]);
+        assert_true(fabs(fast.epoch_loss[e] - dense.epoch_loss[e]) <= 1e-4 * dense.epoch_loss[e]);
+    }
+    const double da = rel_diff(fast.A_att, dense.A_att, (size_t)D * D),
+                 df = rel_diff(fast.A_ffn, dense.A_ffn, (size_t)D * D),
+                 dv = rel_diff(fast.A_vo, dense.A_vo, (size_t)s.n_kv_heads * hs * hs);
+    print_message("A rel. differences att %.3g ffn %.3g vo %.3g\n", da, df, dv);
+    assert_true(da < 1e-4 && df < 1e-4 && dv < 1e-4);
+    for (int k = 0; k < 7; k++) {
+        const size_t n = (size_t)(k == 1 || k == 2 ? KV : k == 4 || k == 5 ? H : D) * 2;
+        assert_true(rel_diff(fast.gamma[k], dense.gamma[k], n) < 1e-4);
+        assert_true(rel_diff(fast.beta[k], dense.beta[k], n) < 1e-4);
+    }
+    /* the fold: a diagonal state (one epoch) takes the fast path there too */
+    gq_grad_block_f ff, fd;
+    assert_int_equal(gq_affine_fold(&fast, &fp, &ff, NULL, &err), 0);
+    assert_int_equal(gq_affine_fold(&dense, &fp, &fd, NULL, &err), 0);
+    assert_true(rel_diff(ff.wv, fd.wv, (size_t)KV * D) < 1e-4);
+    assert_true(rel_diff(ff.wo, fd.wo, (size_t)D * D) < 1e-4);
+    assert_true(rel_diff(ff.m_att, fd.m_att, (size_t)D * D) < 1e-4);
+    gq_affine_block_free(&ff), gq_affine_block_free(&fd);
+    gq_affine_state_free(&fast), gq_affine_state_free(&dense);
+    float *all[] = {fp.rms_att, fp.rms_ffn, fp.wq, fp.wk, fp.wv, fp.wo, fp.w1, fp.w3, fp.w2, x, xq};
+    for (size_t i = 0; i < 11; i++) free(all[i]);
+}
+
+static void test_fast_vs_dense_one_epoch(void **state) { (void)state; check_fast_vs_dense(1); }
+static void test_fast_vs_dense_three_epochs(void **state) { (void)state; check_fast_vs_dense(3); }
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_affine_training)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_affine_training),
+                                       cmocka_unit_test(test_fast_vs_dense_one_epoch),
+                                       cmocka_unit_test(test_fast_vs_dense_three_epochs)};
     return cmocka_run_group_tests_name("affine", tests, NULL, NULL);
 }

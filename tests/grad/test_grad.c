@@ -17,31 +17,36 @@
 typedef struct {
     int n, in, out;
     bool matmul; /* y = x·M (M (in, out)) instead of x·W^T */
+    bool diag;   /* y = x·diag(M) (in == out), M's off-diagonal entries ignored */
     double *x, *W, *R, *y;
 } lin_ctx;
 
 static double lin_loss(void *p)
 {
     lin_ctx *c = p;
-    if (c->matmul)
+    if (c->diag)
+        gq_matmul_diag_fwd_d(c->y, c->x, c->W, c->n, c->in);
+    else if (c->matmul)
         gq_matmul_fwd_d(c->y, c->x, c->W, c->n, c->in, c->out);
     else
         gq_linear_fwd_d(c->y, c->x, c->W, c->n, c->in, c->out);
     return fd_dot(c->R, c->y, (size_t)c->n * c->out);
 }
 
-static void check_linear(bool matmul)
+static void check_linear(bool matmul, bool diag)
 {
     gq_rng r;
     gq_rng_seed(&r, 11);
-    lin_ctx c = {.n = 5, .in = 7, .out = 4, .matmul = matmul};
+    lin_ctx c = {.n = 5, .in = 7, .out = diag ? 7 : 4, .matmul = matmul, .diag = diag};
     size_t nx = (size_t)c.n * c.in, nw = (size_t)c.in * c.out, ny = (size_t)c.n * c.out;
     c.x = fd_zeros(nx), c.W = fd_zeros(nw), c.R = fd_zeros(ny), c.y = fd_zeros(ny);
     fd_randn(&r, c.x, nx, 1), fd_randn(&r, c.W, nw, 1), fd_randn(&r, c.R, ny, 1);
     double *dx = fd_zeros(nx), *dW = fd_zeros(nw);
     /* accumulation: start from 1 and subtract it afterwards */
     for (size_t i = 0; i < nx; i++) dx[i] = 1;
-    if (matmul)
+    if (diag)
+        gq_matmul_diag_bwd_d(dx, dW, c.R, c.x, c.W, c.n, c.in);
+    else if (matmul)
         gq_matmul_bwd_d(dx, dW, c.R, c.x, c.W, c.n, c.in, c.out);
     else
         gq_linear_bwd_d(dx, dW, c.R, c.x, c.W, c.n, c.in, c.out);
@@ -51,8 +56,11 @@ static void check_linear(bool matmul)
     free(c.x), free(c.W), free(c.R), free(c.y), free(dx), free(dW);
 }
 
-static void test_linear(void **state) { (void)state; check_linear(false); }
-static void test_matmul(void **state) { (void)state; check_linear(true); }
+static void test_linear(void **state) { (void)state; check_linear(false, false); }
+static void test_matmul(void **state) { (void)state; check_linear(true, false); }
+/* the diagonal product's gradient is the dense one's diagonal; the off-diagonal entries of M,
+ * which it does not read, get none (and finite differences see none) */
+static void test_matmul_diag(void **state) { (void)state; check_linear(true, true); }
 
 /* ---- inverse ------------------------------------------------------------------------------ */
 typedef struct {
@@ -384,6 +392,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear),        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_matmul_diag),
         cmocka_unit_test(test_inverse),       cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),          cmocka_unit_test(test_attention),
         cmocka_unit_test(test_swiglu),        cmocka_unit_test(test_lwc_gradients),
