@@ -175,10 +175,16 @@ static double inverse_bwd_flops(const gq_aq_step *w)
  * dense product when A's off-diagonals are zero. ld: the row stride of X and out. */
 static void scale_cols(float *out, const float *X, const float *A, int rows, int n, int ld)
 {
-#pragma omp parallel for schedule(static) if ((double)rows * n >= 1e6)
-    for (int r = 0; r < rows; r++)
-        for (int j = 0; j < n; j++)
-            out[(size_t)r * ld + j] = X[(size_t)r * ld + j] * A[(size_t)j * n + j];
+    enum { COLS = 256 }; /* the diagonal copied in blocks first: its entries are a row apart */
+    for (int j0 = 0; j0 < n; j0 += COLS) {
+        const int nj = n - j0 < COLS ? n - j0 : COLS;
+        float a[COLS];
+        for (int j = 0; j < nj; j++) a[j] = A[(size_t)(j0 + j) * n + j0 + j];
+#pragma omp parallel for schedule(static) if ((double)rows * nj >= 1e6)
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < nj; j++)
+                out[(size_t)r * ld + j0 + j] = X[(size_t)r * ld + j0 + j] * a[j];
+    }
 }
 
 /* out (rows, D) = diag(B)ᵀ X: row e of each head scaled by B_h[e][e] (Bi_vo). */
