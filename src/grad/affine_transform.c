@@ -18,7 +18,7 @@ void gq_aq_work_free(gq_aq_step *w)
     for (int k = 0; k < NL; k++) free(w->Wt[k]), free(w->Wq[k]), free(w->dWt[k]), free(w->dWq[k]);
 }
 
-int gq_aq_work_init(gq_aq_step *w, const gq_grad_shape *s, gq_error *err)
+int gq_aq_work_init(gq_aq_step *w, const gq_grad_shape *s, bool grads, gq_error *err)
 {
     memset(w, 0, sizeof *w);
     w->s = *s;
@@ -29,17 +29,19 @@ int gq_aq_work_init(gq_aq_step *w, const gq_grad_shape *s, gq_error *err)
     memcpy(w->rows, r, sizeof r), memcpy(w->cols, c, sizeof c);
     const size_t dd = (size_t)w->D * w->D, vo = (size_t)s->n_kv_heads * w->hs * w->hs;
     const size_t kvd = (size_t)w->KV * w->D;
-    struct { float **p; size_t n; } a[] = {
+    struct { float **p; size_t n; } a[] = { /* the gradients' buffers last */
         {&w->Ah_att, dd}, {&w->Ah_ffn, dd}, {&w->Ah_vo, vo}, {&w->Bi_att, dd}, {&w->Bi_ffn, dd},
-        {&w->Bi_vo, vo}, {&w->tv, kvd}, {&w->dtv, kvd}, {&w->dm_att, dd}, {&w->dm_ffn, dd},
-        {&w->dA_att, dd}, {&w->dA_ffn, dd}, {&w->dA_vo, vo}, {&w->dB_vo, vo}, {&w->M_att, dd},
-        {&w->M_ffn, dd}, {&w->M_vo, vo}};
+        {&w->Bi_vo, vo}, {&w->tv, kvd}, {&w->M_att, dd}, {&w->M_ffn, dd}, {&w->M_vo, vo},
+        {&w->dtv, kvd}, {&w->dm_att, dd}, {&w->dm_ffn, dd}, {&w->dA_att, dd}, {&w->dA_ffn, dd},
+        {&w->dA_vo, vo}, {&w->dB_vo, vo}};
+    const size_t n_a = grads ? sizeof a / sizeof *a : 10;
     bool ok = true;
-    for (size_t i = 0; i < sizeof a / sizeof *a; i++) ok &= (*a[i].p = calloc(a[i].n, sizeof(float))) != NULL;
+    for (size_t i = 0; i < n_a; i++) ok &= (*a[i].p = calloc(a[i].n, sizeof(float))) != NULL;
     for (int k = 0; k < NL; k++) {
         size_t n = gq_aq_wsize(w, k);
-        ok &= (w->Wt[k] = malloc(n * sizeof(float))) && (w->Wq[k] = malloc(n * sizeof(float))) &&
-              (w->dWt[k] = malloc(n * sizeof(float))) && (w->dWq[k] = malloc(n * sizeof(float)));
+        ok &= (w->Wt[k] = malloc(n * sizeof(float))) && (w->Wq[k] = malloc(n * sizeof(float)));
+        if (grads)
+            ok &= (w->dWt[k] = malloc(n * sizeof(float))) && (w->dWq[k] = malloc(n * sizeof(float)));
     }
     if (!ok) {
         gq_aq_work_free(w);

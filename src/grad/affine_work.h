@@ -38,7 +38,9 @@ static inline size_t gq_aq_vo_size(const gq_aq_step *w)
 static inline bool gq_aq_diag_d(const gq_aq_step *w) { return w->band_d <= 1 && !w->dense; }
 static inline bool gq_aq_diag_hs(const gq_aq_step *w) { return w->band_hs <= 1 && !w->dense; }
 
-int gq_aq_work_init(gq_aq_step *w, const gq_grad_shape *s, gq_error *err);
+/* Allocates the buffers of shape s; the gradients' (dWt, dWq, dtv, dm_*, dA_*, dB_vo) only
+ * with grads. */
+int gq_aq_work_init(gq_aq_step *w, const gq_grad_shape *s, bool grads, gq_error *err);
 void gq_aq_work_free(gq_aq_step *w);
 void gq_aq_hadamard(float *out, const float *a, const float *b, size_t n);
 /* The gradual masks of epoch `epoch` of `epochs` and their bands. */

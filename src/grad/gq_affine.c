@@ -130,11 +130,11 @@ static int band_of(const float *A, int n, int count)
     return band;
 }
 
-/* A work area whose masks are all ones: st holds the masked transforms of the last epoch, and
- * the bands are those of their non-zero entries. */
+/* A work area without gradients whose masks are all ones: st holds the masked transforms of
+ * the last epoch, and the bands are those of their non-zero entries. */
 static int work_init_trained(gq_aq_step *w, const gq_affine_state *st, gq_error *err)
 {
-    if (gq_aq_work_init(w, &st->shape, err)) return -1;
+    if (gq_aq_work_init(w, &st->shape, false, err)) return -1;
     const int a = band_of(st->A_att, w->D, 1), f = band_of(st->A_ffn, w->D, 1);
     w->band_d = a > f ? a : f;
     w->band_hs = band_of(st->A_vo, w->hs, st->shape.n_kv_heads);
@@ -155,18 +155,11 @@ int gq_affine_fold(const gq_affine_state *st, const gq_grad_block_f *fp, gq_grad
     int rc = -1;
     if (gq_aq_masked_inverses(&w, st, err)) goto done;
     gq_aq_transform_fwd(&w, W);
-    const size_t dd = (size_t)w.D * w.D;
+    /* out takes the work area's transformed weights and inverses */
     float **dst[NL] = {&out->wq, &out->wk, &out->wv, &out->wo, &out->w1, &out->w3, &out->w2};
-    bool ok = (out->m_att = malloc(dd * sizeof(float))) && (out->m_ffn = malloc(dd * sizeof(float)));
-    for (int k = 0; k < NL; k++) ok = ok && (*dst[k] = malloc(gq_aq_wsize(&w, k) * sizeof(float)));
-    if (!ok) {
-        gq_affine_block_free(out);
-        gq_fail(err, "affinequant: out of memory folding a block");
-        goto done;
-    }
-    for (int k = 0; k < NL; k++) memcpy(*dst[k], w.Wt[k], gq_aq_wsize(&w, k) * sizeof(float));
-    memcpy(out->m_att, w.Bi_att, dd * sizeof(float));
-    memcpy(out->m_ffn, w.Bi_ffn, dd * sizeof(float));
+    for (int k = 0; k < NL; k++) *dst[k] = w.Wt[k], w.Wt[k] = NULL;
+    out->m_att = w.Bi_att, out->m_ffn = w.Bi_ffn;
+    w.Bi_att = w.Bi_ffn = NULL;
     out->rms_att = fp->rms_att, out->rms_ffn = fp->rms_ffn;
     rc = 0;
 done:
@@ -269,7 +262,7 @@ static int trainer_init(trainer *tr, const gq_grad_shape *s, int B, int T, const
 {
     memset(tr, 0, sizeof *tr);
     memset(st, 0, sizeof *st);
-    if (gq_aq_work_init(&tr->w, s, err)) { /* it freed its buffers: nothing left for work_free */
+    if (gq_aq_work_init(&tr->w, s, true, err)) { /* it freed its buffers: nothing left for work_free */
         memset(&tr->w, 0, sizeof tr->w);
         return -1;
     }
