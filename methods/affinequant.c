@@ -162,10 +162,10 @@ static int aq_check_layer(const void *params, const gq_config *cfg, int layer,
 
 /* Replaces the working FP weights by the folded ones and installs the explicit transforms. */
 static int install_folded(gq_block_ctx *ctx, const gq_affine_state *st,
-                          const gq_grad_block_f *fp, gq_error *err)
+                          const gq_grad_block_f *fp, gq_affine_cost *cost, gq_error *err)
 {
     gq_grad_block_f f;
-    if (gq_affine_fold(st, fp, &f, err))
+    if (gq_affine_fold(st, fp, &f, cost, err))
         return -1;
     const float *W[GQ_N_LINEAR] = GQ_AFF_LIN(&f);
     for (int k = 0; k < GQ_N_LINEAR; k++) {
@@ -200,6 +200,17 @@ static int round_block(gq_block_ctx *ctx, const gq_affine_state *st, const gq_lw
     }
     free(buf);
     return rc;
+}
+
+/* The sub-stages of the training and the fold as stages of the bench. */
+static void report_costs(const gq_block_ctx *ctx, const gq_affine_cost *cost)
+{
+    static const gq_stage_limit limit[] = {[GQ_AQ_WORK_SFLOPS] = GQ_LIMIT_SGEMM,
+                                           [GQ_AQ_WORK_DFLOPS] = GQ_LIMIT_DGEMM,
+                                           [GQ_AQ_WORK_BYTES] = GQ_LIMIT_BANDWIDTH};
+    for (int s = 0; s < GQ_AQ_N_STAGES; s++)
+        gq_stage_add(ctx, gq_aq_stage_name((gq_aq_stage)s), limit[gq_aq_stage_work((gq_aq_stage)s)],
+                     cost->work[s], cost->seconds[s]);
 }
 
 static void report_block(gq_block_ctx *ctx, const gq_affine_state *st, int epochs)
@@ -292,17 +303,19 @@ static int aq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
         .wv = w->w[GQ_LIN_V], .wo = w->w[GQ_LIN_O], .rms_ffn = w->rms_ffn,
         .w1 = w->w[GQ_LIN_GATE], .w2 = w->w[GQ_LIN_DOWN], .w3 = w->w[GQ_LIN_UP]};
     gq_affine_state st;
+    gq_affine_cost cost = {0};
+    o.cost = ctx->stages ? &cost : NULL;
     double t0 = gq_now();
     if (gq_affine_train(&s, &fp, ctx->x_fp, ctx->x, ctx->B, ctx->T, &o, &st, err))
         return gq_fail_prefix(err, "layers.%d", ctx->layer);
     ctx->t_search += gq_now() - t0;
-    /* FLOPs counted: forward and backward of the block, 3 forward passes per epoch */
-    gq_stage_end(ctx, t0, "train", GQ_LIMIT_SGEMM,
-                 3.0 * p->epochs * gq_block_forward_flops(c, ctx->B, ctx->T));
-    int rc = (st.let && install_folded(ctx, &st, &fp, err)) || round_block(ctx, &st, &o.quant, err)
+    int rc = (st.let && install_folded(ctx, &st, &fp, o.cost, err)) ||
+                     round_block(ctx, &st, &o.quant, err)
                  ? -1 : 0;
-    if (rc == 0)
+    if (rc == 0) {
+        report_costs(ctx, &cost);
         report_block(ctx, &st, p->epochs);
+    }
     gq_affine_state_free(&st);
     return rc;
 }

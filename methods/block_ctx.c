@@ -232,6 +232,13 @@ void gq_stage_end(const gq_block_ctx *ctx, double t0, const char *stage, gq_stag
         ctx->stages->record(ctx->stages->user, stage, limit, work, gq_now() - t0);
 }
 
+void gq_stage_add(const gq_block_ctx *ctx, const char *stage, gq_stage_limit limit, double work,
+                  double seconds)
+{
+    if (ctx->stages)
+        ctx->stages->record(ctx->stages->user, stage, limit, work, seconds);
+}
+
 double gq_block_forward_flops(const gq_config *c, int B, int T)
 {
     double weights = 0.0;

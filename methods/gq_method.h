@@ -32,7 +32,9 @@ typedef struct gq_block_ctx gq_block_ctx;
  * products), bytes moved for a streaming stage (GQ_LIMIT_BANDWIDTH). Stage names in use:
  * "forward" (block forward passes on the calibration tokens), "hessian", "stats", "salience"
  * (a statistic computed through products, PRAQ's unit importance), "search",
- * "clip", "train", "factor", "columns" (GPTQ's rounding with error feedback), "round",
+ * "clip", "factor", "columns" (GPTQ's rounding with error feedback), "round", AffineQuant's
+ * "aq invert", "aq fold", "aq forward", "aq backward", "aq fold-bwd", "aq mask", "aq quant",
+ * "aq adamw" (src/grad/affine_cost.h),
  * "recon error" (the pipeline's per-linear error), "fingerprint" (gq_block_fingerprint).
  * Without a sink nothing happens. */
 typedef enum { GQ_LIMIT_SGEMM, GQ_LIMIT_DGEMM, GQ_LIMIT_BANDWIDTH } gq_stage_limit;
@@ -198,10 +200,12 @@ float *gq_trace_input(const gq_block_trace *trace, gq_linear_kind k);
 float *gq_block_in_transform(gq_block_ctx *ctx, bool ffn);
 
 /* Stage timing (see gq_stage_sink): the start time, then the record of the finished stage
- * (nothing without a sink). */
+ * (nothing without a sink); gq_stage_add records a stage timed elsewhere (its total seconds). */
 double gq_stage_begin(const gq_block_ctx *ctx);
 void gq_stage_end(const gq_block_ctx *ctx, double t0, const char *stage, gq_stage_limit limit,
                   double work);
+void gq_stage_add(const gq_block_ctx *ctx, const char *stage, gq_stage_limit limit, double work,
+                  double seconds);
 /* FLOPs of one forward pass of a block over B windows of T tokens: 2 * tokens * (weights of
  * the seven linears) + causal attention 4 * head_size * n_heads * B * T (T + 1) / 2. */
 double gq_block_forward_flops(const gq_config *c, int B, int T);

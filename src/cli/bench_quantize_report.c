@@ -157,18 +157,23 @@ static double limit_rate(const bq_limits *l, gq_stage_limit k)
 }
 
 /* How stage `name` grows from the measured calibration to the projected one: the forward pass
- * by its FLOPs, the other token-proportional stages by the token count, the rest not. */
+ * (and AffineQuant's forward and backward passes) by its FLOPs, AffineQuant's other stages
+ * (one step per window) by the window count, the other token-proportional stages by the token
+ * count, the rest not. */
 static double token_scale(const bq_args *a, const gq_config *c, const char *name)
 {
     if (!name || !*name)
         return 1.0;
-    if (strcmp(name, "forward") == 0)
+    if (strcmp(name, "forward") == 0 || strcmp(name, "aq forward") == 0 ||
+        strcmp(name, "aq backward") == 0)
         return gq_block_forward_flops(c, (int)a->project_windows, (int)a->project_ctx) /
                gq_block_forward_flops(c, (int)a->windows, (int)a->ctx);
     if (strcmp(name, "recon error") == 0) /* at most GQ_RECON_TOKENS sampled tokens */
         return (double)gq_recon_tokens((size_t)a->project_windows * a->project_ctx) /
                (double)gq_recon_tokens((size_t)a->windows * a->ctx);
-    static const char *per_token[] = {"hessian", "stats", "salience", "search", "train"};
+    if (strncmp(name, "aq ", 3) == 0)
+        return (double)a->project_windows / (double)a->windows;
+    static const char *per_token[] = {"hessian", "stats", "salience", "search"};
     for (size_t i = 0; i < sizeof per_token / sizeof per_token[0]; i++)
         if (strcmp(name, per_token[i]) == 0)
             return (double)a->project_windows * a->project_ctx / ((double)a->windows * a->ctx);

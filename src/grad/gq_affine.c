@@ -1,4 +1,5 @@
-/* AffineQuant block optimisation: transforms, gradual mask, training loop (see gq_affine.h). */
+/* AffineQuant block optimisation: initialisation, training loop, fold and evaluation (see
+ * gq_affine.h); the transforms themselves are in affine_transform.c. */
 #include "grad/gq_affine.h"
 
 #include <math.h>
@@ -7,193 +8,35 @@
 
 #include <omp.h>
 
-#include "core/gq_gemm.h"
+#include "grad/affine_cost.h"
+#include "grad/affine_work.h"
 
-enum { NL = 7, L_Q = 0, L_K, L_V, L_O, L_GATE, L_UP, L_DOWN };
-
-/* Shapes and buffers of one training step. */
-typedef struct {
-    gq_grad_shape s;
-    int D, hs, KV, H, grp;
-    int rows[NL], cols[NL];
-    float *Ah_att, *Ah_ffn, *Ah_vo;    /* masked transforms Â */
-    float *Bi_att, *Bi_ffn, *Bi_vo;    /* their inverses */
-    float *Wt[NL], *Wq[NL], *dWt[NL], *dWq[NL];
-    float *tv, *dtv;                   /* (KV, D) v weights after the att transform */
-    float *dm_att, *dm_ffn, *dA_att, *dA_ffn, *dA_vo, *dB_vo;
-    float *M_att, *M_ffn, *M_vo;       /* gradual masks */
-} work;
-
-static size_t wsize(const work *w, int k) { return (size_t)w->rows[k] * w->cols[k]; }
-
-static void work_free(work *w)
-{
-    float **all[] = {&w->Ah_att, &w->Ah_ffn, &w->Ah_vo, &w->Bi_att, &w->Bi_ffn, &w->Bi_vo,
-                     &w->tv, &w->dtv, &w->dm_att, &w->dm_ffn, &w->dA_att, &w->dA_ffn,
-                     &w->dA_vo, &w->dB_vo, &w->M_att, &w->M_ffn, &w->M_vo};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(*all[i]), *all[i] = NULL;
-    for (int k = 0; k < NL; k++) free(w->Wt[k]), free(w->Wq[k]), free(w->dWt[k]), free(w->dWq[k]);
-}
-
-static int work_init(work *w, const gq_grad_shape *s, gq_error *err)
-{
-    memset(w, 0, sizeof *w);
-    w->s = *s;
-    w->D = s->dim, w->hs = s->dim / s->n_heads, w->KV = w->hs * s->n_kv_heads, w->H = s->hidden;
-    w->grp = s->n_heads / s->n_kv_heads;
-    const int r[NL] = {w->D, w->KV, w->KV, w->D, w->H, w->H, w->D};
-    const int c[NL] = {w->D, w->D, w->D, w->D, w->D, w->D, w->H};
-    memcpy(w->rows, r, sizeof r), memcpy(w->cols, c, sizeof c);
-    const size_t dd = (size_t)w->D * w->D, vo = (size_t)s->n_kv_heads * w->hs * w->hs;
-    const size_t kvd = (size_t)w->KV * w->D;
-    struct { float **p; size_t n; } a[] = {
-        {&w->Ah_att, dd}, {&w->Ah_ffn, dd}, {&w->Ah_vo, vo}, {&w->Bi_att, dd}, {&w->Bi_ffn, dd},
-        {&w->Bi_vo, vo}, {&w->tv, kvd}, {&w->dtv, kvd}, {&w->dm_att, dd}, {&w->dm_ffn, dd},
-        {&w->dA_att, dd}, {&w->dA_ffn, dd}, {&w->dA_vo, vo}, {&w->dB_vo, vo}, {&w->M_att, dd},
-        {&w->M_ffn, dd}, {&w->M_vo, vo}};
-    bool ok = true;
-    for (size_t i = 0; i < sizeof a / sizeof *a; i++) ok &= (*a[i].p = calloc(a[i].n, sizeof(float))) != NULL;
-    for (int k = 0; k < NL; k++) {
-        size_t n = wsize(w, k);
-        ok &= (w->Wt[k] = malloc(n * sizeof(float))) && (w->Wq[k] = malloc(n * sizeof(float))) &&
-              (w->dWt[k] = malloc(n * sizeof(float))) && (w->dWq[k] = malloc(n * sizeof(float)));
-    }
-    if (!ok) {
-        work_free(w);
-        return gq_fail(err, "affinequant: out of memory for a block of dim %d", s->dim);
-    }
-    return 0;
-}
-
-/* Gradual mask of an n x n transform (see gq_affine.h). */
-static void gradual_mask(float *M, int n, int epoch, int epochs, double sf)
-{
-    int band = epochs > 1 ? (int)floor((double)(n - 1) * epoch / (epochs - 1)) + 1 : 1;
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++) {
-            int d = abs(i - j);
-            M[(size_t)i * n + j] = d == 0 ? 1.0f : d < band ? (float)sf : 0.0f;
-        }
-}
-
-static void set_masks(work *w, int epoch, int epochs, double sf)
-{
-    gradual_mask(w->M_att, w->D, epoch, epochs, sf);
-    gradual_mask(w->M_ffn, w->D, epoch, epochs, sf);
-    for (int h = 0; h < w->s.n_kv_heads; h++)
-        gradual_mask(w->M_vo + (size_t)h * w->hs * w->hs, w->hs, epoch, epochs, sf);
-}
-
-static int invert_f(float *inv, const float *A, int n, const char *what, gq_error *err)
-{
-    size_t nn = (size_t)n * n;
-    double *a = calloc(2 * nn, sizeof *a);
-    if (!a) return gq_fail(err, "%s: out of memory", what);
-    for (size_t i = 0; i < nn; i++) a[i] = A[i];
-    int rc = gq_mat_inverse(a + nn, a, n, what, err);
-    for (size_t i = 0; rc == 0 && i < nn; i++) inv[i] = (float)a[nn + i];
-    free(a);
-    return rc;
-}
-
-static void hadamard(float *out, const float *a, const float *b, size_t n)
-{
-    for (size_t i = 0; i < n; i++) out[i] = a[i] * b[i];
-}
-
-/* Â = A ∘ GM and the inverses. */
-static int masked_inverses(work *w, const gq_affine_state *st, gq_error *err)
-{
-    const int D = w->D, hs = w->hs;
-    hadamard(w->Ah_att, st->A_att, w->M_att, (size_t)D * D);
-    hadamard(w->Ah_ffn, st->A_ffn, w->M_ffn, (size_t)D * D);
-    hadamard(w->Ah_vo, st->A_vo, w->M_vo, (size_t)w->s.n_kv_heads * hs * hs);
-    if (invert_f(w->Bi_att, w->Ah_att, D, "affinequant att transform", err) ||
-        invert_f(w->Bi_ffn, w->Ah_ffn, D, "affinequant ffn transform", err))
-        return -1;
-    for (int h = 0; h < w->s.n_kv_heads; h++) {
-        size_t o = (size_t)h * hs * hs;
-        if (invert_f(w->Bi_vo + o, w->Ah_vo + o, hs, "affinequant v->o transform", err)) return -1;
-    }
-    return 0;
-}
-
-/* Wt = transformed FP weights (before rounding) from Â (see gq_affine.h). */
-static void transform_fwd(work *w, const float *W[NL])
-{
-    const int D = w->D, hs = w->hs;
-    for (int k = L_Q; k <= L_K; k++) gq_linear_fwd_f(w->Wt[k], W[k], w->Ah_att, w->rows[k], D, D);
-    gq_linear_fwd_f(w->tv, W[L_V], w->Ah_att, w->KV, D, D);
-    for (int h = 0; h < w->s.n_kv_heads; h++) /* Wv_h (hs, D) -> B_h^T tv_h */
-        gq_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hs, D, hs, 1,
-                    w->Bi_vo + (size_t)h * hs * hs, hs, w->tv + (size_t)h * hs * D, D, 0,
-                    w->Wt[L_V] + (size_t)h * hs * D, D);
-    for (int qh = 0; qh < w->s.n_heads; qh++) /* Wo[:, head] (D, hs) -> Wo[:, head] Â^T */
-        gq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, D, hs, hs, 1, W[L_O] + qh * hs, D,
-                    w->Ah_vo + (size_t)(qh / w->grp) * hs * hs, hs, 0, w->Wt[L_O] + qh * hs, D);
-    for (int k = L_GATE; k <= L_UP; k++)
-        gq_linear_fwd_f(w->Wt[k], W[k], w->Ah_ffn, w->rows[k], D, D);
-    memcpy(w->Wt[L_DOWN], W[L_DOWN], wsize(w, L_DOWN) * sizeof(float));
-}
-
-/* dÂ from dWt and the gradients of the explicit inverses (dm_att, dm_ffn). */
-static void transform_bwd(work *w, const float *W[NL])
-{
-    const int D = w->D, hs = w->hs;
-    const size_t dd = (size_t)D * D;
-    memset(w->dA_att, 0, dd * sizeof(float));
-    memset(w->dA_ffn, 0, dd * sizeof(float));
-    memset(w->dA_vo, 0, (size_t)w->s.n_kv_heads * hs * hs * sizeof(float));
-    memset(w->dB_vo, 0, (size_t)w->s.n_kv_heads * hs * hs * sizeof(float));
-    /* Wt = W Â^T  =>  dÂ += dWt^T W */
-    for (int k = L_Q; k <= L_K; k++)
-        gq_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, w->rows[k], 1, w->dWt[k], D,
-                    W[k], D, 1, w->dA_att, D);
-    for (int h = 0; h < w->s.n_kv_heads; h++) {
-        size_t ob = (size_t)h * hs * hs, ov = (size_t)h * hs * D;
-        /* Wt_v = B^T tv  =>  dtv = B dWt_v, dB = tv dWt_v^T */
-        gq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hs, D, hs, 1, w->Bi_vo + ob, hs,
-                    w->dWt[L_V] + ov, D, 0, w->dtv + ov, D);
-        gq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hs, hs, D, 1, w->tv + ov, D,
-                    w->dWt[L_V] + ov, D, 1, w->dB_vo + ob, hs);
-        gq_inverse_bwd_f(w->dA_vo + ob, w->dB_vo + ob, w->Bi_vo + ob, hs);
-    }
-    gq_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, w->KV, 1, w->dtv, D, W[L_V], D, 1,
-                w->dA_att, D);
-    for (int qh = 0; qh < w->s.n_heads; qh++) /* Wt_o[:, c] = Wo[:, c] Â^T => dÂ += dWt^T Wo */
-        gq_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hs, hs, D, 1, w->dWt[L_O] + qh * hs,
-                    D, W[L_O] + qh * hs, D, 1, w->dA_vo + (size_t)(qh / w->grp) * hs * hs, hs);
-    for (int k = L_GATE; k <= L_UP; k++)
-        gq_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, w->rows[k], 1, w->dWt[k], D,
-                    W[k], D, 1, w->dA_ffn, D);
-    gq_inverse_bwd_f(w->dA_att, w->dm_att, w->Bi_att, D);
-    gq_inverse_bwd_f(w->dA_ffn, w->dm_ffn, w->Bi_ffn, D);
-    /* Â = A ∘ GM  =>  dA = dÂ ∘ GM */
-    hadamard(w->dA_att, w->dA_att, w->M_att, dd);
-    hadamard(w->dA_ffn, w->dA_ffn, w->M_ffn, dd);
-    hadamard(w->dA_vo, w->dA_vo, w->M_vo, (size_t)w->s.n_kv_heads * hs * hs);
-}
 
 /* Fake-quantized effective block from the current state (forward of one step). */
-static int quantized_block(work *w, const gq_affine_state *st, const gq_grad_block_f *fp,
+static int quantized_block(gq_aq_step *w, const gq_affine_state *st, const gq_grad_block_f *fp,
                            const gq_lwc_spec *q, bool let, bool lwc, gq_grad_block_f *eff,
                            gq_error *err)
 {
     const float *W[NL] = GQ_AFF_LIN(fp);
     if (let) {
-        if (masked_inverses(w, st, err)) return -1;
-        transform_fwd(w, W);
+        if (gq_aq_masked_inverses(w, st, err)) return -1;
+        gq_aq_transform_fwd(w, W);
     } else {
-        for (int k = 0; k < NL; k++) memcpy(w->Wt[k], W[k], wsize(w, k) * sizeof(float));
+        for (int k = 0; k < NL; k++) memcpy(w->Wt[k], W[k], gq_aq_wsize(w, k) * sizeof(float));
     }
-    for (int k = 0; k < NL; k++)
+    const double t0 = gq_aq_clock(w->cost);
+    double n = 0;
+    for (int k = 0; k < NL; k++) {
         gq_lwc_quant_fwd_f(w->Wq[k], w->Wt[k], lwc ? st->gamma[k] : NULL,
                            lwc ? st->beta[k] : NULL, w->rows[k], w->cols[k], q);
+        n += (double)gq_aq_wsize(w, k);
+    }
+    gq_aq_add(w->cost, GQ_AQ_QUANT, t0, 8.0 * n);
     *eff = (gq_grad_block_f){.rms_att = fp->rms_att, .rms_ffn = fp->rms_ffn,
                              .wq = w->Wq[L_Q], .wk = w->Wq[L_K], .wv = w->Wq[L_V],
                              .wo = w->Wq[L_O], .w1 = w->Wq[L_GATE], .w3 = w->Wq[L_UP],
                              .w2 = w->Wq[L_DOWN], .m_att = let ? w->Bi_att : NULL,
-                             .m_ffn = let ? w->Bi_ffn : NULL};
+                             .m_ffn = let ? w->Bi_ffn : NULL, .m_diag = let && gq_aq_diag_d(w)};
     return 0;
 }
 
@@ -213,26 +56,16 @@ static void col_absmax(float *m, const float *W, int rows, int cols, int ld)
         for (int j = 0; j < cols; j++) m[j] = fmaxf(m[j], fabsf(W[(size_t)r * ld + j]));
 }
 
-/* SmoothQuant initial diagonals from the FP activations of every window. */
-static int smooth_init(gq_affine_state *st, const work *w, const gq_grad_block_f *fp,
-                       const float *x_fp, int B, int T, double alpha, gq_error *err)
+/* SmoothQuant initial diagonals from amax (3, dim): the column maxima of |rmsnorm(x)|,
+ * |rmsnorm(h)| and |ctx| of the FP block over every window (fp_targets). */
+static int smooth_init(gq_affine_state *st, const gq_aq_step *w, const gq_grad_block_f *fp,
+                       const float *amax, double alpha, gq_error *err)
 {
     const int D = w->D, hs = w->hs;
-    gq_grad_tape_f tp;
-    if (gq_grad_tape_init_f(&tp, &w->s, 1, T, err)) return -1;
-    float *out = malloc((size_t)T * D * sizeof *out), *mx = calloc(6 * (size_t)D, sizeof *mx);
-    if (!out || !mx) {
-        free(out), free(mx), gq_grad_tape_free_f(&tp);
-        return gq_fail(err, "affinequant: out of memory");
-    }
-    float *a_att = mx, *a_ffn = mx + D, *a_ctx = mx + 2 * D, *w_att = mx + 3 * D,
-          *w_ffn = mx + 4 * D, *w_o = mx + 5 * D;
-    for (int b = 0; b < B; b++) {
-        gq_block_fwd_f(out, x_fp + (size_t)b * T * D, fp, &tp);
-        col_absmax(a_att, tp.xn, T, D, D);
-        col_absmax(a_ffn, tp.hn, T, D, D);
-        col_absmax(a_ctx, tp.ctx, T, D, D);
-    }
+    float *mx = calloc(3 * (size_t)D, sizeof *mx);
+    if (!mx) return gq_fail(err, "affinequant: out of memory");
+    const float *a_att = amax, *a_ffn = amax + D, *a_ctx = amax + 2 * D;
+    float *w_att = mx, *w_ffn = mx + D, *w_o = mx + 2 * D;
     col_absmax(w_att, fp->wq, D, D, D), col_absmax(w_att, fp->wk, w->KV, D, D);
     col_absmax(w_att, fp->wv, w->KV, D, D);
     col_absmax(w_ffn, fp->w1, w->H, D, D), col_absmax(w_ffn, fp->w3, w->H, D, D);
@@ -252,7 +85,7 @@ static int smooth_init(gq_affine_state *st, const work *w, const gq_grad_block_f
         }
         smooth_diag(st->A_vo + (size_t)h * hs * hs, hs, act, wm, alpha);
     }
-    free(out), free(mx), gq_grad_tape_free_f(&tp);
+    free(mx);
     return 0;
 }
 
@@ -262,7 +95,7 @@ static int repair(float *A, const float *M, float *Ah, int n)
 {
     int repaired = 0;
     for (int it = 0; it < 64; it++) {
-        hadamard(Ah, A, M, (size_t)n * n);
+        gq_aq_hadamard(Ah, A, M, (size_t)n * n);
         if (gq_diag_dominant_f(Ah, n)) break;
         repaired = 1;
         for (int i = 0; i < n; i++)
@@ -286,42 +119,51 @@ void gq_affine_block_free(gq_grad_block_f *b)
     memset(b, 0, sizeof *b);
 }
 
-/* A work area whose masks are all ones: st holds the masked transforms of the last epoch. */
-static int work_init_trained(work *w, const gq_affine_state *st, gq_error *err)
+/* The band of the non-zero entries of count matrices of n x n: 1 + max |i - j|. */
+static int band_of(const float *A, int n, int count)
 {
-    if (work_init(w, &st->shape, err)) return -1;
+    int band = 1;
+    for (size_t m = 0; m < (size_t)count; m++)
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+                if (A[(m * n + i) * n + j] != 0 && abs(i - j) >= band) band = abs(i - j) + 1;
+    return band;
+}
+
+/* A work area without gradients whose masks are all ones: st holds the masked transforms of
+ * the last epoch, and the bands are those of their non-zero entries. */
+static int work_init_trained(gq_aq_step *w, const gq_affine_state *st, gq_error *err)
+{
+    if (gq_aq_work_init(w, &st->shape, false, err)) return -1;
+    const int a = band_of(st->A_att, w->D, 1), f = band_of(st->A_ffn, w->D, 1);
+    w->band_d = a > f ? a : f;
+    w->band_hs = band_of(st->A_vo, w->hs, st->shape.n_kv_heads);
     for (size_t i = 0; i < (size_t)w->D * w->D; i++) w->M_att[i] = w->M_ffn[i] = 1;
     for (size_t i = 0; i < (size_t)st->shape.n_kv_heads * w->hs * w->hs; i++) w->M_vo[i] = 1;
     return 0;
 }
 
 int gq_affine_fold(const gq_affine_state *st, const gq_grad_block_f *fp, gq_grad_block_f *out,
-                   gq_error *err)
+                   gq_affine_cost *cost, gq_error *err)
 {
     memset(out, 0, sizeof *out);
     if (!st->let) return gq_fail(err, "affinequant: no transforms were learned to fold");
-    work w;
+    gq_aq_step w;
     if (work_init_trained(&w, st, err)) return -1;
+    w.cost = cost;
     const float *W[NL] = GQ_AFF_LIN(fp);
     int rc = -1;
-    if (masked_inverses(&w, st, err)) goto done;
-    transform_fwd(&w, W);
-    const size_t dd = (size_t)w.D * w.D;
+    if (gq_aq_masked_inverses(&w, st, err)) goto done;
+    gq_aq_transform_fwd(&w, W);
+    /* out takes the work area's transformed weights and inverses */
     float **dst[NL] = {&out->wq, &out->wk, &out->wv, &out->wo, &out->w1, &out->w3, &out->w2};
-    bool ok = (out->m_att = malloc(dd * sizeof(float))) && (out->m_ffn = malloc(dd * sizeof(float)));
-    for (int k = 0; k < NL; k++) ok = ok && (*dst[k] = malloc(wsize(&w, k) * sizeof(float)));
-    if (!ok) {
-        gq_affine_block_free(out);
-        gq_fail(err, "affinequant: out of memory folding a block");
-        goto done;
-    }
-    for (int k = 0; k < NL; k++) memcpy(*dst[k], w.Wt[k], wsize(&w, k) * sizeof(float));
-    memcpy(out->m_att, w.Bi_att, dd * sizeof(float));
-    memcpy(out->m_ffn, w.Bi_ffn, dd * sizeof(float));
+    for (int k = 0; k < NL; k++) *dst[k] = w.Wt[k], w.Wt[k] = NULL;
+    out->m_att = w.Bi_att, out->m_ffn = w.Bi_ffn;
+    w.Bi_att = w.Bi_ffn = NULL;
     out->rms_att = fp->rms_att, out->rms_ffn = fp->rms_ffn;
     rc = 0;
 done:
-    work_free(&w);
+    gq_aq_work_free(&w);
     return rc;
 }
 
@@ -354,10 +196,12 @@ static void fp_forward(float *out, const float *x, const gq_grad_block_f *fp,
 }
 
 /* Block output MSE over windows (the quantized block with the activation quantizers act, may
- * be NULL); eff is recomputed from st each call. */
-static int eval_mse(work *w, const gq_affine_state *st, const gq_grad_block_f *fp,
-                    const float *x_fp, const float *x_q, int B, int T, const gq_lwc_spec *q,
-                    bool let, bool lwc, const gq_grad_actq_f *act, double *mse, gq_error *err)
+ * be NULL) against the FP block on x_fp, or against y_fp (B*T, dim), its outputs, when not
+ * NULL; eff is recomputed from st each call. */
+static int eval_mse(gq_aq_step *w, const gq_affine_state *st, const gq_grad_block_f *fp,
+                    const float *x_fp, const float *y_fp, const float *x_q, int B, int T,
+                    const gq_lwc_spec *q, bool let, bool lwc, const gq_grad_actq_f *act,
+                    double *mse, gq_error *err)
 {
     const size_t nt = (size_t)T * w->D;
     gq_grad_tape_f tp;
@@ -373,11 +217,15 @@ static int eval_mse(work *w, const gq_affine_state *st, const gq_grad_block_f *f
         gq_grad_tape_set_act_f(&tp, act, err))
         goto done;
     double s = 0;
+    const double t0 = gq_aq_clock(w->cost);
     for (int b = 0; b < B; b++) {
-        fp_forward(y, x_fp + b * nt, fp, &tp);
+        const float *yf = y_fp ? y_fp + b * nt : y;
+        if (!y_fp) fp_forward(y, x_fp + b * nt, fp, &tp);
         gq_block_fwd_f(y + nt, x_q + b * nt, &eff, &tp);
-        for (size_t i = 0; i < nt; i++) s += (double)(y[nt + i] - y[i]) * (y[nt + i] - y[i]);
+        for (size_t i = 0; i < nt; i++) s += (double)(y[nt + i] - yf[i]) * (y[nt + i] - yf[i]);
     }
+    gq_aq_add(w->cost, GQ_AQ_FORWARD, t0,
+              B * ((y_fp ? 0 : gq_aq_forward_flops(w, T, false)) + gq_aq_forward_flops(w, T, let)));
     *mse = s / ((double)B * nt);
     rc = 0;
 done:
@@ -394,35 +242,38 @@ typedef struct {
 } tensor_slot;
 
 /* The training of one block: the work buffers, the trainable tensors (slots 0..2: A_att,
- * A_ffn, A_vo; then gamma, beta of each linear), one window's tape and outputs y (2, T, D):
- * the FP target, then the quantized block's output (overwritten with dL/dout). */
+ * A_ffn, A_vo; then gamma, beta of each linear), one window's tape and the quantized block's
+ * output y (T, D) (overwritten with dL/dout); the FP block's outputs of every window, computed
+ * once: y_fp on x_fp (the targets), y_aug on x_q (with aug_loss). */
 typedef struct {
-    work w;
+    gq_aq_step w;
     gq_lwc_spec q;
     tensor_slot sl[3 + 2 * NL];
     int ns;
     gq_grad_tape_f tp;
     bool tape;
-    float *y;
+    float *y, *y_fp, *y_aug;
     size_t nt; /* T * D */
 } trainer;
 
 /* Step 1: buffers and zero-initialised trainable tensors, wired into st. */
-static int trainer_init(trainer *tr, const gq_grad_shape *s, int T, const gq_affine_opts *o,
+static int trainer_init(trainer *tr, const gq_grad_shape *s, int B, int T, const gq_affine_opts *o,
                         gq_affine_state *st, gq_error *err)
 {
     memset(tr, 0, sizeof *tr);
     memset(st, 0, sizeof *st);
-    if (work_init(&tr->w, s, err)) { /* it freed its buffers: nothing left for work_free */
+    if (gq_aq_work_init(&tr->w, s, true, err)) { /* it freed its buffers: nothing left for work_free */
         memset(&tr->w, 0, sizeof tr->w);
         return -1;
     }
+    tr->w.cost = o->cost;
+    tr->w.dense = o->dense;
     tr->q = o->quant;
     tr->q.round = GQ_ROUND_NEAREST;
     st->shape = *s;
     st->let = o->let;
     st->lwc = o->lwc;
-    const work *w = &tr->w;
+    const gq_aq_step *w = &tr->w;
     const size_t dd = (size_t)w->D * w->D, vo = (size_t)s->n_kv_heads * w->hs * w->hs;
     tensor_slot *sl = tr->sl;
     size_t sizes[3] = {dd, dd, vo};
@@ -436,8 +287,11 @@ static int trainer_init(trainer *tr, const gq_grad_shape *s, int T, const gq_aff
     st->A_att = sl[0].p, st->A_ffn = sl[1].p, st->A_vo = sl[2].p;
     for (int k = 0; k < NL; k++) st->gamma[k] = sl[3 + 2 * k].p, st->beta[k] = sl[4 + 2 * k].p;
     tr->nt = (size_t)T * w->D;
-    if (!ok || !(tr->y = malloc(3 * tr->nt * sizeof *tr->y)))
-        return gq_fail(err, "affinequant: out of memory");
+    const size_t all = (size_t)B * tr->nt;
+    if (!ok || !(tr->y = malloc(tr->nt * sizeof *tr->y)) ||
+        !(tr->y_fp = malloc(all * sizeof *tr->y_fp)) ||
+        (o->aug_loss && !(tr->y_aug = malloc(all * sizeof *tr->y_aug))))
+        return gq_fail(err, "affinequant: out of memory for the targets of %d windows", B);
     if (gq_grad_tape_init_f(&tr->tp, s, 1, T, err)) return -1;
     tr->tape = true;
     return gq_grad_tape_set_act_f(&tr->tp, o->act, err);
@@ -455,9 +309,9 @@ static void trainer_free(trainer *tr, int rc, gq_affine_state *st)
         for (int k = 0; k < NL; k++) st->gamma[k] = st->beta[k] = NULL;
         gq_affine_state_free(st);
     }
-    free(tr->y);
+    free(tr->y), free(tr->y_fp), free(tr->y_aug);
     if (tr->tape) gq_grad_tape_free_f(&tr->tp);
-    work_free(&tr->w);
+    gq_aq_work_free(&tr->w);
 }
 
 /* Static activation ranges (o->act_calibrate) refitted on the linear inputs of the current
@@ -468,7 +322,7 @@ static int refit_static(trainer *tr, const gq_grad_block_f *fp, const float *x_q
                         const gq_affine_opts *o, const gq_affine_state *st, gq_error *err)
 {
     if (!o->act || !o->act_calibrate) return 0;
-    work *w = &tr->w;
+    gq_aq_step *w = &tr->w;
     const size_t nt = tr->nt, n = (size_t)B * T, nh = (size_t)T * w->H;
     gq_grad_block_f eff;
     float *buf = malloc((3 * n * w->D + n * w->H) * sizeof *buf);
@@ -476,6 +330,7 @@ static int refit_static(trainer *tr, const gq_grad_block_f *fp, const float *x_q
     float *att = buf, *ctx = buf + n * w->D, *ffn = buf + 2 * n * w->D, *hid = buf + 3 * n * w->D;
     int rc = quantized_block(w, st, fp, &tr->q, o->let, o->lwc, &eff, err);
     gq_grad_tape_f *tp = &tr->tp;
+    const double t0 = gq_aq_clock(w->cost);
     for (int b = 0; rc == 0 && b < B; b++) {
         fp_forward(tr->y, x_q + b * nt, &eff, tp); /* eff: the quantized block */
         memcpy(att + b * nt, o->let ? tp->xa : tp->xn, nt * sizeof(float));
@@ -483,14 +338,37 @@ static int refit_static(trainer *tr, const gq_grad_block_f *fp, const float *x_q
         memcpy(ffn + b * nt, o->let ? tp->ha : tp->hn, nt * sizeof(float));
         memcpy(hid + b * nh, tp->a, nh * sizeof(float));
     }
+    gq_aq_add(w->cost, GQ_AQ_FORWARD, t0, B * gq_aq_forward_flops(w, T, o->let));
     const float *in[NL] = {att, att, att, ctx, ffn, ffn, hid};
     if (rc == 0) rc = o->act_calibrate(o->act, in, n, err);
     free(buf);
     return rc;
 }
 
-/* Step 2: clipping at GQ_LWC_INIT, transforms at the identity, then the SmoothQuant diagonal;
- * the masks of epoch 0 and the initial loss. */
+/* The FP block's outputs on every window: y_fp on x_fp, y_aug on x_q (aug_loss); amax (3,
+ * dim, zeroed, may be NULL) receives the column maxima of |rmsnorm(x)|, |rmsnorm(h)| and |ctx|
+ * on x_fp (smooth_init's activations). */
+static void fp_targets(trainer *tr, const gq_grad_block_f *fp, const float *x_fp,
+                       const float *x_q, int B, const gq_affine_opts *o, float *amax)
+{
+    gq_aq_step *w = &tr->w;
+    const size_t nt = tr->nt;
+    const int T = tr->tp.T, D = w->D;
+    const double t0 = gq_aq_clock(w->cost);
+    for (int b = 0; b < B; b++) {
+        fp_forward(tr->y_fp + b * nt, x_fp + b * nt, fp, &tr->tp);
+        if (amax) {
+            col_absmax(amax, tr->tp.xn, T, D, D);
+            col_absmax(amax + D, tr->tp.hn, T, D, D);
+            col_absmax(amax + 2 * D, tr->tp.ctx, T, D, D);
+        }
+        if (o->aug_loss) fp_forward(tr->y_aug + b * nt, x_q + b * nt, fp, &tr->tp);
+    }
+    gq_aq_add(w->cost, GQ_AQ_FORWARD, t0, (o->aug_loss ? 2 : 1) * B * gq_aq_forward_flops(w, T, false));
+}
+
+/* Step 2: the FP targets; clipping at GQ_LWC_INIT, transforms at the identity, then the
+ * SmoothQuant diagonal; the masks of epoch 0 and the initial loss. */
 static int trainer_start(trainer *tr, const gq_grad_block_f *fp, const float *x_fp,
                          const float *x_q, int B, int T, const gq_affine_opts *o,
                          gq_affine_state *st, gq_error *err)
@@ -501,50 +379,64 @@ static int trainer_start(trainer *tr, const gq_grad_block_f *fp, const float *x_
     for (int j = 0; j < D; j++) st->A_att[(size_t)j * D + j] = st->A_ffn[(size_t)j * D + j] = 1;
     for (int h = 0; h < st->shape.n_kv_heads; h++)
         for (int j = 0; j < hs; j++) st->A_vo[(size_t)h * hs * hs + (size_t)j * hs + j] = 1;
-    if (o->let && smooth_init(st, &tr->w, fp, x_fp, B, T, o->alpha, err)) return -1;
-    set_masks(&tr->w, 0, o->epochs, o->sf);
+    float *amax = calloc(3 * (size_t)D, sizeof *amax);
+    if (!amax) return gq_fail(err, "affinequant: out of memory");
+    fp_targets(tr, fp, x_fp, x_q, B, o, amax);
+    int rc = o->let ? smooth_init(st, &tr->w, fp, amax, o->alpha, err) : 0;
+    free(amax);
+    if (rc) return -1;
+    gq_aq_set_masks(&tr->w, 0, o->epochs, o->sf);
     if (refit_static(tr, fp, x_q, B, T, o, st, err)) return -1;
-    return eval_mse(&tr->w, st, fp, x_fp, x_q, B, T, &tr->q, o->let, o->lwc, o->act,
+    return eval_mse(&tr->w, st, fp, x_fp, tr->y_fp, x_q, B, T, &tr->q, o->let, o->lwc, o->act,
                     &st->init_loss, err);
 }
 
-/* Step 3a: one window's forward passes (FP target, quantized block) and the gradients of the
- * mean squared difference: dWq (quantized weights), dm_att / dm_ffn, then through the
- * learnable clipping into dWt and the gamma / beta slots. *loss = the window's mean. */
-static int window_grads(trainer *tr, const gq_grad_block_f *fp, const float *x_fp,
-                        const float *x_q, const gq_affine_opts *o, const gq_affine_state *st,
-                        double *loss, gq_error *err)
+/* Step 3a: window b's forward pass of the quantized block on x_q (its inputs) and the gradients
+ * of the mean squared difference to the FP targets: dWq (quantized weights), dm_att / dm_ffn,
+ * then through the learnable clipping into dWt and the gamma / beta slots. *loss = the window's
+ * mean. */
+static int window_grads(trainer *tr, const gq_grad_block_f *fp, int b, const float *x_q,
+                        const gq_affine_opts *o, const gq_affine_state *st, double *loss,
+                        gq_error *err)
 {
-    work *w = &tr->w;
+    gq_aq_step *w = &tr->w;
     const size_t nt = tr->nt, dd = (size_t)w->D * w->D;
     float *y = tr->y;
+    const float *yf = tr->y_fp + b * nt, *ya = o->aug_loss ? tr->y_aug + b * nt : NULL;
     gq_grad_block_f eff, grad;
     if (quantized_block(w, st, fp, &tr->q, o->let, o->lwc, &eff, err)) return -1;
-    fp_forward(y, x_fp, fp, &tr->tp); /* target */
-    if (o->aug_loss) fp_forward(y + 2 * nt, x_q, fp, &tr->tp); /* FP block, quantized inputs */
-    gq_block_fwd_f(y + nt, x_q, &eff, &tr->tp); /* last: the tape of the backward pass */
+    double t0 = gq_aq_clock(w->cost);
+    gq_block_fwd_f(y, x_q, &eff, &tr->tp); /* the tape of the backward pass */
     double l = 0;
     for (size_t i = 0; i < nt; i++) {
-        float d = y[nt + i] - y[i], d2 = o->aug_loss ? y[nt + i] - y[2 * nt + i] : 0.0f;
+        float d = y[i] - yf[i], d2 = ya ? y[i] - ya[i] : 0.0f;
         l += (double)d * d + (double)d2 * d2;
         y[i] = (float)(2.0 * ((double)d + d2) / nt); /* dL/dout of the mean(s) */
     }
     *loss = l / nt;
-    for (int k = 0; k < NL; k++) memset(w->dWq[k], 0, wsize(w, k) * sizeof(float));
+    const int T = tr->tp.T;
+    gq_aq_add(w->cost, GQ_AQ_FORWARD, t0, gq_aq_forward_flops(w, T, o->let));
+    t0 = gq_aq_clock(w->cost);
+    for (int k = 0; k < NL; k++) memset(w->dWq[k], 0, gq_aq_wsize(w, k) * sizeof(float));
     memset(w->dm_att, 0, dd * sizeof(float)), memset(w->dm_ffn, 0, dd * sizeof(float));
     grad = (gq_grad_block_f){.wq = w->dWq[L_Q], .wk = w->dWq[L_K], .wv = w->dWq[L_V],
                              .wo = w->dWq[L_O], .w1 = w->dWq[L_GATE], .w3 = w->dWq[L_UP],
                              .w2 = w->dWq[L_DOWN], .m_att = o->let ? w->dm_att : NULL,
                              .m_ffn = o->let ? w->dm_ffn : NULL};
     gq_block_bwd_f(NULL, &grad, y, x_q, &eff, &tr->tp);
+    gq_aq_add(w->cost, GQ_AQ_BACKWARD, t0, gq_aq_backward_flops(w, T, o->let));
+    t0 = gq_aq_clock(w->cost);
+    double n = 0;
     for (int i = 3; i < tr->ns; i++) memset(tr->sl[i].g, 0, tr->sl[i].n * sizeof(float));
     for (int k = 0; k < NL; k++) {
-        memset(w->dWt[k], 0, wsize(w, k) * sizeof(float));
+        n += (double)gq_aq_wsize(w, k);
+        memset(w->dWt[k], 0, gq_aq_wsize(w, k) * sizeof(float));
         gq_lwc_quant_bwd_f(w->dWt[k], o->lwc ? tr->sl[3 + 2 * k].g : NULL,
                            o->lwc ? tr->sl[4 + 2 * k].g : NULL, w->dWq[k], w->Wt[k],
                            o->lwc ? st->gamma[k] : NULL, o->lwc ? st->beta[k] : NULL,
                            w->rows[k], w->cols[k], &tr->q);
     }
+    gq_aq_add(w->cost, GQ_AQ_QUANT, t0, 16.0 * n); /* dWt zeroed, then ddeq, W read, dWt added */
     return 0;
 }
 
@@ -553,25 +445,35 @@ static int window_grads(trainer *tr, const gq_grad_block_f *fp, const float *x_f
 static void window_update(trainer *tr, gq_adamw *opt, const gq_grad_block_f *fp,
                           const gq_affine_opts *o, gq_affine_state *st)
 {
-    work *w = &tr->w;
+    gq_aq_step *w = &tr->w;
     const int D = w->D, hs = w->hs;
     gq_adamw_begin_step(opt);
     if (o->let) {
         const float *W[NL] = GQ_AFF_LIN(fp);
-        transform_bwd(w, W);
+        gq_aq_transform_bwd(w, W);
         float *dA[3] = {w->dA_att, w->dA_ffn, w->dA_vo};
+        double t0 = gq_aq_clock(w->cost);
         for (int i = 0; i < 3; i++) gq_adamw_update(opt, tr->sl[i].p, dA[i], tr->sl[i].m, tr->sl[i].v, tr->sl[i].n);
+        gq_aq_add(w->cost, GQ_AQ_ADAMW, t0, 28.0 * (2.0 * D * D + gq_aq_vo_size(w)));
+        t0 = gq_aq_clock(w->cost);
         st->repairs += repair(st->A_att, w->M_att, w->Ah_att, D);
         st->repairs += repair(st->A_ffn, w->M_ffn, w->Ah_ffn, D);
         for (int h = 0; h < st->shape.n_kv_heads; h++) {
             size_t ob = (size_t)h * hs * hs;
             st->repairs += repair(st->A_vo + ob, w->M_vo + ob, w->Ah_vo + ob, hs);
         }
+        gq_aq_add(w->cost, GQ_AQ_MASK, t0, 16.0 * (2.0 * D * D + gq_aq_vo_size(w)));
     }
     if (o->lwc) {
         gq_adamw lopt = *opt;
         lopt.lr = o->lwc_lr;
-        for (int i = 3; i < tr->ns; i++) gq_adamw_update(&lopt, tr->sl[i].p, tr->sl[i].g, tr->sl[i].m, tr->sl[i].v, tr->sl[i].n);
+        const double t0 = gq_aq_clock(w->cost);
+        double n = 0;
+        for (int i = 3; i < tr->ns; i++) {
+            gq_adamw_update(&lopt, tr->sl[i].p, tr->sl[i].g, tr->sl[i].m, tr->sl[i].v, tr->sl[i].n);
+            n += (double)tr->sl[i].n;
+        }
+        gq_aq_add(w->cost, GQ_AQ_ADAMW, t0, 28.0 * n);
     }
 }
 
@@ -585,28 +487,30 @@ static int train_block(const gq_grad_shape *s, const gq_grad_block_f *fp, const 
         return gq_fail(err, "affinequant: the block already has an explicit transform");
     trainer tr;
     int rc = -1;
-    if (trainer_init(&tr, s, T, o, st, err) ||
+    if (trainer_init(&tr, s, B, T, o, st, err) ||
         trainer_start(&tr, fp, x_fp, x_q, B, T, o, st, err))
         goto done;
     gq_adamw opt;
     gq_adamw_init(&opt, o->lr, o->weight_decay);
     for (int e = 0; e < o->epochs; e++) {
-        set_masks(&tr.w, e, o->epochs, o->sf);
+        gq_aq_set_masks(&tr.w, e, o->epochs, o->sf);
         if (e > 0 && refit_static(&tr, fp, x_q, B, T, o, st, err)) goto done;
         double eloss = 0;
         for (int b = 0; b < B; b++) {
             double loss;
-            if (window_grads(&tr, fp, x_fp + b * tr.nt, x_q + b * tr.nt, o, st, &loss, err))
+            if (window_grads(&tr, fp, b, x_q + b * tr.nt, o, st, &loss, err))
                 goto done;
             eloss += loss;
             window_update(&tr, &opt, fp, o, st);
         }
         st->epoch_loss[e] = eloss / B;
     }
-    const size_t dd = (size_t)tr.w.D * tr.w.D, vo = (size_t)s->n_kv_heads * tr.w.hs * tr.w.hs;
-    hadamard(st->A_att, st->A_att, tr.w.M_att, dd);
-    hadamard(st->A_ffn, st->A_ffn, tr.w.M_ffn, dd);
-    hadamard(st->A_vo, st->A_vo, tr.w.M_vo, vo);
+    const size_t dd = (size_t)tr.w.D * tr.w.D, vo = gq_aq_vo_size(&tr.w);
+    const double t0 = gq_aq_clock(o->cost);
+    gq_aq_hadamard(st->A_att, st->A_att, tr.w.M_att, dd);
+    gq_aq_hadamard(st->A_ffn, st->A_ffn, tr.w.M_ffn, dd);
+    gq_aq_hadamard(st->A_vo, st->A_vo, tr.w.M_vo, vo);
+    gq_aq_add(o->cost, GQ_AQ_MASK, t0, 12.0 * (2.0 * dd + vo));
     rc = 0;
 done:
     trainer_free(&tr, rc, st);
@@ -617,12 +521,12 @@ int gq_affine_eval(const gq_affine_state *st, const gq_grad_block_f *fp, const f
                    const float *x_q, int B, int T, const gq_lwc_spec *q, double *mse,
                    gq_error *err)
 {
-    work w;
+    gq_aq_step w;
     if (work_init_trained(&w, st, err)) return -1;
     gq_lwc_spec qq = *q;
     qq.round = GQ_ROUND_NEAREST;
-    int rc = eval_mse(&w, st, fp, x_fp, x_q, B, T, &qq, st->let, st->lwc, NULL, mse, err);
-    work_free(&w);
+    int rc = eval_mse(&w, st, fp, x_fp, NULL, x_q, B, T, &qq, st->let, st->lwc, NULL, mse, err);
+    gq_aq_work_free(&w);
     return rc;
 }
 

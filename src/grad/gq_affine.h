@@ -18,6 +18,7 @@
 #include <stdbool.h>
 
 #include "core/gq_error.h"
+#include "grad/affine_cost.h"
 #include "grad/gq_grad.h"
 
 typedef struct gq_affine_opts {
@@ -42,6 +43,9 @@ typedef struct gq_affine_opts {
                          gq_error *err);
     bool aug_loss;       /* add the MSE to the FP block on the quantized inputs (reference's
                             --aug_loss) */
+    gq_affine_cost *cost; /* NULL, or receives the sub-stages' times and work (added to it) */
+    bool dense;          /* every transform product dense, diagonal ones too: the plain
+                            formulation the fast paths are tested against */
 } gq_affine_opts;
 
 /* Learned state of one block. Transforms are returned masked (Â = A ∘ GM of the last epoch). */
@@ -77,9 +81,10 @@ int gq_affine_eval(const gq_affine_state *st, const gq_grad_block_f *fp, const f
  * transform (fully folded), down unchanged; m_att = Â_att⁻¹ and m_ffn = Â_ffn⁻¹, inverted in
  * double, are the explicit transforms the forward pass applies as xn · M. The block computes
  * the FP block's function up to rounding. out's weights and m_* are allocated (free with
- * gq_affine_block_free); its norms point to fp's. Requires a state trained with let. */
+ * gq_affine_block_free); its norms point to fp's. Requires a state trained with let. cost
+ * (may be NULL) receives the time and work of the inversions and products. */
 int gq_affine_fold(const gq_affine_state *st, const gq_grad_block_f *fp, gq_grad_block_f *out,
-                   gq_error *err);
+                   gq_affine_cost *cost, gq_error *err);
 
 /* Clamps every group of W (rows, cols) in place to its learned clipping range
  * [sigmoid(beta) min, sigmoid(gamma) max] (the range the training quantizer maps to its grid),

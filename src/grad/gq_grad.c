@@ -10,6 +10,7 @@
 #define GQ_T float
 #define GQ_S(name) name##_f
 #define GQ_GEMM gq_sgemm
+#define GQ_BLAS_GEMM cblas_sgemm
 #include "grad/grad_linear.inc"
 #include "grad/grad_pointwise.inc"
 #include "grad/grad_attention.inc"
@@ -18,6 +19,7 @@
 #undef GQ_T
 #undef GQ_S
 #undef GQ_GEMM
+#undef GQ_BLAS_GEMM
 #undef GQ_RMS_EPS
 #undef GQ_LWC_SMIN
 #undef GQ_LWC_SMAX
@@ -26,6 +28,7 @@
 #define GQ_T double
 #define GQ_S(name) name##_d
 #define GQ_GEMM gq_dgemm
+#define GQ_BLAS_GEMM cblas_dgemm
 #include "grad/grad_linear.inc"
 #include "grad/grad_pointwise.inc"
 #include "grad/grad_attention.inc"

@@ -75,8 +75,8 @@ static inline int gq_lwc_groups_per_row(const gq_lwc_spec *s, int cols)
 #undef GQ_T
 #undef GQ_S
 
-/* A (n, n) -> inv (n, n) by Gauss-Jordan elimination with partial pivoting, in double
- * precision. Fails (naming `what`) when a pivot vanishes relative to the matrix scale. */
+/* A (n, n) -> inv (n, n) by LU with partial pivoting (LAPACK dgetrf, dgetri, one thread), in
+ * double precision. Fails (naming `what`) when a pivot vanishes relative to the matrix scale. */
 int gq_mat_inverse(double *inv, const double *A, int n, const char *what, gq_error *err);
 
 /* Strict diagonal dominance of the rows of A (n, n): |a_ii| > sum_{j != i} |a_ij|. */

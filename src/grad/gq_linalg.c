@@ -1,56 +1,39 @@
 /* Dense inverse in double precision and the diagonal-dominance test. */
+#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_gemm.h"
 #include "grad/gq_grad.h"
 
 int gq_mat_inverse(double *inv, const double *A, int n, const char *what, gq_error *err)
 {
-    /* Gauss-Jordan on [A | I] kept as two n x n arrays; partial pivoting by rows. */
-    double *a = malloc((size_t)n * n * sizeof *a);
-    if (!a) return gq_fail(err, "%s: out of memory inverting a %d x %d matrix", what, n, n);
-    memcpy(a, A, (size_t)n * n * sizeof *a);
+    /* LU with partial pivoting and the inverse from it (dgetrf, dgetri), single-threaded so
+     * that the result does not depend on the thread count. LAPACK reads the row-major A as
+     * Aᵀ and returns (Aᵀ)⁻¹ column-major, which is A⁻¹ row-major. */
+    const size_t nn = (size_t)n * n;
+    lapack_int *ipiv = malloc((size_t)n * sizeof *ipiv);
+    if (!ipiv) return gq_fail(err, "%s: out of memory inverting a %d x %d matrix", what, n, n);
+    memcpy(inv, A, nn * sizeof *inv);
     double amax = 0;
-    for (size_t i = 0; i < (size_t)n * n; i++) amax = fmax(amax, fabs(a[i]));
-    memset(inv, 0, (size_t)n * n * sizeof *inv);
-    for (int i = 0; i < n; i++) inv[(size_t)i * n + i] = 1;
-    for (int c = 0; c < n; c++) {
-        int piv = c;
-        for (int r = c + 1; r < n; r++)
-            if (fabs(a[(size_t)r * n + c]) > fabs(a[(size_t)piv * n + c])) piv = r;
-        double pv = a[(size_t)piv * n + c];
-        if (!(fabs(pv) > 1e-13 * amax)) {
-            free(a);
-            return gq_fail(err, "%s: matrix (%d x %d) is singular (pivot %g at column %d)", what,
-                           n, n, pv, c);
-        }
-        if (piv != c)
-            for (int j = 0; j < n; j++) {
-                double t = a[(size_t)c * n + j];
-                a[(size_t)c * n + j] = a[(size_t)piv * n + j];
-                a[(size_t)piv * n + j] = t;
-                t = inv[(size_t)c * n + j];
-                inv[(size_t)c * n + j] = inv[(size_t)piv * n + j];
-                inv[(size_t)piv * n + j] = t;
-            }
-        double ip = 1.0 / pv;
-        for (int j = 0; j < n; j++) {
-            a[(size_t)c * n + j] *= ip;
-            inv[(size_t)c * n + j] *= ip;
-        }
-#pragma omp parallel for schedule(static) if (n >= 256)
-        for (int r = 0; r < n; r++) {
-            if (r == c) continue;
-            double f = a[(size_t)r * n + c];
-            if (f == 0) continue;
-            for (int j = 0; j < n; j++) {
-                a[(size_t)r * n + j] -= f * a[(size_t)c * n + j];
-                inv[(size_t)r * n + j] -= f * inv[(size_t)c * n + j];
-            }
-        }
+    for (size_t i = 0; i < nn; i++) amax = fmax(amax, fabs(A[i]));
+    int info = 0, bad = -1;
+#pragma omp parallel num_threads(1)
+    {
+        gq_blas_single_threaded();
+        info = LAPACKE_dgetrf_work(LAPACK_COL_MAJOR, n, n, inv, n, ipiv);
+        for (int c = 0; info >= 0 && c < n && bad < 0; c++)
+            if (!(fabs(inv[(size_t)c * n + c]) > 1e-13 * amax)) bad = c;
+        if (info == 0 && bad < 0) info = LAPACKE_dgetri(LAPACK_COL_MAJOR, n, inv, n, ipiv);
     }
-    free(a);
+    free(ipiv);
+    if (bad >= 0)
+        return gq_fail(err, "%s: matrix (%d x %d) is singular (pivot %g at column %d)", what, n,
+                       n, inv[(size_t)bad * n + bad], bad);
+    if (info != 0)
+        return gq_fail(err, "%s: LAPACK failed inverting a %d x %d matrix (info %d)", what, n,
+                       n, (int)info);
     return 0;
 }
 

@@ -1,6 +1,7 @@
 /* AffineQuant block optimisation on a random block: the training loss falls over epochs and
  * ends below plain RTN's block error; without transforms and clipping it is RTN. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,8 +56,115 @@ static void test_affine_training(void **state)
     for (size_t i = 0; i < 10; i++) free(all[i]);
 }
 
+/* max |a - b| / max |b| over n values */
+static double rel_diff(const float *a, const float *b, size_t n)
+{
+    double d = 0, m = 0;
+    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i])), m = fmax(m, fabs(b[i]));
+    return d / fmax(m, 1e-30);
+}
+
+/* The diagonal fast paths (scalings for transforms whose gradual mask is the diagonal: every
+ * step of the first epoch, and the whole run with one epoch) against the dense products of the
+ * same transforms: the same training up to summation order. */
+static void check_fast_vs_dense(int epochs)
+{
+    gq_rng r;
+    gq_rng_seed(&r, 32);
+    gq_grad_shape s = {.dim = 32, .hidden = 64, .n_heads = 4, .n_kv_heads = 2};
+    const int D = 32, KV = 16, H = 64, B = 3, T = 16, hs = 8;
+    gq_grad_block_f fp = {.rms_att = randn(&r, D, 0.1, 1), .rms_ffn = randn(&r, D, 0.1, 1),
+                          .wq = randn(&r, D * D, 0.2, 0), .wk = randn(&r, KV * D, 0.2, 0),
+                          .wv = randn(&r, KV * D, 0.2, 0), .wo = randn(&r, D * D, 0.2, 0),
+                          .w1 = randn(&r, H * D, 0.2, 0), .w3 = randn(&r, H * D, 0.2, 0),
+                          .w2 = randn(&r, D * H, 0.2, 0)};
+    float *x = randn(&r, (size_t)B * T * D, 1, 0), *xq = randn(&r, (size_t)B * T * D, 1, 0);
+    for (size_t i = 0; i < (size_t)B * T * D; i++) xq[i] = x[i] + 0.05f * xq[i];
+    gq_affine_opts o = {.epochs = epochs, .lr = 1e-2, .lwc_lr = 5e-2, .sf = 1e-2, .alpha = 0.5,
+                        .lwc = true, .let = true, .quant = {.bits = 3, .group = 16},
+                        .aug_loss = true};
+    gq_affine_state fast, dense;
+    gq_error err;
+    assert_int_equal(gq_affine_train(&s, &fp, x, xq, B, T, &o, &fast, &err), 0);
+    o.dense = true;
+    assert_int_equal(gq_affine_train(&s, &fp, x, xq, B, T, &o, &dense, &err), 0);
+    for (int e = 0; e < epochs; e++) {
+        print_message("epochs %d: epoch %d loss fast %.9g dense %.9g\n", epochs, e,
+                      fast.epoch_loss[e], dense.epoch_loss[e]);
+        assert_true(fabs(fast.epoch_loss[e] - dense.epoch_loss[e]) <= 1e-4 * dense.epoch_loss[e]);
+    }
+    const double da = rel_diff(fast.A_att, dense.A_att, (size_t)D * D),
+                 df = rel_diff(fast.A_ffn, dense.A_ffn, (size_t)D * D),
+                 dv = rel_diff(fast.A_vo, dense.A_vo, (size_t)s.n_kv_heads * hs * hs);
+    print_message("A rel. differences att %.3g ffn %.3g vo %.3g\n", da, df, dv);
+    assert_true(da < 1e-4 && df < 1e-4 && dv < 1e-4);
+    for (int k = 0; k < 7; k++) {
+        const size_t n = (size_t)(k == 1 || k == 2 ? KV : k == 4 || k == 5 ? H : D) * 2;
+        assert_true(rel_diff(fast.gamma[k], dense.gamma[k], n) < 1e-4);
+        assert_true(rel_diff(fast.beta[k], dense.beta[k], n) < 1e-4);
+    }
+    /* the fold: a diagonal state (one epoch) takes the fast path there too */
+    gq_grad_block_f ff, fd;
+    assert_int_equal(gq_affine_fold(&fast, &fp, &ff, NULL, &err), 0);
+    assert_int_equal(gq_affine_fold(&dense, &fp, &fd, NULL, &err), 0);
+    assert_true(rel_diff(ff.wv, fd.wv, (size_t)KV * D) < 1e-4);
+    assert_true(rel_diff(ff.wo, fd.wo, (size_t)D * D) < 1e-4);
+    assert_true(rel_diff(ff.m_att, fd.m_att, (size_t)D * D) < 1e-4);
+    gq_affine_block_free(&ff), gq_affine_block_free(&fd);
+    gq_affine_state_free(&fast), gq_affine_state_free(&dense);
+    float *all[] = {fp.rms_att, fp.rms_ffn, fp.wq, fp.wk, fp.wv, fp.wo, fp.w1, fp.w3, fp.w2, x, xq};
+    for (size_t i = 0; i < 11; i++) free(all[i]);
+}
+
+static void test_fast_vs_dense_one_epoch(void **state) { (void)state; check_fast_vs_dense(1); }
+static void test_fast_vs_dense_three_epochs(void **state) { (void)state; check_fast_vs_dense(3); }
+
+/* The same state at 1 and 2 threads, on a block large enough that the training, the attention
+ * and the diagonal gradients' column blocks run in parallel (a diagonal first epoch, then the
+ * full band: dense products and inverses). */
+static void test_threads_same_bits(void **state)
+{
+    (void)state;
+    gq_rng r;
+    gq_rng_seed(&r, 33);
+    gq_grad_shape s = {.dim = 256, .hidden = 4096, .n_heads = 4, .n_kv_heads = 2};
+    const int D = 256, KV = 128, H = 4096, B = 2, T = 128;
+    gq_grad_block_f fp = {.rms_att = randn(&r, D, 0.1, 1), .rms_ffn = randn(&r, D, 0.1, 1),
+                          .wq = randn(&r, D * D, 0.05, 0), .wk = randn(&r, KV * D, 0.05, 0),
+                          .wv = randn(&r, KV * D, 0.05, 0), .wo = randn(&r, D * D, 0.05, 0),
+                          .w1 = randn(&r, H * D, 0.05, 0), .w3 = randn(&r, H * D, 0.05, 0),
+                          .w2 = randn(&r, D * H, 0.02, 0)};
+    float *x = randn(&r, (size_t)B * T * D, 1, 0);
+    gq_affine_opts o = {.epochs = 2, .lr = 1e-2, .lwc_lr = 5e-2, .sf = 1e-2, .alpha = 0.5,
+                        .lwc = true, .let = true, .quant = {.bits = 4, .group = 128}};
+    gq_affine_state st[2];
+    gq_error err;
+    const int saved = omp_get_max_threads();
+    for (int t = 0; t < 2; t++) {
+        omp_set_num_threads(t + 1);
+        assert_int_equal(gq_affine_train(&s, &fp, x, x, B, T, &o, &st[t], &err), 0);
+    }
+    omp_set_num_threads(saved);
+    assert_memory_equal(st[0].epoch_loss, st[1].epoch_loss, 2 * sizeof(double));
+    assert_memory_equal(st[0].A_att, st[1].A_att, (size_t)D * D * sizeof(float));
+    assert_memory_equal(st[0].A_ffn, st[1].A_ffn, (size_t)D * D * sizeof(float));
+    assert_memory_equal(st[0].A_vo, st[1].A_vo, (size_t)s.n_kv_heads * 64 * 64 * sizeof(float));
+    for (int k = 0; k < 7; k++) {
+        const size_t rows = k == 1 || k == 2 ? KV : k == 4 || k == 5 ? H : D;
+        const size_t n = rows * (k == 6 ? H / 128 : D / 128) * sizeof(float);
+        assert_memory_equal(st[0].gamma[k], st[1].gamma[k], n);
+        assert_memory_equal(st[0].beta[k], st[1].beta[k], n);
+    }
+    gq_affine_state_free(&st[0]), gq_affine_state_free(&st[1]);
+    float *all[] = {fp.rms_att, fp.rms_ffn, fp.wq, fp.wk, fp.wv, fp.wo, fp.w1, fp.w3, fp.w2, x};
+    for (size_t i = 0; i < 10; i++) free(all[i]);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_affine_training)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_affine_training),
+                                       cmocka_unit_test(test_fast_vs_dense_one_epoch),
+                                       cmocka_unit_test(test_fast_vs_dense_three_epochs),
+                                       cmocka_unit_test(test_threads_same_bits)};
     return cmocka_run_group_tests_name("affine", tests, NULL, NULL);
 }

@@ -17,31 +17,36 @@
 typedef struct {
     int n, in, out;
     bool matmul; /* y = x·M (M (in, out)) instead of x·W^T */
+    bool diag;   /* y = x·diag(M) (in == out), M's off-diagonal entries ignored */
     double *x, *W, *R, *y;
 } lin_ctx;
 
 static double lin_loss(void *p)
 {
     lin_ctx *c = p;
-    if (c->matmul)
+    if (c->diag)
+        gq_matmul_diag_fwd_d(c->y, c->x, c->W, c->n, c->in);
+    else if (c->matmul)
         gq_matmul_fwd_d(c->y, c->x, c->W, c->n, c->in, c->out);
     else
         gq_linear_fwd_d(c->y, c->x, c->W, c->n, c->in, c->out);
     return fd_dot(c->R, c->y, (size_t)c->n * c->out);
 }
 
-static void check_linear(bool matmul)
+static void check_linear(bool matmul, bool diag)
 {
     gq_rng r;
     gq_rng_seed(&r, 11);
-    lin_ctx c = {.n = 5, .in = 7, .out = 4, .matmul = matmul};
+    lin_ctx c = {.n = 5, .in = 7, .out = diag ? 7 : 4, .matmul = matmul, .diag = diag};
     size_t nx = (size_t)c.n * c.in, nw = (size_t)c.in * c.out, ny = (size_t)c.n * c.out;
     c.x = fd_zeros(nx), c.W = fd_zeros(nw), c.R = fd_zeros(ny), c.y = fd_zeros(ny);
     fd_randn(&r, c.x, nx, 1), fd_randn(&r, c.W, nw, 1), fd_randn(&r, c.R, ny, 1);
     double *dx = fd_zeros(nx), *dW = fd_zeros(nw);
     /* accumulation: start from 1 and subtract it afterwards */
     for (size_t i = 0; i < nx; i++) dx[i] = 1;
-    if (matmul)
+    if (diag)
+        gq_matmul_diag_bwd_d(dx, dW, c.R, c.x, c.W, c.n, c.in);
+    else if (matmul)
         gq_matmul_bwd_d(dx, dW, c.R, c.x, c.W, c.n, c.in, c.out);
     else
         gq_linear_bwd_d(dx, dW, c.R, c.x, c.W, c.n, c.in, c.out);
@@ -51,8 +56,11 @@ static void check_linear(bool matmul)
     free(c.x), free(c.W), free(c.R), free(c.y), free(dx), free(dW);
 }
 
-static void test_linear(void **state) { (void)state; check_linear(false); }
-static void test_matmul(void **state) { (void)state; check_linear(true); }
+static void test_linear(void **state) { (void)state; check_linear(false, false); }
+static void test_matmul(void **state) { (void)state; check_linear(true, false); }
+/* the diagonal product's gradient is the dense one's diagonal; the off-diagonal entries of M,
+ * which it does not read, get none (and finite differences see none) */
+static void test_matmul_diag(void **state) { (void)state; check_linear(true, true); }
 
 /* ---- inverse ------------------------------------------------------------------------------ */
 typedef struct {
@@ -183,12 +191,12 @@ static double att_loss(void *p)
     return fd_dot(c->R, c->out, (size_t)c->B * c->T * c->nh * c->hs);
 }
 
-static void test_attention(void **state)
+/* T > GQ_ATT_ROWS (64) spans several causal row blocks, the last one partial */
+static void check_attention(int B, int T, int nh, int nkv)
 {
-    (void)state;
     gq_rng r;
     gq_rng_seed(&r, 15);
-    att_ctx c = {.B = 2, .T = 4, .nh = 4, .nkv = 2, .hs = 3};
+    att_ctx c = {.B = B, .T = T, .nh = nh, .nkv = nkv, .hs = 3};
     size_t nq = (size_t)c.B * c.T * c.nh * c.hs, nk = (size_t)c.B * c.T * c.nkv * c.hs;
     c.q = fd_zeros(nq), c.k = fd_zeros(nk), c.v = fd_zeros(nk), c.R = fd_zeros(nq);
     c.out = fd_zeros(nq), c.P = fd_zeros((size_t)c.B * c.nh * c.T * c.T);
@@ -207,8 +215,8 @@ static void test_attention(void **state)
             }
             assert_true(fabs(s - 1) < 1e-12);
         }
-    /* head 3 reads kv head 1 */
-    assert_true(fabs(c.out[3 * c.hs + 1] - c.v[1 * c.hs + 1]) < 1e-12);
+    /* the last head reads the last kv head */
+    assert_true(fabs(c.out[(nh - 1) * c.hs + 1] - c.v[(nkv - 1) * c.hs + 1]) < 1e-12);
     double *dq = fd_zeros(nq), *dk = fd_zeros(nk), *dv = fd_zeros(nk);
     gq_attention_bwd_d(dq, dk, dv, c.R, c.P, c.q, c.k, c.v, c.B, c.T, c.nh, c.nkv, c.hs);
     assert_true(fd_rel_error(att_loss, &c, c.q, dq, nq, FD_H) < FD_TOL);
@@ -217,6 +225,9 @@ static void test_attention(void **state)
     free(c.q), free(c.k), free(c.v), free(c.R), free(c.out), free(c.P);
     free(dq), free(dk), free(dv);
 }
+
+static void test_attention(void **state) { (void)state; check_attention(2, 4, 4, 2); }
+static void test_attention_row_blocks(void **state) { (void)state; check_attention(1, 150, 2, 1); }
 
 /* ---- SwiGLU -------------------------------------------------------------------------------- */
 typedef struct {
@@ -384,8 +395,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear),        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_matmul_diag),
         cmocka_unit_test(test_inverse),       cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),          cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_row_blocks),
         cmocka_unit_test(test_swiglu),        cmocka_unit_test(test_lwc_gradients),
         cmocka_unit_test(test_lwc_forward),   cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_diag_dominance),

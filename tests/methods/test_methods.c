@@ -616,7 +616,8 @@ static void test_bench_quantize_cli(void **state)
     test_contains_all(out, "\nsalience     sgemm      1 ", "\nsearch ", "\nclip ", NULL);
     assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method affinequant "
                                    "--method-set epochs=1", base), 0);
-    test_contains_all(out, "\ntrain ", "\nround ", "\ntotal ", NULL);
+    test_contains_all(out, "\naq forward ", "\naq backward ", "\naq invert ", "\nround ",
+                      "\ntotal ", NULL);
     assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method rtn "
                                    "--preset nope", base), 2);
     assert_non_null(strstr(errb, "unknown preset 'nope'"));
