@@ -10,8 +10,10 @@
  *   s /= sqrt(max(s) min(s)); each scaled linear W <- Q(W diag(s)) diag(s)^-1 (the others FP);
  *   loss = mean((M(X) - M_fp(X))^2); keep the alpha of least loss (the first on ties).
  * The losses of every group come from stacked products over all grid points (awq_grid.c); a
- * group whose inspected module has biases runs one forward per point. */
+ * group whose inspected module has biases runs one forward per point. The clipping search of
+ * each linear is awq_clip.c's. */
 #include "methods/gq_awq.h"
+#include "methods/awq_clip.h"
 #include "methods/awq_grid.h"
 
 #include <float.h>
@@ -320,59 +322,8 @@ void gq_awq_fold(gq_block_ctx *ctx, gq_awq_group g, const float *s)
     }
 }
 
-/* Wc = W (rows, cols) clipped per group of gs columns to +-amax * factor (factor NULL: f for
- * every group). */
-static void clip_to(float *Wc, const float *W, const float *amax, const float *factor, float f,
-                    int rows, int cols, int gs)
-{
-    const int ng = (cols + gs - 1) / gs;
-#pragma omp parallel for schedule(static) if ((long)rows * cols >= 65536)
-    for (int r = 0; r < rows; r++)
-        for (int j = 0; j < cols; j++) {
-            const size_t g = (size_t)r * ng + j / gs;
-            float mv = amax[g] * (factor ? factor[g] : f);
-            float w = W[(size_t)r * cols + j];
-            Wc[(size_t)r * cols + j] = w > mv ? mv : (w < -mv ? -mv : w);
-        }
-}
-
-/* Rows of E per block of the error sums: a block's sums stay in registers and cache while the
- * tokens stream past. */
-#define SCORE_ROWS 64
-
-/* Per group: the mean over the m sampled tokens Xs (m, cols) of the squared output error of
- * D (rows, cols) = the candidate's reconstruction - W; keeps f where it beats best_e. E: m *
- * rows scratch. Each row's sum runs over the tokens in increasing order. */
-static void score_candidate(const float *Xs, const float *D, float *E, size_t m, int rows,
-                            int cols, int gs, float f, double *best_e, float *best_f)
-{
-    const int ng = (cols + gs - 1) / gs;
-    for (int gi = 0; gi < ng; gi++) {
-        int c0 = gi * gs, len = (c0 + gs < cols ? gs : cols - c0);
-        /* E (m, rows) = Xs[:, group] · D[:, group]^T: per-group partial dot products */
-        gq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, rows, len, 1.0f, Xs + c0,
-                 cols, D + c0, cols, 0.0f, E, rows);
-#pragma omp parallel for schedule(static) if ((size_t)rows * m > 65536)
-        for (int r0 = 0; r0 < rows; r0 += SCORE_ROWS) {
-            const int nr = rows - r0 < SCORE_ROWS ? rows - r0 : SCORE_ROWS;
-            double e[SCORE_ROWS] = {0};
-            for (size_t t = 0; t < m; t++) {
-                const float *et = E + t * rows + r0;
-                for (int i = 0; i < nr; i++)
-                    e[i] += (double)et[i] * et[i];
-            }
-            for (int i = 0; i < nr; i++) {
-                size_t idx = (size_t)(r0 + i) * ng + gi;
-                if (e[i] / (double)m < best_e[idx]) {
-                    best_e[idx] = e[i] / (double)m;
-                    best_f[idx] = f;
-                }
-            }
-        }
-    }
-}
-
-/* auto_clip for linear k on inputs X (n, cols): the clipped weights into Wc. */
+/* auto_clip for linear k on inputs X (n, cols), every (n / clip_tokens)-th token sampled: the
+ * clipped weights into Wc. */
 static int clip_search(const gq_awq_params *p, gq_block_ctx *ctx, gq_linear_kind k,
                        const float *X, size_t n, float *Wc, gq_error *err)
 {
@@ -387,56 +338,33 @@ static int clip_search(const gq_awq_params *p, gq_block_ctx *ctx, gq_linear_kind
     float *Xs = malloc(m * cols * sizeof *Xs);
     float *amax = malloc((size_t)rows * ng * sizeof *amax);
     float *best_f = malloc((size_t)rows * ng * sizeof *best_f);
-    double *best_e = malloc((size_t)rows * ng * sizeof *best_e);
-    float *D = malloc((size_t)rows * cols * sizeof *D);
-    float *E = malloc(m * rows * sizeof *E);
     int rc = -1;
-    if (!Xs || !amax || !best_f || !best_e || !D || !E) {
+    if (!Xs || !amax || !best_f) {
         gq_fail(err, "layers.%d.%s: out of memory in the clip search", ctx->layer,
                 gq_linear_name(k));
         goto done;
     }
     for (size_t t = 0; t < m; t++)
         memcpy(Xs + t * cols, X + t * step * cols, (size_t)cols * sizeof *Xs);
-    for (int r = 0; r < rows; r++)
-        for (int gi = 0; gi < ng; gi++) {
-            int c0 = gi * gs, c1 = c0 + gs < cols ? c0 + gs : cols;
-            float a = 0.0f;
-            for (int j = c0; j < c1; j++)
-                a = fmaxf(a, fabsf(W[(size_t)r * cols + j]));
-            amax[(size_t)r * ng + gi] = a;
-            best_e[(size_t)r * ng + gi] = INFINITY;
-            best_f[(size_t)r * ng + gi] = 1.0f;
-        }
+    gq_awq_clip_amax(W, rows, cols, gs, amax);
     int n_cand = (int)(p->max_shrink * p->clip_grid);
-    if (n_cand < 1)
-        n_cand = 1;
-    for (int ci = 0; ci < n_cand; ci++) {
-        float f = 1.0f - (float)ci / p->clip_grid;
-        clip_to(Wc, W, amax, NULL, f, rows, cols, gs);
-        if (gq_quantizer_run(ctx->quant[k], Wc, rows, cols, NULL, NULL, D, err)) {
-            gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
-            goto done;
-        }
-#pragma omp parallel for schedule(static) if ((long)rows * cols >= 65536)
-        for (long i = 0; i < (long)rows * cols; i++)
-            D[i] -= W[i];
-        score_candidate(Xs, D, E, m, rows, cols, gs, f, best_e, best_f);
+    const gq_awq_clip_problem pb = {.q = ctx->quant[k], .W = W, .rows = rows, .cols = cols,
+                                    .gs = gs, .amax = amax, .Xs = Xs, .m = m,
+                                    .n_cand = n_cand < 1 ? 1 : n_cand,
+                                    .clip_grid = p->clip_grid};
+    if (gq_awq_clip_factors(&pb, best_f, NULL, err)) {
+        gq_fail_prefix(err, "layers.%d.%s", ctx->layer, gq_linear_name(k));
+        goto done;
     }
     double mean_f = 0.0;
-    clip_to(Wc, W, amax, best_f, 0.0f, rows, cols, gs);
+    gq_awq_clip_to(Wc, W, amax, best_f, 0.0f, rows, cols, gs);
     for (size_t i = 0; i < (size_t)rows * ng; i++)
         mean_f += best_f[i];
     json_object_set_new(gq_block_extra(ctx, k), "clip_mean_ratio",
                         json_real(mean_f / ((double)rows * ng)));
     rc = 0;
 done:
-    free(Xs);
-    free(amax);
-    free(best_f);
-    free(best_e);
-    free(D);
-    free(E);
+    free(Xs), free(amax), free(best_f);
     return rc;
 }
 
