@@ -53,6 +53,18 @@ static inline float hmin_ps(__m256 v)
 }
 #endif
 
+/* The largest |x[i]| bit pattern of best and x[i0 .. n) (the scalar tail of the vector scans). */
+static inline uint32_t absmax_bits_from(const float *x, size_t i0, size_t n, uint32_t best)
+{
+    for (size_t i = i0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, sizeof u);
+        u &= 0x7fffffffu;
+        best = u > best ? u : best;
+    }
+    return best;
+}
+
 uint32_t grid_k_absmax_bits(const float *x, size_t n)
 {
     size_t i = 0;
@@ -69,13 +81,7 @@ uint32_t grid_k_absmax_bits(const float *x, size_t n)
     for (int l = 0; l < 8; l++)
         best = lanes[l] > best ? lanes[l] : best;
 #endif
-    for (; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, x + i, sizeof u);
-        u &= 0x7fffffffu;
-        best = u > best ? u : best;
-    }
-    return best;
+    return absmax_bits_from(x, i, n, best);
 }
 
 #if GRID_K_AVX2
@@ -103,12 +109,7 @@ uint32_t grid_k_group_absmax_bits(const float *x, size_t n, size_t gc, uint32_t 
             acc = _mm256_max_epu32(acc, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(v + i)), mag));
         best = hmax_epu32(acc);
 #endif
-        for (; i < m; i++) {
-            uint32_t u;
-            memcpy(&u, v + i, sizeof u);
-            u &= 0x7fffffffu;
-            best = u > best ? u : best;
-        }
+        best = absmax_bits_from(v, i, m, best);
         bits[g] = best;
         row = best > row ? best : row;
     }
