@@ -16,6 +16,21 @@ static float *randn(gq_rng *r, size_t n, double scale, double shift)
     return p;
 }
 
+/* A block of width D, kv width KV, hidden H: norms near 1, weights N(0, w^2), down_proj
+ * N(0, w2^2); drawn in a fixed order from r. */
+static gq_grad_block_f random_block(gq_rng *r, int D, int KV, int H, double w, double w2)
+{
+    gq_grad_block_f fp = {.rms_att = randn(r, D, 0.1, 1), .rms_ffn = randn(r, D, 0.1, 1)};
+    fp.wq = randn(r, (size_t)D * D, w, 0);
+    fp.wk = randn(r, (size_t)KV * D, w, 0);
+    fp.wv = randn(r, (size_t)KV * D, w, 0);
+    fp.wo = randn(r, (size_t)D * D, w, 0);
+    fp.w1 = randn(r, (size_t)H * D, w, 0);
+    fp.w3 = randn(r, (size_t)H * D, w, 0);
+    fp.w2 = randn(r, (size_t)D * H, w2, 0);
+    return fp;
+}
+
 static void test_affine_training(void **state)
 {
     (void)state;
@@ -23,11 +38,7 @@ static void test_affine_training(void **state)
     gq_rng_seed(&r, 31);
     gq_grad_shape s = {.dim = 32, .hidden = 64, .n_heads = 4, .n_kv_heads = 2};
     const int D = 32, KV = 16, H = 64, B = 4, T = 16;
-    gq_grad_block_f fp = {.rms_att = randn(&r, D, 0.1, 1), .rms_ffn = randn(&r, D, 0.1, 1),
-                          .wq = randn(&r, D * D, 0.2, 0), .wk = randn(&r, KV * D, 0.2, 0),
-                          .wv = randn(&r, KV * D, 0.2, 0), .wo = randn(&r, D * D, 0.2, 0),
-                          .w1 = randn(&r, H * D, 0.2, 0), .w3 = randn(&r, H * D, 0.2, 0),
-                          .w2 = randn(&r, D * H, 0.2, 0)};
+    gq_grad_block_f fp = random_block(&r, D, KV, H, 0.2, 0.2);
     float *x = randn(&r, (size_t)B * T * D, 1, 0);
     for (int j = 0; j < D; j += 7) /* outlier channels, as in real activations */
         for (int t = 0; t < B * T; t++) x[(size_t)t * D + j] *= 8;
@@ -73,11 +84,7 @@ static void check_fast_vs_dense(int epochs)
     gq_rng_seed(&r, 32);
     gq_grad_shape s = {.dim = 32, .hidden = 64, .n_heads = 4, .n_kv_heads = 2};
     const int D = 32, KV = 16, H = 64, B = 3, T = 16, hs = 8;
-    gq_grad_block_f fp = {.rms_att = randn(&r, D, 0.1, 1), .rms_ffn = randn(&r, D, 0.1, 1),
-                          .wq = randn(&r, D * D, 0.2, 0), .wk = randn(&r, KV * D, 0.2, 0),
-                          .wv = randn(&r, KV * D, 0.2, 0), .wo = randn(&r, D * D, 0.2, 0),
-                          .w1 = randn(&r, H * D, 0.2, 0), .w3 = randn(&r, H * D, 0.2, 0),
-                          .w2 = randn(&r, D * H, 0.2, 0)};
+    gq_grad_block_f fp = random_block(&r, D, KV, H, 0.2, 0.2);
     float *x = randn(&r, (size_t)B * T * D, 1, 0), *xq = randn(&r, (size_t)B * T * D, 1, 0);
     for (size_t i = 0; i < (size_t)B * T * D; i++) xq[i] = x[i] + 0.05f * xq[i];
     gq_affine_opts o = {.epochs = epochs, .lr = 1e-2, .lwc_lr = 5e-2, .sf = 1e-2, .alpha = 0.5,
@@ -129,11 +136,7 @@ static void test_threads_same_bits(void **state)
     gq_rng_seed(&r, 33);
     gq_grad_shape s = {.dim = 256, .hidden = 4096, .n_heads = 4, .n_kv_heads = 2};
     const int D = 256, KV = 128, H = 4096, B = 2, T = 128;
-    gq_grad_block_f fp = {.rms_att = randn(&r, D, 0.1, 1), .rms_ffn = randn(&r, D, 0.1, 1),
-                          .wq = randn(&r, D * D, 0.05, 0), .wk = randn(&r, KV * D, 0.05, 0),
-                          .wv = randn(&r, KV * D, 0.05, 0), .wo = randn(&r, D * D, 0.05, 0),
-                          .w1 = randn(&r, H * D, 0.05, 0), .w3 = randn(&r, H * D, 0.05, 0),
-                          .w2 = randn(&r, D * H, 0.02, 0)};
+    gq_grad_block_f fp = random_block(&r, D, KV, H, 0.05, 0.02);
     float *x = randn(&r, (size_t)B * T * D, 1, 0);
     gq_affine_opts o = {.epochs = 2, .lr = 1e-2, .lwc_lr = 5e-2, .sf = 1e-2, .alpha = 0.5,
                         .lwc = true, .let = true, .quant = {.bits = 4, .group = 128}};
