@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_alloc.h"
 #include "core/gq_time.h"
 #include "grad/gq_affine.h"
 
@@ -186,7 +187,7 @@ static int round_block(gq_block_ctx *ctx, const gq_affine_state *st, const gq_lw
 {
     const gq_config *c = ctx->cfg;
     size_t most = (size_t)c->dim * (c->dim > c->hidden_dim ? c->dim : c->hidden_dim);
-    float *buf = malloc(most * sizeof *buf);
+    float *buf = gq_alloc_big(most * sizeof *buf);
     if (!buf)
         return gq_fail(err, "layers.%d: out of memory", ctx->layer);
     int rc = 0;

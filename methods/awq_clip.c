@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_alloc.h"
 #include "core/gq_gemm.h"
 
 /* Columns of E per thread chunk of the error sums: a chunk's sums stay in registers and cache
@@ -125,8 +126,8 @@ static int scratch_alloc(const gq_awq_clip_problem *pb, size_t stack, clip_scrat
                          float *best_f, gq_error *err)
 {
     const size_t groups = (size_t)pb->rows * ((pb->cols + pb->gs - 1) / pb->gs);
-    s->D = malloc(stack * pb->cols * sizeof *s->D);
-    s->E = malloc(pb->m * stack * sizeof *s->E);
+    s->D = gq_alloc_big(stack * pb->cols * sizeof *s->D);
+    s->E = gq_alloc_big(pb->m * stack * sizeof *s->E);
     s->esum = malloc(stack * sizeof *s->esum);
     s->best_e = malloc(groups * sizeof *s->best_e);
     if (!s->D || !s->E || !s->esum || !s->best_e)
@@ -157,7 +158,7 @@ int gq_awq_clip_per_candidate(const gq_awq_clip_problem *pb, float *best_f, doub
     const int rows = pb->rows, cols = pb->cols;
     const size_t size = (size_t)rows * cols;
     clip_scratch s = {0};
-    float *Wc = malloc(size * sizeof *Wc);
+    float *Wc = gq_alloc_big(size * sizeof *Wc);
     int rc = -1;
     if (!Wc) {
         gq_fail(err, "out of memory in the clip search");

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "calib/gq_calib.h"
+#include "core/gq_alloc.h"
 #include "core/gq_gemm.h"
 #include "core/gq_time.h"
 
@@ -156,13 +157,13 @@ static int losses_per_point(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_gr
     const gq_config *c = ctx->cfg;
     const size_t n = (size_t)ctx->B * ctx->T;
     int cin = group_cin(c, g);
-    float *out = malloc(n * c->dim * sizeof *out), *s = malloc((size_t)cin * sizeof *s);
+    float *out = gq_alloc_big(n * c->dim * sizeof *out), *s = gq_alloc_big((size_t)cin * sizeof *s);
     float *tmp[3] = {NULL, NULL, NULL};
     int rc = -1;
     for (int i = 0; i < group_n[g]; i++) {
         int rows, cols;
         gq_linear_shape(c, group_linears[g][i], &rows, &cols);
-        tmp[i] = malloc((size_t)rows * cols * sizeof(float));
+        tmp[i] = gq_alloc_big((size_t)rows * cols * sizeof(float));
     }
     if (!out || !s || !tmp[0] || (group_n[g] > 1 && !tmp[1]) || (group_n[g] > 2 && !tmp[2])) {
         gq_fail(err, "layers.%d: out of memory in the AWQ search", ctx->layer);
@@ -210,7 +211,7 @@ static int losses_stacked(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_grou
     float *trial[3] = {NULL, NULL, NULL}, *s = malloc((size_t)cin * sizeof *s);
     bool ok = s != NULL;
     for (int i = 0; i < group_n[g]; i++)
-        ok = ok && (trial[i] = malloc((size_t)chunk * size[i] * sizeof(float)));
+        ok = ok && (trial[i] = gq_alloc_big((size_t)chunk * size[i] * sizeof(float)));
     int rc = -1;
     if (!ok) {
         gq_fail(err, "layers.%d: out of memory in the AWQ search", ctx->layer);
@@ -252,7 +253,7 @@ static int search_group(const gq_awq_params *p, gq_block_ctx *ctx, gq_awq_group 
     const gq_config *c = ctx->cfg;
     const size_t n = (size_t)ctx->B * ctx->T;
     int cin = group_cin(c, g);
-    float *org = malloc(n * c->dim * sizeof *org);
+    float *org = gq_alloc_big(n * c->dim * sizeof *org);
     float *wm = p->duo_scaling ? malloc((size_t)cin * sizeof *wm) : NULL;
     double *loss = malloc((size_t)p->n_grid * sizeof *loss);
     int rc = -1;
@@ -335,7 +336,7 @@ static int clip_search(const gq_awq_params *p, gq_block_ctx *ctx, gq_linear_kind
     if (step < 1)
         step = 1;
     size_t m = (n + step - 1) / step;
-    float *Xs = malloc(m * cols * sizeof *Xs);
+    float *Xs = gq_alloc_big(m * cols * sizeof *Xs);
     float *amax = malloc((size_t)rows * ng * sizeof *amax);
     float *best_f = malloc((size_t)rows * ng * sizeof *best_f);
     int rc = -1;
@@ -461,7 +462,7 @@ static int quantize_linears(const gq_awq_params *p, gq_block_ctx *ctx, gq_block_
             gq_linear_shape(c, (gq_linear_kind)k, &rows, &cols);
             most = (size_t)rows * cols > most ? (size_t)rows * cols : most;
         }
-        Wc = malloc(most * sizeof *Wc);
+        Wc = gq_alloc_big(most * sizeof *Wc);
         if (!Wc) {
             gq_fail(err, "layers.%d: out of memory", ctx->layer);
             goto done;

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_alloc.h"
 #include "core/gq_gemm.h"
 #include "model/attention_internal.h"
 #include "model/gq_forward.h"
@@ -80,10 +81,10 @@ static int tokenwise_errors(const gq_block_ctx *ctx, gq_awq_group g, const float
     const int cin = g == GQ_AWQ_DOWN ? hid : g == GQ_AWQ_VO ? gq_q_dim(c) : dim;
     const int mlp = g == GQ_AWQ_GATEUP;
     const size_t rows = TOKEN_ROWS, width = (size_t)na * (mlp ? hid : dim);
-    float *Y = malloc(rows * (size_t)na * dim * sizeof *Y);
-    float *G = mlp ? malloc(rows * width * sizeof *G) : NULL;
-    float *U = mlp ? malloc(rows * width * sizeof *U) : NULL;
-    float *A = mlp ? malloc(rows * width * sizeof *A) : NULL;
+    float *Y = gq_alloc_big(rows * (size_t)na * dim * sizeof *Y);
+    float *G = mlp ? gq_alloc_big(rows * width * sizeof *G) : NULL;
+    float *U = mlp ? gq_alloc_big(rows * width * sizeof *U) : NULL;
+    float *A = mlp ? gq_alloc_big(rows * width * sizeof *A) : NULL;
     int rc = -1;
     if (!Y || (mlp && (!G || !U || !A))) {
         gq_fail(err, "layers.%d: out of memory in the AWQ grid (%d points)", ctx->layer, na);
@@ -135,10 +136,10 @@ static int attn_scratch_alloc(const gq_config *c, int B, int T, int na, attn_scr
     s->tn = s->tw * T;
     s->n_threads = omp_get_max_threads();
     const size_t tn = (size_t)s->tn, nat = (size_t)na * tn;
-    s->Q = malloc(nat * qd * sizeof(float)), s->K = malloc(nat * kvd * sizeof(float));
-    s->V = malloc(nat * kvd * sizeof(float)), s->q = malloc(tn * qd * sizeof(float));
-    s->k = malloc(tn * kvd * sizeof(float)), s->v = malloc(tn * kvd * sizeof(float));
-    s->C = malloc(nat * qd * sizeof(float)), s->Y = malloc(nat * dim * sizeof(float));
+    s->Q = gq_alloc_big(nat * qd * sizeof(float)), s->K = gq_alloc_big(nat * kvd * sizeof(float));
+    s->V = gq_alloc_big(nat * kvd * sizeof(float)), s->q = gq_alloc_big(tn * qd * sizeof(float));
+    s->k = gq_alloc_big(tn * kvd * sizeof(float)), s->v = gq_alloc_big(tn * kvd * sizeof(float));
+    s->C = gq_alloc_big(nat * qd * sizeof(float)), s->Y = gq_alloc_big(nat * dim * sizeof(float));
     s->cos_t = malloc((size_t)c->seq_len * half * sizeof(float));
     s->sin_t = malloc((size_t)c->seq_len * half * sizeof(float));
     s->scores = malloc((size_t)s->n_threads * gq_attention_scratch_floats(c) * sizeof(float));

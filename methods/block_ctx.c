@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_alloc.h"
 #include "core/gq_log.h"
 #include "core/gq_time.h"
 
@@ -43,7 +44,7 @@ int gq_block_run(gq_block_ctx *ctx, bool quantized, gq_block_trace *trace, float
     if (!ctx->x)
         return gq_fail(err, "layers.%d: the method needs calibration inputs", ctx->layer);
     size_t n = (size_t)ctx->B * ctx->T * ctx->cfg->dim;
-    float *x = x_out ? x_out : malloc(n * sizeof *x);
+    float *x = x_out ? x_out : gq_alloc_big(n * sizeof *x);
     if (!x)
         return gq_fail(err, "layers.%d: out of memory for block activations", ctx->layer);
     if (x != ctx->x) /* the pipeline may run the block in place on its own inputs */
@@ -179,7 +180,7 @@ int gq_block_trace_alloc(const gq_block_ctx *ctx, gq_block_trace *tr, gq_error *
     const gq_config *c = ctx->cfg;
     size_t n = (size_t)ctx->B * ctx->T;
     size_t qd = (size_t)gq_q_dim(c); /* attn_ctx is (n, q_dim) */
-    float *buf = malloc(n * (2 * (size_t)c->dim + qd + c->hidden_dim) * sizeof *buf);
+    float *buf = gq_alloc_big(n * (2 * (size_t)c->dim + qd + c->hidden_dim) * sizeof *buf);
     if (!buf)
         return gq_fail(err, "layers.%d: out of memory for the activations of %zu tokens",
                        ctx->layer, n);

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_alloc.h"
 #include "core/gq_gemm.h"
 
 #if defined(__AVX2__)
@@ -79,11 +80,11 @@ static int run_init(gptq_run *R, const gq_quantizer *qz, const float *W0, int ro
     const size_t n = (size_t)rows * cols;
     R->U = F->U;
     R->perm = F->perm;
-    R->W = malloc(n * sizeof *R->W);
-    R->Err = malloc((size_t)rows * R->bs * sizeof *R->Err);
+    R->W = gq_alloc_big(n * sizeof *R->W);
+    R->Err = gq_alloc_big((size_t)rows * R->bs * sizeof *R->Err);
     size_t n_states = R->g == 0 ? 1 : (size_t)rows * (R->dynamic ? 1 : R->n_groups);
     R->st = calloc(n_states, R->sb);
-    R->Qp = malloc(n * sizeof *R->Qp);
+    R->Qp = gq_alloc_big(n * sizeof *R->Qp);
     R->row_loss = calloc((size_t)rows, sizeof *R->row_loss);
     if (!R->W || !R->Err || !R->st || !R->Qp || !R->row_loss) {
         run_free(R);

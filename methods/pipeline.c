@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_alloc.h"
 #include "core/gq_fileio.h"
 #include "core/gq_log.h"
 #include "core/gq_time.h"
@@ -147,10 +148,10 @@ double gq_recon_error(const float *W, const float *Q, const float *X, size_t n, 
                       int cols, gq_error *err)
 {
     const size_t chunk = 2048, ns = gq_recon_tokens(n);
-    float *D = malloc((size_t)rows * cols * sizeof *D);
-    float *y = malloc(chunk * rows * sizeof *y);
-    float *e = malloc(chunk * rows * sizeof *e);
-    float *xs = ns < n ? malloc(ns * cols * sizeof *xs) : NULL; /* the sampled rows */
+    float *D = gq_alloc_big((size_t)rows * cols * sizeof *D);
+    float *y = gq_alloc_big(chunk * rows * sizeof *y);
+    float *e = gq_alloc_big(chunk * rows * sizeof *e);
+    float *xs = ns < n ? gq_alloc_big(ns * cols * sizeof *xs) : NULL; /* the sampled rows */
     double num = 0.0, den = 0.0;
     if (!D || !y || !e || (ns < n && !xs)) {
         free(D), free(y), free(e), free(xs);
@@ -206,7 +207,7 @@ static int block_alloc(const gq_config *c, const gq_layer *src, gq_block_ctx *ct
     int n_ex = gq_layer_extras(c, &ctx->w, ctx->layer, ex); /* biases, q/k norms */
     for (int i = 0; i < n_ex; i++)
         total += ex[i].n;
-    s->buf = malloc(total * sizeof(float));
+    s->buf = gq_alloc_big(total * sizeof(float));
     if (!s->buf)
         return gq_fail(err, "layers.%d: out of memory for the block's weights", ctx->layer);
     float *p = s->buf;
@@ -315,7 +316,7 @@ static int quantize_outer(const gq_model *fp, const gq_quant_plan *plan, gq_mode
         float *w = i == 0 ? out->tok_embeddings : out->wcls;
         const float *src = i == 0 ? fp->tok_embeddings : fp->wcls;
         uint8_t **codes = i == 0 ? &rep->embd_codes : &rep->cls_codes;
-        if (!(*codes = malloc(gq_quantizer_bytes(q, c->vocab_size, c->dim))))
+        if (!(*codes = gq_alloc_big(gq_quantizer_bytes(q, c->vocab_size, c->dim))))
             return gq_fail(err, "%s: out of memory for its codes", names[i]);
         double t0 = gq_now();
         if (gq_quantizer_run(q, src, c->vocab_size, c->dim, NULL, *codes, w, err))
@@ -382,8 +383,8 @@ static int stream_init(calib_stream *s, const gq_model *fp, const gq_model *out,
     s->T = plan->calib_ctx;
     s->ntok = (size_t)s->B * s->T;
     s->ws = gq_forward_ws_new(c, (int)s->ntok, err);
-    s->x = malloc(s->ntok * c->dim * sizeof *s->x);
-    s->xf = malloc(s->ntok * c->dim * sizeof *s->xf);
+    s->x = gq_alloc_big(s->ntok * c->dim * sizeof *s->x);
+    s->xf = gq_alloc_big(s->ntok * c->dim * sizeof *s->xf);
     if (!s->ws)
         return -1;
     if (!s->x || !s->xf)
@@ -393,7 +394,7 @@ static int stream_init(calib_stream *s, const gq_model *fp, const gq_model *out,
         return -1;
     s->tr.no_output = s->prop == GQ_PROPAGATE_QUANTIZED; /* the FP outputs feed nothing */
     if (m->needs_fp_inputs && s->prop == GQ_PROPAGATE_QUANTIZED &&
-        !(s->xfp = malloc(s->ntok * c->dim * sizeof *s->xfp)))
+        !(s->xfp = gq_alloc_big(s->ntok * c->dim * sizeof *s->xfp)))
         return gq_fail(err, "quantize: out of memory for %zu calibration tokens", s->ntok);
     double t0 = gq_now();
     gq_embed(s->prop == GQ_PROPAGATE_QUANTIZED ? out : fp, plan->calib_tokens, (int)s->ntok, s->x);
@@ -607,7 +608,7 @@ static int outer_view(const gq_model *fp, const gq_quant_plan *plan, gq_model *o
     memset(outer, 0, sizeof *outer);
     outer->cfg = *c;
     outer->layers = calloc((size_t)c->n_layers, sizeof *outer->layers);
-    outer->heap = n ? malloc(n * sizeof(float)) : NULL;
+    outer->heap = n ? gq_alloc_big(n * sizeof(float)) : NULL;
     outer->heap_floats = n;
     if (!outer->layers || (n && !outer->heap))
         return gq_fail(err, "quantize: out of memory for the output's embeddings");

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 
 #include "calib/gq_calib.h"
+#include "core/gq_alloc.h"
 
 typedef struct {
     gq_awq_params awq;
@@ -48,7 +49,7 @@ static int unit_importance(const praq_params *p, const gq_block_ctx *ctx, const 
 {
     const int dim = ctx->cfg->dim, hid = ctx->cfg->hidden_dim;
     const size_t chunk = 1024;
-    float *g = malloc(chunk * hid * sizeof *g), *u = malloc(chunk * hid * sizeof *u);
+    float *g = gq_alloc_big(chunk * hid * sizeof *g), *u = gq_alloc_big(chunk * hid * sizeof *u);
     if (!g || !u) {
         free(g), free(u);
         return gq_fail(err, "layers.%d: out of memory for PRAQ statistics", ctx->layer);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "act/gq_act.h"
+#include "core/gq_alloc.h"
 #include "core/gq_fileio.h"
 #include "core/gq_gemm.h"
 #include "model/gq_forward.h"

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_alloc.h"
 #include "core/gq_gemm.h"
 
 int gq_calib_windows(const gq_dataset *ds, size_t first, int n, int ctx, uint64_t seed,
@@ -54,7 +55,7 @@ int gq_hessian_init(gq_hessian *H, int d, gq_error *err)
 {
     H->d = d;
     H->n = 0;
-    H->h = calloc((size_t)d * d, sizeof *H->h);
+    H->h = gq_calloc_big((size_t)d * d, sizeof *H->h);
     if (!H->h)
         return gq_fail(err, "Hessian: out of memory for %d x %d doubles", d, d);
     return 0;
@@ -65,7 +66,7 @@ int gq_hessian_add(gq_hessian *H, const float *x, size_t n, gq_error *err)
     /* Chunks of rows converted to double, then a rank-k update of the upper triangle. */
     const size_t chunk = 256;
     const int d = H->d;
-    double *xd = malloc(chunk * (size_t)d * sizeof *xd);
+    double *xd = gq_alloc_big(chunk * (size_t)d * sizeof *xd);
     if (!xd)
         return gq_fail(err, "Hessian: out of memory");
     for (size_t t0 = 0; t0 < n; t0 += chunk) {

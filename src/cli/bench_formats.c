@@ -18,6 +18,7 @@
 #include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
+#include "core/gq_alloc.h"
 #include "core/gq_fileio.h"
 #include "core/gq_rng.h"
 #include "core/gq_threads.h"

@@ -15,6 +15,7 @@
 #include "cli/cmd_decl.h"
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
+#include "core/gq_alloc.h"
 #include "core/gq_fileio.h"
 #include "formats/gq_format.h"
 #include "formats/quant_error.h"

@@ -317,17 +317,3 @@ long long gq_file_size(const char *path, gq_error *err)
     }
     return (long long)st.st_size;
 }
-
-void *gq_alloc_zero(size_t bytes, const char *what, gq_error *err)
-{
-    size_t rounded = (bytes + 63) & ~(size_t)63;
-    if (rounded == 0)
-        rounded = 64;
-    void *p = aligned_alloc(64, rounded);
-    if (!p) {
-        gq_fail(err, "out of memory allocating %zu bytes for %s", bytes, what);
-        return NULL;
-    }
-    memset(p, 0, rounded);
-    return p;
-}

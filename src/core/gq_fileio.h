@@ -64,8 +64,4 @@ bool gq_file_exists(const char *path);
 /* Size in bytes, or -1 (with err set) when the file cannot be stat'ed. */
 long long gq_file_size(const char *path, gq_error *err);
 
-/* Aligned allocation for SIMD (64-byte), zero-filled; free with free(). Returns NULL and
- * sets err when out of memory, naming `what`. */
-void *gq_alloc_zero(size_t bytes, const char *what, gq_error *err);
-
 #endif

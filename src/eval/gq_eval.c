@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_alloc.h"
 #include "core/gq_fileio.h"
 #include "core/gq_log.h"
 #include "core/gq_threads.h"

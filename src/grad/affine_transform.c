@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_alloc.h"
 #include "core/gq_gemm.h"
 
 void gq_aq_work_free(gq_aq_step *w)
@@ -36,12 +37,15 @@ int gq_aq_work_init(gq_aq_step *w, const gq_grad_shape *s, bool grads, gq_error 
         {&w->dA_vo, vo}, {&w->dB_vo, vo}};
     const size_t n_a = grads ? sizeof a / sizeof *a : 10;
     bool ok = true;
-    for (size_t i = 0; i < n_a; i++) ok &= (*a[i].p = calloc(a[i].n, sizeof(float))) != NULL;
+    for (size_t i = 0; i < n_a; i++)
+        ok &= (*a[i].p = gq_calloc_big(a[i].n, sizeof(float))) != NULL;
     for (int k = 0; k < NL; k++) {
         size_t n = gq_aq_wsize(w, k);
-        ok &= (w->Wt[k] = malloc(n * sizeof(float))) && (w->Wq[k] = malloc(n * sizeof(float)));
+        ok &= (w->Wt[k] = gq_alloc_big(n * sizeof(float))) &&
+              (w->Wq[k] = gq_alloc_big(n * sizeof(float)));
         if (grads)
-            ok &= (w->dWt[k] = malloc(n * sizeof(float))) && (w->dWq[k] = malloc(n * sizeof(float)));
+            ok &= (w->dWt[k] = gq_alloc_big(n * sizeof(float))) &&
+                  (w->dWq[k] = gq_alloc_big(n * sizeof(float)));
     }
     if (!ok) {
         gq_aq_work_free(w);

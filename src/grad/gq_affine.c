@@ -8,6 +8,7 @@
 
 #include <omp.h>
 
+#include "core/gq_alloc.h"
 #include "grad/affine_cost.h"
 #include "grad/affine_work.h"
 
@@ -282,15 +283,15 @@ static int trainer_init(trainer *tr, const gq_grad_shape *s, int B, int T, const
         for (int t = 0; t < 2; t++) sl[tr->ns++] = (tensor_slot){.n = (size_t)w->rows[k] * gq_lwc_groups_per_row(&tr->q, w->cols[k]), .lwc = true};
     bool ok = (st->epoch_loss = calloc(o->epochs > 0 ? o->epochs : 1, sizeof(double))) != NULL;
     for (int i = 0; i < tr->ns; i++)
-        ok &= (sl[i].p = calloc(sl[i].n, sizeof(float))) && (sl[i].g = calloc(sl[i].n, sizeof(float))) &&
-              (sl[i].m = calloc(sl[i].n, sizeof(float))) && (sl[i].v = calloc(sl[i].n, sizeof(float)));
+        ok &= (sl[i].p = gq_calloc_big(sl[i].n, sizeof(float))) && (sl[i].g = gq_calloc_big(sl[i].n, sizeof(float))) &&
+              (sl[i].m = gq_calloc_big(sl[i].n, sizeof(float))) && (sl[i].v = gq_calloc_big(sl[i].n, sizeof(float)));
     st->A_att = sl[0].p, st->A_ffn = sl[1].p, st->A_vo = sl[2].p;
     for (int k = 0; k < NL; k++) st->gamma[k] = sl[3 + 2 * k].p, st->beta[k] = sl[4 + 2 * k].p;
     tr->nt = (size_t)T * w->D;
     const size_t all = (size_t)B * tr->nt;
     if (!ok || !(tr->y = malloc(tr->nt * sizeof *tr->y)) ||
-        !(tr->y_fp = malloc(all * sizeof *tr->y_fp)) ||
-        (o->aug_loss && !(tr->y_aug = malloc(all * sizeof *tr->y_aug))))
+        !(tr->y_fp = gq_alloc_big(all * sizeof *tr->y_fp)) ||
+        (o->aug_loss && !(tr->y_aug = gq_alloc_big(all * sizeof *tr->y_aug))))
         return gq_fail(err, "affinequant: out of memory for the targets of %d windows", B);
     if (gq_grad_tape_init_f(&tr->tp, s, 1, T, err)) return -1;
     tr->tape = true;
@@ -325,7 +326,7 @@ static int refit_static(trainer *tr, const gq_grad_block_f *fp, const float *x_q
     gq_aq_step *w = &tr->w;
     const size_t nt = tr->nt, n = (size_t)B * T, nh = (size_t)T * w->H;
     gq_grad_block_f eff;
-    float *buf = malloc((3 * n * w->D + n * w->H) * sizeof *buf);
+    float *buf = gq_alloc_big((3 * n * w->D + n * w->H) * sizeof *buf);
     if (!buf) return gq_fail(err, "affinequant: out of memory for the activation calibration");
     float *att = buf, *ctx = buf + n * w->D, *ffn = buf + 2 * n * w->D, *hid = buf + 3 * n * w->D;
     int rc = quantized_block(w, st, fp, &tr->q, o->let, o->lwc, &eff, err);

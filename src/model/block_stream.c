@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "core/gq_alloc.h"
 #include "model/gq_hf.h"
 #include "model/model_internal.h"
 
@@ -107,7 +108,7 @@ static void unpoint_layer(const gq_config *c, gq_layer *L, int l)
 static int fill_block(gq_model *m, source_state *s, int l, gq_error *err)
 {
     const gq_config *c = &m->cfg;
-    float *buf = malloc(gq_layer_floats(c) * sizeof(float));
+    float *buf = gq_alloc_big(gq_layer_floats(c) * sizeof(float));
     if (!buf)
         return gq_fail(err, "%s: out of memory converting block %d to fp32", m->path, l);
     s->src.buf[l] = buf;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_alloc.h"
 #include "core/gq_fileio.h"
 #include "core/gq_gemm.h"
 #include "core/gq_log.h"

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/gq_alloc.h"
 #include "core/gq_fileio.h"
 #include "model/attention_internal.h"
 #include "model/gq_act_hook.h"

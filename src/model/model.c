@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "core/gq_alloc.h"
 #include "core/gq_fileio.h"
 #include "model/gq_rotation.h"
 #include "model/gq_stream.h"

@@ -1,6 +1,7 @@
 /* The synthetic generator written straight to an HF directory (gq_synth.h). */
 #include <stdlib.h>
 
+#include "core/gq_alloc.h"
 #include "core/gq_log.h"
 #include "model/gq_hf_stream.h"
 #include "model/gq_stream.h"
@@ -10,7 +11,7 @@
 /* Every block generated into one buffer and written, in order. */
 static int write_blocks(const gq_config *c, uint64_t seed, gq_hf_writer *w, gq_error *err)
 {
-    float *buf = malloc(gq_layer_floats(c) * sizeof(float));
+    float *buf = gq_alloc_big(gq_layer_floats(c) * sizeof(float));
     if (!buf)
         return gq_fail(err, "synthetic model: out of memory for one block");
     gq_progress prog;

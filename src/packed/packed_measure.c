@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gq_alloc.h"
 #include "core/gq_fileio.h"
 #include "core/gq_time.h"
 #include "model/gq_forward.h"
