@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/gq_alloc.h"
 #include "methods/gq_linalg.h"
 
 void gq_gptq_factor_free(gq_gptq_factor *F)
@@ -86,7 +85,9 @@ int gq_gptq_factor_init(gq_gptq_factor *F, double *H, int cols, const gq_gptq_op
     memset(F, 0, sizeof *F);
     F->cols = cols;
     F->perm = malloc((size_t)cols * sizeof *F->perm);
-    F->U = gq_alloc_big((size_t)cols * cols * sizeof *F->U);
+    /* plain pages, not gq_alloc_big: only U's upper triangle is ever touched, and 4 KiB pages
+     * keep the rest out of the resident set */
+    F->U = malloc((size_t)cols * cols * sizeof *F->U);
     F->dead = calloc((size_t)cols, 1);
     int rc = -1;
     if (!F->perm || !F->U || !F->dead) {

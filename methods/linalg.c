@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/gq_alloc.h"
 #include "core/gq_gemm.h"
 
 /* dpotrf on the (n, n) diagonal block at a (row stride lda), single-threaded. A row-major
@@ -94,7 +93,8 @@ static void reflect_to_float(const double *x, int n, float *u)
 int gq_inverse_cholesky_upper(double *h, int n, const int *perm, double damp, float *u,
                               int *bad_col, gq_error *err)
 {
-    double *m = gq_alloc_big((size_t)n * n * sizeof *m);
+    /* plain pages, not gq_alloc_big: only the upper triangle is touched */
+    double *m = malloc((size_t)n * n * sizeof *m);
     if (!m)
         return gq_fail(err, "out of memory for a %d x %d factorisation", n, n);
     /* m = J (P^T h P + damp I) J, upper triangle: m[i][j] = h[p(n-1-i)][p(n-1-j)] */
