@@ -106,8 +106,11 @@ static int calib_opts(q_args *a, cli_opt *o)
                 "calibration text (default: TinyStories validation text for\n"
                 "models whose path names \"stories\", WikiText-2 test otherwise)\n"
                 "(loaded for every method: RTN reports errors on it too)"),
-        CLI_OPT("n-calib", "N", CLI_INT, &a->n_calib, "calibration windows, drawn with --seed",
-                .def = "16", .min = 1, .max = 1 << 20),
+        CLI_OPT("n-calib", "N", CLI_INT, &a->n_calib,
+                "calibration windows, drawn with --seed (0: none, for a method\n"
+                "that needs none, e.g. rtn: no text is read and the report has\n"
+                "no reconstruction errors)",
+                .def = "16", .min = 0, .max = 1 << 20),
         CLI_OPT("calib-ctx", "L", CLI_INT, &a->calib_ctx,
                 "tokens per window (default: min(256, the model's seq_len))", .min = 2,
                 .max = 1 << 20),
@@ -407,7 +410,11 @@ static int build_plan(const q_args *a, gq_quant_plan *plan, gq_tensor_rule *rule
         gq_quantizer_init(&plan->quantizer, a->format, a->fmt_params,
                           gq_format_find(a->format) ? "--set" : "--format", err))
         return -1;
-    if (!a->calib[0] && !a->eval_windows) {
+    if (a->n_calib == 0 && gq_method_cfg_needs_calibration(&plan->method)) {
+        gq_fail(err, "--n-calib 0: method \"%s\" needs calibration windows", a->method);
+        return -1;
+    }
+    if (a->n_calib > 0 && !a->calib[0] && !a->eval_windows) {
         gq_fail(err, "--calib-data: the default calibration text is the evaluation text that "
                      "`gq-bench eval` scores; give --eval-windows K (and --eval-ctx L) to draw "
                      "the calibration windows after the K evaluated windows, or --calib-data "
@@ -775,6 +782,14 @@ typedef struct {
     double t_start; /* gq_now() before the plan is built: the load time's start */
 } q_run;
 
+/* The activation and KV quantizers of the options; static scales need calibration windows. */
+static int build_acts(const q_args *a, q_run *r, gq_error *err)
+{
+    if (cli_act_build(&a->act, &r->m.cfg, a->n_calib > 0, &r->acts, err) == 0)
+        return 0;
+    return a->n_calib > 0 ? -1 : gq_fail_prefix(err, "--n-calib 0");
+}
+
 /* The plan, the model and tokenizer, the output checks and the calibration windows. Returns
  * GQ_EXIT_OK when ready, else the exit status (GQ_EXIT_USAGE_PRINTED: already said). */
 static int prepare(const q_args *a, q_run *r, gq_error *err)
@@ -785,12 +800,14 @@ static int prepare(const q_args *a, q_run *r, gq_error *err)
     gq_stream_mode mode = writer ? GQ_STREAM_OFF : gq_stream_mode_parse(a->stream);
     if (cli_load_model_stream(a->model, a->tokenizer, mode, &r->m, &r->tok, r->model_path,
                               r->tok_path, sizeof r->model_path, err) ||
-        cli_act_build(&a->act, &r->m.cfg, true, &r->acts, err) ||
+        build_acts(a, r, err) ||
         check_output(a, &r->m, &r->acts, r->act_file, err) ||
         (writer && writer->check_plan && writer->check_plan(&r->plan, &r->m.cfg, err)))
         return GQ_EXIT_USAGE;
     /* Calibration windows are loaded for every method (RTN too) so that every report measures
-     * reconstruction errors on the same inputs. */
+     * reconstruction errors on the same inputs; --n-calib 0 (data-free methods) loads none. */
+    if (a->n_calib == 0)
+        return GQ_EXIT_OK;
     int status = load_calibration(a, r->model_path, &r->m, r->tok, &r->ds, &r->cal, &r->plan,
                                   err);
     return status == GQ_EXIT_FAIL ? GQ_EXIT_OK : status;

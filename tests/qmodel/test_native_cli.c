@@ -2,7 +2,8 @@
  * default and `eval --model` scores it exactly as the fake-quantized llama2.c checkpoint of the
  * same run (same ppl and mean NLL digits); affinequant, which a llama2.c checkpoint cannot hold,
  * saves and evaluates; an experiment on the native file measures its baseline's throughput on
- * the packed kernels from the file's codes; damaged files exit 2 naming the file and what. */
+ * the packed kernels from the file's codes; damaged files exit 2 naming the file and what;
+ * data-free RTN (--n-calib 0). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -71,6 +72,42 @@ static void test_native_equals_fake_quant(void **state)
     print_message("affinequant int4 g32: native %ld bytes: %s\n", file_bytes(nat), a);
     unlink(nat);
     unlink(l2c);
+    test_remove_dir(dir);
+}
+
+/* --n-calib 0: RTN reads no calibration text (no --eval-windows either) and writes the weights
+ * a calibrated run writes, without reconstruction errors; methods and static activation scales
+ * that need windows are refused. */
+static void test_data_free_rtn(void **state)
+{
+    (void)state;
+    test_assets_or_skip();
+    char *dir = test_tmpdir("native-nocalib");
+    char q0[4200], q2[4200], a[256], b[256];
+    snprintf(q0, sizeof q0, "%s/q0", dir);
+    snprintf(q2, sizeof q2, "%s/q2", dir);
+    const char *rtn = "--method rtn --format int --set bits=4 --set group_size=32";
+    if (test_run_clif(out, sizeof out, errb, sizeof errb, "quantize " MODEL " %s --n-calib 0 "
+                      "--out '%s'", rtn, q0) != 0)
+        fail_msg("quantize --n-calib 0: %s", errb);
+    assert_non_null(strstr(out, "calibration none"));
+    assert_non_null(strstr(out, "layers.0.attn.q_proj          int4 g32 asym            4.625"
+                                "            -"));
+    quantize(rtn, "", q2);
+    eval_numbers(q0, a, sizeof a);
+    eval_numbers(q2, b, sizeof b);
+    assert_string_equal(a, b);
+    assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "quantize " MODEL
+                                   " --method gptq --format int --n-calib 0 --out '%s'", q0),
+                     2);
+    assert_non_null(strstr(errb, "--n-calib 0: method \"gptq\" needs calibration windows"));
+    assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "quantize " MODEL
+                                   " %s --n-calib 0 --act-format int --act-granularity tensor "
+                                   "--act-scales static --out '%s'", rtn, q0),
+                     2);
+    assert_non_null(strstr(errb, "--n-calib 0: activations.scales: static scales"));
+    unlink(q0);
+    unlink(q2);
     test_remove_dir(dir);
 }
 
@@ -195,6 +232,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_native_equals_fake_quant),
+        cmocka_unit_test(test_data_free_rtn),
         cmocka_unit_test(test_run_on_native),
         cmocka_unit_test(test_damaged_files),
         cmocka_unit_test(test_directory_of_native_file),
