@@ -12,6 +12,7 @@
 #define GQ_S(name) name##_f
 #define GQ_GEMM gq_sgemm
 #define GQ_BLAS_GEMM cblas_sgemm
+#define GQ_GEMM_NT_SHARED gq_sgemm_nt_shared
 #include "grad/grad_linear.inc"
 #include "grad/grad_pointwise.inc"
 #include "grad/grad_attention.inc"
@@ -21,6 +22,7 @@
 #undef GQ_S
 #undef GQ_GEMM
 #undef GQ_BLAS_GEMM
+#undef GQ_GEMM_NT_SHARED
 #undef GQ_RMS_EPS
 #undef GQ_LWC_SMIN
 #undef GQ_LWC_SMAX
