@@ -493,9 +493,9 @@ static int train_block(const gq_grad_shape *s, const gq_grad_block_f *fp, const 
                        const float *x_q, int B, int T, const gq_affine_opts *o,
                        gq_affine_state *st, gq_error *err)
 {
+    if (o->fold) memset(o->fold, 0, sizeof *o->fold);
     if (fp->m_att || fp->m_ffn)
         return gq_fail(err, "affinequant: the block already has an explicit transform");
-    if (o->fold) memset(o->fold, 0, sizeof *o->fold);
     if (o->fold && !o->let)
         return gq_fail(err, "affinequant: no transforms are learned to fold");
     trainer tr;
