@@ -2,7 +2,8 @@
  * the invertible transforms A (qkv after the input RMSNorm, gate/up after the post-attention
  * RMSNorm, block-diagonal per kv head for v->o; up->down excluded) and the per-group clipping
  * logits by AdamW through the STE fake quantizer (src/grad/gq_affine.c), then
- *   - fold: v->o into v_proj rows and o_proj columns, A into the columns of q/k/v and gate/up;
+ *   - fold (made by the training in its own buffers): v->o into v_proj rows and o_proj
+ *     columns, A into the columns of q/k/v and gate/up;
  *     Â⁻¹ (inverted in double) stays as the block's explicit input transforms
  *     (gq_layer.att_in_transform / ffn_in_transform, applied as xn · M by the forward pass);
  *   - round: clamp each group of the folded weights to its learned clipping bounds and hand it
@@ -161,24 +162,18 @@ static int aq_check_layer(const void *params, const gq_config *cfg, int layer,
     return train_spec(cfg, layer, quant, params, &spec, err);
 }
 
-/* Replaces the working FP weights by the folded ones and installs the explicit transforms. */
-static int install_folded(gq_block_ctx *ctx, const gq_affine_state *st,
-                          const gq_grad_block_f *fp, gq_affine_cost *cost, gq_error *err)
+/* Replaces the working FP weights by the folded ones f and installs the explicit transforms. */
+static void install_folded(gq_block_ctx *ctx, const gq_grad_block_f *f)
 {
-    gq_grad_block_f f;
-    if (gq_affine_fold(st, fp, &f, cost, err))
-        return -1;
-    const float *W[GQ_N_LINEAR] = GQ_AFF_LIN(&f);
+    const float *W[GQ_N_LINEAR] = GQ_AFF_LIN(f);
     for (int k = 0; k < GQ_N_LINEAR; k++) {
         int rows, cols;
         gq_linear_shape(ctx->cfg, (gq_linear_kind)k, &rows, &cols);
         memcpy(ctx->w.w[k], W[k], (size_t)rows * cols * sizeof(float));
     }
     const size_t dd = (size_t)ctx->cfg->dim * ctx->cfg->dim;
-    memcpy(gq_block_in_transform(ctx, false), f.m_att, dd * sizeof(float));
-    memcpy(gq_block_in_transform(ctx, true), f.m_ffn, dd * sizeof(float));
-    gq_affine_block_free(&f);
-    return 0;
+    memcpy(gq_block_in_transform(ctx, false), f->m_att, dd * sizeof(float));
+    memcpy(gq_block_in_transform(ctx, true), f->m_ffn, dd * sizeof(float));
 }
 
 /* Final rounding: learned clipping, then the plan's format. */
@@ -305,14 +300,18 @@ static int aq_block(const void *params, gq_block_ctx *ctx, gq_error *err)
         .w1 = w->w[GQ_LIN_GATE], .w2 = w->w[GQ_LIN_DOWN], .w3 = w->w[GQ_LIN_UP]};
     gq_affine_state st;
     gq_affine_cost cost = {0};
+    gq_grad_block_f folded; /* the fold, made as the training ends (with let) */
     o.cost = ctx->stages ? &cost : NULL;
+    o.fold = p->let ? &folded : NULL;
     double t0 = gq_now();
     if (gq_affine_train(&s, &fp, ctx->x_fp, ctx->x, ctx->B, ctx->T, &o, &st, err))
         return gq_fail_prefix(err, "layers.%d", ctx->layer);
     ctx->t_search += gq_now() - t0;
-    int rc = (st.let && install_folded(ctx, &st, &fp, o.cost, err)) ||
-                     round_block(ctx, &st, &o.quant, err)
-                 ? -1 : 0;
+    if (p->let) {
+        install_folded(ctx, &folded);
+        gq_affine_block_free(&folded);
+    }
+    int rc = round_block(ctx, &st, &o.quant, err);
     if (rc == 0) {
         report_costs(ctx, &cost);
         report_block(ctx, &st, p->epochs);

@@ -517,8 +517,12 @@ static int advance_stream(const gq_model *fp, gq_block_ctx *ctx, calib_stream *s
     } else if (gq_block_run(ctx, true, NULL, s->x, err)) {
         return -1;
     }
-    if (s->xfp)
+    if (s->xfp) { /* a block forward pass as the method's are: the stage "forward" */
+        double t1 = gq_stage_begin(ctx);
         gq_block_forward(fp, ctx->layer, s->xfp, s->B, s->T, s->ws, NULL);
+        gq_stage_end(ctx, t1, "forward", GQ_LIMIT_SGEMM,
+                     gq_block_forward_flops(&fp->cfg, s->B, s->T));
+    }
     rep->t_stats += gq_now() - t0;
     return 0;
 }

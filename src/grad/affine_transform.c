@@ -16,7 +16,8 @@ void gq_aq_work_free(gq_aq_step *w)
                      &w->tv, &w->dtv, &w->dm_att, &w->dm_ffn, &w->dA_att, &w->dA_ffn,
                      &w->dA_vo, &w->dB_vo, &w->M_att, &w->M_ffn, &w->M_vo};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(*all[i]), *all[i] = NULL;
-    for (int k = 0; k < NL; k++) free(w->Wt[k]), free(w->Wq[k]), free(w->dWt[k]), free(w->dWq[k]);
+    for (int k = 0; k < NL; k++) /* dWt[k] is Wq[k]'s storage */
+        free(w->Wt[k]), free(w->Wq[k]), free(w->dWq[k]), w->dWt[k] = NULL;
 }
 
 int gq_aq_work_init(gq_aq_step *w, const gq_grad_shape *s, bool grads, gq_error *err)
@@ -44,8 +45,8 @@ int gq_aq_work_init(gq_aq_step *w, const gq_grad_shape *s, bool grads, gq_error 
         ok &= (w->Wt[k] = gq_alloc_big(n * sizeof(float))) &&
               (w->Wq[k] = gq_alloc_big(n * sizeof(float)));
         if (grads)
-            ok &= (w->dWt[k] = gq_alloc_big(n * sizeof(float))) &&
-                  (w->dWq[k] = gq_alloc_big(n * sizeof(float)));
+            ok &= (w->dWq[k] = gq_alloc_big(n * sizeof(float))) != NULL;
+        w->dWt[k] = grads ? w->Wq[k] : NULL;
     }
     if (!ok) {
         gq_aq_work_free(w);

@@ -17,6 +17,8 @@ typedef struct {
     int rows[NL], cols[NL];
     float *Ah_att, *Ah_ffn, *Ah_vo;    /* masked transforms Â */
     float *Bi_att, *Bi_ffn, *Bi_vo;    /* their inverses */
+    /* dWt[k] shares Wq[k]'s storage: the quantized weights are dead once the backward pass
+     * has read them, and every step quantizes again before using them */
     float *Wt[NL], *Wq[NL], *dWt[NL], *dWq[NL];
     float *tv, *dtv;                   /* (KV, D) v weights after the att transform */
     float *dm_att, *dm_ffn, *dA_att, *dA_ffn, *dA_vo, *dB_vo;

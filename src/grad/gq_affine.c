@@ -131,16 +131,39 @@ static int band_of(const float *A, int n, int count)
     return band;
 }
 
-/* A work area without gradients whose masks are all ones: st holds the masked transforms of
- * the last epoch, and the bands are those of their non-zero entries. */
-static int work_init_trained(gq_aq_step *w, const gq_affine_state *st, gq_error *err)
+/* w ready for the trained state st: its masks all ones (st holds the masked transforms of the
+ * last epoch), its bands those of their non-zero entries, the fast paths on. */
+static void work_set_trained(gq_aq_step *w, const gq_affine_state *st)
 {
-    if (gq_aq_work_init(w, &st->shape, false, err)) return -1;
     const int a = band_of(st->A_att, w->D, 1), f = band_of(st->A_ffn, w->D, 1);
     w->band_d = a > f ? a : f;
     w->band_hs = band_of(st->A_vo, w->hs, st->shape.n_kv_heads);
+    w->dense = false;
     for (size_t i = 0; i < (size_t)w->D * w->D; i++) w->M_att[i] = w->M_ffn[i] = 1;
     for (size_t i = 0; i < (size_t)st->shape.n_kv_heads * w->hs * w->hs; i++) w->M_vo[i] = 1;
+}
+
+/* A work area without gradients for the trained state st. */
+static int work_init_trained(gq_aq_step *w, const gq_affine_state *st, gq_error *err)
+{
+    if (gq_aq_work_init(w, &st->shape, false, err)) return -1;
+    work_set_trained(w, st);
+    return 0;
+}
+
+/* gq_affine_fold in the work area w (set for st): out takes w's transformed weights and
+ * inverses. */
+static int fold_in(gq_aq_step *w, const gq_affine_state *st, const gq_grad_block_f *fp,
+                   gq_grad_block_f *out, gq_error *err)
+{
+    const float *W[NL] = GQ_AFF_LIN(fp);
+    if (gq_aq_masked_inverses(w, st, err)) return -1;
+    gq_aq_transform_fwd(w, W);
+    float **dst[NL] = {&out->wq, &out->wk, &out->wv, &out->wo, &out->w1, &out->w3, &out->w2};
+    for (int k = 0; k < NL; k++) *dst[k] = w->Wt[k], w->Wt[k] = NULL;
+    out->m_att = w->Bi_att, out->m_ffn = w->Bi_ffn;
+    w->Bi_att = w->Bi_ffn = NULL;
+    out->rms_att = fp->rms_att, out->rms_ffn = fp->rms_ffn;
     return 0;
 }
 
@@ -152,18 +175,7 @@ int gq_affine_fold(const gq_affine_state *st, const gq_grad_block_f *fp, gq_grad
     gq_aq_step w;
     if (work_init_trained(&w, st, err)) return -1;
     w.cost = cost;
-    const float *W[NL] = GQ_AFF_LIN(fp);
-    int rc = -1;
-    if (gq_aq_masked_inverses(&w, st, err)) goto done;
-    gq_aq_transform_fwd(&w, W);
-    /* out takes the work area's transformed weights and inverses */
-    float **dst[NL] = {&out->wq, &out->wk, &out->wv, &out->wo, &out->w1, &out->w3, &out->w2};
-    for (int k = 0; k < NL; k++) *dst[k] = w.Wt[k], w.Wt[k] = NULL;
-    out->m_att = w.Bi_att, out->m_ffn = w.Bi_ffn;
-    w.Bi_att = w.Bi_ffn = NULL;
-    out->rms_att = fp->rms_att, out->rms_ffn = fp->rms_ffn;
-    rc = 0;
-done:
+    const int rc = fold_in(&w, st, fp, out, err);
     gq_aq_work_free(&w);
     return rc;
 }
@@ -196,17 +208,16 @@ static void fp_forward(float *out, const float *x, const gq_grad_block_f *fp,
     tp->act = act;
 }
 
-/* Block output MSE over windows (the quantized block with the activation quantizers act, may
- * be NULL) against the FP block on x_fp, or against y_fp (B*T, dim), its outputs, when not
- * NULL; eff is recomputed from st each call. */
-static int eval_mse(gq_aq_step *w, const gq_affine_state *st, const gq_grad_block_f *fp,
-                    const float *x_fp, const float *y_fp, const float *x_q, int B, int T,
-                    const gq_lwc_spec *q, bool let, bool lwc, const gq_grad_actq_f *act,
+/* Block output MSE over windows of T tokens (the quantized block through tape tp, one window,
+ * with its activation quantizers) against the FP block on x_fp, or against y_fp (B*T, dim),
+ * its outputs, when not NULL; eff is recomputed from st each call. */
+static int eval_mse(gq_aq_step *w, gq_grad_tape_f *tp, const gq_affine_state *st,
+                    const gq_grad_block_f *fp, const float *x_fp, const float *y_fp,
+                    const float *x_q, int B, const gq_lwc_spec *q, bool let, bool lwc,
                     double *mse, gq_error *err)
 {
+    const int T = tp->T;
     const size_t nt = (size_t)T * w->D;
-    gq_grad_tape_f tp;
-    if (gq_grad_tape_init_f(&tp, &w->s, 1, T, err)) return -1;
     float *y = malloc(2 * nt * sizeof *y);
     gq_grad_block_f eff;
     int rc = -1;
@@ -214,15 +225,14 @@ static int eval_mse(gq_aq_step *w, const gq_affine_state *st, const gq_grad_bloc
         gq_fail(err, "affinequant: out of memory");
         goto done;
     }
-    if (quantized_block(w, st, fp, q, let, lwc, &eff, err) ||
-        gq_grad_tape_set_act_f(&tp, act, err))
+    if (quantized_block(w, st, fp, q, let, lwc, &eff, err))
         goto done;
     double s = 0;
     const double t0 = gq_aq_clock(w->cost);
     for (int b = 0; b < B; b++) {
         const float *yf = y_fp ? y_fp + b * nt : y;
-        if (!y_fp) fp_forward(y, x_fp + b * nt, fp, &tp);
-        gq_block_fwd_f(y + nt, x_q + b * nt, &eff, &tp);
+        if (!y_fp) fp_forward(y, x_fp + b * nt, fp, tp);
+        gq_block_fwd_f(y + nt, x_q + b * nt, &eff, tp);
         for (size_t i = 0; i < nt; i++) s += (double)(y[nt + i] - yf[i]) * (y[nt + i] - yf[i]);
     }
     gq_aq_add(w->cost, GQ_AQ_FORWARD, t0,
@@ -231,7 +241,6 @@ static int eval_mse(gq_aq_step *w, const gq_affine_state *st, const gq_grad_bloc
     rc = 0;
 done:
     free(y);
-    gq_grad_tape_free_f(&tp);
     return rc;
 }
 
@@ -388,7 +397,7 @@ static int trainer_start(trainer *tr, const gq_grad_block_f *fp, const float *x_
     if (rc) return -1;
     gq_aq_set_masks(&tr->w, 0, o->epochs, o->sf);
     if (refit_static(tr, fp, x_q, B, T, o, st, err)) return -1;
-    return eval_mse(&tr->w, st, fp, x_fp, tr->y_fp, x_q, B, T, &tr->q, o->let, o->lwc, o->act,
+    return eval_mse(&tr->w, &tr->tp, st, fp, x_fp, tr->y_fp, x_q, B, &tr->q, o->let, o->lwc,
                     &st->init_loss, err);
 }
 
@@ -484,8 +493,11 @@ static int train_block(const gq_grad_shape *s, const gq_grad_block_f *fp, const 
                        const float *x_q, int B, int T, const gq_affine_opts *o,
                        gq_affine_state *st, gq_error *err)
 {
+    if (o->fold) memset(o->fold, 0, sizeof *o->fold);
     if (fp->m_att || fp->m_ffn)
         return gq_fail(err, "affinequant: the block already has an explicit transform");
+    if (o->fold && !o->let)
+        return gq_fail(err, "affinequant: no transforms are learned to fold");
     trainer tr;
     int rc = -1;
     if (trainer_init(&tr, s, B, T, o, st, err) ||
@@ -512,6 +524,10 @@ static int train_block(const gq_grad_shape *s, const gq_grad_block_f *fp, const 
     gq_aq_hadamard(st->A_ffn, st->A_ffn, tr.w.M_ffn, dd);
     gq_aq_hadamard(st->A_vo, st->A_vo, tr.w.M_vo, vo);
     gq_aq_add(o->cost, GQ_AQ_MASK, t0, 12.0 * (2.0 * dd + vo));
+    if (o->fold) { /* the training's buffers, already in memory, serve the fold */
+        work_set_trained(&tr.w, st);
+        if (fold_in(&tr.w, st, fp, o->fold, err)) goto done;
+    }
     rc = 0;
 done:
     trainer_free(&tr, rc, st);
@@ -523,10 +539,16 @@ int gq_affine_eval(const gq_affine_state *st, const gq_grad_block_f *fp, const f
                    gq_error *err)
 {
     gq_aq_step w;
+    gq_grad_tape_f tp;
     if (work_init_trained(&w, st, err)) return -1;
+    if (gq_grad_tape_init_f(&tp, &st->shape, 1, T, err)) {
+        gq_aq_work_free(&w);
+        return -1;
+    }
     gq_lwc_spec qq = *q;
     qq.round = GQ_ROUND_NEAREST;
-    int rc = eval_mse(&w, st, fp, x_fp, NULL, x_q, B, T, &qq, st->let, st->lwc, NULL, mse, err);
+    int rc = eval_mse(&w, &tp, st, fp, x_fp, NULL, x_q, B, &qq, st->let, st->lwc, mse, err);
+    gq_grad_tape_free_f(&tp);
     gq_aq_work_free(&w);
     return rc;
 }

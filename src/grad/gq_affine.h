@@ -46,6 +46,10 @@ typedef struct gq_affine_opts {
     gq_affine_cost *cost; /* NULL, or receives the sub-stages' times and work (added to it) */
     bool dense;          /* every transform product dense, diagonal ones too: the plain
                             formulation the fast paths are tested against */
+    /* NULL, or (with let) receives the trained state's fold, what gq_affine_fold gives, made
+     * in the training's own buffers (free with gq_affine_block_free); its time and work go
+     * to cost as the fold's do. */
+    gq_grad_block_f *fold;
 } gq_affine_opts;
 
 /* Learned state of one block. Transforms are returned masked (Â = A ∘ GM of the last epoch). */

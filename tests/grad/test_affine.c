@@ -163,11 +163,52 @@ static void test_threads_same_bits(void **state)
     for (size_t i = 0; i < 10; i++) free(all[i]);
 }
 
+/* The fold the training makes in its own buffers (opts.fold) is gq_affine_fold's, bit for bit,
+ * for a diagonal (one epoch) and a banded (three epochs) state. */
+static void check_fold_in_training(int epochs)
+{
+    gq_rng r;
+    gq_rng_seed(&r, 34);
+    gq_grad_shape s = {.dim = 32, .hidden = 64, .n_heads = 4, .n_kv_heads = 2};
+    const int D = 32, KV = 16, H = 64, B = 2, T = 16;
+    gq_grad_block_f fp = random_block(&r, D, KV, H, 0.2, 0.2), in_training, separate;
+    float *x = randn(&r, (size_t)B * T * D, 1, 0);
+    gq_affine_opts o = {.epochs = epochs, .lr = 1e-2, .lwc_lr = 5e-2, .sf = 1e-2, .alpha = 0.5,
+                        .lwc = true, .let = true, .quant = {.bits = 3, .group = 16},
+                        .fold = &in_training};
+    gq_affine_state st;
+    gq_error err;
+    assert_int_equal(gq_affine_train(&s, &fp, x, x, B, T, &o, &st, &err), 0);
+    assert_int_equal(gq_affine_fold(&st, &fp, &separate, NULL, &err), 0);
+    const float *a[9] = {in_training.wq, in_training.wk, in_training.wv, in_training.wo,
+                         in_training.w1, in_training.w3, in_training.w2, in_training.m_att,
+                         in_training.m_ffn};
+    const float *b[9] = {separate.wq, separate.wk, separate.wv, separate.wo, separate.w1,
+                         separate.w3, separate.w2, separate.m_att, separate.m_ffn};
+    const size_t n[9] = {D * D, KV * D, KV * D, D * D, H * D, H * D, D * H, D * D, D * D};
+    for (int i = 0; i < 9; i++) assert_memory_equal(a[i], b[i], n[i] * sizeof(float));
+    assert_ptr_equal(in_training.rms_att, fp.rms_att);
+    gq_affine_block_free(&in_training), gq_affine_block_free(&separate);
+    gq_affine_state_free(&st);
+    o.let = false; /* nothing to fold */
+    assert_int_equal(gq_affine_train(&s, &fp, x, x, B, T, &o, &st, &err), -1);
+    float *all[] = {fp.rms_att, fp.rms_ffn, fp.wq, fp.wk, fp.wv, fp.wo, fp.w1, fp.w3, fp.w2, x};
+    for (size_t i = 0; i < 10; i++) free(all[i]);
+}
+
+static void test_fold_in_training(void **state)
+{
+    (void)state;
+    check_fold_in_training(1);
+    check_fold_in_training(3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_affine_training),
                                        cmocka_unit_test(test_fast_vs_dense_one_epoch),
                                        cmocka_unit_test(test_fast_vs_dense_three_epochs),
-                                       cmocka_unit_test(test_threads_same_bits)};
+                                       cmocka_unit_test(test_threads_same_bits),
+                                       cmocka_unit_test(test_fold_in_training)};
     return cmocka_run_group_tests_name("affine", tests, NULL, NULL);
 }
