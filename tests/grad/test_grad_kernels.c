@@ -57,6 +57,8 @@ typedef struct {
     double sg, sb;
     float wmax, wmin, s, z;
     bool s_free;
+    size_t gi, off; /* the group's index and its first weight */
+    int n;          /* its length */
 } ref_group;
 
 static void ref_fit(ref_group *st, const float *w, int n, const float *gamma, const float *beta,
@@ -81,22 +83,34 @@ static void ref_fit(ref_group *st, const float *w, int n, const float *gamma, co
     st->z = (float)nearbyint(z);
 }
 
+/* Group kg of row r, located and fitted. */
+static ref_group ref_group_at(const float *W, const float *gamma, const float *beta, int r, int kg,
+                              int cols, int gs, int qmax)
+{
+    const int ng = (cols + gs - 1) / gs;
+    const size_t gi = (size_t)r * ng + kg, off = (size_t)r * cols + (size_t)kg * gs;
+    const int n = cols - kg * gs < gs ? cols - kg * gs : gs;
+    ref_group st;
+    ref_fit(&st, W + off, n, gamma ? gamma + gi : NULL, beta ? beta + gi : NULL, qmax);
+    st.gi = gi;
+    st.off = off;
+    st.n = n;
+    return st;
+}
+
 static void ref_bwd(float *dW, float *dgamma, float *dbeta, const float *ddeq, const float *W,
                     const float *gamma, const float *beta, int rows, int cols, int gs, int bits)
 {
     const int ng = (cols + gs - 1) / gs, qmax = (1 << bits) - 1;
     for (int r = 0; r < rows; r++)
         for (int kg = 0; kg < ng; kg++) {
-            size_t gi = (size_t)r * ng + kg, off = (size_t)r * cols + (size_t)kg * gs;
-            const int n = cols - kg * gs < gs ? cols - kg * gs : gs;
-            ref_group st;
-            ref_fit(&st, W + off, n, gamma ? gamma + gi : NULL, beta ? beta + gi : NULL, qmax);
+            const ref_group st = ref_group_at(W, gamma, beta, r, kg, cols, gs, qmax);
             double ds = 0;
-            for (int e = 0; e < n; e++) {
-                float u = W[off + e] / st.s, c = (float)nearbyint(u), q = c + st.z;
-                float g = ddeq[off + e];
+            for (int e = 0; e < st.n; e++) {
+                float u = W[st.off + e] / st.s, c = (float)nearbyint(u), q = c + st.z;
+                float g = ddeq[st.off + e];
                 if (q >= 0 && q <= (float)qmax) {
-                    dW[off + e] += g;
+                    dW[st.off + e] += g;
                     ds += (double)g * (c - u);
                 } else {
                     float qc = q < 0 ? 0 : (float)qmax;
@@ -105,10 +119,10 @@ static void ref_bwd(float *dW, float *dgamma, float *dbeta, const float *ddeq, c
             }
             if (!st.s_free) continue;
             double dxmax = ds / qmax, dxmin = -ds / qmax;
-            if (gamma) dgamma[gi] += (float)(dxmax * st.wmax * st.sg * (1 - st.sg));
-            if (beta) dbeta[gi] += (float)(dxmin * st.wmin * st.sb * (1 - st.sb));
-            dW[off + st.imax] += (float)(dxmax * st.sg);
-            dW[off + st.imin] += (float)(dxmin * st.sb);
+            if (gamma) dgamma[st.gi] += (float)(dxmax * st.wmax * st.sg * (1 - st.sg));
+            if (beta) dbeta[st.gi] += (float)(dxmin * st.wmin * st.sb * (1 - st.sb));
+            dW[st.off + st.imax] += (float)(dxmax * st.sg);
+            dW[st.off + st.imin] += (float)(dxmin * st.sb);
         }
 }
 
@@ -118,14 +132,11 @@ static void ref_fwd(float *deq, const float *W, const float *gamma, const float 
     const int ng = (cols + gs - 1) / gs, qmax = (1 << bits) - 1;
     for (int r = 0; r < rows; r++)
         for (int kg = 0; kg < ng; kg++) {
-            size_t gi = (size_t)r * ng + kg, off = (size_t)r * cols + (size_t)kg * gs;
-            const int n = cols - kg * gs < gs ? cols - kg * gs : gs;
-            ref_group st;
-            ref_fit(&st, W + off, n, gamma ? gamma + gi : NULL, beta ? beta + gi : NULL, qmax);
-            for (int e = 0; e < n; e++) {
-                float q = (float)nearbyint(W[off + e] / st.s) + st.z;
+            const ref_group st = ref_group_at(W, gamma, beta, r, kg, cols, gs, qmax);
+            for (int e = 0; e < st.n; e++) {
+                float q = (float)nearbyint(W[st.off + e] / st.s) + st.z;
                 q = q < 0 ? 0 : q > (float)qmax ? (float)qmax : q;
-                deq[off + e] = (q - st.z) * st.s;
+                deq[st.off + e] = (q - st.z) * st.s;
             }
         }
 }
