@@ -94,6 +94,15 @@ typedef struct gq_quant_sink {
     bool holds_transforms;
 } gq_quant_sink;
 
+/* A block's working copy: its FP weights and a reconstruction per linear, in one buffer that
+ * gq_quantize_model reuses from block to block (every block has the same shapes), so that only
+ * the first block writes to memory the kernel has not yet mapped. A caller that runs the
+ * pipeline repeatedly on blocks of one shape (a benchmark's rounds) may own one and pass it in
+ * the plan; the contents never carry from one block to the next. */
+typedef struct gq_block_buffers gq_block_buffers;
+gq_block_buffers *gq_block_buffers_new(void);
+void gq_block_buffers_free(gq_block_buffers *b);
+
 typedef struct gq_quant_plan {
     gq_method_cfg method;
     gq_quantizer quantizer;      /* default format of block linears */
@@ -113,6 +122,7 @@ typedef struct gq_quant_plan {
     int stop_after_blocks;       /* > 0: quantize only blocks 0..N-1 (a benchmark of a large
                                     model: needs a sink and no out model, which would be
                                     incomplete) */
+    gq_block_buffers *buffers;   /* the caller's block working copy, or NULL (one per run) */
 } gq_quant_plan;
 
 typedef struct gq_tensor_report {

@@ -186,14 +186,24 @@ double gq_recon_error(const float *W, const float *Q, const float *X, size_t n, 
     return den > 0.0 ? num / den : 0.0;
 }
 
-/* A block's working copy: the FP weights in one buffer plus a reconstruction buffer per
- * linear. */
-typedef struct {
+struct gq_block_buffers {
     float *buf;
-} block_store;
+    size_t floats; /* capacity of buf */
+};
 
+gq_block_buffers *gq_block_buffers_new(void) { return calloc(1, sizeof(gq_block_buffers)); }
+
+void gq_block_buffers_free(gq_block_buffers *b)
+{
+    if (b)
+        free(b->buf);
+    free(b);
+}
+
+/* Block l's working copy in s (grown when too small): the norms, extras, room for two explicit
+ * transforms, then per linear its FP weights and its reconstruction. */
 static int block_alloc(const gq_config *c, const gq_layer *src, gq_block_ctx *ctx,
-                       block_store *s, gq_error *err)
+                       gq_block_buffers *s, gq_error *err)
 {
     size_t total = 2 * (size_t)c->dim;
     int rows, cols;
@@ -207,9 +217,13 @@ static int block_alloc(const gq_config *c, const gq_layer *src, gq_block_ctx *ct
     int n_ex = gq_layer_extras(c, &ctx->w, ctx->layer, ex); /* biases, q/k norms */
     for (int i = 0; i < n_ex; i++)
         total += ex[i].n;
-    s->buf = gq_alloc_big(total * sizeof(float));
-    if (!s->buf)
-        return gq_fail(err, "layers.%d: out of memory for the block's weights", ctx->layer);
+    if (s->floats < total) {
+        free(s->buf);
+        s->floats = 0;
+        if (!(s->buf = gq_alloc_big(total * sizeof(float))))
+            return gq_fail(err, "layers.%d: out of memory for the block's weights", ctx->layer);
+        s->floats = total;
+    }
     float *p = s->buf;
     memset(&ctx->w, 0, sizeof ctx->w);
 #define TAKE(dst, srcp, count)                                 \
@@ -407,7 +421,7 @@ static int stream_init(calib_stream *s, const gq_model *fp, const gq_model *out,
 /* The method on block l: the context (working copy, resolved formats, inputs), the method's
  * quantize_block, and the check that it quantized every linear with a format. */
 static int run_method(const gq_model *fp, const gq_quant_plan *plan, int l, calib_stream *s, gq_quant_report *rep, gq_block_ctx *ctx,
-                      block_store *store, gq_error *err)
+                      gq_block_buffers *store, gq_error *err)
 {
     const gq_config *c = &fp->cfg;
     const gq_method *m = plan->method.method;
@@ -530,15 +544,15 @@ static int advance_stream(const gq_model *fp, gq_block_ctx *ctx, calib_stream *s
 /* One block: the method, the report entries, the output model's layer, the next inputs; the
  * codes the method gave go to the report. */
 static int quantize_block_l(const gq_model *fp, const gq_quant_plan *plan, int l,
-                            calib_stream *s, gq_model *out, gq_quant_report *rep, gq_error *err)
+                            calib_stream *s, gq_block_buffers *store, gq_model *out,
+                            gq_quant_report *rep, gq_error *err)
 {
     gq_block_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
-    block_store store = {0};
     int rc = -1;
     if (gq_block_acquire(fp, l, err)) /* a streamed model's block l in fp32 until the end */
         goto done;
-    if (run_method(fp, plan, l, s, rep, &ctx, &store, err) ||
+    if (run_method(fp, plan, l, s, rep, &ctx, store, err) ||
         report_block(&fp->cfg, &ctx, s, rep, err) ||
         (out && block_write(&fp->cfg, &ctx, out, err)) ||
         (plan->sink && block_to_sink(&fp->cfg, &ctx, plan->sink, err)) ||
@@ -560,7 +574,6 @@ done:
         free(ctx.codes[k]);
         free(ctx.in_perm[k]);
     }
-    free(store.buf);
     gq_block_release(fp, l);
     return rc;
 }
@@ -714,6 +727,8 @@ int gq_quantize_model(const gq_model *fp_in, const gq_quant_plan *plan, gq_model
                        plan->stop_after_blocks);
     calib_stream s;
     memset(&s, 0, sizeof s);
+    gq_block_buffers own_store = {0};
+    gq_block_buffers *store = plan->buffers ? plan->buffers : &own_store;
     if (check_plan(fp_in, plan, &s.calib, err))
         return -1;
     /* the model the blocks are quantized from: the input, or its whole-model transform */
@@ -758,7 +773,7 @@ int gq_quantize_model(const gq_model *fp_in, const gq_quant_plan *plan, gq_model
     gq_progress prog;
     gq_progress_start(&prog, "quantize", n_blocks);
     for (int l = 0; l < n_blocks; l++) {
-        if (quantize_block_l(fp, plan, l, &s, out, rep, err))
+        if (quantize_block_l(fp, plan, l, &s, store, out, rep, err))
             goto cleanup;
         gq_progress_add(&prog, 1);
     }
@@ -767,6 +782,7 @@ int gq_quantize_model(const gq_model *fp_in, const gq_quant_plan *plan, gq_model
     rc = 0;
 cleanup:
     stream_free(&s);
+    free(own_store.buf);
     gq_model_free(&outer);
     if (rc == 0) {
         gq_model_free(&own);

@@ -6,8 +6,9 @@
  * (gq_quantize_model) on it: the calibration forward passes, the method's stages and the
  * pipeline's reconstruction errors, as a real run does for each block. Every stage reports its
  * wall time and work through the stage timer (gq_stage_sink, methods/gq_method.h); a round is
- * one complete quantization, --reps rounds. Limits, measured between the rounds (best of all
- * samples): sgemm and dgemm = gq_sgemm / gq_dgemm GFLOP/s on products of the block's size
+ * one complete quantization, --reps rounds, all on one block working copy (gq_block_buffers), as
+ * a whole model's blocks after the first share one. Limits, measured between the rounds (best
+ * of all samples): sgemm and dgemm = gq_sgemm / gq_dgemm GFLOP/s on products of the block's size
  * ((tokens x dim) x (dim x hidden) single, (dim x 256) x (256 x dim) double, the shape of the
  * Hessian's and the factorisation's updates); bandwidth = STREAM triad GB/s (gq_packed.h).
  * Memory: peak RSS since the previous stage ended (Linux clear_refs), and the sizes of what a
@@ -107,6 +108,9 @@ static int setup(const bq_args *a, bq_bench *b, gq_error *err)
         b->tokens[i] = (int)gq_rng_below(&rng, (uint64_t)b->cfg.vocab_size);
     b->plan.calib_tokens = b->tokens;
     b->plan.seed = (uint64_t)a->seed;
+    /* the rounds share the block's working copy, as a model's blocks do after the first */
+    if (!(b->plan.buffers = gq_block_buffers_new()))
+        return gq_fail(err, "out of memory"), GQ_EXIT_FAIL;
     if (gq_model_synth_config(&b->cfg, (uint64_t)a->seed, &b->model, err))
         return GQ_EXIT_FAIL;
     b->have_model = true;
@@ -138,6 +142,7 @@ static void bench_free(bq_bench *b)
     if (b->have_model)
         gq_model_free(&b->model);
     free(b->tokens);
+    gq_block_buffers_free(b->plan.buffers);
     gq_method_cfg_free(&b->plan.method);
     if (b->plan.quantizer.fmt)
         gq_quantizer_free(&b->plan.quantizer);

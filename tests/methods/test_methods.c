@@ -521,6 +521,45 @@ static void test_methods_and_rules(void **state)
     assert_non_null(strstr(err.msg, "$.m.name"));
 }
 
+/* Block buffers the caller owns, shared by runs of different methods, change no result: GPTQ
+ * after AWQ (which rescales its working copy and adds scales to the norms) on one
+ * gq_block_buffers equals GPTQ on buffers of its own. */
+static void test_block_buffers_shared(void **state)
+{
+    TEST_STORIES_OR_SKIP(f);
+    gq_block_buffers *bufs = gq_block_buffers_new();
+    assert_non_null(bufs);
+    char js[160];
+    int_format(js, sizeof js, 4, 16);
+    static const char *const methods[] = {"awq", "gptq"};
+    gq_model m;
+    gq_quant_report rep;
+    for (int i = 0; i < 2; i++) {
+        if (i)
+            gq_model_free(&m), gq_quant_report_free(&rep);
+        gq_quant_plan plan;
+        test_plan_init(methods[i], NULL, js, &plan);
+        plan.calib_tokens = f->calib;
+        plan.n_calib = f->n_calib;
+        plan.calib_ctx = f->calib_ctx;
+        plan.buffers = bufs;
+        gq_error err;
+        assert_int_equal(gq_quantize_model(&f->fp, &plan, &m, &rep, &err), 0);
+        gq_quantizer_free(&plan.quantizer);
+        gq_method_cfg_free(&plan.method);
+    }
+    gq_model ref;
+    gq_quant_report rr;
+    run(f, "gptq", NULL, 4, 16, GQ_PROPAGATE_METHOD_DEFAULT, &ref, &rr);
+    test_assert_linears_equal(&ref, &m);
+    for (int l = 0; l < m.cfg.n_layers; l++)
+        assert_memory_equal(ref.layers[l].rms_ffn, m.layers[l].rms_ffn,
+                            (size_t)m.cfg.dim * sizeof(float));
+    gq_model_free(&m), gq_model_free(&ref);
+    gq_quant_report_free(&rep), gq_quant_report_free(&rr);
+    gq_block_buffers_free(bufs);
+}
+
 /* ---- the quantize command -------------------------------------------------------------- */
 
 static int quantize_cli(const char *model, const char *tok, const char *extra, char *out,
@@ -697,6 +736,7 @@ int main(void)
         cmocka_unit_test(test_awq_fold_preserves_logits),
         cmocka_unit_test(test_gptq_beats_rtn_per_layer),
         cmocka_unit_test(test_methods_and_rules),
+        cmocka_unit_test(test_block_buffers_shared),
         cmocka_unit_test(test_bench_quantize_cli),
         cmocka_unit_test(test_quantize_cli),
         cmocka_unit_test(test_quantize_cli_threads),
