@@ -126,13 +126,16 @@ static void fp_meta_read(const void *pv, const uint8_t *buf, size_t pos, void *s
         fp_meta_bits(pv) == 16 ? gq_fp16_to_fp32((uint16_t)v) : gq_f32_from_bits(v);
 }
 
-/* A row of groups: the scales and records of up to ROW_BATCH groups, then their elements in
- * one kernel call. */
+/* A row of groups: the groups' largest magnitudes, then the scales and records of up to
+ * ROW_BATCH groups and their elements in one kernel call. */
 #define ROW_BATCH 64
-static void fp_row_fast(const void *pv, const float *x, int cols, int gc,
-                        const uint32_t *amax_bits, uint8_t *codes, float *y, uint8_t *meta,
-                        size_t rec0)
+static uint32_t fp_row_fast(const void *pv, const float *x, int cols, int gc,
+                            uint32_t *amax_bits, uint8_t *codes, float *y, uint8_t *meta,
+                            size_t rec0)
 {
+    const uint32_t row_max = grid_k_group_absmax_bits(x, (size_t)cols, (size_t)gc, amax_bits);
+    if (row_max >= 0x7f800000u) /* a non-finite weight: the driver's group-by-group path */
+        return row_max;
     const fp_params *p = pv;
     const gq_mf_table *t = gq_mf_table_of(elem(pv));
     const float max = elem(pv)->max;
@@ -152,6 +155,7 @@ static void fp_row_fast(const void *pv, const float *x, int cols, int gc,
         grid_k_mf_encode_groups(t, x + c0, n, gc, s, true, s, codes ? codes + c0 : NULL,
                                 y ? y + c0 : NULL);
     }
+    return row_max;
 }
 
 static int fp_check_amax(const void *pv, float amax, gq_error *err)

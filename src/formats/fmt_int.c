@@ -236,15 +236,63 @@ static int int_meta_bits(const void *pv)
     return grid_scale_bits(p->scale_dtype) + (p->zero == ZERO_ASYM ? p->bits : 0);
 }
 
+/* A state's meta record: the scale's sb bits, then (asym) the zero point. */
+static inline uint64_t int_record(const int_params *p, const int_state *s, int sb)
+{
+    uint64_t v = sb == 16 ? grid_fp16_bits(s->scale) : gq_f32_bits(s->scale);
+    return p->zero == ZERO_ASYM ? v | (uint64_t)s->zero << sb : v;
+}
+
 static void int_meta_write(const void *pv, const void *sv, uint8_t *buf, size_t pos)
 {
     const int_params *p = pv;
-    const int_state *s = sv;
-    const int sb = grid_scale_bits(p->scale_dtype);
-    uint64_t v = sb == 16 ? grid_fp16_bits(s->scale) : gq_f32_bits(s->scale);
-    if (p->zero == ZERO_ASYM)
-        v |= (uint64_t)s->zero << sb;
-    grid_put_record(buf, pos, v, int_meta_bits(pv));
+    grid_put_record(buf, pos, int_record(p, sv, grid_scale_bits(p->scale_dtype)),
+                    int_meta_bits(pv));
+}
+
+/* A row of groups (grid.h row_fast), ROW_BATCH groups at a time: their ranges (with the largest
+ * magnitudes, in one pass), states and records, then their elements in one kernel call; what
+ * the kernel leaves of a group (the last few columns, or all of a group whose scale is 0)
+ * through int_encode. */
+#define ROW_BATCH 64
+static uint32_t int_row_fast(const void *pv, const float *x, int cols, int gc, uint32_t *gbits,
+                             uint8_t *codes, float *y, uint8_t *meta, size_t rec0)
+{
+    (void)gbits;
+    const int_params *p = pv;
+    const int sb = grid_scale_bits(p->scale_dtype), mb = int_meta_bits(pv);
+    const int ngr = (cols + gc - 1) / gc;
+    float lo[ROW_BATCH], hi[ROW_BATCH], s[ROW_BATCH], z[ROW_BATCH];
+    int_state st[ROW_BATCH];
+    uint32_t row_max = 0;
+    for (int g0 = 0; g0 < ngr; g0 += ROW_BATCH) {
+        const int nb = ngr - g0 < ROW_BATCH ? ngr - g0 : ROW_BATCH, c0 = g0 * gc;
+        const int n = cols - c0 < nb * gc ? cols - c0 : nb * gc;
+        const uint32_t bmax = grid_k_group_range(x + c0, (size_t)n, (size_t)gc, lo, hi);
+        row_max = bmax > row_max ? bmax : row_max;
+        if (bmax >= 0x7f800000u) /* a non-finite weight: the driver's group-by-group path */
+            return bmax;
+        for (int j = 0; j < nb; j++) {
+            st[j] = state_from_range(p, lo[j], hi[j]);
+            s[j] = st[j].scale;
+            z[j] = (float)st[j].zero;
+            if (meta)
+                grid_put_record(meta, (rec0 + (size_t)(g0 + j)) * (size_t)mb,
+                                int_record(p, &st[j], sb), mb);
+        }
+        const grid_k_int_groups k = {s, z, (float)qmin(p), (float)qmax(p),
+                                     p->rounding == GRID_ROUND_AWAY};
+        uint8_t *cb = codes ? codes + c0 : NULL;
+        float *yb = y ? y + c0 : NULL;
+        grid_k_int_encode_groups(&k, x + c0, n, gc, cb, yb);
+        for (int j = 0, o = 0; j < nb; j++, o += gc) {
+            const int m = n - o < gc ? n - o : gc, lead = grid_k_int_lead(s[j], m);
+            if (lead < m)
+                grid_encode_tail(int_encode, pv, &st[j], x + c0 + o, lead, m, cb ? cb + o : NULL,
+                                 yb ? yb + o : NULL);
+        }
+    }
+    return row_max;
 }
 
 static void int_meta_read(const void *pv, const uint8_t *buf, size_t pos, void *sv)
@@ -280,6 +328,7 @@ static const grid_ops int_ops = {
     .fast_ok = int_fast_ok,
     .fit_fast = int_fit_fast,
     .encode_fast = int_encode_fast,
+    .row_fast = int_row_fast,
     .group_cols = int_group_cols,
     .elem_bits = int_elem_bits,
     .meta_bits = int_meta_bits,

@@ -193,13 +193,17 @@ static void mx_meta_write(const void *pv, const void *sv, uint8_t *buf, size_t p
     grid_put_record(buf, pos, (uint64_t)(((const mx_state *)sv)->exp + 127), 8);
 }
 
-/* A row of blocks: the shared exponents and records of up to ROW_BATCH blocks, then their FP
- * elements in one kernel call (INT8 elements block by block). */
+/* A row of blocks: the blocks' largest magnitudes, then the shared exponents and records of up
+ * to ROW_BATCH blocks and their FP elements in one kernel call (INT8 elements block by
+ * block). */
 #define ROW_BATCH 64
-static void mx_row_fast(const void *pv, const float *x, int cols, int gc,
-                        const uint32_t *amax_bits, uint8_t *codes, float *y, uint8_t *meta,
-                        size_t rec0)
+static uint32_t mx_row_fast(const void *pv, const float *x, int cols, int gc,
+                            uint32_t *amax_bits, uint8_t *codes, float *y, uint8_t *meta,
+                            size_t rec0)
 {
+    const uint32_t row_max = grid_k_group_absmax_bits(x, (size_t)cols, (size_t)gc, amax_bits);
+    if (row_max >= 0x7f800000u) /* a non-finite weight: the driver's group-by-group path */
+        return row_max;
     const mx_params *p = pv;
     const gq_mf_table *t = p->element == EL_INT8 ? NULL : gq_mf_table_of(elements[p->element]);
     const int ngr = (cols + gc - 1) / gc;
@@ -221,6 +225,7 @@ static void mx_row_fast(const void *pv, const float *x, int cols, int gc,
         if (t)
             grid_k_mf_encode_groups(t, x + c0, n, gc, inv, false, X, cb, yb);
     }
+    return row_max;
 }
 
 static void mx_meta_read(const void *pv, const uint8_t *buf, size_t pos, void *sv)

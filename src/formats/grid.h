@@ -100,11 +100,13 @@ typedef struct grid_ops {
                         uint8_t *codes, float *y);
     /* Optional, with groups (group_cols > 0): a whole row in one call, as fit_fast, encode_fast
      * and meta_write per group would do it. x[0..cols) in groups of gc columns (the last may be
-     * shorter), amax_bits[g] the bits of group g's largest magnitude (all finite); codes one
-     * byte each (may be NULL), y (may be NULL); the records at stream bits
-     * (rec0 + g) * meta_bits of meta (NULL: none). */
-    void (*row_fast)(const void *p, const float *x, int cols, int gc, const uint32_t *amax_bits,
-                     uint8_t *codes, float *y, uint8_t *meta, size_t rec0);
+     * shorter); gbits room for one word per group; codes one byte each (may be NULL), y (may
+     * be NULL); the records at stream bits (rec0 + g) * meta_bits of meta (NULL: none).
+     * Returns the bits of the row's largest magnitude (grid_k_absmax_bits); when that is
+     * >= 0x7f800000 (a non-finite weight) the row may be left part-done, and the driver redoes
+     * it group by group. */
+    uint32_t (*row_fast)(const void *p, const float *x, int cols, int gc, uint32_t *gbits,
+                         uint8_t *codes, float *y, uint8_t *meta, size_t rec0);
 } grid_ops;
 
 #define GRID_STATE_MAX 32

@@ -20,7 +20,7 @@ static inline float f32_from_bits(uint32_t u)
 }
 
 /* One row: codes into tmp[0..cols) (tmp's padding stays 0), reconstruction into y; gbits
- * holds a group's largest-magnitude bits per group of the row. Returns the bits of the row's
+ * has room for a word per group of the row. Returns the bits of the row's
  * largest magnitude (>= 0x7f800000: a non-finite weight; that group is skipped). */
 static uint32_t fast_row(const grid_ops *ops, const void *p, const layout *L, const void *tstate,
                          const float *x, int cols, size_t r, uint8_t *codes, uint8_t *tmp,
@@ -31,11 +31,10 @@ static uint32_t fast_row(const grid_ops *ops, const void *p, const layout *L, co
         return 0;
     }
     if (ops->row_fast) {
-        const uint32_t m = grid_k_group_absmax_bits(x, (size_t)cols, (size_t)L->gc, gbits);
-        if (m < 0x7f800000u) {
-            ops->row_fast(p, x, cols, L->gc, gbits, tmp, y, codes, r * (size_t)L->ngr);
+        const uint32_t m = ops->row_fast(p, x, cols, L->gc, gbits, tmp, y, codes,
+                                         r * (size_t)L->ngr);
+        if (m < 0x7f800000u)
             return m;
-        }
     }
     alignas(16) unsigned char st[GRID_STATE_MAX];
     uint32_t row_max = 0;

@@ -140,27 +140,110 @@ void grid_k_minmax(const float *x, size_t n, float *lo_out, float *hi_out)
     *hi_out = hi;
 }
 
-int grid_k_int_encode(const grid_k_int *k, const float *x, int n, uint8_t *codes, float *y)
+#if GRID_K_AVX2
+/* Floats ahead of the element being rounded that int's loop asks the cache for: a row batch of
+ * weights (fmt_int.c) later, the next range pass (grid_k_group_range, the first to read them)
+ * finds them there instead of waiting on memory while no arithmetic runs. A prefetch past the
+ * end of the weights is harmless (it never faults). */
+#define INT_PREFETCH_AHEAD 8192
+
+/* int's rounding of the leading multiple of 8 of x[0..n) with a positive scale; away, codes and
+ * y are constants where it is inlined, so each combination is a loop without branches. */
+static inline __attribute__((always_inline)) int int_lead8(const float *x, int n, __m256 scale,
+                                                           __m256 zero, __m256 lo, __m256 hi,
+                                                           bool away, uint8_t *codes, float *y)
 {
     int i = 0;
-#if GRID_K_AVX2
-    const __m256 scale = _mm256_set1_ps(k->scale), zero = _mm256_set1_ps(k->zero);
-    const __m256 lo = _mm256_set1_ps(k->lo), hi = _mm256_set1_ps(k->hi);
-    const bool divide = k->scale > 0.0f;
     for (; i + 8 <= n; i += 8) {
-        const __m256 t = divide ? _mm256_div_ps(_mm256_loadu_ps(x + i), scale) : _mm256_setzero_ps();
-        const __m256 r = k->away ? round_away(t)
-                                 : _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_prefetch((const char *)(x + i + INT_PREFETCH_AHEAD), _MM_HINT_T0);
+        const __m256 t = _mm256_div_ps(_mm256_loadu_ps(x + i), scale);
+        const __m256 r = away ? round_away(t)
+                              : _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         const __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r, zero), lo), hi);
         if (codes)
             store_bytes8(codes + i, _mm256_cvttps_epi32(_mm256_sub_ps(q, lo)));
         if (y)
             _mm256_storeu_ps(y + i, _mm256_mul_ps(scale, _mm256_sub_ps(q, zero)));
     }
-#else
-    (void)k, (void)x, (void)n, (void)codes, (void)y;
-#endif
     return i;
+}
+#endif
+
+/* One group: the elements grid_k_int_lead promises. */
+static inline int int_group(const grid_k_int *k, const float *x, int n, uint8_t *codes, float *y)
+{
+    const int lead = grid_k_int_lead(k->scale, n);
+#if GRID_K_AVX2
+    if (lead == 0)
+        return 0;
+    const __m256 scale = _mm256_set1_ps(k->scale), zero = _mm256_set1_ps(k->zero);
+    const __m256 lo = _mm256_set1_ps(k->lo), hi = _mm256_set1_ps(k->hi);
+#define LEAD(away, c, yy) int_lead8(x, lead, scale, zero, lo, hi, away, c, yy)
+    if (k->away)
+        return codes && y ? LEAD(true, codes, y) : codes ? LEAD(true, codes, NULL)
+                                                         : LEAD(true, NULL, y);
+    return codes && y ? LEAD(false, codes, y) : codes ? LEAD(false, codes, NULL)
+                                                      : LEAD(false, NULL, y);
+#undef LEAD
+#else
+    (void)x, (void)codes, (void)y;
+    return lead;
+#endif
+}
+
+int grid_k_int_encode(const grid_k_int *k, const float *x, int n, uint8_t *codes, float *y)
+{
+    return codes || y ? int_group(k, x, n, codes, y) : grid_k_int_lead(k->scale, n);
+}
+
+uint32_t grid_k_group_range(const float *x, size_t n, size_t gc, float *lo, float *hi)
+{
+    uint32_t row = 0;
+    for (size_t c0 = 0, g = 0; c0 < n; c0 += gc, g++) {
+        const float *v = x + c0;
+        const size_t m = n - c0 < gc ? n - c0 : gc;
+        size_t i = 0;
+        float l = 0.0f, h = 0.0f;
+        uint32_t best = 0;
+#if GRID_K_AVX2
+        const __m256i mag = _mm256_set1_epi32(0x7fffffff);
+        __m256 l0 = _mm256_setzero_ps(), l1 = l0, h0 = l0, h1 = l0;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0;
+        for (; i + 16 <= m; i += 16) {
+            const __m256 p = _mm256_loadu_ps(v + i), q = _mm256_loadu_ps(v + i + 8);
+            l0 = _mm256_min_ps(l0, p);
+            l1 = _mm256_min_ps(l1, q);
+            h0 = _mm256_max_ps(h0, p);
+            h1 = _mm256_max_ps(h1, q);
+            a0 = _mm256_max_epu32(a0, _mm256_and_si256(_mm256_castps_si256(p), mag));
+            a1 = _mm256_max_epu32(a1, _mm256_and_si256(_mm256_castps_si256(q), mag));
+        }
+        l = hmin_ps(_mm256_min_ps(l0, l1));
+        h = hmax_ps(_mm256_max_ps(h0, h1));
+        best = hmax_epu32(_mm256_max_epu32(a0, a1));
+#endif
+        best = absmax_bits_from(v, i, m, best);
+        for (; i < m; i++) {
+            l = grid_minf(l, v[i]);
+            h = grid_maxf(h, v[i]);
+        }
+        lo[g] = l;
+        hi[g] = h;
+        row = best > row ? best : row;
+    }
+    return row;
+}
+
+void grid_k_int_encode_groups(const grid_k_int_groups *k, const float *x, int n, int gc,
+                              uint8_t *codes, float *y)
+{
+    if (!codes && !y)
+        return;
+    for (int c0 = 0, g = 0; c0 < n; c0 += gc, g++) {
+        const grid_k_int one = {k->scale[g], k->zero[g], k->lo, k->hi, k->away};
+        int_group(&one, x + c0, n - c0 < gc ? n - c0 : gc, codes ? codes + c0 : NULL,
+                  y ? y + c0 : NULL);
+    }
 }
 
 int grid_k_mxint8_encode(const float *x, int n, float inv, float X, uint8_t *codes, float *y)

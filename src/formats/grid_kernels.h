@@ -26,13 +26,36 @@ void grid_k_minmax(const float *x, size_t n, float *lo, float *hi);
 
 /* int's element rounding with one group's state: t = scale > 0 ? x / scale : 0,
  * q = clamp(round(t) + zero, lo, hi) (round: rintf, or roundf when away), code = q - lo,
- * y = scale * (q - zero). Returns how many leading elements it did: a multiple of 8, the
- * caller does the rest by the reference. */
+ * y = scale * (q - zero). Returns how many leading elements it did, grid_k_int_lead of them;
+ * the caller does the rest by the reference. */
 typedef struct grid_k_int {
     float scale, zero, lo, hi;
     bool away;
 } grid_k_int;
 int grid_k_int_encode(const grid_k_int *k, const float *x, int n, uint8_t *codes, float *y);
+
+/* The leading elements of n that the int kernels round with this scale: a multiple of 8, none
+ * without AVX2 or when the scale is not positive (the reference's t = 0 case). */
+static inline int grid_k_int_lead(float scale, int n)
+{
+    return GRID_K_AVX2 && scale > 0.0f ? n & ~7 : 0;
+}
+
+/* int's fit of each group of gc columns of x[0..n) (the last may be shorter), lo[g] and hi[g]
+ * as grid_k_minmax gives them for finite x, in the same pass as the largest magnitude: returns
+ * grid_k_absmax_bits of x[0..n). */
+uint32_t grid_k_group_range(const float *x, size_t n, size_t gc, float *lo, float *hi);
+
+/* grid_k_int_encode of each group of gc columns of x[0..n) (the last may be shorter) with its
+ * own scale[g] and zero[g]: of group g of m elements, the grid_k_int_lead(scale[g], m) leading
+ * ones. */
+typedef struct grid_k_int_groups {
+    const float *scale, *zero;
+    float lo, hi;
+    bool away;
+} grid_k_int_groups;
+void grid_k_int_encode_groups(const grid_k_int_groups *k, const float *x, int n, int gc,
+                              uint8_t *codes, float *y);
 
 /* Small-float elements through the table t (E2M1 by comparisons with its midpoints instead):
  * the element of v = (divide ? (k > 0 ? x / k : 0) : x * k), code and value as
@@ -59,4 +82,9 @@ int grid_k_mxint8_encode(const float *x, int n, float inv, float X, uint8_t *cod
  * packed in order. */
 void grid_pack8(uint8_t *buf, size_t pos, const uint8_t *codes, size_t n, int w);
 
+/* dst[0..n) = src[0..n) with stores that bypass the caches (non-temporal) where dst is 32-byte
+ * aligned: for results far larger than the cache, whose cache lines would otherwise be read
+ * from memory before being overwritten. Such stores are ordered only by grid_k_stream_fence,
+ * which the writing thread calls before any other thread may read dst. */
+void grid_k_stream_copy(float *dst, const float *src, size_t n);
 #endif

@@ -264,11 +264,12 @@ static void free_out(run_out *o)
     free(o->y);
 }
 
-/* Every input kind on a few shapes (partial groups and rows that end mid-byte included):
- * the fast path against the reference at 1 thread, and at 2 threads on the first shape. */
+/* Every input kind on a few shapes (partial groups, rows that end mid-byte, and rows of more
+ * groups than a row_fast batch included): the fast path against the reference at 1 thread, and
+ * at 2 threads on the first shape. */
 static void check_config(const char *json)
 {
-    static const int shapes[][2] = {{3, 300}, {5, 37}, {4, 13}};
+    static const int shapes[][2] = {{3, 300}, {5, 37}, {4, 13}, {2, 1001}};
     json_t *spec = json_loads(json, 0, NULL);
     assert_non_null(spec);
     gq_quantizer q;
