@@ -406,6 +406,18 @@ void grid_pack8(uint8_t *buf, size_t pos, const uint8_t *codes, size_t n, int w)
             *b++ = (uint8_t)acc;
     }
     if (nacc == 0) {
+#if GRID_K_AVX2
+        if (w == 4) { /* 32 fields = 16 bytes: pairs of codes c0 + 16 c1 as 16-bit sums */
+            const __m256i mask4 = _mm256_set1_epi8(0x0f), pair = _mm256_set1_epi16(0x1001);
+            for (; i + 32 <= n; i += 32, b += 16) {
+                const __m256i c = _mm256_and_si256(
+                    _mm256_loadu_si256((const __m256i *)(codes + i)), mask4);
+                const __m256i p = _mm256_maddubs_epi16(c, pair);
+                _mm_storeu_si128((__m128i *)b, _mm_packus_epi16(_mm256_castsi256_si128(p),
+                                                               _mm256_extracti128_si256(p, 1)));
+            }
+        }
+#endif
 #if defined(__BMI2__)
         /* Whole 8-byte stores while later fields of this call overwrite the excess. */
         const uint64_t lanes = 0x0101010101010101ull * mask;
