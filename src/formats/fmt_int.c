@@ -251,9 +251,9 @@ static void int_meta_write(const void *pv, const void *sv, uint8_t *buf, size_t 
 }
 
 /* A row of groups (grid.h row_fast), ROW_BATCH groups at a time: their ranges (with the largest
- * magnitudes, in one pass), states and records, then their elements in one kernel call; what
- * the kernel leaves of a group (the last few columns, or all of a group whose scale is 0)
- * through int_encode. */
+ * magnitudes, in one pass), states (grid_k_int_states, the last few by state_from_range) and
+ * records, then their elements in one kernel call; what the kernel leaves of a group (the last
+ * few columns, or all of a group whose scale is 0) through int_encode. */
 #define ROW_BATCH 64
 static uint32_t int_row_fast(const void *pv, const float *x, int cols, int gc, uint32_t *gbits,
                              uint8_t *codes, float *y, uint8_t *meta, size_t rec0)
@@ -262,8 +262,13 @@ static uint32_t int_row_fast(const void *pv, const float *x, int cols, int gc, u
     const int_params *p = pv;
     const int sb = grid_scale_bits(p->scale_dtype), mb = int_meta_bits(pv);
     const int ngr = (cols + gc - 1) / gc;
+    const grid_k_int_rule rule = {p->zero == ZERO_SYM        ? GRID_K_INT_SYM
+                                  : p->zero == ZERO_SYM_GPTQ ? GRID_K_INT_SYM_GPTQ
+                                                             : GRID_K_INT_ASYM,
+                                  (float)qsym(p), (float)maxq(p), (float)(1 << (p->bits - 1)),
+                                  p->scale_dtype == GRID_SCALE_FP16,
+                                  p->rounding == GRID_ROUND_AWAY};
     float lo[ROW_BATCH], hi[ROW_BATCH], s[ROW_BATCH], z[ROW_BATCH];
-    int_state st[ROW_BATCH];
     uint32_t row_max = 0;
     for (int g0 = 0; g0 < ngr; g0 += ROW_BATCH) {
         const int nb = ngr - g0 < ROW_BATCH ? ngr - g0 : ROW_BATCH, c0 = g0 * gc;
@@ -272,13 +277,15 @@ static uint32_t int_row_fast(const void *pv, const float *x, int cols, int gc, u
         row_max = bmax > row_max ? bmax : row_max;
         if (bmax >= 0x7f800000u) /* a non-finite weight: the driver's group-by-group path */
             return bmax;
-        for (int j = 0; j < nb; j++) {
-            st[j] = state_from_range(p, lo[j], hi[j]);
-            s[j] = st[j].scale;
-            z[j] = (float)st[j].zero;
-            if (meta)
-                grid_put_record(meta, (rec0 + (size_t)(g0 + j)) * (size_t)mb,
-                                int_record(p, &st[j], sb), mb);
+        for (int j = grid_k_int_states(&rule, lo, hi, nb, s, z); j < nb; j++) {
+            const int_state st = state_from_range(p, lo[j], hi[j]);
+            s[j] = st.scale;
+            z[j] = (float)st.zero;
+        }
+        for (int j = 0; meta && j < nb; j++) {
+            const int_state st = {s[j], (int)z[j]};
+            grid_put_record(meta, (rec0 + (size_t)(g0 + j)) * (size_t)mb, int_record(p, &st, sb),
+                            mb);
         }
         const grid_k_int_groups k = {s, z, (float)qmin(p), (float)qmax(p),
                                      p->rounding == GRID_ROUND_AWAY};
@@ -287,8 +294,9 @@ static uint32_t int_row_fast(const void *pv, const float *x, int cols, int gc, u
         grid_k_int_encode_groups(&k, x + c0, n, gc, cb, yb);
         for (int j = 0, o = 0; j < nb; j++, o += gc) {
             const int m = n - o < gc ? n - o : gc, lead = grid_k_int_lead(s[j], m);
+            const int_state st = {s[j], (int)z[j]};
             if (lead < m)
-                grid_encode_tail(int_encode, pv, &st[j], x + c0 + o, lead, m, cb ? cb + o : NULL,
+                grid_encode_tail(int_encode, pv, &st, x + c0 + o, lead, m, cb ? cb + o : NULL,
                                  yb ? yb + o : NULL);
         }
     }

@@ -196,6 +196,52 @@ int grid_k_int_encode(const grid_k_int *k, const float *x, int n, uint8_t *codes
     return codes || y ? int_group(k, x, n, codes, y) : grid_k_int_lead(k->scale, n);
 }
 
+int grid_k_int_states(const grid_k_int_rule *r, const float *lo, const float *hi, int n,
+                      float *scale, float *zero)
+{
+    int g = 0;
+#if GRID_K_AVX2
+    const __m256 sign = _mm256_set1_ps(-0.0f), zero_v = _mm256_setzero_ps();
+    const __m256 one = _mm256_set1_ps(1.0f), maxq = _mm256_set1_ps(r->maxq);
+    for (; g + 8 <= n; g += 8) {
+        __m256 l = _mm256_loadu_ps(lo + g), h = _mm256_loadu_ps(hi + g);
+        const __m256 empty = _mm256_and_ps(_mm256_cmp_ps(l, zero_v, _CMP_EQ_OQ),
+                                           _mm256_cmp_ps(h, zero_v, _CMP_EQ_OQ));
+        l = _mm256_blendv_ps(l, _mm256_xor_ps(one, sign), empty);
+        h = _mm256_blendv_ps(h, one, empty);
+        const __m256 nl = _mm256_xor_ps(l, sign), amax = _mm256_max_ps(nl, h);
+        __m256 s, z = zero_v;
+        switch (r->zero_rule) {
+        case GRID_K_INT_SYM:
+            s = _mm256_div_ps(amax, _mm256_set1_ps(r->qs));
+            break;
+        case GRID_K_INT_SYM_GPTQ:
+            s = _mm256_div_ps(_mm256_mul_ps(_mm256_set1_ps(2.0f), amax), maxq);
+            z = _mm256_set1_ps(r->zconst);
+            break;
+        default:
+            s = _mm256_div_ps(_mm256_sub_ps(h, l), maxq);
+            break;
+        }
+        if (r->fp16)
+            s = _mm256_cvtph_ps(_mm256_cvtps_ph(s, _MM_FROUND_TO_NEAREST_INT));
+        if (r->zero_rule == GRID_K_INT_ASYM) {
+            const __m256 t = _mm256_div_ps(nl, s);
+            const __m256 q = r->away ? round_away(t)
+                                     : _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT |
+                                                              _MM_FROUND_NO_EXC);
+            z = _mm256_and_ps(q, _mm256_cmp_ps(s, zero_v, _CMP_GT_OQ));
+            z = _mm256_min_ps(_mm256_max_ps(z, zero_v), maxq);
+        }
+        _mm256_storeu_ps(scale + g, s);
+        _mm256_storeu_ps(zero + g, z);
+    }
+#else
+    (void)r, (void)lo, (void)hi, (void)n, (void)scale, (void)zero;
+#endif
+    return g;
+}
+
 uint32_t grid_k_group_range(const float *x, size_t n, size_t gc, float *lo, float *hi)
 {
     uint32_t row = 0;

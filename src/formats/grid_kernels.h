@@ -46,6 +46,24 @@ static inline int grid_k_int_lead(float scale, int n)
  * grid_k_absmax_bits of x[0..n). */
 uint32_t grid_k_group_range(const float *x, size_t n, size_t gc, float *lo, float *hi);
 
+/* int's states (fmt_int.c state_from_range) of groups from their ranges [lo[g], hi[g]]
+ * (lo <= 0 <= hi; both 0 means [-1, 1]), amax = max(-lo, hi):
+ *   GRID_K_INT_SYM       scale = store(amax / qs), zero = 0
+ *   GRID_K_INT_SYM_GPTQ  scale = store(2 amax / maxq), zero = zconst
+ *   GRID_K_INT_ASYM      scale = store((hi - lo) / maxq),
+ *                        zero = clamp(scale > 0 ? round(-lo / scale) : 0, 0, maxq)
+ * store: fp16 rounding when fp16, else none; round as grid_k_int's. scale[g] and zero[g] (an
+ * integer as a float) for the leading multiple of 8 of the n groups, whose count it returns;
+ * the caller does the rest by the reference. */
+enum { GRID_K_INT_SYM, GRID_K_INT_SYM_GPTQ, GRID_K_INT_ASYM };
+typedef struct grid_k_int_rule {
+    int zero_rule;
+    float qs, maxq, zconst;
+    bool fp16, away;
+} grid_k_int_rule;
+int grid_k_int_states(const grid_k_int_rule *r, const float *lo, const float *hi, int n,
+                      float *scale, float *zero);
+
 /* grid_k_int_encode of each group of gc columns of x[0..n) (the last may be shorter) with its
  * own scale[g] and zero[g]: of group g of m elements, the grid_k_int_lead(scale[g], m) leading
  * ones. */
