@@ -116,28 +116,48 @@ uint32_t grid_k_group_absmax_bits(const float *x, size_t n, size_t gc, uint32_t 
     return row;
 }
 
-void grid_k_minmax(const float *x, size_t n, float *lo_out, float *hi_out)
+/* lo = min(0, min x), hi = max(0, max x) of x[0..n), and with bits also the largest magnitude's
+ * bits (absmax_bits_from); bits is a constant where it is inlined. */
+static inline __attribute__((always_inline)) void range_of(const float *x, size_t n, bool bits,
+                                                           float *lo_out, float *hi_out,
+                                                           uint32_t *bits_out)
 {
     size_t i = 0;
     float lo = 0.0f, hi = 0.0f;
+    uint32_t best = 0;
 #if GRID_K_AVX2
+    const __m256i mag = _mm256_set1_epi32(0x7fffffff);
     __m256 l0 = _mm256_setzero_ps(), l1 = l0, h0 = l0, h1 = l0;
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0;
     for (; i + 16 <= n; i += 16) {
         const __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
         l0 = _mm256_min_ps(l0, a);
         l1 = _mm256_min_ps(l1, b);
         h0 = _mm256_max_ps(h0, a);
         h1 = _mm256_max_ps(h1, b);
+        if (bits) {
+            a0 = _mm256_max_epu32(a0, _mm256_and_si256(_mm256_castps_si256(a), mag));
+            a1 = _mm256_max_epu32(a1, _mm256_and_si256(_mm256_castps_si256(b), mag));
+        }
     }
     lo = hmin_ps(_mm256_min_ps(l0, l1));
     hi = hmax_ps(_mm256_max_ps(h0, h1));
+    if (bits)
+        best = hmax_epu32(_mm256_max_epu32(a0, a1));
 #endif
+    if (bits)
+        *bits_out = absmax_bits_from(x, i, n, best);
     for (; i < n; i++) {
         lo = grid_minf(lo, x[i]);
         hi = grid_maxf(hi, x[i]);
     }
     *lo_out = lo;
     *hi_out = hi;
+}
+
+void grid_k_minmax(const float *x, size_t n, float *lo_out, float *hi_out)
+{
+    range_of(x, n, false, lo_out, hi_out, NULL);
 }
 
 #if GRID_K_AVX2
@@ -246,35 +266,8 @@ uint32_t grid_k_group_range(const float *x, size_t n, size_t gc, float *lo, floa
 {
     uint32_t row = 0;
     for (size_t c0 = 0, g = 0; c0 < n; c0 += gc, g++) {
-        const float *v = x + c0;
-        const size_t m = n - c0 < gc ? n - c0 : gc;
-        size_t i = 0;
-        float l = 0.0f, h = 0.0f;
-        uint32_t best = 0;
-#if GRID_K_AVX2
-        const __m256i mag = _mm256_set1_epi32(0x7fffffff);
-        __m256 l0 = _mm256_setzero_ps(), l1 = l0, h0 = l0, h1 = l0;
-        __m256i a0 = _mm256_setzero_si256(), a1 = a0;
-        for (; i + 16 <= m; i += 16) {
-            const __m256 p = _mm256_loadu_ps(v + i), q = _mm256_loadu_ps(v + i + 8);
-            l0 = _mm256_min_ps(l0, p);
-            l1 = _mm256_min_ps(l1, q);
-            h0 = _mm256_max_ps(h0, p);
-            h1 = _mm256_max_ps(h1, q);
-            a0 = _mm256_max_epu32(a0, _mm256_and_si256(_mm256_castps_si256(p), mag));
-            a1 = _mm256_max_epu32(a1, _mm256_and_si256(_mm256_castps_si256(q), mag));
-        }
-        l = hmin_ps(_mm256_min_ps(l0, l1));
-        h = hmax_ps(_mm256_max_ps(h0, h1));
-        best = hmax_epu32(_mm256_max_epu32(a0, a1));
-#endif
-        best = absmax_bits_from(v, i, m, best);
-        for (; i < m; i++) {
-            l = grid_minf(l, v[i]);
-            h = grid_maxf(h, v[i]);
-        }
-        lo[g] = l;
-        hi[g] = h;
+        uint32_t best;
+        range_of(x + c0, n - c0 < gc ? n - c0 : gc, true, lo + g, hi + g, &best);
         row = best > row ? best : row;
     }
     return row;
