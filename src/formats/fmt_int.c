@@ -294,10 +294,11 @@ static uint32_t int_row_fast(const void *pv, const float *x, int cols, int gc, u
         grid_k_int_encode_groups(&k, x + c0, n, gc, cb, yb);
         for (int j = 0, o = 0; j < nb; j++, o += gc) {
             const int m = n - o < gc ? n - o : gc, lead = grid_k_int_lead(s[j], m);
+            if (lead == m)
+                continue;
             const int_state st = {s[j], (int)z[j]};
-            if (lead < m)
-                grid_encode_tail(int_encode, pv, &st, x + c0 + o, lead, m, cb ? cb + o : NULL,
-                                 yb ? yb + o : NULL);
+            grid_encode_tail(int_encode, pv, &st, x + c0 + o, lead, m, cb ? cb + o : NULL,
+                             yb ? yb + o : NULL);
         }
     }
     return row_max;

@@ -19,9 +19,9 @@ static inline float f32_from_bits(uint32_t u)
     return f;
 }
 
-/* One row: codes into tmp[0..cols) (tmp's padding stays 0), reconstruction into y; gbits
- * has room for a word per group of the row. Returns the bits of the row's
- * largest magnitude (>= 0x7f800000: a non-finite weight; that group is skipped). */
+/* One row: codes into tmp[0..cols) (tmp's padding stays 0), reconstruction into y; gbits has
+ * room for a word per group of the row. Returns the bits of the row's largest magnitude
+ * (>= 0x7f800000: a non-finite weight; that group is skipped). */
 static uint32_t fast_row(const grid_ops *ops, const void *p, const layout *L, const void *tstate,
                          const float *x, int cols, size_t r, uint8_t *codes, uint8_t *tmp,
                          float *y, uint32_t *gbits)
