@@ -53,9 +53,11 @@ static uint32_t fast_row(const grid_ops *ops, const void *p, const layout *L, co
 }
 
 /* Rows per work item: whole chunks (byte-aligned streams, grid_internal.h) of at least
- * ITEM_WEIGHTS weights, handed to threads as they come free (a thread may be slowed by other
- * work on the machine); any assignment writes the same bytes, each row's depending on that row
- * alone. */
+ * ITEM_WEIGHTS weights. Threads take runs of items that shrink as the work runs out (guided):
+ * the long first runs keep each thread's reads contiguous, so the kernels' prefetch ahead
+ * (grid_kernels.c) lands in rows that thread encodes next, and the short last runs balance a
+ * thread slowed by other work on the machine. Any assignment writes the same bytes, each row's
+ * depending on that row alone. */
 #define ITEM_WEIGHTS 16384
 static int item_rows(const layout *L, int cols)
 {
@@ -99,7 +101,7 @@ int grid_quantize_fast(const grid_ops *ops, const void *p, const float *w, int r
         uint8_t *tmp = codes ? calloc(L.row_elems, 1) : NULL;
         uint32_t *gbits = malloc(((size_t)L.ngr + 1) * sizeof *gbits);
         oom |= (codes && !tmp) || !gbits;
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(guided)
         for (int it = 0; it < nitems; it++) {
             if ((codes && !tmp) || !gbits)
                 continue;
