@@ -25,6 +25,7 @@
 #include "core/gq_time.h"
 #include "formats/gq_format.h"
 #include "formats/grid.h"
+#include "formats/grid_kernels.h"
 #include "formats/quant_error.h"
 
 #define CMD "bench formats"
@@ -108,8 +109,9 @@ static bool is_grid_format(const char *name)
 static void print_header(long rows, long cols, long seed, long reps, int nthreads, bool reference)
 {
     printf("bench formats: W %ld x %ld, Student-t(5) * 0.02, seed %ld; best of %ld runs; "
-           "threads 1 and %d; int/fp/mx: %s\n", rows, cols, seed, reps, nthreads,
-           reference ? "scalar reference" : "fast path");
+           "threads 1 and %d; int/fp/mx: %s%s%s\n", rows, cols, seed, reps, nthreads,
+           reference ? "scalar reference" : "fast path", reference ? "" : ", int kernels ",
+           reference ? "" : grid_k_isa());
     printf("quantize = storage layout only; dequantize = from storage; SQNR of the dequantized "
            "storage; Mw/s = 1e6 weights/s\n\n");
     printf("| %-22s | %7s | %8s | %9s | %9s | %9s | %9s |\n", "format", "bpw", "SQNR dB",
@@ -122,7 +124,7 @@ static void print_header(long rows, long cols, long seed, long reps, int nthread
 int bench_formats(int argc, char **argv)
 {
     long rows, cols, threads, reps, seed;
-    bool reference = false;
+    bool reference = false, no_avx512 = false;
     const cli_opt opts[] = {
         CLI_OPT("rows", "R", CLI_INT, &rows, "rows of W", .def = "4096", .min = 1, .max = 1 << 20),
         CLI_OPT("cols", "C", CLI_INT, &cols, "columns of W", .def = "11008", .min = 1,
@@ -134,6 +136,8 @@ int bench_formats(int argc, char **argv)
         CLI_OPT("seed", "S", CLI_INT, &seed, "seed of W", .def = "1", .max = 0x1p30),
         CLI_OPT("reference", NULL, CLI_FLAG, &reference,
                 "int, fp and mx through their scalar reference instead of the fast path"),
+        CLI_OPT("no-avx512", NULL, CLI_FLAG, &no_avx512,
+                "int's kernels in their AVX2 form on a CPU with AVX-512 (same bytes)"),
     };
     const cli_spec spec = {
         .cmd = CMD,
@@ -157,6 +161,7 @@ int bench_formats(int argc, char **argv)
     }
     make_weights(w, (int)rows, (int)cols, (uint64_t)seed);
     grid_force_reference(reference);
+    grid_k_allow_avx512(!no_avx512);
 
     print_header(rows, cols, seed, reps, nthreads, reference);
     int nfmt;

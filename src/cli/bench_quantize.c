@@ -25,6 +25,7 @@
 #include "core/gq_rng.h"
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
+#include "formats/grid_kernels.h"
 #include "methods/gq_pipeline.h"
 #include "model/gq_synth.h"
 
@@ -79,6 +80,8 @@ static int parse_args(int argc, char **argv, bq_args *a)
                 "threads (default: OMP_NUM_THREADS or all cores)", .min = 1, .max = 4096),
         CLI_OPT("seed", "S", CLI_INT, &a->seed, "seed of the weights and tokens", .def = "1",
                 .max = 0x1p62),
+        CLI_OPT("no-avx512", NULL, CLI_FLAG, &a->no_avx512,
+                "int's kernels in their AVX2 form on a CPU with AVX-512 (same bytes)"),
     };
     const cli_spec spec = {.cmd = CMD, CLI_OPTS(opts), .epilog = presets};
     return cli_parse(&spec, argc, argv);
@@ -156,6 +159,7 @@ int bench_quantize(int argc, char **argv)
     if (prc != 0)
         return prc == 1 ? GQ_EXIT_OK : prc;
     int threads = gq_threads_set((int)a.threads);
+    grid_k_allow_avx512(!a.no_avx512);
     gq_error err = {{0}};
     bq_bench b = {0};
     int rc = setup(&a, &b, &err);

@@ -18,6 +18,7 @@ typedef struct {
     const char *preset, *method, *format;
     json_t *fmt_params, *method_params;
     long windows, ctx, hidden, reps, project_windows, project_ctx, threads, seed;
+    bool no_avx512;
 } bq_args;
 
 /* One stage of one round: the sums over its occurrences. */

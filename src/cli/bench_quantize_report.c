@@ -10,6 +10,7 @@
 #include "core/gq_steady.h"
 #include "core/gq_threads.h"
 #include "core/gq_time.h"
+#include "formats/grid_kernels.h"
 
 /* A line "KEY:   N kB" of /proc/self/status, in bytes; -1 when unreadable. */
 static long status_bytes(const char *key)
@@ -209,8 +210,9 @@ static void print_header(const bq_args *a, const bq_bench *b, int threads)
            a->preset, c->dim, c->hidden_dim, c->n_heads, c->n_kv_heads, a->seed);
     printf("method %s, format %s\n", ms ? ms : a->method, fmt);
     printf("calibration %ld windows x %ld tokens = %ld random tokens; %d threads; %d rounds; "
-           "load average %.1f; BLAS: %s\n", a->windows, a->ctx, a->windows * a->ctx, threads,
-           b->n_rounds, gq_load_average(), gq_blas_description());
+           "load average %.1f; BLAS: %s; int kernels: %s\n", a->windows, a->ctx,
+           a->windows * a->ctx, threads, b->n_rounds, gq_load_average(), gq_blas_description(),
+           grid_k_isa());
     printf("limits (best sample): sgemm %.2f GFLOP/s ((%d x %d) x (%d x %d)), dgemm %.2f "
            "GFLOP/s ((%d x %d) x (%d x %d)), triad %.2f GB/s\n", b->lim.sgemm, b->lim.m, b->lim.k,
            b->lim.k, b->lim.n, b->lim.dgemm, b->lim.dn, b->lim.dk, b->lim.dk, b->lim.dn,

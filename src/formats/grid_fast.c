@@ -116,6 +116,7 @@ int grid_quantize_fast(const grid_ops *ops, const void *p, const float *w, int r
                                L.row_elems, L.eb);
             }
         }
+        grid_k_fence(); /* this thread's streamed reconstruction, before the barrier */
         free(tmp);
         free(gbits);
     }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "formats/grid.h"
+#include "formats/grid_kernels_avx512.h"
 
 #if GRID_K_AVX2 || defined(__BMI2__)
 #include <immintrin.h>
@@ -52,6 +53,29 @@ static inline float hmin_ps(__m256 v)
     return _mm_cvtss_f32(m);
 }
 #endif
+
+static bool avx512_off;
+
+void grid_k_allow_avx512(bool on) { avx512_off = !on; }
+
+bool grid_k_avx512(void)
+{
+#if GRID_K_AVX512
+    return !avx512_off && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+#else
+    return false;
+#endif
+}
+
+void grid_k_fence(void)
+{
+#if GRID_K_AVX2
+    _mm_sfence();
+#endif
+}
+
+const char *grid_k_isa(void) { return grid_k_avx512() ? "avx512" : GRID_K_AVX2 ? "avx2" : "scalar"; }
 
 /* The largest |x[i]| bit pattern of best and x[i0 .. n) (the scalar tail of the vector scans). */
 static inline uint32_t absmax_bits_from(const float *x, size_t i0, size_t n, uint32_t best)
@@ -250,6 +274,10 @@ static inline int int_group(const grid_k_int *k, const float *x, int n, uint8_t 
 
 int grid_k_int_encode(const grid_k_int *k, const float *x, int n, uint8_t *codes, float *y)
 {
+#if GRID_K_AVX512
+    if (grid_k_avx512())
+        return grid_k512_int_group(k, x, n, codes, y);
+#endif
     return codes || y ? int_group(k, x, n, codes, y) : grid_k_int_lead(k->scale, n);
 }
 
@@ -301,6 +329,10 @@ int grid_k_int_states(const grid_k_int_rule *r, const float *lo, const float *hi
 
 uint32_t grid_k_group_range(const float *x, size_t n, size_t gc, float *lo, float *hi)
 {
+#if GRID_K_AVX512
+    if (grid_k_avx512())
+        return grid_k512_group_range(x, n, gc, lo, hi);
+#endif
     uint32_t row = 0;
     for (size_t c0 = 0, g = 0; c0 < n; c0 += gc, g++) {
         uint32_t best;
@@ -315,6 +347,12 @@ void grid_k_int_encode_groups(const grid_k_int_groups *k, const float *x, int n,
 {
     if (!codes && !y)
         return;
+#if GRID_K_AVX512
+    if (grid_k_avx512()) {
+        grid_k512_int_encode_groups(k, x, n, gc, codes, y);
+        return;
+    }
+#endif
     for (int c0 = 0, g = 0; c0 < n; c0 += gc, g++) {
         const grid_k_int one = {k->scale[g], k->zero[g], k->lo, k->hi, k->away};
         int_group(&one, x + c0, n - c0 < gc ? n - c0 : gc, codes ? codes + c0 : NULL,

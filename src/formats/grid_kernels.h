@@ -16,6 +16,17 @@
 #define GRID_K_AVX2 0
 #endif
 
+/* Whether int's kernels take their AVX-512 forms (grid_kernels_avx512.c): on a CPU with AVX-512
+ * F, BW and VL unless grid_k_allow_avx512(false). The bytes are the same either way; tests
+ * compare both with the reference. Set it before running work. */
+bool grid_k_avx512(void);
+void grid_k_allow_avx512(bool on);
+/* The widest instruction set the int kernels use here: "avx512", "avx2" or "scalar". */
+const char *grid_k_isa(void);
+/* The kernels may write y past the caches (streaming stores, whose order with later stores is
+ * weak): a thread calls this after its last kernel call, before another reads its y. */
+void grid_k_fence(void);
+
 /* Largest bit pattern of |x[i]| over [0, n): the bits of max |x| when every x is finite,
  * >= 0x7f800000 when some x is Inf or NaN. 0 for n = 0. */
 uint32_t grid_k_absmax_bits(const float *x, size_t n);

@@ -224,20 +224,33 @@ typedef struct run_out {
     float *y;
 } run_out;
 
+/* The fast paths to compare with the reference: int's kernels in their AVX2 (or scalar) form,
+ * and in their AVX-512 form where this CPU has it. */
+static int fast_paths(void)
+{
+    grid_k_allow_avx512(true);
+    return grid_k_avx512() ? 2 : 1;
+}
+
+static const char *path_name(int path) { return path ? "avx512" : GRID_K_AVX2 ? "avx2" : "scalar"; }
+
+/* y is 64-byte aligned, so that the groups whose start is aligned take the streaming stores. */
 static run_out run_some(const gq_quantizer *q, const float *w, int rows, int cols, bool ref,
-                        int threads, int want)
+                        int threads, int want, int path)
 {
     run_out o = {.want = want};
     const size_t bytes = gq_quantizer_bytes(q, rows, cols);
     o.codes = malloc(bytes + 1);
-    o.y = malloc((size_t)rows * cols * sizeof *o.y);
+    o.y = aligned_alloc(64, ((size_t)rows * cols * sizeof *o.y + 63) / 64 * 64);
     memset(o.codes, 0xa5, bytes + 1); /* the fast path must write every byte itself */
     gq_error err = {{0}};
     grid_force_reference(ref);
+    grid_k_allow_avx512(path == 1);
     omp_set_num_threads(threads);
     o.rc = gq_quantizer_run(q, w, rows, cols, NULL, want & WANT_CODES ? o.codes : NULL,
                             want & WANT_Y ? o.y : NULL, &err);
     grid_force_reference(false);
+    grid_k_allow_avx512(true);
     snprintf(o.msg, sizeof o.msg, "%s", err.msg);
     return o;
 }
@@ -245,7 +258,7 @@ static run_out run_some(const gq_quantizer *q, const float *w, int rows, int col
 static run_out run(const gq_quantizer *q, const float *w, int rows, int cols, bool ref,
                    int threads)
 {
-    return run_some(q, w, rows, cols, ref, threads, WANT_BOTH);
+    return run_some(q, w, rows, cols, ref, threads, WANT_BOTH, 0);
 }
 
 static void expect_same(const char *what, const run_out *a, const run_out *b, size_t bytes,
@@ -275,8 +288,8 @@ static void free_out(run_out *o)
 }
 
 /* Every input kind on a few shapes (partial groups, rows that end mid-byte, and rows of more
- * groups than a row_fast batch included): the fast path against the reference at 1 thread, and
- * at 2 threads on the first shape; then asked for the codes alone and the reconstruction
+ * groups than a row_fast batch included): each fast path against the reference at 1 thread,
+ * and at 2 threads on the first shape; then asked for the codes alone and the reconstruction
  * alone. */
 static void check_config(const char *json)
 {
@@ -295,21 +308,24 @@ static void check_config(const char *json)
         for (int kind = 0; kind < N_INPUTS; kind++) {
             make_input(kind, w, rows, cols, 1000u * s + (uint64_t)kind);
             run_out ref = run(&q, w, rows, cols, true, 1);
-            for (int threads = 1; threads <= (s == 0 ? 2 : 1); threads++) {
-                run_out fast = run(&q, w, rows, cols, false, threads);
-                char what[1400];
-                snprintf(what, sizeof what, "%s, %d x %d, %s, %d thread(s)", json, rows, cols,
-                         input_names[kind], threads);
-                expect_same(what, &ref, &fast, bytes, n);
-                free_out(&fast);
-            }
-            for (int want = WANT_CODES; want <= WANT_Y; want++) {
-                run_out one = run_some(&q, w, rows, cols, false, 1, want);
-                char what[1400];
-                snprintf(what, sizeof what, "%s, %d x %d, %s, %s only", json, rows, cols,
-                         input_names[kind], want == WANT_CODES ? "codes" : "reconstruction");
-                expect_same(what, &ref, &one, bytes, n);
-                free_out(&one);
+            for (int path = 0; path < fast_paths(); path++) {
+                for (int threads = 1; threads <= (s == 0 ? 2 : 1); threads++) {
+                    run_out fast = run_some(&q, w, rows, cols, false, threads, WANT_BOTH, path);
+                    char what[1400];
+                    snprintf(what, sizeof what, "%s, %d x %d, %s, %s, %d thread(s)", json, rows,
+                             cols, input_names[kind], path_name(path), threads);
+                    expect_same(what, &ref, &fast, bytes, n);
+                    free_out(&fast);
+                }
+                for (int want = WANT_CODES; want <= WANT_Y; want++) {
+                    run_out one = run_some(&q, w, rows, cols, false, 1, want, path);
+                    char what[1400];
+                    snprintf(what, sizeof what, "%s, %d x %d, %s, %s, %s only", json, rows, cols,
+                             input_names[kind], path_name(path),
+                             want == WANT_CODES ? "codes" : "reconstruction");
+                    expect_same(what, &ref, &one, bytes, n);
+                    free_out(&one);
+                }
             }
             free_out(&ref);
         }
@@ -321,6 +337,8 @@ static void check_config(const char *json)
 static void test_int_fast_equals_reference(void **state)
 {
     (void)state;
+    print_message("int's fast paths against the reference: %s%s\n", path_name(0),
+                  fast_paths() > 1 ? " and avx512" : " (this CPU has no AVX-512)");
     static const char *const zeros[] = {"sym", "sym_gptq", "asym"};
     static const char *const grans[] = {
         "\"granularity\": \"tensor\"", "\"granularity\": \"channel\"",
@@ -393,14 +411,15 @@ static void test_fast_work_items(void **state)
         json_decref(spec);
         const size_t bytes = gq_quantizer_bytes(&q, rows, cols);
         run_out ref = run(&q, w, rows, cols, true, 1);
-        for (int threads = 1; threads <= 3; threads++) {
-            run_out fast = run(&q, w, rows, cols, false, threads);
-            char what[300];
-            snprintf(what, sizeof what, "%s, %d x %d, %d thread(s)", configs[c], rows, cols,
-                     threads);
-            expect_same(what, &ref, &fast, bytes, n);
-            free_out(&fast);
-        }
+        for (int path = 0; path < fast_paths(); path++)
+            for (int threads = 1; threads <= 3; threads++) {
+                run_out fast = run_some(&q, w, rows, cols, false, threads, WANT_BOTH, path);
+                char what[300];
+                snprintf(what, sizeof what, "%s, %d x %d, %s, %d thread(s)", configs[c], rows,
+                         cols, path_name(path), threads);
+                expect_same(what, &ref, &fast, bytes, n);
+                free_out(&fast);
+            }
         free_out(&ref);
         gq_quantizer_free(&q);
     }
