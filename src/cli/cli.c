@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "core/gq_params.h"
+#include "dist/gq_dist.h"
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
@@ -16,6 +17,11 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fprintf(stderr, "\nTry 'gq-bench %s --help'.\n", cmd);
+    /* Under mpirun every rank reads its own command line before any step the ranks take
+     * together: a rank that stopped here would leave the others waiting for it in their first
+     * one, so it ends the whole job. */
+    if (gq_dist_size() > 1)
+        gq_dist_abort(GQ_EXIT_USAGE);
     return GQ_EXIT_USAGE;
 }
 

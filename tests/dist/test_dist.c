@@ -2,7 +2,8 @@
  * `-np 3` on experiments/smoke.json (and -np 2 with --split-eval), a worker killed with SIGKILL followed by a rerun, and
  * `--shard 1/3..3/3` + `merge` all give the single-process results.csv (identity, quality and
  * size columns, bit for bit); `mpirun eval` prints the numbers of `eval` and saves the same
- * baseline file; the results-directory lock holds under mpirun. Skipped (with the reason)
+ * baseline file; the results-directory lock holds under mpirun; one rank with a bad command
+ * line ends the whole job. Skipped (with the reason)
  * only when the build has no MPI (meson option mpi). */
 #include "test_support.h"
 
@@ -448,6 +449,32 @@ static void test_mpirun_eval(void **state)
     test_remove_dir(dir);
 }
 
+/* One rank with a bad command line (mpirun's MPMD form gives each rank its own) ends the whole
+ * job with its usage status and message, for `eval` and for `run`, instead of leaving the other
+ * ranks waiting for it in their first joint step (a hang, which the suite's timeout fails). */
+static void test_rank_with_bad_options_ends_job(void **state)
+{
+    (void)state;
+    MPI_OR_SKIP();
+    char model[4096], tok[4096], text[4096];
+    test_stories_files_or_skip(model, tok, text, sizeof model);
+    const char *bench = getenv("GQ_BENCH");
+    char good[13000], bad[13000];
+    snprintf(good, sizeof good, "--model %s --tokenizer %s --data %s --ctx 32 --max-windows 4 "
+             "--threads 1 --json", model, tok, text);
+    snprintf(bad, sizeof bad, "--model %s.missing --tokenizer %s --data %s --ctx 32 "
+             "--max-windows 4 --threads 1 --json", model, tok, text);
+    int rc = mpirun(1, "eval %s : -np 1 %s eval %s", good, bench, bad);
+    if (rc != 2 || !strstr(g_err, ".missing"))
+        fail_msg("eval, rank 1 with a missing model: exit %d: %s", rc, g_err);
+    char *dir = test_tmpdir("dist-bad-option");
+    rc = mpirun(1, "run %s --out-dir %s --threads 1 --no-plots : -np 1 %s run %s --out-dir %s "
+                   "--threads 1 --no-plots --no-such-option", g_smoke, dir, bench, g_smoke, dir);
+    if (rc != 2 || !strstr(g_err, "--no-such-option"))
+        fail_msg("run, rank 1 with an unknown option: exit %d: %s", rc, g_err);
+    test_remove_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -458,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_lock_under_mpirun),
         cmocka_unit_test(test_shards_merge),
         cmocka_unit_test(test_mpirun_eval),
+        cmocka_unit_test(test_rank_with_bad_options_ends_job),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
