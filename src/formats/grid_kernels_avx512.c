@@ -1,21 +1,25 @@
 /* AVX-512 forms of int's kernels (grid_kernels_avx512.h): the AVX2 loops of grid_kernels.c 16
  * lanes wide, with the same IEEE operations in the same order, so the bytes are the same. The
  * last elements of a lead or a group go through the same steps under a lane mask instead of a
- * scalar loop. This file is compiled for AVX-512 F/BW/VL; grid_kernels.c calls it only on a CPU
- * that has them. */
+ * scalar loop. Each function here is compiled for AVX-512 F/BW/VL (AVX512, a target attribute,
+ * which GCC and clang both honour); grid_kernels.c calls them only on a CPU that has them. */
 #include "formats/grid_kernels_avx512.h"
 
 #if GRID_K_AVX512
-#pragma GCC target("avx512f,avx512bw,avx512vl")
 #include <immintrin.h>
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
 
 /* As grid_kernels.c's INT_PREFETCH_AHEAD: the next row batch's weights. */
 #define PREFETCH_AHEAD 8192
 
-static inline __mmask16 lanes(int n) { return (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1); }
+static inline AVX512 __mmask16 lanes(int n)
+{
+    return (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
+}
 
 /* roundf: trunc, then one away from zero when the dropped part is at least 1/2. */
-static inline __m512 round_away(__m512 v)
+static inline AVX512 __m512 round_away(__m512 v)
 {
     const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
     const __m512 d = _mm512_abs_ps(_mm512_sub_ps(v, t));
@@ -31,9 +35,10 @@ static inline __m512 round_away(__m512 v)
  * past the caches (stream) when y is 64-byte aligned: the reconstruction of a large matrix is
  * read again only after much other data, and a streamed line is not first read for
  * ownership. The caller fences them (grid_k_fence). */
-static inline __attribute__((always_inline)) void int_lanes(const float *x, __mmask16 m,
-                                                            __m512 scale, __m512 zq, __m512 top,
-                                                            bool away, uint8_t *codes, float *y)
+static inline AVX512 __attribute__((always_inline)) void int_lanes(const float *x, __mmask16 m,
+                                                                    __m512 scale, __m512 zq,
+                                                                    __m512 top, bool away,
+                                                                    uint8_t *codes, float *y)
 {
     const __m512 t = _mm512_div_ps(_mm512_maskz_loadu_ps(m, x), scale);
     const __m512 r = away ? round_away(t)
@@ -52,9 +57,10 @@ static inline __attribute__((always_inline)) void int_lanes(const float *x, __mm
 
 /* The first n elements (a multiple of 8) with a positive scale; away, codes and y are constants
  * where it is inlined, so each combination is a loop without branches. */
-static inline __attribute__((always_inline)) void int_lead(const float *x, int n, __m512 scale,
-                                                           __m512 zq, __m512 top, bool away,
-                                                           uint8_t *codes, float *y)
+static inline AVX512 __attribute__((always_inline)) void int_lead(const float *x, int n,
+                                                                   __m512 scale, __m512 zq,
+                                                                   __m512 top, bool away,
+                                                                   uint8_t *codes, float *y)
 {
     int i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -67,7 +73,7 @@ static inline __attribute__((always_inline)) void int_lead(const float *x, int n
                   y ? y + i : NULL);
 }
 
-static int int_group(const grid_k_int *k, const float *x, int n, uint8_t *codes, float *y)
+static AVX512 int int_group(const grid_k_int *k, const float *x, int n, uint8_t *codes, float *y)
 {
     const int lead = grid_k_int_lead(k->scale, n);
     if (lead == 0 || (!codes && !y))
@@ -93,14 +99,14 @@ static int int_group(const grid_k_int *k, const float *x, int n, uint8_t *codes,
     return lead;
 }
 
-int grid_k512_int_group(const grid_k_int *k, const float *x, int n, uint8_t *codes, float *y)
+AVX512 int grid_k512_int_group(const grid_k_int *k, const float *x, int n, uint8_t *codes, float *y)
 {
     return int_group(k, x, n, codes, y);
 }
 
 /* lo = min(0, min x), hi = max(0, max x) and the largest magnitude's bits of x[0..n), 32 lanes
  * a step, the last n % 16 under a mask (its zero lanes change neither: 0 is in every range). */
-static uint32_t range_of(const float *x, int n, float *lo, float *hi)
+static AVX512 uint32_t range_of(const float *x, int n, float *lo, float *hi)
 {
     const __m512i mag = _mm512_set1_epi32(0x7fffffff);
     __m512 l0 = _mm512_setzero_ps(), l1 = l0, h0 = l0, h1 = l0;
@@ -126,7 +132,7 @@ static uint32_t range_of(const float *x, int n, float *lo, float *hi)
     return _mm512_reduce_max_epu32(_mm512_max_epu32(a0, a1));
 }
 
-uint32_t grid_k512_group_range(const float *x, size_t n, size_t gc, float *lo, float *hi)
+AVX512 uint32_t grid_k512_group_range(const float *x, size_t n, size_t gc, float *lo, float *hi)
 {
     uint32_t row = 0;
     for (size_t c0 = 0, g = 0; c0 < n; c0 += gc, g++) {
@@ -136,7 +142,7 @@ uint32_t grid_k512_group_range(const float *x, size_t n, size_t gc, float *lo, f
     return row;
 }
 
-void grid_k512_int_encode_groups(const grid_k_int_groups *k, const float *x, int n, int gc,
+AVX512 void grid_k512_int_encode_groups(const grid_k_int_groups *k, const float *x, int n, int gc,
                                  uint8_t *codes, float *y)
 {
     for (int c0 = 0, g = 0; c0 < n; c0 += gc, g++) {
