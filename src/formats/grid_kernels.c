@@ -61,8 +61,8 @@ void grid_k_allow_avx512(bool on) { avx512_off = !on; }
 bool grid_k_avx512(void)
 {
 #if GRID_K_AVX512
-    return !avx512_off && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl");
+    return !avx512_off && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
 #else
     return false;
 #endif
@@ -75,7 +75,10 @@ void grid_k_fence(void)
 #endif
 }
 
-const char *grid_k_isa(void) { return grid_k_avx512() ? "avx512" : GRID_K_AVX2 ? "avx2" : "scalar"; }
+const char *grid_k_isa(void)
+{
+    return grid_k_avx512() ? "avx512" : GRID_K_AVX2 ? "avx2" : "scalar";
+}
 
 /* The largest |x[i]| bit pattern of best and x[i0 .. n) (the scalar tail of the vector scans). */
 static inline uint32_t absmax_bits_from(const float *x, size_t i0, size_t n, uint32_t best)
@@ -347,16 +350,15 @@ void grid_k_int_encode_groups(const grid_k_int_groups *k, const float *x, int n,
 {
     if (!codes && !y)
         return;
+    int (*group)(const grid_k_int *, const float *, int, uint8_t *, float *) = int_group;
 #if GRID_K_AVX512
-    if (grid_k_avx512()) {
-        grid_k512_int_encode_groups(k, x, n, gc, codes, y);
-        return;
-    }
+    if (grid_k_avx512())
+        group = grid_k512_int_group;
 #endif
     for (int c0 = 0, g = 0; c0 < n; c0 += gc, g++) {
         const grid_k_int one = {k->scale[g], k->zero[g], k->lo, k->hi, k->away};
-        int_group(&one, x + c0, n - c0 < gc ? n - c0 : gc, codes ? codes + c0 : NULL,
-                  y ? y + c0 : NULL);
+        group(&one, x + c0, n - c0 < gc ? n - c0 : gc, codes ? codes + c0 : NULL,
+              y ? y + c0 : NULL);
     }
 }
 

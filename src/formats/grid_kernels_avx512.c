@@ -73,7 +73,8 @@ static inline AVX512 __attribute__((always_inline)) void int_lead(const float *x
                   y ? y + i : NULL);
 }
 
-static AVX512 int int_group(const grid_k_int *k, const float *x, int n, uint8_t *codes, float *y)
+AVX512 int grid_k512_int_group(const grid_k_int *k, const float *x, int n, uint8_t *codes,
+                               float *y)
 {
     const int lead = grid_k_int_lead(k->scale, n);
     if (lead == 0 || (!codes && !y))
@@ -99,10 +100,6 @@ static AVX512 int int_group(const grid_k_int *k, const float *x, int n, uint8_t 
     return lead;
 }
 
-AVX512 int grid_k512_int_group(const grid_k_int *k, const float *x, int n, uint8_t *codes, float *y)
-{
-    return int_group(k, x, n, codes, y);
-}
 
 /* lo = min(0, min x), hi = max(0, max x) and the largest magnitude's bits of x[0..n), 32 lanes
  * a step, the last n % 16 under a mask (its zero lanes change neither: 0 is in every range). */
@@ -132,7 +129,8 @@ static AVX512 uint32_t range_of(const float *x, int n, float *lo, float *hi)
     return _mm512_reduce_max_epu32(_mm512_max_epu32(a0, a1));
 }
 
-AVX512 uint32_t grid_k512_group_range(const float *x, size_t n, size_t gc, float *lo, float *hi)
+AVX512 uint32_t grid_k512_group_range(const float *x, size_t n, size_t gc, float *lo,
+                                      float *hi)
 {
     uint32_t row = 0;
     for (size_t c0 = 0, g = 0; c0 < n; c0 += gc, g++) {
@@ -142,13 +140,4 @@ AVX512 uint32_t grid_k512_group_range(const float *x, size_t n, size_t gc, float
     return row;
 }
 
-AVX512 void grid_k512_int_encode_groups(const grid_k_int_groups *k, const float *x, int n, int gc,
-                                 uint8_t *codes, float *y)
-{
-    for (int c0 = 0, g = 0; c0 < n; c0 += gc, g++) {
-        const grid_k_int one = {k->scale[g], k->zero[g], k->lo, k->hi, k->away};
-        int_group(&one, x + c0, n - c0 < gc ? n - c0 : gc, codes ? codes + c0 : NULL,
-                  y ? y + c0 : NULL);
-    }
-}
 #endif
