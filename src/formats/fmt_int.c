@@ -226,7 +226,7 @@ static void int_encode_fast(const void *pv, const void *sv, const float *x, int 
     const int_params *p = pv;
     const int_state *s = sv;
     const grid_k_int k = {s->scale, (float)s->zero, (float)qmin(p), (float)qmax(p),
-                          p->rounding == GRID_ROUND_AWAY};
+                          p->rounding == GRID_ROUND_AWAY, false};
     grid_encode_tail(int_encode, pv, sv, x, grid_k_int_encode(&k, x, n, codes, y), n, codes, y);
 }
 
@@ -236,31 +236,58 @@ static int int_meta_bits(const void *pv)
     return grid_scale_bits(p->scale_dtype) + (p->zero == ZERO_ASYM ? p->bits : 0);
 }
 
-/* A state's meta record: the scale's sb bits, then (asym) the zero point. */
-static inline uint64_t int_record(const int_params *p, const int_state *s, int sb)
+/* The meta records of n states (scale[j], zero[j]): the scale's bits, then the zero point's
+ * where it is stored (asym); one loop per part, so that each vectorises. */
+static void int_records(const int_params *p, const float *scale, const float *zero, int n,
+                        int sb, uint64_t *rec)
 {
-    uint64_t v = sb == 16 ? grid_fp16_bits(s->scale) : gq_f32_bits(s->scale);
-    return p->zero == ZERO_ASYM ? v | (uint64_t)s->zero << sb : v;
+    if (sb == 16)
+        for (int j = 0; j < n; j++)
+            rec[j] = grid_fp16_bits(scale[j]);
+    else
+        for (int j = 0; j < n; j++)
+            rec[j] = gq_f32_bits(scale[j]);
+    if (p->zero == ZERO_ASYM)
+        for (int j = 0; j < n; j++)
+            rec[j] |= (uint64_t)(uint32_t)zero[j] << sb;
 }
 
 static void int_meta_write(const void *pv, const void *sv, uint8_t *buf, size_t pos)
 {
     const int_params *p = pv;
-    grid_put_record(buf, pos, int_record(p, sv, grid_scale_bits(p->scale_dtype)),
-                    int_meta_bits(pv));
+    const int_state *s = sv;
+    const float zero = (float)s->zero;
+    uint64_t rec;
+    int_records(p, &s->scale, &zero, 1, grid_scale_bits(p->scale_dtype), &rec);
+    grid_put_record(buf, pos, rec, int_meta_bits(pv));
+}
+
+/* Elements [from, m) of a group by the reference (int_encode), codes one a byte, or, packed4,
+ * two a byte from the group's first byte (from even), through a few bytes at a time. */
+static void int_rest(const void *pv, const int_state *st, const float *x, int from, int m,
+                     uint8_t *codes, bool packed4, float *y)
+{
+    if (!packed4 || !codes) {
+        grid_encode_tail(int_encode, pv, st, x, from, m, codes, y);
+        return;
+    }
+    uint8_t bytes[64];
+    for (int i = from; i < m; i += 64) {
+        const int k = m - i < 64 ? m - i : 64;
+        grid_encode_tail(int_encode, pv, st, x + i, 0, k, bytes, y ? y + i : NULL);
+        grid_pack8(codes, (size_t)i * 4, bytes, (size_t)k, 4);
+    }
 }
 
 /* A row of groups (grid.h row_fast), ROW_BATCH groups at a time: their ranges (with the largest
  * magnitudes, in one pass), states (grid_k_int_states, the last few by state_from_range) and
  * records, then their elements in one kernel call; what the kernel leaves of a group (the last
- * few columns, or all of a group whose scale is 0) through int_encode. */
+ * few columns, or all of a group whose scale is 0) through int_rest. */
 #define ROW_BATCH 64
-static uint32_t int_row_fast(const void *pv, const float *x, int cols, int gc, uint32_t *gbits,
-                             uint8_t *codes, float *y, uint8_t *meta, size_t rec0)
+static uint32_t int_row(const int_params *p, const float *x, int cols, int gc, uint8_t *codes,
+                        bool packed4, float *y, uint8_t *meta, size_t rec0)
 {
-    (void)gbits;
-    const int_params *p = pv;
-    const int sb = grid_scale_bits(p->scale_dtype), mb = int_meta_bits(pv);
+    const int sb = grid_scale_bits(p->scale_dtype), mb = int_meta_bits(p);
     const int ngr = (cols + gc - 1) / gc;
     const grid_k_int_rule rule = {p->zero == ZERO_SYM        ? GRID_K_INT_SYM
                                   : p->zero == ZERO_SYM_GPTQ ? GRID_K_INT_SYM_GPTQ
@@ -269,6 +296,7 @@ static uint32_t int_row_fast(const void *pv, const float *x, int cols, int gc, u
                                   p->scale_dtype == GRID_SCALE_FP16,
                                   p->rounding == GRID_ROUND_AWAY};
     float lo[ROW_BATCH], hi[ROW_BATCH], s[ROW_BATCH], z[ROW_BATCH];
+    uint64_t rec[ROW_BATCH];
     uint32_t row_max = 0;
     for (int g0 = 0; g0 < ngr; g0 += ROW_BATCH) {
         const int nb = ngr - g0 < ROW_BATCH ? ngr - g0 : ROW_BATCH, c0 = g0 * gc;
@@ -282,14 +310,13 @@ static uint32_t int_row_fast(const void *pv, const float *x, int cols, int gc, u
             s[j] = st.scale;
             z[j] = (float)st.zero;
         }
-        for (int j = 0; meta && j < nb; j++) {
-            const int_state st = {s[j], (int)z[j]};
-            grid_put_record(meta, (rec0 + (size_t)(g0 + j)) * (size_t)mb, int_record(p, &st, sb),
-                            mb);
+        if (meta) {
+            int_records(p, s, z, nb, sb, rec);
+            grid_put_records(meta, (rec0 + (size_t)g0) * (size_t)mb, rec, nb, mb);
         }
         const grid_k_int_groups k = {s, z, (float)qmin(p), (float)qmax(p),
-                                     p->rounding == GRID_ROUND_AWAY};
-        uint8_t *cb = codes ? codes + c0 : NULL;
+                                     p->rounding == GRID_ROUND_AWAY, packed4};
+        uint8_t *cb = codes ? codes + (packed4 ? c0 / 2 : c0) : NULL;
         float *yb = y ? y + c0 : NULL;
         grid_k_int_encode_groups(&k, x + c0, n, gc, cb, yb);
         for (int j = 0, o = 0; j < nb; j++, o += gc) {
@@ -297,11 +324,26 @@ static uint32_t int_row_fast(const void *pv, const float *x, int cols, int gc, u
             if (lead == m)
                 continue;
             const int_state st = {s[j], (int)z[j]};
-            grid_encode_tail(int_encode, pv, &st, x + c0 + o, lead, m, cb ? cb + o : NULL,
-                             yb ? yb + o : NULL);
+            int_rest(p, &st, x + c0 + o, lead, m, cb ? cb + (packed4 ? o / 2 : o) : NULL,
+                     packed4, yb ? yb + o : NULL);
         }
     }
     return row_max;
+}
+
+static uint32_t int_row_fast(const void *pv, const float *x, int cols, int gc, uint32_t *gbits,
+                             uint8_t *codes, float *y, uint8_t *meta, size_t rec0)
+{
+    (void)gbits;
+    return int_row(pv, x, cols, gc, codes, false, y, meta, rec0);
+}
+
+static uint32_t int_row_fast_packed4(const void *pv, const float *x, int cols, int gc,
+                                     uint32_t *gbits, uint8_t *codes, float *y, uint8_t *meta,
+                                     size_t rec0)
+{
+    (void)gbits;
+    return int_row(pv, x, cols, gc, codes, true, y, meta, rec0);
 }
 
 static void int_meta_read(const void *pv, const uint8_t *buf, size_t pos, void *sv)
@@ -338,6 +380,7 @@ static const grid_ops int_ops = {
     .fit_fast = int_fit_fast,
     .encode_fast = int_encode_fast,
     .row_fast = int_row_fast,
+    .row_fast_packed4 = int_row_fast_packed4,
     .group_cols = int_group_cols,
     .elem_bits = int_elem_bits,
     .meta_bits = int_meta_bits,

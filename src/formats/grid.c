@@ -103,6 +103,20 @@ void grid_put_bits(uint8_t *buf, size_t pos, uint32_t v, int w)
     grid_pack(buf, pos, &v, 1, w);
 }
 
+void grid_put_records(uint8_t *buf, size_t pos, const uint64_t *v, int n, int w)
+{
+    uint8_t *b = buf + pos / 8;
+    unsigned nacc = (unsigned)(pos % 8);
+    uint64_t acc = nacc ? *b & ((1u << nacc) - 1u) : 0; /* the earlier records' bits */
+    for (int i = 0; i < n; i++) {
+        acc |= v[i] << nacc; /* nacc < 8 and w <= 56: within the word */
+        for (nacc += (unsigned)w; nacc >= 8; nacc -= 8, acc >>= 8)
+            *b++ = (uint8_t)acc;
+    }
+    if (nacc)
+        *b |= (uint8_t)acc;
+}
+
 uint32_t grid_get_bits(const uint8_t *buf, size_t pos, int w)
 {
     uint32_t v;

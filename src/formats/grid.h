@@ -107,6 +107,12 @@ typedef struct grid_ops {
      * it group by group. */
     uint32_t (*row_fast)(const void *p, const float *x, int cols, int gc, uint32_t *gbits,
                          uint8_t *codes, float *y, uint8_t *meta, size_t rec0);
+    /* Optional: row_fast with 4-bit codes written packed, two a byte (low nibble first, as
+     * grid_pack8 packs them), from byte 0 of codes, the row's own place in the code stream. The
+     * driver takes it for rows whose codes start on a byte, when gc is even. */
+    uint32_t (*row_fast_packed4)(const void *p, const float *x, int cols, int gc,
+                                 uint32_t *gbits, uint8_t *codes, float *y, uint8_t *meta,
+                                 size_t rec0);
 } grid_ops;
 
 #define GRID_STATE_MAX 32
@@ -153,6 +159,11 @@ static inline void grid_put_record(uint8_t *buf, size_t pos, uint64_t v, int w)
     for (unsigned i = 0; i < (sh + (unsigned)w + 7) / 8; i++)
         b[i] |= (uint8_t)(v >> (8 * i));
 }
+
+/* n records v[0..n) of w <= 56 bits each, back to back from stream bit pos, as n calls of
+ * grid_put_record would write them: the bytes the run covers whole are stored, its first and
+ * last byte (shared with the records around it) ORed in. */
+void grid_put_records(uint8_t *buf, size_t pos, const uint64_t *v, int n, int w);
 
 /* Bit streams (LSB-first; the buffer must be zeroed before writing). w <= 32. */
 void grid_put_bits(uint8_t *buf, size_t pos, uint32_t v, int w);

@@ -1,7 +1,8 @@
 /* Fast path of grid_quantize (grid.h): one pass over each row. Per group: the largest
  * magnitude (which also finds non-finite weights), the fast fit, the fast encode into byte
  * codes, the meta record (formats with row_fast do a row's groups in one call); per row the
- * codes are packed 8 fields at a time. Rows in parallel, in work items handed out dynamically,
+ * codes are packed 8 fields at a time (4-bit ones by the format itself where it has
+ * row_fast_packed4). Rows in parallel, in work items handed out dynamically,
  * each row's result independent of the others, so the bytes depend on neither the thread count
  * nor the assignment. Errors are those of the reference and come in its order
  * (non-finite weight first, then the format's amax check), found after the pass. */
@@ -19,23 +20,18 @@ static inline float f32_from_bits(uint32_t u)
     return f;
 }
 
-/* One row: codes into tmp[0..cols) (tmp's padding stays 0), reconstruction into y; gbits has
- * room for a word per group of the row. Returns the bits of the row's largest magnitude
- * (>= 0x7f800000: a non-finite weight; that group is skipped). */
-static uint32_t fast_row(const grid_ops *ops, const void *p, const layout *L, const void *tstate,
-                         const float *x, int cols, size_t r, uint8_t *codes, uint8_t *tmp,
-                         float *y, uint32_t *gbits)
+/* A row's byte codes tmp[0..row_elems) into the code stream (if any) at bit pos. */
+static void pack_row(const layout *L, uint8_t *stream, size_t pos, const uint8_t *tmp)
 {
-    if (L->gc == 0) {
-        ops->encode_fast(p, tstate, x, cols, tmp, y);
-        return 0;
-    }
-    if (ops->row_fast) {
-        const uint32_t m = ops->row_fast(p, x, cols, L->gc, gbits, tmp, y, codes,
-                                         r * (size_t)L->ngr);
-        if (m < 0x7f800000u)
-            return m;
-    }
+    if (stream)
+        grid_pack8(stream, pos, tmp, L->row_elems, L->eb);
+}
+
+/* A row group by group through fit_fast, encode_fast and meta_write, then packed. */
+static uint32_t group_by_group(const grid_ops *ops, const void *p, const layout *L,
+                               const float *x, int cols, size_t rec0, uint8_t *meta,
+                               uint8_t *stream, size_t pos, uint8_t *tmp, float *y)
+{
     alignas(16) unsigned char st[GRID_STATE_MAX];
     uint32_t row_max = 0;
     for (int g = 0; g < L->ngr; g++) {
@@ -46,10 +42,40 @@ static uint32_t fast_row(const grid_ops *ops, const void *p, const layout *L, co
             continue;
         ops->fit_fast(p, x + c0, (size_t)n, f32_from_bits(bits), st);
         ops->encode_fast(p, st, x + c0, n, tmp ? tmp + c0 : NULL, y ? y + c0 : NULL);
-        if (codes)
-            ops->meta_write(p, st, codes, (r * (size_t)L->ngr + (size_t)g) * (size_t)L->mb);
+        if (meta)
+            ops->meta_write(p, st, meta, (rec0 + (size_t)g) * (size_t)L->mb);
     }
+    pack_row(L, stream, pos, tmp);
     return row_max;
+}
+
+/* One row: codes into the stream at bit pos (byte codes through tmp[0..row_elems), whose
+ * padding stays 0, unless the format packs them itself), reconstruction into y; gbits has room
+ * for a word per group of the row. Returns the bits of the row's largest magnitude
+ * (>= 0x7f800000: a non-finite weight; that group is skipped). */
+static uint32_t fast_row(const grid_ops *ops, const void *p, const layout *L, const void *tstate,
+                         const float *x, int cols, size_t r, uint8_t *meta, uint8_t *stream,
+                         size_t pos, uint8_t *tmp, float *y, uint32_t *gbits)
+{
+    if (L->gc == 0) {
+        ops->encode_fast(p, tstate, x, cols, tmp, y);
+        pack_row(L, stream, pos, tmp);
+        return 0;
+    }
+    const size_t rec0 = r * (size_t)L->ngr;
+    if (ops->row_fast_packed4 && L->eb == 4 && L->gc % 2 == 0 && pos % 8 == 0) {
+        const uint32_t m = ops->row_fast_packed4(p, x, cols, L->gc, gbits,
+                                                 stream ? stream + pos / 8 : NULL, y, meta, rec0);
+        if (m < 0x7f800000u)
+            return m;
+    } else if (ops->row_fast) {
+        const uint32_t m = ops->row_fast(p, x, cols, L->gc, gbits, tmp, y, meta, rec0);
+        if (m < 0x7f800000u) {
+            pack_row(L, stream, pos, tmp);
+            return m;
+        }
+    }
+    return group_by_group(ops, p, L, x, cols, rec0, meta, stream, pos, tmp, y);
 }
 
 /* Rows per work item: whole chunks (byte-aligned streams, grid_internal.h) of at least
@@ -109,14 +135,12 @@ int grid_quantize_fast(const grid_ops *ops, const void *p, const float *w, int r
             for (int r = it * item; r < r1; r++) {
                 const size_t off = (size_t)r * (size_t)cols;
                 const uint32_t b = fast_row(ops, p, &L, tstate, w + off, cols, (size_t)r, codes,
+                                            cstream, (size_t)r * L.row_elems * (size_t)L.eb,
                                             tmp, deq ? deq + off : NULL, gbits);
                 max_bits = b > max_bits ? b : max_bits;
-                if (codes)
-                    grid_pack8(cstream, (size_t)r * L.row_elems * (size_t)L.eb, tmp,
-                               L.row_elems, L.eb);
             }
         }
-        grid_k_fence(); /* this thread's streamed reconstruction, before the barrier */
+        grid_k_fence(); /* this thread's streamed reconstruction and codes, before the barrier */
         free(tmp);
         free(gbits);
     }

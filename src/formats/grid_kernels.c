@@ -26,6 +26,32 @@ static inline void store_bytes8(uint8_t *dst, __m256i c)
                                                         _mm256_extracti128_si256(b, 1)));
 }
 
+/* 16 bytes to memory past the caches where 16-byte aligned (grid_pack8's packed codes). */
+static inline void stream16(uint8_t *dst, __m128i v)
+{
+    if (((uintptr_t)dst & 15) == 0)
+        _mm_stream_si128((__m128i *)dst, v);
+    else
+        _mm_storeu_si128((__m128i *)dst, v);
+}
+
+/* 32 codes (bytes, each < 16) as 16 bytes of pairs c[2j] | c[2j + 1] << 4: the pairs as 16-bit
+ * sums c[2j] + 16 c[2j + 1], narrowed; streamed (stream16). */
+static inline void store_nibbles32(uint8_t *dst, __m256i bytes)
+{
+    const __m256i p = _mm256_maddubs_epi16(bytes, _mm256_set1_epi16(0x1001));
+    stream16(dst, _mm_packus_epi16(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1)));
+}
+
+/* 8 codes (dwords, each < 16) as 4 bytes of pairs. */
+static inline void store_nibbles8(uint8_t *dst, __m256i c)
+{
+    uint8_t b[8];
+    store_bytes8(b, c);
+    for (int j = 0; j < 4; j++)
+        dst[j] = (uint8_t)(b[2 * j] | b[2 * j + 1] << 4);
+}
+
 /* roundf: trunc, then one away from zero when the dropped part is at least 1/2. */
 static inline __m256 round_away(__m256 v)
 {
@@ -212,13 +238,13 @@ static inline __attribute__((always_inline)) void int_y8(float *y, __m256 q, __m
     _mm256_storeu_ps(y, _mm256_mul_ps(scale, _mm256_sub_ps(q, zq)));
 }
 
-/* int's rounding of the leading multiple of 8 of x[0..n) with a positive scale; away, codes and
- * y are constants where it is inlined, so each combination is a loop without branches. With
- * codes, 32 at a time: four vectors of codes narrow to one of bytes (two packs, whose 128-bit
- * lanes interleave the sources' dwords, then one permute back to element order). */
+/* int's rounding of the leading multiple of 8 of x[0..n) with a positive scale; away, codes,
+ * packed4 and y are constants where it is inlined, so each combination is a loop without
+ * branches. With codes, 32 at a time: four vectors of codes narrow to one of bytes (two packs,
+ * whose 128-bit lanes interleave the sources' dwords, then one permute back to element order). */
 static inline __attribute__((always_inline)) int int_lead8(const float *x, int n, __m256 scale,
                                                            __m256 zq, __m256 top, bool away,
-                                                           uint8_t *codes, float *y)
+                                                           uint8_t *codes, bool packed4, float *y)
 {
     int i = 0;
     if (codes) {
@@ -236,15 +262,19 @@ static inline __attribute__((always_inline)) int int_lead8(const float *x, int n
                                                     _mm256_cvttps_epi32(q[1]));
             const __m256i c23 = _mm256_packus_epi32(_mm256_cvttps_epi32(q[2]),
                                                     _mm256_cvttps_epi32(q[3]));
-            _mm256_storeu_si256((__m256i *)(codes + i),
-                                _mm256_permutevar8x32_epi32(_mm256_packus_epi16(c01, c23),
-                                                            order));
+            const __m256i b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(c01, c23), order);
+            if (packed4)
+                store_nibbles32(codes + i / 2, b);
+            else
+                _mm256_storeu_si256((__m256i *)(codes + i), b);
         }
     }
     for (; i + 8 <= n; i += 8) {
         _mm_prefetch((const char *)(x + i + INT_PREFETCH_AHEAD), _MM_HINT_T0);
         const __m256 q = int_q8(x + i, scale, zq, top, away);
-        if (codes)
+        if (codes && packed4)
+            store_nibbles8(codes + i / 2, _mm256_cvttps_epi32(q));
+        else if (codes)
             store_bytes8(codes + i, _mm256_cvttps_epi32(q));
         if (y)
             int_y8(y + i, q, scale, zq);
@@ -262,12 +292,14 @@ static inline int int_group(const grid_k_int *k, const float *x, int n, uint8_t 
         return 0;
     const __m256 scale = _mm256_set1_ps(k->scale), zq = _mm256_set1_ps(k->zero - k->lo);
     const __m256 top = _mm256_set1_ps(k->hi - k->lo);
-#define LEAD(away, c, yy) int_lead8(x, lead, scale, zq, top, away, c, yy)
+#define LEAD(away, c, p4, yy) int_lead8(x, lead, scale, zq, top, away, c, p4, yy)
+#define CODES(away, yy) (k->packed4 ? LEAD(away, codes, true, yy) : LEAD(away, codes, false, yy))
     if (k->away)
-        return codes && y ? LEAD(true, codes, y) : codes ? LEAD(true, codes, NULL)
-                                                         : LEAD(true, NULL, y);
-    return codes && y ? LEAD(false, codes, y) : codes ? LEAD(false, codes, NULL)
-                                                      : LEAD(false, NULL, y);
+        return codes && y ? CODES(true, y) : codes ? CODES(true, NULL)
+                                                   : LEAD(true, NULL, false, y);
+    return codes && y ? CODES(false, y) : codes ? CODES(false, NULL)
+                                                : LEAD(false, NULL, false, y);
+#undef CODES
 #undef LEAD
 #else
     (void)x, (void)codes, (void)y;
@@ -356,9 +388,9 @@ void grid_k_int_encode_groups(const grid_k_int_groups *k, const float *x, int n,
         group = grid_k512_int_group;
 #endif
     for (int c0 = 0, g = 0; c0 < n; c0 += gc, g++) {
-        const grid_k_int one = {k->scale[g], k->zero[g], k->lo, k->hi, k->away};
-        group(&one, x + c0, n - c0 < gc ? n - c0 : gc, codes ? codes + c0 : NULL,
-              y ? y + c0 : NULL);
+        const grid_k_int one = {k->scale[g], k->zero[g], k->lo, k->hi, k->away, k->packed4};
+        group(&one, x + c0, n - c0 < gc ? n - c0 : gc,
+              codes ? codes + (k->packed4 ? c0 / 2 : c0) : NULL, y ? y + c0 : NULL);
     }
 }
 
@@ -523,15 +555,11 @@ void grid_pack8(uint8_t *buf, size_t pos, const uint8_t *codes, size_t n, int w)
     }
     if (nacc == 0) {
 #if GRID_K_AVX2
-        if (w == 4) { /* 32 fields = 16 bytes: pairs of codes c0 + 16 c1 as 16-bit sums */
-            const __m256i mask4 = _mm256_set1_epi8(0x0f), pair = _mm256_set1_epi16(0x1001);
-            for (; i + 32 <= n; i += 32, b += 16) {
-                const __m256i c = _mm256_and_si256(
-                    _mm256_loadu_si256((const __m256i *)(codes + i)), mask4);
-                const __m256i p = _mm256_maddubs_epi16(c, pair);
-                _mm_storeu_si128((__m128i *)b, _mm_packus_epi16(_mm256_castsi256_si128(p),
-                                                               _mm256_extracti128_si256(p, 1)));
-            }
+        if (w == 4) { /* 32 fields = 16 bytes */
+            const __m256i mask4 = _mm256_set1_epi8(0x0f);
+            for (; i + 32 <= n; i += 32, b += 16)
+                store_nibbles32(b, _mm256_and_si256(
+                                       _mm256_loadu_si256((const __m256i *)(codes + i)), mask4));
         }
 #endif
 #if defined(__BMI2__)

@@ -23,8 +23,9 @@ bool grid_k_avx512(void);
 void grid_k_allow_avx512(bool on);
 /* The widest instruction set the int kernels use here: "avx512", "avx2" or "scalar". */
 const char *grid_k_isa(void);
-/* The kernels may write y past the caches (streaming stores, whose order with later stores is
- * weak): a thread calls this after its last kernel call, before another reads its y. */
+/* The kernels may write y and packed codes past the caches (streaming stores, whose order with
+ * later stores is weak): a thread calls this after its last kernel call, before another reads
+ * what it wrote. */
 void grid_k_fence(void);
 
 /* Largest bit pattern of |x[i]| over [0, n): the bits of max |x| when every x is finite,
@@ -38,10 +39,12 @@ void grid_k_minmax(const float *x, size_t n, float *lo, float *hi);
 /* int's element rounding with one group's state: t = scale > 0 ? x / scale : 0,
  * q = clamp(round(t) + zero, lo, hi) (round: rintf, or roundf when away), code = q - lo,
  * y = scale * (q - zero). Returns how many leading elements it did, grid_k_int_lead of them;
- * the caller does the rest by the reference. */
+ * the caller does the rest by the reference. Codes are one a byte, or with packed4 (codes below
+ * 16) two a byte as grid_pack8 packs them, low nibble first; packed codes go to memory past the
+ * caches where they fill aligned pieces, as grid_pack8's do. */
 typedef struct grid_k_int {
     float scale, zero, lo, hi;
-    bool away;
+    bool away, packed4;
 } grid_k_int;
 int grid_k_int_encode(const grid_k_int *k, const float *x, int n, uint8_t *codes, float *y);
 
@@ -77,11 +80,12 @@ int grid_k_int_states(const grid_k_int_rule *r, const float *lo, const float *hi
 
 /* grid_k_int_encode of each group of gc columns of x[0..n) (the last may be shorter) with its
  * own scale[g] and zero[g]: of group g of m elements, the grid_k_int_lead(scale[g], m) leading
- * ones. */
+ * ones. The codes of the group at column c0 start at byte c0 of codes, or c0 / 2 with packed4
+ * (gc even). */
 typedef struct grid_k_int_groups {
     const float *scale, *zero;
     float lo, hi;
-    bool away;
+    bool away, packed4;
 } grid_k_int_groups;
 void grid_k_int_encode_groups(const grid_k_int_groups *k, const float *x, int n, int gc,
                               uint8_t *codes, float *y);
@@ -108,12 +112,10 @@ int grid_k_mxint8_encode(const float *x, int n, float inv, float X, uint8_t *cod
 /* grid_pack of byte codes (w <= 8): codes[0..n) as w-bit fields at stream bit pos. The bits
  * before pos in its byte are kept; every later bit up to the end of the last field's byte is
  * written (bits past the last field become 0), so the stream needs no clearing when rows are
- * packed in order. */
+ * packed in order. Whole 16-byte pieces of 4-bit fields that start on 16 bytes go to memory past
+ * the caches (a large matrix's codes are read again only much later, and a streamed line is not
+ * first read for ownership); the caller orders them by grid_k_fence before another thread
+ * reads the stream. */
 void grid_pack8(uint8_t *buf, size_t pos, const uint8_t *codes, size_t n, int w);
 
-/* dst[0..n) = src[0..n) with stores that bypass the caches (non-temporal) where dst is 32-byte
- * aligned: for results far larger than the cache, whose cache lines would otherwise be read
- * from memory before being overwritten. Such stores are ordered only by grid_k_stream_fence,
- * which the writing thread calls before any other thread may read dst. */
-void grid_k_stream_copy(float *dst, const float *src, size_t n);
 #endif

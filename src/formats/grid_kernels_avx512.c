@@ -30,22 +30,20 @@ static inline AVX512 __m512 round_away(__m512 v)
     return _mm512_mask_add_ps(t, up, t, step);
 }
 
-/* int's rounding of the lanes m of x in the codes' domain (grid_kernels.c int_q8): the code
- * clamp(round(x / scale) + zq, 0, top), and y = scale * (code - zq). All 16 of y go to memory
- * past the caches (stream) when y is 64-byte aligned: the reconstruction of a large matrix is
- * read again only after much other data, and a streamed line is not first read for
+/* int's rounding of the lanes m of x in the codes' domain (grid_kernels.c int_q8): returns the
+ * codes clamp(round(x / scale) + zq, 0, top) and stores y = scale * (code - zq). All 16 of y go
+ * to memory past the caches (stream) when y is 64-byte aligned: the reconstruction of a large
+ * matrix is read again only after much other data, and a streamed line is not first read for
  * ownership. The caller fences them (grid_k_fence). */
-static inline AVX512 __attribute__((always_inline)) void int_lanes(const float *x, __mmask16 m,
+static inline AVX512 __attribute__((always_inline)) __m512 int_q16(const float *x, __mmask16 m,
                                                                     __m512 scale, __m512 zq,
                                                                     __m512 top, bool away,
-                                                                    uint8_t *codes, float *y)
+                                                                    float *y)
 {
     const __m512 t = _mm512_div_ps(_mm512_maskz_loadu_ps(m, x), scale);
     const __m512 r = away ? round_away(t)
                           : _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, zq), _mm512_setzero_ps()), top);
-    if (codes)
-        _mm_mask_storeu_epi8(codes, m, _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(q)));
     if (y) {
         const __m512 v = _mm512_mul_ps(scale, _mm512_sub_ps(q, zq));
         if (m == 0xffff && ((uintptr_t)y & 63) == 0)
@@ -53,24 +51,73 @@ static inline AVX512 __attribute__((always_inline)) void int_lanes(const float *
         else
             _mm512_mask_storeu_ps(y, m, v);
     }
+    return q;
 }
 
-/* The first n elements (a multiple of 8) with a positive scale; away, codes and y are constants
- * where it is inlined, so each combination is a loop without branches. */
+/* The codes of the first k lanes of q (k even when packed4): one a byte, or two (low nibble
+ * first), each 64-bit lane's pair c[2j] | c[2j + 1] << 4 in its low byte. */
+static inline AVX512 __attribute__((always_inline)) void codes16(uint8_t *codes, int k, __m512 q,
+                                                                  bool packed4)
+{
+    const __m512i c = _mm512_cvttps_epi32(q);
+    if (packed4)
+        _mm512_mask_cvtepi64_storeu_epi8(codes, (__mmask8)((1u << (k / 2)) - 1u),
+                                         _mm512_or_si512(c, _mm512_srli_epi64(c, 28)));
+    else
+        _mm_mask_storeu_epi8(codes, lanes(k), _mm512_cvtepi32_epi8(c));
+}
+
+/* The codes of four vectors as 64 bytes in element order. The packs work per 128-bit lane, so
+ * dword 4l + v of their result holds elements 4l..4l+3 of q[v]; one permute puts it at 4v + l. */
+static inline AVX512 __attribute__((always_inline)) __m512i bytes64(const __m512 q[4])
+{
+    const __m512i w01 = _mm512_packus_epi32(_mm512_cvttps_epi32(q[0]), _mm512_cvttps_epi32(q[1]));
+    const __m512i w23 = _mm512_packus_epi32(_mm512_cvttps_epi32(q[2]), _mm512_cvttps_epi32(q[3]));
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_epi32(order, _mm512_packus_epi16(w01, w23));
+}
+
+/* 64 codes (bytes, each < 16) as 32 bytes of pairs c[2j] | c[2j + 1] << 4, streamed past the
+ * caches where 32-byte aligned (grid_pack8's reason); the caller fences them. */
+static inline AVX512 __attribute__((always_inline)) void store_nibbles64(uint8_t *dst, __m512i b)
+{
+    const __m256i v = _mm512_cvtepi16_epi8(_mm512_maddubs_epi16(b, _mm512_set1_epi16(0x1001)));
+    if (((uintptr_t)dst & 31) == 0)
+        _mm256_stream_si256((__m256i *)dst, v);
+    else
+        _mm256_storeu_si256((__m256i *)dst, v);
+}
+
+/* The first n elements (a multiple of 8) with a positive scale; away, codes, y and packed4 are
+ * constants where it is inlined, so each combination is a loop without branches. With codes, 64
+ * at a time. */
 static inline AVX512 __attribute__((always_inline)) void int_lead(const float *x, int n,
                                                                    __m512 scale, __m512 zq,
                                                                    __m512 top, bool away,
-                                                                   uint8_t *codes, float *y)
+                                                                   uint8_t *codes, bool packed4,
+                                                                   float *y)
 {
     int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        _mm_prefetch((const char *)(x + i + PREFETCH_AHEAD), _MM_HINT_T0);
-        int_lanes(x + i, 0xffff, scale, zq, top, away, codes ? codes + i : NULL,
-                  y ? y + i : NULL);
+    for (; codes && i + 64 <= n; i += 64) {
+        __m512 q[4];
+        for (int v = 0; v < 4; v++) {
+            _mm_prefetch((const char *)(x + i + 16 * v + PREFETCH_AHEAD), _MM_HINT_T0);
+            q[v] = int_q16(x + i + 16 * v, 0xffff, scale, zq, top, away,
+                           y ? y + i + 16 * v : NULL);
+        }
+        const __m512i b = bytes64(q);
+        if (packed4)
+            store_nibbles64(codes + i / 2, b);
+        else
+            _mm512_storeu_si512(codes + i, b);
     }
-    if (i < n)
-        int_lanes(x + i, lanes(n - i), scale, zq, top, away, codes ? codes + i : NULL,
-                  y ? y + i : NULL);
+    for (; i < n; i += 16) {
+        const int k = n - i < 16 ? n - i : 16;
+        _mm_prefetch((const char *)(x + i + PREFETCH_AHEAD), _MM_HINT_T0);
+        const __m512 q = int_q16(x + i, lanes(k), scale, zq, top, away, y ? y + i : NULL);
+        if (codes)
+            codes16(packed4 ? codes + i / 2 : codes + i, k, q, packed4);
+    }
 }
 
 AVX512 int grid_k512_int_group(const grid_k_int *k, const float *x, int n, uint8_t *codes,
@@ -81,21 +128,23 @@ AVX512 int grid_k512_int_group(const grid_k_int *k, const float *x, int n, uint8
         return lead;
     const __m512 scale = _mm512_set1_ps(k->scale), zq = _mm512_set1_ps(k->zero - k->lo);
     const __m512 top = _mm512_set1_ps(k->hi - k->lo);
-#define LEAD(away, c, yy) int_lead(x, lead, scale, zq, top, away, c, yy)
+#define LEAD(away, c, p4, yy) int_lead(x, lead, scale, zq, top, away, c, p4, yy)
+#define CODES(away, yy) (k->packed4 ? LEAD(away, codes, true, yy) : LEAD(away, codes, false, yy))
     if (k->away) {
         if (codes && y)
-            LEAD(true, codes, y);
+            CODES(true, y);
         else if (codes)
-            LEAD(true, codes, NULL);
+            CODES(true, NULL);
         else
-            LEAD(true, NULL, y);
+            LEAD(true, NULL, false, y);
     } else if (codes && y) {
-        LEAD(false, codes, y);
+        CODES(false, y);
     } else if (codes) {
-        LEAD(false, codes, NULL);
+        CODES(false, NULL);
     } else {
-        LEAD(false, NULL, y);
+        LEAD(false, NULL, false, y);
     }
+#undef CODES
 #undef LEAD
     return lead;
 }

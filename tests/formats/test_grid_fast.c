@@ -488,11 +488,49 @@ static void test_put_record(void **state)
         }
 }
 
+/* grid_put_records against one grid_put_record per record, for runs of 0..9 records at every
+ * start bit: the same bytes in a zeroed stream after earlier records, and byte-aligned runs
+ * stored over any content without touching the bytes around them. */
+static void test_put_records(void **state)
+{
+    (void)state;
+    static const int widths[] = {8, 16, 18, 20, 21, 24, 32, 35, 40, 48, 56};
+    for (size_t k = 0; k < sizeof widths / sizeof widths[0]; k++)
+        for (size_t pos = 0; pos < 16; pos++)
+            for (int n = 0; n <= 9; n++) {
+                const int w = widths[k];
+                uint64_t v[9];
+                for (int i = 0; i < n; i++)
+                    v[i] = (0x9b3c5a6d7e1f2a3bull * (uint64_t)(i + 1)) & ((1ull << w) - 1u);
+                uint8_t a[80] = {0}, b[80] = {0}, c[80];
+                for (size_t i = 0; i < pos / 8; i++) /* earlier records */
+                    a[i] = b[i] = (uint8_t)(0x77 + i);
+                if (pos % 8) /* earlier records' bits in the first byte */
+                    a[pos / 8] = b[pos / 8] = 0x6d & (uint8_t)((1u << (pos % 8)) - 1u);
+                for (int i = 0; i < n; i++)
+                    grid_put_record(a, pos + (size_t)i * (size_t)w, v[i], w);
+                grid_put_records(b, pos, v, n, w);
+                if (memcmp(a, b, sizeof a) != 0)
+                    fail_msg("w %d pos %zu n %d: grid_put_records differs from grid_put_record",
+                             w, pos, n);
+                if (pos % 8 || w % 8)
+                    continue;
+                memset(c, 0x5a, sizeof c);
+                grid_put_records(c, pos, v, n, w);
+                const size_t end = (pos + (size_t)n * (size_t)w) / 8;
+                for (size_t i = 0; i < sizeof c; i++)
+                    if (c[i] != (i >= pos / 8 && i < end ? a[i] : 0x5a))
+                        fail_msg("w %d pos %zu n %d: byte %zu is 0x%02x over 0x5a", w, pos, n, i,
+                                 c[i]);
+            }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pack8),
         cmocka_unit_test(test_put_record),
+        cmocka_unit_test(test_put_records),
         cmocka_unit_test(test_table_sweep),
         cmocka_unit_test(test_e2m1_midpoints),
         cmocka_unit_test(test_fp16_scales),
