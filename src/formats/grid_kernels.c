@@ -26,7 +26,7 @@ static inline void store_bytes8(uint8_t *dst, __m256i c)
                                                         _mm256_extracti128_si256(b, 1)));
 }
 
-/* 16 bytes to memory past the caches where 16-byte aligned (grid_pack8's packed codes). */
+/* 16 bytes of packed codes to memory past the caches where 16-byte aligned (grid_pack8). */
 static inline void stream16(uint8_t *dst, __m128i v)
 {
     if (((uintptr_t)dst & 15) == 0)
