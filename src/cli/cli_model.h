@@ -8,10 +8,23 @@
 
 #include <jansson.h>
 
+#include "cli/cli_opts.h"
 #include "core/gq_error.h"
 #include "model/gq_model.h"
 #include "model/gq_stream.h"
 #include "text/gq_tokenizer.h"
+
+/* The --model and --tokenizer entries of a command's option table (cli_opts.h), the paths going
+ * to the fields model and tokenizer. */
+#define CLI_MODEL_OPTS(model, tokenizer)                                                          \
+    CLI_OPT("model", "M", CLI_MODEL, (model),                                                    \
+            "llama2.c checkpoint (legacy or version 1), llama GGUF, Hugging Face\n"               \
+            "model directory (config.json + safetensors; GPTQ/AWQ checkpoints too)\n"             \
+            "or gq-bench native file; assets: paths work",                                       \
+            .required = true),                                                                   \
+        CLI_OPT("tokenizer", "T", CLI_ASSET, (tokenizer),                                        \
+                "llama2.c tokenizer.bin matching the model's vocabulary, or a GGUF\n"             \
+                "file's (default for a GGUF model: its own)")
 
 /* Fills m, *tok and the resolved paths (buffers of path_n bytes). On failure nothing stays
  * loaded (m zeroed, *tok NULL) and err names the file. */

@@ -45,14 +45,7 @@ static int parse(int argc, char **argv, eval_args *a)
 {
     memset(a, 0, sizeof *a);
     const cli_opt opts[] = {
-        CLI_OPT("model", "M", CLI_MODEL, a->model,
-                "llama2.c checkpoint (legacy or version 1), llama GGUF, Hugging Face\n"
-                "model directory (config.json + safetensors; GPTQ/AWQ checkpoints too)\n"
-                "or gq-bench native file; assets: paths work",
-                .required = true),
-        CLI_OPT("tokenizer", "T", CLI_ASSET, a->tokenizer,
-                "llama2.c tokenizer.bin matching the model's vocabulary, or a GGUF\n"
-                "file's (default for a GGUF model: its own)"),
+        CLI_MODEL_OPTS(a->model, a->tokenizer),
         CLI_OPT("data", "D", CLI_ASSET, a->data, "UTF-8 text file", .required = true),
         CLI_OPT("ctx", "N", CLI_INT, &a->ctx,
                 "window length, 2..seq_len (4.. for llamacpp; default seq_len)", .min = 2,

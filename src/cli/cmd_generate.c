@@ -160,14 +160,7 @@ int cmd_generate(int argc, char **argv)
 {
     gen_opts o = {.prompt = "", .steps = -1}; /* steps -1: the default, 256 or seq_len if smaller */
     const cli_opt opts[] = {
-        CLI_OPT("model", "M", CLI_MODEL, o.model,
-                "llama2.c checkpoint (legacy or version 1), llama GGUF, Hugging Face\n"
-                "model directory (config.json + safetensors; GPTQ/AWQ checkpoints too)\n"
-                "or gq-bench native file; assets: paths work",
-                .required = true),
-        CLI_OPT("tokenizer", "T", CLI_ASSET, o.tokenizer,
-                "llama2.c tokenizer.bin matching the model's vocabulary, or a GGUF\n"
-                "file's (default for a GGUF model: its own)"),
+        CLI_MODEL_OPTS(o.model, o.tokenizer),
         CLI_OPT("prompt", "P", CLI_STR, &o.prompt, "prompt text (default: empty, BOS only)"),
         CLI_OPT("steps", "N", CLI_INT, &o.steps,
                 "positions to run, prompt included, at most seq_len\n"

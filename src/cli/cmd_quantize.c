@@ -71,14 +71,7 @@ static int model_opts(q_args *a, cli_opt *o)
 {
     const cli_quantize_writer *w = a->writer;
     const cli_opt rows[] = {
-        CLI_OPT("model", "M", CLI_MODEL, a->model,
-                "llama2.c checkpoint (legacy or version 1), llama GGUF, Hugging Face\n"
-                "model directory (config.json + safetensors; GPTQ/AWQ checkpoints too)\n"
-                "or gq-bench native file; assets: paths work",
-                .required = true),
-        CLI_OPT("tokenizer", "T", CLI_ASSET, a->tokenizer,
-                "llama2.c tokenizer.bin matching the model's vocabulary, or a GGUF\n"
-                "file's (default for a GGUF model: its own)"),
+        CLI_MODEL_OPTS(a->model, a->tokenizer),
         CLI_OPT("method", "NAME", CLI_STR, &a->method,
                 "rtn, gptq, awq, praq, affinequant, or a chain such as smoothquant,rtn "
                 "(gq-bench list methods)", .required = true),
