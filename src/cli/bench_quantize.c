@@ -10,7 +10,9 @@
  * a whole model's blocks after the first share one. Limits, measured between the rounds (best
  * of all samples): sgemm and dgemm = gq_sgemm / gq_dgemm GFLOP/s on products of the block's size
  * ((tokens x dim) x (dim x hidden) single, (dim x 256) x (256 x dim) double, the shape of the
- * Hessian's and the factorisation's updates); bandwidth = STREAM triad GB/s (gq_packed.h).
+ * Hessian's and the factorisation's updates); bandwidth = STREAM triad GB/s (gq_packed.h) over
+ * arrays each the size of the last-level cache (a block of a large model is read from memory,
+ * and a probe that fits the cache would measure the cache instead).
  * Memory: peak RSS since the previous stage ended (Linux clear_refs), and the sizes of what a
  * block holds. The projection to a whole model scales the token-proportional stages by the
  * token ratio (the forward pass by its FLOP ratio) and multiplies by the preset's layers. */
@@ -80,6 +82,9 @@ static int parse_args(int argc, char **argv, bq_args *a)
                 "threads (default: OMP_NUM_THREADS or all cores)", .min = 1, .max = 4096),
         CLI_OPT("seed", "S", CLI_INT, &a->seed, "seed of the weights and tokens", .def = "1",
                 .max = 0x1p62),
+        CLI_OPT("stream-mib", "M", CLI_INT, &a->stream_mib,
+                "MiB per STREAM-triad array of the bandwidth limit (default: the last-level "
+                "cache's size, at least 128)", .min = 1, .max = 1 << 16),
         CLI_OPT("no-avx512", NULL, CLI_FLAG, &a->no_avx512,
                 "int's kernels in their AVX2 form on a CPU with AVX-512 (same bytes)"),
     };
@@ -164,8 +169,10 @@ int bench_quantize(int argc, char **argv)
     bq_bench b = {0};
     int rc = setup(&a, &b, &err);
     if (rc == GQ_EXIT_OK)
-        rc = bq_limits_init(&b.lim, &b.cfg, (size_t)a.windows * a.ctx, &err) ? GQ_EXIT_FAIL
-                                                                               : GQ_EXIT_OK;
+        rc = bq_limits_init(&b.lim, &b.cfg, (size_t)a.windows * a.ctx, (size_t)a.stream_mib,
+                            &err)
+                 ? GQ_EXIT_FAIL
+                 : GQ_EXIT_OK;
     for (int r = 0; rc == GQ_EXIT_OK && r < a.reps; r++) {
         bq_limits_sample(&b.lim);
         if (one_round(&b, r, &err))

@@ -17,7 +17,7 @@
 typedef struct {
     const char *preset, *method, *format;
     json_t *fmt_params, *method_params;
-    long windows, ctx, hidden, reps, project_windows, project_ctx, threads, seed;
+    long windows, ctx, hidden, reps, project_windows, project_ctx, threads, seed, stream_mib;
     bool no_avx512;
 } bq_args;
 
@@ -45,6 +45,7 @@ typedef struct {
     float *a, *bm, *c;
     double *da, *dc;
     gq_bandwidth_probe *bw;
+    size_t bw_mib, llc_mib; /* MiB per triad array; the last-level cache (0: not reported) */
     double sgemm, dgemm, triad; /* GFLOP/s, GFLOP/s, GB/s */
 } bq_limits;
 
@@ -68,7 +69,8 @@ void bq_rss_reset(void);
 /* The process's resident set now (bytes), -1 when unknown. */
 long bq_rss_now(void);
 
-int bq_limits_init(bq_limits *l, const gq_config *c, size_t ntok, gq_error *err);
+int bq_limits_init(bq_limits *l, const gq_config *c, size_t ntok, size_t stream_mib,
+                   gq_error *err);
 /* One sample of each limit; the bests are kept. */
 void bq_limits_sample(bq_limits *l);
 void bq_limits_free(bq_limits *l);

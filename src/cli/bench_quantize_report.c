@@ -64,7 +64,8 @@ void bq_record_stage(void *user, const char *stage, gq_stage_limit limit, double
     bq_rss_reset(); /* the next stage's peak starts here */
 }
 
-int bq_limits_init(bq_limits *l, const gq_config *c, size_t ntok, gq_error *err)
+int bq_limits_init(bq_limits *l, const gq_config *c, size_t ntok, size_t stream_mib,
+                   gq_error *err)
 {
     memset(l, 0, sizeof *l);
     l->m = ntok < 2048 ? (int)ntok : 2048;
@@ -85,7 +86,10 @@ int bq_limits_init(bq_limits *l, const gq_config *c, size_t ntok, gq_error *err)
         l->bm[i] = (float)(i % 5) * 0.5f;
     for (size_t i = 0; i < (size_t)l->dn * l->dk; i++)
         l->da[i] = (double)(i % 11) * 0.125;
-    l->bw = gq_bandwidth_probe_new(128, err);
+    l->bw_mib = gq_bandwidth_mib_beyond_cache(&l->llc_mib);
+    if (stream_mib)
+        l->bw_mib = stream_mib;
+    l->bw = gq_bandwidth_probe_new(l->bw_mib, err);
     return l->bw ? 0 : -1;
 }
 
@@ -214,9 +218,10 @@ static void print_header(const bq_args *a, const bq_bench *b, int threads)
            a->windows * a->ctx, threads, b->n_rounds, gq_load_average(), gq_blas_description(),
            grid_k_isa());
     printf("limits (best sample): sgemm %.2f GFLOP/s ((%d x %d) x (%d x %d)), dgemm %.2f "
-           "GFLOP/s ((%d x %d) x (%d x %d)), triad %.2f GB/s\n", b->lim.sgemm, b->lim.m, b->lim.k,
-           b->lim.k, b->lim.n, b->lim.dgemm, b->lim.dn, b->lim.dk, b->lim.dk, b->lim.dn,
-           b->lim.triad);
+           "GFLOP/s ((%d x %d) x (%d x %d)), triad %.2f GB/s (3 x %zu MiB arrays; last-level "
+           "cache %zu MiB)\n", b->lim.sgemm, b->lim.m, b->lim.k, b->lim.k, b->lim.n, b->lim.dgemm,
+           b->lim.dn, b->lim.dk, b->lim.dk, b->lim.dn, b->lim.triad, b->lim.bw_mib,
+           b->lim.llc_mib);
     free(ms);
     json_decref(mj);
 }

@@ -202,6 +202,10 @@ size_t gq_packed_fp32_decode_bytes(const gq_config *c);
  * All threads. Bandwidth on a shared machine moves from second to second, so callers sample it
  * often and keep the best. */
 typedef struct gq_bandwidth_probe gq_bandwidth_probe;
+/* MiB per triad array for a ceiling of memory rather than of the caches: the last-level cache's
+ * size as the system reports it (sysconf), at least 128, so the three arrays are three times
+ * the cache; every pass then finds none of its data left there by the pass before. */
+size_t gq_bandwidth_mib_beyond_cache(size_t *llc_mib);
 gq_bandwidth_probe *gq_bandwidth_probe_new(size_t mib, gq_error *err);
 void gq_bandwidth_probe_run(gq_bandwidth_probe *p, int reps, double *triad, double *read);
 void gq_bandwidth_probe_free(gq_bandwidth_probe *p);

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/gq_alloc.h"
 #include "core/gq_fileio.h"
@@ -134,6 +135,20 @@ struct gq_bandwidth_probe {
     size_t n;          /* floats per triad array */
     float *a, *b, *c;  /* the triad's arrays; b doubles as the read stream */
 };
+
+size_t gq_bandwidth_mib_beyond_cache(size_t *llc_mib)
+{
+    long bytes = 0;
+#ifdef _SC_LEVEL3_CACHE_SIZE
+    bytes = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (bytes <= 0)
+        bytes = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    const size_t mib = bytes > 0 ? ((size_t)bytes + (1u << 20) - 1) >> 20 : 0;
+    if (llc_mib)
+        *llc_mib = mib;
+    return mib > 128 ? mib : 128;
+}
 
 gq_bandwidth_probe *gq_bandwidth_probe_new(size_t mib, gq_error *err)
 {

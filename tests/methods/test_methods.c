@@ -641,12 +641,13 @@ static void test_bench_quantize_cli(void **state)
 {
     (void)state;
     static char out[65536], errb[8192];
-    const char *base = "bench quantize --preset tiny --ctx 32 --windows 2 --reps 1";
+    const char *base = "bench quantize --preset tiny --ctx 32 --windows 2 --reps 1 "
+                       "--stream-mib 16";
     assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method gptq", base),
                      0);
     test_contains_all(out, "\nforward ", "\nhessian ", "\nfactor ", "\ncolumns ",
                       "\nrecon error ", "\ntotal ", "limits (best sample): sgemm ",
-                      "projection: 2 blocks", NULL);
+                      "GB/s (3 x 16 MiB arrays; last-level cache ", "projection: 2 blocks", NULL);
     assert_int_equal(test_run_clif(out, sizeof out, errb, sizeof errb, "%s --method awq", base), 0);
     test_contains_all(out, "\nstats ", "\nsearch ", "\nclip ", "\nround ", NULL);
     /* PRAQ's unit importance is its own stage (products, once per block) */
