@@ -217,11 +217,13 @@ static void print_header(const bq_args *a, const bq_bench *b, int threads)
            "load average %.1f; BLAS: %s; int kernels: %s\n", a->windows, a->ctx,
            a->windows * a->ctx, threads, b->n_rounds, gq_load_average(), gq_blas_description(),
            grid_k_isa());
+    char llc[32] = "not reported";
+    if (b->lim.llc_mib)
+        snprintf(llc, sizeof llc, "%zu MiB", b->lim.llc_mib);
     printf("limits (best sample): sgemm %.2f GFLOP/s ((%d x %d) x (%d x %d)), dgemm %.2f "
            "GFLOP/s ((%d x %d) x (%d x %d)), triad %.2f GB/s (3 x %zu MiB arrays; last-level "
-           "cache %zu MiB)\n", b->lim.sgemm, b->lim.m, b->lim.k, b->lim.k, b->lim.n, b->lim.dgemm,
-           b->lim.dn, b->lim.dk, b->lim.dk, b->lim.dn, b->lim.triad, b->lim.bw_mib,
-           b->lim.llc_mib);
+           "cache %s)\n", b->lim.sgemm, b->lim.m, b->lim.k, b->lim.k, b->lim.n, b->lim.dgemm,
+           b->lim.dn, b->lim.dk, b->lim.dk, b->lim.dn, b->lim.triad, b->lim.bw_mib, llc);
     free(ms);
     json_decref(mj);
 }

@@ -204,7 +204,8 @@ size_t gq_packed_fp32_decode_bytes(const gq_config *c);
 typedef struct gq_bandwidth_probe gq_bandwidth_probe;
 /* MiB per triad array for a ceiling of memory rather than of the caches: the last-level cache's
  * size as the system reports it (sysconf), at least 128, so the three arrays are three times
- * the cache; every pass then finds none of its data left there by the pass before. */
+ * the cache and a pass finds little of its data left there by the pass before. llc_mib gets
+ * the cache's size, 0 when the system does not report it. */
 size_t gq_bandwidth_mib_beyond_cache(size_t *llc_mib);
 gq_bandwidth_probe *gq_bandwidth_probe_new(size_t mib, gq_error *err);
 void gq_bandwidth_probe_run(gq_bandwidth_probe *p, int reps, double *triad, double *read);
